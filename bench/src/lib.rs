@@ -1,0 +1,1 @@
+//! gonets benchmark tools (see `bench/README.md`).

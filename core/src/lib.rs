@@ -1,0 +1,1 @@
+//! gonets engine: shards, routing, queues, protocol and registry (built in the engine issue).

@@ -1,0 +1,145 @@
+//! Settings of a log, with bounds checked once at open.
+
+use crate::error::LogError;
+use crate::frame::HEADER_SIZE_BYTES;
+use crate::marker::{block_count, marker_size_bytes, BLOCK_SIZE_BYTES};
+use crate::segment::SEGMENT_HEADER_BYTES;
+
+/// When an append counts as committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A commit resolves after the batch is written and covered by `fdatasync`.
+    /// Survives power loss. The default.
+    Fdatasync,
+    /// A commit resolves after the batch write completes, with no `fdatasync`:
+    /// survives a process crash but **not** a power loss or kernel crash.
+    /// For benchmarks that compare with peers run this way; never the default.
+    None,
+}
+
+/// Settings of a log.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Size of each segment file; a multiple of 4 KiB. Production default 256 MiB.
+    pub segment_size_bytes: u64,
+    /// Largest batch (records + commit marker), and so the largest record; a multiple of 4 KiB.
+    pub batch_bytes_max: usize,
+    /// Batch buffers that may exist at once (filling plus waiting plus in flight); at least 2.
+    pub batch_buffers_max: usize,
+    /// After a commit is asked for, wait this long for more appends before writing (0: write at once).
+    pub commit_window_us: u64,
+    /// Write without waiting for the window once this many bytes are pending.
+    pub commit_window_bytes: usize,
+    /// What a commit waits for.
+    pub durability: Durability,
+    /// Write a checkpoint after this many bytes were committed since the last one;
+    /// bounds recovery time.
+    pub checkpoint_interval_bytes: u64,
+    /// Distance between entries of the sparse offset index.
+    pub index_interval_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_size_bytes: 256 << 20,
+            batch_bytes_max: 1 << 20,
+            batch_buffers_max: 8,
+            commit_window_us: 0,
+            commit_window_bytes: 256 << 10,
+            durability: Durability::Fdatasync,
+            checkpoint_interval_bytes: 64 << 20,
+            index_interval_bytes: 64 << 10,
+        }
+    }
+}
+
+impl LogConfig {
+    /// A small configuration for tests: 256 KiB segments, 32 KiB batches.
+    pub fn small_for_tests() -> Self {
+        LogConfig {
+            segment_size_bytes: 256 << 10,
+            batch_bytes_max: 32 << 10,
+            batch_buffers_max: 4,
+            commit_window_bytes: 16 << 10,
+            checkpoint_interval_bytes: 1 << 20,
+            index_interval_bytes: 8 << 10,
+            ..LogConfig::default()
+        }
+    }
+
+    /// The largest marker a full batch needs.
+    pub(crate) fn marker_reserve_bytes(&self) -> usize {
+        marker_size_bytes(block_count(self.batch_bytes_max))
+    }
+
+    /// The largest payload one record may carry.
+    pub fn payload_bytes_max(&self) -> usize {
+        self.batch_bytes_max - self.marker_reserve_bytes() - HEADER_SIZE_BYTES
+    }
+
+    /// Checks every bound; an error names the broken one.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let fail = |s: String| Err(LogError::Config(s));
+        let block = BLOCK_SIZE_BYTES;
+        if self.batch_bytes_max % block != 0 || self.batch_bytes_max < 2 * block {
+            return fail(format!(
+                "batch_bytes_max {} must be a multiple of {block} and at least {}",
+                self.batch_bytes_max,
+                2 * block
+            ));
+        }
+        if self.batch_bytes_max > 64 << 20 {
+            return fail(format!(
+                "batch_bytes_max {} exceeds 64 MiB",
+                self.batch_bytes_max
+            ));
+        }
+        if self.segment_size_bytes % block as u64 != 0
+            || self.segment_size_bytes < (SEGMENT_HEADER_BYTES + self.batch_bytes_max) as u64
+            || self.segment_size_bytes > u32::MAX as u64
+        {
+            return fail(format!(
+                "segment_size_bytes {} must be a multiple of {block}, hold a header and a full batch ({}), and be below 4 GiB",
+                self.segment_size_bytes,
+                SEGMENT_HEADER_BYTES + self.batch_bytes_max
+            ));
+        }
+        if self.batch_buffers_max < 2 || self.batch_buffers_max > 1024 {
+            return fail(format!(
+                "batch_buffers_max {} must be between 2 and 1024",
+                self.batch_buffers_max
+            ));
+        }
+        if self.commit_window_us > 1_000_000 {
+            return fail(format!(
+                "commit_window_us {} exceeds one second",
+                self.commit_window_us
+            ));
+        }
+        if self.index_interval_bytes == 0 {
+            return fail("index_interval_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_defaults_when_validated_then_ok() {
+        LogConfig::default().validate().unwrap();
+        LogConfig::small_for_tests().validate().unwrap();
+    }
+
+    #[test]
+    fn given_segment_smaller_than_batch_when_validated_then_config_error() {
+        let c = LogConfig {
+            segment_size_bytes: 8192,
+            ..LogConfig::small_for_tests()
+        };
+        assert!(matches!(c.validate(), Err(LogError::Config(_))));
+    }
+}

@@ -1,0 +1,171 @@
+//! Per-segment sparse index from offset to the position of a batch start, and
+//! the scan that builds it from a segment's bytes.
+
+use crate::error::Corruption;
+use crate::scan::{batch_at, next_valid_batch, BatchAt, Damage, Limits};
+
+/// Sparse (offset, position) pairs of batch starts, ascending in both.
+#[derive(Clone, Debug, Default)]
+pub struct SparseIndex {
+    entries: Vec<(u64, u32)>,
+    last_position: Option<usize>,
+}
+
+impl SparseIndex {
+    /// Adds a batch start if it lies at least `interval` bytes after the last entry.
+    pub fn note_batch(&mut self, first_offset: u64, position: usize, interval: usize) {
+        if let Some((last_offset, _)) = self.entries.last() {
+            assert!(first_offset > *last_offset, "index entries must ascend");
+        }
+        let due = self.last_position.is_none_or(|p| position >= p + interval);
+        if due {
+            self.entries.push((first_offset, position as u32));
+            self.last_position = Some(position);
+        }
+    }
+
+    /// Adds an entry regardless of spacing (a resync point after damage).
+    pub fn force(&mut self, first_offset: u64, position: usize) {
+        if self.entries.last().is_none_or(|(o, _)| first_offset > *o) {
+            self.entries.push((first_offset, position as u32));
+            self.last_position = Some(position);
+        }
+    }
+
+    /// Puts entries scanned later (of an earlier range) in front of these.
+    pub fn prepend(&mut self, mut earlier: SparseIndex) {
+        if let (Some(e), Some(f)) = (earlier.entries.last(), self.entries.first()) {
+            assert!(e.0 < f.0);
+        }
+        earlier.entries.append(&mut self.entries);
+        self.entries = earlier.entries;
+        self.last_position = self.entries.last().map(|(_, p)| *p as usize);
+    }
+
+    /// The entry with the greatest offset not above `offset`.
+    pub fn floor(&self, offset: u64) -> Option<(u64, usize)> {
+        let i = self.entries.partition_point(|(o, _)| *o <= offset);
+        (i > 0).then(|| (self.entries[i - 1].0, self.entries[i - 1].1 as usize))
+    }
+}
+
+/// How a scan of a range of a segment ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// No more batches: the next one would start at `position`.
+    Clean {
+        /// Where the next batch goes.
+        position: usize,
+        /// Offset the next record gets.
+        next_offset: u64,
+        /// Chain after the last batch.
+        chain: [u8; 32],
+    },
+    /// A batch that failed its checks with no valid batch after it in this segment.
+    DamagedTail {
+        /// Start of the failed batch.
+        batch_start: usize,
+        /// Offset its first record should have had.
+        batch_first_offset: u64,
+        /// Chain it should have continued.
+        chain: [u8; 32],
+        /// Where it failed.
+        damage: Damage,
+    },
+}
+
+/// What a scan found.
+#[derive(Clone, Debug)]
+pub struct ScanOutcome {
+    /// Index of the batches found.
+    pub index: SparseIndex,
+    /// Damage inside the range that valid batches follow (so it was durable).
+    pub corruptions: Vec<Corruption>,
+    /// How the range ended.
+    pub end: ScanEnd,
+    /// Data records found in valid batches.
+    pub records: u64,
+    /// Valid batches found.
+    pub batches: u64,
+}
+
+/// Scans batches from `position` up to `limit_position` (exclusive), checking
+/// CRCs, offsets and the chain. Damage followed by a valid batch is recorded
+/// as corruption and skipped; damage with nothing valid after it ends the scan.
+pub fn scan_segment(
+    seg: &[u8],
+    segment_base: u64,
+    mut position: usize,
+    mut next_offset: u64,
+    mut chain: [u8; 32],
+    limit_position: usize,
+    limits: Limits,
+    index_interval: usize,
+) -> ScanOutcome {
+    let mut out = ScanOutcome {
+        index: SparseIndex::default(),
+        corruptions: vec![],
+        end: ScanEnd::Clean {
+            position,
+            next_offset,
+            chain,
+        },
+        records: 0,
+        batches: 0,
+    };
+    let limit = limit_position.min(seg.len());
+    // Bounded: each step moves `position` forward by at least one block.
+    while position < limit {
+        match batch_at(seg, position, next_offset, Some(&chain), limits) {
+            BatchAt::Valid(b) => {
+                out.index
+                    .note_batch(b.first_offset, b.start, index_interval);
+                out.records += b.record_count as u64;
+                out.batches += 1;
+                position = b.end;
+                next_offset = b.next_offset();
+                chain = b.chain;
+            }
+            BatchAt::Empty => break,
+            BatchAt::Damaged(damage) => {
+                match next_valid_batch(&seg[..limit], position, next_offset, limits) {
+                    Some(b) => {
+                        out.corruptions.push(Corruption {
+                            segment_base,
+                            position: damage.position as u64,
+                            first_offset: damage.offset,
+                            end_offset: b.first_offset,
+                            what: format!(
+                                "{:?} in a committed batch followed by later batches",
+                                damage.fault
+                            ),
+                        });
+                        // Records of the damaged batch before the damage stay readable.
+                        out.index.force(next_offset, position);
+                        out.index.force(b.first_offset, b.start);
+                        out.records += b.record_count as u64;
+                        out.batches += 1;
+                        position = b.end;
+                        next_offset = b.next_offset();
+                        chain = b.chain;
+                    }
+                    None => {
+                        out.end = ScanEnd::DamagedTail {
+                            batch_start: position,
+                            batch_first_offset: next_offset,
+                            chain,
+                            damage,
+                        };
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+    out.end = ScanEnd::Clean {
+        position,
+        next_offset,
+        chain,
+    };
+    out
+}

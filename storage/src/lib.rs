@@ -1,0 +1,29 @@
+//! gonets storage: per-shard append-only segment logs.
+//!
+//! A [`Log`] is a directory of fixed-size, preallocated segment files. Records
+//! are appended into batch buffers and committed in groups: one O_DIRECT
+//! write and one `fdatasync` through glommio's io_uring cover every record of
+//! a batch, and only then does [`Log::commit`] resolve. Reads are zero-copy
+//! slices of read-only memory maps, each record's CRC checked before it is
+//! served. Recovery on open starts at the last checkpoint, cuts a torn tail
+//! and reports damage inside the durable part. The byte format and the crash
+//! analysis are in `docs/storage.md`.
+
+mod checkpoint;
+mod config;
+mod error;
+pub mod frame;
+mod index;
+mod log;
+pub mod marker;
+mod read;
+mod recovery;
+pub mod scan;
+pub mod segment;
+
+pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
+pub use config::{Durability, LogConfig};
+pub use error::{Corruption, LogError, PoisonCause};
+pub use log::{Commit, Log, LogStats};
+pub use read::{LogIter, RecordRef, Slot};
+pub use recovery::{RecoveryReport, TornTail};

@@ -1,0 +1,880 @@
+//! The log: appends into batch buffers, group commit through io_uring, reads
+//! through read-only memory maps.
+//!
+//! Write path (see `docs/adr/0001-storage-write-path.md`): each batch is one
+//! O_DIRECT write of whole 4 KiB blocks at a fresh block boundary, then one
+//! `fdatasync`, both through glommio's io_uring. A block, once written, is
+//! never written again while the log is open, so reading a durable record
+//! through the page cache (the map) never races an O_DIRECT write of the
+//! same range.
+
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
+use crate::config::{Durability, LogConfig};
+use crate::error::{Corruption, LogError, PoisonCause};
+use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
+use crate::index::SparseIndex;
+use crate::marker::{self, align_up, BLOCK_SIZE_BYTES};
+use crate::scan::Limits;
+use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use memmap2::Mmap;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// A segment as the log holds it.
+pub(crate) struct SegmentEntry {
+    pub(crate) base_offset: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) map: Rc<Mmap>,
+    pub(crate) index: SparseIndex,
+    /// Range of this segment not scanned yet (segments before the checkpoint
+    /// are indexed on first read, so recovery time does not grow with the log).
+    pub(crate) lazy: Option<LazyRange>,
+}
+
+/// A range of a segment that recovery skipped because a checkpoint covers it.
+#[derive(Clone, Debug)]
+pub(crate) struct LazyRange {
+    pub(crate) until_position: usize,
+    pub(crate) until_offset: u64,
+    pub(crate) prev_chain: [u8; 32],
+}
+
+/// A batch being filled or waiting to be written.
+pub(crate) struct Batch {
+    buf: DmaBuffer,
+    used: usize,
+    first_offset: u64,
+    record_count: u32,
+    last_timestamp_ns: u64,
+}
+
+pub(crate) struct State {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) limits: Limits,
+    pub(crate) segments: Vec<SegmentEntry>,
+    pub(crate) active_file: Option<Rc<DmaFile>>,
+    /// Where the next batch goes in the active segment.
+    pub(crate) write_position: usize,
+    /// Offset the next append gets.
+    pub(crate) next_offset: u64,
+    /// Every offset below this is durable.
+    pub(crate) durable_offset: u64,
+    /// First offset still held (after retention).
+    pub(crate) start_offset: u64,
+    /// Chain value after the last durable batch.
+    pub(crate) chain: [u8; 32],
+    pub(crate) corruptions: Vec<Corruption>,
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) lock_file: Option<std::fs::File>,
+    open_batch: Option<Batch>,
+    sealed: VecDeque<Batch>,
+    batches_alive: usize,
+    commit_waiters: Vec<(u64, Waker)>,
+    room_waiters: Vec<Waker>,
+    pub(crate) flush_wanted_offset: u64,
+    flusher_waker: Option<Waker>,
+    flusher_running: bool,
+    flusher_done_waiters: Vec<Waker>,
+    poisoned: Option<PoisonCause>,
+    closing: bool,
+    closed: bool,
+    checkpoint_busy: bool,
+    bytes_since_checkpoint: u64,
+}
+
+/// A handle to an open log; clones share it. Single-threaded: use it from the
+/// glommio executor that opened it.
+#[derive(Clone)]
+pub struct Log {
+    pub(crate) state: Rc<RefCell<State>>,
+}
+
+/// Counters describing the log now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogStats {
+    /// First offset still held.
+    pub start_offset: u64,
+    /// Every offset below this is durable.
+    pub durable_offset: u64,
+    /// Offset the next append gets.
+    pub next_offset: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Known damaged ranges.
+    pub corruptions: usize,
+}
+
+impl State {
+    pub(crate) fn new(dir: PathBuf, config: LogConfig) -> State {
+        let limits = Limits {
+            record_size_bytes_max: config.batch_bytes_max,
+            batch_bytes_max: config.batch_bytes_max,
+        };
+        State {
+            dir,
+            config,
+            limits,
+            segments: vec![],
+            active_file: None,
+            write_position: SEGMENT_HEADER_BYTES,
+            next_offset: 0,
+            durable_offset: 0,
+            start_offset: 0,
+            chain: marker::CHAIN_GENESIS,
+            corruptions: vec![],
+            checkpoint: None,
+            lock_file: None,
+            open_batch: None,
+            sealed: VecDeque::new(),
+            batches_alive: 0,
+            commit_waiters: vec![],
+            room_waiters: vec![],
+            flush_wanted_offset: 0,
+            flusher_waker: None,
+            flusher_running: false,
+            flusher_done_waiters: vec![],
+            poisoned: None,
+            closing: false,
+            closed: false,
+            checkpoint_busy: false,
+            bytes_since_checkpoint: 0,
+        }
+    }
+
+    fn refuse(&self) -> Option<LogError> {
+        if self.closed || self.closing {
+            return Some(LogError::Closed);
+        }
+        self.poisoned.as_ref().map(LogError::from)
+    }
+
+    fn wake_flusher(&mut self) {
+        if let Some(w) = self.flusher_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn poison(&mut self, cause: PoisonCause) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(cause);
+        }
+        for (_, w) in self.commit_waiters.drain(..) {
+            w.wake();
+        }
+        for w in self.room_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn try_append(
+        &mut self,
+        payload: &[u8],
+        timestamp_ns: u64,
+        flags: u8,
+    ) -> Result<u64, LogError> {
+        if let Some(e) = self.refuse() {
+            return Err(e);
+        }
+        let size = HEADER_SIZE_BYTES + payload.len();
+        let room = self.config.batch_bytes_max - self.config.marker_reserve_bytes();
+        if size > room {
+            return Err(LogError::TooLarge {
+                size_bytes: size,
+                size_bytes_max: room,
+            });
+        }
+        let fits = self
+            .open_batch
+            .as_ref()
+            .is_some_and(|b| b.used + size <= room);
+        if !fits {
+            if self.batches_alive >= self.config.batch_buffers_max {
+                return Err(LogError::Busy);
+            }
+            if let Some(full) = self.open_batch.take() {
+                self.sealed.push_back(full);
+                self.wake_flusher();
+            }
+            self.batches_alive += 1;
+            self.open_batch = Some(Batch {
+                buf: glommio::allocate_dma_buffer(self.config.batch_bytes_max),
+                used: 0,
+                first_offset: self.next_offset,
+                record_count: 0,
+                last_timestamp_ns: timestamp_ns,
+            });
+        }
+        let offset = self.next_offset;
+        let batch = self.open_batch.as_mut().unwrap();
+        let at = batch.used;
+        let bytes = batch.buf.as_bytes_mut();
+        bytes[at + HEADER_SIZE_BYTES..at + size].copy_from_slice(payload);
+        frame::seal_in_place(
+            &mut bytes[at..],
+            payload.len(),
+            offset,
+            timestamp_ns,
+            RecordKind::Data,
+            flags,
+        );
+        batch.used += size;
+        batch.record_count += 1;
+        batch.last_timestamp_ns = timestamp_ns;
+        debug_assert_eq!(batch.first_offset + batch.record_count as u64, offset + 1);
+        self.next_offset += 1;
+        if batch.used >= self.config.commit_window_bytes {
+            self.flush_wanted_offset = self.flush_wanted_offset.max(self.next_offset);
+            self.wake_flusher();
+        }
+        Ok(offset)
+    }
+
+    /// True when the flusher has a batch to write now.
+    fn flush_due(&self) -> bool {
+        !self.sealed.is_empty()
+            || (self.open_batch.is_some()
+                && (self.flush_wanted_offset > self.durable_offset || self.closing))
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it, and starts its
+    /// flusher on the current glommio executor.
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(Log, crate::RecoveryReport), LogError> {
+        config.validate()?;
+        let (state, report) = crate::recovery::recover(dir.as_ref(), config).await?;
+        let log = Log {
+            state: Rc::new(RefCell::new(state)),
+        };
+        log.state.borrow_mut().flusher_running = true;
+        let flusher = log.clone();
+        glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
+        Ok((log, report))
+    }
+
+    /// Appends a record to the open batch without waiting; `Busy` when every
+    /// batch buffer is taken (wait on [`Log::commit`] or use [`Log::append`]).
+    pub fn try_append(
+        &self,
+        payload: &[u8],
+        timestamp_ns: u64,
+        flags: u8,
+    ) -> Result<u64, LogError> {
+        self.state
+            .borrow_mut()
+            .try_append(payload, timestamp_ns, flags)
+    }
+
+    /// Appends a record, waiting for a free batch buffer if needed. The record
+    /// is not durable until a [`Log::commit`] covering its offset resolves.
+    pub async fn append(
+        &self,
+        payload: &[u8],
+        timestamp_ns: u64,
+        flags: u8,
+    ) -> Result<u64, LogError> {
+        // Bounded: each pass either appends, fails, or waits for a batch to
+        // finish writing, which frees a buffer or poisons the log.
+        loop {
+            match self.try_append(payload, timestamp_ns, flags) {
+                Err(LogError::Busy) => {
+                    RoomWait {
+                        log: self,
+                        registered: false,
+                    }
+                    .await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Resolves once one `fdatasync` (or, with durability `none`, one write)
+    /// has covered `offset` and everything before it.
+    pub fn commit(&self, offset: u64) -> Commit<'_> {
+        Commit { log: self, offset }
+    }
+
+    /// Commits everything appended so far.
+    pub async fn commit_all(&self) -> Result<(), LogError> {
+        let next = self.state.borrow().next_offset;
+        if next == 0 {
+            return Ok(());
+        }
+        self.commit(next - 1).await
+    }
+
+    /// Counters describing the log now.
+    pub fn stats(&self) -> LogStats {
+        let st = self.state.borrow();
+        LogStats {
+            start_offset: st.start_offset,
+            durable_offset: st.durable_offset,
+            next_offset: st.next_offset,
+            segments: st.segments.len(),
+            corruptions: st.corruptions.len(),
+        }
+    }
+
+    /// Damage found so far (by recovery or by reads).
+    pub fn corruptions(&self) -> Vec<Corruption> {
+        self.state.borrow().corruptions.clone()
+    }
+
+    /// Why the log refuses commits, if it does.
+    pub fn poisoned(&self) -> Option<PoisonCause> {
+        self.state.borrow().poisoned.clone()
+    }
+
+    /// Writes a checkpoint at the durable end so the next recovery starts there.
+    pub async fn checkpoint(&self) -> Result<(), LogError> {
+        // Bounded by the one checkpoint in progress finishing.
+        while self.state.borrow().checkpoint_busy {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let (cp, dir) = {
+            let mut st = self.state.borrow_mut();
+            if let Some(cause) = &st.poisoned {
+                return Err(LogError::from(cause));
+            }
+            let Some(active) = st.segments.last() else {
+                return Ok(());
+            };
+            let cp = Checkpoint {
+                segment_base: active.base_offset,
+                position: st.write_position as u64,
+                next_offset: st.durable_offset,
+                chain: st.chain,
+            };
+            if st.checkpoint.as_ref() == Some(&cp) {
+                return Ok(());
+            }
+            st.checkpoint_busy = true;
+            (cp, st.dir.clone())
+        };
+        let result = write_checkpoint(&dir, &cp).await;
+        let mut st = self.state.borrow_mut();
+        st.checkpoint_busy = false;
+        match result {
+            Ok(()) => {
+                st.checkpoint = Some(cp);
+                st.bytes_since_checkpoint = 0;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops whole segments every record of which is below `offset`; never the
+    /// active segment. Returns how many were dropped.
+    pub async fn retain_from(&self, offset: u64) -> Result<usize, LogError> {
+        let doomed: Vec<(u64, PathBuf)> = {
+            let st = self.state.borrow();
+            if let Some(e) = st.refuse() {
+                return Err(e);
+            }
+            let n = st.segments.len();
+            (0..n.saturating_sub(1))
+                .take_while(|i| st.segments[i + 1].base_offset <= offset)
+                .map(|i| (st.segments[i].base_offset, st.segments[i].path.clone()))
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let cp_segment = self
+            .state
+            .borrow()
+            .checkpoint
+            .as_ref()
+            .map(|c| c.segment_base);
+        if cp_segment.is_some_and(|base| doomed.iter().any(|(b, _)| *b == base)) {
+            // Keep recovery bounded: never leave the checkpoint pointing at a dropped segment.
+            self.checkpoint().await?;
+        }
+        // Oldest first, so a crash leaves a contiguous suffix of segments.
+        for (base, path) in &doomed {
+            glommio::io::remove(path)
+                .await
+                .map_err(|e| LogError::io("remove segment", path, e.into()))?;
+            let mut st = self.state.borrow_mut();
+            assert_eq!(st.segments[0].base_offset, *base);
+            st.segments.remove(0);
+            st.start_offset = st.segments[0].base_offset;
+            let start = st.start_offset;
+            st.corruptions.retain(|c| c.end_offset > start);
+        }
+        let dir = self.state.borrow().dir.clone();
+        sync_dir(&dir).await?;
+        Ok(doomed.len())
+    }
+
+    /// Commits what was appended, stops the flusher and writes a checkpoint.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let pending = {
+            let st = self.state.borrow();
+            if st.closed {
+                return Ok(());
+            }
+            st.next_offset > st.durable_offset && st.poisoned.is_none()
+        };
+        if pending {
+            self.commit_all().await?;
+        }
+        self.state.borrow_mut().closing = true;
+        self.state.borrow_mut().wake_flusher();
+        FlusherDone { log: self }.await;
+        let poisoned = self.state.borrow().poisoned.clone();
+        let result = match poisoned {
+            Some(cause) => Err(LogError::from(&cause)),
+            None => self.checkpoint().await,
+        };
+        let file = {
+            let mut st = self.state.borrow_mut();
+            st.closed = true;
+            st.lock_file = None;
+            st.active_file.take()
+        };
+        if let Some(file) = file {
+            if let Ok(file) = Rc::try_unwrap(file) {
+                let _ = file.close().await;
+            }
+        }
+        result
+    }
+
+    async fn run_flusher(self) {
+        // Bounded: each pass writes one batch, or exits when closing with
+        // nothing left, or when poisoned.
+        loop {
+            let go = FlushDue { log: &self }.await;
+            if !go {
+                break;
+            }
+            let (window_us, short) = {
+                let st = self.state.borrow();
+                let pending = st.open_batch.as_ref().map_or(0, |b| b.used);
+                (
+                    st.config.commit_window_us,
+                    st.sealed.is_empty() && pending < st.config.commit_window_bytes && !st.closing,
+                )
+            };
+            if window_us > 0 && short {
+                glommio::timer::sleep(Duration::from_micros(window_us)).await;
+            }
+            let batch = {
+                let mut st = self.state.borrow_mut();
+                match st.sealed.pop_front() {
+                    Some(b) => b,
+                    None => st.open_batch.take().expect("flush due without a batch"),
+                }
+            };
+            if let Err(cause) = self.flush_batch(batch).await {
+                self.state.borrow_mut().poison(cause);
+                break;
+            }
+            let due_checkpoint = {
+                let st = self.state.borrow();
+                st.bytes_since_checkpoint >= st.config.checkpoint_interval_bytes
+            };
+            if due_checkpoint {
+                if let Err(e) = self.checkpoint().await {
+                    // The data is durable; a missing checkpoint only lengthens recovery.
+                    eprintln!("gonets-storage: checkpoint failed: {e}");
+                }
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.flusher_running = false;
+        for w in st.flusher_done_waiters.drain(..) {
+            w.wake();
+        }
+        for (_, w) in st.commit_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    async fn flush_batch(&self, mut batch: Batch) -> Result<(), PoisonCause> {
+        assert!(batch.record_count > 0);
+        let (prev_chain, durability, segment_size) = {
+            let st = self.state.borrow();
+            assert_eq!(
+                batch.first_offset, st.durable_offset,
+                "batches are written in order"
+            );
+            (
+                st.chain,
+                st.config.durability,
+                st.config.segment_size_bytes as usize,
+            )
+        };
+        let (marker_size, chain) = marker::write_marker(
+            batch.buf.as_bytes_mut(),
+            batch.used,
+            batch.first_offset,
+            batch.record_count,
+            &prev_chain,
+            batch.last_timestamp_ns,
+        );
+        let end = batch.used + marker_size;
+        let padded = align_up(end);
+        batch.buf.as_bytes_mut()[end..padded].fill(0);
+        let needs_roll = self.state.borrow().write_position + padded > segment_size;
+        if needs_roll {
+            self.roll(batch.first_offset, prev_chain).await?;
+        }
+        let (file, position) = {
+            let st = self.state.borrow();
+            (
+                st.active_file.clone().expect("an active segment"),
+                st.write_position,
+            )
+        };
+        let first_offset = batch.first_offset;
+        let record_count = batch.record_count;
+        batch.buf.trim_to_size(padded);
+        if let Some(errno) = injected("storage::write") {
+            return Err(PoisonCause::Write(errno));
+        }
+        match file.write_at(batch.buf, position as u64).await {
+            Ok(n) if n == padded => {}
+            Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
+            Err(e) => return Err(cause_of(e.into(), PoisonCause::Write)),
+        }
+        if durability == Durability::Fdatasync {
+            if let Some(errno) = injected("storage::fdatasync") {
+                return Err(PoisonCause::Sync(errno));
+            }
+            file.fdatasync()
+                .await
+                .map_err(|e| cause_of(e.into(), PoisonCause::Sync))?;
+        }
+        let mut st = self.state.borrow_mut();
+        let interval = st.config.index_interval_bytes;
+        st.segments
+            .last_mut()
+            .unwrap()
+            .index
+            .note_batch(first_offset, position, interval);
+        st.write_position = position + padded;
+        st.durable_offset = first_offset + record_count as u64;
+        st.chain = chain;
+        st.bytes_since_checkpoint += padded as u64;
+        st.batches_alive -= 1;
+        let durable = st.durable_offset;
+        st.commit_waiters.retain(|(offset, w)| {
+            if *offset < durable {
+                w.wake_by_ref();
+                false
+            } else {
+                true
+            }
+        });
+        for w in st.room_waiters.drain(..) {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Creates the next segment: made durable (file and directory) before use.
+    async fn roll(&self, base_offset: u64, prev_chain: [u8; 32]) -> Result<(), PoisonCause> {
+        let (dir, segment_size) = {
+            let st = self.state.borrow();
+            (st.dir.clone(), st.config.segment_size_bytes)
+        };
+        let (file, map) = create_segment(&dir, base_offset, segment_size, prev_chain)
+            .await
+            .map_err(|e| match e {
+                LogError::StorageFull => PoisonCause::StorageFull,
+                LogError::Io { source, .. } => {
+                    PoisonCause::Roll(source.raw_os_error().unwrap_or(libc::EIO))
+                }
+                _ => PoisonCause::Roll(libc::EIO),
+            })?;
+        let old = {
+            let mut st = self.state.borrow_mut();
+            st.segments.push(SegmentEntry {
+                base_offset,
+                path: segment::path(&dir, base_offset),
+                map: Rc::new(map),
+                index: SparseIndex::default(),
+                lazy: None,
+            });
+            st.write_position = SEGMENT_HEADER_BYTES;
+            st.active_file.replace(Rc::new(file))
+        };
+        if let Some(old) = old.and_then(|f| Rc::try_unwrap(f).ok()) {
+            let _ = old.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// Returns an errno if a test fail point says this call fails.
+fn injected(name: &str) -> Option<i32> {
+    #[cfg(feature = "failpoints")]
+    {
+        let fire = || -> Option<i32> {
+            fail::fail_point!(name, |arg: Option<String>| Some(
+                arg.and_then(|a| a.parse().ok()).unwrap_or(libc::EIO)
+            ));
+            None
+        };
+        if let Some(errno) = fire() {
+            return Some(errno);
+        }
+    }
+    let _ = name;
+    None
+}
+
+fn cause_of(e: std::io::Error, other: fn(i32) -> PoisonCause) -> PoisonCause {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => PoisonCause::StorageFull,
+        Some(errno) => other(errno),
+        None => other(libc::EIO),
+    }
+}
+
+/// Maps a whole segment file read-only.
+pub(crate) fn map_segment(
+    file: &DmaFile,
+    len: u64,
+    path: &Path,
+    random: bool,
+) -> Result<Mmap, LogError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the log owns the directory (held by a lock file); the mapped
+    // ranges it reads are never written while mapped, see the module docs.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .len(len as usize)
+            .map(file.as_raw_fd())
+    }
+    .map_err(|e| LogError::io("mmap segment", path, e))?;
+    if random {
+        // No readahead into blocks that O_DIRECT writes may fill later.
+        let _ = map.advise(memmap2::Advice::Random);
+    }
+    Ok(map)
+}
+
+/// Creates, preallocates and syncs a new segment and its directory entry.
+pub(crate) async fn create_segment(
+    dir: &Path,
+    base_offset: u64,
+    size: u64,
+    prev_chain: [u8; 32],
+) -> Result<(DmaFile, Mmap), LogError> {
+    let path = segment::path(dir, base_offset);
+    let io = |op, e: glommio::GlommioError<()>| {
+        let e: std::io::Error = e.into();
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            LogError::StorageFull
+        } else {
+            LogError::io(op, &path, e)
+        }
+    };
+    if let Some(errno) = injected("storage::roll") {
+        return Err(LogError::io(
+            "create segment",
+            &path,
+            std::io::Error::from_raw_os_error(errno),
+        ));
+    }
+    let file = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| io("create segment", e))?;
+    let result = async {
+        file.pre_allocate(size, false)
+            .await
+            .map_err(|e| io("preallocate segment", e))?;
+        let mut block = glommio::allocate_dma_buffer(SEGMENT_HEADER_BYTES);
+        SegmentHeader {
+            segment_size_bytes: size,
+            base_offset,
+            prev_chain,
+        }
+        .encode(block.as_bytes_mut());
+        let n = file
+            .write_at(block, 0)
+            .await
+            .map_err(|e| io("write segment header", e))?;
+        if n != SEGMENT_HEADER_BYTES {
+            return Err(LogError::io(
+                "write segment header",
+                &path,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        file.fdatasync().await.map_err(|e| io("sync segment", e))?;
+        sync_dir(dir).await
+    }
+    .await;
+    if let Err(e) = result {
+        // The segment never held data; remove it so recovery does not meet it.
+        let _ = file.remove().await;
+        let _ = file.close().await;
+        return Err(e);
+    }
+    let map = map_segment(&file, size, &path, true)?;
+    Ok((file, map))
+}
+
+/// Makes directory entries (new or removed files) durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| LogError::io("open directory", dir, e.into()))?;
+    d.sync()
+        .await
+        .map_err(|e| LogError::io("sync directory", dir, e.into()))?;
+    let _ = d.close().await;
+    Ok(())
+}
+
+async fn write_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), LogError> {
+    let tmp = dir.join(CHECKPOINT_TMP_FILE);
+    let dst = dir.join(CHECKPOINT_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .dma_open(&tmp)
+        .await
+        .map_err(|e| LogError::io("create checkpoint", &tmp, e.into()))?;
+    let mut block = glommio::allocate_dma_buffer(BLOCK_SIZE_BYTES);
+    cp.encode(block.as_bytes_mut());
+    file.write_at(block, 0)
+        .await
+        .map_err(|e| LogError::io("write checkpoint", &tmp, e.into()))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::io("sync checkpoint", &tmp, e.into()))?;
+    let _ = file.close().await;
+    glommio::io::rename(&tmp, &dst)
+        .await
+        .map_err(|e| LogError::io("rename checkpoint", &dst, e.into()))?;
+    sync_dir(dir).await
+}
+
+/// Future of [`Log::commit`].
+pub struct Commit<'a> {
+    log: &'a Log,
+    offset: u64,
+}
+
+impl Future for Commit<'_> {
+    type Output = Result<(), LogError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.log.state.borrow_mut();
+        assert!(
+            self.offset < st.next_offset,
+            "commit of offset {} never appended",
+            self.offset
+        );
+        if self.offset < st.durable_offset {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(cause) = &st.poisoned {
+            return Poll::Ready(Err(LogError::from(cause)));
+        }
+        if st.closed || !st.flusher_running {
+            return Poll::Ready(Err(LogError::Closed));
+        }
+        st.flush_wanted_offset = st.flush_wanted_offset.max(self.offset + 1);
+        if let Some(slot) = st
+            .commit_waiters
+            .iter_mut()
+            .find(|(o, w)| *o == self.offset && w.will_wake(cx.waker()))
+        {
+            slot.1 = cx.waker().clone();
+        } else {
+            st.commit_waiters.push((self.offset, cx.waker().clone()));
+        }
+        st.wake_flusher();
+        Poll::Pending
+    }
+}
+
+struct RoomWait<'a> {
+    log: &'a Log,
+    registered: bool,
+}
+
+impl Future for RoomWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        let mut st = self.log.state.borrow_mut();
+        if st.batches_alive < st.config.batch_buffers_max || st.poisoned.is_some() || st.closing {
+            return Poll::Ready(());
+        }
+        // Records waiting in full buffers must be written for room to appear.
+        st.flush_wanted_offset = st.flush_wanted_offset.max(st.next_offset);
+        st.room_waiters.push(cx.waker().clone());
+        st.wake_flusher();
+        drop(st);
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+struct FlushDue<'a> {
+    log: &'a Log,
+}
+
+impl Future for FlushDue<'_> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut st = self.log.state.borrow_mut();
+        if st.poisoned.is_some() {
+            return Poll::Ready(false);
+        }
+        if st.flush_due() {
+            return Poll::Ready(true);
+        }
+        if st.closing {
+            return Poll::Ready(false);
+        }
+        st.flusher_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+struct FlusherDone<'a> {
+    log: &'a Log,
+}
+
+impl Future for FlusherDone<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.log.state.borrow_mut();
+        if !st.flusher_running {
+            return Poll::Ready(());
+        }
+        st.flusher_done_waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
+}

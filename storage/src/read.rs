@@ -1,0 +1,305 @@
+//! Reads: zero-copy slices of the memory-mapped segments, every record's CRC
+//! checked before it is served.
+
+use crate::error::Corruption;
+use crate::frame::{self, Header, Parsed, RecordKind, HEADER_SIZE_BYTES};
+use crate::index::{scan_segment, ScanEnd};
+use crate::log::{Log, State};
+use crate::marker::align_up;
+use crate::segment::SEGMENT_HEADER_BYTES;
+use memmap2::Mmap;
+use std::rc::Rc;
+
+/// A record served from a segment map; holds the map alive, copies nothing.
+#[derive(Clone)]
+pub struct RecordRef {
+    map: Rc<Mmap>,
+    position: usize,
+    header: Header,
+}
+
+impl RecordRef {
+    /// The record's offset.
+    pub fn offset(&self) -> u64 {
+        self.header.offset
+    }
+
+    /// The writer's timestamp, ns since the Unix epoch.
+    pub fn timestamp_ns(&self) -> u64 {
+        self.header.timestamp_ns
+    }
+
+    /// The caller's flags.
+    pub fn flags(&self) -> u8 {
+        self.header.flags
+    }
+
+    /// The payload bytes, straight from the map.
+    pub fn payload(&self) -> &[u8] {
+        &self.map
+            [self.position + HEADER_SIZE_BYTES..self.position + self.header.size_bytes as usize]
+    }
+}
+
+impl std::fmt::Debug for RecordRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordRef")
+            .field("offset", &self.offset())
+            .field("len", &self.payload().len())
+            .finish()
+    }
+}
+
+/// What a read finds at an offset: the three cases need different handling,
+/// so they are never folded into an `Option`.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// The record, intact.
+    Present(RecordRef),
+    /// Nothing durable here yet (at or past the durable end).
+    Empty,
+    /// Dropped by retention (below the log's start).
+    Gone,
+    /// Committed once, but damaged now: never served.
+    Unreadable(Corruption),
+}
+
+impl Slot {
+    /// The record, if present.
+    pub fn present(self) -> Option<RecordRef> {
+        match self {
+            Slot::Present(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+fn covering(st: &State, offset: u64) -> Option<Corruption> {
+    st.corruptions
+        .iter()
+        .find(|c| c.first_offset <= offset && offset < c.end_offset)
+        .cloned()
+}
+
+fn segment_of(st: &State, offset: u64) -> usize {
+    let i = st.segments.partition_point(|s| s.base_offset <= offset);
+    assert!(i > 0, "offset {offset} is below the first segment");
+    i - 1
+}
+
+/// Scans a segment range that recovery skipped because a checkpoint covered it.
+fn ensure_indexed(st: &mut State, i: usize) {
+    let Some(lazy) = st.segments[i].lazy.take() else {
+        return;
+    };
+    let seg = &st.segments[i];
+    let out = scan_segment(
+        &seg.map,
+        seg.base_offset,
+        SEGMENT_HEADER_BYTES,
+        seg.base_offset,
+        lazy.prev_chain,
+        lazy.until_position,
+        st.limits,
+        st.config.index_interval_bytes,
+    );
+    let base = seg.base_offset;
+    st.segments[i].index.prepend(out.index);
+    st.corruptions.extend(out.corruptions);
+    match out.end {
+        ScanEnd::Clean {
+            next_offset,
+            position,
+            ..
+        } if next_offset < lazy.until_offset => st.corruptions.push(Corruption {
+            segment_base: base,
+            position: position as u64,
+            first_offset: next_offset,
+            end_offset: lazy.until_offset,
+            what: "segment ends before the offsets that follow it".into(),
+        }),
+        ScanEnd::Clean { .. } => {}
+        ScanEnd::DamagedTail { damage, .. } => st.corruptions.push(Corruption {
+            segment_base: base,
+            position: damage.position as u64,
+            first_offset: damage.offset,
+            end_offset: lazy.until_offset,
+            what: format!("{:?} in a committed batch", damage.fault),
+        }),
+    }
+}
+
+fn found_damage(st: &mut State, i: usize, position: usize, offset: u64, what: &str) -> Corruption {
+    let c = Corruption {
+        segment_base: st.segments[i].base_offset,
+        position: position as u64,
+        first_offset: offset,
+        end_offset: offset + 1,
+        what: what.into(),
+    };
+    if covering(st, offset).is_none() {
+        st.corruptions.push(c.clone());
+    }
+    c
+}
+
+/// Finds the position of `offset`, or the slot that says why there is none.
+fn locate(st: &mut State, offset: u64) -> Result<(usize, usize), Slot> {
+    if offset < st.start_offset {
+        return Err(Slot::Gone);
+    }
+    if offset >= st.durable_offset {
+        return Err(Slot::Empty);
+    }
+    let i = segment_of(st, offset);
+    ensure_indexed(st, i);
+    if let Some(c) = covering(st, offset) {
+        return Err(Slot::Unreadable(c));
+    }
+    let seg = &st.segments[i];
+    let (mut cur, mut pos) = seg
+        .index
+        .floor(offset)
+        .unwrap_or((seg.base_offset, SEGMENT_HEADER_BYTES));
+    let max = st.limits.record_size_bytes_max;
+    let steps_max = st.config.segment_size_bytes as usize / HEADER_SIZE_BYTES;
+    for _ in 0..steps_max {
+        match frame::peek(&seg.map, pos, max) {
+            Some((_, o, RecordKind::Data)) if o == offset => return Ok((i, pos)),
+            Some((size, o, RecordKind::Data)) if o == cur && o < offset => {
+                pos += size;
+                cur += 1;
+            }
+            Some((size, o, RecordKind::Commit)) if o == cur => pos = align_up(pos + size),
+            _ => break,
+        }
+    }
+    Err(Slot::Unreadable(found_damage(
+        st,
+        i,
+        pos,
+        offset,
+        "record not found where the index leads",
+    )))
+}
+
+fn read_at(st: &mut State, i: usize, pos: usize, offset: u64) -> Slot {
+    let seg = &st.segments[i];
+    match frame::parse(&seg.map, pos, st.limits.record_size_bytes_max) {
+        Parsed::Record(h) if h.offset == offset && h.kind == RecordKind::Data => {
+            Slot::Present(RecordRef {
+                map: seg.map.clone(),
+                position: pos,
+                header: h,
+            })
+        }
+        other => Slot::Unreadable(found_damage(
+            st,
+            i,
+            pos,
+            offset,
+            &format!("record fails its checks on read: {other:?}"),
+        )),
+    }
+}
+
+impl Log {
+    /// Reads the record at `offset`.
+    pub fn read(&self, offset: u64) -> Slot {
+        let mut st = self.state.borrow_mut();
+        match locate(&mut st, offset) {
+            Ok((i, pos)) => read_at(&mut st, i, pos, offset),
+            Err(slot) => slot,
+        }
+    }
+
+    /// Iterates durable records from `offset` to the durable end (as of each step).
+    pub fn iter_from(&self, offset: u64) -> LogIter {
+        LogIter {
+            log: self.clone(),
+            next_offset: offset,
+            cursor: None,
+        }
+    }
+}
+
+/// Iterator of [`Log::iter_from`]: walks segments in order without an index
+/// lookup per record. A damaged range is yielded once as `Unreadable`, a
+/// retained range once as `Gone`.
+pub struct LogIter {
+    log: Log,
+    next_offset: u64,
+    cursor: Option<(u64, usize)>,
+}
+
+impl Iterator for LogIter {
+    type Item = Slot;
+
+    fn next(&mut self) -> Option<Slot> {
+        let log = self.log.clone();
+        let mut st = log.state.borrow_mut();
+        if self.next_offset >= st.durable_offset {
+            return None;
+        }
+        if self.next_offset < st.start_offset {
+            self.next_offset = st.start_offset;
+            self.cursor = None;
+            return Some(Slot::Gone);
+        }
+        if let Some(c) = covering(&st, self.next_offset) {
+            self.next_offset = c.end_offset.max(self.next_offset + 1);
+            self.cursor = None;
+            return Some(Slot::Unreadable(c));
+        }
+        // Bounded: each pass moves the cursor past one marker or one segment end.
+        for _ in 0..(st.segments.len() + 2) * 2 {
+            let Some((base, pos)) = self.cursor else {
+                break;
+            };
+            let Some(i) = st.segments.iter().position(|s| s.base_offset == base) else {
+                break;
+            };
+            let seg = &st.segments[i];
+            match frame::peek(&seg.map, pos, st.limits.record_size_bytes_max) {
+                Some((size, o, RecordKind::Data)) if o == self.next_offset => {
+                    let slot = read_at(&mut st, i, pos, o);
+                    self.cursor = Some((base, pos + size));
+                    self.next_offset += 1;
+                    return Some(slot);
+                }
+                Some((size, o, RecordKind::Commit)) if o == self.next_offset => {
+                    self.cursor = Some((base, align_up(pos + size)));
+                }
+                _ => match st.segments.get(i + 1) {
+                    Some(next) if next.base_offset == self.next_offset => {
+                        self.cursor = Some((next.base_offset, SEGMENT_HEADER_BYTES));
+                    }
+                    _ => break,
+                },
+            }
+        }
+        self.cursor = None;
+        let offset = self.next_offset;
+        match locate(&mut st, offset) {
+            Ok((i, pos)) => {
+                let slot = read_at(&mut st, i, pos, offset);
+                if let Slot::Present(r) = &slot {
+                    self.cursor = Some((
+                        st.segments[i].base_offset,
+                        pos + HEADER_SIZE_BYTES + r.payload().len(),
+                    ));
+                }
+                self.next_offset += 1;
+                Some(slot)
+            }
+            Err(Slot::Unreadable(c)) => {
+                self.next_offset = c.end_offset.max(offset + 1);
+                Some(Slot::Unreadable(c))
+            }
+            Err(slot) => {
+                self.next_offset += 1;
+                Some(slot)
+            }
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Pure checks over the bytes of a segment: is there a valid batch at a
+//! position, where does the next one start, and is damage a torn tail or
+//! corruption. No I/O here, so every rule is unit-testable.
+
+use crate::frame::{self, Invalid, Parsed, RecordKind, HEADER_SIZE_BYTES};
+use crate::marker::{self, align_up, block_count, BLOCK_SIZE_BYTES};
+
+/// Bounds used while parsing untrusted bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest record (header + payload) that may exist.
+    pub record_size_bytes_max: usize,
+    /// Largest batch (records + marker) that may exist.
+    pub batch_bytes_max: usize,
+}
+
+/// A batch that passed every check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Position of its first record (block aligned).
+    pub start: usize,
+    /// Position of its commit marker.
+    pub marker_start: usize,
+    /// Position after its padding: where the next batch starts.
+    pub end: usize,
+    /// Offset of its first data record.
+    pub first_offset: u64,
+    /// Number of data records.
+    pub record_count: u32,
+    /// Chain value before it.
+    pub prev_chain: [u8; 32],
+    /// Chain value after it.
+    pub chain: [u8; 32],
+}
+
+impl BatchInfo {
+    /// The offset after its last record.
+    pub fn next_offset(&self) -> u64 {
+        self.first_offset + self.record_count as u64
+    }
+}
+
+/// Why a batch failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A record failed to parse.
+    Record(Invalid),
+    /// Zero bytes where a record was expected inside a batch.
+    Zero,
+    /// A record carries another offset than its place in the log says.
+    WrongOffset,
+    /// The marker does not agree with the records before it.
+    BadMarker,
+    /// The batch's chain value does not match its bytes.
+    BadChain,
+    /// The batch does not continue the chain of the batch before it.
+    ChainBreak,
+    /// No marker within the largest batch size.
+    Unterminated,
+}
+
+/// Where a batch check first failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Position of the first bad byte range (a record or marker start).
+    pub position: usize,
+    /// Offset the record at `position` should have had.
+    pub offset: u64,
+    /// What was wrong.
+    pub fault: Fault,
+}
+
+/// What lies at a batch position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchAt {
+    /// A whole, valid batch.
+    Valid(BatchInfo),
+    /// Nothing was ever written here (a zero header).
+    Empty,
+    /// Something is here but it is not a valid batch.
+    Damaged(Damage),
+}
+
+/// Checks the batch at `start`, which must hold `expected_offset` first and,
+/// when `prev_chain` is given, continue that chain.
+pub fn batch_at(
+    seg: &[u8],
+    start: usize,
+    expected_offset: u64,
+    prev_chain: Option<&[u8; 32]>,
+    limits: Limits,
+) -> BatchAt {
+    assert!(start % BLOCK_SIZE_BYTES == 0);
+    let window_end = seg.len().min(start + limits.batch_bytes_max);
+    let window = &seg[..window_end];
+    let mut pos = start;
+    let mut offset = expected_offset;
+    let damaged = |position, offset, fault| {
+        BatchAt::Damaged(Damage {
+            position,
+            offset,
+            fault,
+        })
+    };
+    // Bounded: every step advances by at least a header and stays inside the window.
+    loop {
+        match frame::parse(window, pos, limits.record_size_bytes_max) {
+            Parsed::Zero if pos == start => return BatchAt::Empty,
+            Parsed::Zero => return damaged(pos, offset, Fault::Zero),
+            Parsed::Invalid(Invalid::Truncated) => {
+                return damaged(pos, offset, Fault::Unterminated)
+            }
+            Parsed::Invalid(why) => return damaged(pos, offset, Fault::Record(why)),
+            Parsed::Record(h) if h.offset != offset => {
+                return damaged(pos, offset, Fault::WrongOffset)
+            }
+            Parsed::Record(h) if h.kind == RecordKind::Data => {
+                pos += h.size_bytes as usize;
+                offset += 1;
+            }
+            Parsed::Record(h) => {
+                let payload = &window[pos + HEADER_SIZE_BYTES..pos + h.size_bytes as usize];
+                let Some(m) = marker::decode(payload) else {
+                    return damaged(pos, offset, Fault::BadMarker);
+                };
+                let record_count = offset - expected_offset;
+                if m.first_offset != expected_offset
+                    || m.record_count as u64 != record_count
+                    || record_count == 0
+                    || m.block_crcs.len() != block_count(pos - start)
+                {
+                    return damaged(pos, offset, Fault::BadMarker);
+                }
+                if prev_chain.is_some_and(|c| *c != m.prev_chain) {
+                    return damaged(pos, offset, Fault::ChainBreak);
+                }
+                let chain = marker::chain_of(
+                    &m.prev_chain,
+                    m.first_offset,
+                    m.record_count,
+                    &window[start..pos],
+                );
+                if chain != m.chain {
+                    return damaged(pos, offset, Fault::BadChain);
+                }
+                return BatchAt::Valid(BatchInfo {
+                    start,
+                    marker_start: pos,
+                    end: align_up(pos + h.size_bytes as usize),
+                    first_offset: expected_offset,
+                    record_count: m.record_count,
+                    prev_chain: m.prev_chain,
+                    chain,
+                });
+            }
+        }
+    }
+}
+
+/// The first valid batch at a block boundary after `after` whose first offset
+/// is at least `min_offset`: evidence that damage before it was durable.
+pub fn next_valid_batch(
+    seg: &[u8],
+    after: usize,
+    min_offset: u64,
+    limits: Limits,
+) -> Option<BatchInfo> {
+    let mut q = align_up(after + 1);
+    while q + HEADER_SIZE_BYTES <= seg.len() {
+        if let Parsed::Record(h) = frame::parse(seg, q, limits.record_size_bytes_max) {
+            if h.kind == RecordKind::Data && h.offset >= min_offset {
+                if let BatchAt::Valid(b) = batch_at(seg, q, h.offset, None, limits) {
+                    return Some(b);
+                }
+            }
+        }
+        q += BLOCK_SIZE_BYTES;
+    }
+    None
+}
+
+/// Verdict on damage in the last batch of the log, with nothing valid after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailVerdict {
+    /// The batch was never completely written: it was not acknowledged; cut it.
+    Torn,
+    /// The batch was completely written and then damaged: report, do not cut.
+    /// Carries the batch's record count and where the next batch may start,
+    /// when the marker still tells them.
+    Corrupt {
+        /// Records in the damaged batch, from its marker.
+        record_count: Option<u32>,
+        /// Where the next batch may start.
+        end: Option<usize>,
+        /// The chain value its marker claims.
+        chain: Option<[u8; 32]>,
+    },
+}
+
+/// Tells a torn last batch from a damaged durable one.
+///
+/// A batch is written as one request and acknowledged only after `fdatasync`.
+/// A crash during that write leaves blocks that still read as zeros (space is
+/// preallocated and cut regions are zeroed), and usually no marker trailer at
+/// the end of the written bytes. A bit flip in a durable batch leaves every
+/// block written: the marker is found from its trailer, and the blocks whose
+/// CRC fails are not zero.
+pub fn classify_tail(
+    seg: &[u8],
+    start: usize,
+    expected_offset: u64,
+    limits: Limits,
+) -> TailVerdict {
+    let window_end = seg.len().min(start + limits.batch_bytes_max);
+    let Some(last_nonzero) = seg[start..window_end].iter().rposition(|b| *b != 0) else {
+        return TailVerdict::Torn;
+    };
+    let end = start + last_nonzero + 1;
+    let Some(ms) = marker::start_from_trailer(seg, end).filter(|ms| *ms >= start) else {
+        return TailVerdict::Torn;
+    };
+    let end_of_batch = Some(align_up(end));
+    if let Parsed::Record(h) = frame::parse(seg, ms, limits.record_size_bytes_max) {
+        let m = marker::decode(&seg[ms + HEADER_SIZE_BYTES..ms + h.size_bytes as usize]);
+        if let Some(m) = m.filter(|m| {
+            m.first_offset == expected_offset && m.block_crcs.len() == block_count(ms - start)
+        }) {
+            let (mut zero_blocks, mut bad_blocks) = (0, 0);
+            for (i, crc) in m.block_crcs.iter().enumerate() {
+                let block = &seg
+                    [start + i * BLOCK_SIZE_BYTES..(start + (i + 1) * BLOCK_SIZE_BYTES).min(ms)];
+                if crc32c::crc32c(block) != *crc {
+                    if block.iter().all(|b| *b == 0) {
+                        zero_blocks += 1;
+                    } else {
+                        bad_blocks += 1;
+                    }
+                }
+            }
+            if bad_blocks == 0 && zero_blocks > 0 {
+                return TailVerdict::Torn;
+            }
+            return TailVerdict::Corrupt {
+                record_count: Some(m.record_count),
+                end: end_of_batch,
+                chain: Some(m.chain),
+            };
+        }
+    }
+    // The trailer is there but the marker is damaged. A torn write leaves a
+    // sector of zeros somewhere in the batch; a flipped marker does not.
+    let zero_sector = seg[start..end]
+        .chunks(512)
+        .any(|s| s.len() == 512 && s.iter().all(|b| *b == 0));
+    if zero_sector {
+        return TailVerdict::Torn;
+    }
+    let raw = seg.get(ms + HEADER_SIZE_BYTES..ms + HEADER_SIZE_BYTES + 80);
+    let fields = raw.and_then(|p| {
+        let first = u64::from_le_bytes(p[0..8].try_into().unwrap());
+        let count = u32::from_le_bytes(p[8..12].try_into().unwrap());
+        let chain: [u8; 32] = p[48..80].try_into().unwrap();
+        (first == expected_offset
+            && count > 0
+            && (count as usize) <= limits.batch_bytes_max / HEADER_SIZE_BYTES)
+            .then_some((count, chain))
+    });
+    TailVerdict::Corrupt {
+        record_count: fields.map(|f| f.0),
+        end: end_of_batch,
+        chain: fields.map(|f| f.1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::seal_in_place;
+    use crate::marker::{write_marker, CHAIN_GENESIS};
+
+    const LIMITS: Limits = Limits {
+        record_size_bytes_max: 16 * 1024,
+        batch_bytes_max: 16 * 1024,
+    };
+
+    /// Builds a segment body holding batches of the given payload sizes, one Vec per batch.
+    fn segment(batches: &[Vec<usize>]) -> (Vec<u8>, Vec<BatchInfo>) {
+        let mut seg = vec![0u8; 64 * 1024];
+        let mut pos = 0;
+        let mut offset = 0u64;
+        let mut chain = CHAIN_GENESIS;
+        let mut infos = vec![];
+        for sizes in batches {
+            let start = pos;
+            let first = offset;
+            for (i, size) in sizes.iter().enumerate() {
+                seg[pos + HEADER_SIZE_BYTES..pos + HEADER_SIZE_BYTES + size]
+                    .fill(1 + (i as u8 % 200));
+                pos += seal_in_place(&mut seg[pos..], *size, offset, 5, RecordKind::Data, 0);
+                offset += 1;
+            }
+            let (msize, next) = write_marker(
+                &mut seg[start..],
+                pos - start,
+                first,
+                sizes.len() as u32,
+                &chain,
+                5,
+            );
+            infos.push(BatchInfo {
+                start,
+                marker_start: pos,
+                end: align_up(pos + msize),
+                first_offset: first,
+                record_count: sizes.len() as u32,
+                prev_chain: chain,
+                chain: next,
+            });
+            chain = next;
+            pos = align_up(pos + msize);
+        }
+        (seg, infos)
+    }
+
+    #[test]
+    fn given_written_batches_when_checked_then_each_valid_and_chained() {
+        let (seg, infos) = segment(&[vec![10, 20], vec![5000], vec![1]]);
+        let mut chain = CHAIN_GENESIS;
+        for info in &infos {
+            assert_eq!(
+                batch_at(&seg, info.start, info.first_offset, Some(&chain), LIMITS),
+                BatchAt::Valid(info.clone())
+            );
+            chain = info.chain;
+        }
+        assert_eq!(
+            batch_at(&seg, infos[2].end, 4, Some(&chain), LIMITS),
+            BatchAt::Empty
+        );
+    }
+
+    #[test]
+    fn given_wrong_prev_chain_when_checked_then_chain_break() {
+        let (seg, infos) = segment(&[vec![10], vec![10]]);
+        let got = batch_at(&seg, infos[1].start, 1, Some(&[9u8; 32]), LIMITS);
+        assert!(matches!(
+            got,
+            BatchAt::Damaged(Damage {
+                fault: Fault::ChainBreak,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn given_batch_cut_at_every_byte_when_classified_then_torn() {
+        let (full, infos) = segment(&[vec![100], vec![300]]);
+        let last = &infos[1];
+        for cut in last.start..last.marker_start + 120 {
+            let mut seg = full.clone();
+            seg[cut..].fill(0);
+            match batch_at(&seg, last.start, 1, Some(&infos[0].chain), LIMITS) {
+                BatchAt::Empty => assert_eq!(cut, last.start),
+                BatchAt::Damaged(_) => assert_eq!(
+                    classify_tail(&seg, last.start, 1, LIMITS),
+                    TailVerdict::Torn,
+                    "cut {cut}"
+                ),
+                BatchAt::Valid(_) => panic!("cut at {cut} still valid"),
+            }
+        }
+    }
+
+    #[test]
+    fn given_bit_flip_in_record_of_last_batch_when_classified_then_corrupt() {
+        let (full, infos) = segment(&[vec![100], vec![3000, 3000]]);
+        let last = &infos[1];
+        for pos in (last.start..last.marker_start).step_by(97) {
+            let mut seg = full.clone();
+            seg[pos] ^= 0x10;
+            assert!(matches!(
+                batch_at(&seg, last.start, 1, Some(&infos[0].chain), LIMITS),
+                BatchAt::Damaged(_)
+            ));
+            assert_eq!(
+                classify_tail(&seg, last.start, 1, LIMITS),
+                TailVerdict::Corrupt {
+                    record_count: Some(2),
+                    end: Some(last.end),
+                    chain: Some(last.chain)
+                },
+                "flip at {pos}"
+            );
+        }
+    }
+
+    #[test]
+    fn given_middle_block_never_written_when_classified_then_torn() {
+        let (mut seg, infos) = segment(&[vec![12000]]);
+        seg[4096..8192].fill(0);
+        assert!(matches!(
+            batch_at(&seg, 0, 0, None, LIMITS),
+            BatchAt::Damaged(_)
+        ));
+        assert_eq!(classify_tail(&seg, 0, 0, LIMITS), TailVerdict::Torn);
+        let _ = infos;
+    }
+
+    #[test]
+    fn given_damage_followed_by_valid_batch_when_searched_then_found() {
+        let (mut seg, infos) = segment(&[vec![100], vec![100], vec![100]]);
+        seg[infos[1].start + 40] ^= 1;
+        let next = next_valid_batch(&seg, infos[1].start, 2, LIMITS).unwrap();
+        assert_eq!(next, infos[2]);
+    }
+}

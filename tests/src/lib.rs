@@ -1,0 +1,1 @@
+//! Helpers shared by the black-box tests in `tests/tests/`.
