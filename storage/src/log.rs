@@ -86,6 +86,7 @@ pub(crate) struct State {
     poisoned: Option<PoisonCause>,
     closing: bool,
     closed: bool,
+    abandoned: bool,
     checkpoint_busy: bool,
     bytes_since_checkpoint: u64,
 }
@@ -144,6 +145,7 @@ impl State {
             poisoned: None,
             closing: false,
             closed: false,
+            abandoned: false,
             checkpoint_busy: false,
             bytes_since_checkpoint: 0,
         }
@@ -452,6 +454,27 @@ impl Log {
             }
         }
         result
+    }
+
+    /// Stops without committing pending records or writing a checkpoint,
+    /// once any write in flight has finished: the state a process crash
+    /// leaves. Releases the directory so it can be reopened (crash tests).
+    pub async fn abandon(self) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.abandoned = true;
+            st.wake_flusher();
+        }
+        FlusherDone { log: &self }.await;
+        let mut st = self.state.borrow_mut();
+        st.closed = true;
+        st.lock_file = None;
+        st.active_file = None;
+        st.open_batch = None;
+        st.sealed.clear();
+        for (_, w) in st.commit_waiters.drain(..) {
+            w.wake();
+        }
     }
 
     async fn run_flusher(self) {
@@ -848,7 +871,7 @@ impl Future for FlushDue<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let mut st = self.log.state.borrow_mut();
-        if st.poisoned.is_some() {
+        if st.poisoned.is_some() || st.abandoned {
             return Poll::Ready(false);
         }
         if st.flush_due() {

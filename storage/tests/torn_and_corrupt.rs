@@ -1,0 +1,338 @@
+//! Byte-level damage to segment files: a torn last batch is cut and only its
+//! unacknowledged records are lost; damage inside the durable part is reported
+//! and never served, never cut.
+
+use glommio::{LocalExecutorBuilder, Placement};
+use gonets_storage::marker::CHAIN_GENESIS;
+use gonets_storage::scan::{batch_at, BatchAt, BatchInfo, Limits};
+use gonets_storage::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gonets_storage::{Corruption, Log, LogConfig, RecoveryReport, Slot};
+use std::path::{Path, PathBuf};
+
+fn config(segment_size_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_size_bytes,
+        batch_bytes_max: 16 << 10,
+        checkpoint_interval_bytes: u64::MAX,
+        ..LogConfig::small_for_tests()
+    }
+}
+
+fn limits() -> Limits {
+    Limits { record_size_bytes_max: 16 << 10, batch_bytes_max: 16 << 10 }
+}
+
+fn payload(offset: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (offset as usize * 31 + i * 7 + 1) as u8 | 1).collect()
+}
+
+fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(f: impl FnOnce() -> F + Send + 'static) -> T {
+    LocalExecutorBuilder::new(Placement::Unbound).make().unwrap().run(f())
+}
+
+/// Writes batches of (records, payload size) and stops like a crash (no checkpoint) or cleanly.
+fn build(dir: &Path, segment_size: u64, batches: &[(usize, usize)], clean: bool) -> Vec<Vec<u8>> {
+    let dir = dir.to_path_buf();
+    let batches = batches.to_vec();
+    run(move || async move {
+        let (log, _) = Log::open(&dir, config(segment_size)).await.unwrap();
+        let mut all = vec![];
+        for (records, size) in batches {
+            let mut last = 0;
+            for _ in 0..records {
+                let p = payload(all.len() as u64, size);
+                last = log.append(&p, 1, 0).await.unwrap();
+                all.push(p);
+            }
+            log.commit(last).await.unwrap();
+        }
+        if clean {
+            log.close().await.unwrap();
+        } else {
+            log.abandon().await;
+        }
+        all
+    })
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    v.sort();
+    v
+}
+
+/// The batches of a segment file, from its bytes.
+fn batches_of(file: &Path) -> Vec<BatchInfo> {
+    let bytes = std::fs::read(file).unwrap();
+    let header = SegmentHeader::decode(&bytes).unwrap();
+    let (mut pos, mut offset, mut chain) = (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
+    let mut out = vec![];
+    while let BatchAt::Valid(b) = batch_at(&bytes, pos, offset, Some(&chain), limits()) {
+        pos = b.end;
+        offset = b.next_offset();
+        chain = b.chain;
+        out.push(b);
+    }
+    let _ = CHAIN_GENESIS;
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn damage(file: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(file).unwrap();
+    f(&mut bytes);
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// What a read returned, owned so it can leave the executor thread.
+#[derive(Debug)]
+enum Seen {
+    Present,
+    Empty,
+    Unreadable(#[allow(dead_code)] Corruption),
+    Other(#[allow(dead_code)] String),
+}
+
+/// Reopens and returns the report and every slot from 0 to the end.
+fn reopen(dir: &Path, segment_size: u64, total: u64) -> (RecoveryReport, Vec<Seen>, Vec<Option<Vec<u8>>>) {
+    let dir = dir.to_path_buf();
+    run(move || async move {
+        let (log, report) = Log::open(&dir, config(segment_size)).await.unwrap();
+        let mut slots = vec![];
+        let mut payloads = vec![];
+        for o in 0..total.max(report.next_offset) {
+            let s = log.read(o);
+            payloads.push(match &s {
+                Slot::Present(r) => Some(r.payload().to_vec()),
+                _ => None,
+            });
+            slots.push(match s {
+                Slot::Present(_) => Seen::Present,
+                Slot::Empty => Seen::Empty,
+                Slot::Unreadable(c) => Seen::Unreadable(c),
+                other => Seen::Other(format!("{other:?}")),
+            });
+        }
+        log.abandon().await;
+        (report, slots, payloads)
+    })
+}
+
+#[test]
+fn given_last_record_cut_at_every_byte_when_reopened_then_only_it_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let mut batches = vec![(1usize, 150usize); 12];
+    batches.push((1, 200));
+    let all = build(&pristine, 256 << 10, &batches, false);
+    let seg = segment_files(&pristine).pop().unwrap();
+    let last = batches_of(&seg).pop().unwrap();
+    assert_eq!(last.first_offset, 12);
+    let bytes = std::fs::read(&seg).unwrap();
+    let marker_end = bytes[..last.end].iter().rposition(|b| *b != 0).unwrap() + 1;
+    // Every byte of the record and of the commit marker after it.
+    for cut in 0..(marker_end - last.start) {
+        let dir = tmp.path().join(format!("cut-{cut}"));
+        copy_dir(&pristine, &dir);
+        let file = segment_files(&dir).pop().unwrap();
+        damage(&file, |b| b[last.start + cut..last.end].fill(0));
+        let (report, slots, payloads) = reopen(&dir, 256 << 10, 13);
+        assert!(report.corruptions.is_empty(), "cut {cut}: {:?}", report.corruptions);
+        assert_eq!(report.next_offset, 12, "cut {cut}: the unacknowledged record must be dropped, nothing else");
+        assert_eq!(report.torn_tail.is_some(), cut > 0, "cut {cut}");
+        for o in 0..12 {
+            assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "cut {cut}: offset {o}");
+        }
+        assert!(matches!(slots[12], Seen::Empty), "cut {cut}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn given_torn_tail_cut_when_appending_again_then_log_continues_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    build(&dir, 256 << 10, &[(3, 100), (2, 300)], false);
+    let seg = segment_files(&dir).pop().unwrap();
+    let last = batches_of(&seg).pop().unwrap();
+    damage(&seg, |b| b[last.start + 40..last.end].fill(0));
+    let d = dir.clone();
+    run(move || async move {
+        let (log, report) = Log::open(&d, config(256 << 10)).await.unwrap();
+        assert_eq!(report.next_offset, 3);
+        assert!(report.bytes_cut > 0);
+        let o = log.append(b"after the cut", 1, 0).await.unwrap();
+        assert_eq!(o, 3);
+        log.commit(o).await.unwrap();
+        log.abandon().await;
+    });
+    let (report, slots, payloads) = reopen(&dir, 256 << 10, 4);
+    assert!(report.corruptions.is_empty() && report.torn_tail.is_none());
+    assert_eq!(report.next_offset, 4);
+    assert!(matches!(slots[3], Seen::Present));
+    assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
+}
+
+/// Which record (offset) holds byte `pos` of a segment, from the pristine layout.
+fn record_at(bytes: &[u8], batches: &[BatchInfo], pos: usize) -> Option<u64> {
+    for b in batches {
+        if pos >= b.start && pos < b.marker_start {
+            let (mut p, mut o) = (b.start, b.first_offset);
+            while p < b.marker_start {
+                let size = u32::from_le_bytes(bytes[p + 4..p + 8].try_into().unwrap()) as usize;
+                if pos < p + size {
+                    return Some(o);
+                }
+                p += size;
+                o += 1;
+            }
+        }
+    }
+    None
+}
+
+fn batch_of(batches: &[BatchInfo], offset: u64) -> &BatchInfo {
+    batches.iter().find(|b| b.first_offset <= offset && offset < b.next_offset()).unwrap()
+}
+
+/// Flips or zeroes bytes at random positions of the durable part of the only
+/// segment and checks that nothing acknowledged is cut or served wrong.
+fn damage_tail_segment(zero: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let batches = [(3usize, 700usize), (1, 5000), (4, 900), (2, 3000), (5, 400)];
+    let all = build(&pristine, 256 << 10, &batches, false);
+    let total = all.len() as u64;
+    let seg = segment_files(&pristine).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let layout = batches_of(&seg);
+    let last = layout.last().unwrap();
+    let marker_end = bytes[..last.end].iter().rposition(|b| *b != 0).unwrap() + 1;
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut tried = 0;
+    while tried < 120 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let pos = SEGMENT_HEADER_BYTES + (rng as usize % (last.end - SEGMENT_HEADER_BYTES));
+        // The last 8 bytes of the final marker (its trailer) are what tells a
+        // torn final batch from a damaged one; damage there reads as torn
+        // (documented in docs/storage.md), so it is not part of this sweep.
+        if pos >= marker_end - 8 && pos < marker_end {
+            continue;
+        }
+        if zero && bytes[pos] == 0 {
+            continue;
+        }
+        tried += 1;
+        let dir = tmp.path().join(format!("d-{pos}"));
+        copy_dir(&pristine, &dir);
+        let file = segment_files(&dir).pop().unwrap();
+        damage(&file, |b| if zero { b[pos] = 0 } else { b[pos] ^= 1 << (rng >> 60 & 7) });
+        let (report, slots, payloads) = reopen(&dir, 256 << 10, total);
+        assert!(report.torn_tail.is_none(), "pos {pos}: committed data cut as torn: {report:?}");
+        assert_eq!(report.next_offset, total, "pos {pos}: committed records lost");
+        let hit = record_at(&bytes, &layout, pos);
+        for o in 0..total {
+            match &slots[o as usize] {
+                Seen::Present => assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..]), "pos {pos}: wrong data"),
+                Seen::Unreadable(c) => {
+                    let b = batch_of(&layout, hit.unwrap_or(u64::MAX).min(total - 1));
+                    assert!(o >= b.first_offset && o < b.next_offset(), "pos {pos}: offset {o} unreadable outside the damaged batch: {c:?}");
+                }
+                other => panic!("pos {pos}: offset {o}: {other:?}"),
+            }
+        }
+        if let Some(r) = hit {
+            assert!(matches!(slots[r as usize], Seen::Unreadable(_)), "pos {pos}: damaged record {r} served");
+            assert!(!report.corruptions.is_empty(), "pos {pos}: damage not reported");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn given_bit_flips_in_tail_segment_when_reopened_then_reported_not_served_not_cut() {
+    damage_tail_segment(false);
+}
+
+#[test]
+fn given_zeroed_bytes_in_tail_segment_when_reopened_then_reported_not_served_not_cut() {
+    damage_tail_segment(true);
+}
+
+/// Damage in an older (sealed) segment, with or without a checkpoint past it.
+fn damage_older_segment(clean: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let batches: Vec<(usize, usize)> = (0..60).map(|i| (1 + i % 4, 1500 + (i * 97) % 2000)).collect();
+    let all = build(&dir, 64 << 10, &batches, clean);
+    let total = all.len() as u64;
+    let files = segment_files(&dir);
+    assert!(files.len() >= 3, "need several segments");
+    let victim = &files[1];
+    let bytes = std::fs::read(victim).unwrap();
+    let layout = batches_of(victim);
+    let b = &layout[layout.len() / 2];
+    let pos = b.start + 100;
+    let hit = record_at(&bytes, &layout, pos).unwrap();
+    damage(victim, |x| x[pos] ^= 0x40);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
+    assert_eq!(report.from_checkpoint, clean);
+    assert_eq!(report.next_offset, total);
+    assert!(report.torn_tail.is_none());
+    if !clean {
+        assert!(!report.corruptions.is_empty(), "a full scan must report the damage");
+    }
+    for o in 0..total {
+        match &slots[o as usize] {
+            Seen::Present => assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..])),
+            Seen::Unreadable(_) => assert!(o >= b.first_offset && o < b.next_offset(), "offset {o}"),
+            other => panic!("offset {o}: {other:?}"),
+        }
+    }
+    assert!(matches!(slots[hit as usize], Seen::Unreadable(_)), "damaged record served");
+}
+
+#[test]
+fn given_bit_flip_in_older_segment_after_clean_close_when_read_then_unreadable_others_intact() {
+    damage_older_segment(true);
+}
+
+#[test]
+fn given_bit_flip_in_older_segment_after_crash_when_reopened_then_reported_others_intact() {
+    damage_older_segment(false);
+}
+
+#[test]
+fn given_damaged_header_of_older_segment_when_reopened_then_its_records_unreadable_others_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let batches: Vec<(usize, usize)> = (0..60).map(|i| (2, 1000 + i * 13)).collect();
+    let all = build(&dir, 64 << 10, &batches, false);
+    let total = all.len() as u64;
+    let files = segment_files(&dir);
+    let victim_layout = batches_of(&files[1]);
+    let (first, end) = (victim_layout[0].first_offset, victim_layout.last().unwrap().next_offset());
+    damage(&files[1], |x| x[20] ^= 1);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
+    assert_eq!(report.next_offset, total);
+    assert!(!report.corruptions.is_empty());
+    for o in 0..total {
+        if o >= first && o < end {
+            assert!(matches!(slots[o as usize], Seen::Unreadable(_)), "offset {o} in the damaged segment");
+        } else {
+            assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..]), "offset {o}");
+        }
+    }
+}
