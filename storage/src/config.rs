@@ -2,7 +2,7 @@
 
 use crate::error::LogError;
 use crate::frame::HEADER_SIZE_BYTES;
-use crate::marker::{block_count, marker_size_bytes, BLOCK_SIZE_BYTES};
+use crate::marker::{marker_size_bytes, sector_count, BLOCK_SIZE_BYTES};
 use crate::segment::SEGMENT_HEADER_BYTES;
 
 /// When an append counts as committed.
@@ -70,7 +70,7 @@ impl LogConfig {
 
     /// The largest marker a full batch needs.
     pub(crate) fn marker_reserve_bytes(&self) -> usize {
-        marker_size_bytes(block_count(self.batch_bytes_max))
+        marker_size_bytes(sector_count(self.batch_bytes_max))
     }
 
     /// The largest payload one record may carry.

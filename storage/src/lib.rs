@@ -9,11 +9,23 @@
 //! and reports damage inside the durable part. The byte format and the crash
 //! analysis are in `docs/storage.md`.
 
+/// Runs its statements only in builds with the test-only `failpoints` feature.
+macro_rules! journal {
+    ($($t:tt)*) => {
+        #[cfg(feature = "failpoints")]
+        {
+            $($t)*
+        }
+    };
+}
+
 mod checkpoint;
 mod config;
 mod error;
 pub mod frame;
 mod index;
+#[cfg(feature = "failpoints")]
+pub mod journal;
 mod log;
 pub mod marker;
 mod read;

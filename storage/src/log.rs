@@ -410,6 +410,9 @@ impl Log {
             glommio::io::remove(path)
                 .await
                 .map_err(|e| LogError::io("remove segment", path, e.into()))?;
+            journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+                path: path.clone()
+            }));
             let mut st = self.state.borrow_mut();
             assert_eq!(st.segments[0].base_offset, *base);
             st.segments.remove(0);
@@ -557,16 +560,19 @@ impl Log {
         if needs_roll {
             self.roll(batch.first_offset, prev_chain).await?;
         }
-        let (file, position) = {
+        let (file, position, _path) = {
             let st = self.state.borrow();
             (
                 st.active_file.clone().expect("an active segment"),
                 st.write_position,
+                st.segments.last().expect("an active segment").path.clone(),
             )
         };
         let first_offset = batch.first_offset;
         let record_count = batch.record_count;
         batch.buf.trim_to_size(padded);
+        #[cfg(feature = "failpoints")]
+        let journal_bytes = crate::journal::active().then(|| batch.buf.as_bytes().to_vec());
         if let Some(errno) = injected("storage::write") {
             return Err(PoisonCause::Write(errno));
         }
@@ -575,6 +581,9 @@ impl Log {
             Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
             Err(e) => return Err(cause_of(e.into(), PoisonCause::Write)),
         }
+        journal!(if let Some(bytes) = journal_bytes {
+            crate::journal::write(&_path, position as u64, &bytes);
+        });
         if durability == Durability::Fdatasync {
             if let Some(errno) = injected("storage::fdatasync") {
                 return Err(PoisonCause::Sync(errno));
@@ -582,6 +591,7 @@ impl Log {
             file.fdatasync()
                 .await
                 .map_err(|e| cause_of(e.into(), PoisonCause::Sync))?;
+            journal!(crate::journal::sync(&_path));
         }
         let mut st = self.state.borrow_mut();
         let interval = st.config.index_interval_bytes;
@@ -727,6 +737,10 @@ pub(crate) async fn create_segment(
         file.pre_allocate(size, false)
             .await
             .map_err(|e| io("preallocate segment", e))?;
+        journal!(crate::journal::record(|| crate::journal::IoEvent::Create {
+            path: path.clone(),
+            size
+        }));
         let mut block = glommio::allocate_dma_buffer(SEGMENT_HEADER_BYTES);
         SegmentHeader {
             segment_size_bytes: size,
@@ -734,10 +748,13 @@ pub(crate) async fn create_segment(
             prev_chain,
         }
         .encode(block.as_bytes_mut());
+        #[cfg(feature = "failpoints")]
+        let header_bytes = block.as_bytes().to_vec();
         let n = file
             .write_at(block, 0)
             .await
             .map_err(|e| io("write segment header", e))?;
+        journal!(crate::journal::write(&path, 0, &header_bytes));
         if n != SEGMENT_HEADER_BYTES {
             return Err(LogError::io(
                 "write segment header",
@@ -746,6 +763,7 @@ pub(crate) async fn create_segment(
             ));
         }
         file.fdatasync().await.map_err(|e| io("sync segment", e))?;
+        journal!(crate::journal::sync(&path));
         sync_dir(dir).await
     }
     .await;
@@ -767,6 +785,11 @@ pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
     d.sync()
         .await
         .map_err(|e| LogError::io("sync directory", dir, e.into()))?;
+    journal!(crate::journal::record(|| {
+        crate::journal::IoEvent::SyncDir {
+            dir: dir.to_path_buf(),
+        }
+    }));
     let _ = d.close().await;
     Ok(())
 }
@@ -783,16 +806,25 @@ async fn write_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), LogError> {
         .map_err(|e| LogError::io("create checkpoint", &tmp, e.into()))?;
     let mut block = glommio::allocate_dma_buffer(BLOCK_SIZE_BYTES);
     cp.encode(block.as_bytes_mut());
+    journal!(
+        crate::journal::record(|| crate::journal::IoEvent::Create { path: tmp.clone(), size: 0 });
+        crate::journal::write(&tmp, 0, block.as_bytes());
+    );
     file.write_at(block, 0)
         .await
         .map_err(|e| LogError::io("write checkpoint", &tmp, e.into()))?;
     file.fdatasync()
         .await
         .map_err(|e| LogError::io("sync checkpoint", &tmp, e.into()))?;
+    journal!(crate::journal::sync(&tmp));
     let _ = file.close().await;
     glommio::io::rename(&tmp, &dst)
         .await
         .map_err(|e| LogError::io("rename checkpoint", &dst, e.into()))?;
+    journal!(crate::journal::record(|| crate::journal::IoEvent::Rename {
+        from: tmp.clone(),
+        to: dst.clone()
+    }));
     sync_dir(dir).await
 }
 

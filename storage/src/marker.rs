@@ -5,14 +5,14 @@
 //! ```text
 //! 0..8      first_offset   offset of the batch's first data record
 //! 8..12     record_count   data records in the batch
-//! 12..16    block_count    4 KiB blocks covered by `block_crcs`
+//! 12..16    sector_count   512-byte sectors covered by `sector_crcs`
 //! 16..48    prev_chain     chain value after the previous batch
 //! 48..80    chain          BLAKE3(prev_chain ‖ first_offset ‖ record_count ‖ batch bytes)
-//! 80..      block_crcs     CRC32C of each 4 KiB block of the batch before the marker
+//! 80..      sector_crcs    CRC32C of each 512-byte sector of the batch before the marker
 //! last 8    trailer        marker size (u32) ‖ b"gncm"
 //! ```
-//! The per-block CRCs let recovery tell a torn write (a block that still reads
-//! as zeros) from a bit flip (a block that is there but wrong); the trailer lets
+//! The per-sector CRCs let recovery tell a torn write (a sector that still
+//! reads as zeros) from a bit flip (a sector that is there but wrong); the trailer lets
 //! it find the marker from the end of the written bytes when a record length in
 //! the middle of the batch is damaged.
 
@@ -20,6 +20,8 @@ use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
 
 /// Block size of batches: every batch starts on such a boundary.
 pub const BLOCK_SIZE_BYTES: usize = 4096;
+/// Unit of the marker's CRCs: the smallest write a disk is assumed to persist atomically.
+pub const SECTOR_SIZE_BYTES: usize = 512;
 /// Magic bytes at the very end of a marker.
 pub const TRAILER_MAGIC: [u8; 4] = *b"gncm";
 /// Hash chain value before the first batch of a log.
@@ -27,14 +29,14 @@ pub const CHAIN_GENESIS: [u8; 32] = [0u8; 32];
 const FIXED_PAYLOAD_BYTES: usize = 80;
 const TRAILER_BYTES: usize = 8;
 
-/// Size in bytes of a marker record covering `block_count` blocks.
-pub fn marker_size_bytes(block_count: usize) -> usize {
-    HEADER_SIZE_BYTES + FIXED_PAYLOAD_BYTES + 4 * block_count + TRAILER_BYTES
+/// Size in bytes of a marker record covering `sector_count` sectors.
+pub fn marker_size_bytes(sector_count: usize) -> usize {
+    HEADER_SIZE_BYTES + FIXED_PAYLOAD_BYTES + 4 * sector_count + TRAILER_BYTES
 }
 
-/// Number of 4 KiB blocks (the last one possibly partial) in `len` bytes.
-pub fn block_count(len: usize) -> usize {
-    len.div_ceil(BLOCK_SIZE_BYTES)
+/// Number of 512-byte sectors (the last one possibly partial) in `len` bytes.
+pub fn sector_count(len: usize) -> usize {
+    len.div_ceil(SECTOR_SIZE_BYTES)
 }
 
 /// Rounds `len` up to a whole number of blocks.
@@ -53,8 +55,8 @@ pub struct Marker {
     pub prev_chain: [u8; 32],
     /// Chain value after this batch.
     pub chain: [u8; 32],
-    /// CRC32C of each block of the batch bytes before the marker.
-    pub block_crcs: Vec<u32>,
+    /// CRC32C of each sector of the batch bytes before the marker.
+    pub sector_crcs: Vec<u32>,
 }
 
 /// Computes the chain value of a batch.
@@ -72,9 +74,9 @@ pub fn chain_of(
     *hasher.finalize().as_bytes()
 }
 
-/// CRC32C of each block of `records`.
-pub fn block_crcs_of(records: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    records.chunks(BLOCK_SIZE_BYTES).map(crc32c::crc32c)
+/// CRC32C of each sector of `records`.
+pub fn sector_crcs_of(records: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    records.chunks(SECTOR_SIZE_BYTES).map(crc32c::crc32c)
 }
 
 /// Appends a marker for the batch `buf[..records_len]` at `buf[records_len..]`
@@ -87,8 +89,8 @@ pub fn write_marker(
     prev_chain: &[u8; 32],
     timestamp_ns: u64,
 ) -> (usize, [u8; 32]) {
-    let blocks = block_count(records_len);
-    let size = marker_size_bytes(blocks);
+    let sectors = sector_count(records_len);
+    let size = marker_size_bytes(sectors);
     assert!(
         buf.len() >= records_len + size,
         "batch buffer has no room for its marker"
@@ -98,10 +100,10 @@ pub fn write_marker(
     let p = &mut rest[HEADER_SIZE_BYTES..size];
     p[0..8].copy_from_slice(&first_offset.to_le_bytes());
     p[8..12].copy_from_slice(&record_count.to_le_bytes());
-    p[12..16].copy_from_slice(&(blocks as u32).to_le_bytes());
+    p[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
     p[16..48].copy_from_slice(prev_chain);
     p[48..80].copy_from_slice(&chain);
-    for (i, crc) in block_crcs_of(records).enumerate() {
+    for (i, crc) in sector_crcs_of(records).enumerate() {
         p[80 + 4 * i..84 + 4 * i].copy_from_slice(&crc.to_le_bytes());
     }
     let t = size - HEADER_SIZE_BYTES - TRAILER_BYTES;
@@ -124,8 +126,8 @@ pub fn decode(payload: &[u8]) -> Option<Marker> {
     if payload.len() < FIXED_PAYLOAD_BYTES + TRAILER_BYTES {
         return None;
     }
-    let block_count = u32::from_le_bytes(payload[12..16].try_into().unwrap()) as usize;
-    if payload.len() != FIXED_PAYLOAD_BYTES + 4 * block_count + TRAILER_BYTES {
+    let sector_count = u32::from_le_bytes(payload[12..16].try_into().unwrap()) as usize;
+    if payload.len() != FIXED_PAYLOAD_BYTES + 4 * sector_count + TRAILER_BYTES {
         return None;
     }
     let t = payload.len() - TRAILER_BYTES;
@@ -137,7 +139,7 @@ pub fn decode(payload: &[u8]) -> Option<Marker> {
         record_count: u32::from_le_bytes(payload[8..12].try_into().unwrap()),
         prev_chain: payload[16..48].try_into().unwrap(),
         chain: payload[48..80].try_into().unwrap(),
-        block_crcs: (0..block_count)
+        sector_crcs: (0..sector_count)
             .map(|i| u32::from_le_bytes(payload[80 + 4 * i..84 + 4 * i].try_into().unwrap()))
             .collect(),
     })
@@ -176,7 +178,7 @@ mod tests {
         assert_eq!(m.first_offset, 10);
         assert_eq!(m.record_count, 3);
         assert_eq!(m.chain, chain);
-        assert_eq!(m.block_crcs.len(), 2);
+        assert_eq!(m.sector_crcs.len(), 10);
         assert_eq!(start_from_trailer(&buf, 5000 + size), Some(5000));
     }
 }

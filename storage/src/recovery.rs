@@ -95,6 +95,9 @@ pub(crate) async fn recover(
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     if tmp.exists() {
         std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
+        journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+            path: tmp.clone()
+        }));
     }
     let checkpoint = match std::fs::read(dir.join(CHECKPOINT_FILE)) {
         Ok(bytes) => Checkpoint::decode(&bytes),
@@ -142,20 +145,31 @@ pub(crate) async fn recover(
             header = SegmentHeader::decode(&map).filter(|h| h.base_offset == base);
         }
         if let Some(h) = &header {
-            if h.segment_size_bytes != segment_size || size != segment_size {
+            if h.segment_size_bytes != segment_size {
                 return Err(LogError::Config(format!(
-                    "{} has segment size {} (file {size}) but the log is configured for {segment_size}",
+                    "{} has segment size {} but the log is configured for {segment_size}",
                     path.display(),
                     h.segment_size_bytes
                 )));
             }
+            if size != segment_size && !last {
+                return Err(LogError::Unrecoverable {
+                    path,
+                    what: format!("segment file is {size} bytes, expected {segment_size}"),
+                });
+            }
         }
-        if header.is_none() && last {
-            // A crash interrupted its creation; it never held a batch.
+        if last && (header.is_none() || size != segment_size) {
+            // A crash interrupted its creation (its size or header never
+            // became durable), so no batch was ever written to it: batches
+            // go to a segment only after its creation was synced.
             file.remove()
                 .await
                 .map_err(|e| LogError::io("remove incomplete segment", &path, e.into()))?;
             let _ = file.close().await;
+            journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+                path: path.clone()
+            }));
             report.removed_files.push(path);
             continue;
         }
@@ -441,6 +455,7 @@ async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Re
         let len = (end - pos).min(1 << 20);
         let mut buf = glommio::allocate_dma_buffer(len);
         buf.as_bytes_mut().fill(0);
+        journal!(crate::journal::write(path, pos as u64, buf.as_bytes()));
         let n = file
             .write_at(buf, pos as u64)
             .await
@@ -457,5 +472,6 @@ async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Re
     file.fdatasync()
         .await
         .map_err(|e| LogError::io("sync torn tail", path, e.into()))?;
+    journal!(crate::journal::sync(path));
     Ok(())
 }

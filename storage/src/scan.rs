@@ -3,7 +3,7 @@
 //! corruption. No I/O here, so every rule is unit-testable.
 
 use crate::frame::{self, Invalid, Parsed, RecordKind, HEADER_SIZE_BYTES};
-use crate::marker::{self, align_up, block_count, BLOCK_SIZE_BYTES};
+use crate::marker::{self, align_up, sector_count, BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES};
 
 /// Bounds used while parsing untrusted bytes.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +127,7 @@ pub fn batch_at(
                 if m.first_offset != expected_offset
                     || m.record_count as u64 != record_count
                     || record_count == 0
-                    || m.block_crcs.len() != block_count(pos - start)
+                    || m.sector_crcs.len() != sector_count(pos - start)
                 {
                     return damaged(pos, offset, Fault::BadMarker);
                 }
@@ -223,12 +223,12 @@ pub fn classify_tail(
     if let Parsed::Record(h) = frame::parse(seg, ms, limits.record_size_bytes_max) {
         let m = marker::decode(&seg[ms + HEADER_SIZE_BYTES..ms + h.size_bytes as usize]);
         if let Some(m) = m.filter(|m| {
-            m.first_offset == expected_offset && m.block_crcs.len() == block_count(ms - start)
+            m.first_offset == expected_offset && m.sector_crcs.len() == sector_count(ms - start)
         }) {
             let (mut zero_blocks, mut bad_blocks) = (0, 0);
-            for (i, crc) in m.block_crcs.iter().enumerate() {
+            for (i, crc) in m.sector_crcs.iter().enumerate() {
                 let block = &seg
-                    [start + i * BLOCK_SIZE_BYTES..(start + (i + 1) * BLOCK_SIZE_BYTES).min(ms)];
+                    [start + i * SECTOR_SIZE_BYTES..(start + (i + 1) * SECTOR_SIZE_BYTES).min(ms)];
                 if crc32c::crc32c(block) != *crc {
                     if block.iter().all(|b| *b == 0) {
                         zero_blocks += 1;
@@ -251,7 +251,7 @@ pub fn classify_tail(
     // sector of zeros somewhere in the batch; a flipped marker does not.
     let zero_sector = seg[start..end]
         .chunks(512)
-        .any(|s| s.len() == 512 && s.iter().all(|b| *b == 0));
+        .any(|s| s.len() == SECTOR_SIZE_BYTES && s.iter().all(|b| *b == 0));
     if zero_sector {
         return TailVerdict::Torn;
     }

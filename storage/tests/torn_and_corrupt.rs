@@ -19,15 +19,25 @@ fn config(segment_size_bytes: u64) -> LogConfig {
 }
 
 fn limits() -> Limits {
-    Limits { record_size_bytes_max: 16 << 10, batch_bytes_max: 16 << 10 }
+    Limits {
+        record_size_bytes_max: 16 << 10,
+        batch_bytes_max: 16 << 10,
+    }
 }
 
 fn payload(offset: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (offset as usize * 31 + i * 7 + 1) as u8 | 1).collect()
+    (0..len)
+        .map(|i| (offset as usize * 31 + i * 7 + 1) as u8 | 1)
+        .collect()
 }
 
-fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(f: impl FnOnce() -> F + Send + 'static) -> T {
-    LocalExecutorBuilder::new(Placement::Unbound).make().unwrap().run(f())
+fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .make()
+        .unwrap()
+        .run(f())
 }
 
 /// Writes batches of (records, payload size) and stops like a crash (no checkpoint) or cleanly.
@@ -56,8 +66,11 @@ fn build(dir: &Path, segment_size: u64, batches: &[(usize, usize)], clean: bool)
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -66,7 +79,8 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 fn batches_of(file: &Path) -> Vec<BatchInfo> {
     let bytes = std::fs::read(file).unwrap();
     let header = SegmentHeader::decode(&bytes).unwrap();
-    let (mut pos, mut offset, mut chain) = (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
+    let (mut pos, mut offset, mut chain) =
+        (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
     let mut out = vec![];
     while let BatchAt::Valid(b) = batch_at(&bytes, pos, offset, Some(&chain), limits()) {
         pos = b.end;
@@ -104,7 +118,11 @@ enum Seen {
 }
 
 /// Reopens and returns the report and every slot from 0 to the end.
-fn reopen(dir: &Path, segment_size: u64, total: u64) -> (RecoveryReport, Vec<Seen>, Vec<Option<Vec<u8>>>) {
+fn reopen(
+    dir: &Path,
+    segment_size: u64,
+    total: u64,
+) -> (RecoveryReport, Vec<Seen>, Vec<Option<Vec<u8>>>) {
     let dir = dir.to_path_buf();
     run(move || async move {
         let (log, report) = Log::open(&dir, config(segment_size)).await.unwrap();
@@ -147,11 +165,22 @@ fn given_last_record_cut_at_every_byte_when_reopened_then_only_it_is_dropped() {
         let file = segment_files(&dir).pop().unwrap();
         damage(&file, |b| b[last.start + cut..last.end].fill(0));
         let (report, slots, payloads) = reopen(&dir, 256 << 10, 13);
-        assert!(report.corruptions.is_empty(), "cut {cut}: {:?}", report.corruptions);
-        assert_eq!(report.next_offset, 12, "cut {cut}: the unacknowledged record must be dropped, nothing else");
+        assert!(
+            report.corruptions.is_empty(),
+            "cut {cut}: {:?}",
+            report.corruptions
+        );
+        assert_eq!(
+            report.next_offset, 12,
+            "cut {cut}: the unacknowledged record must be dropped, nothing else"
+        );
         assert_eq!(report.torn_tail.is_some(), cut > 0, "cut {cut}");
         for o in 0..12 {
-            assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "cut {cut}: offset {o}");
+            assert_eq!(
+                payloads[o].as_deref(),
+                Some(&all[o][..]),
+                "cut {cut}: offset {o}"
+            );
         }
         assert!(matches!(slots[12], Seen::Empty), "cut {cut}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -202,7 +231,10 @@ fn record_at(bytes: &[u8], batches: &[BatchInfo], pos: usize) -> Option<u64> {
 }
 
 fn batch_of(batches: &[BatchInfo], offset: u64) -> &BatchInfo {
-    batches.iter().find(|b| b.first_offset <= offset && offset < b.next_offset()).unwrap()
+    batches
+        .iter()
+        .find(|b| b.first_offset <= offset && offset < b.next_offset())
+        .unwrap()
 }
 
 /// Flips or zeroes bytes at random positions of the durable part of the only
@@ -238,24 +270,49 @@ fn damage_tail_segment(zero: bool) {
         let dir = tmp.path().join(format!("d-{pos}"));
         copy_dir(&pristine, &dir);
         let file = segment_files(&dir).pop().unwrap();
-        damage(&file, |b| if zero { b[pos] = 0 } else { b[pos] ^= 1 << (rng >> 60 & 7) });
+        damage(&file, |b| {
+            if zero {
+                b[pos] = 0
+            } else {
+                b[pos] ^= 1 << (rng >> 60 & 7)
+            }
+        });
         let (report, slots, payloads) = reopen(&dir, 256 << 10, total);
-        assert!(report.torn_tail.is_none(), "pos {pos}: committed data cut as torn: {report:?}");
-        assert_eq!(report.next_offset, total, "pos {pos}: committed records lost");
+        assert!(
+            report.torn_tail.is_none(),
+            "pos {pos}: committed data cut as torn: {report:?}"
+        );
+        assert_eq!(
+            report.next_offset, total,
+            "pos {pos}: committed records lost"
+        );
         let hit = record_at(&bytes, &layout, pos);
         for o in 0..total {
             match &slots[o as usize] {
-                Seen::Present => assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..]), "pos {pos}: wrong data"),
+                Seen::Present => assert_eq!(
+                    payloads[o as usize].as_deref(),
+                    Some(&all[o as usize][..]),
+                    "pos {pos}: wrong data"
+                ),
                 Seen::Unreadable(c) => {
                     let b = batch_of(&layout, hit.unwrap_or(u64::MAX).min(total - 1));
-                    assert!(o >= b.first_offset && o < b.next_offset(), "pos {pos}: offset {o} unreadable outside the damaged batch: {c:?}");
+                    assert!(
+                        o >= b.first_offset && o < b.next_offset(),
+                        "pos {pos}: offset {o} unreadable outside the damaged batch: {c:?}"
+                    );
                 }
                 other => panic!("pos {pos}: offset {o}: {other:?}"),
             }
         }
         if let Some(r) = hit {
-            assert!(matches!(slots[r as usize], Seen::Unreadable(_)), "pos {pos}: damaged record {r} served");
-            assert!(!report.corruptions.is_empty(), "pos {pos}: damage not reported");
+            assert!(
+                matches!(slots[r as usize], Seen::Unreadable(_)),
+                "pos {pos}: damaged record {r} served"
+            );
+            assert!(
+                !report.corruptions.is_empty(),
+                "pos {pos}: damage not reported"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -275,7 +332,9 @@ fn given_zeroed_bytes_in_tail_segment_when_reopened_then_reported_not_served_not
 fn damage_older_segment(clean: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let batches: Vec<(usize, usize)> = (0..60).map(|i| (1 + i % 4, 1500 + (i * 97) % 2000)).collect();
+    let batches: Vec<(usize, usize)> = (0..60)
+        .map(|i| (1 + i % 4, 1500 + (i * 97) % 2000))
+        .collect();
     let all = build(&dir, 64 << 10, &batches, clean);
     let total = all.len() as u64;
     let files = segment_files(&dir);
@@ -292,16 +351,26 @@ fn damage_older_segment(clean: bool) {
     assert_eq!(report.next_offset, total);
     assert!(report.torn_tail.is_none());
     if !clean {
-        assert!(!report.corruptions.is_empty(), "a full scan must report the damage");
+        assert!(
+            !report.corruptions.is_empty(),
+            "a full scan must report the damage"
+        );
     }
     for o in 0..total {
         match &slots[o as usize] {
-            Seen::Present => assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..])),
-            Seen::Unreadable(_) => assert!(o >= b.first_offset && o < b.next_offset(), "offset {o}"),
+            Seen::Present => {
+                assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..]))
+            }
+            Seen::Unreadable(_) => {
+                assert!(o >= b.first_offset && o < b.next_offset(), "offset {o}")
+            }
             other => panic!("offset {o}: {other:?}"),
         }
     }
-    assert!(matches!(slots[hit as usize], Seen::Unreadable(_)), "damaged record served");
+    assert!(
+        matches!(slots[hit as usize], Seen::Unreadable(_)),
+        "damaged record served"
+    );
 }
 
 #[test]
@@ -323,16 +392,26 @@ fn given_damaged_header_of_older_segment_when_reopened_then_its_records_unreadab
     let total = all.len() as u64;
     let files = segment_files(&dir);
     let victim_layout = batches_of(&files[1]);
-    let (first, end) = (victim_layout[0].first_offset, victim_layout.last().unwrap().next_offset());
+    let (first, end) = (
+        victim_layout[0].first_offset,
+        victim_layout.last().unwrap().next_offset(),
+    );
     damage(&files[1], |x| x[20] ^= 1);
     let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
     assert_eq!(report.next_offset, total);
     assert!(!report.corruptions.is_empty());
     for o in 0..total {
         if o >= first && o < end {
-            assert!(matches!(slots[o as usize], Seen::Unreadable(_)), "offset {o} in the damaged segment");
+            assert!(
+                matches!(slots[o as usize], Seen::Unreadable(_)),
+                "offset {o} in the damaged segment"
+            );
         } else {
-            assert_eq!(payloads[o as usize].as_deref(), Some(&all[o as usize][..]), "offset {o}");
+            assert_eq!(
+                payloads[o as usize].as_deref(),
+                Some(&all[o as usize][..]),
+                "offset {o}"
+            );
         }
     }
 }
