@@ -82,7 +82,7 @@ impl LogConfig {
     pub fn validate(&self) -> Result<(), LogError> {
         let fail = |s: String| Err(LogError::Config(s));
         let block = BLOCK_SIZE_BYTES;
-        if self.batch_bytes_max % block != 0 || self.batch_bytes_max < 2 * block {
+        if !self.batch_bytes_max.is_multiple_of(block) || self.batch_bytes_max < 2 * block {
             return fail(format!(
                 "batch_bytes_max {} must be a multiple of {block} and at least {}",
                 self.batch_bytes_max,
@@ -95,7 +95,7 @@ impl LogConfig {
                 self.batch_bytes_max
             ));
         }
-        if self.segment_size_bytes % block as u64 != 0
+        if !self.segment_size_bytes.is_multiple_of(block as u64)
             || self.segment_size_bytes < (SEGMENT_HEADER_BYTES + self.batch_bytes_max) as u64
             || self.segment_size_bytes > u32::MAX as u64
         {

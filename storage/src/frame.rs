@@ -156,6 +156,24 @@ pub fn parse(region: &[u8], pos: usize, size_bytes_max: usize) -> Parsed {
     })
 }
 
+/// Reads a header's size, offset and kind without checking the CRC: for
+/// walking from an index entry to a record whose own CRC is checked after.
+pub fn peek(region: &[u8], pos: usize, size_bytes_max: usize) -> Option<(usize, u64, RecordKind)> {
+    let head = region.get(pos..pos + HEADER_SIZE_BYTES)?;
+    if head[28..32] != RECORD_MAGIC {
+        return None;
+    }
+    let size = u32::from_le_bytes(head[4..8].try_into().unwrap()) as usize;
+    if size < HEADER_SIZE_BYTES || size > size_bytes_max || pos + size > region.len() {
+        return None;
+    }
+    Some((
+        size,
+        u64::from_le_bytes(head[8..16].try_into().unwrap()),
+        RecordKind::from_code(head[24])?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,22 +233,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Reads a header's size, offset and kind without checking the CRC: for
-/// walking from an index entry to a record whose own CRC is checked after.
-pub fn peek(region: &[u8], pos: usize, size_bytes_max: usize) -> Option<(usize, u64, RecordKind)> {
-    let head = region.get(pos..pos + HEADER_SIZE_BYTES)?;
-    if head[28..32] != RECORD_MAGIC {
-        return None;
-    }
-    let size = u32::from_le_bytes(head[4..8].try_into().unwrap()) as usize;
-    if size < HEADER_SIZE_BYTES || size > size_bytes_max || pos + size > region.len() {
-        return None;
-    }
-    Some((
-        size,
-        u64::from_le_bytes(head[8..16].try_into().unwrap()),
-        RecordKind::from_code(head[24])?,
-    ))
 }

@@ -74,6 +74,17 @@ pub enum ScanEnd {
     },
 }
 
+/// Where a scan starts: a batch boundary, the offset and chain expected there.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanFrom {
+    /// Position of the first batch to check.
+    pub position: usize,
+    /// Offset its first record must have.
+    pub next_offset: u64,
+    /// Chain value it must continue.
+    pub chain: [u8; 32],
+}
+
 /// What a scan found.
 #[derive(Clone, Debug)]
 pub struct ScanOutcome {
@@ -95,13 +106,16 @@ pub struct ScanOutcome {
 pub fn scan_segment(
     seg: &[u8],
     segment_base: u64,
-    mut position: usize,
-    mut next_offset: u64,
-    mut chain: [u8; 32],
+    from: ScanFrom,
     limit_position: usize,
     limits: Limits,
     index_interval: usize,
 ) -> ScanOutcome {
+    let ScanFrom {
+        mut position,
+        mut next_offset,
+        mut chain,
+    } = from;
     let mut out = ScanOutcome {
         index: SparseIndex::default(),
         corruptions: vec![],

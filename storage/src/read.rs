@@ -3,7 +3,7 @@
 
 use crate::error::Corruption;
 use crate::frame::{self, Header, Parsed, RecordKind, HEADER_SIZE_BYTES};
-use crate::index::{scan_segment, ScanEnd};
+use crate::index::{scan_segment, ScanEnd, ScanFrom};
 use crate::log::{Log, State};
 use crate::marker::align_up;
 use crate::segment::SEGMENT_HEADER_BYTES;
@@ -96,9 +96,11 @@ fn ensure_indexed(st: &mut State, i: usize) {
     let out = scan_segment(
         &seg.map,
         seg.base_offset,
-        SEGMENT_HEADER_BYTES,
-        seg.base_offset,
-        lazy.prev_chain,
+        ScanFrom {
+            position: SEGMENT_HEADER_BYTES,
+            next_offset: seg.base_offset,
+            chain: lazy.prev_chain,
+        },
         lazy.until_position,
         st.limits,
         st.config.index_interval_bytes,

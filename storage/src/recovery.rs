@@ -4,7 +4,7 @@
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::config::LogConfig;
 use crate::error::{Corruption, LogError};
-use crate::index::{scan_segment, ScanEnd, SparseIndex};
+use crate::index::{scan_segment, ScanEnd, ScanFrom, SparseIndex};
 use crate::log::{create_segment, map_segment, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
 use crate::scan::{classify_tail, TailVerdict};
@@ -216,7 +216,7 @@ pub(crate) async fn recover(
                 .position(|f| f.base == cp.segment_base && f.header.is_some())?;
             let pos_ok = cp.position >= SEGMENT_HEADER_BYTES as u64
                 && cp.position <= segment_size
-                && cp.position as usize % crate::marker::BLOCK_SIZE_BYTES == 0;
+                && (cp.position as usize).is_multiple_of(crate::marker::BLOCK_SIZE_BYTES);
             pos_ok.then_some(i)
         })
         .filter(|_| checkpoint.is_some());
@@ -328,9 +328,11 @@ pub(crate) async fn recover(
         let out = scan_segment(
             &entry.map,
             f.base,
-            position,
-            offset,
-            chain,
+            ScanFrom {
+                position,
+                next_offset: offset,
+                chain,
+            },
             segment_size as usize,
             limits,
             interval,

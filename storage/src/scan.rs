@@ -90,7 +90,7 @@ pub fn batch_at(
     prev_chain: Option<&[u8; 32]>,
     limits: Limits,
 ) -> BatchAt {
-    assert!(start % BLOCK_SIZE_BYTES == 0);
+    assert!(start.is_multiple_of(BLOCK_SIZE_BYTES));
     let window_end = seg.len().min(start + limits.batch_bytes_max);
     let window = &seg[..window_end];
     let mut pos = start;
