@@ -305,7 +305,11 @@ impl Log {
     /// Resolves once one `fdatasync` (or, with durability `none`, one write)
     /// has covered `offset` and everything before it.
     pub fn commit(&self, offset: u64) -> Commit<'_> {
-        Commit { log: self, offset }
+        Commit {
+            log: self,
+            offset,
+            registered: false,
+        }
     }
 
     /// Commits everything appended so far.
@@ -832,13 +836,15 @@ async fn write_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), LogError> {
 pub struct Commit<'a> {
     log: &'a Log,
     offset: u64,
+    registered: bool,
 }
 
 impl Future for Commit<'_> {
     type Output = Result<(), LogError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.log.state.borrow_mut();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let log = self.log;
+        let mut st = log.state.borrow_mut();
         assert!(
             self.offset < st.next_offset,
             "commit of offset {} never appended",
@@ -854,16 +860,22 @@ impl Future for Commit<'_> {
             return Poll::Ready(Err(LogError::Closed));
         }
         st.flush_wanted_offset = st.flush_wanted_offset.max(self.offset + 1);
-        if let Some(slot) = st
-            .commit_waiters
-            .iter_mut()
-            .find(|(o, w)| *o == self.offset && w.will_wake(cx.waker()))
-        {
-            slot.1 = cx.waker().clone();
-        } else {
-            st.commit_waiters.push((self.offset, cx.waker().clone()));
+        // A first poll registers without searching; only a spurious re-poll
+        // looks for its earlier registration.
+        let offset = self.offset;
+        let existing = self.registered
+            && st
+                .commit_waiters
+                .iter_mut()
+                .find(|(o, w)| *o == offset && w.will_wake(cx.waker()))
+                .map(|slot| slot.1 = cx.waker().clone())
+                .is_some();
+        if !existing {
+            st.commit_waiters.push((offset, cx.waker().clone()));
         }
         st.wake_flusher();
+        drop(st);
+        self.registered = true;
         Poll::Pending
     }
 }
