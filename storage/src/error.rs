@@ -81,11 +81,18 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// An I/O error, or `StorageFull` when the OS says the disk or quota is full.
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> LogError {
+        if matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        ) {
+            return LogError::StorageFull;
+        }
         LogError::Io {
             op,
             path: path.into(),

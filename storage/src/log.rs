@@ -409,23 +409,27 @@ impl Log {
             // Keep recovery bounded: never leave the checkpoint pointing at a dropped segment.
             self.checkpoint().await?;
         }
-        // Oldest first, so a crash leaves a contiguous suffix of segments.
+        // Oldest first, each removal made durable before the next, so a crash
+        // leaves a contiguous suffix of segments whatever order the file
+        // system would otherwise persist unlinks in.
+        let dir = self.state.borrow().dir.clone();
         for (base, path) in &doomed {
             glommio::io::remove(path)
                 .await
-                .map_err(|e| LogError::io("remove segment", path, e.into()))?;
+                .map_err(|e| LogError::io("remove segment", path, os_error(e)))?;
             journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
                 path: path.clone()
             }));
-            let mut st = self.state.borrow_mut();
-            assert_eq!(st.segments[0].base_offset, *base);
-            st.segments.remove(0);
-            st.start_offset = st.segments[0].base_offset;
-            let start = st.start_offset;
-            st.corruptions.retain(|c| c.end_offset > start);
+            {
+                let mut st = self.state.borrow_mut();
+                assert_eq!(st.segments[0].base_offset, *base);
+                st.segments.remove(0);
+                st.start_offset = st.segments[0].base_offset;
+                let start = st.start_offset;
+                st.corruptions.retain(|c| c.end_offset > start);
+            }
+            sync_dir(&dir).await?;
         }
-        let dir = self.state.borrow().dir.clone();
-        sync_dir(&dir).await?;
         Ok(doomed.len())
     }
 
@@ -583,7 +587,7 @@ impl Log {
         match file.write_at(batch.buf, position as u64).await {
             Ok(n) if n == padded => {}
             Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
-            Err(e) => return Err(cause_of(e.into(), PoisonCause::Write)),
+            Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),
         }
         journal!(if let Some(bytes) = journal_bytes {
             crate::journal::write(&_path, position as u64, &bytes);
@@ -594,7 +598,7 @@ impl Log {
             }
             file.fdatasync()
                 .await
-                .map_err(|e| cause_of(e.into(), PoisonCause::Sync))?;
+                .map_err(|e| cause_of(os_error(e), PoisonCause::Sync))?;
             journal!(crate::journal::sync(&_path));
         }
         let mut st = self.state.borrow_mut();
@@ -658,6 +662,19 @@ impl Log {
     }
 }
 
+/// Converts a glommio error keeping the OS errno, which glommio's own
+/// conversion drops (it keeps only the kind): `ENOSPC` must stay `ENOSPC`.
+pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> std::io::Error {
+    match e {
+        glommio::GlommioError::EnhancedIoError { source, .. }
+        | glommio::GlommioError::IoError(source) => match source.raw_os_error() {
+            Some(errno) => std::io::Error::from_raw_os_error(errno),
+            None => source,
+        },
+        other => other.into(),
+    }
+}
+
 /// Returns an errno if a test fail point says this call fails.
 fn injected(name: &str) -> Option<i32> {
     #[cfg(feature = "failpoints")]
@@ -716,7 +733,7 @@ pub(crate) async fn create_segment(
 ) -> Result<(DmaFile, Mmap), LogError> {
     let path = segment::path(dir, base_offset);
     let io = |op, e: glommio::GlommioError<()>| {
-        let e: std::io::Error = e.into();
+        let e = os_error(e);
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
             LogError::StorageFull
         } else {
@@ -785,10 +802,10 @@ pub(crate) async fn create_segment(
 pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
     let d = glommio::io::Directory::open(dir)
         .await
-        .map_err(|e| LogError::io("open directory", dir, e.into()))?;
+        .map_err(|e| LogError::io("open directory", dir, os_error(e)))?;
     d.sync()
         .await
-        .map_err(|e| LogError::io("sync directory", dir, e.into()))?;
+        .map_err(|e| LogError::io("sync directory", dir, os_error(e)))?;
     journal!(crate::journal::record(|| {
         crate::journal::IoEvent::SyncDir {
             dir: dir.to_path_buf(),
@@ -807,7 +824,7 @@ async fn write_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), LogError> {
         .write(true)
         .dma_open(&tmp)
         .await
-        .map_err(|e| LogError::io("create checkpoint", &tmp, e.into()))?;
+        .map_err(|e| LogError::io("create checkpoint", &tmp, os_error(e)))?;
     let mut block = glommio::allocate_dma_buffer(BLOCK_SIZE_BYTES);
     cp.encode(block.as_bytes_mut());
     journal!(
@@ -816,15 +833,15 @@ async fn write_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), LogError> {
     );
     file.write_at(block, 0)
         .await
-        .map_err(|e| LogError::io("write checkpoint", &tmp, e.into()))?;
+        .map_err(|e| LogError::io("write checkpoint", &tmp, os_error(e)))?;
     file.fdatasync()
         .await
-        .map_err(|e| LogError::io("sync checkpoint", &tmp, e.into()))?;
+        .map_err(|e| LogError::io("sync checkpoint", &tmp, os_error(e)))?;
     journal!(crate::journal::sync(&tmp));
     let _ = file.close().await;
     glommio::io::rename(&tmp, &dst)
         .await
-        .map_err(|e| LogError::io("rename checkpoint", &dst, e.into()))?;
+        .map_err(|e| LogError::io("rename checkpoint", &dst, os_error(e)))?;
     journal!(crate::journal::record(|| crate::journal::IoEvent::Rename {
         from: tmp.clone(),
         to: dst.clone()

@@ -5,7 +5,7 @@ use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::config::LogConfig;
 use crate::error::{Corruption, LogError};
 use crate::index::{scan_segment, ScanEnd, ScanFrom, SparseIndex};
-use crate::log::{create_segment, map_segment, LazyRange, SegmentEntry, State};
+use crate::log::{create_segment, map_segment, os_error, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
 use crate::scan::{classify_tail, TailVerdict};
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -134,11 +134,11 @@ pub(crate) async fn recover(
             .write(last)
             .dma_open(&path)
             .await
-            .map_err(|e| LogError::io("open segment", &path, e.into()))?;
+            .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;
         let size = file
             .file_size()
             .await
-            .map_err(|e| LogError::io("stat segment", &path, e.into()))?;
+            .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
         let mut header = None;
         if size >= SEGMENT_HEADER_BYTES as u64 {
             let map = map_segment(&file, SEGMENT_HEADER_BYTES as u64, &path, false)?;
@@ -165,7 +165,7 @@ pub(crate) async fn recover(
             // go to a segment only after its creation was synced.
             file.remove()
                 .await
-                .map_err(|e| LogError::io("remove incomplete segment", &path, e.into()))?;
+                .map_err(|e| LogError::io("remove incomplete segment", &path, os_error(e)))?;
             let _ = file.close().await;
             journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
                 path: path.clone()
@@ -461,7 +461,7 @@ async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Re
         let n = file
             .write_at(buf, pos as u64)
             .await
-            .map_err(|e| LogError::io("zero torn tail", path, e.into()))?;
+            .map_err(|e| LogError::io("zero torn tail", path, os_error(e)))?;
         if n != len {
             return Err(LogError::io(
                 "zero torn tail",
@@ -473,7 +473,7 @@ async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Re
     }
     file.fdatasync()
         .await
-        .map_err(|e| LogError::io("sync torn tail", path, e.into()))?;
+        .map_err(|e| LogError::io("sync torn tail", path, os_error(e)))?;
     journal!(crate::journal::sync(path));
     Ok(())
 }

@@ -1,0 +1,173 @@
+//! A full disk: on a small tmpfs the log fills until appends or commits fail
+//! with the typed `LogError::StorageFull`; what was acknowledged stays intact,
+//! and once space is freed a reopened log takes new records again.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN); without it these tests fail and say so.
+
+use gonets_storage::{Log, LogConfig, LogError, PoisonCause, Slot};
+use gonets_tests::{append_expected, block_on, check_log_contents, check_offsets, TmpfsMount};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::path::Path;
+
+/// Bound on appends while waiting for the disk to fill (1 MiB holds far fewer).
+const APPENDS_MAX: u64 = 20_000;
+/// Largest group covered by one commit.
+const GROUP_MAX: usize = 16;
+
+fn mount(size: &str) -> TmpfsMount {
+    TmpfsMount::new(size).unwrap_or_else(|e| {
+        panic!("the disk-full tests need a small tmpfs and could not mount one: {e}")
+    })
+}
+
+/// Appends and commits deterministic records in random groups until something fails;
+/// returns the end of what was acknowledged and the error.
+async fn fill(log: &Log, rng: &mut StdRng) -> (u64, LogError) {
+    let mut acked_end = log.stats().durable_offset;
+    while log.stats().next_offset < APPENDS_MAX {
+        let mut last = 0;
+        for _ in 0..rng.gen_range(1..=GROUP_MAX) {
+            match append_expected(log).await {
+                Ok(o) => last = o,
+                Err(e) => return (acked_end, e),
+            }
+        }
+        match log.commit(last).await {
+            Ok(()) => acked_end = last + 1,
+            Err(e) => return (acked_end, e),
+        }
+    }
+    panic!("{APPENDS_MAX} records fit on a 1 MiB tmpfs: the disk never filled");
+}
+
+/// Appends and commits `count` more records, every call expected to succeed.
+async fn append_committed(log: &Log, count: u64, rng: &mut StdRng) {
+    let end = log.stats().next_offset + count;
+    while log.stats().next_offset < end {
+        let mut last = 0;
+        for _ in 0..rng.gen_range(1..=GROUP_MAX) {
+            last = append_expected(log).await.expect("append with free space");
+        }
+        log.commit(last).await.expect("commit with free space");
+    }
+}
+
+#[test]
+fn given_full_tmpfs_when_appending_then_storage_full_and_acknowledged_records_survive_remount_and_reopen(
+) {
+    let tmpfs = mount("1m");
+    let dir = tmpfs.path().join("log");
+    let config = LogConfig::small_for_tests();
+    let (acked_end, full_at) = {
+        let (dir, config) = (dir.clone(), config.clone());
+        block_on(async move {
+            let (log, _) = Log::open(&dir, config)
+                .await
+                .expect("open on an empty tmpfs");
+            let mut rng = StdRng::seed_from_u64(1);
+            let (acked_end, err) = fill(&log, &mut rng).await;
+            assert!(
+                matches!(err, LogError::StorageFull),
+                "a full disk surfaced as {err:?} ({err}), expected LogError::StorageFull"
+            );
+            assert!(
+                acked_end > 0,
+                "nothing was acknowledged before the disk filled"
+            );
+            assert!(
+                log.stats().segments >= 2,
+                "the disk should fill on a roll, after the first segment"
+            );
+            assert_eq!(log.poisoned(), Some(PoisonCause::StorageFull));
+            let stats = log.stats();
+            // Still full: nothing more is taken or acknowledged.
+            match append_expected(&log).await {
+                Err(LogError::StorageFull) => {}
+                other => panic!("append on a full disk: {other:?}"),
+            }
+            if stats.next_offset > stats.durable_offset {
+                match log.commit(stats.next_offset - 1).await {
+                    Err(LogError::StorageFull) => {}
+                    other => panic!("commit on a full disk: {other:?}"),
+                }
+            }
+            assert_eq!(log.stats().durable_offset, stats.durable_offset);
+            let lost = check_offsets(&log, 0..acked_end);
+            assert!(
+                lost.is_empty(),
+                "acknowledged records unreadable on a full disk: {lost:?}"
+            );
+            assert!(matches!(log.read(stats.durable_offset), Slot::Empty));
+            match log.close().await {
+                Ok(()) | Err(LogError::StorageFull) => {}
+                Err(e) => panic!("close on a full disk: {e:?}"),
+            }
+            (acked_end, stats.durable_offset)
+        })
+    };
+
+    tmpfs.resize("8m").unwrap_or_else(|e| panic!("{e}"));
+    let end = {
+        let (dir, config) = (dir.clone(), config.clone());
+        block_on(async move {
+            let (log, report) = Log::open(&dir, config)
+                .await
+                .expect("reopen after freeing space");
+            assert!(
+                report.corruptions.is_empty(),
+                "corruptions after the disk filled: {report:?}"
+            );
+            let lost = check_offsets(&log, 0..acked_end);
+            assert!(
+                lost.is_empty(),
+                "acknowledged records lost after the disk filled: {lost:?}"
+            );
+            let next = check_log_contents(&log).unwrap_or_else(|e| panic!("after reopen: {e}"));
+            assert_eq!(
+                next, full_at,
+                "the log must end where it was durable when the disk filled"
+            );
+            // Enough for two more segments: rolls need the freed space.
+            let segments = log.stats().segments;
+            let mut rng = StdRng::seed_from_u64(2);
+            append_committed(&log, 400, &mut rng).await;
+            assert!(
+                log.stats().segments > segments,
+                "the log must roll into the freed space"
+            );
+            let end = check_log_contents(&log).unwrap_or_else(|e| panic!("after new appends: {e}"));
+            log.close().await.expect("close with free space");
+            end
+        })
+    };
+    block_on(async move {
+        let (log, report) = Log::open(&dir, config).await.unwrap();
+        assert!(report.corruptions.is_empty(), "{report:?}");
+        assert_eq!(check_log_contents(&log), Ok(end));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_tmpfs_too_small_for_a_segment_when_opened_then_storage_full() {
+    let tmpfs = mount("128k");
+    let dir = tmpfs.path().join("log");
+    let result = block_on(async move {
+        Log::open(&dir, LogConfig::small_for_tests())
+            .await
+            .map(|_| ())
+    });
+    match result {
+        Err(LogError::StorageFull) => {}
+        other => panic!("opening a log whose first 256 KiB segment cannot fit: {other:?}"),
+    }
+    assert_no_segment_left(tmpfs.path());
+}
+
+fn assert_no_segment_left(mount: &Path) {
+    let files = gonets_tests::segment_files(&mount.join("log"));
+    assert!(
+        files.is_empty(),
+        "a segment that could not be preallocated was left behind: {files:?}"
+    );
+}
