@@ -525,7 +525,7 @@ impl Log {
             if due_checkpoint {
                 if let Err(e) = self.checkpoint().await {
                     // The data is durable; a missing checkpoint only lengthens recovery.
-                    eprintln!("gonets-storage: checkpoint failed: {e}");
+                    tracing::warn!(error = %e, "checkpoint failed; recovery will scan from the previous one");
                 }
             }
         }

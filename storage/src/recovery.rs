@@ -447,6 +447,26 @@ pub(crate) async fn recover(
     report.next_offset = offset;
     report.corruptions = st.corruptions.clone();
     report.elapsed = started.elapsed();
+    tracing::info!(
+        dir = %dir.display(),
+        segments = report.segments,
+        next_offset = report.next_offset,
+        from_checkpoint = report.from_checkpoint,
+        bytes_scanned = report.bytes_scanned,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "log recovered"
+    );
+    if let Some(t) = &report.torn_tail {
+        tracing::info!(
+            segment = t.segment_base,
+            position = t.position,
+            bytes_cut = report.bytes_cut,
+            "cut a torn tail (never acknowledged)"
+        );
+    }
+    for c in &report.corruptions {
+        tracing::error!(segment = c.segment_base, position = c.position, first_offset = c.first_offset, end_offset = c.end_offset, what = %c.what, "damaged committed records: reported, not served");
+    }
     Ok((st, report))
 }
 

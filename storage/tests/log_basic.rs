@@ -1,7 +1,7 @@
 //! Append, commit, reopen and read back through the public API.
 
 use glommio::{LocalExecutorBuilder, Placement};
-use gonets_storage::{Log, LogConfig, Slot};
+use gonets_storage::{Log, LogConfig, LogError, Slot};
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -59,5 +59,84 @@ fn given_committed_records_when_reopened_then_all_read_back() {
         assert!(matches!(log.read(0), Slot::Gone));
         assert!(matches!(log.read(1999), Slot::Present(_)));
         log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_record_larger_than_a_batch_when_appended_then_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig::small_for_tests();
+        let max = config.payload_bytes_max();
+        let (log, _) = Log::open(&path, config).await.unwrap();
+        let fits = log.append(&vec![7u8; max], 0, 0).await.unwrap();
+        log.commit(fits).await.unwrap();
+        let err = log.append(&vec![7u8; max + 1], 0, 0).await.unwrap_err();
+        assert!(matches!(err, LogError::TooLarge { .. }), "{err:?}");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_every_batch_buffer_full_when_try_append_then_busy_and_commit_frees_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            batch_buffers_max: 2,
+            commit_window_bytes: usize::MAX,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&path, config).await.unwrap();
+        let payload = vec![1u8; 10_000];
+        let mut appended = 0;
+        let err = loop {
+            match log.try_append(&payload, 0, 0) {
+                Ok(_) => appended += 1,
+                Err(e) => break e,
+            }
+            assert!(appended < 100, "buffers must be bounded");
+        };
+        assert!(matches!(err, LogError::Busy), "{err:?}");
+        log.commit_all().await.unwrap();
+        log.try_append(&payload, 0, 0).unwrap();
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_log_open_when_opened_again_then_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        let second = Log::open(&path, LogConfig::small_for_tests()).await;
+        assert!(matches!(second, Err(LogError::Locked(_))));
+        log.close().await.unwrap();
+        let (again, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        again.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_segment_size_changed_when_reopened_then_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        log.close().await.unwrap();
+        let other = LogConfig {
+            segment_size_bytes: 512 << 10,
+            ..LogConfig::small_for_tests()
+        };
+        let err = Log::open(&path, other).await.err().unwrap();
+        assert!(matches!(err, LogError::Config(_)), "{err:?}");
     });
 }
