@@ -291,3 +291,30 @@ impl Drop for TmpfsMount {
         }
     }
 }
+
+/// Appends deterministic records and commits them in random groups of
+/// 1..=`group_max` until an append or a commit fails; returns the end of what
+/// was acknowledged and the error, or `None` if `appends_max` records went in
+/// without a failure.
+pub async fn append_until_error(
+    log: &Log,
+    rng: &mut impl rand::Rng,
+    appends_max: u64,
+    group_max: usize,
+) -> Option<(u64, LogError)> {
+    let mut acked_end = log.stats().durable_offset;
+    while log.stats().next_offset < appends_max {
+        let mut last = 0;
+        for _ in 0..rng.gen_range(1..=group_max) {
+            match append_expected(log).await {
+                Ok(o) => last = o,
+                Err(e) => return Some((acked_end, e)),
+            }
+        }
+        match log.commit(last).await {
+            Ok(()) => acked_end = last + 1,
+            Err(e) => return Some((acked_end, e)),
+        }
+    }
+    None
+}

@@ -5,7 +5,9 @@
 //! Mounting needs root (CAP_SYS_ADMIN); without it these tests fail and say so.
 
 use gonets_storage::{Log, LogConfig, LogError, PoisonCause, Slot};
-use gonets_tests::{append_expected, block_on, check_log_contents, check_offsets, TmpfsMount};
+use gonets_tests::{
+    append_expected, append_until_error, block_on, check_log_contents, check_offsets, TmpfsMount,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::path::Path;
 
@@ -23,21 +25,11 @@ fn mount(size: &str) -> TmpfsMount {
 /// Appends and commits deterministic records in random groups until something fails;
 /// returns the end of what was acknowledged and the error.
 async fn fill(log: &Log, rng: &mut StdRng) -> (u64, LogError) {
-    let mut acked_end = log.stats().durable_offset;
-    while log.stats().next_offset < APPENDS_MAX {
-        let mut last = 0;
-        for _ in 0..rng.gen_range(1..=GROUP_MAX) {
-            match append_expected(log).await {
-                Ok(o) => last = o,
-                Err(e) => return (acked_end, e),
-            }
-        }
-        match log.commit(last).await {
-            Ok(()) => acked_end = last + 1,
-            Err(e) => return (acked_end, e),
-        }
-    }
-    panic!("{APPENDS_MAX} records fit on a 1 MiB tmpfs: the disk never filled");
+    append_until_error(log, rng, APPENDS_MAX, GROUP_MAX)
+        .await
+        .unwrap_or_else(|| {
+            panic!("{APPENDS_MAX} records fit on a 1 MiB tmpfs: the disk never filled")
+        })
 }
 
 /// Appends and commits `count` more records, every call expected to succeed.

@@ -9,7 +9,9 @@
 
 use fail::FailScenario;
 use gonets_storage::{Log, LogConfig, LogError, PoisonCause, Slot};
-use gonets_tests::{append_expected, block_on, check_log_contents, check_offsets, segment_files};
+use gonets_tests::{
+    append_expected, append_until_error, block_on, check_log_contents, check_offsets, segment_files,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::cell::RefCell;
 use std::ops::RangeInclusive;
@@ -42,22 +44,14 @@ struct AtPoison {
 
 /// Appends deterministic records and commits them in random groups until an append
 /// or a commit fails; returns the end of what was acknowledged and the error.
-async fn append_until_error(log: &Log, rng: &mut StdRng) -> (u64, LogError) {
-    let mut acked_end = log.stats().durable_offset;
-    while log.stats().next_offset < APPENDS_MAX {
-        let mut last = 0;
-        for _ in 0..rng.gen_range(1..=GROUP_MAX) {
-            match append_expected(log).await {
-                Ok(o) => last = o,
-                Err(e) => return (acked_end, e),
-            }
-        }
-        match log.commit(last).await {
-            Ok(()) => acked_end = last + 1,
-            Err(e) => return (acked_end, e),
-        }
-    }
-    panic!("no append or commit failed in {APPENDS_MAX} records: the fail point never fired");
+async fn fail_somewhere(log: &Log, rng: &mut StdRng) -> (u64, LogError) {
+    append_until_error(log, rng, APPENDS_MAX, GROUP_MAX)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no append or commit failed in {APPENDS_MAX} records: the fail point never fired"
+            )
+        })
 }
 
 /// Checks that a poisoned log refuses everything from now on, also once the fault is gone,
@@ -157,7 +151,7 @@ fn single_writer_until_poisoned(
         }
         let acked_before_arming = log.stats().durable_offset;
         fail::cfg(point, &actions).unwrap();
-        let (acked_end, err) = append_until_error(&log, &mut rng).await;
+        let (acked_end, err) = fail_somewhere(&log, &mut rng).await;
         assert!(
             is_cause(&err, &cause),
             "the injected failure surfaced as {err:?}, expected Poisoned({cause:?})"

@@ -1,0 +1,416 @@
+//! storage-summary: the last step of `bench/storage.sh`. Reads the JSON of
+//! every run of disk-limits, commit-latency and recovery-bench (and the
+//! criterion estimates written since the script started), takes medians
+//! across runs, prints each figure beside its raw limit with the ratio and
+//! the target, and writes everything to one JSON file. Written in Rust so the
+//! script needs neither jq nor python.
+
+use gonets_bench::{write_json, Args};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str =
+    "usage: storage-summary --runs DIR [--criterion DIR] [--since UNIX_SECONDS] [--out FILE]
+  --runs DIR       holds run-*/{disk-limits,commit-latency,recovery-bench}.json,
+                   machine.txt and commands.txt (written by bench/storage.sh)
+  --criterion DIR  criterion's output folder (target/criterion)
+  --since T        only criterion estimates written after T (seconds since the epoch)
+  --out FILE       write the combined JSON here";
+
+/// Targets of the storage design (see bench/README.md).
+const THROUGHPUT_RATIO_MIN: f64 = 0.70;
+const P99_RATIO_MAX: f64 = 1.5;
+const CLEAN_REOPEN_MS_MAX: f64 = 1000.0;
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
+}
+
+/// `v` at a dotted path (`a.b.0.c`), as a number.
+fn num(v: &Value, path: &str) -> Option<f64> {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = match key.parse::<usize>() {
+            Ok(i) => cur.get(i)?,
+            Err(_) => cur.get(key)?,
+        };
+    }
+    cur.as_f64()
+}
+
+/// Median; with an even count, the mean of the two middle values.
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.retain(|x| x.is_finite());
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
+}
+
+/// The figure at `path` in every run of `tool`, and its median.
+fn across(runs: &[Value], tool: &str, path: &str) -> (Vec<f64>, Option<f64>) {
+    let xs: Vec<f64> = runs.iter().filter_map(|r| num(&r[tool], path)).collect();
+    let m = median(xs.clone());
+    (xs, m)
+}
+
+fn fmt(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.1}"))
+}
+
+fn fmt_all(xs: &[f64]) -> String {
+    let parts: Vec<String> = xs.iter().map(|x| format!("{x:.1}")).collect();
+    parts.join(", ")
+}
+
+/// Criterion benchmarks measured since `since`: id -> median ns/iter and throughput.
+fn criterion(dir: &Path, since: SystemTime) -> Vec<Value> {
+    let mut found = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded by the size of the criterion folder.
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with("new/estimates.json") {
+                found.push(p);
+            }
+        }
+    }
+    let mut out = vec![];
+    for est_path in found {
+        let fresh = std::fs::metadata(&est_path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        let bench_path = est_path.with_file_name("benchmark.json");
+        let (Ok(est), Ok(bench), true) = (read_json(&est_path), read_json(&bench_path), fresh)
+        else {
+            continue;
+        };
+        let Some(ns) = num(&est, "median.point_estimate") else {
+            continue;
+        };
+        let bytes = num(&bench, "throughput.BytesDecimal").or(num(&bench, "throughput.Bytes"));
+        let mut v = json!({
+            "id": bench["full_id"].as_str().unwrap_or("?"),
+            "median_ns_per_iter": (ns * 10.0).round() / 10.0,
+            "iters_per_s": (1e9 / ns).round(),
+        });
+        if let Some(b) = bytes {
+            v["mb_s"] = json!((b / ns * 1e3 * 10.0).round() / 10.0);
+        }
+        out.push(v);
+    }
+    out.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    out
+}
+
+struct Target {
+    name: String,
+    value: Option<f64>,
+    limit: Option<f64>,
+    ratio: Option<f64>,
+    goal: String,
+    met: Option<bool>,
+}
+
+fn run() -> Result<(), String> {
+    let usage = |e: String| format!("{e}\n{USAGE}");
+    let args = Args::parse(&[
+        ("runs", true),
+        ("criterion", true),
+        ("since", true),
+        ("out", true),
+    ])
+    .map_err(usage)?;
+    let dir = PathBuf::from(
+        args.text("runs")
+            .ok_or_else(|| usage("`--runs` is required".into()))?,
+    );
+    let since: u64 = args.value("since", 0).map_err(usage)?;
+    let since = UNIX_EPOCH + Duration::from_secs(since);
+
+    let mut run_dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+        })
+        .collect();
+    run_dirs.sort();
+    let mut runs = vec![];
+    for d in &run_dirs {
+        let mut run = json!({});
+        for tool in ["disk-limits", "commit-latency", "recovery-bench"] {
+            let p = d.join(format!("{tool}.json"));
+            if p.exists() {
+                run[tool] = read_json(&p)?;
+            }
+        }
+        runs.push(run);
+    }
+    if runs.is_empty() {
+        return Err(format!("no run-* folders in {}", dir.display()));
+    }
+    let text = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let machine = text("machine.txt");
+    let commands_text = text("commands.txt");
+    let commands: Vec<&str> = commands_text.lines().collect();
+
+    // Raw limits.
+    let (b_seq_all, b_seq) = across(&runs, "disk-limits", "buffered.seq_mb_s");
+    let (c_seq_all, c_seq) = across(&runs, "disk-limits", "direct.seq_mb_s");
+    let raw = |way: &str, q: &str| {
+        across(
+            &runs,
+            "disk-limits",
+            &format!("{way}.write4k_fdatasync.{q}_us"),
+        )
+        .1
+    };
+    let (_, memcpy) = across(&runs, "disk-limits", "memcpy_gb_s");
+    let best_seq = match (b_seq, c_seq) {
+        (Some(b), Some(c)) if b >= c => Some((b, "(b) buffered")),
+        (_, Some(c)) => Some((c, "(c) O_DIRECT")),
+        (Some(b), None) => Some((b, "(b) buffered")),
+        _ => None,
+    };
+
+    println!("== raw disk limits (medians of {} runs)", runs.len());
+    println!(
+        "{:<34} {:>12} {:>12} {:>9}",
+        "", "(b) buffered", "(c) O_DIRECT", "c / b"
+    );
+    let row = |name: &str, b: Option<f64>, c: Option<f64>| {
+        let ratio = b
+            .zip(c)
+            .map(|(b, c)| format!("{:.2}", c / b))
+            .unwrap_or("n/a".into());
+        println!("{name:<34} {:>12} {:>12} {ratio:>9}", fmt(b), fmt(c));
+    };
+    row("1 MiB write+fdatasync, MB/s", b_seq, c_seq);
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "  (each run)",
+        fmt_all(&b_seq_all),
+        fmt_all(&c_seq_all)
+    );
+    for q in ["p50", "p99", "p999", "max"] {
+        row(
+            &format!("4 KiB write+fdatasync {q}, µs"),
+            raw("buffered", q),
+            raw("direct", q),
+        );
+    }
+    println!(
+        "memcpy: {} GB/s",
+        memcpy.map_or("n/a".into(), |m| format!("{m:.2}"))
+    );
+
+    // The log.
+    let segment = num(&runs[0]["commit-latency"], "segment_mib").unwrap_or(0.0);
+    println!(
+        "\n== log: open-loop commit latency, µs (medians across runs; {segment} MiB segments)"
+    );
+    let loads = runs[0]["commit-latency"]["open_loop"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}  valid runs",
+        "offered/s", "achieved/s", "p50", "p99", "p99.9", "max"
+    );
+    for i in 0..loads.len() {
+        let m = |q: &str| across(&runs, "commit-latency", &format!("open_loop.{i}.{q}")).1;
+        let valid = runs
+            .iter()
+            .filter(|r| r["commit-latency"]["open_loop"][i]["valid"] == json!(true))
+            .count();
+        println!(
+            "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}  {valid}/{}",
+            fmt(m("offered_per_s")),
+            fmt(m("achieved_per_s")),
+            fmt(m("latency.p50_us")),
+            fmt(m("latency.p99_us")),
+            fmt(m("latency.p999_us")),
+            fmt(m("latency.max_us")),
+            runs.len()
+        );
+    }
+    let lowest = loads
+        .iter()
+        .enumerate()
+        .min_by(|a, b| {
+            num(a.1, "offered_per_s")
+                .unwrap_or(f64::MAX)
+                .total_cmp(&num(b.1, "offered_per_s").unwrap_or(f64::MAX))
+        })
+        .map(|(i, v)| (i, num(v, "offered_per_s").unwrap_or(0.0)));
+    let (max_all, max_mb) = across(&runs, "commit-latency", "max.payload_mb_s");
+    let (_, max_rps) = across(&runs, "commit-latency", "max.records_per_s");
+    let size = num(&runs[0]["commit-latency"], "size_bytes").unwrap_or(0.0);
+    let producers = num(&runs[0]["commit-latency"], "max.producers").unwrap_or(0.0);
+    let per_commit = num(&runs[0]["commit-latency"], "max.per_commit").unwrap_or(0.0);
+    println!(
+        "flat out ({producers} producers x {per_commit} records per commit, {size} B): {} records/s, {} MB/s (runs: {})",
+        fmt(max_rps),
+        fmt(max_mb),
+        fmt_all(&max_all)
+    );
+
+    let (clean_all, clean_ms) = across(&runs, "recovery-bench", "clean.open_ms");
+    let (_, gib) = across(&runs, "recovery-bench", "gib");
+    let (_, clean_scanned) = across(&runs, "recovery-bench", "clean.bytes_scanned");
+    let (_, uc_ms) = across(&runs, "recovery-bench", "unclean_cold.open_ms");
+    let (_, uc_scan) = across(&runs, "recovery-bench", "unclean_cold.bytes_scanned");
+    let (_, uw_ms) = across(&runs, "recovery-bench", "unclean_warm.open_ms");
+    let (_, read_cold) = across(&runs, "recovery-bench", "read_cold.mb_s");
+    let (_, read_warm) = across(&runs, "recovery-bench", "read_warm.mb_s");
+    let (_, build) = across(&runs, "recovery-bench", "build_mb_s");
+    let bytes = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.0}"));
+    println!(
+        "\n== log: recovery of {} GiB of 4 KiB records (medians)",
+        fmt(gib)
+    );
+    println!(
+        "reopen after clean close: {} ms, {} bytes scanned (runs: {})",
+        fmt(clean_ms),
+        bytes(clean_scanned),
+        fmt_all(&clean_all)
+    );
+    println!(
+        "reopen after unclean stop: cold {} ms, page cache warm {} ms, {} bytes scanned",
+        fmt(uc_ms),
+        fmt(uw_ms),
+        bytes(uc_scan)
+    );
+    println!("sequential read via iter_from(0): cold {} MB/s, warm {} MB/s; build (16 producers) {} MB/s", fmt(read_cold), fmt(read_warm), fmt(build));
+
+    let mut targets = vec![];
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let r1 = ratio(max_mb, best_seq.map(|b| b.0));
+    targets.push(Target {
+        name: format!(
+            "(i) 1 KiB append+commit MB/s vs raw 1 MiB seq MB/s, faster way {}",
+            best_seq.map_or("n/a", |b| b.1)
+        ),
+        value: max_mb,
+        limit: best_seq.map(|b| b.0),
+        ratio: r1,
+        goal: format!(">= {THROUGHPUT_RATIO_MIN:.2}"),
+        met: r1.map(|r| r >= THROUGHPUT_RATIO_MIN),
+    });
+    let p99_low = lowest.and_then(|(i, _)| {
+        across(
+            &runs,
+            "commit-latency",
+            &format!("open_loop.{i}.latency.p99_us"),
+        )
+        .1
+    });
+    let raw_p99 = raw("direct", "p99");
+    let r2 = ratio(p99_low, raw_p99);
+    targets.push(Target {
+        name: format!(
+            "(ii) commit p99 at {}/s (µs) vs raw (c) O_DIRECT 4 KiB write+fdatasync p99",
+            lowest.map_or(0.0, |l| l.1)
+        ),
+        value: p99_low,
+        limit: raw_p99,
+        ratio: r2,
+        goal: format!("<= {P99_RATIO_MAX:.2}"),
+        met: r2.map(|r| r <= P99_RATIO_MAX),
+    });
+    targets.push(Target {
+        name: format!("(iii) reopen of {} GiB after a clean close (ms)", fmt(gib)),
+        value: clean_ms,
+        limit: None,
+        ratio: None,
+        goal: format!("< {CLEAN_REOPEN_MS_MAX:.0} ms"),
+        met: clean_ms.map(|v| v < CLEAN_REOPEN_MS_MAX),
+    });
+    println!("\n== targets (medians across {} runs)", runs.len());
+    for t in &targets {
+        let verdict = match t.met {
+            Some(true) => "MET",
+            Some(false) => "MISSED",
+            None => "n/a",
+        };
+        println!(
+            "{}: {} vs {} -> ratio {} (target {}): {verdict}",
+            t.name,
+            fmt(t.value),
+            fmt(t.limit),
+            t.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            t.goal
+        );
+    }
+    let raw_p99_b = raw("buffered", "p99");
+    if let Some(r) = ratio(p99_low, raw_p99_b) {
+        println!(
+            "    (the same p99 vs raw (b) buffered p99 {}: ratio {r:.3})",
+            fmt(raw_p99_b)
+        );
+    }
+
+    let crit = args
+        .text("criterion")
+        .map(|d| criterion(Path::new(d), since))
+        .unwrap_or_default();
+    if !crit.is_empty() {
+        println!("\n== criterion (median time per iteration; throughput groups: one record per iteration)");
+        for c in &crit {
+            println!(
+                "{:<48} {:>12.1} ns {:>12} /s {:>10}",
+                c["id"].as_str().unwrap_or("?"),
+                c["median_ns_per_iter"].as_f64().unwrap_or(0.0),
+                c["iters_per_s"],
+                c.get("mb_s").map_or(String::new(), |m| format!("{m} MB/s"))
+            );
+        }
+    }
+
+    let value = json!({
+        "machine": machine,
+        "commands": commands,
+        "runs": runs,
+        "medians": {
+            "raw_buffered_seq_mb_s": b_seq, "raw_direct_seq_mb_s": c_seq,
+            "raw_buffered_4k_p99_us": raw_p99_b, "raw_direct_4k_p99_us": raw_p99,
+            "memcpy_gb_s": memcpy,
+            "max_payload_mb_s": max_mb, "max_records_per_s": max_rps,
+            "p99_lowest_load_us": p99_low,
+            "clean_reopen_ms": clean_ms, "unclean_reopen_cold_ms": uc_ms, "unclean_reopen_warm_ms": uw_ms,
+            "read_cold_mb_s": read_cold, "read_warm_mb_s": read_warm,
+        },
+        "targets": targets.iter().map(|t| json!({
+            "name": t.name, "value": t.value, "limit": t.limit, "ratio": t.ratio,
+            "goal": t.goal, "met": t.met,
+        })).collect::<Vec<_>>(),
+        "criterion": crit,
+    });
+    write_json(args.text("out"), &value)
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("storage-summary: {e}");
+        std::process::exit(2);
+    }
+}
