@@ -147,15 +147,26 @@ impl Args {
 /// The production `LogConfig`, with `--segment-mib` (default 256, the
 /// production size) when given: segment size changes how ext4 converts the
 /// preallocated extents, which shows in commit latency (see RESULTS.md).
+/// `--prewrite-ahead-mib` and `--prewrite-chunk-kib` (where a tool takes
+/// them) set the background zero writes ahead of the log (0 MiB: none).
 pub fn log_config(args: &Args) -> Result<LogConfig, String> {
+    let defaults = LogConfig::default();
     let mib: u64 = args.bounded("segment-mib", 256, 4095)?;
+    let ahead_mib: u64 = args.value("prewrite-ahead-mib", defaults.prewrite_ahead_bytes >> 20)?;
+    let chunk_kib: usize = args.bounded(
+        "prewrite-chunk-kib",
+        defaults.prewrite_chunk_bytes >> 10,
+        8192,
+    )?;
     let config = LogConfig {
         segment_size_bytes: mib << 20,
-        ..LogConfig::default()
+        prewrite_ahead_bytes: ahead_mib << 20,
+        prewrite_chunk_bytes: chunk_kib << 10,
+        ..defaults
     };
     config
         .validate()
-        .map_err(|e| format!("flag `--segment-mib`: {e}"))?;
+        .map_err(|e| format!("flags `--segment-mib`/`--prewrite-*`: {e}"))?;
     Ok(config)
 }
 

@@ -37,6 +37,14 @@ pub struct LogConfig {
     pub checkpoint_interval_bytes: u64,
     /// Distance between entries of the sparse offset index.
     pub index_interval_bytes: usize,
+    /// How far ahead of the write position the active segment is overwritten
+    /// with zeros in the background (0: never). Batches then land on blocks
+    /// the file system already counts as written, so their `fdatasync` has no
+    /// extent conversion to journal: on ext4 that halves commit latency and
+    /// avoids a slow path (ADR 0001). Costs one extra write of each block.
+    pub prewrite_ahead_bytes: u64,
+    /// Size of one background zero write; a multiple of 4 KiB.
+    pub prewrite_chunk_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -50,6 +58,8 @@ impl Default for LogConfig {
             durability: Durability::Fdatasync,
             checkpoint_interval_bytes: 64 << 20,
             index_interval_bytes: 64 << 10,
+            prewrite_ahead_bytes: 32 << 20,
+            prewrite_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -64,6 +74,8 @@ impl LogConfig {
             commit_window_bytes: 16 << 10,
             checkpoint_interval_bytes: 1 << 20,
             index_interval_bytes: 8 << 10,
+            prewrite_ahead_bytes: 64 << 10,
+            prewrite_chunk_bytes: 16 << 10,
             ..LogConfig::default()
         }
     }
@@ -119,6 +131,15 @@ impl LogConfig {
         }
         if self.index_interval_bytes == 0 {
             return fail("index_interval_bytes must be positive".into());
+        }
+        if !self.prewrite_chunk_bytes.is_multiple_of(block)
+            || self.prewrite_chunk_bytes == 0
+            || self.prewrite_chunk_bytes > 8 << 20
+        {
+            return fail(format!(
+                "prewrite_chunk_bytes {} must be a positive multiple of {block} up to 8 MiB",
+                self.prewrite_chunk_bytes
+            ));
         }
         Ok(())
     }

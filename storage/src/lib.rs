@@ -28,6 +28,7 @@ mod index;
 pub mod journal;
 mod log;
 pub mod marker;
+mod prewrite;
 mod read;
 mod recovery;
 pub mod scan;

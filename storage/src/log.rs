@@ -89,6 +89,21 @@ pub(crate) struct State {
     abandoned: bool,
     checkpoint_busy: bool,
     bytes_since_checkpoint: u64,
+    /// Counts rolls, so a background write to an older segment is told apart.
+    pub(crate) segment_generation: u64,
+    /// In the active segment, every block below this has been written (data
+    /// or prewritten zeros).
+    pub(crate) prewritten_end: usize,
+    /// End of the batch write in flight (equal to `write_position` when none).
+    pub(crate) write_reserved_end: usize,
+    pub(crate) prewritten_bytes: u64,
+    pub(crate) prewrite_waits: u64,
+    /// The background zero write in flight: segment generation, start, end.
+    pub(crate) prewrite_in_flight: Option<(u64, usize, usize)>,
+    pub(crate) prewriter_waker: Option<Waker>,
+    pub(crate) prewriter_running: bool,
+    /// Woken when a background zero write completes or the prewriter stops.
+    pub(crate) prewrite_waiters: Vec<Waker>,
 }
 
 /// A handle to an open log; clones share it. Single-threaded: use it from the
@@ -111,6 +126,10 @@ pub struct LogStats {
     pub segments: usize,
     /// Known damaged ranges.
     pub corruptions: usize,
+    /// Bytes overwritten with zeros ahead of the write position since open.
+    pub prewritten_bytes: u64,
+    /// Batch writes that waited for a zero write to the same blocks.
+    pub prewrite_waits: u64,
 }
 
 impl State {
@@ -148,6 +167,15 @@ impl State {
             abandoned: false,
             checkpoint_busy: false,
             bytes_since_checkpoint: 0,
+            segment_generation: 0,
+            prewritten_end: SEGMENT_HEADER_BYTES,
+            write_reserved_end: SEGMENT_HEADER_BYTES,
+            prewritten_bytes: 0,
+            prewrite_waits: 0,
+            prewrite_in_flight: None,
+            prewriter_waker: None,
+            prewriter_running: false,
+            prewrite_waiters: vec![],
         }
     }
 
@@ -164,10 +192,22 @@ impl State {
         }
     }
 
+    pub(crate) fn wake_prewriter(&mut self) {
+        if let Some(w) = self.prewriter_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// True once the log accepts no more work of any kind.
+    pub(crate) fn stopping(&self) -> bool {
+        self.poisoned.is_some() || self.abandoned || self.closing || self.closed
+    }
+
     fn poison(&mut self, cause: PoisonCause) {
         if self.poisoned.is_none() {
             self.poisoned = Some(cause);
         }
+        self.wake_prewriter();
         for (_, w) in self.commit_waiters.drain(..) {
             w.wake();
         }
@@ -262,6 +302,7 @@ impl Log {
         log.state.borrow_mut().flusher_running = true;
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
+        log.start_prewriter();
         Ok((log, report))
     }
 
@@ -330,6 +371,8 @@ impl Log {
             next_offset: st.next_offset,
             segments: st.segments.len(),
             corruptions: st.corruptions.len(),
+            prewritten_bytes: st.prewritten_bytes,
+            prewrite_waits: st.prewrite_waits,
         }
     }
 
@@ -447,7 +490,9 @@ impl Log {
         }
         self.state.borrow_mut().closing = true;
         self.state.borrow_mut().wake_flusher();
+        self.state.borrow_mut().wake_prewriter();
         FlusherDone { log: self }.await;
+        self.prewriter_stopped().await;
         let poisoned = self.state.borrow().poisoned.clone();
         let result = match poisoned {
             Some(cause) => Err(LogError::from(&cause)),
@@ -475,8 +520,11 @@ impl Log {
             let mut st = self.state.borrow_mut();
             st.abandoned = true;
             st.wake_flusher();
+            st.wake_prewriter();
         }
         FlusherDone { log: &self }.await;
+        // A zero write landing after a reopen could hit new records.
+        self.prewriter_stopped().await;
         let mut st = self.state.borrow_mut();
         st.closed = true;
         st.lock_file = None;
@@ -568,11 +616,22 @@ impl Log {
         if needs_roll {
             self.roll(batch.first_offset, prev_chain).await?;
         }
-        let (file, position, _path) = {
-            let st = self.state.borrow();
+        let position = self.state.borrow().write_position;
+        // Never two writes in flight to one block: wait out a zero write there.
+        self.prewrite_clear_of(position, position + padded).await;
+        let (file, _path) = {
+            let mut st = self.state.borrow_mut();
+            assert_eq!(
+                st.write_position, position,
+                "one flusher moves the write position"
+            );
+            assert!(
+                !st.prewrite_overlaps(position, position + padded),
+                "never two writes in flight to one block"
+            );
+            st.write_reserved_end = position + padded;
             (
                 st.active_file.clone().expect("an active segment"),
-                st.write_position,
                 st.segments.last().expect("an active segment").path.clone(),
             )
         };
@@ -609,6 +668,9 @@ impl Log {
             .index
             .note_batch(first_offset, position, interval);
         st.write_position = position + padded;
+        st.write_reserved_end = st.write_position;
+        st.prewritten_end = st.prewritten_end.max(st.write_position);
+        st.wake_prewriter();
         st.durable_offset = first_offset + record_count as u64;
         st.chain = chain;
         st.bytes_since_checkpoint += padded as u64;
@@ -653,6 +715,10 @@ impl Log {
                 lazy: None,
             });
             st.write_position = SEGMENT_HEADER_BYTES;
+            st.write_reserved_end = SEGMENT_HEADER_BYTES;
+            st.prewritten_end = SEGMENT_HEADER_BYTES;
+            st.segment_generation += 1;
+            st.wake_prewriter();
             st.active_file.replace(Rc::new(file))
         };
         if let Some(old) = old.and_then(|f| Rc::try_unwrap(f).ok()) {

@@ -27,6 +27,7 @@ const USAGE: &str =
     "usage: commit-latency [--rates R,R,..] [--seconds S] [--warmup S] [--size BYTES]
                       [--durability fdatasync|none] [--max-lag-ms MS] [--max]
                       [--producers N] [--per-commit K] [--segment-mib M]
+                      [--prewrite-ahead-mib M] [--prewrite-chunk-kib K]
                       [--dir DIR] [--json FILE]
   --rates        offered loads in records/s (default 1000,10000,50000)
   --seconds      measured seconds per load (default 5)
@@ -38,6 +39,9 @@ const USAGE: &str =
                  awaiting the commit of its last (default N=32, K=256:
                  8192 records in flight, enough to fill every batch buffer)
   --segment-mib  segment size of the log, MiB (default 256, the production size)
+  --prewrite-ahead-mib  zero writes this far ahead of the log's write position
+                 (default: the LogConfig default, 32; 0: none)
+  --prewrite-chunk-kib  size of one zero write (default: the LogConfig default, 1024)
   --dir          where the logs go (default: the system temp dir)
   --json         also write the results as a JSON object to FILE";
 
@@ -46,6 +50,9 @@ struct OpenLoop {
     measured: u64,
     achieved: f64,
     hist: Histogram<u64>,
+    /// From the append call to the commit: the log's own time, without the
+    /// generator's lateness (comparable with the closed-loop raw figures).
+    service: Histogram<u64>,
     max_lag: Duration,
     busy: u64,
 }
@@ -66,6 +73,7 @@ async fn open_loop(
     let warm_n = (rate * warmup) as u64;
     let total = warm_n + ((rate * seconds) as u64).max(1);
     let hist = Rc::new(RefCell::new(histogram()));
+    let service = Rc::new(RefCell::new(histogram()));
     let done = Rc::new(Cell::new(0u64));
     let last_done = Rc::new(Cell::new(None::<Instant>));
     let failed = Rc::new(RefCell::new(None::<String>));
@@ -84,6 +92,7 @@ async fn open_loop(
         if i >= warm_n {
             max_lag = max_lag.max(now - sched);
         }
+        let issued = Instant::now();
         // Busy means every batch buffer is taken: the log pushes back, and
         // the wait is charged to the records' latency from their schedule.
         let offset = match log.try_append(&payload, gonets_bench::now_ns(), 0) {
@@ -96,9 +105,10 @@ async fn open_loop(
             }
             Err(e) => return Err(format!("append: {e}")),
         };
-        let (log2, hist, done, last_done, failed) = (
+        let (log2, hist, service, done, last_done, failed) = (
             log.clone(),
             hist.clone(),
+            service.clone(),
             done.clone(),
             last_done.clone(),
             failed.clone(),
@@ -110,6 +120,7 @@ async fn open_loop(
             match r {
                 Ok(()) if measured => {
                     record(&mut hist.borrow_mut(), t - sched);
+                    record(&mut service.borrow_mut(), t - issued);
                     last_done.set(Some(t));
                 }
                 Ok(()) => {}
@@ -139,11 +150,13 @@ async fn open_loop(
     let first = sched_of(warm_n);
     let window = last_done.get().map_or(Duration::ZERO, |t| t - first);
     let h = hist.borrow().clone();
+    let svc = service.borrow().clone();
     Ok(OpenLoop {
         rate,
         measured,
         achieved: measured as f64 / window.as_secs_f64().max(1e-9),
         hist: h,
+        service: svc,
         max_lag,
         busy,
     })
@@ -161,6 +174,8 @@ fn run() -> Result<(), String> {
         ("producers", true),
         ("per-commit", true),
         ("segment-mib", true),
+        ("prewrite-ahead-mib", true),
+        ("prewrite-chunk-kib", true),
         ("dir", true),
         ("json", true),
     ];
@@ -206,9 +221,19 @@ fn run() -> Result<(), String> {
         work.path.display()
     );
     println!(
-        "{:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>6} valid",
-        "offered/s", "achieved/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lag ms", "busy"
+        "{:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>6} | {:>9} {:>9} valid",
+        "offered/s",
+        "achieved/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "lag ms",
+        "busy",
+        "svc p50",
+        "svc p99"
     );
+    println!("(latency from each record's scheduled time; svc: from its append call)");
     let mut runs = vec![];
     for (n, &rate) in rates.iter().enumerate() {
         let path = work.sub(&format!("rate-{n}"));
@@ -223,12 +248,14 @@ fn run() -> Result<(), String> {
         let lag_ms = r.max_lag.as_secs_f64() * 1e3;
         let valid = lag_ms <= max_lag_ms;
         println!(
-            "{:>10.0} {:>10.0} | {} | {:>8.2} {:>6} {}",
+            "{:>10.0} {:>10.0} | {} | {:>8.2} {:>6} | {:>9.1} {:>9.1} {}",
             r.rate,
             r.achieved,
             summary_line(&r.hist),
             lag_ms,
             r.busy,
+            r.service.value_at_quantile(0.5) as f64 / 1e3,
+            r.service.value_at_quantile(0.99) as f64 / 1e3,
             if valid {
                 "yes"
             } else {
@@ -240,6 +267,7 @@ fn run() -> Result<(), String> {
             "achieved_per_s": r.achieved.round(),
             "records": r.measured,
             "latency": summary(&r.hist),
+            "service": summary(&r.service),
             "max_generator_lag_ms": (lag_ms * 1000.0).round() / 1000.0,
             "busy_appends": r.busy,
             "valid": valid,
@@ -286,6 +314,8 @@ fn run() -> Result<(), String> {
         "size_bytes": size,
         "durability": d,
         "segment_mib": config.segment_size_bytes >> 20,
+        "prewrite_ahead_mib": config.prewrite_ahead_bytes >> 20,
+        "prewrite_chunk_kib": config.prewrite_chunk_bytes >> 10,
         "seconds": seconds,
         "warmup_seconds": warmup,
         "max_lag_ms": max_lag_ms,

@@ -1,10 +1,11 @@
-//! disk-limits: this machine's raw disk limits, measured the two ways the
-//! storage design compares: (b) buffered writes through
-//! io_uring (glommio `BufferedFile`) and (c) O_DIRECT writes (glommio
-//! `DmaFile`), each made durable by fdatasync. The log's figures are judged
-//! against these, so they are taken the way the log writes: fresh blocks at
-//! increasing positions of a file preallocated with fallocate. Reads are not
-//! measured (DMA reads returned EOPNOTSUPP on the development VM).
+//! disk-limits: this machine's raw disk limits, measured the ways the
+//! storage design compares: (b) buffered writes through io_uring (glommio
+//! `BufferedFile`), (c) O_DIRECT writes (glommio `DmaFile`) into blocks
+//! preallocated with fallocate, and (d) O_DIRECT writes into blocks already
+//! written once (zeros, not timed), which is how the log writes after its
+//! background prewrite; each made durable by fdatasync, at increasing
+//! positions. Reads are not measured (DMA reads returned EOPNOTSUPP on the
+//! development VM).
 
 use gonets_bench::{histogram, mb_per_s, record, summary, summary_line, write_json, Args, WorkDir};
 use hdrhistogram::Histogram;
@@ -31,6 +32,9 @@ const WARMUP_ITERS: usize = 50;
 enum Way {
     Buffered,
     Direct,
+    /// O_DIRECT into blocks already written once (zeros, untimed), as the
+    /// log writes after its background prewrite: no extent conversion.
+    Overwrite,
 }
 
 impl Way {
@@ -38,6 +42,7 @@ impl Way {
         match self {
             Way::Buffered => "buffered",
             Way::Direct => "direct",
+            Way::Overwrite => "overwrite",
         }
     }
 }
@@ -55,13 +60,28 @@ impl File {
         let err = |e: glommio::GlommioError<()>| format!("{}: {e}", path.display());
         let f = match way {
             Way::Buffered => File::Buffered(o.buffered_open(path).await.map_err(err)?),
-            Way::Direct => File::Direct(o.dma_open(path).await.map_err(err)?),
+            Way::Direct | Way::Overwrite => File::Direct(o.dma_open(path).await.map_err(err)?),
         };
         let r = match &f {
             File::Buffered(b) => b.pre_allocate(size, false).await,
             File::Direct(d) => d.pre_allocate(size, false).await,
         };
         r.map_err(|e| format!("preallocate {}: {e}", path.display()))?;
+        if let (Way::Overwrite, File::Direct(d)) = (way, &f) {
+            let mut pos = 0;
+            while pos < size {
+                let len = (CHUNK as u64).min(size - pos) as usize;
+                let mut buf = d.alloc_dma_buffer(len);
+                buf.as_bytes_mut().fill(0);
+                d.write_at(buf, pos)
+                    .await
+                    .map_err(|e| format!("zero {}: {e}", path.display()))?;
+                pos += len as u64;
+            }
+            d.fdatasync()
+                .await
+                .map_err(|e| format!("fdatasync {}: {e}", path.display()))?;
+        }
         Ok(f)
     }
 
@@ -161,21 +181,24 @@ async fn measure_all(
     mib: u64,
     file_mib: u64,
     iters: usize,
-) -> Result<(WayResult, WayResult), String> {
-    let lat_b = latency(Way::Buffered, dir, iters).await?;
-    let lat_c = latency(Way::Direct, dir, iters).await?;
-    let (time_b, chunks_b) = sequential(Way::Buffered, dir, mib, file_mib).await?;
-    let (time_c, chunks_c) = sequential(Way::Direct, dir, mib, file_mib).await?;
-    let result = |seq_time, seq_chunks, lat4k| WayResult {
-        seq_bytes: mib * CHUNK as u64,
-        seq_time,
-        seq_chunks,
-        lat4k,
-    };
-    Ok((
-        result(time_b, chunks_b, lat_b),
-        result(time_c, chunks_c, lat_c),
-    ))
+) -> Result<[WayResult; 3], String> {
+    let ways = [Way::Buffered, Way::Direct, Way::Overwrite];
+    let mut lat = vec![];
+    for way in ways {
+        lat.push(latency(way, dir, iters).await?);
+    }
+    let mut out = vec![];
+    for (way, lat4k) in ways.into_iter().zip(lat) {
+        let (seq_time, seq_chunks) = sequential(way, dir, mib, file_mib).await?;
+        out.push(WayResult {
+            seq_bytes: mib * CHUNK as u64,
+            seq_time,
+            seq_chunks,
+            lat4k,
+        });
+    }
+    let [b, c, d]: [WayResult; 3] = out.try_into().map_err(|_| "three ways".to_string())?;
+    Ok([b, c, d])
 }
 
 /// Memory copy bandwidth over buffers larger than the caches: the ceiling for
@@ -210,7 +233,7 @@ fn run() -> Result<(), String> {
     let work = WorkDir::new(args.text("dir"), "gonets-disk-limits")?;
     let dir = work.path.clone();
     let ex = gonets_bench::executor("disk-limits")?;
-    let (buffered, direct) = ex.run(measure_all(&dir, mib, file_mib, iters))?;
+    let [buffered, direct, overwrite] = ex.run(measure_all(&dir, mib, file_mib, iters))?;
     let memcpy = memcpy_gb_s();
 
     println!(
@@ -218,15 +241,16 @@ fn run() -> Result<(), String> {
         dir.display()
     );
     println!(
-        "{:<22} {:>9} | 4 KiB write+fdatasync, µs:\n{:<22} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "{:<23} {:>9} | 4 KiB write+fdatasync, µs:\n{:<23} {:>9} | {:>9} {:>9} {:>9} {:>9}",
         "", "1 MiB seq", "way", "MB/s", "p50", "p99", "p99.9", "max"
     );
     for (label, r) in [
         ("(b) buffered io_uring", &buffered),
         ("(c) O_DIRECT io_uring", &direct),
+        ("(d) O_DIRECT overwrite", &overwrite),
     ] {
         println!(
-            "{label:<22} {:>9.1} | {}",
+            "{label:<23} {:>9.1} | {}",
             mb_per_s(r.seq_bytes, r.seq_time),
             summary_line(&r.lat4k)
         );
@@ -250,6 +274,7 @@ fn run() -> Result<(), String> {
         "warmup_iters_4k": WARMUP_ITERS,
         "buffered": way_json(&buffered),
         "direct": way_json(&direct),
+        "overwrite": way_json(&overwrite),
         "memcpy_gb_s": (memcpy * 100.0).round() / 100.0,
     });
     write_json(args.text("json"), &value)

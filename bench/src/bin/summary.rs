@@ -176,6 +176,7 @@ fn run() -> Result<(), String> {
     // Raw limits.
     let (b_seq_all, b_seq) = across(&runs, "disk-limits", "buffered.seq_mb_s");
     let (c_seq_all, c_seq) = across(&runs, "disk-limits", "direct.seq_mb_s");
+    let (d_seq_all, d_seq) = across(&runs, "disk-limits", "overwrite.seq_mb_s");
     let raw = |way: &str, q: &str| {
         across(
             &runs,
@@ -185,37 +186,38 @@ fn run() -> Result<(), String> {
         .1
     };
     let (_, memcpy) = across(&runs, "disk-limits", "memcpy_gb_s");
-    let best_seq = match (b_seq, c_seq) {
-        (Some(b), Some(c)) if b >= c => Some((b, "(b) buffered")),
-        (_, Some(c)) => Some((c, "(c) O_DIRECT")),
-        (Some(b), None) => Some((b, "(b) buffered")),
-        _ => None,
-    };
+    // The fastest of the ways a log could write (the "faster raw way").
+    let best_seq = [
+        (b_seq, "(b) buffered"),
+        (c_seq, "(c) O_DIRECT"),
+        (d_seq, "(d) O_DIRECT overwrite"),
+    ]
+    .into_iter()
+    .filter_map(|(v, name)| v.map(|v| (v, name)))
+    .max_by(|a, b| a.0.total_cmp(&b.0));
 
     println!("== raw disk limits (medians of {} runs)", runs.len());
     println!(
-        "{:<34} {:>12} {:>12} {:>9}",
-        "", "(b) buffered", "(c) O_DIRECT", "c / b"
+        "{:<34} {:>14} {:>14} {:>14}",
+        "", "(b) buffered", "(c) O_DIRECT", "(d) overwrite"
     );
-    let row = |name: &str, b: Option<f64>, c: Option<f64>| {
-        let ratio = b
-            .zip(c)
-            .map(|(b, c)| format!("{:.2}", c / b))
-            .unwrap_or("n/a".into());
-        println!("{name:<34} {:>12} {:>12} {ratio:>9}", fmt(b), fmt(c));
+    let row = |name: &str, b: Option<f64>, c: Option<f64>, d: Option<f64>| {
+        println!("{name:<34} {:>14} {:>14} {:>14}", fmt(b), fmt(c), fmt(d));
     };
-    row("1 MiB write+fdatasync, MB/s", b_seq, c_seq);
+    row("1 MiB write+fdatasync, MB/s", b_seq, c_seq, d_seq);
     println!(
-        "{:<34} {:>12} {:>12}",
+        "{:<34} {:>14} {:>14} {:>14}",
         "  (each run)",
         fmt_all(&b_seq_all),
-        fmt_all(&c_seq_all)
+        fmt_all(&c_seq_all),
+        fmt_all(&d_seq_all)
     );
     for q in ["p50", "p99", "p999", "max"] {
         row(
             &format!("4 KiB write+fdatasync {q}, µs"),
             raw("buffered", q),
             raw("direct", q),
+            raw("overwrite", q),
         );
     }
     println!(
@@ -233,8 +235,8 @@ fn run() -> Result<(), String> {
         .cloned()
         .unwrap_or_default();
     println!(
-        "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}  valid runs",
-        "offered/s", "achieved/s", "p50", "p99", "p99.9", "max"
+        "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  valid runs",
+        "offered/s", "achieved/s", "p50", "p99", "p99.9", "max", "svc p50", "svc p99"
     );
     for i in 0..loads.len() {
         let m = |q: &str| across(&runs, "commit-latency", &format!("open_loop.{i}.{q}")).1;
@@ -243,16 +245,19 @@ fn run() -> Result<(), String> {
             .filter(|r| r["commit-latency"]["open_loop"][i]["valid"] == json!(true))
             .count();
         println!(
-            "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}  {valid}/{}",
+            "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {valid}/{}",
             fmt(m("offered_per_s")),
             fmt(m("achieved_per_s")),
             fmt(m("latency.p50_us")),
             fmt(m("latency.p99_us")),
             fmt(m("latency.p999_us")),
             fmt(m("latency.max_us")),
+            fmt(m("service.p50_us")),
+            fmt(m("service.p99_us")),
             runs.len()
         );
     }
+    println!("(latency from each record's scheduled time, so generator lateness counts; svc: from its append call)");
     let lowest = loads
         .iter()
         .enumerate()
@@ -316,19 +321,19 @@ fn run() -> Result<(), String> {
         goal: format!(">= {THROUGHPUT_RATIO_MIN:.2}"),
         met: r1.map(|r| r >= THROUGHPUT_RATIO_MIN),
     });
-    let p99_low = lowest.and_then(|(i, _)| {
-        across(
-            &runs,
-            "commit-latency",
-            &format!("open_loop.{i}.latency.p99_us"),
-        )
-        .1
-    });
-    let raw_p99 = raw("direct", "p99");
+    let low = |field: &str| {
+        lowest
+            .and_then(|(i, _)| across(&runs, "commit-latency", &format!("open_loop.{i}.{field}")).1)
+    };
+    // The raw p99 is a closed-loop service time, so the log's is compared
+    // by its service time; the schedule-based p99 is printed beside it.
+    let p99_low = low("service.p99_us");
+    let p99_low_sched = low("latency.p99_us");
+    let raw_p99 = raw("overwrite", "p99");
     let r2 = ratio(p99_low, raw_p99);
     targets.push(Target {
         name: format!(
-            "(ii) commit p99 at {}/s (µs) vs raw (c) O_DIRECT 4 KiB write+fdatasync p99",
+            "(ii) commit p99 (service) at {}/s (µs) vs raw (d) O_DIRECT overwrite 4 KiB write+fdatasync p99",
             lowest.map_or(0.0, |l| l.1)
         ),
         value: p99_low,
@@ -362,11 +367,15 @@ fn run() -> Result<(), String> {
         );
     }
     let raw_p99_b = raw("buffered", "p99");
-    if let Some(r) = ratio(p99_low, raw_p99_b) {
-        println!(
-            "    (the same p99 vs raw (b) buffered p99 {}: ratio {r:.3})",
-            fmt(raw_p99_b)
-        );
+    let raw_p99_c = raw("direct", "p99");
+    for (what, v, lim) in [
+        ("service p99 vs raw (b) buffered p99", p99_low, raw_p99_b),
+        ("service p99 vs raw (c) O_DIRECT p99", p99_low, raw_p99_c),
+        ("p99 from schedule vs raw (d) p99", p99_low_sched, raw_p99),
+    ] {
+        if let Some(r) = ratio(v, lim) {
+            println!("    ({what}: {} vs {}, ratio {r:.3})", fmt(v), fmt(lim));
+        }
     }
 
     let crit = args
@@ -391,11 +400,12 @@ fn run() -> Result<(), String> {
         "commands": commands,
         "runs": runs,
         "medians": {
-            "raw_buffered_seq_mb_s": b_seq, "raw_direct_seq_mb_s": c_seq,
-            "raw_buffered_4k_p99_us": raw_p99_b, "raw_direct_4k_p99_us": raw_p99,
+            "raw_buffered_seq_mb_s": b_seq, "raw_direct_seq_mb_s": c_seq, "raw_overwrite_seq_mb_s": d_seq,
+            "raw_buffered_4k_p99_us": raw_p99_b, "raw_direct_4k_p99_us": raw_p99_c, "raw_overwrite_4k_p99_us": raw_p99,
+            "p99_lowest_load_from_schedule_us": p99_low_sched,
             "memcpy_gb_s": memcpy,
             "max_payload_mb_s": max_mb, "max_records_per_s": max_rps,
-            "p99_lowest_load_us": p99_low,
+            "p99_lowest_load_service_us": p99_low,
             "clean_reopen_ms": clean_ms, "unclean_reopen_cold_ms": uc_ms, "unclean_reopen_warm_ms": uw_ms,
             "read_cold_mb_s": read_cold, "read_warm_mb_s": read_warm,
         },
