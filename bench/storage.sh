@@ -14,13 +14,13 @@
 #   --dir DIR    directory on the disk under test (default: $TMPDIR or /tmp)
 #   --seconds S  measured seconds per offered load in commit-latency (default 5)
 #   --gib G      size of the log recovery-bench builds (default 1)
-#   --segment-mib M  segment size of every log (default: the production 256;
+#   --segment-mib M  segment size of every log (default: the production 64;
 #                results file gets -segM); criterion reads GONETS_BENCH_SEGMENT_MIB
 #   --settle S   seconds to wait after each tool removed its files (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 pin_wanted=1 runs=3 dir="${TMPDIR:-/tmp}" seconds=5 gib=1 segment_mib=256 settle_s=15
+quick=0 pin_wanted=1 runs=3 dir="${TMPDIR:-/tmp}" seconds=5 gib=1 segment_mib=64 settle_s=15
 need_value() { [ $# -ge 2 ] || { echo "storage.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -72,7 +72,7 @@ mkdir -p bench/results
 work=$(mktemp -d --suffix=.tmp "bench/results/${date_utc}-${host}.XXXX")
 tag=""
 [ ${#pin[@]} -gt 0 ] || tag="-unpinned"
-[ "$segment_mib" = 256 ] || tag="$tag-seg$segment_mib"
+[ "$segment_mib" = 64 ] || tag="$tag-seg$segment_mib"
 out="bench/results/${date_utc}-${host}${tag}.json"
 n=2
 while [ -e "$out" ]; do out="bench/results/${date_utc}-${host}${tag}-$n.json"; n=$((n + 1)); done

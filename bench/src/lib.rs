@@ -144,14 +144,14 @@ impl Args {
     }
 }
 
-/// The production `LogConfig`, with `--segment-mib` (default 256, the
-/// production size) when given: segment size changes how ext4 converts the
+/// The production `LogConfig`, with `--segment-mib` (default: the
+/// production size, 64) when given: segment size changes how ext4 converts the
 /// preallocated extents, which shows in commit latency (see RESULTS.md).
 /// `--prewrite-ahead-mib` and `--prewrite-chunk-kib` (where a tool takes
 /// them) set the background zero writes ahead of the log (0 MiB: none).
 pub fn log_config(args: &Args) -> Result<LogConfig, String> {
     let defaults = LogConfig::default();
-    let mib: u64 = args.bounded("segment-mib", 256, 4095)?;
+    let mib: u64 = args.bounded("segment-mib", defaults.segment_size_bytes >> 20, 4095)?;
     let ahead_mib: u64 = args.value("prewrite-ahead-mib", defaults.prewrite_ahead_bytes >> 20)?;
     let chunk_kib: usize = args.bounded(
         "prewrite-chunk-kib",

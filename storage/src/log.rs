@@ -279,6 +279,11 @@ impl State {
         Ok(offset)
     }
 
+    /// True when sealed batches wait for the flusher.
+    pub(crate) fn batches_waiting(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
     /// True when the flusher has a batch to write now.
     fn flush_due(&self) -> bool {
         !self.sealed.is_empty()

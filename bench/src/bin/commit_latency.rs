@@ -38,7 +38,7 @@ const USAGE: &str =
   --max          also run flat out: N producers, each appending K records then
                  awaiting the commit of its last (default N=32, K=256:
                  8192 records in flight, enough to fill every batch buffer)
-  --segment-mib  segment size of the log, MiB (default 256, the production size)
+  --segment-mib  segment size of the log, MiB (default 64, the production size)
   --prewrite-ahead-mib  zero writes this far ahead of the log's write position
                  (default: the LogConfig default, 32; 0: none)
   --prewrite-chunk-kib  size of one zero write (default: the LogConfig default, 1024)

@@ -21,7 +21,7 @@ const USAGE: &str =
     "usage: recovery-bench [--gib G] [--unclean-mib M] [--dir DIR] [--keep] [--json FILE]
   --gib G          size of the log to build, GiB, fractions allowed (default 1)
   --unclean-mib M  MiB appended by the child that stops without closing (default 60)
-  --segment-mib S  segment size of the log, MiB (default 256, the production size)
+  --segment-mib S  segment size of the log, MiB (default 64, the production size)
   --dir DIR        where the log goes (default: the system temp dir)
   --keep           leave the log on disk
   --json FILE      also write the results as a JSON object to FILE";
