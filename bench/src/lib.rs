@@ -153,6 +153,7 @@ pub fn log_config(args: &Args) -> Result<LogConfig, String> {
     let defaults = LogConfig::default();
     let mib: u64 = args.bounded("segment-mib", defaults.segment_size_bytes >> 20, 4095)?;
     let ahead_mib: u64 = args.value("prewrite-ahead-mib", defaults.prewrite_ahead_bytes >> 20)?;
+    let batch_kib: usize = args.bounded("batch-kib", defaults.batch_bytes_max >> 10, 64 << 10)?;
     let chunk_kib: usize = args.bounded(
         "prewrite-chunk-kib",
         defaults.prewrite_chunk_bytes >> 10,
@@ -162,6 +163,7 @@ pub fn log_config(args: &Args) -> Result<LogConfig, String> {
         segment_size_bytes: mib << 20,
         prewrite_ahead_bytes: ahead_mib << 20,
         prewrite_chunk_bytes: chunk_kib << 10,
+        batch_bytes_max: batch_kib << 10,
         ..defaults
     };
     config

@@ -27,7 +27,7 @@ const USAGE: &str =
     "usage: commit-latency [--rates R,R,..] [--seconds S] [--warmup S] [--size BYTES]
                       [--durability fdatasync|none] [--max-lag-ms MS] [--max]
                       [--producers N] [--per-commit K] [--segment-mib M]
-                      [--prewrite-ahead-mib M] [--prewrite-chunk-kib K]
+                      [--prewrite-ahead-mib M] [--prewrite-chunk-kib K] [--batch-kib K]
                       [--dir DIR] [--json FILE]
   --rates        offered loads in records/s (default 1000,10000,50000)
   --seconds      measured seconds per load (default 5)
@@ -42,6 +42,7 @@ const USAGE: &str =
   --prewrite-ahead-mib  zero writes this far ahead of the log's write position
                  (default: the LogConfig default, 32; 0: none)
   --prewrite-chunk-kib  size of one zero write (default: the LogConfig default, 1024)
+  --batch-kib    largest batch (default: the LogConfig default, 1024)
   --dir          where the logs go (default: the system temp dir)
   --json         also write the results as a JSON object to FILE";
 
@@ -176,6 +177,7 @@ fn run() -> Result<(), String> {
         ("segment-mib", true),
         ("prewrite-ahead-mib", true),
         ("prewrite-chunk-kib", true),
+        ("batch-kib", true),
         ("dir", true),
         ("json", true),
     ];
