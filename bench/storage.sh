@@ -117,7 +117,7 @@ for i in $(seq 1 "$runs"); do
   echo "== run $i of $runs"
   run ${pin[@]+"${pin[@]}"} "$bin/disk-limits" --dir "$dir" --json "$r/disk-limits.json"
   settle
-  run ${pin[@]+"${pin[@]}"} "$bin/commit-latency" --dir "$dir" --seconds "$seconds" --segment-mib "$segment_mib" --max --json "$r/commit-latency.json"
+  run ${pin[@]+"${pin[@]}"} "$bin/commit-latency" --dir "$dir" --seconds "$seconds" --segment-mib "$segment_mib" --paced 1000 --max --json "$r/commit-latency.json"
   settle
   run ${pin[@]+"${pin[@]}"} "$bin/recovery-bench" --dir "$dir" --gib "$gib" --segment-mib "$segment_mib" --json "$r/recovery-bench.json"
   settle

@@ -10,6 +10,11 @@
 //!
 //! `--max` adds a flat-out closed-loop run (many producers, each awaiting its
 //! own commit): the log's sustained append+commit throughput.
+//!
+//! `--paced R` adds a paced closed-loop run: one producer appends, awaits the
+//! commit, then sleeps until its next slot (R per second). No timer is armed
+//! while a commit is in flight, so it shows the log's own commit time at low
+//! load, the way the raw 4 KiB write+fdatasync figure is taken.
 
 use gonets_bench::{
     durability_name, histogram, mb_per_s, record, run_producers, summary, summary_line, write_json,
@@ -35,6 +40,7 @@ const USAGE: &str =
   --size         payload bytes per record (default 1024)
   --durability   what a commit waits for (default fdatasync)
   --max-lag-ms   generator lateness that marks a run invalid (default 5)
+  --paced R      also run one producer at R commits/s, closed loop (see above)
   --max          also run flat out: N producers, each appending K records then
                  awaiting the commit of its last (default N=32, K=256:
                  8192 records in flight, enough to fill every batch buffer)
@@ -172,6 +178,7 @@ fn run() -> Result<(), String> {
         ("durability", true),
         ("max-lag-ms", true),
         ("max", false),
+        ("paced", true),
         ("producers", true),
         ("per-commit", true),
         ("segment-mib", true),
@@ -276,6 +283,50 @@ fn run() -> Result<(), String> {
         }));
     }
 
+    let mut paced = Value::Null;
+    if let Some(rate) = args.text("paced") {
+        let rate: f64 = rate
+            .parse()
+            .ok()
+            .filter(|r: &f64| *r > 0.0 && *r <= 100_000.0)
+            .ok_or_else(|| usage("flag `--paced` must be a rate in (0, 100000]".into()))?;
+        let path = work.sub("paced");
+        let count = ((rate * seconds) as u64).max(1);
+        let warm = (rate * warmup) as u64;
+        let h = ex.run(async {
+            let (log, _) = Log::open(&path, config.clone())
+                .await
+                .map_err(|e| format!("open log: {e}"))?;
+            let payload = vec![0xab_u8; size];
+            let mut h = histogram();
+            let start = Instant::now();
+            // Bounded: warm + count commits, each awaited.
+            for i in 0..warm + count {
+                let t = Instant::now();
+                let o = log
+                    .append(&payload, gonets_bench::now_ns(), 0)
+                    .await
+                    .map_err(|e| format!("append: {e}"))?;
+                log.commit(o).await.map_err(|e| format!("commit: {e}"))?;
+                if i >= warm {
+                    record(&mut h, t.elapsed());
+                }
+                let next = start + Duration::from_secs_f64((i + 1) as f64 / rate);
+                let now = Instant::now();
+                if next > now {
+                    glommio::timer::sleep(next - now).await;
+                }
+            }
+            log.close().await.map_err(|e| format!("close: {e}"))?;
+            Ok::<_, String>(h)
+        })?;
+        println!(
+            "paced closed loop, {rate:.0}/s, one producer: append..commit µs p50 p99 p99.9 max: {}",
+            summary_line(&h)
+        );
+        paced = json!({ "rate_per_s": rate, "commits": count, "service": summary(&h) });
+    }
+
     let mut max = Value::Null;
     if args.flag("max") {
         let path = work.sub("max");
@@ -322,6 +373,7 @@ fn run() -> Result<(), String> {
         "warmup_seconds": warmup,
         "max_lag_ms": max_lag_ms,
         "open_loop": runs,
+        "paced": paced,
         "max": max,
     });
     write_json(args.text("json"), &value)

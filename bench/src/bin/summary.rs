@@ -258,6 +258,18 @@ fn run() -> Result<(), String> {
         );
     }
     println!("(latency from each record's scheduled time, so generator lateness counts; svc: from its append call)");
+    let paced_rate = num(&runs[0]["commit-latency"], "paced.rate_per_s");
+    let paced = |q: &str| across(&runs, "commit-latency", &format!("paced.service.{q}_us")).1;
+    if let Some(rate) = paced_rate {
+        println!(
+            "paced closed loop at {}/s, one producer, µs: p50 {} p99 {} p99.9 {} max {}",
+            fmt(Some(rate)),
+            fmt(paced("p50")),
+            fmt(paced("p99")),
+            fmt(paced("p999")),
+            fmt(paced("max"))
+        );
+    }
     let lowest = loads
         .iter()
         .enumerate()
@@ -325,16 +337,20 @@ fn run() -> Result<(), String> {
         lowest
             .and_then(|(i, _)| across(&runs, "commit-latency", &format!("open_loop.{i}.{field}")).1)
     };
-    // The raw p99 is a closed-loop service time, so the log's is compared
-    // by its service time; the schedule-based p99 is printed beside it.
-    let p99_low = low("service.p99_us");
+    // The raw p99 is taken closed loop (one write+sync at a time), so the
+    // log's is compared the same way: the paced closed-loop run where there
+    // is one, else the open-loop service time; the others are printed beside.
+    let p99_open_svc = low("service.p99_us");
     let p99_low_sched = low("latency.p99_us");
+    let (p99_low, how, at) = match (paced("p99"), paced_rate) {
+        (Some(p), Some(r)) => (Some(p), "paced closed loop", r),
+        _ => (p99_open_svc, "open-loop service", lowest.map_or(0.0, |l| l.1)),
+    };
     let raw_p99 = raw("overwrite", "p99");
     let r2 = ratio(p99_low, raw_p99);
     targets.push(Target {
         name: format!(
-            "(ii) commit p99 (service) at {}/s (µs) vs raw (d) O_DIRECT overwrite 4 KiB write+fdatasync p99",
-            lowest.map_or(0.0, |l| l.1)
+            "(ii) commit p99 ({how}) at {at}/s (µs) vs raw (d) O_DIRECT overwrite 4 KiB write+fdatasync p99"
         ),
         value: p99_low,
         limit: raw_p99,
@@ -369,9 +385,10 @@ fn run() -> Result<(), String> {
     let raw_p99_b = raw("buffered", "p99");
     let raw_p99_c = raw("direct", "p99");
     for (what, v, lim) in [
-        ("service p99 vs raw (b) buffered p99", p99_low, raw_p99_b),
-        ("service p99 vs raw (c) O_DIRECT p99", p99_low, raw_p99_c),
-        ("p99 from schedule vs raw (d) p99", p99_low_sched, raw_p99),
+        ("the same p99 vs raw (b) buffered p99", p99_low, raw_p99_b),
+        ("the same p99 vs raw (c) O_DIRECT p99", p99_low, raw_p99_c),
+        ("open-loop service p99 vs raw (d) p99", p99_open_svc, raw_p99),
+        ("open-loop p99 from schedule vs raw (d) p99", p99_low_sched, raw_p99),
     ] {
         if let Some(r) = ratio(v, lim) {
             println!("    ({what}: {} vs {}, ratio {r:.3})", fmt(v), fmt(lim));
@@ -403,9 +420,10 @@ fn run() -> Result<(), String> {
             "raw_buffered_seq_mb_s": b_seq, "raw_direct_seq_mb_s": c_seq, "raw_overwrite_seq_mb_s": d_seq,
             "raw_buffered_4k_p99_us": raw_p99_b, "raw_direct_4k_p99_us": raw_p99_c, "raw_overwrite_4k_p99_us": raw_p99,
             "p99_lowest_load_from_schedule_us": p99_low_sched,
+            "p99_lowest_load_open_loop_service_us": p99_open_svc,
             "memcpy_gb_s": memcpy,
             "max_payload_mb_s": max_mb, "max_records_per_s": max_rps,
-            "p99_lowest_load_service_us": p99_low,
+            "p99_low_load_target_us": p99_low,
             "clean_reopen_ms": clean_ms, "unclean_reopen_cold_ms": uc_ms, "unclean_reopen_warm_ms": uw_ms,
             "read_cold_mb_s": read_cold, "read_warm_mb_s": read_warm,
         },
