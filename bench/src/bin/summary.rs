@@ -344,7 +344,11 @@ fn run() -> Result<(), String> {
     let p99_low_sched = low("latency.p99_us");
     let (p99_low, how, at) = match (paced("p99"), paced_rate) {
         (Some(p), Some(r)) => (Some(p), "paced closed loop", r),
-        _ => (p99_open_svc, "open-loop service", lowest.map_or(0.0, |l| l.1)),
+        _ => (
+            p99_open_svc,
+            "open-loop service",
+            lowest.map_or(0.0, |l| l.1),
+        ),
     };
     let raw_p99 = raw("overwrite", "p99");
     let r2 = ratio(p99_low, raw_p99);
@@ -387,8 +391,16 @@ fn run() -> Result<(), String> {
     for (what, v, lim) in [
         ("the same p99 vs raw (b) buffered p99", p99_low, raw_p99_b),
         ("the same p99 vs raw (c) O_DIRECT p99", p99_low, raw_p99_c),
-        ("open-loop service p99 vs raw (d) p99", p99_open_svc, raw_p99),
-        ("open-loop p99 from schedule vs raw (d) p99", p99_low_sched, raw_p99),
+        (
+            "open-loop service p99 vs raw (d) p99",
+            p99_open_svc,
+            raw_p99,
+        ),
+        (
+            "open-loop p99 from schedule vs raw (d) p99",
+            p99_low_sched,
+            raw_p99,
+        ),
     ] {
         if let Some(r) = ratio(v, lim) {
             println!("    ({what}: {} vs {}, ratio {r:.3})", fmt(v), fmt(lim));
