@@ -1,1 +1,16 @@
-//! gonets engine: shards, routing, queues, protocol and registry (built in the engine issue).
+//! gonets engine: the sans-IO shard state machine, the registry, the log
+//! record format, and the glommio runtime that runs one shard per core
+//! behind the embedding API ([`Hub`]).
+
+pub mod error;
+pub mod ids;
+pub mod record;
+pub mod refusal;
+pub mod registry;
+mod registry_toml;
+pub mod shard;
+
+pub use error::HubError;
+pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
+pub use refusal::RefusalCode;
+pub use registry::Registry;

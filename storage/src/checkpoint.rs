@@ -4,12 +4,13 @@
 //! when it was written, so recovery scans only what came after it. Layout
 //! (one 4 KiB block, little-endian):
 //! ```text
-//! 0..8    magic b"gnckpt01"
+//! 0..8    magic b"gnckpt02"
 //! 8..16   segment base offset
 //! 16..24  position of the next batch in that segment
 //! 24..32  next offset
 //! 32..64  chain value at that point
-//! 64..68  crc32c of bytes 0..64
+//! 64..72  the owner's mark (an offset the engine replays from; 0 = none)
+//! 72..76  crc32c of bytes 0..72
 //! ```
 //! It is replaced atomically: written to `checkpoint.tmp`, synced, renamed
 //! over `checkpoint`, and the directory synced.
@@ -20,7 +21,7 @@ use crate::marker::BLOCK_SIZE_BYTES;
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// File name the checkpoint is written to before the rename.
 pub const CHECKPOINT_TMP_FILE: &str = "checkpoint.tmp";
-const MAGIC: [u8; 8] = *b"gnckpt01";
+const MAGIC: [u8; 8] = *b"gnckpt02";
 
 /// A point in the log below which everything is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Checkpoint {
     pub next_offset: u64,
     /// Chain value after the last batch before the point.
     pub chain: [u8; 32],
+    /// The log owner's mark: an offset it asked to be kept with the checkpoint.
+    pub mark: u64,
 }
 
 impl Checkpoint {
@@ -45,14 +48,15 @@ impl Checkpoint {
         block[16..24].copy_from_slice(&self.position.to_le_bytes());
         block[24..32].copy_from_slice(&self.next_offset.to_le_bytes());
         block[32..64].copy_from_slice(&self.chain);
-        let crc = crc32c::crc32c(&block[0..64]);
-        block[64..68].copy_from_slice(&crc.to_le_bytes());
+        block[64..72].copy_from_slice(&self.mark.to_le_bytes());
+        let crc = crc32c::crc32c(&block[0..72]);
+        block[72..76].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Decodes a block; `None` if it is not a valid checkpoint.
     pub fn decode(block: &[u8]) -> Option<Checkpoint> {
-        let block = block.get(..68)?;
-        if block[0..8] != MAGIC || crc32c::crc32c(&block[0..64]).to_le_bytes() != block[64..68] {
+        let block = block.get(..76)?;
+        if block[0..8] != MAGIC || crc32c::crc32c(&block[0..72]).to_le_bytes() != block[72..76] {
             return None;
         }
         Some(Checkpoint {
@@ -60,6 +64,7 @@ impl Checkpoint {
             position: u64::from_le_bytes(block[16..24].try_into().unwrap()),
             next_offset: u64::from_le_bytes(block[24..32].try_into().unwrap()),
             chain: block[32..64].try_into().unwrap(),
+            mark: u64::from_le_bytes(block[64..72].try_into().unwrap()),
         })
     }
 }
@@ -75,6 +80,7 @@ mod tests {
             position: 8192,
             next_offset: 99,
             chain: [1; 32],
+            mark: 7,
         };
         let mut block = vec![0u8; BLOCK_SIZE_BYTES];
         c.encode(&mut block);

@@ -88,6 +88,8 @@ pub(crate) struct State {
     closed: bool,
     abandoned: bool,
     checkpoint_busy: bool,
+    /// The owner's mark, kept in the next checkpoint.
+    pub(crate) mark: u64,
     bytes_since_checkpoint: u64,
     /// Counts rolls, so a background write to an older segment is told apart.
     pub(crate) segment_generation: u64,
@@ -166,6 +168,7 @@ impl State {
             closed: false,
             abandoned: false,
             checkpoint_busy: false,
+            mark: 0,
             bytes_since_checkpoint: 0,
             segment_generation: 0,
             prewritten_end: SEGMENT_HEADER_BYTES,
@@ -391,6 +394,21 @@ impl Log {
         self.state.borrow().poisoned.clone()
     }
 
+    /// Sets the owner's mark (an offset the owner will want back after a
+    /// restart, e.g. where its state snapshot starts); it is made durable by
+    /// the next checkpoint. Must not exceed the durable end.
+    pub fn set_mark(&self, mark: u64) {
+        let mut st = self.state.borrow_mut();
+        assert!(mark <= st.durable_offset, "mark beyond the durable end");
+        assert!(mark >= st.mark, "marks only move forward");
+        st.mark = mark;
+    }
+
+    /// The owner's mark from the last checkpoint (or [`Log::set_mark`]); 0 if none.
+    pub fn mark(&self) -> u64 {
+        self.state.borrow().mark
+    }
+
     /// Writes a checkpoint at the durable end so the next recovery starts there.
     pub async fn checkpoint(&self) -> Result<(), LogError> {
         // Bounded by the one checkpoint in progress finishing.
@@ -410,6 +428,7 @@ impl Log {
                 position: st.write_position as u64,
                 next_offset: st.durable_offset,
                 chain: st.chain,
+                mark: st.mark,
             };
             if st.checkpoint.as_ref() == Some(&cp) {
                 return Ok(());

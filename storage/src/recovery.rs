@@ -444,6 +444,7 @@ pub(crate) async fn recover(
     st.flush_wanted_offset = offset;
     st.start_offset = st.segments[0].base_offset;
     st.chain = chain;
+    st.mark = checkpoint.as_ref().map_or(0, |c| c.mark);
     st.checkpoint = checkpoint.filter(|_| start_idx.is_some());
     report.segments = st.segments.len();
     report.start_offset = st.start_offset;

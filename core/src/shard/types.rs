@@ -1,0 +1,337 @@
+//! The shard's inputs and outputs: what the runtime feeds it and what it
+//! asks the runtime to do.
+
+use crate::error::HubError;
+use crate::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use crate::record::{AnswerBody, EventKind, Record};
+use crate::refusal::RefusalCode;
+use crate::shard::queue::QueueStats;
+use bytes::Bytes;
+
+/// The runtime's handle on a pending operation; its reply carries it back.
+pub type Token = u64;
+/// A reader (a client session); leases and subscriptions belong to it.
+pub type ReaderId = u64;
+
+/// The fields of a request to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRequest {
+    /// The data kind.
+    pub kind: DataKindId,
+    /// The payload.
+    pub payload: Bytes,
+    /// A repeat within the dedup window returns the original acceptance.
+    pub idempotency_key: Option<String>,
+    /// Test traffic.
+    pub test: bool,
+    /// Links the messages of one service case.
+    pub transaction: Option<String>,
+    /// Marked as a state secret by the sender: refused (R10).
+    pub state_secret: bool,
+}
+
+impl NewRequest {
+    /// A plain request of `kind` with `payload`.
+    pub fn new(kind: &str, payload: impl Into<Bytes>) -> NewRequest {
+        NewRequest {
+            kind: DataKindId::new(kind),
+            payload: payload.into(),
+            idempotency_key: None,
+            test: false,
+            transaction: None,
+            state_secret: false,
+        }
+    }
+}
+
+/// An operation from a participant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `send_request`: answered `Accepted` once durable.
+    SendRequest(NewRequest),
+    /// `call`: the realtime path; answered with the answer or `DeadlineExceeded`.
+    Call(NewRequest),
+    /// Long-poll: up to `max` messages, waiting up to `wait_ms` for the first.
+    Fetch {
+        /// The queue.
+        queue: QueueId,
+        /// Most messages to return.
+        max: u32,
+        /// Longest wait for a message, ms (0 = do not wait).
+        wait_ms: u64,
+        /// The reader the leases go to.
+        reader: ReaderId,
+    },
+    /// Push delivery with credit-based flow control (adds credits if subscribed).
+    Subscribe {
+        /// The queue.
+        queue: QueueId,
+        /// Messages the reader can take now.
+        credits: u32,
+        /// The reader.
+        reader: ReaderId,
+    },
+    /// Ends a lease: done.
+    Ack {
+        /// The queue the message was delivered from.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+        /// The reader holding the lease.
+        reader: ReaderId,
+    },
+    /// Ends a lease: deliver again after `delay_ms`.
+    Nack {
+        /// The queue.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+        /// The reader holding the lease.
+        reader: ReaderId,
+        /// Delay before it is ready again, ms.
+        delay_ms: u64,
+    },
+    /// The provider's data answer.
+    SendResponse {
+        /// The request answered.
+        request_id: MessageId,
+        /// The data.
+        payload: Bytes,
+    },
+    /// The provider's refusal.
+    SendRefusal {
+        /// The request refused.
+        request_id: MessageId,
+        /// Why.
+        code: RefusalCode,
+        /// Free-text reason.
+        reason: String,
+    },
+    /// A message's history.
+    Status {
+        /// A request's or an answer's id.
+        id: MessageId,
+    },
+    /// A queue's depth, in-flight count and oldest age.
+    QueueStats {
+        /// The queue.
+        queue: QueueId,
+    },
+}
+
+/// A message between shards (crosses once, through a bounded channel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerMsg {
+    /// To the owner of the consumer's answer queue: deliver this answer.
+    EnqueueAnswer(AnswerEnvelope),
+    /// To the request's shard: the answer was handed to the consumer.
+    AnswerDelivered {
+        /// The request.
+        request_id: MessageId,
+        /// Delivery number.
+        count: u32,
+    },
+    /// To the request's shard: the consumer acked the answer.
+    AnswerAcked {
+        /// The request.
+        request_id: MessageId,
+    },
+}
+
+/// Where a payload is: in memory, or in the sending shard's log at an offset
+/// (the runtime reads it there: zero-copy from the segment map).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// The bytes.
+    Bytes(Bytes),
+    /// The record at this offset of the shard's own log holds them.
+    AtOffset(u64),
+}
+
+/// An answer on its way to the consumer's answer queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerEnvelope {
+    /// The answer's id.
+    pub id: MessageId,
+    /// The request it answers.
+    pub request_id: MessageId,
+    /// The request's data kind.
+    pub kind: DataKindId,
+    /// Who answered (the provider, or the hub for its own refusals).
+    pub from: ParticipantId,
+    /// The consumer it goes to.
+    pub to: ParticipantId,
+    /// Data or refusal.
+    pub body: AnswerBody,
+    /// Hub time of the answer, ms.
+    pub time_ms: u64,
+    /// Test traffic.
+    pub test: bool,
+    /// Transaction code of the request.
+    pub transaction: Option<String>,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// A message handed to a reader under a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue it came from (ack and nack name it).
+    pub queue: QueueId,
+    /// The message id.
+    pub id: MessageId,
+    /// For answers: the request answered.
+    pub reply_to: Option<MessageId>,
+    /// Its data kind.
+    pub kind: DataKindId,
+    /// The sender.
+    pub from: ParticipantId,
+    /// Request, or an answer's body.
+    pub body: DeliveryBody,
+    /// Hub time of the message, ms.
+    pub time_ms: u64,
+    /// Absolute deadline of the request, ms.
+    pub deadline_ms: u64,
+    /// 1 on first delivery.
+    pub delivery_count: u32,
+    /// Test traffic.
+    pub test: bool,
+    /// Transaction code.
+    pub transaction: Option<String>,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// What a delivered message is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryBody {
+    /// A request for data.
+    Request,
+    /// An answer: data or refusal.
+    Answer(AnswerBody),
+}
+
+/// A message's history, as `status` returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusView {
+    /// The request.
+    pub request_id: MessageId,
+    /// Its answer, once there is one.
+    pub answer_id: Option<MessageId>,
+    /// Data kind.
+    pub kind: DataKindId,
+    /// Consumer.
+    pub consumer: ParticipantId,
+    /// Provider.
+    pub provider: ParticipantId,
+    /// Absolute deadline, ms.
+    pub deadline_ms: u64,
+    /// The steps, oldest first.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// One step in a history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// When, hub time ms.
+    pub time_ms: u64,
+    /// Delivery number where it applies.
+    pub count: u32,
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The request is durable (or, with `duplicate`, was accepted before).
+    Accepted {
+        /// Its id.
+        id: MessageId,
+        /// Hub time of acceptance, ms.
+        time_ms: u64,
+        /// True when this repeats an earlier send with the same idempotency key.
+        duplicate: bool,
+    },
+    /// A `call`'s answer (durable).
+    Answer(Delivery),
+    /// Fetched messages (empty after the wait).
+    Messages(Vec<Delivery>),
+    /// Done.
+    Done,
+    /// A history.
+    Status(StatusView),
+    /// Queue counters.
+    Stats(QueueStats),
+}
+
+/// Something the shard needs done from outside.
+#[derive(Debug)]
+pub enum Input {
+    /// A participant's operation.
+    Command {
+        /// Carried back in the reply.
+        token: Token,
+        /// The authenticated caller.
+        caller: ParticipantId,
+        /// The operation.
+        command: Command,
+    },
+    /// Everything below this log offset is durable.
+    Committed {
+        /// Exclusive end of the durable prefix.
+        durable_offset: u64,
+    },
+    /// The log failed: nothing more is acknowledged.
+    StorageFailed {
+        /// True for a full disk.
+        full: bool,
+    },
+    /// The clock moved (fire due timers).
+    Tick,
+    /// A reader went away: its leases end, its waits and subscriptions are dropped.
+    Disconnected {
+        /// The reader.
+        reader: ReaderId,
+    },
+    /// A message from another shard (or this one).
+    Peer(PeerMsg),
+}
+
+/// Something the shard asks the runtime to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Append this record; it gets `offset` (the runtime asserts it does).
+    Append {
+        /// The offset the shard expects.
+        offset: u64,
+        /// The record.
+        record: Record,
+    },
+    /// Answer a pending operation.
+    Reply {
+        /// The operation.
+        token: Token,
+        /// The result.
+        result: Result<Reply, HubError>,
+    },
+    /// Push a message to a subscribed reader.
+    Deliver {
+        /// The reader.
+        reader: ReaderId,
+        /// The message.
+        delivery: Delivery,
+    },
+    /// Send to a shard (possibly this one).
+    ToShard {
+        /// The shard.
+        shard: u16,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// Feed a `Tick` at or after this time.
+    ArmTimer {
+        /// Hub time, ms.
+        at_ms: u64,
+    },
+}
