@@ -88,6 +88,7 @@ pub struct ShardCounters {
 /// A fetch waiting for messages.
 #[derive(Debug)]
 struct FetchWait {
+    queue: QueueId,
     reader: ReaderId,
     max: u32,
 }
@@ -140,6 +141,9 @@ pub struct Shard {
     call_waiters: HashMap<MessageId, Token>,
     failed: Option<HubError>,
     counters: ShardCounters,
+    /// Accepted requests still committing, per queue: they count against the
+    /// queue's bound before they join it.
+    committing: HashMap<QueueId, u32>,
     snapshot_start: u64,
     out: Vec<Output>,
 }
@@ -168,6 +172,7 @@ impl Shard {
             call_waiters: HashMap::new(),
             failed: None,
             counters: ShardCounters::default(),
+            committing: HashMap::new(),
             snapshot_start: 0,
             out: Vec::new(),
         }
@@ -226,6 +231,17 @@ impl Shard {
             .unwrap_or_default()
     }
 
+    /// Where a message stands in a queue owned by this shard (`None`: not in
+    /// it). Read-only; for tests and the simulator.
+    pub fn queue_place(&self, queue: &QueueId, id: MessageId) -> Option<Place> {
+        self.queues.get(queue).and_then(|q| q.place(id))
+    }
+
+    /// Exclusive end of the log prefix this shard knows to be durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
     /// Why the shard refuses work, if it does.
     pub fn failed(&self) -> Option<&HubError> {
         self.failed.as_ref()
@@ -245,6 +261,12 @@ impl Shard {
         // The hub clock never runs backwards inside a shard: a wall-clock
         // step back is absorbed (timers fire late, never early).
         self.now_ms = self.now_ms.max(now_ms);
+        if self.failed.is_some() && !matches!(input, Input::Command { .. }) {
+            // A failed log takes no more records: timers, peers and
+            // disconnects would all append. Commands get the typed error.
+            out.append(&mut self.out);
+            return;
+        }
         match input {
             Input::Command {
                 token,
@@ -312,8 +334,21 @@ impl Shard {
         }
         pending.sort_unstable();
         for (_, id) in pending {
-            let queue = QueueId::Requests(self.exchanges[&id].kind.clone());
-            self.queues.entry(queue).or_default().push(id, self.now_ms);
+            let ex = &self.exchanges[&id];
+            if ex.deliveries >= self.config.deliveries_max {
+                // Its last allowed delivery was leased when the node stopped:
+                // the lease counts as expired, as a live disconnect would.
+                self.counters.dead_lettered += 1;
+                let reason = format!(
+                    "not acknowledged after {} deliveries",
+                    self.config.deliveries_max
+                );
+                self.hub_answer(id, RefusalCode::Undeliverable, reason);
+                continue;
+            }
+            let queue = QueueId::Requests(ex.kind.clone());
+            let accepted_ms = ex.time_ms;
+            self.queues.entry(queue).or_default().push(id, accepted_ms);
         }
         answers.sort_unstable();
         for id in answers {
@@ -465,7 +500,13 @@ impl Shard {
     }
 
     fn defer(&mut self, offset: u64, what: Deferred) {
-        debug_assert!(self.deferred.back().is_none_or(|(o, _)| *o <= offset));
+        // The queue stays sorted: an entry for an older offset (a duplicate
+        // send of a request still committing) waits behind newer ones, which
+        // only delays it; nothing is released before it is durable.
+        let offset = self
+            .deferred
+            .back()
+            .map_or(offset, |(back, _)| offset.max(*back));
         self.deferred.push_back((offset, what));
     }
 
@@ -639,7 +680,8 @@ impl Shard {
                 }
             }
         }
-        if self.queues.get(&queue).map_or(0, Queue::len) >= queue_max as usize {
+        let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
+        if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_max as usize {
             return Err(HubError::QuotaExceeded);
         }
         let id = self.new_id();
@@ -671,6 +713,7 @@ impl Shard {
             self.enqueue_request(id);
         } else {
             let time_ms = self.now_ms;
+            *self.committing.entry(queue).or_default() += 1;
             self.defer(offset, Deferred::RequestDurable(id));
             self.defer(
                 offset,
@@ -688,11 +731,13 @@ impl Shard {
     }
 
     fn enqueue_request(&mut self, id: MessageId) {
-        let queue = QueueId::Requests(self.exchanges[&id].kind.clone());
+        let ex = &self.exchanges[&id];
+        let queue = QueueId::Requests(ex.kind.clone());
+        let accepted_ms = ex.time_ms;
         self.queues
             .entry(queue.clone())
             .or_default()
-            .push(id, self.now_ms);
+            .push(id, accepted_ms);
         self.pump(&queue);
     }
 
@@ -735,7 +780,14 @@ impl Shard {
         let wait_ms = wait_ms.min(self.config.wait_ms_max);
         self.timers
             .arm(self.now_ms.saturating_add(wait_ms), Timer::FetchWait(token));
-        self.waits.insert(token, FetchWait { reader, max });
+        self.waits.insert(
+            token,
+            FetchWait {
+                queue: queue.clone(),
+                reader,
+                max,
+            },
+        );
         self.waits_by_queue
             .entry(queue)
             .or_default()
@@ -1077,6 +1129,7 @@ impl Shard {
             time_ms: o.time_ms,
             test: ex.test,
             transaction: ex.transaction.clone(),
+            deliveries: ex.answer_deliveries,
             payload,
         };
         if let Some(token) = self.call_waiters.remove(&request_id) {
@@ -1168,6 +1221,15 @@ impl Shard {
                     };
                     ex.durable = true;
                     ex.payload = None;
+                    if !ex.call {
+                        let queue = QueueId::Requests(ex.kind.clone());
+                        let n = self.committing.get_mut(&queue).expect("counted when sent");
+                        *n -= 1;
+                        if *n == 0 {
+                            self.committing.remove(&queue);
+                        }
+                    }
+                    let ex = &self.exchanges[&id];
                     if !ex.call && ex.in_request_queue() {
                         self.enqueue_request(id);
                     }
@@ -1197,6 +1259,11 @@ impl Shard {
         for (_, token) in std::mem::take(&mut self.call_waiters) {
             self.reply(token, Err(error.clone()));
         }
+        for (token, _) in std::mem::take(&mut self.waits) {
+            self.reply(token, Err(error.clone()));
+        }
+        self.waits_by_queue.clear();
+        self.subscriptions.clear();
     }
 
     fn tick(&mut self) {
@@ -1213,7 +1280,13 @@ impl Shard {
                 let Some(ex) = self.exchanges.get(&id) else {
                     return;
                 };
-                if ex.outcome.is_some() || self.failed.is_some() {
+                if ex.outcome.is_some() {
+                    if let Some(token) = self.call_waiters.remove(&id) {
+                        // Answered, but not durable within the budget: the
+                        // caller hears `DeadlineExceeded` now; the answer
+                        // still reaches the consumer's answer queue once durable.
+                        self.reply(token, Err(HubError::DeadlineExceeded));
+                    }
                     return;
                 }
                 let queue = QueueId::Requests(ex.kind.clone());
@@ -1249,7 +1322,8 @@ impl Shard {
                 }
             }
             Timer::FetchWait(token) => {
-                if self.waits.remove(&token).is_some() {
+                if let Some(w) = self.waits.remove(&token) {
+                    self.forget_wait(&w.queue, token);
                     self.reply(token, Ok(Reply::Messages(Vec::new())));
                 }
             }
@@ -1274,7 +1348,8 @@ impl Shard {
             .map(|(t, _)| *t)
             .collect();
         for token in tokens {
-            self.waits.remove(&token);
+            let w = self.waits.remove(&token).expect("listed");
+            self.forget_wait(&w.queue, token);
             self.reply(
                 token,
                 Err(HubError::Unavailable("reader disconnected".into())),
@@ -1294,6 +1369,15 @@ impl Shard {
         }
     }
 
+    fn forget_wait(&mut self, queue: &QueueId, token: Token) {
+        if let Some(tokens) = self.waits_by_queue.get_mut(queue) {
+            tokens.retain(|t| *t != token);
+            if tokens.is_empty() {
+                self.waits_by_queue.remove(queue);
+            }
+        }
+    }
+
     fn peer(&mut self, msg: PeerMsg) {
         match msg {
             PeerMsg::EnqueueAnswer(envelope) => {
@@ -1303,17 +1387,19 @@ impl Shard {
                 let queue = QueueId::Answers(envelope.to.clone());
                 assert_eq!(queue.shard(self.config.shard_count), self.config.shard);
                 let id = envelope.id;
+                let answered_ms = envelope.time_ms;
+                let deliveries = envelope.deliveries;
                 self.answers.insert(
                     id,
                     AnswerEntry {
                         envelope,
-                        deliveries: 0,
+                        deliveries,
                     },
                 );
                 self.queues
                     .entry(queue.clone())
                     .or_default()
-                    .push(id, self.now_ms);
+                    .push(id, answered_ms);
                 self.pump(&queue);
             }
             PeerMsg::AnswerDelivered { request_id, count } => {

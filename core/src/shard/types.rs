@@ -169,6 +169,8 @@ pub struct AnswerEnvelope {
     pub test: bool,
     /// Transaction code of the request.
     pub transaction: Option<String>,
+    /// Deliveries to the consumer so far (counting continues after a restart).
+    pub deliveries: u32,
     /// The payload.
     pub payload: Payload,
 }
