@@ -8,9 +8,16 @@ pub mod record;
 pub mod refusal;
 pub mod registry;
 mod registry_toml;
+pub mod runtime;
 pub mod shard;
 
 pub use error::HubError;
+/// The log settings a [`HubConfig`] carries.
+pub use gonets_storage::LogConfig;
 pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use refusal::RefusalCode;
 pub use registry::Registry;
+pub use runtime::{
+    Accepted, Hub, HubConfig, HubStartError, Message, Session, ShardTuning, Subscription,
+};
+pub use shard::{DeliveryBody, NewRequest, StatusView};

@@ -129,9 +129,11 @@ pub(crate) async fn recover(
     for (i, base) in bases.into_iter().enumerate() {
         let path = segment::path(dir, base);
         let last = i + 1 == count;
+        // Writable even when not last: if the last file turns out to be an
+        // interrupted roll and is removed, the one before becomes active.
         let file = OpenOptions::new()
             .read(true)
-            .write(last)
+            .write(true)
             .dma_open(&path)
             .await
             .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;

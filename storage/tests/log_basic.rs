@@ -209,3 +209,32 @@ fn given_prewrite_off_when_appending_then_every_record_intact() {
         ..LogConfig::small_for_tests()
     });
 }
+
+#[test]
+fn given_interrupted_roll_left_a_short_segment_when_reopened_then_appends_still_commit() {
+    // Found by the hub kill test: the segment before a removed incomplete
+    // one became active while opened read-only, so the first write failed
+    // with EBADF and poisoned the log.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        for i in 0..10u64 {
+            log.append(b"before", i, 0).await.unwrap();
+        }
+        log.commit_all().await.unwrap();
+        log.close().await.unwrap();
+        std::fs::write(gonets_storage::segment::path(&path, 10), b"short").unwrap();
+        let (log, report) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(report.removed_files.len(), 1);
+        let offset = log.append(b"after", 11, 0).await.unwrap();
+        assert_eq!(offset, 10);
+        log.commit(offset).await.unwrap();
+        assert!(log.poisoned().is_none());
+        log.close().await.unwrap();
+    });
+}

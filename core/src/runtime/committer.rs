@@ -1,0 +1,125 @@
+//! The commit waiter: one task per shard that awaits `log.commit` for the
+//! last offset the driver appended and reports how far the log is durable
+//! (or that it failed). Wanted offsets coalesce: a later want covers every
+//! earlier one, so one outstanding commit serves any number of appends
+//! (group commit), and the state it keeps is a few cells, never a queue.
+
+use crate::runtime::signal::LocalSignal;
+use gonets_storage::{Log, LogError};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// What the driver and the committer share.
+#[derive(Debug, Default)]
+pub(crate) struct Commits {
+    /// The highest offset the driver wants durable.
+    wanted_last: Cell<Option<u64>>,
+    /// Every offset below this is durable.
+    durable: Cell<u64>,
+    /// The log failed: `Some(true)` for a full disk. Never retried.
+    failure: Cell<Option<bool>>,
+    /// The failure has been reported to the driver.
+    failure_taken: Cell<bool>,
+    stop: Cell<bool>,
+    running: Cell<bool>,
+    wake_committer: LocalSignal,
+    /// Raised when `durable` moves or the log fails.
+    pub(crate) wake_driver: LocalSignal,
+}
+
+impl Commits {
+    /// Shared state for a log whose records below `durable` are durable.
+    pub(crate) fn new(durable: u64) -> Rc<Commits> {
+        let c = Commits::default();
+        c.durable.set(durable);
+        Rc::new(c)
+    }
+
+    /// Starts the committer task for `log` on the current executor.
+    pub(crate) fn start(self: &Rc<Self>, log: Log) {
+        self.running.set(true);
+        glommio::spawn_local(run(log, self.clone())).detach();
+    }
+
+    /// Asks for everything up to and including `last` to be made durable.
+    pub(crate) fn want(&self, last: u64) {
+        if self.wanted_last.get().is_none_or(|w| w < last) {
+            self.wanted_last.set(Some(last));
+            self.wake_committer.raise();
+        }
+    }
+
+    /// Every offset below this is durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.get()
+    }
+
+    /// The log's failure, reported once (`Some(full)`).
+    pub(crate) fn take_failure(&self) -> Option<bool> {
+        if self.failure_taken.get() {
+            return None;
+        }
+        let f = self.failure.get();
+        if f.is_some() {
+            self.failure_taken.set(true);
+        }
+        f
+    }
+
+    /// True once the log failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.get().is_some()
+    }
+
+    /// True when everything wanted is durable (or the log failed: nothing more will be).
+    pub(crate) fn settled(&self) -> bool {
+        self.failed()
+            || self
+                .wanted_last
+                .get()
+                .is_none_or(|w| w < self.durable.get())
+    }
+
+    /// Ends the committer once it has nothing to wait for.
+    pub(crate) fn stop(&self) {
+        self.stop.set(true);
+        self.wake_committer.raise();
+    }
+
+    /// True while the committer task runs.
+    pub(crate) fn running(&self) -> bool {
+        self.running.get()
+    }
+}
+
+async fn run(log: Log, commits: Rc<Commits>) {
+    'outer: loop {
+        commits.wake_committer.wait().await;
+        // Bounded: each pass makes `durable` pass the wanted offset seen, or ends.
+        while let Some(last) = commits
+            .wanted_last
+            .get()
+            .filter(|w| *w >= commits.durable.get())
+        {
+            match log.commit(last).await {
+                Ok(()) => {
+                    commits.durable.set(commits.durable.get().max(last + 1));
+                    commits.wake_driver.raise();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; the shard accepts nothing more");
+                    commits
+                        .failure
+                        .set(Some(matches!(e, LogError::StorageFull)));
+                    commits.wake_driver.raise();
+                    break 'outer;
+                }
+            }
+        }
+        if commits.stop.get() {
+            break;
+        }
+    }
+    commits.running.set(false);
+    commits.wake_driver.raise();
+}

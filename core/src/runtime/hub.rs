@@ -1,0 +1,456 @@
+//! The embedded hub: starts one glommio executor thread per shard, waits for
+//! every shard to recover its log, hands out sessions, and stops them all.
+
+use crate::error::HubError;
+use crate::ids::ParticipantId;
+use crate::registry::Registry;
+use crate::runtime::config::HubConfig;
+use crate::runtime::mesh::{Control, Inbound, Inlet, Mesh};
+use crate::runtime::session::Session;
+use crate::runtime::shard_task::{self, ReadySender, ShardStart};
+use crate::runtime::start_error::HubStartError;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often the drain wait looks for shards that closed without answering.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// A running hub: one thread, executor and log per shard.
+///
+/// ```
+/// use futures_lite::future::block_on;
+/// use gonets_core::{Hub, HubConfig, NewRequest, QueueId, DataKindId, ParticipantId};
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut config = HubConfig::new(dir.path());   // one shard per core, embedded registry
+/// config.shards = 2;
+/// let hub = Hub::start(config)?;                 // returns once every shard replayed its log
+///
+/// let consumer = hub.session("MFC")?;            // sessions: Clone + Send + Sync
+/// let provider = hub.session("FNS")?;
+/// let kind = "urn:gonets:fns:egrul-extract:1";
+///
+/// let accepted = block_on(consumer.send_request(NewRequest::new(kind, "INN 7707083893")))?;
+/// let requests = QueueId::Requests(DataKindId::new(kind));
+/// for request in block_on(provider.fetch(requests, 10, Duration::from_secs(1)))? {
+///     block_on(provider.send_response(request.id, "extract ..."))?;
+/// }
+/// let answers = QueueId::Answers(ParticipantId::new("MFC"));
+/// let answer = block_on(consumer.fetch(answers, 10, Duration::from_secs(1)))?.remove(0);
+/// assert_eq!(answer.reply_to, Some(accepted.id));
+/// block_on(consumer.ack(&answer))?;
+///
+/// hub.shutdown()?;                               // snapshot, close every log, join threads
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Hub {
+    mesh: Arc<Mesh>,
+    threads: Vec<Option<JoinHandle<Result<(), String>>>>,
+    /// Each shard thread sends its number here as it ends (even by a panic).
+    exits: mpsc::Receiver<u16>,
+    drain_timeout: Duration,
+    drop_wait: Duration,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("shards", &self.mesh.shard_count())
+            .field("stopped", &self.stopped)
+            .finish()
+    }
+}
+
+/// Sends the shard's number when its thread ends, however it ends.
+struct ExitNotice {
+    shard: u16,
+    tx: mpsc::Sender<u16>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.shard);
+    }
+}
+
+/// The log directory of shard `shard`.
+fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
+/// Random bits for this boot's message ids (ids must never repeat across restarts).
+fn boot_nonce(shard: u16) -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(&shard.to_le_bytes());
+    let hash = hasher.finalize();
+    let b = hash.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// File in the data directory that records its shard count.
+pub(crate) const SHARD_COUNT_FILE: &str = "shard-count";
+
+/// The highest shard whose log directory holds a segment file, if any.
+fn highest_written_shard(data_dir: &Path) -> Result<Option<u32>, std::io::Error> {
+    let mut highest = None;
+    // Bounded by the directory's entries (and each shard directory's).
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.strip_prefix("shard-"))
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        for file in std::fs::read_dir(entry.path())? {
+            if file?.file_name().to_string_lossy().ends_with(".seg") {
+                highest = highest.max(Some(n));
+                break;
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// Writes `text` to `path` so that it survives a crash: temporary file,
+/// sync, rename, directory sync (caller's thread, before any reactor runs).
+fn write_durably(dir: &Path, path: &Path, text: &str) -> Result<(), std::io::Error> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates the data directory and checks that it was made with this shard
+/// count (recorded in [`SHARD_COUNT_FILE`] on first start): queues are
+/// placed by a hash modulo the count, so logs written with one count would
+/// be routed wrongly with another.
+fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
+    let data_dir = &config.data_dir;
+    let dir_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| HubStartError::DataDir { path, source }
+    };
+    let mismatch = |found: String| {
+        HubStartError::Config(format!(
+            "{} was made with {found} but the hub is configured with {} shards; queues are \
+             placed by shard count, so a data directory keeps the count it was made with",
+            data_dir.display(),
+            config.shards
+        ))
+    };
+    std::fs::create_dir_all(data_dir).map_err(dir_error(data_dir))?;
+    let count_path = data_dir.join(SHARD_COUNT_FILE);
+    match std::fs::read_to_string(&count_path) {
+        Ok(text) => {
+            let recorded = text.trim();
+            if recorded.parse::<u16>().ok() != Some(config.shards) {
+                return Err(mismatch(format!(
+                    "{recorded:?} shards ({SHARD_COUNT_FILE})"
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // First start, or a directory from before the count was recorded:
+            // a written log beyond the count is a sure mismatch.
+            let highest = highest_written_shard(data_dir).map_err(dir_error(data_dir))?;
+            if let Some(n) = highest.filter(|n| *n >= u32::from(config.shards)) {
+                return Err(mismatch(format!("a log for shard {n}")));
+            }
+            write_durably(data_dir, &count_path, &format!("{}\n", config.shards))
+                .map_err(dir_error(&count_path))?;
+        }
+        Err(e) => return Err(dir_error(&count_path)(e)),
+    }
+    for shard in 0..config.shards {
+        let dir = shard_dir(data_dir, shard);
+        std::fs::create_dir_all(&dir).map_err(dir_error(&dir))?;
+    }
+    Ok(())
+}
+
+impl Hub {
+    /// Starts every shard and returns once each has recovered its log.
+    /// Blocks the calling thread meanwhile (do not call it on a reactor).
+    pub fn start(config: HubConfig) -> Result<Hub, HubStartError> {
+        config.validate()?;
+        prepare_data_dir(&config)?;
+        let n = config.shards;
+        let mut inboxes = Vec::with_capacity(usize::from(n));
+        let mut inbox_rxs = Vec::with_capacity(usize::from(n));
+        let mut controls = Vec::with_capacity(usize::from(n));
+        let mut control_rxs = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let (tx, rx) = flume::bounded::<Inbound>(config.inbox_capacity);
+            inboxes.push(tx);
+            inbox_rxs.push(rx);
+            let (tx, rx) = flume::unbounded::<Control>();
+            controls.push(tx);
+            control_rxs.push(rx);
+        }
+        let mesh = Arc::new(Mesh::new(
+            inboxes,
+            controls,
+            config.registry.clone(),
+            config.subscription_credits_max,
+        ));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (exit_tx, exits) = mpsc::channel();
+        let mut hub = Hub {
+            mesh,
+            threads: Vec::with_capacity(usize::from(n)),
+            exits,
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+            drop_wait: Duration::from_millis(config.drop_wait_ms),
+            stopped: false,
+        };
+        let io_memory = config.io_memory_bytes();
+        let mut first_error = None;
+        for (i, (inbox, control)) in inbox_rxs.into_iter().zip(control_rxs).enumerate() {
+            let shard = i as u16;
+            let start = ShardStart {
+                id: shard,
+                dir: shard_dir(&config.data_dir, shard),
+                log_config: config.log.clone(),
+                shard_config: config.shard.shard_config(shard, n, boot_nonce(shard)),
+                registry: config.registry.clone(),
+                inlet: Inlet {
+                    shard,
+                    inbox,
+                    control,
+                    mesh: hub.mesh.clone(),
+                },
+                snapshot_every_records: config.snapshot_every_records,
+                outbox_messages_max: config.outbox_messages_max,
+            };
+            let placement = match &config.pin_cores {
+                Some(cores) => Placement::Fixed(cores[i]),
+                None => Placement::Unbound,
+            };
+            let notice = ExitNotice {
+                shard,
+                tx: exit_tx.clone(),
+            };
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("gonets-shard-{shard}"))
+                .spawn(move || shard_thread(start, placement, io_memory, ready, notice));
+            match spawned {
+                Ok(handle) => hub.threads.push(Some(handle)),
+                Err(e) => {
+                    first_error = Some(HubStartError::Thread {
+                        shard,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        drop(ready_tx);
+        // Bounded: one report per started thread; a thread that dies first
+        // drops its sender, and once all are gone `recv` fails.
+        let mut ready_count = 0;
+        while first_error.is_none() && ready_count < hub.threads.len() {
+            match ready_rx.recv() {
+                Ok((_, Ok(()))) => ready_count += 1,
+                Ok((_, Err(e))) => first_error = Some(e),
+                Err(_) => {
+                    first_error = Some(HubStartError::Thread {
+                        shard: ready_count as u16,
+                        reason: "a shard thread ended while starting (see its panic message)"
+                            .into(),
+                    })
+                }
+            }
+        }
+        match first_error {
+            None => Ok(hub),
+            Some(e) => {
+                // Shards already running stop cleanly; Drop does not wait again.
+                let _ = hub.stop(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// A session for a registered participant; `Unauthenticated` for anyone else.
+    pub fn session(&self, participant_id: &str) -> Result<Session, HubError> {
+        if self.mesh.stopped() {
+            return Err(HubError::Unavailable("the hub is shut down".into()));
+        }
+        let participant = ParticipantId::new(participant_id);
+        if self.mesh.registry.participant(&participant).is_none() {
+            return Err(HubError::Unauthenticated);
+        }
+        Ok(Session::new(self.mesh.clone(), participant))
+    }
+
+    /// Shards in the hub.
+    pub fn shard_count(&self) -> u16 {
+        self.mesh.shard_count()
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.mesh.registry
+    }
+
+    /// Stops every shard: refuse new operations, let peer messages settle,
+    /// commit, snapshot, close every log, join the threads. Sessions still
+    /// held answer `Unavailable` afterwards.
+    pub fn shutdown(mut self) -> Result<(), HubError> {
+        self.stop(None)
+    }
+
+    /// Stops the shards; waits for their threads up to `wait` (`None`: as long as it takes).
+    fn stop(&mut self, wait: Option<Duration>) -> Result<(), HubError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        self.mesh.stop();
+        self.drain();
+        for control in &self.mesh.controls {
+            let _ = control.send(Control::Shutdown);
+        }
+        let until = wait.map(|w| Instant::now() + w);
+        let mut problems = Vec::new();
+        let mut ended = vec![false; self.threads.len()];
+        // Bounded by the number of threads (each sends one exit notice).
+        for _ in 0..self.threads.len() {
+            let got = match until {
+                None => self.exits.recv().ok(),
+                Some(t) => self
+                    .exits
+                    .recv_timeout(t.saturating_duration_since(Instant::now()))
+                    .ok(),
+            };
+            match got {
+                Some(shard) => ended[usize::from(shard)] = true,
+                None => break,
+            }
+        }
+        for (shard, handle) in self.threads.iter_mut().enumerate() {
+            if !ended[shard] {
+                if handle.is_some() {
+                    problems.push(format!(
+                        "shard {shard} did not stop in time; its thread is left running"
+                    ));
+                }
+                continue;
+            }
+            let Some(h) = handle.take() else { continue };
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(e),
+                Err(panic) => {
+                    problems.push(format!("shard {shard} panicked: {}", panic_text(&panic)))
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            for p in &problems {
+                tracing::error!("{p}");
+            }
+            Err(HubError::Unavailable(problems.join("; ")))
+        }
+    }
+}
+
+impl Hub {
+    /// Asks every shard to refuse new commands and settle its peer traffic;
+    /// waits until each settled or closed, at most the drain timeout.
+    fn drain(&self) {
+        let n = usize::from(self.mesh.shard_count());
+        let (done_tx, done_rx) = flume::unbounded();
+        for control in &self.mesh.controls {
+            let _ = control.send(Control::Drain {
+                done: done_tx.clone(),
+            });
+        }
+        drop(done_tx);
+        let mut settled = vec![false; n];
+        let until = Instant::now() + self.drain_timeout;
+        // Bounded by the drain timeout.
+        while Instant::now() < until {
+            for (shard, s) in settled.iter_mut().enumerate() {
+                *s |= self.mesh.closed(shard as u16);
+            }
+            if settled.iter().all(|s| *s) {
+                return;
+            }
+            match done_rx.recv_timeout(DRAIN_POLL) {
+                Ok(shard) => settled[usize::from(shard)] = true,
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        tracing::warn!("shutdown: not every shard settled within the drain timeout");
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // The same orderly stop as `shutdown`, but never waiting without bound.
+        let _ = self.stop(Some(self.drop_wait));
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// The body of a shard thread: its executor, then the shard until shutdown.
+fn shard_thread(
+    start: ShardStart,
+    placement: Placement,
+    io_memory: usize,
+    ready: ReadySender,
+    _notice: ExitNotice,
+) -> Result<(), String> {
+    let shard = start.id;
+    let where_to = match &placement {
+        Placement::Fixed(core) => format!("pinned to core {core}"),
+        _ => "unpinned".to_string(),
+    };
+    let executor = LocalExecutorBuilder::new(placement)
+        .name(&format!("gonets-shard-{shard}"))
+        .io_memory(io_memory)
+        .make();
+    match executor {
+        Ok(ex) => ex.run(shard_task::run(start, ready)),
+        Err(e) => {
+            let _ = ready.send((
+                shard,
+                Err(HubStartError::Executor {
+                    shard,
+                    placement: where_to,
+                    reason: e.to_string(),
+                }),
+            ));
+            Ok(())
+        }
+    }
+}

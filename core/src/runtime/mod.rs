@@ -1,0 +1,37 @@
+//! The glommio runtime around the sans-IO shard, and the in-process
+//! embedding API.
+//!
+//! [`Hub::start`] runs one glommio executor thread per shard; each owns its
+//! shard's state machine, log, timer and reply channels (shared nothing but
+//! the immutable registry and the channels). A [`Session`] sends operations
+//! to the shard owning the queue or message and awaits the reply; shards
+//! hand each other answers and delivery notices through bounded channels.
+//!
+//! Modules, one job each: `config` (what a hub starts with), `start_error`,
+//! `hub` (threads, start and stop), `shard_task` (the per-shard driver),
+//! `recovery` (replay from the snapshot mark), `committer` (group-commit
+//! waiter), `outbox` (peer messages without blocking), `mesh` (the
+//! channels), `payload` (payloads read back from the log), `record_size`
+//! (refusing records the log could not take), `session` (the client
+//! handle), `message` (what sessions get), `clock`, `signal`.
+
+mod clock;
+mod committer;
+pub mod config;
+mod hub;
+mod mesh;
+mod message;
+mod outbox;
+mod payload;
+mod record_size;
+mod recovery;
+mod session;
+mod shard_task;
+mod signal;
+mod start_error;
+
+pub use config::{HubConfig, ShardTuning};
+pub use hub::Hub;
+pub use message::{Accepted, Message};
+pub use session::{Session, Subscription};
+pub use start_error::HubStartError;

@@ -1,0 +1,66 @@
+//! Snapshots: append the shard's state, and once durable set the log's mark
+//! there, checkpoint and drop older segments.
+
+use super::{PendingSnapshot, ShardTask};
+use gonets_storage::Log;
+use std::cell::Cell;
+use std::rc::Rc;
+
+impl ShardTask {
+    /// Appends a snapshot of the shard's state and asks for its commit.
+    pub(super) async fn begin_snapshot(&mut self) {
+        let first = self.shard.next_offset();
+        let records = self.shard.snapshot(first);
+        let end = first + records.len() as u64;
+        for (i, record) in records.iter().enumerate() {
+            self.append(first + i as u64, record).await;
+        }
+        self.records_since_snapshot = 0;
+        if self.log_failed {
+            return;
+        }
+        self.snapshot = Some(PendingSnapshot { first, end });
+        if let Some(last) = self.appended_last.take() {
+            self.commits.want(last);
+        }
+    }
+
+    /// Once the pending snapshot is durable: tell the shard, set the log's
+    /// mark there, then checkpoint and drop what is older in the background.
+    pub(super) fn finish_snapshot(&mut self) {
+        let Some(p) = self.snapshot else {
+            return;
+        };
+        if self.fed_durable < p.end {
+            return;
+        }
+        self.snapshot = None;
+        self.shard.snapshot_durable(p.first);
+        self.log.set_mark(p.first);
+        if self.draining {
+            return; // shutdown checkpoints on its own
+        }
+        let floor = self.shard.retention_floor();
+        self.maintenance_busy.set(true);
+        glommio::spawn_local(checkpoint_and_retain(
+            self.log.clone(),
+            floor,
+            self.maintenance_busy.clone(),
+            self.id,
+        ))
+        .detach();
+    }
+}
+
+/// Writes a checkpoint (carrying the new mark) and only then drops segments
+/// below `floor`: a crash between the two must find a mark whose records exist.
+pub(super) async fn checkpoint_and_retain(log: Log, floor: u64, busy: Rc<Cell<bool>>, shard: u16) {
+    match log.checkpoint().await {
+        Err(e) => tracing::warn!(shard, error = %e, "checkpoint after snapshot failed"),
+        Ok(()) => match log.retain_from(floor).await {
+            Ok(dropped) => tracing::debug!(shard, floor, dropped, "retention after snapshot"),
+            Err(e) => tracing::warn!(shard, error = %e, "retention after snapshot failed"),
+        },
+    }
+    busy.set(false);
+}

@@ -1,0 +1,61 @@
+//! Why a hub did not start: each cause named with the shard and what to do.
+
+use gonets_storage::LogError;
+use std::path::PathBuf;
+
+/// Why [`crate::Hub::start`] failed. Shards already started were stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HubStartError {
+    /// The configuration breaks a bound.
+    #[error("invalid hub configuration: {0}")]
+    Config(String),
+    /// The data directory could not be created or read.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A shard's glommio executor did not start (io_uring, locked memory or CPU placement).
+    #[error(
+        "shard {shard} ({placement}): cannot start its glommio executor: {reason}. glommio \
+         needs io_uring (Linux 5.8 or later) and a locked-memory limit (RLIMIT_MEMLOCK) of at \
+         least 512 KiB: raise it with `ulimit -l` (or memlock in /etc/security/limits.conf), or \
+         lower HubConfig::io_memory_bytes; a pinned shard needs its core to exist and be allowed"
+    )]
+    Executor {
+        /// The shard.
+        shard: u16,
+        /// Where it was to run, e.g. "pinned to core 3" or "unpinned".
+        placement: String,
+        /// glommio's words.
+        reason: String,
+    },
+    /// A shard's log did not open.
+    #[error("shard {shard}: cannot open its log: {source}")]
+    Log {
+        /// The shard.
+        shard: u16,
+        /// The log's error.
+        source: LogError,
+    },
+    /// A shard's log holds something replay cannot rebuild state from.
+    #[error("shard {shard}: replay failed at log offset {offset}: {reason}")]
+    Replay {
+        /// The shard.
+        shard: u16,
+        /// Where.
+        offset: u64,
+        /// What was found.
+        reason: String,
+    },
+    /// A shard's thread could not be started or died while starting.
+    #[error("shard {shard}: its thread failed: {reason}")]
+    Thread {
+        /// The shard.
+        shard: u16,
+        /// What happened.
+        reason: String,
+    },
+}

@@ -1,0 +1,195 @@
+//! The process `tests/tests/hub_kill.rs` SIGKILLs at random moments: it runs
+//! an embedded hub on a data directory with live traffic (two consumer
+//! threads sending requests with idempotency keys, a provider answering
+//! them, the consumer fetching and acking the answers) and reports every
+//! acceptance and every answer it saw on stdout.
+//!
+//! Usage: `gonets-hub-child <data_dir> <seed> <first_key> <kind> <consumer>`
+//!
+//! Stdout protocol, one flushed line each:
+//! - `ready` once the hub has recovered;
+//! - `accepted <key> <request_id> <0|1>` once `send_request` of key `key`
+//!   answered `Accepted` (1: a duplicate of an earlier send);
+//! - `answer <request_id> <answer_id>` for every answer delivered to the
+//!   consumer, printed before it is acked.
+//!
+//! Requests carry `req-<key>`. The provider leaves every third request
+//! alone on its first delivery (its lease times out and it comes back),
+//! refuses every fifth, and answers the rest. Any unexpected error ends the
+//! child with status 2 and a line on stderr; it also exits by itself after
+//! `CHILD_RUN_SECS_MAX` in case nobody kills it.
+
+use futures_lite::future::block_on;
+use gonets_core::{
+    DataKindId, Hub, HubConfig, HubError, LogConfig, Message, NewRequest, ParticipantId, QueueId,
+    RefusalCode, Session,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The child exits by itself after this long (the parent kills it far sooner).
+const CHILD_RUN_SECS_MAX: u64 = 60;
+/// Sending threads.
+const SENDERS: u64 = 2;
+/// Longest pause between two sends of one thread, ms (keeps the log small).
+const SEND_PAUSE_MS_MAX: u64 = 3;
+/// Long-poll wait of the provider's and the consumer's fetches.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+/// Messages per fetch.
+const FETCH_MAX: u32 = 32;
+
+/// The hub configuration (the parent's final drain uses the same).
+fn hub_config(dir: PathBuf) -> HubConfig {
+    let mut c = HubConfig::new(dir);
+    c.shards = 2;
+    c.log = LogConfig::small_for_tests();
+    // Frequent snapshots: restarts replay from a mark, retention drops segments.
+    c.snapshot_every_records = 64;
+    c.shard.lease_timeout_ms = 300;
+    // Leases run out quickly here; never dead-letter a request for it.
+    c.shard.deliveries_max = 1000;
+    c
+}
+
+fn die(what: String) -> ! {
+    eprintln!("gonets-hub-child: {what}");
+    std::process::exit(2);
+}
+
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        // The parent is gone; nothing left to report to.
+        die(format!("write to stdout: {e}"));
+    }
+}
+
+/// The key a request payload `req-<key>` carries.
+fn key_of(m: &Message) -> u64 {
+    std::str::from_utf8(&m.payload)
+        .ok()
+        .and_then(|s| s.strip_prefix("req-"))
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| die(format!("request {} has payload {:?}", m.id, m.payload)))
+}
+
+fn sender(session: Session, kind: String, first_key: u64, lane: u64, seed: u64, deadline: Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut key = first_key + lane;
+    while Instant::now() < deadline {
+        let mut request = NewRequest::new(&kind, format!("req-{key}"));
+        request.idempotency_key = Some(format!("key-{key}"));
+        match block_on(session.send_request(request)) {
+            Ok(a) => emit(&format!(
+                "accepted {key} {} {}\n",
+                a.id,
+                u8::from(a.duplicate)
+            )),
+            Err(e) => die(format!("send_request key {key}: {e}")),
+        }
+        key += SENDERS;
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..=SEND_PAUSE_MS_MAX)));
+    }
+}
+
+fn provider(session: Session, kind: String, deadline: Instant) {
+    let queue = QueueId::Requests(DataKindId::new(&kind));
+    while Instant::now() < deadline {
+        let batch = block_on(session.fetch(queue.clone(), FETCH_MAX, FETCH_WAIT))
+            .unwrap_or_else(|e| die(format!("provider fetch: {e}")));
+        for m in batch {
+            let key = key_of(&m);
+            let answered = if key.is_multiple_of(3) && m.delivery_count < 2 {
+                continue; // left to its lease timeout
+            } else if key.is_multiple_of(5) {
+                block_on(session.send_refusal(m.id, RefusalCode::NoData, format!("none for {key}")))
+            } else {
+                block_on(session.send_response(m.id, format!("ans-{key}")))
+            };
+            match answered {
+                Ok(()) => {}
+                // Answering takes a request out of its queue: it is never
+                // delivered again after an answer.
+                Err(HubError::AlreadyAnswered(_)) => {
+                    die(format!("request {} (key {key}) was answered twice", m.id))
+                }
+                Err(e) => die(format!("answer to {} (key {key}): {e}", m.id)),
+            }
+        }
+    }
+}
+
+fn consumer(session: Session, deadline: Instant) {
+    let queue = QueueId::Answers(session.participant().clone());
+    while Instant::now() < deadline {
+        let batch = block_on(session.fetch(queue.clone(), FETCH_MAX, FETCH_WAIT))
+            .unwrap_or_else(|e| die(format!("consumer fetch: {e}")));
+        for m in batch {
+            let Some(request) = m.reply_to else {
+                die(format!("answer {} without reply_to", m.id));
+            };
+            emit(&format!("answer {request} {}\n", m.id));
+            match block_on(session.ack(&m)) {
+                // The lease ran out first (a slow machine): it comes again, same id.
+                Ok(()) | Err(HubError::NotFound) => {}
+                Err(e) => die(format!("ack {}: {e}", m.id)),
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 6 {
+        die(format!(
+            "usage: {} <data_dir> <seed> <first_key> <kind> <consumer>",
+            args[0]
+        ));
+    }
+    let num = |i: usize| -> u64 {
+        args[i]
+            .parse()
+            .unwrap_or_else(|e| die(format!("argument {i} {:?}: {e}", args[i])))
+    };
+    let (seed, first_key) = (num(2), num(3));
+    let kind = args[4].clone();
+    let consumer_id = args[5].clone();
+    let hub = Hub::start(hub_config(PathBuf::from(&args[1])))
+        .unwrap_or_else(|e| die(format!("start the hub: {e}")));
+    let provider_id = hub
+        .registry()
+        .kind(&DataKindId::new(&kind))
+        .unwrap_or_else(|| die(format!("unknown kind {kind}")))
+        .provider
+        .clone();
+    let session = |who: &ParticipantId| {
+        hub.session(who.as_str())
+            .unwrap_or_else(|e| die(format!("session {who}: {e}")))
+    };
+    let consumer_session = session(&ParticipantId::new(&consumer_id));
+    let provider_session = session(&provider_id);
+    emit("ready\n");
+    let deadline = Instant::now() + Duration::from_secs(CHILD_RUN_SECS_MAX);
+    let mut threads = Vec::new();
+    for lane in 0..SENDERS {
+        let (s, k) = (consumer_session.clone(), kind.clone());
+        let lane_seed = seed.wrapping_mul(31).wrapping_add(lane);
+        threads.push(std::thread::spawn(move || {
+            sender(s, k, first_key, lane, lane_seed, deadline)
+        }));
+    }
+    let (s, k) = (provider_session, kind);
+    threads.push(std::thread::spawn(move || provider(s, k, deadline)));
+    let s = consumer_session;
+    threads.push(std::thread::spawn(move || consumer(s, deadline)));
+    for t in threads {
+        if t.join().is_err() {
+            die("a traffic thread panicked".into());
+        }
+    }
+    die(format!(
+        "ran for {CHILD_RUN_SECS_MAX} s without being killed"
+    ));
+}

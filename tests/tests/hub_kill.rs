@@ -1,0 +1,442 @@
+//! Kill -9 cycles of a whole hub: a child process (`gonets-hub-child`) runs
+//! an embedded hub with live traffic and reports every acceptance and every
+//! answer it saw; the test SIGKILLs it at random moments (during start-up
+//! and recovery too) and starts it again on the same data directory, with
+//! some idempotency keys sent again. A final clean run in this process then
+//! drains the hub and checks that every accepted request still exists and
+//! ended exactly once: one answer id per request, whatever the redeliveries.
+//!
+//! `GONETS_HUB_KILL_CYCLES` sets the number of cycles (default 8);
+//! `GONETS_HUB_KILL_SEED` replays a run (the seed is printed).
+
+use futures_lite::future::block_on;
+use gonets_core::registry::Mode;
+use gonets_core::{DataKindId, Hub, HubConfig, HubError, LogConfig, MessageId, QueueId, Registry};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Cycles by default.
+const CYCLES_DEFAULT: usize = 8;
+/// Keys below the highest one reported that the next child sends again.
+const RESEND_KEYS: u64 = 8;
+/// How long to wait for the child's `ready` before killing it anyway.
+const READY_WAIT: Duration = Duration::from_secs(30);
+/// How long the final drain may take.
+const DRAIN_TIME_MAX: Duration = Duration::from_secs(30);
+/// Long-poll wait of the drain's fetches.
+const DRAIN_FETCH_WAIT: Duration = Duration::from_millis(50);
+
+/// Accepted requests after which some child must have checkpointed a snapshot mark.
+const MARK_EXPECTED_FROM_ACCEPTED: usize = 200;
+
+/// The snapshot mark in a shard's checkpoint (bytes 64..72, docs/storage.md §5); 0 if none.
+fn checkpoint_mark(dir: &Path, shard: u16) -> u64 {
+    std::fs::read(dir.join(format!("shard-{shard}")).join("checkpoint"))
+        .ok()
+        .and_then(|b| Some(u64::from_le_bytes(b.get(64..72)?.try_into().ok()?)))
+        .unwrap_or(0)
+}
+
+/// The child's hub configuration (`src/bin/hub_child.rs`); the segment size
+/// and the shard count must match for the drain to open the same logs.
+fn hub_config(dir: PathBuf) -> HubConfig {
+    let mut c = HubConfig::new(dir);
+    c.shards = 2;
+    c.log = LogConfig::small_for_tests();
+    c.snapshot_every_records = 64;
+    c.shard.lease_timeout_ms = 300;
+    c.shard.deliveries_max = 1000;
+    c
+}
+
+/// An async kind and one of its consumers whose queues sit on different
+/// shards of 2, so answers cross between shards.
+fn cross_shard_pair(registry: &Registry) -> (String, String) {
+    let mut kinds: Vec<_> = registry.kinds().filter(|k| k.mode == Mode::Async).collect();
+    kinds.sort_by(|a, b| a.id.cmp(&b.id));
+    for k in kinds {
+        let mut consumers: Vec<_> = k.consumers.iter().collect();
+        consumers.sort();
+        for c in consumers {
+            if QueueId::Requests(k.id.clone()).shard(2) != QueueId::Answers(c.clone()).shard(2) {
+                return (k.id.to_string(), c.to_string());
+            }
+        }
+    }
+    panic!("the embedded registry has no async kind and consumer on different shards of 2");
+}
+
+/// When the child is killed.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// This long after it said `ready`.
+    AfterReady(Duration),
+    /// This long after spawning (lands in start-up or recovery).
+    AfterSpawn(Duration),
+}
+
+/// One line of the child's protocol.
+#[derive(Debug)]
+enum Line {
+    Ready,
+    Accepted {
+        key: u64,
+        id: MessageId,
+        duplicate: bool,
+    },
+    Answer {
+        request: MessageId,
+        answer: MessageId,
+    },
+}
+
+fn parse(text: &str) -> Option<Line> {
+    let words: Vec<&str> = text.split(' ').collect();
+    match words.as_slice() {
+        ["ready"] => Some(Line::Ready),
+        ["accepted", k, id, d] => Some(Line::Accepted {
+            key: k.parse().ok()?,
+            id: id.parse().ok()?,
+            duplicate: match *d {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+        }),
+        ["answer", r, a] => Some(Line::Answer {
+            request: r.parse().ok()?,
+            answer: a.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// What a child printed before it died.
+#[derive(Debug, Default)]
+struct ChildOutput {
+    lines: Vec<Line>,
+    bad_lines: Vec<String>,
+}
+
+fn read_stdout(stdout: ChildStdout, ready: mpsc::Sender<()>) -> ChildOutput {
+    let mut out = ChildOutput::default();
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    // Bounded by the child's output, which ends when it is killed.
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            break; // cut by the kill in the middle of a line: never a whole report
+        }
+        let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        match parse(&text) {
+            Some(Line::Ready) => {
+                let _ = ready.send(());
+                out.lines.push(Line::Ready);
+            }
+            Some(l) => out.lines.push(l),
+            None => out.bad_lines.push(text),
+        }
+    }
+    out
+}
+
+/// Kills and reaps the child if the test panics while it runs.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs one child until the kill; returns what it printed and its stderr.
+fn run_child(
+    dir: &Path,
+    seed: u64,
+    first_key: u64,
+    kind: &str,
+    consumer: &str,
+    kill_at: KillAt,
+) -> Result<(ChildOutput, String), String> {
+    let child = Command::new(env!("CARGO_BIN_EXE_gonets-hub-child"))
+        .arg(dir)
+        .args([seed.to_string(), first_key.to_string()])
+        .args([kind, consumer])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn the hub child: {e}"))?;
+    let mut guard = ChildGuard(child);
+    let stdout = guard.0.stdout.take().ok_or("no piped stdout")?;
+    let mut stderr = guard.0.stderr.take().ok_or("no piped stderr")?;
+    let (ready_tx, ready) = mpsc::channel();
+    let out_thread = std::thread::spawn(move || read_stdout(stdout, ready_tx));
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    match kill_at {
+        KillAt::AfterSpawn(d) => std::thread::sleep(d),
+        KillAt::AfterReady(d) => {
+            if ready.recv_timeout(READY_WAIT).is_ok() {
+                std::thread::sleep(d);
+            }
+        }
+    }
+    let early_exit = guard
+        .0
+        .try_wait()
+        .map_err(|e| format!("poll the child: {e}"))?;
+    if early_exit.is_none() {
+        guard
+            .0
+            .kill()
+            .map_err(|e| format!("SIGKILL the child: {e}"))?;
+    }
+    let status = guard.0.wait().map_err(|e| format!("reap the child: {e}"))?;
+    let output = out_thread.join().map_err(|_| "stdout reader panicked")?;
+    let stderr = err_thread.join().map_err(|_| "stderr reader panicked")?;
+    if status.signal() != Some(libc::SIGKILL) {
+        return Err(format!(
+            "the child ended on its own ({status}) before the kill; stderr:\n{stderr}"
+        ));
+    }
+    if !output.bad_lines.is_empty() {
+        return Err(format!(
+            "the child printed lines outside its protocol: {:?}",
+            output.bad_lines
+        ));
+    }
+    Ok((output, stderr))
+}
+
+/// Everything the children (and the drain) reported.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Idempotency key to the id it was accepted as.
+    by_key: BTreeMap<u64, MessageId>,
+    /// Request id to every distinct answer id delivered for it.
+    answers: HashMap<MessageId, BTreeSet<MessageId>>,
+    /// Breaches of the promises, described.
+    problems: Vec<String>,
+}
+
+impl Ledger {
+    fn accepted(&mut self, key: u64, id: MessageId, duplicate: bool) {
+        match self.by_key.get(&key) {
+            None => {
+                self.by_key.insert(key, id);
+            }
+            Some(known) if *known != id => self.problems.push(format!(
+                "key {key} accepted as {known} and again as a different id {id}"
+            )),
+            Some(_) if !duplicate => self.problems.push(format!(
+                "key {key} ({id}) accepted again without being reported a duplicate"
+            )),
+            Some(_) => {}
+        }
+    }
+
+    fn answer(&mut self, request: MessageId, answer: MessageId) {
+        self.answers.entry(request).or_default().insert(answer);
+    }
+
+    fn next_first_key(&self) -> u64 {
+        self.by_key
+            .keys()
+            .next_back()
+            .map_or(0, |k| (k + 1).saturating_sub(RESEND_KEYS))
+    }
+
+    fn unanswered(&self) -> usize {
+        self.by_key
+            .values()
+            .filter(|id| !self.answers.contains_key(id))
+            .count()
+    }
+}
+
+/// Starts the hub in this process, answers every open request, takes every
+/// answer, then checks every accepted request's history. Returns the number lost.
+fn drain_and_check(dir: &Path, kind: &str, consumer: &str, ledger: &mut Ledger) -> usize {
+    let hub = Hub::start(hub_config(dir.to_path_buf())).expect("the final hub starts");
+    let provider_id = hub
+        .registry()
+        .kind(&DataKindId::new(kind))
+        .expect("kind")
+        .provider
+        .to_string();
+    let provider = hub.session(&provider_id).expect("provider session");
+    let consumer = hub.session(consumer).expect("consumer session");
+    let requests = QueueId::Requests(DataKindId::new(kind));
+    let answers = QueueId::Answers(consumer.participant().clone());
+    let until = Instant::now() + DRAIN_TIME_MAX;
+    // Bounded by the drain time.
+    while ledger.unanswered() > 0 && Instant::now() < until {
+        for m in block_on(provider.fetch(requests.clone(), 256, DRAIN_FETCH_WAIT)).expect("fetch") {
+            block_on(provider.send_response(m.id, "drained")).expect("answer in the drain");
+        }
+        for m in block_on(consumer.fetch(answers.clone(), 256, DRAIN_FETCH_WAIT)).expect("fetch") {
+            ledger.answer(m.reply_to.expect("an answer names its request"), m.id);
+            match block_on(consumer.ack(&m)) {
+                // The lease ran out first (a slow machine): it comes again, same id.
+                Ok(()) | Err(HubError::NotFound) => {}
+                Err(e) => panic!("ack in the drain: {e}"),
+            }
+        }
+    }
+    let mut lost = 0;
+    let ids: Vec<(u64, MessageId)> = ledger.by_key.iter().map(|(k, id)| (*k, *id)).collect();
+    for (key, id) in ids {
+        match block_on(consumer.status(id)) {
+            Err(e) => {
+                lost += 1;
+                ledger
+                    .problems
+                    .push(format!("key {key} ({id}): status fails: {e}"));
+            }
+            Ok(s) => {
+                let seen = ledger.answers.get(&id).cloned().unwrap_or_default();
+                match s.answer_id {
+                    None => {
+                        lost += 1;
+                        ledger.problems.push(format!(
+                            "key {key} ({id}) never ended; history {:?}",
+                            s.events
+                        ));
+                    }
+                    Some(a) if seen.len() != 1 || !seen.contains(&a) => {
+                        ledger.problems.push(format!(
+                            "key {key} ({id}) ended as {a} but answers {seen:?} were delivered"
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    for (request, seen) in &ledger.answers {
+        if seen.len() != 1 {
+            ledger.problems.push(format!(
+                "request {request} got {} different answers: {seen:?}",
+                seen.len()
+            ));
+        }
+    }
+    hub.shutdown().expect("the final hub shuts down cleanly");
+    lost
+}
+
+/// Prints past the test harness's capture so the line shows in CI logs.
+fn print_uncaptured(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
+    )
+}
+
+#[test]
+fn given_hub_killed_at_random_moments_when_restarted_then_every_accepted_request_ends_once() {
+    let cycles = env_number("GONETS_HUB_KILL_CYCLES").map_or(CYCLES_DEFAULT, |n| n as usize);
+    let seed = env_number("GONETS_HUB_KILL_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    print_uncaptured(&format!(
+        "hub kill test: seed {seed} (GONETS_HUB_KILL_SEED), {cycles} cycles (GONETS_HUB_KILL_CYCLES)"
+    ));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::Builder::new()
+        .prefix("gonets-hub-kill-")
+        .tempdir()
+        .expect("create a data directory");
+    let (kind, consumer) = cross_shard_pair(&Registry::embedded_default());
+    let mut ledger = Ledger::default();
+    for cycle in 0..cycles {
+        let kill_at = if rng.gen_ratio(1, 5) {
+            KillAt::AfterSpawn(Duration::from_millis(rng.gen_range(0..=60)))
+        } else {
+            KillAt::AfterReady(Duration::from_millis(rng.gen_range(20..=400)))
+        };
+        let first_key = ledger.next_first_key();
+        let run = run_child(dir.path(), rng.gen(), first_key, &kind, &consumer, kill_at);
+        let (output, stderr) = match run {
+            Ok(x) => x,
+            Err(e) => {
+                let kept = dir.keep();
+                panic!(
+                    "seed {seed}, cycle {cycle}, kill {kill_at:?}: {e} (data kept at {})",
+                    kept.display()
+                );
+            }
+        };
+        for line in output.lines {
+            match line {
+                Line::Ready => {}
+                Line::Accepted { key, id, duplicate } => ledger.accepted(key, id, duplicate),
+                Line::Answer { request, answer } => ledger.answer(request, answer),
+            }
+        }
+        if !ledger.problems.is_empty() {
+            let kept = dir.keep();
+            panic!(
+                "seed {seed}, cycle {cycle}, kill {kill_at:?}: {:?}\nchild stderr:\n{stderr}\n(data kept at {})",
+                ledger.problems,
+                kept.display()
+            );
+        }
+    }
+    let accepted = ledger.by_key.len();
+    assert!(
+        accepted > 0,
+        "seed {seed}: no child accepted anything before its kill"
+    );
+    // Snapshots every 64 records: with this much traffic the children
+    // restarted from snapshot marks, and retention dropped old segments.
+    let marks: Vec<u64> = (0..2).map(|s| checkpoint_mark(dir.path(), s)).collect();
+    print_uncaptured(&format!("snapshot marks left by the children: {marks:?}"));
+    if accepted >= MARK_EXPECTED_FROM_ACCEPTED {
+        assert!(
+            marks.iter().any(|m| *m > 0),
+            "seed {seed}: no snapshot mark after {accepted} requests"
+        );
+    }
+    let lost = drain_and_check(dir.path(), &kind, &consumer, &mut ledger);
+    print_uncaptured(&format!(
+        "hub kill cycles: {cycles}, accepted: {accepted}, lost: {lost}"
+    ));
+    if lost > 0 || !ledger.problems.is_empty() {
+        let kept = dir.keep();
+        panic!(
+            "seed {seed}: lost {lost}; problems ({}): {:?} (data kept at {})",
+            ledger.problems.len(),
+            &ledger.problems[..ledger.problems.len().min(20)],
+            kept.display()
+        );
+    }
+}
