@@ -15,6 +15,7 @@
 //! (refusing records the log could not take), `session` (the client
 //! handle), `message` (what sessions get), `clock`, `signal`.
 
+mod alarm;
 mod clock;
 mod committer;
 pub mod config;

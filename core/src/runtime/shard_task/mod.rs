@@ -18,6 +18,7 @@ mod stop;
 use crate::error::HubError;
 use crate::ids::ParticipantId;
 use crate::registry::Registry;
+use crate::runtime::alarm::Alarm;
 use crate::runtime::committer::Commits;
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplySender};
 use crate::runtime::message::Message;
@@ -132,6 +133,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         next_token: 0,
         local: VecDeque::new(),
         timer_at_ms: None,
+        alarm: Alarm::start(),
         fed_durable,
         appended_last: None,
         log_failed: false,
@@ -182,6 +184,8 @@ struct ShardTask {
     local: VecDeque<Input>,
     /// When the shard wants its next `Tick`, ms.
     timer_at_ms: Option<u64>,
+    /// Wakes the driver at `timer_at_ms`.
+    alarm: Rc<Alarm>,
     /// The durable end last fed to the shard.
     fed_durable: u64,
     /// The last offset appended in this turn.
@@ -275,9 +279,10 @@ impl ShardTask {
             Wake::Local
         };
         let timer = async {
-            match sleep_ms {
+            match sleep_ms.filter(|_| self.drain_done.is_some()) {
+                // Draining: look again every SETTLE_POLL_MS.
                 Some(ms) => glommio::timer::sleep(Duration::from_millis(ms)).await,
-                None => future::pending::<()>().await,
+                None => self.alarm.rang.wait().await,
             }
             Wake::Local
         };

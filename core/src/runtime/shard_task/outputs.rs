@@ -28,6 +28,7 @@ impl ShardTask {
                 Output::ToShard { shard, msg } => self.send_to_shard(shard, msg),
                 Output::ArmTimer { at_ms } => {
                     self.timer_at_ms = Some(self.timer_at_ms.map_or(at_ms, |t| t.min(at_ms)));
+                    self.alarm.set(at_ms);
                 }
             }
         }

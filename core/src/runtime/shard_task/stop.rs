@@ -60,6 +60,7 @@ impl ShardTask {
         }
         self.outbox.stop();
         self.commits.stop();
+        self.alarm.stop();
         let closed = self.log.close().await;
         // Bounded by the committer noticing the stop.
         while self.commits.running() {
