@@ -145,6 +145,15 @@ pub struct Shard {
     /// queue's bound before they join it.
     committing: HashMap<QueueId, u32>,
     snapshot_start: u64,
+    /// The oldest offset the state of the latest durable snapshot still
+    /// reads payloads from (at most its start): what a restart may need.
+    snapshot_floor: u64,
+    /// Snapshots written but not yet durable: (first offset, their floor).
+    snapshots_pending: Vec<(u64, u64)>,
+    /// Replay is still inside the snapshot it started from.
+    replay_base: bool,
+    /// The latest hub time in the replayed log.
+    replayed_ms: u64,
     out: Vec<Output>,
 }
 
@@ -174,6 +183,10 @@ impl Shard {
             counters: ShardCounters::default(),
             committing: HashMap::new(),
             snapshot_start: 0,
+            snapshot_floor: 0,
+            snapshots_pending: Vec::new(),
+            replay_base: true,
+            replayed_ms: 0,
             out: Vec::new(),
         }
     }
@@ -247,13 +260,20 @@ impl Shard {
         self.failed.as_ref()
     }
 
-    /// The lowest offset the log must keep: the latest snapshot's start, or a
-    /// payload still to be handed over, whichever is older.
+    /// The lowest offset the log must keep: the latest durable snapshot's
+    /// start, or a payload its state still hands over, whichever is older.
+    /// Taken from the snapshot's state, not the live one: an ack or an answer
+    /// not yet durable frees nothing, since a crash may undo it.
     pub fn retention_floor(&self) -> u64 {
+        self.snapshot_floor
+    }
+
+    /// The oldest payload offset the current state needs, at most `start`.
+    fn needs_floor(&self, start: u64) -> u64 {
         self.exchanges
             .values()
             .filter_map(Exchange::needed_offset)
-            .fold(self.snapshot_start, u64::min)
+            .fold(start, u64::min)
     }
 
     /// Takes one input at hub time `now_ms`; appends the outputs to `out`.
@@ -296,15 +316,35 @@ impl Shard {
         self.next_offset = offset + 1;
         self.durable_offset = self.next_offset;
         match record {
+            // Only the snapshot replay starts from builds state. A later one
+            // (whole, or cut short by a crash) repeats what the records before
+            // it built already, and restoring a cut one would reset the
+            // idempotency keys of the exchanges it lacks.
+            Record::SnapshotPart(_) if !self.replay_base => {}
             Record::SnapshotPart(bytes) => {
                 let ex = snapshot::decode_exchange(&bytes)
                     .map_err(|e| HubError::Unavailable(format!("snapshot at {offset}: {e}")))?;
+                let latest = ex.history.iter().map(|e| e.time_ms).max();
+                self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
                 self.restore_exchange(ex);
             }
             Record::SnapshotEnd { first_offset, .. } => {
+                self.replay_base = false;
+                // Everything replayed so far is durable: its needs are the floor.
                 self.snapshot_start = first_offset;
+                self.snapshot_floor = self.needs_floor(first_offset);
             }
-            record => self.apply(offset, &record, true),
+            record => {
+                self.replay_base = false;
+                let time_ms = match &record {
+                    Record::Request(r) => r.time_ms,
+                    Record::Answer(a) => a.time_ms,
+                    Record::Event(e) => e.time_ms,
+                    Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
+                };
+                self.replayed_ms = self.replayed_ms.max(time_ms);
+                self.apply(offset, &record, true)
+            }
         }
         Ok(())
     }
@@ -312,10 +352,18 @@ impl Shard {
     /// Ends replay: rebuilds queues (every lease expired), timers and the
     /// delivery of answers not yet acked, at hub time `now_ms`.
     pub fn recovered(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        self.now_ms = self.now_ms.max(now_ms);
+        // The hub clock does not run backwards across a restart either: a
+        // wall clock behind the log (not yet synced after a reboot) is
+        // absorbed like any step back.
+        self.now_ms = self.now_ms.max(now_ms).max(self.replayed_ms);
         let mut pending: Vec<(u64, MessageId)> = Vec::new();
         let mut answers: Vec<MessageId> = Vec::new();
-        for ex in self.exchanges.values() {
+        // In id order: timers due at the same time fire in the order armed,
+        // and hash order differs from run to run.
+        let mut ids: Vec<MessageId> = self.exchanges.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let ex = &self.exchanges[&id];
             if ex.outcome.is_none() {
                 self.timers.arm(ex.deadline_ms, Timer::Deadline(ex.id));
             }
@@ -336,6 +384,12 @@ impl Shard {
         for (_, id) in pending {
             let ex = &self.exchanges[&id];
             if ex.deliveries >= self.config.deliveries_max {
+                if ex.deadline_ms <= self.now_ms {
+                    // Past its deadline: it expires at the first tick (its
+                    // timer is due), as it would have before the crash; a
+                    // caller may already have been told so.
+                    continue;
+                }
                 // Its last allowed delivery was leased when the node stopped:
                 // the lease counts as expired, as a live disconnect would.
                 self.counters.dead_lettered += 1;
@@ -382,6 +436,10 @@ impl Shard {
         // The snapshot's records take offsets like any other; they change no
         // state, so they are not applied.
         self.next_offset += records.len() as u64;
+        // The state written is all durable once the snapshot is: what it
+        // needs is what a restart from here needs.
+        let floor = self.needs_floor(first_offset);
+        self.snapshots_pending.push((first_offset, floor));
         records
     }
 
@@ -390,6 +448,15 @@ impl Shard {
     pub fn snapshot_durable(&mut self, first_offset: u64) {
         assert!(first_offset <= self.durable_offset);
         self.snapshot_start = self.snapshot_start.max(first_offset);
+        if let Some(&(_, floor)) = self
+            .snapshots_pending
+            .iter()
+            .find(|(first, _)| *first == first_offset)
+        {
+            self.snapshot_floor = self.snapshot_floor.max(floor);
+        }
+        self.snapshots_pending
+            .retain(|(first, _)| *first > first_offset);
     }
 
     fn restore_exchange(&mut self, ex: Exchange) {
@@ -1256,10 +1323,13 @@ impl Shard {
                 self.reply(token, Err(error.clone()));
             }
         }
-        for (_, token) in std::mem::take(&mut self.call_waiters) {
-            self.reply(token, Err(error.clone()));
-        }
-        for (token, _) in std::mem::take(&mut self.waits) {
+        // Sorted: the same inputs give the same outputs, in the same order.
+        let mut tokens: Vec<Token> = std::mem::take(&mut self.call_waiters)
+            .into_values()
+            .chain(std::mem::take(&mut self.waits).into_keys())
+            .collect();
+        tokens.sort_unstable();
+        for token in tokens {
             self.reply(token, Err(error.clone()));
         }
         self.waits_by_queue.clear();
@@ -1341,12 +1411,13 @@ impl Shard {
     }
 
     fn disconnected(&mut self, reader: ReaderId) {
-        let tokens: Vec<Token> = self
+        let mut tokens: Vec<Token> = self
             .waits
             .iter()
             .filter(|(_, w)| w.reader == reader)
             .map(|(t, _)| *t)
             .collect();
+        tokens.sort_unstable();
         for token in tokens {
             let w = self.waits.remove(&token).expect("listed");
             self.forget_wait(&w.queue, token);
