@@ -142,7 +142,10 @@ fn run() -> Result<(), String> {
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
     };
-    let builder = LocalExecutorBuilder::new(placement).name("loadgen");
+    // As in the hub's shards: look at I/O and timers at least every ms.
+    let builder = LocalExecutorBuilder::new(placement)
+        .name("loadgen")
+        .preempt_timer(Duration::from_millis(1));
     let mut result = match workload.as_str() {
         "rt" => {
             let rate: f64 = args.positive("rate", 10_000.0)?;
@@ -336,6 +339,15 @@ async fn rt(
                     Ok(_answer) => {
                         answered.set(answered.get() + 1);
                         record(&mut hist.borrow_mut(), latency);
+                        if std::env::var_os("GONETS_BENCH_TRACE").is_some()
+                            && latency > Duration::from_millis(10)
+                        {
+                            eprintln!(
+                                "slow: scheduled +{:.3} s, latency {:.1} ms",
+                                (scheduled - start).as_secs_f64(),
+                                latency.as_secs_f64() * 1e3
+                            );
+                        }
                         if latency > Duration::from_secs(2) {
                             over_budget.set(over_budget.get() + 1);
                         }

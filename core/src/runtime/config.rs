@@ -37,7 +37,13 @@ pub struct ShardTuning {
     pub fetch_max: u32,
     /// Longest long-poll wait, ms.
     pub wait_ms_max: u64,
+    /// How long a finished exchange's history stays readable by `status`,
+    /// ms (`None`: for ever, memory grows with traffic).
+    pub finished_keep_ms: Option<u64>,
 }
+
+/// Default time a finished exchange's history stays in memory: 10 minutes.
+pub const FINISHED_KEEP_MS_DEFAULT: u64 = 10 * 60 * 1000;
 
 impl Default for ShardTuning {
     fn default() -> Self {
@@ -48,6 +54,7 @@ impl Default for ShardTuning {
             dedup_window_ms: c.dedup_window_ms,
             fetch_max: c.fetch_max,
             wait_ms_max: c.wait_ms_max,
+            finished_keep_ms: Some(FINISHED_KEEP_MS_DEFAULT),
         }
     }
 }
@@ -66,6 +73,7 @@ impl ShardTuning {
             dedup_window_ms: self.dedup_window_ms,
             fetch_max: self.fetch_max,
             wait_ms_max: self.wait_ms_max,
+            finished_keep_ms: self.finished_keep_ms,
             boot_nonce,
             ..ShardConfig::new(shard, shard_count)
         }

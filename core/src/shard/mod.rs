@@ -49,6 +49,10 @@ pub struct ShardConfig {
     pub wait_ms_max: u64,
     /// Random bits mixed into message ids so ids never repeat across restarts.
     pub boot_nonce: u32,
+    /// How long a finished exchange (answer acked) stays in memory for
+    /// `status`, ms; `None` keeps it for ever. Never less than its
+    /// idempotency window, so a repeat always finds the original.
+    pub finished_keep_ms: Option<u64>,
 }
 
 impl ShardConfig {
@@ -64,6 +68,7 @@ impl ShardConfig {
             fetch_max: 1024,
             wait_ms_max: 60_000,
             boot_nonce: 0,
+            finished_keep_ms: None,
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct ShardCounters {
     pub dead_lettered: u64,
     /// Requests refused as state secrets.
     pub state_secrets_refused: u64,
+    /// Finished exchanges removed from memory after `finished_keep_ms`.
+    pub evicted: u64,
 }
 
 /// A fetch waiting for messages.
@@ -472,7 +479,27 @@ impl Shard {
             }
         }
         self.id_sequence = self.id_sequence.max(ex.id.0 as u64 & 0xffff_ffff);
+        let finished_ms = ex
+            .finished()
+            .then(|| ex.history.last().map_or(ex.time_ms, |e| e.time_ms));
+        let id = ex.id;
         self.exchanges.insert(ex.id, ex);
+        if let Some(finished_ms) = finished_ms {
+            self.arm_eviction(id, finished_ms);
+        }
+    }
+
+    /// Arms the removal from memory of an exchange finished at `finished_ms`.
+    fn arm_eviction(&mut self, id: MessageId, finished_ms: u64) {
+        let Some(keep_ms) = self.config.finished_keep_ms else {
+            return;
+        };
+        let ex = &self.exchanges[&id];
+        let mut at_ms = finished_ms.saturating_add(keep_ms);
+        if ex.idempotency_key.is_some() {
+            at_ms = at_ms.max(ex.time_ms.saturating_add(self.config.dedup_window_ms));
+        }
+        self.timers.arm(at_ms, Timer::Evict(id));
     }
 
     // ---- the durable state: records and their application ----
@@ -550,6 +577,9 @@ impl Shard {
                     _ => {}
                 }
                 ex.record(e.kind, e.time_ms, e.count);
+                if e.kind == EventKind::AnswerAcked && ex.finished() {
+                    self.arm_eviction(e.request_id, e.time_ms);
+                }
             }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 unreachable!("snapshot records are not applied")
@@ -1396,6 +1426,22 @@ impl Shard {
                     self.forget_wait(&w.queue, token);
                     self.reply(token, Ok(Reply::Messages(Vec::new())));
                 }
+            }
+            Timer::Evict(id) => {
+                if !self.exchanges.get(&id).is_some_and(Exchange::finished) {
+                    return;
+                }
+                let ex = self.exchanges.remove(&id).expect("present");
+                if let Some(o) = &ex.outcome {
+                    self.answer_index.remove(&o.answer_id);
+                }
+                if let Some(key) = ex.idempotency_key {
+                    let k = (ex.consumer, ex.kind, key);
+                    if self.dedup.get(&k) == Some(&id) {
+                        self.dedup.remove(&k);
+                    }
+                }
+                self.counters.evicted += 1;
             }
             Timer::Dedup(id) => {
                 if let Some(ex) = self.exchanges.get(&id) {

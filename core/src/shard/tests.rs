@@ -1441,6 +1441,50 @@ fn given_finished_exchange_when_status_then_full_history_with_timestamps() {
 }
 
 #[test]
+fn given_finished_keep_when_it_passes_then_exchange_leaves_memory_and_snapshots() {
+    let mut d = Driver::with_config(ShardConfig {
+        finished_keep_ms: Some(1_000),
+        ..config(0, 1)
+    });
+    let (id, answer_id) = finished_exchange(&mut d);
+    d.tick_at(T0 + 5 + 999);
+    assert!(d.status("MFC", id).is_ok(), "kept for finished_keep_ms");
+    d.tick_at(T0 + 5 + 1_000);
+    assert_eq!(d.status("MFC", id), Err(HubError::NotFound));
+    assert_eq!(d.status("MFC", answer_id), Err(HubError::NotFound));
+    assert_eq!(d.shard.counters().evicted, 1);
+    let next = d.shard.next_offset();
+    let parts = d.shard.snapshot(next);
+    assert_eq!(parts.len(), 1, "only the snapshot's end: nothing live is left");
+}
+
+#[test]
+fn given_unfinished_or_keyed_exchange_when_keep_passes_then_it_stays() {
+    let mut d = Driver::with_config(ShardConfig {
+        finished_keep_ms: Some(10),
+        ..config(0, 1)
+    });
+    let open = d.send_ok("MFC", request(ASYNC));
+    d.tick_at(T0 + 100);
+    assert!(d.status("MFC", open).is_ok(), "an open request is never evicted");
+    let keyed = d.send_ok("MFC", keyed(ASYNC, "k-1"));
+    d.set_time(T0 + 101);
+    d.fetch("FNS", requests(ASYNC), 16, 1);
+    d.respond("FNS", keyed);
+    let answers_got = d.fetch("MFC", answers("MFC"), 16, 9);
+    let answer = answers_got.iter().find(|m| m.reply_to == Some(keyed)).unwrap();
+    d.ack("MFC", answers("MFC"), answer.id, 9);
+    d.commit();
+    d.tick_at(T0 + 101 + 50);
+    assert!(
+        d.status("MFC", keyed).is_ok(),
+        "kept while its idempotency window runs"
+    );
+    d.tick_at(T0 + 100 + DEDUP_MS);
+    assert_eq!(d.status("MFC", keyed), Err(HubError::NotFound));
+}
+
+#[test]
 fn given_participant_outside_exchange_when_status_then_not_found() {
     let mut d = Driver::new();
     let id = d.send_ok("MFC", request(ASYNC));

@@ -32,6 +32,8 @@ pub enum Timer {
     FetchWait(u64),
     /// An idempotency key's window ends.
     Dedup(MessageId),
+    /// A finished exchange leaves memory.
+    Evict(MessageId),
 }
 
 /// Timers by due time.
