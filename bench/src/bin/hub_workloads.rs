@@ -367,6 +367,8 @@ async fn rt(
         while in_flight.get() > 0 && sent_at.elapsed() < Duration::from_secs(10) {
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
+        // Calls with no reply at all after 10 s: a hang, reported, never hidden.
+        let unfinished = in_flight.get();
         stop.set(true);
         glommio::timer::sleep(Duration::from_millis(100)).await;
         let hist: Histogram<u64> = hist.borrow().clone();
@@ -378,7 +380,7 @@ async fn rt(
         let mut lat = summary(&hist);
         lat["p9999_us"] = json!((p9999 * 10.0).round() / 10.0);
         println!(
-            "rt: offered {rate:.0}/s for {seconds} s (achieved {achieved:.0}/s), answered {}, over 2 s {}, errors {:?}, generator lag max {:.1} ms",
+            "rt: offered {rate:.0}/s for {seconds} s (achieved {achieved:.0}/s), answered {}, no reply after 10 s {unfinished}, over 2 s {}, errors {:?}, generator lag max {:.1} ms",
             answered.get(),
             over_budget.get(),
             errors,
@@ -393,6 +395,7 @@ async fn rt(
             "achieved_per_s": achieved,
             "measured": measured,
             "answered": answered.get(),
+            "unfinished": unfinished,
             "over_budget": over_budget.get(),
             "errors": errors,
             "generator_lag_max_ms": max_lag.as_secs_f64() * 1000.0,

@@ -74,6 +74,9 @@ impl ShardTuning {
             fetch_max: self.fetch_max,
             wait_ms_max: self.wait_ms_max,
             finished_keep_ms: self.finished_keep_ms,
+            // Snapshots hold live state only: at 10,000 exchanges/s ten
+            // minutes of finished histories would be millions of parts.
+            snapshot_finished: false,
             boot_nonce,
             ..ShardConfig::new(shard, shard_count)
         }

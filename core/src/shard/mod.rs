@@ -53,6 +53,9 @@ pub struct ShardConfig {
     /// `status`, ms; `None` keeps it for ever. Never less than its
     /// idempotency window, so a repeat always finds the original.
     pub finished_keep_ms: Option<u64>,
+    /// Whether snapshots carry finished exchanges without an idempotency key
+    /// (their history then survives a restart; snapshots grow with recent traffic).
+    pub snapshot_finished: bool,
 }
 
 impl ShardConfig {
@@ -69,6 +72,7 @@ impl ShardConfig {
             wait_ms_max: 60_000,
             boot_nonce: 0,
             finished_keep_ms: None,
+            snapshot_finished: true,
         }
     }
 }
@@ -427,7 +431,17 @@ impl Shard {
     /// `first_offset` (the offset the first part will get).
     pub fn snapshot(&mut self, first_offset: u64) -> Vec<Record> {
         assert_eq!(first_offset, self.next_offset);
-        let mut ids: Vec<MessageId> = self.exchanges.keys().copied().collect();
+        let keep_finished = self.config.snapshot_finished;
+        let mut ids: Vec<MessageId> = self
+            .exchanges
+            .values()
+            // A finished exchange matters to a restart only through its
+            // idempotency key; without one it is history, and writing every
+            // recent history into every snapshot would make snapshots grow
+            // with traffic.
+            .filter(|ex| keep_finished || !ex.finished() || ex.idempotency_key.is_some())
+            .map(|ex| ex.id)
+            .collect();
         ids.sort_unstable();
         let mut records = Vec::with_capacity(ids.len() + 1);
         for id in ids {

@@ -1455,7 +1455,30 @@ fn given_finished_keep_when_it_passes_then_exchange_leaves_memory_and_snapshots(
     assert_eq!(d.shard.counters().evicted, 1);
     let next = d.shard.next_offset();
     let parts = d.shard.snapshot(next);
-    assert_eq!(parts.len(), 1, "only the snapshot's end: nothing live is left");
+    assert_eq!(
+        parts.len(),
+        1,
+        "only the snapshot's end: nothing live is left"
+    );
+}
+
+#[test]
+fn given_snapshot_of_live_state_only_when_taken_then_finished_unkeyed_exchanges_left_out() {
+    let mut d = Driver::with_config(ShardConfig {
+        snapshot_finished: false,
+        ..config(0, 1)
+    });
+    let (finished, _) = finished_exchange(&mut d);
+    let open = d.send_ok("MFC", request(ASYNC));
+    let next = d.shard.next_offset();
+    let parts = d.shard.snapshot(next);
+    assert_eq!(parts.len(), 2, "the open exchange and the end");
+    let Record::SnapshotPart(bytes) = &parts[0] else {
+        panic!("{parts:?}")
+    };
+    let ex = crate::shard::snapshot::decode_exchange(bytes).unwrap();
+    assert_eq!(ex.id, open);
+    assert_ne!(ex.id, finished);
 }
 
 #[test]
@@ -1466,13 +1489,19 @@ fn given_unfinished_or_keyed_exchange_when_keep_passes_then_it_stays() {
     });
     let open = d.send_ok("MFC", request(ASYNC));
     d.tick_at(T0 + 100);
-    assert!(d.status("MFC", open).is_ok(), "an open request is never evicted");
+    assert!(
+        d.status("MFC", open).is_ok(),
+        "an open request is never evicted"
+    );
     let keyed = d.send_ok("MFC", keyed(ASYNC, "k-1"));
     d.set_time(T0 + 101);
     d.fetch("FNS", requests(ASYNC), 16, 1);
     d.respond("FNS", keyed);
     let answers_got = d.fetch("MFC", answers("MFC"), 16, 9);
-    let answer = answers_got.iter().find(|m| m.reply_to == Some(keyed)).unwrap();
+    let answer = answers_got
+        .iter()
+        .find(|m| m.reply_to == Some(keyed))
+        .unwrap();
     d.ack("MFC", answers("MFC"), answer.id, 9);
     d.commit();
     d.tick_at(T0 + 101 + 50);
