@@ -50,7 +50,7 @@ for r in $(seq 1 "$runs"); do
   for rate in ${rates//,/ }; do
     echo "== run $r/$runs: rt at $rate/s"
     ./target/release/hub-workloads rt --rate "$rate" --seconds "$seconds" --warmup 1 \
-      --shard-cores 1 --loadgen-core 0 --json "$out-rt-$rate-$r.json" | head -2
+      --shard-cores 1 --loadgen-core 0 --json "$out-rt-$rate-$r.json" | grep "^rt:"
   done
   echo "== run $r/$runs: bulk, $count requests of 4 KiB"
   ./target/release/hub-workloads bulk --count "$count" --shard-cores 1 --loadgen-core 0 \
