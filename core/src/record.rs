@@ -195,13 +195,7 @@ impl Record {
                 out.push(TAG_ANSWER);
                 put_id(out, a.id);
                 put_id(out, a.request_id);
-                match &a.body {
-                    AnswerBody::Data => out.push(0),
-                    AnswerBody::Refusal { code, reason } => {
-                        out.push(code.to_u8());
-                        put_str(out, reason);
-                    }
-                }
+                put_answer_body(out, &a.body);
                 put_u64(out, a.time_ms);
                 put_bytes(out, &a.payload);
             }
@@ -262,13 +256,7 @@ impl Record {
             TAG_ANSWER => {
                 let id = r.id()?;
                 let request_id = r.id()?;
-                let body = match r.u8()? {
-                    0 => AnswerBody::Data,
-                    c => AnswerBody::Refusal {
-                        code: RefusalCode::from_u8(c).ok_or(DecodeError("refusal code"))?,
-                        reason: r.str()?.to_owned(),
-                    },
-                };
+                let body = r.answer_body()?;
                 let time_ms = r.u64()?;
                 let payload = Bytes::copy_from_slice(r.bytes()?);
                 Record::Answer(AnswerRecord {
@@ -321,6 +309,17 @@ pub(crate) fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => put_str(out, s),
         None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+    }
+}
+
+/// Appends an answer's body: 0 for data, else the refusal code and reason.
+pub(crate) fn put_answer_body(out: &mut Vec<u8>, body: &AnswerBody) {
+    match body {
+        AnswerBody::Data => out.push(0),
+        AnswerBody::Refusal { code, reason } => {
+            out.push(code.to_u8());
+            put_str(out, reason);
+        }
     }
 }
 
@@ -383,6 +382,16 @@ impl<'a> Reader<'a> {
         }
         self.at = save;
         self.str().map(Some)
+    }
+    /// Reads an answer's body (see `put_answer_body`).
+    pub fn answer_body(&mut self) -> Result<AnswerBody, DecodeError> {
+        Ok(match self.u8()? {
+            0 => AnswerBody::Data,
+            c => AnswerBody::Refusal {
+                code: RefusalCode::from_u8(c).ok_or(DecodeError("refusal code"))?,
+                reason: self.str()?.to_owned(),
+            },
+        })
     }
     /// Reads length-prefixed bytes.
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {

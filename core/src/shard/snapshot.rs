@@ -4,9 +4,8 @@
 
 use crate::ids::{DataKindId, ParticipantId};
 use crate::record::{
-    put_id, put_opt_str, put_str, put_u64, AnswerBody, DecodeError, EventKind, Reader,
+    put_answer_body, put_id, put_opt_str, put_str, put_u64, DecodeError, EventKind, Reader,
 };
-use crate::refusal::RefusalCode;
 use crate::shard::exchange::{Exchange, Outcome};
 use crate::shard::types::HistoryEvent;
 
@@ -39,13 +38,7 @@ pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
         Some(o) => {
             out.push(1);
             put_id(out, o.answer_id);
-            match &o.body {
-                AnswerBody::Data => out.push(0),
-                AnswerBody::Refusal { code, reason } => {
-                    out.push(code.to_u8());
-                    put_str(out, reason);
-                }
-            }
+            put_answer_body(out, &o.body);
             put_u64(out, o.time_ms);
             put_u64(out, o.answer_offset);
         }
@@ -81,13 +74,7 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
         0 => None,
         1 => {
             let answer_id = r.id()?;
-            let body = match r.u8()? {
-                0 => AnswerBody::Data,
-                c => AnswerBody::Refusal {
-                    code: RefusalCode::from_u8(c).ok_or(DecodeError("refusal code"))?,
-                    reason: r.str()?.to_owned(),
-                },
-            };
+            let body = r.answer_body()?;
             Some(Outcome {
                 answer_id,
                 body,
