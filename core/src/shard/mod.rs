@@ -308,6 +308,7 @@ impl Shard {
             Input::StorageFailed { full } => self.storage_failed(full),
             Input::Tick => self.tick(),
             Input::Disconnected { reader } => self.disconnected(reader),
+            Input::CallReplied { request_id, taken } => self.call_replied(request_id, taken),
             Input::Peer(msg) => self.peer(msg),
         }
         self.arm();
@@ -1259,8 +1260,9 @@ impl Shard {
                 payload: envelope.payload,
             };
             self.reply(token, Ok(Reply::Answer(delivery)));
+            // Acked only once the runtime reports the caller took the reply
+            // (`Input::CallReplied`): a caller gone by then must not lose it.
             self.event(request_id, EventKind::AnswerDelivered, 1);
-            self.event(request_id, EventKind::AnswerAcked, 0);
             return;
         }
         let shard = QueueId::Answers(envelope.to.clone()).shard(self.config.shard_count);
@@ -1497,6 +1499,22 @@ impl Shard {
             for id in ids {
                 self.lease_ended(&queue, id, 0);
             }
+        }
+    }
+
+    /// The runtime handed a call its answer (`taken`), or found the caller
+    /// gone: then the answer goes to the consumer's answer queue instead.
+    fn call_replied(&mut self, request_id: MessageId, taken: bool) {
+        let Some(ex) = self.exchanges.get(&request_id) else {
+            return;
+        };
+        if ex.answer_acked || !ex.outcome.as_ref().is_some_and(|o| o.durable) {
+            return;
+        }
+        if taken {
+            self.event(request_id, EventKind::AnswerAcked, 0);
+        } else {
+            self.route_answer(request_id);
         }
     }
 

@@ -1342,6 +1342,55 @@ fn given_realtime_call_unanswered_when_deadline_passes_then_caller_gets_deadline
     assert_eq!(r, Err(HubError::DeadlineExceeded));
 }
 
+/// A call answered and committed; returns (call token, request id, outputs of the answer's commit).
+fn answered_call(d: &mut Driver) -> (Token, MessageId, Vec<Output>) {
+    let (call, mut out) = d.command("MFC", Command::Call(request(RT)));
+    out.extend(d.commit());
+    let got = d.fetch("MVD", requests(RT), 1, 5);
+    let request_id = got[0].id;
+    d.command(
+        "MVD",
+        Command::SendResponse {
+            request_id,
+            payload: Bytes::from_static(b"valid"),
+        },
+    );
+    let out = d.commit();
+    (call, request_id, out)
+}
+
+#[test]
+fn given_call_answer_taken_by_its_caller_when_reported_then_answer_acked() {
+    let mut d = Driver::new();
+    let (call, request_id, out) = answered_call(&mut d);
+    assert!(matches!(reply(&out, call), Some(Ok(Reply::Answer(_)))));
+    assert!(
+        !d.shard.exchange(request_id).unwrap().answer_acked,
+        "not acked before the caller has it"
+    );
+    d.step(Input::CallReplied {
+        request_id,
+        taken: true,
+    });
+    assert!(d.shard.exchange(request_id).unwrap().answer_acked);
+    assert!(d.event_kinds(request_id).contains(&EventKind::AnswerAcked));
+}
+
+#[test]
+fn given_call_caller_gone_when_reported_then_answer_goes_to_answer_queue() {
+    let mut d = Driver::new();
+    let (_, request_id, _) = answered_call(&mut d);
+    let out = d.step(Input::CallReplied {
+        request_id,
+        taken: false,
+    });
+    assert_eq!(enqueued_answers(&out).len(), 1, "{out:?}");
+    let got = d.fetch("MFC", answers("MFC"), 1, 9);
+    assert_eq!(got.len(), 1, "the durable answer is not lost");
+    assert_eq!(got[0].reply_to, Some(request_id));
+    assert!(!d.shard.exchange(request_id).unwrap().answer_acked);
+}
+
 #[test]
 fn given_call_answered_but_not_durable_at_deadline_then_caller_gets_deadline_exceeded_and_answer_goes_to_queue(
 ) {

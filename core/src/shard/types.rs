@@ -298,6 +298,14 @@ pub enum Input {
     },
     /// A message from another shard (or this one).
     Peer(PeerMsg),
+    /// A `call`'s answer was handed to its caller (`taken`), or the caller
+    /// was gone (`!taken`: the answer goes to the answer queue instead).
+    CallReplied {
+        /// The call's request.
+        request_id: MessageId,
+        /// True when the caller received it.
+        taken: bool,
+    },
 }
 
 /// Something the shard asks the runtime to do.

@@ -184,6 +184,13 @@ impl World {
                     }
                 }
             },
+            CtxInput::CallReplied(request_id) => {
+                let r = m.reqs.get(&request_id);
+                if r.is_some_and(|r| !r.answer_acked && r.outcome.is_some()) {
+                    ctx.expect_events
+                        .push((request_id, EventKind::AnswerAcked, 0));
+                }
+            }
             CtxInput::StorageFailed | CtxInput::Recovered => {}
         }
         Ok(())

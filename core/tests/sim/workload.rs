@@ -1059,7 +1059,7 @@ impl World {
                     "call {rid} answered before its request is durable"
                 );
                 self.check_answer(rid, d.id, &d.body, &d.payload)?;
-                self.call_answered(ctx, rid)?;
+                self.call_answered(ctx, rid, false)?;
                 self.see(rid, Seen::Answer(d.id))?;
                 self.stats.call_answers += 1;
             }
@@ -1083,7 +1083,7 @@ impl World {
                 if terminal_kind(&o.body) == EventKind::Expired {
                     // It expired now: the error is its answer, handed over.
                     ensure!(o.time_ms == ctx.now, "call {rid} told of an old expiry");
-                    self.call_answered(ctx, rid)?;
+                    self.call_answered(ctx, rid, true)?;
                     self.see(rid, Seen::CallExpired)?;
                 } else {
                     // Answered, but not durable within the budget: the
@@ -1203,13 +1203,20 @@ impl World {
         Ok(())
     }
 
-    fn call_answered(&mut self, ctx: &mut StepCtx, rid: MessageId) -> Check {
+    /// A call got its answer (`expired`: the hub's DeadlineExceeded, acked at
+    /// once; else the answer itself, acked when the runtime reports the caller
+    /// took it, which the world feeds right after this step).
+    fn call_answered(&mut self, ctx: &mut StepCtx, rid: MessageId, expired: bool) -> Check {
         let m = &mut self.models[ctx.shard as usize];
         let o = m.reqs.get_mut(&rid).unwrap().outcome.as_mut().unwrap();
         ensure!(!o.routed, "answer to call {rid} sent twice");
         o.routed = true;
         ctx.expect_events.push((rid, EventKind::AnswerDelivered, 1));
-        ctx.expect_events.push((rid, EventKind::AnswerAcked, 0));
+        if expired {
+            ctx.expect_events.push((rid, EventKind::AnswerAcked, 0));
+        } else {
+            self.call_replies.push((ctx.shard, rid));
+        }
         self.call_waiting.remove(&rid);
         Ok(())
     }

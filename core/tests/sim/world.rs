@@ -237,6 +237,7 @@ pub enum CtxInput {
     Peer(PeerMsg),
     StorageFailed,
     Recovered,
+    CallReplied(MessageId),
 }
 
 /// What one step of one shard may and must do, worked out from the model
@@ -318,6 +319,9 @@ pub struct World {
     pub subs: BTreeMap<(QueueId, ReaderId), u32>,
     /// Calls waiting for their answer: request id to token.
     pub call_waiting: BTreeMap<MessageId, Token>,
+    /// Calls whose caller just took its answer: reported to the shard
+    /// (`Input::CallReplied`) right after the step, as the runtime does.
+    pub call_replies: Vec<(u16, MessageId)>,
     /// What the clients learned (survives crashes).
     pub know: Knowledge,
     /// Every message id the hub ever handed out.
@@ -407,6 +411,7 @@ impl World {
             waits: BTreeMap::new(),
             subs: BTreeMap::new(),
             call_waiting: BTreeMap::new(),
+            call_replies: Vec::new(),
             know: Knowledge::default(),
             ids: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -783,6 +788,7 @@ impl World {
         self.waits.clear();
         self.subs.clear();
         self.call_waiting.clear();
+        self.call_replies.clear();
         self.timer_at = vec![None; self.n as usize];
         for c in 0..self.clients.len() {
             let fresh = self.new_reader();
@@ -889,7 +895,20 @@ impl World {
         for o in out {
             self.on_output(&mut ctx, o)?;
         }
-        self.after(&mut ctx)
+        self.after(&mut ctx)?;
+        // Bounded: a CallReplied step makes no call replies of its own.
+        for (shard, request_id) in std::mem::take(&mut self.call_replies) {
+            self.feed(
+                shard,
+                Input::CallReplied {
+                    request_id,
+                    taken: true,
+                },
+                CtxInput::CallReplied(request_id),
+                None,
+            )?;
+        }
+        Ok(())
     }
 
     // ---- invariants over the whole hub ----

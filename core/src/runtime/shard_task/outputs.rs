@@ -79,6 +79,10 @@ impl ShardTask {
         if pending.subscribe && result.is_err() {
             self.pushes.remove(&pending.reader);
         }
+        let call_answer = match &result {
+            Ok(Reply::Answer(d)) => d.reply_to,
+            _ => None,
+        };
         let response = match result {
             Err(e) => Err(e),
             Ok(Reply::Accepted {
@@ -101,7 +105,15 @@ impl ShardTask {
             Ok(Reply::Status(s)) => Ok(Response::Status(s)),
             Ok(Reply::Stats(s)) => Ok(Response::Stats(s)),
         };
-        match pending.tx.try_send(response) {
+        let answer_readable = response.is_ok();
+        let sent = pending.tx.try_send(response);
+        if let Some(request_id) = call_answer {
+            // The shard acks the answer only once its caller has it.
+            let taken = answer_readable && sent.is_ok();
+            self.local
+                .push_back(Input::CallReplied { request_id, taken });
+        }
+        match sent {
             Ok(()) => {}
             Err(flume::TrySendError::Disconnected(Ok(Response::Messages(lost)))) => {
                 // The caller stopped waiting: its leases go back now rather
