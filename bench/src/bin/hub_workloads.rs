@@ -187,7 +187,13 @@ fn run() -> Result<(), String> {
     result["machine"] = machine();
     result["command"] = json!(std::env::args().collect::<Vec<_>>().join(" "));
     write_json(args.text("json"), &result)?;
-    println!("{}", serde_json::to_string(&result).expect("JSON"));
+    // A reader that closed the pipe early (`| head`) is not an error of the run.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string(&result).expect("JSON values serialize")
+    );
     Ok(())
 }
 
