@@ -318,3 +318,32 @@ pub async fn append_until_error(
     }
     None
 }
+
+/// Prints past the test harness's capture so the line shows in CI logs.
+pub fn print_uncaptured(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// A number from the environment variable `name`, if set; panics with the
+/// variable's name when it is set but not a number (a test knob typo).
+pub fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
+    )
+}
+
+/// The seed in `name` if set, else one from the clock (printed by the caller
+/// so a failing run can be replayed).
+pub fn seed_from_env(name: &str) -> u64 {
+    env_number(name).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
+}

@@ -12,9 +12,10 @@
 use futures_lite::future::block_on;
 use gonets_core::registry::Mode;
 use gonets_core::{DataKindId, Hub, HubConfig, HubError, LogConfig, MessageId, QueueId, Registry};
+use gonets_tests::{env_number, print_uncaptured, seed_from_env};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -343,30 +344,10 @@ fn drain_and_check(dir: &Path, kind: &str, consumer: &str, ledger: &mut Ledger) 
     lost
 }
 
-/// Prints past the test harness's capture so the line shows in CI logs.
-fn print_uncaptured(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
 #[test]
 fn given_hub_killed_at_random_moments_when_restarted_then_every_accepted_request_ends_once() {
     let cycles = env_number("GONETS_HUB_KILL_CYCLES").map_or(CYCLES_DEFAULT, |n| n as usize);
-    let seed = env_number("GONETS_HUB_KILL_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
+    let seed = seed_from_env("GONETS_HUB_KILL_SEED");
     print_uncaptured(&format!(
         "hub kill test: seed {seed} (GONETS_HUB_KILL_SEED), {cycles} cycles (GONETS_HUB_KILL_CYCLES)"
     ));

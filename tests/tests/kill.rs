@@ -8,10 +8,11 @@
 
 use gonets_storage::{Log, RecoveryReport};
 use gonets_tests::{
-    block_on, check_log_contents, check_offsets, expected_crc, kill_config, segment_files,
+    block_on, check_log_contents, check_offsets, env_number, expected_crc, kill_config,
+    print_uncaptured, seed_from_env, segment_files,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -252,32 +253,11 @@ fn summary(cycles: usize, acked: usize, lost: usize) -> String {
     format!("kill cycles: {cycles}, acknowledged: {acked}, lost: {lost}")
 }
 
-/// Prints past the test harness's capture so the line shows in CI logs.
-fn print_uncaptured(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
 #[test]
 fn given_sigkill_at_random_moments_when_reopened_then_every_acknowledged_record_intact() {
     let target = env_number("GONETS_KILL_CYCLES").map_or(CYCLES_DEFAULT, |n| n as usize);
     let attempts_max = target * 3 + 50;
-    let seed = env_number("GONETS_KILL_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
+    let seed = seed_from_env("GONETS_KILL_SEED");
     print_uncaptured(&format!(
         "kill test: seed {seed} (GONETS_KILL_SEED), {target} cycles (GONETS_KILL_CYCLES)"
     ));

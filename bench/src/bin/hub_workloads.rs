@@ -288,7 +288,6 @@ fn spawn_providers(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn rt(
     consumer: Session,
     provider: Session,
@@ -300,120 +299,118 @@ async fn rt(
 ) -> Result<Value, String> {
     let stop = Rc::new(Cell::new(false));
     let handled = Rc::new(Cell::new(0u64));
-    {
-        spawn_providers(
-            &provider,
-            QueueId::Requests(gonets_core::DataKindId::new(RT_KIND)),
-            providers,
-            Some(Bytes::from(vec![b'a'; 2048])),
-            stop.clone(),
-            handled.clone(),
-        );
-        let sessions: Vec<Session> = (0..consumers).map(|_| consumer.clone()).collect();
-        let payload = Bytes::from(vec![b'q'; 1024]);
-        let hist = Rc::new(RefCell::new(histogram()));
-        let errors: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
-        let over_budget = Rc::new(Cell::new(0u64));
-        let answered = Rc::new(Cell::new(0u64));
-        let in_flight = Rc::new(Cell::new(0u64));
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let total = ((warmup + seconds) * rate) as u64;
-        let warm_count = (warmup * rate) as u64;
-        let start = Instant::now() + Duration::from_millis(50);
-        let mut max_lag = Duration::ZERO;
-        for i in 0..total {
-            let scheduled = start + interval.mul_f64(i as f64);
-            let now = Instant::now();
-            if scheduled > now {
-                glommio::timer::sleep(scheduled - now).await;
-            } else {
-                max_lag = max_lag.max(now - scheduled);
+    spawn_providers(
+        &provider,
+        QueueId::Requests(gonets_core::DataKindId::new(RT_KIND)),
+        providers,
+        Some(Bytes::from(vec![b'a'; 2048])),
+        stop.clone(),
+        handled.clone(),
+    );
+    let sessions: Vec<Session> = (0..consumers).map(|_| consumer.clone()).collect();
+    let payload = Bytes::from(vec![b'q'; 1024]);
+    let hist = Rc::new(RefCell::new(histogram()));
+    let errors: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
+    let over_budget = Rc::new(Cell::new(0u64));
+    let answered = Rc::new(Cell::new(0u64));
+    let in_flight = Rc::new(Cell::new(0u64));
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = ((warmup + seconds) * rate) as u64;
+    let warm_count = (warmup * rate) as u64;
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut max_lag = Duration::ZERO;
+    for i in 0..total {
+        let scheduled = start + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if scheduled > now {
+            glommio::timer::sleep(scheduled - now).await;
+        } else {
+            max_lag = max_lag.max(now - scheduled);
+        }
+        let session = sessions[i as usize % sessions.len()].clone();
+        let req = NewRequest::new(RT_KIND, payload.clone());
+        let hist = hist.clone();
+        let errors = errors.clone();
+        let over_budget = over_budget.clone();
+        let answered = answered.clone();
+        let in_flight = in_flight.clone();
+        let measured = i >= warm_count;
+        in_flight.set(in_flight.get() + 1);
+        glommio::spawn_local(async move {
+            let r = session.call(req).await;
+            let latency = scheduled.elapsed();
+            in_flight.set(in_flight.get() - 1);
+            if !measured {
+                return;
             }
-            let session = sessions[i as usize % sessions.len()].clone();
-            let req = NewRequest::new(RT_KIND, payload.clone());
-            let hist = hist.clone();
-            let errors = errors.clone();
-            let over_budget = over_budget.clone();
-            let answered = answered.clone();
-            let in_flight = in_flight.clone();
-            let measured = i >= warm_count;
-            in_flight.set(in_flight.get() + 1);
-            glommio::spawn_local(async move {
-                let r = session.call(req).await;
-                let latency = scheduled.elapsed();
-                in_flight.set(in_flight.get() - 1);
-                if !measured {
-                    return;
-                }
-                match r {
-                    // A call's answer is handed over as acked: nothing to ack.
-                    Ok(_answer) => {
-                        answered.set(answered.get() + 1);
-                        record(&mut hist.borrow_mut(), latency);
-                        if std::env::var_os("GONETS_BENCH_TRACE").is_some()
-                            && latency > Duration::from_millis(10)
-                        {
-                            eprintln!(
-                                "slow: scheduled +{:.3} s, latency {:.1} ms",
-                                (scheduled - start).as_secs_f64(),
-                                latency.as_secs_f64() * 1e3
-                            );
-                        }
-                        if latency > Duration::from_secs(2) {
-                            over_budget.set(over_budget.get() + 1);
-                        }
+            match r {
+                // A call's answer is handed over as acked: nothing to ack.
+                Ok(_answer) => {
+                    answered.set(answered.get() + 1);
+                    record(&mut hist.borrow_mut(), latency);
+                    if std::env::var_os("GONETS_BENCH_TRACE").is_some()
+                        && latency > Duration::from_millis(10)
+                    {
+                        eprintln!(
+                            "slow: scheduled +{:.3} s, latency {:.1} ms",
+                            (scheduled - start).as_secs_f64(),
+                            latency.as_secs_f64() * 1e3
+                        );
                     }
-                    Err(e) => {
-                        *errors.borrow_mut().entry(error_name(&e)).or_default() += 1;
-                        if matches!(e, HubError::DeadlineExceeded) {
-                            over_budget.set(over_budget.get() + 1);
-                        }
+                    if latency > Duration::from_secs(2) {
+                        over_budget.set(over_budget.get() + 1);
                     }
                 }
-            })
-            .detach();
-        }
-        let sent_at = Instant::now();
-        // Bounded: every call ends by its 2 s budget.
-        while in_flight.get() > 0 && sent_at.elapsed() < Duration::from_secs(10) {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-        }
-        // Calls with no reply at all after 10 s: a hang, reported, never hidden.
-        let unfinished = in_flight.get();
-        stop.set(true);
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-        let hist: Histogram<u64> = hist.borrow().clone();
-        let measured = total - warm_count;
-        let achieved = measured as f64
-            / (sent_at - (start + interval.mul_f64(warm_count as f64))).as_secs_f64();
-        let errors = errors.borrow().clone();
-        let p9999 = hist.value_at_quantile(0.9999) as f64 / 1000.0;
-        let mut lat = summary(&hist);
-        lat["p9999_us"] = json!((p9999 * 10.0).round() / 10.0);
-        println!(
-            "rt: offered {rate:.0}/s for {seconds} s (achieved {achieved:.0}/s), answered {}, no reply after 10 s {unfinished}, over 2 s {}, errors {:?}, generator lag max {:.1} ms",
-            answered.get(),
-            over_budget.get(),
-            errors,
-            max_lag.as_secs_f64() * 1000.0
-        );
-        println!(
-            "rt: end-to-end µs p50 {} p99 {} p99.9 {} p99.99 {} max {}",
-            lat["p50_us"], lat["p99_us"], lat["p999_us"], lat["p9999_us"], lat["max_us"]
-        );
-        Ok(json!({
-            "offered_per_s": rate,
-            "achieved_per_s": achieved,
-            "measured": measured,
-            "answered": answered.get(),
-            "unfinished": unfinished,
-            "over_budget": over_budget.get(),
-            "errors": errors,
-            "generator_lag_max_ms": max_lag.as_secs_f64() * 1000.0,
-            "latency": lat,
-            "peak_rss_kib": peak_rss_kib(),
-        }))
+                Err(e) => {
+                    *errors.borrow_mut().entry(error_name(&e)).or_default() += 1;
+                    if matches!(e, HubError::DeadlineExceeded) {
+                        over_budget.set(over_budget.get() + 1);
+                    }
+                }
+            }
+        })
+        .detach();
     }
+    let sent_at = Instant::now();
+    // Bounded: every call ends by its 2 s budget.
+    while in_flight.get() > 0 && sent_at.elapsed() < Duration::from_secs(10) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    // Calls with no reply at all after 10 s: a hang, reported, never hidden.
+    let unfinished = in_flight.get();
+    stop.set(true);
+    glommio::timer::sleep(Duration::from_millis(100)).await;
+    let hist: Histogram<u64> = hist.borrow().clone();
+    let measured = total - warm_count;
+    let achieved =
+        measured as f64 / (sent_at - (start + interval.mul_f64(warm_count as f64))).as_secs_f64();
+    let errors = errors.borrow().clone();
+    let p9999 = hist.value_at_quantile(0.9999) as f64 / 1000.0;
+    let mut lat = summary(&hist);
+    lat["p9999_us"] = json!((p9999 * 10.0).round() / 10.0);
+    println!(
+        "rt: offered {rate:.0}/s for {seconds} s (achieved {achieved:.0}/s), answered {}, no reply after 10 s {unfinished}, over 2 s {}, errors {:?}, generator lag max {:.1} ms",
+        answered.get(),
+        over_budget.get(),
+        errors,
+        max_lag.as_secs_f64() * 1000.0
+    );
+    println!(
+        "rt: end-to-end µs p50 {} p99 {} p99.9 {} p99.99 {} max {}",
+        lat["p50_us"], lat["p99_us"], lat["p999_us"], lat["p9999_us"], lat["max_us"]
+    );
+    Ok(json!({
+        "offered_per_s": rate,
+        "achieved_per_s": achieved,
+        "measured": measured,
+        "answered": answered.get(),
+        "unfinished": unfinished,
+        "over_budget": over_budget.get(),
+        "errors": errors,
+        "generator_lag_max_ms": max_lag.as_secs_f64() * 1000.0,
+        "latency": lat,
+        "peak_rss_kib": peak_rss_kib(),
+    }))
 }
 
 async fn bulk(
@@ -424,92 +421,90 @@ async fn bulk(
     window: usize,
     providers: usize,
 ) -> Result<Value, String> {
-    {
-        let stop = Rc::new(Cell::new(false));
-        let handled = Rc::new(Cell::new(0u64));
-        spawn_providers(
-            &provider,
-            QueueId::Requests(gonets_core::DataKindId::new(BULK_KIND)),
-            providers,
-            None,
-            stop.clone(),
-            handled.clone(),
-        );
-        let payload = Bytes::from(vec![b'b'; 4096]);
-        let next = Rc::new(Cell::new(0u64));
-        let accepted = Rc::new(Cell::new(0u64));
-        let errors: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..senders * window {
-            let consumer = consumer.clone();
-            let payload = payload.clone();
-            let next = next.clone();
-            let accepted = accepted.clone();
-            let errors = errors.clone();
-            // senders × window tasks, each sending one request at a time: the
-            // same number in flight as `senders` pipelines of depth `window`.
-            tasks.push(glommio::spawn_local(async move {
-                loop {
-                    let i = next.get();
-                    if i >= count {
-                        return;
-                    }
-                    next.set(i + 1);
-                    match consumer
-                        .send_request(NewRequest::new(BULK_KIND, payload.clone()))
-                        .await
-                    {
-                        Ok(_) => accepted.set(accepted.get() + 1),
-                        Err(e) => *errors.borrow_mut().entry(error_name(&e)).or_default() += 1,
-                    }
+    let stop = Rc::new(Cell::new(false));
+    let handled = Rc::new(Cell::new(0u64));
+    spawn_providers(
+        &provider,
+        QueueId::Requests(gonets_core::DataKindId::new(BULK_KIND)),
+        providers,
+        None,
+        stop.clone(),
+        handled.clone(),
+    );
+    let payload = Bytes::from(vec![b'b'; 4096]);
+    let next = Rc::new(Cell::new(0u64));
+    let accepted = Rc::new(Cell::new(0u64));
+    let errors: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders * window {
+        let consumer = consumer.clone();
+        let payload = payload.clone();
+        let next = next.clone();
+        let accepted = accepted.clone();
+        let errors = errors.clone();
+        // senders × window tasks, each sending one request at a time: the
+        // same number in flight as `senders` pipelines of depth `window`.
+        tasks.push(glommio::spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= count {
+                    return;
                 }
-            }));
-        }
-        let mut last_report = Instant::now();
-        for t in tasks {
-            t.await;
-            if last_report.elapsed() > Duration::from_secs(2) {
-                eprintln!("bulk: accepted {} of {count}", accepted.get());
-                last_report = Instant::now();
+                next.set(i + 1);
+                match consumer
+                    .send_request(NewRequest::new(BULK_KIND, payload.clone()))
+                    .await
+                {
+                    Ok(_) => accepted.set(accepted.get() + 1),
+                    Err(e) => *errors.borrow_mut().entry(error_name(&e)).or_default() += 1,
+                }
             }
-        }
-        let accept_time = start.elapsed();
-        // Bounded: the drain ends when every accepted request is acked, or after 120 s.
-        while handled.get() < accepted.get() && start.elapsed() < Duration::from_secs(120) {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
-        let drain_time = start.elapsed();
-        stop.set(true);
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-        let n = accepted.get();
-        let msgs = n as f64 / accept_time.as_secs_f64();
-        let mb = mb_per_s(n * 4096, accept_time);
-        // Resident memory now, split: anonymous (heap) and file-backed
-        // (segment pages mapped for reads), so the peak can be read right.
-        let (anon_kib, file_kib) = (status_kib("RssAnon:"), status_kib("RssFile:"));
-        println!(
-            "bulk: {n} of {count} accepted in {:.2} s: {msgs:.0} msg/s, {mb:.1} MB/s of payload; drained (acked {}) in {:.2} s; errors {:?}; peak RSS {} MiB (at the end: heap {} MiB, mapped files {} MiB)",
-            accept_time.as_secs_f64(),
-            handled.get(),
-            drain_time.as_secs_f64(),
-            errors.borrow(),
-            peak_rss_kib() / 1024,
-            anon_kib / 1024,
-            file_kib / 1024
-        );
-        Ok(json!({
-            "count": count,
-            "accepted": n,
-            "acked": handled.get(),
-            "accept_seconds": accept_time.as_secs_f64(),
-            "accepted_msg_per_s": msgs,
-            "accepted_mb_per_s": mb,
-            "drain_seconds": drain_time.as_secs_f64(),
-            "rss_anon_kib_end": anon_kib,
-            "rss_file_kib_end": file_kib,
-            "errors": *errors.borrow(),
-            "peak_rss_kib": peak_rss_kib(),
-        }))
+        }));
     }
+    let mut last_report = Instant::now();
+    for t in tasks {
+        t.await;
+        if last_report.elapsed() > Duration::from_secs(2) {
+            eprintln!("bulk: accepted {} of {count}", accepted.get());
+            last_report = Instant::now();
+        }
+    }
+    let accept_time = start.elapsed();
+    // Bounded: the drain ends when every accepted request is acked, or after 120 s.
+    while handled.get() < accepted.get() && start.elapsed() < Duration::from_secs(120) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let drain_time = start.elapsed();
+    stop.set(true);
+    glommio::timer::sleep(Duration::from_millis(100)).await;
+    let n = accepted.get();
+    let msgs = n as f64 / accept_time.as_secs_f64();
+    let mb = mb_per_s(n * 4096, accept_time);
+    // Resident memory now, split: anonymous (heap) and file-backed
+    // (segment pages mapped for reads), so the peak can be read right.
+    let (anon_kib, file_kib) = (status_kib("RssAnon:"), status_kib("RssFile:"));
+    println!(
+        "bulk: {n} of {count} accepted in {:.2} s: {msgs:.0} msg/s, {mb:.1} MB/s of payload; drained (acked {}) in {:.2} s; errors {:?}; peak RSS {} MiB (at the end: heap {} MiB, mapped files {} MiB)",
+        accept_time.as_secs_f64(),
+        handled.get(),
+        drain_time.as_secs_f64(),
+        errors.borrow(),
+        peak_rss_kib() / 1024,
+        anon_kib / 1024,
+        file_kib / 1024
+    );
+    Ok(json!({
+        "count": count,
+        "accepted": n,
+        "acked": handled.get(),
+        "accept_seconds": accept_time.as_secs_f64(),
+        "accepted_msg_per_s": msgs,
+        "accepted_mb_per_s": mb,
+        "drain_seconds": drain_time.as_secs_f64(),
+        "rss_anon_kib_end": anon_kib,
+        "rss_file_kib_end": file_kib,
+        "errors": *errors.borrow(),
+        "peak_rss_kib": peak_rss_kib(),
+    }))
 }

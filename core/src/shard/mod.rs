@@ -485,13 +485,12 @@ impl Shard {
         if let Some(o) = &ex.outcome {
             self.answer_index.insert(o.answer_id, ex.id);
         }
+        // As `apply` does for a request record: a key past its window is
+        // dropped by its `Dedup` timer, which `recovered` arms, and
+        // `send_request` checks the window itself.
         if let Some(key) = &ex.idempotency_key {
-            if self.now_ms < ex.time_ms.saturating_add(self.config.dedup_window_ms)
-                || self.now_ms == 0
-            {
-                self.dedup
-                    .insert((ex.consumer.clone(), ex.kind.clone(), key.clone()), ex.id);
-            }
+            self.dedup
+                .insert((ex.consumer.clone(), ex.kind.clone(), key.clone()), ex.id);
         }
         self.id_sequence = self.id_sequence.max(ex.id.0 as u64 & 0xffff_ffff);
         let finished_ms = ex
@@ -976,22 +975,8 @@ impl Shard {
             QueueId::Answers(_) => {
                 let entry = self.answers.get_mut(&id).expect("queued answer");
                 entry.deliveries += 1;
-                let e = &entry.envelope;
-                let delivery = Delivery {
-                    queue: queue.clone(),
-                    id,
-                    reply_to: Some(e.request_id),
-                    kind: e.kind.clone(),
-                    from: e.from.clone(),
-                    body: DeliveryBody::Answer(e.body.clone()),
-                    time_ms: e.time_ms,
-                    deadline_ms: 0,
-                    delivery_count: entry.deliveries,
-                    test: e.test,
-                    transaction: e.transaction.clone(),
-                    payload: e.payload.clone(),
-                };
-                let request_id = e.request_id;
+                let delivery = entry.envelope.clone().into_delivery(entry.deliveries);
+                let request_id = entry.envelope.request_id;
                 self.out.push(Output::ToShard {
                     shard: request_id.shard(),
                     msg: PeerMsg::AnswerDelivered {
@@ -1245,20 +1230,7 @@ impl Shard {
             payload,
         };
         if let Some(token) = self.call_waiters.remove(&request_id) {
-            let delivery = Delivery {
-                queue: QueueId::Answers(envelope.to.clone()),
-                id: envelope.id,
-                reply_to: Some(request_id),
-                kind: envelope.kind,
-                from: envelope.from,
-                body: DeliveryBody::Answer(envelope.body),
-                time_ms: envelope.time_ms,
-                deadline_ms: 0,
-                delivery_count: 1,
-                test: envelope.test,
-                transaction: envelope.transaction,
-                payload: envelope.payload,
-            };
+            let delivery = envelope.into_delivery(1);
             self.reply(token, Ok(Reply::Answer(delivery)));
             // Acked only once the runtime reports the caller took the reply
             // (`Input::CallReplied`): a caller gone by then must not lose it.

@@ -3,7 +3,7 @@
 //! a queue holds their ids.
 
 use crate::ids::MessageId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Who holds a message and until when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,9 @@ pub struct Queue {
     /// Every message of the queue and where it stands, with its order key and enqueue time.
     members: HashMap<MessageId, Member>,
     next_order: u64,
-    in_flight: usize,
+    /// Messages leased now: what a disconnect scans, instead of every
+    /// member of a queue that may hold a large backlog.
+    leased: HashSet<MessageId>,
     next_generation: u64,
 }
 
@@ -61,8 +63,7 @@ pub struct QueueStats {
 }
 
 impl Queue {
-    /// Adds a message at the tail; `order_hint` (e.g. its log offset) keeps
-    /// FIFO order when a queue is rebuilt.
+    /// Adds a message at the tail, enqueued at `now_ms` (for the oldest age).
     pub fn push(&mut self, id: MessageId, now_ms: u64) {
         assert!(!self.members.contains_key(&id), "message enqueued twice");
         let order = self.next_order;
@@ -109,7 +110,7 @@ impl Queue {
         let m = self.members.get_mut(&id).expect("ready implies member");
         debug_assert_eq!(m.place, Place::Ready);
         m.place = Place::Leased(lease);
-        self.in_flight += 1;
+        self.leased.insert(id);
         Some((id, lease))
     }
 
@@ -118,7 +119,9 @@ impl Queue {
         let m = self.members.get_mut(&id).expect("member");
         match m.place {
             Place::Ready => return,
-            Place::Leased(_) => self.in_flight -= 1,
+            Place::Leased(_) => {
+                self.leased.remove(&id);
+            }
             Place::Delayed { .. } => {}
         }
         m.place = Place::Ready;
@@ -130,7 +133,9 @@ impl Queue {
         let generation = self.generation();
         let m = self.members.get_mut(&id).expect("member");
         match m.place {
-            Place::Leased(_) => self.in_flight -= 1,
+            Place::Leased(_) => {
+                self.leased.remove(&id);
+            }
             Place::Ready => {
                 self.ready.remove(&m.order);
             }
@@ -149,7 +154,9 @@ impl Queue {
             Place::Ready => {
                 self.ready.remove(&m.order);
             }
-            Place::Leased(_) => self.in_flight -= 1,
+            Place::Leased(_) => {
+                self.leased.remove(&id);
+            }
             Place::Delayed { .. } => {}
         }
         true
@@ -157,10 +164,10 @@ impl Queue {
 
     /// Ids leased to `reader`.
     pub fn leased_to(&self, reader: u64) -> Vec<MessageId> {
-        self.members
+        self.leased
             .iter()
-            .filter(|(_, m)| matches!(m.place, Place::Leased(l) if l.reader == reader))
-            .map(|(id, _)| *id)
+            .filter(|id| matches!(self.members[id].place, Place::Leased(l) if l.reader == reader))
+            .copied()
             .collect()
     }
 
@@ -169,7 +176,7 @@ impl Queue {
         let oldest = self.members.values().map(|m| m.enqueued_ms).min();
         QueueStats {
             depth: self.members.len() as u64,
-            in_flight: self.in_flight as u64,
+            in_flight: self.leased.len() as u64,
             oldest_age_ms: oldest.map_or(0, |t| now_ms.saturating_sub(t)),
         }
     }

@@ -175,6 +175,26 @@ pub struct AnswerEnvelope {
     pub payload: Payload,
 }
 
+impl AnswerEnvelope {
+    /// The answer as handed to its consumer, on its `delivery_count`th delivery.
+    pub fn into_delivery(self, delivery_count: u32) -> Delivery {
+        Delivery {
+            queue: QueueId::Answers(self.to),
+            id: self.id,
+            reply_to: Some(self.request_id),
+            kind: self.kind,
+            from: self.from,
+            body: DeliveryBody::Answer(self.body),
+            time_ms: self.time_ms,
+            deadline_ms: 0,
+            delivery_count,
+            test: self.test,
+            transaction: self.transaction,
+            payload: self.payload,
+        }
+    }
+}
+
 /// A message handed to a reader under a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
