@@ -18,6 +18,7 @@ pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use refusal::RefusalCode;
 pub use registry::Registry;
 pub use runtime::{
-    Accepted, Hub, HubConfig, HubStartError, Message, Session, ShardTuning, Subscription,
+    Accepted, Hub, HubConfig, HubHandle, HubStartError, LocalTask, Message, Session, ShardTuning,
+    Subscription,
 };
 pub use shard::{DeliveryBody, NewRequest, StatusView};

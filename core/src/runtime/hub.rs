@@ -5,7 +5,7 @@ use crate::error::HubError;
 use crate::ids::ParticipantId;
 use crate::registry::Registry;
 use crate::runtime::config::HubConfig;
-use crate::runtime::mesh::{Control, Inbound, Inlet, Mesh};
+use crate::runtime::mesh::{Control, Inbound, Inlet, LocalTask, Mesh, SpawnTask};
 use crate::runtime::session::Session;
 use crate::runtime::shard_task::{self, ReadySender, ShardStart};
 use crate::runtime::start_error::HubStartError;
@@ -65,6 +65,45 @@ impl std::fmt::Debug for Hub {
             .field("stopped", &self.stopped)
             .finish()
     }
+}
+
+/// A cheap, shareable handle on a running hub: makes sessions.
+#[derive(Clone, Debug)]
+pub struct HubHandle {
+    mesh: Arc<Mesh>,
+}
+
+impl HubHandle {
+    /// A session for a registered participant; `Unauthenticated` for anyone else.
+    pub fn session(&self, participant_id: &str) -> Result<Session, HubError> {
+        session_on(&self.mesh, participant_id)
+    }
+
+    /// Shards in the hub.
+    pub fn shard_count(&self) -> u16 {
+        self.mesh.shard_count()
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.mesh.registry
+    }
+
+    /// True once shutdown began: front ends stop accepting.
+    pub fn stopping(&self) -> bool {
+        self.mesh.stopped()
+    }
+}
+
+fn session_on(mesh: &Arc<Mesh>, participant_id: &str) -> Result<Session, HubError> {
+    if mesh.stopped() {
+        return Err(HubError::Unavailable("the hub is shut down".into()));
+    }
+    let participant = ParticipantId::new(participant_id);
+    if mesh.registry.participant(&participant).is_none() {
+        return Err(HubError::Unauthenticated);
+    }
+    Ok(Session::new(mesh.clone(), participant))
 }
 
 /// Sends the shard's number when its thread ends, however it ends.
@@ -294,19 +333,40 @@ impl Hub {
 
     /// A session for a registered participant; `Unauthenticated` for anyone else.
     pub fn session(&self, participant_id: &str) -> Result<Session, HubError> {
-        if self.mesh.stopped() {
-            return Err(HubError::Unavailable("the hub is shut down".into()));
-        }
-        let participant = ParticipantId::new(participant_id);
-        if self.mesh.registry.participant(&participant).is_none() {
-            return Err(HubError::Unauthenticated);
-        }
-        Ok(Session::new(self.mesh.clone(), participant))
+        session_on(&self.mesh, participant_id)
     }
 
     /// Shards in the hub.
     pub fn shard_count(&self) -> u16 {
         self.mesh.shard_count()
+    }
+
+    /// A handle that makes sessions, for front ends running beside the hub.
+    pub fn handle(&self) -> HubHandle {
+        HubHandle {
+            mesh: self.mesh.clone(),
+        }
+    }
+
+    /// Runs `make(shard, handle)` on every shard's executor thread and
+    /// spawns the task it returns there (a network front end: its
+    /// connections then live on the core that owns the shard). Tasks end
+    /// when they return or when their shard stops.
+    pub fn spawn_on_shards<F>(&self, make: F) -> Result<(), HubError>
+    where
+        F: Fn(u16, HubHandle) -> LocalTask + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        for (shard, control) in self.mesh.controls.iter().enumerate() {
+            let make = make.clone();
+            let handle = self.handle();
+            let shard = shard as u16;
+            let task = SpawnTask(Box::new(move || make(shard, handle)));
+            control
+                .send(Control::Spawn(task))
+                .map_err(|_| HubError::Unavailable(format!("shard {shard} has stopped")))?;
+        }
+        Ok(())
     }
 
     /// The registry in force.

@@ -67,7 +67,21 @@ pub(crate) enum Control {
     },
     /// Snapshot, close the log and end the thread.
     Shutdown,
+    /// Run a task on the shard's executor (a network front end): it lives
+    /// until it ends or the shard's executor stops.
+    Spawn(SpawnTask),
 }
+
+/// Makes a task on the shard thread (the task itself need not be `Send`).
+pub(crate) struct SpawnTask(pub(crate) Box<dyn FnOnce() -> LocalTask + Send>);
+
+impl std::fmt::Debug for SpawnTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpawnTask")
+    }
+}
+/// A task that runs on one shard's executor.
+pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 /// The senders of every shard's channels, shared by the hub, its sessions and its shards.
 #[derive(Debug)]

@@ -39,6 +39,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// The lease holder's number: `Session::ack_lease` names it (a network
+    /// front end carries it to its client and back instead of the message).
+    pub fn lease_holder(&self) -> u64 {
+        self.reader
+    }
+
     /// Builds the public message from a shard's delivery and its payload bytes.
     pub(crate) fn from_delivery(d: Delivery, payload: Bytes, reader: ReaderId) -> Message {
         Message {

@@ -32,7 +32,8 @@ mod signal;
 mod start_error;
 
 pub use config::{HubConfig, ShardTuning};
-pub use hub::Hub;
+pub use hub::{Hub, HubHandle};
+pub use mesh::LocalTask;
 pub use message::{Accepted, Message};
 pub use session::{Session, Subscription};
 pub use start_error::HubStartError;

@@ -219,28 +219,57 @@ impl Session {
 
     /// Ends a lease: the message is done.
     pub async fn ack(&self, message: &Message) -> Result<(), HubError> {
-        let shard = message.queue.shard(self.shard_count());
+        self.ack_lease(message.queue.clone(), message.id, message.reader)
+            .await
+    }
+
+    /// Ends a lease: deliver the message again after `delay`.
+    pub async fn nack(&self, message: &Message, delay: Duration) -> Result<(), HubError> {
+        self.nack_lease(message.queue.clone(), message.id, message.reader, delay)
+            .await
+    }
+
+    /// This session's own lease holder number (fetched messages carry it).
+    pub fn lease_holder(&self) -> u64 {
+        self.inner.reader
+    }
+
+    /// `ack` by parts: the message `id` of `queue` leased to `holder` (this
+    /// session's or one of its subscriptions'; the front end checks which).
+    pub async fn ack_lease(
+        &self,
+        queue: QueueId,
+        id: MessageId,
+        holder: u64,
+    ) -> Result<(), HubError> {
+        let shard = queue.shard(self.shard_count());
         let command = Command::Ack {
-            queue: message.queue.clone(),
-            id: message.id,
-            reader: message.reader,
+            queue,
+            id,
+            reader: holder,
         };
-        match self.ask_as(shard, command, message.reader).await? {
+        match self.ask_as(shard, command, holder).await? {
             Response::Done => Ok(()),
             _ => Err(unexpected("ack")),
         }
     }
 
-    /// Ends a lease: deliver the message again after `delay`.
-    pub async fn nack(&self, message: &Message, delay: Duration) -> Result<(), HubError> {
-        let shard = message.queue.shard(self.shard_count());
+    /// `nack` by parts (see [`Session::ack_lease`]).
+    pub async fn nack_lease(
+        &self,
+        queue: QueueId,
+        id: MessageId,
+        holder: u64,
+        delay: Duration,
+    ) -> Result<(), HubError> {
+        let shard = queue.shard(self.shard_count());
         let command = Command::Nack {
-            queue: message.queue.clone(),
-            id: message.id,
-            reader: message.reader,
+            queue,
+            id,
+            reader: holder,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         };
-        match self.ask_as(shard, command, message.reader).await? {
+        match self.ask_as(shard, command, holder).await? {
             Response::Done => Ok(()),
             _ => Err(unexpected("nack")),
         }
@@ -320,6 +349,11 @@ impl Subscription {
     /// The queue subscribed to.
     pub fn queue(&self) -> &QueueId {
         &self.queue
+    }
+
+    /// This subscription's lease holder number (its messages carry it).
+    pub fn lease_holder(&self) -> u64 {
+        self.reader
     }
 
     /// The next pushed message; `Unavailable` once the hub shut down.

@@ -355,6 +355,10 @@ impl ShardTask {
                 false
             }
             Control::Shutdown => true,
+            Control::Spawn(make) => {
+                glommio::spawn_local((make.0)()).detach();
+                false
+            }
         }
     }
 
