@@ -10,6 +10,7 @@ pub mod registry;
 mod registry_toml;
 pub mod runtime;
 pub mod shard;
+pub mod tls;
 
 pub use error::HubError;
 /// The log settings a [`HubConfig`] carries.

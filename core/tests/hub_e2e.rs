@@ -585,3 +585,147 @@ fn given_bad_config_when_started_then_typed_errors() {
     assert!(matches!(err, Some(HubStartError::Log { .. })), "{err:?}");
     hub.shutdown().expect("clean shutdown");
 }
+
+// ---- histories for ever: the archive (ADR 0005) ----
+
+/// A finished exchange of EGRUL (MFC asks, FNS answers, MFC acks the
+/// answer); returns (request id, answer id) once the history holds the ack.
+fn finished_exchange(hub: &Hub, payload: &str) -> (MessageId, MessageId) {
+    let c = hub.session("MFC").expect("consumer");
+    let p = hub.session("FNS").expect("provider");
+    let accepted =
+        block_on(c.send_request(NewRequest::new(EGRUL, payload.to_owned()))).expect("accepted");
+    let request = fetch_one(&p, &requests(EGRUL));
+    assert_eq!(request.id, accepted.id);
+    block_on(p.ack(&request)).expect("provider acks");
+    block_on(p.send_response(request.id, format!("answer to {payload}"))).expect("response");
+    let answer = fetch_one(&c, &answers("MFC"));
+    block_on(c.ack(&answer)).expect("consumer acks");
+    let s = status_with(&c, accepted.id, EventKind::AnswerAcked);
+    assert!(kinds_of(&s).contains(&EventKind::AnswerAcked), "{s:?}");
+    (accepted.id, answer.id)
+}
+
+/// Reads `id`'s history as each of the exchange's parties and checks it is
+/// `want`; a third participant gets `NotFound`.
+fn assert_history_for_ever(hub: &Hub, id: MessageId, want: &StatusView) {
+    for who in ["MFC", "FNS", "OPERATOR"] {
+        let s = block_on(hub.session(who).expect("session").status(id))
+            .unwrap_or_else(|e| panic!("{who} reads the history of {id}: {e}"));
+        assert_eq!(&s, want, "{who}");
+    }
+    let stranger = hub.session("MVD").expect("another participant");
+    assert_eq!(
+        block_on(stranger.status(id)).err(),
+        Some(HubError::NotFound)
+    );
+}
+
+/// Waits until `finished_keep_ms` has surely passed and the shard's timer ran.
+fn past_keep(keep_ms: u64) {
+    std::thread::sleep(Duration::from_millis(keep_ms * 4 + 100));
+}
+
+#[test]
+fn given_finished_exchange_when_keep_passes_and_hub_restarts_then_status_reads_full_history_from_archive(
+) {
+    const KEEP_MS: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 2);
+    c.shard.finished_keep_ms = Some(KEEP_MS);
+    let (request_id, answer_id, before) = {
+        let hub = Hub::start(c.clone()).expect("hub starts");
+        let (request_id, answer_id) = finished_exchange(&hub, "r-1");
+        let before = block_on(hub.session("OPERATOR").unwrap().status(request_id)).unwrap();
+        assert_eq!(before.answer_id, Some(answer_id));
+        let kinds = kinds_of(&before);
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Accepted,
+                EventKind::Delivered,
+                EventKind::Acked,
+                EventKind::Answered,
+                EventKind::AnswerDelivered,
+                EventKind::AnswerAcked
+            ]
+        );
+        past_keep(KEEP_MS);
+        // Out of memory now: served by the archive, the same history.
+        assert_history_for_ever(&hub, request_id, &before);
+        assert_history_for_ever(&hub, answer_id, &before);
+        let unknown = MessageId::new(1_700_000_000_000, request_id.shard(), 12345);
+        assert_eq!(
+            block_on(hub.session("OPERATOR").unwrap().status(unknown)).err(),
+            Some(HubError::NotFound)
+        );
+        hub.shutdown().expect("clean shutdown");
+        (request_id, answer_id, before)
+    };
+    let hub = Hub::start(c.clone()).expect("hub restarts");
+    assert_history_for_ever(&hub, request_id, &before);
+    assert_history_for_ever(&hub, answer_id, &before);
+    // A second exchange after the restart, then a hub dropped without a
+    // shutdown (no final snapshot): both histories are still there.
+    let (second, _) = finished_exchange(&hub, "r-2");
+    let second_view = block_on(hub.session("OPERATOR").unwrap().status(second)).unwrap();
+    past_keep(KEEP_MS);
+    drop(hub);
+    let hub = Hub::start(c).expect("hub restarts after a drop");
+    assert_history_for_ever(&hub, request_id, &before);
+    assert_history_for_ever(&hub, second, &second_view);
+    hub.shutdown().expect("clean shutdown");
+}
+
+fn segment_bases(dir: &Path, shard: u16) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
+        .expect("shard dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+#[test]
+fn given_tiny_segments_and_short_retention_when_old_segments_dropped_then_status_still_answers() {
+    const KEEP_MS: u64 = 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1);
+    c.shard.finished_keep_ms = Some(KEEP_MS);
+    c.shard.retention_ms = 50;
+    c.snapshot_every_records = 16;
+    let payload = "x".repeat(12 << 10);
+    let hub = Hub::start(c.clone()).expect("hub starts");
+    let mut done = Vec::new();
+    for i in 0..60 {
+        let (id, answer) = finished_exchange(&hub, &format!("{i}-{payload}"));
+        let view = block_on(hub.session("OPERATOR").unwrap().status(id)).unwrap();
+        done.push((id, answer, view));
+    }
+    past_keep(KEEP_MS);
+    // More traffic after the retention period: snapshots run and drop
+    // the segments every finished exchange above lived in.
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..20 {
+        finished_exchange(&hub, &format!("late-{i}-{payload}"));
+    }
+    let bases = segment_bases(dir.path(), 0);
+    assert!(
+        bases.first().is_some_and(|b| *b > 0),
+        "the oldest segments were dropped: {bases:?}"
+    );
+    for (id, answer, view) in &done {
+        assert_history_for_ever(&hub, *id, view);
+        assert_history_for_ever(&hub, *answer, view);
+    }
+    hub.shutdown().expect("clean shutdown");
+    let hub = Hub::start(c).expect("hub restarts");
+    for (id, answer, view) in &done {
+        assert_history_for_ever(&hub, *id, view);
+        assert_history_for_ever(&hub, *answer, view);
+    }
+    hub.shutdown().expect("clean shutdown");
+}

@@ -37,10 +37,19 @@ pub struct ShardTuning {
     pub fetch_max: u32,
     /// Longest long-poll wait, ms.
     pub wait_ms_max: u64,
-    /// How long a finished exchange's history stays readable by `status`,
-    /// ms (`None`: for ever, memory grows with traffic).
+    /// How long a finished exchange stays in memory, ms (`None`: for ever,
+    /// memory grows with traffic). `status` reads it from the history
+    /// archive afterwards (ADR 0005), so this bounds memory, not history.
     pub finished_keep_ms: Option<u64>,
+    /// Retention period of the shard logs, ms: a segment is dropped only
+    /// once every message in it is at least this old and nothing live or
+    /// replay needs it (0: as soon as nothing needs it). Histories are kept
+    /// in the history archive regardless.
+    pub retention_ms: u64,
 }
+
+/// Default retention period of the shard logs: 7 days.
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 
 /// Default time a finished exchange's history stays in memory: 10 minutes.
 pub const FINISHED_KEEP_MS_DEFAULT: u64 = 10 * 60 * 1000;
@@ -55,6 +64,7 @@ impl Default for ShardTuning {
             fetch_max: c.fetch_max,
             wait_ms_max: c.wait_ms_max,
             finished_keep_ms: Some(FINISHED_KEEP_MS_DEFAULT),
+            retention_ms: RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -77,6 +87,9 @@ impl ShardTuning {
             // Snapshots hold live state only: at 10,000 exchanges/s ten
             // minutes of finished histories would be millions of parts.
             snapshot_finished: false,
+            // Finished histories go to the archive before they leave memory.
+            archive_histories: true,
+            retention_ms: self.retention_ms,
             boot_nonce,
             ..ShardConfig::new(shard, shard_count)
         }

@@ -13,9 +13,11 @@
 //! waiter), `outbox` (peer messages without blocking), `mesh` (the
 //! channels), `payload` (payloads read back from the log), `record_size`
 //! (refusing records the log could not take), `session` (the client
-//! handle), `message` (what sessions get), `clock`, `signal`.
+//! handle), `message` (what sessions get), `archive` (finished histories
+//! for ever, ADR 0005), `clock`, `signal`.
 
 mod alarm;
+mod archive;
 mod clock;
 mod committer;
 pub mod config;

@@ -25,7 +25,7 @@ use crate::registry::{Mode, Registry};
 use bytes::Bytes;
 use exchange::{Exchange, Outcome};
 use queue::{Place, Queue};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use timers::{Timer, Timers};
 pub use types::*;
@@ -56,6 +56,15 @@ pub struct ShardConfig {
     /// Whether snapshots carry finished exchanges without an idempotency key
     /// (their history then survives a restart; snapshots grow with recent traffic).
     pub snapshot_finished: bool,
+    /// Whether finished exchanges go to the history archive (ADR 0005): the
+    /// shard asks for it with `Output::Archive` once the exchange's last
+    /// record is durable, keeps it in memory (and in snapshots) until
+    /// `Input::Archived`, and sends `status` of ids it no longer holds to the
+    /// archive (`Output::StatusFromArchive`).
+    pub archive_histories: bool,
+    /// Retention period, ms: a log segment goes only once every message in it
+    /// is at least this old (and nothing live needs it); 0: no period.
+    pub retention_ms: u64,
 }
 
 impl ShardConfig {
@@ -73,6 +82,8 @@ impl ShardConfig {
             boot_nonce: 0,
             finished_keep_ms: None,
             snapshot_finished: true,
+            archive_histories: false,
+            retention_ms: 0,
         }
     }
 }
@@ -94,7 +105,15 @@ pub struct ShardCounters {
     pub state_secrets_refused: u64,
     /// Finished exchanges removed from memory after `finished_keep_ms`.
     pub evicted: u64,
+    /// Histories handed to the archive (`Output::Archive`).
+    pub archive_asked: u64,
+    /// Histories the archive reported durable (`Input::Archived`).
+    pub archived: u64,
 }
+
+/// Most (offset, time) samples kept for the retention period; when full,
+/// every other old one is dropped, which only keeps segments longer.
+pub const RETENTION_SAMPLES_MAX: usize = 1024;
 
 /// A fetch waiting for messages.
 #[derive(Debug)]
@@ -128,6 +147,8 @@ enum Deferred {
     Out(Output),
     RequestDurable(MessageId),
     AnswerDurable(MessageId),
+    /// The record that finished this exchange is durable: archive it.
+    Finished(MessageId),
 }
 
 /// One shard's state machine.
@@ -165,6 +186,15 @@ pub struct Shard {
     replay_base: bool,
     /// The latest hub time in the replayed log.
     replayed_ms: u64,
+    /// Finished exchanges handed to the archive, not yet reported durable.
+    archiving: HashSet<MessageId>,
+    /// Finished exchanges the archive holds durably, still in memory.
+    archived: HashSet<MessageId>,
+    /// Exchanges whose eviction fell due while their archive write ran.
+    evict_when_archived: HashSet<MessageId>,
+    /// (offset, hub time ms): every message below the offset is at most that
+    /// old. Oldest first, at most `RETENTION_SAMPLES_MAX`.
+    age_samples: VecDeque<(u64, u64)>,
     out: Vec<Output>,
 }
 
@@ -198,6 +228,10 @@ impl Shard {
             snapshots_pending: Vec::new(),
             replay_base: true,
             replayed_ms: 0,
+            archiving: HashSet::new(),
+            archived: HashSet::new(),
+            evict_when_archived: HashSet::new(),
+            age_samples: VecDeque::new(),
             out: Vec::new(),
         }
     }
@@ -275,8 +309,63 @@ impl Shard {
     /// start, or a payload its state still hands over, whichever is older.
     /// Taken from the snapshot's state, not the live one: an ack or an answer
     /// not yet durable frees nothing, since a crash may undo it.
+    ///
+    /// With a retention period (`retention_ms`), also no higher than the
+    /// newest offset below which every message is older than the period.
     pub fn retention_floor(&self) -> u64 {
-        self.snapshot_floor
+        if self.config.retention_ms == 0 {
+            return self.snapshot_floor;
+        }
+        self.snapshot_floor.min(self.aged_floor())
+    }
+
+    /// The highest offset below which every message is at least
+    /// `retention_ms` old (0 when none is known to be).
+    fn aged_floor(&self) -> u64 {
+        let cutoff_ms = self.now_ms.saturating_sub(self.config.retention_ms);
+        self.age_samples
+            .iter()
+            .take_while(|(_, t)| *t <= cutoff_ms)
+            .map(|(o, _)| *o)
+            .last()
+            .unwrap_or(0)
+    }
+
+    /// Notes that every message below `offset` is at most `time_ms` old.
+    fn sample_age(&mut self, offset: u64, time_ms: u64) {
+        if self.config.retention_ms == 0 {
+            return;
+        }
+        // Samples older than the newest one already past the period are
+        // never the answer again.
+        let cutoff_ms = self.now_ms.saturating_sub(self.config.retention_ms);
+        while self.age_samples.len() >= 2 && self.age_samples[1].1 <= cutoff_ms {
+            self.age_samples.pop_front();
+        }
+        if self.age_samples.len() >= RETENTION_SAMPLES_MAX {
+            // Coarser samples only keep segments longer (the safe side).
+            let kept: VecDeque<(u64, u64)> = self
+                .age_samples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, s)| *s)
+                .collect();
+            self.age_samples = kept;
+        }
+        assert!(self.age_samples.len() < RETENTION_SAMPLES_MAX);
+        if self
+            .age_samples
+            .back()
+            .is_none_or(|(o, t)| *o <= offset && *t <= time_ms)
+        {
+            self.age_samples.push_back((offset, time_ms));
+        }
+    }
+
+    /// Finished exchanges handed to the archive and not yet reported durable.
+    pub fn archiving_count(&self) -> usize {
+        self.archiving.len()
     }
 
     /// The oldest payload offset the current state needs, at most `start`.
@@ -309,6 +398,7 @@ impl Shard {
             Input::Tick => self.tick(),
             Input::Disconnected { reader } => self.disconnected(reader),
             Input::CallReplied { request_id, taken } => self.call_replied(request_id, taken),
+            Input::Archived { request_id } => self.archived(request_id),
             Input::Peer(msg) => self.peer(msg),
         }
         self.arm();
@@ -370,6 +460,7 @@ impl Shard {
         self.now_ms = self.now_ms.max(now_ms).max(self.replayed_ms);
         let mut pending: Vec<(u64, MessageId)> = Vec::new();
         let mut answers: Vec<MessageId> = Vec::new();
+        let mut finished: Vec<MessageId> = Vec::new();
         // In id order: timers due at the same time fire in the order armed,
         // and hash order differs from run to run.
         let mut ids: Vec<MessageId> = self.exchanges.keys().copied().collect();
@@ -384,6 +475,9 @@ impl Shard {
             }
             if ex.outcome.is_some() && !ex.answer_acked {
                 answers.push(ex.id);
+            }
+            if ex.finished() {
+                finished.push(ex.id);
             }
             if ex.idempotency_key.is_some() {
                 self.timers.arm(
@@ -420,6 +514,14 @@ impl Shard {
         for id in answers {
             self.route_answer(id);
         }
+        // Whether the archive already holds them is the archive's to know:
+        // it answers a repeat at once, without a second copy.
+        for id in finished {
+            self.ask_archive(id);
+        }
+        // Every message replayed was written before this restart.
+        let (next, now) = (self.next_offset, self.now_ms);
+        self.sample_age(next, now);
         let queues: Vec<QueueId> = self.queues.keys().cloned().collect();
         for q in queues {
             self.pump(&q);
@@ -440,7 +542,14 @@ impl Shard {
             // idempotency key; without one it is history, and writing every
             // recent history into every snapshot would make snapshots grow
             // with traffic.
-            .filter(|ex| keep_finished || !ex.finished() || ex.idempotency_key.is_some())
+            // An exchange not yet durable in the archive stays too: the
+            // snapshot is then the only place a restart finds its history.
+            .filter(|ex| {
+                keep_finished
+                    || !ex.finished()
+                    || ex.idempotency_key.is_some()
+                    || (self.config.archive_histories && !self.archived.contains(&ex.id))
+            })
             .map(|ex| ex.id)
             .collect();
         ids.sort_unstable();
@@ -462,6 +571,9 @@ impl Shard {
         // needs is what a restart from here needs.
         let floor = self.needs_floor(first_offset);
         self.snapshots_pending.push((first_offset, floor));
+        // Every message below the snapshot was written by now.
+        let now = self.now_ms;
+        self.sample_age(first_offset, now);
         records
     }
 
@@ -581,6 +693,10 @@ impl Shard {
                 let Some(ex) = self.exchanges.get_mut(&e.request_id) else {
                     return;
                 };
+                // The archive copies a finished history once: nothing may
+                // change it afterwards (request-side steps end with the
+                // answer, answer-side steps with the consumer's ack).
+                assert!(!ex.finished(), "a finished history is final");
                 match e.kind {
                     EventKind::Delivered => ex.deliveries = ex.deliveries.max(e.count),
                     EventKind::Acked => ex.acked = true,
@@ -593,6 +709,12 @@ impl Shard {
                 ex.record(e.kind, e.time_ms, e.count);
                 if e.kind == EventKind::AnswerAcked && ex.finished() {
                     self.arm_eviction(e.request_id, e.time_ms);
+                    if !durable && self.config.archive_histories {
+                        // Archived only once the record that finished it is
+                        // durable: the archive never holds a history a crash
+                        // could still undo. (Replay archives in `recovered`.)
+                        self.defer(offset, Deferred::Finished(e.request_id));
+                    }
                 }
             }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
@@ -699,7 +821,7 @@ impl Shard {
                     )
                 }
             }
-            Command::Status { id } => self.status(&caller, id),
+            Command::Status { id } => self.status(token, &caller, id),
             Command::QueueStats { queue } => self.stats(&caller, queue),
         };
         // `None`: the reply comes later (after a commit, a wait or an answer).
@@ -1244,29 +1366,39 @@ impl Shard {
         });
     }
 
-    fn status(&mut self, caller: &ParticipantId, id: MessageId) -> Result<Option<Reply>, HubError> {
+    fn status(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        id: MessageId,
+    ) -> Result<Option<Reply>, HubError> {
         if id.shard() != self.config.shard {
             return Err(HubError::NotFound);
         }
-        let request_id = self.answer_index.get(&id).copied().unwrap_or(id);
-        let ex = self.exchanges.get(&request_id).ok_or(HubError::NotFound)?;
         let operator = self
             .registry
             .participant(caller)
             .is_some_and(|p| p.roles.operator);
-        if !(operator || &ex.consumer == caller || &ex.provider == caller) {
+        let request_id = self.answer_index.get(&id).copied().unwrap_or(id);
+        if !self.exchanges.contains_key(&request_id) {
+            if !self.config.archive_histories {
+                return Err(HubError::NotFound);
+            }
+            // Not in memory: finished and archived, or never seen here.
+            self.out.push(Output::StatusFromArchive {
+                token,
+                id,
+                caller: caller.clone(),
+                operator,
+            });
+            return Ok(None);
+        }
+        let view = self.view(request_id);
+        if !view.visible_to(caller, operator) {
             // Not visible: the same answer as for an id that does not exist.
             return Err(HubError::NotFound);
         }
-        Ok(Some(Reply::Status(StatusView {
-            request_id,
-            answer_id: ex.outcome.as_ref().map(|o| o.answer_id),
-            kind: ex.kind.clone(),
-            consumer: ex.consumer.clone(),
-            provider: ex.provider.clone(),
-            deadline_ms: ex.deadline_ms,
-            events: ex.history.clone(),
-        })))
+        Ok(Some(Reply::Status(view)))
     }
 
     fn stats(&mut self, caller: &ParticipantId, queue: QueueId) -> Result<Option<Reply>, HubError> {
@@ -1324,6 +1456,7 @@ impl Shard {
                     ex.outcome.as_mut().expect("answered").durable = true;
                     self.route_answer(id);
                 }
+                Deferred::Finished(id) => self.ask_archive(id),
             }
         }
     }
@@ -1419,17 +1552,12 @@ impl Shard {
                 if !self.exchanges.get(&id).is_some_and(Exchange::finished) {
                     return;
                 }
-                let ex = self.exchanges.remove(&id).expect("present");
-                if let Some(o) = &ex.outcome {
-                    self.answer_index.remove(&o.answer_id);
+                if self.config.archive_histories && !self.archived.contains(&id) {
+                    // Its history leaves memory only once the archive holds it.
+                    self.evict_when_archived.insert(id);
+                    return;
                 }
-                if let Some(key) = ex.idempotency_key {
-                    let k = (ex.consumer, ex.kind, key);
-                    if self.dedup.get(&k) == Some(&id) {
-                        self.dedup.remove(&k);
-                    }
-                }
-                self.counters.evicted += 1;
+                self.evict(id);
             }
             Timer::Dedup(id) => {
                 if let Some(ex) = self.exchanges.get(&id) {
@@ -1441,6 +1569,71 @@ impl Shard {
                     }
                 }
             }
+        }
+    }
+
+    /// Removes a finished exchange from memory (its history is archived, or
+    /// kept nowhere when archiving is off).
+    fn evict(&mut self, id: MessageId) {
+        let ex = self.exchanges.remove(&id).expect("present");
+        assert!(ex.finished());
+        self.archived.remove(&id);
+        self.evict_when_archived.remove(&id);
+        if let Some(o) = &ex.outcome {
+            self.answer_index.remove(&o.answer_id);
+        }
+        if let Some(key) = ex.idempotency_key {
+            let k = (ex.consumer, ex.kind, key);
+            if self.dedup.get(&k) == Some(&id) {
+                self.dedup.remove(&k);
+            }
+        }
+        self.counters.evicted += 1;
+    }
+
+    /// The history of a finished exchange, as `status` shows it.
+    fn view(&self, request_id: MessageId) -> StatusView {
+        let ex = &self.exchanges[&request_id];
+        StatusView {
+            request_id,
+            answer_id: ex.outcome.as_ref().map(|o| o.answer_id),
+            kind: ex.kind.clone(),
+            consumer: ex.consumer.clone(),
+            provider: ex.provider.clone(),
+            deadline_ms: ex.deadline_ms,
+            events: ex.history.clone(),
+        }
+    }
+
+    /// Hands a finished exchange's history to the archive (once at a time).
+    fn ask_archive(&mut self, id: MessageId) {
+        if !self.config.archive_histories || self.archived.contains(&id) {
+            return;
+        }
+        let Some(ex) = self.exchanges.get(&id) else {
+            return;
+        };
+        assert!(ex.finished(), "only a finished history is final");
+        if !self.archiving.insert(id) {
+            return;
+        }
+        self.counters.archive_asked += 1;
+        let history = self.view(id);
+        self.out.push(Output::Archive { history });
+    }
+
+    /// The archive holds `request_id`'s history durably.
+    fn archived(&mut self, request_id: MessageId) {
+        if !self.archiving.remove(&request_id) {
+            return; // not asked for (or asked before a restart)
+        }
+        self.counters.archived += 1;
+        if !self.exchanges.contains_key(&request_id) {
+            return;
+        }
+        self.archived.insert(request_id);
+        if self.evict_when_archived.contains(&request_id) {
+            self.evict(request_id);
         }
     }
 

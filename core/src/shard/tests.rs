@@ -1434,6 +1434,13 @@ fn given_async_kind_when_call_then_malformed() {
 /// One whole exchange, one step per millisecond: send at T0, delivered at
 /// +1, acked at +2, answered at +3, answer delivered at +4, acked at +5.
 fn finished_exchange(d: &mut Driver) -> (MessageId, MessageId) {
+    let (id, answer_id, _) = finished_exchange_out(d);
+    (id, answer_id)
+}
+
+/// As `finished_exchange`, also returning the outputs of the last commit
+/// (the one that makes the consumer's ack of the answer durable).
+fn finished_exchange_out(d: &mut Driver) -> (MessageId, MessageId, Vec<Output>) {
     let id = d.send_ok("MFC", request(ASYNC));
     d.set_time(T0 + 1);
     d.fetch("FNS", requests(ASYNC), 1, 1);
@@ -1456,8 +1463,8 @@ fn finished_exchange(d: &mut Driver) -> (MessageId, MessageId) {
         ),
         Ok(Reply::Done)
     );
-    d.commit();
-    (id, answer_id)
+    let out = d.commit();
+    (id, answer_id, out)
 }
 
 #[test]
@@ -2000,4 +2007,203 @@ fn given_test_flag_and_transaction_when_delivered_then_carried_to_request_and_an
     let got = d.fetch("FNS", requests(ASYNC), 1, 1);
     assert_eq!(got[0].id, plain);
     assert!(!got[0].test && got[0].transaction.is_none());
+}
+
+// ---- the history archive (ADR 0005) ----
+
+fn archiving(keep_ms: u64) -> ShardConfig {
+    ShardConfig {
+        finished_keep_ms: Some(keep_ms),
+        snapshot_finished: false,
+        archive_histories: true,
+        ..config(0, 1)
+    }
+}
+
+fn archive_asks(out: &[Output]) -> Vec<StatusView> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Archive { history } => Some(history.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn snapshot_ids(d: &mut Driver) -> Vec<MessageId> {
+    let next = d.shard.next_offset();
+    d.shard
+        .snapshot(next)
+        .iter()
+        .filter_map(|r| match r {
+            Record::SnapshotPart(b) => Some(snapshot::decode_exchange(b).unwrap().id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn given_archiving_when_answer_ack_not_yet_durable_then_no_archive_asked_until_it_is() {
+    let mut d = Driver::with_config(archiving(1_000));
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    d.respond("FNS", id);
+    let answer = d.fetch("MFC", answers("MFC"), 1, 9);
+    let (_, out) = d.command(
+        "MFC",
+        Command::Ack {
+            queue: answers("MFC"),
+            id: answer[0].id,
+            reader: 9,
+        },
+    );
+    assert!(
+        archive_asks(&out).is_empty(),
+        "the finishing record is not durable yet"
+    );
+    let out = d.commit();
+    let asked = archive_asks(&out);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        asked[0],
+        d.status("OPERATOR", id).unwrap(),
+        "exactly what status shows"
+    );
+    assert_eq!(d.shard.archiving_count(), 1);
+}
+
+#[test]
+fn given_eviction_due_before_archive_durable_when_archived_then_it_leaves_memory_then() {
+    let mut d = Driver::with_config(archiving(1_000));
+    let (id, answer_id, out) = finished_exchange_out(&mut d);
+    assert_eq!(archive_asks(&out).len(), 1);
+    d.tick_at(T0 + 5 + 1_000);
+    assert!(
+        d.shard.exchange(id).is_some(),
+        "kept until the archive holds it"
+    );
+    assert!(d.status("MFC", id).is_ok());
+    d.step(Input::Archived { request_id: id });
+    assert!(d.shard.exchange(id).is_none(), "evicted once archived");
+    assert_eq!(d.shard.counters().evicted, 1);
+    assert_eq!(d.shard.counters().archived, 1);
+    for asked in [id, answer_id] {
+        let (token, out) = d.command("SFR", Command::Status { id: asked });
+        assert!(reply(&out, token).is_none(), "the archive answers: {out:?}");
+        assert!(
+            out.iter().any(|o| matches!(o, Output::StatusFromArchive { token: t, id: i, caller, operator: false }
+                if *t == token && *i == asked && caller == &p("SFR"))),
+            "{out:?}"
+        );
+    }
+    let (_, out) = d.command("OPERATOR", Command::Status { id });
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::StatusFromArchive { operator: true, .. })));
+}
+
+#[test]
+fn given_archived_before_eviction_when_keep_passes_then_evicted_at_once() {
+    let mut d = Driver::with_config(archiving(1_000));
+    let (id, _, _) = finished_exchange_out(&mut d);
+    d.step(Input::Archived { request_id: id });
+    assert!(
+        d.status("MFC", id).is_ok(),
+        "still in memory for finished_keep_ms"
+    );
+    d.tick_at(T0 + 5 + 1_000);
+    assert!(d.shard.exchange(id).is_none());
+}
+
+#[test]
+fn given_finished_not_yet_archived_when_snapshot_then_kept_in_it_until_archived() {
+    let mut d = Driver::with_config(archiving(60_000));
+    let (id, _, _) = finished_exchange_out(&mut d);
+    assert_eq!(
+        snapshot_ids(&mut d),
+        vec![id],
+        "the snapshot is its only copy"
+    );
+    d.step(Input::Archived { request_id: id });
+    assert!(snapshot_ids(&mut d).is_empty(), "the archive holds it now");
+}
+
+#[test]
+fn given_finished_exchange_in_replayed_log_when_recovered_then_archive_asked_again() {
+    let mut d = Driver::with_config(archiving(60_000));
+    let (id, answer_id, _) = finished_exchange_out(&mut d);
+    let (mut r, out) = d.restart();
+    let asked = archive_asks(&out);
+    assert_eq!(asked.len(), 1, "{out:?}");
+    assert_eq!(asked[0].request_id, id);
+    assert_eq!(asked[0].answer_id, Some(answer_id));
+    // The archive already held it: it says so at once and nothing else happens.
+    let out = r.step(Input::Archived { request_id: id });
+    assert!(appended(&out).is_empty());
+    assert!(archive_asks(&out).is_empty());
+}
+
+#[test]
+fn given_archived_unknown_request_when_reported_then_ignored() {
+    let mut d = Driver::with_config(archiving(60_000));
+    let out = d.step(Input::Archived {
+        request_id: MessageId::new(T0, 0, 77),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(d.shard.counters().archived, 0);
+}
+
+#[test]
+fn given_archiving_off_when_evicted_then_not_found_as_before() {
+    let mut d = Driver::with_config(ShardConfig {
+        finished_keep_ms: Some(10),
+        ..config(0, 1)
+    });
+    let (id, _, out) = finished_exchange_out(&mut d);
+    assert!(archive_asks(&out).is_empty());
+    d.tick_at(T0 + 100);
+    assert_eq!(d.status("MFC", id), Err(HubError::NotFound));
+}
+
+#[test]
+fn given_retention_period_when_messages_younger_then_floor_held_back_until_they_age() {
+    const PERIOD_MS: u64 = 10_000;
+    let mut d = Driver::with_config(ShardConfig {
+        retention_ms: PERIOD_MS,
+        ..archiving(1)
+    });
+    let (id, _, _) = finished_exchange_out(&mut d);
+    d.step(Input::Archived { request_id: id });
+    d.tick_at(T0 + 10);
+    let first = d.shard.next_offset();
+    d.shard.snapshot(first);
+    d.commit();
+    d.shard.snapshot_durable(first);
+    assert_eq!(
+        d.shard.retention_floor(),
+        0,
+        "its messages are younger than the period"
+    );
+    d.tick_at(T0 + 10 + PERIOD_MS);
+    let second = d.shard.next_offset();
+    d.shard.snapshot(second);
+    d.commit();
+    d.shard.snapshot_durable(second);
+    assert_eq!(
+        d.shard.retention_floor(),
+        first,
+        "below the first snapshot everything is older than the period"
+    );
+    let mut no_period = Driver::with_config(archiving(1));
+    let (id, _, _) = finished_exchange_out(&mut no_period);
+    no_period.step(Input::Archived { request_id: id });
+    no_period.tick_at(T0 + 10);
+    let start = no_period.shard.next_offset();
+    no_period.shard.snapshot(start);
+    no_period.commit();
+    no_period.shard.snapshot_durable(start);
+    assert_eq!(
+        no_period.shard.retention_floor(),
+        start,
+        "no period: as soon as nothing needs it"
+    );
 }

@@ -252,6 +252,14 @@ pub struct StatusView {
     pub events: Vec<HistoryEvent>,
 }
 
+impl StatusView {
+    /// The visibility rule of `status`: the exchange's consumer, its
+    /// provider, or an operator.
+    pub fn visible_to(&self, caller: &ParticipantId, operator: bool) -> bool {
+        operator || &self.consumer == caller || &self.provider == caller
+    }
+}
+
 /// One step in a history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryEvent {
@@ -318,6 +326,12 @@ pub enum Input {
     },
     /// A message from another shard (or this one).
     Peer(PeerMsg),
+    /// The history archive holds this finished exchange's history durably
+    /// (after an [`Output::Archive`]): it may now leave memory.
+    Archived {
+        /// The exchange's request.
+        request_id: MessageId,
+    },
     /// A `call`'s answer was handed to its caller (`taken`), or the caller
     /// was gone (`!taken`: the answer goes to the answer queue instead).
     CallReplied {
@@ -363,5 +377,25 @@ pub enum Output {
     ArmTimer {
         /// Hub time, ms.
         at_ms: u64,
+    },
+    /// Write this finished exchange's history to the history archive; once
+    /// it is durable there, feed [`Input::Archived`]. Writing one the archive
+    /// already holds is harmless (a restart asks again for every finished
+    /// exchange it replayed).
+    Archive {
+        /// The history, exactly as `status` shows it.
+        history: StatusView,
+    },
+    /// Answer `token` from the history archive: the history of `id` (a
+    /// request or an answer id) if `caller` may read it, else `NotFound`.
+    StatusFromArchive {
+        /// The operation.
+        token: Token,
+        /// The id asked about.
+        id: MessageId,
+        /// Who asks.
+        caller: ParticipantId,
+        /// The caller is an operator: it may read any history.
+        operator: bool,
     },
 }

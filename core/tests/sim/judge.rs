@@ -367,6 +367,8 @@ impl World {
             }
             Output::ToShard { shard, .. } => self.mix(&shard.to_le_bytes()),
             Output::ArmTimer { at_ms } => self.mix(&at_ms.to_le_bytes()),
+            Output::Archive { history } => self.mix(&history.request_id.0.to_le_bytes()),
+            Output::StatusFromArchive { token, .. } => self.mix(&token.to_le_bytes()),
         }
         match o {
             Output::Append { offset, record } => self.on_append(ctx, offset, record),
@@ -390,6 +392,15 @@ impl World {
                 *t = Some(t.map_or(at_ms, |x| x.min(at_ms)));
                 Ok(())
             }
+            // The simulated hub keeps every history in memory
+            // (`archive_histories` off): the shard never asks for these.
+            Output::Archive { history } => Err(format!(
+                "archive of {} asked with archiving off",
+                history.request_id
+            )),
+            Output::StatusFromArchive { id, .. } => Err(format!(
+                "status of {id} sent to the archive with archiving off"
+            )),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::error::HubError;
 use crate::ids::ParticipantId;
 use crate::registry::Registry;
 use crate::runtime::alarm::Alarm;
+use crate::runtime::archive::Archive;
 use crate::runtime::committer::Commits;
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplySender};
 use crate::runtime::message::Message;
@@ -112,6 +113,14 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
+    let archive = match Archive::open(&start.dir, id, &start.log_config).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = log.close().await;
+            let _ = ready.send((id, Err(e)));
+            return Ok(());
+        }
+    };
     let commits = Commits::new(log.stats().durable_offset);
     commits.start(log.clone());
     let outbox = Outbox::start(id, &start.inlet.mesh.inboxes, start.outbox_messages_max);
@@ -121,6 +130,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         shard_count: start.inlet.mesh.shard_count(),
         shard,
         log,
+        archive,
         registry: start.registry,
         clock: HubClock::default(),
         inlet: start.inlet,
@@ -164,6 +174,8 @@ struct ShardTask {
     shard_count: u16,
     shard: Shard,
     log: Log,
+    /// The history archive (its own log, committer and id index).
+    archive: Archive,
     registry: Arc<Registry>,
     clock: HubClock,
     /// Dropped last (with the task): marks the shard closed, then empties its channels.
@@ -275,7 +287,11 @@ impl ShardTask {
             }
         };
         let committed = async {
-            self.commits.wake_driver.wait().await;
+            future::or(
+                self.commits.wake_driver.wait(),
+                self.archive.commits.wake_driver.wait(),
+            )
+            .await;
             Wake::Local
         };
         let timer = async {
@@ -304,6 +320,19 @@ impl ShardTask {
             self.fail_storage(full);
             self.feed_local().await;
         }
+        for request_id in self.archive.settle() {
+            self.feed(Input::Archived { request_id }).await;
+        }
+        if let Some(full) = self.archive.commits.take_failure() {
+            // A failed history log is as fatal as a failed shard log: the
+            // histories waiting on it stay in memory and in snapshots.
+            tracing::error!(
+                shard = self.id,
+                "history log failed; the shard accepts nothing more"
+            );
+            self.fail_storage(full);
+            self.feed_local().await;
+        }
         if let Some(at_ms) = self.timer_at_ms {
             if at_ms <= self.clock.now_ms() {
                 self.timer_at_ms = None;
@@ -324,6 +353,7 @@ impl ShardTask {
             && self.commits.settled()
             && self.fed_durable >= self.commits.durable()
             && self.outbox.is_empty()
+            && self.archive.settled()
     }
 
     /// Ends a turn: asks for the turn's appends to be committed, starts a
@@ -332,6 +362,7 @@ impl ShardTask {
         if let Some(last) = self.appended_last.take() {
             self.commits.want(last);
         }
+        self.archive.end_turn();
         if self.records_since_snapshot >= self.snapshot_every_records
             && self.snapshot.is_none()
             && !self.log_failed

@@ -6,11 +6,14 @@ use super::ShardTask;
 use crate::error::HubError;
 use crate::ids::{MessageId, QueueId};
 use crate::record::Record;
+use crate::runtime::archive::Archived;
 use crate::runtime::mesh::Inbound;
 use crate::runtime::message::{Accepted, Message, Response};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
-use crate::shard::{Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, Reply, Token};
+use crate::shard::{
+    Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, Reply, StatusView, Token,
+};
 use bytes::Bytes;
 use gonets_storage::LogError;
 
@@ -29,6 +32,16 @@ impl ShardTask {
                 Output::ArmTimer { at_ms } => {
                     self.timer_at_ms = Some(self.timer_at_ms.map_or(at_ms, |t| t.min(at_ms)));
                     self.alarm.set(at_ms);
+                }
+                Output::Archive { history } => self.archive_history(&history).await,
+                Output::StatusFromArchive {
+                    token,
+                    id,
+                    caller,
+                    operator,
+                } => {
+                    let result = self.archive.status(id, &caller, operator);
+                    self.reply(token, result);
                 }
             }
         }
@@ -57,6 +70,25 @@ impl ShardTask {
             }
             Err(e) => {
                 tracing::error!(shard = self.id, offset, error = %e, "append failed; the shard accepts nothing more");
+                self.fail_storage(matches!(e, LogError::StorageFull));
+            }
+        }
+    }
+
+    /// Writes a finished exchange's history to the archive; the shard hears
+    /// `Archived` once it is durable there (at once if it was already).
+    async fn archive_history(&mut self, history: &StatusView) {
+        if self.log_failed {
+            return; // the shard refuses work; it stays in memory
+        }
+        let timestamp_ns = self.clock.now_ms().saturating_mul(1_000_000);
+        match self.archive.archive(history, timestamp_ns).await {
+            Ok(Archived::AlreadyHeld) => self.local.push_back(Input::Archived {
+                request_id: history.request_id,
+            }),
+            Ok(Archived::Appended) => {}
+            Err(e) => {
+                tracing::error!(shard = self.id, error = %e, "history archive append failed; the shard accepts nothing more");
                 self.fail_storage(matches!(e, LogError::StorageFull));
             }
         }

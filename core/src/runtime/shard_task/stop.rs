@@ -11,12 +11,22 @@ impl ShardTask {
             if let Some(last) = self.appended_last.take() {
                 self.commits.want(last);
             }
-            // Bounded by one commit of the log (or its failure).
-            while !self.commits.settled() {
-                self.commits.wake_driver.wait().await;
+            self.archive.end_turn();
+            // Bounded by one commit of each log (or its failure).
+            while !self.commits.settled() || !self.archive.commits.settled() {
+                futures_lite::future::or(
+                    futures_lite::future::or(
+                        self.commits.wake_driver.wait(),
+                        self.archive.commits.wake_driver.wait(),
+                    ),
+                    // Looks again even if a wake-up went missing (seen,
+                    // rarely, under heavy CPU oversubscription).
+                    glommio::timer::sleep(Duration::from_millis(SETTLE_POLL_MS)),
+                )
+                .await;
             }
             self.settle_local().await;
-            if self.appended_last.is_none() {
+            if self.appended_last.is_none() && self.archive.settled() {
                 return;
             }
         }
@@ -58,13 +68,22 @@ impl ShardTask {
                 .await;
             }
         }
+        if let Err(e) = self.archive.close().await {
+            if !self.log_failed {
+                tracing::warn!(shard = self.id, error = %e, "closing the history log");
+            }
+        }
         self.outbox.stop();
         self.commits.stop();
         self.alarm.stop();
         let closed = self.log.close().await;
         // Bounded by the committer noticing the stop.
         while self.commits.running() {
-            self.commits.wake_driver.wait().await;
+            futures_lite::future::or(
+                self.commits.wake_driver.wait(),
+                glommio::timer::sleep(Duration::from_millis(SETTLE_POLL_MS)),
+            )
+            .await;
         }
         // Sessions still waiting hear `Unavailable` as their reply channels drop here.
         self.replies.clear();
