@@ -39,6 +39,9 @@ pub struct Participant {
     pub roles: Roles,
     /// Development token (the network layer authenticates with it or mTLS).
     pub token: Option<String>,
+    /// Pinned client certificate: SHA-256 of its DER, 64 lowercase hex digits.
+    /// When set, mTLS accepts only this certificate for the participant.
+    pub certificate_sha256: Option<String>,
 }
 
 /// A kind of data ("вид сведений") and the rules for requesting it.
@@ -95,6 +98,18 @@ pub enum RegistryError {
     Invalid(String),
 }
 
+/// A pinned certificate fingerprint: 64 hex digits in either case, kept lowercase.
+fn certificate_sha256(participant: &ParticipantId, text: &str) -> Result<String, RegistryError> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RegistryError::Invalid(format!(
+            "participant {participant}: certificate_sha256 {text:?} must be 64 hex digits \
+             (the SHA-256 of the certificate's DER, without colons, e.g. \
+             `openssl x509 -in cert.pem -outform der | sha256sum`)"
+        )));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
 impl Registry {
     /// Builds a registry from parts, checking every cross-reference.
     pub fn new(
@@ -102,7 +117,22 @@ impl Registry {
         kinds: Vec<DataKind>,
     ) -> Result<Registry, RegistryError> {
         let mut reg = Registry::default();
-        for p in participants {
+        let mut pins: HashMap<String, ParticipantId> = HashMap::new();
+        for mut p in participants {
+            if let Some(pin) = p.certificate_sha256.take() {
+                let pin = certificate_sha256(&p.id, &pin)?;
+                // One certificate has one CN, so a pin shared by two
+                // participants would lock one of them out for good.
+                if let Some(other) = pins.insert(pin.clone(), p.id.clone()) {
+                    if other != p.id {
+                        return Err(RegistryError::Invalid(format!(
+                            "participant {}: certificate_sha256 already pinned by {other}",
+                            p.id
+                        )));
+                    }
+                }
+                p.certificate_sha256 = Some(pin);
+            }
             if reg.participants.insert(p.id.clone(), p.clone()).is_some() {
                 return Err(RegistryError::Invalid(format!(
                     "participant {} twice",

@@ -3,7 +3,8 @@
 //! The text is read into plain serde structs that reject unknown fields,
 //! each entry is checked on its own (ids, roles, mode, the 2 s rule, tokens)
 //! and mapped to the registry types, and [`Registry::new`] then checks every
-//! cross-reference (providers, consumers, duplicate ids, positive limits).
+//! cross-reference (providers, consumers, duplicate ids, positive limits) and
+//! the pinned certificate fingerprints.
 
 use crate::ids::{DataKindId, ParticipantId};
 use crate::registry::{
@@ -31,6 +32,7 @@ struct ParticipantEntry {
     name: String,
     roles: Vec<String>,
     token: Option<String>,
+    certificate_sha256: Option<String>,
 }
 
 /// One `[[data_kind]]` table.
@@ -74,6 +76,8 @@ pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
             name: p.name.clone(),
             roles: roles(&p.id, &p.roles)?,
             token: p.token.clone(),
+            // Checked and lowercased by `Registry::new`.
+            certificate_sha256: p.certificate_sha256.clone(),
         });
     }
 
@@ -490,5 +494,70 @@ consumer = ["MFC"]
              token = \"dev-fns\"\n",
         ));
         assert!(m.contains("MVD") && m.contains("FNS"), "{m}");
+    }
+
+    #[test]
+    fn given_uppercase_certificate_sha256_when_parsed_then_kept_lowercase() {
+        let pin = "AB".repeat(32);
+        let reg = parse(&format!(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{pin}\"\n"
+        ))
+        .expect("parses");
+        let mfc = reg.participant_by_name("MFC").expect("MFC");
+        assert_eq!(mfc.certificate_sha256, Some("ab".repeat(32)));
+        let fns = parse(&base("")).expect("parses");
+        assert_eq!(
+            fns.participant_by_name("FNS")
+                .expect("FNS")
+                .certificate_sha256,
+            None,
+            "certificate_sha256 is optional"
+        );
+    }
+
+    #[test]
+    fn given_bad_certificate_sha256_when_parsed_then_invalid_naming_participant() {
+        let short = "ab".repeat(31);
+        let long = "ab".repeat(33);
+        let not_hex = format!("{}zz", "ab".repeat(31));
+        let colons = ["ab"; 32].join(":");
+        for bad in [
+            "",
+            short.as_str(),
+            long.as_str(),
+            not_hex.as_str(),
+            colons.as_str(),
+        ] {
+            let m = invalid_message(&format!(
+                "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+                 certificate_sha256 = \"{bad}\"\n"
+            ));
+            assert!(
+                m.contains("MFC") && m.contains("certificate_sha256") && m.contains("64 hex"),
+                "{bad:?}: {m}"
+            );
+        }
+        let m = toml_message(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = 42\n",
+        );
+        assert!(m.contains("certificate_sha256"), "{m}");
+    }
+
+    #[test]
+    fn given_certificate_sha256_pinned_twice_when_parsed_then_invalid() {
+        let pin = "cd".repeat(32);
+        let m = invalid_message(&format!(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{pin}\"\n\
+             [[participant]]\nid = \"FNS\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{}\"\n",
+            pin.to_ascii_uppercase()
+        ));
+        assert!(
+            m.contains("FNS") && m.contains("already pinned by MFC"),
+            "{m}"
+        );
     }
 }

@@ -89,6 +89,11 @@ impl HubHandle {
         &self.mesh.registry
     }
 
+    /// The most credits one subscription may hold.
+    pub fn subscription_credits_max(&self) -> u32 {
+        self.mesh.subscription_credits_max
+    }
+
     /// True once shutdown began: front ends stop accepting.
     pub fn stopping(&self) -> bool {
         self.mesh.stopped()

@@ -115,7 +115,10 @@ pub enum TlsError {
 }
 
 /// A [`TlsError::Io`] for `path`.
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+fn io_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> TlsError + 'a {
     move |source| TlsError::Io {
         action,
         path: path.to_path_buf(),
