@@ -28,6 +28,33 @@ const BULK_WINDOW: usize = 256;
 const BULK_PAYLOAD_BYTES: usize = 1024;
 /// Every n-th bulk request is refused NO_DATA by the provider.
 const REFUSE_EVERY: u64 = 20;
+/// Where the demo keeps its hub's data by default (replaced on every run).
+const DEMO_DIR_DEFAULT: &str = "gonets-demo";
+/// The file that marks a directory as the demo's own, safe to replace.
+const DEMO_MARKER: &str = ".gonets-demo";
+
+/// Empties `dir` for a new run if it is a previous demo's (marked), refuses
+/// to touch it otherwise, and marks it.
+fn prepare_demo_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty && !dir.join(DEMO_MARKER).exists() {
+            return Err(format!(
+                "{} exists and is not a previous demo's data directory; pass --data-dir with a new or empty directory",
+                dir.display()
+            )
+            .into());
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        b"made by gonets demo; replaced by its next run\n",
+    )?;
+    Ok(())
+}
+
 /// Time the bulk phase waits for the last answers after sending stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(15);
 
@@ -74,12 +101,8 @@ pub(crate) fn run(
     }
     crate::serve::init_logs();
     let seconds = seconds.clamp(2, 600);
-    let dir = data_dir.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        std::env::temp_dir().join(format!("gonets-demo-{stamp}-{}", std::process::id()))
-    });
+    let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR_DEFAULT));
+    prepare_demo_dir(&dir)?;
     checks::io_uring()?;
     checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&dir)?;
@@ -127,15 +150,32 @@ pub(crate) fn run(
     match (&outcome, stopped) {
         (Ok(report), Ok(())) => {
             println!("{report}");
+            let size_mb = dir_bytes(&dir) as f64 / 1e6;
             println!(
-                "data lives in {} (shard-N/ segment logs, dev-certs/)",
-                dir.display()
+                "data lives in {} ({size_mb:.0} MB: shard-N/ segment logs and snapshots, \
+                 dev-certs/); the next demo run replaces it",
+                std::path::absolute(&dir).unwrap_or(dir.clone()).display()
             );
             Ok(())
         }
         (Err(e), _) => Err(format!("demo failed: {e}").into()),
         (Ok(_), Err(e)) => Err(format!("hub did not stop cleanly: {e}").into()),
     }
+}
+
+/// Bytes of the files under `dir` (bounded by the demo's few directories).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 async fn connect(

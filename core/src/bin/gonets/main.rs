@@ -40,7 +40,7 @@ enum Command {
         /// Seconds of traffic (realtime, then bulk).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Where the hub keeps its data (default: a new directory under the system temp dir).
+        /// Where the hub keeps its data (default: ./gonets-demo, replaced on every run).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Shards (default: one per core).
