@@ -10,12 +10,19 @@
 //! Other operations report `Disconnected` and leave the retry to the caller
 //! (leases of a dropped connection go back to their queue by themselves).
 //!
-//! Modules: `link` (one live connection), `message` (what is delivered).
+//! Shard-aware mode ([`ShardAwareClient`]): one connection per shard to the
+//! shard's own port, each operation sent to the shard owning its queue or
+//! message.
+//!
+//! Modules: `link` (one live connection), `message` (what is delivered),
+//! `shard_aware`.
 
 mod link;
 mod message;
+mod shard_aware;
 
 pub use message::Delivered;
+pub use shard_aware::ShardAwareClient;
 
 use crate::error::HubError;
 use crate::ids::{MessageId, QueueId};
