@@ -2,13 +2,16 @@
 //! record format, and the glommio runtime that runs one shard per core
 //! behind the embedding API ([`Hub`]).
 
+pub mod client;
 pub mod error;
 pub mod ids;
+pub mod protocol;
 pub mod record;
 pub mod refusal;
 pub mod registry;
 mod registry_toml;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod tls;
 

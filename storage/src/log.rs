@@ -303,7 +303,11 @@ impl Log {
         config: LogConfig,
     ) -> Result<(Log, crate::RecoveryReport), LogError> {
         config.validate()?;
-        let (state, report) = crate::recovery::recover(dir.as_ref(), config).await?;
+        // glommio opens directories relative to no directory fd (EBADF for
+        // a relative path), and the process's cwd may change: hold an absolute one.
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| LogError::io("resolve directory", dir.as_ref(), e))?;
+        let (state, report) = crate::recovery::recover(&dir, config).await?;
         let log = Log {
             state: Rc::new(RefCell::new(state)),
         };

@@ -238,3 +238,29 @@ fn given_interrupted_roll_left_a_short_segment_when_reopened_then_appends_still_
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn given_relative_directory_when_opened_and_rolled_then_commits_and_reopens() {
+    // A relative path used to reach glommio's directory open unchanged and
+    // fail with EBADF at the first segment roll's directory sync.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let relative = std::path::PathBuf::from(".").join(dir.path().file_name().unwrap());
+    assert!(relative.is_relative());
+    run(move || async move {
+        let (log, _) = Log::open(&relative, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        let mut last = 0;
+        for i in 0..500u64 {
+            last = log.append(&[7u8; 2000], i, 0).await.unwrap();
+        }
+        log.commit(last).await.unwrap();
+        assert!(log.stats().segments > 1, "small segments must roll");
+        log.close().await.unwrap();
+        let (log, report) = Log::open(&relative, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(report.next_offset, 500);
+        log.close().await.unwrap();
+    });
+}

@@ -1,0 +1,301 @@
+//! The JSON headers of every frame, one type per opcode. Ids are UUID text,
+//! queues are `requests/<data kind>` or `answers/<participant>`, times are
+//! hub milliseconds since the Unix epoch. Unknown fields are ignored (a
+//! newer peer may add some); missing optional fields take their default.
+
+use serde::{Deserialize, Serialize};
+
+/// `Hello`: the versions the client speaks, and in plain-TCP development
+/// mode its participant id and token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol versions the client speaks.
+    pub versions: Vec<u8>,
+    /// Development mode only: who the client claims to be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
+    /// Development mode only: that participant's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Free text naming the client software (logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// Reply to `Hello`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloOk {
+    /// The version chosen.
+    pub version: u8,
+    /// The participant the connection acts for.
+    pub participant: String,
+    /// The shard this connection landed on.
+    pub shard: u16,
+    /// Shards in the hub (queues are placed by a hash modulo this).
+    pub shards: u16,
+    /// Per-shard ports for shard-aware clients, by shard (empty if none).
+    #[serde(default)]
+    pub shard_ports: Vec<u16>,
+    /// Largest JSON header the server takes, bytes.
+    pub header_bytes_max: u32,
+    /// Largest body the server takes, bytes.
+    pub body_bytes_max: u32,
+    /// Server software and version.
+    pub server: String,
+}
+
+/// `SendRequest` and `Call`; the body is the payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Data kind id.
+    pub kind: String,
+    /// A repeat within the dedup window returns the original acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Test traffic.
+    #[serde(default)]
+    pub test: bool,
+    /// Links the messages of one service case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    /// Marked as a state secret (refused).
+    #[serde(default)]
+    pub state_secret: bool,
+}
+
+/// Reply to `SendRequest`: durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The request's id.
+    pub id: String,
+    /// Hub time of acceptance, ms.
+    pub time_ms: u64,
+    /// True when this repeats an earlier send with the same idempotency key.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// `Fetch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetch {
+    /// The queue.
+    pub queue: String,
+    /// Most messages to return.
+    pub max: u32,
+    /// Longest wait for the first message, ms.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// Reply to `Fetch`: the body holds the payloads back to back, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    /// The messages.
+    pub messages: Vec<MessageHeader>,
+}
+
+/// A delivered message (in `Messages`, a `Call` reply or a `Push`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageHeader {
+    /// The queue it came from.
+    pub queue: String,
+    /// Its id.
+    pub id: String,
+    /// For answers: the request answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Data kind.
+    pub kind: String,
+    /// The sender (`HUB` for the hub's own refusals).
+    pub from: String,
+    /// `request`, `data` or `refusal`.
+    pub body: String,
+    /// For refusals: the code (`NO_DATA`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_code: Option<String>,
+    /// For refusals: the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_reason: Option<String>,
+    /// Hub time, ms.
+    pub time_ms: u64,
+    /// A request's absolute deadline, ms (0 for answers).
+    #[serde(default)]
+    pub deadline_ms: u64,
+    /// 1 on first delivery.
+    pub delivery_count: u32,
+    /// Test traffic.
+    #[serde(default)]
+    pub test: bool,
+    /// Transaction code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    /// The lease holder: `Ack`/`Nack` send it back.
+    pub lease: u64,
+    /// Length of this message's payload in the body, bytes.
+    pub payload_bytes: u32,
+}
+
+/// `Subscribe`: pushes come as `Push` frames with this request's correlation id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// The queue.
+    pub queue: String,
+    /// Messages allowed in flight.
+    pub credits: u32,
+}
+
+/// Reply to `Subscribe`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The subscription's number (the subscribe's correlation id).
+    pub subscription: u64,
+    /// Most credits it may hold at once.
+    pub credits_max: u32,
+}
+
+/// `AddCredits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddCredits {
+    /// The subscription.
+    pub subscription: u64,
+    /// Credits to add.
+    pub credits: u32,
+}
+
+/// `Unsubscribe`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    /// The subscription.
+    pub subscription: u64,
+}
+
+/// `Ack` and `Nack`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settle {
+    /// The queue the message came from.
+    pub queue: String,
+    /// The message.
+    pub id: String,
+    /// The lease holder from its `MessageHeader`.
+    pub lease: u64,
+    /// `Nack` only: delay before it is delivered again, ms.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// `SendResponse`; the body is the answer's payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// The request answered.
+    pub request_id: String,
+}
+
+/// `SendRefusal`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRefusal {
+    /// The request refused.
+    pub request_id: String,
+    /// `ACCESS_DENIED`, `NO_DATA`, `UNKNOWN_REQUEST_DESCRIPTION` or `FAILURE`.
+    pub code: String,
+    /// Free text.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `Status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// A request's or an answer's id.
+    pub id: String,
+}
+
+/// Reply to `Status`: the history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The request.
+    pub request_id: String,
+    /// Its answer, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_id: Option<String>,
+    /// Data kind.
+    pub kind: String,
+    /// Consumer.
+    pub consumer: String,
+    /// Provider.
+    pub provider: String,
+    /// Absolute deadline, ms.
+    pub deadline_ms: u64,
+    /// The steps, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// One step of a history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `accepted`, `delivered`, `acked`, ... (docs/protocol.md lists them).
+    pub kind: String,
+    /// Hub time, ms.
+    pub time_ms: u64,
+    /// Delivery number where it applies.
+    #[serde(default)]
+    pub count: u32,
+}
+
+/// `QueueStats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+}
+
+/// Reply to `QueueStats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatsReply {
+    /// Messages in the queue.
+    pub depth: u64,
+    /// Delivered and not yet acked.
+    pub in_flight: u64,
+    /// Age of the oldest message, ms.
+    pub oldest_age_ms: u64,
+}
+
+/// A header with no fields (`Ping`, and the replies that only say done).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// `Error`: why the request with the frame's correlation id failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Stable code name (`NOT_AUTHORIZED`, `BAD_FRAME`, ...).
+    pub code: String,
+    /// Stable code number.
+    pub code_num: u16,
+    /// Human-readable text.
+    pub message: String,
+    /// True when the server closes the connection after this frame.
+    #[serde(default)]
+    pub fatal: bool,
+    /// Fields some codes carry.
+    #[serde(default)]
+    pub details: ErrorDetails,
+}
+
+/// The machine-readable parts of an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetails {
+    /// `TOO_LARGE`: size sent, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// `TOO_LARGE`: limit, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes_max: Option<u64>,
+    /// `INVALID_FORMAT`: where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `INVALID_FORMAT`, `NOT_AUTHORIZED`, `MALFORMED`, ...: the text alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `ALREADY_ANSWERED`, `DUPLICATE`: the message concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}

@@ -1,0 +1,136 @@
+//! The wire protocol (docs/protocol.md): length-prefixed binary frames,
+//! each a fixed 24-byte header, a JSON header parsed with simd-json, and the
+//! payload bytes as received.
+//!
+//! Modules: `frame` (the fixed header, limits, the incremental decoder),
+//! `opcode`, `header` (the JSON header of every opcode), `error_code`
+//! (stable codes of every typed error), and here the conversions between
+//! the engine's types and their wire form.
+
+pub mod error_code;
+pub mod frame;
+pub mod frame_io;
+pub mod header;
+pub mod opcode;
+
+pub use error_code::ErrorCode;
+pub use frame::{encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, Limits};
+pub use opcode::Opcode;
+
+use crate::error::HubError;
+use crate::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use crate::record::AnswerBody;
+use crate::refusal::RefusalCode;
+use crate::runtime::Message;
+use crate::shard::{DeliveryBody, StatusView};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Parses a JSON header in place with simd-json (it rewrites the buffer).
+pub fn parse_header<T: DeserializeOwned>(json: &mut [u8]) -> Result<T, HubError> {
+    if json.is_empty() {
+        return Err(HubError::Malformed("empty JSON header".into()));
+    }
+    simd_json::serde::from_slice(json)
+        .map_err(|e| HubError::Malformed(format!("bad JSON header: {e}")))
+}
+
+/// Appends a frame with `header` serialised as its JSON header.
+pub fn encode<T: Serialize>(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    correlation_id: u64,
+    header: &T,
+    body: &[&[u8]],
+) {
+    // Serialising plain structs of strings and numbers cannot fail.
+    let json = serde_json::to_vec(header).expect("wire headers always serialise");
+    encode_frame(out, opcode, correlation_id, &json, body);
+}
+
+/// The wire name of a queue: `requests/<kind>` or `answers/<participant>`.
+pub fn queue_name(q: &QueueId) -> String {
+    q.to_string()
+}
+
+/// The queue of a wire name.
+pub fn parse_queue(s: &str) -> Result<QueueId, HubError> {
+    if let Some(kind) = s.strip_prefix("requests/").filter(|k| !k.is_empty()) {
+        Ok(QueueId::Requests(DataKindId::new(kind)))
+    } else if let Some(p) = s.strip_prefix("answers/").filter(|p| !p.is_empty()) {
+        Ok(QueueId::Answers(ParticipantId::new(p)))
+    } else {
+        Err(HubError::Malformed(format!(
+            "queue {s:?} is neither requests/<data kind> nor answers/<participant>"
+        )))
+    }
+}
+
+/// The message id of a wire string.
+pub fn parse_id(s: &str) -> Result<MessageId, HubError> {
+    s.parse()
+        .map_err(|_| HubError::Malformed(format!("{s:?} is not a message id (UUID)")))
+}
+
+/// The refusal code of a wire name.
+pub fn parse_refusal(s: &str) -> Result<RefusalCode, HubError> {
+    RefusalCode::ALL
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| HubError::Malformed(format!("unknown refusal code {s:?}")))
+}
+
+/// The wire header of a delivered message (its payload goes in the body).
+pub fn message_header(m: &Message) -> header::MessageHeader {
+    let (body, refusal_code, refusal_reason) = match &m.body {
+        DeliveryBody::Request => ("request", None, None),
+        DeliveryBody::Answer(AnswerBody::Data) => ("data", None, None),
+        DeliveryBody::Answer(AnswerBody::Refusal { code, reason }) => (
+            "refusal",
+            Some(code.as_str().to_string()),
+            Some(reason.clone()),
+        ),
+    };
+    header::MessageHeader {
+        queue: queue_name(&m.queue),
+        id: m.id.to_string(),
+        reply_to: m.reply_to.map(|r| r.to_string()),
+        kind: m.kind.to_string(),
+        from: m.from.to_string(),
+        body: body.into(),
+        refusal_code,
+        refusal_reason,
+        time_ms: m.time_ms,
+        deadline_ms: m.deadline_ms,
+        delivery_count: m.delivery_count,
+        test: m.test,
+        transaction: m.transaction.clone(),
+        lease: m.lease_holder(),
+        payload_bytes: u32::try_from(m.payload.len())
+            .expect("payloads are bounded by the registry"),
+    }
+}
+
+/// The wire form of a history.
+pub fn status_reply(s: &StatusView) -> header::StatusReply {
+    header::StatusReply {
+        request_id: s.request_id.to_string(),
+        answer_id: s.answer_id.map(|a| a.to_string()),
+        kind: s.kind.to_string(),
+        consumer: s.consumer.to_string(),
+        provider: s.provider.to_string(),
+        deadline_ms: s.deadline_ms,
+        events: s
+            .events
+            .iter()
+            .map(|e| header::Event {
+                kind: e.kind.as_str().into(),
+                time_ms: e.time_ms,
+                count: e.count,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

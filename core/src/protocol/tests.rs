@@ -1,0 +1,190 @@
+//! Frame decoder tests, including a proptest fuzzer run in CI for a bounded
+//! number of cases (`PROPTEST_CASES` raises it).
+
+use super::*;
+use proptest::prelude::*;
+
+fn limits() -> Limits {
+    Limits {
+        header_bytes_max: 1024,
+        body_bytes_max: 4096,
+    }
+}
+
+fn frame_bytes(op: Opcode, id: u64, json: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, op, id, json, &[body]);
+    out
+}
+
+#[test]
+fn given_a_frame_split_anywhere_when_decoded_then_the_same_frame_comes_out() {
+    let bytes = frame_bytes(Opcode::SendRequest, 42, br#"{"kind":"k"}"#, b"payload");
+    for cut in 0..=bytes.len() {
+        let mut d = FrameDecoder::new(limits());
+        d.extend(&bytes[..cut]);
+        let first = d.next_frame().unwrap();
+        d.extend(&bytes[cut..]);
+        let frame = match first {
+            Some(f) => f,
+            None => d.next_frame().unwrap().expect("whole frame given"),
+        };
+        assert_eq!(frame.header.opcode, Opcode::SendRequest);
+        assert_eq!(frame.header.correlation_id, 42);
+        assert_eq!(&frame.json[..], br#"{"kind":"k"}"#);
+        assert_eq!(&frame.body[..], b"payload");
+        assert!(d.next_frame().unwrap().is_none());
+        d.finish().unwrap();
+    }
+}
+
+#[test]
+fn given_an_oversized_body_when_the_fixed_header_arrives_then_refused_before_allocation() {
+    let mut header = Vec::new();
+    FrameHeader {
+        opcode: Opcode::SendRequest,
+        flags: 0,
+        correlation_id: 1,
+        header_bytes: 2,
+        body_bytes: u32::MAX,
+    }
+    .encode(&mut header);
+    let mut d = FrameDecoder::new(limits());
+    let capacity = d.buffer_mut().capacity();
+    d.extend(&header);
+    assert_eq!(
+        d.next_frame(),
+        Err(FrameError::BodyTooLarge {
+            body_bytes: u32::MAX,
+            body_bytes_max: 4096
+        })
+    );
+    assert!(d.buffer_mut().capacity() <= capacity.max(64 * 1024));
+}
+
+#[test]
+fn given_an_oversized_header_when_decoded_then_header_too_large() {
+    let bytes = frame_bytes(Opcode::Ping, 1, &[b' '; 2000], b"");
+    let mut d = FrameDecoder::new(limits());
+    d.extend(&bytes);
+    assert!(matches!(
+        d.next_frame(),
+        Err(FrameError::HeaderTooLarge { .. })
+    ));
+}
+
+#[test]
+fn given_bad_magic_version_opcode_or_flags_when_decoded_then_each_has_its_error() {
+    let good = frame_bytes(Opcode::Ping, 1, b"{}", b"");
+    type Case = (usize, u8, fn(&FrameError) -> bool);
+    let cases: [Case; 4] = [
+        (0, b'X', |e| matches!(e, FrameError::BadMagic(_))),
+        (2, 9, |e| matches!(e, FrameError::UnsupportedVersion(9))),
+        (3, 0x7F, |e| matches!(e, FrameError::UnknownOpcode(0x7F))),
+        (4, 1, |e| matches!(e, FrameError::UnknownFlags(1))),
+    ];
+    for (at, value, expect) in cases {
+        let mut bytes = good.clone();
+        bytes[at] = value;
+        let mut d = FrameDecoder::new(limits());
+        d.extend(&bytes);
+        let e = d.next_frame().unwrap_err();
+        assert!(expect(&e), "byte {at} = {value}: got {e:?}");
+    }
+}
+
+#[test]
+fn given_a_stream_cut_inside_a_frame_when_finished_then_truncated() {
+    let bytes = frame_bytes(Opcode::Ping, 1, b"{}", b"abc");
+    let mut d = FrameDecoder::new(limits());
+    d.extend(&bytes[..bytes.len() - 1]);
+    assert!(d.next_frame().unwrap().is_none());
+    assert!(matches!(d.finish(), Err(FrameError::Truncated { .. })));
+}
+
+#[test]
+fn given_bad_json_when_parsed_then_malformed_not_a_panic() {
+    for bad in [&b""[..], b"{", b"[]", b"{\"kind\":5}", b"\xff\xfe", b"null"] {
+        let mut buf = bad.to_vec();
+        assert!(matches!(
+            parse_header::<header::SendRequest>(&mut buf),
+            Err(HubError::Malformed(_))
+        ));
+    }
+    let mut ok = br#"{"kind":"k","unknown_field":[1,2]}"#.to_vec();
+    let h: header::SendRequest = parse_header(&mut ok).unwrap();
+    assert_eq!(h.kind, "k");
+}
+
+#[test]
+fn given_wire_queue_names_when_parsed_then_round_trip_or_malformed() {
+    for q in ["requests/urn:x:1", "answers/MFC"] {
+        assert_eq!(queue_name(&parse_queue(q).unwrap()), q);
+    }
+    for bad in ["", "requests/", "answers/", "other/x", "requests"] {
+        assert!(parse_queue(bad).is_err(), "{bad}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Random bytes, fed in random chunks: the decoder returns frames or
+    /// one error, never panics, never holds more than the limits allow.
+    #[test]
+    fn fuzz_random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512),
+                                     chunk in 1usize..64,
+                                     magic_prefix in any::<bool>()) {
+        let mut input = bytes;
+        if magic_prefix && input.len() >= 4 {
+            // Steer half the cases past the magic and version checks.
+            input[0] = b'G'; input[1] = b'N'; input[2] = 1;
+        }
+        let mut d = FrameDecoder::new(limits());
+        'feed: for piece in input.chunks(chunk) {
+            d.extend(piece);
+            // Bounded: each iteration consumes a frame or stops.
+            for _ in 0..input.len() + 1 {
+                match d.next_frame() {
+                    Ok(Some(f)) => {
+                        prop_assert!(f.json.len() <= 1024 && f.body.len() <= 4096);
+                        let mut json = f.json.to_vec();
+                        let _ = parse_header::<header::SendRequest>(&mut json);
+                    }
+                    Ok(None) => break,
+                    Err(_) => break 'feed,
+                }
+            }
+        }
+        let _ = d.finish();
+    }
+
+    /// Valid frames, any split: all come out, in order, unchanged.
+    #[test]
+    fn fuzz_valid_frames_any_split_round_trip(
+        frames in proptest::collection::vec((1u8..=14, any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..200)), 1..8),
+        chunk in 1usize..97) {
+        let mut stream = Vec::new();
+        for (op, id, json, body) in &frames {
+            encode_frame(&mut stream, Opcode::from_u8(*op).unwrap(), *id, json, &[body]);
+        }
+        let mut d = FrameDecoder::new(limits());
+        let mut out = Vec::new();
+        for piece in stream.chunks(chunk) {
+            d.extend(piece);
+            while let Some(f) = d.next_frame().unwrap() {
+                out.push(f);
+            }
+        }
+        d.finish().unwrap();
+        prop_assert_eq!(out.len(), frames.len());
+        for (f, (op, id, json, body)) in out.iter().zip(&frames) {
+            prop_assert_eq!(f.header.opcode.to_u8(), *op);
+            prop_assert_eq!(f.header.correlation_id, *id);
+            prop_assert_eq!(&f.json[..], &json[..]);
+            prop_assert_eq!(&f.body[..], &body[..]);
+        }
+    }
+}
