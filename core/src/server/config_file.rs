@@ -94,8 +94,12 @@ pub struct CommitSection {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
-    /// How long a finished exchange's history stays in memory, ms.
+    /// How long a finished exchange's history stays in memory, ms (it is
+    /// archived and readable for ever after).
     pub finished_keep_ms: Option<u64>,
+    /// Segments whose messages are all finished are dropped once every
+    /// message in them is older than this, ms (0: as soon as nothing needs them).
+    pub retention_ms: Option<u64>,
 }
 
 /// What `gonets serve` runs: the hub's and the front end's settings.
@@ -147,6 +151,9 @@ impl ConfigFile {
         }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);
+        }
+        if let Some(r) = self.retention.retention_ms {
+            hub.shard.retention_ms = r;
         }
         let listen = match self.listen {
             Some(a) => a,
