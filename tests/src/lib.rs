@@ -3,6 +3,12 @@
 //! Every record the tests write is a deterministic function of its offset
 //! (payload, timestamp, flags), so any record found in a log can be checked
 //! without remembering what was written.
+//!
+//! `net`: the harness of the network tests (`tests/tests/net_*.rs`): a
+//! `gonets serve` child process, clients with its development certificates,
+//! raw sockets for malformed input.
+
+pub mod net;
 
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use std::ffi::CString;
@@ -147,6 +153,8 @@ pub fn check_offsets(log: &Log, offsets: impl IntoIterator<Item = u64>) -> Vec<S
 
 /// Runs `fut` to completion on a fresh glommio executor on this thread.
 pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    // Bounds a lost io_uring wake-up (see gonets_core::runtime::nudge).
+    let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .make()
         .expect("start a glommio executor (is RLIMIT_MEMLOCK large enough?)")

@@ -106,6 +106,7 @@ fn main() {
         Some(c) => glommio::Placement::Fixed(c),
         None => glommio::Placement::Unbound,
     };
+    let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
     let executor = glommio::LocalExecutorBuilder::new(placement)
         .preempt_timer(Duration::from_millis(1))
         .make()

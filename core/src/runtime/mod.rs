@@ -24,6 +24,7 @@ pub mod config;
 mod hub;
 mod mesh;
 mod message;
+pub mod nudge;
 mod outbox;
 mod payload;
 mod record_size;

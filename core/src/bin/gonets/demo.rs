@@ -137,6 +137,7 @@ pub(crate) fn run(
     let agencies = std::thread::Builder::new()
         .name("demo-agencies".into())
         .spawn(move || -> Result<String, String> {
+            let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
             let executor = glommio::LocalExecutorBuilder::default()
                 .name("demo-agencies")
                 .make()
