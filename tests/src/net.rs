@@ -528,13 +528,8 @@ fn wait_ready(child: &mut Child, log: &Path, offset: u64) -> Result<SocketAddr, 
 
 /// Runs `f` for at most `limit` on the current glommio executor; `None` after that.
 pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
-    use futures_lite::FutureExt;
-    async { Some(f.await) }
-        .or(async {
-            glommio::timer::sleep(limit).await;
-            None
-        })
-        .await
+    let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    gonets_core::runtime::within::within(ms, f).await
 }
 
 /// Runs `f` for at most `limit`; panics naming `what` after that.

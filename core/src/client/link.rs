@@ -5,15 +5,14 @@ use crate::client::{ClientConfig, ClientError, ClientSecurity};
 use crate::protocol::frame_io::{read_frame, ReadEnd};
 use crate::protocol::header::{self as h, ErrorReply};
 use crate::protocol::{self, Frame, FrameDecoder, Opcode};
+use crate::runtime::within::within;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::Task;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -60,15 +59,6 @@ pub(super) struct Link {
     routes: Rc<Routes>,
     next_id: Cell<u64>,
     tasks: RefCell<Vec<Task<()>>>,
-}
-
-async fn within<T>(ms: u64, f: impl std::future::Future<Output = T>) -> Option<T> {
-    async { Some(f.await) }
-        .or(async {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            None
-        })
-        .await
 }
 
 /// The client error an error frame stands for.

@@ -33,6 +33,7 @@ mod session;
 mod shard_task;
 mod signal;
 mod start_error;
+pub mod within;
 
 pub use config::{HubConfig, ShardTuning};
 pub use hub::{Hub, HubHandle};

@@ -10,6 +10,7 @@ use crate::error::HubError;
 use crate::protocol::frame_io::{read_frame, ReadEnd};
 use crate::protocol::header::{self as h, ErrorReply};
 use crate::protocol::{self, ErrorCode, Frame, FrameDecoder, Opcode};
+use crate::runtime::within::within;
 use crate::runtime::{HubHandle, Message, Session, Subscription};
 use crate::server::settings::{Security, ServerSettings};
 use crate::shard::NewRequest;
@@ -89,16 +90,6 @@ fn error_frame(correlation_id: u64, e: &ErrorReply) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     protocol::encode(&mut out, Opcode::Error, correlation_id, e, &[]);
     out
-}
-
-/// Runs `f` for at most `ms`; `None` after that.
-async fn within<T>(ms: u64, f: impl std::future::Future<Output = T>) -> Option<T> {
-    async { Some(f.await) }
-        .or(async {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            None
-        })
-        .await
 }
 
 /// Serves one accepted TCP connection until it closes.
