@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end rt over the network (issue 4's first figure): `gonets serve`
-# with one shard pinned to core 1, the `net-rt` generator (consumer MFC and
+# with one shard pinned to core 1, `gonets-loadgen rt` (consumer MFC and
 # provider MVD as real clients) pinned to core 0, open loop, over mutual TLS
 # and over plain loopback (dev-token mode). See bench/README.md.
 #
@@ -22,7 +22,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cargo build --release -p gonets-core --bin gonets -p gonets-bench --bin net-rt
+cargo build --release -p gonets-core --bin gonets
+cargo build --release -p gonets-loadgen
 out="bench/results/$(date -u +%Y-%m-%d)-net-$(hostname -s)"
 mkdir -p bench/results
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
@@ -47,9 +48,9 @@ TOML
     server_pid=$!
     for _ in $(seq 1 200); do grep -q "gonets listening" "$work/server.log" && break; sleep 0.1; done
     grep -q "gonets listening" "$work/server.log" || { cat "$work/server.log"; exit 1; }
-    ./target/release/net-rt --addr "127.0.0.1:$port" --security "$mode" --certs "$work/data/dev-certs" \
-      --rate "$rate" --seconds "$seconds" --warmup 2 --server-pid "$server_pid" --core 0 \
-      --json "$out-$mode-$r.json"
+    ./target/release/gonets-loadgen rt --target "127.0.0.1:$port" --security "$mode" \
+      --certs "$work/data/dev-certs" --rate "$rate" --duration "$seconds" --warmup 2 \
+      --server-pid "$server_pid" --core 0 --json "$out-$mode-$r.json" || true
     kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
   done
 done

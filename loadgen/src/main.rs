@@ -74,6 +74,21 @@ struct Args {
     /// Write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The hub's process id, to report its CPU per request (same machine only).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// CPU seconds (user + system) of process `pid`, from /proc.
+fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
 }
 
 fn security(args: &Args, who: &str) -> Result<ClientSecurity, String> {
@@ -209,11 +224,15 @@ async fn rt(args: Args) -> Result<bool, String> {
     let mut issued: u64 = 0;
     let mut measured_issued: u64 = 0;
     let mut next_progress = start + Duration::from_secs(1);
+    let mut cpu_start = None;
     // Open loop: each tick starts every call whose scheduled time has come.
     loop {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if cpu_start.is_none() && now >= measure_from {
+            cpu_start = Some(args.server_pid.and_then(process_cpu_s));
         }
         let due = (now.duration_since(start).as_secs_f64() * args.rate as f64) as u64;
         while issued < due {
@@ -266,6 +285,11 @@ async fn rt(args: Args) -> Result<bool, String> {
         }
         glommio::timer::sleep(Duration::from_micros(250)).await;
     }
+    let cpu_end = args.server_pid.and_then(process_cpu_s);
+    let server_cpu_us_per_request = match (cpu_start.flatten(), cpu_end) {
+        (Some(a), Some(b)) if t.answered.get() > 0 => Some((b - a) * 1e6 / t.answered.get() as f64),
+        _ => None,
+    };
     let drain_until = Instant::now() + Duration::from_secs(5);
     while t.outstanding.get() > 0 && Instant::now() < drain_until {
         glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -293,11 +317,12 @@ async fn rt(args: Args) -> Result<bool, String> {
         "p9999_us": q(0.9999), "max_us": h.max(),
         "over_2s": over_budget,
         "generator_lag_max_ms": lag_ms,
+        "server_cpu_per_request_us": server_cpu_us_per_request,
         "valid": valid,
     });
     println!(
         "rt {} at {}/s for {} s: answered {} of {} | p50 {:.2} ms p90 {:.2} p99 {:.2} p99.9 {:.2} \
-         p99.99 {:.2} max {:.2} | over 2 s: {over_budget} | errors {:?} | generator lag max {lag_ms:.1} ms{}",
+         p99.99 {:.2} max {:.2} | over 2 s: {over_budget} | errors {:?} | server CPU {} us/request | generator lag max {lag_ms:.1} ms{}",
         args.security,
         args.rate,
         args.duration,
@@ -310,6 +335,7 @@ async fn rt(args: Args) -> Result<bool, String> {
         q(0.9999) as f64 / 1000.0,
         h.max() as f64 / 1000.0,
         t.errors.borrow(),
+        server_cpu_us_per_request.map_or("?".into(), |v| format!("{v:.1}")),
         if valid { "" } else { " — INVALID: the generator fell behind its schedule (or could not send); figures not trustworthy" },
     );
     if let Some(path) = &args.json {
