@@ -98,11 +98,9 @@ fn security(args: &Args, who: &str) -> Result<ClientSecurity, String> {
             token: format!("dev-{}", who.to_lowercase()),
         }),
         "tls" => {
-            let files = tls::ClientTlsFiles {
-                ca: args.certs.join("ca.pem"),
-                cert: args.certs.join("clients").join(format!("{who}.pem")),
-                key: args.certs.join("clients").join(format!("{who}.key")),
-            };
+            let files = tls::DevCerts::layout(&args.certs, &[who])
+                .client_files(who)
+                .expect("the layout names the participant");
             Ok(ClientSecurity::Tls {
                 config: tls::client_config(&files).map_err(|e| e.to_string())?,
                 server_name: "localhost".into(),

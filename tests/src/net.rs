@@ -189,11 +189,9 @@ impl Endpoint {
 
 /// The client TLS files of `participant` in a development certificate directory.
 pub fn client_files(certs_dir: &Path, participant: &str) -> tls::ClientTlsFiles {
-    tls::ClientTlsFiles {
-        ca: certs_dir.join("ca.pem"),
-        cert: certs_dir.join("clients").join(format!("{participant}.pem")),
-        key: certs_dir.join("clients").join(format!("{participant}.key")),
-    }
+    tls::DevCerts::layout(certs_dir, &[participant])
+        .client_files(participant)
+        .expect("the layout names the participant")
 }
 
 /// A `gonets serve` child process; killed on drop.
@@ -206,19 +204,24 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts a server with `options` in a fresh temporary directory.
-    pub fn start(options: ServerOptions) -> ServerProcess {
+    /// A server in a fresh temporary directory, not started yet.
+    fn unlaunched(options: ServerOptions) -> ServerProcess {
         let dir = tempfile::Builder::new()
             .prefix("gonets-net-")
             .tempdir()
             .expect("make a temporary directory");
-        let mut server = ServerProcess {
+        ServerProcess {
             dir,
             options,
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
-        };
+        }
+    }
+
+    /// Starts a server with `options` in a fresh temporary directory.
+    pub fn start(options: ServerOptions) -> ServerProcess {
+        let mut server = ServerProcess::unlaunched(options);
         server.launch(None);
         server
     }
@@ -432,17 +435,7 @@ impl ServerProcess {
 
     /// Runs `gonets serve` expecting it to fail at start-up; its exit status and log.
     pub fn expect_start_failure(options: ServerOptions) -> (ExitStatus, String) {
-        let dir = tempfile::Builder::new()
-            .prefix("gonets-net-")
-            .tempdir()
-            .expect("make a temporary directory");
-        let mut server = ServerProcess {
-            dir,
-            options,
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            starts: 0,
-        };
+        let mut server = ServerProcess::unlaunched(options);
         let (mut child, _) = server.spawn(free_port());
         let wait = ready_wait();
         let deadline = Instant::now() + wait;

@@ -5,7 +5,7 @@
 //! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
 
 use gonets_core::client::{Client, ClientError, Delivered};
-use gonets_core::protocol::header::{ErrorReply, Fetch};
+use gonets_core::protocol::header::{Accepted, ErrorReply, Fetch};
 use gonets_core::protocol::Opcode;
 use gonets_core::record::AnswerBody;
 use gonets_core::{
@@ -29,6 +29,21 @@ fn requests(kind: &str) -> QueueId {
 
 fn answers(p: &str) -> QueueId {
     QueueId::Answers(ParticipantId::new(p))
+}
+
+/// MFC sends an EGRUL request with `payload`; FNS fetches it (checked to be that request).
+async fn send_and_fetch(
+    mfc: &Client,
+    fns: &Client,
+    payload: &'static str,
+) -> (Accepted, Delivered) {
+    let accepted = mfc
+        .send_request(NewRequest::new(EGRUL, payload))
+        .await
+        .expect("send_request");
+    let request = fetch_n(fns, &requests(EGRUL), 1).await.remove(0);
+    assert_eq!(request.id.to_string(), accepted.id);
+    (accepted, request)
 }
 
 /// Fetches until exactly `n` messages came (bounded), then checks none more is there.
@@ -204,12 +219,7 @@ fn given_a_fetched_request_when_nacked_with_a_delay_then_it_comes_back_after_the
     run_local(move || async move {
         let mfc = ep.connect("MFC").await;
         let fns = ep.connect("FNS").await;
-        let a = mfc
-            .send_request(NewRequest::new(EGRUL, "nack me"))
-            .await
-            .expect("send_request");
-        let first = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
-        assert_eq!(first.id.to_string(), a.id);
+        let (_, first) = send_and_fetch(&mfc, &fns, "nack me").await;
         assert_eq!(first.delivery_count, 1);
         let delay = Duration::from_millis(700);
         let nacked_at = Instant::now();
@@ -288,12 +298,7 @@ fn given_a_subscription_when_requests_arrive_then_they_are_pushed_within_credits
         assert_eq!(back.id, pushed[4].id, "the unacked push goes back");
         assert_eq!(back.delivery_count, 2);
         // After unsubscribing, new requests go to fetch, not to the old subscription.
-        let a = mfc
-            .send_request(NewRequest::new(EGRUL, "after"))
-            .await
-            .expect("send_request");
-        let m = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
-        assert_eq!(m.id.to_string(), a.id);
+        send_and_fetch(&mfc, &fns, "after").await;
     });
 }
 
@@ -330,12 +335,7 @@ fn given_a_request_when_the_provider_refuses_it_then_the_consumer_sees_the_refus
         let events = history(&mfc, req.id).await;
         assert!(events.iter().any(|e| e == "refused"), "history {events:?}");
         // Codes only the hub gives are refused to providers.
-        let b = mfc
-            .send_request(NewRequest::new(EGRUL, "second"))
-            .await
-            .expect("send_request");
-        let req = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
-        assert_eq!(req.id.to_string(), b.id);
+        let (_, req) = send_and_fetch(&mfc, &fns, "second").await;
         expect_hub(
             "a hub-only refusal code",
             fns.send_refusal(req.id, RefusalCode::Undeliverable, "x")

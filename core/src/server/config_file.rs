@@ -228,35 +228,10 @@ pub fn registry_tokens(registry: &Registry) -> HashMap<String, String> {
 /// restarts), made afresh otherwise.
 pub fn ensure_dev_certs(dir: &Path, registry: &Registry) -> Result<tls::DevCerts, ServerError> {
     let participants: Vec<String> = registry.participants().map(|p| p.id.to_string()).collect();
-    let existing = tls::DevCerts {
-        dir: dir.to_path_buf(),
-        ca_cert: dir.join("ca.pem"),
-        ca_key: dir.join("ca.key"),
-        server_cert: dir.join("server.pem"),
-        server_key: dir.join("server.key"),
-        clients: participants
-            .iter()
-            .map(|p| tls::ClientFiles {
-                participant: p.clone(),
-                cert: dir.join("clients").join(format!("{p}.pem")),
-                key: dir.join("clients").join(format!("{p}.key")),
-            })
-            .collect(),
-    };
-    let complete = [
-        &existing.ca_cert,
-        &existing.server_cert,
-        &existing.server_key,
-    ]
-    .iter()
-    .all(|p| p.exists())
-        && existing
-            .clients
-            .iter()
-            .all(|c| c.cert.exists() && c.key.exists());
-    if complete {
+    let ids: Vec<&str> = participants.iter().map(String::as_str).collect();
+    let existing = tls::DevCerts::layout(dir, &ids);
+    if existing.is_complete() {
         return Ok(existing);
     }
-    let ids: Vec<&str> = participants.iter().map(String::as_str).collect();
     Ok(tls::make_dev_certs(dir, &ids, &["localhost", "127.0.0.1"])?)
 }

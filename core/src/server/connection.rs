@@ -236,7 +236,7 @@ async fn run<S>(
         session,
         out: Rc::new(out),
         subscriptions: RefCell::new(HashMap::new()),
-        credits_max: handle_credits_max(&handle),
+        credits_max: handle.subscription_credits_max(),
     });
     let permits = Rc::new(Semaphore::new(settings.in_flight_per_connection_max as u64));
     let end = frame_loop(&conn, &permits, &mut reader, &mut decoder, &mut chunk).await;
@@ -248,11 +248,6 @@ async fn run<S>(
     conn.subscriptions.borrow_mut().clear();
     let _ = conn.out.send(Outgoing::Close).await;
     writer_task.await;
-}
-
-/// The most credits a subscription may hold (the hub's setting).
-fn handle_credits_max(handle: &HubHandle) -> u32 {
-    handle.subscription_credits_max()
 }
 
 /// Checks the hello; the session of the participant it establishes.
@@ -474,10 +469,7 @@ fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<ErrorRe
                 protocol::parse_queue(&r.queue).and_then(|q| Ok((q, protocol::parse_id(&r.id)?)));
             match parsed {
                 Err(e) => refused(e),
-                Ok((q, m)) if !conn.holds(r.lease) => {
-                    let _ = (q, m);
-                    refused(HubError::NotFound)
-                }
+                Ok(_) if !conn.holds(r.lease) => refused(HubError::NotFound),
                 Ok((q, m)) if frame.header.opcode == Opcode::Ack => {
                     Operation::Ack(id, q, m, r.lease)
                 }
@@ -714,45 +706,40 @@ async fn subscription_command(
     mut frame: Frame,
 ) -> Result<(), Box<ErrorReply>> {
     let id = frame.header.correlation_id;
-    let (subscription, command) = if frame.header.opcode == Opcode::AddCredits {
+    let (commands, command) = if frame.header.opcode == Opcode::AddCredits {
         let r: h::AddCredits = protocol::parse_header(&mut frame.json).map_err(bad_header)?;
-        (
-            r.subscription,
-            SubscriptionCommand::AddCredits {
-                credits: r.credits,
-                correlation_id: id,
-            },
-        )
+        let commands = conn
+            .subscriptions
+            .borrow()
+            .get(&r.subscription)
+            .map(|e| e.commands.clone());
+        let command = SubscriptionCommand::AddCredits {
+            credits: r.credits,
+            correlation_id: id,
+        };
+        (commands, command)
     } else {
         let r: h::Unsubscribe = protocol::parse_header(&mut frame.json).map_err(bad_header)?;
-        if let Some(entry) = conn.subscriptions.borrow_mut().remove(&r.subscription) {
-            // The task answers; removing it here stops acks naming its lease.
-            let _ = entry
-                .commands
-                .try_send(SubscriptionCommand::Unsubscribe { correlation_id: id });
-            return Ok(());
-        }
+        // Removed at once, so acks naming its lease are refused from here on;
+        // its task still gets the command (queued before the channel closes).
+        let commands = conn
+            .subscriptions
+            .borrow_mut()
+            .remove(&r.subscription)
+            .map(|e| e.commands);
         (
-            r.subscription,
+            commands,
             SubscriptionCommand::Unsubscribe { correlation_id: id },
         )
     };
-    let sender = conn
-        .subscriptions
-        .borrow()
-        .get(&subscription)
-        .map(|e| e.commands.clone());
-    match sender {
-        Some(tx) => {
-            if tx.send(command).await.is_err() {
-                conn.send(error_frame(id, &ErrorReply::from_hub(&HubError::NotFound)))
-                    .await;
-            }
-        }
-        None => {
-            let e = HubError::NotFound;
-            conn.send(error_frame(id, &ErrorReply::from_hub(&e))).await;
-        }
+    // The subscription's task answers the command; only a missing one is answered here.
+    let delivered = match commands {
+        Some(tx) => tx.send(command).await.is_ok(),
+        None => false,
+    };
+    if !delivered {
+        conn.send(error_frame(id, &ErrorReply::from_hub(&HubError::NotFound)))
+            .await;
     }
     Ok(())
 }

@@ -61,6 +61,37 @@ pub struct DevCerts {
 }
 
 impl DevCerts {
+    /// Where a set for `participants` lives under `dir` (the files may not exist).
+    pub fn layout(dir: &Path, participants: &[&str]) -> DevCerts {
+        let clients_dir = dir.join("clients");
+        DevCerts {
+            dir: dir.to_path_buf(),
+            ca_cert: dir.join("ca.pem"),
+            ca_key: dir.join("ca.key"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            clients: participants
+                .iter()
+                .map(|id| ClientFiles {
+                    participant: id.to_string(),
+                    cert: clients_dir.join(format!("{id}.pem")),
+                    key: clients_dir.join(format!("{id}.key")),
+                })
+                .collect(),
+        }
+    }
+
+    /// True when every file of the set exists.
+    pub fn is_complete(&self) -> bool {
+        [&self.ca_cert, &self.server_cert, &self.server_key]
+            .iter()
+            .all(|p| p.exists())
+            && self
+                .clients
+                .iter()
+                .all(|c| c.cert.exists() && c.key.exists())
+    }
+
     /// The client files of `participant`, if it was issued a certificate.
     pub fn client(&self, participant: &str) -> Option<&ClientFiles> {
         self.clients.iter().find(|c| c.participant == participant)
@@ -132,21 +163,7 @@ pub fn make_dev_certs(
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
 
-    let set = DevCerts {
-        dir: dir.to_path_buf(),
-        ca_cert: dir.join("ca.pem"),
-        ca_key: dir.join("ca.key"),
-        server_cert: dir.join("server.pem"),
-        server_key: dir.join("server.key"),
-        clients: participants
-            .iter()
-            .map(|id| ClientFiles {
-                participant: id.to_string(),
-                cert: clients_dir.join(format!("{id}.pem")),
-                key: clients_dir.join(format!("{id}.key")),
-            })
-            .collect(),
-    };
+    let set = DevCerts::layout(dir, participants);
     write_public(&set.ca_cert, &ca_cert.pem())?;
     write_secret(&set.ca_key, &issuer.key().serialize_pem())?;
     write_public(&set.server_cert, &server.cert.pem())?;

@@ -45,17 +45,9 @@ where
             token: token.clone(),
         },
         None => {
-            let files = tls::ClientTlsFiles {
-                ca: args.certs.join("ca.pem"),
-                cert: args
-                    .certs
-                    .join("clients")
-                    .join(format!("{}.pem", args.participant)),
-                key: args
-                    .certs
-                    .join("clients")
-                    .join(format!("{}.key", args.participant)),
-            };
+            let files = tls::DevCerts::layout(&args.certs, &[args.participant.as_str()])
+                .client_files(&args.participant)
+                .expect("the layout names the participant");
             ClientSecurity::Tls {
                 config: tls::client_config(&files)?,
                 server_name: args.server_name.clone(),
