@@ -1,0 +1,77 @@
+//! The parameters of the workloads, shared by the gonets and NATS drivers
+//! so that both run exactly the same load.
+
+use std::time::Duration;
+
+/// Where the generator's threads run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cores {
+    /// One generator thread per entry, pinned to that CPU (None: unpinned).
+    pub pins: Vec<Option<usize>>,
+}
+
+impl Cores {
+    /// `n` unpinned threads.
+    pub fn unpinned(n: usize) -> Cores {
+        assert!(n > 0, "at least one generator thread");
+        Cores {
+            pins: vec![None; n],
+        }
+    }
+
+    /// One thread pinned to each of `cpus`.
+    pub fn pinned(cpus: &[usize]) -> Cores {
+        assert!(!cpus.is_empty(), "at least one generator core");
+        Cores {
+            pins: cpus.iter().map(|&c| Some(c)).collect(),
+        }
+    }
+
+    /// Generator threads.
+    pub fn count(&self) -> usize {
+        self.pins.len()
+    }
+}
+
+/// The `rt` workload: C consumers call a realtime kind at a total open-loop
+/// rate R; P providers answer; latency from each call's scheduled time to
+/// the consumer's receipt of the durable answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtParams {
+    /// Total calls per second over all consumers.
+    pub rate_per_s: f64,
+    /// Unmeasured seconds first.
+    pub warmup: Duration,
+    /// Measured window.
+    pub duration: Duration,
+    /// Request payload, bytes (DESIGN.md: 1 KiB).
+    pub request_bytes: usize,
+    /// Answer payload, bytes (DESIGN.md: 2 KiB).
+    pub answer_bytes: usize,
+    /// Consumers (participants) calling.
+    pub consumers: usize,
+    /// Providers (participants), one realtime kind each; calls go round robin.
+    pub providers: usize,
+    /// Largest generator lag before the run is marked invalid.
+    pub lag_max: Duration,
+    /// Calls in flight per generator thread beyond which a call is not sent.
+    pub outstanding_max: u64,
+}
+
+/// The `bulk` workload: N requests pipelined by S senders (W in flight
+/// each), drained by P providers with ack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkParams {
+    /// Requests in all.
+    pub messages: u64,
+    /// Payload per request, bytes (DESIGN.md: 4 KiB).
+    pub message_bytes: usize,
+    /// Senders (consumer participants), each its own connection.
+    pub senders: usize,
+    /// Requests in flight per sender.
+    pub window: usize,
+    /// Providers draining (one async kind each).
+    pub providers: usize,
+    /// How long to wait for the drain after the last acceptance.
+    pub drain_timeout: Duration,
+}
