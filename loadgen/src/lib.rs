@@ -2,9 +2,16 @@
 //! (or, for comparison, NATS JetStream), open loop, thread per core, with
 //! per-core HDR histograms merged at the end. See `loadgen/README.md`.
 
-pub mod process;
-pub mod record;
-pub mod result;
-pub mod schedule;
+pub mod embedded;
+pub mod gonets;
+pub mod limits;
 pub mod nats;
 pub mod params;
+pub mod plot;
+pub mod process;
+pub mod record;
+pub mod registry;
+pub mod report;
+pub mod result;
+pub mod scenario;
+pub mod schedule;

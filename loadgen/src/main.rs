@@ -1,168 +1,251 @@
-//! gonets-loadgen: load against a running hub over the network.
-//!
-//! Built so far (the load-generator issue's first step): the `rt` workload
-//! of DESIGN.md §4 against `--target`, open loop on one glommio core. A
-//! consumer (MFC) calls the realtime passport kind at a fixed rate while a
-//! provider (MVD) answers through a subscription; latency runs from each
-//! call's scheduled start to its durable answer (no coordinated omission).
-//! If the generator falls behind its own schedule by more than
-//! `--lag-max-ms`, the run is marked invalid. A progress line once a
-//! second, a summary, and a JSON result. Not built yet: the other workloads,
-//! `--embedded`, scenario files, several cores, `--find-max`, the NATS
-//! driver and plots.
+//! gonets-loadgen: the named workloads of DESIGN.md §4 — rt, bulk, mixed,
+//! backlog, recovery — against a running hub (`--target`) or one it starts
+//! (`--embedded`), or against NATS JetStream (`--system nats`); plus the
+//! machine's own limits (`limits`) and the loadgen registry (`registry`).
+//! Open loop from scheduled times, thread per core, per-core HDR
+//! histograms merged; a progress line a second; a summary, a JSON result
+//! and an SVG latency plot. See loadgen/README.md.
 
 use clap::Parser;
-use gonets_core::client::{Client, ClientConfig, ClientError, ClientSecurity};
-use gonets_core::{tls, DataKindId, NewRequest, QueueId};
-use hdrhistogram::Histogram;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use gonets_loadgen::embedded::{EmbeddedHub, HubSpec};
+use gonets_loadgen::gonets::workloads::{self, Run};
+use gonets_loadgen::gonets::GonetsTarget;
+use gonets_loadgen::params::{BulkParams, Cores, RtParams};
+use gonets_loadgen::{limits, nats, plot, registry, report, scenario};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The realtime data kind the `rt` workload calls.
-const RT_KIND: &str = "urn:gonets:mvd:passport-validity:1";
-/// Calls in flight beyond which no new call starts (counted as not sent).
-const OUTSTANDING_MAX: u64 = 50_000;
-/// Provider subscription credits.
-const CREDITS: u32 = 1024;
-/// Latency histogram bound, µs.
-const LATENCY_US_MAX: u64 = 120_000_000;
-/// The budget: a call slower than this failed the realtime contract.
-const BUDGET_US: u64 = 2_000_000;
-
-#[derive(Parser)]
+#[derive(Parser, Debug)]
 #[command(
     name = "gonets-loadgen",
     version,
-    about = "gonets load generator (rt workload, open loop)"
+    about = "gonets load generator: rt, bulk, mixed, backlog, recovery (open loop, thread per core)",
+    args_override_self = true,
+    after_help = "Workloads: rt | bulk | mixed | backlog | recovery | limits | registry.\n\
+                  Examples:\n  gonets-loadgen rt --embedded --rate 5000 --duration 10\n  \
+                  gonets-loadgen bulk --embedded --messages 200000\n  \
+                  gonets-loadgen rt --embedded --find-max --p999-max-ms 10\n  \
+                  gonets-loadgen rt --system nats --nats-url 127.0.0.1:4222 --rate 1000\n  \
+                  gonets-loadgen --scenario bench/scenarios/quick-rt.toml"
 )]
 struct Args {
-    /// The workload (only `rt` is built so far).
-    #[arg(default_value = "rt")]
-    workload: String,
-    /// A running hub's address.
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    target: SocketAddr,
-    /// `tls` (development certificates under --certs) or `plain` (dev-token mode).
+    /// rt, bulk, mixed, backlog, recovery, limits, registry or report.
+    workload: Option<String>,
+    /// A scenario file (TOML) whose keys are these flags (`rate = 5000`);
+    /// flags given on the command line win.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// `gonets` or `nats`.
+    #[arg(long, default_value = "gonets")]
+    system: String,
+
+    // Where the hub is.
+    /// A running hub's address (start it with the registry `gonets-loadgen registry` prints).
+    #[arg(long)]
+    target: Option<SocketAddr>,
+    /// Start a hub (`gonets serve`, next to this binary) with the loadgen registry.
+    #[arg(long)]
+    embedded: bool,
+    /// `tls` (mutual TLS, development certificates) or `plain` (dev tokens, loopback only).
     #[arg(long, default_value = "tls")]
     security: String,
-    /// Development certificates (made by `gonets serve` under its data dir).
+    /// The development certificates of a `--target` hub (its data dir's dev-certs).
     #[arg(long, default_value = "gonets-data/dev-certs")]
     certs: PathBuf,
-    /// Calls per second.
-    #[arg(long, default_value_t = 5000)]
-    rate: u64,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Unmeasured seconds first.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// Payload bytes per call.
-    #[arg(long, default_value_t = 64)]
-    payload_bytes: usize,
-    /// Pin the generator to this core.
+    /// One connection per shard, each operation sent to its owning shard.
     #[arg(long)]
-    core: Option<usize>,
-    /// Largest lag behind the schedule before the run is marked invalid, ms.
+    shard_aware: bool,
+    /// The hub's process id, for its CPU and memory (`--target` on this machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Embedded hub: shards.
+    #[arg(long, default_value_t = 1)]
+    hub_shards: u16,
+    /// Embedded hub: pin its shards to these cores (comma list).
+    #[arg(long, value_delimiter = ',')]
+    hub_cores: Vec<usize>,
+    /// Embedded hub: data directory (replaced; removed afterwards unless --keep-data).
+    #[arg(long, default_value = "gonets-loadgen-data")]
+    data_dir: PathBuf,
+    /// Keep the embedded hub's data directory.
+    #[arg(long)]
+    keep_data: bool,
+    /// Embedded hub: segment size, MiB.
+    #[arg(long)]
+    segment_mib: Option<u64>,
+
+    // The generator.
+    /// Pin one generator thread to each of these cores (comma list).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Unpinned generator threads (when --cores is not given).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+
+    // rt.
+    /// rt: calls per second, all consumers together.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// rt: measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// rt: unmeasured seconds first.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// rt: request payload bytes.
+    #[arg(long, default_value_t = 1024)]
+    request_bytes: usize,
+    /// rt: answer payload bytes.
+    #[arg(long, default_value_t = 2048)]
+    answer_bytes: usize,
+    /// Consumers (participants LGC1..).
+    #[arg(long, default_value_t = 4)]
+    consumers: usize,
+    /// Providers (participants LGP1.., one realtime and one async kind each).
+    #[arg(long, default_value_t = 2)]
+    providers: usize,
+    /// rt: the run is invalid if the generator falls further behind its schedule, ms.
     #[arg(long, default_value_t = 50)]
     lag_max_ms: u64,
+    /// rt: calls in flight per generator thread before a call is counted not sent.
+    #[arg(long, default_value_t = 50_000)]
+    outstanding_max: u64,
+
+    // bulk.
+    /// bulk: requests in all (backlog: requests left waiting).
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// bulk: payload bytes per request.
+    #[arg(long, default_value_t = 4096)]
+    message_bytes: usize,
+    /// bulk: senders, one connection each.
+    #[arg(long, default_value_t = 4)]
+    senders: usize,
+    /// bulk: requests in flight per sender.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// bulk: seconds to wait for the drain after the last send.
+    #[arg(long, default_value_t = 120)]
+    drain_timeout_s: u64,
+    /// backlog: requests left waiting.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: u64,
+    /// backlog: payload bytes of the waiting requests.
+    #[arg(long, default_value_t = 128)]
+    backlog_bytes: usize,
+    /// recovery: GiB of log before the kill.
+    #[arg(long, default_value_t = 1.0)]
+    log_gib: f64,
+
+    // find-max.
+    /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
+    #[arg(long)]
+    find_max: bool,
+    /// find-max: the p99.9 bound, ms.
+    #[arg(long, default_value_t = 10.0)]
+    p999_max_ms: f64,
+    /// find-max: the first rate tried.
+    #[arg(long, default_value_t = 1000.0)]
+    find_max_from: f64,
+    /// find-max: bisection steps after the first miss.
+    #[arg(long, default_value_t = 5)]
+    find_max_steps: usize,
+
+    // NATS.
+    /// NATS server URL (`--system nats`).
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats_url: String,
+    /// The NATS server's JetStream sync_interval (`always` or `default`), recorded in the result.
+    #[arg(long, default_value = "default")]
+    nats_sync: String,
+
+    // Output.
     /// Write the result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// The hub's process id, to report its CPU per request (same machine only).
+    /// Write the latency plot (SVG) here (default: next to --json).
     #[arg(long)]
-    server_pid: Option<u32>,
+    plot: Option<PathBuf>,
+    /// limits: the directory to measure the disk in.
+    #[arg(long, default_value = ".")]
+    limits_dir: PathBuf,
+    /// limits: a short measurement.
+    #[arg(long)]
+    quick: bool,
+    /// report: the results directory of a `bench/run`.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// report: where to write the Markdown (default RESULTS_DIR/REPORT.md).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
-/// CPU seconds (user + system) of process `pid`, from /proc.
-fn process_cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks)
-}
-
-fn security(args: &Args, who: &str) -> Result<ClientSecurity, String> {
-    match args.security.as_str() {
-        "plain" => Ok(ClientSecurity::DevToken {
-            participant: who.into(),
-            token: format!("dev-{}", who.to_lowercase()),
-        }),
-        "tls" => {
-            let files = tls::DevCerts::layout(&args.certs, &[who])
-                .client_files(who)
-                .expect("the layout names the participant");
-            Ok(ClientSecurity::Tls {
-                config: tls::client_config(&files).map_err(|e| e.to_string())?,
-                server_name: "localhost".into(),
-            })
-        }
-        other => Err(format!("--security {other:?}: expected tls or plain")),
+fn secs(s: f64, what: &str) -> Result<Duration, String> {
+    if s.is_finite() && s >= 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("--{what} must be a non-negative number of seconds"))
     }
 }
 
-/// What the run counted.
-struct Tally {
-    answered: Cell<u64>,
-    outstanding: Cell<u64>,
-    not_sent: Cell<u64>,
-    errors: RefCell<BTreeMap<String, u64>>,
-    latency_us: RefCell<Histogram<u64>>,
-    lag_max_us: Cell<u64>,
+fn rt_params(a: &Args) -> Result<RtParams, String> {
+    if !(a.rate > 0.0 && a.rate.is_finite()) {
+        return Err("--rate must be positive".into());
+    }
+    if a.duration <= 0.0 {
+        return Err("--duration must be positive".into());
+    }
+    if a.consumers == 0 || a.providers == 0 {
+        return Err("--consumers and --providers must be positive".into());
+    }
+    Ok(RtParams {
+        rate_per_s: a.rate,
+        warmup: secs(a.warmup, "warmup")?,
+        duration: secs(a.duration, "duration")?,
+        request_bytes: a.request_bytes,
+        answer_bytes: a.answer_bytes,
+        consumers: a.consumers,
+        providers: a.providers,
+        lag_max: Duration::from_millis(a.lag_max_ms),
+        outstanding_max: a.outstanding_max,
+    })
 }
 
-fn error_name(e: &ClientError) -> String {
-    match e {
-        ClientError::Hub(h) => format!("{:?}", gonets_core::protocol::ErrorCode::of(h)),
-        ClientError::Protocol { code, .. } => code.clone(),
-        ClientError::Disconnected(_) => "Disconnected".into(),
-        ClientError::Timeout(_) => "Timeout".into(),
-        ClientError::Tls(_) => "Tls".into(),
-        ClientError::BadReply(_) => "BadReply".into(),
+fn bulk_params(a: &Args, messages: u64, bytes: usize) -> Result<BulkParams, String> {
+    if a.senders == 0 || a.window == 0 || a.providers == 0 {
+        return Err("--senders, --window and --providers must be positive".into());
+    }
+    Ok(BulkParams {
+        messages,
+        message_bytes: bytes,
+        senders: a.senders,
+        window: a.window,
+        providers: a.providers,
+        drain_timeout: Duration::from_secs(a.drain_timeout_s),
+    })
+}
+
+fn cores(a: &Args) -> Cores {
+    if a.cores.is_empty() {
+        Cores::unpinned(a.threads.max(1))
+    } else {
+        Cores::pinned(&a.cores)
     }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if args.workload != "rt" {
-        eprintln!(
-            "gonets-loadgen: workload {:?} is not built yet (only rt; bulk, mixed, backlog and \
-             recovery belong to the load-generator issue)",
-            args.workload
-        );
-        return ExitCode::from(2);
-    }
-    if args.rate == 0 || args.duration == 0 {
-        eprintln!("gonets-loadgen: --rate and --duration must be positive");
-        return ExitCode::from(2);
-    }
-    let placement = match args.core {
-        Some(c) => glommio::Placement::Fixed(c),
-        None => glommio::Placement::Unbound,
-    };
-    let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
-    let executor = match glommio::LocalExecutorBuilder::new(placement)
-        .preempt_timer(Duration::from_millis(1))
-        .make()
-    {
-        Ok(e) => e,
+    let args = match scenario::args_with_scenario(std::env::args_os().collect()) {
+        Ok(argv) => Args::parse_from(argv),
         Err(e) => {
-            eprintln!("gonets-loadgen: cannot start a glommio executor: {e} (raise ulimit -l?)");
-            return ExitCode::FAILURE;
+            eprintln!("gonets-loadgen: {e}");
+            return ExitCode::from(2);
         }
     };
-    match executor.run(rt(args)) {
-        Ok(valid) if valid => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(3),
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
         Err(e) => {
             eprintln!("gonets-loadgen: {e}");
             ExitCode::FAILURE
@@ -170,175 +253,223 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `rt`; Ok(valid).
-async fn rt(args: Args) -> Result<bool, String> {
-    let connect = |who: &'static str| {
-        let config = security(&args, who).map(|s| ClientConfig::new(args.target, s));
-        async move {
-            Client::connect(config?)
-                .await
-                .map_err(|e| format!("{who} cannot connect to the hub: {e}"))
-        }
-    };
-    let consumer = connect("MFC").await?;
-    let provider = connect("MVD").await?;
-    let queue = QueueId::Requests(DataKindId::new(RT_KIND));
-    let mut sub = provider
-        .subscribe(&queue, CREDITS)
-        .await
-        .map_err(|e| format!("MVD cannot subscribe: {e}"))?;
-    let answering = glommio::spawn_local(async move {
-        let mut taken = 0;
-        while let Ok(request) = sub.recv().await {
-            let p = provider.clone();
-            glommio::spawn_local(async move {
-                let _ = p.send_response(request.id, "VALID").await;
-            })
-            .detach();
-            taken += 1;
-            if taken >= CREDITS / 2 {
-                if sub.add_credits(taken).await.is_err() {
-                    return;
-                }
-                taken = 0;
-            }
-        }
-    });
-    let t = Rc::new(Tally {
-        answered: Cell::new(0),
-        outstanding: Cell::new(0),
-        not_sent: Cell::new(0),
-        errors: RefCell::new(BTreeMap::new()),
-        latency_us: RefCell::new(
-            Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
-        ),
-        lag_max_us: Cell::new(0),
-    });
-    let payload = bytes::Bytes::from(vec![b'p'; args.payload_bytes]);
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let start = Instant::now();
-    let measure_from = start + Duration::from_secs(args.warmup);
-    let end = measure_from + Duration::from_secs(args.duration);
-    let mut issued: u64 = 0;
-    let mut measured_issued: u64 = 0;
-    let mut next_progress = start + Duration::from_secs(1);
-    let mut cpu_start = None;
-    // Open loop: each tick starts every call whose scheduled time has come.
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        if cpu_start.is_none() && now >= measure_from {
-            cpu_start = Some(args.server_pid.and_then(process_cpu_s));
-        }
-        let due = (now.duration_since(start).as_secs_f64() * args.rate as f64) as u64;
-        while issued < due {
-            let scheduled = start + interval.mul_f64(issued as f64);
-            issued += 1;
-            let measured = scheduled >= measure_from;
-            if measured {
-                measured_issued += 1;
-                let lag_us = now.saturating_duration_since(scheduled).as_micros() as u64;
-                t.lag_max_us.set(t.lag_max_us.get().max(lag_us));
-            }
-            if t.outstanding.get() >= OUTSTANDING_MAX {
-                t.not_sent.set(t.not_sent.get() + u64::from(measured));
-                continue;
-            }
-            t.outstanding.set(t.outstanding.get() + 1);
-            let (consumer, t, payload) = (consumer.clone(), t.clone(), payload.clone());
-            glommio::spawn_local(async move {
-                let r = consumer.call(NewRequest::new(RT_KIND, payload)).await;
-                t.outstanding.set(t.outstanding.get() - 1);
-                if !measured {
-                    return;
-                }
-                match r {
-                    Ok(_) => {
-                        t.answered.set(t.answered.get() + 1);
-                        let us = scheduled
-                            .elapsed()
-                            .as_micros()
-                            .clamp(1, LATENCY_US_MAX.into())
-                            as u64;
-                        let _ = t.latency_us.borrow_mut().record(us);
-                    }
-                    Err(e) => *t.errors.borrow_mut().entry(error_name(&e)).or_insert(0) += 1,
-                }
-            })
-            .detach();
-        }
-        if now >= next_progress {
-            next_progress += Duration::from_secs(1);
-            let h = t.latency_us.borrow();
-            eprintln!(
-                "[{:>5.1}s] issued {issued} answered {} in flight {} p99 so far {:.2} ms errors {}",
-                now.duration_since(start).as_secs_f64(),
-                t.answered.get(),
-                t.outstanding.get(),
-                h.value_at_quantile(0.99) as f64 / 1000.0,
-                t.errors.borrow().values().sum::<u64>(),
+/// Runs what `args` asks; Ok(valid).
+fn run(args: &Args) -> Result<bool, String> {
+    let workload = args
+        .workload
+        .clone()
+        .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits or registry")?;
+    match workload.as_str() {
+        "registry" => {
+            print!(
+                "{}",
+                registry::registry_toml(args.consumers, args.providers, queue_max(args))
             );
+            return Ok(true);
         }
-        glommio::timer::sleep(Duration::from_micros(250)).await;
+        "limits" => {
+            let l = limits::measure(
+                &limits::LimitsConfig {
+                    dir: args.limits_dir.clone(),
+                    quick: args.quick,
+                    seconds_each: None,
+                },
+                &mut |line: &str| eprintln!("{line}"),
+            )?;
+            println!("{}", l.summary());
+            if let Some(p) = &args.json {
+                let text = serde_json::to_vec_pretty(&l).map_err(|e| e.to_string())?;
+                std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            return Ok(true);
+        }
+        "report" => {
+            let dir = args.results.as_ref().ok_or("report needs --results DIR")?;
+            let r = report::Results::read(dir)?;
+            let name = dir
+                .file_name()
+                .map_or("results".into(), |n| n.to_string_lossy().to_string());
+            let text = report::render(&r, &name);
+            let out = args.report.clone().unwrap_or_else(|| dir.join("REPORT.md"));
+            std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("report: {}", out.display());
+            return Ok(true);
+        }
+        "rt" | "bulk" | "mixed" | "backlog" | "recovery" => {}
+        other => return Err(format!("unknown workload {other:?} (try --help)")),
     }
-    let cpu_end = args.server_pid.and_then(process_cpu_s);
-    let server_cpu_us_per_request = match (cpu_start.flatten(), cpu_end) {
-        (Some(a), Some(b)) if t.answered.get() > 0 => Some((b - a) * 1e6 / t.answered.get() as f64),
-        _ => None,
+    let cores = cores(args);
+    let run = match args.system.as_str() {
+        "nats" => run_nats(args, &workload, &cores)?,
+        "gonets" => run_gonets(args, &workload, &cores)?,
+        other => return Err(format!("--system {other:?}: expected gonets or nats")),
     };
-    let drain_until = Instant::now() + Duration::from_secs(5);
-    while t.outstanding.get() > 0 && Instant::now() < drain_until {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+    report(args, run)
+}
+
+fn queue_max(args: &Args) -> u32 {
+    let want = args
+        .backlog
+        .max(args.messages)
+        .saturating_mul(2)
+        .max(1_000_000);
+    u32::try_from(want).unwrap_or(u32::MAX)
+}
+
+fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
+    let target = nats::NatsTarget {
+        url: args.nats_url.clone(),
+        sync: args.nats_sync.clone(),
+        server_pid: args.server_pid,
+    };
+    let result = match workload {
+        "rt" => nats::run_rt(&target, &rt_params(args)?, cores)?,
+        "bulk" => nats::run_bulk(
+            &target,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            cores,
+        )?,
+        other => {
+            return Err(format!(
+                "the NATS driver runs rt and bulk only, not {other} (docs/nats-mapping.md)"
+            ))
+        }
+    };
+    Ok(Run {
+        result,
+        curves: Vec::new(),
+    })
+}
+
+fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
+    let mut hub = None;
+    let target = match (args.embedded, args.target) {
+        (true, Some(_)) => return Err("give --embedded or --target, not both".into()),
+        (false, None) if workload == "recovery" => {
+            return Err("recovery kills and restarts the hub: it needs --embedded".into())
+        }
+        (false, None) => {
+            return Err("give --embedded (start a hub) or --target ADDR (a running hub)".into())
+        }
+        (false, Some(addr)) => GonetsTarget {
+            addr,
+            security: args.security.clone(),
+            certs: args.certs.clone(),
+            shard_aware: args.shard_aware,
+            server_pid: args.server_pid,
+        },
+        (true, None) => {
+            let data_dir = std::path::absolute(&args.data_dir)
+                .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+            let mut sections = String::new();
+            if let Some(mib) = args.segment_mib {
+                sections += &format!("[commit]\nsegment_bytes = {}\n", mib << 20);
+            }
+            eprintln!("starting an embedded hub in {} ...", data_dir.display());
+            let h = EmbeddedHub::start(HubSpec {
+                data_dir,
+                shards: args.hub_shards,
+                cores: args.hub_cores.clone(),
+                security: args.security.clone(),
+                registry: registry::registry_toml(
+                    args.consumers.max(args.senders),
+                    args.providers,
+                    queue_max(args),
+                ),
+                sections,
+                keep: args.keep_data,
+            })?;
+            let t = GonetsTarget {
+                addr: h.addr(),
+                security: args.security.clone(),
+                certs: h.certs_dir(),
+                shard_aware: args.shard_aware,
+                server_pid: h.pid(),
+            };
+            hub = Some(h);
+            t
+        }
+    };
+    let consumers = args.consumers.max(args.senders);
+    let mut run = match workload {
+        "rt" if args.find_max => workloads::find_max(
+            &target,
+            &rt_params(args)?,
+            cores,
+            args.find_max_from,
+            Duration::from_secs_f64(args.p999_max_ms / 1e3),
+            args.find_max_steps,
+        )?,
+        "rt" => workloads::rt(&target, &rt_params(args)?, cores)?,
+        "bulk" => workloads::bulk(
+            &target,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            consumers,
+            cores,
+        )?,
+        "mixed" => workloads::mixed(
+            &target,
+            &rt_params(args)?,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            cores,
+        )?,
+        "backlog" => workloads::backlog(
+            &target,
+            &rt_params(args)?,
+            &bulk_params(args, args.backlog, args.backlog_bytes)?,
+            cores,
+        )?,
+        "recovery" => workloads::recovery(
+            hub.as_mut().expect("recovery runs embedded"),
+            &target,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            &rt_params(args)?,
+            (args.log_gib * (1u64 << 30) as f64) as u64,
+            cores,
+        )?,
+        _ => unreachable!("checked above"),
+    };
+    if let Some(h) = &hub {
+        run.result
+            .setup
+            .insert("hub".into(), serde_json::json!("embedded"));
+        run.result
+            .setup
+            .insert("hub_shards".into(), serde_json::json!(args.hub_shards));
+        run.result
+            .setup
+            .insert("hub_cores".into(), serde_json::json!(args.hub_cores));
+        let _ = h;
     }
-    drop(answering);
-    let unfinished = t.outstanding.get();
-    let h = t.latency_us.borrow();
-    let lag_ms = t.lag_max_us.get() as f64 / 1000.0;
-    let valid = lag_ms <= args.lag_max_ms as f64 && t.not_sent.get() == 0;
-    let over_budget = h.count_between(BUDGET_US, LATENCY_US_MAX);
-    let q = |p: f64| h.value_at_quantile(p);
-    let result = serde_json::json!({
-        "workload": "rt",
-        "target": args.target.to_string(),
-        "security": args.security,
-        "rate_offered": args.rate,
-        "seconds": args.duration,
-        "issued": measured_issued,
-        "answered": t.answered.get(),
-        "achieved_per_s": t.answered.get() as f64 / args.duration as f64,
-        "errors": *t.errors.borrow(),
-        "not_sent": t.not_sent.get(),
-        "unfinished": unfinished,
-        "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "p999_us": q(0.999),
-        "p9999_us": q(0.9999), "max_us": h.max(),
-        "over_2s": over_budget,
-        "generator_lag_max_ms": lag_ms,
-        "server_cpu_per_request_us": server_cpu_us_per_request,
-        "valid": valid,
-    });
-    println!(
-        "rt {} at {}/s for {} s: answered {} of {} | p50 {:.2} ms p90 {:.2} p99 {:.2} p99.9 {:.2} \
-         p99.99 {:.2} max {:.2} | over 2 s: {over_budget} | errors {:?} | server CPU {} us/request | generator lag max {lag_ms:.1} ms{}",
-        args.security,
-        args.rate,
-        args.duration,
-        t.answered.get(),
-        measured_issued,
-        q(0.5) as f64 / 1000.0,
-        q(0.9) as f64 / 1000.0,
-        q(0.99) as f64 / 1000.0,
-        q(0.999) as f64 / 1000.0,
-        q(0.9999) as f64 / 1000.0,
-        h.max() as f64 / 1000.0,
-        t.errors.borrow(),
-        server_cpu_us_per_request.map_or("?".into(), |v| format!("{v:.1}")),
-        if valid { "" } else { " — INVALID: the generator fell behind its schedule (or could not send); figures not trustworthy" },
-    );
-    if let Some(path) = &args.json {
-        let text = serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    drop(hub);
+    Ok(run)
+}
+
+/// Prints the summary, writes the plot and the JSON; Ok(valid).
+fn report(args: &Args, mut run: Run) -> Result<bool, String> {
+    let plot_path = args
+        .plot
+        .clone()
+        .or_else(|| args.json.as_ref().map(|j| j.with_extension("svg")));
+    if let Some(path) = plot_path {
+        if !run.curves.is_empty() {
+            let series: Vec<(String, &hdrhistogram::Histogram<u64>)> = run
+                .curves
+                .iter()
+                .filter(|(_, r)| !r.latency_us().is_empty())
+                .map(|(name, r)| (name.clone(), r.latency_us()))
+                .collect();
+            let title = format!("{} {} latency", run.result.system, run.result.workload);
+            plot::percentile_svg(&path, &title, &series)?;
+            run.result.plot = Some(path.display().to_string());
+        }
     }
-    Ok(valid)
+    print!("{}", run.result.summary());
+    if let Some(v) = run.result.findings.get("max_rate_per_s") {
+        println!("find-max: highest rate meeting the bound: {v} calls/s");
+    }
+    if let Some(p) = &args.json {
+        run.result.write_json(p)?;
+    }
+    Ok(run.result.valid)
 }

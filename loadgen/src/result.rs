@@ -176,7 +176,10 @@ impl Phase {
             s += &format!(" | errors {:?}", self.errors);
         }
         if self.not_sent > 0 || self.unfinished > 0 {
-            s += &format!(" | not sent {} unfinished {}", self.not_sent, self.unfinished);
+            s += &format!(
+                " | not sent {} unfinished {}",
+                self.not_sent, self.unfinished
+            );
         }
         if let Some(c) = self.hub.cpu_s_per_1000 {
             s += &format!(" | hub CPU {c:.3} s/1000");
@@ -259,6 +262,8 @@ pub struct RunResult {
     pub valid: bool,
     /// The latency plot written for this run, if any.
     pub plot: Option<String>,
+    /// What a search found (`--find-max`: the highest rate meeting the bound).
+    pub findings: BTreeMap<String, serde_json::Value>,
 }
 
 impl RunResult {
@@ -277,6 +282,7 @@ impl RunResult {
             phases: Vec::new(),
             valid: true,
             plot: None,
+            findings: BTreeMap::new(),
         }
     }
 
@@ -338,16 +344,37 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&run).unwrap();
         assert_eq!(v["schema"], SCHEMA);
         for key in [
-            "system", "workload", "setup", "command", "started_unix_s", "machine", "phases",
-            "valid", "plot",
+            "system",
+            "workload",
+            "setup",
+            "command",
+            "started_unix_s",
+            "machine",
+            "phases",
+            "valid",
+            "plot",
+            "findings",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         let p = &v["phases"][0];
         for key in [
-            "name", "seconds", "rate_offered", "issued", "ok", "ok_per_s", "mb_per_s", "errors",
-            "not_sent", "unfinished", "latency", "generator_lag_max_ms", "hub", "valid",
-            "invalid_reason", "extra",
+            "name",
+            "seconds",
+            "rate_offered",
+            "issued",
+            "ok",
+            "ok_per_s",
+            "mb_per_s",
+            "errors",
+            "not_sent",
+            "unfinished",
+            "latency",
+            "generator_lag_max_ms",
+            "hub",
+            "valid",
+            "invalid_reason",
+            "extra",
         ] {
             assert!(p.get(key).is_some(), "missing phases[0].{key}");
         }
@@ -369,7 +396,11 @@ mod tests {
         let mut phase = Phase::new("rt", Duration::from_secs(1), 0, &rec);
         phase.judge_generator(Duration::from_millis(80), Duration::from_millis(50));
         assert!(!phase.valid);
-        assert!(phase.invalid_reason.as_deref().unwrap().contains("behind its schedule"));
+        assert!(phase
+            .invalid_reason
+            .as_deref()
+            .unwrap()
+            .contains("behind its schedule"));
         let mut run = RunResult::new("gonets", "rt");
         run.push(phase);
         assert!(!run.valid);

@@ -1,0 +1,102 @@
+//! Connections to the hub as a participant: one connection to the shared
+//! port, or (shard-aware) one per shard with each operation sent to the
+//! shard that owns its queue or message.
+
+use gonets_core::client::{Client, ClientConfig, ClientError, ClientSecurity, ShardAwareClient};
+use gonets_core::{tls, MessageId, QueueId};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the hub is and how to reach it.
+#[derive(Clone, Debug)]
+pub struct GonetsTarget {
+    /// The hub's shared address.
+    pub addr: SocketAddr,
+    /// `tls` (development certificates under `certs`) or `plain` (dev tokens).
+    pub security: String,
+    /// The development certificates' directory.
+    pub certs: PathBuf,
+    /// One connection per shard, operations routed to their owner.
+    pub shard_aware: bool,
+    /// The hub's pid, for its CPU and memory (same machine only).
+    pub server_pid: Option<u32>,
+}
+
+impl GonetsTarget {
+    /// The client settings of participant `who`.
+    pub fn client_config(&self, who: &str) -> Result<ClientConfig, String> {
+        let security = match self.security.as_str() {
+            "plain" => ClientSecurity::DevToken {
+                participant: who.into(),
+                token: crate::registry::token(who),
+            },
+            "tls" => {
+                let files = tls::DevCerts::layout(&self.certs, &[who])
+                    .client_files(who)
+                    .expect("the layout names the participant");
+                ClientSecurity::Tls {
+                    config: tls::client_config(&files).map_err(|e| {
+                        format!("{who}'s certificate under {}: {e}", self.certs.display())
+                    })?,
+                    server_name: "localhost".into(),
+                }
+            }
+            other => return Err(format!("--security {other:?}: expected tls or plain")),
+        };
+        let mut c = ClientConfig::new(self.addr, security);
+        // Durable replies wait on fsyncs of a loaded disk: be patient, the
+        // latency histogram shows what it cost.
+        c.request_timeout_ms = 60_000;
+        Ok(c)
+    }
+}
+
+/// A participant's connection(s).
+#[derive(Clone, Debug)]
+pub enum Conn {
+    /// One connection to the shared port.
+    One(Client),
+    /// One connection per shard.
+    Aware(ShardAwareClient),
+}
+
+impl Conn {
+    /// Connects as `who`.
+    pub async fn connect(target: &GonetsTarget, who: &str) -> Result<Conn, String> {
+        let config = target.client_config(who)?;
+        let r = if target.shard_aware {
+            ShardAwareClient::connect(config).await.map(Conn::Aware)
+        } else {
+            Client::connect(config).await.map(Conn::One)
+        };
+        r.map_err(|e| format!("{who} cannot connect to the hub at {}: {e}", target.addr))
+    }
+
+    /// The connection that serves `queue`.
+    pub fn for_queue(&self, queue: &QueueId) -> &Client {
+        match self {
+            Conn::One(c) => c,
+            Conn::Aware(a) => a.for_queue(queue),
+        }
+    }
+
+    /// The connection that serves message `id`.
+    pub fn for_message(&self, id: MessageId) -> Result<&Client, ClientError> {
+        match self {
+            Conn::One(c) => Ok(c),
+            Conn::Aware(a) => a.for_message(id),
+        }
+    }
+}
+
+/// A stable name for an error's type, for the errors-by-type table.
+pub fn error_name(e: &ClientError) -> String {
+    match e {
+        ClientError::Hub(h) => format!("{:?}", gonets_core::protocol::ErrorCode::of(h)),
+        ClientError::Protocol { code, .. } => code.clone(),
+        ClientError::Disconnected(_) => "Disconnected".into(),
+        ClientError::Timeout(_) => "Timeout".into(),
+        ClientError::Tls(_) => "Tls".into(),
+        ClientError::BadReply(_) => "BadReply".into(),
+    }
+}

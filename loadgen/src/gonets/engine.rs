@@ -1,0 +1,635 @@
+//! Runs one plan (rt, bulk, or both at once) on the generator cores: one
+//! OS thread per core, each with its own glommio executor, connections,
+//! share of the rate, pacer and recorders; the main thread prints the
+//! progress line, decides when the plan is over, and merges the recorders.
+//!
+//! Every wait is bounded: setup by [`SETUP_WAIT`], the rt drain by
+//! [`RT_DRAIN_WAIT`], bulk by its `drain_timeout`, the whole plan by its
+//! schedule plus those.
+
+use crate::gonets::conn::{error_name, Conn, GonetsTarget};
+use crate::params::{BulkParams, Cores, RtParams};
+use crate::process::CpuWindow;
+use crate::record::Recorder;
+use crate::registry;
+use crate::result::HubCost;
+use crate::schedule::{OpenLoop, Pacer};
+use bytes::Bytes;
+use gonets_core::{DataKindId, NewRequest, QueueId};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest connect-and-subscribe phase.
+pub const SETUP_WAIT: Duration = Duration::from_secs(120);
+/// Longest wait for the last rt answers after the schedule ends (the
+/// realtime deadline is 2 s; the rest is slack for a stalled disk).
+pub const RT_DRAIN_WAIT: Duration = Duration::from_secs(10);
+/// Subscription credits of a provider.
+const CREDITS: u32 = 1024;
+/// Answers or acks in flight per provider connection.
+const SETTLE_IN_FLIGHT_MAX: u64 = 4096;
+/// The generator's timer tick.
+const TICK: Duration = Duration::from_micros(250);
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The phase name shown on the progress line.
+    pub label: String,
+    /// Realtime calls at a fixed rate.
+    pub rt: Option<RtParams>,
+    /// Bulk sending (and draining).
+    pub bulk: Option<BulkPlan>,
+}
+
+/// The bulk part of a plan.
+#[derive(Clone, Debug)]
+pub struct BulkPlan {
+    /// Sizes and counts.
+    pub params: BulkParams,
+    /// Providers drain (ack) what is sent; false leaves it waiting (backlog, recovery).
+    pub drain: bool,
+    /// Send until the rt part is over instead of `messages` (mixed).
+    pub until_rt_done: bool,
+    /// Consumers whose connections send (participants LGC1..).
+    pub consumers: usize,
+}
+
+/// The rt part's result, merged over the cores.
+#[derive(Debug, Default)]
+pub struct RtOutcome {
+    /// Latencies and counts of the measured window.
+    pub rec: Recorder,
+    /// Calls scheduled in the measured window.
+    pub issued: u64,
+    /// The most a measured call started behind schedule.
+    pub lag_max: Duration,
+    /// Calls still unanswered when the drain wait ended.
+    pub unfinished: u64,
+}
+
+/// The bulk part's result, merged over the cores.
+#[derive(Debug, Default)]
+pub struct BulkOutcome {
+    /// Acceptance latencies (send to durable `Accepted`) and counts.
+    pub rec: Recorder,
+    /// Requests accepted.
+    pub accepted: u64,
+    /// Requests drained (acked by providers).
+    pub drained: u64,
+    /// First send to last acceptance.
+    pub accept_window: Duration,
+    /// First send to last drain ack.
+    pub drain_window: Duration,
+    /// Whether the drain finished before its timeout.
+    pub drain_complete: bool,
+}
+
+/// What a plan produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The rt part.
+    pub rt: Option<RtOutcome>,
+    /// The bulk part.
+    pub bulk: Option<BulkOutcome>,
+    /// The hub's CPU per 1,000 operations and peak RSS over the plan.
+    pub hub: HubCost,
+    /// Wall time of the plan after setup.
+    pub wall: Duration,
+}
+
+/// State shared by the generator threads and the main thread (atomics
+/// only on the per-operation path).
+struct Shared {
+    threads: usize,
+    epoch: Instant,
+    ready: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+    rt_done: AtomicUsize,
+    bulk_next: AtomicU64,
+    bulk_stop: AtomicBool,
+    senders_done: AtomicUsize,
+    accepted: AtomicU64,
+    drained: AtomicU64,
+    first_send_ns: AtomicU64,
+    last_accept_ns: AtomicU64,
+    last_drain_ns: AtomicU64,
+    stop: AtomicBool,
+    issued: AtomicU64,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    in_flight: AtomicI64,
+    p99_us: Vec<AtomicU64>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        let mut f = self.failure.lock().expect("not poisoned");
+        if f.is_none() {
+            *f = Some(why);
+        }
+        self.failed.store(true, Relaxed);
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// One thread's results.
+#[derive(Default)]
+struct ThreadOut {
+    rt: Option<(Recorder, u64, Duration, u64)>,
+    bulk: Option<Recorder>,
+}
+
+/// Runs `plan` against `target` on `cores`; `progress` gets a line a second.
+pub fn run(
+    target: &GonetsTarget,
+    plan: &Plan,
+    cores: &Cores,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, String> {
+    let n = cores.count();
+    if let Some(rt) = &plan.rt {
+        assert!(rt.consumers > 0 && rt.providers > 0);
+    }
+    let sh = Arc::new(Shared {
+        threads: n,
+        epoch: Instant::now(),
+        ready: AtomicUsize::new(0),
+        failure: Mutex::new(None),
+        failed: AtomicBool::new(false),
+        rt_done: AtomicUsize::new(0),
+        bulk_next: AtomicU64::new(0),
+        bulk_stop: AtomicBool::new(false),
+        senders_done: AtomicUsize::new(0),
+        accepted: AtomicU64::new(0),
+        drained: AtomicU64::new(0),
+        first_send_ns: AtomicU64::new(u64::MAX),
+        last_accept_ns: AtomicU64::new(0),
+        last_drain_ns: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        issued: AtomicU64::new(0),
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        in_flight: AtomicI64::new(0),
+        p99_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let mut handles = Vec::with_capacity(n);
+    for (k, pin) in cores.pins.iter().enumerate() {
+        let (sh, plan, target, pin) = (sh.clone(), plan.clone(), target.clone(), *pin);
+        let h = std::thread::Builder::new()
+            .name(format!("loadgen-{k}"))
+            .spawn(move || {
+                let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
+                let placement = match pin {
+                    Some(c) => glommio::Placement::Fixed(c),
+                    None => glommio::Placement::Unbound,
+                };
+                let ex = glommio::LocalExecutorBuilder::new(placement)
+                    .preempt_timer(Duration::from_millis(1))
+                    .make();
+                let r = match ex {
+                    Ok(ex) => ex
+                        .run(thread_main(k, sh.clone(), plan, target))
+                        .map_err(|e| format!("generator thread {k}: {e}")),
+                    Err(e) => Err(format!(
+                        "generator thread {k}: cannot start a glommio executor: {e} (raise ulimit -l?)"
+                    )),
+                };
+                if let Err(e) = &r {
+                    sh.fail(e.clone());
+                }
+                r
+            })
+            .map_err(|e| format!("cannot start a generator thread: {e}"))?;
+        handles.push(h);
+    }
+
+    let result = supervise(&sh, plan, target, progress);
+    sh.stop.store(true, Relaxed);
+    let mut outs = Vec::with_capacity(n);
+    for h in handles {
+        match h.join() {
+            Ok(Ok(o)) => outs.push(o),
+            Ok(Err(e)) => sh.fail(e),
+            Err(_) => sh.fail("a generator thread panicked".into()),
+        }
+    }
+    if let Some(why) = sh.failure.lock().expect("not poisoned").take() {
+        return Err(why);
+    }
+    let (hub, wall) = result?;
+    let mut outcome = Outcome {
+        hub,
+        wall,
+        ..Outcome::default()
+    };
+    if plan.rt.is_some() {
+        let mut rt = RtOutcome::default();
+        for (rec, issued, lag, unfinished) in outs.iter().filter_map(|o| o.rt.as_ref()) {
+            rt.rec.merge(rec);
+            rt.issued += issued;
+            rt.lag_max = rt.lag_max.max(*lag);
+            rt.unfinished += unfinished;
+        }
+        outcome.rt = Some(rt);
+    }
+    if let Some(bp) = &plan.bulk {
+        let mut b = BulkOutcome::default();
+        for rec in outs.iter().filter_map(|o| o.bulk.as_ref()) {
+            b.rec.merge(rec);
+        }
+        b.accepted = sh.accepted.load(Relaxed);
+        b.drained = sh.drained.load(Relaxed);
+        let first = sh.first_send_ns.load(Relaxed);
+        if first != u64::MAX {
+            b.accept_window =
+                Duration::from_nanos(sh.last_accept_ns.load(Relaxed).saturating_sub(first));
+            b.drain_window =
+                Duration::from_nanos(sh.last_drain_ns.load(Relaxed).saturating_sub(first));
+        }
+        b.drain_complete = bp.drain && b.drained >= b.accepted;
+        outcome.bulk = Some(b);
+    }
+    Ok(outcome)
+}
+
+/// The main thread's part: wait for setup, print progress, decide the end.
+fn supervise(
+    sh: &Shared,
+    plan: &Plan,
+    target: &GonetsTarget,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(HubCost, Duration), String> {
+    let setup_until = Instant::now() + SETUP_WAIT;
+    while sh.ready.load(Relaxed) < sh.threads {
+        if sh.failed.load(Relaxed) {
+            return Err("setup failed".into());
+        }
+        if Instant::now() > setup_until {
+            return Err(format!(
+                "the generator threads were not ready within {SETUP_WAIT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let cpu = CpuWindow::start(target.server_pid);
+    let started = Instant::now();
+    let rt_span = plan
+        .rt
+        .as_ref()
+        .map(|r| r.warmup + r.duration + RT_DRAIN_WAIT);
+    let bulk_span = plan.bulk.as_ref().map(|b| b.params.drain_timeout);
+    // The schedule, then the drain, then a margin: past that the plan is
+    // over whatever is still in flight.
+    let hard_end = started
+        + rt_span.unwrap_or_default()
+        + bulk_span.unwrap_or_default()
+        + Duration::from_secs(60);
+    let senders = plan.bulk.as_ref().map_or(0, |b| b.params.senders);
+    let mut senders_done_at: Option<Instant> = None;
+    let mut next_line = started + Duration::from_secs(1);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if sh.failed.load(Relaxed) {
+            return Err("a generator thread failed".into());
+        }
+        let rt_over = plan.rt.is_none() || sh.rt_done.load(Relaxed) >= sh.threads;
+        if let Some(b) = &plan.bulk {
+            if b.until_rt_done && rt_over {
+                sh.bulk_stop.store(true, Relaxed);
+            }
+        }
+        let sending_over = sh.senders_done.load(Relaxed) >= senders;
+        if sending_over && senders_done_at.is_none() {
+            senders_done_at = Some(now);
+        }
+        let drain_over = match &plan.bulk {
+            None => true,
+            Some(b) if !b.drain => sending_over,
+            Some(b) => {
+                sending_over
+                    && (sh.drained.load(Relaxed) >= sh.accepted.load(Relaxed)
+                        || senders_done_at.is_some_and(|t| now > t + b.params.drain_timeout))
+            }
+        };
+        if now >= next_line {
+            next_line += Duration::from_secs(1);
+            let p99 = sh.p99_us.iter().map(|a| a.load(Relaxed)).max().unwrap_or(0);
+            let mut line = format!(
+                "[{} {:>5.1}s] issued {} ok {} in flight {} errors {}",
+                plan.label,
+                now.duration_since(started).as_secs_f64(),
+                sh.issued.load(Relaxed),
+                sh.ok.load(Relaxed),
+                sh.in_flight.load(Relaxed),
+                sh.errors.load(Relaxed),
+            );
+            if plan.rt.is_some() {
+                line += &format!(" | rt p99 so far {:.2} ms (worst core)", p99 as f64 / 1e3);
+            }
+            if plan.bulk.is_some() {
+                line += &format!(
+                    " | bulk accepted {} drained {}",
+                    sh.accepted.load(Relaxed),
+                    sh.drained.load(Relaxed)
+                );
+            }
+            progress(&line);
+        }
+        if (rt_over && drain_over) || now > hard_end {
+            let ops = sh.ok.load(Relaxed);
+            let hub = cpu.map(|c| c.finish(ops)).unwrap_or_default();
+            return Ok((hub, now.duration_since(started)));
+        }
+    }
+}
+
+/// One generator thread: connect, subscribe, wait for the others, run.
+async fn thread_main(
+    k: usize,
+    sh: Arc<Shared>,
+    plan: Plan,
+    target: GonetsTarget,
+) -> Result<ThreadOut, String> {
+    let n = sh.threads;
+    let mut rt_conns = Vec::new();
+    let mut bulk_senders = Vec::new();
+    // Providers first: nothing may be called before it is served.
+    if let Some(rt) = &plan.rt {
+        for p in (0..rt.providers).filter(|p| p % n == k) {
+            let conn = Conn::connect(&target, &registry::provider(p)).await?;
+            let answer = Bytes::from(vec![b'a'; rt.answer_bytes]);
+            serve(conn, registry::rt_kind(p), Settle::Answer(answer)).await?;
+        }
+        let mine: Vec<usize> = (0..rt.consumers).filter(|c| c % n == k).collect();
+        let mine = if mine.is_empty() {
+            vec![k % rt.consumers]
+        } else {
+            mine
+        };
+        for c in mine {
+            rt_conns.push(Conn::connect(&target, &registry::consumer(c)).await?);
+        }
+    }
+    if let Some(b) = &plan.bulk {
+        if b.drain {
+            for p in (0..b.params.providers).filter(|p| p % n == k) {
+                let conn = Conn::connect(&target, &registry::provider(p)).await?;
+                serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
+            }
+        }
+        for s in (0..b.params.senders).filter(|s| s % n == k) {
+            bulk_senders.push(Conn::connect(&target, &registry::consumer(s % b.consumers)).await?);
+        }
+    }
+    sh.ready.fetch_add(1, Relaxed);
+    let until = Instant::now() + SETUP_WAIT;
+    while sh.ready.load(Relaxed) < n {
+        if sh.failed.load(Relaxed) || Instant::now() > until {
+            return Err(format!(
+                "generator thread {k}: the others did not get ready"
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let rt_part = async {
+        match &plan.rt {
+            Some(rt) => {
+                let r = rt_calls(k, &sh, rt, &rt_conns).await;
+                sh.rt_done.fetch_add(1, Relaxed);
+                Some(r)
+            }
+            None => None,
+        }
+    };
+    let bulk_part = async {
+        match &plan.bulk {
+            Some(b) => Some(bulk_send(&sh, b, &bulk_senders).await),
+            None => None,
+        }
+    };
+    let (rt, bulk) = futures_lite::future::zip(rt_part, bulk_part).await;
+    // Providers keep serving until the whole plan is over.
+    while !sh.stop.load(Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(ThreadOut { rt, bulk })
+}
+
+/// How a provider settles what it is given.
+#[derive(Clone)]
+enum Settle {
+    /// Answer each request with this payload (rt).
+    Answer(Bytes),
+    /// Ack each request, counting the drain (bulk).
+    Ack(Arc<Shared>),
+}
+
+/// Subscribes `conn` to `kind`'s request queue and settles every delivery
+/// in a detached task, at most [`SETTLE_IN_FLIGHT_MAX`] at a time.
+async fn serve(conn: Conn, kind: String, settle: Settle) -> Result<(), String> {
+    let queue = QueueId::Requests(DataKindId::new(&kind));
+    let mut sub = conn
+        .for_queue(&queue)
+        .subscribe(&queue, CREDITS)
+        .await
+        .map_err(|e| format!("cannot subscribe to {kind}: {e}"))?;
+    let permits = Rc::new(glommio::sync::Semaphore::new(SETTLE_IN_FLIGHT_MAX));
+    glommio::spawn_local(async move {
+        let mut taken = 0;
+        while let Ok(m) = sub.recv().await {
+            let Ok(permit) = permits.acquire_static_permit(1).await else {
+                return;
+            };
+            let (conn, settle) = (conn.clone(), settle.clone());
+            glommio::spawn_local(async move {
+                let _permit = permit;
+                match settle {
+                    Settle::Answer(body) => {
+                        if let Ok(c) = conn.for_message(m.id) {
+                            let _ = c.send_response(m.id, body).await;
+                        }
+                    }
+                    Settle::Ack(sh) => {
+                        if conn.for_queue(&m.queue).ack(&m).await.is_ok() {
+                            sh.drained.fetch_add(1, Relaxed);
+                            sh.last_drain_ns.fetch_max(sh.now_ns(), Relaxed);
+                        }
+                    }
+                }
+            })
+            .detach();
+            taken += 1;
+            if taken >= CREDITS / 2 {
+                if sub.add_credits(taken).await.is_err() {
+                    return;
+                }
+                taken = 0;
+            }
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// This thread's share of the realtime calls, open loop; returns its
+/// recorder, calls issued in the measured window, lag and unfinished calls.
+async fn rt_calls(
+    k: usize,
+    sh: &Arc<Shared>,
+    rt: &RtParams,
+    conns: &[Conn],
+) -> (Recorder, u64, Duration, u64) {
+    assert!(
+        !conns.is_empty(),
+        "every rt thread has a consumer connection"
+    );
+    let share = rt.rate_per_s / sh.threads as f64;
+    let mut pacer = Pacer::new(OpenLoop::new(share, rt.warmup, rt.duration));
+    let rec = Rc::new(RefCell::new(Recorder::new()));
+    let outstanding = Rc::new(Cell::new(0u64));
+    let kinds: Vec<String> = (0..rt.providers).map(registry::rt_kind).collect();
+    let queues: Vec<QueueId> = kinds
+        .iter()
+        .map(|k| QueueId::Requests(DataKindId::new(k)))
+        .collect();
+    let payload = Bytes::from(vec![b'r'; rt.request_bytes]);
+    let answer_bytes = rt.answer_bytes as u64;
+    let start = Instant::now();
+    let mut issued_measured = 0;
+    let mut next_p99 = Duration::from_secs(1);
+    while !pacer.finished() {
+        let elapsed = start.elapsed();
+        for i in pacer.due(elapsed) {
+            let measured = pacer.schedule().is_measured(i);
+            issued_measured += u64::from(measured);
+            sh.issued.fetch_add(1, Relaxed);
+            if outstanding.get() >= rt.outstanding_max {
+                if measured {
+                    rec.borrow_mut().not_sent();
+                }
+                continue;
+            }
+            let p = (i as usize) % kinds.len();
+            let client = conns[(i as usize / kinds.len()) % conns.len()]
+                .for_queue(&queues[p])
+                .clone();
+            let request = NewRequest::new(&kinds[p], payload.clone());
+            let due = pacer.schedule().due_at(i);
+            let (rec, outstanding) = (rec.clone(), outstanding.clone());
+            outstanding.set(outstanding.get() + 1);
+            sh.in_flight.fetch_add(1, Relaxed);
+            let sh = sh.clone();
+            glommio::spawn_local(async move {
+                let r = client.call(request).await;
+                let done = start.elapsed();
+                outstanding.set(outstanding.get() - 1);
+                sh.in_flight.fetch_sub(1, Relaxed);
+                match r {
+                    Ok(_) => {
+                        sh.ok.fetch_add(1, Relaxed);
+                        if measured {
+                            rec.borrow_mut().ok(done.saturating_sub(due), answer_bytes);
+                        }
+                    }
+                    Err(e) => {
+                        sh.errors.fetch_add(1, Relaxed);
+                        if measured {
+                            rec.borrow_mut().error(&error_name(&e));
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        if elapsed >= next_p99 {
+            next_p99 += Duration::from_secs(1);
+            sh.p99_us[k].store(rec.borrow().latency_us().value_at_quantile(0.99), Relaxed);
+        }
+        glommio::timer::sleep(TICK).await;
+    }
+    let until = Instant::now() + RT_DRAIN_WAIT;
+    while outstanding.get() > 0 && Instant::now() < until {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let out = rec.borrow().clone();
+    (out, issued_measured, pacer.lag_max(), outstanding.get())
+}
+
+/// This thread's bulk senders, `window` requests in flight each, until
+/// the plan's count is sent or the rt part is over.
+async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder {
+    let rec = Rc::new(RefCell::new(Recorder::new()));
+    let payload = Bytes::from(vec![b'b'; b.params.message_bytes]);
+    let kinds: Vec<String> = (0..b.params.providers).map(registry::bulk_kind).collect();
+    let queues: Vec<QueueId> = kinds
+        .iter()
+        .map(|k| QueueId::Requests(DataKindId::new(k)))
+        .collect();
+    let limit = if b.until_rt_done {
+        u64::MAX
+    } else {
+        b.params.messages
+    };
+    let mut lanes = Vec::new();
+    for conn in senders {
+        let mut sender_lanes = Vec::new();
+        for _ in 0..b.params.window {
+            let (rec, payload, kinds, queues) =
+                (rec.clone(), payload.clone(), kinds.clone(), queues.clone());
+            let conn = conn.clone();
+            let sh = sh.clone();
+            sender_lanes.push(glommio::spawn_local(async move {
+                // Bounded by `limit` or by bulk_stop.
+                loop {
+                    if sh.bulk_stop.load(Relaxed) || sh.stop.load(Relaxed) {
+                        return;
+                    }
+                    let idx = sh.bulk_next.fetch_add(1, Relaxed);
+                    if idx >= limit {
+                        return;
+                    }
+                    let p = (idx as usize) % kinds.len();
+                    let sent = Instant::now();
+                    sh.first_send_ns.fetch_min(sh.now_ns(), Relaxed);
+                    sh.issued.fetch_add(1, Relaxed);
+                    sh.in_flight.fetch_add(1, Relaxed);
+                    let r = conn
+                        .for_queue(&queues[p])
+                        .send_request(NewRequest::new(&kinds[p], payload.clone()))
+                        .await;
+                    sh.in_flight.fetch_sub(1, Relaxed);
+                    match r {
+                        Ok(_) => {
+                            sh.ok.fetch_add(1, Relaxed);
+                            sh.accepted.fetch_add(1, Relaxed);
+                            sh.last_accept_ns.fetch_max(sh.now_ns(), Relaxed);
+                            rec.borrow_mut().ok(sent.elapsed(), payload.len() as u64);
+                        }
+                        Err(e) => {
+                            sh.errors.fetch_add(1, Relaxed);
+                            rec.borrow_mut().error(&error_name(&e));
+                        }
+                    }
+                }
+            }));
+        }
+        lanes.push(sender_lanes);
+    }
+    for sender_lanes in lanes {
+        for lane in sender_lanes {
+            lane.await;
+        }
+        sh.senders_done.fetch_add(1, Relaxed);
+    }
+    let out = rec.borrow().clone();
+    out
+}

@@ -1,0 +1,8 @@
+//! The gonets driver: the workloads against a gonets hub over the real
+//! protocol, one glommio executor per generator core.
+
+pub mod conn;
+pub mod engine;
+pub mod workloads;
+
+pub use conn::{Conn, GonetsTarget};

@@ -1,0 +1,93 @@
+//! The load generator's registry: consumers `LGC1..LGCn`, providers
+//! `LGP1..LGPp`, each provider serving one realtime kind and one async
+//! kind that every consumer may request. `--embedded` hands it to the hub
+//! it starts; against `--target`, start the hub with the output of
+//! `gonets-loadgen registry` (docs in loadgen/README.md).
+
+/// Consumer `i` (0-based).
+pub fn consumer(i: usize) -> String {
+    format!("LGC{}", i + 1)
+}
+
+/// Provider `i` (0-based).
+pub fn provider(i: usize) -> String {
+    format!("LGP{}", i + 1)
+}
+
+/// The realtime kind served by provider `i`.
+pub fn rt_kind(i: usize) -> String {
+    format!("urn:gonets:loadgen:rt-p{}:1", i + 1)
+}
+
+/// The async (bulk) kind served by provider `i`.
+pub fn bulk_kind(i: usize) -> String {
+    format!("urn:gonets:loadgen:bulk-p{}:1", i + 1)
+}
+
+/// The development token of participant `id`.
+pub fn token(id: &str) -> String {
+    format!("dev-{}", id.to_lowercase())
+}
+
+/// The registry text for `consumers` and `providers`, each async queue
+/// holding up to `queue_messages_max` requests.
+pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32) -> String {
+    assert!(consumers > 0 && providers > 0, "at least one of each");
+    let mut t = String::from("# Made by gonets-loadgen registry.\n");
+    for i in 0..consumers {
+        let id = consumer(i);
+        t += &format!(
+            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator consumer {}\"\nroles = [\"consumer\"]\ntoken = \"{}\"\n",
+            i + 1,
+            token(&id)
+        );
+    }
+    for i in 0..providers {
+        let id = provider(i);
+        t += &format!(
+            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator provider {}\"\nroles = [\"provider\"]\ntoken = \"{}\"\n",
+            i + 1,
+            token(&id)
+        );
+    }
+    t += "\n[[participant]]\nid = \"LGOP\"\nname = \"load generator operator\"\nroles = [\"operator\"]\ntoken = \"dev-lgop\"\n";
+    let all: Vec<String> = (0..consumers)
+        .map(|i| format!("\"{}\"", consumer(i)))
+        .collect();
+    for i in 0..providers {
+        t += &format!(
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"realtime\"\nconsumers = [{}]\n",
+            rt_kind(i),
+            provider(i),
+            all.join(", ")
+        );
+        t += &format!(
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nconsumers = [{}]\n",
+            bulk_kind(i),
+            provider(i),
+            all.join(", ")
+        );
+    }
+    t
+}
+
+/// Every participant of the registry for `consumers` and `providers`.
+pub fn participants(consumers: usize, providers: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..consumers).map(consumer).collect();
+    v.extend((0..providers).map(provider));
+    v.push("LGOP".into());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_counts_when_registry_made_then_the_hub_accepts_it() {
+        let text = registry_toml(3, 2, 10_000_000);
+        let reg = gonets_core::Registry::from_toml(&text).expect("a valid registry");
+        assert_eq!(reg.participants().count(), 6);
+        assert!(text.contains(&rt_kind(1)) && text.contains(&bulk_kind(1)));
+    }
+}

@@ -1,0 +1,415 @@
+//! The Markdown report of a `bench/run` results directory: the machine's
+//! limits, every figure beside its limit and beside NATS JetStream as a
+//! ratio, each target of the load-generator issue marked met or missed
+//! (and by how much), every run listed, the plots linked. It reads the
+//! JSON files only (schema gonets-loadgen/1 and limits.json), so a report
+//! can be made again from kept results.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The runs of a results directory, by file stem.
+pub struct Results {
+    /// limits.json, if present.
+    pub limits: Option<Value>,
+    /// Every run result, by file stem (`gonets-rt-1`).
+    pub runs: BTreeMap<String, Value>,
+}
+
+impl Results {
+    /// Reads every `*.json` of `dir`.
+    pub fn read(dir: &Path) -> Result<Results, String> {
+        let mut r = Results {
+            limits: None,
+            runs: BTreeMap::new(),
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if stem == "limits" {
+                r.limits = Some(v);
+            } else if v["schema"] == crate::result::SCHEMA {
+                r.runs.insert(stem, v);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Runs whose stem starts with `prefix` followed by a run number.
+    fn series(&self, prefix: &str) -> Vec<&Value> {
+        self.runs
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+/// The median of the numbers `f` finds in `runs`.
+fn median(runs: &[&Value], f: impl Fn(&Value) -> Option<f64>) -> Option<f64> {
+    let mut xs: Vec<f64> = runs.iter().filter_map(|v| f(v)).collect();
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let m = xs.len() / 2;
+    Some(if xs.len() % 2 == 1 {
+        xs[m]
+    } else {
+        (xs[m - 1] + xs[m]) / 2.0
+    })
+}
+
+fn phase<'a>(run: &'a Value, name: &str) -> Option<&'a Value> {
+    run["phases"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_f64()
+}
+
+fn ms(us: Option<f64>) -> String {
+    us.map_or("—".into(), |u| format!("{:.2} ms", u / 1000.0))
+}
+
+fn count(x: Option<f64>) -> String {
+    x.map_or("—".into(), |v| {
+        let s = format!("{:.0}", v);
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 && c != '-' {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    })
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// A target line: met, or missed by how much.
+fn verdict(met: Option<bool>, how: &str) -> String {
+    match met {
+        Some(true) => format!("**met** ({how})"),
+        Some(false) => format!("**missed** ({how})"),
+        None => "not measured".into(),
+    }
+}
+
+/// The limit named by one of `keys` (the first present).
+fn limit(limits: &Option<Value>, keys: &[&str]) -> Option<f64> {
+    let l = limits.as_ref()?;
+    keys.iter().find_map(|k| num(l, &[k]))
+}
+
+/// The whole report.
+pub fn render(r: &Results, dir_name: &str) -> String {
+    let mut s = String::new();
+    let any = r.runs.values().next();
+    let machine = any.map(|v| &v["machine"]);
+    let _ = writeln!(s, "# gonets benchmark report: {dir_name}\n");
+    if let Some(m) = machine {
+        let _ = writeln!(
+            s,
+            "Machine: `{}`, {} cores ({}), kernel {}, {:.1} GiB. Every figure below was measured in this run; medians where a run was repeated. Raw JSON and plots beside this file.\n",
+            m["host"].as_str().unwrap_or("?"),
+            m["cores"],
+            m["cpu"].as_str().unwrap_or("?"),
+            m["kernel"].as_str().unwrap_or("?"),
+            m["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+        );
+    }
+
+    // Limits.
+    let l = &r.limits;
+    let w4k_p50 = limit(l, &["write4k_fdatasync_p50_us"]);
+    let disk_mb = limit(l, &["disk_seq_fdatasync_mb_per_s"]);
+    let _ = writeln!(s, "## The machine's limits (same run)\n");
+    match l {
+        Some(lv) => {
+            let _ = writeln!(s, "| limit | figure |\n|---|---|");
+            if let Some(obj) = lv.as_object() {
+                for (k, v) in obj {
+                    if v.is_number() || v.is_string() {
+                        let _ = writeln!(s, "| `{k}` | {v} |");
+                    }
+                }
+            }
+            s.push('\n');
+        }
+        None => s.push_str("limits.json is missing: no limit was measured.\n\n"),
+    }
+
+    // gonets vs NATS.
+    let g_rt = r.series("gonets-rt");
+    let rt_rate = g_rt
+        .first()
+        .and_then(|v| phase(v, "rt"))
+        .and_then(|p| num(p, &["rate_offered"]));
+    let lat = |runs: &[&Value], name: &str, q: &str| {
+        median(runs, |v| {
+            phase(v, name).and_then(|p| num(p, &["latency", q]))
+        })
+    };
+    let _ = writeln!(s, "## Targets\n");
+    let _ = writeln!(s, "| target | gonets | beside the limit | beside NATS JetStream | verdict |\n|---|---|---|---|---|");
+
+    // rt p50 vs 3 × 4 KiB write+fdatasync; p99.9 ≤ 10 ms at ≥ 10,000/s.
+    let rt_p50 = lat(&g_rt, "rt", "p50_us");
+    let rt_p999 = lat(&g_rt, "rt", "p999_us");
+    let rt_over = median(&g_rt, |v| {
+        phase(v, "rt").and_then(|p| num(p, &["latency", "over_2s"]))
+    });
+    let rt_ok_s = median(&g_rt, |v| {
+        phase(v, "rt").and_then(|p| num(p, &["ok_per_s"]))
+    });
+    let nats_rt: Vec<(String, Vec<&Value>)> = ["always", "default"]
+        .iter()
+        .flat_map(|sync| {
+            let mut rates: Vec<String> = r
+                .runs
+                .keys()
+                .filter_map(|k| k.strip_prefix(&format!("nats-{sync}-rt-")))
+                .filter_map(|rest| rest.split('-').next().map(String::from))
+                .collect();
+            rates.sort();
+            rates.dedup();
+            rates
+                .into_iter()
+                .map(|rate| {
+                    let key = format!("nats-{sync}-rt-{rate}");
+                    (key.clone(), r.series(&key))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let nats_line = |q: &str| {
+        nats_rt
+            .iter()
+            .map(|(k, runs)| format!("{k}: {}", ms(lat(runs, "rt", q))))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let _ = writeln!(
+        s,
+        "| rt at {} /s: p50 within 3 × one 4 KiB write+fdatasync | {} | {} (4 KiB write+fdatasync p50 {}) | {} | {} |",
+        count(rt_rate),
+        ms(rt_p50),
+        ratio(rt_p50, w4k_p50),
+        ms(w4k_p50),
+        nats_line("p50_us"),
+        verdict(rt_p50.zip(w4k_p50).map(|(a, b)| a <= 3.0 * b), &ratio(rt_p50, w4k_p50)),
+    );
+    let _ = writeln!(
+        s,
+        "| rt at {} /s: p99.9 ≤ 10 ms, none over 2 s, ≥ 10,000/s | p99.9 {}, over 2 s {}, answered {}/s | — | {} | {} |",
+        count(rt_rate),
+        ms(rt_p999),
+        count(rt_over),
+        count(rt_ok_s),
+        nats_line("p999_us"),
+        verdict(
+            rt_p999.zip(rt_over).zip(rt_ok_s).map(|((p, o), ok)| p <= 10_000.0 && o == 0.0 && ok >= 10_000.0),
+            &format!("p99.9 {} vs 10 ms", ratio(rt_p999, Some(10_000.0)))
+        ),
+    );
+    if let Some(fm) = r.runs.get("gonets-rt-find-max") {
+        let max = fm["findings"]["max_rate_per_s"].as_f64();
+        let _ = writeln!(
+            s,
+            "| rt find-max: highest rate with p99.9 ≤ 10 ms and none over 2 s ≥ 10,000/s | {} /s | — | NATS: see the rt rows (p99.9 at each rate) | {} |",
+            count(max),
+            verdict(max.map(|m| m >= 10_000.0), &format!("{} of 10,000", ratio(max, Some(10_000.0)))),
+        );
+    }
+
+    // bulk.
+    let g_bulk = r.series("gonets-bulk");
+    let bulk_rate = median(&g_bulk, |v| {
+        phase(v, "bulk").and_then(|p| num(p, &["ok_per_s"]))
+    });
+    let bulk_mb = median(&g_bulk, |v| {
+        phase(v, "bulk").and_then(|p| num(p, &["mb_per_s"]))
+    });
+    let bulk_drain = median(&g_bulk, |v| {
+        phase(v, "bulk").and_then(|p| num(p, &["extra", "drained_per_s"]))
+    });
+    let nats_bulk = |sync: &str| {
+        median(&r.series(&format!("nats-{sync}-bulk")), |v| {
+            phase(v, "bulk").and_then(|p| num(p, &["ok_per_s"]))
+        })
+    };
+    let (nb_always, nb_default) = (nats_bulk("always"), nats_bulk("default"));
+    let _ = writeln!(
+        s,
+        "| bulk 4 KiB ≥ 50,000 msg/s accepted and drained | {} msg/s accepted ({} MB/s), {} msg/s drained end to end | {} of the disk's fdatasync'd sequential {} MB/s (target ≥ 80%) | {} of NATS default ({} msg/s); {} of NATS always ({} msg/s) (target ≥ 2× default) | {} |",
+        count(bulk_rate),
+        bulk_mb.map_or("—".into(), |m| format!("{m:.1}")),
+        count(bulk_drain),
+        ratio(bulk_mb, disk_mb),
+        disk_mb.map_or("—".into(), |m| format!("{m:.0}")),
+        ratio(bulk_rate, nb_default),
+        count(nb_default),
+        ratio(bulk_rate, nb_always),
+        count(nb_always),
+        verdict(
+            bulk_rate.map(|b| b >= 50_000.0
+                && bulk_mb.zip(disk_mb).is_none_or(|(m, d)| m >= 0.8 * d)
+                && nb_default.is_none_or(|n| b >= 2.0 * n)),
+            &format!("{} of 50,000", ratio(bulk_rate, Some(50_000.0)))
+        ),
+    );
+
+    // mixed.
+    if let Some(m) = r.runs.get("gonets-mixed") {
+        let alone = phase(m, "rt-alone").and_then(|p| num(p, &["latency", "p999_us"]));
+        let with = phase(m, "rt-with-bulk").and_then(|p| num(p, &["latency", "p999_us"]));
+        let bulk = phase(m, "bulk-with-rt").and_then(|p| num(p, &["ok_per_s"]));
+        let _ = writeln!(
+            s,
+            "| mixed: rt p99.9 with bulk flat out ≤ 2 × without | {} with bulk ({} msg/s) vs {} alone | — | — | {} |",
+            ms(with),
+            count(bulk),
+            ms(alone),
+            verdict(alone.zip(with).map(|(a, w)| w <= 2.0 * a), &ratio(with, alone)),
+        );
+    }
+    // backlog.
+    if let Some(b) = r.runs.get("gonets-backlog") {
+        let e99 = phase(b, "rt-empty").and_then(|p| num(p, &["latency", "p99_us"]));
+        let l99 = phase(b, "rt-backlog").and_then(|p| num(p, &["latency", "p99_us"]));
+        let erss = phase(b, "rt-empty").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
+        let lrss = phase(b, "rt-backlog").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
+        let n = num(b, &["setup", "backlog_messages"]);
+        let within =
+            |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b / a - 1.0).abs() < 0.2);
+        let _ = writeln!(
+            s,
+            "| backlog: rt p99 and hub RSS with {} waiting within 20% of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB | — | — | {} |",
+            count(n),
+            ms(l99),
+            ms(e99),
+            lrss.unwrap_or(0.0) / 1048576.0,
+            erss.unwrap_or(0.0) / 1048576.0,
+            verdict(
+                within(e99, l99).zip(within(erss, lrss)).map(|(a, b)| a && b),
+                &format!("p99 {}, RSS {}", ratio(l99, e99), ratio(lrss, erss))
+            ),
+        );
+    }
+    // recovery.
+    if let Some(rec) = r.runs.get("gonets-recovery") {
+        let p = phase(rec, "restart");
+        let t = p.and_then(|p| num(p, &["extra", "restart_to_listening_ms"]));
+        let first = p.and_then(|p| num(p, &["extra", "restart_to_first_answer_ms"]));
+        let bytes = p.and_then(|p| num(p, &["extra", "log_bytes"]));
+        let lost = p.map(|p| p["valid"] == false);
+        let _ = writeln!(
+            s,
+            "| recovery: restart after SIGKILL with 4 GiB of log ≤ 2 s | {} ms to listening, {} ms to the first answer, with {:.2} GiB of log; {} | — | — | {} |",
+            count(t),
+            count(first),
+            bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
+            if lost == Some(true) { "INVALID (see the run)" } else { "every accepted request still waiting" },
+            verdict(t.map(|t| t <= 2000.0), &format!("{} of 2 s", ratio(t, Some(2000.0)))),
+        );
+    }
+    s.push('\n');
+
+    // Every run.
+    let _ = writeln!(s, "## Every run\n");
+    let _ = writeln!(s, "| run | phase | ok/s | MB/s | p50 | p99 | p99.9 | max | over 2 s | errors | hub CPU s/1000 | hub peak RSS | valid |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, v) in &r.runs {
+        for p in v["phases"].as_array().into_iter().flatten() {
+            let errors: u64 = p["errors"]
+                .as_object()
+                .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+                p["name"].as_str().unwrap_or("?"),
+                count(num(p, &["ok_per_s"])),
+                num(p, &["mb_per_s"]).map_or("—".into(), |m| format!("{m:.1}")),
+                ms(num(p, &["latency", "p50_us"])),
+                ms(num(p, &["latency", "p99_us"])),
+                ms(num(p, &["latency", "p999_us"])),
+                ms(num(p, &["latency", "max_us"])),
+                count(num(p, &["latency", "over_2s"])),
+                num(p, &["hub", "cpu_s_per_1000"]).map_or("—".into(), |c| format!("{c:.3}")),
+                num(p, &["hub", "peak_rss_bytes"])
+                    .map_or("—".into(), |b| format!("{:.0} MiB", b / 1048576.0)),
+                if p["valid"] == true {
+                    "yes".to_string()
+                } else {
+                    format!("**no**: {}", p["invalid_reason"].as_str().unwrap_or("?"))
+                },
+            );
+        }
+    }
+    s.push('\n');
+    let plots: Vec<(&String, &str)> = r
+        .runs
+        .iter()
+        .filter_map(|(k, v)| v["plot"].as_str().map(|p| (k, p)))
+        .collect();
+    if !plots.is_empty() {
+        let _ = writeln!(s, "## Latency plots\n");
+        for (k, p) in plots {
+            let file = Path::new(p)
+                .file_name()
+                .map_or(p.into(), |f| f.to_string_lossy().to_string());
+            let _ = writeln!(s, "- {k}: [{file}]({file})");
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "Commands: each run's JSON holds the exact command line (`command`)."
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_values_when_median_then_middle_or_mean_of_middles() {
+        let a = serde_json::json!({"x": 3.0});
+        let b = serde_json::json!({"x": 1.0});
+        let c = serde_json::json!({"x": 2.0});
+        let d = serde_json::json!({"x": 10.0});
+        assert_eq!(median(&[&a, &b, &c], |v| v["x"].as_f64()), Some(2.0));
+        assert_eq!(median(&[&a, &b, &c, &d], |v| v["x"].as_f64()), Some(2.5));
+        assert_eq!(median(&[], |v| v["x"].as_f64()), None);
+        assert_eq!(count(Some(1234567.0)), "1,234,567");
+    }
+}
