@@ -343,11 +343,11 @@ fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
 
 fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
     let mut hub = None;
+    if workload == "recovery" && !args.embedded {
+        return Err("recovery kills and restarts the hub: it needs --embedded".into());
+    }
     let target = match (args.embedded, args.target) {
         (true, Some(_)) => return Err("give --embedded or --target, not both".into()),
-        (false, None) if workload == "recovery" => {
-            return Err("recovery kills and restarts the hub: it needs --embedded".into())
-        }
         (false, None) => {
             return Err("give --embedded (start a hub) or --target ADDR (a running hub)".into())
         }

@@ -44,6 +44,13 @@ impl ShardAwareClient {
         Ok(ShardAwareClient { shards })
     }
 
+    /// Closes every shard's connection (see [`Client::disconnect`]).
+    pub fn disconnect(&self) {
+        for c in &self.shards {
+            c.disconnect();
+        }
+    }
+
     /// Shards of the hub.
     pub fn shard_count(&self) -> u16 {
         self.shards.len() as u16

@@ -72,6 +72,15 @@ impl Conn {
         r.map_err(|e| format!("{who} cannot connect to the hub at {}: {e}", target.addr))
     }
 
+    /// Closes the connection(s) now, so the hub sees the participant go
+    /// (a socket left open keeps its subscriptions alive on the hub).
+    pub fn disconnect(&self) {
+        match self {
+            Conn::One(c) => c.disconnect(),
+            Conn::Aware(a) => a.disconnect(),
+        }
+    }
+
     /// The connection that serves `queue`.
     pub fn for_queue(&self, queue: &QueueId) -> &Client {
         match self {

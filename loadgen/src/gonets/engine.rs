@@ -362,10 +362,12 @@ async fn thread_main(
     let n = sh.threads;
     let mut rt_conns = Vec::new();
     let mut bulk_senders = Vec::new();
+    let mut providers = Vec::new();
     // Providers first: nothing may be called before it is served.
     if let Some(rt) = &plan.rt {
         for p in (0..rt.providers).filter(|p| p % n == k) {
             let conn = Conn::connect(&target, &registry::provider(p)).await?;
+            providers.push(conn.clone());
             let answer = Bytes::from(vec![b'a'; rt.answer_bytes]);
             serve(conn, registry::rt_kind(p), Settle::Answer(answer)).await?;
         }
@@ -383,6 +385,7 @@ async fn thread_main(
         if b.drain {
             for p in (0..b.params.providers).filter(|p| p % n == k) {
                 let conn = Conn::connect(&target, &registry::provider(p)).await?;
+                providers.push(conn.clone());
                 serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
             }
         }
@@ -420,6 +423,12 @@ async fn thread_main(
     // Providers keep serving until the whole plan is over.
     while !sh.stop.load(Relaxed) {
         glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Close every connection before the executor goes: its detached tasks
+    // would otherwise keep the sockets (and the subscriptions on the hub)
+    // open for the life of the process.
+    for c in providers.iter().chain(&rt_conns).chain(&bulk_senders) {
+        c.disconnect();
     }
     Ok(ThreadOut { rt, bulk })
 }

@@ -306,6 +306,7 @@ fn waiting(target: &GonetsTarget, providers: usize) -> Result<u64, String> {
                 .map_err(|e| format!("queue stats of {q}: {e}"))?;
             total += s.depth + s.in_flight;
         }
+        op.disconnect();
         Ok(total)
     })
 }
