@@ -57,6 +57,9 @@ struct Args {
     /// One connection per shard, each operation sent to its owning shard.
     #[arg(long)]
     shard_aware: bool,
+    /// rt: connections each consumer opens per generator thread.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// The hub's process id, for its CPU and memory (`--target` on this machine).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -357,6 +360,7 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
             certs: args.certs.clone(),
             shard_aware: args.shard_aware,
             server_pid: args.server_pid,
+            connections: args.connections,
         },
         (true, None) => {
             let data_dir = std::path::absolute(&args.data_dir)
@@ -385,6 +389,7 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
                 certs: h.certs_dir(),
                 shard_aware: args.shard_aware,
                 server_pid: h.pid(),
+                connections: args.connections,
             };
             hub = Some(h);
             t

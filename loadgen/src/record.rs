@@ -148,6 +148,9 @@ mod tests {
         r.ok(Duration::from_millis(2100), 0);
         r.ok(Duration::from_secs(500), 0);
         assert_eq!(r.over_budget(), 2);
-        assert_eq!(r.latency_us().max(), r.latency_us().highest_equivalent(LATENCY_US_MAX));
+        assert_eq!(
+            r.latency_us().max(),
+            r.latency_us().highest_equivalent(LATENCY_US_MAX)
+        );
     }
 }

@@ -158,9 +158,21 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             let _ = writeln!(s, "| limit | figure |\n|---|---|");
             if let Some(obj) = lv.as_object() {
                 for (k, v) in obj {
-                    if v.is_number() || v.is_string() {
-                        let _ = writeln!(s, "| `{k}` | {v} |");
-                    }
+                    let shown = match v {
+                        Value::Number(n) if n.is_f64() => {
+                            let x = n.as_f64().unwrap_or(0.0);
+                            if x.abs() >= 100.0 {
+                                count(Some(x))
+                            } else {
+                                format!("{x:.2}")
+                            }
+                        }
+                        Value::Number(n) => count(n.as_f64()),
+                        Value::String(t) => t.clone(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => continue,
+                    };
+                    let _ = writeln!(s, "| `{k}` | {shown} |");
                 }
             }
             s.push('\n');
@@ -212,6 +224,9 @@ pub fn render(r: &Results, dir_name: &str) -> String {
         })
         .collect();
     let nats_line = |q: &str| {
+        if nats_rt.is_empty() {
+            return "not run".to_string();
+        }
         nats_rt
             .iter()
             .map(|(k, runs)| format!("{k}: {}", ms(lat(runs, "rt", q))))

@@ -20,6 +20,8 @@ pub struct GonetsTarget {
     pub shard_aware: bool,
     /// The hub's pid, for its CPU and memory (same machine only).
     pub server_pid: Option<u32>,
+    /// Connections each consumer opens per generator thread (calls spread over them).
+    pub connections: usize,
 }
 
 impl GonetsTarget {

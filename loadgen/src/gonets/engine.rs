@@ -378,7 +378,9 @@ async fn thread_main(
             mine
         };
         for c in mine {
-            rt_conns.push(Conn::connect(&target, &registry::consumer(c)).await?);
+            for _ in 0..target.connections.max(1) {
+                rt_conns.push(Conn::connect(&target, &registry::consumer(c)).await?);
+            }
         }
     }
     if let Some(b) = &plan.bulk {

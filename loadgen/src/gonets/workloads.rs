@@ -399,6 +399,20 @@ pub fn recovery(
     Ok(run)
 }
 
+/// The next rate of the search after a step: double while every step met
+/// the bound, halve while none did, then bisect; None once the interval is
+/// within 5% (or nothing down to 1/s met it).
+pub fn next_rate(good: Option<f64>, bad: Option<f64>) -> Option<f64> {
+    match (good, bad) {
+        (Some(g), None) => Some(g * 2.0),
+        (None, Some(b)) if b <= 1.0 => None,
+        (None, Some(b)) => Some(b / 2.0),
+        (Some(g), Some(b)) if (b - g) / g < 0.05 => None,
+        (Some(g), Some(b)) => Some(((g + b) / 2.0).round()),
+        (None, None) => None,
+    }
+}
+
 /// `--find-max`: the highest rt rate whose p99.9 stays at or under
 /// `p999_max` with no call over 2 s, no error and a valid generator;
 /// doubling from `from`, then bisecting `steps` times.
@@ -455,14 +469,10 @@ pub fn find_max(
         } else {
             bad = Some(rate);
         }
-        rate = match (good, bad) {
-            (Some(g), None) => g * 2.0,
-            (None, Some(b)) if b <= 1.0 => break,
-            (None, Some(b)) => b / 2.0,
-            (Some(g), Some(b)) if (b - g) / g < 0.05 => break,
-            (Some(g), Some(b)) => ((g + b) / 2.0).round(),
-            (None, None) => unreachable!("a step was just measured"),
-        };
+        match next_rate(good, bad) {
+            Some(r) => rate = r,
+            None => break,
+        }
     }
     if let Some(c) = best_curve {
         run.curves.push(c);
@@ -474,4 +484,44 @@ pub fn find_max(
         .findings
         .insert("p999_bound_ms".into(), json!(p999_max.as_secs_f64() * 1e3));
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the search against a fake hub that meets the bound up to `max`.
+    fn search(max: f64, from: f64, steps: usize) -> (Option<f64>, usize) {
+        let (mut good, mut bad, mut rate, mut tried) = (None, None, from, 0);
+        for _ in 0..16 + steps {
+            tried += 1;
+            if rate <= max {
+                good = Some(rate);
+            } else {
+                bad = Some(rate);
+            }
+            match next_rate(good, bad) {
+                Some(r) => rate = r,
+                None => break,
+            }
+        }
+        (good, tried)
+    }
+
+    #[test]
+    fn given_hub_meeting_bound_up_to_a_rate_when_searched_then_found_within_five_percent() {
+        for max in [700.0, 1000.0, 12_345.0, 40_000.0] {
+            let (found, tried) = search(max, 1000.0, 30);
+            let found = found.expect("something met the bound");
+            assert!(found <= max && found >= max * 0.95, "max {max}: found {found}");
+            assert!(tried < 30, "max {max}: {tried} steps");
+        }
+    }
+
+    #[test]
+    fn given_hub_meeting_nothing_when_searched_then_none_and_bounded() {
+        let (found, tried) = search(0.5, 1000.0, 5);
+        assert_eq!(found, None);
+        assert!(tried <= 21);
+    }
 }
