@@ -513,7 +513,10 @@ mod tests {
         for max in [700.0, 1000.0, 12_345.0, 40_000.0] {
             let (found, tried) = search(max, 1000.0, 30);
             let found = found.expect("something met the bound");
-            assert!(found <= max && found >= max * 0.95, "max {max}: found {found}");
+            assert!(
+                found <= max && found >= max * 0.95,
+                "max {max}: found {found}"
+            );
             assert!(tried < 30, "max {max}: {tried} steps");
         }
     }
