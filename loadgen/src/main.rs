@@ -325,13 +325,19 @@ fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
         sync: args.nats_sync.clone(),
         server_pid: args.server_pid,
     };
-    let result = match workload {
-        "rt" => nats::run_rt(&target, &rt_params(args)?, cores)?,
-        "bulk" => nats::run_bulk(
-            &target,
-            &bulk_params(args, args.messages, args.message_bytes)?,
-            cores,
-        )?,
+    let (result, rec, label) = match workload {
+        "rt" => {
+            let (r, rec) = nats::run_rt(&target, &rt_params(args)?, cores)?;
+            (r, rec, "rt")
+        }
+        "bulk" => {
+            let (r, rec) = nats::run_bulk(
+                &target,
+                &bulk_params(args, args.messages, args.message_bytes)?,
+                cores,
+            )?;
+            (r, rec, "bulk publish to PubAck")
+        }
         other => {
             return Err(format!(
                 "the NATS driver runs rt and bulk only, not {other} (docs/nats-mapping.md)"
@@ -339,8 +345,8 @@ fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
         }
     };
     Ok(Run {
+        curves: vec![(format!("NATS ({}) {label}", args.nats_sync), rec)],
         result,
-        curves: Vec::new(),
     })
 }
 

@@ -126,6 +126,25 @@ impl Phase {
         }
     }
 
+    /// Records `n` calls still unanswered when the drain wait (longer than
+    /// 2 s) ended: they count over the 2 s budget, and are in no quantile.
+    pub fn unanswered(&mut self, n: u64) {
+        self.unfinished = n;
+        if n > 0 {
+            let l = self.latency.get_or_insert(Latency {
+                count: 0,
+                p50_us: 0,
+                p90_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+                p9999_us: 0,
+                max_us: 0,
+                over_2s: 0,
+            });
+            l.over_2s += n;
+        }
+    }
+
     /// Marks the phase invalid, keeping the first reason.
     pub fn invalidate(&mut self, reason: impl Into<String>) {
         self.valid = false;

@@ -237,7 +237,11 @@ mod tests {
             h.min(),
             h.max()
         );
-        assert!(pacer.lag_max() <= Duration::from_micros(20), "lag within a tick: {:?}", pacer.lag_max());
+        assert!(
+            pacer.lag_max() <= Duration::from_micros(20),
+            "lag within a tick: {:?}",
+            pacer.lag_max()
+        );
     }
 
     #[test]
