@@ -336,7 +336,16 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             erss.unwrap_or(0.0) / 1048576.0,
             verdict(
                 within(e99, l99).zip(within(erss, lrss)).map(|(a, b)| a && b),
-                &format!("p99 {}, RSS {}", ratio(l99, e99), ratio(lrss, erss))
+                &format!(
+                    "p99 {}, RSS {}{}",
+                    ratio(l99, e99),
+                    ratio(lrss, erss),
+                    if n.unwrap_or(0.0) < 10e6 {
+                        " — with this backlog, not the target's 10 M"
+                    } else {
+                        ""
+                    }
+                )
             ),
         );
     }
@@ -354,7 +363,18 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             count(first),
             bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
             if lost == Some(true) { "INVALID (see the run)" } else { "every accepted request still waiting" },
-            verdict(t.map(|t| t <= 2000.0), &format!("{} of 2 s", ratio(t, Some(2000.0)))),
+            verdict(
+                t.map(|t| t <= 2000.0),
+                &format!(
+                    "{} of 2 s{}",
+                    ratio(t, Some(2000.0)),
+                    if bytes.unwrap_or(0.0) < 0.95 * (4u64 << 30) as f64 {
+                        " — at this log size, not the target's 4 GiB"
+                    } else {
+                        ""
+                    }
+                )
+            ),
         );
     }
     s.push('\n');
