@@ -470,9 +470,16 @@ fn report(args: &Args, mut run: Run) -> Result<bool, String> {
                 .filter(|(_, r)| !r.latency_us().is_empty())
                 .map(|(name, r)| (name.clone(), r.latency_us()))
                 .collect();
-            let title = format!("{} {} latency", run.result.system, run.result.workload);
-            plot::percentile_svg(&path, &title, &series)?;
-            run.result.plot = Some(path.display().to_string());
+            // A run where nothing succeeded has no curve to draw; its JSON
+            // still says what happened.
+            if !series.is_empty() {
+                let title = format!("{} {} latency", run.result.system, run.result.workload);
+                match plot::percentile_svg(&path, &title, &series) {
+                    Ok(()) => run.result.plot = Some(path.display().to_string()),
+                    // The figures matter more than the picture: keep going.
+                    Err(e) => eprintln!("gonets-loadgen: warning: no plot: {e}"),
+                }
+            }
         }
     }
     print!("{}", run.result.summary());

@@ -83,6 +83,13 @@ fn phase<'a>(run: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    // A quantile of a phase where nothing succeeded is not a figure.
+    if path.first() == Some(&"latency")
+        && path.get(1) != Some(&"over_2s")
+        && v["latency"]["count"].as_u64() == Some(0)
+    {
+        return None;
+    }
     let mut cur = v;
     for p in path {
         cur = cur.get(p)?;

@@ -178,7 +178,10 @@ impl Phase {
             "{:<14} {:>9} ok of {:>9} in {:.1} s = {:>9.0}/s {:>7.1} MB/s",
             self.name, self.ok, self.issued, self.seconds, self.ok_per_s, self.mb_per_s
         );
-        if let Some(l) = &self.latency {
+        if let Some(l) = self.latency.as_ref().filter(|l| l.count == 0) {
+            s += &format!(" | nothing answered; over 2 s: {}", l.over_2s);
+        }
+        if let Some(l) = self.latency.as_ref().filter(|l| l.count > 0) {
             let ms = |us: u64| us as f64 / 1000.0;
             s += &format!(
                 " | p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} p99.99 {:.2} max {:.2} ms | over 2 s: {}",

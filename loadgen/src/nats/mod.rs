@@ -203,6 +203,18 @@ pub(crate) async fn pull_messages(
 }
 
 /// Deletes the run's streams (best effort: a failure is reported on stderr).
+/// Deletes the run's streams over a fresh connection.
+pub(crate) fn teardown(admin: &tokio::runtime::Runtime, target: &NatsTarget, streams: &[String]) {
+    admin.block_on(async {
+        match connect(&target.url, "teardown").await {
+            Ok(client) => delete_streams(&jetstream(client), streams).await,
+            Err(e) => {
+                eprintln!("gonets-loadgen: warning: streams {streams:?} left on the server: {e}")
+            }
+        }
+    });
+}
+
 async fn delete_streams(js: &async_nats::jetstream::Context, names: &[String]) {
     for name in names {
         if let Err(e) = within(

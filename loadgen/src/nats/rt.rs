@@ -12,8 +12,7 @@ use super::fleet::{run_fleet, Gate};
 use super::names::{hosted, Names};
 use super::{
     admin_runtime, check_target, common_setup, connect, create_pull_consumer, create_streams,
-    delete_streams, jetstream, pull_consumer, pull_messages, server_version, NatsTarget,
-    IO_TIMEOUT,
+    jetstream, pull_consumer, pull_messages, server_version, teardown, NatsTarget, IO_TIMEOUT,
 };
 use crate::params::{Cores, RtParams};
 use crate::process::CpuWindow;
@@ -216,18 +215,6 @@ pub(crate) fn run(
     );
     run.push(phase);
     Ok((run, rec))
-}
-
-/// Deletes the run's streams over a fresh connection.
-fn teardown(admin: &tokio::runtime::Runtime, target: &NatsTarget, streams: &[String]) {
-    admin.block_on(async {
-        match connect(&target.url, "teardown").await {
-            Ok(client) => delete_streams(&jetstream(client), streams).await,
-            Err(e) => {
-                eprintln!("gonets-loadgen: warning: streams {streams:?} left on the server: {e}")
-            }
-        }
-    });
 }
 
 /// Runs the threads; the phase and how many threads called.
