@@ -440,7 +440,7 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
         )?,
         _ => unreachable!("checked above"),
     };
-    if let Some(h) = &hub {
+    if hub.is_some() {
         run.result
             .setup
             .insert("hub".into(), serde_json::json!("embedded"));
@@ -450,7 +450,6 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
         run.result
             .setup
             .insert("hub_cores".into(), serde_json::json!(args.hub_cores));
-        let _ = h;
     }
     drop(hub);
     Ok(run)

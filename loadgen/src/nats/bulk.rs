@@ -11,8 +11,8 @@
 use super::fleet::{run_fleet, Gate};
 use super::names::{hosted, share, Names};
 use super::{
-    admin_runtime, check_target, common_setup, connect, create_pull_consumer, create_streams,
-    jetstream, pull_consumer, pull_messages, server_version, teardown, NatsTarget, IO_TIMEOUT,
+    check_target, common_setup, connect, jetstream, pull_consumer, pull_messages, with_streams,
+    ConsumerSpec, NatsTarget, IO_TIMEOUT,
 };
 use crate::params::{BulkParams, Cores};
 use crate::process::CpuWindow;
@@ -107,37 +107,21 @@ pub(crate) fn run(
     let names = Names::fresh();
     let streams = [(names.stream("BULK"), names.bulk_subjects())];
     let stream_names = vec![streams[0].0.clone()];
-    let admin = admin_runtime()?;
-    let setup_started = Instant::now();
-    let version = admin.block_on(async {
-        let client = connect(&target.url, "setup").await?;
-        check(p, client.server_info().max_payload)?;
-        let version = server_version(&client);
-        let js = jetstream(client);
-        create_streams(&js, &streams).await?;
-        for prov in 0..p.providers {
-            create_pull_consumer(
-                &js,
-                &stream_names[0],
-                &Names::bulk_durable(prov),
-                &names.bulk_subject(prov),
-                PROVIDER_MAX_ACK_PENDING,
-            )
-            .await?;
-        }
-        Ok::<_, String>(version)
-    });
-    let setup_s = setup_started.elapsed().as_secs_f64();
-    let version = match version {
-        Ok(v) => v,
-        Err(e) => {
-            teardown(&admin, target, &stream_names);
-            return Err(e);
-        }
-    };
-    let measured = measure(target, p, cores, &names);
-    teardown(&admin, target, &stream_names);
-    let (mut phase, rec) = measured?;
+    let consumers: Vec<ConsumerSpec> = (0..p.providers)
+        .map(|prov| ConsumerSpec {
+            stream: 0,
+            durable: Names::bulk_durable(prov),
+            subject: names.bulk_subject(prov),
+            max_ack_pending: PROVIDER_MAX_ACK_PENDING,
+        })
+        .collect();
+    let ((mut phase, rec), version, setup_s) = with_streams(
+        target,
+        &streams,
+        &consumers,
+        |max_payload| check(p, max_payload),
+        || measure(target, p, cores, &names),
+    )?;
     phase.extra.insert(
         "setup_s".into(),
         serde_json::json!((setup_s * 1000.0).round() / 1000.0),

@@ -115,6 +115,59 @@ fn admin_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))
 }
 
+/// A durable pull consumer a run makes before its threads start.
+pub(crate) struct ConsumerSpec {
+    /// Index of its stream in the run's streams.
+    pub stream: usize,
+    /// Durable name.
+    pub durable: String,
+    /// Filter subject.
+    pub subject: String,
+    /// Server-side bound on unacknowledged messages.
+    pub max_ack_pending: i64,
+}
+
+/// Makes `streams` (name, subjects) and `consumers` over a setup
+/// connection once `check` accepts the server's max payload, runs
+/// `measure`, and deletes the streams whatever happened. Returns what
+/// `measure` returned, the server's version and the setup seconds.
+pub(crate) fn with_streams<T>(
+    target: &NatsTarget,
+    streams: &[(String, String)],
+    consumers: &[ConsumerSpec],
+    check: impl FnOnce(usize) -> Result<(), String>,
+    measure: impl FnOnce() -> Result<T, String>,
+) -> Result<(T, String, f64), String> {
+    let stream_names: Vec<String> = streams.iter().map(|s| s.0.clone()).collect();
+    let admin = admin_runtime()?;
+    let setup_started = std::time::Instant::now();
+    let version = admin.block_on(async {
+        let client = connect(&target.url, "setup").await?;
+        check(client.server_info().max_payload)?;
+        let version = server_version(&client);
+        let js = jetstream(client);
+        create_streams(&js, streams).await?;
+        for c in consumers {
+            create_pull_consumer(
+                &js,
+                &stream_names[c.stream],
+                &c.durable,
+                &c.subject,
+                c.max_ack_pending,
+            )
+            .await?;
+        }
+        Ok::<_, String>(version)
+    });
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    let measured = match version {
+        Ok(v) => measure().map(|t| (t, v, setup_s)),
+        Err(e) => Err(e),
+    };
+    teardown(&admin, target, &stream_names);
+    measured
+}
+
 /// Makes the run's streams over `js` (a file-storage stream each, limits
 /// retention, one replica), deleting any of the same name first.
 async fn create_streams(
