@@ -117,8 +117,16 @@ fn given_request_headers_missing_a_field_or_with_one_of_the_wrong_type_when_sent
             format!(r#"{{"queue":"{queue}","id":"{id}"}}"#),
             "lease",
         ),
-        (Opcode::AddCredits, r#"{"subscription":1}"#.into(), "credits"),
-        (Opcode::Unsubscribe, r#"{"subscription":null}"#.into(), "subscription"),
+        (
+            Opcode::AddCredits,
+            r#"{"subscription":1}"#.into(),
+            "credits",
+        ),
+        (
+            Opcode::Unsubscribe,
+            r#"{"subscription":null}"#.into(),
+            "subscription",
+        ),
         (
             Opcode::SendResponse,
             r#"{"request_id":["x"]}"#.into(),
@@ -145,10 +153,7 @@ fn given_request_headers_missing_a_field_or_with_one_of_the_wrong_type_when_sent
         assert_eq!(e.code, "MALFORMED", "{what}: {e:?}");
         assert!(!e.fatal, "{what}: a bad field is not fatal: {e:?}");
         assert_eq!(e.details.field.as_deref(), Some(field), "{what}: {e:?}");
-        assert!(
-            e.message.contains(&format!("`{field}`")),
-            "{what}: {e:?}"
-        );
+        assert!(e.message.contains(&format!("`{field}`")), "{what}: {e:?}");
         expect_alive(&mut raw, cid + 1, &what);
     }
 }
@@ -272,7 +277,10 @@ fn expect_timed_out(what: &str, raw: &mut RawConn, started: Instant, timeout: Du
     let (id, e) = errors.last().expect("an error frame before the close");
     assert_eq!(e.code, "BAD_FRAME", "{what}: {e:?}");
     assert!(e.fatal, "{what}: {e:?}");
-    assert_eq!(*id, 0, "{what}: a broken stream's error has correlation id 0");
+    assert_eq!(
+        *id, 0,
+        "{what}: a broken stream's error has correlation id 0"
+    );
     assert!(e.message.contains("not completed within"), "{what}: {e:?}");
 }
 
@@ -281,7 +289,10 @@ fn given_connections_stalled_inside_a_frame_when_the_frame_read_timeout_passes_t
 ) {
     let timeout = Duration::from_millis(1500);
     let server = ServerProcess::start(ServerOptions {
-        sections: format!("[limits]\nframe_read_timeout_ms = {}\n", timeout.as_millis()),
+        sections: format!(
+            "[limits]\nframe_read_timeout_ms = {}\n",
+            timeout.as_millis()
+        ),
         ..ServerOptions::dev_token()
     });
     // A: a fixed header announcing a 16 MiB body, then 10 bytes of it.
@@ -305,7 +316,11 @@ fn given_connections_stalled_inside_a_frame_when_the_frame_read_timeout_passes_t
     expect_timed_out("a fixed header cut short", &mut b, started, timeout);
     // An idle connection (no frame begun) is not timed out.
     std::thread::sleep(timeout.saturating_sub(started.elapsed()));
-    expect_alive(&mut idle, 9, "an idle connection past the frame-read timeout");
+    expect_alive(
+        &mut idle,
+        9,
+        "an idle connection past the frame-read timeout",
+    );
     assert!(
         server.log().contains("not completed within"),
         "the server logs why it closed:\n{}",

@@ -333,7 +333,7 @@ pub struct QueueStatsReply {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 
-use FieldType::{Bool, U32, U64, U8Array};
+use FieldType::{Bool, U8Array, U32, U64};
 
 impl RequestHeader for Hello {
     const FIELDS: &'static [Field] = &[

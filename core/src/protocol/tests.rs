@@ -146,9 +146,17 @@ fn check_fields<T: header::RequestHeader + Serialize + Default>() {
         let mut without = full.clone();
         without.remove(f.name);
         match parse(&without) {
-            Ok(()) => assert!(!f.required, "{name}.{}: required, yet parses without", f.name),
+            Ok(()) => assert!(
+                !f.required,
+                "{name}.{}: required, yet parses without",
+                f.name
+            ),
             Err(HeaderError::Field { field, .. }) => {
-                assert!(f.required, "{name}.{}: optional, yet refused without", f.name);
+                assert!(
+                    f.required,
+                    "{name}.{}: optional, yet refused without",
+                    f.name
+                );
                 assert_eq!(field, f.name);
             }
             Err(e) => panic!("{name}.{}: {e}", f.name),
@@ -194,7 +202,15 @@ fn given_every_request_header_when_fields_are_left_out_or_mistyped_then_the_fiel
 
 #[test]
 fn given_a_header_that_is_not_a_json_object_when_parsed_then_unparseable() {
-    for bad in [&b""[..], b"{", b"{not json", b"[1]", b"5", b"null", b"\xff\xfe"] {
+    for bad in [
+        &b""[..],
+        b"{",
+        b"{not json",
+        b"[1]",
+        b"5",
+        b"null",
+        b"\xff\xfe",
+    ] {
         let mut buf = bad.to_vec();
         let r = parse_request::<header::SendRequest>(&mut buf);
         assert!(
@@ -222,7 +238,16 @@ fn given_numbers_out_of_range_when_parsed_then_the_field_is_named() {
     }
     let mut hello = br#"{"versions":[1,256]}"#.to_vec();
     let r = parse_request::<header::Hello>(&mut hello);
-    assert!(matches!(r, Err(HeaderError::Field { field: "versions", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(HeaderError::Field {
+                field: "versions",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]

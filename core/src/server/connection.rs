@@ -382,7 +382,10 @@ impl Fatal {
     /// The JSON header of request `correlation_id` is not a JSON object.
     fn header(correlation_id: u64, e: &HeaderError) -> Box<Fatal> {
         let reply = ErrorReply::from_header(e);
-        assert!(reply.fatal, "only an unparseable header ends the connection");
+        assert!(
+            reply.fatal,
+            "only an unparseable header ends the connection"
+        );
         Box::new(Fatal {
             correlation_id,
             reply,

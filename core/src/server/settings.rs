@@ -98,7 +98,9 @@ impl ServerSettings {
             );
         }
         if self.hello_timeout_ms == 0 || self.frame_read_timeout_ms == 0 {
-            return Err("limits: hello_timeout_ms and frame_read_timeout_ms must be positive".into());
+            return Err(
+                "limits: hello_timeout_ms and frame_read_timeout_ms must be positive".into(),
+            );
         }
         if self.limits.body_bytes_max == 0 || self.limits.header_bytes_max < 64 {
             return Err(
