@@ -115,3 +115,28 @@ impl ServerSettings {
         self.shard_port_base.map(|b| b.saturating_add(shard))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> ServerSettings {
+        let listen = "127.0.0.1:7400".parse().expect("an address");
+        ServerSettings::new(listen, Security::DevTokens(Arc::new(HashMap::new())))
+    }
+
+    #[test]
+    fn given_defaults_when_validated_then_the_frame_read_timeout_is_30_s() {
+        let s = dev();
+        assert_eq!(s.frame_read_timeout_ms, 30_000);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_a_zero_frame_read_timeout_when_validated_then_refused_naming_it() {
+        let mut s = dev();
+        s.frame_read_timeout_ms = 0;
+        let e = s.validate().expect_err("0 ms is refused");
+        assert!(e.contains("frame_read_timeout_ms"), "{e}");
+    }
+}
