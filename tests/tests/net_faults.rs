@@ -259,8 +259,8 @@ fn given_raw_connections_when_they_send_garbage_then_each_gets_a_fatal_error_and
             "BAD_HEADER",
         ),
         (
-            "a request whose JSON header lacks the kind",
-            raw_frame(Opcode::SendRequest.to_u8(), 6, b"{}", b"x"),
+            "a request whose JSON header is not an object",
+            raw_frame(Opcode::SendRequest.to_u8(), 6, b"[1]", b"x"),
             false,
             "BAD_HEADER",
         ),
@@ -274,14 +274,17 @@ fn given_raw_connections_when_they_send_garbage_then_each_gets_a_fatal_error_and
     ];
     for (what, bytes, close, code) in cases_after {
         let mut out = garbage_case(addr, what, true, &bytes, close);
-        if code == "BAD_FRAME" {
-            let errors = out.errors();
-            if let Some((id, _)) = errors.last() {
-                assert_eq!(
-                    *id, 0,
-                    "{what}: a broken stream's error has correlation id 0"
-                );
-            }
+        let errors = out.errors();
+        match (code, errors.last()) {
+            ("BAD_FRAME", Some((id, _))) => assert_eq!(
+                *id, 0,
+                "{what}: a broken stream's error has correlation id 0"
+            ),
+            ("BAD_HEADER", Some((id, _))) => assert_eq!(
+                *id, 6,
+                "{what}: a bad header's error has its request's correlation id"
+            ),
+            _ => {}
         }
         expect_fatal(what, out, code);
     }

@@ -4,6 +4,7 @@
 use crate::error::HubError;
 use crate::protocol::frame::FrameError;
 use crate::protocol::header::{ErrorDetails, ErrorReply};
+use crate::protocol::HeaderError;
 
 /// A stable error code (its number and name never change meaning).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -163,6 +164,36 @@ impl ErrorReply {
             fatal,
             details: ErrorDetails::default(),
         }
+    }
+
+    /// The error frame for a request header that was not taken: a fatal
+    /// `BAD_HEADER` when it is not a JSON object, else `MALFORMED` (not
+    /// fatal) naming the field at fault in `details.field`.
+    pub fn from_header(e: &HeaderError) -> ErrorReply {
+        match e {
+            HeaderError::Unparseable(_) => {
+                ErrorReply::protocol(ErrorCode::BadHeader, e.to_string(), true)
+            }
+            HeaderError::Field { field, .. } => {
+                let mut reply = ErrorReply::from_hub(&HubError::Malformed(e.to_string()));
+                reply.details.field = Some((*field).to_string());
+                reply
+            }
+            HeaderError::Invalid(_) => ErrorReply::from_hub(&HubError::Malformed(e.to_string())),
+        }
+    }
+
+    /// `TOO_LARGE` (not fatal) for a text field of a request header over
+    /// its limit, naming the field (`details.field`) in the message.
+    pub fn field_too_large(field: &str, size_bytes: usize, size_bytes_max: usize) -> ErrorReply {
+        let mut reply = ErrorReply::from_hub(&HubError::TooLarge {
+            size_bytes: size_bytes as u64,
+            size_bytes_max: size_bytes_max as u64,
+        });
+        reply.message =
+            format!("{field} of {size_bytes} bytes exceeds the limit of {size_bytes_max} bytes");
+        reply.details.field = Some(field.to_string());
+        reply
     }
 
     /// The fatal error frame for a broken byte stream.

@@ -155,6 +155,19 @@ pub enum FrameError {
         /// Limit.
         body_bytes_max: u32,
     },
+    /// A frame begun was not completed within the frame-read timeout.
+    #[error(
+        "frame not completed within {timeout_ms} ms of its first byte ({received} of {expected} \
+         bytes received)"
+    )]
+    ReadTimeout {
+        /// Bytes of the frame received.
+        received: usize,
+        /// Bytes the frame announced (24 while the fixed header is incomplete).
+        expected: usize,
+        /// The timeout, ms.
+        timeout_ms: u64,
+    },
     /// The stream ended inside a frame.
     #[error("connection closed inside a frame ({received} of {expected} bytes)")]
     Truncated {
@@ -238,18 +251,25 @@ impl FrameDecoder {
         Ok(Some(Frame { header, json, body }))
     }
 
+    /// Of a frame begun and not yet whole: (bytes received, bytes it
+    /// announced, or 24 while its fixed header is incomplete). `None`
+    /// between frames.
+    pub fn partial(&self) -> Option<(usize, usize)> {
+        match (&self.pending, self.buffer.len()) {
+            (None, 0) => None,
+            (None, n) => Some((n, FIXED_HEADER_BYTES)),
+            (Some(h), n) => Some((
+                FIXED_HEADER_BYTES + n,
+                FIXED_HEADER_BYTES + h.header_bytes as usize + h.body_bytes as usize,
+            )),
+        }
+    }
+
     /// Called when the stream ended: an error if a frame was cut short.
     pub fn finish(&self) -> Result<(), FrameError> {
-        match (&self.pending, self.buffer.len()) {
-            (None, 0) => Ok(()),
-            (None, n) => Err(FrameError::Truncated {
-                received: n,
-                expected: FIXED_HEADER_BYTES,
-            }),
-            (Some(h), n) => Err(FrameError::Truncated {
-                received: FIXED_HEADER_BYTES + n,
-                expected: FIXED_HEADER_BYTES + h.header_bytes as usize + h.body_bytes as usize,
-            }),
+        match self.partial() {
+            None => Ok(()),
+            Some((received, expected)) => Err(FrameError::Truncated { received, expected }),
         }
     }
 }

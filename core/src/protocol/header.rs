@@ -3,7 +3,77 @@
 //! hub milliseconds since the Unix epoch. Unknown fields are ignored (a
 //! newer peer may add some); missing optional fields take their default.
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The JSON type a request header field must have (docs/protocol.md's tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// A JSON string.
+    String,
+    /// `true` or `false`.
+    Bool,
+    /// An integer from 0 to 4,294,967,295.
+    U32,
+    /// An integer from 0 to 18,446,744,073,709,551,615.
+    U64,
+    /// An array of integers from 0 to 255.
+    U8Array,
+}
+
+impl FieldType {
+    /// How the docs and error messages name the type.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::String => "a string",
+            FieldType::Bool => "true or false",
+            FieldType::U32 => "an integer from 0 to 4294967295",
+            FieldType::U64 => "an integer from 0 to 18446744073709551615",
+            FieldType::U8Array => "an array of integers from 0 to 255",
+        }
+    }
+}
+
+/// One field of a request's JSON header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The JSON key.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: FieldType,
+    /// False when it may be left out (it then takes its default; an
+    /// optional string may also be `null`).
+    pub required: bool,
+}
+
+const fn required(name: &'static str, ty: FieldType) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+    }
+}
+
+const fn optional(name: &'static str, ty: FieldType) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+    }
+}
+
+/// A request's JSON header whose fields are listed, so that a header that
+/// parses as JSON but lacks a field or has one of the wrong type is answered
+/// with an error naming the field (`MALFORMED`, not fatal).
+pub trait RequestHeader: DeserializeOwned {
+    /// Every field the server reads (others are ignored).
+    const FIELDS: &'static [Field];
+}
+
+/// A string field that may be `null` (taken as empty).
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `Hello`: the versions the client speaks, and in plain-TCP development
 /// mode its participant id and token.
@@ -198,7 +268,7 @@ pub struct SendRefusal {
     /// `ACCESS_DENIED`, `NO_DATA`, `UNKNOWN_REQUEST_DESCRIPTION` or `FAILURE`.
     pub code: String,
     /// Free text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub reason: String,
 }
 
@@ -263,6 +333,79 @@ pub struct QueueStatsReply {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 
+use FieldType::{Bool, U8Array, U32, U64};
+
+impl RequestHeader for Hello {
+    const FIELDS: &'static [Field] = &[
+        required("versions", U8Array),
+        optional("participant", FieldType::String),
+        optional("token", FieldType::String),
+        optional("client", FieldType::String),
+    ];
+}
+
+impl RequestHeader for SendRequest {
+    const FIELDS: &'static [Field] = &[
+        required("kind", FieldType::String),
+        optional("idempotency_key", FieldType::String),
+        optional("test", Bool),
+        optional("transaction", FieldType::String),
+        optional("state_secret", Bool),
+    ];
+}
+
+impl RequestHeader for Fetch {
+    const FIELDS: &'static [Field] = &[
+        required("queue", FieldType::String),
+        required("max", U32),
+        optional("wait_ms", U64),
+    ];
+}
+
+impl RequestHeader for Subscribe {
+    const FIELDS: &'static [Field] = &[
+        required("queue", FieldType::String),
+        required("credits", U32),
+    ];
+}
+
+impl RequestHeader for AddCredits {
+    const FIELDS: &'static [Field] = &[required("subscription", U64), required("credits", U32)];
+}
+
+impl RequestHeader for Unsubscribe {
+    const FIELDS: &'static [Field] = &[required("subscription", U64)];
+}
+
+impl RequestHeader for Settle {
+    const FIELDS: &'static [Field] = &[
+        required("queue", FieldType::String),
+        required("id", FieldType::String),
+        required("lease", U64),
+        optional("delay_ms", U64),
+    ];
+}
+
+impl RequestHeader for SendResponse {
+    const FIELDS: &'static [Field] = &[required("request_id", FieldType::String)];
+}
+
+impl RequestHeader for SendRefusal {
+    const FIELDS: &'static [Field] = &[
+        required("request_id", FieldType::String),
+        required("code", FieldType::String),
+        optional("reason", FieldType::String),
+    ];
+}
+
+impl RequestHeader for Status {
+    const FIELDS: &'static [Field] = &[required("id", FieldType::String)];
+}
+
+impl RequestHeader for QueueStats {
+    const FIELDS: &'static [Field] = &[required("queue", FieldType::String)];
+}
+
 /// `Error`: why the request with the frame's correlation id failed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {
@@ -298,4 +441,7 @@ pub struct ErrorDetails {
     /// `ALREADY_ANSWERED`, `DUPLICATE`: the message concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// `MALFORMED`, `TOO_LARGE`: the request header field at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }

@@ -35,6 +35,96 @@ pub fn parse_header<T: DeserializeOwned>(json: &mut [u8]) -> Result<T, HubError>
         .map_err(|e| HubError::Malformed(format!("bad JSON header: {e}")))
 }
 
+/// Why a request's JSON header was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Empty, not JSON, or not a JSON object: the peer does not speak the
+    /// protocol (a fatal `BAD_HEADER`).
+    #[error("bad JSON header: {0}")]
+    Unparseable(String),
+    /// A JSON object, but a field is missing or has the wrong type
+    /// (`MALFORMED`, the connection goes on).
+    #[error("field `{field}` {reason}")]
+    Field {
+        /// The field's JSON key.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JSON object whose fields all check out, yet it does not read as
+    /// this header (`MALFORMED`, the connection goes on).
+    #[error("bad JSON header: {0}")]
+    Invalid(String),
+}
+
+/// Parses a request's JSON header: with simd-json, and when that fails,
+/// finds out why (unparseable, or which field is missing or of the wrong type).
+pub fn parse_request<T: header::RequestHeader>(json: &mut [u8]) -> Result<T, HeaderError> {
+    if json.is_empty() {
+        return Err(HeaderError::Unparseable("empty JSON header".into()));
+    }
+    // simd-json rewrites the buffer in place: keep the bytes to explain a
+    // failure (a JSON header is at most `header_bytes_max` and usually tiny).
+    let original = json.to_vec();
+    simd_json::serde::from_slice(json).map_err(|e| explain::<T>(&original, &e.to_string()))
+}
+
+/// Why `json` does not read as a `T` (`simd_error` is simd-json's reason).
+fn explain<T: header::RequestHeader>(json: &[u8], simd_error: &str) -> HeaderError {
+    use header::FieldType;
+    let value: serde_json::Value = match serde_json::from_slice(json) {
+        Ok(v) => v,
+        Err(_) => return HeaderError::Unparseable(simd_error.to_string()),
+    };
+    let Some(object) = value.as_object() else {
+        return HeaderError::Unparseable("the JSON header is not an object".into());
+    };
+    // Bounded by the header's field list.
+    for f in T::FIELDS {
+        let v = match object.get(f.name) {
+            None if f.required => {
+                return HeaderError::Field {
+                    field: f.name,
+                    reason: "is required".into(),
+                }
+            }
+            None => continue,
+            Some(serde_json::Value::Null) if !f.required && f.ty == FieldType::String => continue,
+            Some(v) => v,
+        };
+        let fits = match f.ty {
+            FieldType::String => v.is_string(),
+            FieldType::Bool => v.is_boolean(),
+            FieldType::U32 => v.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+            FieldType::U64 => v.as_u64().is_some(),
+            FieldType::U8Array => v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|x| x.as_u64().is_some_and(|n| u8::try_from(n).is_ok()))
+            }),
+        };
+        if !fits {
+            return HeaderError::Field {
+                field: f.name,
+                reason: format!("must be {}, not {}", f.ty.describe(), json_kind(v)),
+            };
+        }
+    }
+    HeaderError::Invalid(simd_error.to_string())
+}
+
+/// A JSON value named briefly for an error (numbers as they are, never a
+/// long string echoed back).
+fn json_kind(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "null".into(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(_) => "a string".into(),
+        serde_json::Value::Array(_) => "an array".into(),
+        serde_json::Value::Object(_) => "an object".into(),
+    }
+}
+
 /// Appends a frame with `header` serialised as its JSON header.
 pub fn encode<T: Serialize>(
     out: &mut Vec<u8>,

@@ -116,6 +116,156 @@ fn given_bad_json_when_parsed_then_malformed_not_a_panic() {
     assert_eq!(h.kind, "k");
 }
 
+/// A valid JSON value of `ty`.
+fn sample(ty: header::FieldType) -> serde_json::Value {
+    use header::FieldType;
+    match ty {
+        FieldType::String => "s".into(),
+        FieldType::Bool => true.into(),
+        FieldType::U32 | FieldType::U64 => 7.into(),
+        FieldType::U8Array => serde_json::json!([1]),
+    }
+}
+
+/// Checks `T::FIELDS` says what serde reads: every field with a sample
+/// value parses; a required one left out, or any one of the wrong type, is
+/// named; an optional one left out (or a null optional string) parses.
+fn check_fields<T: header::RequestHeader + Serialize + Default>() {
+    use header::FieldType;
+    let name = std::any::type_name::<T>();
+    let full: serde_json::Map<String, serde_json::Value> = T::FIELDS
+        .iter()
+        .map(|f| (f.name.to_string(), sample(f.ty)))
+        .collect();
+    let parse = |m: &serde_json::Map<String, serde_json::Value>| {
+        let mut json = serde_json::to_vec(m).unwrap();
+        parse_request::<T>(&mut json).map(|_| ())
+    };
+    assert_eq!(parse(&full), Ok(()), "{name}: every field given");
+    for f in T::FIELDS {
+        let mut without = full.clone();
+        without.remove(f.name);
+        match parse(&without) {
+            Ok(()) => assert!(
+                !f.required,
+                "{name}.{}: required, yet parses without",
+                f.name
+            ),
+            Err(HeaderError::Field { field, .. }) => {
+                assert!(
+                    f.required,
+                    "{name}.{}: optional, yet refused without",
+                    f.name
+                );
+                assert_eq!(field, f.name);
+            }
+            Err(e) => panic!("{name}.{}: {e}", f.name),
+        }
+        let mut wrong = full.clone();
+        wrong.insert(f.name.into(), serde_json::json!({"x": 1}));
+        assert!(
+            matches!(parse(&wrong), Err(HeaderError::Field { field, .. }) if field == f.name),
+            "{name}.{}: a wrong type is named",
+            f.name
+        );
+        if !f.required && f.ty == FieldType::String {
+            let mut null = full.clone();
+            null.insert(f.name.into(), serde_json::Value::Null);
+            assert_eq!(parse(&null), Ok(()), "{name}.{}: null is absent", f.name);
+        }
+    }
+    // Every field the type writes is listed.
+    let written = serde_json::to_value(T::default()).unwrap();
+    for key in written.as_object().unwrap().keys() {
+        assert!(
+            T::FIELDS.iter().any(|f| f.name == key),
+            "{name}.{key} is not in FIELDS"
+        );
+    }
+}
+
+#[test]
+fn given_every_request_header_when_fields_are_left_out_or_mistyped_then_the_field_list_says_what_serde_reads(
+) {
+    check_fields::<header::Hello>();
+    check_fields::<header::SendRequest>();
+    check_fields::<header::Fetch>();
+    check_fields::<header::Subscribe>();
+    check_fields::<header::AddCredits>();
+    check_fields::<header::Unsubscribe>();
+    check_fields::<header::Settle>();
+    check_fields::<header::SendResponse>();
+    check_fields::<header::SendRefusal>();
+    check_fields::<header::Status>();
+    check_fields::<header::QueueStats>();
+}
+
+#[test]
+fn given_a_header_that_is_not_a_json_object_when_parsed_then_unparseable() {
+    for bad in [
+        &b""[..],
+        b"{",
+        b"{not json",
+        b"[1]",
+        b"5",
+        b"null",
+        b"\xff\xfe",
+    ] {
+        let mut buf = bad.to_vec();
+        let r = parse_request::<header::SendRequest>(&mut buf);
+        assert!(
+            matches!(r, Err(HeaderError::Unparseable(_))),
+            "{:?}: {r:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn given_numbers_out_of_range_when_parsed_then_the_field_is_named() {
+    for (json, field) in [
+        (&br#"{"queue":"q","max":4294967296}"#[..], "max"),
+        (br#"{"queue":"q","max":-1}"#, "max"),
+        (br#"{"queue":"q","max":1,"wait_ms":1.5}"#, "wait_ms"),
+        (br#"{"queue":"q","max":"1"}"#, "max"),
+    ] {
+        let mut buf = json.to_vec();
+        let r = parse_request::<header::Fetch>(&mut buf);
+        assert!(
+            matches!(&r, Err(HeaderError::Field { field: f, .. }) if *f == field),
+            "{r:?}"
+        );
+    }
+    let mut hello = br#"{"versions":[1,256]}"#.to_vec();
+    let r = parse_request::<header::Hello>(&mut hello);
+    assert!(
+        matches!(
+            r,
+            Err(HeaderError::Field {
+                field: "versions",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn given_a_frame_begun_when_asked_then_partial_says_how_far() {
+    let bytes = frame_bytes(Opcode::Ping, 1, b"{}", b"abc");
+    let mut d = FrameDecoder::new(limits());
+    assert_eq!(d.partial(), None);
+    d.extend(&bytes[..10]);
+    assert!(d.next_frame().unwrap().is_none());
+    assert_eq!(d.partial(), Some((10, frame::FIXED_HEADER_BYTES)));
+    d.extend(&bytes[10..26]);
+    assert!(d.next_frame().unwrap().is_none());
+    assert_eq!(d.partial(), Some((26, bytes.len())));
+    d.extend(&bytes[26..]);
+    assert!(d.next_frame().unwrap().is_some());
+    assert_eq!(d.partial(), None);
+}
+
 #[test]
 fn given_wire_queue_names_when_parsed_then_round_trip_or_malformed() {
     for q in ["requests/urn:x:1", "answers/MFC"] {
@@ -150,6 +300,8 @@ proptest! {
                         prop_assert!(f.json.len() <= 1024 && f.body.len() <= 4096);
                         let mut json = f.json.to_vec();
                         let _ = parse_header::<header::SendRequest>(&mut json);
+                        let mut json = f.json.to_vec();
+                        let _ = parse_request::<header::Settle>(&mut json);
                     }
                     Ok(None) => break,
                     Err(_) => break 'feed,

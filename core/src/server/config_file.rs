@@ -78,6 +78,8 @@ pub struct LimitsSection {
     pub connections_per_shard_max: Option<usize>,
     /// Time for handshake and hello, ms.
     pub hello_timeout_ms: Option<u64>,
+    /// Time from a frame's first byte to its last, ms.
+    pub frame_read_timeout_ms: Option<u64>,
 }
 
 /// `[commit]`.
@@ -205,6 +207,9 @@ impl ConfigFile {
         }
         if let Some(ms) = self.limits.hello_timeout_ms {
             server.hello_timeout_ms = ms;
+        }
+        if let Some(ms) = self.limits.frame_read_timeout_ms {
+            server.frame_read_timeout_ms = ms;
         }
         server.validate().map_err(ServerError::Config)?;
         Ok(ServeConfig {

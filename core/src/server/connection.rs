@@ -7,9 +7,10 @@
 //! is closed; the shard and every other connection go on.
 
 use crate::error::HubError;
-use crate::protocol::frame_io::{read_frame, ReadEnd};
+use crate::protocol::frame_io::{read_frame, read_frame_within, ReadEnd};
 use crate::protocol::header::{self as h, ErrorReply};
-use crate::protocol::{self, ErrorCode, Frame, FrameDecoder, Opcode};
+use crate::protocol::{self, ErrorCode, Frame, FrameDecoder, HeaderError, Opcode};
+use crate::record::TEXT_BYTES_MAX;
 use crate::runtime::within::within;
 use crate::runtime::{HubHandle, Message, Session, Subscription};
 use crate::server::settings::{Security, ServerSettings};
@@ -239,10 +240,27 @@ async fn run<S>(
         credits_max: handle.subscription_credits_max(),
     });
     let permits = Rc::new(Semaphore::new(settings.in_flight_per_connection_max as u64));
-    let end = frame_loop(&conn, &permits, &mut reader, &mut decoder, &mut chunk).await;
-    if let Some(fatal) = end {
-        tracing::info!(shard, %peer, "closing connection: {}", fatal.message);
-        conn.send(error_frame(0, &fatal)).await;
+    let mut input = Input {
+        reader: &mut reader,
+        decoder: &mut decoder,
+        chunk: &mut chunk,
+        frame_read_timeout_ms: settings.frame_read_timeout_ms,
+    };
+    let end = frame_loop(&conn, &permits, &mut input).await;
+    if let Some(Fatal {
+        correlation_id,
+        reply,
+    }) = end
+    {
+        tracing::info!(
+            shard,
+            %peer,
+            correlation_id,
+            code = reply.code.as_str(),
+            "closing connection: {}",
+            reply.message
+        );
+        conn.send(error_frame(correlation_id, &reply)).await;
     }
     // Ends the subscription tasks (their command channels close).
     conn.subscriptions.borrow_mut().clear();
@@ -272,8 +290,12 @@ fn hello_unboxed(
             true,
         ));
     }
-    let hello: h::Hello = protocol::parse_header(&mut frame.json)
-        .map_err(|e| ErrorReply::protocol(ErrorCode::BadHeader, e.to_string(), true))?;
+    // Nothing works before a hello: every fault in it is fatal.
+    let hello: h::Hello = protocol::parse_request(&mut frame.json).map_err(|e| {
+        let mut reply = ErrorReply::from_header(&e);
+        reply.fatal = true;
+        reply
+    })?;
     if !hello.versions.contains(&protocol::frame::VERSION) {
         return Err(ErrorReply::protocol(
             ErrorCode::UnsupportedVersion,
@@ -331,30 +353,76 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The reading side of a connection after its hello.
+struct Input<'a, R> {
+    reader: &'a mut R,
+    decoder: &'a mut FrameDecoder,
+    chunk: &'a mut [u8],
+    /// From a frame's first byte to its last, ms.
+    frame_read_timeout_ms: u64,
+}
+
+/// The error that ends a connection, with the correlation id to send it
+/// under: the request's when one request's header caused it (`BAD_HEADER`),
+/// 0 when the byte stream itself is broken (`BAD_FRAME`).
+struct Fatal {
+    correlation_id: u64,
+    reply: ErrorReply,
+}
+
+impl Fatal {
+    /// The byte stream is broken: no single request to blame.
+    fn stream(reply: ErrorReply) -> Fatal {
+        Fatal {
+            correlation_id: 0,
+            reply,
+        }
+    }
+
+    /// The JSON header of request `correlation_id` is not a JSON object.
+    fn header(correlation_id: u64, e: &HeaderError) -> Box<Fatal> {
+        let reply = ErrorReply::from_header(e);
+        assert!(
+            reply.fatal,
+            "only an unparseable header ends the connection"
+        );
+        Box::new(Fatal {
+            correlation_id,
+            reply,
+        })
+    }
+}
+
 /// Reads frames and starts their tasks until the stream ends; the fatal
-/// error to send, if the input was malformed.
+/// error to send, if the input was malformed or a frame stalled.
 async fn frame_loop<R: AsyncRead + Unpin>(
     conn: &Rc<Connection>,
     permits: &Rc<Semaphore>,
-    reader: &mut R,
-    decoder: &mut FrameDecoder,
-    chunk: &mut [u8],
-) -> Option<ErrorReply> {
-    // Runs as long as the client sends; every frame is bounded by the limits.
+    input: &mut Input<'_, R>,
+) -> Option<Fatal> {
+    // Runs as long as the client sends; every frame is bounded by the limits
+    // and, once begun, by the frame-read timeout.
     loop {
-        let frame = match read_frame(reader, decoder, chunk).await {
+        let read = read_frame_within(
+            input.reader,
+            input.decoder,
+            input.chunk,
+            input.frame_read_timeout_ms,
+        )
+        .await;
+        let frame = match read {
             Ok(Some(f)) => f,
             Ok(None) => return None,
-            Err(ReadEnd::Frame(e)) => return Some(ErrorReply::from_frame(&e)),
+            Err(ReadEnd::Frame(e)) => return Some(Fatal::stream(ErrorReply::from_frame(&e))),
             Err(ReadEnd::Io(_)) => return None,
         };
         let op = frame.header.opcode;
         if !op.is_request() {
-            return Some(ErrorReply::protocol(
+            return Some(Fatal::stream(ErrorReply::protocol(
                 ErrorCode::BadFrame,
                 format!("opcode 0x{:02x} is not a request", op.to_u8()),
                 true,
-            ));
+            )));
         }
         // Bounds the requests in flight: the reader waits, the client's
         // pipeline backs up in its socket.
@@ -409,62 +477,98 @@ enum Operation {
     Status(u64, crate::ids::MessageId),
     QueueStats(u64, crate::ids::QueueId),
     /// A request whose arguments are wrong: answered with this error.
-    Refused(u64, HubError),
+    Refused(u64, Box<ErrorReply>),
 }
 
-fn bad_header(e: HubError) -> Box<ErrorReply> {
-    Box::new(ErrorReply::protocol(
-        ErrorCode::BadHeader,
-        e.to_string(),
-        true,
-    ))
+/// The header of request `id`: `Ok(Err(reply))` when a field is missing,
+/// of the wrong type or too long (answered, the connection goes on), `Err`
+/// when it is not a JSON object at all (fatal).
+#[allow(clippy::type_complexity)] // the two layers are the two kinds of fault
+fn header<T: h::RequestHeader>(
+    id: u64,
+    json: &mut [u8],
+) -> Result<Result<T, Box<ErrorReply>>, Box<Fatal>> {
+    match protocol::parse_request(json) {
+        Ok(r) => Ok(Ok(r)),
+        Err(e @ HeaderError::Unparseable(_)) => Err(Fatal::header(id, &e)),
+        Err(e) => Ok(Err(Box::new(ErrorReply::from_header(&e)))),
+    }
 }
 
-fn new_request(r: h::SendRequest, payload: Bytes) -> NewRequest {
-    NewRequest {
+/// `TOO_LARGE` naming the first text field longer than the log takes
+/// (`TEXT_BYTES_MAX`), checked before the request goes to the shard.
+fn texts_fit(fields: &[(&str, Option<&str>)]) -> Result<(), Box<ErrorReply>> {
+    match fields
+        .iter()
+        .find_map(|(name, t)| t.filter(|t| t.len() > TEXT_BYTES_MAX).map(|t| (name, t)))
+    {
+        Some((name, t)) => Err(Box::new(ErrorReply::field_too_large(
+            name,
+            t.len(),
+            TEXT_BYTES_MAX,
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, Box<ErrorReply>> {
+    texts_fit(&[
+        ("idempotency_key", r.idempotency_key.as_deref()),
+        ("transaction", r.transaction.as_deref()),
+    ])?;
+    Ok(NewRequest {
         kind: crate::ids::DataKindId::new(&r.kind),
         payload,
         idempotency_key: r.idempotency_key,
         test: r.test,
         transaction: r.transaction,
         state_secret: r.state_secret,
-    }
+    })
 }
 
-/// Parses a request frame. A header that does not parse is fatal; a header
-/// that parses but names a bad queue or id is answered with `MALFORMED`.
-fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<ErrorReply>> {
+/// Parses a request frame. A header that is not a JSON object is fatal
+/// (`BAD_HEADER` with the request's correlation id); a header that lacks a
+/// field, has one of the wrong type, or names a bad queue or id is answered
+/// with `MALFORMED`, a text over its limit with `TOO_LARGE`.
+fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<Fatal>> {
     let id = frame.header.correlation_id;
     let json = &mut frame.json;
     let body = frame.body;
-    let refused = |e: HubError| Operation::Refused(id, e);
+    let refused = |e: HubError| Operation::Refused(id, Box::new(ErrorReply::from_hub(&e)));
+    macro_rules! parse {
+        ($t:ty) => {
+            match header::<$t>(id, json)? {
+                Ok(r) => r,
+                Err(reply) => return Ok(Operation::Refused(id, reply)),
+            }
+        };
+    }
     Ok(match frame.header.opcode {
         Opcode::Ping => Operation::Ping(id),
         Opcode::Hello => Operation::Hello(id),
-        Opcode::SendRequest => {
-            let r: h::SendRequest = protocol::parse_header(json).map_err(bad_header)?;
-            Operation::SendRequest(id, new_request(r, body))
-        }
-        Opcode::Call => {
-            let r: h::SendRequest = protocol::parse_header(json).map_err(bad_header)?;
-            Operation::Call(id, new_request(r, body))
+        op @ (Opcode::SendRequest | Opcode::Call) => {
+            match new_request(parse!(h::SendRequest), body) {
+                Err(reply) => Operation::Refused(id, reply),
+                Ok(r) if op == Opcode::Call => Operation::Call(id, r),
+                Ok(r) => Operation::SendRequest(id, r),
+            }
         }
         Opcode::Fetch => {
-            let r: h::Fetch = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::Fetch);
             match protocol::parse_queue(&r.queue) {
                 Ok(q) => Operation::Fetch(id, q, r.max, r.wait_ms),
                 Err(e) => refused(e),
             }
         }
         Opcode::Subscribe => {
-            let r: h::Subscribe = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::Subscribe);
             match protocol::parse_queue(&r.queue) {
                 Ok(q) => Operation::Subscribe(id, q, r.credits),
                 Err(e) => refused(e),
             }
         }
         Opcode::Ack | Opcode::Nack => {
-            let r: h::Settle = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::Settle);
             let parsed =
                 protocol::parse_queue(&r.queue).and_then(|q| Ok((q, protocol::parse_id(&r.id)?)));
             match parsed {
@@ -477,30 +581,22 @@ fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<ErrorRe
             }
         }
         Opcode::SendResponse => {
-            let r: h::SendResponse = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::SendResponse);
             match protocol::parse_id(&r.request_id) {
                 Ok(m) => Operation::SendResponse(id, m, body),
                 Err(e) => refused(e),
             }
         }
-        Opcode::SendRefusal => {
-            let r: h::SendRefusal = protocol::parse_header(json).map_err(bad_header)?;
-            match protocol::parse_id(&r.request_id)
-                .and_then(|m| Ok((m, protocol::parse_refusal(&r.code)?)))
-            {
-                Ok((m, code)) => Operation::SendRefusal(id, m, code, r.reason),
-                Err(e) => refused(e),
-            }
-        }
+        Opcode::SendRefusal => refusal(id, parse!(h::SendRefusal)),
         Opcode::Status => {
-            let r: h::Status = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::Status);
             match protocol::parse_id(&r.id) {
                 Ok(m) => Operation::Status(id, m),
                 Err(e) => refused(e),
             }
         }
         Opcode::QueueStats => {
-            let r: h::QueueStats = protocol::parse_header(json).map_err(bad_header)?;
+            let r = parse!(h::QueueStats);
             match protocol::parse_queue(&r.queue) {
                 Ok(q) => Operation::QueueStats(id, q),
                 Err(e) => refused(e),
@@ -514,6 +610,19 @@ fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<ErrorRe
             unreachable!("handled by the frame loop")
         }
     })
+}
+
+/// `SendRefusal`'s operation, or the error its arguments get.
+fn refusal(id: u64, r: h::SendRefusal) -> Operation {
+    let parsed = texts_fit(&[("reason", Some(&r.reason))]).and_then(|()| {
+        protocol::parse_id(&r.request_id)
+            .and_then(|m| Ok((m, protocol::parse_refusal(&r.code)?)))
+            .map_err(|e| Box::new(ErrorReply::from_hub(&e)))
+    });
+    match parsed {
+        Ok((m, code)) => Operation::SendRefusal(id, m, code, r.reason),
+        Err(reply) => Operation::Refused(id, reply),
+    }
 }
 
 impl Connection {
@@ -556,7 +665,7 @@ impl Operation {
                 id,
                 &ErrorReply::from_hub(&HubError::Malformed("hello was already done".into())),
             ),
-            Operation::Refused(id, e) => error_frame(id, &ErrorReply::from_hub(&e)),
+            Operation::Refused(id, e) => error_frame(id, &e),
             Operation::SendRequest(id, r) => outcome(id, s.send_request(r).await, |a| {
                 let header = h::Accepted {
                     id: a.id.to_string(),
@@ -701,13 +810,21 @@ async fn push_loop(
 }
 
 /// `AddCredits` and `Unsubscribe`: handed to the subscription's task.
-async fn subscription_command(
-    conn: &Rc<Connection>,
-    mut frame: Frame,
-) -> Result<(), Box<ErrorReply>> {
+async fn subscription_command(conn: &Rc<Connection>, mut frame: Frame) -> Result<(), Box<Fatal>> {
     let id = frame.header.correlation_id;
+    macro_rules! parse {
+        ($t:ty) => {
+            match header::<$t>(id, &mut frame.json)? {
+                Ok(r) => r,
+                Err(reply) => {
+                    conn.send(error_frame(id, &reply)).await;
+                    return Ok(());
+                }
+            }
+        };
+    }
     let (commands, command) = if frame.header.opcode == Opcode::AddCredits {
-        let r: h::AddCredits = protocol::parse_header(&mut frame.json).map_err(bad_header)?;
+        let r = parse!(h::AddCredits);
         let commands = conn
             .subscriptions
             .borrow()
@@ -719,7 +836,7 @@ async fn subscription_command(
         };
         (commands, command)
     } else {
-        let r: h::Unsubscribe = protocol::parse_header(&mut frame.json).map_err(bad_header)?;
+        let r = parse!(h::Unsubscribe);
         // Removed at once, so acks naming its lease are refused from here on;
         // its task still gets the command (queued before the channel closes).
         let commands = conn

@@ -12,6 +12,9 @@ pub const IN_FLIGHT_PER_CONNECTION_MAX_DEFAULT: usize = 1024;
 pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 4096;
 /// Default time a new connection has for its TLS handshake and hello, ms.
 pub const HELLO_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default time a client has to send a whole frame once its first byte
+/// came, ms (a connection that starts a frame and stalls is closed).
+pub const FRAME_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Default bound of reply frames queued for one connection's writer.
 pub const WRITE_QUEUE_FRAMES_MAX_DEFAULT: usize = 4096;
 
@@ -51,6 +54,10 @@ pub struct ServerSettings {
     pub connections_per_shard_max: usize,
     /// Time for the TLS handshake and the hello, ms.
     pub hello_timeout_ms: u64,
+    /// Time from the first byte of a frame to its last after the hello, ms;
+    /// past it the connection is closed with a fatal `BAD_FRAME`. (The wait
+    /// between frames is not bounded: an idle connection stays open.)
+    pub frame_read_timeout_ms: u64,
     /// Reply frames queued per connection before request tasks wait.
     pub write_queue_frames_max: usize,
 }
@@ -66,6 +73,7 @@ impl ServerSettings {
             in_flight_per_connection_max: IN_FLIGHT_PER_CONNECTION_MAX_DEFAULT,
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
             hello_timeout_ms: HELLO_TIMEOUT_MS_DEFAULT,
+            frame_read_timeout_ms: FRAME_READ_TIMEOUT_MS_DEFAULT,
             write_queue_frames_max: WRITE_QUEUE_FRAMES_MAX_DEFAULT,
         }
     }
@@ -89,6 +97,11 @@ impl ServerSettings {
                     .into(),
             );
         }
+        if self.hello_timeout_ms == 0 || self.frame_read_timeout_ms == 0 {
+            return Err(
+                "limits: hello_timeout_ms and frame_read_timeout_ms must be positive".into(),
+            );
+        }
         if self.limits.body_bytes_max == 0 || self.limits.header_bytes_max < 64 {
             return Err(
                 "limits: body_bytes_max must be positive and header_bytes_max at least 64".into(),
@@ -100,5 +113,30 @@ impl ServerSettings {
     /// The port of shard `shard`'s own listener, if any.
     pub fn shard_port(&self, shard: u16) -> Option<u16> {
         self.shard_port_base.map(|b| b.saturating_add(shard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> ServerSettings {
+        let listen = "127.0.0.1:7400".parse().expect("an address");
+        ServerSettings::new(listen, Security::DevTokens(Arc::new(HashMap::new())))
+    }
+
+    #[test]
+    fn given_defaults_when_validated_then_the_frame_read_timeout_is_30_s() {
+        let s = dev();
+        assert_eq!(s.frame_read_timeout_ms, 30_000);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_a_zero_frame_read_timeout_when_validated_then_refused_naming_it() {
+        let mut s = dev();
+        s.frame_read_timeout_ms = 0;
+        let e = s.validate().expect_err("0 ms is refused");
+        assert!(e.contains("frame_read_timeout_ms"), "{e}");
     }
 }
