@@ -143,7 +143,11 @@ fn restart_under_traffic(what: &str, stop: impl FnOnce(&mut ServerProcess)) {
     // `restart` panics with the server's log when the port is refused.
     server.restart();
     let ready_after = stopped.elapsed();
-    assert_eq!(server.addr().port(), port, "{what}: restarted on another port");
+    assert_eq!(
+        server.addr().port(),
+        port,
+        "{what}: restarted on another port"
+    );
     serves(server.endpoint());
     let accepted = traffic.finish();
     print_uncaptured(&format!(
