@@ -69,6 +69,7 @@ pub fn data_dir_writable(dir: &Path) -> Result<(), ServerError> {
         ))
     };
     crate::durable_file::create_dir_all(dir).map_err(fail)?;
+    // A probe removed at once: unlike every file the server keeps, it need not be durable.
     let probe = dir.join(".gonets-write-check");
     std::fs::write(&probe, b"ok").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;
