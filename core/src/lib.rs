@@ -2,7 +2,19 @@
 //! record format, and the glommio runtime that runs one shard per core
 //! behind the embedding API ([`Hub`]).
 
+/// Runs its statements only in builds with the test-only `failpoints`
+/// feature: records file steps in the storage layer's power-loss journal.
+macro_rules! journal {
+    ($($t:tt)*) => {
+        #[cfg(feature = "failpoints")]
+        {
+            $($t)*
+        }
+    };
+}
+
 pub mod client;
+pub mod durable_file;
 pub mod error;
 pub mod ids;
 pub mod protocol;

@@ -334,7 +334,9 @@ impl ServerProcess {
         status
     }
 
-    /// Starts the server again on the same data directory (same port if it is free).
+    /// Starts the server again on the same data directory and the same
+    /// port, at once: a restart must not wait for the connections of the
+    /// previous run to time out (panics with the log if it cannot listen).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running server");
         let port = self.addr.port();
@@ -395,14 +397,13 @@ impl ServerProcess {
         (child, offset)
     }
 
-    fn launch(&mut self, preferred_port: Option<u16>) {
+    /// Starts the child on `port` (a restart: that port only), or on a free
+    /// port (a first start: another one when someone took it meanwhile).
+    fn launch(&mut self, port: Option<u16>) {
         let mut last = String::new();
-        for attempt in 0..START_ATTEMPTS {
-            let port = match (attempt, preferred_port) {
-                (0, Some(p)) => p,
-                _ => free_port(),
-            };
-            let (mut child, offset) = self.spawn(port);
+        let attempts = if port.is_some() { 1 } else { START_ATTEMPTS };
+        for _ in 0..attempts {
+            let (mut child, offset) = self.spawn(port.unwrap_or_else(free_port));
             match wait_ready(&mut child, &self.log_path(), offset) {
                 Ok(addr) => {
                     self.addr = addr;
@@ -417,9 +418,9 @@ impl ServerProcess {
                     let _ = child.kill();
                     let _ = child.wait();
                     let log = self.log();
-                    if log[offset as usize..].contains("cannot listen") {
+                    if port.is_none() && log[offset as usize..].contains("cannot listen") {
                         last = why;
-                        continue; // the port was taken: another one
+                        continue; // the free port was taken meanwhile: another one
                     }
                     panic!(
                         "gonets serve did not start: {why}\n---- server log ----\n{log}\n{stacks}"
@@ -435,8 +436,13 @@ impl ServerProcess {
 
     /// Runs `gonets serve` expecting it to fail at start-up; its exit status and log.
     pub fn expect_start_failure(options: ServerOptions) -> (ExitStatus, String) {
+        ServerProcess::expect_start_failure_on(options, free_port())
+    }
+
+    /// As [`ServerProcess::expect_start_failure`], listening on `port`.
+    pub fn expect_start_failure_on(options: ServerOptions, port: u16) -> (ExitStatus, String) {
         let mut server = ServerProcess::unlaunched(options);
-        let (mut child, _) = server.spawn(free_port());
+        let (mut child, _) = server.spawn(port);
         let wait = ready_wait();
         let deadline = Instant::now() + wait;
         let status = loop {

@@ -105,6 +105,7 @@ impl Disk {
             IoEvent::Remove { path } => {
                 self.names.remove(&name(path));
             }
+            IoEvent::CreateDir { .. } => {} // the log's directory exists before the workload
             IoEvent::Acknowledged { end_offset } => {
                 self.acknowledged = self.acknowledged.max(*end_offset)
             }

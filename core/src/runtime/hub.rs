@@ -1,6 +1,7 @@
 //! The embedded hub: starts one glommio executor thread per shard, waits for
 //! every shard to recover its log, hands out sessions, and stops them all.
 
+use crate::durable_file;
 use crate::error::HubError;
 use crate::ids::ParticipantId;
 use crate::registry::Registry;
@@ -172,18 +173,6 @@ fn highest_written_shard(data_dir: &Path) -> Result<Option<u32>, std::io::Error>
     Ok(highest)
 }
 
-/// Writes `text` to `path` so that it survives a crash: temporary file,
-/// sync, rename, directory sync (caller's thread, before any reactor runs).
-fn write_durably(dir: &Path, path: &Path, text: &str) -> Result<(), std::io::Error> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Creates the data directory and checks that it was made with this shard
 /// count (recorded in [`SHARD_COUNT_FILE`] on first start): queues are
 /// placed by a hash modulo the count, so logs written with one count would
@@ -202,7 +191,7 @@ fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
             config.shards
         ))
     };
-    std::fs::create_dir_all(data_dir).map_err(dir_error(data_dir))?;
+    durable_file::create_dir_all(data_dir).map_err(dir_error(data_dir))?;
     let count_path = data_dir.join(SHARD_COUNT_FILE);
     match std::fs::read_to_string(&count_path) {
         Ok(text) => {
@@ -220,14 +209,15 @@ fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
             if let Some(n) = highest.filter(|n| *n >= u32::from(config.shards)) {
                 return Err(mismatch(format!("a log for shard {n}")));
             }
-            write_durably(data_dir, &count_path, &format!("{}\n", config.shards))
+            let text = format!("{}\n", config.shards);
+            durable_file::write(&count_path, text.as_bytes(), 0o644)
                 .map_err(dir_error(&count_path))?;
         }
         Err(e) => return Err(dir_error(&count_path)(e)),
     }
     for shard in 0..config.shards {
         let dir = shard_dir(data_dir, shard);
-        std::fs::create_dir_all(&dir).map_err(dir_error(&dir))?;
+        durable_file::create_dir_all(&dir).map_err(dir_error(&dir))?;
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// How long start-up waits for every shard to bind its listeners.
 const BIND_WAIT: Duration = Duration::from_secs(10);
+/// Pending connections each listener queues (glommio's own bind uses the same).
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// The running listeners.
 #[derive(Debug, Clone)]
@@ -25,9 +27,15 @@ pub struct FrontEnds {
     pub shard_addrs: Vec<SocketAddr>,
 }
 
-/// Binds `port` free-or-fail without SO_REUSEPORT, so a port another
-/// process holds is reported instead of silently shared.
+/// Checks that no other socket listens on `addr` and resolves port 0 to a
+/// free port. The probe binds with SO_REUSEADDR but without SO_REUSEPORT:
+/// Linux then refuses it next to any listener (another gonets included,
+/// which SO_REUSEPORT would silently share the port with) but not next to
+/// the connections an earlier run of this server left lingering
+/// (TIME_WAIT, FIN_WAIT2, after a kill or a stop with clients connected),
+/// since [`listen`] sets SO_REUSEADDR on the listeners those came from.
 fn check_port_free(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    // std sets SO_REUSEADDR (and nothing else) before it binds.
     let probe = std::net::TcpListener::bind(addr).map_err(|e| ServerError::Listen {
         addr,
         reason: format!("{e} (is another gonets or another program using the port?)"),
@@ -36,6 +44,22 @@ fn check_port_free(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
         addr,
         reason: e.to_string(),
     })
+}
+
+/// A listener on `addr` with SO_REUSEPORT (every shard binds the shared
+/// port) and SO_REUSEADDR (its connections, inheriting the flag, do not
+/// block the next start's probe while they linger after this process).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that
+    // `into_raw_fd` hands over; the glommio listener becomes its only owner.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 /// Starts the listeners on every shard of `hub`; returns once all are bound.
@@ -94,7 +118,7 @@ fn bind_and_accept(
     settings: Arc<ServerSettings>,
 ) -> Result<Option<SocketAddr>, ServerError> {
     let bind = |addr: SocketAddr| {
-        TcpListener::bind(addr).map_err(|e| ServerError::Listen {
+        listen(addr).map_err(|e| ServerError::Listen {
             addr,
             reason: e.to_string(),
         })

@@ -10,16 +10,20 @@
 //! directory is always one consistent set; certificates issued by an earlier
 //! call stop being trusted. Client files of participants not named in a later
 //! call are left in place (and are then signed by a CA nobody trusts).
+//!
+//! Each file is written durably (temporary file, sync, rename, directory
+//! sync), and `ca.pem` is removed first and written last: after a crash or
+//! power loss at any moment a directory holding `ca.pem` holds one whole
+//! set, and one without it is incomplete and made afresh by the next start
+//! ([`DevCerts::is_complete`]), never a mix of two sets or an empty file.
 
 use super::identity::sha256_hex;
 use super::{io_error, ClientTlsFiles, ServerTlsFiles, TlsError};
+use crate::durable_file;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -81,7 +85,8 @@ impl DevCerts {
         }
     }
 
-    /// True when every file of the set exists.
+    /// True when every file of the set exists (`ca.pem`, written last,
+    /// marks a set whose every other file is durable).
     pub fn is_complete(&self) -> bool {
         [&self.ca_cert, &self.server_cert, &self.server_key]
             .iter()
@@ -133,7 +138,9 @@ pub fn make_dev_certs(
         });
     };
     let clients_dir = dir.join("clients");
-    fs::create_dir_all(&clients_dir).map_err(io_error("create directory", &clients_dir))?;
+    for d in [dir, &clients_dir] {
+        durable_file::create_dir_all(d).map_err(io_error("create directory", d))?;
+    }
 
     let ca_key = new_key("the CA key")?;
     // Two dev CAs with one name would be confused by verifiers (a foreign
@@ -164,7 +171,8 @@ pub fn make_dev_certs(
     )?;
 
     let set = DevCerts::layout(dir, participants);
-    write_public(&set.ca_cert, &ca_cert.pem())?;
+    // Until the new set is whole, no `ca.pem` says it is (see the module doc).
+    durable_file::remove_file(&set.ca_cert).map_err(io_error("remove", &set.ca_cert))?;
     write_secret(&set.ca_key, &issuer.key().serialize_pem())?;
     write_public(&set.server_cert, &server.cert.pem())?;
     write_secret(&set.server_key, &server.key.serialize_pem())?;
@@ -178,6 +186,7 @@ pub fn make_dev_certs(
         write_public(&files.cert, &client.cert.pem())?;
         write_secret(&files.key, &client.key.serialize_pem())?;
     }
+    write_public(&set.ca_cert, &ca_cert.pem())?;
     Ok(set)
 }
 
@@ -268,26 +277,10 @@ fn check_participants(participants: &[&str]) -> Result<(), TlsError> {
 }
 
 fn write_public(path: &Path, text: &str) -> Result<(), TlsError> {
-    write_file(path, text, 0o644)
+    durable_file::write(path, text.as_bytes(), 0o644).map_err(io_error("write", path))
 }
 
 /// Written 0600 from the first byte, so a key is never readable by others.
 fn write_secret(path: &Path, text: &str) -> Result<(), TlsError> {
-    write_file(path, text, 0o600)
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io_error("write", path))?;
-    // `mode` applies only when the file is created; an overwritten file keeps
-    // its old mode, which could be wider, so set it before any byte lands.
-    file.set_permissions(Permissions::from_mode(mode))
-        .map_err(io_error("set permissions on", path))?;
-    file.write_all(text.as_bytes())
-        .map_err(io_error("write", path))
+    durable_file::write(path, text.as_bytes(), 0o600).map_err(io_error("write", path))
 }

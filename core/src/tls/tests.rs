@@ -404,3 +404,31 @@ fn given_registry_with_bad_certificate_sha256_when_loaded_then_clear_error() {
         "{m}"
     );
 }
+
+#[test]
+fn given_a_remake_that_fails_midway_when_checked_then_the_set_is_incomplete_until_made_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dev_certs(&dir);
+    assert!(first.is_complete());
+    // FNS's key cannot be replaced (a directory stands in its place), so a
+    // remake stops after it has written part of the new set.
+    let fns_key = first.client("FNS").unwrap().key.clone();
+    std::fs::remove_file(&fns_key).unwrap();
+    std::fs::create_dir(&fns_key).unwrap();
+    assert!(make_dev_certs(dir.path(), &["MFC", "FNS"], &["localhost"]).is_err());
+    assert!(
+        !first.is_complete(),
+        "a set mixing two CAs must not pass for complete (the next start remakes it)"
+    );
+    std::fs::remove_dir(&fns_key).unwrap();
+    let second = dev_certs(&dir);
+    assert!(second.is_complete());
+    server_config(&second.server_files()).unwrap();
+    client_config(&second.client_files("FNS").unwrap()).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("clients"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -3,6 +3,7 @@
 //! asynchronously), a realtime phase then a bulk phase, and a report.
 
 use gonets_core::client::{Client, ClientConfig, ClientSecurity, Delivered};
+use gonets_core::durable_file;
 use gonets_core::record::AnswerBody;
 use gonets_core::server::config_file::ensure_dev_certs;
 use gonets_core::server::{checks, start_front_ends, Security, ServerSettings};
@@ -47,10 +48,13 @@ fn prepare_demo_dir(dir: &std::path::Path) -> Result<(), Failure> {
         }
         std::fs::remove_dir_all(dir)?;
     }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join(DEMO_MARKER),
+    // Durable, so that a power loss does not leave a demo directory the
+    // next run refuses to replace for want of its marker.
+    durable_file::create_dir_all(dir)?;
+    durable_file::write(
+        &dir.join(DEMO_MARKER),
         b"made by gonets demo; replaced by its next run\n",
+        0o644,
     )?;
     Ok(())
 }

@@ -13,12 +13,15 @@
 pub(crate) mod index;
 pub(crate) mod record;
 
+use crate::durable_file;
 use crate::error::HubError;
 use crate::ids::{MessageId, ParticipantId};
 use crate::runtime::committer::Commits;
 use crate::runtime::start_error::HubStartError;
 use crate::shard::{Reply, StatusView};
 use glommio::io::OpenOptions;
+#[cfg(feature = "failpoints")]
+use gonets_storage::journal::IoEvent;
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use index::{IndexError, IndexRun, RunHeader, ENTRY_BYTES, HEADER_BYTES};
 use record::ChunkHead;
@@ -195,8 +198,10 @@ impl Archive {
         let log_dir = shard_dir.join("history");
         let index_dir = shard_dir.join("history-index");
         for d in [&log_dir, &index_dir] {
-            // Blocking, once, before the shard serves anyone.
-            std::fs::create_dir_all(d).map_err(|source| HubStartError::DataDir {
+            // Blocking, once, before the shard serves anyone; the entries
+            // are synced in the shard's directory, so that the history log
+            // does not vanish with an unsynced directory entry.
+            durable_file::create_dir_all(d).map_err(|source| HubStartError::DataDir {
                 path: d.clone(),
                 source,
             })?;
@@ -288,9 +293,7 @@ impl Archive {
         }
         if removed {
             // Removals durable before anything new is written beside them.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+            durable_file::sync_dir(dir).map_err(io)?;
         }
         {
             let mut ix = self.index.borrow_mut();
@@ -620,6 +623,10 @@ async fn write_run(
         .dma_open(&tmp)
         .await
         .map_err(io(&tmp))?;
+    journal!(gonets_storage::journal::record(|| IoEvent::Create {
+        path: tmp.clone(),
+        size: 0
+    }));
     let mut crc = 0u32;
     let mut count = 0u64;
     let mut previous: Option<u128> = None;
@@ -662,8 +669,15 @@ async fn write_run(
     head.as_bytes_mut()[..48].copy_from_slice(&header.encode());
     write_all(&file, head, 0, HEADER_BYTES, &tmp).await?;
     file.fdatasync().await.map_err(io(&tmp))?;
+    journal!(gonets_storage::journal::record(|| IoEvent::Sync {
+        path: tmp.clone()
+    }));
     let _ = file.close().await;
     glommio::io::rename(&tmp, &path).await.map_err(io(&path))?;
+    journal!(gonets_storage::journal::record(|| IoEvent::Rename {
+        from: tmp.clone(),
+        to: path.clone()
+    }));
     sync_dir(dir).await?;
     Ok(path)
 }
@@ -680,6 +694,11 @@ async fn write_all(
         source: std::io::Error::other(what),
     };
     buf.trim_to_size(len);
+    journal!(gonets_storage::journal::record(|| IoEvent::Write {
+        path: path.to_path_buf(),
+        position: pos,
+        bytes: buf.as_bytes()[..len].to_vec(),
+    }));
     let written = file
         .write_at(buf, pos)
         .await
@@ -695,14 +714,24 @@ fn remove_at_start(path: &Path) -> Result<(), IndexError> {
     std::fs::remove_file(path).map_err(|source| IndexError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    journal!(gonets_storage::journal::record(|| IoEvent::Remove {
+        path: path.to_path_buf()
+    }));
+    Ok(())
 }
 
 async fn remove(path: &Path) -> Result<(), IndexError> {
-    glommio::io::remove(path).await.map_err(|e| IndexError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })
+    glommio::io::remove(path)
+        .await
+        .map_err(|e| IndexError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    journal!(gonets_storage::journal::record(|| IoEvent::Remove {
+        path: path.to_path_buf()
+    }));
+    Ok(())
 }
 
 async fn sync_dir(dir: &Path) -> Result<(), IndexError> {
@@ -712,6 +741,9 @@ async fn sync_dir(dir: &Path) -> Result<(), IndexError> {
     };
     let d = glommio::io::Directory::open(dir).await.map_err(fail)?;
     d.sync().await.map_err(fail)?;
+    journal!(gonets_storage::journal::record(|| IoEvent::SyncDir {
+        dir: dir.to_path_buf()
+    }));
     let _ = d.close().await;
     Ok(())
 }

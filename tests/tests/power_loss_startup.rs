@@ -1,0 +1,440 @@
+//! Power loss during the first start of `gonets serve` (issue 13, item 8
+//! and "every file the server creates is made durable"): the development
+//! certificates, the `shard-count` file, the shards' directories and logs.
+//!
+//! The storage layer's journal, recording process-wide, takes down every
+//! create, write, sync, `mkdir`, directory sync, rename and remove of a
+//! first start (what `gonets serve` does before it listens: the config's
+//! development certificates, the data directory check, `Hub::start`). Then:
+//!
+//! - when the hub reports ready, every file and directory it made is
+//!   durable (the disk a power loss then leaves is the one it sees), and the
+//!   journal accounts for every byte on the real disk (nothing written
+//!   behind its back);
+//! - for every prefix of the journal, disks a power loss at that moment may
+//!   leave (synced content, and of the rest any subset: unsynced 512-byte
+//!   sectors and unsynced name changes each kept or lost) start again, with
+//!   a complete, consistent certificate set (a real TLS handshake) and the
+//!   right shard count, never an empty certificate or a mixed set.
+//!
+//! The journal is process-wide, so this file holds one test.
+
+use gonets_core::server::config_file::ConfigFile;
+use gonets_core::server::{checks, Security};
+use gonets_core::{tls, Hub, LogConfig};
+use gonets_storage::journal::{self, IoEvent};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const SECTOR: usize = 512;
+const SHARDS: u16 = 2;
+/// The test's note in the journal: the hub reported ready here.
+const READY: IoEvent = IoEvent::Acknowledged { end_offset: 1 };
+/// Disks built per crash point.
+const VARIANTS: usize = 2;
+/// A participant of the embedded registry whose client certificate is checked.
+const PARTICIPANT: &str = "MFC";
+
+/// Runs what `gonets serve` runs before it listens, on `data_dir`.
+fn start(data_dir: &Path) -> Result<(Hub, Security), String> {
+    let text = format!(
+        "data_dir = {:?}\nshards = {SHARDS}\nsecurity = \"tls\"\n",
+        data_dir.display().to_string()
+    );
+    let file = ConfigFile::parse(&text)?;
+    let mut serve = file.resolve().map_err(|e| e.to_string())?;
+    checks::data_dir_writable(&serve.hub.data_dir).map_err(|e| e.to_string())?;
+    serve.hub.log = LogConfig::small_for_tests();
+    let hub = Hub::start(serve.hub).map_err(|e| e.to_string())?;
+    Ok((hub, serve.server.security))
+}
+
+#[derive(Clone, Default)]
+struct FileState {
+    /// Content as of the last sync.
+    synced: Vec<u8>,
+    /// Size once the preallocation is synced.
+    allocated: usize,
+    /// Writes since the last sync.
+    pending: Vec<(usize, Vec<u8>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    File(usize),
+    Dir,
+}
+
+type Entries = BTreeMap<String, Node>;
+
+/// What a power loss keeps of what was not synced.
+enum Loss<'a> {
+    /// Any subset, drawn.
+    Random(&'a mut StdRng),
+    /// Nothing: the disk holds only what a sync covered.
+    Everything,
+    /// No loss: the disk as the running process sees it.
+    Nothing,
+}
+
+impl Loss<'_> {
+    fn keeps(&mut self) -> bool {
+        match self {
+            Loss::Random(rng) => rng.gen_bool(0.5),
+            Loss::Everything => false,
+            Loss::Nothing => true,
+        }
+    }
+}
+
+/// The filesystem under `root` as the journal says, up to a crash point.
+struct Disk {
+    root: PathBuf,
+    files: Vec<FileState>,
+    /// Entries of each directory (relative to `root`) as the process saw them.
+    names: BTreeMap<PathBuf, Entries>,
+    /// Entries as the last sync of the directory made durable.
+    durable: BTreeMap<PathBuf, Entries>,
+}
+
+impl Disk {
+    fn new(root: &Path) -> Disk {
+        let top = || BTreeMap::from([(PathBuf::new(), Entries::new())]);
+        Disk {
+            root: root.to_path_buf(),
+            files: Vec::new(),
+            names: top(),
+            durable: top(),
+        }
+    }
+
+    /// The directory (relative) and name of `path`; panics outside the root.
+    fn split(&self, path: &Path) -> (PathBuf, String) {
+        let rel = path
+            .strip_prefix(&self.root)
+            .unwrap_or_else(|_| panic!("{} is outside {}", path.display(), self.root.display()));
+        let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = rel
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        (dir, name)
+    }
+
+    fn dir(&mut self, dir: &Path, event: &IoEvent) -> &mut Entries {
+        self.names.get_mut(dir).unwrap_or_else(|| {
+            panic!(
+                "{event:?}: in directory {:?}, which the journal never saw created \
+                 (made without durable_file?)",
+                dir
+            )
+        })
+    }
+
+    fn file(&mut self, path: &Path, event: &IoEvent) -> &mut FileState {
+        let (dir, name) = self.split(path);
+        match self.dir(&dir, event).get(&name) {
+            Some(Node::File(id)) => {
+                let id = *id;
+                &mut self.files[id]
+            }
+            other => panic!("{event:?}: {name} is {other:?}"),
+        }
+    }
+
+    fn apply(&mut self, e: &IoEvent) {
+        match e {
+            IoEvent::CreateDir { path } => {
+                let (dir, name) = self.split(path);
+                self.dir(&dir, e).insert(name.clone(), Node::Dir);
+                let rel = dir.join(name);
+                self.names.entry(rel.clone()).or_default();
+                self.durable.entry(rel).or_default();
+            }
+            IoEvent::Create { path, size } => {
+                let (dir, name) = self.split(path);
+                self.files.push(FileState {
+                    allocated: *size as usize,
+                    ..FileState::default()
+                });
+                let id = self.files.len() - 1;
+                self.dir(&dir, e).insert(name, Node::File(id));
+            }
+            IoEvent::Write {
+                path,
+                position,
+                bytes,
+            } => {
+                let f = self.file(path, e);
+                f.pending.push((*position as usize, bytes.clone()));
+            }
+            IoEvent::Sync { path } => {
+                let f = self.file(path, e);
+                if f.synced.len() < f.allocated {
+                    f.synced.resize(f.allocated, 0);
+                }
+                for (pos, bytes) in std::mem::take(&mut f.pending) {
+                    if f.synced.len() < pos + bytes.len() {
+                        f.synced.resize(pos + bytes.len(), 0);
+                    }
+                    f.synced[pos..pos + bytes.len()].copy_from_slice(&bytes);
+                }
+            }
+            IoEvent::SyncDir { dir } => {
+                let rel = dir.strip_prefix(&self.root).expect("inside the root");
+                let now = self.dir(rel, e).clone();
+                self.durable.insert(rel.to_path_buf(), now);
+            }
+            IoEvent::Rename { from, to } => {
+                let (dir, from_name) = self.split(from);
+                let (to_dir, to_name) = self.split(to);
+                assert_eq!(dir, to_dir, "{e:?}: renames stay in their directory");
+                let entries = self.dir(&dir, e);
+                let node = entries.remove(&from_name).expect("renamed file exists");
+                entries.insert(to_name, node);
+            }
+            IoEvent::Remove { path } => {
+                let (dir, name) = self.split(path);
+                self.dir(&dir, e).remove(&name);
+            }
+            IoEvent::Acknowledged { .. } => {}
+        }
+    }
+
+    /// Writes into `out` the disk a power loss now may leave, `loss` deciding.
+    fn materialize(&self, out: &Path, loss: &mut Loss<'_>) {
+        self.materialize_dir(Path::new(""), out, loss);
+    }
+
+    fn materialize_dir(&self, rel: &Path, out: &Path, loss: &mut Loss<'_>) {
+        std::fs::create_dir_all(out).unwrap();
+        let (now, durable) = (&self.names[rel], &self.durable[rel]);
+        let mut all: Vec<&String> = now.keys().chain(durable.keys()).collect();
+        all.sort();
+        all.dedup();
+        for name in all {
+            let (n, d) = (now.get(name), durable.get(name));
+            // An unsynced name change may or may not have reached the disk.
+            let node = if n == d || loss.keeps() { n } else { d };
+            match node {
+                None => {}
+                Some(Node::Dir) => self.materialize_dir(&rel.join(name), &out.join(name), loss),
+                Some(Node::File(id)) => {
+                    std::fs::write(out.join(name), self.content(&self.files[*id], loss)).unwrap()
+                }
+            }
+        }
+    }
+
+    fn content(&self, f: &FileState, loss: &mut Loss<'_>) -> Vec<u8> {
+        let mut content = f.synced.clone();
+        if content.len() < f.allocated && loss.keeps() {
+            content.resize(f.allocated, 0); // the preallocation may have reached the disk
+        }
+        for (pos, bytes) in &f.pending {
+            for (i, sector) in bytes.chunks(SECTOR).enumerate() {
+                if loss.keeps() {
+                    let at = pos + i * SECTOR;
+                    if content.len() < at + sector.len() {
+                        content.resize(at + sector.len(), 0);
+                    }
+                    content[at..at + sector.len()].copy_from_slice(sector);
+                }
+            }
+        }
+        content
+    }
+}
+
+/// A log's lock file: empty, opened (made if missing) by every open to
+/// hold an flock; whether its entry survives a power loss does not matter.
+const LOCK_FILE: &str = "LOCK";
+
+/// Every directory and file under `root` (relative path → content; `None`
+/// for a directory), lock files aside.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == LOCK_FILE) {
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if path.is_dir() {
+                out.insert(rel, None);
+                stack.push(path);
+            } else {
+                out.insert(rel, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The differences between two trees, for a message.
+fn differences(
+    a: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    b: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+) -> Vec<String> {
+    let describe = |v: Option<&Option<Vec<u8>>>| match v {
+        None => "absent".to_string(),
+        Some(None) => "a directory".to_string(),
+        Some(Some(c)) => format!("a file of {} bytes", c.len()),
+    };
+    let mut keys: Vec<&PathBuf> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{}: {} / {}",
+                k.display(),
+                describe(a.get(k)),
+                describe(b.get(k))
+            )
+        })
+        .collect()
+}
+
+/// A full mutual-TLS handshake in memory between the server's
+/// configuration and `PARTICIPANT`'s certificate from `certs_dir`.
+fn handshake(security: &Security, certs_dir: &Path) -> Result<(), String> {
+    let Security::Tls(server) = security else {
+        return Err("the server runs without TLS".into());
+    };
+    let files = tls::DevCerts::layout(certs_dir, &[PARTICIPANT])
+        .client_files(PARTICIPANT)
+        .expect("the layout names the participant");
+    let client = tls::client_config(&files).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+    let mut c = rustls::ClientConnection::new(client, name).map_err(|e| e.to_string())?;
+    let mut s = rustls::ServerConnection::new(Arc::clone(server)).map_err(|e| e.to_string())?;
+    // Bounded: a TLS 1.3 mutual handshake takes three flights.
+    for _ in 0..8 {
+        let mut wire = Vec::new();
+        c.write_tls(&mut wire).map_err(|e| e.to_string())?;
+        s.read_tls(&mut &wire[..]).map_err(|e| e.to_string())?;
+        s.process_new_packets()
+            .map_err(|e| format!("server: {e}"))?;
+        wire.clear();
+        s.write_tls(&mut wire).map_err(|e| e.to_string())?;
+        c.read_tls(&mut &wire[..]).map_err(|e| e.to_string())?;
+        c.process_new_packets()
+            .map_err(|e| format!("client: {e}"))?;
+        if !c.is_handshaking() && !s.is_handshaking() {
+            return Ok(());
+        }
+    }
+    Err("the handshake did not finish".into())
+}
+
+/// Starts on a crash disk and checks what the start made of it.
+fn restart_and_check(data_dir: &Path, what: &str) {
+    let (hub, security) =
+        start(data_dir).unwrap_or_else(|e| panic!("{what}: the next start failed: {e}"));
+    let certs = data_dir.join("dev-certs");
+    handshake(&security, &certs)
+        .unwrap_or_else(|e| panic!("{what}: the certificates in use do not fit together: {e}"));
+    let count = std::fs::read_to_string(data_dir.join("shard-count")).unwrap();
+    assert_eq!(count, format!("{SHARDS}\n"), "{what}: shard-count");
+    hub.shutdown()
+        .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+}
+
+/// Records the journal of a first start (and its clean stop).
+fn record_first_start(root: &Path) -> Vec<IoEvent> {
+    std::fs::create_dir_all(root).unwrap();
+    journal::start_process();
+    let started = start(&root.join("data"));
+    journal::record(|| READY);
+    let (hub, _) = started.unwrap_or_else(|e| {
+        journal::take_process();
+        panic!("the first start failed: {e}")
+    });
+    hub.shutdown().expect("shutdown");
+    journal::take_process()
+}
+
+#[test]
+fn given_power_loss_at_every_step_of_the_first_start_when_started_again_then_it_serves_with_whole_files(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    let events = record_first_start(&live);
+    let ready = events
+        .iter()
+        .position(|e| matches!(e, IoEvent::Acknowledged { end_offset: 1 }))
+        .expect("the ready note");
+    let count = |f: fn(&IoEvent) -> bool| events[..ready].iter().filter(|e| f(e)).count();
+    let (dirs, files) = (
+        count(|e| matches!(e, IoEvent::CreateDir { .. })),
+        count(|e| matches!(e, IoEvent::Create { .. })),
+    );
+    assert!(
+        dirs >= 4 && files >= 10,
+        "the start journaled only {dirs} directories and {files} files"
+    );
+
+    // Everything the journal says is on the real disk, and nothing else.
+    let mut disk = Disk::new(&live);
+    for e in &events {
+        disk.apply(e);
+    }
+    let seen = tmp.path().join("seen");
+    disk.materialize(&seen, &mut Loss::Nothing);
+    let diff = differences(&tree(&live), &tree(&seen));
+    assert!(diff.is_empty(), "real disk / journal: {diff:#?}");
+
+    // At ready, a power loss keeps everything.
+    let mut disk = Disk::new(&live);
+    for e in &events[..ready] {
+        disk.apply(e);
+    }
+    let (now, durable) = (tmp.path().join("now"), tmp.path().join("durable"));
+    disk.materialize(&now, &mut Loss::Nothing);
+    disk.materialize(&durable, &mut Loss::Everything);
+    let diff = differences(&tree(&now), &tree(&durable));
+    assert!(
+        diff.is_empty(),
+        "not durable when ready (seen / after power loss): {diff:#?}"
+    );
+
+    // A power loss at every step before ready.
+    let mut rng = StdRng::seed_from_u64(0x5eed_57a7);
+    let mut disk = Disk::new(&live);
+    let mut points = 0;
+    for (k, e) in events[..ready].iter().enumerate() {
+        disk.apply(e);
+        for variant in 0..VARIANTS {
+            let dir = tmp.path().join(format!("crash-{k}-{variant}"));
+            disk.materialize(&dir, &mut Loss::Random(&mut rng));
+            let what = format!("crash point {k}/{variant} after {}", describe(e));
+            restart_and_check(&dir.join("data"), &what);
+            std::fs::remove_dir_all(&dir).unwrap();
+            points += 1;
+        }
+    }
+    gonets_tests::print_uncaptured(&format!(
+        "start-up power loss: {ready} journaled steps ({dirs} directories, {files} files), \
+         {points} crash disks, each started again with whole files"
+    ));
+}
+
+/// An event without its bytes, for messages.
+fn describe(e: &IoEvent) -> String {
+    match e {
+        IoEvent::Write {
+            path,
+            position,
+            bytes,
+        } => format!("write {} @{position} len {}", path.display(), bytes.len()),
+        other => format!("{other:?}"),
+    }
+}
