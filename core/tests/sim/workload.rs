@@ -11,7 +11,7 @@ use gonets_core::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_core::record::{AnswerBody, EventKind, TEXT_BYTES_MAX};
 use gonets_core::refusal::RefusalCode;
 use gonets_core::registry::Mode;
-use gonets_core::shard::{Command, Input, NewRequest, ReaderId, Reply, Token};
+use gonets_core::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, Reply, Token};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -65,6 +65,9 @@ pub struct Knowledge {
     pub seen: BTreeMap<MessageId, Seen>,
     /// Answer ids acked by their consumer (while the ack stands).
     pub consumer_acked: BTreeSet<MessageId>,
+    /// Request and answer ids whose ack was answered `Done`: a crash may
+    /// not undo them (every acknowledgement waits for durability).
+    pub acks_replied: BTreeSet<MessageId>,
 }
 
 /// The predicted reply to an operation.
@@ -84,10 +87,17 @@ pub enum Expect {
     Wait,
     /// `Done` at once.
     Done,
+    /// `Done` once everything appended so far is durable (at once when it
+    /// is already): an ack of a request already acked or answered.
+    Settled { durable: bool },
+    /// `Done` once the nack's records are durable.
+    Nacked,
     /// `Done` once the ack is durable.
     AckRequest,
-    /// `Done` at once; the request's shard is told.
-    AckAnswer,
+    /// The request's shard is told, and settles it: `Done` only once the
+    /// ack's record is durable there. `again`: the answer is no longer
+    /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
+    AckAnswer { again: bool },
     /// `Done` once the answer is durable.
     Answer,
     /// This request's history.
@@ -104,7 +114,7 @@ impl Expect {
             Expect::Fail(_)
                 | Expect::Messages { .. }
                 | Expect::Done
-                | Expect::AckAnswer
+                | Expect::Settled { durable: true }
                 | Expect::Status(_)
                 | Expect::Stats(_)
                 | Expect::Duplicate { durable: true, .. }
@@ -118,6 +128,8 @@ impl Expect {
             self,
             Expect::NewRequest
                 | Expect::AckRequest
+                | Expect::Nacked
+                | Expect::Settled { durable: false }
                 | Expect::Answer
                 | Expect::Duplicate { durable: false, .. }
         )
@@ -323,14 +335,23 @@ impl World {
                 match m.place(queue, *id) {
                     Some(MPlace::Leased { reader: r, .. }) if r == *reader => match queue {
                         QueueId::Requests(_) => Expect::AckRequest,
-                        QueueId::Answers(_) => Expect::AckAnswer,
+                        QueueId::Answers(_) => Expect::AckAnswer { again: false },
                     },
                     Some(_) => fail(HubError::NotFound),
                     None => match queue {
-                        QueueId::Requests(_)
-                            if m.reqs.get(id).is_some_and(|r| r.acked || !r.open()) =>
+                        QueueId::Requests(k)
+                            if m
+                                .reqs
+                                .get(id)
+                                .is_some_and(|r| &r.kind == k && (r.acked || !r.open())) =>
                         {
-                            Expect::Done
+                            let log_end = self.logs[s as usize].records.len() as u64;
+                            Expect::Settled {
+                                durable: log_end <= m.durable,
+                            }
+                        }
+                        QueueId::Answers(_) if id.shard() < self.n => {
+                            Expect::AckAnswer { again: true }
                         }
                         _ => fail(HubError::NotFound),
                     },
@@ -343,7 +364,10 @@ impl World {
                     return fail(e);
                 }
                 match m.place(queue, *id) {
-                    Some(MPlace::Leased { reader: r, .. }) if r == *reader => Expect::Done,
+                    Some(MPlace::Leased { reader: r, .. }) if r == *reader => match queue {
+                        QueueId::Requests(_) => Expect::Nacked,
+                        QueueId::Answers(_) => Expect::Done,
+                    },
                     _ => fail(HubError::NotFound),
                 }
             }
@@ -1121,10 +1145,50 @@ impl World {
                 );
             }
             (Expect::Done, Ok(Reply::Done)) => ensure!(immediate, "{}", bad(&result)),
-            (Expect::AckAnswer, Ok(Reply::Done)) => {
-                ensure!(immediate, "{}", bad(&result));
+            (Expect::Settled { durable }, Ok(Reply::Done)) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                ensure!(
+                    immediate == *durable && (immediate || durable_now),
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
                 if let Command::Ack { id, .. } = &p.command {
-                    self.know.consumer_acked.insert(*id);
+                    self.know.acks_replied.insert(*id);
+                }
+            }
+            (Expect::Nacked, Ok(Reply::Done)) => {
+                ensure!(
+                    !immediate && p.release_offset <= self.models[si].durable,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+            }
+            (Expect::AckAnswer { .. }, _) => {
+                // Answered only with what the request's shard settled (the
+                // judge checked there that it was durable, or the right error).
+                let settled = match &ctx.input {
+                    CtxInput::Peer(PeerMsg::AnswerAckSettled { token: t, result: r })
+                        if *t == token =>
+                    {
+                        Some(r.clone())
+                    }
+                    _ => None,
+                };
+                let got = result.clone().map(|r| r == Reply::Done);
+                ensure!(
+                    !immediate && settled.is_some_and(|r| r.map(|()| true) == got),
+                    "{}",
+                    bad(&result)
+                );
+                if got == Ok(true) {
+                    if let Command::Ack { id, .. } = &p.command {
+                        self.know.consumer_acked.insert(*id);
+                        self.know.acks_replied.insert(*id);
+                    }
                 }
             }
             (Expect::AckRequest | Expect::Answer, Ok(Reply::Done)) => {
@@ -1135,6 +1199,9 @@ impl World {
                     bad(&result),
                     self.models[si].durable
                 );
+                if let Command::Ack { id, .. } = &p.command {
+                    self.know.acks_replied.insert(*id);
+                }
                 if let Command::SendResponse { request_id, .. }
                 | Command::SendRefusal { request_id, .. } = &p.command
                 {
