@@ -6,9 +6,12 @@
 //! repeated `CALL` (same idempotency key) and a repeated `ACK` get
 //! (docs/protocol.md, "Repeats").
 //!
-//! Needs the `gonets` binary (built with the tests: `cargo test -p gonets-tests`
-//! builds it as a dependency of nothing, so build it first with
-//! `cargo build -p gonets-core --bin gonets`, or set `GONETS_BIN`).
+//! Each kill test runs the server with a 300 ms group-commit window: a reply
+//! sent before its record is durable then always loses the race with the
+//! kill (on a fast disk the gap is too short to catch otherwise).
+//!
+//! Needs the `gonets` binary (`cargo build -p gonets-core --bin gonets` with
+//! the same CARGO_TARGET_DIR and profile, or `GONETS_BIN`).
 
 use gonets_core::client::{Client, ClientError, Delivered};
 use gonets_core::record::AnswerBody;
@@ -68,9 +71,13 @@ async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
             got.len()
         );
         let max = u32::try_from(n - got.len()).unwrap();
-        let batch = bounded("fetch", OP, client.fetch(queue, max, Duration::from_millis(300)))
-            .await
-            .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
+        let batch = bounded(
+            "fetch",
+            OP,
+            client.fetch(queue, max, Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
         got.extend(batch);
     }
     got
@@ -81,9 +88,13 @@ async fn fetch_rest(client: &Client, queue: &QueueId) -> Vec<Delivered> {
     let mut got = Vec::new();
     // Bounded: an empty fetch ends it, and the queues here hold few messages.
     for _ in 0..64 {
-        let batch = bounded("fetch", OP, client.fetch(queue, 64, Duration::from_millis(500)))
-            .await
-            .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
+        let batch = bounded(
+            "fetch",
+            OP,
+            client.fetch(queue, 64, Duration::from_millis(500)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
         if batch.is_empty() {
             break;
         }
@@ -201,7 +212,10 @@ async fn check_settled(
         Settle::Nack => ids.iter().copied().collect(),
         _ => BTreeSet::new(),
     };
-    assert_eq!(back, want, "requests delivered to the provider after the restart");
+    assert_eq!(
+        back, want,
+        "requests delivered to the provider after the restart"
+    );
     // Answers come to the consumer unless it acked them.
     let back: BTreeSet<MessageId> = fetch_rest(&cons, &answers(&consumer))
         .await
@@ -212,7 +226,10 @@ async fn check_settled(
         Settle::Answer | Settle::Refusal => ids.iter().copied().collect(),
         _ => BTreeSet::new(),
     };
-    assert_eq!(back, want, "answers delivered to the consumer after the restart");
+    assert_eq!(
+        back, want,
+        "answers delivered to the consumer after the restart"
+    );
 }
 
 /// Settles EACH requests `how`, SIGKILLs the hub right after the replies,
@@ -293,7 +310,10 @@ fn given_a_repeated_call_key_when_called_again_then_the_original_outcome_never_u
         let request_id = answer_next(&mvd, "valid").await;
         let first = bounded("the call", OP, first).await.expect("call answered");
         assert_eq!(first.reply_to, Some(request_id));
-        let again = mfc.call(keyed(PASSPORT, "c1", "a")).await.expect("the repeat");
+        let again = mfc
+            .call(keyed(PASSPORT, "c1", "a"))
+            .await
+            .expect("the repeat");
         assert_eq!((again.id, again.reply_to), (first.id, first.reply_to));
         assert_eq!(again.payload, first.payload);
         assert_eq!(again.body, DeliveryBody::Answer(AnswerBody::Data));
@@ -302,7 +322,11 @@ fn given_a_repeated_call_key_when_called_again_then_the_original_outcome_never_u
         let r = mfc.call(keyed(SNILS, "c2", "b")).await;
         assert_eq!(hub_error(r), HubError::DeadlineExceeded);
         let r = mfc.call(keyed(SNILS, "c2", "b")).await;
-        assert_eq!(hub_error(r), HubError::DeadlineExceeded, "the repeat of an expired call");
+        assert_eq!(
+            hub_error(r),
+            HubError::DeadlineExceeded,
+            "the repeat of an expired call"
+        );
 
         // Pipelined with one key: one waits for the answer, the other hears
         // DUPLICATE naming the same request.
@@ -310,13 +334,21 @@ fn given_a_repeated_call_key_when_called_again_then_the_original_outcome_never_u
         let a = glommio::spawn_local(async move { c1.call(keyed(PASSPORT, "c3", "c")).await });
         let b = glommio::spawn_local(async move { c2.call(keyed(PASSPORT, "c3", "c")).await });
         let request_id = answer_next(&mvd, "valid").await;
-        let (a, b) = (bounded("call a", OP, a).await, bounded("call b", OP, b).await);
+        let (a, b) = (
+            bounded("call a", OP, a).await,
+            bounded("call b", OP, b).await,
+        );
         let (answer, duplicate) = match (a, b) {
             (Ok(m), other) | (other, Ok(m)) => (m, hub_error(other)),
             (a, b) => panic!("neither pipelined call got the answer: {a:?} {b:?}"),
         };
         assert_eq!(answer.reply_to, Some(request_id));
-        assert_eq!(duplicate, HubError::Duplicate { original: request_id });
+        assert_eq!(
+            duplicate,
+            HubError::Duplicate {
+                original: request_id
+            }
+        );
         assert!(
             fetch_rest(&mvd, &requests(PASSPORT)).await.is_empty(),
             "a second request was made"
@@ -360,7 +392,9 @@ fn given_an_acked_message_when_acked_again_then_done_and_an_unheld_one_not_found
         fns.send_response(got[1].id, "data").await.expect("answer");
         fns.ack(&got[1]).await.expect("ack after the answer");
         // Leased, lease given back by a nack, not acked: NOT_FOUND.
-        fns.nack(&got[2], Duration::from_secs(60)).await.expect("nack");
+        fns.nack(&got[2], Duration::from_secs(60))
+            .await
+            .expect("nack");
         match fns.ack(&got[2]).await {
             Err(ClientError::Hub(HubError::NotFound)) => {}
             other => panic!("ack of a message no longer held: {other:?}"),
@@ -368,7 +402,9 @@ fn given_an_acked_message_when_acked_again_then_done_and_an_unheld_one_not_found
         // An answer acked twice (its queue is on the other shard): Done.
         let answer = fetch_n(&cons, &answers(&consumer), 1).await.remove(0);
         cons.ack(&answer).await.expect("ack of the answer");
-        cons.ack(&answer).await.expect("the repeated ack of the answer");
+        cons.ack(&answer)
+            .await
+            .expect("the repeated ack of the answer");
         // From another connection the lease is not its own: NOT_FOUND.
         let other = ep.connect(&consumer).await;
         match other.ack(&answer).await {

@@ -1278,12 +1278,9 @@ impl Shard {
     ) -> Result<Option<Reply>, HubError> {
         match queue {
             QueueId::Requests(_) => {
-                let settled = self
-                    .exchanges
-                    .get(&id)
-                    .is_some_and(|ex| {
-                        QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
-                    });
+                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                    QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
+                });
                 if !settled {
                     return Err(HubError::NotFound);
                 }
@@ -1879,42 +1876,50 @@ impl Shard {
                     self.event(request_id, EventKind::AnswerDelivered, count);
                 }
             }
-            PeerMsg::AnswerAcked { request_id, ack } => {
-                let unacked = self
-                    .exchanges
-                    .get(&request_id)
-                    .is_some_and(|ex| !ex.answer_acked);
-                if unacked {
-                    self.event(request_id, EventKind::AnswerAcked, 0);
-                }
-                // Not held any more: finished, its history elsewhere.
-                if let Some(ack) = ack {
-                    self.settle_answer_ack(ack, Ok(()));
-                }
-            }
+            PeerMsg::AnswerAcked { request_id, ack } => self.answer_acked(request_id, ack),
             PeerMsg::AnswerAckAgain {
                 answer_id,
                 consumer,
                 ack,
-            } => {
-                let acked = self
-                    .answer_index
-                    .get(&answer_id)
-                    .and_then(|r| self.exchanges.get(r))
-                    .is_some_and(|ex| ex.consumer == consumer && ex.answer_acked);
-                let result = if acked {
-                    Ok(())
-                } else {
-                    Err(HubError::NotFound)
-                };
-                self.settle_answer_ack(ack, result);
-            }
+            } => self.answer_ack_again(answer_id, &consumer, ack),
             PeerMsg::AnswerAckSettled { token, result } => {
                 if self.answer_acks.remove(&token) {
                     self.reply(token, result.map(|()| Reply::Done));
                 }
             }
         }
+    }
+
+    /// The consumer acked the answer to `request_id`: record it, and settle
+    /// the ack once that record is durable.
+    fn answer_acked(&mut self, request_id: MessageId, ack: Option<AckRoute>) {
+        // An exchange no longer held was finished (its answer acked) before.
+        let unacked = self
+            .exchanges
+            .get(&request_id)
+            .is_some_and(|ex| !ex.answer_acked);
+        if unacked {
+            self.event(request_id, EventKind::AnswerAcked, 0);
+        }
+        if let Some(ack) = ack {
+            self.settle_answer_ack(ack, Ok(()));
+        }
+    }
+
+    /// A repeated ack of `answer_id` by `consumer`: `Ok` if that consumer's
+    /// answer is acked (once durable), else `NotFound`.
+    fn answer_ack_again(&mut self, answer_id: MessageId, consumer: &ParticipantId, ack: AckRoute) {
+        let acked = self
+            .answer_index
+            .get(&answer_id)
+            .and_then(|r| self.exchanges.get(r))
+            .is_some_and(|ex| &ex.consumer == consumer && ex.answer_acked);
+        let result = if acked {
+            Ok(())
+        } else {
+            Err(HubError::NotFound)
+        };
+        self.settle_answer_ack(ack, result);
     }
 
     /// A peer message reached a failed shard: an ack waiting on it gets

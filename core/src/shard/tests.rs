@@ -2261,8 +2261,18 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
         caller: caller(who),
         command,
     };
-    req.step(T0, cmd(1, "MFC", Command::SendRequest(request(ASYNC))), &mut out);
-    req.step(T0, Input::Committed { durable_offset: req.next_offset() }, &mut out);
+    req.step(
+        T0,
+        cmd(1, "MFC", Command::SendRequest(request(ASYNC))),
+        &mut out,
+    );
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut out,
+    );
     let fetch = Command::Fetch {
         queue: requests(ASYNC),
         max: 1,
@@ -2280,9 +2290,19 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
     };
     req.step(T0, cmd(3, "FNS", respond), &mut out);
     out.clear();
-    req.step(T0, Input::Committed { durable_offset: req.next_offset() }, &mut out);
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut out,
+    );
     let (_, envelope) = enqueued_answers(&out).pop().expect("answer routed");
-    ans.step(T0, Input::Peer(PeerMsg::EnqueueAnswer(envelope.clone())), &mut out);
+    ans.step(
+        T0,
+        Input::Peer(PeerMsg::EnqueueAnswer(envelope.clone())),
+        &mut out,
+    );
     let fetch = Command::Fetch {
         queue: answers("MFC"),
         max: 1,
@@ -2292,7 +2312,11 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
     ans.step(T0, cmd(4, "MFC", fetch), &mut out);
     // The consumer acks on the answer queue's shard: no reply there yet.
     let mut acked = Vec::new();
-    ans.step(T0, cmd(5, "MFC", ack_cmd(answers("MFC"), envelope.id, 9)), &mut acked);
+    ans.step(
+        T0,
+        cmd(5, "MFC", ack_cmd(answers("MFC"), envelope.id, 9)),
+        &mut acked,
+    );
     assert_eq!(reply(&acked, 5), None, "not durable anywhere yet");
     let to_request: Vec<PeerMsg> = acked
         .iter()
@@ -2306,13 +2330,23 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
     let mut recorded = Vec::new();
     req.step(T0, Input::Peer(to_request[0].clone()), &mut recorded);
     assert!(
-        !recorded
-            .iter()
-            .any(|o| matches!(o, Output::ToShard { msg: PeerMsg::AnswerAckSettled { .. }, .. })),
+        !recorded.iter().any(|o| matches!(
+            o,
+            Output::ToShard {
+                msg: PeerMsg::AnswerAckSettled { .. },
+                ..
+            }
+        )),
         "settled before durable: {recorded:?}"
     );
     let mut committed = Vec::new();
-    req.step(T0, Input::Committed { durable_offset: req.next_offset() }, &mut committed);
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut committed,
+    );
     let settled: Vec<PeerMsg> = committed
         .iter()
         .filter_map(|o| match o {
@@ -2339,7 +2373,10 @@ fn given_answer_ack_waiting_when_request_shard_storage_fails_then_ack_fails() {
     let (token, out) = d.command("MFC", ack_cmd(answers("MFC"), answer_id, 9));
     assert_eq!(reply(&out, token), None);
     let out = d.step(Input::StorageFailed { full: false });
-    assert!(matches!(reply(&out, token), Some(Err(HubError::Unavailable(_)))));
+    assert!(matches!(
+        reply(&out, token),
+        Some(Err(HubError::Unavailable(_)))
+    ));
 }
 
 #[test]
@@ -2347,7 +2384,10 @@ fn given_failed_request_shard_when_answer_ack_arrives_then_settled_with_the_fail
     let mut d = Driver::new();
     let (id, _) = leased_answer(&mut d);
     d.step(Input::StorageFailed { full: true });
-    let route = AckRoute { shard: 1, token: 77 };
+    let route = AckRoute {
+        shard: 1,
+        token: 77,
+    };
     let mut out = Vec::new();
     d.shard.step(
         T0,
@@ -2401,7 +2441,10 @@ fn given_nack_that_dead_letters_when_replied_then_the_refusal_is_durable() {
     let out = d.commit();
     assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
     let (again, _) = d.restart();
-    assert!(!again.exchange_outcome_is_none(id), "dead-lettered for good");
+    assert!(
+        !again.exchange_outcome_is_none(id),
+        "dead-lettered for good"
+    );
 }
 
 #[test]
@@ -2420,7 +2463,11 @@ fn given_request_acked_but_not_durable_when_acked_again_then_done_only_after_com
     d.fetch("FNS", requests(ASYNC), 1, 1);
     let (first, _) = d.command("FNS", ack_cmd(requests(ASYNC), id, 1));
     let (second, out) = d.command("FNS", ack_cmd(requests(ASYNC), id, 2));
-    assert_eq!(reply(&out, second), None, "the first ack is not durable yet");
+    assert_eq!(
+        reply(&out, second),
+        None,
+        "the first ack is not durable yet"
+    );
     let out = d.commit();
     assert_eq!(reply(&out, first), Some(Ok(Reply::Done)));
     assert_eq!(reply(&out, second), Some(Ok(Reply::Done)));
@@ -2530,7 +2577,18 @@ fn given_answered_call_when_repeated_with_its_key_then_the_original_answer() {
     assert_eq!(repeat.id, first.id);
     assert_eq!(repeat.reply_to, Some(request_id));
     assert_eq!(repeat.body, first.body);
-    assert_eq!(repeat.payload, Payload::AtOffset(d.shard.exchange(request_id).unwrap().outcome.as_ref().unwrap().answer_offset));
+    assert_eq!(
+        repeat.payload,
+        Payload::AtOffset(
+            d.shard
+                .exchange(request_id)
+                .unwrap()
+                .outcome
+                .as_ref()
+                .unwrap()
+                .answer_offset
+        )
+    );
     assert!(appended(&out).is_empty(), "no second request");
     assert_eq!(d.shard.counters().duplicates, 1);
 }
@@ -2589,7 +2647,11 @@ fn given_call_in_flight_when_repeated_with_its_key_then_duplicate_with_original_
         reply(&out, again),
         Some(Err(HubError::Duplicate { original }))
     );
-    assert_eq!(reply(&out, call), None, "the original still waits for its answer");
+    assert_eq!(
+        reply(&out, call),
+        None,
+        "the original still waits for its answer"
+    );
 }
 
 #[test]

@@ -970,11 +970,16 @@ impl World {
                         && *ack == AckRoute { shard: s, token }
                         && matches!(&ctx.input, CtxInput::Command { caller, command: Command::Ack { id, .. } }
                             if caller == consumer && id == answer_id)
-                        && matches!(self.pending[&token].expect, Expect::AckAnswer { again: true }),
+                        && matches!(
+                            self.pending[&token].expect,
+                            Expect::AckAnswer { again: true }
+                        ),
                     "repeated ack of answer {answer_id} sent on as {msg:?} to {to}"
                 );
             }
-            PeerMsg::AnswerAckSettled { token, result } => self.check_settled(ctx, *token, result)?,
+            PeerMsg::AnswerAckSettled { token, result } => {
+                self.check_settled(ctx, *token, result)?
+            }
         }
         self.channels[s as usize * self.n as usize + to as usize].push_back(msg);
         Ok(())
@@ -1010,7 +1015,10 @@ impl World {
                     .settling
                     .remove(&token)
                     .ok_or_else(|| format!("answer ack {token} settled, but none waits"))?;
-                ensure!(shard == s, "answer ack {token} settled by shard {s}, not {shard}");
+                ensure!(
+                    shard == s,
+                    "answer ack {token} settled by shard {s}, not {shard}"
+                );
                 (end, want)
             }
         };

@@ -340,8 +340,7 @@ impl World {
                     Some(_) => fail(HubError::NotFound),
                     None => match queue {
                         QueueId::Requests(k)
-                            if m
-                                .reqs
+                            if m.reqs
                                 .get(id)
                                 .is_some_and(|r| &r.kind == k && (r.acked || !r.open())) =>
                         {
@@ -1171,11 +1170,10 @@ impl World {
                 // Answered only with what the request's shard settled (the
                 // judge checked there that it was durable, or the right error).
                 let settled = match &ctx.input {
-                    CtxInput::Peer(PeerMsg::AnswerAckSettled { token: t, result: r })
-                        if *t == token =>
-                    {
-                        Some(r.clone())
-                    }
+                    CtxInput::Peer(PeerMsg::AnswerAckSettled {
+                        token: t,
+                        result: r,
+                    }) if *t == token => Some(r.clone()),
                     _ => None,
                 };
                 let got = result.clone().map(|r| r == Reply::Done);
