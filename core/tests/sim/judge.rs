@@ -73,7 +73,9 @@ impl World {
                             };
                         }
                     },
-                    (_, Expect::Duplicate { .. }) => m.counters.duplicates += 1,
+                    (_, Expect::Duplicate { .. } | Expect::CallRepeat { .. }) => {
+                        m.counters.duplicates += 1
+                    }
                     (_, Expect::Fail(HubError::StateSecret)) => {
                         m.counters.state_secrets_refused += 1
                     }

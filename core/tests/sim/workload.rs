@@ -81,6 +81,14 @@ pub enum Expect {
     NewCall,
     /// The earlier acceptance (at once when that one is durable).
     Duplicate { original: MessageId, durable: bool },
+    /// A call repeating a key (docs/protocol.md, "Repeats"): `reply` once
+    /// the record at `offset` is durable (at once when it is already).
+    CallRepeat {
+        original: MessageId,
+        reply: RepeatReply,
+        offset: u64,
+        durable: bool,
+    },
     /// Messages at once (some, or none).
     Messages { nonempty: bool },
     /// A long-poll: messages when some come, none when the wait ends.
@@ -118,6 +126,7 @@ impl Expect {
                 | Expect::Status(_)
                 | Expect::Stats(_)
                 | Expect::Duplicate { durable: true, .. }
+                | Expect::CallRepeat { durable: true, .. }
         )
     }
 
@@ -132,8 +141,20 @@ impl Expect {
                 | Expect::Settled { durable: false }
                 | Expect::Answer
                 | Expect::Duplicate { durable: false, .. }
+                | Expect::CallRepeat { durable: false, .. }
         )
     }
+}
+
+/// What a repeated call gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepeatReply {
+    /// The original's answer.
+    Answer,
+    /// `DeadlineExceeded`: the original expired.
+    Expired,
+    /// `Duplicate` naming the original.
+    Duplicate,
 }
 
 /// An operation waiting for its reply.
@@ -239,6 +260,37 @@ impl World {
         Expect::Answer
     }
 
+    /// What a call repeating the key of `original` gets.
+    fn predict_call_repeat(&self, s: u16, original: MessageId) -> Expect {
+        let m = &self.models[s as usize];
+        let r = &m.reqs[&original];
+        let (reply, offset) = match &r.outcome {
+            Some(o) if r.call => {
+                // Whether the answer's payload may be gone is the shard's
+                // own retention floor (the log may not have dropped it yet).
+                let shard = &self.shards[s as usize];
+                let in_memory = shard
+                    .exchange(original)
+                    .and_then(|ex| ex.outcome.as_ref())
+                    .is_some_and(|o| o.payload.is_some());
+                if terminal_kind(&o.body) == EventKind::Expired {
+                    (RepeatReply::Expired, o.offset)
+                } else if !in_memory && o.offset < shard.retention_floor() {
+                    (RepeatReply::Duplicate, o.offset)
+                } else {
+                    (RepeatReply::Answer, o.offset)
+                }
+            }
+            _ => (RepeatReply::Duplicate, r.offset),
+        };
+        Expect::CallRepeat {
+            original,
+            reply,
+            offset,
+            durable: offset < m.durable,
+        }
+    }
+
     /// The reply shard `s` must give `caller` for `command` at `now`.
     pub fn predict(&self, s: u16, caller: &ParticipantId, command: &Command, now: u64) -> Expect {
         let m = &self.models[s as usize];
@@ -290,6 +342,9 @@ impl World {
                     let k = (caller.clone(), r.kind.clone(), key.clone());
                     if let Some(original) = m.dedup.get(&k) {
                         let ex = &m.reqs[original];
+                        if now < ex.time_ms + self.config.dedup_window_ms && call {
+                            return self.predict_call_repeat(s, *original);
+                        }
                         if now < ex.time_ms + self.config.dedup_window_ms {
                             return Expect::Duplicate {
                                 original: *original,
@@ -614,9 +669,11 @@ impl World {
                 let realtime = self.registry.kind(&kind).unwrap().mode == Mode::Realtime;
                 let mut r = self.new_request(&kind);
                 if realtime && roll >= 25 {
-                    // Calls carry no idempotency key: a repeat is not a retry
-                    // of the same wait.
-                    r.idempotency_key = None;
+                    // Some calls carry a key from the small pool: repeats
+                    // get the original's outcome (docs/protocol.md, "Repeats").
+                    if roll % 2 == 0 {
+                        r.idempotency_key = None;
+                    }
                     self.issue(c, Command::Call(r))
                 } else {
                     self.issue(c, Command::SendRequest(r))
@@ -1142,6 +1199,44 @@ impl World {
                     "{}",
                     bad(&result)
                 );
+            }
+            (
+                Expect::CallRepeat {
+                    original,
+                    reply,
+                    offset,
+                    durable,
+                },
+                result,
+            ) => {
+                ensure!(
+                    immediate == *durable && *offset < self.models[si].durable,
+                    "{} (record at {offset}, durable {})",
+                    bad(&result),
+                    self.models[si].durable
+                );
+                match (reply, result) {
+                    (RepeatReply::Duplicate, Err(HubError::Duplicate { original: o })) => {
+                        ensure!(o == original, "{}", bad(&result));
+                        self.stats.call_repeat_refusals += 1;
+                    }
+                    (RepeatReply::Expired, Err(HubError::DeadlineExceeded)) => {
+                        self.stats.call_repeat_refusals += 1;
+                    }
+                    (RepeatReply::Answer, Ok(Reply::Answer(d))) => {
+                        ensure!(
+                            d.reply_to == Some(*original)
+                                && d.queue == QueueId::Answers(p.caller.clone()),
+                            "{}",
+                            bad(&result)
+                        );
+                        self.check_answer(*original, d.id, &d.body, &d.payload)?;
+                        self.see(*original, Seen::Answer(d.id))?;
+                        self.stats.call_repeat_answers += 1;
+                    }
+                    _ => return Err(bad(&result)),
+                }
+                self.stats.duplicates += 1;
             }
             (Expect::Done, Ok(Reply::Done)) => ensure!(immediate, "{}", bad(&result)),
             (Expect::Settled { durable }, Ok(Reply::Done)) => {

@@ -139,6 +139,10 @@ pub struct Stats {
     pub lease_timeouts: u64,
     pub call_answers: u64,
     pub call_expiries: u64,
+    /// Calls repeating a key, answered with the original's answer.
+    pub call_repeat_answers: u64,
+    /// Calls repeating a key, answered `Duplicate` or `DeadlineExceeded`.
+    pub call_repeat_refusals: u64,
     pub typed_errors: u64,
     pub redeliveries: u64,
 }
@@ -169,6 +173,8 @@ impl Stats {
         self.lease_timeouts += o.lease_timeouts;
         self.call_answers += o.call_answers;
         self.call_expiries += o.call_expiries;
+        self.call_repeat_answers += o.call_repeat_answers;
+        self.call_repeat_refusals += o.call_repeat_refusals;
         self.typed_errors += o.typed_errors;
         self.redeliveries += o.redeliveries;
     }
