@@ -1207,7 +1207,7 @@ impl World {
                     offset,
                     durable,
                 },
-                result,
+                _,
             ) => {
                 ensure!(
                     immediate == *durable && *offset < self.models[si].durable,
@@ -1215,7 +1215,7 @@ impl World {
                     bad(&result),
                     self.models[si].durable
                 );
-                match (reply, result) {
+                match (reply, &result) {
                     (RepeatReply::Duplicate, Err(HubError::Duplicate { original: o })) => {
                         ensure!(o == original, "{}", bad(&result));
                         self.stats.call_repeat_refusals += 1;
