@@ -157,6 +157,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         "sim: {} seeds in {:.1?}: {} steps, {} commits, {} crashes ({} replays from a snapshot, {} from the start), \
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
          {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
+         {} repeated calls answered, {} repeated calls refused, \
          {} typed errors, {} snapshots, {} retention moves",
         seeds.len(),
         started.elapsed(),
@@ -177,6 +178,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.redeliveries,
         t.call_answers,
         t.call_expiries,
+        t.call_repeat_answers,
+        t.call_repeat_refusals,
         t.typed_errors,
         t.snapshots,
         t.retention_moves,
@@ -206,6 +209,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("redeliveries", t.redeliveries),
             ("call answers", t.call_answers),
             ("call expiries", t.call_expiries),
+            ("repeated calls answered", t.call_repeat_answers),
+            ("repeated calls refused", t.call_repeat_refusals),
             ("retention moves", t.retention_moves),
         ];
         for (what, count) in reached {

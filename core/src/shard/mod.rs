@@ -25,7 +25,7 @@ use crate::registry::{Mode, Registry};
 use bytes::Bytes;
 use exchange::{Exchange, Outcome};
 use queue::{Place, Queue};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use timers::{Timer, Timers};
 pub use types::*;
@@ -171,6 +171,10 @@ pub struct Shard {
     waits_by_queue: HashMap<QueueId, VecDeque<Token>>,
     subscriptions: HashMap<QueueId, Vec<Subscription>>,
     call_waiters: HashMap<MessageId, Token>,
+    /// Consumers' acks of answers waiting for the request's shard to make
+    /// them durable (`PeerMsg::AnswerAckSettled`). Sorted: a storage
+    /// failure answers them in a fixed order.
+    answer_acks: BTreeSet<Token>,
     failed: Option<HubError>,
     counters: ShardCounters,
     /// Accepted requests still committing, per queue: they count against the
@@ -220,6 +224,7 @@ impl Shard {
             waits_by_queue: HashMap::new(),
             subscriptions: HashMap::new(),
             call_waiters: HashMap::new(),
+            answer_acks: BTreeSet::new(),
             failed: None,
             counters: ShardCounters::default(),
             committing: HashMap::new(),
@@ -383,7 +388,11 @@ impl Shard {
         self.now_ms = self.now_ms.max(now_ms);
         if self.failed.is_some() && !matches!(input, Input::Command { .. }) {
             // A failed log takes no more records: timers, peers and
-            // disconnects would all append. Commands get the typed error.
+            // disconnects would all append. Commands get the typed error,
+            // and so does an ack another shard waits on.
+            if let Input::Peer(msg) = input {
+                self.refuse_peer(msg);
+            }
             out.append(&mut self.out);
             return;
         }
@@ -748,10 +757,44 @@ impl Shard {
     }
 
     fn reply_when_durable(&mut self, offset: u64, token: Token, result: Result<Reply, HubError>) {
+        self.out_when_durable(offset, Output::Reply { token, result });
+    }
+
+    /// Replies once every record appended so far is durable: for a reply
+    /// that rests on state whose record's offset is not kept.
+    fn reply_after_appended(&mut self, token: Token, result: Result<Reply, HubError>) {
+        self.out_after_appended(Output::Reply { token, result });
+    }
+
+    fn out_when_durable(&mut self, offset: u64, output: Output) {
         if offset < self.durable_offset {
-            self.reply(token, result);
+            self.out.push(output);
         } else {
-            self.defer(offset, Deferred::Out(Output::Reply { token, result }));
+            self.defer(offset, Deferred::Out(output));
+        }
+    }
+
+    fn out_after_appended(&mut self, output: Output) {
+        match self.next_offset.checked_sub(1) {
+            Some(last) => self.out_when_durable(last, output),
+            None => self.out.push(output), // nothing appended, ever
+        }
+    }
+
+    /// Tells the answer queue's shard how a consumer's answer ack ended; an
+    /// `Ok` only once everything appended so far (its record) is durable.
+    fn settle_answer_ack(&mut self, ack: AckRoute, result: Result<(), HubError>) {
+        let output = Output::ToShard {
+            shard: ack.shard,
+            msg: PeerMsg::AnswerAckSettled {
+                token: ack.token,
+                result: result.clone(),
+            },
+        };
+        if result.is_ok() {
+            self.out_after_appended(output);
+        } else {
+            self.out.push(output);
         }
     }
 
@@ -791,7 +834,7 @@ impl Shard {
                 id,
                 reader,
                 delay_ms,
-            } => self.nack(&caller, queue, id, reader, delay_ms),
+            } => self.nack(token, &caller, queue, id, reader, delay_ms),
             Command::SendResponse {
                 request_id,
                 payload,
@@ -902,6 +945,10 @@ impl Shard {
                 let ex = &self.exchanges[&original];
                 if self.now_ms < ex.time_ms.saturating_add(self.config.dedup_window_ms) {
                     self.counters.duplicates += 1;
+                    if call {
+                        self.call_again(token, original);
+                        return Ok(None);
+                    }
                     let reply = Reply::Accepted {
                         id: original,
                         time_ms: ex.time_ms,
@@ -961,6 +1008,37 @@ impl Shard {
             );
         }
         Ok(None)
+    }
+
+    /// A `call` repeating an earlier one's idempotency key (docs/protocol.md,
+    /// "Repeats"): the original answer once it is durable; `DeadlineExceeded`
+    /// if the original expired; `Duplicate` (the original's id) while it is
+    /// unanswered, when it was not a call, or when its answer's payload may
+    /// be gone from the log. Never a second request.
+    fn call_again(&mut self, token: Token, original: MessageId) {
+        let ex = &self.exchanges[&original];
+        let duplicate = Err(HubError::Duplicate { original });
+        let Some(o) = ex.outcome.as_ref().filter(|_| ex.call) else {
+            let offset = ex.request_offset;
+            return self.reply_when_durable(offset, token, duplicate);
+        };
+        let offset = o.answer_offset;
+        if o.event_kind() == EventKind::Expired {
+            return self.reply_when_durable(offset, token, Err(HubError::DeadlineExceeded));
+        }
+        if o.payload.is_none() && offset < self.retention_floor() {
+            // Retention may have dropped the segment that holds it.
+            return self.reply_when_durable(offset, token, duplicate);
+        }
+        let payload = match &o.payload {
+            Some(b) => Payload::Bytes(b.clone()),
+            None => Payload::AtOffset(offset),
+        };
+        let delivery_count = ex.answer_deliveries.max(1);
+        let delivery = self
+            .answer_envelope(original, payload)
+            .into_delivery(delivery_count);
+        self.reply_when_durable(offset, token, Ok(Reply::Answer(delivery)));
     }
 
     fn enqueue_request(&mut self, id: MessageId) {
@@ -1160,15 +1238,7 @@ impl Shard {
         match place {
             Some(Place::Leased(l)) if l.reader == reader => {}
             Some(_) => return Err(HubError::NotFound), // not leased to this reader (any more)
-            None => {
-                // Already acked or answered: acking again is harmless.
-                return match (&queue, self.exchanges.get(&id)) {
-                    (QueueId::Requests(_), Some(ex)) if ex.acked || ex.outcome.is_some() => {
-                        Ok(Some(Reply::Done))
-                    }
-                    _ => Err(HubError::NotFound),
-                };
-            }
+            None => return self.ack_again(token, caller, &queue, id),
         }
         self.queues.get_mut(&queue).unwrap().remove(id);
         match queue {
@@ -1181,17 +1251,75 @@ impl Shard {
             QueueId::Answers(_) => {
                 let entry = self.answers.remove(&id).expect("queued answer");
                 let request_id = entry.envelope.request_id;
+                // The ack is recorded by the request's shard (ADR 0003): the
+                // consumer hears `Done` once that record is durable there.
+                let ack = self.await_answer_ack(token);
                 self.out.push(Output::ToShard {
                     shard: request_id.shard(),
-                    msg: PeerMsg::AnswerAcked { request_id },
+                    msg: PeerMsg::AnswerAcked {
+                        request_id,
+                        ack: Some(ack),
+                    },
                 });
-                Ok(Some(Reply::Done))
+                Ok(None)
             }
+        }
+    }
+
+    /// An ack of a message no longer in its queue: `Done` when it is
+    /// already acked (or, for a request, answered), once that is durable,
+    /// so that a retried ack is harmless; otherwise `NotFound`.
+    fn ack_again(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        id: MessageId,
+    ) -> Result<Option<Reply>, HubError> {
+        match queue {
+            QueueId::Requests(_) => {
+                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                    QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
+                });
+                if !settled {
+                    return Err(HubError::NotFound);
+                }
+                // The record that settled it is at most the last appended.
+                self.reply_after_appended(token, Ok(Reply::Done));
+                Ok(None)
+            }
+            QueueId::Answers(_) => {
+                if id.shard() >= self.config.shard_count {
+                    return Err(HubError::NotFound); // no shard here made it
+                }
+                // Only the answer's request shard knows whether it was acked.
+                let ack = self.await_answer_ack(token);
+                self.out.push(Output::ToShard {
+                    shard: id.shard(),
+                    msg: PeerMsg::AnswerAckAgain {
+                        answer_id: id,
+                        consumer: caller.clone(),
+                        ack,
+                    },
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps a consumer's answer ack waiting for the request's shard.
+    fn await_answer_ack(&mut self, token: Token) -> AckRoute {
+        let fresh = self.answer_acks.insert(token);
+        assert!(fresh, "token {token} already waits");
+        AckRoute {
+            shard: self.config.shard,
+            token,
         }
     }
 
     fn nack(
         &mut self,
+        token: Token,
         caller: &ParticipantId,
         queue: QueueId,
         id: MessageId,
@@ -1203,11 +1331,18 @@ impl Shard {
         if !matches!(place, Some(Place::Leased(l)) if l.reader == reader) {
             return Err(HubError::NotFound);
         }
-        if matches!(queue, QueueId::Requests(_)) {
+        let requests = matches!(queue, QueueId::Requests(_));
+        if requests {
             self.event(id, EventKind::Nacked, 0);
         }
         self.lease_ended(&queue, id, delay_ms);
-        Ok(Some(Reply::Done))
+        if !requests {
+            // An answer queue records nothing: its state is volatile.
+            return Ok(Some(Reply::Done));
+        }
+        // The nack's event (and a dead letter it caused) first become durable.
+        self.reply_after_appended(token, Ok(Reply::Done));
+        Ok(None)
     }
 
     /// A lease ended without an ack: deliver again (after `delay_ms`), or
@@ -1334,7 +1469,27 @@ impl Shard {
             Some(b) => Payload::Bytes(b),
             None => Payload::AtOffset(o.answer_offset),
         };
-        let envelope = AnswerEnvelope {
+        let envelope = self.answer_envelope(request_id, payload);
+        if let Some(token) = self.call_waiters.remove(&request_id) {
+            let delivery = envelope.into_delivery(1);
+            self.reply(token, Ok(Reply::Answer(delivery)));
+            // Acked only once the runtime reports the caller took the reply
+            // (`Input::CallReplied`): a caller gone by then must not lose it.
+            self.event(request_id, EventKind::AnswerDelivered, 1);
+            return;
+        }
+        let shard = QueueId::Answers(envelope.to.clone()).shard(self.config.shard_count);
+        self.out.push(Output::ToShard {
+            shard,
+            msg: PeerMsg::EnqueueAnswer(envelope),
+        });
+    }
+
+    /// The answer to `request_id` as it travels, with `payload`.
+    fn answer_envelope(&self, request_id: MessageId, payload: Payload) -> AnswerEnvelope {
+        let ex = &self.exchanges[&request_id];
+        let o = ex.outcome.as_ref().expect("answered");
+        AnswerEnvelope {
             id: o.answer_id,
             request_id,
             kind: ex.kind.clone(),
@@ -1350,20 +1505,7 @@ impl Shard {
             transaction: ex.transaction.clone(),
             deliveries: ex.answer_deliveries,
             payload,
-        };
-        if let Some(token) = self.call_waiters.remove(&request_id) {
-            let delivery = envelope.into_delivery(1);
-            self.reply(token, Ok(Reply::Answer(delivery)));
-            // Acked only once the runtime reports the caller took the reply
-            // (`Input::CallReplied`): a caller gone by then must not lose it.
-            self.event(request_id, EventKind::AnswerDelivered, 1);
-            return;
         }
-        let shard = QueueId::Answers(envelope.to.clone()).shard(self.config.shard_count);
-        self.out.push(Output::ToShard {
-            shard,
-            msg: PeerMsg::EnqueueAnswer(envelope),
-        });
     }
 
     fn status(
@@ -1468,16 +1610,23 @@ impl Shard {
             HubError::Unavailable("storage failed; the shard accepts nothing more".into())
         };
         self.failed = Some(error.clone());
-        // Nothing not yet durable is acknowledged: every waiting reply fails.
+        // Nothing not yet durable is acknowledged: every waiting reply fails,
+        // here or on the answer queue's shard.
         for (_, what) in std::mem::take(&mut self.deferred) {
-            if let Deferred::Out(Output::Reply { token, .. }) = what {
-                self.reply(token, Err(error.clone()));
+            match what {
+                Deferred::Out(Output::Reply { token, .. }) => self.reply(token, Err(error.clone())),
+                Deferred::Out(Output::ToShard {
+                    shard,
+                    msg: PeerMsg::AnswerAckSettled { token, .. },
+                }) => self.settle_answer_ack(AckRoute { shard, token }, Err(error.clone())),
+                _ => {}
             }
         }
         // Sorted: the same inputs give the same outputs, in the same order.
         let mut tokens: Vec<Token> = std::mem::take(&mut self.call_waiters)
             .into_values()
             .chain(std::mem::take(&mut self.waits).into_keys())
+            .chain(std::mem::take(&mut self.answer_acks))
             .collect();
         tokens.sort_unstable();
         for token in tokens {
@@ -1727,17 +1876,66 @@ impl Shard {
                     self.event(request_id, EventKind::AnswerDelivered, count);
                 }
             }
-            PeerMsg::AnswerAcked { request_id } => {
-                if self.failed.is_some() {
-                    return;
-                }
-                let Some(ex) = self.exchanges.get(&request_id) else {
-                    return;
-                };
-                if !ex.answer_acked {
-                    self.event(request_id, EventKind::AnswerAcked, 0);
+            PeerMsg::AnswerAcked { request_id, ack } => self.answer_acked(request_id, ack),
+            PeerMsg::AnswerAckAgain {
+                answer_id,
+                consumer,
+                ack,
+            } => self.answer_ack_again(answer_id, &consumer, ack),
+            PeerMsg::AnswerAckSettled { token, result } => {
+                if self.answer_acks.remove(&token) {
+                    self.reply(token, result.map(|()| Reply::Done));
                 }
             }
+        }
+    }
+
+    /// The consumer acked the answer to `request_id`: record it, and settle
+    /// the ack once that record is durable.
+    fn answer_acked(&mut self, request_id: MessageId, ack: Option<AckRoute>) {
+        // An exchange no longer held was finished (its answer acked) before.
+        let unacked = self
+            .exchanges
+            .get(&request_id)
+            .is_some_and(|ex| !ex.answer_acked);
+        if unacked {
+            self.event(request_id, EventKind::AnswerAcked, 0);
+        }
+        if let Some(ack) = ack {
+            self.settle_answer_ack(ack, Ok(()));
+        }
+    }
+
+    /// A repeated ack of `answer_id` by `consumer`: `Ok` if that consumer's
+    /// answer is acked (once durable), else `NotFound`.
+    fn answer_ack_again(&mut self, answer_id: MessageId, consumer: &ParticipantId, ack: AckRoute) {
+        let acked = self
+            .answer_index
+            .get(&answer_id)
+            .and_then(|r| self.exchanges.get(r))
+            .is_some_and(|ex| &ex.consumer == consumer && ex.answer_acked);
+        let result = if acked {
+            Ok(())
+        } else {
+            Err(HubError::NotFound)
+        };
+        self.settle_answer_ack(ack, result);
+    }
+
+    /// A peer message reached a failed shard: an ack waiting on it gets
+    /// the failure; the rest is dropped (replay after a restart redoes it).
+    fn refuse_peer(&mut self, msg: PeerMsg) {
+        let error = self.failed.clone().expect("failed");
+        let ack = match msg {
+            PeerMsg::AnswerAcked { ack, .. } => ack,
+            PeerMsg::AnswerAckAgain { ack, .. } => Some(ack),
+            // Its waiting acks were answered when the log failed.
+            PeerMsg::EnqueueAnswer(_)
+            | PeerMsg::AnswerDelivered { .. }
+            | PeerMsg::AnswerAckSettled { .. } => None,
+        };
+        if let Some(ack) = ack {
+            self.settle_answer_ack(ack, Err(error));
         }
     }
 

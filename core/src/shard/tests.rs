@@ -927,7 +927,7 @@ fn given_nack_with_delay_when_delay_not_elapsed_then_not_redelivered_until_it_do
         reader: 1,
         delay_ms: 50,
     };
-    assert_eq!(d.now_reply("FNS", nack), Ok(Reply::Done));
+    assert_eq!(d.committed_reply("FNS", nack), Ok(Reply::Done));
     assert_eq!(d.shard.queue_stats(&requests(ASYNC)).in_flight, 0);
     d.tick_at(T0 + 49);
     assert!(d.fetch("FNS", requests(ASYNC), 1, 1).is_empty());
@@ -950,7 +950,7 @@ fn given_nack_without_delay_when_fetched_then_redelivered_at_once_in_fifo_place(
         reader: 1,
         delay_ms: 0,
     };
-    d.now_reply("FNS", nack).unwrap();
+    d.committed_reply("FNS", nack).unwrap();
     assert_eq!(ids(&d.fetch("FNS", requests(ASYNC), 2, 1)), vec![a, b]);
 }
 
@@ -966,7 +966,7 @@ fn given_stale_lease_timer_when_message_leased_again_then_new_lease_runs_its_ful
         reader: 1,
         delay_ms: 0,
     };
-    d.now_reply("FNS", nack).unwrap();
+    d.committed_reply("FNS", nack).unwrap();
     d.fetch("FNS", requests(ASYNC), 1, 2);
     // The first lease's timer fires into the second lease: it must not end it.
     d.tick_at(T0 + LEASE_MS);
@@ -1452,18 +1452,16 @@ fn finished_exchange_out(d: &mut Driver) -> (MessageId, MessageId, Vec<Output>) 
     let answer = d.fetch("MFC", answers("MFC"), 1, 9);
     d.set_time(T0 + 5);
     let answer_id = answer[0].id;
-    assert_eq!(
-        d.now_reply(
-            "MFC",
-            Command::Ack {
-                queue: answers("MFC"),
-                id: answer_id,
-                reader: 9,
-            },
-        ),
-        Ok(Reply::Done)
+    let (token, _) = d.command(
+        "MFC",
+        Command::Ack {
+            queue: answers("MFC"),
+            id: answer_id,
+            reader: 9,
+        },
     );
     let out = d.commit();
+    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
     (id, answer_id, out)
 }
 
@@ -2205,5 +2203,463 @@ fn given_retention_period_when_messages_younger_then_floor_held_back_until_they_
         no_period.shard.retention_floor(),
         start,
         "no period: as soon as nothing needs it"
+    );
+}
+
+// ---- every acknowledgement waits for durability ----
+
+fn ack_cmd(queue: QueueId, id: MessageId, reader: ReaderId) -> Command {
+    Command::Ack { queue, id, reader }
+}
+
+fn nack_cmd(queue: QueueId, id: MessageId, reader: ReaderId) -> Command {
+    Command::Nack {
+        queue,
+        id,
+        reader,
+        delay_ms: 0,
+    }
+}
+
+/// An async request answered (durable) and its answer leased to reader 9;
+/// returns (request id, answer id).
+fn leased_answer(d: &mut Driver) -> (MessageId, MessageId) {
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    d.respond("FNS", id);
+    let answer = d.fetch("MFC", answers("MFC"), 1, 9);
+    (id, answer[0].id)
+}
+
+#[test]
+fn given_answer_ack_when_its_record_not_durable_then_no_done_until_commit() {
+    let mut d = Driver::new();
+    let (id, answer_id) = leased_answer(&mut d);
+    let (token, out) = d.command("MFC", ack_cmd(answers("MFC"), answer_id, 9));
+    assert_eq!(reply(&out, token), None, "answered only once durable");
+    assert!(appended(&out).iter().any(|r| matches!(r,
+        Record::Event(e) if e.request_id == id && e.kind == EventKind::AnswerAcked)));
+    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    // A crash after the reply keeps it acked: not delivered again.
+    let (mut again, _) = d.restart();
+    assert!(again.fetch("MFC", answers("MFC"), 1, 9).is_empty());
+    assert!(again.shard.exchange(id).unwrap().answer_acked);
+}
+
+#[test]
+fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_shard_commits() {
+    // Find a two-shard layout where MFC's answers and the async kind live apart.
+    let answers_shard = answers("MFC").shard(2);
+    let request_shard = requests(ASYNC).shard(2);
+    assert_ne!(answers_shard, request_shard, "the layout this test needs");
+    let mut req = Shard::new(config(request_shard, 2), registry(), 0);
+    let mut ans = Shard::new(config(answers_shard, 2), registry(), 0);
+    let caller = |c: &str| p(c);
+    let mut out = Vec::new();
+    let cmd = |token, who: &str, command| Input::Command {
+        token,
+        caller: caller(who),
+        command,
+    };
+    req.step(
+        T0,
+        cmd(1, "MFC", Command::SendRequest(request(ASYNC))),
+        &mut out,
+    );
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut out,
+    );
+    let fetch = Command::Fetch {
+        queue: requests(ASYNC),
+        max: 1,
+        wait_ms: 0,
+        reader: 1,
+    };
+    req.step(T0, cmd(2, "FNS", fetch), &mut out);
+    let Some(Ok(Reply::Messages(got))) = reply(&out, 2) else {
+        panic!("no delivery: {out:?}")
+    };
+    let id = got[0].id;
+    let respond = Command::SendResponse {
+        request_id: id,
+        payload: Bytes::from_static(b"answer"),
+    };
+    req.step(T0, cmd(3, "FNS", respond), &mut out);
+    out.clear();
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut out,
+    );
+    let (_, envelope) = enqueued_answers(&out).pop().expect("answer routed");
+    ans.step(
+        T0,
+        Input::Peer(PeerMsg::EnqueueAnswer(envelope.clone())),
+        &mut out,
+    );
+    let fetch = Command::Fetch {
+        queue: answers("MFC"),
+        max: 1,
+        wait_ms: 0,
+        reader: 9,
+    };
+    ans.step(T0, cmd(4, "MFC", fetch), &mut out);
+    // The consumer acks on the answer queue's shard: no reply there yet.
+    let mut acked = Vec::new();
+    ans.step(
+        T0,
+        cmd(5, "MFC", ack_cmd(answers("MFC"), envelope.id, 9)),
+        &mut acked,
+    );
+    assert_eq!(reply(&acked, 5), None, "not durable anywhere yet");
+    let to_request: Vec<PeerMsg> = acked
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToShard { shard, msg } if *shard == request_shard => Some(msg.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_request.len(), 1);
+    // The request's shard records it, and settles only after the commit.
+    let mut recorded = Vec::new();
+    req.step(T0, Input::Peer(to_request[0].clone()), &mut recorded);
+    assert!(
+        !recorded.iter().any(|o| matches!(
+            o,
+            Output::ToShard {
+                msg: PeerMsg::AnswerAckSettled { .. },
+                ..
+            }
+        )),
+        "settled before durable: {recorded:?}"
+    );
+    let mut committed = Vec::new();
+    req.step(
+        T0,
+        Input::Committed {
+            durable_offset: req.next_offset(),
+        },
+        &mut committed,
+    );
+    let settled: Vec<PeerMsg> = committed
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToShard { shard, msg } if *shard == answers_shard => Some(msg.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        settled,
+        vec![PeerMsg::AnswerAckSettled {
+            token: 5,
+            result: Ok(())
+        }]
+    );
+    let mut done = Vec::new();
+    ans.step(T0, Input::Peer(settled[0].clone()), &mut done);
+    assert_eq!(reply(&done, 5), Some(Ok(Reply::Done)));
+}
+
+#[test]
+fn given_answer_ack_waiting_when_request_shard_storage_fails_then_ack_fails() {
+    let mut d = Driver::new();
+    let (_, answer_id) = leased_answer(&mut d);
+    let (token, out) = d.command("MFC", ack_cmd(answers("MFC"), answer_id, 9));
+    assert_eq!(reply(&out, token), None);
+    let out = d.step(Input::StorageFailed { full: false });
+    assert!(matches!(
+        reply(&out, token),
+        Some(Err(HubError::Unavailable(_)))
+    ));
+}
+
+#[test]
+fn given_failed_request_shard_when_answer_ack_arrives_then_settled_with_the_failure() {
+    let mut d = Driver::new();
+    let (id, _) = leased_answer(&mut d);
+    d.step(Input::StorageFailed { full: true });
+    let route = AckRoute {
+        shard: 1,
+        token: 77,
+    };
+    let mut out = Vec::new();
+    d.shard.step(
+        T0,
+        Input::Peer(PeerMsg::AnswerAcked {
+            request_id: id,
+            ack: Some(route),
+        }),
+        &mut out,
+    );
+    let settled: Vec<&PeerMsg> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToShard { shard: 1, msg } => Some(msg),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        settled,
+        vec![&PeerMsg::AnswerAckSettled {
+            token: 77,
+            result: Err(HubError::StorageFull)
+        }]
+    );
+}
+
+#[test]
+fn given_nack_of_request_when_event_not_durable_then_no_done_until_commit() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    let (token, out) = d.command("FNS", nack_cmd(requests(ASYNC), id, 1));
+    assert_eq!(reply(&out, token), None, "answered only once durable");
+    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    // After a crash the nack is still in the history.
+    let (mut again, _) = d.restart();
+    assert!(again.event_kinds(id).contains(&EventKind::Nacked));
+}
+
+#[test]
+fn given_nack_that_dead_letters_when_replied_then_the_refusal_is_durable() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    for round in 1..DELIVERIES_MAX {
+        d.fetch("FNS", requests(ASYNC), 1, 1);
+        d.committed_reply("FNS", nack_cmd(requests(ASYNC), id, 1))
+            .unwrap_or_else(|e| panic!("nack {round}: {e}"));
+    }
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    let (token, out) = d.command("FNS", nack_cmd(requests(ASYNC), id, 1));
+    assert_eq!(reply(&out, token), None);
+    let out = d.commit();
+    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    let (again, _) = d.restart();
+    assert!(
+        !again.exchange_outcome_is_none(id),
+        "dead-lettered for good"
+    );
+}
+
+#[test]
+fn given_nack_of_answer_then_done_at_once_as_nothing_is_recorded() {
+    let mut d = Driver::new();
+    let (_, answer_id) = leased_answer(&mut d);
+    let (token, out) = d.command("MFC", nack_cmd(answers("MFC"), answer_id, 9));
+    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    assert!(appended(&out).is_empty());
+}
+
+#[test]
+fn given_request_acked_but_not_durable_when_acked_again_then_done_only_after_commit() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    let (first, _) = d.command("FNS", ack_cmd(requests(ASYNC), id, 1));
+    let (second, out) = d.command("FNS", ack_cmd(requests(ASYNC), id, 2));
+    assert_eq!(
+        reply(&out, second),
+        None,
+        "the first ack is not durable yet"
+    );
+    let out = d.commit();
+    assert_eq!(reply(&out, first), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, second), Some(Ok(Reply::Done)));
+    // Once durable, a repeat answers at once.
+    assert_eq!(
+        d.now_reply("FNS", ack_cmd(requests(ASYNC), id, 3)),
+        Ok(Reply::Done)
+    );
+}
+
+#[test]
+fn given_request_of_another_kind_when_acked_on_this_queue_then_not_found() {
+    let mut d = Driver::new();
+    let (_, call_out) = d.command("MFC", Command::Call(request(RT)));
+    drop(call_out);
+    d.commit();
+    let got = d.fetch("MVD", requests(RT), 1, 5);
+    d.committed_reply(
+        "MVD",
+        Command::SendResponse {
+            request_id: got[0].id,
+            payload: Bytes::new(),
+        },
+    )
+    .unwrap();
+    // FNS reads the async queue; the realtime request is not on it.
+    assert_eq!(
+        d.now_reply("FNS", ack_cmd(requests(ASYNC), got[0].id, 1)),
+        Err(HubError::NotFound)
+    );
+}
+
+#[test]
+fn given_answer_already_acked_when_acked_again_then_done_and_unacked_one_not_found() {
+    let mut d = Driver::new();
+    let (_, answer_id) = leased_answer(&mut d);
+    assert_eq!(
+        d.committed_reply("MFC", ack_cmd(answers("MFC"), answer_id, 9)),
+        Ok(Reply::Done)
+    );
+    // A retry (say, from a new connection after a lost reply) is harmless.
+    assert_eq!(
+        d.committed_reply("MFC", ack_cmd(answers("MFC"), answer_id, 10)),
+        Ok(Reply::Done)
+    );
+    // An answer not acked, leased to another reader: not this reader's to ack.
+    let (_, other) = leased_answer(&mut d);
+    assert_eq!(
+        d.committed_reply("MFC", ack_cmd(answers("MFC"), other, 10)),
+        Err(HubError::NotFound)
+    );
+    // An id no shard made, and a request id on the answer queue.
+    let stray = MessageId::new(T0, 0, 4242);
+    assert_eq!(
+        d.committed_reply("MFC", ack_cmd(answers("MFC"), stray, 9)),
+        Err(HubError::NotFound)
+    );
+}
+
+#[test]
+fn given_refusal_when_not_durable_then_no_done_until_commit() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    let (token, out) = d.command(
+        "FNS",
+        Command::SendRefusal {
+            request_id: id,
+            code: RefusalCode::NoData,
+            reason: "none".into(),
+        },
+    );
+    assert_eq!(reply(&out, token), None);
+    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    let (again, _) = d.restart();
+    assert!(!again.exchange_outcome_is_none(id));
+}
+
+// ---- a call repeating an idempotency key ----
+
+#[test]
+fn given_answered_call_when_repeated_with_its_key_then_the_original_answer() {
+    let mut d = Driver::new();
+    let (call, mut out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    out.extend(d.commit());
+    let got = d.fetch("MVD", requests(RT), 1, 5);
+    let request_id = got[0].id;
+    d.command(
+        "MVD",
+        Command::SendResponse {
+            request_id,
+            payload: Bytes::from_static(b"valid"),
+        },
+    );
+    let out = d.commit();
+    let Some(Ok(Reply::Answer(first))) = reply(&out, call) else {
+        panic!("no answer: {out:?}")
+    };
+    d.step(Input::CallReplied {
+        request_id,
+        taken: true,
+    });
+    let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    let Some(Ok(Reply::Answer(repeat))) = reply(&out, again) else {
+        panic!("no answer to the repeat: {out:?}")
+    };
+    assert_eq!(repeat.id, first.id);
+    assert_eq!(repeat.reply_to, Some(request_id));
+    assert_eq!(repeat.body, first.body);
+    assert_eq!(
+        repeat.payload,
+        Payload::AtOffset(
+            d.shard
+                .exchange(request_id)
+                .unwrap()
+                .outcome
+                .as_ref()
+                .unwrap()
+                .answer_offset
+        )
+    );
+    assert!(appended(&out).is_empty(), "no second request");
+    assert_eq!(d.shard.counters().duplicates, 1);
+}
+
+#[test]
+fn given_call_answered_but_not_durable_when_repeated_then_the_answer_after_commit() {
+    let mut d = Driver::new();
+    let (_, mut out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    out.extend(d.commit());
+    let got = d.fetch("MVD", requests(RT), 1, 5);
+    d.command(
+        "MVD",
+        Command::SendResponse {
+            request_id: got[0].id,
+            payload: Bytes::from_static(b"valid"),
+        },
+    );
+    let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    assert_eq!(reply(&out, again), None, "the answer is not durable yet");
+    let out = d.commit();
+    let Some(Ok(Reply::Answer(repeat))) = reply(&out, again) else {
+        panic!("no answer to the repeat: {out:?}")
+    };
+    assert_eq!(repeat.payload, Payload::Bytes(Bytes::from_static(b"valid")));
+}
+
+#[test]
+fn given_expired_call_when_repeated_with_its_key_then_deadline_exceeded() {
+    let mut d = Driver::new();
+    let (call, _) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    d.commit();
+    let out = d.tick_at(T0 + RT_DEADLINE_MS);
+    assert_eq!(reply(&out, call), Some(Err(HubError::DeadlineExceeded)));
+    let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    assert_eq!(reply(&out, again), None, "the expiry is not durable yet");
+    assert_eq!(
+        reply(&d.commit(), again),
+        Some(Err(HubError::DeadlineExceeded))
+    );
+}
+
+#[test]
+fn given_call_in_flight_when_repeated_with_its_key_then_duplicate_with_original_id() {
+    let mut d = Driver::new();
+    let (call, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    let original = match &appended(&out)[..] {
+        [Record::Request(r)] => r.id,
+        other => panic!("expected one request record, got {other:?}"),
+    };
+    // Pipelined: the second comes before the first is durable.
+    let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
+    assert_eq!(reply(&out, again), None, "the original is not durable yet");
+    assert!(appended(&out).is_empty(), "no second request");
+    let out = d.commit();
+    assert_eq!(
+        reply(&out, again),
+        Some(Err(HubError::Duplicate { original }))
+    );
+    assert_eq!(
+        reply(&out, call),
+        None,
+        "the original still waits for its answer"
+    );
+}
+
+#[test]
+fn given_send_request_when_call_repeats_its_key_then_duplicate_with_original_id() {
+    let mut d = Driver::new();
+    let original = d.send_ok("MFC", keyed(RT, "k1"));
+    assert_eq!(
+        d.now_reply("MFC", Command::Call(keyed(RT, "k1"))),
+        Err(HubError::Duplicate { original })
     );
 }

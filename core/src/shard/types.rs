@@ -131,11 +131,45 @@ pub enum PeerMsg {
         /// Delivery number.
         count: u32,
     },
-    /// To the request's shard: the consumer acked the answer.
+    /// To the request's shard: the consumer acked the answer. With `ack`,
+    /// the request's shard answers [`PeerMsg::AnswerAckSettled`] once the
+    /// ack record is durable (the consumer's `Done` waits for it).
     AnswerAcked {
         /// The request.
         request_id: MessageId,
+        /// Where the consumer's ack waits for its reply.
+        ack: Option<AckRoute>,
     },
+    /// To the shard that made `answer_id` (its request's shard): a consumer
+    /// acks an answer its queue no longer holds (a repeated ack). Answered
+    /// with [`PeerMsg::AnswerAckSettled`]: `Ok` once the answer's ack is
+    /// durable, `NotFound` when the answer is not acked (or unknown, or not
+    /// the consumer's).
+    AnswerAckAgain {
+        /// The answer acked.
+        answer_id: MessageId,
+        /// The consumer acking it.
+        consumer: ParticipantId,
+        /// Where the ack waits for its reply.
+        ack: AckRoute,
+    },
+    /// Back to the answer queue's shard: the ack waiting on `token` is
+    /// settled (`Ok`: durable on the request's shard).
+    AnswerAckSettled {
+        /// The ack's token on the answer queue's shard.
+        token: Token,
+        /// Its outcome.
+        result: Result<(), HubError>,
+    },
+}
+
+/// Where an operation waits for its reply: a token on a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckRoute {
+    /// The shard holding the operation.
+    pub shard: u16,
+    /// The operation's token there.
+    pub token: Token,
 }
 
 /// Where a payload is: in memory, or in the sending shard's log at an offset

@@ -4,12 +4,22 @@
 
 use crate::model::{terminal_kind, MAnswer, MPlace, ShardModel};
 use crate::workload::{Expect, Pending, Seen};
+
+fn same_result(a: &Result<(), HubError>, b: &Result<(), HubError>) -> bool {
+    match (a, b) {
+        (Ok(()), Ok(())) => true,
+        (Err(x), Err(y)) => std::mem::discriminant(x) == std::mem::discriminant(y),
+        _ => false,
+    }
+}
 use crate::world::{ensure, Check, CtxInput, StepCtx, World, GRANULARITY_MS};
 use bytes::Bytes;
 use gonets_core::error::HubError;
 use gonets_core::ids::{MessageId, ParticipantId, QueueId};
 use gonets_core::record::{AnswerBody, EventKind, Record};
-use gonets_core::shard::{Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId};
+use gonets_core::shard::{
+    AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, Token,
+};
 use std::collections::BTreeSet;
 
 impl World {
@@ -35,7 +45,7 @@ impl World {
                         ctx.expect_events.push((*id, EventKind::Acked, 0));
                         self.know.provider_acked.insert(*id);
                     }
-                    (Command::Ack { id, .. }, Expect::AckAnswer) => {
+                    (Command::Ack { id, .. }, Expect::AckAnswer { again: false }) => {
                         let a = m.answers.remove(id).expect("predicted leased");
                         ctx.expect_answer_acked = Some(a.envelope.request_id);
                     }
@@ -46,7 +56,7 @@ impl World {
                             delay_ms,
                             ..
                         },
-                        Expect::Done,
+                        Expect::Done | Expect::Nacked,
                     ) => match queue {
                         QueueId::Requests(_) => {
                             ctx.expect_events.push((*id, EventKind::Nacked, 0));
@@ -63,7 +73,9 @@ impl World {
                             };
                         }
                     },
-                    (_, Expect::Duplicate { .. }) => m.counters.duplicates += 1,
+                    (_, Expect::Duplicate { .. } | Expect::CallRepeat { .. }) => {
+                        m.counters.duplicates += 1
+                    }
                     (_, Expect::Fail(HubError::StateSecret)) => {
                         m.counters.state_secrets_refused += 1
                     }
@@ -177,12 +189,33 @@ impl World {
                         }
                     }
                 }
-                PeerMsg::AnswerAcked { request_id } => {
+                PeerMsg::AnswerAcked { request_id, ack } => {
                     if m.reqs.get(&request_id).is_some_and(|r| !r.answer_acked) {
                         ctx.expect_events
                             .push((request_id, EventKind::AnswerAcked, 0));
                     }
+                    if let Some(ack) = ack {
+                        ctx.settle = Some((ack.token, Ok(())));
+                    }
                 }
+                PeerMsg::AnswerAckAgain {
+                    answer_id,
+                    consumer,
+                    ack,
+                } => {
+                    let acked = m
+                        .answer_ids
+                        .get(&answer_id)
+                        .and_then(|rid| m.reqs.get(rid))
+                        .is_some_and(|r| r.consumer == consumer && r.answer_acked);
+                    let result = if acked {
+                        Ok(())
+                    } else {
+                        Err(HubError::NotFound)
+                    };
+                    ctx.settle = Some((ack.token, result));
+                }
+                PeerMsg::AnswerAckSettled { .. } => {}
             },
             CtxInput::CallReplied(request_id) => {
                 let r = m.reqs.get(&request_id);
@@ -215,7 +248,16 @@ impl World {
             "the consumer's ack of the answer to {:?} was not sent to its shard",
             ctx.expect_answer_acked
         );
+        if let Some((token, result)) = ctx.settle.take() {
+            // Settled once everything this step appended is durable.
+            let log_end = self.logs[si].records.len() as u64;
+            self.settling.insert(token, (s, log_end, result));
+        }
         if let CtxInput::StorageFailed = ctx.input {
+            ensure!(
+                !self.settling.values().any(|(shard, _, _)| *shard == s),
+                "answer acks left unsettled on failed shard {s}"
+            );
             let failed = self.shards[si].failed().cloned();
             ensure!(
                 failed.is_some(),
@@ -303,6 +345,15 @@ impl World {
                     return Err(format!(
                         "reply to {:?} withheld although everything before it is durable",
                         p.command
+                    ));
+                }
+                if let Some((t, _)) = self
+                    .settling
+                    .iter()
+                    .find(|(_, (shard, end, _))| *shard == s && *end <= durable)
+                {
+                    return Err(format!(
+                        "answer ack {t} not settled although its record is durable"
                     ));
                 }
             }
@@ -898,16 +949,89 @@ impl World {
                 a.place = MPlace::Handing;
                 ctx.handing.insert(id);
             }
-            PeerMsg::AnswerAcked { request_id } => {
+            PeerMsg::AnswerAcked { request_id, ack } => {
                 ensure!(to == request_id.shard(), "ack report to the wrong shard");
+                ensure!(
+                    *ack == ctx.token.map(|token| AckRoute { shard: s, token }),
+                    "ack of the answer to {request_id} reported with route {ack:?}"
+                );
                 ensure!(
                     ctx.expect_answer_acked == Some(*request_id),
                     "ack of the answer to {request_id} reported without the consumer's ack"
                 );
                 ctx.expect_answer_acked = None;
             }
+            PeerMsg::AnswerAckAgain {
+                answer_id,
+                consumer,
+                ack,
+            } => {
+                let token = ctx.token.expect("sent for a command");
+                ensure!(
+                    to == answer_id.shard()
+                        && *ack == AckRoute { shard: s, token }
+                        && matches!(&ctx.input, CtxInput::Command { caller, command: Command::Ack { id, .. } }
+                            if caller == consumer && id == answer_id)
+                        && matches!(
+                            self.pending[&token].expect,
+                            Expect::AckAnswer { again: true }
+                        ),
+                    "repeated ack of answer {answer_id} sent on as {msg:?} to {to}"
+                );
+            }
+            PeerMsg::AnswerAckSettled { token, result } => {
+                self.check_settled(ctx, *token, result)?
+            }
         }
         self.channels[s as usize * self.n as usize + to as usize].push_back(msg);
+        Ok(())
+    }
+
+    /// The request's shard settles a consumer's answer ack: with its own
+    /// failure, or with what the model says, and an `Ok` only once the
+    /// ack's record (everything appended before the settle) is durable.
+    fn check_settled(
+        &mut self,
+        ctx: &mut StepCtx,
+        token: Token,
+        result: &Result<(), HubError>,
+    ) -> Check {
+        let s = ctx.shard;
+        let si = s as usize;
+        if let Some(failed) = self.shards[si].failed() {
+            // Refused by a failed shard: waiting here, or arriving after.
+            ensure!(
+                result.as_ref().err() == Some(failed),
+                "answer ack {token} settled {result:?} by failed shard {s}"
+            );
+            self.settling.remove(&token);
+            return Ok(());
+        }
+        let log_end = self.logs[si].records.len() as u64;
+        let durable = self.models[si].durable;
+        let (end, want) = match ctx.settle.take() {
+            Some((t, want)) if t == token => (log_end, want),
+            other => {
+                ctx.settle = other;
+                let (shard, end, want) = self
+                    .settling
+                    .remove(&token)
+                    .ok_or_else(|| format!("answer ack {token} settled, but none waits"))?;
+                ensure!(
+                    shard == s,
+                    "answer ack {token} settled by shard {s}, not {shard}"
+                );
+                (end, want)
+            }
+        };
+        ensure!(
+            same_result(result, &want),
+            "answer ack {token} settled {result:?}, the model says {want:?}"
+        );
+        ensure!(
+            result.is_err() || end <= durable,
+            "answer ack {token} settled before its record is durable (log end {end}, durable {durable})"
+        );
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use gonets_core::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_core::record::{AnswerBody, EventKind, TEXT_BYTES_MAX};
 use gonets_core::refusal::RefusalCode;
 use gonets_core::registry::Mode;
-use gonets_core::shard::{Command, Input, NewRequest, ReaderId, Reply, Token};
+use gonets_core::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, Reply, Token};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -65,6 +65,9 @@ pub struct Knowledge {
     pub seen: BTreeMap<MessageId, Seen>,
     /// Answer ids acked by their consumer (while the ack stands).
     pub consumer_acked: BTreeSet<MessageId>,
+    /// Request and answer ids whose ack was answered `Done`: a crash may
+    /// not undo them (every acknowledgement waits for durability).
+    pub acks_replied: BTreeSet<MessageId>,
 }
 
 /// The predicted reply to an operation.
@@ -78,16 +81,31 @@ pub enum Expect {
     NewCall,
     /// The earlier acceptance (at once when that one is durable).
     Duplicate { original: MessageId, durable: bool },
+    /// A call repeating a key (docs/protocol.md, "Repeats"): `reply` once
+    /// the record at `offset` is durable (at once when it is already).
+    CallRepeat {
+        original: MessageId,
+        reply: RepeatReply,
+        offset: u64,
+        durable: bool,
+    },
     /// Messages at once (some, or none).
     Messages { nonempty: bool },
     /// A long-poll: messages when some come, none when the wait ends.
     Wait,
     /// `Done` at once.
     Done,
+    /// `Done` once everything appended so far is durable (at once when it
+    /// is already): an ack of a request already acked or answered.
+    Settled { durable: bool },
+    /// `Done` once the nack's records are durable.
+    Nacked,
     /// `Done` once the ack is durable.
     AckRequest,
-    /// `Done` at once; the request's shard is told.
-    AckAnswer,
+    /// The request's shard is told, and settles it: `Done` only once the
+    /// ack's record is durable there. `again`: the answer is no longer
+    /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
+    AckAnswer { again: bool },
     /// `Done` once the answer is durable.
     Answer,
     /// This request's history.
@@ -104,10 +122,11 @@ impl Expect {
             Expect::Fail(_)
                 | Expect::Messages { .. }
                 | Expect::Done
-                | Expect::AckAnswer
+                | Expect::Settled { durable: true }
                 | Expect::Status(_)
                 | Expect::Stats(_)
                 | Expect::Duplicate { durable: true, .. }
+                | Expect::CallRepeat { durable: true, .. }
         )
     }
 
@@ -118,10 +137,24 @@ impl Expect {
             self,
             Expect::NewRequest
                 | Expect::AckRequest
+                | Expect::Nacked
+                | Expect::Settled { durable: false }
                 | Expect::Answer
                 | Expect::Duplicate { durable: false, .. }
+                | Expect::CallRepeat { durable: false, .. }
         )
     }
+}
+
+/// What a repeated call gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepeatReply {
+    /// The original's answer.
+    Answer,
+    /// `DeadlineExceeded`: the original expired.
+    Expired,
+    /// `Duplicate` naming the original.
+    Duplicate,
 }
 
 /// An operation waiting for its reply.
@@ -227,6 +260,37 @@ impl World {
         Expect::Answer
     }
 
+    /// What a call repeating the key of `original` gets.
+    fn predict_call_repeat(&self, s: u16, original: MessageId) -> Expect {
+        let m = &self.models[s as usize];
+        let r = &m.reqs[&original];
+        let (reply, offset) = match &r.outcome {
+            Some(o) if r.call => {
+                // Whether the answer's payload may be gone is the shard's
+                // own retention floor (the log may not have dropped it yet).
+                let shard = &self.shards[s as usize];
+                let in_memory = shard
+                    .exchange(original)
+                    .and_then(|ex| ex.outcome.as_ref())
+                    .is_some_and(|o| o.payload.is_some());
+                if terminal_kind(&o.body) == EventKind::Expired {
+                    (RepeatReply::Expired, o.offset)
+                } else if !in_memory && o.offset < shard.retention_floor() {
+                    (RepeatReply::Duplicate, o.offset)
+                } else {
+                    (RepeatReply::Answer, o.offset)
+                }
+            }
+            _ => (RepeatReply::Duplicate, r.offset),
+        };
+        Expect::CallRepeat {
+            original,
+            reply,
+            offset,
+            durable: offset < m.durable,
+        }
+    }
+
     /// The reply shard `s` must give `caller` for `command` at `now`.
     pub fn predict(&self, s: u16, caller: &ParticipantId, command: &Command, now: u64) -> Expect {
         let m = &self.models[s as usize];
@@ -278,6 +342,9 @@ impl World {
                     let k = (caller.clone(), r.kind.clone(), key.clone());
                     if let Some(original) = m.dedup.get(&k) {
                         let ex = &m.reqs[original];
+                        if now < ex.time_ms + self.config.dedup_window_ms && call {
+                            return self.predict_call_repeat(s, *original);
+                        }
                         if now < ex.time_ms + self.config.dedup_window_ms {
                             return Expect::Duplicate {
                                 original: *original,
@@ -323,14 +390,22 @@ impl World {
                 match m.place(queue, *id) {
                     Some(MPlace::Leased { reader: r, .. }) if r == *reader => match queue {
                         QueueId::Requests(_) => Expect::AckRequest,
-                        QueueId::Answers(_) => Expect::AckAnswer,
+                        QueueId::Answers(_) => Expect::AckAnswer { again: false },
                     },
                     Some(_) => fail(HubError::NotFound),
                     None => match queue {
-                        QueueId::Requests(_)
-                            if m.reqs.get(id).is_some_and(|r| r.acked || !r.open()) =>
+                        QueueId::Requests(k)
+                            if m.reqs
+                                .get(id)
+                                .is_some_and(|r| &r.kind == k && (r.acked || !r.open())) =>
                         {
-                            Expect::Done
+                            let log_end = self.logs[s as usize].records.len() as u64;
+                            Expect::Settled {
+                                durable: log_end <= m.durable,
+                            }
+                        }
+                        QueueId::Answers(_) if id.shard() < self.n => {
+                            Expect::AckAnswer { again: true }
                         }
                         _ => fail(HubError::NotFound),
                     },
@@ -343,7 +418,10 @@ impl World {
                     return fail(e);
                 }
                 match m.place(queue, *id) {
-                    Some(MPlace::Leased { reader: r, .. }) if r == *reader => Expect::Done,
+                    Some(MPlace::Leased { reader: r, .. }) if r == *reader => match queue {
+                        QueueId::Requests(_) => Expect::Nacked,
+                        QueueId::Answers(_) => Expect::Done,
+                    },
                     _ => fail(HubError::NotFound),
                 }
             }
@@ -591,9 +669,11 @@ impl World {
                 let realtime = self.registry.kind(&kind).unwrap().mode == Mode::Realtime;
                 let mut r = self.new_request(&kind);
                 if realtime && roll >= 25 {
-                    // Calls carry no idempotency key: a repeat is not a retry
-                    // of the same wait.
-                    r.idempotency_key = None;
+                    // Some calls carry a key from the small pool: repeats
+                    // get the original's outcome (docs/protocol.md, "Repeats").
+                    if roll % 2 == 0 {
+                        r.idempotency_key = None;
+                    }
                     self.issue(c, Command::Call(r))
                 } else {
                     self.issue(c, Command::SendRequest(r))
@@ -1120,11 +1200,88 @@ impl World {
                     bad(&result)
                 );
             }
+            (
+                Expect::CallRepeat {
+                    original,
+                    reply,
+                    offset,
+                    durable,
+                },
+                _,
+            ) => {
+                ensure!(
+                    immediate == *durable && *offset < self.models[si].durable,
+                    "{} (record at {offset}, durable {})",
+                    bad(&result),
+                    self.models[si].durable
+                );
+                match (reply, &result) {
+                    (RepeatReply::Duplicate, Err(HubError::Duplicate { original: o })) => {
+                        ensure!(o == original, "{}", bad(&result));
+                        self.stats.call_repeat_refusals += 1;
+                    }
+                    (RepeatReply::Expired, Err(HubError::DeadlineExceeded)) => {
+                        self.stats.call_repeat_refusals += 1;
+                    }
+                    (RepeatReply::Answer, Ok(Reply::Answer(d))) => {
+                        ensure!(
+                            d.reply_to == Some(*original)
+                                && d.queue == QueueId::Answers(p.caller.clone()),
+                            "{}",
+                            bad(&result)
+                        );
+                        self.check_answer(*original, d.id, &d.body, &d.payload)?;
+                        self.see(*original, Seen::Answer(d.id))?;
+                        self.stats.call_repeat_answers += 1;
+                    }
+                    _ => return Err(bad(&result)),
+                }
+                self.stats.duplicates += 1;
+            }
             (Expect::Done, Ok(Reply::Done)) => ensure!(immediate, "{}", bad(&result)),
-            (Expect::AckAnswer, Ok(Reply::Done)) => {
-                ensure!(immediate, "{}", bad(&result));
+            (Expect::Settled { durable }, Ok(Reply::Done)) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                ensure!(
+                    immediate == *durable && (immediate || durable_now),
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
                 if let Command::Ack { id, .. } = &p.command {
-                    self.know.consumer_acked.insert(*id);
+                    self.know.acks_replied.insert(*id);
+                }
+            }
+            (Expect::Nacked, Ok(Reply::Done)) => {
+                ensure!(
+                    !immediate && p.release_offset <= self.models[si].durable,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+            }
+            (Expect::AckAnswer { .. }, _) => {
+                // Answered only with what the request's shard settled (the
+                // judge checked there that it was durable, or the right error).
+                let settled = match &ctx.input {
+                    CtxInput::Peer(PeerMsg::AnswerAckSettled {
+                        token: t,
+                        result: r,
+                    }) if *t == token => Some(r.clone()),
+                    _ => None,
+                };
+                let got = result.clone().map(|r| r == Reply::Done);
+                ensure!(
+                    !immediate && settled.is_some_and(|r| r.map(|()| true) == got),
+                    "{}",
+                    bad(&result)
+                );
+                if got == Ok(true) {
+                    if let Command::Ack { id, .. } = &p.command {
+                        self.know.consumer_acked.insert(*id);
+                        self.know.acks_replied.insert(*id);
+                    }
                 }
             }
             (Expect::AckRequest | Expect::Answer, Ok(Reply::Done)) => {
@@ -1135,6 +1292,9 @@ impl World {
                     bad(&result),
                     self.models[si].durable
                 );
+                if let Command::Ack { id, .. } = &p.command {
+                    self.know.acks_replied.insert(*id);
+                }
                 if let Command::SendResponse { request_id, .. }
                 | Command::SendRefusal { request_id, .. } = &p.command
                 {

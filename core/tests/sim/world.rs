@@ -4,6 +4,7 @@
 
 use crate::model::{terminal_kind, ShardModel};
 use crate::workload::{Client, Knowledge, Pending, Role, Seen};
+use gonets_core::error::HubError;
 use gonets_core::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_core::record::{EventKind, Record};
 use gonets_core::registry::Registry;
@@ -138,6 +139,10 @@ pub struct Stats {
     pub lease_timeouts: u64,
     pub call_answers: u64,
     pub call_expiries: u64,
+    /// Calls repeating a key, answered with the original's answer.
+    pub call_repeat_answers: u64,
+    /// Calls repeating a key, answered `Duplicate` or `DeadlineExceeded`.
+    pub call_repeat_refusals: u64,
     pub typed_errors: u64,
     pub redeliveries: u64,
 }
@@ -168,6 +173,8 @@ impl Stats {
         self.lease_timeouts += o.lease_timeouts;
         self.call_answers += o.call_answers;
         self.call_expiries += o.call_expiries;
+        self.call_repeat_answers += o.call_repeat_answers;
+        self.call_repeat_refusals += o.call_repeat_refusals;
         self.typed_errors += o.typed_errors;
         self.redeliveries += o.redeliveries;
     }
@@ -266,6 +273,9 @@ pub struct StepCtx {
     pub new_request: Option<(MessageId, u64)>,
     /// Offset of the record a command appended (ack event, answer).
     pub command_record: Option<u64>,
+    /// A consumer's answer ack this (request) shard must settle: its token
+    /// on the answer queue's shard, and the outcome the model expects.
+    pub settle: Option<(Token, Result<(), HubError>)>,
 }
 
 impl StepCtx {
@@ -283,6 +293,7 @@ impl StepCtx {
             handing: BTreeSet::new(),
             new_request: None,
             command_record: None,
+            settle: None,
         }
     }
 }
@@ -319,6 +330,9 @@ pub struct World {
     pub subs: BTreeMap<(QueueId, ReaderId), u32>,
     /// Calls waiting for their answer: request id to token.
     pub call_waiting: BTreeMap<MessageId, Token>,
+    /// Consumers' answer acks the request's shard has still to settle:
+    /// token to (request shard, log end once durable, expected outcome).
+    pub settling: BTreeMap<Token, (u16, u64, Result<(), HubError>)>,
     /// Calls whose caller just took its answer: reported to the shard
     /// (`Input::CallReplied`) right after the step, as the runtime does.
     pub call_replies: Vec<(u16, MessageId)>,
@@ -411,6 +425,7 @@ impl World {
             waits: BTreeMap::new(),
             subs: BTreeMap::new(),
             call_waiting: BTreeMap::new(),
+            settling: BTreeMap::new(),
             call_replies: Vec::new(),
             know: Knowledge::default(),
             ids: BTreeSet::new(),
@@ -788,6 +803,7 @@ impl World {
         self.waits.clear();
         self.subs.clear();
         self.call_waiting.clear();
+        self.settling.clear();
         self.call_replies.clear();
         self.timer_at = vec![None; self.n as usize];
         for c in 0..self.clients.len() {
@@ -795,9 +811,21 @@ impl World {
             self.clients[c].reader = fresh;
             self.clients[c].held.clear();
         }
+        // An ack answered `Done` was durable: no crash undoes it.
+        let models = &self.models;
+        for id in &self.know.acks_replied {
+            let m = &models[id.shard() as usize];
+            let still = match m.answer_ids.get(id) {
+                Some(rid) => m.reqs.get(rid).is_some_and(|r| r.answer_acked),
+                None => m.reqs.get(id).is_some_and(|r| r.acked || !r.open()),
+            };
+            ensure!(
+                still,
+                "the acknowledged ack of {id} was undone by a crash (invariant 1)"
+            );
+        }
         // Acks not yet durable are undone by the crash: those messages may
         // be delivered again. Durable acks stand forever.
-        let models = &self.models;
         let req = |id: &MessageId| models[id.shard() as usize].reqs.get(id);
         self.know
             .provider_acked
