@@ -51,7 +51,7 @@ pub struct LogConfig {
     /// `reserve` in the log directory. When a segment roll finds the disk
     /// full, the log removes it and rolls into the freed space, so nothing
     /// pending fails; it is then *space low* ([`crate::Log::space_low`])
-    /// until the reserve can be made again. See `docs/storage.md` §9.
+    /// until the reserve can be made again. See `docs/storage.md` §11.
     pub reserve_segments: u32,
     /// How often a log whose reserve is gone tries to make it again, ms
     /// ([`RESERVE_RETRY_MS_MIN`] to [`RESERVE_RETRY_MS_MAX`]). One try is a

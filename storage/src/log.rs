@@ -768,12 +768,12 @@ impl Log {
             other => other,
         };
         let (file, map) = created.map_err(|e| match e {
-                LogError::StorageFull => PoisonCause::StorageFull,
-                LogError::Io { source, .. } => {
-                    PoisonCause::Roll(source.raw_os_error().unwrap_or(libc::EIO))
-                }
-                _ => PoisonCause::Roll(libc::EIO),
-            })?;
+            LogError::StorageFull => PoisonCause::StorageFull,
+            LogError::Io { source, .. } => {
+                PoisonCause::Roll(source.raw_os_error().unwrap_or(libc::EIO))
+            }
+            _ => PoisonCause::Roll(libc::EIO),
+        })?;
         let old = {
             let mut st = self.state.borrow_mut();
             st.segments.push(SegmentEntry {

@@ -303,7 +303,10 @@ async fn zero_fill(
     op: &'static str,
 ) -> Result<(), LogError> {
     let block = crate::marker::BLOCK_SIZE_BYTES as u64;
-    assert!(size.is_multiple_of(block), "preallocated sizes are whole blocks");
+    assert!(
+        size.is_multiple_of(block),
+        "preallocated sizes are whole blocks"
+    );
     let mut at = from - from % block;
     // Bounded: each pass writes one chunk and moves forward.
     while at < size {
@@ -330,8 +333,9 @@ async fn zero_fill(
 pub(crate) fn free_bytes_of(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
+    // SAFETY: statvfs is plain data; all zeros is a valid value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `s` a valid out-parameter, both outliving the call.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
     (rc == 0).then(|| (s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
 }

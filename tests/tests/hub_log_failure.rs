@@ -75,9 +75,15 @@ fn child(dir: &Path) -> ! {
     std::thread::sleep(Duration::from_millis(300));
     fail::cfg("storage::fdatasync", "return").expect("arm the fail point");
     let pending = block_on(mfc.send_request(NewRequest::new(EGRUL, "during the fault")));
-    assert!(is_unavailable(&pending), "the request whose sync failed: {pending:?}");
+    assert!(
+        is_unavailable(&pending),
+        "the request whose sync failed: {pending:?}"
+    );
     let waited = waiter.join().expect("the waiting fetch");
-    assert!(is_unavailable(&waited), "the long poll waiting at the fault: {waited:?}");
+    assert!(
+        is_unavailable(&waited),
+        "the long poll waiting at the fault: {waited:?}"
+    );
     let failure = hub
         .wait_failure(WAIT)
         .expect("the hub reports the failed shard");
@@ -87,7 +93,10 @@ fn child(dir: &Path) -> ! {
         "the cause names the failed fdatasync: {failure:?}"
     );
     let after = block_on(mfc.send_request(NewRequest::new(EGRUL, "after the fault")));
-    assert!(is_unavailable(&after), "a request after the fault: {after:?}");
+    assert!(
+        is_unavailable(&after),
+        "a request after the fault: {after:?}"
+    );
     hub.exit_after_failure(&failure)
 }
 
@@ -147,7 +156,10 @@ fn recovered(dir: &Path, ids: &[MessageId]) {
         fetched.extend(got.iter().map(|m| m.id));
     }
     for id in ids {
-        assert!(fetched.contains(id), "acknowledged request {id} not delivered after restart");
+        assert!(
+            fetched.contains(id),
+            "acknowledged request {id} not delivered after restart"
+        );
     }
     hub.shutdown().expect("a clean stop after recovery");
 }
@@ -168,16 +180,18 @@ fn fill(mfc: &gonets_core::Session) -> (Vec<MessageId>, HubError) {
 #[test]
 fn given_a_full_disk_and_no_reserve_left_when_clients_go_on_then_writes_get_storage_full_and_fetch_status_and_queue_stats_still_answer(
 ) {
-    let tmpfs = TmpfsMount::new("768k").unwrap_or_else(|e| {
-        panic!("this test needs a small tmpfs and could not mount one: {e}")
-    });
+    let tmpfs = TmpfsMount::new("768k")
+        .unwrap_or_else(|e| panic!("this test needs a small tmpfs and could not mount one: {e}"));
     let mut config = hub_config(tmpfs.path());
     config.log.reserve_segments = 0;
     let hub = Hub::start(config).expect("start on the tmpfs");
     let mfc = hub.session("MFC").unwrap();
     let fns = hub.session("FNS").unwrap();
     let (ids, full) = fill(&mfc);
-    assert!(matches!(full, HubError::StorageFull), "a full disk answered {full:?}");
+    assert!(
+        matches!(full, HubError::StorageFull),
+        "a full disk answered {full:?}"
+    );
     assert!(!ids.is_empty(), "nothing fit before the disk filled");
     let again = block_on(mfc.send_request(NewRequest::new(EGRUL, "more")));
     assert!(matches!(again, Err(HubError::StorageFull)), "{again:?}");
@@ -190,9 +204,16 @@ fn given_a_full_disk_and_no_reserve_left_when_clients_go_on_then_writes_get_stor
     let started = Instant::now();
     let got = block_on(fns.fetch(requests(), 4, WAIT)).expect("FETCH on a full disk");
     assert!(!got.is_empty(), "the accepted requests are delivered");
-    assert!(started.elapsed() < WAIT / 2, "fetch waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < WAIT / 2,
+        "fetch waited {:?}",
+        started.elapsed()
+    );
     let ack = block_on(fns.ack(&got[0]));
-    assert!(matches!(ack, Err(HubError::StorageFull)), "an ack cannot be stored: {ack:?}");
+    assert!(
+        matches!(ack, Err(HubError::StorageFull)),
+        "an ack cannot be stored: {ack:?}"
+    );
     assert_eq!(hub.failure(), None, "a full disk does not stop the hub");
     let _ = hub.shutdown();
     drop(tmpfs);

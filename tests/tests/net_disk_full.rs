@@ -96,7 +96,11 @@ async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
     let deadline = Instant::now() + OP;
     let mut got = Vec::new();
     while got.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} from {queue}", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} from {queue}",
+            got.len()
+        );
         let max = u32::try_from(n - got.len()).unwrap();
         let batch = bounded(
             "fetch",
@@ -115,17 +119,22 @@ async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
 async fn while_space_low(ep: &Endpoint, accepted: &[MessageId]) {
     let mfc = ep.connect("MFC").await;
     let fns = ep.connect("FNS").await;
-    let again = mfc
-        .send_request(NewRequest::new(EGRUL, "one more"))
-        .await;
-    assert!(is_storage_full(&again), "send while space is low: {again:?}");
+    let again = mfc.send_request(NewRequest::new(EGRUL, "one more")).await;
+    assert!(
+        is_storage_full(&again),
+        "send while space is low: {again:?}"
+    );
     let call = mfc.call(NewRequest::new(PASSPORT, "4510 000001")).await;
     assert!(is_storage_full(&call), "call while space is low: {call:?}");
 
     let stats = bounded("queue stats", OP, fns.queue_stats(&requests(EGRUL)))
         .await
         .expect("QUEUE_STATS while space is low");
-    assert_eq!(stats.depth, accepted.len() as u64, "every accepted request is queued");
+    assert_eq!(
+        stats.depth,
+        accepted.len() as u64,
+        "every accepted request is queued"
+    );
     let got = fetch_n(&fns, &requests(EGRUL), 2).await;
     for (i, request) in got.iter().enumerate() {
         assert!(accepted.contains(&request.id), "fetched an unknown request");
@@ -198,7 +207,11 @@ fn given_a_full_disk_when_new_requests_come_then_storage_full_while_fetch_ack_an
             accepted
         })
     };
-    assert!(server.is_running(), "the server must stay up\n{}", server_log());
+    assert!(
+        server.is_running(),
+        "the server must stay up\n{}",
+        server_log()
+    );
     let log = server.log();
     assert!(
         log.contains("disk space low"),

@@ -55,10 +55,7 @@ impl Failures {
     }
 
     fn get(&self) -> Option<ShardFailure> {
-        self.first
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn wait(&self, timeout: Duration) -> Option<ShardFailure> {

@@ -4,9 +4,9 @@
 //! ([`gonets_core::runtime::EXIT_LOG_FAILED`], ADR 0008) so that the
 //! service manager restarts it and recovery runs.
 
+use gonets_core::runtime::ShardFailure;
 use gonets_core::server::config_file::ConfigFile;
 use gonets_core::server::{checks, start_front_ends};
-use gonets_core::runtime::ShardFailure;
 use gonets_core::Hub;
 use std::path::PathBuf;
 
