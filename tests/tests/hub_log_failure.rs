@@ -67,19 +67,20 @@ fn child(dir: &Path) -> ! {
         ids.push(a.id.to_string());
     }
     std::fs::write(dir.join(ACCEPTED_FILE), ids.join("\n")).expect("write the accepted ids");
-    let waiter = {
-        let mfc = mfc.clone();
-        std::thread::spawn(move || block_on(mfc.fetch(answers("MFC"), 1, WAIT)))
-    };
-    // The long poll parks on the shard before the fault.
-    std::thread::sleep(Duration::from_millis(300));
+    // One poll puts the long poll in the shard's inbox, ahead of the request
+    // below: the shard parks it before the fault, whatever the timing.
+    let mut waiter = Box::pin(mfc.fetch(answers("MFC"), 1, WAIT));
+    assert!(
+        block_on(futures_lite::future::poll_once(waiter.as_mut())).is_none(),
+        "the long poll answered at once"
+    );
     fail::cfg("storage::fdatasync", "return").expect("arm the fail point");
     let pending = block_on(mfc.send_request(NewRequest::new(EGRUL, "during the fault")));
     assert!(
         is_unavailable(&pending),
         "the request whose sync failed: {pending:?}"
     );
-    let waited = waiter.join().expect("the waiting fetch");
+    let waited = block_on(waiter);
     assert!(
         is_unavailable(&waited),
         "the long poll waiting at the fault: {waited:?}"
