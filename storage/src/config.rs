@@ -46,7 +46,25 @@ pub struct LogConfig {
     pub prewrite_ahead_bytes: u64,
     /// Size of one background zero write; a multiple of 4 KiB.
     pub prewrite_chunk_bytes: usize,
+    /// Disk space held back for this log, in segments (0 to
+    /// [`RESERVE_SEGMENTS_MAX`]; 0: none): a preallocated file named
+    /// `reserve` in the log directory. When a segment roll finds the disk
+    /// full, the log removes it and rolls into the freed space, so nothing
+    /// pending fails; it is then *space low* ([`crate::Log::space_low`])
+    /// until the reserve can be made again. See `docs/storage.md` §11.
+    pub reserve_segments: u32,
+    /// How often a log whose reserve is gone tries to make it again, ms
+    /// ([`RESERVE_RETRY_MS_MIN`] to [`RESERVE_RETRY_MS_MAX`]). One try is a
+    /// `statvfs` and, only when enough space is free, one preallocation.
+    pub reserve_retry_ms: u64,
 }
+
+/// The most segments a log's disk reserve may hold.
+pub const RESERVE_SEGMENTS_MAX: u32 = 16;
+/// The shortest interval between tries to remake a used reserve, ms.
+pub const RESERVE_RETRY_MS_MIN: u64 = 10;
+/// The longest interval between tries to remake a used reserve, ms.
+pub const RESERVE_RETRY_MS_MAX: u64 = 3_600_000;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -61,6 +79,8 @@ impl Default for LogConfig {
             index_interval_bytes: 64 << 10,
             prewrite_ahead_bytes: 32 << 20,
             prewrite_chunk_bytes: 1 << 20,
+            reserve_segments: 1,
+            reserve_retry_ms: 1_000,
         }
     }
 }
@@ -77,8 +97,14 @@ impl LogConfig {
             index_interval_bytes: 8 << 10,
             prewrite_ahead_bytes: 64 << 10,
             prewrite_chunk_bytes: 16 << 10,
+            reserve_retry_ms: 50,
             ..LogConfig::default()
         }
+    }
+
+    /// Bytes of the disk reserve (`reserve_segments` segments).
+    pub fn reserve_bytes(&self) -> u64 {
+        u64::from(self.reserve_segments) * self.segment_size_bytes
     }
 
     /// The largest marker a full batch needs.
@@ -142,6 +168,18 @@ impl LogConfig {
                 self.prewrite_chunk_bytes
             ));
         }
+        if self.reserve_segments > RESERVE_SEGMENTS_MAX {
+            return fail(format!(
+                "reserve_segments {} exceeds {RESERVE_SEGMENTS_MAX}",
+                self.reserve_segments
+            ));
+        }
+        if !(RESERVE_RETRY_MS_MIN..=RESERVE_RETRY_MS_MAX).contains(&self.reserve_retry_ms) {
+            return fail(format!(
+                "reserve_retry_ms {} must be between {RESERVE_RETRY_MS_MIN} and {RESERVE_RETRY_MS_MAX}",
+                self.reserve_retry_ms
+            ));
+        }
         Ok(())
     }
 }
@@ -163,5 +201,31 @@ mod tests {
             ..LogConfig::small_for_tests()
         };
         assert!(matches!(c.validate(), Err(LogError::Config(_))));
+    }
+
+    #[test]
+    fn given_reserve_out_of_bounds_when_validated_then_config_error() {
+        for c in [
+            LogConfig {
+                reserve_segments: RESERVE_SEGMENTS_MAX + 1,
+                ..LogConfig::small_for_tests()
+            },
+            LogConfig {
+                reserve_retry_ms: RESERVE_RETRY_MS_MIN - 1,
+                ..LogConfig::small_for_tests()
+            },
+            LogConfig {
+                reserve_retry_ms: RESERVE_RETRY_MS_MAX + 1,
+                ..LogConfig::small_for_tests()
+            },
+        ] {
+            assert!(matches!(c.validate(), Err(LogError::Config(_))), "{c:?}");
+        }
+        let none = LogConfig {
+            reserve_segments: 0,
+            ..LogConfig::small_for_tests()
+        };
+        none.validate().unwrap();
+        assert_eq!(none.reserve_bytes(), 0);
     }
 }

@@ -31,12 +31,16 @@ pub mod marker;
 mod prewrite;
 mod read;
 mod recovery;
+mod reserve;
 pub mod scan;
 pub mod segment;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
-pub use config::{Durability, LogConfig};
+pub use config::{
+    Durability, LogConfig, RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
+};
 pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats};
 pub use read::{LogIter, RecordRef, Slot};
 pub use recovery::{RecoveryReport, TornTail};
+pub use reserve::{RESERVE_FILE, ZERO_FILL_CHUNK_BYTES};

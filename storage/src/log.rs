@@ -106,6 +106,19 @@ pub(crate) struct State {
     pub(crate) prewriter_running: bool,
     /// Woken when a background zero write completes or the prewriter stops.
     pub(crate) prewrite_waiters: Vec<Waker>,
+    /// The reserve file is in place: its space is held for a roll.
+    pub(crate) reserve_held: bool,
+    /// The reserve was used by a roll, or could not be made: the owner
+    /// should refuse new work until it is made again.
+    pub(crate) space_low: bool,
+    /// Times a roll released the reserve since open.
+    pub(crate) reserve_releases: u64,
+    /// Times the reserve was made again after a release since open.
+    pub(crate) reserve_restores: u64,
+    pub(crate) reserve_retry_running: bool,
+    pub(crate) reserve_retry_waker: Option<Waker>,
+    /// Woken when the reserve retry task ends.
+    pub(crate) reserve_retry_done_waiters: Vec<Waker>,
 }
 
 /// A handle to an open log; clones share it. Single-threaded: use it from the
@@ -132,6 +145,12 @@ pub struct LogStats {
     pub prewritten_bytes: u64,
     /// Batch writes that waited for a zero write to the same blocks.
     pub prewrite_waits: u64,
+    /// The disk reserve is used up (see [`Log::space_low`]).
+    pub space_low: bool,
+    /// Times a roll found the disk full and used the reserve, since open.
+    pub reserve_releases: u64,
+    /// Times the reserve was made again after that, since open.
+    pub reserve_restores: u64,
 }
 
 impl State {
@@ -179,6 +198,13 @@ impl State {
             prewriter_waker: None,
             prewriter_running: false,
             prewrite_waiters: vec![],
+            reserve_held: false,
+            space_low: false,
+            reserve_releases: 0,
+            reserve_restores: 0,
+            reserve_retry_running: false,
+            reserve_retry_waker: None,
+            reserve_retry_done_waiters: vec![],
         }
     }
 
@@ -211,6 +237,7 @@ impl State {
             self.poisoned = Some(cause);
         }
         self.wake_prewriter();
+        self.wake_reserve_retry();
         for (_, w) in self.commit_waiters.drain(..) {
             w.wake();
         }
@@ -311,6 +338,8 @@ impl Log {
         let log = Log {
             state: Rc::new(RefCell::new(state)),
         };
+        // Before the flusher runs, so a failed open leaves no task behind.
+        log.open_reserve().await?;
         log.state.borrow_mut().flusher_running = true;
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
@@ -385,6 +414,9 @@ impl Log {
             corruptions: st.corruptions.len(),
             prewritten_bytes: st.prewritten_bytes,
             prewrite_waits: st.prewrite_waits,
+            space_low: st.space_low,
+            reserve_releases: st.reserve_releases,
+            reserve_restores: st.reserve_restores,
         }
     }
 
@@ -521,6 +553,7 @@ impl Log {
         self.state.borrow_mut().wake_prewriter();
         FlusherDone { log: self }.await;
         self.prewriter_stopped().await;
+        self.reserve_retry_stopped().await;
         let poisoned = self.state.borrow().poisoned.clone();
         let result = match poisoned {
             Some(cause) => Err(LogError::from(&cause)),
@@ -553,6 +586,8 @@ impl Log {
         FlusherDone { log: &self }.await;
         // A zero write landing after a reopen could hit new records.
         self.prewriter_stopped().await;
+        // A reserve being made could race the reopen's own.
+        self.reserve_retry_stopped().await;
         let mut st = self.state.borrow_mut();
         st.closed = true;
         st.lock_file = None;
@@ -724,15 +759,21 @@ impl Log {
             let st = self.state.borrow();
             (st.dir.clone(), st.config.segment_size_bytes)
         };
-        let (file, map) = create_segment(&dir, base_offset, segment_size, prev_chain)
-            .await
-            .map_err(|e| match e {
-                LogError::StorageFull => PoisonCause::StorageFull,
-                LogError::Io { source, .. } => {
-                    PoisonCause::Roll(source.raw_os_error().unwrap_or(libc::EIO))
-                }
-                _ => PoisonCause::Roll(libc::EIO),
-            })?;
+        // A full disk shows here, before anything of the batch is written:
+        // the reserve's space takes the segment, and nothing is poisoned.
+        let created = match create_segment(&dir, base_offset, segment_size, prev_chain).await {
+            Err(LogError::StorageFull) if self.release_reserve().await => {
+                create_segment(&dir, base_offset, segment_size, prev_chain).await
+            }
+            other => other,
+        };
+        let (file, map) = created.map_err(|e| match e {
+            LogError::StorageFull => PoisonCause::StorageFull,
+            LogError::Io { source, .. } => {
+                PoisonCause::Roll(source.raw_os_error().unwrap_or(libc::EIO))
+            }
+            _ => PoisonCause::Roll(libc::EIO),
+        })?;
         let old = {
             let mut st = self.state.borrow_mut();
             st.segments.push(SegmentEntry {
@@ -770,7 +811,7 @@ pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> std::io::Error {
 }
 
 /// Returns an errno if a test fail point says this call fails.
-fn injected(name: &str) -> Option<i32> {
+pub(crate) fn injected(name: &str) -> Option<i32> {
     #[cfg(feature = "failpoints")]
     {
         let fire = || -> Option<i32> {
@@ -849,9 +890,7 @@ pub(crate) async fn create_segment(
         .await
         .map_err(|e| io("create segment", e))?;
     let result = async {
-        file.pre_allocate(size, false)
-            .await
-            .map_err(|e| io("preallocate segment", e))?;
+        crate::reserve::preallocate(&file, &path, 0, size, "preallocate segment").await?;
         journal!(crate::journal::record(|| crate::journal::IoEvent::Create {
             path: path.clone(),
             size

@@ -6,7 +6,7 @@
 
 use crate::runtime::signal::LocalSignal;
 use gonets_storage::{Log, LogError};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// What the driver and the committer share.
@@ -20,6 +20,8 @@ pub(crate) struct Commits {
     failure: Cell<Option<bool>>,
     /// The failure has been reported to the driver.
     failure_taken: Cell<bool>,
+    /// What failed, as the log said.
+    failure_cause: RefCell<Option<String>>,
     stop: Cell<bool>,
     running: Cell<bool>,
     wake_committer: LocalSignal,
@@ -66,6 +68,11 @@ impl Commits {
         f
     }
 
+    /// What failed, once the log failed.
+    pub(crate) fn failure_cause(&self) -> Option<String> {
+        self.failure_cause.borrow().clone()
+    }
+
     /// True once the log failed.
     pub(crate) fn failed(&self) -> bool {
         self.failure.get().is_some()
@@ -108,6 +115,7 @@ async fn run(log: Log, commits: Rc<Commits>) {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; the shard accepts nothing more");
+                    *commits.failure_cause.borrow_mut() = Some(e.to_string());
                     commits
                         .failure
                         .set(Some(matches!(e, LogError::StorageFull)));

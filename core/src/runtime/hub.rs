@@ -13,12 +13,61 @@ use crate::runtime::start_error::HubStartError;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often the drain wait looks for shards that closed without answering.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Exit status of `gonets serve` when a shard's log failed (a write,
+/// `fdatasync` or segment roll error): `EX_IOERR` of sysexits.h. The service
+/// manager restarts the process and recovery decides what is on disk
+/// (ADR 0008).
+pub const EXIT_LOG_FAILED: i32 = 74;
+/// How long a hub stopping after a failed log lets replies already sent reach their sockets.
+const FAILURE_REPLY_GRACE: Duration = Duration::from_millis(200);
+
+/// A shard whose log failed: it answered what waited with `Unavailable` and
+/// takes no more work; the hub should stop ([`Hub::exit_after_failure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardFailure {
+    /// The shard.
+    pub shard: u16,
+    /// What failed, as the log reported it.
+    pub cause: String,
+}
+
+/// Where shards report a failed log; the first report is kept.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    first: Mutex<Option<ShardFailure>>,
+    reported: Condvar,
+}
+
+impl Failures {
+    /// Records `failure` unless an earlier one is held; wakes waiters.
+    pub(crate) fn report(&self, failure: ShardFailure) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(failure);
+        }
+        self.reported.notify_all();
+    }
+
+    fn get(&self) -> Option<ShardFailure> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn wait(&self, timeout: Duration) -> Option<ShardFailure> {
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        let (first, _) = self
+            .reported
+            .wait_timeout_while(first, timeout, |f| f.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        first.clone()
+    }
+}
 
 /// A running hub: one thread, executor and log per shard.
 ///
@@ -54,6 +103,8 @@ pub struct Hub {
     threads: Vec<Option<JoinHandle<Result<(), String>>>>,
     /// Each shard thread sends its number here as it ends (even by a panic).
     exits: mpsc::Receiver<u16>,
+    /// Shards whose log failed.
+    failures: Arc<Failures>,
     drain_timeout: Duration,
     drop_wait: Duration,
     stopped: bool,
@@ -253,6 +304,7 @@ impl Hub {
             mesh,
             threads: Vec::with_capacity(usize::from(n)),
             exits,
+            failures: Arc::new(Failures::default()),
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
             drop_wait: Duration::from_millis(config.drop_wait_ms),
             stopped: false,
@@ -275,6 +327,7 @@ impl Hub {
                 },
                 snapshot_every_records: config.snapshot_every_records,
                 outbox_messages_max: config.outbox_messages_max,
+                failures: hub.failures.clone(),
             };
             let placement = match &config.pin_cores {
                 Some(cores) => Placement::Fixed(cores[i]),
@@ -367,6 +420,40 @@ impl Hub {
     /// The registry in force.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.mesh.registry
+    }
+
+    /// The first shard whose log failed, if one did. Such a shard has
+    /// answered what waited with `Unavailable` and takes no more work; the
+    /// process should stop so that a restart recovers the log (ADR 0008).
+    pub fn failure(&self) -> Option<ShardFailure> {
+        self.failures.get()
+    }
+
+    /// Waits up to `timeout` for a shard's log to fail; the first failure.
+    pub fn wait_failure(&self, timeout: Duration) -> Option<ShardFailure> {
+        self.failures.wait(timeout)
+    }
+
+    /// After a shard's log failed: logs it at ERROR, stops every shard
+    /// (bounded by the drop wait) and ends the process with
+    /// [`EXIT_LOG_FAILED`], so that the service manager restarts it and
+    /// recovery runs.
+    pub fn exit_after_failure(mut self, failure: &ShardFailure) -> ! {
+        tracing::error!(
+            shard = failure.shard,
+            cause = %failure.cause,
+            exit_code = EXIT_LOG_FAILED,
+            "shard {}'s log failed ({}); stopping the hub so that a restart recovers it",
+            failure.shard,
+            failure.cause
+        );
+        // Lets the `Unavailable` replies of what waited reach the sockets.
+        std::thread::sleep(FAILURE_REPLY_GRACE);
+        let wait = self.drop_wait;
+        if let Err(e) = self.stop(Some(wait)) {
+            tracing::error!(error = %e, "stopping after the log failure");
+        }
+        std::process::exit(EXIT_LOG_FAILED)
     }
 
     /// Stops every shard: refuse new operations, let peer messages settle,

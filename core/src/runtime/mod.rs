@@ -36,7 +36,7 @@ mod start_error;
 pub mod within;
 
 pub use config::{HubConfig, ShardTuning};
-pub use hub::{Hub, HubHandle};
+pub use hub::{Hub, HubHandle, ShardFailure, EXIT_LOG_FAILED};
 pub use mesh::LocalTask;
 pub use message::{Accepted, Message};
 pub use session::{Session, Subscription};

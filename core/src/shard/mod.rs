@@ -806,10 +806,21 @@ impl Shard {
 
     // ---- operations ----
 
-    fn command(&mut self, token: Token, caller: ParticipantId, command: Command) {
+    fn command(&mut self, token: Token, caller: ParticipantId, mut command: Command) {
         if let Some(e) = &self.failed {
-            let e = e.clone();
-            return self.reply(token, Err(e));
+            // Reads go on (they are how an operator drains and diagnoses);
+            // anything that must be stored is refused.
+            match &mut command {
+                Command::Status { .. } | Command::QueueStats { .. } => {}
+                // Timers no longer run: a long poll would never end. The
+                // lease is not recorded; its ack is refused, and the
+                // message comes again after a restart.
+                Command::Fetch { wait_ms, .. } => *wait_ms = 0,
+                _ => {
+                    let e = e.clone();
+                    return self.reply(token, Err(e));
+                }
+            }
         }
         if self.registry.participant(&caller).is_none() {
             return self.reply(token, Err(HubError::Unauthenticated));

@@ -1,10 +1,25 @@
 //! `gonets serve`: start-up checks, the hub, the listeners, and a clean
-//! stop on SIGTERM or SIGINT.
+//! stop on SIGTERM or SIGINT. A shard whose log fails (write, `fdatasync`
+//! or roll error) stops the process with exit status 74
+//! ([`gonets_core::runtime::EXIT_LOG_FAILED`], ADR 0008) so that the
+//! service manager restarts it and recovery runs.
 
+use gonets_core::runtime::ShardFailure;
 use gonets_core::server::config_file::ConfigFile;
 use gonets_core::server::{checks, start_front_ends};
 use gonets_core::Hub;
 use std::path::PathBuf;
+
+/// How often the main thread looks for a failed shard while it waits for a signal.
+const FAILURE_POLL_MS: i64 = 100;
+
+/// Why the server stops.
+enum Stop {
+    /// SIGTERM or SIGINT, by name.
+    Signal(&'static str),
+    /// A shard's log failed.
+    Failed(ShardFailure),
+}
 
 /// Blocks SIGTERM and SIGINT in this thread (and the threads it starts
 /// afterwards), so that `wait_for_stop` can take them synchronously.
@@ -20,15 +35,26 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-fn wait_for_stop(set: &libc::sigset_t) -> &'static str {
-    let mut signal: libc::c_int = 0;
-    // SAFETY: sigwait on a set of blocked signals we own.
-    unsafe { libc::sigwait(set, &mut signal) };
-    if signal == libc::SIGINT {
-        "SIGINT"
-    } else {
-        "SIGTERM"
+/// Waits for SIGTERM or SIGINT, or for a shard's log to fail.
+fn wait_for_stop(set: &libc::sigset_t, hub: &Hub) -> Stop {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: FAILURE_POLL_MS * 1_000_000,
+    };
+    // Runs until a signal or a failure; each pass waits at most FAILURE_POLL_MS.
+    loop {
+        // SAFETY: sigtimedwait on a set of blocked signals we own.
+        let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &pause) };
+        if signal == libc::SIGINT {
+            return Stop::Signal("SIGINT");
+        }
+        if signal == libc::SIGTERM {
+            return Stop::Signal("SIGTERM");
+        }
+        // Otherwise the pause ended (EAGAIN) or a handler ran (EINTR).
+        if let Some(failure) = hub.failure() {
+            return Stop::Failed(failure);
+        }
     }
 }
 
@@ -77,7 +103,10 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
         "gonets is serving"
     );
     println!("gonets listening on {}", front.addr);
-    let signal = wait_for_stop(&signals);
+    let signal = match wait_for_stop(&signals, &hub) {
+        Stop::Signal(name) => name,
+        Stop::Failed(failure) => hub.exit_after_failure(&failure),
+    };
     tracing::info!("{signal}: stopping (no new commands, finishing commits, snapshot)");
     hub.shutdown()?;
     tracing::info!("stopped cleanly");

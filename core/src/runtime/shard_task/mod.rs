@@ -21,6 +21,7 @@ use crate::registry::Registry;
 use crate::runtime::alarm::Alarm;
 use crate::runtime::archive::Archive;
 use crate::runtime::committer::Commits;
+use crate::runtime::hub::{Failures, ShardFailure};
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplySender};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
@@ -66,6 +67,8 @@ pub(crate) struct ShardStart {
     pub(crate) snapshot_every_records: u64,
     /// Bound of a lane to one peer.
     pub(crate) outbox_messages_max: usize,
+    /// Where a failed log is reported to the hub.
+    pub(crate) failures: Arc<Failures>,
 }
 
 /// Where a shard thread reports that it recovered (or why not).
@@ -154,6 +157,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         maintenance_busy: Rc::new(Cell::new(false)),
         draining: false,
         drain_done: None,
+        failures: start.failures,
+        space_low_seen: false,
     };
     let now_ms = task.clock.now_ms();
     let mut outputs = std::mem::take(&mut task.outputs);
@@ -215,6 +220,10 @@ struct ShardTask {
     draining: bool,
     /// Told once settled after `Control::Drain`.
     drain_done: Option<flume::Sender<u16>>,
+    /// Where a failed log is reported to the hub.
+    failures: Arc<Failures>,
+    /// The space-low state last logged.
+    space_low_seen: bool,
 }
 
 impl ShardTask {
@@ -317,7 +326,8 @@ impl ShardTask {
             self.finish_snapshot();
         }
         if let Some(full) = self.commits.take_failure() {
-            self.fail_storage(full);
+            let cause = self.commits.failure_cause().unwrap_or_default();
+            self.fail_storage(full, format!("shard log: {cause}"));
             self.feed_local().await;
         }
         for request_id in self.archive.settle() {
@@ -326,11 +336,8 @@ impl ShardTask {
         if let Some(full) = self.archive.commits.take_failure() {
             // A failed history log is as fatal as a failed shard log: the
             // histories waiting on it stay in memory and in snapshots.
-            tracing::error!(
-                shard = self.id,
-                "history log failed; the shard accepts nothing more"
-            );
-            self.fail_storage(full);
+            let cause = self.archive.commits.failure_cause().unwrap_or_default();
+            self.fail_storage(full, format!("history log: {cause}"));
             self.feed_local().await;
         }
         if let Some(at_ms) = self.timer_at_ms {
@@ -363,12 +370,74 @@ impl ShardTask {
             self.commits.want(last);
         }
         self.archive.end_turn();
+        self.note_space();
         if self.records_since_snapshot >= self.snapshot_every_records
             && self.snapshot.is_none()
             && !self.log_failed
             && !self.maintenance_busy.get()
         {
             self.begin_snapshot().await;
+        }
+    }
+
+    /// True while either log of the shard has used its disk reserve.
+    fn space_low(&self) -> bool {
+        self.log.space_low() || self.archive.log.space_low()
+    }
+
+    /// Logs when the shard enters or leaves the space-low state.
+    fn note_space(&mut self) {
+        let low = self.space_low();
+        if low == self.space_low_seen {
+            return;
+        }
+        self.space_low_seen = low;
+        // statvfs: a blocking call, but only at a change of state.
+        let free_bytes = self.log.free_bytes();
+        if low {
+            tracing::warn!(
+                shard = self.id,
+                free_bytes,
+                "disk space low: a log used its reserve; new requests are refused with STORAGE_FULL \
+                 while deliveries, acks, answers and reads go on; free disk space and they are \
+                 accepted again once the reserve is remade"
+            );
+        } else {
+            tracing::warn!(
+                shard = self.id,
+                free_bytes,
+                "disk space back: the reserve is remade; new requests are accepted again"
+            );
+        }
+    }
+
+    /// The log failed: tell the shard once; nothing is appended any more.
+    /// A full disk (its reserve used up too) keeps the shard up for reads;
+    /// any other failure is reported to the hub, which stops (ADR 0008).
+    pub(super) fn fail_storage(&mut self, full: bool, cause: String) {
+        if self.log_failed {
+            return;
+        }
+        self.log_failed = true;
+        self.local.push_back(Input::StorageFailed { full });
+        if full {
+            tracing::error!(
+                shard = self.id,
+                free_bytes = self.log.free_bytes(),
+                %cause,
+                "disk full and the reserve used up: the shard takes no more writes until a restart \
+                 with free space; fetch, status and queue stats go on"
+            );
+        } else {
+            tracing::error!(
+                shard = self.id,
+                %cause,
+                "the shard's log failed: what waits is answered UNAVAILABLE and the hub stops"
+            );
+            self.failures.report(ShardFailure {
+                shard: self.id,
+                cause,
+            });
         }
     }
 
@@ -464,6 +533,11 @@ impl ShardTask {
     fn admit(&self, caller: &ParticipantId, command: &Command) -> Result<(), HubError> {
         if self.draining {
             return Err(HubError::Unavailable("the hub is shutting down".into()));
+        }
+        if matches!(command, Command::SendRequest(_) | Command::Call(_)) && self.space_low() {
+            // Refused before anything is stored: the reserve's space is for
+            // what drains the disk (deliveries, acks, answers).
+            return Err(HubError::StorageFull);
         }
         if let Some((peer, waiting)) = self.outbox.congested_peer() {
             return Err(HubError::Unavailable(format!(

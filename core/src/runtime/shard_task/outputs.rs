@@ -70,7 +70,10 @@ impl ShardTask {
             }
             Err(e) => {
                 tracing::error!(shard = self.id, offset, error = %e, "append failed; the shard accepts nothing more");
-                self.fail_storage(matches!(e, LogError::StorageFull));
+                self.fail_storage(
+                    matches!(e, LogError::StorageFull),
+                    format!("shard log: append: {e}"),
+                );
             }
         }
     }
@@ -89,18 +92,12 @@ impl ShardTask {
             Ok(Archived::Appended) => {}
             Err(e) => {
                 tracing::error!(shard = self.id, error = %e, "history archive append failed; the shard accepts nothing more");
-                self.fail_storage(matches!(e, LogError::StorageFull));
+                self.fail_storage(
+                    matches!(e, LogError::StorageFull),
+                    format!("history log: append: {e}"),
+                );
             }
         }
-    }
-
-    /// The log failed: tell the shard once; nothing is appended any more.
-    pub(super) fn fail_storage(&mut self, full: bool) {
-        if self.log_failed {
-            return;
-        }
-        self.log_failed = true;
-        self.local.push_back(Input::StorageFailed { full });
     }
 
     /// Sends a reply to the session waiting on `token`.
