@@ -31,6 +31,7 @@ pub mod marker;
 mod prewrite;
 mod read;
 mod recovery;
+mod repair;
 pub mod scan;
 pub mod segment;
 
@@ -40,3 +41,4 @@ pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats};
 pub use read::{LogIter, RecordRef, Slot};
 pub use recovery::{RecoveryReport, TornTail};
+pub use repair::{repair, RepairReport, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR, REPAIR_REPORT_FILE};

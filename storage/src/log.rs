@@ -72,6 +72,8 @@ pub(crate) struct State {
     /// Chain value after the last durable batch.
     pub(crate) chain: [u8; 32],
     pub(crate) corruptions: Vec<Corruption>,
+    /// Damaged ranges an operator accepted with `repair` (read at open).
+    pub(crate) accepted: Vec<Corruption>,
     pub(crate) checkpoint: Option<Checkpoint>,
     pub(crate) lock_file: Option<std::fs::File>,
     open_batch: Option<Batch>,
@@ -152,6 +154,7 @@ impl State {
             start_offset: 0,
             chain: marker::CHAIN_GENESIS,
             corruptions: vec![],
+            accepted: vec![],
             checkpoint: None,
             lock_file: None,
             open_batch: None,

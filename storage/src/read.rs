@@ -88,7 +88,7 @@ fn segment_of(st: &State, offset: u64) -> usize {
 }
 
 /// Scans a segment range that recovery skipped because a checkpoint covered it.
-fn ensure_indexed(st: &mut State, i: usize) {
+pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
     let Some(lazy) = st.segments[i].lazy.take() else {
         return;
     };

@@ -90,6 +90,7 @@ pub(crate) async fn recover(
     let mut report = RecoveryReport::default();
     let mut st = State::new(dir.to_path_buf(), config.clone());
     st.lock_file = Some(lock);
+    st.accepted = crate::repair::read_accepted(dir)?;
     let segment_size = config.segment_size_bytes;
 
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
