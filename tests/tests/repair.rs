@@ -45,7 +45,7 @@ fn records_in(dir: &Path) -> Vec<Found> {
     for path in segs {
         let bytes = std::fs::read(&path).expect("read a segment");
         // Bounded by the file's size.
-        for p in (0..bytes.len().saturating_sub(RECORD_HEADER_BYTES)).step_by(8) {
+        for p in 0..bytes.len().saturating_sub(RECORD_HEADER_BYTES) {
             let h = &bytes[p..p + RECORD_HEADER_BYTES];
             if &h[28..32] != b"gnrc" || h[24] != 1 {
                 continue;
@@ -153,9 +153,13 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
         let mut sent = Vec::new();
         for i in 0..REQUESTS {
             let payload = format!("ogrn {i:013}").into_bytes();
-            let a = bounded("send", OP, mfc.send_request(NewRequest::new(EGRUL, payload.clone())))
-                .await
-                .expect("accepted");
+            let a = bounded(
+                "send",
+                OP,
+                mfc.send_request(NewRequest::new(EGRUL, payload.clone())),
+            )
+            .await
+            .expect("accepted");
             sent.push((a.id, payload));
         }
         sent
@@ -164,7 +168,11 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
     server.kill9();
     let log_dir = server.data_dir().join("shard-0");
     let on_disk = requests_in(&log_dir);
-    assert_eq!(on_disk.len(), REQUESTS, "every accepted request is in the log");
+    assert_eq!(
+        on_disk.len(),
+        REQUESTS,
+        "every accepted request is in the log"
+    );
     let (victim, (found, victim_payload)) = on_disk.iter().nth(REQUESTS / 2).unwrap();
     flip_payload_byte(found);
 
@@ -185,10 +193,16 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
     let said = String::from_utf8_lossy(&repair.stdout).to_string()
         + &String::from_utf8_lossy(&repair.stderr);
     assert!(repair.status.success(), "gonets repair failed:\n{said}");
-    assert!(said.contains(&format!("{victim}")), "the report names offset {victim}:\n{said}");
+    assert!(
+        said.contains(&format!("{victim}")),
+        "the report names offset {victim}:\n{said}"
+    );
     let quarantine = log_dir.join("quarantine");
     assert!(
-        std::fs::read_dir(&quarantine).map(|d| d.count()).unwrap_or(0) > 0,
+        std::fs::read_dir(&quarantine)
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0,
         "the damaged bytes and the report are in {}",
         quarantine.display()
     );
@@ -201,9 +215,13 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
         let mut got = Vec::new();
         // Bounded: stops at the first empty long-poll, or at REQUESTS.
         while got.len() < REQUESTS {
-            let batch = bounded("fetch", OP, fns.fetch(&queue, 64, Duration::from_millis(500)))
-                .await
-                .expect("fetch");
+            let batch = bounded(
+                "fetch",
+                OP,
+                fns.fetch(&queue, 64, Duration::from_millis(500)),
+            )
+            .await
+            .expect("fetch");
             if batch.is_empty() {
                 break;
             }
@@ -255,7 +273,12 @@ fn given_a_damaged_snapshot_when_the_log_still_holds_every_record_then_the_state
     hub.shutdown().expect("clean stop");
     let log_dir = dir.path().join("shard-0");
     let parts = snapshot_parts_in(&log_dir);
-    assert!(parts.len() >= REQUESTS, "the stop wrote a snapshot part per waiting request");
+    assert!(
+        parts.len() >= REQUESTS,
+        "the stop wrote a snapshot part per waiting request: {} parts, {} records",
+        parts.len(),
+        records_in(&log_dir).len()
+    );
     let (_, last_snapshot_part) = parts.iter().next_back().unwrap();
     flip_payload_byte(last_snapshot_part);
 
@@ -266,7 +289,8 @@ fn given_a_damaged_snapshot_when_the_log_still_holds_every_record_then_the_state
     let mut got = Vec::new();
     // Bounded: stops at the first empty long-poll, or at REQUESTS.
     while got.len() < REQUESTS {
-        let batch = block_on(fns.fetch(queue.clone(), 64, Duration::from_millis(500))).expect("fetch");
+        let batch =
+            block_on(fns.fetch(queue.clone(), 64, Duration::from_millis(500))).expect("fetch");
         if batch.is_empty() {
             break;
         }
@@ -274,6 +298,9 @@ fn given_a_damaged_snapshot_when_the_log_still_holds_every_record_then_the_state
     }
     got.sort();
     sent.sort();
-    assert_eq!(got, sent, "every waiting request survives a damaged snapshot");
+    assert_eq!(
+        got, sent,
+        "every waiting request survives a damaged snapshot"
+    );
     hub.shutdown().expect("clean stop");
 }

@@ -221,7 +221,8 @@ fn replay_records(
             Slot::Empty => return Err(fail(expected, "no durable record".into())),
         };
         let offset = record.offset();
-        if offset != expected && !(offset > expected && passed_over(&skipped, plan, expected, offset))
+        if offset != expected
+            && !(offset > expected && passed_over(&skipped, plan, expected, offset))
         {
             return Err(fail(offset, format!("expected offset {expected}")));
         }

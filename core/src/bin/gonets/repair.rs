@@ -38,7 +38,10 @@ pub(crate) fn run(
         .map(|c| c.end_offset.saturating_sub(c.first_offset))
         .sum();
     if damaged_logs == 0 {
-        println!("checked {} logs: no damage found, nothing to do", done.len());
+        println!(
+            "checked {} logs: no damage found, nothing to do",
+            done.len()
+        );
     } else {
         println!(
             "checked {} logs: {damaged_logs} damaged, {lost} records set aside; the hub now \
@@ -54,12 +57,18 @@ fn print_log(dir: &Path, report: &gonets_storage::RepairReport) {
         println!("  {}: intact", dir.display());
         return;
     }
-    println!("  {}: {} damaged ranges", dir.display(), report.damaged.len());
+    println!(
+        "  {}: {} damaged ranges",
+        dir.display(),
+        report.damaged.len()
+    );
     for c in &report.damaged {
         println!(
             "    offsets {}..{} (segment {}, byte {}): {}",
             c.first_offset, c.end_offset, c.segment_base, c.position, c.what
         );
     }
-    println!("    report: {}", report.report_file.display());
+    if let Some(file) = &report.report_file {
+        println!("    report: {}", file.display());
+    }
 }
