@@ -57,8 +57,10 @@ pub enum HubStartError {
         "shard {shard}: committed records at offsets {first_offset}..{end_offset} of the log in \
          {dir} are damaged ({what}); the hub will not start without them. To set the damage \
          aside and serve everything else, stop every hub on this data directory and run \
-         `gonets repair DATA_DIR` (with the same --config as serve): it copies the damaged bytes \
-         to quarantine/ with a report of what is lost, then start again"
+         `gonets repair {data_dir}` (with the same --config as serve): it copies the damaged \
+         bytes to quarantine/ with a report of what is lost; then start again",
+        dir = .dir.display(),
+        data_dir = .dir.parent().unwrap_or(.dir).display()
     )]
     Damaged {
         /// The shard.
