@@ -40,5 +40,5 @@ pub use config::{Durability, LogConfig};
 pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats};
 pub use read::{LogIter, RecordRef, Slot};
-pub use recovery::{RecoveryReport, TornTail};
+pub use recovery::{Quarantined, RecoveryReport, TornTail};
 pub use repair::{repair, RepairReport, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR, REPAIR_REPORT_FILE};

@@ -318,6 +318,13 @@ impl Log {
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
         log.start_prewriter();
+        if report.checkpoint_rejected.is_some() {
+            // The damaged checkpoint is replaced, never trusted again.
+            if let Err(e) = log.checkpoint().await {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "rewriting the checkpoint after recovery failed; the next open scans every segment again");
+            }
+        }
         Ok((log, report))
     }
 
