@@ -2,7 +2,7 @@
 //! the scan that builds it from a segment's bytes.
 
 use crate::error::Corruption;
-use crate::scan::{batch_at, next_valid_batch, BatchAt, Damage, Limits};
+use crate::scan::{batch_at, next_valid_batch, salvage_records, BatchAt, Damage, Fault, Limits};
 
 /// Sparse (offset, position) pairs of batch starts, ascending in both.
 #[derive(Clone, Debug, Default)]
@@ -100,9 +100,72 @@ pub struct ScanOutcome {
     pub batches: u64,
 }
 
+/// Records the loss of offsets `[lost_from, end_offset)` whose bytes lie in
+/// `seg[damage_position..to_position]`, minus every intact record found
+/// there ([`salvage_records`]): each run of lost offsets becomes one
+/// [`Corruption`], each salvaged record that does not directly follow the one
+/// before gets an index entry so reads find it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_loss(
+    index: &mut SparseIndex,
+    corruptions: &mut Vec<Corruption>,
+    seg: &[u8],
+    segment_base: u64,
+    damage_position: usize,
+    to_position: usize,
+    lost: (u64, u64),
+    what: &str,
+    limits: Limits,
+) {
+    let (lost_from, end_offset) = lost;
+    let found = salvage_records(
+        seg,
+        damage_position,
+        to_position,
+        lost_from,
+        end_offset,
+        limits,
+    );
+    let mut next = lost_from;
+    let mut gap_position = damage_position;
+    let mut prev_end: Option<usize> = None;
+    let reported = corruptions.len();
+    let push =
+        |corruptions: &mut Vec<Corruption>, position: usize, first_offset: u64, end_offset: u64| {
+            corruptions.push(Corruption {
+                segment_base,
+                position: position as u64,
+                first_offset,
+                end_offset,
+                what: what.to_string(),
+            })
+        };
+    for s in &found {
+        if s.offset > next {
+            push(corruptions, gap_position, next, s.offset);
+        }
+        if prev_end != Some(s.position) {
+            index.force(s.offset, s.position);
+        }
+        next = s.offset + 1;
+        gap_position = s.position + s.size;
+        prev_end = Some(gap_position);
+    }
+    if next < end_offset {
+        push(corruptions, gap_position, next, end_offset);
+    }
+    if corruptions.len() == reported {
+        // Damage where no record is lost (a marker, the chain): still reported.
+        push(corruptions, damage_position, lost_from, lost_from);
+    }
+}
+
 /// Scans batches from `position` up to `limit_position` (exclusive), checking
 /// CRCs, offsets and the chain. Damage followed by a valid batch is recorded
-/// as corruption and skipped; damage with nothing valid after it ends the scan.
+/// as corruption (minus the intact records found inside it) and skipped; a
+/// zero block where a batch should start is the clean end only if no valid
+/// batch follows and no byte within one batch size after it is non-zero.
+/// Damage with nothing valid after it ends the scan as a damaged tail.
 pub fn scan_segment(
     seg: &[u8],
     segment_base: u64,
@@ -130,7 +193,7 @@ pub fn scan_segment(
     let limit = limit_position.min(seg.len());
     // Bounded: each step moves `position` forward by at least one block.
     while position < limit {
-        match batch_at(seg, position, next_offset, Some(&chain), limits) {
+        let damage = match batch_at(&seg[..limit], position, next_offset, Some(&chain), limits) {
             BatchAt::Valid(b) => {
                 out.index
                     .note_batch(b.first_offset, b.start, index_interval);
@@ -139,42 +202,52 @@ pub fn scan_segment(
                 position = b.end;
                 next_offset = b.next_offset();
                 chain = b.chain;
+                continue;
             }
-            BatchAt::Empty => break,
-            BatchAt::Damaged(damage) => {
-                match next_valid_batch(&seg[..limit], position, next_offset, limits) {
-                    Some(b) => {
-                        out.corruptions.push(Corruption {
-                            segment_base,
-                            position: damage.position as u64,
-                            first_offset: damage.offset,
-                            end_offset: b.first_offset,
-                            what: format!(
-                                "{:?} in a committed batch followed by later batches",
-                                damage.fault
-                            ),
-                        });
-                        // Records of the damaged batch before the damage stay readable.
-                        out.index.force(next_offset, position);
-                        out.index.force(b.first_offset, b.start);
-                        out.records += b.record_count as u64;
-                        out.batches += 1;
-                        position = b.end;
-                        next_offset = b.next_offset();
-                        chain = b.chain;
-                    }
-                    None => {
-                        out.end = ScanEnd::DamagedTail {
-                            batch_start: position,
-                            batch_first_offset: next_offset,
-                            chain,
-                            damage,
-                        };
-                        return out;
-                    }
-                }
+            BatchAt::Empty => Damage {
+                position,
+                offset: next_offset,
+                fault: Fault::Zero,
+            },
+            BatchAt::Damaged(damage) => damage,
+        };
+        let Some(b) = next_valid_batch(&seg[..limit], position, next_offset, limits) else {
+            let window_end = limit.min(position + limits.batch_bytes_max);
+            let stray = seg[position..window_end].iter().any(|x| *x != 0);
+            if damage.fault == Fault::Zero && damage.position == position && !stray {
+                break; // the clean end: zeros, and nothing written after them
             }
-        }
+            out.end = ScanEnd::DamagedTail {
+                batch_start: position,
+                batch_first_offset: next_offset,
+                chain,
+                damage,
+            };
+            return out;
+        };
+        // Records of the damaged batch before the damage stay readable.
+        out.index.force(next_offset, position);
+        let what = format!(
+            "{:?} at a committed batch followed by later batches",
+            damage.fault
+        );
+        record_loss(
+            &mut out.index,
+            &mut out.corruptions,
+            seg,
+            segment_base,
+            damage.position,
+            b.start,
+            (damage.offset, b.first_offset),
+            &what,
+            limits,
+        );
+        out.index.force(b.first_offset, b.start);
+        out.records += b.record_count as u64;
+        out.batches += 1;
+        position = b.end;
+        next_offset = b.next_offset();
+        chain = b.chain;
     }
     out.end = ScanEnd::Clean {
         position,

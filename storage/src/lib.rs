@@ -31,6 +31,7 @@ pub mod marker;
 mod prewrite;
 mod read;
 mod recovery;
+mod repair;
 mod reserve;
 pub mod scan;
 pub mod segment;
@@ -42,5 +43,6 @@ pub use config::{
 pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats};
 pub use read::{LogIter, RecordRef, Slot};
-pub use recovery::{RecoveryReport, TornTail};
+pub use recovery::{Quarantined, RecoveryReport, TornTail};
+pub use repair::{repair, RepairReport, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR, REPAIR_REPORT_FILE};
 pub use reserve::{RESERVE_FILE, ZERO_FILL_CHUNK_BYTES};

@@ -72,6 +72,8 @@ pub(crate) struct State {
     /// Chain value after the last durable batch.
     pub(crate) chain: [u8; 32],
     pub(crate) corruptions: Vec<Corruption>,
+    /// Damaged ranges an operator accepted with `repair` (read at open).
+    pub(crate) accepted: Vec<Corruption>,
     pub(crate) checkpoint: Option<Checkpoint>,
     pub(crate) lock_file: Option<std::fs::File>,
     open_batch: Option<Batch>,
@@ -171,6 +173,7 @@ impl State {
             start_offset: 0,
             chain: marker::CHAIN_GENESIS,
             corruptions: vec![],
+            accepted: vec![],
             checkpoint: None,
             lock_file: None,
             open_batch: None,
@@ -344,6 +347,13 @@ impl Log {
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
         log.start_prewriter();
+        if report.checkpoint_rejected.is_some() {
+            // The damaged checkpoint is replaced, never trusted again.
+            if let Err(e) = log.checkpoint().await {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "rewriting the checkpoint after recovery failed; the next open scans every segment again");
+            }
+        }
         Ok((log, report))
     }
 

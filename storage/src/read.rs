@@ -88,7 +88,7 @@ fn segment_of(st: &State, offset: u64) -> usize {
 }
 
 /// Scans a segment range that recovery skipped because a checkpoint covered it.
-fn ensure_indexed(st: &mut State, i: usize) {
+pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
     let Some(lazy) = st.segments[i].lazy.take() else {
         return;
     };
@@ -106,7 +106,9 @@ fn ensure_indexed(st: &mut State, i: usize) {
         st.config.index_interval_bytes,
     );
     let base = seg.base_offset;
-    st.segments[i].index.prepend(out.index);
+    let map = seg.map.clone();
+    let known = st.corruptions.len();
+    let mut index = out.index;
     st.corruptions.extend(out.corruptions);
     match out.end {
         ScanEnd::Clean {
@@ -121,13 +123,23 @@ fn ensure_indexed(st: &mut State, i: usize) {
             what: "segment ends before the offsets that follow it".into(),
         }),
         ScanEnd::Clean { .. } => {}
-        ScanEnd::DamagedTail { damage, .. } => st.corruptions.push(Corruption {
-            segment_base: base,
-            position: damage.position as u64,
-            first_offset: damage.offset,
-            end_offset: lazy.until_offset,
-            what: format!("{:?} in a committed batch", damage.fault),
-        }),
+        ScanEnd::DamagedTail { damage, .. } => crate::index::record_loss(
+            &mut index,
+            &mut st.corruptions,
+            &map,
+            base,
+            damage.position,
+            lazy.until_position,
+            (damage.offset, lazy.until_offset.max(damage.offset)),
+            &format!("{:?} in a committed batch", damage.fault),
+            st.limits,
+        ),
+    }
+    st.segments[i].index.prepend(index);
+    for c in &st.corruptions[known..] {
+        tracing::error!(dir = %st.dir.display(), file = %st.segments[i].path.display(),
+            position = c.position, first_offset = c.first_offset, end_offset = c.end_offset, what = %c.what,
+            "damaged committed records found on first read: reported, not served");
     }
 }
 
@@ -215,7 +227,21 @@ impl Log {
         }
     }
 
-    /// Iterates durable records from `offset` to the durable end (as of each step).
+    /// Iterates durable offsets from `offset` to the durable end (as of each
+    /// step), yielding exactly one [`Slot`] per offset, in order:
+    ///
+    /// - `Present(r)` with `r.offset()` equal to that offset, CRC checked;
+    /// - `Unreadable(c)` for an offset that was committed but is damaged: one
+    ///   item for **each** lost offset in `[c.first_offset, c.end_offset)`
+    ///   (the same `c` each time), and then the iteration goes on with the
+    ///   next offset, so the intact records after a damaged range are yielded
+    ///   (the log resynchronises on the next valid record or batch);
+    /// - `Gone` once, when `offset` is below the log's start (retention), and
+    ///   then the iteration goes on at the start offset.
+    ///
+    /// It never yields `Empty`: it ends at the durable end. A caller that
+    /// must not skip damage (the engine's replay) checks each `Unreadable`,
+    /// e.g. with [`Log::is_damage_accepted`].
     pub fn iter_from(&self, offset: u64) -> LogIter {
         LogIter {
             log: self.clone(),
@@ -226,8 +252,8 @@ impl Log {
 }
 
 /// Iterator of [`Log::iter_from`]: walks segments in order without an index
-/// lookup per record. A damaged range is yielded once as `Unreadable`, a
-/// retained range once as `Gone`.
+/// lookup per record. Each offset of a damaged range is yielded as
+/// `Unreadable`, a retained range once as `Gone`.
 pub struct LogIter {
     log: Log,
     next_offset: u64,
@@ -249,7 +275,7 @@ impl Iterator for LogIter {
             return Some(Slot::Gone);
         }
         if let Some(c) = covering(&st, self.next_offset) {
-            self.next_offset = c.end_offset.max(self.next_offset + 1);
+            self.next_offset += 1;
             self.cursor = None;
             return Some(Slot::Unreadable(c));
         }
@@ -295,7 +321,7 @@ impl Iterator for LogIter {
                 Some(slot)
             }
             Err(Slot::Unreadable(c)) => {
-                self.next_offset = c.end_offset.max(offset + 1);
+                self.next_offset = offset + 1;
                 Some(Slot::Unreadable(c))
             }
             Err(slot) => {

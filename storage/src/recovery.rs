@@ -4,12 +4,14 @@
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::config::LogConfig;
 use crate::error::{Corruption, LogError};
-use crate::index::{scan_segment, ScanEnd, ScanFrom, SparseIndex};
+use crate::index::{record_loss, scan_segment, ScanEnd, ScanFrom, SparseIndex};
 use crate::log::{create_segment, map_segment, os_error, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
-use crate::scan::{classify_tail, TailVerdict};
+use crate::repair::QUARANTINE_DIR;
+use crate::scan::{classify_tail, next_valid_batch, Limits, TailVerdict};
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use glommio::io::{DmaFile, OpenOptions};
+use memmap2::Mmap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -38,10 +40,42 @@ pub struct RecoveryReport {
     pub bytes_cut: u64,
     /// Damage inside the durable part: reported, never served, never cut.
     pub corruptions: Vec<Corruption>,
-    /// Files removed: segments whose creation a crash interrupted.
+    /// Original paths of the files set aside into `<dir>/quarantine/` (see
+    /// `quarantined` for where and why): segments proven to hold no committed
+    /// batch, i.e. whose creation a crash interrupted. Nothing is deleted.
     pub removed_files: Vec<PathBuf>,
+    /// Files moved into `<dir>/quarantine/`, with where, the report file and why.
+    pub quarantined: Vec<Quarantined>,
+    /// Segments whose header block fails its check (magic, CRC or base offset):
+    /// kept, their records read by content (each batch checked by its
+    /// records' CRCs, offsets and commit marker). Logged at WARN.
+    pub damaged_headers: Vec<PathBuf>,
+    /// Segments shorter than the segment size: kept and readable up to their
+    /// end, closed to writes. Logged at WARN.
+    pub short_segments: Vec<PathBuf>,
+    /// The last segment, kept but closed to writes because its header is
+    /// damaged or it is short: the next batch goes to a new segment, so the
+    /// committed bytes in it are never rewritten.
+    pub sealed_last_segment: Option<PathBuf>,
+    /// Why the checkpoint file was not used (fails its check, names a missing
+    /// or damaged segment or an impossible position); recovery then scanned
+    /// every segment and wrote a new checkpoint. Logged at WARN.
+    pub checkpoint_rejected: Option<String>,
     /// Time recovery took.
     pub elapsed: Duration,
+}
+
+/// A file recovery set aside: moved (never deleted) into `<dir>/quarantine/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Where it was.
+    pub from: PathBuf,
+    /// Where it is now.
+    pub to: PathBuf,
+    /// The human-readable report written beside it.
+    pub report: PathBuf,
+    /// Why it was set aside.
+    pub why: String,
 }
 
 /// A batch that was being written when the process stopped: never acknowledged.
@@ -59,7 +93,14 @@ struct Found {
     base: u64,
     path: PathBuf,
     file: DmaFile,
+    /// The whole file mapped (up to the segment size): reads stop at its end.
+    map: Rc<Mmap>,
     header: Option<SegmentHeader>,
+    /// Chain value its first batch continues: from the header, or (header
+    /// damaged) from the first valid batch's marker.
+    start_chain: Option<[u8; 32]>,
+    /// Damaged header or short file: kept, closed to writes.
+    sealed: bool,
 }
 
 fn lock_dir(dir: &Path) -> Result<std::fs::File, LogError> {
@@ -77,40 +118,26 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, LogError> {
     Ok(file)
 }
 
-/// Opening happens before the log serves anyone, so the few blocking calls
-/// here (directory listing, lock file, reading the checkpoint) do not stall a
-/// reactor that has work.
-pub(crate) async fn recover(
-    dir: &Path,
-    config: LogConfig,
-) -> Result<(State, RecoveryReport), LogError> {
-    let started = Instant::now();
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create log directory", dir, e))?;
-    let lock = lock_dir(dir)?;
-    let mut report = RecoveryReport::default();
-    let mut st = State::new(dir.to_path_buf(), config.clone());
-    st.lock_file = Some(lock);
-    let segment_size = config.segment_size_bytes;
-
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    if tmp.exists() {
-        std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
-        journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
-            path: tmp.clone()
-        }));
+/// Reads the checkpoint; a file that fails its check is reported, never trusted.
+fn read_checkpoint(dir: &Path) -> Result<(Option<Checkpoint>, Option<String>), LogError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => match Checkpoint::decode(&bytes) {
+            Some(cp) => Ok((Some(cp), None)),
+            None => Ok((
+                None,
+                Some(format!(
+                    "checkpoint file fails its check ({} bytes; magic, length or CRC wrong)",
+                    bytes.len()
+                )),
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, None)),
+        Err(e) => Err(LogError::io("read checkpoint", path, e)),
     }
-    let checkpoint = match std::fs::read(dir.join(CHECKPOINT_FILE)) {
-        Ok(bytes) => Checkpoint::decode(&bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(LogError::io(
-                "read checkpoint",
-                dir.join(CHECKPOINT_FILE),
-                e,
-            ))
-        }
-    };
+}
 
+fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
     let mut bases = vec![];
     for entry in std::fs::read_dir(dir).map_err(|e| LogError::io("list log directory", dir, e))? {
         let entry = entry.map_err(|e| LogError::io("list log directory", dir, e))?;
@@ -123,14 +150,26 @@ pub(crate) async fn recover(
         }
     }
     bases.sort_unstable();
+    Ok(bases)
+}
 
+/// Opens every segment file. A file whose header fails its check or which is
+/// shorter than the segment size is kept (its batches are read by content)
+/// unless every byte after its header block is zero: then it provably holds
+/// no committed batch (a crash interrupted its creation, see
+/// docs/storage.md §7.2) and is moved into quarantine.
+async fn open_segments(
+    dir: &Path,
+    bases: Vec<u64>,
+    config: &LogConfig,
+    limits: Limits,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Found>, LogError> {
+    let segment_size = config.segment_size_bytes;
     let mut found: Vec<Found> = vec![];
-    let count = bases.len();
-    for (i, base) in bases.into_iter().enumerate() {
+    for base in bases {
         let path = segment::path(dir, base);
-        let last = i + 1 == count;
-        // Writable even when not last: if the last file turns out to be an
-        // interrupted roll and is removed, the one before becomes active.
+        // Writable: if the last file is set aside, the one before becomes active.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -141,14 +180,17 @@ pub(crate) async fn recover(
             .file_size()
             .await
             .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
-        let mut header = None;
-        if size >= SEGMENT_HEADER_BYTES as u64 {
-            // Random access: a plain fault reads ahead up to the device's
-            // read_ahead_kb (8 MiB on the development VM), which made each
-            // header cost 4-15 ms on a cold open.
-            let map = map_segment(&file, SEGMENT_HEADER_BYTES as u64, &path, true)?;
-            header = SegmentHeader::decode(&map).filter(|h| h.base_offset == base);
-        }
+        let map_len = size.min(segment_size);
+        // Random access: a plain fault reads ahead up to the device's
+        // read_ahead_kb (8 MiB on the development VM), which made each
+        // header cost 4-15 ms on a cold open.
+        let map = (map_len > SEGMENT_HEADER_BYTES as u64)
+            .then(|| map_segment(&file, map_len, &path, true))
+            .transpose()?;
+        let header = map
+            .as_ref()
+            .and_then(|m| SegmentHeader::decode(m))
+            .filter(|h| h.base_offset == base);
         if let Some(h) = &header {
             if h.segment_size_bytes != segment_size {
                 return Err(LogError::Config(format!(
@@ -157,37 +199,155 @@ pub(crate) async fn recover(
                     h.segment_size_bytes
                 )));
             }
-            if size != segment_size && !last {
-                return Err(LogError::Unrecoverable {
-                    path,
-                    what: format!("segment file is {size} bytes, expected {segment_size}"),
-                });
-            }
         }
-        if last && (header.is_none() || size != segment_size) {
-            // A crash interrupted its creation (its size or header never
-            // became durable), so no batch was ever written to it: batches
-            // go to a segment only after its creation was synced.
-            file.remove()
-                .await
-                .map_err(|e| LogError::io("remove incomplete segment", &path, os_error(e)))?;
+        let short = size < segment_size;
+        let body_written = map
+            .as_ref()
+            .is_some_and(|m| m[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0));
+        let (Some(map), true) = (map, body_written || (header.is_some() && !short)) else {
             let _ = file.close().await;
-            journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
-                path: path.clone()
-            }));
+            let why = format!(
+                "segment file of {size} bytes (expected {segment_size}) with {} header and no byte \
+                 written after its header block: no committed batch (a crash interrupted its creation)",
+                if header.is_some() { "a valid" } else { "a damaged or missing" }
+            );
+            let q = quarantine(dir, &path, &why).await?;
             report.removed_files.push(path);
+            report.quarantined.push(q);
             continue;
+        };
+        if header.is_none() {
+            tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
+                "segment header fails its check: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
+            report.damaged_headers.push(path.clone());
         }
+        if short {
+            tracing::warn!(dir = %dir.display(), file = %path.display(), size_bytes = size, expected_bytes = segment_size,
+                "segment file is short: kept, readable up to its end, closed to writes");
+            report.short_segments.push(path.clone());
+        }
+        let start_chain = match &header {
+            Some(h) => Some(h.prev_chain),
+            None => next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain),
+        };
         found.push(Found {
             base,
             path,
             file,
+            map: Rc::new(map),
+            sealed: header.is_none() || short,
             header,
+            start_chain,
         });
     }
-    if !report.removed_files.is_empty() {
-        crate::log::sync_dir(dir).await?;
+    Ok(found)
+}
+
+/// Moves a file that holds no committed data into `<dir>/quarantine/` with a
+/// report beside it, then syncs both directories. Never deletes.
+async fn quarantine(dir: &Path, path: &Path, why: &str) -> Result<Quarantined, LogError> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&qdir).map_err(|e| LogError::io("create quarantine", &qdir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    // Bounded: a free name is found within as many tries as files quarantined before.
+    let mut n = 0u32;
+    let (to, report) = loop {
+        let stem = if n == 0 { name.clone() } else { format!("{name}.{n}") };
+        let to = qdir.join(&stem);
+        let report = qdir.join(format!("{stem}.report.txt"));
+        if !to.exists() && !report.exists() {
+            break (to, report);
+        }
+        n += 1;
+        assert!(n < 100_000, "quarantine name space exhausted");
+    };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let text = format!(
+        "gonets recovery set a file aside\nwhat: segment file {name} ({size} bytes)\n\
+         from: {}\nto: {}\nwhy: {why}\nwhen: {now_s} s since the Unix epoch\n\
+         No acknowledged record was in it; it is kept here as evidence and may be deleted by an operator.\n",
+        path.display(),
+        to.display()
+    );
+    let mut f = std::fs::File::create(&report).map_err(|e| LogError::io("create quarantine report", &report, e))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| LogError::io("write quarantine report", &report, e))?;
+    std::fs::rename(path, &to).map_err(|e| LogError::io("move to quarantine", path, e))?;
+    journal!(crate::journal::record(|| crate::journal::IoEvent::Rename {
+        from: path.to_path_buf(),
+        to: to.clone()
+    }));
+    crate::log::sync_dir(&qdir).await?;
+    crate::log::sync_dir(dir).await?;
+    tracing::warn!(dir = %dir.display(), file = %path.display(), to = %to.display(), report = %report.display(), why,
+        "recovery moved a segment holding no committed batch into quarantine");
+    Ok(Quarantined {
+        from: path.to_path_buf(),
+        to,
+        report,
+        why: why.to_string(),
+    })
+}
+
+/// Which segment the checkpoint lets recovery start in, or why it is not used.
+fn checkpoint_start(cp: &Checkpoint, found: &[Found], segment_size: u64) -> Result<usize, String> {
+    let Some(i) = found.iter().position(|f| f.base == cp.segment_base) else {
+        return Err(format!(
+            "checkpoint names segment {} which is not in the log",
+            cp.segment_base
+        ));
+    };
+    let pos_ok = cp.position >= SEGMENT_HEADER_BYTES as u64
+        && cp.position <= segment_size
+        && (cp.position as usize).is_multiple_of(crate::marker::BLOCK_SIZE_BYTES);
+    if !pos_ok || cp.next_offset < cp.segment_base {
+        return Err(format!(
+            "checkpoint names an impossible point: position {} offset {} in segment {}",
+            cp.position, cp.next_offset, cp.segment_base
+        ));
     }
+    Ok(i)
+}
+
+/// Where the scan stands between segments.
+struct Cursor {
+    position: usize,
+    /// `None` after a damaged last batch of a sealed segment: the next
+    /// segment's base tells where the offsets go on.
+    offset: Option<u64>,
+    chain: [u8; 32],
+}
+
+/// Opening happens before the log serves anyone, so the few blocking calls
+/// here (directory listing, lock file, reading the checkpoint, quarantine
+/// reports) do not stall a reactor that has work.
+pub(crate) async fn recover(
+    dir: &Path,
+    config: LogConfig,
+) -> Result<(State, RecoveryReport), LogError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create log directory", dir, e))?;
+    let lock = lock_dir(dir)?;
+    let mut report = RecoveryReport::default();
+    let mut st = State::new(dir.to_path_buf(), config.clone());
+    st.lock_file = Some(lock);
+    st.accepted = crate::repair::read_accepted(dir)?;
+    let segment_size = config.segment_size_bytes;
+
+    let tmp = dir.join(CHECKPOINT_TMP_FILE);
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
+        journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+            path: tmp.clone()
+        }));
+    }
+    let (mut checkpoint, mut rejected) = read_checkpoint(dir)?;
+    let bases = list_segments(dir)?;
+    let found = open_segments(dir, bases, &config, st.limits, &mut report).await?;
 
     if found.is_empty() {
         if let Some(cp) = checkpoint.as_ref().filter(|c| c.next_offset > 0) {
@@ -209,222 +369,283 @@ pub(crate) async fn recover(
         });
         st.active_file = Some(Rc::new(file));
         report.segments = 1;
+        report.checkpoint_rejected = rejected;
         report.elapsed = started.elapsed();
         return Ok((st, report));
     }
 
-    let start_idx = checkpoint
-        .as_ref()
-        .and_then(|cp| {
-            let i = found
-                .iter()
-                .position(|f| f.base == cp.segment_base && f.header.is_some())?;
-            let pos_ok = cp.position >= SEGMENT_HEADER_BYTES as u64
-                && cp.position <= segment_size
-                && (cp.position as usize).is_multiple_of(crate::marker::BLOCK_SIZE_BYTES);
-            pos_ok.then_some(i)
-        })
-        .filter(|_| checkpoint.is_some());
+    let start_idx = match checkpoint.as_ref().map(|cp| checkpoint_start(cp, &found, segment_size)) {
+        Some(Ok(i)) => Some(i),
+        Some(Err(why)) => {
+            rejected = Some(why);
+            checkpoint = None;
+            None
+        }
+        None => None,
+    };
     report.from_checkpoint = start_idx.is_some();
-    let start_idx_or_0 = start_idx.unwrap_or(0);
-
+    let mut cursor = Cursor {
+        position: SEGMENT_HEADER_BYTES,
+        offset: Some(found[0].base),
+        chain: found[0].start_chain.unwrap_or(CHAIN_GENESIS),
+    };
     let n = found.len();
-    let mut offset = found[0]
-        .header
-        .as_ref()
-        .map_or(found[0].base, |h| h.base_offset);
-    let mut chain = found[0]
-        .header
-        .as_ref()
-        .map_or(CHAIN_GENESIS, |h| h.prev_chain);
-    let mut position = SEGMENT_HEADER_BYTES;
-    let limits = st.limits;
-    let interval = config.index_interval_bytes;
+    let mut sealed_last = false;
     for (i, f) in found.into_iter().enumerate() {
         let last = i + 1 == n;
-        let map = map_segment(&f.file, segment_size, &f.path, last)?;
-        let mut entry = SegmentEntry {
-            base_offset: f.base,
-            path: f.path.clone(),
-            map: Rc::new(map),
-            index: SparseIndex::default(),
-            lazy: None,
-        };
-        let next_base = st.segments.len(); // index this entry will get
-        let _ = next_base;
-        if i < start_idx_or_0 {
-            // Covered by the checkpoint: indexed on first read.
-            if let Some(h) = &f.header {
-                entry.lazy = Some(LazyRange {
-                    until_position: segment_size as usize,
-                    until_offset: u64::MAX,
-                    prev_chain: h.prev_chain,
-                });
+        sealed_last = last && f.sealed;
+        scan_one(&mut st, &mut report, f, i, last, start_idx, checkpoint.as_ref(), &mut cursor).await?;
+    }
+    finish(&mut st, &mut report, cursor, sealed_last, checkpoint, start_idx.is_some());
+    if let Some(why) = &rejected {
+        tracing::warn!(dir = %dir.display(), file = %dir.join(CHECKPOINT_FILE).display(), why = %why,
+            "checkpoint not used: scanned every segment; a new checkpoint is written after recovery");
+    }
+    report.checkpoint_rejected = rejected;
+    report.elapsed = started.elapsed();
+    log_outcome(dir, &report);
+    Ok((st, report))
+}
+
+/// Checks that segment `f` continues where the previous one ended.
+fn link_segment(st: &mut State, f: &Found, i: usize, cursor: &mut Cursor) -> Result<(), LogError> {
+    let base = f.base;
+    let linked = cursor.offset == Some(base);
+    match cursor.offset {
+        None => {
+            // After a damaged last batch of the previous segment.
+            if let Some(c) = st.corruptions.iter_mut().rev().find(|c| c.end_offset == u64::MAX) {
+                c.end_offset = base.max(c.first_offset);
             }
-            st.segments.push(entry);
-            let _ = f.file.close().await;
-            continue;
         }
-        let Some(header) = f.header.clone() else {
-            // A damaged header in the middle: everything in it is unreadable.
+        Some(o) if base > o => st.corruptions.push(Corruption {
+            segment_base: base,
+            position: 0,
+            first_offset: o,
+            end_offset: base,
+            what: "records missing between segments".into(),
+        }),
+        Some(o) if base < o => {
+            return Err(LogError::Unrecoverable {
+                path: f.path.clone(),
+                what: format!("segment starts at offset {base} but the previous one ends at {o}"),
+            })
+        }
+        Some(_) => {}
+    }
+    if let Some(h) = &f.header {
+        if i > 0 && linked && h.prev_chain != cursor.chain {
             st.corruptions.push(Corruption {
-                segment_base: f.base,
+                segment_base: base,
                 position: 0,
-                first_offset: f.base,
-                end_offset: f.base, // widened to the next segment's base below
-                what: "segment header damaged".into(),
+                first_offset: base,
+                end_offset: base,
+                what: "hash chain broken at segment start".into(),
             });
-            st.segments.push(entry);
-            let _ = f.file.close().await;
-            offset = u64::MAX;
-            continue;
-        };
-        if i == start_idx_or_0 && start_idx.is_some() {
-            let cp = checkpoint.as_ref().unwrap();
-            position = cp.position as usize;
-            offset = cp.next_offset;
-            chain = cp.chain;
-            if position > SEGMENT_HEADER_BYTES {
-                entry.lazy = Some(LazyRange {
-                    until_position: position,
-                    until_offset: offset,
-                    prev_chain: header.prev_chain,
-                });
-            }
-        } else {
-            if offset == u64::MAX {
-                // After a segment with a damaged header.
-                if let Some(c) = st.corruptions.last_mut() {
-                    c.end_offset = header.base_offset;
-                }
-                offset = header.base_offset;
-            }
-            if header.base_offset > offset {
-                st.corruptions.push(Corruption {
-                    segment_base: f.base,
-                    position: 0,
-                    first_offset: offset,
-                    end_offset: header.base_offset,
-                    what: "records missing between segments".into(),
-                });
-            } else if header.base_offset < offset {
-                return Err(LogError::Unrecoverable {
-                    path: f.path,
-                    what: format!(
-                        "segment starts at offset {} but the previous one ends at {offset}",
-                        header.base_offset
-                    ),
-                });
-            }
-            if header.prev_chain != chain && i > 0 {
-                st.corruptions.push(Corruption {
-                    segment_base: f.base,
-                    position: 0,
-                    first_offset: header.base_offset,
-                    end_offset: header.base_offset,
-                    what: "hash chain broken at segment start".into(),
-                });
-            }
-            offset = header.base_offset;
-            chain = header.prev_chain;
-            position = SEGMENT_HEADER_BYTES;
-        }
-        let scan_from = position;
-        let out = scan_segment(
-            &entry.map,
-            f.base,
-            ScanFrom {
-                position,
-                next_offset: offset,
-                chain,
-            },
-            segment_size as usize,
-            limits,
-            interval,
-        );
-        report.records_scanned += out.records;
-        report.batches_scanned += out.batches;
-        entry.index.prepend(out.index);
-        st.corruptions.extend(out.corruptions);
-        match out.end {
-            ScanEnd::Clean { position: p, next_offset, chain: c } => {
-                position = p;
-                offset = next_offset;
-                chain = c;
-            }
-            ScanEnd::DamagedTail { batch_start, batch_first_offset, chain: c, damage } if !last => {
-                // A later segment exists, so this batch was durable before the roll.
-                st.corruptions.push(Corruption {
-                    segment_base: f.base,
-                    position: damage.position as u64,
-                    first_offset: damage.offset,
-                    end_offset: u64::MAX, // up to the next segment's base, set below
-                    what: format!("{:?} in the last batch of a sealed segment", damage.fault),
-                });
-                let _ = (batch_start, batch_first_offset, c);
-                offset = u64::MAX;
-            }
-            ScanEnd::DamagedTail { batch_start, batch_first_offset, chain: c, damage } => {
-                match classify_tail(&entry.map, batch_start, batch_first_offset, limits) {
-                    TailVerdict::Torn => {
-                        let window_end = (segment_size as usize).min(batch_start + limits.batch_bytes_max);
-                        let last_nonzero = entry.map[batch_start..window_end].iter().rposition(|b| *b != 0).unwrap_or(0);
-                        let cut_end = align_up(batch_start + last_nonzero + 1);
-                        zero_range(&f.file, batch_start, cut_end, &f.path).await?;
-                        report.bytes_cut = (cut_end - batch_start) as u64;
-                        report.torn_tail = Some(TornTail {
-                            segment_base: f.base,
-                            position: batch_start as u64,
-                            first_offset: batch_first_offset,
-                        });
-                        position = batch_start;
-                        offset = batch_first_offset;
-                        chain = c;
-                    }
-                    TailVerdict::Corrupt { record_count: Some(k), end: Some(e), chain: claimed } => {
-                        st.corruptions.push(Corruption {
-                            segment_base: f.base,
-                            position: damage.position as u64,
-                            first_offset: damage.offset,
-                            end_offset: batch_first_offset + k as u64,
-                            what: format!("{:?} in the last committed batch", damage.fault),
-                        });
-                        entry.index.force(batch_first_offset, batch_start);
-                        position = e;
-                        offset = batch_first_offset + k as u64;
-                        chain = claimed.unwrap_or(CHAIN_GENESIS);
-                    }
-                    TailVerdict::Corrupt { .. } => {
-                        return Err(LogError::Unrecoverable {
-                            path: f.path,
-                            what: format!(
-                                "the last batch at position {batch_start} is damaged ({:?}) and its extent cannot be read",
-                                damage.fault
-                            ),
-                        })
-                    }
-                }
-            }
-        }
-        report.bytes_scanned += position.saturating_sub(scan_from) as u64;
-        if offset == u64::MAX {
-            st.segments.push(entry);
-            let _ = f.file.close().await;
-            continue;
-        }
-        st.segments.push(entry);
-        if last {
-            st.active_file = Some(Rc::new(f.file));
-        } else {
-            let _ = f.file.close().await;
         }
     }
+    // A damaged header: the previous segment's end is the best expectation
+    // (it proves the link); else what the first valid batch claims.
+    cursor.chain = match (&f.header, linked && i > 0) {
+        (Some(h), _) => h.prev_chain,
+        (None, true) => cursor.chain,
+        (None, false) => f.start_chain.unwrap_or(CHAIN_GENESIS),
+    };
+    cursor.offset = Some(base);
+    cursor.position = SEGMENT_HEADER_BYTES;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_one(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    f: Found,
+    i: usize,
+    last: bool,
+    start_idx: Option<usize>,
+    checkpoint: Option<&Checkpoint>,
+    cursor: &mut Cursor,
+) -> Result<(), LogError> {
+    let segment_size = st.config.segment_size_bytes as usize;
+    let map_len = f.map.len();
+    let mut entry = SegmentEntry {
+        base_offset: f.base,
+        path: f.path.clone(),
+        map: f.map.clone(),
+        index: SparseIndex::default(),
+        lazy: None,
+    };
+    let start = start_idx.unwrap_or(0);
+    if i < start {
+        // Covered by the checkpoint: indexed on first read.
+        entry.lazy = Some(LazyRange {
+            until_position: segment_size,
+            until_offset: u64::MAX,
+            prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
+        });
+        st.segments.push(entry);
+        let _ = f.file.close().await;
+        return Ok(());
+    }
+    if let (Some(cp), true) = (checkpoint, i == start && start_idx.is_some()) {
+        cursor.position = cp.position as usize;
+        cursor.offset = Some(cp.next_offset);
+        cursor.chain = cp.chain;
+        if cursor.position > SEGMENT_HEADER_BYTES {
+            entry.lazy = Some(LazyRange {
+                until_position: cursor.position,
+                until_offset: cp.next_offset,
+                prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
+            });
+        }
+    } else {
+        link_segment(st, &f, i, cursor)?;
+    }
+    let limits = st.limits;
+    let offset = cursor.offset.expect("linked");
+    let scan_from = cursor.position;
+    if last {
+        // The unused rest of the active segment is read once, in order.
+        let _ = entry.map.advise(memmap2::Advice::Sequential);
+    }
+    let out = scan_segment(
+        &entry.map,
+        f.base,
+        ScanFrom {
+            position: cursor.position,
+            next_offset: offset,
+            chain: cursor.chain,
+        },
+        map_len,
+        limits,
+        st.config.index_interval_bytes,
+    );
+    if last {
+        let _ = entry.map.advise(memmap2::Advice::Random);
+    }
+    report.records_scanned += out.records;
+    report.batches_scanned += out.batches;
+    entry.index.prepend(out.index);
+    st.corruptions.extend(out.corruptions);
+    match out.end {
+        ScanEnd::Clean { position, next_offset, chain } => {
+            *cursor = Cursor { position, offset: Some(next_offset), chain };
+        }
+        ScanEnd::DamagedTail { damage, .. } if !last => {
+            // A later segment exists, so this batch was durable before the roll.
+            record_loss(
+                &mut entry.index,
+                &mut st.corruptions,
+                &entry.map,
+                f.base,
+                damage.position,
+                map_len,
+                (damage.offset, u64::MAX), // up to the next segment's base, set then
+                &format!("{:?} in the last batch of a sealed segment", damage.fault),
+                limits,
+            );
+            cursor.offset = None;
+        }
+        ScanEnd::DamagedTail { batch_start, batch_first_offset, chain, damage } => {
+            damaged_tail(st, report, &f, &mut entry, (batch_start, batch_first_offset, chain), damage, cursor).await?;
+        }
+    }
+    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
+    st.segments.push(entry);
+    if last {
+        st.active_file = Some(Rc::new(f.file));
+    } else {
+        let _ = f.file.close().await;
+    }
+    Ok(())
+}
+
+/// The last batch of the log failed its checks and nothing valid follows:
+/// cut it if it is torn (never acknowledged), report it if it is damage.
+async fn damaged_tail(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    f: &Found,
+    entry: &mut SegmentEntry,
+    batch: (usize, u64, [u8; 32]),
+    damage: crate::scan::Damage,
+    cursor: &mut Cursor,
+) -> Result<(), LogError> {
+    let (batch_start, batch_first_offset, chain) = batch;
+    let limits = st.limits;
+    let map_len = entry.map.len();
+    match classify_tail(&entry.map, batch_start, batch_first_offset, limits) {
+        TailVerdict::Torn => {
+            let window_end = map_len.min(batch_start + limits.batch_bytes_max);
+            let last_nonzero = entry.map[batch_start..window_end]
+                .iter()
+                .rposition(|b| *b != 0)
+                .unwrap_or(0);
+            // Rounded up to a block for O_DIRECT. In a short file this may
+            // extend it, with zeros only, up to the next block: zeros are what
+            // "nothing written" reads as, and the segment is closed to writes.
+            let cut_end = align_up(batch_start + last_nonzero + 1);
+            zero_range(&f.file, batch_start, cut_end, &f.path).await?;
+            report.bytes_cut = (cut_end - batch_start) as u64;
+            report.torn_tail = Some(TornTail {
+                segment_base: f.base,
+                position: batch_start as u64,
+                first_offset: batch_first_offset,
+            });
+            *cursor = Cursor {
+                position: batch_start,
+                offset: Some(batch_first_offset),
+                chain,
+            };
+        }
+        TailVerdict::Corrupt { record_count: Some(k), end: Some(e), chain: claimed } => {
+            entry.index.force(batch_first_offset, batch_start);
+            record_loss(
+                &mut entry.index,
+                &mut st.corruptions,
+                &entry.map,
+                f.base,
+                damage.position,
+                e,
+                (damage.offset, batch_first_offset + k as u64),
+                &format!("{:?} in the last committed batch", damage.fault),
+                limits,
+            );
+            *cursor = Cursor {
+                position: e,
+                offset: Some(batch_first_offset + k as u64),
+                chain: claimed.unwrap_or(CHAIN_GENESIS),
+            };
+        }
+        TailVerdict::Corrupt { .. } => {
+            return Err(LogError::Unrecoverable {
+                path: f.path.clone(),
+                what: format!(
+                    "the last batch at position {batch_start} is damaged ({:?}) and its extent cannot be read",
+                    damage.fault
+                ),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Closes open ranges, sets where the log goes on.
+fn finish(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    cursor: Cursor,
+    sealed_last: bool,
+    checkpoint: Option<Checkpoint>,
+    from_checkpoint: bool,
+) {
     // Close the ranges left open ("up to the next segment's base").
     let bases: Vec<u64> = st.segments.iter().map(|s| s.base_offset).collect();
     for c in st.corruptions.iter_mut() {
         if c.end_offset == u64::MAX {
             let next = bases.iter().find(|b| **b > c.segment_base).copied();
-            c.end_offset = next.unwrap_or(c.first_offset);
+            c.end_offset = next.unwrap_or(c.first_offset).max(c.first_offset);
         }
     }
     // Lazy ranges of sealed segments end where the next segment starts.
@@ -436,23 +657,28 @@ pub(crate) async fn recover(
             }
         }
     }
-    assert!(
-        offset != u64::MAX,
-        "the last segment always has a readable header"
-    );
-    st.write_position = position;
+    let offset = cursor.offset.expect("the last segment's scan ends at a known offset");
+    st.write_position = cursor.position;
+    if sealed_last {
+        // Never write into a segment whose header is damaged or which is
+        // short: the next batch rolls to a new segment.
+        st.write_position = st.config.segment_size_bytes as usize;
+        report.sealed_last_segment = st.segments.last().map(|s| s.path.clone());
+    }
     st.next_offset = offset;
     st.durable_offset = offset;
     st.flush_wanted_offset = offset;
     st.start_offset = st.segments[0].base_offset;
-    st.chain = chain;
+    st.chain = cursor.chain;
     st.mark = checkpoint.as_ref().map_or(0, |c| c.mark);
-    st.checkpoint = checkpoint.filter(|_| start_idx.is_some());
+    st.checkpoint = checkpoint.filter(|_| from_checkpoint);
     report.segments = st.segments.len();
     report.start_offset = st.start_offset;
     report.next_offset = offset;
     report.corruptions = st.corruptions.clone();
-    report.elapsed = started.elapsed();
+}
+
+fn log_outcome(dir: &Path, report: &RecoveryReport) {
     tracing::info!(
         dir = %dir.display(),
         segments = report.segments,
@@ -463,17 +689,24 @@ pub(crate) async fn recover(
         "log recovered"
     );
     if let Some(t) = &report.torn_tail {
-        tracing::info!(
-            segment = t.segment_base,
+        tracing::warn!(
+            dir = %dir.display(),
+            file = %segment::path(dir, t.segment_base).display(),
             position = t.position,
+            first_offset = t.first_offset,
             bytes_cut = report.bytes_cut,
-            "cut a torn tail (never acknowledged)"
+            "cut a torn tail (never acknowledged): zeroed"
         );
     }
-    for c in &report.corruptions {
-        tracing::error!(segment = c.segment_base, position = c.position, first_offset = c.first_offset, end_offset = c.end_offset, what = %c.what, "damaged committed records: reported, not served");
+    if let Some(p) = &report.sealed_last_segment {
+        tracing::warn!(dir = %dir.display(), file = %p.display(),
+            "last segment kept but closed to writes (damaged header or short file); the next batch starts a new segment");
     }
-    Ok((st, report))
+    for c in &report.corruptions {
+        tracing::error!(dir = %dir.display(), file = %segment::path(dir, c.segment_base).display(),
+            position = c.position, first_offset = c.first_offset, end_offset = c.end_offset, what = %c.what,
+            "damaged committed records: reported, not served");
+    }
 }
 
 async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Result<(), LogError> {

@@ -179,6 +179,57 @@ pub fn next_valid_batch(
     None
 }
 
+/// An intact data record found inside damaged bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Salvaged {
+    /// Its offset.
+    pub offset: u64,
+    /// Its position in the segment.
+    pub position: usize,
+    /// Its size in bytes (header + payload).
+    pub size: usize,
+}
+
+/// Intact data records in `seg[from..to]` with offsets in `[lost_from,
+/// end_offset)`, ascending: the resynchronisation inside a damaged batch (or
+/// a damaged range of batches). Records are not aligned inside a batch, so
+/// every byte position is tried; a candidate must carry the record magic,
+/// pass its CRC and carry an offset above every one found before it, so a
+/// damaged record is never taken and the offsets found are exactly those
+/// still intact. Bounded by `to - from` steps.
+pub fn salvage_records(
+    seg: &[u8],
+    from: usize,
+    to: usize,
+    lost_from: u64,
+    end_offset: u64,
+    limits: Limits,
+) -> Vec<Salvaged> {
+    let to = to.min(seg.len());
+    let region = &seg[..to];
+    let mut found = vec![];
+    let mut next = lost_from;
+    let mut q = from;
+    while q + HEADER_SIZE_BYTES <= to && next < end_offset {
+        if region[q + 28..q + 32] == frame::RECORD_MAGIC {
+            if let Parsed::Record(h) = frame::parse(region, q, limits.record_size_bytes_max) {
+                if h.kind == RecordKind::Data && h.offset >= next && h.offset < end_offset {
+                    found.push(Salvaged {
+                        offset: h.offset,
+                        position: q,
+                        size: h.size_bytes as usize,
+                    });
+                    next = h.offset + 1;
+                    q += h.size_bytes as usize;
+                    continue;
+                }
+            }
+        }
+        q += 1;
+    }
+    found
+}
+
 /// Verdict on damage in the last batch of the log, with nothing valid after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TailVerdict {

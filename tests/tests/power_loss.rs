@@ -100,7 +100,11 @@ impl Disk {
             IoEvent::SyncDir { .. } => self.durable_names = self.names.clone(),
             IoEvent::Rename { from, to } => {
                 let id = self.names.remove(&name(from)).unwrap();
-                self.names.insert(name(to), id);
+                // A move out of the log directory (recovery's quarantine) takes
+                // the name away from what recovery lists; within it, renames.
+                if to.parent() == from.parent() {
+                    self.names.insert(name(to), id);
+                }
             }
             IoEvent::Remove { path } => {
                 self.names.remove(&name(path));

@@ -12,7 +12,8 @@
 //! `recovery` (replay from the snapshot mark), `committer` (group-commit
 //! waiter), `outbox` (peer messages without blocking), `mesh` (the
 //! channels), `payload` (payloads read back from the log), `record_size`
-//! (refusing records the log could not take), `session` (the client
+//! (refusing records the log could not take), `repair` (setting damaged
+//! records aside, `gonets repair`), `session` (the client
 //! handle), `message` (what sessions get), `archive` (finished histories
 //! for ever, ADR 0005), `clock`, `signal`.
 
@@ -29,6 +30,7 @@ mod outbox;
 mod payload;
 mod record_size;
 mod recovery;
+pub mod repair;
 mod session;
 mod shard_task;
 mod signal;

@@ -50,6 +50,30 @@ pub enum HubStartError {
         /// What was found.
         reason: String,
     },
+    /// Committed records in the replayed part of a shard's log are damaged.
+    /// The hub does not start without them unless the operator accepts
+    /// their loss with `gonets repair` (docs/storage.md §7.5).
+    #[error(
+        "shard {shard}: committed records at offsets {first_offset}..{end_offset} of the log in \
+         {dir} are damaged ({what}); the hub will not start without them. To set the damage \
+         aside and serve everything else, stop every hub on this data directory and run \
+         `gonets repair {data_dir}` (with the same --config as serve): it copies the damaged \
+         bytes to quarantine/ with a report of what is lost; then start again",
+        dir = .dir.display(),
+        data_dir = .dir.parent().unwrap_or(.dir).display()
+    )]
+    Damaged {
+        /// The shard.
+        shard: u16,
+        /// Its log directory.
+        dir: PathBuf,
+        /// First damaged offset.
+        first_offset: u64,
+        /// Offset after the last damaged one.
+        end_offset: u64,
+        /// What the log found.
+        what: String,
+    },
     /// A shard's thread could not be started or died while starting.
     #[error("shard {shard}: its thread failed: {reason}")]
     Thread {

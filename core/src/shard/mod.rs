@@ -460,6 +460,15 @@ impl Shard {
         Ok(())
     }
 
+    /// Replay skipped the log's last records up to `next_offset` (damage
+    /// the operator accepted with `gonets repair`): new records go after them.
+    pub fn replay_skipped(&mut self, next_offset: u64) {
+        assert!(self.deferred.is_empty(), "replay only before live traffic");
+        assert!(next_offset >= self.next_offset, "replay never goes back");
+        self.next_offset = next_offset;
+        self.durable_offset = next_offset;
+    }
+
     /// Ends replay: rebuilds queues (every lease expired), timers and the
     /// delivery of answers not yet acked, at hub time `now_ms`.
     pub fn recovered(&mut self, now_ms: u64, out: &mut Vec<Output>) {

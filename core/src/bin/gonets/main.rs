@@ -4,10 +4,13 @@
 //! - `gonets demo`: a hub on loopback with TLS and three demo agencies
 //!   exchanging realtime and bulk traffic for about 10 s, then a report.
 //! - `gonets certs dev [--dir DIR]`: a development CA, server and client certificates.
+//! - `gonets repair [DATA_DIR]`: set damaged committed records aside so the
+//!   hub starts and serves the rest (docs/storage.md §7.5).
 //! - `gonets status ID`, `gonets queues`: read a running hub.
 
 mod admin;
 mod demo;
+mod repair;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +49,16 @@ enum Command {
         /// Shards (default: one per core).
         #[arg(long)]
         shards: Option<u16>,
+    },
+    /// Set damaged committed records aside (copied to each log's
+    /// quarantine/ with a report) so the hub starts and serves everything
+    /// else. Run it with the hub stopped, after `serve` refused to start.
+    Repair {
+        /// The data directory (default: the config's, else ./gonets-data).
+        data_dir: Option<PathBuf>,
+        /// The TOML configuration `serve` runs with (for the segment size).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Certificates.
     Certs {
@@ -96,6 +109,7 @@ fn main() -> ExitCode {
             data_dir,
             shards,
         } => demo::run(seconds, data_dir, shards),
+        Command::Repair { data_dir, config } => repair::run(data_dir, config),
         Command::Certs {
             command: CertsCommand::Dev { dir, registry },
         } => admin::certs_dev(&dir, registry.as_deref()),
