@@ -228,7 +228,9 @@ async fn open_segments(
         }
         let start_chain = match &header {
             Some(h) => Some(h.prev_chain),
-            None => next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain),
+            None => {
+                next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain)
+            }
         };
         found.push(Found {
             base,
@@ -248,11 +250,19 @@ async fn open_segments(
 async fn quarantine(dir: &Path, path: &Path, why: &str) -> Result<Quarantined, LogError> {
     let qdir = dir.join(QUARANTINE_DIR);
     std::fs::create_dir_all(&qdir).map_err(|e| LogError::io("create quarantine", &qdir, e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     // Bounded: a free name is found within as many tries as files quarantined before.
     let mut n = 0u32;
     let (to, report) = loop {
-        let stem = if n == 0 { name.clone() } else { format!("{name}.{n}") };
+        let stem = if n == 0 {
+            name.clone()
+        } else {
+            format!("{name}.{n}")
+        };
         let to = qdir.join(&stem);
         let report = qdir.join(format!("{stem}.report.txt"));
         if !to.exists() && !report.exists() {
@@ -272,7 +282,8 @@ async fn quarantine(dir: &Path, path: &Path, why: &str) -> Result<Quarantined, L
         path.display(),
         to.display()
     );
-    let mut f = std::fs::File::create(&report).map_err(|e| LogError::io("create quarantine report", &report, e))?;
+    let mut f = std::fs::File::create(&report)
+        .map_err(|e| LogError::io("create quarantine report", &report, e))?;
     std::io::Write::write_all(&mut f, text.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| LogError::io("write quarantine report", &report, e))?;
@@ -374,7 +385,10 @@ pub(crate) async fn recover(
         return Ok((st, report));
     }
 
-    let start_idx = match checkpoint.as_ref().map(|cp| checkpoint_start(cp, &found, segment_size)) {
+    let start_idx = match checkpoint
+        .as_ref()
+        .map(|cp| checkpoint_start(cp, &found, segment_size))
+    {
         Some(Ok(i)) => Some(i),
         Some(Err(why)) => {
             rejected = Some(why);
@@ -394,9 +408,26 @@ pub(crate) async fn recover(
     for (i, f) in found.into_iter().enumerate() {
         let last = i + 1 == n;
         sealed_last = last && f.sealed;
-        scan_one(&mut st, &mut report, f, i, last, start_idx, checkpoint.as_ref(), &mut cursor).await?;
+        scan_one(
+            &mut st,
+            &mut report,
+            f,
+            i,
+            last,
+            start_idx,
+            checkpoint.as_ref(),
+            &mut cursor,
+        )
+        .await?;
     }
-    finish(&mut st, &mut report, cursor, sealed_last, checkpoint, start_idx.is_some());
+    finish(
+        &mut st,
+        &mut report,
+        cursor,
+        sealed_last,
+        checkpoint,
+        start_idx.is_some(),
+    );
     if let Some(why) = &rejected {
         tracing::warn!(dir = %dir.display(), file = %dir.join(CHECKPOINT_FILE).display(), why = %why,
             "checkpoint not used: scanned every segment; a new checkpoint is written after recovery");
@@ -414,7 +445,12 @@ fn link_segment(st: &mut State, f: &Found, i: usize, cursor: &mut Cursor) -> Res
     match cursor.offset {
         None => {
             // After a damaged last batch of the previous segment.
-            if let Some(c) = st.corruptions.iter_mut().rev().find(|c| c.end_offset == u64::MAX) {
+            if let Some(c) = st
+                .corruptions
+                .iter_mut()
+                .rev()
+                .find(|c| c.end_offset == u64::MAX)
+            {
                 c.end_offset = base.max(c.first_offset);
             }
         }
@@ -529,8 +565,16 @@ async fn scan_one(
     entry.index.prepend(out.index);
     st.corruptions.extend(out.corruptions);
     match out.end {
-        ScanEnd::Clean { position, next_offset, chain } => {
-            *cursor = Cursor { position, offset: Some(next_offset), chain };
+        ScanEnd::Clean {
+            position,
+            next_offset,
+            chain,
+        } => {
+            *cursor = Cursor {
+                position,
+                offset: Some(next_offset),
+                chain,
+            };
         }
         ScanEnd::DamagedTail { damage, .. } if !last => {
             // A later segment exists, so this batch was durable before the roll.
@@ -547,8 +591,22 @@ async fn scan_one(
             );
             cursor.offset = None;
         }
-        ScanEnd::DamagedTail { batch_start, batch_first_offset, chain, damage } => {
-            damaged_tail(st, report, &f, &mut entry, (batch_start, batch_first_offset, chain), damage, cursor).await?;
+        ScanEnd::DamagedTail {
+            batch_start,
+            batch_first_offset,
+            chain,
+            damage,
+        } => {
+            damaged_tail(
+                st,
+                report,
+                &f,
+                &mut entry,
+                (batch_start, batch_first_offset, chain),
+                damage,
+                cursor,
+            )
+            .await?;
         }
     }
     report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
@@ -657,7 +715,9 @@ fn finish(
             }
         }
     }
-    let offset = cursor.offset.expect("the last segment's scan ends at a known offset");
+    let offset = cursor
+        .offset
+        .expect("the last segment's scan ends at a known offset");
     st.write_position = cursor.position;
     if sealed_last {
         // Never write into a segment whose header is damaged or which is
