@@ -152,6 +152,8 @@ fn found_damage(st: &mut State, i: usize, position: usize, offset: u64, what: &s
         what: what.into(),
     };
     if covering(st, offset).is_none() {
+        tracing::error!(dir = %st.dir.display(), file = %st.segments[i].path.display(),
+            position, offset, what, "damaged committed record found on read: reported, not served");
         st.corruptions.push(c.clone());
     }
     c

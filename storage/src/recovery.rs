@@ -216,9 +216,14 @@ async fn open_segments(
             report.quarantined.push(q);
             continue;
         };
-        if header.is_none() {
-            tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
-                "segment header fails its check: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
+        // Bytes 60..4096 of the header block are zero by format; the CRC does
+        // not cover them, so a damaged byte there is found only by looking.
+        let padding_damaged =
+            header.is_some() && map[60..SEGMENT_HEADER_BYTES].iter().any(|b| *b != 0);
+        if header.is_none() || padding_damaged {
+            tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0, base_offset = base,
+                padding_only = padding_damaged,
+                "segment header block damaged: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
             report.damaged_headers.push(path.clone());
         }
         if short {
@@ -351,6 +356,8 @@ pub(crate) async fn recover(
 
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     if tmp.exists() {
+        // A checkpoint write a crash interrupted; it holds no log data.
+        tracing::info!(dir = %dir.display(), file = %tmp.display(), "removing an unfinished checkpoint write");
         std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
         journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
             path: tmp.clone()

@@ -735,3 +735,19 @@ fn given_checkpoint_cut_short_when_reopened_then_reported_full_scan_and_rewritte
 fn given_zeroed_checkpoint_when_reopened_then_reported_full_scan_and_rewritten() {
     damaged_checkpoint_case(|p| damage(p, |b| b.fill(0)));
 }
+
+#[test]
+fn given_flipped_byte_in_header_block_padding_of_old_segment_when_reopened_then_reported_and_records_read(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 64 << 10, &vec![(2, 1500); 40], true);
+    let files = segment_files(&dir);
+    damage(&files[1], |b| b[2000] ^= 0x10);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, all.len() as u64);
+    assert_eq!(report.damaged_headers, vec![files[1].clone()], "{report:?}");
+    for o in 0..all.len() {
+        assert!(matches!(slots[o], Seen::Present));
+        assert_eq!(payloads[o].as_deref(), Some(&all[o][..]));
+    }
+}
