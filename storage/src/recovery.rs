@@ -216,21 +216,14 @@ async fn open_segments(
             report.quarantined.push(q);
             continue;
         };
-        // Bytes 60..4096 of the header block are zero by format; the CRC does
-        // not cover them, so a damaged byte there is found only by looking.
-        let padding_damaged =
-            header.is_some() && map[60..SEGMENT_HEADER_BYTES].iter().any(|b| *b != 0);
-        if header.is_none() || padding_damaged {
-            tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0, base_offset = base,
-                padding_only = padding_damaged,
-                "segment header block damaged: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
-            report.damaged_headers.push(path.clone());
-        }
-        if short {
-            tracing::warn!(dir = %dir.display(), file = %path.display(), size_bytes = size, expected_bytes = segment_size,
-                "segment file is short: kept, readable up to its end, closed to writes");
-            report.short_segments.push(path.clone());
-        }
+        report_damaged_file(
+            dir,
+            &path,
+            &map,
+            header.is_some(),
+            (size, segment_size),
+            report,
+        );
         let start_chain = match &header {
             Some(h) => Some(h.prev_chain),
             None => {
@@ -248,6 +241,32 @@ async fn open_segments(
         });
     }
     Ok(found)
+}
+
+/// Reports (WARN and the recovery report) a kept segment whose header block
+/// is damaged or which is short.
+fn report_damaged_file(
+    dir: &Path,
+    path: &Path,
+    map: &[u8],
+    header_ok: bool,
+    (size, segment_size): (u64, u64),
+    report: &mut RecoveryReport,
+) {
+    // Bytes 60..4096 of the header block are zero by format; the CRC does
+    // not cover them, so a damaged byte there is found only by looking.
+    let padding_damaged = header_ok && map[60..SEGMENT_HEADER_BYTES].iter().any(|b| *b != 0);
+    if !header_ok || padding_damaged {
+        tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
+            padding_only = padding_damaged,
+            "segment header block damaged: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
+        report.damaged_headers.push(path.to_path_buf());
+    }
+    if size < segment_size {
+        tracing::warn!(dir = %dir.display(), file = %path.display(), size_bytes = size, expected_bytes = segment_size,
+            "segment file is short: kept, readable up to its end, closed to writes");
+        report.short_segments.push(path.to_path_buf());
+    }
 }
 
 /// Moves a file that holds no committed data into `<dir>/quarantine/` with a
@@ -329,6 +348,36 @@ fn checkpoint_start(cp: &Checkpoint, found: &[Found], segment_size: u64) -> Resu
     Ok(i)
 }
 
+/// A directory without segments: the first one is created.
+async fn fresh_log(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(), LogError> {
+    let dir = st.dir.clone();
+    if let Some(cp) = checkpoint.filter(|c| c.next_offset > 0) {
+        return Err(LogError::Unrecoverable {
+            path: dir,
+            what: format!(
+                "checkpoint at offset {} but no segment files",
+                cp.next_offset
+            ),
+        });
+    }
+    let segment_size = st.config.segment_size_bytes;
+    let (file, map) = create_segment(&dir, 0, segment_size, CHAIN_GENESIS).await?;
+    st.segments.push(SegmentEntry {
+        base_offset: 0,
+        path: segment::path(&dir, 0),
+        map: Rc::new(map),
+        index: SparseIndex::default(),
+        lazy: None,
+    });
+    st.active_file = Some(Rc::new(file));
+    report.segments = 1;
+    Ok(())
+}
+
 /// Where the scan stands between segments.
 struct Cursor {
     position: usize,
@@ -368,25 +417,7 @@ pub(crate) async fn recover(
     let found = open_segments(dir, bases, &config, st.limits, &mut report).await?;
 
     if found.is_empty() {
-        if let Some(cp) = checkpoint.as_ref().filter(|c| c.next_offset > 0) {
-            return Err(LogError::Unrecoverable {
-                path: dir.to_path_buf(),
-                what: format!(
-                    "checkpoint at offset {} but no segment files",
-                    cp.next_offset
-                ),
-            });
-        }
-        let (file, map) = create_segment(dir, 0, segment_size, CHAIN_GENESIS).await?;
-        st.segments.push(SegmentEntry {
-            base_offset: 0,
-            path: segment::path(dir, 0),
-            map: Rc::new(map),
-            index: SparseIndex::default(),
-            lazy: None,
-        });
-        st.active_file = Some(Rc::new(file));
-        report.segments = 1;
+        fresh_log(&mut st, &mut report, checkpoint.as_ref()).await?;
         report.checkpoint_rejected = rejected;
         report.elapsed = started.elapsed();
         return Ok((st, report));
@@ -443,6 +474,21 @@ pub(crate) async fn recover(
     report.elapsed = started.elapsed();
     log_outcome(dir, &report);
     Ok((st, report))
+}
+
+/// Starts the scan at the checkpoint; the part of its segment before it is
+/// indexed on first read.
+fn start_at_checkpoint(cp: &Checkpoint, f: &Found, entry: &mut SegmentEntry, cursor: &mut Cursor) {
+    cursor.position = cp.position as usize;
+    cursor.offset = Some(cp.next_offset);
+    cursor.chain = cp.chain;
+    if cursor.position > SEGMENT_HEADER_BYTES {
+        entry.lazy = Some(LazyRange {
+            until_position: cursor.position,
+            until_offset: cp.next_offset,
+            prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
+        });
+    }
 }
 
 /// Checks that segment `f` continues where the previous one ended.
@@ -532,16 +578,7 @@ async fn scan_one(
         return Ok(());
     }
     if let (Some(cp), true) = (checkpoint, i == start && start_idx.is_some()) {
-        cursor.position = cp.position as usize;
-        cursor.offset = Some(cp.next_offset);
-        cursor.chain = cp.chain;
-        if cursor.position > SEGMENT_HEADER_BYTES {
-            entry.lazy = Some(LazyRange {
-                until_position: cursor.position,
-                until_offset: cp.next_offset,
-                prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
-            });
-        }
+        start_at_checkpoint(cp, &f, &mut entry, cursor);
     } else {
         link_segment(st, &f, i, cursor)?;
     }
@@ -571,7 +608,29 @@ async fn scan_one(
     report.batches_scanned += out.batches;
     entry.index.prepend(out.index);
     st.corruptions.extend(out.corruptions);
-    match out.end {
+    scan_end(st, report, &f, &mut entry, out.end, last, cursor).await?;
+    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
+    st.segments.push(entry);
+    if last {
+        st.active_file = Some(Rc::new(f.file));
+    } else {
+        let _ = f.file.close().await;
+    }
+    Ok(())
+}
+
+/// Where the scan of one segment ended decides where the next one starts.
+async fn scan_end(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    f: &Found,
+    entry: &mut SegmentEntry,
+    end: ScanEnd,
+    last: bool,
+    cursor: &mut Cursor,
+) -> Result<(), LogError> {
+    let (limits, map_len) = (st.limits, entry.map.len());
+    match end {
         ScanEnd::Clean {
             position,
             next_offset,
@@ -607,21 +666,14 @@ async fn scan_one(
             damaged_tail(
                 st,
                 report,
-                &f,
-                &mut entry,
+                f,
+                entry,
                 (batch_start, batch_first_offset, chain),
                 damage,
                 cursor,
             )
             .await?;
         }
-    }
-    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
-    st.segments.push(entry);
-    if last {
-        st.active_file = Some(Rc::new(f.file));
-    } else {
-        let _ = f.file.close().await;
     }
     Ok(())
 }
