@@ -154,10 +154,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
 }
 
 /// Opens every segment file. A file whose header fails its check or which is
-/// shorter than the segment size is kept (its batches are read by content)
-/// unless every byte after its header block is zero: then it provably holds
-/// no committed batch (a crash interrupted its creation, see
-/// docs/storage.md §7.2) and is moved into quarantine.
+/// shorter than the segment size is kept (its batches are read by content),
+/// except at the end of the log when every byte after its header block is
+/// zero: then it provably holds no committed batch (a crash interrupted its
+/// creation, see docs/storage.md §7.1) and is moved into quarantine. (Such a
+/// file in the middle stays in place: the offsets it should hold are reported
+/// missing, and reads say `Unreadable`, not `Gone`.)
 async fn open_segments(
     dir: &Path,
     bases: Vec<u64>,
@@ -165,82 +167,98 @@ async fn open_segments(
     limits: Limits,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Found>, LogError> {
-    let segment_size = config.segment_size_bytes;
-    let mut found: Vec<Found> = vec![];
+    let mut found: Vec<(Found, u64, bool)> = vec![];
     for base in bases {
-        let path = segment::path(dir, base);
-        // Writable: if the last file is set aside, the one before becomes active.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&path)
-            .await
-            .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;
-        let size = file
-            .file_size()
-            .await
-            .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
-        let map_len = size.min(segment_size);
-        // Random access: a plain fault reads ahead up to the device's
-        // read_ahead_kb (8 MiB on the development VM), which made each
-        // header cost 4-15 ms on a cold open.
-        let map = (map_len > SEGMENT_HEADER_BYTES as u64)
-            .then(|| map_segment(&file, map_len, &path, true))
-            .transpose()?;
-        let header = map
-            .as_ref()
-            .and_then(|m| SegmentHeader::decode(m))
-            .filter(|h| h.base_offset == base);
-        if let Some(h) = &header {
-            if h.segment_size_bytes != segment_size {
-                return Err(LogError::Config(format!(
-                    "{} has segment size {} but the log is configured for {segment_size}",
-                    path.display(),
-                    h.segment_size_bytes
-                )));
-            }
-        }
-        let short = size < segment_size;
-        let body_written = map
-            .as_ref()
-            .is_some_and(|m| m[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0));
-        let (Some(map), true) = (map, body_written || (header.is_some() && !short)) else {
-            let _ = file.close().await;
-            let why = format!(
-                "segment file of {size} bytes (expected {segment_size}) with {} header and no byte \
-                 written after its header block: no committed batch (a crash interrupted its creation)",
-                if header.is_some() { "a valid" } else { "a damaged or missing" }
-            );
-            let q = quarantine(dir, &path, &why).await?;
-            report.removed_files.push(path);
-            report.quarantined.push(q);
-            continue;
-        };
-        report_damaged_file(
-            dir,
-            &path,
-            &map,
-            header.is_some(),
-            (size, segment_size),
-            report,
-        );
-        let start_chain = match &header {
-            Some(h) => Some(h.prev_chain),
-            None => {
-                next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain)
-            }
-        };
-        found.push(Found {
-            base,
-            path,
-            file,
-            map: Rc::new(map),
-            sealed: header.is_none() || short,
-            header,
-            start_chain,
-        });
+        found.push(open_segment(dir, base, config, limits).await?);
     }
-    Ok(found)
+    // Bounded by the number of files.
+    while found.last().is_some_and(|(f, _, empty)| f.sealed && *empty) {
+        let (f, size, _) = found.pop().expect("checked");
+        let _ = f.file.close().await;
+        let why = format!(
+            "segment file of {size} bytes (expected {}) with {} header and no byte written after its \
+             header block: no committed batch (a crash interrupted its creation)",
+            config.segment_size_bytes,
+            if f.header.is_some() { "a valid" } else { "a damaged or missing" }
+        );
+        let q = quarantine(dir, &f.path, &why).await?;
+        report.removed_files.push(f.path);
+        report.quarantined.push(q);
+    }
+    report.removed_files.reverse();
+    report.quarantined.reverse();
+    let mut out = vec![];
+    for (f, size, _) in found {
+        let sizes = (size, config.segment_size_bytes);
+        report_damaged_file(dir, &f.path, &f.map, f.header.is_some(), sizes, report);
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Opens and maps one segment file; also says its size and whether nothing
+/// was ever written after its header block.
+async fn open_segment(
+    dir: &Path,
+    base: u64,
+    config: &LogConfig,
+    limits: Limits,
+) -> Result<(Found, u64, bool), LogError> {
+    let segment_size = config.segment_size_bytes;
+    let path = segment::path(dir, base);
+    // Writable: if the last file is set aside, the one before becomes active.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;
+    let size = file
+        .file_size()
+        .await
+        .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
+    let map_len = size.min(segment_size);
+    // Random access: a plain fault reads ahead up to the device's
+    // read_ahead_kb (8 MiB on the development VM), which made each header
+    // cost 4-15 ms on a cold open. A file too small to hold a batch reads as
+    // one block of zeros (nothing written).
+    let map = if map_len > SEGMENT_HEADER_BYTES as u64 {
+        map_segment(&file, map_len, &path, true)?
+    } else {
+        memmap2::MmapMut::map_anon(SEGMENT_HEADER_BYTES)
+            .and_then(|m| m.make_read_only())
+            .map_err(|e| LogError::io("map an empty segment", &path, e))?
+    };
+    let header = (map_len > SEGMENT_HEADER_BYTES as u64)
+        .then(|| SegmentHeader::decode(&map))
+        .flatten()
+        .filter(|h| h.base_offset == base);
+    if let Some(h) = &header {
+        if h.segment_size_bytes != segment_size {
+            return Err(LogError::Config(format!(
+                "{} has segment size {} but the log is configured for {segment_size}",
+                path.display(),
+                h.segment_size_bytes
+            )));
+        }
+    }
+    let empty = !map[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0);
+    let start_chain = match &header {
+        Some(h) => Some(h.prev_chain),
+        None => {
+            next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain)
+        }
+    };
+    let found = Found {
+        base,
+        path,
+        file,
+        map: Rc::new(map),
+        sealed: header.is_none() || size < segment_size,
+        header,
+        start_chain,
+    };
+    Ok((found, size, empty))
 }
 
 /// Reports (WARN and the recovery report) a kept segment whose header block
@@ -255,7 +273,10 @@ fn report_damaged_file(
 ) {
     // Bytes 60..4096 of the header block are zero by format; the CRC does
     // not cover them, so a damaged byte there is found only by looking.
-    let padding_damaged = header_ok && map[60..SEGMENT_HEADER_BYTES].iter().any(|b| *b != 0);
+    let padding_damaged = header_ok
+        && map
+            .get(60..SEGMENT_HEADER_BYTES)
+            .is_some_and(|p| p.iter().any(|b| *b != 0));
     if !header_ok || padding_damaged {
         tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
             padding_only = padding_damaged,
@@ -364,17 +385,31 @@ async fn fresh_log(
             ),
         });
     }
+    // Offsets never go back: after a quarantined (empty) segment, the log
+    // starts at its base.
+    let base = report
+        .removed_files
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().and_then(segment::parse_file_name))
+        .min()
+        .unwrap_or(0);
     let segment_size = st.config.segment_size_bytes;
-    let (file, map) = create_segment(&dir, 0, segment_size, CHAIN_GENESIS).await?;
+    let (file, map) = create_segment(&dir, base, segment_size, CHAIN_GENESIS).await?;
     st.segments.push(SegmentEntry {
-        base_offset: 0,
-        path: segment::path(&dir, 0),
+        base_offset: base,
+        path: segment::path(&dir, base),
         map: Rc::new(map),
         index: SparseIndex::default(),
         lazy: None,
     });
     st.active_file = Some(Rc::new(file));
+    st.next_offset = base;
+    st.durable_offset = base;
+    st.flush_wanted_offset = base;
+    st.start_offset = base;
     report.segments = 1;
+    report.start_offset = base;
+    report.next_offset = base;
     Ok(())
 }
 

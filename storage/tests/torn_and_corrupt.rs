@@ -751,3 +751,48 @@ fn given_flipped_byte_in_header_block_padding_of_old_segment_when_reopened_then_
         assert_eq!(payloads[o].as_deref(), Some(&all[o][..]));
     }
 }
+
+/// A whole segment file made empty (zeroed or cut to nothing) in the middle
+/// or at the start of the log: kept in place, its offsets reported and
+/// `Unreadable` (never `Gone`, which means retention), the rest intact.
+fn emptied_segment_case(victim_index: usize, f: impl FnOnce(&Path)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 64 << 10, &vec![(2, 1500); 40], false);
+    let total = all.len() as u64;
+    let files = segment_files(&dir);
+    let layout = batches_of(&files[victim_index]);
+    let (first, end) = (layout[0].first_offset, layout.last().unwrap().next_offset());
+    f(&files[victim_index]);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
+    assert!(files[victim_index].exists(), "{report:?}");
+    assert!(report.quarantined.is_empty(), "{report:?}");
+    assert_eq!(report.next_offset, total);
+    assert!(!report.corruptions.is_empty());
+    for o in 0..total {
+        if o >= first && o < end {
+            assert!(
+                matches!(slots[o as usize], Seen::Unreadable(_)),
+                "offset {o}: {:?}",
+                slots[o as usize]
+            );
+        } else {
+            assert_eq!(
+                payloads[o as usize].as_deref(),
+                Some(&all[o as usize][..]),
+                "offset {o}"
+            );
+        }
+    }
+}
+
+#[test]
+fn given_middle_segment_zeroed_entirely_when_reopened_then_kept_and_its_offsets_unreadable() {
+    emptied_segment_case(1, |p| damage(p, |b| b.fill(0)));
+}
+
+#[test]
+fn given_first_segment_cut_to_nothing_when_reopened_then_kept_and_its_offsets_unreadable_not_gone()
+{
+    emptied_segment_case(0, |p| damage(p, |b| b.clear()));
+}
