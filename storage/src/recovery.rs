@@ -639,11 +639,15 @@ async fn scan_one(
     if last {
         let _ = entry.map.advise(memmap2::Advice::Random);
     }
+    let probe_end = entry.map.len();
     report.records_scanned += out.records;
     report.batches_scanned += out.batches;
     entry.index.prepend(out.index);
     st.corruptions.extend(out.corruptions);
     scan_end(st, report, &f, &mut entry, out.end, last, cursor).await?;
+    if last {
+        drop_cached_tail(&entry.map, &f.file, cursor.position, probe_end);
+    }
     report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
     st.segments.push(entry);
     if last {
@@ -652,6 +656,33 @@ async fn scan_one(
         let _ = f.file.close().await;
     }
     Ok(())
+}
+
+/// Drops the page-cache pages the scan read beyond the end of the active
+/// segment's data, so that, as before the scan, no block an O_DIRECT batch
+/// write will fill has a cached copy (the kernel invalidates those after a
+/// direct write anyway; this keeps the invariant in docs/storage.md without
+/// relying on it). The pages are clean: never written through the map.
+fn drop_cached_tail(map: &Mmap, file: &DmaFile, from: usize, to: usize) {
+    let page = 4096;
+    let from = from.div_ceil(page) * page;
+    if from >= to {
+        return;
+    }
+    // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only drops
+    // page-table entries; a later access faults the page in again from the
+    // file, so no reference into the map is invalidated.
+    let _ =
+        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
+    // SAFETY: posix_fadvise on a descriptor we own; advisory only.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        );
+    }
 }
 
 /// Where the scan of one segment ended decides where the next one starts.
