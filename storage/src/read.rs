@@ -100,6 +100,7 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
             position: SEGMENT_HEADER_BYTES,
             next_offset: seg.base_offset,
             chain: lazy.prev_chain,
+            probe_bytes: usize::MAX,
         },
         lazy.until_position,
         st.limits,

@@ -8,7 +8,7 @@ use crate::index::{record_loss, scan_segment, ScanEnd, ScanFrom, SparseIndex};
 use crate::log::{create_segment, map_segment, os_error, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
 use crate::repair::QUARANTINE_DIR;
-use crate::scan::{classify_tail, next_valid_batch, Limits, TailVerdict};
+use crate::scan::{classify_tail, next_valid_batch, Limits, TailVerdict, TAIL_PROBE_BATCHES};
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use glommio::io::{DmaFile, OpenOptions};
 use memmap2::Mmap;
@@ -242,7 +242,9 @@ async fn open_segment(
             )));
         }
     }
-    let empty = !map[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0);
+    let sealed = header.is_none() || size < segment_size;
+    // Read the whole body only for a damaged file (rare): a sound one is never set aside.
+    let empty = sealed && !map[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0);
     let start_chain = match &header {
         Some(h) => Some(h.prev_chain),
         None => {
@@ -254,7 +256,7 @@ async fn open_segment(
         path,
         file,
         map: Rc::new(map),
-        sealed: header.is_none() || size < segment_size,
+        sealed,
         header,
         start_chain,
     };
@@ -621,7 +623,8 @@ async fn scan_one(
     let offset = cursor.offset.expect("linked");
     let scan_from = cursor.position;
     if last {
-        // The unused rest of the active segment is read once, in order.
+        // Read-ahead for the probe past the end (prewritten zeros are real
+        // reads; one by one they cost ~100 ms per open). Dropped after.
         let _ = entry.map.advise(memmap2::Advice::Sequential);
     }
     let out = scan_segment(
@@ -631,6 +634,11 @@ async fn scan_one(
             position: cursor.position,
             next_offset: offset,
             chain: cursor.chain,
+            probe_bytes: if last {
+                TAIL_PROBE_BATCHES * limits.batch_bytes_max
+            } else {
+                usize::MAX
+            },
         },
         map_len,
         limits,
