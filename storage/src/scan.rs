@@ -477,6 +477,18 @@ mod tests {
     }
 
     #[test]
+    fn given_one_damaged_record_in_a_batch_when_salvaged_then_every_other_record_found() {
+        let (mut seg, infos) = segment(&[vec![300, 300, 300, 300, 300]]);
+        let b = &infos[0];
+        // The second record starts at 332; damage its payload.
+        seg[332 + 100] ^= 0x01;
+        let found = salvage_records(&seg, 332, b.marker_start, 1, 5, LIMITS);
+        let offsets: Vec<u64> = found.iter().map(|s| s.offset).collect();
+        assert_eq!(offsets, vec![2, 3, 4]);
+        assert_eq!(found[0].position, 2 * 332);
+    }
+
+    #[test]
     fn given_damage_followed_by_valid_batch_when_searched_then_found() {
         let (mut seg, infos) = segment(&[vec![100], vec![100], vec![100]]);
         seg[infos[1].start + 40] ^= 1;
