@@ -4,6 +4,7 @@
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::config::LogConfig;
 use crate::error::{Corruption, LogError};
+use crate::frame::HEADER_SIZE_BYTES;
 use crate::index::{record_loss, scan_segment, ScanEnd, ScanFrom, SparseIndex};
 use crate::log::{create_segment, map_segment, os_error, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
@@ -422,6 +423,8 @@ struct Cursor {
     /// segment's base tells where the offsets go on.
     offset: Option<u64>,
     chain: [u8; 32],
+    /// Close the segment to writes (its end is not known for sure).
+    seal: bool,
 }
 
 /// Opening happens before the log serves anyone, so the few blocking calls
@@ -477,12 +480,14 @@ pub(crate) async fn recover(
         position: SEGMENT_HEADER_BYTES,
         offset: Some(found[0].base),
         chain: found[0].start_chain.unwrap_or(CHAIN_GENESIS),
+        seal: false,
     };
     let n = found.len();
     let mut sealed_last = false;
     for (i, f) in found.into_iter().enumerate() {
         let last = i + 1 == n;
         sealed_last = last && f.sealed;
+        cursor.seal = false;
         scan_one(
             &mut st,
             &mut report,
@@ -714,6 +719,7 @@ async fn scan_end(
                 position,
                 offset: Some(next_offset),
                 chain,
+                seal: false,
             };
         }
         ScanEnd::DamagedTail { damage, .. } if !last => {
@@ -788,9 +794,14 @@ async fn damaged_tail(
                 position: batch_start,
                 offset: Some(batch_first_offset),
                 chain,
+                seal: false,
             };
         }
-        TailVerdict::Corrupt { record_count: Some(k), end: Some(e), chain: claimed } => {
+        TailVerdict::Corrupt {
+            record_count: Some(k),
+            end: Some(e),
+            chain: claimed,
+        } => {
             entry.index.force(batch_first_offset, batch_start);
             record_loss(
                 &mut entry.index,
@@ -807,16 +818,41 @@ async fn damaged_tail(
                 position: e,
                 offset: Some(batch_first_offset + k as u64),
                 chain: claimed.unwrap_or(CHAIN_GENESIS),
+                seal: false,
             };
         }
         TailVerdict::Corrupt { .. } => {
-            return Err(LogError::Unrecoverable {
-                path: f.path.clone(),
-                what: format!(
-                    "the last batch at position {batch_start} is damaged ({:?}) and its extent cannot be read",
+            // The marker no longer says how many records the batch holds.
+            // Never reuse an offset a committed record may have had: go on
+            // past the most records its bytes could hold, in a new segment.
+            let window_end = map_len.min(batch_start + limits.batch_bytes_max);
+            let last_nonzero = entry.map[batch_start..window_end]
+                .iter()
+                .rposition(|b| *b != 0)
+                .unwrap_or(0);
+            let e = align_up(batch_start + last_nonzero + 1);
+            let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
+            entry.index.force(batch_first_offset, batch_start);
+            record_loss(
+                &mut entry.index,
+                &mut st.corruptions,
+                &entry.map,
+                f.base,
+                damage.position,
+                e,
+                (damage.offset, upper),
+                &format!(
+                    "{:?} in the last committed batch; its marker is damaged, so offsets up to the most it could hold are reported",
                     damage.fault
                 ),
-            })
+                limits,
+            );
+            *cursor = Cursor {
+                position: e,
+                offset: Some(upper),
+                chain,
+                seal: true,
+            };
         }
     }
     Ok(())
@@ -852,7 +888,7 @@ fn finish(
         .offset
         .expect("the last segment's scan ends at a known offset");
     st.write_position = cursor.position;
-    if sealed_last {
+    if sealed_last || cursor.seal {
         // Never write into a segment whose header is damaged or which is
         // short: the next batch rolls to a new segment.
         st.write_position = st.config.segment_size_bytes as usize;

@@ -796,3 +796,40 @@ fn given_first_segment_cut_to_nothing_when_reopened_then_kept_and_its_offsets_un
 {
     emptied_segment_case(0, |p| damage(p, |b| b.clear()));
 }
+
+#[test]
+fn given_last_marker_damaged_beyond_reading_its_count_when_reopened_then_opens_reports_and_never_reuses_offsets(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 256 << 10, &[(3, 300), (4, 700)], false);
+    let total = all.len() as u64;
+    let seg = segment_files(&dir).pop().unwrap();
+    let last = batches_of(&seg).pop().unwrap();
+    // The marker's first-offset field: its CRC fails and its count is not trusted.
+    damage(&seg, |b| b[last.marker_start + 32] ^= 0x40);
+    let (report, slots, payloads) = reopen(&dir, 256 << 10, total);
+    assert!(report.next_offset >= total, "{report:?}");
+    assert!(!report.corruptions.is_empty());
+    assert!(report.sealed_last_segment.is_some(), "{report:?}");
+    for o in 0..total as usize {
+        assert!(
+            matches!(slots[o], Seen::Present),
+            "offset {o}: {:?}",
+            slots[o]
+        );
+        assert_eq!(payloads[o].as_deref(), Some(&all[o][..]));
+    }
+    let next = report.next_offset;
+    let d = dir.clone();
+    run(move || async move {
+        let (log, _) = Log::open(&d, config(256 << 10)).await.unwrap();
+        let o = log.append(b"after", 1, 0).await.unwrap();
+        assert_eq!(o, next, "offsets after the damage are never reused");
+        log.commit(o).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (again, slots, _) = reopen(&dir, 256 << 10, next + 1);
+    assert_eq!(again.next_offset, next + 1, "{again:?}");
+    assert!(matches!(slots[next as usize], Seen::Present));
+}
