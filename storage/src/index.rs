@@ -2,7 +2,9 @@
 //! the scan that builds it from a segment's bytes.
 
 use crate::error::Corruption;
-use crate::scan::{batch_at, next_valid_batch, salvage_records, BatchAt, Damage, Fault, Limits};
+use crate::scan::{
+    batch_at, next_valid_batch_within, salvage_records, BatchAt, Damage, Fault, Limits,
+};
 
 /// Sparse (offset, position) pairs of batch starts, ascending in both.
 #[derive(Clone, Debug, Default)]
@@ -77,6 +79,10 @@ pub enum ScanEnd {
 /// Where a scan starts: a batch boundary, the offset and chain expected there.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanFrom {
+    /// How far after damage or an apparent end to look for a later valid
+    /// batch (bytes; `usize::MAX`: to the limit). Bounded only for the
+    /// active segment, whose unused rest may be large.
+    pub probe_bytes: usize,
     /// Position of the first batch to check.
     pub position: usize,
     /// Offset its first record must have.
@@ -178,6 +184,7 @@ pub fn scan_segment(
         mut position,
         mut next_offset,
         mut chain,
+        probe_bytes,
     } = from;
     let mut out = ScanOutcome {
         index: SparseIndex::default(),
@@ -211,7 +218,10 @@ pub fn scan_segment(
             },
             BatchAt::Damaged(damage) => damage,
         };
-        let Some(b) = next_valid_batch(&seg[..limit], position, next_offset, limits) else {
+        let search_end = position.saturating_add(probe_bytes);
+        let found =
+            next_valid_batch_within(&seg[..limit], position, next_offset, search_end, limits);
+        let Some(b) = found else {
             let window_end = limit.min(position + limits.batch_bytes_max);
             let stray = seg[position..window_end].iter().any(|x| *x != 0);
             if damage.fault == Fault::Zero && damage.position == position && !stray {

@@ -6,8 +6,11 @@
 //! a batch, and only then does [`Log::commit`] resolve. Reads are zero-copy
 //! slices of read-only memory maps, each record's CRC checked before it is
 //! served. Recovery on open starts at the last checkpoint, cuts a torn tail
-//! and reports damage inside the durable part. The byte format and the crash
-//! analysis are in `docs/storage.md`.
+//! (proven never acknowledged), reports damage inside the durable part and
+//! resynchronises past it, never deletes a file that may hold committed data
+//! (a file proven empty is moved into `quarantine/`), and [`repair`] records
+//! damage an operator accepts. The byte format, the recovery rules and the
+//! crash analysis are in `docs/storage.md`.
 
 /// Runs its statements only in builds with the test-only `failpoints` feature.
 macro_rules! journal {

@@ -100,6 +100,7 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
             position: SEGMENT_HEADER_BYTES,
             next_offset: seg.base_offset,
             chain: lazy.prev_chain,
+            probe_bytes: usize::MAX,
         },
         lazy.until_position,
         st.limits,
@@ -152,6 +153,8 @@ fn found_damage(st: &mut State, i: usize, position: usize, offset: u64, what: &s
         what: what.into(),
     };
     if covering(st, offset).is_none() {
+        tracing::error!(dir = %st.dir.display(), file = %st.segments[i].path.display(),
+            position, offset, what, "damaged committed record found on read: reported, not served");
         st.corruptions.push(c.clone());
     }
     c

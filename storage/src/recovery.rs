@@ -4,11 +4,12 @@
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::config::LogConfig;
 use crate::error::{Corruption, LogError};
+use crate::frame::HEADER_SIZE_BYTES;
 use crate::index::{record_loss, scan_segment, ScanEnd, ScanFrom, SparseIndex};
 use crate::log::{create_segment, map_segment, os_error, LazyRange, SegmentEntry, State};
 use crate::marker::{align_up, CHAIN_GENESIS};
 use crate::repair::QUARANTINE_DIR;
-use crate::scan::{classify_tail, next_valid_batch, Limits, TailVerdict};
+use crate::scan::{classify_tail, next_valid_batch, Limits, TailVerdict, TAIL_PROBE_BATCHES};
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use glommio::io::{DmaFile, OpenOptions};
 use memmap2::Mmap;
@@ -154,10 +155,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
 }
 
 /// Opens every segment file. A file whose header fails its check or which is
-/// shorter than the segment size is kept (its batches are read by content)
-/// unless every byte after its header block is zero: then it provably holds
-/// no committed batch (a crash interrupted its creation, see
-/// docs/storage.md §7.2) and is moved into quarantine.
+/// shorter than the segment size is kept (its batches are read by content),
+/// except at the end of the log when every byte after its header block is
+/// zero: then it provably holds no committed batch (a crash interrupted its
+/// creation, see docs/storage.md §7.1) and is moved into quarantine. (Such a
+/// file in the middle stays in place: the offsets it should hold are reported
+/// missing, and reads say `Unreadable`, not `Gone`.)
 async fn open_segments(
     dir: &Path,
     bases: Vec<u64>,
@@ -165,82 +168,129 @@ async fn open_segments(
     limits: Limits,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Found>, LogError> {
-    let segment_size = config.segment_size_bytes;
-    let mut found: Vec<Found> = vec![];
+    let mut found: Vec<(Found, u64, bool)> = vec![];
     for base in bases {
-        let path = segment::path(dir, base);
-        // Writable: if the last file is set aside, the one before becomes active.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&path)
-            .await
-            .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;
-        let size = file
-            .file_size()
-            .await
-            .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
-        let map_len = size.min(segment_size);
-        // Random access: a plain fault reads ahead up to the device's
-        // read_ahead_kb (8 MiB on the development VM), which made each
-        // header cost 4-15 ms on a cold open.
-        let map = (map_len > SEGMENT_HEADER_BYTES as u64)
-            .then(|| map_segment(&file, map_len, &path, true))
-            .transpose()?;
-        let header = map
-            .as_ref()
-            .and_then(|m| SegmentHeader::decode(m))
-            .filter(|h| h.base_offset == base);
-        if let Some(h) = &header {
-            if h.segment_size_bytes != segment_size {
-                return Err(LogError::Config(format!(
-                    "{} has segment size {} but the log is configured for {segment_size}",
-                    path.display(),
-                    h.segment_size_bytes
-                )));
-            }
-        }
-        let short = size < segment_size;
-        let body_written = map
-            .as_ref()
-            .is_some_and(|m| m[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0));
-        let (Some(map), true) = (map, body_written || (header.is_some() && !short)) else {
-            let _ = file.close().await;
-            let why = format!(
-                "segment file of {size} bytes (expected {segment_size}) with {} header and no byte \
-                 written after its header block: no committed batch (a crash interrupted its creation)",
-                if header.is_some() { "a valid" } else { "a damaged or missing" }
-            );
-            let q = quarantine(dir, &path, &why).await?;
-            report.removed_files.push(path);
-            report.quarantined.push(q);
-            continue;
-        };
-        if header.is_none() {
-            tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
-                "segment header fails its check: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
-            report.damaged_headers.push(path.clone());
-        }
-        if short {
-            tracing::warn!(dir = %dir.display(), file = %path.display(), size_bytes = size, expected_bytes = segment_size,
-                "segment file is short: kept, readable up to its end, closed to writes");
-            report.short_segments.push(path.clone());
-        }
-        let start_chain = match &header {
-            Some(h) => Some(h.prev_chain),
-            None => next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain),
-        };
-        found.push(Found {
-            base,
-            path,
-            file,
-            map: Rc::new(map),
-            sealed: header.is_none() || short,
-            header,
-            start_chain,
-        });
+        found.push(open_segment(dir, base, config, limits).await?);
     }
-    Ok(found)
+    // Bounded by the number of files.
+    while found.last().is_some_and(|(f, _, empty)| f.sealed && *empty) {
+        let (f, size, _) = found.pop().expect("checked");
+        let _ = f.file.close().await;
+        let why = format!(
+            "segment file of {size} bytes (expected {}) with {} header and no byte written after its \
+             header block: no committed batch (a crash interrupted its creation)",
+            config.segment_size_bytes,
+            if f.header.is_some() { "a valid" } else { "a damaged or missing" }
+        );
+        let q = quarantine(dir, &f.path, &why).await?;
+        report.removed_files.push(f.path);
+        report.quarantined.push(q);
+    }
+    report.removed_files.reverse();
+    report.quarantined.reverse();
+    let mut out = vec![];
+    for (f, size, _) in found {
+        let sizes = (size, config.segment_size_bytes);
+        report_damaged_file(dir, &f.path, &f.map, f.header.is_some(), sizes, report);
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Opens and maps one segment file; also says its size and whether nothing
+/// was ever written after its header block.
+async fn open_segment(
+    dir: &Path,
+    base: u64,
+    config: &LogConfig,
+    limits: Limits,
+) -> Result<(Found, u64, bool), LogError> {
+    let segment_size = config.segment_size_bytes;
+    let path = segment::path(dir, base);
+    // Writable: if the last file is set aside, the one before becomes active.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| LogError::io("open segment", &path, os_error(e)))?;
+    let size = file
+        .file_size()
+        .await
+        .map_err(|e| LogError::io("stat segment", &path, os_error(e)))?;
+    let map_len = size.min(segment_size);
+    // Random access: a plain fault reads ahead up to the device's
+    // read_ahead_kb (8 MiB on the development VM), which made each header
+    // cost 4-15 ms on a cold open. A file too small to hold a batch reads as
+    // one block of zeros (nothing written).
+    let map = if map_len > SEGMENT_HEADER_BYTES as u64 {
+        map_segment(&file, map_len, &path, true)?
+    } else {
+        memmap2::MmapMut::map_anon(SEGMENT_HEADER_BYTES)
+            .and_then(|m| m.make_read_only())
+            .map_err(|e| LogError::io("map an empty segment", &path, e))?
+    };
+    let header = (map_len > SEGMENT_HEADER_BYTES as u64)
+        .then(|| SegmentHeader::decode(&map))
+        .flatten()
+        .filter(|h| h.base_offset == base);
+    if let Some(h) = &header {
+        if h.segment_size_bytes != segment_size {
+            return Err(LogError::Config(format!(
+                "{} has segment size {} but the log is configured for {segment_size}",
+                path.display(),
+                h.segment_size_bytes
+            )));
+        }
+    }
+    let sealed = header.is_none() || size < segment_size;
+    // Read the whole body only for a damaged file (rare): a sound one is never set aside.
+    let empty = sealed && !map[SEGMENT_HEADER_BYTES..].iter().any(|b| *b != 0);
+    let start_chain = match &header {
+        Some(h) => Some(h.prev_chain),
+        None => {
+            next_valid_batch(&map, SEGMENT_HEADER_BYTES - 1, base, limits).map(|b| b.prev_chain)
+        }
+    };
+    let found = Found {
+        base,
+        path,
+        file,
+        map: Rc::new(map),
+        sealed,
+        header,
+        start_chain,
+    };
+    Ok((found, size, empty))
+}
+
+/// Reports (WARN and the recovery report) a kept segment whose header block
+/// is damaged or which is short.
+fn report_damaged_file(
+    dir: &Path,
+    path: &Path,
+    map: &[u8],
+    header_ok: bool,
+    (size, segment_size): (u64, u64),
+    report: &mut RecoveryReport,
+) {
+    // Bytes 60..4096 of the header block are zero by format; the CRC does
+    // not cover them, so a damaged byte there is found only by looking.
+    let padding_damaged = header_ok
+        && map
+            .get(60..SEGMENT_HEADER_BYTES)
+            .is_some_and(|p| p.iter().any(|b| *b != 0));
+    if !header_ok || padding_damaged {
+        tracing::warn!(dir = %dir.display(), file = %path.display(), position = 0,
+            padding_only = padding_damaged,
+            "segment header block damaged: kept, its records read by content (each batch checked by CRCs, offsets and marker)");
+        report.damaged_headers.push(path.to_path_buf());
+    }
+    if size < segment_size {
+        tracing::warn!(dir = %dir.display(), file = %path.display(), size_bytes = size, expected_bytes = segment_size,
+            "segment file is short: kept, readable up to its end, closed to writes");
+        report.short_segments.push(path.to_path_buf());
+    }
 }
 
 /// Moves a file that holds no committed data into `<dir>/quarantine/` with a
@@ -248,11 +298,19 @@ async fn open_segments(
 async fn quarantine(dir: &Path, path: &Path, why: &str) -> Result<Quarantined, LogError> {
     let qdir = dir.join(QUARANTINE_DIR);
     std::fs::create_dir_all(&qdir).map_err(|e| LogError::io("create quarantine", &qdir, e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     // Bounded: a free name is found within as many tries as files quarantined before.
     let mut n = 0u32;
     let (to, report) = loop {
-        let stem = if n == 0 { name.clone() } else { format!("{name}.{n}") };
+        let stem = if n == 0 {
+            name.clone()
+        } else {
+            format!("{name}.{n}")
+        };
         let to = qdir.join(&stem);
         let report = qdir.join(format!("{stem}.report.txt"));
         if !to.exists() && !report.exists() {
@@ -272,7 +330,8 @@ async fn quarantine(dir: &Path, path: &Path, why: &str) -> Result<Quarantined, L
         path.display(),
         to.display()
     );
-    let mut f = std::fs::File::create(&report).map_err(|e| LogError::io("create quarantine report", &report, e))?;
+    let mut f = std::fs::File::create(&report)
+        .map_err(|e| LogError::io("create quarantine report", &report, e))?;
     std::io::Write::write_all(&mut f, text.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| LogError::io("write quarantine report", &report, e))?;
@@ -313,6 +372,50 @@ fn checkpoint_start(cp: &Checkpoint, found: &[Found], segment_size: u64) -> Resu
     Ok(i)
 }
 
+/// A directory without segments: the first one is created.
+async fn fresh_log(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(), LogError> {
+    let dir = st.dir.clone();
+    if let Some(cp) = checkpoint.filter(|c| c.next_offset > 0) {
+        return Err(LogError::Unrecoverable {
+            path: dir,
+            what: format!(
+                "checkpoint at offset {} but no segment files",
+                cp.next_offset
+            ),
+        });
+    }
+    // Offsets never go back: after a quarantined (empty) segment, the log
+    // starts at its base.
+    let base = report
+        .removed_files
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().and_then(segment::parse_file_name))
+        .min()
+        .unwrap_or(0);
+    let segment_size = st.config.segment_size_bytes;
+    let (file, map) = create_segment(&dir, base, segment_size, CHAIN_GENESIS).await?;
+    st.segments.push(SegmentEntry {
+        base_offset: base,
+        path: segment::path(&dir, base),
+        map: Rc::new(map),
+        index: SparseIndex::default(),
+        lazy: None,
+    });
+    st.active_file = Some(Rc::new(file));
+    st.next_offset = base;
+    st.durable_offset = base;
+    st.flush_wanted_offset = base;
+    st.start_offset = base;
+    report.segments = 1;
+    report.start_offset = base;
+    report.next_offset = base;
+    Ok(())
+}
+
 /// Where the scan stands between segments.
 struct Cursor {
     position: usize,
@@ -320,6 +423,8 @@ struct Cursor {
     /// segment's base tells where the offsets go on.
     offset: Option<u64>,
     chain: [u8; 32],
+    /// Close the segment to writes (its end is not known for sure).
+    seal: bool,
 }
 
 /// Opening happens before the log serves anyone, so the few blocking calls
@@ -340,6 +445,8 @@ pub(crate) async fn recover(
 
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     if tmp.exists() {
+        // A checkpoint write a crash interrupted; it holds no log data.
+        tracing::info!(dir = %dir.display(), file = %tmp.display(), "removing an unfinished checkpoint write");
         std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
         journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
             path: tmp.clone()
@@ -350,31 +457,16 @@ pub(crate) async fn recover(
     let found = open_segments(dir, bases, &config, st.limits, &mut report).await?;
 
     if found.is_empty() {
-        if let Some(cp) = checkpoint.as_ref().filter(|c| c.next_offset > 0) {
-            return Err(LogError::Unrecoverable {
-                path: dir.to_path_buf(),
-                what: format!(
-                    "checkpoint at offset {} but no segment files",
-                    cp.next_offset
-                ),
-            });
-        }
-        let (file, map) = create_segment(dir, 0, segment_size, CHAIN_GENESIS).await?;
-        st.segments.push(SegmentEntry {
-            base_offset: 0,
-            path: segment::path(dir, 0),
-            map: Rc::new(map),
-            index: SparseIndex::default(),
-            lazy: None,
-        });
-        st.active_file = Some(Rc::new(file));
-        report.segments = 1;
+        fresh_log(&mut st, &mut report, checkpoint.as_ref()).await?;
         report.checkpoint_rejected = rejected;
         report.elapsed = started.elapsed();
         return Ok((st, report));
     }
 
-    let start_idx = match checkpoint.as_ref().map(|cp| checkpoint_start(cp, &found, segment_size)) {
+    let start_idx = match checkpoint
+        .as_ref()
+        .map(|cp| checkpoint_start(cp, &found, segment_size))
+    {
         Some(Ok(i)) => Some(i),
         Some(Err(why)) => {
             rejected = Some(why);
@@ -388,15 +480,34 @@ pub(crate) async fn recover(
         position: SEGMENT_HEADER_BYTES,
         offset: Some(found[0].base),
         chain: found[0].start_chain.unwrap_or(CHAIN_GENESIS),
+        seal: false,
     };
     let n = found.len();
     let mut sealed_last = false;
     for (i, f) in found.into_iter().enumerate() {
         let last = i + 1 == n;
         sealed_last = last && f.sealed;
-        scan_one(&mut st, &mut report, f, i, last, start_idx, checkpoint.as_ref(), &mut cursor).await?;
+        cursor.seal = false;
+        scan_one(
+            &mut st,
+            &mut report,
+            f,
+            i,
+            last,
+            start_idx,
+            checkpoint.as_ref(),
+            &mut cursor,
+        )
+        .await?;
     }
-    finish(&mut st, &mut report, cursor, sealed_last, checkpoint, start_idx.is_some());
+    finish(
+        &mut st,
+        &mut report,
+        cursor,
+        sealed_last,
+        checkpoint,
+        start_idx.is_some(),
+    );
     if let Some(why) = &rejected {
         tracing::warn!(dir = %dir.display(), file = %dir.join(CHECKPOINT_FILE).display(), why = %why,
             "checkpoint not used: scanned every segment; a new checkpoint is written after recovery");
@@ -407,6 +518,21 @@ pub(crate) async fn recover(
     Ok((st, report))
 }
 
+/// Starts the scan at the checkpoint; the part of its segment before it is
+/// indexed on first read.
+fn start_at_checkpoint(cp: &Checkpoint, f: &Found, entry: &mut SegmentEntry, cursor: &mut Cursor) {
+    cursor.position = cp.position as usize;
+    cursor.offset = Some(cp.next_offset);
+    cursor.chain = cp.chain;
+    if cursor.position > SEGMENT_HEADER_BYTES {
+        entry.lazy = Some(LazyRange {
+            until_position: cursor.position,
+            until_offset: cp.next_offset,
+            prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
+        });
+    }
+}
+
 /// Checks that segment `f` continues where the previous one ended.
 fn link_segment(st: &mut State, f: &Found, i: usize, cursor: &mut Cursor) -> Result<(), LogError> {
     let base = f.base;
@@ -414,7 +540,12 @@ fn link_segment(st: &mut State, f: &Found, i: usize, cursor: &mut Cursor) -> Res
     match cursor.offset {
         None => {
             // After a damaged last batch of the previous segment.
-            if let Some(c) = st.corruptions.iter_mut().rev().find(|c| c.end_offset == u64::MAX) {
+            if let Some(c) = st
+                .corruptions
+                .iter_mut()
+                .rev()
+                .find(|c| c.end_offset == u64::MAX)
+            {
                 c.end_offset = base.max(c.first_offset);
             }
         }
@@ -489,16 +620,7 @@ async fn scan_one(
         return Ok(());
     }
     if let (Some(cp), true) = (checkpoint, i == start && start_idx.is_some()) {
-        cursor.position = cp.position as usize;
-        cursor.offset = Some(cp.next_offset);
-        cursor.chain = cp.chain;
-        if cursor.position > SEGMENT_HEADER_BYTES {
-            entry.lazy = Some(LazyRange {
-                until_position: cursor.position,
-                until_offset: cp.next_offset,
-                prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
-            });
-        }
+        start_at_checkpoint(cp, &f, &mut entry, cursor);
     } else {
         link_segment(st, &f, i, cursor)?;
     }
@@ -506,7 +628,8 @@ async fn scan_one(
     let offset = cursor.offset.expect("linked");
     let scan_from = cursor.position;
     if last {
-        // The unused rest of the active segment is read once, in order.
+        // Read-ahead for the probe past the end (prewritten zeros are real
+        // reads; one by one they cost ~100 ms per open). Dropped after.
         let _ = entry.map.advise(memmap2::Advice::Sequential);
     }
     let out = scan_segment(
@@ -516,6 +639,11 @@ async fn scan_one(
             position: cursor.position,
             next_offset: offset,
             chain: cursor.chain,
+            probe_bytes: if last {
+                TAIL_PROBE_BATCHES * limits.batch_bytes_max
+            } else {
+                usize::MAX
+            },
         },
         map_len,
         limits,
@@ -524,13 +652,75 @@ async fn scan_one(
     if last {
         let _ = entry.map.advise(memmap2::Advice::Random);
     }
+    let probe_end = entry.map.len();
     report.records_scanned += out.records;
     report.batches_scanned += out.batches;
     entry.index.prepend(out.index);
     st.corruptions.extend(out.corruptions);
-    match out.end {
-        ScanEnd::Clean { position, next_offset, chain } => {
-            *cursor = Cursor { position, offset: Some(next_offset), chain };
+    scan_end(st, report, &f, &mut entry, out.end, last, cursor).await?;
+    if last {
+        drop_cached_tail(&entry.map, &f.file, cursor.position, probe_end);
+    }
+    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
+    st.segments.push(entry);
+    if last {
+        st.active_file = Some(Rc::new(f.file));
+    } else {
+        let _ = f.file.close().await;
+    }
+    Ok(())
+}
+
+/// Drops the page-cache pages the scan read beyond the end of the active
+/// segment's data, so that, as before the scan, no block an O_DIRECT batch
+/// write will fill has a cached copy (the kernel invalidates those after a
+/// direct write anyway; this keeps the invariant in docs/storage.md without
+/// relying on it). The pages are clean: never written through the map.
+fn drop_cached_tail(map: &Mmap, file: &DmaFile, from: usize, to: usize) {
+    let page = 4096;
+    let from = from.div_ceil(page) * page;
+    if from >= to {
+        return;
+    }
+    // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only drops
+    // page-table entries; a later access faults the page in again from the
+    // file, so no reference into the map is invalidated.
+    let _ =
+        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
+    // SAFETY: posix_fadvise on a descriptor we own; advisory only.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        );
+    }
+}
+
+/// Where the scan of one segment ended decides where the next one starts.
+async fn scan_end(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    f: &Found,
+    entry: &mut SegmentEntry,
+    end: ScanEnd,
+    last: bool,
+    cursor: &mut Cursor,
+) -> Result<(), LogError> {
+    let (limits, map_len) = (st.limits, entry.map.len());
+    match end {
+        ScanEnd::Clean {
+            position,
+            next_offset,
+            chain,
+        } => {
+            *cursor = Cursor {
+                position,
+                offset: Some(next_offset),
+                chain,
+                seal: false,
+            };
         }
         ScanEnd::DamagedTail { damage, .. } if !last => {
             // A later segment exists, so this batch was durable before the roll.
@@ -547,16 +737,23 @@ async fn scan_one(
             );
             cursor.offset = None;
         }
-        ScanEnd::DamagedTail { batch_start, batch_first_offset, chain, damage } => {
-            damaged_tail(st, report, &f, &mut entry, (batch_start, batch_first_offset, chain), damage, cursor).await?;
+        ScanEnd::DamagedTail {
+            batch_start,
+            batch_first_offset,
+            chain,
+            damage,
+        } => {
+            damaged_tail(
+                st,
+                report,
+                f,
+                entry,
+                (batch_start, batch_first_offset, chain),
+                damage,
+                cursor,
+            )
+            .await?;
         }
-    }
-    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
-    st.segments.push(entry);
-    if last {
-        st.active_file = Some(Rc::new(f.file));
-    } else {
-        let _ = f.file.close().await;
     }
     Ok(())
 }
@@ -597,9 +794,14 @@ async fn damaged_tail(
                 position: batch_start,
                 offset: Some(batch_first_offset),
                 chain,
+                seal: false,
             };
         }
-        TailVerdict::Corrupt { record_count: Some(k), end: Some(e), chain: claimed } => {
+        TailVerdict::Corrupt {
+            record_count: Some(k),
+            end: Some(e),
+            chain: claimed,
+        } => {
             entry.index.force(batch_first_offset, batch_start);
             record_loss(
                 &mut entry.index,
@@ -616,16 +818,41 @@ async fn damaged_tail(
                 position: e,
                 offset: Some(batch_first_offset + k as u64),
                 chain: claimed.unwrap_or(CHAIN_GENESIS),
+                seal: false,
             };
         }
         TailVerdict::Corrupt { .. } => {
-            return Err(LogError::Unrecoverable {
-                path: f.path.clone(),
-                what: format!(
-                    "the last batch at position {batch_start} is damaged ({:?}) and its extent cannot be read",
+            // The marker no longer says how many records the batch holds.
+            // Never reuse an offset a committed record may have had: go on
+            // past the most records its bytes could hold, in a new segment.
+            let window_end = map_len.min(batch_start + limits.batch_bytes_max);
+            let last_nonzero = entry.map[batch_start..window_end]
+                .iter()
+                .rposition(|b| *b != 0)
+                .unwrap_or(0);
+            let e = align_up(batch_start + last_nonzero + 1);
+            let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
+            entry.index.force(batch_first_offset, batch_start);
+            record_loss(
+                &mut entry.index,
+                &mut st.corruptions,
+                &entry.map,
+                f.base,
+                damage.position,
+                e,
+                (damage.offset, upper),
+                &format!(
+                    "{:?} in the last committed batch; its marker is damaged, so offsets up to the most it could hold are reported",
                     damage.fault
                 ),
-            })
+                limits,
+            );
+            *cursor = Cursor {
+                position: e,
+                offset: Some(upper),
+                chain,
+                seal: true,
+            };
         }
     }
     Ok(())
@@ -657,9 +884,11 @@ fn finish(
             }
         }
     }
-    let offset = cursor.offset.expect("the last segment's scan ends at a known offset");
+    let offset = cursor
+        .offset
+        .expect("the last segment's scan ends at a known offset");
     st.write_position = cursor.position;
-    if sealed_last {
+    if sealed_last || cursor.seal {
         // Never write into a segment whose header is damaged or which is
         // short: the next batch rolls to a new segment.
         st.write_position = st.config.segment_size_bytes as usize;

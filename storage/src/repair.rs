@@ -136,8 +136,8 @@ async fn repair_open_log(log: &Log, recovery: RecoveryReport) -> Result<RepairRe
 
 impl Log {
     /// True when the operator accepted this damaged range with [`repair`]
-    /// (the accepted file is read at open): the range lies inside one the
-    /// operator accepted, in the same segment.
+    /// (the accepted file is read at open): its offsets lie inside a range
+    /// the operator accepted.
     pub fn is_damage_accepted(&self, c: &Corruption) -> bool {
         self.state.borrow().accepted.iter().any(|a| covers(a, c))
     }
@@ -183,10 +183,11 @@ impl Log {
     }
 }
 
-/// True when `a` (accepted) contains `c` in the same segment.
+/// True when `a` (accepted) contains the offsets of `c`. Offsets alone decide:
+/// the same loss may be reported against the next segment by a full scan and
+/// against its own by a lazy one.
 fn covers(a: &Corruption, c: &Corruption) -> bool {
-    a.segment_base == c.segment_base
-        && a.first_offset <= c.first_offset
+    a.first_offset <= c.first_offset
         && c.end_offset <= a.end_offset.max(a.first_offset)
         && (c.first_offset < a.end_offset || c.first_offset == c.end_offset)
 }
@@ -335,8 +336,8 @@ mod tests {
         assert!(covers(&a, &c));
         c.end_offset = 21;
         assert!(!covers(&a, &c));
-        c.segment_base = 5;
-        c.end_offset = 15;
+        c.first_offset = 5;
+        c.end_offset = 9;
         assert!(!covers(&a, &c));
     }
 }

@@ -195,9 +195,17 @@ async fn one_case(pristine: &Path, all: &[Vec<u8>], dir: &Path, rng: &mut Rng, t
     let mut lost = 0u64;
     for o in 0..total {
         match log.read(o) {
-            Slot::Present(r) => assert_eq!(r.payload(), &all[o as usize][..], "{what}: offset {o} served wrong bytes"),
-            Slot::Unreadable(c) => assert!(c.first_offset <= o && o < c.end_offset, "{what}: {c:?}"),
-            Slot::Empty | Slot::Gone => lost += 1,
+            Slot::Present(r) => assert_eq!(
+                r.payload(),
+                &all[o as usize][..],
+                "{what}: offset {o} served wrong bytes"
+            ),
+            Slot::Unreadable(c) => {
+                assert!(c.first_offset <= o && o < c.end_offset, "{what}: {c:?}")
+            }
+            Slot::Empty => lost += 1,
+            // Retention never ran: damage must not pass for it.
+            Slot::Gone => panic!("{what}: offset {o} reads as dropped by retention: {report:?}"),
         }
     }
     // The iterator agrees, one slot per offset.
@@ -233,7 +241,8 @@ async fn one_case(pristine: &Path, all: &[Vec<u8>], dir: &Path, rng: &mut Rng, t
 }
 
 #[test]
-fn given_seeded_random_damage_when_reopened_then_reported_or_nothing_lost_and_nothing_damaged_served() {
+fn given_seeded_random_damage_when_reopened_then_reported_or_nothing_lost_and_nothing_damaged_served(
+) {
     let cases: usize = std::env::var("GONETS_DAMAGE_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

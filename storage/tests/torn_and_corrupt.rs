@@ -399,13 +399,18 @@ fn damaged_older_header(clean: bool) {
     assert_eq!(report.damaged_headers, vec![files[1].clone()], "{report:?}");
     assert!(report.corruptions.is_empty(), "{report:?}");
     for o in 0..total as usize {
-        assert!(matches!(slots[o], Seen::Present), "offset {o}: {:?}", slots[o]);
+        assert!(
+            matches!(slots[o], Seen::Present),
+            "offset {o}: {:?}",
+            slots[o]
+        );
         assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "offset {o}");
     }
 }
 
 #[test]
-fn given_damaged_header_of_older_segment_after_crash_when_reopened_then_reported_and_records_read() {
+fn given_damaged_header_of_older_segment_after_crash_when_reopened_then_reported_and_records_read()
+{
     damaged_older_header(false);
 }
 
@@ -425,13 +430,23 @@ fn last_segment_case(f: impl FnOnce(&Path)) -> RecoveryReport {
     let files = segment_files(&dir);
     assert!(files.len() >= 2);
     let last = files.last().unwrap().clone();
-    assert!(!batches_of(&last).is_empty(), "the last segment holds batches");
+    assert!(
+        !batches_of(&last).is_empty(),
+        "the last segment holds batches"
+    );
     f(&last);
     let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
     assert!(last.exists(), "the last segment was removed: {report:?}");
-    assert_eq!(report.next_offset, total, "acknowledged records lost: {report:?}");
+    assert_eq!(
+        report.next_offset, total,
+        "acknowledged records lost: {report:?}"
+    );
     for o in 0..total as usize {
-        assert!(matches!(slots[o], Seen::Present), "offset {o}: {:?}", slots[o]);
+        assert!(
+            matches!(slots[o], Seen::Present),
+            "offset {o}: {:?}",
+            slots[o]
+        );
         assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "offset {o}");
     }
     // The log goes on: append after the damaged segment and read everything back.
@@ -445,7 +460,10 @@ fn last_segment_case(f: impl FnOnce(&Path)) -> RecoveryReport {
     });
     let (again, slots, _) = reopen(&dir, 64 << 10, total + 1);
     assert_eq!(again.next_offset, total + 1, "{again:?}");
-    assert!(slots.iter().all(|s| matches!(s, Seen::Present)), "{slots:?}");
+    assert!(
+        slots.iter().all(|s| matches!(s, Seen::Present)),
+        "{slots:?}"
+    );
     report
 }
 
@@ -477,7 +495,8 @@ fn given_last_4k_of_last_segment_trimmed_when_reopened_then_nothing_lost_and_fil
 }
 
 #[test]
-fn given_interrupted_roll_left_an_empty_segment_when_reopened_then_moved_to_quarantine_with_report() {
+fn given_interrupted_roll_left_an_empty_segment_when_reopened_then_moved_to_quarantine_with_report()
+{
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let all = build(&dir, 64 << 10, &[(3, 500)], false);
@@ -525,7 +544,10 @@ fn iterate(dir: &Path, segment_size: u64) -> Vec<(u64, Option<Vec<u8>>)> {
                     out.push((r.offset(), Some(r.payload().to_vec())));
                 }
                 Slot::Unreadable(c) => {
-                    assert!(c.first_offset <= i as u64 && (i as u64) < c.end_offset, "{c:?} at {i}");
+                    assert!(
+                        c.first_offset <= i as u64 && (i as u64) < c.end_offset,
+                        "{c:?} at {i}"
+                    );
                     out.push((i as u64, None));
                 }
                 other => panic!("offset {i}: {other:?}"),
@@ -538,10 +560,16 @@ fn iterate(dir: &Path, segment_size: u64) -> Vec<(u64, Option<Vec<u8>>)> {
 
 /// Zeroes `[from, to)` of segment `victim` of a log and checks that exactly the
 /// records whose bytes lie there are unreadable, by read and by iteration.
-fn zeroed_range_case(clean: bool, victim_index: usize, range: impl Fn(&[BatchInfo]) -> (usize, usize)) -> RecoveryReport {
+fn zeroed_range_case(
+    clean: bool,
+    victim_index: usize,
+    range: impl Fn(&[BatchInfo]) -> (usize, usize),
+) -> RecoveryReport {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let batches: Vec<(usize, usize)> = (0..150).map(|i| (1 + i % 3, 300 + (i * 53) % 900)).collect();
+    let batches: Vec<(usize, usize)> = (0..150)
+        .map(|i| (1 + i % 3, 300 + (i * 53) % 900))
+        .collect();
     let all = build(&dir, 256 << 10, &batches, clean);
     let total = all.len() as u64;
     let files = segment_files(&dir);
@@ -557,9 +585,18 @@ fn zeroed_range_case(clean: bool, victim_index: usize, range: impl Fn(&[BatchInf
     assert!(report.torn_tail.is_none(), "{report:?}");
     for o in 0..total as usize {
         if lost.contains(&(o as u64)) {
-            assert!(matches!(slots[o], Seen::Unreadable(_)), "lost offset {o}: {:?}", slots[o]);
+            assert!(
+                matches!(slots[o], Seen::Unreadable(_)),
+                "lost offset {o}: {:?}",
+                slots[o]
+            );
         } else {
-            assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "intact offset {o}: {:?}", slots[o]);
+            assert_eq!(
+                payloads[o].as_deref(),
+                Some(&all[o][..]),
+                "intact offset {o}: {:?}",
+                slots[o]
+            );
         }
     }
     let seen = iterate(&dir, 256 << 10);
@@ -574,18 +611,23 @@ fn zeroed_range_case(clean: bool, victim_index: usize, range: impl Fn(&[BatchInf
 }
 
 #[test]
-fn given_64k_zeroed_in_checkpointed_old_segment_when_read_then_only_its_records_lost_and_later_ones_present() {
+fn given_64k_zeroed_in_checkpointed_old_segment_when_read_then_only_its_records_lost_and_later_ones_present(
+) {
     zeroed_range_case(true, 1, |l| (l[5].start, l[5].start + (64 << 10)));
 }
 
 #[test]
-fn given_64k_zeroed_mid_batch_in_old_segment_after_crash_when_reopened_then_only_its_records_lost() {
-    let report = zeroed_range_case(false, 1, |l| (l[4].start + 700, l[4].start + 700 + (64 << 10)));
+fn given_64k_zeroed_mid_batch_in_old_segment_after_crash_when_reopened_then_only_its_records_lost()
+{
+    let report = zeroed_range_case(false, 1, |l| {
+        (l[4].start + 700, l[4].start + 700 + (64 << 10))
+    });
     assert!(!report.corruptions.is_empty());
 }
 
 #[test]
-fn given_zeroed_batches_in_last_segment_followed_by_valid_ones_when_reopened_then_reported_not_taken_for_the_end() {
+fn given_zeroed_batches_in_last_segment_followed_by_valid_ones_when_reopened_then_reported_not_taken_for_the_end(
+) {
     let report = zeroed_range_case(false, usize::MAX, |l| (l[1].start, l[3].start));
     assert!(!report.corruptions.is_empty());
 }
@@ -611,10 +653,22 @@ fn given_bit_flip_in_one_record_of_a_batch_when_reopened_then_only_that_record_u
         if o as u64 == hit {
             assert!(matches!(slots[o], Seen::Unreadable(_)), "{:?}", slots[o]);
         } else {
-            assert_eq!(payloads[o].as_deref(), Some(&all[o][..]), "offset {o}: {:?}", slots[o]);
+            assert_eq!(
+                payloads[o].as_deref(),
+                Some(&all[o][..]),
+                "offset {o}: {:?}",
+                slots[o]
+            );
         }
     }
-    assert!(report.corruptions.iter().any(|c| c.first_offset == hit && c.end_offset == hit + 1), "{:?}", report.corruptions);
+    assert!(
+        report
+            .corruptions
+            .iter()
+            .any(|c| c.first_offset == hit && c.end_offset == hit + 1),
+        "{:?}",
+        report.corruptions
+    );
 }
 
 #[test]
@@ -628,12 +682,21 @@ fn given_torn_last_batch_whose_first_sector_is_zero_when_reopened_then_cut_and_r
     damage(&seg, |b| b[last.start..last.start + 512].fill(0));
     let (report, slots, _) = reopen(&dir, 256 << 10, all.len() as u64);
     assert_eq!(report.next_offset, last.first_offset);
-    assert_eq!(report.torn_tail.as_ref().map(|t| t.position), Some(last.start as u64), "{report:?}");
+    assert_eq!(
+        report.torn_tail.as_ref().map(|t| t.position),
+        Some(last.start as u64),
+        "{report:?}"
+    );
     assert!(report.bytes_cut > 0);
     assert!(report.corruptions.is_empty());
-    assert!(slots[..last.first_offset as usize].iter().all(|s| matches!(s, Seen::Present)));
+    assert!(slots[..last.first_offset as usize]
+        .iter()
+        .all(|s| matches!(s, Seen::Present)));
     let bytes = std::fs::read(&seg).unwrap();
-    assert!(bytes[last.start..last.end].iter().all(|b| *b == 0), "the stray bytes were cut");
+    assert!(
+        bytes[last.start..last.end].iter().all(|b| *b == 0),
+        "the stray bytes were cut"
+    );
 }
 
 /// Damages the checkpoint of a cleanly closed log with `f`.
@@ -652,7 +715,10 @@ fn damaged_checkpoint_case(f: impl FnOnce(&Path)) {
     }
     // Rewritten after recovery: the next open uses it again.
     let (again, _, _) = reopen(&dir, 64 << 10, all.len() as u64);
-    assert!(again.checkpoint_rejected.is_none() && again.from_checkpoint, "{again:?}");
+    assert!(
+        again.checkpoint_rejected.is_none() && again.from_checkpoint,
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -668,4 +734,102 @@ fn given_checkpoint_cut_short_when_reopened_then_reported_full_scan_and_rewritte
 #[test]
 fn given_zeroed_checkpoint_when_reopened_then_reported_full_scan_and_rewritten() {
     damaged_checkpoint_case(|p| damage(p, |b| b.fill(0)));
+}
+
+#[test]
+fn given_flipped_byte_in_header_block_padding_of_old_segment_when_reopened_then_reported_and_records_read(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 64 << 10, &vec![(2, 1500); 40], true);
+    let files = segment_files(&dir);
+    damage(&files[1], |b| b[2000] ^= 0x10);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, all.len() as u64);
+    assert_eq!(report.damaged_headers, vec![files[1].clone()], "{report:?}");
+    for o in 0..all.len() {
+        assert!(matches!(slots[o], Seen::Present));
+        assert_eq!(payloads[o].as_deref(), Some(&all[o][..]));
+    }
+}
+
+/// A whole segment file made empty (zeroed or cut to nothing) in the middle
+/// or at the start of the log: kept in place, its offsets reported and
+/// `Unreadable` (never `Gone`, which means retention), the rest intact.
+fn emptied_segment_case(victim_index: usize, f: impl FnOnce(&Path)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 64 << 10, &vec![(2, 1500); 40], false);
+    let total = all.len() as u64;
+    let files = segment_files(&dir);
+    let layout = batches_of(&files[victim_index]);
+    let (first, end) = (layout[0].first_offset, layout.last().unwrap().next_offset());
+    f(&files[victim_index]);
+    let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
+    assert!(files[victim_index].exists(), "{report:?}");
+    assert!(report.quarantined.is_empty(), "{report:?}");
+    assert_eq!(report.next_offset, total);
+    assert!(!report.corruptions.is_empty());
+    for o in 0..total {
+        if o >= first && o < end {
+            assert!(
+                matches!(slots[o as usize], Seen::Unreadable(_)),
+                "offset {o}: {:?}",
+                slots[o as usize]
+            );
+        } else {
+            assert_eq!(
+                payloads[o as usize].as_deref(),
+                Some(&all[o as usize][..]),
+                "offset {o}"
+            );
+        }
+    }
+}
+
+#[test]
+fn given_middle_segment_zeroed_entirely_when_reopened_then_kept_and_its_offsets_unreadable() {
+    emptied_segment_case(1, |p| damage(p, |b| b.fill(0)));
+}
+
+#[test]
+fn given_first_segment_cut_to_nothing_when_reopened_then_kept_and_its_offsets_unreadable_not_gone()
+{
+    emptied_segment_case(0, |p| damage(p, |b| b.clear()));
+}
+
+#[test]
+fn given_last_marker_damaged_beyond_reading_its_count_when_reopened_then_opens_reports_and_never_reuses_offsets(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let all = build(&dir, 256 << 10, &[(3, 300), (4, 700)], false);
+    let total = all.len() as u64;
+    let seg = segment_files(&dir).pop().unwrap();
+    let last = batches_of(&seg).pop().unwrap();
+    // The marker's first-offset field: its CRC fails and its count is not trusted.
+    damage(&seg, |b| b[last.marker_start + 32] ^= 0x40);
+    let (report, slots, payloads) = reopen(&dir, 256 << 10, total);
+    assert!(report.next_offset >= total, "{report:?}");
+    assert!(!report.corruptions.is_empty());
+    assert!(report.sealed_last_segment.is_some(), "{report:?}");
+    for o in 0..total as usize {
+        assert!(
+            matches!(slots[o], Seen::Present),
+            "offset {o}: {:?}",
+            slots[o]
+        );
+        assert_eq!(payloads[o].as_deref(), Some(&all[o][..]));
+    }
+    let next = report.next_offset;
+    let d = dir.clone();
+    run(move || async move {
+        let (log, _) = Log::open(&d, config(256 << 10)).await.unwrap();
+        let o = log.append(b"after", 1, 0).await.unwrap();
+        assert_eq!(o, next, "offsets after the damage are never reused");
+        log.commit(o).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (again, slots, _) = reopen(&dir, 256 << 10, next + 1);
+    assert_eq!(again.next_offset, next + 1, "{again:?}");
+    assert!(matches!(slots[next as usize], Seen::Present));
 }

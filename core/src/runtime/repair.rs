@@ -1,5 +1,5 @@
 //! `gonets repair`: sets damaged committed records aside so the hub starts
-//! and serves everything else (docs/storage.md §7.5).
+//! and serves everything else (docs/storage.md §7.4).
 //!
 //! Runs with the hub stopped (each log's `LOCK` refuses a second opener). For
 //! every shard's log and history log it runs the storage's repair: damaged

@@ -52,7 +52,7 @@ pub enum HubStartError {
     },
     /// Committed records in the replayed part of a shard's log are damaged.
     /// The hub does not start without them unless the operator accepts
-    /// their loss with `gonets repair` (docs/storage.md §7.5).
+    /// their loss with `gonets repair` (docs/storage.md §7.4).
     #[error(
         "shard {shard}: committed records at offsets {first_offset}..{end_offset} of the log in \
          {dir} are damaged ({what}); the hub will not start without them. To set the damage \

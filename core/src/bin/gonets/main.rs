@@ -5,7 +5,7 @@
 //!   exchanging realtime and bulk traffic for about 10 s, then a report.
 //! - `gonets certs dev [--dir DIR]`: a development CA, server and client certificates.
 //! - `gonets repair [DATA_DIR]`: set damaged committed records aside so the
-//!   hub starts and serves the rest (docs/storage.md §7.5).
+//!   hub starts and serves the rest (docs/storage.md §7.4).
 //! - `gonets status ID`, `gonets queues`: read a running hub.
 
 mod admin;
