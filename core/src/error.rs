@@ -30,6 +30,17 @@ pub enum HubError {
         /// Limit.
         size_bytes_max: u64,
     },
+    /// A text field (idempotency key, transaction code, refusal reason)
+    /// exceeds its bound (4,096 bytes).
+    #[error("{field} of {size_bytes} bytes exceeds the limit of {size_bytes_max} bytes")]
+    TextTooLarge {
+        /// The field, as named on the wire (`idempotency_key`, `transaction`, `reason`).
+        field: String,
+        /// Size sent.
+        size_bytes: u64,
+        /// Limit.
+        size_bytes_max: u64,
+    },
     /// The message is marked as a state secret: never processed (R10).
     #[error("state secrets are not processed")]
     StateSecret,

@@ -107,7 +107,7 @@ impl ErrorCode {
             HubError::NotAuthorized(_) => ErrorCode::NotAuthorized,
             HubError::UnknownDataKind(_) => ErrorCode::UnknownDataKind,
             HubError::InvalidFormat { .. } => ErrorCode::InvalidFormat,
-            HubError::TooLarge { .. } => ErrorCode::TooLarge,
+            HubError::TooLarge { .. } | HubError::TextTooLarge { .. } => ErrorCode::TooLarge,
             HubError::StateSecret => ErrorCode::StateSecret,
             HubError::QuotaExceeded => ErrorCode::QuotaExceeded,
             HubError::StorageFull => ErrorCode::StorageFull,
@@ -139,6 +139,15 @@ impl ErrorReply {
                 size_bytes,
                 size_bytes_max,
             } => {
+                details.size_bytes = Some(*size_bytes);
+                details.size_bytes_max = Some(*size_bytes_max);
+            }
+            HubError::TextTooLarge {
+                field,
+                size_bytes,
+                size_bytes_max,
+            } => {
+                details.field = Some(field.clone());
                 details.size_bytes = Some(*size_bytes);
                 details.size_bytes_max = Some(*size_bytes_max);
             }
@@ -231,9 +240,16 @@ impl ErrorReply {
                 path: self.details.path.clone().unwrap_or_default(),
                 reason: reason(),
             },
-            ErrorCode::TooLarge => HubError::TooLarge {
-                size_bytes: self.details.size_bytes.unwrap_or(0),
-                size_bytes_max: self.details.size_bytes_max.unwrap_or(0),
+            ErrorCode::TooLarge => match &self.details.field {
+                Some(field) => HubError::TextTooLarge {
+                    field: field.clone(),
+                    size_bytes: self.details.size_bytes.unwrap_or(0),
+                    size_bytes_max: self.details.size_bytes_max.unwrap_or(0),
+                },
+                None => HubError::TooLarge {
+                    size_bytes: self.details.size_bytes.unwrap_or(0),
+                    size_bytes_max: self.details.size_bytes_max.unwrap_or(0),
+                },
             },
             ErrorCode::StateSecret => HubError::StateSecret,
             ErrorCode::QuotaExceeded => HubError::QuotaExceeded,

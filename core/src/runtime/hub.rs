@@ -276,8 +276,16 @@ fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
 impl Hub {
     /// Starts every shard and returns once each has recovered its log.
     /// Blocks the calling thread meanwhile (do not call it on a reactor).
-    pub fn start(config: HubConfig) -> Result<Hub, HubStartError> {
+    pub fn start(mut config: HubConfig) -> Result<Hub, HubStartError> {
         config.validate()?;
+        // glommio opens directories through io_uring relative to no working
+        // directory: a relative data directory failed every history-index
+        // job ("Bad file descriptor") while the logs, opened by path, worked.
+        config.data_dir =
+            std::path::absolute(&config.data_dir).map_err(|source| HubStartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
         prepare_data_dir(&config)?;
         let n = config.shards;
         let mut inboxes = Vec::with_capacity(usize::from(n));

@@ -870,10 +870,7 @@ impl Shard {
                         code.as_str()
                     )))
                 } else if reason.len() > crate::record::TEXT_BYTES_MAX {
-                    Err(HubError::TooLarge {
-                        size_bytes: reason.len() as u64,
-                        size_bytes_max: crate::record::TEXT_BYTES_MAX as u64,
-                    })
+                    Err(text_too_large("reason", reason.len()))
                 } else {
                     self.answer(
                         token,
@@ -946,12 +943,16 @@ impl Shard {
                 size_bytes_max: u64::from(kind.payload_bytes_max),
             });
         }
-        for text in [&r.idempotency_key, &r.transaction].into_iter().flatten() {
-            if text.len() > crate::record::TEXT_BYTES_MAX {
-                return Err(HubError::TooLarge {
-                    size_bytes: text.len() as u64,
-                    size_bytes_max: crate::record::TEXT_BYTES_MAX as u64,
-                });
+        let texts = [
+            ("idempotency_key", &r.idempotency_key),
+            ("transaction", &r.transaction),
+        ];
+        for (field, text) in texts {
+            if let Some(text) = text
+                .as_ref()
+                .filter(|t| t.len() > crate::record::TEXT_BYTES_MAX)
+            {
+                return Err(text_too_large(field, text.len()));
             }
         }
         let queue = QueueId::Requests(r.kind.clone());
@@ -1966,5 +1967,14 @@ impl Shard {
                 self.out.push(Output::ArmTimer { at_ms: next });
             }
         }
+    }
+}
+
+/// A text field over [`crate::record::TEXT_BYTES_MAX`], named as on the wire.
+fn text_too_large(field: &str, size_bytes: usize) -> HubError {
+    HubError::TextTooLarge {
+        field: field.to_string(),
+        size_bytes: size_bytes as u64,
+        size_bytes_max: crate::record::TEXT_BYTES_MAX as u64,
     }
 }

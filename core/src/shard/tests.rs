@@ -1090,7 +1090,30 @@ fn given_refusal_reason_over_text_limit_when_send_refusal_then_too_large() {
             reason: "x".repeat(crate::record::TEXT_BYTES_MAX + 1),
         },
     );
-    assert!(matches!(r, Err(HubError::TooLarge { .. })), "{r:?}");
+    assert!(
+        matches!(&r, Err(HubError::TextTooLarge { field, .. }) if field == "reason"),
+        "{r:?}"
+    );
+    let text = r.unwrap_err().to_string();
+    assert!(text.starts_with("reason of 4097 bytes"), "{text}");
+}
+
+#[test]
+fn given_key_or_transaction_over_text_limit_when_send_request_then_too_large_names_the_field() {
+    let mut d = Driver::new();
+    let long = "k".repeat(crate::record::TEXT_BYTES_MAX + 1);
+    let mut keyed = request(ASYNC);
+    keyed.idempotency_key = Some(long.clone());
+    let mut transacted = request(ASYNC);
+    transacted.transaction = Some(long);
+    for (r, want) in [(keyed, "idempotency_key"), (transacted, "transaction")] {
+        let r = d.now_reply("MFC", Command::SendRequest(r));
+        assert!(
+            matches!(&r, Err(HubError::TextTooLarge { field, .. }) if field == want),
+            "{r:?}"
+        );
+    }
+    assert!(d.log.is_empty(), "nothing refused is stored");
 }
 
 #[test]
