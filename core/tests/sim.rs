@@ -158,7 +158,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
          {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
          {} repeated calls answered, {} repeated calls refused, \
-         {} typed errors, {} snapshots, {} retention moves",
+         {} typed errors, {} reads after a storage failure, {} snapshots, {} retention moves",
         seeds.len(),
         started.elapsed(),
         t.steps,
@@ -181,6 +181,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.call_repeat_answers,
         t.call_repeat_refusals,
         t.typed_errors,
+        t.reads_after_failure,
         t.snapshots,
         t.retention_moves,
     );
@@ -202,6 +203,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("replays from a snapshot", t.snapshot_replays),
             ("replays from the start", t.full_replays),
             ("storage failures", t.storage_failures),
+            ("reads after a storage failure", t.reads_after_failure),
             ("duplicates", t.duplicates),
             ("expiries", t.expired),
             ("dead letters", t.dead_lettered),
