@@ -9,10 +9,18 @@
 //! (the figure is printed), `GONETS_DAMAGE_SEED` picks the seed.
 
 use glommio::{LocalExecutorBuilder, Placement};
-use gonets_storage::scan::{batch_at, BatchAt, BatchInfo, Limits};
-use gonets_storage::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gonets_storage::scan::Limits;
 use gonets_storage::{Log, LogConfig, RecoveryReport, Slot, CHECKPOINT_FILE};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+/// Bounds the batches of these logs stay within.
+const LIMITS: Limits = Limits {
+    record_size_bytes_max: 16 << 10,
+    batch_bytes_max: 16 << 10,
+};
+
+mod common;
+use common::{batches_of, copy_dir, segment_files};
 
 const SEGMENT: u64 = 64 << 10;
 
@@ -42,45 +50,6 @@ impl Rng {
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn batches_of(file: &Path) -> Vec<BatchInfo> {
-    let bytes = std::fs::read(file).unwrap();
-    let header = SegmentHeader::decode(&bytes).unwrap();
-    let limits = Limits {
-        record_size_bytes_max: 16 << 10,
-        batch_bytes_max: 16 << 10,
-    };
-    let (mut pos, mut offset, mut chain) =
-        (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
-    let mut out = vec![];
-    while let BatchAt::Valid(b) = batch_at(&bytes, pos, offset, Some(&chain), limits) {
-        pos = b.end;
-        offset = b.next_offset();
-        chain = b.chain;
-        out.push(b);
-    }
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() && e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 
@@ -120,7 +89,7 @@ fn damage(dir: &Path, rng: &mut Rng) -> (String, bool) {
     let written_end = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
     // Where: a header, a commit marker, or anywhere in the written part.
     let layout = if target.extension().is_some_and(|e| e == "seg") {
-        batches_of(&target)
+        batches_of(&target, LIMITS)
     } else {
         vec![]
     };

@@ -1,11 +1,17 @@
 //! `repair`: every damaged range of the whole log copied into quarantine with
 //! a report, accepted durably, idempotently; the segments left unchanged.
 
-use glommio::{LocalExecutorBuilder, Placement};
-use gonets_storage::scan::{batch_at, BatchAt, BatchInfo, Limits};
-use gonets_storage::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gonets_storage::scan::Limits;
 use gonets_storage::{repair, Log, LogConfig, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR};
-use std::path::{Path, PathBuf};
+
+/// Bounds the batches of these logs stay within.
+const LIMITS: Limits = Limits {
+    record_size_bytes_max: 16 << 10,
+    batch_bytes_max: 16 << 10,
+};
+
+mod common;
+use common::{batches_of, run, segment_files};
 
 fn config() -> LogConfig {
     LogConfig {
@@ -14,44 +20,6 @@ fn config() -> LogConfig {
         checkpoint_interval_bytes: u64::MAX,
         ..LogConfig::small_for_tests()
     }
-}
-
-fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .make()
-        .unwrap()
-        .run(f())
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn batches_of(file: &Path) -> Vec<BatchInfo> {
-    let bytes = std::fs::read(file).unwrap();
-    let header = SegmentHeader::decode(&bytes).unwrap();
-    let limits = Limits {
-        record_size_bytes_max: 16 << 10,
-        batch_bytes_max: 16 << 10,
-    };
-    let (mut pos, mut offset, mut chain) =
-        (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
-    let mut out = vec![];
-    while let BatchAt::Valid(b) = batch_at(&bytes, pos, offset, Some(&chain), limits) {
-        pos = b.end;
-        offset = b.next_offset();
-        chain = b.chain;
-        out.push(b);
-    }
-    out
 }
 
 #[test]
@@ -73,7 +41,7 @@ fn given_damage_in_checkpointed_segment_when_repaired_then_quarantined_accepted_
     let files = segment_files(&dir);
     assert!(files.len() >= 3);
     let victim = files[1].clone();
-    let b = batches_of(&victim)[2].clone();
+    let b = batches_of(&victim, LIMITS)[2].clone();
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[b.start + 100] ^= 0x08;
     std::fs::write(&victim, &bytes).unwrap();

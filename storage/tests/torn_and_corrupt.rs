@@ -2,12 +2,13 @@
 //! unacknowledged records are lost; damage inside the durable part is reported
 //! and never served, never cut.
 
-use glommio::{LocalExecutorBuilder, Placement};
-use gonets_storage::marker::CHAIN_GENESIS;
-use gonets_storage::scan::{batch_at, BatchAt, BatchInfo, Limits};
-use gonets_storage::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gonets_storage::scan::{BatchInfo, Limits};
+use gonets_storage::segment::SEGMENT_HEADER_BYTES;
 use gonets_storage::{Corruption, Log, LogConfig, RecoveryReport, Slot};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::{batches_of, copy_dir, run, segment_files};
 
 fn config(segment_size_bytes: u64) -> LogConfig {
     LogConfig {
@@ -29,15 +30,6 @@ fn payload(offset: u64, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (offset as usize * 31 + i * 7 + 1) as u8 | 1)
         .collect()
-}
-
-fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .make()
-        .unwrap()
-        .run(f())
 }
 
 /// Writes batches of (records, payload size) and stops like a crash (no checkpoint) or cleanly.
@@ -63,43 +55,6 @@ fn build(dir: &Path, segment_size: u64, batches: &[(usize, usize)], clean: bool)
         }
         all
     })
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The batches of a segment file, from its bytes.
-fn batches_of(file: &Path) -> Vec<BatchInfo> {
-    let bytes = std::fs::read(file).unwrap();
-    let header = SegmentHeader::decode(&bytes).unwrap();
-    let (mut pos, mut offset, mut chain) =
-        (SEGMENT_HEADER_BYTES, header.base_offset, header.prev_chain);
-    let mut out = vec![];
-    while let BatchAt::Valid(b) = batch_at(&bytes, pos, offset, Some(&chain), limits()) {
-        pos = b.end;
-        offset = b.next_offset();
-        chain = b.chain;
-        out.push(b);
-    }
-    let _ = CHAIN_GENESIS;
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn damage(file: &Path, f: impl FnOnce(&mut Vec<u8>)) {
@@ -154,7 +109,7 @@ fn given_last_record_cut_at_every_byte_when_reopened_then_only_it_is_dropped() {
     batches.push((1, 200));
     let all = build(&pristine, 256 << 10, &batches, false);
     let seg = segment_files(&pristine).pop().unwrap();
-    let last = batches_of(&seg).pop().unwrap();
+    let last = batches_of(&seg, limits()).pop().unwrap();
     assert_eq!(last.first_offset, 12);
     let bytes = std::fs::read(&seg).unwrap();
     let marker_end = bytes[..last.end].iter().rposition(|b| *b != 0).unwrap() + 1;
@@ -193,7 +148,7 @@ fn given_torn_tail_cut_when_appending_again_then_log_continues_cleanly() {
     let dir = tmp.path().join("log");
     build(&dir, 256 << 10, &[(3, 100), (2, 300)], false);
     let seg = segment_files(&dir).pop().unwrap();
-    let last = batches_of(&seg).pop().unwrap();
+    let last = batches_of(&seg, limits()).pop().unwrap();
     damage(&seg, |b| b[last.start + 40..last.end].fill(0));
     let d = dir.clone();
     run(move || async move {
@@ -247,7 +202,7 @@ fn damage_tail_segment(zero: bool) {
     let total = all.len() as u64;
     let seg = segment_files(&pristine).pop().unwrap();
     let bytes = std::fs::read(&seg).unwrap();
-    let layout = batches_of(&seg);
+    let layout = batches_of(&seg, limits());
     let last = layout.last().unwrap();
     let marker_end = bytes[..last.end].iter().rposition(|b| *b != 0).unwrap() + 1;
     let mut rng = 0x9e3779b97f4a7c15u64;
@@ -341,7 +296,7 @@ fn damage_older_segment(clean: bool) {
     assert!(files.len() >= 3, "need several segments");
     let victim = &files[1];
     let bytes = std::fs::read(victim).unwrap();
-    let layout = batches_of(victim);
+    let layout = batches_of(victim, limits());
     let b = &layout[layout.len() / 2];
     let pos = b.start + 100;
     let hit = record_at(&bytes, &layout, pos).unwrap();
@@ -431,7 +386,7 @@ fn last_segment_case(f: impl FnOnce(&Path)) -> RecoveryReport {
     assert!(files.len() >= 2);
     let last = files.last().unwrap().clone();
     assert!(
-        !batches_of(&last).is_empty(),
+        !batches_of(&last, limits()).is_empty(),
         "the last segment holds batches"
     );
     f(&last);
@@ -478,7 +433,7 @@ fn given_bit_flip_in_last_segment_header_when_reopened_then_nothing_lost_and_fil
 fn given_last_segment_truncated_in_the_middle_when_reopened_then_nothing_lost_and_file_kept() {
     let report = last_segment_case(|p| {
         let bytes = std::fs::read(p).unwrap();
-        let end = batches_of(p).last().unwrap().end;
+        let end = batches_of(p, limits()).last().unwrap().end;
         let cut = end + (bytes.len() - end) / 2 + 123;
         std::fs::write(p, &bytes[..cut]).unwrap();
     });
@@ -575,7 +530,7 @@ fn zeroed_range_case(
     let files = segment_files(&dir);
     let victim = files[victim_index.min(files.len() - 1)].clone();
     let bytes = std::fs::read(&victim).unwrap();
-    let layout = batches_of(&victim);
+    let layout = batches_of(&victim, limits());
     let (from, to) = range(&layout);
     let lost = records_hit(&bytes, &layout, from, to);
     assert!(!lost.is_empty());
@@ -642,9 +597,9 @@ fn given_bit_flip_in_one_record_of_a_batch_when_reopened_then_only_that_record_u
     let files = segment_files(&dir);
     let victim = &files[1];
     let bytes = std::fs::read(victim).unwrap();
-    let b = batches_of(victim)[3].clone();
+    let b = batches_of(victim, limits())[3].clone();
     let pos = b.start + 3 * 432 + 100; // inside the payload of the batch's fourth record
-    let hit = record_at(&bytes, &batches_of(victim), pos).unwrap();
+    let hit = record_at(&bytes, &batches_of(victim, limits()), pos).unwrap();
     assert_eq!(hit, b.first_offset + 3);
     damage(victim, |x| x[pos] ^= 0x20);
     let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
@@ -677,7 +632,7 @@ fn given_torn_last_batch_whose_first_sector_is_zero_when_reopened_then_cut_and_r
     let dir = tmp.path().join("log");
     let all = build(&dir, 256 << 10, &[(3, 300), (2, 300), (4, 1500)], false);
     let seg = segment_files(&dir).pop().unwrap();
-    let last = batches_of(&seg).pop().unwrap();
+    let last = batches_of(&seg, limits()).pop().unwrap();
     // The write's first sector never landed; the later ones did.
     damage(&seg, |b| b[last.start..last.start + 512].fill(0));
     let (report, slots, _) = reopen(&dir, 256 << 10, all.len() as u64);
@@ -761,7 +716,7 @@ fn emptied_segment_case(victim_index: usize, f: impl FnOnce(&Path)) {
     let all = build(&dir, 64 << 10, &vec![(2, 1500); 40], false);
     let total = all.len() as u64;
     let files = segment_files(&dir);
-    let layout = batches_of(&files[victim_index]);
+    let layout = batches_of(&files[victim_index], limits());
     let (first, end) = (layout[0].first_offset, layout.last().unwrap().next_offset());
     f(&files[victim_index]);
     let (report, slots, payloads) = reopen(&dir, 64 << 10, total);
@@ -805,7 +760,7 @@ fn given_last_marker_damaged_beyond_reading_its_count_when_reopened_then_opens_r
     let all = build(&dir, 256 << 10, &[(3, 300), (4, 700)], false);
     let total = all.len() as u64;
     let seg = segment_files(&dir).pop().unwrap();
-    let last = batches_of(&seg).pop().unwrap();
+    let last = batches_of(&seg, limits()).pop().unwrap();
     // The marker's first-offset field: its CRC fails and its count is not trusted.
     damage(&seg, |b| b[last.marker_start + 32] ^= 0x40);
     let (report, slots, payloads) = reopen(&dir, 256 << 10, total);

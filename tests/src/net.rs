@@ -738,3 +738,49 @@ pub fn raw_tls_config(certs_dir: &Path, participant: &str) -> Arc<rustls::Client
     tls::client_config(&client_files(certs_dir, participant))
         .unwrap_or_else(|e| panic!("TLS configuration of {participant}: {e}"))
 }
+
+/// Fetches from `queue` until exactly `n` messages came, each long-poll
+/// waiting up to 300 ms, all within `limit` (a test failure past it).
+pub async fn fetch_n(
+    client: &Client,
+    queue: &gonets_core::QueueId,
+    n: usize,
+    limit: Duration,
+) -> Vec<gonets_core::client::Delivered> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    // Bounded by the deadline.
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages of {queue} within {limit:?}",
+            got.len()
+        );
+        let max = u32::try_from(n - got.len()).expect("a bounded count");
+        let batch = bounded(
+            "fetch",
+            limit,
+            client.fetch(queue, max, Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
+        got.extend(batch);
+    }
+    assert_eq!(got.len(), n, "fetched more than asked from {queue}");
+    got
+}
+
+/// Waits for `child` to exit within `limit` (killed and a test failure
+/// past it, naming `what`); its output.
+pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    // Bounded by the deadline.
+    while child.try_wait().expect("wait for the child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} still runs after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the child's output")
+}

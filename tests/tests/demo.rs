@@ -5,9 +5,9 @@
 //!
 //! Needs the `gonets` binary (built with the workspace).
 
-use gonets_tests::net::gonets_bin;
+use gonets_tests::net::{gonets_bin, wait_output};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the demo may take, start and report included.
 const DEMO_WAIT: Duration = Duration::from_secs(180);
@@ -16,7 +16,7 @@ const DEMO_WAIT: Duration = Duration::from_secs(180);
 fn given_a_fresh_directory_when_the_demo_runs_with_its_relative_default_then_it_reports_and_prints_no_error(
 ) {
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = Command::new(gonets_bin())
+    let child = Command::new(gonets_bin())
         .args(["demo", "--seconds", "3"])
         .current_dir(cwd.path())
         .stdin(Stdio::null())
@@ -24,16 +24,7 @@ fn given_a_fresh_directory_when_the_demo_runs_with_its_relative_default_then_it_
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gonets demo");
-    let deadline = Instant::now() + DEMO_WAIT;
-    // Bounded by the deadline.
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gonets demo still runs after {DEMO_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = wait_output(child, DEMO_WAIT, "gonets demo");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{text}");

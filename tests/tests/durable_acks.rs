@@ -19,9 +19,9 @@ use gonets_core::{
     DataKindId, DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
     Registry,
 };
-use gonets_tests::net::{bounded, run_local, ServerOptions, ServerProcess};
+use gonets_tests::net::{bounded, fetch_n, run_local, ServerOptions, ServerProcess};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
 const PASSPORT: &str = "urn:gonets:mvd:passport-validity:1";
@@ -58,29 +58,6 @@ fn cross_shard_consumer() -> String {
         .find(|c| QueueId::Answers((*c).clone()).shard(2) != request_shard)
         .expect("a consumer of EGRUL with its answers on the other shard")
         .to_string()
-}
-
-/// Fetches until exactly `n` messages came (bounded).
-async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
-    let deadline = Instant::now() + OP;
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} messages of {queue} within {OP:?}",
-            got.len()
-        );
-        let max = u32::try_from(n - got.len()).unwrap();
-        let batch = bounded(
-            "fetch",
-            OP,
-            client.fetch(queue, max, Duration::from_millis(300)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
-        got.extend(batch);
-    }
-    got
 }
 
 /// Fetches what is there now (a short wait), expecting at most `max`.
@@ -141,13 +118,13 @@ async fn settle_then_kill(
             .expect("send_request");
         ids.push(a.id.parse::<MessageId>().expect("uuid"));
     }
-    let got = fetch_n(&fns, &requests(EGRUL), EACH).await;
+    let got = fetch_n(&fns, &requests(EGRUL), EACH, OP).await;
     let mut tasks = Vec::new();
     if how == Settle::AnswerAck {
         for m in &got {
             fns.send_response(m.id, "data").await.expect("answer");
         }
-        for m in fetch_n(&cons, &answers(&consumer), EACH).await {
+        for m in fetch_n(&cons, &answers(&consumer), EACH, OP).await {
             let c = cons.clone();
             tasks.push(glommio::spawn_local(async move { c.ack(&m).await }));
         }
@@ -291,7 +268,7 @@ fn hub_error(r: Result<Delivered, ClientError>) -> HubError {
 
 /// The provider MVD answers the next PASSPORT request with `payload`.
 async fn answer_next(mvd: &Client, payload: &'static str) -> MessageId {
-    let got = fetch_n(mvd, &requests(PASSPORT), 1).await;
+    let got = fetch_n(mvd, &requests(PASSPORT), 1, OP).await;
     mvd.send_response(got[0].id, payload).await.expect("answer");
     got[0].id
 }
@@ -384,7 +361,7 @@ fn given_an_acked_message_when_acked_again_then_done_and_an_unheld_one_not_found
                 .await
                 .expect("send_request");
         }
-        let got = fetch_n(&fns, &requests(EGRUL), 3).await;
+        let got = fetch_n(&fns, &requests(EGRUL), 3, OP).await;
         // A request acked twice: both Done (a retry after a lost reply is harmless).
         fns.ack(&got[0]).await.expect("ack");
         fns.ack(&got[0]).await.expect("the repeated ack");
@@ -400,7 +377,7 @@ fn given_an_acked_message_when_acked_again_then_done_and_an_unheld_one_not_found
             other => panic!("ack of a message no longer held: {other:?}"),
         }
         // An answer acked twice (its queue is on the other shard): Done.
-        let answer = fetch_n(&cons, &answers(&consumer), 1).await.remove(0);
+        let answer = fetch_n(&cons, &answers(&consumer), 1, OP).await.remove(0);
         cons.ack(&answer).await.expect("ack of the answer");
         cons.ack(&answer)
             .await

@@ -16,6 +16,7 @@ use gonets_core::runtime::EXIT_LOG_FAILED;
 use gonets_core::{
     DataKindId, Hub, HubConfig, HubError, LogConfig, MessageId, NewRequest, ParticipantId, QueueId,
 };
+use gonets_tests::net::wait_output;
 use gonets_tests::TmpfsMount;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -108,7 +109,7 @@ fn given_a_running_hub_when_a_shard_log_fsync_fails_then_what_waits_gets_unavail
         child(Path::new(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new(std::env::current_exe().unwrap())
+    let c = Command::new(std::env::current_exe().unwrap())
         .args([FAILING_TEST, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .stdin(Stdio::null())
@@ -116,15 +117,7 @@ fn given_a_running_hub_when_a_shard_log_fsync_fails_then_what_waits_gets_unavail
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the child");
-    let deadline = Instant::now() + CHILD_WAIT;
-    while c.try_wait().expect("wait for the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("the child did not exit within {CHILD_WAIT:?} of its log failing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = c.wait_with_output().expect("the child's output");
+    let out = wait_output(c, CHILD_WAIT, "the child whose log failed");
     assert_eq!(
         out.status.code(),
         Some(EXIT_LOG_FAILED),

@@ -10,9 +10,11 @@
 //! Needs root (a tmpfs mount) and the `gonets` binary
 //! (`cargo build -p gonets-core --bin gonets`).
 
-use gonets_core::client::{Client, ClientError, Delivered};
+use gonets_core::client::{Client, ClientError};
 use gonets_core::{HubError, MessageId, NewRequest, ParticipantId, QueueId};
-use gonets_tests::net::{bounded, run_local, Endpoint, Mode, ServerOptions, ServerProcess};
+use gonets_tests::net::{
+    bounded, fetch_n, run_local, Endpoint, Mode, ServerOptions, ServerProcess,
+};
 use gonets_tests::TmpfsMount;
 use std::time::{Duration, Instant};
 
@@ -91,29 +93,6 @@ async fn fill(mfc: &Client, server_log: impl Fn() -> String) -> Vec<MessageId> {
     );
 }
 
-/// The provider fetches `n` requests (bounded).
-async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
-    let deadline = Instant::now() + OP;
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} from {queue}",
-            got.len()
-        );
-        let max = u32::try_from(n - got.len()).unwrap();
-        let batch = bounded(
-            "fetch",
-            OP,
-            client.fetch(queue, max, Duration::from_millis(500)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("fetch {queue} while space is low: {e}"));
-        got.extend(batch);
-    }
-    got
-}
-
 /// Checks that nothing new is taken while space is low, and that reads,
 /// deliveries, answers and acks go on.
 async fn while_space_low(ep: &Endpoint, accepted: &[MessageId]) {
@@ -135,7 +114,7 @@ async fn while_space_low(ep: &Endpoint, accepted: &[MessageId]) {
         accepted.len() as u64,
         "every accepted request is queued"
     );
-    let got = fetch_n(&fns, &requests(EGRUL), 2).await;
+    let got = fetch_n(&fns, &requests(EGRUL), 2, OP).await;
     for (i, request) in got.iter().enumerate() {
         assert!(accepted.contains(&request.id), "fetched an unknown request");
         assert_eq!(request.payload.len(), PAYLOAD_BYTES);
@@ -149,7 +128,7 @@ async fn while_space_low(ep: &Endpoint, accepted: &[MessageId]) {
                 .expect("provider ACK while space is low");
         }
     }
-    let answer = fetch_n(&mfc, &answers("MFC"), 1).await.remove(0);
+    let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
     assert_eq!(answer.reply_to, Some(got[0].id));
     bounded("ack answer", OP, mfc.ack(&answer))
         .await

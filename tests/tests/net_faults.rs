@@ -12,8 +12,8 @@ use gonets_core::protocol::header::{Empty, Hello};
 use gonets_core::protocol::{self, FrameDecoder, Limits, Opcode};
 use gonets_core::{DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId};
 use gonets_tests::net::{
-    bounded, frame, raw_frame, raw_tls_config, run_local, within, Endpoint, RawConn, RawOutcome,
-    ServerOptions, ServerProcess,
+    bounded, fetch_n, frame, raw_frame, raw_tls_config, run_local, within, Endpoint, RawConn,
+    RawOutcome, ServerOptions, ServerProcess,
 };
 use gonets_tests::{env_number, print_uncaptured, seed_from_env};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -112,39 +112,15 @@ async fn round_trip(ep: &Endpoint, tag: &str) {
     )
     .await
     .expect("send_request");
-    let got = fetch_all(&fns, &requests(), 1).await;
+    let got = fetch_n(&fns, &requests(), 1, OP).await;
     assert_eq!(got[0].id.to_string(), a.id);
     fns.send_response(got[0].id, format!("answer {tag}"))
         .await
         .expect("send_response");
-    let answer = fetch_all(&mfc, &answers("MFC"), 1).await.remove(0);
+    let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
     assert_eq!(answer.reply_to, Some(got[0].id));
     assert_eq!(&answer.payload[..], format!("answer {tag}").as_bytes());
     mfc.ack(&answer).await.expect("ack");
-}
-
-/// Fetches until `n` messages came (bounded by `OP`).
-async fn fetch_all(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
-    let deadline = Instant::now() + OP;
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} messages of {queue} within {OP:?}",
-            got.len()
-        );
-        let max = u32::try_from(n - got.len()).unwrap();
-        got.extend(
-            bounded(
-                "fetch",
-                OP,
-                client.fetch(queue, max, Duration::from_millis(500)),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("fetch {queue}: {e}")),
-        );
-    }
-    got
 }
 
 #[test]
@@ -462,7 +438,7 @@ fn given_a_pipelined_batch_when_the_client_reconnects_midway_then_every_request_
             "no disconnect happened"
         );
         // The provider sees every request exactly once.
-        let got = fetch_all(&fns, &requests(), N).await;
+        let got = fetch_n(&fns, &requests(), N, OP).await;
         let more = fns
             .fetch(&requests(), 10, Duration::from_millis(500))
             .await
@@ -890,7 +866,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
             let a = mfc.send_request(r).await.expect("send_request");
             ids.push(a.id.parse::<MessageId>().expect("uuid"));
         }
-        let got = fetch_all(&fns, &requests(), 6).await;
+        let got = fetch_n(&fns, &requests(), 6, OP).await;
         let got: HashMap<MessageId, Delivered> = got.into_iter().map(|m| (m.id, m)).collect();
         for id in &ids[..3] {
             fns.send_response(*id, "data").await.expect("answer");
@@ -909,7 +885,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
                 .parse()
                 .expect("uuid"),
         );
-        let answered = fetch_all(&mfc, &answers("MFC"), 4).await;
+        let answered = fetch_n(&mfc, &answers("MFC"), 4, OP).await;
         let mut answer_ids = HashMap::new();
         for m in &answered {
             answer_ids.insert(m.reply_to.expect("an answer"), m.id);
@@ -943,7 +919,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
             assert_eq!(s.answer_id, want, "r{i}'s answer after the restart");
         }
         // Unanswered requests come back to the provider; nothing else does.
-        let got = fetch_all(&fns, &requests(), 3).await;
+        let got = fetch_n(&fns, &requests(), 3, OP).await;
         let more = fns
             .fetch(&requests(), 10, Duration::from_millis(300))
             .await
@@ -952,7 +928,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
         let got: BTreeSet<MessageId> = got.iter().map(|m| m.id).collect();
         assert_eq!(got, [ids[4], ids[5], ids[6]].into_iter().collect());
         // Unacked answers come back to the consumer, with their ids.
-        let back = fetch_all(&mfc, &answers("MFC"), 2).await;
+        let back = fetch_n(&mfc, &answers("MFC"), 2, OP).await;
         let more = mfc
             .fetch(&answers("MFC"), 10, Duration::from_millis(300))
             .await

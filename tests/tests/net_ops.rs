@@ -12,7 +12,7 @@ use gonets_core::{
     tls, DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
 };
 use gonets_tests::net::{
-    bounded, frame, run_local, within, Mode, RawConn, ServerOptions, ServerProcess,
+    bounded, fetch_n, frame, run_local, within, Mode, RawConn, ServerOptions, ServerProcess,
 };
 use std::time::{Duration, Instant};
 
@@ -41,33 +41,9 @@ async fn send_and_fetch(
         .send_request(NewRequest::new(EGRUL, payload))
         .await
         .expect("send_request");
-    let request = fetch_n(fns, &requests(EGRUL), 1).await.remove(0);
+    let request = fetch_n(fns, &requests(EGRUL), 1, OP).await.remove(0);
     assert_eq!(request.id.to_string(), accepted.id);
     (accepted, request)
-}
-
-/// Fetches until exactly `n` messages came (bounded), then checks none more is there.
-async fn fetch_n(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
-    let deadline = Instant::now() + OP;
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} messages of {queue} within {OP:?}",
-            got.len()
-        );
-        let max = u32::try_from(n - got.len()).unwrap();
-        let batch = bounded(
-            "fetch",
-            OP,
-            client.fetch(queue, max, Duration::from_millis(500)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("fetch {queue}: {e}"));
-        got.extend(batch);
-    }
-    assert_eq!(got.len(), n, "fetched more than asked from {queue}");
-    got
 }
 
 /// Expects `r` to be the hub's typed error matching `want`.
@@ -123,7 +99,7 @@ fn given_a_consumer_and_a_provider_when_a_request_goes_through_every_step_then_e
         // queue_stats by the provider, then fetch.
         let st = fns.queue_stats(&requests(EGRUL)).await.expect("stats");
         assert_eq!((st.depth, st.in_flight), (1, 0), "one request queued");
-        let got = fetch_n(&fns, &requests(EGRUL), 1).await;
+        let got = fetch_n(&fns, &requests(EGRUL), 1, OP).await;
         let req = &got[0];
         assert_eq!(req.id, id);
         assert_eq!(req.body, DeliveryBody::Request);
@@ -145,7 +121,7 @@ fn given_a_consumer_and_a_provider_when_a_request_goes_through_every_step_then_e
             .expect("send_response");
         let st = fns.queue_stats(&requests(EGRUL)).await.expect("stats");
         assert_eq!(st.depth, 0, "an answered request leaves its queue");
-        let got = fetch_n(&mfc, &answers("MFC"), 1).await;
+        let got = fetch_n(&mfc, &answers("MFC"), 1, OP).await;
         let answer = &got[0];
         assert_eq!(answer.reply_to, Some(id));
         assert_eq!(answer.body, DeliveryBody::Answer(AnswerBody::Data));
@@ -226,7 +202,7 @@ fn given_a_fetched_request_when_nacked_with_a_delay_then_it_comes_back_after_the
         bounded("nack", OP, fns.nack(&first, delay))
             .await
             .expect("nack");
-        let again = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
+        let again = fetch_n(&fns, &requests(EGRUL), 1, OP).await.remove(0);
         let waited = nacked_at.elapsed();
         assert_eq!(again.id, first.id, "the same request comes back");
         assert_eq!(again.delivery_count, 2);
@@ -294,7 +270,7 @@ fn given_a_subscription_when_requests_arrive_then_they_are_pushed_within_credits
         bounded("unsubscribe", OP, sub.unsubscribe())
             .await
             .expect("unsubscribe");
-        let back = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
+        let back = fetch_n(&fns, &requests(EGRUL), 1, OP).await.remove(0);
         assert_eq!(back.id, pushed[4].id, "the unacked push goes back");
         assert_eq!(back.delivery_count, 2);
         // After unsubscribing, new requests go to fetch, not to the old subscription.
@@ -313,7 +289,7 @@ fn given_a_request_when_the_provider_refuses_it_then_the_consumer_sees_the_refus
             .send_request(NewRequest::new(EGRUL, "ogrn 0000000000000"))
             .await
             .expect("send_request");
-        let req = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
+        let req = fetch_n(&fns, &requests(EGRUL), 1, OP).await.remove(0);
         bounded(
             "refuse",
             OP,
@@ -321,7 +297,7 @@ fn given_a_request_when_the_provider_refuses_it_then_the_consumer_sees_the_refus
         )
         .await
         .expect("send_refusal");
-        let answer = fetch_n(&mfc, &answers("MFC"), 1).await.remove(0);
+        let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
         assert_eq!(answer.reply_to.map(|r| r.to_string()), Some(a.id.clone()));
         assert_eq!(
             answer.body,
@@ -407,7 +383,7 @@ fn given_a_realtime_call_no_provider_answers_when_the_budget_passes_then_deadlin
             (r, started.elapsed())
         });
         // The provider takes the request and sits on it.
-        let req = fetch_n(&mvd, &requests(PASSPORT), 1).await.remove(0);
+        let req = fetch_n(&mvd, &requests(PASSPORT), 1, OP).await.remove(0);
         let (r, took) = bounded("call", OP, call).await;
         expect_hub("an unanswered call", r, |e| {
             *e == HubError::DeadlineExceeded
@@ -539,7 +515,7 @@ fn given_requests_the_hub_refuses_when_sent_then_each_gets_its_typed_error() {
             .send_request(NewRequest::new(EGRUL, "still fine"))
             .await
             .expect("a valid request after errors");
-        let got = fetch_n(&fns, &requests(EGRUL), 1).await;
+        let got = fetch_n(&fns, &requests(EGRUL), 1, OP).await;
         assert_eq!(got[0].id.to_string(), a.id);
     });
 }
@@ -554,7 +530,7 @@ fn given_a_request_answered_once_when_answered_again_then_already_answered() {
         mfc.send_request(NewRequest::new(EGRUL, "once"))
             .await
             .expect("send_request");
-        let req = fetch_n(&fns, &requests(EGRUL), 1).await.remove(0);
+        let req = fetch_n(&fns, &requests(EGRUL), 1, OP).await.remove(0);
         fns.send_response(req.id, "first").await.expect("answer");
         let e = expect_hub(
             "a second answer",
@@ -568,7 +544,7 @@ fn given_a_request_answered_once_when_answered_again_then_already_answered() {
             |e| matches!(e, HubError::AlreadyAnswered(_)),
         );
         // The consumer gets the first answer only.
-        let answer = fetch_n(&mfc, &answers("MFC"), 1).await.remove(0);
+        let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
         assert_eq!(&answer.payload[..], b"first");
         mfc.ack(&answer).await.expect("ack");
         let more = mfc
@@ -634,7 +610,7 @@ fn given_a_queue_at_its_bound_when_one_more_request_comes_then_quota_exceeded() 
             |e| *e == HubError::QuotaExceeded,
         );
         // Room again once one is answered.
-        let req = fetch_n(&ros, &requests(EGRN), 3).await.remove(0);
+        let req = fetch_n(&ros, &requests(EGRN), 3, OP).await.remove(0);
         ros.send_response(req.id, "extract").await.expect("answer");
         mfc.send_request(NewRequest::new(EGRN, "cadastral 4"))
             .await

@@ -5,12 +5,11 @@
 //!
 //! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
 
-use gonets_core::client::{Client, Delivered};
 use gonets_core::protocol::header::{Empty, ErrorReply, SendRefusal, SendRequest};
 use gonets_core::protocol::{self, Frame, Opcode};
 use gonets_core::{MessageId, NewRequest, ParticipantId, QueueId};
 use gonets_tests::net::{
-    bounded, frame, raw_frame, run_local, Endpoint, RawConn, ServerOptions, ServerProcess,
+    bounded, fetch_n, frame, raw_frame, run_local, Endpoint, RawConn, ServerOptions, ServerProcess,
 };
 use gonets_tests::print_uncaptured;
 use std::time::{Duration, Instant};
@@ -221,26 +220,6 @@ fn requests() -> QueueId {
     QueueId::Requests(gonets_core::DataKindId::new(EGRUL))
 }
 
-/// Fetches until `n` messages came (bounded by `OP`).
-async fn fetch_all(client: &Client, queue: &QueueId, n: usize) -> Vec<Delivered> {
-    let deadline = Instant::now() + OP;
-    let mut got = Vec::new();
-    while got.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n}", got.len());
-        let max = u32::try_from(n - got.len()).unwrap();
-        got.extend(
-            bounded(
-                "fetch",
-                OP,
-                client.fetch(queue, max, Duration::from_millis(500)),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("fetch {queue}: {e}")),
-        );
-    }
-    got
-}
-
 /// A request and its answer between two fresh clients.
 async fn round_trip(ep: &Endpoint, tag: &str) {
     let mfc = ep.connect("MFC").await;
@@ -252,13 +231,13 @@ async fn round_trip(ep: &Endpoint, tag: &str) {
     )
     .await
     .expect("send_request");
-    let got = fetch_all(&fns, &requests(), 1).await;
+    let got = fetch_n(&fns, &requests(), 1, OP).await;
     assert_eq!(got[0].id.to_string(), a.id);
     fns.send_response(got[0].id, format!("answer {tag}"))
         .await
         .expect("send_response");
     let answers = QueueId::Answers(ParticipantId::new("MFC"));
-    let answer = fetch_all(&mfc, &answers, 1).await.remove(0);
+    let answer = fetch_n(&mfc, &answers, 1, OP).await.remove(0);
     assert_eq!(answer.reply_to, Some(got[0].id));
     mfc.ack(&answer).await.expect("ack");
 }

@@ -8,11 +8,13 @@
 use futures_lite::future::block_on;
 use gonets_core::record::Record;
 use gonets_core::{DataKindId, Hub, HubConfig, LogConfig, NewRequest, QueueId};
-use gonets_tests::net::{bounded, free_port, gonets_bin, run_local, ServerOptions, ServerProcess};
+use gonets_tests::net::{
+    bounded, free_port, gonets_bin, run_local, wait_output, ServerOptions, ServerProcess,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
 /// Bound of one operation.
@@ -118,7 +120,7 @@ fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
 
 /// Runs `gonets serve` expecting it to refuse to start; its output.
 fn refused_start(config: &Path) -> String {
-    let mut child = Command::new(gonets_bin())
+    let child = Command::new(gonets_bin())
         .args(["serve", "--config"])
         .arg(config)
         .stdin(Stdio::null())
@@ -126,16 +128,7 @@ fn refused_start(config: &Path) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gonets serve");
-    let deadline = Instant::now() + REFUSAL_WAIT;
-    // Bounded by the deadline.
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gonets serve on a damaged log still runs after {REFUSAL_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = wait_output(child, REFUSAL_WAIT, "gonets serve on a damaged log");
     assert!(!out.status.success(), "a start on a damaged log must fail");
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
