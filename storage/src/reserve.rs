@@ -116,7 +116,11 @@ impl Log {
         };
         let path = dir.join(RESERVE_FILE);
         match glommio::io::remove(&path).await.map_err(os_error) {
-            Ok(()) => {}
+            Ok(()) => {
+                journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+                    path: path.clone()
+                }));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove the disk reserve");
@@ -241,9 +245,14 @@ async fn make_reserve(dir: &Path, size: u64) -> Result<(), LogError> {
                 .map_err(|e| LogError::io("truncate reserve", &path, os_error(e)))?;
         }
         preallocate(&file, &path, had.min(size), size, "preallocate reserve").await?;
+        journal!(crate::journal::record(|| crate::journal::IoEvent::Create {
+            path: path.clone(),
+            size
+        }));
         file.fdatasync()
             .await
             .map_err(|e| LogError::io("sync reserve", &path, os_error(e)))?;
+        journal!(crate::journal::sync(&path));
         sync_dir(dir).await
     }
     .await;
