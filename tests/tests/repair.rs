@@ -200,6 +200,11 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
         quarantine.display()
     );
 
+    assert!(
+        quarantine.join("lost-ids.txt").is_file(),
+        "the ids still recognisable in the damaged bytes are listed"
+    );
+
     server.restart();
     let ep = server.endpoint();
     let fetched: Vec<Vec<u8>> = run_local(move || async move {

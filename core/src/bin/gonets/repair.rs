@@ -2,10 +2,10 @@
 //! aside (copied to each log's `quarantine/` with a report) so the hub
 //! starts and serves everything else. The hub must be stopped.
 
-use gonets_core::runtime::repair::repair_data_dir;
+use gonets_core::runtime::repair::{repair_data_dir, LogRepair};
 use gonets_core::runtime::HubConfig;
 use gonets_core::server::config_file::{ConfigFile, DATA_DIR_DEFAULT};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub(crate) fn run(
     data_dir: Option<PathBuf>,
@@ -26,15 +26,15 @@ pub(crate) fn run(
     }
     println!("gonets repair: {}", data_dir.display());
     let mut damaged_logs = 0usize;
-    let done = repair_data_dir(&data_dir, &log, |dir, report| {
-        print_log(dir, report);
-        if !report.damaged.is_empty() {
+    let done = repair_data_dir(&data_dir, &log, |repair| {
+        print_log(repair);
+        if !repair.report.damaged.is_empty() {
             damaged_logs += 1;
         }
     })?;
     let lost: u64 = done
         .iter()
-        .flat_map(|(_, r)| r.damaged.iter())
+        .flat_map(|r| r.report.damaged.iter())
         .map(|c| c.end_offset.saturating_sub(c.first_offset))
         .sum();
     if damaged_logs == 0 {
@@ -52,7 +52,8 @@ pub(crate) fn run(
     Ok(())
 }
 
-fn print_log(dir: &Path, report: &gonets_storage::RepairReport) {
+fn print_log(repair: &LogRepair) {
+    let (dir, report) = (&repair.dir, &repair.report);
     if report.damaged.is_empty() {
         println!("  {}: intact", dir.display());
         return;
@@ -67,6 +68,12 @@ fn print_log(dir: &Path, report: &gonets_storage::RepairReport) {
             "    offsets {}..{} (segment {}, byte {}): {}",
             c.first_offset, c.end_offset, c.segment_base, c.position, c.what
         );
+    }
+    if !repair.unverified.is_empty() {
+        println!("    still recognisable in the damaged bytes (unverified):");
+        for line in &repair.unverified {
+            println!("      {line}");
+        }
     }
     if let Some(file) = &report.report_file {
         println!("    report: {}", file.display());
