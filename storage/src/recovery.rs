@@ -771,18 +771,12 @@ async fn damaged_tail(
 ) -> Result<(), LogError> {
     let (batch_start, batch_first_offset, chain) = batch;
     let limits = st.limits;
-    let map_len = entry.map.len();
     match classify_tail(&entry.map, batch_start, batch_first_offset, limits) {
         TailVerdict::Torn => {
-            let window_end = map_len.min(batch_start + limits.batch_bytes_max);
-            let last_nonzero = entry.map[batch_start..window_end]
-                .iter()
-                .rposition(|b| *b != 0)
-                .unwrap_or(0);
             // Rounded up to a block for O_DIRECT. In a short file this may
             // extend it, with zeros only, up to the next block: zeros are what
             // "nothing written" reads as, and the segment is closed to writes.
-            let cut_end = align_up(batch_start + last_nonzero + 1);
+            let cut_end = written_end(&entry.map, batch_start, limits);
             zero_range(&f.file, batch_start, cut_end, &f.path).await?;
             report.bytes_cut = (cut_end - batch_start) as u64;
             report.torn_tail = Some(TornTail {
@@ -825,12 +819,7 @@ async fn damaged_tail(
             // The marker no longer says how many records the batch holds.
             // Never reuse an offset a committed record may have had: go on
             // past the most records its bytes could hold, in a new segment.
-            let window_end = map_len.min(batch_start + limits.batch_bytes_max);
-            let last_nonzero = entry.map[batch_start..window_end]
-                .iter()
-                .rposition(|b| *b != 0)
-                .unwrap_or(0);
-            let e = align_up(batch_start + last_nonzero + 1);
+            let e = written_end(&entry.map, batch_start, limits);
             let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
             entry.index.force(batch_first_offset, batch_start);
             record_loss(
@@ -964,4 +953,15 @@ async fn zero_range(file: &DmaFile, start: usize, end: usize, path: &Path) -> Re
         .map_err(|e| LogError::io("sync torn tail", path, os_error(e)))?;
     journal!(crate::journal::sync(path));
     Ok(())
+}
+
+/// The block boundary after the last non-zero byte within one batch size
+/// from `batch_start`: where the written bytes of a last batch end.
+fn written_end(map: &[u8], batch_start: usize, limits: Limits) -> usize {
+    let window_end = map.len().min(batch_start + limits.batch_bytes_max);
+    let last_nonzero = map[batch_start..window_end]
+        .iter()
+        .rposition(|b| *b != 0)
+        .unwrap_or(0);
+    align_up(batch_start + last_nonzero + 1)
 }
