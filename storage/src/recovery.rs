@@ -792,55 +792,46 @@ async fn damaged_tail(
             };
         }
         TailVerdict::Corrupt {
-            record_count: Some(k),
-            end: Some(e),
+            record_count,
+            end,
             chain: claimed,
         } => {
-            entry.index.force(batch_first_offset, batch_start);
-            record_loss(
-                &mut entry.index,
-                &mut st.corruptions,
-                &entry.map,
-                f.base,
-                damage.position,
-                e,
-                (damage.offset, batch_first_offset + k as u64),
-                &format!("{:?} in the last committed batch", damage.fault),
-                limits,
-            );
-            *cursor = Cursor {
-                position: e,
-                offset: Some(batch_first_offset + k as u64),
-                chain: claimed.unwrap_or(CHAIN_GENESIS),
-                seal: false,
-            };
-        }
-        TailVerdict::Corrupt { .. } => {
-            // The marker no longer says how many records the batch holds.
-            // Never reuse an offset a committed record may have had: go on
-            // past the most records its bytes could hold, in a new segment.
-            let e = written_end(&entry.map, batch_start, limits);
-            let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
-            entry.index.force(batch_first_offset, batch_start);
-            record_loss(
-                &mut entry.index,
-                &mut st.corruptions,
-                &entry.map,
-                f.base,
-                damage.position,
-                e,
-                (damage.offset, upper),
-                &format!(
-                    "{:?} in the last committed batch; its marker is damaged, so offsets up to the most it could hold are reported",
-                    damage.fault
+            let (e, end_offset, chain, seal, note) = match (record_count, end) {
+                (Some(k), Some(e)) => (
+                    e,
+                    batch_first_offset + k as u64,
+                    claimed.unwrap_or(CHAIN_GENESIS),
+                    false,
+                    "",
                 ),
+                _ => {
+                    // The marker no longer says how many records the batch
+                    // holds. Never reuse an offset a committed record may
+                    // have had: go on past the most records its bytes could
+                    // hold, in a new segment.
+                    let e = written_end(&entry.map, batch_start, limits);
+                    let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
+                    let note = "; its marker is damaged, so offsets up to the most it could hold are reported";
+                    (e, upper, chain, true, note)
+                }
+            };
+            entry.index.force(batch_first_offset, batch_start);
+            record_loss(
+                &mut entry.index,
+                &mut st.corruptions,
+                &entry.map,
+                f.base,
+                damage.position,
+                e,
+                (damage.offset, end_offset),
+                &format!("{:?} in the last committed batch{note}", damage.fault),
                 limits,
             );
             *cursor = Cursor {
                 position: e,
-                offset: Some(upper),
+                offset: Some(end_offset),
                 chain,
-                seal: true,
+                seal,
             };
         }
     }

@@ -64,9 +64,28 @@ pub fn parse_request<T: header::RequestHeader>(json: &mut [u8]) -> Result<T, Hea
         return Err(HeaderError::Unparseable("empty JSON header".into()));
     }
     // simd-json rewrites the buffer in place: keep the bytes to explain a
-    // failure (a JSON header is at most `header_bytes_max` and usually tiny).
-    let original = json.to_vec();
-    simd_json::serde::from_slice(json).map_err(|e| explain::<T>(&original, &e.to_string()))
+    // failure (a JSON header is at most `header_bytes_max` and usually tiny),
+    // in a buffer this thread reuses rather than a new one per request.
+    ORIGINAL.with(|original| {
+        let mut original = original.borrow_mut();
+        original.clear();
+        original.extend_from_slice(json);
+        let parsed =
+            simd_json::serde::from_slice(json).map_err(|e| explain::<T>(&original, &e.to_string()));
+        if original.capacity() > ORIGINAL_KEPT_BYTES_MAX {
+            // One large header does not pin its size on the thread.
+            *original = Vec::new();
+        }
+        parsed
+    })
+}
+
+/// Largest copy of a header a thread keeps between requests, bytes.
+const ORIGINAL_KEPT_BYTES_MAX: usize = 64 << 10;
+
+thread_local! {
+    /// The header being parsed, as received (see `parse_request`).
+    static ORIGINAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Why `json` does not read as a `T` (`simd_error` is simd-json's reason).
