@@ -784,3 +784,32 @@ pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::proces
     }
     child.wait_with_output().expect("the child's output")
 }
+
+/// A full request and answer of the embedded registry's EGRUL kind between
+/// two fresh clients (MFC asks, FNS answers), the answer acked: proof that
+/// a server still serves.
+pub async fn round_trip(ep: &Endpoint, tag: &str) {
+    const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
+    /// Bound of each step.
+    const STEP: Duration = Duration::from_secs(120);
+    let mfc = ep.connect("MFC").await;
+    let fns = ep.connect("FNS").await;
+    let a = bounded(
+        "send",
+        STEP,
+        mfc.send_request(gonets_core::NewRequest::new(EGRUL, tag.to_string())),
+    )
+    .await
+    .expect("send_request");
+    let requests = gonets_core::QueueId::Requests(gonets_core::DataKindId::new(EGRUL));
+    let got = fetch_n(&fns, &requests, 1, STEP).await;
+    assert_eq!(got[0].id.to_string(), a.id);
+    fns.send_response(got[0].id, format!("answer {tag}"))
+        .await
+        .expect("send_response");
+    let answers = gonets_core::QueueId::Answers(gonets_core::ParticipantId::new("MFC"));
+    let answer = fetch_n(&mfc, &answers, 1, STEP).await.remove(0);
+    assert_eq!(answer.reply_to, Some(got[0].id));
+    assert_eq!(&answer.payload[..], format!("answer {tag}").as_bytes());
+    mfc.ack(&answer).await.expect("ack");
+}

@@ -12,8 +12,8 @@ use gonets_core::protocol::header::{Empty, Hello};
 use gonets_core::protocol::{self, FrameDecoder, Limits, Opcode};
 use gonets_core::{DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId};
 use gonets_tests::net::{
-    bounded, fetch_n, frame, raw_frame, raw_tls_config, run_local, within, Endpoint, RawConn,
-    RawOutcome, ServerOptions, ServerProcess,
+    bounded, fetch_n, frame, raw_frame, raw_tls_config, round_trip, run_local, within, Endpoint,
+    RawConn, RawOutcome, ServerOptions, ServerProcess,
 };
 use gonets_tests::{env_number, print_uncaptured, seed_from_env};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -99,28 +99,6 @@ fn garbage_case(
         out.closed
     ));
     out
-}
-
-/// A full request and answer between two fresh clients.
-async fn round_trip(ep: &Endpoint, tag: &str) {
-    let mfc = ep.connect("MFC").await;
-    let fns = ep.connect("FNS").await;
-    let a = bounded(
-        "send",
-        OP,
-        mfc.send_request(NewRequest::new(EGRUL, tag.to_string())),
-    )
-    .await
-    .expect("send_request");
-    let got = fetch_n(&fns, &requests(), 1, OP).await;
-    assert_eq!(got[0].id.to_string(), a.id);
-    fns.send_response(got[0].id, format!("answer {tag}"))
-        .await
-        .expect("send_response");
-    let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
-    assert_eq!(answer.reply_to, Some(got[0].id));
-    assert_eq!(&answer.payload[..], format!("answer {tag}").as_bytes());
-    mfc.ack(&answer).await.expect("ack");
 }
 
 #[test]

@@ -7,9 +7,9 @@
 
 use gonets_core::protocol::header::{Empty, ErrorReply, SendRefusal, SendRequest};
 use gonets_core::protocol::{self, Frame, Opcode};
-use gonets_core::{MessageId, NewRequest, ParticipantId, QueueId};
+use gonets_core::MessageId;
 use gonets_tests::net::{
-    bounded, fetch_n, frame, raw_frame, run_local, Endpoint, RawConn, ServerOptions, ServerProcess,
+    frame, raw_frame, round_trip, run_local, RawConn, ServerOptions, ServerProcess,
 };
 use gonets_tests::print_uncaptured;
 use std::time::{Duration, Instant};
@@ -215,32 +215,6 @@ fn given_a_key_transaction_or_reason_over_4096_bytes_when_sent_then_too_large_na
 }
 
 // ------------------------------------------------------ frame-read timeout
-
-fn requests() -> QueueId {
-    QueueId::Requests(gonets_core::DataKindId::new(EGRUL))
-}
-
-/// A request and its answer between two fresh clients.
-async fn round_trip(ep: &Endpoint, tag: &str) {
-    let mfc = ep.connect("MFC").await;
-    let fns = ep.connect("FNS").await;
-    let a = bounded(
-        "send",
-        OP,
-        mfc.send_request(NewRequest::new(EGRUL, tag.to_string())),
-    )
-    .await
-    .expect("send_request");
-    let got = fetch_n(&fns, &requests(), 1, OP).await;
-    assert_eq!(got[0].id.to_string(), a.id);
-    fns.send_response(got[0].id, format!("answer {tag}"))
-        .await
-        .expect("send_response");
-    let answers = QueueId::Answers(ParticipantId::new("MFC"));
-    let answer = fetch_n(&mfc, &answers, 1, OP).await.remove(0);
-    assert_eq!(answer.reply_to, Some(got[0].id));
-    mfc.ack(&answer).await.expect("ack");
-}
 
 /// Checks a stalled connection was closed with the frame-read timeout's error.
 fn expect_timed_out(what: &str, raw: &mut RawConn, started: Instant, timeout: Duration) {
