@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cargo build --release -p gonets-core --bin gonets
+cargo build --release -p gonets --bin gonets
 cargo build --release -p gonets-loadgen
 out="bench/results/$(date -u +%Y-%m-%d)-net-$(hostname -s)"
 mkdir -p bench/results

@@ -27,8 +27,11 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use gonets_core::shard::{Command, Input, NewRequest, Output, PeerMsg, Reply, Shard, ShardConfig};
-use gonets_core::{DataKindId, MessageId, ParticipantId, QueueId, Registry};
+use gonets_engine::shard::{
+    Command, Input, NewRequest, Output, PeerMsg, Reply, Shard, ShardConfig,
+};
+use gonets_engine::Registry;
+use gonets_types::{DataKindId, MessageId, ParticipantId, QueueId};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn given_counts_when_registry_made_then_the_hub_accepts_it() {
         let text = registry_toml(3, 2, 10_000_000);
-        let reg = gonets_core::Registry::from_toml(&text).expect("a valid registry");
+        let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
         assert_eq!(reg.participants().count(), 6);
         assert!(text.contains(&rt_kind(1)) && text.contains(&bulk_kind(1)));
     }

@@ -5,10 +5,10 @@
 //!
 //! Every wait here is bounded; a failure reports the server's log.
 
-use gonets_core::client::{Client, ClientConfig, ClientSecurity};
-use gonets_core::protocol::header::{ErrorReply, Hello};
-use gonets_core::protocol::{self, Frame, FrameDecoder, Limits, Opcode};
-use gonets_core::tls;
+use gonets_client::{Client, ClientConfig, ClientSecurity};
+use gonets_proto::header::{ErrorReply, Hello};
+use gonets_proto::{Frame, FrameDecoder, Limits, Opcode};
+use gonets_server::tls;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -70,7 +70,7 @@ pub fn gonets_bin() -> PathBuf {
     assert!(
         bin.is_file(),
         "the gonets binary is missing at {}: build it first with \
-         `cargo build --release -p gonets-core --bin gonets` (with the same \
+         `cargo build --release -p gonets --bin gonets` (with the same \
          CARGO_TARGET_DIR and profile as the tests; `cargo test --workspace` builds it too), \
          or set {BIN_ENV}",
         bin.display()
@@ -528,7 +528,7 @@ fn wait_ready(child: &mut Child, log: &Path, offset: u64) -> Result<SocketAddr, 
 /// Runs `f` for at most `limit` on the current glommio executor; `None` after that.
 pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
     let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-    gonets_core::runtime::within::within(ms, f).await
+    gonets_engine::runtime::within::within(ms, f).await
 }
 
 /// Runs `f` for at most `limit`; panics naming `what` after that.
@@ -576,7 +576,7 @@ impl RawOutcome {
             .filter(|f| f.header.opcode == Opcode::Error)
             .map(|f| {
                 let id = f.header.correlation_id;
-                let e: ErrorReply = protocol::parse_header(&mut f.json)
+                let e: ErrorReply = gonets_proto::parse_header(&mut f.json)
                     .unwrap_or_else(|e| panic!("unreadable error frame: {e}"));
                 (id, e)
             })
@@ -621,7 +621,7 @@ impl RawConn {
     /// Sends a dev-token hello and expects its reply.
     pub fn hello(&mut self, participant: &str, token: &str) {
         let hello = Hello {
-            versions: vec![protocol::frame::VERSION],
+            versions: vec![gonets_proto::frame::VERSION],
             participant: Some(participant.into()),
             token: Some(token.into()),
             client: Some("raw-test".into()),
@@ -712,7 +712,7 @@ impl RawConn {
 /// Encodes one frame with `header` as its JSON header.
 pub fn frame<T: serde::Serialize>(op: Opcode, id: u64, header: &T, body: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
-    protocol::encode(&mut out, op, id, header, body);
+    gonets_proto::encode(&mut out, op, id, header, body);
     out
 }
 
@@ -720,7 +720,7 @@ pub fn frame<T: serde::Serialize>(op: Opcode, id: u64, header: &T, body: &[&[u8]
 pub fn raw_frame(op_byte: u8, id: u64, json: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + json.len() + body.len());
     out.extend_from_slice(b"GN");
-    out.push(protocol::frame::VERSION);
+    out.push(gonets_proto::frame::VERSION);
     out.push(op_byte);
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -743,10 +743,10 @@ pub fn raw_tls_config(certs_dir: &Path, participant: &str) -> Arc<rustls::Client
 /// waiting up to 300 ms, all within `limit` (a test failure past it).
 pub async fn fetch_n(
     client: &Client,
-    queue: &gonets_core::QueueId,
+    queue: &gonets_types::QueueId,
     n: usize,
     limit: Duration,
-) -> Vec<gonets_core::client::Delivered> {
+) -> Vec<gonets_client::Delivered> {
     let deadline = Instant::now() + limit;
     let mut got = Vec::new();
     // Bounded by the deadline.
@@ -797,17 +797,17 @@ pub async fn round_trip(ep: &Endpoint, tag: &str) {
     let a = bounded(
         "send",
         STEP,
-        mfc.send_request(gonets_core::NewRequest::new(EGRUL, tag.to_string())),
+        mfc.send_request(gonets_types::NewRequest::new(EGRUL, tag.to_string())),
     )
     .await
     .expect("send_request");
-    let requests = gonets_core::QueueId::Requests(gonets_core::DataKindId::new(EGRUL));
+    let requests = gonets_types::QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
     let got = fetch_n(&fns, &requests, 1, STEP).await;
     assert_eq!(got[0].id.to_string(), a.id);
     fns.send_response(got[0].id, format!("answer {tag}"))
         .await
         .expect("send_response");
-    let answers = gonets_core::QueueId::Answers(gonets_core::ParticipantId::new("MFC"));
+    let answers = gonets_types::QueueId::Answers(gonets_types::ParticipantId::new("MFC"));
     let answer = fetch_n(&mfc, &answers, 1, STEP).await.remove(0);
     assert_eq!(answer.reply_to, Some(got[0].id));
     assert_eq!(&answer.payload[..], format!("answer {tag}").as_bytes());

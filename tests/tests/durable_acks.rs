@@ -10,16 +10,16 @@
 //! sent before its record is durable then always loses the race with the
 //! kill (on a fast disk the gap is too short to catch otherwise).
 //!
-//! Needs the `gonets` binary (`cargo build -p gonets-core --bin gonets` with
+//! Needs the `gonets` binary (`cargo build -p gonets --bin gonets` with
 //! the same CARGO_TARGET_DIR and profile, or `GONETS_BIN`).
 
-use gonets_core::client::{Client, ClientError, Delivered};
-use gonets_core::record::AnswerBody;
-use gonets_core::{
-    DataKindId, DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
-    Registry,
-};
+use gonets_client::{Client, ClientError, Delivered};
+use gonets_engine::Registry;
 use gonets_tests::net::{bounded, fetch_n, run_local, ServerOptions, ServerProcess};
+use gonets_types::AnswerBody;
+use gonets_types::{
+    DataKindId, DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ async fn fetch_rest(client: &Client, queue: &QueueId) -> Vec<Delivered> {
     got
 }
 
-fn event_kinds(s: &gonets_core::protocol::header::StatusReply) -> Vec<String> {
+fn event_kinds(s: &gonets_proto::header::StatusReply) -> Vec<String> {
     s.events.iter().map(|e| e.kind.clone()).collect()
 }
 

@@ -10,9 +10,10 @@
 //! `GONETS_HUB_KILL_SEED` replays a run (the seed is printed).
 
 use futures_lite::future::block_on;
-use gonets_core::registry::Mode;
-use gonets_core::{DataKindId, Hub, HubConfig, HubError, LogConfig, MessageId, QueueId, Registry};
+use gonets_engine::registry::Mode;
+use gonets_engine::{Hub, HubConfig, LogConfig, Registry};
 use gonets_tests::{env_number, print_uncaptured, seed_from_env};
+use gonets_types::{DataKindId, HubError, MessageId, QueueId};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};

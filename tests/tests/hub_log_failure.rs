@@ -12,12 +12,11 @@
 //!   go on, and the hub does not stop.
 
 use futures_lite::future::block_on;
-use gonets_core::runtime::EXIT_LOG_FAILED;
-use gonets_core::{
-    DataKindId, Hub, HubConfig, HubError, LogConfig, MessageId, NewRequest, ParticipantId, QueueId,
-};
+use gonets_engine::runtime::EXIT_LOG_FAILED;
+use gonets_engine::{Hub, HubConfig, LogConfig};
 use gonets_tests::net::wait_output;
 use gonets_tests::TmpfsMount;
+use gonets_types::{DataKindId, HubError, MessageId, NewRequest, ParticipantId, QueueId};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -159,7 +158,7 @@ fn recovered(dir: &Path, ids: &[MessageId]) {
 }
 
 /// Sends 16 KiB requests until one is refused; the ids accepted before and the error.
-fn fill(mfc: &gonets_core::Session) -> (Vec<MessageId>, HubError) {
+fn fill(mfc: &gonets_engine::Session) -> (Vec<MessageId>, HubError) {
     let mut ids = Vec::new();
     for i in 0..1000 {
         match block_on(mfc.send_request(NewRequest::new(EGRUL, vec![b'x'; 16 << 10]))) {

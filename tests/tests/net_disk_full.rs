@@ -8,14 +8,14 @@
 //! before was lost.
 //!
 //! Needs root (a tmpfs mount) and the `gonets` binary
-//! (`cargo build -p gonets-core --bin gonets`).
+//! (`cargo build -p gonets --bin gonets`).
 
-use gonets_core::client::{Client, ClientError};
-use gonets_core::{HubError, MessageId, NewRequest, ParticipantId, QueueId};
+use gonets_client::{Client, ClientError};
 use gonets_tests::net::{
     bounded, fetch_n, run_local, Endpoint, Mode, ServerOptions, ServerProcess,
 };
 use gonets_tests::TmpfsMount;
+use gonets_types::{HubError, MessageId, NewRequest, ParticipantId, QueueId};
 use std::time::{Duration, Instant};
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
@@ -36,7 +36,7 @@ const FILL_REQUESTS_MAX: usize = 200;
 const SPACE_BACK_WAIT: Duration = Duration::from_secs(60);
 
 fn requests(kind: &str) -> QueueId {
-    QueueId::Requests(gonets_core::DataKindId::new(kind))
+    QueueId::Requests(gonets_types::DataKindId::new(kind))
 }
 
 fn answers(p: &str) -> QueueId {

@@ -5,17 +5,17 @@
 //!
 //! `GONETS_NET_KILL_CYCLES` sets the kill cycles (default 3);
 //! `GONETS_NET_KILL_SEED` replays a run (the seed is printed).
-//! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_core::client::{Client, ClientConfig, ClientError, Delivered};
-use gonets_core::protocol::header::{Empty, Hello};
-use gonets_core::protocol::{self, FrameDecoder, Limits, Opcode};
-use gonets_core::{DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId};
+use gonets_client::{Client, ClientConfig, ClientError, Delivered};
+use gonets_proto::header::{Empty, Hello};
+use gonets_proto::{FrameDecoder, Limits, Opcode};
 use gonets_tests::net::{
     bounded, fetch_n, frame, raw_frame, raw_tls_config, round_trip, run_local, within, Endpoint,
     RawConn, RawOutcome, ServerOptions, ServerProcess,
 };
 use gonets_tests::{env_number, print_uncaptured, seed_from_env};
+use gonets_types::{DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -31,7 +31,7 @@ const OP: Duration = Duration::from_secs(120);
 const RAW_WAIT: Duration = Duration::from_secs(10);
 
 fn requests() -> QueueId {
-    QueueId::Requests(gonets_core::DataKindId::new(EGRUL))
+    QueueId::Requests(gonets_types::DataKindId::new(EGRUL))
 }
 
 fn answers(p: &str) -> QueueId {
@@ -177,7 +177,7 @@ fn given_raw_connections_when_they_send_garbage_then_each_gets_a_fatal_error_and
     let mut truncated_request = frame(
         Opcode::SendRequest,
         3,
-        &protocol::header::SendRequest {
+        &gonets_proto::header::SendRequest {
             kind: EGRUL.into(),
             ..Default::default()
         },
@@ -464,7 +464,7 @@ fn lock(l: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
     l.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn accept(ledger: &Shared, key: &str, r: &Result<protocol::header::Accepted, ClientError>) {
+fn accept(ledger: &Shared, key: &str, r: &Result<gonets_proto::header::Accepted, ClientError>) {
     let mut l = lock(ledger);
     match r {
         Ok(a) => {
@@ -849,7 +849,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
         for id in &ids[..3] {
             fns.send_response(*id, "data").await.expect("answer");
         }
-        fns.send_refusal(ids[3], gonets_core::RefusalCode::NoData, "none")
+        fns.send_refusal(ids[3], gonets_types::RefusalCode::NoData, "none")
             .await
             .expect("refuse");
         assert!(got.contains_key(&ids[4]) && got.contains_key(&ids[5]));

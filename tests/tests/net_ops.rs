@@ -2,17 +2,18 @@
 //! child process per test, Rust clients connecting with the development
 //! certificates it made (docs/protocol.md).
 //!
-//! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_core::client::{Client, ClientError, Delivered};
-use gonets_core::protocol::header::{Accepted, ErrorReply, Fetch};
-use gonets_core::protocol::Opcode;
-use gonets_core::record::AnswerBody;
-use gonets_core::{
-    tls, DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
-};
+use gonets_client::{Client, ClientError, Delivered};
+use gonets_proto::header::{Accepted, ErrorReply, Fetch};
+use gonets_proto::Opcode;
+use gonets_server::tls;
 use gonets_tests::net::{
     bounded, fetch_n, frame, run_local, within, Mode, RawConn, ServerOptions, ServerProcess,
+};
+use gonets_types::AnswerBody;
+use gonets_types::{
+    DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
 };
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ const SNILS: &str = "urn:gonets:sfr:snils-check:1";
 const OP: Duration = Duration::from_secs(120);
 
 fn requests(kind: &str) -> QueueId {
-    QueueId::Requests(gonets_core::DataKindId::new(kind))
+    QueueId::Requests(gonets_types::DataKindId::new(kind))
 }
 
 fn answers(p: &str) -> QueueId {
@@ -583,7 +584,7 @@ fn given_a_certificate_of_an_unregistered_participant_when_it_connects_then_unau
 fn given_a_queue_at_its_bound_when_one_more_request_comes_then_quota_exceeded() {
     // The demo registry with the EGRN queue bounded at 3 messages.
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = include_str!("../../core/registry.default.toml");
+    let text = include_str!("../../core/engine/registry.default.toml");
     assert!(text.contains("queue_messages_max = 100000"));
     let registry = dir.path().join("registry.toml");
     std::fs::write(
@@ -635,7 +636,7 @@ fn given_a_bad_queue_name_on_the_wire_when_fetched_then_malformed_and_the_connec
         .expect("an answer to the fetch");
     assert_eq!(f.header.opcode, Opcode::Error);
     assert_eq!(f.header.correlation_id, 7);
-    let e: ErrorReply = gonets_core::protocol::parse_header(&mut f.json).expect("error header");
+    let e: ErrorReply = gonets_proto::parse_header(&mut f.json).expect("error header");
     assert_eq!(e.code, "MALFORMED", "{e:?}");
     assert!(!e.fatal, "a bad queue name is not fatal: {e:?}");
     assert_eq!(
@@ -647,7 +648,7 @@ fn given_a_bad_queue_name_on_the_wire_when_fetched_then_malformed_and_the_connec
     raw.send(&frame(
         Opcode::Ping,
         8,
-        &gonets_core::protocol::header::Empty {},
+        &gonets_proto::header::Empty {},
         &[],
     ));
     let f = raw

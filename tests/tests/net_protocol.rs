@@ -3,15 +3,15 @@
 //! header faults are fatal and which are answered, the correlation id of
 //! errors, the text limits and their errors, and the frame-read timeout.
 //!
-//! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_core::protocol::header::{Empty, ErrorReply, SendRefusal, SendRequest};
-use gonets_core::protocol::{self, Frame, Opcode};
-use gonets_core::MessageId;
+use gonets_proto::header::{Empty, ErrorReply, SendRefusal, SendRequest};
+use gonets_proto::{Frame, Opcode};
 use gonets_tests::net::{
     frame, raw_frame, round_trip, run_local, RawConn, ServerOptions, ServerProcess,
 };
 use gonets_tests::print_uncaptured;
+use gonets_types::MessageId;
 use std::time::{Duration, Instant};
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
@@ -23,7 +23,7 @@ const TEXT_BYTES_MAX: usize = 4096;
 
 fn error_of(mut f: Frame) -> (u64, ErrorReply) {
     assert_eq!(f.header.opcode, Opcode::Error, "not an error frame: {f:?}");
-    let e: ErrorReply = protocol::parse_header(&mut f.json).expect("an error header");
+    let e: ErrorReply = gonets_proto::parse_header(&mut f.json).expect("an error header");
     (f.header.correlation_id, e)
 }
 

@@ -6,11 +6,11 @@
 //! minute. A port that another program, or another gonets, really listens
 //! on is still refused with a clear message.
 //!
-//! Needs the `gonets` binary (`cargo build -p gonets-core --bin gonets`).
+//! Needs the `gonets` binary (`cargo build -p gonets --bin gonets`).
 
-use gonets_core::NewRequest;
 use gonets_tests::net::{bounded, run_local, within, Endpoint, ServerOptions, ServerProcess};
 use gonets_tests::print_uncaptured;
+use gonets_types::NewRequest;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -87,7 +87,7 @@ async fn traffic(
 ) {
     let senders = [ep.connect("MFC").await, ep.connect("MFC").await];
     let fns = ep.connect("FNS").await;
-    let queue = gonets_core::QueueId::Requests(gonets_core::DataKindId::new(EGRUL));
+    let queue = gonets_types::QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // Both senders' requests are in flight together.

@@ -2,18 +2,19 @@
 //! TLS (no certificate, a foreign CA), the registry's permissions between
 //! participants, and the development-token mode (loopback only).
 //!
-//! Needs the `gonets` binary (`cargo build --release -p gonets-core --bin gonets`).
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_core::client::{Client, ClientConfig, ClientError, ClientSecurity};
-use gonets_core::{tls, HubError, NewRequest, ParticipantId, QueueId};
+use gonets_client::{Client, ClientConfig, ClientError, ClientSecurity};
+use gonets_server::tls;
 use gonets_tests::net::{bounded, run_local, ServerOptions, ServerProcess};
+use gonets_types::{HubError, NewRequest, ParticipantId, QueueId};
 use std::time::Duration;
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
 const OP: Duration = Duration::from_secs(120);
 
 fn requests(kind: &str) -> QueueId {
-    QueueId::Requests(gonets_core::DataKindId::new(kind))
+    QueueId::Requests(gonets_types::DataKindId::new(kind))
 }
 
 /// Expects a refused connection: a TLS failure or a dropped connection.
@@ -131,7 +132,7 @@ fn given_two_participants_when_one_touches_the_others_queue_answer_or_history_th
             .send_request(NewRequest::new(EGRUL, "ogrn 1"))
             .await
             .expect("send_request");
-        let id: gonets_core::MessageId = a.id.parse().expect("uuid");
+        let id: gonets_types::MessageId = a.id.parse().expect("uuid");
 
         // MVD reads MFC's answers.
         let mfc_answers = QueueId::Answers(ParticipantId::new("MFC"));
@@ -158,7 +159,7 @@ fn given_two_participants_when_one_touches_the_others_queue_answer_or_history_th
         );
         expect_hub(
             "SFR refuses a request addressed to FNS",
-            sfr.send_refusal(id, gonets_core::RefusalCode::NoData, "forged")
+            sfr.send_refusal(id, gonets_types::RefusalCode::NoData, "forged")
                 .await,
             |e| matches!(e, HubError::NotAuthorized(_)),
         );

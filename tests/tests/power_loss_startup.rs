@@ -19,9 +19,10 @@
 //!
 //! The journal is process-wide, so this file holds one test.
 
-use gonets_core::server::config_file::ConfigFile;
-use gonets_core::server::{checks, Security};
-use gonets_core::{tls, Hub, LogConfig};
+use gonets_engine::{Hub, LogConfig};
+use gonets_server::config_file::ConfigFile;
+use gonets_server::tls;
+use gonets_server::{checks, Security};
 use gonets_storage::journal::{self, IoEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -6,11 +6,12 @@
 //! Needs the `gonets` binary (built with the workspace).
 
 use futures_lite::future::block_on;
-use gonets_core::record::Record;
-use gonets_core::{DataKindId, Hub, HubConfig, LogConfig, NewRequest, QueueId};
+use gonets_engine::record::Record;
+use gonets_engine::{Hub, HubConfig, LogConfig};
 use gonets_tests::net::{
     bounded, free_port, gonets_bin, run_local, wait_output, ServerOptions, ServerProcess,
 };
+use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -209,7 +210,7 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
     let ep = server.endpoint();
     let fetched: Vec<Vec<u8>> = run_local(move || async move {
         let fns = ep.connect("FNS").await;
-        let queue = gonets_core::QueueId::Requests(gonets_core::DataKindId::new(EGRUL));
+        let queue = gonets_types::QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
         let mut got = Vec::new();
         // Bounded: stops at the first empty long-poll, or at REQUESTS.
         while got.len() < REQUESTS {

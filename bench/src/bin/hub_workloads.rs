@@ -1,5 +1,5 @@
 //! hub-workloads: the `rt` and `bulk` workloads of DESIGN.md §4, run in
-//! process through the embedding API (`gonets_core::Hub`, `Session`) with
+//! process through the embedding API (`gonets_engine::Hub`, `Session`) with
 //! real storage.
 //!
 //! `rt`: consumers `call` a realtime data kind with 1 KiB requests at an
@@ -19,8 +19,9 @@
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 use gonets_bench::{histogram, mb_per_s, record, summary, write_json, Args, WorkDir};
-use gonets_core::shard::NewRequest;
-use gonets_core::{Hub, HubConfig, HubError, QueueId, Registry, Session};
+use gonets_engine::{Hub, HubConfig, Registry, Session};
+use gonets_types::NewRequest;
+use gonets_types::{HubError, QueueId};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -301,7 +302,7 @@ async fn rt(
     let handled = Rc::new(Cell::new(0u64));
     spawn_providers(
         &provider,
-        QueueId::Requests(gonets_core::DataKindId::new(RT_KIND)),
+        QueueId::Requests(gonets_types::DataKindId::new(RT_KIND)),
         providers,
         Some(Bytes::from(vec![b'a'; 2048])),
         stop.clone(),
@@ -425,7 +426,7 @@ async fn bulk(
     let handled = Rc::new(Cell::new(0u64));
     spawn_providers(
         &provider,
-        QueueId::Requests(gonets_core::DataKindId::new(BULK_KIND)),
+        QueueId::Requests(gonets_types::DataKindId::new(BULK_KIND)),
         providers,
         None,
         stop.clone(),

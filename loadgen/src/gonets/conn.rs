@@ -2,8 +2,9 @@
 //! port, or (shard-aware) one per shard with each operation sent to the
 //! shard that owns its queue or message.
 
-use gonets_core::client::{Client, ClientConfig, ClientError, ClientSecurity, ShardAwareClient};
-use gonets_core::{tls, MessageId, QueueId};
+use gonets_client::{Client, ClientConfig, ClientError, ClientSecurity, ShardAwareClient};
+use gonets_server::tls;
+use gonets_types::{MessageId, QueueId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -103,7 +104,7 @@ impl Conn {
 /// A stable name for an error's type, for the errors-by-type table.
 pub fn error_name(e: &ClientError) -> String {
     match e {
-        ClientError::Hub(h) => format!("{:?}", gonets_core::protocol::ErrorCode::of(h)),
+        ClientError::Hub(h) => format!("{:?}", gonets_proto::ErrorCode::of(h)),
         ClientError::Protocol { code, .. } => code.clone(),
         ClientError::Disconnected(_) => "Disconnected".into(),
         ClientError::Timeout(_) => "Timeout".into(),

@@ -15,7 +15,7 @@ use crate::registry;
 use crate::result::HubCost;
 use crate::schedule::{OpenLoop, Pacer};
 use bytes::Bytes;
-use gonets_core::{DataKindId, NewRequest, QueueId};
+use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -186,7 +186,7 @@ pub fn run(
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{k}"))
             .spawn(move || {
-                let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
+                let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
                 let placement = match pin {
                     Some(c) => glommio::Placement::Fixed(c),
                     None => glommio::Placement::Unbound,

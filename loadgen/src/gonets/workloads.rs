@@ -8,7 +8,7 @@ use crate::params::{BulkParams, Cores, RtParams};
 use crate::record::Recorder;
 use crate::registry;
 use crate::result::{Phase, RunResult};
-use gonets_core::{DataKindId, QueueId};
+use gonets_types::{DataKindId, QueueId};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -309,7 +309,7 @@ fn waiting(target: &GonetsTarget, providers: usize) -> Result<u64, String> {
 fn run_local<T: Send + 'static>(
     f: impl std::future::Future<Output = Result<T, String>> + 'static,
 ) -> Result<T, String> {
-    let _nudged = gonets_core::runtime::nudge::nudge_this_thread();
+    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .make()
         .map_err(|e| format!("cannot start a glommio executor: {e}"))?

@@ -20,9 +20,9 @@
 //! `CHILD_RUN_SECS_MAX` in case nobody kills it.
 
 use futures_lite::future::block_on;
-use gonets_core::{
-    DataKindId, Hub, HubConfig, HubError, LogConfig, Message, NewRequest, ParticipantId, QueueId,
-    RefusalCode, Session,
+use gonets_engine::{Hub, HubConfig, LogConfig, Session};
+use gonets_types::{
+    DataKindId, HubError, Message, NewRequest, ParticipantId, QueueId, RefusalCode,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::io::Write;

@@ -1,0 +1,146 @@
+//! The shard-aware client: one connection per shard, to each shard's own
+//! port, and every operation sent to the shard that owns its queue or
+//! message, so no command crosses cores inside the hub.
+
+use crate::{Client, ClientConfig, ClientError, ClientSubscription, Delivered};
+use bytes::Bytes;
+use gonets_proto::header as h;
+use gonets_types::ids::{MessageId, QueueId};
+use gonets_types::refusal::RefusalCode;
+use gonets_types::NewRequest;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Connections to every shard's own port (see [`ShardAwareClient::connect`]).
+#[derive(Clone, Debug)]
+pub struct ShardAwareClient {
+    /// By shard.
+    shards: Vec<Client>,
+}
+
+impl ShardAwareClient {
+    /// Connects to `config.addr` (any port of the hub), learns the shard
+    /// ports from its hello, and connects to each. The server must be
+    /// started with `shard_port_base`.
+    pub async fn connect(config: ClientConfig) -> Result<ShardAwareClient, ClientError> {
+        let first = Client::connect(config.clone()).await?;
+        let hello = first
+            .hello()
+            .ok_or_else(|| ClientError::Disconnected("no hello".into()))?;
+        first.close();
+        if hello.shard_ports.len() != usize::from(hello.shards) {
+            return Err(ClientError::BadReply(format!(
+                "the server announces {} shard ports for {} shards; start it with shard_port_base",
+                hello.shard_ports.len(),
+                hello.shards
+            )));
+        }
+        let mut shards = Vec::with_capacity(hello.shard_ports.len());
+        for port in hello.shard_ports {
+            let mut c = config.clone();
+            c.addr = SocketAddr::new(config.addr.ip(), port);
+            shards.push(Client::connect(c).await?);
+        }
+        Ok(ShardAwareClient { shards })
+    }
+
+    /// Closes every shard's connection (see [`Client::disconnect`]).
+    pub fn disconnect(&self) {
+        for c in &self.shards {
+            c.disconnect();
+        }
+    }
+
+    /// Shards of the hub.
+    pub fn shard_count(&self) -> u16 {
+        self.shards.len() as u16
+    }
+
+    /// The connection to the shard owning `queue`.
+    pub fn for_queue(&self, queue: &QueueId) -> &Client {
+        &self.shards[usize::from(queue.shard(self.shard_count()))]
+    }
+
+    /// The connection to the shard owning message `id` (its id names it).
+    pub fn for_message(&self, id: MessageId) -> Result<&Client, ClientError> {
+        self.shards
+            .get(usize::from(id.shard()))
+            .ok_or(ClientError::Hub(gonets_types::HubError::NotFound))
+    }
+
+    fn for_kind(&self, request: &NewRequest) -> &Client {
+        self.for_queue(&QueueId::Requests(request.kind.clone()))
+    }
+
+    /// See [`Client::send_request`].
+    pub async fn send_request(&self, request: NewRequest) -> Result<h::Accepted, ClientError> {
+        self.for_kind(&request).send_request(request).await
+    }
+
+    /// See [`Client::call`].
+    pub async fn call(&self, request: NewRequest) -> Result<Delivered, ClientError> {
+        self.for_kind(&request).call(request).await
+    }
+
+    /// See [`Client::fetch`].
+    pub async fn fetch(
+        &self,
+        queue: &QueueId,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<Delivered>, ClientError> {
+        self.for_queue(queue).fetch(queue, max, wait).await
+    }
+
+    /// See [`Client::subscribe`].
+    pub async fn subscribe(
+        &self,
+        queue: &QueueId,
+        credits: u32,
+    ) -> Result<ClientSubscription, ClientError> {
+        self.for_queue(queue).subscribe(queue, credits).await
+    }
+
+    /// See [`Client::ack`] (sent on the connection that fetched it).
+    pub async fn ack(&self, m: &Delivered) -> Result<(), ClientError> {
+        self.for_queue(&m.queue).ack(m).await
+    }
+
+    /// See [`Client::nack`].
+    pub async fn nack(&self, m: &Delivered, delay: Duration) -> Result<(), ClientError> {
+        self.for_queue(&m.queue).nack(m, delay).await
+    }
+
+    /// See [`Client::send_response`].
+    pub async fn send_response(
+        &self,
+        request_id: MessageId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        self.for_message(request_id)?
+            .send_response(request_id, payload)
+            .await
+    }
+
+    /// See [`Client::send_refusal`].
+    pub async fn send_refusal(
+        &self,
+        request_id: MessageId,
+        code: RefusalCode,
+        reason: &str,
+    ) -> Result<(), ClientError> {
+        self.for_message(request_id)?
+            .send_refusal(request_id, code, reason)
+            .await
+    }
+
+    /// See [`Client::status`].
+    pub async fn status(&self, id: MessageId) -> Result<h::StatusReply, ClientError> {
+        self.for_message(id)?.status(id).await
+    }
+
+    /// See [`Client::queue_stats`].
+    pub async fn queue_stats(&self, queue: &QueueId) -> Result<h::QueueStatsReply, ClientError> {
+        self.for_queue(queue).queue_stats(queue).await
+    }
+}

@@ -1,0 +1,33 @@
+//! gonets engine: the sans-IO shard state machine, the registry, the log
+//! record format, and the glommio runtime that runs one shard per core
+//! behind the embedding API ([`Hub`]). It speaks the vocabulary of
+//! `gonets-types`; the wire protocol, the server and the clients live in
+//! their own crates above (docs/architecture.md).
+
+/// Runs its statements only in builds with the test-only `failpoints`
+/// feature: records file steps in the storage layer's power-loss journal.
+macro_rules! journal {
+    ($($t:tt)*) => {
+        #[cfg(feature = "failpoints")]
+        {
+            $($t)*
+        }
+    };
+}
+
+pub mod durable_file;
+pub mod record;
+pub mod registry;
+mod registry_toml;
+pub mod runtime;
+pub mod shard;
+
+/// The log settings a [`HubConfig`] carries.
+pub use gonets_storage::LogConfig;
+pub use gonets_types::{
+    Accepted, Command, DeliveryBody, HubError, Message, NewRequest, Reply, StatusView,
+};
+pub use registry::Registry;
+pub use runtime::{
+    Hub, HubConfig, HubHandle, HubStartError, LocalTask, Session, ShardTuning, Subscription,
+};

@@ -1,0 +1,395 @@
+//! What a shard writes to its log: requests, answers, history events and
+//! snapshot parts, in a compact little-endian binary encoding. Every length
+//! read back is bounded by the bytes present before anything is allocated.
+
+use bytes::Bytes;
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
+use gonets_types::refusal::RefusalCode;
+pub use gonets_types::{AnswerBody, EventKind};
+
+/// A record of a shard's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A request was accepted.
+    Request(RequestRecord),
+    /// A request was answered: data, a provider's refusal or the hub's own.
+    Answer(AnswerRecord),
+    /// A step in a message's history.
+    Event(EventRecord),
+    /// One part of a state snapshot (an encoded exchange, see `shard::snapshot`).
+    SnapshotPart(Bytes),
+    /// The end of a snapshot that started at `first_offset`, with its part count.
+    SnapshotEnd {
+        /// Offset of the snapshot's first record.
+        first_offset: u64,
+        /// Number of parts.
+        parts: u64,
+    },
+}
+
+/// An accepted request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Hub-assigned id.
+    pub id: MessageId,
+    /// Its data kind.
+    pub kind: DataKindId,
+    /// The consumer that sent it.
+    pub consumer: ParticipantId,
+    /// The provider it goes to.
+    pub provider: ParticipantId,
+    /// Hub time of acceptance, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Absolute deadline, ms since the Unix epoch.
+    pub deadline_ms: u64,
+    /// Test traffic, kept apart in reports.
+    pub test: bool,
+    /// Sent with `call` (a realtime caller waits for the answer).
+    pub call: bool,
+    /// Links the messages of one service case.
+    pub transaction: Option<String>,
+    /// The consumer's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The payload, stored as received.
+    pub payload: Bytes,
+}
+
+/// A request's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerRecord {
+    /// The answer's own id.
+    pub id: MessageId,
+    /// The request it answers.
+    pub request_id: MessageId,
+    /// Data or refusal.
+    pub body: AnswerBody,
+    /// Hub time, ms.
+    pub time_ms: u64,
+    /// The payload (empty for refusals made by the hub).
+    pub payload: Bytes,
+}
+
+/// A history step of the exchange of `request_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The request the exchange belongs to.
+    pub request_id: MessageId,
+    /// What happened.
+    pub kind: EventKind,
+    /// Hub time, ms.
+    pub time_ms: u64,
+    /// Delivery number where it applies, else 0.
+    pub count: u32,
+}
+
+/// Why bytes did not decode as a record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable record: {0}")]
+pub struct DecodeError(pub &'static str);
+
+const TAG_REQUEST: u8 = 1;
+const TAG_ANSWER: u8 = 2;
+const TAG_EVENT: u8 = 3;
+const TAG_SNAPSHOT_PART: u8 = 4;
+const TAG_SNAPSHOT_END: u8 = 5;
+/// Longest id, key or reason string accepted, bytes.
+pub const TEXT_BYTES_MAX: usize = 4096;
+
+impl Record {
+    /// Appends the encoding to `out` (a reused buffer).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Request(r) => {
+                out.push(TAG_REQUEST);
+                put_id(out, r.id);
+                put_str(out, r.kind.as_str());
+                put_str(out, r.consumer.as_str());
+                put_str(out, r.provider.as_str());
+                put_u64(out, r.time_ms);
+                put_u64(out, r.deadline_ms);
+                out.push(u8::from(r.test) | (u8::from(r.call) << 1));
+                put_opt_str(out, r.transaction.as_deref());
+                put_opt_str(out, r.idempotency_key.as_deref());
+                put_bytes(out, &r.payload);
+            }
+            Record::Answer(a) => {
+                out.push(TAG_ANSWER);
+                put_id(out, a.id);
+                put_id(out, a.request_id);
+                put_answer_body(out, &a.body);
+                put_u64(out, a.time_ms);
+                put_bytes(out, &a.payload);
+            }
+            Record::Event(e) => {
+                out.push(TAG_EVENT);
+                put_id(out, e.request_id);
+                out.push(e.kind.to_u8());
+                put_u64(out, e.time_ms);
+                out.extend_from_slice(&e.count.to_le_bytes());
+            }
+            Record::SnapshotPart(b) => {
+                out.push(TAG_SNAPSHOT_PART);
+                put_bytes(out, b);
+            }
+            Record::SnapshotEnd {
+                first_offset,
+                parts,
+            } => {
+                out.push(TAG_SNAPSHOT_END);
+                put_u64(out, *first_offset);
+                put_u64(out, *parts);
+            }
+        }
+    }
+
+    /// Decodes a record; payloads are copied out of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        let record = match r.u8()? {
+            TAG_REQUEST => {
+                let id = r.id()?;
+                let kind = DataKindId::new(r.str()?);
+                let consumer = ParticipantId::new(r.str()?);
+                let provider = ParticipantId::new(r.str()?);
+                let time_ms = r.u64()?;
+                let deadline_ms = r.u64()?;
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(DecodeError("request flags"));
+                }
+                let transaction = r.opt_str()?.map(str::to_owned);
+                let idempotency_key = r.opt_str()?.map(str::to_owned);
+                let payload = Bytes::copy_from_slice(r.bytes()?);
+                Record::Request(RequestRecord {
+                    id,
+                    kind,
+                    consumer,
+                    provider,
+                    time_ms,
+                    deadline_ms,
+                    test: flags & 1 != 0,
+                    call: flags & 2 != 0,
+                    transaction,
+                    idempotency_key,
+                    payload,
+                })
+            }
+            TAG_ANSWER => {
+                let id = r.id()?;
+                let request_id = r.id()?;
+                let body = r.answer_body()?;
+                let time_ms = r.u64()?;
+                let payload = Bytes::copy_from_slice(r.bytes()?);
+                Record::Answer(AnswerRecord {
+                    id,
+                    request_id,
+                    body,
+                    time_ms,
+                    payload,
+                })
+            }
+            TAG_EVENT => Record::Event(EventRecord {
+                request_id: r.id()?,
+                kind: EventKind::from_u8(r.u8()?).ok_or(DecodeError("event kind"))?,
+                time_ms: r.u64()?,
+                count: r.u32()?,
+            }),
+            TAG_SNAPSHOT_PART => Record::SnapshotPart(Bytes::copy_from_slice(r.bytes()?)),
+            TAG_SNAPSHOT_END => Record::SnapshotEnd {
+                first_offset: r.u64()?,
+                parts: r.u64()?,
+            },
+            _ => return Err(DecodeError("record tag")),
+        };
+        if r.at != bytes.len() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(record)
+    }
+}
+
+/// Appends a little-endian u64.
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends a message id.
+pub(crate) fn put_id(out: &mut Vec<u8>, id: MessageId) {
+    out.extend_from_slice(&id.0.to_le_bytes());
+}
+
+/// Appends a length-prefixed string.
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
+    assert!(s.len() <= TEXT_BYTES_MAX, "text longer than TEXT_BYTES_MAX");
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends an optional string (0xffff length = none).
+pub(crate) fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(out, s),
+        None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+    }
+}
+
+/// Appends an answer's body: 0 for data, else the refusal code and reason.
+pub(crate) fn put_answer_body(out: &mut Vec<u8>, body: &AnswerBody) {
+    match body {
+        AnswerBody::Data => out.push(0),
+        AnswerBody::Refusal { code, reason } => {
+            out.push(code.to_u8());
+            put_str(out, reason);
+        }
+    }
+}
+
+/// Appends length-prefixed bytes.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// A bounds-checked cursor over encoded bytes.
+pub(crate) struct Reader<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Position.
+    pub at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).ok_or(DecodeError("length"))?;
+        let s = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(DecodeError("truncated"))?;
+        self.at = end;
+        Ok(s)
+    }
+    /// Reads a byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    /// Reads a u32.
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    /// Reads a u64.
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    /// Reads a message id.
+    pub fn id(&mut self) -> Result<MessageId, DecodeError> {
+        Ok(MessageId(u128::from_le_bytes(
+            self.take(16)?.try_into().unwrap(),
+        )))
+    }
+    /// Reads a string.
+    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let n = u16::from_le_bytes(self.take(2)?.try_into().unwrap());
+        if usize::from(n) > TEXT_BYTES_MAX {
+            return Err(DecodeError("text length"));
+        }
+        std::str::from_utf8(self.take(usize::from(n))?).map_err(|_| DecodeError("utf-8"))
+    }
+    /// Reads an optional string.
+    pub fn opt_str(&mut self) -> Result<Option<&'a str>, DecodeError> {
+        let save = self.at;
+        let n = u16::from_le_bytes(self.take(2)?.try_into().unwrap());
+        if n == u16::MAX {
+            return Ok(None);
+        }
+        self.at = save;
+        self.str().map(Some)
+    }
+    /// Reads an answer's body (see `put_answer_body`).
+    pub fn answer_body(&mut self) -> Result<AnswerBody, DecodeError> {
+        Ok(match self.u8()? {
+            0 => AnswerBody::Data,
+            c => AnswerBody::Refusal {
+                code: RefusalCode::from_u8(c).ok_or(DecodeError("refusal code"))?,
+                reason: self.str()?.to_owned(),
+            },
+        })
+    }
+    /// Reads length-prefixed bytes.
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    /// True when every byte was read.
+    pub fn done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Record {
+        Record::Request(RequestRecord {
+            id: MessageId::new(5, 1, 2),
+            kind: DataKindId::new("urn:k"),
+            consumer: ParticipantId::new("MVD"),
+            provider: ParticipantId::new("FNS"),
+            time_ms: 10,
+            deadline_ms: 20,
+            test: true,
+            call: false,
+            transaction: Some("T-1".into()),
+            idempotency_key: None,
+            payload: Bytes::from_static(b"hello"),
+        })
+    }
+
+    #[test]
+    fn given_each_record_when_round_tripped_then_equal() {
+        let records = [
+            request(),
+            Record::Answer(AnswerRecord {
+                id: MessageId::new(6, 1, 3),
+                request_id: MessageId::new(5, 1, 2),
+                body: AnswerBody::Refusal {
+                    code: RefusalCode::NoData,
+                    reason: "none".into(),
+                },
+                time_ms: 11,
+                payload: Bytes::new(),
+            }),
+            Record::Event(EventRecord {
+                request_id: MessageId::new(5, 1, 2),
+                kind: EventKind::AnswerAcked,
+                time_ms: 12,
+                count: 3,
+            }),
+            Record::SnapshotPart(Bytes::from_static(b"x")),
+            Record::SnapshotEnd {
+                first_offset: 9,
+                parts: 1,
+            },
+        ];
+        for r in records {
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            assert_eq!(Record::decode(&buf).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn given_truncated_or_garbage_bytes_when_decoded_then_error_not_panic() {
+        let mut buf = Vec::new();
+        request().encode(&mut buf);
+        for cut in 0..buf.len() {
+            assert!(Record::decode(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = buf.clone();
+        long.push(0);
+        assert_eq!(Record::decode(&long), Err(DecodeError("trailing bytes")));
+        for b in 0..=255u8 {
+            let _ = Record::decode(&[b, 0xff, 0xff, 0xff, 0xff]);
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The registry's TOML format (`docs/registry.md`).
+//!
+//! The text is read into plain serde structs that reject unknown fields,
+//! each entry is checked on its own (ids, roles, mode, the 2 s rule, tokens)
+//! and mapped to the registry types, and [`Registry::new`] then checks every
+//! cross-reference (providers, consumers, duplicate ids, positive limits) and
+//! the pinned certificate fingerprints.
+
+use crate::registry::{
+    DataKind, Mode, Participant, Registry, RegistryError, Roles, ASYNC_DEADLINE_MS_DEFAULT,
+    PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
+};
+use gonets_types::ids::{DataKindId, ParticipantId};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// The whole file: `[[participant]]` and `[[data_kind]]` tables, both optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    participant: Vec<ParticipantEntry>,
+    #[serde(default)]
+    data_kind: Vec<DataKindEntry>,
+}
+
+/// One `[[participant]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantEntry {
+    id: String,
+    name: String,
+    roles: Vec<String>,
+    token: Option<String>,
+    certificate_sha256: Option<String>,
+}
+
+/// One `[[data_kind]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataKindEntry {
+    id: String,
+    provider: String,
+    mode: String,
+    deadline_ms: Option<u64>,
+    payload_bytes_max: Option<u32>,
+    queue_messages_max: Option<u32>,
+    #[serde(default)]
+    consumers: Vec<String>,
+}
+
+/// Parses and validates a registry from TOML text.
+pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
+    let file: RegistryFile =
+        toml::from_str(text).map_err(|e| RegistryError::Toml(e.to_string()))?;
+
+    let mut participants = Vec::with_capacity(file.participant.len());
+    let mut token_owners: HashMap<&str, &str> = HashMap::new();
+    for (i, p) in file.participant.iter().enumerate() {
+        check_id(&format!("participant #{}", i + 1), "id", &p.id)?;
+        if let Some(token) = p.token.as_deref() {
+            if token.is_empty() {
+                return Err(invalid(format!("participant {}: empty token", p.id)));
+            }
+            if let Some(other) = token_owners.insert(token, &p.id) {
+                if other != p.id {
+                    return Err(invalid(format!(
+                        "participant {}: token already belongs to {other}",
+                        p.id
+                    )));
+                }
+            }
+        }
+        participants.push(Participant {
+            id: ParticipantId::new(&p.id),
+            name: p.name.clone(),
+            roles: roles(&p.id, &p.roles)?,
+            token: p.token.clone(),
+            // Checked and lowercased by `Registry::new`.
+            certificate_sha256: p.certificate_sha256.clone(),
+        });
+    }
+
+    let mut kinds = Vec::with_capacity(file.data_kind.len());
+    for (i, k) in file.data_kind.iter().enumerate() {
+        check_id(&format!("data kind #{}", i + 1), "id", &k.id)?;
+        let entry = format!("kind {}", k.id);
+        check_id(&entry, "provider", &k.provider)?;
+        for c in &k.consumers {
+            check_id(&entry, "consumer", c)?;
+        }
+        let mode = match k.mode.as_str() {
+            "async" => Mode::Async,
+            "realtime" => Mode::Realtime,
+            other => {
+                return Err(invalid(format!(
+                    "{entry}: unknown mode {other:?} (expected \"async\" or \"realtime\")"
+                )))
+            }
+        };
+        let deadline_ms = match (mode, k.deadline_ms) {
+            (Mode::Realtime, Some(ms)) if ms > REALTIME_DEADLINE_MS_DEFAULT => {
+                return Err(invalid(format!(
+                    "{entry}: realtime deadline_ms {ms} exceeds {REALTIME_DEADLINE_MS_DEFAULT} \
+                     (the 2 s rule, Rules 963 §10)"
+                )))
+            }
+            (_, Some(ms)) => ms,
+            (Mode::Async, None) => ASYNC_DEADLINE_MS_DEFAULT,
+            (Mode::Realtime, None) => REALTIME_DEADLINE_MS_DEFAULT,
+        };
+        kinds.push(DataKind {
+            id: DataKindId::new(&k.id),
+            provider: ParticipantId::new(&k.provider),
+            mode,
+            deadline_ms,
+            payload_bytes_max: k.payload_bytes_max.unwrap_or(PAYLOAD_BYTES_MAX_DEFAULT),
+            consumers: k.consumers.iter().map(|c| ParticipantId::new(c)).collect(),
+            queue_messages_max: k.queue_messages_max.unwrap_or(QUEUE_MESSAGES_MAX_DEFAULT),
+        });
+    }
+
+    Registry::new(participants, kinds)
+}
+
+fn invalid(message: String) -> RegistryError {
+    RegistryError::Invalid(message)
+}
+
+/// An id (or a reference to one) must be non-empty printable ASCII: no
+/// whitespace, no control characters.
+fn check_id(entry: &str, field: &str, id: &str) -> Result<(), RegistryError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{entry}: {field} {id:?} must be non-empty ASCII without whitespace"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps role names to [`Roles`]; at least one role, repeats are harmless.
+fn roles(participant: &str, names: &[String]) -> Result<Roles, RegistryError> {
+    if names.is_empty() {
+        return Err(invalid(format!("participant {participant}: no roles")));
+    }
+    let mut roles = Roles::default();
+    for name in names {
+        match name.as_str() {
+            "consumer" => roles.consumer = true,
+            "provider" => roles.provider = true,
+            "operator" => roles.operator = true,
+            other => {
+                return Err(invalid(format!(
+                    "participant {participant}: unknown role {other:?} \
+                     (expected \"consumer\", \"provider\" or \"operator\")"
+                )))
+            }
+        }
+    }
+    Ok(roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = include_str!("../registry.default.toml");
+
+    /// FNS (provider and consumer) and MFC (consumer only), then `{extra}`.
+    fn base(extra: &str) -> String {
+        format!(
+            r#"
+[[participant]]
+id = "FNS"
+name = "Federal Tax Service"
+roles = ["provider", "consumer"]
+token = "dev-fns"
+
+[[participant]]
+id = "MFC"
+name = "Public-service centre"
+roles = ["consumer"]
+
+{extra}
+"#
+        )
+    }
+
+    fn invalid_message(text: &str) -> String {
+        match parse(text) {
+            Err(RegistryError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn toml_message(text: &str) -> String {
+        match parse(text) {
+            Err(RegistryError::Toml(m)) => m,
+            other => panic!("expected Toml, got {other:?}"),
+        }
+    }
+
+    fn kind<'a>(reg: &'a Registry, id: &str) -> &'a DataKind {
+        reg.kind(&DataKindId::new(id)).expect("kind present")
+    }
+
+    #[test]
+    fn given_embedded_default_when_parsed_then_every_entry_loaded() {
+        let reg = parse(DEFAULT).expect("default parses");
+        assert!(reg.participants().count() >= 5);
+        assert!(reg.kinds().count() >= 4);
+        for p in reg.participants() {
+            let want = format!("dev-{}", p.id.as_str().to_ascii_lowercase());
+            assert_eq!(p.token.as_deref(), Some(want.as_str()), "{}", p.id);
+        }
+
+        let egrul = kind(&reg, "urn:gonets:fns:egrul-extract:1");
+        assert_eq!(egrul.provider.as_str(), "FNS");
+        assert_eq!(egrul.mode, Mode::Async);
+        assert_eq!(egrul.deadline_ms, ASYNC_DEADLINE_MS_DEFAULT);
+        assert!(egrul.consumers.contains(&ParticipantId::new("MFC")));
+
+        let passport = kind(&reg, "urn:gonets:mvd:passport-validity:1");
+        assert_eq!(passport.provider.as_str(), "MVD");
+        assert_eq!(passport.mode, Mode::Realtime);
+        assert!(passport.deadline_ms <= REALTIME_DEADLINE_MS_DEFAULT);
+
+        let mfc = reg.participant_by_name("MFC").expect("MFC");
+        assert_eq!(
+            mfc.roles,
+            Roles {
+                consumer: true,
+                ..Roles::default()
+            }
+        );
+        let op = reg.participant_by_name("OPERATOR").expect("OPERATOR");
+        assert!(op.roles.operator);
+    }
+
+    #[test]
+    fn given_embedded_default_when_loaded_through_registry_then_same() {
+        let reg = Registry::embedded_default();
+        assert_eq!(
+            reg.kinds().count(),
+            parse(DEFAULT).expect("parses").kinds().count()
+        );
+    }
+
+    #[test]
+    fn given_optional_fields_omitted_when_parsed_then_defaults_applied() {
+        let reg = parse(&base(
+            r#"
+[[data_kind]]
+id = "urn:test:async:1"
+provider = "FNS"
+mode = "async"
+consumers = ["MFC"]
+
+[[data_kind]]
+id = "urn:test:rt:1"
+provider = "FNS"
+mode = "realtime"
+"#,
+        ))
+        .expect("parses");
+        let a = kind(&reg, "urn:test:async:1");
+        assert_eq!(a.mode, Mode::Async);
+        assert_eq!(a.deadline_ms, ASYNC_DEADLINE_MS_DEFAULT);
+        assert_eq!(a.deadline_ms, 172_800_000);
+        assert_eq!(a.payload_bytes_max, PAYLOAD_BYTES_MAX_DEFAULT);
+        assert_eq!(a.queue_messages_max, QUEUE_MESSAGES_MAX_DEFAULT);
+        assert_eq!(a.consumers.len(), 1);
+        let r = kind(&reg, "urn:test:rt:1");
+        assert_eq!(r.mode, Mode::Realtime);
+        assert_eq!(r.deadline_ms, REALTIME_DEADLINE_MS_DEFAULT);
+        assert!(r.consumers.is_empty());
+        assert_eq!(
+            reg.participant_by_name("MFC").expect("MFC").token,
+            None,
+            "token is optional"
+        );
+    }
+
+    #[test]
+    fn given_explicit_limits_when_parsed_then_kept() {
+        let reg = parse(&base(
+            r#"
+[[data_kind]]
+id = "urn:test:rt:1"
+provider = "FNS"
+mode = "realtime"
+deadline_ms = 2000
+payload_bytes_max = 4096
+queue_messages_max = 10
+consumers = ["MFC", "FNS", "MFC"]
+"#,
+        ))
+        .expect("parses");
+        let k = kind(&reg, "urn:test:rt:1");
+        assert_eq!(k.deadline_ms, 2000);
+        assert_eq!(k.payload_bytes_max, 4096);
+        assert_eq!(k.queue_messages_max, 10);
+        assert_eq!(k.consumers.len(), 2, "repeated consumers collapse");
+    }
+
+    #[test]
+    fn given_empty_text_when_parsed_then_empty_registry() {
+        let reg = parse("").expect("parses");
+        assert_eq!(reg.participants().count(), 0);
+        assert_eq!(reg.kinds().count(), 0);
+    }
+
+    #[test]
+    fn given_broken_toml_when_parsed_then_toml_error_with_position() {
+        let m = toml_message("[[participant]]\nid = \"FNS\"\nname = \n");
+        assert!(m.contains("line 3"), "{m}");
+        assert!(m.contains("column"), "{m}");
+    }
+
+    #[test]
+    fn given_unknown_field_when_parsed_then_toml_error() {
+        let m = toml_message(&base(
+            r#"
+[[data_kind]]
+id = "urn:test:1"
+provider = "FNS"
+mode = "async"
+consumer = ["MFC"]
+"#,
+        ));
+        assert!(m.contains("consumer"), "{m}");
+        let m = toml_message("[[agency]]\nid = \"X\"\n");
+        assert!(m.contains("agency"), "{m}");
+    }
+
+    #[test]
+    fn given_missing_or_mistyped_field_when_parsed_then_toml_error() {
+        toml_message("[[participant]]\nid = \"FNS\"\nroles = [\"consumer\"]\n");
+        for bad in [
+            "deadline_ms = \"soon\"",
+            "deadline_ms = -1",
+            "payload_bytes_max = 5000000000",
+        ] {
+            let m = toml_message(&base(&format!(
+                "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n{bad}\n"
+            )));
+            assert!(m.contains("line"), "{bad}: {m}");
+        }
+    }
+
+    #[test]
+    fn given_unknown_role_when_parsed_then_invalid_naming_participant() {
+        let m = invalid_message(
+            "[[participant]]\nid = \"FNS\"\nname = \"x\"\nroles = [\"provider\", \"admin\"]\n",
+        );
+        assert!(m.contains("FNS") && m.contains("admin"), "{m}");
+    }
+
+    #[test]
+    fn given_no_roles_when_parsed_then_invalid() {
+        let m = invalid_message("[[participant]]\nid = \"FNS\"\nname = \"x\"\nroles = []\n");
+        assert!(m.contains("FNS") && m.contains("no roles"), "{m}");
+    }
+
+    #[test]
+    fn given_unknown_mode_when_parsed_then_invalid_naming_kind() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"sync\"\n",
+        ));
+        assert!(m.contains("urn:test:1") && m.contains("sync"), "{m}");
+    }
+
+    #[test]
+    fn given_bad_participant_id_when_parsed_then_invalid() {
+        // As written in TOML: empty, a space, a tab, Cyrillic, DEL.
+        for id in [
+            r#""""#,
+            r#""F NS""#,
+            r#""FNS\t""#,
+            r#""ФНС""#,
+            r#""FNS\u007F""#,
+        ] {
+            let m = invalid_message(&format!(
+                "[[participant]]\nid = {id}\nname = \"x\"\nroles = [\"consumer\"]\n"
+            ));
+            assert!(m.contains("participant #1"), "{id:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn given_bad_kind_id_or_reference_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test 1\"\nprovider = \"FNS\"\nmode = \"async\"\n",
+        ));
+        assert!(m.contains("data kind #1"), "{m}");
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"\"\nmode = \"async\"\n",
+        ));
+        assert!(m.contains("urn:test:1") && m.contains("provider"), "{m}");
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             consumers = [\" MFC\"]\n",
+        ));
+        assert!(m.contains("urn:test:1") && m.contains("consumer"), "{m}");
+    }
+
+    #[test]
+    fn given_realtime_deadline_over_2s_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:rt:1\"\nprovider = \"FNS\"\nmode = \"realtime\"\n\
+             deadline_ms = 2001\n",
+        ));
+        assert!(m.contains("urn:test:rt:1") && m.contains("2001"), "{m}");
+    }
+
+    #[test]
+    fn given_async_deadline_over_2s_when_parsed_then_kept() {
+        let reg = parse(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             deadline_ms = 2001\n",
+        ))
+        .expect("parses");
+        assert_eq!(kind(&reg, "urn:test:1").deadline_ms, 2001);
+    }
+
+    #[test]
+    fn given_unknown_provider_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"MVD\"\nmode = \"async\"\n",
+        ));
+        assert!(m.contains("unknown provider MVD"), "{m}");
+    }
+
+    #[test]
+    fn given_provider_without_provider_role_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"MFC\"\nmode = \"async\"\n",
+        ));
+        assert!(m.contains("MFC is not a provider"), "{m}");
+    }
+
+    #[test]
+    fn given_unknown_consumer_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             consumers = [\"MVD\"]\n",
+        ));
+        assert!(m.contains("unknown consumer MVD"), "{m}");
+    }
+
+    #[test]
+    fn given_consumer_without_consumer_role_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[participant]]\nid = \"OPERATOR\"\nname = \"x\"\nroles = [\"operator\"]\n\
+             [[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             consumers = [\"OPERATOR\"]\n",
+        ));
+        assert!(m.contains("OPERATOR is not a consumer"), "{m}");
+    }
+
+    #[test]
+    fn given_duplicate_ids_when_parsed_then_invalid() {
+        let m = invalid_message(&base(
+            "[[participant]]\nid = \"MFC\"\nname = \"again\"\nroles = [\"consumer\"]\n",
+        ));
+        assert!(m.contains("participant MFC twice"), "{m}");
+        let kind = "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n";
+        let m = invalid_message(&base(&format!("{kind}{kind}")));
+        assert!(m.contains("kind urn:test:1 twice"), "{m}");
+    }
+
+    #[test]
+    fn given_zero_limit_when_parsed_then_invalid() {
+        for zero in [
+            "deadline_ms = 0",
+            "payload_bytes_max = 0",
+            "queue_messages_max = 0",
+        ] {
+            let m = invalid_message(&base(&format!(
+                "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n{zero}\n"
+            )));
+            assert!(m.contains("must be positive"), "{zero}: {m}");
+        }
+    }
+
+    #[test]
+    fn given_empty_or_shared_token_when_parsed_then_invalid() {
+        let m = invalid_message(
+            "[[participant]]\nid = \"FNS\"\nname = \"x\"\nroles = [\"consumer\"]\ntoken = \"\"\n",
+        );
+        assert!(m.contains("FNS") && m.contains("empty token"), "{m}");
+        let m = invalid_message(&base(
+            "[[participant]]\nid = \"MVD\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             token = \"dev-fns\"\n",
+        ));
+        assert!(m.contains("MVD") && m.contains("FNS"), "{m}");
+    }
+
+    #[test]
+    fn given_uppercase_certificate_sha256_when_parsed_then_kept_lowercase() {
+        let pin = "AB".repeat(32);
+        let reg = parse(&format!(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{pin}\"\n"
+        ))
+        .expect("parses");
+        let mfc = reg.participant_by_name("MFC").expect("MFC");
+        assert_eq!(mfc.certificate_sha256, Some("ab".repeat(32)));
+        let fns = parse(&base("")).expect("parses");
+        assert_eq!(
+            fns.participant_by_name("FNS")
+                .expect("FNS")
+                .certificate_sha256,
+            None,
+            "certificate_sha256 is optional"
+        );
+    }
+
+    #[test]
+    fn given_bad_certificate_sha256_when_parsed_then_invalid_naming_participant() {
+        let short = "ab".repeat(31);
+        let long = "ab".repeat(33);
+        let not_hex = format!("{}zz", "ab".repeat(31));
+        let colons = ["ab"; 32].join(":");
+        for bad in [
+            "",
+            short.as_str(),
+            long.as_str(),
+            not_hex.as_str(),
+            colons.as_str(),
+        ] {
+            let m = invalid_message(&format!(
+                "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+                 certificate_sha256 = \"{bad}\"\n"
+            ));
+            assert!(
+                m.contains("MFC") && m.contains("certificate_sha256") && m.contains("64 hex"),
+                "{bad:?}: {m}"
+            );
+        }
+        let m = toml_message(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = 42\n",
+        );
+        assert!(m.contains("certificate_sha256"), "{m}");
+    }
+
+    #[test]
+    fn given_certificate_sha256_pinned_twice_when_parsed_then_invalid() {
+        let pin = "cd".repeat(32);
+        let m = invalid_message(&format!(
+            "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{pin}\"\n\
+             [[participant]]\nid = \"FNS\"\nname = \"x\"\nroles = [\"consumer\"]\n\
+             certificate_sha256 = \"{}\"\n",
+            pin.to_ascii_uppercase()
+        ));
+        assert!(
+            m.contains("FNS") && m.contains("already pinned by MFC"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! What a hub is started with: where its logs live, how many shards run on
+//! which cores, the registry, the log settings, the shard rules' tunables and
+//! the bounds of every channel between threads.
+
+use crate::registry::Registry;
+use crate::runtime::start_error::HubStartError;
+use crate::shard::ShardConfig;
+use gonets_storage::LogConfig;
+use gonets_types::ids::MessageId;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Default bound of a shard's inbound channel (client commands and peer messages).
+pub const INBOX_CAPACITY_DEFAULT: usize = 4096;
+/// Default bound of the peer messages one shard keeps for a slow peer before
+/// it refuses new client commands with `Unavailable`.
+pub const OUTBOX_MESSAGES_MAX_DEFAULT: usize = 65_536;
+/// Default most credits a subscription may hold at once (its push buffer).
+pub const SUBSCRIPTION_CREDITS_MAX_DEFAULT: u32 = 1024;
+/// Default number of appended records between two state snapshots.
+pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 100_000;
+/// Default time shutdown waits for shards to settle peer traffic, ms.
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Default time `Drop` of a hub that was not shut down waits for its threads, ms.
+pub const DROP_WAIT_MS_DEFAULT: u64 = 10_000;
+
+/// The shard rules' tunables, the same for every shard of a hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardTuning {
+    /// How long a delivered message stays leased without an ack, ms.
+    pub lease_timeout_ms: u64,
+    /// Deliveries without an ack before a request is dead-lettered.
+    pub deliveries_max: u32,
+    /// How long an idempotency key is remembered, ms.
+    pub dedup_window_ms: u64,
+    /// Most messages one fetch returns.
+    pub fetch_max: u32,
+    /// Longest long-poll wait, ms.
+    pub wait_ms_max: u64,
+    /// How long a finished exchange stays in memory, ms (`None`: for ever,
+    /// memory grows with traffic). `status` reads it from the history
+    /// archive afterwards (ADR 0005), so this bounds memory, not history.
+    pub finished_keep_ms: Option<u64>,
+    /// Retention period of the shard logs, ms: a segment is dropped only
+    /// once every message in it is at least this old and nothing live or
+    /// replay needs it (0: as soon as nothing needs it). Histories are kept
+    /// in the history archive regardless.
+    pub retention_ms: u64,
+}
+
+/// Default retention period of the shard logs: 7 days.
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
+
+/// Default time a finished exchange's history stays in memory: 10 minutes.
+pub const FINISHED_KEEP_MS_DEFAULT: u64 = 10 * 60 * 1000;
+
+impl Default for ShardTuning {
+    fn default() -> Self {
+        let c = ShardConfig::new(0, 1);
+        ShardTuning {
+            lease_timeout_ms: c.lease_timeout_ms,
+            deliveries_max: c.deliveries_max,
+            dedup_window_ms: c.dedup_window_ms,
+            fetch_max: c.fetch_max,
+            wait_ms_max: c.wait_ms_max,
+            finished_keep_ms: Some(FINISHED_KEEP_MS_DEFAULT),
+            retention_ms: RETENTION_MS_DEFAULT,
+        }
+    }
+}
+
+impl ShardTuning {
+    /// The shard configuration of shard `shard` of `shard_count`, with this boot's nonce.
+    pub(crate) fn shard_config(
+        &self,
+        shard: u16,
+        shard_count: u16,
+        boot_nonce: u32,
+    ) -> ShardConfig {
+        ShardConfig {
+            lease_timeout_ms: self.lease_timeout_ms,
+            deliveries_max: self.deliveries_max,
+            dedup_window_ms: self.dedup_window_ms,
+            fetch_max: self.fetch_max,
+            wait_ms_max: self.wait_ms_max,
+            finished_keep_ms: self.finished_keep_ms,
+            // Snapshots hold live state only: at 10,000 exchanges/s ten
+            // minutes of finished histories would be millions of parts.
+            snapshot_finished: false,
+            // Finished histories go to the archive before they leave memory.
+            archive_histories: true,
+            retention_ms: self.retention_ms,
+            boot_nonce,
+            ..ShardConfig::new(shard, shard_count)
+        }
+    }
+}
+
+/// Everything [`crate::Hub::start`] needs.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Directory of the shards' logs (`shard-N/` each); created if missing.
+    pub data_dir: PathBuf,
+    /// Shards (one thread and one log each). Must stay the same across
+    /// restarts of one data directory: queues are placed by a hash modulo it.
+    pub shards: u16,
+    /// `None`: threads float. `Some(cores)`: shard `i` is pinned to `cores[i]`.
+    pub pin_cores: Option<Vec<usize>>,
+    /// Participants, data kinds and access rights.
+    pub registry: Arc<Registry>,
+    /// Settings of every shard's log.
+    pub log: LogConfig,
+    /// The shard rules' tunables.
+    pub shard: ShardTuning,
+    /// Appended records between two snapshots of a shard's state (bounds replay after a restart).
+    pub snapshot_every_records: u64,
+    /// Bound of each shard's inbound channel; senders wait when it is full.
+    pub inbox_capacity: usize,
+    /// Peer messages a shard holds for one slow peer before it refuses client commands.
+    pub outbox_messages_max: usize,
+    /// Most credits a subscription may hold at once; also its push buffer's size.
+    pub subscription_credits_max: u32,
+    /// Memory each executor registers with io_uring, bytes; `None` sizes it
+    /// from the log settings (its batch buffers), which keeps it modest.
+    pub io_memory_bytes: Option<usize>,
+    /// How long shutdown lets shards settle messages between them, ms.
+    pub drain_timeout_ms: u64,
+    /// How long dropping a hub that was not shut down waits for its threads, ms.
+    pub drop_wait_ms: u64,
+}
+
+impl HubConfig {
+    /// Defaults: one shard per available core, unpinned, the embedded
+    /// registry, the default log settings.
+    pub fn new(data_dir: impl Into<PathBuf>) -> HubConfig {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards_max = usize::from(MessageId::SHARD_MAX) + 1;
+        HubConfig {
+            data_dir: data_dir.into(),
+            shards: cores.clamp(1, shards_max) as u16,
+            pin_cores: None,
+            registry: Arc::new(Registry::embedded_default()),
+            log: LogConfig::default(),
+            shard: ShardTuning::default(),
+            snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
+            inbox_capacity: INBOX_CAPACITY_DEFAULT,
+            outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
+            subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
+            io_memory_bytes: None,
+            drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
+            drop_wait_ms: DROP_WAIT_MS_DEFAULT,
+        }
+    }
+
+    /// The io_uring memory each executor registers, bytes.
+    pub(crate) fn io_memory_bytes(&self) -> usize {
+        // The log's batch buffers and one prewrite chunk are the DMA memory a
+        // shard uses; more would only be locked memory nobody touches.
+        self.io_memory_bytes.unwrap_or_else(|| {
+            self.log
+                .batch_bytes_max
+                .saturating_mul(self.log.batch_buffers_max)
+                .saturating_add(self.log.prewrite_chunk_bytes)
+        })
+    }
+
+    /// Checks every bound; the error names the broken one.
+    pub(crate) fn validate(&self) -> Result<(), HubStartError> {
+        let fail = |s: String| Err(HubStartError::Config(s));
+        let shards_max = u32::from(MessageId::SHARD_MAX) + 1;
+        if self.shards == 0 || u32::from(self.shards) > shards_max {
+            return fail(format!(
+                "shards is {}; it must be between 1 and {shards_max}",
+                self.shards
+            ));
+        }
+        if let Some(cores) = &self.pin_cores {
+            if cores.len() != usize::from(self.shards) {
+                return fail(format!(
+                    "pin_cores names {} cores for {} shards; name one per shard",
+                    cores.len(),
+                    self.shards
+                ));
+            }
+        }
+        if let Err(e) = self.log.validate() {
+            return fail(e.to_string());
+        }
+        if self.snapshot_every_records == 0 {
+            return fail("snapshot_every_records must be positive".into());
+        }
+        if self.inbox_capacity == 0 || self.outbox_messages_max == 0 {
+            return fail("inbox_capacity and outbox_messages_max must be positive".into());
+        }
+        if self.subscription_credits_max == 0 {
+            return fail("subscription_credits_max must be positive".into());
+        }
+        if self.shard.lease_timeout_ms == 0 || self.shard.deliveries_max == 0 {
+            return fail("lease_timeout_ms and deliveries_max must be positive".into());
+        }
+        if self.shard.fetch_max == 0 {
+            return fail("fetch_max must be positive".into());
+        }
+        Ok(())
+    }
+}

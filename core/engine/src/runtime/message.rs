@@ -1,0 +1,30 @@
+//! What sessions get back: a delivered message with its payload bytes, an
+//! acceptance, and the replies the shard task sends over a session's reply
+//! channel.
+
+use crate::shard::{Delivery, ReaderId};
+use bytes::Bytes;
+pub use gonets_types::{Accepted, Message};
+
+/// Builds the public message from a shard's delivery and its payload bytes.
+pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderId) -> Message {
+    Message {
+        queue: d.queue,
+        id: d.id,
+        reply_to: d.reply_to,
+        kind: d.kind,
+        from: d.from,
+        body: d.body,
+        time_ms: d.time_ms,
+        deadline_ms: d.deadline_ms,
+        delivery_count: d.delivery_count,
+        test: d.test,
+        transaction: d.transaction,
+        payload,
+        reader,
+    }
+}
+
+/// A successful reply as it crosses back to a session (payloads resolved):
+/// the vocabulary's one [`Reply`](gonets_types::Reply).
+pub(crate) use gonets_types::Reply as Response;

@@ -1,0 +1,425 @@
+//! A participant's handle on the hub: every operation of DESIGN.md §2, routed
+//! to the shard that owns its queue or message.
+//!
+//! Methods are `async` and executor-agnostic (flume futures): await them on
+//! any runtime, or `futures_lite::future::block_on` them from a plain thread.
+//! A session is one reader: fetched messages are leased to it, and when its
+//! last clone drops every shard gives its leases back for redelivery.
+
+use crate::runtime::mesh::{unavailable_shard, Inbound, Mesh};
+use crate::runtime::message::{Accepted, Message, Response};
+use crate::shard::queue::QueueStats;
+use crate::shard::{Command, NewRequest, ReaderId, StatusView};
+use bytes::Bytes;
+use gonets_types::error::HubError;
+use gonets_types::ids::{MessageId, ParticipantId, QueueId};
+use gonets_types::refusal::RefusalCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reader ids, unique in the process: leases of a gone reader are never
+/// confused with a new one's.
+static NEXT_READER: AtomicU64 = AtomicU64::new(1);
+
+fn new_reader() -> ReaderId {
+    NEXT_READER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An authenticated participant's connection to an in-process hub. Cheap to
+/// clone; clones share one reader (and so their leases).
+#[derive(Clone, Debug)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    mesh: Arc<Mesh>,
+    participant: ParticipantId,
+    reader: ReaderId,
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        self.mesh.disconnect_everywhere(self.reader);
+    }
+}
+
+fn unexpected(what: &str) -> HubError {
+    HubError::Unavailable(format!(
+        "internal: the shard answered {what} with the wrong reply"
+    ))
+}
+
+impl Session {
+    /// A session of `participant` (already authenticated) on `mesh`.
+    pub(crate) fn new(mesh: Arc<Mesh>, participant: ParticipantId) -> Session {
+        Session {
+            inner: Arc::new(SessionInner {
+                mesh,
+                participant,
+                reader: new_reader(),
+            }),
+        }
+    }
+
+    /// The participant this session acts for.
+    pub fn participant(&self) -> &ParticipantId {
+        &self.inner.participant
+    }
+
+    fn shard_count(&self) -> u16 {
+        self.inner.mesh.shard_count()
+    }
+
+    /// Sends `command` to `shard` and waits for its reply.
+    async fn ask(&self, shard: u16, command: Command) -> Result<Response, HubError> {
+        self.ask_as(shard, command, self.inner.reader).await
+    }
+
+    async fn ask_as(
+        &self,
+        shard: u16,
+        command: Command,
+        reader: ReaderId,
+    ) -> Result<Response, HubError> {
+        let mesh = &self.inner.mesh;
+        if mesh.stopped() {
+            return Err(unavailable_shard(shard));
+        }
+        let inbox = mesh
+            .inboxes
+            .get(usize::from(shard))
+            .ok_or(HubError::NotFound)?;
+        let (reply, answer) = flume::bounded(1);
+        inbox
+            .send_async(Inbound::Command {
+                caller: self.inner.participant.clone(),
+                command,
+                reader,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable_shard(shard))?;
+        if mesh.closed(shard) {
+            // Sent as the shard closed: it may never be read (see `Inlet`).
+            return answer.try_recv().unwrap_or(Err(unavailable_shard(shard)));
+        }
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| unavailable_shard(shard))?
+    }
+
+    /// The shard owning a message id, or `NotFound` for an id no shard here made.
+    fn shard_of(&self, id: MessageId) -> Result<u16, HubError> {
+        let shard = id.shard();
+        if shard < self.shard_count() {
+            Ok(shard)
+        } else {
+            Err(HubError::NotFound)
+        }
+    }
+
+    fn request_shard(&self, request: &NewRequest) -> u16 {
+        QueueId::Requests(request.kind.clone()).shard(self.shard_count())
+    }
+
+    /// Sends a request; answers once it is durable (or repeats an earlier acceptance).
+    pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, HubError> {
+        let shard = self.request_shard(&request);
+        match self.ask(shard, Command::SendRequest(request)).await? {
+            Response::Accepted(a) => Ok(a),
+            _ => Err(unexpected("send_request")),
+        }
+    }
+
+    /// The realtime path: sends and waits for the answer within the data
+    /// kind's budget; `DeadlineExceeded` past it.
+    pub async fn call(&self, request: NewRequest) -> Result<Message, HubError> {
+        let shard = self.request_shard(&request);
+        match self.ask(shard, Command::Call(request)).await? {
+            Response::Message(m) => Ok(m),
+            _ => Err(unexpected("call")),
+        }
+    }
+
+    /// Long-poll: up to `max` messages of `queue`, leased to this session,
+    /// waiting up to `wait` for the first; empty after the wait.
+    pub async fn fetch(
+        &self,
+        queue: QueueId,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<Message>, HubError> {
+        let shard = queue.shard(self.shard_count());
+        let command = Command::Fetch {
+            queue,
+            max,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            reader: self.inner.reader,
+        };
+        match self.ask(shard, command).await? {
+            Response::Messages(m) => Ok(m),
+            _ => Err(unexpected("fetch")),
+        }
+    }
+
+    /// Push delivery of `queue` with `credits` messages allowed in flight.
+    /// The subscription is a reader of its own: dropping it gives its
+    /// unacked messages back.
+    pub async fn subscribe(&self, queue: QueueId, credits: u32) -> Result<Subscription, HubError> {
+        let mesh = &self.inner.mesh;
+        let credits_max = mesh.subscription_credits_max;
+        if credits > credits_max {
+            return Err(HubError::Malformed(format!(
+                "{credits} credits exceed the subscription's buffer of {credits_max}"
+            )));
+        }
+        let shard = queue.shard(self.shard_count());
+        if mesh.stopped() {
+            return Err(unavailable_shard(shard));
+        }
+        let reader = new_reader();
+        let (push, deliveries) = flume::bounded(credits_max as usize);
+        let (reply, answer) = flume::bounded(1);
+        mesh.inboxes[usize::from(shard)]
+            .send_async(Inbound::Subscribe {
+                caller: self.inner.participant.clone(),
+                queue: queue.clone(),
+                credits,
+                reader,
+                push,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable_shard(shard))?;
+        if mesh.closed(shard) {
+            return Err(unavailable_shard(shard));
+        }
+        // From here the shard may hold leases for `reader`: the subscription
+        // (whose drop gives them back) exists before the reply is awaited.
+        let subscription = Subscription {
+            session: self.clone(),
+            queue,
+            shard,
+            reader,
+            deliveries,
+            credits_outstanding: credits,
+            credits_max,
+        };
+        match answer.recv_async().await {
+            Ok(Ok(Response::Done)) => Ok(subscription),
+            Ok(Ok(_)) => Err(unexpected("subscribe")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(unavailable_shard(shard)),
+        }
+    }
+
+    /// Ends a lease: the message is done.
+    pub async fn ack(&self, message: &Message) -> Result<(), HubError> {
+        self.ack_lease(message.queue.clone(), message.id, message.reader)
+            .await
+    }
+
+    /// Ends a lease: deliver the message again after `delay`.
+    pub async fn nack(&self, message: &Message, delay: Duration) -> Result<(), HubError> {
+        self.nack_lease(message.queue.clone(), message.id, message.reader, delay)
+            .await
+    }
+
+    /// This session's own lease holder number (fetched messages carry it).
+    pub fn lease_holder(&self) -> u64 {
+        self.inner.reader
+    }
+
+    /// `ack` by parts: the message `id` of `queue` leased to `holder` (this
+    /// session's or one of its subscriptions'; the front end checks which).
+    pub async fn ack_lease(
+        &self,
+        queue: QueueId,
+        id: MessageId,
+        holder: u64,
+    ) -> Result<(), HubError> {
+        let shard = queue.shard(self.shard_count());
+        let command = Command::Ack {
+            queue,
+            id,
+            reader: holder,
+        };
+        match self.ask_as(shard, command, holder).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected("ack")),
+        }
+    }
+
+    /// `nack` by parts (see [`Session::ack_lease`]).
+    pub async fn nack_lease(
+        &self,
+        queue: QueueId,
+        id: MessageId,
+        holder: u64,
+        delay: Duration,
+    ) -> Result<(), HubError> {
+        let shard = queue.shard(self.shard_count());
+        let command = Command::Nack {
+            queue,
+            id,
+            reader: holder,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.ask_as(shard, command, holder).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected("nack")),
+        }
+    }
+
+    /// The provider's data answer to `request_id`; answers once durable.
+    pub async fn send_response(
+        &self,
+        request_id: MessageId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), HubError> {
+        let shard = self.shard_of(request_id)?;
+        let command = Command::SendResponse {
+            request_id,
+            payload: payload.into(),
+        };
+        match self.ask(shard, command).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected("send_response")),
+        }
+    }
+
+    /// The provider's refusal of `request_id`; answers once durable.
+    pub async fn send_refusal(
+        &self,
+        request_id: MessageId,
+        code: RefusalCode,
+        reason: impl Into<String>,
+    ) -> Result<(), HubError> {
+        let shard = self.shard_of(request_id)?;
+        let command = Command::SendRefusal {
+            request_id,
+            code,
+            reason: reason.into(),
+        };
+        match self.ask(shard, command).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected("send_refusal")),
+        }
+    }
+
+    /// The history of a request or answer (its consumer, provider or an operator only).
+    pub async fn status(&self, id: MessageId) -> Result<StatusView, HubError> {
+        let shard = self.shard_of(id)?;
+        match self.ask(shard, Command::Status { id }).await? {
+            Response::Status(s) => Ok(s),
+            _ => Err(unexpected("status")),
+        }
+    }
+
+    /// Depth, in-flight count and oldest age of a queue (its reader or an operator only).
+    pub async fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, HubError> {
+        let shard = queue.shard(self.shard_count());
+        match self.ask(shard, Command::QueueStats { queue }).await? {
+            Response::Stats(s) => Ok(s),
+            _ => Err(unexpected("queue_stats")),
+        }
+    }
+}
+
+/// Messages of one queue pushed to a session as credits allow. Dropping it
+/// ends the subscription and gives its unacked messages back; ack them
+/// (with the session) before dropping it.
+#[derive(Debug)]
+pub struct Subscription {
+    session: Session,
+    queue: QueueId,
+    shard: u16,
+    reader: ReaderId,
+    deliveries: flume::Receiver<Message>,
+    /// Credits granted minus messages received: bounds the push buffer.
+    credits_outstanding: u32,
+    credits_max: u32,
+}
+
+impl Subscription {
+    /// The queue subscribed to.
+    pub fn queue(&self) -> &QueueId {
+        &self.queue
+    }
+
+    /// This subscription's lease holder number (its messages carry it).
+    pub fn lease_holder(&self) -> u64 {
+        self.reader
+    }
+
+    /// The next pushed message; `Unavailable` once the hub shut down.
+    pub async fn recv(&mut self) -> Result<Message, HubError> {
+        let m = self
+            .deliveries
+            .recv_async()
+            .await
+            .map_err(|_| unavailable_shard(self.shard))?;
+        self.credits_outstanding = self.credits_outstanding.saturating_sub(1);
+        Ok(m)
+    }
+
+    /// A pushed message if one is there now.
+    pub fn try_recv(&mut self) -> Result<Option<Message>, HubError> {
+        match self.deliveries.try_recv() {
+            Ok(m) => {
+                self.credits_outstanding = self.credits_outstanding.saturating_sub(1);
+                Ok(Some(m))
+            }
+            Err(flume::TryRecvError::Empty) => Ok(None),
+            Err(flume::TryRecvError::Disconnected) => Err(unavailable_shard(self.shard)),
+        }
+    }
+
+    /// Allows `credits` more messages in flight (at most the buffer's size outstanding).
+    pub async fn add_credits(&mut self, credits: u32) -> Result<(), HubError> {
+        let outstanding = self.credits_outstanding.saturating_add(credits);
+        if outstanding > self.credits_max {
+            return Err(HubError::Malformed(format!(
+                "{outstanding} credits outstanding would exceed the subscription's buffer of {}",
+                self.credits_max
+            )));
+        }
+        let command = Command::Subscribe {
+            queue: self.queue.clone(),
+            credits,
+            reader: self.reader,
+        };
+        match self
+            .session
+            .ask_as(self.shard, command, self.reader)
+            .await?
+        {
+            Response::Done => {
+                self.credits_outstanding = outstanding;
+                Ok(())
+            }
+            _ => Err(unexpected("subscribe")),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(control) = self
+            .session
+            .inner
+            .mesh
+            .controls
+            .get(usize::from(self.shard))
+        {
+            // A shard that already ended has nothing of this reader left.
+            let _ = control.send(crate::runtime::mesh::Control::Disconnected {
+                reader: self.reader,
+            });
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! The per-shard driver: owns one shard's `Shard`, `Log`, timer and reply
+//! channels on one glommio executor, feeds the shard its inputs stamped with
+//! the hub clock and carries out what it asks, in order.
+//!
+//! One turn: settle local events (commits, a failed log, the timer), read the
+//! control channel, read up to [`INPUTS_PER_TURN_MAX`] inbox messages, then
+//! ask the committer for everything appended in the turn (one commit covers
+//! the turn: group commit) and start a snapshot when one is due. A turn that
+//! did work yields so the log's flusher and the outbox drainers run.
+//!
+//! Submodules: `outputs` (carrying out what the shard asks), `snapshots`
+//! (snapshot, mark, checkpoint, retention), `stop` (clean shutdown).
+
+mod outputs;
+mod snapshots;
+mod stop;
+
+use crate::registry::Registry;
+use crate::runtime::alarm::Alarm;
+use crate::runtime::archive::Archive;
+use crate::runtime::committer::Commits;
+use crate::runtime::hub::{Failures, ShardFailure};
+use crate::runtime::mesh::{Control, Inbound, Inlet, ReplySender};
+use crate::runtime::message::Message;
+use crate::runtime::outbox::Outbox;
+use crate::runtime::record_size;
+use crate::runtime::start_error::HubStartError;
+use crate::runtime::{clock::HubClock, recovery};
+use crate::shard::{Command, Input, Output, ReaderId, Shard, ShardConfig, Token};
+use futures_lite::future;
+use gonets_storage::{Log, LogConfig};
+use gonets_types::error::HubError;
+use gonets_types::ids::ParticipantId;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Inbox messages read in one turn before the turn's commit is asked for.
+const INPUTS_PER_TURN_MAX: usize = 256;
+/// Control messages read in one turn.
+const CONTROLS_PER_TURN_MAX: usize = 64;
+/// Rounds of commit-then-feed at shutdown (each round's outputs may append a
+/// few more history events; they run out after two rounds).
+const SHUTDOWN_COMMIT_ROUNDS_MAX: usize = 16;
+/// How often a draining or shutting-down shard looks again at its lanes and
+/// maintenance, ms.
+const SETTLE_POLL_MS: u64 = 1;
+
+/// What a shard thread starts with.
+pub(crate) struct ShardStart {
+    /// The shard's number.
+    pub(crate) id: u16,
+    /// Its log directory.
+    pub(crate) dir: PathBuf,
+    /// Its log's settings.
+    pub(crate) log_config: LogConfig,
+    /// Its rules' settings.
+    pub(crate) shard_config: ShardConfig,
+    /// The registry.
+    pub(crate) registry: Arc<Registry>,
+    /// Its inbox and control channel (and every shard's, for peer messages).
+    pub(crate) inlet: Inlet,
+    /// Appended records between snapshots.
+    pub(crate) snapshot_every_records: u64,
+    /// Bound of a lane to one peer.
+    pub(crate) outbox_messages_max: usize,
+    /// Where a failed log is reported to the hub.
+    pub(crate) failures: Arc<Failures>,
+}
+
+/// Where a shard thread reports that it recovered (or why not).
+pub(crate) type ReadySender = std::sync::mpsc::Sender<(u16, Result<(), HubStartError>)>;
+
+/// A reply the shard owes a session.
+struct PendingReply {
+    tx: ReplySender,
+    /// The reader leases of a fetch go to (a subscription's own reader for subscribe).
+    reader: ReaderId,
+    /// A subscribe: its push channel goes if the shard refuses it.
+    subscribe: bool,
+}
+
+/// A snapshot appended and waiting for its commit.
+#[derive(Clone, Copy, Debug)]
+struct PendingSnapshot {
+    first: u64,
+    end: u64,
+}
+
+/// Why the driver's wait ended.
+enum Wake {
+    Inbound(Inbound),
+    Control(Control),
+    ChannelsClosed,
+    Local,
+}
+
+/// Runs shard `start.id`: recovery, then the driver until shutdown. Reports
+/// the recovery's outcome on `ready`; returns the shutdown's.
+pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), String> {
+    let id = start.id;
+    let (log, shard) = match recovery::replay(
+        &start.dir,
+        start.log_config.clone(),
+        start.shard_config,
+        start.registry.clone(),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+            return Ok(());
+        }
+    };
+    let archive = match Archive::open(&start.dir, id, &start.log_config).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = log.close().await;
+            let _ = ready.send((id, Err(e)));
+            return Ok(());
+        }
+    };
+    let commits = Commits::new(log.stats().durable_offset);
+    commits.start(log.clone());
+    let outbox = Outbox::start(id, &start.inlet.mesh.inboxes, start.outbox_messages_max);
+    let fed_durable = commits.durable();
+    let mut task = ShardTask {
+        id,
+        shard_count: start.inlet.mesh.shard_count(),
+        shard,
+        log,
+        archive,
+        registry: start.registry,
+        clock: HubClock::default(),
+        inlet: start.inlet,
+        outbox,
+        commits,
+        outputs: Vec::new(),
+        encoded: Vec::new(),
+        replies: HashMap::new(),
+        pushes: HashMap::new(),
+        next_token: 0,
+        local: VecDeque::new(),
+        timer_at_ms: None,
+        alarm: Alarm::start(),
+        fed_durable,
+        appended_last: None,
+        log_failed: false,
+        records_since_snapshot: 0,
+        snapshot_every_records: start.snapshot_every_records,
+        record_bytes_max: start.log_config.payload_bytes_max(),
+        snapshot: None,
+        maintenance_busy: Rc::new(Cell::new(false)),
+        draining: false,
+        drain_done: None,
+        failures: start.failures,
+        space_low_seen: false,
+    };
+    let now_ms = task.clock.now_ms();
+    let mut outputs = std::mem::take(&mut task.outputs);
+    task.shard.recovered(now_ms, &mut outputs);
+    task.execute_all(&mut outputs).await;
+    task.outputs = outputs;
+    task.feed_local().await;
+    task.end_turn().await;
+    let _ = ready.send((id, Ok(())));
+    // Hub::start counts reports until every sender is gone: hold none while running.
+    drop(ready);
+    task.drive().await
+}
+
+/// One shard's driver state. Single-threaded: lives on its executor only.
+struct ShardTask {
+    id: u16,
+    shard_count: u16,
+    shard: Shard,
+    log: Log,
+    /// The history archive (its own log, committer and id index).
+    archive: Archive,
+    registry: Arc<Registry>,
+    clock: HubClock,
+    /// Dropped last (with the task): marks the shard closed, then empties its channels.
+    inlet: Inlet,
+    outbox: Outbox,
+    commits: Rc<Commits>,
+    /// Reused buffer of one step's outputs.
+    outputs: Vec<Output>,
+    /// Reused buffer of one record's encoding.
+    encoded: Vec<u8>,
+    /// Replies owed, by token: one per operation a session waits on.
+    replies: HashMap<Token, PendingReply>,
+    /// Push channels of subscriptions on this shard, by their reader.
+    pushes: HashMap<ReaderId, flume::Sender<Message>>,
+    next_token: Token,
+    /// Inputs the driver makes for itself (messages to its own shard, leases
+    /// given back); each derives from one step's outputs.
+    local: VecDeque<Input>,
+    /// When the shard wants its next `Tick`, ms.
+    timer_at_ms: Option<u64>,
+    /// Wakes the driver at `timer_at_ms`.
+    alarm: Rc<Alarm>,
+    /// The durable end last fed to the shard.
+    fed_durable: u64,
+    /// The last offset appended in this turn.
+    appended_last: Option<u64>,
+    /// The log refused an append or a commit: nothing more is appended.
+    log_failed: bool,
+    records_since_snapshot: u64,
+    snapshot_every_records: u64,
+    /// Largest record the log takes, bytes.
+    record_bytes_max: usize,
+    snapshot: Option<PendingSnapshot>,
+    /// A checkpoint and retention pass runs.
+    maintenance_busy: Rc<Cell<bool>>,
+    /// Client commands are refused (shutdown began).
+    draining: bool,
+    /// Told once settled after `Control::Drain`.
+    drain_done: Option<flume::Sender<u16>>,
+    /// Where a failed log is reported to the hub.
+    failures: Arc<Failures>,
+    /// The space-low state last logged.
+    space_low_seen: bool,
+}
+
+impl ShardTask {
+    /// The driver loop; returns at shutdown with the log's close result.
+    async fn drive(mut self) -> Result<(), String> {
+        // Bounded per pass (turn limits above); runs until shutdown.
+        loop {
+            self.settle_local().await;
+            let mut worked = false;
+            for _ in 0..CONTROLS_PER_TURN_MAX {
+                match self.inlet.control.try_recv() {
+                    Ok(c) => {
+                        worked = true;
+                        if self.control(c).await {
+                            return self.shutdown().await;
+                        }
+                    }
+                    Err(flume::TryRecvError::Empty) => break,
+                    Err(flume::TryRecvError::Disconnected) => return self.shutdown().await,
+                }
+            }
+            for _ in 0..INPUTS_PER_TURN_MAX {
+                match self.inlet.inbox.try_recv() {
+                    Ok(m) => {
+                        worked = true;
+                        self.inbound(m).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.end_turn().await;
+            if worked {
+                future::yield_now().await;
+                continue;
+            }
+            match self.wait().await {
+                Wake::Inbound(m) => {
+                    self.inbound(m).await;
+                    self.end_turn().await;
+                }
+                Wake::Control(c) => {
+                    if self.control(c).await {
+                        return self.shutdown().await;
+                    }
+                    self.end_turn().await;
+                }
+                Wake::ChannelsClosed => return self.shutdown().await,
+                Wake::Local => {}
+            }
+        }
+    }
+
+    /// Waits for a message, a commit, the timer, or (while draining) the next look.
+    async fn wait(&mut self) -> Wake {
+        let now_ms = self.clock.now_ms();
+        let mut sleep_ms = self.timer_at_ms.map(|at| at.saturating_sub(now_ms));
+        if self.drain_done.is_some() {
+            sleep_ms = Some(sleep_ms.map_or(SETTLE_POLL_MS, |s| s.min(SETTLE_POLL_MS)));
+        }
+        let inbox = async {
+            match self.inlet.inbox.recv_async().await {
+                Ok(m) => Wake::Inbound(m),
+                Err(_) => Wake::ChannelsClosed,
+            }
+        };
+        let control = async {
+            match self.inlet.control.recv_async().await {
+                Ok(c) => Wake::Control(c),
+                Err(_) => Wake::ChannelsClosed,
+            }
+        };
+        let committed = async {
+            future::or(
+                self.commits.wake_driver.wait(),
+                self.archive.commits.wake_driver.wait(),
+            )
+            .await;
+            Wake::Local
+        };
+        let timer = async {
+            match sleep_ms.filter(|_| self.drain_done.is_some()) {
+                // Draining: look again every SETTLE_POLL_MS.
+                Some(ms) => glommio::timer::sleep(Duration::from_millis(ms)).await,
+                None => self.alarm.rang.wait().await,
+            }
+            Wake::Local
+        };
+        future::or(control, future::or(committed, future::or(inbox, timer))).await
+    }
+
+    /// Feeds the shard what happened on this executor since the last turn.
+    async fn settle_local(&mut self) {
+        let durable = self.commits.durable();
+        if durable > self.fed_durable {
+            self.fed_durable = durable;
+            self.feed(Input::Committed {
+                durable_offset: durable,
+            })
+            .await;
+            self.finish_snapshot();
+        }
+        if let Some(full) = self.commits.take_failure() {
+            let cause = self.commits.failure_cause().unwrap_or_default();
+            self.fail_storage(full, format!("shard log: {cause}"));
+            self.feed_local().await;
+        }
+        for request_id in self.archive.settle() {
+            self.feed(Input::Archived { request_id }).await;
+        }
+        if let Some(full) = self.archive.commits.take_failure() {
+            // A failed history log is as fatal as a failed shard log: the
+            // histories waiting on it stay in memory and in snapshots.
+            let cause = self.archive.commits.failure_cause().unwrap_or_default();
+            self.fail_storage(full, format!("history log: {cause}"));
+            self.feed_local().await;
+        }
+        if let Some(at_ms) = self.timer_at_ms {
+            if at_ms <= self.clock.now_ms() {
+                self.timer_at_ms = None;
+                self.feed(Input::Tick).await;
+            }
+        }
+        if self.drain_done.is_some() && self.settled() {
+            if let Some(done) = self.drain_done.take() {
+                let _ = done.send(self.id);
+            }
+        }
+    }
+
+    /// True when nothing appended waits for a commit and no peer message waits.
+    fn settled(&self) -> bool {
+        self.appended_last.is_none()
+            && self.local.is_empty()
+            && self.commits.settled()
+            && self.fed_durable >= self.commits.durable()
+            && self.outbox.is_empty()
+            && self.archive.settled()
+    }
+
+    /// Ends a turn: asks for the turn's appends to be committed, starts a
+    /// snapshot when one is due.
+    async fn end_turn(&mut self) {
+        if let Some(last) = self.appended_last.take() {
+            self.commits.want(last);
+        }
+        self.archive.end_turn();
+        self.note_space();
+        if self.records_since_snapshot >= self.snapshot_every_records
+            && self.snapshot.is_none()
+            && !self.log_failed
+            && !self.maintenance_busy.get()
+        {
+            self.begin_snapshot().await;
+        }
+    }
+
+    /// True while either log of the shard has used its disk reserve.
+    fn space_low(&self) -> bool {
+        self.log.space_low() || self.archive.log.space_low()
+    }
+
+    /// Logs when the shard enters or leaves the space-low state.
+    fn note_space(&mut self) {
+        let low = self.space_low();
+        if low == self.space_low_seen {
+            return;
+        }
+        self.space_low_seen = low;
+        // statvfs: a blocking call, but only at a change of state.
+        let free_bytes = self.log.free_bytes();
+        if low {
+            tracing::warn!(
+                shard = self.id,
+                free_bytes,
+                "disk space low: a log used its reserve; new requests are refused with STORAGE_FULL \
+                 while deliveries, acks, answers and reads go on; free disk space and they are \
+                 accepted again once the reserve is remade"
+            );
+        } else {
+            tracing::warn!(
+                shard = self.id,
+                free_bytes,
+                "disk space back: the reserve is remade; new requests are accepted again"
+            );
+        }
+    }
+
+    /// The log failed: tell the shard once; nothing is appended any more.
+    /// A full disk (its reserve used up too) keeps the shard up for reads;
+    /// any other failure is reported to the hub, which stops (ADR 0008).
+    pub(super) fn fail_storage(&mut self, full: bool, cause: String) {
+        if self.log_failed {
+            return;
+        }
+        self.log_failed = true;
+        self.local.push_back(Input::StorageFailed { full });
+        if full {
+            tracing::error!(
+                shard = self.id,
+                free_bytes = self.log.free_bytes(),
+                %cause,
+                "disk full and the reserve used up: the shard takes no more writes until a restart \
+                 with free space; fetch, status and queue stats go on"
+            );
+        } else {
+            tracing::error!(
+                shard = self.id,
+                %cause,
+                "the shard's log failed: what waits is answered UNAVAILABLE and the hub stops"
+            );
+            self.failures.report(ShardFailure {
+                shard: self.id,
+                cause,
+            });
+        }
+    }
+
+    /// Handles a control message; true means shut down now.
+    async fn control(&mut self, c: Control) -> bool {
+        match c {
+            Control::Disconnected { reader } => {
+                self.pushes.remove(&reader);
+                self.feed(Input::Disconnected { reader }).await;
+                false
+            }
+            Control::Drain { done } => {
+                self.draining = true;
+                self.drain_done = Some(done);
+                false
+            }
+            Control::Shutdown => true,
+            Control::Spawn(make) => {
+                glommio::spawn_local((make.0)()).detach();
+                false
+            }
+        }
+    }
+
+    /// Handles an inbox message.
+    async fn inbound(&mut self, m: Inbound) {
+        match m {
+            Inbound::Peer(msg) => self.feed(Input::Peer(msg)).await,
+            Inbound::Command {
+                caller,
+                command,
+                reader,
+                reply,
+            } => {
+                if let Err(e) = self.admit(&caller, &command) {
+                    let _ = reply.try_send(Err(e));
+                    return;
+                }
+                let token = self.new_token();
+                self.replies.insert(
+                    token,
+                    PendingReply {
+                        tx: reply,
+                        reader,
+                        subscribe: false,
+                    },
+                );
+                self.feed(Input::Command {
+                    token,
+                    caller,
+                    command,
+                })
+                .await;
+            }
+            Inbound::Subscribe {
+                caller,
+                queue,
+                credits,
+                reader,
+                push,
+                reply,
+            } => {
+                let command = Command::Subscribe {
+                    queue,
+                    credits,
+                    reader,
+                };
+                if let Err(e) = self.admit(&caller, &command) {
+                    let _ = reply.try_send(Err(e));
+                    return;
+                }
+                self.pushes.insert(reader, push);
+                let token = self.new_token();
+                self.replies.insert(
+                    token,
+                    PendingReply {
+                        tx: reply,
+                        reader,
+                        subscribe: true,
+                    },
+                );
+                self.feed(Input::Command {
+                    token,
+                    caller,
+                    command,
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Refuses a command the runtime must not hand to the shard now.
+    fn admit(&self, caller: &ParticipantId, command: &Command) -> Result<(), HubError> {
+        if self.draining {
+            return Err(HubError::Unavailable("the hub is shutting down".into()));
+        }
+        if matches!(command, Command::SendRequest(_) | Command::Call(_)) && self.space_low() {
+            // Refused before anything is stored: the reserve's space is for
+            // what drains the disk (deliveries, acks, answers).
+            return Err(HubError::StorageFull);
+        }
+        if let Some((peer, waiting)) = self.outbox.congested_peer() {
+            return Err(HubError::Unavailable(format!(
+                "shard {} is overloaded: {waiting} messages wait for shard {peer}; retry later",
+                self.id
+            )));
+        }
+        let (payload_len, record_bytes) = match command {
+            Command::SendRequest(r) | Command::Call(r) => {
+                let Some(kind) = self.registry.kind(&r.kind) else {
+                    return Ok(()); // the shard refuses it by name
+                };
+                let bytes =
+                    record_size::request_record_bytes(r, caller.as_str(), kind.provider.as_str());
+                (r.payload.len(), bytes)
+            }
+            Command::SendResponse { payload, .. } => (
+                payload.len(),
+                record_size::answer_record_bytes(None, payload.len()),
+            ),
+            Command::SendRefusal { reason, .. } => {
+                (0, record_size::answer_record_bytes(Some(reason), 0))
+            }
+            _ => return Ok(()),
+        };
+        match record_bytes {
+            Some(bytes) if bytes > self.record_bytes_max => Err(HubError::TooLarge {
+                size_bytes: payload_len as u64,
+                size_bytes_max: payload_len.saturating_sub(bytes - self.record_bytes_max) as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn new_token(&mut self) -> Token {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Steps the shard with `input`, then with every input that made.
+    async fn feed(&mut self, input: Input) {
+        self.step(input).await;
+        self.feed_local().await;
+    }
+
+    /// Steps the shard with the inputs the driver made for itself.
+    async fn feed_local(&mut self) {
+        // Bounded: each local input comes from the outputs of finite work
+        // (an answer to this shard's own queue, a lease given back), and
+        // those make no further local inputs beyond one delivery each.
+        while let Some(next) = self.local.pop_front() {
+            self.step(next).await;
+        }
+    }
+
+    /// One shard step at hub time, then its outputs, in order.
+    async fn step(&mut self, input: Input) {
+        let now_ms = self.clock.now_ms();
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.shard.step(now_ms, input, &mut outputs);
+        self.execute_all(&mut outputs).await;
+        self.outputs = outputs;
+    }
+}

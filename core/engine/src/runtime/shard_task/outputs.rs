@@ -1,0 +1,262 @@
+//! Carrying out what the shard asks, in order: append records, send
+//! replies and pushes (payloads read back from the log), send peer
+//! messages, arm the timer.
+
+use super::ShardTask;
+use crate::record::Record;
+use crate::runtime::archive::Archived;
+use crate::runtime::mesh::Inbound;
+use crate::runtime::message::{message_from_delivery, Accepted, Message, Response};
+use crate::runtime::outbox::Sent;
+use crate::runtime::payload;
+use crate::shard::{
+    Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, Reply, StatusView, Token,
+};
+use bytes::Bytes;
+use gonets_storage::LogError;
+use gonets_types::error::HubError;
+use gonets_types::ids::{MessageId, QueueId};
+
+impl ShardTask {
+    /// Carries out one step's outputs, in order.
+    pub(super) async fn execute_all(&mut self, outputs: &mut Vec<Output>) {
+        for out in outputs.drain(..) {
+            match out {
+                Output::Append { offset, record } => {
+                    self.append(offset, &record).await;
+                    self.records_since_snapshot += 1;
+                }
+                Output::Reply { token, result } => self.reply(token, result),
+                Output::Deliver { reader, delivery } => self.push(reader, delivery),
+                Output::ToShard { shard, msg } => self.send_to_shard(shard, msg),
+                Output::ArmTimer { at_ms } => {
+                    self.timer_at_ms = Some(self.timer_at_ms.map_or(at_ms, |t| t.min(at_ms)));
+                    self.alarm.set(at_ms);
+                }
+                Output::Archive { history } => self.archive_history(&history).await,
+                Output::StatusFromArchive {
+                    token,
+                    id,
+                    caller,
+                    operator,
+                } => {
+                    let result = self.archive.status(id, &caller, operator);
+                    self.reply(token, result);
+                }
+            }
+        }
+    }
+
+    /// Appends `record`, which the shard gave `offset`.
+    pub(super) async fn append(&mut self, offset: u64, record: &Record) {
+        if self.log_failed {
+            return; // the shard refuses work; nothing more reaches the log
+        }
+        self.encoded.clear();
+        record.encode(&mut self.encoded);
+        let timestamp_ns = self.clock.now_ms().saturating_mul(1_000_000);
+        let appended = match self.log.try_append(&self.encoded, timestamp_ns, 0) {
+            Err(LogError::Busy) => self.log.append(&self.encoded, timestamp_ns, 0).await,
+            other => other,
+        };
+        match appended {
+            Ok(got) => {
+                assert_eq!(
+                    got, offset,
+                    "shard {} and its log disagree on the next offset",
+                    self.id
+                );
+                self.appended_last = Some(offset);
+            }
+            Err(e) => {
+                tracing::error!(shard = self.id, offset, error = %e, "append failed; the shard accepts nothing more");
+                self.fail_storage(
+                    matches!(e, LogError::StorageFull),
+                    format!("shard log: append: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Writes a finished exchange's history to the archive; the shard hears
+    /// `Archived` once it is durable there (at once if it was already).
+    async fn archive_history(&mut self, history: &StatusView) {
+        if self.log_failed {
+            return; // the shard refuses work; it stays in memory
+        }
+        let timestamp_ns = self.clock.now_ms().saturating_mul(1_000_000);
+        match self.archive.archive(history, timestamp_ns).await {
+            Ok(Archived::AlreadyHeld) => self.local.push_back(Input::Archived {
+                request_id: history.request_id,
+            }),
+            Ok(Archived::Appended) => {}
+            Err(e) => {
+                tracing::error!(shard = self.id, error = %e, "history archive append failed; the shard accepts nothing more");
+                self.fail_storage(
+                    matches!(e, LogError::StorageFull),
+                    format!("history log: append: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Sends a reply to the session waiting on `token`.
+    fn reply(&mut self, token: Token, result: Result<Reply, HubError>) {
+        let Some(pending) = self.replies.remove(&token) else {
+            return; // an operation the driver made itself
+        };
+        if pending.subscribe && result.is_err() {
+            self.pushes.remove(&pending.reader);
+        }
+        let call_answer = match &result {
+            Ok(Reply::Answer(d)) => d.reply_to,
+            _ => None,
+        };
+        let response = match result {
+            Err(e) => Err(e),
+            Ok(Reply::Accepted {
+                id,
+                time_ms,
+                duplicate,
+            }) => Ok(Response::Accepted(Accepted {
+                id,
+                time_ms,
+                duplicate,
+            })),
+            Ok(Reply::Answer(mut d)) => {
+                let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
+                payload::resolve(&self.log, p)
+                    .map(|bytes| Response::Message(message_from_delivery(d, bytes, pending.reader)))
+            }
+            Ok(Reply::Messages(ds)) => Ok(Response::Messages(self.messages(ds, pending.reader))),
+            Ok(Reply::Done) => Ok(Response::Done),
+            Ok(Reply::Status(s)) => Ok(Response::Status(s)),
+            Ok(Reply::Stats(s)) => Ok(Response::Stats(s)),
+        };
+        let answer_readable = response.is_ok();
+        let sent = pending.tx.try_send(response);
+        if let Some(request_id) = call_answer {
+            // The shard acks the answer only once its caller has it.
+            let taken = answer_readable && sent.is_ok();
+            self.local
+                .push_back(Input::CallReplied { request_id, taken });
+        }
+        match sent {
+            Ok(()) => {}
+            Err(flume::TrySendError::Disconnected(Ok(Response::Messages(lost)))) => {
+                // The caller stopped waiting: its leases go back now rather
+                // than at their timeout.
+                for m in lost {
+                    self.give_back(m.queue, m.id, m.reader);
+                }
+            }
+            Err(_) => {} // the caller stopped waiting; nothing was leased
+        }
+    }
+
+    /// Fetched deliveries as messages; one whose payload cannot be read is
+    /// logged and given back (it dead-letters after its deliveries run out).
+    fn messages(&mut self, deliveries: Vec<Delivery>, reader: ReaderId) -> Vec<Message> {
+        let mut out = Vec::with_capacity(deliveries.len());
+        for mut d in deliveries {
+            let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
+            match payload::resolve(&self.log, p) {
+                Ok(bytes) => out.push(message_from_delivery(d, bytes, reader)),
+                Err(e) => {
+                    tracing::error!(shard = self.id, id = %d.id, error = %e, "delivery given back");
+                    self.give_back(d.queue, d.id, reader);
+                }
+            }
+        }
+        out
+    }
+
+    /// Pushes a delivery to a subscription.
+    fn push(&mut self, reader: ReaderId, mut delivery: Delivery) {
+        let Some(tx) = self.pushes.get(&reader) else {
+            // The subscription ended; its Disconnected gives the lease back.
+            return;
+        };
+        let p = std::mem::replace(&mut delivery.payload, Payload::Bytes(Bytes::new()));
+        let bytes = match payload::resolve(&self.log, p) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(shard = self.id, id = %delivery.id, error = %e, "delivery given back");
+                self.give_back(delivery.queue, delivery.id, reader);
+                return;
+            }
+        };
+        match tx.try_send(message_from_delivery(delivery, bytes, reader)) {
+            Ok(()) => {}
+            Err(flume::TrySendError::Full(m)) => {
+                // Cannot happen while credits bound the buffer; the lease
+                // then ends at its timeout and the message is delivered again.
+                tracing::warn!(shard = self.id, id = %m.id, "subscription buffer full; delivery left to its lease timeout");
+            }
+            Err(flume::TrySendError::Disconnected(_)) => {
+                // Its Disconnected follows on the control channel.
+                self.pushes.remove(&reader);
+            }
+        }
+    }
+
+    /// Ends a lease now (a delivery nobody will see): deliver again.
+    fn give_back(&mut self, queue: QueueId, id: MessageId, reader: ReaderId) {
+        let caller = match &queue {
+            QueueId::Requests(kind) => match self.registry.kind(kind) {
+                Some(k) => k.provider.clone(),
+                None => return,
+            },
+            QueueId::Answers(p) => p.clone(),
+        };
+        let token = self.new_token(); // never in `replies`: its reply is dropped
+        self.local.push_back(Input::Command {
+            token,
+            caller,
+            command: Command::Nack {
+                queue,
+                id,
+                reader,
+                delay_ms: 0,
+            },
+        });
+    }
+
+    /// Sends a peer message (to itself: fed back locally).
+    fn send_to_shard(&mut self, shard: u16, msg: PeerMsg) {
+        assert!(
+            shard < self.shard_count,
+            "shard {} asked to send to shard {shard} of {}",
+            self.id,
+            self.shard_count
+        );
+        if shard == self.id {
+            self.local.push_back(Input::Peer(msg));
+            return;
+        }
+        let msg = match msg {
+            PeerMsg::EnqueueAnswer(mut envelope) => {
+                let p = std::mem::replace(&mut envelope.payload, Payload::Bytes(Bytes::new()));
+                match payload::resolve(&self.log, p) {
+                    Ok(bytes) => {
+                        envelope.payload = Payload::Bytes(bytes);
+                        PeerMsg::EnqueueAnswer(envelope)
+                    }
+                    Err(e) => {
+                        tracing::error!(shard = self.id, answer = %envelope.id, request = %envelope.request_id, error = %e,
+                            "answer not handed to the consumer's shard; it is routed again after a restart");
+                        return;
+                    }
+                }
+            }
+            other => other,
+        };
+        if self.outbox.send(shard, Inbound::Peer(msg)) == Sent::PeerGone {
+            tracing::debug!(
+                shard = self.id,
+                peer = shard,
+                "peer stopped; message dropped"
+            );
+        }
+    }
+}

@@ -1,0 +1,1980 @@
+//! The sans-IO shard: the queue and lifecycle rules of gonets as a plain
+//! state machine. It takes inputs (an operation arrived, a commit finished,
+//! the clock moved, a reader left, a peer shard wrote) and returns outputs
+//! (append these records, answer this caller, deliver this message, tell that
+//! shard, wake me then). It does no I/O and reads no clock: the caller passes
+//! `now_ms` with every step, so the same inputs always give the same outputs.
+//!
+//! Every durable change is made by emitting a log record and applying it
+//! (`apply`), the same code replay runs; volatile state (queues, leases,
+//! waits, subscriptions) is rebuilt after replay, with every lease expired.
+
+pub mod exchange;
+pub mod queue;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;
+pub mod timers;
+pub mod types;
+
+use crate::record::{AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord};
+use crate::registry::{Mode, Registry};
+use bytes::Bytes;
+use exchange::{Exchange, Outcome};
+use gonets_types::error::HubError;
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use gonets_types::refusal::RefusalCode;
+use queue::{Place, Queue};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use timers::{Timer, Timers};
+pub use types::*;
+
+/// Tunables of a shard's rules.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// This shard's number.
+    pub shard: u16,
+    /// Shards in the hub.
+    pub shard_count: u16,
+    /// How long a delivered message stays leased without an ack, ms.
+    pub lease_timeout_ms: u64,
+    /// Deliveries without an ack before a request is dead-lettered.
+    pub deliveries_max: u32,
+    /// How long an idempotency key is remembered, ms.
+    pub dedup_window_ms: u64,
+    /// Most messages one fetch returns.
+    pub fetch_max: u32,
+    /// Longest long-poll wait, ms.
+    pub wait_ms_max: u64,
+    /// Random bits mixed into message ids so ids never repeat across restarts.
+    pub boot_nonce: u32,
+    /// How long a finished exchange (answer acked) stays in memory for
+    /// `status`, ms; `None` keeps it for ever. Never less than its
+    /// idempotency window, so a repeat always finds the original.
+    pub finished_keep_ms: Option<u64>,
+    /// Whether snapshots carry finished exchanges without an idempotency key
+    /// (their history then survives a restart; snapshots grow with recent traffic).
+    pub snapshot_finished: bool,
+    /// Whether finished exchanges go to the history archive (ADR 0005): the
+    /// shard asks for it with `Output::Archive` once the exchange's last
+    /// record is durable, keeps it in memory (and in snapshots) until
+    /// `Input::Archived`, and sends `status` of ids it no longer holds to the
+    /// archive (`Output::StatusFromArchive`).
+    pub archive_histories: bool,
+    /// Retention period, ms: a log segment goes only once every message in it
+    /// is at least this old (and nothing live needs it); 0: no period.
+    pub retention_ms: u64,
+}
+
+impl ShardConfig {
+    /// Defaults for shard `shard` of `shard_count`.
+    pub fn new(shard: u16, shard_count: u16) -> ShardConfig {
+        assert!(shard < shard_count && shard_count <= MessageId::SHARD_MAX + 1);
+        ShardConfig {
+            shard,
+            shard_count,
+            lease_timeout_ms: 30_000,
+            deliveries_max: 5,
+            dedup_window_ms: 24 * 3600 * 1000,
+            fetch_max: 1024,
+            wait_ms_max: 60_000,
+            boot_nonce: 0,
+            finished_keep_ms: None,
+            snapshot_finished: true,
+            archive_histories: false,
+            retention_ms: 0,
+        }
+    }
+}
+
+/// Counters of what the shard did, for monitoring and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardCounters {
+    /// Requests accepted (durable).
+    pub accepted: u64,
+    /// Sends answered with an earlier acceptance.
+    pub duplicates: u64,
+    /// Answers that came after the request had expired.
+    pub late_answers: u64,
+    /// Requests expired.
+    pub expired: u64,
+    /// Requests dead-lettered.
+    pub dead_lettered: u64,
+    /// Requests refused as state secrets.
+    pub state_secrets_refused: u64,
+    /// Finished exchanges removed from memory after `finished_keep_ms`.
+    pub evicted: u64,
+    /// Histories handed to the archive (`Output::Archive`).
+    pub archive_asked: u64,
+    /// Histories the archive reported durable (`Input::Archived`).
+    pub archived: u64,
+}
+
+/// Most (offset, time) samples kept for the retention period; when full,
+/// every other old one is dropped, which only keeps segments longer.
+pub const RETENTION_SAMPLES_MAX: usize = 1024;
+
+/// A fetch waiting for messages.
+#[derive(Debug)]
+struct FetchWait {
+    queue: QueueId,
+    reader: ReaderId,
+    max: u32,
+}
+
+/// A reader subscribed to a queue with credits.
+#[derive(Debug)]
+struct Subscription {
+    reader: ReaderId,
+    credits: u32,
+}
+
+/// An answer in a consumer's answer queue on this shard (volatile: rebuilt
+/// from the request shards' logs after a restart).
+#[derive(Debug)]
+struct AnswerEntry {
+    envelope: AnswerEnvelope,
+    deliveries: u32,
+}
+
+/// Something to do once the log is durable up to an offset.
+// Most deferred entries are replies, so boxing the large variant would
+// allocate for nearly every one.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Deferred {
+    Out(Output),
+    RequestDurable(MessageId),
+    AnswerDurable(MessageId),
+    /// The record that finished this exchange is durable: archive it.
+    Finished(MessageId),
+}
+
+/// One shard's state machine.
+pub struct Shard {
+    config: ShardConfig,
+    registry: Arc<Registry>,
+    now_ms: u64,
+    next_offset: u64,
+    durable_offset: u64,
+    id_sequence: u64,
+    exchanges: HashMap<MessageId, Exchange>,
+    answer_index: HashMap<MessageId, MessageId>,
+    queues: HashMap<QueueId, Queue>,
+    answers: HashMap<MessageId, AnswerEntry>,
+    dedup: HashMap<(ParticipantId, DataKindId, String), MessageId>,
+    timers: Timers,
+    armed_ms: Option<u64>,
+    deferred: VecDeque<(u64, Deferred)>,
+    waits: HashMap<Token, FetchWait>,
+    waits_by_queue: HashMap<QueueId, VecDeque<Token>>,
+    subscriptions: HashMap<QueueId, Vec<Subscription>>,
+    call_waiters: HashMap<MessageId, Token>,
+    /// Consumers' acks of answers waiting for the request's shard to make
+    /// them durable (`PeerMsg::AnswerAckSettled`). Sorted: a storage
+    /// failure answers them in a fixed order.
+    answer_acks: BTreeSet<Token>,
+    failed: Option<HubError>,
+    counters: ShardCounters,
+    /// Accepted requests still committing, per queue: they count against the
+    /// queue's bound before they join it.
+    committing: HashMap<QueueId, u32>,
+    snapshot_start: u64,
+    /// The oldest offset the state of the latest durable snapshot still
+    /// reads payloads from (at most its start): what a restart may need.
+    snapshot_floor: u64,
+    /// Snapshots written but not yet durable: (first offset, their floor).
+    snapshots_pending: Vec<(u64, u64)>,
+    /// Replay is still inside the snapshot it started from.
+    replay_base: bool,
+    /// The latest hub time in the replayed log.
+    replayed_ms: u64,
+    /// Finished exchanges handed to the archive, not yet reported durable.
+    archiving: HashSet<MessageId>,
+    /// Finished exchanges the archive holds durably, still in memory.
+    archived: HashSet<MessageId>,
+    /// Exchanges whose eviction fell due while their archive write ran.
+    evict_when_archived: HashSet<MessageId>,
+    /// (offset, hub time ms): every message below the offset is at most that
+    /// old. Oldest first, at most `RETENTION_SAMPLES_MAX`.
+    age_samples: VecDeque<(u64, u64)>,
+    out: Vec<Output>,
+}
+
+impl Shard {
+    /// A shard whose log's next record will get `next_offset` (all of it durable).
+    pub fn new(config: ShardConfig, registry: Arc<Registry>, next_offset: u64) -> Shard {
+        Shard {
+            config,
+            registry,
+            now_ms: 0,
+            next_offset,
+            durable_offset: next_offset,
+            id_sequence: 0,
+            exchanges: HashMap::new(),
+            answer_index: HashMap::new(),
+            queues: HashMap::new(),
+            answers: HashMap::new(),
+            dedup: HashMap::new(),
+            timers: Timers::default(),
+            armed_ms: None,
+            deferred: VecDeque::new(),
+            waits: HashMap::new(),
+            waits_by_queue: HashMap::new(),
+            subscriptions: HashMap::new(),
+            call_waiters: HashMap::new(),
+            answer_acks: BTreeSet::new(),
+            failed: None,
+            counters: ShardCounters::default(),
+            committing: HashMap::new(),
+            snapshot_start: 0,
+            snapshot_floor: 0,
+            snapshots_pending: Vec::new(),
+            replay_base: true,
+            replayed_ms: 0,
+            archiving: HashSet::new(),
+            archived: HashSet::new(),
+            evict_when_archived: HashSet::new(),
+            age_samples: VecDeque::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// This shard's number.
+    pub fn id(&self) -> u16 {
+        self.config.shard
+    }
+
+    /// The rules' tunables.
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// Offset the next appended record gets.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Hub time of the last step, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The exchange of a request, if this shard has it.
+    pub fn exchange(&self, id: MessageId) -> Option<&Exchange> {
+        self.exchanges.get(&id)
+    }
+
+    /// Every exchange on this shard.
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.exchanges.values()
+    }
+
+    /// Answers waiting in (or leased from) answer queues owned by this shard.
+    pub fn queued_answers(&self) -> impl Iterator<Item = &AnswerEnvelope> {
+        self.answers.values().map(|a| &a.envelope)
+    }
+
+    /// Stats of a queue owned by this shard.
+    pub fn queue_stats(&self, queue: &QueueId) -> queue::QueueStats {
+        self.queues
+            .get(queue)
+            .map(|q| q.stats(self.now_ms))
+            .unwrap_or_default()
+    }
+
+    /// Where a message stands in a queue owned by this shard (`None`: not in
+    /// it). Read-only; for tests and the simulator.
+    pub fn queue_place(&self, queue: &QueueId, id: MessageId) -> Option<Place> {
+        self.queues.get(queue).and_then(|q| q.place(id))
+    }
+
+    /// Exclusive end of the log prefix this shard knows to be durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
+    /// Why the shard refuses work, if it does.
+    pub fn failed(&self) -> Option<&HubError> {
+        self.failed.as_ref()
+    }
+
+    /// The lowest offset the log must keep: the latest durable snapshot's
+    /// start, or a payload its state still hands over, whichever is older.
+    /// Taken from the snapshot's state, not the live one: an ack or an answer
+    /// not yet durable frees nothing, since a crash may undo it.
+    ///
+    /// With a retention period (`retention_ms`), also no higher than the
+    /// newest offset below which every message is older than the period.
+    pub fn retention_floor(&self) -> u64 {
+        if self.config.retention_ms == 0 {
+            return self.snapshot_floor;
+        }
+        self.snapshot_floor.min(self.aged_floor())
+    }
+
+    /// The highest offset below which every message is at least
+    /// `retention_ms` old (0 when none is known to be).
+    fn aged_floor(&self) -> u64 {
+        let cutoff_ms = self.now_ms.saturating_sub(self.config.retention_ms);
+        self.age_samples
+            .iter()
+            .take_while(|(_, t)| *t <= cutoff_ms)
+            .map(|(o, _)| *o)
+            .last()
+            .unwrap_or(0)
+    }
+
+    /// Notes that every message below `offset` is at most `time_ms` old.
+    fn sample_age(&mut self, offset: u64, time_ms: u64) {
+        if self.config.retention_ms == 0 {
+            return;
+        }
+        // Samples older than the newest one already past the period are
+        // never the answer again.
+        let cutoff_ms = self.now_ms.saturating_sub(self.config.retention_ms);
+        while self.age_samples.len() >= 2 && self.age_samples[1].1 <= cutoff_ms {
+            self.age_samples.pop_front();
+        }
+        if self.age_samples.len() >= RETENTION_SAMPLES_MAX {
+            // Coarser samples only keep segments longer (the safe side).
+            let kept: VecDeque<(u64, u64)> = self
+                .age_samples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, s)| *s)
+                .collect();
+            self.age_samples = kept;
+        }
+        assert!(self.age_samples.len() < RETENTION_SAMPLES_MAX);
+        if self
+            .age_samples
+            .back()
+            .is_none_or(|(o, t)| *o <= offset && *t <= time_ms)
+        {
+            self.age_samples.push_back((offset, time_ms));
+        }
+    }
+
+    /// Finished exchanges handed to the archive and not yet reported durable.
+    pub fn archiving_count(&self) -> usize {
+        self.archiving.len()
+    }
+
+    /// The oldest payload offset the current state needs, at most `start`.
+    fn needs_floor(&self, start: u64) -> u64 {
+        self.exchanges
+            .values()
+            .filter_map(Exchange::needed_offset)
+            .fold(start, u64::min)
+    }
+
+    /// Takes one input at hub time `now_ms`; appends the outputs to `out`.
+    pub fn step(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        // The hub clock never runs backwards inside a shard: a wall-clock
+        // step back is absorbed (timers fire late, never early).
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.failed.is_some() && !matches!(input, Input::Command { .. }) {
+            // A failed log takes no more records: timers, peers and
+            // disconnects would all append. Commands get the typed error,
+            // and so does an ack another shard waits on.
+            if let Input::Peer(msg) = input {
+                self.refuse_peer(msg);
+            }
+            out.append(&mut self.out);
+            return;
+        }
+        match input {
+            Input::Command {
+                token,
+                caller,
+                command,
+            } => self.command(token, caller, command),
+            Input::Committed { durable_offset } => self.committed(durable_offset),
+            Input::StorageFailed { full } => self.storage_failed(full),
+            Input::Tick => self.tick(),
+            Input::Disconnected { reader } => self.disconnected(reader),
+            Input::CallReplied { request_id, taken } => self.call_replied(request_id, taken),
+            Input::Archived { request_id } => self.archived(request_id),
+            Input::Peer(msg) => self.peer(msg),
+        }
+        self.arm();
+        out.append(&mut self.out);
+    }
+
+    // ---- replay ----
+
+    /// Applies a durable record read back from the log at `offset` (replay).
+    pub fn replay(&mut self, offset: u64, record: Record) -> Result<(), HubError> {
+        assert!(self.deferred.is_empty(), "replay only before live traffic");
+        if offset < self.next_offset {
+            return Err(HubError::Unavailable(format!(
+                "replay went backwards at offset {offset}"
+            )));
+        }
+        self.next_offset = offset + 1;
+        self.durable_offset = self.next_offset;
+        match record {
+            // Only the snapshot replay starts from builds state. A later one
+            // (whole, or cut short by a crash) repeats what the records before
+            // it built already, and restoring a cut one would reset the
+            // idempotency keys of the exchanges it lacks.
+            Record::SnapshotPart(_) if !self.replay_base => {}
+            Record::SnapshotPart(bytes) => {
+                let ex = snapshot::decode_exchange(&bytes)
+                    .map_err(|e| HubError::Unavailable(format!("snapshot at {offset}: {e}")))?;
+                let latest = ex.history.iter().map(|e| e.time_ms).max();
+                self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
+                self.restore_exchange(ex);
+            }
+            Record::SnapshotEnd { first_offset, .. } => {
+                self.replay_base = false;
+                // Everything replayed so far is durable: its needs are the floor.
+                self.snapshot_start = first_offset;
+                self.snapshot_floor = self.needs_floor(first_offset);
+            }
+            record => {
+                self.replay_base = false;
+                let time_ms = match &record {
+                    Record::Request(r) => r.time_ms,
+                    Record::Answer(a) => a.time_ms,
+                    Record::Event(e) => e.time_ms,
+                    Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
+                };
+                self.replayed_ms = self.replayed_ms.max(time_ms);
+                self.apply(offset, &record, true)
+            }
+        }
+        Ok(())
+    }
+
+    /// Replay skipped the log's last records up to `next_offset` (damage
+    /// the operator accepted with `gonets repair`): new records go after them.
+    pub fn replay_skipped(&mut self, next_offset: u64) {
+        assert!(self.deferred.is_empty(), "replay only before live traffic");
+        assert!(next_offset >= self.next_offset, "replay never goes back");
+        self.next_offset = next_offset;
+        self.durable_offset = next_offset;
+    }
+
+    /// Ends replay: rebuilds queues (every lease expired), timers and the
+    /// delivery of answers not yet acked, at hub time `now_ms`.
+    pub fn recovered(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        // The hub clock does not run backwards across a restart either: a
+        // wall clock behind the log (not yet synced after a reboot) is
+        // absorbed like any step back.
+        self.now_ms = self.now_ms.max(now_ms).max(self.replayed_ms);
+        let mut pending: Vec<(u64, MessageId)> = Vec::new();
+        let mut answers: Vec<MessageId> = Vec::new();
+        let mut finished: Vec<MessageId> = Vec::new();
+        // In id order: timers due at the same time fire in the order armed,
+        // and hash order differs from run to run.
+        let mut ids: Vec<MessageId> = self.exchanges.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let ex = &self.exchanges[&id];
+            if ex.outcome.is_none() {
+                self.timers.arm(ex.deadline_ms, Timer::Deadline(ex.id));
+            }
+            if ex.in_request_queue() {
+                pending.push((ex.request_offset, ex.id));
+            }
+            if ex.outcome.is_some() && !ex.answer_acked {
+                answers.push(ex.id);
+            }
+            if ex.finished() {
+                finished.push(ex.id);
+            }
+            if ex.idempotency_key.is_some() {
+                self.timers.arm(
+                    ex.time_ms.saturating_add(self.config.dedup_window_ms),
+                    Timer::Dedup(ex.id),
+                );
+            }
+        }
+        pending.sort_unstable();
+        for (_, id) in pending {
+            let ex = &self.exchanges[&id];
+            if ex.deliveries >= self.config.deliveries_max {
+                if ex.deadline_ms <= self.now_ms {
+                    // Past its deadline: it expires at the first tick (its
+                    // timer is due), as it would have before the crash; a
+                    // caller may already have been told so.
+                    continue;
+                }
+                // Its last allowed delivery was leased when the node stopped:
+                // the lease counts as expired, as a live disconnect would.
+                self.counters.dead_lettered += 1;
+                let reason = format!(
+                    "not acknowledged after {} deliveries",
+                    self.config.deliveries_max
+                );
+                self.hub_answer(id, RefusalCode::Undeliverable, reason);
+                continue;
+            }
+            let queue = QueueId::Requests(ex.kind.clone());
+            let accepted_ms = ex.time_ms;
+            self.queues.entry(queue).or_default().push(id, accepted_ms);
+        }
+        answers.sort_unstable();
+        for id in answers {
+            self.route_answer(id);
+        }
+        // Whether the archive already holds them is the archive's to know:
+        // it answers a repeat at once, without a second copy.
+        for id in finished {
+            self.ask_archive(id);
+        }
+        // Every message replayed was written before this restart.
+        let (next, now) = (self.next_offset, self.now_ms);
+        self.sample_age(next, now);
+        let queues: Vec<QueueId> = self.queues.keys().cloned().collect();
+        for q in queues {
+            self.pump(&q);
+        }
+        self.arm();
+        out.append(&mut self.out);
+    }
+
+    /// Encodes every exchange as snapshot parts for a snapshot starting at
+    /// `first_offset` (the offset the first part will get).
+    pub fn snapshot(&mut self, first_offset: u64) -> Vec<Record> {
+        assert_eq!(first_offset, self.next_offset);
+        let keep_finished = self.config.snapshot_finished;
+        let mut ids: Vec<MessageId> = self
+            .exchanges
+            .values()
+            // A finished exchange matters to a restart only through its
+            // idempotency key; without one it is history, and writing every
+            // recent history into every snapshot would make snapshots grow
+            // with traffic.
+            // An exchange not yet durable in the archive stays too: the
+            // snapshot is then the only place a restart finds its history.
+            .filter(|ex| {
+                keep_finished
+                    || !ex.finished()
+                    || ex.idempotency_key.is_some()
+                    || (self.config.archive_histories && !self.archived.contains(&ex.id))
+            })
+            .map(|ex| ex.id)
+            .collect();
+        ids.sort_unstable();
+        let mut records = Vec::with_capacity(ids.len() + 1);
+        for id in ids {
+            let mut buf = Vec::new();
+            snapshot::encode_exchange(&self.exchanges[&id], &mut buf);
+            records.push(Record::SnapshotPart(Bytes::from(buf)));
+        }
+        let parts = records.len() as u64;
+        records.push(Record::SnapshotEnd {
+            first_offset,
+            parts,
+        });
+        // The snapshot's records take offsets like any other; they change no
+        // state, so they are not applied.
+        self.next_offset += records.len() as u64;
+        // The state written is all durable once the snapshot is: what it
+        // needs is what a restart from here needs.
+        let floor = self.needs_floor(first_offset);
+        self.snapshots_pending.push((first_offset, floor));
+        // Every message below the snapshot was written by now.
+        let now = self.now_ms;
+        self.sample_age(first_offset, now);
+        records
+    }
+
+    /// Records that the snapshot starting at `first_offset` is durable: replay
+    /// may start there and older segments may go.
+    pub fn snapshot_durable(&mut self, first_offset: u64) {
+        assert!(first_offset <= self.durable_offset);
+        self.snapshot_start = self.snapshot_start.max(first_offset);
+        if let Some(&(_, floor)) = self
+            .snapshots_pending
+            .iter()
+            .find(|(first, _)| *first == first_offset)
+        {
+            self.snapshot_floor = self.snapshot_floor.max(floor);
+        }
+        self.snapshots_pending
+            .retain(|(first, _)| *first > first_offset);
+    }
+
+    fn restore_exchange(&mut self, ex: Exchange) {
+        if let Some(o) = &ex.outcome {
+            self.answer_index.insert(o.answer_id, ex.id);
+        }
+        // As `apply` does for a request record: a key past its window is
+        // dropped by its `Dedup` timer, which `recovered` arms, and
+        // `send_request` checks the window itself.
+        if let Some(key) = &ex.idempotency_key {
+            self.dedup
+                .insert((ex.consumer.clone(), ex.kind.clone(), key.clone()), ex.id);
+        }
+        self.id_sequence = self.id_sequence.max(ex.id.0 as u64 & 0xffff_ffff);
+        let finished_ms = ex
+            .finished()
+            .then(|| ex.history.last().map_or(ex.time_ms, |e| e.time_ms));
+        let id = ex.id;
+        self.exchanges.insert(ex.id, ex);
+        if let Some(finished_ms) = finished_ms {
+            self.arm_eviction(id, finished_ms);
+        }
+    }
+
+    /// Arms the removal from memory of an exchange finished at `finished_ms`.
+    fn arm_eviction(&mut self, id: MessageId, finished_ms: u64) {
+        let Some(keep_ms) = self.config.finished_keep_ms else {
+            return;
+        };
+        let ex = &self.exchanges[&id];
+        let mut at_ms = finished_ms.saturating_add(keep_ms);
+        if ex.idempotency_key.is_some() {
+            at_ms = at_ms.max(ex.time_ms.saturating_add(self.config.dedup_window_ms));
+        }
+        self.timers.arm(at_ms, Timer::Evict(id));
+    }
+
+    // ---- the durable state: records and their application ----
+
+    fn emit(&mut self, record: Record) -> u64 {
+        let offset = self.next_offset;
+        self.next_offset += 1;
+        self.apply(offset, &record, false);
+        self.out.push(Output::Append { offset, record });
+        offset
+    }
+
+    fn apply(&mut self, offset: u64, record: &Record, durable: bool) {
+        match record {
+            Record::Request(r) => {
+                let mut ex = Exchange {
+                    id: r.id,
+                    kind: r.kind.clone(),
+                    consumer: r.consumer.clone(),
+                    provider: r.provider.clone(),
+                    time_ms: r.time_ms,
+                    deadline_ms: r.deadline_ms,
+                    test: r.test,
+                    call: r.call,
+                    transaction: r.transaction.clone(),
+                    idempotency_key: r.idempotency_key.clone(),
+                    request_offset: offset,
+                    durable,
+                    payload: (!durable).then(|| r.payload.clone()),
+                    deliveries: 0,
+                    acked: false,
+                    outcome: None,
+                    answer_deliveries: 0,
+                    answer_acked: false,
+                    history: Vec::new(),
+                };
+                ex.record(EventKind::Accepted, r.time_ms, 0);
+                if let Some(key) = &r.idempotency_key {
+                    self.dedup
+                        .insert((r.consumer.clone(), r.kind.clone(), key.clone()), r.id);
+                }
+                self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
+                let previous = self.exchanges.insert(r.id, ex);
+                assert!(previous.is_none(), "request id reused");
+            }
+            Record::Answer(a) => {
+                let Some(ex) = self.exchanges.get_mut(&a.request_id) else {
+                    return; // dropped by history retention
+                };
+                assert!(ex.outcome.is_none(), "a request ends exactly once");
+                let outcome = Outcome {
+                    answer_id: a.id,
+                    body: a.body.clone(),
+                    time_ms: a.time_ms,
+                    answer_offset: offset,
+                    durable,
+                    payload: (!durable).then(|| a.payload.clone()),
+                };
+                ex.record(outcome.event_kind(), a.time_ms, 0);
+                ex.outcome = Some(outcome);
+                ex.payload = None;
+                self.answer_index.insert(a.id, a.request_id);
+            }
+            Record::Event(e) => {
+                let Some(ex) = self.exchanges.get_mut(&e.request_id) else {
+                    return;
+                };
+                // The archive copies a finished history once: nothing may
+                // change it afterwards (request-side steps end with the
+                // answer, answer-side steps with the consumer's ack).
+                assert!(!ex.finished(), "a finished history is final");
+                match e.kind {
+                    EventKind::Delivered => ex.deliveries = ex.deliveries.max(e.count),
+                    EventKind::Acked => ex.acked = true,
+                    EventKind::AnswerDelivered => {
+                        ex.answer_deliveries = ex.answer_deliveries.max(e.count)
+                    }
+                    EventKind::AnswerAcked => ex.answer_acked = true,
+                    _ => {}
+                }
+                ex.record(e.kind, e.time_ms, e.count);
+                if e.kind == EventKind::AnswerAcked && ex.finished() {
+                    self.arm_eviction(e.request_id, e.time_ms);
+                    if !durable && self.config.archive_histories {
+                        // Archived only once the record that finished it is
+                        // durable: the archive never holds a history a crash
+                        // could still undo. (Replay archives in `recovered`.)
+                        self.defer(offset, Deferred::Finished(e.request_id));
+                    }
+                }
+            }
+            Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
+                unreachable!("snapshot records are not applied")
+            }
+        }
+    }
+
+    fn event(&mut self, request_id: MessageId, kind: EventKind, count: u32) {
+        self.emit(Record::Event(EventRecord {
+            request_id,
+            kind,
+            time_ms: self.now_ms,
+            count,
+        }));
+    }
+
+    fn defer(&mut self, offset: u64, what: Deferred) {
+        // The queue stays sorted: an entry for an older offset (a duplicate
+        // send of a request still committing) waits behind newer ones, which
+        // only delays it; nothing is released before it is durable.
+        let offset = self
+            .deferred
+            .back()
+            .map_or(offset, |(back, _)| offset.max(*back));
+        self.deferred.push_back((offset, what));
+    }
+
+    fn reply(&mut self, token: Token, result: Result<Reply, HubError>) {
+        self.out.push(Output::Reply { token, result });
+    }
+
+    fn reply_when_durable(&mut self, offset: u64, token: Token, result: Result<Reply, HubError>) {
+        self.out_when_durable(offset, Output::Reply { token, result });
+    }
+
+    /// Replies once every record appended so far is durable: for a reply
+    /// that rests on state whose record's offset is not kept.
+    fn reply_after_appended(&mut self, token: Token, result: Result<Reply, HubError>) {
+        self.out_after_appended(Output::Reply { token, result });
+    }
+
+    fn out_when_durable(&mut self, offset: u64, output: Output) {
+        if offset < self.durable_offset {
+            self.out.push(output);
+        } else {
+            self.defer(offset, Deferred::Out(output));
+        }
+    }
+
+    fn out_after_appended(&mut self, output: Output) {
+        match self.next_offset.checked_sub(1) {
+            Some(last) => self.out_when_durable(last, output),
+            None => self.out.push(output), // nothing appended, ever
+        }
+    }
+
+    /// Tells the answer queue's shard how a consumer's answer ack ended; an
+    /// `Ok` only once everything appended so far (its record) is durable.
+    fn settle_answer_ack(&mut self, ack: AckRoute, result: Result<(), HubError>) {
+        let output = Output::ToShard {
+            shard: ack.shard,
+            msg: PeerMsg::AnswerAckSettled {
+                token: ack.token,
+                result: result.clone(),
+            },
+        };
+        if result.is_ok() {
+            self.out_after_appended(output);
+        } else {
+            self.out.push(output);
+        }
+    }
+
+    fn new_id(&mut self) -> MessageId {
+        self.id_sequence = (self.id_sequence + 1) & 0xffff_ffff;
+        let sequence = (u64::from(self.config.boot_nonce & 0x3fff_ffff) << 32) | self.id_sequence;
+        MessageId::new(self.now_ms, self.config.shard, sequence)
+    }
+
+    // ---- operations ----
+
+    fn command(&mut self, token: Token, caller: ParticipantId, mut command: Command) {
+        if let Some(e) = &self.failed {
+            // Reads go on (they are how an operator drains and diagnoses);
+            // anything that must be stored is refused.
+            match &mut command {
+                Command::Status { .. } | Command::QueueStats { .. } => {}
+                // Timers no longer run: a long poll would never end. The
+                // lease is not recorded; its ack is refused, and the
+                // message comes again after a restart.
+                Command::Fetch { wait_ms, .. } => *wait_ms = 0,
+                _ => {
+                    let e = e.clone();
+                    return self.reply(token, Err(e));
+                }
+            }
+        }
+        if self.registry.participant(&caller).is_none() {
+            return self.reply(token, Err(HubError::Unauthenticated));
+        }
+        let result = match command {
+            Command::SendRequest(r) => self.send_request(token, &caller, r, false),
+            Command::Call(r) => self.send_request(token, &caller, r, true),
+            Command::Fetch {
+                queue,
+                max,
+                wait_ms,
+                reader,
+            } => self.fetch(token, &caller, queue, max, wait_ms, reader),
+            Command::Subscribe {
+                queue,
+                credits,
+                reader,
+            } => self.subscribe(&caller, queue, credits, reader),
+            Command::Ack { queue, id, reader } => self.ack(token, &caller, queue, id, reader),
+            Command::Nack {
+                queue,
+                id,
+                reader,
+                delay_ms,
+            } => self.nack(token, &caller, queue, id, reader, delay_ms),
+            Command::SendResponse {
+                request_id,
+                payload,
+            } => self.answer(token, &caller, request_id, AnswerBody::Data, payload),
+            Command::SendRefusal {
+                request_id,
+                code,
+                reason,
+            } => {
+                if code.is_hub_only() {
+                    Err(HubError::Malformed(format!(
+                        "{} is given by the hub only",
+                        code.as_str()
+                    )))
+                } else if reason.len() > crate::record::TEXT_BYTES_MAX {
+                    Err(text_too_large("reason", reason.len()))
+                } else {
+                    self.answer(
+                        token,
+                        &caller,
+                        request_id,
+                        AnswerBody::Refusal { code, reason },
+                        Bytes::new(),
+                    )
+                }
+            }
+            Command::Status { id } => self.status(token, &caller, id),
+            Command::QueueStats { queue } => self.stats(&caller, queue),
+        };
+        // `None`: the reply comes later (after a commit, a wait or an answer).
+        match result {
+            Ok(Some(reply)) => self.reply(token, Ok(reply)),
+            Ok(None) => {}
+            Err(e) => self.reply(token, Err(e)),
+        }
+    }
+
+    fn owns(&self, queue: &QueueId) -> Result<(), HubError> {
+        if queue.shard(self.config.shard_count) == self.config.shard {
+            Ok(())
+        } else {
+            Err(HubError::Malformed(format!(
+                "queue {queue} is not on shard {}",
+                self.config.shard
+            )))
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        r: NewRequest,
+        call: bool,
+    ) -> Result<Option<Reply>, HubError> {
+        if r.state_secret {
+            self.counters.state_secrets_refused += 1;
+            tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
+            return Err(HubError::StateSecret);
+        }
+        let participant = self.registry.participant(caller).expect("checked");
+        if !participant.roles.consumer {
+            return Err(HubError::NotAuthorized(format!(
+                "{caller} is not a consumer"
+            )));
+        }
+        let kind = self
+            .registry
+            .kind(&r.kind)
+            .ok_or_else(|| HubError::UnknownDataKind(r.kind.to_string()))?;
+        if !kind.consumers.contains(caller) {
+            return Err(HubError::NotAuthorized(format!(
+                "{caller} may not request {}",
+                r.kind
+            )));
+        }
+        if call && kind.mode != Mode::Realtime {
+            return Err(HubError::Malformed(format!(
+                "call needs a realtime data kind; {} is async",
+                r.kind
+            )));
+        }
+        if r.payload.len() as u64 > u64::from(kind.payload_bytes_max) {
+            return Err(HubError::TooLarge {
+                size_bytes: r.payload.len() as u64,
+                size_bytes_max: u64::from(kind.payload_bytes_max),
+            });
+        }
+        let texts = [
+            ("idempotency_key", &r.idempotency_key),
+            ("transaction", &r.transaction),
+        ];
+        for (field, text) in texts {
+            if let Some(text) = text
+                .as_ref()
+                .filter(|t| t.len() > crate::record::TEXT_BYTES_MAX)
+            {
+                return Err(text_too_large(field, text.len()));
+            }
+        }
+        let queue = QueueId::Requests(r.kind.clone());
+        self.owns(&queue)?;
+        let deadline_ms = self.now_ms.saturating_add(kind.deadline_ms);
+        let provider = kind.provider.clone();
+        let queue_max = kind.queue_messages_max;
+        if let Some(key) = &r.idempotency_key {
+            let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
+            if let Some(original) = self.dedup.get(&dedup_key).copied() {
+                let ex = &self.exchanges[&original];
+                if self.now_ms < ex.time_ms.saturating_add(self.config.dedup_window_ms) {
+                    self.counters.duplicates += 1;
+                    if call {
+                        self.call_again(token, original);
+                        return Ok(None);
+                    }
+                    let reply = Reply::Accepted {
+                        id: original,
+                        time_ms: ex.time_ms,
+                        duplicate: true,
+                    };
+                    let offset = ex.request_offset;
+                    self.reply_when_durable(offset, token, Ok(reply));
+                    return Ok(None);
+                }
+            }
+        }
+        let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
+        if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_max as usize {
+            return Err(HubError::QuotaExceeded);
+        }
+        let id = self.new_id();
+        let offset = self.emit(Record::Request(RequestRecord {
+            id,
+            kind: r.kind,
+            consumer: caller.clone(),
+            provider,
+            time_ms: self.now_ms,
+            deadline_ms,
+            test: r.test,
+            call,
+            transaction: r.transaction,
+            idempotency_key: r.idempotency_key,
+            payload: r.payload,
+        }));
+        self.timers.arm(deadline_ms, Timer::Deadline(id));
+        if self.exchanges[&id].idempotency_key.is_some() {
+            self.timers.arm(
+                self.now_ms.saturating_add(self.config.dedup_window_ms),
+                Timer::Dedup(id),
+            );
+        }
+        if call {
+            // The realtime path: hand the request over while it commits; the
+            // answer reaches the caller only once durable.
+            self.call_waiters.insert(id, token);
+            self.defer(offset, Deferred::RequestDurable(id));
+            self.enqueue_request(id);
+        } else {
+            let time_ms = self.now_ms;
+            *self.committing.entry(queue).or_default() += 1;
+            self.defer(offset, Deferred::RequestDurable(id));
+            self.defer(
+                offset,
+                Deferred::Out(Output::Reply {
+                    token,
+                    result: Ok(Reply::Accepted {
+                        id,
+                        time_ms,
+                        duplicate: false,
+                    }),
+                }),
+            );
+        }
+        Ok(None)
+    }
+
+    /// A `call` repeating an earlier one's idempotency key (docs/protocol.md,
+    /// "Repeats"): the original answer once it is durable; `DeadlineExceeded`
+    /// if the original expired; `Duplicate` (the original's id) while it is
+    /// unanswered, when it was not a call, or when its answer's payload may
+    /// be gone from the log. Never a second request.
+    fn call_again(&mut self, token: Token, original: MessageId) {
+        let ex = &self.exchanges[&original];
+        let duplicate = Err(HubError::Duplicate { original });
+        let Some(o) = ex.outcome.as_ref().filter(|_| ex.call) else {
+            let offset = ex.request_offset;
+            return self.reply_when_durable(offset, token, duplicate);
+        };
+        let offset = o.answer_offset;
+        if o.event_kind() == EventKind::Expired {
+            return self.reply_when_durable(offset, token, Err(HubError::DeadlineExceeded));
+        }
+        if o.payload.is_none() && offset < self.retention_floor() {
+            // Retention may have dropped the segment that holds it.
+            return self.reply_when_durable(offset, token, duplicate);
+        }
+        let payload = match &o.payload {
+            Some(b) => Payload::Bytes(b.clone()),
+            None => Payload::AtOffset(offset),
+        };
+        let delivery_count = ex.answer_deliveries.max(1);
+        let delivery = self
+            .answer_envelope(original, payload)
+            .into_delivery(delivery_count);
+        self.reply_when_durable(offset, token, Ok(Reply::Answer(delivery)));
+    }
+
+    fn enqueue_request(&mut self, id: MessageId) {
+        let ex = &self.exchanges[&id];
+        let queue = QueueId::Requests(ex.kind.clone());
+        let accepted_ms = ex.time_ms;
+        self.queues
+            .entry(queue.clone())
+            .or_default()
+            .push(id, accepted_ms);
+        self.pump(&queue);
+    }
+
+    fn may_read(&self, caller: &ParticipantId, queue: &QueueId) -> Result<(), HubError> {
+        let allowed = match queue {
+            QueueId::Requests(kind) => {
+                let k = self
+                    .registry
+                    .kind(kind)
+                    .ok_or_else(|| HubError::UnknownDataKind(kind.to_string()))?;
+                &k.provider == caller
+            }
+            QueueId::Answers(p) => p == caller,
+        };
+        if allowed {
+            self.owns(queue)
+        } else {
+            Err(HubError::NotAuthorized(format!(
+                "{caller} may not read {queue}"
+            )))
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: QueueId,
+        max: u32,
+        wait_ms: u64,
+        reader: ReaderId,
+    ) -> Result<Option<Reply>, HubError> {
+        self.may_read(caller, &queue)?;
+        let max = max.clamp(1, self.config.fetch_max);
+        let ready = self.queues.get(&queue).is_some_and(Queue::has_ready);
+        if ready || wait_ms == 0 {
+            let batch = self.take(&queue, reader, max);
+            return Ok(Some(Reply::Messages(batch)));
+        }
+        let wait_ms = wait_ms.min(self.config.wait_ms_max);
+        self.timers
+            .arm(self.now_ms.saturating_add(wait_ms), Timer::FetchWait(token));
+        self.waits.insert(
+            token,
+            FetchWait {
+                queue: queue.clone(),
+                reader,
+                max,
+            },
+        );
+        self.waits_by_queue
+            .entry(queue)
+            .or_default()
+            .push_back(token);
+        Ok(None)
+    }
+
+    fn subscribe(
+        &mut self,
+        caller: &ParticipantId,
+        queue: QueueId,
+        credits: u32,
+        reader: ReaderId,
+    ) -> Result<Option<Reply>, HubError> {
+        self.may_read(caller, &queue)?;
+        let subs = self.subscriptions.entry(queue.clone()).or_default();
+        match subs.iter_mut().find(|s| s.reader == reader) {
+            Some(s) => s.credits = s.credits.saturating_add(credits),
+            None => subs.push(Subscription { reader, credits }),
+        }
+        self.pump(&queue);
+        Ok(Some(Reply::Done))
+    }
+
+    /// Leases up to `max` ready messages of `queue` to `reader`.
+    fn take(&mut self, queue: &QueueId, reader: ReaderId, max: u32) -> Vec<Delivery> {
+        let mut batch = Vec::new();
+        let expires_ms = self.now_ms.saturating_add(self.config.lease_timeout_ms);
+        while batch.len() < max as usize {
+            let Some(q) = self.queues.get_mut(queue) else {
+                break;
+            };
+            let Some((id, lease)) = q.lease_next(reader, expires_ms) else {
+                break;
+            };
+            self.timers.arm(
+                expires_ms,
+                Timer::Lease {
+                    queue: queue.clone(),
+                    id,
+                    generation: lease.generation,
+                },
+            );
+            batch.push(self.delivered(queue, id));
+        }
+        batch
+    }
+
+    /// Counts a delivery of `id` and describes it.
+    fn delivered(&mut self, queue: &QueueId, id: MessageId) -> Delivery {
+        match queue {
+            QueueId::Requests(_) => {
+                let count = self.exchanges[&id].deliveries + 1;
+                self.event(id, EventKind::Delivered, count);
+                let ex = &self.exchanges[&id];
+                Delivery {
+                    queue: queue.clone(),
+                    id,
+                    reply_to: None,
+                    kind: ex.kind.clone(),
+                    from: ex.consumer.clone(),
+                    body: DeliveryBody::Request,
+                    time_ms: ex.time_ms,
+                    deadline_ms: ex.deadline_ms,
+                    delivery_count: count,
+                    test: ex.test,
+                    transaction: ex.transaction.clone(),
+                    payload: match &ex.payload {
+                        Some(b) => Payload::Bytes(b.clone()),
+                        None => Payload::AtOffset(ex.request_offset),
+                    },
+                }
+            }
+            QueueId::Answers(_) => {
+                let entry = self.answers.get_mut(&id).expect("queued answer");
+                entry.deliveries += 1;
+                let delivery = entry.envelope.clone().into_delivery(entry.deliveries);
+                let request_id = entry.envelope.request_id;
+                self.out.push(Output::ToShard {
+                    shard: request_id.shard(),
+                    msg: PeerMsg::AnswerDelivered {
+                        request_id,
+                        count: delivery.delivery_count,
+                    },
+                });
+                delivery
+            }
+        }
+    }
+
+    /// Hands ready messages of `queue` to waiting fetches, then to subscribers.
+    fn pump(&mut self, queue: &QueueId) {
+        // Bounded: every pass takes at least one message or ends the loop.
+        loop {
+            if !self.queues.get(queue).is_some_and(Queue::has_ready) {
+                return;
+            }
+            let waiting = self
+                .waits_by_queue
+                .get_mut(queue)
+                .and_then(VecDeque::pop_front);
+            if let Some(token) = waiting {
+                let Some(w) = self.waits.remove(&token) else {
+                    continue; // timed out or disconnected
+                };
+                let batch = self.take(queue, w.reader, w.max);
+                assert!(!batch.is_empty());
+                self.reply(token, Ok(Reply::Messages(batch)));
+                continue;
+            }
+            let reader = self
+                .subscriptions
+                .get_mut(queue)
+                .and_then(|subs| subs.iter_mut().find(|s| s.credits > 0))
+                .map(|s| {
+                    s.credits -= 1;
+                    s.reader
+                });
+            let Some(reader) = reader else {
+                return;
+            };
+            let delivery = self.take(queue, reader, 1).pop().expect("ready");
+            self.out.push(Output::Deliver { reader, delivery });
+        }
+    }
+
+    fn ack(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: QueueId,
+        id: MessageId,
+        reader: ReaderId,
+    ) -> Result<Option<Reply>, HubError> {
+        self.may_read(caller, &queue)?;
+        let place = self.queues.get(&queue).and_then(|q| q.place(id));
+        match place {
+            Some(Place::Leased(l)) if l.reader == reader => {}
+            Some(_) => return Err(HubError::NotFound), // not leased to this reader (any more)
+            None => return self.ack_again(token, caller, &queue, id),
+        }
+        self.queues.get_mut(&queue).unwrap().remove(id);
+        match queue {
+            QueueId::Requests(_) => {
+                self.event(id, EventKind::Acked, 0);
+                let offset = self.next_offset - 1;
+                self.reply_when_durable(offset, token, Ok(Reply::Done));
+                Ok(None)
+            }
+            QueueId::Answers(_) => {
+                let entry = self.answers.remove(&id).expect("queued answer");
+                let request_id = entry.envelope.request_id;
+                // The ack is recorded by the request's shard (ADR 0003): the
+                // consumer hears `Done` once that record is durable there.
+                let ack = self.await_answer_ack(token);
+                self.out.push(Output::ToShard {
+                    shard: request_id.shard(),
+                    msg: PeerMsg::AnswerAcked {
+                        request_id,
+                        ack: Some(ack),
+                    },
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// An ack of a message no longer in its queue: `Done` when it is
+    /// already acked (or, for a request, answered), once that is durable,
+    /// so that a retried ack is harmless; otherwise `NotFound`.
+    fn ack_again(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        id: MessageId,
+    ) -> Result<Option<Reply>, HubError> {
+        match queue {
+            QueueId::Requests(_) => {
+                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                    QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
+                });
+                if !settled {
+                    return Err(HubError::NotFound);
+                }
+                // The record that settled it is at most the last appended.
+                self.reply_after_appended(token, Ok(Reply::Done));
+                Ok(None)
+            }
+            QueueId::Answers(_) => {
+                if id.shard() >= self.config.shard_count {
+                    return Err(HubError::NotFound); // no shard here made it
+                }
+                // Only the answer's request shard knows whether it was acked.
+                let ack = self.await_answer_ack(token);
+                self.out.push(Output::ToShard {
+                    shard: id.shard(),
+                    msg: PeerMsg::AnswerAckAgain {
+                        answer_id: id,
+                        consumer: caller.clone(),
+                        ack,
+                    },
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps a consumer's answer ack waiting for the request's shard.
+    fn await_answer_ack(&mut self, token: Token) -> AckRoute {
+        let fresh = self.answer_acks.insert(token);
+        assert!(fresh, "token {token} already waits");
+        AckRoute {
+            shard: self.config.shard,
+            token,
+        }
+    }
+
+    fn nack(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: QueueId,
+        id: MessageId,
+        reader: ReaderId,
+        delay_ms: u64,
+    ) -> Result<Option<Reply>, HubError> {
+        self.may_read(caller, &queue)?;
+        let place = self.queues.get(&queue).and_then(|q| q.place(id));
+        if !matches!(place, Some(Place::Leased(l)) if l.reader == reader) {
+            return Err(HubError::NotFound);
+        }
+        let requests = matches!(queue, QueueId::Requests(_));
+        if requests {
+            self.event(id, EventKind::Nacked, 0);
+        }
+        self.lease_ended(&queue, id, delay_ms);
+        if !requests {
+            // An answer queue records nothing: its state is volatile.
+            return Ok(Some(Reply::Done));
+        }
+        // The nack's event (and a dead letter it caused) first become durable.
+        self.reply_after_appended(token, Ok(Reply::Done));
+        Ok(None)
+    }
+
+    /// A lease ended without an ack: deliver again (after `delay_ms`), or
+    /// dead-letter a request that used up its deliveries.
+    fn lease_ended(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) {
+        if let QueueId::Requests(_) = queue {
+            if self.exchanges[&id].deliveries >= self.config.deliveries_max {
+                self.queues.get_mut(queue).unwrap().remove(id);
+                self.counters.dead_lettered += 1;
+                let reason = format!(
+                    "not acknowledged after {} deliveries",
+                    self.config.deliveries_max
+                );
+                self.hub_answer(id, RefusalCode::Undeliverable, reason);
+                return;
+            }
+        }
+        let q = self.queues.get_mut(queue).unwrap();
+        if delay_ms == 0 {
+            q.make_ready(id);
+            self.pump(queue);
+        } else {
+            let generation = q.delay(id);
+            self.timers.arm(
+                self.now_ms.saturating_add(delay_ms),
+                Timer::Delay {
+                    queue: queue.clone(),
+                    id,
+                    generation,
+                },
+            );
+        }
+    }
+
+    fn answer(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        request_id: MessageId,
+        body: AnswerBody,
+        payload: Bytes,
+    ) -> Result<Option<Reply>, HubError> {
+        if request_id.shard() != self.config.shard {
+            return Err(HubError::NotFound);
+        }
+        let Some(ex) = self.exchanges.get(&request_id) else {
+            return Err(HubError::NotFound);
+        };
+        if &ex.provider != caller {
+            return Err(HubError::NotAuthorized(format!(
+                "{caller} is not the provider of {request_id}"
+            )));
+        }
+        if !ex.durable && !ex.call {
+            return Err(HubError::NotFound);
+        }
+        if let Some(o) = &ex.outcome {
+            if o.event_kind() == EventKind::Expired {
+                self.counters.late_answers += 1;
+                return Err(HubError::DeadlineExceeded);
+            }
+            return Err(HubError::AlreadyAnswered(request_id));
+        }
+        let limit = self
+            .registry
+            .kind(&ex.kind)
+            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
+        if payload.len() as u64 > limit {
+            return Err(HubError::TooLarge {
+                size_bytes: payload.len() as u64,
+                size_bytes_max: limit,
+            });
+        }
+        let queue = QueueId::Requests(ex.kind.clone());
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.remove(request_id);
+        }
+        let answer_id = self.new_id();
+        let offset = self.emit(Record::Answer(AnswerRecord {
+            id: answer_id,
+            request_id,
+            body,
+            time_ms: self.now_ms,
+            payload,
+        }));
+        self.defer(offset, Deferred::AnswerDurable(request_id));
+        self.defer(
+            offset,
+            Deferred::Out(Output::Reply {
+                token,
+                result: Ok(Reply::Done),
+            }),
+        );
+        Ok(None)
+    }
+
+    /// The hub ends a request itself (expiry, dead letter).
+    fn hub_answer(&mut self, request_id: MessageId, code: RefusalCode, reason: String) {
+        let answer_id = self.new_id();
+        let offset = self.emit(Record::Answer(AnswerRecord {
+            id: answer_id,
+            request_id,
+            body: AnswerBody::Refusal { code, reason },
+            time_ms: self.now_ms,
+            payload: Bytes::new(),
+        }));
+        if code == RefusalCode::DeadlineExceeded {
+            if let Some(token) = self.call_waiters.remove(&request_id) {
+                // The caller's budget is spent: it hears so now, not after a commit.
+                self.reply(token, Err(HubError::DeadlineExceeded));
+                self.event(request_id, EventKind::AnswerDelivered, 1);
+                self.event(request_id, EventKind::AnswerAcked, 0);
+                return;
+            }
+        }
+        self.defer(offset, Deferred::AnswerDurable(request_id));
+    }
+
+    /// Sends a durable answer on: to a waiting caller, else to the consumer's answer queue.
+    fn route_answer(&mut self, request_id: MessageId) {
+        let ex = self.exchanges.get_mut(&request_id).expect("exchange");
+        let o = ex.outcome.as_mut().expect("answered");
+        let payload = match o.payload.take() {
+            Some(b) => Payload::Bytes(b),
+            None => Payload::AtOffset(o.answer_offset),
+        };
+        let envelope = self.answer_envelope(request_id, payload);
+        if let Some(token) = self.call_waiters.remove(&request_id) {
+            let delivery = envelope.into_delivery(1);
+            self.reply(token, Ok(Reply::Answer(delivery)));
+            // Acked only once the runtime reports the caller took the reply
+            // (`Input::CallReplied`): a caller gone by then must not lose it.
+            self.event(request_id, EventKind::AnswerDelivered, 1);
+            return;
+        }
+        let shard = QueueId::Answers(envelope.to.clone()).shard(self.config.shard_count);
+        self.out.push(Output::ToShard {
+            shard,
+            msg: PeerMsg::EnqueueAnswer(envelope),
+        });
+    }
+
+    /// The answer to `request_id` as it travels, with `payload`.
+    fn answer_envelope(&self, request_id: MessageId, payload: Payload) -> AnswerEnvelope {
+        let ex = &self.exchanges[&request_id];
+        let o = ex.outcome.as_ref().expect("answered");
+        AnswerEnvelope {
+            id: o.answer_id,
+            request_id,
+            kind: ex.kind.clone(),
+            from: if o.by_hub() {
+                ParticipantId::new("HUB")
+            } else {
+                ex.provider.clone()
+            },
+            to: ex.consumer.clone(),
+            body: o.body.clone(),
+            time_ms: o.time_ms,
+            test: ex.test,
+            transaction: ex.transaction.clone(),
+            deliveries: ex.answer_deliveries,
+            payload,
+        }
+    }
+
+    fn status(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        id: MessageId,
+    ) -> Result<Option<Reply>, HubError> {
+        if id.shard() != self.config.shard {
+            return Err(HubError::NotFound);
+        }
+        let operator = self
+            .registry
+            .participant(caller)
+            .is_some_and(|p| p.roles.operator);
+        let request_id = self.answer_index.get(&id).copied().unwrap_or(id);
+        if !self.exchanges.contains_key(&request_id) {
+            if !self.config.archive_histories {
+                return Err(HubError::NotFound);
+            }
+            // Not in memory: finished and archived, or never seen here.
+            self.out.push(Output::StatusFromArchive {
+                token,
+                id,
+                caller: caller.clone(),
+                operator,
+            });
+            return Ok(None);
+        }
+        let view = self.view(request_id);
+        if !view.visible_to(caller, operator) {
+            // Not visible: the same answer as for an id that does not exist.
+            return Err(HubError::NotFound);
+        }
+        Ok(Some(Reply::Status(view)))
+    }
+
+    fn stats(&mut self, caller: &ParticipantId, queue: QueueId) -> Result<Option<Reply>, HubError> {
+        let operator = self
+            .registry
+            .participant(caller)
+            .is_some_and(|p| p.roles.operator);
+        if !operator {
+            self.may_read(caller, &queue)?;
+        } else {
+            self.owns(&queue)?;
+        }
+        Ok(Some(Reply::Stats(self.queue_stats(&queue))))
+    }
+
+    // ---- other inputs ----
+
+    fn committed(&mut self, durable_offset: u64) {
+        assert!(durable_offset <= self.next_offset, "commit beyond appends");
+        if durable_offset <= self.durable_offset {
+            return;
+        }
+        self.durable_offset = durable_offset;
+        // Bounded by the deferred queue's length.
+        while self
+            .deferred
+            .front()
+            .is_some_and(|(o, _)| *o < durable_offset)
+        {
+            let (_, what) = self.deferred.pop_front().unwrap();
+            match what {
+                Deferred::Out(o) => self.out.push(o),
+                Deferred::RequestDurable(id) => {
+                    self.counters.accepted += 1;
+                    let Some(ex) = self.exchanges.get_mut(&id) else {
+                        continue;
+                    };
+                    ex.durable = true;
+                    ex.payload = None;
+                    if !ex.call {
+                        let queue = QueueId::Requests(ex.kind.clone());
+                        let n = self.committing.get_mut(&queue).expect("counted when sent");
+                        *n -= 1;
+                        if *n == 0 {
+                            self.committing.remove(&queue);
+                        }
+                    }
+                    let ex = &self.exchanges[&id];
+                    if !ex.call && ex.in_request_queue() {
+                        self.enqueue_request(id);
+                    }
+                }
+                Deferred::AnswerDurable(id) => {
+                    let ex = self.exchanges.get_mut(&id).expect("exchange");
+                    ex.outcome.as_mut().expect("answered").durable = true;
+                    self.route_answer(id);
+                }
+                Deferred::Finished(id) => self.ask_archive(id),
+            }
+        }
+    }
+
+    fn storage_failed(&mut self, full: bool) {
+        let error = if full {
+            HubError::StorageFull
+        } else {
+            HubError::Unavailable("storage failed; the shard accepts nothing more".into())
+        };
+        self.failed = Some(error.clone());
+        // Nothing not yet durable is acknowledged: every waiting reply fails,
+        // here or on the answer queue's shard.
+        for (_, what) in std::mem::take(&mut self.deferred) {
+            match what {
+                Deferred::Out(Output::Reply { token, .. }) => self.reply(token, Err(error.clone())),
+                Deferred::Out(Output::ToShard {
+                    shard,
+                    msg: PeerMsg::AnswerAckSettled { token, .. },
+                }) => self.settle_answer_ack(AckRoute { shard, token }, Err(error.clone())),
+                _ => {}
+            }
+        }
+        // Sorted: the same inputs give the same outputs, in the same order.
+        let mut tokens: Vec<Token> = std::mem::take(&mut self.call_waiters)
+            .into_values()
+            .chain(std::mem::take(&mut self.waits).into_keys())
+            .chain(std::mem::take(&mut self.answer_acks))
+            .collect();
+        tokens.sort_unstable();
+        for token in tokens {
+            self.reply(token, Err(error.clone()));
+        }
+        self.waits_by_queue.clear();
+        self.subscriptions.clear();
+    }
+
+    fn tick(&mut self) {
+        self.armed_ms = None;
+        // Bounded by the number of armed timers.
+        while let Some((_, timer)) = self.timers.pop_due(self.now_ms) {
+            self.fire(timer);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::Deadline(id) => {
+                let Some(ex) = self.exchanges.get(&id) else {
+                    return;
+                };
+                if ex.outcome.is_some() {
+                    if let Some(token) = self.call_waiters.remove(&id) {
+                        // Answered, but not durable within the budget: the
+                        // caller hears `DeadlineExceeded` now; the answer
+                        // still reaches the consumer's answer queue once durable.
+                        self.reply(token, Err(HubError::DeadlineExceeded));
+                    }
+                    return;
+                }
+                let queue = QueueId::Requests(ex.kind.clone());
+                if let Some(q) = self.queues.get_mut(&queue) {
+                    q.remove(id);
+                }
+                self.counters.expired += 1;
+                self.hub_answer(
+                    id,
+                    RefusalCode::DeadlineExceeded,
+                    "no answer within the data kind's deadline".into(),
+                );
+            }
+            Timer::Lease {
+                queue,
+                id,
+                generation,
+            } => {
+                let current = self.queues.get(&queue).and_then(|q| q.place(id));
+                if matches!(current, Some(Place::Leased(l)) if l.generation == generation) {
+                    self.lease_ended(&queue, id, 0);
+                }
+            }
+            Timer::Delay {
+                queue,
+                id,
+                generation,
+            } => {
+                let current = self.queues.get(&queue).and_then(|q| q.place(id));
+                if current == Some(Place::Delayed { generation }) {
+                    self.queues.get_mut(&queue).unwrap().make_ready(id);
+                    self.pump(&queue);
+                }
+            }
+            Timer::FetchWait(token) => {
+                if let Some(w) = self.waits.remove(&token) {
+                    self.forget_wait(&w.queue, token);
+                    self.reply(token, Ok(Reply::Messages(Vec::new())));
+                }
+            }
+            Timer::Evict(id) => {
+                if !self.exchanges.get(&id).is_some_and(Exchange::finished) {
+                    return;
+                }
+                if self.config.archive_histories && !self.archived.contains(&id) {
+                    // Its history leaves memory only once the archive holds it.
+                    self.evict_when_archived.insert(id);
+                    return;
+                }
+                self.evict(id);
+            }
+            Timer::Dedup(id) => {
+                if let Some(ex) = self.exchanges.get(&id) {
+                    if let Some(key) = &ex.idempotency_key {
+                        let k = (ex.consumer.clone(), ex.kind.clone(), key.clone());
+                        if self.dedup.get(&k) == Some(&id) {
+                            self.dedup.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a finished exchange from memory (its history is archived, or
+    /// kept nowhere when archiving is off).
+    fn evict(&mut self, id: MessageId) {
+        let ex = self.exchanges.remove(&id).expect("present");
+        assert!(ex.finished());
+        self.archived.remove(&id);
+        self.evict_when_archived.remove(&id);
+        if let Some(o) = &ex.outcome {
+            self.answer_index.remove(&o.answer_id);
+        }
+        if let Some(key) = ex.idempotency_key {
+            let k = (ex.consumer, ex.kind, key);
+            if self.dedup.get(&k) == Some(&id) {
+                self.dedup.remove(&k);
+            }
+        }
+        self.counters.evicted += 1;
+    }
+
+    /// The history of a finished exchange, as `status` shows it.
+    fn view(&self, request_id: MessageId) -> StatusView {
+        let ex = &self.exchanges[&request_id];
+        StatusView {
+            request_id,
+            answer_id: ex.outcome.as_ref().map(|o| o.answer_id),
+            kind: ex.kind.clone(),
+            consumer: ex.consumer.clone(),
+            provider: ex.provider.clone(),
+            deadline_ms: ex.deadline_ms,
+            events: ex.history.clone(),
+        }
+    }
+
+    /// Hands a finished exchange's history to the archive (once at a time).
+    fn ask_archive(&mut self, id: MessageId) {
+        if !self.config.archive_histories || self.archived.contains(&id) {
+            return;
+        }
+        let Some(ex) = self.exchanges.get(&id) else {
+            return;
+        };
+        assert!(ex.finished(), "only a finished history is final");
+        if !self.archiving.insert(id) {
+            return;
+        }
+        self.counters.archive_asked += 1;
+        let history = self.view(id);
+        self.out.push(Output::Archive { history });
+    }
+
+    /// The archive holds `request_id`'s history durably.
+    fn archived(&mut self, request_id: MessageId) {
+        if !self.archiving.remove(&request_id) {
+            return; // not asked for (or asked before a restart)
+        }
+        self.counters.archived += 1;
+        if !self.exchanges.contains_key(&request_id) {
+            return;
+        }
+        self.archived.insert(request_id);
+        if self.evict_when_archived.contains(&request_id) {
+            self.evict(request_id);
+        }
+    }
+
+    fn disconnected(&mut self, reader: ReaderId) {
+        let mut tokens: Vec<Token> = self
+            .waits
+            .iter()
+            .filter(|(_, w)| w.reader == reader)
+            .map(|(t, _)| *t)
+            .collect();
+        tokens.sort_unstable();
+        for token in tokens {
+            let w = self.waits.remove(&token).expect("listed");
+            self.forget_wait(&w.queue, token);
+            self.reply(
+                token,
+                Err(HubError::Unavailable("reader disconnected".into())),
+            );
+        }
+        for subs in self.subscriptions.values_mut() {
+            subs.retain(|s| s.reader != reader);
+        }
+        let mut queues: Vec<QueueId> = self.queues.keys().cloned().collect();
+        queues.sort_unstable();
+        for queue in queues {
+            let mut ids = self.queues[&queue].leased_to(reader);
+            ids.sort_unstable();
+            for id in ids {
+                self.lease_ended(&queue, id, 0);
+            }
+        }
+    }
+
+    /// The runtime handed a call its answer (`taken`), or found the caller
+    /// gone: then the answer goes to the consumer's answer queue instead.
+    fn call_replied(&mut self, request_id: MessageId, taken: bool) {
+        let Some(ex) = self.exchanges.get(&request_id) else {
+            return;
+        };
+        if ex.answer_acked || !ex.outcome.as_ref().is_some_and(|o| o.durable) {
+            return;
+        }
+        if taken {
+            self.event(request_id, EventKind::AnswerAcked, 0);
+        } else {
+            self.route_answer(request_id);
+        }
+    }
+
+    fn forget_wait(&mut self, queue: &QueueId, token: Token) {
+        if let Some(tokens) = self.waits_by_queue.get_mut(queue) {
+            tokens.retain(|t| *t != token);
+            if tokens.is_empty() {
+                self.waits_by_queue.remove(queue);
+            }
+        }
+    }
+
+    fn peer(&mut self, msg: PeerMsg) {
+        match msg {
+            PeerMsg::EnqueueAnswer(envelope) => {
+                if self.answers.contains_key(&envelope.id) {
+                    return; // sent again after a restart
+                }
+                let queue = QueueId::Answers(envelope.to.clone());
+                assert_eq!(queue.shard(self.config.shard_count), self.config.shard);
+                let id = envelope.id;
+                let answered_ms = envelope.time_ms;
+                let deliveries = envelope.deliveries;
+                self.answers.insert(
+                    id,
+                    AnswerEntry {
+                        envelope,
+                        deliveries,
+                    },
+                );
+                self.queues
+                    .entry(queue.clone())
+                    .or_default()
+                    .push(id, answered_ms);
+                self.pump(&queue);
+            }
+            PeerMsg::AnswerDelivered { request_id, count } => {
+                if self.failed.is_some() {
+                    return;
+                }
+                let Some(ex) = self.exchanges.get(&request_id) else {
+                    return;
+                };
+                if !ex.answer_acked && count > ex.answer_deliveries {
+                    self.event(request_id, EventKind::AnswerDelivered, count);
+                }
+            }
+            PeerMsg::AnswerAcked { request_id, ack } => self.answer_acked(request_id, ack),
+            PeerMsg::AnswerAckAgain {
+                answer_id,
+                consumer,
+                ack,
+            } => self.answer_ack_again(answer_id, &consumer, ack),
+            PeerMsg::AnswerAckSettled { token, result } => {
+                if self.answer_acks.remove(&token) {
+                    self.reply(token, result.map(|()| Reply::Done));
+                }
+            }
+        }
+    }
+
+    /// The consumer acked the answer to `request_id`: record it, and settle
+    /// the ack once that record is durable.
+    fn answer_acked(&mut self, request_id: MessageId, ack: Option<AckRoute>) {
+        // An exchange no longer held was finished (its answer acked) before.
+        let unacked = self
+            .exchanges
+            .get(&request_id)
+            .is_some_and(|ex| !ex.answer_acked);
+        if unacked {
+            self.event(request_id, EventKind::AnswerAcked, 0);
+        }
+        if let Some(ack) = ack {
+            self.settle_answer_ack(ack, Ok(()));
+        }
+    }
+
+    /// A repeated ack of `answer_id` by `consumer`: `Ok` if that consumer's
+    /// answer is acked (once durable), else `NotFound`.
+    fn answer_ack_again(&mut self, answer_id: MessageId, consumer: &ParticipantId, ack: AckRoute) {
+        let acked = self
+            .answer_index
+            .get(&answer_id)
+            .and_then(|r| self.exchanges.get(r))
+            .is_some_and(|ex| &ex.consumer == consumer && ex.answer_acked);
+        let result = if acked {
+            Ok(())
+        } else {
+            Err(HubError::NotFound)
+        };
+        self.settle_answer_ack(ack, result);
+    }
+
+    /// A peer message reached a failed shard: an ack waiting on it gets
+    /// the failure; the rest is dropped (replay after a restart redoes it).
+    fn refuse_peer(&mut self, msg: PeerMsg) {
+        let error = self.failed.clone().expect("failed");
+        let ack = match msg {
+            PeerMsg::AnswerAcked { ack, .. } => ack,
+            PeerMsg::AnswerAckAgain { ack, .. } => Some(ack),
+            // Its waiting acks were answered when the log failed.
+            PeerMsg::EnqueueAnswer(_)
+            | PeerMsg::AnswerDelivered { .. }
+            | PeerMsg::AnswerAckSettled { .. } => None,
+        };
+        if let Some(ack) = ack {
+            self.settle_answer_ack(ack, Err(error));
+        }
+    }
+
+    fn arm(&mut self) {
+        if let Some(next) = self.timers.next_due_ms() {
+            if self.armed_ms.is_none_or(|armed| next < armed) {
+                self.armed_ms = Some(next);
+                self.out.push(Output::ArmTimer { at_ms: next });
+            }
+        }
+    }
+}
+
+/// A text field over [`crate::record::TEXT_BYTES_MAX`], named as on the wire.
+fn text_too_large(field: &str, size_bytes: usize) -> HubError {
+    HubError::TextTooLarge {
+        field: field.to_string(),
+        size_bytes: size_bytes as u64,
+        size_bytes_max: crate::record::TEXT_BYTES_MAX as u64,
+    }
+}

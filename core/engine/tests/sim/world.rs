@@ -1,0 +1,1130 @@
+//! The simulated hub: its shards, their logs, the mesh between them, the
+//! clock and the faults; feeding a shard one input (judged in `judge.rs`),
+//! crashes and recovery, the whole-hub invariants, the drain at the end.
+
+use crate::model::{terminal_kind, ShardModel};
+use crate::workload::{Client, Knowledge, Pending, Role, Seen};
+use gonets_engine::record::{EventKind, Record};
+use gonets_engine::registry::Registry;
+use gonets_engine::shard::{Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, Token};
+use gonets_types::error::HubError;
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Largest clock step the simulator takes without offering a `Tick`.
+pub const CLOCK_STEP_MAX_MS: u64 = 40;
+/// Largest backwards step of the wall clock fed to the shards (absorbed by them).
+pub const CLOCK_SKEW_MAX_MS: u64 = 15;
+/// How late a timer may fire: a step, plus a clock that lags by the skew.
+pub const GRANULARITY_MS: u64 = CLOCK_STEP_MAX_MS + CLOCK_SKEW_MAX_MS;
+/// Longest forward clock jump (beyond leases, realtime budgets, async deadlines).
+const JUMP_MAX_MS: u64 = 12_000;
+/// Most a node's wall clock may be behind after a restart (NTP not yet synced).
+const REBOOT_SKEW_MAX_MS: u64 = 3_000;
+/// Longest time the hub is down after a crash.
+const DOWNTIME_MAX_MS: u64 = 6_000;
+/// Hub time at the start (2026-01-01), so ids carry realistic times.
+const START_MS: u64 = 1_767_225_600_000;
+/// Steps between comparisons of the whole state (every step compares what
+/// may have changed).
+const DEEP_EVERY: u64 = 64;
+/// Drain iterations before a run that does not settle is reported stuck.
+const DRAIN_STEPS_MAX: u64 = 5_000;
+
+/// The registry every run uses: consumers, providers, an operator; async
+/// kinds with deadlines of seconds and realtime kinds with budgets under
+/// the 2 s rule, so that expiry happens often; one small payload limit and
+/// one small queue bound.
+pub const REGISTRY: &str = r#"
+[[participant]]
+id = "MFC"
+name = "Public-service centre"
+roles = ["consumer"]
+
+[[participant]]
+id = "SFR"
+name = "Social Fund"
+roles = ["consumer", "provider"]
+
+[[participant]]
+id = "FNS"
+name = "Tax Service"
+roles = ["provider", "consumer"]
+
+[[participant]]
+id = "MVD"
+name = "Interior Ministry"
+roles = ["provider"]
+
+[[participant]]
+id = "OPERATOR"
+name = "Hub operator"
+roles = ["operator"]
+
+[[data_kind]]
+id = "urn:sim:fns:extract:1"
+provider = "FNS"
+mode = "async"
+deadline_ms = 9000
+payload_bytes_max = 48
+consumers = ["MFC", "SFR"]
+
+[[data_kind]]
+id = "urn:sim:fns:inn:1"
+provider = "FNS"
+mode = "realtime"
+deadline_ms = 700
+consumers = ["MFC", "SFR"]
+
+[[data_kind]]
+id = "urn:sim:mvd:passport:1"
+provider = "MVD"
+mode = "realtime"
+deadline_ms = 1500
+consumers = ["MFC", "FNS"]
+
+[[data_kind]]
+id = "urn:sim:sfr:pension:1"
+provider = "SFR"
+mode = "async"
+deadline_ms = 20000
+queue_messages_max = 6
+consumers = ["MFC", "FNS"]
+
+[[data_kind]]
+id = "urn:sim:mvd:archive:1"
+provider = "MVD"
+mode = "async"
+deadline_ms = 4000
+consumers = ["SFR"]
+"#;
+
+thread_local! {
+    /// Step of the run on this thread, for panics raised inside a shard.
+    pub static CURRENT_STEP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Steps of random work before the drain.
+    pub steps: u64,
+    /// The storage loses the last few durable records on a crash (a
+    /// deliberately broken world, to prove the checks catch it).
+    pub lying_storage: bool,
+}
+
+/// What a run did; a run that did nothing worth checking fails.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub steps: u64,
+    pub commits: u64,
+    pub crashes: u64,
+    pub disconnects: u64,
+    pub jumps: u64,
+    pub storage_failures: u64,
+    pub snapshots: u64,
+    pub snapshot_replays: u64,
+    pub full_replays: u64,
+    pub retention_moves: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub answers: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    pub lease_timeouts: u64,
+    pub call_answers: u64,
+    pub call_expiries: u64,
+    /// Calls repeating a key, answered with the original's answer.
+    pub call_repeat_answers: u64,
+    /// Calls repeating a key, answered `Duplicate` or `DeadlineExceeded`.
+    pub call_repeat_refusals: u64,
+    pub typed_errors: u64,
+    pub redeliveries: u64,
+    /// Reads answered by a shard whose log failed.
+    pub reads_after_failure: u64,
+}
+
+impl Stats {
+    /// Faults injected: crashes, lost connections, clock jumps, failed storage.
+    pub fn faults(&self) -> u64 {
+        self.crashes + self.disconnects + self.jumps + self.storage_failures
+    }
+
+    /// Adds another run's counts.
+    pub fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.commits += o.commits;
+        self.crashes += o.crashes;
+        self.disconnects += o.disconnects;
+        self.jumps += o.jumps;
+        self.storage_failures += o.storage_failures;
+        self.snapshots += o.snapshots;
+        self.snapshot_replays += o.snapshot_replays;
+        self.full_replays += o.full_replays;
+        self.retention_moves += o.retention_moves;
+        self.accepted += o.accepted;
+        self.duplicates += o.duplicates;
+        self.answers += o.answers;
+        self.expired += o.expired;
+        self.dead_lettered += o.dead_lettered;
+        self.lease_timeouts += o.lease_timeouts;
+        self.call_answers += o.call_answers;
+        self.call_expiries += o.call_expiries;
+        self.call_repeat_answers += o.call_repeat_answers;
+        self.call_repeat_refusals += o.call_repeat_refusals;
+        self.typed_errors += o.typed_errors;
+        self.redeliveries += o.redeliveries;
+        self.reads_after_failure += o.reads_after_failure;
+    }
+}
+
+/// One random stream per concern, each derived from the seed alone, so that
+/// drawing more from one (a new kind of fault) leaves the others unchanged.
+pub struct Streams {
+    /// Shard count and tunables.
+    pub setup: StdRng,
+    /// What the clients do.
+    pub workload: StdRng,
+    /// Crashes, lost connections, storage failures.
+    pub faults: StdRng,
+    /// Clock steps, jumps, skew, spurious ticks.
+    pub clock: StdRng,
+    /// When commits, peer messages, snapshots and retention happen.
+    pub io: StdRng,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Streams {
+    fn new(seed: u64) -> Streams {
+        let stream = |concern: u64| StdRng::seed_from_u64(splitmix(splitmix(seed) ^ concern));
+        Streams {
+            setup: stream(1),
+            workload: stream(2),
+            faults: stream(3),
+            clock: stream(4),
+            io: stream(5),
+        }
+    }
+}
+
+/// A shard's simulated log.
+#[derive(Debug, Default)]
+pub struct SimLog {
+    /// Every record appended, by offset (nothing is physically dropped, so
+    /// the model can fold the whole durable prefix).
+    pub records: Vec<Record>,
+    /// Exclusive end of the durable prefix.
+    pub durable: u64,
+    /// What retention has dropped: the shard must never need an offset below.
+    pub retained_from: u64,
+    /// Durable snapshots, as (first offset, end offset).
+    pub snapshots: Vec<(u64, u64)>,
+    /// Snapshots written but not yet durable.
+    pub pending_snapshots: Vec<(u64, u64)>,
+}
+
+/// The input of a step, kept for judging its outputs.
+#[derive(Debug, Clone)]
+pub enum CtxInput {
+    Command {
+        caller: ParticipantId,
+        command: Command,
+    },
+    Committed,
+    Tick,
+    Disconnected(ReaderId),
+    Peer(PeerMsg),
+    StorageFailed,
+    Recovered,
+    CallReplied(MessageId),
+}
+
+/// What one step of one shard may and must do, worked out from the model
+/// before the step and settled against its outputs.
+pub struct StepCtx {
+    pub shard: u16,
+    pub input: CtxInput,
+    /// The shard's time during the step.
+    pub now: u64,
+    /// The command's token, for a command.
+    pub token: Option<Token>,
+    /// Requests whose lease or delay this input ended: they may be handed
+    /// out again, or dead-lettered.
+    pub released: BTreeSet<MessageId>,
+    /// Released requests out of deliveries: they must end in this step.
+    pub must_end: BTreeSet<MessageId>,
+    /// Events this step must append: (request, kind, count).
+    pub expect_events: Vec<(MessageId, EventKind, u32)>,
+    /// A consumer's ack of an answer: the request shard must hear of it.
+    pub expect_answer_acked: Option<MessageId>,
+    /// Requests whose durable answers must be sent on in this step.
+    pub route_due: BTreeSet<MessageId>,
+    /// Deliveries counted but not yet handed out (requests and answers).
+    pub handing: BTreeSet<MessageId>,
+    /// The request record a send appended: (id, offset).
+    pub new_request: Option<(MessageId, u64)>,
+    /// Offset of the record a command appended (ack event, answer).
+    pub command_record: Option<u64>,
+    /// A consumer's answer ack this (request) shard must settle: its token
+    /// on the answer queue's shard, and the outcome the model expects.
+    pub settle: Option<(Token, Result<(), HubError>)>,
+}
+
+impl StepCtx {
+    fn new(shard: u16, input: CtxInput, now: u64, token: Option<Token>) -> StepCtx {
+        StepCtx {
+            shard,
+            input,
+            now,
+            token,
+            released: BTreeSet::new(),
+            must_end: BTreeSet::new(),
+            expect_events: Vec::new(),
+            expect_answer_acked: None,
+            route_due: BTreeSet::new(),
+            handing: BTreeSet::new(),
+            new_request: None,
+            command_record: None,
+            settle: None,
+        }
+    }
+}
+
+/// The whole simulated hub and its clients.
+pub struct World {
+    pub opts: Options,
+    pub step: u64,
+    pub rng: Streams,
+    pub registry: Arc<Registry>,
+    pub n: u16,
+    pub config: ShardConfig,
+    pub shards: Vec<Shard>,
+    pub logs: Vec<SimLog>,
+    pub models: Vec<ShardModel>,
+    /// Queues owned by each shard.
+    pub queues: Vec<Vec<QueueId>>,
+    /// Peer channels, `from * n + to`, each in order.
+    pub channels: Vec<VecDeque<PeerMsg>>,
+    /// Earliest wake-up each shard asked for.
+    pub timer_at: Vec<Option<u64>>,
+    /// True time.
+    pub now: u64,
+    /// How far the wall clock fed to the shards lags the true time.
+    pub skew: u64,
+    skew_left: u32,
+    /// Ends of clock jumps and downtimes: a timer may fire up to a step after one.
+    pub gaps: Vec<u64>,
+    pub clients: Vec<Client>,
+    pub pending: BTreeMap<Token, Pending>,
+    /// Long-polls waiting: token to (shard, queue, reader, when the wait ends).
+    pub waits: BTreeMap<Token, (u16, QueueId, ReaderId, u64)>,
+    /// Subscriptions: (queue, reader) to credits left.
+    pub subs: BTreeMap<(QueueId, ReaderId), u32>,
+    /// Calls waiting for their answer: request id to token.
+    pub call_waiting: BTreeMap<MessageId, Token>,
+    /// Consumers' answer acks the request's shard has still to settle:
+    /// token to (request shard, log end once durable, expected outcome).
+    pub settling: BTreeMap<Token, (u16, u64, Result<(), HubError>)>,
+    /// Calls whose caller just took its answer: reported to the shard
+    /// (`Input::CallReplied`) right after the step, as the runtime does.
+    pub call_replies: Vec<(u16, MessageId)>,
+    /// What the clients learned (survives crashes).
+    pub know: Knowledge,
+    /// Every message id the hub ever handed out.
+    pub ids: BTreeSet<MessageId>,
+    /// Exchanges touched in this iteration: their histories are compared.
+    pub dirty: BTreeSet<MessageId>,
+    pub next_token: Token,
+    pub next_reader: ReaderId,
+    /// A crash forced after a storage failure.
+    crash_at: Option<u64>,
+    pub stats: Stats,
+    /// A digest of everything the shards did: two runs of a seed must agree.
+    pub digest: u64,
+    /// Print every input and output (`GONETS_SIM_TRACE=1`, for one seed).
+    pub trace: bool,
+}
+
+/// Why a result does not match what was expected.
+pub type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+pub(crate) use ensure;
+
+impl World {
+    /// A fresh hub for `seed`.
+    pub fn new(seed: u64, opts: Options) -> Result<World, String> {
+        let registry = Arc::new(Registry::from_toml(REGISTRY).map_err(|e| e.to_string())?);
+        let mut rng = Streams::new(seed);
+        let n: u16 = rng.setup.gen_range(1..=3);
+        let mut config = ShardConfig::new(0, n);
+        config.lease_timeout_ms = rng.setup.gen_range(300..=3_000);
+        config.deliveries_max = rng.setup.gen_range(2..=5);
+        config.dedup_window_ms = rng.setup.gen_range(1_000..=30_000);
+        config.fetch_max = rng.setup.gen_range(1..=8);
+        config.wait_ms_max = rng.setup.gen_range(200..=3_000);
+        let mut kinds: Vec<DataKindId> = registry.kinds().map(|k| k.id.clone()).collect();
+        kinds.sort();
+        let mut all_queues: Vec<QueueId> = kinds.iter().cloned().map(QueueId::Requests).collect();
+        let mut consumers: Vec<ParticipantId> = registry
+            .participants()
+            .filter(|p| p.roles.consumer)
+            .map(|p| p.id.clone())
+            .collect();
+        consumers.sort();
+        all_queues.extend(consumers.iter().cloned().map(QueueId::Answers));
+        let queues = (0..n)
+            .map(|s| {
+                all_queues
+                    .iter()
+                    .filter(|q| q.shard(n) == s)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let mut shards = Vec::new();
+        for s in 0..n {
+            let mut c = config.clone();
+            c.shard = s;
+            c.boot_nonce = rng.setup.gen();
+            shards.push(Shard::new(c, registry.clone(), 0));
+        }
+        let mut w = World {
+            opts,
+            step: 0,
+            rng,
+            registry,
+            n,
+            config,
+            shards,
+            logs: (0..n).map(|_| SimLog::default()).collect(),
+            models: (0..n).map(|_| ShardModel::default()).collect(),
+            queues,
+            channels: (0..n * n).map(|_| VecDeque::new()).collect(),
+            timer_at: vec![None; n as usize],
+            now: START_MS,
+            skew: 0,
+            skew_left: 0,
+            gaps: Vec::new(),
+            clients: Vec::new(),
+            pending: BTreeMap::new(),
+            waits: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            call_waiting: BTreeMap::new(),
+            settling: BTreeMap::new(),
+            call_replies: Vec::new(),
+            know: Knowledge::default(),
+            ids: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            next_token: 1,
+            next_reader: 1,
+            crash_at: None,
+            stats: Stats::default(),
+            digest: 0xcbf2_9ce4_8422_2325,
+            trace: std::env::var_os("GONETS_SIM_TRACE").is_some(),
+        };
+        w.add_clients(&kinds, &consumers);
+        Ok(w)
+    }
+
+    fn add_clients(&mut self, kinds: &[DataKindId], consumers: &[ParticipantId]) {
+        for c in consumers {
+            let allowed: Vec<DataKindId> = kinds
+                .iter()
+                .filter(|k| self.registry.kind(k).unwrap().consumers.contains(c))
+                .cloned()
+                .collect();
+            self.push_client(c.clone(), Role::Consumer { kinds: allowed });
+        }
+        let mut providers: Vec<ParticipantId> = self
+            .registry
+            .participants()
+            .filter(|p| p.roles.provider)
+            .map(|p| p.id.clone())
+            .collect();
+        providers.sort();
+        for p in providers {
+            let served: Vec<DataKindId> = kinds
+                .iter()
+                .filter(|k| self.registry.kind(k).unwrap().provider == p)
+                .cloned()
+                .collect();
+            // One or two workers per provider: competing readers of one queue.
+            let workers = self.rng.setup.gen_range(1..=2);
+            for _ in 0..workers {
+                self.push_client(
+                    p.clone(),
+                    Role::Provider {
+                        kinds: served.clone(),
+                    },
+                );
+            }
+        }
+        self.push_client(ParticipantId::new("OPERATOR"), Role::Operator);
+    }
+
+    fn push_client(&mut self, id: ParticipantId, role: Role) {
+        let reader = self.new_reader();
+        self.clients.push(Client {
+            id,
+            role,
+            reader,
+            held: BTreeMap::new(),
+            work: BTreeSet::new(),
+            done: VecDeque::new(),
+        });
+    }
+
+    /// Folds bytes into the run's digest (FNV-1a).
+    pub fn mix(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.digest = (self.digest ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn new_reader(&mut self) -> ReaderId {
+        self.next_reader += 1;
+        self.next_reader
+    }
+
+    /// The run: random work with faults, checks after every step, then a
+    /// drain that must end every request exactly once.
+    pub fn run(&mut self) -> Check {
+        for _ in 0..self.opts.steps {
+            self.step += 1;
+            CURRENT_STEP.with(|c| c.set(self.step));
+            self.clock()?;
+            self.faults()?;
+            self.io()?;
+            // Zero to three operations in the same millisecond: bursts make
+            // ties (same deadline, same lease end) that only a deterministic
+            // shard resolves the same way twice.
+            for _ in 0..self.rng.workload.gen_range(0..=3) {
+                self.act()?;
+            }
+            // A deep sweep now and then: also what no record touched.
+            self.check_all(self.step.is_multiple_of(DEEP_EVERY))?;
+        }
+        self.drain()?;
+        self.final_checks()
+    }
+
+    // ---- the environment ----
+
+    fn clock(&mut self) -> Check {
+        let r = self.rng.clock.gen_range(0..1000);
+        if r < 500 {
+            self.now += self.rng.clock.gen_range(1..=CLOCK_STEP_MAX_MS);
+        } else if r < 504 {
+            self.now += self
+                .rng
+                .clock
+                .gen_range(CLOCK_STEP_MAX_MS + 1..=JUMP_MAX_MS);
+            self.gaps.push(self.now);
+            self.stats.jumps += 1;
+        }
+        if self.skew_left > 0 {
+            self.skew_left -= 1;
+        } else {
+            self.clock_synced();
+        }
+        if self.rng.clock.gen_range(0..100) == 0 && self.skew == 0 {
+            // The wall clock steps back a little for a while: shards must
+            // absorb it (timers late by at most the skew, never early).
+            self.skew = self.rng.clock.gen_range(1..=CLOCK_SKEW_MAX_MS);
+            self.skew_left = self.rng.clock.gen_range(1..=40);
+        }
+        if self.rng.clock.gen_range(0..50) == 0 {
+            let s = self.rng.clock.gen_range(0..self.n);
+            self.tick(s)?;
+        }
+        self.tick_due()
+    }
+
+    /// The wall clock fed to the shards catches up with the true time; after
+    /// a large lag that is a forward jump of hub time.
+    fn clock_synced(&mut self) {
+        if self.skew > CLOCK_SKEW_MAX_MS {
+            self.gaps.push(self.now);
+        }
+        self.skew = 0;
+        self.skew_left = 0;
+    }
+
+    /// Offers a `Tick` to every shard whose wake-up time has come.
+    pub fn tick_due(&mut self) -> Check {
+        for s in 0..self.n {
+            if self.timer_at[s as usize].is_some_and(|at| at <= self.now) {
+                self.tick(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, s: u16) -> Check {
+        self.timer_at[s as usize] = None;
+        self.feed(s, Input::Tick, CtxInput::Tick, None)
+    }
+
+    fn faults(&mut self) -> Check {
+        if self.crash_at.is_some_and(|at| at <= self.step) {
+            return self.crash();
+        }
+        let r = self.rng.faults.gen_range(0..1000);
+        if r < 3 {
+            self.crash()?;
+        } else if r < 15 {
+            let c = self.rng.faults.gen_range(0..self.clients.len());
+            self.disconnect(c)?;
+        } else if r < 16 && !self.opts.lying_storage {
+            let s = self.rng.faults.gen_range(0..self.n);
+            if self.models[s as usize].failed.is_none() {
+                let full = self.rng.faults.gen_bool(0.5);
+                self.stats.storage_failures += 1;
+                self.feed(
+                    s,
+                    Input::StorageFailed { full },
+                    CtxInput::StorageFailed,
+                    None,
+                )?;
+                // The runtime restarts the node after a storage failure.
+                let after = self.rng.faults.gen_range(1..=30);
+                self.crash_at = Some(
+                    self.crash_at
+                        .map_or(self.step + after, |a| a.min(self.step + after)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn io(&mut self) -> Check {
+        for s in 0..self.n {
+            if self.rng.io.gen_range(0..100) < 30 {
+                self.commit(s, false)?;
+            }
+        }
+        for ch in 0..self.channels.len() {
+            if !self.channels[ch].is_empty() && self.rng.io.gen_bool(0.5) {
+                self.deliver_peer(ch)?;
+            }
+        }
+        if self.rng.io.gen_range(0..100) < 5 && !self.opts.lying_storage {
+            let s = self.rng.io.gen_range(0..self.n);
+            self.snapshot(s);
+        }
+        if self.rng.io.gen_range(0..100) < 5 {
+            let s = self.rng.io.gen_range(0..self.n);
+            let floor = self.shards[s as usize].retention_floor();
+            let log = &mut self.logs[s as usize];
+            ensure!(
+                floor <= log.records.len() as u64,
+                "retention floor {floor} beyond the log's end"
+            );
+            if floor > log.retained_from {
+                log.retained_from = floor;
+                self.stats.retention_moves += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Group commit: part or all of what was appended becomes durable.
+    fn commit(&mut self, s: u16, all: bool) -> Check {
+        let si = s as usize;
+        if self.models[si].failed.is_some() {
+            return Ok(());
+        }
+        let log = &self.logs[si];
+        let end = log.records.len() as u64;
+        // Mostly everything appended; sometimes a prefix (a batch boundary),
+        // so crashes also cut through snapshots and answers. A commit that
+        // finds nothing new is fed too: it must change nothing.
+        let d = if log.durable == end || all || self.rng.io.gen_bool(0.6) {
+            end
+        } else {
+            self.rng.io.gen_range(log.durable + 1..=end)
+        };
+        if d > log.durable {
+            self.stats.commits += 1;
+        }
+        self.logs[si].durable = d;
+        self.feed(
+            s,
+            Input::Committed { durable_offset: d },
+            CtxInput::Committed,
+            None,
+        )?;
+        let log = &mut self.logs[si];
+        let (done, open): (Vec<_>, Vec<_>) =
+            log.pending_snapshots.iter().partition(|(_, end)| *end <= d);
+        log.pending_snapshots = open;
+        for (start, end) in done {
+            self.shards[si].snapshot_durable(start);
+            self.logs[si].snapshots.push((start, end));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, s: u16) {
+        let si = s as usize;
+        if self.models[si].failed.is_some() {
+            return;
+        }
+        let first = self.shards[si].next_offset();
+        assert_eq!(first, self.logs[si].records.len() as u64);
+        let records = self.shards[si].snapshot(first);
+        let end = first + records.len() as u64;
+        self.logs[si].records.extend(records);
+        self.logs[si].pending_snapshots.push((first, end));
+        self.stats.snapshots += 1;
+    }
+
+    fn deliver_peer(&mut self, ch: usize) -> Check {
+        let to = (ch % self.n as usize) as u16;
+        let msg = self.channels[ch].pop_front().expect("non-empty");
+        self.feed(to, Input::Peer(msg.clone()), CtxInput::Peer(msg), None)
+    }
+
+    /// A client's connection drops: every shard hears its reader left.
+    pub fn disconnect(&mut self, c: usize) -> Check {
+        if matches!(self.clients[c].role, Role::Operator) {
+            return Ok(());
+        }
+        self.stats.disconnects += 1;
+        let reader = self.clients[c].reader;
+        // Its subscriptions end with it, before its leases are handed on.
+        self.subs.retain(|(_, r), _| *r != reader);
+        for s in 0..self.n {
+            self.feed(
+                s,
+                Input::Disconnected { reader },
+                CtxInput::Disconnected(reader),
+                None,
+            )?;
+        }
+        let fresh = self.new_reader();
+        let client = &mut self.clients[c];
+        client.reader = fresh;
+        client.held.clear();
+        Ok(())
+    }
+
+    /// The whole node loses power: every log keeps only its durable prefix,
+    /// every shard is rebuilt by replay (from a durable snapshot when there
+    /// is one), everything in flight is gone.
+    pub fn crash(&mut self) -> Check {
+        if self.trace {
+            eprintln!("[{}] CRASH", self.step);
+        }
+        self.stats.crashes += 1;
+        self.crash_at = None;
+        self.now += self.rng.faults.gen_range(0..=DOWNTIME_MAX_MS);
+        self.gaps.push(self.now);
+        self.skew = 0;
+        self.skew_left = 0;
+        if self.rng.faults.gen_ratio(1, 3) {
+            // The node comes back with its wall clock behind its own log for
+            // a while: hub time must not run backwards.
+            self.skew = self.rng.faults.gen_range(1..=REBOOT_SKEW_MAX_MS);
+            self.skew_left = self.rng.faults.gen_range(10..=100);
+        }
+        for s in 0..self.n {
+            let si = s as usize;
+            let log = &mut self.logs[si];
+            let keep = if self.opts.lying_storage {
+                log.durable.saturating_sub(self.rng.faults.gen_range(1..=3))
+            } else {
+                log.durable
+            };
+            log.records.truncate(keep as usize);
+            log.durable = keep;
+            log.pending_snapshots.clear();
+            log.snapshots.retain(|(_, end)| *end <= keep);
+            let mut starts: Vec<u64> = log
+                .snapshots
+                .iter()
+                .map(|(start, _)| *start)
+                .filter(|start| *start >= log.retained_from)
+                .collect();
+            if log.retained_from == 0 {
+                starts.insert(0, 0);
+            }
+            // Mostly the latest snapshot, as the runtime does; sometimes an
+            // older one or the log's start: every start must give the same state.
+            let start = if self.rng.faults.gen_range(0..4) > 0 {
+                *starts.last().expect("a start")
+            } else {
+                starts[self.rng.faults.gen_range(0..starts.len())]
+            };
+            if start == 0 {
+                self.stats.full_replays += 1;
+            } else {
+                self.stats.snapshot_replays += 1;
+            }
+            let mut config = self.config.clone();
+            config.shard = s;
+            config.boot_nonce = self.rng.faults.gen();
+            if self.trace {
+                eprintln!("    shard {s} replays {start}..{keep}");
+            }
+            let mut shard = Shard::new(config, self.registry.clone(), start);
+            for offset in start..keep {
+                shard
+                    .replay(offset, log.records[offset as usize].clone())
+                    .map_err(|e| format!("replay of shard {s} failed at {offset}: {e}"))?;
+            }
+            ensure!(
+                shard.next_offset() == keep,
+                "replay of shard {s} ends at {}, the log at {keep}",
+                shard.next_offset()
+            );
+            self.shards[si] = shard;
+            self.models[si] = ShardModel::rebuild(&log.records)?;
+        }
+        for ch in &mut self.channels {
+            ch.clear();
+        }
+        self.pending.clear();
+        self.waits.clear();
+        self.subs.clear();
+        self.call_waiting.clear();
+        self.settling.clear();
+        self.call_replies.clear();
+        self.timer_at = vec![None; self.n as usize];
+        for c in 0..self.clients.len() {
+            let fresh = self.new_reader();
+            self.clients[c].reader = fresh;
+            self.clients[c].held.clear();
+        }
+        // An ack answered `Done` was durable: no crash undoes it.
+        let models = &self.models;
+        for id in &self.know.acks_replied {
+            let m = &models[id.shard() as usize];
+            let still = match m.answer_ids.get(id) {
+                Some(rid) => m.reqs.get(rid).is_some_and(|r| r.answer_acked),
+                None => m.reqs.get(id).is_some_and(|r| r.acked || !r.open()),
+            };
+            ensure!(
+                still,
+                "the acknowledged ack of {id} was undone by a crash (invariant 1)"
+            );
+        }
+        // Acks not yet durable are undone by the crash: those messages may
+        // be delivered again. Durable acks stand forever.
+        let req = |id: &MessageId| models[id.shard() as usize].reqs.get(id);
+        self.know
+            .provider_acked
+            .retain(|id| req(id).is_some_and(|r| r.acked || !r.open()));
+        self.know.consumer_acked.retain(|answer| {
+            let m = &models[answer.shard() as usize];
+            m.answer_ids
+                .get(answer)
+                .and_then(|rid| m.reqs.get(rid))
+                .is_some_and(|r| r.answer_acked)
+        });
+        // A call told `DeadlineExceeded` for an expiry the crash undid, on a
+        // node back with its clock before that deadline: the hub cannot know
+        // it said so, and rightly takes any answer still. That answer, the
+        // request's one, reaches the consumer through its answer queue.
+        let fed_now = self.now - self.skew;
+        let models = &self.models;
+        self.know.seen.retain(|id, seen| {
+            let m = &models[id.shard() as usize];
+            let restarted_before = m
+                .reqs
+                .get(id)
+                .is_some_and(|r| r.open() && m.latest_ms.max(fed_now) < r.deadline_ms);
+            !(*seen == Seen::CallExpired && restarted_before)
+        });
+        for s in 0..self.n {
+            self.recover(s)?;
+        }
+        // The timers that came due while the node was down fire at once.
+        self.tick_due()?;
+        self.check_all(true)
+    }
+
+    fn recover(&mut self, s: u16) -> Check {
+        let si = s as usize;
+        // Hub time never runs backwards, across a restart too: a wall clock
+        // behind the log gives way to the latest time in the log.
+        let fed_now = self.now - self.skew;
+        let now = self.models[si].latest_ms.max(fed_now);
+        let mut ctx = StepCtx::new(s, CtxInput::Recovered, now, None);
+        ctx.route_due = self.models[si]
+            .reqs
+            .values()
+            .filter(|r| !r.open() && !r.answer_acked)
+            .map(|r| r.id)
+            .collect();
+        // A request whose last allowed delivery was leased at the crash: that
+        // lease ended with the node, so it is dead-lettered now; past its
+        // deadline it is left to expire at the first tick instead.
+        let deliveries_max = self.config.deliveries_max;
+        for r in self.models[si].reqs.values_mut() {
+            if r.open() && !r.acked && r.deliveries >= deliveries_max {
+                if r.deadline_ms <= now {
+                    r.place = None;
+                } else {
+                    ctx.released.insert(r.id);
+                    ctx.must_end.insert(r.id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        self.shards[si].recovered(fed_now, &mut out);
+        ensure!(
+            self.shards[si].now_ms() == now,
+            "shard {s} restarts at {} with its log reaching {} and the clock at {fed_now}",
+            self.shards[si].now_ms(),
+            self.models[si].latest_ms
+        );
+        for o in out {
+            self.on_output(&mut ctx, o)?;
+        }
+        self.after(&mut ctx)
+    }
+
+    // ---- one step of one shard ----
+
+    /// Feeds `input` to shard `s`, judges every output, then checks what
+    /// the step had to do.
+    pub fn feed(&mut self, s: u16, input: Input, what: CtxInput, token: Option<Token>) -> Check {
+        let si = s as usize;
+        let fed_now = self.now - self.skew;
+        let now = self.shards[si].now_ms().max(fed_now);
+        if self.trace {
+            eprintln!("[{}] shard {s} at {now}: {input:?}", self.step);
+        }
+        let mut ctx = StepCtx::new(s, what, now, token);
+        self.before(&mut ctx)?;
+        let mut out = Vec::new();
+        self.shards[si].step(fed_now, input, &mut out);
+        ensure!(
+            self.shards[si].now_ms() == now,
+            "shard {s} runs at {} after a step at {fed_now}, expected {now}",
+            self.shards[si].now_ms()
+        );
+        for o in out {
+            self.on_output(&mut ctx, o)?;
+        }
+        self.after(&mut ctx)?;
+        // Bounded: a CallReplied step makes no call replies of its own.
+        for (shard, request_id) in std::mem::take(&mut self.call_replies) {
+            self.feed(
+                shard,
+                Input::CallReplied {
+                    request_id,
+                    taken: true,
+                },
+                CtxInput::CallReplied(request_id),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    // ---- invariants over the whole hub ----
+
+    /// Every shard equals its model (all of it when `deep`, else what may
+    /// have changed); when `deep`, nothing the clients were told is lost
+    /// (invariant 1).
+    pub fn check_all(&mut self, deep: bool) -> Check {
+        for s in 0..self.n as usize {
+            if self.models[s].failed.is_some() {
+                // Its reads lease from memory, unmodelled, until the crash
+                // that restarts it; nothing it does then is durable.
+                continue;
+            }
+            let dirty = (!deep).then_some(&self.dirty);
+            self.models[s]
+                .compare(&self.shards[s], &self.queues[s], dirty)
+                .map_err(|e| format!("shard {s} differs from the model: {e}"))?;
+        }
+        self.dirty.clear();
+        if !deep {
+            // Only a crash takes anything away; deep checks follow every one.
+            return Ok(());
+        }
+        let req = |id: &MessageId| self.models[id.shard() as usize].reqs.get(id);
+        for id in self.know.accepted.keys() {
+            ensure!(
+                req(id).is_some(),
+                "acknowledged request {id} lost (invariant 1)"
+            );
+        }
+        for (id, body) in &self.know.answered {
+            let o = req(id).and_then(|r| r.outcome.as_ref());
+            ensure!(
+                o.is_some_and(|o| &o.body == body),
+                "acknowledged answer {body:?} to {id} lost: outcome {o:?} (invariant 1)"
+            );
+        }
+        for id in &self.know.provider_acked {
+            let r = req(id).ok_or_else(|| format!("acked request {id} lost"))?;
+            ensure!(r.acked || !r.open(), "provider's ack of {id} lost");
+        }
+        for (id, seen) in &self.know.seen {
+            match seen {
+                Seen::Answer(a) => {
+                    let r = req(id)
+                        .ok_or_else(|| format!("answered request {id} lost (invariant 1)"))?;
+                    ensure!(
+                        r.outcome.as_ref().is_some_and(|o| o.answer_id == *a),
+                        "consumer got answer {a} to {id}, which now has outcome {:?}",
+                        r.outcome
+                    )
+                }
+                // A call told it expired learned nothing durable: a crash may
+                // take its request; if not, the request must stay expired.
+                Seen::CallExpired => {
+                    if let Some(o) = req(id).and_then(|r| r.outcome.as_ref()) {
+                        ensure!(
+                            terminal_kind(&o.body) == EventKind::Expired,
+                            "call {id} was told it expired, but it ended {:?}",
+                            o.body
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- the end: drain and the exactly-once check ----
+
+    fn drain(&mut self) -> Check {
+        self.clock_synced();
+        if self.crash_at.is_some() {
+            // A failed shard is restarted before the end, as the runtime would.
+            self.crash()?;
+        }
+        for _ in 0..DRAIN_STEPS_MAX {
+            self.step += 1;
+            CURRENT_STEP.with(|c| c.set(self.step));
+            for s in 0..self.n {
+                self.commit(s, true)?;
+            }
+            for ch in 0..self.channels.len() {
+                while !self.channels[ch].is_empty() {
+                    self.deliver_peer(ch)?;
+                }
+            }
+            for c in 0..self.clients.len() {
+                self.drain_act(c)?;
+            }
+            // Idle: the next thing to happen is a timer, so go to it (every
+            // timer still fires at its due time).
+            let busy = self.clients.iter().any(|c| !c.held.is_empty())
+                || self.channels.iter().any(|c| !c.is_empty());
+            let next = self.timer_at.iter().flatten().min().copied();
+            self.now = match next {
+                Some(at) if !busy && at > self.now => at,
+                _ => self.now + CLOCK_STEP_MAX_MS,
+            };
+            self.tick_due()?;
+            self.check_all(false)?;
+            if self.drained() {
+                return Ok(());
+            }
+        }
+        let stuck: Vec<String> = self
+            .models
+            .iter()
+            .flat_map(|m| m.reqs.values())
+            .filter(|r| r.open() || !r.answer_acked)
+            .take(5)
+            .map(|r| {
+                let queued = self
+                    .models
+                    .iter()
+                    .flat_map(|m| m.answers.values())
+                    .find(|a| a.envelope.request_id == r.id)
+                    .map(|a| a.place);
+                format!(
+                    "{} of {} to {}: outcome {:?}, routed {:?}, answer deliveries {}, answer acked {}, queued {queued:?}, place {:?}",
+                    r.id,
+                    r.kind,
+                    r.consumer,
+                    r.outcome.as_ref().map(|o| (o.answer_id, o.body.clone(), o.offset)),
+                    r.outcome.as_ref().map(|o| o.routed),
+                    r.answer_deliveries,
+                    r.answer_acked,
+                    r.place
+                )
+            })
+            .collect();
+        Err(format!("the run did not drain; unfinished: {stuck:#?}"))
+    }
+
+    fn drained(&self) -> bool {
+        self.channels.iter().all(VecDeque::is_empty)
+            && self
+                .logs
+                .iter()
+                .all(|l| l.durable == l.records.len() as u64)
+            && self.models.iter().all(|m| {
+                m.answers.is_empty() && m.reqs.values().all(|r| !r.open() && r.answer_acked)
+            })
+    }
+
+    /// Invariant 2 at the end: every request ended, and exactly one answer
+    /// (or its call's expiry) reached its consumer.
+    fn final_checks(&mut self) -> Check {
+        self.check_all(true)?;
+        for m in &self.models {
+            for r in m.reqs.values() {
+                let o = r.outcome.as_ref().expect("drained");
+                match self.know.seen.get(&r.id) {
+                    Some(Seen::Answer(a)) => ensure!(
+                        *a == o.answer_id,
+                        "request {} ended with {}, its consumer got {a}",
+                        r.id,
+                        o.answer_id
+                    ),
+                    Some(Seen::CallExpired) => ensure!(
+                        terminal_kind(&o.body) == EventKind::Expired,
+                        "call {} told it expired, ended {:?}",
+                        r.id,
+                        o.body
+                    ),
+                    None => {
+                        return Err(format!(
+                            "request {} ended ({:?}) but no answer reached its consumer {}",
+                            r.id, o.body, r.consumer
+                        ))
+                    }
+                }
+            }
+        }
+        ensure!(self.stats.commits > 0, "vacuous run: nothing was committed");
+        ensure!(
+            self.stats.faults() > 0,
+            "vacuous run: no fault was injected"
+        );
+        ensure!(
+            self.stats.accepted > 0,
+            "vacuous run: no request was accepted"
+        );
+        self.stats.steps = self.step;
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! `gonets`: the hub server and its tools.
+//!
+//! - `gonets serve [--config FILE]`: run the hub (docs/operations.md).
+//! - `gonets demo`: a hub on loopback with TLS and three demo agencies
+//!   exchanging realtime and bulk traffic for about 10 s, then a report.
+//! - `gonets certs dev [--dir DIR]`: a development CA, server and client certificates.
+//! - `gonets repair [DATA_DIR]`: set damaged committed records aside so the
+//!   hub starts and serves the rest (docs/storage.md §7.4).
+//! - `gonets status ID`, `gonets queues`: read a running hub.
+
+mod admin;
+mod demo;
+mod repair;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gonets",
+    version,
+    about = "gonets: the relay core of an inter-agency data exchange"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub server until SIGTERM or SIGINT.
+    Serve {
+        /// TOML configuration (default: loopback, embedded demo registry, development TLS).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start a hub on loopback with TLS, run demo agencies against it for a
+    /// few seconds and print a report.
+    Demo {
+        /// Seconds of traffic (realtime, then bulk).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Where the hub keeps its data (default: ./gonets-demo, replaced on every run).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Shards (default: one per core).
+        #[arg(long)]
+        shards: Option<u16>,
+    },
+    /// Set damaged committed records aside (copied to each log's
+    /// quarantine/ with a report) so the hub starts and serves everything
+    /// else. Run it with the hub stopped, after `serve` refused to start.
+    Repair {
+        /// The data directory (default: the config's, else ./gonets-data).
+        data_dir: Option<PathBuf>,
+        /// The TOML configuration `serve` runs with (for the segment size).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Print the history of a message from a running hub.
+    Status {
+        /// The request's or answer's id.
+        id: String,
+        #[command(flatten)]
+        connect: admin::ConnectArgs,
+    },
+    /// Print every queue's depth, in-flight count and oldest age from a running hub.
+    Queues {
+        #[command(flatten)]
+        connect: admin::ConnectArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make a development CA, a server certificate (localhost, 127.0.0.1) and
+    /// a client certificate for every participant of the registry.
+    Dev {
+        /// Output directory.
+        #[arg(long, default_value = "gonets-data/dev-certs")]
+        dir: PathBuf,
+        /// Registry file (default: the embedded demo registry).
+        #[arg(long)]
+        registry: Option<PathBuf>,
+    },
+}
+
+/// The default address of a local hub.
+pub(crate) fn default_addr() -> SocketAddr {
+    gonets_server::config_file::LISTEN_DEFAULT
+        .parse()
+        .expect("the default address parses")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve::run(config),
+        Command::Demo {
+            seconds,
+            data_dir,
+            shards,
+        } => demo::run(seconds, data_dir, shards),
+        Command::Repair { data_dir, config } => repair::run(data_dir, config),
+        Command::Certs {
+            command: CertsCommand::Dev { dir, registry },
+        } => admin::certs_dev(&dir, registry.as_deref()),
+        Command::Status { id, connect } => admin::status(&id, &connect),
+        Command::Queues { connect } => admin::queues(&connect),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gonets: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `gonets serve`: start-up checks, the hub, the listeners, and a clean
+//! stop on SIGTERM or SIGINT. A shard whose log fails (write, `fdatasync`
+//! or roll error) stops the process with exit status 74
+//! ([`gonets_engine::runtime::EXIT_LOG_FAILED`], ADR 0008) so that the
+//! service manager restarts it and recovery runs.
+
+use gonets_engine::runtime::ShardFailure;
+use gonets_engine::Hub;
+use gonets_server::config_file::ConfigFile;
+use gonets_server::{checks, start_front_ends};
+use std::path::PathBuf;
+
+/// How often the main thread looks for a failed shard while it waits for a signal.
+const FAILURE_POLL_MS: i64 = 100;
+
+/// Why the server stops.
+enum Stop {
+    /// SIGTERM or SIGINT, by name.
+    Signal(&'static str),
+    /// A shard's log failed.
+    Failed(ShardFailure),
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and the threads it starts
+/// afterwards), so that `wait_for_stop` can take them synchronously.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set calls on a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, or for a shard's log to fail.
+fn wait_for_stop(set: &libc::sigset_t, hub: &Hub) -> Stop {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: FAILURE_POLL_MS * 1_000_000,
+    };
+    // Runs until a signal or a failure; each pass waits at most FAILURE_POLL_MS.
+    loop {
+        // SAFETY: sigtimedwait on a set of blocked signals we own.
+        let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &pause) };
+        if signal == libc::SIGINT {
+            return Stop::Signal("SIGINT");
+        }
+        if signal == libc::SIGTERM {
+            return Stop::Signal("SIGTERM");
+        }
+        // Otherwise the pause ended (EAGAIN) or a handler ran (EINTR).
+        if let Some(failure) = hub.failure() {
+            return Stop::Failed(failure);
+        }
+    }
+}
+
+/// Structured logs to stderr; `RUST_LOG` filters (default info).
+pub(crate) fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    init_logs();
+    let signals = block_stop_signals();
+    let file = match &config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let serve = file.resolve()?;
+    checks::io_uring()?;
+    let memlock = checks::locked_memory(64 * 1024 * 1024)?;
+    checks::data_dir_writable(&serve.hub.data_dir)?;
+    tracing::info!(
+        memlock_kib = memlock / 1024,
+        data_dir = %serve.hub.data_dir.display(),
+        shards = serve.hub.shards,
+        "starting: replaying the shards' logs"
+    );
+    let data_dir = serve.hub.data_dir.clone();
+    let hub = Hub::start(serve.hub)?;
+    let front = match start_front_ends(&hub, serve.server) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = hub.shutdown();
+            return Err(e.into());
+        }
+    };
+    tracing::info!(
+        addr = %front.addr,
+        shard_addrs = ?front.shard_addrs,
+        data_dir = %data_dir.display(),
+        dev_certs = ?serve.dev_certs,
+        "gonets is serving"
+    );
+    println!("gonets listening on {}", front.addr);
+    let signal = match wait_for_stop(&signals, &hub) {
+        Stop::Signal(name) => name,
+        Stop::Failed(failure) => hub.exit_after_failure(&failure),
+    };
+    tracing::info!("{signal}: stopping (no new commands, finishing commits, snapshot)");
+    hub.shutdown()?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,904 @@
+//! One client connection: TLS handshake (or development token), hello and
+//! version negotiation, then frames in, each request run as its own task
+//! (pipelining, bounded by a per-connection semaphore), replies and pushes
+//! out through one writer task.
+//!
+//! Malformed input gets an error frame with the reason and the connection
+//! is closed; the shard and every other connection go on.
+
+use crate::frame_within::read_frame_within;
+use crate::settings::{Security, ServerSettings};
+use crate::tls;
+use bytes::Bytes;
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::{future, FutureExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use gonets_engine::record::TEXT_BYTES_MAX;
+use gonets_engine::runtime::within::within;
+use gonets_engine::runtime::{HubHandle, Message, Session, Subscription};
+use gonets_proto::frame_io::{read_frame, ReadEnd};
+use gonets_proto::header::{self as h, ErrorReply};
+use gonets_proto::{ErrorCode, Frame, FrameDecoder, HeaderError, Opcode};
+use gonets_types::error::HubError;
+use gonets_types::NewRequest;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes the writer gathers from queued frames before one write.
+const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+/// Commands queued for one subscription's task.
+const SUBSCRIPTION_COMMANDS_MAX: usize = 16;
+/// Subscriptions one connection may hold.
+const SUBSCRIPTIONS_PER_CONNECTION_MAX: usize = 256;
+/// The server's name in the hello reply.
+const SERVER_NAME: &str = concat!("gonets/", env!("CARGO_PKG_VERSION"));
+
+/// What goes to the writer task.
+enum Outgoing {
+    /// A whole encoded frame.
+    Frame(Vec<u8>),
+    /// Write what is queued, then close the connection.
+    Close,
+}
+
+/// A command for a subscription's task, with the correlation id to answer.
+enum SubscriptionCommand {
+    AddCredits { credits: u32, correlation_id: u64 },
+    Unsubscribe { correlation_id: u64 },
+}
+
+/// A live subscription of this connection.
+struct SubscriptionEntry {
+    commands: Rc<LocalSender<SubscriptionCommand>>,
+    lease_holder: u64,
+}
+
+/// The state request tasks share.
+struct Connection {
+    session: Session,
+    out: Rc<LocalSender<Outgoing>>,
+    subscriptions: RefCell<HashMap<u64, SubscriptionEntry>>,
+    credits_max: u32,
+}
+
+impl Connection {
+    async fn send(&self, frame: Vec<u8>) {
+        // A closed writer means the connection is gone: nothing to tell.
+        let _ = self.out.send(Outgoing::Frame(frame)).await;
+    }
+}
+
+/// Encodes a reply frame.
+fn reply<T: serde::Serialize>(
+    request: Opcode,
+    correlation_id: u64,
+    header: &T,
+    body: &[&[u8]],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.iter().map(|b| b.len()).sum::<usize>());
+    gonets_proto::encode(&mut out, request.reply(), correlation_id, header, body);
+    out
+}
+
+/// Encodes an error frame.
+fn error_frame(correlation_id: u64, e: &ErrorReply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    gonets_proto::encode(&mut out, Opcode::Error, correlation_id, e, &[]);
+    out
+}
+
+/// Serves one accepted TCP connection until it closes.
+pub(crate) async fn serve(
+    shard: u16,
+    tcp: TcpStream,
+    handle: HubHandle,
+    settings: Arc<ServerSettings>,
+) {
+    let peer = tcp
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    match &settings.security {
+        Security::Tls(config) => {
+            let acceptor = futures_rustls::TlsAcceptor::from(config.clone());
+            let stream = match within(settings.hello_timeout_ms, acceptor.accept(tcp)).await {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    tracing::info!(shard, %peer, "TLS handshake refused: {e}");
+                    return;
+                }
+                None => {
+                    tracing::info!(shard, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let who = tls::peer_identity(stream.get_ref().1)
+                .map_err(|e| {
+                    tracing::info!(shard, %peer, "client certificate unreadable: {e}");
+                    HubError::Unauthenticated
+                })
+                .and_then(|identity| tls::authenticate(handle.registry(), &identity));
+            run(
+                shard,
+                stream,
+                &peer,
+                Credentials::Certificate(who),
+                handle,
+                settings,
+            )
+            .await;
+        }
+        Security::DevTokens(tokens) => {
+            let tokens = tokens.clone();
+            run(
+                shard,
+                tcp,
+                &peer,
+                Credentials::Token(tokens),
+                handle,
+                settings,
+            )
+            .await;
+        }
+    }
+}
+
+/// How the participant is established.
+enum Credentials {
+    /// By the client certificate (already checked against the registry).
+    Certificate(Result<gonets_types::ids::ParticipantId, HubError>),
+    /// By the hello's participant and token (development mode).
+    Token(Arc<HashMap<String, String>>),
+}
+
+/// Hello, then the frame loop.
+async fn run<S>(
+    shard: u16,
+    stream: S,
+    peer: &str,
+    credentials: Credentials,
+    handle: HubHandle,
+    settings: Arc<ServerSettings>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let mut decoder = FrameDecoder::new(settings.limits);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+
+    // The hello, within the hello timeout.
+    let first = within(
+        settings.hello_timeout_ms,
+        read_frame(&mut reader, &mut decoder, &mut chunk),
+    )
+    .await;
+    let hello_frame = match first {
+        Some(Ok(Some(f))) => f,
+        Some(Ok(None)) => return,
+        Some(Err(ReadEnd::Frame(e))) => {
+            let _ = writer
+                .write_all(&error_frame(0, &ErrorReply::from_frame(&e)))
+                .await;
+            let _ = writer.close().await;
+            return;
+        }
+        Some(Err(ReadEnd::Io(_))) => return,
+        None => {
+            let e = ErrorReply::protocol(
+                ErrorCode::HelloRequired,
+                "no hello within the hello timeout",
+                true,
+            );
+            let _ = writer.write_all(&error_frame(0, &e)).await;
+            let _ = writer.close().await;
+            return;
+        }
+    };
+    let correlation_id = hello_frame.header.correlation_id;
+    let session = match hello(hello_frame, credentials, &handle) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(shard, %peer, "hello refused: {}", e.message);
+            let _ = writer.write_all(&error_frame(correlation_id, &e)).await;
+            let _ = writer.close().await;
+            return;
+        }
+    };
+    let ok = h::HelloOk {
+        version: gonets_proto::frame::VERSION,
+        participant: session.participant().to_string(),
+        shard,
+        shards: handle.shard_count(),
+        shard_ports: (0..handle.shard_count())
+            .filter_map(|s| settings.shard_port(s))
+            .collect(),
+        header_bytes_max: settings.limits.header_bytes_max,
+        body_bytes_max: settings.limits.body_bytes_max,
+        server: SERVER_NAME.into(),
+    };
+    if writer
+        .write_all(&reply(Opcode::Hello, correlation_id, &ok, &[]))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = writer.flush().await;
+    tracing::debug!(shard, %peer, participant = %session.participant(), "connected");
+
+    let (out, outgoing) = local_channel::new_bounded(settings.write_queue_frames_max);
+    let writer_task = glommio::spawn_local(write_loop(writer, outgoing));
+    let conn = Rc::new(Connection {
+        session,
+        out: Rc::new(out),
+        subscriptions: RefCell::new(HashMap::new()),
+        credits_max: handle.subscription_credits_max(),
+    });
+    let permits = Rc::new(Semaphore::new(settings.in_flight_per_connection_max as u64));
+    let mut input = Input {
+        reader: &mut reader,
+        decoder: &mut decoder,
+        chunk: &mut chunk,
+        frame_read_timeout_ms: settings.frame_read_timeout_ms,
+    };
+    let end = frame_loop(&conn, &permits, &mut input).await;
+    if let Some(Fatal {
+        correlation_id,
+        reply,
+    }) = end
+    {
+        tracing::info!(
+            shard,
+            %peer,
+            correlation_id,
+            code = reply.code.as_str(),
+            "closing connection: {}",
+            reply.message
+        );
+        conn.send(error_frame(correlation_id, &reply)).await;
+    }
+    // Ends the subscription tasks (their command channels close).
+    conn.subscriptions.borrow_mut().clear();
+    let _ = conn.out.send(Outgoing::Close).await;
+    writer_task.await;
+}
+
+/// Checks the hello; the session of the participant it establishes.
+fn hello(
+    frame: Frame,
+    credentials: Credentials,
+    handle: &HubHandle,
+) -> Result<Session, Box<ErrorReply>> {
+    hello_unboxed(frame, credentials, handle).map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed by `hello`, its only caller
+fn hello_unboxed(
+    mut frame: Frame,
+    credentials: Credentials,
+    handle: &HubHandle,
+) -> Result<Session, ErrorReply> {
+    if frame.header.opcode != Opcode::Hello {
+        return Err(ErrorReply::protocol(
+            ErrorCode::HelloRequired,
+            "the first frame must be a hello",
+            true,
+        ));
+    }
+    // Nothing works before a hello: every fault in it is fatal.
+    let hello: h::Hello = gonets_proto::parse_request(&mut frame.json).map_err(|e| {
+        let mut reply = ErrorReply::from_header(&e);
+        reply.fatal = true;
+        reply
+    })?;
+    if !hello.versions.contains(&gonets_proto::frame::VERSION) {
+        return Err(ErrorReply::protocol(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "no common protocol version: client speaks {:?}, server speaks {}",
+                hello.versions,
+                gonets_proto::frame::VERSION
+            ),
+            true,
+        ));
+    }
+    let unauthenticated = |why: &str| {
+        let mut e = ErrorReply::from_hub(&HubError::Unauthenticated);
+        e.message = format!("unauthenticated: {why}");
+        e.fatal = true;
+        e
+    };
+    let participant = match credentials {
+        Credentials::Certificate(Ok(p)) => {
+            if let Some(claimed) = &hello.participant {
+                if claimed != p.as_str() {
+                    return Err(unauthenticated(
+                        "the hello names another participant than the certificate",
+                    ));
+                }
+            }
+            p.to_string()
+        }
+        Credentials::Certificate(Err(_)) => {
+            return Err(unauthenticated(
+                "the client certificate names no registered participant",
+            ))
+        }
+        Credentials::Token(tokens) => {
+            let (Some(p), Some(t)) = (&hello.participant, &hello.token) else {
+                return Err(unauthenticated(
+                    "development mode: the hello must carry participant and token",
+                ));
+            };
+            match tokens.get(p) {
+                Some(expected) if constant_time_eq(expected.as_bytes(), t.as_bytes()) => p.clone(),
+                _ => return Err(unauthenticated("unknown participant or wrong token")),
+            }
+        }
+    };
+    handle.session(&participant).map_err(|e| {
+        let mut reply = ErrorReply::from_hub(&e);
+        reply.fatal = true;
+        reply
+    })
+}
+
+/// Compares secrets without an early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The reading side of a connection after its hello.
+struct Input<'a, R> {
+    reader: &'a mut R,
+    decoder: &'a mut FrameDecoder,
+    chunk: &'a mut [u8],
+    /// From a frame's first byte to its last, ms.
+    frame_read_timeout_ms: u64,
+}
+
+/// The error that ends a connection, with the correlation id to send it
+/// under: the request's when one request's header caused it (`BAD_HEADER`),
+/// 0 when the byte stream itself is broken (`BAD_FRAME`).
+struct Fatal {
+    correlation_id: u64,
+    reply: ErrorReply,
+}
+
+impl Fatal {
+    /// The byte stream is broken: no single request to blame.
+    fn stream(reply: ErrorReply) -> Fatal {
+        Fatal {
+            correlation_id: 0,
+            reply,
+        }
+    }
+
+    /// The JSON header of request `correlation_id` is not a JSON object.
+    fn header(correlation_id: u64, e: &HeaderError) -> Box<Fatal> {
+        let reply = ErrorReply::from_header(e);
+        assert!(
+            reply.fatal,
+            "only an unparseable header ends the connection"
+        );
+        Box::new(Fatal {
+            correlation_id,
+            reply,
+        })
+    }
+}
+
+/// Reads frames and starts their tasks until the stream ends; the fatal
+/// error to send, if the input was malformed or a frame stalled.
+async fn frame_loop<R: AsyncRead + Unpin>(
+    conn: &Rc<Connection>,
+    permits: &Rc<Semaphore>,
+    input: &mut Input<'_, R>,
+) -> Option<Fatal> {
+    // Runs as long as the client sends; every frame is bounded by the limits
+    // and, once begun, by the frame-read timeout.
+    loop {
+        let read = read_frame_within(
+            input.reader,
+            input.decoder,
+            input.chunk,
+            input.frame_read_timeout_ms,
+        )
+        .await;
+        let frame = match read {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(ReadEnd::Frame(e)) => return Some(Fatal::stream(ErrorReply::from_frame(&e))),
+            Err(ReadEnd::Io(_)) => return None,
+        };
+        let op = frame.header.opcode;
+        if !op.is_request() {
+            return Some(Fatal::stream(ErrorReply::protocol(
+                ErrorCode::BadFrame,
+                format!("opcode 0x{:02x} is not a request", op.to_u8()),
+                true,
+            )));
+        }
+        // Bounds the requests in flight: the reader waits, the client's
+        // pipeline backs up in its socket.
+        let Ok(permit) = permits.acquire_static_permit(1).await else {
+            return None;
+        };
+        let conn2 = conn.clone();
+        match op {
+            Opcode::AddCredits | Opcode::Unsubscribe => {
+                if let Err(fatal) = subscription_command(conn, frame).await {
+                    return Some(*fatal);
+                }
+                drop(permit);
+            }
+            _ => {
+                let task = prepare(conn, frame);
+                match task {
+                    Err(fatal) => return Some(*fatal),
+                    Ok(op) => {
+                        glommio::spawn_local(async move {
+                            let frame = op.run(&conn2).await;
+                            if let Some(frame) = frame {
+                                conn2.send(frame).await;
+                            }
+                            drop(permit);
+                        })
+                        .detach();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A parsed request, ready to run.
+enum Operation {
+    Ping(u64),
+    Hello(u64),
+    SendRequest(u64, NewRequest),
+    Call(u64, NewRequest),
+    Fetch(u64, gonets_types::ids::QueueId, u32, u64),
+    Subscribe(u64, gonets_types::ids::QueueId, u32),
+    Ack(
+        u64,
+        gonets_types::ids::QueueId,
+        gonets_types::ids::MessageId,
+        u64,
+    ),
+    Nack(
+        u64,
+        gonets_types::ids::QueueId,
+        gonets_types::ids::MessageId,
+        u64,
+        u64,
+    ),
+    SendResponse(u64, gonets_types::ids::MessageId, Bytes),
+    SendRefusal(
+        u64,
+        gonets_types::ids::MessageId,
+        gonets_types::refusal::RefusalCode,
+        String,
+    ),
+    Status(u64, gonets_types::ids::MessageId),
+    QueueStats(u64, gonets_types::ids::QueueId),
+    /// A request whose arguments are wrong: answered with this error.
+    Refused(u64, Box<ErrorReply>),
+}
+
+/// The header of request `id`: `Ok(Err(reply))` when a field is missing,
+/// of the wrong type or too long (answered, the connection goes on), `Err`
+/// when it is not a JSON object at all (fatal).
+#[allow(clippy::type_complexity)] // the two layers are the two kinds of fault
+fn header<T: h::RequestHeader>(
+    id: u64,
+    json: &mut [u8],
+) -> Result<Result<T, Box<ErrorReply>>, Box<Fatal>> {
+    match gonets_proto::parse_request(json) {
+        Ok(r) => Ok(Ok(r)),
+        Err(e @ HeaderError::Unparseable(_)) => Err(Fatal::header(id, &e)),
+        Err(e) => Ok(Err(Box::new(ErrorReply::from_header(&e)))),
+    }
+}
+
+/// `TOO_LARGE` naming the first text field longer than the log takes
+/// (`TEXT_BYTES_MAX`), checked before the request goes to the shard.
+fn texts_fit(fields: &[(&str, Option<&str>)]) -> Result<(), Box<ErrorReply>> {
+    match fields
+        .iter()
+        .find_map(|(name, t)| t.filter(|t| t.len() > TEXT_BYTES_MAX).map(|t| (name, t)))
+    {
+        Some((name, t)) => Err(Box::new(ErrorReply::field_too_large(
+            name,
+            t.len(),
+            TEXT_BYTES_MAX,
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, Box<ErrorReply>> {
+    texts_fit(&[
+        ("idempotency_key", r.idempotency_key.as_deref()),
+        ("transaction", r.transaction.as_deref()),
+    ])?;
+    Ok(NewRequest {
+        kind: gonets_types::ids::DataKindId::new(&r.kind),
+        payload,
+        idempotency_key: r.idempotency_key,
+        test: r.test,
+        transaction: r.transaction,
+        state_secret: r.state_secret,
+    })
+}
+
+/// Parses a request frame. A header that is not a JSON object is fatal
+/// (`BAD_HEADER` with the request's correlation id); a header that lacks a
+/// field, has one of the wrong type, or names a bad queue or id is answered
+/// with `MALFORMED`, a text over its limit with `TOO_LARGE`.
+fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<Fatal>> {
+    let id = frame.header.correlation_id;
+    let json = &mut frame.json;
+    let body = frame.body;
+    let refused = |e: HubError| Operation::Refused(id, Box::new(ErrorReply::from_hub(&e)));
+    macro_rules! parse {
+        ($t:ty) => {
+            match header::<$t>(id, json)? {
+                Ok(r) => r,
+                Err(reply) => return Ok(Operation::Refused(id, reply)),
+            }
+        };
+    }
+    Ok(match frame.header.opcode {
+        Opcode::Ping => Operation::Ping(id),
+        Opcode::Hello => Operation::Hello(id),
+        op @ (Opcode::SendRequest | Opcode::Call) => {
+            match new_request(parse!(h::SendRequest), body) {
+                Err(reply) => Operation::Refused(id, reply),
+                Ok(r) if op == Opcode::Call => Operation::Call(id, r),
+                Ok(r) => Operation::SendRequest(id, r),
+            }
+        }
+        Opcode::Fetch => {
+            let r = parse!(h::Fetch);
+            match gonets_proto::parse_queue(&r.queue) {
+                Ok(q) => Operation::Fetch(id, q, r.max, r.wait_ms),
+                Err(e) => refused(e),
+            }
+        }
+        Opcode::Subscribe => {
+            let r = parse!(h::Subscribe);
+            match gonets_proto::parse_queue(&r.queue) {
+                Ok(q) => Operation::Subscribe(id, q, r.credits),
+                Err(e) => refused(e),
+            }
+        }
+        Opcode::Ack | Opcode::Nack => {
+            let r = parse!(h::Settle);
+            let parsed = gonets_proto::parse_queue(&r.queue)
+                .and_then(|q| Ok((q, gonets_proto::parse_id(&r.id)?)));
+            match parsed {
+                Err(e) => refused(e),
+                Ok(_) if !conn.holds(r.lease) => refused(HubError::NotFound),
+                Ok((q, m)) if frame.header.opcode == Opcode::Ack => {
+                    Operation::Ack(id, q, m, r.lease)
+                }
+                Ok((q, m)) => Operation::Nack(id, q, m, r.lease, r.delay_ms),
+            }
+        }
+        Opcode::SendResponse => {
+            let r = parse!(h::SendResponse);
+            match gonets_proto::parse_id(&r.request_id) {
+                Ok(m) => Operation::SendResponse(id, m, body),
+                Err(e) => refused(e),
+            }
+        }
+        Opcode::SendRefusal => refusal(id, parse!(h::SendRefusal)),
+        Opcode::Status => {
+            let r = parse!(h::Status);
+            match gonets_proto::parse_id(&r.id) {
+                Ok(m) => Operation::Status(id, m),
+                Err(e) => refused(e),
+            }
+        }
+        Opcode::QueueStats => {
+            let r = parse!(h::QueueStats);
+            match gonets_proto::parse_queue(&r.queue) {
+                Ok(q) => Operation::QueueStats(id, q),
+                Err(e) => refused(e),
+            }
+        }
+        Opcode::AddCredits
+        | Opcode::Unsubscribe
+        | Opcode::Reply(_)
+        | Opcode::Push
+        | Opcode::Error => {
+            unreachable!("handled by the frame loop")
+        }
+    })
+}
+
+/// `SendRefusal`'s operation, or the error its arguments get.
+fn refusal(id: u64, r: h::SendRefusal) -> Operation {
+    let parsed = texts_fit(&[("reason", Some(&r.reason))]).and_then(|()| {
+        gonets_proto::parse_id(&r.request_id)
+            .and_then(|m| Ok((m, gonets_proto::parse_refusal(&r.code)?)))
+            .map_err(|e| Box::new(ErrorReply::from_hub(&e)))
+    });
+    match parsed {
+        Ok((m, code)) => Operation::SendRefusal(id, m, code, r.reason),
+        Err(reply) => Operation::Refused(id, reply),
+    }
+}
+
+impl Connection {
+    /// True if `lease` is this connection's session's or one of its subscriptions'.
+    fn holds(&self, lease: u64) -> bool {
+        lease == self.session.lease_holder()
+            || self
+                .subscriptions
+                .borrow()
+                .values()
+                .any(|s| s.lease_holder == lease)
+    }
+}
+
+/// Encodes messages for a `Fetch` reply or a `Call` reply.
+fn messages_frame(request: Opcode, correlation_id: u64, messages: &[Message]) -> Vec<u8> {
+    let headers = h::Messages {
+        messages: messages.iter().map(gonets_proto::message_header).collect(),
+    };
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| &m.payload[..]).collect();
+    reply(request, correlation_id, &headers, &bodies)
+}
+
+fn outcome<T>(id: u64, r: Result<T, HubError>, ok: impl FnOnce(T) -> Vec<u8>) -> Vec<u8> {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => error_frame(id, &ErrorReply::from_hub(&e)),
+    }
+}
+
+impl Operation {
+    /// Runs the operation; the frame to send back (none for a subscribe,
+    /// whose task answers itself).
+    async fn run(self, conn: &Rc<Connection>) -> Option<Vec<u8>> {
+        let s = &conn.session;
+        let done = |op: Opcode, id: u64| reply(op, id, &h::Empty {}, &[]);
+        Some(match self {
+            Operation::Ping(id) => done(Opcode::Ping, id),
+            Operation::Hello(id) => error_frame(
+                id,
+                &ErrorReply::from_hub(&HubError::Malformed("hello was already done".into())),
+            ),
+            Operation::Refused(id, e) => error_frame(id, &e),
+            Operation::SendRequest(id, r) => outcome(id, s.send_request(r).await, |a| {
+                let header = h::Accepted {
+                    id: a.id.to_string(),
+                    time_ms: a.time_ms,
+                    duplicate: a.duplicate,
+                };
+                reply(Opcode::SendRequest, id, &header, &[])
+            }),
+            Operation::Call(id, r) => outcome(id, s.call(r).await, |m| {
+                messages_frame(Opcode::Call, id, std::slice::from_ref(&m))
+            }),
+            Operation::Fetch(id, q, max, wait_ms) => {
+                let r = s.fetch(q, max, Duration::from_millis(wait_ms)).await;
+                outcome(id, r, |ms| messages_frame(Opcode::Fetch, id, &ms))
+            }
+            Operation::Subscribe(id, q, credits) => return subscribe(conn, id, q, credits).await,
+            Operation::Ack(id, q, m, lease) => outcome(id, s.ack_lease(q, m, lease).await, |()| {
+                done(Opcode::Ack, id)
+            }),
+            Operation::Nack(id, q, m, lease, delay_ms) => {
+                let r = s
+                    .nack_lease(q, m, lease, Duration::from_millis(delay_ms))
+                    .await;
+                outcome(id, r, |()| done(Opcode::Nack, id))
+            }
+            Operation::SendResponse(id, m, payload) => {
+                outcome(id, s.send_response(m, payload).await, |()| {
+                    done(Opcode::SendResponse, id)
+                })
+            }
+            Operation::SendRefusal(id, m, code, reason) => {
+                let r = s.send_refusal(m, code, reason).await;
+                outcome(id, r, |()| done(Opcode::SendRefusal, id))
+            }
+            Operation::Status(id, m) => outcome(id, s.status(m).await, |v| {
+                reply(Opcode::Status, id, &gonets_proto::status_reply(&v), &[])
+            }),
+            Operation::QueueStats(id, q) => outcome(id, s.queue_stats(q).await, |st| {
+                let header = h::QueueStatsReply {
+                    depth: st.depth,
+                    in_flight: st.in_flight,
+                    oldest_age_ms: st.oldest_age_ms,
+                };
+                reply(Opcode::QueueStats, id, &header, &[])
+            }),
+        })
+    }
+}
+
+/// Starts a subscription: its task pushes messages with the subscribe's
+/// correlation id until it is ended or the connection closes.
+async fn subscribe(
+    conn: &Rc<Connection>,
+    id: u64,
+    queue: gonets_types::ids::QueueId,
+    credits: u32,
+) -> Option<Vec<u8>> {
+    if conn.subscriptions.borrow().len() >= SUBSCRIPTIONS_PER_CONNECTION_MAX
+        || conn.subscriptions.borrow().contains_key(&id)
+    {
+        let e = HubError::Malformed(format!(
+            "a connection holds at most {SUBSCRIPTIONS_PER_CONNECTION_MAX} subscriptions, each \
+             with its own correlation id"
+        ));
+        return Some(error_frame(id, &ErrorReply::from_hub(&e)));
+    }
+    let subscription = match conn.session.subscribe(queue, credits).await {
+        Ok(s) => s,
+        Err(e) => return Some(error_frame(id, &ErrorReply::from_hub(&e))),
+    };
+    let (commands, inbox) = local_channel::new_bounded(SUBSCRIPTION_COMMANDS_MAX);
+    conn.subscriptions.borrow_mut().insert(
+        id,
+        SubscriptionEntry {
+            commands: Rc::new(commands),
+            lease_holder: subscription.lease_holder(),
+        },
+    );
+    let header = h::Subscribed {
+        subscription: id,
+        credits_max: conn.credits_max,
+    };
+    conn.send(reply(Opcode::Subscribe, id, &header, &[])).await;
+    glommio::spawn_local(push_loop(conn.clone(), id, subscription, inbox)).detach();
+    None
+}
+
+/// Pushes a subscription's messages and carries out its commands.
+async fn push_loop(
+    conn: Rc<Connection>,
+    id: u64,
+    mut subscription: Subscription,
+    commands: LocalReceiver<SubscriptionCommand>,
+) {
+    enum Event {
+        Message(Box<Result<Message, HubError>>),
+        Command(Option<SubscriptionCommand>),
+    }
+    // Runs until unsubscribed, the connection closes or the hub stops.
+    loop {
+        let event = async { Event::Message(Box::new(subscription.recv().await)) }
+            .or(async { Event::Command(commands.recv().await) })
+            .await;
+        match event {
+            Event::Message(r) if r.is_ok() => {
+                let Ok(m) = *r else { unreachable!() };
+                let header = gonets_proto::message_header(&m);
+                let mut frame = Vec::with_capacity(256 + m.payload.len());
+                gonets_proto::encode(&mut frame, Opcode::Push, id, &header, &[&m.payload]);
+                conn.send(frame).await;
+            }
+            Event::Message(r) => {
+                let Err(e) = *r else { unreachable!() };
+                conn.send(error_frame(id, &ErrorReply::from_hub(&e))).await;
+                break;
+            }
+            Event::Command(Some(SubscriptionCommand::AddCredits {
+                credits,
+                correlation_id,
+            })) => {
+                let r = subscription.add_credits(credits).await;
+                conn.send(outcome(correlation_id, r, |()| {
+                    reply(Opcode::AddCredits, correlation_id, &h::Empty {}, &[])
+                }))
+                .await;
+            }
+            Event::Command(Some(SubscriptionCommand::Unsubscribe { correlation_id })) => {
+                drop(subscription);
+                conn.send(reply(
+                    Opcode::Unsubscribe,
+                    correlation_id,
+                    &h::Empty {},
+                    &[],
+                ))
+                .await;
+                return;
+            }
+            Event::Command(None) => break,
+        }
+    }
+    conn.subscriptions.borrow_mut().remove(&id);
+}
+
+/// `AddCredits` and `Unsubscribe`: handed to the subscription's task.
+async fn subscription_command(conn: &Rc<Connection>, mut frame: Frame) -> Result<(), Box<Fatal>> {
+    let id = frame.header.correlation_id;
+    macro_rules! parse {
+        ($t:ty) => {
+            match header::<$t>(id, &mut frame.json)? {
+                Ok(r) => r,
+                Err(reply) => {
+                    conn.send(error_frame(id, &reply)).await;
+                    return Ok(());
+                }
+            }
+        };
+    }
+    let (commands, command) = if frame.header.opcode == Opcode::AddCredits {
+        let r = parse!(h::AddCredits);
+        let commands = conn
+            .subscriptions
+            .borrow()
+            .get(&r.subscription)
+            .map(|e| e.commands.clone());
+        let command = SubscriptionCommand::AddCredits {
+            credits: r.credits,
+            correlation_id: id,
+        };
+        (commands, command)
+    } else {
+        let r = parse!(h::Unsubscribe);
+        // Removed at once, so acks naming its lease are refused from here on;
+        // its task still gets the command (queued before the channel closes).
+        let commands = conn
+            .subscriptions
+            .borrow_mut()
+            .remove(&r.subscription)
+            .map(|e| e.commands);
+        (
+            commands,
+            SubscriptionCommand::Unsubscribe { correlation_id: id },
+        )
+    };
+    // The subscription's task answers the command; only a missing one is answered here.
+    let delivered = match commands {
+        Some(tx) => tx.send(command).await.is_ok(),
+        None => false,
+    };
+    if !delivered {
+        conn.send(error_frame(id, &ErrorReply::from_hub(&HubError::NotFound)))
+            .await;
+    }
+    Ok(())
+}
+
+/// Writes queued frames, gathering what is queued into one write.
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceiver<Outgoing>) {
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
+    // Runs until closed; each round writes at least one frame.
+    while let Some(first) = outgoing.recv().await {
+        let mut close = false;
+        match first {
+            Outgoing::Frame(f) => batch.extend_from_slice(&f),
+            Outgoing::Close => close = true,
+        }
+        while !close && batch.len() < WRITE_BATCH_BYTES_MAX {
+            match future::poll_once(outgoing.recv()).await {
+                Some(Some(Outgoing::Frame(f))) => batch.extend_from_slice(&f),
+                Some(Some(Outgoing::Close)) | Some(None) => close = true,
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            batch.clear();
+        }
+        if close {
+            let _ = writer.close().await;
+            return;
+        }
+    }
+}

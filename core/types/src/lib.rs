@@ -1,0 +1,21 @@
+//! The gonets vocabulary, at the bottom of every layer: ids, typed errors,
+//! refusal codes, and one [`Command`], one [`Reply`] and one [`Message`]
+//! that the engine, the wire protocol, the server and the clients all speak.
+//!
+//! Nothing here does I/O; the crate depends on no runtime.
+
+pub mod command;
+pub mod error;
+pub mod history;
+pub mod ids;
+pub mod message;
+pub mod refusal;
+pub mod reply;
+
+pub use command::{Command, NewRequest, ReaderId};
+pub use error::HubError;
+pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};
+pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
+pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
+pub use refusal::RefusalCode;
+pub use reply::Reply;
