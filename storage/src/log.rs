@@ -404,6 +404,14 @@ impl Log {
         }
     }
 
+    /// Every offset below this is durable. The log is the one keeper of
+    /// its durable end: the engine reads it here rather than keeping
+    /// copies, and awaits [`Log::commit`] to see it move (it only moves
+    /// forward).
+    pub fn durable_offset(&self) -> u64 {
+        self.state.borrow().durable_offset
+    }
+
     /// Commits everything appended so far.
     pub async fn commit_all(&self) -> Result<(), LogError> {
         let next = self.state.borrow().next_offset;

@@ -3,6 +3,8 @@
 //! (or that it failed). Wanted offsets coalesce: a later want covers every
 //! earlier one, so one outstanding commit serves any number of appends
 //! (group commit), and the state it keeps is a few cells, never a queue.
+//! The durable end itself is the log's ([`Log::durable_offset`]): read
+//! there, never copied.
 
 use crate::runtime::signal::LocalSignal;
 use gonets_storage::{Log, LogError};
@@ -10,12 +12,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// What the driver and the committer share.
-#[derive(Debug, Default)]
 pub(crate) struct Commits {
+    /// The log whose durable end this waits on.
+    log: Log,
     /// The highest offset the driver wants durable.
     wanted_last: Cell<Option<u64>>,
-    /// Every offset below this is durable.
-    durable: Cell<u64>,
     /// The log failed: `Some(true)` for a full disk. Never retried.
     failure: Cell<Option<bool>>,
     /// The failure has been reported to the driver.
@@ -30,17 +31,21 @@ pub(crate) struct Commits {
 }
 
 impl Commits {
-    /// Shared state for a log whose records below `durable` are durable.
-    pub(crate) fn new(durable: u64) -> Rc<Commits> {
-        let c = Commits::default();
-        c.durable.set(durable);
-        Rc::new(c)
-    }
-
     /// Starts the committer task for `log` on the current executor.
-    pub(crate) fn start(self: &Rc<Self>, log: Log) {
-        self.running.set(true);
-        glommio::spawn_local(run(log, self.clone())).detach();
+    pub(crate) fn start(log: Log) -> Rc<Commits> {
+        let commits = Rc::new(Commits {
+            log,
+            wanted_last: Cell::new(None),
+            failure: Cell::new(None),
+            failure_taken: Cell::new(false),
+            failure_cause: RefCell::new(None),
+            stop: Cell::new(false),
+            running: Cell::new(true),
+            wake_committer: LocalSignal::default(),
+            wake_driver: LocalSignal::default(),
+        });
+        glommio::spawn_local(run(commits.clone())).detach();
+        commits
     }
 
     /// Asks for everything up to and including `last` to be made durable.
@@ -53,7 +58,7 @@ impl Commits {
 
     /// Every offset below this is durable.
     pub(crate) fn durable(&self) -> u64 {
-        self.durable.get()
+        self.log.durable_offset()
     }
 
     /// The log's failure, reported once (`Some(full)`).
@@ -80,11 +85,7 @@ impl Commits {
 
     /// True when everything wanted is durable (or the log failed: nothing more will be).
     pub(crate) fn settled(&self) -> bool {
-        self.failed()
-            || self
-                .wanted_last
-                .get()
-                .is_none_or(|w| w < self.durable.get())
+        self.failed() || self.wanted_last.get().is_none_or(|w| w < self.durable())
     }
 
     /// Ends the committer once it has nothing to wait for.
@@ -99,18 +100,31 @@ impl Commits {
     }
 }
 
-async fn run(log: Log, commits: Rc<Commits>) {
+impl std::fmt::Debug for Commits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commits")
+            .field("wanted_last", &self.wanted_last.get())
+            .field("durable", &self.durable())
+            .field("failure", &self.failure.get())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn run(commits: Rc<Commits>) {
     'outer: loop {
         commits.wake_committer.wait().await;
         // Bounded: each pass makes `durable` pass the wanted offset seen, or ends.
         while let Some(last) = commits
             .wanted_last
             .get()
-            .filter(|w| *w >= commits.durable.get())
+            .filter(|w| *w >= commits.durable())
         {
-            match log.commit(last).await {
+            match commits.log.commit(last).await {
                 Ok(()) => {
-                    commits.durable.set(commits.durable.get().max(last + 1));
+                    assert!(
+                        commits.durable() > last,
+                        "a commit resolved below its offset"
+                    );
                     commits.wake_driver.raise();
                 }
                 Err(e) => {

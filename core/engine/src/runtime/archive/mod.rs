@@ -214,8 +214,7 @@ impl Archive {
         if !report.corruptions.is_empty() {
             tracing::warn!(shard, corruptions = ?report.corruptions, "history log recovery found damage");
         }
-        let commits = Commits::new(log.stats().durable_offset);
-        commits.start(log.clone());
+        let commits = Commits::start(log.clone());
         let archive = Archive {
             shard,
             log,

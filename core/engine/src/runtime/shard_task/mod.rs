@@ -124,10 +124,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
-    let commits = Commits::new(log.stats().durable_offset);
-    commits.start(log.clone());
+    let commits = Commits::start(log.clone());
     let outbox = Outbox::start(id, &start.inlet.mesh.inboxes, start.outbox_messages_max);
-    let fed_durable = commits.durable();
     let mut task = ShardTask {
         id,
         shard_count: start.inlet.mesh.shard_count(),
@@ -147,7 +145,6 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         local: VecDeque::new(),
         timer_at_ms: None,
         alarm: Alarm::start(),
-        fed_durable,
         appended_last: None,
         log_failed: false,
         records_since_snapshot: 0,
@@ -203,8 +200,6 @@ struct ShardTask {
     timer_at_ms: Option<u64>,
     /// Wakes the driver at `timer_at_ms`.
     alarm: Rc<Alarm>,
-    /// The durable end last fed to the shard.
-    fed_durable: u64,
     /// The last offset appended in this turn.
     appended_last: Option<u64>,
     /// The log refused an append or a commit: nothing more is appended.
@@ -316,9 +311,9 @@ impl ShardTask {
 
     /// Feeds the shard what happened on this executor since the last turn.
     async fn settle_local(&mut self) {
-        let durable = self.commits.durable();
-        if durable > self.fed_durable {
-            self.fed_durable = durable;
+        // The log keeps the durable end; the shard holds what it was told.
+        let durable = self.log.durable_offset();
+        if durable > self.shard.durable_offset() {
             self.feed(Input::Committed {
                 durable_offset: durable,
             })
@@ -358,7 +353,7 @@ impl ShardTask {
         self.appended_last.is_none()
             && self.local.is_empty()
             && self.commits.settled()
-            && self.fed_durable >= self.commits.durable()
+            && self.shard.durable_offset() >= self.log.durable_offset()
             && self.outbox.is_empty()
             && self.archive.settled()
     }

@@ -31,7 +31,7 @@ impl ShardTask {
         let Some(p) = self.snapshot else {
             return;
         };
-        if self.fed_durable < p.end {
+        if self.shard.durable_offset() < p.end {
             return;
         }
         self.snapshot = None;
