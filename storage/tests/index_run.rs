@@ -141,3 +141,23 @@ fn given_merged_run_in_place_when_inputs_removed_and_dir_synced_then_only_it_rem
     let opened = open_runs(dir.path()).unwrap();
     assert_eq!(opened.runs[0].lookup(2), Some(10));
 }
+
+#[test]
+fn given_relative_directory_when_run_written_then_synced_not_ebadf() {
+    // Issue 14: glommio opens a directory through io_uring relative to no
+    // working directory; a relative one failed every directory sync with
+    // "Bad file descriptor". Tests run in the package's directory.
+    let base = tempfile::Builder::new()
+        .prefix("index-run-relative-")
+        .tempdir_in(".")
+        .unwrap();
+    let relative = PathBuf::from(base.path().file_name().unwrap());
+    assert!(relative.is_relative());
+    let d = relative.clone();
+    let got = run(move || async move {
+        let path = write_run(&d, 0, 2, [(1u128, 0u64)].into_iter()).await?;
+        sync_dir(&d).await.map(|()| path)
+    });
+    let path = got.expect("written and synced");
+    assert_eq!(IndexRun::open(&path).unwrap().lookup(1), Some(0));
+}
