@@ -16,12 +16,32 @@
 //! over `checkpoint`, and the directory synced.
 
 use crate::marker::BLOCK_SIZE_BYTES;
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// File name of the checkpoint in a log directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// File name the checkpoint is written to before the rename.
 pub const CHECKPOINT_TMP_FILE: &str = "checkpoint.tmp";
 const MAGIC: [u8; 8] = *b"gnckpt02";
+
+/// The meaningful bytes of the checkpoint block, exactly as on disk (the
+/// table above); the rest of the block is zeros.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawCheckpoint {
+    magic: [u8; 8],
+    segment_base: U64,
+    position: U64,
+    next_offset: U64,
+    chain: [u8; 32],
+    mark: U64,
+    /// CRC32C of every byte before it.
+    crc: U32,
+}
+
+/// Bytes of the block the CRC covers: everything before the CRC.
+const CRC_SPAN_BYTES: usize = std::mem::offset_of!(RawCheckpoint, crc);
 
 /// A point in the log below which everything is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,28 +63,32 @@ impl Checkpoint {
     pub fn encode(&self, block: &mut [u8]) {
         assert!(block.len() >= BLOCK_SIZE_BYTES);
         block[..BLOCK_SIZE_BYTES].fill(0);
-        block[0..8].copy_from_slice(&MAGIC);
-        block[8..16].copy_from_slice(&self.segment_base.to_le_bytes());
-        block[16..24].copy_from_slice(&self.position.to_le_bytes());
-        block[24..32].copy_from_slice(&self.next_offset.to_le_bytes());
-        block[32..64].copy_from_slice(&self.chain);
-        block[64..72].copy_from_slice(&self.mark.to_le_bytes());
-        let crc = crc32c::crc32c(&block[0..72]);
-        block[72..76].copy_from_slice(&crc.to_le_bytes());
+        let mut raw = RawCheckpoint {
+            magic: MAGIC,
+            segment_base: U64::new(self.segment_base),
+            position: U64::new(self.position),
+            next_offset: U64::new(self.next_offset),
+            chain: self.chain,
+            mark: U64::new(self.mark),
+            crc: U32::ZERO,
+        };
+        raw.crc = U32::new(crc32c::crc32c(&raw.as_bytes()[..CRC_SPAN_BYTES]));
+        raw.write_to_prefix(block).expect("checked: a whole block");
     }
 
     /// Decodes a block; `None` if it is not a valid checkpoint.
     pub fn decode(block: &[u8]) -> Option<Checkpoint> {
-        let block = block.get(..76)?;
-        if block[0..8] != MAGIC || crc32c::crc32c(&block[0..72]).to_le_bytes() != block[72..76] {
+        let (raw, _) = RawCheckpoint::ref_from_prefix(block).ok()?;
+        if raw.magic != MAGIC || crc32c::crc32c(&raw.as_bytes()[..CRC_SPAN_BYTES]) != raw.crc.get()
+        {
             return None;
         }
         Some(Checkpoint {
-            segment_base: u64::from_le_bytes(block[8..16].try_into().unwrap()),
-            position: u64::from_le_bytes(block[16..24].try_into().unwrap()),
-            next_offset: u64::from_le_bytes(block[24..32].try_into().unwrap()),
-            chain: block[32..64].try_into().unwrap(),
-            mark: u64::from_le_bytes(block[64..72].try_into().unwrap()),
+            segment_base: raw.segment_base.get(),
+            position: raw.position.get(),
+            next_offset: raw.next_offset.get(),
+            chain: raw.chain,
+            mark: raw.mark.get(),
         })
     }
 }
@@ -87,5 +111,36 @@ mod tests {
         assert_eq!(Checkpoint::decode(&block), Some(c));
         block[30] ^= 4;
         assert_eq!(Checkpoint::decode(&block), None);
+    }
+
+    #[test]
+    fn given_checkpoint_layout_when_measured_then_matches_documented_offsets() {
+        use std::mem::{offset_of, size_of};
+        // docs/storage.md §5 and the table at the top of this file.
+        assert_eq!(offset_of!(RawCheckpoint, magic), 0);
+        assert_eq!(offset_of!(RawCheckpoint, segment_base), 8);
+        assert_eq!(offset_of!(RawCheckpoint, position), 16);
+        assert_eq!(offset_of!(RawCheckpoint, next_offset), 24);
+        assert_eq!(offset_of!(RawCheckpoint, chain), 32);
+        assert_eq!(offset_of!(RawCheckpoint, mark), 64);
+        assert_eq!(offset_of!(RawCheckpoint, crc), 72);
+        assert_eq!(size_of::<RawCheckpoint>(), 76);
+        let mut block = vec![0xeeu8; BLOCK_SIZE_BYTES];
+        Checkpoint {
+            segment_base: 1,
+            position: 2,
+            next_offset: 3,
+            chain: [4; 32],
+            mark: 5,
+        }
+        .encode(&mut block);
+        assert_eq!(&block[0..8], b"gnckpt02");
+        assert_eq!(block[8..16], 1u64.to_le_bytes());
+        assert_eq!(block[16..24], 2u64.to_le_bytes());
+        assert_eq!(block[24..32], 3u64.to_le_bytes());
+        assert_eq!(block[32..64], [4; 32]);
+        assert_eq!(block[64..72], 5u64.to_le_bytes());
+        assert_eq!(block[72..76], crc32c::crc32c(&block[0..72]).to_le_bytes());
+        assert!(block[76..].iter().all(|b| *b == 0));
     }
 }

@@ -13,12 +13,35 @@
 //! All integers are little-endian. A zeroed region has size 0 and parses as
 //! `Parsed::Zero`; a half-written one fails its CRC.
 
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Size of a record header in bytes.
 pub const HEADER_SIZE_BYTES: usize = 32;
 /// Magic number at the end of every record header.
 pub const RECORD_MAGIC: [u8; 4] = *b"gnrc";
 /// Record format version written into every header.
 pub const RECORD_VERSION: u16 = 1;
+
+/// A record header exactly as on disk (the table above).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RawHeader {
+    /// CRC32C of every byte after it, up to the record's end.
+    crc: U32,
+    size_bytes: U32,
+    offset: U64,
+    timestamp_ns: U64,
+    kind: u8,
+    flags: u8,
+    version: U16,
+    magic: [u8; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<RawHeader>() == HEADER_SIZE_BYTES);
+
+/// Where the CRC's span starts: the byte after the CRC.
+const CRC_SPAN_START: usize = std::mem::offset_of!(RawHeader, size_bytes);
 
 /// What a record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,15 +132,20 @@ pub fn seal_in_place(
     let size_bytes = HEADER_SIZE_BYTES + payload_len;
     assert!(size_bytes <= u32::MAX as usize);
     assert!(out.len() >= size_bytes);
-    out[4..8].copy_from_slice(&(size_bytes as u32).to_le_bytes());
-    out[8..16].copy_from_slice(&offset.to_le_bytes());
-    out[16..24].copy_from_slice(&timestamp_ns.to_le_bytes());
-    out[24] = kind.code();
-    out[25] = flags;
-    out[26..28].copy_from_slice(&RECORD_VERSION.to_le_bytes());
-    out[28..32].copy_from_slice(&RECORD_MAGIC);
-    let crc = crc32c::crc32c(&out[4..size_bytes]);
-    out[0..4].copy_from_slice(&crc.to_le_bytes());
+    RawHeader {
+        crc: U32::ZERO,
+        size_bytes: U32::new(size_bytes as u32),
+        offset: U64::new(offset),
+        timestamp_ns: U64::new(timestamp_ns),
+        kind: kind.code(),
+        flags,
+        version: U16::new(RECORD_VERSION),
+        magic: RECORD_MAGIC,
+    }
+    .write_to_prefix(out)
+    .expect("checked: out holds the record");
+    let crc = crc32c::crc32c(&out[CRC_SPAN_START..size_bytes]);
+    out[..CRC_SPAN_START].copy_from_slice(&crc.to_le_bytes());
     size_bytes
 }
 
@@ -130,29 +158,29 @@ pub fn parse(region: &[u8], pos: usize, size_bytes_max: usize) -> Parsed {
     if head.iter().all(|b| *b == 0) {
         return Parsed::Zero;
     }
-    if head[28..32] != RECORD_MAGIC || u16::from_le_bytes([head[26], head[27]]) != RECORD_VERSION {
+    let head = RawHeader::ref_from_bytes(head).expect("a header's bytes");
+    if head.magic != RECORD_MAGIC || head.version.get() != RECORD_VERSION {
         return Parsed::Invalid(Invalid::BadMagic);
     }
-    let size_bytes = u32::from_le_bytes(head[4..8].try_into().unwrap()) as usize;
+    let size_bytes = head.size_bytes.get() as usize;
     if size_bytes < HEADER_SIZE_BYTES || size_bytes > size_bytes_max {
         return Parsed::Invalid(Invalid::BadSize);
     }
     let Some(record) = region.get(pos..pos + size_bytes) else {
         return Parsed::Invalid(Invalid::Truncated);
     };
-    let crc_stored = u32::from_le_bytes(record[0..4].try_into().unwrap());
-    if crc32c::crc32c(&record[4..]) != crc_stored {
+    if crc32c::crc32c(&record[CRC_SPAN_START..]) != head.crc.get() {
         return Parsed::Invalid(Invalid::BadCrc);
     }
-    let Some(kind) = RecordKind::from_code(record[24]) else {
+    let Some(kind) = RecordKind::from_code(head.kind) else {
         return Parsed::Invalid(Invalid::BadKind);
     };
     Parsed::Record(Header {
         size_bytes: size_bytes as u32,
-        offset: u64::from_le_bytes(record[8..16].try_into().unwrap()),
-        timestamp_ns: u64::from_le_bytes(record[16..24].try_into().unwrap()),
+        offset: head.offset.get(),
+        timestamp_ns: head.timestamp_ns.get(),
         kind,
-        flags: record[25],
+        flags: head.flags,
     })
 }
 
@@ -160,18 +188,15 @@ pub fn parse(region: &[u8], pos: usize, size_bytes_max: usize) -> Parsed {
 /// walking from an index entry to a record whose own CRC is checked after.
 pub fn peek(region: &[u8], pos: usize, size_bytes_max: usize) -> Option<(usize, u64, RecordKind)> {
     let head = region.get(pos..pos + HEADER_SIZE_BYTES)?;
-    if head[28..32] != RECORD_MAGIC {
+    let head = RawHeader::ref_from_bytes(head).expect("a header's bytes");
+    if head.magic != RECORD_MAGIC {
         return None;
     }
-    let size = u32::from_le_bytes(head[4..8].try_into().unwrap()) as usize;
+    let size = head.size_bytes.get() as usize;
     if size < HEADER_SIZE_BYTES || size > size_bytes_max || pos + size > region.len() {
         return None;
     }
-    Some((
-        size,
-        u64::from_le_bytes(head[8..16].try_into().unwrap()),
-        RecordKind::from_code(head[24])?,
-    ))
+    Some((size, head.offset.get(), RecordKind::from_code(head.kind)?))
 }
 
 #[cfg(test)]
@@ -232,5 +257,39 @@ mod tests {
                 Parsed::Invalid(Invalid::Truncated)
             );
         }
+    }
+
+    #[test]
+    fn given_header_layout_when_measured_then_matches_documented_offsets() {
+        use std::mem::{offset_of, size_of};
+        // docs/storage.md §3 and the table at the top of this file.
+        assert_eq!(offset_of!(RawHeader, crc), 0);
+        assert_eq!(offset_of!(RawHeader, size_bytes), 4);
+        assert_eq!(offset_of!(RawHeader, offset), 8);
+        assert_eq!(offset_of!(RawHeader, timestamp_ns), 16);
+        assert_eq!(offset_of!(RawHeader, kind), 24);
+        assert_eq!(offset_of!(RawHeader, flags), 25);
+        assert_eq!(offset_of!(RawHeader, version), 26);
+        assert_eq!(offset_of!(RawHeader, magic), 28);
+        assert_eq!(size_of::<RawHeader>(), 32);
+        assert_eq!(std::mem::align_of::<RawHeader>(), 1);
+        let mut buf = vec![0u8; HEADER_SIZE_BYTES + 3];
+        buf[HEADER_SIZE_BYTES..].copy_from_slice(b"abc");
+        seal_in_place(
+            &mut buf,
+            3,
+            0x0102_0304_0506_0708,
+            0x1112_1314_1516_1718,
+            RecordKind::Commit,
+            9,
+        );
+        assert_eq!(buf[0..4], crc32c::crc32c(&buf[4..]).to_le_bytes());
+        assert_eq!(buf[4..8], 35u32.to_le_bytes());
+        assert_eq!(buf[8..16], 0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(buf[16..24], 0x1112_1314_1516_1718u64.to_le_bytes());
+        assert_eq!(buf[24], 2);
+        assert_eq!(buf[25], 9);
+        assert_eq!(buf[26..28], 1u16.to_le_bytes());
+        assert_eq!(&buf[28..32], b"gnrc");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::Corruption;
 use crate::scan::{
-    batch_at, next_valid_batch_within, salvage_records, BatchAt, Damage, Fault, Limits,
+    batch_at, next_valid_batch_within, salvage_records, BatchAt, BatchInfo, Damage, Fault, Limits,
 };
 
 /// Sparse (offset, position) pairs of batch starts, ascending in both.
@@ -106,6 +106,57 @@ pub struct ScanOutcome {
     pub batches: u64,
 }
 
+impl ScanOutcome {
+    /// Counts a valid batch; returns where the scan goes on (position,
+    /// next offset, chain).
+    fn count(&mut self, b: &BatchInfo) -> (usize, u64, [u8; 32]) {
+        self.records += b.record_count as u64;
+        self.batches += 1;
+        (b.end, b.next_offset(), b.chain)
+    }
+
+    /// Damage at the batch that should start at `at` (segment base,
+    /// position, offset) with the valid batch `b` after it: the damage was
+    /// durable, so its lost records are reported (the intact ones inside
+    /// it stay readable) and the scan resumes at `b`.
+    fn skip_damage(
+        &mut self,
+        seg: &[u8],
+        (segment_base, position, next_offset): (u64, usize, u64),
+        damage: Damage,
+        b: &BatchInfo,
+        limits: Limits,
+    ) {
+        // Records of the damaged batch before the damage stay readable.
+        self.index.force(next_offset, position);
+        let what = format!(
+            "{:?} at a committed batch followed by later batches",
+            damage.fault
+        );
+        record_loss(
+            &mut self.index,
+            &mut self.corruptions,
+            seg,
+            segment_base,
+            damage.position,
+            b.start,
+            (damage.offset, b.first_offset),
+            &what,
+            limits,
+        );
+        self.index.force(b.first_offset, b.start);
+    }
+}
+
+/// True when the scan's end at `position` is the clean end of the data:
+/// zeros where a batch should start, and nothing written within one batch
+/// size after them (`seg` is cut at the scan's limit).
+fn is_clean_end(seg: &[u8], position: usize, damage: &Damage, limits: Limits) -> bool {
+    let window_end = seg.len().min(position + limits.batch_bytes_max);
+    let stray = seg[position..window_end].iter().any(|x| *x != 0);
+    damage.fault == Fault::Zero && damage.position == position && !stray
+}
+
 /// Records the loss of offsets `[lost_from, end_offset)` whose bytes lie in
 /// `seg[damage_position..to_position]`, minus every intact record found
 /// there ([`salvage_records`]): each run of lost offsets becomes one
@@ -204,11 +255,7 @@ pub fn scan_segment(
             BatchAt::Valid(b) => {
                 out.index
                     .note_batch(b.first_offset, b.start, index_interval);
-                out.records += b.record_count as u64;
-                out.batches += 1;
-                position = b.end;
-                next_offset = b.next_offset();
-                chain = b.chain;
+                (position, next_offset, chain) = out.count(&b);
                 continue;
             }
             BatchAt::Empty => Damage {
@@ -221,43 +268,23 @@ pub fn scan_segment(
         let search_end = position.saturating_add(probe_bytes);
         let found =
             next_valid_batch_within(&seg[..limit], position, next_offset, search_end, limits);
-        let Some(b) = found else {
-            let window_end = limit.min(position + limits.batch_bytes_max);
-            let stray = seg[position..window_end].iter().any(|x| *x != 0);
-            if damage.fault == Fault::Zero && damage.position == position && !stray {
-                break; // the clean end: zeros, and nothing written after them
+        match found {
+            Some(b) => {
+                let at = (segment_base, position, next_offset);
+                out.skip_damage(seg, at, damage, &b, limits);
+                (position, next_offset, chain) = out.count(&b);
             }
-            out.end = ScanEnd::DamagedTail {
-                batch_start: position,
-                batch_first_offset: next_offset,
-                chain,
-                damage,
-            };
-            return out;
-        };
-        // Records of the damaged batch before the damage stay readable.
-        out.index.force(next_offset, position);
-        let what = format!(
-            "{:?} at a committed batch followed by later batches",
-            damage.fault
-        );
-        record_loss(
-            &mut out.index,
-            &mut out.corruptions,
-            seg,
-            segment_base,
-            damage.position,
-            b.start,
-            (damage.offset, b.first_offset),
-            &what,
-            limits,
-        );
-        out.index.force(b.first_offset, b.start);
-        out.records += b.record_count as u64;
-        out.batches += 1;
-        position = b.end;
-        next_offset = b.next_offset();
-        chain = b.chain;
+            None if is_clean_end(&seg[..limit], position, &damage, limits) => break,
+            None => {
+                out.end = ScanEnd::DamagedTail {
+                    batch_start: position,
+                    batch_first_offset: next_offset,
+                    chain,
+                    damage,
+                };
+                return out;
+            }
+        }
     }
     out.end = ScanEnd::Clean {
         position,

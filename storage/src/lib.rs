@@ -10,7 +10,8 @@
 //! resynchronises past it, never deletes a file that may hold committed data
 //! (a file proven empty is moved into `quarantine/`), and [`repair`] records
 //! damage an operator accepts. The byte format, the recovery rules and the
-//! crash analysis are in `docs/storage.md`.
+//! crash analysis are in `docs/storage.md`. [`index_run`] holds the immutable
+//! sorted key-to-offset files the history archive indexes its log with.
 
 /// Runs its statements only in builds with the test-only `failpoints` feature.
 macro_rules! journal {
@@ -27,6 +28,7 @@ mod config;
 mod error;
 pub mod frame;
 mod index;
+pub mod index_run;
 #[cfg(feature = "failpoints")]
 pub mod journal;
 mod log;

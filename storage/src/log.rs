@@ -55,6 +55,25 @@ pub(crate) struct Batch {
     last_timestamp_ns: u64,
 }
 
+impl Batch {
+    /// Appends the commit marker and pads with zeros to a block boundary;
+    /// returns the padded length and the batch's chain value.
+    fn seal(&mut self, prev_chain: &[u8; 32]) -> (usize, [u8; 32]) {
+        let (marker_size, chain) = marker::write_marker(
+            self.buf.as_bytes_mut(),
+            self.used,
+            self.first_offset,
+            self.record_count,
+            prev_chain,
+            self.last_timestamp_ns,
+        );
+        let end = self.used + marker_size;
+        let padded = align_up(end);
+        self.buf.as_bytes_mut()[end..padded].fill(0);
+        (padded, chain)
+    }
+}
+
 pub(crate) struct State {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
@@ -668,6 +687,8 @@ impl Log {
         }
     }
 
+    /// Writes one batch at the write position (rolling first when it does
+    /// not fit), syncs it, and only then makes its records durable.
     async fn flush_batch(&self, mut batch: Batch) -> Result<(), PoisonCause> {
         assert!(batch.record_count > 0);
         let (prev_chain, durability, segment_size) = {
@@ -682,17 +703,7 @@ impl Log {
                 st.config.segment_size_bytes as usize,
             )
         };
-        let (marker_size, chain) = marker::write_marker(
-            batch.buf.as_bytes_mut(),
-            batch.used,
-            batch.first_offset,
-            batch.record_count,
-            &prev_chain,
-            batch.last_timestamp_ns,
-        );
-        let end = batch.used + marker_size;
-        let padded = align_up(end);
-        batch.buf.as_bytes_mut()[end..padded].fill(0);
+        let (padded, chain) = batch.seal(&prev_chain);
         let needs_roll = self.state.borrow().write_position + padded > segment_size;
         if needs_roll {
             self.roll(batch.first_offset, prev_chain).await?;
@@ -700,47 +711,43 @@ impl Log {
         let position = self.state.borrow().write_position;
         // Never two writes in flight to one block: wait out a zero write there.
         self.prewrite_clear_of(position, position + padded).await;
-        let (file, _path) = {
-            let mut st = self.state.borrow_mut();
-            assert_eq!(
-                st.write_position, position,
-                "one flusher moves the write position"
-            );
-            assert!(
-                !st.prewrite_overlaps(position, position + padded),
-                "never two writes in flight to one block"
-            );
-            st.write_reserved_end = position + padded;
-            (
-                st.active_file.clone().expect("an active segment"),
-                st.segments.last().expect("an active segment").path.clone(),
-            )
-        };
-        let first_offset = batch.first_offset;
-        let record_count = batch.record_count;
+        let (file, path) = self.reserve_write(position, padded);
+        let (first_offset, record_count) = (batch.first_offset, batch.record_count);
         batch.buf.trim_to_size(padded);
-        #[cfg(feature = "failpoints")]
-        let journal_bytes = crate::journal::active().then(|| batch.buf.as_bytes().to_vec());
-        if let Some(errno) = injected("storage::write") {
-            return Err(PoisonCause::Write(errno));
-        }
-        match file.write_at(batch.buf, position as u64).await {
-            Ok(n) if n == padded => {}
-            Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
-            Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),
-        }
-        journal!(if let Some(bytes) = journal_bytes {
-            crate::journal::write(&_path, position as u64, &bytes);
-        });
-        if durability == Durability::Fdatasync {
-            if let Some(errno) = injected("storage::fdatasync") {
-                return Err(PoisonCause::Sync(errno));
-            }
-            file.fdatasync()
-                .await
-                .map_err(|e| cause_of(os_error(e), PoisonCause::Sync))?;
-            journal!(crate::journal::sync(&_path));
-        }
+        write_and_sync(&file, batch.buf, position, durability, &path).await?;
+        let written = (position, padded);
+        self.batch_durable(first_offset, record_count, written, chain);
+        Ok(())
+    }
+
+    /// Claims `[position, position + padded)` of the active segment for the
+    /// batch write; returns the segment's file and path.
+    fn reserve_write(&self, position: usize, padded: usize) -> (Rc<DmaFile>, PathBuf) {
+        let mut st = self.state.borrow_mut();
+        assert_eq!(
+            st.write_position, position,
+            "one flusher moves the write position"
+        );
+        assert!(
+            !st.prewrite_overlaps(position, position + padded),
+            "never two writes in flight to one block"
+        );
+        st.write_reserved_end = position + padded;
+        (
+            st.active_file.clone().expect("an active segment"),
+            st.segments.last().expect("an active segment").path.clone(),
+        )
+    }
+
+    /// A batch's write and sync returned: its records are durable; wakes
+    /// the commits it covers and the appenders waiting for room.
+    fn batch_durable(
+        &self,
+        first_offset: u64,
+        record_count: u32,
+        (position, padded): (usize, usize),
+        chain: [u8; 32],
+    ) {
         let mut st = self.state.borrow_mut();
         let interval = st.config.index_interval_bytes;
         st.segments
@@ -768,7 +775,6 @@ impl Log {
         for w in st.room_waiters.drain(..) {
             w.wake();
         }
-        Ok(())
     }
 
     /// Creates the next segment: made durable (file and directory) before use.
@@ -826,6 +832,41 @@ pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> std::io::Error {
         },
         other => other.into(),
     }
+}
+
+/// Writes a sealed batch (`buf` is exactly its padded bytes) at `position`
+/// with O_DIRECT and, unless durability is off, `fdatasync`s it.
+async fn write_and_sync(
+    file: &DmaFile,
+    buf: DmaBuffer,
+    position: usize,
+    durability: Durability,
+    _path: &Path,
+) -> Result<(), PoisonCause> {
+    let padded = buf.len();
+    #[cfg(feature = "failpoints")]
+    let journal_bytes = crate::journal::active().then(|| buf.as_bytes().to_vec());
+    if let Some(errno) = injected("storage::write") {
+        return Err(PoisonCause::Write(errno));
+    }
+    match file.write_at(buf, position as u64).await {
+        Ok(n) if n == padded => {}
+        Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
+        Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),
+    }
+    journal!(if let Some(bytes) = journal_bytes {
+        crate::journal::write(_path, position as u64, &bytes);
+    });
+    if durability == Durability::Fdatasync {
+        if let Some(errno) = injected("storage::fdatasync") {
+            return Err(PoisonCause::Sync(errno));
+        }
+        file.fdatasync()
+            .await
+            .map_err(|e| cause_of(os_error(e), PoisonCause::Sync))?;
+        journal!(crate::journal::sync(_path));
+    }
+    Ok(())
 }
 
 /// Returns an errno if a test fail point says this call fails.

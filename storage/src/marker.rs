@@ -17,6 +17,8 @@
 //! the middle of the batch is damaged.
 
 use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Block size of batches: every batch starts on such a boundary.
 pub const BLOCK_SIZE_BYTES: usize = 4096;
@@ -26,8 +28,28 @@ pub const SECTOR_SIZE_BYTES: usize = 512;
 pub const TRAILER_MAGIC: [u8; 4] = *b"gncm";
 /// Hash chain value before the first batch of a log.
 pub const CHAIN_GENESIS: [u8; 32] = [0u8; 32];
-const FIXED_PAYLOAD_BYTES: usize = 80;
-const TRAILER_BYTES: usize = 8;
+const FIXED_PAYLOAD_BYTES: usize = std::mem::size_of::<MarkerFixed>();
+const TRAILER_BYTES: usize = std::mem::size_of::<Trailer>();
+
+/// The fixed part of a marker's payload (bytes 0..80), exactly as on disk;
+/// the sector CRCs (little-endian u32 each) and the [`Trailer`] follow.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub(crate) struct MarkerFixed {
+    pub(crate) first_offset: U64,
+    pub(crate) record_count: U32,
+    pub(crate) sector_count: U32,
+    pub(crate) prev_chain: [u8; 32],
+    pub(crate) chain: [u8; 32],
+}
+
+/// The last 8 bytes of a marker: its size, then the magic.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct Trailer {
+    size_bytes: U32,
+    magic: [u8; 4],
+}
 
 /// Size in bytes of a marker record covering `sector_count` sectors.
 pub fn marker_size_bytes(sector_count: usize) -> usize {
@@ -97,18 +119,28 @@ pub fn write_marker(
     );
     let chain = chain_of(prev_chain, first_offset, record_count, &buf[..records_len]);
     let (records, rest) = buf.split_at_mut(records_len);
-    let p = &mut rest[HEADER_SIZE_BYTES..size];
-    p[0..8].copy_from_slice(&first_offset.to_le_bytes());
-    p[8..12].copy_from_slice(&record_count.to_le_bytes());
-    p[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
-    p[16..48].copy_from_slice(prev_chain);
-    p[48..80].copy_from_slice(&chain);
-    for (i, crc) in sector_crcs_of(records).enumerate() {
-        p[80 + 4 * i..84 + 4 * i].copy_from_slice(&crc.to_le_bytes());
+    let payload = &mut rest[HEADER_SIZE_BYTES..size];
+    let (fixed, tail) = payload.split_at_mut(FIXED_PAYLOAD_BYTES);
+    let (crcs, trailer) = tail.split_at_mut(4 * sectors);
+    MarkerFixed {
+        first_offset: U64::new(first_offset),
+        record_count: U32::new(record_count),
+        sector_count: U32::new(sectors as u32),
+        prev_chain: *prev_chain,
+        chain,
     }
-    let t = size - HEADER_SIZE_BYTES - TRAILER_BYTES;
-    p[t..t + 4].copy_from_slice(&(size as u32).to_le_bytes());
-    p[t + 4..t + 8].copy_from_slice(&TRAILER_MAGIC);
+    .write_to(fixed)
+    .expect("sized by marker_size_bytes");
+    let crcs = <[U32]>::mut_from_bytes(crcs).expect("sized by marker_size_bytes");
+    for (slot, crc) in crcs.iter_mut().zip(sector_crcs_of(records)) {
+        *slot = U32::new(crc);
+    }
+    Trailer {
+        size_bytes: U32::new(size as u32),
+        magic: TRAILER_MAGIC,
+    }
+    .write_to(trailer)
+    .expect("sized by marker_size_bytes");
     let next_offset = first_offset + record_count as u64;
     frame::seal_in_place(
         rest,
@@ -126,22 +158,21 @@ pub fn decode(payload: &[u8]) -> Option<Marker> {
     if payload.len() < FIXED_PAYLOAD_BYTES + TRAILER_BYTES {
         return None;
     }
-    let sector_count = u32::from_le_bytes(payload[12..16].try_into().unwrap()) as usize;
+    let (fixed, rest) = MarkerFixed::ref_from_prefix(payload).ok()?;
+    let sector_count = fixed.sector_count.get() as usize;
     if payload.len() != FIXED_PAYLOAD_BYTES + 4 * sector_count + TRAILER_BYTES {
         return None;
     }
-    let t = payload.len() - TRAILER_BYTES;
-    if payload[t + 4..] != TRAILER_MAGIC {
+    let (crcs, trailer) = <[U32]>::ref_from_prefix_with_elems(rest, sector_count).ok()?;
+    if Trailer::ref_from_bytes(trailer).ok()?.magic != TRAILER_MAGIC {
         return None;
     }
     Some(Marker {
-        first_offset: u64::from_le_bytes(payload[0..8].try_into().unwrap()),
-        record_count: u32::from_le_bytes(payload[8..12].try_into().unwrap()),
-        prev_chain: payload[16..48].try_into().unwrap(),
-        chain: payload[48..80].try_into().unwrap(),
-        sector_crcs: (0..sector_count)
-            .map(|i| u32::from_le_bytes(payload[80 + 4 * i..84 + 4 * i].try_into().unwrap()))
-            .collect(),
+        first_offset: fixed.first_offset.get(),
+        record_count: fixed.record_count.get(),
+        prev_chain: fixed.prev_chain,
+        chain: fixed.chain,
+        sector_crcs: crcs.iter().map(|c| c.get()).collect(),
     })
 }
 
@@ -150,12 +181,11 @@ pub fn start_from_trailer(region: &[u8], end: usize) -> Option<usize> {
     if end < TRAILER_BYTES || end > region.len() {
         return None;
     }
-    let t = &region[end - TRAILER_BYTES..end];
-    if t[4..8] != TRAILER_MAGIC {
+    let t = Trailer::ref_from_bytes(&region[end - TRAILER_BYTES..end]).ok()?;
+    if t.magic != TRAILER_MAGIC {
         return None;
     }
-    let size = u32::from_le_bytes(t[0..4].try_into().unwrap()) as usize;
-    end.checked_sub(size)
+    end.checked_sub(t.size_bytes.get() as usize)
 }
 
 #[cfg(test)]
@@ -180,5 +210,35 @@ mod tests {
         assert_eq!(m.chain, chain);
         assert_eq!(m.sector_crcs.len(), 10);
         assert_eq!(start_from_trailer(&buf, 5000 + size), Some(5000));
+    }
+
+    #[test]
+    fn given_marker_layout_when_measured_then_matches_documented_offsets() {
+        use std::mem::{offset_of, size_of};
+        // docs/storage.md §4 and the table at the top of this file.
+        assert_eq!(offset_of!(MarkerFixed, first_offset), 0);
+        assert_eq!(offset_of!(MarkerFixed, record_count), 8);
+        assert_eq!(offset_of!(MarkerFixed, sector_count), 12);
+        assert_eq!(offset_of!(MarkerFixed, prev_chain), 16);
+        assert_eq!(offset_of!(MarkerFixed, chain), 48);
+        assert_eq!(size_of::<MarkerFixed>(), 80);
+        assert_eq!(offset_of!(Trailer, size_bytes), 0);
+        assert_eq!(offset_of!(Trailer, magic), 4);
+        assert_eq!(size_of::<Trailer>(), 8);
+        let mut buf = vec![0u8; 2 * BLOCK_SIZE_BYTES];
+        buf[..600].fill(7);
+        let prev = [9u8; 32];
+        let (size, chain) = write_marker(&mut buf, 600, 0x0102_0304_0506_0708, 5, &prev, 1);
+        assert_eq!(size, HEADER_SIZE_BYTES + 80 + 4 * 2 + 8);
+        let p = &buf[600 + HEADER_SIZE_BYTES..600 + size];
+        assert_eq!(p[0..8], 0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(p[8..12], 5u32.to_le_bytes());
+        assert_eq!(p[12..16], 2u32.to_le_bytes());
+        assert_eq!(p[16..48], prev);
+        assert_eq!(p[48..80], chain);
+        assert_eq!(p[80..84], crc32c::crc32c(&buf[..512]).to_le_bytes());
+        assert_eq!(p[84..88], crc32c::crc32c(&buf[512..600]).to_le_bytes());
+        assert_eq!(p[88..92], (size as u32).to_le_bytes());
+        assert_eq!(&p[92..96], b"gncm");
     }
 }

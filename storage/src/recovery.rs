@@ -435,24 +435,9 @@ pub(crate) async fn recover(
     config: LogConfig,
 ) -> Result<(State, RecoveryReport), LogError> {
     let started = Instant::now();
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create log directory", dir, e))?;
-    let lock = lock_dir(dir)?;
+    let mut st = lock_and_clean(dir, &config)?;
     let mut report = RecoveryReport::default();
-    let mut st = State::new(dir.to_path_buf(), config.clone());
-    st.lock_file = Some(lock);
-    st.accepted = crate::repair::read_accepted(dir)?;
-    let segment_size = config.segment_size_bytes;
-
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    if tmp.exists() {
-        // A checkpoint write a crash interrupted; it holds no log data.
-        tracing::info!(dir = %dir.display(), file = %tmp.display(), "removing an unfinished checkpoint write");
-        std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
-        journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
-            path: tmp.clone()
-        }));
-    }
-    let (mut checkpoint, mut rejected) = read_checkpoint(dir)?;
+    let (checkpoint, rejected) = read_checkpoint(dir)?;
     let bases = list_segments(dir)?;
     let found = open_segments(dir, bases, &config, st.limits, &mut report).await?;
 
@@ -463,19 +448,94 @@ pub(crate) async fn recover(
         return Ok((st, report));
     }
 
-    let start_idx = match checkpoint
-        .as_ref()
-        .map(|cp| checkpoint_start(cp, &found, segment_size))
-    {
-        Some(Ok(i)) => Some(i),
-        Some(Err(why)) => {
-            rejected = Some(why);
-            checkpoint = None;
-            None
-        }
-        None => None,
+    let start = choose_start(checkpoint, rejected, &found, config.segment_size_bytes);
+    report.from_checkpoint = start.index.is_some();
+    let (cursor, sealed_last) = scan_segments(&mut st, &mut report, found, &start).await?;
+    let from_checkpoint = start.index.is_some();
+    finish(
+        &mut st,
+        &mut report,
+        cursor,
+        sealed_last,
+        start.checkpoint,
+        from_checkpoint,
+    );
+    if let Some(why) = &start.rejected {
+        tracing::warn!(dir = %dir.display(), file = %dir.join(CHECKPOINT_FILE).display(), why = %why,
+            "checkpoint not used: scanned every segment; a new checkpoint is written after recovery");
+    }
+    report.checkpoint_rejected = start.rejected;
+    report.elapsed = started.elapsed();
+    log_outcome(dir, &report);
+    Ok((st, report))
+}
+
+/// Creates and locks the directory, reads the accepted damage, and removes
+/// a checkpoint write a crash interrupted: the state recovery fills in.
+fn lock_and_clean(dir: &Path, config: &LogConfig) -> Result<State, LogError> {
+    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create log directory", dir, e))?;
+    let lock = lock_dir(dir)?;
+    let mut st = State::new(dir.to_path_buf(), config.clone());
+    st.lock_file = Some(lock);
+    st.accepted = crate::repair::read_accepted(dir)?;
+    let tmp = dir.join(CHECKPOINT_TMP_FILE);
+    if tmp.exists() {
+        // A checkpoint write a crash interrupted; it holds no log data.
+        tracing::info!(dir = %dir.display(), file = %tmp.display(), "removing an unfinished checkpoint write");
+        std::fs::remove_file(&tmp).map_err(|e| LogError::io("remove stale checkpoint", &tmp, e))?;
+        journal!(crate::journal::record(|| crate::journal::IoEvent::Remove {
+            path: tmp.clone()
+        }));
+    }
+    Ok(st)
+}
+
+/// Where the scan starts: at the checkpoint when it names a possible point.
+struct ScanStart {
+    /// The checkpoint, if read and usable.
+    checkpoint: Option<Checkpoint>,
+    /// The segment the checkpoint points into; `None`: scan every segment.
+    index: Option<usize>,
+    /// Why the checkpoint was not used.
+    rejected: Option<String>,
+}
+
+/// Checks the checkpoint against the segments found.
+fn choose_start(
+    checkpoint: Option<Checkpoint>,
+    rejected: Option<String>,
+    found: &[Found],
+    segment_size: u64,
+) -> ScanStart {
+    let Some(cp) = checkpoint else {
+        return ScanStart {
+            checkpoint: None,
+            index: None,
+            rejected,
+        };
     };
-    report.from_checkpoint = start_idx.is_some();
+    match checkpoint_start(&cp, found, segment_size) {
+        Ok(i) => ScanStart {
+            checkpoint: Some(cp),
+            index: Some(i),
+            rejected,
+        },
+        Err(why) => ScanStart {
+            checkpoint: None,
+            index: None,
+            rejected: Some(why),
+        },
+    }
+}
+
+/// Scans the segments in order; returns where the log goes on and whether
+/// the last segment is closed to writes.
+async fn scan_segments(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    found: Vec<Found>,
+    start: &ScanStart,
+) -> Result<(Cursor, bool), LogError> {
     let mut cursor = Cursor {
         position: SEGMENT_HEADER_BYTES,
         offset: Some(found[0].base),
@@ -484,38 +544,15 @@ pub(crate) async fn recover(
     };
     let n = found.len();
     let mut sealed_last = false;
+    // Bounded by the number of segment files.
     for (i, f) in found.into_iter().enumerate() {
         let last = i + 1 == n;
         sealed_last = last && f.sealed;
         cursor.seal = false;
-        scan_one(
-            &mut st,
-            &mut report,
-            f,
-            i,
-            last,
-            start_idx,
-            checkpoint.as_ref(),
-            &mut cursor,
-        )
-        .await?;
+        let at = SegmentAt { i, last };
+        scan_one(st, report, f, at, start, &mut cursor).await?;
     }
-    finish(
-        &mut st,
-        &mut report,
-        cursor,
-        sealed_last,
-        checkpoint,
-        start_idx.is_some(),
-    );
-    if let Some(why) = &rejected {
-        tracing::warn!(dir = %dir.display(), file = %dir.join(CHECKPOINT_FILE).display(), why = %why,
-            "checkpoint not used: scanned every segment; a new checkpoint is written after recovery");
-    }
-    report.checkpoint_rejected = rejected;
-    report.elapsed = started.elapsed();
-    log_outcome(dir, &report);
-    Ok((st, report))
+    Ok((cursor, sealed_last))
 }
 
 /// Starts the scan at the checkpoint; the part of its segment before it is
@@ -587,19 +624,24 @@ fn link_segment(st: &mut State, f: &Found, i: usize, cursor: &mut Cursor) -> Res
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Which segment of the log is being scanned.
+#[derive(Clone, Copy)]
+struct SegmentAt {
+    /// Its place among the segment files, oldest first.
+    i: usize,
+    /// True for the newest segment: the active one, where a torn tail may be.
+    last: bool,
+}
+
+/// Scans one segment from where the cursor says and adds it to the log.
 async fn scan_one(
     st: &mut State,
     report: &mut RecoveryReport,
     f: Found,
-    i: usize,
-    last: bool,
-    start_idx: Option<usize>,
-    checkpoint: Option<&Checkpoint>,
+    at: SegmentAt,
+    start: &ScanStart,
     cursor: &mut Cursor,
 ) -> Result<(), LogError> {
-    let segment_size = st.config.segment_size_bytes as usize;
-    let map_len = f.map.len();
     let mut entry = SegmentEntry {
         base_offset: f.base,
         path: f.path.clone(),
@@ -607,11 +649,10 @@ async fn scan_one(
         index: SparseIndex::default(),
         lazy: None,
     };
-    let start = start_idx.unwrap_or(0);
-    if i < start {
+    if at.i < start.index.unwrap_or(0) {
         // Covered by the checkpoint: indexed on first read.
         entry.lazy = Some(LazyRange {
-            until_position: segment_size,
+            until_position: st.config.segment_size_bytes as usize,
             until_offset: u64::MAX,
             prev_chain: f.start_chain.unwrap_or(CHAIN_GENESIS),
         });
@@ -619,14 +660,38 @@ async fn scan_one(
         let _ = f.file.close().await;
         return Ok(());
     }
-    if let (Some(cp), true) = (checkpoint, i == start && start_idx.is_some()) {
-        start_at_checkpoint(cp, &f, &mut entry, cursor);
-    } else {
-        link_segment(st, &f, i, cursor)?;
+    match (&start.checkpoint, start.index == Some(at.i)) {
+        (Some(cp), true) => start_at_checkpoint(cp, &f, &mut entry, cursor),
+        _ => link_segment(st, &f, at.i, cursor)?,
     }
+    let scan_from = cursor.position;
+    let probe_end = scan_records(st, report, &f, &mut entry, at.last, cursor).await?;
+    if at.last {
+        drop_cached_tail(&entry.map, &f.file, cursor.position, probe_end);
+    }
+    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
+    st.segments.push(entry);
+    if at.last {
+        st.active_file = Some(Rc::new(f.file));
+    } else {
+        let _ = f.file.close().await;
+    }
+    Ok(())
+}
+
+/// Checks every batch of the segment from the cursor on, indexes them and
+/// moves the cursor to where the next segment (or the next append) starts.
+/// Returns how far the scan read into the map.
+async fn scan_records(
+    st: &mut State,
+    report: &mut RecoveryReport,
+    f: &Found,
+    entry: &mut SegmentEntry,
+    last: bool,
+    cursor: &mut Cursor,
+) -> Result<usize, LogError> {
     let limits = st.limits;
     let offset = cursor.offset.expect("linked");
-    let scan_from = cursor.position;
     if last {
         // Read-ahead for the probe past the end (prewritten zeros are real
         // reads; one by one they cost ~100 ms per open). Dropped after.
@@ -645,7 +710,7 @@ async fn scan_one(
                 usize::MAX
             },
         },
-        map_len,
+        f.map.len(),
         limits,
         st.config.index_interval_bytes,
     );
@@ -657,18 +722,8 @@ async fn scan_one(
     report.batches_scanned += out.batches;
     entry.index.prepend(out.index);
     st.corruptions.extend(out.corruptions);
-    scan_end(st, report, &f, &mut entry, out.end, last, cursor).await?;
-    if last {
-        drop_cached_tail(&entry.map, &f.file, cursor.position, probe_end);
-    }
-    report.bytes_scanned += cursor.position.saturating_sub(scan_from) as u64;
-    st.segments.push(entry);
-    if last {
-        st.active_file = Some(Rc::new(f.file));
-    } else {
-        let _ = f.file.close().await;
-    }
-    Ok(())
+    scan_end(st, report, f, entry, out.end, last, cursor).await?;
+    Ok(probe_end)
 }
 
 /// Drops the page-cache pages the scan read beyond the end of the active
@@ -796,46 +851,63 @@ async fn damaged_tail(
             end,
             chain: claimed,
         } => {
-            let (e, end_offset, chain, seal, note) = match (record_count, end) {
-                (Some(k), Some(e)) => (
-                    e,
-                    batch_first_offset + k as u64,
-                    claimed.unwrap_or(CHAIN_GENESIS),
-                    false,
-                    "",
-                ),
-                _ => {
-                    // The marker no longer says how many records the batch
-                    // holds. Never reuse an offset a committed record may
-                    // have had: go on past the most records its bytes could
-                    // hold, in a new segment.
-                    let e = written_end(&entry.map, batch_start, limits);
-                    let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
-                    let note = "; its marker is damaged, so offsets up to the most it could hold are reported";
-                    (e, upper, chain, true, note)
-                }
-            };
-            entry.index.force(batch_first_offset, batch_start);
-            record_loss(
-                &mut entry.index,
-                &mut st.corruptions,
-                &entry.map,
-                f.base,
-                damage.position,
-                e,
-                (damage.offset, end_offset),
-                &format!("{:?} in the last committed batch{note}", damage.fault),
-                limits,
-            );
-            *cursor = Cursor {
-                position: e,
-                offset: Some(end_offset),
-                chain,
-                seal,
-            };
+            let known = record_count.zip(end).map(|(k, e)| (k, e, claimed));
+            *cursor = corrupt_tail(st, f, entry, batch, damage, known);
         }
     }
     Ok(())
+}
+
+/// A last batch completely written and then damaged: its loss is recorded
+/// (never cut); returns where the log goes on. `known` is the record count,
+/// end and chain its marker still tells, if it does.
+fn corrupt_tail(
+    st: &mut State,
+    f: &Found,
+    entry: &mut SegmentEntry,
+    (batch_start, batch_first_offset, chain): (usize, u64, [u8; 32]),
+    damage: crate::scan::Damage,
+    known: Option<(u32, usize, Option<[u8; 32]>)>,
+) -> Cursor {
+    let limits = st.limits;
+    let (e, end_offset, chain, seal, note) = match known {
+        Some((k, e, claimed)) => (
+            e,
+            batch_first_offset + k as u64,
+            claimed.unwrap_or(CHAIN_GENESIS),
+            false,
+            "",
+        ),
+        None => {
+            // The marker no longer says how many records the batch
+            // holds. Never reuse an offset a committed record may
+            // have had: go on past the most records its bytes could
+            // hold, in a new segment.
+            let e = written_end(&entry.map, batch_start, limits);
+            let upper = batch_first_offset + ((e - batch_start) / HEADER_SIZE_BYTES) as u64;
+            let note =
+                "; its marker is damaged, so offsets up to the most it could hold are reported";
+            (e, upper, chain, true, note)
+        }
+    };
+    entry.index.force(batch_first_offset, batch_start);
+    record_loss(
+        &mut entry.index,
+        &mut st.corruptions,
+        &entry.map,
+        f.base,
+        damage.position,
+        e,
+        (damage.offset, end_offset),
+        &format!("{:?} in the last committed batch{note}", damage.fault),
+        limits,
+    );
+    Cursor {
+        position: e,
+        offset: Some(end_offset),
+        chain,
+        seal,
+    }
 }
 
 /// Closes open ranges, sets where the log goes on.

@@ -3,7 +3,10 @@
 //! corruption. No I/O here, so every rule is unit-testable.
 
 use crate::frame::{self, Invalid, Parsed, RecordKind, HEADER_SIZE_BYTES};
-use crate::marker::{self, align_up, sector_count, BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES};
+use crate::marker::{
+    self, align_up, sector_count, MarkerFixed, BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES,
+};
+use zerocopy::FromBytes;
 
 /// Bounds used while parsing untrusted bytes.
 #[derive(Clone, Copy, Debug)]
@@ -119,42 +122,63 @@ pub fn batch_at(
                 offset += 1;
             }
             Parsed::Record(h) => {
-                let payload = &window[pos + HEADER_SIZE_BYTES..pos + h.size_bytes as usize];
-                let Some(m) = marker::decode(payload) else {
-                    return damaged(pos, offset, Fault::BadMarker);
-                };
-                let record_count = offset - expected_offset;
-                if m.first_offset != expected_offset
-                    || m.record_count as u64 != record_count
-                    || record_count == 0
-                    || m.sector_crcs.len() != sector_count(pos - start)
-                {
-                    return damaged(pos, offset, Fault::BadMarker);
-                }
-                if prev_chain.is_some_and(|c| *c != m.prev_chain) {
-                    return damaged(pos, offset, Fault::ChainBreak);
-                }
-                let chain = marker::chain_of(
-                    &m.prev_chain,
-                    m.first_offset,
-                    m.record_count,
-                    &window[start..pos],
-                );
-                if chain != m.chain {
-                    return damaged(pos, offset, Fault::BadChain);
-                }
-                return BatchAt::Valid(BatchInfo {
-                    start,
-                    marker_start: pos,
-                    end: align_up(pos + h.size_bytes as usize),
-                    first_offset: expected_offset,
-                    record_count: m.record_count,
-                    prev_chain: m.prev_chain,
-                    chain,
-                });
+                let batch = (start, expected_offset, offset - expected_offset);
+                return check_marker(window, batch, pos, h.size_bytes as usize, prev_chain);
             }
         }
     }
+}
+
+/// Checks the commit marker of `size_bytes` at `pos` that ends the batch
+/// `(start, first offset, data records)`: it must count those records,
+/// cover their sectors, continue `prev_chain` (when given) and carry the
+/// chain value of their bytes.
+fn check_marker(
+    window: &[u8],
+    (start, first_offset, record_count): (usize, u64, u64),
+    pos: usize,
+    size_bytes: usize,
+    prev_chain: Option<&[u8; 32]>,
+) -> BatchAt {
+    let damaged = |fault| {
+        BatchAt::Damaged(Damage {
+            position: pos,
+            offset: first_offset + record_count,
+            fault,
+        })
+    };
+    let payload = &window[pos + HEADER_SIZE_BYTES..pos + size_bytes];
+    let Some(m) = marker::decode(payload) else {
+        return damaged(Fault::BadMarker);
+    };
+    if m.first_offset != first_offset
+        || m.record_count as u64 != record_count
+        || record_count == 0
+        || m.sector_crcs.len() != sector_count(pos - start)
+    {
+        return damaged(Fault::BadMarker);
+    }
+    if prev_chain.is_some_and(|c| *c != m.prev_chain) {
+        return damaged(Fault::ChainBreak);
+    }
+    let chain = marker::chain_of(
+        &m.prev_chain,
+        m.first_offset,
+        m.record_count,
+        &window[start..pos],
+    );
+    if chain != m.chain {
+        return damaged(Fault::BadChain);
+    }
+    BatchAt::Valid(BatchInfo {
+        start,
+        marker_start: pos,
+        end: align_up(pos + size_bytes),
+        first_offset,
+        record_count: m.record_count,
+        prev_chain: m.prev_chain,
+        chain,
+    })
 }
 
 /// The first valid batch at a block boundary after `after` whose first offset
@@ -325,15 +349,15 @@ pub fn classify_tail(
     if zero_sector {
         return TailVerdict::Torn;
     }
-    let raw = seg.get(ms + HEADER_SIZE_BYTES..ms + HEADER_SIZE_BYTES + 80);
-    let fields = raw.and_then(|p| {
-        let first = u64::from_le_bytes(p[0..8].try_into().unwrap());
-        let count = u32::from_le_bytes(p[8..12].try_into().unwrap());
-        let chain: [u8; 32] = p[48..80].try_into().unwrap();
+    let raw = seg
+        .get(ms + HEADER_SIZE_BYTES..)
+        .map(MarkerFixed::ref_from_prefix);
+    let fields = raw.and_then(|r| r.ok()).and_then(|(m, _)| {
+        let (first, count) = (m.first_offset.get(), m.record_count.get());
         (first == expected_offset
             && count > 0
             && (count as usize) <= limits.batch_bytes_max / HEADER_SIZE_BYTES)
-            .then_some((count, chain))
+            .then_some((count, m.chain))
     });
     TailVerdict::Corrupt {
         record_count: fields.map(|f| f.0),

@@ -17,13 +17,10 @@ use crate::durable_file;
 use crate::runtime::committer::Commits;
 use crate::runtime::start_error::HubStartError;
 use crate::shard::{Reply, StatusView};
-use glommio::io::OpenOptions;
-#[cfg(feature = "failpoints")]
-use gonets_storage::journal::IoEvent;
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId};
-use index::{IndexError, IndexRun, RunHeader, ENTRY_BYTES, HEADER_BYTES};
+use index::{IndexRun, IndexRunError};
 use record::ChunkHead;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -39,11 +36,6 @@ pub(crate) const TABLE_ENTRIES_MAX: usize = 1 << 16;
 pub(crate) const RUNS_MAX: usize = 48;
 /// Index jobs (a flush or a merge) one maintenance pass runs at most.
 const JOBS_PER_PASS_MAX: usize = 64;
-/// Size of one O_DIRECT write of a run: a multiple of both 4 KiB and an entry.
-const RUN_WRITE_BYTES: usize = 64 * 3 * HEADER_BYTES;
-const _: () = assert!(
-    RUN_WRITE_BYTES.is_multiple_of(ENTRY_BYTES) && RUN_WRITE_BYTES.is_multiple_of(HEADER_BYTES)
-);
 
 /// What a history's archive write came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -116,7 +108,7 @@ impl Index {
         if let Some(o) = self.frozen.as_ref().and_then(|(t, _, _)| t.get(&id.0)) {
             return Some(*o);
         }
-        self.runs.iter().rev().find_map(|r| r.lookup(id))
+        self.runs.iter().rev().find_map(|r| r.lookup(id.0))
     }
 
     fn insert(&mut self, p: &Pending) {
@@ -241,59 +233,13 @@ impl Archive {
 
     /// Maps the runs that chain from offset 0, drops the rest, and indexes
     /// the history records after the last run.
-    async fn load_index(&self) -> Result<(), IndexError> {
+    async fn load_index(&self) -> Result<(), IndexRunError> {
         let dir = &self.index_dir;
-        let io = |source| IndexError::Io {
-            path: dir.clone(),
-            source,
-        };
-        let mut names = Vec::new();
-        let mut removed = false;
-        // Blocking listing and removals, once at start, before the shard
-        // serves anyone (as the segment log's own open does).
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(index::TMP_SUFFIX) {
-                remove_at_start(&dir.join(&name))?;
-                removed = true;
-            } else if let Some((from, to)) = index::parse_run_file_name(&name) {
-                names.push((from, std::cmp::Reverse(to), name));
-            }
-        }
-        names.sort();
-        let mut cursor = 0u64;
-        let mut runs = Vec::new();
-        for (from, std::cmp::Reverse(to), name) in names {
-            let path = dir.join(&name);
-            if from != cursor {
-                // Covered by a merged run (its inputs outlived a crash), or
-                // past a gap left by a damaged run: rebuilt from the log.
-                remove_at_start(&path)?;
-                removed = true;
-                continue;
-            }
-            match IndexRun::open(&path) {
-                Ok(r) if (r.header.from, r.header.to) == (from, to) => {
-                    cursor = to;
-                    runs.push(Rc::new(r));
-                }
-                Ok(_) => {
-                    tracing::warn!(shard = self.shard, path = %path.display(), "index run's header disagrees with its name; rebuilt");
-                    remove_at_start(&path)?;
-                    removed = true;
-                }
-                Err(e) => {
-                    tracing::warn!(shard = self.shard, error = %e, "index run unusable; rebuilt from the history log");
-                    remove_at_start(&path)?;
-                    removed = true;
-                }
-            }
-        }
-        if removed {
-            // Removals durable before anything new is written beside them.
-            durable_file::sync_dir(dir).map_err(io)?;
-        }
+        // Blocking, once at start, before the shard serves anyone (as the
+        // segment log's own open does).
+        let opened = index::open_runs(dir)?;
+        let cursor = opened.covered_to;
+        let runs = opened.runs.into_iter().map(Rc::new).collect();
         {
             let mut ix = self.index.borrow_mut();
             ix.runs = runs;
@@ -548,16 +494,17 @@ impl Archive {
 }
 
 /// Runs due index jobs, at most `JOBS_PER_PASS_MAX`.
-async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<(), IndexError> {
+async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<(), IndexRunError> {
     for _ in 0..JOBS_PER_PASS_MAX {
         let job = index.borrow_mut().next_job();
         match job {
             None => return Ok(()),
             Some(Job::Flush(table, from, to)) => {
-                let path = write_run(dir, from, to, table.iter().map(|(k, v)| (*k, *v))).await?;
+                let entries = table.iter().map(|(k, v)| (*k, *v));
+                let path = index::write_run(dir, from, to, entries).await?;
                 let run = Rc::new(IndexRun::open(&path)?);
                 let mut ix = index.borrow_mut();
-                assert_eq!(ix.runs.last().map_or(0, |r| r.header.to), from);
+                assert_eq!(ix.runs.last().map_or(0, |r| r.header().to), from);
                 ix.runs.push(run);
                 ix.frozen = None;
                 tracing::debug!(
@@ -569,14 +516,9 @@ async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<
                 );
             }
             Some(Job::Merge(a, b)) => {
-                assert_eq!(a.header.to, b.header.from);
-                let path = write_run(
-                    dir,
-                    a.header.from,
-                    b.header.to,
-                    index::merge_entries(&a, &b),
-                )
-                .await?;
+                assert_eq!(a.header().to, b.header().from);
+                let (from, to) = (a.header().from, b.header().to);
+                let path = index::write_run(dir, from, to, index::merge_entries(&a, &b)).await?;
                 let run = Rc::new(IndexRun::open(&path)?);
                 {
                     let mut ix = index.borrow_mut();
@@ -587,163 +529,12 @@ async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<
                 }
                 // The merged run is durable and in place: its inputs may go
                 // (a crash before this leaves them; the next open drops them).
-                remove(&a.path).await?;
-                remove(&b.path).await?;
-                sync_dir(dir).await?;
+                index::remove_run(a.path()).await?;
+                index::remove_run(b.path()).await?;
+                index::sync_dir(dir).await?;
             }
         }
     }
-    Ok(())
-}
-
-/// Writes a run of `entries` (ascending) covering `[from, to)`: to a
-/// temporary file with O_DIRECT, synced, then renamed into place and the
-/// directory synced. Returns its path.
-async fn write_run(
-    dir: &Path,
-    from: u64,
-    to: u64,
-    entries: impl Iterator<Item = (u128, u64)>,
-) -> Result<PathBuf, IndexError> {
-    let name = index::run_file_name(from, to);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}{}", index::TMP_SUFFIX));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: glommio::GlommioError<()>| IndexError::Io {
-            path: p,
-            source: std::io::Error::other(e.to_string()),
-        }
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .dma_open(&tmp)
-        .await
-        .map_err(io(&tmp))?;
-    journal!(gonets_storage::journal::record(|| IoEvent::Create {
-        path: tmp.clone(),
-        size: 0
-    }));
-    let mut crc = 0u32;
-    let mut count = 0u64;
-    let mut previous: Option<u128> = None;
-    let mut pos = HEADER_BYTES as u64;
-    let mut buf = glommio::allocate_dma_buffer(RUN_WRITE_BYTES);
-    let mut fill = 0usize;
-    // Bounded by the entries given (one table or two runs).
-    for (id, offset) in entries {
-        assert!(
-            previous.is_none_or(|p| p < id),
-            "run entries strictly ascending"
-        );
-        previous = Some(id);
-        let e = index::encode_entry(id, offset);
-        crc = crc32c::crc32c_append(crc, &e);
-        buf.as_bytes_mut()[fill..fill + ENTRY_BYTES].copy_from_slice(&e);
-        fill += ENTRY_BYTES;
-        count += 1;
-        if fill == RUN_WRITE_BYTES {
-            write_all(&file, buf, pos, RUN_WRITE_BYTES, &tmp).await?;
-            pos += RUN_WRITE_BYTES as u64;
-            buf = glommio::allocate_dma_buffer(RUN_WRITE_BYTES);
-            fill = 0;
-        }
-    }
-    assert!(count <= index::RUN_ENTRIES_MAX);
-    if fill > 0 {
-        let len = fill.next_multiple_of(HEADER_BYTES);
-        buf.as_bytes_mut()[fill..len].fill(0);
-        write_all(&file, buf, pos, len, &tmp).await?;
-    }
-    let mut head = glommio::allocate_dma_buffer(HEADER_BYTES);
-    head.as_bytes_mut().fill(0);
-    let header = RunHeader {
-        count,
-        from,
-        to,
-        entries_crc: crc,
-    };
-    head.as_bytes_mut()[..48].copy_from_slice(&header.encode());
-    write_all(&file, head, 0, HEADER_BYTES, &tmp).await?;
-    file.fdatasync().await.map_err(io(&tmp))?;
-    journal!(gonets_storage::journal::record(|| IoEvent::Sync {
-        path: tmp.clone()
-    }));
-    let _ = file.close().await;
-    glommio::io::rename(&tmp, &path).await.map_err(io(&path))?;
-    journal!(gonets_storage::journal::record(|| IoEvent::Rename {
-        from: tmp.clone(),
-        to: path.clone()
-    }));
-    sync_dir(dir).await?;
-    Ok(path)
-}
-
-async fn write_all(
-    file: &glommio::io::DmaFile,
-    mut buf: glommio::io::DmaBuffer,
-    pos: u64,
-    len: usize,
-    path: &Path,
-) -> Result<(), IndexError> {
-    let fail = |what: String| IndexError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(what),
-    };
-    buf.trim_to_size(len);
-    journal!(gonets_storage::journal::record(|| IoEvent::Write {
-        path: path.to_path_buf(),
-        position: pos,
-        bytes: buf.as_bytes()[..len].to_vec(),
-    }));
-    let written = file
-        .write_at(buf, pos)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    if written != len {
-        return Err(fail(format!("short write: {written} of {len} bytes")));
-    }
-    Ok(())
-}
-
-/// Removes a file at start (blocking; before the shard serves anyone).
-fn remove_at_start(path: &Path) -> Result<(), IndexError> {
-    std::fs::remove_file(path).map_err(|source| IndexError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    journal!(gonets_storage::journal::record(|| IoEvent::Remove {
-        path: path.to_path_buf()
-    }));
-    Ok(())
-}
-
-async fn remove(path: &Path) -> Result<(), IndexError> {
-    glommio::io::remove(path)
-        .await
-        .map_err(|e| IndexError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    journal!(gonets_storage::journal::record(|| IoEvent::Remove {
-        path: path.to_path_buf()
-    }));
-    Ok(())
-}
-
-async fn sync_dir(dir: &Path) -> Result<(), IndexError> {
-    let fail = |e: glommio::GlommioError<()>| IndexError::Io {
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    let d = glommio::io::Directory::open(dir).await.map_err(fail)?;
-    d.sync().await.map_err(fail)?;
-    journal!(gonets_storage::journal::record(|| IoEvent::SyncDir {
-        dir: dir.to_path_buf()
-    }));
-    let _ = d.close().await;
     Ok(())
 }
 
@@ -858,7 +649,7 @@ mod tests {
             for (i, f) in files.iter().enumerate() {
                 let mut bytes = std::fs::read(f).unwrap();
                 if i == 0 {
-                    bytes.truncate(HEADER_BYTES + 5);
+                    bytes.truncate(gonets_storage::index_run::RUN_HEADER_BYTES + 5);
                 } else {
                     let at = bytes.len() / 2;
                     bytes[at] ^= 0x5a;
