@@ -26,7 +26,10 @@ fn scenario_paths(text: &str) -> Vec<String> {
 #[test]
 fn given_the_help_examples_when_they_name_scenario_files_then_each_exists_and_its_flags_parse() {
     let bin = env!("CARGO_BIN_EXE_gonets-loadgen");
-    let out = Command::new(bin).arg("--help").output().expect("run --help");
+    let out = Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("run --help");
     assert!(out.status.success(), "--help exits 0");
     let help = String::from_utf8_lossy(&out.stdout);
     let paths = scenario_paths(&help);

@@ -349,15 +349,15 @@ impl ServerProcess {
     }
 
     fn write_config(&self, port: u16) {
-        let data_dir = match self.options.relative_paths {
-            true => "data".to_string(),
-            false => self.data_dir().display().to_string(),
+        // Relative: to the config file's directory, which is `self.dir`.
+        let data_dir = if self.options.relative_paths {
+            "data".to_string()
+        } else {
+            self.data_dir().display().to_string()
         };
         let mut text = format!(
             "data_dir = {:?}\nshards = {}\nlisten = \"{}:{port}\"\n",
-            data_dir,
-            self.options.shards,
-            self.options.listen_ip,
+            data_dir, self.options.shards, self.options.listen_ip,
         );
         if let Some(r) = &self.options.registry {
             text.push_str(&format!("registry = {:?}\n", r.display().to_string()));

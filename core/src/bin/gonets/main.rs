@@ -33,7 +33,8 @@ struct Cli {
 enum Command {
     /// Run the hub server until SIGTERM or SIGINT.
     Serve {
-        /// TOML configuration (default: loopback, embedded demo registry, development TLS).
+        /// TOML configuration (default: loopback, embedded demo registry, development TLS);
+        /// relative paths in it are relative to its own directory.
         #[arg(long)]
         config: Option<PathBuf>,
     },

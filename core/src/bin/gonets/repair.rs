@@ -19,8 +19,9 @@ pub(crate) fn run(
     // Resolved once, here: the argument against the working directory, the
     // config's against the config file's directory (ConfigFile::load).
     let data_dir = match data_dir {
-        Some(d) => std::path::absolute(&d)
-            .map_err(|e| format!("data directory {}: {e}", d.display()))?,
+        Some(d) => {
+            std::path::absolute(&d).map_err(|e| format!("data directory {}: {e}", d.display()))?
+        }
         None => file.data_dir()?,
     };
     // The segment size must be the one the logs were written with.
