@@ -110,6 +110,10 @@ pub struct ServerOptions {
     pub registry: Option<PathBuf>,
     /// Extra TOML sections appended to the config (e.g. `[limits]`).
     pub sections: String,
+    /// Run as an operator who writes relative paths: the config says
+    /// `data_dir = "data"` (relative to the config file) and the server
+    /// starts from a fresh working directory with `--config ../gonets.toml`.
+    pub relative_paths: bool,
 }
 
 impl Default for ServerOptions {
@@ -120,6 +124,7 @@ impl Default for ServerOptions {
             listen_ip: "127.0.0.1".into(),
             registry: None,
             sections: String::new(),
+            relative_paths: false,
         }
     }
 }
@@ -344,12 +349,15 @@ impl ServerProcess {
     }
 
     fn write_config(&self, port: u16) {
-        let data_dir = self.data_dir();
+        // Relative: to the config file's directory, which is `self.dir`.
+        let data_dir = if self.options.relative_paths {
+            "data".to_string()
+        } else {
+            self.data_dir().display().to_string()
+        };
         let mut text = format!(
             "data_dir = {:?}\nshards = {}\nlisten = \"{}:{port}\"\n",
-            data_dir.display().to_string(),
-            self.options.shards,
-            self.options.listen_ip,
+            data_dir, self.options.shards, self.options.listen_ip,
         );
         if let Some(r) = &self.options.registry {
             text.push_str(&format!("registry = {:?}\n", r.display().to_string()));
@@ -384,10 +392,16 @@ impl ServerProcess {
         let _ = writeln!(log, "==== start {} on port {port} ====", self.starts);
         let offset = log.metadata().map_or(0, |m| m.len());
         let err = log.try_clone().expect("clone the log handle");
-        let child = Command::new(gonets_bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(self.config_path())
+        let mut command = Command::new(gonets_bin());
+        command.arg("serve").arg("--config");
+        if self.options.relative_paths {
+            let cwd = self.dir.path().join("cwd");
+            std::fs::create_dir_all(&cwd).expect("make the server's working directory");
+            command.arg("../gonets.toml").current_dir(cwd);
+        } else {
+            command.arg(self.config_path());
+        }
+        let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

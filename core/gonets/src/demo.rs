@@ -95,17 +95,33 @@ fn fmt_ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
-pub(crate) fn run(
-    seconds: u64,
-    data_dir: Option<PathBuf>,
-    shards: Option<u16>,
-) -> Result<(), Failure> {
+/// What `gonets demo` runs with.
+pub(crate) struct DemoArgs {
+    /// Seconds of traffic.
+    pub(crate) seconds: u64,
+    /// The data directory (default: [`DEMO_DIR_DEFAULT`]).
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Shards (default: one per core).
+    pub(crate) shards: Option<u16>,
+    /// History-index entries per shard before a run is written (default: the hub's).
+    pub(crate) index_table_entries_max: Option<usize>,
+}
+
+pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
+    let DemoArgs {
+        seconds,
+        data_dir,
+        shards,
+        index_table_entries_max,
+    } = args;
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
     crate::serve::init_logs();
     let seconds = seconds.clamp(2, 600);
-    let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR_DEFAULT));
+    // Resolved once, here, against the working directory: everything after
+    // (the hub, the certificates, the report) sees one absolute path.
+    let dir = std::path::absolute(data_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR_DEFAULT)))?;
     prepare_demo_dir(&dir)?;
     checks::io_uring()?;
     checks::locked_memory(64 * 1024 * 1024)?;
@@ -113,6 +129,9 @@ pub(crate) fn run(
     let mut config = HubConfig::new(&dir);
     if let Some(n) = shards {
         config.shards = n;
+    }
+    if let Some(n) = index_table_entries_max {
+        config.index_table_entries_max = n;
     }
     let certs = ensure_dev_certs(&dir.join("dev-certs"), &config.registry)?;
     println!(
@@ -159,7 +178,7 @@ pub(crate) fn run(
             println!(
                 "data lives in {} ({size_mb:.0} MB: shard-N/ segment logs and snapshots, \
                  dev-certs/); the next demo run replaces it",
-                std::path::absolute(&dir).unwrap_or(dir.clone()).display()
+                dir.display()
             );
             Ok(())
         }

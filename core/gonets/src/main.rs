@@ -33,7 +33,8 @@ struct Cli {
 enum Command {
     /// Run the hub server until SIGTERM or SIGINT.
     Serve {
-        /// TOML configuration (default: loopback, embedded demo registry, development TLS).
+        /// TOML configuration (default: loopback, embedded demo registry, development TLS);
+        /// relative paths in it are relative to its own directory.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -49,6 +50,10 @@ enum Command {
         /// Shards (default: one per core).
         #[arg(long)]
         shards: Option<u16>,
+        /// History-index entries a shard holds before it writes an index run
+        /// (default: the hub's, 65536; a small value shows runs in a short demo).
+        #[arg(long)]
+        index_table_entries_max: Option<usize>,
     },
     /// Set damaged committed records aside (copied to each log's
     /// quarantine/ with a report) so the hub starts and serves everything
@@ -108,7 +113,13 @@ fn main() -> ExitCode {
             seconds,
             data_dir,
             shards,
-        } => demo::run(seconds, data_dir, shards),
+            index_table_entries_max,
+        } => demo::run(demo::DemoArgs {
+            seconds,
+            data_dir,
+            shards,
+            index_table_entries_max,
+        }),
         Command::Repair { data_dir, config } => repair::run(data_dir, config),
         Command::Certs {
             command: CertsCommand::Dev { dir, registry },

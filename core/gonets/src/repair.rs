@@ -4,7 +4,7 @@
 
 use gonets_engine::runtime::repair::{repair_data_dir, LogRepair};
 use gonets_engine::runtime::HubConfig;
-use gonets_server::config_file::{ConfigFile, DATA_DIR_DEFAULT};
+use gonets_server::config_file::ConfigFile;
 use std::path::PathBuf;
 
 pub(crate) fn run(
@@ -16,9 +16,14 @@ pub(crate) fn run(
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    let data_dir = data_dir
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+    // Resolved once, here: the argument against the working directory, the
+    // config's against the config file's directory (ConfigFile::load).
+    let data_dir = match data_dir {
+        Some(d) => {
+            std::path::absolute(&d).map_err(|e| format!("data directory {}: {e}", d.display()))?
+        }
+        None => file.data_dir()?,
+    };
     // The segment size must be the one the logs were written with.
     let mut log = HubConfig::new(&data_dir).log;
     if let Some(s) = file.commit.segment_size_bytes {

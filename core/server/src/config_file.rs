@@ -2,6 +2,13 @@
 //! key). Every key has a default; with no file at all the server runs on
 //! loopback with the embedded demo registry and development certificates
 //! made under the data directory.
+//!
+//! Relative paths in a file (`data_dir`, `registry`, `[tls]`) are relative
+//! to the file's own directory, so that a file means the same whatever
+//! directory the server starts in (a service manager's is often `/`); the
+//! defaults, written in no file, are relative to the working directory.
+//! Every path is made absolute once, here, before anything opens it
+//! (glommio opens directories relative to no working directory).
 
 use crate::settings::{Security, ServerSettings};
 use crate::tls;
@@ -50,6 +57,18 @@ pub struct ConfigFile {
     /// Retention.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// The history archive.
+    #[serde(default)]
+    pub archive: ArchiveSection,
+}
+
+/// `[archive]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// History-index entries (two per finished exchange) a shard holds in
+    /// memory before it writes them as an index run.
+    pub index_table_entries_max: Option<usize>,
 }
 
 /// `[tls]`.
@@ -115,12 +134,44 @@ pub struct ServeConfig {
 }
 
 impl ConfigFile {
-    /// Reads and parses `path`.
+    /// Reads and parses `path`; its relative paths are taken relative to
+    /// the file's directory (and made absolute).
     pub fn load(path: &Path) -> Result<ConfigFile, ServerError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
-        ConfigFile::parse(&text)
-            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+        let file = ConfigFile::parse(&text)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        let base = absolute(path)?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| ServerError::Config(format!("{} has no directory", path.display())))?;
+        Ok(file.relative_to(&base))
+    }
+
+    /// The file with its relative paths joined to `base`.
+    fn relative_to(mut self, base: &Path) -> ConfigFile {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.data_dir.iter_mut().for_each(rebase);
+        self.registry.iter_mut().for_each(rebase);
+        if let Some(t) = &mut self.tls {
+            [&mut t.cert, &mut t.key, &mut t.client_ca]
+                .into_iter()
+                .for_each(rebase);
+        }
+        self
+    }
+
+    /// The data directory, absolute: the file's, else [`DATA_DIR_DEFAULT`]
+    /// in the working directory.
+    pub fn data_dir(&self) -> Result<PathBuf, ServerError> {
+        match &self.data_dir {
+            Some(d) => absolute(d),
+            None => absolute(Path::new(DATA_DIR_DEFAULT)),
+        }
     }
 
     /// Parses TOML text.
@@ -131,12 +182,13 @@ impl ConfigFile {
     /// Builds the hub and front-end settings; without `[tls]` or
     /// `[dev_tokens]`, makes development certificates under the data directory.
     pub fn resolve(self) -> Result<ServeConfig, ServerError> {
-        let data_dir = self
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+        let data_dir = self.data_dir()?;
         let mut hub = HubConfig::new(&data_dir);
         if let Some(n) = self.shards {
             hub.shards = n;
+        }
+        if let Some(n) = self.archive.index_table_entries_max {
+            hub.index_table_entries_max = n;
         }
         hub.pin_cores = self.cores;
         let registry = match &self.registry {
@@ -220,6 +272,12 @@ impl ConfigFile {
     }
 }
 
+/// `path` made absolute against the working directory (no file is read).
+fn absolute(path: &Path) -> Result<PathBuf, ServerError> {
+    std::path::absolute(path)
+        .map_err(|e| ServerError::Config(format!("path {}: {e}", path.display())))
+}
+
 /// Participant → development token, from the registry.
 pub fn registry_tokens(registry: &Registry) -> HashMap<String, String> {
     registry
@@ -239,4 +297,37 @@ pub fn ensure_dev_certs(dir: &Path, registry: &Registry) -> Result<tls::DevCerts
         return Ok(existing);
     }
     Ok(tls::make_dev_certs(dir, &ids, &["localhost", "127.0.0.1"])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_file_with_relative_paths_when_loaded_then_they_are_absolute_under_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gonets.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nregistry = \"conf/registry.toml\"\n\
+             [tls]\ncert = \"s.pem\"\nkey = \"/etc/k.pem\"\nclient_ca = \"../ca.pem\"\n\
+             [archive]\nindex_table_entries_max = 64\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(file.data_dir().unwrap(), dir.path().join("data"));
+        assert_eq!(file.registry, Some(dir.path().join("conf/registry.toml")));
+        let tls = file.tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.path().join("s.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/k.pem"), "absolute paths stay");
+        assert_eq!(tls.client_ca, dir.path().join("../ca.pem"));
+        assert_eq!(file.archive.index_table_entries_max, Some(64));
+    }
+
+    #[test]
+    fn given_no_data_dir_when_resolved_then_the_default_is_absolute_in_the_working_directory() {
+        let file = ConfigFile::default();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(file.data_dir().unwrap(), cwd.join(DATA_DIR_DEFAULT));
+    }
 }

@@ -19,6 +19,8 @@ pub const OUTBOX_MESSAGES_MAX_DEFAULT: usize = 65_536;
 pub const SUBSCRIPTION_CREDITS_MAX_DEFAULT: u32 = 1024;
 /// Default number of appended records between two state snapshots.
 pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 100_000;
+/// Default history-index entries a shard holds before it writes a run.
+pub const INDEX_TABLE_ENTRIES_MAX_DEFAULT: usize = crate::runtime::archive::TABLE_ENTRIES_MAX;
 /// Default time shutdown waits for shards to settle peer traffic, ms.
 pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// Default time `Drop` of a hub that was not shut down waits for its threads, ms.
@@ -114,6 +116,10 @@ pub struct HubConfig {
     pub shard: ShardTuning,
     /// Appended records between two snapshots of a shard's state (bounds replay after a restart).
     pub snapshot_every_records: u64,
+    /// History-index entries (two per finished exchange) a shard holds in
+    /// memory before it writes them as an index run (bounds replay of the
+    /// history archive after a restart).
+    pub index_table_entries_max: usize,
     /// Bound of each shard's inbound channel; senders wait when it is full.
     pub inbox_capacity: usize,
     /// Peer messages a shard holds for one slow peer before it refuses client commands.
@@ -143,6 +149,7 @@ impl HubConfig {
             log: LogConfig::default(),
             shard: ShardTuning::default(),
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
+            index_table_entries_max: INDEX_TABLE_ENTRIES_MAX_DEFAULT,
             inbox_capacity: INBOX_CAPACITY_DEFAULT,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
@@ -188,6 +195,9 @@ impl HubConfig {
         }
         if self.snapshot_every_records == 0 {
             return fail("snapshot_every_records must be positive".into());
+        }
+        if self.index_table_entries_max == 0 {
+            return fail("index_table_entries_max must be positive".into());
         }
         if self.inbox_capacity == 0 || self.outbox_messages_max == 0 {
             return fail("inbox_capacity and outbox_messages_max must be positive".into());

@@ -335,6 +335,7 @@ impl Hub {
                     mesh: hub.mesh.clone(),
                 },
                 snapshot_every_records: config.snapshot_every_records,
+                index_table_entries_max: config.index_table_entries_max,
                 outbox_messages_max: config.outbox_messages_max,
                 failures: hub.failures.clone(),
             };

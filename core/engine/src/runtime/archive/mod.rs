@@ -10,6 +10,7 @@
 //! history records no run covers yet: at most about `TABLE_ENTRIES_MAX`
 //! entries' worth, whatever the total history.
 
+mod backoff;
 pub(crate) mod index;
 pub(crate) mod record;
 
@@ -17,6 +18,7 @@ use crate::durable_file;
 use crate::runtime::committer::Commits;
 use crate::runtime::start_error::HubStartError;
 use crate::shard::{Reply, StatusView};
+use backoff::{Backoff, FailureNote, BACKOFF_MAX_MS, BACKOFF_MIN_MS};
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId};
@@ -158,6 +160,8 @@ pub(crate) struct Archive {
     chunk_bytes_max: usize,
     /// An index job runs in the background.
     busy: Rc<Cell<bool>>,
+    /// When a failed index job may run again, and what to log about it.
+    backoff: Rc<RefCell<Backoff>>,
 }
 
 /// The history log's settings: the shard log's, without zero prewrites
@@ -171,16 +175,9 @@ pub(crate) fn history_log_config(shard_log: &LogConfig) -> LogConfig {
 }
 
 impl Archive {
-    /// Opens (or creates) the archive of the shard whose log is in `shard_dir`.
-    pub(crate) async fn open(
-        shard_dir: &Path,
-        shard: u16,
-        shard_log: &LogConfig,
-    ) -> Result<Archive, HubStartError> {
-        Archive::open_with(shard_dir, shard, shard_log, TABLE_ENTRIES_MAX).await
-    }
-
-    /// As `open`, with the in-memory table's bound given.
+    /// Opens (or creates) the archive of the shard whose log is in
+    /// `shard_dir`, whose in-memory index table holds `table_entries_max`
+    /// entries before it is written as a run.
     pub(crate) async fn open_with(
         shard_dir: &Path,
         shard: u16,
@@ -219,6 +216,7 @@ impl Archive {
             chunk: Vec::new(),
             chunk_bytes_max,
             busy: Rc::new(Cell::new(false)),
+            backoff: Rc::new(RefCell::new(Backoff::new(BACKOFF_MIN_MS, BACKOFF_MAX_MS))),
         };
         archive
             .load_index()
@@ -375,22 +373,23 @@ impl Archive {
             self.index.borrow_mut().insert(&p);
             done.push(p.request_id);
         }
-        if !done.is_empty() && !self.busy.get() {
+        // A failed job waits out its back-off (a pass per settle would
+        // retry, and log, as fast as histories arrive).
+        let may_run = self.backoff.borrow().may_run(std::time::Instant::now());
+        if !done.is_empty() && !self.busy.get() && may_run {
             let due = self.index.borrow().job_due();
             if due {
                 self.busy.set(true);
-                let (index, dir, busy, shard) = (
+                let (index, dir, busy, backoff, shard) = (
                     self.index.clone(),
                     self.index_dir.clone(),
                     self.busy.clone(),
+                    self.backoff.clone(),
                     self.shard,
                 );
                 glommio::spawn_local(async move {
-                    if let Err(e) = run_jobs(&index, &dir, shard).await {
-                        // The entries stay in memory (the frozen table is
-                        // retried at the next pass); nothing is lost.
-                        tracing::error!(shard, error = %e, "history index job failed");
-                    }
+                    let outcome = run_jobs(&index, &dir, shard).await;
+                    note_job(&backoff, shard, outcome);
                     busy.set(false);
                 })
                 .detach();
@@ -490,6 +489,43 @@ impl Archive {
     #[allow(dead_code)]
     pub(crate) fn runs(&self) -> usize {
         self.index.borrow().runs.len()
+    }
+}
+
+/// Records an index job's outcome in its back-off; logs a streak of
+/// failures at its start and at each doubling of its length, and its end.
+fn note_job(backoff: &RefCell<Backoff>, shard: u16, outcome: Result<(), IndexRunError>) {
+    let mut backoff = backoff.borrow_mut();
+    let e = match outcome {
+        Ok(()) => {
+            if let Some(failures) = backoff.succeeded() {
+                tracing::info!(shard, failures, "history index job works again");
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    // The entries stay in memory (the frozen table is retried at the next
+    // pass) and lookups find them there: nothing is lost.
+    match backoff.failed(std::time::Instant::now()) {
+        FailureNote::First { retry_in_ms } => tracing::error!(
+            shard,
+            error = %e,
+            retry_in_ms,
+            "history index job failed; its entries stay in memory, retried with back-off \
+             (one line per doubling of the streak)"
+        ),
+        FailureNote::StillFailing {
+            failures,
+            retry_in_ms,
+        } => tracing::error!(
+            shard,
+            error = %e,
+            failures,
+            retry_in_ms,
+            "history index job still failing"
+        ),
+        FailureNote::Quiet => {}
     }
 }
 
@@ -666,5 +702,82 @@ mod tests {
                 .iter()
                 .all(|f| !f.to_string_lossy().ends_with(".tmp")));
         });
+    }
+
+    /// Log lines written through a `tracing` subscriber, kept for a test.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn matching(&self, level: &str, text: &str) -> usize {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| l.contains(level) && l.contains(text))
+                .count()
+        }
+    }
+
+    #[test]
+    fn given_an_index_dir_that_fails_when_histories_keep_coming_then_one_error_and_one_recovery_line(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let lines = Lines::default();
+        let seen = lines.clone();
+        run_local(move || async move {
+            let writer = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .finish();
+            let _logs = tracing::subscriber::set_default(subscriber);
+            let config = LogConfig::small_for_tests();
+            let mut a = Archive::open_with(&path, 0, &config, 8)
+                .await
+                .expect("opens");
+            // The index directory goes away: every run write fails.
+            let index_dir = path.join("history-index");
+            let aside = path.join("history-index-aside");
+            std::fs::rename(&index_dir, &aside).unwrap();
+            // Four histories fill the table; many more arrive during the back-off.
+            archive_all(&mut a, (0..40).map(view)).await;
+            assert_eq!(a.runs(), 0, "no run could be written");
+            check_all(&a, 40);
+            // The directory is back; after the back-off the next history
+            // writes the waiting entries (a wait bounded by BACKOFF_MAX_MS).
+            std::fs::rename(&aside, &index_dir).unwrap();
+            let mut n = 40;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while a.runs() == 0 && std::time::Instant::now() < deadline {
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                archive_all(&mut a, std::iter::once(view(n))).await;
+                n += 1;
+            }
+            assert!(a.runs() >= 1, "the index job recovered");
+            check_all(&a, n);
+            a.close().await.unwrap();
+        });
+        assert_eq!(
+            seen.matching("ERROR", "history index job failed"),
+            1,
+            "one line for the streak's start"
+        );
+        assert_eq!(seen.matching("INFO", "history index job works again"), 1);
+        assert!(
+            seen.matching("ERROR", "history index job still failing") <= 3,
+            "a line per doubling at most, not one per pass"
+        );
     }
 }

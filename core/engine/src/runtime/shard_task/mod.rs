@@ -65,6 +65,8 @@ pub(crate) struct ShardStart {
     pub(crate) inlet: Inlet,
     /// Appended records between snapshots.
     pub(crate) snapshot_every_records: u64,
+    /// History-index entries held before a run is written.
+    pub(crate) index_table_entries_max: usize,
     /// Bound of a lane to one peer.
     pub(crate) outbox_messages_max: usize,
     /// Where a failed log is reported to the hub.
@@ -116,7 +118,14 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
-    let archive = match Archive::open(&start.dir, id, &start.log_config).await {
+    let archive = match Archive::open_with(
+        &start.dir,
+        id,
+        &start.log_config,
+        start.index_table_entries_max,
+    )
+    .await
+    {
         Ok(a) => a,
         Err(e) => {
             let _ = log.close().await;
