@@ -843,6 +843,56 @@ mod tests {
     }
 
     #[test]
+    fn given_ways_when_measured_then_three_ways_are_figured_and_their_files_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LimitsConfig {
+            dir: dir.path().to_path_buf(),
+            quick: true,
+            seconds_each: Some(0.1),
+            ways: Some(crate::disk_ways::WaysConfig {
+                mib: 2,
+                file_mib: 1,
+                iters: 20,
+            }),
+        };
+        let mut lines = Vec::new();
+        let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
+        assert_eq!(lines.len(), 7, "{lines:?}");
+        let ways = l.ways.as_ref().expect("ways measured");
+        for (name, w) in [
+            ("buffered", &ways.buffered),
+            ("direct", &ways.direct),
+            ("overwrite", &ways.overwrite),
+        ] {
+            assert!(w.seq_mb_s > 0.0 && w.seq_mb_s.is_finite(), "{name}");
+            assert_eq!(w.write4k_fdatasync.count, 20, "{name}");
+            assert_eq!(w.seq_chunk_write_fdatasync.count, 2, "{name}");
+            assert!(w.write4k_fdatasync.p50_us <= w.write4k_fdatasync.max_us);
+        }
+        let json = serde_json::to_value(&l).unwrap();
+        assert!(json["ways"]["overwrite"]["write4k_fdatasync"]["p99_us"].is_number());
+        assert!(l.summary().contains("(d) O_DIRECT overwrite"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn given_no_ways_when_serialized_then_no_ways_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LimitsConfig {
+            dir: dir.path().to_path_buf(),
+            quick: true,
+            seconds_each: Some(0.05),
+            ways: None,
+        };
+        let l = measure(&cfg, &mut |_| {}).unwrap();
+        let json = serde_json::to_value(&l).unwrap();
+        assert!(
+            json.get("ways").is_none(),
+            "bench/run's limits.json keeps its keys"
+        );
+    }
+
+    #[test]
     fn missing_dir_is_an_error() {
         let cfg = LimitsConfig {
             dir: PathBuf::from("/nonexistent/gonets-limits"),
