@@ -129,7 +129,9 @@ pub fn executor(name: &str) -> Result<LocalExecutor, String> {
 
 /// A directory for data that is removed when dropped (unless kept).
 pub struct WorkDir {
+    /// The directory.
     pub path: PathBuf,
+    /// Leave it on disk when dropped (`--keep`).
     pub keep: bool,
 }
 

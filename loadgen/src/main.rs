@@ -320,7 +320,7 @@ fn run(args: &Args) -> Result<bool, String> {
                     dir: args.limits_dir.clone(),
                     quick: args.quick,
                     seconds_each: None,
-                    ways: args.ways.then(|| WaysConfig {
+                    ways: args.ways.then_some(WaysConfig {
                         mib: args.ways_mib,
                         file_mib: args.ways_file_mib,
                         iters: args.ways_iters as usize,
