@@ -57,12 +57,14 @@ for r in $(seq 1 "$runs"); do
     echo "== run $r/$runs: rt at $rate/s"
     ./target/release/gonets-loadgen rt --in-process --rate "$rate" --duration "$seconds" --warmup 1 \
       --consumers 4 --providers 4 --hub-cores 1 --cores 0 --data-dir "$data/rt" \
-      --json "$out-rt-$rate-$r.json" 2>/dev/null | grep -E "^  rt|INVALID" || true
+      --json "$out-rt-$rate-$r.json" 2>/dev/null | grep -E "^  rt|INVALID" \
+      || echo "engine.sh: rt at $rate/s failed or was invalid (see $out-rt-$rate-$r.json)"
   done
   echo "== run $r/$runs: bulk, $count requests of 4 KiB"
   ./target/release/gonets-loadgen bulk --in-process --messages "$count" --message-bytes 4096 \
     --senders 8 --window 64 --providers 2 --hub-cores 1 --cores 0 --data-dir "$data/bulk" \
-    --json "$out-bulk-$r.json" 2>/dev/null | grep -E "^  bulk|INVALID" || true
+    --json "$out-bulk-$r.json" 2>/dev/null | grep -E "^  bulk|INVALID" \
+    || echo "engine.sh: bulk failed or was invalid (see $out-bulk-$r.json)"
 done
 if [ "$criterion" = 1 ]; then
   echo "== criterion: the shard state machine alone"
