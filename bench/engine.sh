@@ -39,22 +39,32 @@ if [ "$cur" != "unlimited" ] && [ "$cur" -lt $((512 * 1024)) ]; then
 fi
 
 cargo build --release -p gonets-bench --bins
+cargo build --release -p gonets-loadgen
 out="bench/results/$(date -u +%Y-%m-%d)-engine-$(hostname -s)"
 mkdir -p bench/results
+# The in-process hubs' data directories (each removed after its run).
+data=$(mktemp -d "${TMPDIR:-/tmp}/gonets-engine-bench.XXXXXX")
+trap 'rm -rf "$data"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 
 for r in $(seq 1 "$runs"); do
   echo "== run $r/$runs: the log alone (commit-latency, open loop, 1 KiB, core 1)"
   taskset -c 1 ./target/release/commit-latency --rates "$rates" --seconds "$seconds" --warmup 1 \
     --json "$out-commit-$r.json" | tail -n +3
+  # The hub inside the generator's process (no network): 4 consumers and
+  # 4 provider loops for rt, 8 x 64 in flight and 2 provider loops for bulk.
   for rate in ${rates//,/ }; do
     echo "== run $r/$runs: rt at $rate/s"
-    ./target/release/hub-workloads rt --rate "$rate" --seconds "$seconds" --warmup 1 \
-      --shard-cores 1 --loadgen-core 0 --json "$out-rt-$rate-$r.json" | grep "^rt:"
+    ./target/release/gonets-loadgen rt --in-process --rate "$rate" --duration "$seconds" --warmup 1 \
+      --consumers 4 --providers 4 --hub-cores 1 --cores 0 --data-dir "$data/rt" \
+      --json "$out-rt-$rate-$r.json" 2>/dev/null | grep -E "^  rt|INVALID" \
+      || echo "engine.sh: rt at $rate/s failed or was invalid (see $out-rt-$rate-$r.json)"
   done
   echo "== run $r/$runs: bulk, $count requests of 4 KiB"
-  ./target/release/hub-workloads bulk --count "$count" --shard-cores 1 --loadgen-core 0 \
-    --json "$out-bulk-$r.json" 2>/dev/null | grep '^bulk'
+  ./target/release/gonets-loadgen bulk --in-process --messages "$count" --message-bytes 4096 \
+    --senders 8 --window 64 --providers 2 --hub-cores 1 --cores 0 --data-dir "$data/bulk" \
+    --json "$out-bulk-$r.json" 2>/dev/null | grep -E "^  bulk|INVALID" \
+    || echo "engine.sh: bulk failed or was invalid (see $out-bulk-$r.json)"
 done
 if [ "$criterion" = 1 ]; then
   echo "== criterion: the shard state machine alone"

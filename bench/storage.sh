@@ -9,7 +9,8 @@
 #
 #   --quick      skip the criterion bench (about 3 minutes)
 #   --no-pin     do not pin the measured processes to core 1 (results file gets -unpinned)
-#   --runs N     repeat disk-limits, commit-latency and recovery-bench N times;
+#   --runs N     repeat the limits (gonets-loadgen limits --ways), commit-latency
+#                and recovery-bench N times;
 #                the summary takes medians (default 3)
 #   --dir DIR    directory on the disk under test (default: $TMPDIR or /tmp)
 #   --seconds S  measured seconds per offered load in commit-latency (default 5)
@@ -52,6 +53,8 @@ fi
 # the tests crate turns on) stays off, as in production.
 echo "+ cargo build --release -p gonets-bench"
 cargo build --release -p gonets-bench
+echo "+ cargo build --release -p gonets-loadgen"
+cargo build --release -p gonets-loadgen
 if [ "$quick" = 0 ]; then
   echo "+ cargo bench -p gonets-bench --bench storage --no-run"
   cargo bench -p gonets-bench --bench storage --no-run
@@ -115,7 +118,9 @@ for i in $(seq 1 "$runs"); do
   r="$work/run-$i"
   mkdir -p "$r"
   echo "== run $i of $runs"
-  run ${pin[@]+"${pin[@]}"} "$bin/disk-limits" --dir "$dir" --json "$r/disk-limits.json"
+  # The raw limits: the storage design's write ways through io_uring (the
+  # figures the summary compares with), and loopback/memcpy beside them.
+  run ${pin[@]+"${pin[@]}"} "$bin/gonets-loadgen" limits --ways --quick --limits-dir "$dir" --json "$r/limits.json"
   settle
   run ${pin[@]+"${pin[@]}"} "$bin/commit-latency" --dir "$dir" --seconds "$seconds" --segment-mib "$segment_mib" --paced 1000 --max --json "$r/commit-latency.json"
   settle
@@ -132,6 +137,6 @@ fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$work/machine.txt"
 
 echo "== summary"
-"$bin/storage-summary" --runs "$work" --criterion "$target_dir/criterion" --since "$since" --out "$out"
+"$bin/gonets-loadgen" report --storage --results "$work" --criterion "$target_dir/criterion" --since "$since" --json "$out"
 rm -rf "$work"
 echo "results: $out"

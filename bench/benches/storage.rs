@@ -8,7 +8,7 @@
 //!
 //! Throughput benchmarks count one iteration per record (time/iter is the
 //! time per record; records/s = 10^9 / ns), with decimal bytes of payload as
-//! the throughput so MB/s compares with `disk-limits`.
+//! the throughput so MB/s compares with `gonets-loadgen limits --ways`.
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
@@ -216,7 +216,7 @@ criterion_group!(benches, stream_k64, concurrent, latency, read_seq);
 /// `criterion_main!` plus the work directory (`GONETS_BENCH_DIR`, else the
 /// system temp dir), removed after the last benchmark.
 fn main() {
-    let base = std::env::var("GONETS_BENCH_DIR").ok();
+    let base = std::env::var_os("GONETS_BENCH_DIR").map(PathBuf::from);
     let work = WorkDir::new(base.as_deref(), "gonets-bench-storage").expect("work dir");
     BASE.set(work.path.clone()).expect("set once");
     benches();

@@ -1,6 +1,7 @@
-//! gonets benchmark tools (see `bench/README.md`): the few helpers the
-//! `disk-limits`, `commit-latency` and `recovery-bench` binaries and the
-//! criterion bench share.
+//! gonets storage benchmarks (see `bench/README.md`): the few helpers the
+//! `commit-latency` and `recovery-bench` binaries and the criterion benches
+//! share. Workloads, limits and reports live in the load generator
+//! (`gonets-loadgen`); this crate measures the storage log alone.
 
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use gonets_storage::{Durability, Log, LogConfig, LogError};
@@ -9,167 +10,99 @@ use serde_json::{json, Value};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Command-line flags: `--name value`, `--name=value` or a bare `--name`.
-/// Hand-rolled so every tool reports a bad flag as a sentence, never a panic.
-#[derive(Debug)]
-pub struct Args {
-    given: Vec<(String, Option<String>)>,
+/// The log settings both tools take (`--segment-mib` and friends), parsed
+/// by clap: a bad value is refused with a sentence and exit status 2.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogFlags {
+    /// Segment size of the log, MiB (default: the production size, 64):
+    /// segment size changes how ext4 converts the preallocated extents,
+    /// which shows in commit latency (see RESULTS.md).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4095))]
+    pub segment_mib: Option<u64>,
+    /// Zero writes this far ahead of the log's write position, MiB
+    /// (default: the LogConfig default, 32; 0: none).
+    #[arg(long)]
+    pub prewrite_ahead_mib: Option<u64>,
+    /// Size of one zero write, KiB (default: the LogConfig default, 1024).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8192))]
+    pub prewrite_chunk_kib: Option<u64>,
+    /// Largest batch, KiB (default: the LogConfig default, 1024).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub batch_kib: Option<u64>,
 }
 
-impl Args {
-    /// Parses the process arguments; `spec` lists each known flag and whether
-    /// it takes a value.
-    pub fn parse(spec: &[(&str, bool)]) -> Result<Args, String> {
-        Self::parse_from(std::env::args().skip(1), spec)
-    }
-
-    pub fn parse_from(
-        args: impl IntoIterator<Item = String>,
-        spec: &[(&str, bool)],
-    ) -> Result<Args, String> {
-        let mut given = vec![];
-        let mut it = args.into_iter();
-        while let Some(arg) = it.next() {
-            let Some(body) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument `{arg}` (flags start with --)"));
-            };
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (body.to_string(), None),
-            };
-            let Some(&(_, takes_value)) = spec.iter().find(|(n, _)| *n == name) else {
-                return Err(format!("unknown flag `--{name}`"));
-            };
-            let value = match (takes_value, inline) {
-                (true, Some(v)) => Some(v),
-                (true, None) => Some(
-                    it.next()
-                        .ok_or_else(|| format!("flag `--{name}` needs a value"))?,
-                ),
-                (false, Some(_)) => return Err(format!("flag `--{name}` takes no value")),
-                (false, None) => None,
-            };
-            given.push((name, value));
-        }
-        Ok(Args { given })
-    }
-
-    /// True when the bare flag was given.
-    pub fn flag(&self, name: &str) -> bool {
-        self.given.iter().any(|(n, _)| n == name)
-    }
-
-    /// The last value given for `name`, as text.
-    pub fn text(&self, name: &str) -> Option<&str> {
-        self.given
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    /// The value of `name` parsed as `T`, or `default` when absent.
-    pub fn value<T: FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        match self.text(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("flag `--{name}`: cannot read `{v}`")),
-        }
-    }
-
-    /// A positive number (zero, negative and NaN are refused).
-    pub fn positive<T: FromStr + PartialOrd + Default>(
-        &self,
-        name: &str,
-        default: T,
-    ) -> Result<T, String> {
-        let v = self.value(name, default)?;
-        // Compared with partial_cmp so NaN (incomparable) is refused too.
-        if v.partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
-            return Err(format!("flag `--{name}` must be positive"));
-        }
-        Ok(v)
-    }
-
-    /// A positive number no larger than `max` (which also refuses infinity).
-    pub fn bounded<T: FromStr + PartialOrd + Default + std::fmt::Display>(
-        &self,
-        name: &str,
-        default: T,
-        max: T,
-    ) -> Result<T, String> {
-        let v = self.positive(name, default)?;
-        if v > max {
-            return Err(format!("flag `--{name}` must be at most {max}"));
-        }
-        Ok(v)
-    }
-
-    /// A comma-separated list of positive numbers.
-    pub fn list<T: FromStr + PartialOrd + Default>(
-        &self,
-        name: &str,
-        default: Vec<T>,
-    ) -> Result<Vec<T>, String> {
-        let Some(text) = self.text(name) else {
-            return Ok(default);
+impl LogFlags {
+    /// The production `LogConfig` with these flags applied.
+    pub fn log_config(&self) -> Result<LogConfig, String> {
+        let d = LogConfig::default();
+        let config = LogConfig {
+            segment_size_bytes: self.segment_mib.map_or(d.segment_size_bytes, |m| m << 20),
+            prewrite_ahead_bytes: self
+                .prewrite_ahead_mib
+                .map_or(d.prewrite_ahead_bytes, |m| m << 20),
+            prewrite_chunk_bytes: self
+                .prewrite_chunk_kib
+                .map_or(d.prewrite_chunk_bytes, |k| (k as usize) << 10),
+            batch_bytes_max: self
+                .batch_kib
+                .map_or(d.batch_bytes_max, |k| (k as usize) << 10),
+            ..d
         };
-        let items: Result<Vec<T>, String> = text
-            .split(',')
-            .map(|s| match s.trim().parse::<T>() {
-                Ok(v) if v > T::default() => Ok(v),
-                _ => Err(format!("flag `--{name}`: `{s}` is not a positive number")),
-            })
-            .collect();
-        let items = items?;
-        if items.is_empty() {
-            return Err(format!("flag `--{name}` is empty"));
-        }
-        Ok(items)
+        config
+            .validate()
+            .map_err(|e| format!("flags `--segment-mib`/`--prewrite-*`/`--batch-kib`: {e}"))?;
+        Ok(config)
     }
 
-    /// `--durability fdatasync|none`.
-    pub fn durability(&self) -> Result<Durability, String> {
-        match self.text("durability").unwrap_or("fdatasync") {
-            "fdatasync" => Ok(Durability::Fdatasync),
-            "none" => Ok(Durability::None),
-            other => Err(format!(
-                "flag `--durability`: `{other}` is neither `fdatasync` nor `none`"
-            )),
+    /// The flags as given, to pass on to a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = vec![];
+        let mut push = |name: &str, v: Option<u64>| {
+            if let Some(v) = v {
+                out.push(format!("--{name}={v}"));
+            }
+        };
+        push("segment-mib", self.segment_mib);
+        push("prewrite-ahead-mib", self.prewrite_ahead_mib);
+        push("prewrite-chunk-kib", self.prewrite_chunk_kib);
+        push("batch-kib", self.batch_kib);
+        out
+    }
+}
+
+/// `--durability`: what a commit waits for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityFlag {
+    /// Every commit is fdatasync'd.
+    Fdatasync,
+    /// No fdatasync: survives a process crash only.
+    None,
+}
+
+impl From<DurabilityFlag> for Durability {
+    fn from(d: DurabilityFlag) -> Durability {
+        match d {
+            DurabilityFlag::Fdatasync => Durability::Fdatasync,
+            DurabilityFlag::None => Durability::None,
         }
     }
 }
 
-/// The production `LogConfig`, with `--segment-mib` (default: the
-/// production size, 64) when given: segment size changes how ext4 converts the
-/// preallocated extents, which shows in commit latency (see RESULTS.md).
-/// `--prewrite-ahead-mib` and `--prewrite-chunk-kib` (where a tool takes
-/// them) set the background zero writes ahead of the log (0 MiB: none).
-pub fn log_config(args: &Args) -> Result<LogConfig, String> {
-    let defaults = LogConfig::default();
-    let mib: u64 = args.bounded("segment-mib", defaults.segment_size_bytes >> 20, 4095)?;
-    let ahead_mib: u64 = args.value("prewrite-ahead-mib", defaults.prewrite_ahead_bytes >> 20)?;
-    let batch_kib: usize = args.bounded("batch-kib", defaults.batch_bytes_max >> 10, 64 << 10)?;
-    let chunk_kib: usize = args.bounded(
-        "prewrite-chunk-kib",
-        defaults.prewrite_chunk_bytes >> 10,
-        8192,
-    )?;
-    let config = LogConfig {
-        segment_size_bytes: mib << 20,
-        prewrite_ahead_bytes: ahead_mib << 20,
-        prewrite_chunk_bytes: chunk_kib << 10,
-        batch_bytes_max: batch_kib << 10,
-        ..defaults
-    };
-    config
-        .validate()
-        .map_err(|e| format!("flags `--segment-mib`/`--prewrite-*`: {e}"))?;
-    Ok(config)
+/// A clap value parser: a finite number above zero, at most `max`.
+pub fn positive_at_most(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number"))?;
+        // Compared so that NaN (incomparable) is refused too.
+        if !(v > 0.0 && v <= max) {
+            return Err(format!("`{s}` must be above 0 and at most {max}"));
+        }
+        Ok(v)
+    }
 }
 
 /// Name of a durability as the tools print it.
@@ -196,14 +129,18 @@ pub fn executor(name: &str) -> Result<LocalExecutor, String> {
 
 /// A directory for data that is removed when dropped (unless kept).
 pub struct WorkDir {
+    /// The directory.
     pub path: PathBuf,
+    /// Leave it on disk when dropped (`--keep`).
     pub keep: bool,
 }
 
 impl WorkDir {
     /// `base/name-PID`, created empty; `base` is `--dir` or the system temp dir.
-    pub fn new(base: Option<&str>, name: &str) -> Result<WorkDir, String> {
-        let base = base.map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    pub fn new(base: Option<&Path>, name: &str) -> Result<WorkDir, String> {
+        let base = base
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
         if !base.is_dir() {
             return Err(format!("{} is not a directory", base.display()));
         }
@@ -277,10 +214,10 @@ pub fn summary_line(h: &Histogram<u64>) -> String {
 }
 
 /// Writes `value` as pretty JSON to `path` (when given).
-pub fn write_json(path: Option<&str>, value: &Value) -> Result<(), String> {
+pub fn write_json(path: Option<&Path>, value: &Value) -> Result<(), String> {
     let Some(path) = path else { return Ok(()) };
     let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    std::fs::write(Path::new(path), text + "\n").map_err(|e| format!("cannot write {path}: {e}"))
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// MB/s with MB = 10^6 bytes, as disk vendors and `dd` count.
@@ -338,32 +275,52 @@ pub async fn run_producers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    const SPEC: &[(&str, bool)] = &[("mib", true), ("json", true), ("quick", false)];
+    #[derive(Parser, Debug)]
+    struct Tool {
+        #[command(flatten)]
+        log: LogFlags,
+        #[arg(long, value_enum, default_value = "fdatasync")]
+        durability: DurabilityFlag,
+        #[arg(long, value_parser = positive_at_most(600.0))]
+        seconds: Option<f64>,
+    }
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
-        Args::parse_from(args.iter().map(|s| s.to_string()), SPEC)
+    fn parse(args: &[&str]) -> Result<Tool, String> {
+        Tool::try_parse_from(std::iter::once("tool").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn given_good_flags_when_parsed_then_values_read() {
-        let a = parse(&["--mib", "64", "--json=x.json", "--quick"]).unwrap();
-        assert_eq!(a.positive::<u64>("mib", 1).unwrap(), 64);
-        assert_eq!(a.text("json"), Some("x.json"));
-        assert!(a.flag("quick"));
+        let t = parse(&[
+            "--segment-mib",
+            "128",
+            "--durability=none",
+            "--seconds",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(t.log.segment_mib, Some(128));
+        assert_eq!(t.durability, DurabilityFlag::None);
+        assert_eq!(t.seconds, Some(2.5));
+        let config = t.log.log_config().unwrap();
+        assert_eq!(config.segment_size_bytes, 128 << 20);
+        assert_eq!(t.log.to_args(), vec!["--segment-mib=128".to_string()]);
     }
 
     #[test]
     fn given_bad_flags_when_parsed_then_errors_name_them() {
         assert!(parse(&["--nope"]).unwrap_err().contains("--nope"));
-        assert!(parse(&["--mib"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&["--quick=1"]).unwrap_err().contains("no value"));
+        assert!(parse(&["--segment-mib"]).unwrap_err().contains("value"));
         assert!(parse(&["stray"]).unwrap_err().contains("stray"));
-        let a = parse(&["--mib", "-3"]).unwrap();
-        assert!(a.positive::<i64>("mib", 1).is_err());
-        let a = parse(&["--mib", "x"]).unwrap();
-        assert!(a.positive::<u64>("mib", 1).is_err());
-        let a = parse(&["--mib", "1,0"]).unwrap();
-        assert!(a.list::<u64>("mib", vec![]).is_err());
+        assert!(parse(&["--segment-mib", "0"]).is_err());
+        assert!(parse(&["--segment-mib", "4096"]).is_err());
+        assert!(parse(&["--segment-mib", "x"]).is_err());
+        assert!(parse(&["--durability", "maybe"]).is_err());
+        for bad in ["-3", "0", "NaN", "inf", "601", "x"] {
+            assert!(parse(&["--seconds", bad]).is_err(), "{bad}");
+        }
     }
 }

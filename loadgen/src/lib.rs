@@ -2,8 +2,10 @@
 //! (or, for comparison, NATS JetStream), open loop, thread per core, with
 //! per-core HDR histograms merged at the end. See `loadgen/README.md`.
 
+pub mod disk_ways;
 pub mod embedded;
 pub mod gonets;
+pub mod inprocess;
 pub mod limits;
 pub mod nats;
 pub mod params;
@@ -15,3 +17,4 @@ pub mod report;
 pub mod result;
 pub mod scenario;
 pub mod schedule;
+pub mod storage_report;

@@ -52,6 +52,9 @@ pub struct LimitsConfig {
     pub quick: bool,
     /// Seconds per measurement, overriding `quick` (tests use a fraction).
     pub seconds_each: Option<f64>,
+    /// Also measure the storage design's write ways through io_uring
+    /// (`--ways`: what `bench/storage.sh` compares the log with).
+    pub ways: Option<crate::disk_ways::WaysConfig>,
 }
 
 impl LimitsConfig {
@@ -132,6 +135,10 @@ pub struct Limits {
 
     /// Copies of a 64 MiB buffer, bytes copied per second, GB/s.
     pub memcpy_gb_per_s: f64,
+
+    /// The write ways through io_uring, when asked for (`--ways`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ways: Option<crate::disk_ways::Ways>,
 }
 
 /// Measures the machine's limits, one measurement after another, each
@@ -147,6 +154,21 @@ pub fn measure(cfg: &LimitsConfig, progress: &mut dyn FnMut(&str)) -> Result<Lim
     let dir = &cfg.dir;
     check_writable(dir)?;
     let mount = mount_of(dir);
+    // The ways first, their files kept until every measurement is done:
+    // removing files disturbs fdatasync for seconds on a `discard` mount.
+    let ways_dir = WaysDir::new(dir, cfg.ways.is_some())?;
+    let ways = match (&cfg.ways, &ways_dir) {
+        (Some(w), Some(d)) => {
+            progress(&format!(
+                "measuring the write ways through io_uring in {} ({} MiB sequential, {} x 4 KiB each)...",
+                d.path.display(),
+                w.mib,
+                w.iters
+            ));
+            Some(crate::disk_ways::measure(&d.path, w)?)
+        }
+        _ => None,
+    };
 
     progress(&format!(
         "measuring loopback TCP round trip, 1 B ({secs} s)..."
@@ -200,7 +222,32 @@ pub fn measure(cfg: &LimitsConfig, progress: &mut dyn FnMut(&str)) -> Result<Lim
         write4k_written_fdatasync_max_us: w4_written.max_us,
         write4k_written_fdatasync_per_s: w4_written.per_s,
         memcpy_gb_per_s: memcpy / 1e9,
+        ways,
     })
+}
+
+/// The directory of the ways' files, removed when dropped.
+struct WaysDir {
+    path: PathBuf,
+}
+
+impl WaysDir {
+    fn new(dir: &Path, wanted: bool) -> Result<Option<WaysDir>, String> {
+        if !wanted {
+            return Ok(None);
+        }
+        let path = dir.join(format!(".gonets-limits-{}-ways", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("limits: cannot create {}: {e}", path.display()))?;
+        Ok(Some(WaysDir { path }))
+    }
+}
+
+impl Drop for WaysDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 impl Limits {
@@ -247,6 +294,9 @@ impl Limits {
             format!("memcpy of 64 MiB: {:.1} GB/s", self.memcpy_gb_per_s),
             format!("({} s per measurement)", self.seconds_each),
         ]
+        .into_iter()
+        .chain(self.ways.as_ref().map(|w| w.summary()))
+        .collect::<Vec<_>>()
         .join("\n")
     }
 }
@@ -762,6 +812,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             quick: true,
             seconds_each: Some(0.2),
+            ways: None,
         };
         let mut lines = Vec::new();
         let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
@@ -792,11 +843,62 @@ mod tests {
     }
 
     #[test]
+    fn given_ways_when_measured_then_three_ways_are_figured_and_their_files_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LimitsConfig {
+            dir: dir.path().to_path_buf(),
+            quick: true,
+            seconds_each: Some(0.1),
+            ways: Some(crate::disk_ways::WaysConfig {
+                mib: 2,
+                file_mib: 1,
+                iters: 20,
+            }),
+        };
+        let mut lines = Vec::new();
+        let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
+        assert_eq!(lines.len(), 7, "{lines:?}");
+        let ways = l.ways.as_ref().expect("ways measured");
+        for (name, w) in [
+            ("buffered", &ways.buffered),
+            ("direct", &ways.direct),
+            ("overwrite", &ways.overwrite),
+        ] {
+            assert!(w.seq_mb_s > 0.0 && w.seq_mb_s.is_finite(), "{name}");
+            assert_eq!(w.write4k_fdatasync.count, 20, "{name}");
+            assert_eq!(w.seq_chunk_write_fdatasync.count, 2, "{name}");
+            assert!(w.write4k_fdatasync.p50_us <= w.write4k_fdatasync.max_us);
+        }
+        let json = serde_json::to_value(&l).unwrap();
+        assert!(json["ways"]["overwrite"]["write4k_fdatasync"]["p99_us"].is_number());
+        assert!(l.summary().contains("(d) O_DIRECT overwrite"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn given_no_ways_when_serialized_then_no_ways_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LimitsConfig {
+            dir: dir.path().to_path_buf(),
+            quick: true,
+            seconds_each: Some(0.05),
+            ways: None,
+        };
+        let l = measure(&cfg, &mut |_| {}).unwrap();
+        let json = serde_json::to_value(&l).unwrap();
+        assert!(
+            json.get("ways").is_none(),
+            "bench/run's limits.json keeps its keys"
+        );
+    }
+
+    #[test]
     fn missing_dir_is_an_error() {
         let cfg = LimitsConfig {
             dir: PathBuf::from("/nonexistent/gonets-limits"),
             quick: true,
             seconds_each: Some(0.1),
+            ways: None,
         };
         let e = measure(&cfg, &mut |_| {}).unwrap_err();
         assert!(e.contains("not a directory"), "{e}");

@@ -1,16 +1,22 @@
 //! gonets-loadgen: the named workloads of DESIGN.md §4 — rt, bulk, mixed,
 //! backlog, recovery — against a running hub (`--target`) or one it starts
-//! (`--embedded`), or against NATS JetStream (`--system nats`); plus the
-//! machine's own limits (`limits`) and the loadgen registry (`registry`).
+//! (`--embedded`), rt and bulk with the hub inside this process
+//! (`--in-process`), or against NATS JetStream (`--system nats`); plus the
+//! machine's own limits (`limits`, `--ways` for the storage write ways),
+//! the reports (`report`, `report --storage`) and the loadgen registry
+//! (`registry`). The one tool of the benchmarks (`bench/*.sh` call it).
 //! Open loop from scheduled times, thread per core, per-core HDR
 //! histograms merged; a progress line a second; a summary, a JSON result
 //! and an SVG latency plot. See loadgen/README.md.
 
 use clap::Parser;
+use gonets_loadgen::disk_ways::WaysConfig;
 use gonets_loadgen::embedded::{EmbeddedHub, HubSpec};
 use gonets_loadgen::gonets::workloads::{self, Run};
 use gonets_loadgen::gonets::GonetsTarget;
+use gonets_loadgen::inprocess::{self, InProcessSpec};
 use gonets_loadgen::params::{BulkParams, Cores, RtParams};
+use gonets_loadgen::storage_report::{self, StorageReport};
 use gonets_loadgen::{limits, nats, plot, registry, report, scenario};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +29,11 @@ use std::time::Duration;
     version,
     about = "gonets load generator: rt, bulk, mixed, backlog, recovery (open loop, thread per core)",
     args_override_self = true,
-    after_help = "Workloads: rt | bulk | mixed | backlog | recovery | limits | registry.\n\
+    after_help = "Workloads: rt | bulk | mixed | backlog | recovery | limits | report | registry.\n\
                   Examples:\n  gonets-loadgen rt --embedded --rate 5000 --duration 10\n  \
                   gonets-loadgen bulk --embedded --messages 200000\n  \
+                  gonets-loadgen rt --in-process --rate 10000 --hub-cores 1 --cores 0\n  \
+                  gonets-loadgen limits --ways --limits-dir /var/lib/gonets --json limits.json\n  \
                   gonets-loadgen rt --embedded --find-max --p999-max-ms 10\n  \
                   gonets-loadgen rt --system nats --nats-url 127.0.0.1:4222 --rate 1000\n  \
                   gonets-loadgen --scenario bench/scenarios/quick-rt.toml"
@@ -48,6 +56,18 @@ struct Args {
     /// Start a hub (`gonets serve`, next to this binary) with the loadgen registry.
     #[arg(long)]
     embedded: bool,
+    /// rt and bulk only: run the hub inside this process through the
+    /// embedding API (no network, no protocol: the engine's own figures),
+    /// one consumer and one provider participant, the generator on the
+    /// first of --cores.
+    #[arg(long)]
+    in_process: bool,
+    /// In-process hub: what a commit waits for, `fdatasync` or `none`.
+    #[arg(long, default_value = "fdatasync")]
+    durability: String,
+    /// In-process hub: records between state snapshots (default: the hub's).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
     /// `tls` (mutual TLS, development certificates) or `plain` (dev tokens, loopback only).
     #[arg(long, default_value = "tls")]
     security: String,
@@ -177,12 +197,36 @@ struct Args {
     /// limits: a short measurement.
     #[arg(long)]
     quick: bool,
+    /// limits: also the storage design's write ways through io_uring:
+    /// (b) buffered, (c) O_DIRECT, (d) O_DIRECT over written blocks.
+    #[arg(long)]
+    ways: bool,
+    /// limits --ways: MiB written by each sequential test, in 1 MiB chunks.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    ways_mib: u64,
+    /// limits --ways: size of each preallocated file of the sequential test, MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    ways_file_mib: u64,
+    /// limits --ways: 4 KiB write+fdatasync iterations per way.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    ways_iters: u64,
     /// report: the results directory of a `bench/run`.
     #[arg(long)]
     results: Option<PathBuf>,
     /// report: where to write the Markdown (default RESULTS_DIR/REPORT.md).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// report: the storage report of a `bench/storage.sh` folder of
+    /// run-*/{limits,commit-latency,recovery-bench}.json (printed; --json
+    /// writes the combined JSON).
+    #[arg(long)]
+    storage: bool,
+    /// report --storage: criterion's output folder (target/criterion).
+    #[arg(long)]
+    criterion: Option<PathBuf>,
+    /// report --storage: only criterion estimates written after this (seconds since the epoch).
+    #[arg(long, default_value_t = 0)]
+    since: u64,
 }
 
 fn secs(s: f64, what: &str) -> Result<Duration, String> {
@@ -261,7 +305,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let workload = args
         .workload
         .clone()
-        .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits or registry")?;
+        .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits, report or registry")?;
     match workload.as_str() {
         "registry" => {
             print!(
@@ -276,6 +320,11 @@ fn run(args: &Args) -> Result<bool, String> {
                     dir: args.limits_dir.clone(),
                     quick: args.quick,
                     seconds_each: None,
+                    ways: args.ways.then_some(WaysConfig {
+                        mib: args.ways_mib,
+                        file_mib: args.ways_file_mib,
+                        iters: args.ways_iters as usize,
+                    }),
                 },
                 &mut |line: &str| eprintln!("{line}"),
             )?;
@@ -284,6 +333,16 @@ fn run(args: &Args) -> Result<bool, String> {
                 let text = serde_json::to_vec_pretty(&l).map_err(|e| e.to_string())?;
                 std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
             }
+            return Ok(true);
+        }
+        "report" if args.storage => {
+            let dir = args.results.as_ref().ok_or("report needs --results DIR")?;
+            storage_report::write(&StorageReport {
+                runs_dir: dir.clone(),
+                criterion_dir: args.criterion.clone(),
+                since_unix_s: args.since,
+                out: args.json.clone(),
+            })?;
             return Ok(true);
         }
         "report" => {
@@ -303,6 +362,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let cores = cores(args);
     let run = match args.system.as_str() {
+        "gonets" if args.in_process => run_in_process(args, &workload)?,
         "nats" => run_nats(args, &workload, &cores)?,
         "gonets" => run_gonets(args, &workload, &cores)?,
         other => return Err(format!("--system {other:?}: expected gonets or nats")),
@@ -317,6 +377,30 @@ fn queue_max(args: &Args) -> u32 {
         .saturating_mul(2)
         .max(1_000_000);
     u32::try_from(want).unwrap_or(u32::MAX)
+}
+
+fn run_in_process(args: &Args, workload: &str) -> Result<Run, String> {
+    if args.embedded || args.target.is_some() {
+        return Err("give one of --in-process, --embedded or --target".into());
+    }
+    let spec = InProcessSpec {
+        data_dir: args.data_dir.clone(),
+        shards: args.hub_shards,
+        hub_cores: args.hub_cores.clone(),
+        generator_core: args.cores.first().copied(),
+        durability: inprocess::durability(&args.durability)?,
+        snapshot_every_records: args.snapshot_every,
+        keep: args.keep_data,
+    };
+    if spec.shards == 0 || args.snapshot_every == Some(0) {
+        return Err("--hub-shards and --snapshot-every must be positive".into());
+    }
+    inprocess::run(
+        &spec,
+        workload,
+        &rt_params(args)?,
+        &bulk_params(args, args.messages, args.message_bytes)?,
+    )
 }
 
 fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {

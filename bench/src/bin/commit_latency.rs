@@ -16,41 +16,80 @@
 //! while a commit is in flight, so it shows the log's own commit time at low
 //! load, the way the raw 4 KiB write+fdatasync figure is taken.
 
+use clap::Parser;
+use glommio::LocalExecutor;
 use gonets_bench::{
-    durability_name, histogram, mb_per_s, record, run_producers, summary, summary_line, write_json,
-    Args, WorkDir,
+    durability_name, histogram, mb_per_s, positive_at_most, record, run_producers, summary,
+    summary_line, write_json, DurabilityFlag, LogFlags, WorkDir,
 };
-use gonets_storage::{Log, LogConfig, LogError};
+use gonets_storage::{Durability, Log, LogConfig, LogError};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: commit-latency [--rates R,R,..] [--seconds S] [--warmup S] [--size BYTES]
-                      [--durability fdatasync|none] [--max-lag-ms MS] [--max]
-                      [--producers N] [--per-commit K] [--segment-mib M]
-                      [--prewrite-ahead-mib M] [--prewrite-chunk-kib K] [--batch-kib K]
-                      [--dir DIR] [--json FILE]
-  --rates        offered loads in records/s (default 1000,10000,50000)
-  --seconds      measured seconds per load (default 5)
-  --warmup       seconds run before measuring, per load (default 1)
-  --size         payload bytes per record (default 1024)
-  --durability   what a commit waits for (default fdatasync)
-  --max-lag-ms   generator lateness that marks a run invalid (default 5)
-  --paced R      also run one producer at R commits/s, closed loop (see above)
-  --max          also run flat out: N producers, each appending K records then
-                 awaiting the commit of its last (default N=32, K=256:
-                 8192 records in flight, enough to fill every batch buffer)
-  --segment-mib  segment size of the log, MiB (default 64, the production size)
-  --prewrite-ahead-mib  zero writes this far ahead of the log's write position
-                 (default: the LogConfig default, 32; 0: none)
-  --prewrite-chunk-kib  size of one zero write (default: the LogConfig default, 1024)
-  --batch-kib    largest batch (default: the LogConfig default, 1024)
-  --dir          where the logs go (default: the system temp dir)
-  --json         also write the results as a JSON object to FILE";
+/// Open-loop commit latency of the log at fixed offered loads, and (with
+/// `--max`, `--paced R`) flat-out and paced closed-loop runs.
+#[derive(Parser, Debug)]
+#[command(name = "commit-latency", version, args_override_self = true)]
+struct Flags {
+    /// Offered loads, records/s, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000",
+          value_parser = positive_at_most(10_000_000.0))]
+    rates: Vec<f64>,
+    /// Measured seconds per load.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_at_most(600.0))]
+    seconds: f64,
+    /// Seconds run before measuring, per load (0..=600).
+    #[arg(long, default_value_t = 1.0, value_parser = warmup_seconds)]
+    warmup: f64,
+    /// Payload bytes per record.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    size: u64,
+    /// What a commit waits for.
+    #[arg(long, value_enum, default_value = "fdatasync")]
+    durability: DurabilityFlag,
+    /// Generator lateness that marks a load invalid, ms.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_at_most(60_000.0))]
+    max_lag_ms: f64,
+    /// Also run one producer at R commits/s, closed loop: no timer is armed
+    /// while a commit is in flight, as in the raw 4 KiB write+fdatasync loop.
+    #[arg(long, value_parser = positive_at_most(100_000.0))]
+    paced: Option<f64>,
+    /// Also run flat out: --producers tasks, each appending --per-commit
+    /// records then awaiting the commit of its last (32 x 256 = 8192
+    /// records in flight, enough to fill every batch buffer).
+    #[arg(long)]
+    max: bool,
+    /// --max: producer tasks.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    producers: u64,
+    /// --max: records each producer appends per awaited commit.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    per_commit: u64,
+    #[command(flatten)]
+    log: LogFlags,
+    /// Where the logs go (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the results as a JSON object to FILE.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// `--warmup`: seconds in 0..=600 (zero allowed).
+fn warmup_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if !(0.0..=600.0).contains(&v) {
+        return Err(format!("`{s}` must lie in 0..=600"));
+    }
+    Ok(v)
+}
 
 struct OpenLoop {
     rate: f64,
@@ -170,65 +209,63 @@ async fn open_loop(
 }
 
 fn run() -> Result<(), String> {
-    let spec = [
-        ("rates", true),
-        ("seconds", true),
-        ("warmup", true),
-        ("size", true),
-        ("durability", true),
-        ("max-lag-ms", true),
-        ("max", false),
-        ("paced", true),
-        ("producers", true),
-        ("per-commit", true),
-        ("segment-mib", true),
-        ("prewrite-ahead-mib", true),
-        ("prewrite-chunk-kib", true),
-        ("batch-kib", true),
-        ("dir", true),
-        ("json", true),
-    ];
-    let usage = |e: String| format!("{e}\n{USAGE}");
-    let args = Args::parse(&spec).map_err(usage)?;
-    let rates: Vec<f64> = args
-        .list("rates", vec![1000.0, 10_000.0, 50_000.0])
-        .map_err(usage)?;
-    if rates.iter().any(|r| !(1.0..=10_000_000.0).contains(r)) {
-        return Err(usage("`--rates` must lie in 1..=10000000 records/s".into()));
-    }
-    let seconds: f64 = args.bounded("seconds", 5.0, 600.0).map_err(usage)?;
-    let warmup: f64 = args.value("warmup", 1.0).map_err(usage)?;
-    if !(0.0..=600.0).contains(&warmup) || seconds > 600.0 {
-        return Err(usage(
-            "`--warmup` and `--seconds` must lie in 0..=600".into(),
-        ));
-    }
-    let size: usize = args.positive("size", 1024).map_err(usage)?;
-    let durability = args.durability().map_err(usage)?;
-    let max_lag_ms: f64 = args.bounded("max-lag-ms", 5.0, 60_000.0).map_err(usage)?;
-    let producers: usize = args.bounded("producers", 32, 100_000).map_err(usage)?;
-    let per_commit: usize = args.bounded("per-commit", 256, 1_000_000).map_err(usage)?;
+    let f = Flags::parse();
+    let durability: Durability = f.durability.into();
+    let size = f.size as usize;
     let config = LogConfig {
         durability,
-        ..gonets_bench::log_config(&args).map_err(usage)?
+        ..f.log.log_config()?
     };
     if size > config.payload_bytes_max() {
-        return Err(usage(format!(
+        return Err(format!(
             "`--size` {size} exceeds the largest payload, {}",
             config.payload_bytes_max()
-        )));
+        ));
     }
     // Every log stays until the end (the work directory's drop): deleting
     // hundreds of MiB slows fdatasync for seconds on a disk mounted with
     // `discard`, which would leak into the next load's figures.
-    let work = WorkDir::new(args.text("dir"), "gonets-commit-latency")?;
+    let work = WorkDir::new(f.dir.as_deref(), "gonets-commit-latency")?;
     let ex = gonets_bench::executor("commit-latency")?;
-
     let d = durability_name(durability);
     println!(
         "open-loop commit latency, {size} B records, durability {d}, log in {}",
         work.path.display()
     );
+    let runs = open_loops(&f, &work, &ex, &config)?;
+    let paced = match f.paced {
+        Some(rate) => paced(&f, rate, &work, &ex, &config)?,
+        None => Value::Null,
+    };
+    let max = if f.max {
+        flat_out(&f, &work, &ex, &config)?
+    } else {
+        Value::Null
+    };
+    let value = json!({
+        "tool": "commit-latency",
+        "size_bytes": size,
+        "durability": d,
+        "segment_mib": config.segment_size_bytes >> 20,
+        "prewrite_ahead_mib": config.prewrite_ahead_bytes >> 20,
+        "prewrite_chunk_kib": config.prewrite_chunk_bytes >> 10,
+        "seconds": f.seconds,
+        "warmup_seconds": f.warmup,
+        "max_lag_ms": f.max_lag_ms,
+        "open_loop": runs,
+        "paced": paced,
+        "max": max,
+    });
+    write_json(f.json.as_deref(), &value)
+}
+
+/// Every offered load of `--rates`, one log each; the table and the JSON.
+fn open_loops(
+    f: &Flags,
+    work: &WorkDir,
+    ex: &LocalExecutor,
+    config: &LogConfig,
+) -> Result<Vec<Value>, String> {
     println!(
         "{:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>6} | {:>9} {:>9} valid",
         "offered/s",
@@ -244,18 +281,18 @@ fn run() -> Result<(), String> {
     );
     println!("(latency from each record's scheduled time; svc: from its append call)");
     let mut runs = vec![];
-    for (n, &rate) in rates.iter().enumerate() {
+    for (n, &rate) in f.rates.iter().enumerate() {
         let path = work.sub(&format!("rate-{n}"));
         let r = ex.run(open_loop(
             &path,
             config.clone(),
             rate,
-            seconds,
-            warmup,
-            size,
+            f.seconds,
+            f.warmup,
+            f.size as usize,
         ))?;
         let lag_ms = r.max_lag.as_secs_f64() * 1e3;
-        let valid = lag_ms <= max_lag_ms;
+        let valid = lag_ms <= f.max_lag_ms;
         println!(
             "{:>10.0} {:>10.0} | {} | {:>8.2} {:>6} | {:>9.1} {:>9.1} {}",
             r.rate,
@@ -282,101 +319,95 @@ fn run() -> Result<(), String> {
             "valid": valid,
         }));
     }
+    Ok(runs)
+}
 
-    let mut paced = Value::Null;
-    if let Some(rate) = args.text("paced") {
-        let rate: f64 = rate
-            .parse()
-            .ok()
-            .filter(|r: &f64| *r > 0.0 && *r <= 100_000.0)
-            .ok_or_else(|| usage("flag `--paced` must be a rate in (0, 100000]".into()))?;
-        let path = work.sub("paced");
-        let count = ((rate * seconds) as u64).max(1);
-        let warm = (rate * warmup) as u64;
-        let h = ex.run(async {
-            let (log, _) = Log::open(&path, config.clone())
+/// One producer at `rate` commits/s, closed loop.
+fn paced(
+    f: &Flags,
+    rate: f64,
+    work: &WorkDir,
+    ex: &LocalExecutor,
+    config: &LogConfig,
+) -> Result<Value, String> {
+    let path = work.sub("paced");
+    let count = ((rate * f.seconds) as u64).max(1);
+    let warm = (rate * f.warmup) as u64;
+    let size = f.size as usize;
+    let h = ex.run(async {
+        let (log, _) = Log::open(&path, config.clone())
+            .await
+            .map_err(|e| format!("open log: {e}"))?;
+        let payload = vec![0xab_u8; size];
+        let mut h = histogram();
+        let start = Instant::now();
+        // Bounded: warm + count commits, each awaited.
+        for i in 0..warm + count {
+            let t = Instant::now();
+            let o = log
+                .append(&payload, gonets_bench::now_ns(), 0)
                 .await
-                .map_err(|e| format!("open log: {e}"))?;
-            let payload = vec![0xab_u8; size];
-            let mut h = histogram();
-            let start = Instant::now();
-            // Bounded: warm + count commits, each awaited.
-            for i in 0..warm + count {
-                let t = Instant::now();
-                let o = log
-                    .append(&payload, gonets_bench::now_ns(), 0)
-                    .await
-                    .map_err(|e| format!("append: {e}"))?;
-                log.commit(o).await.map_err(|e| format!("commit: {e}"))?;
-                if i >= warm {
-                    record(&mut h, t.elapsed());
-                }
-                let next = start + Duration::from_secs_f64((i + 1) as f64 / rate);
-                let now = Instant::now();
-                if next > now {
-                    glommio::timer::sleep(next - now).await;
-                }
+                .map_err(|e| format!("append: {e}"))?;
+            log.commit(o).await.map_err(|e| format!("commit: {e}"))?;
+            if i >= warm {
+                record(&mut h, t.elapsed());
             }
-            log.close().await.map_err(|e| format!("close: {e}"))?;
-            Ok::<_, String>(h)
-        })?;
-        println!(
-            "paced closed loop, {rate:.0}/s, one producer: append..commit µs p50 p99 p99.9 max: {}",
-            summary_line(&h)
-        );
-        paced = json!({ "rate_per_s": rate, "commits": count, "service": summary(&h) });
-    }
+            let next = start + Duration::from_secs_f64((i + 1) as f64 / rate);
+            let now = Instant::now();
+            if next > now {
+                glommio::timer::sleep(next - now).await;
+            }
+        }
+        log.close().await.map_err(|e| format!("close: {e}"))?;
+        Ok::<_, String>(h)
+    })?;
+    println!(
+        "paced closed loop, {rate:.0}/s, one producer: append..commit µs p50 p99 p99.9 max: {}",
+        summary_line(&h)
+    );
+    Ok(json!({ "rate_per_s": rate, "commits": count, "service": summary(&h) }))
+}
 
-    let mut max = Value::Null;
-    if args.flag("max") {
-        let path = work.sub("max");
-        let (records, hist) = ex.run(async {
-            let (log, _) = Log::open(&path, config.clone())
-                .await
-                .map_err(|e| format!("open log: {e}"))?;
-            let begin = Instant::now();
-            let from = begin + Duration::from_secs_f64(warmup);
-            let until = from + Duration::from_secs_f64(seconds);
-            let payload = Rc::new(vec![0xab_u8; size]);
-            let r = run_producers(&log, producers, per_commit, payload, from, until).await;
-            let r = r.map_err(|e| format!("producers: {e}"))?;
-            log.close().await.map_err(|e| format!("close: {e}"))?;
-            Ok::<_, String>(r)
-        })?;
-        let window = Duration::from_secs_f64(seconds);
-        let per_s = records as f64 / seconds;
-        let mbs = mb_per_s(records * size as u64, window);
-        println!(
-            "flat out: {producers} producers x {per_commit} records per commit: \
-             {per_s:.0} records/s, {mbs:.1} MB/s of payload; \
-             group append..commit µs p50 p99 p99.9 max: {}",
-            summary_line(&hist)
-        );
-        max = json!({
-            "producers": producers,
-            "per_commit": per_commit,
-            "records": records,
-            "records_per_s": per_s.round(),
-            "payload_mb_s": (mbs * 10.0).round() / 10.0,
-            "group_latency": summary(&hist),
-        });
-    }
-
-    let value = json!({
-        "tool": "commit-latency",
-        "size_bytes": size,
-        "durability": d,
-        "segment_mib": config.segment_size_bytes >> 20,
-        "prewrite_ahead_mib": config.prewrite_ahead_bytes >> 20,
-        "prewrite_chunk_kib": config.prewrite_chunk_bytes >> 10,
-        "seconds": seconds,
-        "warmup_seconds": warmup,
-        "max_lag_ms": max_lag_ms,
-        "open_loop": runs,
-        "paced": paced,
-        "max": max,
-    });
-    write_json(args.text("json"), &value)
+/// `--producers` closed-loop producers flat out: the log's sustained
+/// append+commit throughput.
+fn flat_out(
+    f: &Flags,
+    work: &WorkDir,
+    ex: &LocalExecutor,
+    config: &LogConfig,
+) -> Result<Value, String> {
+    let path = work.sub("max");
+    let (producers, per_commit, size) = (f.producers as usize, f.per_commit as usize, f.size);
+    let (records, hist) = ex.run(async {
+        let (log, _) = Log::open(&path, config.clone())
+            .await
+            .map_err(|e| format!("open log: {e}"))?;
+        let begin = Instant::now();
+        let from = begin + Duration::from_secs_f64(f.warmup);
+        let until = from + Duration::from_secs_f64(f.seconds);
+        let payload = Rc::new(vec![0xab_u8; size as usize]);
+        let r = run_producers(&log, producers, per_commit, payload, from, until).await;
+        let r = r.map_err(|e| format!("producers: {e}"))?;
+        log.close().await.map_err(|e| format!("close: {e}"))?;
+        Ok::<_, String>(r)
+    })?;
+    let window = Duration::from_secs_f64(f.seconds);
+    let per_s = records as f64 / f.seconds;
+    let mbs = mb_per_s(records * size, window);
+    println!(
+        "flat out: {producers} producers x {per_commit} records per commit: \
+         {per_s:.0} records/s, {mbs:.1} MB/s of payload; \
+         group append..commit µs p50 p99 p99.9 max: {}",
+        summary_line(&hist)
+    );
+    Ok(json!({
+        "producers": producers,
+        "per_commit": per_commit,
+        "records": records,
+        "records_per_s": per_s.round(),
+        "payload_mb_s": (mbs * 10.0).round() / 10.0,
+        "group_latency": summary(&hist),
+    }))
 }
 
 fn main() {

@@ -10,25 +10,42 @@
 //! of the whole log through `iter_from(0)`, first pass cold (the records were
 //! written with O_DIRECT, so none are in the page cache), second pass warm.
 
-use gonets_bench::{mb_per_s, write_json, Args, WorkDir};
+use clap::Parser;
+use gonets_bench::{mb_per_s, positive_at_most, write_json, LogFlags, WorkDir};
 use gonets_storage::{Log, LogConfig, RecoveryReport, Slot};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: recovery-bench [--gib G] [--unclean-mib M] [--dir DIR] [--keep] [--json FILE]
-  --gib G          size of the log to build, GiB, fractions allowed (default 1)
-  --unclean-mib M  MiB appended by the child that stops without closing (default 60)
-  --segment-mib S  segment size of the log, MiB (default 64, the production size)
-  --dir DIR        where the log goes (default: the system temp dir)
-  --keep           leave the log on disk
-  --json FILE      also write the results as a JSON object to FILE";
+/// How long the log takes to open again: after a clean close, after an
+/// unclean stop (cold and page cache warm), and a sequential read.
+#[derive(Parser, Debug)]
+#[command(name = "recovery-bench", version, args_override_self = true)]
+struct Flags {
+    /// Size of the log to build, GiB, fractions allowed.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_at_most(1024.0))]
+    gib: f64,
+    /// MiB appended by the child that stops without closing.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    unclean_mib: u64,
+    #[command(flatten)]
+    log: LogFlags,
+    /// Where the log goes (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Leave the log on disk.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the results as a JSON object to FILE.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Internal: run as the child that appends and exits without closing.
+    #[arg(long, hide = true)]
+    child_unclean: Option<PathBuf>,
+}
 
 const RECORD: usize = 4096;
-/// Hidden flag: run as the child that appends and exits without closing.
-const CHILD_FLAG: &str = "child-unclean";
 
 /// Appends `bytes` of records durably with concurrent producers (so building
 /// 1 GiB takes seconds, not minutes), returning the time it took.
@@ -98,7 +115,7 @@ fn report_json(wall: Duration, r: &RecoveryReport) -> Value {
     })
 }
 
-fn child(dir: &str, mib: u64, config: LogConfig) -> Result<(), String> {
+fn child(dir: &Path, mib: u64, config: LogConfig) -> Result<(), String> {
     let ex = gonets_bench::executor("recovery-child")?;
     ex.run(async {
         let (log, _) = Log::open(dir, config)
@@ -110,16 +127,16 @@ fn child(dir: &str, mib: u64, config: LogConfig) -> Result<(), String> {
     })
 }
 
-/// Runs this binary as a child that appends `mib` MiB and exits without closing.
-fn unclean_stop(dir: &Path, mib: u64, config: &LogConfig) -> Result<(), String> {
+/// Runs this binary as a child that appends `mib` MiB and exits without
+/// closing, with the same log flags.
+fn unclean_stop(dir: &Path, mib: u64, log: &LogFlags) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let status = std::process::Command::new(exe)
-        .arg(format!("--{CHILD_FLAG}"))
+        .arg("--child-unclean")
         .arg(dir)
         .arg("--unclean-mib")
         .arg(mib.to_string())
-        .arg("--segment-mib")
-        .arg((config.segment_size_bytes >> 20).to_string())
+        .args(log.to_args())
         .status()
         .map_err(|e| format!("cannot start the child: {e}"))?;
     if !status.success() {
@@ -141,25 +158,15 @@ fn read_files(dir: &Path) -> Result<(), String> {
 }
 
 fn run() -> Result<(), String> {
-    let usage = |e: String| format!("{e}\n{USAGE}");
-    let args = Args::parse(&[
-        ("gib", true),
-        ("unclean-mib", true),
-        ("dir", true),
-        ("keep", false),
-        ("json", true),
-        ("segment-mib", true),
-        (CHILD_FLAG, true),
-    ])
-    .map_err(usage)?;
-    let unclean_mib: u64 = args.bounded("unclean-mib", 60, 1 << 20).map_err(usage)?;
-    let config = gonets_bench::log_config(&args).map_err(usage)?;
-    if let Some(dir) = args.text(CHILD_FLAG) {
+    let f = Flags::parse();
+    let unclean_mib = f.unclean_mib;
+    let config = f.log.log_config()?;
+    if let Some(dir) = &f.child_unclean {
         return child(dir, unclean_mib, config);
     }
-    let gib: f64 = args.bounded("gib", 1.0, 1024.0).map_err(usage)?;
-    let mut work = WorkDir::new(args.text("dir"), "gonets-recovery")?;
-    work.keep = args.flag("keep");
+    let gib = f.gib;
+    let mut work = WorkDir::new(f.dir.as_deref(), "gonets-recovery")?;
+    work.keep = f.keep;
     let dir = work.sub("log");
     let bytes = (gib * (1u64 << 30) as f64) as u64;
     let ex = gonets_bench::executor("recovery-bench")?;
@@ -215,7 +222,7 @@ fn run() -> Result<(), String> {
     // the scan's CPU cost from its disk reads.
     let mut unclean = vec![];
     for warm in [false, true] {
-        unclean_stop(&dir, unclean_mib, &config)?;
+        unclean_stop(&dir, unclean_mib, &f.log)?;
         if warm {
             read_files(&dir)?;
         }
@@ -247,7 +254,7 @@ fn run() -> Result<(), String> {
         "read_cold": read_json(read_cold),
         "read_warm": read_json(read_warm),
     });
-    write_json(args.text("json"), &value)
+    write_json(f.json.as_deref(), &value)
 }
 
 fn main() {
