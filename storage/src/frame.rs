@@ -184,6 +184,15 @@ pub fn parse(region: &[u8], pos: usize, size_bytes_max: usize) -> Parsed {
     })
 }
 
+/// A header's size and offset fields wherever its magic matches, trusting
+/// nothing else (no version, bounds or CRC check): for listing what damaged
+/// bytes seem to hold (`gonets repair`'s report), never for serving them.
+pub fn sniff(region: &[u8], pos: usize) -> Option<(usize, u64)> {
+    let head = region.get(pos..pos.checked_add(HEADER_SIZE_BYTES)?)?;
+    let head = RawHeader::ref_from_bytes(head).expect("a header's bytes");
+    (head.magic == RECORD_MAGIC).then(|| (head.size_bytes.get() as usize, head.offset.get()))
+}
+
 /// Reads a header's size, offset and kind without checking the CRC: for
 /// walking from an index entry to a record whose own CRC is checked after.
 pub fn peek(region: &[u8], pos: usize, size_bytes_max: usize) -> Option<(usize, u64, RecordKind)> {

@@ -268,27 +268,31 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
+    /// The next `N` bytes, as an array (the take checked the length).
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
     /// Reads a byte.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
     /// Reads a u32.
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+        Ok(u32::from_le_bytes(self.array()?))
     }
     /// Reads a u64.
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+        Ok(u64::from_le_bytes(self.array()?))
     }
     /// Reads a message id.
     pub fn id(&mut self) -> Result<MessageId, DecodeError> {
-        Ok(MessageId(u128::from_le_bytes(
-            self.take(16)?.try_into().unwrap(),
-        )))
+        Ok(MessageId(u128::from_le_bytes(self.array()?)))
     }
     /// Reads a string.
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let n = u16::from_le_bytes(self.take(2)?.try_into().unwrap());
+        let n = u16::from_le_bytes(self.array()?);
         if usize::from(n) > TEXT_BYTES_MAX {
             return Err(DecodeError("text length"));
         }
@@ -297,7 +301,7 @@ impl<'a> Reader<'a> {
     /// Reads an optional string.
     pub fn opt_str(&mut self) -> Result<Option<&'a str>, DecodeError> {
         let save = self.at;
-        let n = u16::from_le_bytes(self.take(2)?.try_into().unwrap());
+        let n = u16::from_le_bytes(self.array()?);
         if n == u16::MAX {
             return Ok(None);
         }

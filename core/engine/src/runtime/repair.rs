@@ -7,7 +7,7 @@
 //! recorded as accepted, so replay skips them from then on.
 
 use crate::record::Record;
-use gonets_storage::frame::{HEADER_SIZE_BYTES, RECORD_MAGIC};
+use gonets_storage::frame::{self, HEADER_SIZE_BYTES};
 use gonets_storage::{LogConfig, RepairReport, QUARANTINE_DIR};
 use std::path::{Path, PathBuf};
 
@@ -162,12 +162,10 @@ pub fn unverified_records(bytes: &[u8]) -> Vec<String> {
     let mut p = 0usize;
     // Bounded by the bytes: every step moves `p` forward.
     while p + HEADER_SIZE_BYTES <= bytes.len() {
-        if bytes[p + 28..p + 32] != RECORD_MAGIC {
+        let Some((size, offset)) = frame::sniff(bytes, p) else {
             p += 1;
             continue;
-        }
-        let size = u32::from_le_bytes(bytes[p + 4..p + 8].try_into().expect("4 bytes")) as usize;
-        let offset = u64::from_le_bytes(bytes[p + 8..p + 16].try_into().expect("8 bytes"));
+        };
         let end = p.saturating_add(size).min(bytes.len());
         let what = Record::decode(&bytes[(p + HEADER_SIZE_BYTES).min(end)..end])
             .ok()
