@@ -158,3 +158,30 @@ fn given_a_tokio_program_when_it_sends_a_request_of_an_unknown_data_kind_then_it
         assert_eq!(mfc.connections(), 1, "no reconnect was needed");
     });
 }
+
+#[test]
+fn given_a_tokio_client_whose_connection_dropped_when_it_sends_a_request_then_it_reconnects_and_the_request_is_accepted_once(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_tokio(async move {
+        let mfc = connect(&ep, "MFC").await;
+        let fns = connect(&ep, "FNS").await;
+        mfc.disconnect();
+        let mut r = NewRequest::new(EGRUL, "after the drop");
+        r.idempotency_key = Some("tokio-reconnect-1".into());
+        let first = bounded("send", mfc.send_request(r.clone()))
+            .await
+            .expect("send_request reconnects");
+        assert_eq!(mfc.connections(), 2, "one reconnect");
+        let again = bounded("send again", mfc.send_request(r))
+            .await
+            .expect("send_request again");
+        assert_eq!(again.id, first.id);
+        assert!(again.duplicate, "the same key is one request");
+        let st = bounded("stats", fns.queue_stats(&requests(EGRUL)))
+            .await
+            .expect("queue_stats");
+        assert_eq!(st.depth, 1, "accepted once");
+    });
+}

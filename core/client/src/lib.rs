@@ -1,21 +1,88 @@
-//! The Rust client of the wire protocol: glommio-based, one connection per
-//! `Client`, used from one executor (make one per core). Operations keep
-//! DESIGN.md §2's names and return the hub's typed errors.
+//! The Rust client of the wire protocol (docs/protocol.md): one connection
+//! per [`Client`]; operations keep DESIGN.md §2's names and return the
+//! hub's typed errors. Runtime-free: it depends on the vocabulary
+//! (gonets-types) and the wire format (gonets-proto) only, never on the
+//! engine, storage or an async runtime.
 //!
-//! Pipelining: any number of operations may be awaited at once on one
-//! client; replies are matched by correlation id. A dropped connection is
-//! re-established on the next operation; `send_request` always carries an
-//! idempotency key (made here when the caller gave none) and re-sends itself
-//! on the new connection, so a drop never loses or duplicates a request.
-//! Other operations report `Disconnected` and leave the retry to the caller
+//! # Runtimes
+//!
+//! [`Client<R>`] runs on any [`Runtime`] `R` (a TCP connect, a timer and a
+//! spawn); the connection code works over futures-io streams and TLS is
+//! futures-rustls for every runtime. Two adapters, each behind a cargo
+//! feature (none is on by default):
+//! - `glommio`: [`glommio::Client`] (= `Client<Glommio>`), for the hub's
+//!   own thread-per-core programs (the load generator, `gonets demo`, the
+//!   admin commands, the tests). A client belongs to the executor that
+//!   connected it; make one per core.
+//! - `tokio`: [`tokio::Client`] (= `Client<Tokio>`), for tokio programs.
+//!   It is `Send` and `Sync` and its futures are `Send`, so it can be
+//!   shared between tasks and its calls spawned with `tokio::spawn`. It
+//!   needs a runtime with I/O and time enabled.
+//!
+//! A tokio consumer (`gonets-client = { ..., features = ["tokio"] }`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use gonets_client::tokio::Client;
+//! use gonets_client::{ClientConfig, ClientSecurity};
+//! use gonets_types::{NewRequest, ParticipantId, QueueId};
+//! use std::time::Duration;
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread()
+//!     .enable_all()
+//!     .build()?;
+//! runtime.block_on(async {
+//!     let security = ClientSecurity::DevToken {
+//!         participant: "MFC".into(),
+//!         token: "dev-mfc".into(),
+//!     };
+//!     let config = ClientConfig::new("127.0.0.1:7400".parse()?, security);
+//!     let mfc = Client::connect(config).await?;
+//!     let accepted = mfc
+//!         .send_request(NewRequest::new("urn:gonets:fns:egrul-extract:1", "ogrn 1"))
+//!         .await?;
+//!     println!("accepted {}", accepted.id);
+//!     // Later: the answer comes to the consumer's answers queue.
+//!     let answers = QueueId::Answers(ParticipantId::new("MFC"));
+//!     for answer in mfc.fetch(&answers, 10, Duration::from_secs(5)).await? {
+//!         println!("answer to {:?}: {} bytes", answer.reply_to, answer.payload.len());
+//!         mfc.ack(&answer).await?;
+//!     }
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
+//! With glommio the same code runs inside an executor
+//! (`LocalExecutorBuilder::new(..).spawn(|| async { .. })`) with
+//! `gonets_client::glommio::Client`.
+//!
+//! # What is delivered
+//!
+//! `fetch`, `call` and a subscription's `recv` hand out the vocabulary's
+//! [`Message`]; its `reader` field is the lease holder the server sent,
+//! which `ack` and `nack` send back.
+//!
+//! # Pipelining and reconnects
+//!
+//! Any number of operations may be awaited at once on one client; replies
+//! are matched by correlation id. A dropped connection is re-established on
+//! the next operation; `send_request` always carries an idempotency key
+//! (made here when the caller gave none) and re-sends itself on the new
+//! connection, so a drop never loses or duplicates a request. Other
+//! operations report `Disconnected` and leave the retry to the caller
 //! (leases of a dropped connection go back to their queue by themselves).
 //!
 //! Shard-aware mode ([`ShardAwareClient`]): one connection per shard to the
 //! shard's own port, each operation sent to the shard owning its queue or
 //! message.
 //!
-//! Modules: `link` (one live connection), `message` (what is delivered),
-//! `shard_aware`.
+//! Modules: `runtime` (the [`Runtime`] trait, the connection task), `link`
+//! (one live connection), `message` (wire headers to [`Message`]),
+//! `shard_aware`, and the adapters `glommio` and `tokio`.
 
 #[cfg(feature = "glommio")]
 pub mod glommio;

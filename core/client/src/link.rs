@@ -53,6 +53,19 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
+    /// Open routes; `stop` is dropped when the link closes.
+    fn new(stop: flume::Sender<()>) -> Routes {
+        Routes {
+            state: Mutex::new(RouteState {
+                open: true,
+                why_closed: String::new(),
+                pending: HashMap::new(),
+                pushes: HashMap::new(),
+                stop: Some(stop),
+            }),
+        }
+    }
+
     /// Marks the link closed, fails everything waiting on it and stops
     /// the connection task.
     fn fail_all(&self, why: &str) {
@@ -176,15 +189,7 @@ impl<R: Runtime> Link<R> {
         let hello = hello::<R, _>(&mut stream, &mut decoder, &mut chunk, token).await?;
         let (reader, writer) = futures_lite::io::split(stream);
         let (stop_tx, stop_rx) = flume::bounded(1);
-        let routes = Arc::new(Routes {
-            state: Mutex::new(RouteState {
-                open: true,
-                why_closed: String::new(),
-                pending: HashMap::new(),
-                pushes: HashMap::new(),
-                stop: Some(stop_tx),
-            }),
-        });
+        let routes = Arc::new(Routes::new(stop_tx));
         let (out, outgoing) = flume::bounded(WRITE_QUEUE_FRAMES_MAX);
         R::spawn_connection(ConnectionTask {
             reader,
@@ -453,5 +458,87 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             Some(Ok(())) => batch.clear(),
             Some(Err(e)) => return routes.fail_all(&format!("write failed: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gonets_proto::Limits;
+
+    fn frame(op: Opcode, id: u64) -> Frame {
+        let mut bytes = Vec::new();
+        gonets_proto::encode(&mut bytes, op, id, &h::Empty {}, &[]);
+        let mut decoder = FrameDecoder::new(Limits {
+            header_bytes_max: 1024,
+            body_bytes_max: 1024,
+        });
+        decoder.extend(&bytes);
+        decoder.next_frame().expect("valid").expect("whole")
+    }
+
+    #[test]
+    fn given_a_waiting_reply_when_the_link_closes_then_the_waiter_gets_disconnected_and_the_task_is_stopped(
+    ) {
+        let (stop_tx, stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx, rx) = flume::bounded(1);
+        routes.insert(false, 7, tx).expect("open");
+        routes.fail_all("gone");
+        assert!(matches!(rx.try_recv(), Ok(Err(ClientError::Disconnected(w))) if w == "gone"));
+        assert!(
+            stop_rx.is_disconnected(),
+            "the connection task is told to stop"
+        );
+    }
+
+    #[test]
+    fn given_a_closed_link_when_a_reply_route_is_registered_then_disconnected_not_a_silent_wait() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        routes.fail_all("gone");
+        let (tx, _rx) = flume::bounded(1);
+        assert!(matches!(
+            routes.insert(false, 7, tx),
+            Err(ClientError::Disconnected(w)) if w == "gone"
+        ));
+    }
+
+    #[test]
+    fn given_replies_and_pushes_when_routed_then_each_reaches_its_own_waiter_by_correlation_id() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx3, rx3) = flume::bounded(1);
+        let (tx4, rx4) = flume::bounded(1);
+        let (push_tx, push_rx) = flume::bounded(2);
+        routes.insert(false, 3, tx3).expect("open");
+        routes.insert(false, 4, tx4).expect("open");
+        routes.insert(true, 5, push_tx).expect("open");
+        route(&routes, frame(Opcode::Ping.reply(), 4)).expect("routed");
+        route(&routes, frame(Opcode::Push, 5)).expect("routed");
+        route(&routes, frame(Opcode::Push, 5)).expect("routed");
+        assert_eq!(
+            rx4.try_recv()
+                .expect("4's reply")
+                .expect("ok")
+                .header
+                .correlation_id,
+            4
+        );
+        assert!(rx3.try_recv().is_err(), "3 still waits");
+        assert_eq!(push_rx.len(), 2);
+        // A reply with no waiter (timed out) is dropped, not misrouted.
+        route(&routes, frame(Opcode::Ping.reply(), 9)).expect("dropped");
+        assert!(rx3.try_recv().is_err());
+    }
+
+    #[test]
+    fn given_a_full_subscription_buffer_when_one_more_push_comes_then_the_connection_ends() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (push_tx, _push_rx) = flume::bounded(1);
+        routes.insert(true, 5, push_tx).expect("open");
+        route(&routes, frame(Opcode::Push, 5)).expect("fits");
+        assert!(route(&routes, frame(Opcode::Push, 5)).is_err());
     }
 }
