@@ -4,13 +4,18 @@
 
 use crate::runtime::{ConnectionTask, Runtime};
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// glommio as the client's runtime: `glommio::net::TcpStream`,
-/// `glommio::timer::sleep`, `glommio::spawn_local`.
+/// `glommio::timer::sleep`, `glommio::spawn_local`. Neither `Send` nor
+/// `Sync`, and so neither is a `Client<Glommio>`: it stays on the executor
+/// that connected it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Glommio;
+pub struct Glommio {
+    _local: PhantomData<*const ()>,
+}
 
 impl Runtime for Glommio {
     type Tcp = ::glommio::net::TcpStream;

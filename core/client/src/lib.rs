@@ -10,11 +10,11 @@
 //! spawn); the connection code works over futures-io streams and TLS is
 //! futures-rustls for every runtime. Two adapters, each behind a cargo
 //! feature (none is on by default):
-//! - `glommio`: [`glommio::Client`] (= `Client<Glommio>`), for the hub's
+//! - `glommio`: `glommio::Client` (= `Client<Glommio>`), for the hub's
 //!   own thread-per-core programs (the load generator, `gonets demo`, the
 //!   admin commands, the tests). A client belongs to the executor that
-//!   connected it; make one per core.
-//! - `tokio`: [`tokio::Client`] (= `Client<Tokio>`), for tokio programs.
+//!   connected it (it is neither `Send` nor `Sync`); make one per core.
+//! - `tokio`: `tokio::Client` (= `Client<Tokio>`), for tokio programs.
 //!   It is `Send` and `Sync` and its futures are `Send`, so it can be
 //!   shared between tasks and its calls spawned with `tokio::spawn`. It
 //!   needs a runtime with I/O and time enabled.
@@ -209,9 +209,9 @@ pub enum ClientError {
 }
 
 /// A connection to a gonets server, on runtime `R` (see the crate docs;
-/// [`glommio::Client`] and [`tokio::Client`] name the two adapters').
+/// `glommio::Client` and `tokio::Client` name the two adapters' clients).
 /// Cheap to clone: clones share the connection. `Send` and `Sync` when
-/// the runtime's futures are (tokio).
+/// the runtime type is (`Tokio`, not `Glommio`).
 pub struct Client<R: Runtime> {
     inner: Arc<ClientInner<R>>,
 }

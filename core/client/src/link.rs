@@ -130,7 +130,9 @@ pub(crate) struct Link<R> {
     out: flume::Sender<Vec<u8>>,
     routes: Arc<Routes>,
     next_id: AtomicU64,
-    runtime: PhantomData<fn() -> R>,
+    /// `Send`/`Sync` only where the runtime is: a glommio link stays on
+    /// its executor (its connection task and wakers live there).
+    runtime: PhantomData<R>,
 }
 
 /// The client error an error frame stands for.

@@ -1,7 +1,7 @@
 //! What the client needs from an async runtime, and nothing more: a TCP
 //! connect, a timer, and a way to run one connection's I/O task. The
-//! adapters ([`crate::glommio`], [`crate::tokio`]) implement it; another
-//! runtime (smol, async-std) needs only these three functions.
+//! adapters (`glommio`, `tokio`, each behind its cargo feature) implement
+//! it; another runtime (smol, async-std) needs only these three functions.
 
 use crate::link::{read_loop, write_loop, Routes, Stop};
 use futures_lite::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -19,7 +19,9 @@ use std::time::Duration;
 ///
 /// The returned futures need not be `Send`: a thread-per-core runtime
 /// (glommio) returns local ones; a work-stealing runtime (tokio) returns
-/// `Send` ones, and the client's futures are then `Send` too.
+/// `Send` ones, and the client's futures are then `Send` too. A client is
+/// `Send`/`Sync` exactly when the implementing type is, so a runtime whose
+/// tasks and wakers are bound to one thread makes its type `!Send`.
 pub trait Runtime: 'static {
     /// A connected TCP stream (futures-io traits).
     type Tcp: AsyncRead + AsyncWrite + Unpin + 'static;
