@@ -5,7 +5,8 @@
 //!
 //! Every wait here is bounded; a failure reports the server's log.
 
-use gonets_client::{Client, ClientConfig, ClientSecurity};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientConfig, ClientSecurity};
 use gonets_proto::header::{ErrorReply, Hello};
 use gonets_proto::{Frame, FrameDecoder, Limits, Opcode};
 use gonets_server::tls;
@@ -760,7 +761,7 @@ pub async fn fetch_n(
     queue: &gonets_types::QueueId,
     n: usize,
     limit: Duration,
-) -> Vec<gonets_client::Delivered> {
+) -> Vec<gonets_client::Message> {
     let deadline = Instant::now() + limit;
     let mut got = Vec::new();
     // Bounded by the deadline.

@@ -13,7 +13,8 @@
 //! Needs the `gonets` binary (`cargo build -p gonets --bin gonets` with
 //! the same CARGO_TARGET_DIR and profile, or `GONETS_BIN`).
 
-use gonets_client::{Client, ClientError, Delivered};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientError, Message};
 use gonets_engine::Registry;
 use gonets_tests::net::{bounded, fetch_n, run_local, ServerOptions, ServerProcess};
 use gonets_types::AnswerBody;
@@ -61,7 +62,7 @@ fn cross_shard_consumer() -> String {
 }
 
 /// Fetches what is there now (a short wait), expecting at most `max`.
-async fn fetch_rest(client: &Client, queue: &QueueId) -> Vec<Delivered> {
+async fn fetch_rest(client: &Client, queue: &QueueId) -> Vec<Message> {
     let mut got = Vec::new();
     // Bounded: an empty fetch ends it, and the queues here hold few messages.
     for _ in 0..64 {
@@ -259,7 +260,7 @@ fn keyed(kind: &str, key: &str, payload: &str) -> NewRequest {
     r
 }
 
-fn hub_error(r: Result<Delivered, ClientError>) -> HubError {
+fn hub_error(r: Result<Message, ClientError>) -> HubError {
     match r {
         Err(ClientError::Hub(e)) => e,
         other => panic!("expected a hub error, got {other:?}"),

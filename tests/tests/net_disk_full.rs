@@ -10,7 +10,8 @@
 //! Needs root (a tmpfs mount) and the `gonets` binary
 //! (`cargo build -p gonets --bin gonets`).
 
-use gonets_client::{Client, ClientError};
+use gonets_client::glommio::Client;
+use gonets_client::ClientError;
 use gonets_tests::net::{
     bounded, fetch_n, run_local, Endpoint, Mode, ServerOptions, ServerProcess,
 };

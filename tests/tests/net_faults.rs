@@ -7,7 +7,8 @@
 //! `GONETS_NET_KILL_SEED` replays a run (the seed is printed).
 //! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_client::{Client, ClientConfig, ClientError, Delivered};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientConfig, ClientError, Message};
 use gonets_proto::header::{Empty, Hello};
 use gonets_proto::{FrameDecoder, Limits, Opcode};
 use gonets_tests::net::{
@@ -489,7 +490,7 @@ fn accept(ledger: &Shared, key: &str, r: &Result<gonets_proto::header::Accepted,
     }
 }
 
-fn record_answer(ledger: &Shared, m: &Delivered) {
+fn record_answer(ledger: &Shared, m: &Message) {
     let mut l = lock(ledger);
     l.answer_deliveries += 1;
     match (m.reply_to, &m.body) {
@@ -845,7 +846,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
             ids.push(a.id.parse::<MessageId>().expect("uuid"));
         }
         let got = fetch_n(&fns, &requests(), 6, OP).await;
-        let got: HashMap<MessageId, Delivered> = got.into_iter().map(|m| (m.id, m)).collect();
+        let got: HashMap<MessageId, Message> = got.into_iter().map(|m| (m.id, m)).collect();
         for id in &ids[..3] {
             fns.send_response(*id, "data").await.expect("answer");
         }

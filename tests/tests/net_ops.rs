@@ -4,7 +4,8 @@
 //!
 //! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_client::{Client, ClientError, Delivered};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientError, Message};
 use gonets_proto::header::{Accepted, ErrorReply, Fetch};
 use gonets_proto::Opcode;
 use gonets_server::tls;
@@ -33,11 +34,7 @@ fn answers(p: &str) -> QueueId {
 }
 
 /// MFC sends an EGRUL request with `payload`; FNS fetches it (checked to be that request).
-async fn send_and_fetch(
-    mfc: &Client,
-    fns: &Client,
-    payload: &'static str,
-) -> (Accepted, Delivered) {
+async fn send_and_fetch(mfc: &Client, fns: &Client, payload: &'static str) -> (Accepted, Message) {
     let accepted = mfc
         .send_request(NewRequest::new(EGRUL, payload))
         .await
@@ -219,7 +216,7 @@ fn given_a_fetched_request_when_nacked_with_a_delay_then_it_comes_back_after_the
         // Acking again is harmless; acking with a lease never given is not.
         fns.ack(&again).await.expect("a repeated ack is harmless");
         let mut forged = again.clone();
-        forged.lease = forged.lease.wrapping_add(1_000_000);
+        forged.reader = forged.reader.wrapping_add(1_000_000);
         expect_hub("ack with a foreign lease", fns.ack(&forged).await, |e| {
             *e == HubError::NotFound
         });

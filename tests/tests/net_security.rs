@@ -4,7 +4,8 @@
 //!
 //! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
-use gonets_client::{Client, ClientConfig, ClientError, ClientSecurity};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientConfig, ClientError, ClientSecurity};
 use gonets_server::tls;
 use gonets_tests::net::{bounded, run_local, ServerOptions, ServerProcess};
 use gonets_types::{HubError, NewRequest, ParticipantId, QueueId};

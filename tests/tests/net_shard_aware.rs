@@ -2,7 +2,8 @@
 //! each connection lands on its own shard, and a full exchange works with
 //! every operation routed to the owning shard.
 
-use gonets_client::{ClientConfig, ClientSecurity, ShardAwareClient};
+use gonets_client::glommio::ShardAwareClient;
+use gonets_client::{ClientConfig, ClientSecurity};
 use gonets_engine::{Hub, HubConfig};
 use gonets_server::config_file::registry_tokens;
 use gonets_server::{start_front_ends, Security, ServerSettings};

@@ -1,28 +1,100 @@
-//! The Rust client of the wire protocol: glommio-based, one connection per
-//! `Client`, used from one executor (make one per core). Operations keep
-//! DESIGN.md §2's names and return the hub's typed errors.
+//! The Rust client of the wire protocol (docs/protocol.md): one connection
+//! per [`Client`]; operations keep DESIGN.md §2's names and return the
+//! hub's typed errors. Runtime-free: it depends on the vocabulary
+//! (gonets-types) and the wire format (gonets-proto) only, never on the
+//! engine, storage or an async runtime.
 //!
-//! Pipelining: any number of operations may be awaited at once on one
-//! client; replies are matched by correlation id. A dropped connection is
-//! re-established on the next operation; `send_request` always carries an
-//! idempotency key (made here when the caller gave none) and re-sends itself
-//! on the new connection, so a drop never loses or duplicates a request.
-//! Other operations report `Disconnected` and leave the retry to the caller
+//! # Runtimes
+//!
+//! [`Client<R>`] runs on any [`Runtime`] `R` (a TCP connect, a timer and a
+//! spawn); the connection code works over futures-io streams and TLS is
+//! futures-rustls for every runtime. Two adapters, each behind a cargo
+//! feature (none is on by default):
+//! - `glommio`: `glommio::Client` (= `Client<Glommio>`), for the hub's
+//!   own thread-per-core programs (the load generator, `gonets demo`, the
+//!   admin commands, the tests). A client belongs to the executor that
+//!   connected it (it is neither `Send` nor `Sync`); make one per core.
+//! - `tokio`: `tokio::Client` (= `Client<Tokio>`), for tokio programs.
+//!   It is `Send` and `Sync` and its futures are `Send`, so it can be
+//!   shared between tasks and its calls spawned with `tokio::spawn`. It
+//!   needs a runtime with I/O and time enabled.
+//!
+//! A tokio consumer (`gonets-client = { ..., features = ["tokio"] }`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use gonets_client::tokio::Client;
+//! use gonets_client::{ClientConfig, ClientSecurity};
+//! use gonets_types::{NewRequest, ParticipantId, QueueId};
+//! use std::time::Duration;
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread()
+//!     .enable_all()
+//!     .build()?;
+//! runtime.block_on(async {
+//!     let security = ClientSecurity::DevToken {
+//!         participant: "MFC".into(),
+//!         token: "dev-mfc".into(),
+//!     };
+//!     let config = ClientConfig::new("127.0.0.1:7400".parse()?, security);
+//!     let mfc = Client::connect(config).await?;
+//!     let accepted = mfc
+//!         .send_request(NewRequest::new("urn:gonets:fns:egrul-extract:1", "ogrn 1"))
+//!         .await?;
+//!     println!("accepted {}", accepted.id);
+//!     // Later: the answer comes to the consumer's answers queue.
+//!     let answers = QueueId::Answers(ParticipantId::new("MFC"));
+//!     for answer in mfc.fetch(&answers, 10, Duration::from_secs(5)).await? {
+//!         println!("answer to {:?}: {} bytes", answer.reply_to, answer.payload.len());
+//!         mfc.ack(&answer).await?;
+//!     }
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
+//! With glommio the same code runs inside an executor
+//! (`LocalExecutorBuilder::new(..).spawn(|| async { .. })`) with
+//! `gonets_client::glommio::Client`.
+//!
+//! # What is delivered
+//!
+//! `fetch`, `call` and a subscription's `recv` hand out the vocabulary's
+//! [`Message`]; its `reader` field is the lease holder the server sent,
+//! which `ack` and `nack` send back.
+//!
+//! # Pipelining and reconnects
+//!
+//! Any number of operations may be awaited at once on one client; replies
+//! are matched by correlation id. A dropped connection is re-established on
+//! the next operation; `send_request` always carries an idempotency key
+//! (made here when the caller gave none) and re-sends itself on the new
+//! connection, so a drop never loses or duplicates a request. Other
+//! operations report `Disconnected` and leave the retry to the caller
 //! (leases of a dropped connection go back to their queue by themselves).
 //!
 //! Shard-aware mode ([`ShardAwareClient`]): one connection per shard to the
 //! shard's own port, each operation sent to the shard owning its queue or
 //! message.
 //!
-//! Modules: `link` (one live connection), `message` (what is delivered),
-//! `shard_aware`.
+//! Modules: `runtime` (the [`Runtime`] trait, the connection task), `link`
+//! (one live connection), `message` (wire headers to [`Message`]),
+//! `shard_aware`, and the adapters `glommio` and `tokio`.
 
+#[cfg(feature = "glommio")]
+pub mod glommio;
 mod link;
 mod message;
+pub mod runtime;
 mod shard_aware;
-mod within;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
-pub use message::Delivered;
+pub use gonets_types::Message;
+pub use runtime::Runtime;
 pub use shard_aware::ShardAwareClient;
 
 use bytes::Bytes;
@@ -32,11 +104,10 @@ use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::NewRequest;
-use link::Link;
-use std::cell::{Cell, RefCell};
+use link::{lock, Link};
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Default bound of one operation's wait for its reply, ms (plus a fetch's wait).
@@ -137,79 +208,123 @@ pub enum ClientError {
     BadReply(String),
 }
 
-/// A connection to a gonets server (one executor's; not `Send`).
-#[derive(Clone)]
-pub struct Client {
-    inner: Rc<ClientInner>,
+/// A connection to a gonets server, on runtime `R` (see the crate docs;
+/// `glommio::Client` and `tokio::Client` name the two adapters' clients).
+/// Cheap to clone: clones share the connection. `Send` and `Sync` when
+/// the runtime type is (`Tokio`, not `Glommio`).
+pub struct Client<R: Runtime> {
+    inner: Arc<ClientInner<R>>,
 }
 
-struct ClientInner {
+impl<R: Runtime> Clone for Client<R> {
+    fn clone(&self) -> Self {
+        Client {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct ClientInner<R: Runtime> {
     config: ClientConfig,
-    link: RefCell<Option<Rc<Link>>>,
+    link: Mutex<Option<Arc<Link<R>>>>,
     /// Serialises reconnects: one at a time, the others wait for it.
-    connecting: glommio::sync::Semaphore,
+    connecting: Turnstile,
     /// Connections made so far (1 after `connect`).
-    connections: Cell<u64>,
+    connections: AtomicU64,
 }
 
-impl std::fmt::Debug for Client {
+/// A runtime-free async lock of one holder: a channel of one token.
+struct Turnstile {
+    give: flume::Sender<()>,
+    take: flume::Receiver<()>,
+}
+
+/// Holding the turnstile's token; gives it back on drop.
+struct Turn<'a>(&'a Turnstile);
+
+impl Turnstile {
+    fn new() -> Turnstile {
+        let (give, take) = flume::bounded(1);
+        give.try_send(())
+            .expect("an empty channel of one takes the token");
+        Turnstile { give, take }
+    }
+
+    async fn enter(&self) -> Turn<'_> {
+        // Both ends live in `self`: the channel cannot disconnect.
+        let _ = self.take.recv_async().await;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.give.try_send(());
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Client<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("addr", &self.inner.config.addr)
-            .field("connections", &self.inner.connections.get())
+            .field("connections", &self.connections())
             .finish()
     }
 }
 
-impl Client {
+impl<R: Runtime> Client<R> {
     /// Connects, authenticates and negotiates the protocol version.
-    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+    pub async fn connect(config: ClientConfig) -> Result<Client<R>, ClientError> {
         let link = Link::open(&config).await?;
         Ok(Client {
-            inner: Rc::new(ClientInner {
+            inner: Arc::new(ClientInner {
                 config,
-                link: RefCell::new(Some(Rc::new(link))),
-                connecting: glommio::sync::Semaphore::new(1),
-                connections: Cell::new(1),
+                link: Mutex::new(Some(Arc::new(link))),
+                connecting: Turnstile::new(),
+                connections: AtomicU64::new(1),
             }),
         })
     }
 
     /// The server's hello reply on the current connection.
     pub fn hello(&self) -> Option<h::HelloOk> {
-        self.inner.link.borrow().as_ref().map(|l| l.hello.clone())
+        lock(&self.inner.link).as_ref().map(|l| l.hello.clone())
     }
 
     /// Connections made so far (more than 1 after reconnects).
     pub fn connections(&self) -> u64 {
-        self.inner.connections.get()
+        self.inner.connections.load(Ordering::Relaxed)
     }
 
     /// Drops the current connection (as a network failure would); the next
     /// operation reconnects. For tests and for clients that rebalance.
     pub fn disconnect(&self) {
-        if let Some(link) = self.inner.link.borrow_mut().take() {
+        let link = lock(&self.inner.link).take();
+        if let Some(link) = link {
             link.close("closed by the client");
         }
     }
 
+    /// The current connection if it is open.
+    fn open_link(&self) -> Option<Arc<Link<R>>> {
+        lock(&self.inner.link)
+            .as_ref()
+            .filter(|l| l.is_open())
+            .cloned()
+    }
+
     /// The live connection, reconnecting if it dropped.
-    async fn link(&self) -> Result<Rc<Link>, ClientError> {
-        if let Some(l) = self.inner.link.borrow().as_ref().filter(|l| l.is_open()) {
-            return Ok(l.clone());
+    async fn link(&self) -> Result<Arc<Link<R>>, ClientError> {
+        if let Some(l) = self.open_link() {
+            return Ok(l);
         }
-        let _turn = self
-            .inner
-            .connecting
-            .acquire_permit(1)
-            .await
-            .map_err(|e| ClientError::Disconnected(e.to_string()))?;
-        if let Some(l) = self.inner.link.borrow().as_ref().filter(|l| l.is_open()) {
-            return Ok(l.clone());
+        let _turn = self.inner.connecting.enter().await;
+        if let Some(l) = self.open_link() {
+            return Ok(l);
         }
-        let link = Rc::new(Link::open(&self.inner.config).await?);
-        self.inner.connections.set(self.inner.connections.get() + 1);
-        *self.inner.link.borrow_mut() = Some(link.clone());
+        let link = Arc::new(Link::open(&self.inner.config).await?);
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.inner.link) = Some(link.clone());
         Ok(link)
     }
 
@@ -261,7 +376,7 @@ impl Client {
                             "{why} (after {attempt} attempts)"
                         )));
                     }
-                    glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
+                    R::sleep(Duration::from_millis(backoff_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(2000);
                 }
                 Err(e) => return Err(e),
@@ -270,7 +385,7 @@ impl Client {
     }
 
     /// The realtime path: the answer within the data kind's budget.
-    pub async fn call(&self, request: NewRequest) -> Result<Delivered, ClientError> {
+    pub async fn call(&self, request: NewRequest) -> Result<Message, ClientError> {
         let header = h::SendRequest {
             kind: request.kind.to_string(),
             idempotency_key: request.idempotency_key.clone(),
@@ -281,7 +396,7 @@ impl Client {
         let mut f = self
             .ask(Opcode::Call, &header, &[&request.payload], 0)
             .await?;
-        let mut messages = Delivered::from_frame(&mut f)?;
+        let mut messages = message::messages_of(&mut f)?;
         if messages.len() != 1 {
             return Err(ClientError::BadReply(format!(
                 "a call's reply carries {} messages",
@@ -297,7 +412,7 @@ impl Client {
         queue: &QueueId,
         max: u32,
         wait: Duration,
-    ) -> Result<Vec<Delivered>, ClientError> {
+    ) -> Result<Vec<Message>, ClientError> {
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let header = h::Fetch {
             queue: gonets_proto::queue_name(queue),
@@ -305,7 +420,7 @@ impl Client {
             wait_ms,
         };
         let mut f = self.ask(Opcode::Fetch, &header, &[], wait_ms).await?;
-        Delivered::from_frame(&mut f)
+        message::messages_of(&mut f)
     }
 
     /// Push delivery of `queue` with `credits` messages in flight. Ends
@@ -314,7 +429,7 @@ impl Client {
         &self,
         queue: &QueueId,
         credits: u32,
-    ) -> Result<ClientSubscription, ClientError> {
+    ) -> Result<ClientSubscription<R>, ClientError> {
         let link = self.link().await?;
         let header = h::Subscribe {
             queue: gonets_proto::queue_name(queue),
@@ -331,23 +446,23 @@ impl Client {
         })
     }
 
-    /// Ends a lease: the message is done.
-    pub async fn ack(&self, m: &Delivered) -> Result<(), ClientError> {
+    /// Ends a lease: the message is done. `m.reader` names the lease holder.
+    pub async fn ack(&self, m: &Message) -> Result<(), ClientError> {
         let header = h::Settle {
             queue: gonets_proto::queue_name(&m.queue),
             id: m.id.to_string(),
-            lease: m.lease,
+            lease: m.reader,
             delay_ms: 0,
         };
         self.ask(Opcode::Ack, &header, &[], 0).await.map(drop)
     }
 
     /// Ends a lease: deliver again after `delay`.
-    pub async fn nack(&self, m: &Delivered, delay: Duration) -> Result<(), ClientError> {
+    pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
         let header = h::Settle {
             queue: gonets_proto::queue_name(&m.queue),
             id: m.id.to_string(),
-            lease: m.lease,
+            lease: m.reader,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         };
         self.ask(Opcode::Nack, &header, &[], 0).await.map(drop)
@@ -416,24 +531,23 @@ fn parse<T: serde::de::DeserializeOwned>(f: &mut gonets_proto::Frame) -> Result<
 }
 
 /// Messages of one queue pushed as credits allow (see [`Client::subscribe`]).
-pub struct ClientSubscription {
-    client: Client,
-    link: Rc<Link>,
+pub struct ClientSubscription<R: Runtime> {
+    client: Client<R>,
+    link: Arc<Link<R>>,
     id: u64,
-    pushes:
-        glommio::channels::local_channel::LocalReceiver<Result<gonets_proto::Frame, ClientError>>,
+    pushes: flume::Receiver<Result<gonets_proto::Frame, ClientError>>,
 }
 
-impl ClientSubscription {
+impl<R: Runtime> ClientSubscription<R> {
     /// The next pushed message; `Disconnected` once the connection dropped.
-    pub async fn recv(&mut self) -> Result<Delivered, ClientError> {
-        match self.pushes.recv().await {
-            Some(Ok(mut f)) => {
+    pub async fn recv(&mut self) -> Result<Message, ClientError> {
+        match self.pushes.recv_async().await {
+            Ok(Ok(mut f)) => {
                 let header: h::MessageHeader = parse(&mut f)?;
-                Delivered::from_header(header, f.body)
+                message::message_of(header, f.body)
             }
-            Some(Err(e)) => Err(e),
-            None => Err(ClientError::Disconnected("the connection closed".into())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Disconnected("the connection closed".into())),
         }
     }
 

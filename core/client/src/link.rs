@@ -1,18 +1,21 @@
-//! One live connection of a client: the hello, a reader task that routes
-//! replies by correlation id and pushes by subscription, a writer task.
+//! One live connection of a client: the hello, then a background task
+//! (see [`ConnectionTask`]) whose reader routes replies by correlation id
+//! and pushes by subscription, and whose writer batches queued frames.
+//! Runtime-free: the runtime `R` connects, sleeps and spawns.
 
-use crate::within::within;
+use crate::runtime::{within, ConnectionTask, Runtime, Transport};
 use crate::{ClientConfig, ClientError, ClientSecurity};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
-use glommio::Task;
+use futures_lite::FutureExt;
 use gonets_proto::frame_io::{read_frame, ReadEnd};
 use gonets_proto::header::{self as h, ErrorReply};
 use gonets_proto::{Frame, FrameDecoder, Opcode};
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -25,40 +28,111 @@ const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Time to connect and say hello, ms.
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
-type ReplySender = LocalSender<Result<Frame, ClientError>>;
+type ReplySender = flume::Sender<Result<Frame, ClientError>>;
+type ReplyReceiver = flume::Receiver<Result<Frame, ClientError>>;
 
-/// What the reader task and the askers share.
-struct Routes {
-    pending: RefCell<HashMap<u64, ReplySender>>,
-    pushes: RefCell<HashMap<u64, ReplySender>>,
-    open: Cell<bool>,
-    why_closed: RefCell<String>,
+/// Locks `m`; a poisoned lock (a panic elsewhere while held) still
+/// guards consistent maps, as every critical section here is one step.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Who waits for what on one connection.
+struct RouteState {
+    open: bool,
+    why_closed: String,
+    pending: HashMap<u64, ReplySender>,
+    pushes: HashMap<u64, ReplySender>,
+    /// Dropped on close: the connection task sees it and ends.
+    stop: Option<flume::Sender<()>>,
+}
+
+/// What the connection task and the askers share.
+pub(crate) struct Routes {
+    state: Mutex<RouteState>,
 }
 
 impl Routes {
-    /// Marks the link closed and fails everything waiting on it.
+    /// Open routes; `stop` is dropped when the link closes.
+    fn new(stop: flume::Sender<()>) -> Routes {
+        Routes {
+            state: Mutex::new(RouteState {
+                open: true,
+                why_closed: String::new(),
+                pending: HashMap::new(),
+                pushes: HashMap::new(),
+                stop: Some(stop),
+            }),
+        }
+    }
+
+    /// Marks the link closed, fails everything waiting on it and stops
+    /// the connection task.
     fn fail_all(&self, why: &str) {
-        if !self.open.replace(false) {
+        let mut guard = lock(&self.state);
+        let s = &mut *guard;
+        if !s.open {
             return;
         }
-        *self.why_closed.borrow_mut() = why.to_string();
-        for (_, tx) in self.pending.borrow_mut().drain() {
+        s.open = false;
+        s.why_closed = why.to_string();
+        s.stop = None;
+        for (_, tx) in s.pending.drain().chain(s.pushes.drain()) {
             let _ = tx.try_send(Err(ClientError::Disconnected(why.to_string())));
         }
-        for (_, tx) in self.pushes.borrow_mut().drain() {
-            let _ = tx.try_send(Err(ClientError::Disconnected(why.to_string())));
+    }
+
+    /// Registers a reply route, unless the link closed (checked under
+    /// the same lock, so a close either sees the route or refuses it).
+    fn insert(&self, push: bool, id: u64, tx: ReplySender) -> Result<(), ClientError> {
+        let mut guard = lock(&self.state);
+        let s = &mut *guard;
+        if !s.open {
+            return Err(ClientError::Disconnected(s.why_closed.clone()));
         }
+        let map = if push { &mut s.pushes } else { &mut s.pending };
+        map.insert(id, tx);
+        Ok(())
+    }
+
+    fn remove(&self, push: bool, id: u64) -> Option<ReplySender> {
+        let mut s = lock(&self.state);
+        let map = if push { &mut s.pushes } else { &mut s.pending };
+        map.remove(&id)
+    }
+}
+
+/// The stop signal of a connection task: completes once the routes
+/// dropped their sender (the link closed).
+pub(crate) struct Stop(Pin<Box<flume::r#async::RecvFut<'static, ()>>>);
+
+impl Stop {
+    pub(crate) fn new(rx: flume::Receiver<()>) -> Stop {
+        Stop(Box::pin(rx.into_recv_async()))
+    }
+
+    /// Runs `f` unless the connection stops first (`None` then).
+    async fn unless<T>(&mut self, f: impl Future<Output = T>) -> Option<T> {
+        let stop = &mut self.0;
+        async { Some(f.await) }
+            .or(async {
+                let _ = stop.await;
+                None
+            })
+            .await
     }
 }
 
 /// A connection.
-pub(super) struct Link {
+pub(crate) struct Link<R> {
     /// The server's hello reply.
-    pub(super) hello: h::HelloOk,
-    out: LocalSender<Vec<u8>>,
-    routes: Rc<Routes>,
-    next_id: Cell<u64>,
-    tasks: RefCell<Vec<Task<()>>>,
+    pub(crate) hello: h::HelloOk,
+    out: flume::Sender<Vec<u8>>,
+    routes: Arc<Routes>,
+    next_id: AtomicU64,
+    /// `Send`/`Sync` only where the runtime is: a glommio link stays on
+    /// its executor (its connection task and wakers live there).
+    runtime: PhantomData<R>,
 }
 
 /// The client error an error frame stands for.
@@ -75,10 +149,10 @@ fn error_of(frame: &mut Frame) -> ClientError {
     }
 }
 
-impl Link {
-    /// Connects, says hello and starts the reader and writer.
-    pub(super) async fn open(config: &ClientConfig) -> Result<Link, ClientError> {
-        let tcp = within(CONNECT_TIMEOUT_MS, TcpStream::connect(config.addr))
+impl<R: Runtime> Link<R> {
+    /// Connects, says hello and starts the connection task.
+    pub(crate) async fn open(config: &ClientConfig) -> Result<Link<R>, ClientError> {
+        let tcp = within::<R, _>(CONNECT_TIMEOUT_MS, R::connect(config.addr))
             .await
             .ok_or_else(|| {
                 ClientError::Disconnected(format!("connecting to {} timed out", config.addr))
@@ -86,7 +160,6 @@ impl Link {
             .map_err(|e| {
                 ClientError::Disconnected(format!("cannot connect to {}: {e}", config.addr))
             })?;
-        let _ = tcp.set_nodelay(true);
         match &config.security {
             ClientSecurity::Tls {
                 config: tls,
@@ -95,109 +168,114 @@ impl Link {
                 let name = rustls_pki_types::ServerName::try_from(server_name.clone())
                     .map_err(|e| ClientError::Tls(format!("server name {server_name:?}: {e}")))?;
                 let connector = futures_rustls::TlsConnector::from(tls.clone());
-                let stream = within(CONNECT_TIMEOUT_MS, connector.connect(name, tcp))
+                let stream = within::<R, _>(CONNECT_TIMEOUT_MS, connector.connect(name, tcp))
                     .await
                     .ok_or_else(|| ClientError::Tls("handshake timed out".into()))?
                     .map_err(|e| ClientError::Tls(e.to_string()))?;
-                Link::start(stream, config, None).await
+                Link::start(Transport::Tls(Box::new(stream)), config, None).await
             }
             ClientSecurity::DevToken { participant, token } => {
-                Link::start(tcp, config, Some((participant.clone(), token.clone()))).await
+                let token = Some((participant.clone(), token.clone()));
+                Link::start(Transport::Plain(tcp), config, token).await
             }
         }
     }
 
-    async fn start<S>(
-        mut stream: S,
+    async fn start(
+        mut stream: Transport<R::Tcp>,
         config: &ClientConfig,
         token: Option<(String, String)>,
-    ) -> Result<Link, ClientError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + 'static,
-    {
-        let (participant, token) = token.unzip();
-        let hello = h::Hello {
-            versions: vec![gonets_proto::frame::VERSION],
-            participant,
-            token,
-            client: Some(concat!("gonets-client/", env!("CARGO_PKG_VERSION")).into()),
-        };
-        let mut frame = Vec::new();
-        gonets_proto::encode(&mut frame, Opcode::Hello, 1, &hello, &[]);
-        let io = |e: std::io::Error| ClientError::Disconnected(format!("hello: {e}"));
-        stream.write_all(&frame).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
+    ) -> Result<Link<R>, ClientError> {
         let mut decoder = FrameDecoder::new(config.limits);
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-        let reply = within(
-            CONNECT_TIMEOUT_MS,
-            read_frame(&mut stream, &mut decoder, &mut chunk),
-        )
-        .await
-        .ok_or_else(|| ClientError::Disconnected("no hello reply in time".into()))?;
-        let mut reply = match reply {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                return Err(ClientError::Disconnected(
-                    "the server closed the connection during hello".into(),
-                ))
-            }
-            Err(e) => return Err(ClientError::Disconnected(format!("hello reply: {e}"))),
-        };
-        let hello_ok: h::HelloOk = match reply.header.opcode {
-            Opcode::Error => return Err(error_of(&mut reply)),
-            op if op == Opcode::Hello.reply() => gonets_proto::parse_header(&mut reply.json)
-                .map_err(|e| ClientError::BadReply(e.to_string()))?,
-            op => {
-                return Err(ClientError::BadReply(format!(
-                    "hello answered with opcode 0x{:02x}",
-                    op.to_u8()
-                )))
-            }
-        };
+        let hello = hello::<R, _>(&mut stream, &mut decoder, &mut chunk, token).await?;
         let (reader, writer) = futures_lite::io::split(stream);
-        let routes = Rc::new(Routes {
-            pending: RefCell::new(HashMap::new()),
-            pushes: RefCell::new(HashMap::new()),
-            open: Cell::new(true),
-            why_closed: RefCell::new(String::new()),
+        let (stop_tx, stop_rx) = flume::bounded(1);
+        let routes = Arc::new(Routes::new(stop_tx));
+        let (out, outgoing) = flume::bounded(WRITE_QUEUE_FRAMES_MAX);
+        R::spawn_connection(ConnectionTask {
+            reader,
+            writer,
+            decoder,
+            chunk,
+            outgoing,
+            routes: routes.clone(),
+            stop: stop_rx,
         });
-        let (out, outgoing) = local_channel::new_bounded(WRITE_QUEUE_FRAMES_MAX);
-        let read_task = glommio::spawn_local(read_loop(reader, decoder, chunk, routes.clone()));
-        let write_task = glommio::spawn_local(write_loop(writer, outgoing, routes.clone()));
         Ok(Link {
-            hello: hello_ok,
+            hello,
             out,
             routes,
-            next_id: Cell::new(2),
-            tasks: RefCell::new(vec![read_task, write_task]),
+            next_id: AtomicU64::new(2),
+            runtime: PhantomData,
         })
     }
+}
 
+/// Says hello on a fresh stream (correlation id 1): the server's reply.
+async fn hello<R: Runtime, S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    decoder: &mut FrameDecoder,
+    chunk: &mut [u8],
+    token: Option<(String, String)>,
+) -> Result<h::HelloOk, ClientError> {
+    let (participant, token) = token.unzip();
+    let hello = h::Hello {
+        versions: vec![gonets_proto::frame::VERSION],
+        participant,
+        token,
+        client: Some(concat!("gonets-client/", env!("CARGO_PKG_VERSION")).into()),
+    };
+    let mut frame = Vec::new();
+    gonets_proto::encode(&mut frame, Opcode::Hello, 1, &hello, &[]);
+    let io = |e: std::io::Error| ClientError::Disconnected(format!("hello: {e}"));
+    stream.write_all(&frame).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let reply = within::<R, _>(CONNECT_TIMEOUT_MS, read_frame(stream, decoder, chunk))
+        .await
+        .ok_or_else(|| ClientError::Disconnected("no hello reply in time".into()))?;
+    let mut reply = match reply {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return Err(ClientError::Disconnected(
+                "the server closed the connection during hello".into(),
+            ))
+        }
+        Err(e) => return Err(ClientError::Disconnected(format!("hello reply: {e}"))),
+    };
+    match reply.header.opcode {
+        Opcode::Error => Err(error_of(&mut reply)),
+        op if op == Opcode::Hello.reply() => gonets_proto::parse_header(&mut reply.json)
+            .map_err(|e| ClientError::BadReply(e.to_string())),
+        op => Err(ClientError::BadReply(format!(
+            "hello answered with opcode 0x{:02x}",
+            op.to_u8()
+        ))),
+    }
+}
+
+impl<R: Runtime> Link<R> {
     /// True until the connection dropped.
-    pub(super) fn is_open(&self) -> bool {
-        self.routes.open.get()
+    pub(crate) fn is_open(&self) -> bool {
+        lock(&self.routes.state).open
     }
 
-    /// Closes the connection; everything waiting gets `Disconnected`.
-    pub(super) fn close(&self, why: &str) {
+    /// Closes the connection; everything waiting gets `Disconnected`, and
+    /// the connection task ends (closing the socket).
+    pub(crate) fn close(&self, why: &str) {
         self.routes.fail_all(why);
-        // Dropping the tasks cancels them and closes the socket.
-        self.tasks.borrow_mut().clear();
     }
 
     fn disconnected(&self) -> ClientError {
-        ClientError::Disconnected(self.routes.why_closed.borrow().clone())
+        ClientError::Disconnected(lock(&self.routes.state).why_closed.clone())
     }
 
     fn next_id(&self) -> u64 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        id
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sends a request and waits up to `timeout_ms` for its reply.
-    pub(super) async fn ask<T: serde::Serialize>(
+    pub(crate) async fn ask<T: serde::Serialize>(
         &self,
         op: Opcode,
         header: &T,
@@ -205,7 +283,7 @@ impl Link {
         timeout_ms: u64,
     ) -> Result<Frame, ClientError> {
         let id = self.next_id();
-        let (tx, rx) = local_channel::new_bounded(1);
+        let (tx, rx) = flume::bounded(1);
         self.send(op, id, header, body, tx).await?;
         self.wait(id, rx, timeout_ms).await
     }
@@ -218,14 +296,11 @@ impl Link {
         body: &[&[u8]],
         tx: ReplySender,
     ) -> Result<(), ClientError> {
-        if !self.is_open() {
-            return Err(self.disconnected());
-        }
-        self.routes.pending.borrow_mut().insert(id, tx);
+        self.routes.insert(false, id, tx)?;
         let mut frame = Vec::with_capacity(128 + body.iter().map(|b| b.len()).sum::<usize>());
         gonets_proto::encode(&mut frame, op, id, header, body);
-        if self.out.send(frame).await.is_err() {
-            self.routes.pending.borrow_mut().remove(&id);
+        if self.out.send_async(frame).await.is_err() {
+            self.routes.remove(false, id);
             return Err(self.disconnected());
         }
         Ok(())
@@ -234,30 +309,30 @@ impl Link {
     async fn wait(
         &self,
         id: u64,
-        rx: LocalReceiver<Result<Frame, ClientError>>,
+        rx: ReplyReceiver,
         timeout_ms: u64,
     ) -> Result<Frame, ClientError> {
-        match within(timeout_ms, rx.recv()).await {
-            Some(Some(r)) => r,
-            Some(None) => Err(self.disconnected()),
+        match within::<R, _>(timeout_ms, rx.recv_async()).await {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(self.disconnected()),
             None => {
-                self.routes.pending.borrow_mut().remove(&id);
+                self.routes.remove(false, id);
                 Err(ClientError::Timeout(timeout_ms))
             }
         }
     }
 
     /// Subscribes: the subscription's number and the channel of its pushes.
-    pub(super) async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
         header: &h::Subscribe,
         timeout_ms: u64,
-    ) -> Result<(u64, LocalReceiver<Result<Frame, ClientError>>), ClientError> {
+    ) -> Result<(u64, ReplyReceiver), ClientError> {
         let id = self.next_id();
-        let (push_tx, push_rx) = local_channel::new_bounded(PUSH_BUFFER_FRAMES_MAX);
+        let (push_tx, push_rx) = flume::bounded(PUSH_BUFFER_FRAMES_MAX);
         // Registered before the request: pushes may follow the reply at once.
-        self.routes.pushes.borrow_mut().insert(id, push_tx);
-        let (tx, rx) = local_channel::new_bounded(1);
+        self.routes.insert(true, id, push_tx)?;
+        let (tx, rx) = flume::bounded(1);
         let sent = self.send(Opcode::Subscribe, id, header, &[], tx).await;
         let reply = match sent {
             Ok(()) => self.wait(id, rx, timeout_ms).await,
@@ -266,113 +341,206 @@ impl Link {
         match reply {
             Ok(_) => Ok((id, push_rx)),
             Err(e) => {
-                self.routes.pushes.borrow_mut().remove(&id);
+                self.routes.remove(true, id);
                 Err(e)
             }
         }
     }
 
     /// Stops routing pushes of subscription `id`.
-    pub(super) fn end_subscription(&self, id: u64) {
-        self.routes.pushes.borrow_mut().remove(&id);
+    pub(crate) fn end_subscription(&self, id: u64) {
+        self.routes.remove(true, id);
     }
 }
 
-impl Drop for Link {
+impl<R> Drop for Link<R> {
     fn drop(&mut self) {
-        self.close("the client dropped the connection");
+        self.routes.fail_all("the client dropped the connection");
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: R,
+/// Reads and routes frames until the connection ends (or is stopped).
+pub(crate) async fn read_loop<S: AsyncRead + Unpin>(
+    mut reader: S,
     mut decoder: FrameDecoder,
     mut chunk: Vec<u8>,
-    routes: Rc<Routes>,
+    routes: Arc<Routes>,
+    mut stop: Stop,
 ) {
     // Runs until the connection ends.
     loop {
-        let mut frame = match read_frame(&mut reader, &mut decoder, &mut chunk).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                routes.fail_all("the server closed the connection");
-                return;
-            }
-            Err(ReadEnd::Io(e)) => {
-                routes.fail_all(&format!("read failed: {e}"));
-                return;
-            }
-            Err(ReadEnd::Frame(e)) => {
-                routes.fail_all(&format!("the server sent a bad frame: {e}"));
-                return;
+        let read = stop
+            .unless(read_frame(&mut reader, &mut decoder, &mut chunk))
+            .await;
+        let frame = match read {
+            None => return,
+            Some(Ok(Some(f))) => f,
+            Some(Ok(None)) => return routes.fail_all("the server closed the connection"),
+            Some(Err(ReadEnd::Io(e))) => return routes.fail_all(&format!("read failed: {e}")),
+            Some(Err(ReadEnd::Frame(e))) => {
+                return routes.fail_all(&format!("the server sent a bad frame: {e}"))
             }
         };
-        let id = frame.header.correlation_id;
-        match frame.header.opcode {
-            Opcode::Push => {
-                let full = routes
-                    .pushes
-                    .borrow()
-                    .get(&id)
-                    .map(|tx| tx.try_send(Ok(frame)).is_err());
-                if full == Some(true) {
-                    routes.fail_all("a subscription received more pushes than its buffer holds");
-                    return;
-                }
-            }
-            Opcode::Error if id == 0 => {
-                let e = error_of(&mut frame);
-                routes.fail_all(&format!("the server closed the connection: {e}"));
-                return;
-            }
-            Opcode::Error => {
-                let e = error_of(&mut frame);
-                if let Some(tx) = routes.pending.borrow_mut().remove(&id) {
-                    let _ = tx.try_send(Err(e));
-                } else if let Some(tx) = routes.pushes.borrow_mut().remove(&id) {
-                    // A subscription ended by the server (e.g. hub shutting down).
-                    let _ = tx.try_send(Err(e));
-                }
-            }
-            Opcode::Reply(_) => {
-                if let Some(tx) = routes.pending.borrow_mut().remove(&id) {
-                    let _ = tx.try_send(Ok(frame));
-                }
-            }
-            op => {
-                routes.fail_all(&format!(
-                    "the server sent a request opcode 0x{:02x}",
-                    op.to_u8()
-                ));
-                return;
-            }
+        if let Err(why) = route(&routes, frame) {
+            return routes.fail_all(&why);
         }
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    outgoing: LocalReceiver<Vec<u8>>,
-    routes: Rc<Routes>,
-) {
-    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
-    while let Some(first) = outgoing.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < WRITE_BATCH_BYTES_MAX {
-            match futures_lite::future::poll_once(outgoing.recv()).await {
-                Some(Some(f)) => batch.extend_from_slice(&f),
-                _ => break,
+/// Hands one frame to whoever waits for it; `Err` ends the connection.
+fn route(routes: &Routes, mut frame: Frame) -> Result<(), String> {
+    let id = frame.header.correlation_id;
+    match frame.header.opcode {
+        Opcode::Push => {
+            let s = lock(&routes.state);
+            match s.pushes.get(&id).map(|tx| tx.try_send(Ok(frame))) {
+                Some(Err(flume::TrySendError::Full(_))) => {
+                    return Err("a subscription received more pushes than its buffer holds".into())
+                }
+                // Its leases go back to the queue with the connection.
+                Some(Err(flume::TrySendError::Disconnected(_))) => {
+                    return Err("a subscription was dropped without unsubscribing".into())
+                }
+                Some(Ok(())) | None => {}
             }
         }
-        if let Err(e) = async {
-            writer.write_all(&batch).await?;
-            writer.flush().await
+        Opcode::Error if id == 0 => {
+            let e = error_of(&mut frame);
+            return Err(format!("the server closed the connection: {e}"));
         }
-        .await
-        {
-            routes.fail_all(&format!("write failed: {e}"));
-            return;
+        Opcode::Error => {
+            let e = error_of(&mut frame);
+            if let Some(tx) = routes.remove(false, id) {
+                let _ = tx.try_send(Err(e));
+            } else if let Some(tx) = routes.remove(true, id) {
+                // A subscription ended by the server (e.g. hub shutting down).
+                let _ = tx.try_send(Err(e));
+            }
         }
-        batch.clear();
+        Opcode::Reply(_) => {
+            if let Some(tx) = routes.remove(false, id) {
+                let _ = tx.try_send(Ok(frame));
+            }
+        }
+        op => {
+            return Err(format!(
+                "the server sent a request opcode 0x{:02x}",
+                op.to_u8()
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Writes queued frames, gathered into batches, until the link closes.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    outgoing: flume::Receiver<Vec<u8>>,
+    routes: Arc<Routes>,
+    mut stop: Stop,
+) {
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
+    // Runs until the link closes (stop) or every sender is gone.
+    while let Some(Ok(first)) = stop.unless(outgoing.recv_async()).await {
+        batch.extend_from_slice(&first);
+        while batch.len() < WRITE_BATCH_BYTES_MAX {
+            match outgoing.try_recv() {
+                Ok(f) => batch.extend_from_slice(&f),
+                Err(_) => break,
+            }
+        }
+        let written = stop
+            .unless(async {
+                writer.write_all(&batch).await?;
+                writer.flush().await
+            })
+            .await;
+        match written {
+            None => return,
+            Some(Ok(())) => batch.clear(),
+            Some(Err(e)) => return routes.fail_all(&format!("write failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gonets_proto::Limits;
+
+    fn frame(op: Opcode, id: u64) -> Frame {
+        let mut bytes = Vec::new();
+        gonets_proto::encode(&mut bytes, op, id, &h::Empty {}, &[]);
+        let mut decoder = FrameDecoder::new(Limits {
+            header_bytes_max: 1024,
+            body_bytes_max: 1024,
+        });
+        decoder.extend(&bytes);
+        decoder.next_frame().expect("valid").expect("whole")
+    }
+
+    #[test]
+    fn given_a_waiting_reply_when_the_link_closes_then_the_waiter_gets_disconnected_and_the_task_is_stopped(
+    ) {
+        let (stop_tx, stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx, rx) = flume::bounded(1);
+        routes.insert(false, 7, tx).expect("open");
+        routes.fail_all("gone");
+        assert!(matches!(rx.try_recv(), Ok(Err(ClientError::Disconnected(w))) if w == "gone"));
+        assert!(
+            stop_rx.is_disconnected(),
+            "the connection task is told to stop"
+        );
+    }
+
+    #[test]
+    fn given_a_closed_link_when_a_reply_route_is_registered_then_disconnected_not_a_silent_wait() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        routes.fail_all("gone");
+        let (tx, _rx) = flume::bounded(1);
+        assert!(matches!(
+            routes.insert(false, 7, tx),
+            Err(ClientError::Disconnected(w)) if w == "gone"
+        ));
+    }
+
+    #[test]
+    fn given_replies_and_pushes_when_routed_then_each_reaches_its_own_waiter_by_correlation_id() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx3, rx3) = flume::bounded(1);
+        let (tx4, rx4) = flume::bounded(1);
+        let (push_tx, push_rx) = flume::bounded(2);
+        routes.insert(false, 3, tx3).expect("open");
+        routes.insert(false, 4, tx4).expect("open");
+        routes.insert(true, 5, push_tx).expect("open");
+        route(&routes, frame(Opcode::Ping.reply(), 4)).expect("routed");
+        route(&routes, frame(Opcode::Push, 5)).expect("routed");
+        route(&routes, frame(Opcode::Push, 5)).expect("routed");
+        assert_eq!(
+            rx4.try_recv()
+                .expect("4's reply")
+                .expect("ok")
+                .header
+                .correlation_id,
+            4
+        );
+        assert!(rx3.try_recv().is_err(), "3 still waits");
+        assert_eq!(push_rx.len(), 2);
+        // A reply with no waiter (timed out) is dropped, not misrouted.
+        route(&routes, frame(Opcode::Ping.reply(), 9)).expect("dropped");
+        assert!(rx3.try_recv().is_err());
+    }
+
+    #[test]
+    fn given_a_full_subscription_buffer_when_one_more_push_comes_then_the_connection_ends() {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (push_tx, _push_rx) = flume::bounded(1);
+        routes.insert(true, 5, push_tx).expect("open");
+        route(&routes, frame(Opcode::Push, 5)).expect("fits");
+        assert!(route(&routes, frame(Opcode::Push, 5)).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! port, and every operation sent to the shard that owns its queue or
 //! message, so no command crosses cores inside the hub.
 
-use crate::{Client, ClientConfig, ClientError, ClientSubscription, Delivered};
+use crate::{Client, ClientConfig, ClientError, ClientSubscription, Message, Runtime};
 use bytes::Bytes;
 use gonets_proto::header as h;
 use gonets_types::ids::{MessageId, QueueId};
@@ -12,18 +12,33 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Connections to every shard's own port (see [`ShardAwareClient::connect`]).
-#[derive(Clone, Debug)]
-pub struct ShardAwareClient {
+pub struct ShardAwareClient<R: Runtime> {
     /// By shard.
-    shards: Vec<Client>,
+    shards: Vec<Client<R>>,
 }
 
-impl ShardAwareClient {
+impl<R: Runtime> Clone for ShardAwareClient<R> {
+    fn clone(&self) -> Self {
+        ShardAwareClient {
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for ShardAwareClient<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardAwareClient")
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl<R: Runtime> ShardAwareClient<R> {
     /// Connects to `config.addr` (any port of the hub), learns the shard
     /// ports from its hello, and connects to each. The server must be
     /// started with `shard_port_base`.
-    pub async fn connect(config: ClientConfig) -> Result<ShardAwareClient, ClientError> {
-        let first = Client::connect(config.clone()).await?;
+    pub async fn connect(config: ClientConfig) -> Result<ShardAwareClient<R>, ClientError> {
+        let first = Client::<R>::connect(config.clone()).await?;
         let hello = first
             .hello()
             .ok_or_else(|| ClientError::Disconnected("no hello".into()))?;
@@ -57,18 +72,18 @@ impl ShardAwareClient {
     }
 
     /// The connection to the shard owning `queue`.
-    pub fn for_queue(&self, queue: &QueueId) -> &Client {
+    pub fn for_queue(&self, queue: &QueueId) -> &Client<R> {
         &self.shards[usize::from(queue.shard(self.shard_count()))]
     }
 
     /// The connection to the shard owning message `id` (its id names it).
-    pub fn for_message(&self, id: MessageId) -> Result<&Client, ClientError> {
+    pub fn for_message(&self, id: MessageId) -> Result<&Client<R>, ClientError> {
         self.shards
             .get(usize::from(id.shard()))
             .ok_or(ClientError::Hub(gonets_types::HubError::NotFound))
     }
 
-    fn for_kind(&self, request: &NewRequest) -> &Client {
+    fn for_kind(&self, request: &NewRequest) -> &Client<R> {
         self.for_queue(&QueueId::Requests(request.kind.clone()))
     }
 
@@ -78,7 +93,7 @@ impl ShardAwareClient {
     }
 
     /// See [`Client::call`].
-    pub async fn call(&self, request: NewRequest) -> Result<Delivered, ClientError> {
+    pub async fn call(&self, request: NewRequest) -> Result<Message, ClientError> {
         self.for_kind(&request).call(request).await
     }
 
@@ -88,7 +103,7 @@ impl ShardAwareClient {
         queue: &QueueId,
         max: u32,
         wait: Duration,
-    ) -> Result<Vec<Delivered>, ClientError> {
+    ) -> Result<Vec<Message>, ClientError> {
         self.for_queue(queue).fetch(queue, max, wait).await
     }
 
@@ -97,17 +112,17 @@ impl ShardAwareClient {
         &self,
         queue: &QueueId,
         credits: u32,
-    ) -> Result<ClientSubscription, ClientError> {
+    ) -> Result<ClientSubscription<R>, ClientError> {
         self.for_queue(queue).subscribe(queue, credits).await
     }
 
     /// See [`Client::ack`] (sent on the connection that fetched it).
-    pub async fn ack(&self, m: &Delivered) -> Result<(), ClientError> {
+    pub async fn ack(&self, m: &Message) -> Result<(), ClientError> {
         self.for_queue(&m.queue).ack(m).await
     }
 
     /// See [`Client::nack`].
-    pub async fn nack(&self, m: &Delivered, delay: Duration) -> Result<(), ClientError> {
+    pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
         self.for_queue(&m.queue).nack(m, delay).await
     }
 

@@ -1,7 +1,8 @@
 //! The tools that talk to a running hub (`status`, `queues`) and `certs dev`.
 
 use clap::Args;
-use gonets_client::{Client, ClientConfig, ClientSecurity};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientConfig, ClientSecurity};
 use gonets_engine::registry::Registry;
 use gonets_server::tls;
 use gonets_types::{DataKindId, MessageId, ParticipantId, QueueId};

@@ -2,7 +2,8 @@
 //! network clients (MFC asks, MVD answers in real time, FNS answers
 //! asynchronously), a realtime phase then a bulk phase, and a report.
 
-use gonets_client::{Client, ClientConfig, ClientSecurity, Delivered};
+use gonets_client::glommio::Client;
+use gonets_client::{ClientConfig, ClientSecurity, Message};
 use gonets_engine::durable_file;
 use gonets_engine::{Hub, HubConfig};
 use gonets_server::config_file::ensure_dev_certs;
@@ -531,7 +532,7 @@ async fn answer_collector(mfc: Client, t: Rc<Tally>) {
     }
 }
 
-fn count_answer(t: &Tally, answer: &Delivered) {
+fn count_answer(t: &Tally, answer: &Message) {
     bump(&t.payload_bytes, answer.payload.len() as u64);
     match &answer.body {
         DeliveryBody::Answer(AnswerBody::Data) => bump(&t.answers_data, 1),

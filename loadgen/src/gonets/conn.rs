@@ -2,7 +2,8 @@
 //! port, or (shard-aware) one per shard with each operation sent to the
 //! shard that owns its queue or message.
 
-use gonets_client::{Client, ClientConfig, ClientError, ClientSecurity, ShardAwareClient};
+use gonets_client::glommio::{Client, ShardAwareClient};
+use gonets_client::{ClientConfig, ClientError, ClientSecurity};
 use gonets_server::tls;
 use gonets_types::{MessageId, QueueId};
 use std::net::SocketAddr;
