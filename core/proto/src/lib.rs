@@ -20,8 +20,13 @@ pub mod request;
 pub use error_code::ErrorCode;
 pub use frame::{encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, Limits};
 pub use opcode::Opcode;
-pub use reply::{encode_error, encode_push, encode_reply};
-pub use request::{decode_command, request_header, RequestError, READER_OF_SESSION};
+pub use reply::{
+    decode_push, decode_reply, encode_error, encode_push, encode_reply, message_from_header,
+    status_view, BadReply,
+};
+pub use request::{
+    decode_command, encode_command, request_header, RequestError, READER_OF_SESSION,
+};
 
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};

@@ -294,3 +294,245 @@ fn given_every_reply_when_encoded_then_its_frame_reads_back_as_the_reply_header_
     let e: h::ErrorReply = parse_header(&mut f.json).unwrap();
     assert_eq!(e.to_hub(), Some(HubError::NotFound));
 }
+
+mod round_trip {
+    use super::*;
+    use gonets_types::{AnswerBody, ReplyKind};
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        "[a-z0-9:.-]{1,24}"
+    }
+
+    fn queue() -> impl Strategy<Value = QueueId> {
+        prop_oneof![
+            text().prop_map(|k| QueueId::Requests(DataKindId::new(&k))),
+            text().prop_map(|p| QueueId::Answers(ParticipantId::new(&p))),
+        ]
+    }
+
+    fn message_id() -> impl Strategy<Value = MessageId> {
+        (any::<u32>(), 0..=MessageId::SHARD_MAX, any::<u64>())
+            .prop_map(|(ms, shard, seq)| MessageId::new(u64::from(ms), shard, seq))
+    }
+
+    fn payload() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+    }
+
+    fn new_request() -> impl Strategy<Value = NewRequest> {
+        let texts = (
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        );
+        (texts, payload(), any::<bool>(), any::<bool>()).prop_map(
+            |((kind, key, transaction), payload, test, state_secret)| NewRequest {
+                kind: DataKindId::new(&kind),
+                payload,
+                idempotency_key: key,
+                test,
+                transaction,
+                state_secret,
+            },
+        )
+    }
+
+    fn refusal_code() -> impl Strategy<Value = RefusalCode> {
+        proptest::sample::select(RefusalCode::ALL.to_vec())
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        let reader = READER_OF_SESSION;
+        prop_oneof![
+            new_request().prop_map(Command::SendRequest),
+            new_request().prop_map(Command::Call),
+            (queue(), any::<u32>(), any::<u64>()).prop_map(move |(queue, max, wait_ms)| {
+                Command::Fetch {
+                    queue,
+                    max,
+                    wait_ms,
+                    reader,
+                }
+            }),
+            (queue(), any::<u32>()).prop_map(move |(queue, credits)| Command::Subscribe {
+                queue,
+                credits,
+                reader
+            }),
+            (queue(), message_id(), any::<u64>()).prop_map(|(queue, id, reader)| Command::Ack {
+                queue,
+                id,
+                reader
+            }),
+            (queue(), message_id(), any::<u64>(), any::<u64>()).prop_map(
+                |(queue, id, reader, delay_ms)| Command::Nack {
+                    queue,
+                    id,
+                    reader,
+                    delay_ms
+                }
+            ),
+            (message_id(), payload()).prop_map(|(request_id, payload)| Command::SendResponse {
+                request_id,
+                payload
+            }),
+            (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
+                Command::SendRefusal {
+                    request_id,
+                    code,
+                    reason,
+                }
+            }),
+            message_id().prop_map(|id| Command::Status { id }),
+            queue().prop_map(|queue| Command::QueueStats { queue }),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let body = prop_oneof![
+            Just(DeliveryBody::Request),
+            Just(DeliveryBody::Answer(AnswerBody::Data)),
+            (refusal_code(), "[ -~]{0,40}").prop_map(|(code, reason)| {
+                DeliveryBody::Answer(AnswerBody::Refusal { code, reason })
+            }),
+        ];
+        let ids = (queue(), message_id(), proptest::option::of(message_id()));
+        let names = (text(), text(), proptest::option::of(text()));
+        let numbers = (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<bool>(),
+        );
+        (ids, names, body, numbers, payload()).prop_map(
+            |((queue, id, reply_to), (kind, from, transaction), body, n, payload)| Message {
+                queue,
+                id,
+                reply_to,
+                kind: DataKindId::new(&kind),
+                from: ParticipantId::new(&from),
+                body,
+                time_ms: n.0,
+                deadline_ms: n.1,
+                delivery_count: n.2,
+                test: n.4,
+                transaction,
+                payload,
+                reader: n.3,
+            },
+        )
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        let event = (1u8..=10, any::<u64>(), any::<u32>()).prop_map(|(k, time_ms, count)| {
+            let kind = EventKind::from_u8(k).expect("1 to 10 are event kinds");
+            HistoryEvent {
+                kind,
+                time_ms,
+                count,
+            }
+        });
+        let view = (
+            message_id(),
+            proptest::option::of(message_id()),
+            (text(), text(), text()),
+        )
+            .prop_flat_map(move |(request_id, answer_id, (kind, consumer, provider))| {
+                (any::<u64>(), proptest::collection::vec(event.clone(), 0..5)).prop_map(
+                    move |(deadline_ms, events)| StatusView {
+                        request_id,
+                        answer_id,
+                        kind: DataKindId::new(&kind),
+                        consumer: ParticipantId::new(&consumer),
+                        provider: ParticipantId::new(&provider),
+                        deadline_ms,
+                        events,
+                    },
+                )
+            });
+        prop_oneof![
+            (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {
+                Reply::Accepted(Accepted {
+                    id,
+                    time_ms,
+                    duplicate,
+                })
+            }),
+            message().prop_map(Reply::Message),
+            proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
+            Just(Reply::Done),
+            view.prop_map(Reply::Status),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
+                Reply::Stats(QueueStats {
+                    depth,
+                    in_flight,
+                    oldest_age_ms: age,
+                })
+            }),
+        ]
+    }
+
+    /// The request opcode of a reply kind (any opcode whose reply it is).
+    fn request_of(kind: ReplyKind) -> Opcode {
+        match kind {
+            ReplyKind::Accepted => Opcode::SendRequest,
+            ReplyKind::Message => Opcode::Call,
+            ReplyKind::Messages => Opcode::Fetch,
+            ReplyKind::Done => Opcode::Ack,
+            ReplyKind::Status => Opcode::Status,
+            ReplyKind::Stats => Opcode::QueueStats,
+        }
+    }
+
+    proptest! {
+        /// Whatever a client encodes, the server decodes into the same command.
+        #[test]
+        fn given_any_command_when_encoded_and_decoded_then_the_same_command(
+            command in command(), correlation_id in any::<u64>()
+        ) {
+            let mut out = Vec::new();
+            let op = encode_command(&mut out, correlation_id, &command);
+            let mut f = frame(&out);
+            prop_assert_eq!(
+                (f.header.opcode, f.header.correlation_id),
+                (op, correlation_id)
+            );
+            prop_assert_eq!(decode_command(op, &mut f.json, f.body.clone()), Ok(command));
+        }
+
+        /// Whatever the server encodes, a client decodes into the same reply.
+        #[test]
+        fn given_any_reply_when_encoded_and_decoded_then_the_same_reply(reply in reply()) {
+            let kind = reply.kind();
+            let mut out = Vec::new();
+            encode_reply(&mut out, request_of(kind), 9, &Ok(reply.clone()));
+            let mut f = frame(&out);
+            prop_assert_eq!(f.header.opcode, request_of(kind).reply());
+            prop_assert_eq!(decode_reply(kind, &mut f), Ok(Ok(reply)));
+        }
+    }
+
+    #[test]
+    fn given_an_error_reply_when_decoded_then_its_hub_error_comes_back() {
+        let mut out = Vec::new();
+        let e = HubError::AlreadyAnswered(id());
+        encode_reply(&mut out, Opcode::SendResponse, 9, &Err(e.clone()));
+        let reply = decode_reply(ReplyKind::Done, &mut frame(&out)).unwrap();
+        assert_eq!(reply.map_err(|r| r.to_hub()), Err(Some(e)));
+    }
+
+    #[test]
+    fn given_a_pushed_message_when_decoded_then_it_comes_back_equal() {
+        let m = super::message(b"pushed");
+        let mut out = Vec::new();
+        encode_push(&mut out, 5, &m);
+        let mut f = frame(&out);
+        assert_eq!(
+            (f.header.opcode, f.header.correlation_id),
+            (Opcode::Push, 5)
+        );
+        assert_eq!(decode_push(&mut f), Ok(m));
+    }
+}

@@ -1,14 +1,21 @@
 //! The wire mapping of requests, in one place: a request frame (opcode,
-//! JSON header, payload) decodes into the vocabulary's [`Command`].
+//! JSON header, payload) decodes into the vocabulary's [`Command`]
+//! ([`decode_command`], the server's side), and a command encodes into its
+//! request frame ([`encode_command`], a client's side).
 //!
 //! Hello, Ping, AddCredits and Unsubscribe are connection-level (no hub
 //! operation): the server reads their headers itself with
 //! [`request_header`].
 
 use crate::header::{self as h, ErrorReply, RequestHeader};
-use crate::{parse_id, parse_queue, parse_refusal, parse_request, HeaderError, Opcode};
+use crate::{
+    encode_frame, parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError,
+    Opcode,
+};
 use bytes::Bytes;
-use gonets_types::{Command, DataKindId, HubError, NewRequest, ReaderId, TEXT_BYTES_MAX};
+use gonets_types::{
+    Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId, TEXT_BYTES_MAX,
+};
 
 /// The reader a decoded `Fetch` or `Subscribe` names: none (no reader is
 /// 0). The session that runs the command puts its own (a fetch) or the
@@ -182,4 +189,100 @@ fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestE
         transaction: r.transaction,
         state_secret: r.state_secret,
     })
+}
+
+/// The client's side of the same mapping: appends the request frame of
+/// `command` under `correlation_id` and returns its opcode. The reader of
+/// an `Ack` or `Nack` goes out as its `lease`; that of a `Fetch` or
+/// `Subscribe` does not go out (the server's session picks it).
+pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command) -> Opcode {
+    let (op, json, body) = wire_form(command);
+    encode_frame(out, op, correlation_id, &json, &[body]);
+    op
+}
+
+/// A command's opcode, JSON header and body.
+fn wire_form(command: &Command) -> (Opcode, Vec<u8>, &[u8]) {
+    fn json<T: serde::Serialize>(header: &T) -> Vec<u8> {
+        // Plain structs of strings and numbers always serialise.
+        serde_json::to_vec(header).expect("wire headers always serialise")
+    }
+    let request = |r: &NewRequest| {
+        json(&h::SendRequest {
+            kind: r.kind.to_string(),
+            idempotency_key: r.idempotency_key.clone(),
+            test: r.test,
+            transaction: r.transaction.clone(),
+            state_secret: r.state_secret,
+        })
+    };
+    let settle = |queue: &QueueId, id: &MessageId, lease: u64, delay_ms: u64| {
+        json(&h::Settle {
+            queue: queue_name(queue),
+            id: id.to_string(),
+            lease,
+            delay_ms,
+        })
+    };
+    match command {
+        Command::SendRequest(r) => (Opcode::SendRequest, request(r), &r.payload[..]),
+        Command::Call(r) => (Opcode::Call, request(r), &r.payload[..]),
+        Command::Fetch {
+            queue,
+            max,
+            wait_ms,
+            ..
+        } => {
+            let (queue, max, wait_ms) = (queue_name(queue), *max, *wait_ms);
+            (
+                Opcode::Fetch,
+                json(&h::Fetch {
+                    queue,
+                    max,
+                    wait_ms,
+                }),
+                &[],
+            )
+        }
+        Command::Subscribe { queue, credits, .. } => {
+            let (queue, credits) = (queue_name(queue), *credits);
+            (
+                Opcode::Subscribe,
+                json(&h::Subscribe { queue, credits }),
+                &[],
+            )
+        }
+        Command::Ack { queue, id, reader } => (Opcode::Ack, settle(queue, id, *reader, 0), &[]),
+        Command::Nack {
+            queue,
+            id,
+            reader,
+            delay_ms,
+        } => (Opcode::Nack, settle(queue, id, *reader, *delay_ms), &[]),
+        Command::SendResponse {
+            request_id,
+            payload,
+        } => {
+            let request_id = request_id.to_string();
+            let header = json(&h::SendResponse { request_id });
+            (Opcode::SendResponse, header, &payload[..])
+        }
+        Command::SendRefusal {
+            request_id,
+            code,
+            reason,
+        } => {
+            let header = json(&h::SendRefusal {
+                request_id: request_id.to_string(),
+                code: code.as_str().into(),
+                reason: reason.clone(),
+            });
+            (Opcode::SendRefusal, header, &[])
+        }
+        Command::Status { id } => (Opcode::Status, json(&h::Status { id: id.to_string() }), &[]),
+        Command::QueueStats { queue } => {
+            let queue = queue_name(queue);
+            (Opcode::QueueStats, json(&h::QueueStats { queue }), &[])
+        }
+    }
 }
