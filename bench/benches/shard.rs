@@ -28,7 +28,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use gonets_engine::shard::{
-    Command, Input, NewRequest, Output, PeerMsg, Reply, Shard, ShardConfig,
+    Command, Input, NewRequest, Output, PeerMsg, Shard, ShardConfig, ShardReply,
 };
 use gonets_engine::Registry;
 use gonets_types::{DataKindId, MessageId, ParticipantId, QueueId};
@@ -129,7 +129,7 @@ impl Rig {
         for o in &self.out {
             if let Output::Reply { result, .. } = o {
                 match result {
-                    Ok(Reply::Messages(m)) => into.extend(m.iter().map(|d| d.id)),
+                    Ok(ShardReply::Messages(m)) => into.extend(m.iter().map(|d| d.id)),
                     Ok(_) => {}
                     Err(e) => panic!("the benchmark's exchange failed: {e}"),
                 }

@@ -6,8 +6,8 @@ use futures_lite::future::block_on;
 use gonets_engine::record::{AnswerBody, EventKind};
 use gonets_engine::{Hub, HubConfig, HubStartError, LogConfig, Registry, Session};
 use gonets_types::{
-    DeliveryBody, HubError, Message, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
-    StatusView,
+    Command, DeliveryBody, HubError, Message, MessageId, NewRequest, ParticipantId, QueueId,
+    RefusalCode, Reply, StatusView,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -728,5 +728,108 @@ fn given_tiny_segments_and_short_retention_when_old_segments_dropped_then_status
         assert_history_for_ever(&hub, *id, view);
         assert_history_for_ever(&hub, *answer, view);
     }
+    hub.shutdown().expect("clean shutdown");
+}
+
+/// Runs `command` through `Session::execute`; asserts the reply is the
+/// variant the command names.
+fn execute(session: &Session, command: Command) -> Reply {
+    let kind = command.reply_kind();
+    let reply = block_on(session.execute(command)).expect("operation succeeds");
+    assert_eq!(reply.kind(), kind, "{reply:?}");
+    reply
+}
+
+#[test]
+fn given_every_operation_when_executed_as_a_command_then_its_reply_is_the_kind_the_command_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start(dir.path(), 2);
+    let (c, p) = (hub.session("MVD").unwrap(), hub.session("FNS").unwrap());
+    let request = NewRequest::new(EGRUL, "passport 4510 123456");
+    let Reply::Accepted(accepted) = execute(&c, Command::SendRequest(request)) else {
+        unreachable!("checked by `execute`")
+    };
+    // A fetch leases to the session that runs it, whatever reader it names.
+    let fetch = || Command::Fetch {
+        queue: requests(EGRUL),
+        max: 1,
+        wait_ms: WAIT.as_millis() as u64,
+        reader: 987_654_321,
+    };
+    let Reply::Messages(got) = execute(&p, fetch()) else {
+        unreachable!()
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id, got[0].reader), (accepted.id, p.lease_holder()));
+    let settle = |nack: bool| {
+        let (queue, id, reader) = (requests(EGRUL), accepted.id, p.lease_holder());
+        match nack {
+            true => Command::Nack {
+                queue,
+                id,
+                reader,
+                delay_ms: 0,
+            },
+            false => Command::Ack { queue, id, reader },
+        }
+    };
+    assert_eq!(execute(&p, settle(true)), Reply::Done);
+    let Reply::Messages(again) = execute(&p, fetch()) else {
+        unreachable!()
+    };
+    assert_eq!(again[0].delivery_count, 2);
+    assert_eq!(execute(&p, settle(false)), Reply::Done);
+    let respond = Command::SendResponse {
+        request_id: accepted.id,
+        payload: Bytes::from_static(b"extract"),
+    };
+    assert_eq!(execute(&p, respond), Reply::Done);
+    let Reply::Status(view) = execute(&c, Command::Status { id: accepted.id }) else {
+        unreachable!()
+    };
+    assert_eq!(view.request_id, accepted.id);
+    let stats = Command::QueueStats {
+        queue: answers("MVD"),
+    };
+    // The answer reaches MVD's queue a moment later: counters of either.
+    assert!(matches!(execute(&c, stats), Reply::Stats(s) if s.depth <= 1));
+    let refuse = Command::SendRefusal {
+        request_id: accepted.id,
+        code: RefusalCode::NoData,
+        reason: String::new(),
+    };
+    assert!(matches!(
+        block_on(p.execute(refuse)),
+        Err(HubError::AlreadyAnswered(id)) if id == accepted.id
+    ));
+    let subscribe = Command::Subscribe {
+        queue: requests(EGRUL),
+        credits: 1,
+        reader: 0,
+    };
+    assert!(matches!(
+        block_on(c.execute(subscribe)),
+        Err(HubError::Malformed(_))
+    ));
+    hub.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn given_a_realtime_call_when_executed_as_a_command_then_the_reply_is_its_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start(dir.path(), 2);
+    let provider = hub.session("FNS").expect("provider");
+    let answering = std::thread::spawn(move || {
+        let request = fetch_one(&provider, &requests(INN));
+        block_on(provider.send_response(request.id, "INN 770123456789")).expect("response");
+        request.id
+    });
+    let consumer = hub.session("MFC").expect("consumer");
+    let call = Command::Call(NewRequest::new(INN, "passport 4510 123456"));
+    let Reply::Message(answer) = execute(&consumer, call) else {
+        unreachable!()
+    };
+    assert_eq!(answer.reply_to, Some(answering.join().expect("provider")));
+    assert_eq!(answer.payload, Bytes::from_static(b"INN 770123456789"));
     hub.shutdown().expect("clean shutdown");
 }

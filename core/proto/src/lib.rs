@@ -4,18 +4,29 @@
 //!
 //! Modules: `frame` (the fixed header, limits, the incremental decoder),
 //! `opcode`, `header` (the JSON header of every opcode), `error_code`
-//! (stable codes of every typed error), and here the conversions between
-//! the engine's types and their wire form.
+//! (stable codes of every typed error), `request` (a request frame into the
+//! vocabulary's `Command`), `reply` (a `Result<Reply, HubError>` into its
+//! reply frame), and here the conversions between the vocabulary's types
+//! and their wire form.
 
 pub mod error_code;
 pub mod frame;
 pub mod frame_io;
 pub mod header;
 pub mod opcode;
+pub mod reply;
+pub mod request;
 
 pub use error_code::ErrorCode;
 pub use frame::{encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, Limits};
 pub use opcode::Opcode;
+pub use reply::{
+    decode_push, decode_reply, encode_error, encode_push, encode_reply, message_from_header,
+    status_view, BadReply,
+};
+pub use request::{
+    decode_command, encode_command, request_header, RequestError, READER_OF_SESSION,
+};
 
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
@@ -243,3 +254,6 @@ pub fn status_reply(s: &StatusView) -> header::StatusReply {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mapping_tests;

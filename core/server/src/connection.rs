@@ -9,25 +9,22 @@
 use crate::frame_within::read_frame_within;
 use crate::settings::{Security, ServerSettings};
 use crate::tls;
-use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_lite::{future, FutureExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
-use gonets_engine::record::TEXT_BYTES_MAX;
+use glommio::sync::{Semaphore, StaticPermit};
 use gonets_engine::runtime::within::within;
 use gonets_engine::runtime::{HubHandle, Message, Session, Subscription};
 use gonets_proto::frame_io::{read_frame, ReadEnd};
 use gonets_proto::header::{self as h, ErrorReply};
-use gonets_proto::{ErrorCode, Frame, FrameDecoder, HeaderError, Opcode};
+use gonets_proto::{ErrorCode, Frame, FrameDecoder, HeaderError, Opcode, RequestError};
 use gonets_types::error::HubError;
-use gonets_types::NewRequest;
+use gonets_types::{Command, Reply};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -90,7 +87,16 @@ fn reply<T: serde::Serialize>(
 /// Encodes an error frame.
 fn error_frame(correlation_id: u64, e: &ErrorReply) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    gonets_proto::encode(&mut out, Opcode::Error, correlation_id, e, &[]);
+    gonets_proto::encode_error(&mut out, correlation_id, e);
+    out
+}
+
+/// Encodes the reply to a connection-level request that only says done
+/// (or its error).
+fn done(request: Opcode, correlation_id: u64, r: Result<(), HubError>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let r = r.map(|()| Reply::Done);
+    gonets_proto::encode_reply(&mut out, request, correlation_id, &r);
     out
 }
 
@@ -430,211 +436,74 @@ async fn frame_loop<R: AsyncRead + Unpin>(
         let Ok(permit) = permits.acquire_static_permit(1).await else {
             return None;
         };
-        let conn2 = conn.clone();
-        match op {
-            Opcode::AddCredits | Opcode::Unsubscribe => {
-                if let Err(fatal) = subscription_command(conn, frame).await {
-                    return Some(*fatal);
+        if let Err(fatal) = start(conn, frame, permit).await {
+            return Some(*fatal);
+        }
+    }
+}
+
+/// Starts one request frame's work: connection-level requests here, an
+/// operation on the hub as a task of its own that holds `permit` until its
+/// reply is queued.
+async fn start(
+    conn: &Rc<Connection>,
+    frame: Frame,
+    permit: StaticPermit,
+) -> Result<(), Box<Fatal>> {
+    let id = frame.header.correlation_id;
+    match frame.header.opcode {
+        Opcode::AddCredits | Opcode::Unsubscribe => subscription_command(conn, frame).await?,
+        Opcode::Ping => conn.send(reply(Opcode::Ping, id, &h::Empty {}, &[])).await,
+        Opcode::Hello => {
+            let e = HubError::Malformed("hello was already done".into());
+            conn.send(error_frame(id, &ErrorReply::from_hub(&e))).await;
+        }
+        op => {
+            let command = decode(conn, frame)?;
+            let conn = conn.clone();
+            glommio::spawn_local(async move {
+                if let Some(frame) = operation(&conn, op, id, command).await {
+                    conn.send(frame).await;
                 }
                 drop(permit);
-            }
-            _ => {
-                let task = prepare(conn, frame);
-                match task {
-                    Err(fatal) => return Some(*fatal),
-                    Ok(op) => {
-                        glommio::spawn_local(async move {
-                            let frame = op.run(&conn2).await;
-                            if let Some(frame) = frame {
-                                conn2.send(frame).await;
-                            }
-                            drop(permit);
-                        })
-                        .detach();
-                    }
-                }
-            }
+            })
+            .detach();
         }
     }
+    Ok(())
 }
 
-/// A parsed request, ready to run.
-enum Operation {
-    Ping(u64),
-    Hello(u64),
-    SendRequest(u64, NewRequest),
-    Call(u64, NewRequest),
-    Fetch(u64, gonets_types::ids::QueueId, u32, u64),
-    Subscribe(u64, gonets_types::ids::QueueId, u32),
-    Ack(
-        u64,
-        gonets_types::ids::QueueId,
-        gonets_types::ids::MessageId,
-        u64,
-    ),
-    Nack(
-        u64,
-        gonets_types::ids::QueueId,
-        gonets_types::ids::MessageId,
-        u64,
-        u64,
-    ),
-    SendResponse(u64, gonets_types::ids::MessageId, Bytes),
-    SendRefusal(
-        u64,
-        gonets_types::ids::MessageId,
-        gonets_types::refusal::RefusalCode,
-        String,
-    ),
-    Status(u64, gonets_types::ids::MessageId),
-    QueueStats(u64, gonets_types::ids::QueueId),
-    /// A request whose arguments are wrong: answered with this error.
-    Refused(u64, Box<ErrorReply>),
-}
-
-/// The header of request `id`: `Ok(Err(reply))` when a field is missing,
-/// of the wrong type or too long (answered, the connection goes on), `Err`
-/// when it is not a JSON object at all (fatal).
+/// A request's header or command (`T`), split by what a fault costs:
+/// `Ok(Err(reply))` when it is answered with an error and the connection
+/// goes on, `Err` when the header is not a JSON object at all (fatal).
 #[allow(clippy::type_complexity)] // the two layers are the two kinds of fault
-fn header<T: h::RequestHeader>(
+fn split<T>(
     id: u64,
-    json: &mut [u8],
+    decoded: Result<T, RequestError>,
 ) -> Result<Result<T, Box<ErrorReply>>, Box<Fatal>> {
-    match gonets_proto::parse_request(json) {
-        Ok(r) => Ok(Ok(r)),
-        Err(e @ HeaderError::Unparseable(_)) => Err(Fatal::header(id, &e)),
-        Err(e) => Ok(Err(Box::new(ErrorReply::from_header(&e)))),
+    match decoded {
+        Ok(t) => Ok(Ok(t)),
+        Err(RequestError::BadHeader(e)) => Err(Fatal::header(id, &e)),
+        Err(RequestError::Refused(reply)) => Ok(Err(reply)),
     }
 }
 
-/// `TOO_LARGE` naming the first text field longer than the log takes
-/// (`TEXT_BYTES_MAX`), checked before the request goes to the shard.
-fn texts_fit(fields: &[(&str, Option<&str>)]) -> Result<(), Box<ErrorReply>> {
-    match fields
-        .iter()
-        .find_map(|(name, t)| t.filter(|t| t.len() > TEXT_BYTES_MAX).map(|t| (name, t)))
-    {
-        Some((name, t)) => Err(Box::new(ErrorReply::field_too_large(
-            name,
-            t.len(),
-            TEXT_BYTES_MAX,
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, Box<ErrorReply>> {
-    texts_fit(&[
-        ("idempotency_key", r.idempotency_key.as_deref()),
-        ("transaction", r.transaction.as_deref()),
-    ])?;
-    Ok(NewRequest {
-        kind: gonets_types::ids::DataKindId::new(&r.kind),
-        payload,
-        idempotency_key: r.idempotency_key,
-        test: r.test,
-        transaction: r.transaction,
-        state_secret: r.state_secret,
-    })
-}
-
-/// Parses a request frame. A header that is not a JSON object is fatal
-/// (`BAD_HEADER` with the request's correlation id); a header that lacks a
-/// field, has one of the wrong type, or names a bad queue or id is answered
-/// with `MALFORMED`, a text over its limit with `TOO_LARGE`.
-fn prepare(conn: &Connection, mut frame: Frame) -> Result<Operation, Box<Fatal>> {
+/// Decodes a request frame into its command (gonets-proto's one wire
+/// mapping). An ack or nack naming a lease that is neither this
+/// connection's session's nor one of its subscriptions' is `NOT_FOUND`.
+#[allow(clippy::type_complexity)] // see `split`
+fn decode(
+    conn: &Connection,
+    mut frame: Frame,
+) -> Result<Result<Command, Box<ErrorReply>>, Box<Fatal>> {
     let id = frame.header.correlation_id;
-    let json = &mut frame.json;
-    let body = frame.body;
-    let refused = |e: HubError| Operation::Refused(id, Box::new(ErrorReply::from_hub(&e)));
-    macro_rules! parse {
-        ($t:ty) => {
-            match header::<$t>(id, json)? {
-                Ok(r) => r,
-                Err(reply) => return Ok(Operation::Refused(id, reply)),
-            }
-        };
-    }
-    Ok(match frame.header.opcode {
-        Opcode::Ping => Operation::Ping(id),
-        Opcode::Hello => Operation::Hello(id),
-        op @ (Opcode::SendRequest | Opcode::Call) => {
-            match new_request(parse!(h::SendRequest), body) {
-                Err(reply) => Operation::Refused(id, reply),
-                Ok(r) if op == Opcode::Call => Operation::Call(id, r),
-                Ok(r) => Operation::SendRequest(id, r),
-            }
+    let decoded = gonets_proto::decode_command(frame.header.opcode, &mut frame.json, frame.body);
+    Ok(match split(id, decoded)? {
+        Ok(Command::Ack { reader, .. } | Command::Nack { reader, .. }) if !conn.holds(reader) => {
+            Err(Box::new(ErrorReply::from_hub(&HubError::NotFound)))
         }
-        Opcode::Fetch => {
-            let r = parse!(h::Fetch);
-            match gonets_proto::parse_queue(&r.queue) {
-                Ok(q) => Operation::Fetch(id, q, r.max, r.wait_ms),
-                Err(e) => refused(e),
-            }
-        }
-        Opcode::Subscribe => {
-            let r = parse!(h::Subscribe);
-            match gonets_proto::parse_queue(&r.queue) {
-                Ok(q) => Operation::Subscribe(id, q, r.credits),
-                Err(e) => refused(e),
-            }
-        }
-        Opcode::Ack | Opcode::Nack => {
-            let r = parse!(h::Settle);
-            let parsed = gonets_proto::parse_queue(&r.queue)
-                .and_then(|q| Ok((q, gonets_proto::parse_id(&r.id)?)));
-            match parsed {
-                Err(e) => refused(e),
-                Ok(_) if !conn.holds(r.lease) => refused(HubError::NotFound),
-                Ok((q, m)) if frame.header.opcode == Opcode::Ack => {
-                    Operation::Ack(id, q, m, r.lease)
-                }
-                Ok((q, m)) => Operation::Nack(id, q, m, r.lease, r.delay_ms),
-            }
-        }
-        Opcode::SendResponse => {
-            let r = parse!(h::SendResponse);
-            match gonets_proto::parse_id(&r.request_id) {
-                Ok(m) => Operation::SendResponse(id, m, body),
-                Err(e) => refused(e),
-            }
-        }
-        Opcode::SendRefusal => refusal(id, parse!(h::SendRefusal)),
-        Opcode::Status => {
-            let r = parse!(h::Status);
-            match gonets_proto::parse_id(&r.id) {
-                Ok(m) => Operation::Status(id, m),
-                Err(e) => refused(e),
-            }
-        }
-        Opcode::QueueStats => {
-            let r = parse!(h::QueueStats);
-            match gonets_proto::parse_queue(&r.queue) {
-                Ok(q) => Operation::QueueStats(id, q),
-                Err(e) => refused(e),
-            }
-        }
-        Opcode::AddCredits
-        | Opcode::Unsubscribe
-        | Opcode::Reply(_)
-        | Opcode::Push
-        | Opcode::Error => {
-            unreachable!("handled by the frame loop")
-        }
+        other => other,
     })
-}
-
-/// `SendRefusal`'s operation, or the error its arguments get.
-fn refusal(id: u64, r: h::SendRefusal) -> Operation {
-    let parsed = texts_fit(&[("reason", Some(&r.reason))]).and_then(|()| {
-        gonets_proto::parse_id(&r.request_id)
-            .and_then(|m| Ok((m, gonets_proto::parse_refusal(&r.code)?)))
-            .map_err(|e| Box::new(ErrorReply::from_hub(&e)))
-    });
-    match parsed {
-        Ok((m, code)) => Operation::SendRefusal(id, m, code, r.reason),
-        Err(reply) => Operation::Refused(id, reply),
-    }
 }
 
 impl Connection {
@@ -649,82 +518,30 @@ impl Connection {
     }
 }
 
-/// Encodes messages for a `Fetch` reply or a `Call` reply.
-fn messages_frame(request: Opcode, correlation_id: u64, messages: &[Message]) -> Vec<u8> {
-    let headers = h::Messages {
-        messages: messages.iter().map(gonets_proto::message_header).collect(),
+/// Runs a decoded request of opcode `request`; the frame to send back
+/// (none for a subscribe, whose task answers itself).
+async fn operation(
+    conn: &Rc<Connection>,
+    request: Opcode,
+    id: u64,
+    command: Result<Command, Box<ErrorReply>>,
+) -> Option<Vec<u8>> {
+    let command = match command {
+        Ok(c) => c,
+        Err(e) => return Some(error_frame(id, &e)),
     };
-    let bodies: Vec<&[u8]> = messages.iter().map(|m| &m.payload[..]).collect();
-    reply(request, correlation_id, &headers, &bodies)
-}
-
-fn outcome<T>(id: u64, r: Result<T, HubError>, ok: impl FnOnce(T) -> Vec<u8>) -> Vec<u8> {
-    match r {
-        Ok(v) => ok(v),
-        Err(e) => error_frame(id, &ErrorReply::from_hub(&e)),
+    if let Command::Subscribe { queue, credits, .. } = command {
+        return subscribe(conn, id, queue, credits).await;
     }
-}
-
-impl Operation {
-    /// Runs the operation; the frame to send back (none for a subscribe,
-    /// whose task answers itself).
-    async fn run(self, conn: &Rc<Connection>) -> Option<Vec<u8>> {
-        let s = &conn.session;
-        let done = |op: Opcode, id: u64| reply(op, id, &h::Empty {}, &[]);
-        Some(match self {
-            Operation::Ping(id) => done(Opcode::Ping, id),
-            Operation::Hello(id) => error_frame(
-                id,
-                &ErrorReply::from_hub(&HubError::Malformed("hello was already done".into())),
-            ),
-            Operation::Refused(id, e) => error_frame(id, &e),
-            Operation::SendRequest(id, r) => outcome(id, s.send_request(r).await, |a| {
-                let header = h::Accepted {
-                    id: a.id.to_string(),
-                    time_ms: a.time_ms,
-                    duplicate: a.duplicate,
-                };
-                reply(Opcode::SendRequest, id, &header, &[])
-            }),
-            Operation::Call(id, r) => outcome(id, s.call(r).await, |m| {
-                messages_frame(Opcode::Call, id, std::slice::from_ref(&m))
-            }),
-            Operation::Fetch(id, q, max, wait_ms) => {
-                let r = s.fetch(q, max, Duration::from_millis(wait_ms)).await;
-                outcome(id, r, |ms| messages_frame(Opcode::Fetch, id, &ms))
-            }
-            Operation::Subscribe(id, q, credits) => return subscribe(conn, id, q, credits).await,
-            Operation::Ack(id, q, m, lease) => outcome(id, s.ack_lease(q, m, lease).await, |()| {
-                done(Opcode::Ack, id)
-            }),
-            Operation::Nack(id, q, m, lease, delay_ms) => {
-                let r = s
-                    .nack_lease(q, m, lease, Duration::from_millis(delay_ms))
-                    .await;
-                outcome(id, r, |()| done(Opcode::Nack, id))
-            }
-            Operation::SendResponse(id, m, payload) => {
-                outcome(id, s.send_response(m, payload).await, |()| {
-                    done(Opcode::SendResponse, id)
-                })
-            }
-            Operation::SendRefusal(id, m, code, reason) => {
-                let r = s.send_refusal(m, code, reason).await;
-                outcome(id, r, |()| done(Opcode::SendRefusal, id))
-            }
-            Operation::Status(id, m) => outcome(id, s.status(m).await, |v| {
-                reply(Opcode::Status, id, &gonets_proto::status_reply(&v), &[])
-            }),
-            Operation::QueueStats(id, q) => outcome(id, s.queue_stats(q).await, |st| {
-                let header = h::QueueStatsReply {
-                    depth: st.depth,
-                    in_flight: st.in_flight,
-                    oldest_age_ms: st.oldest_age_ms,
-                };
-                reply(Opcode::QueueStats, id, &header, &[])
-            }),
-        })
-    }
+    let result = conn.session.execute(command).await;
+    let payload_bytes = match &result {
+        Ok(Reply::Message(m)) => m.payload.len(),
+        Ok(Reply::Messages(ms)) => ms.iter().map(|m| m.payload.len()).sum(),
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(256 + payload_bytes);
+    gonets_proto::encode_reply(&mut out, request, id, &result);
+    Some(out)
 }
 
 /// Starts a subscription: its task pushes messages with the subscribe's
@@ -784,9 +601,8 @@ async fn push_loop(
         match event {
             Event::Message(r) if r.is_ok() => {
                 let Ok(m) = *r else { unreachable!() };
-                let header = gonets_proto::message_header(&m);
                 let mut frame = Vec::with_capacity(256 + m.payload.len());
-                gonets_proto::encode(&mut frame, Opcode::Push, id, &header, &[&m.payload]);
+                gonets_proto::encode_push(&mut frame, id, &m);
                 conn.send(frame).await;
             }
             Event::Message(r) => {
@@ -799,20 +615,12 @@ async fn push_loop(
                 correlation_id,
             })) => {
                 let r = subscription.add_credits(credits).await;
-                conn.send(outcome(correlation_id, r, |()| {
-                    reply(Opcode::AddCredits, correlation_id, &h::Empty {}, &[])
-                }))
-                .await;
+                conn.send(done(Opcode::AddCredits, correlation_id, r)).await;
             }
             Event::Command(Some(SubscriptionCommand::Unsubscribe { correlation_id })) => {
                 drop(subscription);
-                conn.send(reply(
-                    Opcode::Unsubscribe,
-                    correlation_id,
-                    &h::Empty {},
-                    &[],
-                ))
-                .await;
+                conn.send(done(Opcode::Unsubscribe, correlation_id, Ok(())))
+                    .await;
                 return;
             }
             Event::Command(None) => break,
@@ -826,7 +634,7 @@ async fn subscription_command(conn: &Rc<Connection>, mut frame: Frame) -> Result
     let id = frame.header.correlation_id;
     macro_rules! parse {
         ($t:ty) => {
-            match header::<$t>(id, &mut frame.json)? {
+            match split(id, gonets_proto::request_header::<$t>(&mut frame.json))? {
                 Ok(r) => r,
                 Err(reply) => {
                     conn.send(error_frame(id, &reply)).await;

@@ -7,6 +7,11 @@ use bytes::Bytes;
 /// A reader (a client session); leases and subscriptions belong to it.
 pub type ReaderId = u64;
 
+/// Longest text field of an operation (idempotency key, transaction code,
+/// refusal reason), bytes: the log's bound, checked on the wire before the
+/// request reaches the hub.
+pub const TEXT_BYTES_MAX: usize = 4096;
+
 /// The fields of a request to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewRequest {
@@ -111,4 +116,41 @@ pub enum Command {
         /// The queue.
         queue: QueueId,
     },
+}
+
+impl Command {
+    /// The reply a successful `self` gets: the one pairing of operations
+    /// and [`Reply`](crate::Reply) variants (`Session::execute` and its
+    /// typed wrappers both follow it).
+    pub fn reply_kind(&self) -> ReplyKind {
+        match self {
+            Command::SendRequest(_) => ReplyKind::Accepted,
+            Command::Call(_) => ReplyKind::Message,
+            Command::Fetch { .. } => ReplyKind::Messages,
+            Command::Subscribe { .. }
+            | Command::Ack { .. }
+            | Command::Nack { .. }
+            | Command::SendResponse { .. }
+            | Command::SendRefusal { .. } => ReplyKind::Done,
+            Command::Status { .. } => ReplyKind::Status,
+            Command::QueueStats { .. } => ReplyKind::Stats,
+        }
+    }
+}
+
+/// Which variant of [`Reply`](crate::Reply) a reply is (or an operation gets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplyKind {
+    /// [`Reply::Accepted`](crate::Reply::Accepted).
+    Accepted,
+    /// [`Reply::Message`](crate::Reply::Message).
+    Message,
+    /// [`Reply::Messages`](crate::Reply::Messages).
+    Messages,
+    /// [`Reply::Done`](crate::Reply::Done).
+    Done,
+    /// [`Reply::Status`](crate::Reply::Status).
+    Status,
+    /// [`Reply::Stats`](crate::Reply::Stats).
+    Stats,
 }

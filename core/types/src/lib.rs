@@ -12,7 +12,7 @@ pub mod message;
 pub mod refusal;
 pub mod reply;
 
-pub use command::{Command, NewRequest, ReaderId};
+pub use command::{Command, NewRequest, ReaderId, ReplyKind, TEXT_BYTES_MAX};
 pub use error::HubError;
 pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};
 pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};

@@ -1,5 +1,6 @@
 //! What a successful operation returns: one [`Reply`] per outcome.
 
+use crate::command::ReplyKind;
 use crate::history::{QueueStats, StatusView};
 use crate::message::{Accepted, Message};
 
@@ -18,4 +19,18 @@ pub enum Reply {
     Status(StatusView),
     /// Queue counters.
     Stats(QueueStats),
+}
+
+impl Reply {
+    /// Which variant this is.
+    pub fn kind(&self) -> ReplyKind {
+        match self {
+            Reply::Accepted(_) => ReplyKind::Accepted,
+            Reply::Message(_) => ReplyKind::Message,
+            Reply::Messages(_) => ReplyKind::Messages,
+            Reply::Done => ReplyKind::Done,
+            Reply::Status(_) => ReplyKind::Status,
+            Reply::Stats(_) => ReplyKind::Stats,
+        }
+    }
 }

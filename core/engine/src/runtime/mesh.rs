@@ -8,15 +8,89 @@
 //! plain thread blocked in `block_on`.
 
 use crate::registry::Registry;
-use crate::runtime::message::{Message, Response};
 use crate::shard::{Command, PeerMsg, ReaderId};
 use gonets_types::error::HubError;
 use gonets_types::ids::{ParticipantId, QueueId};
+use gonets_types::{Accepted, Message, QueueStats, ReplyKind, StatusView};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Where a shard sends one reply (a one-shot: bounded(1), used once).
-pub(crate) type ReplySender = flume::Sender<Result<Response, HubError>>;
+/// A one-shot for one operation's result (bounded(1), used once).
+pub(crate) type Tx<T> = flume::Sender<Result<T, HubError>>;
+
+/// Where a shard sends one operation's reply, typed by the operation: the
+/// session waiting on it receives exactly the type its method returns, so
+/// no session code ever matches a reply of the wrong kind.
+#[derive(Debug)]
+pub(crate) enum ReplyTo {
+    /// `send_request`.
+    Accepted(Tx<Accepted>),
+    /// `call`.
+    Message(Tx<Message>),
+    /// `fetch`.
+    Messages(Tx<Vec<Message>>),
+    /// `subscribe`, `ack`, `nack`, `send_response`, `send_refusal`.
+    Done(Tx<()>),
+    /// `status`.
+    Status(Tx<StatusView>),
+    /// `queue_stats`.
+    Stats(Tx<QueueStats>),
+}
+
+impl ReplyTo {
+    /// The reply this channel carries.
+    pub(crate) fn kind(&self) -> ReplyKind {
+        match self {
+            ReplyTo::Accepted(_) => ReplyKind::Accepted,
+            ReplyTo::Message(_) => ReplyKind::Message,
+            ReplyTo::Messages(_) => ReplyKind::Messages,
+            ReplyTo::Done(_) => ReplyKind::Done,
+            ReplyTo::Status(_) => ReplyKind::Status,
+            ReplyTo::Stats(_) => ReplyKind::Stats,
+        }
+    }
+
+    /// Answers with an error (a session that stopped waiting hears nothing).
+    pub(crate) fn refuse(self, e: HubError) {
+        let _ = match self {
+            ReplyTo::Accepted(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Message(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Messages(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Done(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Status(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Stats(tx) => tx.try_send(Err(e)).is_ok(),
+        };
+    }
+}
+
+/// A successful result a session can wait for: the [`ReplyTo`] that carries
+/// it and the [`ReplyKind`] of the operations that get it.
+pub(crate) trait Awaited: Sized {
+    /// The reply kind.
+    const KIND: ReplyKind;
+    /// The typed channel.
+    fn reply_to(tx: Tx<Self>) -> ReplyTo;
+}
+
+macro_rules! awaited {
+    ($($t:ty => $variant:ident),* $(,)?) => {
+        $(impl Awaited for $t {
+            const KIND: ReplyKind = ReplyKind::$variant;
+            fn reply_to(tx: Tx<Self>) -> ReplyTo {
+                ReplyTo::$variant(tx)
+            }
+        })*
+    };
+}
+
+awaited! {
+    Accepted => Accepted,
+    Message => Message,
+    Vec<Message> => Messages,
+    () => Done,
+    StatusView => Status,
+    QueueStats => Stats,
+}
 
 /// Something for a shard's inbox.
 #[derive(Debug)]
@@ -30,7 +104,7 @@ pub(crate) enum Inbound {
         /// The reader leases go to (fetch replies name it in their messages).
         reader: ReaderId,
         /// Where the reply goes.
-        reply: ReplySender,
+        reply: ReplyTo,
     },
     /// A new subscription: its push channel, then `Command::Subscribe`.
     Subscribe {
@@ -45,7 +119,7 @@ pub(crate) enum Inbound {
         /// Where deliveries are pushed; bounded by the subscription's credits.
         push: flume::Sender<Message>,
         /// Where the reply goes.
-        reply: ReplySender,
+        reply: Tx<()>,
     },
     /// A message from another shard.
     Peer(PeerMsg),

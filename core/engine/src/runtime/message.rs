@@ -1,6 +1,5 @@
-//! What sessions get back: a delivered message with its payload bytes, an
-//! acceptance, and the replies the shard task sends over a session's reply
-//! channel.
+//! What sessions get back: a delivered message with its payload bytes and
+//! an acceptance (the vocabulary's types), built from the shard's deliveries.
 
 use crate::shard::{Delivery, ReaderId};
 use bytes::Bytes;
@@ -24,7 +23,3 @@ pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderI
         reader,
     }
 }
-
-/// A successful reply as it crosses back to a session (payloads resolved):
-/// the vocabulary's one [`Reply`](gonets_types::Reply).
-pub(crate) use gonets_types::Reply as Response;

@@ -1,22 +1,30 @@
 //! A participant's handle on the hub: every operation of DESIGN.md §2, routed
-//! to the shard that owns its queue or message.
+//! to the shard that owns its queue or message by one function
+//! ([`Session::execute`] for any [`Command`], and typed methods over it that
+//! wait on a reply channel of their own type: no reply is ever matched
+//! against the wrong kind here).
 //!
 //! Methods are `async` and executor-agnostic (flume futures): await them on
 //! any runtime, or `futures_lite::future::block_on` them from a plain thread.
 //! A session is one reader: fetched messages are leased to it, and when its
 //! last clone drops every shard gives its leases back for redelivery.
 
-use crate::runtime::mesh::{unavailable_shard, Inbound, Mesh};
-use crate::runtime::message::{Accepted, Message, Response};
+use crate::runtime::mesh::{unavailable_shard, Awaited, Inbound, Mesh};
+use crate::runtime::message::{Accepted, Message};
 use crate::shard::queue::QueueStats;
 use crate::shard::{Command, NewRequest, ReaderId, StatusView};
 use bytes::Bytes;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
+use gonets_types::{Reply, ReplyKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+// The wire checks texts against the vocabulary's bound before a request
+// reaches the shard; the log's bound must be the same.
+const _: () = assert!(gonets_types::TEXT_BYTES_MAX == crate::record::TEXT_BYTES_MAX);
 
 /// Reader ids, unique in the process: leases of a gone reader are never
 /// confused with a new one's.
@@ -46,12 +54,6 @@ impl Drop for SessionInner {
     }
 }
 
-fn unexpected(what: &str) -> HubError {
-    HubError::Unavailable(format!(
-        "internal: the shard answered {what} with the wrong reply"
-    ))
-}
-
 impl Session {
     /// A session of `participant` (already authenticated) on `mesh`.
     pub(crate) fn new(mesh: Arc<Mesh>, participant: ParticipantId) -> Session {
@@ -73,17 +75,41 @@ impl Session {
         self.inner.mesh.shard_count()
     }
 
-    /// Sends `command` to `shard` and waits for its reply.
-    async fn ask(&self, shard: u16, command: Command) -> Result<Response, HubError> {
-        self.ask_as(shard, command, self.inner.reader).await
+    /// Runs any operation but `subscribe` (whose pushes need a channel of
+    /// their own: [`Session::subscribe`]) and returns its reply: the variant
+    /// [`Command::reply_kind`] names, always. A network front end decodes a
+    /// request into a [`Command`], runs it here, and encodes the reply.
+    ///
+    /// A `fetch` leases to this session (whatever reader the command names);
+    /// an `ack` or `nack` names the lease holder (this session's or one of
+    /// its subscriptions': the caller checks which).
+    pub async fn execute(&self, command: Command) -> Result<Reply, HubError> {
+        if matches!(command, Command::Subscribe { .. }) {
+            return Err(HubError::Malformed(
+                "subscribe through Session::subscribe: pushes need a channel of their own".into(),
+            ));
+        }
+        match command.reply_kind() {
+            ReplyKind::Accepted => self.route(command).await.map(Reply::Accepted),
+            ReplyKind::Message => self.route(command).await.map(Reply::Message),
+            ReplyKind::Messages => self.route(command).await.map(Reply::Messages),
+            ReplyKind::Done => self.route(command).await.map(|()| Reply::Done),
+            ReplyKind::Status => self.route(command).await.map(Reply::Status),
+            ReplyKind::Stats => self.route(command).await.map(Reply::Stats),
+        }
     }
 
-    async fn ask_as(
-        &self,
-        shard: u16,
-        command: Command,
-        reader: ReaderId,
-    ) -> Result<Response, HubError> {
+    /// The one routing function: sends `command` to the shard that owns its
+    /// queue or message, as the reader it names, and waits for its reply on
+    /// a channel typed `T`. `T` must be the type of the command's reply kind
+    /// (asserted: the typed methods below and `execute` are its callers).
+    async fn route<T: Awaited>(&self, mut command: Command) -> Result<T, HubError> {
+        assert_eq!(
+            T::KIND,
+            command.reply_kind(),
+            "an operation awaited as the wrong reply: {command:?}"
+        );
+        let (shard, reader) = self.destination(&mut command)?;
         let mesh = &self.inner.mesh;
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
@@ -98,7 +124,7 @@ impl Session {
                 caller: self.inner.participant.clone(),
                 command,
                 reader,
-                reply,
+                reply: T::reply_to(reply),
             })
             .await
             .map_err(|_| unavailable_shard(shard))?;
@@ -112,6 +138,30 @@ impl Session {
             .map_err(|_| unavailable_shard(shard))?
     }
 
+    /// The shard that owns `command`'s queue or message, and the reader it
+    /// runs as (a fetch: this session's, put into the command).
+    fn destination(&self, command: &mut Command) -> Result<(u16, ReaderId), HubError> {
+        let shards = self.shard_count();
+        let own = self.inner.reader;
+        Ok(match command {
+            Command::SendRequest(r) | Command::Call(r) => {
+                (QueueId::Requests(r.kind.clone()).shard(shards), own)
+            }
+            Command::Fetch { queue, reader, .. } => {
+                *reader = own;
+                (queue.shard(shards), own)
+            }
+            Command::Subscribe { queue, reader, .. }
+            | Command::Ack { queue, reader, .. }
+            | Command::Nack { queue, reader, .. } => (queue.shard(shards), *reader),
+            Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
+                (self.shard_of(*request_id)?, own)
+            }
+            Command::Status { id } => (self.shard_of(*id)?, own),
+            Command::QueueStats { queue } => (queue.shard(shards), own),
+        })
+    }
+
     /// The shard owning a message id, or `NotFound` for an id no shard here made.
     fn shard_of(&self, id: MessageId) -> Result<u16, HubError> {
         let shard = id.shard();
@@ -122,27 +172,15 @@ impl Session {
         }
     }
 
-    fn request_shard(&self, request: &NewRequest) -> u16 {
-        QueueId::Requests(request.kind.clone()).shard(self.shard_count())
-    }
-
     /// Sends a request; answers once it is durable (or repeats an earlier acceptance).
     pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, HubError> {
-        let shard = self.request_shard(&request);
-        match self.ask(shard, Command::SendRequest(request)).await? {
-            Response::Accepted(a) => Ok(a),
-            _ => Err(unexpected("send_request")),
-        }
+        self.route(Command::SendRequest(request)).await
     }
 
     /// The realtime path: sends and waits for the answer within the data
     /// kind's budget; `DeadlineExceeded` past it.
     pub async fn call(&self, request: NewRequest) -> Result<Message, HubError> {
-        let shard = self.request_shard(&request);
-        match self.ask(shard, Command::Call(request)).await? {
-            Response::Message(m) => Ok(m),
-            _ => Err(unexpected("call")),
-        }
+        self.route(Command::Call(request)).await
     }
 
     /// Long-poll: up to `max` messages of `queue`, leased to this session,
@@ -153,17 +191,13 @@ impl Session {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Message>, HubError> {
-        let shard = queue.shard(self.shard_count());
-        let command = Command::Fetch {
+        self.route(Command::Fetch {
             queue,
             max,
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            wait_ms: millis(wait),
             reader: self.inner.reader,
-        };
-        match self.ask(shard, command).await? {
-            Response::Messages(m) => Ok(m),
-            _ => Err(unexpected("fetch")),
-        }
+        })
+        .await
     }
 
     /// Push delivery of `queue` with `credits` messages allowed in flight.
@@ -210,8 +244,7 @@ impl Session {
             credits_max,
         };
         match answer.recv_async().await {
-            Ok(Ok(Response::Done)) => Ok(subscription),
-            Ok(Ok(_)) => Err(unexpected("subscribe")),
+            Ok(Ok(())) => Ok(subscription),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(unavailable_shard(shard)),
         }
@@ -242,16 +275,12 @@ impl Session {
         id: MessageId,
         holder: u64,
     ) -> Result<(), HubError> {
-        let shard = queue.shard(self.shard_count());
-        let command = Command::Ack {
+        self.route(Command::Ack {
             queue,
             id,
             reader: holder,
-        };
-        match self.ask_as(shard, command, holder).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected("ack")),
-        }
+        })
+        .await
     }
 
     /// `nack` by parts (see [`Session::ack_lease`]).
@@ -262,17 +291,13 @@ impl Session {
         holder: u64,
         delay: Duration,
     ) -> Result<(), HubError> {
-        let shard = queue.shard(self.shard_count());
-        let command = Command::Nack {
+        self.route(Command::Nack {
             queue,
             id,
             reader: holder,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        };
-        match self.ask_as(shard, command, holder).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected("nack")),
-        }
+            delay_ms: millis(delay),
+        })
+        .await
     }
 
     /// The provider's data answer to `request_id`; answers once durable.
@@ -281,15 +306,11 @@ impl Session {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), HubError> {
-        let shard = self.shard_of(request_id)?;
-        let command = Command::SendResponse {
+        self.route(Command::SendResponse {
             request_id,
             payload: payload.into(),
-        };
-        match self.ask(shard, command).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected("send_response")),
-        }
+        })
+        .await
     }
 
     /// The provider's refusal of `request_id`; answers once durable.
@@ -299,35 +320,28 @@ impl Session {
         code: RefusalCode,
         reason: impl Into<String>,
     ) -> Result<(), HubError> {
-        let shard = self.shard_of(request_id)?;
-        let command = Command::SendRefusal {
+        self.route(Command::SendRefusal {
             request_id,
             code,
             reason: reason.into(),
-        };
-        match self.ask(shard, command).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected("send_refusal")),
-        }
+        })
+        .await
     }
 
     /// The history of a request or answer (its consumer, provider or an operator only).
     pub async fn status(&self, id: MessageId) -> Result<StatusView, HubError> {
-        let shard = self.shard_of(id)?;
-        match self.ask(shard, Command::Status { id }).await? {
-            Response::Status(s) => Ok(s),
-            _ => Err(unexpected("status")),
-        }
+        self.route(Command::Status { id }).await
     }
 
     /// Depth, in-flight count and oldest age of a queue (its reader or an operator only).
     pub async fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, HubError> {
-        let shard = queue.shard(self.shard_count());
-        match self.ask(shard, Command::QueueStats { queue }).await? {
-            Response::Stats(s) => Ok(s),
-            _ => Err(unexpected("queue_stats")),
-        }
+        self.route(Command::QueueStats { queue }).await
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Messages of one queue pushed to a session as credits allow. Dropping it
@@ -393,17 +407,9 @@ impl Subscription {
             credits,
             reader: self.reader,
         };
-        match self
-            .session
-            .ask_as(self.shard, command, self.reader)
-            .await?
-        {
-            Response::Done => {
-                self.credits_outstanding = outstanding;
-                Ok(())
-            }
-            _ => Err(unexpected("subscribe")),
-        }
+        self.session.route::<()>(command).await?;
+        self.credits_outstanding = outstanding;
+        Ok(())
     }
 }
 

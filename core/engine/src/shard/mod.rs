@@ -761,17 +761,22 @@ impl Shard {
         self.deferred.push_back((offset, what));
     }
 
-    fn reply(&mut self, token: Token, result: Result<Reply, HubError>) {
+    fn reply(&mut self, token: Token, result: Result<ShardReply, HubError>) {
         self.out.push(Output::Reply { token, result });
     }
 
-    fn reply_when_durable(&mut self, offset: u64, token: Token, result: Result<Reply, HubError>) {
+    fn reply_when_durable(
+        &mut self,
+        offset: u64,
+        token: Token,
+        result: Result<ShardReply, HubError>,
+    ) {
         self.out_when_durable(offset, Output::Reply { token, result });
     }
 
     /// Replies once every record appended so far is durable: for a reply
     /// that rests on state whose record's offset is not kept.
-    fn reply_after_appended(&mut self, token: Token, result: Result<Reply, HubError>) {
+    fn reply_after_appended(&mut self, token: Token, result: Result<ShardReply, HubError>) {
         self.out_after_appended(Output::Reply { token, result });
     }
 
@@ -909,7 +914,7 @@ impl Shard {
         caller: &ParticipantId,
         r: NewRequest,
         call: bool,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         if r.state_secret {
             self.counters.state_secrets_refused += 1;
             tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
@@ -970,7 +975,7 @@ impl Shard {
                         self.call_again(token, original);
                         return Ok(None);
                     }
-                    let reply = Reply::Accepted {
+                    let reply = ShardReply::Accepted {
                         id: original,
                         time_ms: ex.time_ms,
                         duplicate: true,
@@ -1020,7 +1025,7 @@ impl Shard {
                 offset,
                 Deferred::Out(Output::Reply {
                     token,
-                    result: Ok(Reply::Accepted {
+                    result: Ok(ShardReply::Accepted {
                         id,
                         time_ms,
                         duplicate: false,
@@ -1059,7 +1064,7 @@ impl Shard {
         let delivery = self
             .answer_envelope(original, payload)
             .into_delivery(delivery_count);
-        self.reply_when_durable(offset, token, Ok(Reply::Answer(delivery)));
+        self.reply_when_durable(offset, token, Ok(ShardReply::Answer(delivery)));
     }
 
     fn enqueue_request(&mut self, id: MessageId) {
@@ -1101,13 +1106,13 @@ impl Shard {
         max: u32,
         wait_ms: u64,
         reader: ReaderId,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
         let max = max.clamp(1, self.config.fetch_max);
         let ready = self.queues.get(&queue).is_some_and(Queue::has_ready);
         if ready || wait_ms == 0 {
             let batch = self.take(&queue, reader, max);
-            return Ok(Some(Reply::Messages(batch)));
+            return Ok(Some(ShardReply::Messages(batch)));
         }
         let wait_ms = wait_ms.min(self.config.wait_ms_max);
         self.timers
@@ -1133,7 +1138,7 @@ impl Shard {
         queue: QueueId,
         credits: u32,
         reader: ReaderId,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
         let subs = self.subscriptions.entry(queue.clone()).or_default();
         match subs.iter_mut().find(|s| s.reader == reader) {
@@ -1141,7 +1146,7 @@ impl Shard {
             None => subs.push(Subscription { reader, credits }),
         }
         self.pump(&queue);
-        Ok(Some(Reply::Done))
+        Ok(Some(ShardReply::Done))
     }
 
     /// Leases up to `max` ready messages of `queue` to `reader`.
@@ -1227,7 +1232,7 @@ impl Shard {
                 };
                 let batch = self.take(queue, w.reader, w.max);
                 assert!(!batch.is_empty());
-                self.reply(token, Ok(Reply::Messages(batch)));
+                self.reply(token, Ok(ShardReply::Messages(batch)));
                 continue;
             }
             let reader = self
@@ -1253,7 +1258,7 @@ impl Shard {
         queue: QueueId,
         id: MessageId,
         reader: ReaderId,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
         let place = self.queues.get(&queue).and_then(|q| q.place(id));
         match place {
@@ -1266,7 +1271,7 @@ impl Shard {
             QueueId::Requests(_) => {
                 self.event(id, EventKind::Acked, 0);
                 let offset = self.next_offset - 1;
-                self.reply_when_durable(offset, token, Ok(Reply::Done));
+                self.reply_when_durable(offset, token, Ok(ShardReply::Done));
                 Ok(None)
             }
             QueueId::Answers(_) => {
@@ -1296,7 +1301,7 @@ impl Shard {
         caller: &ParticipantId,
         queue: &QueueId,
         id: MessageId,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         match queue {
             QueueId::Requests(_) => {
                 let settled = self.exchanges.get(&id).is_some_and(|ex| {
@@ -1306,7 +1311,7 @@ impl Shard {
                     return Err(HubError::NotFound);
                 }
                 // The record that settled it is at most the last appended.
-                self.reply_after_appended(token, Ok(Reply::Done));
+                self.reply_after_appended(token, Ok(ShardReply::Done));
                 Ok(None)
             }
             QueueId::Answers(_) => {
@@ -1346,7 +1351,7 @@ impl Shard {
         id: MessageId,
         reader: ReaderId,
         delay_ms: u64,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
         let place = self.queues.get(&queue).and_then(|q| q.place(id));
         if !matches!(place, Some(Place::Leased(l)) if l.reader == reader) {
@@ -1359,10 +1364,10 @@ impl Shard {
         self.lease_ended(&queue, id, delay_ms);
         if !requests {
             // An answer queue records nothing: its state is volatile.
-            return Ok(Some(Reply::Done));
+            return Ok(Some(ShardReply::Done));
         }
         // The nack's event (and a dead letter it caused) first become durable.
-        self.reply_after_appended(token, Ok(Reply::Done));
+        self.reply_after_appended(token, Ok(ShardReply::Done));
         Ok(None)
     }
 
@@ -1405,7 +1410,7 @@ impl Shard {
         request_id: MessageId,
         body: AnswerBody,
         payload: Bytes,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         if request_id.shard() != self.config.shard {
             return Err(HubError::NotFound);
         }
@@ -1454,7 +1459,7 @@ impl Shard {
             offset,
             Deferred::Out(Output::Reply {
                 token,
-                result: Ok(Reply::Done),
+                result: Ok(ShardReply::Done),
             }),
         );
         Ok(None)
@@ -1493,7 +1498,7 @@ impl Shard {
         let envelope = self.answer_envelope(request_id, payload);
         if let Some(token) = self.call_waiters.remove(&request_id) {
             let delivery = envelope.into_delivery(1);
-            self.reply(token, Ok(Reply::Answer(delivery)));
+            self.reply(token, Ok(ShardReply::Answer(delivery)));
             // Acked only once the runtime reports the caller took the reply
             // (`Input::CallReplied`): a caller gone by then must not lose it.
             self.event(request_id, EventKind::AnswerDelivered, 1);
@@ -1534,7 +1539,7 @@ impl Shard {
         token: Token,
         caller: &ParticipantId,
         id: MessageId,
-    ) -> Result<Option<Reply>, HubError> {
+    ) -> Result<Option<ShardReply>, HubError> {
         if id.shard() != self.config.shard {
             return Err(HubError::NotFound);
         }
@@ -1561,10 +1566,14 @@ impl Shard {
             // Not visible: the same answer as for an id that does not exist.
             return Err(HubError::NotFound);
         }
-        Ok(Some(Reply::Status(view)))
+        Ok(Some(ShardReply::Status(view)))
     }
 
-    fn stats(&mut self, caller: &ParticipantId, queue: QueueId) -> Result<Option<Reply>, HubError> {
+    fn stats(
+        &mut self,
+        caller: &ParticipantId,
+        queue: QueueId,
+    ) -> Result<Option<ShardReply>, HubError> {
         let operator = self
             .registry
             .participant(caller)
@@ -1574,7 +1583,7 @@ impl Shard {
         } else {
             self.owns(&queue)?;
         }
-        Ok(Some(Reply::Stats(self.queue_stats(&queue))))
+        Ok(Some(ShardReply::Stats(self.queue_stats(&queue))))
     }
 
     // ---- other inputs ----
@@ -1715,7 +1724,7 @@ impl Shard {
             Timer::FetchWait(token) => {
                 if let Some(w) = self.waits.remove(&token) {
                     self.forget_wait(&w.queue, token);
-                    self.reply(token, Ok(Reply::Messages(Vec::new())));
+                    self.reply(token, Ok(ShardReply::Messages(Vec::new())));
                 }
             }
             Timer::Evict(id) => {
@@ -1905,7 +1914,7 @@ impl Shard {
             } => self.answer_ack_again(answer_id, &consumer, ack),
             PeerMsg::AnswerAckSettled { token, result } => {
                 if self.answer_acks.remove(&token) {
-                    self.reply(token, result.map(|()| Reply::Done));
+                    self.reply(token, result.map(|()| ShardReply::Done));
                 }
             }
         }

@@ -181,13 +181,13 @@ impl Driver {
     }
 
     /// Runs a command that must be answered at once.
-    fn now_reply(&mut self, caller: &str, command: Command) -> Result<Reply, HubError> {
+    fn now_reply(&mut self, caller: &str, command: Command) -> Result<ShardReply, HubError> {
         let (token, out) = self.command(caller, command);
         reply(&out, token).unwrap_or_else(|| panic!("no immediate reply: {out:?}"))
     }
 
     /// Runs a command, commits, and returns its reply.
-    fn committed_reply(&mut self, caller: &str, command: Command) -> Result<Reply, HubError> {
+    fn committed_reply(&mut self, caller: &str, command: Command) -> Result<ShardReply, HubError> {
         let (token, mut out) = self.command(caller, command);
         out.extend(self.commit());
         reply(&out, token).unwrap_or_else(|| panic!("no reply after commit: {out:?}"))
@@ -219,7 +219,7 @@ impl Driver {
     /// Sends, commits, and returns the new request's id.
     fn send_ok(&mut self, caller: &str, r: NewRequest) -> MessageId {
         match self.committed_reply(caller, Command::SendRequest(r)) {
-            Ok(Reply::Accepted {
+            Ok(ShardReply::Accepted {
                 id,
                 duplicate: false,
                 ..
@@ -236,14 +236,14 @@ impl Driver {
             reader,
         };
         match self.now_reply(caller, command) {
-            Ok(Reply::Messages(m)) => m,
+            Ok(ShardReply::Messages(m)) => m,
             other => panic!("expected messages, got {other:?}"),
         }
     }
 
     fn ack(&mut self, caller: &str, queue: QueueId, id: MessageId, reader: ReaderId) {
         let r = self.committed_reply(caller, Command::Ack { queue, id, reader });
-        assert_eq!(r, Ok(Reply::Done));
+        assert_eq!(r, Ok(ShardReply::Done));
     }
 
     fn respond(&mut self, caller: &str, request_id: MessageId) {
@@ -251,13 +251,13 @@ impl Driver {
             request_id,
             payload: Bytes::from_static(b"answer"),
         };
-        assert_eq!(self.committed_reply(caller, command), Ok(Reply::Done));
+        assert_eq!(self.committed_reply(caller, command), Ok(ShardReply::Done));
     }
 
     fn status(&mut self, caller: &str, id: MessageId) -> Result<StatusView, HubError> {
         self.now_reply(caller, Command::Status { id })
             .map(|r| match r {
-                Reply::Status(s) => s,
+                ShardReply::Status(s) => s,
                 other => panic!("expected a status, got {other:?}"),
             })
     }
@@ -315,7 +315,7 @@ impl Driver {
 
 // ---- reading outputs ----
 
-fn reply(out: &[Output], token: Token) -> Option<Result<Reply, HubError>> {
+fn reply(out: &[Output], token: Token) -> Option<Result<ShardReply, HubError>> {
     let mut found = out.iter().filter_map(|o| match o {
         Output::Reply { token: t, result } if *t == token => Some(result.clone()),
         _ => None,
@@ -501,7 +501,7 @@ fn given_request_when_commit_does_not_cover_it_then_no_accepted_reply_yet() {
     let out = d.commit_to(second_offset);
     assert!(matches!(
         reply(&out, first),
-        Some(Ok(Reply::Accepted { .. }))
+        Some(Ok(ShardReply::Accepted { .. }))
     ));
     assert_eq!(reply(&out, second), None);
     assert_eq!(d.shard.counters().accepted, 1);
@@ -511,7 +511,7 @@ fn given_request_when_commit_does_not_cover_it_then_no_accepted_reply_yet() {
     let out = d.commit();
     assert!(matches!(
         reply(&out, second),
-        Some(Ok(Reply::Accepted { .. }))
+        Some(Ok(ShardReply::Accepted { .. }))
     ));
     assert_eq!(d.shard.counters().accepted, 2);
 }
@@ -521,7 +521,7 @@ fn given_accepted_request_then_id_is_uuidv7_with_hub_time_and_shard() {
     let mut d = Driver::with_config(config(requests(ASYNC).shard(4), 4));
     d.set_time(T0 + 1234);
     let r = d.committed_reply("MFC", Command::SendRequest(request(ASYNC)));
-    let Ok(Reply::Accepted {
+    let Ok(ShardReply::Accepted {
         id,
         time_ms,
         duplicate,
@@ -547,7 +547,7 @@ fn given_idempotency_key_repeated_within_window_when_send_request_then_original_
     let r = d.committed_reply("MFC", Command::SendRequest(keyed(ASYNC, "k-1")));
     assert_eq!(
         r,
-        Ok(Reply::Accepted {
+        Ok(ShardReply::Accepted {
             id: original,
             time_ms: T0,
             duplicate: true,
@@ -569,7 +569,7 @@ fn given_idempotency_key_repeated_after_window_when_send_request_then_new_messag
     // The new acceptance opens a new window for the key.
     d.set_time(T0 + DEDUP_MS + 1);
     let r = d.committed_reply("MFC", Command::SendRequest(keyed(ASYNC, "k-1")));
-    assert!(matches!(r, Ok(Reply::Accepted { id, duplicate: true, .. }) if id == again));
+    assert!(matches!(r, Ok(ShardReply::Accepted { id, duplicate: true, .. }) if id == again));
 }
 
 #[test]
@@ -589,12 +589,12 @@ fn given_repeat_of_send_still_committing_when_send_request_then_duplicate_only_a
     let (repeat, out) = d.command("MFC", Command::SendRequest(keyed(ASYNC, "k-1")));
     assert_eq!(reply(&out, repeat), None, "the original is not durable yet");
     let out = d.commit();
-    let Some(Ok(Reply::Accepted { id, .. })) = reply(&out, first) else {
+    let Some(Ok(ShardReply::Accepted { id, .. })) = reply(&out, first) else {
         panic!("{out:?}")
     };
     assert_eq!(
         reply(&out, repeat),
-        Some(Ok(Reply::Accepted {
+        Some(Ok(ShardReply::Accepted {
             id,
             time_ms: T0,
             duplicate: true,
@@ -656,7 +656,10 @@ fn given_empty_queue_when_fetch_waits_then_empty_after_wait_ms_via_tick() {
     );
     assert_eq!(reply(&d.tick_at(T0 + 49), token), None);
     let out = d.tick_at(T0 + 50);
-    assert_eq!(reply(&out, token), Some(Ok(Reply::Messages(Vec::new()))));
+    assert_eq!(
+        reply(&out, token),
+        Some(Ok(ShardReply::Messages(Vec::new())))
+    );
     // A request after the wait ended is not handed to the finished fetch.
     let id = d.send_ok("MFC", request(ASYNC));
     assert_eq!(ids(&d.fetch("FNS", requests(ASYNC), 5, 1)), vec![id]);
@@ -675,10 +678,13 @@ fn given_two_waiting_fetches_when_one_request_arrives_then_earliest_waiter_gets_
     let (second, _) = d.command("FNS", wait(2, 50));
     d.command("MFC", Command::SendRequest(request(ASYNC)));
     let out = d.commit();
-    assert!(matches!(reply(&out, first), Some(Ok(Reply::Messages(m))) if m.len() == 1));
+    assert!(matches!(reply(&out, first), Some(Ok(ShardReply::Messages(m))) if m.len() == 1));
     assert_eq!(reply(&out, second), None);
     let out = d.tick_at(T0 + 50);
-    assert_eq!(reply(&out, second), Some(Ok(Reply::Messages(Vec::new()))));
+    assert_eq!(
+        reply(&out, second),
+        Some(Ok(ShardReply::Messages(Vec::new())))
+    );
 }
 
 #[test]
@@ -699,10 +705,10 @@ fn given_waiting_fetch_when_request_committed_meanwhile_then_fetch_returns_it() 
         "not before the request is durable"
     );
     let out = d.commit();
-    let Some(Ok(Reply::Accepted { id, .. })) = reply(&out, send) else {
+    let Some(Ok(ShardReply::Accepted { id, .. })) = reply(&out, send) else {
         panic!("{out:?}")
     };
-    let Some(Ok(Reply::Messages(got))) = reply(&out, token) else {
+    let Some(Ok(ShardReply::Messages(got))) = reply(&out, token) else {
         panic!("{out:?}")
     };
     assert_eq!(ids(&got), vec![id]);
@@ -738,14 +744,14 @@ fn given_subscription_with_credits_when_requests_arrive_then_pushed_only_while_c
         credits,
         reader: 7,
     };
-    assert_eq!(d.now_reply("FNS", subscribe(2)), Ok(Reply::Done));
+    assert_eq!(d.now_reply("FNS", subscribe(2)), Ok(ShardReply::Done));
     let mut pushed = Vec::new();
     let mut sent = Vec::new();
     for _ in 0..3 {
         let (token, mut out) = d.command("MFC", Command::SendRequest(request(ASYNC)));
         assert!(delivered(&out).is_empty(), "nothing pushed before commit");
         out.extend(d.commit());
-        let Some(Ok(Reply::Accepted { id, .. })) = reply(&out, token) else {
+        let Some(Ok(ShardReply::Accepted { id, .. })) = reply(&out, token) else {
             panic!("{out:?}")
         };
         sent.push(id);
@@ -886,7 +892,7 @@ fn given_ack_when_lease_held_then_done_after_commit_and_never_redelivered() {
         },
     );
     assert_eq!(reply(&out, token), None, "the ack is answered once durable");
-    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&d.commit(), token), Some(Ok(ShardReply::Done)));
     d.tick_at(T0 + 10 * LEASE_MS);
     assert!(d.fetch("FNS", requests(ASYNC), 1, 1).is_empty());
     assert_eq!(d.shard.queue_stats(&requests(ASYNC)).depth, 0);
@@ -927,7 +933,7 @@ fn given_nack_with_delay_when_delay_not_elapsed_then_not_redelivered_until_it_do
         reader: 1,
         delay_ms: 50,
     };
-    assert_eq!(d.committed_reply("FNS", nack), Ok(Reply::Done));
+    assert_eq!(d.committed_reply("FNS", nack), Ok(ShardReply::Done));
     assert_eq!(d.shard.queue_stats(&requests(ASYNC)).in_flight, 0);
     d.tick_at(T0 + 49);
     assert!(d.fetch("FNS", requests(ASYNC), 1, 1).is_empty());
@@ -1057,7 +1063,7 @@ fn given_answer_still_committing_when_answered_again_then_already_answered() {
         d.now_reply("FNS", response()),
         Err(HubError::AlreadyAnswered(id))
     );
-    assert_eq!(reply(&d.commit(), first), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&d.commit(), first), Some(Ok(ShardReply::Done)));
 }
 
 #[test]
@@ -1163,7 +1169,7 @@ fn given_response_when_committed_then_routed_to_consumer_answer_queue_shard() {
         "not before the answer is durable"
     );
     let out = d.commit();
-    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, token), Some(Ok(ShardReply::Done)));
     let routed = enqueued_answers(&out);
     assert_eq!(routed.len(), 1);
     let (shard, envelope) = &routed[0];
@@ -1196,7 +1202,7 @@ fn given_provider_refusal_when_committed_then_consumer_fetches_refusal() {
             reason: "no such company".into(),
         },
     );
-    assert_eq!(r, Ok(Reply::Done));
+    assert_eq!(r, Ok(ShardReply::Done));
     let got = d.fetch("MFC", answers("MFC"), 1, 9);
     assert_eq!(got[0].reply_to, Some(id));
     assert_eq!(
@@ -1296,7 +1302,7 @@ fn given_realtime_call_when_provider_waiting_then_delivered_before_commit_and_an
     let (fetch, _) = d.command("MVD", wait);
     let (call, out) = d.command("MFC", Command::Call(request(RT)));
     assert_eq!(reply(&out, call), None);
-    let Some(Ok(Reply::Messages(got))) = reply(&out, fetch) else {
+    let Some(Ok(ShardReply::Messages(got))) = reply(&out, fetch) else {
         panic!("the waiting provider gets the request before any commit: {out:?}")
     };
     let request_id = got[0].id;
@@ -1317,10 +1323,10 @@ fn given_realtime_call_when_provider_waiting_then_delivered_before_commit_and_an
     assert_eq!(reply(&out, call), None, "the answer is not durable yet");
     assert_eq!(reply(&out, respond), None);
     let out = d.commit();
-    let Some(Ok(Reply::Answer(answer))) = reply(&out, call) else {
+    let Some(Ok(ShardReply::Answer(answer))) = reply(&out, call) else {
         panic!("{out:?}")
     };
-    assert_eq!(reply(&out, respond), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, respond), Some(Ok(ShardReply::Done)));
     assert_eq!(answer.reply_to, Some(request_id));
     assert_eq!(answer.body, DeliveryBody::Answer(AnswerBody::Data));
     assert_eq!(answer.payload, Payload::Bytes(Bytes::from_static(b"valid")));
@@ -1386,7 +1392,7 @@ fn answered_call(d: &mut Driver) -> (Token, MessageId, Vec<Output>) {
 fn given_call_answer_taken_by_its_caller_when_reported_then_answer_acked() {
     let mut d = Driver::new();
     let (call, request_id, out) = answered_call(&mut d);
-    assert!(matches!(reply(&out, call), Some(Ok(Reply::Answer(_)))));
+    assert!(matches!(reply(&out, call), Some(Ok(ShardReply::Answer(_)))));
     assert!(
         !d.shard.exchange(request_id).unwrap().answer_acked,
         "not acked before the caller has it"
@@ -1484,7 +1490,7 @@ fn finished_exchange_out(d: &mut Driver) -> (MessageId, MessageId, Vec<Output>) 
         },
     );
     let out = d.commit();
-    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, token), Some(Ok(ShardReply::Done)));
     (id, answer_id, out)
 }
 
@@ -1624,7 +1630,7 @@ fn given_queue_with_lease_when_queue_stats_then_depth_in_flight_oldest_age() {
     d.send_ok("MFC", request(ASYNC));
     d.fetch("FNS", requests(ASYNC), 1, 1);
     d.set_time(T0 + 50);
-    let expected = Reply::Stats(QueueStats {
+    let expected = ShardReply::Stats(QueueStats {
         depth: 3,
         in_flight: 1,
         oldest_age_ms: 50,
@@ -1644,7 +1650,7 @@ fn given_queue_with_lease_when_queue_stats_then_depth_in_flight_oldest_age() {
             queue: answers("MFC"),
         },
     );
-    assert_eq!(empty, Ok(Reply::Stats(QueueStats::default())));
+    assert_eq!(empty, Ok(ShardReply::Stats(QueueStats::default())));
 }
 
 #[test]
@@ -1686,7 +1692,7 @@ fn given_request_waiting_across_restart_when_queue_stats_then_oldest_age_counts_
             queue: requests(ASYNC),
         },
     );
-    let Ok(Reply::Stats(stats)) = r else {
+    let Ok(ShardReply::Stats(stats)) = r else {
         panic!("{r:?}")
     };
     assert_eq!(stats.oldest_age_ms, 400);
@@ -1732,7 +1738,7 @@ fn given_pending_replies_when_storage_fails_then_each_fails_and_later_work_unava
     let r = d.now_reply("MFC", Command::SendRequest(request(ASYNC)));
     assert!(matches!(r, Err(HubError::Unavailable(_))), "{r:?}");
     let r = d.now_reply("OPERATOR", Command::Status { id: queued });
-    assert!(matches!(r, Ok(Reply::Status(_))), "{r:?}");
+    assert!(matches!(r, Ok(ShardReply::Status(_))), "{r:?}");
     let out = d.commit();
     assert!(
         out.iter().all(|o| !matches!(o, Output::Reply { .. })),
@@ -1867,7 +1873,7 @@ fn given_log_when_replayed_then_idempotency_keys_still_deduplicate() {
     let reply = r.committed_reply("MFC", Command::SendRequest(keyed(ASYNC, "k-1")));
     assert_eq!(
         reply,
-        Ok(Reply::Accepted {
+        Ok(ShardReply::Accepted {
             id: original,
             time_ms: T0,
             duplicate: true,
@@ -1989,7 +1995,7 @@ fn given_snapshot_when_replayed_into_fresh_shard_then_same_exchanges() {
     let got = r.fetch("FNS", requests(ASYNC), 10, 2);
     assert_eq!(ids(&got), vec![waiting, leased, later]);
     let again = r.committed_reply("MFC", Command::SendRequest(keyed(ASYNC, "k-1")));
-    assert!(matches!(again, Ok(Reply::Accepted { id, duplicate: true, .. }) if id == waiting));
+    assert!(matches!(again, Ok(ShardReply::Accepted { id, duplicate: true, .. }) if id == waiting));
     let answers_now = r.fetch("MFC", answers("MFC"), 10, 9);
     assert_eq!(answers_now.len(), 1);
     assert_eq!(answers_now[0].reply_to, Some(refused));
@@ -2262,7 +2268,7 @@ fn given_answer_ack_when_its_record_not_durable_then_no_done_until_commit() {
     assert_eq!(reply(&out, token), None, "answered only once durable");
     assert!(appended(&out).iter().any(|r| matches!(r,
         Record::Event(e) if e.request_id == id && e.kind == EventKind::AnswerAcked)));
-    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&d.commit(), token), Some(Ok(ShardReply::Done)));
     // A crash after the reply keeps it acked: not delivered again.
     let (mut again, _) = d.restart();
     assert!(again.fetch("MFC", answers("MFC"), 1, 9).is_empty());
@@ -2303,7 +2309,7 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
         reader: 1,
     };
     req.step(T0, cmd(2, "FNS", fetch), &mut out);
-    let Some(Ok(Reply::Messages(got))) = reply(&out, 2) else {
+    let Some(Ok(ShardReply::Messages(got))) = reply(&out, 2) else {
         panic!("no delivery: {out:?}")
     };
     let id = got[0].id;
@@ -2386,7 +2392,7 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
     );
     let mut done = Vec::new();
     ans.step(T0, Input::Peer(settled[0].clone()), &mut done);
-    assert_eq!(reply(&done, 5), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&done, 5), Some(Ok(ShardReply::Done)));
 }
 
 #[test]
@@ -2443,7 +2449,7 @@ fn given_nack_of_request_when_event_not_durable_then_no_done_until_commit() {
     d.fetch("FNS", requests(ASYNC), 1, 1);
     let (token, out) = d.command("FNS", nack_cmd(requests(ASYNC), id, 1));
     assert_eq!(reply(&out, token), None, "answered only once durable");
-    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&d.commit(), token), Some(Ok(ShardReply::Done)));
     // After a crash the nack is still in the history.
     let (mut again, _) = d.restart();
     assert!(again.event_kinds(id).contains(&EventKind::Nacked));
@@ -2462,7 +2468,7 @@ fn given_nack_that_dead_letters_when_replied_then_the_refusal_is_durable() {
     let (token, out) = d.command("FNS", nack_cmd(requests(ASYNC), id, 1));
     assert_eq!(reply(&out, token), None);
     let out = d.commit();
-    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, token), Some(Ok(ShardReply::Done)));
     let (again, _) = d.restart();
     assert!(
         !again.exchange_outcome_is_none(id),
@@ -2475,7 +2481,7 @@ fn given_nack_of_answer_then_done_at_once_as_nothing_is_recorded() {
     let mut d = Driver::new();
     let (_, answer_id) = leased_answer(&mut d);
     let (token, out) = d.command("MFC", nack_cmd(answers("MFC"), answer_id, 9));
-    assert_eq!(reply(&out, token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, token), Some(Ok(ShardReply::Done)));
     assert!(appended(&out).is_empty());
 }
 
@@ -2492,12 +2498,12 @@ fn given_request_acked_but_not_durable_when_acked_again_then_done_only_after_com
         "the first ack is not durable yet"
     );
     let out = d.commit();
-    assert_eq!(reply(&out, first), Some(Ok(Reply::Done)));
-    assert_eq!(reply(&out, second), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&out, first), Some(Ok(ShardReply::Done)));
+    assert_eq!(reply(&out, second), Some(Ok(ShardReply::Done)));
     // Once durable, a repeat answers at once.
     assert_eq!(
         d.now_reply("FNS", ack_cmd(requests(ASYNC), id, 3)),
-        Ok(Reply::Done)
+        Ok(ShardReply::Done)
     );
 }
 
@@ -2529,12 +2535,12 @@ fn given_answer_already_acked_when_acked_again_then_done_and_unacked_one_not_fou
     let (_, answer_id) = leased_answer(&mut d);
     assert_eq!(
         d.committed_reply("MFC", ack_cmd(answers("MFC"), answer_id, 9)),
-        Ok(Reply::Done)
+        Ok(ShardReply::Done)
     );
     // A retry (say, from a new connection after a lost reply) is harmless.
     assert_eq!(
         d.committed_reply("MFC", ack_cmd(answers("MFC"), answer_id, 10)),
-        Ok(Reply::Done)
+        Ok(ShardReply::Done)
     );
     // An answer not acked, leased to another reader: not this reader's to ack.
     let (_, other) = leased_answer(&mut d);
@@ -2564,7 +2570,7 @@ fn given_refusal_when_not_durable_then_no_done_until_commit() {
         },
     );
     assert_eq!(reply(&out, token), None);
-    assert_eq!(reply(&d.commit(), token), Some(Ok(Reply::Done)));
+    assert_eq!(reply(&d.commit(), token), Some(Ok(ShardReply::Done)));
     let (again, _) = d.restart();
     assert!(!again.exchange_outcome_is_none(id));
 }
@@ -2586,7 +2592,7 @@ fn given_answered_call_when_repeated_with_its_key_then_the_original_answer() {
         },
     );
     let out = d.commit();
-    let Some(Ok(Reply::Answer(first))) = reply(&out, call) else {
+    let Some(Ok(ShardReply::Answer(first))) = reply(&out, call) else {
         panic!("no answer: {out:?}")
     };
     d.step(Input::CallReplied {
@@ -2594,7 +2600,7 @@ fn given_answered_call_when_repeated_with_its_key_then_the_original_answer() {
         taken: true,
     });
     let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
-    let Some(Ok(Reply::Answer(repeat))) = reply(&out, again) else {
+    let Some(Ok(ShardReply::Answer(repeat))) = reply(&out, again) else {
         panic!("no answer to the repeat: {out:?}")
     };
     assert_eq!(repeat.id, first.id);
@@ -2632,7 +2638,7 @@ fn given_call_answered_but_not_durable_when_repeated_then_the_answer_after_commi
     let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));
     assert_eq!(reply(&out, again), None, "the answer is not durable yet");
     let out = d.commit();
-    let Some(Ok(Reply::Answer(repeat))) = reply(&out, again) else {
+    let Some(Ok(ShardReply::Answer(repeat))) = reply(&out, again) else {
         panic!("no answer to the repeat: {out:?}")
     };
     assert_eq!(repeat.payload, Payload::Bytes(Bytes::from_static(b"valid")));

@@ -149,9 +149,12 @@ pub struct Delivery {
     pub payload: Payload,
 }
 
-/// A successful reply.
+/// A successful reply as the shard gives it: messages as [`Delivery`]s whose
+/// payloads may still be in the log. The runtime resolves the payloads and
+/// hands the session the vocabulary's typed results (one [`gonets_types::Reply`]
+/// variant each).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
+pub enum ShardReply {
     /// The request is durable (or, with `duplicate`, was accepted before).
     Accepted {
         /// Its id.
@@ -235,7 +238,7 @@ pub enum Output {
         /// The operation.
         token: Token,
         /// The result.
-        result: Result<Reply, HubError>,
+        result: Result<ShardReply, HubError>,
     },
     /// Push a message to a subscribed reader.
     Deliver {

@@ -8,7 +8,7 @@ use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, EventKind, TEXT_BYTES_MAX};
 use gonets_engine::registry::Mode;
-use gonets_engine::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, Reply, Token};
+use gonets_engine::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, ShardReply, Token};
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
@@ -1076,7 +1076,7 @@ impl World {
         &mut self,
         ctx: &mut StepCtx,
         token: Token,
-        result: Result<Reply, HubError>,
+        result: Result<ShardReply, HubError>,
     ) -> Check {
         let p = self
             .pending
@@ -1101,7 +1101,7 @@ impl World {
             );
             return Ok(());
         }
-        let bad = |result: &Result<Reply, HubError>| {
+        let bad = |result: &Result<ShardReply, HubError>| {
             format!(
                 "reply {result:?} to {:?} by {} at step {:?}, expected {:?}",
                 p.command, p.caller, ctx.input, p.expect
@@ -1127,7 +1127,7 @@ impl World {
             }
             (
                 Expect::NewRequest,
-                Ok(Reply::Accepted {
+                Ok(ShardReply::Accepted {
                     id,
                     time_ms,
                     duplicate,
@@ -1142,7 +1142,7 @@ impl World {
             }
             (
                 Expect::Duplicate { original, durable },
-                Ok(Reply::Accepted {
+                Ok(ShardReply::Accepted {
                     id,
                     time_ms,
                     duplicate: true,
@@ -1152,7 +1152,7 @@ impl World {
                 self.stats.duplicates += 1;
                 self.accepted(&p, *id, *time_ms)?;
             }
-            (Expect::NewCall, Ok(Reply::Answer(d))) => {
+            (Expect::NewCall, Ok(ShardReply::Answer(d))) => {
                 ensure!(!immediate, "{}", bad(&result));
                 let rid = p.request_id.expect("call's request");
                 ensure!(
@@ -1214,11 +1214,11 @@ impl World {
                 );
                 self.stats.reads_after_failure += 1;
             }
-            (Expect::Messages { nonempty }, Ok(Reply::Messages(v))) => {
+            (Expect::Messages { nonempty }, Ok(ShardReply::Messages(v))) => {
                 ensure!(immediate && v.is_empty() != *nonempty, "{}", bad(&result));
                 self.check_batch(ctx, &p, v)?;
             }
-            (Expect::Wait, Ok(Reply::Messages(v))) => {
+            (Expect::Wait, Ok(ShardReply::Messages(v))) => {
                 ensure!(!immediate, "{}", bad(&result));
                 if v.is_empty() {
                     let until = wait.expect("a wait").3;
@@ -1260,7 +1260,7 @@ impl World {
                     (RepeatReply::Expired, Err(HubError::DeadlineExceeded)) => {
                         self.stats.call_repeat_refusals += 1;
                     }
-                    (RepeatReply::Answer, Ok(Reply::Answer(d))) => {
+                    (RepeatReply::Answer, Ok(ShardReply::Answer(d))) => {
                         ensure!(
                             d.reply_to == Some(*original)
                                 && d.queue == QueueId::Answers(p.caller.clone()),
@@ -1275,8 +1275,8 @@ impl World {
                 }
                 self.stats.duplicates += 1;
             }
-            (Expect::Done, Ok(Reply::Done)) => ensure!(immediate, "{}", bad(&result)),
-            (Expect::Settled { durable }, Ok(Reply::Done)) => {
+            (Expect::Done, Ok(ShardReply::Done)) => ensure!(immediate, "{}", bad(&result)),
+            (Expect::Settled { durable }, Ok(ShardReply::Done)) => {
                 let durable_now = p.release_offset <= self.models[si].durable;
                 ensure!(
                     immediate == *durable && (immediate || durable_now),
@@ -1289,7 +1289,7 @@ impl World {
                     self.know.acks_replied.insert(*id);
                 }
             }
-            (Expect::Nacked, Ok(Reply::Done)) => {
+            (Expect::Nacked, Ok(ShardReply::Done)) => {
                 ensure!(
                     !immediate && p.release_offset <= self.models[si].durable,
                     "{} (log end {}, durable {})",
@@ -1308,7 +1308,7 @@ impl World {
                     }) if *t == token => Some(r.clone()),
                     _ => None,
                 };
-                let got = result.clone().map(|r| r == Reply::Done);
+                let got = result.clone().map(|r| r == ShardReply::Done);
                 ensure!(
                     !immediate && settled.is_some_and(|r| r.map(|()| true) == got),
                     "{}",
@@ -1321,7 +1321,7 @@ impl World {
                     }
                 }
             }
-            (Expect::AckRequest | Expect::Answer, Ok(Reply::Done)) => {
+            (Expect::AckRequest | Expect::Answer, Ok(ShardReply::Done)) => {
                 let offset = p.record_offset.expect("the operation's record");
                 ensure!(
                     !immediate && offset < self.models[si].durable,
@@ -1346,7 +1346,7 @@ impl World {
                     }
                 }
             }
-            (Expect::Status(rid), Ok(Reply::Status(view))) => {
+            (Expect::Status(rid), Ok(ShardReply::Status(view))) => {
                 ensure!(immediate, "{}", bad(&result));
                 let r = &self.models[si].reqs[rid];
                 ensure!(
@@ -1360,7 +1360,7 @@ impl World {
                     "status {view:?} of {rid}, the log says {r:?}"
                 );
             }
-            (Expect::Stats(q), Ok(Reply::Stats(st))) => {
+            (Expect::Stats(q), Ok(ShardReply::Stats(st))) => {
                 ensure!(immediate, "{}", bad(&result));
                 let want = self.models[si]
                     .queue_stats(ctx.now)

@@ -17,7 +17,7 @@ pub(crate) mod record;
 use crate::durable_file;
 use crate::runtime::committer::Commits;
 use crate::runtime::start_error::HubStartError;
-use crate::shard::{Reply, StatusView};
+use crate::shard::{ShardReply, StatusView};
 use backoff::{Backoff, FailureNote, BACKOFF_MAX_MS, BACKOFF_MIN_MS};
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use gonets_types::error::HubError;
@@ -409,7 +409,7 @@ impl Archive {
         id: MessageId,
         caller: &ParticipantId,
         operator: bool,
-    ) -> Result<Reply, HubError> {
+    ) -> Result<ShardReply, HubError> {
         let Some(first) = self.index.borrow().lookup(id) else {
             return Err(HubError::NotFound);
         };
@@ -420,7 +420,7 @@ impl Archive {
         if !view.visible_to(caller, operator) {
             return Err(HubError::NotFound);
         }
-        Ok(Reply::Status(view))
+        Ok(ShardReply::Status(view))
     }
 
     /// Reads the history whose first chunk is at `first` (a read of the
@@ -633,7 +633,11 @@ mod tests {
         for i in 0..n {
             let v = view(i);
             for id in [v.request_id, v.answer_id.unwrap()] {
-                assert_eq!(a.status(id, &op, true), Ok(Reply::Status(v.clone())), "{i}");
+                assert_eq!(
+                    a.status(id, &op, true),
+                    Ok(ShardReply::Status(v.clone())),
+                    "{i}"
+                );
             }
             assert_eq!(
                 a.status(v.request_id, &ParticipantId::new("MVD"), false),

@@ -20,7 +20,7 @@ use crate::runtime::alarm::Alarm;
 use crate::runtime::archive::Archive;
 use crate::runtime::committer::Commits;
 use crate::runtime::hub::{Failures, ShardFailure};
-use crate::runtime::mesh::{Control, Inbound, Inlet, ReplySender};
+use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
 use crate::runtime::record_size;
@@ -78,7 +78,7 @@ pub(crate) type ReadySender = std::sync::mpsc::Sender<(u16, Result<(), HubStartE
 
 /// A reply the shard owes a session.
 struct PendingReply {
-    tx: ReplySender,
+    tx: ReplyTo,
     /// The reader leases of a fetch go to (a subscription's own reader for subscribe).
     reader: ReaderId,
     /// A subscribe: its push channel goes if the shard refuses it.
@@ -477,7 +477,7 @@ impl ShardTask {
                 reply,
             } => {
                 if let Err(e) = self.admit(&caller, &command) {
-                    let _ = reply.try_send(Err(e));
+                    reply.refuse(e);
                     return;
                 }
                 let token = self.new_token();
@@ -518,7 +518,7 @@ impl ShardTask {
                 self.replies.insert(
                     token,
                     PendingReply {
-                        tx: reply,
+                        tx: ReplyTo::Done(reply),
                         reader,
                         subscribe: true,
                     },

@@ -5,12 +5,12 @@
 use super::ShardTask;
 use crate::record::Record;
 use crate::runtime::archive::Archived;
-use crate::runtime::mesh::Inbound;
-use crate::runtime::message::{message_from_delivery, Accepted, Message, Response};
+use crate::runtime::mesh::{Inbound, ReplyTo};
+use crate::runtime::message::{message_from_delivery, Accepted, Message};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
 use crate::shard::{
-    Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, Reply, StatusView, Token,
+    Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, ShardReply, StatusView, Token,
 };
 use bytes::Bytes;
 use gonets_storage::LogError;
@@ -100,57 +100,88 @@ impl ShardTask {
         }
     }
 
-    /// Sends a reply to the session waiting on `token`.
-    fn reply(&mut self, token: Token, result: Result<Reply, HubError>) {
+    /// Sends a reply to the session waiting on `token`, over its channel
+    /// typed by the operation (payloads read back from the log).
+    fn reply(&mut self, token: Token, result: Result<ShardReply, HubError>) {
         let Some(pending) = self.replies.remove(&token) else {
             return; // an operation the driver made itself
         };
         if pending.subscribe && result.is_err() {
             self.pushes.remove(&pending.reader);
         }
+        let reader = pending.reader;
+        // True when the session has a readable call answer (the shard then
+        // acks it); the messages of a fetch whose session stopped waiting.
+        let mut answer_taken = false;
+        let mut lost = Vec::new();
         let call_answer = match &result {
-            Ok(Reply::Answer(d)) => d.reply_to,
+            Ok(ShardReply::Answer(d)) => d.reply_to,
             _ => None,
         };
-        let response = match result {
-            Err(e) => Err(e),
-            Ok(Reply::Accepted {
-                id,
-                time_ms,
-                duplicate,
-            }) => Ok(Response::Accepted(Accepted {
-                id,
-                time_ms,
-                duplicate,
-            })),
-            Ok(Reply::Answer(mut d)) => {
-                let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
-                payload::resolve(&self.log, p)
-                    .map(|bytes| Response::Message(message_from_delivery(d, bytes, pending.reader)))
+        match (pending.tx, result) {
+            (to, Err(e)) => to.refuse(e),
+            (
+                ReplyTo::Accepted(tx),
+                Ok(ShardReply::Accepted {
+                    id,
+                    time_ms,
+                    duplicate,
+                }),
+            ) => {
+                let _ = tx.try_send(Ok(Accepted {
+                    id,
+                    time_ms,
+                    duplicate,
+                }));
             }
-            Ok(Reply::Messages(ds)) => Ok(Response::Messages(self.messages(ds, pending.reader))),
-            Ok(Reply::Done) => Ok(Response::Done),
-            Ok(Reply::Status(s)) => Ok(Response::Status(s)),
-            Ok(Reply::Stats(s)) => Ok(Response::Stats(s)),
-        };
-        let answer_readable = response.is_ok();
-        let sent = pending.tx.try_send(response);
-        if let Some(request_id) = call_answer {
-            // The shard acks the answer only once its caller has it.
-            let taken = answer_readable && sent.is_ok();
-            self.local
-                .push_back(Input::CallReplied { request_id, taken });
-        }
-        match sent {
-            Ok(()) => {}
-            Err(flume::TrySendError::Disconnected(Ok(Response::Messages(lost)))) => {
-                // The caller stopped waiting: its leases go back now rather
-                // than at their timeout.
-                for m in lost {
-                    self.give_back(m.queue, m.id, m.reader);
+            (ReplyTo::Message(tx), Ok(ShardReply::Answer(mut d))) => {
+                let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
+                let m = payload::resolve(&self.log, p)
+                    .map(|bytes| message_from_delivery(d, bytes, reader));
+                let readable = m.is_ok();
+                answer_taken = tx.try_send(m).is_ok() && readable;
+            }
+            (ReplyTo::Messages(tx), Ok(ShardReply::Messages(ds))) => {
+                let messages = self.messages(ds, reader);
+                if let Err(flume::TrySendError::Disconnected(Ok(m))) = tx.try_send(Ok(messages)) {
+                    lost = m;
                 }
             }
-            Err(_) => {} // the caller stopped waiting; nothing was leased
+            (ReplyTo::Done(tx), Ok(ShardReply::Done)) => {
+                let _ = tx.try_send(Ok(()));
+            }
+            (ReplyTo::Status(tx), Ok(ShardReply::Status(s))) => {
+                let _ = tx.try_send(Ok(s));
+            }
+            (ReplyTo::Stats(tx), Ok(ShardReply::Stats(s))) => {
+                let _ = tx.try_send(Ok(s));
+            }
+            (to, Ok(other)) => {
+                // The one place a shard's reply meets the operation's type:
+                // a mismatch is a bug in the shard's rules, never input.
+                debug_assert!(
+                    false,
+                    "shard {} answered {:?} with {other:?}",
+                    self.id,
+                    to.kind()
+                );
+                tracing::error!(shard = self.id, expected = ?to.kind(), "shard answered an operation with the wrong reply");
+                to.refuse(HubError::Unavailable(
+                    "internal: the shard answered with the wrong reply".into(),
+                ));
+            }
+        }
+        if let Some(request_id) = call_answer {
+            // The shard acks the answer only once its caller has it.
+            self.local.push_back(Input::CallReplied {
+                request_id,
+                taken: answer_taken,
+            });
+        }
+        // The caller stopped waiting: its leases go back now rather than at
+        // their timeout.
+        for m in lost {
+            self.give_back(m.queue, m.id, m.reader);
         }
     }
 

@@ -1,0 +1,538 @@
+//! The wire mapping of operations: request frames into commands
+//! (`request`), replies into frames (`reply`).
+
+use super::*;
+use bytes::Bytes;
+use gonets_types::{
+    Accepted, Command, DeliveryBody, EventKind, HistoryEvent, Message, NewRequest, QueueStats,
+    Reply,
+};
+use header as h;
+
+const KIND: &str = "urn:gonets:fns:egrul-extract:1";
+
+fn id() -> MessageId {
+    MessageId::new(1_700_000_000_000, 1, 7)
+}
+
+fn json<T: Serialize>(header: &T) -> Vec<u8> {
+    serde_json::to_vec(header).unwrap()
+}
+
+fn decode(op: Opcode, json: &[u8], body: &'static [u8]) -> Result<Command, RequestError> {
+    let mut json = json.to_vec();
+    decode_command(op, &mut json, Bytes::from_static(body))
+}
+
+fn requests() -> QueueId {
+    QueueId::Requests(DataKindId::new(KIND))
+}
+
+#[test]
+fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_comes_out() {
+    let send = h::SendRequest {
+        kind: KIND.into(),
+        idempotency_key: Some("k-1".into()),
+        test: true,
+        transaction: Some("case-9".into()),
+        state_secret: false,
+    };
+    let request = NewRequest {
+        idempotency_key: Some("k-1".into()),
+        test: true,
+        transaction: Some("case-9".into()),
+        ..NewRequest::new(KIND, "payload")
+    };
+    let queue = format!("requests/{KIND}");
+    let settle = h::Settle {
+        queue: queue.clone(),
+        id: id().to_string(),
+        lease: 42,
+        delay_ms: 250,
+    };
+    let cases: Vec<(Opcode, Vec<u8>, Command)> = vec![
+        (
+            Opcode::SendRequest,
+            json(&send),
+            Command::SendRequest(request.clone()),
+        ),
+        (Opcode::Call, json(&send), Command::Call(request)),
+        (
+            Opcode::Fetch,
+            json(&h::Fetch {
+                queue: queue.clone(),
+                max: 8,
+                wait_ms: 100,
+            }),
+            Command::Fetch {
+                queue: requests(),
+                max: 8,
+                wait_ms: 100,
+                reader: READER_OF_SESSION,
+            },
+        ),
+        (
+            Opcode::Subscribe,
+            json(&h::Subscribe {
+                queue: queue.clone(),
+                credits: 3,
+            }),
+            Command::Subscribe {
+                queue: requests(),
+                credits: 3,
+                reader: READER_OF_SESSION,
+            },
+        ),
+        (
+            Opcode::Ack,
+            json(&settle),
+            Command::Ack {
+                queue: requests(),
+                id: id(),
+                reader: 42,
+            },
+        ),
+        (
+            Opcode::Nack,
+            json(&settle),
+            Command::Nack {
+                queue: requests(),
+                id: id(),
+                reader: 42,
+                delay_ms: 250,
+            },
+        ),
+        (
+            Opcode::SendResponse,
+            json(&h::SendResponse {
+                request_id: id().to_string(),
+            }),
+            Command::SendResponse {
+                request_id: id(),
+                payload: Bytes::from_static(b"payload"),
+            },
+        ),
+        (
+            Opcode::SendRefusal,
+            json(&h::SendRefusal {
+                request_id: id().to_string(),
+                code: "NO_DATA".into(),
+                reason: "none".into(),
+            }),
+            Command::SendRefusal {
+                request_id: id(),
+                code: RefusalCode::NoData,
+                reason: "none".into(),
+            },
+        ),
+        (
+            Opcode::Status,
+            json(&h::Status {
+                id: id().to_string(),
+            }),
+            Command::Status { id: id() },
+        ),
+        (
+            Opcode::QueueStats,
+            json(&h::QueueStats { queue }),
+            Command::QueueStats { queue: requests() },
+        ),
+    ];
+    for (op, header, command) in cases {
+        assert_eq!(decode(op, &header, b"payload"), Ok(command), "{op:?}");
+    }
+}
+
+#[test]
+fn given_header_faults_when_decoded_then_only_a_header_that_is_no_json_object_is_fatal() {
+    let not_json = decode(Opcode::Fetch, b"[1,2", b"").unwrap_err();
+    assert!(not_json.is_fatal());
+    assert_eq!(not_json.reply().code, "BAD_HEADER");
+    assert!(not_json.reply().fatal);
+
+    let missing = decode(Opcode::Fetch, br#"{"queue":"requests/k"}"#, b"").unwrap_err();
+    assert!(!missing.is_fatal());
+    assert_eq!(missing.reply().code, "MALFORMED");
+    assert_eq!(missing.reply().details.field.as_deref(), Some("max"));
+
+    let bad_queue = decode(Opcode::Fetch, br#"{"queue":"nowhere","max":1}"#, b"").unwrap_err();
+    assert_eq!(
+        (bad_queue.reply().code.as_str(), bad_queue.reply().fatal),
+        ("MALFORMED", false)
+    );
+
+    // Texts are checked before anything else: the bad id is not reported.
+    let long = json(&h::SendRefusal {
+        request_id: "not an id".into(),
+        code: "NO_DATA".into(),
+        reason: "r".repeat(gonets_types::TEXT_BYTES_MAX + 1),
+    });
+    let too_large = decode(Opcode::SendRefusal, &long, b"").unwrap_err().reply();
+    assert_eq!(too_large.code, "TOO_LARGE");
+    assert_eq!(too_large.details.field.as_deref(), Some("reason"));
+
+    for op in [
+        Opcode::Hello,
+        Opcode::Ping,
+        Opcode::AddCredits,
+        Opcode::Push,
+    ] {
+        let e = decode(op, b"{}", b"").unwrap_err();
+        assert_eq!(
+            (e.reply().code.as_str(), e.is_fatal()),
+            ("MALFORMED", false),
+            "{op:?}"
+        );
+    }
+}
+
+/// The one frame `bytes` holds.
+fn frame(bytes: &[u8]) -> Frame {
+    let mut d = FrameDecoder::new(Limits {
+        header_bytes_max: 1 << 16,
+        body_bytes_max: 1 << 16,
+    });
+    d.extend(bytes);
+    let f = d.next_frame().unwrap().expect("a whole frame");
+    d.finish().unwrap();
+    f
+}
+
+fn reply_frame(request: Opcode, result: Result<Reply, HubError>) -> Frame {
+    let mut out = Vec::new();
+    encode_reply(&mut out, request, 77, &result);
+    let f = frame(&out);
+    assert_eq!(f.header.correlation_id, 77);
+    f
+}
+
+fn message(payload: &'static [u8]) -> Message {
+    Message {
+        queue: requests(),
+        id: id(),
+        reply_to: None,
+        kind: DataKindId::new(KIND),
+        from: ParticipantId::new("MVD"),
+        body: DeliveryBody::Request,
+        time_ms: 5,
+        deadline_ms: 9,
+        delivery_count: 1,
+        test: false,
+        transaction: None,
+        payload: Bytes::from_static(payload),
+        reader: 3,
+    }
+}
+
+#[test]
+fn given_every_reply_when_encoded_then_its_frame_reads_back_as_the_reply_header_of_its_opcode() {
+    let accepted = Accepted {
+        id: id(),
+        time_ms: 5,
+        duplicate: true,
+    };
+    let mut f = reply_frame(Opcode::SendRequest, Ok(Reply::Accepted(accepted)));
+    assert_eq!(f.header.opcode, Opcode::SendRequest.reply());
+    let a: h::Accepted = parse_header(&mut f.json).unwrap();
+    assert_eq!(
+        a,
+        h::Accepted {
+            id: id().to_string(),
+            time_ms: 5,
+            duplicate: true
+        }
+    );
+
+    let two = vec![message(b"one"), message(b"three")];
+    let mut f = reply_frame(Opcode::Fetch, Ok(Reply::Messages(two.clone())));
+    let m: h::Messages = parse_header(&mut f.json).unwrap();
+    assert_eq!(
+        m.messages,
+        two.iter().map(message_header).collect::<Vec<_>>()
+    );
+    assert_eq!(&f.body[..], b"onethree");
+
+    let mut f = reply_frame(Opcode::Call, Ok(Reply::Message(message(b"answer"))));
+    assert_eq!(f.header.opcode, Opcode::Call.reply());
+    let m: h::Messages = parse_header(&mut f.json).unwrap();
+    assert_eq!((m.messages.len(), &f.body[..]), (1, &b"answer"[..]));
+
+    let f = reply_frame(Opcode::Nack, Ok(Reply::Done));
+    assert_eq!(
+        (f.header.opcode, &f.json[..]),
+        (Opcode::Nack.reply(), &b"{}"[..])
+    );
+
+    let view = StatusView {
+        request_id: id(),
+        answer_id: None,
+        kind: DataKindId::new(KIND),
+        consumer: ParticipantId::new("MVD"),
+        provider: ParticipantId::new("FNS"),
+        deadline_ms: 9,
+        events: vec![HistoryEvent {
+            kind: EventKind::Accepted,
+            time_ms: 5,
+            count: 0,
+        }],
+    };
+    let mut f = reply_frame(Opcode::Status, Ok(Reply::Status(view.clone())));
+    let s: h::StatusReply = parse_header(&mut f.json).unwrap();
+    assert_eq!(s, status_reply(&view));
+
+    let stats = QueueStats {
+        depth: 4,
+        in_flight: 1,
+        oldest_age_ms: 30,
+    };
+    let mut f = reply_frame(Opcode::QueueStats, Ok(Reply::Stats(stats)));
+    let s: h::QueueStatsReply = parse_header(&mut f.json).unwrap();
+    assert_eq!((s.depth, s.in_flight, s.oldest_age_ms), (4, 1, 30));
+
+    let mut f = reply_frame(Opcode::Ack, Err(HubError::NotFound));
+    assert_eq!(f.header.opcode, Opcode::Error);
+    let e: h::ErrorReply = parse_header(&mut f.json).unwrap();
+    assert_eq!(e.to_hub(), Some(HubError::NotFound));
+}
+
+mod round_trip {
+    use super::*;
+    use gonets_types::{AnswerBody, ReplyKind};
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        "[a-z0-9:.-]{1,24}"
+    }
+
+    fn queue() -> impl Strategy<Value = QueueId> {
+        prop_oneof![
+            text().prop_map(|k| QueueId::Requests(DataKindId::new(&k))),
+            text().prop_map(|p| QueueId::Answers(ParticipantId::new(&p))),
+        ]
+    }
+
+    fn message_id() -> impl Strategy<Value = MessageId> {
+        (any::<u32>(), 0..=MessageId::SHARD_MAX, any::<u64>())
+            .prop_map(|(ms, shard, seq)| MessageId::new(u64::from(ms), shard, seq))
+    }
+
+    fn payload() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+    }
+
+    fn new_request() -> impl Strategy<Value = NewRequest> {
+        let texts = (
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        );
+        (texts, payload(), any::<bool>(), any::<bool>()).prop_map(
+            |((kind, key, transaction), payload, test, state_secret)| NewRequest {
+                kind: DataKindId::new(&kind),
+                payload,
+                idempotency_key: key,
+                test,
+                transaction,
+                state_secret,
+            },
+        )
+    }
+
+    fn refusal_code() -> impl Strategy<Value = RefusalCode> {
+        proptest::sample::select(RefusalCode::ALL.to_vec())
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        let reader = READER_OF_SESSION;
+        prop_oneof![
+            new_request().prop_map(Command::SendRequest),
+            new_request().prop_map(Command::Call),
+            (queue(), any::<u32>(), any::<u64>()).prop_map(move |(queue, max, wait_ms)| {
+                Command::Fetch {
+                    queue,
+                    max,
+                    wait_ms,
+                    reader,
+                }
+            }),
+            (queue(), any::<u32>()).prop_map(move |(queue, credits)| Command::Subscribe {
+                queue,
+                credits,
+                reader
+            }),
+            (queue(), message_id(), any::<u64>()).prop_map(|(queue, id, reader)| Command::Ack {
+                queue,
+                id,
+                reader
+            }),
+            (queue(), message_id(), any::<u64>(), any::<u64>()).prop_map(
+                |(queue, id, reader, delay_ms)| Command::Nack {
+                    queue,
+                    id,
+                    reader,
+                    delay_ms
+                }
+            ),
+            (message_id(), payload()).prop_map(|(request_id, payload)| Command::SendResponse {
+                request_id,
+                payload
+            }),
+            (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
+                Command::SendRefusal {
+                    request_id,
+                    code,
+                    reason,
+                }
+            }),
+            message_id().prop_map(|id| Command::Status { id }),
+            queue().prop_map(|queue| Command::QueueStats { queue }),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let body = prop_oneof![
+            Just(DeliveryBody::Request),
+            Just(DeliveryBody::Answer(AnswerBody::Data)),
+            (refusal_code(), "[ -~]{0,40}").prop_map(|(code, reason)| {
+                DeliveryBody::Answer(AnswerBody::Refusal { code, reason })
+            }),
+        ];
+        let ids = (queue(), message_id(), proptest::option::of(message_id()));
+        let names = (text(), text(), proptest::option::of(text()));
+        let numbers = (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<bool>(),
+        );
+        (ids, names, body, numbers, payload()).prop_map(
+            |((queue, id, reply_to), (kind, from, transaction), body, n, payload)| Message {
+                queue,
+                id,
+                reply_to,
+                kind: DataKindId::new(&kind),
+                from: ParticipantId::new(&from),
+                body,
+                time_ms: n.0,
+                deadline_ms: n.1,
+                delivery_count: n.2,
+                test: n.4,
+                transaction,
+                payload,
+                reader: n.3,
+            },
+        )
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        let event = (1u8..=10, any::<u64>(), any::<u32>()).prop_map(|(k, time_ms, count)| {
+            let kind = EventKind::from_u8(k).expect("1 to 10 are event kinds");
+            HistoryEvent {
+                kind,
+                time_ms,
+                count,
+            }
+        });
+        let view = (
+            message_id(),
+            proptest::option::of(message_id()),
+            (text(), text(), text()),
+        )
+            .prop_flat_map(move |(request_id, answer_id, (kind, consumer, provider))| {
+                (any::<u64>(), proptest::collection::vec(event.clone(), 0..5)).prop_map(
+                    move |(deadline_ms, events)| StatusView {
+                        request_id,
+                        answer_id,
+                        kind: DataKindId::new(&kind),
+                        consumer: ParticipantId::new(&consumer),
+                        provider: ParticipantId::new(&provider),
+                        deadline_ms,
+                        events,
+                    },
+                )
+            });
+        prop_oneof![
+            (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {
+                Reply::Accepted(Accepted {
+                    id,
+                    time_ms,
+                    duplicate,
+                })
+            }),
+            message().prop_map(Reply::Message),
+            proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
+            Just(Reply::Done),
+            view.prop_map(Reply::Status),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
+                Reply::Stats(QueueStats {
+                    depth,
+                    in_flight,
+                    oldest_age_ms: age,
+                })
+            }),
+        ]
+    }
+
+    /// The request opcode of a reply kind (any opcode whose reply it is).
+    fn request_of(kind: ReplyKind) -> Opcode {
+        match kind {
+            ReplyKind::Accepted => Opcode::SendRequest,
+            ReplyKind::Message => Opcode::Call,
+            ReplyKind::Messages => Opcode::Fetch,
+            ReplyKind::Done => Opcode::Ack,
+            ReplyKind::Status => Opcode::Status,
+            ReplyKind::Stats => Opcode::QueueStats,
+        }
+    }
+
+    proptest! {
+        /// Whatever a client encodes, the server decodes into the same command.
+        #[test]
+        fn given_any_command_when_encoded_and_decoded_then_the_same_command(
+            command in command(), correlation_id in any::<u64>()
+        ) {
+            let mut out = Vec::new();
+            let op = encode_command(&mut out, correlation_id, &command);
+            let mut f = frame(&out);
+            prop_assert_eq!(
+                (f.header.opcode, f.header.correlation_id),
+                (op, correlation_id)
+            );
+            prop_assert_eq!(decode_command(op, &mut f.json, f.body.clone()), Ok(command));
+        }
+
+        /// Whatever the server encodes, a client decodes into the same reply.
+        #[test]
+        fn given_any_reply_when_encoded_and_decoded_then_the_same_reply(reply in reply()) {
+            let kind = reply.kind();
+            let mut out = Vec::new();
+            encode_reply(&mut out, request_of(kind), 9, &Ok(reply.clone()));
+            let mut f = frame(&out);
+            prop_assert_eq!(f.header.opcode, request_of(kind).reply());
+            prop_assert_eq!(decode_reply(kind, &mut f), Ok(Ok(reply)));
+        }
+    }
+
+    #[test]
+    fn given_an_error_reply_when_decoded_then_its_hub_error_comes_back() {
+        let mut out = Vec::new();
+        let e = HubError::AlreadyAnswered(id());
+        encode_reply(&mut out, Opcode::SendResponse, 9, &Err(e.clone()));
+        let reply = decode_reply(ReplyKind::Done, &mut frame(&out)).unwrap();
+        assert_eq!(reply.map_err(|r| r.to_hub()), Err(Some(e)));
+    }
+
+    #[test]
+    fn given_a_pushed_message_when_decoded_then_it_comes_back_equal() {
+        let m = super::message(b"pushed");
+        let mut out = Vec::new();
+        encode_push(&mut out, 5, &m);
+        let mut f = frame(&out);
+        assert_eq!(
+            (f.header.opcode, f.header.correlation_id),
+            (Opcode::Push, 5)
+        );
+        assert_eq!(decode_push(&mut f), Ok(m));
+    }
+}

@@ -1,0 +1,230 @@
+//! The wire mapping of replies, in one place: an operation's result, a
+//! `Result<Reply, HubError>`, encodes into its reply frame (the request's
+//! opcode with the reply bit, and the reply's header and payloads) or into
+//! an `Error` frame ([`encode_reply`], the server's side); a reply frame
+//! decodes back into the `Reply` ([`decode_reply`], a client's side).
+
+use crate::frame::Frame;
+use crate::header::{self as h, ErrorReply};
+use crate::{
+    encode, message_header, parse_header, parse_id, parse_queue, parse_refusal, status_reply,
+    Opcode,
+};
+use bytes::Bytes;
+use gonets_types::{
+    Accepted, AnswerBody, DataKindId, DeliveryBody, EventKind, HistoryEvent, HubError, Message,
+    ParticipantId, QueueStats, Reply, ReplyKind, StatusView,
+};
+
+/// Appends the frame answering request `correlation_id` of opcode
+/// `request` with `result`.
+pub fn encode_reply(
+    out: &mut Vec<u8>,
+    request: Opcode,
+    correlation_id: u64,
+    result: &Result<Reply, HubError>,
+) {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(e) => return encode_error(out, correlation_id, &ErrorReply::from_hub(e)),
+    };
+    let op = request.reply();
+    match reply {
+        Reply::Accepted(a) => {
+            let header = h::Accepted {
+                id: a.id.to_string(),
+                time_ms: a.time_ms,
+                duplicate: a.duplicate,
+            };
+            encode(out, op, correlation_id, &header, &[]);
+        }
+        Reply::Message(m) => encode_messages(out, op, correlation_id, std::slice::from_ref(m)),
+        Reply::Messages(ms) => encode_messages(out, op, correlation_id, ms),
+        Reply::Done => encode(out, op, correlation_id, &h::Empty {}, &[]),
+        Reply::Status(s) => encode(out, op, correlation_id, &status_reply(s), &[]),
+        Reply::Stats(s) => {
+            let header = h::QueueStatsReply {
+                depth: s.depth,
+                in_flight: s.in_flight,
+                oldest_age_ms: s.oldest_age_ms,
+            };
+            encode(out, op, correlation_id, &header, &[]);
+        }
+    }
+}
+
+/// Appends an `Error` frame for request `correlation_id` (0: the connection).
+pub fn encode_error(out: &mut Vec<u8>, correlation_id: u64, e: &ErrorReply) {
+    encode(out, Opcode::Error, correlation_id, e, &[]);
+}
+
+/// Appends a `Push` frame: `m`, pushed to subscription `subscription` (the
+/// subscribe's correlation id).
+pub fn encode_push(out: &mut Vec<u8>, subscription: u64, m: &Message) {
+    encode(
+        out,
+        Opcode::Push,
+        subscription,
+        &message_header(m),
+        &[&m.payload],
+    );
+}
+
+/// Messages as a reply (`Fetch`, `Call`): their headers, and their payloads
+/// back to back in the body, in order.
+fn encode_messages(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, messages: &[Message]) {
+    let headers = h::Messages {
+        messages: messages.iter().map(message_header).collect(),
+    };
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| &m.payload[..]).collect();
+    encode(out, op, correlation_id, &headers, &bodies);
+}
+
+/// A reply frame that does not read as the reply the protocol promises
+/// (the client's side: the server broke the protocol).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad reply: {0}")]
+pub struct BadReply(pub String);
+
+fn bad(e: impl std::fmt::Display) -> BadReply {
+    BadReply(e.to_string())
+}
+
+/// The client's side of the same mapping: the reply of a command that gets
+/// `kind` ([`Command::reply_kind`](gonets_types::Command::reply_kind)) from
+/// its reply frame, or the `ERROR` frame's header.
+pub fn decode_reply(
+    kind: ReplyKind,
+    frame: &mut Frame,
+) -> Result<Result<Reply, ErrorReply>, BadReply> {
+    match frame.header.opcode {
+        Opcode::Error => return Ok(Err(parse_header(&mut frame.json).map_err(bad)?)),
+        Opcode::Reply(_) => {}
+        other => return Err(bad(format!("{other:?} is not a reply"))),
+    }
+    let json = &mut frame.json;
+    Ok(Ok(match kind {
+        ReplyKind::Accepted => {
+            let a: h::Accepted = parse_header(json).map_err(bad)?;
+            Reply::Accepted(Accepted {
+                id: parse_id(&a.id).map_err(bad)?,
+                time_ms: a.time_ms,
+                duplicate: a.duplicate,
+            })
+        }
+        ReplyKind::Message => {
+            let mut ms = decode_messages(json, frame.body.clone())?;
+            match (ms.pop(), ms.is_empty()) {
+                (Some(m), true) => Reply::Message(m),
+                _ => return Err(bad("a call's reply holds one message")),
+            }
+        }
+        ReplyKind::Messages => Reply::Messages(decode_messages(json, frame.body.clone())?),
+        ReplyKind::Done => Reply::Done,
+        ReplyKind::Status => Reply::Status(status_view(parse_header(json).map_err(bad)?)?),
+        ReplyKind::Stats => {
+            let s: h::QueueStatsReply = parse_header(json).map_err(bad)?;
+            Reply::Stats(QueueStats {
+                depth: s.depth,
+                in_flight: s.in_flight,
+                oldest_age_ms: s.oldest_age_ms,
+            })
+        }
+    }))
+}
+
+/// The message of a `Push` frame.
+pub fn decode_push(frame: &mut Frame) -> Result<Message, BadReply> {
+    let header: h::MessageHeader = parse_header(&mut frame.json).map_err(bad)?;
+    message_from_header(header, frame.body.clone())
+}
+
+/// The messages of a `Fetch` or `Call` reply: their headers, and their
+/// payloads back to back in `body`.
+fn decode_messages(json: &mut [u8], mut body: Bytes) -> Result<Vec<Message>, BadReply> {
+    let messages: h::Messages = parse_header(json).map_err(bad)?;
+    let mut out = Vec::with_capacity(messages.messages.len());
+    for m in messages.messages {
+        let n = m.payload_bytes as usize;
+        if n > body.len() {
+            return Err(bad("payload lengths exceed the body"));
+        }
+        let payload = body.split_to(n);
+        out.push(message_from_header(m, payload)?);
+    }
+    if !body.is_empty() {
+        return Err(bad("bytes left over after the payloads"));
+    }
+    Ok(out)
+}
+
+/// A message from its wire header and payload (the inverse of
+/// [`message_header`]): its lease comes back as its reader.
+pub fn message_from_header(m: h::MessageHeader, payload: Bytes) -> Result<Message, BadReply> {
+    let body = match m.body.as_str() {
+        "request" => DeliveryBody::Request,
+        "data" => DeliveryBody::Answer(AnswerBody::Data),
+        "refusal" => DeliveryBody::Answer(AnswerBody::Refusal {
+            code: parse_refusal(m.refusal_code.as_deref().unwrap_or("")).map_err(bad)?,
+            reason: m.refusal_reason.unwrap_or_default(),
+        }),
+        other => return Err(bad(format!("unknown message body {other:?}"))),
+    };
+    if payload.len() != m.payload_bytes as usize {
+        return Err(bad("payload length differs from the header's"));
+    }
+    Ok(Message {
+        queue: parse_queue(&m.queue).map_err(bad)?,
+        id: parse_id(&m.id).map_err(bad)?,
+        reply_to: m
+            .reply_to
+            .as_deref()
+            .map(parse_id)
+            .transpose()
+            .map_err(bad)?,
+        kind: DataKindId::new(&m.kind),
+        from: ParticipantId::new(&m.from),
+        body,
+        time_ms: m.time_ms,
+        deadline_ms: m.deadline_ms,
+        delivery_count: m.delivery_count,
+        test: m.test,
+        transaction: m.transaction,
+        payload,
+        reader: m.lease,
+    })
+}
+
+/// A history from its wire form (the inverse of [`status_reply`]).
+pub fn status_view(s: h::StatusReply) -> Result<StatusView, BadReply> {
+    let events = s
+        .events
+        .iter()
+        .map(|e| {
+            // Bounded by the closed set of event kinds.
+            let kind = (1..=u8::MAX)
+                .map_while(EventKind::from_u8)
+                .find(|k| k.as_str() == e.kind)
+                .ok_or_else(|| bad(format!("unknown history event {:?}", e.kind)))?;
+            Ok(HistoryEvent {
+                kind,
+                time_ms: e.time_ms,
+                count: e.count,
+            })
+        })
+        .collect::<Result<Vec<_>, BadReply>>()?;
+    Ok(StatusView {
+        request_id: parse_id(&s.request_id).map_err(bad)?,
+        answer_id: s
+            .answer_id
+            .as_deref()
+            .map(parse_id)
+            .transpose()
+            .map_err(bad)?,
+        kind: DataKindId::new(&s.kind),
+        consumer: ParticipantId::new(&s.consumer),
+        provider: ParticipantId::new(&s.provider),
+        deadline_ms: s.deadline_ms,
+        events,
+    })
+}

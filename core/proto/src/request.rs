@@ -1,0 +1,288 @@
+//! The wire mapping of requests, in one place: a request frame (opcode,
+//! JSON header, payload) decodes into the vocabulary's [`Command`]
+//! ([`decode_command`], the server's side), and a command encodes into its
+//! request frame ([`encode_command`], a client's side).
+//!
+//! Hello, Ping, AddCredits and Unsubscribe are connection-level (no hub
+//! operation): the server reads their headers itself with
+//! [`request_header`].
+
+use crate::header::{self as h, ErrorReply, RequestHeader};
+use crate::{
+    encode_frame, parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError,
+    Opcode,
+};
+use bytes::Bytes;
+use gonets_types::{
+    Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId, TEXT_BYTES_MAX,
+};
+
+/// The reader a decoded `Fetch` or `Subscribe` names: none (no reader is
+/// 0). The session that runs the command puts its own (a fetch) or the
+/// subscription's (a subscribe); a client cannot pick a reader.
+pub const READER_OF_SESSION: ReaderId = 0;
+
+/// Why a request frame does not decode into a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The JSON header is empty, not JSON, or not a JSON object: the peer
+    /// does not speak the protocol. A fatal `BAD_HEADER` under the request's
+    /// correlation id, then the connection closes.
+    BadHeader(HeaderError),
+    /// A field is missing or of the wrong type, a queue, id or code does not
+    /// parse, or a text is over its limit: the request is answered with this
+    /// error (`MALFORMED` or `TOO_LARGE`) and the connection goes on.
+    Refused(Box<ErrorReply>),
+}
+
+impl RequestError {
+    /// True when the connection ends after the error frame.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RequestError::BadHeader(_))
+    }
+
+    /// The error frame's header.
+    pub fn reply(&self) -> ErrorReply {
+        match self {
+            RequestError::BadHeader(e) => ErrorReply::from_header(e),
+            RequestError::Refused(reply) => (**reply).clone(),
+        }
+    }
+}
+
+impl From<HeaderError> for RequestError {
+    fn from(e: HeaderError) -> RequestError {
+        match e {
+            HeaderError::Unparseable(_) => RequestError::BadHeader(e),
+            e => RequestError::Refused(Box::new(ErrorReply::from_header(&e))),
+        }
+    }
+}
+
+impl From<HubError> for RequestError {
+    fn from(e: HubError) -> RequestError {
+        RequestError::Refused(Box::new(ErrorReply::from_hub(&e)))
+    }
+}
+
+/// A request's JSON header of type `T`: `BadHeader` when it is not a JSON
+/// object, `Refused` (`MALFORMED`) when a field is missing or ill-typed.
+pub fn request_header<T: RequestHeader>(json: &mut [u8]) -> Result<T, RequestError> {
+    Ok(parse_request(json)?)
+}
+
+/// The operation of a request frame: its opcode, its JSON header (parsed
+/// in place: simd-json rewrites the buffer) and its body (the payload of
+/// `SendRequest`, `Call` and `SendResponse`, ignored otherwise).
+///
+/// `Ack` and `Nack` name their reader by the `lease` of the header (the
+/// front end checks the lease is its connection's); `Fetch` and `Subscribe`
+/// name [`READER_OF_SESSION`]. Text fields are checked against
+/// [`TEXT_BYTES_MAX`] before anything else about the request.
+pub fn decode_command(
+    opcode: Opcode,
+    json: &mut [u8],
+    body: Bytes,
+) -> Result<Command, RequestError> {
+    Ok(match opcode {
+        Opcode::SendRequest => Command::SendRequest(new_request(request_header(json)?, body)?),
+        Opcode::Call => Command::Call(new_request(request_header(json)?, body)?),
+        Opcode::Fetch => {
+            let r: h::Fetch = request_header(json)?;
+            Command::Fetch {
+                queue: parse_queue(&r.queue)?,
+                max: r.max,
+                wait_ms: r.wait_ms,
+                reader: READER_OF_SESSION,
+            }
+        }
+        Opcode::Subscribe => {
+            let r: h::Subscribe = request_header(json)?;
+            Command::Subscribe {
+                queue: parse_queue(&r.queue)?,
+                credits: r.credits,
+                reader: READER_OF_SESSION,
+            }
+        }
+        Opcode::Ack | Opcode::Nack => settle(opcode, request_header(json)?)?,
+        Opcode::SendResponse => {
+            let r: h::SendResponse = request_header(json)?;
+            Command::SendResponse {
+                request_id: parse_id(&r.request_id)?,
+                payload: body,
+            }
+        }
+        Opcode::SendRefusal => {
+            let r: h::SendRefusal = request_header(json)?;
+            texts_fit(&[("reason", Some(&r.reason))])?;
+            Command::SendRefusal {
+                request_id: parse_id(&r.request_id)?,
+                code: parse_refusal(&r.code)?,
+                reason: r.reason,
+            }
+        }
+        Opcode::Status => Command::Status {
+            id: parse_id(&request_header::<h::Status>(json)?.id)?,
+        },
+        Opcode::QueueStats => Command::QueueStats {
+            queue: parse_queue(&request_header::<h::QueueStats>(json)?.queue)?,
+        },
+        Opcode::Hello
+        | Opcode::Ping
+        | Opcode::AddCredits
+        | Opcode::Unsubscribe
+        | Opcode::Reply(_)
+        | Opcode::Push
+        | Opcode::Error => {
+            return Err(RequestError::from(HubError::Malformed(format!(
+                "opcode 0x{:02x} is not an operation on the hub",
+                opcode.to_u8()
+            ))))
+        }
+    })
+}
+
+/// `Ack` or `Nack` (`opcode`) of a `Settle` header.
+fn settle(opcode: Opcode, r: h::Settle) -> Result<Command, RequestError> {
+    let queue = parse_queue(&r.queue)?;
+    let id = parse_id(&r.id)?;
+    Ok(if opcode == Opcode::Ack {
+        Command::Ack {
+            queue,
+            id,
+            reader: r.lease,
+        }
+    } else {
+        Command::Nack {
+            queue,
+            id,
+            reader: r.lease,
+            delay_ms: r.delay_ms,
+        }
+    })
+}
+
+/// `TOO_LARGE` naming the first text field longer than [`TEXT_BYTES_MAX`].
+fn texts_fit(fields: &[(&str, Option<&str>)]) -> Result<(), RequestError> {
+    match fields
+        .iter()
+        .find_map(|(name, t)| t.filter(|t| t.len() > TEXT_BYTES_MAX).map(|t| (name, t)))
+    {
+        Some((name, t)) => Err(RequestError::Refused(Box::new(
+            ErrorReply::field_too_large(name, t.len(), TEXT_BYTES_MAX),
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The request of a `SendRequest` or `Call` header and its payload.
+fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestError> {
+    texts_fit(&[
+        ("idempotency_key", r.idempotency_key.as_deref()),
+        ("transaction", r.transaction.as_deref()),
+    ])?;
+    Ok(NewRequest {
+        kind: DataKindId::new(&r.kind),
+        payload,
+        idempotency_key: r.idempotency_key,
+        test: r.test,
+        transaction: r.transaction,
+        state_secret: r.state_secret,
+    })
+}
+
+/// The client's side of the same mapping: appends the request frame of
+/// `command` under `correlation_id` and returns its opcode. The reader of
+/// an `Ack` or `Nack` goes out as its `lease`; that of a `Fetch` or
+/// `Subscribe` does not go out (the server's session picks it).
+pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command) -> Opcode {
+    let (op, json, body) = wire_form(command);
+    encode_frame(out, op, correlation_id, &json, &[body]);
+    op
+}
+
+/// A command's opcode, JSON header and body.
+fn wire_form(command: &Command) -> (Opcode, Vec<u8>, &[u8]) {
+    fn json<T: serde::Serialize>(header: &T) -> Vec<u8> {
+        // Plain structs of strings and numbers always serialise.
+        serde_json::to_vec(header).expect("wire headers always serialise")
+    }
+    let request = |r: &NewRequest| {
+        json(&h::SendRequest {
+            kind: r.kind.to_string(),
+            idempotency_key: r.idempotency_key.clone(),
+            test: r.test,
+            transaction: r.transaction.clone(),
+            state_secret: r.state_secret,
+        })
+    };
+    let settle = |queue: &QueueId, id: &MessageId, lease: u64, delay_ms: u64| {
+        json(&h::Settle {
+            queue: queue_name(queue),
+            id: id.to_string(),
+            lease,
+            delay_ms,
+        })
+    };
+    match command {
+        Command::SendRequest(r) => (Opcode::SendRequest, request(r), &r.payload[..]),
+        Command::Call(r) => (Opcode::Call, request(r), &r.payload[..]),
+        Command::Fetch {
+            queue,
+            max,
+            wait_ms,
+            ..
+        } => {
+            let (queue, max, wait_ms) = (queue_name(queue), *max, *wait_ms);
+            (
+                Opcode::Fetch,
+                json(&h::Fetch {
+                    queue,
+                    max,
+                    wait_ms,
+                }),
+                &[],
+            )
+        }
+        Command::Subscribe { queue, credits, .. } => {
+            let (queue, credits) = (queue_name(queue), *credits);
+            (
+                Opcode::Subscribe,
+                json(&h::Subscribe { queue, credits }),
+                &[],
+            )
+        }
+        Command::Ack { queue, id, reader } => (Opcode::Ack, settle(queue, id, *reader, 0), &[]),
+        Command::Nack {
+            queue,
+            id,
+            reader,
+            delay_ms,
+        } => (Opcode::Nack, settle(queue, id, *reader, *delay_ms), &[]),
+        Command::SendResponse {
+            request_id,
+            payload,
+        } => {
+            let request_id = request_id.to_string();
+            let header = json(&h::SendResponse { request_id });
+            (Opcode::SendResponse, header, &payload[..])
+        }
+        Command::SendRefusal {
+            request_id,
+            code,
+            reason,
+        } => {
+            let header = json(&h::SendRefusal {
+                request_id: request_id.to_string(),
+                code: code.as_str().into(),
+                reason: reason.clone(),
+            });
+            (Opcode::SendRefusal, header, &[])
+        }
+        Command::Status { id } => (Opcode::Status, json(&h::Status { id: id.to_string() }), &[]),
+        Command::QueueStats { queue } => {
+            let queue = queue_name(queue);
+            (Opcode::QueueStats, json(&h::QueueStats { queue }), &[])
+        }
+    }
+}
