@@ -447,7 +447,10 @@ fn given_request_record_over_log_limit_when_send_request_then_too_large_and_noth
             size_bytes_max: (PAYLOAD_MAX - (bytes - 100)) as u64,
         })
     );
-    assert!(d.log.is_empty(), "a record the log cannot take is never emitted");
+    assert!(
+        d.log.is_empty(),
+        "a record the log cannot take is never emitted"
+    );
     // The payload the error names as the largest fits.
     let fits = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX - (bytes - 100)]);
     d.send_ok("MFC", fits);
@@ -886,7 +889,10 @@ fn given_leased_request_when_given_back_then_delivered_again_and_no_record() {
         id,
         reader: 1,
     });
-    assert!(out.iter().all(|o| !matches!(o, Output::Reply { .. })), "{out:?}");
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Reply { .. })),
+        "{out:?}"
+    );
     assert_eq!(d.log.len(), records, "a give-back is no history step");
     let again = d.fetch("FNS", requests(ASYNC), 1, 2);
     assert_eq!(ids(&again), vec![id]);
