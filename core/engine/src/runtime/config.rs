@@ -212,3 +212,38 @@ impl HubConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_default_tuning_when_shard_config_built_then_it_is_production() {
+        let c = ShardTuning::default().shard_config(2, 4, 7, &LogConfig::default());
+        let production = ShardConfig {
+            boot_nonce: 7,
+            ..ShardConfig::production(2, 4)
+        };
+        assert_eq!(c, production);
+        assert_eq!(HubConfig::new("/d").shard, ShardTuning::default());
+    }
+
+    #[test]
+    fn given_tuning_and_log_when_shard_config_built_then_they_override_production() {
+        let tuning = ShardTuning {
+            lease_timeout_ms: 1,
+            deliveries_max: 2,
+            dedup_window_ms: 3,
+            fetch_max: 4,
+            wait_ms_max: 5,
+            finished_keep_ms: None,
+            retention_ms: 6,
+        };
+        let log = LogConfig::small_for_tests();
+        let c = tuning.shard_config(0, 1, 0, &log);
+        assert_eq!(ShardTuning::from(&c), tuning);
+        assert_eq!(c.record_bytes_max, log.payload_bytes_max());
+        // What an operator does not tune is production's.
+        assert!(c.archive_histories && !c.snapshot_finished);
+    }
+}

@@ -32,7 +32,7 @@ use timers::{Timer, Timers};
 pub use types::*;
 
 /// Tunables of a shard's rules.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardConfig {
     /// This shard's number.
     pub shard: u16,
