@@ -298,6 +298,37 @@ fn given_leased_request_when_session_dropped_then_redelivered() {
 }
 
 #[test]
+fn given_long_poll_dropped_when_request_arrives_then_lease_given_back_without_a_nack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start(dir.path(), 2);
+    let consumer = hub.session("MFC").expect("consumer");
+    let provider = hub.session("FNS").expect("provider");
+    // A long poll whose caller stops waiting: the shard still holds the wait.
+    let waiting = provider.fetch(requests(EGRUL), 1, WAIT);
+    assert!(block_on(futures_lite::future::poll_once(waiting)).is_none());
+    let accepted =
+        block_on(consumer.send_request(NewRequest::new(EGRUL, "r-1"))).expect("accepted");
+    // Its delivery reached nobody: the runtime gave the lease back to the
+    // shard (`Input::GiveBack`), and the message comes again.
+    let again = fetch_one(&provider, &requests(EGRUL));
+    assert_eq!(again.id, accepted.id);
+    assert_eq!(again.delivery_count, 2);
+    block_on(provider.ack(&again)).expect("ack");
+    // The provider never nacked it: the history says so.
+    let s = status_with(&consumer, accepted.id, EventKind::Acked);
+    assert_eq!(
+        kinds_of(&s),
+        vec![
+            EventKind::Accepted,
+            EventKind::Delivered,
+            EventKind::Delivered,
+            EventKind::Acked
+        ]
+    );
+    hub.shutdown().expect("clean shutdown");
+}
+
+#[test]
 fn given_answered_request_when_status_read_then_visible_to_parties_and_operator_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = start(dir.path(), 2);

@@ -10,6 +10,18 @@
 //! replay it, from a snapshot or from the start). Group commits, peer
 //! messages, snapshots and log retention happen at random moments.
 //!
+//! The shards run what ships: `ShardConfig::production()` with its times
+//! shrunk per seed (leases, idempotency windows, eviction of finished
+//! exchanges, the retention period) and a small log record limit. The
+//! history archive is simulated too: every `Output::Archive` is written to
+//! a per-shard archive that survives crashes and reported back
+//! (`Input::Archived`) after a random delay, which a crash may cut (the
+//! restarted shard must ask again); `status` of an exchange that left
+//! memory is answered from that archive (`Output::StatusFromArchive`), and
+//! every history that left memory must be there, exactly as the log tells
+//! it. Sends and answers too large for the log are refused by the shard;
+//! leases the runtime cannot hand over come back as `Input::GiveBack`.
+//!
 //! Every output of every step is judged against a reference model (a plain
 //! fold over the log plus the queue rules of docs/engine.md: places, leases,
 //! FIFO order, routing, counters), every reply against a prediction made
@@ -158,7 +170,9 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
          {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
          {} repeated calls answered, {} repeated calls refused, \
-         {} typed errors, {} reads after a storage failure, {} snapshots, {} retention moves",
+         {} typed errors, {} reads after a storage failure, {} snapshots, {} retention moves, \
+         {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
+         {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs",
         seeds.len(),
         started.elapsed(),
         t.steps,
@@ -184,6 +198,14 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.reads_after_failure,
         t.snapshots,
         t.retention_moves,
+        t.archive_asks,
+        t.archive_reasks,
+        t.archive_cut,
+        t.archived,
+        t.evictions,
+        t.archive_statuses,
+        t.records_too_large,
+        t.give_backs,
     );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
@@ -214,6 +236,17 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("repeated calls answered", t.call_repeat_answers),
             ("repeated calls refused", t.call_repeat_refusals),
             ("retention moves", t.retention_moves),
+            ("archive hand-offs", t.archive_asks),
+            (
+                "archive hand-offs asked again after a restart",
+                t.archive_reasks,
+            ),
+            ("archive hand-offs cut by a crash", t.archive_cut),
+            ("hand-offs reported archived", t.archived),
+            ("evictions", t.evictions),
+            ("statuses from the archive", t.archive_statuses),
+            ("records too large for the log", t.records_too_large),
+            ("give-backs", t.give_backs),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());

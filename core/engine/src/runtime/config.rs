@@ -4,7 +4,7 @@
 
 use crate::registry::Registry;
 use crate::runtime::start_error::HubStartError;
-use crate::shard::ShardConfig;
+use crate::shard::{ShardConfig, FINISHED_KEEP_MS_PRODUCTION, RETENTION_MS_PRODUCTION};
 use gonets_storage::LogConfig;
 use gonets_types::ids::MessageId;
 use std::path::PathBuf;
@@ -26,7 +26,9 @@ pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// Default time `Drop` of a hub that was not shut down waits for its threads, ms.
 pub const DROP_WAIT_MS_DEFAULT: u64 = 10_000;
 
-/// The shard rules' tunables, the same for every shard of a hub.
+/// The shard rules' tunables, the same for every shard of a hub: the part
+/// of [`ShardConfig::production`] an operator may change (serve's config
+/// file sets them). The rest of the shard's configuration is production's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardTuning {
     /// How long a delivered message stays leased without an ack, ms.
@@ -50,34 +52,44 @@ pub struct ShardTuning {
     pub retention_ms: u64,
 }
 
-/// Default retention period of the shard logs: 7 days.
-pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
+/// Default retention period of the shard logs: production's, 7 days.
+pub const RETENTION_MS_DEFAULT: u64 = RETENTION_MS_PRODUCTION;
 
-/// Default time a finished exchange's history stays in memory: 10 minutes.
-pub const FINISHED_KEEP_MS_DEFAULT: u64 = 10 * 60 * 1000;
+/// Default time a finished exchange's history stays in memory: production's,
+/// 10 minutes.
+pub const FINISHED_KEEP_MS_DEFAULT: u64 = FINISHED_KEEP_MS_PRODUCTION;
 
 impl Default for ShardTuning {
+    /// Production's tunables ([`ShardConfig::production`]).
     fn default() -> Self {
-        let c = ShardConfig::new(0, 1);
+        ShardTuning::from(&ShardConfig::production(0, 1))
+    }
+}
+
+impl From<&ShardConfig> for ShardTuning {
+    /// The tunables of a shard configuration.
+    fn from(c: &ShardConfig) -> Self {
         ShardTuning {
             lease_timeout_ms: c.lease_timeout_ms,
             deliveries_max: c.deliveries_max,
             dedup_window_ms: c.dedup_window_ms,
             fetch_max: c.fetch_max,
             wait_ms_max: c.wait_ms_max,
-            finished_keep_ms: Some(FINISHED_KEEP_MS_DEFAULT),
-            retention_ms: RETENTION_MS_DEFAULT,
+            finished_keep_ms: c.finished_keep_ms,
+            retention_ms: c.retention_ms,
         }
     }
 }
 
 impl ShardTuning {
-    /// The shard configuration of shard `shard` of `shard_count`, with this boot's nonce.
+    /// The configuration of shard `shard` of `shard_count`: production's with
+    /// these tunables, this boot's nonce and the record size limit of `log`.
     pub(crate) fn shard_config(
         &self,
         shard: u16,
         shard_count: u16,
         boot_nonce: u32,
+        log: &LogConfig,
     ) -> ShardConfig {
         ShardConfig {
             lease_timeout_ms: self.lease_timeout_ms,
@@ -86,14 +98,10 @@ impl ShardTuning {
             fetch_max: self.fetch_max,
             wait_ms_max: self.wait_ms_max,
             finished_keep_ms: self.finished_keep_ms,
-            // Snapshots hold live state only: at 10,000 exchanges/s ten
-            // minutes of finished histories would be millions of parts.
-            snapshot_finished: false,
-            // Finished histories go to the archive before they leave memory.
-            archive_histories: true,
             retention_ms: self.retention_ms,
             boot_nonce,
-            ..ShardConfig::new(shard, shard_count)
+            record_bytes_max: log.payload_bytes_max(),
+            ..ShardConfig::production(shard, shard_count)
         }
     }
 }
@@ -212,5 +220,40 @@ impl HubConfig {
             return fail("fetch_max must be positive".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_default_tuning_when_shard_config_built_then_it_is_production() {
+        let c = ShardTuning::default().shard_config(2, 4, 7, &LogConfig::default());
+        let production = ShardConfig {
+            boot_nonce: 7,
+            ..ShardConfig::production(2, 4)
+        };
+        assert_eq!(c, production);
+        assert_eq!(HubConfig::new("/d").shard, ShardTuning::default());
+    }
+
+    #[test]
+    fn given_tuning_and_log_when_shard_config_built_then_they_override_production() {
+        let tuning = ShardTuning {
+            lease_timeout_ms: 1,
+            deliveries_max: 2,
+            dedup_window_ms: 3,
+            fetch_max: 4,
+            wait_ms_max: 5,
+            finished_keep_ms: None,
+            retention_ms: 6,
+        };
+        let log = LogConfig::small_for_tests();
+        let c = tuning.shard_config(0, 1, 0, &log);
+        assert_eq!(ShardTuning::from(&c), tuning);
+        assert_eq!(c.record_bytes_max, log.payload_bytes_max());
+        // What an operator does not tune is production's.
+        assert!(c.archive_histories && !c.snapshot_finished);
     }
 }

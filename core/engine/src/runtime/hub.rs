@@ -326,7 +326,9 @@ impl Hub {
                 id: shard,
                 dir: shard_dir(&config.data_dir, shard),
                 log_config: config.log.clone(),
-                shard_config: config.shard.shard_config(shard, n, boot_nonce(shard)),
+                shard_config: config
+                    .shard
+                    .shard_config(shard, n, boot_nonce(shard), &config.log),
                 registry: config.registry.clone(),
                 inlet: Inlet {
                     shard,

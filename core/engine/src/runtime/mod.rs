@@ -11,8 +11,7 @@
 //! `hub` (threads, start and stop), `shard_task` (the per-shard driver),
 //! `recovery` (replay from the snapshot mark), `committer` (group-commit
 //! waiter), `outbox` (peer messages without blocking), `mesh` (the
-//! channels), `payload` (payloads read back from the log), `record_size`
-//! (refusing records the log could not take), `repair` (setting damaged
+//! channels), `payload` (payloads read back from the log), `repair` (setting damaged
 //! records aside, `gonets repair`), `session` (the client
 //! handle), `message` (what sessions get), `archive` (finished histories
 //! for ever, ADR 0005), `clock`, `signal`.
@@ -28,7 +27,6 @@ mod message;
 pub mod nudge;
 mod outbox;
 mod payload;
-mod record_size;
 mod recovery;
 pub mod repair;
 mod session;

@@ -11,6 +11,7 @@
 
 pub mod exchange;
 pub mod queue;
+mod record_size;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -31,7 +32,7 @@ use timers::{Timer, Timers};
 pub use types::*;
 
 /// Tunables of a shard's rules.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardConfig {
     /// This shard's number.
     pub shard: u16,
@@ -65,10 +66,42 @@ pub struct ShardConfig {
     /// Retention period, ms: a log segment goes only once every message in it
     /// is at least this old (and nothing live needs it); 0: no period.
     pub retention_ms: u64,
+    /// The largest record the log takes, bytes (the log's record size
+    /// limit): a send or an answer whose record would be larger is refused
+    /// with `TooLarge` before anything is applied.
+    pub record_bytes_max: usize,
 }
 
+/// How long a finished exchange's history stays in memory in production:
+/// 10 minutes (`status` reads the archive afterwards).
+pub const FINISHED_KEEP_MS_PRODUCTION: u64 = 10 * 60 * 1000;
+/// Retention period of the shard logs in production: 7 days.
+pub const RETENTION_MS_PRODUCTION: u64 = 7 * 24 * 3600 * 1000;
+
 impl ShardConfig {
-    /// Defaults for shard `shard` of `shard_count`.
+    /// What a hub runs by default, for shard `shard` of `shard_count`:
+    /// finished histories go to the archive and leave memory after
+    /// [`FINISHED_KEEP_MS_PRODUCTION`], snapshots hold live state only, logs
+    /// keep [`RETENTION_MS_PRODUCTION`], records are bounded by the default
+    /// log's record size. The hub ([`crate::HubConfig`]) and the simulator
+    /// both start from this; the simulator shrinks its times per seed.
+    pub fn production(shard: u16, shard_count: u16) -> ShardConfig {
+        ShardConfig {
+            finished_keep_ms: Some(FINISHED_KEEP_MS_PRODUCTION),
+            // Snapshots hold live state only: at 10,000 exchanges/s ten
+            // minutes of finished histories would be millions of parts.
+            snapshot_finished: false,
+            // Finished histories go to the archive before they leave memory.
+            archive_histories: true,
+            retention_ms: RETENTION_MS_PRODUCTION,
+            ..ShardConfig::new(shard, shard_count)
+        }
+    }
+
+    /// The rules alone, for shard `shard` of `shard_count`: no archive,
+    /// finished exchanges kept in memory and in snapshots for ever, no
+    /// retention period. Unit tests that look at one rule at a time start
+    /// here; a hub runs [`ShardConfig::production`].
     pub fn new(shard: u16, shard_count: u16) -> ShardConfig {
         assert!(shard < shard_count && shard_count <= MessageId::SHARD_MAX + 1);
         ShardConfig {
@@ -84,6 +117,7 @@ impl ShardConfig {
             snapshot_finished: true,
             archive_histories: false,
             retention_ms: 0,
+            record_bytes_max: gonets_storage::LogConfig::default().payload_bytes_max(),
         }
     }
 }
@@ -406,6 +440,7 @@ impl Shard {
             Input::StorageFailed { full } => self.storage_failed(full),
             Input::Tick => self.tick(),
             Input::Disconnected { reader } => self.disconnected(reader),
+            Input::GiveBack { queue, id, reader } => self.give_back(&queue, id, reader),
             Input::CallReplied { request_id, taken } => self.call_replied(request_id, taken),
             Input::Archived { request_id } => self.archived(request_id),
             Input::Peer(msg) => self.peer(msg),
@@ -960,6 +995,9 @@ impl Shard {
                 return Err(text_too_large(field, text.len()));
             }
         }
+        let record_bytes =
+            record_size::request_record_bytes(&r, caller.as_str(), kind.provider.as_str());
+        self.fits_log(r.payload.len(), record_bytes.expect("texts checked"))?;
         let queue = QueueId::Requests(r.kind.clone());
         self.owns(&queue)?;
         let deadline_ms = self.now_ms.saturating_add(kind.deadline_ms);
@@ -1442,6 +1480,12 @@ impl Shard {
                 size_bytes_max: limit,
             });
         }
+        let reason = match &body {
+            AnswerBody::Data => None,
+            AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
+        };
+        let record_bytes = record_size::answer_record_bytes(reason, payload.len());
+        self.fits_log(payload.len(), record_bytes.expect("reason checked"))?;
         let queue = QueueId::Requests(ex.kind.clone());
         if let Some(q) = self.queues.get_mut(&queue) {
             q.remove(request_id);
@@ -1463,6 +1507,20 @@ impl Shard {
             }),
         );
         Ok(None)
+    }
+
+    /// Refuses a record of `record_bytes` carrying `payload_len` payload
+    /// bytes that the log could not take; the error names the largest
+    /// payload that would have fitted.
+    fn fits_log(&self, payload_len: usize, record_bytes: usize) -> Result<(), HubError> {
+        let max = self.config.record_bytes_max;
+        if record_bytes <= max {
+            return Ok(());
+        }
+        Err(HubError::TooLarge {
+            size_bytes: payload_len as u64,
+            size_bytes_max: payload_len.saturating_sub(record_bytes - max) as u64,
+        })
     }
 
     /// The hub ends a request itself (expiry, dead letter).
@@ -1843,6 +1901,17 @@ impl Shard {
             for id in ids {
                 self.lease_ended(&queue, id, 0);
             }
+        }
+    }
+
+    /// The runtime could not hand `reader` the delivery of `id` (the caller
+    /// stopped waiting, or its payload could not be read): its lease ends
+    /// now, as it would at its timeout, without a record. Nothing happens
+    /// when the lease is no longer that reader's.
+    fn give_back(&mut self, queue: &QueueId, id: MessageId, reader: ReaderId) {
+        let place = self.queues.get(queue).and_then(|q| q.place(id));
+        if matches!(place, Some(Place::Leased(l)) if l.reader == reader) {
+            self.lease_ended(queue, id, 0);
         }
     }
 

@@ -429,6 +429,83 @@ fn given_payload_over_kind_limit_when_send_request_then_too_large() {
 }
 
 #[test]
+fn given_request_record_over_log_limit_when_send_request_then_too_large_and_nothing_stored() {
+    // The log takes records of at most 100 bytes: a 64-byte payload is
+    // within the kind's limit but its record is not.
+    let mut d = Driver::with_config(ShardConfig {
+        record_bytes_max: 100,
+        ..config(0, 1)
+    });
+    let big = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX]);
+    let bytes = record_size::request_record_bytes(&big, "MFC", "FNS").unwrap();
+    assert!(bytes > 100);
+    let r = d.now_reply("MFC", Command::SendRequest(big));
+    assert_eq!(
+        r,
+        Err(HubError::TooLarge {
+            size_bytes: PAYLOAD_MAX as u64,
+            size_bytes_max: (PAYLOAD_MAX - (bytes - 100)) as u64,
+        })
+    );
+    assert!(
+        d.log.is_empty(),
+        "a record the log cannot take is never emitted"
+    );
+    // The payload the error names as the largest fits.
+    let fits = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX - (bytes - 100)]);
+    d.send_ok("MFC", fits);
+}
+
+#[test]
+fn given_answer_record_over_log_limit_when_send_response_or_refusal_then_too_large() {
+    let mut d = Driver::with_config(ShardConfig {
+        record_bytes_max: 100,
+        ..config(0, 1)
+    });
+    let id = d.send_ok("MFC", request(ASYNC));
+    let payload = Bytes::from(vec![0u8; PAYLOAD_MAX]);
+    let bytes = record_size::answer_record_bytes(None, PAYLOAD_MAX).unwrap();
+    let r = d.now_reply(
+        "FNS",
+        Command::SendResponse {
+            request_id: id,
+            payload,
+        },
+    );
+    assert_eq!(
+        r,
+        Err(HubError::TooLarge {
+            size_bytes: PAYLOAD_MAX as u64,
+            size_bytes_max: (PAYLOAD_MAX - (bytes - 100)) as u64,
+        })
+    );
+    let r = d.now_reply(
+        "FNS",
+        Command::SendRefusal {
+            request_id: id,
+            code: RefusalCode::NoData,
+            reason: "r".repeat(80),
+        },
+    );
+    assert!(matches!(r, Err(HubError::TooLarge { .. })), "{r:?}");
+    assert!(d.exchange_outcome_is_none(id));
+    d.respond("FNS", id);
+}
+
+#[test]
+fn given_production_config_then_archive_eviction_and_retention_are_on() {
+    let c = ShardConfig::production(1, 4);
+    assert_eq!((c.shard, c.shard_count), (1, 4));
+    assert!(c.archive_histories && !c.snapshot_finished);
+    assert_eq!(c.finished_keep_ms, Some(FINISHED_KEEP_MS_PRODUCTION));
+    assert_eq!(c.retention_ms, RETENTION_MS_PRODUCTION);
+    assert_eq!(
+        c.record_bytes_max,
+        gonets_storage::LogConfig::default().payload_bytes_max()
+    );
+}
+
+#[test]
 fn given_kind_queue_owned_by_another_shard_when_send_request_then_malformed() {
     let owner = requests(ASYNC).shard(4);
     let mut d = Driver::with_config(config((owner + 1) % 4, 4));
@@ -804,6 +881,59 @@ fn given_unacked_delivery_when_reader_disconnects_then_delivered_again_with_coun
     let again = d.fetch("FNS", requests(ASYNC), 1, 2);
     assert_eq!(ids(&again), vec![id]);
     assert_eq!(again[0].delivery_count, 2);
+}
+
+#[test]
+fn given_leased_request_when_given_back_then_delivered_again_and_no_record() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    let records = d.log.len();
+    // The runtime could not hand the delivery over: no provider nacked.
+    let out = d.step(Input::GiveBack {
+        queue: requests(ASYNC),
+        id,
+        reader: 1,
+    });
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Reply { .. })),
+        "{out:?}"
+    );
+    assert_eq!(d.log.len(), records, "a give-back is no history step");
+    let again = d.fetch("FNS", requests(ASYNC), 1, 2);
+    assert_eq!(ids(&again), vec![id]);
+    assert_eq!(again[0].delivery_count, 2);
+    assert!(!d.event_kinds(id).contains(&EventKind::Nacked));
+}
+
+#[test]
+fn given_lease_of_another_reader_when_given_back_then_it_stands() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    d.fetch("FNS", requests(ASYNC), 1, 1);
+    d.step(Input::GiveBack {
+        queue: requests(ASYNC),
+        id,
+        reader: 2,
+    });
+    assert!(d.fetch("FNS", requests(ASYNC), 1, 2).is_empty());
+    d.ack("FNS", requests(ASYNC), id, 1);
+}
+
+#[test]
+fn given_last_delivery_when_given_back_then_dead_lettered() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    for reader in 1..=u64::from(DELIVERIES_MAX) {
+        assert_eq!(ids(&d.fetch("FNS", requests(ASYNC), 1, reader)), vec![id]);
+        d.step(Input::GiveBack {
+            queue: requests(ASYNC),
+            id,
+            reader,
+        });
+    }
+    d.commit();
+    assert!(d.event_kinds(id).contains(&EventKind::DeadLettered));
 }
 
 #[test]

@@ -205,6 +205,18 @@ pub enum Input {
         /// The reader.
         reader: ReaderId,
     },
+    /// The runtime could not hand over a delivery it was given for
+    /// `reader` (the caller stopped waiting, its push channel closed, the
+    /// payload could not be read): the lease ends now and the message is
+    /// delivered again (or dead-lettered once out of deliveries).
+    GiveBack {
+        /// The queue it came from.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+        /// The reader it was leased to.
+        reader: ReaderId,
+    },
     /// A message from another shard (or this one).
     Peer(PeerMsg),
     /// The history archive holds this finished exchange's history durably

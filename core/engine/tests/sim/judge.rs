@@ -16,7 +16,8 @@ use crate::world::{ensure, Check, CtxInput, StepCtx, World, GRANULARITY_MS};
 use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, EventKind, Record};
 use gonets_engine::shard::{
-    AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, Token,
+    AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, StatusView,
+    Token,
 };
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
@@ -113,6 +114,11 @@ impl World {
                 }
             }
             CtxInput::Tick => {
+                if let Some(keep_ms) = self.config.finished_keep_ms {
+                    let before = m.counters.evicted;
+                    m.evictions_due(now, keep_ms, self.config.dedup_window_ms);
+                    self.stats.evictions += m.counters.evicted - before;
+                }
                 let due: Vec<MessageId> = m
                     .reqs
                     .values()
@@ -203,11 +209,12 @@ impl World {
                     consumer,
                     ack,
                 } => {
+                    // An exchange no longer in memory is not looked up.
                     let acked = m
                         .answer_ids
                         .get(&answer_id)
                         .and_then(|rid| m.reqs.get(rid))
-                        .is_some_and(|r| r.consumer == consumer && r.answer_acked);
+                        .is_some_and(|r| r.in_memory && r.consumer == consumer && r.answer_acked);
                     let result = if acked {
                         Ok(())
                     } else {
@@ -217,6 +224,31 @@ impl World {
                 }
                 PeerMsg::AnswerAckSettled { .. } => {}
             },
+            CtxInput::GiveBack { queue, id, reader } => match queue {
+                QueueId::Requests(kind) => {
+                    let leased = m.reqs.get(&id).is_some_and(|r| {
+                        r.kind == kind
+                            && matches!(r.place, Some(MPlace::Leased { reader: x, .. }) if x == reader)
+                    });
+                    if leased {
+                        end_request_lease(m, ctx, id, 0, deliveries_max);
+                    }
+                }
+                QueueId::Answers(to) => {
+                    if let Some(a) = m.answers.get_mut(&id).filter(|a| {
+                        a.envelope.to == to
+                            && matches!(a.place, MPlace::Leased { reader: x, .. } if x == reader)
+                    }) {
+                        a.place = MPlace::Ready;
+                        ctx.released.insert(id);
+                    }
+                }
+            },
+            CtxInput::Archived(request_id) => {
+                let before = m.counters.evicted;
+                m.archived(request_id);
+                self.stats.evictions += m.counters.evicted - before;
+            }
             CtxInput::CallReplied(request_id) => {
                 let r = m.reqs.get(&request_id);
                 if r.is_some_and(|r| !r.answer_acked && r.outcome.is_some()) {
@@ -302,6 +334,21 @@ impl World {
                 !m.reqs[id].open(),
                 "request {id} used up its deliveries but was not dead-lettered"
             );
+        }
+        if matches!(ctx.input, CtxInput::Committed | CtxInput::Recovered) {
+            // A history is handed to the archive once the record that
+            // finished it is durable, and again after every restart.
+            if let Some(r) = m.reqs.values().find(|r| {
+                r.in_memory
+                    && r.finished_at.is_some_and(|o| o < m.durable)
+                    && !r.asked
+                    && !r.archived
+            }) {
+                return Err(format!(
+                    "finished history of {} is durable but was not handed to the archive ({:?})",
+                    r.id, ctx.input
+                ));
+            }
         }
         for id in &ctx.route_due {
             let o = m.reqs[id].outcome.as_ref().expect("ended");
@@ -444,16 +491,86 @@ impl World {
                 *t = Some(t.map_or(at_ms, |x| x.min(at_ms)));
                 Ok(())
             }
-            // The simulated hub keeps every history in memory
-            // (`archive_histories` off): the shard never asks for these.
-            Output::Archive { history } => Err(format!(
-                "archive of {} asked with archiving off",
-                history.request_id
-            )),
-            Output::StatusFromArchive { id, .. } => Err(format!(
-                "status of {id} sent to the archive with archiving off"
-            )),
+            Output::Archive { history } => self.on_archive(ctx, history),
+            Output::StatusFromArchive {
+                token,
+                id,
+                caller,
+                operator,
+            } => {
+                let s = ctx.shard;
+                let si = s as usize;
+                let m = &self.models[si];
+                if m.failed.is_none() {
+                    let rid = m.answer_ids.get(&id).copied().unwrap_or(id);
+                    ensure!(
+                        !m.reqs.get(&rid).is_some_and(|r| r.in_memory),
+                        "status of {id} sent to the archive while shard {s} holds it"
+                    );
+                }
+                let is_operator = self
+                    .registry
+                    .participant(&caller)
+                    .is_some_and(|p| p.roles.operator);
+                ensure!(
+                    id.shard() == s
+                        && operator == is_operator
+                        && self.pending.get(&token).is_some_and(|p| p.caller == caller),
+                    "status of {id} sent to the archive for {caller} (operator {operator}) by shard {s}"
+                );
+                // The runtime answers it from the archive, at once.
+                let result = self.archives[si].status(id, &caller, operator);
+                self.stats.archive_statuses += 1;
+                self.on_reply(ctx, token, result)
+            }
         }
+    }
+
+    /// The shard hands a finished history to its archive: only once the
+    /// record that finished it is durable, once at a time, exactly as the
+    /// log tells it (and as the archive holds it, if it does already).
+    fn on_archive(&mut self, ctx: &mut StepCtx, history: StatusView) -> Check {
+        let si = ctx.shard as usize;
+        let id = history.request_id;
+        let m = &mut self.models[si];
+        let durable = m.durable;
+        let r = m
+            .reqs
+            .get_mut(&id)
+            .ok_or_else(|| format!("archive of {id}, which the log lacks"))?;
+        ensure!(
+            r.in_memory && r.finished() && !r.asked && !r.archived,
+            "archive of {id} asked while in memory {}, finished {}, asked {}, archived {}",
+            r.in_memory,
+            r.finished(),
+            r.asked,
+            r.archived
+        );
+        ensure!(
+            r.finished_at.is_some_and(|o| o < durable),
+            "archive of {id} asked before the record that finished it (at {:?}) is durable ({durable})",
+            r.finished_at
+        );
+        ensure!(
+            history == r.view(),
+            "archive of {id} asked with history {history:?}, the log says {:?}",
+            r.view()
+        );
+        r.asked = true;
+        m.counters.archive_asked += 1;
+        self.stats.archive_asks += 1;
+        if matches!(ctx.input, CtxInput::Recovered) {
+            self.stats.archive_reasks += 1;
+        }
+        let held = self.archives[si].held.get(&id);
+        ensure!(
+            held.is_none_or(|h| *h == history),
+            "archive of {id} asked with history {history:?}; the archive holds {held:?}"
+        );
+        // The archive answers a repeat at once, without a second copy.
+        let durable = held.is_some();
+        self.archives[si].writes.push_back((history, durable));
+        Ok(())
     }
 
     /// Every record must be the consequence of the step's input (invariant

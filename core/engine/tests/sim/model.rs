@@ -7,7 +7,9 @@ use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, EventKind, Record};
 use gonets_engine::shard::exchange::Exchange;
 use gonets_engine::shard::queue::{Place, QueueStats};
-use gonets_engine::shard::{AnswerEnvelope, HistoryEvent, ReaderId, Shard, ShardCounters};
+use gonets_engine::shard::{
+    AnswerEnvelope, HistoryEvent, ReaderId, Shard, ShardCounters, StatusView,
+};
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
@@ -67,12 +69,56 @@ pub struct MReq {
     pub place: Option<MPlace>,
     /// Its turn in the queue (FIFO by first enqueue; kept when redelivered).
     pub order: u64,
+    /// Offset of the record that finished it (its answer's ack).
+    pub finished_at: Option<u64>,
+    /// The shard holds it in memory (else its history is the archive's).
+    pub in_memory: bool,
+    /// Handed to the archive in this boot (`Output::Archive`), not yet
+    /// reported durable there.
+    pub asked: bool,
+    /// Reported durable in the archive in this boot (`Input::Archived`).
+    pub archived: bool,
+    /// Its eviction fell due before the archive held it: it leaves memory
+    /// once the archive reports it durable.
+    pub evict_waiting: bool,
 }
 
 impl MReq {
     /// Still waiting for its answer.
     pub fn open(&self) -> bool {
         self.outcome.is_none()
+    }
+
+    /// Answered and the answer acked: its history is final.
+    pub fn finished(&self) -> bool {
+        self.outcome.is_some() && self.answer_acked
+    }
+
+    /// When it may leave memory (`finished_keep_ms` after it finished, not
+    /// before its idempotency window ends); `None` while not finished.
+    pub fn evict_due(&self, keep_ms: u64, dedup_window_ms: u64) -> Option<u64> {
+        if !self.finished() {
+            return None;
+        }
+        let finished_ms = self.history.last().expect("accepted").time_ms;
+        let mut at = finished_ms + keep_ms;
+        if self.key.is_some() {
+            at = at.max(self.time_ms + dedup_window_ms);
+        }
+        Some(at)
+    }
+
+    /// Its history as `status` shows it, from the log.
+    pub fn view(&self) -> StatusView {
+        StatusView {
+            request_id: self.id,
+            answer_id: self.outcome.as_ref().map(|o| o.answer_id),
+            kind: self.kind.clone(),
+            consumer: self.consumer.clone(),
+            provider: self.provider.clone(),
+            deadline_ms: self.deadline_ms,
+            events: self.history.clone(),
+        }
     }
 }
 
@@ -173,6 +219,11 @@ impl ShardModel {
                         }],
                         place: None,
                         order: 0,
+                        finished_at: None,
+                        in_memory: true,
+                        asked: false,
+                        archived: false,
+                        evict_waiting: false,
                     },
                 );
             }
@@ -224,7 +275,12 @@ impl ShardModel {
                     EventKind::AnswerDelivered => {
                         req.answer_deliveries = req.answer_deliveries.max(e.count)
                     }
-                    EventKind::AnswerAcked => req.answer_acked = true,
+                    EventKind::AnswerAcked => {
+                        req.answer_acked = true;
+                        if req.outcome.is_some() {
+                            req.finished_at = Some(offset);
+                        }
+                    }
                     other => return Err(format!("{other:?} written as an event record")),
                 }
                 req.history.push(HistoryEvent {
@@ -240,8 +296,12 @@ impl ShardModel {
 
     /// The model after a restart: the durable prefix folded from offset 0
     /// (whatever snapshot the shard replays from), every open request that
-    /// the provider did not ack queued again, every lease gone.
-    pub fn rebuild(durable_log: &[Record]) -> Result<ShardModel, String> {
+    /// the provider did not ack queued again, every lease gone; in memory
+    /// only the exchanges in `in_memory` (what the replay restored).
+    pub fn rebuild(
+        durable_log: &[Record],
+        in_memory: &BTreeSet<MessageId>,
+    ) -> Result<ShardModel, String> {
         let mut m = ShardModel::default();
         for (offset, record) in durable_log.iter().enumerate() {
             m.apply(offset as u64, record, false)
@@ -266,13 +326,64 @@ impl ShardModel {
             m.enqueue(id);
         }
         for req in m.reqs.values_mut() {
+            req.in_memory = in_memory.contains(&req.id);
             // Only answers not yet acked are sent on again after a restart.
             if let Some(o) = &mut req.outcome {
                 o.routed = req.answer_acked;
             }
         }
         m.durable = durable_log.len() as u64;
+        if let Some(id) = in_memory.iter().find(|id| !m.reqs.contains_key(id)) {
+            return Err(format!("replay restored {id}, which the log lacks"));
+        }
         Ok(m)
+    }
+
+    /// The shard lets `id` go from memory (its history is the archive's).
+    pub fn evict(&mut self, id: MessageId) {
+        let r = self.reqs.get_mut(&id).expect("known");
+        assert!(r.in_memory && r.finished() && r.archived);
+        r.in_memory = false;
+        r.evict_waiting = false;
+        self.counters.evicted += 1;
+    }
+
+    /// The archive reported `id` durable (`Input::Archived`).
+    pub fn archived(&mut self, id: MessageId) {
+        let Some(r) = self.reqs.get_mut(&id).filter(|r| r.asked) else {
+            return; // not asked in this boot: the shard ignores it
+        };
+        r.asked = false;
+        self.counters.archived += 1;
+        if !r.in_memory {
+            return;
+        }
+        r.archived = true;
+        if r.evict_waiting {
+            self.evict(id);
+        }
+    }
+
+    /// The eviction timers due at `now_ms` fire (`keep_ms`: the shard's
+    /// `finished_keep_ms`).
+    pub fn evictions_due(&mut self, now_ms: u64, keep_ms: u64, dedup_window_ms: u64) {
+        let due: Vec<MessageId> = self
+            .reqs
+            .values()
+            .filter(|r| r.in_memory && !r.evict_waiting)
+            .filter(|r| {
+                r.evict_due(keep_ms, dedup_window_ms)
+                    .is_some_and(|at| at <= now_ms)
+            })
+            .map(|r| r.id)
+            .collect();
+        for id in due {
+            if self.reqs[&id].archived {
+                self.evict(id);
+            } else {
+                self.reqs.get_mut(&id).unwrap().evict_waiting = true;
+            }
+        }
     }
 
     /// Puts a request at the tail of its queue.
@@ -382,17 +493,29 @@ impl ShardModel {
         deep: Option<&BTreeSet<MessageId>>,
     ) -> Result<(), String> {
         let count = shard.exchanges().count();
-        if count != self.reqs.len() {
+        let held = self.reqs.values().filter(|r| r.in_memory).count();
+        if count != held {
             let ids: BTreeSet<MessageId> = shard.exchanges().map(|e| e.id).collect();
-            let extra: Vec<_> = ids.iter().filter(|i| !self.reqs.contains_key(i)).collect();
-            let missing: Vec<_> = self.reqs.keys().filter(|i| !ids.contains(i)).collect();
+            let extra: Vec<_> = ids
+                .iter()
+                .filter(|i| !self.reqs.get(i).is_some_and(|r| r.in_memory))
+                .collect();
+            let missing: Vec<_> = self
+                .reqs
+                .values()
+                .filter(|r| r.in_memory && !ids.contains(&r.id))
+                .map(|r| r.id)
+                .collect();
             return Err(format!(
-                "shard {} holds {count} exchanges, the model {} (extra {extra:?}, missing {missing:?})",
+                "shard {} holds {count} exchanges, the model {held} (extra {extra:?}, missing {missing:?})",
                 shard.id(),
-                self.reqs.len()
             ));
         }
         for r in self.reqs.values() {
+            if !r.in_memory {
+                // Left memory: the archive holds its history (checked by the world).
+                continue;
+            }
             let touched = deep.is_none_or(|d| d.contains(&r.id));
             if !touched && r.place.is_none() && !r.open() {
                 // Ended, out of its queue, and no record touched it: nothing

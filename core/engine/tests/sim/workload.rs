@@ -6,7 +6,9 @@
 use crate::model::{terminal_kind, MPlace};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
-use gonets_engine::record::{AnswerBody, EventKind, TEXT_BYTES_MAX};
+use gonets_engine::record::{
+    AnswerBody, AnswerRecord, EventKind, Record, RequestRecord, TEXT_BYTES_MAX,
+};
 use gonets_engine::registry::Mode;
 use gonets_engine::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, ShardReply, Token};
 use gonets_types::error::HubError;
@@ -219,6 +221,22 @@ fn text_too_large(field: &str, size_bytes: usize) -> HubError {
     }
 }
 
+/// Bytes a record takes in the log, encoded as the log stores it.
+fn encoded_len(record: Record) -> usize {
+    let mut buf = Vec::new();
+    record.encode(&mut buf);
+    buf.len()
+}
+
+/// The refusal of a record over the log's limit: the payload, and the
+/// largest one that would have fitted.
+fn record_too_large(payload_len: usize, record_bytes: usize, max: usize) -> HubError {
+    HubError::TooLarge {
+        size_bytes: payload_len as u64,
+        size_bytes_max: payload_len.saturating_sub(record_bytes - max) as u64,
+    }
+}
+
 const PROVIDER_CODES: [RefusalCode; 4] = [
     RefusalCode::AccessDenied,
     RefusalCode::NoData,
@@ -254,13 +272,15 @@ impl World {
         s: u16,
         caller: &ParticipantId,
         request_id: MessageId,
+        body: &AnswerBody,
         payload_len: usize,
     ) -> Expect {
         let m = &self.models[s as usize];
         if request_id.shard() != s {
             return Expect::Fail(HubError::NotFound);
         }
-        let Some(r) = m.reqs.get(&request_id) else {
+        // One that left memory is the archive's: nothing more happens to it.
+        let Some(r) = m.reqs.get(&request_id).filter(|r| r.in_memory) else {
             return Expect::Fail(HubError::NotFound);
         };
         if &r.provider != caller {
@@ -283,7 +303,41 @@ impl World {
                 size_bytes_max: limit,
             });
         }
+        let bytes = self.answer_record_len(body, payload_len);
+        let max = self.config.record_bytes_max;
+        if bytes > max {
+            return Expect::Fail(record_too_large(payload_len, bytes, max));
+        }
         Expect::Answer
+    }
+
+    /// Bytes of the answer record `body` with `payload_len` bytes would be.
+    fn answer_record_len(&self, body: &AnswerBody, payload_len: usize) -> usize {
+        encoded_len(Record::Answer(AnswerRecord {
+            id: MessageId::new(self.now, 0, 1),
+            request_id: MessageId::new(self.now, 0, 2),
+            body: body.clone(),
+            time_ms: self.now,
+            payload: Bytes::from(vec![0u8; payload_len]),
+        }))
+    }
+
+    /// Bytes of the request record of `r` from `consumer` would be.
+    fn request_record_len(&self, r: &NewRequest, consumer: &ParticipantId, call: bool) -> usize {
+        let kind = self.registry.kind(&r.kind).expect("known kind");
+        encoded_len(Record::Request(RequestRecord {
+            id: MessageId::new(self.now, 0, 1),
+            kind: r.kind.clone(),
+            consumer: consumer.clone(),
+            provider: kind.provider.clone(),
+            time_ms: self.now,
+            deadline_ms: self.now + kind.deadline_ms,
+            test: r.test,
+            call,
+            transaction: r.transaction.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            payload: r.payload.clone(),
+        }))
     }
 
     /// What a call repeating the key of `original` gets.
@@ -366,6 +420,11 @@ impl World {
                         return fail(text_too_large(field, t.len()));
                     }
                 }
+                let bytes = self.request_record_len(r, caller, call);
+                let max = self.config.record_bytes_max;
+                if bytes > max {
+                    return fail(record_too_large(r.payload.len(), bytes, max));
+                }
                 let queue = QueueId::Requests(r.kind.clone());
                 if queue.shard(self.n) != s {
                     return fail(HubError::Malformed(String::new()));
@@ -427,9 +486,9 @@ impl World {
                     Some(_) => fail(HubError::NotFound),
                     None => match queue {
                         QueueId::Requests(k)
-                            if m.reqs
-                                .get(id)
-                                .is_some_and(|r| &r.kind == k && (r.acked || !r.open())) =>
+                            if m.reqs.get(id).is_some_and(|r| {
+                                r.in_memory && &r.kind == k && (r.acked || !r.open())
+                            }) =>
                         {
                             let log_end = self.logs[s as usize].records.len() as u64;
                             Expect::Settled {
@@ -460,7 +519,7 @@ impl World {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.predict_answer(s, caller, *request_id, payload.len()),
+            } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload.len()),
             Command::SendRefusal {
                 request_id,
                 code,
@@ -472,7 +531,11 @@ impl World {
                 if reason.len() > TEXT_BYTES_MAX {
                     return fail(text_too_large("reason", reason.len()));
                 }
-                self.predict_answer(s, caller, *request_id, 0)
+                let body = AnswerBody::Refusal {
+                    code: *code,
+                    reason: reason.clone(),
+                };
+                self.predict_answer(s, caller, *request_id, &body, 0)
             }
             Command::Status { id } => {
                 if id.shard() != s {
@@ -531,6 +594,21 @@ impl World {
         let si = s as usize;
         let now = self.shards[si].now_ms().max(self.now - self.skew);
         let expect = self.predict(s, &caller, &command, now);
+        if let Expect::Fail(HubError::TooLarge { size_bytes_max, .. }) = &expect {
+            let kind_max = match &command {
+                Command::SendRequest(r) | Command::Call(r) => self.registry.kind(&r.kind),
+                Command::SendResponse { request_id, .. }
+                | Command::SendRefusal { request_id, .. } => self.models[si]
+                    .reqs
+                    .get(request_id)
+                    .and_then(|r| self.registry.kind(&r.kind)),
+                _ => None,
+            }
+            .map(|k| u64::from(k.payload_bytes_max));
+            if kind_max.is_some_and(|k| *size_bytes_max < k) {
+                self.stats.records_too_large += 1;
+            }
+        }
         let token = self.next_token;
         self.next_token += 1;
         let reader = match &command {
@@ -747,13 +825,7 @@ impl World {
                     )
                 }
             }
-            84..=86 => {
-                // Forget a lease: it times out and comes back.
-                if let Some((id, _)) = self.pick_held(c) {
-                    self.clients[c].held.remove(&id);
-                }
-                Ok(())
-            }
+            84..=86 => self.forget_or_give_back(c),
             87..=93 => {
                 let known: Vec<MessageId> = self.know.seen.keys().rev().take(8).copied().collect();
                 match self.pick(&known) {
@@ -828,12 +900,7 @@ impl World {
                 let cmd = self.answer_command(id);
                 self.issue(c, cmd)
             }
-            77..=79 => {
-                if let Some((id, _)) = self.pick_held(c) {
-                    self.clients[c].held.remove(&id);
-                }
-                Ok(())
-            }
+            77..=79 => self.forget_or_give_back(c),
             80..=86 => {
                 let work: Vec<MessageId> = self.clients[c].work.iter().copied().collect();
                 match self.pick(&work) {
@@ -842,6 +909,24 @@ impl World {
                 }
             }
             _ => self.issue(c, Command::QueueStats { queue }),
+        }
+    }
+
+    /// Forget a lease (it times out and comes back), or have the runtime
+    /// give it back at once (the delivery never reached the client).
+    fn forget_or_give_back(&mut self, c: usize) -> Check {
+        let Some((id, queue)) = self.pick_held(c) else {
+            return Ok(());
+        };
+        match self.rng.workload.gen_range(0..8) {
+            0..=3 => {
+                self.clients[c].held.remove(&id);
+                Ok(())
+            }
+            4..=6 => self.give_back(c, queue, id, false),
+            // A give-back that comes late, for a reader the lease is no
+            // longer leased to: the lease stands.
+            _ => self.give_back(c, queue, id, true),
         }
     }
 
@@ -864,7 +949,7 @@ impl World {
         let reader = self.clients[c].reader;
         let extract = DataKindId::new("urn:sim:fns:extract:1");
         let n = self.n;
-        match self.rng.workload.gen_range(0..16) {
+        match self.rng.workload.gen_range(0..17) {
             0 => {
                 let id = self
                     .pick_request()
@@ -1013,6 +1098,18 @@ impl World {
                     }
                 };
                 self.issue_to(c, provider, id.shard(), cmd)
+            }
+            16 => {
+                // A payload the kind allows but the log's records cannot hold.
+                let pension = DataKindId::new("urn:sim:sfr:pension:1");
+                let mut r = self.new_request(&pension);
+                r.payload = Bytes::from(vec![b'p'; self.rng.workload.gen_range(100..=1_000)]);
+                self.issue_to(
+                    c,
+                    ParticipantId::new("MFC"),
+                    QueueId::Requests(pension).shard(n),
+                    Command::SendRequest(r),
+                )
             }
             _ => unreachable!(),
         }

@@ -6,7 +6,10 @@ use crate::model::{terminal_kind, ShardModel};
 use crate::workload::{Client, Knowledge, Pending, Role, Seen};
 use gonets_engine::record::{EventKind, Record};
 use gonets_engine::registry::Registry;
-use gonets_engine::shard::{Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, Token};
+use gonets_engine::shard::snapshot::decode_exchange;
+use gonets_engine::shard::{
+    Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, ShardReply, StatusView, Token,
+};
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use rand::rngs::StdRng;
@@ -147,6 +150,22 @@ pub struct Stats {
     pub redeliveries: u64,
     /// Reads answered by a shard whose log failed.
     pub reads_after_failure: u64,
+    /// Finished exchanges handed to the archive (`Output::Archive`).
+    pub archive_asks: u64,
+    /// Of those, asked again by a restarted shard.
+    pub archive_reasks: u64,
+    /// Hand-offs reported durable (`Input::Archived`).
+    pub archived: u64,
+    /// Archive writes a crash cut off (durable or not, never reported).
+    pub archive_cut: u64,
+    /// Finished exchanges that left a shard's memory.
+    pub evictions: u64,
+    /// `status` answered by the archive (`Output::StatusFromArchive`).
+    pub archive_statuses: u64,
+    /// Sends and answers refused for a record the log could not take.
+    pub records_too_large: u64,
+    /// Leases the runtime gave back (`Input::GiveBack`).
+    pub give_backs: u64,
 }
 
 impl Stats {
@@ -180,6 +199,14 @@ impl Stats {
         self.typed_errors += o.typed_errors;
         self.redeliveries += o.redeliveries;
         self.reads_after_failure += o.reads_after_failure;
+        self.archive_asks += o.archive_asks;
+        self.archive_reasks += o.archive_reasks;
+        self.archived += o.archived;
+        self.archive_cut += o.archive_cut;
+        self.evictions += o.evictions;
+        self.archive_statuses += o.archive_statuses;
+        self.records_too_large += o.records_too_large;
+        self.give_backs += o.give_backs;
     }
 }
 
@@ -234,6 +261,70 @@ pub struct SimLog {
     pub pending_snapshots: Vec<(u64, u64)>,
 }
 
+/// A shard's simulated history archive (ADR 0005): its own durable log,
+/// which a crash does not touch, and the writes the shard asked for.
+#[derive(Debug, Default)]
+pub struct SimArchive {
+    /// Histories durable in the archive, by request id.
+    pub held: BTreeMap<MessageId, StatusView>,
+    /// Answer id to request id, for `status` of an answer.
+    pub answer_ids: BTreeMap<MessageId, MessageId>,
+    /// Hand-offs not yet reported to the shard, oldest first: the history,
+    /// and whether it is durable in the archive yet.
+    pub writes: VecDeque<(StatusView, bool)>,
+}
+
+impl SimArchive {
+    /// The history becomes durable in the archive.
+    fn hold(&mut self, view: StatusView) {
+        if let Some(a) = view.answer_id {
+            self.answer_ids.insert(a, view.request_id);
+        }
+        self.held.insert(view.request_id, view);
+    }
+
+    /// `status` of `id` (a request or an answer id) as the archive answers
+    /// it: the history if `caller` may read it, else `NotFound`.
+    pub fn status(
+        &self,
+        id: MessageId,
+        caller: &ParticipantId,
+        operator: bool,
+    ) -> Result<ShardReply, HubError> {
+        let rid = self.answer_ids.get(&id).copied().unwrap_or(id);
+        match self.held.get(&rid) {
+            Some(v) if operator || &v.consumer == caller || &v.provider == caller => {
+                Ok(ShardReply::Status(v.clone()))
+            }
+            _ => Err(HubError::NotFound),
+        }
+    }
+}
+
+/// The exchanges a replay from `start` restores into memory: those of the
+/// snapshot there (its parts, read until the first other record, as the
+/// shard reads them) and every request recorded at or after `start`.
+fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<MessageId>, String> {
+    let mut ids = BTreeSet::new();
+    let mut base = true;
+    for (i, record) in records.iter().enumerate().skip(start as usize) {
+        match record {
+            Record::SnapshotPart(bytes) if base => {
+                let ex = decode_exchange(bytes)
+                    .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
+                ids.insert(ex.id);
+            }
+            Record::SnapshotPart(_) => {}
+            Record::Request(r) => {
+                base = false;
+                ids.insert(r.id);
+            }
+            _ => base = false,
+        }
+    }
+    Ok(ids)
+}
+
 /// The input of a step, kept for judging its outputs.
 #[derive(Debug, Clone)]
 pub enum CtxInput {
@@ -248,6 +339,14 @@ pub enum CtxInput {
     StorageFailed,
     Recovered,
     CallReplied(MessageId),
+    /// The runtime could not hand this lease's delivery over.
+    GiveBack {
+        queue: QueueId,
+        id: MessageId,
+        reader: ReaderId,
+    },
+    /// The archive holds this history durably.
+    Archived(MessageId),
 }
 
 /// What one step of one shard may and must do, worked out from the model
@@ -311,6 +410,8 @@ pub struct World {
     pub config: ShardConfig,
     pub shards: Vec<Shard>,
     pub logs: Vec<SimLog>,
+    /// Each shard's history archive.
+    pub archives: Vec<SimArchive>,
     pub models: Vec<ShardModel>,
     /// Queues owned by each shard.
     pub queues: Vec<Vec<QueueId>>,
@@ -374,12 +475,19 @@ impl World {
         let registry = Arc::new(Registry::from_toml(REGISTRY).map_err(|e| e.to_string())?);
         let mut rng = Streams::new(seed);
         let n: u16 = rng.setup.gen_range(1..=3);
-        let mut config = ShardConfig::new(0, n);
+        // What ships, with its times shrunk so that leases, windows,
+        // evictions and retention all come round within a run, and a small
+        // log record limit so that sends and answers meet it.
+        let mut config = ShardConfig::production(0, n);
         config.lease_timeout_ms = rng.setup.gen_range(300..=3_000);
         config.deliveries_max = rng.setup.gen_range(2..=5);
         config.dedup_window_ms = rng.setup.gen_range(1_000..=30_000);
         config.fetch_max = rng.setup.gen_range(1..=8);
         config.wait_ms_max = rng.setup.gen_range(200..=3_000);
+        config.finished_keep_ms = Some(rng.setup.gen_range(100..=15_000));
+        config.retention_ms = rng.setup.gen_range(100..=10_000);
+        config.record_bytes_max = rng.setup.gen_range(110..=600);
+        assert!(config.archive_histories && !config.snapshot_finished);
         let mut kinds: Vec<DataKindId> = registry.kinds().map(|k| k.id.clone()).collect();
         kinds.sort();
         let mut all_queues: Vec<QueueId> = kinds.iter().cloned().map(QueueId::Requests).collect();
@@ -415,6 +523,7 @@ impl World {
             config,
             shards,
             logs: (0..n).map(|_| SimLog::default()).collect(),
+            archives: (0..n).map(|_| SimArchive::default()).collect(),
             models: (0..n).map(|_| ShardModel::default()).collect(),
             queues,
             channels: (0..n * n).map(|_| VecDeque::new()).collect(),
@@ -626,6 +735,13 @@ impl World {
                 self.deliver_peer(ch)?;
             }
         }
+        for s in 0..self.n {
+            // The archive's own group commits, then the report to the shard:
+            // a random delay, which a crash may cut.
+            if self.rng.io.gen_range(0..100) < 30 {
+                self.archive_io(s)?;
+            }
+        }
         if self.rng.io.gen_range(0..100) < 5 && !self.opts.lying_storage {
             let s = self.rng.io.gen_range(0..self.n);
             self.snapshot(s);
@@ -683,6 +799,30 @@ impl World {
         Ok(())
     }
 
+    /// One step of the oldest hand-off to shard `s`'s archive: its history
+    /// becomes durable there, or (when it is) the shard hears so.
+    fn archive_io(&mut self, s: u16) -> Check {
+        let a = &mut self.archives[s as usize];
+        let Some((view, durable)) = a.writes.front_mut() else {
+            return Ok(());
+        };
+        if !*durable {
+            *durable = true;
+            let view = view.clone();
+            a.hold(view);
+            return Ok(());
+        }
+        let (view, _) = a.writes.pop_front().expect("non-empty");
+        self.stats.archived += 1;
+        let request_id = view.request_id;
+        self.feed(
+            s,
+            Input::Archived { request_id },
+            CtxInput::Archived(request_id),
+            None,
+        )
+    }
+
     fn snapshot(&mut self, s: u16) {
         let si = s as usize;
         if self.models[si].failed.is_some() {
@@ -725,6 +865,32 @@ impl World {
         client.reader = fresh;
         client.held.clear();
         Ok(())
+    }
+
+    /// The runtime could not hand client `c` the delivery of `id` it leased
+    /// (the caller stopped waiting, a push failed, the payload could not be
+    /// read): it gives the lease back to the shard. `stale`: the give-back
+    /// names a reader that no longer holds the lease (the client keeps it).
+    pub fn give_back(&mut self, c: usize, queue: QueueId, id: MessageId, stale: bool) -> Check {
+        let reader = if stale {
+            // Never handed out: no lease is this reader's.
+            self.next_reader + 1
+        } else {
+            self.clients[c].held.remove(&id);
+            self.clients[c].reader
+        };
+        self.stats.give_backs += 1;
+        let s = queue.shard(self.n);
+        self.feed(
+            s,
+            Input::GiveBack {
+                queue: queue.clone(),
+                id,
+                reader,
+            },
+            CtxInput::GiveBack { queue, id, reader },
+            None,
+        )
     }
 
     /// The whole node loses power: every log keeps only its durable prefix,
@@ -785,6 +951,11 @@ impl World {
             if self.trace {
                 eprintln!("    shard {s} replays {start}..{keep}");
             }
+            // A hand-off in flight is cut: written or not, the shard never
+            // hears of it and must ask again.
+            let cut = self.archives[si].writes.len() as u64;
+            self.archives[si].writes.clear();
+            self.stats.archive_cut += cut;
             let mut shard = Shard::new(config, self.registry.clone(), start);
             for offset in start..keep {
                 shard
@@ -797,7 +968,8 @@ impl World {
                 shard.next_offset()
             );
             self.shards[si] = shard;
-            self.models[si] = ShardModel::rebuild(&log.records)?;
+            let in_memory = replayed_exchanges(&log.records, start)?;
+            self.models[si] = ShardModel::rebuild(&log.records, &in_memory)?;
         }
         for ch in &mut self.channels {
             ch.clear();
@@ -1006,6 +1178,31 @@ impl World {
                 }
             }
         }
+        self.check_archives(false)
+    }
+
+    /// Histories are whole: one that left a shard's memory is in its
+    /// archive, exactly as the log tells it; with `all`, every finished one
+    /// is (after the drain, every hand-off has been made).
+    fn check_archives(&self, all: bool) -> Check {
+        for (s, m) in self.models.iter().enumerate() {
+            if m.failed.is_some() {
+                continue;
+            }
+            for r in m.reqs.values() {
+                if r.in_memory && !(all && r.finished()) {
+                    continue;
+                }
+                let held = self.archives[s].held.get(&r.id);
+                ensure!(
+                    held == Some(&r.view()),
+                    "history of {} (in memory: {}) is not whole in the archive: it holds {held:?}, the log says {:?}",
+                    r.id,
+                    r.in_memory,
+                    r.view()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -1026,6 +1223,12 @@ impl World {
             for ch in 0..self.channels.len() {
                 while !self.channels[ch].is_empty() {
                     self.deliver_peer(ch)?;
+                }
+            }
+            for s in 0..self.n {
+                // Bounded: each call takes a hand-off one step further.
+                while !self.archives[s as usize].writes.is_empty() {
+                    self.archive_io(s)?;
                 }
             }
             for c in 0..self.clients.len() {
@@ -1077,6 +1280,7 @@ impl World {
 
     fn drained(&self) -> bool {
         self.channels.iter().all(VecDeque::is_empty)
+            && self.archives.iter().all(|a| a.writes.is_empty())
             && self
                 .logs
                 .iter()
@@ -1090,6 +1294,7 @@ impl World {
     /// (or its call's expiry) reached its consumer.
     fn final_checks(&mut self) -> Check {
         self.check_all(true)?;
+        self.check_archives(true)?;
         for m in &self.models {
             for r in m.reqs.values() {
                 let o = r.outcome.as_ref().expect("drained");

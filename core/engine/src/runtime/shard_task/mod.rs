@@ -23,14 +23,12 @@ use crate::runtime::hub::{Failures, ShardFailure};
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
-use crate::runtime::record_size;
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::{clock::HubClock, recovery};
 use crate::shard::{Command, Input, Output, ReaderId, Shard, ShardConfig, Token};
 use futures_lite::future;
 use gonets_storage::{Log, LogConfig};
 use gonets_types::error::HubError;
-use gonets_types::ids::ParticipantId;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -141,7 +139,6 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         shard,
         log,
         archive,
-        registry: start.registry,
         clock: HubClock::default(),
         inlet: start.inlet,
         outbox,
@@ -158,7 +155,6 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         log_failed: false,
         records_since_snapshot: 0,
         snapshot_every_records: start.snapshot_every_records,
-        record_bytes_max: start.log_config.payload_bytes_max(),
         snapshot: None,
         maintenance_busy: Rc::new(Cell::new(false)),
         draining: false,
@@ -187,7 +183,6 @@ struct ShardTask {
     log: Log,
     /// The history archive (its own log, committer and id index).
     archive: Archive,
-    registry: Arc<Registry>,
     clock: HubClock,
     /// Dropped last (with the task): marks the shard closed, then empties its channels.
     inlet: Inlet,
@@ -215,8 +210,6 @@ struct ShardTask {
     log_failed: bool,
     records_since_snapshot: u64,
     snapshot_every_records: u64,
-    /// Largest record the log takes, bytes.
-    record_bytes_max: usize,
     snapshot: Option<PendingSnapshot>,
     /// A checkpoint and retention pass runs.
     maintenance_busy: Rc<Cell<bool>>,
@@ -476,7 +469,7 @@ impl ShardTask {
                 reader,
                 reply,
             } => {
-                if let Err(e) = self.admit(&caller, &command) {
+                if let Err(e) = self.admit(&command) {
                     reply.refuse(e);
                     return;
                 }
@@ -509,7 +502,7 @@ impl ShardTask {
                     credits,
                     reader,
                 };
-                if let Err(e) = self.admit(&caller, &command) {
+                if let Err(e) = self.admit(&command) {
                     let _ = reply.try_send(Err(e));
                     return;
                 }
@@ -534,7 +527,7 @@ impl ShardTask {
     }
 
     /// Refuses a command the runtime must not hand to the shard now.
-    fn admit(&self, caller: &ParticipantId, command: &Command) -> Result<(), HubError> {
+    fn admit(&self, command: &Command) -> Result<(), HubError> {
         if self.draining {
             return Err(HubError::Unavailable("the hub is shutting down".into()));
         }
@@ -549,31 +542,9 @@ impl ShardTask {
                 self.id
             )));
         }
-        let (payload_len, record_bytes) = match command {
-            Command::SendRequest(r) | Command::Call(r) => {
-                let Some(kind) = self.registry.kind(&r.kind) else {
-                    return Ok(()); // the shard refuses it by name
-                };
-                let bytes =
-                    record_size::request_record_bytes(r, caller.as_str(), kind.provider.as_str());
-                (r.payload.len(), bytes)
-            }
-            Command::SendResponse { payload, .. } => (
-                payload.len(),
-                record_size::answer_record_bytes(None, payload.len()),
-            ),
-            Command::SendRefusal { reason, .. } => {
-                (0, record_size::answer_record_bytes(Some(reason), 0))
-            }
-            _ => return Ok(()),
-        };
-        match record_bytes {
-            Some(bytes) if bytes > self.record_bytes_max => Err(HubError::TooLarge {
-                size_bytes: payload_len as u64,
-                size_bytes_max: payload_len.saturating_sub(bytes - self.record_bytes_max) as u64,
-            }),
-            _ => Ok(()),
-        }
+        // A record too large for the log is the shard's to refuse
+        // (`ShardConfig::record_bytes_max`).
+        Ok(())
     }
 
     fn new_token(&mut self) -> Token {

@@ -10,7 +10,7 @@ use crate::runtime::message::{message_from_delivery, Accepted, Message};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
 use crate::shard::{
-    Command, Delivery, Input, Output, Payload, PeerMsg, ReaderId, ShardReply, StatusView, Token,
+    Delivery, Input, Output, Payload, PeerMsg, ReaderId, ShardReply, StatusView, Token,
 };
 use bytes::Bytes;
 use gonets_storage::LogError;
@@ -231,26 +231,10 @@ impl ShardTask {
         }
     }
 
-    /// Ends a lease now (a delivery nobody will see): deliver again.
+    /// Ends a lease now (a delivery nobody will see): the shard delivers
+    /// it again (`Input::GiveBack`).
     fn give_back(&mut self, queue: QueueId, id: MessageId, reader: ReaderId) {
-        let caller = match &queue {
-            QueueId::Requests(kind) => match self.registry.kind(kind) {
-                Some(k) => k.provider.clone(),
-                None => return,
-            },
-            QueueId::Answers(p) => p.clone(),
-        };
-        let token = self.new_token(); // never in `replies`: its reply is dropped
-        self.local.push_back(Input::Command {
-            token,
-            caller,
-            command: Command::Nack {
-                queue,
-                id,
-                reader,
-                delay_ms: 0,
-            },
-        });
+        self.local.push_back(Input::GiveBack { queue, id, reader });
     }
 
     /// Sends a peer message (to itself: fed back locally).

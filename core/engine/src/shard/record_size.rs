@@ -1,7 +1,7 @@
 //! The encoded size of the request and answer records a command would make,
-//! so a command whose record the log could not take is refused with
-//! `TooLarge` before the shard applies it (the shard assumes every record it
-//! emits is appended).
+//! so that the shard refuses with `TooLarge` a command whose record the log
+//! could not take ([`super::ShardConfig::record_bytes_max`]) before it
+//! applies it: the shard assumes every record it emits is appended.
 //!
 //! Mirrors `Record::encode`; the unit test below keeps the two in step.
 
