@@ -200,7 +200,11 @@ impl Network {
         let rtt1k = tcp_round_trip(1024, each)?;
         progress(&format!("measuring loopback TCP bandwidth ({secs} s)..."));
         let tcp_bw = tcp_bandwidth(each)?;
-        Ok(Network { rtt1, rtt1k, tcp_bw })
+        Ok(Network {
+            rtt1,
+            rtt1k,
+            tcp_bw,
+        })
     }
 }
 

@@ -381,8 +381,7 @@ fn write_backlog_target(s: &mut String, b: &Value) {
     let erss = phase(b, "rt-empty").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
     let lrss = phase(b, "rt-backlog").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
     let n = num(b, &["setup", "backlog_messages"]);
-    let within =
-        |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b / a - 1.0).abs() < 0.2);
+    let within = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b / a - 1.0).abs() < 0.2);
     let _ = writeln!(
         s,
         "| backlog: rt p99 and hub RSS with {} waiting within 20% of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB | — | — | {} |",

@@ -208,7 +208,14 @@ impl Default for Tally {
 impl Tally {
     /// Awaits the commit of `offset` in a task of its own; a `measured`
     /// record's times are recorded from `sched` and from `issued`.
-    fn commit_later(&self, log: &Log, offset: u64, sched: Instant, issued: Instant, measured: bool) {
+    fn commit_later(
+        &self,
+        log: &Log,
+        offset: u64,
+        sched: Instant,
+        issued: Instant,
+        measured: bool,
+    ) {
         let (log, tally) = (log.clone(), self.clone());
         glommio::spawn_local(async move {
             let r = log.commit(offset).await;

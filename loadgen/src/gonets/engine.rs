@@ -291,8 +291,7 @@ fn merge_bulk(sh: &Shared, bp: &BulkPlan, outs: &[ThreadOut]) -> BulkOutcome {
     if first != u64::MAX {
         b.accept_window =
             Duration::from_nanos(sh.last_accept_ns.load(Relaxed).saturating_sub(first));
-        b.drain_window =
-            Duration::from_nanos(sh.last_drain_ns.load(Relaxed).saturating_sub(first));
+        b.drain_window = Duration::from_nanos(sh.last_drain_ns.load(Relaxed).saturating_sub(first));
     }
     b.drain_complete = bp.drain && b.drained >= b.accepted;
     b
@@ -650,7 +649,12 @@ async fn rt_calls(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     let out = book.rec.borrow().clone();
-    (out, issued_measured, pacer.lag_max(), book.outstanding.get())
+    (
+        out,
+        issued_measured,
+        pacer.lag_max(),
+        book.outstanding.get(),
+    )
 }
 
 /// What one thread's rt calls report into: its recorder, its calls in

@@ -350,7 +350,13 @@ pub fn recovery(
     let first_answer = first_call(&target, rt)?;
     let to_first_answer = restarted.elapsed();
     let still_waiting = waiting(&target, fill_params.providers)?;
-    let mut p = restart_phase(to_listening, to_first_answer, first_answer, accepted, still_waiting);
+    let mut p = restart_phase(
+        to_listening,
+        to_first_answer,
+        first_answer,
+        accepted,
+        still_waiting,
+    );
     p.extra.insert("log_bytes".into(), json!(on_disk));
     run.result.push(p);
     Ok(run)

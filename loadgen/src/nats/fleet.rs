@@ -142,7 +142,10 @@ type Handle<'scope, T> = std::thread::ScopedJoinHandle<'scope, Result<T, String>
 
 /// Waits until every thread is ready; or, if one ended (failed) or time
 /// ran out first, says why the run is called off.
-fn setup_called_off<T>(ready_rx: &mpsc::Receiver<usize>, handles: &[Handle<'_, T>]) -> Option<String> {
+fn setup_called_off<T>(
+    ready_rx: &mpsc::Receiver<usize>,
+    handles: &[Handle<'_, T>],
+) -> Option<String> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
     let mut ready = 0;
     while ready < handles.len() {
