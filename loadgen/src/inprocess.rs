@@ -289,27 +289,76 @@ async fn run_rt(
         stop.clone(),
         Rc::default(),
     );
+    let counts = Rc::new(RtCounts::default());
+    let sched = RtSchedule::new(&rt);
+    let cpu_start = process::cpu_s(std::process::id());
+    let max_lag = issue_calls(&consumer, &rt, &sched, &counts).await;
+    let sent_at = Instant::now();
+    // Bounded: every call ends by its 2 s budget; a hang shows as unfinished.
+    while counts.in_flight.get() > 0 && sent_at.elapsed() < RT_HANG_AFTER {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let unfinished = counts.in_flight.get();
+    stop.set(true);
+    glommio::timer::sleep(Duration::from_millis(100)).await;
+    let rec = counts.rec.borrow().clone();
+    let mut phase = rt_phase(&rt, &rec, &sched, sent_at, unfinished, cpu_start);
+    phase.judge_generator(max_lag, rt.lag_max);
+    Ok((phase, rec))
+}
+
+/// When each rt call is due: every `interval` from `start`, the first
+/// `warm_count` unmeasured, `total` in all.
+struct RtSchedule {
+    start: Instant,
+    interval: Duration,
+    warm_count: u64,
+    total: u64,
+}
+
+impl RtSchedule {
+    fn new(rt: &RtParams) -> RtSchedule {
+        let interval = Duration::from_secs_f64(1.0 / rt.rate_per_s);
+        let warm_count = (rt.warmup.as_secs_f64() * rt.rate_per_s) as u64;
+        let total = warm_count + (rt.duration.as_secs_f64() * rt.rate_per_s) as u64;
+        let start = Instant::now() + Duration::from_millis(50);
+        RtSchedule {
+            start,
+            interval,
+            warm_count,
+            total,
+        }
+    }
+
+    /// When call `i` is due.
+    fn due_at(&self, i: u64) -> Instant {
+        self.start + self.interval.mul_f64(i as f64)
+    }
+}
+
+/// Makes every call of `sched` as it falls due, each in a detached task
+/// over the consumer's sessions in turn; the largest lag of a measured call.
+async fn issue_calls(
+    consumer: &Session,
+    rt: &RtParams,
+    sched: &RtSchedule,
+    counts: &Rc<RtCounts>,
+) -> Duration {
     let sessions: Vec<Session> = (0..rt.consumers).map(|_| consumer.clone()).collect();
     let payload = Bytes::from(vec![b'q'; rt.request_bytes]);
-    let counts = Rc::new(RtCounts::default());
-    let interval = Duration::from_secs_f64(1.0 / rt.rate_per_s);
-    let warm_count = (rt.warmup.as_secs_f64() * rt.rate_per_s) as u64;
-    let total = warm_count + (rt.duration.as_secs_f64() * rt.rate_per_s) as u64;
-    let start = Instant::now() + Duration::from_millis(50);
-    let cpu_start = process::cpu_s(std::process::id());
     let mut max_lag = Duration::ZERO;
-    for i in 0..total {
-        let scheduled = start + interval.mul_f64(i as f64);
+    for i in 0..sched.total {
+        let scheduled = sched.due_at(i);
         let now = Instant::now();
         if scheduled > now {
             glommio::timer::sleep(scheduled - now).await;
-        } else if i >= warm_count {
+        } else if i >= sched.warm_count {
             max_lag = max_lag.max(now - scheduled);
         }
         let session = sessions[i as usize % sessions.len()].clone();
         let req = NewRequest::new(RT_KIND, payload.clone());
         let counts = counts.clone();
-        let (measured, answer_bytes) = (i >= warm_count, rt.answer_bytes as u64);
+        let (measured, answer_bytes) = (i >= sched.warm_count, rt.answer_bytes as u64);
         counts.in_flight.set(counts.in_flight.get() + 1);
         glommio::spawn_local(async move {
             let r = session.call(req).await;
@@ -321,17 +370,20 @@ async fn run_rt(
         })
         .detach();
     }
-    let sent_at = Instant::now();
-    // Bounded: every call ends by its 2 s budget; a hang shows as unfinished.
-    while counts.in_flight.get() > 0 && sent_at.elapsed() < RT_HANG_AFTER {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
-    let unfinished = counts.in_flight.get();
-    stop.set(true);
-    glommio::timer::sleep(Duration::from_millis(100)).await;
-    let measured = total - warm_count;
-    let rec = counts.rec.borrow().clone();
-    let mut phase = Phase::new("rt", rt.duration, measured, &rec);
+    max_lag
+}
+
+/// The rt phase of the measured window (the generator not judged yet).
+fn rt_phase(
+    rt: &RtParams,
+    rec: &Recorder,
+    sched: &RtSchedule,
+    sent_at: Instant,
+    unfinished: u64,
+    cpu_start: Option<f64>,
+) -> Phase {
+    let measured = sched.total - sched.warm_count;
+    let mut phase = Phase::new("rt", rt.duration, measured, rec);
     phase.rate_offered = Some(rt.rate_per_s);
     phase.unanswered(unfinished);
     // A call the hub refused for its deadline broke the 2 s rule too.
@@ -340,13 +392,12 @@ async fn run_rt(
         l.over_2s += refused_late;
     }
     phase.hub = own_cost(cpu_start, measured);
-    let first = start + interval.mul_f64(warm_count as f64);
+    let first = sched.due_at(sched.warm_count);
     let achieved = measured as f64 / (sent_at - first).as_secs_f64().max(1e-9);
     phase
         .extra
         .insert("achieved_per_s".into(), json!(achieved.round()));
-    phase.judge_generator(max_lag, rt.lag_max);
-    Ok((phase, rec))
+    phase
 }
 
 /// One measured call's outcome: a deadline refusal counts over the 2 s budget.
@@ -381,34 +432,10 @@ async fn run_bulk(
         stop.clone(),
         handled.clone(),
     );
-    let payload = Bytes::from(vec![b'b'; b.message_bytes]);
-    let next = Rc::new(Cell::new(0u64));
     let rec = Rc::new(RefCell::new(Recorder::new()));
     let cpu_start = process::cpu_s(std::process::id());
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(b.senders * b.window);
-    for _ in 0..b.senders * b.window {
-        let (consumer, payload, next, rec) =
-            (consumer.clone(), payload.clone(), next.clone(), rec.clone());
-        let count = b.messages;
-        tasks.push(glommio::spawn_local(async move {
-            // Bounded: each turn takes one of the `count` request numbers.
-            loop {
-                let i = next.get();
-                if i >= count {
-                    return;
-                }
-                next.set(i + 1);
-                let r = consumer
-                    .send_request(NewRequest::new(BULK_KIND, payload.clone()))
-                    .await;
-                match r {
-                    Ok(_) => rec.borrow_mut().ok_unmeasured(payload.len() as u64),
-                    Err(e) => rec.borrow_mut().error(&error_name(&e)),
-                }
-            }
-        }));
-    }
+    let tasks = spawn_senders(&consumer, &b, &rec);
     let mut last_report = Instant::now();
     for t in tasks {
         t.await;
@@ -435,6 +462,41 @@ async fn run_bulk(
     phase.hub = own_cost(cpu_start, accepted);
     bulk_extra(&mut phase, accepted, handled.get(), drain_time);
     Ok((phase, rec))
+}
+
+/// `senders × window` lanes, each sending the next request number until
+/// all `messages` are taken; acceptances and refusals go to `rec`.
+fn spawn_senders(
+    consumer: &Session,
+    b: &BulkParams,
+    rec: &Rc<RefCell<Recorder>>,
+) -> Vec<glommio::Task<()>> {
+    let payload = Bytes::from(vec![b'b'; b.message_bytes]);
+    let next = Rc::new(Cell::new(0u64));
+    let mut tasks = Vec::with_capacity(b.senders * b.window);
+    for _ in 0..b.senders * b.window {
+        let (consumer, payload, next, rec) =
+            (consumer.clone(), payload.clone(), next.clone(), rec.clone());
+        let count = b.messages;
+        tasks.push(glommio::spawn_local(async move {
+            // Bounded: each turn takes one of the `count` request numbers.
+            loop {
+                let i = next.get();
+                if i >= count {
+                    return;
+                }
+                next.set(i + 1);
+                let r = consumer
+                    .send_request(NewRequest::new(BULK_KIND, payload.clone()))
+                    .await;
+                match r {
+                    Ok(_) => rec.borrow_mut().ok_unmeasured(payload.len() as u64),
+                    Err(e) => rec.borrow_mut().error(&error_name(&e)),
+                }
+            }
+        }));
+    }
+    tasks
 }
 
 /// The drain and the resident memory at the end, split: anonymous (heap)

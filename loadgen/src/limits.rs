@@ -169,61 +169,77 @@ pub fn measure(cfg: &LimitsConfig, progress: &mut dyn FnMut(&str)) -> Result<Lim
         }
         _ => None,
     };
-
-    progress(&format!(
-        "measuring loopback TCP round trip, 1 B ({secs} s)..."
-    ));
-    let rtt1 = tcp_round_trip(1, each)?;
-    progress(&format!(
-        "measuring loopback TCP round trip, 1 KiB ({secs} s)..."
-    ));
-    let rtt1k = tcp_round_trip(1024, each)?;
-    progress(&format!("measuring loopback TCP bandwidth ({secs} s)..."));
-    let tcp_bw = tcp_bandwidth(each)?;
-    progress(&format!(
-        "measuring disk sequential write, fdatasync every 4 MiB, in {} ({secs} s)...",
-        dir.display()
-    ));
-    let (seq_bytes_per_s, seq_direct) = disk_sequential(dir, each)?;
-    progress(&format!(
-        "measuring 4 KiB write + fdatasync latency ({secs} s + {secs} s)..."
-    ));
-    let (w4, w4_written, w4_direct) = write4k(dir, each)?;
+    let net = Network::measure(secs, progress)?;
+    let disk = Disk::measure(dir, secs, progress)?;
     progress(&format!("measuring memcpy bandwidth ({secs} s)..."));
     let memcpy = memcpy_bandwidth(each);
+    let mut limits = Limits::of(secs, dir, mount, &net, &disk, memcpy);
+    limits.ways = ways;
+    Ok(limits)
+}
 
-    Ok(Limits {
-        seconds_each: secs,
-        dir: dir.display().to_string(),
-        mount_point: mount.as_ref().map(|m| m.mount_point.clone()),
-        fs_type: mount.as_ref().map(|m| m.fs_type.clone()),
-        device: mount.as_ref().map(|m| m.device.clone()),
-        rtt_1b_p50_us: rtt1.p50_us,
-        rtt_1b_p99_us: rtt1.p99_us,
-        rtt_1b_p999_us: rtt1.p999_us,
-        rtt_1b_max_us: rtt1.max_us,
-        rtt_1b_per_s: rtt1.per_s,
-        rtt_1k_p50_us: rtt1k.p50_us,
-        rtt_1k_p99_us: rtt1k.p99_us,
-        rtt_1k_p999_us: rtt1k.p999_us,
-        rtt_1k_max_us: rtt1k.max_us,
-        rtt_1k_per_s: rtt1k.per_s,
-        tcp_bandwidth_gb_per_s: tcp_bw / 1e9,
-        disk_o_direct: seq_direct && w4_direct,
-        disk_seq_fdatasync_mb_per_s: seq_bytes_per_s / 1e6,
-        write4k_fdatasync_p50_us: w4.p50_us,
-        write4k_fdatasync_p99_us: w4.p99_us,
-        write4k_fdatasync_p999_us: w4.p999_us,
-        write4k_fdatasync_max_us: w4.max_us,
-        write4k_fdatasync_per_s: w4.per_s,
-        write4k_written_fdatasync_p50_us: w4_written.p50_us,
-        write4k_written_fdatasync_p99_us: w4_written.p99_us,
-        write4k_written_fdatasync_p999_us: w4_written.p999_us,
-        write4k_written_fdatasync_max_us: w4_written.max_us,
-        write4k_written_fdatasync_per_s: w4_written.per_s,
-        memcpy_gb_per_s: memcpy / 1e9,
-        ways,
-    })
+/// The loopback figures.
+struct Network {
+    rtt1: Quantiles,
+    rtt1k: Quantiles,
+    /// Bytes per second.
+    tcp_bw: f64,
+}
+
+impl Network {
+    /// Round trips of 1 B and 1 KiB, then bandwidth, `secs` each.
+    fn measure(secs: f64, progress: &mut dyn FnMut(&str)) -> Result<Network, String> {
+        let each = Duration::from_secs_f64(secs);
+        progress(&format!(
+            "measuring loopback TCP round trip, 1 B ({secs} s)..."
+        ));
+        let rtt1 = tcp_round_trip(1, each)?;
+        progress(&format!(
+            "measuring loopback TCP round trip, 1 KiB ({secs} s)..."
+        ));
+        let rtt1k = tcp_round_trip(1024, each)?;
+        progress(&format!("measuring loopback TCP bandwidth ({secs} s)..."));
+        let tcp_bw = tcp_bandwidth(each)?;
+        Ok(Network {
+            rtt1,
+            rtt1k,
+            tcp_bw,
+        })
+    }
+}
+
+/// The disk figures.
+struct Disk {
+    /// Sequential write with fdatasync, bytes per second.
+    seq_bytes_per_s: f64,
+    seq_direct: bool,
+    /// 4 KiB write + fdatasync, to a fresh block and to a written one.
+    w4: Quantiles,
+    w4_written: Quantiles,
+    w4_direct: bool,
+}
+
+impl Disk {
+    /// Sequential write, then 4 KiB write + fdatasync, in `dir`, `secs` each.
+    fn measure(dir: &Path, secs: f64, progress: &mut dyn FnMut(&str)) -> Result<Disk, String> {
+        let each = Duration::from_secs_f64(secs);
+        progress(&format!(
+            "measuring disk sequential write, fdatasync every 4 MiB, in {} ({secs} s)...",
+            dir.display()
+        ));
+        let (seq_bytes_per_s, seq_direct) = disk_sequential(dir, each)?;
+        progress(&format!(
+            "measuring 4 KiB write + fdatasync latency ({secs} s + {secs} s)..."
+        ));
+        let (w4, w4_written, w4_direct) = write4k(dir, each)?;
+        Ok(Disk {
+            seq_bytes_per_s,
+            seq_direct,
+            w4,
+            w4_written,
+            w4_direct,
+        })
+    }
 }
 
 /// The directory of the ways' files, removed when dropped.
@@ -251,6 +267,50 @@ impl Drop for WaysDir {
 }
 
 impl Limits {
+    /// The figures as limits.json names them (without the ways).
+    fn of(
+        secs: f64,
+        dir: &Path,
+        mount: Option<Mount>,
+        net: &Network,
+        disk: &Disk,
+        memcpy: f64,
+    ) -> Limits {
+        let (rtt1, rtt1k, w4, w4_written) = (&net.rtt1, &net.rtt1k, &disk.w4, &disk.w4_written);
+        Limits {
+            seconds_each: secs,
+            dir: dir.display().to_string(),
+            mount_point: mount.as_ref().map(|m| m.mount_point.clone()),
+            fs_type: mount.as_ref().map(|m| m.fs_type.clone()),
+            device: mount.as_ref().map(|m| m.device.clone()),
+            rtt_1b_p50_us: rtt1.p50_us,
+            rtt_1b_p99_us: rtt1.p99_us,
+            rtt_1b_p999_us: rtt1.p999_us,
+            rtt_1b_max_us: rtt1.max_us,
+            rtt_1b_per_s: rtt1.per_s,
+            rtt_1k_p50_us: rtt1k.p50_us,
+            rtt_1k_p99_us: rtt1k.p99_us,
+            rtt_1k_p999_us: rtt1k.p999_us,
+            rtt_1k_max_us: rtt1k.max_us,
+            rtt_1k_per_s: rtt1k.per_s,
+            tcp_bandwidth_gb_per_s: net.tcp_bw / 1e9,
+            disk_o_direct: disk.seq_direct && disk.w4_direct,
+            disk_seq_fdatasync_mb_per_s: disk.seq_bytes_per_s / 1e6,
+            write4k_fdatasync_p50_us: w4.p50_us,
+            write4k_fdatasync_p99_us: w4.p99_us,
+            write4k_fdatasync_p999_us: w4.p999_us,
+            write4k_fdatasync_max_us: w4.max_us,
+            write4k_fdatasync_per_s: w4.per_s,
+            write4k_written_fdatasync_p50_us: w4_written.p50_us,
+            write4k_written_fdatasync_p99_us: w4_written.p99_us,
+            write4k_written_fdatasync_p999_us: w4_written.p999_us,
+            write4k_written_fdatasync_max_us: w4_written.max_us,
+            write4k_written_fdatasync_per_s: w4_written.per_s,
+            memcpy_gb_per_s: memcpy / 1e9,
+            ways: None,
+        }
+    }
+
     /// A few human lines, one per measurement.
     pub fn summary(&self) -> String {
         let fs = match (&self.fs_type, &self.device, &self.mount_point) {

@@ -435,95 +435,11 @@ fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
 }
 
 fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
-    let mut hub = None;
     if workload == "recovery" && !args.embedded {
         return Err("recovery kills and restarts the hub: it needs --embedded".into());
     }
-    let target = match (args.embedded, args.target) {
-        (true, Some(_)) => return Err("give --embedded or --target, not both".into()),
-        (false, None) => {
-            return Err("give --embedded (start a hub) or --target ADDR (a running hub)".into())
-        }
-        (false, Some(addr)) => GonetsTarget {
-            addr,
-            security: args.security.clone(),
-            certs: args.certs.clone(),
-            shard_aware: args.shard_aware,
-            server_pid: args.server_pid,
-            connections: args.connections,
-        },
-        (true, None) => {
-            let data_dir = std::path::absolute(&args.data_dir)
-                .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-            let mut sections = String::new();
-            if let Some(mib) = args.segment_mib {
-                sections += &format!("[commit]\nsegment_bytes = {}\n", mib << 20);
-            }
-            eprintln!("starting an embedded hub in {} ...", data_dir.display());
-            let h = EmbeddedHub::start(HubSpec {
-                data_dir,
-                shards: args.hub_shards,
-                cores: args.hub_cores.clone(),
-                security: args.security.clone(),
-                registry: registry::registry_toml(
-                    args.consumers.max(args.senders),
-                    args.providers,
-                    queue_max(args),
-                ),
-                sections,
-                keep: args.keep_data,
-            })?;
-            let t = GonetsTarget {
-                addr: h.addr(),
-                security: args.security.clone(),
-                certs: h.certs_dir(),
-                shard_aware: args.shard_aware,
-                server_pid: h.pid(),
-                connections: args.connections,
-            };
-            hub = Some(h);
-            t
-        }
-    };
-    let consumers = args.consumers.max(args.senders);
-    let mut run = match workload {
-        "rt" if args.find_max => workloads::find_max(
-            &target,
-            &rt_params(args)?,
-            cores,
-            args.find_max_from,
-            Duration::from_secs_f64(args.p999_max_ms / 1e3),
-            args.find_max_steps,
-        )?,
-        "rt" => workloads::rt(&target, &rt_params(args)?, cores)?,
-        "bulk" => workloads::bulk(
-            &target,
-            &bulk_params(args, args.messages, args.message_bytes)?,
-            consumers,
-            cores,
-        )?,
-        "mixed" => workloads::mixed(
-            &target,
-            &rt_params(args)?,
-            &bulk_params(args, args.messages, args.message_bytes)?,
-            cores,
-        )?,
-        "backlog" => workloads::backlog(
-            &target,
-            &rt_params(args)?,
-            &bulk_params(args, args.backlog, args.backlog_bytes)?,
-            cores,
-        )?,
-        "recovery" => workloads::recovery(
-            hub.as_mut().expect("recovery runs embedded"),
-            &target,
-            &bulk_params(args, args.messages, args.message_bytes)?,
-            &rt_params(args)?,
-            (args.log_gib * (1u64 << 30) as f64) as u64,
-            cores,
-        )?,
-        _ => unreachable!("checked above"),
-    };
+    let (target, mut hub) = gonets_target(args)?;
+    let mut run = gonets_workload(args, workload, &target, hub.as_mut(), cores)?;
     if hub.is_some() {
         run.result
             .setup
@@ -537,6 +453,114 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
     }
     drop(hub);
     Ok(run)
+}
+
+/// The hub to measure: the one at --target, or one started here
+/// (--embedded), which is returned too so it lives as long as the run.
+fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), String> {
+    match (args.embedded, args.target) {
+        (true, Some(_)) => Err("give --embedded or --target, not both".into()),
+        (false, None) => {
+            Err("give --embedded (start a hub) or --target ADDR (a running hub)".into())
+        }
+        (false, Some(addr)) => Ok((
+            GonetsTarget {
+                addr,
+                security: args.security.clone(),
+                certs: args.certs.clone(),
+                shard_aware: args.shard_aware,
+                server_pid: args.server_pid,
+                connections: args.connections,
+            },
+            None,
+        )),
+        (true, None) => {
+            let h = start_embedded_hub(args)?;
+            let t = GonetsTarget {
+                addr: h.addr(),
+                security: args.security.clone(),
+                certs: h.certs_dir(),
+                shard_aware: args.shard_aware,
+                server_pid: h.pid(),
+                connections: args.connections,
+            };
+            Ok((t, Some(h)))
+        }
+    }
+}
+
+/// Starts a `gonets serve` child on --data-dir with the loadgen registry.
+fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
+    let data_dir = std::path::absolute(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let mut sections = String::new();
+    if let Some(mib) = args.segment_mib {
+        sections += &format!("[commit]\nsegment_bytes = {}\n", mib << 20);
+    }
+    eprintln!("starting an embedded hub in {} ...", data_dir.display());
+    EmbeddedHub::start(HubSpec {
+        data_dir,
+        shards: args.hub_shards,
+        cores: args.hub_cores.clone(),
+        security: args.security.clone(),
+        registry: registry::registry_toml(
+            args.consumers.max(args.senders),
+            args.providers,
+            queue_max(args),
+        ),
+        sections,
+        keep: args.keep_data,
+    })
+}
+
+/// Runs `workload` against `target`; `hub` is the embedded hub, if any
+/// (recovery kills and restarts it).
+fn gonets_workload(
+    args: &Args,
+    workload: &str,
+    target: &GonetsTarget,
+    hub: Option<&mut EmbeddedHub>,
+    cores: &Cores,
+) -> Result<Run, String> {
+    let consumers = args.consumers.max(args.senders);
+    match workload {
+        "rt" if args.find_max => workloads::find_max(
+            target,
+            &rt_params(args)?,
+            cores,
+            args.find_max_from,
+            Duration::from_secs_f64(args.p999_max_ms / 1e3),
+            args.find_max_steps,
+        ),
+        "rt" => workloads::rt(target, &rt_params(args)?, cores),
+        "bulk" => workloads::bulk(
+            target,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            consumers,
+            cores,
+        ),
+        "mixed" => workloads::mixed(
+            target,
+            &rt_params(args)?,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            cores,
+        ),
+        "backlog" => workloads::backlog(
+            target,
+            &rt_params(args)?,
+            &bulk_params(args, args.backlog, args.backlog_bytes)?,
+            cores,
+        ),
+        "recovery" => workloads::recovery(
+            hub.expect("recovery runs embedded"),
+            target,
+            &bulk_params(args, args.messages, args.message_bytes)?,
+            &rt_params(args)?,
+            (args.log_gib * (1u64 << 30) as f64) as u64,
+            cores,
+        ),
+        _ => unreachable!("checked above"),
+    }
 }
 
 /// Prints the summary, writes the plot and the JSON; Ok(valid).

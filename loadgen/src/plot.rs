@@ -83,27 +83,34 @@ pub fn percentile_svg(
         return Err("percentile plot: no series given".to_string());
     }
     let curves: Vec<Vec<(f64, f64)>> = series.iter().map(|(_, h)| curve_ms(h)).collect();
+    let x_axis = percentile_axis(&curves);
+    let y_axis = latency_axis(&curves);
+    let legend = legend_entries(series);
+    let header = TITLE_HEIGHT + LEGEND_ROW * legend.len() as u32 + LEGEND_ROW / 2;
+    // The picture grows with the legend so the chart keeps its size.
+    let size = (SIZE.0, SIZE.1 + header);
+
+    let err = |e: &dyn std::fmt::Display| format!("percentile plot {}: {e}", path.display());
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (header_area, plot_area) = root.split_vertically(header);
+    draw_title(&header_area, title, size.0).map_err(|e| err(&e))?;
+    draw_legend(&header_area, &legend).map_err(|e| err(&e))?;
+    draw_chart(&plot_area, x_axis, &y_axis, &curves, &legend).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The x axis: decades of 1/(1-q) up to the deepest curve's (whole decades,
+/// at least one, at most `MAX_DECADES`), ticks at the percentiles it reaches.
+fn percentile_axis(curves: &[Vec<(f64, f64)>]) -> Ticks {
     let x_max = curves
         .iter()
         .filter_map(|c| c.last().map(|p| p.0))
         .fold(1.0f64, f64::max)
         .ceil()
         .min(MAX_DECADES);
-    let (lo, hi) = curves
-        .iter()
-        .flatten()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let log_y = hi / lo.max(MIN_MS) > LOG_Y_RATIO;
-    let y_axis = if log_y {
-        YAxis::log(lo.max(MIN_MS), hi)
-    } else {
-        YAxis::linear(hi)
-    };
-
-    let x_axis = Ticks {
+    Ticks {
         lo: 0.0,
         hi: x_max,
         bold: X_TICKS
@@ -112,10 +119,29 @@ pub fn percentile_svg(
             .filter(|x| *x <= x_max + 1e-9)
             .collect(),
         light: Vec::new(),
-    };
-    let err = |e: &dyn std::fmt::Display| format!("percentile plot {}: {e}", path.display());
+    }
+}
 
-    let legend: Vec<(String, RGBColor)> = series
+/// The y axis over every curve's latencies: log when they span more than
+/// `LOG_Y_RATIO`, linear otherwise.
+fn latency_axis(curves: &[Vec<(f64, f64)>]) -> YAxis {
+    let (lo, hi) = curves
+        .iter()
+        .flatten()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    if hi / lo.max(MIN_MS) > LOG_Y_RATIO {
+        YAxis::log(lo.max(MIN_MS), hi)
+    } else {
+        YAxis::linear(hi)
+    }
+}
+
+/// One legend row per series: its name, sample count and max, its colour.
+fn legend_entries(series: &[(String, &Histogram<u64>)]) -> Vec<(String, RGBColor)> {
+    series
         .iter()
         .enumerate()
         .map(|(i, (name, hist))| {
@@ -130,39 +156,48 @@ pub fn percentile_svg(
             };
             (label, COLOURS[i % COLOURS.len()])
         })
-        .collect();
-    let header = TITLE_HEIGHT + LEGEND_ROW * legend.len() as u32 + LEGEND_ROW / 2;
-    // The picture grows with the legend so the chart keeps its size.
-    let size = (SIZE.0, SIZE.1 + header);
+        .collect()
+}
 
-    let root = SVGBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let (header_area, plot_area) = root.split_vertically(header);
-    // The title by hand too, not ChartBuilder::caption: see draw_legend.
+/// The title, centred in the header strip of a picture `width` wide.
+///
+/// By hand too, not ChartBuilder::caption: see draw_legend.
+fn draw_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    width: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let centred = Pos::new(HPos::Center, VPos::Center);
-    header_area
-        .draw_text(
-            title,
-            &("sans-serif", TITLE_FONT)
-                .into_font()
-                .color(&BLACK)
-                .pos(centred),
-            (size.0 as i32 / 2, TITLE_HEIGHT as i32 / 2),
-        )
-        .map_err(|e| err(&e))?;
-    draw_legend(&header_area, &legend).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&plot_area)
+    area.draw_text(
+        title,
+        &("sans-serif", TITLE_FONT)
+            .into_font()
+            .color(&BLACK)
+            .pos(centred),
+        (width as i32 / 2, TITLE_HEIGHT as i32 / 2),
+    )
+}
+
+/// The chart below the header: axes, grid, and one line per curve in its
+/// legend colour.
+fn draw_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    x_axis: Ticks,
+    y_axis: &YAxis,
+    curves: &[Vec<(f64, f64)>],
+    legend: &[(String, RGBColor)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
         .margin(MARGIN)
         // Room for the rightmost percentile label, centred on the edge.
         .margin_right(48)
         .x_label_area_size(48)
         .y_label_area_size(Y_LABEL_AREA)
-        .build_cartesian_2d(x_axis, y_axis.ticks.clone())
-        .map_err(|e| err(&e))?;
+        .build_cartesian_2d(x_axis, y_axis.ticks.clone())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc(if log_y {
+        .y_desc(if y_axis.log {
             "latency (ms, log scale)"
         } else {
             "latency (ms)"
@@ -173,19 +208,14 @@ pub fn percentile_svg(
         .axis_desc_style(("sans-serif", 17))
         .light_line_style(BLACK.mix(0.04))
         .bold_line_style(BLACK.mix(0.15))
-        .draw()
-        .map_err(|e| err(&e))?;
-
-    for (curve, (_, colour)) in curves.iter().zip(&legend) {
+        .draw()?;
+    for (curve, (_, colour)) in curves.iter().zip(legend) {
         let points = curve
             .iter()
             .map(|&(x, ms)| (x, y_axis.y_of_ms(ms)))
             .collect::<Vec<_>>();
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new(points, colour.stroke_width(2)))?;
     }
-    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 

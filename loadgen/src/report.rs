@@ -140,6 +140,20 @@ fn limit(limits: &Option<Value>, keys: &[&str]) -> Option<f64> {
 /// The whole report.
 pub fn render(r: &Results, dir_name: &str) -> String {
     let mut s = String::new();
+    write_header(&mut s, r, dir_name);
+    write_limits(&mut s, &r.limits);
+    write_targets(&mut s, r);
+    write_every_run(&mut s, r);
+    write_plots(&mut s, r);
+    let _ = writeln!(
+        s,
+        "Commands: each run's JSON holds the exact command line (`command`)."
+    );
+    s
+}
+
+/// The title and the machine line (from any run: all ran on one machine).
+fn write_header(s: &mut String, r: &Results, dir_name: &str) {
     let any = r.runs.values().next();
     let machine = any.map(|v| &v["machine"]);
     let _ = writeln!(s, "# gonets benchmark report: {dir_name}\n");
@@ -154,63 +168,73 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             m["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
         );
     }
+}
 
-    // Limits.
-    let l = &r.limits;
-    let w4k_p50 = limit(l, &["write4k_fdatasync_p50_us"]);
-    let disk_mb = limit(l, &["disk_seq_fdatasync_mb_per_s"]);
+/// Every figure of limits.json, as a table; or a line saying it is missing.
+fn write_limits(s: &mut String, l: &Option<Value>) {
     let _ = writeln!(s, "## The machine's limits (same run)\n");
     match l {
         Some(lv) => {
             let _ = writeln!(s, "| limit | figure |\n|---|---|");
             if let Some(obj) = lv.as_object() {
                 for (k, v) in obj {
-                    let shown = match v {
-                        Value::Number(n) if n.is_f64() => {
-                            let x = n.as_f64().unwrap_or(0.0);
-                            if x.abs() >= 100.0 {
-                                count(Some(x))
-                            } else {
-                                format!("{x:.2}")
-                            }
-                        }
-                        Value::Number(n) => count(n.as_f64()),
-                        Value::String(t) => t.clone(),
-                        Value::Bool(b) => b.to_string(),
-                        _ => continue,
-                    };
-                    let _ = writeln!(s, "| `{k}` | {shown} |");
+                    if let Some(shown) = limit_figure(v) {
+                        let _ = writeln!(s, "| `{k}` | {shown} |");
+                    }
                 }
             }
             s.push('\n');
         }
         None => s.push_str("limits.json is missing: no limit was measured.\n\n"),
     }
+}
 
-    // gonets vs NATS.
-    let g_rt = r.series("gonets-rt");
-    let rt_rate = g_rt
-        .first()
-        .and_then(|v| phase(v, "rt"))
-        .and_then(|p| num(p, &["rate_offered"]));
-    let lat = |runs: &[&Value], name: &str, q: &str| {
-        median(runs, |v| {
-            phase(v, name).and_then(|p| num(p, &["latency", q]))
-        })
-    };
+/// One limit as shown in the table; None for what is not a figure.
+fn limit_figure(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if x.abs() >= 100.0 {
+                count(Some(x))
+            } else {
+                format!("{x:.2}")
+            }
+        }
+        Value::Number(n) => count(n.as_f64()),
+        Value::String(t) => t.clone(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    })
+}
+
+/// The targets table: one row per target of the load-generator issue.
+fn write_targets(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(s, "| target | gonets | beside the limit | beside NATS JetStream | verdict |\n|---|---|---|---|---|");
+    write_rt_targets(s, r);
+    write_bulk_target(s, r);
+    if let Some(m) = r.runs.get("gonets-mixed") {
+        write_mixed_target(s, m);
+    }
+    if let Some(b) = r.runs.get("gonets-backlog") {
+        write_backlog_target(s, b);
+    }
+    if let Some(rec) = r.runs.get("gonets-recovery") {
+        write_recovery_target(s, rec);
+    }
+    s.push('\n');
+}
 
-    // rt p50 vs 3 × 4 KiB write+fdatasync; p99.9 ≤ 10 ms at ≥ 10,000/s.
-    let rt_p50 = lat(&g_rt, "rt", "p50_us");
-    let rt_p999 = lat(&g_rt, "rt", "p999_us");
-    let rt_over = median(&g_rt, |v| {
-        phase(v, "rt").and_then(|p| num(p, &["latency", "over_2s"]))
-    });
-    let rt_ok_s = median(&g_rt, |v| {
-        phase(v, "rt").and_then(|p| num(p, &["ok_per_s"]))
-    });
-    let nats_rt: Vec<(String, Vec<&Value>)> = ["always", "default"]
+/// The median of latency quantile `q` of phase `name` over `runs`.
+fn phase_latency(runs: &[&Value], name: &str, q: &str) -> Option<f64> {
+    median(runs, |v| {
+        phase(v, name).and_then(|p| num(p, &["latency", q]))
+    })
+}
+
+/// The NATS rt series, by `nats-{sync}-rt-{rate}` key, each with its runs.
+fn nats_rt_series(r: &Results) -> Vec<(String, Vec<&Value>)> {
+    ["always", "default"]
         .iter()
         .flat_map(|sync| {
             let mut rates: Vec<String> = r
@@ -229,17 +253,38 @@ pub fn render(r: &Results, dir_name: &str) -> String {
                 })
                 .collect::<Vec<_>>()
         })
-        .collect();
-    let nats_line = |q: &str| {
-        if nats_rt.is_empty() {
-            return "not run".to_string();
-        }
-        nats_rt
-            .iter()
-            .map(|(k, runs)| format!("{k}: {}", ms(lat(runs, "rt", q))))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+        .collect()
+}
+
+/// Quantile `q` of every NATS rt series, on one cell.
+fn nats_rt_cell(nats_rt: &[(String, Vec<&Value>)], q: &str) -> String {
+    if nats_rt.is_empty() {
+        return "not run".to_string();
+    }
+    nats_rt
+        .iter()
+        .map(|(k, runs)| format!("{k}: {}", ms(phase_latency(runs, "rt", q))))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// rt p50 vs 3 × 4 KiB write+fdatasync; p99.9 ≤ 10 ms at ≥ 10,000/s; find-max.
+fn write_rt_targets(s: &mut String, r: &Results) {
+    let w4k_p50 = limit(&r.limits, &["write4k_fdatasync_p50_us"]);
+    let g_rt = r.series("gonets-rt");
+    let rt_rate = g_rt
+        .first()
+        .and_then(|v| phase(v, "rt"))
+        .and_then(|p| num(p, &["rate_offered"]));
+    let rt_p50 = phase_latency(&g_rt, "rt", "p50_us");
+    let rt_p999 = phase_latency(&g_rt, "rt", "p999_us");
+    let rt_over = median(&g_rt, |v| {
+        phase(v, "rt").and_then(|p| num(p, &["latency", "over_2s"]))
+    });
+    let rt_ok_s = median(&g_rt, |v| {
+        phase(v, "rt").and_then(|p| num(p, &["ok_per_s"]))
+    });
+    let nats_rt = nats_rt_series(r);
     let _ = writeln!(
         s,
         "| rt at {} /s: p50 within 3 × one 4 KiB write+fdatasync | {} | {} (4 KiB write+fdatasync p50 {}) | {} | {} |",
@@ -247,7 +292,7 @@ pub fn render(r: &Results, dir_name: &str) -> String {
         ms(rt_p50),
         ratio(rt_p50, w4k_p50),
         ms(w4k_p50),
-        nats_line("p50_us"),
+        nats_rt_cell(&nats_rt, "p50_us"),
         verdict(rt_p50.zip(w4k_p50).map(|(a, b)| a <= 3.0 * b), &ratio(rt_p50, w4k_p50)),
     );
     let _ = writeln!(
@@ -257,7 +302,7 @@ pub fn render(r: &Results, dir_name: &str) -> String {
         ms(rt_p999),
         count(rt_over),
         count(rt_ok_s),
-        nats_line("p999_us"),
+        nats_rt_cell(&nats_rt, "p999_us"),
         verdict(
             rt_p999.zip(rt_over).zip(rt_ok_s).map(|((p, o), ok)| p <= 10_000.0 && o == 0.0 && ok >= 10_000.0),
             &format!("p99.9 {} vs 10 ms", ratio(rt_p999, Some(10_000.0)))
@@ -272,8 +317,11 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             verdict(max.map(|m| m >= 10_000.0), &format!("{} of 10,000", ratio(max, Some(10_000.0)))),
         );
     }
+}
 
-    // bulk.
+/// bulk 4 KiB ≥ 50,000 msg/s, ≥ 80% of the disk, ≥ 2× NATS default.
+fn write_bulk_target(s: &mut String, r: &Results) {
+    let disk_mb = limit(&r.limits, &["disk_seq_fdatasync_mb_per_s"]);
     let g_bulk = r.series("gonets-bulk");
     let bulk_rate = median(&g_bulk, |v| {
         phase(v, "bulk").and_then(|p| num(p, &["ok_per_s"]))
@@ -309,114 +357,125 @@ pub fn render(r: &Results, dir_name: &str) -> String {
             &format!("{} of 50,000", ratio(bulk_rate, Some(50_000.0)))
         ),
     );
+}
 
-    // mixed.
-    if let Some(m) = r.runs.get("gonets-mixed") {
-        let alone = phase(m, "rt-alone").and_then(|p| num(p, &["latency", "p999_us"]));
-        let with = phase(m, "rt-with-bulk").and_then(|p| num(p, &["latency", "p999_us"]));
-        let bulk = phase(m, "bulk-with-rt").and_then(|p| num(p, &["ok_per_s"]));
-        let _ = writeln!(
-            s,
-            "| mixed: rt p99.9 with bulk flat out ≤ 2 × without | {} with bulk ({} msg/s) vs {} alone | — | — | {} |",
-            ms(with),
-            count(bulk),
-            ms(alone),
-            verdict(alone.zip(with).map(|(a, w)| w <= 2.0 * a), &ratio(with, alone)),
-        );
-    }
-    // backlog.
-    if let Some(b) = r.runs.get("gonets-backlog") {
-        let e99 = phase(b, "rt-empty").and_then(|p| num(p, &["latency", "p99_us"]));
-        let l99 = phase(b, "rt-backlog").and_then(|p| num(p, &["latency", "p99_us"]));
-        let erss = phase(b, "rt-empty").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
-        let lrss = phase(b, "rt-backlog").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
-        let n = num(b, &["setup", "backlog_messages"]);
-        let within =
-            |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b / a - 1.0).abs() < 0.2);
-        let _ = writeln!(
-            s,
-            "| backlog: rt p99 and hub RSS with {} waiting within 20% of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB | — | — | {} |",
-            count(n),
-            ms(l99),
-            ms(e99),
-            lrss.unwrap_or(0.0) / 1048576.0,
-            erss.unwrap_or(0.0) / 1048576.0,
-            verdict(
-                within(e99, l99).zip(within(erss, lrss)).map(|(a, b)| a && b),
-                &format!(
-                    "p99 {}, RSS {}{}",
-                    ratio(l99, e99),
-                    ratio(lrss, erss),
-                    if n.unwrap_or(0.0) < 10e6 {
-                        " — with this backlog, not the target's 10 M"
-                    } else {
-                        ""
-                    }
-                )
-            ),
-        );
-    }
-    // recovery.
-    if let Some(rec) = r.runs.get("gonets-recovery") {
-        let p = phase(rec, "restart");
-        let t = p.and_then(|p| num(p, &["extra", "restart_to_listening_ms"]));
-        let first = p.and_then(|p| num(p, &["extra", "restart_to_first_answer_ms"]));
-        let bytes = p.and_then(|p| num(p, &["extra", "log_bytes"]));
-        let lost = p.map(|p| p["valid"] == false);
-        let _ = writeln!(
-            s,
-            "| recovery: restart after SIGKILL with 4 GiB of log ≤ 2 s | {} ms to listening, {} ms to the first answer, with {:.2} GiB of log; {} | — | — | {} |",
-            count(t),
-            count(first),
-            bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
-            if lost == Some(true) { "INVALID (see the run)" } else { "every accepted request still waiting" },
-            verdict(
-                t.map(|t| t <= 2000.0),
-                &format!(
-                    "{} of 2 s{}",
-                    ratio(t, Some(2000.0)),
-                    if bytes.unwrap_or(0.0) < 0.95 * (4u64 << 30) as f64 {
-                        " — at this log size, not the target's 4 GiB"
-                    } else {
-                        ""
-                    }
-                )
-            ),
-        );
-    }
-    s.push('\n');
+/// mixed: rt p99.9 with bulk flat out ≤ 2 × without.
+fn write_mixed_target(s: &mut String, m: &Value) {
+    let alone = phase(m, "rt-alone").and_then(|p| num(p, &["latency", "p999_us"]));
+    let with = phase(m, "rt-with-bulk").and_then(|p| num(p, &["latency", "p999_us"]));
+    let bulk = phase(m, "bulk-with-rt").and_then(|p| num(p, &["ok_per_s"]));
+    let _ = writeln!(
+        s,
+        "| mixed: rt p99.9 with bulk flat out ≤ 2 × without | {} with bulk ({} msg/s) vs {} alone | — | — | {} |",
+        ms(with),
+        count(bulk),
+        ms(alone),
+        verdict(alone.zip(with).map(|(a, w)| w <= 2.0 * a), &ratio(with, alone)),
+    );
+}
 
-    // Every run.
+/// backlog: rt p99 and hub RSS with requests waiting within 20% of empty.
+fn write_backlog_target(s: &mut String, b: &Value) {
+    let e99 = phase(b, "rt-empty").and_then(|p| num(p, &["latency", "p99_us"]));
+    let l99 = phase(b, "rt-backlog").and_then(|p| num(p, &["latency", "p99_us"]));
+    let erss = phase(b, "rt-empty").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
+    let lrss = phase(b, "rt-backlog").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
+    let n = num(b, &["setup", "backlog_messages"]);
+    let within = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b / a - 1.0).abs() < 0.2);
+    let _ = writeln!(
+        s,
+        "| backlog: rt p99 and hub RSS with {} waiting within 20% of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB | — | — | {} |",
+        count(n),
+        ms(l99),
+        ms(e99),
+        lrss.unwrap_or(0.0) / 1048576.0,
+        erss.unwrap_or(0.0) / 1048576.0,
+        verdict(
+            within(e99, l99).zip(within(erss, lrss)).map(|(a, b)| a && b),
+            &format!(
+                "p99 {}, RSS {}{}",
+                ratio(l99, e99),
+                ratio(lrss, erss),
+                if n.unwrap_or(0.0) < 10e6 {
+                    " — with this backlog, not the target's 10 M"
+                } else {
+                    ""
+                }
+            )
+        ),
+    );
+}
+
+/// recovery: restart after SIGKILL with 4 GiB of log ≤ 2 s.
+fn write_recovery_target(s: &mut String, rec: &Value) {
+    let p = phase(rec, "restart");
+    let t = p.and_then(|p| num(p, &["extra", "restart_to_listening_ms"]));
+    let first = p.and_then(|p| num(p, &["extra", "restart_to_first_answer_ms"]));
+    let bytes = p.and_then(|p| num(p, &["extra", "log_bytes"]));
+    let lost = p.map(|p| p["valid"] == false);
+    let _ = writeln!(
+        s,
+        "| recovery: restart after SIGKILL with 4 GiB of log ≤ 2 s | {} ms to listening, {} ms to the first answer, with {:.2} GiB of log; {} | — | — | {} |",
+        count(t),
+        count(first),
+        bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
+        if lost == Some(true) { "INVALID (see the run)" } else { "every accepted request still waiting" },
+        verdict(
+            t.map(|t| t <= 2000.0),
+            &format!(
+                "{} of 2 s{}",
+                ratio(t, Some(2000.0)),
+                if bytes.unwrap_or(0.0) < 0.95 * (4u64 << 30) as f64 {
+                    " — at this log size, not the target's 4 GiB"
+                } else {
+                    ""
+                }
+            )
+        ),
+    );
+}
+
+/// Every phase of every run, one table row each.
+fn write_every_run(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Every run\n");
     let _ = writeln!(s, "| run | phase | ok/s | MB/s | p50 | p99 | p99.9 | max | over 2 s | errors | hub CPU s/1000 | hub peak RSS | valid |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, v) in &r.runs {
         for p in v["phases"].as_array().into_iter().flatten() {
-            let errors: u64 = p["errors"]
-                .as_object()
-                .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
-            let _ = writeln!(
-                s,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
-                p["name"].as_str().unwrap_or("?"),
-                count(num(p, &["ok_per_s"])),
-                num(p, &["mb_per_s"]).map_or("—".into(), |m| format!("{m:.1}")),
-                ms(num(p, &["latency", "p50_us"])),
-                ms(num(p, &["latency", "p99_us"])),
-                ms(num(p, &["latency", "p999_us"])),
-                ms(num(p, &["latency", "max_us"])),
-                count(num(p, &["latency", "over_2s"])),
-                num(p, &["hub", "cpu_s_per_1000"]).map_or("—".into(), |c| format!("{c:.3}")),
-                num(p, &["hub", "peak_rss_bytes"])
-                    .map_or("—".into(), |b| format!("{:.0} MiB", b / 1048576.0)),
-                if p["valid"] == true {
-                    "yes".to_string()
-                } else {
-                    format!("**no**: {}", p["invalid_reason"].as_str().unwrap_or("?"))
-                },
-            );
+            write_phase_row(s, name, p);
         }
     }
     s.push('\n');
+}
+
+/// One phase's row of the every-run table.
+fn write_phase_row(s: &mut String, name: &str, p: &Value) {
+    let errors: u64 = p["errors"]
+        .as_object()
+        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+    let _ = writeln!(
+        s,
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+        p["name"].as_str().unwrap_or("?"),
+        count(num(p, &["ok_per_s"])),
+        num(p, &["mb_per_s"]).map_or("—".into(), |m| format!("{m:.1}")),
+        ms(num(p, &["latency", "p50_us"])),
+        ms(num(p, &["latency", "p99_us"])),
+        ms(num(p, &["latency", "p999_us"])),
+        ms(num(p, &["latency", "max_us"])),
+        count(num(p, &["latency", "over_2s"])),
+        num(p, &["hub", "cpu_s_per_1000"]).map_or("—".into(), |c| format!("{c:.3}")),
+        num(p, &["hub", "peak_rss_bytes"])
+            .map_or("—".into(), |b| format!("{:.0} MiB", b / 1048576.0)),
+        if p["valid"] == true {
+            "yes".to_string()
+        } else {
+            format!("**no**: {}", p["invalid_reason"].as_str().unwrap_or("?"))
+        },
+    );
+}
+
+/// Links to the plots the runs wrote, if any.
+fn write_plots(s: &mut String, r: &Results) {
     let plots: Vec<(&String, &str)> = r
         .runs
         .iter()
@@ -432,11 +491,6 @@ pub fn render(r: &Results, dir_name: &str) -> String {
         }
         s.push('\n');
     }
-    let _ = writeln!(
-        s,
-        "Commands: each run's JSON holds the exact command line (`command`)."
-    );
-    s
 }
 
 #[cfg(test)]

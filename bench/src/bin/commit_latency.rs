@@ -118,11 +118,7 @@ async fn open_loop(
     let interval_ns = 1e9 / rate;
     let warm_n = (rate * warmup) as u64;
     let total = warm_n + ((rate * seconds) as u64).max(1);
-    let hist = Rc::new(RefCell::new(histogram()));
-    let service = Rc::new(RefCell::new(histogram()));
-    let done = Rc::new(Cell::new(0u64));
-    let last_done = Rc::new(Cell::new(None::<Instant>));
-    let failed = Rc::new(RefCell::new(None::<String>));
+    let tally = Tally::default();
     let start = Instant::now() + Duration::from_millis(5);
     let sched_of = |i: u64| start + Duration::from_nanos((i as f64 * interval_ns) as u64);
     let (mut max_lag, mut busy, mut since_yield) = (Duration::ZERO, 0u64, 0u32);
@@ -139,42 +135,8 @@ async fn open_loop(
             max_lag = max_lag.max(now - sched);
         }
         let issued = Instant::now();
-        // Busy means every batch buffer is taken: the log pushes back, and
-        // the wait is charged to the records' latency from their schedule.
-        let offset = match log.try_append(&payload, gonets_bench::now_ns(), 0) {
-            Ok(o) => o,
-            Err(LogError::Busy) => {
-                busy += 1;
-                log.append(&payload, gonets_bench::now_ns(), 0)
-                    .await
-                    .map_err(|e| format!("append: {e}"))?
-            }
-            Err(e) => return Err(format!("append: {e}")),
-        };
-        let (log2, hist, service, done, last_done, failed) = (
-            log.clone(),
-            hist.clone(),
-            service.clone(),
-            done.clone(),
-            last_done.clone(),
-            failed.clone(),
-        );
-        let measured = i >= warm_n;
-        glommio::spawn_local(async move {
-            let r = log2.commit(offset).await;
-            let t = Instant::now();
-            match r {
-                Ok(()) if measured => {
-                    record(&mut hist.borrow_mut(), t - sched);
-                    record(&mut service.borrow_mut(), t - issued);
-                    last_done.set(Some(t));
-                }
-                Ok(()) => {}
-                Err(e) => *failed.borrow_mut() = Some(format!("commit: {e}")),
-            }
-            done.set(done.get() + 1);
-        })
-        .detach();
+        let offset = append_or_wait(&log, &payload, &mut busy).await?;
+        tally.commit_later(&log, offset, sched, issued, i >= warm_n);
         i += 1;
         since_yield += 1;
         // When catching up, let the commit tasks register and the flusher run.
@@ -183,20 +145,12 @@ async fn open_loop(
             since_yield = 0;
         }
     }
-    log.commit_all().await.map_err(|e| format!("commit: {e}"))?;
-    // Bounded: every commit task ends once the commit_all above resolved.
-    while done.get() < total && failed.borrow().is_none() {
-        glommio::timer::sleep(Duration::from_micros(100)).await;
-    }
-    log.close().await.map_err(|e| format!("close: {e}"))?;
-    if let Some(e) = failed.borrow_mut().take() {
-        return Err(e);
-    }
+    tally.wait_all(&log, total).await?;
     let measured = total - warm_n;
     let first = sched_of(warm_n);
-    let window = last_done.get().map_or(Duration::ZERO, |t| t - first);
-    let h = hist.borrow().clone();
-    let svc = service.borrow().clone();
+    let window = tally.last_done.get().map_or(Duration::ZERO, |t| t - first);
+    let h = tally.hist.borrow().clone();
+    let svc = tally.service.borrow().clone();
     Ok(OpenLoop {
         rate,
         measured,
@@ -206,6 +160,94 @@ async fn open_loop(
         max_lag,
         busy,
     })
+}
+
+/// Appends one record now if a batch buffer is free, else waits for one
+/// (counted in `busy`).
+async fn append_or_wait(log: &Log, payload: &[u8], busy: &mut u64) -> Result<u64, String> {
+    // Busy means every batch buffer is taken: the log pushes back, and
+    // the wait is charged to the records' latency from their schedule.
+    match log.try_append(payload, gonets_bench::now_ns(), 0) {
+        Ok(o) => Ok(o),
+        Err(LogError::Busy) => {
+            *busy += 1;
+            log.append(payload, gonets_bench::now_ns(), 0)
+                .await
+                .map_err(|e| format!("append: {e}"))
+        }
+        Err(e) => Err(format!("append: {e}")),
+    }
+}
+
+/// What the commit tasks of an open-loop run report into.
+#[derive(Clone)]
+struct Tally {
+    /// From the schedule to the commit.
+    hist: Rc<RefCell<Histogram<u64>>>,
+    /// From the append call to the commit.
+    service: Rc<RefCell<Histogram<u64>>>,
+    /// Commit tasks ended.
+    done: Rc<Cell<u64>>,
+    /// When the last measured commit resolved.
+    last_done: Rc<Cell<Option<Instant>>>,
+    failed: Rc<RefCell<Option<String>>>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            hist: Rc::new(RefCell::new(histogram())),
+            service: Rc::new(RefCell::new(histogram())),
+            done: Rc::new(Cell::new(0)),
+            last_done: Rc::new(Cell::new(None)),
+            failed: Rc::new(RefCell::new(None)),
+        }
+    }
+}
+
+impl Tally {
+    /// Awaits the commit of `offset` in a task of its own; a `measured`
+    /// record's times are recorded from `sched` and from `issued`.
+    fn commit_later(
+        &self,
+        log: &Log,
+        offset: u64,
+        sched: Instant,
+        issued: Instant,
+        measured: bool,
+    ) {
+        let (log, tally) = (log.clone(), self.clone());
+        glommio::spawn_local(async move {
+            let r = log.commit(offset).await;
+            let t = Instant::now();
+            match r {
+                Ok(()) if measured => {
+                    record(&mut tally.hist.borrow_mut(), t - sched);
+                    record(&mut tally.service.borrow_mut(), t - issued);
+                    tally.last_done.set(Some(t));
+                }
+                Ok(()) => {}
+                Err(e) => *tally.failed.borrow_mut() = Some(format!("commit: {e}")),
+            }
+            tally.done.set(tally.done.get() + 1);
+        })
+        .detach();
+    }
+
+    /// Commits everything, waits for all `total` commit tasks, closes the
+    /// log; the first commit failure, if any.
+    async fn wait_all(&self, log: &Log, total: u64) -> Result<(), String> {
+        log.commit_all().await.map_err(|e| format!("commit: {e}"))?;
+        // Bounded: every commit task ends once the commit_all above resolved.
+        while self.done.get() < total && self.failed.borrow().is_none() {
+            glommio::timer::sleep(Duration::from_micros(100)).await;
+        }
+        log.close().await.map_err(|e| format!("close: {e}"))?;
+        if let Some(e) = self.failed.borrow_mut().take() {
+            return Err(e);
+        }
+        Ok(())
+    }
 }
 
 fn run() -> Result<(), String> {

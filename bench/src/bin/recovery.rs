@@ -11,6 +11,7 @@
 //! written with O_DIRECT, so none are in the page cache), second pass warm.
 
 use clap::Parser;
+use glommio::LocalExecutor;
 use gonets_bench::{mb_per_s, positive_at_most, write_json, LogFlags, WorkDir};
 use gonets_storage::{Log, LogConfig, RecoveryReport, Slot};
 use serde_json::{json, Value};
@@ -174,72 +175,12 @@ fn run() -> Result<(), String> {
         "recovery bench: {gib} GiB of {RECORD} B records in {}",
         dir.display()
     );
-
-    let (build, clean, read_cold, read_warm) = ex.run(async {
-        let (log, _) = Log::open(&dir, config.clone())
-            .await
-            .map_err(|e| format!("open: {e}"))?;
-        let build = fill(&log, bytes).await?;
-        log.close().await.map_err(|e| format!("close: {e}"))?;
-        let (log, wall, report) = reopen(&dir, &config).await?;
-        let cold = read_all(&log)?;
-        let warm = read_all(&log)?;
-        log.close().await.map_err(|e| format!("close: {e}"))?;
-        Ok::<_, String>((build, (wall, report), cold, warm))
-    })?;
-    println!(
-        "built {:.0} MiB durably in {:.2} s ({:.1} MB/s)",
-        bytes as f64 / (1 << 20) as f64,
-        build.as_secs_f64(),
-        mb_per_s(bytes, build)
-    );
-    let line = |what: &str, (wall, r): &(Duration, RecoveryReport)| {
-        println!(
-            "{what}: open {:.1} ms (recovery {:.1} ms), scanned {} bytes ({} records), \
-             from checkpoint: {}, {} segments",
-            wall.as_secs_f64() * 1e3,
-            r.elapsed.as_secs_f64() * 1e3,
-            r.bytes_scanned,
-            r.records_scanned,
-            r.from_checkpoint,
-            r.segments
-        )
-    };
-    line("reopen after clean close", &clean);
-    for (what, (b, d)) in [("cold", read_cold), ("warm", read_warm)] {
-        println!(
-            "sequential read ({what}): {:.0} MiB in {:.2} s, {:.1} MB/s",
-            b as f64 / (1 << 20) as f64,
-            d.as_secs_f64(),
-            mb_per_s(b, d)
-        );
-    }
-
-    // The unclean stop happens in another process: the lock, the maps and the
-    // flusher of this one are gone, as after a crash.
-    // Twice: cold, as after a crash (O_DIRECT left nothing in the page cache),
-    // then with the segments read into the page cache first, which separates
-    // the scan's CPU cost from its disk reads.
-    let mut unclean = vec![];
-    for warm in [false, true] {
-        unclean_stop(&dir, unclean_mib, &f.log)?;
-        if warm {
-            read_files(&dir)?;
-        }
-        let r = ex.run(async {
-            let (log, wall, report) = reopen(&dir, &config).await?;
-            log.close().await.map_err(|e| format!("close: {e}"))?;
-            Ok::<_, String>((wall, report))
-        })?;
-        let cache = if warm { "page cache warm" } else { "cold" };
-        line(
-            &format!("reopen after unclean stop, {unclean_mib} MiB past the checkpoint, {cache}"),
-            &r,
-        );
-        unclean.push(r);
-    }
+    let built = build_and_read(&ex, &dir, &config, bytes)?;
+    built.print(bytes);
+    let unclean = unclean_reopens(&ex, &dir, &config, unclean_mib, &f.log)?;
 
     let read_json = |(b, d): (u64, Duration)| json!({ "bytes": b, "seconds": d.as_secs_f64(), "mb_s": (mb_per_s(b, d) * 10.0).round() / 10.0 });
+    let (build, clean) = (built.build, &built.clean);
     let value = json!({
         "tool": "recovery-bench",
         "gib": gib,
@@ -251,10 +192,119 @@ fn run() -> Result<(), String> {
         "unclean_mib": unclean_mib,
         "unclean_cold": report_json(unclean[0].0, &unclean[0].1),
         "unclean_warm": report_json(unclean[1].0, &unclean[1].1),
-        "read_cold": read_json(read_cold),
-        "read_warm": read_json(read_warm),
+        "read_cold": read_json(built.read_cold),
+        "read_warm": read_json(built.read_warm),
     });
     write_json(f.json.as_deref(), &value)
+}
+
+/// A reopen: the wall time of `Log::open` and its report.
+type Reopen = (Duration, RecoveryReport);
+
+/// The log built, reopened after a clean close, and read twice.
+struct Built {
+    build: Duration,
+    clean: Reopen,
+    /// (payload bytes, time) of the first and the second full read.
+    read_cold: (u64, Duration),
+    read_warm: (u64, Duration),
+}
+
+impl Built {
+    /// The build, the clean reopen and the reads, a line each.
+    fn print(&self, bytes: u64) {
+        println!(
+            "built {:.0} MiB durably in {:.2} s ({:.1} MB/s)",
+            bytes as f64 / (1 << 20) as f64,
+            self.build.as_secs_f64(),
+            mb_per_s(bytes, self.build)
+        );
+        print_reopen("reopen after clean close", &self.clean);
+        for (what, (b, d)) in [("cold", self.read_cold), ("warm", self.read_warm)] {
+            println!(
+                "sequential read ({what}): {:.0} MiB in {:.2} s, {:.1} MB/s",
+                b as f64 / (1 << 20) as f64,
+                d.as_secs_f64(),
+                mb_per_s(b, d)
+            );
+        }
+    }
+}
+
+/// Builds a log of `bytes` in `dir`, closes it, reopens it (timed) and
+/// reads it all twice.
+fn build_and_read(
+    ex: &LocalExecutor,
+    dir: &Path,
+    config: &LogConfig,
+    bytes: u64,
+) -> Result<Built, String> {
+    ex.run(async {
+        let (log, _) = Log::open(dir, config.clone())
+            .await
+            .map_err(|e| format!("open: {e}"))?;
+        let build = fill(&log, bytes).await?;
+        log.close().await.map_err(|e| format!("close: {e}"))?;
+        let (log, wall, report) = reopen(dir, config).await?;
+        let read_cold = read_all(&log)?;
+        let read_warm = read_all(&log)?;
+        log.close().await.map_err(|e| format!("close: {e}"))?;
+        Ok::<_, String>(Built {
+            build,
+            clean: (wall, report),
+            read_cold,
+            read_warm,
+        })
+    })
+}
+
+/// One reopen, as a line.
+fn print_reopen(what: &str, (wall, r): &Reopen) {
+    println!(
+        "{what}: open {:.1} ms (recovery {:.1} ms), scanned {} bytes ({} records), \
+         from checkpoint: {}, {} segments",
+        wall.as_secs_f64() * 1e3,
+        r.elapsed.as_secs_f64() * 1e3,
+        r.bytes_scanned,
+        r.records_scanned,
+        r.from_checkpoint,
+        r.segments
+    )
+}
+
+/// Two unclean stops, each followed by a timed reopen: cold, then warm.
+///
+/// The unclean stop happens in another process: the lock, the maps and the
+/// flusher of this one are gone, as after a crash.
+/// Twice: cold, as after a crash (O_DIRECT left nothing in the page cache),
+/// then with the segments read into the page cache first, which separates
+/// the scan's CPU cost from its disk reads.
+fn unclean_reopens(
+    ex: &LocalExecutor,
+    dir: &Path,
+    config: &LogConfig,
+    unclean_mib: u64,
+    log_flags: &LogFlags,
+) -> Result<Vec<Reopen>, String> {
+    let mut unclean = vec![];
+    for warm in [false, true] {
+        unclean_stop(dir, unclean_mib, log_flags)?;
+        if warm {
+            read_files(dir)?;
+        }
+        let r = ex.run(async {
+            let (log, wall, report) = reopen(dir, config).await?;
+            log.close().await.map_err(|e| format!("close: {e}"))?;
+            Ok::<_, String>((wall, report))
+        })?;
+        let cache = if warm { "page cache warm" } else { "cold" };
+        print_reopen(
+            &format!("reopen after unclean stop, {unclean_mib} MiB past the checkpoint, {cache}"),
+            &r,
+        );
+        unclean.push(r);
+    }
+    Ok(unclean)
 }
 
 fn main() {

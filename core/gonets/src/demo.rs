@@ -229,20 +229,7 @@ async fn agencies(
     let mfc = connect(addr, &certs, "MFC").await?;
     let mvd = connect(addr, &certs, "MVD").await?;
     let fns = connect(addr, &certs, "FNS").await?;
-    let tally = Rc::new(Tally {
-        started: Instant::now(),
-        calls_ok: Cell::new(0),
-        calls_failed: Cell::new(0),
-        call_latency_us: RefCell::new(histogram()),
-        sent: Cell::new(0),
-        send_failed: Cell::new(0),
-        accept_latency_us: RefCell::new(histogram()),
-        answers_data: Cell::new(0),
-        answers_refused: Cell::new(0),
-        provider_errors: Cell::new(0),
-        first_bulk_id: Cell::new(None),
-        payload_bytes: Cell::new(0),
-    });
+    let tally = Rc::new(Tally::new());
     let stop = Rc::new(Cell::new(false));
     let realtime_for = Duration::from_millis(seconds * 400);
     let bulk_for = Duration::from_millis(seconds * 600);
@@ -252,28 +239,8 @@ async fn agencies(
     let fns_task = glommio::spawn_local(async_provider(fns, tally.clone(), stop.clone()));
     let progress = glommio::spawn_local(progress_line(tally.clone(), stop.clone()));
 
-    // Realtime phase.
-    let until = Instant::now() + realtime_for;
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|i| glommio::spawn_local(caller(mfc.clone(), tally.clone(), until, i)))
-        .collect();
-    for c in callers {
-        c.await;
-    }
-    let realtime_elapsed = tally.started.elapsed();
-
-    // Bulk phase: sends for `bulk_for`, then waits for every answer.
-    let bulk_started = Instant::now();
-    let collector = glommio::spawn_local(answer_collector(mfc.clone(), tally.clone()));
-    bulk_sender(&mfc, &tally, bulk_started + bulk_for).await;
-    let send_elapsed = bulk_started.elapsed();
-    let drain_until = Instant::now() + DRAIN_GRACE;
-    while tally.answers_data.get() + tally.answers_refused.get() < tally.sent.get()
-        && Instant::now() < drain_until
-    {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-    }
-    let bulk_elapsed = bulk_started.elapsed();
+    let realtime_elapsed = realtime_phase(&mfc, &tally, realtime_for).await;
+    let (send_elapsed, bulk_elapsed, collector) = bulk_phase(&mfc, &tally, bulk_for).await;
     stop.set(true);
     collector.cancel().await;
     progress.await;
@@ -281,8 +248,73 @@ async fn agencies(
     let _ = fns_task.cancel().await;
     eprintln!();
 
-    // One bulk request's history, read back as its consumer.
-    let history = match tally.first_bulk_id.get() {
+    let history = bulk_history(&mfc, &tally).await;
+    let report = report(
+        &tally,
+        realtime_elapsed,
+        send_elapsed,
+        bulk_elapsed,
+        &history,
+    );
+    verdict(&tally, report)
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            started: Instant::now(),
+            calls_ok: Cell::new(0),
+            calls_failed: Cell::new(0),
+            call_latency_us: RefCell::new(histogram()),
+            sent: Cell::new(0),
+            send_failed: Cell::new(0),
+            accept_latency_us: RefCell::new(histogram()),
+            answers_data: Cell::new(0),
+            answers_refused: Cell::new(0),
+            provider_errors: Cell::new(0),
+            first_bulk_id: Cell::new(None),
+            payload_bytes: Cell::new(0),
+        }
+    }
+}
+
+/// The realtime phase: CALLERS callers for `realtime_for`; the time since
+/// the demo started once they are all done.
+async fn realtime_phase(mfc: &Client, tally: &Rc<Tally>, realtime_for: Duration) -> Duration {
+    let until = Instant::now() + realtime_for;
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|i| glommio::spawn_local(caller(mfc.clone(), tally.clone(), until, i)))
+        .collect();
+    for c in callers {
+        c.await;
+    }
+    tally.started.elapsed()
+}
+
+/// The bulk phase: sends for `bulk_for`, then waits (at most DRAIN_GRACE)
+/// for every answer. The sending time, the whole phase's, and the answer
+/// collector, still running.
+async fn bulk_phase(
+    mfc: &Client,
+    tally: &Rc<Tally>,
+    bulk_for: Duration,
+) -> (Duration, Duration, glommio::Task<()>) {
+    let bulk_started = Instant::now();
+    let collector = glommio::spawn_local(answer_collector(mfc.clone(), tally.clone()));
+    bulk_sender(mfc, tally, bulk_started + bulk_for).await;
+    let send_elapsed = bulk_started.elapsed();
+    let drain_until = Instant::now() + DRAIN_GRACE;
+    while tally.answers_data.get() + tally.answers_refused.get() < tally.sent.get()
+        && Instant::now() < drain_until
+    {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    (send_elapsed, bulk_started.elapsed(), collector)
+}
+
+/// One bulk request's history, read back as its consumer.
+async fn bulk_history(mfc: &Client, tally: &Tally) -> String {
+    match tally.first_bulk_id.get() {
         Some(id) => match mfc.status(id).await {
             Ok(s) => {
                 let start = s.events.first().map_or(0, |e| e.time_ms);
@@ -296,14 +328,12 @@ async fn agencies(
             Err(e) => format!("history of {id}: unreadable: {e}"),
         },
         None => "no bulk request was sent".into(),
-    };
-    let report = report(
-        &tally,
-        realtime_elapsed,
-        send_elapsed,
-        bulk_elapsed,
-        &history,
-    );
+    }
+}
+
+/// The report if every request was answered and nothing failed; else an
+/// error that carries it.
+fn verdict(tally: &Tally, report: String) -> Result<String, String> {
     let unanswered = tally.sent.get() - tally.answers_data.get() - tally.answers_refused.get();
     if tally.calls_ok.get() == 0 || tally.sent.get() == 0 {
         return Err(format!("no traffic went through\n{report}"));

@@ -15,6 +15,7 @@ use crate::registry;
 use crate::result::HubCost;
 use crate::schedule::{OpenLoop, Pacer};
 use bytes::Bytes;
+use gonets_client::Client;
 use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -127,6 +128,32 @@ struct Shared {
 }
 
 impl Shared {
+    /// Fresh state for `threads` generator threads.
+    fn new(threads: usize) -> Shared {
+        Shared {
+            threads,
+            epoch: Instant::now(),
+            ready: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            rt_done: AtomicUsize::new(0),
+            bulk_next: AtomicU64::new(0),
+            bulk_stop: AtomicBool::new(false),
+            senders_done: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
+            first_send_ns: AtomicU64::new(u64::MAX),
+            last_accept_ns: AtomicU64::new(0),
+            last_drain_ns: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            issued: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            p99_us: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
     fn fail(&self, why: String) {
         let mut f = self.failure.lock().expect("not poisoned");
         if f.is_none() {
@@ -147,6 +174,9 @@ struct ThreadOut {
     bulk: Option<Recorder>,
 }
 
+/// A generator thread: its results, or why it failed.
+type Generator = std::thread::JoinHandle<Result<ThreadOut, String>>;
+
 /// Runs `plan` against `target` on `cores`; `progress` gets a line a second.
 pub fn run(
     target: &GonetsTarget,
@@ -154,66 +184,79 @@ pub fn run(
     cores: &Cores,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, String> {
-    let n = cores.count();
     if let Some(rt) = &plan.rt {
         assert!(rt.consumers > 0 && rt.providers > 0);
     }
-    let sh = Arc::new(Shared {
-        threads: n,
-        epoch: Instant::now(),
-        ready: AtomicUsize::new(0),
-        failure: Mutex::new(None),
-        failed: AtomicBool::new(false),
-        rt_done: AtomicUsize::new(0),
-        bulk_next: AtomicU64::new(0),
-        bulk_stop: AtomicBool::new(false),
-        senders_done: AtomicUsize::new(0),
-        accepted: AtomicU64::new(0),
-        drained: AtomicU64::new(0),
-        first_send_ns: AtomicU64::new(u64::MAX),
-        last_accept_ns: AtomicU64::new(0),
-        last_drain_ns: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        issued: AtomicU64::new(0),
-        ok: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        in_flight: AtomicI64::new(0),
-        p99_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
-    });
-    let mut handles = Vec::with_capacity(n);
+    let sh = Arc::new(Shared::new(cores.count()));
+    let handles = spawn_generators(&sh, plan, target, cores)?;
+    let result = supervise(&sh, plan, target, progress);
+    sh.stop.store(true, Relaxed);
+    let outs = join_generators(&sh, handles);
+    if let Some(why) = sh.failure.lock().expect("not poisoned").take() {
+        return Err(why);
+    }
+    let (hub, wall) = result?;
+    Ok(Outcome {
+        rt: plan.rt.as_ref().map(|_| merge_rt(&outs)),
+        bulk: plan.bulk.as_ref().map(|bp| merge_bulk(&sh, bp, &outs)),
+        hub,
+        wall,
+    })
+}
+
+/// Starts one generator thread per entry of `cores`, pinned where asked.
+fn spawn_generators(
+    sh: &Arc<Shared>,
+    plan: &Plan,
+    target: &GonetsTarget,
+    cores: &Cores,
+) -> Result<Vec<Generator>, String> {
+    let mut handles = Vec::with_capacity(cores.count());
     for (k, pin) in cores.pins.iter().enumerate() {
         let (sh, plan, target, pin) = (sh.clone(), plan.clone(), target.clone(), *pin);
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{k}"))
-            .spawn(move || {
-                let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
-                let placement = match pin {
-                    Some(c) => glommio::Placement::Fixed(c),
-                    None => glommio::Placement::Unbound,
-                };
-                let ex = glommio::LocalExecutorBuilder::new(placement)
-                    .preempt_timer(Duration::from_millis(1))
-                    .make();
-                let r = match ex {
-                    Ok(ex) => ex
-                        .run(thread_main(k, sh.clone(), plan, target))
-                        .map_err(|e| format!("generator thread {k}: {e}")),
-                    Err(e) => Err(format!(
-                        "generator thread {k}: cannot start a glommio executor: {e} (raise ulimit -l?)"
-                    )),
-                };
-                if let Err(e) = &r {
-                    sh.fail(e.clone());
-                }
-                r
-            })
+            .spawn(move || generator_thread(k, pin, sh, plan, target))
             .map_err(|e| format!("cannot start a generator thread: {e}"))?;
         handles.push(h);
     }
+    Ok(handles)
+}
 
-    let result = supervise(&sh, plan, target, progress);
-    sh.stop.store(true, Relaxed);
-    let mut outs = Vec::with_capacity(n);
+/// The body of generator thread `k`: its own glommio executor running
+/// [`thread_main`]; a failure is also recorded in `sh` so the others stop.
+fn generator_thread(
+    k: usize,
+    pin: Option<usize>,
+    sh: Arc<Shared>,
+    plan: Plan,
+    target: GonetsTarget,
+) -> Result<ThreadOut, String> {
+    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
+    let placement = match pin {
+        Some(c) => glommio::Placement::Fixed(c),
+        None => glommio::Placement::Unbound,
+    };
+    let ex = glommio::LocalExecutorBuilder::new(placement)
+        .preempt_timer(Duration::from_millis(1))
+        .make();
+    let r = match ex {
+        Ok(ex) => ex
+            .run(thread_main(k, sh.clone(), plan, target))
+            .map_err(|e| format!("generator thread {k}: {e}")),
+        Err(e) => Err(format!(
+            "generator thread {k}: cannot start a glommio executor: {e} (raise ulimit -l?)"
+        )),
+    };
+    if let Err(e) = &r {
+        sh.fail(e.clone());
+    }
+    r
+}
+
+/// Waits for every generator thread; their results, failures noted in `sh`.
+fn join_generators(sh: &Shared, handles: Vec<Generator>) -> Vec<ThreadOut> {
+    let mut outs = Vec::with_capacity(handles.len());
     for h in handles {
         match h.join() {
             Ok(Ok(o)) => outs.push(o),
@@ -221,43 +264,37 @@ pub fn run(
             Err(_) => sh.fail("a generator thread panicked".into()),
         }
     }
-    if let Some(why) = sh.failure.lock().expect("not poisoned").take() {
-        return Err(why);
+    outs
+}
+
+/// The rt part of every thread, merged.
+fn merge_rt(outs: &[ThreadOut]) -> RtOutcome {
+    let mut rt = RtOutcome::default();
+    for (rec, issued, lag, unfinished) in outs.iter().filter_map(|o| o.rt.as_ref()) {
+        rt.rec.merge(rec);
+        rt.issued += issued;
+        rt.lag_max = rt.lag_max.max(*lag);
+        rt.unfinished += unfinished;
     }
-    let (hub, wall) = result?;
-    let mut outcome = Outcome {
-        hub,
-        wall,
-        ..Outcome::default()
-    };
-    if plan.rt.is_some() {
-        let mut rt = RtOutcome::default();
-        for (rec, issued, lag, unfinished) in outs.iter().filter_map(|o| o.rt.as_ref()) {
-            rt.rec.merge(rec);
-            rt.issued += issued;
-            rt.lag_max = rt.lag_max.max(*lag);
-            rt.unfinished += unfinished;
-        }
-        outcome.rt = Some(rt);
+    rt
+}
+
+/// The bulk part of every thread, merged, with the shared counts and windows.
+fn merge_bulk(sh: &Shared, bp: &BulkPlan, outs: &[ThreadOut]) -> BulkOutcome {
+    let mut b = BulkOutcome::default();
+    for rec in outs.iter().filter_map(|o| o.bulk.as_ref()) {
+        b.rec.merge(rec);
     }
-    if let Some(bp) = &plan.bulk {
-        let mut b = BulkOutcome::default();
-        for rec in outs.iter().filter_map(|o| o.bulk.as_ref()) {
-            b.rec.merge(rec);
-        }
-        b.accepted = sh.accepted.load(Relaxed);
-        b.drained = sh.drained.load(Relaxed);
-        let first = sh.first_send_ns.load(Relaxed);
-        if first != u64::MAX {
-            b.accept_window =
-                Duration::from_nanos(sh.last_accept_ns.load(Relaxed).saturating_sub(first));
-            b.drain_window =
-                Duration::from_nanos(sh.last_drain_ns.load(Relaxed).saturating_sub(first));
-        }
-        b.drain_complete = bp.drain && b.drained >= b.accepted;
-        outcome.bulk = Some(b);
+    b.accepted = sh.accepted.load(Relaxed);
+    b.drained = sh.drained.load(Relaxed);
+    let first = sh.first_send_ns.load(Relaxed);
+    if first != u64::MAX {
+        b.accept_window =
+            Duration::from_nanos(sh.last_accept_ns.load(Relaxed).saturating_sub(first));
+        b.drain_window = Duration::from_nanos(sh.last_drain_ns.load(Relaxed).saturating_sub(first));
     }
-    Ok(outcome)
+    b.drain_complete = bp.drain && b.drained >= b.accepted;
+    b
 }
 
 /// The main thread's part: wait for setup, print progress, decide the end.
@@ -267,31 +304,10 @@ fn supervise(
     target: &GonetsTarget,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(HubCost, Duration), String> {
-    let setup_until = Instant::now() + SETUP_WAIT;
-    while sh.ready.load(Relaxed) < sh.threads {
-        if sh.failed.load(Relaxed) {
-            return Err("setup failed".into());
-        }
-        if Instant::now() > setup_until {
-            return Err(format!(
-                "the generator threads were not ready within {SETUP_WAIT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_setup(sh)?;
     let cpu = CpuWindow::start(target.server_pid);
     let started = Instant::now();
-    let rt_span = plan
-        .rt
-        .as_ref()
-        .map(|r| r.warmup + r.duration + RT_DRAIN_WAIT);
-    let bulk_span = plan.bulk.as_ref().map(|b| b.params.drain_timeout);
-    // The schedule, then the drain, then a margin: past that the plan is
-    // over whatever is still in flight.
-    let hard_end = started
-        + rt_span.unwrap_or_default()
-        + bulk_span.unwrap_or_default()
-        + Duration::from_secs(60);
+    let hard_end = plan_deadline(plan, started);
     let senders = plan.bulk.as_ref().map_or(0, |b| b.params.senders);
     let mut senders_done_at: Option<Instant> = None;
     let mut next_line = started + Duration::from_secs(1);
@@ -311,38 +327,10 @@ fn supervise(
         if sending_over && senders_done_at.is_none() {
             senders_done_at = Some(now);
         }
-        let drain_over = match &plan.bulk {
-            None => true,
-            Some(b) if !b.drain => sending_over,
-            Some(b) => {
-                sending_over
-                    && (sh.drained.load(Relaxed) >= sh.accepted.load(Relaxed)
-                        || senders_done_at.is_some_and(|t| now > t + b.params.drain_timeout))
-            }
-        };
+        let drain_over = drain_over(sh, plan, sending_over, senders_done_at, now);
         if now >= next_line {
             next_line += Duration::from_secs(1);
-            let p99 = sh.p99_us.iter().map(|a| a.load(Relaxed)).max().unwrap_or(0);
-            let mut line = format!(
-                "[{} {:>5.1}s] issued {} ok {} in flight {} errors {}",
-                plan.label,
-                now.duration_since(started).as_secs_f64(),
-                sh.issued.load(Relaxed),
-                sh.ok.load(Relaxed),
-                sh.in_flight.load(Relaxed),
-                sh.errors.load(Relaxed),
-            );
-            if plan.rt.is_some() {
-                line += &format!(" | rt p99 so far {:.2} ms (worst core)", p99 as f64 / 1e3);
-            }
-            if plan.bulk.is_some() {
-                line += &format!(
-                    " | bulk accepted {} drained {}",
-                    sh.accepted.load(Relaxed),
-                    sh.drained.load(Relaxed)
-                );
-            }
-            progress(&line);
+            progress(&progress_line(sh, plan, now.duration_since(started)));
         }
         if (rt_over && drain_over) || now > hard_end {
             let ops = sh.ok.load(Relaxed);
@@ -352,6 +340,79 @@ fn supervise(
     }
 }
 
+/// Waits, at most [`SETUP_WAIT`], until every generator thread is ready.
+fn wait_for_setup(sh: &Shared) -> Result<(), String> {
+    let setup_until = Instant::now() + SETUP_WAIT;
+    while sh.ready.load(Relaxed) < sh.threads {
+        if sh.failed.load(Relaxed) {
+            return Err("setup failed".into());
+        }
+        if Instant::now() > setup_until {
+            return Err(format!(
+                "the generator threads were not ready within {SETUP_WAIT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// When the plan is over whatever is still in flight: the schedule, then
+/// the drain, then a margin, after `started`.
+fn plan_deadline(plan: &Plan, started: Instant) -> Instant {
+    let rt_span = plan
+        .rt
+        .as_ref()
+        .map(|r| r.warmup + r.duration + RT_DRAIN_WAIT);
+    let bulk_span = plan.bulk.as_ref().map(|b| b.params.drain_timeout);
+    started + rt_span.unwrap_or_default() + bulk_span.unwrap_or_default() + Duration::from_secs(60)
+}
+
+/// Whether the bulk part is over: sent, and (if it drains) drained or out
+/// of drain time since the senders finished.
+fn drain_over(
+    sh: &Shared,
+    plan: &Plan,
+    sending_over: bool,
+    senders_done_at: Option<Instant>,
+    now: Instant,
+) -> bool {
+    match &plan.bulk {
+        None => true,
+        Some(b) if !b.drain => sending_over,
+        Some(b) => {
+            sending_over
+                && (sh.drained.load(Relaxed) >= sh.accepted.load(Relaxed)
+                    || senders_done_at.is_some_and(|t| now > t + b.params.drain_timeout))
+        }
+    }
+}
+
+/// The progress line, `elapsed` into the plan.
+fn progress_line(sh: &Shared, plan: &Plan, elapsed: Duration) -> String {
+    let p99 = sh.p99_us.iter().map(|a| a.load(Relaxed)).max().unwrap_or(0);
+    let mut line = format!(
+        "[{} {:>5.1}s] issued {} ok {} in flight {} errors {}",
+        plan.label,
+        elapsed.as_secs_f64(),
+        sh.issued.load(Relaxed),
+        sh.ok.load(Relaxed),
+        sh.in_flight.load(Relaxed),
+        sh.errors.load(Relaxed),
+    );
+    if plan.rt.is_some() {
+        line += &format!(" | rt p99 so far {:.2} ms (worst core)", p99 as f64 / 1e3);
+    }
+    if plan.bulk.is_some() {
+        line += &format!(
+            " | bulk accepted {} drained {}",
+            sh.accepted.load(Relaxed),
+            sh.drained.load(Relaxed)
+        );
+    }
+    line
+}
+
 /// One generator thread: connect, subscribe, wait for the others, run.
 async fn thread_main(
     k: usize,
@@ -359,52 +420,17 @@ async fn thread_main(
     plan: Plan,
     target: GonetsTarget,
 ) -> Result<ThreadOut, String> {
-    let n = sh.threads;
-    let mut rt_conns = Vec::new();
-    let mut bulk_senders = Vec::new();
     let mut providers = Vec::new();
     // Providers first: nothing may be called before it is served.
-    if let Some(rt) = &plan.rt {
-        for p in (0..rt.providers).filter(|p| p % n == k) {
-            let conn = Conn::connect(&target, &registry::provider(p)).await?;
-            providers.push(conn.clone());
-            let answer = Bytes::from(vec![b'a'; rt.answer_bytes]);
-            serve(conn, registry::rt_kind(p), Settle::Answer(answer)).await?;
-        }
-        let mine: Vec<usize> = (0..rt.consumers).filter(|c| c % n == k).collect();
-        let mine = if mine.is_empty() {
-            vec![k % rt.consumers]
-        } else {
-            mine
-        };
-        for c in mine {
-            for _ in 0..target.connections.max(1) {
-                rt_conns.push(Conn::connect(&target, &registry::consumer(c)).await?);
-            }
-        }
-    }
-    if let Some(b) = &plan.bulk {
-        if b.drain {
-            for p in (0..b.params.providers).filter(|p| p % n == k) {
-                let conn = Conn::connect(&target, &registry::provider(p)).await?;
-                providers.push(conn.clone());
-                serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
-            }
-        }
-        for s in (0..b.params.senders).filter(|s| s % n == k) {
-            bulk_senders.push(Conn::connect(&target, &registry::consumer(s % b.consumers)).await?);
-        }
-    }
-    sh.ready.fetch_add(1, Relaxed);
-    let until = Instant::now() + SETUP_WAIT;
-    while sh.ready.load(Relaxed) < n {
-        if sh.failed.load(Relaxed) || Instant::now() > until {
-            return Err(format!(
-                "generator thread {k}: the others did not get ready"
-            ));
-        }
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
+    let rt_conns = match &plan.rt {
+        Some(rt) => connect_rt(k, &sh, rt, &target, &mut providers).await?,
+        None => Vec::new(),
+    };
+    let bulk_senders = match &plan.bulk {
+        Some(b) => connect_bulk(k, &sh, b, &target, &mut providers).await?,
+        None => Vec::new(),
+    };
+    wait_for_the_others(k, &sh).await?;
     let rt_part = async {
         match &plan.rt {
             Some(rt) => {
@@ -433,6 +459,77 @@ async fn thread_main(
         c.disconnect();
     }
     Ok(ThreadOut { rt, bulk })
+}
+
+/// Thread `k`'s share of the rt participants: its realtime providers
+/// (serving, added to `providers`), then its consumer connections (at
+/// least one per thread), which it returns.
+async fn connect_rt(
+    k: usize,
+    sh: &Shared,
+    rt: &RtParams,
+    target: &GonetsTarget,
+    providers: &mut Vec<Conn>,
+) -> Result<Vec<Conn>, String> {
+    let n = sh.threads;
+    for p in (0..rt.providers).filter(|p| p % n == k) {
+        let conn = Conn::connect(target, &registry::provider(p)).await?;
+        providers.push(conn.clone());
+        let answer = Bytes::from(vec![b'a'; rt.answer_bytes]);
+        serve(conn, registry::rt_kind(p), Settle::Answer(answer)).await?;
+    }
+    let mine: Vec<usize> = (0..rt.consumers).filter(|c| c % n == k).collect();
+    let mine = if mine.is_empty() {
+        vec![k % rt.consumers]
+    } else {
+        mine
+    };
+    let mut conns = Vec::new();
+    for c in mine {
+        for _ in 0..target.connections.max(1) {
+            conns.push(Conn::connect(target, &registry::consumer(c)).await?);
+        }
+    }
+    Ok(conns)
+}
+
+/// Thread `k`'s share of the bulk participants: its draining providers
+/// (added to `providers`) if the plan drains, then its senders, returned.
+async fn connect_bulk(
+    k: usize,
+    sh: &Arc<Shared>,
+    b: &BulkPlan,
+    target: &GonetsTarget,
+    providers: &mut Vec<Conn>,
+) -> Result<Vec<Conn>, String> {
+    let n = sh.threads;
+    if b.drain {
+        for p in (0..b.params.providers).filter(|p| p % n == k) {
+            let conn = Conn::connect(target, &registry::provider(p)).await?;
+            providers.push(conn.clone());
+            serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
+        }
+    }
+    let mut senders = Vec::new();
+    for s in (0..b.params.senders).filter(|s| s % n == k) {
+        senders.push(Conn::connect(target, &registry::consumer(s % b.consumers)).await?);
+    }
+    Ok(senders)
+}
+
+/// Marks thread `k` ready and waits, at most [`SETUP_WAIT`], for the others.
+async fn wait_for_the_others(k: usize, sh: &Shared) -> Result<(), String> {
+    sh.ready.fetch_add(1, Relaxed);
+    let until = Instant::now() + SETUP_WAIT;
+    while sh.ready.load(Relaxed) < sh.threads {
+        if sh.failed.load(Relaxed) || Instant::now() > until {
+            return Err(format!(
+                "generator thread {k}: the others did not get ready"
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 /// How a provider settles what it is given.
@@ -505,28 +602,31 @@ async fn rt_calls(
     );
     let share = rt.rate_per_s / sh.threads as f64;
     let mut pacer = Pacer::new(OpenLoop::new(share, rt.warmup, rt.duration));
-    let rec = Rc::new(RefCell::new(Recorder::new()));
-    let outstanding = Rc::new(Cell::new(0u64));
     let kinds: Vec<String> = (0..rt.providers).map(registry::rt_kind).collect();
     let queues: Vec<QueueId> = kinds
         .iter()
         .map(|k| QueueId::Requests(DataKindId::new(k)))
         .collect();
     let payload = Bytes::from(vec![b'r'; rt.request_bytes]);
-    // Payload moved by one call: request and answer, as the NATS driver counts.
-    let answer_bytes = (rt.request_bytes + rt.answer_bytes) as u64;
-    let start = Instant::now();
+    let book = CallBook {
+        sh: sh.clone(),
+        rec: Rc::new(RefCell::new(Recorder::new())),
+        outstanding: Rc::new(Cell::new(0u64)),
+        start: Instant::now(),
+        // Payload moved by one call: request and answer, as the NATS driver counts.
+        answer_bytes: (rt.request_bytes + rt.answer_bytes) as u64,
+    };
     let mut issued_measured = 0;
     let mut next_p99 = Duration::from_secs(1);
     while !pacer.finished() {
-        let elapsed = start.elapsed();
+        let elapsed = book.start.elapsed();
         for i in pacer.due(elapsed) {
             let measured = pacer.schedule().is_measured(i);
             issued_measured += u64::from(measured);
             sh.issued.fetch_add(1, Relaxed);
-            if outstanding.get() >= rt.outstanding_max {
+            if book.outstanding.get() >= rt.outstanding_max {
                 if measured {
-                    rec.borrow_mut().not_sent();
+                    book.rec.borrow_mut().not_sent();
                 }
                 continue;
             }
@@ -535,45 +635,70 @@ async fn rt_calls(
                 .for_queue(&queues[p])
                 .clone();
             let request = NewRequest::new(&kinds[p], payload.clone());
-            let due = pacer.schedule().due_at(i);
-            let (rec, outstanding) = (rec.clone(), outstanding.clone());
-            outstanding.set(outstanding.get() + 1);
-            sh.in_flight.fetch_add(1, Relaxed);
-            let sh = sh.clone();
-            glommio::spawn_local(async move {
-                let r = client.call(request).await;
-                let done = start.elapsed();
-                outstanding.set(outstanding.get() - 1);
-                sh.in_flight.fetch_sub(1, Relaxed);
-                match r {
-                    Ok(_) => {
-                        sh.ok.fetch_add(1, Relaxed);
-                        if measured {
-                            rec.borrow_mut().ok(done.saturating_sub(due), answer_bytes);
-                        }
-                    }
-                    Err(e) => {
-                        sh.errors.fetch_add(1, Relaxed);
-                        if measured {
-                            rec.borrow_mut().error(&error_name(&e));
-                        }
-                    }
-                }
-            })
-            .detach();
+            book.call(client, request, pacer.schedule().due_at(i), measured);
         }
         if elapsed >= next_p99 {
             next_p99 += Duration::from_secs(1);
-            sh.p99_us[k].store(rec.borrow().latency_us().value_at_quantile(0.99), Relaxed);
+            let p99 = book.rec.borrow().latency_us().value_at_quantile(0.99);
+            sh.p99_us[k].store(p99, Relaxed);
         }
         glommio::timer::sleep(TICK).await;
     }
     let until = Instant::now() + RT_DRAIN_WAIT;
-    while outstanding.get() > 0 && Instant::now() < until {
+    while book.outstanding.get() > 0 && Instant::now() < until {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    let out = rec.borrow().clone();
-    (out, issued_measured, pacer.lag_max(), outstanding.get())
+    let out = book.rec.borrow().clone();
+    (
+        out,
+        issued_measured,
+        pacer.lag_max(),
+        book.outstanding.get(),
+    )
+}
+
+/// What one thread's rt calls report into: its recorder, its calls in
+/// flight, the shared counters, and the instant schedule times count from.
+struct CallBook {
+    sh: Arc<Shared>,
+    rec: Rc<RefCell<Recorder>>,
+    outstanding: Rc<Cell<u64>>,
+    start: Instant,
+    /// Payload bytes one answered call moved.
+    answer_bytes: u64,
+}
+
+impl CallBook {
+    /// Makes one call in a detached task; its latency counts from `due`
+    /// (open loop), and is recorded only if it is `measured`.
+    fn call(&self, client: Client, request: NewRequest, due: Duration, measured: bool) {
+        let (rec, outstanding) = (self.rec.clone(), self.outstanding.clone());
+        let (start, answer_bytes) = (self.start, self.answer_bytes);
+        outstanding.set(outstanding.get() + 1);
+        self.sh.in_flight.fetch_add(1, Relaxed);
+        let sh = self.sh.clone();
+        glommio::spawn_local(async move {
+            let r = client.call(request).await;
+            let done = start.elapsed();
+            outstanding.set(outstanding.get() - 1);
+            sh.in_flight.fetch_sub(1, Relaxed);
+            match r {
+                Ok(_) => {
+                    sh.ok.fetch_add(1, Relaxed);
+                    if measured {
+                        rec.borrow_mut().ok(done.saturating_sub(due), answer_bytes);
+                    }
+                }
+                Err(e) => {
+                    sh.errors.fetch_add(1, Relaxed);
+                    if measured {
+                        rec.borrow_mut().error(&error_name(&e));
+                    }
+                }
+            }
+        })
+        .detach();
+    }
 }
 
 /// This thread's bulk senders, `window` requests in flight each, until

@@ -347,9 +347,26 @@ pub fn recovery(
     let to_listening = hub.restart()?;
     let mut target = target.clone();
     target.server_pid = hub.pid();
-    // The first call answered after the restart: the hub serves again.
+    let first_answer = first_call(&target, rt)?;
+    let to_first_answer = restarted.elapsed();
+    let still_waiting = waiting(&target, fill_params.providers)?;
+    let mut p = restart_phase(
+        to_listening,
+        to_first_answer,
+        first_answer,
+        accepted,
+        still_waiting,
+    );
+    p.extra.insert("log_bytes".into(), json!(on_disk));
+    run.result.push(p);
+    Ok(run)
+}
+
+/// Calls answered by a short rt run right after the restart: the hub
+/// serves again once one is.
+fn first_call(target: &GonetsTarget, rt: &RtParams) -> Result<u64, String> {
     let first = engine::run(
-        &target,
+        target,
         &Plan {
             label: "first-call".into(),
             rt: Some(RtParams {
@@ -363,12 +380,20 @@ pub fn recovery(
         &Cores::unpinned(1),
         &mut stderr_progress,
     )?;
-    let first_answer = first.rt.as_ref().map_or(0, |r| r.rec.ok_count());
-    let to_first_answer = restarted.elapsed();
-    let still_waiting = waiting(&target, fill_params.providers)?;
+    Ok(first.rt.as_ref().map_or(0, |r| r.rec.ok_count()))
+}
+
+/// The restart phase: its times, and invalid if a request accepted before
+/// the kill no longer waits or no call was answered after it.
+fn restart_phase(
+    to_listening: Duration,
+    to_first_answer: Duration,
+    first_answer: u64,
+    accepted: u64,
+    still_waiting: u64,
+) -> Phase {
     let mut p = Phase::new("restart", to_listening, 1, &Recorder::new());
     p.ok = u64::from(first_answer > 0);
-    p.extra.insert("log_bytes".into(), json!(on_disk));
     p.extra.insert(
         "restart_to_listening_ms".into(),
         json!(to_listening.as_millis() as u64),
@@ -389,8 +414,7 @@ pub fn recovery(
     if first_answer == 0 {
         p.invalidate("no call was answered after the restart");
     }
-    run.result.push(p);
-    Ok(run)
+    p
 }
 
 /// The next rate of the search after a step: double while every step met

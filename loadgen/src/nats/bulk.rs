@@ -19,7 +19,7 @@ use crate::process::CpuWindow;
 use crate::record::Recorder;
 use crate::result::{HubCost, Phase, RunResult};
 use async_nats::jetstream::consumer::pull::Stream as PullStream;
-use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use std::cell::{Cell, RefCell};
@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Messages per pull request of a draining provider.
 const PULL_BATCH: usize = 500;
@@ -206,24 +206,53 @@ fn measure(
     if let Some(w) = window.take() {
         cost = Some(w.finish(sh.accepted.load(Relaxed)));
     }
-    let mut rec = Recorder::new();
-    let (mut first, mut last_accept, mut last_drain, mut drained) = (None, None, None, 0);
-    for o in &outs {
-        rec.merge(&o.rec);
-        first = earliest(first, o.first_publish);
-        last_accept = latest(last_accept, o.last_accept);
-        last_drain = latest(last_drain, o.last_drain);
-        drained += o.drained;
+    let ends = Ends::merge(&outs);
+    let phase = bulk_phase(p, &sh, &ends, cost);
+    Ok((phase, ends.rec))
+}
+
+/// Every thread's counts, merged.
+struct Ends {
+    rec: Recorder,
+    first: Option<Instant>,
+    last_accept: Option<Instant>,
+    last_drain: Option<Instant>,
+    drained: u64,
+}
+
+impl Ends {
+    fn merge(outs: &[ThreadOut]) -> Ends {
+        let mut e = Ends {
+            rec: Recorder::new(),
+            first: None,
+            last_accept: None,
+            last_drain: None,
+            drained: 0,
+        };
+        for o in outs {
+            e.rec.merge(&o.rec);
+            e.first = earliest(e.first, o.first_publish);
+            e.last_accept = latest(e.last_accept, o.last_accept);
+            e.last_drain = latest(e.last_drain, o.last_drain);
+            e.drained += o.drained;
+        }
+        e
     }
+}
+
+/// The bulk phase: acceptance over first publish to last PubAck, the drain
+/// beside it; invalid if not everything was accepted and drained.
+fn bulk_phase(p: &BulkParams, sh: &Shared, ends: &Ends, cost: Option<HubCost>) -> Phase {
+    let (rec, drained) = (&ends.rec, ends.drained);
     let published = sh.published.load(Relaxed);
     let failed = sh.failed.load(Relaxed);
-    let since_first = |t: Option<Instant>| match (first, t) {
+    let since_first = |t: Option<Instant>| match (ends.first, t) {
         (Some(a), Some(b)) => b.saturating_duration_since(a),
         _ => Duration::ZERO,
     };
-    let accept_time = since_first(last_accept);
-    let drain_time = since_first(last_drain);
-    let mut phase = Phase::new("bulk", accept_time, published, &rec);
+    let accept_time = since_first(ends.last_accept);
+    let drain_time = since_first(ends.last_drain);
+    let mut phase = Phase::new("bulk", accept_time, published, rec);
     phase.unfinished = published.saturating_sub(rec.ok_count() + failed);
     if let Some(c) = cost {
         phase.hub = c;
@@ -254,7 +283,7 @@ fn measure(
             p.messages
         ));
     }
-    Ok((phase, rec))
+    phase
 }
 
 fn round3(x: f64) -> f64 {
@@ -375,27 +404,7 @@ async fn send(
             .send_publish(subject, Publish::build().payload(payload.clone()))
             .await
         {
-            Ok(ack) => {
-                let (local, sh) = (local.clone(), sh.clone());
-                tokio::task::spawn_local(async move {
-                    let r = ack.await;
-                    drop(permit);
-                    match r {
-                        Ok(_) => {
-                            let now = Instant::now();
-                            local.rec.borrow_mut().ok(now - sent_at, bytes);
-                            local
-                                .last_accept
-                                .set(latest(local.last_accept.get(), Some(now)));
-                            sh.accepted.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => {
-                            local.error(&sh, &format!("publish:{:?}", e.kind()));
-                            sh.failed.fetch_add(1, Relaxed);
-                        }
-                    }
-                });
-            }
+            Ok(ack) => await_ack(ack, permit, sent_at, bytes, local.clone(), sh.clone()),
             Err(e) => {
                 drop(permit);
                 local.error(&sh, &format!("publish:{:?}", e.kind()));
@@ -412,6 +421,36 @@ async fn send(
     let at = start.elapsed().as_nanos().max(1) as u64;
     sh.senders_done_at_ns.fetch_max(at, Relaxed);
     sh.senders_done.fetch_add(1, Relaxed);
+}
+
+/// Waits for one PubAck in a task of its own, then frees its window slot
+/// and counts the message accepted (latency from `sent_at`) or failed.
+fn await_ack(
+    ack: PublishAckFuture,
+    permit: OwnedSemaphorePermit,
+    sent_at: Instant,
+    bytes: u64,
+    local: Rc<Local>,
+    sh: Arc<Shared>,
+) {
+    tokio::task::spawn_local(async move {
+        let r = ack.await;
+        drop(permit);
+        match r {
+            Ok(_) => {
+                let now = Instant::now();
+                local.rec.borrow_mut().ok(now - sent_at, bytes);
+                local
+                    .last_accept
+                    .set(latest(local.last_accept.get(), Some(now)));
+                sh.accepted.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                local.error(&sh, &format!("publish:{:?}", e.kind()));
+                sh.failed.fetch_add(1, Relaxed);
+            }
+        }
+    });
 }
 
 /// Provider `prov`: pulls and acks its messages until it has its share,

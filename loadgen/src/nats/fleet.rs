@@ -125,64 +125,84 @@ where
             }
         }
         drop(ready_tx);
-        // Wait until every thread is ready, or one ended (failed), or time is up.
-        let deadline = Instant::now() + SETUP_TIMEOUT;
-        let mut ready = 0;
-        let mut called_off = None;
-        while ready < n {
-            match ready_rx.recv_timeout(TICK) {
-                Ok(_) => ready += 1,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    called_off = Some("every generator thread ended before the start".to_string());
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if handles.iter().any(|h| h.is_finished()) {
-                called_off = Some("a generator thread failed to set up".into());
-                break;
-            }
-            if Instant::now() > deadline {
-                called_off = Some(format!(
-                    "the generator threads were not set up within {} s",
-                    SETUP_TIMEOUT.as_secs()
-                ));
-                break;
-            }
-        }
-        if let Some(why) = called_off {
+        if let Some(why) = setup_called_off(&ready_rx, &handles) {
             drop(go);
-            let results = join_all(handles);
-            // The failing thread's own error says more than ours or the
-            // "called off" of the threads that waited at the gate.
-            let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-            return Err(errors
-                .iter()
-                .find(|e| !e.contains(CALLED_OFF))
-                .or(errors.first())
-                .cloned()
-                .unwrap_or(why));
+            return Err(called_off_error(handles, why));
         }
         let start = Instant::now() + START_MARGIN;
         for g in go {
             let _ = g.send(start);
         }
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(TICK);
-            let now = Instant::now();
-            if now >= start {
-                tick(start, now);
-            }
-        }
-        tick(start, Instant::now());
-        join_all(handles).into_iter().collect()
+        run_to_the_end(handles, start, &mut tick)
     })
 }
 
+/// A thread's handle, inside the scope of [`run_fleet`].
+type Handle<'scope, T> = std::thread::ScopedJoinHandle<'scope, Result<T, String>>;
+
+/// Waits until every thread is ready; or, if one ended (failed) or time
+/// ran out first, says why the run is called off.
+fn setup_called_off<T>(
+    ready_rx: &mpsc::Receiver<usize>,
+    handles: &[Handle<'_, T>],
+) -> Option<String> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let mut ready = 0;
+    while ready < handles.len() {
+        match ready_rx.recv_timeout(TICK) {
+            Ok(_) => ready += 1,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Some("every generator thread ended before the start".to_string());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if handles.iter().any(|h| h.is_finished()) {
+            return Some("a generator thread failed to set up".into());
+        }
+        if Instant::now() > deadline {
+            return Some(format!(
+                "the generator threads were not set up within {} s",
+                SETUP_TIMEOUT.as_secs()
+            ));
+        }
+    }
+    None
+}
+
+/// Joins the threads of a called-off run (their gate already dropped);
+/// the error to report.
+fn called_off_error<T>(handles: Vec<Handle<'_, T>>, why: String) -> String {
+    let results = join_all(handles);
+    // The failing thread's own error says more than ours or the
+    // "called off" of the threads that waited at the gate.
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    errors
+        .iter()
+        .find(|e| !e.contains(CALLED_OFF))
+        .or(errors.first())
+        .cloned()
+        .unwrap_or(why)
+}
+
+/// Ticks from `start` until every thread has ended, then joins them.
+fn run_to_the_end<T>(
+    handles: Vec<Handle<'_, T>>,
+    start: Instant,
+    tick: &mut impl FnMut(Instant, Instant),
+) -> Result<Vec<T>, String> {
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(TICK);
+        let now = Instant::now();
+        if now >= start {
+            tick(start, now);
+        }
+    }
+    tick(start, Instant::now());
+    join_all(handles).into_iter().collect()
+}
+
 /// Joins every thread; a panic becomes an error.
-fn join_all<T>(
-    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T, String>>>,
-) -> Vec<Result<T, String>> {
+fn join_all<T>(handles: Vec<Handle<'_, T>>) -> Vec<Result<T, String>> {
     handles
         .into_iter()
         .enumerate()

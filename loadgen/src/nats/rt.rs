@@ -272,26 +272,8 @@ fn measure(
 /// providers answer whoever calls them.
 async fn thread(t: usize, mut gate: Gate, sh: Arc<Shared>) -> Result<ThreadOut, String> {
     let p = &sh.p;
-    let stream_req = sh.names.stream("REQ");
-    let stream_ans = sh.names.stream("ANS");
-    let mut callers = Vec::new();
-    for c in hosted(t, sh.threads, p.consumers) {
-        let js = jetstream(connect(&sh.url, &format!("consumer c{c}")).await?);
-        let consumer = pull_consumer(&js, &stream_ans, &Names::ans_durable(c)).await?;
-        let answers = pull_messages(&consumer, PULL_BATCH).await?;
-        callers.push(Caller {
-            js,
-            reply: sh.names.ans_subject(c),
-            answers,
-        });
-    }
-    let mut providers = Vec::new();
-    for prov in hosted(t, sh.threads, p.providers) {
-        let js = jetstream(connect(&sh.url, &format!("provider p{prov}")).await?);
-        let consumer = pull_consumer(&js, &stream_req, &Names::req_durable(prov)).await?;
-        let requests = pull_messages(&consumer, PULL_BATCH).await?;
-        providers.push(Provider { js, requests });
-    }
+    let callers = connect_callers(t, &sh).await?;
+    let providers = connect_providers(t, &sh).await?;
     let start = gate.ready().await?;
     let local = Rc::new(Local {
         in_flight: RefCell::new(HashMap::new()),
@@ -332,26 +314,8 @@ async fn thread(t: usize, mut gate: Gate, sh: Arc<Shared>) -> Result<ThreadOut, 
         unfinished: 0,
     };
     if !js_callers.is_empty() {
-        let (lag, issued) = pace(t, start, schedule, &js_callers, &local, &sh).await;
-        out.lag = lag;
-        out.issued_measured = issued;
-        // The calls still in flight get DRAIN to finish.
-        let until = Instant::now() + DRAIN;
-        while !local.in_flight.borrow().is_empty() && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // What is still in flight stays unfinished: an answer arriving
-        // later is not counted (it would be "answer:late").
-        let left: Vec<bool> = local
-            .in_flight
-            .borrow_mut()
-            .drain()
-            .map(|(_, m)| m)
-            .collect();
-        sh.in_flight.fetch_sub(left.len() as u64, Relaxed);
-        out.unfinished = left.iter().filter(|&&m| m).count() as u64;
-        local.closed.set(true);
-        sh.callers_done.fetch_add(1, Relaxed);
+        (out.lag, out.issued_measured, out.unfinished) =
+            call_share(t, start, schedule, &js_callers, &local, &sh).await;
     }
     // Providers serve the other threads' calls until every caller is done
     // (each is bounded by its schedule and DRAIN).
@@ -365,6 +329,68 @@ async fn thread(t: usize, mut gate: Gate, sh: Arc<Shared>) -> Result<ThreadOut, 
     }
     out.rec = local.rec.replace(Recorder::new());
     Ok(out)
+}
+
+/// The consumers thread `t` hosts, connected, each pulling its answers.
+async fn connect_callers(t: usize, sh: &Shared) -> Result<Vec<Caller>, String> {
+    let stream_ans = sh.names.stream("ANS");
+    let mut callers = Vec::new();
+    for c in hosted(t, sh.threads, sh.p.consumers) {
+        let js = jetstream(connect(&sh.url, &format!("consumer c{c}")).await?);
+        let consumer = pull_consumer(&js, &stream_ans, &Names::ans_durable(c)).await?;
+        let answers = pull_messages(&consumer, PULL_BATCH).await?;
+        callers.push(Caller {
+            js,
+            reply: sh.names.ans_subject(c),
+            answers,
+        });
+    }
+    Ok(callers)
+}
+
+/// The providers thread `t` hosts, connected, each pulling its requests.
+async fn connect_providers(t: usize, sh: &Shared) -> Result<Vec<Provider>, String> {
+    let stream_req = sh.names.stream("REQ");
+    let mut providers = Vec::new();
+    for prov in hosted(t, sh.threads, sh.p.providers) {
+        let js = jetstream(connect(&sh.url, &format!("provider p{prov}")).await?);
+        let consumer = pull_consumer(&js, &stream_req, &Names::req_durable(prov)).await?;
+        let requests = pull_messages(&consumer, PULL_BATCH).await?;
+        providers.push(Provider { js, requests });
+    }
+    Ok(providers)
+}
+
+/// This thread's calls: paced, then DRAIN for those in flight; what is
+/// left is closed as unfinished. (lag, measured calls issued, measured
+/// calls unfinished).
+async fn call_share(
+    t: usize,
+    start: Instant,
+    schedule: OpenLoop,
+    js_callers: &[(async_nats::jetstream::Context, String)],
+    local: &Rc<Local>,
+    sh: &Arc<Shared>,
+) -> (Duration, u64, u64) {
+    let (lag, issued) = pace(t, start, schedule, js_callers, local, sh).await;
+    // The calls still in flight get DRAIN to finish.
+    let until = Instant::now() + DRAIN;
+    while !local.in_flight.borrow().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What is still in flight stays unfinished: an answer arriving
+    // later is not counted (it would be "answer:late").
+    let left: Vec<bool> = local
+        .in_flight
+        .borrow_mut()
+        .drain()
+        .map(|(_, m)| m)
+        .collect();
+    sh.in_flight.fetch_sub(left.len() as u64, Relaxed);
+    let unfinished = left.iter().filter(|&&m| m).count() as u64;
+    local.closed.set(true);
+    sh.callers_done.fetch_add(1, Relaxed);
+    (lag, issued, unfinished)
 }
 
 /// Starts every call as it falls due; (lag, measured calls issued).
