@@ -15,7 +15,7 @@ use crate::registry;
 use crate::result::HubCost;
 use crate::schedule::{OpenLoop, Pacer};
 use bytes::Bytes;
-use gonets_client::Client;
+use gonets_client::glommio::Client;
 use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
