@@ -60,6 +60,33 @@
 //! (`LocalExecutorBuilder::new(..).spawn(|| async { .. })`) with
 //! `gonets_client::glommio::Client`.
 //!
+//! # Operations: one path
+//!
+//! Every operation is a vocabulary [`Command`] run by [`Client::execute`]:
+//! it goes out through the wire mapping's `gonets_proto::encode_command`
+//! and its reply comes back through `gonets_proto::decode_reply` as the
+//! [`Reply`] of its [`Command::reply_kind`] (an `ERROR` frame as the hub's
+//! typed [`HubError`] in [`ClientError::Hub`]). The client holds no second
+//! spelling of any operation: the typed methods are one-line wrappers that
+//! build the command and unwrap its reply into the vocabulary's types:
+//!
+//! | method | command | returns |
+//! |---|---|---|
+//! | `send_request` | `SendRequest` | [`Accepted`] |
+//! | `call` | `Call` | [`Message`] |
+//! | `fetch` | `Fetch` | `Vec<Message>` |
+//! | `ack`, `nack` | `Ack`, `Nack` | `()` |
+//! | `send_response`, `send_refusal` | `SendResponse`, `SendRefusal` | `()` |
+//! | `status` | `Status` | [`StatusView`] |
+//! | `queue_stats` | `QueueStats` | [`QueueStats`] |
+//!
+//! Paths of their own, as the protocol has no hub operation for them: the
+//! hello (`Client::hello`), `ping`, and a subscription
+//! ([`Client::subscribe`] sends the `Subscribe` command through the same
+//! mapping, but its pushes need a [`ClientSubscription`]; they decode with
+//! `gonets_proto::decode_push`; `add_credits` and `unsubscribe` are
+//! connection-level requests).
+//!
 //! # What is delivered
 //!
 //! `fetch`, `call` and a subscription's `recv` hand out the vocabulary's
@@ -77,12 +104,12 @@
 //! (leases of a dropped connection go back to their queue by themselves).
 //!
 //! Shard-aware mode ([`ShardAwareClient`]): one connection per shard to the
-//! shard's own port, each operation sent to the shard owning its queue or
-//! message.
+//! shard's own port, each command sent to the shard that owns it
+//! ([`Command::shard`]: its queue's, or the one its message id names).
 //!
 //! Modules: `runtime` (the [`Runtime`] trait, the connection task), `link`
-//! (one live connection), `message` (wire headers to [`Message`]),
-//! `shard_aware`, and the adapters `glommio` and `tokio`.
+//! (one live connection: frames out, frames routed back by correlation
+//! id), `shard_aware`, and the adapters `glommio` and `tokio`.
 
 #[cfg(feature = "glommio")]
 pub mod glommio;
@@ -209,6 +236,13 @@ pub enum ClientError {
     /// which method runs it).
     #[error("not executable: {0}")]
     NotExecutable(&'static str),
+}
+
+impl From<BadReply> for ClientError {
+    /// The wire mapping's "the server broke the protocol".
+    fn from(BadReply(why): BadReply) -> ClientError {
+        ClientError::BadReply(why)
+    }
 }
 
 /// A connection to a gonets server, on runtime `R` (see the crate docs;
@@ -620,8 +654,7 @@ impl<R: Runtime> ClientSubscription<R> {
     /// The next pushed message; `Disconnected` once the connection dropped.
     pub async fn recv(&mut self) -> Result<Message, ClientError> {
         match self.pushes.recv_async().await {
-            Ok(Ok(mut f)) => gonets_proto::decode_push(&mut f)
-                .map_err(|BadReply(why)| ClientError::BadReply(why)),
+            Ok(Ok(mut f)) => gonets_proto::decode_push(&mut f).map_err(ClientError::from),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Disconnected("the connection closed".into())),
         }

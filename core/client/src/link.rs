@@ -9,7 +9,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_lite::FutureExt;
 use gonets_proto::frame_io::{read_frame, ReadEnd};
 use gonets_proto::header::{self as h, ErrorReply};
-use gonets_proto::{decode_reply, encode_command, BadReply, Frame, FrameDecoder, Opcode};
+use gonets_proto::{decode_reply, encode_command, Frame, FrameDecoder, Opcode};
 use gonets_types::{Command, Reply, ReplyKind};
 use std::collections::HashMap;
 use std::future::Future;
@@ -162,7 +162,7 @@ pub(crate) fn reply_of(kind: ReplyKind, frame: &mut Frame) -> Result<Reply, Clie
     match decode_reply(kind, frame) {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(error_from(e)),
-        Err(BadReply(why)) => Err(ClientError::BadReply(why)),
+        Err(bad) => Err(ClientError::from(bad)),
     }
 }
 
@@ -574,6 +574,30 @@ mod tests {
         // A reply with no waiter (timed out) is dropped, not misrouted.
         route(&routes, frame(Opcode::Ping.reply(), 9)).expect("dropped");
         assert!(rx3.try_recv().is_err());
+    }
+
+    #[test]
+    fn given_an_error_frame_for_a_waiting_request_when_routed_then_the_waiter_reads_the_hubs_typed_error(
+    ) {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx, rx) = flume::bounded(1);
+        routes.insert(false, 6, tx).expect("open");
+        let mut bytes = Vec::new();
+        let e = ErrorReply::from_hub(&gonets_types::HubError::NotFound);
+        gonets_proto::encode_error(&mut bytes, 6, &e);
+        let mut decoder = FrameDecoder::new(Limits {
+            header_bytes_max: 1024,
+            body_bytes_max: 1024,
+        });
+        decoder.extend(&bytes);
+        let error = decoder.next_frame().expect("valid").expect("whole");
+        route(&routes, error).expect("routed");
+        let mut got = rx.try_recv().expect("6's frame").expect("as received");
+        assert!(matches!(
+            reply_of(ReplyKind::Done, &mut got),
+            Err(ClientError::Hub(gonets_types::HubError::NotFound))
+        ));
     }
 
     #[test]
