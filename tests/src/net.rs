@@ -818,7 +818,7 @@ pub async fn round_trip(ep: &Endpoint, tag: &str) {
     .expect("send_request");
     let requests = gonets_types::QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
     let got = fetch_n(&fns, &requests, 1, STEP).await;
-    assert_eq!(got[0].id.to_string(), a.id);
+    assert_eq!(got[0].id, a.id);
     fns.send_response(got[0].id, format!("answer {tag}"))
         .await
         .expect("send_response");

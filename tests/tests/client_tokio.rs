@@ -95,7 +95,7 @@ fn given_a_tokio_program_when_a_request_is_sent_fetched_answered_and_the_answer_
         let request_id = bounded("provider", provider)
             .await
             .expect("the provider task");
-        assert_eq!(request_id.to_string(), accepted.id);
+        assert_eq!(request_id, accepted.id);
 
         let answer = fetch_one(&mfc, &answers("MFC")).await;
         assert_eq!(answer.reply_to, Some(request_id));

@@ -81,7 +81,7 @@ async fn fill(mfc: &Client, server_log: impl Fn() -> String) -> Vec<MessageId> {
         )
         .await;
         match r {
-            Ok(a) => accepted.push(a.id.parse().expect("a message id")),
+            Ok(a) => accepted.push(a.id),
             Err(ClientError::Hub(HubError::StorageFull)) => return accepted,
             Err(e) => panic!(
                 "request {i} while the disk fills: {e}, expected acceptance or STORAGE_FULL\n{}",
@@ -138,7 +138,7 @@ async fn while_space_low(ep: &Endpoint, accepted: &[MessageId]) {
         let s = bounded("status", OP, mfc.status(*id))
             .await
             .unwrap_or_else(|e| panic!("STATUS of {id} while space is low: {e}"));
-        assert_eq!(s.request_id, id.to_string());
+        assert_eq!(s.request_id, *id);
     }
 }
 
@@ -153,7 +153,7 @@ async fn wait_accepted(mfc: &Client, server_log: impl Fn() -> String) -> Message
         )
         .await;
         match r {
-            Ok(a) => return a.id.parse().expect("a message id"),
+            Ok(a) => return a.id,
             Err(ClientError::Hub(HubError::StorageFull)) if Instant::now() < deadline => {
                 glommio::timer::sleep(Duration::from_millis(200)).await;
             }

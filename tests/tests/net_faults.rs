@@ -400,7 +400,7 @@ fn given_a_pipelined_batch_when_the_client_reconnects_midway_then_every_request_
         for (i, r) in results {
             let a = r.unwrap_or_else(|e| panic!("request {i} was not accepted: {e}"));
             duplicates += usize::from(a.duplicate);
-            let id: MessageId = a.id.parse().expect("uuid");
+            let id: MessageId = a.id;
             assert!(
                 ids.insert(id, i).is_none(),
                 "two requests were accepted as one id {id}"
@@ -465,14 +465,13 @@ fn lock(l: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
     l.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn accept(ledger: &Shared, key: &str, r: &Result<gonets_proto::header::Accepted, ClientError>) {
+fn accept(ledger: &Shared, key: &str, r: &Result<gonets_types::Accepted, ClientError>) {
     let mut l = lock(ledger);
     match r {
         Ok(a) => {
-            let id: MessageId = match a.id.parse() {
-                Ok(id) => id,
-                Err(_) => return l.violations.push(format!("bad id {:?}", a.id)),
-            };
+            // An id that does not parse is the client's `BadReply`: a
+            // violation below.
+            let id: MessageId = a.id;
             if let Some(before) = l.accepted.insert(key.to_string(), id) {
                 if before != id {
                     l.violations
@@ -676,7 +675,7 @@ async fn drain(ep: Endpoint, ledger: Shared) {
         let s = bounded("status", OP, mfc.status(*id))
             .await
             .unwrap_or_else(|e| panic!("accepted request {id} is gone after the restarts: {e}"));
-        assert_eq!(s.request_id, id.to_string());
+        assert_eq!(s.request_id, *id);
     }
     // Keys whose send failed: sent again, accepted once (maybe as a repeat).
     let failed: Vec<String> = lock(&ledger).failed.iter().cloned().collect();
@@ -843,7 +842,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
             let mut r = NewRequest::new(EGRUL, format!("r{i}"));
             r.idempotency_key = Some(format!("term-{i}"));
             let a = mfc.send_request(r).await.expect("send_request");
-            ids.push(a.id.parse::<MessageId>().expect("uuid"));
+            ids.push(a.id);
         }
         let got = fetch_n(&fns, &requests(), 6, OP).await;
         let got: HashMap<MessageId, Message> = got.into_iter().map(|m| (m.id, m)).collect();
@@ -856,14 +855,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
         assert!(got.contains_key(&ids[4]) && got.contains_key(&ids[5]));
         let mut r = NewRequest::new(EGRUL, "r6");
         r.idempotency_key = Some("term-6".into());
-        ids.push(
-            mfc.send_request(r)
-                .await
-                .expect("send_request")
-                .id
-                .parse()
-                .expect("uuid"),
-        );
+        ids.push(mfc.send_request(r).await.expect("send_request").id);
         let answered = fetch_n(&mfc, &answers("MFC"), 4, OP).await;
         let mut answer_ids = HashMap::new();
         for m in &answered {
@@ -894,7 +886,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
                 .status(*id)
                 .await
                 .unwrap_or_else(|e| panic!("r{i} is gone after the restart: {e}"));
-            let want = answer_ids.get(id).map(|a| a.to_string());
+            let want = answer_ids.get(id).copied();
             assert_eq!(s.answer_id, want, "r{i}'s answer after the restart");
         }
         // Unanswered requests come back to the provider; nothing else does.
@@ -923,7 +915,7 @@ fn given_a_server_with_state_when_sigtermed_then_it_exits_0_and_a_restart_sees_a
         r.idempotency_key = Some("term-0".into());
         let a = mfc.send_request(r).await.expect("send_request");
         assert!(a.duplicate);
-        assert_eq!(a.id, ids[0].to_string());
+        assert_eq!(a.id, ids[0]);
         // And the restarted hub serves new work.
         round_trip(&ep, "after SIGTERM").await;
     });

@@ -6,13 +6,13 @@
 
 use gonets_client::glommio::Client;
 use gonets_client::{ClientError, Message};
-use gonets_proto::header::{Accepted, ErrorReply, Fetch};
+use gonets_proto::header::{ErrorReply, Fetch};
 use gonets_proto::Opcode;
 use gonets_server::tls;
 use gonets_tests::net::{
     bounded, fetch_n, frame, run_local, within, Mode, RawConn, ServerOptions, ServerProcess,
 };
-use gonets_types::AnswerBody;
+use gonets_types::{Accepted, AnswerBody};
 use gonets_types::{
     DeliveryBody, HubError, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode,
 };
@@ -40,7 +40,7 @@ async fn send_and_fetch(mfc: &Client, fns: &Client, payload: &'static str) -> (A
         .await
         .expect("send_request");
     let request = fetch_n(fns, &requests(EGRUL), 1, OP).await.remove(0);
-    assert_eq!(request.id.to_string(), accepted.id);
+    assert_eq!(request.id, accepted.id);
     (accepted, request)
 }
 
@@ -61,7 +61,7 @@ async fn history(client: &Client, id: MessageId) -> Vec<String> {
     let s = bounded("status", OP, client.status(id))
         .await
         .unwrap_or_else(|e| panic!("status {id}: {e}"));
-    s.events.into_iter().map(|e| e.kind).collect()
+    s.events.into_iter().map(|e| e.kind.to_string()).collect()
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn given_a_consumer_and_a_provider_when_a_request_goes_through_every_step_then_e
             .expect("send_request again");
         assert_eq!(again.id, accepted.id, "a repeat names the original request");
         assert!(again.duplicate, "a repeat says it is one");
-        let id: MessageId = accepted.id.parse().expect("the id is a UUID");
+        let id: MessageId = accepted.id;
 
         // queue_stats by the provider, then fetch.
         let st = fns.queue_stats(&requests(EGRUL)).await.expect("stats");
@@ -165,12 +165,12 @@ fn given_a_consumer_and_a_provider_when_a_request_goes_through_every_step_then_e
             .status(id)
             .await
             .expect("the provider reads the history");
-        assert_eq!(s.request_id, id.to_string());
-        assert_eq!(s.answer_id.as_deref(), Some(answer.id.to_string().as_str()));
+        assert_eq!(s.request_id, id);
+        assert_eq!(s.answer_id, Some(answer.id));
         assert_eq!((s.consumer.as_str(), s.provider.as_str()), ("MFC", "FNS"));
-        assert_eq!(s.kind, EGRUL);
+        assert_eq!(s.kind.as_str(), EGRUL);
         let by_answer = mfc.status(answer.id).await.expect("status by answer id");
-        assert_eq!(by_answer.request_id, id.to_string());
+        assert_eq!(by_answer.request_id, id);
         let operator = ep.connect("OPERATOR").await;
         operator
             .status(id)
@@ -258,7 +258,7 @@ fn given_a_subscription_when_requests_arrive_then_they_are_pushed_within_credits
         for _ in 0..3 {
             pushed.push(bounded("push", OP, sub.recv()).await.expect("a push"));
         }
-        let ids: Vec<String> = pushed.iter().map(|m| m.id.to_string()).collect();
+        let ids: Vec<MessageId> = pushed.iter().map(|m| m.id).collect();
         assert_eq!(ids, sent, "pushed in order, each once");
         assert!(pushed.iter().all(|m| m.delivery_count == 1));
         // Ack all but the last; unsubscribe gives the last back.
@@ -296,7 +296,7 @@ fn given_a_request_when_the_provider_refuses_it_then_the_consumer_sees_the_refus
         .await
         .expect("send_refusal");
         let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
-        assert_eq!(answer.reply_to.map(|r| r.to_string()), Some(a.id.clone()));
+        assert_eq!(answer.reply_to, Some(a.id));
         assert_eq!(
             answer.body,
             DeliveryBody::Answer(AnswerBody::Refusal {
@@ -514,7 +514,7 @@ fn given_requests_the_hub_refuses_when_sent_then_each_gets_its_typed_error() {
             .await
             .expect("a valid request after errors");
         let got = fetch_n(&fns, &requests(EGRUL), 1, OP).await;
-        assert_eq!(got[0].id.to_string(), a.id);
+        assert_eq!(got[0].id, a.id);
     });
 }
 

@@ -120,7 +120,7 @@ fn serves(ep: Endpoint) {
         let a = bounded("send", OP, mfc.send_request(sent))
             .await
             .expect("send_request after the restart");
-        let status = bounded("status", OP, mfc.status(a.id.parse().expect("uuid")))
+        let status = bounded("status", OP, mfc.status(a.id))
             .await
             .expect("status of the request sent after the restart");
         assert_eq!(status.answer_id, None);

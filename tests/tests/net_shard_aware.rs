@@ -96,16 +96,13 @@ fn given_shard_ports_when_shard_aware_client_exchanges_then_each_connection_is_o
                     .await
                     .expect("answer")
                     .remove(0);
-                assert_eq!(
-                    answer.reply_to.map(|r| r.to_string()),
-                    Some(accepted.id.clone())
-                );
+                assert_eq!(answer.reply_to, Some(accepted.id));
                 consumer.ack(&answer).await.expect("ack");
-                let status = consumer
-                    .status(accepted.id.parse().expect("id"))
-                    .await
-                    .expect("status");
-                assert!(status.events.iter().any(|e| e.kind == "answer_acked"));
+                let status = consumer.status(accepted.id).await.expect("status");
+                assert!(status
+                    .events
+                    .iter()
+                    .any(|e| e.kind.as_str() == "answer_acked"));
             });
     });
     worker.join().expect("client thread");

@@ -142,7 +142,7 @@ fn given_damage_in_the_replayed_log_when_started_then_refused_and_after_repair_e
         ..ServerOptions::dev_token()
     });
     let ep = server.endpoint();
-    let sent: Vec<(String, Vec<u8>)> = run_local(move || async move {
+    let sent: Vec<(gonets_types::MessageId, Vec<u8>)> = run_local(move || async move {
         let mfc = ep.connect("MFC").await;
         let mut sent = Vec::new();
         for i in 0..REQUESTS {

@@ -60,6 +60,33 @@
 //! (`LocalExecutorBuilder::new(..).spawn(|| async { .. })`) with
 //! `gonets_client::glommio::Client`.
 //!
+//! # Operations: one path
+//!
+//! Every operation is a vocabulary [`Command`] run by [`Client::execute`]:
+//! it goes out through the wire mapping's `gonets_proto::encode_command`
+//! and its reply comes back through `gonets_proto::decode_reply` as the
+//! [`Reply`] of its [`Command::reply_kind`] (an `ERROR` frame as the hub's
+//! typed [`HubError`] in [`ClientError::Hub`]). The client holds no second
+//! spelling of any operation: the typed methods are one-line wrappers that
+//! build the command and unwrap its reply into the vocabulary's types:
+//!
+//! | method | command | returns |
+//! |---|---|---|
+//! | `send_request` | `SendRequest` | [`Accepted`] |
+//! | `call` | `Call` | [`Message`] |
+//! | `fetch` | `Fetch` | `Vec<Message>` |
+//! | `ack`, `nack` | `Ack`, `Nack` | `()` |
+//! | `send_response`, `send_refusal` | `SendResponse`, `SendRefusal` | `()` |
+//! | `status` | `Status` | [`StatusView`] |
+//! | `queue_stats` | `QueueStats` | [`QueueStats`] |
+//!
+//! Paths of their own, as the protocol has no hub operation for them: the
+//! hello (`Client::hello`), `ping`, and a subscription
+//! ([`Client::subscribe`] sends the `Subscribe` command through the same
+//! mapping, but its pushes need a [`ClientSubscription`]; they decode with
+//! `gonets_proto::decode_push`; `add_credits` and `unsubscribe` are
+//! connection-level requests).
+//!
 //! # What is delivered
 //!
 //! `fetch`, `call` and a subscription's `recv` hand out the vocabulary's
@@ -77,17 +104,16 @@
 //! (leases of a dropped connection go back to their queue by themselves).
 //!
 //! Shard-aware mode ([`ShardAwareClient`]): one connection per shard to the
-//! shard's own port, each operation sent to the shard owning its queue or
-//! message.
+//! shard's own port, each command sent to the shard that owns it
+//! ([`Command::shard`]: its queue's, or the one its message id names).
 //!
 //! Modules: `runtime` (the [`Runtime`] trait, the connection task), `link`
-//! (one live connection), `message` (wire headers to [`Message`]),
-//! `shard_aware`, and the adapters `glommio` and `tokio`.
+//! (one live connection: frames out, frames routed back by correlation
+//! id), `shard_aware`, and the adapters `glommio` and `tokio`.
 
 #[cfg(feature = "glommio")]
 pub mod glommio;
 mod link;
-mod message;
 pub mod runtime;
 mod shard_aware;
 #[cfg(feature = "tokio")]
@@ -99,11 +125,11 @@ pub use shard_aware::ShardAwareClient;
 
 use bytes::Bytes;
 use gonets_proto::header as h;
-use gonets_proto::{Limits, Opcode};
+use gonets_proto::{encode_command, BadReply, Limits, Opcode, READER_OF_SESSION};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::NewRequest;
+use gonets_types::{Accepted, Command, NewRequest, QueueStats, Reply, ReplyKind, StatusView};
 use link::{lock, Link};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,6 +232,17 @@ pub enum ClientError {
     /// The server's reply does not make sense.
     #[error("bad reply: {0}")]
     BadReply(String),
+    /// The command cannot run through [`Client::execute`] (the text says
+    /// which method runs it).
+    #[error("not executable: {0}")]
+    NotExecutable(&'static str),
+}
+
+impl From<BadReply> for ClientError {
+    /// The wire mapping's "the server broke the protocol".
+    fn from(BadReply(why): BadReply) -> ClientError {
+        ClientError::BadReply(why)
+    }
 }
 
 /// A connection to a gonets server, on runtime `R` (see the crate docs;
@@ -328,49 +365,28 @@ impl<R: Runtime> Client<R> {
         Ok(link)
     }
 
-    /// One request, one reply, on the current connection.
-    async fn ask<T: serde::Serialize>(
-        &self,
-        op: Opcode,
-        header: &T,
-        body: &[&[u8]],
-        extra_wait_ms: u64,
-    ) -> Result<gonets_proto::Frame, ClientError> {
-        let link = self.link().await?;
-        link.ask(
-            op,
-            header,
-            body,
-            self.inner.config.request_timeout_ms + extra_wait_ms,
-        )
-        .await
-    }
-
-    /// Sends a request; `Accepted` once durable. Survives reconnects
-    /// without duplicates (idempotency key).
-    pub async fn send_request(&self, mut request: NewRequest) -> Result<h::Accepted, ClientError> {
-        let key = request
-            .idempotency_key
-            .get_or_insert_with(|| uuid::Uuid::now_v7().to_string())
-            .clone();
-        let header = h::SendRequest {
-            kind: request.kind.to_string(),
-            idempotency_key: Some(key),
-            test: request.test,
-            transaction: request.transaction.clone(),
-            state_secret: request.state_secret,
-        };
+    /// Runs one operation: `command` goes out through the wire mapping
+    /// ([`gonets_proto::encode_command`]) and its reply comes back through
+    /// it ([`gonets_proto::decode_reply`]) as the [`Reply`] of the
+    /// command's [`Command::reply_kind`]; an `Error` frame comes back as
+    /// the hub's typed error. The typed methods below are thin wrappers.
+    ///
+    /// A `SendRequest` always carries an idempotency key (made here when
+    /// the command has none) and is re-sent on a new connection when the
+    /// connection drops, up to `reconnect_attempts_max` times, so a drop
+    /// never loses or duplicates it. Any other command reports
+    /// `Disconnected`. A `Fetch` waits its own `wait_ms` on top of the
+    /// request timeout. A `Subscribe` is refused (`NotExecutable`): its
+    /// pushes need the [`ClientSubscription`] of [`Client::subscribe`].
+    pub async fn execute(&self, command: Command) -> Result<Reply, ClientError> {
+        let (command, resend) = prepared(command)?;
         let mut backoff_ms = self.inner.config.reconnect_backoff_ms;
         let mut attempt = 0;
         // Bounded by reconnect_attempts_max.
         loop {
             attempt += 1;
-            match self
-                .ask(Opcode::SendRequest, &header, &[&request.payload], 0)
-                .await
-            {
-                Ok(mut f) => return parse(&mut f),
-                Err(ClientError::Disconnected(why)) => {
+            match self.execute_once(&command).await {
+                Err(ClientError::Disconnected(why)) if resend => {
                     if attempt >= self.inner.config.reconnect_attempts_max {
                         return Err(ClientError::Disconnected(format!(
                             "{why} (after {attempt} attempts)"
@@ -379,31 +395,45 @@ impl<R: Runtime> Client<R> {
                     R::sleep(Duration::from_millis(backoff_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(2000);
                 }
-                Err(e) => return Err(e),
+                result => return result,
             }
         }
     }
 
+    /// One request, one reply, on the current connection.
+    async fn execute_once(&self, command: &Command) -> Result<Reply, ClientError> {
+        let extra_wait_ms = match command {
+            Command::Fetch { wait_ms, .. } => *wait_ms,
+            _ => 0,
+        };
+        let link = self.link().await?;
+        let encode = |out: &mut Vec<u8>, id| {
+            encode_command(out, id, command);
+        };
+        let timeout_ms = self
+            .inner
+            .config
+            .request_timeout_ms
+            .saturating_add(extra_wait_ms);
+        let mut frame = link.ask(encode, timeout_ms).await?;
+        link::reply_of(command.reply_kind(), &mut frame)
+    }
+
+    /// [`Client::execute`] of a command whose reply is a `T`.
+    async fn run<T: Expected>(&self, command: Command) -> Result<T, ClientError> {
+        expect_kind::<T>(&command);
+        self.execute(command).await.map(T::from_reply)
+    }
+
+    /// Sends a request; `Accepted` once durable. Survives reconnects
+    /// without duplicates (idempotency key, see [`Client::execute`]).
+    pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, ClientError> {
+        self.run(Command::SendRequest(request)).await
+    }
+
     /// The realtime path: the answer within the data kind's budget.
     pub async fn call(&self, request: NewRequest) -> Result<Message, ClientError> {
-        let header = h::SendRequest {
-            kind: request.kind.to_string(),
-            idempotency_key: request.idempotency_key.clone(),
-            test: request.test,
-            transaction: request.transaction.clone(),
-            state_secret: request.state_secret,
-        };
-        let mut f = self
-            .ask(Opcode::Call, &header, &[&request.payload], 0)
-            .await?;
-        let mut messages = message::messages_of(&mut f)?;
-        if messages.len() != 1 {
-            return Err(ClientError::BadReply(format!(
-                "a call's reply carries {} messages",
-                messages.len()
-            )));
-        }
-        Ok(messages.remove(0))
+        self.run(Command::Call(request)).await
     }
 
     /// Long-poll: up to `max` messages of `queue`, waiting up to `wait` for the first.
@@ -413,14 +443,7 @@ impl<R: Runtime> Client<R> {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Message>, ClientError> {
-        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-        let header = h::Fetch {
-            queue: gonets_proto::queue_name(queue),
-            max,
-            wait_ms,
-        };
-        let mut f = self.ask(Opcode::Fetch, &header, &[], wait_ms).await?;
-        message::messages_of(&mut f)
+        self.run(commands::fetch(queue, max, wait)).await
     }
 
     /// Push delivery of `queue` with `credits` messages in flight. Ends
@@ -431,12 +454,14 @@ impl<R: Runtime> Client<R> {
         credits: u32,
     ) -> Result<ClientSubscription<R>, ClientError> {
         let link = self.link().await?;
-        let header = h::Subscribe {
-            queue: gonets_proto::queue_name(queue),
+        let command = Command::Subscribe {
+            queue: queue.clone(),
             credits,
+            // Not sent: the server's session picks the reader.
+            reader: READER_OF_SESSION,
         };
         let (id, pushes) = link
-            .subscribe(&header, self.inner.config.request_timeout_ms)
+            .subscribe(&command, self.inner.config.request_timeout_ms)
             .await?;
         Ok(ClientSubscription {
             client: self.clone(),
@@ -448,24 +473,12 @@ impl<R: Runtime> Client<R> {
 
     /// Ends a lease: the message is done. `m.reader` names the lease holder.
     pub async fn ack(&self, m: &Message) -> Result<(), ClientError> {
-        let header = h::Settle {
-            queue: gonets_proto::queue_name(&m.queue),
-            id: m.id.to_string(),
-            lease: m.reader,
-            delay_ms: 0,
-        };
-        self.ask(Opcode::Ack, &header, &[], 0).await.map(drop)
+        self.run(commands::ack(m)).await
     }
 
     /// Ends a lease: deliver again after `delay`.
     pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
-        let header = h::Settle {
-            queue: gonets_proto::queue_name(&m.queue),
-            id: m.id.to_string(),
-            lease: m.reader,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        };
-        self.ask(Opcode::Nack, &header, &[], 0).await.map(drop)
+        self.run(commands::nack(m, delay)).await
     }
 
     /// The provider's data answer; returns once durable.
@@ -474,13 +487,12 @@ impl<R: Runtime> Client<R> {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        let header = h::SendResponse {
-            request_id: request_id.to_string(),
-        };
         let payload = payload.into();
-        self.ask(Opcode::SendResponse, &header, &[&payload], 0)
-            .await
-            .map(drop)
+        self.run(Command::SendResponse {
+            request_id,
+            payload,
+        })
+        .await
     }
 
     /// The provider's refusal; returns once durable.
@@ -490,33 +502,29 @@ impl<R: Runtime> Client<R> {
         code: RefusalCode,
         reason: &str,
     ) -> Result<(), ClientError> {
-        let header = h::SendRefusal {
-            request_id: request_id.to_string(),
-            code: code.as_str().into(),
-            reason: reason.into(),
-        };
-        self.ask(Opcode::SendRefusal, &header, &[], 0)
-            .await
-            .map(drop)
+        self.run(commands::refusal(request_id, code, reason)).await
     }
 
-    /// A message's history.
-    pub async fn status(&self, id: MessageId) -> Result<h::StatusReply, ClientError> {
-        let header = h::Status { id: id.to_string() };
-        parse(&mut self.ask(Opcode::Status, &header, &[], 0).await?)
+    /// A message's history (by its request's or its answer's id).
+    pub async fn status(&self, id: MessageId) -> Result<StatusView, ClientError> {
+        self.run(Command::Status { id }).await
     }
 
     /// A queue's depth, in-flight count and oldest age.
-    pub async fn queue_stats(&self, queue: &QueueId) -> Result<h::QueueStatsReply, ClientError> {
-        let header = h::QueueStats {
-            queue: gonets_proto::queue_name(queue),
-        };
-        parse(&mut self.ask(Opcode::QueueStats, &header, &[], 0).await?)
+    pub async fn queue_stats(&self, queue: &QueueId) -> Result<QueueStats, ClientError> {
+        let queue = queue.clone();
+        self.run(Command::QueueStats { queue }).await
     }
 
-    /// A round trip.
+    /// A round trip (connection-level: no operation on the hub).
     pub async fn ping(&self) -> Result<(), ClientError> {
-        self.ask(Opcode::Ping, &h::Empty {}, &[], 0).await.map(drop)
+        let link = self.link().await?;
+        link.connection_request(
+            Opcode::Ping,
+            &h::Empty {},
+            self.inner.config.request_timeout_ms,
+        )
+        .await
     }
 
     /// Closes the connection.
@@ -525,10 +533,114 @@ impl<R: Runtime> Client<R> {
     }
 }
 
-/// Parses a reply's JSON header.
-fn parse<T: serde::de::DeserializeOwned>(f: &mut gonets_proto::Frame) -> Result<T, ClientError> {
-    gonets_proto::parse_header(&mut f.json).map_err(|e| ClientError::BadReply(e.to_string()))
+/// `command` as it goes out, and whether it is re-sent after a drop: a
+/// `SendRequest` gets an idempotency key when it has none (and is re-sent:
+/// the key makes a repeat harmless); a `Subscribe` is refused (see
+/// [`Client::execute`]).
+fn prepared(mut command: Command) -> Result<(Command, bool), ClientError> {
+    let resend = match &mut command {
+        Command::SendRequest(r) => {
+            r.idempotency_key
+                .get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
+            true
+        }
+        Command::Subscribe { .. } => {
+            return Err(ClientError::NotExecutable(
+                "subscribe with Client::subscribe: its pushes need a ClientSubscription",
+            ))
+        }
+        _ => false,
+    };
+    Ok((command, resend))
 }
+
+/// The commands of the typed methods whose arguments are not the
+/// command's fields as they are (shared with [`ShardAwareClient`]).
+mod commands {
+    use super::*;
+
+    /// Whole milliseconds of `d`, saturated.
+    fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn fetch(queue: &QueueId, max: u32, wait: Duration) -> Command {
+        Command::Fetch {
+            queue: queue.clone(),
+            max,
+            wait_ms: ms(wait),
+            // Not sent: the server's session picks the reader.
+            reader: READER_OF_SESSION,
+        }
+    }
+
+    /// The lease holder the server sent (`m.reader`) goes back.
+    pub(crate) fn ack(m: &Message) -> Command {
+        Command::Ack {
+            queue: m.queue.clone(),
+            id: m.id,
+            reader: m.reader,
+        }
+    }
+
+    pub(crate) fn nack(m: &Message, delay: Duration) -> Command {
+        Command::Nack {
+            queue: m.queue.clone(),
+            id: m.id,
+            reader: m.reader,
+            delay_ms: ms(delay),
+        }
+    }
+
+    pub(crate) fn refusal(request_id: MessageId, code: RefusalCode, reason: &str) -> Command {
+        Command::SendRefusal {
+            request_id,
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a typed method returns: the content of one [`Reply`] variant.
+trait Expected: Sized {
+    /// The reply kind it comes in.
+    const KIND: ReplyKind;
+    /// The content of `reply`, which is of kind [`Expected::KIND`].
+    fn from_reply(reply: Reply) -> Self;
+}
+
+/// Asserts that `command` is answered with a `T`: the typed methods
+/// pair each command with its reply's type, as `Command::reply_kind` does.
+fn expect_kind<T: Expected>(command: &Command) {
+    assert_eq!(
+        T::KIND,
+        command.reply_kind(),
+        "an operation awaited as the wrong reply: {command:?}"
+    );
+}
+
+/// `Expected` of the variant `$variant` of `Reply` holding a `$t`.
+macro_rules! expected {
+    ($t:ty, $kind:ident, $reply:pat => $content:expr) => {
+        impl Expected for $t {
+            const KIND: ReplyKind = ReplyKind::$kind;
+            fn from_reply(reply: Reply) -> Self {
+                match reply {
+                    $reply => $content,
+                    // `decode_reply` answers the kind it is asked for.
+                    other => unreachable!("a {:?} reply for {:?}", other.kind(), Self::KIND),
+                }
+            }
+        }
+    };
+}
+
+expected!(Accepted, Accepted, Reply::Accepted(a) => a);
+expected!(Message, Message, Reply::Message(m) => m);
+expected!(Vec<Message>, Messages, Reply::Messages(ms) => ms);
+expected!((), Done, Reply::Done => ());
+expected!(StatusView, Status, Reply::Status(s) => s);
+expected!(QueueStats, Stats, Reply::Stats(s) => s);
 
 /// Messages of one queue pushed as credits allow (see [`Client::subscribe`]).
 pub struct ClientSubscription<R: Runtime> {
@@ -542,30 +654,23 @@ impl<R: Runtime> ClientSubscription<R> {
     /// The next pushed message; `Disconnected` once the connection dropped.
     pub async fn recv(&mut self) -> Result<Message, ClientError> {
         match self.pushes.recv_async().await {
-            Ok(Ok(mut f)) => {
-                let header: h::MessageHeader = parse(&mut f)?;
-                message::message_of(header, f.body)
-            }
+            Ok(Ok(mut f)) => gonets_proto::decode_push(&mut f).map_err(ClientError::from),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Disconnected("the connection closed".into())),
         }
     }
 
-    /// Allows `credits` more messages in flight.
+    /// Allows `credits` more messages in flight (connection-level: the
+    /// subscription is this connection's).
     pub async fn add_credits(&self, credits: u32) -> Result<(), ClientError> {
         let header = h::AddCredits {
             subscription: self.id,
             credits,
         };
+        let timeout_ms = self.client.inner.config.request_timeout_ms;
         self.link
-            .ask(
-                Opcode::AddCredits,
-                &header,
-                &[],
-                self.client.inner.config.request_timeout_ms,
-            )
+            .connection_request(Opcode::AddCredits, &header, timeout_ms)
             .await
-            .map(drop)
     }
 
     /// Ends the subscription; its unacked messages go back to the queue.
@@ -574,14 +679,72 @@ impl<R: Runtime> ClientSubscription<R> {
             subscription: self.id,
         };
         self.link.end_subscription(self.id);
+        let timeout_ms = self.client.inner.config.request_timeout_ms;
         self.link
-            .ask(
-                Opcode::Unsubscribe,
-                &header,
-                &[],
-                self.client.inner.config.request_timeout_ms,
-            )
+            .connection_request(Opcode::Unsubscribe, &header, timeout_ms)
             .await
-            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gonets_types::ParticipantId;
+
+    #[test]
+    fn given_a_send_request_without_a_key_when_prepared_then_it_gets_one_and_is_resent_after_a_drop(
+    ) {
+        let (command, resend) =
+            prepared(Command::SendRequest(NewRequest::new("urn:k:1", "x"))).expect("runs");
+        assert!(resend);
+        assert!(
+            matches!(&command, Command::SendRequest(r) if r.idempotency_key.as_deref().is_some_and(|k| !k.is_empty())),
+            "{command:?}"
+        );
+        let mut keyed = NewRequest::new("urn:k:1", "x");
+        keyed.idempotency_key = Some("mine".into());
+        let (command, _) = prepared(Command::SendRequest(keyed.clone())).expect("runs");
+        assert_eq!(
+            command,
+            Command::SendRequest(keyed),
+            "the caller's key is kept"
+        );
+    }
+
+    #[test]
+    fn given_other_commands_when_prepared_then_they_go_out_as_they_are_and_only_once() {
+        let call = Command::Call(NewRequest::new("urn:k:1", "x"));
+        let (command, resend) = prepared(call.clone()).expect("runs");
+        assert_eq!(command, call, "a call gets no key");
+        assert!(!resend);
+        let stats = Command::QueueStats {
+            queue: QueueId::Answers(ParticipantId::new("MFC")),
+        };
+        assert!(!prepared(stats).expect("runs").1);
+    }
+
+    #[test]
+    fn given_a_subscribe_when_executed_then_not_executable_not_a_subscription_without_a_receiver() {
+        let subscribe = Command::Subscribe {
+            queue: QueueId::Answers(ParticipantId::new("MFC")),
+            credits: 1,
+            reader: READER_OF_SESSION,
+        };
+        assert!(matches!(
+            prepared(subscribe),
+            Err(ClientError::NotExecutable(_))
+        ));
+    }
+
+    #[test]
+    fn given_each_typed_reply_when_paired_then_its_kind_is_the_one_its_command_gets() {
+        let m = QueueId::Answers(ParticipantId::new("MFC"));
+        let id = MessageId::new(1, 0, 1);
+        expect_kind::<Accepted>(&Command::SendRequest(NewRequest::new("urn:k:1", "x")));
+        expect_kind::<Message>(&Command::Call(NewRequest::new("urn:k:1", "x")));
+        expect_kind::<Vec<Message>>(&commands::fetch(&m, 1, Duration::ZERO));
+        expect_kind::<()>(&commands::refusal(id, RefusalCode::NoData, ""));
+        expect_kind::<StatusView>(&Command::Status { id });
+        expect_kind::<QueueStats>(&Command::QueueStats { queue: m });
     }
 }

@@ -9,7 +9,8 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_lite::FutureExt;
 use gonets_proto::frame_io::{read_frame, ReadEnd};
 use gonets_proto::header::{self as h, ErrorReply};
-use gonets_proto::{Frame, FrameDecoder, Opcode};
+use gonets_proto::{decode_reply, encode_command, Frame, FrameDecoder, Opcode};
+use gonets_types::{Command, Reply, ReplyKind};
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -135,17 +136,33 @@ pub(crate) struct Link<R> {
     runtime: PhantomData<R>,
 }
 
+/// The client error of an `Error` frame's header: the hub's typed error
+/// when its code names one, else the protocol error.
+pub(crate) fn error_from(e: ErrorReply) -> ClientError {
+    match e.to_hub() {
+        Some(hub) => ClientError::Hub(hub),
+        None => ClientError::Protocol {
+            code: e.code,
+            message: e.message,
+        },
+    }
+}
+
 /// The client error an error frame stands for.
 fn error_of(frame: &mut Frame) -> ClientError {
     match gonets_proto::parse_header::<ErrorReply>(&mut frame.json) {
-        Ok(e) => match e.to_hub() {
-            Some(hub) => ClientError::Hub(hub),
-            None => ClientError::Protocol {
-                code: e.code,
-                message: e.message,
-            },
-        },
+        Ok(e) => error_from(e),
         Err(e) => ClientError::BadReply(format!("unreadable error frame: {e}")),
+    }
+}
+
+/// The reply of kind `kind` that `frame` (a reply or an `Error` frame)
+/// carries, through the wire mapping ([`decode_reply`]).
+pub(crate) fn reply_of(kind: ReplyKind, frame: &mut Frame) -> Result<Reply, ClientError> {
+    match decode_reply(kind, frame) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(error_from(e)),
+        Err(bad) => Err(ClientError::from(bad)),
     }
 }
 
@@ -274,31 +291,29 @@ impl<R: Runtime> Link<R> {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends a request and waits up to `timeout_ms` for its reply.
-    pub(crate) async fn ask<T: serde::Serialize>(
+    /// Sends the request frame `encode` appends (under the correlation id
+    /// it is given) and waits up to `timeout_ms` for the frame answering
+    /// it: its reply or its `Error` frame, as received.
+    pub(crate) async fn ask(
         &self,
-        op: Opcode,
-        header: &T,
-        body: &[&[u8]],
+        encode: impl FnOnce(&mut Vec<u8>, u64),
         timeout_ms: u64,
     ) -> Result<Frame, ClientError> {
         let id = self.next_id();
         let (tx, rx) = flume::bounded(1);
-        self.send(op, id, header, body, tx).await?;
+        self.send(id, encode, tx).await?;
         self.wait(id, rx, timeout_ms).await
     }
 
-    async fn send<T: serde::Serialize>(
+    async fn send(
         &self,
-        op: Opcode,
         id: u64,
-        header: &T,
-        body: &[&[u8]],
+        encode: impl FnOnce(&mut Vec<u8>, u64),
         tx: ReplySender,
     ) -> Result<(), ClientError> {
         self.routes.insert(false, id, tx)?;
-        let mut frame = Vec::with_capacity(128 + body.iter().map(|b| b.len()).sum::<usize>());
-        gonets_proto::encode(&mut frame, op, id, header, body);
+        let mut frame = Vec::with_capacity(128);
+        encode(&mut frame, id);
         if self.out.send_async(frame).await.is_err() {
             self.routes.remove(false, id);
             return Err(self.disconnected());
@@ -322,29 +337,55 @@ impl<R: Runtime> Link<R> {
         }
     }
 
-    /// Subscribes: the subscription's number and the channel of its pushes.
+    /// Subscribes (`command` is a [`Command::Subscribe`]): the
+    /// subscription's number and the channel of its pushes.
     pub(crate) async fn subscribe(
         &self,
-        header: &h::Subscribe,
+        command: &Command,
         timeout_ms: u64,
     ) -> Result<(u64, ReplyReceiver), ClientError> {
+        assert!(
+            matches!(command, Command::Subscribe { .. }),
+            "a subscription starts with a subscribe: {command:?}"
+        );
         let id = self.next_id();
         let (push_tx, push_rx) = flume::bounded(PUSH_BUFFER_FRAMES_MAX);
         // Registered before the request: pushes may follow the reply at once.
         self.routes.insert(true, id, push_tx)?;
         let (tx, rx) = flume::bounded(1);
-        let sent = self.send(Opcode::Subscribe, id, header, &[], tx).await;
+        let encode = |out: &mut Vec<u8>, id| {
+            encode_command(out, id, command);
+        };
+        let sent = self.send(id, encode, tx).await;
         let reply = match sent {
             Ok(()) => self.wait(id, rx, timeout_ms).await,
             Err(e) => Err(e),
         };
-        match reply {
+        match reply.and_then(|mut f| reply_of(command.reply_kind(), &mut f)) {
             Ok(_) => Ok((id, push_rx)),
             Err(e) => {
                 self.routes.remove(true, id);
                 Err(e)
             }
         }
+    }
+
+    /// A connection-level request (`Ping`, `AddCredits`, `Unsubscribe`: no
+    /// operation on the hub, so no `Command`) and its empty reply.
+    pub(crate) async fn connection_request<T: serde::Serialize>(
+        &self,
+        op: Opcode,
+        header: &T,
+        timeout_ms: u64,
+    ) -> Result<(), ClientError> {
+        assert!(
+            matches!(op, Opcode::Ping | Opcode::AddCredits | Opcode::Unsubscribe),
+            "0x{:02x} is an operation: it goes through the wire mapping",
+            op.to_u8()
+        );
+        let encode = |out: &mut Vec<u8>, id| gonets_proto::encode(out, op, id, header, &[]);
+        let mut frame = self.ask(encode, timeout_ms).await?;
+        reply_of(ReplyKind::Done, &mut frame).map(drop)
     }
 
     /// Stops routing pushes of subscription `id`.
@@ -409,10 +450,11 @@ fn route(routes: &Routes, mut frame: Frame) -> Result<(), String> {
             return Err(format!("the server closed the connection: {e}"));
         }
         Opcode::Error => {
-            let e = error_of(&mut frame);
             if let Some(tx) = routes.remove(false, id) {
-                let _ = tx.try_send(Err(e));
+                // Read by the asker, through the wire mapping.
+                let _ = tx.try_send(Ok(frame));
             } else if let Some(tx) = routes.remove(true, id) {
+                let e = error_of(&mut frame);
                 // A subscription ended by the server (e.g. hub shutting down).
                 let _ = tx.try_send(Err(e));
             }
@@ -532,6 +574,30 @@ mod tests {
         // A reply with no waiter (timed out) is dropped, not misrouted.
         route(&routes, frame(Opcode::Ping.reply(), 9)).expect("dropped");
         assert!(rx3.try_recv().is_err());
+    }
+
+    #[test]
+    fn given_an_error_frame_for_a_waiting_request_when_routed_then_the_waiter_reads_the_hubs_typed_error(
+    ) {
+        let (stop_tx, _stop_rx) = flume::bounded(1);
+        let routes = Routes::new(stop_tx);
+        let (tx, rx) = flume::bounded(1);
+        routes.insert(false, 6, tx).expect("open");
+        let mut bytes = Vec::new();
+        let e = ErrorReply::from_hub(&gonets_types::HubError::NotFound);
+        gonets_proto::encode_error(&mut bytes, 6, &e);
+        let mut decoder = FrameDecoder::new(Limits {
+            header_bytes_max: 1024,
+            body_bytes_max: 1024,
+        });
+        decoder.extend(&bytes);
+        let error = decoder.next_frame().expect("valid").expect("whole");
+        route(&routes, error).expect("routed");
+        let mut got = rx.try_recv().expect("6's frame").expect("as received");
+        assert!(matches!(
+            reply_of(ReplyKind::Done, &mut got),
+            Err(ClientError::Hub(gonets_types::HubError::NotFound))
+        ));
     }
 
     #[test]

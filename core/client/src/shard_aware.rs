@@ -2,12 +2,13 @@
 //! port, and every operation sent to the shard that owns its queue or
 //! message, so no command crosses cores inside the hub.
 
-use crate::{Client, ClientConfig, ClientError, ClientSubscription, Message, Runtime};
+use crate::{
+    commands, Client, ClientConfig, ClientError, ClientSubscription, Expected, Message, Runtime,
+};
 use bytes::Bytes;
-use gonets_proto::header as h;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::NewRequest;
+use gonets_types::{Accepted, Command, HubError, NewRequest, QueueStats, Reply, StatusView};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -83,18 +84,34 @@ impl<R: Runtime> ShardAwareClient<R> {
             .ok_or(ClientError::Hub(gonets_types::HubError::NotFound))
     }
 
-    fn for_kind(&self, request: &NewRequest) -> &Client<R> {
-        self.for_queue(&QueueId::Requests(request.kind.clone()))
+    /// The connection to the shard that owns `command` (its queue, or the
+    /// shard its message id names: `NotFound` for an id of no shard here).
+    pub fn owner(&self, command: &Command) -> Result<&Client<R>, ClientError> {
+        command
+            .shard(self.shard_count())
+            .and_then(|s| self.shards.get(usize::from(s)))
+            .ok_or(ClientError::Hub(HubError::NotFound))
+    }
+
+    /// See [`Client::execute`]: on the connection to the shard that owns
+    /// `command`.
+    pub async fn execute(&self, command: Command) -> Result<Reply, ClientError> {
+        self.owner(&command)?.execute(command).await
+    }
+
+    /// A typed method: `command` on its shard's connection.
+    async fn run<T: Expected>(&self, command: Command) -> Result<T, ClientError> {
+        self.owner(&command)?.run(command).await
     }
 
     /// See [`Client::send_request`].
-    pub async fn send_request(&self, request: NewRequest) -> Result<h::Accepted, ClientError> {
-        self.for_kind(&request).send_request(request).await
+    pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, ClientError> {
+        self.run(Command::SendRequest(request)).await
     }
 
     /// See [`Client::call`].
     pub async fn call(&self, request: NewRequest) -> Result<Message, ClientError> {
-        self.for_kind(&request).call(request).await
+        self.run(Command::Call(request)).await
     }
 
     /// See [`Client::fetch`].
@@ -104,7 +121,7 @@ impl<R: Runtime> ShardAwareClient<R> {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Message>, ClientError> {
-        self.for_queue(queue).fetch(queue, max, wait).await
+        self.run(commands::fetch(queue, max, wait)).await
     }
 
     /// See [`Client::subscribe`].
@@ -118,12 +135,12 @@ impl<R: Runtime> ShardAwareClient<R> {
 
     /// See [`Client::ack`] (sent on the connection that fetched it).
     pub async fn ack(&self, m: &Message) -> Result<(), ClientError> {
-        self.for_queue(&m.queue).ack(m).await
+        self.run(commands::ack(m)).await
     }
 
     /// See [`Client::nack`].
     pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
-        self.for_queue(&m.queue).nack(m, delay).await
+        self.run(commands::nack(m, delay)).await
     }
 
     /// See [`Client::send_response`].
@@ -132,9 +149,12 @@ impl<R: Runtime> ShardAwareClient<R> {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        self.for_message(request_id)?
-            .send_response(request_id, payload)
-            .await
+        let payload = payload.into();
+        self.run(Command::SendResponse {
+            request_id,
+            payload,
+        })
+        .await
     }
 
     /// See [`Client::send_refusal`].
@@ -144,18 +164,17 @@ impl<R: Runtime> ShardAwareClient<R> {
         code: RefusalCode,
         reason: &str,
     ) -> Result<(), ClientError> {
-        self.for_message(request_id)?
-            .send_refusal(request_id, code, reason)
-            .await
+        self.run(commands::refusal(request_id, code, reason)).await
     }
 
     /// See [`Client::status`].
-    pub async fn status(&self, id: MessageId) -> Result<h::StatusReply, ClientError> {
-        self.for_message(id)?.status(id).await
+    pub async fn status(&self, id: MessageId) -> Result<StatusView, ClientError> {
+        self.run(Command::Status { id }).await
     }
 
     /// See [`Client::queue_stats`].
-    pub async fn queue_stats(&self, queue: &QueueId) -> Result<h::QueueStatsReply, ClientError> {
-        self.for_queue(queue).queue_stats(queue).await
+    pub async fn queue_stats(&self, queue: &QueueId) -> Result<QueueStats, ClientError> {
+        let queue = queue.clone();
+        self.run(Command::QueueStats { queue }).await
     }
 }

@@ -519,7 +519,7 @@ async fn bulk_sender(mfc: &Client, t: &Rc<Tally>, until: Instant) {
                     record(&t.accept_latency_us, started);
                     bump(&t.sent, 1);
                     if t.first_bulk_id.get().is_none() {
-                        t.first_bulk_id.set(a.id.parse().ok());
+                        t.first_bulk_id.set(Some(a.id));
                     }
                 }
                 Err(e) => {

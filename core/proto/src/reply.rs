@@ -228,3 +228,47 @@ pub fn status_view(s: h::StatusReply) -> Result<StatusView, BadReply> {
         events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Moved from the client's `message` module (its conversion is this one).
+    use super::*;
+    use gonets_types::{MessageId, QueueId};
+
+    #[test]
+    fn given_a_wire_message_header_when_converted_then_the_lease_holder_lands_in_reader() {
+        let id = MessageId::new(1_700_000_000_000, 1, 42);
+        let header = h::MessageHeader {
+            queue: "answers/MFC".into(),
+            id: id.to_string(),
+            reply_to: Some(id.to_string()),
+            kind: "urn:gonets:fns:egrul-extract:1".into(),
+            from: "FNS".into(),
+            body: "data".into(),
+            time_ms: 5,
+            delivery_count: 1,
+            lease: 77,
+            payload_bytes: 3,
+            ..h::MessageHeader::default()
+        };
+        let m = message_from_header(header, Bytes::from_static(b"abc")).expect("a valid message");
+        assert_eq!(m.reader, 77);
+        assert_eq!(m.queue, QueueId::Answers(ParticipantId::new("MFC")));
+        assert_eq!(m.reply_to, Some(id));
+        assert_eq!(m.body, DeliveryBody::Answer(AnswerBody::Data));
+        assert_eq!(&m.payload[..], b"abc");
+    }
+
+    #[test]
+    fn given_a_payload_shorter_than_the_header_says_when_converted_then_bad_reply() {
+        let header = h::MessageHeader {
+            queue: "answers/MFC".into(),
+            id: MessageId::new(1, 0, 1).to_string(),
+            body: "request".into(),
+            payload_bytes: 4,
+            ..h::MessageHeader::default()
+        };
+        let r = message_from_header(header, Bytes::from_static(b"abc"));
+        assert!(matches!(r, Err(BadReply(_))), "{r:?}");
+    }
+}

@@ -286,3 +286,105 @@ fn wire_form(command: &Command) -> (Opcode, Vec<u8>, &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The bytes a client sends for each operation, pinned: they are what
+    //! the client built by hand before it went through [`encode_command`]
+    //! (the server and the network tests are the contract).
+    use super::*;
+    use gonets_types::{ParticipantId, RefusalCode};
+
+    const KIND: &str = "urn:gonets:fns:egrul-extract:1";
+
+    /// `encode_command` of `command` under correlation id 9, as a frame of
+    /// `op` with the JSON header `json` and body `body`.
+    fn assert_wire(command: Command, op: Opcode, json: &str, body: &[u8]) {
+        let mut got = Vec::new();
+        assert_eq!(encode_command(&mut got, 9, &command), op, "{command:?}");
+        let mut want = Vec::new();
+        encode_frame(&mut want, op, 9, json.as_bytes(), &[body]);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{command:?}"
+        );
+        assert_eq!(got, want, "{command:?}");
+    }
+
+    #[test]
+    fn given_each_client_operation_when_encoded_then_its_frame_is_the_one_the_client_built_by_hand()
+    {
+        let id = MessageId::new(1_700_000_000_000, 1, 7);
+        let ids = id.to_string();
+        let answers = QueueId::Answers(ParticipantId::new("MFC"));
+        let mut request = NewRequest::new(KIND, "ogrn 1");
+        let plain = format!(r#"{{"kind":"{KIND}","test":false,"state_secret":false}}"#);
+        assert_wire(
+            Command::Call(request.clone()),
+            Opcode::Call,
+            &plain,
+            b"ogrn 1",
+        );
+        request.idempotency_key = Some("k-1".into());
+        request.transaction = Some("t-1".into());
+        request.test = true;
+        let keyed = format!(
+            r#"{{"kind":"{KIND}","idempotency_key":"k-1","test":true,"transaction":"t-1","state_secret":false}}"#
+        );
+        assert_wire(
+            Command::SendRequest(request),
+            Opcode::SendRequest,
+            &keyed,
+            b"ogrn 1",
+        );
+        let fetch = Command::Fetch {
+            queue: answers.clone(),
+            max: 10,
+            wait_ms: 5000,
+            reader: 3,
+        };
+        let json = r#"{"queue":"answers/MFC","max":10,"wait_ms":5000}"#;
+        assert_wire(fetch, Opcode::Fetch, json, b"");
+        let subscribe = Command::Subscribe {
+            queue: answers.clone(),
+            credits: 4,
+            reader: READER_OF_SESSION,
+        };
+        let json = r#"{"queue":"answers/MFC","credits":4}"#;
+        assert_wire(subscribe, Opcode::Subscribe, json, b"");
+        let (queue, reader) = (answers.clone(), 77);
+        let json = format!(r#"{{"queue":"answers/MFC","id":"{ids}","lease":77,"delay_ms":0}}"#);
+        assert_wire(Command::Ack { queue, id, reader }, Opcode::Ack, &json, b"");
+        let nack = Command::Nack {
+            queue: answers.clone(),
+            id,
+            reader,
+            delay_ms: 250,
+        };
+        let json = format!(r#"{{"queue":"answers/MFC","id":"{ids}","lease":77,"delay_ms":250}}"#);
+        assert_wire(nack, Opcode::Nack, &json, b"");
+        let response = Command::SendResponse {
+            request_id: id,
+            payload: Bytes::from_static(b"data"),
+        };
+        let json = format!(r#"{{"request_id":"{ids}"}}"#);
+        assert_wire(response, Opcode::SendResponse, &json, b"data");
+        let refusal = Command::SendRefusal {
+            request_id: id,
+            code: RefusalCode::NoData,
+            reason: "none".into(),
+        };
+        let json = format!(r#"{{"request_id":"{ids}","code":"NO_DATA","reason":"none"}}"#);
+        assert_wire(refusal, Opcode::SendRefusal, &json, b"");
+        let json = format!(r#"{{"id":"{ids}"}}"#);
+        assert_wire(Command::Status { id }, Opcode::Status, &json, b"");
+        let json = r#"{"queue":"answers/MFC"}"#;
+        assert_wire(
+            Command::QueueStats { queue: answers },
+            Opcode::QueueStats,
+            json,
+            b"",
+        );
+    }
+}

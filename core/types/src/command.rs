@@ -119,6 +119,28 @@ pub enum Command {
 }
 
 impl Command {
+    /// The shard that owns `self` among `shard_count`: that of its queue
+    /// (a send's or call's is its kind's requests queue), or the one its
+    /// message id names; `None` for an id that no shard of `shard_count`
+    /// made (the hub answers it `NotFound`).
+    pub fn shard(&self, shard_count: u16) -> Option<u16> {
+        let of_id = |id: &MessageId| Some(id.shard()).filter(|s| *s < shard_count);
+        match self {
+            Command::SendRequest(r) | Command::Call(r) => {
+                Some(QueueId::Requests(r.kind.clone()).shard(shard_count))
+            }
+            Command::Fetch { queue, .. }
+            | Command::Subscribe { queue, .. }
+            | Command::Ack { queue, .. }
+            | Command::Nack { queue, .. }
+            | Command::QueueStats { queue } => Some(queue.shard(shard_count)),
+            Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
+                of_id(request_id)
+            }
+            Command::Status { id } => of_id(id),
+        }
+    }
+
     /// The reply a successful `self` gets: the one pairing of operations
     /// and [`Reply`](crate::Reply) variants (`Session::execute` and its
     /// typed wrappers both follow it).
@@ -153,4 +175,50 @@ pub enum ReplyKind {
     Status,
     /// [`Reply::Stats`](crate::Reply::Stats).
     Stats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ParticipantId;
+
+    #[test]
+    fn given_commands_when_their_shard_is_asked_then_it_is_their_queues_or_their_ids() {
+        let shards = 4;
+        let requests = QueueId::Requests(DataKindId::new("urn:k:1"));
+        let answers = QueueId::Answers(ParticipantId::new("MFC"));
+        let send = Command::SendRequest(NewRequest::new("urn:k:1", "x"));
+        assert_eq!(send.shard(shards), Some(requests.shard(shards)));
+        let call = Command::Call(NewRequest::new("urn:k:1", "x"));
+        assert_eq!(call.shard(shards), Some(requests.shard(shards)));
+        let stats = Command::QueueStats {
+            queue: answers.clone(),
+        };
+        assert_eq!(stats.shard(shards), Some(answers.shard(shards)));
+        let ack = Command::Ack {
+            queue: answers.clone(),
+            id: MessageId::new(1, 3, 1),
+            reader: 1,
+        };
+        assert_eq!(
+            ack.shard(shards),
+            Some(answers.shard(shards)),
+            "its queue's"
+        );
+        let status = Command::Status {
+            id: MessageId::new(1, 3, 1),
+        };
+        assert_eq!(status.shard(shards), Some(3));
+        let response = Command::SendResponse {
+            request_id: MessageId::new(1, 3, 1),
+            payload: Bytes::new(),
+        };
+        assert_eq!(response.shard(shards), Some(3));
+        let foreign = Command::SendRefusal {
+            request_id: MessageId::new(1, 4, 1),
+            code: RefusalCode::NoData,
+            reason: String::new(),
+        };
+        assert_eq!(foreign.shard(shards), None, "an id of no shard here");
+    }
 }

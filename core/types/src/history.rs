@@ -107,6 +107,13 @@ impl EventKind {
     }
 }
 
+impl std::fmt::Display for EventKind {
+    /// Its stable text name (`as_str`), as the wire and the CLI show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Depth, in-flight count and age of the oldest message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct QueueStats {

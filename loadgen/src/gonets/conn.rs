@@ -111,5 +111,6 @@ pub fn error_name(e: &ClientError) -> String {
         ClientError::Timeout(_) => "Timeout".into(),
         ClientError::Tls(_) => "Tls".into(),
         ClientError::BadReply(_) => "BadReply".into(),
+        ClientError::NotExecutable(_) => "NotExecutable".into(),
     }
 }
