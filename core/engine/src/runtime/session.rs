@@ -141,35 +141,23 @@ impl Session {
     /// The shard that owns `command`'s queue or message, and the reader it
     /// runs as (a fetch: this session's, put into the command).
     fn destination(&self, command: &mut Command) -> Result<(u16, ReaderId), HubError> {
-        let shards = self.shard_count();
+        // The one shard rule (`Command::shard`), shared with the clients;
+        // an id no shard here made is `NotFound`.
+        let shard = command
+            .shard(self.shard_count())
+            .ok_or(HubError::NotFound)?;
         let own = self.inner.reader;
-        Ok(match command {
-            Command::SendRequest(r) | Command::Call(r) => {
-                (QueueId::Requests(r.kind.clone()).shard(shards), own)
-            }
-            Command::Fetch { queue, reader, .. } => {
+        let reader = match command {
+            Command::Fetch { reader, .. } => {
                 *reader = own;
-                (queue.shard(shards), own)
+                own
             }
-            Command::Subscribe { queue, reader, .. }
-            | Command::Ack { queue, reader, .. }
-            | Command::Nack { queue, reader, .. } => (queue.shard(shards), *reader),
-            Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
-                (self.shard_of(*request_id)?, own)
-            }
-            Command::Status { id } => (self.shard_of(*id)?, own),
-            Command::QueueStats { queue } => (queue.shard(shards), own),
-        })
-    }
-
-    /// The shard owning a message id, or `NotFound` for an id no shard here made.
-    fn shard_of(&self, id: MessageId) -> Result<u16, HubError> {
-        let shard = id.shard();
-        if shard < self.shard_count() {
-            Ok(shard)
-        } else {
-            Err(HubError::NotFound)
-        }
+            Command::Subscribe { reader, .. }
+            | Command::Ack { reader, .. }
+            | Command::Nack { reader, .. } => *reader,
+            _ => own,
+        };
+        Ok((shard, reader))
     }
 
     /// Sends a request; answers once it is durable (or repeats an earlier acceptance).
