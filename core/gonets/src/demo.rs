@@ -120,20 +120,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     crate::serve::init_logs();
     let seconds = seconds.clamp(2, 600);
-    // Resolved once, here, against the working directory: everything after
-    // (the hub, the certificates, the report) sees one absolute path.
-    let dir = std::path::absolute(data_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR_DEFAULT)))?;
-    prepare_demo_dir(&dir)?;
-    checks::io_uring()?;
-    checks::locked_memory(64 * 1024 * 1024)?;
-    checks::data_dir_writable(&dir)?;
-    let mut config = HubConfig::new(&dir);
-    if let Some(n) = shards {
-        config.shards = n;
-    }
-    if let Some(n) = index_table_entries_max {
-        config.index_table_entries_max = n;
-    }
+    let dir = demo_dir(data_dir)?;
+    let config = hub_config(&dir, shards, index_table_entries_max);
     let certs = ensure_dev_certs(&dir.join("dev-certs"), &config.registry)?;
     println!(
         "gonets demo: {} shard(s), data in {}, mutual TLS with development certificates",
@@ -157,7 +145,48 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
         "hub listening on {}; agencies MFC (consumer), MVD (realtime provider), FNS (async provider) connect over TLS",
         front.addr
     );
-    let addr = front.addr;
+    let outcome = run_agencies(front.addr, certs, seconds)?;
+    let stopped = hub.shutdown();
+    finish(&outcome, stopped, &dir)
+}
+
+/// The demo's data directory, made absolute, emptied and checked (io_uring,
+/// locked memory, writable).
+fn demo_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    // Resolved once, here, against the working directory: everything after
+    // (the hub, the certificates, the report) sees one absolute path.
+    let dir = std::path::absolute(data_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR_DEFAULT)))?;
+    prepare_demo_dir(&dir)?;
+    checks::io_uring()?;
+    checks::locked_memory(64 * 1024 * 1024)?;
+    checks::data_dir_writable(&dir)?;
+    Ok(dir)
+}
+
+/// The demo hub's settings: the defaults with the shards and index table
+/// size asked for.
+fn hub_config(
+    dir: &std::path::Path,
+    shards: Option<u16>,
+    index_table_entries_max: Option<usize>,
+) -> HubConfig {
+    let mut config = HubConfig::new(dir);
+    if let Some(n) = shards {
+        config.shards = n;
+    }
+    if let Some(n) = index_table_entries_max {
+        config.index_table_entries_max = n;
+    }
+    config
+}
+
+/// Runs the agencies on their own executor thread until they finish: their
+/// report, or why they failed.
+fn run_agencies(
+    addr: std::net::SocketAddr,
+    certs: tls::DevCerts,
+    seconds: u64,
+) -> Result<Result<String, String>, Failure> {
     let agencies = std::thread::Builder::new()
         .name("demo-agencies".into())
         .spawn(move || -> Result<String, String> {
@@ -168,14 +197,22 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
                 .map_err(|e| format!("cannot start the agencies' executor: {e}"))?;
             executor.run(agencies(addr, certs, seconds))
         })?;
-    let outcome = agencies
+    Ok(agencies
         .join()
-        .unwrap_or_else(|_| Err("the agencies' thread panicked".into()));
-    let stopped = hub.shutdown();
-    match (&outcome, stopped) {
+        .unwrap_or_else(|_| Err("the agencies' thread panicked".into())))
+}
+
+/// Prints the report once the agencies and the hub ended well; the demo's
+/// failure otherwise.
+fn finish(
+    outcome: &Result<String, String>,
+    stopped: Result<(), gonets_types::error::HubError>,
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    match (outcome, stopped) {
         (Ok(report), Ok(())) => {
             println!("{report}");
-            let size_mb = dir_bytes(&dir) as f64 / 1e6;
+            let size_mb = dir_bytes(dir) as f64 / 1e6;
             println!(
                 "data lives in {} ({size_mb:.0} MB: shard-N/ segment logs and snapshots, \
                  dev-certs/); the next demo run replaces it",

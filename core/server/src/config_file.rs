@@ -183,14 +183,39 @@ impl ConfigFile {
     /// `[dev_tokens]`, makes development certificates under the data directory.
     pub fn resolve(self) -> Result<ServeConfig, ServerError> {
         let data_dir = self.data_dir()?;
-        let mut hub = HubConfig::new(&data_dir);
+        let hub = self.hub_config(&data_dir)?;
+        let listen = match self.listen {
+            Some(a) => a,
+            None => LISTEN_DEFAULT.parse().expect("the default address parses"),
+        };
+        let (security, dev_certs) = security(
+            self.security.as_deref().unwrap_or("tls"),
+            self.tls,
+            &data_dir,
+            &hub.registry,
+        )?;
+        let mut server = ServerSettings::new(listen, security);
+        server.shard_port_base = self.shard_port_base;
+        self.limits.apply_to(&mut server);
+        server.validate().map_err(ServerError::Config)?;
+        Ok(ServeConfig {
+            hub,
+            server,
+            dev_certs,
+        })
+    }
+
+    /// The hub's settings: shards, cores, the registry (read from its file
+    /// here), commit, retention and archive.
+    fn hub_config(&self, data_dir: &Path) -> Result<HubConfig, ServerError> {
+        let mut hub = HubConfig::new(data_dir);
         if let Some(n) = self.shards {
             hub.shards = n;
         }
         if let Some(n) = self.archive.index_table_entries_max {
             hub.index_table_entries_max = n;
         }
-        hub.pin_cores = self.cores;
+        hub.pin_cores = self.cores.clone();
         let registry = match &self.registry {
             Some(path) => Registry::from_file(path)
                 .map_err(|e| ServerError::Config(format!("registry {}: {e}", path.display())))?,
@@ -209,66 +234,68 @@ impl ConfigFile {
         if let Some(r) = self.retention.retention_ms {
             hub.shard.retention_ms = r;
         }
-        let listen = match self.listen {
-            Some(a) => a,
-            None => LISTEN_DEFAULT.parse().expect("the default address parses"),
+        Ok(hub)
+    }
+}
+
+impl LimitsSection {
+    /// Sets the front end's limits the section gives (the rest keep their
+    /// defaults).
+    fn apply_to(&self, server: &mut ServerSettings) {
+        let defaults = Limits::default();
+        server.limits = Limits {
+            header_bytes_max: self.header_bytes_max.unwrap_or(defaults.header_bytes_max),
+            body_bytes_max: self.body_bytes_max.unwrap_or(defaults.body_bytes_max),
         };
-        let mut dev_certs = None;
-        let security = match (self.security.as_deref().unwrap_or("tls"), self.tls) {
-            ("dev-token", Some(_)) => {
-                return Err(ServerError::Config(
-                    "security = \"dev-token\" takes no [tls] section".into(),
-                ))
-            }
-            ("dev-token", None) => Security::DevTokens(Arc::new(registry_tokens(&hub.registry))),
-            ("tls", Some(t)) => Security::Tls(tls::server_config(&tls::ServerTlsFiles {
+        if let Some(n) = self.in_flight_per_connection_max {
+            server.in_flight_per_connection_max = n;
+        }
+        if let Some(n) = self.connections_per_shard_max {
+            server.connections_per_shard_max = n;
+        }
+        if let Some(ms) = self.hello_timeout_ms {
+            server.hello_timeout_ms = ms;
+        }
+        if let Some(ms) = self.frame_read_timeout_ms {
+            server.frame_read_timeout_ms = ms;
+        }
+    }
+}
+
+/// How connections are secured (`security`, `[tls]`): the given TLS files,
+/// registry tokens (`dev-token`), or development certificates made under
+/// the data directory (then also where they are).
+fn security(
+    mode: &str,
+    files: Option<TlsSection>,
+    data_dir: &Path,
+    registry: &Registry,
+) -> Result<(Security, Option<PathBuf>), ServerError> {
+    match (mode, files) {
+        ("dev-token", Some(_)) => Err(ServerError::Config(
+            "security = \"dev-token\" takes no [tls] section".into(),
+        )),
+        ("dev-token", None) => Ok((
+            Security::DevTokens(Arc::new(registry_tokens(registry))),
+            None,
+        )),
+        ("tls", Some(t)) => Ok((
+            Security::Tls(tls::server_config(&tls::ServerTlsFiles {
                 cert: t.cert,
                 key: t.key,
                 client_ca: t.client_ca,
             })?),
-            (other, _) if other != "tls" => {
-                return Err(ServerError::Config(format!(
-                    "security = {other:?}: expected \"tls\" or \"dev-token\""
-                )))
-            }
-            _ => {
-                let dir = data_dir.join("dev-certs");
-                let certs = ensure_dev_certs(&dir, &hub.registry)?;
-                dev_certs = Some(dir);
-                Security::Tls(tls::server_config(&certs.server_files())?)
-            }
-        };
-        let mut server = ServerSettings::new(listen, security);
-        server.shard_port_base = self.shard_port_base;
-        let defaults = Limits::default();
-        server.limits = Limits {
-            header_bytes_max: self
-                .limits
-                .header_bytes_max
-                .unwrap_or(defaults.header_bytes_max),
-            body_bytes_max: self
-                .limits
-                .body_bytes_max
-                .unwrap_or(defaults.body_bytes_max),
-        };
-        if let Some(n) = self.limits.in_flight_per_connection_max {
-            server.in_flight_per_connection_max = n;
+            None,
+        )),
+        (other, _) if other != "tls" => Err(ServerError::Config(format!(
+            "security = {other:?}: expected \"tls\" or \"dev-token\""
+        ))),
+        _ => {
+            let dir = data_dir.join("dev-certs");
+            let certs = ensure_dev_certs(&dir, registry)?;
+            let security = Security::Tls(tls::server_config(&certs.server_files())?);
+            Ok((security, Some(dir)))
         }
-        if let Some(n) = self.limits.connections_per_shard_max {
-            server.connections_per_shard_max = n;
-        }
-        if let Some(ms) = self.limits.hello_timeout_ms {
-            server.hello_timeout_ms = ms;
-        }
-        if let Some(ms) = self.limits.frame_read_timeout_ms {
-            server.frame_read_timeout_ms = ms;
-        }
-        server.validate().map_err(ServerError::Config)?;
-        Ok(ServeConfig {
-            hub,
-            server,
-            dev_certs,
-        })
     }
 }
 

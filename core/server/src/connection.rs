@@ -177,24 +177,55 @@ async fn run<S>(
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let mut decoder = FrameDecoder::new(settings.limits);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut input = Input {
+        reader: &mut reader,
+        decoder: &mut decoder,
+        chunk: &mut chunk,
+        frame_read_timeout_ms: settings.frame_read_timeout_ms,
+    };
+    let Some(session) = open_session(
+        shard,
+        peer,
+        credentials,
+        &handle,
+        &settings,
+        &mut input,
+        &mut writer,
+    )
+    .await
+    else {
+        return;
+    };
+    serve_frames(shard, peer, session, &handle, &settings, &mut input, writer).await;
+}
 
-    // The hello, within the hello timeout.
+/// Reads the hello within the hello timeout; a broken or missing one gets
+/// its error frame and the connection is closed (`None`).
+async fn read_hello<R, W>(
+    hello_timeout_ms: u64,
+    input: &mut Input<'_, R>,
+    writer: &mut W,
+) -> Option<Frame>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let first = within(
-        settings.hello_timeout_ms,
-        read_frame(&mut reader, &mut decoder, &mut chunk),
+        hello_timeout_ms,
+        read_frame(input.reader, input.decoder, input.chunk),
     )
     .await;
-    let hello_frame = match first {
-        Some(Ok(Some(f))) => f,
-        Some(Ok(None)) => return,
+    match first {
+        Some(Ok(Some(f))) => Some(f),
+        Some(Ok(None)) => None,
         Some(Err(ReadEnd::Frame(e))) => {
             let _ = writer
                 .write_all(&error_frame(0, &ErrorReply::from_frame(&e)))
                 .await;
             let _ = writer.close().await;
-            return;
+            None
         }
-        Some(Err(ReadEnd::Io(_))) => return,
+        Some(Err(ReadEnd::Io(_))) => None,
         None => {
             let e = ErrorReply::protocol(
                 ErrorCode::HelloRequired,
@@ -203,17 +234,35 @@ async fn run<S>(
             );
             let _ = writer.write_all(&error_frame(0, &e)).await;
             let _ = writer.close().await;
-            return;
+            None
         }
-    };
+    }
+}
+
+/// The hello and its reply: the session of the participant it establishes,
+/// or `None` once the connection is refused (or gone).
+async fn open_session<R, W>(
+    shard: u16,
+    peer: &str,
+    credentials: Credentials,
+    handle: &HubHandle,
+    settings: &ServerSettings,
+    input: &mut Input<'_, R>,
+    writer: &mut W,
+) -> Option<Session>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let hello_frame = read_hello(settings.hello_timeout_ms, input, writer).await?;
     let correlation_id = hello_frame.header.correlation_id;
-    let session = match hello(hello_frame, credentials, &handle) {
+    let session = match hello(hello_frame, credentials, handle) {
         Ok(s) => s,
         Err(e) => {
             tracing::info!(shard, %peer, "hello refused: {}", e.message);
             let _ = writer.write_all(&error_frame(correlation_id, &e)).await;
             let _ = writer.close().await;
-            return;
+            return None;
         }
     };
     let ok = h::HelloOk {
@@ -233,11 +282,28 @@ async fn run<S>(
         .await
         .is_err()
     {
-        return;
+        return None;
     }
     let _ = writer.flush().await;
     tracing::debug!(shard, %peer, participant = %session.participant(), "connected");
+    Some(session)
+}
 
+/// After the hello: runs the frame loop with its writer task until the
+/// client stops or a fatal error (sent before closing), then ends the
+/// connection's subscriptions and writer.
+async fn serve_frames<R, W>(
+    shard: u16,
+    peer: &str,
+    session: Session,
+    handle: &HubHandle,
+    settings: &ServerSettings,
+    input: &mut Input<'_, R>,
+    writer: W,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     let (out, outgoing) = local_channel::new_bounded(settings.write_queue_frames_max);
     let writer_task = glommio::spawn_local(write_loop(writer, outgoing));
     let conn = Rc::new(Connection {
@@ -247,13 +313,7 @@ async fn run<S>(
         credits_max: handle.subscription_credits_max(),
     });
     let permits = Rc::new(Semaphore::new(settings.in_flight_per_connection_max as u64));
-    let mut input = Input {
-        reader: &mut reader,
-        decoder: &mut decoder,
-        chunk: &mut chunk,
-        frame_read_timeout_ms: settings.frame_read_timeout_ms,
-    };
-    let end = frame_loop(&conn, &permits, &mut input).await;
+    let end = frame_loop(&conn, &permits, input).await;
     if let Some(Fatal {
         correlation_id,
         reply,

@@ -274,6 +274,32 @@ fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
     Ok(())
 }
 
+/// One shard's receiving ends: its inbox (bounded) and its control channel.
+type ShardReceivers = (flume::Receiver<Inbound>, flume::Receiver<Control>);
+
+/// The mesh every shard and session shares: one bounded inbox and one
+/// control channel per shard; gives the receiving ends, in shard order.
+fn build_mesh(config: &HubConfig) -> (Arc<Mesh>, Vec<ShardReceivers>) {
+    let n = config.shards;
+    let mut inboxes = Vec::with_capacity(usize::from(n));
+    let mut controls = Vec::with_capacity(usize::from(n));
+    let mut receivers = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let (inbox_tx, inbox_rx) = flume::bounded::<Inbound>(config.inbox_capacity);
+        let (control_tx, control_rx) = flume::unbounded::<Control>();
+        inboxes.push(inbox_tx);
+        controls.push(control_tx);
+        receivers.push((inbox_rx, control_rx));
+    }
+    let mesh = Arc::new(Mesh::new(
+        inboxes,
+        controls,
+        config.registry.clone(),
+        config.subscription_credits_max,
+    ));
+    (mesh, receivers)
+}
+
 impl Hub {
     /// Starts every shard and returns once each has recovered its log.
     /// Blocks the calling thread meanwhile (do not call it on a reactor).
@@ -288,39 +314,47 @@ impl Hub {
                 source,
             })?;
         prepare_data_dir(&config)?;
-        let n = config.shards;
-        let mut inboxes = Vec::with_capacity(usize::from(n));
-        let mut inbox_rxs = Vec::with_capacity(usize::from(n));
-        let mut controls = Vec::with_capacity(usize::from(n));
-        let mut control_rxs = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let (tx, rx) = flume::bounded::<Inbound>(config.inbox_capacity);
-            inboxes.push(tx);
-            inbox_rxs.push(rx);
-            let (tx, rx) = flume::unbounded::<Control>();
-            controls.push(tx);
-            control_rxs.push(rx);
-        }
-        let mesh = Arc::new(Mesh::new(
-            inboxes,
-            controls,
-            config.registry.clone(),
-            config.subscription_credits_max,
-        ));
+        let (mesh, receivers) = build_mesh(&config);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (exit_tx, exits) = mpsc::channel();
         let mut hub = Hub {
             mesh,
-            threads: Vec::with_capacity(usize::from(n)),
+            threads: Vec::with_capacity(usize::from(config.shards)),
             exits,
             failures: Arc::new(Failures::default()),
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
             drop_wait: Duration::from_millis(config.drop_wait_ms),
             stopped: false,
         };
+        let mut first_error = hub
+            .spawn_shards(&config, receivers, &ready_tx, &exit_tx)
+            .err();
+        drop(ready_tx);
+        if first_error.is_none() {
+            first_error = hub.wait_ready(&ready_rx).err();
+        }
+        match first_error {
+            None => Ok(hub),
+            Some(e) => {
+                // Shards already running stop cleanly; Drop does not wait again.
+                let _ = hub.stop(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts one thread per shard, each owning its inbox and control
+    /// receivers; stops at the first thread that cannot be made.
+    fn spawn_shards(
+        &mut self,
+        config: &HubConfig,
+        receivers: Vec<ShardReceivers>,
+        ready_tx: &ReadySender,
+        exit_tx: &mpsc::Sender<u16>,
+    ) -> Result<(), HubStartError> {
+        let n = config.shards;
         let io_memory = config.io_memory_bytes();
-        let mut first_error = None;
-        for (i, (inbox, control)) in inbox_rxs.into_iter().zip(control_rxs).enumerate() {
+        for (i, (inbox, control)) in receivers.into_iter().enumerate() {
             let shard = i as u16;
             let start = ShardStart {
                 id: shard,
@@ -334,12 +368,12 @@ impl Hub {
                     shard,
                     inbox,
                     control,
-                    mesh: hub.mesh.clone(),
+                    mesh: self.mesh.clone(),
                 },
                 snapshot_every_records: config.snapshot_every_records,
                 index_table_entries_max: config.index_table_entries_max,
                 outbox_messages_max: config.outbox_messages_max,
-                failures: hub.failures.clone(),
+                failures: self.failures.clone(),
             };
             let placement = match &config.pin_cores {
                 Some(cores) => Placement::Fixed(cores[i]),
@@ -354,26 +388,33 @@ impl Hub {
                 .name(format!("gonets-shard-{shard}"))
                 .spawn(move || shard_thread(start, placement, io_memory, ready, notice));
             match spawned {
-                Ok(handle) => hub.threads.push(Some(handle)),
+                Ok(handle) => self.threads.push(Some(handle)),
                 Err(e) => {
-                    first_error = Some(HubStartError::Thread {
+                    return Err(HubStartError::Thread {
                         shard,
                         reason: e.to_string(),
                     });
-                    break;
                 }
             }
         }
-        drop(ready_tx);
+        Ok(())
+    }
+
+    /// Waits until every started shard recovered its log; the first error
+    /// a shard reports (or a thread that ended while starting) ends the wait.
+    fn wait_ready(
+        &self,
+        ready_rx: &mpsc::Receiver<(u16, Result<(), HubStartError>)>,
+    ) -> Result<(), HubStartError> {
         // Bounded: one report per started thread; a thread that dies first
         // drops its sender, and once all are gone `recv` fails.
         let mut ready_count = 0;
-        while first_error.is_none() && ready_count < hub.threads.len() {
+        while ready_count < self.threads.len() {
             match ready_rx.recv() {
                 Ok((_, Ok(()))) => ready_count += 1,
-                Ok((_, Err(e))) => first_error = Some(e),
+                Ok((_, Err(e))) => return Err(e),
                 Err(_) => {
-                    first_error = Some(HubStartError::Thread {
+                    return Err(HubStartError::Thread {
                         shard: ready_count as u16,
                         reason: "a shard thread ended while starting (see its panic message)"
                             .into(),
@@ -381,14 +422,7 @@ impl Hub {
                 }
             }
         }
-        match first_error {
-            None => Ok(hub),
-            Some(e) => {
-                // Shards already running stop cleanly; Drop does not wait again.
-                let _ = hub.stop(None);
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     /// A session for a registered participant; `Unauthenticated` for anyone else.

@@ -179,18 +179,7 @@ fn replay_records(
 ) -> Result<Skipped, HubStartError> {
     let mark = plan.from;
     let shard_id = shard.config().shard;
-    let fail = |offset: u64, reason: String| HubStartError::Replay {
-        shard: shard_id,
-        offset,
-        reason,
-    };
-    let damaged = |c: &Corruption| HubStartError::Damaged {
-        shard: shard_id,
-        dir: dir.to_path_buf(),
-        first_offset: c.first_offset,
-        end_offset: c.end_offset,
-        what: c.what.clone(),
-    };
+    let fail = |offset: u64, reason: String| replay_error(shard_id, offset, reason);
     let mut skipped = Skipped::default();
     let mut expected = mark;
     // Bounded by the log's durable end (the iterator stops there).
@@ -204,18 +193,8 @@ fn replay_records(
                 ))
             }
             Slot::Unreadable(c) => {
-                let (first, end) = lost_range(&c);
-                // Parts of a damaged snapshot this replay does not use pass;
-                // anything else only once the operator accepted its loss.
-                if !plan.snapshot_damage.covers(first, end) {
-                    if !log.is_damage_accepted(&c) {
-                        return Err(damaged(&c));
-                    }
-                    skipped.add(first, end);
-                }
-                if (first..end).contains(&expected) {
-                    expected += 1;
-                }
+                expected = pass_unreadable(log, plan, &c, &mut skipped, expected)
+                    .ok_or_else(|| damaged_error(shard_id, dir, &c))?;
                 continue;
             }
             Slot::Empty => return Err(fail(expected, "no durable record".into())),
@@ -232,13 +211,54 @@ fn replay_records(
             .map_err(|e| fail(offset, e.to_string()))?;
         expected = offset + 1;
     }
+    replay_tail(log, shard, plan, &skipped, expected)?;
+    Ok(skipped)
+}
+
+/// An unreadable range met in replay: passes it (giving the offset
+/// expected next) when it is part of a damaged snapshot this replay does
+/// not use or a loss the operator accepted (then recorded in `skipped`);
+/// `None` when it is damage that must stop the start.
+fn pass_unreadable(
+    log: &Log,
+    plan: &Plan,
+    c: &Corruption,
+    skipped: &mut Skipped,
+    expected: u64,
+) -> Option<u64> {
+    let (first, end) = lost_range(c);
+    // Parts of a damaged snapshot this replay does not use pass;
+    // anything else only once the operator accepted its loss.
+    if !plan.snapshot_damage.covers(first, end) {
+        if !log.is_damage_accepted(c) {
+            return None;
+        }
+        skipped.add(first, end);
+    }
+    if (first..end).contains(&expected) {
+        Some(expected + 1)
+    } else {
+        Some(expected)
+    }
+}
+
+/// After the last durable record: moves the shard past lost records at the
+/// log's end and checks that it ends where the log does.
+fn replay_tail(
+    log: &Log,
+    shard: &mut Shard,
+    plan: &Plan,
+    skipped: &Skipped,
+    expected: u64,
+) -> Result<(), HubStartError> {
     let log_next = log.stats().next_offset;
-    if expected < log_next && passed_over(&skipped, plan, expected, log_next) {
+    if expected < log_next && passed_over(skipped, plan, expected, log_next) {
         // The log's last records were lost: the shard goes on after them.
         shard.replay_skipped(log_next);
     }
     if shard.next_offset() != log_next {
-        return Err(fail(
+        return Err(replay_error(
+            shard.config().shard,
             shard.next_offset(),
             format!(
                 "replay ended at {} but the log's next offset is {log_next}",
@@ -246,7 +266,28 @@ fn replay_records(
             ),
         ));
     }
-    Ok(skipped)
+    Ok(())
+}
+
+/// Replay could not go on at `offset`.
+fn replay_error(shard: u16, offset: u64, reason: String) -> HubStartError {
+    HubStartError::Replay {
+        shard,
+        offset,
+        reason,
+    }
+}
+
+/// Damage the operator has not accepted: names the range and the directory
+/// `gonets repair` needs.
+fn damaged_error(shard: u16, dir: &Path, c: &Corruption) -> HubStartError {
+    HubStartError::Damaged {
+        shard,
+        dir: dir.to_path_buf(),
+        first_offset: c.first_offset,
+        end_offset: c.end_offset,
+        what: c.what.clone(),
+    }
 }
 
 /// The offsets a damaged range makes unreadable (at least the first: a

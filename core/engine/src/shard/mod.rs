@@ -172,6 +172,16 @@ struct AnswerEntry {
     deliveries: u32,
 }
 
+/// What a checked new request is accepted on: its kind's terms at the
+/// time it came.
+#[derive(Debug)]
+struct RequestTerms {
+    queue: QueueId,
+    provider: ParticipantId,
+    deadline_ms: u64,
+    queue_messages_max: u32,
+}
+
 /// Something to do once the log is durable up to an offset.
 // Most deferred entries are replies, so boxing the large variant would
 // allocate for nearly every one.
@@ -693,85 +703,93 @@ impl Shard {
 
     fn apply(&mut self, offset: u64, record: &Record, durable: bool) {
         match record {
-            Record::Request(r) => {
-                let mut ex = Exchange {
-                    id: r.id,
-                    kind: r.kind.clone(),
-                    consumer: r.consumer.clone(),
-                    provider: r.provider.clone(),
-                    time_ms: r.time_ms,
-                    deadline_ms: r.deadline_ms,
-                    test: r.test,
-                    call: r.call,
-                    transaction: r.transaction.clone(),
-                    idempotency_key: r.idempotency_key.clone(),
-                    request_offset: offset,
-                    durable,
-                    payload: (!durable).then(|| r.payload.clone()),
-                    deliveries: 0,
-                    acked: false,
-                    outcome: None,
-                    answer_deliveries: 0,
-                    answer_acked: false,
-                    history: Vec::new(),
-                };
-                ex.record(EventKind::Accepted, r.time_ms, 0);
-                if let Some(key) = &r.idempotency_key {
-                    self.dedup
-                        .insert((r.consumer.clone(), r.kind.clone(), key.clone()), r.id);
-                }
-                self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
-                let previous = self.exchanges.insert(r.id, ex);
-                assert!(previous.is_none(), "request id reused");
-            }
-            Record::Answer(a) => {
-                let Some(ex) = self.exchanges.get_mut(&a.request_id) else {
-                    return; // dropped by history retention
-                };
-                assert!(ex.outcome.is_none(), "a request ends exactly once");
-                let outcome = Outcome {
-                    answer_id: a.id,
-                    body: a.body.clone(),
-                    time_ms: a.time_ms,
-                    answer_offset: offset,
-                    durable,
-                    payload: (!durable).then(|| a.payload.clone()),
-                };
-                ex.record(outcome.event_kind(), a.time_ms, 0);
-                ex.outcome = Some(outcome);
-                ex.payload = None;
-                self.answer_index.insert(a.id, a.request_id);
-            }
-            Record::Event(e) => {
-                let Some(ex) = self.exchanges.get_mut(&e.request_id) else {
-                    return;
-                };
-                // The archive copies a finished history once: nothing may
-                // change it afterwards (request-side steps end with the
-                // answer, answer-side steps with the consumer's ack).
-                assert!(!ex.finished(), "a finished history is final");
-                match e.kind {
-                    EventKind::Delivered => ex.deliveries = ex.deliveries.max(e.count),
-                    EventKind::Acked => ex.acked = true,
-                    EventKind::AnswerDelivered => {
-                        ex.answer_deliveries = ex.answer_deliveries.max(e.count)
-                    }
-                    EventKind::AnswerAcked => ex.answer_acked = true,
-                    _ => {}
-                }
-                ex.record(e.kind, e.time_ms, e.count);
-                if e.kind == EventKind::AnswerAcked && ex.finished() {
-                    self.arm_eviction(e.request_id, e.time_ms);
-                    if !durable && self.config.archive_histories {
-                        // Archived only once the record that finished it is
-                        // durable: the archive never holds a history a crash
-                        // could still undo. (Replay archives in `recovered`.)
-                        self.defer(offset, Deferred::Finished(e.request_id));
-                    }
-                }
-            }
+            Record::Request(r) => self.apply_request(offset, r, durable),
+            Record::Answer(a) => self.apply_answer(offset, a, durable),
+            Record::Event(e) => self.apply_event(offset, e, durable),
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 unreachable!("snapshot records are not applied")
+            }
+        }
+    }
+
+    /// A request record opens its exchange (and its idempotency key).
+    fn apply_request(&mut self, offset: u64, r: &RequestRecord, durable: bool) {
+        let mut ex = Exchange {
+            id: r.id,
+            kind: r.kind.clone(),
+            consumer: r.consumer.clone(),
+            provider: r.provider.clone(),
+            time_ms: r.time_ms,
+            deadline_ms: r.deadline_ms,
+            test: r.test,
+            call: r.call,
+            transaction: r.transaction.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            request_offset: offset,
+            durable,
+            payload: (!durable).then(|| r.payload.clone()),
+            deliveries: 0,
+            acked: false,
+            outcome: None,
+            answer_deliveries: 0,
+            answer_acked: false,
+            history: Vec::new(),
+        };
+        ex.record(EventKind::Accepted, r.time_ms, 0);
+        if let Some(key) = &r.idempotency_key {
+            self.dedup
+                .insert((r.consumer.clone(), r.kind.clone(), key.clone()), r.id);
+        }
+        self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
+        let previous = self.exchanges.insert(r.id, ex);
+        assert!(previous.is_none(), "request id reused");
+    }
+
+    /// An answer record ends its exchange (once: the outcome is final).
+    fn apply_answer(&mut self, offset: u64, a: &AnswerRecord, durable: bool) {
+        let Some(ex) = self.exchanges.get_mut(&a.request_id) else {
+            return; // dropped by history retention
+        };
+        assert!(ex.outcome.is_none(), "a request ends exactly once");
+        let outcome = Outcome {
+            answer_id: a.id,
+            body: a.body.clone(),
+            time_ms: a.time_ms,
+            answer_offset: offset,
+            durable,
+            payload: (!durable).then(|| a.payload.clone()),
+        };
+        ex.record(outcome.event_kind(), a.time_ms, 0);
+        ex.outcome = Some(outcome);
+        ex.payload = None;
+        self.answer_index.insert(a.id, a.request_id);
+    }
+
+    /// An event record is one step in an exchange's history; the last one
+    /// (the answer's ack) arms its eviction and, once durable, its archiving.
+    fn apply_event(&mut self, offset: u64, e: &EventRecord, durable: bool) {
+        let Some(ex) = self.exchanges.get_mut(&e.request_id) else {
+            return;
+        };
+        // The archive copies a finished history once: nothing may
+        // change it afterwards (request-side steps end with the
+        // answer, answer-side steps with the consumer's ack).
+        assert!(!ex.finished(), "a finished history is final");
+        match e.kind {
+            EventKind::Delivered => ex.deliveries = ex.deliveries.max(e.count),
+            EventKind::Acked => ex.acked = true,
+            EventKind::AnswerDelivered => ex.answer_deliveries = ex.answer_deliveries.max(e.count),
+            EventKind::AnswerAcked => ex.answer_acked = true,
+            _ => {}
+        }
+        ex.record(e.kind, e.time_ms, e.count);
+        if e.kind == EventKind::AnswerAcked && ex.finished() {
+            self.arm_eviction(e.request_id, e.time_ms);
+            if !durable && self.config.archive_histories {
+                // Archived only once the record that finished it is
+                // durable: the archive never holds a history a crash
+                // could still undo. (Replay archives in `recovered`.)
+                self.defer(offset, Deferred::Finished(e.request_id));
             }
         }
     }
@@ -955,6 +973,22 @@ impl Shard {
             tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
             return Err(HubError::StateSecret);
         }
+        let terms = self.request_terms(caller, &r, call)?;
+        if self.answered_as_repeat(token, caller, &r, call) {
+            return Ok(None);
+        }
+        self.accept_request(token, caller, r, call, terms)?;
+        Ok(None)
+    }
+
+    /// Checks a new request against its kind (who may ask, mode, sizes, the
+    /// shard that owns its queue) and gives the terms it is accepted on.
+    fn request_terms(
+        &self,
+        caller: &ParticipantId,
+        r: &NewRequest,
+        call: bool,
+    ) -> Result<RequestTerms, HubError> {
         let participant = self.registry.participant(caller).expect("checked");
         if !participant.roles.consumer {
             return Err(HubError::NotAuthorized(format!(
@@ -996,36 +1030,73 @@ impl Shard {
             }
         }
         let record_bytes =
-            record_size::request_record_bytes(&r, caller.as_str(), kind.provider.as_str());
+            record_size::request_record_bytes(r, caller.as_str(), kind.provider.as_str());
         self.fits_log(r.payload.len(), record_bytes.expect("texts checked"))?;
         let queue = QueueId::Requests(r.kind.clone());
         self.owns(&queue)?;
-        let deadline_ms = self.now_ms.saturating_add(kind.deadline_ms);
-        let provider = kind.provider.clone();
-        let queue_max = kind.queue_messages_max;
-        if let Some(key) = &r.idempotency_key {
-            let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
-            if let Some(original) = self.dedup.get(&dedup_key).copied() {
-                let ex = &self.exchanges[&original];
-                if self.now_ms < ex.time_ms.saturating_add(self.config.dedup_window_ms) {
-                    self.counters.duplicates += 1;
-                    if call {
-                        self.call_again(token, original);
-                        return Ok(None);
-                    }
-                    let reply = ShardReply::Accepted {
-                        id: original,
-                        time_ms: ex.time_ms,
-                        duplicate: true,
-                    };
-                    let offset = ex.request_offset;
-                    self.reply_when_durable(offset, token, Ok(reply));
-                    return Ok(None);
-                }
-            }
+        Ok(RequestTerms {
+            queue,
+            provider: kind.provider.clone(),
+            deadline_ms: self.now_ms.saturating_add(kind.deadline_ms),
+            queue_messages_max: kind.queue_messages_max,
+        })
+    }
+
+    /// A request repeating an idempotency key seen within the dedup window
+    /// is answered from the original (never stored twice): true when it was.
+    fn answered_as_repeat(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        r: &NewRequest,
+        call: bool,
+    ) -> bool {
+        let Some(key) = &r.idempotency_key else {
+            return false;
+        };
+        let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
+        let Some(original) = self.dedup.get(&dedup_key).copied() else {
+            return false;
+        };
+        let ex = &self.exchanges[&original];
+        if self.now_ms >= ex.time_ms.saturating_add(self.config.dedup_window_ms) {
+            return false;
         }
+        self.counters.duplicates += 1;
+        if call {
+            self.call_again(token, original);
+            return true;
+        }
+        let reply = ShardReply::Accepted {
+            id: original,
+            time_ms: ex.time_ms,
+            duplicate: true,
+        };
+        let offset = ex.request_offset;
+        self.reply_when_durable(offset, token, Ok(reply));
+        true
+    }
+
+    /// Stores a checked request and arms its timers; a call is handed to
+    /// the provider while it commits, an async request is confirmed
+    /// (`Accepted`) once durable.
+    fn accept_request(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        r: NewRequest,
+        call: bool,
+        terms: RequestTerms,
+    ) -> Result<(), HubError> {
+        let RequestTerms {
+            queue,
+            provider,
+            deadline_ms,
+            queue_messages_max,
+        } = terms;
         let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
-        if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_max as usize {
+        if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_messages_max as usize
+        {
             return Err(HubError::QuotaExceeded);
         }
         let id = self.new_id();
@@ -1071,7 +1142,7 @@ impl Shard {
                 }),
             );
         }
-        Ok(None)
+        Ok(())
     }
 
     /// A `call` repeating an earlier one's idempotency key (docs/protocol.md,

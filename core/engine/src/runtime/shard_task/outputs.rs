@@ -110,15 +110,38 @@ impl ShardTask {
             self.pushes.remove(&pending.reader);
         }
         let reader = pending.reader;
-        // True when the session has a readable call answer (the shard then
-        // acks it); the messages of a fetch whose session stopped waiting.
-        let mut answer_taken = false;
-        let mut lost = Vec::new();
         let call_answer = match &result {
             Ok(ShardReply::Answer(d)) => d.reply_to,
             _ => None,
         };
-        match (pending.tx, result) {
+        let (answer_taken, lost) = self.send_reply(pending.tx, result, reader);
+        if let Some(request_id) = call_answer {
+            // The shard acks the answer only once its caller has it.
+            self.local.push_back(Input::CallReplied {
+                request_id,
+                taken: answer_taken,
+            });
+        }
+        // The caller stopped waiting: its leases go back now rather than at
+        // their timeout.
+        for m in lost {
+            self.give_back(m.queue, m.id, m.reader);
+        }
+    }
+
+    /// Sends `result` over the session's channel typed by the operation.
+    /// Gives true when the session has a readable call answer (the shard
+    /// then acks it), and the messages of a fetch whose session stopped
+    /// waiting.
+    fn send_reply(
+        &mut self,
+        to: ReplyTo,
+        result: Result<ShardReply, HubError>,
+        reader: ReaderId,
+    ) -> (bool, Vec<Message>) {
+        let mut answer_taken = false;
+        let mut lost = Vec::new();
+        match (to, result) {
             (to, Err(e)) => to.refuse(e),
             (
                 ReplyTo::Accepted(tx),
@@ -156,33 +179,24 @@ impl ShardTask {
             (ReplyTo::Stats(tx), Ok(ShardReply::Stats(s))) => {
                 let _ = tx.try_send(Ok(s));
             }
-            (to, Ok(other)) => {
-                // The one place a shard's reply meets the operation's type:
-                // a mismatch is a bug in the shard's rules, never input.
-                debug_assert!(
-                    false,
-                    "shard {} answered {:?} with {other:?}",
-                    self.id,
-                    to.kind()
-                );
-                tracing::error!(shard = self.id, expected = ?to.kind(), "shard answered an operation with the wrong reply");
-                to.refuse(HubError::Unavailable(
-                    "internal: the shard answered with the wrong reply".into(),
-                ));
-            }
+            (to, Ok(other)) => self.refuse_wrong_reply(to, other),
         }
-        if let Some(request_id) = call_answer {
-            // The shard acks the answer only once its caller has it.
-            self.local.push_back(Input::CallReplied {
-                request_id,
-                taken: answer_taken,
-            });
-        }
-        // The caller stopped waiting: its leases go back now rather than at
-        // their timeout.
-        for m in lost {
-            self.give_back(m.queue, m.id, m.reader);
-        }
+        (answer_taken, lost)
+    }
+
+    /// The one place a shard's reply meets the operation's type: a mismatch
+    /// is a bug in the shard's rules, never input.
+    fn refuse_wrong_reply(&self, to: ReplyTo, other: ShardReply) {
+        debug_assert!(
+            false,
+            "shard {} answered {:?} with {other:?}",
+            self.id,
+            to.kind()
+        );
+        tracing::error!(shard = self.id, expected = ?to.kind(), "shard answered an operation with the wrong reply");
+        to.refuse(HubError::Unavailable(
+            "internal: the shard answered with the wrong reply".into(),
+        ));
     }
 
     /// Fetched deliveries as messages; one whose payload cannot be read is
