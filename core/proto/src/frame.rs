@@ -46,6 +46,17 @@ impl FrameHeader {
         out.extend_from_slice(&self.body_bytes.to_le_bytes());
     }
 
+    /// Fills in the JSON header and body lengths of the fixed header at the
+    /// start of `frame` (written by [`FrameHeader::encode`] before the sizes
+    /// were known).
+    pub fn set_lengths(frame: &mut [u8], header_bytes: usize, body_bytes: usize) {
+        assert!(frame.len() >= FIXED_HEADER_BYTES && frame[0..2] == MAGIC);
+        let header_bytes = u32::try_from(header_bytes).expect("a JSON header under 4 GiB");
+        let body_bytes = u32::try_from(body_bytes).expect("a body under 4 GiB");
+        frame[16..20].copy_from_slice(&header_bytes.to_le_bytes());
+        frame[20..24].copy_from_slice(&body_bytes.to_le_bytes());
+    }
+
     /// Reads and checks a fixed header.
     pub fn decode(
         b: &[u8; FIXED_HEADER_BYTES],

@@ -163,9 +163,28 @@ pub fn encode<T: Serialize>(
     header: &T,
     body: &[&[u8]],
 ) {
+    let start = out.len();
+    // The fixed header goes first with its lengths still zero; the JSON is
+    // serialised straight after it into `out` (no buffer per frame), then
+    // the lengths are filled in.
+    FrameHeader {
+        opcode,
+        flags: 0,
+        correlation_id,
+        header_bytes: 0,
+        body_bytes: 0,
+    }
+    .encode(out);
+    let json_start = out.len();
     // Serialising plain structs of strings and numbers cannot fail.
-    let json = serde_json::to_vec(header).expect("wire headers always serialise");
-    encode_frame(out, opcode, correlation_id, &json, body);
+    serde_json::to_writer(&mut *out, header).expect("wire headers always serialise");
+    let json_bytes = out.len() - json_start;
+    let body_start = out.len();
+    for b in body {
+        out.extend_from_slice(b);
+    }
+    let body_bytes = out.len() - body_start;
+    FrameHeader::set_lengths(&mut out[start..], json_bytes, body_bytes);
 }
 
 /// The wire name of a queue: `requests/<kind>` or `answers/<participant>`.

@@ -8,10 +8,7 @@
 //! [`request_header`].
 
 use crate::header::{self as h, ErrorReply, RequestHeader};
-use crate::{
-    encode_frame, parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError,
-    Opcode,
-};
+use crate::{parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError, Opcode};
 use bytes::Bytes;
 use gonets_types::{
     Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId, TEXT_BYTES_MAX,
@@ -196,37 +193,11 @@ fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestE
 /// an `Ack` or `Nack` goes out as its `lease`; that of a `Fetch` or
 /// `Subscribe` does not go out (the server's session picks it).
 pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command) -> Opcode {
-    let (op, json, body) = wire_form(command);
-    encode_frame(out, op, correlation_id, &json, &[body]);
-    op
-}
-
-/// A command's opcode, JSON header and body.
-fn wire_form(command: &Command) -> (Opcode, Vec<u8>, &[u8]) {
-    fn json<T: serde::Serialize>(header: &T) -> Vec<u8> {
-        // Plain structs of strings and numbers always serialise.
-        serde_json::to_vec(header).expect("wire headers always serialise")
-    }
-    let request = |r: &NewRequest| {
-        json(&h::SendRequest {
-            kind: r.kind.to_string(),
-            idempotency_key: r.idempotency_key.clone(),
-            test: r.test,
-            transaction: r.transaction.clone(),
-            state_secret: r.state_secret,
-        })
-    };
-    let settle = |queue: &QueueId, id: &MessageId, lease: u64, delay_ms: u64| {
-        json(&h::Settle {
-            queue: queue_name(queue),
-            id: id.to_string(),
-            lease,
-            delay_ms,
-        })
-    };
+    let id = correlation_id;
+    // Each arm writes its frame straight into `out` (`crate::encode`).
     match command {
-        Command::SendRequest(r) => (Opcode::SendRequest, request(r), &r.payload[..]),
-        Command::Call(r) => (Opcode::Call, request(r), &r.payload[..]),
+        Command::SendRequest(r) => encode_request(out, Opcode::SendRequest, id, r),
+        Command::Call(r) => encode_request(out, Opcode::Call, id, r),
         Command::Fetch {
             queue,
             max,
@@ -234,57 +205,101 @@ fn wire_form(command: &Command) -> (Opcode, Vec<u8>, &[u8]) {
             ..
         } => {
             let (queue, max, wait_ms) = (queue_name(queue), *max, *wait_ms);
-            (
-                Opcode::Fetch,
-                json(&h::Fetch {
-                    queue,
-                    max,
-                    wait_ms,
-                }),
-                &[],
-            )
+            let header = h::Fetch {
+                queue,
+                max,
+                wait_ms,
+            };
+            encode_as(out, Opcode::Fetch, id, &header, &[])
         }
         Command::Subscribe { queue, credits, .. } => {
             let (queue, credits) = (queue_name(queue), *credits);
-            (
-                Opcode::Subscribe,
-                json(&h::Subscribe { queue, credits }),
-                &[],
-            )
+            let header = h::Subscribe { queue, credits };
+            encode_as(out, Opcode::Subscribe, id, &header, &[])
         }
-        Command::Ack { queue, id, reader } => (Opcode::Ack, settle(queue, id, *reader, 0), &[]),
+        Command::Ack {
+            queue,
+            id: m,
+            reader,
+        } => encode_settle(out, Opcode::Ack, id, (queue, m, *reader, 0)),
         Command::Nack {
             queue,
-            id,
+            id: m,
             reader,
             delay_ms,
-        } => (Opcode::Nack, settle(queue, id, *reader, *delay_ms), &[]),
+        } => encode_settle(out, Opcode::Nack, id, (queue, m, *reader, *delay_ms)),
         Command::SendResponse {
             request_id,
             payload,
         } => {
-            let request_id = request_id.to_string();
-            let header = json(&h::SendResponse { request_id });
-            (Opcode::SendResponse, header, &payload[..])
+            let header = h::SendResponse {
+                request_id: request_id.to_string(),
+            };
+            encode_as(out, Opcode::SendResponse, id, &header, payload)
         }
         Command::SendRefusal {
             request_id,
             code,
             reason,
         } => {
-            let header = json(&h::SendRefusal {
+            let header = h::SendRefusal {
                 request_id: request_id.to_string(),
                 code: code.as_str().into(),
                 reason: reason.clone(),
-            });
-            (Opcode::SendRefusal, header, &[])
+            };
+            encode_as(out, Opcode::SendRefusal, id, &header, &[])
         }
-        Command::Status { id } => (Opcode::Status, json(&h::Status { id: id.to_string() }), &[]),
+        Command::Status { id: m } => {
+            let header = h::Status { id: m.to_string() };
+            encode_as(out, Opcode::Status, id, &header, &[])
+        }
         Command::QueueStats { queue } => {
-            let queue = queue_name(queue);
-            (Opcode::QueueStats, json(&h::QueueStats { queue }), &[])
+            let header = h::QueueStats {
+                queue: queue_name(queue),
+            };
+            encode_as(out, Opcode::QueueStats, id, &header, &[])
         }
     }
+}
+
+/// Writes one frame of `op` and returns `op`.
+fn encode_as<T: serde::Serialize>(
+    out: &mut Vec<u8>,
+    op: Opcode,
+    correlation_id: u64,
+    header: &T,
+    body: &[u8],
+) -> Opcode {
+    crate::encode(out, op, correlation_id, header, &[body]);
+    op
+}
+
+/// A `send_request` or `call` frame.
+fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewRequest) -> Opcode {
+    let header = h::SendRequest {
+        kind: r.kind.to_string(),
+        idempotency_key: r.idempotency_key.clone(),
+        test: r.test,
+        transaction: r.transaction.clone(),
+        state_secret: r.state_secret,
+    };
+    encode_as(out, op, correlation_id, &header, &r.payload)
+}
+
+/// An `ack` or `nack` frame: the queue, the message, the lease and a delay.
+fn encode_settle(
+    out: &mut Vec<u8>,
+    op: Opcode,
+    correlation_id: u64,
+    (queue, id, lease, delay_ms): (&QueueId, &MessageId, u64, u64),
+) -> Opcode {
+    let header = h::Settle {
+        queue: queue_name(queue),
+        id: id.to_string(),
+        lease,
+        delay_ms,
+    };
+    encode_as(out, op, correlation_id, &header, &[])
 }
 
 #[cfg(test)]
@@ -293,6 +308,7 @@ mod tests {
     //! the client built by hand before it went through [`encode_command`]
     //! (the server and the network tests are the contract).
     use super::*;
+    use crate::encode_frame;
     use gonets_types::{ParticipantId, RefusalCode};
 
     const KIND: &str = "urn:gonets:fns:egrul-extract:1";
