@@ -549,6 +549,31 @@ impl Shard {
                 );
             }
         }
+        self.requeue(pending);
+        answers.sort_unstable();
+        for id in answers {
+            self.route_answer(id);
+        }
+        // Whether the archive already holds them is the archive's to know:
+        // it answers a repeat at once, without a second copy.
+        for id in finished {
+            self.ask_archive(id);
+        }
+        // Every message replayed was written before this restart.
+        let (next, now) = (self.next_offset, self.now_ms);
+        self.sample_age(next, now);
+        let queues: Vec<QueueId> = self.queues.keys().cloned().collect();
+        for q in queues {
+            self.pump(&q);
+        }
+        self.arm();
+        out.append(&mut self.out);
+    }
+
+    /// After replay: the requests still waiting go back into their queues
+    /// in log order, except those whose last allowed delivery was leased when
+    /// the node stopped (dead-lettered now, as a live disconnect would).
+    fn requeue(&mut self, mut pending: Vec<(u64, MessageId)>) {
         pending.sort_unstable();
         for (_, id) in pending {
             let ex = &self.exchanges[&id];
@@ -573,24 +598,6 @@ impl Shard {
             let accepted_ms = ex.time_ms;
             self.queues.entry(queue).or_default().push(id, accepted_ms);
         }
-        answers.sort_unstable();
-        for id in answers {
-            self.route_answer(id);
-        }
-        // Whether the archive already holds them is the archive's to know:
-        // it answers a repeat at once, without a second copy.
-        for id in finished {
-            self.ask_archive(id);
-        }
-        // Every message replayed was written before this restart.
-        let (next, now) = (self.next_offset, self.now_ms);
-        self.sample_age(next, now);
-        let queues: Vec<QueueId> = self.queues.keys().cloned().collect();
-        for q in queues {
-            self.pump(&q);
-        }
-        self.arm();
-        out.append(&mut self.out);
     }
 
     /// Encodes every exchange as snapshot parts for a snapshot starting at
@@ -921,24 +928,7 @@ impl Shard {
                 request_id,
                 code,
                 reason,
-            } => {
-                if code.is_hub_only() {
-                    Err(HubError::Malformed(format!(
-                        "{} is given by the hub only",
-                        code.as_str()
-                    )))
-                } else if reason.len() > crate::record::TEXT_BYTES_MAX {
-                    Err(text_too_large("reason", reason.len()))
-                } else {
-                    self.answer(
-                        token,
-                        &caller,
-                        request_id,
-                        AnswerBody::Refusal { code, reason },
-                        Bytes::new(),
-                    )
-                }
-            }
+            } => self.refuse(token, &caller, request_id, code, reason),
             Command::Status { id } => self.status(token, &caller, id),
             Command::QueueStats { queue } => self.stats(&caller, queue),
         };
@@ -948,6 +938,29 @@ impl Shard {
             Ok(None) => {}
             Err(e) => self.reply(token, Err(e)),
         }
+    }
+
+    /// A provider's refusal: only the provider's own codes, a reason that
+    /// fits, then answered like data.
+    fn refuse(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        request_id: MessageId,
+        code: RefusalCode,
+        reason: String,
+    ) -> Result<Option<ShardReply>, HubError> {
+        if code.is_hub_only() {
+            return Err(HubError::Malformed(format!(
+                "{} is given by the hub only",
+                code.as_str()
+            )));
+        }
+        if reason.len() > crate::record::TEXT_BYTES_MAX {
+            return Err(text_too_large("reason", reason.len()));
+        }
+        let body = AnswerBody::Refusal { code, reason };
+        self.answer(token, caller, request_id, body, Bytes::new())
     }
 
     fn owns(&self, queue: &QueueId) -> Result<(), HubError> {
@@ -1805,30 +1818,7 @@ impl Shard {
 
     fn fire(&mut self, timer: Timer) {
         match timer {
-            Timer::Deadline(id) => {
-                let Some(ex) = self.exchanges.get(&id) else {
-                    return;
-                };
-                if ex.outcome.is_some() {
-                    if let Some(token) = self.call_waiters.remove(&id) {
-                        // Answered, but not durable within the budget: the
-                        // caller hears `DeadlineExceeded` now; the answer
-                        // still reaches the consumer's answer queue once durable.
-                        self.reply(token, Err(HubError::DeadlineExceeded));
-                    }
-                    return;
-                }
-                let queue = QueueId::Requests(ex.kind.clone());
-                if let Some(q) = self.queues.get_mut(&queue) {
-                    q.remove(id);
-                }
-                self.counters.expired += 1;
-                self.hub_answer(
-                    id,
-                    RefusalCode::DeadlineExceeded,
-                    "no answer within the data kind's deadline".into(),
-                );
-            }
+            Timer::Deadline(id) => self.deadline_passed(id),
             Timer::Lease {
                 queue,
                 id,
@@ -1878,6 +1868,34 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A request's deadline passed: unanswered, it expires (the hub
+    /// refuses it `DeadlineExceeded`); answered but not yet durable, a
+    /// waiting caller hears `DeadlineExceeded` now.
+    fn deadline_passed(&mut self, id: MessageId) {
+        let Some(ex) = self.exchanges.get(&id) else {
+            return;
+        };
+        if ex.outcome.is_some() {
+            if let Some(token) = self.call_waiters.remove(&id) {
+                // Answered, but not durable within the budget: the
+                // caller hears `DeadlineExceeded` now; the answer
+                // still reaches the consumer's answer queue once durable.
+                self.reply(token, Err(HubError::DeadlineExceeded));
+            }
+            return;
+        }
+        let queue = QueueId::Requests(ex.kind.clone());
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.remove(id);
+        }
+        self.counters.expired += 1;
+        self.hub_answer(
+            id,
+            RefusalCode::DeadlineExceeded,
+            "no answer within the data kind's deadline".into(),
+        );
     }
 
     /// Removes a finished exchange from memory (its history is archived, or
