@@ -129,7 +129,7 @@ use gonets_proto::{encode_command, BadReply, Limits, Opcode, READER_OF_SESSION};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::{Accepted, Command, NewRequest, QueueStats, Reply, ReplyKind, StatusView};
+use gonets_types::{Accepted, Command, NewRequest, QueueStats, Reply, ReplyContent, StatusView};
 use link::{lock, Link};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -420,9 +420,12 @@ impl<R: Runtime> Client<R> {
     }
 
     /// [`Client::execute`] of a command whose reply is a `T`.
-    async fn run<T: Expected>(&self, command: Command) -> Result<T, ClientError> {
+    async fn run<T: ReplyContent>(&self, command: Command) -> Result<T, ClientError> {
         expect_kind::<T>(&command);
-        self.execute(command).await.map(T::from_reply)
+        let reply = self.execute(command).await?;
+        // `decode_reply` answers the kind it is asked for.
+        Ok(T::from_reply(reply)
+            .unwrap_or_else(|other| unreachable!("a {other:?} reply for {:?}", T::KIND)))
     }
 
     /// Sends a request; `Accepted` once durable. Survives reconnects
@@ -601,46 +604,15 @@ mod commands {
     }
 }
 
-/// What a typed method returns: the content of one [`Reply`] variant.
-trait Expected: Sized {
-    /// The reply kind it comes in.
-    const KIND: ReplyKind;
-    /// The content of `reply`, which is of kind [`Expected::KIND`].
-    fn from_reply(reply: Reply) -> Self;
-}
-
 /// Asserts that `command` is answered with a `T`: the typed methods
 /// pair each command with its reply's type, as `Command::reply_kind` does.
-fn expect_kind<T: Expected>(command: &Command) {
+fn expect_kind<T: ReplyContent>(command: &Command) {
     assert_eq!(
         T::KIND,
         command.reply_kind(),
         "an operation awaited as the wrong reply: {command:?}"
     );
 }
-
-/// `Expected` of the variant `$variant` of `Reply` holding a `$t`.
-macro_rules! expected {
-    ($t:ty, $kind:ident, $reply:pat => $content:expr) => {
-        impl Expected for $t {
-            const KIND: ReplyKind = ReplyKind::$kind;
-            fn from_reply(reply: Reply) -> Self {
-                match reply {
-                    $reply => $content,
-                    // `decode_reply` answers the kind it is asked for.
-                    other => unreachable!("a {:?} reply for {:?}", other.kind(), Self::KIND),
-                }
-            }
-        }
-    };
-}
-
-expected!(Accepted, Accepted, Reply::Accepted(a) => a);
-expected!(Message, Message, Reply::Message(m) => m);
-expected!(Vec<Message>, Messages, Reply::Messages(ms) => ms);
-expected!((), Done, Reply::Done => ());
-expected!(StatusView, Status, Reply::Status(s) => s);
-expected!(QueueStats, Stats, Reply::Stats(s) => s);
 
 /// Messages of one queue pushed as credits allow (see [`Client::subscribe`]).
 pub struct ClientSubscription<R: Runtime> {

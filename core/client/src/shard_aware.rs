@@ -2,13 +2,13 @@
 //! port, and every operation sent to the shard that owns its queue or
 //! message, so no command crosses cores inside the hub.
 
-use crate::{
-    commands, Client, ClientConfig, ClientError, ClientSubscription, Expected, Message, Runtime,
-};
+use crate::{commands, Client, ClientConfig, ClientError, ClientSubscription, Message, Runtime};
 use bytes::Bytes;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::{Accepted, Command, HubError, NewRequest, QueueStats, Reply, StatusView};
+use gonets_types::{
+    Accepted, Command, HubError, NewRequest, QueueStats, Reply, ReplyContent, StatusView,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ impl<R: Runtime> ShardAwareClient<R> {
     }
 
     /// A typed method: `command` on its shard's connection.
-    async fn run<T: Expected>(&self, command: Command) -> Result<T, ClientError> {
+    async fn run<T: ReplyContent>(&self, command: Command) -> Result<T, ClientError> {
         self.owner(&command)?.run(command).await
     }
 

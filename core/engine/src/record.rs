@@ -92,8 +92,9 @@ const TAG_ANSWER: u8 = 2;
 const TAG_EVENT: u8 = 3;
 const TAG_SNAPSHOT_PART: u8 = 4;
 const TAG_SNAPSHOT_END: u8 = 5;
-/// Longest id, key or reason string accepted, bytes.
-pub const TEXT_BYTES_MAX: usize = 4096;
+/// Longest id, key or reason string a record holds, bytes: the
+/// vocabulary's bound, which the wire checks first.
+pub use gonets_types::TEXT_BYTES_MAX;
 
 impl Record {
     /// Appends the encoding to `out` (a reused buffer).

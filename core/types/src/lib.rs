@@ -18,4 +18,4 @@ pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};
 pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;
-pub use reply::Reply;
+pub use reply::{Reply, ReplyContent};

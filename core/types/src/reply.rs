@@ -34,3 +34,86 @@ impl Reply {
         }
     }
 }
+
+/// The content of one [`Reply`] variant: the one pairing of a typed result
+/// with its variant and its [`ReplyKind`]. The engine's and the clients'
+/// typed methods (`send_request` returns an [`Accepted`], ...) build on it.
+pub trait ReplyContent: Sized {
+    /// The kind of the variant that holds it.
+    const KIND: ReplyKind;
+    /// The reply holding `self`.
+    fn into_reply(self) -> Reply;
+    /// The content of `reply`; the kind it is when it is another variant.
+    fn from_reply(reply: Reply) -> Result<Self, ReplyKind>;
+}
+
+/// `ReplyContent` of the variant `$variant`, which holds a `$t`.
+macro_rules! reply_content {
+    ($($t:ty => $variant:ident),* $(,)?) => {
+        $(impl ReplyContent for $t {
+            const KIND: ReplyKind = ReplyKind::$variant;
+            fn into_reply(self) -> Reply {
+                Reply::$variant(self)
+            }
+            fn from_reply(reply: Reply) -> Result<Self, ReplyKind> {
+                match reply {
+                    Reply::$variant(content) => Ok(content),
+                    other => Err(other.kind()),
+                }
+            }
+        })*
+    };
+}
+
+reply_content! {
+    Accepted => Accepted,
+    Message => Message,
+    Vec<Message> => Messages,
+    StatusView => Status,
+    QueueStats => Stats,
+}
+
+impl ReplyContent for () {
+    const KIND: ReplyKind = ReplyKind::Done;
+    fn into_reply(self) -> Reply {
+        Reply::Done
+    }
+    fn from_reply(reply: Reply) -> Result<(), ReplyKind> {
+        match reply {
+            Reply::Done => Ok(()),
+            other => Err(other.kind()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MessageId;
+
+    #[test]
+    fn given_each_content_when_put_in_its_reply_then_its_kind_matches_and_it_comes_back() {
+        fn round_trip<T: ReplyContent + PartialEq + std::fmt::Debug + Clone>(t: T) {
+            let reply = t.clone().into_reply();
+            assert_eq!(reply.kind(), T::KIND);
+            assert_eq!(T::from_reply(reply), Ok(t));
+        }
+        let accepted = Accepted {
+            id: MessageId(7),
+            time_ms: 1,
+            duplicate: false,
+        };
+        round_trip(accepted);
+        round_trip(Vec::<Message>::new());
+        round_trip(());
+        round_trip(QueueStats {
+            depth: 1,
+            in_flight: 0,
+            oldest_age_ms: 5,
+        });
+        assert_eq!(
+            <()>::from_reply(Reply::Messages(vec![])),
+            Err(ReplyKind::Messages)
+        );
+    }
+}

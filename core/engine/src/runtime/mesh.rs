@@ -11,7 +11,7 @@ use crate::registry::Registry;
 use crate::shard::{Command, PeerMsg, ReaderId};
 use gonets_types::error::HubError;
 use gonets_types::ids::{ParticipantId, QueueId};
-use gonets_types::{Accepted, Message, QueueStats, ReplyKind, StatusView};
+use gonets_types::{Accepted, Message, QueueStats, ReplyContent, ReplyKind, StatusView};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -64,10 +64,8 @@ impl ReplyTo {
 }
 
 /// A successful result a session can wait for: the [`ReplyTo`] that carries
-/// it and the [`ReplyKind`] of the operations that get it.
-pub(crate) trait Awaited: Sized {
-    /// The reply kind.
-    const KIND: ReplyKind;
+/// it (its reply kind is the vocabulary's pairing, [`ReplyContent`]).
+pub(crate) trait Awaited: ReplyContent {
     /// The typed channel.
     fn reply_to(tx: Tx<Self>) -> ReplyTo;
 }
@@ -75,7 +73,6 @@ pub(crate) trait Awaited: Sized {
 macro_rules! awaited {
     ($($t:ty => $variant:ident),* $(,)?) => {
         $(impl Awaited for $t {
-            const KIND: ReplyKind = ReplyKind::$variant;
             fn reply_to(tx: Tx<Self>) -> ReplyTo {
                 ReplyTo::$variant(tx)
             }

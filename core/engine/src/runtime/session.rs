@@ -22,10 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-// The wire checks texts against the vocabulary's bound before a request
-// reaches the shard; the log's bound must be the same.
-const _: () = assert!(gonets_types::TEXT_BYTES_MAX == crate::record::TEXT_BYTES_MAX);
-
 /// Reader ids, unique in the process: leases of a gone reader are never
 /// confused with a new one's.
 static NEXT_READER: AtomicU64 = AtomicU64::new(1);

@@ -573,20 +573,12 @@ impl World {
 
     /// The shard an operation goes to, as the runtime routes it.
     pub fn route(&self, command: &Command) -> u16 {
-        match command {
-            Command::SendRequest(r) | Command::Call(r) => {
-                QueueId::Requests(r.kind.clone()).shard(self.n)
-            }
-            Command::Fetch { queue, .. }
-            | Command::Subscribe { queue, .. }
-            | Command::Ack { queue, .. }
-            | Command::Nack { queue, .. }
-            | Command::QueueStats { queue } => queue.shard(self.n),
-            Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
-                request_id.shard()
-            }
-            Command::Status { id } => id.shard(),
-        }
+        // The shard rule that ships (`Command::shard`, used by the session
+        // and the clients); every id the workload names is one a simulated
+        // shard made.
+        command
+            .shard(self.n)
+            .expect("the workload names only ids its shards made")
     }
 
     /// Sends `command` from client `c` (as `caller`) to shard `s`.
