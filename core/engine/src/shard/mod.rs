@@ -10,6 +10,7 @@
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
 pub mod exchange;
+mod park;
 pub mod queue;
 mod record_size;
 pub mod snapshot;
@@ -26,6 +27,7 @@ use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use queue::{Place, Queue};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use timers::{Timer, Timers};
@@ -243,6 +245,17 @@ pub struct Shard {
     /// (offset, hub time ms): every message below the offset is at most that
     /// old. Oldest first, at most `RETENTION_SAMPLES_MAX`.
     age_samples: VecDeque<(u64, u64)>,
+    /// Names the parked requests point to.
+    names: park::Names,
+    /// Transaction codes and idempotency keys of parked requests that have them.
+    parked_texts: HashMap<MessageId, park::ParkedTexts>,
+    /// Replay runs (`replay` was called, `recovered` not yet).
+    replaying: bool,
+    /// Async requests still committing, with their deadlines, in
+    /// acceptance order (bounded by the commits in flight).
+    committing_deadlines: VecDeque<(u64, MessageId)>,
+    /// When the committing head timer that counts is due.
+    committing_head_ms: Option<u64>,
     out: Vec<Output>,
 }
 
@@ -281,6 +294,11 @@ impl Shard {
             archived: HashSet::new(),
             evict_when_archived: HashSet::new(),
             age_samples: VecDeque::new(),
+            names: park::Names::default(),
+            parked_texts: HashMap::new(),
+            replaying: false,
+            committing_deadlines: VecDeque::new(),
+            committing_head_ms: None,
             out: Vec::new(),
         }
     }
@@ -315,14 +333,23 @@ impl Shard {
         self.now_ms
     }
 
-    /// The exchange of a request, if this shard has it.
-    pub fn exchange(&self, id: MessageId) -> Option<&Exchange> {
-        self.exchanges.get(&id)
+    /// The exchange of a request, if this shard has it (made from its
+    /// parked entry when no reader has taken it yet).
+    pub fn exchange(&self, id: MessageId) -> Option<Cow<'_, Exchange>> {
+        self.exchange_view(id)
     }
 
-    /// Every exchange on this shard.
-    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
-        self.exchanges.values()
+    /// Every exchange on this shard, parked requests made whole.
+    pub fn exchanges(&self) -> impl Iterator<Item = Cow<'_, Exchange>> {
+        self.exchanges
+            .values()
+            .map(Cow::Borrowed)
+            .chain(self.parked_exchanges().map(Cow::Owned))
+    }
+
+    /// Requests parked in this shard's queues (no reader has taken them).
+    pub fn parked_count(&self) -> usize {
+        self.queues.values().map(|q| q.parked().len()).sum()
     }
 
     /// Answers waiting in (or leased from) answer queues owned by this shard.
@@ -422,6 +449,7 @@ impl Shard {
         self.exchanges
             .values()
             .filter_map(Exchange::needed_offset)
+            .chain(self.parked_floor())
             .fold(start, u64::min)
     }
 
@@ -464,6 +492,7 @@ impl Shard {
     /// Applies a durable record read back from the log at `offset` (replay).
     pub fn replay(&mut self, offset: u64, record: Record) -> Result<(), HubError> {
         assert!(self.deferred.is_empty(), "replay only before live traffic");
+        self.replaying = true;
         if offset < self.next_offset {
             return Err(HubError::Unavailable(format!(
                 "replay went backwards at offset {offset}"
@@ -478,11 +507,15 @@ impl Shard {
             // idempotency keys of the exchanges it lacks.
             Record::SnapshotPart(_) if !self.replay_base => {}
             Record::SnapshotPart(bytes) => {
-                let ex = snapshot::decode_exchange(&bytes)
-                    .map_err(|e| HubError::Unavailable(format!("snapshot at {offset}: {e}")))?;
-                let latest = ex.history.iter().map(|e| e.time_ms).max();
-                self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
-                self.restore_exchange(ex);
+                let unavailable = |e| HubError::Unavailable(format!("snapshot at {offset}: {e}"));
+                match snapshot::decode_part(&bytes).map_err(unavailable)? {
+                    snapshot::Part::Exchange(ex) => {
+                        let latest = ex.history.iter().map(|e| e.time_ms).max();
+                        self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
+                        self.restore_exchange(ex);
+                    }
+                    snapshot::Part::Parked(run) => self.restore_parked(run),
+                }
             }
             Record::SnapshotEnd { first_offset, .. } => {
                 self.replay_base = false;
@@ -530,7 +563,9 @@ impl Shard {
         ids.sort_unstable();
         for id in ids {
             let ex = &self.exchanges[&id];
-            if ex.outcome.is_none() {
+            if ex.outcome.is_none() && !Self::parkable(ex) {
+                // A parkable one is parked by `requeue`: its queue's head
+                // timer watches its deadline.
                 self.timers.arm(ex.deadline_ms, Timer::Deadline(ex.id));
             }
             if ex.in_request_queue() {
@@ -549,7 +584,11 @@ impl Shard {
                 );
             }
         }
+        // Those restored from the snapshot first: `requeue` parks the
+        // replayed ones after them and watches their deadlines as it goes.
+        self.watch_parked_deadlines();
         self.requeue(pending);
+        self.replaying = false;
         answers.sort_unstable();
         for id in answers {
             self.route_answer(id);
@@ -594,9 +633,7 @@ impl Shard {
                 self.hub_answer(id, RefusalCode::Undeliverable, reason);
                 continue;
             }
-            let queue = QueueId::Requests(ex.kind.clone());
-            let accepted_ms = ex.time_ms;
-            self.queues.entry(queue).or_default().push(id, accepted_ms);
+            self.enqueue_at_place(id);
         }
     }
 
@@ -629,6 +666,7 @@ impl Shard {
             snapshot::encode_exchange(&self.exchanges[&id], &mut buf);
             records.push(Record::SnapshotPart(Bytes::from(buf)));
         }
+        self.snapshot_parked(&mut records);
         let parts = records.len() as u64;
         records.push(Record::SnapshotEnd {
             first_offset,
@@ -754,6 +792,7 @@ impl Shard {
 
     /// An answer record ends its exchange (once: the outcome is final).
     fn apply_answer(&mut self, offset: u64, a: &AnswerRecord, durable: bool) {
+        self.unpark(a.request_id);
         let Some(ex) = self.exchanges.get_mut(&a.request_id) else {
             return; // dropped by history retention
         };
@@ -775,6 +814,7 @@ impl Shard {
     /// An event record is one step in an exchange's history; the last one
     /// (the answer's ack) arms its eviction and, once durable, its archiving.
     fn apply_event(&mut self, offset: u64, e: &EventRecord, durable: bool) {
+        self.unpark(e.request_id);
         let Some(ex) = self.exchanges.get_mut(&e.request_id) else {
             return;
         };
@@ -1071,8 +1111,13 @@ impl Shard {
         let Some(original) = self.dedup.get(&dedup_key).copied() else {
             return false;
         };
-        let ex = &self.exchanges[&original];
-        if self.now_ms >= ex.time_ms.saturating_add(self.config.dedup_window_ms) {
+        let (time_ms, offset) = {
+            let ex = self
+                .exchange_view(original)
+                .expect("a key names its exchange");
+            (ex.time_ms, ex.request_offset)
+        };
+        if self.now_ms >= time_ms.saturating_add(self.config.dedup_window_ms) {
             return false;
         }
         self.counters.duplicates += 1;
@@ -1082,10 +1127,9 @@ impl Shard {
         }
         let reply = ShardReply::Accepted {
             id: original,
-            time_ms: ex.time_ms,
+            time_ms,
             duplicate: true,
         };
-        let offset = ex.request_offset;
         self.reply_when_durable(offset, token, Ok(reply));
         true
     }
@@ -1126,7 +1170,13 @@ impl Shard {
             idempotency_key: r.idempotency_key,
             payload: r.payload,
         }));
-        self.timers.arm(deadline_ms, Timer::Deadline(id));
+        if call {
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        } else {
+            // Watched in acceptance order while it commits, then by its
+            // queue once parked there (or by its own timer once taken).
+            self.watch_committing(id, deadline_ms);
+        }
         if self.exchanges[&id].idempotency_key.is_some() {
             self.timers.arm(
                 self.now_ms.saturating_add(self.config.dedup_window_ms),
@@ -1164,6 +1214,8 @@ impl Shard {
     /// unanswered, when it was not a call, or when its answer's payload may
     /// be gone from the log. Never a second request.
     fn call_again(&mut self, token: Token, original: MessageId) {
+        // A parked original is no call: it is answered `Duplicate` below.
+        self.unpark(original);
         let ex = &self.exchanges[&original];
         let duplicate = Err(HubError::Duplicate { original });
         let Some(o) = ex.outcome.as_ref().filter(|_| ex.call) else {
@@ -1190,13 +1242,8 @@ impl Shard {
     }
 
     fn enqueue_request(&mut self, id: MessageId) {
-        let ex = &self.exchanges[&id];
-        let queue = QueueId::Requests(ex.kind.clone());
-        let accepted_ms = ex.time_ms;
-        self.queues
-            .entry(queue.clone())
-            .or_default()
-            .push(id, accepted_ms);
+        let queue = QueueId::Requests(self.exchanges[&id].kind.clone());
+        self.enqueue_at_place(id);
         self.pump(&queue);
     }
 
@@ -1276,9 +1323,14 @@ impl Shard {
         let mut batch = Vec::new();
         let expires_ms = self.now_ms.saturating_add(self.config.lease_timeout_ms);
         while batch.len() < max as usize {
-            let Some(q) = self.queues.get_mut(queue) else {
+            let Some(q) = self.queues.get(queue) else {
                 break;
             };
+            if q.next_is_parked() {
+                let id = q.parked().front().expect("parked").id();
+                assert!(self.unpark(id));
+            }
+            let q = self.queues.get_mut(queue).expect("present");
             let Some((id, lease)) = q.lease_next(reader, expires_ms) else {
                 break;
             };
@@ -1536,7 +1588,7 @@ impl Shard {
         if request_id.shard() != self.config.shard {
             return Err(HubError::NotFound);
         }
-        let Some(ex) = self.exchanges.get(&request_id) else {
+        let Some(ex) = self.exchange_view(request_id) else {
             return Err(HubError::NotFound);
         };
         if &ex.provider != caller {
@@ -1571,6 +1623,9 @@ impl Shard {
         let record_bytes = record_size::answer_record_bytes(reason, payload.len());
         self.fits_log(payload.len(), record_bytes.expect("reason checked"))?;
         let queue = QueueId::Requests(ex.kind.clone());
+        drop(ex);
+        // Answered before any reader took it: whole again, then out of its queue.
+        self.unpark(request_id);
         if let Some(q) = self.queues.get_mut(&queue) {
             q.remove(request_id);
         }
@@ -1690,7 +1745,7 @@ impl Shard {
             .participant(caller)
             .is_some_and(|p| p.roles.operator);
         let request_id = self.answer_index.get(&id).copied().unwrap_or(id);
-        if !self.exchanges.contains_key(&request_id) {
+        if self.exchange_view(request_id).is_none() {
             if !self.config.archive_histories {
                 return Err(HubError::NotFound);
             }
@@ -1747,6 +1802,7 @@ impl Shard {
                 Deferred::Out(o) => self.out.push(o),
                 Deferred::RequestDurable(id) => {
                     self.counters.accepted += 1;
+                    self.committing_done(id);
                     let Some(ex) = self.exchanges.get_mut(&id) else {
                         continue;
                     };
@@ -1858,15 +1914,16 @@ impl Shard {
                 self.evict(id);
             }
             Timer::Dedup(id) => {
-                if let Some(ex) = self.exchanges.get(&id) {
-                    if let Some(key) = &ex.idempotency_key {
-                        let k = (ex.consumer.clone(), ex.kind.clone(), key.clone());
-                        if self.dedup.get(&k) == Some(&id) {
-                            self.dedup.remove(&k);
-                        }
-                    }
+                let k = self.exchange_view(id).and_then(|ex| {
+                    let key = ex.idempotency_key.clone()?;
+                    Some((ex.consumer.clone(), ex.kind.clone(), key))
+                });
+                if let Some(k) = k.filter(|k| self.dedup.get(k) == Some(&id)) {
+                    self.dedup.remove(&k);
                 }
             }
+            Timer::ParkedHead { queue, at_ms } => self.parked_head_due(&queue, at_ms),
+            Timer::CommittingHead { at_ms } => self.committing_head_due(at_ms),
         }
     }
 
@@ -1874,6 +1931,8 @@ impl Shard {
     /// refuses it `DeadlineExceeded`); answered but not yet durable, a
     /// waiting caller hears `DeadlineExceeded` now.
     fn deadline_passed(&mut self, id: MessageId) {
+        // A parked one whose own timer (out of deadline order) fired.
+        self.unpark(id);
         let Some(ex) = self.exchanges.get(&id) else {
             return;
         };
@@ -1919,7 +1978,7 @@ impl Shard {
 
     /// The history of a finished exchange, as `status` shows it.
     fn view(&self, request_id: MessageId) -> StatusView {
-        let ex = &self.exchanges[&request_id];
+        let ex = self.exchange_view(request_id).expect("present");
         StatusView {
             request_id,
             answer_id: ex.outcome.as_ref().map(|o| o.answer_id),
@@ -1927,7 +1986,7 @@ impl Shard {
             consumer: ex.consumer.clone(),
             provider: ex.provider.clone(),
             deadline_ms: ex.deadline_ms,
-            events: ex.history.clone(),
+            events: ex.history.to_vec(),
         }
     }
 

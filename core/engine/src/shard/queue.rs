@@ -1,10 +1,15 @@
 //! A queue's volatile delivery state: FIFO order, leases and delays. The
 //! messages themselves live in the shard (exchanges or answer entries);
 //! a queue holds their ids.
+//!
+//! A request queue also holds the requests no reader has taken yet as
+//! [`Parked`] entries, 40 bytes each, in log order: the log holds the rest
+//! (ADR 0010). They join the members, as full exchanges, when leased (or
+//! when anything else needs them whole).
 
 use gonets_types::ids::MessageId;
 pub use gonets_types::QueueStats;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Who holds a message and until when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +36,76 @@ pub enum Place {
     },
 }
 
+/// A durable request waiting in its queue that no reader has taken yet:
+/// what the queue must know without reading the log. Its time is its id's
+/// (`MessageId::unix_ms`), its kind the queue's; transaction code and
+/// idempotency key, when it has them, are kept beside (`Shard`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parked {
+    /// The id, as two halves: a `u128` field would align the entry to 16.
+    id_hi: u64,
+    id_lo: u64,
+    /// Offset of the request record: the queue's order.
+    pub offset: u64,
+    /// Absolute deadline, ms.
+    pub deadline_ms: u64,
+    /// The consumer, as the shard's name table numbers it.
+    pub consumer: u32,
+    /// The provider (low 31 bits, the name table's number) and the test flag (top bit).
+    provider_test: u32,
+}
+
+const TEST_BIT: u32 = 1 << 31;
+
+impl Parked {
+    /// An entry; `provider` must fit 31 bits.
+    pub fn new(
+        id: MessageId,
+        offset: u64,
+        deadline_ms: u64,
+        consumer: u32,
+        provider: u32,
+        test: bool,
+    ) -> Parked {
+        assert!(provider < TEST_BIT, "name table overflow");
+        Parked {
+            id_hi: (id.0 >> 64) as u64,
+            id_lo: id.0 as u64,
+            offset,
+            deadline_ms,
+            consumer,
+            provider_test: provider | if test { TEST_BIT } else { 0 },
+        }
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> MessageId {
+        MessageId(u128::from(self.id_hi) << 64 | u128::from(self.id_lo))
+    }
+
+    /// The provider's number in the shard's name table.
+    pub fn provider(&self) -> u32 {
+        self.provider_test & !TEST_BIT
+    }
+
+    /// Test traffic.
+    pub fn test(&self) -> bool {
+        self.provider_test & TEST_BIT != 0
+    }
+}
+
 /// One queue: ids in FIFO order plus what is in flight.
 #[derive(Debug, Default)]
 pub struct Queue {
-    /// Ready messages by their first-enqueue order: a redelivered message keeps its place.
+    /// Ready messages by their order (a request's offset): a redelivered
+    /// message keeps its place.
     ready: BTreeMap<u64, MessageId>,
+    /// Requests no reader has taken yet, by offset (never below a ready
+    /// member's order when both were enqueued live: see `lease_next`).
+    parked: VecDeque<Parked>,
+    /// When the head timer that counts is due (`Timer::ParkedHead`): one
+    /// armed for another time is stale.
+    pub head_timer_ms: Option<u64>,
     /// Every message of the queue and where it stands, with its order key and enqueue time.
     members: HashMap<MessageId, Member>,
     next_order: u64,
@@ -54,10 +124,18 @@ struct Member {
 
 impl Queue {
     /// Adds a message at the tail, enqueued at `now_ms` (for the oldest age).
+    /// For answer queues, whose messages have no offset here.
     pub fn push(&mut self, id: MessageId, now_ms: u64) {
-        assert!(!self.members.contains_key(&id), "message enqueued twice");
         let order = self.next_order;
         self.next_order += 1;
+        self.push_at(id, order, now_ms);
+    }
+
+    /// Adds a request at its place `order` (its record's offset), enqueued
+    /// at `now_ms`.
+    pub fn push_at(&mut self, id: MessageId, order: u64, now_ms: u64) {
+        assert!(!self.members.contains_key(&id), "message enqueued twice");
+        self.next_order = self.next_order.max(order + 1);
         self.members.insert(
             id,
             Member {
@@ -69,28 +147,78 @@ impl Queue {
         self.ready.insert(order, id);
     }
 
+    /// Parks a request at the tail: its offset is above every parked one's.
+    pub fn park(&mut self, entry: Parked) {
+        if let Some(back) = self.parked.back() {
+            assert!(back.offset < entry.offset, "parked in log order");
+        }
+        self.parked.push_back(entry);
+    }
+
+    /// The parked requests, in log order.
+    pub fn parked(&self) -> &VecDeque<Parked> {
+        &self.parked
+    }
+
+    /// Where `id` is among the parked requests. Parked entries are in log
+    /// order, so their ids' times never go down (the hub clock does not run
+    /// backwards, not even across restarts): a binary search on the time,
+    /// then a scan of the entries of that millisecond.
+    pub fn parked_position(&self, id: MessageId) -> Option<usize> {
+        let ms = id.unix_ms();
+        let start = self.parked.partition_point(|p| p.id().unix_ms() < ms);
+        self.parked
+            .range(start..)
+            .take_while(|p| p.id().unix_ms() == ms)
+            .position(|p| p.id() == id)
+            .map(|i| start + i)
+    }
+
+    /// Takes a parked request out (it becomes a member, or leaves).
+    pub fn unpark_at(&mut self, position: usize) -> Parked {
+        // O(1) at either end (leases, expiry); in the middle (a deadline
+        // out of log order, an answer before any delivery) it moves the
+        // shorter side.
+        self.parked.remove(position).expect("position in range")
+    }
+
     /// Messages in the queue.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.members.len() + self.parked.len()
     }
 
     /// True when nothing is in the queue.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.parked.is_empty()
     }
 
     /// True when a message is ready for delivery.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.parked.is_empty()
     }
 
     /// Where a message stands, if it is in the queue.
     pub fn place(&self, id: MessageId) -> Option<Place> {
-        self.members.get(&id).map(|m| m.place)
+        match self.members.get(&id) {
+            Some(m) => Some(m.place),
+            None => self.parked_position(id).map(|_| Place::Ready),
+        }
     }
 
-    /// Takes the oldest ready message and leases it to `reader`.
+    /// True when the next message to lease is parked (its offset is below
+    /// every ready member's): the shard makes it a member first.
+    pub fn next_is_parked(&self) -> bool {
+        match (self.parked.front(), self.ready.first_key_value()) {
+            (Some(p), Some((order, _))) => p.offset < *order,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// Takes the oldest ready member and leases it to `reader` (parked
+    /// requests are made members first: see `next_is_parked`).
     pub fn lease_next(&mut self, reader: u64, expires_ms: u64) -> Option<(MessageId, Lease)> {
+        debug_assert!(!self.next_is_parked());
         let (_, id) = self.ready.pop_first()?;
         let lease = Lease {
             reader,
@@ -138,7 +266,11 @@ impl Queue {
     /// Removes a message wherever it stands; false if it was not here.
     pub fn remove(&mut self, id: MessageId) -> bool {
         let Some(m) = self.members.remove(&id) else {
-            return false;
+            let Some(i) = self.parked_position(id) else {
+                return false;
+            };
+            self.unpark_at(i);
+            return true;
         };
         match m.place {
             Place::Ready => {
@@ -163,9 +295,15 @@ impl Queue {
 
     /// Depth, in flight and oldest age at `now_ms`.
     pub fn stats(&self, now_ms: u64) -> QueueStats {
-        let oldest = self.members.values().map(|m| m.enqueued_ms).min();
+        let parked = self.parked.front().map(|p| p.id().unix_ms());
+        let oldest = self
+            .members
+            .values()
+            .map(|m| m.enqueued_ms)
+            .chain(parked)
+            .min();
         QueueStats {
-            depth: self.members.len() as u64,
+            depth: self.len() as u64,
             in_flight: self.leased.len() as u64,
             oldest_age_ms: oldest.map_or(0, |t| now_ms.saturating_sub(t)),
         }

@@ -1,15 +1,22 @@
 //! Snapshot parts: one exchange (without payloads, which stay in the log at
-//! the offsets it names) per part, so replay after a restart starts at the
-//! latest snapshot instead of the log's beginning.
+//! the offsets it names) per part, or a run of one queue's parked requests
+//! (ADR 0010), so replay after a restart starts at the latest snapshot
+//! instead of the log's beginning. A part's first byte says which.
 
 use crate::record::{
     put_answer_body, put_id, put_opt_str, put_str, put_u64, DecodeError, EventKind, Reader,
 };
 use crate::shard::exchange::{Exchange, Outcome};
 use crate::shard::types::HistoryEvent;
-use gonets_types::ids::{DataKindId, ParticipantId};
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
+use std::collections::HashMap;
 
+/// First byte of a part holding one exchange.
 const VERSION: u8 = 1;
+/// First byte of a part holding a run of parked requests.
+const PARKED_RUN: u8 = 2;
+/// Most parked requests one part carries.
+pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
 /// Most history steps one exchange may carry in a snapshot.
 pub const HISTORY_EVENTS_MAX: usize = 1 << 16;
 
@@ -122,4 +129,145 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
         answer_acked: flags & 8 != 0,
         history,
     })
+}
+
+/// A parked request as a snapshot carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedRecord {
+    /// The request's id (its time is the id's).
+    pub id: MessageId,
+    /// Offset of its record.
+    pub offset: u64,
+    /// Absolute deadline, ms.
+    pub deadline_ms: u64,
+    /// The consumer.
+    pub consumer: ParticipantId,
+    /// The provider.
+    pub provider: ParticipantId,
+    /// Test traffic.
+    pub test: bool,
+    /// Transaction code.
+    pub transaction: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// Parked requests of one kind's queue, in log order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedRun {
+    /// The data kind (its requests queue).
+    pub kind: DataKindId,
+    /// At most [`PARKED_RUN_ENTRIES_MAX`], offsets ascending.
+    pub entries: Vec<ParkedRecord>,
+}
+
+/// A decoded snapshot part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// One exchange.
+    Exchange(Exchange),
+    /// A run of parked requests.
+    Parked(ParkedRun),
+}
+
+/// Decodes a snapshot part of either shape.
+pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
+    match bytes.first() {
+        Some(&VERSION) => decode_exchange(bytes).map(Part::Exchange),
+        Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
+        _ => Err(DecodeError("snapshot part tag")),
+    }
+}
+
+/// Encodes a run of parked requests as one part: the names it uses once,
+/// then 37 bytes per entry plus its texts.
+pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
+    assert!(!run.entries.is_empty() && run.entries.len() <= PARKED_RUN_ENTRIES_MAX);
+    let mut names: Vec<&str> = Vec::new();
+    let mut numbers: HashMap<&str, u16> = HashMap::new();
+    for e in &run.entries {
+        for name in [e.consumer.as_str(), e.provider.as_str()] {
+            if !numbers.contains_key(name) {
+                numbers.insert(name, names.len() as u16);
+                names.push(name);
+            }
+        }
+    }
+    out.push(PARKED_RUN);
+    put_str(out, run.kind.as_str());
+    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
+    for name in &names {
+        put_str(out, name);
+    }
+    out.extend_from_slice(&(run.entries.len() as u32).to_le_bytes());
+    for e in &run.entries {
+        put_id(out, e.id);
+        put_u64(out, e.offset);
+        put_u64(out, e.deadline_ms);
+        out.extend_from_slice(&numbers[e.consumer.as_str()].to_le_bytes());
+        out.extend_from_slice(&numbers[e.provider.as_str()].to_le_bytes());
+        out.push(u8::from(e.test));
+        put_opt_str(out, e.transaction.as_deref());
+        put_opt_str(out, e.idempotency_key.as_deref());
+    }
+}
+
+fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.u8()? != PARKED_RUN {
+        return Err(DecodeError("snapshot part tag"));
+    }
+    let kind = DataKindId::new(r.str()?);
+    let name_count = u16::from_le_bytes([r.u8()?, r.u8()?]) as usize;
+    if name_count > 2 * PARKED_RUN_ENTRIES_MAX {
+        return Err(DecodeError("parked run names"));
+    }
+    let mut names = Vec::with_capacity(name_count);
+    for _ in 0..name_count {
+        names.push(ParticipantId::new(r.str()?));
+    }
+    let n = r.u32()? as usize;
+    if n == 0 || n > PARKED_RUN_ENTRIES_MAX {
+        return Err(DecodeError("parked run length"));
+    }
+    let name = |i: u16| {
+        names
+            .get(i as usize)
+            .cloned()
+            .ok_or(DecodeError("parked run name"))
+    };
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.id()?;
+        let offset = r.u64()?;
+        let deadline_ms = r.u64()?;
+        let consumer = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
+        let provider = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
+        let flags = r.u8()?;
+        if flags > 1 {
+            return Err(DecodeError("parked flags"));
+        }
+        let transaction = r.opt_str()?.map(str::to_owned);
+        let idempotency_key = r.opt_str()?.map(str::to_owned);
+        if entries
+            .last()
+            .is_some_and(|prev: &ParkedRecord| prev.offset >= offset)
+        {
+            return Err(DecodeError("parked run out of log order"));
+        }
+        entries.push(ParkedRecord {
+            id,
+            offset,
+            deadline_ms,
+            consumer,
+            provider,
+            test: flags == 1,
+            transaction,
+            idempotency_key,
+        });
+    }
+    if !r.done() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(ParkedRun { kind, entries })
 }

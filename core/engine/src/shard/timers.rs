@@ -34,6 +34,18 @@ pub enum Timer {
     Dedup(MessageId),
     /// A finished exchange leaves memory.
     Evict(MessageId),
+    /// The oldest async request still committing may be past its deadline.
+    CommittingHead {
+        /// When it was armed for (a later arming makes it stale).
+        at_ms: u64,
+    },
+    /// The first parked request of a queue may be past its deadline.
+    ParkedHead {
+        /// The queue.
+        queue: QueueId,
+        /// When it was armed for (a later arming makes it stale).
+        at_ms: u64,
+    },
 }
 
 /// Timers by due time.

@@ -386,12 +386,12 @@ impl ShardModel {
         }
     }
 
-    /// Puts a request at the tail of its queue.
+    /// Puts a request into its queue at its place: a queue hands out its
+    /// ready requests in log order (ADR 0010), whenever each joined it.
     pub fn enqueue(&mut self, id: MessageId) {
         let r = self.reqs.get_mut(&id).expect("request");
         r.place = Some(MPlace::Ready);
-        r.order = self.next_order;
-        self.next_order += 1;
+        r.order = r.offset;
     }
 
     /// The turn of the first message of `queue` that was ready before this
@@ -525,7 +525,7 @@ impl ShardModel {
             let ex = shard
                 .exchange(r.id)
                 .ok_or_else(|| format!("exchange {} missing on shard {}", r.id, shard.id()))?;
-            compare_exchange(r, ex)?;
+            compare_exchange(r, &ex)?;
             // A request the model has out of its queue but the shard has in
             // it shows in the queue's depth, compared below; one ready in
             // both and untouched is left to the deep sweep.
@@ -545,7 +545,7 @@ impl ShardModel {
                         r.id, ex.history, r.history
                     ));
                 }
-                check_history(ex)?;
+                check_history(&ex)?;
             }
         }
         let queued = shard.queued_answers().count();

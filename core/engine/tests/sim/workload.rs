@@ -351,8 +351,7 @@ impl World {
                 let shard = &self.shards[s as usize];
                 let in_memory = shard
                     .exchange(original)
-                    .and_then(|ex| ex.outcome.as_ref())
-                    .is_some_and(|o| o.payload.is_some());
+                    .is_some_and(|ex| ex.outcome.as_ref().is_some_and(|o| o.payload.is_some()));
                 if terminal_kind(&o.body) == EventKind::Expired {
                     (RepeatReply::Expired, o.offset)
                 } else if !in_memory && o.offset < shard.retention_floor() {

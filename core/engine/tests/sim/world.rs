@@ -6,7 +6,7 @@ use crate::model::{terminal_kind, ShardModel};
 use crate::workload::{Client, Knowledge, Pending, Role, Seen};
 use gonets_engine::record::{EventKind, Record};
 use gonets_engine::registry::Registry;
-use gonets_engine::shard::snapshot::decode_exchange;
+use gonets_engine::shard::snapshot::{decode_part, Part};
 use gonets_engine::shard::{
     Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, ShardReply, StatusView, Token,
 };
@@ -310,9 +310,14 @@ fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<Message
     for (i, record) in records.iter().enumerate().skip(start as usize) {
         match record {
             Record::SnapshotPart(bytes) if base => {
-                let ex = decode_exchange(bytes)
+                let part = decode_part(bytes)
                     .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
-                ids.insert(ex.id);
+                match part {
+                    Part::Exchange(ex) => {
+                        ids.insert(ex.id);
+                    }
+                    Part::Parked(run) => ids.extend(run.entries.iter().map(|e| e.id)),
+                }
             }
             Record::SnapshotPart(_) => {}
             Record::Request(r) => {

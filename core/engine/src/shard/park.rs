@@ -1,0 +1,433 @@
+//! Parked requests (ADR 0010). A durable async request that no reader has
+//! taken yet is held by its queue as a 40-byte [`Parked`] entry, not as an
+//! [`Exchange`]: everything else about it is in its log record, or follows
+//! from it (its kind is the queue's, its time its id's, its history one
+//! `Accepted` step). It becomes a full exchange again when a reader takes
+//! it, a record or an operation names it, or its deadline passes; nothing a
+//! participant sees changes, only what waiting costs.
+//!
+//! Deadlines: parked entries are in log order, and a kind's requests
+//! expire in the order they came, so one timer per queue, at the head's
+//! deadline, serves them all (`Timer::ParkedHead`). An entry whose deadline
+//! is earlier than one before it (a registry change shortened the kind's
+//! deadline) gets a timer of its own.
+
+use super::queue::Parked;
+use super::{snapshot, Exchange, Shard, Timer};
+use crate::record::{EventKind, Record};
+use bytes::Bytes;
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// The consumers and providers that parked entries name, numbered once.
+/// Bounded by the participants the registry ever held.
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    list: Vec<ParticipantId>,
+    index: HashMap<ParticipantId, u32>,
+}
+
+impl Names {
+    /// The number of `name`, given one if new.
+    pub(super) fn number(&mut self, name: &ParticipantId) -> u32 {
+        if let Some(n) = self.index.get(name) {
+            return *n;
+        }
+        let n = u32::try_from(self.list.len()).expect("names fit u32");
+        self.list.push(name.clone());
+        self.index.insert(name.clone(), n);
+        n
+    }
+
+    /// The name numbered `n`.
+    pub(super) fn name(&self, n: u32) -> &ParticipantId {
+        &self.list[n as usize]
+    }
+}
+
+/// A parked request's texts, kept beside its entry only when it has any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct ParkedTexts {
+    pub(super) transaction: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+}
+
+impl Shard {
+    /// True when `ex` is a durable async request nobody has taken, answered
+    /// or acked: all a parked entry can say about it.
+    pub(super) fn parkable(ex: &Exchange) -> bool {
+        !ex.call
+            && ex.durable
+            && ex.payload.is_none()
+            && ex.deliveries == 0
+            && !ex.acked
+            && ex.outcome.is_none()
+            && ex.answer_deliveries == 0
+            && !ex.answer_acked
+            && ex.history.len() == 1
+            && ex.time_ms == ex.id.unix_ms()
+    }
+
+    /// Puts request `id`'s exchange into its queue at its place: parked
+    /// when it can be, else as a member ordered by its record's offset.
+    pub(super) fn enqueue_at_place(&mut self, id: MessageId) {
+        let ex = &self.exchanges[&id];
+        let queue = QueueId::Requests(ex.kind.clone());
+        if !Self::parkable(ex) {
+            let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
+            // A call's deadline timer was armed when it came; replay's
+            // end arms those of the exchanges it rebuilt.
+            let own_timer = !ex.call && !self.replaying;
+            self.queues
+                .entry(queue)
+                .or_default()
+                .push_at(id, offset, time_ms);
+            if own_timer {
+                self.timers.arm(deadline_ms, Timer::Deadline(id));
+            }
+            return;
+        }
+        let ex = self.exchanges.remove(&id).expect("present");
+        let entry = Parked::new(
+            id,
+            ex.request_offset,
+            ex.deadline_ms,
+            self.names.number(&ex.consumer),
+            self.names.number(&ex.provider),
+            ex.test,
+        );
+        if ex.transaction.is_some() || ex.idempotency_key.is_some() {
+            let texts = ParkedTexts {
+                transaction: ex.transaction,
+                idempotency_key: ex.idempotency_key,
+            };
+            self.parked_texts.insert(id, texts);
+        }
+        self.park_entry(queue, entry);
+    }
+
+    /// Adds `entry` at the tail of `queue`'s parked requests and sees that
+    /// its deadline is watched.
+    pub(super) fn park_entry(&mut self, queue: QueueId, entry: Parked) {
+        let q = self.queues.entry(queue.clone()).or_default();
+        let in_order = q
+            .parked()
+            .back()
+            .is_none_or(|b| b.deadline_ms <= entry.deadline_ms);
+        q.park(entry);
+        if !in_order {
+            self.timers
+                .arm(entry.deadline_ms, Timer::Deadline(entry.id()));
+        }
+        self.arm_parked_head(&queue);
+    }
+
+    /// Arms `queue`'s head timer at its first parked entry's deadline,
+    /// unless one at or before it is armed.
+    pub(super) fn arm_parked_head(&mut self, queue: &QueueId) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let Some(due_ms) = q.parked().front().map(|p| p.deadline_ms) else {
+            return;
+        };
+        if q.head_timer_ms.is_some_and(|armed| armed <= due_ms) {
+            return;
+        }
+        q.head_timer_ms = Some(due_ms);
+        self.timers.arm(
+            due_ms,
+            Timer::ParkedHead {
+                queue: queue.clone(),
+                at_ms: due_ms,
+            },
+        );
+    }
+
+    /// `queue`'s head timer armed for `at_ms` fired: every parked request
+    /// at the head whose deadline has passed expires.
+    pub(super) fn parked_head_due(&mut self, queue: &QueueId, at_ms: u64) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        if q.head_timer_ms != Some(at_ms) {
+            return; // a later arming replaced it
+        }
+        q.head_timer_ms = None;
+        // Bounded by the parked entries.
+        while let Some(id) = self.queues[queue]
+            .parked()
+            .front()
+            .filter(|p| p.deadline_ms <= self.now_ms)
+            .map(Parked::id)
+        {
+            self.unpark(id);
+            self.deadline_passed(id);
+        }
+        self.arm_parked_head(queue);
+    }
+
+    /// The request queue holding `id` parked, and its position there.
+    fn parked_place(&self, id: MessageId) -> Option<(&QueueId, usize)> {
+        // Few queues per shard; a binary search in each.
+        self.queues
+            .iter()
+            .filter(|(q, _)| matches!(q, QueueId::Requests(_)))
+            .find_map(|(q, queue)| queue.parked_position(id).map(|i| (q, i)))
+    }
+
+    /// Makes parked request `id` a full exchange again; false when it is
+    /// not parked. Live, it stays in its queue as a ready member at its
+    /// place (nothing a reader sees changes) with its own deadline timer;
+    /// in replay, queues are rebuilt from the exchanges once it ends.
+    pub(super) fn unpark(&mut self, id: MessageId) -> bool {
+        if self.exchanges.contains_key(&id) {
+            return false;
+        }
+        let Some((queue, position)) = self.parked_place(id).map(|(q, i)| (q.clone(), i)) else {
+            return false;
+        };
+        let entry = self
+            .queues
+            .get_mut(&queue)
+            .expect("found there")
+            .unpark_at(position);
+        assert_eq!(entry.id(), id);
+        let QueueId::Requests(kind) = &queue else {
+            unreachable!("parked only in request queues")
+        };
+        let texts = self.parked_texts.remove(&id).unwrap_or_default();
+        let ex = self.parked_exchange(kind, &entry, texts);
+        let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
+        self.exchanges.insert(id, ex);
+        if !self.replaying {
+            let q = self.queues.get_mut(&queue).expect("found there");
+            q.push_at(id, offset, time_ms);
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        }
+        true
+    }
+
+    /// The exchange a parked entry of kind `kind` stands for.
+    fn parked_exchange(&self, kind: &DataKindId, p: &Parked, texts: ParkedTexts) -> Exchange {
+        let id = p.id();
+        let time_ms = id.unix_ms();
+        let mut ex = Exchange {
+            id,
+            kind: kind.clone(),
+            consumer: self.names.name(p.consumer).clone(),
+            provider: self.names.name(p.provider()).clone(),
+            time_ms,
+            deadline_ms: p.deadline_ms,
+            test: p.test(),
+            call: false,
+            transaction: texts.transaction,
+            idempotency_key: texts.idempotency_key,
+            request_offset: p.offset,
+            durable: true,
+            payload: None,
+            deliveries: 0,
+            acked: false,
+            outcome: None,
+            answer_deliveries: 0,
+            answer_acked: false,
+            history: Vec::with_capacity(1),
+        };
+        ex.record(EventKind::Accepted, time_ms, 0);
+        ex
+    }
+
+    /// Exchange `id`, whole or made from its parked entry (read-only).
+    pub(super) fn exchange_view(&self, id: MessageId) -> Option<Cow<'_, Exchange>> {
+        if let Some(ex) = self.exchanges.get(&id) {
+            return Some(Cow::Borrowed(ex));
+        }
+        let (queue, i) = self.parked_place(id)?;
+        let QueueId::Requests(kind) = queue else {
+            unreachable!("parked only in request queues")
+        };
+        let p = &self.queues[queue].parked()[i];
+        let texts = self.parked_texts.get(&id).cloned().unwrap_or_default();
+        Some(Cow::Owned(self.parked_exchange(kind, p, texts)))
+    }
+
+    /// Every parked request as the exchange it stands for (read-only).
+    pub(super) fn parked_exchanges(&self) -> impl Iterator<Item = Exchange> + '_ {
+        self.queues.iter().flat_map(move |(queue, q)| {
+            let kind = match queue {
+                QueueId::Requests(kind) => Some(kind),
+                QueueId::Answers(_) => None,
+            };
+            q.parked().iter().filter_map(move |p| {
+                let texts = self.parked_texts.get(&p.id()).cloned().unwrap_or_default();
+                kind.map(|k| self.parked_exchange(k, p, texts))
+            })
+        })
+    }
+
+    /// The lowest offset a parked request needs (its record), if any.
+    pub(super) fn parked_floor(&self) -> Option<u64> {
+        self.queues
+            .values()
+            .filter_map(|q| q.parked().front().map(|p| p.offset))
+            .min()
+    }
+
+    /// After replay: each queue's parked requests restored from a snapshot
+    /// get their head timer, and those out of deadline order their own.
+    pub(super) fn watch_parked_deadlines(&mut self) {
+        let mut queues: Vec<QueueId> = self.queues.keys().cloned().collect();
+        queues.sort_unstable();
+        for queue in queues {
+            let mut latest_ms = 0;
+            let mut own: Vec<(u64, MessageId)> = Vec::new();
+            for p in self.queues[&queue].parked() {
+                if p.deadline_ms < latest_ms {
+                    own.push((p.deadline_ms, p.id()));
+                }
+                latest_ms = latest_ms.max(p.deadline_ms);
+            }
+            for (at_ms, id) in own {
+                self.timers.arm(at_ms, Timer::Deadline(id));
+            }
+            self.arm_parked_head(&queue);
+        }
+    }
+}
+
+impl Shard {
+    /// Appends every queue's parked requests to a snapshot's parts, in runs
+    /// of at most [`snapshot::PARKED_RUN_ENTRIES_MAX`], in log order.
+    pub(super) fn snapshot_parked(&self, records: &mut Vec<Record>) {
+        let mut queues: Vec<&QueueId> = self.queues.keys().collect();
+        queues.sort_unstable();
+        for queue in queues {
+            let QueueId::Requests(kind) = queue else {
+                continue;
+            };
+            let parked = self.queues[queue].parked();
+            // Bounded: one part per run of entries.
+            let mut at = 0;
+            while at < parked.len() {
+                let end = (at + snapshot::PARKED_RUN_ENTRIES_MAX).min(parked.len());
+                let entries = parked
+                    .range(at..end)
+                    .map(|p| self.parked_record(p))
+                    .collect();
+                let run = snapshot::ParkedRun {
+                    kind: kind.clone(),
+                    entries,
+                };
+                let mut buf = Vec::new();
+                snapshot::encode_parked_run(&run, &mut buf);
+                records.push(Record::SnapshotPart(Bytes::from(buf)));
+                at = end;
+            }
+        }
+    }
+
+    fn parked_record(&self, p: &Parked) -> snapshot::ParkedRecord {
+        let texts = self.parked_texts.get(&p.id());
+        snapshot::ParkedRecord {
+            id: p.id(),
+            offset: p.offset,
+            deadline_ms: p.deadline_ms,
+            consumer: self.names.name(p.consumer).clone(),
+            provider: self.names.name(p.provider()).clone(),
+            test: p.test(),
+            transaction: texts.and_then(|t| t.transaction.clone()),
+            idempotency_key: texts.and_then(|t| t.idempotency_key.clone()),
+        }
+    }
+
+    /// Replay of a snapshot's run of parked requests: back into their
+    /// queue as they were (deadlines are watched once replay ends).
+    pub(super) fn restore_parked(&mut self, run: snapshot::ParkedRun) {
+        let queue = QueueId::Requests(run.kind.clone());
+        for e in run.entries {
+            let time_ms = e.id.unix_ms();
+            self.replayed_ms = self.replayed_ms.max(time_ms);
+            self.id_sequence = self.id_sequence.max(e.id.0 as u64 & 0xffff_ffff);
+            if let Some(key) = &e.idempotency_key {
+                let k = (e.consumer.clone(), run.kind.clone(), key.clone());
+                self.dedup.insert(k, e.id);
+            }
+            let entry = Parked::new(
+                e.id,
+                e.offset,
+                e.deadline_ms,
+                self.names.number(&e.consumer),
+                self.names.number(&e.provider),
+                e.test,
+            );
+            if e.transaction.is_some() || e.idempotency_key.is_some() {
+                let texts = ParkedTexts {
+                    transaction: e.transaction,
+                    idempotency_key: e.idempotency_key,
+                };
+                self.parked_texts.insert(e.id, texts);
+            }
+            self.queues.entry(queue.clone()).or_default().park(entry);
+        }
+    }
+}
+
+impl Shard {
+    /// An async request is committing: its deadline is watched in
+    /// acceptance order until it is durable and parked (or expires first,
+    /// when the log is slower than its kind's deadline).
+    pub(super) fn watch_committing(&mut self, id: MessageId, deadline_ms: u64) {
+        let in_order = self
+            .committing_deadlines
+            .back()
+            .is_none_or(|(back_ms, _)| *back_ms <= deadline_ms);
+        if !in_order {
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+            return;
+        }
+        self.committing_deadlines.push_back((deadline_ms, id));
+        self.arm_committing_head();
+    }
+
+    /// Request `id` is durable: its queue watches its deadline from now on.
+    pub(super) fn committing_done(&mut self, id: MessageId) {
+        if self
+            .committing_deadlines
+            .front()
+            .is_some_and(|(_, f)| *f == id)
+        {
+            self.committing_deadlines.pop_front();
+        }
+    }
+
+    fn arm_committing_head(&mut self) {
+        let Some(&(due_ms, _)) = self.committing_deadlines.front() else {
+            return;
+        };
+        if self.committing_head_ms.is_some_and(|armed| armed <= due_ms) {
+            return;
+        }
+        self.committing_head_ms = Some(due_ms);
+        self.timers
+            .arm(due_ms, Timer::CommittingHead { at_ms: due_ms });
+    }
+
+    /// The committing head timer armed for `at_ms` fired: requests still
+    /// committing past their deadline expire.
+    pub(super) fn committing_head_due(&mut self, at_ms: u64) {
+        if self.committing_head_ms != Some(at_ms) {
+            return; // a later arming replaced it
+        }
+        self.committing_head_ms = None;
+        // Bounded by the requests committing.
+        while let Some(&(due_ms, id)) = self.committing_deadlines.front() {
+            if due_ms > self.now_ms {
+                break;
+            }
+            self.committing_deadlines.pop_front();
+            self.deadline_passed(id);
+        }
+        self.arm_committing_head();
+    }
+}
