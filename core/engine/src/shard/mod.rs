@@ -147,6 +147,25 @@ pub struct ShardCounters {
     pub archived: u64,
 }
 
+/// How many of each thing a shard holds in memory ([`Shard::held`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Full exchanges (taken, answered, committing, or finished and kept).
+    pub exchanges: usize,
+    /// Parked requests (no reader has taken them).
+    pub parked: usize,
+    /// Parked requests with a transaction code or an idempotency key.
+    pub parked_texts: usize,
+    /// Armed timers (stale ones included until they fire).
+    pub timers: usize,
+    /// Async requests committing, watched for their deadline.
+    pub committing_deadlines: usize,
+    /// Outputs and steps waiting for a commit.
+    pub deferred: usize,
+    /// Idempotency keys remembered.
+    pub dedup_keys: usize,
+}
+
 /// Most (offset, time) samples kept for the retention period; when full,
 /// every other old one is dropped, which only keeps segments longer.
 pub const RETENTION_SAMPLES_MAX: usize = 1024;
@@ -352,6 +371,19 @@ impl Shard {
         self.queues.values().map(|q| q.parked().len()).sum()
     }
 
+    /// How many of each thing the shard holds in memory (tests, monitoring).
+    pub fn held(&self) -> Held {
+        Held {
+            exchanges: self.exchanges.len(),
+            parked: self.parked_count(),
+            parked_texts: self.parked_texts.len(),
+            timers: self.timers.len(),
+            committing_deadlines: self.committing_deadlines.len(),
+            deferred: self.deferred.len(),
+            dedup_keys: self.dedup.len(),
+        }
+    }
+
     /// Answers waiting in (or leased from) answer queues owned by this shard.
     pub fn queued_answers(&self) -> impl Iterator<Item = &AnswerEnvelope> {
         self.answers.values().map(|a| &a.envelope)
@@ -512,7 +544,7 @@ impl Shard {
                     snapshot::Part::Exchange(ex) => {
                         let latest = ex.history.iter().map(|e| e.time_ms).max();
                         self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
-                        self.restore_exchange(ex);
+                        self.restore_exchange(*ex);
                     }
                     snapshot::Part::Parked(run) => self.restore_parked(run),
                 }

@@ -165,7 +165,7 @@ pub struct ParkedRun {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
     /// One exchange.
-    Exchange(Exchange),
+    Exchange(Box<Exchange>),
     /// A run of parked requests.
     Parked(ParkedRun),
 }
@@ -173,7 +173,7 @@ pub enum Part {
 /// Decodes a snapshot part of either shape.
 pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
     match bytes.first() {
-        Some(&VERSION) => decode_exchange(bytes).map(Part::Exchange),
+        Some(&VERSION) => decode_exchange(bytes).map(|ex| Part::Exchange(Box::new(ex))),
         Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
         _ => Err(DecodeError("snapshot part tag")),
     }

@@ -17,6 +17,8 @@ use gonets_types::refusal::RefusalCode;
 const T0: u64 = 1_700_000_000_000;
 const ASYNC: &str = "urn:test:async:1";
 const RT: &str = "urn:test:rt:1";
+/// An async kind with a deep queue (parked requests by the thousand).
+const BULK: &str = "urn:test:bulk:1";
 const ASYNC_DEADLINE_MS: u64 = 1_000;
 const RT_DEADLINE_MS: u64 = 200;
 const PAYLOAD_MAX: usize = 64;
@@ -63,6 +65,15 @@ deadline_ms = 1000
 payload_bytes_max = 64
 queue_messages_max = 4
 consumers = ["MFC", "SFR"]
+
+[[data_kind]]
+id = "urn:test:bulk:1"
+provider = "FNS"
+mode = "async"
+deadline_ms = 1000
+payload_bytes_max = 64
+queue_messages_max = 100000
+consumers = ["MFC"]
 
 [[data_kind]]
 id = "urn:test:rt:1"
@@ -1369,6 +1380,166 @@ fn given_async_request_unanswered_when_deadline_passes_then_consumer_refused_dea
     assert!(d
         .history(id)
         .contains(&(EventKind::Expired, T0 + ASYNC_DEADLINE_MS, 0)));
+}
+
+// ---- parked requests (ADR 0010) ----
+
+#[test]
+fn given_many_waiting_requests_when_committed_then_each_is_only_a_parked_entry() {
+    let mut d = Driver::new();
+    for _ in 0..1_000 {
+        d.command("MFC", Command::SendRequest(request(BULK)));
+    }
+    d.commit();
+    let held = d.shard.held();
+    assert_eq!(held.parked, 1_000);
+    assert_eq!(held.exchanges, 0, "no full exchange for a waiting request");
+    assert_eq!(held.committing_deadlines, 0);
+    assert_eq!(held.deferred, 0);
+    assert!(
+        held.timers <= 2,
+        "one head timer per queue, not one per request: {held:?}"
+    );
+    assert_eq!(d.shard.queue_stats(&requests(BULK)).depth, 1_000);
+}
+
+#[test]
+fn given_parked_requests_when_deadlines_pass_then_they_expire_in_order_from_the_head() {
+    let mut d = Driver::new();
+    let first = d.send_ok("MFC", request(ASYNC));
+    d.set_time(T0 + 10);
+    let second = d.send_ok("MFC", request(ASYNC));
+    d.set_time(T0 + 20);
+    let third = d.send_ok("MFC", request(ASYNC));
+    d.tick_at(T0 + ASYNC_DEADLINE_MS + 10);
+    assert_eq!(d.shard.counters().expired, 2);
+    assert!(!d.exchange_outcome_is_none(first) && !d.exchange_outcome_is_none(second));
+    assert!(d.exchange_outcome_is_none(third));
+    assert_eq!(d.shard.queue_stats(&requests(ASYNC)).depth, 1);
+    d.tick_at(T0 + ASYNC_DEADLINE_MS + 19);
+    assert_eq!(d.shard.counters().expired, 2, "not before its deadline");
+    d.tick_at(T0 + ASYNC_DEADLINE_MS + 20);
+    assert_eq!(d.shard.counters().expired, 3);
+    assert_eq!(d.shard.held().parked, 0);
+}
+
+#[test]
+fn given_parked_and_redelivered_requests_when_fetched_then_log_order_holds() {
+    let mut d = Driver::new();
+    let a = d.send_ok("MFC", request(ASYNC));
+    let b = d.send_ok("MFC", request(ASYNC));
+    let c = d.send_ok("MFC", request(ASYNC));
+    assert_eq!(ids(&d.fetch("FNS", requests(ASYNC), 1, 1)), vec![a]);
+    d.committed_reply("FNS", nack_cmd(requests(ASYNC), a, 1))
+        .unwrap();
+    assert_eq!(
+        d.shard.held().parked,
+        2,
+        "a is a member again, b and c parked"
+    );
+    let got = d.fetch("FNS", requests(ASYNC), 3, 1);
+    assert_eq!(ids(&got), vec![a, b, c]);
+    assert_eq!(got[0].delivery_count, 2);
+    assert_eq!(got[1].delivery_count, 1);
+}
+
+#[test]
+fn given_parked_request_when_status_asked_then_accepted_shows_and_it_stays_parked() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(ASYNC));
+    let view = d.status("MFC", id).unwrap();
+    assert_eq!(view.events.len(), 1);
+    assert_eq!(view.events[0].kind, EventKind::Accepted);
+    assert_eq!(view.consumer, p("MFC"));
+    assert_eq!(d.status("FNS", id).unwrap(), view);
+    assert_eq!(d.shard.held().parked, 1);
+}
+
+#[test]
+fn given_parked_request_with_key_and_transaction_when_repeated_and_taken_then_both_survive() {
+    let mut d = Driver::new();
+    let r = NewRequest {
+        transaction: Some("T-7".into()),
+        test: true,
+        ..keyed(ASYNC, "k-parked")
+    };
+    let id = d.send_ok("MFC", r.clone());
+    assert_eq!(d.shard.held().parked_texts, 1);
+    let again = d.committed_reply("MFC", Command::SendRequest(r));
+    assert!(
+        matches!(again, Ok(ShardReply::Accepted { id: got, duplicate: true, .. }) if got == id)
+    );
+    let got = d.fetch("FNS", requests(ASYNC), 1, 1);
+    assert_eq!(got[0].transaction.as_deref(), Some("T-7"));
+    assert!(got[0].test);
+    assert_eq!(got[0].from, p("MFC"));
+    let ex = d.shard.exchange(id).unwrap();
+    assert_eq!(ex.idempotency_key.as_deref(), Some("k-parked"));
+    assert_eq!(d.shard.held().parked_texts, 0);
+}
+
+#[test]
+fn given_parked_requests_when_snapshot_replayed_then_they_wait_in_order_and_still_expire() {
+    let mut d = Driver::new();
+    let sent: Vec<MessageId> = (0..5_000)
+        .map(|_| d.send_ok("MFC", request(BULK)))
+        .collect();
+    let first = d.shard.next_offset();
+    let records = d.shard.snapshot(first);
+    assert_eq!(
+        records.len(),
+        3,
+        "5,000 parked in runs of 4,096, then the end: {}",
+        records.len()
+    );
+    for (i, record) in records.into_iter().enumerate() {
+        d.log.push((first + i as u64, record));
+    }
+    d.commit();
+    d.shard.snapshot_durable(first);
+    let (mut r, _) = d.restart_from(first);
+    assert_eq!(r.shard.held().parked, 5_000);
+    assert_eq!(r.shard.held().exchanges, 0);
+    let got = r.fetch("FNS", requests(BULK), 3, 1);
+    assert_eq!(ids(&got), sent[..3].to_vec());
+    r.tick_at(T0 + ASYNC_DEADLINE_MS);
+    // The three taken ones by their own timers, the rest from the head.
+    assert_eq!(r.shard.counters().expired, 5_000);
+    assert_eq!(r.shard.held().parked, 0);
+}
+
+#[test]
+fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
+    use crate::shard::snapshot::{decode_part, encode_parked_run, ParkedRecord, ParkedRun};
+    let entry = |offset: u64| ParkedRecord {
+        id: MessageId::new(T0, 0, offset),
+        offset,
+        deadline_ms: T0 + 5,
+        consumer: p("MFC"),
+        provider: p("FNS"),
+        test: false,
+        transaction: None,
+        idempotency_key: Some("k".into()),
+    };
+    let run = ParkedRun {
+        kind: DataKindId::new(ASYNC),
+        entries: vec![entry(1), entry(2)],
+    };
+    let mut bytes = Vec::new();
+    encode_parked_run(&run, &mut bytes);
+    assert_eq!(
+        decode_part(&bytes).unwrap(),
+        crate::shard::snapshot::Part::Parked(run)
+    );
+    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(decode_part(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut unknown_tag = bytes.clone();
+    unknown_tag[0] = 9;
+    assert!(decode_part(&unknown_tag).is_err());
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(decode_part(&trailing).is_err());
 }
 
 #[test]
