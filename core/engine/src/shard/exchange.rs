@@ -29,8 +29,9 @@ pub struct Exchange {
     pub call: bool,
     /// Transaction code.
     pub transaction: Option<String>,
-    /// Idempotency key.
-    pub idempotency_key: Option<String>,
+    /// It came with an idempotency key (the key itself is in its record
+    /// and, as a print, in the shard's key window).
+    pub keyed: bool,
     /// Offset of the request record.
     pub request_offset: u64,
     /// The request record is durable.

@@ -10,6 +10,7 @@
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
 pub mod exchange;
+pub mod keys;
 mod park;
 pub mod queue;
 mod record_size;
@@ -24,7 +25,7 @@ use crate::registry::{Mode, Registry};
 use bytes::Bytes;
 use exchange::{Exchange, Outcome};
 use gonets_types::error::HubError;
-use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
+use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use queue::{Place, Queue};
 use std::borrow::Cow;
@@ -228,7 +229,8 @@ pub struct Shard {
     answer_index: HashMap<MessageId, MessageId>,
     queues: HashMap<QueueId, Queue>,
     answers: HashMap<MessageId, AnswerEntry>,
-    dedup: HashMap<(ParticipantId, DataKindId, String), MessageId>,
+    /// The idempotency window: keys as prints, in time slices.
+    keys: keys::KeyWindow,
     timers: Timers,
     armed_ms: Option<u64>,
     deferred: VecDeque<(u64, Deferred)>,
@@ -282,6 +284,7 @@ impl Shard {
     /// A shard whose log's next record will get `next_offset` (all of it durable).
     pub fn new(config: ShardConfig, registry: Arc<Registry>, next_offset: u64) -> Shard {
         Shard {
+            keys: keys::KeyWindow::new(config.dedup_window_ms),
             config,
             registry,
             now_ms: 0,
@@ -292,7 +295,6 @@ impl Shard {
             answer_index: HashMap::new(),
             queues: HashMap::new(),
             answers: HashMap::new(),
-            dedup: HashMap::new(),
             timers: Timers::default(),
             armed_ms: None,
             deferred: VecDeque::new(),
@@ -380,7 +382,7 @@ impl Shard {
             timers: self.timers.len(),
             committing_deadlines: self.committing_deadlines.len(),
             deferred: self.deferred.len(),
-            dedup_keys: self.dedup.len(),
+            dedup_keys: self.keys.len(),
         }
     }
 
@@ -541,12 +543,21 @@ impl Shard {
             Record::SnapshotPart(bytes) => {
                 let unavailable = |e| HubError::Unavailable(format!("snapshot at {offset}: {e}"));
                 match snapshot::decode_part(&bytes).map_err(unavailable)? {
-                    snapshot::Part::Exchange(ex) => {
+                    snapshot::Part::Exchange(ex, print) => {
                         let latest = ex.history.iter().map(|e| e.time_ms).max();
                         self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
+                        if let Some(print) = print {
+                            // A snapshot from before the key window had its own parts.
+                            self.keys.insert(print, ex.id, ex.time_ms);
+                        }
                         self.restore_exchange(*ex);
                     }
                     snapshot::Part::Parked(run) => self.restore_parked(run),
+                    snapshot::Part::Keys(keys) => {
+                        for (print, id) in keys {
+                            self.keys.insert(print, id, id.unix_ms());
+                        }
+                    }
                 }
             }
             Record::SnapshotEnd { first_offset, .. } => {
@@ -608,12 +619,6 @@ impl Shard {
             }
             if ex.finished() {
                 finished.push(ex.id);
-            }
-            if ex.idempotency_key.is_some() {
-                self.timers.arm(
-                    ex.time_ms.saturating_add(self.config.dedup_window_ms),
-                    Timer::Dedup(ex.id),
-                );
             }
         }
         // Those restored from the snapshot first: `requeue` parks the
@@ -686,7 +691,7 @@ impl Shard {
             .filter(|ex| {
                 keep_finished
                     || !ex.finished()
-                    || ex.idempotency_key.is_some()
+                    || ex.keyed
                     || (self.config.archive_histories && !self.archived.contains(&ex.id))
             })
             .map(|ex| ex.id)
@@ -699,6 +704,7 @@ impl Shard {
             records.push(Record::SnapshotPart(Bytes::from(buf)));
         }
         self.snapshot_parked(&mut records);
+        self.snapshot_keys(&mut records);
         let parts = records.len() as u64;
         records.push(Record::SnapshotEnd {
             first_offset,
@@ -737,13 +743,6 @@ impl Shard {
         if let Some(o) = &ex.outcome {
             self.answer_index.insert(o.answer_id, ex.id);
         }
-        // As `apply` does for a request record: a key past its window is
-        // dropped by its `Dedup` timer, which `recovered` arms, and
-        // `send_request` checks the window itself.
-        if let Some(key) = &ex.idempotency_key {
-            self.dedup
-                .insert((ex.consumer.clone(), ex.kind.clone(), key.clone()), ex.id);
-        }
         self.id_sequence = self.id_sequence.max(ex.id.0 as u64 & 0xffff_ffff);
         let finished_ms = ex
             .finished()
@@ -762,7 +761,8 @@ impl Shard {
         };
         let ex = &self.exchanges[&id];
         let mut at_ms = finished_ms.saturating_add(keep_ms);
-        if ex.idempotency_key.is_some() {
+        if ex.keyed {
+            // A repeat of its key within the window finds it whole.
             at_ms = at_ms.max(ex.time_ms.saturating_add(self.config.dedup_window_ms));
         }
         self.timers.arm(at_ms, Timer::Evict(id));
@@ -801,7 +801,7 @@ impl Shard {
             test: r.test,
             call: r.call,
             transaction: r.transaction.clone(),
-            idempotency_key: r.idempotency_key.clone(),
+            keyed: r.idempotency_key.is_some(),
             request_offset: offset,
             durable,
             payload: (!durable).then(|| r.payload.clone()),
@@ -814,8 +814,8 @@ impl Shard {
         };
         ex.record(EventKind::Accepted, r.time_ms, 0);
         if let Some(key) = &r.idempotency_key {
-            self.dedup
-                .insert((r.consumer.clone(), r.kind.clone(), key.clone()), r.id);
+            let print = keys::KeyPrint::of(&r.consumer, &r.kind, key);
+            self.keys.insert(print, r.id, r.time_ms);
         }
         self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
         let previous = self.exchanges.insert(r.id, ex);
@@ -1139,19 +1139,35 @@ impl Shard {
         let Some(key) = &r.idempotency_key else {
             return false;
         };
-        let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
-        let Some(original) = self.dedup.get(&dedup_key).copied() else {
+        let print = keys::KeyPrint::of(caller, &r.kind, key);
+        let Some(original) = self.keys.get(print) else {
             return false;
         };
-        let (time_ms, offset) = {
-            let ex = self
-                .exchange_view(original)
-                .expect("a key names its exchange");
-            (ex.time_ms, ex.request_offset)
-        };
-        if self.now_ms >= time_ms.saturating_add(self.config.dedup_window_ms) {
+        // The original's time is its id's; its slice may outlive its window.
+        let window_end_ms = original
+            .unix_ms()
+            .saturating_add(self.config.dedup_window_ms);
+        if self.now_ms >= window_end_ms {
             return false;
         }
+        let Some((time_ms, offset)) = self
+            .exchange_view(original)
+            .map(|ex| (ex.time_ms, ex.request_offset))
+        else {
+            // Kept whole for its window (`arm_eviction`), so never here;
+            // were it gone, it was finished: durable, and still a repeat.
+            let reply = match call {
+                true => Err(HubError::Duplicate { original }),
+                false => Ok(ShardReply::Accepted {
+                    id: original,
+                    time_ms: original.unix_ms(),
+                    duplicate: true,
+                }),
+            };
+            self.counters.duplicates += 1;
+            self.reply(token, reply);
+            return true;
+        };
         self.counters.duplicates += 1;
         if call {
             self.call_again(token, original);
@@ -1208,12 +1224,6 @@ impl Shard {
             // Watched in acceptance order while it commits, then by its
             // queue once parked there (or by its own timer once taken).
             self.watch_committing(id, deadline_ms);
-        }
-        if self.exchanges[&id].idempotency_key.is_some() {
-            self.timers.arm(
-                self.now_ms.saturating_add(self.config.dedup_window_ms),
-                Timer::Dedup(id),
-            );
         }
         if call {
             // The realtime path: hand the request over while it commits; the
@@ -1898,6 +1908,7 @@ impl Shard {
 
     fn tick(&mut self) {
         self.armed_ms = None;
+        self.keys.drop_passed(self.now_ms);
         // Bounded by the number of armed timers.
         while let Some((_, timer)) = self.timers.pop_due(self.now_ms) {
             self.fire(timer);
@@ -1945,15 +1956,6 @@ impl Shard {
                 }
                 self.evict(id);
             }
-            Timer::Dedup(id) => {
-                let k = self.exchange_view(id).and_then(|ex| {
-                    let key = ex.idempotency_key.clone()?;
-                    Some((ex.consumer.clone(), ex.kind.clone(), key))
-                });
-                if let Some(k) = k.filter(|k| self.dedup.get(k) == Some(&id)) {
-                    self.dedup.remove(&k);
-                }
-            }
             Timer::ParkedHead { queue, at_ms } => self.parked_head_due(&queue, at_ms),
             Timer::CommittingHead { at_ms } => self.committing_head_due(at_ms),
         }
@@ -1998,12 +2000,6 @@ impl Shard {
         self.evict_when_archived.remove(&id);
         if let Some(o) = &ex.outcome {
             self.answer_index.remove(&o.answer_id);
-        }
-        if let Some(key) = ex.idempotency_key {
-            let k = (ex.consumer, ex.kind, key);
-            if self.dedup.get(&k) == Some(&id) {
-                self.dedup.remove(&k);
-            }
         }
         self.counters.evicted += 1;
     }

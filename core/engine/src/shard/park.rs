@@ -12,6 +12,7 @@
 //! is earlier than one before it (a registry change shortened the kind's
 //! deadline) gets a timer of its own.
 
+use super::keys::KeyPrint;
 use super::queue::Parked;
 use super::{snapshot, Exchange, Shard, Timer};
 use crate::record::{EventKind, Record};
@@ -46,11 +47,11 @@ impl Names {
     }
 }
 
-/// A parked request's texts, kept beside its entry only when it has any.
+/// A parked request's texts, kept beside its entry only when it has any
+/// (its idempotency key is in the key window, as a print).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct ParkedTexts {
     pub(super) transaction: Option<String>,
-    pub(super) idempotency_key: Option<String>,
 }
 
 impl Shard {
@@ -89,18 +90,21 @@ impl Shard {
             return;
         }
         let ex = self.exchanges.remove(&id).expect("present");
+        let names = (
+            self.names.number(&ex.consumer),
+            self.names.number(&ex.provider),
+        );
         let entry = Parked::new(
             id,
             ex.request_offset,
             ex.deadline_ms,
-            self.names.number(&ex.consumer),
-            self.names.number(&ex.provider),
+            names,
             ex.test,
+            ex.keyed,
         );
-        if ex.transaction.is_some() || ex.idempotency_key.is_some() {
+        if let Some(transaction) = ex.transaction {
             let texts = ParkedTexts {
-                transaction: ex.transaction,
-                idempotency_key: ex.idempotency_key,
+                transaction: Some(transaction),
             };
             self.parked_texts.insert(id, texts);
         }
@@ -115,8 +119,8 @@ impl Shard {
             .parked()
             .back()
             .is_none_or(|b| b.deadline_ms <= entry.deadline_ms);
-        q.park(entry);
-        if !in_order {
+        let at_tail = q.park(entry);
+        if !in_order || !at_tail {
             self.timers
                 .arm(entry.deadline_ms, Timer::Deadline(entry.id()));
         }
@@ -223,7 +227,7 @@ impl Shard {
             test: p.test(),
             call: false,
             transaction: texts.transaction,
-            idempotency_key: texts.idempotency_key,
+            keyed: p.keyed(),
             request_offset: p.offset,
             durable: true,
             payload: None,
@@ -337,7 +341,7 @@ impl Shard {
             provider: self.names.name(p.provider()).clone(),
             test: p.test(),
             transaction: texts.and_then(|t| t.transaction.clone()),
-            idempotency_key: texts.and_then(|t| t.idempotency_key.clone()),
+            keyed: p.keyed(),
         }
     }
 
@@ -349,22 +353,14 @@ impl Shard {
             let time_ms = e.id.unix_ms();
             self.replayed_ms = self.replayed_ms.max(time_ms);
             self.id_sequence = self.id_sequence.max(e.id.0 as u64 & 0xffff_ffff);
-            if let Some(key) = &e.idempotency_key {
-                let k = (e.consumer.clone(), run.kind.clone(), key.clone());
-                self.dedup.insert(k, e.id);
-            }
-            let entry = Parked::new(
-                e.id,
-                e.offset,
-                e.deadline_ms,
+            let names = (
                 self.names.number(&e.consumer),
                 self.names.number(&e.provider),
-                e.test,
             );
-            if e.transaction.is_some() || e.idempotency_key.is_some() {
+            let entry = Parked::new(e.id, e.offset, e.deadline_ms, names, e.test, e.keyed);
+            if let Some(transaction) = e.transaction {
                 let texts = ParkedTexts {
-                    transaction: e.transaction,
-                    idempotency_key: e.idempotency_key,
+                    transaction: Some(transaction),
                 };
                 self.parked_texts.insert(e.id, texts);
             }
@@ -430,4 +426,34 @@ impl Shard {
         }
         self.arm_committing_head();
     }
+}
+
+impl Shard {
+    /// Appends the key window's entries to a snapshot's parts, in runs of
+    /// at most [`snapshot::KEY_RUN_ENTRIES_MAX`], oldest slice first.
+    pub(super) fn snapshot_keys(&self, records: &mut Vec<Record>) {
+        let window_start_ms = self.now_ms.saturating_sub(self.config.dedup_window_ms);
+        let mut run: Vec<(KeyPrint, MessageId)> = Vec::new();
+        // Keys past their window are left out: a restart would drop them.
+        for (print, id) in self
+            .keys
+            .entries()
+            .filter(|(_, id)| id.unix_ms() >= window_start_ms)
+        {
+            run.push((print, id));
+            if run.len() == snapshot::KEY_RUN_ENTRIES_MAX {
+                records.push(key_part(&run));
+                run.clear();
+            }
+        }
+        if !run.is_empty() {
+            records.push(key_part(&run));
+        }
+    }
+}
+
+fn key_part(run: &[(KeyPrint, MessageId)]) -> Record {
+    let mut buf = Vec::with_capacity(5 + 32 * run.len());
+    snapshot::encode_key_run(run, &mut buf);
+    Record::SnapshotPart(Bytes::from(buf))
 }

@@ -51,30 +51,34 @@ pub struct Parked {
     pub deadline_ms: u64,
     /// The consumer, as the shard's name table numbers it.
     pub consumer: u32,
-    /// The provider (low 31 bits, the name table's number) and the test flag (top bit).
+    /// The provider (low 30 bits, the name table's number), the test flag
+    /// (top bit) and whether it came with an idempotency key (the next).
     provider_test: u32,
 }
 
 const TEST_BIT: u32 = 1 << 31;
+const KEYED_BIT: u32 = 1 << 30;
 
 impl Parked {
-    /// An entry; `provider` must fit 31 bits.
+    /// An entry; `provider` must fit 30 bits.
     pub fn new(
         id: MessageId,
         offset: u64,
         deadline_ms: u64,
-        consumer: u32,
-        provider: u32,
+        (consumer, provider): (u32, u32),
         test: bool,
+        keyed: bool,
     ) -> Parked {
-        assert!(provider < TEST_BIT, "name table overflow");
+        assert!(provider < KEYED_BIT, "name table overflow");
         Parked {
             id_hi: (id.0 >> 64) as u64,
             id_lo: id.0 as u64,
             offset,
             deadline_ms,
             consumer,
-            provider_test: provider | if test { TEST_BIT } else { 0 },
+            provider_test: provider
+                | if test { TEST_BIT } else { 0 }
+                | if keyed { KEYED_BIT } else { 0 },
         }
     }
 
@@ -85,7 +89,12 @@ impl Parked {
 
     /// The provider's number in the shard's name table.
     pub fn provider(&self) -> u32 {
-        self.provider_test & !TEST_BIT
+        self.provider_test & !(TEST_BIT | KEYED_BIT)
+    }
+
+    /// It came with an idempotency key.
+    pub fn keyed(&self) -> bool {
+        self.provider_test & KEYED_BIT != 0
     }
 
     /// Test traffic.
@@ -147,12 +156,21 @@ impl Queue {
         self.ready.insert(order, id);
     }
 
-    /// Parks a request at the tail: its offset is above every parked one's.
-    pub fn park(&mut self, entry: Parked) {
-        if let Some(back) = self.parked.back() {
-            assert!(back.offset < entry.offset, "parked in log order");
+    /// Parks a request at its place in log order; true when that is the
+    /// tail (the usual case: requests park as they become durable). One
+    /// made whole and parked again later (a restart) goes back in between.
+    pub fn park(&mut self, entry: Parked) -> bool {
+        if self.parked.back().is_none_or(|b| b.offset < entry.offset) {
+            self.parked.push_back(entry);
+            return true;
         }
-        self.parked.push_back(entry);
+        let i = self.parked.partition_point(|p| p.offset < entry.offset);
+        assert!(
+            self.parked[i].offset != entry.offset,
+            "a request parked twice"
+        );
+        self.parked.insert(i, entry);
+        false
     }
 
     /// The parked requests, in log order.
@@ -336,6 +354,49 @@ mod tests {
         assert_eq!(q.stats(50).in_flight, 1);
         assert_eq!(q.stats(50).depth, 3);
         assert_eq!(q.stats(50).oldest_age_ms, 50);
+    }
+
+    fn parked(n: u64) -> Parked {
+        Parked::new(
+            MessageId::new(1_000 + n, 0, n),
+            n,
+            5_000 + n,
+            (0, 1),
+            false,
+            false,
+        )
+    }
+
+    #[test]
+    fn given_parked_requests_when_one_parks_again_between_then_log_order_holds() {
+        let mut q = Queue::default();
+        assert!(q.park(parked(1)));
+        assert!(q.park(parked(3)));
+        assert!(!q.park(parked(2)), "not the tail");
+        let offsets: Vec<u64> = q.parked().iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, vec![1, 2, 3]);
+        assert_eq!(q.parked_position(parked(2).id()), Some(1));
+        assert_eq!(q.place(parked(3).id()), Some(Place::Ready));
+        assert!(q.next_is_parked());
+        assert!(q.remove(parked(2).id()));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.stats(1_010).oldest_age_ms, 9);
+    }
+
+    #[test]
+    fn given_parked_entry_when_built_then_forty_bytes_and_fields_round_trip() {
+        assert_eq!(std::mem::size_of::<Parked>(), 40);
+        let id = MessageId::new(1_700_000_000_000, 7, 99);
+        let p = Parked::new(id, 12, 34, (5, (1 << 30) - 1), true, true);
+        assert_eq!(
+            (p.id(), p.offset, p.deadline_ms, p.consumer),
+            (id, 12, 34, 5)
+        );
+        assert_eq!(p.provider(), (1 << 30) - 1);
+        assert!(p.test() && p.keyed());
+        let q = Parked::new(id, 12, 34, (5, 6), false, false);
+        assert!(!q.test() && !q.keyed());
+        assert_eq!(q.provider(), 6);
     }
 
     #[test]

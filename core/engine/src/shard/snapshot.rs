@@ -7,14 +7,22 @@ use crate::record::{
     put_answer_body, put_id, put_opt_str, put_str, put_u64, DecodeError, EventKind, Reader,
 };
 use crate::shard::exchange::{Exchange, Outcome};
+use crate::shard::keys::KeyPrint;
 use crate::shard::types::HistoryEvent;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 use std::collections::HashMap;
 
-/// First byte of a part holding one exchange.
+/// First byte of a part holding one exchange with its idempotency key's
+/// text (written before ADR 0010; still read).
 const VERSION: u8 = 1;
 /// First byte of a part holding a run of parked requests.
 const PARKED_RUN: u8 = 2;
+/// First byte of a part holding one exchange (its key is in the key runs).
+const EXCHANGE: u8 = 3;
+/// First byte of a part holding a run of the idempotency window's keys.
+const KEY_RUN: u8 = 4;
+/// Most keys one part carries.
+pub const KEY_RUN_ENTRIES_MAX: usize = 4096;
 /// Most parked requests one part carries.
 pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
 /// Most history steps one exchange may carry in a snapshot.
@@ -22,7 +30,7 @@ pub const HISTORY_EVENTS_MAX: usize = 1 << 16;
 
 /// Encodes an exchange as a snapshot part.
 pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
-    out.push(VERSION);
+    out.push(EXCHANGE);
     put_id(out, ex.id);
     put_str(out, ex.kind.as_str());
     put_str(out, ex.consumer.as_str());
@@ -33,10 +41,10 @@ pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
         u8::from(ex.test)
             | u8::from(ex.call) << 1
             | u8::from(ex.acked) << 2
-            | u8::from(ex.answer_acked) << 3,
+            | u8::from(ex.answer_acked) << 3
+            | u8::from(ex.keyed) << 4,
     );
     put_opt_str(out, ex.transaction.as_deref());
-    put_opt_str(out, ex.idempotency_key.as_deref());
     put_u64(out, ex.request_offset);
     out.extend_from_slice(&ex.deliveries.to_le_bytes());
     out.extend_from_slice(&ex.answer_deliveries.to_le_bytes());
@@ -59,12 +67,21 @@ pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a snapshot part; every exchange restored is durable.
+/// Decodes a snapshot part holding one exchange; every exchange restored
+/// is durable.
 pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
+    decode_exchange_part(bytes).map(|(ex, _)| ex)
+}
+
+/// Decodes an exchange part, with its key's print when the part is of the
+/// older shape that carried the key's text.
+fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), DecodeError> {
     let mut r = Reader { bytes, at: 0 };
-    if r.u8()? != VERSION {
-        return Err(DecodeError("snapshot version"));
-    }
+    let legacy = match r.u8()? {
+        VERSION => true,
+        EXCHANGE => false,
+        _ => return Err(DecodeError("snapshot version")),
+    };
     let id = r.id()?;
     let kind = DataKindId::new(r.str()?);
     let consumer = ParticipantId::new(r.str()?);
@@ -73,7 +90,13 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
     let deadline_ms = r.u64()?;
     let flags = r.u8()?;
     let transaction = r.opt_str()?.map(str::to_owned);
-    let idempotency_key = r.opt_str()?.map(str::to_owned);
+    let print = match legacy {
+        true => r.opt_str()?.map(|key| KeyPrint::of(&consumer, &kind, key)),
+        false => None,
+    };
+    if flags > 0x1f || (legacy && flags & 0x10 != 0) {
+        return Err(DecodeError("exchange flags"));
+    }
     let request_offset = r.u64()?;
     let deliveries = r.u32()?;
     let answer_deliveries = r.u32()?;
@@ -108,7 +131,7 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
     if !r.done() {
         return Err(DecodeError("trailing bytes"));
     }
-    Ok(Exchange {
+    let ex = Exchange {
         id,
         kind,
         consumer,
@@ -118,7 +141,7 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
         test: flags & 1 != 0,
         call: flags & 2 != 0,
         transaction,
-        idempotency_key,
+        keyed: print.is_some() || flags & 0x10 != 0,
         request_offset,
         durable: true,
         payload: None,
@@ -128,7 +151,8 @@ pub fn decode_exchange(bytes: &[u8]) -> Result<Exchange, DecodeError> {
         answer_deliveries,
         answer_acked: flags & 8 != 0,
         history,
-    })
+    };
+    Ok((ex, print))
 }
 
 /// A parked request as a snapshot carries it.
@@ -148,8 +172,8 @@ pub struct ParkedRecord {
     pub test: bool,
     /// Transaction code.
     pub transaction: Option<String>,
-    /// Idempotency key.
-    pub idempotency_key: Option<String>,
+    /// It came with an idempotency key.
+    pub keyed: bool,
 }
 
 /// Parked requests of one kind's queue, in log order.
@@ -164,17 +188,23 @@ pub struct ParkedRun {
 /// A decoded snapshot part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// One exchange.
-    Exchange(Box<Exchange>),
+    /// One exchange, and its key's print if the part carried the key's
+    /// text (the older shape).
+    Exchange(Box<Exchange>, Option<KeyPrint>),
     /// A run of parked requests.
     Parked(ParkedRun),
+    /// A run of the idempotency window's keys and the messages they named.
+    Keys(Vec<(KeyPrint, MessageId)>),
 }
 
 /// Decodes a snapshot part of either shape.
 pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
     match bytes.first() {
-        Some(&VERSION) => decode_exchange(bytes).map(|ex| Part::Exchange(Box::new(ex))),
+        Some(&VERSION | &EXCHANGE) => {
+            decode_exchange_part(bytes).map(|(ex, print)| Part::Exchange(Box::new(ex), print))
+        }
         Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
+        Some(&KEY_RUN) => decode_key_run(bytes).map(Part::Keys),
         _ => Err(DecodeError("snapshot part tag")),
     }
 }
@@ -206,9 +236,8 @@ pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
         put_u64(out, e.deadline_ms);
         out.extend_from_slice(&numbers[e.consumer.as_str()].to_le_bytes());
         out.extend_from_slice(&numbers[e.provider.as_str()].to_le_bytes());
-        out.push(u8::from(e.test));
+        out.push(u8::from(e.test) | u8::from(e.keyed) << 1);
         put_opt_str(out, e.transaction.as_deref());
-        put_opt_str(out, e.idempotency_key.as_deref());
     }
 }
 
@@ -244,11 +273,10 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
         let consumer = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
         let provider = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
         let flags = r.u8()?;
-        if flags > 1 {
+        if flags > 3 {
             return Err(DecodeError("parked flags"));
         }
         let transaction = r.opt_str()?.map(str::to_owned);
-        let idempotency_key = r.opt_str()?.map(str::to_owned);
         if entries
             .last()
             .is_some_and(|prev: &ParkedRecord| prev.offset >= offset)
@@ -261,13 +289,45 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
             deadline_ms,
             consumer,
             provider,
-            test: flags == 1,
+            test: flags & 1 != 0,
             transaction,
-            idempotency_key,
+            keyed: flags & 2 != 0,
         });
     }
     if !r.done() {
         return Err(DecodeError("trailing bytes"));
     }
     Ok(ParkedRun { kind, entries })
+}
+
+/// Encodes a run of the key window's entries as one part: 32 bytes each.
+pub fn encode_key_run(keys: &[(KeyPrint, MessageId)], out: &mut Vec<u8>) {
+    assert!(!keys.is_empty() && keys.len() <= KEY_RUN_ENTRIES_MAX);
+    out.push(KEY_RUN);
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for (print, id) in keys {
+        out.extend_from_slice(&print.0.to_le_bytes());
+        put_id(out, *id);
+    }
+}
+
+fn decode_key_run(bytes: &[u8]) -> Result<Vec<(KeyPrint, MessageId)>, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.u8()? != KEY_RUN {
+        return Err(DecodeError("snapshot part tag"));
+    }
+    let n = r.u32()? as usize;
+    if n == 0 || n > KEY_RUN_ENTRIES_MAX {
+        return Err(DecodeError("key run length"));
+    }
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        // A print is 16 little-endian bytes, as an id is.
+        let print = KeyPrint(r.id()?.0);
+        keys.push((print, r.id()?));
+    }
+    if !r.done() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(keys)
 }

@@ -1474,7 +1474,7 @@ fn given_parked_request_with_key_and_transaction_when_repeated_and_taken_then_bo
     assert!(got[0].test);
     assert_eq!(got[0].from, p("MFC"));
     let ex = d.shard.exchange(id).unwrap();
-    assert_eq!(ex.idempotency_key.as_deref(), Some("k-parked"));
+    assert!(ex.keyed);
     assert_eq!(d.shard.held().parked_texts, 0);
 }
 
@@ -1519,7 +1519,7 @@ fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
         provider: p("FNS"),
         test: false,
         transaction: None,
-        idempotency_key: Some("k".into()),
+        keyed: true,
     };
     let run = ParkedRun {
         kind: DataKindId::new(ASYNC),

@@ -30,8 +30,6 @@ pub enum Timer {
     },
     /// A long-poll fetch's wait ends.
     FetchWait(u64),
-    /// An idempotency key's window ends.
-    Dedup(MessageId),
     /// A finished exchange leaves memory.
     Evict(MessageId),
     /// The oldest async request still committing may be past its deadline.

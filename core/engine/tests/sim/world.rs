@@ -313,10 +313,11 @@ fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<Message
                 let part = decode_part(bytes)
                     .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
                 match part {
-                    Part::Exchange(ex) => {
+                    Part::Exchange(ex, _) => {
                         ids.insert(ex.id);
                     }
                     Part::Parked(run) => ids.extend(run.entries.iter().map(|e| e.id)),
+                    Part::Keys(_) => {}
                 }
             }
             Record::SnapshotPart(_) => {}
