@@ -33,26 +33,50 @@ impl KeyPrint {
     }
 }
 
-/// Slices per window: a key stays in memory at most this fraction of the
-/// window past its end.
+/// Time slices per window: a key stays in memory at most this fraction of
+/// the window past its end.
 pub const WINDOW_SLICES: u64 = 24;
-/// Most slices held (a clock step forward may leave a gap, never more).
-const SLICES_MAX: usize = WINDOW_SLICES as usize + 2;
+/// Most keys the open slice takes before it is frozen: 7/8 of 2²⁰, so its
+/// hash table never outgrows 2²⁰ buckets (35 MB).
+pub const OPEN_KEYS_MAX: usize = 917_504;
+/// Most keys the window holds (about 2.3 GiB of tables): past it the oldest
+/// slice leaves early, and a repeat of one of its keys is taken as a new
+/// request (counted: `KeyWindow::dropped_early`).
+pub const WINDOW_KEYS_MAX: usize = 64 << 20;
 
-/// One slice: keys accepted in `[start_ms, start_ms + slice_ms)`.
+/// The slice taking new keys.
 #[derive(Debug)]
-struct Slice {
+struct OpenSlice {
     start_ms: u64,
+    last_ms: u64,
     keys: HashMap<KeyPrint, MessageId>,
 }
 
-/// The keys of the last `window_ms`, sliced by acceptance time.
+/// A closed slice: its table shrunk to fit (a slice frozen full is at 7/8
+/// load; one a time step closed at no less than 7/16).
+#[derive(Debug)]
+struct FrozenSlice {
+    last_ms: u64,
+    keys: HashMap<KeyPrint, MessageId>,
+}
+
+impl FrozenSlice {
+    fn get(&self, print: KeyPrint) -> Option<MessageId> {
+        self.keys.get(&print).copied()
+    }
+}
+
+/// The keys of the last `window_ms`: one open slice taking new keys, the
+/// older ones frozen.
 #[derive(Debug)]
 pub struct KeyWindow {
     window_ms: u64,
     slice_ms: u64,
-    /// Oldest first; starts ascending.
-    slices: VecDeque<Slice>,
+    open: Option<OpenSlice>,
+    /// Oldest first.
+    frozen: VecDeque<FrozenSlice>,
+    frozen_len: usize,
+    dropped_early: u64,
 }
 
 impl KeyWindow {
@@ -61,65 +85,107 @@ impl KeyWindow {
         KeyWindow {
             window_ms,
             slice_ms: (window_ms / WINDOW_SLICES).max(1),
-            slices: VecDeque::new(),
+            open: None,
+            frozen: VecDeque::new(),
+            frozen_len: 0,
+            dropped_early: 0,
         }
     }
 
-    /// Notes that `print` named `id`, accepted at `time_ms` (times come in
-    /// order, except in replay of a snapshot's keys, also in order).
+    /// Notes that `print` named `id`, accepted at `time_ms`. Times come in
+    /// order; one older than the open slice (a clock absorbed backwards)
+    /// joins it and only stays longer.
     pub fn insert(&mut self, print: KeyPrint, id: MessageId, time_ms: u64) {
         let start_ms = time_ms - time_ms % self.slice_ms;
-        let newest = self.slices.back().map(|s| s.start_ms);
-        if newest.is_none_or(|n| n < start_ms) {
-            self.slices.push_back(Slice {
-                start_ms,
-                keys: HashMap::new(),
-            });
+        let full = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.start_ms < start_ms || o.keys.len() >= OPEN_KEYS_MAX);
+        if full {
+            self.freeze();
             self.drop_passed(time_ms);
         }
-        // A time older than the newest slice (a clock absorbed backwards)
-        // joins the newest: it only stays longer.
-        let slice = self.slices.back_mut().expect("a slice");
-        slice.keys.insert(print, id);
-        assert!(self.slices.len() <= SLICES_MAX);
+        let open = self.open.get_or_insert_with(|| OpenSlice {
+            start_ms,
+            last_ms: time_ms,
+            keys: HashMap::new(),
+        });
+        open.last_ms = open.last_ms.max(time_ms);
+        open.keys.insert(print, id);
     }
 
-    /// The message `print` named, newest first, if any slice still has it.
+    fn freeze(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let mut keys = open.keys;
+        keys.shrink_to_fit();
+        self.frozen_len += keys.len();
+        self.frozen.push_back(FrozenSlice {
+            last_ms: open.last_ms,
+            keys,
+        });
+        // Bounded: past the most keys, the oldest slices leave early.
+        while self.frozen_len > WINDOW_KEYS_MAX {
+            let gone = self.frozen.pop_front().expect("keys held");
+            self.frozen_len -= gone.keys.len();
+            self.dropped_early += gone.keys.len() as u64;
+        }
+    }
+
+    /// The message `print` named, newest first, if a slice still has it.
     pub fn get(&self, print: KeyPrint) -> Option<MessageId> {
-        self.slices
-            .iter()
-            .rev()
-            .find_map(|s| s.keys.get(&print).copied())
+        if let Some(id) = self.open.as_ref().and_then(|o| o.keys.get(&print)) {
+            return Some(*id);
+        }
+        self.frozen.iter().rev().find_map(|s| s.get(print))
     }
 
     /// Drops the slices whose every key is past its window at `now_ms`.
     pub fn drop_passed(&mut self, now_ms: u64) {
-        while self.slices.len() > 1
-            && self.slices[0].start_ms + self.slice_ms + self.window_ms <= now_ms
+        while let Some(s) = self
+            .frozen
+            .front()
+            .filter(|s| s.last_ms.saturating_add(self.window_ms) <= now_ms)
         {
-            self.slices.pop_front();
+            self.frozen_len -= s.keys.len();
+            self.frozen.pop_front();
         }
-        // Bounded: a slice per `slice_ms`, and those past the window go.
-        while self.slices.len() > SLICES_MAX - 1 {
-            self.slices.pop_front();
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.last_ms.saturating_add(self.window_ms) <= now_ms)
+        {
+            self.open = None;
         }
     }
 
     /// Keys held (some may be past their window until their slice goes).
     pub fn len(&self) -> usize {
-        self.slices.iter().map(|s| s.keys.len()).sum()
+        self.frozen_len + self.open.as_ref().map_or(0, |o| o.keys.len())
     }
 
     /// True when no key is held.
     pub fn is_empty(&self) -> bool {
-        self.slices.iter().all(|s| s.keys.is_empty())
+        self.len() == 0
+    }
+
+    /// Keys dropped before their window ended ([`WINDOW_KEYS_MAX`]).
+    pub fn dropped_early(&self) -> u64 {
+        self.dropped_early
     }
 
     /// Every key held, oldest slice first (for snapshots).
     pub fn entries(&self) -> impl Iterator<Item = (KeyPrint, MessageId)> + '_ {
-        self.slices
+        let frozen = self
+            .frozen
             .iter()
-            .flat_map(|s| s.keys.iter().map(|(p, id)| (*p, *id)))
+            .flat_map(|s| s.keys.iter().map(|(p, id)| (*p, *id)));
+        let open = self
+            .open
+            .iter()
+            .flat_map(|o| o.keys.iter().map(|(p, id)| (*p, *id)));
+        frozen.chain(open)
     }
 }
 
@@ -146,17 +212,41 @@ mod tests {
     }
 
     #[test]
-    fn given_window_when_time_passes_then_slices_leave_whole_and_bounded() {
+    fn given_window_when_time_passes_then_slices_leave_whole() {
         let mut w = KeyWindow::new(2_400);
         for n in 0..10_000u64 {
             let t = 1_000_000 + n;
             w.insert(KeyPrint(u128::from(n)), id(n, t), t);
         }
-        assert!(w.slices.len() <= SLICES_MAX);
-        // Everything before now - window - slice is gone.
+        // Everything a window and a slice before the last insert is gone.
         assert_eq!(w.get(KeyPrint(0)), None);
-        assert!(w.get(KeyPrint(9_999 - 2_400)).is_some());
-        w.drop_passed(1_000_000 + 9_999 + 2_400 + 100 + 1);
-        assert_eq!(w.len(), w.slices[0].keys.len());
+        let recent: u64 = 9_999 - 2_400;
+        let want = Some(id(recent, 1_000_000 + recent));
+        assert_eq!(w.get(KeyPrint(u128::from(recent))), want);
+        assert!(w.len() <= 2_400 + 100 + 1);
+        w.drop_passed(1_000_000 + 9_999 + 2_400);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn given_many_keys_in_one_slice_when_full_then_frozen_and_still_found() {
+        let mut w = KeyWindow::new(24 * 3_600_000);
+        let n = OPEN_KEYS_MAX as u64 + 10;
+        for k in 0..n {
+            w.insert(KeyPrint(u128::from(k) * 7919), id(k, 5_000), 5_000);
+        }
+        assert_eq!(w.frozen.len(), 1, "the open slice froze once full");
+        assert!(w.frozen[0].keys.capacity() >= OPEN_KEYS_MAX);
+        assert!(
+            w.frozen[0].keys.capacity() < 2 * OPEN_KEYS_MAX,
+            "no table doubled"
+        );
+        for k in [0, 1, OPEN_KEYS_MAX as u64 - 1, OPEN_KEYS_MAX as u64, n - 1] {
+            assert_eq!(w.get(KeyPrint(u128::from(k) * 7919)), Some(id(k, 5_000)));
+        }
+        assert_eq!(w.get(KeyPrint(3)), None);
+        assert_eq!(w.len(), n as usize);
+        assert_eq!(w.entries().count(), n as usize);
+        assert_eq!(w.dropped_early(), 0);
     }
 }

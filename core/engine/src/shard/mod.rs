@@ -12,6 +12,7 @@
 pub mod exchange;
 pub mod keys;
 mod park;
+pub mod parked_list;
 pub mod queue;
 mod record_size;
 pub mod snapshot;

@@ -13,6 +13,7 @@
 //! deadline) gets a timer of its own.
 
 use super::keys::KeyPrint;
+use super::parked_list::Pos;
 use super::queue::Parked;
 use super::{snapshot, Exchange, Shard, Timer};
 use crate::record::{EventKind, Record};
@@ -173,7 +174,7 @@ impl Shard {
     }
 
     /// The request queue holding `id` parked, and its position there.
-    fn parked_place(&self, id: MessageId) -> Option<(&QueueId, usize)> {
+    fn parked_place(&self, id: MessageId) -> Option<(&QueueId, Pos)> {
         // Few queues per shard; a binary search in each.
         self.queues
             .iter()
@@ -251,7 +252,7 @@ impl Shard {
         let QueueId::Requests(kind) = queue else {
             unreachable!("parked only in request queues")
         };
-        let p = &self.queues[queue].parked()[i];
+        let p = self.queues[queue].parked().get(i);
         let texts = self.parked_texts.get(&id).cloned().unwrap_or_default();
         Some(Cow::Owned(self.parked_exchange(kind, p, texts)))
     }
@@ -286,7 +287,7 @@ impl Shard {
         for queue in queues {
             let mut latest_ms = 0;
             let mut own: Vec<(u64, MessageId)> = Vec::new();
-            for p in self.queues[&queue].parked() {
+            for p in self.queues[&queue].parked().iter() {
                 if p.deadline_ms < latest_ms {
                     own.push((p.deadline_ms, p.id()));
                 }
@@ -311,22 +312,18 @@ impl Shard {
                 continue;
             };
             let parked = self.queues[queue].parked();
-            // Bounded: one part per run of entries.
-            let mut at = 0;
-            while at < parked.len() {
-                let end = (at + snapshot::PARKED_RUN_ENTRIES_MAX).min(parked.len());
-                let entries = parked
-                    .range(at..end)
-                    .map(|p| self.parked_record(p))
-                    .collect();
+            // One part per run: a chunk, cut where it outgrew a run.
+            for run in parked
+                .chunks()
+                .flat_map(|c| c.chunks(snapshot::PARKED_RUN_ENTRIES_MAX))
+            {
                 let run = snapshot::ParkedRun {
                     kind: kind.clone(),
-                    entries,
+                    entries: run.iter().map(|p| self.parked_record(p)).collect(),
                 };
                 let mut buf = Vec::new();
                 snapshot::encode_parked_run(&run, &mut buf);
                 records.push(Record::SnapshotPart(Bytes::from(buf)));
-                at = end;
             }
         }
     }

@@ -7,9 +7,10 @@
 //! (ADR 0010). They join the members, as full exchanges, when leased (or
 //! when anything else needs them whole).
 
+use super::parked_list::{ParkedList, Pos};
 use gonets_types::ids::MessageId;
 pub use gonets_types::QueueStats;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Who holds a message and until when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +112,7 @@ pub struct Queue {
     ready: BTreeMap<u64, MessageId>,
     /// Requests no reader has taken yet, by offset (never below a ready
     /// member's order when both were enqueued live: see `lease_next`).
-    parked: VecDeque<Parked>,
+    parked: ParkedList,
     /// When the head timer that counts is due (`Timer::ParkedHead`): one
     /// armed for another time is stale.
     pub head_timer_ms: Option<u64>,
@@ -164,40 +165,24 @@ impl Queue {
             self.parked.push_back(entry);
             return true;
         }
-        let i = self.parked.partition_point(|p| p.offset < entry.offset);
-        assert!(
-            self.parked[i].offset != entry.offset,
-            "a request parked twice"
-        );
-        self.parked.insert(i, entry);
+        self.parked.insert_sorted(entry);
         false
     }
 
     /// The parked requests, in log order.
-    pub fn parked(&self) -> &VecDeque<Parked> {
+    pub fn parked(&self) -> &ParkedList {
         &self.parked
     }
 
-    /// Where `id` is among the parked requests. Parked entries are in log
-    /// order, so their ids' times never go down (the hub clock does not run
-    /// backwards, not even across restarts): a binary search on the time,
-    /// then a scan of the entries of that millisecond.
-    pub fn parked_position(&self, id: MessageId) -> Option<usize> {
-        let ms = id.unix_ms();
-        let start = self.parked.partition_point(|p| p.id().unix_ms() < ms);
-        self.parked
-            .range(start..)
-            .take_while(|p| p.id().unix_ms() == ms)
-            .position(|p| p.id() == id)
-            .map(|i| start + i)
+    /// Where `id` is among the parked requests.
+    pub fn parked_position(&self, id: MessageId) -> Option<Pos> {
+        self.parked.find(id)
     }
 
-    /// Takes a parked request out (it becomes a member, or leaves).
-    pub fn unpark_at(&mut self, position: usize) -> Parked {
-        // O(1) at either end (leases, expiry); in the middle (a deadline
-        // out of log order, an answer before any delivery) it moves the
-        // shorter side.
-        self.parked.remove(position).expect("position in range")
+    /// Takes a parked request out (it becomes a member, or leaves): O(1) at
+    /// the head (leases, expiry), one chunk's shift elsewhere.
+    pub fn unpark_at(&mut self, position: Pos) -> Parked {
+        self.parked.remove(position)
     }
 
     /// Messages in the queue.
@@ -375,7 +360,12 @@ mod tests {
         assert!(!q.park(parked(2)), "not the tail");
         let offsets: Vec<u64> = q.parked().iter().map(|p| p.offset).collect();
         assert_eq!(offsets, vec![1, 2, 3]);
-        assert_eq!(q.parked_position(parked(2).id()), Some(1));
+        assert_eq!(
+            q.parked()
+                .get(q.parked_position(parked(2).id()).unwrap())
+                .offset,
+            2
+        );
         assert_eq!(q.place(parked(3).id()), Some(Place::Ready));
         assert!(q.next_is_parked());
         assert!(q.remove(parked(2).id()));

@@ -1,0 +1,182 @@
+//! A queue's parked requests in log order, in chunks of at most
+//! [`CHUNK_ENTRIES`] allocated once each: a `VecDeque` doubles its buffer,
+//! so ten million 40-byte entries would hold up to 16.7 million slots
+//! (670 MB); chunks waste at most one chunk.
+
+use super::queue::Parked;
+use gonets_types::ids::MessageId;
+use std::collections::VecDeque;
+
+/// Entries per chunk (160 KiB of 40-byte entries).
+pub const CHUNK_ENTRIES: usize = 4096;
+
+/// Where an entry is: a chunk and a place in it. Valid until the list
+/// changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    chunk: usize,
+    at: usize,
+}
+
+/// Parked entries, offsets ascending.
+#[derive(Debug, Default)]
+pub struct ParkedList {
+    /// Never an empty chunk.
+    chunks: VecDeque<Vec<Parked>>,
+    len: usize,
+}
+
+impl ParkedList {
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first (lowest offset) entry.
+    pub fn front(&self) -> Option<&Parked> {
+        self.chunks.front().and_then(|c| c.first())
+    }
+
+    /// The last (highest offset) entry.
+    pub fn back(&self) -> Option<&Parked> {
+        self.chunks.back().and_then(|c| c.last())
+    }
+
+    /// Adds an entry above every held one.
+    pub fn push_back(&mut self, entry: Parked) {
+        assert!(self.back().is_none_or(|b| b.offset < entry.offset));
+        match self.chunks.back_mut() {
+            Some(c) if c.len() < CHUNK_ENTRIES => c.push(entry),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK_ENTRIES);
+                c.push(entry);
+                self.chunks.push_back(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Adds an entry at its place by offset (not above every held one).
+    /// A chunk may grow past [`CHUNK_ENTRIES`] here; it is rare (a request
+    /// parked again after a restart).
+    pub fn insert_sorted(&mut self, entry: Parked) {
+        let chunk = self
+            .chunks
+            .partition_point(|c| c.last().expect("not empty").offset < entry.offset);
+        assert!(chunk < self.chunks.len(), "push_back takes the tail");
+        let c = &mut self.chunks[chunk];
+        let at = c.partition_point(|p| p.offset < entry.offset);
+        assert!(c[at].offset != entry.offset, "a request parked twice");
+        c.insert(at, entry);
+        self.len += 1;
+    }
+
+    /// The entry at `pos`.
+    pub fn get(&self, pos: Pos) -> &Parked {
+        &self.chunks[pos.chunk][pos.at]
+    }
+
+    /// Takes the entry at `pos` out.
+    pub fn remove(&mut self, pos: Pos) -> Parked {
+        let c = &mut self.chunks[pos.chunk];
+        let entry = c.remove(pos.at);
+        if c.is_empty() {
+            self.chunks.remove(pos.chunk);
+        }
+        self.len -= 1;
+        entry
+    }
+
+    /// Where `id` is. Entries are in log order, so their ids' times never
+    /// go down (the hub clock does not run backwards, not even across
+    /// restarts): a binary search on the time over chunks, then in one,
+    /// then a scan of the entries of that millisecond.
+    pub fn find(&self, id: MessageId) -> Option<Pos> {
+        let ms = id.unix_ms();
+        let time = |p: &Parked| p.id().unix_ms();
+        let mut chunk = self
+            .chunks
+            .partition_point(|c| time(c.last().expect("not empty")) < ms);
+        let mut at = self.chunks.get(chunk)?.partition_point(|p| time(p) < ms);
+        // Bounded by the entries of one millisecond.
+        while let Some(p) = self.chunks.get(chunk).and_then(|c| c.get(at)) {
+            if time(p) != ms {
+                return None;
+            }
+            if p.id() == id {
+                return Some(Pos { chunk, at });
+            }
+            at += 1;
+            if at == self.chunks[chunk].len() {
+                (chunk, at) = (chunk + 1, 0);
+            }
+        }
+        None
+    }
+
+    /// Every entry, in log order.
+    pub fn iter(&self) -> impl Iterator<Item = &Parked> {
+        self.chunks.iter().flatten()
+    }
+
+    /// The chunks, in log order (snapshots write one part each).
+    pub fn chunks(&self) -> impl Iterator<Item = &[Parked]> {
+        self.chunks.iter().map(Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u64, ms: u64) -> Parked {
+        Parked::new(
+            MessageId::new(ms, 0, offset),
+            offset,
+            0,
+            (0, 0),
+            false,
+            false,
+        )
+    }
+
+    #[test]
+    fn given_many_entries_when_found_and_removed_then_chunks_stay_exact() {
+        let mut l = ParkedList::default();
+        let n = CHUNK_ENTRIES as u64 * 3 + 7;
+        // Ten entries per millisecond, so one millisecond spans chunks.
+        for o in 0..n {
+            l.push_back(entry(o, 1_000 + o / 10));
+        }
+        assert_eq!(l.len(), n as usize);
+        assert_eq!(l.chunks().count(), 4);
+        for o in [0, 1, 4095, 4096, 4097, n - 1] {
+            let pos = l.find(entry(o, 1_000 + o / 10).id()).expect("found");
+            assert_eq!(l.get(pos).offset, o);
+        }
+        assert_eq!(l.find(entry(n, 1_000 + n / 10).id()), None);
+        let pos = l.find(entry(4096, 1_000 + 409).id()).unwrap();
+        assert_eq!(l.remove(pos).offset, 4096);
+        assert_eq!(l.find(entry(4096, 1_000 + 409).id()), None);
+        l.insert_sorted(entry(4096, 1_000 + 409));
+        assert!(l.iter().map(|p| p.offset).eq(0..n));
+        assert_eq!(l.front().unwrap().offset, 0);
+        assert_eq!(l.back().unwrap().offset, n - 1);
+    }
+
+    #[test]
+    fn given_chunk_emptied_when_removed_then_no_empty_chunk_stays() {
+        let mut l = ParkedList::default();
+        l.push_back(entry(1, 5));
+        let pos = l.find(entry(1, 5).id()).unwrap();
+        l.remove(pos);
+        assert!(l.is_empty());
+        assert_eq!(l.chunks().count(), 0);
+        assert_eq!(l.find(entry(1, 5).id()), None);
+    }
+}
