@@ -9,6 +9,7 @@
 use crate::record::Record;
 use crate::registry::Registry;
 use crate::runtime::start_error::HubStartError;
+use crate::shard::snapshot::resolve_reference;
 use crate::shard::{Shard, ShardConfig};
 use gonets_storage::{Corruption, Log, LogConfig, Slot};
 use std::path::Path;
@@ -206,6 +207,8 @@ fn replay_records(
             return Err(fail(offset, format!("expected offset {expected}")));
         }
         let decoded = Record::decode(record.payload()).map_err(|e| fail(offset, e.to_string()))?;
+        let decoded = resolve_reference(offset, decoded, |at| read_record(log, at))
+            .map_err(|e| fail(offset, e))?;
         shard
             .replay(offset, decoded)
             .map_err(|e| fail(offset, e.to_string()))?;
@@ -213,6 +216,21 @@ fn replay_records(
     }
     replay_tail(log, shard, plan, &skipped, expected)?;
     Ok(skipped)
+}
+
+/// The record at `offset`, decoded, for a snapshot part that refers to it.
+fn read_record(log: &Log, offset: u64) -> Result<Record, String> {
+    match log.read(offset) {
+        Slot::Present(r) => Record::decode(r.payload()).map_err(|e| e.to_string()),
+        Slot::Empty => Err(format!("the part it refers to at {offset} is not durable")),
+        Slot::Gone => Err(format!(
+            "the part it refers to at {offset} was dropped by retention"
+        )),
+        Slot::Unreadable(c) => Err(format!(
+            "the part it refers to at {offset} is damaged: {}",
+            c.what
+        )),
+    }
 }
 
 /// An unreadable range met in replay: passes it (giving the offset

@@ -53,11 +53,14 @@ struct OpenSlice {
 }
 
 /// A closed slice: its table shrunk to fit (a slice frozen full is at 7/8
-/// load; one a time step closed at no less than 7/16).
+/// load; one a time step closed at no less than 7/16). It never changes,
+/// so a snapshot writes it once and refers to those parts afterwards.
 #[derive(Debug)]
 struct FrozenSlice {
     last_ms: u64,
     keys: HashMap<KeyPrint, MessageId>,
+    /// The log offsets of the snapshot parts holding it, once written.
+    written_at: Option<Vec<u64>>,
 }
 
 impl FrozenSlice {
@@ -124,6 +127,7 @@ impl KeyWindow {
         self.frozen.push_back(FrozenSlice {
             last_ms: open.last_ms,
             keys,
+            written_at: None,
         });
         // Bounded: past the most keys, the oldest slices leave early.
         while self.frozen_len > WINDOW_KEYS_MAX {
@@ -175,7 +179,39 @@ impl KeyWindow {
         self.dropped_early
     }
 
-    /// Every key held, oldest slice first (for snapshots).
+    /// Frozen slices held (oldest first).
+    pub fn frozen_count(&self) -> usize {
+        self.frozen.len()
+    }
+
+    /// Where snapshot parts hold frozen slice `i`, once written.
+    pub fn frozen_written_at(&self, i: usize) -> Option<&[u64]> {
+        self.frozen[i].written_at.as_deref()
+    }
+
+    /// Frozen slice `i`'s keys (in the table's order, which never changes).
+    pub fn frozen_entries(&self, i: usize) -> Vec<(KeyPrint, MessageId)> {
+        self.frozen[i]
+            .keys
+            .iter()
+            .map(|(p, id)| (*p, *id))
+            .collect()
+    }
+
+    /// Notes the snapshot parts that hold frozen slice `i`.
+    pub fn frozen_written(&mut self, i: usize, offsets: Vec<u64>) {
+        self.frozen[i].written_at = Some(offsets);
+    }
+
+    /// The open slice's keys.
+    pub fn open_entries(&self) -> Vec<(KeyPrint, MessageId)> {
+        self.open
+            .iter()
+            .flat_map(|o| o.keys.iter().map(|(p, id)| (*p, *id)))
+            .collect()
+    }
+
+    /// Every key held, oldest slice first.
     pub fn entries(&self) -> impl Iterator<Item = (KeyPrint, MessageId)> + '_ {
         let frozen = self
             .frozen

@@ -16,6 +16,7 @@ pub mod parked_list;
 pub mod queue;
 mod record_size;
 pub mod snapshot;
+pub mod snapshot_writer;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -675,10 +676,21 @@ impl Shard {
         }
     }
 
-    /// Encodes every exchange as snapshot parts for a snapshot starting at
-    /// `first_offset` (the offset the first part will get).
+    /// The whole snapshot starting at `first_offset` (the offset its first
+    /// part will get), every part at once: for tests and tools; the runtime
+    /// writes one part at a time ([`Shard::snapshot_begin`]).
     pub fn snapshot(&mut self, first_offset: u64) -> Vec<Record> {
-        assert_eq!(first_offset, self.next_offset);
+        let mut cursor = self.snapshot_begin(first_offset);
+        let mut records = Vec::new();
+        // Bounded: the cursor ends after its `SnapshotEnd`.
+        while let Some(record) = self.snapshot_next(&mut cursor) {
+            records.push(record);
+        }
+        records
+    }
+
+    /// The exchanges a snapshot carries whole, in id order.
+    fn snapshot_exchange_ids(&self) -> Vec<MessageId> {
         let keep_finished = self.config.snapshot_finished;
         let mut ids: Vec<MessageId> = self
             .exchanges
@@ -698,30 +710,18 @@ impl Shard {
             .map(|ex| ex.id)
             .collect();
         ids.sort_unstable();
-        let mut records = Vec::with_capacity(ids.len() + 1);
-        for id in ids {
-            let mut buf = Vec::new();
-            snapshot::encode_exchange(&self.exchanges[&id], &mut buf);
-            records.push(Record::SnapshotPart(Bytes::from(buf)));
-        }
-        self.snapshot_parked(&mut records);
-        self.snapshot_keys(&mut records);
-        let parts = records.len() as u64;
-        records.push(Record::SnapshotEnd {
-            first_offset,
-            parts,
-        });
-        // The snapshot's records take offsets like any other; they change no
-        // state, so they are not applied.
-        self.next_offset += records.len() as u64;
-        // The state written is all durable once the snapshot is: what it
-        // needs is what a restart from here needs.
-        let floor = self.needs_floor(first_offset);
+        ids
+    }
+
+    /// The snapshot's last record was given: the state it wrote is all
+    /// durable once it is, so what that state needs (and every earlier part
+    /// it refers to) is what a restart from here needs.
+    fn snapshot_ended(&mut self, first_offset: u64, refers_from: u64) {
+        let floor = self.needs_floor(first_offset).min(refers_from);
         self.snapshots_pending.push((first_offset, floor));
         // Every message below the snapshot was written by now.
         let now = self.now_ms;
         self.sample_age(first_offset, now);
-        records
     }
 
     /// Records that the snapshot starting at `first_offset` is durable: replay

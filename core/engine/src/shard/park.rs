@@ -12,12 +12,10 @@
 //! is earlier than one before it (a registry change shortened the kind's
 //! deadline) gets a timer of its own.
 
-use super::keys::KeyPrint;
 use super::parked_list::Pos;
 use super::queue::Parked;
 use super::{snapshot, Exchange, Shard, Timer};
-use crate::record::{EventKind, Record};
-use bytes::Bytes;
+use crate::record::EventKind;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -302,33 +300,8 @@ impl Shard {
 }
 
 impl Shard {
-    /// Appends every queue's parked requests to a snapshot's parts, in runs
-    /// of at most [`snapshot::PARKED_RUN_ENTRIES_MAX`], in log order.
-    pub(super) fn snapshot_parked(&self, records: &mut Vec<Record>) {
-        let mut queues: Vec<&QueueId> = self.queues.keys().collect();
-        queues.sort_unstable();
-        for queue in queues {
-            let QueueId::Requests(kind) = queue else {
-                continue;
-            };
-            let parked = self.queues[queue].parked();
-            // One part per run: a chunk, cut where it outgrew a run.
-            for run in parked
-                .chunks()
-                .flat_map(|c| c.chunks(snapshot::PARKED_RUN_ENTRIES_MAX))
-            {
-                let run = snapshot::ParkedRun {
-                    kind: kind.clone(),
-                    entries: run.iter().map(|p| self.parked_record(p)).collect(),
-                };
-                let mut buf = Vec::new();
-                snapshot::encode_parked_run(&run, &mut buf);
-                records.push(Record::SnapshotPart(Bytes::from(buf)));
-            }
-        }
-    }
-
-    fn parked_record(&self, p: &Parked) -> snapshot::ParkedRecord {
+    /// A parked entry as a snapshot carries it.
+    pub(super) fn parked_record(&self, p: &Parked) -> snapshot::ParkedRecord {
         let texts = self.parked_texts.get(&p.id());
         snapshot::ParkedRecord {
             id: p.id(),
@@ -423,34 +396,4 @@ impl Shard {
         }
         self.arm_committing_head();
     }
-}
-
-impl Shard {
-    /// Appends the key window's entries to a snapshot's parts, in runs of
-    /// at most [`snapshot::KEY_RUN_ENTRIES_MAX`], oldest slice first.
-    pub(super) fn snapshot_keys(&self, records: &mut Vec<Record>) {
-        let window_start_ms = self.now_ms.saturating_sub(self.config.dedup_window_ms);
-        let mut run: Vec<(KeyPrint, MessageId)> = Vec::new();
-        // Keys past their window are left out: a restart would drop them.
-        for (print, id) in self
-            .keys
-            .entries()
-            .filter(|(_, id)| id.unix_ms() >= window_start_ms)
-        {
-            run.push((print, id));
-            if run.len() == snapshot::KEY_RUN_ENTRIES_MAX {
-                records.push(key_part(&run));
-                run.clear();
-            }
-        }
-        if !run.is_empty() {
-            records.push(key_part(&run));
-        }
-    }
-}
-
-fn key_part(run: &[(KeyPrint, MessageId)]) -> Record {
-    let mut buf = Vec::with_capacity(5 + 32 * run.len());
-    snapshot::encode_key_run(run, &mut buf);
-    Record::SnapshotPart(Bytes::from(buf))
 }

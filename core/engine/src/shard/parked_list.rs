@@ -18,11 +18,40 @@ pub struct Pos {
     at: usize,
 }
 
+/// Entries of one chunk, and where a snapshot wrote them as they are now.
+#[derive(Debug)]
+struct Chunk {
+    entries: Vec<Parked>,
+    /// The log offset of a snapshot part holding exactly these entries;
+    /// any change clears it (a later snapshot then writes them again).
+    written_at: Option<u64>,
+}
+
+impl Chunk {
+    fn with(entry: Parked) -> Chunk {
+        let mut entries = Vec::with_capacity(CHUNK_ENTRIES);
+        entries.push(entry);
+        Chunk {
+            entries,
+            written_at: None,
+        }
+    }
+
+    fn last(&self) -> &Parked {
+        self.entries.last().expect("never empty")
+    }
+
+    fn changed(&mut self) -> &mut Vec<Parked> {
+        self.written_at = None;
+        &mut self.entries
+    }
+}
+
 /// Parked entries, offsets ascending.
 #[derive(Debug, Default)]
 pub struct ParkedList {
     /// Never an empty chunk.
-    chunks: VecDeque<Vec<Parked>>,
+    chunks: VecDeque<Chunk>,
     len: usize,
 }
 
@@ -39,24 +68,20 @@ impl ParkedList {
 
     /// The first (lowest offset) entry.
     pub fn front(&self) -> Option<&Parked> {
-        self.chunks.front().and_then(|c| c.first())
+        self.chunks.front().map(|c| &c.entries[0])
     }
 
     /// The last (highest offset) entry.
     pub fn back(&self) -> Option<&Parked> {
-        self.chunks.back().and_then(|c| c.last())
+        self.chunks.back().map(Chunk::last)
     }
 
     /// Adds an entry above every held one.
     pub fn push_back(&mut self, entry: Parked) {
         assert!(self.back().is_none_or(|b| b.offset < entry.offset));
         match self.chunks.back_mut() {
-            Some(c) if c.len() < CHUNK_ENTRIES => c.push(entry),
-            _ => {
-                let mut c = Vec::with_capacity(CHUNK_ENTRIES);
-                c.push(entry);
-                self.chunks.push_back(c);
-            }
+            Some(c) if c.entries.len() < CHUNK_ENTRIES => c.changed().push(entry),
+            _ => self.chunks.push_back(Chunk::with(entry)),
         }
         self.len += 1;
     }
@@ -67,9 +92,9 @@ impl ParkedList {
     pub fn insert_sorted(&mut self, entry: Parked) {
         let chunk = self
             .chunks
-            .partition_point(|c| c.last().expect("not empty").offset < entry.offset);
+            .partition_point(|c| c.last().offset < entry.offset);
         assert!(chunk < self.chunks.len(), "push_back takes the tail");
-        let c = &mut self.chunks[chunk];
+        let c = self.chunks[chunk].changed();
         let at = c.partition_point(|p| p.offset < entry.offset);
         assert!(c[at].offset != entry.offset, "a request parked twice");
         c.insert(at, entry);
@@ -78,12 +103,12 @@ impl ParkedList {
 
     /// The entry at `pos`.
     pub fn get(&self, pos: Pos) -> &Parked {
-        &self.chunks[pos.chunk][pos.at]
+        &self.chunks[pos.chunk].entries[pos.at]
     }
 
     /// Takes the entry at `pos` out.
     pub fn remove(&mut self, pos: Pos) -> Parked {
-        let c = &mut self.chunks[pos.chunk];
+        let c = self.chunks[pos.chunk].changed();
         let entry = c.remove(pos.at);
         if c.is_empty() {
             self.chunks.remove(pos.chunk);
@@ -99,12 +124,14 @@ impl ParkedList {
     pub fn find(&self, id: MessageId) -> Option<Pos> {
         let ms = id.unix_ms();
         let time = |p: &Parked| p.id().unix_ms();
-        let mut chunk = self
+        let mut chunk = self.chunks.partition_point(|c| time(c.last()) < ms);
+        let mut at = self
             .chunks
-            .partition_point(|c| time(c.last().expect("not empty")) < ms);
-        let mut at = self.chunks.get(chunk)?.partition_point(|p| time(p) < ms);
+            .get(chunk)?
+            .entries
+            .partition_point(|p| time(p) < ms);
         // Bounded by the entries of one millisecond.
-        while let Some(p) = self.chunks.get(chunk).and_then(|c| c.get(at)) {
+        while let Some(p) = self.chunks.get(chunk).and_then(|c| c.entries.get(at)) {
             if time(p) != ms {
                 return None;
             }
@@ -112,7 +139,7 @@ impl ParkedList {
                 return Some(Pos { chunk, at });
             }
             at += 1;
-            if at == self.chunks[chunk].len() {
+            if at == self.chunks[chunk].entries.len() {
                 (chunk, at) = (chunk + 1, 0);
             }
         }
@@ -121,12 +148,29 @@ impl ParkedList {
 
     /// Every entry, in log order.
     pub fn iter(&self) -> impl Iterator<Item = &Parked> {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.entries.iter())
     }
 
-    /// The chunks, in log order (snapshots write one part each).
-    pub fn chunks(&self) -> impl Iterator<Item = &[Parked]> {
-        self.chunks.iter().map(Vec::as_slice)
+    /// Chunks held.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Chunk `i`'s entries, and where a snapshot part holds them as they
+    /// are, if one does.
+    pub fn chunk(&self, i: usize) -> (&[Parked], Option<u64>) {
+        let c = &self.chunks[i];
+        (&c.entries, c.written_at)
+    }
+
+    /// Notes that the snapshot part at `offset` holds chunk `i` as it is.
+    pub fn chunk_written(&mut self, i: usize, offset: u64) {
+        self.chunks[i].written_at = Some(offset);
+    }
+
+    /// The lowest offset of a part some chunk is written at.
+    pub fn written_floor(&self) -> Option<u64> {
+        self.chunks.iter().filter_map(|c| c.written_at).min()
     }
 }
 
@@ -154,7 +198,7 @@ mod tests {
             l.push_back(entry(o, 1_000 + o / 10));
         }
         assert_eq!(l.len(), n as usize);
-        assert_eq!(l.chunks().count(), 4);
+        assert_eq!(l.chunk_count(), 4);
         for o in [0, 1, 4095, 4096, 4097, n - 1] {
             let pos = l.find(entry(o, 1_000 + o / 10).id()).expect("found");
             assert_eq!(l.get(pos).offset, o);
@@ -176,7 +220,7 @@ mod tests {
         let pos = l.find(entry(1, 5).id()).unwrap();
         l.remove(pos);
         assert!(l.is_empty());
-        assert_eq!(l.chunks().count(), 0);
+        assert_eq!(l.chunk_count(), 0);
         assert_eq!(l.find(entry(1, 5).id()), None);
     }
 }

@@ -174,6 +174,11 @@ impl Queue {
         &self.parked
     }
 
+    /// The parked requests, to note what a snapshot wrote.
+    pub fn parked_mut(&mut self) -> &mut ParkedList {
+        &mut self.parked
+    }
+
     /// Where `id` is among the parked requests.
     pub fn parked_position(&self, id: MessageId) -> Option<Pos> {
         self.parked.find(id)

@@ -4,7 +4,7 @@
 //! instead of the log's beginning. A part's first byte says which.
 
 use crate::record::{
-    put_answer_body, put_id, put_opt_str, put_str, put_u64, DecodeError, EventKind, Reader,
+    put_answer_body, put_id, put_opt_str, put_str, put_u64, DecodeError, EventKind, Reader, Record,
 };
 use crate::shard::exchange::{Exchange, Outcome};
 use crate::shard::keys::KeyPrint;
@@ -23,6 +23,9 @@ const EXCHANGE: u8 = 3;
 const KEY_RUN: u8 = 4;
 /// Most keys one part carries.
 pub const KEY_RUN_ENTRIES_MAX: usize = 4096;
+/// First byte of a part that stands for an earlier snapshot's part,
+/// unchanged since: the log offset of that part follows (ADR 0010).
+const REFERENCE: u8 = 5;
 /// Most parked requests one part carries.
 pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
 /// Most history steps one exchange may carry in a snapshot.
@@ -197,6 +200,52 @@ pub enum Part {
     Keys(Vec<(KeyPrint, MessageId)>),
 }
 
+/// A part standing for the part at `offset` of an earlier snapshot.
+pub fn encode_reference(offset: u64, out: &mut Vec<u8>) {
+    out.push(REFERENCE);
+    put_u64(out, offset);
+}
+
+/// The offset a reference part stands for; `None` for any other part.
+pub fn reference_of(bytes: &[u8]) -> Option<u64> {
+    match bytes {
+        [REFERENCE, rest @ ..] if rest.len() == 8 => {
+            Some(u64::from_le_bytes(rest.try_into().expect("8 bytes")))
+        }
+        _ => None,
+    }
+}
+
+/// Replay's view of `record` at `offset`: a reference part is replaced by
+/// the part it stands for, read with `read`; every other record is itself.
+/// The part read must be an earlier snapshot part holding content (never
+/// a reference): anything else is damage, and replay stops on it.
+pub fn resolve_reference(
+    offset: u64,
+    record: Record,
+    read: impl FnOnce(u64) -> Result<Record, String>,
+) -> Result<Record, String> {
+    let Record::SnapshotPart(bytes) = &record else {
+        return Ok(record);
+    };
+    let Some(target) = reference_of(bytes) else {
+        return Ok(record);
+    };
+    if target >= offset {
+        return Err(format!(
+            "snapshot part at {offset} refers forward to {target}"
+        ));
+    }
+    match read(target)? {
+        Record::SnapshotPart(b) if reference_of(&b).is_none() && !b.is_empty() => {
+            Ok(Record::SnapshotPart(b))
+        }
+        _ => Err(format!(
+            "snapshot part at {offset} refers to {target}, which holds no snapshot part"
+        )),
+    }
+}
+
 /// Decodes a snapshot part of either shape.
 pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
     match bytes.first() {
@@ -205,6 +254,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
         }
         Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
         Some(&KEY_RUN) => decode_key_run(bytes).map(Part::Keys),
+        Some(&REFERENCE) => Err(DecodeError("snapshot reference not resolved")),
         _ => Err(DecodeError("snapshot part tag")),
     }
 }

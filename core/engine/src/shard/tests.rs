@@ -302,7 +302,15 @@ impl Driver {
         let mut shard = Shard::new(self.shard.config().clone(), registry(), first_offset);
         for (offset, record) in &self.log {
             if *offset >= first_offset && *offset < self.durable {
-                shard.replay(*offset, record.clone()).expect("replays");
+                let record =
+                    crate::shard::snapshot::resolve_reference(*offset, record.clone(), |at| {
+                        let found = self.log.iter().find(|(o, _)| *o == at);
+                        found
+                            .map(|(_, r)| r.clone())
+                            .ok_or_else(|| format!("no record at {at}"))
+                    })
+                    .expect("references resolve");
+                shard.replay(*offset, record).expect("replays");
             }
         }
         let mut out = Vec::new();
@@ -1506,6 +1514,87 @@ fn given_parked_requests_when_snapshot_replayed_then_they_wait_in_order_and_stil
     // The three taken ones by their own timers, the rest from the head.
     assert_eq!(r.shard.counters().expired, 5_000);
     assert_eq!(r.shard.held().parked, 0);
+}
+
+/// Appends a snapshot to the driver's log and makes it durable; returns
+/// its first offset and its parts.
+fn durable_snapshot(d: &mut Driver) -> (u64, Vec<Record>) {
+    let first = d.shard.next_offset();
+    let records = d.shard.snapshot(first);
+    for (i, record) in records.iter().enumerate() {
+        d.log.push((first + i as u64, record.clone()));
+    }
+    d.commit();
+    d.shard.snapshot_durable(first);
+    (first, records)
+}
+
+fn references(records: &[Record]) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r, Record::SnapshotPart(b) if crate::shard::snapshot::reference_of(b).is_some()))
+        .count()
+}
+
+#[test]
+fn given_unchanged_parked_chunks_when_snapshot_again_then_referred_to_not_rewritten() {
+    let mut d = Driver::new();
+    let sent: Vec<MessageId> = (0..5_000)
+        .map(|_| d.send_ok("MFC", request(BULK)))
+        .collect();
+    let (_, first) = durable_snapshot(&mut d);
+    assert_eq!(
+        references(&first),
+        0,
+        "the first snapshot writes everything"
+    );
+    let (_, second) = durable_snapshot(&mut d);
+    assert_eq!(references(&second), 2, "both chunks unchanged: {second:?}");
+    let bytes = |rs: &[Record]| -> usize {
+        rs.iter()
+            .map(|r| match r {
+                Record::SnapshotPart(b) => b.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    assert!(bytes(&second) < 100, "{} bytes", bytes(&second));
+    // One more parked request changes the last chunk only.
+    let later = d.send_ok("MFC", request(BULK));
+    let (start, third) = durable_snapshot(&mut d);
+    assert_eq!(references(&third), 1);
+    assert!(
+        d.shard.retention_floor() <= d.log[4_096].0,
+        "referred parts are kept"
+    );
+    let (mut r, _) = d.restart_from(start);
+    assert_eq!(r.shard.held().parked, 5_001);
+    let got = r.fetch("FNS", requests(BULK), 16, 1);
+    assert_eq!(ids(&got), sent[..16].to_vec());
+    assert!(r.shard.exchange(later).is_some());
+}
+
+#[test]
+fn given_reference_parts_when_resolved_then_only_earlier_content_parts_pass() {
+    use crate::shard::snapshot::{encode_reference, resolve_reference};
+    let content = Record::SnapshotPart(Bytes::from_static(&[2, 0]));
+    let mut r = Vec::new();
+    encode_reference(3, &mut r);
+    let reference = Record::SnapshotPart(Bytes::from(r));
+    let got = resolve_reference(9, reference.clone(), |_| Ok(content.clone()));
+    assert_eq!(got, Ok(content.clone()));
+    assert!(resolve_reference(2, reference.clone(), |_| Ok(content.clone())).is_err());
+    assert!(resolve_reference(9, reference.clone(), |_| Ok(reference.clone())).is_err());
+    let event = Record::SnapshotEnd {
+        first_offset: 0,
+        parts: 0,
+    };
+    assert!(resolve_reference(9, reference.clone(), |_| Ok(event.clone())).is_err());
+    assert!(resolve_reference(9, reference, |_| Err("damaged".into())).is_err());
+    assert_eq!(
+        resolve_reference(9, content.clone(), |_| unreachable!()),
+        Ok(content)
+    );
 }
 
 #[test]

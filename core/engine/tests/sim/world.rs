@@ -6,7 +6,7 @@ use crate::model::{terminal_kind, ShardModel};
 use crate::workload::{Client, Knowledge, Pending, Role, Seen};
 use gonets_engine::record::{EventKind, Record};
 use gonets_engine::registry::Registry;
-use gonets_engine::shard::snapshot::{decode_part, Part};
+use gonets_engine::shard::snapshot::{decode_part, reference_of, resolve_reference, Part};
 use gonets_engine::shard::{
     Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, ShardReply, StatusView, Token,
 };
@@ -301,6 +301,18 @@ impl SimArchive {
     }
 }
 
+/// True when every part the snapshot at `start` refers to is at or above
+/// `retained_from`.
+fn refers_within(records: &[Record], start: u64, retained_from: u64) -> bool {
+    records[start as usize..]
+        .iter()
+        .take_while(|r| matches!(r, Record::SnapshotPart(_)))
+        .all(|r| match r {
+            Record::SnapshotPart(bytes) => reference_of(bytes).is_none_or(|at| at >= retained_from),
+            _ => true,
+        })
+}
+
 /// The exchanges a replay from `start` restores into memory: those of the
 /// snapshot there (its parts, read until the first other record, as the
 /// shard reads them) and every request recorded at or after `start`.
@@ -310,6 +322,13 @@ fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<Message
     for (i, record) in records.iter().enumerate().skip(start as usize) {
         match record {
             Record::SnapshotPart(bytes) if base => {
+                let bytes = match reference_of(bytes) {
+                    Some(at) => match &records[at as usize] {
+                        Record::SnapshotPart(b) => b,
+                        other => return Err(format!("part at {i} refers to {other:?}")),
+                    },
+                    None => bytes,
+                };
                 let part = decode_part(bytes)
                     .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
                 match part {
@@ -935,6 +954,9 @@ impl World {
                 .iter()
                 .map(|(start, _)| *start)
                 .filter(|start| *start >= log.retained_from)
+                // A snapshot may refer to parts of older ones (ADR 0011):
+                // retention keeps those of the latest, not of every one.
+                .filter(|start| refers_within(&log.records, *start, log.retained_from))
                 .collect();
             if log.retained_from == 0 {
                 starts.insert(0, 0);
@@ -964,8 +986,19 @@ impl World {
             self.stats.archive_cut += cut;
             let mut shard = Shard::new(config, self.registry.clone(), start);
             for offset in start..keep {
+                let retained_from = log.retained_from;
+                let record =
+                    resolve_reference(offset, log.records[offset as usize].clone(), |at| {
+                        if at < retained_from {
+                            return Err(format!(
+                                "it refers to {at}, below retention at {retained_from}"
+                            ));
+                        }
+                        Ok(log.records[at as usize].clone())
+                    })
+                    .map_err(|e| format!("replay of shard {s} failed at {offset}: {e}"))?;
                 shard
-                    .replay(offset, log.records[offset as usize].clone())
+                    .replay(offset, record)
                     .map_err(|e| format!("replay of shard {s} failed at {offset}: {e}"))?;
             }
             ensure!(

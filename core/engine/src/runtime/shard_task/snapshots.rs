@@ -7,13 +7,19 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 impl ShardTask {
-    /// Appends a snapshot of the shard's state and asks for its commit.
+    /// Appends a snapshot of the shard's state, one part at a time, and
+    /// asks for its commit. The shard takes no input until its last part,
+    /// so the parts describe one state; other tasks (connections, the
+    /// flusher) run in between.
     pub(super) async fn begin_snapshot(&mut self) {
         let first = self.shard.next_offset();
-        let records = self.shard.snapshot(first);
-        let end = first + records.len() as u64;
-        for (i, record) in records.iter().enumerate() {
-            self.append(first + i as u64, record).await;
+        let mut cursor = self.shard.snapshot_begin(first);
+        let mut end = first;
+        // Bounded: the cursor ends after the snapshot's end record.
+        while let Some(record) = self.shard.snapshot_next(&mut cursor) {
+            self.append(end, &record).await;
+            end += 1;
+            glommio::yield_if_needed().await;
         }
         self.records_since_snapshot = 0;
         if self.log_failed {

@@ -1,0 +1,217 @@
+//! Writing a snapshot one part at a time (ADR 0011). The runtime appends
+//! each part as it is made, so a snapshot never sits whole in memory; the
+//! shard takes no other input until the last part, so the parts describe
+//! one state. What has not changed since an earlier snapshot wrote it (a
+//! chunk of parked requests, a frozen slice of idempotency keys) is not
+//! written again: a reference part names the earlier part's offset, and
+//! replay reads that part in its place. A snapshot's size so follows what
+//! changed since the last one, not the backlog.
+
+use super::keys::KeyPrint;
+use super::{snapshot, Record, Shard};
+use bytes::Bytes;
+use gonets_types::ids::{MessageId, QueueId};
+
+/// Keys and the message each named, as a snapshot writes them.
+type Keys = Vec<(KeyPrint, MessageId)>;
+
+/// Where a snapshot being written stands.
+#[derive(Debug)]
+pub struct SnapshotCursor {
+    first_offset: u64,
+    parts: u64,
+    /// The lowest earlier part referred to (`u64::MAX`: none).
+    refers_from: u64,
+    exchanges: Vec<MessageId>,
+    exchange: usize,
+    queues: Vec<QueueId>,
+    queue: usize,
+    chunk: usize,
+    chunk_run: usize,
+    slice: usize,
+    /// The frozen slice being written: its keys, the next run, the parts so far.
+    slice_keys: Option<(Keys, usize, Vec<u64>)>,
+    /// Parts of the current frozen slice referred to so far.
+    slice_ref: usize,
+    open_keys: Option<(Keys, usize)>,
+    done: bool,
+}
+
+impl SnapshotCursor {
+    /// Parts made so far (the end record not counted).
+    pub fn parts(&self) -> u64 {
+        self.parts
+    }
+}
+
+fn part(encode: impl FnOnce(&mut Vec<u8>)) -> Record {
+    let mut buf = Vec::new();
+    encode(&mut buf);
+    Record::SnapshotPart(Bytes::from(buf))
+}
+
+impl Shard {
+    /// Starts a snapshot whose first part gets `first_offset` (the next
+    /// offset): call [`Shard::snapshot_next`] until it gives `None`,
+    /// appending each record at once, before any other input.
+    pub fn snapshot_begin(&mut self, first_offset: u64) -> SnapshotCursor {
+        assert_eq!(first_offset, self.next_offset);
+        let mut queues: Vec<QueueId> = self
+            .queues
+            .keys()
+            .filter(|q| matches!(q, QueueId::Requests(_)))
+            .cloned()
+            .collect();
+        queues.sort_unstable();
+        SnapshotCursor {
+            first_offset,
+            parts: 0,
+            refers_from: u64::MAX,
+            exchanges: self.snapshot_exchange_ids(),
+            exchange: 0,
+            queues,
+            queue: 0,
+            chunk: 0,
+            chunk_run: 0,
+            slice: 0,
+            slice_keys: None,
+            slice_ref: 0,
+            open_keys: None,
+            done: false,
+        }
+    }
+
+    /// The snapshot's next record (a part, then its end), taking the next
+    /// offset; `None` once the end was given.
+    pub fn snapshot_next(&mut self, c: &mut SnapshotCursor) -> Option<Record> {
+        if c.done {
+            return None;
+        }
+        let offset = self.next_offset;
+        assert_eq!(
+            offset,
+            c.first_offset + c.parts,
+            "nothing is appended while a snapshot is written"
+        );
+        let made = self
+            .next_exchange_part(c)
+            .or_else(|| self.next_parked_part(c, offset))
+            .or_else(|| self.next_frozen_keys_part(c, offset))
+            .or_else(|| self.next_open_keys_part(c));
+        // The snapshot's records take offsets like any other; they change
+        // no state, so they are not applied.
+        self.next_offset += 1;
+        match made {
+            Some(record) => {
+                c.parts += 1;
+                Some(record)
+            }
+            None => {
+                c.done = true;
+                self.snapshot_ended(c.first_offset, c.refers_from);
+                Some(Record::SnapshotEnd {
+                    first_offset: c.first_offset,
+                    parts: c.parts,
+                })
+            }
+        }
+    }
+
+    fn next_exchange_part(&self, c: &mut SnapshotCursor) -> Option<Record> {
+        let id = *c.exchanges.get(c.exchange)?;
+        c.exchange += 1;
+        Some(part(|out| {
+            snapshot::encode_exchange(&self.exchanges[&id], out)
+        }))
+    }
+
+    /// The next part of the parked requests: a chunk unchanged since a
+    /// snapshot wrote it is referred to, any other written in runs.
+    fn next_parked_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+        // Bounded: each pass moves to the next chunk or queue.
+        loop {
+            let queue = c.queues.get(c.queue)?.clone();
+            let QueueId::Requests(kind) = &queue else {
+                unreachable!("request queues only")
+            };
+            let parked = self.queues[&queue].parked();
+            if c.chunk >= parked.chunk_count() {
+                (c.queue, c.chunk, c.chunk_run) = (c.queue + 1, 0, 0);
+                continue;
+            }
+            let (entries, written_at) = parked.chunk(c.chunk);
+            let runs = entries.chunks(snapshot::PARKED_RUN_ENTRIES_MAX);
+            let single = entries.len() <= snapshot::PARKED_RUN_ENTRIES_MAX;
+            if let (Some(at), true) = (written_at, single) {
+                c.refers_from = c.refers_from.min(at);
+                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+                return Some(part(|out| snapshot::encode_reference(at, out)));
+            }
+            let Some(run) = runs.clone().nth(c.chunk_run) else {
+                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+                continue;
+            };
+            let run = snapshot::ParkedRun {
+                kind: kind.clone(),
+                entries: run.iter().map(|p| self.parked_record(p)).collect(),
+            };
+            let record = part(|out| snapshot::encode_parked_run(&run, out));
+            c.chunk_run += 1;
+            if single {
+                let q = self.queues.get_mut(&queue).expect("listed");
+                q.parked_mut().chunk_written(c.chunk, offset);
+                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+            }
+            return Some(record);
+        }
+    }
+
+    /// The next part of the frozen key slices: one written before is
+    /// referred to part by part, a new one written in runs.
+    fn next_frozen_keys_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+        // Bounded: each pass moves to the next slice.
+        loop {
+            if c.slice >= self.keys.frozen_count() {
+                return None;
+            }
+            if let Some(parts) = self.keys.frozen_written_at(c.slice) {
+                if let Some(&at) = parts.get(c.slice_ref) {
+                    c.slice_ref += 1;
+                    c.refers_from = c.refers_from.min(at);
+                    return Some(part(|out| snapshot::encode_reference(at, out)));
+                }
+                (c.slice, c.slice_ref) = (c.slice + 1, 0);
+                continue;
+            }
+            let (keys, run, offsets) = c
+                .slice_keys
+                .get_or_insert_with(|| (self.keys.frozen_entries(c.slice), 0, Vec::new()));
+            let start = *run * snapshot::KEY_RUN_ENTRIES_MAX;
+            if start >= keys.len() {
+                let offsets = std::mem::take(offsets);
+                self.keys.frozen_written(c.slice, offsets);
+                c.slice_keys = None;
+                (c.slice, c.slice_ref) = (c.slice + 1, 0);
+                continue;
+            }
+            let end = (start + snapshot::KEY_RUN_ENTRIES_MAX).min(keys.len());
+            *run += 1;
+            offsets.push(offset);
+            return Some(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
+        }
+    }
+
+    /// The next part of the open key slice (written whole each time).
+    fn next_open_keys_part(&self, c: &mut SnapshotCursor) -> Option<Record> {
+        let (keys, run) = c
+            .open_keys
+            .get_or_insert_with(|| (self.keys.open_entries(), 0));
+        let start = *run * snapshot::KEY_RUN_ENTRIES_MAX;
+        if start >= keys.len() {
+            return None;
+        }
+        let end = (start + snapshot::KEY_RUN_ENTRIES_MAX).min(keys.len());
+        *run += 1;
+        Some(part(|out| snapshot::encode_key_run(&keys[start..end], out)))
+    }
+}
