@@ -57,7 +57,16 @@ pub struct LogConfig {
     /// ([`RESERVE_RETRY_MS_MIN`] to [`RESERVE_RETRY_MS_MAX`]). One try is a
     /// `statvfs` and, only when enough space is free, one preallocation.
     pub reserve_retry_ms: u64,
+    /// Bytes of the most recent durable batches kept in memory (the tail
+    /// cache), so reads of fresh records touch neither the segment map nor
+    /// the disk; oldest batch dropped first. 0: off (every read through the
+    /// map); else from `batch_bytes_max` to [`RECENT_BYTES_MAX`]. Default 64 MiB.
+    /// See `docs/storage.md` §12.
+    pub recent_bytes_max: usize,
 }
+
+/// The largest tail cache a log may keep.
+pub const RECENT_BYTES_MAX: usize = 16 << 30;
 
 /// The most segments a log's disk reserve may hold.
 pub const RESERVE_SEGMENTS_MAX: u32 = 16;
@@ -81,6 +90,7 @@ impl Default for LogConfig {
             prewrite_chunk_bytes: 1 << 20,
             reserve_segments: 1,
             reserve_retry_ms: 1_000,
+            recent_bytes_max: 64 << 20,
         }
     }
 }
@@ -98,6 +108,7 @@ impl LogConfig {
             prewrite_ahead_bytes: 64 << 10,
             prewrite_chunk_bytes: 16 << 10,
             reserve_retry_ms: 50,
+            recent_bytes_max: 128 << 10,
             ..LogConfig::default()
         }
     }
@@ -180,6 +191,17 @@ impl LogConfig {
                 self.reserve_retry_ms
             ));
         }
+        self.validate_recent()
+    }
+
+    fn validate_recent(&self) -> Result<(), LogError> {
+        let n = self.recent_bytes_max;
+        if n != 0 && !(self.batch_bytes_max..=RECENT_BYTES_MAX).contains(&n) {
+            return Err(LogError::Config(format!(
+                "recent_bytes_max {n} must be 0 (off) or between batch_bytes_max ({}) and {RECENT_BYTES_MAX}",
+                self.batch_bytes_max
+            )));
+        }
         Ok(())
     }
 }
@@ -227,5 +249,28 @@ mod tests {
         };
         none.validate().unwrap();
         assert_eq!(none.reserve_bytes(), 0);
+    }
+
+    #[test]
+    fn given_recent_bytes_out_of_bounds_when_validated_then_config_error() {
+        let small = LogConfig::small_for_tests();
+        for n in [1, small.batch_bytes_max - 1, RECENT_BYTES_MAX + 1] {
+            let c = LogConfig {
+                recent_bytes_max: n,
+                ..small.clone()
+            };
+            match c.validate() {
+                Err(LogError::Config(what)) => assert!(what.contains("recent_bytes_max"), "{what}"),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        for n in [0, small.batch_bytes_max, RECENT_BYTES_MAX] {
+            LogConfig {
+                recent_bytes_max: n,
+                ..small.clone()
+            }
+            .validate()
+            .unwrap();
+        }
     }
 }

@@ -40,13 +40,14 @@ mod repair;
 mod reserve;
 pub mod scan;
 pub mod segment;
+mod tail;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{
-    Durability, LogConfig, RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
+    Durability, LogConfig, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
 };
 pub use error::{Corruption, LogError, PoisonCause};
-pub use log::{Commit, Log, LogStats};
+pub use log::{Commit, Log, LogStats, WrittenBytes};
 pub use read::{LogIter, RecordRef, Slot};
 pub use recovery::{Quarantined, RecoveryReport, TornTail};
 pub use repair::{repair, RepairReport, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR, REPAIR_REPORT_FILE};
