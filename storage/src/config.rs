@@ -63,7 +63,15 @@ pub struct LogConfig {
     /// map); else from `batch_bytes_max` to [`RECENT_BYTES_MAX`]. Default 64 MiB.
     /// See `docs/storage.md` §12.
     pub recent_bytes_max: usize,
+    /// How far ahead of a read from a segment map (a record not in the tail
+    /// cache, e.g. a backlog's head) the kernel is asked to read in the
+    /// background (`madvise(MADV_WILLNEED)`, once per half of this); 0: never.
+    /// A multiple of 4 KiB up to [`READAHEAD_BYTES_MAX`]. Default 1 MiB.
+    pub readahead_bytes: usize,
 }
+
+/// The largest read-ahead a log may ask for.
+pub const READAHEAD_BYTES_MAX: usize = 64 << 20;
 
 /// The largest tail cache a log may keep.
 pub const RECENT_BYTES_MAX: usize = 16 << 30;
@@ -91,6 +99,7 @@ impl Default for LogConfig {
             reserve_segments: 1,
             reserve_retry_ms: 1_000,
             recent_bytes_max: 64 << 20,
+            readahead_bytes: 1 << 20,
         }
     }
 }
@@ -195,6 +204,12 @@ impl LogConfig {
     }
 
     fn validate_recent(&self) -> Result<(), LogError> {
+        let r = self.readahead_bytes;
+        if !r.is_multiple_of(BLOCK_SIZE_BYTES) || r > READAHEAD_BYTES_MAX {
+            return Err(LogError::Config(format!(
+                "readahead_bytes {r} must be a multiple of {BLOCK_SIZE_BYTES} up to {READAHEAD_BYTES_MAX}"
+            )));
+        }
         let n = self.recent_bytes_max;
         if n != 0 && !(self.batch_bytes_max..=RECENT_BYTES_MAX).contains(&n) {
             return Err(LogError::Config(format!(
@@ -263,6 +278,13 @@ mod tests {
                 Err(LogError::Config(what)) => assert!(what.contains("recent_bytes_max"), "{what}"),
                 other => panic!("{n}: {other:?}"),
             }
+        }
+        for r in [1, READAHEAD_BYTES_MAX + 4096] {
+            let c = LogConfig {
+                readahead_bytes: r,
+                ..small.clone()
+            };
+            assert!(matches!(c.validate(), Err(LogError::Config(w)) if w.contains("readahead_bytes")));
         }
         for n in [0, small.batch_bytes_max, RECENT_BYTES_MAX] {
             LogConfig {

@@ -146,6 +146,10 @@ pub(crate) struct State {
     /// Reads since open, by where they were served from.
     pub(crate) reads_from_memory: u64,
     pub(crate) reads_from_map: u64,
+    /// End of the last asynchronous read-ahead asked of the kernel: segment
+    /// base and position.
+    pub(crate) readahead_end: Option<(u64, usize)>,
+    pub(crate) readahead_advices: u64,
     /// What the log wrote since open, by kind (see [`LogStats`]).
     pub(crate) written: WrittenBytes,
 }
@@ -212,6 +216,9 @@ pub struct LogStats {
     pub reads_from_memory: u64,
     /// Reads served from a segment map since open (may fault and read the disk).
     pub reads_from_map: u64,
+    /// Read-aheads asked of the kernel (`madvise(MADV_WILLNEED)`) for reads
+    /// from a segment map, since open.
+    pub readahead_advices: u64,
     /// Bytes of records held in the tail cache now.
     pub cached_bytes: u64,
     /// Batches held in the tail cache now.
@@ -221,6 +228,28 @@ pub struct LogStats {
     /// `written.batch_bytes() + written.segment_header_bytes +
     /// written.checkpoint_bytes + prewritten_bytes`.
     pub written: WrittenBytes,
+}
+
+impl LogStats {
+    /// Every byte the log wrote since open: batches, segment headers,
+    /// checkpoints and the prewriter's zeros.
+    pub fn bytes_written(&self) -> u64 {
+        let w = &self.written;
+        w.batch_bytes() + w.segment_header_bytes + w.checkpoint_bytes + self.prewritten_bytes
+    }
+
+    /// Logs (INFO) where the bytes written since open went and where reads
+    /// were served from: the write-amplification account of `docs/storage.md`.
+    fn log_writes(&self, dir: &Path) {
+        let w = &self.written;
+        tracing::info!(dir = %dir.display(), bytes_written = self.bytes_written(),
+            payload_bytes = w.payload_bytes, framing_bytes = w.framing_bytes,
+            marker_bytes = w.marker_bytes, padding_bytes = w.padding_bytes,
+            batches = w.batches, segment_header_bytes = w.segment_header_bytes,
+            checkpoint_bytes = w.checkpoint_bytes, prewritten_bytes = self.prewritten_bytes,
+            reads_from_memory = self.reads_from_memory, reads_from_map = self.reads_from_map,
+            "log closed: bytes written since open, by kind, and reads by source");
+    }
 }
 
 impl State {
@@ -280,6 +309,8 @@ impl State {
             tail: TailCache::new(config_recent_bytes_max),
             reads_from_memory: 0,
             reads_from_map: 0,
+            readahead_end: None,
+            readahead_advices: 0,
             written: WrittenBytes::default(),
         }
     }
@@ -510,6 +541,7 @@ impl Log {
             reserve_restores: st.reserve_restores,
             reads_from_memory: st.reads_from_memory,
             reads_from_map: st.reads_from_map,
+            readahead_advices: st.readahead_advices,
             cached_bytes: st.tail.bytes() as u64,
             cached_batches: st.tail.batch_count(),
             written: st.written,
@@ -657,6 +689,7 @@ impl Log {
             Some(cause) => Err(LogError::from(&cause)),
             None => self.checkpoint().await,
         };
+        self.stats().log_writes(&self.state.borrow().dir);
         let file = {
             let mut st = self.state.borrow_mut();
             st.closed = true;

@@ -255,3 +255,33 @@ fn given_batches_written_when_stats_then_write_counters_add_up() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn given_reads_from_the_map_when_read_in_order_then_read_ahead_asked_once_per_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        for (readahead_bytes, expect_advices) in [(0, false), (64 << 10, true)] {
+            let _ = std::fs::remove_dir_all(&path);
+            let config = LogConfig {
+                readahead_bytes,
+                ..config(0)
+            };
+            let (log, _) = Log::open(&path, config).await.unwrap();
+            write(&log, 0, 1000, 8).await;
+            for i in 0..1000 {
+                assert!(!expect(log.read(i), i).from_memory());
+            }
+            let s = log.stats();
+            assert_eq!(s.reads_from_map, 1000);
+            if expect_advices {
+                // ~900 KiB of records in 64 KiB windows, re-asked every half window.
+                assert!(s.readahead_advices > 0, "{s:?}");
+                assert!(s.readahead_advices < 100, "{s:?}");
+            } else {
+                assert_eq!(s.readahead_advices, 0);
+            }
+            log.close().await.unwrap();
+        }
+    });
+}
