@@ -61,7 +61,7 @@ pub struct LogConfig {
     /// cache), so reads of fresh records touch neither the segment map nor
     /// the disk; oldest batch dropped first. 0: off (every read through the
     /// map); else from `batch_bytes_max` to [`RECENT_BYTES_MAX`]. Default 64 MiB.
-    /// See `docs/storage.md` §12.
+    /// See `docs/storage.md` §13.
     pub recent_bytes_max: usize,
     /// How far ahead of a read from a segment map (a record not in the tail
     /// cache, e.g. a backlog's head) the kernel is asked to read in the

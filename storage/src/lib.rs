@@ -4,8 +4,9 @@
 //! are appended into batch buffers and committed in groups: one O_DIRECT
 //! write and one `fdatasync` through glommio's io_uring cover every record of
 //! a batch, and only then does [`Log::commit`] resolve. Reads are zero-copy
-//! slices of read-only memory maps, each record's CRC checked before it is
-//! served. Recovery on open starts at the last checkpoint, cuts a torn tail
+//! slices of the tail cache (the records of the most recent durable
+//! batches, kept in memory) or of read-only memory maps, each record's CRC
+//! checked before it is served. Recovery on open starts at the last checkpoint, cuts a torn tail
 //! (proven never acknowledged), reports damage inside the durable part and
 //! resynchronises past it, never deletes a file that may hold committed data
 //! (a file proven empty is moved into `quarantine/`), and [`repair`] records

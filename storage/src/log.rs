@@ -1,5 +1,5 @@
 //! The log: appends into batch buffers, group commit through io_uring, reads
-//! through read-only memory maps.
+//! from the tail cache (`tail.rs`) or through read-only memory maps.
 //!
 //! Write path (see `docs/adr/0001-storage-write-path.md`): each batch is one
 //! O_DIRECT write of whole 4 KiB blocks at a fresh block boundary, then one
