@@ -178,7 +178,9 @@ pub fn run(
     setup.insert("durability".into(), json!(durability_name(spec.durability)));
     if let Some((written, faults)) = io {
         // From the start of the hub to its shutdown (snapshots and close included).
-        eprintln!("this process (the hub): {written} bytes written to disk, {faults} major page faults");
+        eprintln!(
+            "this process (the hub): {written} bytes written to disk, {faults} major page faults"
+        );
         setup.insert("disk_write_bytes".into(), json!(written));
         setup.insert("major_faults".into(), json!(faults));
     }

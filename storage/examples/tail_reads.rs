@@ -127,22 +127,51 @@ async fn cold(dir: &Path, records: u64, readahead_bytes: usize) {
         }
     }
     log.commit_all().await.expect("commit");
-    read_all(&log, records, &format!("cold backlog, readahead {readahead_bytes} B")).await;
+    read_all(
+        &log,
+        records,
+        &format!("cold backlog, readahead {readahead_bytes} B"),
+    )
+    .await;
     log.close().await.expect("close");
     drop_page_cache(dir);
     let (log, _) = Log::open(dir, config).await.expect("reopen");
-    read_all(&log, records, &format!("cold after reopen, readahead {readahead_bytes} B")).await;
+    read_all(
+        &log,
+        records,
+        &format!("cold after reopen, readahead {readahead_bytes} B"),
+    )
+    .await;
     log.close().await.expect("close");
 }
 
+/// What the cache's one copy per batch costs: a batch of 64 records of 4 KiB
+/// copied into a fresh `Rc<[u8]>`, as `batch_durable` does.
+fn copy_cost() {
+    let batch = vec![7u8; GROUP as usize * (PAYLOAD_BYTES + 32)];
+    let rounds = 2_000;
+    let t = Instant::now();
+    let mut keep = 0;
+    for _ in 0..rounds {
+        let copy: std::rc::Rc<[u8]> = std::rc::Rc::from(std::hint::black_box(&batch[..]));
+        keep += copy[copy.len() - 1] as usize;
+    }
+    let per_record = t.elapsed().as_secs_f64() * 1e6 / (rounds * GROUP as usize) as f64;
+    println!("copy into the cache: {per_record:.3} us per 4 KiB record ({keep})");
+}
+
 fn main() {
+    copy_cost();
     let records: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(50_000);
-    let dir: PathBuf = std::env::args().nth(2).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("gonets-tail-reads-{}", std::process::id()))
-    });
+    let dir: PathBuf = std::env::args()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("gonets-tail-reads-{}", std::process::id()))
+        });
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .make()
         .expect("start a glommio executor");

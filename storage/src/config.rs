@@ -284,7 +284,9 @@ mod tests {
                 readahead_bytes: r,
                 ..small.clone()
             };
-            assert!(matches!(c.validate(), Err(LogError::Config(w)) if w.contains("readahead_bytes")));
+            assert!(
+                matches!(c.validate(), Err(LogError::Config(w)) if w.contains("readahead_bytes"))
+            );
         }
         for n in [0, small.batch_bytes_max, RECENT_BYTES_MAX] {
             LogConfig {

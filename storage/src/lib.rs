@@ -45,7 +45,8 @@ mod tail;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{
-    Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
+    Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX,
+    RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
 };
 pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats, WrittenBytes};

@@ -176,6 +176,10 @@ fn record_positions(
         positions.push(u32::try_from(pos).expect("a batch is below 4 GiB"));
         pos += size;
     }
-    assert_eq!(pos, records.len(), "the records fill the batch up to its marker");
+    assert_eq!(
+        pos,
+        records.len(),
+        "the records fill the batch up to its marker"
+    );
     positions.into_boxed_slice()
 }

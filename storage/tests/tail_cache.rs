@@ -64,7 +64,10 @@ fn given_record_just_committed_when_read_then_served_from_memory_and_equal() {
         assert_eq!(stats.reads_from_memory, 400);
         assert_eq!(stats.reads_from_map, 0);
         assert!(stats.cached_bytes > 0 && stats.cached_batches > 0);
-        assert!(matches!(log.read(200), Slot::Empty), "nothing beyond the durable end");
+        assert!(
+            matches!(log.read(200), Slot::Empty),
+            "nothing beyond the durable end"
+        );
         log.close().await.unwrap();
     });
 }
@@ -111,7 +114,11 @@ fn given_cache_full_when_older_records_read_then_from_map_and_intact() {
             expect(slot, i as u64);
         }
         let stats = log.stats();
-        assert_eq!(stats.reads_from_memory, 2 * memory + 1, "the extra read of 999");
+        assert_eq!(
+            stats.reads_from_memory,
+            2 * memory + 1,
+            "the extra read of 999"
+        );
         assert_eq!(stats.reads_from_map, 2 * map);
         log.close().await.unwrap();
     });
@@ -163,7 +170,10 @@ fn given_damage_on_disk_under_a_cached_batch_when_evicted_then_reported_not_serv
             other => panic!("damage served or hidden: {other:?}"),
         }
         assert!(matches!(log.iter_from(0).next(), Some(Slot::Unreadable(_))));
-        assert!(!expect(log.read(1), 1).from_memory(), "its neighbours intact");
+        assert!(
+            !expect(log.read(1), 1).from_memory(),
+            "its neighbours intact"
+        );
         assert_eq!(log.corruptions().len(), 1);
         log.close().await.unwrap();
     });
@@ -251,7 +261,10 @@ fn given_batches_written_when_stats_then_write_counters_add_up() {
         assert!(w.padding_bytes < w.batches * 4096);
         assert_eq!(w.segment_header_bytes, s.segments as u64 * 4096);
         log.checkpoint().await.unwrap();
-        assert_eq!(log.stats().written.checkpoint_bytes, w.checkpoint_bytes + 4096);
+        assert_eq!(
+            log.stats().written.checkpoint_bytes,
+            w.checkpoint_bytes + 4096
+        );
         log.close().await.unwrap();
     });
 }
