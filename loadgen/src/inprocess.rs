@@ -143,6 +143,7 @@ pub fn run(
         keep: spec.keep,
     };
     let hub = start_hub(spec, &data.path)?;
+    let io_start = own_io();
     let consumer = hub.session("BENCH-CONSUMER").map_err(|e| e.to_string())?;
     let provider = hub.session("BENCH-PROVIDER").map_err(|e| e.to_string())?;
     let placement = spec
@@ -165,6 +166,7 @@ pub fn run(
     }
     .map_err(|e| format!("load generator: {e:?}"))?;
     hub.shutdown().map_err(|e| format!("shutdown: {e}"))?;
+    let io = own_io().zip(io_start).map(|(b, a)| (b.0 - a.0, b.1 - a.1));
     drop(data);
     let (phase, rec) = phase?;
     let mut result = RunResult::new("gonets", workload);
@@ -174,6 +176,14 @@ pub fn run(
     setup.insert("hub_cores".into(), json!(spec.hub_cores));
     setup.insert("generator_core".into(), json!(spec.generator_core));
     setup.insert("durability".into(), json!(durability_name(spec.durability)));
+    if let Some((written, faults)) = io {
+        // From the start of the hub to its shutdown (snapshots and close included).
+        eprintln!(
+            "this process (the hub): {written} bytes written to disk, {faults} major page faults"
+        );
+        setup.insert("disk_write_bytes".into(), json!(written));
+        setup.insert("major_faults".into(), json!(faults));
+    }
     let curve = format!("gonets in-process {workload}");
     result.push(phase);
     Ok(Run {
@@ -189,11 +199,35 @@ fn start_hub(spec: &InProcessSpec, data_dir: &std::path::Path) -> Result<Hub, St
     config.registry =
         Arc::new(Registry::from_toml(REGISTRY).map_err(|e| format!("bench registry: {e}"))?);
     config.log.durability = spec.durability;
+    // Measurement knob for the write-amplification figures (docs/storage.md
+    // §14): the prewriter's zero writes on or off, without a CLI flag.
+    if let Ok(v) = std::env::var("GONETS_BENCH_PREWRITE_AHEAD_BYTES") {
+        config.log.prewrite_ahead_bytes = v
+            .parse()
+            .map_err(|e| format!("GONETS_BENCH_PREWRITE_AHEAD_BYTES {v}: {e}"))?;
+    }
     if let Some(n) = spec.snapshot_every_records {
         config.snapshot_every_records = n;
     }
     eprintln!("starting an in-process hub in {} ...", data_dir.display());
     Hub::start(config).map_err(|e| format!("cannot start the hub: {e}"))
+}
+
+/// This process's bytes written to disk (`/proc/self/io` `write_bytes`,
+/// O_DIRECT included) and major page faults (`/proc/self/stat` field 12).
+fn own_io() -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let written = io
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let after = stat.rsplit_once(')')?.1;
+    let faults = after.split_whitespace().nth(9)?.parse().ok()?;
+    Some((written, faults))
 }
 
 /// The error's variant name (`DeadlineExceeded`), the key of the error counts.

@@ -57,7 +57,24 @@ pub struct LogConfig {
     /// ([`RESERVE_RETRY_MS_MIN`] to [`RESERVE_RETRY_MS_MAX`]). One try is a
     /// `statvfs` and, only when enough space is free, one preallocation.
     pub reserve_retry_ms: u64,
+    /// Bytes of the most recent durable batches kept in memory (the tail
+    /// cache), so reads of fresh records touch neither the segment map nor
+    /// the disk; oldest batch dropped first. 0: off (every read through the
+    /// map); else from `batch_bytes_max` to [`RECENT_BYTES_MAX`]. Default 64 MiB.
+    /// See `docs/storage.md` §13.
+    pub recent_bytes_max: usize,
+    /// How far ahead of a read from a segment map (a record not in the tail
+    /// cache, e.g. a backlog's head) the kernel is asked to read in the
+    /// background (`madvise(MADV_WILLNEED)`, once per half of this); 0: never.
+    /// A multiple of 4 KiB up to [`READAHEAD_BYTES_MAX`]. Default 1 MiB.
+    pub readahead_bytes: usize,
 }
+
+/// The largest read-ahead a log may ask for.
+pub const READAHEAD_BYTES_MAX: usize = 64 << 20;
+
+/// The largest tail cache a log may keep.
+pub const RECENT_BYTES_MAX: usize = 16 << 30;
 
 /// The most segments a log's disk reserve may hold.
 pub const RESERVE_SEGMENTS_MAX: u32 = 16;
@@ -81,6 +98,8 @@ impl Default for LogConfig {
             prewrite_chunk_bytes: 1 << 20,
             reserve_segments: 1,
             reserve_retry_ms: 1_000,
+            recent_bytes_max: 64 << 20,
+            readahead_bytes: 1 << 20,
         }
     }
 }
@@ -98,6 +117,7 @@ impl LogConfig {
             prewrite_ahead_bytes: 64 << 10,
             prewrite_chunk_bytes: 16 << 10,
             reserve_retry_ms: 50,
+            recent_bytes_max: 128 << 10,
             ..LogConfig::default()
         }
     }
@@ -180,6 +200,23 @@ impl LogConfig {
                 self.reserve_retry_ms
             ));
         }
+        self.validate_recent()
+    }
+
+    fn validate_recent(&self) -> Result<(), LogError> {
+        let r = self.readahead_bytes;
+        if !r.is_multiple_of(BLOCK_SIZE_BYTES) || r > READAHEAD_BYTES_MAX {
+            return Err(LogError::Config(format!(
+                "readahead_bytes {r} must be a multiple of {BLOCK_SIZE_BYTES} up to {READAHEAD_BYTES_MAX}"
+            )));
+        }
+        let n = self.recent_bytes_max;
+        if n != 0 && !(self.batch_bytes_max..=RECENT_BYTES_MAX).contains(&n) {
+            return Err(LogError::Config(format!(
+                "recent_bytes_max {n} must be 0 (off) or between batch_bytes_max ({}) and {RECENT_BYTES_MAX}",
+                self.batch_bytes_max
+            )));
+        }
         Ok(())
     }
 }
@@ -227,5 +264,37 @@ mod tests {
         };
         none.validate().unwrap();
         assert_eq!(none.reserve_bytes(), 0);
+    }
+
+    #[test]
+    fn given_recent_bytes_out_of_bounds_when_validated_then_config_error() {
+        let small = LogConfig::small_for_tests();
+        for n in [1, small.batch_bytes_max - 1, RECENT_BYTES_MAX + 1] {
+            let c = LogConfig {
+                recent_bytes_max: n,
+                ..small.clone()
+            };
+            match c.validate() {
+                Err(LogError::Config(what)) => assert!(what.contains("recent_bytes_max"), "{what}"),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        for r in [1, READAHEAD_BYTES_MAX + 4096] {
+            let c = LogConfig {
+                readahead_bytes: r,
+                ..small.clone()
+            };
+            assert!(
+                matches!(c.validate(), Err(LogError::Config(w)) if w.contains("readahead_bytes"))
+            );
+        }
+        for n in [0, small.batch_bytes_max, RECENT_BYTES_MAX] {
+            LogConfig {
+                recent_bytes_max: n,
+                ..small.clone()
+            }
+            .validate()
+            .unwrap();
+        }
     }
 }

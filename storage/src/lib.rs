@@ -4,8 +4,9 @@
 //! are appended into batch buffers and committed in groups: one O_DIRECT
 //! write and one `fdatasync` through glommio's io_uring cover every record of
 //! a batch, and only then does [`Log::commit`] resolve. Reads are zero-copy
-//! slices of read-only memory maps, each record's CRC checked before it is
-//! served. Recovery on open starts at the last checkpoint, cuts a torn tail
+//! slices of the tail cache (the records of the most recent durable
+//! batches, kept in memory) or of read-only memory maps, each record's CRC
+//! checked before it is served. Recovery on open starts at the last checkpoint, cuts a torn tail
 //! (proven never acknowledged), reports damage inside the durable part and
 //! resynchronises past it, never deletes a file that may hold committed data
 //! (a file proven empty is moved into `quarantine/`), and [`repair`] records
@@ -40,13 +41,15 @@ mod repair;
 mod reserve;
 pub mod scan;
 pub mod segment;
+mod tail;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{
-    Durability, LogConfig, RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
+    Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX,
+    RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
 };
 pub use error::{Corruption, LogError, PoisonCause};
-pub use log::{Commit, Log, LogStats};
+pub use log::{Commit, Log, LogStats, WrittenBytes};
 pub use read::{LogIter, RecordRef, Slot};
 pub use recovery::{Quarantined, RecoveryReport, TornTail};
 pub use repair::{repair, RepairReport, ACCEPTED_DAMAGE_FILE, QUARANTINE_DIR, REPAIR_REPORT_FILE};

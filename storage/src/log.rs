@@ -1,5 +1,5 @@
 //! The log: appends into batch buffers, group commit through io_uring, reads
-//! through read-only memory maps.
+//! from the tail cache (`tail.rs`) or through read-only memory maps.
 //!
 //! Write path (see `docs/adr/0001-storage-write-path.md`): each batch is one
 //! O_DIRECT write of whole 4 KiB blocks at a fresh block boundary, then one
@@ -16,6 +16,7 @@ use crate::index::SparseIndex;
 use crate::marker::{self, align_up, BLOCK_SIZE_BYTES};
 use crate::scan::Limits;
 use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::tail::TailCache;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use memmap2::Mmap;
 use std::cell::RefCell;
@@ -57,8 +58,8 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Appends the commit marker and pads with zeros to a block boundary;
-    /// returns the padded length and the batch's chain value.
-    fn seal(&mut self, prev_chain: &[u8; 32]) -> (usize, [u8; 32]) {
+    /// returns the padded length, the marker's size and the batch's chain value.
+    fn seal(&mut self, prev_chain: &[u8; 32]) -> (usize, usize, [u8; 32]) {
         let (marker_size, chain) = marker::write_marker(
             self.buf.as_bytes_mut(),
             self.used,
@@ -70,7 +71,7 @@ impl Batch {
         let end = self.used + marker_size;
         let padded = align_up(end);
         self.buf.as_bytes_mut()[end..padded].fill(0);
-        (padded, chain)
+        (padded, marker_size, chain)
     }
 }
 
@@ -140,6 +141,44 @@ pub(crate) struct State {
     pub(crate) reserve_retry_waker: Option<Waker>,
     /// Woken when the reserve retry task ends.
     pub(crate) reserve_retry_done_waiters: Vec<Waker>,
+    /// The records of the most recent durable batches (`recent_bytes_max`).
+    pub(crate) tail: TailCache,
+    /// Reads since open, by where they were served from.
+    pub(crate) reads_from_memory: u64,
+    pub(crate) reads_from_map: u64,
+    /// End of the last asynchronous read-ahead asked of the kernel: segment
+    /// base and position.
+    pub(crate) readahead_end: Option<(u64, usize)>,
+    pub(crate) readahead_advices: u64,
+    /// What the log wrote since open, by kind (see [`LogStats`]).
+    pub(crate) written: WrittenBytes,
+}
+
+/// Bytes the log wrote since open, by what they hold; with
+/// `State::prewritten_bytes` these are every byte the log writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WrittenBytes {
+    /// Batch writes.
+    pub batches: u64,
+    /// Records' payload bytes in those batches.
+    pub payload_bytes: u64,
+    /// Records' headers in those batches.
+    pub framing_bytes: u64,
+    /// Commit markers in those batches.
+    pub marker_bytes: u64,
+    /// Zeros that pad each batch to a 4 KiB block boundary.
+    pub padding_bytes: u64,
+    /// Segment headers (one 4 KiB block per new segment).
+    pub segment_header_bytes: u64,
+    /// Checkpoints (one 4 KiB block each).
+    pub checkpoint_bytes: u64,
+}
+
+impl WrittenBytes {
+    /// Bytes of the batch writes: payload + framing + markers + padding.
+    pub fn batch_bytes(&self) -> u64 {
+        self.payload_bytes + self.framing_bytes + self.marker_bytes + self.padding_bytes
+    }
 }
 
 /// A handle to an open log; clones share it. Single-threaded: use it from the
@@ -172,10 +211,50 @@ pub struct LogStats {
     pub reserve_releases: u64,
     /// Times the reserve was made again after that, since open.
     pub reserve_restores: u64,
+    /// Reads (by [`Log::read`] and [`Log::iter_from`]) served from the tail
+    /// cache since open: no page fault, no disk read.
+    pub reads_from_memory: u64,
+    /// Reads served from a segment map since open (may fault and read the disk).
+    pub reads_from_map: u64,
+    /// Read-aheads asked of the kernel (`madvise(MADV_WILLNEED)`) for reads
+    /// from a segment map, since open.
+    pub readahead_advices: u64,
+    /// Bytes of records held in the tail cache now.
+    pub cached_bytes: u64,
+    /// Batches held in the tail cache now.
+    pub cached_batches: usize,
+    /// Bytes written since open, by what they hold; the prewriter's zeros
+    /// are `prewritten_bytes`, so everything the log writes is
+    /// `written.batch_bytes() + written.segment_header_bytes +
+    /// written.checkpoint_bytes + prewritten_bytes`.
+    pub written: WrittenBytes,
+}
+
+impl LogStats {
+    /// Every byte the log wrote since open: batches, segment headers,
+    /// checkpoints and the prewriter's zeros.
+    pub fn bytes_written(&self) -> u64 {
+        let w = &self.written;
+        w.batch_bytes() + w.segment_header_bytes + w.checkpoint_bytes + self.prewritten_bytes
+    }
+
+    /// Logs (INFO) where the bytes written since open went and where reads
+    /// were served from: the write-amplification account of `docs/storage.md`.
+    fn log_writes(&self, dir: &Path) {
+        let w = &self.written;
+        tracing::info!(dir = %dir.display(), bytes_written = self.bytes_written(),
+            payload_bytes = w.payload_bytes, framing_bytes = w.framing_bytes,
+            marker_bytes = w.marker_bytes, padding_bytes = w.padding_bytes,
+            batches = w.batches, segment_header_bytes = w.segment_header_bytes,
+            checkpoint_bytes = w.checkpoint_bytes, prewritten_bytes = self.prewritten_bytes,
+            reads_from_memory = self.reads_from_memory, reads_from_map = self.reads_from_map,
+            "log closed: bytes written since open, by kind, and reads by source");
+    }
 }
 
 impl State {
     pub(crate) fn new(dir: PathBuf, config: LogConfig) -> State {
+        let config_recent_bytes_max = config.recent_bytes_max;
         let limits = Limits {
             record_size_bytes_max: config.batch_bytes_max,
             batch_bytes_max: config.batch_bytes_max,
@@ -227,6 +306,12 @@ impl State {
             reserve_retry_running: false,
             reserve_retry_waker: None,
             reserve_retry_done_waiters: vec![],
+            tail: TailCache::new(config_recent_bytes_max),
+            reads_from_memory: 0,
+            reads_from_map: 0,
+            readahead_end: None,
+            readahead_advices: 0,
+            written: WrittenBytes::default(),
         }
     }
 
@@ -454,6 +539,12 @@ impl Log {
             space_low: st.space_low,
             reserve_releases: st.reserve_releases,
             reserve_restores: st.reserve_restores,
+            reads_from_memory: st.reads_from_memory,
+            reads_from_map: st.reads_from_map,
+            readahead_advices: st.readahead_advices,
+            cached_bytes: st.tail.bytes() as u64,
+            cached_batches: st.tail.batch_count(),
+            written: st.written,
         }
     }
 
@@ -516,6 +607,7 @@ impl Log {
             Ok(()) => {
                 st.checkpoint = Some(cp);
                 st.bytes_since_checkpoint = 0;
+                st.written.checkpoint_bytes += BLOCK_SIZE_BYTES as u64;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -564,6 +656,7 @@ impl Log {
                 let mut st = self.state.borrow_mut();
                 assert_eq!(st.segments[0].base_offset, *base);
                 st.segments.remove(0);
+                st.tail.drop_segment(*base);
                 st.start_offset = st.segments[0].base_offset;
                 let start = st.start_offset;
                 st.corruptions.retain(|c| c.end_offset > start);
@@ -596,10 +689,12 @@ impl Log {
             Some(cause) => Err(LogError::from(&cause)),
             None => self.checkpoint().await,
         };
+        self.stats().log_writes(&self.state.borrow().dir);
         let file = {
             let mut st = self.state.borrow_mut();
             st.closed = true;
             st.lock_file = None;
+            st.tail.clear();
             st.active_file.take()
         };
         if let Some(file) = file {
@@ -631,6 +726,7 @@ impl Log {
         st.active_file = None;
         st.open_batch = None;
         st.sealed.clear();
+        st.tail.clear();
         for (_, w) in st.commit_waiters.drain(..) {
             w.wake();
         }
@@ -703,7 +799,7 @@ impl Log {
                 st.config.segment_size_bytes as usize,
             )
         };
-        let (padded, chain) = batch.seal(&prev_chain);
+        let (padded, marker_bytes, chain) = batch.seal(&prev_chain);
         let needs_roll = self.state.borrow().write_position + padded > segment_size;
         if needs_roll {
             self.roll(batch.first_offset, prev_chain).await?;
@@ -712,11 +808,20 @@ impl Log {
         // Never two writes in flight to one block: wait out a zero write there.
         self.prewrite_clear_of(position, position + padded).await;
         let (file, path) = self.reserve_write(position, padded);
-        let (first_offset, record_count) = (batch.first_offset, batch.record_count);
+        let written = WrittenBatch {
+            first_offset: batch.first_offset,
+            record_count: batch.record_count,
+            position,
+            records_bytes: batch.used,
+            marker_bytes,
+            padded,
+        };
         batch.buf.trim_to_size(padded);
-        write_and_sync(&file, batch.buf, position, durability, &path).await?;
-        let written = (position, padded);
-        self.batch_durable(first_offset, record_count, written, chain);
+        // Shared, not moved into the write: the tail cache copies the
+        // records out of this buffer once the write is durable.
+        let buf = Rc::new(batch.buf);
+        write_and_sync(&file, buf.clone(), position, durability, &path).await?;
+        self.batch_durable(&written, &buf.as_bytes()[..written.records_bytes], chain);
         Ok(())
     }
 
@@ -739,29 +844,33 @@ impl Log {
         )
     }
 
-    /// A batch's write and sync returned: its records are durable; wakes
-    /// the commits it covers and the appenders waiting for room.
-    fn batch_durable(
-        &self,
-        first_offset: u64,
-        record_count: u32,
-        (position, padded): (usize, usize),
-        chain: [u8; 32],
-    ) {
+    /// A batch's write and sync returned: its records are durable; caches
+    /// them, wakes the commits it covers and the appenders waiting for room.
+    fn batch_durable(&self, w: &WrittenBatch, records: &[u8], chain: [u8; 32]) {
         let mut st = self.state.borrow_mut();
         let interval = st.config.index_interval_bytes;
+        let segment_base = st.segments.last().unwrap().base_offset;
         st.segments
             .last_mut()
             .unwrap()
             .index
-            .note_batch(first_offset, position, interval);
-        st.write_position = position + padded;
+            .note_batch(w.first_offset, w.position, interval);
+        let size_bytes_max = st.limits.record_size_bytes_max;
+        st.tail.insert(
+            w.first_offset,
+            w.record_count,
+            (segment_base, w.position),
+            records,
+            size_bytes_max,
+        );
+        st.write_position = w.position + w.padded;
         st.write_reserved_end = st.write_position;
         st.prewritten_end = st.prewritten_end.max(st.write_position);
         st.wake_prewriter();
-        st.durable_offset = first_offset + record_count as u64;
+        st.durable_offset = w.first_offset + w.record_count as u64;
         st.chain = chain;
-        st.bytes_since_checkpoint += padded as u64;
+        st.bytes_since_checkpoint += w.padded as u64;
+        st.written.note(w);
         st.batches_alive -= 1;
         let durable = st.durable_offset;
         st.commit_waiters.retain(|(offset, w)| {
@@ -811,6 +920,7 @@ impl Log {
             st.write_reserved_end = SEGMENT_HEADER_BYTES;
             st.prewritten_end = SEGMENT_HEADER_BYTES;
             st.segment_generation += 1;
+            st.written.segment_header_bytes += SEGMENT_HEADER_BYTES as u64;
             st.wake_prewriter();
             st.active_file.replace(Rc::new(file))
         };
@@ -818,6 +928,29 @@ impl Log {
             let _ = old.close().await;
         }
         Ok(())
+    }
+}
+
+/// Where a batch went and what its bytes hold.
+struct WrittenBatch {
+    first_offset: u64,
+    record_count: u32,
+    position: usize,
+    /// Records (headers and payloads), up to the commit marker.
+    records_bytes: usize,
+    marker_bytes: usize,
+    padded: usize,
+}
+
+impl WrittenBytes {
+    fn note(&mut self, w: &WrittenBatch) {
+        let framing = w.record_count as usize * HEADER_SIZE_BYTES;
+        assert!(w.records_bytes + w.marker_bytes <= w.padded && framing <= w.records_bytes);
+        self.batches += 1;
+        self.payload_bytes += (w.records_bytes - framing) as u64;
+        self.framing_bytes += framing as u64;
+        self.marker_bytes += w.marker_bytes as u64;
+        self.padding_bytes += (w.padded - w.records_bytes - w.marker_bytes) as u64;
     }
 }
 
@@ -838,7 +971,7 @@ pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> std::io::Error {
 /// with O_DIRECT and, unless durability is off, `fdatasync`s it.
 async fn write_and_sync(
     file: &DmaFile,
-    buf: DmaBuffer,
+    buf: Rc<DmaBuffer>,
     position: usize,
     durability: Durability,
     _path: &Path,
@@ -849,7 +982,7 @@ async fn write_and_sync(
     if let Some(errno) = injected("storage::write") {
         return Err(PoisonCause::Write(errno));
     }
-    match file.write_at(buf, position as u64).await {
+    match file.write_rc_at(buf, position as u64).await {
         Ok(n) if n == padded => {}
         Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
         Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),

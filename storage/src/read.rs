@@ -1,5 +1,5 @@
-//! Reads: zero-copy slices of the memory-mapped segments, every record's CRC
-//! checked before it is served.
+//! Reads: zero-copy slices of the tail cache (recent durable batches) or of
+//! the memory-mapped segments, every record's CRC checked before it is served.
 
 use crate::error::Corruption;
 use crate::frame::{self, Header, Parsed, RecordKind, HEADER_SIZE_BYTES};
@@ -10,12 +10,31 @@ use crate::segment::SEGMENT_HEADER_BYTES;
 use memmap2::Mmap;
 use std::rc::Rc;
 
-/// A record served from a segment map; holds the map alive, copies nothing.
+/// A record served from the tail cache or a segment map; holds its source
+/// alive, copies nothing.
 #[derive(Clone)]
 pub struct RecordRef {
-    map: Rc<Mmap>,
+    source: Source,
     position: usize,
     header: Header,
+}
+
+/// Where a record's bytes are.
+#[derive(Clone)]
+enum Source {
+    /// A segment's read-only map.
+    Map(Rc<Mmap>),
+    /// A durable batch's records, held by the tail cache.
+    Memory(Rc<[u8]>),
+}
+
+impl Source {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Source::Map(m) => m,
+            Source::Memory(b) => b,
+        }
+    }
 }
 
 impl RecordRef {
@@ -34,10 +53,16 @@ impl RecordRef {
         self.header.flags
     }
 
-    /// The payload bytes, straight from the map.
+    /// The payload bytes, straight from the tail cache or the map.
     pub fn payload(&self) -> &[u8] {
-        &self.map
+        &self.source.bytes()
             [self.position + HEADER_SIZE_BYTES..self.position + self.header.size_bytes as usize]
+    }
+
+    /// True when the record was served from the tail cache (memory), false
+    /// when from a segment map.
+    pub fn from_memory(&self) -> bool {
+        matches!(self.source, Source::Memory(_))
     }
 }
 
@@ -93,6 +118,8 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
         return;
     };
     let seg = &st.segments[i];
+    advise_range_ahead(st, &seg.map, SEGMENT_HEADER_BYTES, lazy.until_position);
+    let seg = &st.segments[i];
     let out = scan_segment(
         &seg.map,
         seg.base_offset,
@@ -141,6 +168,24 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
         tracing::error!(dir = %st.dir.display(), file = %st.segments[i].path.display(),
             position = c.position, first_offset = c.first_offset, end_offset = c.end_offset, what = %c.what,
             "damaged committed records found on first read: reported, not served");
+    }
+}
+
+/// Asks the kernel to read `[from, to)` of `map` in the background, in
+/// chunks of `readahead_bytes` (one `madvise` reads at most the device's
+/// read-ahead window): the scan that follows would otherwise fault each
+/// 4 KiB page in synchronously (the maps are `MADV_RANDOM`).
+fn advise_range_ahead(st: &State, map: &memmap2::Mmap, from: usize, to: usize) {
+    let chunk = st.config.readahead_bytes;
+    if chunk == 0 {
+        return;
+    }
+    let to = to.min(map.len());
+    // Bounded: (to - from) / chunk calls.
+    for at in (from..to).step_by(chunk) {
+        let len = chunk.min(to - at);
+        // Advice only: a failure costs the read-ahead, never the read.
+        let _ = map.advise_range(memmap2::Advice::WillNeed, at, len);
     }
 }
 
@@ -200,12 +245,88 @@ fn locate(st: &mut State, offset: u64) -> Result<(usize, usize), Slot> {
     )))
 }
 
+/// The record at `offset` from the tail cache, CRC checked; `None` when its
+/// batch is not cached.
+fn read_cached(st: &mut State, offset: u64) -> Option<Slot> {
+    let rec = st.tail.find(offset)?;
+    debug_assert!(st.start_offset <= offset && offset < st.durable_offset);
+    st.reads_from_memory += 1;
+    Some(
+        match frame::parse(&rec.bytes, rec.position, st.limits.record_size_bytes_max) {
+            Parsed::Record(h) if h.offset == offset && h.kind == RecordKind::Data => {
+                Slot::Present(RecordRef {
+                    source: Source::Memory(rec.bytes),
+                    position: rec.position,
+                    header: h,
+                })
+            }
+            other => {
+                let i = st
+                    .segments
+                    .iter()
+                    .position(|s| s.base_offset == rec.segment_base)
+                    .expect("retention drops the cached batches of a dropped segment");
+                Slot::Unreadable(found_damage(
+                    st,
+                    i,
+                    rec.segment_position,
+                    offset,
+                    &format!("cached record fails its checks on read: {other:?}"),
+                ))
+            }
+        },
+    )
+}
+
+/// Asks the kernel to read `[pos, pos + readahead_bytes)` of segment `i`
+/// into the page cache in the background, unless an earlier call covers
+/// most of it. A read from the map far behind the tail (a backlog's head)
+/// would otherwise take one synchronous 4 KiB disk read per page fault on
+/// the reactor: the segments are mapped `MADV_RANDOM`, and O_DIRECT writes
+/// leave nothing in the page cache. `MADV_WILLNEED` only starts the reads.
+/// Never beyond the durable end of the active segment: no page of a block
+/// an O_DIRECT write may still fill is brought in.
+fn read_ahead(st: &mut State, i: usize, pos: usize) {
+    let ahead = st.config.readahead_bytes;
+    if ahead == 0 {
+        return;
+    }
+    let seg = &st.segments[i];
+    let base = seg.base_offset;
+    let from = match st.readahead_end {
+        Some((b, end)) if b == base && end > pos => {
+            if end - pos > ahead / 2 {
+                return;
+            }
+            end
+        }
+        _ => pos,
+    };
+    let limit = if i + 1 == st.segments.len() {
+        st.write_position
+    } else {
+        seg.map.len()
+    };
+    let to = (pos + ahead).min(limit);
+    if to <= from {
+        return;
+    }
+    // Advice only: a failure costs the read-ahead, never the read.
+    let _ = seg
+        .map
+        .advise_range(memmap2::Advice::WillNeed, from, to - from);
+    st.readahead_end = Some((base, to));
+    st.readahead_advices += 1;
+}
+
 fn read_at(st: &mut State, i: usize, pos: usize, offset: u64) -> Slot {
+    st.reads_from_map += 1;
+    read_ahead(st, i, pos);
     let seg = &st.segments[i];
     match frame::parse(&seg.map, pos, st.limits.record_size_bytes_max) {
         Parsed::Record(h) if h.offset == offset && h.kind == RecordKind::Data => {
             Slot::Present(RecordRef {
-                map: seg.map.clone(),
+                source: Source::Map(seg.map.clone()),
                 position: pos,
                 header: h,
             })
@@ -224,6 +345,9 @@ impl Log {
     /// Reads the record at `offset`.
     pub fn read(&self, offset: u64) -> Slot {
         let mut st = self.state.borrow_mut();
+        if let Some(slot) = read_cached(&mut st, offset) {
+            return slot;
+        }
         match locate(&mut st, offset) {
             Ok((i, pos)) => read_at(&mut st, i, pos, offset),
             Err(slot) => slot,
@@ -281,6 +405,12 @@ impl Iterator for LogIter {
             self.next_offset += 1;
             self.cursor = None;
             return Some(Slot::Unreadable(c));
+        }
+        // A cached record needs no cursor: the cache finds it by offset.
+        if let Some(slot) = read_cached(&mut st, self.next_offset) {
+            self.next_offset += 1;
+            self.cursor = None;
+            return Some(slot);
         }
         // Bounded: each pass moves the cursor past one marker or one segment end.
         for _ in 0..(st.segments.len() + 2) * 2 {

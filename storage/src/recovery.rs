@@ -398,6 +398,7 @@ async fn fresh_log(
         .unwrap_or(0);
     let segment_size = st.config.segment_size_bytes;
     let (file, map) = create_segment(&dir, base, segment_size, CHAIN_GENESIS).await?;
+    st.written.segment_header_bytes += crate::segment::SEGMENT_HEADER_BYTES as u64;
     st.segments.push(SegmentEntry {
         base_offset: base,
         path: segment::path(&dir, base),

@@ -1,0 +1,185 @@
+//! The tail cache: the records of the most recent durable batches, kept in
+//! memory so that a record read soon after its commit is served without
+//! touching the segment map.
+//!
+//! Why: batches are written with O_DIRECT, so the page cache never holds
+//! them; reading a fresh record through the map takes a major page fault,
+//! a synchronous disk read on the reactor thread. The engine reads nearly
+//! every record back soon after its commit (deliveries), so that fault was
+//! paid once per message.
+//!
+//! Safety: a batch enters the cache only once its write (and `fdatasync`)
+//! returned, so nothing served from here is non-durable; every read from
+//! here checks the record's CRC like a read from the map. The cache is a
+//! copy: damage on disk in a cached range shows once the batch has left the
+//! cache and is read from the map. Bounded by `LogConfig::recent_bytes_max`,
+//! oldest batch dropped first; empty after open.
+
+use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// One durable batch's records, as written (without its commit marker).
+pub(crate) struct CachedBatch {
+    pub(crate) first_offset: u64,
+    /// Base offset of the segment the batch was written to.
+    pub(crate) segment_base: u64,
+    /// Position of the batch in that segment.
+    pub(crate) position: usize,
+    pub(crate) bytes: Rc<[u8]>,
+    /// Start of each record in `bytes`, one per offset from `first_offset`.
+    positions: Box<[u32]>,
+}
+
+impl CachedBatch {
+    fn end_offset(&self) -> u64 {
+        self.first_offset + self.positions.len() as u64
+    }
+}
+
+/// Most recent durable batches, contiguous in offsets, oldest first.
+#[derive(Default)]
+pub(crate) struct TailCache {
+    batches: VecDeque<CachedBatch>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+/// Where a cached record is: its batch's bytes and its position there.
+pub(crate) struct CachedRecord {
+    pub(crate) bytes: Rc<[u8]>,
+    pub(crate) position: usize,
+    pub(crate) segment_base: u64,
+    /// The record's position in its segment (for a damage report).
+    pub(crate) segment_position: usize,
+}
+
+impl TailCache {
+    pub(crate) fn new(bytes_max: usize) -> TailCache {
+        TailCache {
+            batches: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Batches held now.
+    pub(crate) fn batch_count(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// True when the cache may take batches at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.bytes_max > 0
+    }
+
+    /// Takes a copy of a durable batch's records (`records` is the batch's
+    /// bytes up to its commit marker), dropping the oldest batches to stay
+    /// within the bound. A batch larger than the bound empties the cache:
+    /// what it holds stays contiguous.
+    pub(crate) fn insert(
+        &mut self,
+        first_offset: u64,
+        record_count: u32,
+        (segment_base, position): (u64, usize),
+        records: &[u8],
+        size_bytes_max: usize,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let contiguous = self
+            .batches
+            .back()
+            .is_none_or(|b| b.end_offset() == first_offset);
+        if !contiguous || records.len() > self.bytes_max {
+            self.clear();
+        }
+        if records.len() > self.bytes_max {
+            return;
+        }
+        let positions = record_positions(records, first_offset, record_count, size_bytes_max);
+        // Bounded by the number of batches held.
+        while self.bytes + records.len() > self.bytes_max {
+            let old = self.batches.pop_front().expect("bytes held by some batch");
+            self.bytes -= old.bytes.len();
+        }
+        self.bytes += records.len();
+        self.batches.push_back(CachedBatch {
+            first_offset,
+            segment_base,
+            position,
+            bytes: Rc::from(records),
+            positions,
+        });
+    }
+
+    /// The cached record at `offset`, if its batch is held.
+    pub(crate) fn find(&self, offset: u64) -> Option<CachedRecord> {
+        let first = self.batches.front()?.first_offset;
+        let end = self.batches.back()?.end_offset();
+        if offset < first || offset >= end {
+            return None;
+        }
+        let i = self.batches.partition_point(|b| b.first_offset <= offset) - 1;
+        let b = &self.batches[i];
+        assert!(b.first_offset <= offset && offset < b.end_offset());
+        let position = b.positions[(offset - b.first_offset) as usize] as usize;
+        Some(CachedRecord {
+            bytes: b.bytes.clone(),
+            position,
+            segment_base: b.segment_base,
+            segment_position: b.position + position,
+        })
+    }
+
+    /// Drops the batches written to the segment based at `segment_base`
+    /// (retention removed it).
+    pub(crate) fn drop_segment(&mut self, segment_base: u64) {
+        let (bytes, batches) = (&mut self.bytes, &mut self.batches);
+        batches.retain(|b| {
+            let keep = b.segment_base != segment_base;
+            if !keep {
+                *bytes -= b.bytes.len();
+            }
+            keep
+        });
+    }
+
+    /// Drops everything.
+    pub(crate) fn clear(&mut self) {
+        self.batches.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Where each record of a batch starts; the batch was sealed by this log,
+/// so each header is where the previous record ends.
+fn record_positions(
+    records: &[u8],
+    first_offset: u64,
+    record_count: u32,
+    size_bytes_max: usize,
+) -> Box<[u32]> {
+    let mut positions = Vec::with_capacity(record_count as usize);
+    let mut pos = 0;
+    for i in 0..u64::from(record_count) {
+        let (size, offset, kind) = frame::peek(records, pos, size_bytes_max)
+            .expect("a sealed batch holds a record header here");
+        assert!(offset == first_offset + i && kind == RecordKind::Data);
+        assert!(size >= HEADER_SIZE_BYTES);
+        positions.push(u32::try_from(pos).expect("a batch is below 4 GiB"));
+        pos += size;
+    }
+    assert_eq!(
+        pos,
+        records.len(),
+        "the records fill the batch up to its marker"
+    );
+    positions.into_boxed_slice()
+}
