@@ -1370,8 +1370,7 @@ impl Shard {
                 break;
             };
             if q.next_is_parked() {
-                let id = q.parked().front().expect("parked").id();
-                assert!(self.unpark(id));
+                self.unpark_front(queue);
             }
             let q = self.queues.get_mut(queue).expect("present");
             let Some((id, lease)) = q.lease_next(reader, expires_ms) else {

@@ -191,25 +191,38 @@ impl Shard {
         let Some((queue, position)) = self.parked_place(id).map(|(q, i)| (q.clone(), i)) else {
             return false;
         };
+        self.unpark_at(queue, position);
+        true
+    }
+
+    /// Makes the first parked request of `queue` a full exchange again (a
+    /// reader takes it); its id.
+    pub(super) fn unpark_front(&mut self, queue: &QueueId) -> MessageId {
+        let position = self.queues[queue].parked().front_pos().expect("parked");
+        self.unpark_at(queue.clone(), position)
+    }
+
+    fn unpark_at(&mut self, queue: QueueId, position: Pos) -> MessageId {
         let entry = self
             .queues
             .get_mut(&queue)
             .expect("found there")
             .unpark_at(position);
-        assert_eq!(entry.id(), id);
+        let id = entry.id();
         let QueueId::Requests(kind) = &queue else {
             unreachable!("parked only in request queues")
         };
         let texts = self.parked_texts.remove(&id).unwrap_or_default();
         let ex = self.parked_exchange(kind, &entry, texts);
         let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
-        self.exchanges.insert(id, ex);
+        let previous = self.exchanges.insert(id, ex);
+        assert!(previous.is_none(), "parked and whole at once");
         if !self.replaying {
             let q = self.queues.get_mut(&queue).expect("found there");
             q.push_at(id, offset, time_ms);
             self.timers.arm(deadline_ms, Timer::Deadline(id));
         }
-        true
+        id
     }
 
     /// The exchange a parked entry of kind `kind` stands for.

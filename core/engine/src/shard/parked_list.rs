@@ -71,6 +71,11 @@ impl ParkedList {
         self.chunks.front().map(|c| &c.entries[0])
     }
 
+    /// Where the first entry is.
+    pub fn front_pos(&self) -> Option<Pos> {
+        (!self.is_empty()).then_some(Pos { chunk: 0, at: 0 })
+    }
+
     /// The last (highest offset) entry.
     pub fn back(&self) -> Option<&Parked> {
         self.chunks.back().map(Chunk::last)
