@@ -274,6 +274,8 @@ pub struct Shard {
     parked_texts: HashMap<MessageId, park::ParkedTexts>,
     /// Replay runs (`replay` was called, `recovered` not yet).
     replaying: bool,
+    /// The lowest earlier part the replayed snapshot referred to.
+    replay_refers_from: u64,
     /// Async requests still committing, with their deadlines, in
     /// acceptance order (bounded by the commits in flight).
     committing_deadlines: VecDeque<(u64, MessageId)>,
@@ -320,6 +322,7 @@ impl Shard {
             names: park::Names::default(),
             parked_texts: HashMap::new(),
             replaying: false,
+            replay_refers_from: u64::MAX,
             committing_deadlines: VecDeque::new(),
             committing_head_ms: None,
             out: Vec::new(),
@@ -429,6 +432,14 @@ impl Shard {
             return self.snapshot_floor;
         }
         self.snapshot_floor.min(self.aged_floor())
+    }
+
+    /// The lowest offset the log is sure to hold still: retention never
+    /// drops above the floor of the latest durable snapshot. (Today's
+    /// `retention_floor` may be lower, e.g. just after a restart, when no
+    /// age is known yet, while the log was cut higher before it.)
+    pub fn kept_floor(&self) -> u64 {
+        self.snapshot_floor
     }
 
     /// The highest offset below which every message is at least
@@ -541,7 +552,12 @@ impl Shard {
             // (whole, or cut short by a crash) repeats what the records before
             // it built already, and restoring a cut one would reset the
             // idempotency keys of the exchanges it lacks.
-            Record::SnapshotPart(_) if !self.replay_base => {}
+            Record::SnapshotPart(bytes) if !self.replay_base => {
+                // Its state is older than what replay built; its clock is not.
+                if let Some(now_ms) = snapshot::clock_of(&bytes) {
+                    self.replayed_ms = self.replayed_ms.max(now_ms);
+                }
+            }
             Record::SnapshotPart(bytes) => {
                 let unavailable = |e| HubError::Unavailable(format!("snapshot at {offset}: {e}"));
                 match snapshot::decode_part(&bytes).map_err(unavailable)? {
@@ -555,8 +571,12 @@ impl Shard {
                         self.restore_exchange(*ex);
                     }
                     snapshot::Part::Parked(run) => self.restore_parked(run),
+                    snapshot::Part::Clock(now_ms) => {
+                        self.replayed_ms = self.replayed_ms.max(now_ms);
+                    }
                     snapshot::Part::Keys(keys) => {
                         for (print, id) in keys {
+                            self.replayed_ms = self.replayed_ms.max(id.unix_ms());
                             self.keys.insert(print, id, id.unix_ms());
                         }
                     }
@@ -564,9 +584,10 @@ impl Shard {
             }
             Record::SnapshotEnd { first_offset, .. } => {
                 self.replay_base = false;
-                // Everything replayed so far is durable: its needs are the floor.
+                // Everything replayed so far is durable: its needs, and the
+                // earlier parts the snapshot referred to, are the floor.
                 self.snapshot_start = first_offset;
-                self.snapshot_floor = self.needs_floor(first_offset);
+                self.snapshot_floor = self.needs_floor(first_offset).min(self.replay_refers_from);
             }
             record => {
                 self.replay_base = false;
@@ -581,6 +602,15 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// Replay is about to apply, at a reference part, the earlier part at
+    /// `target` it stands for (`snapshot::resolve_reference`): that part
+    /// must outlive the snapshot replay started from.
+    pub fn replayed_reference(&mut self, target: u64) {
+        if self.replay_base {
+            self.replay_refers_from = self.replay_refers_from.min(target);
+        }
     }
 
     /// Replay skipped the log's last records up to `next_offset` (damage
@@ -1269,8 +1299,10 @@ impl Shard {
         if o.event_kind() == EventKind::Expired {
             return self.reply_when_durable(offset, token, Err(HubError::DeadlineExceeded));
         }
-        if o.payload.is_none() && offset < self.retention_floor() {
-            // Retention may have dropped the segment that holds it.
+        // Retention may have dropped the segment that holds it: anything
+        // below the floor of the latest durable snapshot may be gone (not
+        // only below today's floor, which after a restart starts low).
+        if o.payload.is_none() && offset < self.kept_floor() {
             return self.reply_when_durable(offset, token, duplicate);
         }
         let payload = match &o.payload {

@@ -26,6 +26,10 @@ pub const KEY_RUN_ENTRIES_MAX: usize = 4096;
 /// First byte of a part that stands for an earlier snapshot's part,
 /// unchanged since: the log offset of that part follows (ADR 0010).
 const REFERENCE: u8 = 5;
+/// First byte of the part holding the shard's hub time when it wrote the
+/// snapshot (the clock never runs backwards across a restart, even when
+/// the latest records before the snapshot belong to histories it left out).
+const CLOCK: u8 = 6;
 /// Most parked requests one part carries.
 pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
 /// Most history steps one exchange may carry in a snapshot.
@@ -198,6 +202,22 @@ pub enum Part {
     Parked(ParkedRun),
     /// A run of the idempotency window's keys and the messages they named.
     Keys(Vec<(KeyPrint, MessageId)>),
+    /// The shard's hub time when it wrote the snapshot, ms.
+    Clock(u64),
+}
+
+/// The part holding the shard's hub time.
+pub fn encode_clock(now_ms: u64, out: &mut Vec<u8>) {
+    out.push(CLOCK);
+    put_u64(out, now_ms);
+}
+
+/// The hub time a clock part holds; `None` for any other part.
+pub fn clock_of(bytes: &[u8]) -> Option<u64> {
+    match decode_part(bytes) {
+        Ok(Part::Clock(now_ms)) if bytes.first() == Some(&CLOCK) => Some(now_ms),
+        _ => None,
+    }
 }
 
 /// A part standing for the part at `offset` of an earlier snapshot.
@@ -255,6 +275,14 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
         Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
         Some(&KEY_RUN) => decode_key_run(bytes).map(Part::Keys),
         Some(&REFERENCE) => Err(DecodeError("snapshot reference not resolved")),
+        Some(&CLOCK) => {
+            let mut r = Reader { bytes, at: 1 };
+            let now_ms = r.u64()?;
+            if !r.done() {
+                return Err(DecodeError("trailing bytes"));
+            }
+            Ok(Part::Clock(now_ms))
+        }
         _ => Err(DecodeError("snapshot part tag")),
     }
 }

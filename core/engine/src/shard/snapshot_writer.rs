@@ -34,6 +34,7 @@ pub struct SnapshotCursor {
     /// Parts of the current frozen slice referred to so far.
     slice_ref: usize,
     open_keys: Option<(Keys, usize)>,
+    clock_written: bool,
     done: bool,
 }
 
@@ -77,6 +78,7 @@ impl Shard {
             slice_keys: None,
             slice_ref: 0,
             open_keys: None,
+            clock_written: false,
             done: false,
         }
     }
@@ -94,7 +96,8 @@ impl Shard {
             "nothing is appended while a snapshot is written"
         );
         let made = self
-            .next_exchange_part(c)
+            .next_clock_part(c)
+            .or_else(|| self.next_exchange_part(c))
             .or_else(|| self.next_parked_part(c, offset))
             .or_else(|| self.next_frozen_keys_part(c, offset))
             .or_else(|| self.next_open_keys_part(c));
@@ -115,6 +118,14 @@ impl Shard {
                 })
             }
         }
+    }
+
+    fn next_clock_part(&self, c: &mut SnapshotCursor) -> Option<Record> {
+        if c.clock_written {
+            return None;
+        }
+        c.clock_written = true;
+        Some(part(|out| snapshot::encode_clock(self.now_ms, out)))
     }
 
     fn next_exchange_part(&self, c: &mut SnapshotCursor) -> Option<Record> {

@@ -302,6 +302,11 @@ impl Driver {
         let mut shard = Shard::new(self.shard.config().clone(), registry(), first_offset);
         for (offset, record) in &self.log {
             if *offset >= first_offset && *offset < self.durable {
+                if let Record::SnapshotPart(bytes) = record {
+                    if let Some(target) = crate::shard::snapshot::reference_of(bytes) {
+                        shard.replayed_reference(target);
+                    }
+                }
                 let record =
                     crate::shard::snapshot::resolve_reference(*offset, record.clone(), |at| {
                         let found = self.log.iter().find(|(o, _)| *o == at);
@@ -1496,8 +1501,8 @@ fn given_parked_requests_when_snapshot_replayed_then_they_wait_in_order_and_stil
     let records = d.shard.snapshot(first);
     assert_eq!(
         records.len(),
-        3,
-        "5,000 parked in runs of 4,096, then the end: {}",
+        4,
+        "the clock, 5,000 parked in runs of 4,096, then the end: {}",
         records.len()
     );
     for (i, record) in records.into_iter().enumerate() {
@@ -1930,8 +1935,8 @@ fn given_finished_keep_when_it_passes_then_exchange_leaves_memory_and_snapshots(
     let parts = d.shard.snapshot(next);
     assert_eq!(
         parts.len(),
-        1,
-        "only the snapshot's end: nothing live is left"
+        2,
+        "only the clock and the snapshot's end: nothing live is left"
     );
 }
 
@@ -1945,8 +1950,8 @@ fn given_snapshot_of_live_state_only_when_taken_then_finished_unkeyed_exchanges_
     let open = d.send_ok("MFC", request(ASYNC));
     let next = d.shard.next_offset();
     let parts = d.shard.snapshot(next);
-    assert_eq!(parts.len(), 2, "the open exchange and the end");
-    let Record::SnapshotPart(bytes) = &parts[0] else {
+    assert_eq!(parts.len(), 3, "the clock, the open exchange and the end");
+    let Record::SnapshotPart(bytes) = &parts[1] else {
         panic!("{parts:?}")
     };
     // The open request waits untaken: it is in a run of parked requests.
@@ -2458,7 +2463,10 @@ fn snapshot_ids(d: &mut Driver) -> Vec<MessageId> {
         .snapshot(next)
         .iter()
         .filter_map(|r| match r {
-            Record::SnapshotPart(b) => Some(snapshot::decode_exchange(b).unwrap().id),
+            Record::SnapshotPart(b) => match snapshot::decode_part(b).unwrap() {
+                snapshot::Part::Exchange(ex, _) => Some(ex.id),
+                _ => None,
+            },
             _ => None,
         })
         .collect()

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, EventKind, Record};
 use gonets_engine::shard::exchange::Exchange;
 use gonets_engine::shard::queue::{Place, QueueStats};
+use gonets_engine::shard::snapshot::clock_of;
 use gonets_engine::shard::{
     AnswerEnvelope, HistoryEvent, ReaderId, Shard, ShardCounters, StatusView,
 };
@@ -310,7 +311,9 @@ impl ShardModel {
                 Record::Request(r) => r.time_ms,
                 Record::Answer(a) => a.time_ms,
                 Record::Event(e) => e.time_ms,
-                Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
+                // A snapshot's clock part holds the shard's time then.
+                Record::SnapshotPart(b) => clock_of(b).unwrap_or(0),
+                Record::SnapshotEnd { .. } => 0,
             };
             m.latest_ms = m.latest_ms.max(time_ms);
         }

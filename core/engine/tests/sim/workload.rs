@@ -354,7 +354,7 @@ impl World {
                     .is_some_and(|ex| ex.outcome.as_ref().is_some_and(|o| o.payload.is_some()));
                 if terminal_kind(&o.body) == EventKind::Expired {
                     (RepeatReply::Expired, o.offset)
-                } else if !in_memory && o.offset < shard.retention_floor() {
+                } else if !in_memory && o.offset < shard.kept_floor() {
                     (RepeatReply::Duplicate, o.offset)
                 } else {
                     (RepeatReply::Answer, o.offset)

@@ -336,7 +336,7 @@ fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<Message
                         ids.insert(ex.id);
                     }
                     Part::Parked(run) => ids.extend(run.entries.iter().map(|e| e.id)),
-                    Part::Keys(_) => {}
+                    Part::Keys(_) | Part::Clock(_) => {}
                 }
             }
             Record::SnapshotPart(_) => {}
@@ -780,6 +780,9 @@ impl World {
                 "retention floor {floor} beyond the log's end"
             );
             if floor > log.retained_from {
+                if self.trace {
+                    eprintln!("    shard {s} retention moves to {floor}");
+                }
                 log.retained_from = floor;
                 self.stats.retention_moves += 1;
             }
@@ -860,6 +863,9 @@ impl World {
         self.logs[si].records.extend(records);
         self.logs[si].pending_snapshots.push((first, end));
         self.stats.snapshots += 1;
+        if self.trace {
+            eprintln!("    shard {s} snapshot {first}..{end}");
+        }
     }
 
     fn deliver_peer(&mut self, ch: usize) -> Check {
@@ -986,6 +992,11 @@ impl World {
             self.stats.archive_cut += cut;
             let mut shard = Shard::new(config, self.registry.clone(), start);
             for offset in start..keep {
+                if let Record::SnapshotPart(bytes) = &log.records[offset as usize] {
+                    if let Some(target) = reference_of(bytes) {
+                        shard.replayed_reference(target);
+                    }
+                }
                 let retained_from = log.retained_from;
                 let record =
                     resolve_reference(offset, log.records[offset as usize].clone(), |at| {
