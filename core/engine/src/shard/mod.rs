@@ -9,6 +9,7 @@
 //! (`apply`), the same code replay runs; volatile state (queues, leases,
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
+mod batch;
 pub mod exchange;
 pub mod queue;
 mod record_size;
@@ -496,6 +497,7 @@ impl Shard {
                     Record::Request(r) => r.time_ms,
                     Record::Answer(a) => a.time_ms,
                     Record::Event(e) => e.time_ms,
+                    Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                     Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
                 };
                 self.replayed_ms = self.replayed_ms.max(time_ms);
@@ -713,6 +715,11 @@ impl Shard {
             Record::Request(r) => self.apply_request(offset, r, durable),
             Record::Answer(a) => self.apply_answer(offset, a, durable),
             Record::Event(e) => self.apply_event(offset, e, durable),
+            Record::Events(es) => {
+                for e in es {
+                    self.apply_event(offset, e, durable);
+                }
+            }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 unreachable!("snapshot records are not applied")
             }
@@ -902,6 +909,7 @@ impl Shard {
         let result = match command {
             Command::SendRequest(r) => self.send_request(token, &caller, r, false),
             Command::Call(r) => self.send_request(token, &caller, r, true),
+            Command::SendRequests(rs) => self.send_requests(token, &caller, rs),
             Command::Fetch {
                 queue,
                 max,
@@ -914,6 +922,9 @@ impl Shard {
                 reader,
             } => self.subscribe(&caller, queue, credits, reader),
             Command::Ack { queue, id, reader } => self.ack(token, &caller, queue, id, reader),
+            Command::AckMany { queue, ids, reader } => {
+                self.ack_many(token, &caller, queue, ids, reader)
+            }
             Command::Nack {
                 queue,
                 id,
@@ -1064,18 +1075,10 @@ impl Shard {
         r: &NewRequest,
         call: bool,
     ) -> bool {
-        let Some(key) = &r.idempotency_key else {
-            return false;
-        };
-        let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
-        let Some(original) = self.dedup.get(&dedup_key).copied() else {
+        let Some(original) = self.repeat_of(caller, r) else {
             return false;
         };
         let ex = &self.exchanges[&original];
-        if self.now_ms >= ex.time_ms.saturating_add(self.config.dedup_window_ms) {
-            return false;
-        }
-        self.counters.duplicates += 1;
         if call {
             self.call_again(token, original);
             return true;
@@ -1090,6 +1093,19 @@ impl Shard {
         true
     }
 
+    /// The request `r` repeats within the dedup window (counted), if any.
+    fn repeat_of(&mut self, caller: &ParticipantId, r: &NewRequest) -> Option<MessageId> {
+        let key = r.idempotency_key.as_ref()?;
+        let dedup_key = (caller.clone(), r.kind.clone(), key.clone());
+        let original = self.dedup.get(&dedup_key).copied()?;
+        let ex = &self.exchanges[&original];
+        if self.now_ms >= ex.time_ms.saturating_add(self.config.dedup_window_ms) {
+            return None;
+        }
+        self.counters.duplicates += 1;
+        Some(original)
+    }
+
     /// Stores a checked request and arms its timers; a call is handed to
     /// the provider while it commits, an async request is confirmed
     /// (`Accepted`) once durable.
@@ -1101,6 +1117,48 @@ impl Shard {
         call: bool,
         terms: RequestTerms,
     ) -> Result<(), HubError> {
+        let queue = terms.queue.clone();
+        let (id, offset) = self.store_request(caller, r, call, terms)?;
+        if call {
+            // The realtime path: hand the request over while it commits; the
+            // answer reaches the caller only once durable.
+            self.call_waiters.insert(id, token);
+            self.defer(offset, Deferred::RequestDurable(id));
+            self.enqueue_request(id);
+        } else {
+            let time_ms = self.now_ms;
+            self.committing_request(queue, id, offset);
+            self.defer(
+                offset,
+                Deferred::Out(Output::Reply {
+                    token,
+                    result: Ok(ShardReply::Accepted {
+                        id,
+                        time_ms,
+                        duplicate: false,
+                    }),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// An accepted async request counts against its queue's bound while it
+    /// commits, and joins the queue once durable.
+    fn committing_request(&mut self, queue: QueueId, id: MessageId, offset: u64) {
+        *self.committing.entry(queue).or_default() += 1;
+        self.defer(offset, Deferred::RequestDurable(id));
+    }
+
+    /// Appends a checked request's record (within its queue's bound) and
+    /// arms its timers: its id and offset.
+    fn store_request(
+        &mut self,
+        caller: &ParticipantId,
+        r: NewRequest,
+        call: bool,
+        terms: RequestTerms,
+    ) -> Result<(MessageId, u64), HubError> {
         let RequestTerms {
             queue,
             provider,
@@ -1133,29 +1191,7 @@ impl Shard {
                 Timer::Dedup(id),
             );
         }
-        if call {
-            // The realtime path: hand the request over while it commits; the
-            // answer reaches the caller only once durable.
-            self.call_waiters.insert(id, token);
-            self.defer(offset, Deferred::RequestDurable(id));
-            self.enqueue_request(id);
-        } else {
-            let time_ms = self.now_ms;
-            *self.committing.entry(queue).or_default() += 1;
-            self.defer(offset, Deferred::RequestDurable(id));
-            self.defer(
-                offset,
-                Deferred::Out(Output::Reply {
-                    token,
-                    result: Ok(ShardReply::Accepted {
-                        id,
-                        time_ms,
-                        duplicate: false,
-                    }),
-                }),
-            );
-        }
-        Ok(())
+        Ok((id, offset))
     }
 
     /// A `call` repeating an earlier one's idempotency key (docs/protocol.md,
