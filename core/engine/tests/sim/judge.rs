@@ -762,6 +762,10 @@ impl World {
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 return Err("the shard appended a snapshot record by itself".into())
             }
+            Record::Events(_) => {
+                // Only `ack_many` writes one; the workload sends none yet.
+                return Err("an events record without an ack_many".into());
+            }
         }
         let m = &mut self.models[si];
         m.apply(offset, &record, true)?;

@@ -289,6 +289,12 @@ impl ShardModel {
                     count: e.count,
                 });
             }
+            // A batch of events folds as that many event records.
+            Record::Events(es) => {
+                for e in es {
+                    self.apply(offset, &Record::Event(e.clone()), live)?;
+                }
+            }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {}
         }
         Ok(())
@@ -310,6 +316,7 @@ impl ShardModel {
                 Record::Request(r) => r.time_ms,
                 Record::Answer(a) => a.time_ms,
                 Record::Event(e) => e.time_ms,
+                Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                 Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
             };
             m.latest_ms = m.latest_ms.max(time_ms);

@@ -470,6 +470,9 @@ impl World {
                     Expect::Wait
                 }
             }
+            Command::SendRequests(_) | Command::AckMany { .. } => {
+                unreachable!("the workload sends no batched operation yet")
+            }
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
                 Ok(()) => Expect::Done,
