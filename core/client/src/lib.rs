@@ -130,7 +130,7 @@ use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::{
-    AcceptedMany, AckedMany, Accepted, Command, NewRequest, QueueStats, Reply, ReplyContent,
+    Accepted, AcceptedMany, AckedMany, Command, NewRequest, QueueStats, Reply, ReplyContent,
     StatusView,
 };
 use link::{lock, Link};

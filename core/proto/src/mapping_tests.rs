@@ -401,7 +401,11 @@ mod round_trip {
                 proptest::collection::vec(message_id(), 1..6),
                 any::<u64>()
             )
-                .prop_map(|(queue, ids, reader)| Command::AckMany { queue, ids, reader }),
+                .prop_map(|(queue, ids, reader)| Command::AckMany {
+                    queue,
+                    ids,
+                    reader
+                }),
             message_id().prop_map(|id| Command::Status { id }),
             queue().prop_map(|queue| Command::QueueStats { queue }),
         ]
@@ -483,8 +487,7 @@ mod round_trip {
             Just(Reply::Done),
             view.prop_map(Reply::Status),
             proptest::collection::vec(batch_result(), 0..5).prop_map(Reply::AcceptedMany),
-            proptest::collection::vec((message_id(), hub_error()), 0..5)
-                .prop_map(Reply::AckedMany),
+            proptest::collection::vec((message_id(), hub_error()), 0..5).prop_map(Reply::AckedMany),
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
                 Reply::Stats(QueueStats {
                     depth,

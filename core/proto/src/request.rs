@@ -91,7 +91,11 @@ pub fn decode_command(
             check_batch_len(r.ids.len()).map_err(HubError::from)?;
             Command::AckMany {
                 queue: parse_queue(&r.queue)?,
-                ids: r.ids.iter().map(|id| parse_id(id)).collect::<Result<_, _>>()?,
+                ids: r
+                    .ids
+                    .iter()
+                    .map(|id| parse_id(id))
+                    .collect::<Result<_, _>>()?,
                 reader: r.lease,
             }
         }
@@ -244,11 +248,7 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
         Command::SendRequest(r) => encode_request(out, Opcode::SendRequest, id, r),
         Command::Call(r) => encode_request(out, Opcode::Call, id, r),
         Command::SendRequests(rs) => encode_requests(out, id, rs),
-        Command::AckMany {
-            queue,
-            ids,
-            reader,
-        } => {
+        Command::AckMany { queue, ids, reader } => {
             let header = h::AckMany {
                 queue: queue_name(queue),
                 ids: ids.iter().map(MessageId::to_string).collect(),

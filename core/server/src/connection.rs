@@ -563,9 +563,7 @@ fn decode(
             Command::Ack { reader, .. }
             | Command::AckMany { reader, .. }
             | Command::Nack { reader, .. },
-        ) if !conn.holds(reader) => {
-            Err(Box::new(ErrorReply::from_hub(&HubError::NotFound)))
-        }
+        ) if !conn.holds(reader) => Err(Box::new(ErrorReply::from_hub(&HubError::NotFound))),
         other => other,
     })
 }

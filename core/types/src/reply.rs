@@ -1,8 +1,8 @@
 //! What a successful operation returns: one [`Reply`] per outcome.
 
 use crate::command::ReplyKind;
-use crate::history::{QueueStats, StatusView};
 use crate::error::HubError;
+use crate::history::{QueueStats, StatusView};
 use crate::ids::MessageId;
 use crate::message::{Accepted, Message};
 

@@ -783,7 +783,10 @@ impl Lane {
                 let r = client.send_request(request()).await;
                 vec![r.map(|_| ()).map_err(|e| error_name(&e))]
             } else {
-                match client.send_requests((0..n).map(|_| request()).collect()).await {
+                match client
+                    .send_requests((0..n).map(|_| request()).collect())
+                    .await
+                {
                     Ok(rs) => rs
                         .into_iter()
                         .map(|r| r.map(|_| ()).map_err(|e| error_name(&ClientError::Hub(e))))

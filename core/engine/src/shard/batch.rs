@@ -5,8 +5,8 @@
 //! batch is durable) and, for acks, the record.
 
 use super::{
-    EventKind, EventRecord, HubError, MessageId, NewRequest, ParticipantId, Place,
-    QueueId, ReaderId, Record, Shard, ShardReply, Token,
+    EventKind, EventRecord, HubError, MessageId, NewRequest, ParticipantId, Place, QueueId,
+    ReaderId, Record, Shard, ShardReply, Token,
 };
 use gonets_types::{check_batch_len, check_send_batch, Accepted};
 

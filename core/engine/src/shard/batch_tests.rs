@@ -100,18 +100,26 @@ fn given_a_batch_of_mixed_kinds_when_sent_then_malformed_and_nothing_stored() {
 fn given_a_key_repeated_inside_a_batch_when_sent_then_the_second_is_the_first_ones_duplicate() {
     let mut d = Driver::new();
     let earlier = d.send_ok("MFC", keyed(ASYNC, "k-0"));
-    let rs = vec![keyed(ASYNC, "k-1"), keyed(ASYNC, "k-1"), keyed(ASYNC, "k-0")];
+    let rs = vec![
+        keyed(ASYNC, "k-1"),
+        keyed(ASYNC, "k-1"),
+        keyed(ASYNC, "k-0"),
+    ];
     let results = accepted_many(d.committed_reply("MFC", send_requests(rs)));
     let [first, second, third] = [0, 1, 2].map(|i| results[i].clone().expect("accepted"));
     assert!(!first.duplicate);
     assert!(second.duplicate && second.id == first.id, "{second:?}");
     assert!(third.duplicate && third.id == earlier, "{third:?}");
-    assert_eq!(d.shard.queue_stats(&requests(ASYNC)).depth, 2, "stored once each");
+    assert_eq!(
+        d.shard.queue_stats(&requests(ASYNC)).depth,
+        2,
+        "stored once each"
+    );
 }
 
 #[test]
-fn given_a_queue_near_its_bound_when_a_batch_is_sent_then_the_messages_past_it_get_quota_exceeded(
-) {
+fn given_a_queue_near_its_bound_when_a_batch_is_sent_then_the_messages_past_it_get_quota_exceeded()
+{
     let mut d = Driver::new();
     d.send_ok("MFC", request(ASYNC));
     let results = accepted_many(d.committed_reply("MFC", send_requests(batch(QUEUE_MAX + 1))));
@@ -176,8 +184,14 @@ fn given_ack_many_of_an_answers_queue_or_empty_when_applied_then_malformed() {
         reader: 1,
     };
     let id = MessageId::new(T0, 0, 1);
-    malformed(d.now_reply("MFC", ack(answers("MFC"), vec![id])), "requests queue");
-    malformed(d.now_reply("FNS", ack(requests(ASYNC), vec![])), "empty batch");
+    malformed(
+        d.now_reply("MFC", ack(answers("MFC"), vec![id])),
+        "requests queue",
+    );
+    malformed(
+        d.now_reply("FNS", ack(requests(ASYNC), vec![])),
+        "empty batch",
+    );
     assert_eq!(d.shard.next_offset(), 0);
 }
 
