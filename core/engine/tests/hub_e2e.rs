@@ -870,7 +870,10 @@ fn given_a_batch_sent_and_partly_acked_in_one_record_when_the_hub_restarts_then_
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = start(dir.path(), 2);
-    let (c, p) = (hub.session("MFC").expect("c"), hub.session("FNS").expect("p"));
+    let (c, p) = (
+        hub.session("MFC").expect("c"),
+        hub.session("FNS").expect("p"),
+    );
     let batch = (0..10)
         .map(|i| NewRequest::new(EGRUL, format!("batch {i}")))
         .collect();
