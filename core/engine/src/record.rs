@@ -98,7 +98,9 @@ const TAG_SNAPSHOT_END: u8 = 5;
 const TAG_EVENTS: u8 = 6;
 /// Bytes of one encoded event (id, kind, time, count): bounds the count a
 /// `Record::Events` may claim by the bytes present.
-const EVENT_BYTES: usize = 16 + 1 + 8 + 4;
+pub const EVENT_BYTES: usize = 16 + 1 + 8 + 4;
+/// Bytes of a `Record::Events` before its events (tag and count).
+pub const EVENTS_HEADER_BYTES: usize = 1 + 4;
 /// Longest id, key or reason string a record holds, bytes: the
 /// vocabulary's bound, which the wire checks first.
 pub use gonets_types::TEXT_BYTES_MAX;

@@ -8,6 +8,7 @@ use super::{
     EventKind, EventRecord, HubError, MessageId, NewRequest, ParticipantId, Place, QueueId,
     ReaderId, Record, Shard, ShardReply, Token,
 };
+use crate::record::{EVENTS_HEADER_BYTES, EVENT_BYTES};
 use gonets_types::{check_batch_len, check_send_batch, Accepted};
 
 impl Shard {
@@ -65,7 +66,8 @@ impl Shard {
 
     /// `ack_many` of a requests queue: every lease of `reader` among `ids`
     /// ends, and their acks are ONE record (`Record::Events`, which replay
-    /// applies as that many single acks); `Done`-like reply (no refused
+    /// applies as that many single acks; split only where the log's record
+    /// bound is smaller than the batch); `Done`-like reply (no refused
     /// ids) once it is durable. An id acked before (or twice in the batch)
     /// is fine, as a repeated `ack` is; one not leased to `reader` or
     /// unknown is refused in the reply, and the others go on.
@@ -100,8 +102,16 @@ impl Shard {
                 Err(e) => refused.push((id, e)),
             }
         }
-        if !events.is_empty() {
-            self.emit(Record::Events(events));
+        // One record, or as few as the log's record bound allows (a
+        // single event always fits: it is what a lone `ack` writes).
+        let per_record = (self
+            .config
+            .record_bytes_max
+            .saturating_sub(EVENTS_HEADER_BYTES)
+            / EVENT_BYTES)
+            .max(1);
+        for chunk in events.chunks(per_record) {
+            self.emit(Record::Events(chunk.to_vec()));
         }
         // Repeats rest on records appended earlier: the last one covers all.
         self.reply_after_appended(token, Ok(ShardReply::AckedMany(refused)));

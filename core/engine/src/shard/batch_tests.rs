@@ -230,3 +230,48 @@ fn given_a_crash_before_the_batch_commit_when_restarted_then_no_message_of_it_ex
     assert_eq!(again.shard.exchanges().count(), 0);
     assert_eq!(again.shard.queue_stats(&requests(ASYNC)).depth, 0);
 }
+
+#[test]
+fn given_a_log_record_bound_smaller_than_the_batch_when_ack_many_then_the_acks_are_split_into_records_that_fit(
+) {
+    // Three events fit in 100 bytes, four do not; a request record does.
+    let bound = 100;
+    assert_eq!(
+        (bound - crate::record::EVENTS_HEADER_BYTES) / crate::record::EVENT_BYTES,
+        3
+    );
+    let mut d = Driver::with_config(ShardConfig {
+        record_bytes_max: bound,
+        ..config(0, 1)
+    });
+    // Requests whose records fit that bound: empty payloads.
+    let ids: Vec<MessageId> = (0..4)
+        .map(|_| d.send_ok("MFC", NewRequest::new(ASYNC, Bytes::new())))
+        .collect();
+    let got = d.fetch("FNS", requests(ASYNC), 4, 1);
+    assert_eq!(got.len(), 4);
+    let ack = Command::AckMany {
+        queue: requests(ASYNC),
+        ids: ids.clone(),
+        reader: 1,
+    };
+    let (token, out) = d.command("FNS", ack);
+    let sizes: Vec<usize> = appended(&out)
+        .iter()
+        .map(|r| {
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            assert!(matches!(r, Record::Events(_)), "{r:?}");
+            buf.len()
+        })
+        .collect();
+    assert_eq!(sizes.len(), 2, "two records: {sizes:?}");
+    assert!(
+        sizes.iter().all(|n| *n <= bound),
+        "{sizes:?} within {bound}"
+    );
+    assert_eq!(
+        acked_many(reply(&d.commit(), token).expect("reply")),
+        vec![]
+    );
+}
