@@ -46,6 +46,12 @@ impl World {
                         ctx.expect_events.push((*id, EventKind::Acked, 0));
                         self.know.provider_acked.insert(*id);
                     }
+                    (Command::AckMany { .. }, Expect::AckMany { acked, .. }) => {
+                        for id in acked {
+                            ctx.expect_events.push((*id, EventKind::Acked, 0));
+                            self.know.provider_acked.insert(*id);
+                        }
+                    }
                     (Command::Ack { id, .. }, Expect::AckAnswer { again: false }) => {
                         let a = m.answers.remove(id).expect("predicted leased");
                         ctx.expect_answer_acked = Some(a.envelope.request_id);
@@ -762,9 +768,24 @@ impl World {
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 return Err("the shard appended a snapshot record by itself".into())
             }
-            Record::Events(_) => {
-                // Only `ack_many` writes one; the workload sends none yet.
-                return Err("an events record without an ack_many".into());
+            Record::Events(es) => {
+                // Only `ack_many` writes one: each event one of its acks.
+                ensure!(!es.is_empty(), "an empty events record");
+                for e in es {
+                    ensure!(
+                        e.time_ms == now && e.kind == EventKind::Acked && e.count == 0,
+                        "event {e:?} in an events record at {now}"
+                    );
+                    let at = ctx
+                        .expect_events
+                        .iter()
+                        .position(|x| *x == (e.request_id, e.kind, e.count))
+                        .ok_or_else(|| format!("event {e:?} not called for by {:?}", ctx.input))?;
+                    ctx.expect_events.remove(at);
+                    self.dirty.insert(e.request_id);
+                }
+                ctx.command_record = Some(offset);
+                request = None;
             }
         }
         let m = &mut self.models[si];

@@ -104,6 +104,14 @@ pub enum Expect {
     Nacked,
     /// `Done` once the ack is durable.
     AckRequest,
+    /// `ack_many`: the acks of `acked` in one record, and `refused` in the
+    /// reply, once everything appended so far is durable (`now`: at once,
+    /// nothing appended and everything durable).
+    AckMany {
+        acked: Vec<MessageId>,
+        refused: Vec<(MessageId, HubError)>,
+        now: bool,
+    },
     /// The request's shard is told, and settles it: `Done` only once the
     /// ack's record is durable there. `again`: the answer is no longer
     /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
@@ -134,6 +142,7 @@ impl Expect {
                 | Expect::ReadAfterFailure
                 | Expect::Duplicate { durable: true, .. }
                 | Expect::CallRepeat { durable: true, .. }
+                | Expect::AckMany { now: true, .. }
         )
     }
 
@@ -149,6 +158,7 @@ impl Expect {
                 | Expect::Answer
                 | Expect::Duplicate { durable: false, .. }
                 | Expect::CallRepeat { durable: false, .. }
+                | Expect::AckMany { now: false, .. }
         )
     }
 }
@@ -340,6 +350,50 @@ impl World {
         }))
     }
 
+    /// What an `ack_many` gets (`shard/batch.rs`): the whole batch refused,
+    /// or each id acked, repeated (acked or answered before, or earlier in
+    /// the list) or refused `NotFound`.
+    fn predict_ack_many(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        ids: &[MessageId],
+        reader: ReaderId,
+    ) -> Expect {
+        let m = &self.models[s as usize];
+        if ids.is_empty() || ids.len() > gonets_types::BATCH_MESSAGES_MAX {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        }
+        if let Err(e) = self.may_read(s, caller, queue) {
+            return Expect::Fail(e);
+        }
+        let QueueId::Requests(k) = queue else {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        };
+        let (mut acked, mut refused) = (Vec::new(), Vec::new());
+        for id in ids {
+            let repeat = acked.contains(id)
+                || m.reqs
+                    .get(id)
+                    .is_some_and(|r| r.in_memory && &r.kind == k && (r.acked || !r.open()));
+            match m.place(queue, *id) {
+                _ if acked.contains(id) => {}
+                Some(MPlace::Leased { reader: r, .. }) if r == reader => acked.push(*id),
+                Some(_) => refused.push((*id, HubError::NotFound)),
+                None if repeat => {}
+                None => refused.push((*id, HubError::NotFound)),
+            }
+        }
+        let log_end = self.logs[s as usize].records.len() as u64;
+        let now = acked.is_empty() && log_end <= m.durable;
+        Expect::AckMany {
+            acked,
+            refused,
+            now,
+        }
+    }
+
     /// What a call repeating the key of `original` gets.
     fn predict_call_repeat(&self, s: u16, original: MessageId) -> Expect {
         let m = &self.models[s as usize];
@@ -470,8 +524,11 @@ impl World {
                     Expect::Wait
                 }
             }
-            Command::SendRequests(_) | Command::AckMany { .. } => {
-                unreachable!("the workload sends no batched operation yet")
+            Command::SendRequests(_) => {
+                unreachable!("the workload sends no send_requests yet")
+            }
+            Command::AckMany { queue, ids, reader } => {
+                self.predict_ack_many(s, caller, queue, ids, *reader)
             }
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
@@ -832,6 +889,31 @@ impl World {
         }
     }
 
+    /// An `ack_many` of everything client `c` holds from `queue` (`first`
+    /// among it), sometimes with `first` twice or an id never leased.
+    fn ack_many(&mut self, c: usize, first: MessageId, queue: QueueId) -> Check {
+        let reader = self.clients[c].reader;
+        let mut ids: Vec<MessageId> = self.clients[c]
+            .held
+            .iter()
+            .filter(|(_, q)| **q == queue)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.clients[c].held.remove(id);
+        }
+        match self.rng.workload.gen_range(0..4) {
+            0 => ids.push(first),
+            1 => ids.push(MessageId::new(
+                self.now,
+                0,
+                self.rng.workload.gen::<u32>() as u64,
+            )),
+            _ => {}
+        }
+        self.issue(c, Command::AckMany { queue, ids, reader })
+    }
+
     fn provider_act(&mut self, c: usize, kinds: &[DataKindId]) -> Check {
         let reader = self.clients[c].reader;
         let kind = self.pick(kinds).expect("a provider serves kinds");
@@ -857,6 +939,9 @@ impl World {
                 let Some((id, queue)) = self.pick_held(c) else {
                     return Ok(());
                 };
+                if roll <= 33 {
+                    return self.ack_many(c, id, queue);
+                }
                 self.clients[c].held.remove(&id);
                 if roll <= 43 {
                     self.issue(c, Command::Ack { queue, id, reader })
@@ -1380,6 +1465,30 @@ impl World {
                 if let Command::Ack { id, .. } = &p.command {
                     self.know.acks_replied.insert(*id);
                 }
+            }
+            (
+                Expect::AckMany {
+                    acked,
+                    refused,
+                    now,
+                },
+                Ok(ShardReply::AckedMany(got)),
+            ) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                let same = got.len() == refused.len()
+                    && got
+                        .iter()
+                        .zip(refused)
+                        .all(|((gi, ge), (wi, we))| gi == wi && same_error(we, ge));
+                ensure!(
+                    immediate == *now && (immediate || durable_now) && same,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+                self.know.acks_replied.extend(acked.iter().copied());
+                self.stats.acks_many += 1;
             }
             (Expect::Nacked, Ok(ShardReply::Done)) => {
                 ensure!(

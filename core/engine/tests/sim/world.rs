@@ -147,6 +147,8 @@ pub struct Stats {
     /// Calls repeating a key, answered `Duplicate` or `DeadlineExceeded`.
     pub call_repeat_refusals: u64,
     pub typed_errors: u64,
+    /// `ack_many` operations answered (one reply for many acks).
+    pub acks_many: u64,
     pub redeliveries: u64,
     /// Reads answered by a shard whose log failed.
     pub reads_after_failure: u64,
@@ -197,6 +199,7 @@ impl Stats {
         self.call_repeat_answers += o.call_repeat_answers;
         self.call_repeat_refusals += o.call_repeat_refusals;
         self.typed_errors += o.typed_errors;
+        self.acks_many += o.acks_many;
         self.redeliveries += o.redeliveries;
         self.reads_after_failure += o.reads_after_failure;
         self.archive_asks += o.archive_asks;
