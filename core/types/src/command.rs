@@ -274,6 +274,33 @@ mod tests {
     use crate::ids::ParticipantId;
 
     #[test]
+    fn given_batches_when_checked_then_empty_too_long_and_mixed_ones_are_refused_whole() {
+        let one = || NewRequest::new("urn:k:1", "x");
+        assert_eq!(check_send_batch(&[]), Err(BatchError::Empty));
+        assert_eq!(check_send_batch(&[one(), one()]), Ok(()));
+        let long = vec![one(); BATCH_MESSAGES_MAX + 1];
+        assert!(matches!(
+            check_send_batch(&long),
+            Err(BatchError::TooMany { count, .. }) if count == BATCH_MESSAGES_MAX + 1
+        ));
+        let mixed = [one(), NewRequest::new("urn:k:2", "y")];
+        assert!(matches!(
+            check_send_batch(&mixed),
+            Err(BatchError::MixedKinds { ref other, .. }) if other.as_str() == "urn:k:2"
+        ));
+        assert_eq!(check_batch_len(BATCH_MESSAGES_MAX), Ok(()));
+        let e: crate::HubError = BatchError::Empty.into();
+        assert_eq!(e, crate::HubError::Malformed("an empty batch".into()));
+        let batch = Command::SendRequests(vec![one()]);
+        assert_eq!(
+            batch.shard(4),
+            Some(QueueId::Requests(DataKindId::new("urn:k:1")).shard(4)),
+            "a batch goes to its kind's shard"
+        );
+        assert_eq!(batch.reply_kind(), ReplyKind::AcceptedMany);
+    }
+
+    #[test]
     fn given_commands_when_their_shard_is_asked_then_it_is_their_queues_or_their_ids() {
         let shards = 4;
         let requests = QueueId::Requests(DataKindId::new("urn:k:1"));
