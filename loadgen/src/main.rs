@@ -149,6 +149,12 @@ struct Args {
     /// bulk: requests in flight per sender.
     #[arg(long, default_value_t = 64)]
     window: usize,
+    /// bulk: requests per frame (send_requests) and acks per ack_many, the
+    /// providers fetching up to this many at once; 1 = one operation per
+    /// message (the figures before batching). With N > 1 each of a sender's
+    /// --window lanes has one batch of N in flight.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// bulk: seconds to wait for the drain after the last send.
     #[arg(long, default_value_t = 120)]
     drain_timeout_s: u64,
@@ -264,6 +270,12 @@ fn bulk_params(a: &Args, messages: u64, bytes: usize) -> Result<BulkParams, Stri
     if a.senders == 0 || a.window == 0 || a.providers == 0 {
         return Err("--senders, --window and --providers must be positive".into());
     }
+    if a.batch == 0 || a.batch > gonets_types::BATCH_MESSAGES_MAX {
+        return Err(format!(
+            "--batch must be from 1 to {}",
+            gonets_types::BATCH_MESSAGES_MAX
+        ));
+    }
     Ok(BulkParams {
         messages,
         message_bytes: bytes,
@@ -271,6 +283,7 @@ fn bulk_params(a: &Args, messages: u64, bytes: usize) -> Result<BulkParams, Stri
         window: a.window,
         providers: a.providers,
         drain_timeout: Duration::from_secs(a.drain_timeout_s),
+        batch: a.batch,
     })
 }
 

@@ -74,4 +74,7 @@ pub struct BulkParams {
     pub providers: usize,
     /// How long to wait for the drain after the last acceptance.
     pub drain_timeout: Duration,
+    /// Requests per frame (`send_requests`) and acks per `ack_many` (the
+    /// providers fetch up to this many); 1 = the single-message operations.
+    pub batch: usize,
 }

@@ -654,3 +654,70 @@ fn given_a_bad_queue_name_on_the_wire_when_fetched_then_malformed_and_the_connec
     assert_eq!(f.header.opcode, Opcode::Ping.reply());
     assert_eq!(f.header.correlation_id, 8);
 }
+
+#[test]
+fn given_a_batch_sent_in_one_frame_when_fetched_and_acked_in_one_frame_then_every_id_ends_exactly_once(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        let fns = ep.connect("FNS").await;
+        let mut batch: Vec<NewRequest> = (0..20)
+            .map(|i| NewRequest::new(EGRUL, format!("batch {i}")))
+            .collect();
+        batch[7].state_secret = true;
+        let results = bounded("send_requests", OP, mfc.send_requests(batch))
+            .await
+            .expect("send_requests");
+        assert_eq!(results.len(), 20, "one result per request");
+        assert_eq!(results[7], Err(HubError::StateSecret), "its slot only");
+        let sent: Vec<MessageId> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(sent.len(), 19);
+        let got = fetch_n(&fns, &requests(EGRUL), 19, OP).await;
+        let fetched: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+        assert_eq!(fetched, sent, "each once, in the batch's order");
+        assert_eq!(&got[0].payload[..], b"batch 0");
+        assert_eq!(
+            &got[8].payload[..],
+            b"batch 9",
+            "payloads cut at their lengths"
+        );
+        let refused = bounded("ack_many", OP, fns.ack_many(&got))
+            .await
+            .expect("ack_many");
+        assert_eq!(refused, vec![], "every lease held");
+        let st = fns.queue_stats(&requests(EGRUL)).await.expect("stats");
+        assert_eq!((st.depth, st.in_flight), (0, 0), "all acked: gone");
+        for id in [sent[0], sent[18]] {
+            let events = history(&fns, id).await;
+            let acked = events.iter().filter(|e| *e == "acked").count();
+            assert_eq!(acked, 1, "history {events:?}");
+        }
+        // Acking again is harmless; a lease never given is refused per id.
+        let again = fns.ack_many(&got[..2]).await.expect("a repeated ack_many");
+        assert_eq!(again, vec![]);
+        let mut forged = got[0].clone();
+        forged.reader = forged.reader.wrapping_add(1_000_000);
+        expect_hub(
+            "ack_many with a foreign lease",
+            fns.ack_many(&[forged]).await,
+            |e| *e == HubError::NotFound,
+        );
+        let mixed = vec![NewRequest::new(EGRUL, "a"), NewRequest::new(EGRN, "b")];
+        expect_hub(
+            "a mixed batch",
+            mfc.send_requests(mixed).await,
+            |e| matches!(e, HubError::Malformed(m) if m.contains("mixes data kinds")),
+        );
+        expect_hub(
+            "an empty batch",
+            mfc.send_requests(vec![]).await,
+            |e| matches!(e, HubError::Malformed(m) if m.contains("empty batch")),
+        );
+    });
+}

@@ -129,7 +129,10 @@ use gonets_proto::{encode_command, BadReply, Limits, Opcode, READER_OF_SESSION};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::{Accepted, Command, NewRequest, QueueStats, Reply, ReplyContent, StatusView};
+use gonets_types::{
+    Accepted, AcceptedMany, AckedMany, Command, NewRequest, QueueStats, Reply, ReplyContent,
+    StatusView,
+};
 use link::{lock, Link};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -484,6 +487,25 @@ impl<R: Runtime> Client<R> {
         self.run(commands::nack(m, delay)).await
     }
 
+    /// Sends many requests of one data kind in one frame (at most
+    /// [`gonets_types::BATCH_MESSAGES_MAX`]); one result per request, in
+    /// order, once every accepted one is durable. Each request carries an
+    /// idempotency key (made here when it has none), so the batch is re-sent
+    /// after a dropped connection without duplicates, as `send_request` is.
+    pub async fn send_requests(
+        &self,
+        requests: Vec<NewRequest>,
+    ) -> Result<AcceptedMany, ClientError> {
+        self.run(Command::SendRequests(requests)).await
+    }
+
+    /// Ends the leases of many messages of one requests queue, fetched
+    /// under one lease holder, in one frame; once durable, the ids that
+    /// were not acked, with why (empty: all done).
+    pub async fn ack_many(&self, messages: &[Message]) -> Result<AckedMany, ClientError> {
+        self.run(commands::ack_many(messages)?).await
+    }
+
     /// The provider's data answer; returns once durable.
     pub async fn send_response(
         &self,
@@ -547,6 +569,15 @@ fn prepared(mut command: Command) -> Result<(Command, bool), ClientError> {
                 .get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
             true
         }
+        Command::SendRequests(rs) => {
+            // The wire carries the kind once: a mixed batch never leaves.
+            gonets_types::check_send_batch(rs).map_err(|e| ClientError::Hub(e.into()))?;
+            for r in rs.iter_mut() {
+                r.idempotency_key
+                    .get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
+            }
+            true
+        }
         Command::Subscribe { .. } => {
             return Err(ClientError::NotExecutable(
                 "subscribe with Client::subscribe: its pushes need a ClientSubscription",
@@ -584,6 +615,30 @@ mod commands {
             id: m.id,
             reader: m.reader,
         }
+    }
+
+    /// One `AckMany` of `messages`: one queue and one lease holder (that
+    /// of the first), else refused here; an empty list goes out and is
+    /// refused by the hub as an empty batch.
+    pub(crate) fn ack_many(messages: &[Message]) -> Result<Command, ClientError> {
+        let Some(first) = messages.first() else {
+            return Err(ClientError::Hub(gonets_types::BatchError::Empty.into()));
+        };
+        if let Some(m) = messages
+            .iter()
+            .find(|m| m.queue != first.queue || m.reader != first.reader)
+        {
+            return Err(ClientError::Hub(HubError::Malformed(format!(
+                "ack_many takes messages of one queue and one lease holder; {} is from {} \
+                 under lease {}",
+                m.id, m.queue, m.reader
+            ))));
+        }
+        Ok(Command::AckMany {
+            queue: first.queue.clone(),
+            ids: messages.iter().map(|m| m.id).collect(),
+            reader: first.reader,
+        })
     }
 
     pub(crate) fn nack(m: &Message, delay: Duration) -> Command {

@@ -138,6 +138,22 @@ impl<R: Runtime> ShardAwareClient<R> {
         self.run(commands::ack(m)).await
     }
 
+    /// See [`Client::send_requests`] (on the connection of the batch's kind).
+    pub async fn send_requests(
+        &self,
+        requests: Vec<NewRequest>,
+    ) -> Result<gonets_types::AcceptedMany, ClientError> {
+        self.run(Command::SendRequests(requests)).await
+    }
+
+    /// See [`Client::ack_many`] (sent on the connection that fetched them).
+    pub async fn ack_many(
+        &self,
+        messages: &[Message],
+    ) -> Result<gonets_types::AckedMany, ClientError> {
+        self.run(commands::ack_many(messages)?).await
+    }
+
     /// See [`Client::nack`].
     pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
         self.run(commands::nack(m, delay)).await

@@ -16,6 +16,9 @@ pub enum Record {
     Answer(AnswerRecord),
     /// A step in a message's history.
     Event(EventRecord),
+    /// Steps of many exchanges' histories written at once (an `ack_many`):
+    /// applied exactly as that many [`Record::Event`]s, in order.
+    Events(Vec<EventRecord>),
     /// One part of a state snapshot (an encoded exchange, see `shard::snapshot`).
     SnapshotPart(Bytes),
     /// The end of a snapshot that started at `first_offset`, with its part count.
@@ -92,6 +95,12 @@ const TAG_ANSWER: u8 = 2;
 const TAG_EVENT: u8 = 3;
 const TAG_SNAPSHOT_PART: u8 = 4;
 const TAG_SNAPSHOT_END: u8 = 5;
+const TAG_EVENTS: u8 = 6;
+/// Bytes of one encoded event (id, kind, time, count): bounds the count a
+/// `Record::Events` may claim by the bytes present.
+pub const EVENT_BYTES: usize = 16 + 1 + 8 + 4;
+/// Bytes of a `Record::Events` before its events (tag and count).
+pub const EVENTS_HEADER_BYTES: usize = 1 + 4;
 /// Longest id, key or reason string a record holds, bytes: the
 /// vocabulary's bound, which the wire checks first.
 pub use gonets_types::TEXT_BYTES_MAX;
@@ -123,10 +132,15 @@ impl Record {
             }
             Record::Event(e) => {
                 out.push(TAG_EVENT);
-                put_id(out, e.request_id);
-                out.push(e.kind.to_u8());
-                put_u64(out, e.time_ms);
-                out.extend_from_slice(&e.count.to_le_bytes());
+                put_event(out, e);
+            }
+            Record::Events(events) => {
+                out.push(TAG_EVENTS);
+                let count = u32::try_from(events.len()).expect("a batch under 4 G events");
+                out.extend_from_slice(&count.to_le_bytes());
+                for e in events {
+                    put_event(out, e);
+                }
             }
             Record::SnapshotPart(b) => {
                 out.push(TAG_SNAPSHOT_PART);
@@ -189,12 +203,19 @@ impl Record {
                     payload,
                 })
             }
-            TAG_EVENT => Record::Event(EventRecord {
-                request_id: r.id()?,
-                kind: EventKind::from_u8(r.u8()?).ok_or(DecodeError("event kind"))?,
-                time_ms: r.u64()?,
-                count: r.u32()?,
-            }),
+            TAG_EVENT => Record::Event(r.event()?),
+            TAG_EVENTS => {
+                let count = r.u32()? as usize;
+                // Bounded by the bytes present before anything is allocated.
+                if count > (bytes.len() - r.at) / EVENT_BYTES {
+                    return Err(DecodeError("event count"));
+                }
+                let mut events = Vec::with_capacity(count);
+                for _ in 0..count {
+                    events.push(r.event()?);
+                }
+                Record::Events(events)
+            }
             TAG_SNAPSHOT_PART => Record::SnapshotPart(Bytes::copy_from_slice(r.bytes()?)),
             TAG_SNAPSHOT_END => Record::SnapshotEnd {
                 first_offset: r.u64()?,
@@ -212,6 +233,14 @@ impl Record {
 /// Appends a little-endian u64.
 pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends one event's fields (see `Reader::event`).
+fn put_event(out: &mut Vec<u8>, e: &EventRecord) {
+    put_id(out, e.request_id);
+    out.push(e.kind.to_u8());
+    put_u64(out, e.time_ms);
+    out.extend_from_slice(&e.count.to_le_bytes());
 }
 
 /// Appends a message id.
@@ -309,6 +338,15 @@ impl<'a> Reader<'a> {
         self.at = save;
         self.str().map(Some)
     }
+    /// Reads one event's fields (see `put_event`).
+    fn event(&mut self) -> Result<EventRecord, DecodeError> {
+        Ok(EventRecord {
+            request_id: self.id()?,
+            kind: EventKind::from_u8(self.u8()?).ok_or(DecodeError("event kind"))?,
+            time_ms: self.u64()?,
+            count: self.u32()?,
+        })
+    }
     /// Reads an answer's body (see `put_answer_body`).
     pub fn answer_body(&mut self) -> Result<AnswerBody, DecodeError> {
         Ok(match self.u8()? {
@@ -370,6 +408,21 @@ mod tests {
                 time_ms: 12,
                 count: 3,
             }),
+            Record::Events(vec![
+                EventRecord {
+                    request_id: MessageId::new(5, 1, 2),
+                    kind: EventKind::Acked,
+                    time_ms: 12,
+                    count: 0,
+                },
+                EventRecord {
+                    request_id: MessageId::new(5, 1, 3),
+                    kind: EventKind::Acked,
+                    time_ms: 12,
+                    count: 0,
+                },
+            ]),
+            Record::Events(Vec::new()),
             Record::SnapshotPart(Bytes::from_static(b"x")),
             Record::SnapshotEnd {
                 first_offset: 9,
@@ -395,6 +448,27 @@ mod tests {
         assert_eq!(Record::decode(&long), Err(DecodeError("trailing bytes")));
         for b in 0..=255u8 {
             let _ = Record::decode(&[b, 0xff, 0xff, 0xff, 0xff]);
+        }
+    }
+
+    #[test]
+    fn given_an_events_record_claiming_more_events_than_its_bytes_when_decoded_then_error() {
+        let mut buf = vec![TAG_EVENTS];
+        buf.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Record::decode(&buf), Err(DecodeError("event count")));
+        let mut events = Vec::new();
+        Record::Events(vec![
+            EventRecord {
+                request_id: MessageId::new(5, 1, 2),
+                kind: EventKind::Acked,
+                time_ms: 1,
+                count: 0,
+            };
+            3
+        ])
+        .encode(&mut events);
+        for cut in 0..events.len() {
+            assert!(Record::decode(&events[..cut]).is_err(), "cut at {cut}");
         }
     }
 }

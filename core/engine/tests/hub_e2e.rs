@@ -864,3 +864,48 @@ fn given_a_realtime_call_when_executed_as_a_command_then_the_reply_is_its_answer
     assert_eq!(answer.payload, Bytes::from_static(b"INN 770123456789"));
     hub.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn given_a_batch_sent_and_partly_acked_in_one_record_when_the_hub_restarts_then_only_the_unacked_come_again(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start(dir.path(), 2);
+    let (c, p) = (
+        hub.session("MFC").expect("c"),
+        hub.session("FNS").expect("p"),
+    );
+    let batch = (0..10)
+        .map(|i| NewRequest::new(EGRUL, format!("batch {i}")))
+        .collect();
+    let results = block_on(c.send_requests(batch)).expect("send_requests");
+    let sent: Vec<MessageId> = results.iter().map(|r| r.as_ref().expect("ok").id).collect();
+    let got = block_on(p.fetch(requests(EGRUL), 10, WAIT)).expect("fetch");
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), sent);
+    let (acked, kept) = sent.split_at(6);
+    let reader = got[0].lease_holder();
+    let refused = block_on(p.ack_many(requests(EGRUL), acked.to_vec(), reader)).expect("acks");
+    assert_eq!(refused, vec![]);
+    drop((c, p));
+    hub.shutdown().expect("clean shutdown");
+
+    let hub = start(dir.path(), 2);
+    let p = hub.session("FNS").expect("p");
+    let again = block_on(p.fetch(requests(EGRUL), 10, WAIT)).expect("fetch again");
+    assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), kept);
+    for id in acked {
+        let s = block_on(p.status(*id)).expect("status");
+        assert!(kinds_of(&s).contains(&EventKind::Acked), "{id}: {s:?}");
+    }
+    let reader = again[0].lease_holder();
+    let ids: Vec<MessageId> = again.iter().map(|m| m.id).collect();
+    let command = Command::AckMany {
+        queue: requests(EGRUL),
+        ids,
+        reader,
+    };
+    assert_eq!(block_on(p.execute(command)), Ok(Reply::AckedMany(vec![])));
+    let stats = block_on(p.queue_stats(requests(EGRUL))).expect("stats");
+    assert_eq!((stats.depth, stats.in_flight), (0, 0));
+    drop(p);
+    hub.shutdown().expect("clean shutdown");
+}

@@ -170,7 +170,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
          {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
          {} repeated calls answered, {} repeated calls refused, \
-         {} typed errors, {} reads after a storage failure, {} snapshots, {} retention moves, \
+         {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots, {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
          {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs",
         seeds.len(),
@@ -195,6 +195,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.call_repeat_answers,
         t.call_repeat_refusals,
         t.typed_errors,
+        t.acks_many,
+        t.batches_sent,
         t.reads_after_failure,
         t.snapshots,
         t.retention_moves,

@@ -19,6 +19,10 @@ pub enum FieldType {
     U64,
     /// An array of integers from 0 to 255.
     U8Array,
+    /// An array of strings.
+    StringArray,
+    /// An array of JSON objects (their fields listed apart).
+    ObjectArray,
 }
 
 impl FieldType {
@@ -30,6 +34,8 @@ impl FieldType {
             FieldType::U32 => "an integer from 0 to 4294967295",
             FieldType::U64 => "an integer from 0 to 18446744073709551615",
             FieldType::U8Array => "an array of integers from 0 to 255",
+            FieldType::StringArray => "an array of strings",
+            FieldType::ObjectArray => "an array of objects",
         }
     }
 }
@@ -143,6 +149,93 @@ pub struct Accepted {
     /// True when this repeats an earlier send with the same idempotency key.
     #[serde(default)]
     pub duplicate: bool,
+}
+
+/// `SendRequests`: many requests of one data kind; the body holds their
+/// payloads back to back, in order (each `payload_bytes` long).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequests {
+    /// Data kind id, of every request of the batch.
+    pub kind: String,
+    /// The requests, in order.
+    pub messages: Vec<BatchRequest>,
+}
+
+/// One request of a `SendRequests` (its kind is the batch's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// Length of its payload in the body, bytes.
+    pub payload_bytes: u32,
+    /// A repeat within the dedup window returns the original acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Test traffic.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub test: bool,
+    /// Links the messages of one service case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    /// Marked as a state secret (refused).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub state_secret: bool,
+}
+
+/// Serde's skip test for a flag left out when false.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Reply to `SendRequests`: one result per request, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedMany {
+    /// The results.
+    pub results: Vec<BatchResult>,
+}
+
+/// One request's result in `AcceptedMany`: its acceptance (`id`,
+/// `time_ms`, `duplicate`) or its `error`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// The request's id (absent with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Hub time of acceptance, ms.
+    #[serde(default)]
+    pub time_ms: u64,
+    /// True when this repeats an earlier send with the same idempotency key.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub duplicate: bool,
+    /// Why this request was refused (as an `Error` frame's header says it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReply>,
+}
+
+/// `AckMany`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckMany {
+    /// The requests queue the messages came from.
+    pub queue: String,
+    /// The messages.
+    pub ids: Vec<String>,
+    /// The lease holder from their `MessageHeader`s.
+    pub lease: u64,
+}
+
+/// Reply to `AckMany`: the ids not acked, with why (empty: all done).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckedMany {
+    /// The ids refused, in the batch's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<AckRefused>,
+}
+
+/// One id `AckMany` did not ack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRefused {
+    /// The message.
+    pub id: String,
+    /// Why (`NOT_FOUND`: not leased to the lease holder, or unknown).
+    pub error: ErrorReply,
 }
 
 /// `Fetch`.
@@ -333,7 +426,7 @@ pub struct QueueStatsReply {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 
-use FieldType::{Bool, U8Array, U32, U64};
+use FieldType::{Bool, ObjectArray, StringArray, U8Array, U32, U64};
 
 impl RequestHeader for Hello {
     const FIELDS: &'static [Field] = &[
@@ -351,6 +444,31 @@ impl RequestHeader for SendRequest {
         optional("test", Bool),
         optional("transaction", FieldType::String),
         optional("state_secret", Bool),
+    ];
+}
+
+impl RequestHeader for SendRequests {
+    const FIELDS: &'static [Field] = &[
+        required("kind", FieldType::String),
+        required("messages", ObjectArray),
+    ];
+}
+
+impl RequestHeader for BatchRequest {
+    const FIELDS: &'static [Field] = &[
+        required("payload_bytes", U32),
+        optional("idempotency_key", FieldType::String),
+        optional("test", Bool),
+        optional("transaction", FieldType::String),
+        optional("state_secret", Bool),
+    ];
+}
+
+impl RequestHeader for AckMany {
+    const FIELDS: &'static [Field] = &[
+        required("queue", FieldType::String),
+        required("ids", StringArray),
+        required("lease", U64),
     ];
 }
 

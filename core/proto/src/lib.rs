@@ -131,6 +131,12 @@ fn explain<T: header::RequestHeader>(json: &[u8], simd_error: &str) -> HeaderErr
                 a.iter()
                     .all(|x| x.as_u64().is_some_and(|n| u8::try_from(n).is_ok()))
             }),
+            FieldType::StringArray => v
+                .as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_string())),
+            FieldType::ObjectArray => v
+                .as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_object())),
         };
         if !fits {
             return HeaderError::Field {

@@ -384,6 +384,28 @@ mod round_trip {
                     reason,
                 }
             }),
+            (text(), proptest::collection::vec(new_request(), 1..6)).prop_map(|(kind, rs)| {
+                // One kind throughout, as `check_send_batch` asks.
+                let kind = DataKindId::new(&kind);
+                Command::SendRequests(
+                    rs.into_iter()
+                        .map(|r| NewRequest {
+                            kind: kind.clone(),
+                            ..r
+                        })
+                        .collect(),
+                )
+            }),
+            (
+                queue(),
+                proptest::collection::vec(message_id(), 1..6),
+                any::<u64>()
+            )
+                .prop_map(|(queue, ids, reader)| Command::AckMany {
+                    queue,
+                    ids,
+                    reader
+                }),
             message_id().prop_map(|id| Command::Status { id }),
             queue().prop_map(|queue| Command::QueueStats { queue }),
         ]
@@ -464,6 +486,8 @@ mod round_trip {
             proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
             Just(Reply::Done),
             view.prop_map(Reply::Status),
+            proptest::collection::vec(batch_result(), 0..5).prop_map(Reply::AcceptedMany),
+            proptest::collection::vec((message_id(), hub_error()), 0..5).prop_map(Reply::AckedMany),
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
                 Reply::Stats(QueueStats {
                     depth,
@@ -471,6 +495,36 @@ mod round_trip {
                     oldest_age_ms: age,
                 })
             }),
+        ]
+    }
+
+    /// Errors a slot of a batch's reply may hold.
+    fn hub_error() -> impl Strategy<Value = HubError> {
+        prop_oneof![
+            Just(HubError::NotFound),
+            Just(HubError::QuotaExceeded),
+            Just(HubError::StateSecret),
+            (any::<u64>(), any::<u64>()).prop_map(|(size_bytes, size_bytes_max)| {
+                HubError::TooLarge {
+                    size_bytes,
+                    size_bytes_max,
+                }
+            }),
+            message_id().prop_map(|original| HubError::Duplicate { original }),
+        ]
+    }
+
+    /// One slot of a `send_requests` reply.
+    fn batch_result() -> impl Strategy<Value = Result<Accepted, HubError>> {
+        prop_oneof![
+            (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {
+                Ok(Accepted {
+                    id,
+                    time_ms,
+                    duplicate,
+                })
+            }),
+            hub_error().prop_map(Err),
         ]
     }
 
@@ -483,6 +537,8 @@ mod round_trip {
             ReplyKind::Done => Opcode::Ack,
             ReplyKind::Status => Opcode::Status,
             ReplyKind::Stats => Opcode::QueueStats,
+            ReplyKind::AcceptedMany => Opcode::SendRequests,
+            ReplyKind::AckedMany => Opcode::AckMany,
         }
     }
 
@@ -535,4 +591,76 @@ mod round_trip {
         );
         assert_eq!(decode_push(&mut f), Ok(m));
     }
+}
+
+#[test]
+fn given_bad_batches_when_decoded_then_each_is_refused_malformed_and_not_fatal() {
+    let one = h::BatchRequest {
+        payload_bytes: 3,
+        ..h::BatchRequest::default()
+    };
+    let batch = |messages: Vec<h::BatchRequest>| {
+        json(&h::SendRequests {
+            kind: KIND.into(),
+            messages,
+        })
+    };
+    let malformed = |e: RequestError| {
+        assert!(!e.is_fatal(), "{e:?}");
+        let reply = e.reply();
+        assert_eq!(reply.code, "MALFORMED", "{reply:?}");
+        reply.message
+    };
+    let empty = decode(Opcode::SendRequests, &batch(vec![]), b"").unwrap_err();
+    assert!(malformed(empty).contains("empty batch"));
+    let many = vec![one.clone(); gonets_types::BATCH_MESSAGES_MAX + 1];
+    let too_many = decode(Opcode::SendRequests, &batch(many), b"").unwrap_err();
+    assert!(malformed(too_many).contains("exceeds the limit"));
+    let short_body = decode(Opcode::SendRequests, &batch(vec![one.clone(), one]), b"abc");
+    assert!(malformed(short_body.unwrap_err()).contains("add up to 6 bytes"));
+    let no_ids = json(&h::AckMany {
+        queue: format!("requests/{KIND}"),
+        ids: vec![],
+        lease: 1,
+    });
+    let no_ids = decode(Opcode::AckMany, &no_ids, b"").unwrap_err();
+    assert!(malformed(no_ids).contains("empty batch"));
+    let bad_id = json(&h::AckMany {
+        queue: format!("requests/{KIND}"),
+        ids: vec![id().to_string(), "not-an-id".into()],
+        lease: 1,
+    });
+    malformed(decode(Opcode::AckMany, &bad_id, b"").unwrap_err());
+}
+
+#[test]
+fn given_a_batch_frame_when_decoded_then_each_payload_is_its_slice_of_the_body() {
+    let messages = vec![
+        h::BatchRequest {
+            payload_bytes: 2,
+            idempotency_key: Some("k-1".into()),
+            ..h::BatchRequest::default()
+        },
+        h::BatchRequest {
+            payload_bytes: 0,
+            test: true,
+            ..h::BatchRequest::default()
+        },
+        h::BatchRequest {
+            payload_bytes: 3,
+            ..h::BatchRequest::default()
+        },
+    ];
+    let header = json(&h::SendRequests {
+        kind: KIND.into(),
+        messages,
+    });
+    let Ok(Command::SendRequests(rs)) = decode(Opcode::SendRequests, &header, b"abcde") else {
+        panic!("a valid batch");
+    };
+    let payloads: Vec<&[u8]> = rs.iter().map(|r| &r.payload[..]).collect();
+    assert_eq!(payloads, [&b"ab"[..], b"", b"cde"]);
+    assert_eq!(rs[0].idempotency_key.as_deref(), Some("k-1"));
+    assert!(rs[1].test && !rs[0].test);
+    assert!(rs.iter().all(|r| r.kind == DataKindId::new(KIND)));
 }

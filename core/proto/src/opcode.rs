@@ -32,6 +32,10 @@ pub enum Opcode {
     QueueStats,
     /// Client: liveness check.
     Ping,
+    /// Client: `send_requests`, many requests of one data kind.
+    SendRequests,
+    /// Client: `ack_many`, many acks of one requests queue.
+    AckMany,
     /// Server: the reply to the request with the same low 7 bits.
     Reply(u8),
     /// Server: a message pushed to a subscription (correlation id = the subscribe's).
@@ -40,7 +44,7 @@ pub enum Opcode {
     Error,
 }
 
-const REQUESTS: [(Opcode, u8); 14] = [
+const REQUESTS: [(Opcode, u8); 16] = [
     (Opcode::Hello, 0x01),
     (Opcode::SendRequest, 0x02),
     (Opcode::Call, 0x03),
@@ -55,6 +59,8 @@ const REQUESTS: [(Opcode, u8); 14] = [
     (Opcode::Status, 0x0C),
     (Opcode::QueueStats, 0x0D),
     (Opcode::Ping, 0x0E),
+    (Opcode::SendRequests, 0x0F),
+    (Opcode::AckMany, 0x10),
 ];
 
 /// The push opcode's wire number.

@@ -12,8 +12,8 @@ use crate::{
 };
 use bytes::Bytes;
 use gonets_types::{
-    Accepted, AnswerBody, DataKindId, DeliveryBody, EventKind, HistoryEvent, HubError, Message,
-    ParticipantId, QueueStats, Reply, ReplyKind, StatusView,
+    Accepted, AcceptedMany, AckedMany, AnswerBody, DataKindId, DeliveryBody, EventKind,
+    HistoryEvent, HubError, Message, ParticipantId, QueueStats, Reply, ReplyKind, StatusView,
 };
 
 /// Appends the frame answering request `correlation_id` of opcode
@@ -50,7 +50,71 @@ pub fn encode_reply(
             };
             encode(out, op, correlation_id, &header, &[]);
         }
+        Reply::AcceptedMany(results) => {
+            encode(out, op, correlation_id, &accepted_many_header(results), &[])
+        }
+        Reply::AckedMany(refused) => {
+            let header = h::AckedMany {
+                refused: refused
+                    .iter()
+                    .map(|(id, e)| h::AckRefused {
+                        id: id.to_string(),
+                        error: ErrorReply::from_hub(e),
+                    })
+                    .collect(),
+            };
+            encode(out, op, correlation_id, &header, &[]);
+        }
     }
+}
+
+/// The wire header of a `send_requests` reply.
+fn accepted_many_header(results: &AcceptedMany) -> h::AcceptedMany {
+    let result = |r: &Result<Accepted, HubError>| match r {
+        Ok(a) => h::BatchResult {
+            id: Some(a.id.to_string()),
+            time_ms: a.time_ms,
+            duplicate: a.duplicate,
+            error: None,
+        },
+        Err(e) => h::BatchResult {
+            error: Some(ErrorReply::from_hub(e)),
+            ..h::BatchResult::default()
+        },
+    };
+    h::AcceptedMany {
+        results: results.iter().map(result).collect(),
+    }
+}
+
+/// A `send_requests` reply from its wire header.
+fn accepted_many(r: h::AcceptedMany) -> Result<AcceptedMany, BadReply> {
+    r.results
+        .into_iter()
+        .map(|r| match (r.id, r.error) {
+            (Some(id), None) => Ok(Ok(Accepted {
+                id: parse_id(&id).map_err(bad)?,
+                time_ms: r.time_ms,
+                duplicate: r.duplicate,
+            })),
+            (None, Some(e)) => Ok(Err(hub_error(&e)?)),
+            _ => Err(bad("a batch result holds an id or an error")),
+        })
+        .collect()
+}
+
+/// An `ack_many` reply from its wire header.
+fn acked_many(r: h::AckedMany) -> Result<AckedMany, BadReply> {
+    r.refused
+        .into_iter()
+        .map(|r| Ok((parse_id(&r.id).map_err(bad)?, hub_error(&r.error)?)))
+        .collect()
+}
+
+/// The hub's error an error header names (a slot of a batch's reply).
+fn hub_error(e: &ErrorReply) -> Result<HubError, BadReply> {
+    e.to_hub()
+        .ok_or_else(|| bad(format!("{} is not a hub error", e.code)))
 }
 
 /// Appends an `Error` frame for request `correlation_id` (0: the connection).
@@ -130,6 +194,10 @@ pub fn decode_reply(
                 oldest_age_ms: s.oldest_age_ms,
             })
         }
+        ReplyKind::AcceptedMany => {
+            Reply::AcceptedMany(accepted_many(parse_header(json).map_err(bad)?)?)
+        }
+        ReplyKind::AckedMany => Reply::AckedMany(acked_many(parse_header(json).map_err(bad)?)?),
     }))
 }
 

@@ -11,7 +11,8 @@ use crate::header::{self as h, ErrorReply, RequestHeader};
 use crate::{parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError, Opcode};
 use bytes::Bytes;
 use gonets_types::{
-    Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId, TEXT_BYTES_MAX,
+    check_batch_len, Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId,
+    TEXT_BYTES_MAX,
 };
 
 /// The reader a decoded `Fetch` or `Subscribe` names: none (no reader is
@@ -84,6 +85,20 @@ pub fn decode_command(
     Ok(match opcode {
         Opcode::SendRequest => Command::SendRequest(new_request(request_header(json)?, body)?),
         Opcode::Call => Command::Call(new_request(request_header(json)?, body)?),
+        Opcode::SendRequests => Command::SendRequests(new_requests(request_header(json)?, body)?),
+        Opcode::AckMany => {
+            let r: h::AckMany = request_header(json)?;
+            check_batch_len(r.ids.len()).map_err(HubError::from)?;
+            Command::AckMany {
+                queue: parse_queue(&r.queue)?,
+                ids: r
+                    .ids
+                    .iter()
+                    .map(|id| parse_id(id))
+                    .collect::<Result<_, _>>()?,
+                reader: r.lease,
+            }
+        }
         Opcode::Fetch => {
             let r: h::Fetch = request_header(json)?;
             Command::Fetch {
@@ -188,6 +203,40 @@ fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestE
     })
 }
 
+/// The requests of a `SendRequests` header, their payloads cut from `body`
+/// (zero-copy slices of the frame): the batch's length is checked first,
+/// and the payload lengths must add up to the body's.
+fn new_requests(r: h::SendRequests, body: Bytes) -> Result<Vec<NewRequest>, RequestError> {
+    check_batch_len(r.messages.len()).map_err(HubError::from)?;
+    let total_bytes: u64 = r.messages.iter().map(|m| u64::from(m.payload_bytes)).sum();
+    if total_bytes != body.len() as u64 {
+        return Err(RequestError::from(HubError::Malformed(format!(
+            "the payload lengths add up to {total_bytes} bytes; the body has {}",
+            body.len()
+        ))));
+    }
+    let kind = DataKindId::new(&r.kind);
+    let mut at = 0;
+    let mut requests = Vec::with_capacity(r.messages.len());
+    for m in r.messages {
+        texts_fit(&[
+            ("idempotency_key", m.idempotency_key.as_deref()),
+            ("transaction", m.transaction.as_deref()),
+        ])?;
+        let end = at + m.payload_bytes as usize;
+        requests.push(NewRequest {
+            kind: kind.clone(),
+            payload: body.slice(at..end),
+            idempotency_key: m.idempotency_key,
+            test: m.test,
+            transaction: m.transaction,
+            state_secret: m.state_secret,
+        });
+        at = end;
+    }
+    Ok(requests)
+}
+
 /// The client's side of the same mapping: appends the request frame of
 /// `command` under `correlation_id` and returns its opcode. The reader of
 /// an `Ack` or `Nack` goes out as its `lease`; that of a `Fetch` or
@@ -198,6 +247,15 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
     match command {
         Command::SendRequest(r) => encode_request(out, Opcode::SendRequest, id, r),
         Command::Call(r) => encode_request(out, Opcode::Call, id, r),
+        Command::SendRequests(rs) => encode_requests(out, id, rs),
+        Command::AckMany { queue, ids, reader } => {
+            let header = h::AckMany {
+                queue: queue_name(queue),
+                ids: ids.iter().map(MessageId::to_string).collect(),
+                lease: *reader,
+            };
+            encode_as(out, Opcode::AckMany, id, &header, &[])
+        }
         Command::Fetch {
             queue,
             max,
@@ -284,6 +342,28 @@ fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewReq
         state_secret: r.state_secret,
     };
     encode_as(out, op, correlation_id, &header, &r.payload)
+}
+
+/// A `send_requests` frame: the kind once (the first request's: a client
+/// checks a batch is of one kind before it encodes it), each request's
+/// fields and payload length, the payloads back to back.
+fn encode_requests(out: &mut Vec<u8>, correlation_id: u64, rs: &[NewRequest]) -> Opcode {
+    let header = h::SendRequests {
+        kind: rs.first().map(|r| r.kind.to_string()).unwrap_or_default(),
+        messages: rs
+            .iter()
+            .map(|r| h::BatchRequest {
+                payload_bytes: u32::try_from(r.payload.len()).unwrap_or(u32::MAX),
+                idempotency_key: r.idempotency_key.clone(),
+                test: r.test,
+                transaction: r.transaction.clone(),
+                state_secret: r.state_secret,
+            })
+            .collect(),
+    };
+    let bodies: Vec<&[u8]> = rs.iter().map(|r| &r.payload[..]).collect();
+    crate::encode(out, Opcode::SendRequests, correlation_id, &header, &bodies);
+    Opcode::SendRequests
 }
 
 /// An `ack` or `nack` frame: the queue, the message, the lease and a delay.

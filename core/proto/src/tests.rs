@@ -124,6 +124,8 @@ fn sample(ty: header::FieldType) -> serde_json::Value {
         FieldType::Bool => true.into(),
         FieldType::U32 | FieldType::U64 => 7.into(),
         FieldType::U8Array => serde_json::json!([1]),
+        FieldType::StringArray => serde_json::json!(["s"]),
+        FieldType::ObjectArray => serde_json::json!([]),
     }
 }
 
@@ -194,6 +196,9 @@ fn given_every_request_header_when_fields_are_left_out_or_mistyped_then_the_fiel
     check_fields::<header::AddCredits>();
     check_fields::<header::Unsubscribe>();
     check_fields::<header::Settle>();
+    check_fields::<header::SendRequests>();
+    check_fields::<header::BatchRequest>();
+    check_fields::<header::AckMany>();
     check_fields::<header::SendResponse>();
     check_fields::<header::SendRefusal>();
     check_fields::<header::Status>();

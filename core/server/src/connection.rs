@@ -549,7 +549,7 @@ fn split<T>(
 }
 
 /// Decodes a request frame into its command (gonets-proto's one wire
-/// mapping). An ack or nack naming a lease that is neither this
+/// mapping). An ack, ack_many or nack naming a lease that is neither this
 /// connection's session's nor one of its subscriptions' is `NOT_FOUND`.
 #[allow(clippy::type_complexity)] // see `split`
 fn decode(
@@ -559,9 +559,11 @@ fn decode(
     let id = frame.header.correlation_id;
     let decoded = gonets_proto::decode_command(frame.header.opcode, &mut frame.json, frame.body);
     Ok(match split(id, decoded)? {
-        Ok(Command::Ack { reader, .. } | Command::Nack { reader, .. }) if !conn.holds(reader) => {
-            Err(Box::new(ErrorReply::from_hub(&HubError::NotFound)))
-        }
+        Ok(
+            Command::Ack { reader, .. }
+            | Command::AckMany { reader, .. }
+            | Command::Nack { reader, .. },
+        ) if !conn.holds(reader) => Err(Box::new(ErrorReply::from_hub(&HubError::NotFound))),
         other => other,
     })
 }

@@ -12,6 +12,69 @@ pub type ReaderId = u64;
 /// request reaches the hub.
 pub const TEXT_BYTES_MAX: usize = 4096;
 
+/// Most messages one batched operation (`send_requests`, `ack_many`)
+/// carries. 512 so that a batch whose every message has a client-made
+/// idempotency key (a 36-character UUID) keeps its JSON header well under
+/// the server's default 64 KiB header bound.
+pub const BATCH_MESSAGES_MAX: usize = 512;
+
+/// Why a batch as a whole is refused (nothing of it is applied). On the
+/// wire it is `MALFORMED`, with this text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// No message in the batch.
+    #[error("an empty batch")]
+    Empty,
+    /// More messages than [`BATCH_MESSAGES_MAX`].
+    #[error("a batch of {count} messages exceeds the limit of {count_max}")]
+    TooMany {
+        /// Messages sent.
+        count: usize,
+        /// The limit.
+        count_max: usize,
+    },
+    /// A `send_requests` whose messages are not all of one data kind.
+    #[error("a batch mixes data kinds {first} and {other}")]
+    MixedKinds {
+        /// The first message's kind.
+        first: DataKindId,
+        /// Another message's kind.
+        other: DataKindId,
+    },
+}
+
+impl From<BatchError> for crate::HubError {
+    fn from(e: BatchError) -> crate::HubError {
+        crate::HubError::Malformed(e.to_string())
+    }
+}
+
+/// Checks a batch's length: not empty, at most [`BATCH_MESSAGES_MAX`].
+pub fn check_batch_len(count: usize) -> Result<(), BatchError> {
+    match count {
+        0 => Err(BatchError::Empty),
+        n if n > BATCH_MESSAGES_MAX => Err(BatchError::TooMany {
+            count: n,
+            count_max: BATCH_MESSAGES_MAX,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a `send_requests` batch: its length, and one data kind throughout
+/// (the batch goes to that kind's queue's shard).
+pub fn check_send_batch(requests: &[NewRequest]) -> Result<(), BatchError> {
+    check_batch_len(requests.len())?;
+    let first = &requests[0].kind;
+    match requests.iter().find(|r| r.kind != *first) {
+        Some(other) => Err(BatchError::MixedKinds {
+            first: first.clone(),
+            other: other.kind.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The fields of a request to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewRequest {
@@ -48,6 +111,10 @@ impl NewRequest {
 pub enum Command {
     /// `send_request`: answered `Accepted` once durable.
     SendRequest(NewRequest),
+    /// `send_requests`: many requests of one data kind in one operation
+    /// ([`check_send_batch`]); answered `AcceptedMany`, one result per
+    /// request in order, once every accepted one is durable.
+    SendRequests(Vec<NewRequest>),
     /// `call`: the realtime path; answered with the answer or `DeadlineExceeded`.
     Call(NewRequest),
     /// Long-poll: up to `max` messages, waiting up to `wait_ms` for the first.
@@ -77,6 +144,17 @@ pub enum Command {
         /// The message.
         id: MessageId,
         /// The reader holding the lease.
+        reader: ReaderId,
+    },
+    /// `ack_many`: ends the leases of many messages of one requests queue
+    /// at once ([`check_batch_len`]); answered `AckedMany` (the ids not
+    /// acked, with why) once the acks are durable.
+    AckMany {
+        /// The queue the messages were delivered from.
+        queue: QueueId,
+        /// The messages.
+        ids: Vec<MessageId>,
+        /// The reader holding the leases.
         reader: ReaderId,
     },
     /// Ends a lease: deliver again after `delay_ms`.
@@ -129,9 +207,16 @@ impl Command {
             Command::SendRequest(r) | Command::Call(r) => {
                 Some(QueueId::Requests(r.kind.clone()).shard(shard_count))
             }
+            // A batch goes where its first request's kind does (a mixed
+            // batch is refused there, whole).
+            Command::SendRequests(rs) => match rs.first() {
+                Some(r) => Some(QueueId::Requests(r.kind.clone()).shard(shard_count)),
+                None => Some(0), // empty: refused by the shard it reaches
+            },
             Command::Fetch { queue, .. }
             | Command::Subscribe { queue, .. }
             | Command::Ack { queue, .. }
+            | Command::AckMany { queue, .. }
             | Command::Nack { queue, .. }
             | Command::QueueStats { queue } => Some(queue.shard(shard_count)),
             Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
@@ -147,6 +232,8 @@ impl Command {
     pub fn reply_kind(&self) -> ReplyKind {
         match self {
             Command::SendRequest(_) => ReplyKind::Accepted,
+            Command::SendRequests(_) => ReplyKind::AcceptedMany,
+            Command::AckMany { .. } => ReplyKind::AckedMany,
             Command::Call(_) => ReplyKind::Message,
             Command::Fetch { .. } => ReplyKind::Messages,
             Command::Subscribe { .. }
@@ -175,12 +262,43 @@ pub enum ReplyKind {
     Status,
     /// [`Reply::Stats`](crate::Reply::Stats).
     Stats,
+    /// [`Reply::AcceptedMany`](crate::Reply::AcceptedMany).
+    AcceptedMany,
+    /// [`Reply::AckedMany`](crate::Reply::AckedMany).
+    AckedMany,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::ParticipantId;
+
+    #[test]
+    fn given_batches_when_checked_then_empty_too_long_and_mixed_ones_are_refused_whole() {
+        let one = || NewRequest::new("urn:k:1", "x");
+        assert_eq!(check_send_batch(&[]), Err(BatchError::Empty));
+        assert_eq!(check_send_batch(&[one(), one()]), Ok(()));
+        let long = vec![one(); BATCH_MESSAGES_MAX + 1];
+        assert!(matches!(
+            check_send_batch(&long),
+            Err(BatchError::TooMany { count, .. }) if count == BATCH_MESSAGES_MAX + 1
+        ));
+        let mixed = [one(), NewRequest::new("urn:k:2", "y")];
+        assert!(matches!(
+            check_send_batch(&mixed),
+            Err(BatchError::MixedKinds { ref other, .. }) if other.as_str() == "urn:k:2"
+        ));
+        assert_eq!(check_batch_len(BATCH_MESSAGES_MAX), Ok(()));
+        let e: crate::HubError = BatchError::Empty.into();
+        assert_eq!(e, crate::HubError::Malformed("an empty batch".into()));
+        let batch = Command::SendRequests(vec![one()]);
+        assert_eq!(
+            batch.shard(4),
+            Some(QueueId::Requests(DataKindId::new("urn:k:1")).shard(4)),
+            "a batch goes to its kind's shard"
+        );
+        assert_eq!(batch.reply_kind(), ReplyKind::AcceptedMany);
+    }
 
     #[test]
     fn given_commands_when_their_shard_is_asked_then_it_is_their_queues_or_their_ids() {

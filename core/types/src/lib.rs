@@ -12,10 +12,13 @@ pub mod message;
 pub mod refusal;
 pub mod reply;
 
-pub use command::{Command, NewRequest, ReaderId, ReplyKind, TEXT_BYTES_MAX};
+pub use command::{
+    check_batch_len, check_send_batch, BatchError, Command, NewRequest, ReaderId, ReplyKind,
+    BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
+};
 pub use error::HubError;
 pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};
 pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;
-pub use reply::{Reply, ReplyContent};
+pub use reply::{AcceptedMany, AckedMany, Reply, ReplyContent};

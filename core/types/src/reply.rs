@@ -1,8 +1,17 @@
 //! What a successful operation returns: one [`Reply`] per outcome.
 
 use crate::command::ReplyKind;
+use crate::error::HubError;
 use crate::history::{QueueStats, StatusView};
+use crate::ids::MessageId;
 use crate::message::{Accepted, Message};
+
+/// A `send_requests` reply: one result per request, in the batch's order.
+pub type AcceptedMany = Vec<Result<Accepted, HubError>>;
+
+/// An `ack_many` reply: the ids that were not acked and why (not leased to
+/// the reader, unknown), in the batch's order; empty when every ack held.
+pub type AckedMany = Vec<(MessageId, HubError)>;
 
 /// A successful reply, payloads resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +28,10 @@ pub enum Reply {
     Status(StatusView),
     /// Queue counters.
     Stats(QueueStats),
+    /// `send_requests`: one result per request, in order.
+    AcceptedMany(AcceptedMany),
+    /// `ack_many`: the ids not acked, with why (empty: all done).
+    AckedMany(AckedMany),
 }
 
 impl Reply {
@@ -31,6 +44,8 @@ impl Reply {
             Reply::Done => ReplyKind::Done,
             Reply::Status(_) => ReplyKind::Status,
             Reply::Stats(_) => ReplyKind::Stats,
+            Reply::AcceptedMany(_) => ReplyKind::AcceptedMany,
+            Reply::AckedMany(_) => ReplyKind::AckedMany,
         }
     }
 }
@@ -71,6 +86,8 @@ reply_content! {
     Vec<Message> => Messages,
     StatusView => Status,
     QueueStats => Stats,
+    AcceptedMany => AcceptedMany,
+    AckedMany => AckedMany,
 }
 
 impl ReplyContent for () {

@@ -16,6 +16,7 @@ use crate::result::HubCost;
 use crate::schedule::{OpenLoop, Pacer};
 use bytes::Bytes;
 use gonets_client::glommio::Client;
+use gonets_client::ClientError;
 use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -507,7 +508,11 @@ async fn connect_bulk(
         for p in (0..b.params.providers).filter(|p| p % n == k) {
             let conn = Conn::connect(target, &registry::provider(p)).await?;
             providers.push(conn.clone());
-            serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
+            if b.params.batch > 1 {
+                drain_batched(conn, registry::bulk_kind(p), sh.clone(), b.params.batch);
+            } else {
+                serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
+            }
         }
     }
     let mut senders = Vec::new();
@@ -586,6 +591,43 @@ async fn serve(conn: Conn, kind: String, settle: Settle) -> Result<(), String> {
     })
     .detach();
     Ok(())
+}
+
+/// Fetch loops per draining provider with `--batch` > 1 (each fetches up to
+/// a batch and acks it with one `ack_many`): a few, so one's round trips
+/// overlap another's.
+const FETCH_LANES: usize = 4;
+
+/// Longest wait of a draining provider's fetch.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+
+/// Drains `kind`'s request queue with [`FETCH_LANES`] detached loops that
+/// fetch up to `batch` messages and ack them with one `ack_many`, until the
+/// plan stops or the connection goes.
+fn drain_batched(conn: Conn, kind: String, sh: Arc<Shared>, batch: usize) {
+    let queue = QueueId::Requests(DataKindId::new(&kind));
+    for _ in 0..FETCH_LANES {
+        let (conn, queue, sh) = (conn.clone(), queue.clone(), sh.clone());
+        glommio::spawn_local(async move {
+            // Bounded by the plan's stop or the connection's end.
+            while !sh.stop.load(Relaxed) {
+                let client = conn.for_queue(&queue);
+                let Ok(ms) = client.fetch(&queue, batch as u32, FETCH_WAIT).await else {
+                    return;
+                };
+                if ms.is_empty() {
+                    continue;
+                }
+                let Ok(refused) = client.ack_many(&ms).await else {
+                    return;
+                };
+                let acked = ms.len() - refused.len();
+                sh.drained.fetch_add(acked as u64, Relaxed);
+                sh.last_drain_ns.fetch_max(sh.now_ns(), Relaxed);
+            }
+        })
+        .detach();
+    }
 }
 
 /// This thread's share of the realtime calls, open loop; returns its
@@ -701,6 +743,83 @@ impl CallBook {
     }
 }
 
+/// One of a bulk sender's `window` lanes: one operation in flight (a
+/// request, or a batch of `batch` with `send_requests`).
+struct Lane {
+    sh: Arc<Shared>,
+    conn: Conn,
+    rec: Rc<RefCell<Recorder>>,
+    payload: Bytes,
+    kinds: Vec<String>,
+    queues: Vec<QueueId>,
+    limit: u64,
+    batch: u64,
+}
+
+impl Lane {
+    /// Sends until the plan's count is sent or the bulk part stops.
+    async fn run(self) {
+        let sh = &self.sh;
+        // Bounded by `limit` or by bulk_stop.
+        loop {
+            if sh.bulk_stop.load(Relaxed) || sh.stop.load(Relaxed) {
+                return;
+            }
+            let idx = sh.bulk_next.fetch_add(self.batch, Relaxed);
+            if idx >= self.limit {
+                return;
+            }
+            let n = (self.limit - idx).min(self.batch);
+            // A batch is of one kind: batches go round the kinds.
+            let p = ((idx / self.batch) as usize) % self.kinds.len();
+            let sent = Instant::now();
+            sh.first_send_ns.fetch_min(sh.now_ns(), Relaxed);
+            sh.issued.fetch_add(n, Relaxed);
+            sh.in_flight.fetch_add(n as i64, Relaxed);
+            let client = self.conn.for_queue(&self.queues[p]);
+            let request = || NewRequest::new(&self.kinds[p], self.payload.clone());
+            // Each request's outcome, errors by name.
+            let results: Vec<Result<(), String>> = if self.batch == 1 {
+                let r = client.send_request(request()).await;
+                vec![r.map(|_| ()).map_err(|e| error_name(&e))]
+            } else {
+                match client
+                    .send_requests((0..n).map(|_| request()).collect())
+                    .await
+                {
+                    Ok(rs) => rs
+                        .into_iter()
+                        .map(|r| r.map(|_| ()).map_err(|e| error_name(&ClientError::Hub(e))))
+                        .collect(),
+                    Err(e) => vec![Err(error_name(&e)); n as usize],
+                }
+            };
+            sh.in_flight.fetch_sub(n as i64, Relaxed);
+            for r in results {
+                self.count(r, sent);
+            }
+        }
+    }
+
+    /// Counts one request's outcome.
+    fn count(&self, r: Result<(), String>, sent: Instant) {
+        let sh = &self.sh;
+        match r {
+            Ok(()) => {
+                sh.ok.fetch_add(1, Relaxed);
+                sh.accepted.fetch_add(1, Relaxed);
+                sh.last_accept_ns.fetch_max(sh.now_ns(), Relaxed);
+                let bytes = self.payload.len() as u64;
+                self.rec.borrow_mut().ok(sent.elapsed(), bytes);
+            }
+            Err(e) => {
+                sh.errors.fetch_add(1, Relaxed);
+                self.rec.borrow_mut().error(&e);
+            }
+        }
+    }
+}
+
 /// This thread's bulk senders, `window` requests in flight each, until
 /// the plan's count is sent or the rt part is over.
 async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder {
@@ -720,44 +839,17 @@ async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder
     for conn in senders {
         let mut sender_lanes = Vec::new();
         for _ in 0..b.params.window {
-            let (rec, payload, kinds, queues) =
-                (rec.clone(), payload.clone(), kinds.clone(), queues.clone());
-            let conn = conn.clone();
-            let sh = sh.clone();
-            sender_lanes.push(glommio::spawn_local(async move {
-                // Bounded by `limit` or by bulk_stop.
-                loop {
-                    if sh.bulk_stop.load(Relaxed) || sh.stop.load(Relaxed) {
-                        return;
-                    }
-                    let idx = sh.bulk_next.fetch_add(1, Relaxed);
-                    if idx >= limit {
-                        return;
-                    }
-                    let p = (idx as usize) % kinds.len();
-                    let sent = Instant::now();
-                    sh.first_send_ns.fetch_min(sh.now_ns(), Relaxed);
-                    sh.issued.fetch_add(1, Relaxed);
-                    sh.in_flight.fetch_add(1, Relaxed);
-                    let r = conn
-                        .for_queue(&queues[p])
-                        .send_request(NewRequest::new(&kinds[p], payload.clone()))
-                        .await;
-                    sh.in_flight.fetch_sub(1, Relaxed);
-                    match r {
-                        Ok(_) => {
-                            sh.ok.fetch_add(1, Relaxed);
-                            sh.accepted.fetch_add(1, Relaxed);
-                            sh.last_accept_ns.fetch_max(sh.now_ns(), Relaxed);
-                            rec.borrow_mut().ok(sent.elapsed(), payload.len() as u64);
-                        }
-                        Err(e) => {
-                            sh.errors.fetch_add(1, Relaxed);
-                            rec.borrow_mut().error(&error_name(&e));
-                        }
-                    }
-                }
-            }));
+            let lane = Lane {
+                sh: sh.clone(),
+                conn: conn.clone(),
+                rec: rec.clone(),
+                payload: payload.clone(),
+                kinds: kinds.clone(),
+                queues: queues.clone(),
+                limit,
+                batch: b.params.batch as u64,
+            };
+            sender_lanes.push(glommio::spawn_local(lane.run()));
         }
         lanes.push(sender_lanes);
     }

@@ -70,6 +70,7 @@ fn note_bulk(run: &mut Run, b: &BulkParams) {
     s.insert("senders".into(), json!(b.senders));
     s.insert("window".into(), json!(b.window));
     s.insert("bulk_providers".into(), json!(b.providers));
+    s.insert("batch".into(), json!(b.batch));
 }
 
 /// The rt phase of an outcome.

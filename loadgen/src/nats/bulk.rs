@@ -514,6 +514,7 @@ mod tests {
             window: 64,
             providers: 2,
             drain_timeout: Duration::from_secs(5),
+            batch: 1,
         }
     }
 

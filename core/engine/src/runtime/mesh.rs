@@ -11,7 +11,9 @@ use crate::registry::Registry;
 use crate::shard::{Command, PeerMsg, ReaderId};
 use gonets_types::error::HubError;
 use gonets_types::ids::{ParticipantId, QueueId};
-use gonets_types::{Accepted, Message, QueueStats, ReplyContent, ReplyKind, StatusView};
+use gonets_types::{
+    Accepted, AcceptedMany, AckedMany, Message, QueueStats, ReplyContent, ReplyKind, StatusView,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +37,10 @@ pub(crate) enum ReplyTo {
     Status(Tx<StatusView>),
     /// `queue_stats`.
     Stats(Tx<QueueStats>),
+    /// `send_requests`: one reply for the whole batch.
+    AcceptedMany(Tx<AcceptedMany>),
+    /// `ack_many`: one reply for the whole batch.
+    AckedMany(Tx<AckedMany>),
 }
 
 impl ReplyTo {
@@ -47,6 +53,8 @@ impl ReplyTo {
             ReplyTo::Done(_) => ReplyKind::Done,
             ReplyTo::Status(_) => ReplyKind::Status,
             ReplyTo::Stats(_) => ReplyKind::Stats,
+            ReplyTo::AcceptedMany(_) => ReplyKind::AcceptedMany,
+            ReplyTo::AckedMany(_) => ReplyKind::AckedMany,
         }
     }
 
@@ -59,6 +67,8 @@ impl ReplyTo {
             ReplyTo::Done(tx) => tx.try_send(Err(e)).is_ok(),
             ReplyTo::Status(tx) => tx.try_send(Err(e)).is_ok(),
             ReplyTo::Stats(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::AcceptedMany(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::AckedMany(tx) => tx.try_send(Err(e)).is_ok(),
         };
     }
 }
@@ -87,6 +97,8 @@ awaited! {
     () => Done,
     StatusView => Status,
     QueueStats => Stats,
+    AcceptedMany => AcceptedMany,
+    AckedMany => AckedMany,
 }
 
 /// Something for a shard's inbox.

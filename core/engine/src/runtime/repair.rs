@@ -186,6 +186,7 @@ fn describe(record: &Record) -> Option<String> {
         ),
         Record::Answer(a) => format!("answer {} to request {}", a.id, a.request_id),
         Record::Event(e) => format!("{:?} of request {}", e.kind, e.request_id),
+        Record::Events(es) => format!("{} history steps", es.len()),
         Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => return None,
     })
 }

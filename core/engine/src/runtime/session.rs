@@ -92,6 +92,8 @@ impl Session {
             ReplyKind::Done => self.route(command).await.map(|()| Reply::Done),
             ReplyKind::Status => self.route(command).await.map(Reply::Status),
             ReplyKind::Stats => self.route(command).await.map(Reply::Stats),
+            ReplyKind::AcceptedMany => self.route(command).await.map(Reply::AcceptedMany),
+            ReplyKind::AckedMany => self.route(command).await.map(Reply::AckedMany),
         }
     }
 
@@ -150,6 +152,7 @@ impl Session {
             }
             Command::Subscribe { reader, .. }
             | Command::Ack { reader, .. }
+            | Command::AckMany { reader, .. }
             | Command::Nack { reader, .. } => *reader,
             _ => own,
         };
@@ -159,6 +162,28 @@ impl Session {
     /// Sends a request; answers once it is durable (or repeats an earlier acceptance).
     pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, HubError> {
         self.route(Command::SendRequest(request)).await
+    }
+
+    /// Sends many requests of one data kind at once; one result per
+    /// request, in order, once every accepted one is durable (a batch
+    /// refused as a whole, `Malformed`, stores nothing).
+    pub async fn send_requests(
+        &self,
+        requests: Vec<NewRequest>,
+    ) -> Result<gonets_types::AcceptedMany, HubError> {
+        self.route(Command::SendRequests(requests)).await
+    }
+
+    /// Acks many messages of one requests queue leased to `reader` (the
+    /// lease holder the messages name) in one record; once durable, the
+    /// ids that were not acked, with why (empty: all done).
+    pub async fn ack_many(
+        &self,
+        queue: QueueId,
+        ids: Vec<MessageId>,
+        reader: ReaderId,
+    ) -> Result<gonets_types::AckedMany, HubError> {
+        self.route(Command::AckMany { queue, ids, reader }).await
     }
 
     /// The realtime path: sends and waits for the answer within the data

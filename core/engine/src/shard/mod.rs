@@ -9,6 +9,7 @@
 //! (`apply`), the same code replay runs; volatile state (queues, leases,
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
+mod batch;
 pub mod exchange;
 pub mod keys;
 mod park;
@@ -595,6 +596,7 @@ impl Shard {
                     Record::Request(r) => r.time_ms,
                     Record::Answer(a) => a.time_ms,
                     Record::Event(e) => e.time_ms,
+                    Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                     Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
                 };
                 self.replayed_ms = self.replayed_ms.max(time_ms);
@@ -814,6 +816,11 @@ impl Shard {
             Record::Request(r) => self.apply_request(offset, r, durable),
             Record::Answer(a) => self.apply_answer(offset, a, durable),
             Record::Event(e) => self.apply_event(offset, e, durable),
+            Record::Events(es) => {
+                for e in es {
+                    self.apply_event(offset, e, durable);
+                }
+            }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 unreachable!("snapshot records are not applied")
             }
@@ -1005,6 +1012,7 @@ impl Shard {
         let result = match command {
             Command::SendRequest(r) => self.send_request(token, &caller, r, false),
             Command::Call(r) => self.send_request(token, &caller, r, true),
+            Command::SendRequests(rs) => self.send_requests(token, &caller, rs),
             Command::Fetch {
                 queue,
                 max,
@@ -1017,6 +1025,9 @@ impl Shard {
                 reader,
             } => self.subscribe(&caller, queue, credits, reader),
             Command::Ack { queue, id, reader } => self.ack(token, &caller, queue, id, reader),
+            Command::AckMany { queue, ids, reader } => {
+                self.ack_many(token, &caller, queue, ids, reader)
+            }
             Command::Nack {
                 queue,
                 id,
@@ -1167,19 +1178,12 @@ impl Shard {
         r: &NewRequest,
         call: bool,
     ) -> bool {
-        let Some(key) = &r.idempotency_key else {
+        let Some(original) = self.repeat_of(caller, r) else {
             return false;
         };
-        let print = keys::KeyPrint::of(caller, &r.kind, key);
-        let Some(original) = self.keys.get(print) else {
-            return false;
-        };
-        // The original's time is its id's; its slice may outlive its window.
-        let window_end_ms = original
-            .unix_ms()
-            .saturating_add(self.config.dedup_window_ms);
-        if self.now_ms >= window_end_ms {
-            return false;
+        if call {
+            self.call_again(token, original);
+            return true;
         }
         let Some((time_ms, offset)) = self
             .exchange_view(original)
@@ -1187,23 +1191,14 @@ impl Shard {
         else {
             // Kept whole for its window (`arm_eviction`), so never here;
             // were it gone, it was finished: durable, and still a repeat.
-            let reply = match call {
-                true => Err(HubError::Duplicate { original }),
-                false => Ok(ShardReply::Accepted {
-                    id: original,
-                    time_ms: original.unix_ms(),
-                    duplicate: true,
-                }),
+            let reply = ShardReply::Accepted {
+                id: original,
+                time_ms: original.unix_ms(),
+                duplicate: true,
             };
-            self.counters.duplicates += 1;
-            self.reply(token, reply);
+            self.reply(token, Ok(reply));
             return true;
         };
-        self.counters.duplicates += 1;
-        if call {
-            self.call_again(token, original);
-            return true;
-        }
         let reply = ShardReply::Accepted {
             id: original,
             time_ms,
@@ -1211,6 +1206,21 @@ impl Shard {
         };
         self.reply_when_durable(offset, token, Ok(reply));
         true
+    }
+
+    /// The request `r` repeats within the dedup window (counted), if any.
+    fn repeat_of(&mut self, caller: &ParticipantId, r: &NewRequest) -> Option<MessageId> {
+        let key = r.idempotency_key.as_ref()?;
+        let original = self.keys.get(keys::KeyPrint::of(caller, &r.kind, key))?;
+        // The original's time is its id's; its slice may outlive its window.
+        let window_end_ms = original
+            .unix_ms()
+            .saturating_add(self.config.dedup_window_ms);
+        if self.now_ms >= window_end_ms {
+            return None;
+        }
+        self.counters.duplicates += 1;
+        Some(original)
     }
 
     /// Stores a checked request and arms its timers; a call is handed to
@@ -1224,6 +1234,48 @@ impl Shard {
         call: bool,
         terms: RequestTerms,
     ) -> Result<(), HubError> {
+        let queue = terms.queue.clone();
+        let (id, offset) = self.store_request(caller, r, call, terms)?;
+        if call {
+            // The realtime path: hand the request over while it commits; the
+            // answer reaches the caller only once durable.
+            self.call_waiters.insert(id, token);
+            self.defer(offset, Deferred::RequestDurable(id));
+            self.enqueue_request(id);
+        } else {
+            let time_ms = self.now_ms;
+            self.committing_request(queue, id, offset);
+            self.defer(
+                offset,
+                Deferred::Out(Output::Reply {
+                    token,
+                    result: Ok(ShardReply::Accepted {
+                        id,
+                        time_ms,
+                        duplicate: false,
+                    }),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// An accepted async request counts against its queue's bound while it
+    /// commits, and joins the queue once durable.
+    fn committing_request(&mut self, queue: QueueId, id: MessageId, offset: u64) {
+        *self.committing.entry(queue).or_default() += 1;
+        self.defer(offset, Deferred::RequestDurable(id));
+    }
+
+    /// Appends a checked request's record (within its queue's bound) and
+    /// arms its timers: its id and offset.
+    fn store_request(
+        &mut self,
+        caller: &ParticipantId,
+        r: NewRequest,
+        call: bool,
+        terms: RequestTerms,
+    ) -> Result<(MessageId, u64), HubError> {
         let RequestTerms {
             queue,
             provider,
@@ -1256,29 +1308,7 @@ impl Shard {
             // queue once parked there (or by its own timer once taken).
             self.watch_committing(id, deadline_ms);
         }
-        if call {
-            // The realtime path: hand the request over while it commits; the
-            // answer reaches the caller only once durable.
-            self.call_waiters.insert(id, token);
-            self.defer(offset, Deferred::RequestDurable(id));
-            self.enqueue_request(id);
-        } else {
-            let time_ms = self.now_ms;
-            *self.committing.entry(queue).or_default() += 1;
-            self.defer(offset, Deferred::RequestDurable(id));
-            self.defer(
-                offset,
-                Deferred::Out(Output::Reply {
-                    token,
-                    result: Ok(ShardReply::Accepted {
-                        id,
-                        time_ms,
-                        duplicate: false,
-                    }),
-                }),
-            );
-        }
-        Ok(())
+        Ok((id, offset))
     }
 
     /// A `call` repeating an earlier one's idempotency key (docs/protocol.md,
@@ -1289,7 +1319,11 @@ impl Shard {
     fn call_again(&mut self, token: Token, original: MessageId) {
         // A parked original is no call: it is answered `Duplicate` below.
         self.unpark(original);
-        let ex = &self.exchanges[&original];
+        let Some(ex) = self.exchanges.get(&original) else {
+            // Kept whole for its window, so never here; were it gone, it
+            // was finished, and its answer may be gone with it.
+            return self.reply(token, Err(HubError::Duplicate { original }));
+        };
         let duplicate = Err(HubError::Duplicate { original });
         let Some(o) = ex.outcome.as_ref().filter(|_| ex.call) else {
             let offset = ex.request_offset;

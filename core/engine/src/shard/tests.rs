@@ -3096,3 +3096,7 @@ fn given_send_request_when_call_repeats_its_key_then_duplicate_with_original_id(
         Err(HubError::Duplicate { original })
     );
 }
+
+/// The batched operations' rules (`shard/batch.rs`), on this driver.
+#[path = "batch_tests.rs"]
+mod batch_tests;

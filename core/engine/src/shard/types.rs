@@ -174,6 +174,10 @@ pub enum ShardReply {
     Status(StatusView),
     /// Queue counters.
     Stats(QueueStats),
+    /// `send_requests`: one result per request, in order (durable).
+    AcceptedMany(gonets_types::AcceptedMany),
+    /// `ack_many`: the ids not acked, with why (empty: all done; durable).
+    AckedMany(gonets_types::AckedMany),
 }
 
 /// Something the shard needs done from outside.

@@ -3,7 +3,7 @@
 //! against that as it comes (records, replies, deliveries, peer messages).
 
 use crate::model::{terminal_kind, MAnswer, MPlace, ShardModel};
-use crate::workload::{Expect, Pending, Seen};
+use crate::workload::{Expect, Pending, Seen, Slot};
 
 fn same_result(a: &Result<(), HubError>, b: &Result<(), HubError>) -> bool {
     match (a, b) {
@@ -45,6 +45,23 @@ impl World {
                     (Command::Ack { id, .. }, Expect::AckRequest) => {
                         ctx.expect_events.push((*id, EventKind::Acked, 0));
                         self.know.provider_acked.insert(*id);
+                    }
+                    (Command::SendRequests(_), Expect::SendMany { slots, .. }) => {
+                        for slot in slots {
+                            match slot {
+                                Slot::Dup(_) | Slot::SameAs(_) => m.counters.duplicates += 1,
+                                Slot::Fail(HubError::StateSecret) => {
+                                    m.counters.state_secrets_refused += 1
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    (Command::AckMany { .. }, Expect::AckMany { acked, .. }) => {
+                        for id in acked {
+                            ctx.expect_events.push((*id, EventKind::Acked, 0));
+                            self.know.provider_acked.insert(*id);
+                        }
                     }
                     (Command::Ack { id, .. }, Expect::AckAnswer { again: false }) => {
                         let a = m.answers.remove(id).expect("predicted leased");
@@ -316,6 +333,7 @@ impl World {
                 );
                 p.release_offset = self.logs[si].records.len() as u64;
                 p.record_offset = ctx.command_record;
+                p.batch_ids = ctx.batch_new.iter().map(|(id, _)| *id).collect();
                 if let Some((id, offset)) = ctx.new_request {
                     p.request_id = Some(id);
                     p.record_offset = Some(offset);
@@ -587,12 +605,35 @@ impl World {
         let request;
         match &record {
             Record::Request(r) => {
-                let CtxInput::Command {
-                    caller,
-                    command: Command::SendRequest(n) | Command::Call(n),
-                } = &ctx.input
-                else {
-                    return Err(format!("request record {} without a send", r.id));
+                let (caller, n) = match &ctx.input {
+                    CtxInput::Command {
+                        caller,
+                        command: Command::SendRequest(n) | Command::Call(n),
+                    } => {
+                        ensure!(
+                            ctx.new_request.is_none(),
+                            "two request records for one send"
+                        );
+                        (caller, n)
+                    }
+                    CtxInput::Command {
+                        caller,
+                        command: Command::SendRequests(ns),
+                    } => {
+                        // The kth record is the kth request the model stores.
+                        let token = ctx.token.expect("command token");
+                        let Expect::SendMany { slots, .. } = &self.pending[&token].expect else {
+                            return Err(format!("request record {} for a refused batch", r.id));
+                        };
+                        let k = ctx.batch_new.len();
+                        let i = slots
+                            .iter()
+                            .position(|s| matches!(s, Slot::New(j) if *j == k))
+                            .ok_or_else(|| format!("request record {} beyond the batch's", r.id))?;
+                        ctx.batch_new.push((r.id, offset));
+                        (caller, &ns[i])
+                    }
+                    _ => return Err(format!("request record {} without a send", r.id)),
                 };
                 let call = matches!(
                     &ctx.input,
@@ -600,10 +641,6 @@ impl World {
                         command: Command::Call(_),
                         ..
                     }
-                );
-                ensure!(
-                    ctx.new_request.is_none(),
-                    "two request records for one send"
                 );
                 let kind = self.registry.kind(&r.kind).expect("validated kind");
                 ensure!(
@@ -625,7 +662,15 @@ impl World {
                     "message id {} handed out twice",
                     r.id
                 );
-                ctx.new_request = Some((r.id, offset));
+                if !matches!(
+                    &ctx.input,
+                    CtxInput::Command {
+                        command: Command::SendRequests(_),
+                        ..
+                    }
+                ) {
+                    ctx.new_request = Some((r.id, offset));
+                }
                 request = Some(r.id);
                 self.stats.accepted += 1;
             }
@@ -761,6 +806,25 @@ impl World {
             }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 return Err("the shard appended a snapshot record by itself".into())
+            }
+            Record::Events(es) => {
+                // Only `ack_many` writes one: each event one of its acks.
+                ensure!(!es.is_empty(), "an empty events record");
+                for e in es {
+                    ensure!(
+                        e.time_ms == now && e.kind == EventKind::Acked && e.count == 0,
+                        "event {e:?} in an events record at {now}"
+                    );
+                    let at = ctx
+                        .expect_events
+                        .iter()
+                        .position(|x| *x == (e.request_id, e.kind, e.count))
+                        .ok_or_else(|| format!("event {e:?} not called for by {:?}", ctx.input))?;
+                    ctx.expect_events.remove(at);
+                    self.dirty.insert(e.request_id);
+                }
+                ctx.command_record = Some(offset);
+                request = None;
             }
         }
         let m = &mut self.models[si];

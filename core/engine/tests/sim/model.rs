@@ -290,6 +290,12 @@ impl ShardModel {
                     count: e.count,
                 });
             }
+            // A batch of events folds as that many event records.
+            Record::Events(es) => {
+                for e in es {
+                    self.apply(offset, &Record::Event(e.clone()), live)?;
+                }
+            }
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {}
         }
         Ok(())
@@ -311,6 +317,7 @@ impl ShardModel {
                 Record::Request(r) => r.time_ms,
                 Record::Answer(a) => a.time_ms,
                 Record::Event(e) => e.time_ms,
+                Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                 // A snapshot's clock part holds the shard's time then.
                 Record::SnapshotPart(b) => clock_of(b).unwrap_or(0),
                 Record::SnapshotEnd { .. } => 0,

@@ -104,6 +104,17 @@ pub enum Expect {
     Nacked,
     /// `Done` once the ack is durable.
     AckRequest,
+    /// `send_requests`: one slot per request, once everything appended so
+    /// far is durable (`now`: at once, nothing appended and all durable).
+    SendMany { slots: Vec<Slot>, now: bool },
+    /// `ack_many`: the acks of `acked` in one record, and `refused` in the
+    /// reply, once everything appended so far is durable (`now`: at once,
+    /// nothing appended and everything durable).
+    AckMany {
+        acked: Vec<MessageId>,
+        refused: Vec<(MessageId, HubError)>,
+        now: bool,
+    },
     /// The request's shard is told, and settles it: `Done` only once the
     /// ack's record is durable there. `again`: the answer is no longer
     /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
@@ -134,6 +145,8 @@ impl Expect {
                 | Expect::ReadAfterFailure
                 | Expect::Duplicate { durable: true, .. }
                 | Expect::CallRepeat { durable: true, .. }
+                | Expect::AckMany { now: true, .. }
+                | Expect::SendMany { now: true, .. }
         )
     }
 
@@ -149,8 +162,23 @@ impl Expect {
                 | Expect::Answer
                 | Expect::Duplicate { durable: false, .. }
                 | Expect::CallRepeat { durable: false, .. }
+                | Expect::AckMany { now: false, .. }
+                | Expect::SendMany { now: false, .. }
         )
     }
+}
+
+/// What one request of a `send_requests` gets.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    /// Stored: the `k`th request record the batch appends.
+    New(usize),
+    /// The acceptance of an earlier send.
+    Dup(MessageId),
+    /// The acceptance of the earlier slot `j` of this batch (same key).
+    SameAs(usize),
+    /// Refused with this error.
+    Fail(HubError),
 }
 
 /// What a repeated call gets.
@@ -179,6 +207,8 @@ pub struct Pending {
     pub release_offset: u64,
     /// The request a send created.
     pub request_id: Option<MessageId>,
+    /// The requests a `send_requests` created, in order.
+    pub batch_ids: Vec<MessageId>,
     /// The record it appended (request, ack event, answer).
     pub record_offset: Option<u64>,
 }
@@ -340,6 +370,111 @@ impl World {
         }))
     }
 
+    /// What a `send_requests` gets (`shard/batch.rs`): the whole batch
+    /// refused, or each request as a `send_request` would be, after the
+    /// ones before it in the batch (their keys, their room in the queue).
+    fn predict_send_many(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        rs: &[NewRequest],
+        now: u64,
+    ) -> Expect {
+        let m = &self.models[s as usize];
+        if let Some(e) = &m.failed {
+            return Expect::Fail(e.clone());
+        }
+        if self.registry.participant(caller).is_none() {
+            return Expect::Fail(HubError::Unauthenticated);
+        }
+        if gonets_types::check_send_batch(rs).is_err() {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        }
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut new = 0;
+        for (i, r) in rs.iter().enumerate() {
+            let single = self.predict(s, caller, &Command::SendRequest(r.clone()), now);
+            let earlier = r.idempotency_key.as_ref().and_then(|key| {
+                (0..i).find(|j| {
+                    rs[*j].idempotency_key.as_ref() == Some(key)
+                        && matches!(slots[*j], Slot::New(_) | Slot::SameAs(_))
+                })
+            });
+            let slot = match single {
+                Expect::Fail(e) if e != HubError::QuotaExceeded => Slot::Fail(e),
+                _ if earlier.is_some() => Slot::SameAs(earlier.expect("some")),
+                Expect::Duplicate { original, .. } => Slot::Dup(original),
+                _ if self.full_after(s, r, new) => Slot::Fail(HubError::QuotaExceeded),
+                _ => {
+                    new += 1;
+                    Slot::New(new - 1)
+                }
+            };
+            slots.push(slot);
+        }
+        let log_end = self.logs[s as usize].records.len() as u64;
+        let now = new == 0 && log_end <= m.durable;
+        Expect::SendMany { slots, now }
+    }
+
+    /// True when `r`'s queue on shard `s` has no room once `more` requests
+    /// (earlier in its batch) are added (as `predict` counts the bound).
+    fn full_after(&self, s: u16, r: &NewRequest, more: usize) -> bool {
+        let m = &self.models[s as usize];
+        let kind = self.registry.kind(&r.kind).expect("checked kind");
+        let queue = QueueId::Requests(r.kind.clone());
+        let committing = m
+            .reqs
+            .values()
+            .filter(|q| q.kind == r.kind && !q.released && !q.call)
+            .count();
+        m.places(&queue).count() + committing + more >= kind.queue_messages_max as usize
+    }
+
+    /// What an `ack_many` gets (`shard/batch.rs`): the whole batch refused,
+    /// or each id acked, repeated (acked or answered before, or earlier in
+    /// the list) or refused `NotFound`.
+    fn predict_ack_many(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        ids: &[MessageId],
+        reader: ReaderId,
+    ) -> Expect {
+        let m = &self.models[s as usize];
+        if ids.is_empty() || ids.len() > gonets_types::BATCH_MESSAGES_MAX {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        }
+        if let Err(e) = self.may_read(s, caller, queue) {
+            return Expect::Fail(e);
+        }
+        let QueueId::Requests(k) = queue else {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        };
+        let (mut acked, mut refused) = (Vec::new(), Vec::new());
+        for id in ids {
+            let repeat = acked.contains(id)
+                || m.reqs
+                    .get(id)
+                    .is_some_and(|r| r.in_memory && &r.kind == k && (r.acked || !r.open()));
+            match m.place(queue, *id) {
+                _ if acked.contains(id) => {}
+                Some(MPlace::Leased { reader: r, .. }) if r == reader => acked.push(*id),
+                Some(_) => refused.push((*id, HubError::NotFound)),
+                None if repeat => {}
+                None => refused.push((*id, HubError::NotFound)),
+            }
+        }
+        let log_end = self.logs[s as usize].records.len() as u64;
+        let now = acked.is_empty() && log_end <= m.durable;
+        Expect::AckMany {
+            acked,
+            refused,
+            now,
+        }
+    }
+
     /// What a call repeating the key of `original` gets.
     fn predict_call_repeat(&self, s: u16, original: MessageId) -> Expect {
         let m = &self.models[s as usize];
@@ -468,6 +603,10 @@ impl World {
                 } else {
                     Expect::Wait
                 }
+            }
+            Command::SendRequests(rs) => self.predict_send_many(s, caller, rs, now),
+            Command::AckMany { queue, ids, reader } => {
+                self.predict_ack_many(s, caller, queue, ids, *reader)
             }
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
@@ -633,6 +772,7 @@ impl World {
                 issued_now: now,
                 release_offset: 0,
                 request_id: None,
+                batch_ids: Vec::new(),
                 record_offset: None,
             },
         );
@@ -765,6 +905,11 @@ impl World {
             0..=37 => {
                 let kind = self.pick(kinds).expect("a consumer has kinds");
                 let realtime = self.registry.kind(&kind).unwrap().mode == Mode::Realtime;
+                if !realtime && roll <= 4 {
+                    let n = self.rng.workload.gen_range(1..=4);
+                    let rs = (0..n).map(|_| self.new_request(&kind)).collect();
+                    return self.issue(c, Command::SendRequests(rs));
+                }
                 let mut r = self.new_request(&kind);
                 if realtime && roll >= 25 {
                     // Some calls carry a key from the small pool: repeats
@@ -828,6 +973,31 @@ impl World {
         }
     }
 
+    /// An `ack_many` of everything client `c` holds from `queue` (`first`
+    /// among it), sometimes with `first` twice or an id never leased.
+    fn ack_many(&mut self, c: usize, first: MessageId, queue: QueueId) -> Check {
+        let reader = self.clients[c].reader;
+        let mut ids: Vec<MessageId> = self.clients[c]
+            .held
+            .iter()
+            .filter(|(_, q)| **q == queue)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.clients[c].held.remove(id);
+        }
+        match self.rng.workload.gen_range(0..4) {
+            0 => ids.push(first),
+            1 => ids.push(MessageId::new(
+                self.now,
+                0,
+                self.rng.workload.gen::<u32>() as u64,
+            )),
+            _ => {}
+        }
+        self.issue(c, Command::AckMany { queue, ids, reader })
+    }
+
     fn provider_act(&mut self, c: usize, kinds: &[DataKindId]) -> Check {
         let reader = self.clients[c].reader;
         let kind = self.pick(kinds).expect("a provider serves kinds");
@@ -853,6 +1023,9 @@ impl World {
                 let Some((id, queue)) = self.pick_held(c) else {
                     return Ok(());
                 };
+                if roll <= 33 {
+                    return self.ack_many(c, id, queue);
+                }
                 self.clients[c].held.remove(&id);
                 if roll <= 43 {
                     self.issue(c, Command::Ack { queue, id, reader })
@@ -1377,6 +1550,73 @@ impl World {
                     self.know.acks_replied.insert(*id);
                 }
             }
+            (
+                Expect::AckMany {
+                    acked,
+                    refused,
+                    now,
+                },
+                Ok(ShardReply::AckedMany(got)),
+            ) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                let same = got.len() == refused.len()
+                    && got
+                        .iter()
+                        .zip(refused)
+                        .all(|((gi, ge), (wi, we))| gi == wi && same_error(we, ge));
+                ensure!(
+                    immediate == *now && (immediate || durable_now) && same,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+                self.know.acks_replied.extend(acked.iter().copied());
+                self.stats.acks_many += 1;
+            }
+            (Expect::SendMany { slots, now }, Ok(ShardReply::AcceptedMany(results))) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                ensure!(
+                    immediate == *now && (immediate || durable_now) && results.len() == slots.len(),
+                    "{}",
+                    bad(&result)
+                );
+                let Command::SendRequests(rs) = &p.command else {
+                    unreachable!()
+                };
+                let mut ids: Vec<Option<MessageId>> = Vec::new();
+                for (i, (slot, got)) in slots.iter().zip(results).enumerate() {
+                    let want = match slot {
+                        Slot::New(k) => p.batch_ids.get(*k).map(|id| (*id, false)),
+                        Slot::Dup(original) => Some((*original, true)),
+                        Slot::SameAs(j) => ids[*j].map(|id| (id, true)),
+                        Slot::Fail(e) => {
+                            ensure!(
+                                matches!(got, Err(g) if same_error(e, g)),
+                                "slot {i}: {}",
+                                bad(&result)
+                            );
+                            self.stats.typed_errors += 1;
+                            ids.push(None);
+                            continue;
+                        }
+                    };
+                    let Ok(a) = got else {
+                        return Err(format!("slot {i}: {}", bad(&result)));
+                    };
+                    ensure!(
+                        want == Some((a.id, a.duplicate)),
+                        "slot {i} expected {want:?}: {}",
+                        bad(&result)
+                    );
+                    if a.duplicate {
+                        self.stats.duplicates += 1;
+                    }
+                    self.accepted_request(&p, &rs[i], a.id, a.time_ms)?;
+                    ids.push(Some(a.id));
+                }
+                self.stats.batches_sent += 1;
+            }
             (Expect::Nacked, Ok(ShardReply::Done)) => {
                 ensure!(
                     !immediate && p.release_offset <= self.models[si].durable,
@@ -1509,6 +1749,20 @@ impl World {
     /// A consumer learned that `id` is accepted: it is durable, and an
     /// idempotency key maps to one request within its window.
     fn accepted(&mut self, p: &Pending, id: MessageId, time_ms: u64) -> Check {
+        let (Command::SendRequest(n) | Command::Call(n)) = &p.command else {
+            unreachable!()
+        };
+        self.accepted_request(p, n, id, time_ms)
+    }
+
+    /// What the sender of `n` (pending `p`) learns from its acceptance.
+    fn accepted_request(
+        &mut self,
+        p: &Pending,
+        n: &NewRequest,
+        id: MessageId,
+        time_ms: u64,
+    ) -> Check {
         let m = &self.models[p.shard as usize];
         let r = m
             .reqs
@@ -1521,9 +1775,6 @@ impl World {
             m.durable
         );
         self.know.accepted.insert(id, time_ms);
-        let (Command::SendRequest(n) | Command::Call(n)) = &p.command else {
-            unreachable!()
-        };
         if let Some(key) = &n.idempotency_key {
             let k = (p.caller.clone(), n.kind.clone(), key.clone());
             if let Some((earlier, t0)) = self.know.keys.get(&k) {

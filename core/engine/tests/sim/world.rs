@@ -147,6 +147,10 @@ pub struct Stats {
     /// Calls repeating a key, answered `Duplicate` or `DeadlineExceeded`.
     pub call_repeat_refusals: u64,
     pub typed_errors: u64,
+    /// `ack_many` operations answered (one reply for many acks).
+    pub acks_many: u64,
+    /// `send_requests` operations answered (one reply for the batch).
+    pub batches_sent: u64,
     pub redeliveries: u64,
     /// Reads answered by a shard whose log failed.
     pub reads_after_failure: u64,
@@ -197,6 +201,8 @@ impl Stats {
         self.call_repeat_answers += o.call_repeat_answers;
         self.call_repeat_refusals += o.call_repeat_refusals;
         self.typed_errors += o.typed_errors;
+        self.acks_many += o.acks_many;
+        self.batches_sent += o.batches_sent;
         self.redeliveries += o.redeliveries;
         self.reads_after_failure += o.reads_after_failure;
         self.archive_asks += o.archive_asks;
@@ -400,6 +406,8 @@ pub struct StepCtx {
     pub new_request: Option<(MessageId, u64)>,
     /// Offset of the record a command appended (ack event, answer).
     pub command_record: Option<u64>,
+    /// The request records a `send_requests` appended, in order: (id, offset).
+    pub batch_new: Vec<(MessageId, u64)>,
     /// A consumer's answer ack this (request) shard must settle: its token
     /// on the answer queue's shard, and the outcome the model expects.
     pub settle: Option<(Token, Result<(), HubError>)>,
@@ -420,6 +428,7 @@ impl StepCtx {
             handing: BTreeSet::new(),
             new_request: None,
             command_record: None,
+            batch_new: Vec::new(),
             settle: None,
         }
     }

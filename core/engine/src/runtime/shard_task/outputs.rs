@@ -179,6 +179,12 @@ impl ShardTask {
             (ReplyTo::Stats(tx), Ok(ShardReply::Stats(s))) => {
                 let _ = tx.try_send(Ok(s));
             }
+            (ReplyTo::AcceptedMany(tx), Ok(ShardReply::AcceptedMany(results))) => {
+                let _ = tx.try_send(Ok(results));
+            }
+            (ReplyTo::AckedMany(tx), Ok(ShardReply::AckedMany(refused))) => {
+                let _ = tx.try_send(Ok(refused));
+            }
             (to, Ok(other)) => self.refuse_wrong_reply(to, other),
         }
         (answer_taken, lost)

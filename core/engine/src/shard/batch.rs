@@ -1,0 +1,153 @@
+//! The batched hot path's rules: `send_requests` (many requests of one data
+//! kind in one operation) and `ack_many` (many acks in one operation and one
+//! log record). Each message goes through the single-message steps of
+//! `mod.rs`; what is batched is the reply (one, once every record of the
+//! batch is durable) and, for acks, the record.
+
+use super::{
+    EventKind, EventRecord, HubError, MessageId, NewRequest, ParticipantId, Place, QueueId,
+    ReaderId, Record, Shard, ShardReply, Token,
+};
+use crate::record::{EVENTS_HEADER_BYTES, EVENT_BYTES};
+use gonets_types::{check_batch_len, check_send_batch, Accepted};
+
+impl Shard {
+    /// `send_requests`: a batch refused as a whole (empty, too long, mixed
+    /// kinds) stores nothing; otherwise each request is checked and stored
+    /// on its own (a refused one gets its error in its slot, the others go
+    /// on), and the one reply comes once every record appended so far (the
+    /// batch's, and any original a duplicate repeats) is durable.
+    pub(super) fn send_requests(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        requests: Vec<NewRequest>,
+    ) -> Result<Option<ShardReply>, HubError> {
+        check_send_batch(&requests)?;
+        let results = requests
+            .into_iter()
+            .map(|r| self.batch_request(caller, r))
+            .collect();
+        self.reply_after_appended(token, Ok(ShardReply::AcceptedMany(results)));
+        Ok(None)
+    }
+
+    /// One request of a batch, as `send_request` takes it (no `call`): its
+    /// acceptance, to be confirmed with the batch's, or why it is refused.
+    fn batch_request(
+        &mut self,
+        caller: &ParticipantId,
+        r: NewRequest,
+    ) -> Result<Accepted, HubError> {
+        if r.state_secret {
+            self.counters.state_secrets_refused += 1;
+            tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
+            return Err(HubError::StateSecret);
+        }
+        let terms = self.request_terms(caller, &r, false)?;
+        if let Some(original) = self.repeat_of(caller, &r) {
+            // An earlier send (maybe earlier in this very batch): its
+            // acceptance, durable no later than the batch's reply.
+            return Ok(Accepted {
+                id: original,
+                time_ms: self
+                    .exchange_view(original)
+                    .map_or(original.unix_ms(), |ex| ex.time_ms),
+                duplicate: true,
+            });
+        }
+        let queue = terms.queue.clone();
+        let (id, offset) = self.store_request(caller, r, false, terms)?;
+        self.committing_request(queue, id, offset);
+        Ok(Accepted {
+            id,
+            time_ms: self.now_ms,
+            duplicate: false,
+        })
+    }
+
+    /// `ack_many` of a requests queue: every lease of `reader` among `ids`
+    /// ends, and their acks are ONE record (`Record::Events`, which replay
+    /// applies as that many single acks; split only where the log's record
+    /// bound is smaller than the batch); `Done`-like reply (no refused
+    /// ids) once it is durable. An id acked before (or twice in the batch)
+    /// is fine, as a repeated `ack` is; one not leased to `reader` or
+    /// unknown is refused in the reply, and the others go on.
+    pub(super) fn ack_many(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: QueueId,
+        ids: Vec<MessageId>,
+        reader: ReaderId,
+    ) -> Result<Option<ShardReply>, HubError> {
+        check_batch_len(ids.len())?;
+        self.may_read(caller, &queue)?;
+        if matches!(queue, QueueId::Answers(_)) {
+            // An answer's ack is recorded by its request's shard, one
+            // round trip each (ADR 0003): not batched yet.
+            return Err(HubError::Malformed(format!(
+                "ack_many takes a requests queue; ack the answers of {queue} one by one"
+            )));
+        }
+        let mut events: Vec<EventRecord> = Vec::with_capacity(ids.len());
+        let mut refused = Vec::new();
+        for id in ids {
+            match self.batch_ack(&queue, id, reader, &events) {
+                Ok(true) => events.push(EventRecord {
+                    request_id: id,
+                    kind: EventKind::Acked,
+                    time_ms: self.now_ms,
+                    count: 0,
+                }),
+                Ok(false) => {}
+                Err(e) => refused.push((id, e)),
+            }
+        }
+        // One record, or as few as the log's record bound allows (a
+        // single event always fits: it is what a lone `ack` writes).
+        let per_record = (self
+            .config
+            .record_bytes_max
+            .saturating_sub(EVENTS_HEADER_BYTES)
+            / EVENT_BYTES)
+            .max(1);
+        for chunk in events.chunks(per_record) {
+            self.emit(Record::Events(chunk.to_vec()));
+        }
+        // Repeats rest on records appended earlier: the last one covers all.
+        self.reply_after_appended(token, Ok(ShardReply::AckedMany(refused)));
+        Ok(None)
+    }
+
+    /// One ack of a batch: true when it ends a lease of `reader` (taken out
+    /// of the queue here; its event goes into the batch's record), false
+    /// for a repeat (acked or answered before, or earlier in `pending`).
+    fn batch_ack(
+        &mut self,
+        queue: &QueueId,
+        id: MessageId,
+        reader: ReaderId,
+        pending: &[EventRecord],
+    ) -> Result<bool, HubError> {
+        let place = self.queues.get(queue).and_then(|q| q.place(id));
+        match place {
+            Some(Place::Leased(l)) if l.reader == reader => {
+                self.queues.get_mut(queue).expect("placed").remove(id);
+                Ok(true)
+            }
+            Some(_) => Err(HubError::NotFound), // not leased to this reader (any more)
+            None => {
+                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                    QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
+                });
+                // Linear, but only for ids no longer queued (repeats).
+                if settled || pending.iter().any(|e| e.request_id == id) {
+                    Ok(false)
+                } else {
+                    Err(HubError::NotFound)
+                }
+            }
+        }
+    }
+}
