@@ -73,6 +73,26 @@ impl Shard {
     /// ids) once it is durable. An id acked before (or twice in the batch)
     /// is fine, as a repeated `ack` is; one not leased to `reader` or
     /// unknown is refused in the reply, and the others go on.
+    /// Appends `events` as one record, or as few as the log's record bound
+    /// allows (a single event always fits: it is what a lone `ack` writes);
+    /// a lone event as the single-event record.
+    pub(super) fn emit_events(&mut self, mut events: Vec<EventRecord>) {
+        if events.len() == 1 {
+            let event = events.pop().expect("one");
+            self.emit(Record::Event(event));
+            return;
+        }
+        let per_record = (self
+            .config
+            .record_bytes_max
+            .saturating_sub(EVENTS_HEADER_BYTES)
+            / EVENT_BYTES)
+            .max(1);
+        for chunk in events.chunks(per_record) {
+            self.emit(Record::Events(chunk.to_vec()));
+        }
+    }
+
     pub(super) fn ack_many(
         &mut self,
         token: Token,
@@ -104,17 +124,7 @@ impl Shard {
                 Err(e) => refused.push((id, e)),
             }
         }
-        // One record, or as few as the log's record bound allows (a
-        // single event always fits: it is what a lone `ack` writes).
-        let per_record = (self
-            .config
-            .record_bytes_max
-            .saturating_sub(EVENTS_HEADER_BYTES)
-            / EVENT_BYTES)
-            .max(1);
-        for chunk in events.chunks(per_record) {
-            self.emit(Record::Events(chunk.to_vec()));
-        }
+        self.emit_events(events);
         // Repeats rest on records appended earlier: the last one covers all.
         self.reply_after_appended(token, Ok(ShardReply::AckedMany(refused)));
         Ok(None)

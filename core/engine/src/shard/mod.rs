@@ -1428,8 +1428,11 @@ impl Shard {
     }
 
     /// Leases up to `max` ready messages of `queue` to `reader`.
+    /// The deliveries of requests are recorded as one record (`Events`)
+    /// after the last, not one record each.
     fn take(&mut self, queue: &QueueId, reader: ReaderId, max: u32) -> Vec<Delivery> {
         let mut batch = Vec::new();
+        let mut events = Vec::new();
         let expires_ms = self.now_ms.saturating_add(self.config.lease_timeout_ms);
         while batch.len() < max as usize {
             let Some(q) = self.queues.get(queue) else {
@@ -1450,18 +1453,32 @@ impl Shard {
                     generation: lease.generation,
                 },
             );
-            batch.push(self.delivered(queue, id));
+            batch.push(self.delivered(queue, id, &mut events));
+        }
+        if !events.is_empty() {
+            self.emit_events(events);
         }
         batch
     }
 
-    /// Counts a delivery of `id` and describes it.
-    fn delivered(&mut self, queue: &QueueId, id: MessageId) -> Delivery {
+    /// Counts a delivery of `id` and describes it; a request's delivered
+    /// event joins `events` (appended by the caller).
+    fn delivered(
+        &mut self,
+        queue: &QueueId,
+        id: MessageId,
+        events: &mut Vec<EventRecord>,
+    ) -> Delivery {
         match queue {
             QueueId::Requests(_) => {
-                let count = self.exchanges[&id].deliveries + 1;
-                self.event(id, EventKind::Delivered, count);
                 let ex = &self.exchanges[&id];
+                let count = ex.deliveries + 1;
+                events.push(EventRecord {
+                    request_id: id,
+                    kind: EventKind::Delivered,
+                    time_ms: self.now_ms,
+                    count,
+                });
                 Delivery {
                     queue: queue.clone(),
                     id,

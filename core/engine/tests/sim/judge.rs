@@ -14,7 +14,7 @@ fn same_result(a: &Result<(), HubError>, b: &Result<(), HubError>) -> bool {
 }
 use crate::world::{ensure, Check, CtxInput, StepCtx, World, GRANULARITY_MS};
 use bytes::Bytes;
-use gonets_engine::record::{AnswerBody, EventKind, Record};
+use gonets_engine::record::{AnswerBody, EventKind, EventRecord, Record};
 use gonets_engine::shard::{
     AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, StatusView,
     Token,
@@ -758,36 +758,13 @@ impl World {
             }
             Record::Event(e) => {
                 let m = &self.models[si];
-                let req = m
-                    .reqs
-                    .get(&e.request_id)
-                    .ok_or_else(|| format!("event {e:?} for an unknown request"))?;
+                ensure!(
+                    m.reqs.contains_key(&e.request_id),
+                    "event {e:?} for an unknown request"
+                );
                 ensure!(e.time_ms == now, "event time {} at {now}", e.time_ms);
                 match e.kind {
-                    EventKind::Delivered => {
-                        ensure!(
-                            req.place == Some(MPlace::Ready) && req.open(),
-                            "request {} delivered while {:?} (outcome {:?})",
-                            req.id,
-                            req.place,
-                            req.outcome.as_ref().map(|o| o.answer_id)
-                        );
-                        let first =
-                            m.first_ready(&QueueId::Requests(req.kind.clone()), &ctx.released);
-                        ensure!(
-                            first.is_none_or(|f| req.order <= f),
-                            "request {} handed out before an older ready one (FIFO)",
-                            req.id
-                        );
-                        ensure!(
-                            e.count == req.deliveries + 1,
-                            "delivery {} of {} counted {}",
-                            req.deliveries + 1,
-                            req.id,
-                            e.count
-                        );
-                        ctx.handing.insert(req.id);
-                    }
+                    EventKind::Delivered => check_delivered(m, ctx, e)?,
                     kind => {
                         let at = ctx
                             .expect_events
@@ -807,8 +784,24 @@ impl World {
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 return Err("the shard appended a snapshot record by itself".into())
             }
+            Record::Events(es) if es.iter().all(|e| e.kind == EventKind::Delivered) => {
+                // A fetch of several: each delivery checked, and folded,
+                // in turn (the next one's FIFO check sees the one before).
+                // (One alone only where the log's record bound cut it so.)
+                ensure!(!es.is_empty(), "an empty events record");
+                for e in es {
+                    ensure!(e.time_ms == now, "event time {} at {now}", e.time_ms);
+                    check_delivered(&self.models[si], ctx, e)?;
+                    let m = &mut self.models[si];
+                    m.apply(offset, &Record::Event(e.clone()), true)?;
+                    m.reqs.get_mut(&e.request_id).unwrap().place = Some(MPlace::Handing);
+                    self.dirty.insert(e.request_id);
+                }
+                self.logs[si].records.push(record);
+                return Ok(());
+            }
             Record::Events(es) => {
-                // Only `ack_many` writes one: each event one of its acks.
+                // Otherwise only `ack_many` writes one: each event one of its acks.
                 ensure!(!es.is_empty(), "an empty events record");
                 for e in es {
                     ensure!(
@@ -1263,4 +1256,35 @@ fn end_request_lease(
             until_ms: ctx.now + delay_ms,
         });
     }
+}
+
+/// A delivery's record (`Delivered`) is called for: its request is ready,
+/// open, the oldest ready one of its queue, and counted one up.
+fn check_delivered(m: &ShardModel, ctx: &mut StepCtx, e: &EventRecord) -> Check {
+    let req = m
+        .reqs
+        .get(&e.request_id)
+        .ok_or_else(|| format!("event {e:?} for an unknown request"))?;
+    ensure!(
+        req.place == Some(MPlace::Ready) && req.open(),
+        "request {} delivered while {:?} (outcome {:?})",
+        req.id,
+        req.place,
+        req.outcome.as_ref().map(|o| o.answer_id)
+    );
+    let first = m.first_ready(&QueueId::Requests(req.kind.clone()), &ctx.released);
+    ensure!(
+        first.is_none_or(|f| req.order <= f),
+        "request {} handed out before an older ready one (FIFO)",
+        req.id
+    );
+    ensure!(
+        e.count == req.deliveries + 1,
+        "delivery {} of {} counted {}",
+        req.deliveries + 1,
+        req.id,
+        e.count
+    );
+    ctx.handing.insert(req.id);
+    Ok(())
 }
