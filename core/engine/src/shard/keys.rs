@@ -39,6 +39,10 @@ pub const WINDOW_SLICES: u64 = 24;
 /// Most keys the open slice takes before it is frozen: 7/8 of 2²⁰, so its
 /// hash table never outgrows 2²⁰ buckets (35 MB).
 pub const OPEN_KEYS_MAX: usize = 917_504;
+/// A snapshot freezes the open slice once it holds this many keys, so that
+/// no snapshot writes more than this many keys of it (2 MiB) again: a frozen
+/// slice is written once and referred to afterwards.
+pub const SNAPSHOT_FREEZE_KEYS_MIN: usize = 65_536;
 /// Most keys the window holds (about 2.3 GiB of tables): past it the oldest
 /// slice leaves early, and a repeat of one of its keys is taken as a new
 /// request (counted: `KeyWindow::dropped_early`).
@@ -115,6 +119,34 @@ impl KeyWindow {
         });
         open.last_ms = open.last_ms.max(time_ms);
         open.keys.insert(print, id);
+    }
+
+    /// Before a snapshot: freezes a large open slice, then merges the two
+    /// newest frozen slices while the older is at most twice the newer and
+    /// the two fit one full slice (so frozen slices stay few, each key is
+    /// merged a few times at most, and full ones are never touched again).
+    pub fn freeze_for_snapshot(&mut self) {
+        if self
+            .open
+            .as_ref()
+            .is_none_or(|o| o.keys.len() < SNAPSHOT_FREEZE_KEYS_MIN)
+        {
+            return;
+        }
+        self.freeze();
+        // Bounded: each pass merges two slices into one.
+        while let [.., older, newer] = self.frozen.make_contiguous() {
+            let fits = older.keys.len() + newer.keys.len() <= OPEN_KEYS_MAX;
+            if !fits || older.keys.len() > 2 * newer.keys.len() {
+                break;
+            }
+            let newer = self.frozen.pop_back().expect("two");
+            let older = self.frozen.back_mut().expect("two");
+            older.keys.extend(newer.keys);
+            older.keys.shrink_to_fit();
+            older.last_ms = older.last_ms.max(newer.last_ms);
+            older.written_at = None;
+        }
     }
 
     fn freeze(&mut self) {
@@ -284,5 +316,34 @@ mod tests {
         assert_eq!(w.len(), n as usize);
         assert_eq!(w.entries().count(), n as usize);
         assert_eq!(w.dropped_early(), 0);
+    }
+
+    #[test]
+    fn given_snapshots_when_the_open_slice_is_large_then_frozen_and_merged_in_tiers() {
+        let mut w = KeyWindow::new(24 * 3_600_000);
+        let per = SNAPSHOT_FREEZE_KEYS_MIN as u64;
+        let mut k = 0u64;
+        for _ in 0..12 {
+            for _ in 0..per {
+                w.insert(KeyPrint(u128::from(k) * 31), id(k, 9_000), 9_000);
+                k += 1;
+            }
+            w.freeze_for_snapshot();
+            assert!(w.open.is_none(), "frozen at the snapshot");
+        }
+        // 12 × 64 Ki keys: merged into tiers, none past a full slice.
+        assert!(w.frozen.len() <= 4, "{} slices", w.frozen.len());
+        assert!(w.frozen.iter().all(|s| s.keys.len() <= OPEN_KEYS_MAX));
+        assert_eq!(w.len(), k as usize);
+        for probe in [0, per, 5 * per + 7, k - 1] {
+            assert_eq!(
+                w.get(KeyPrint(u128::from(probe) * 31)),
+                Some(id(probe, 9_000))
+            );
+        }
+        // A small open slice stays open.
+        w.insert(KeyPrint(1), id(1, 9_001), 9_001);
+        w.freeze_for_snapshot();
+        assert!(w.open.is_some());
     }
 }

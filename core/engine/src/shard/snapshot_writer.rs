@@ -57,6 +57,8 @@ impl Shard {
     /// appending each record at once, before any other input.
     pub fn snapshot_begin(&mut self, first_offset: u64) -> SnapshotCursor {
         assert_eq!(first_offset, self.next_offset);
+        // A large open key slice is frozen now: written once, then referred to.
+        self.keys.freeze_for_snapshot();
         let mut queues: Vec<QueueId> = self
             .queues
             .keys()

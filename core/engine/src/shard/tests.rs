@@ -1580,6 +1580,37 @@ fn given_unchanged_parked_chunks_when_snapshot_again_then_referred_to_not_rewrit
 }
 
 #[test]
+fn given_many_keys_when_snapshot_twice_then_the_frozen_slice_is_referred_to_and_keys_survive_restart(
+) {
+    let mut d = Driver::with_config(ShardConfig {
+        dedup_window_ms: 24 * 3_600_000,
+        ..config(0, 1)
+    });
+    let n = crate::shard::keys::SNAPSHOT_FREEZE_KEYS_MIN + 10;
+    for k in 0..n {
+        d.command("MFC", Command::SendRequest(keyed(BULK, &format!("k-{k}"))));
+    }
+    d.commit();
+    let (_, first) = durable_snapshot(&mut d);
+    assert_eq!(references(&first), 0);
+    let (start, second) = durable_snapshot(&mut d);
+    // The parked chunks and the frozen key slice, all referred to.
+    let key_parts = n.div_ceil(crate::shard::snapshot::KEY_RUN_ENTRIES_MAX);
+    let parked_chunks = n.div_ceil(crate::shard::parked_list::CHUNK_ENTRIES);
+    assert_eq!(references(&second), key_parts + parked_chunks);
+    let (mut r, _) = d.restart_from(start);
+    assert_eq!(r.shard.held().dedup_keys, n);
+    let again = r.committed_reply("MFC", Command::SendRequest(keyed(BULK, "k-7")));
+    assert!(matches!(
+        again,
+        Ok(ShardReply::Accepted {
+            duplicate: true,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn given_reference_parts_when_resolved_then_only_earlier_content_parts_pass() {
     use crate::shard::snapshot::{encode_reference, resolve_reference};
     let content = Record::SnapshotPart(Bytes::from_static(&[2, 0]));
