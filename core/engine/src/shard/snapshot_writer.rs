@@ -8,9 +8,10 @@
 //! changed since the last one, not the backlog.
 
 use super::keys::KeyPrint;
+use super::queue::Parked;
 use super::{snapshot, Record, Shard};
 use bytes::Bytes;
-use gonets_types::ids::{MessageId, QueueId};
+use gonets_types::ids::{DataKindId, MessageId, QueueId};
 
 /// Keys and the message each named, as a snapshot writes them.
 type Keys = Vec<(KeyPrint, MessageId)>;
@@ -27,7 +28,8 @@ pub struct SnapshotCursor {
     queues: Vec<QueueId>,
     queue: usize,
     chunk: usize,
-    chunk_run: usize,
+    /// Entries of the current chunk written so far.
+    chunk_at: usize,
     slice: usize,
     /// The frozen slice being written: its keys, the next run, the parts so far.
     slice_keys: Option<(Keys, usize, Vec<u64>)>,
@@ -43,6 +45,13 @@ impl SnapshotCursor {
     pub fn parts(&self) -> u64 {
         self.parts
     }
+}
+
+/// Bytes a snapshot part's record adds to its content (tag and length).
+fn part_overhead() -> usize {
+    let mut out = Vec::new();
+    Record::SnapshotPart(Bytes::new()).encode(&mut out);
+    out.len()
 }
 
 fn part(encode: impl FnOnce(&mut Vec<u8>)) -> Record {
@@ -75,7 +84,7 @@ impl Shard {
             queues,
             queue: 0,
             chunk: 0,
-            chunk_run: 0,
+            chunk_at: 0,
             slice: 0,
             slice_keys: None,
             slice_ref: 0,
@@ -139,7 +148,8 @@ impl Shard {
     }
 
     /// The next part of the parked requests: a chunk unchanged since a
-    /// snapshot wrote it is referred to, any other written in runs.
+    /// snapshot wrote it whole in one part is referred to, any other written
+    /// in runs that each fit the log's record bound.
     fn next_parked_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
         // Bounded: each pass moves to the next chunk or queue.
         loop {
@@ -149,39 +159,64 @@ impl Shard {
             };
             let parked = self.queues[&queue].parked();
             if c.chunk >= parked.chunk_count() {
-                (c.queue, c.chunk, c.chunk_run) = (c.queue + 1, 0, 0);
+                (c.queue, c.chunk, c.chunk_at) = (c.queue + 1, 0, 0);
                 continue;
             }
             let (entries, written_at) = parked.chunk(c.chunk);
-            let runs = entries.chunks(snapshot::PARKED_RUN_ENTRIES_MAX);
-            let single = entries.len() <= snapshot::PARKED_RUN_ENTRIES_MAX;
-            if let (Some(at), true) = (written_at, single) {
+            if let (Some(at), 0) = (written_at, c.chunk_at) {
                 c.refers_from = c.refers_from.min(at);
-                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+                c.chunk += 1;
                 return Some(part(|out| snapshot::encode_reference(at, out)));
             }
-            let Some(run) = runs.clone().nth(c.chunk_run) else {
-                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+            if c.chunk_at >= entries.len() {
+                (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
                 continue;
-            };
-            let run = snapshot::ParkedRun {
-                kind: kind.clone(),
-                entries: run.iter().map(|p| self.parked_record(p)).collect(),
-            };
-            let record = part(|out| snapshot::encode_parked_run(&run, out));
-            c.chunk_run += 1;
-            if single {
+            }
+            let (record, taken) = self.parked_run_part(kind, &entries[c.chunk_at..]);
+            let whole = c.chunk_at == 0 && taken == entries.len();
+            c.chunk_at += taken;
+            if whole {
                 let q = self.queues.get_mut(&queue).expect("listed");
                 q.parked_mut().chunk_written(c.chunk, offset);
-                (c.chunk, c.chunk_run) = (c.chunk + 1, 0);
+                (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
             }
             return Some(record);
         }
     }
 
+    /// A part holding the first of `entries` that fit the log's record
+    /// bound (at most a run's), and how many it holds (at least one).
+    fn parked_run_part(&self, kind: &DataKindId, entries: &[Parked]) -> (Record, usize) {
+        let mut n = entries.len().min(snapshot::PARKED_RUN_ENTRIES_MAX);
+        // Bounded: n halves each pass.
+        loop {
+            let run = snapshot::ParkedRun {
+                kind: kind.clone(),
+                entries: entries[..n].iter().map(|p| self.parked_record(p)).collect(),
+            };
+            let mut buf = Vec::new();
+            snapshot::encode_parked_run(&run, &mut buf);
+            if buf.len() + part_overhead() <= self.config.record_bytes_max || n == 1 {
+                return (Record::SnapshotPart(Bytes::from(buf)), n);
+            }
+            n /= 2;
+        }
+    }
+
+    /// Keys per part within the log's record bound (and a run's).
+    fn keys_per_part(&self) -> usize {
+        let fits = self
+            .config
+            .record_bytes_max
+            .saturating_sub(5 + part_overhead())
+            / 32;
+        fits.clamp(1, snapshot::KEY_RUN_ENTRIES_MAX)
+    }
+
     /// The next part of the frozen key slices: one written before is
     /// referred to part by part, a new one written in runs.
     fn next_frozen_keys_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+        let per_part = self.keys_per_part();
         // Bounded: each pass moves to the next slice.
         loop {
             if c.slice >= self.keys.frozen_count() {
@@ -199,7 +234,7 @@ impl Shard {
             let (keys, run, offsets) = c
                 .slice_keys
                 .get_or_insert_with(|| (self.keys.frozen_entries(c.slice), 0, Vec::new()));
-            let start = *run * snapshot::KEY_RUN_ENTRIES_MAX;
+            let start = *run * per_part;
             if start >= keys.len() {
                 let offsets = std::mem::take(offsets);
                 self.keys.frozen_written(c.slice, offsets);
@@ -207,7 +242,7 @@ impl Shard {
                 (c.slice, c.slice_ref) = (c.slice + 1, 0);
                 continue;
             }
-            let end = (start + snapshot::KEY_RUN_ENTRIES_MAX).min(keys.len());
+            let end = (start + per_part).min(keys.len());
             *run += 1;
             offsets.push(offset);
             return Some(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
@@ -216,14 +251,15 @@ impl Shard {
 
     /// The next part of the open key slice (written whole each time).
     fn next_open_keys_part(&self, c: &mut SnapshotCursor) -> Option<Record> {
+        let per_part = self.keys_per_part();
         let (keys, run) = c
             .open_keys
             .get_or_insert_with(|| (self.keys.open_entries(), 0));
-        let start = *run * snapshot::KEY_RUN_ENTRIES_MAX;
+        let start = *run * per_part;
         if start >= keys.len() {
             return None;
         }
-        let end = (start + snapshot::KEY_RUN_ENTRIES_MAX).min(keys.len());
+        let end = (start + per_part).min(keys.len());
         *run += 1;
         Some(part(|out| snapshot::encode_key_run(&keys[start..end], out)))
     }

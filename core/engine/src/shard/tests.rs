@@ -1611,6 +1611,31 @@ fn given_many_keys_when_snapshot_twice_then_the_frozen_slice_is_referred_to_and_
 }
 
 #[test]
+fn given_small_record_bound_when_snapshot_then_every_part_fits_and_replays_the_same() {
+    let mut d = Driver::with_config(ShardConfig {
+        record_bytes_max: 4_096,
+        ..config(0, 1)
+    });
+    let n = 5_000;
+    for k in 0..n {
+        d.command(
+            "MFC",
+            Command::SendRequest(keyed(BULK, &format!("key-{k}"))),
+        );
+    }
+    d.commit();
+    let (start, parts) = durable_snapshot(&mut d);
+    for r in &parts {
+        let mut bytes = Vec::new();
+        r.encode(&mut bytes);
+        assert!(bytes.len() <= 4_096, "a part of {} bytes", bytes.len());
+    }
+    let (r, _) = d.restart_from(start);
+    assert_eq!(r.shard.held().parked, n);
+    assert_eq!(r.shard.held().dedup_keys, n);
+}
+
+#[test]
 fn given_reference_parts_when_resolved_then_only_earlier_content_parts_pass() {
     use crate::shard::snapshot::{encode_reference, resolve_reference};
     let content = Record::SnapshotPart(Bytes::from_static(&[2, 0]));

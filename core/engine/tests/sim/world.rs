@@ -868,6 +868,21 @@ impl World {
         let first = self.shards[si].next_offset();
         assert_eq!(first, self.logs[si].records.len() as u64);
         let records = self.shards[si].snapshot(first);
+        // The log takes no record over its bound: nor may a snapshot's part
+        // that holds many entries (parked runs, key runs; an exchange part is
+        // one history, bounded by HISTORY_EVENTS_MAX, not by this check).
+        let exchange =
+            |r: &Record| matches!(r, Record::SnapshotPart(b) if matches!(b.first(), Some(1 | 3)));
+        for r in records.iter().filter(|r| !exchange(r)) {
+            let mut bytes = Vec::new();
+            r.encode(&mut bytes);
+            assert!(
+                bytes.len() <= self.config.record_bytes_max,
+                "a snapshot part of {} bytes, over the log's record bound {}: {r:?}",
+                bytes.len(),
+                self.config.record_bytes_max
+            );
+        }
         let end = first + records.len() as u64;
         self.logs[si].records.extend(records);
         self.logs[si].pending_snapshots.push((first, end));
