@@ -10,8 +10,9 @@
 //! with probability about n²/2¹²⁹ (for 10¹⁰ keys, 10⁻¹⁹); a sender cannot
 //! aim for a collision without breaking BLAKE3.
 
+use super::IdMap;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// An idempotency key as the window holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,7 +54,7 @@ pub const WINDOW_KEYS_MAX: usize = 64 << 20;
 struct OpenSlice {
     start_ms: u64,
     last_ms: u64,
-    keys: HashMap<KeyPrint, MessageId>,
+    keys: IdMap<KeyPrint, MessageId>,
 }
 
 /// A closed slice: its table shrunk to fit (a slice frozen full is at 7/8
@@ -62,7 +63,7 @@ struct OpenSlice {
 #[derive(Debug)]
 struct FrozenSlice {
     last_ms: u64,
-    keys: HashMap<KeyPrint, MessageId>,
+    keys: IdMap<KeyPrint, MessageId>,
     /// The log offsets of the snapshot parts holding it, once written.
     written_at: Option<Vec<u64>>,
 }
@@ -115,7 +116,7 @@ impl KeyWindow {
         let open = self.open.get_or_insert_with(|| OpenSlice {
             start_ms,
             last_ms: time_ms,
-            keys: HashMap::new(),
+            keys: IdMap::default(),
         });
         open.last_ms = open.last_ms.max(time_ms);
         open.keys.insert(print, id);

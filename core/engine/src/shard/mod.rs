@@ -37,6 +37,14 @@ use std::sync::Arc;
 use timers::{Timer, Timers};
 pub use types::*;
 
+/// A map keyed by ids the hub made (message ids, tokens) or by BLAKE3
+/// prints: foldhash, several times cheaper than the default SipHash on the
+/// per-message path. Clients do not choose these keys, so SipHash's
+/// resistance to crafted collisions buys nothing here.
+pub type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of hub-made ids, hashed as [`IdMap`].
+pub type IdSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Tunables of a shard's rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardConfig {
@@ -228,19 +236,19 @@ pub struct Shard {
     next_offset: u64,
     durable_offset: u64,
     id_sequence: u64,
-    exchanges: HashMap<MessageId, Exchange>,
-    answer_index: HashMap<MessageId, MessageId>,
+    exchanges: IdMap<MessageId, Exchange>,
+    answer_index: IdMap<MessageId, MessageId>,
     queues: HashMap<QueueId, Queue>,
-    answers: HashMap<MessageId, AnswerEntry>,
+    answers: IdMap<MessageId, AnswerEntry>,
     /// The idempotency window: keys as prints, in time slices.
     keys: keys::KeyWindow,
     timers: Timers,
     armed_ms: Option<u64>,
     deferred: VecDeque<(u64, Deferred)>,
-    waits: HashMap<Token, FetchWait>,
+    waits: IdMap<Token, FetchWait>,
     waits_by_queue: HashMap<QueueId, VecDeque<Token>>,
     subscriptions: HashMap<QueueId, Vec<Subscription>>,
-    call_waiters: HashMap<MessageId, Token>,
+    call_waiters: IdMap<MessageId, Token>,
     /// Consumers' acks of answers waiting for the request's shard to make
     /// them durable (`PeerMsg::AnswerAckSettled`). Sorted: a storage
     /// failure answers them in a fixed order.
@@ -261,18 +269,18 @@ pub struct Shard {
     /// The latest hub time in the replayed log.
     replayed_ms: u64,
     /// Finished exchanges handed to the archive, not yet reported durable.
-    archiving: HashSet<MessageId>,
+    archiving: IdSet<MessageId>,
     /// Finished exchanges the archive holds durably, still in memory.
-    archived: HashSet<MessageId>,
+    archived: IdSet<MessageId>,
     /// Exchanges whose eviction fell due while their archive write ran.
-    evict_when_archived: HashSet<MessageId>,
+    evict_when_archived: IdSet<MessageId>,
     /// (offset, hub time ms): every message below the offset is at most that
     /// old. Oldest first, at most `RETENTION_SAMPLES_MAX`.
     age_samples: VecDeque<(u64, u64)>,
     /// Names the parked requests point to.
     names: park::Names,
     /// Transaction codes and idempotency keys of parked requests that have them.
-    parked_texts: HashMap<MessageId, park::ParkedTexts>,
+    parked_texts: IdMap<MessageId, park::ParkedTexts>,
     /// Replay runs (`replay` was called, `recovered` not yet).
     replaying: bool,
     /// The lowest earlier part the replayed snapshot referred to.
@@ -296,17 +304,17 @@ impl Shard {
             next_offset,
             durable_offset: next_offset,
             id_sequence: 0,
-            exchanges: HashMap::new(),
-            answer_index: HashMap::new(),
+            exchanges: IdMap::default(),
+            answer_index: IdMap::default(),
             queues: HashMap::new(),
-            answers: HashMap::new(),
+            answers: IdMap::default(),
             timers: Timers::default(),
             armed_ms: None,
             deferred: VecDeque::new(),
-            waits: HashMap::new(),
+            waits: IdMap::default(),
             waits_by_queue: HashMap::new(),
             subscriptions: HashMap::new(),
-            call_waiters: HashMap::new(),
+            call_waiters: IdMap::default(),
             answer_acks: BTreeSet::new(),
             failed: None,
             counters: ShardCounters::default(),
@@ -316,12 +324,12 @@ impl Shard {
             snapshots_pending: Vec::new(),
             replay_base: true,
             replayed_ms: 0,
-            archiving: HashSet::new(),
-            archived: HashSet::new(),
-            evict_when_archived: HashSet::new(),
+            archiving: IdSet::default(),
+            archived: IdSet::default(),
+            evict_when_archived: IdSet::default(),
             age_samples: VecDeque::new(),
             names: park::Names::default(),
-            parked_texts: HashMap::new(),
+            parked_texts: IdMap::default(),
             replaying: false,
             replay_refers_from: u64::MAX,
             committing_deadlines: VecDeque::new(),

@@ -19,9 +19,13 @@ pub struct Pos {
 }
 
 /// Entries of one chunk, and where a snapshot wrote them as they are now.
+/// Queues are taken from the front: a removal there moves `head` instead
+/// of shifting up to [`CHUNK_ENTRIES`] entries (160 KiB) down.
 #[derive(Debug)]
 struct Chunk {
-    entries: Vec<Parked>,
+    /// Live entries are `slots[head..]`.
+    slots: Vec<Parked>,
+    head: usize,
     /// The log offset of a snapshot part holding exactly these entries;
     /// any change clears it (a later snapshot then writes them again).
     written_at: Option<u64>,
@@ -29,21 +33,52 @@ struct Chunk {
 
 impl Chunk {
     fn with(entry: Parked) -> Chunk {
-        let mut entries = Vec::with_capacity(CHUNK_ENTRIES);
-        entries.push(entry);
+        let mut slots = Vec::with_capacity(CHUNK_ENTRIES);
+        slots.push(entry);
         Chunk {
-            entries,
+            slots,
+            head: 0,
             written_at: None,
         }
     }
 
-    fn last(&self) -> &Parked {
-        self.entries.last().expect("never empty")
+    fn entries(&self) -> &[Parked] {
+        &self.slots[self.head..]
     }
 
-    fn changed(&mut self) -> &mut Vec<Parked> {
+    fn last(&self) -> &Parked {
+        self.slots.last().expect("never empty")
+    }
+
+    /// Room at the back without reallocating.
+    fn has_room(&self) -> bool {
+        self.slots.len() < CHUNK_ENTRIES
+    }
+
+    fn push(&mut self, entry: Parked) {
         self.written_at = None;
-        &mut self.entries
+        self.slots.push(entry);
+    }
+
+    fn insert(&mut self, at: usize, entry: Parked) {
+        self.written_at = None;
+        self.slots.insert(self.head + at, entry);
+    }
+
+    fn remove(&mut self, at: usize) -> Parked {
+        self.written_at = None;
+        assert!(self.head + at < self.slots.len());
+        if at == 0 {
+            let entry = self.slots[self.head];
+            self.head += 1;
+            entry
+        } else {
+            self.slots.remove(self.head + at)
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head == self.slots.len()
     }
 }
 
@@ -68,7 +103,7 @@ impl ParkedList {
 
     /// The first (lowest offset) entry.
     pub fn front(&self) -> Option<&Parked> {
-        self.chunks.front().map(|c| &c.entries[0])
+        self.chunks.front().map(|c| &c.entries()[0])
     }
 
     /// Where the first entry is.
@@ -85,7 +120,7 @@ impl ParkedList {
     pub fn push_back(&mut self, entry: Parked) {
         assert!(self.back().is_none_or(|b| b.offset < entry.offset));
         match self.chunks.back_mut() {
-            Some(c) if c.entries.len() < CHUNK_ENTRIES => c.changed().push(entry),
+            Some(c) if c.has_room() => c.push(entry),
             _ => self.chunks.push_back(Chunk::with(entry)),
         }
         self.len += 1;
@@ -99,21 +134,24 @@ impl ParkedList {
             .chunks
             .partition_point(|c| c.last().offset < entry.offset);
         assert!(chunk < self.chunks.len(), "push_back takes the tail");
-        let c = self.chunks[chunk].changed();
-        let at = c.partition_point(|p| p.offset < entry.offset);
-        assert!(c[at].offset != entry.offset, "a request parked twice");
+        let c = &mut self.chunks[chunk];
+        let at = c.entries().partition_point(|p| p.offset < entry.offset);
+        assert!(
+            c.entries()[at].offset != entry.offset,
+            "a request parked twice"
+        );
         c.insert(at, entry);
         self.len += 1;
     }
 
     /// The entry at `pos`.
     pub fn get(&self, pos: Pos) -> &Parked {
-        &self.chunks[pos.chunk].entries[pos.at]
+        &self.chunks[pos.chunk].entries()[pos.at]
     }
 
     /// Takes the entry at `pos` out.
     pub fn remove(&mut self, pos: Pos) -> Parked {
-        let c = self.chunks[pos.chunk].changed();
+        let c = &mut self.chunks[pos.chunk];
         let entry = c.remove(pos.at);
         if c.is_empty() {
             self.chunks.remove(pos.chunk);
@@ -133,10 +171,10 @@ impl ParkedList {
         let mut at = self
             .chunks
             .get(chunk)?
-            .entries
+            .entries()
             .partition_point(|p| time(p) < ms);
         // Bounded by the entries of one millisecond.
-        while let Some(p) = self.chunks.get(chunk).and_then(|c| c.entries.get(at)) {
+        while let Some(p) = self.chunks.get(chunk).and_then(|c| c.entries().get(at)) {
             if time(p) != ms {
                 return None;
             }
@@ -144,7 +182,7 @@ impl ParkedList {
                 return Some(Pos { chunk, at });
             }
             at += 1;
-            if at == self.chunks[chunk].entries.len() {
+            if at == self.chunks[chunk].entries().len() {
                 (chunk, at) = (chunk + 1, 0);
             }
         }
@@ -153,7 +191,7 @@ impl ParkedList {
 
     /// Every entry, in log order.
     pub fn iter(&self) -> impl Iterator<Item = &Parked> {
-        self.chunks.iter().flat_map(|c| c.entries.iter())
+        self.chunks.iter().flat_map(|c| c.entries().iter())
     }
 
     /// Chunks held.
@@ -165,7 +203,7 @@ impl ParkedList {
     /// are, if one does.
     pub fn chunk(&self, i: usize) -> (&[Parked], Option<u64>) {
         let c = &self.chunks[i];
-        (&c.entries, c.written_at)
+        (c.entries(), c.written_at)
     }
 
     /// Notes that the snapshot part at `offset` holds chunk `i` as it is.
@@ -227,5 +265,35 @@ mod tests {
         assert!(l.is_empty());
         assert_eq!(l.chunk_count(), 0);
         assert_eq!(l.find(entry(1, 5).id()), None);
+    }
+
+    #[test]
+    fn given_front_taken_when_found_inserted_and_chunked_then_entries_stay_exact() {
+        let mut l = ParkedList::default();
+        let n = CHUNK_ENTRIES as u64 + 10;
+        for o in 0..n {
+            l.push_back(entry(o * 2, 1_000 + o));
+        }
+        // Take the first hundred from the front, as a reader does.
+        for o in 0..100 {
+            assert_eq!(l.remove(l.front_pos().unwrap()).offset, o * 2);
+        }
+        assert_eq!(l.len(), (n - 100) as usize);
+        assert_eq!(l.front().unwrap().offset, 200);
+        let pos = l
+            .find(entry(300, 1_150).id())
+            .expect("found after the head moved");
+        assert_eq!(l.get(pos).offset, 300);
+        // A request parked again lands at its place in the trimmed chunk.
+        l.insert_sorted(entry(199, 1_099));
+        assert_eq!(l.front().unwrap().offset, 199);
+        assert_eq!(l.chunk(0).0.len(), CHUNK_ENTRIES - 99);
+        assert_eq!(l.chunk(0).0[1].offset, 200);
+        // The first chunk is full at the back: new entries open a chunk.
+        assert_eq!(l.chunk_count(), 2);
+        assert!(l
+            .iter()
+            .map(|p| p.offset)
+            .eq(std::iter::once(199).chain((100..n).map(|o| o * 2))));
     }
 }

@@ -8,9 +8,10 @@
 //! when anything else needs them whole).
 
 use super::parked_list::{ParkedList, Pos};
+use super::{IdMap, IdSet};
 use gonets_types::ids::MessageId;
 pub use gonets_types::QueueStats;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Who holds a message and until when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,11 +118,11 @@ pub struct Queue {
     /// armed for another time is stale.
     pub head_timer_ms: Option<u64>,
     /// Every message of the queue and where it stands, with its order key and enqueue time.
-    members: HashMap<MessageId, Member>,
+    members: IdMap<MessageId, Member>,
     next_order: u64,
     /// Messages leased now: what a disconnect scans, instead of every
     /// member of a queue that may hold a large backlog.
-    leased: HashSet<MessageId>,
+    leased: IdSet<MessageId>,
     next_generation: u64,
 }
 

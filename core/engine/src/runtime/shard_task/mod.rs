@@ -25,7 +25,7 @@ use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::{clock::HubClock, recovery};
-use crate::shard::{Command, Input, Output, ReaderId, Shard, ShardConfig, Token};
+use crate::shard::{Command, IdMap, Input, Output, ReaderId, Shard, ShardConfig, Token};
 use futures_lite::future;
 use gonets_storage::{Log, LogConfig};
 use gonets_types::error::HubError;
@@ -145,7 +145,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         commits,
         outputs: Vec::new(),
         encoded: Vec::new(),
-        replies: HashMap::new(),
+        replies: IdMap::default(),
         pushes: HashMap::new(),
         next_token: 0,
         local: VecDeque::new(),
@@ -193,7 +193,7 @@ struct ShardTask {
     /// Reused buffer of one record's encoding.
     encoded: Vec<u8>,
     /// Replies owed, by token: one per operation a session waits on.
-    replies: HashMap<Token, PendingReply>,
+    replies: IdMap<Token, PendingReply>,
     /// Push channels of subscriptions on this shard, by their reader.
     pushes: HashMap<ReaderId, flume::Sender<Message>>,
     next_token: Token,
