@@ -197,7 +197,16 @@ pub struct FrameDecoder {
     buffer: BytesMut,
     /// The checked fixed header of the frame being received.
     pending: Option<FrameHeader>,
+    /// While a large frame is read straight into its place
+    /// ([`FrameDecoder::direct_buffer`]): bytes of it received so far (the
+    /// buffer then holds exactly the frame's rest, zeroed past these).
+    direct_filled: Option<usize>,
 }
+
+/// A frame whose rest is at least this large is read straight into its
+/// place, not through the caller's chunk: that saves copying every payload
+/// byte of a large batch once more.
+pub const DIRECT_READ_BYTES_MIN: usize = 32 * 1024;
 
 impl FrameDecoder {
     /// A decoder enforcing `limits`.
@@ -206,6 +215,7 @@ impl FrameDecoder {
             limits,
             buffer: BytesMut::with_capacity(64 * 1024),
             pending: None,
+            direct_filled: None,
         }
     }
 
@@ -222,7 +232,39 @@ impl FrameDecoder {
 
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
+        assert!(self.direct_filled.is_none(), "a direct read is under way");
         self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Where to read the rest of the frame being received, when that rest
+    /// is large ([`DIRECT_READ_BYTES_MIN`]): its place in the buffer; read
+    /// into it, then call [`FrameDecoder::direct_filled`]. `None`: read into
+    /// a chunk and [`FrameDecoder::extend`].
+    pub fn direct_buffer(&mut self) -> Option<&mut [u8]> {
+        let h = self.pending?;
+        let rest = h.header_bytes as usize + h.body_bytes as usize;
+        if self.direct_filled.is_none() {
+            if rest.saturating_sub(self.buffer.len()) < DIRECT_READ_BYTES_MIN {
+                return None;
+            }
+            // Zeroed once per frame; checked limits bound `rest`.
+            self.direct_filled = Some(self.buffer.len());
+            self.buffer.resize(rest, 0);
+        }
+        let filled = self.direct_filled.expect("set above");
+        assert_eq!(self.buffer.len(), rest);
+        assert!(filled < rest, "a whole frame is taken by next_frame");
+        Some(&mut self.buffer[filled..])
+    }
+
+    /// `n` bytes were read into [`FrameDecoder::direct_buffer`].
+    pub fn direct_filled(&mut self, n: usize) {
+        let filled = self
+            .direct_filled
+            .as_mut()
+            .expect("a direct read is under way");
+        *filled += n;
+        assert!(*filled <= self.buffer.len(), "read past the frame");
     }
 
     /// Bytes still needed to finish the frame being received (at least 1
@@ -253,10 +295,12 @@ impl FrameDecoder {
         }
         let header = self.pending.expect("set above");
         let rest = header.header_bytes as usize + header.body_bytes as usize;
-        if self.buffer.len() < rest {
+        let received = self.direct_filled.unwrap_or(self.buffer.len());
+        if received < rest {
             return Ok(None);
         }
         self.pending = None;
+        self.direct_filled = None;
         let json = self.buffer.split_to(header.header_bytes as usize);
         let body = self.buffer.split_to(header.body_bytes as usize).freeze();
         Ok(Some(Frame { header, json, body }))
@@ -266,7 +310,10 @@ impl FrameDecoder {
     /// announced, or 24 while its fixed header is incomplete). `None`
     /// between frames.
     pub fn partial(&self) -> Option<(usize, usize)> {
-        match (&self.pending, self.buffer.len()) {
+        match (
+            &self.pending,
+            self.direct_filled.unwrap_or(self.buffer.len()),
+        ) {
             (None, 0) => None,
             (None, n) => Some((n, FIXED_HEADER_BYTES)),
             (Some(h), n) => Some((

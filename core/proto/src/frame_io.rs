@@ -35,13 +35,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         if let Some(f) = decoder.next_frame().map_err(ReadEnd::Frame)? {
             return Ok(Some(f));
         }
-        let n = reader.read(chunk).await.map_err(ReadEnd::Io)?;
+        // A large frame's rest is read straight into its place.
+        let (n, direct) = match decoder.direct_buffer() {
+            Some(place) => (reader.read(place).await, true),
+            None => (reader.read(chunk).await, false),
+        };
+        let n = n.map_err(ReadEnd::Io)?;
         if n == 0 {
             return match decoder.finish() {
                 Ok(()) => Ok(None),
                 Err(e) => Err(ReadEnd::Frame(e)),
             };
         }
-        decoder.extend(&chunk[..n]);
+        if direct {
+            decoder.direct_filled(n);
+        } else {
+            decoder.extend(&chunk[..n]);
+        }
     }
 }

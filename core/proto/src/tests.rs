@@ -39,6 +39,48 @@ fn given_a_frame_split_anywhere_when_decoded_then_the_same_frame_comes_out() {
 }
 
 #[test]
+fn given_a_large_frame_when_read_in_place_in_uneven_pieces_then_the_same_frames_come_out() {
+    let lim = Limits {
+        header_bytes_max: 1024,
+        body_bytes_max: 1 << 20,
+    };
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stream = frame_bytes(Opcode::SendRequest, 7, br#"{"kind":"k"}"#, &body);
+    stream.extend(frame_bytes(Opcode::Ping, 8, b"{}", b"x"));
+    let mut d = FrameDecoder::new(lim);
+    let (mut at, mut frames, mut direct_reads) = (0, Vec::new(), 0);
+    // Bounded by the stream's length: every round takes at least one byte.
+    while at < stream.len() {
+        let piece = 1 + (at * 7919) % 50_000;
+        let end = (at + piece).min(stream.len());
+        match d.direct_buffer() {
+            Some(place) => {
+                let n = place.len().min(end - at);
+                place[..n].copy_from_slice(&stream[at..at + n]);
+                d.direct_filled(n);
+                at += n;
+                direct_reads += 1;
+            }
+            None => {
+                d.extend(&stream[at..end]);
+                at = end;
+            }
+        }
+        while let Some(f) = d.next_frame().unwrap() {
+            frames.push(f);
+        }
+    }
+    assert!(direct_reads > 1, "the large frame was read in place");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0].header.correlation_id, 7);
+    assert_eq!(&frames[0].json[..], br#"{"kind":"k"}"#);
+    assert_eq!(&frames[0].body[..], &body[..]);
+    assert_eq!(frames[1].header.opcode, Opcode::Ping);
+    assert_eq!(&frames[1].body[..], b"x");
+    d.finish().unwrap();
+}
+
+#[test]
 fn given_an_oversized_body_when_the_fixed_header_arrives_then_refused_before_allocation() {
     let mut header = Vec::new();
     FrameHeader {

@@ -30,6 +30,8 @@ use std::sync::Arc;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes the writer gathers from queued frames before one write.
 const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+/// A frame at least this large is written on its own, not gathered.
+const WRITE_DIRECT_BYTES_MIN: usize = 64 * 1024;
 /// Commands queued for one subscription's task.
 const SUBSCRIPTION_COMMANDS_MAX: usize = 16;
 /// Subscriptions one connection may hold.
@@ -748,27 +750,48 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceive
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
     // Runs until closed; each round writes at least one frame.
     while let Some(first) = outgoing.recv().await {
+        let mut next = Some(first);
         let mut close = false;
-        match first {
-            Outgoing::Frame(f) => batch.extend_from_slice(&f),
-            Outgoing::Close => close = true,
-        }
-        while !close && batch.len() < WRITE_BATCH_BYTES_MAX {
+        // Bounded by WRITE_BATCH_BYTES_MAX gathered or the queue running dry.
+        while let Some(out) = next.take() {
+            match out {
+                // A large frame (a fetch's messages) is written as it is:
+                // gathering it would copy every payload once more.
+                Outgoing::Frame(f) if f.len() >= WRITE_DIRECT_BYTES_MIN => {
+                    if !write_out(&mut writer, &mut batch).await
+                        || writer.write_all(&f).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Outgoing::Frame(f) => batch.extend_from_slice(&f),
+                Outgoing::Close => close = true,
+            }
+            if close || batch.len() >= WRITE_BATCH_BYTES_MAX {
+                break;
+            }
             match future::poll_once(outgoing.recv()).await {
-                Some(Some(Outgoing::Frame(f))) => batch.extend_from_slice(&f),
-                Some(Some(Outgoing::Close)) | Some(None) => close = true,
-                None => break,
+                Some(Some(out)) => next = Some(out),
+                Some(None) => close = true,
+                None => {}
             }
         }
-        if !batch.is_empty() {
-            if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
-                return;
-            }
-            batch.clear();
+        if !write_out(&mut writer, &mut batch).await || writer.flush().await.is_err() {
+            return;
         }
         if close {
             let _ = writer.close().await;
             return;
         }
     }
+}
+
+/// Writes the gathered frames, if any; false when the connection failed.
+async fn write_out<W: AsyncWrite + Unpin>(writer: &mut W, batch: &mut Vec<u8>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let ok = writer.write_all(batch).await.is_ok();
+    batch.clear();
+    ok
 }

@@ -28,12 +28,18 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
         if started.is_none() && decoder.partial().is_some() {
             started = Some(Instant::now());
         }
+        let direct = decoder.direct_buffer();
+        let is_direct = direct.is_some();
+        let target: &mut [u8] = match direct {
+            Some(place) => place,
+            None => &mut *chunk,
+        };
         let read = match started {
-            None => reader.read(chunk).await,
+            None => reader.read(target).await,
             Some(t0) => {
                 let spent_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let left_ms = frame_timeout_ms.saturating_sub(spent_ms);
-                match within(left_ms.max(1), reader.read(chunk)).await {
+                match within(left_ms.max(1), reader.read(target)).await {
                     Some(r) => r,
                     None => {
                         let (received, expected) = decoder.partial().expect("a frame was begun");
@@ -53,6 +59,10 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
                 Err(e) => Err(ReadEnd::Frame(e)),
             };
         }
-        decoder.extend(&chunk[..n]);
+        if is_direct {
+            decoder.direct_filled(n);
+        } else {
+            decoder.extend(&chunk[..n]);
+        }
     }
 }
