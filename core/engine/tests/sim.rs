@@ -170,7 +170,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
          {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
          {} repeated calls answered, {} repeated calls refused, \
-         {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots, {} retention moves, \
+         {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots ({} awaiting entries in them), {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
          {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs",
         seeds.len(),
@@ -199,6 +199,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.batches_sent,
         t.reads_after_failure,
         t.snapshots,
+        t.awaiting_in_snapshots,
         t.retention_moves,
         t.archive_asks,
         t.archive_reasks,

@@ -148,7 +148,7 @@ impl Shard {
             }
             Some(_) => Err(HubError::NotFound), // not leased to this reader (any more)
             None => {
-                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                let settled = self.exchange_view(id).is_some_and(|ex| {
                     QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
                 });
                 // Linear, but only for ids no longer queued (repeats).

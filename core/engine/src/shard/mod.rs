@@ -9,6 +9,7 @@
 //! (`apply`), the same code replay runs; volatile state (queues, leases,
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
+mod awaiting;
 mod batch;
 pub mod exchange;
 pub mod keys;
@@ -166,6 +167,8 @@ pub struct Held {
     pub exchanges: usize,
     /// Parked requests (no reader has taken them).
     pub parked: usize,
+    /// Requests acked and awaiting their answer, as 56-byte entries.
+    pub awaiting: usize,
     /// Parked requests with a transaction code or an idempotency key.
     pub parked_texts: usize,
     /// Armed timers (stale ones included until they fire).
@@ -380,6 +383,7 @@ impl Shard {
             .values()
             .map(Cow::Borrowed)
             .chain(self.parked_exchanges().map(Cow::Owned))
+            .chain(self.awaiting_exchanges().map(Cow::Owned))
     }
 
     /// Requests parked in this shard's queues (no reader has taken them).
@@ -392,6 +396,7 @@ impl Shard {
         Held {
             exchanges: self.exchanges.len(),
             parked: self.parked_count(),
+            awaiting: self.awaiting_count(),
             parked_texts: self.parked_texts.len(),
             timers: self.timers.len(),
             committing_deadlines: self.committing_deadlines.len(),
@@ -506,6 +511,7 @@ impl Shard {
             .values()
             .filter_map(Exchange::needed_offset)
             .chain(self.parked_floor())
+            .chain(self.awaiting_floor())
             .fold(start, u64::min)
     }
 
@@ -666,6 +672,7 @@ impl Shard {
         // Those restored from the snapshot first: `requeue` parks the
         // replayed ones after them and watches their deadlines as it goes.
         self.watch_parked_deadlines();
+        self.watch_awaiting_deadlines();
         self.requeue(pending);
         self.replaying = false;
         answers.sort_unstable();
@@ -908,6 +915,10 @@ impl Shard {
             _ => {}
         }
         ex.record(e.kind, e.time_ms, e.count);
+        if e.kind == EventKind::Acked {
+            self.hold_for_answer(e.request_id);
+            return;
+        }
         if e.kind == EventKind::AnswerAcked && ex.finished() {
             self.arm_eviction(e.request_id, e.time_ms);
             if !durable && self.config.archive_histories {
@@ -1611,7 +1622,7 @@ impl Shard {
     ) -> Result<Option<ShardReply>, HubError> {
         match queue {
             QueueId::Requests(_) => {
-                let settled = self.exchanges.get(&id).is_some_and(|ex| {
+                let settled = self.exchange_view(id).is_some_and(|ex| {
                     QueueId::Requests(ex.kind.clone()) == *queue && !ex.in_request_queue()
                 });
                 if !settled {

@@ -189,7 +189,8 @@ impl Shard {
             return false;
         }
         let Some((queue, position)) = self.parked_place(id).map(|(q, i)| (q.clone(), i)) else {
-            return false;
+            // Or acked and awaiting its answer.
+            return self.unawait(id);
         };
         self.unpark_at(queue, position);
         true
@@ -226,7 +227,12 @@ impl Shard {
     }
 
     /// The exchange a parked entry of kind `kind` stands for.
-    fn parked_exchange(&self, kind: &DataKindId, p: &Parked, texts: ParkedTexts) -> Exchange {
+    pub(super) fn parked_exchange(
+        &self,
+        kind: &DataKindId,
+        p: &Parked,
+        texts: ParkedTexts,
+    ) -> Exchange {
         let id = p.id();
         let time_ms = id.unix_ms();
         let mut ex = Exchange {
@@ -259,7 +265,9 @@ impl Shard {
         if let Some(ex) = self.exchanges.get(&id) {
             return Some(Cow::Borrowed(ex));
         }
-        let (queue, i) = self.parked_place(id)?;
+        let Some((queue, i)) = self.parked_place(id) else {
+            return self.awaiting_view(id).map(Cow::Owned);
+        };
         let QueueId::Requests(kind) = queue else {
             unreachable!("parked only in request queues")
         };
@@ -325,6 +333,7 @@ impl Shard {
             test: p.test(),
             transaction: texts.and_then(|t| t.transaction.clone()),
             keyed: p.keyed(),
+            acked: None,
         }
     }
 
@@ -346,6 +355,10 @@ impl Shard {
                     transaction: Some(transaction),
                 };
                 self.parked_texts.insert(e.id, texts);
+            }
+            if let Some(times) = e.acked {
+                self.restore_awaiting(&run.kind, entry, times);
+                continue;
             }
             self.queues.entry(queue.clone()).or_default().park(entry);
         }

@@ -7,6 +7,25 @@ use super::queue::Parked;
 use gonets_types::ids::MessageId;
 use std::collections::VecDeque;
 
+/// What a [`ParkedList`] holds: entries ordered by their request record's
+/// offset, found by their id (whose time never goes down with the offset).
+pub trait Listed: Copy {
+    /// Offset of the request record: the list's order.
+    fn offset(&self) -> u64;
+    /// The request's id.
+    fn id(&self) -> MessageId;
+}
+
+impl Listed for Parked {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn id(&self) -> MessageId {
+        Parked::id(self)
+    }
+}
+
 /// Entries per chunk (160 KiB of 40-byte entries).
 pub const CHUNK_ENTRIES: usize = 4096;
 
@@ -22,17 +41,17 @@ pub struct Pos {
 /// Queues are taken from the front: a removal there moves `head` instead
 /// of shifting up to [`CHUNK_ENTRIES`] entries (160 KiB) down.
 #[derive(Debug)]
-struct Chunk {
+struct Chunk<T> {
     /// Live entries are `slots[head..]`.
-    slots: Vec<Parked>,
+    slots: Vec<T>,
     head: usize,
     /// The log offset of a snapshot part holding exactly these entries;
     /// any change clears it (a later snapshot then writes them again).
     written_at: Option<u64>,
 }
 
-impl Chunk {
-    fn with(entry: Parked) -> Chunk {
+impl<T: Listed> Chunk<T> {
+    fn with(entry: T) -> Chunk<T> {
         let mut slots = Vec::with_capacity(CHUNK_ENTRIES);
         slots.push(entry);
         Chunk {
@@ -42,11 +61,11 @@ impl Chunk {
         }
     }
 
-    fn entries(&self) -> &[Parked] {
+    fn entries(&self) -> &[T] {
         &self.slots[self.head..]
     }
 
-    fn last(&self) -> &Parked {
+    fn last(&self) -> &T {
         self.slots.last().expect("never empty")
     }
 
@@ -55,17 +74,17 @@ impl Chunk {
         self.slots.len() < CHUNK_ENTRIES
     }
 
-    fn push(&mut self, entry: Parked) {
+    fn push(&mut self, entry: T) {
         self.written_at = None;
         self.slots.push(entry);
     }
 
-    fn insert(&mut self, at: usize, entry: Parked) {
+    fn insert(&mut self, at: usize, entry: T) {
         self.written_at = None;
         self.slots.insert(self.head + at, entry);
     }
 
-    fn remove(&mut self, at: usize) -> Parked {
+    fn remove(&mut self, at: usize) -> T {
         self.written_at = None;
         assert!(self.head + at < self.slots.len());
         if at == 0 {
@@ -82,15 +101,24 @@ impl Chunk {
     }
 }
 
-/// Parked entries, offsets ascending.
-#[derive(Debug, Default)]
-pub struct ParkedList {
+/// Entries, offsets ascending (parked requests by default).
+#[derive(Debug)]
+pub struct ParkedList<T = Parked> {
     /// Never an empty chunk.
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Chunk<T>>,
     len: usize,
 }
 
-impl ParkedList {
+impl<T> Default for ParkedList<T> {
+    fn default() -> Self {
+        ParkedList {
+            chunks: VecDeque::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Listed> ParkedList<T> {
     /// Entries held.
     pub fn len(&self) -> usize {
         self.len
@@ -102,7 +130,7 @@ impl ParkedList {
     }
 
     /// The first (lowest offset) entry.
-    pub fn front(&self) -> Option<&Parked> {
+    pub fn front(&self) -> Option<&T> {
         self.chunks.front().map(|c| &c.entries()[0])
     }
 
@@ -112,13 +140,13 @@ impl ParkedList {
     }
 
     /// The last (highest offset) entry.
-    pub fn back(&self) -> Option<&Parked> {
+    pub fn back(&self) -> Option<&T> {
         self.chunks.back().map(Chunk::last)
     }
 
     /// Adds an entry above every held one.
-    pub fn push_back(&mut self, entry: Parked) {
-        assert!(self.back().is_none_or(|b| b.offset < entry.offset));
+    pub fn push_back(&mut self, entry: T) {
+        assert!(self.back().is_none_or(|b| b.offset() < entry.offset()));
         match self.chunks.back_mut() {
             Some(c) if c.has_room() => c.push(entry),
             _ => self.chunks.push_back(Chunk::with(entry)),
@@ -129,15 +157,15 @@ impl ParkedList {
     /// Adds an entry at its place by offset (not above every held one).
     /// A chunk may grow past [`CHUNK_ENTRIES`] here; it is rare (a request
     /// parked again after a restart).
-    pub fn insert_sorted(&mut self, entry: Parked) {
+    pub fn insert_sorted(&mut self, entry: T) {
         let chunk = self
             .chunks
-            .partition_point(|c| c.last().offset < entry.offset);
+            .partition_point(|c| c.last().offset() < entry.offset());
         assert!(chunk < self.chunks.len(), "push_back takes the tail");
         let c = &mut self.chunks[chunk];
-        let at = c.entries().partition_point(|p| p.offset < entry.offset);
+        let at = c.entries().partition_point(|p| p.offset() < entry.offset());
         assert!(
-            c.entries()[at].offset != entry.offset,
+            c.entries()[at].offset() != entry.offset(),
             "a request parked twice"
         );
         c.insert(at, entry);
@@ -145,12 +173,12 @@ impl ParkedList {
     }
 
     /// The entry at `pos`.
-    pub fn get(&self, pos: Pos) -> &Parked {
+    pub fn get(&self, pos: Pos) -> &T {
         &self.chunks[pos.chunk].entries()[pos.at]
     }
 
     /// Takes the entry at `pos` out.
-    pub fn remove(&mut self, pos: Pos) -> Parked {
+    pub fn remove(&mut self, pos: Pos) -> T {
         let c = &mut self.chunks[pos.chunk];
         let entry = c.remove(pos.at);
         if c.is_empty() {
@@ -166,7 +194,7 @@ impl ParkedList {
     /// then a scan of the entries of that millisecond.
     pub fn find(&self, id: MessageId) -> Option<Pos> {
         let ms = id.unix_ms();
-        let time = |p: &Parked| p.id().unix_ms();
+        let time = |p: &T| p.id().unix_ms();
         let mut chunk = self.chunks.partition_point(|c| time(c.last()) < ms);
         let mut at = self
             .chunks
@@ -190,7 +218,7 @@ impl ParkedList {
     }
 
     /// Every entry, in log order.
-    pub fn iter(&self) -> impl Iterator<Item = &Parked> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flat_map(|c| c.entries().iter())
     }
 
@@ -201,7 +229,7 @@ impl ParkedList {
 
     /// Chunk `i`'s entries, and where a snapshot part holds them as they
     /// are, if one does.
-    pub fn chunk(&self, i: usize) -> (&[Parked], Option<u64>) {
+    pub fn chunk(&self, i: usize) -> (&[T], Option<u64>) {
         let c = &self.chunks[i];
         (c.entries(), c.written_at)
     }

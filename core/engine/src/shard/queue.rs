@@ -7,7 +7,7 @@
 //! (ADR 0010). They join the members, as full exchanges, when leased (or
 //! when anything else needs them whole).
 
-use super::parked_list::{ParkedList, Pos};
+use super::parked_list::{Listed, ParkedList, Pos};
 use super::{IdMap, IdSet};
 use gonets_types::ids::MessageId;
 pub use gonets_types::QueueStats;
@@ -105,6 +105,31 @@ impl Parked {
     }
 }
 
+/// A request its provider acked and has not answered yet (ADR 0011): its
+/// parked entry and the times of its one delivery and of the ack; 56 bytes
+/// instead of a full exchange, for as long as the answer takes (often until
+/// the deadline). Its history is exactly `Accepted`, `Delivered` (the
+/// first), `Acked`; any other stays a full exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Awaiting {
+    /// What a parked request holds.
+    pub parked: Parked,
+    /// When it was delivered, hub time ms.
+    pub delivered_ms: u64,
+    /// When its provider acked it, hub time ms.
+    pub acked_ms: u64,
+}
+
+impl Listed for Awaiting {
+    fn offset(&self) -> u64 {
+        self.parked.offset
+    }
+
+    fn id(&self) -> MessageId {
+        self.parked.id()
+    }
+}
+
 /// One queue: ids in FIFO order plus what is in flight.
 #[derive(Debug, Default)]
 pub struct Queue {
@@ -117,6 +142,9 @@ pub struct Queue {
     /// When the head timer that counts is due (`Timer::ParkedHead`): one
     /// armed for another time is stale.
     pub head_timer_ms: Option<u64>,
+    /// Requests acked by their provider and not answered, by offset: out
+    /// of the queue (no reader sees them), held here for their answer.
+    awaiting: ParkedList<Awaiting>,
     /// Every message of the queue and where it stands, with its order key and enqueue time.
     members: IdMap<MessageId, Member>,
     next_order: u64,
@@ -189,6 +217,39 @@ impl Queue {
     /// the head (leases, expiry), one chunk's shift elsewhere.
     pub fn unpark_at(&mut self, position: Pos) -> Parked {
         self.parked.remove(position)
+    }
+
+    /// Holds an acked request for its answer, at its place in log order.
+    pub fn hold_awaiting(&mut self, entry: Awaiting) {
+        if self
+            .awaiting
+            .back()
+            .is_none_or(|b| b.offset() < entry.offset())
+        {
+            self.awaiting.push_back(entry);
+        } else {
+            self.awaiting.insert_sorted(entry);
+        }
+    }
+
+    /// The acked requests awaiting their answer, in log order.
+    pub fn awaiting(&self) -> &ParkedList<Awaiting> {
+        &self.awaiting
+    }
+
+    /// The awaiting requests, to note what a snapshot wrote.
+    pub fn awaiting_mut(&mut self) -> &mut ParkedList<Awaiting> {
+        &mut self.awaiting
+    }
+
+    /// Where `id` is among the awaiting requests.
+    pub fn awaiting_position(&self, id: MessageId) -> Option<Pos> {
+        self.awaiting.find(id)
+    }
+
+    /// Takes an awaiting request out (it becomes a full exchange again).
+    pub fn take_awaiting_at(&mut self, position: Pos) -> Awaiting {
+        self.awaiting.remove(position)
     }
 
     /// Messages in the queue.

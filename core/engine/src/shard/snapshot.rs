@@ -30,6 +30,10 @@ const REFERENCE: u8 = 5;
 /// snapshot (the clock never runs backwards across a restart, even when
 /// the latest records before the snapshot belong to histories it left out).
 const CLOCK: u8 = 6;
+/// First byte of a part holding a run of requests acked and awaiting
+/// their answer: a parked run's shape, each entry followed by the times
+/// of its delivery and its ack.
+const AWAITING_RUN: u8 = 7;
 /// Most parked requests one part carries.
 pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
 /// Most history steps one exchange may carry in a snapshot.
@@ -181,9 +185,12 @@ pub struct ParkedRecord {
     pub transaction: Option<String>,
     /// It came with an idempotency key.
     pub keyed: bool,
+    /// For a request acked and awaiting its answer: when it was delivered
+    /// and acked (hub time ms); `None` for a parked one.
+    pub acked: Option<(u64, u64)>,
 }
 
-/// Parked requests of one kind's queue, in log order.
+/// Parked (or awaiting) requests of one kind's queue, in log order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParkedRun {
     /// The data kind (its requests queue).
@@ -198,7 +205,7 @@ pub enum Part {
     /// One exchange, and its key's print if the part carried the key's
     /// text (the older shape).
     Exchange(Box<Exchange>, Option<KeyPrint>),
-    /// A run of parked requests.
+    /// A run of parked requests, or of requests awaiting their answer.
     Parked(ParkedRun),
     /// A run of the idempotency window's keys and the messages they named.
     Keys(Vec<(KeyPrint, MessageId)>),
@@ -272,7 +279,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
         Some(&VERSION | &EXCHANGE) => {
             decode_exchange_part(bytes).map(|(ex, print)| Part::Exchange(Box::new(ex), print))
         }
-        Some(&PARKED_RUN) => decode_parked_run(bytes).map(Part::Parked),
+        Some(&PARKED_RUN | &AWAITING_RUN) => decode_parked_run(bytes).map(Part::Parked),
         Some(&KEY_RUN) => decode_key_run(bytes).map(Part::Keys),
         Some(&REFERENCE) => Err(DecodeError("snapshot reference not resolved")),
         Some(&CLOCK) => {
@@ -288,9 +295,12 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
 }
 
 /// Encodes a run of parked requests as one part: the names it uses once,
-/// then 37 bytes per entry plus its texts.
+/// then 37 bytes per entry plus its texts (and 16 for an awaiting one's
+/// times: a run is all parked or all awaiting).
 pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
     assert!(!run.entries.is_empty() && run.entries.len() <= PARKED_RUN_ENTRIES_MAX);
+    let awaiting = run.entries[0].acked.is_some();
+    assert!(run.entries.iter().all(|e| e.acked.is_some() == awaiting));
     let mut names: Vec<&str> = Vec::new();
     let mut numbers: HashMap<&str, u16> = HashMap::new();
     for e in &run.entries {
@@ -301,7 +311,7 @@ pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
             }
         }
     }
-    out.push(PARKED_RUN);
+    out.push(if awaiting { AWAITING_RUN } else { PARKED_RUN });
     put_str(out, run.kind.as_str());
     out.extend_from_slice(&(names.len() as u16).to_le_bytes());
     for name in &names {
@@ -316,14 +326,20 @@ pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
         out.extend_from_slice(&numbers[e.provider.as_str()].to_le_bytes());
         out.push(u8::from(e.test) | u8::from(e.keyed) << 1);
         put_opt_str(out, e.transaction.as_deref());
+        if let Some((delivered_ms, acked_ms)) = e.acked {
+            put_u64(out, delivered_ms);
+            put_u64(out, acked_ms);
+        }
     }
 }
 
 fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
-    if r.u8()? != PARKED_RUN {
-        return Err(DecodeError("snapshot part tag"));
-    }
+    let awaiting = match r.u8()? {
+        PARKED_RUN => false,
+        AWAITING_RUN => true,
+        _ => return Err(DecodeError("snapshot part tag")),
+    };
     let kind = DataKindId::new(r.str()?);
     let name_count = u16::from_le_bytes([r.u8()?, r.u8()?]) as usize;
     if name_count > 2 * PARKED_RUN_ENTRIES_MAX {
@@ -355,6 +371,16 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
             return Err(DecodeError("parked flags"));
         }
         let transaction = r.opt_str()?.map(str::to_owned);
+        let acked = if awaiting {
+            let delivered_ms = r.u64()?;
+            let acked_ms = r.u64()?;
+            if delivered_ms < id.unix_ms() || acked_ms < delivered_ms {
+                return Err(DecodeError("awaiting times out of order"));
+            }
+            Some((delivered_ms, acked_ms))
+        } else {
+            None
+        };
         if entries
             .last()
             .is_some_and(|prev: &ParkedRecord| prev.offset >= offset)
@@ -370,6 +396,7 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
             test: flags & 1 != 0,
             transaction,
             keyed: flags & 2 != 0,
+            acked,
         });
     }
     if !r.done() {

@@ -8,13 +8,20 @@
 //! changed since the last one, not the backlog.
 
 use super::keys::KeyPrint;
-use super::queue::Parked;
+use super::queue::Awaiting;
 use super::{snapshot, Record, Shard};
 use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, QueueId};
 
 /// Keys and the message each named, as a snapshot writes them.
 type Keys = Vec<(KeyPrint, MessageId)>;
+
+/// A queue's chunked list of requests a snapshot writes in runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum List {
+    Parked,
+    Awaiting,
+}
 
 /// Where a snapshot being written stands.
 #[derive(Debug)]
@@ -26,6 +33,9 @@ pub struct SnapshotCursor {
     exchanges: Vec<MessageId>,
     exchange: usize,
     queues: Vec<QueueId>,
+    /// Which of a queue's lists is being written: the parked requests of
+    /// every queue, then the awaiting ones.
+    list: List,
     queue: usize,
     chunk: usize,
     /// Entries of the current chunk written so far.
@@ -82,6 +92,7 @@ impl Shard {
             exchanges: self.snapshot_exchange_ids(),
             exchange: 0,
             queues,
+            list: List::Parked,
             queue: 0,
             chunk: 0,
             chunk_at: 0,
@@ -109,7 +120,7 @@ impl Shard {
         let made = self
             .next_clock_part(c)
             .or_else(|| self.next_exchange_part(c))
-            .or_else(|| self.next_parked_part(c, offset))
+            .or_else(|| self.next_list_part(c, offset))
             .or_else(|| self.next_frozen_keys_part(c, offset))
             .or_else(|| self.next_open_keys_part(c));
         // The snapshot's records take offsets like any other; they change
@@ -147,59 +158,120 @@ impl Shard {
         }))
     }
 
-    /// The next part of the parked requests: a chunk unchanged since a
-    /// snapshot wrote it whole in one part is referred to, any other written
-    /// in runs that each fit the log's record bound.
-    fn next_parked_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
-        // Bounded: each pass moves to the next chunk or queue.
+    /// The next part of the parked (then the awaiting) requests: a chunk
+    /// unchanged since a snapshot wrote it whole in one part is referred
+    /// to, any other written in runs that each fit the log's record bound.
+    fn next_list_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+        // Bounded: each pass moves to the next chunk, queue or list.
         loop {
-            let queue = c.queues.get(c.queue)?.clone();
+            let Some(queue) = c.queues.get(c.queue).cloned() else {
+                if c.list == List::Awaiting {
+                    return None;
+                }
+                (c.list, c.queue, c.chunk, c.chunk_at) = (List::Awaiting, 0, 0, 0);
+                continue;
+            };
             let QueueId::Requests(kind) = &queue else {
                 unreachable!("request queues only")
             };
-            let parked = self.queues[&queue].parked();
-            if c.chunk >= parked.chunk_count() {
+            let Some((len, written_at)) = self.list_chunk(&queue, c.list, c.chunk) else {
                 (c.queue, c.chunk, c.chunk_at) = (c.queue + 1, 0, 0);
                 continue;
-            }
-            let (entries, written_at) = parked.chunk(c.chunk);
+            };
             if let (Some(at), 0) = (written_at, c.chunk_at) {
                 c.refers_from = c.refers_from.min(at);
                 c.chunk += 1;
                 return Some(part(|out| snapshot::encode_reference(at, out)));
             }
-            if c.chunk_at >= entries.len() {
+            if c.chunk_at >= len {
                 (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
                 continue;
             }
-            let (record, taken) = self.parked_run_part(kind, &entries[c.chunk_at..]);
-            let whole = c.chunk_at == 0 && taken == entries.len();
+            let records = self.list_records(&queue, c.list, c.chunk, c.chunk_at);
+            let (record, taken) = self.run_part(kind, records);
+            let whole = c.chunk_at == 0 && taken == len;
             c.chunk_at += taken;
             if whole {
                 let q = self.queues.get_mut(&queue).expect("listed");
-                q.parked_mut().chunk_written(c.chunk, offset);
+                match c.list {
+                    List::Parked => q.parked_mut().chunk_written(c.chunk, offset),
+                    List::Awaiting => q.awaiting_mut().chunk_written(c.chunk, offset),
+                }
                 (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
             }
             return Some(record);
         }
     }
 
-    /// A part holding the first of `entries` that fit the log's record
-    /// bound (at most a run's), and how many it holds (at least one).
-    fn parked_run_part(&self, kind: &DataKindId, entries: &[Parked]) -> (Record, usize) {
-        let mut n = entries.len().min(snapshot::PARKED_RUN_ENTRIES_MAX);
-        // Bounded: n halves each pass.
+    /// Chunk `i` of `queue`'s `list`: its length and where a part holds it
+    /// whole, if one does; `None` past the last chunk.
+    fn list_chunk(&self, queue: &QueueId, list: List, i: usize) -> Option<(usize, Option<u64>)> {
+        let q = &self.queues[queue];
+        match list {
+            List::Parked => (i < q.parked().chunk_count()).then(|| {
+                let (entries, at) = q.parked().chunk(i);
+                (entries.len(), at)
+            }),
+            List::Awaiting => (i < q.awaiting().chunk_count()).then(|| {
+                let (entries, at) = q.awaiting().chunk(i);
+                (entries.len(), at)
+            }),
+        }
+    }
+
+    /// Up to a run of chunk `i`'s entries from `from`, as a snapshot
+    /// carries them.
+    fn list_records(
+        &self,
+        queue: &QueueId,
+        list: List,
+        i: usize,
+        from: usize,
+    ) -> Vec<snapshot::ParkedRecord> {
+        let q = &self.queues[queue];
+        let n = snapshot::PARKED_RUN_ENTRIES_MAX;
+        match list {
+            List::Parked => {
+                let entries = &q.parked().chunk(i).0[from..];
+                entries
+                    .iter()
+                    .take(n)
+                    .map(|p| self.parked_record(p))
+                    .collect()
+            }
+            List::Awaiting => {
+                let entries = &q.awaiting().chunk(i).0[from..];
+                let record = |a: &Awaiting| snapshot::ParkedRecord {
+                    acked: Some((a.delivered_ms, a.acked_ms)),
+                    ..self.parked_record(&a.parked)
+                };
+                entries.iter().take(n).map(record).collect()
+            }
+        }
+    }
+
+    /// A part holding the first of `records` that fit the log's record
+    /// bound, and how many it holds (at least one).
+    fn run_part(
+        &self,
+        kind: &DataKindId,
+        mut records: Vec<snapshot::ParkedRecord>,
+    ) -> (Record, usize) {
+        assert!(!records.is_empty());
+        // Bounded: the run halves each pass.
         loop {
+            let n = records.len();
             let run = snapshot::ParkedRun {
                 kind: kind.clone(),
-                entries: entries[..n].iter().map(|p| self.parked_record(p)).collect(),
+                entries: records,
             };
             let mut buf = Vec::new();
             snapshot::encode_parked_run(&run, &mut buf);
             if buf.len() + part_overhead() <= self.config.record_bytes_max || n == 1 {
                 return (Record::SnapshotPart(Bytes::from(buf)), n);
             }
-            n /= 2;
+            records = run.entries;
+            records.truncate(n / 2);
         }
     }
 

@@ -1670,26 +1670,33 @@ fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
         test: false,
         transaction: None,
         keyed: true,
+        acked: None,
     };
-    let run = ParkedRun {
-        kind: DataKindId::new(ASYNC),
-        entries: vec![entry(1), entry(2)],
+    let awaiting = |offset: u64| ParkedRecord {
+        acked: Some((T0 + 1, T0 + 2)),
+        ..entry(offset)
     };
-    let mut bytes = Vec::new();
-    encode_parked_run(&run, &mut bytes);
-    assert_eq!(
-        decode_part(&bytes).unwrap(),
-        crate::shard::snapshot::Part::Parked(run)
-    );
-    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
-        assert!(decode_part(&bytes[..cut]).is_err(), "cut at {cut}");
+    for entries in [vec![entry(1), entry(2)], vec![awaiting(1), awaiting(2)]] {
+        let run = ParkedRun {
+            kind: DataKindId::new(ASYNC),
+            entries,
+        };
+        let mut bytes = Vec::new();
+        encode_parked_run(&run, &mut bytes);
+        assert_eq!(
+            decode_part(&bytes).unwrap(),
+            crate::shard::snapshot::Part::Parked(run)
+        );
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_part(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut unknown_tag = bytes.clone();
+        unknown_tag[0] = 9;
+        assert!(decode_part(&unknown_tag).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_part(&trailing).is_err());
     }
-    let mut unknown_tag = bytes.clone();
-    unknown_tag[0] = 9;
-    assert!(decode_part(&unknown_tag).is_err());
-    let mut trailing = bytes.clone();
-    trailing.push(0);
-    assert!(decode_part(&trailing).is_err());
 }
 
 #[test]
@@ -3156,3 +3163,91 @@ fn given_send_request_when_call_repeats_its_key_then_duplicate_with_original_id(
 /// The batched operations' rules (`shard/batch.rs`), on this driver.
 #[path = "batch_tests.rs"]
 mod batch_tests;
+
+/// Sends `n` bulk requests, takes them in one fetch and acks each:
+/// returns their ids.
+fn acked_bulk(d: &mut Driver, n: usize) -> Vec<MessageId> {
+    let sent: Vec<MessageId> = (0..n).map(|_| d.send_ok("MFC", request(BULK))).collect();
+    d.tick_at(T0 + 10);
+    let mut got = Vec::new();
+    // Bounded: each fetch takes at least one until all are taken.
+    while got.len() < n {
+        let more = ids(&d.fetch("FNS", requests(BULK), n as u32, 1));
+        assert!(!more.is_empty(), "all {n} taken");
+        got.extend(more);
+    }
+    assert!(got == sent, "taken in order");
+    d.tick_at(T0 + 20);
+    for id in &sent {
+        d.ack("FNS", requests(BULK), *id, 1);
+    }
+    d.commit();
+    sent
+}
+
+#[test]
+fn given_acked_requests_when_held_for_answer_then_compact_and_seen_whole() {
+    let mut d = Driver::new();
+    let sent = acked_bulk(&mut d, 10);
+    let held = d.shard.held();
+    assert_eq!((held.awaiting, held.exchanges), (10, 0));
+    // Status and the history are those of the full exchange.
+    assert_eq!(
+        d.history(sent[3]),
+        vec![
+            (EventKind::Accepted, T0, 0),
+            (EventKind::Delivered, T0 + 10, 1),
+            (EventKind::Acked, T0 + 20, 0)
+        ]
+    );
+    // A repeated ack is harmless, as before.
+    let (_, out) = d.command(
+        "FNS",
+        Command::Ack {
+            queue: requests(BULK),
+            id: sent[3],
+            reader: 1,
+        },
+    );
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, Output::Reply { result: Err(_), .. })));
+    // The answer makes it whole again, and it ends as always.
+    d.respond("FNS", sent[3]);
+    d.commit();
+    assert_eq!(d.shard.held().awaiting, 9);
+    assert!(!d.exchange_outcome_is_none(sent[3]));
+    assert_eq!(
+        d.event_kinds(sent[3])[..4],
+        [
+            EventKind::Accepted,
+            EventKind::Delivered,
+            EventKind::Acked,
+            EventKind::Answered
+        ]
+    );
+}
+
+#[test]
+fn given_awaiting_requests_when_snapshot_replayed_then_restored_referred_to_and_still_expire() {
+    let mut d = Driver::new();
+    let sent = acked_bulk(&mut d, 5_000);
+    let (first, records) = durable_snapshot(&mut d);
+    assert_eq!(
+        records.len(),
+        4,
+        "the clock, 5,000 awaiting in runs of 4,096, then the end"
+    );
+    let (mut r, _) = d.restart_from(first);
+    assert_eq!(r.shard.held().awaiting, 5_000);
+    assert_eq!(r.shard.held().exchanges, 0);
+    assert_eq!(r.history(sent[4_999]), d.history(sent[4_999]));
+    // Unchanged since: the live shard's next snapshot refers to both runs.
+    let (_, again) = durable_snapshot(&mut d);
+    assert_eq!(references(&again), 2);
+    // The deadline still ends them (each restored entry has its timer).
+    r.tick_at(T0 + ASYNC_DEADLINE_MS);
+    assert_eq!(r.shard.counters().expired, 5_000);
+    assert_eq!(r.shard.held().awaiting, 0);
+    assert_eq!(*r.event_kinds(sent[0]).last().unwrap(), EventKind::Expired);
+}

@@ -131,6 +131,9 @@ pub struct Stats {
     pub jumps: u64,
     pub storage_failures: u64,
     pub snapshots: u64,
+    /// Acked requests awaiting their answer as compact entries, summed
+    /// over the snapshots that wrote them.
+    pub awaiting_in_snapshots: u64,
     pub snapshot_replays: u64,
     pub full_replays: u64,
     pub retention_moves: u64,
@@ -187,6 +190,7 @@ impl Stats {
         self.jumps += o.jumps;
         self.storage_failures += o.storage_failures;
         self.snapshots += o.snapshots;
+        self.awaiting_in_snapshots += o.awaiting_in_snapshots;
         self.snapshot_replays += o.snapshot_replays;
         self.full_replays += o.full_replays;
         self.retention_moves += o.retention_moves;
@@ -867,6 +871,7 @@ impl World {
         }
         let first = self.shards[si].next_offset();
         assert_eq!(first, self.logs[si].records.len() as u64);
+        self.stats.awaiting_in_snapshots += self.shards[si].held().awaiting as u64;
         let records = self.shards[si].snapshot(first);
         // The log takes no record over its bound: nor may a snapshot's part
         // that holds many entries (parked runs, key runs; an exchange part is
