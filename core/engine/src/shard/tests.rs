@@ -299,7 +299,8 @@ impl Driver {
 
     /// As `restart`, replaying from `first_offset` (a snapshot's start).
     fn restart_from(&self, first_offset: u64) -> (Driver, Vec<Output>) {
-        let mut shard = Shard::new(self.shard.config().clone(), registry(), first_offset);
+        let registry = self.shard.registry().clone();
+        let mut shard = Shard::new(self.shard.config().clone(), registry, first_offset);
         for (offset, record) in &self.log {
             if *offset >= first_offset && *offset < self.durable {
                 if let Record::SnapshotPart(bytes) = record {
@@ -1670,6 +1671,8 @@ fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
         test: false,
         transaction: None,
         keyed: true,
+        // Left out of the part when 0 (the shape before byte quotas).
+        payload_bytes: (offset as u32 - 1) * 100,
     };
     let run = ParkedRun {
         kind: DataKindId::new(ASYNC),
@@ -3156,3 +3159,6 @@ fn given_send_request_when_call_repeats_its_key_then_duplicate_with_original_id(
 /// The batched operations' rules (`shard/batch.rs`), on this driver.
 #[path = "batch_tests.rs"]
 mod batch_tests;
+
+#[path = "quota_tests.rs"]
+mod quota_tests;

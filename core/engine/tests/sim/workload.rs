@@ -608,6 +608,7 @@ impl World {
             Command::AckMany { queue, ids, reader } => {
                 self.predict_ack_many(s, caller, queue, ids, *reader)
             }
+            Command::NackMany { .. } => unreachable!("the workload sends no nack_many"),
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
                 Ok(()) => Expect::Done,
