@@ -130,6 +130,29 @@ fn certificate_sha256(participant: &ParticipantId, text: &str) -> Result<String,
     Ok(text.to_ascii_lowercase())
 }
 
+/// A kind's deadline, size and queue bounds: positive, and a queue's byte
+/// bound no smaller than its largest request.
+fn check_limits(k: &DataKind) -> Result<(), RegistryError> {
+    if k.deadline_ms == 0
+        || k.payload_bytes_max == 0
+        || k.queue_messages_max == 0
+        || k.queue_bytes_max == 0
+    {
+        return Err(RegistryError::Invalid(format!(
+            "kind {}: deadline, size and queue bounds must be positive",
+            k.id
+        )));
+    }
+    if k.queue_bytes_max < u64::from(k.payload_bytes_max) {
+        // Its largest request could never be accepted.
+        return Err(RegistryError::Invalid(format!(
+            "kind {}: queue_bytes_max {} is below payload_bytes_max {}",
+            k.id, k.queue_bytes_max, k.payload_bytes_max
+        )));
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Builds a registry from parts, checking every cross-reference.
     pub fn new(
@@ -187,23 +210,7 @@ impl Registry {
                     )));
                 }
             }
-            if k.deadline_ms == 0
-                || k.payload_bytes_max == 0
-                || k.queue_messages_max == 0
-                || k.queue_bytes_max == 0
-            {
-                return Err(RegistryError::Invalid(format!(
-                    "kind {}: deadline, size and queue bounds must be positive",
-                    k.id
-                )));
-            }
-            if k.queue_bytes_max < u64::from(k.payload_bytes_max) {
-                // Its largest request could never be accepted.
-                return Err(RegistryError::Invalid(format!(
-                    "kind {}: queue_bytes_max {} is below payload_bytes_max {}",
-                    k.id, k.queue_bytes_max, k.payload_bytes_max
-                )));
-            }
+            check_limits(&k)?;
             if reg.kinds.insert(k.id.clone(), k.clone()).is_some() {
                 return Err(RegistryError::Invalid(format!("kind {} twice", k.id)));
             }

@@ -1875,27 +1875,7 @@ impl Shard {
             }
             return Err(HubError::AlreadyAnswered(request_id));
         }
-        let limit = self
-            .registry
-            .kind(&ex.kind)
-            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
-        if payload.len() as u64 > limit {
-            return Err(HubError::TooLarge {
-                size_bytes: payload.len() as u64,
-                size_bytes_max: limit,
-            });
-        }
-        let reason = match &body {
-            AnswerBody::Data => None,
-            AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
-        };
-        let record_bytes = record_size::answer_record_bytes(reason, payload.len());
-        self.fits_log(payload.len(), record_bytes.expect("reason checked"))?;
-        if !self.call_waiters.contains_key(&request_id) {
-            // A waiting caller takes its answer itself: it never waits in
-            // the answer queue unless the caller is gone.
-            self.answer_room(&ex.consumer, payload.len())?;
-        }
+        self.answer_fits(&ex, &body, payload.len())?;
         let queue = QueueId::Requests(ex.kind.clone());
         drop(ex);
         // Answered before any reader took it: whole again, then out of its queue.
@@ -1920,6 +1900,40 @@ impl Shard {
             }),
         );
         Ok(None)
+    }
+
+    /// Checks an answer to open exchange `ex` with `body` and a payload of
+    /// `payload_len` bytes: within the kind's payload size and the log's
+    /// record size (`TooLarge`), and within the consumer's answer bound
+    /// (`QuotaExceeded`).
+    fn answer_fits(
+        &self,
+        ex: &Exchange,
+        body: &AnswerBody,
+        payload_len: usize,
+    ) -> Result<(), HubError> {
+        let limit = self
+            .registry
+            .kind(&ex.kind)
+            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
+        if payload_len as u64 > limit {
+            return Err(HubError::TooLarge {
+                size_bytes: payload_len as u64,
+                size_bytes_max: limit,
+            });
+        }
+        let reason = match body {
+            AnswerBody::Data => None,
+            AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
+        };
+        let record_bytes = record_size::answer_record_bytes(reason, payload_len);
+        self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
+        if self.call_waiters.contains_key(&ex.id) {
+            // A waiting caller takes its answer itself: it never waits in
+            // the answer queue unless the caller is gone.
+            return Ok(());
+        }
+        self.answer_room(&ex.consumer, payload_len)
     }
 
     /// Refuses a record of `record_bytes` carrying `payload_len` payload
