@@ -3,7 +3,7 @@
 //! bad operations that must get their typed errors. Every operation's reply
 //! is predicted from the model before the shard sees it.
 
-use crate::model::{terminal_kind, MPlace};
+use crate::model::{terminal_kind, MPlace, ShardModel};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
 use gonets_engine::record::{
@@ -338,7 +338,29 @@ impl World {
         if bytes > max {
             return Expect::Fail(record_too_large(payload_len, bytes, max));
         }
+        if !r.waiter && self.answer_queue_full(m, &r.consumer, payload_len) {
+            return Expect::Fail(HubError::QuotaExceeded);
+        }
         Expect::Answer
+    }
+
+    /// True when one more answer of `payload_len` bytes from the shard of
+    /// model `m` would pass its share of `consumer`'s answer bounds while
+    /// others are outstanding (ADR 0013).
+    fn answer_queue_full(
+        &self,
+        m: &ShardModel,
+        consumer: &ParticipantId,
+        payload_len: usize,
+    ) -> bool {
+        let Some(p) = self.registry.participant(consumer) else {
+            return false;
+        };
+        let (n, bytes) = m.answers_outstanding(consumer);
+        let shards = u64::from(self.n);
+        n > 0
+            && (n + 1 > u64::from(p.answer_queue_messages_max).div_ceil(shards)
+                || bytes + payload_len as u64 > p.answer_queue_bytes_max.div_ceil(shards))
     }
 
     /// Bytes of the answer record `body` with `payload_len` bytes would be.
@@ -391,7 +413,7 @@ impl World {
             return Expect::Fail(HubError::Malformed(String::new()));
         }
         let mut slots: Vec<Slot> = Vec::new();
-        let mut new = 0;
+        let (mut new, mut new_bytes) = (0, 0);
         for (i, r) in rs.iter().enumerate() {
             let single = self.predict(s, caller, &Command::SendRequest(r.clone()), now);
             let earlier = r.idempotency_key.as_ref().and_then(|key| {
@@ -404,9 +426,10 @@ impl World {
                 Expect::Fail(e) if e != HubError::QuotaExceeded => Slot::Fail(e),
                 _ if earlier.is_some() => Slot::SameAs(earlier.expect("some")),
                 Expect::Duplicate { original, .. } => Slot::Dup(original),
-                _ if self.full_after(s, r, new) => Slot::Fail(HubError::QuotaExceeded),
+                _ if self.full_after(s, r, new, new_bytes) => Slot::Fail(HubError::QuotaExceeded),
                 _ => {
                     new += 1;
+                    new_bytes += r.payload.len() as u64;
                     Slot::New(new - 1)
                 }
             };
@@ -418,8 +441,9 @@ impl World {
     }
 
     /// True when `r`'s queue on shard `s` has no room once `more` requests
-    /// (earlier in its batch) are added (as `predict` counts the bound).
-    fn full_after(&self, s: u16, r: &NewRequest, more: usize) -> bool {
+    /// of `more_bytes` (earlier in its batch) are added (as `predict`
+    /// counts the bounds).
+    fn full_after(&self, s: u16, r: &NewRequest, more: usize, more_bytes: u64) -> bool {
         let m = &self.models[s as usize];
         let kind = self.registry.kind(&r.kind).expect("checked kind");
         let queue = QueueId::Requests(r.kind.clone());
@@ -429,6 +453,7 @@ impl World {
             .filter(|q| q.kind == r.kind && !q.released && !q.call)
             .count();
         m.places(&queue).count() + committing + more >= kind.queue_messages_max as usize
+            || m.waiting_bytes(&r.kind) + more_bytes + r.payload.len() as u64 > kind.queue_bytes_max
     }
 
     /// What an `ack_many` gets (`shard/batch.rs`): the whole batch refused,
@@ -587,6 +612,9 @@ impl World {
                 if m.places(&queue).count() + committing >= kind.queue_messages_max as usize {
                     return fail(HubError::QuotaExceeded);
                 }
+                if m.waiting_bytes(&r.kind) + r.payload.len() as u64 > kind.queue_bytes_max {
+                    return fail(HubError::QuotaExceeded);
+                }
                 if call {
                     Expect::NewCall
                 } else {
@@ -710,6 +738,24 @@ impl World {
 
     // ---- operations ----
 
+    /// Counts a refusal `QuotaExceeded` of `command` on shard `si` that a
+    /// byte quota or an answer bound made (ADR 0013).
+    fn count_quota_refusal(&mut self, si: usize, command: &Command) {
+        match command {
+            Command::SendRequest(r) | Command::Call(r) => {
+                let max = self.registry.kind(&r.kind).expect("known").queue_bytes_max;
+                let waiting = self.models[si].waiting_bytes(&r.kind);
+                if waiting + r.payload.len() as u64 > max {
+                    self.stats.byte_quota_refusals += 1;
+                }
+            }
+            Command::SendResponse { .. } | Command::SendRefusal { .. } => {
+                self.stats.answer_quota_refusals += 1;
+            }
+            _ => {}
+        }
+    }
+
     /// The shard an operation goes to, as the runtime routes it.
     pub fn route(&self, command: &Command) -> u16 {
         // The shard rule that ships (`Command::shard`, used by the session
@@ -739,6 +785,9 @@ impl World {
             if kind_max.is_some_and(|k| *size_bytes_max < k) {
                 self.stats.records_too_large += 1;
             }
+        }
+        if matches!(expect, Expect::Fail(HubError::QuotaExceeded)) {
+            self.count_quota_refusal(si, &command);
         }
         let token = self.next_token;
         self.next_token += 1;
