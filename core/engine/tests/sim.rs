@@ -173,7 +173,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots, {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
          {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs, \
-         {} sends over a byte quota, {} answers over an answer bound",
+         {} nack_many replies, {} sends over a byte quota, {} answers over an answer bound",
         seeds.len(),
         started.elapsed(),
         t.steps,
@@ -209,6 +209,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.archive_statuses,
         t.records_too_large,
         t.give_backs,
+        t.nacks_many,
         t.byte_quota_refusals,
         t.answer_quota_refusals,
     );
@@ -252,6 +253,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("statuses from the archive", t.archive_statuses),
             ("records too large for the log", t.records_too_large),
             ("give-backs", t.give_backs),
+            ("nack_many replies", t.nacks_many),
             ("sends over a byte quota", t.byte_quota_refusals),
             ("answers over an answer bound", t.answer_quota_refusals),
         ];

@@ -206,8 +206,14 @@ impl Shard {
                 .collect();
             self.emit_events(events);
         }
+        // Every lease ends before any is handed out again: a waiting reader
+        // then gets the oldest of them first (FIFO holds across the batch).
+        let mut ready = false;
         for id in nacked {
-            self.lease_ended(&queue, id, delay_ms);
+            ready |= self.end_lease(&queue, id, delay_ms);
+        }
+        if ready {
+            self.pump(&queue);
         }
         if !requests {
             return Ok(Some(ShardReply::AckedMany(refused)));

@@ -1817,6 +1817,14 @@ impl Shard {
     /// A lease ended without an ack: deliver again (after `delay_ms`), or
     /// dead-letter a request that used up its deliveries.
     fn lease_ended(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) {
+        if self.end_lease(queue, id, delay_ms) {
+            self.pump(queue);
+        }
+    }
+
+    /// Ends a lease as [`Shard::lease_ended`] does, without handing out
+    /// what became ready (the caller pumps): true when `id` is ready now.
+    fn end_lease(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) -> bool {
         if let QueueId::Requests(_) = queue {
             if self.exchanges[&id].deliveries >= self.config.deliveries_max {
                 self.queues.get_mut(queue).unwrap().remove(id);
@@ -1826,24 +1834,24 @@ impl Shard {
                     self.config.deliveries_max
                 );
                 self.hub_answer(id, RefusalCode::Undeliverable, reason);
-                return;
+                return false;
             }
         }
         let q = self.queues.get_mut(queue).unwrap();
         if delay_ms == 0 {
             q.make_ready(id);
-            self.pump(queue);
-        } else {
-            let generation = q.delay(id);
-            self.timers.arm(
-                self.now_ms.saturating_add(delay_ms),
-                Timer::Delay {
-                    queue: queue.clone(),
-                    id,
-                    generation,
-                },
-            );
+            return true;
         }
+        let generation = q.delay(id);
+        self.timers.arm(
+            self.now_ms.saturating_add(delay_ms),
+            Timer::Delay {
+                queue: queue.clone(),
+                id,
+                generation,
+            },
+        );
+        false
     }
 
     fn answer(

@@ -435,3 +435,25 @@ fn given_bad_batches_when_nack_many_then_refused_whole() {
     let r = d.now_reply("MFC", nack_many(vec![MessageId::new(T0, 0, 1)], 1, 0));
     assert!(matches!(r, Err(HubError::NotAuthorized(_))), "{r:?}");
 }
+
+#[test]
+fn given_a_waiting_fetch_when_nack_many_names_the_newer_first_then_the_oldest_is_handed_out() {
+    let mut d = Driver::new();
+    let ids: Vec<MessageId> = (0..2).map(|_| d.send_ok("MFC", request(ASYNC))).collect();
+    assert_eq!(d.fetch("FNS", requests(ASYNC), 2, 1).len(), 2);
+    let wait = Command::Fetch {
+        queue: requests(ASYNC),
+        max: 1,
+        wait_ms: 500,
+        reader: 2,
+    };
+    let (waiting, out) = d.command("FNS", wait);
+    assert_eq!(reply(&out, waiting), None, "nothing ready: it waits");
+    let (_, out) = d.command("FNS", nack_many(vec![ids[1], ids[0]], 1, 0));
+    match reply(&out, waiting) {
+        Some(Ok(ShardReply::Messages(got))) => {
+            assert_eq!(super::ids(&got), vec![ids[0]], "FIFO across the batch")
+        }
+        other => panic!("expected the waiting fetch's messages, got {other:?}"),
+    }
+}

@@ -115,6 +115,14 @@ pub enum Expect {
         refused: Vec<(MessageId, HubError)>,
         now: bool,
     },
+    /// `nack_many`: the nacks of `nacked` (in one record for a requests
+    /// queue), and `refused` in the reply, once everything appended so far
+    /// is durable (`now`: at once; an answer queue's always is).
+    NackMany {
+        nacked: Vec<MessageId>,
+        refused: Vec<(MessageId, HubError)>,
+        now: bool,
+    },
     /// The request's shard is told, and settles it: `Done` only once the
     /// ack's record is durable there. `again`: the answer is no longer
     /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
@@ -146,6 +154,7 @@ impl Expect {
                 | Expect::Duplicate { durable: true, .. }
                 | Expect::CallRepeat { durable: true, .. }
                 | Expect::AckMany { now: true, .. }
+                | Expect::NackMany { now: true, .. }
                 | Expect::SendMany { now: true, .. }
         )
     }
@@ -163,6 +172,7 @@ impl Expect {
                 | Expect::Duplicate { durable: false, .. }
                 | Expect::CallRepeat { durable: false, .. }
                 | Expect::AckMany { now: false, .. }
+                | Expect::NackMany { now: false, .. }
                 | Expect::SendMany { now: false, .. }
         )
     }
@@ -500,6 +510,43 @@ impl World {
         }
     }
 
+    /// What a `nack_many` gets (`shard/batch.rs`): the whole batch refused,
+    /// or each id nacked when leased to `reader` (and not earlier in the
+    /// list), else refused `NotFound`.
+    fn predict_nack_many(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        ids: &[MessageId],
+        reader: ReaderId,
+    ) -> Expect {
+        let m = &self.models[s as usize];
+        if ids.is_empty() || ids.len() > gonets_types::BATCH_MESSAGES_MAX {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        }
+        if let Err(e) = self.may_read(s, caller, queue) {
+            return Expect::Fail(e);
+        }
+        let (mut nacked, mut refused) = (Vec::new(), Vec::new());
+        for id in ids {
+            match m.place(queue, *id) {
+                Some(MPlace::Leased { reader: r, .. }) if r == reader && !nacked.contains(id) => {
+                    nacked.push(*id)
+                }
+                _ => refused.push((*id, HubError::NotFound)),
+            }
+        }
+        let log_end = self.logs[s as usize].records.len() as u64;
+        let now =
+            matches!(queue, QueueId::Answers(_)) || (nacked.is_empty() && log_end <= m.durable);
+        Expect::NackMany {
+            nacked,
+            refused,
+            now,
+        }
+    }
+
     /// What a call repeating the key of `original` gets.
     fn predict_call_repeat(&self, s: u16, original: MessageId) -> Expect {
         let m = &self.models[s as usize];
@@ -636,7 +683,9 @@ impl World {
             Command::AckMany { queue, ids, reader } => {
                 self.predict_ack_many(s, caller, queue, ids, *reader)
             }
-            Command::NackMany { .. } => unreachable!("the workload sends no nack_many"),
+            Command::NackMany {
+                queue, ids, reader, ..
+            } => self.predict_nack_many(s, caller, queue, ids, *reader),
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
                 Ok(()) => Expect::Done,
@@ -795,7 +844,8 @@ impl World {
             Command::Fetch { reader, .. }
             | Command::Subscribe { reader, .. }
             | Command::Ack { reader, .. }
-            | Command::Nack { reader, .. } => *reader,
+            | Command::Nack { reader, .. }
+            | Command::NackMany { reader, .. } => *reader,
             _ => self.clients[c].reader,
         };
         match (&command, &expect) {
@@ -1000,6 +1050,9 @@ impl World {
                     } else {
                         self.rng.workload.gen_range(1..=500)
                     };
+                    if roll == 83 {
+                        return self.nack_many(c, id, queue, delay_ms);
+                    }
                     self.issue(
                         c,
                         Command::Nack {
@@ -1048,6 +1101,38 @@ impl World {
         self.issue(c, Command::AckMany { queue, ids, reader })
     }
 
+    /// A `nack_many` of `first` and everything else client `c` holds from
+    /// `queue`, sometimes with `first` twice or an id never leased.
+    fn nack_many(&mut self, c: usize, first: MessageId, queue: QueueId, delay_ms: u64) -> Check {
+        let reader = self.clients[c].reader;
+        let mut ids: Vec<MessageId> = self.clients[c]
+            .held
+            .iter()
+            .filter(|(_, q)| **q == queue)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.clients[c].held.remove(id);
+        }
+        ids.insert(0, first);
+        match self.rng.workload.gen_range(0..4) {
+            0 => ids.push(first),
+            1 => ids.push(MessageId::new(
+                self.now,
+                0,
+                self.rng.workload.gen::<u32>() as u64,
+            )),
+            _ => {}
+        }
+        let command = Command::NackMany {
+            queue,
+            ids,
+            reader,
+            delay_ms,
+        };
+        self.issue(c, command)
+    }
+
     fn provider_act(&mut self, c: usize, kinds: &[DataKindId]) -> Check {
         let reader = self.clients[c].reader;
         let kind = self.pick(kinds).expect("a provider serves kinds");
@@ -1085,6 +1170,9 @@ impl World {
                     } else {
                         self.rng.workload.gen_range(1..=500)
                     };
+                    if roll >= 47 {
+                        return self.nack_many(c, id, queue, delay_ms);
+                    }
                     self.issue(
                         c,
                         Command::Nack {
@@ -1623,6 +1711,22 @@ impl World {
                 );
                 self.know.acks_replied.extend(acked.iter().copied());
                 self.stats.acks_many += 1;
+            }
+            (Expect::NackMany { refused, now, .. }, Ok(ShardReply::AckedMany(got))) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                let same = got.len() == refused.len()
+                    && got
+                        .iter()
+                        .zip(refused)
+                        .all(|((gi, ge), (wi, we))| gi == wi && same_error(we, ge));
+                ensure!(
+                    immediate == *now && (immediate || durable_now) && same,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+                self.stats.nacks_many += 1;
             }
             (Expect::SendMany { slots, now }, Ok(ShardReply::AcceptedMany(results))) => {
                 let durable_now = p.release_offset <= self.models[si].durable;

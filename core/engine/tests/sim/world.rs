@@ -175,6 +175,8 @@ pub struct Stats {
     pub records_too_large: u64,
     /// Leases the runtime gave back (`Input::GiveBack`).
     pub give_backs: u64,
+    /// `nack_many` operations answered (one reply for many nacks).
+    pub nacks_many: u64,
     /// Sends refused for their queue's byte quota (ADR 0013).
     pub byte_quota_refusals: u64,
     /// Answers refused for their consumer's answer bound (ADR 0013).
@@ -222,6 +224,7 @@ impl Stats {
         self.archive_statuses += o.archive_statuses;
         self.records_too_large += o.records_too_large;
         self.give_backs += o.give_backs;
+        self.nacks_many += o.nacks_many;
         self.byte_quota_refusals += o.byte_quota_refusals;
         self.answer_quota_refusals += o.answer_quota_refusals;
     }
