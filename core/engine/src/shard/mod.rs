@@ -263,10 +263,10 @@ pub struct Shard {
     committing: HashMap<QueueId, u32>,
     /// Payload bytes of the requests each queue holds (open, not acked;
     /// committing ones included), for its byte quota. Kept by `apply`, so
-    /// replay gives the same; absent when 0.
+    /// replay gives the same.
     waiting_bytes: HashMap<QueueId, u64>,
     /// Per consumer, the answers made here and not yet acked by it: what
-    /// its answer queue may hold from this shard (ADR 0013); absent when 0.
+    /// its answer queue may hold from this shard (ADR 0013).
     answers_out: HashMap<ParticipantId, Outstanding>,
     snapshot_start: u64,
     /// The oldest offset the state of the latest durable snapshot still
@@ -962,14 +962,14 @@ impl Shard {
             _ => {}
         }
         ex.record(e.kind, e.time_ms, e.count);
+        let finished = e.kind == EventKind::AnswerAcked && ex.finished();
         if let Some((queue, bytes)) = left_queue {
             self.count_waiting(&queue, bytes, false);
         }
         if let Some((consumer, bytes)) = answer_acked {
             self.count_answer(&consumer, bytes, false);
         }
-        let ex = &self.exchanges[&e.request_id];
-        if e.kind == EventKind::AnswerAcked && ex.finished() {
+        if finished {
             self.arm_eviction(e.request_id, e.time_ms);
             if !durable && self.config.archive_histories {
                 // Archived only once the record that finished it is
@@ -990,30 +990,27 @@ impl Shard {
     }
 
     /// Counts `bytes` of a request joining (`add`) or leaving `queue`'s
-    /// byte quota.
+    /// byte quota. Entries stay at 0 (one per request queue: a drained
+    /// queue's next request finds its entry).
     fn count_waiting(&mut self, queue: &QueueId, bytes: u32, add: bool) {
-        if bytes == 0 {
-            return; // the map holds no zeros
-        }
-        if add {
-            *self.waiting_bytes.entry(queue.clone()).or_default() += u64::from(bytes);
-            return;
-        }
-        let n = self
-            .waiting_bytes
-            .get_mut(queue)
-            .expect("counted when it came");
-        *n = n
-            .checked_sub(u64::from(bytes))
-            .expect("counted when it came");
-        if *n == 0 {
-            self.waiting_bytes.remove(queue);
+        let bytes = u64::from(bytes);
+        match self.waiting_bytes.get_mut(queue) {
+            Some(n) if add => *n += bytes,
+            Some(n) => *n = n.checked_sub(bytes).expect("counted when it came"),
+            None if add => {
+                self.waiting_bytes.insert(queue.clone(), bytes);
+            }
+            None => assert_eq!(bytes, 0, "counted when it came"),
         }
     }
 
     /// Counts an answer of `bytes` to `consumer` made (`add`) or acked.
+    /// Entries stay at 0 (one per consumer this shard answered).
     fn count_answer(&mut self, consumer: &ParticipantId, bytes: u32, add: bool) {
-        let out = self.answers_out.entry(consumer.clone()).or_default();
+        let out = match self.answers_out.get_mut(consumer) {
+            Some(out) => out,
+            None => self.answers_out.entry(consumer.clone()).or_default(),
+        };
         if add {
             out.messages += 1;
             out.bytes += u64::from(bytes);
@@ -1024,10 +1021,10 @@ impl Shard {
             .bytes
             .checked_sub(u64::from(bytes))
             .expect("counted when made");
-        if out.messages == 0 {
-            assert_eq!(out.bytes, 0, "the bytes leave with the answers");
-            self.answers_out.remove(consumer);
-        }
+        assert!(
+            out.messages > 0 || out.bytes == 0,
+            "the bytes leave with the answers"
+        );
     }
 
     /// Whether `consumer`'s answer queue may take one more answer of
