@@ -126,6 +126,31 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
             },
         ),
         (
+            Opcode::NackMany,
+            json(&h::NackMany {
+                queue: queue.clone(),
+                ids: vec![id().to_string()],
+                lease: 42,
+                delay_ms: 250,
+            }),
+            Command::NackMany {
+                queue: requests(),
+                ids: vec![id()],
+                reader: 42,
+                delay_ms: 250,
+            },
+        ),
+        (
+            Opcode::NackMany,
+            format!(r#"{{"queue":"{queue}","ids":["{}"],"lease":42}}"#, id()).into_bytes(),
+            Command::NackMany {
+                queue: requests(),
+                ids: vec![id()],
+                reader: 42,
+                delay_ms: 0,
+            },
+        ),
+        (
             Opcode::Status,
             json(&h::Status {
                 id: id().to_string(),
