@@ -69,6 +69,7 @@ provider = "BENCH-PROVIDER"
 mode = "async"
 payload_bytes_max = 8192
 queue_messages_max = 100000000
+queue_bytes_max = 819200000000
 consumers = ["BENCH-CONSUMER"]
 "#;
 

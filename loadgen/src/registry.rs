@@ -30,7 +30,8 @@ pub fn token(id: &str) -> String {
 }
 
 /// The registry text for `consumers` and `providers`, each async queue
-/// holding up to `queue_messages_max` requests.
+/// holding up to `queue_messages_max` requests (of any size up to the
+/// kind's largest payload: its byte quota does not bind first).
 pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32) -> String {
     assert!(consumers > 0 && providers > 0, "at least one of each");
     let mut t = String::from("# Made by gonets-loadgen registry.\n");
@@ -51,6 +52,9 @@ pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32
         );
     }
     t += "\n[[participant]]\nid = \"LGOP\"\nname = \"load generator operator\"\nroles = [\"operator\"]\ntoken = \"dev-lgop\"\n";
+    // The byte quota never binds before the message bound does (the
+    // largest payload, 1 MiB by default, times the messages).
+    let queue_bytes_max = u64::from(queue_messages_max) << 20;
     let all: Vec<String> = (0..consumers)
         .map(|i| format!("\"{}\"", consumer(i)))
         .collect();
@@ -62,7 +66,7 @@ pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32
             all.join(", ")
         );
         t += &format!(
-            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nconsumers = [{}]\n",
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nqueue_bytes_max = {queue_bytes_max}\nconsumers = [{}]\n",
             bulk_kind(i),
             provider(i),
             all.join(", ")

@@ -618,6 +618,77 @@ fn given_a_queue_at_its_bound_when_one_more_request_comes_then_quota_exceeded() 
 }
 
 #[test]
+fn given_a_consumer_that_stops_reading_when_answers_pass_its_bound_then_quota_exceeded_until_it_acks(
+) {
+    // The demo registry, its EGRN queue bounded at 100 payload bytes and
+    // MFC's answers at 2 per shard; answers on the wire come back typed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shards = ServerOptions::default().shards;
+    let text = include_str!("../../core/engine/registry.default.toml");
+    let mfc_token = "token = \"dev-mfc\"\n";
+    assert!(text.contains("queue_messages_max = 100000") && text.contains(mfc_token));
+    let text = text
+        .replace(
+            "queue_messages_max = 100000",
+            "queue_messages_max = 100000\npayload_bytes_max = 64\nqueue_bytes_max = 100",
+        )
+        .replace(
+            mfc_token,
+            &format!("{mfc_token}answer_queue_messages_max = {}\n", 2 * shards),
+        );
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, text).expect("write the registry");
+    let server = ServerProcess::start(ServerOptions {
+        registry: Some(registry),
+        ..ServerOptions::default()
+    });
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        let ros = ep.connect("ROSREESTR").await;
+        for i in 0..3 {
+            let r = NewRequest::new(EGRN, vec![b'0' + i; 30]);
+            mfc.send_request(r).await.expect("within the byte quota");
+        }
+        expect_hub(
+            "a fourth request of 30 bytes over 100",
+            mfc.send_request(NewRequest::new(EGRN, vec![b'x'; 30]))
+                .await,
+            |e| *e == HubError::QuotaExceeded,
+        );
+        let got = fetch_n(&ros, &requests(EGRN), 3, OP).await;
+        for m in &got[..2] {
+            ros.send_response(m.id, "extract")
+                .await
+                .expect("within the bound");
+        }
+        expect_hub(
+            "a third answer to a consumer that does not read",
+            ros.send_response(got[2].id, "extract").await,
+            |e| *e == HubError::QuotaExceeded,
+        );
+        // The request stays open; once MFC acks an answer, it goes.
+        let answers = QueueId::Answers(ParticipantId::new("MFC"));
+        let answer = fetch_n(&mfc, &answers, 1, OP).await.remove(0);
+        mfc.ack(&answer).await.expect("ack the answer");
+        ros.send_response(got[2].id, "extract")
+            .await
+            .expect("room after the consumer's ack");
+        let rest = fetch_n(&mfc, &answers, 2, OP).await;
+        let mut ids: Vec<MessageId> = rest
+            .iter()
+            .map(|m| m.reply_to.expect("an answer"))
+            .collect();
+        ids.push(answer.reply_to.expect("an answer"));
+        ids.sort();
+        let mut sent: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+        sent.sort();
+        assert_eq!(ids, sent, "every answer reaches the consumer once");
+    });
+    drop(dir);
+}
+
+#[test]
 fn given_a_bad_queue_name_on_the_wire_when_fetched_then_malformed_and_the_connection_goes_on() {
     let server = ServerProcess::start(ServerOptions::dev_token());
     let mut raw = RawConn::connect(server.addr());
@@ -719,5 +790,50 @@ fn given_a_batch_sent_in_one_frame_when_fetched_and_acked_in_one_frame_then_ever
             mfc.send_requests(vec![]).await,
             |e| matches!(e, HubError::Malformed(m) if m.contains("empty batch")),
         );
+    });
+}
+
+#[test]
+fn given_fetched_requests_when_nacked_in_one_frame_then_each_comes_again_and_a_foreign_lease_is_refused(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        let rosreestr = ep.connect("ROSREESTR").await;
+        let batch: Vec<NewRequest> = (0..3)
+            .map(|i| NewRequest::new(EGRN, format!("nack {i}")))
+            .collect();
+        let results = bounded("send_requests", OP, mfc.send_requests(batch))
+            .await
+            .expect("send_requests");
+        let sent: Vec<MessageId> = results.iter().map(|r| r.as_ref().unwrap().id).collect();
+        let got = fetch_n(&rosreestr, &requests(EGRN), 3, OP).await;
+        let refused = bounded("nack_many", OP, rosreestr.nack_many(&got, Duration::ZERO))
+            .await
+            .expect("nack_many");
+        assert_eq!(refused, vec![], "every lease held");
+        let again = fetch_n(&rosreestr, &requests(EGRN), 3, OP).await;
+        let ids: Vec<MessageId> = again.iter().map(|m| m.id).collect();
+        assert_eq!(ids, sent, "each again, in its place");
+        assert!(again.iter().all(|m| m.delivery_count == 2), "{again:?}");
+        let events = history(&rosreestr, sent[1]).await;
+        assert_eq!(
+            events.iter().filter(|e| *e == "nacked").count(),
+            1,
+            "{events:?}"
+        );
+        let mut forged = again[0].clone();
+        forged.reader = forged.reader.wrapping_add(1_000_000);
+        expect_hub(
+            "nack_many with a foreign lease",
+            rosreestr.nack_many(&[forged], Duration::ZERO).await,
+            |e| *e == HubError::NotFound,
+        );
+        let refused = rosreestr.ack_many(&again).await.expect("ack_many");
+        assert_eq!(refused, vec![]);
+        // Acked: no lease left to nack, refused per id.
+        let stale = rosreestr.nack_many(&again[..1], Duration::ZERO).await;
+        assert_eq!(stale.expect("a reply"), vec![(sent[0], HubError::NotFound)]);
     });
 }

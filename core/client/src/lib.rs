@@ -506,6 +506,18 @@ impl<R: Runtime> Client<R> {
         self.run(commands::ack_many(messages)?).await
     }
 
+    /// Ends the leases of many messages of one queue, fetched under one
+    /// lease holder, in one frame (one log record for a requests queue):
+    /// each is delivered again after `delay`. Once durable, the ids that
+    /// were not nacked, with why (empty: all done).
+    pub async fn nack_many(
+        &self,
+        messages: &[Message],
+        delay: Duration,
+    ) -> Result<AckedMany, ClientError> {
+        self.run(commands::nack_many(messages, delay)?).await
+    }
+
     /// The provider's data answer; returns once durable.
     pub async fn send_response(
         &self,
@@ -592,6 +604,7 @@ fn prepared(mut command: Command) -> Result<(Command, bool), ClientError> {
 /// command's fields as they are (shared with [`ShardAwareClient`]).
 mod commands {
     use super::*;
+    use gonets_types::ReaderId;
 
     /// Whole milliseconds of `d`, saturated.
     fn ms(d: Duration) -> u64 {
@@ -618,9 +631,30 @@ mod commands {
     }
 
     /// One `AckMany` of `messages`: one queue and one lease holder (that
-    /// of the first), else refused here; an empty list goes out and is
-    /// refused by the hub as an empty batch.
+    /// of the first), else refused here; an empty list is refused here as
+    /// the hub would refuse an empty batch.
     pub(crate) fn ack_many(messages: &[Message]) -> Result<Command, ClientError> {
+        let (queue, ids, reader) = one_lease("ack_many", messages)?;
+        Ok(Command::AckMany { queue, ids, reader })
+    }
+
+    /// One `NackMany` of `messages`, checked as [`ack_many`] checks them.
+    pub(crate) fn nack_many(messages: &[Message], delay: Duration) -> Result<Command, ClientError> {
+        let (queue, ids, reader) = one_lease("nack_many", messages)?;
+        Ok(Command::NackMany {
+            queue,
+            ids,
+            reader,
+            delay_ms: ms(delay),
+        })
+    }
+
+    /// The queue, ids and lease holder of a batch settling `messages`,
+    /// which must share one queue and one lease holder (that of the first).
+    fn one_lease(
+        operation: &str,
+        messages: &[Message],
+    ) -> Result<(QueueId, Vec<MessageId>, ReaderId), ClientError> {
         let Some(first) = messages.first() else {
             return Err(ClientError::Hub(gonets_types::BatchError::Empty.into()));
         };
@@ -629,16 +663,13 @@ mod commands {
             .find(|m| m.queue != first.queue || m.reader != first.reader)
         {
             return Err(ClientError::Hub(HubError::Malformed(format!(
-                "ack_many takes messages of one queue and one lease holder; {} is from {} \
+                "{operation} takes messages of one queue and one lease holder; {} is from {} \
                  under lease {}",
                 m.id, m.queue, m.reader
             ))));
         }
-        Ok(Command::AckMany {
-            queue: first.queue.clone(),
-            ids: messages.iter().map(|m| m.id).collect(),
-            reader: first.reader,
-        })
+        let ids = messages.iter().map(|m| m.id).collect();
+        Ok((first.queue.clone(), ids, first.reader))
     }
 
     pub(crate) fn nack(m: &Message, delay: Duration) -> Command {

@@ -154,6 +154,15 @@ impl<R: Runtime> ShardAwareClient<R> {
         self.run(commands::ack_many(messages)?).await
     }
 
+    /// See [`Client::nack_many`] (sent on the connection that fetched them).
+    pub async fn nack_many(
+        &self,
+        messages: &[Message],
+        delay: Duration,
+    ) -> Result<gonets_types::AckedMany, ClientError> {
+        self.run(commands::nack_many(messages, delay)?).await
+    }
+
     /// See [`Client::nack`].
     pub async fn nack(&self, m: &Message, delay: Duration) -> Result<(), ClientError> {
         self.run(commands::nack(m, delay)).await

@@ -42,6 +42,14 @@ pub struct Participant {
     /// Pinned client certificate: SHA-256 of its DER, 64 lowercase hex digits.
     /// When set, mTLS accepts only this certificate for the participant.
     pub certificate_sha256: Option<String>,
+    /// Most answers to this consumer outstanding (answered, not yet acked
+    /// by it) before providers' answers are refused `QuotaExceeded`
+    /// (ADR 0013: each shard holds its share). Hub-made answers (expiry,
+    /// dead letter) are never refused.
+    pub answer_queue_messages_max: u32,
+    /// Most payload bytes of answers to this consumer outstanding, as
+    /// [`Participant::answer_queue_messages_max`] counts them.
+    pub answer_queue_bytes_max: u64,
 }
 
 /// A kind of data ("вид сведений") and the rules for requesting it.
@@ -61,6 +69,10 @@ pub struct DataKind {
     pub consumers: HashSet<ParticipantId>,
     /// Most messages waiting in its request queue before `QuotaExceeded`.
     pub queue_messages_max: u32,
+    /// Most payload bytes of the requests waiting in its request queue
+    /// (not yet acked or answered) before `QuotaExceeded`; at least
+    /// `payload_bytes_max`.
+    pub queue_bytes_max: u64,
 }
 
 /// Default async deadline: 48 hours (Rules 963 §10).
@@ -71,6 +83,14 @@ pub const REALTIME_DEADLINE_MS_DEFAULT: u64 = 2000;
 pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
 /// Default queue bound.
 pub const QUEUE_MESSAGES_MAX_DEFAULT: u32 = 1_000_000;
+/// Default bound of a request queue's waiting payload bytes: 64 GiB (the
+/// log holds them on disk; 10 M requests of 4 KiB fit).
+pub const QUEUE_BYTES_MAX_DEFAULT: u64 = 64 << 30;
+/// Default bound of a consumer's outstanding answers (messages).
+pub const ANSWER_QUEUE_MESSAGES_MAX_DEFAULT: u32 = 100_000;
+/// Default bound of a consumer's outstanding answers' payload bytes: 1 GiB
+/// (answer queues hold their payloads in memory, ADR 0003).
+pub const ANSWER_QUEUE_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 
 /// The loaded registry.
 #[derive(Clone, Debug, Default)]
@@ -110,6 +130,29 @@ fn certificate_sha256(participant: &ParticipantId, text: &str) -> Result<String,
     Ok(text.to_ascii_lowercase())
 }
 
+/// A kind's deadline, size and queue bounds: positive, and a queue's byte
+/// bound no smaller than its largest request.
+fn check_limits(k: &DataKind) -> Result<(), RegistryError> {
+    if k.deadline_ms == 0
+        || k.payload_bytes_max == 0
+        || k.queue_messages_max == 0
+        || k.queue_bytes_max == 0
+    {
+        return Err(RegistryError::Invalid(format!(
+            "kind {}: deadline, size and queue bounds must be positive",
+            k.id
+        )));
+    }
+    if k.queue_bytes_max < u64::from(k.payload_bytes_max) {
+        // Its largest request could never be accepted.
+        return Err(RegistryError::Invalid(format!(
+            "kind {}: queue_bytes_max {} is below payload_bytes_max {}",
+            k.id, k.queue_bytes_max, k.payload_bytes_max
+        )));
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Builds a registry from parts, checking every cross-reference.
     pub fn new(
@@ -132,6 +175,12 @@ impl Registry {
                     }
                 }
                 p.certificate_sha256 = Some(pin);
+            }
+            if p.answer_queue_messages_max == 0 || p.answer_queue_bytes_max == 0 {
+                return Err(RegistryError::Invalid(format!(
+                    "participant {}: answer queue bounds must be positive",
+                    p.id
+                )));
             }
             if reg.participants.insert(p.id.clone(), p.clone()).is_some() {
                 return Err(RegistryError::Invalid(format!(
@@ -161,12 +210,7 @@ impl Registry {
                     )));
                 }
             }
-            if k.deadline_ms == 0 || k.payload_bytes_max == 0 || k.queue_messages_max == 0 {
-                return Err(RegistryError::Invalid(format!(
-                    "kind {}: deadline, size and queue bound must be positive",
-                    k.id
-                )));
-            }
+            check_limits(&k)?;
             if reg.kinds.insert(k.id.clone(), k.clone()).is_some() {
                 return Err(RegistryError::Invalid(format!("kind {} twice", k.id)));
             }

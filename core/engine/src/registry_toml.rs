@@ -7,8 +7,9 @@
 //! the pinned certificate fingerprints.
 
 use crate::registry::{
-    DataKind, Mode, Participant, Registry, RegistryError, Roles, ASYNC_DEADLINE_MS_DEFAULT,
-    PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
+    DataKind, Mode, Participant, Registry, RegistryError, Roles, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
+    ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT, PAYLOAD_BYTES_MAX_DEFAULT,
+    QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
 };
 use gonets_types::ids::{DataKindId, ParticipantId};
 use serde::Deserialize;
@@ -33,6 +34,8 @@ struct ParticipantEntry {
     roles: Vec<String>,
     token: Option<String>,
     certificate_sha256: Option<String>,
+    answer_queue_messages_max: Option<u32>,
+    answer_queue_bytes_max: Option<u64>,
 }
 
 /// One `[[data_kind]]` table.
@@ -45,6 +48,7 @@ struct DataKindEntry {
     deadline_ms: Option<u64>,
     payload_bytes_max: Option<u32>,
     queue_messages_max: Option<u32>,
+    queue_bytes_max: Option<u64>,
     #[serde(default)]
     consumers: Vec<String>,
 }
@@ -78,6 +82,12 @@ pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
             token: p.token.clone(),
             // Checked and lowercased by `Registry::new`.
             certificate_sha256: p.certificate_sha256.clone(),
+            answer_queue_messages_max: p
+                .answer_queue_messages_max
+                .unwrap_or(ANSWER_QUEUE_MESSAGES_MAX_DEFAULT),
+            answer_queue_bytes_max: p
+                .answer_queue_bytes_max
+                .unwrap_or(ANSWER_QUEUE_BYTES_MAX_DEFAULT),
         });
     }
 
@@ -117,6 +127,7 @@ pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
             payload_bytes_max: k.payload_bytes_max.unwrap_or(PAYLOAD_BYTES_MAX_DEFAULT),
             consumers: k.consumers.iter().map(|c| ParticipantId::new(c)).collect(),
             queue_messages_max: k.queue_messages_max.unwrap_or(QUEUE_MESSAGES_MAX_DEFAULT),
+            queue_bytes_max: k.queue_bytes_max.unwrap_or(QUEUE_BYTES_MAX_DEFAULT),
         });
     }
 
@@ -269,16 +280,69 @@ mode = "realtime"
         assert_eq!(a.deadline_ms, 172_800_000);
         assert_eq!(a.payload_bytes_max, PAYLOAD_BYTES_MAX_DEFAULT);
         assert_eq!(a.queue_messages_max, QUEUE_MESSAGES_MAX_DEFAULT);
+        assert_eq!(a.queue_bytes_max, QUEUE_BYTES_MAX_DEFAULT);
         assert_eq!(a.consumers.len(), 1);
         let r = kind(&reg, "urn:test:rt:1");
         assert_eq!(r.mode, Mode::Realtime);
         assert_eq!(r.deadline_ms, REALTIME_DEADLINE_MS_DEFAULT);
         assert!(r.consumers.is_empty());
+        let mfc = reg.participant_by_name("MFC").expect("MFC");
+        assert_eq!(mfc.token, None, "token is optional");
         assert_eq!(
-            reg.participant_by_name("MFC").expect("MFC").token,
-            None,
-            "token is optional"
+            (mfc.answer_queue_messages_max, mfc.answer_queue_bytes_max),
+            (
+                ANSWER_QUEUE_MESSAGES_MAX_DEFAULT,
+                ANSWER_QUEUE_BYTES_MAX_DEFAULT
+            )
         );
+    }
+
+    #[test]
+    fn given_queue_and_answer_queue_bounds_when_parsed_then_kept_and_checked() {
+        let reg = parse(
+            r#"
+[[participant]]
+id = "FNS"
+name = "Federal Tax Service"
+roles = ["provider", "consumer"]
+answer_queue_messages_max = 7
+answer_queue_bytes_max = 4096
+
+[[data_kind]]
+id = "urn:test:async:1"
+provider = "FNS"
+mode = "async"
+payload_bytes_max = 1000
+queue_bytes_max = 5000
+"#,
+        )
+        .expect("parses");
+        assert_eq!(kind(&reg, "urn:test:async:1").queue_bytes_max, 5000);
+        let fns = reg.participant_by_name("FNS").expect("FNS");
+        assert_eq!(
+            (fns.answer_queue_messages_max, fns.answer_queue_bytes_max),
+            (7, 4096)
+        );
+        let m = invalid_message(&base(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             payload_bytes_max = 1000\nqueue_bytes_max = 999\n",
+        ));
+        assert!(
+            m.contains("queue_bytes_max 999 is below payload_bytes_max 1000"),
+            "{m}"
+        );
+        for zero in [
+            "answer_queue_messages_max = 0",
+            "answer_queue_bytes_max = 0",
+        ] {
+            let m = invalid_message(&format!(
+                "[[participant]]\nid = \"MFC\"\nname = \"x\"\nroles = [\"consumer\"]\n{zero}\n"
+            ));
+            assert!(
+                m.contains("MFC") && m.contains("must be positive"),
+                "{zero}: {m}"
+            );
+        }
     }
 
     #[test]
@@ -475,6 +539,7 @@ consumer = ["MFC"]
             "deadline_ms = 0",
             "payload_bytes_max = 0",
             "queue_messages_max = 0",
+            "queue_bytes_max = 0",
         ] {
             let m = invalid_message(&base(&format!(
                 "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n{zero}\n"

@@ -172,7 +172,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} repeated calls answered, {} repeated calls refused, \
          {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots ({} awaiting entries in them), {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
-         {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs",
+         {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs, \
+         {} nack_many replies, {} sends over a byte quota, {} answers over an answer bound",
         seeds.len(),
         started.elapsed(),
         t.steps,
@@ -209,6 +210,9 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.archive_statuses,
         t.records_too_large,
         t.give_backs,
+        t.nacks_many,
+        t.byte_quota_refusals,
+        t.answer_quota_refusals,
     );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
@@ -250,6 +254,9 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("statuses from the archive", t.archive_statuses),
             ("records too large for the log", t.records_too_large),
             ("give-backs", t.give_backs),
+            ("nack_many replies", t.nacks_many),
+            ("sends over a byte quota", t.byte_quota_refusals),
+            ("answers over an answer bound", t.answer_quota_refusals),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());

@@ -221,7 +221,22 @@ pub struct AckMany {
     pub lease: u64,
 }
 
-/// Reply to `AckMany`: the ids not acked, with why (empty: all done).
+/// `NackMany`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NackMany {
+    /// The queue the messages came from.
+    pub queue: String,
+    /// The messages.
+    pub ids: Vec<String>,
+    /// The lease holder from their `MessageHeader`s.
+    pub lease: u64,
+    /// Delay before they are delivered again, ms.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// Reply to `AckMany` and `NackMany`: the ids not acked (nacked), with why
+/// (empty: all done).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckedMany {
     /// The ids refused, in the batch's order.
@@ -469,6 +484,15 @@ impl RequestHeader for AckMany {
         required("queue", FieldType::String),
         required("ids", StringArray),
         required("lease", U64),
+    ];
+}
+
+impl RequestHeader for NackMany {
+    const FIELDS: &'static [Field] = &[
+        required("queue", FieldType::String),
+        required("ids", StringArray),
+        required("lease", U64),
+        optional("delay_ms", U64),
     ];
 }
 

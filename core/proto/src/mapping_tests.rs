@@ -126,6 +126,31 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
             },
         ),
         (
+            Opcode::NackMany,
+            json(&h::NackMany {
+                queue: queue.clone(),
+                ids: vec![id().to_string()],
+                lease: 42,
+                delay_ms: 250,
+            }),
+            Command::NackMany {
+                queue: requests(),
+                ids: vec![id()],
+                reader: 42,
+                delay_ms: 250,
+            },
+        ),
+        (
+            Opcode::NackMany,
+            format!(r#"{{"queue":"{queue}","ids":["{}"],"lease":42}}"#, id()).into_bytes(),
+            Command::NackMany {
+                queue: requests(),
+                ids: vec![id()],
+                reader: 42,
+                delay_ms: 0,
+            },
+        ),
+        (
             Opcode::Status,
             json(&h::Status {
                 id: id().to_string(),
@@ -406,6 +431,18 @@ mod round_trip {
                     ids,
                     reader
                 }),
+            (
+                queue(),
+                proptest::collection::vec(message_id(), 1..6),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(queue, ids, reader, delay_ms)| Command::NackMany {
+                    queue,
+                    ids,
+                    reader,
+                    delay_ms
+                }),
             message_id().prop_map(|id| Command::Status { id }),
             queue().prop_map(|queue| Command::QueueStats { queue }),
         ]
@@ -631,6 +668,19 @@ fn given_bad_batches_when_decoded_then_each_is_refused_malformed_and_not_fatal()
         lease: 1,
     });
     malformed(decode(Opcode::AckMany, &bad_id, b"").unwrap_err());
+    let nack_many = |ids: Vec<String>| {
+        json(&h::NackMany {
+            queue: format!("requests/{KIND}"),
+            ids,
+            lease: 1,
+            delay_ms: 5,
+        })
+    };
+    let no_ids = decode(Opcode::NackMany, &nack_many(vec![]), b"").unwrap_err();
+    assert!(malformed(no_ids).contains("empty batch"));
+    let many = vec![id().to_string(); gonets_types::BATCH_MESSAGES_MAX + 1];
+    let too_many = decode(Opcode::NackMany, &nack_many(many), b"").unwrap_err();
+    assert!(malformed(too_many).contains("exceeds the limit"));
 }
 
 #[test]

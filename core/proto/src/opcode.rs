@@ -36,6 +36,8 @@ pub enum Opcode {
     SendRequests,
     /// Client: `ack_many`, many acks of one requests queue.
     AckMany,
+    /// Client: `nack_many`, many nacks of one queue.
+    NackMany,
     /// Server: the reply to the request with the same low 7 bits.
     Reply(u8),
     /// Server: a message pushed to a subscription (correlation id = the subscribe's).
@@ -44,7 +46,7 @@ pub enum Opcode {
     Error,
 }
 
-const REQUESTS: [(Opcode, u8); 16] = [
+const REQUESTS: [(Opcode, u8); 17] = [
     (Opcode::Hello, 0x01),
     (Opcode::SendRequest, 0x02),
     (Opcode::Call, 0x03),
@@ -61,6 +63,7 @@ const REQUESTS: [(Opcode, u8); 16] = [
     (Opcode::Ping, 0x0E),
     (Opcode::SendRequests, 0x0F),
     (Opcode::AckMany, 0x10),
+    (Opcode::NackMany, 0x11),
 ];
 
 /// The push opcode's wire number.

@@ -99,6 +99,20 @@ pub fn decode_command(
                 reader: r.lease,
             }
         }
+        Opcode::NackMany => {
+            let r: h::NackMany = request_header(json)?;
+            check_batch_len(r.ids.len()).map_err(HubError::from)?;
+            Command::NackMany {
+                queue: parse_queue(&r.queue)?,
+                ids: r
+                    .ids
+                    .iter()
+                    .map(|id| parse_id(id))
+                    .collect::<Result<_, _>>()?,
+                reader: r.lease,
+                delay_ms: r.delay_ms,
+            }
+        }
         Opcode::Fetch => {
             let r: h::Fetch = request_header(json)?;
             Command::Fetch {
@@ -255,6 +269,20 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
                 lease: *reader,
             };
             encode_as(out, Opcode::AckMany, id, &header, &[])
+        }
+        Command::NackMany {
+            queue,
+            ids,
+            reader,
+            delay_ms,
+        } => {
+            let header = h::NackMany {
+                queue: queue_name(queue),
+                ids: ids.iter().map(MessageId::to_string).collect(),
+                lease: *reader,
+                delay_ms: *delay_ms,
+            };
+            encode_as(out, Opcode::NackMany, id, &header, &[])
         }
         Command::Fetch {
             queue,

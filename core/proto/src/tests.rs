@@ -241,6 +241,7 @@ fn given_every_request_header_when_fields_are_left_out_or_mistyped_then_the_fiel
     check_fields::<header::SendRequests>();
     check_fields::<header::BatchRequest>();
     check_fields::<header::AckMany>();
+    check_fields::<header::NackMany>();
     check_fields::<header::SendResponse>();
     check_fields::<header::SendRefusal>();
     check_fields::<header::Status>();

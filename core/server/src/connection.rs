@@ -551,7 +551,7 @@ fn split<T>(
 }
 
 /// Decodes a request frame into its command (gonets-proto's one wire
-/// mapping). An ack, ack_many or nack naming a lease that is neither this
+/// mapping). An ack, ack_many, nack or nack_many naming a lease that is neither this
 /// connection's session's nor one of its subscriptions' is `NOT_FOUND`.
 #[allow(clippy::type_complexity)] // see `split`
 fn decode(
@@ -564,7 +564,8 @@ fn decode(
         Ok(
             Command::Ack { reader, .. }
             | Command::AckMany { reader, .. }
-            | Command::Nack { reader, .. },
+            | Command::Nack { reader, .. }
+            | Command::NackMany { reader, .. },
         ) if !conn.holds(reader) => Err(Box::new(ErrorReply::from_hub(&HubError::NotFound))),
         other => other,
     })

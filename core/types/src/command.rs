@@ -12,7 +12,8 @@ pub type ReaderId = u64;
 /// request reaches the hub.
 pub const TEXT_BYTES_MAX: usize = 4096;
 
-/// Most messages one batched operation (`send_requests`, `ack_many`)
+/// Most messages one batched operation (`send_requests`, `ack_many`,
+/// `nack_many`)
 /// carries. 512 so that a batch whose every message has a client-made
 /// idempotency key (a 36-character UUID) keeps its JSON header well under
 /// the server's default 64 KiB header bound.
@@ -168,6 +169,20 @@ pub enum Command {
         /// Delay before it is ready again, ms.
         delay_ms: u64,
     },
+    /// `nack_many`: ends the leases of many messages of one queue at once
+    /// ([`check_batch_len`]), each delivered again after `delay_ms`;
+    /// answered `AckedMany` (the ids not nacked, with why) once the nacks
+    /// (one record for a requests queue) are durable.
+    NackMany {
+        /// The queue the messages were delivered from.
+        queue: QueueId,
+        /// The messages.
+        ids: Vec<MessageId>,
+        /// The reader holding the leases.
+        reader: ReaderId,
+        /// Delay before they are ready again, ms.
+        delay_ms: u64,
+    },
     /// The provider's data answer.
     SendResponse {
         /// The request answered.
@@ -218,6 +233,7 @@ impl Command {
             | Command::Ack { queue, .. }
             | Command::AckMany { queue, .. }
             | Command::Nack { queue, .. }
+            | Command::NackMany { queue, .. }
             | Command::QueueStats { queue } => Some(queue.shard(shard_count)),
             Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
                 of_id(request_id)
@@ -233,7 +249,7 @@ impl Command {
         match self {
             Command::SendRequest(_) => ReplyKind::Accepted,
             Command::SendRequests(_) => ReplyKind::AcceptedMany,
-            Command::AckMany { .. } => ReplyKind::AckedMany,
+            Command::AckMany { .. } | Command::NackMany { .. } => ReplyKind::AckedMany,
             Command::Call(_) => ReplyKind::Message,
             Command::Fetch { .. } => ReplyKind::Messages,
             Command::Subscribe { .. }

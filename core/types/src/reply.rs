@@ -9,8 +9,9 @@ use crate::message::{Accepted, Message};
 /// A `send_requests` reply: one result per request, in the batch's order.
 pub type AcceptedMany = Vec<Result<Accepted, HubError>>;
 
-/// An `ack_many` reply: the ids that were not acked and why (not leased to
-/// the reader, unknown), in the batch's order; empty when every ack held.
+/// An `ack_many` (or `nack_many`) reply: the ids that were not acked (or
+/// nacked) and why (not leased to the reader, unknown), in the batch's
+/// order; empty when every one held.
 pub type AckedMany = Vec<(MessageId, HubError)>;
 
 /// A successful reply, payloads resolved.
@@ -30,7 +31,8 @@ pub enum Reply {
     Stats(QueueStats),
     /// `send_requests`: one result per request, in order.
     AcceptedMany(AcceptedMany),
-    /// `ack_many`: the ids not acked, with why (empty: all done).
+    /// `ack_many` and `nack_many`: the ids not acked (nacked), with why
+    /// (empty: all done).
     AckedMany(AckedMany),
 }
 

@@ -153,7 +153,8 @@ impl Session {
             Command::Subscribe { reader, .. }
             | Command::Ack { reader, .. }
             | Command::AckMany { reader, .. }
-            | Command::Nack { reader, .. } => *reader,
+            | Command::Nack { reader, .. }
+            | Command::NackMany { reader, .. } => *reader,
             _ => own,
         };
         Ok((shard, reader))
@@ -184,6 +185,26 @@ impl Session {
         reader: ReaderId,
     ) -> Result<gonets_types::AckedMany, HubError> {
         self.route(Command::AckMany { queue, ids, reader }).await
+    }
+
+    /// Nacks many messages of one queue leased to `reader` (the lease
+    /// holder the messages name), each delivered again after `delay_ms`,
+    /// in one record for a requests queue; once durable, the ids that were
+    /// not nacked, with why (empty: all done).
+    pub async fn nack_many(
+        &self,
+        queue: QueueId,
+        ids: Vec<MessageId>,
+        reader: ReaderId,
+        delay_ms: u64,
+    ) -> Result<gonets_types::AckedMany, HubError> {
+        self.route(Command::NackMany {
+            queue,
+            ids,
+            reader,
+            delay_ms,
+        })
+        .await
     }
 
     /// The realtime path: sends and waits for the answer within the data

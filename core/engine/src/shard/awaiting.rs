@@ -63,11 +63,14 @@ impl Shard {
         if !Self::awaitable(ex) || self.call_waiters.contains_key(&id) {
             return;
         }
-        let ex = self.exchanges.remove(&id).expect("present");
         let names = (
             self.names.number(&ex.consumer),
             self.names.number(&ex.provider),
         );
+        if !Parked::fits(names, ex.payload_bytes) {
+            return; // stays whole, as one too large to park
+        }
+        let ex = self.exchanges.remove(&id).expect("present");
         let parked = Parked::new(
             id,
             ex.request_offset,
@@ -75,7 +78,8 @@ impl Shard {
             names,
             ex.test,
             ex.keyed,
-        );
+        )
+        .with_payload_bytes(ex.payload_bytes);
         let entry = Awaiting {
             parked,
             delivered_ms: ex.history[1].time_ms,

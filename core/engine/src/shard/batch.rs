@@ -1,6 +1,6 @@
 //! The batched hot path's rules: `send_requests` (many requests of one data
-//! kind in one operation) and `ack_many` (many acks in one operation and one
-//! log record). Each message goes through the single-message steps of
+//! kind in one operation), `ack_many` and `nack_many` (many acks or nacks
+//! in one operation and one log record). Each message goes through the single-message steps of
 //! `mod.rs`; what is batched is the reply (one, once every record of the
 //! batch is durable) and, for acks, the record.
 
@@ -159,5 +159,67 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// `nack_many`: every lease of `reader` among `ids` ends and the
+    /// message is delivered again after `delay_ms` (or dead-lettered once
+    /// out of deliveries), as that many `nack`s would; for a requests
+    /// queue their nacked events are ONE record (`Record::Events`) written
+    /// before any dead letter they cause, and the reply comes once that is
+    /// durable. An answer queue records nothing (its state is volatile):
+    /// the reply comes at once. An id not leased to `reader` (unknown,
+    /// acked, or earlier in the batch) is refused in the reply; the others
+    /// go on.
+    pub(super) fn nack_many(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        queue: QueueId,
+        ids: Vec<MessageId>,
+        reader: ReaderId,
+        delay_ms: u64,
+    ) -> Result<Option<ShardReply>, HubError> {
+        check_batch_len(ids.len())?;
+        self.may_read(caller, &queue)?;
+        let mut nacked: Vec<MessageId> = Vec::with_capacity(ids.len());
+        let mut refused = Vec::new();
+        for id in ids {
+            let place = self.queues.get(&queue).and_then(|q| q.place(id));
+            let leased = matches!(place, Some(Place::Leased(l)) if l.reader == reader);
+            // Linear in the batch (at most `BATCH_MESSAGES_MAX`).
+            if leased && !nacked.contains(&id) {
+                nacked.push(id);
+            } else {
+                refused.push((id, HubError::NotFound));
+            }
+        }
+        let requests = matches!(queue, QueueId::Requests(_));
+        if requests && !nacked.is_empty() {
+            let events = nacked
+                .iter()
+                .map(|id| EventRecord {
+                    request_id: *id,
+                    kind: EventKind::Nacked,
+                    time_ms: self.now_ms,
+                    count: 0,
+                })
+                .collect();
+            self.emit_events(events);
+        }
+        // Every lease ends before any is handed out again: a waiting reader
+        // then gets the oldest of them first (FIFO holds across the batch).
+        let mut ready = false;
+        for id in nacked {
+            ready |= self.end_lease(&queue, id, delay_ms);
+        }
+        if ready {
+            self.pump(&queue);
+        }
+        if !requests {
+            return Ok(Some(ShardReply::AckedMany(refused)));
+        }
+        // The nacks' record (and the dead letters it caused) first become durable.
+        self.reply_after_appended(token, Ok(ShardReply::AckedMany(refused)));
+        Ok(None)
     }
 }

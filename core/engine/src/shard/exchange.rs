@@ -38,6 +38,10 @@ pub struct Exchange {
     pub durable: bool,
     /// Payload kept in memory until the record is durable (then read from the log).
     pub payload: Option<Bytes>,
+    /// Size of the request's payload, bytes (its queue's byte quota counts
+    /// it while it waits; 0 when restored from a snapshot written before
+    /// sizes were kept).
+    pub payload_bytes: u32,
     /// Deliveries to the provider so far.
     pub deliveries: u32,
     /// The provider acked it.
@@ -67,6 +71,10 @@ pub struct Outcome {
     pub durable: bool,
     /// Payload until the answer has been routed.
     pub payload: Option<Bytes>,
+    /// Size of the answer's payload, bytes (the consumer's answer bound
+    /// counts it until the consumer acks it; 0 when restored from a
+    /// snapshot written before sizes were kept).
+    pub payload_bytes: u32,
 }
 
 impl Outcome {

@@ -216,6 +216,17 @@ struct RequestTerms {
     provider: ParticipantId,
     deadline_ms: u64,
     queue_messages_max: u32,
+    queue_bytes_max: u64,
+}
+
+/// A consumer's answers that one request shard made and the consumer has
+/// not acked yet (ADR 0013): what its answer queue may hold from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Answers.
+    pub messages: u32,
+    /// Their payload bytes.
+    pub bytes: u64,
 }
 
 /// Something to do once the log is durable up to an offset.
@@ -261,6 +272,13 @@ pub struct Shard {
     /// Accepted requests still committing, per queue: they count against the
     /// queue's bound before they join it.
     committing: HashMap<QueueId, u32>,
+    /// Payload bytes of the requests each queue holds (open, not acked;
+    /// committing ones included), for its byte quota. Kept by `apply`, so
+    /// replay gives the same.
+    waiting_bytes: HashMap<QueueId, u64>,
+    /// Per consumer, the answers made here and not yet acked by it: what
+    /// its answer queue may hold from this shard (ADR 0013).
+    answers_out: HashMap<ParticipantId, Outstanding>,
     snapshot_start: u64,
     /// The oldest offset the state of the latest durable snapshot still
     /// reads payloads from (at most its start): what a restart may need.
@@ -322,6 +340,8 @@ impl Shard {
             failed: None,
             counters: ShardCounters::default(),
             committing: HashMap::new(),
+            waiting_bytes: HashMap::new(),
+            answers_out: HashMap::new(),
             snapshot_start: 0,
             snapshot_floor: 0,
             snapshots_pending: Vec::new(),
@@ -403,6 +423,18 @@ impl Shard {
             deferred: self.deferred.len(),
             dedup_keys: self.keys.len(),
         }
+    }
+
+    /// Payload bytes of the requests `queue` holds (waiting, leased or
+    /// committing; not acked, not answered): what its byte quota counts.
+    pub fn waiting_bytes(&self, queue: &QueueId) -> u64 {
+        self.waiting_bytes.get(queue).copied().unwrap_or(0)
+    }
+
+    /// The answers this shard made for `consumer` that it has not acked
+    /// yet: what its answer bound counts here (ADR 0013).
+    pub fn answers_outstanding(&self, consumer: &ParticipantId) -> Outstanding {
+        self.answers_out.get(consumer).copied().unwrap_or_default()
     }
 
     /// Answers waiting in (or leased from) answer queues owned by this shard.
@@ -790,6 +822,13 @@ impl Shard {
     fn restore_exchange(&mut self, ex: Exchange) {
         if let Some(o) = &ex.outcome {
             self.answer_index.insert(o.answer_id, ex.id);
+            if !ex.answer_acked {
+                self.count_answer(&ex.consumer, o.payload_bytes, true);
+            }
+        }
+        if ex.in_request_queue() {
+            let queue = QueueId::Requests(ex.kind.clone());
+            self.count_waiting(&queue, ex.payload_bytes, true);
         }
         self.id_sequence = self.id_sequence.max(ex.id.0 as u64 & 0xffff_ffff);
         let finished_ms = ex
@@ -858,6 +897,7 @@ impl Shard {
             request_offset: offset,
             durable,
             payload: (!durable).then(|| r.payload.clone()),
+            payload_bytes: bytes_u32(r.payload.len()),
             deliveries: 0,
             acked: false,
             outcome: None,
@@ -871,6 +911,8 @@ impl Shard {
             self.keys.insert(print, r.id, r.time_ms);
         }
         self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
+        let queue = QueueId::Requests(r.kind.clone());
+        self.count_waiting(&queue, ex.payload_bytes, true);
         let previous = self.exchanges.insert(r.id, ex);
         assert!(previous.is_none(), "request id reused");
     }
@@ -882,6 +924,9 @@ impl Shard {
             return; // dropped by history retention
         };
         assert!(ex.outcome.is_none(), "a request ends exactly once");
+        let waited = ex
+            .in_request_queue()
+            .then(|| QueueId::Requests(ex.kind.clone()));
         let outcome = Outcome {
             answer_id: a.id,
             body: a.body.clone(),
@@ -889,11 +934,18 @@ impl Shard {
             answer_offset: offset,
             durable,
             payload: (!durable).then(|| a.payload.clone()),
+            payload_bytes: bytes_u32(a.payload.len()),
         };
         ex.record(outcome.event_kind(), a.time_ms, 0);
+        let (consumer, answer_bytes) = (ex.consumer.clone(), outcome.payload_bytes);
         ex.outcome = Some(outcome);
         ex.payload = None;
+        let request_bytes = ex.payload_bytes;
         self.answer_index.insert(a.id, a.request_id);
+        if let Some(queue) = waited {
+            self.count_waiting(&queue, request_bytes, false);
+        }
+        self.count_answer(&consumer, answer_bytes, true);
     }
 
     /// An event record is one step in an exchange's history; the last one
@@ -907,6 +959,16 @@ impl Shard {
         // change it afterwards (request-side steps end with the
         // answer, answer-side steps with the consumer's ack).
         assert!(!ex.finished(), "a finished history is final");
+        // What leaves the byte counts: a request its provider acked, an
+        // answer its consumer acked.
+        let left_queue = (e.kind == EventKind::Acked && ex.in_request_queue())
+            .then(|| (QueueId::Requests(ex.kind.clone()), ex.payload_bytes));
+        let answer_acked = match &ex.outcome {
+            Some(o) if e.kind == EventKind::AnswerAcked && !ex.answer_acked => {
+                Some((ex.consumer.clone(), o.payload_bytes))
+            }
+            _ => None,
+        };
         match e.kind {
             EventKind::Delivered => ex.deliveries = ex.deliveries.max(e.count),
             EventKind::Acked => ex.acked = true,
@@ -915,11 +977,18 @@ impl Shard {
             _ => {}
         }
         ex.record(e.kind, e.time_ms, e.count);
+        let finished = e.kind == EventKind::AnswerAcked && ex.finished();
+        if let Some((queue, bytes)) = left_queue {
+            self.count_waiting(&queue, bytes, false);
+        }
+        if let Some((consumer, bytes)) = answer_acked {
+            self.count_answer(&consumer, bytes, false);
+        }
         if e.kind == EventKind::Acked {
             self.hold_for_answer(e.request_id);
             return;
         }
-        if e.kind == EventKind::AnswerAcked && ex.finished() {
+        if finished {
             self.arm_eviction(e.request_id, e.time_ms);
             if !durable && self.config.archive_histories {
                 // Archived only once the record that finished it is
@@ -937,6 +1006,66 @@ impl Shard {
             time_ms: self.now_ms,
             count,
         }));
+    }
+
+    /// Counts `bytes` of a request joining (`add`) or leaving `queue`'s
+    /// byte quota. Entries stay at 0 (one per request queue: a drained
+    /// queue's next request finds its entry).
+    fn count_waiting(&mut self, queue: &QueueId, bytes: u32, add: bool) {
+        let bytes = u64::from(bytes);
+        match self.waiting_bytes.get_mut(queue) {
+            Some(n) if add => *n += bytes,
+            Some(n) => *n = n.checked_sub(bytes).expect("counted when it came"),
+            None if add => {
+                self.waiting_bytes.insert(queue.clone(), bytes);
+            }
+            None => assert_eq!(bytes, 0, "counted when it came"),
+        }
+    }
+
+    /// Counts an answer of `bytes` to `consumer` made (`add`) or acked.
+    /// Entries stay at 0 (one per consumer this shard answered).
+    fn count_answer(&mut self, consumer: &ParticipantId, bytes: u32, add: bool) {
+        let out = match self.answers_out.get_mut(consumer) {
+            Some(out) => out,
+            None => self.answers_out.entry(consumer.clone()).or_default(),
+        };
+        if add {
+            out.messages += 1;
+            out.bytes += u64::from(bytes);
+            return;
+        }
+        out.messages = out.messages.checked_sub(1).expect("counted when made");
+        out.bytes = out
+            .bytes
+            .checked_sub(u64::from(bytes))
+            .expect("counted when made");
+        assert!(
+            out.messages > 0 || out.bytes == 0,
+            "the bytes leave with the answers"
+        );
+    }
+
+    /// Whether `consumer`'s answer queue may take one more answer of
+    /// `bytes` from this shard: its bounds are split evenly among the
+    /// shards (no peer message on the path, ADR 0013), and an answer is
+    /// refused only while others are outstanding, so any answer within
+    /// the kind's size goes once the consumer has acked what it had.
+    fn answer_room(&self, consumer: &ParticipantId, bytes: usize) -> Result<(), HubError> {
+        let Some(p) = self.registry.participant(consumer) else {
+            return Ok(()); // not in today's registry: no bound to apply
+        };
+        let out = self.answers_outstanding(consumer);
+        if out.messages == 0 {
+            return Ok(());
+        }
+        let shards = u64::from(self.config.shard_count);
+        let messages_max = u64::from(p.answer_queue_messages_max).div_ceil(shards);
+        let bytes_max = p.answer_queue_bytes_max.div_ceil(shards);
+        if u64::from(out.messages) + 1 > messages_max || out.bytes + bytes as u64 > bytes_max {
+            return Err(HubError::QuotaExceeded);
+        }
+        Ok(())
     }
 
     fn defer(&mut self, offset: u64, what: Deferred) {
@@ -1053,6 +1182,12 @@ impl Shard {
                 reader,
                 delay_ms,
             } => self.nack(token, &caller, queue, id, reader, delay_ms),
+            Command::NackMany {
+                queue,
+                ids,
+                reader,
+                delay_ms,
+            } => self.nack_many(token, &caller, queue, ids, reader, delay_ms),
             Command::SendResponse {
                 request_id,
                 payload,
@@ -1185,6 +1320,7 @@ impl Shard {
             provider: kind.provider.clone(),
             deadline_ms: self.now_ms.saturating_add(kind.deadline_ms),
             queue_messages_max: kind.queue_messages_max,
+            queue_bytes_max: kind.queue_bytes_max,
         })
     }
 
@@ -1300,10 +1436,15 @@ impl Shard {
             provider,
             deadline_ms,
             queue_messages_max,
+            queue_bytes_max,
         } = terms;
         let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
         if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_messages_max as usize
         {
+            return Err(HubError::QuotaExceeded);
+        }
+        // Committing requests are counted from their record on.
+        if self.waiting_bytes(&queue) + r.payload.len() as u64 > queue_bytes_max {
             return Err(HubError::QuotaExceeded);
         }
         let id = self.new_id();
@@ -1692,6 +1833,14 @@ impl Shard {
     /// A lease ended without an ack: deliver again (after `delay_ms`), or
     /// dead-letter a request that used up its deliveries.
     fn lease_ended(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) {
+        if self.end_lease(queue, id, delay_ms) {
+            self.pump(queue);
+        }
+    }
+
+    /// Ends a lease as [`Shard::lease_ended`] does, without handing out
+    /// what became ready (the caller pumps): true when `id` is ready now.
+    fn end_lease(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) -> bool {
         if let QueueId::Requests(_) = queue {
             if self.exchanges[&id].deliveries >= self.config.deliveries_max {
                 self.queues.get_mut(queue).unwrap().remove(id);
@@ -1701,24 +1850,24 @@ impl Shard {
                     self.config.deliveries_max
                 );
                 self.hub_answer(id, RefusalCode::Undeliverable, reason);
-                return;
+                return false;
             }
         }
         let q = self.queues.get_mut(queue).unwrap();
         if delay_ms == 0 {
             q.make_ready(id);
-            self.pump(queue);
-        } else {
-            let generation = q.delay(id);
-            self.timers.arm(
-                self.now_ms.saturating_add(delay_ms),
-                Timer::Delay {
-                    queue: queue.clone(),
-                    id,
-                    generation,
-                },
-            );
+            return true;
         }
+        let generation = q.delay(id);
+        self.timers.arm(
+            self.now_ms.saturating_add(delay_ms),
+            Timer::Delay {
+                queue: queue.clone(),
+                id,
+                generation,
+            },
+        );
+        false
     }
 
     fn answer(
@@ -1750,22 +1899,7 @@ impl Shard {
             }
             return Err(HubError::AlreadyAnswered(request_id));
         }
-        let limit = self
-            .registry
-            .kind(&ex.kind)
-            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
-        if payload.len() as u64 > limit {
-            return Err(HubError::TooLarge {
-                size_bytes: payload.len() as u64,
-                size_bytes_max: limit,
-            });
-        }
-        let reason = match &body {
-            AnswerBody::Data => None,
-            AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
-        };
-        let record_bytes = record_size::answer_record_bytes(reason, payload.len());
-        self.fits_log(payload.len(), record_bytes.expect("reason checked"))?;
+        self.answer_fits(&ex, &body, payload.len())?;
         let queue = QueueId::Requests(ex.kind.clone());
         drop(ex);
         // Answered before any reader took it: whole again, then out of its queue.
@@ -1790,6 +1924,40 @@ impl Shard {
             }),
         );
         Ok(None)
+    }
+
+    /// Checks an answer to open exchange `ex` with `body` and a payload of
+    /// `payload_len` bytes: within the kind's payload size and the log's
+    /// record size (`TooLarge`), and within the consumer's answer bound
+    /// (`QuotaExceeded`).
+    fn answer_fits(
+        &self,
+        ex: &Exchange,
+        body: &AnswerBody,
+        payload_len: usize,
+    ) -> Result<(), HubError> {
+        let limit = self
+            .registry
+            .kind(&ex.kind)
+            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
+        if payload_len as u64 > limit {
+            return Err(HubError::TooLarge {
+                size_bytes: payload_len as u64,
+                size_bytes_max: limit,
+            });
+        }
+        let reason = match body {
+            AnswerBody::Data => None,
+            AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
+        };
+        let record_bytes = record_size::answer_record_bytes(reason, payload_len);
+        self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
+        if self.call_waiters.contains_key(&ex.id) {
+            // A waiting caller takes its answer itself: it never waits in
+            // the answer queue unless the caller is gone.
+            return Ok(());
+        }
+        self.answer_room(&ex.consumer, payload_len)
     }
 
     /// Refuses a record of `record_bytes` carrying `payload_len` payload
@@ -2324,6 +2492,12 @@ impl Shard {
             }
         }
     }
+}
+
+/// A payload's length as a record's size field: every payload the log
+/// holds is far below 4 GiB (its records are at most 64 MiB).
+fn bytes_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 /// A text field over [`crate::record::TEXT_BYTES_MAX`], named as on the wire.

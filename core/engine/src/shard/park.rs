@@ -74,38 +74,56 @@ impl Shard {
     pub(super) fn enqueue_at_place(&mut self, id: MessageId) {
         let ex = &self.exchanges[&id];
         let queue = QueueId::Requests(ex.kind.clone());
-        if !Self::parkable(ex) {
-            let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
-            // A call's deadline timer was armed when it came; replay's
-            // end arms those of the exchanges it rebuilt.
-            let own_timer = !ex.call && !self.replaying;
-            self.queues
-                .entry(queue)
-                .or_default()
-                .push_at(id, offset, time_ms);
-            if own_timer {
-                self.timers.arm(deadline_ms, Timer::Deadline(id));
-            }
-            return;
+        if Self::parkable(ex) {
+            let ex = self.exchanges.remove(&id).expect("present");
+            match self.parked_entry(&ex) {
+                Some(entry) => return self.park_exchange(queue, ex, entry),
+                // Its names or size do not fit an entry: it stays whole.
+                None => self.exchanges.insert(id, ex),
+            };
         }
-        let ex = self.exchanges.remove(&id).expect("present");
+        let ex = &self.exchanges[&id];
+        let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
+        // A call's deadline timer was armed when it came; replay's
+        // end arms those of the exchanges it rebuilt.
+        let own_timer = !ex.call && !self.replaying;
+        self.queues
+            .entry(queue)
+            .or_default()
+            .push_at(id, offset, time_ms);
+        if own_timer {
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        }
+    }
+
+    /// The parked entry of parkable exchange `ex`, when its names and its
+    /// payload's size fit one (in practice always: 2^18 participants,
+    /// 64 MiB).
+    fn parked_entry(&mut self, ex: &Exchange) -> Option<Parked> {
         let names = (
             self.names.number(&ex.consumer),
             self.names.number(&ex.provider),
         );
-        let entry = Parked::new(
-            id,
-            ex.request_offset,
-            ex.deadline_ms,
-            names,
-            ex.test,
-            ex.keyed,
-        );
+        Parked::fits(names, ex.payload_bytes).then(|| {
+            Parked::new(
+                ex.id,
+                ex.request_offset,
+                ex.deadline_ms,
+                names,
+                ex.test,
+                ex.keyed,
+            )
+            .with_payload_bytes(ex.payload_bytes)
+        })
+    }
+
+    /// Parks exchange `ex` (taken out of the exchanges) as `entry`.
+    fn park_exchange(&mut self, queue: QueueId, ex: Exchange, entry: Parked) {
         if let Some(transaction) = ex.transaction {
             let texts = ParkedTexts {
                 transaction: Some(transaction),
             };
-            self.parked_texts.insert(id, texts);
+            self.parked_texts.insert(ex.id, texts);
         }
         self.park_entry(queue, entry);
     }
@@ -238,7 +256,7 @@ impl Shard {
         let mut ex = Exchange {
             id,
             kind: kind.clone(),
-            consumer: self.names.name(p.consumer).clone(),
+            consumer: self.names.name(p.consumer()).clone(),
             provider: self.names.name(p.provider()).clone(),
             time_ms,
             deadline_ms: p.deadline_ms,
@@ -249,6 +267,7 @@ impl Shard {
             request_offset: p.offset,
             durable: true,
             payload: None,
+            payload_bytes: p.payload_bytes(),
             deliveries: 0,
             acked: false,
             outcome: None,
@@ -328,17 +347,19 @@ impl Shard {
             id: p.id(),
             offset: p.offset,
             deadline_ms: p.deadline_ms,
-            consumer: self.names.name(p.consumer).clone(),
+            consumer: self.names.name(p.consumer()).clone(),
             provider: self.names.name(p.provider()).clone(),
             test: p.test(),
             transaction: texts.and_then(|t| t.transaction.clone()),
             keyed: p.keyed(),
             acked: None,
+            payload_bytes: p.payload_bytes(),
         }
     }
 
     /// Replay of a snapshot's run of parked requests: back into their
-    /// queue as they were (deadlines are watched once replay ends).
+    /// queue as they were (deadlines are watched once replay ends), their
+    /// payloads counted against its byte quota.
     pub(super) fn restore_parked(&mut self, run: snapshot::ParkedRun) {
         let queue = QueueId::Requests(run.kind.clone());
         for e in run.entries {
@@ -349,20 +370,68 @@ impl Shard {
                 self.names.number(&e.consumer),
                 self.names.number(&e.provider),
             );
-            let entry = Parked::new(e.id, e.offset, e.deadline_ms, names, e.test, e.keyed);
+            let acked = e.acked;
+            if !Parked::fits(names, e.payload_bytes) {
+                // Whole, as before parking (or holding for its answer):
+                // replay's end queues it.
+                let mut ex = parked_record_exchange(&run.kind, e);
+                match acked {
+                    Some((delivered_ms, acked_ms)) => {
+                        (ex.deliveries, ex.acked) = (1, true);
+                        ex.record(EventKind::Delivered, delivered_ms, 1);
+                        ex.record(EventKind::Acked, acked_ms, 0);
+                    }
+                    None => self.count_waiting(&queue, ex.payload_bytes, true),
+                }
+                self.exchanges.insert(ex.id, ex);
+                continue;
+            }
+            let entry = Parked::new(e.id, e.offset, e.deadline_ms, names, e.test, e.keyed)
+                .with_payload_bytes(e.payload_bytes);
             if let Some(transaction) = e.transaction {
                 let texts = ParkedTexts {
                     transaction: Some(transaction),
                 };
                 self.parked_texts.insert(e.id, texts);
             }
-            if let Some(times) = e.acked {
+            if let Some(times) = acked {
+                // Acked: no longer counted against the queue's quota.
                 self.restore_awaiting(&run.kind, entry, times);
                 continue;
             }
+            self.count_waiting(&queue, e.payload_bytes, true);
             self.queues.entry(queue.clone()).or_default().park(entry);
         }
     }
+}
+
+/// The exchange a snapshot's parked entry of kind `kind` stands for.
+fn parked_record_exchange(kind: &DataKindId, e: snapshot::ParkedRecord) -> Exchange {
+    let time_ms = e.id.unix_ms();
+    let mut ex = Exchange {
+        id: e.id,
+        kind: kind.clone(),
+        consumer: e.consumer,
+        provider: e.provider,
+        time_ms,
+        deadline_ms: e.deadline_ms,
+        test: e.test,
+        call: false,
+        transaction: e.transaction,
+        keyed: e.keyed,
+        request_offset: e.offset,
+        durable: true,
+        payload: None,
+        payload_bytes: e.payload_bytes,
+        deliveries: 0,
+        acked: false,
+        outcome: None,
+        answer_deliveries: 0,
+        answer_acked: false,
+        history: Vec::with_capacity(1),
+    };
+    ex.record(EventKind::Accepted, time_ms, 0);
+    ex
 }
 
 impl Shard {

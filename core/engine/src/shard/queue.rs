@@ -51,18 +51,35 @@ pub struct Parked {
     pub offset: u64,
     /// Absolute deadline, ms.
     pub deadline_ms: u64,
-    /// The consumer, as the shard's name table numbers it.
-    pub consumer: u32,
-    /// The provider (low 30 bits, the name table's number), the test flag
-    /// (top bit) and whether it came with an idempotency key (the next).
-    provider_test: u32,
+    /// The consumer and the provider (as the shard's name table numbers
+    /// them, [`PARKED_NAME_BITS`] each), the test flag, whether it came
+    /// with an idempotency key, and its payload's size (the queue's byte
+    /// quota counts it): one word, so that the entry stays 40 bytes.
+    packed: u64,
 }
 
-const TEST_BIT: u32 = 1 << 31;
-const KEYED_BIT: u32 = 1 << 30;
+/// Bits of a name's number in a [`Parked`] entry: a shard parks requests
+/// of at most 2^18 distinct participants (more stay whole exchanges).
+pub const PARKED_NAME_BITS: u32 = 18;
+/// Bits of the payload size in a [`Parked`] entry: 2^26 bytes = 64 MiB,
+/// the log's largest batch, so every request that fits a record fits.
+const PAYLOAD_BITS: u32 = 26;
+const NAME_MASK: u64 = (1 << PARKED_NAME_BITS) - 1;
+const PROVIDER_SHIFT: u32 = PARKED_NAME_BITS;
+const TEST_BIT: u64 = 1 << (2 * PARKED_NAME_BITS);
+const KEYED_BIT: u64 = TEST_BIT << 1;
+const PAYLOAD_SHIFT: u32 = 2 * PARKED_NAME_BITS + 2;
+const _: () = assert!(PAYLOAD_SHIFT + PAYLOAD_BITS == 64);
 
 impl Parked {
-    /// An entry; `provider` must fit 30 bits.
+    /// True when names numbered `consumer` and `provider` and a payload of
+    /// `payload_bytes` fit an entry (else the request stays whole).
+    pub fn fits((consumer, provider): (u32, u32), payload_bytes: u32) -> bool {
+        u64::from(consumer.max(provider)) <= NAME_MASK && payload_bytes >> PAYLOAD_BITS == 0
+    }
+
+    /// An entry with an empty payload; the names must fit
+    /// ([`Parked::fits`]).
     pub fn new(
         id: MessageId,
         offset: u64,
@@ -71,16 +88,26 @@ impl Parked {
         test: bool,
         keyed: bool,
     ) -> Parked {
-        assert!(provider < KEYED_BIT, "name table overflow");
+        assert!(Parked::fits((consumer, provider), 0), "name table overflow");
         Parked {
             id_hi: (id.0 >> 64) as u64,
             id_lo: id.0 as u64,
             offset,
             deadline_ms,
-            consumer,
-            provider_test: provider
+            packed: u64::from(consumer)
+                | u64::from(provider) << PROVIDER_SHIFT
                 | if test { TEST_BIT } else { 0 }
                 | if keyed { KEYED_BIT } else { 0 },
+        }
+    }
+
+    /// The entry with a payload of `payload_bytes`, which must fit.
+    pub fn with_payload_bytes(self, payload_bytes: u32) -> Parked {
+        assert!(Parked::fits((0, 0), payload_bytes), "payload size overflow");
+        let packed = self.packed & !(u64::MAX << PAYLOAD_SHIFT);
+        Parked {
+            packed: packed | u64::from(payload_bytes) << PAYLOAD_SHIFT,
+            ..self
         }
     }
 
@@ -89,19 +116,29 @@ impl Parked {
         MessageId(u128::from(self.id_hi) << 64 | u128::from(self.id_lo))
     }
 
+    /// The consumer's number in the shard's name table.
+    pub fn consumer(&self) -> u32 {
+        (self.packed & NAME_MASK) as u32
+    }
+
     /// The provider's number in the shard's name table.
     pub fn provider(&self) -> u32 {
-        self.provider_test & !(TEST_BIT | KEYED_BIT)
+        (self.packed >> PROVIDER_SHIFT & NAME_MASK) as u32
     }
 
     /// It came with an idempotency key.
     pub fn keyed(&self) -> bool {
-        self.provider_test & KEYED_BIT != 0
+        self.packed & KEYED_BIT != 0
     }
 
     /// Test traffic.
     pub fn test(&self) -> bool {
-        self.provider_test & TEST_BIT != 0
+        self.packed & TEST_BIT != 0
+    }
+
+    /// Size of the request's payload, bytes.
+    pub fn payload_bytes(&self) -> u32 {
+        (self.packed >> PAYLOAD_SHIFT) as u32
     }
 }
 
@@ -444,16 +481,31 @@ mod tests {
     fn given_parked_entry_when_built_then_forty_bytes_and_fields_round_trip() {
         assert_eq!(std::mem::size_of::<Parked>(), 40);
         let id = MessageId::new(1_700_000_000_000, 7, 99);
-        let p = Parked::new(id, 12, 34, (5, (1 << 30) - 1), true, true);
+        let names_max = (1 << PARKED_NAME_BITS) - 1;
+        let payload_max = (1 << 26) - 1;
+        let p = Parked::new(id, 12, 34, (names_max, names_max), true, true)
+            .with_payload_bytes(payload_max);
         assert_eq!(
-            (p.id(), p.offset, p.deadline_ms, p.consumer),
-            (id, 12, 34, 5)
+            (p.id(), p.offset, p.deadline_ms, p.consumer()),
+            (id, 12, 34, names_max)
         );
-        assert_eq!(p.provider(), (1 << 30) - 1);
+        assert_eq!((p.provider(), p.payload_bytes()), (names_max, payload_max));
         assert!(p.test() && p.keyed());
-        let q = Parked::new(id, 12, 34, (5, 6), false, false);
+        let q = Parked::new(id, 12, 34, (5, 6), false, false).with_payload_bytes(4096);
         assert!(!q.test() && !q.keyed());
-        assert_eq!(q.provider(), 6);
+        assert_eq!(
+            (q.consumer(), q.provider(), q.payload_bytes()),
+            (5, 6, 4096)
+        );
+        assert_eq!(q.with_payload_bytes(7).payload_bytes(), 7, "replaced");
+        assert!(
+            !Parked::fits((names_max + 1, 0), 0),
+            "a name past the table's bits"
+        );
+        assert!(
+            !Parked::fits((0, 0), payload_max + 1),
+            "a payload past 64 MiB"
+        );
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
             | u8::from(ex.call) << 1
             | u8::from(ex.acked) << 2
             | u8::from(ex.answer_acked) << 3
-            | u8::from(ex.keyed) << 4,
+            | u8::from(ex.keyed) << 4
+            | SIZES_FLAG,
     );
     put_opt_str(out, ex.transaction.as_deref());
     put_u64(out, ex.request_offset);
@@ -76,7 +77,20 @@ pub fn encode_exchange(ex: &Exchange, out: &mut Vec<u8>) {
         put_u64(out, e.time_ms);
         out.extend_from_slice(&e.count.to_le_bytes());
     }
+    // The payload sizes (`SIZES_FLAG`) last: parts written before them
+    // end with the history.
+    out.extend_from_slice(&ex.payload_bytes.to_le_bytes());
+    if let Some(o) = &ex.outcome {
+        out.extend_from_slice(&o.payload_bytes.to_le_bytes());
+    }
 }
+
+/// Flag of an exchange part that ends with its payload sizes (the
+/// request's, then the answer's if it has one); parts written before the
+/// byte quotas lack them and restore with sizes 0 (ADR 0013).
+const SIZES_FLAG: u8 = 0x20;
+/// Flag of a parked entry followed by its payload size (left out when 0).
+const PARKED_SIZE_FLAG: u8 = 4;
 
 /// Decodes a snapshot part holding one exchange; every exchange restored
 /// is durable.
@@ -105,7 +119,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
         true => r.opt_str()?.map(|key| KeyPrint::of(&consumer, &kind, key)),
         false => None,
     };
-    if flags > 0x1f || (legacy && flags & 0x10 != 0) {
+    if flags > 0x3f || (legacy && flags & (0x10 | SIZES_FLAG) != 0) {
         return Err(DecodeError("exchange flags"));
     }
     let request_offset = r.u64()?;
@@ -123,6 +137,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
                 answer_offset: r.u64()?,
                 durable: true,
                 payload: None,
+                payload_bytes: 0,
             })
         }
         _ => return Err(DecodeError("outcome tag")),
@@ -138,6 +153,14 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
             time_ms: r.u64()?,
             count: r.u32()?,
         });
+    }
+    let mut outcome = outcome;
+    let mut payload_bytes = 0;
+    if flags & SIZES_FLAG != 0 {
+        payload_bytes = r.u32()?;
+        if let Some(o) = outcome.as_mut() {
+            o.payload_bytes = r.u32()?;
+        }
     }
     if !r.done() {
         return Err(DecodeError("trailing bytes"));
@@ -156,6 +179,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
         request_offset,
         durable: true,
         payload: None,
+        payload_bytes,
         deliveries,
         acked: flags & 4 != 0,
         outcome,
@@ -188,6 +212,8 @@ pub struct ParkedRecord {
     /// For a request acked and awaiting its answer: when it was delivered
     /// and acked (hub time ms); `None` for a parked one.
     pub acked: Option<(u64, u64)>,
+    /// Size of its payload, bytes (0 in runs written before sizes were kept).
+    pub payload_bytes: u32,
 }
 
 /// Parked (or awaiting) requests of one kind's queue, in log order.
@@ -295,8 +321,9 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
 }
 
 /// Encodes a run of parked requests as one part: the names it uses once,
-/// then 37 bytes per entry plus its texts (and 16 for an awaiting one's
-/// times: a run is all parked or all awaiting).
+/// then 37 bytes per entry plus its payload size (4 bytes, when not 0),
+/// its texts, and 16 bytes for an awaiting one's times (a run is all
+/// parked or all awaiting).
 pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
     assert!(!run.entries.is_empty() && run.entries.len() <= PARKED_RUN_ENTRIES_MAX);
     let awaiting = run.entries[0].acked.is_some();
@@ -324,7 +351,13 @@ pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
         put_u64(out, e.deadline_ms);
         out.extend_from_slice(&numbers[e.consumer.as_str()].to_le_bytes());
         out.extend_from_slice(&numbers[e.provider.as_str()].to_le_bytes());
-        out.push(u8::from(e.test) | u8::from(e.keyed) << 1);
+        let sized = e.payload_bytes != 0;
+        out.push(
+            u8::from(e.test) | u8::from(e.keyed) << 1 | if sized { PARKED_SIZE_FLAG } else { 0 },
+        );
+        if sized {
+            out.extend_from_slice(&e.payload_bytes.to_le_bytes());
+        }
         put_opt_str(out, e.transaction.as_deref());
         if let Some((delivered_ms, acked_ms)) = e.acked {
             put_u64(out, delivered_ms);
@@ -367,9 +400,13 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
         let consumer = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
         let provider = name(u16::from_le_bytes([r.u8()?, r.u8()?]))?;
         let flags = r.u8()?;
-        if flags > 3 {
+        if flags > 7 {
             return Err(DecodeError("parked flags"));
         }
+        let payload_bytes = match flags & PARKED_SIZE_FLAG {
+            0 => 0,
+            _ => r.u32()?,
+        };
         let transaction = r.opt_str()?.map(str::to_owned);
         let acked = if awaiting {
             let delivered_ms = r.u64()?;
@@ -397,6 +434,7 @@ fn decode_parked_run(bytes: &[u8]) -> Result<ParkedRun, DecodeError> {
             transaction,
             keyed: flags & 2 != 0,
             acked,
+            payload_bytes,
         });
     }
     if !r.done() {

@@ -299,7 +299,8 @@ impl Driver {
 
     /// As `restart`, replaying from `first_offset` (a snapshot's start).
     fn restart_from(&self, first_offset: u64) -> (Driver, Vec<Output>) {
-        let mut shard = Shard::new(self.shard.config().clone(), registry(), first_offset);
+        let registry = self.shard.registry().clone();
+        let mut shard = Shard::new(self.shard.config().clone(), registry, first_offset);
         for (offset, record) in &self.log {
             if *offset >= first_offset && *offset < self.durable {
                 if let Record::SnapshotPart(bytes) = record {
@@ -1671,6 +1672,8 @@ fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
         transaction: None,
         keyed: true,
         acked: None,
+        // Left out of the part when 0 (the shape before byte quotas).
+        payload_bytes: (offset as u32 - 1) * 100,
     };
     let awaiting = |offset: u64| ParkedRecord {
         acked: Some((T0 + 1, T0 + 2)),
@@ -3251,3 +3254,5 @@ fn given_awaiting_requests_when_snapshot_replayed_then_restored_referred_to_and_
     assert_eq!(r.shard.held().awaiting, 0);
     assert_eq!(*r.event_kinds(sent[0]).last().unwrap(), EventKind::Expired);
 }
+#[path = "quota_tests.rs"]
+mod quota_tests;

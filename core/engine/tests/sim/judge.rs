@@ -91,6 +91,37 @@ impl World {
                             };
                         }
                     },
+                    (
+                        Command::NackMany {
+                            queue, delay_ms, ..
+                        },
+                        Expect::NackMany { nacked, .. },
+                    ) => {
+                        // All the nacks' events (one record) first, then
+                        // the leases end (and dead letters follow).
+                        for id in nacked {
+                            if matches!(queue, QueueId::Requests(_)) {
+                                ctx.expect_events.push((*id, EventKind::Nacked, 0));
+                            }
+                        }
+                        for id in nacked {
+                            match queue {
+                                QueueId::Requests(_) => {
+                                    end_request_lease(m, ctx, *id, *delay_ms, deliveries_max)
+                                }
+                                QueueId::Answers(_) => {
+                                    let a = m.answers.get_mut(id).expect("predicted leased");
+                                    a.place = if *delay_ms == 0 {
+                                        MPlace::Ready
+                                    } else {
+                                        MPlace::Delayed {
+                                            until_ms: now + delay_ms,
+                                        }
+                                    };
+                                }
+                            }
+                        }
+                    }
                     (_, Expect::Duplicate { .. } | Expect::CallRepeat { .. }) => {
                         m.counters.duplicates += 1
                     }
@@ -801,11 +832,14 @@ impl World {
                 return Ok(());
             }
             Record::Events(es) => {
-                // Otherwise only `ack_many` writes one: each event one of its acks.
+                // Otherwise only `ack_many` and `nack_many` write one: each
+                // event one of their acks or nacks.
                 ensure!(!es.is_empty(), "an empty events record");
                 for e in es {
                     ensure!(
-                        e.time_ms == now && e.kind == EventKind::Acked && e.count == 0,
+                        e.time_ms == now
+                            && matches!(e.kind, EventKind::Acked | EventKind::Nacked)
+                            && e.count == 0,
                         "event {e:?} in an events record at {now}"
                     );
                     let at = ctx

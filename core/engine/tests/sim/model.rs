@@ -60,6 +60,10 @@ pub struct MReq {
     /// The shard has seen the request record durable (it counted and, for
     /// a plain send, queued it).
     pub released: bool,
+    /// A call made in this boot: its caller waits for the answer (the
+    /// shard's waiting callers are volatile), so the consumer's answer
+    /// bound does not apply to it (ADR 0013).
+    pub waiter: bool,
     pub deliveries: u32,
     pub acked: bool,
     pub outcome: Option<MOutcome>,
@@ -180,6 +184,26 @@ fn is_terminal(kind: EventKind) -> bool {
 }
 
 impl ShardModel {
+    /// Payload bytes of the requests of `kind` its queue holds (open, not
+    /// acked; committing ones included): what its byte quota counts.
+    pub fn waiting_bytes(&self, kind: &DataKindId) -> u64 {
+        self.reqs
+            .values()
+            .filter(|r| &r.kind == kind && r.open() && !r.acked)
+            .map(|r| r.payload.len() as u64)
+            .sum()
+    }
+
+    /// The answers this shard made for `consumer` that it has not acked:
+    /// their count and payload bytes (ADR 0013).
+    pub fn answers_outstanding(&self, consumer: &ParticipantId) -> (u64, u64) {
+        self.reqs
+            .values()
+            .filter(|r| &r.consumer == consumer && !r.answer_acked)
+            .filter_map(|r| r.outcome.as_ref())
+            .fold((0, 0), |(n, b), o| (n + 1, b + o.payload.len() as u64))
+    }
+
     /// Folds one record into the durable state. `live`: appended now (not
     /// read back after a restart). Queue places are the caller's business.
     pub fn apply(&mut self, offset: u64, record: &Record, live: bool) -> Result<(), String> {
@@ -208,6 +232,7 @@ impl ShardModel {
                         payload: r.payload.clone(),
                         offset,
                         released: !live,
+                        waiter: r.call && live,
                         deliveries: 0,
                         acked: false,
                         outcome: None,

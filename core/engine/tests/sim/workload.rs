@@ -3,7 +3,7 @@
 //! bad operations that must get their typed errors. Every operation's reply
 //! is predicted from the model before the shard sees it.
 
-use crate::model::{terminal_kind, MPlace};
+use crate::model::{terminal_kind, MPlace, ShardModel};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
 use gonets_engine::record::{
@@ -115,6 +115,14 @@ pub enum Expect {
         refused: Vec<(MessageId, HubError)>,
         now: bool,
     },
+    /// `nack_many`: the nacks of `nacked` (in one record for a requests
+    /// queue), and `refused` in the reply, once everything appended so far
+    /// is durable (`now`: at once; an answer queue's always is).
+    NackMany {
+        nacked: Vec<MessageId>,
+        refused: Vec<(MessageId, HubError)>,
+        now: bool,
+    },
     /// The request's shard is told, and settles it: `Done` only once the
     /// ack's record is durable there. `again`: the answer is no longer
     /// queued (a repeated ack): `Done` if it is acked, else `NotFound`.
@@ -146,6 +154,7 @@ impl Expect {
                 | Expect::Duplicate { durable: true, .. }
                 | Expect::CallRepeat { durable: true, .. }
                 | Expect::AckMany { now: true, .. }
+                | Expect::NackMany { now: true, .. }
                 | Expect::SendMany { now: true, .. }
         )
     }
@@ -163,6 +172,7 @@ impl Expect {
                 | Expect::Duplicate { durable: false, .. }
                 | Expect::CallRepeat { durable: false, .. }
                 | Expect::AckMany { now: false, .. }
+                | Expect::NackMany { now: false, .. }
                 | Expect::SendMany { now: false, .. }
         )
     }
@@ -338,7 +348,29 @@ impl World {
         if bytes > max {
             return Expect::Fail(record_too_large(payload_len, bytes, max));
         }
+        if !r.waiter && self.answer_queue_full(m, &r.consumer, payload_len) {
+            return Expect::Fail(HubError::QuotaExceeded);
+        }
         Expect::Answer
+    }
+
+    /// True when one more answer of `payload_len` bytes from the shard of
+    /// model `m` would pass its share of `consumer`'s answer bounds while
+    /// others are outstanding (ADR 0013).
+    fn answer_queue_full(
+        &self,
+        m: &ShardModel,
+        consumer: &ParticipantId,
+        payload_len: usize,
+    ) -> bool {
+        let Some(p) = self.registry.participant(consumer) else {
+            return false;
+        };
+        let (n, bytes) = m.answers_outstanding(consumer);
+        let shards = u64::from(self.n);
+        n > 0
+            && (n + 1 > u64::from(p.answer_queue_messages_max).div_ceil(shards)
+                || bytes + payload_len as u64 > p.answer_queue_bytes_max.div_ceil(shards))
     }
 
     /// Bytes of the answer record `body` with `payload_len` bytes would be.
@@ -391,7 +423,7 @@ impl World {
             return Expect::Fail(HubError::Malformed(String::new()));
         }
         let mut slots: Vec<Slot> = Vec::new();
-        let mut new = 0;
+        let (mut new, mut new_bytes) = (0, 0);
         for (i, r) in rs.iter().enumerate() {
             let single = self.predict(s, caller, &Command::SendRequest(r.clone()), now);
             let earlier = r.idempotency_key.as_ref().and_then(|key| {
@@ -404,9 +436,10 @@ impl World {
                 Expect::Fail(e) if e != HubError::QuotaExceeded => Slot::Fail(e),
                 _ if earlier.is_some() => Slot::SameAs(earlier.expect("some")),
                 Expect::Duplicate { original, .. } => Slot::Dup(original),
-                _ if self.full_after(s, r, new) => Slot::Fail(HubError::QuotaExceeded),
+                _ if self.full_after(s, r, new, new_bytes) => Slot::Fail(HubError::QuotaExceeded),
                 _ => {
                     new += 1;
+                    new_bytes += r.payload.len() as u64;
                     Slot::New(new - 1)
                 }
             };
@@ -418,8 +451,9 @@ impl World {
     }
 
     /// True when `r`'s queue on shard `s` has no room once `more` requests
-    /// (earlier in its batch) are added (as `predict` counts the bound).
-    fn full_after(&self, s: u16, r: &NewRequest, more: usize) -> bool {
+    /// of `more_bytes` (earlier in its batch) are added (as `predict`
+    /// counts the bounds).
+    fn full_after(&self, s: u16, r: &NewRequest, more: usize, more_bytes: u64) -> bool {
         let m = &self.models[s as usize];
         let kind = self.registry.kind(&r.kind).expect("checked kind");
         let queue = QueueId::Requests(r.kind.clone());
@@ -429,6 +463,7 @@ impl World {
             .filter(|q| q.kind == r.kind && !q.released && !q.call)
             .count();
         m.places(&queue).count() + committing + more >= kind.queue_messages_max as usize
+            || m.waiting_bytes(&r.kind) + more_bytes + r.payload.len() as u64 > kind.queue_bytes_max
     }
 
     /// What an `ack_many` gets (`shard/batch.rs`): the whole batch refused,
@@ -470,6 +505,43 @@ impl World {
         let now = acked.is_empty() && log_end <= m.durable;
         Expect::AckMany {
             acked,
+            refused,
+            now,
+        }
+    }
+
+    /// What a `nack_many` gets (`shard/batch.rs`): the whole batch refused,
+    /// or each id nacked when leased to `reader` (and not earlier in the
+    /// list), else refused `NotFound`.
+    fn predict_nack_many(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        queue: &QueueId,
+        ids: &[MessageId],
+        reader: ReaderId,
+    ) -> Expect {
+        let m = &self.models[s as usize];
+        if ids.is_empty() || ids.len() > gonets_types::BATCH_MESSAGES_MAX {
+            return Expect::Fail(HubError::Malformed(String::new()));
+        }
+        if let Err(e) = self.may_read(s, caller, queue) {
+            return Expect::Fail(e);
+        }
+        let (mut nacked, mut refused) = (Vec::new(), Vec::new());
+        for id in ids {
+            match m.place(queue, *id) {
+                Some(MPlace::Leased { reader: r, .. }) if r == reader && !nacked.contains(id) => {
+                    nacked.push(*id)
+                }
+                _ => refused.push((*id, HubError::NotFound)),
+            }
+        }
+        let log_end = self.logs[s as usize].records.len() as u64;
+        let now =
+            matches!(queue, QueueId::Answers(_)) || (nacked.is_empty() && log_end <= m.durable);
+        Expect::NackMany {
+            nacked,
             refused,
             now,
         }
@@ -587,6 +659,9 @@ impl World {
                 if m.places(&queue).count() + committing >= kind.queue_messages_max as usize {
                     return fail(HubError::QuotaExceeded);
                 }
+                if m.waiting_bytes(&r.kind) + r.payload.len() as u64 > kind.queue_bytes_max {
+                    return fail(HubError::QuotaExceeded);
+                }
                 if call {
                     Expect::NewCall
                 } else {
@@ -608,6 +683,9 @@ impl World {
             Command::AckMany { queue, ids, reader } => {
                 self.predict_ack_many(s, caller, queue, ids, *reader)
             }
+            Command::NackMany {
+                queue, ids, reader, ..
+            } => self.predict_nack_many(s, caller, queue, ids, *reader),
             Command::Subscribe { queue, .. } => match self.may_read(s, caller, queue) {
                 Err(e) => fail(e),
                 Ok(()) => Expect::Done,
@@ -709,6 +787,24 @@ impl World {
 
     // ---- operations ----
 
+    /// Counts a refusal `QuotaExceeded` of `command` on shard `si` that a
+    /// byte quota or an answer bound made (ADR 0013).
+    fn count_quota_refusal(&mut self, si: usize, command: &Command) {
+        match command {
+            Command::SendRequest(r) | Command::Call(r) => {
+                let max = self.registry.kind(&r.kind).expect("known").queue_bytes_max;
+                let waiting = self.models[si].waiting_bytes(&r.kind);
+                if waiting + r.payload.len() as u64 > max {
+                    self.stats.byte_quota_refusals += 1;
+                }
+            }
+            Command::SendResponse { .. } | Command::SendRefusal { .. } => {
+                self.stats.answer_quota_refusals += 1;
+            }
+            _ => {}
+        }
+    }
+
     /// The shard an operation goes to, as the runtime routes it.
     pub fn route(&self, command: &Command) -> u16 {
         // The shard rule that ships (`Command::shard`, used by the session
@@ -739,13 +835,17 @@ impl World {
                 self.stats.records_too_large += 1;
             }
         }
+        if matches!(expect, Expect::Fail(HubError::QuotaExceeded)) {
+            self.count_quota_refusal(si, &command);
+        }
         let token = self.next_token;
         self.next_token += 1;
         let reader = match &command {
             Command::Fetch { reader, .. }
             | Command::Subscribe { reader, .. }
             | Command::Ack { reader, .. }
-            | Command::Nack { reader, .. } => *reader,
+            | Command::Nack { reader, .. }
+            | Command::NackMany { reader, .. } => *reader,
             _ => self.clients[c].reader,
         };
         match (&command, &expect) {
@@ -950,6 +1050,9 @@ impl World {
                     } else {
                         self.rng.workload.gen_range(1..=500)
                     };
+                    if roll == 83 {
+                        return self.nack_many(c, id, queue, delay_ms);
+                    }
                     self.issue(
                         c,
                         Command::Nack {
@@ -998,6 +1101,38 @@ impl World {
         self.issue(c, Command::AckMany { queue, ids, reader })
     }
 
+    /// A `nack_many` of `first` and everything else client `c` holds from
+    /// `queue`, sometimes with `first` twice or an id never leased.
+    fn nack_many(&mut self, c: usize, first: MessageId, queue: QueueId, delay_ms: u64) -> Check {
+        let reader = self.clients[c].reader;
+        let mut ids: Vec<MessageId> = self.clients[c]
+            .held
+            .iter()
+            .filter(|(_, q)| **q == queue)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.clients[c].held.remove(id);
+        }
+        ids.insert(0, first);
+        match self.rng.workload.gen_range(0..4) {
+            0 => ids.push(first),
+            1 => ids.push(MessageId::new(
+                self.now,
+                0,
+                self.rng.workload.gen::<u32>() as u64,
+            )),
+            _ => {}
+        }
+        let command = Command::NackMany {
+            queue,
+            ids,
+            reader,
+            delay_ms,
+        };
+        self.issue(c, command)
+    }
+
     fn provider_act(&mut self, c: usize, kinds: &[DataKindId]) -> Check {
         let reader = self.clients[c].reader;
         let kind = self.pick(kinds).expect("a provider serves kinds");
@@ -1035,6 +1170,9 @@ impl World {
                     } else {
                         self.rng.workload.gen_range(1..=500)
                     };
+                    if roll >= 47 {
+                        return self.nack_many(c, id, queue, delay_ms);
+                    }
                     self.issue(
                         c,
                         Command::Nack {
@@ -1573,6 +1711,22 @@ impl World {
                 );
                 self.know.acks_replied.extend(acked.iter().copied());
                 self.stats.acks_many += 1;
+            }
+            (Expect::NackMany { refused, now, .. }, Ok(ShardReply::AckedMany(got))) => {
+                let durable_now = p.release_offset <= self.models[si].durable;
+                let same = got.len() == refused.len()
+                    && got
+                        .iter()
+                        .zip(refused)
+                        .all(|((gi, ge), (wi, we))| gi == wi && same_error(we, ge));
+                ensure!(
+                    immediate == *now && (immediate || durable_now) && same,
+                    "{} (log end {}, durable {})",
+                    bad(&result),
+                    p.release_offset,
+                    self.models[si].durable
+                );
+                self.stats.nacks_many += 1;
             }
             (Expect::SendMany { slots, now }, Ok(ShardReply::AcceptedMany(results))) => {
                 let durable_now = p.release_offset <= self.models[si].durable;

@@ -40,8 +40,9 @@ const DRAIN_STEPS_MAX: u64 = 5_000;
 
 /// The registry every run uses: consumers, providers, an operator; async
 /// kinds with deadlines of seconds and realtime kinds with budgets under
-/// the 2 s rule, so that expiry happens often; one small payload limit and
-/// one small queue bound.
+/// the 2 s rule, so that expiry happens often; one small payload limit,
+/// one small queue bound, one small byte quota and one consumer with a
+/// small answer bound (ADR 0013).
 pub const REGISTRY: &str = r#"
 [[participant]]
 id = "MFC"
@@ -52,6 +53,8 @@ roles = ["consumer"]
 id = "SFR"
 name = "Social Fund"
 roles = ["consumer", "provider"]
+answer_queue_messages_max = 6
+answer_queue_bytes_max = 150
 
 [[participant]]
 id = "FNS"
@@ -103,6 +106,8 @@ id = "urn:sim:mvd:archive:1"
 provider = "MVD"
 mode = "async"
 deadline_ms = 4000
+payload_bytes_max = 40
+queue_bytes_max = 90
 consumers = ["SFR"]
 "#;
 
@@ -173,6 +178,12 @@ pub struct Stats {
     pub records_too_large: u64,
     /// Leases the runtime gave back (`Input::GiveBack`).
     pub give_backs: u64,
+    /// `nack_many` operations answered (one reply for many nacks).
+    pub nacks_many: u64,
+    /// Sends refused for their queue's byte quota (ADR 0013).
+    pub byte_quota_refusals: u64,
+    /// Answers refused for their consumer's answer bound (ADR 0013).
+    pub answer_quota_refusals: u64,
 }
 
 impl Stats {
@@ -217,6 +228,9 @@ impl Stats {
         self.archive_statuses += o.archive_statuses;
         self.records_too_large += o.records_too_large;
         self.give_backs += o.give_backs;
+        self.nacks_many += o.nacks_many;
+        self.byte_quota_refusals += o.byte_quota_refusals;
+        self.answer_quota_refusals += o.answer_quota_refusals;
     }
 }
 
