@@ -116,6 +116,10 @@ pub struct Queue {
     /// When the head timer that counts is due (`Timer::ParkedHead`): one
     /// armed for another time is stale.
     pub head_timer_ms: Option<u64>,
+    /// The latest deadline parked at the tail since the parked requests
+    /// were last none (ADR 0012): a request parked with an earlier one
+    /// would wait behind it for the head timer, so the wheel watches it.
+    pub parked_deadline_max_ms: u64,
     /// Every message of the queue and where it stands, with its order key and enqueue time.
     members: HashMap<MessageId, Member>,
     next_order: u64,
