@@ -3156,3 +3156,6 @@ fn given_send_request_when_call_repeats_its_key_then_duplicate_with_original_id(
 /// The batched operations' rules (`shard/batch.rs`), on this driver.
 #[path = "batch_tests.rs"]
 mod batch_tests;
+
+#[path = "expiry_tests.rs"]
+mod expiry_tests;
