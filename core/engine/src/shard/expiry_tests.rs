@@ -227,3 +227,32 @@ fn given_short_expiry_behind_head_when_restored_from_a_snapshot_then_it_still_ex
     assert!(r.exchange_outcome_is_none(head));
     assert_eq!(r.shard.held().wheel, 0);
 }
+
+#[test]
+fn given_short_expiry_behind_head_when_ticked_only_when_the_shard_asks_then_it_expires_on_time() {
+    // The runtime ticks only at the times `Output::ArmTimer` names.
+    let mut d = Driver::new();
+    let mut out = d.command("MFC", Command::SendRequest(request(BULK))).1;
+    out.extend(d.commit());
+    out.extend(d.command("MFC", Command::SendRequest(expiring(BULK, 300))).1);
+    out.extend(d.commit());
+    let mut armed: Option<u64> = None;
+    // Bounded: a few wakes per level of the wheel.
+    for _ in 0..64 {
+        for o in &out {
+            if let Output::ArmTimer { at_ms } = o {
+                armed = Some(armed.map_or(*at_ms, |a| a.min(*at_ms)));
+            }
+        }
+        let Some(at_ms) = armed.take() else {
+            break;
+        };
+        assert!(at_ms <= T0 + 300, "woken after the expiry: {at_ms}");
+        out = d.tick_at(at_ms.max(d.now));
+        if expired(&d) == 1 {
+            break;
+        }
+    }
+    assert_eq!(expired(&d), 1, "expired at {}", d.now);
+    assert_eq!(d.now, T0 + 300);
+}

@@ -140,6 +140,9 @@ impl Shard {
     /// watches it (O(1), removed when it leaves), or past the wheel's
     /// bound an ordered timer that fires into a check.
     pub(super) fn watch_own_deadline(&mut self, id: MessageId, deadline_ms: u64) {
+        // The wheel's time kept near the shard's: its next wake-up is then
+        // never a bound years in the past.
+        self.wheel.peek_due(self.now_ms);
         if self.wheel.arm(id, deadline_ms).is_err() {
             self.timers.arm(deadline_ms, Timer::Deadline(id));
         }
@@ -318,6 +321,7 @@ impl Shard {
     pub(super) fn watch_parked_deadlines(&mut self) {
         let mut queues: Vec<QueueId> = self.queues.keys().cloned().collect();
         queues.sort_unstable();
+        self.wheel.peek_due(self.now_ms);
         for queue in queues {
             let mut latest_ms = 0;
             // Disjoint fields: the queue is read while the timers change.
