@@ -736,7 +736,8 @@ fn given_a_request_with_its_own_expiry_behind_an_older_one_when_it_passes_then_t
             .expect("send_request");
         let short = mfc
             .send_request(
-                NewRequest::new(EGRUL, "ogrn 2222222222222").expiring_in(Duration::from_millis(300)),
+                NewRequest::new(EGRUL, "ogrn 2222222222222")
+                    .expiring_in(Duration::from_millis(300)),
             )
             .await
             .expect("send_request with its own expiry");

@@ -328,18 +328,20 @@ mod round_trip {
             proptest::option::of(text()),
             proptest::option::of(text()),
         );
-        let flags = (any::<bool>(), any::<bool>(), proptest::option::of(any::<u64>()));
+        let flags = (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(any::<u64>()),
+        );
         (texts, payload(), flags).prop_map(
-            |((kind, key, transaction), payload, (test, state_secret, expires_in_ms))| {
-                NewRequest {
-                    kind: DataKindId::new(&kind),
-                    payload,
-                    idempotency_key: key,
-                    test,
-                    transaction,
-                    state_secret,
-                    expires_in_ms,
-                }
+            |((kind, key, transaction), payload, (test, state_secret, expires_in_ms))| NewRequest {
+                kind: DataKindId::new(&kind),
+                payload,
+                idempotency_key: key,
+                test,
+                transaction,
+                state_secret,
+                expires_in_ms,
             },
         )
     }

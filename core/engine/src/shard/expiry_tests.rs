@@ -23,14 +23,21 @@ fn given_request_with_short_expiry_behind_head_when_time_passes_then_it_expires_
     d.set_time(T0 + 10);
     let short = d.send_ok("MFC", expiring(BULK, 100));
     assert_eq!(d.shard.held().parked, 2);
-    assert_eq!(d.shard.held().wheel, 1, "watched by the wheel, not the head");
+    assert_eq!(
+        d.shard.held().wheel,
+        1,
+        "watched by the wheel, not the head"
+    );
     assert_eq!(d.status("MFC", short).unwrap().deadline_ms, T0 + 110);
     d.tick_at(T0 + 109);
     assert_eq!(expired(&d), 0, "never before its expiry");
     let out = d.tick_at(T0 + 110);
     assert_eq!(expired(&d), 1);
     assert!(!d.exchange_outcome_is_none(short));
-    assert!(d.exchange_outcome_is_none(head), "the head waits for its own");
+    assert!(
+        d.exchange_outcome_is_none(head),
+        "the head waits for its own"
+    );
     assert_eq!(d.shard.held().wheel, 0, "nothing stale stays");
     // As the kind's deadline does it: recorded, answered to the consumer.
     let refusal = appended(&out);
@@ -42,7 +49,9 @@ fn given_request_with_short_expiry_behind_head_when_time_passes_then_it_expires_
     d.commit();
     let got = d.fetch("MFC", answers("MFC"), 1, 9);
     assert_eq!(refusal_code(&got[0]), Some(RefusalCode::DeadlineExceeded));
-    assert!(d.history(short).contains(&(EventKind::Expired, T0 + 110, 0)));
+    assert!(d
+        .history(short)
+        .contains(&(EventKind::Expired, T0 + 110, 0)));
     assert_eq!(ids(&d.fetch("FNS", requests(BULK), 5, 1)), vec![head]);
 }
 
@@ -165,7 +174,11 @@ fn given_short_expiry_still_committing_behind_a_longer_one_when_due_then_it_expi
     let Some(Record::Request(r)) = appended(&out).into_iter().next() else {
         panic!("a request record: {out:?}");
     };
-    assert_eq!(r.deadline_ms, T0 + 30, "the record holds the effective deadline");
+    assert_eq!(
+        r.deadline_ms,
+        T0 + 30,
+        "the record holds the effective deadline"
+    );
     assert_eq!(d.shard.held().committing_deadlines, 1);
     assert_eq!(d.shard.held().wheel, 1);
     d.tick_at(T0 + 30);
@@ -234,7 +247,10 @@ fn given_short_expiry_behind_head_when_ticked_only_when_the_shard_asks_then_it_e
     let mut d = Driver::new();
     let mut out = d.command("MFC", Command::SendRequest(request(BULK))).1;
     out.extend(d.commit());
-    out.extend(d.command("MFC", Command::SendRequest(expiring(BULK, 300))).1);
+    out.extend(
+        d.command("MFC", Command::SendRequest(expiring(BULK, 300)))
+            .1,
+    );
     out.extend(d.commit());
     let mut armed: Option<u64> = None;
     // Bounded: a few wakes per level of the wheel.

@@ -115,7 +115,9 @@ impl Wheel {
     /// When `id` is due, if armed (a time before the wheel's when armed
     /// reads as the wheel's time then).
     pub fn due_ms(&self, id: MessageId) -> Option<u64> {
-        self.index.get(&id).map(|&i| self.entries[i as usize].due_ms)
+        self.index
+            .get(&id)
+            .map(|&i| self.entries[i as usize].due_ms)
     }
 
     /// Arms `id` for `due_ms` (for the wheel's time if that is earlier),

@@ -564,8 +564,7 @@ impl World {
                     return fail(HubError::Malformed(String::new()));
                 }
                 // Its own expiry: at least 1 ms, never past the kind's deadline.
-                if r
-                    .expires_in_ms
+                if r.expires_in_ms
                     .is_some_and(|ms| ms == 0 || ms > kind.deadline_ms)
                 {
                     return fail(HubError::Malformed(String::new()));
