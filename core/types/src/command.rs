@@ -332,6 +332,33 @@ mod tests {
     use crate::ids::ParticipantId;
 
     #[test]
+    fn given_expiries_when_checked_then_zero_and_past_the_deadline_are_refused() {
+        let r = NewRequest::new("k", "p");
+        assert_eq!(check_expiry(&r, 1_000), Ok(1_000), "none: the kind's");
+        let r = r.expiring_in(std::time::Duration::from_millis(250));
+        assert_eq!(r.expires_in_ms, Some(250));
+        assert_eq!(check_expiry(&r, 1_000), Ok(250));
+        assert_eq!(check_expiry(&r, 250), Ok(250), "the deadline itself");
+        let e = check_expiry(&r, 249).unwrap_err();
+        assert_eq!(
+            e,
+            ExpiryError::BeyondDeadline {
+                kind: DataKindId::new("k"),
+                expires_in_ms: 250,
+                deadline_ms: 249
+            }
+        );
+        assert!(
+            matches!(crate::HubError::from(e), crate::HubError::Malformed(m) if m.contains("exceeds"))
+        );
+        let zero = NewRequest {
+            expires_in_ms: Some(0),
+            ..r
+        };
+        assert_eq!(check_expiry(&zero, 1_000), Err(ExpiryError::Zero));
+    }
+
+    #[test]
     fn given_batches_when_checked_then_empty_too_long_and_mixed_ones_are_refused_whole() {
         let one = || NewRequest::new("urn:k:1", "x");
         assert_eq!(check_send_batch(&[]), Err(BatchError::Empty));
