@@ -30,8 +30,9 @@ pub const SLOT_BITS: u32 = 6;
 pub const SLOTS: usize = 1 << SLOT_BITS;
 /// Levels: 11 × 6 bits cover every `u64` time in ms.
 pub const LEVELS: usize = 11;
-/// The shard's bound on entries: each costs about 40 bytes of slab and
-/// 32 of index, so 16 Mi entries are about 1.1 GiB.
+/// The shard's bound on entries: each costs 40 bytes of slab and 33 of
+/// index (up to twice that while the tables have room to grow), so 16 Mi
+/// entries are 1.2–2.4 GiB.
 pub const WHEEL_ENTRIES_MAX: usize = 1 << 24;
 
 /// No entry (end of a list, an empty slot).
