@@ -279,7 +279,8 @@ pub struct Shard {
     parked_texts: HashMap<MessageId, park::ParkedTexts>,
     /// Replay runs (`replay` was called, `recovered` not yet).
     replaying: bool,
-    /// The lowest earlier part the replayed snapshot referred to.
+    /// The lowest earlier part a snapshot replay read referred to (the one
+    /// it started from, or a later one it passed over).
     replay_refers_from: u64,
     /// Async requests still committing, with their deadlines, in
     /// acceptance order (bounded by the commits in flight).
@@ -621,11 +622,11 @@ impl Shard {
 
     /// Replay is about to apply, at a reference part, the earlier part at
     /// `target` it stands for (`snapshot::resolve_reference`): that part
-    /// must outlive the snapshot replay started from.
+    /// must outlive the snapshot replay started from, and a later snapshot
+    /// replay passes over too (replay from an older one): the latter is
+    /// the floor's once replay ends, and the next restart's start.
     pub fn replayed_reference(&mut self, target: u64) {
-        if self.replay_base {
-            self.replay_refers_from = self.replay_refers_from.min(target);
-        }
+        self.replay_refers_from = self.replay_refers_from.min(target);
     }
 
     /// Replay skipped the log's last records up to `next_offset` (damage
