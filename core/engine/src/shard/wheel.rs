@@ -306,6 +306,11 @@ mod tests {
     }
 
     #[test]
+    fn given_an_entry_then_it_takes_40_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
     fn given_entries_on_every_level_when_time_passes_then_each_fires_at_its_ms() {
         let mut w = Wheel::new(64);
         let start_ms = 1_764_000_000_123;
