@@ -837,3 +837,60 @@ fn given_fetched_requests_when_nacked_in_one_frame_then_each_comes_again_and_a_f
         assert_eq!(stale.expect("a reply"), vec![(sent[0], HubError::NotFound)]);
     });
 }
+
+#[test]
+fn given_a_request_with_its_own_expiry_behind_an_older_one_when_it_passes_then_the_consumer_gets_deadline_exceeded_first(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        let fns = ep.connect("FNS").await;
+        let older = mfc
+            .send_request(NewRequest::new(EGRUL, "ogrn 1111111111111"))
+            .await
+            .expect("send_request");
+        let short = mfc
+            .send_request(
+                NewRequest::new(EGRUL, "ogrn 2222222222222")
+                    .expiring_in(Duration::from_millis(300)),
+            )
+            .await
+            .expect("send_request with its own expiry");
+        let view = bounded("status", OP, mfc.status(short.id))
+            .await
+            .expect("status");
+        assert_eq!(view.deadline_ms, short.time_ms + 300, "its own, not 48 h");
+        // The hub refuses it into the consumer's answer queue, while the
+        // older request (the kind's 48 h) waits on ahead of it.
+        let answer = fetch_n(&mfc, &answers("MFC"), 1, OP).await.remove(0);
+        assert_eq!(answer.reply_to, Some(short.id));
+        assert_eq!(answer.from.as_str(), "HUB");
+        assert!(
+            matches!(
+                answer.body,
+                DeliveryBody::Answer(AnswerBody::Refusal {
+                    code: RefusalCode::DeadlineExceeded,
+                    ..
+                })
+            ),
+            "{:?}",
+            answer.body
+        );
+        mfc.ack(&answer).await.expect("ack the refusal");
+        let events = history(&mfc, short.id).await;
+        assert!(events.iter().any(|e| e == "expired"), "history {events:?}");
+        let req = fetch_n(&fns, &requests(EGRUL), 1, OP).await.remove(0);
+        assert_eq!(req.id, older.id, "the older one still waits");
+        // An expiry past the kind's deadline is refused before anything is stored.
+        let e = expect_hub(
+            "an expiry past the kind's 48 h",
+            mfc.send_request(
+                NewRequest::new(EGRUL, "ogrn 3").expiring_in(Duration::from_secs(49 * 3600)),
+            )
+            .await,
+            |e| matches!(e, HubError::Malformed(_)),
+        );
+        assert!(e.to_string().contains("exceeds data kind"), "{e}");
+    });
+}

@@ -432,7 +432,9 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Sends a request; `Accepted` once durable. Survives reconnects
-    /// without duplicates (idempotency key, see [`Client::execute`]).
+    /// without duplicates (idempotency key, see [`Client::execute`]). Its
+    /// own end of life, earlier than its kind's deadline:
+    /// `NewRequest::expiring_in` (docs/protocol.md, "Per-request expiry").
     pub async fn send_request(&self, request: NewRequest) -> Result<Accepted, ClientError> {
         self.run(Command::SendRequest(request)).await
     }

@@ -168,7 +168,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
     println!(
         "sim: {} seeds in {:.1?}: {} steps, {} commits, {} crashes ({} replays from a snapshot, {} from the start), \
          {} lost connections, {} clock jumps, {} storage failures, {} accepted, {} duplicates, {} answers, \
-         {} expired, {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
+         {} expired ({} before an older one), {} dead-lettered, {} lease timeouts, {} redeliveries, {} call answers, {} call expiries, \
          {} repeated calls answered, {} repeated calls refused, \
          {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots ({} awaiting entries in them), {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
@@ -188,6 +188,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.duplicates,
         t.answers,
         t.expired,
+        t.expired_out_of_order,
         t.dead_lettered,
         t.lease_timeouts,
         t.redeliveries,
@@ -235,6 +236,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("reads after a storage failure", t.reads_after_failure),
             ("duplicates", t.duplicates),
             ("expiries", t.expired),
+            ("expiries before an older request", t.expired_out_of_order),
             ("dead letters", t.dead_lettered),
             ("lease timeouts", t.lease_timeouts),
             ("redeliveries", t.redeliveries),

@@ -137,6 +137,10 @@ pub struct SendRequest {
     /// Marked as a state secret (refused).
     #[serde(default)]
     pub state_secret: bool,
+    /// Its own end of life, ms after acceptance (at least 1, at most the
+    /// kind's deadline); absent: the kind's deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
 }
 
 /// Reply to `SendRequest`: durable.
@@ -178,6 +182,9 @@ pub struct BatchRequest {
     /// Marked as a state secret (refused).
     #[serde(default, skip_serializing_if = "is_false")]
     pub state_secret: bool,
+    /// Its own end of life, ms after acceptance (as `SendRequest`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
 }
 
 /// Serde's skip test for a flag left out when false.
@@ -459,6 +466,7 @@ impl RequestHeader for SendRequest {
         optional("test", Bool),
         optional("transaction", FieldType::String),
         optional("state_secret", Bool),
+        optional("expires_in_ms", U64),
     ];
 }
 
@@ -476,6 +484,7 @@ impl RequestHeader for BatchRequest {
         optional("test", Bool),
         optional("transaction", FieldType::String),
         optional("state_secret", Bool),
+        optional("expires_in_ms", U64),
     ];
 }
 

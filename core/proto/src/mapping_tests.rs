@@ -36,11 +36,13 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
         test: true,
         transaction: Some("case-9".into()),
         state_secret: false,
+        expires_in_ms: Some(1_500),
     };
     let request = NewRequest {
         idempotency_key: Some("k-1".into()),
         test: true,
         transaction: Some("case-9".into()),
+        expires_in_ms: Some(1_500),
         ..NewRequest::new(KIND, "payload")
     };
     let queue = format!("requests/{KIND}");
@@ -351,14 +353,20 @@ mod round_trip {
             proptest::option::of(text()),
             proptest::option::of(text()),
         );
-        (texts, payload(), any::<bool>(), any::<bool>()).prop_map(
-            |((kind, key, transaction), payload, test, state_secret)| NewRequest {
+        let flags = (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(any::<u64>()),
+        );
+        (texts, payload(), flags).prop_map(
+            |((kind, key, transaction), payload, (test, state_secret, expires_in_ms))| NewRequest {
                 kind: DataKindId::new(&kind),
                 payload,
                 idempotency_key: key,
                 test,
                 transaction,
                 state_secret,
+                expires_in_ms,
             },
         )
     }

@@ -214,6 +214,7 @@ fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestE
         test: r.test,
         transaction: r.transaction,
         state_secret: r.state_secret,
+        expires_in_ms: r.expires_in_ms,
     })
 }
 
@@ -245,6 +246,7 @@ fn new_requests(r: h::SendRequests, body: Bytes) -> Result<Vec<NewRequest>, Requ
             test: m.test,
             transaction: m.transaction,
             state_secret: m.state_secret,
+            expires_in_ms: m.expires_in_ms,
         });
         at = end;
     }
@@ -368,6 +370,7 @@ fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewReq
         test: r.test,
         transaction: r.transaction.clone(),
         state_secret: r.state_secret,
+        expires_in_ms: r.expires_in_ms,
     };
     encode_as(out, op, correlation_id, &header, &r.payload)
 }
@@ -386,6 +389,7 @@ fn encode_requests(out: &mut Vec<u8>, correlation_id: u64, rs: &[NewRequest]) ->
                 test: r.test,
                 transaction: r.transaction.clone(),
                 state_secret: r.state_secret,
+                expires_in_ms: r.expires_in_ms,
             })
             .collect(),
     };

@@ -91,6 +91,12 @@ pub struct NewRequest {
     pub transaction: Option<String>,
     /// Marked as a state secret by the sender: refused (R10).
     pub state_secret: bool,
+    /// Its own end of life (SMEV 3's `EndOfLife`), ms after the hub
+    /// accepts it: unanswered by then, the hub refuses it
+    /// `DeadlineExceeded`, as at its kind's deadline. At least 1 and at
+    /// most the kind's deadline ([`check_expiry`]); `None`: the kind's
+    /// deadline. Relative, so a sender needs no clock agreement with the hub.
+    pub expires_in_ms: Option<u64>,
 }
 
 impl NewRequest {
@@ -103,7 +109,59 @@ impl NewRequest {
             test: false,
             transaction: None,
             state_secret: false,
+            expires_in_ms: None,
         }
+    }
+
+    /// The same request with its own end of life, `expires_in` after the
+    /// hub accepts it (whole milliseconds, rounded down).
+    pub fn expiring_in(mut self, expires_in: std::time::Duration) -> NewRequest {
+        let ms = u64::try_from(expires_in.as_millis()).unwrap_or(u64::MAX);
+        self.expires_in_ms = Some(ms);
+        self
+    }
+}
+
+/// Why a request's own expiry is refused (nothing is stored). On the wire
+/// it is `MALFORMED`, with this text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpiryError {
+    /// An expiry of 0 ms: expired before it could be accepted.
+    #[error("expires_in_ms must be at least 1")]
+    Zero,
+    /// Later than the data kind's deadline, which bounds every request of it.
+    #[error(
+        "expires_in_ms {expires_in_ms} exceeds data kind {kind}'s deadline of {deadline_ms} ms"
+    )]
+    BeyondDeadline {
+        /// The request's kind.
+        kind: DataKindId,
+        /// The expiry asked for, ms.
+        expires_in_ms: u64,
+        /// The kind's deadline, ms.
+        deadline_ms: u64,
+    },
+}
+
+impl From<ExpiryError> for crate::HubError {
+    fn from(e: ExpiryError) -> crate::HubError {
+        crate::HubError::Malformed(e.to_string())
+    }
+}
+
+/// How long after acceptance request `r` of a kind whose deadline is
+/// `deadline_ms` ends unanswered: its own expiry, at least 1 ms and never
+/// later than the kind's deadline, else the kind's deadline.
+pub fn check_expiry(r: &NewRequest, deadline_ms: u64) -> Result<u64, ExpiryError> {
+    match r.expires_in_ms {
+        None => Ok(deadline_ms),
+        Some(0) => Err(ExpiryError::Zero),
+        Some(ms) if ms > deadline_ms => Err(ExpiryError::BeyondDeadline {
+            kind: r.kind.clone(),
+            expires_in_ms: ms,
+            deadline_ms,
+        }),
+        Some(ms) => Ok(ms),
     }
 }
 
@@ -288,6 +346,33 @@ pub enum ReplyKind {
 mod tests {
     use super::*;
     use crate::ids::ParticipantId;
+
+    #[test]
+    fn given_expiries_when_checked_then_zero_and_past_the_deadline_are_refused() {
+        let r = NewRequest::new("k", "p");
+        assert_eq!(check_expiry(&r, 1_000), Ok(1_000), "none: the kind's");
+        let r = r.expiring_in(std::time::Duration::from_millis(250));
+        assert_eq!(r.expires_in_ms, Some(250));
+        assert_eq!(check_expiry(&r, 1_000), Ok(250));
+        assert_eq!(check_expiry(&r, 250), Ok(250), "the deadline itself");
+        let e = check_expiry(&r, 249).unwrap_err();
+        assert_eq!(
+            e,
+            ExpiryError::BeyondDeadline {
+                kind: DataKindId::new("k"),
+                expires_in_ms: 250,
+                deadline_ms: 249
+            }
+        );
+        assert!(
+            matches!(crate::HubError::from(e), crate::HubError::Malformed(m) if m.contains("exceeds"))
+        );
+        let zero = NewRequest {
+            expires_in_ms: Some(0),
+            ..r
+        };
+        assert_eq!(check_expiry(&zero, 1_000), Err(ExpiryError::Zero));
+    }
 
     #[test]
     fn given_batches_when_checked_then_empty_too_long_and_mixed_ones_are_refused_whole() {

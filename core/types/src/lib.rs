@@ -13,8 +13,8 @@ pub mod refusal;
 pub mod reply;
 
 pub use command::{
-    check_batch_len, check_send_batch, BatchError, Command, NewRequest, ReaderId, ReplyKind,
-    BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
+    check_batch_len, check_expiry, check_send_batch, BatchError, Command, ExpiryError, NewRequest,
+    ReaderId, ReplyKind, BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
 };
 pub use error::HubError;
 pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};

@@ -12,7 +12,8 @@ pub enum RefusalCode {
     UnknownRequestDescription,
     /// The provider failed to process the request (SMEV 3 `FAILURE`).
     Failure,
-    /// The hub: no answer came within the data kind's deadline.
+    /// The hub: no answer came within the data kind's deadline, or before
+    /// the request's own earlier expiry (`NewRequest::expires_in_ms`).
     DeadlineExceeded,
     /// The hub: the provider did not acknowledge the request within the
     /// allowed number of deliveries; it went to the dead-letter state.

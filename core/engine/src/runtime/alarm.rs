@@ -38,6 +38,17 @@ impl Alarm {
         }
     }
 
+    /// The driver took the tick due at `at_ms` itself (it looked before
+    /// the ring came): a ring set for then or earlier is spent. Without
+    /// this a later time set meanwhile was refused as "not earlier" and
+    /// lost once the spent ring cleared, and the shard slept past it.
+    pub(crate) fn spent(&self, at_ms: u64) {
+        if self.at_ms.get().is_some_and(|t| t <= at_ms) {
+            self.at_ms.set(None);
+            self.rearm.raise();
+        }
+    }
+
     /// Ends the task.
     pub(crate) fn stop(&self) {
         self.stop.set(true);

@@ -23,6 +23,7 @@ pub mod snapshot_writer;
 mod tests;
 pub mod timers;
 pub mod types;
+pub mod wheel;
 
 use crate::record::{AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord};
 use crate::registry::{Mode, Registry};
@@ -175,6 +176,9 @@ pub struct Held {
     pub timers: usize,
     /// Async requests committing, watched for their deadline.
     pub committing_deadlines: usize,
+    /// Requests whose deadline is out of their queue's order, in the
+    /// timer wheel (ADR 0012).
+    pub wheel: usize,
     /// Outputs and steps waiting for a commit.
     pub deferred: usize,
     /// Idempotency keys remembered.
@@ -304,13 +308,20 @@ pub struct Shard {
     parked_texts: IdMap<MessageId, park::ParkedTexts>,
     /// Replay runs (`replay` was called, `recovered` not yet).
     replaying: bool,
-    /// The lowest earlier part the replayed snapshot referred to.
+    /// The lowest earlier part a snapshot replay read referred to (the one
+    /// it started from, or a later one it passed over).
     replay_refers_from: u64,
     /// Async requests still committing, with their deadlines, in
     /// acceptance order (bounded by the commits in flight).
     committing_deadlines: VecDeque<(u64, MessageId)>,
     /// When the committing head timer that counts is due.
     committing_head_ms: Option<u64>,
+    /// The latest deadline pushed on `committing_deadlines` since it was
+    /// last empty: an earlier one goes to the wheel.
+    committing_deadline_max_ms: u64,
+    /// Deadlines of requests parked or committing out of their queue's
+    /// order (their own expiry): O(1) to arm and cancel (ADR 0012).
+    wheel: wheel::Wheel,
     out: Vec<Output>,
 }
 
@@ -357,6 +368,8 @@ impl Shard {
             replay_refers_from: u64::MAX,
             committing_deadlines: VecDeque::new(),
             committing_head_ms: None,
+            committing_deadline_max_ms: 0,
+            wheel: wheel::Wheel::new(wheel::WHEEL_ENTRIES_MAX),
             out: Vec::new(),
         }
     }
@@ -420,6 +433,7 @@ impl Shard {
             parked_texts: self.parked_texts.len(),
             timers: self.timers.len(),
             committing_deadlines: self.committing_deadlines.len(),
+            wheel: self.wheel.len(),
             deferred: self.deferred.len(),
             dedup_keys: self.keys.len(),
         }
@@ -654,11 +668,11 @@ impl Shard {
 
     /// Replay is about to apply, at a reference part, the earlier part at
     /// `target` it stands for (`snapshot::resolve_reference`): that part
-    /// must outlive the snapshot replay started from.
+    /// must outlive the snapshot replay started from, and a later snapshot
+    /// replay passes over too (replay from an older one): the latter is
+    /// the floor's once replay ends, and the next restart's start.
     pub fn replayed_reference(&mut self, target: u64) {
-        if self.replay_base {
-            self.replay_refers_from = self.replay_refers_from.min(target);
-        }
+        self.replay_refers_from = self.replay_refers_from.min(target);
     }
 
     /// Replay skipped the log's last records up to `next_offset` (damage
@@ -701,11 +715,12 @@ impl Shard {
                 finished.push(ex.id);
             }
         }
-        // Those restored from the snapshot first: `requeue` parks the
-        // replayed ones after them and watches their deadlines as it goes.
+        // Every request parked again first (a replayed one may go back
+        // between those restored from the snapshot), then one pass
+        // watches their deadlines: head timers and the wheel.
+        self.requeue(pending);
         self.watch_parked_deadlines();
         self.watch_awaiting_deadlines();
-        self.requeue(pending);
         self.replaying = false;
         answers.sort_unstable();
         for id in answers {
@@ -1315,10 +1330,12 @@ impl Shard {
         self.fits_log(r.payload.len(), record_bytes.expect("texts checked"))?;
         let queue = QueueId::Requests(r.kind.clone());
         self.owns(&queue)?;
+        // Its own expiry, if any, within the kind's deadline (ADR 0012).
+        let expires_in_ms = gonets_types::check_expiry(r, kind.deadline_ms)?;
         Ok(RequestTerms {
             queue,
             provider: kind.provider.clone(),
-            deadline_ms: self.now_ms.saturating_add(kind.deadline_ms),
+            deadline_ms: self.now_ms.saturating_add(expires_in_ms),
             queue_messages_max: kind.queue_messages_max,
             queue_bytes_max: kind.queue_bytes_max,
         })
@@ -2179,9 +2196,23 @@ impl Shard {
     fn tick(&mut self) {
         self.armed_ms = None;
         self.keys.drop_passed(self.now_ms);
-        // Bounded by the number of armed timers.
-        while let Some((_, timer)) = self.timers.pop_due(self.now_ms) {
-            self.fire(timer);
+        // The ordered timers and the wheel in due order (an expiry before
+        // a lease's end is not delivered again); bounded by what is armed.
+        loop {
+            let now_ms = self.now_ms;
+            let timer_ms = self.timers.next_due_ms().filter(|at| *at <= now_ms);
+            let wheel_ms = self.wheel.peek_due(now_ms);
+            match (timer_ms, wheel_ms) {
+                (None, None) => break,
+                (Some(t), w) if w.is_none_or(|w| t <= w) => {
+                    let (_, timer) = self.timers.pop_due(now_ms).expect("due");
+                    self.fire(timer);
+                }
+                _ => {
+                    let (_, id) = self.wheel.pop_due(now_ms).expect("due");
+                    self.deadline_passed(id);
+                }
+            }
         }
     }
 
@@ -2257,7 +2288,7 @@ impl Shard {
         self.hub_answer(
             id,
             RefusalCode::DeadlineExceeded,
-            "no answer within the data kind's deadline".into(),
+            "no answer by the request's deadline (its own expiry or its data kind's)".into(),
         );
     }
 
@@ -2485,7 +2516,11 @@ impl Shard {
     }
 
     fn arm(&mut self) {
-        if let Some(next) = self.timers.next_due_ms() {
+        let next = match (self.timers.next_due_ms(), self.wheel.next_due_ms()) {
+            (Some(t), Some(w)) => Some(t.min(w)),
+            (t, w) => t.or(w),
+        };
+        if let Some(next) = next {
             if self.armed_ms.is_none_or(|armed| next < armed) {
                 self.armed_ms = Some(next);
                 self.out.push(Output::ArmTimer { at_ms: next });

@@ -6,11 +6,14 @@
 //! it, a record or an operation names it, or its deadline passes; nothing a
 //! participant sees changes, only what waiting costs.
 //!
-//! Deadlines: parked entries are in log order, and a kind's requests
-//! expire in the order they came, so one timer per queue, at the head's
-//! deadline, serves them all (`Timer::ParkedHead`). An entry whose deadline
-//! is earlier than one before it (a registry change shortened the kind's
-//! deadline) gets a timer of its own.
+//! Deadlines: parked entries are in log order, and without an expiry of
+//! their own a kind's requests expire in the order they came, so one timer
+//! per queue, at the head's deadline, serves them all (`Timer::ParkedHead`).
+//! An entry whose deadline is earlier than one parked before it (its own
+//! expiry, `NewRequest::expires_in_ms`, or a registry change that shortened
+//! the kind's deadline) would wait behind that one: the shard's timer wheel
+//! (`wheel.rs`, ADR 0012) watches it instead, and forgets it when it leaves
+//! the parked requests.
 
 use super::parked_list::Pos;
 use super::queue::Parked;
@@ -132,16 +135,35 @@ impl Shard {
     /// its deadline is watched.
     pub(super) fn park_entry(&mut self, queue: QueueId, entry: Parked) {
         let q = self.queues.entry(queue.clone()).or_default();
-        let in_order = q
-            .parked()
-            .back()
-            .is_none_or(|b| b.deadline_ms <= entry.deadline_ms);
+        if q.parked().is_empty() {
+            q.parked_deadline_max_ms = 0;
+        }
+        // Not only the tail's: an earlier deadline may sit between (ADR 0012).
+        let in_order = entry.deadline_ms >= q.parked_deadline_max_ms;
         let at_tail = q.park(entry);
-        if !in_order || !at_tail {
-            self.timers
-                .arm(entry.deadline_ms, Timer::Deadline(entry.id()));
+        if at_tail {
+            q.parked_deadline_max_ms = q.parked_deadline_max_ms.max(entry.deadline_ms);
+        }
+        if in_order && at_tail {
+            // Watched by the head timer (it may have come from the wheel
+            // while it committed).
+            self.wheel.cancel(entry.id());
+        } else {
+            self.watch_own_deadline(entry.id(), entry.deadline_ms);
         }
         self.arm_parked_head(&queue);
+    }
+
+    /// Request `id`'s deadline is out of its queue's order: the wheel
+    /// watches it (O(1), removed when it leaves), or past the wheel's
+    /// bound an ordered timer that fires into a check.
+    pub(super) fn watch_own_deadline(&mut self, id: MessageId, deadline_ms: u64) {
+        // The wheel's time kept near the shard's: its next wake-up is then
+        // never a bound years in the past.
+        self.wheel.peek_due(self.now_ms);
+        if self.wheel.arm(id, deadline_ms).is_err() {
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        }
     }
 
     /// Arms `queue`'s head timer at its first parked entry's deadline,
@@ -228,6 +250,8 @@ impl Shard {
             .expect("found there")
             .unpark_at(position);
         let id = entry.id();
+        // Whole again: its own timer (below, or replay's end) watches it.
+        self.wheel.cancel(id);
         let QueueId::Requests(kind) = &queue else {
             unreachable!("parked only in request queues")
         };
@@ -317,23 +341,30 @@ impl Shard {
             .min()
     }
 
-    /// After replay: each queue's parked requests restored from a snapshot
-    /// get their head timer, and those out of deadline order their own.
+    /// After replay, once every request is parked again (those put back
+    /// between others included): each queue's parked requests get their
+    /// head timer, and those out of deadline order a wheel entry; the
+    /// others leave the wheel. One pass over the parked requests.
     pub(super) fn watch_parked_deadlines(&mut self) {
         let mut queues: Vec<QueueId> = self.queues.keys().cloned().collect();
         queues.sort_unstable();
+        self.wheel.peek_due(self.now_ms);
         for queue in queues {
             let mut latest_ms = 0;
-            let mut own: Vec<(u64, MessageId)> = Vec::new();
+            // Disjoint fields: the queue is read while the timers change.
             for p in self.queues[&queue].parked().iter() {
-                if p.deadline_ms < latest_ms {
-                    own.push((p.deadline_ms, p.id()));
+                let id = p.id();
+                if p.deadline_ms >= latest_ms {
+                    self.wheel.cancel(id);
+                } else if self.wheel.arm(id, p.deadline_ms).is_err() {
+                    self.timers.arm(p.deadline_ms, Timer::Deadline(id));
                 }
                 latest_ms = latest_ms.max(p.deadline_ms);
             }
-            for (at_ms, id) in own {
-                self.timers.arm(at_ms, Timer::Deadline(id));
-            }
+            self.queues
+                .get_mut(&queue)
+                .expect("listed")
+                .parked_deadline_max_ms = latest_ms;
             self.arm_parked_head(&queue);
         }
     }
@@ -439,14 +470,15 @@ impl Shard {
     /// acceptance order until it is durable and parked (or expires first,
     /// when the log is slower than its kind's deadline).
     pub(super) fn watch_committing(&mut self, id: MessageId, deadline_ms: u64) {
-        let in_order = self
-            .committing_deadlines
-            .back()
-            .is_none_or(|(back_ms, _)| *back_ms <= deadline_ms);
-        if !in_order {
-            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        if self.committing_deadlines.is_empty() {
+            self.committing_deadline_max_ms = 0;
+        }
+        if deadline_ms < self.committing_deadline_max_ms {
+            // Its own expiry, earlier than one committing before it.
+            self.watch_own_deadline(id, deadline_ms);
             return;
         }
+        self.committing_deadline_max_ms = deadline_ms;
         self.committing_deadlines.push_back((deadline_ms, id));
         self.arm_committing_head();
     }

@@ -182,6 +182,10 @@ pub struct Queue {
     /// Requests acked by their provider and not answered, by offset: out
     /// of the queue (no reader sees them), held here for their answer.
     awaiting: ParkedList<Awaiting>,
+    /// The latest deadline parked at the tail since the parked requests
+    /// were last none (ADR 0012): a request parked with an earlier one
+    /// would wait behind it for the head timer, so the wheel watches it.
+    pub parked_deadline_max_ms: u64,
     /// Every message of the queue and where it stands, with its order key and enqueue time.
     members: IdMap<MessageId, Member>,
     next_order: u64,

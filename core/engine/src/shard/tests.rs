@@ -3254,5 +3254,7 @@ fn given_awaiting_requests_when_snapshot_replayed_then_restored_referred_to_and_
     assert_eq!(r.shard.held().awaiting, 0);
     assert_eq!(*r.event_kinds(sent[0]).last().unwrap(), EventKind::Expired);
 }
+#[path = "expiry_tests.rs"]
+mod expiry_tests;
 #[path = "quota_tests.rs"]
 mod quota_tests;

@@ -684,7 +684,7 @@ impl World {
                         && r.call == call
                         && r.provider == kind.provider
                         && r.time_ms == now
-                        && r.deadline_ms == now + kind.deadline_ms
+                        && r.deadline_ms == now + n.expires_in_ms.unwrap_or(kind.deadline_ms)
                         && r.id.shard() == s,
                     "request record {r:?} does not match the send {n:?} by {caller} at {now}"
                 );
@@ -727,6 +727,13 @@ impl World {
                             ctx.input
                         );
                         self.stats.expired += 1;
+                        // Ahead of an older request of its queue still
+                        // waiting for its own deadline: its own expiry.
+                        if m.reqs.values().any(|o| {
+                            o.kind == req.kind && o.open() && o.id < req.id && o.deadline_ms > now
+                        }) {
+                            self.stats.expired_out_of_order += 1;
+                        }
                     }
                     EventKind::DeadLettered => {
                         ensure!(

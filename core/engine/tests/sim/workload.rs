@@ -635,6 +635,12 @@ impl World {
                 if queue.shard(self.n) != s {
                     return fail(HubError::Malformed(String::new()));
                 }
+                // Its own expiry: at least 1 ms, never past the kind's deadline.
+                if r.expires_in_ms
+                    .is_some_and(|ms| ms == 0 || ms > kind.deadline_ms)
+                {
+                    return fail(HubError::Malformed(String::new()));
+                }
                 if let Some(key) = &r.idempotency_key {
                     let k = (caller.clone(), r.kind.clone(), key.clone());
                     if let Some(original) = m.dedup.get(&k) {
@@ -943,6 +949,18 @@ impl World {
         r.test = w.gen_ratio(1, 10);
         if w.gen_ratio(1, 5) {
             r.transaction = Some(format!("T-{}", w.gen_range(0..5)));
+        }
+        // Its own end of life (ADR 0012) on a quarter of the sends: mostly
+        // within the kind's deadline (often far below it, so that it ends
+        // before requests ahead of it), sometimes 0 or past the deadline.
+        if w.gen_ratio(1, 4) {
+            let deadline_ms = self.registry.kind(kind).unwrap().deadline_ms;
+            r.expires_in_ms = Some(match w.gen_range(0..100) {
+                0..=3 => 0,
+                4..=9 => deadline_ms + w.gen_range(1..=1_000),
+                10..=59 => w.gen_range(1..=deadline_ms.min(1_500)),
+                _ => w.gen_range(1..=deadline_ms),
+            });
         }
         r
     }

@@ -146,6 +146,8 @@ pub struct Stats {
     pub duplicates: u64,
     pub answers: u64,
     pub expired: u64,
+    /// Expiries of requests while an older one of their queue waited on.
+    pub expired_out_of_order: u64,
     pub dead_lettered: u64,
     pub lease_timeouts: u64,
     pub call_answers: u64,
@@ -209,6 +211,7 @@ impl Stats {
         self.duplicates += o.duplicates;
         self.answers += o.answers;
         self.expired += o.expired;
+        self.expired_out_of_order += o.expired_out_of_order;
         self.dead_lettered += o.dead_lettered;
         self.lease_timeouts += o.lease_timeouts;
         self.call_answers += o.call_answers;

@@ -340,6 +340,7 @@ impl ShardTask {
         if let Some(at_ms) = self.timer_at_ms {
             if at_ms <= self.clock.now_ms() {
                 self.timer_at_ms = None;
+                self.alarm.spent(at_ms);
                 self.feed(Input::Tick).await;
             }
         }
