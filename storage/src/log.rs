@@ -223,6 +223,11 @@ pub struct LogStats {
     pub cached_bytes: u64,
     /// Batches held in the tail cache now.
     pub cached_batches: usize,
+    /// The tail cache stands aside now: readers are further behind the
+    /// tail than it reaches, so it takes no copies (`tail.rs`).
+    pub cache_standing_aside: bool,
+    /// Times the tail cache stood aside since open.
+    pub cache_stood_aside: u64,
     /// Bytes written since open, by what they hold; the prewriter's zeros
     /// are `prewritten_bytes`, so everything the log writes is
     /// `written.batch_bytes() + written.segment_header_bytes +
@@ -544,6 +549,8 @@ impl Log {
             readahead_advices: st.readahead_advices,
             cached_bytes: st.tail.bytes() as u64,
             cached_batches: st.tail.batch_count(),
+            cache_standing_aside: st.tail.standing_aside(),
+            cache_stood_aside: st.tail.stood_aside,
             written: st.written,
         }
     }

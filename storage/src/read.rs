@@ -321,6 +321,7 @@ fn read_ahead(st: &mut State, i: usize, pos: usize) {
 
 fn read_at(st: &mut State, i: usize, pos: usize, offset: u64) -> Slot {
     st.reads_from_map += 1;
+    st.tail.missed(offset);
     read_ahead(st, i, pos);
     let seg = &st.segments[i];
     match frame::parse(&seg.map, pos, st.limits.record_size_bytes_max) {

@@ -14,6 +14,15 @@
 //! copy: damage on disk in a cached range shows once the batch has left the
 //! cache and is read from the map. Bounded by `LogConfig::recent_bytes_max`,
 //! oldest batch dropped first; empty after open.
+//!
+//! Readers far behind: when batch after batch leaves the cache unread
+//! ([`COLD_EVICTIONS_MAX`] in a row), the readers are further behind the
+//! tail than the cache reaches, and copying every batch in is pure cost
+//! (a 4 KiB copy per message in a bulk drain that lags). The cache then
+//! stands aside, remembering where the batches it skipped start; a read
+//! from the map that falls among the most recent of them (the range the
+//! cache would hold) means a reader caught up, and the cache takes batches
+//! again.
 
 use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
 use std::collections::VecDeque;
@@ -29,6 +38,8 @@ pub(crate) struct CachedBatch {
     pub(crate) bytes: Rc<[u8]>,
     /// Start of each record in `bytes`, one per offset from `first_offset`.
     positions: Box<[u32]>,
+    /// Reads served from this batch.
+    hits: u32,
 }
 
 impl CachedBatch {
@@ -37,12 +48,26 @@ impl CachedBatch {
     }
 }
 
+/// Batches in a row that left the cache unread before it stands aside.
+pub const COLD_EVICTIONS_MAX: u32 = 16;
+
+/// Skipped batches remembered while the cache stands aside: about what
+/// it would hold (in batches) when batches are full.
+const SKIPPED_BATCHES_MAX: usize = 64;
+
 /// Most recent durable batches, contiguous in offsets, oldest first.
 #[derive(Default)]
 pub(crate) struct TailCache {
     batches: VecDeque<CachedBatch>,
     bytes: usize,
     bytes_max: usize,
+    /// Batches in a row dropped without a read.
+    cold_evictions: u32,
+    /// While standing aside: first offsets of the latest batches skipped,
+    /// oldest first (at most [`SKIPPED_BATCHES_MAX`]).
+    skipped: Option<VecDeque<u64>>,
+    /// Times the cache stood aside (statistics).
+    pub(crate) stood_aside: u64,
 }
 
 /// Where a cached record is: its batch's bytes and its position there.
@@ -60,6 +85,9 @@ impl TailCache {
             batches: VecDeque::new(),
             bytes: 0,
             bytes_max,
+            cold_evictions: 0,
+            skipped: None,
+            stood_aside: 0,
         }
     }
 
@@ -93,6 +121,13 @@ impl TailCache {
         if !self.enabled() {
             return;
         }
+        if let Some(skipped) = &mut self.skipped {
+            if skipped.len() == SKIPPED_BATCHES_MAX {
+                skipped.pop_front();
+            }
+            skipped.push_back(first_offset);
+            return;
+        }
         let contiguous = self
             .batches
             .back()
@@ -108,6 +143,15 @@ impl TailCache {
         while self.bytes + records.len() > self.bytes_max {
             let old = self.batches.pop_front().expect("bytes held by some batch");
             self.bytes -= old.bytes.len();
+            self.cold_evictions = if old.hits == 0 {
+                self.cold_evictions + 1
+            } else {
+                0
+            };
+        }
+        if self.cold_evictions >= COLD_EVICTIONS_MAX {
+            self.stand_aside(first_offset);
+            return;
         }
         self.bytes += records.len();
         self.batches.push_back(CachedBatch {
@@ -116,18 +160,46 @@ impl TailCache {
             position,
             bytes: Rc::from(records),
             positions,
+            hits: 0,
         });
     }
 
+    /// Stops taking batches from the one at `first_offset` on.
+    fn stand_aside(&mut self, first_offset: u64) {
+        self.clear();
+        self.skipped = Some(VecDeque::from([first_offset]));
+        self.stood_aside += 1;
+    }
+
+    /// True while the cache stands aside for readers far behind.
+    pub(crate) fn standing_aside(&self) -> bool {
+        self.skipped.is_some()
+    }
+
+    /// A read at `offset` missed the cache: if the cache stands aside and
+    /// `offset` is among the batches it would hold, it takes batches again.
+    pub(crate) fn missed(&mut self, offset: u64) {
+        let near_tail = self
+            .skipped
+            .as_ref()
+            .and_then(|s| s.front())
+            .is_some_and(|oldest| offset >= *oldest);
+        if near_tail {
+            self.skipped = None;
+            self.cold_evictions = 0;
+        }
+    }
+
     /// The cached record at `offset`, if its batch is held.
-    pub(crate) fn find(&self, offset: u64) -> Option<CachedRecord> {
+    pub(crate) fn find(&mut self, offset: u64) -> Option<CachedRecord> {
         let first = self.batches.front()?.first_offset;
         let end = self.batches.back()?.end_offset();
         if offset < first || offset >= end {
             return None;
         }
         let i = self.batches.partition_point(|b| b.first_offset <= offset) - 1;
-        let b = &self.batches[i];
+        let b = &mut self.batches[i];
+        b.hits = b.hits.saturating_add(1);
         assert!(b.first_offset <= offset && offset < b.end_offset());
         let position = b.positions[(offset - b.first_offset) as usize] as usize;
         Some(CachedRecord {

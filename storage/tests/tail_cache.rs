@@ -95,8 +95,16 @@ fn given_cache_full_when_older_records_read_then_from_map_and_intact() {
     run(move || async move {
         let cache = 64 << 10;
         let (log, _) = Log::open(&path, config(cache)).await.unwrap();
-        write(&log, 0, 1000, 7).await;
+        // A reader keeps up (each batch is read once as it comes), so the
+        // cache keeps taking batches (it stands aside for readers far behind).
+        for first in (0..1000).step_by(7) {
+            let n = 7.min(1000 - first);
+            write(&log, first, n, 7).await;
+            expect(log.read(first), first);
+        }
         let stats = log.stats();
+        assert!(!stats.cache_standing_aside);
+        let (before_memory, before_map) = (stats.reads_from_memory, stats.reads_from_map);
         assert!(stats.segments > 1, "small segments must roll");
         assert!(stats.cached_bytes > 0 && stats.cached_bytes <= cache as u64);
         let (mut memory, mut map) = (0, 0);
@@ -115,11 +123,11 @@ fn given_cache_full_when_older_records_read_then_from_map_and_intact() {
         }
         let stats = log.stats();
         assert_eq!(
-            stats.reads_from_memory,
+            stats.reads_from_memory - before_memory,
             2 * memory + 1,
             "the extra read of 999"
         );
-        assert_eq!(stats.reads_from_map, 2 * map);
+        assert_eq!(stats.reads_from_map - before_map, 2 * map);
         log.close().await.unwrap();
     });
 }
@@ -296,5 +304,38 @@ fn given_reads_from_the_map_when_read_in_order_then_read_ahead_asked_once_per_wi
             }
             log.close().await.unwrap();
         }
+    });
+}
+
+#[test]
+fn given_readers_far_behind_when_batches_leave_unread_then_cache_stands_aside_until_one_reads_near_the_tail(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        // 128 KiB of cache: a few batches of 32 KiB.
+        let (log, _) = Log::open(&path, config(128 << 10)).await.unwrap();
+        // Nobody reads: batch after batch leaves the cache unread.
+        let mut next = 0;
+        for _ in 0..60 {
+            write(&log, next, 20, 20).await;
+            next += 20;
+        }
+        let stats = log.stats();
+        assert!(stats.cache_standing_aside, "{stats:?}");
+        assert_eq!(stats.cache_stood_aside, 1);
+        assert_eq!(stats.cached_batches, 0);
+        // A reader far behind is served from the map, and the cache stays aside.
+        expect(log.read(5), 5);
+        write(&log, next, 20, 20).await;
+        next += 20;
+        assert!(log.stats().cache_standing_aside);
+        // A reader near the tail: the cache takes batches again, and serves them.
+        assert!(!expect(log.read(next - 1), next - 1).from_memory());
+        assert!(!log.stats().cache_standing_aside);
+        write(&log, next, 20, 20).await;
+        assert!(expect(log.read(next + 19), next + 19).from_memory());
+        assert!(log.stats().cached_batches > 0);
+        log.close().await.unwrap();
     });
 }
