@@ -18,14 +18,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc, not glibc's malloc: the hub allocates and frees small objects
-/// per message (headers, ids, queue entries) on every shard thread, and
-/// glibc's allocator took 8-13% of a shard's time in the bulk benchmark
-/// (bench/RESULTS.md, issue 15); mimalloc's per-thread free lists suit a
-/// thread-per-core process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "gonets",
