@@ -99,11 +99,7 @@ impl Shard {
 
     /// The request queue holding `id` as awaiting, and its position there.
     fn awaiting_place(&self, id: MessageId) -> Option<(&QueueId, Pos)> {
-        // Few queues per shard; a binary search in each.
-        self.queues
-            .iter()
-            .filter(|(q, _)| matches!(q, QueueId::Requests(_)))
-            .find_map(|(q, queue)| queue.awaiting_position(id).map(|i| (q, i)))
+        self.request_queue_place(|queue| queue.awaiting_position(id))
     }
 
     /// Makes awaiting request `id` a full exchange again; false when it is

@@ -16,7 +16,7 @@
 //! the parked requests.
 
 use super::parked_list::Pos;
-use super::queue::Parked;
+use super::queue::{Parked, Queue};
 use super::{snapshot, Exchange, Shard, Timer};
 use crate::record::EventKind;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
@@ -213,11 +213,19 @@ impl Shard {
 
     /// The request queue holding `id` parked, and its position there.
     fn parked_place(&self, id: MessageId) -> Option<(&QueueId, Pos)> {
+        self.request_queue_place(|queue| queue.parked_position(id))
+    }
+
+    /// The first request queue where `find` finds a position, and it.
+    pub(super) fn request_queue_place(
+        &self,
+        find: impl Fn(&Queue) -> Option<Pos>,
+    ) -> Option<(&QueueId, Pos)> {
         // Few queues per shard; a binary search in each.
         self.queues
             .iter()
             .filter(|(q, _)| matches!(q, QueueId::Requests(_)))
-            .find_map(|(q, queue)| queue.parked_position(id).map(|i| (q, i)))
+            .find_map(|(q, queue)| find(queue).map(|i| (q, i)))
     }
 
     /// Makes parked request `id` a full exchange again; false when it is
