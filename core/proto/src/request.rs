@@ -88,27 +88,17 @@ pub fn decode_command(
         Opcode::SendRequests => Command::SendRequests(new_requests(request_header(json)?, body)?),
         Opcode::AckMany => {
             let r: h::AckMany = request_header(json)?;
-            check_batch_len(r.ids.len()).map_err(HubError::from)?;
             Command::AckMany {
                 queue: parse_queue(&r.queue)?,
-                ids: r
-                    .ids
-                    .iter()
-                    .map(|id| parse_id(id))
-                    .collect::<Result<_, _>>()?,
+                ids: batch_ids(&r.ids)?,
                 reader: r.lease,
             }
         }
         Opcode::NackMany => {
             let r: h::NackMany = request_header(json)?;
-            check_batch_len(r.ids.len()).map_err(HubError::from)?;
             Command::NackMany {
                 queue: parse_queue(&r.queue)?,
-                ids: r
-                    .ids
-                    .iter()
-                    .map(|id| parse_id(id))
-                    .collect::<Result<_, _>>()?,
+                ids: batch_ids(&r.ids)?,
                 reader: r.lease,
                 delay_ms: r.delay_ms,
             }
@@ -169,6 +159,16 @@ pub fn decode_command(
 }
 
 /// `Ack` or `Nack` (`opcode`) of a `Settle` header.
+/// The ids of an `ACK_MANY` or `NACK_MANY`: within the batch bound, each
+/// one an id.
+fn batch_ids(ids: &[String]) -> Result<Vec<MessageId>, RequestError> {
+    check_batch_len(ids.len()).map_err(HubError::from)?;
+    Ok(ids
+        .iter()
+        .map(|id| parse_id(id))
+        .collect::<Result<_, _>>()?)
+}
+
 fn settle(opcode: Opcode, r: h::Settle) -> Result<Command, RequestError> {
     let queue = parse_queue(&r.queue)?;
     let id = parse_id(&r.id)?;

@@ -283,32 +283,7 @@ impl Shard {
         p: &Parked,
         texts: ParkedTexts,
     ) -> Exchange {
-        let id = p.id();
-        let time_ms = id.unix_ms();
-        let mut ex = Exchange {
-            id,
-            kind: kind.clone(),
-            consumer: self.names.name(p.consumer()).clone(),
-            provider: self.names.name(p.provider()).clone(),
-            time_ms,
-            deadline_ms: p.deadline_ms,
-            test: p.test(),
-            call: false,
-            transaction: texts.transaction,
-            keyed: p.keyed(),
-            request_offset: p.offset,
-            durable: true,
-            payload: None,
-            payload_bytes: p.payload_bytes(),
-            deliveries: 0,
-            acked: false,
-            outcome: None,
-            answer_deliveries: 0,
-            answer_acked: false,
-            history: Vec::with_capacity(1),
-        };
-        ex.record(EventKind::Accepted, time_ms, 0);
-        ex
+        parked_record_exchange(kind, self.parked_record_with(p, texts.transaction))
     }
 
     /// Exchange `id`, whole or made from its parked entry (read-only).
@@ -382,6 +357,15 @@ impl Shard {
     /// A parked entry as a snapshot carries it.
     pub(super) fn parked_record(&self, p: &Parked) -> snapshot::ParkedRecord {
         let texts = self.parked_texts.get(&p.id());
+        self.parked_record_with(p, texts.and_then(|t| t.transaction.clone()))
+    }
+
+    /// A parked entry with its transaction code as a snapshot carries it.
+    fn parked_record_with(
+        &self,
+        p: &Parked,
+        transaction: Option<String>,
+    ) -> snapshot::ParkedRecord {
         snapshot::ParkedRecord {
             id: p.id(),
             offset: p.offset,
@@ -389,7 +373,7 @@ impl Shard {
             consumer: self.names.name(p.consumer()).clone(),
             provider: self.names.name(p.provider()).clone(),
             test: p.test(),
-            transaction: texts.and_then(|t| t.transaction.clone()),
+            transaction,
             keyed: p.keyed(),
             acked: None,
             payload_bytes: p.payload_bytes(),
