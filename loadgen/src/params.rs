@@ -78,3 +78,25 @@ pub struct BulkParams {
     /// providers fetch up to this many); 1 = the single-message operations.
     pub batch: usize,
 }
+
+/// Fewest fetch loops a draining provider runs with `batch` > 1.
+const FETCH_LANES_MIN: usize = 4;
+/// Most fetch loops a draining provider runs.
+const FETCH_LANES_MAX: usize = 64;
+
+impl BulkParams {
+    /// Fetch loops per draining provider with `batch` > 1: twice as many
+    /// as the batches a kind's senders keep in flight (`senders × window /
+    /// providers`; twice, since a loop spends half its round trips on its
+    /// `ack_many`), so the drain keeps pace with the senders rather than
+    /// falling behind by a share the generator fixed. With 4 loops against
+    /// 4 senders × 4 batches on 2 kinds the drain took 14k msg/s while
+    /// 37k/s were accepted, and the run measured a backlog read back from
+    /// disk (bench/RESULTS.md, "Issue 15, third step"); with 8, 1.1 GB of
+    /// the 1.2 GB sent was still read back.
+    pub fn fetch_lanes(&self) -> usize {
+        (2 * self.senders * self.window)
+            .div_ceil(self.providers.max(1))
+            .clamp(FETCH_LANES_MIN, FETCH_LANES_MAX)
+    }
+}

@@ -9,6 +9,7 @@
 //! - `gonets status ID`, `gonets queues`: read a running hub.
 
 mod admin;
+mod allocator;
 mod demo;
 mod repair;
 mod serve;
@@ -106,6 +107,7 @@ pub(crate) fn default_addr() -> SocketAddr {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve::run(config),

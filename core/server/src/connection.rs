@@ -32,6 +32,9 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// A frame at least this large is written on its own, not gathered.
 const WRITE_DIRECT_BYTES_MIN: usize = 64 * 1024;
+/// A delivered message's JSON header, bytes: room reserved per message in a
+/// fetch's frame (a typical one is ~350 bytes; a longer one grows the frame once).
+const MESSAGE_HEADER_JSON_BYTES: usize = 512;
 /// Commands queued for one subscription's task.
 const SUBSCRIPTION_COMMANDS_MAX: usize = 16;
 /// Subscriptions one connection may hold.
@@ -599,12 +602,14 @@ async fn operation(
         return subscribe(conn, id, queue, credits).await;
     }
     let result = conn.session.execute(command).await;
-    let payload_bytes = match &result {
-        Ok(Reply::Message(m)) => m.payload.len(),
-        Ok(Reply::Messages(ms)) => ms.iter().map(|m| m.payload.len()).sum(),
-        _ => 0,
+    // Room for the payloads and their JSON headers, so the frame is not
+    // grown (and its payloads copied again) while it is encoded.
+    let (messages, payload_bytes) = match &result {
+        Ok(Reply::Message(m)) => (1, m.payload.len()),
+        Ok(Reply::Messages(ms)) => (ms.len(), ms.iter().map(|m| m.payload.len()).sum()),
+        _ => (0, 0),
     };
-    let mut out = Vec::with_capacity(256 + payload_bytes);
+    let mut out = Vec::with_capacity(256 + messages * MESSAGE_HEADER_JSON_BYTES + payload_bytes);
     gonets_proto::encode_reply(&mut out, request, id, &result);
     Some(out)
 }

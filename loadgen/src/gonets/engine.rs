@@ -509,7 +509,7 @@ async fn connect_bulk(
             let conn = Conn::connect(target, &registry::provider(p)).await?;
             providers.push(conn.clone());
             if b.params.batch > 1 {
-                drain_batched(conn, registry::bulk_kind(p), sh.clone(), b.params.batch);
+                drain_batched(conn, registry::bulk_kind(p), sh.clone(), &b.params);
             } else {
                 serve(conn, registry::bulk_kind(p), Settle::Ack(sh.clone())).await?;
             }
@@ -593,20 +593,16 @@ async fn serve(conn: Conn, kind: String, settle: Settle) -> Result<(), String> {
     Ok(())
 }
 
-/// Fetch loops per draining provider with `--batch` > 1 (each fetches up to
-/// a batch and acks it with one `ack_many`): a few, so one's round trips
-/// overlap another's.
-const FETCH_LANES: usize = 4;
-
 /// Longest wait of a draining provider's fetch.
 const FETCH_WAIT: Duration = Duration::from_millis(100);
 
-/// Drains `kind`'s request queue with [`FETCH_LANES`] detached loops that
-/// fetch up to `batch` messages and ack them with one `ack_many`, until the
-/// plan stops or the connection goes.
-fn drain_batched(conn: Conn, kind: String, sh: Arc<Shared>, batch: usize) {
+/// Drains `kind`'s request queue with [`BulkParams::fetch_lanes`] detached
+/// loops that fetch up to a batch and ack it with one `ack_many` (one's
+/// round trips overlap another's), until the plan stops or the connection goes.
+fn drain_batched(conn: Conn, kind: String, sh: Arc<Shared>, params: &BulkParams) {
     let queue = QueueId::Requests(DataKindId::new(&kind));
-    for _ in 0..FETCH_LANES {
+    let batch = params.batch;
+    for _ in 0..params.fetch_lanes() {
         let (conn, queue, sh) = (conn.clone(), queue.clone(), sh.clone());
         glommio::spawn_local(async move {
             // Bounded by the plan's stop or the connection's end.

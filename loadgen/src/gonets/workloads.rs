@@ -71,6 +71,9 @@ fn note_bulk(run: &mut Run, b: &BulkParams) {
     s.insert("window".into(), json!(b.window));
     s.insert("bulk_providers".into(), json!(b.providers));
     s.insert("batch".into(), json!(b.batch));
+    if b.batch > 1 {
+        s.insert("fetch_lanes".into(), json!(b.fetch_lanes()));
+    }
 }
 
 /// The rt phase of an outcome.
