@@ -7,6 +7,7 @@ use crate::index::{scan_segment, ScanEnd, ScanFrom};
 use crate::log::{Log, State};
 use crate::marker::align_up;
 use crate::segment::SEGMENT_HEADER_BYTES;
+use bytes::Bytes;
 use memmap2::Mmap;
 use std::rc::Rc;
 
@@ -24,8 +25,9 @@ pub struct RecordRef {
 enum Source {
     /// A segment's read-only map.
     Map(Rc<Mmap>),
-    /// A durable batch's records, held by the tail cache.
-    Memory(Rc<[u8]>),
+    /// A durable batch's records, held by the tail cache (shared: a
+    /// payload handed out is a slice of them, not a copy).
+    Memory(Bytes),
 }
 
 impl Source {
@@ -57,6 +59,24 @@ impl RecordRef {
     pub fn payload(&self) -> &[u8] {
         &self.source.bytes()
             [self.position + HEADER_SIZE_BYTES..self.position + self.header.size_bytes as usize]
+    }
+
+    /// `range` of the payload as bytes that may leave this thread: a slice
+    /// of the tail cache's batch (no copy; it holds the batch's memory until
+    /// dropped), or a copy out of the map (whose pages may go with the
+    /// segment).
+    pub fn payload_slice(&self, range: std::ops::Range<usize>) -> Bytes {
+        let start = self.position + HEADER_SIZE_BYTES;
+        assert!(
+            range.start <= range.end
+                && start + range.end <= self.position + self.header.size_bytes as usize,
+            "payload range {range:?} beyond the record's {} bytes",
+            self.header.size_bytes
+        );
+        match &self.source {
+            Source::Memory(b) => b.slice(start + range.start..start + range.end),
+            Source::Map(m) => Bytes::copy_from_slice(&m[start + range.start..start + range.end]),
+        }
     }
 
     /// True when the record was served from the tail cache (memory), false

@@ -25,8 +25,8 @@
 //! again.
 
 use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
+use bytes::Bytes;
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 /// One durable batch's records, as written (without its commit marker).
 pub(crate) struct CachedBatch {
@@ -35,7 +35,7 @@ pub(crate) struct CachedBatch {
     pub(crate) segment_base: u64,
     /// Position of the batch in that segment.
     pub(crate) position: usize,
-    pub(crate) bytes: Rc<[u8]>,
+    pub(crate) bytes: Bytes,
     /// Start of each record in `bytes`, one per offset from `first_offset`.
     positions: Box<[u32]>,
     /// Reads served from this batch.
@@ -72,7 +72,7 @@ pub(crate) struct TailCache {
 
 /// Where a cached record is: its batch's bytes and its position there.
 pub(crate) struct CachedRecord {
-    pub(crate) bytes: Rc<[u8]>,
+    pub(crate) bytes: Bytes,
     pub(crate) position: usize,
     pub(crate) segment_base: u64,
     /// The record's position in its segment (for a damage report).
@@ -158,7 +158,7 @@ impl TailCache {
             first_offset,
             segment_base,
             position,
-            bytes: Rc::from(records),
+            bytes: Bytes::copy_from_slice(records),
             positions,
             hits: 0,
         });

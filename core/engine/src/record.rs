@@ -228,6 +228,41 @@ impl Record {
         }
         Ok(record)
     }
+
+    /// Where the payload of the request or answer record in `bytes` is,
+    /// read as [`Record::decode`] reads it (the same checks) but without
+    /// making the other fields: a delivery needs only the payload, and
+    /// slices it out of the log's bytes without copying.
+    pub fn payload_span(bytes: &[u8]) -> Result<std::ops::Range<usize>, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        match r.u8()? {
+            TAG_REQUEST => {
+                r.id()?;
+                for _ in 0..3 {
+                    r.str()?; // kind, consumer, provider
+                }
+                r.u64()?; // time
+                r.u64()?; // deadline
+                if r.u8()? > 3 {
+                    return Err(DecodeError("request flags"));
+                }
+                r.opt_str()?; // transaction
+                r.opt_str()?; // idempotency key
+            }
+            TAG_ANSWER => {
+                r.id()?;
+                r.id()?;
+                r.answer_body()?;
+                r.u64()?; // time
+            }
+            _ => return Err(DecodeError("not a request or an answer")),
+        }
+        let payload_bytes = r.bytes()?.len();
+        if !r.done() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(r.at - payload_bytes..r.at)
+    }
 }
 
 /// Appends a little-endian u64.
@@ -449,6 +484,46 @@ mod tests {
         for b in 0..=255u8 {
             let _ = Record::decode(&[b, 0xff, 0xff, 0xff, 0xff]);
         }
+    }
+
+    #[test]
+    fn given_a_request_or_answer_when_payload_span_then_the_payload_decode_finds() {
+        let answer = Record::Answer(AnswerRecord {
+            id: MessageId::new(6, 1, 3),
+            request_id: MessageId::new(5, 1, 2),
+            body: AnswerBody::Refusal {
+                code: RefusalCode::NoData,
+                reason: "none".into(),
+            },
+            time_ms: 11,
+            payload: Bytes::from_static(b"answer bytes"),
+        });
+        for r in [request(), answer] {
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            let span = Record::payload_span(&buf).unwrap();
+            let payload = match Record::decode(&buf).unwrap() {
+                Record::Request(q) => q.payload,
+                Record::Answer(a) => a.payload,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(&buf[span], &payload[..]);
+            for cut in 0..buf.len() {
+                assert!(Record::payload_span(&buf[..cut]).is_err(), "cut at {cut}");
+            }
+            buf.push(0);
+            assert_eq!(
+                Record::payload_span(&buf),
+                Err(DecodeError("trailing bytes"))
+            );
+        }
+        let mut event = Vec::new();
+        Record::SnapshotEnd {
+            first_offset: 1,
+            parts: 1,
+        }
+        .encode(&mut event);
+        assert!(Record::payload_span(&event).is_err());
     }
 
     #[test]

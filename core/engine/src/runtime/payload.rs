@@ -1,6 +1,7 @@
-//! Payloads the shard left in its log (`Payload::AtOffset`), read back and
-//! copied out before they leave the shard's thread: the log's maps are
-//! single-threaded, a session or a peer shard cannot read them.
+//! Payloads the shard left in its log (`Payload::AtOffset`), read back
+//! before they leave the shard's thread: from the tail cache as a shared
+//! slice of its batch, from a segment's map as a copy (the maps are
+//! single-threaded; a session or a peer shard cannot read them).
 
 use crate::record::Record;
 use crate::shard::Payload;
@@ -20,13 +21,10 @@ pub(crate) fn resolve(log: &Log, payload: Payload) -> Result<Bytes, HubError> {
         Slot::Gone => return Err(unreadable(offset, "dropped by retention")),
         Slot::Unreadable(c) => return Err(unreadable(offset, &c.what)),
     };
-    match Record::decode(record.payload()) {
-        Ok(Record::Request(r)) => Ok(r.payload),
-        Ok(Record::Answer(a)) => Ok(a.payload),
-        Ok(_) => Err(unreadable(
-            offset,
-            "the record there is no request or answer",
-        )),
+    // Only the payload is made: a slice of the tail cache's batch, or a
+    // copy out of the map.
+    match Record::payload_span(record.payload()) {
+        Ok(span) => Ok(record.payload_slice(span)),
         Err(e) => Err(unreadable(offset, &e.to_string())),
     }
 }
