@@ -360,14 +360,15 @@ impl State {
 
     fn try_append(
         &mut self,
-        payload: &[u8],
+        parts: &[&[u8]],
         timestamp_ns: u64,
         flags: u8,
     ) -> Result<u64, LogError> {
         if let Some(e) = self.refuse() {
             return Err(e);
         }
-        let size = HEADER_SIZE_BYTES + payload.len();
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        let size = HEADER_SIZE_BYTES + payload_len;
         let room = self.config.batch_bytes_max - self.config.marker_reserve_bytes();
         if size > room {
             return Err(LogError::TooLarge {
@@ -400,10 +401,16 @@ impl State {
         let batch = self.open_batch.as_mut().unwrap();
         let at = batch.used;
         let bytes = batch.buf.as_bytes_mut();
-        bytes[at + HEADER_SIZE_BYTES..at + size].copy_from_slice(payload);
+        // Bounded by the caller's parts; together they fill the record.
+        let mut to = at + HEADER_SIZE_BYTES;
+        for part in parts {
+            bytes[to..to + part.len()].copy_from_slice(part);
+            to += part.len();
+        }
+        assert_eq!(to, at + size, "the parts fill the record");
         frame::seal_in_place(
             &mut bytes[at..],
-            payload.len(),
+            payload_len,
             offset,
             timestamp_ns,
             RecordKind::Data,
@@ -474,9 +481,21 @@ impl Log {
         timestamp_ns: u64,
         flags: u8,
     ) -> Result<u64, LogError> {
+        self.try_append_parts(&[payload], timestamp_ns, flags)
+    }
+
+    /// [`Log::try_append`] of one record whose payload is `parts` back to
+    /// back: each is copied once, straight into the batch (a caller that
+    /// frames a large payload need not copy it into a buffer of its own first).
+    pub fn try_append_parts(
+        &self,
+        parts: &[&[u8]],
+        timestamp_ns: u64,
+        flags: u8,
+    ) -> Result<u64, LogError> {
         self.state
             .borrow_mut()
-            .try_append(payload, timestamp_ns, flags)
+            .try_append(parts, timestamp_ns, flags)
     }
 
     /// Appends a record, waiting for a free batch buffer if needed. The record
@@ -487,10 +506,21 @@ impl Log {
         timestamp_ns: u64,
         flags: u8,
     ) -> Result<u64, LogError> {
+        self.append_parts(&[payload], timestamp_ns, flags).await
+    }
+
+    /// [`Log::append`] of one record whose payload is `parts` back to back
+    /// (as [`Log::try_append_parts`]).
+    pub async fn append_parts(
+        &self,
+        parts: &[&[u8]],
+        timestamp_ns: u64,
+        flags: u8,
+    ) -> Result<u64, LogError> {
         // Bounded: each pass either appends, fails, or waits for a batch to
         // finish writing, which frees a buffer or poisons the log.
         loop {
-            match self.try_append(payload, timestamp_ns, flags) {
+            match self.try_append_parts(parts, timestamp_ns, flags) {
                 Err(LogError::Busy) => {
                     RoomWait {
                         log: self,

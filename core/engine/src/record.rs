@@ -108,6 +108,16 @@ pub use gonets_types::TEXT_BYTES_MAX;
 impl Record {
     /// Appends the encoding to `out` (a reused buffer).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let payload = self.encode_head(out);
+        out.extend_from_slice(payload);
+    }
+
+    /// Appends the encoding to `out` but for a request's or an answer's
+    /// payload bytes (their length prefix included), and gives those bytes:
+    /// the encoding is `out`'s part, then them. The log copies both straight
+    /// into its batch, so a payload is copied once on its way to disk.
+    /// Other records are encoded whole (and give no bytes).
+    pub fn encode_head<'a>(&'a self, out: &mut Vec<u8>) -> &'a [u8] {
         match self {
             Record::Request(r) => {
                 out.push(TAG_REQUEST);
@@ -120,7 +130,8 @@ impl Record {
                 out.push(u8::from(r.test) | (u8::from(r.call) << 1));
                 put_opt_str(out, r.transaction.as_deref());
                 put_opt_str(out, r.idempotency_key.as_deref());
-                put_bytes(out, &r.payload);
+                put_len(out, &r.payload);
+                &r.payload
             }
             Record::Answer(a) => {
                 out.push(TAG_ANSWER);
@@ -128,11 +139,13 @@ impl Record {
                 put_id(out, a.request_id);
                 put_answer_body(out, &a.body);
                 put_u64(out, a.time_ms);
-                put_bytes(out, &a.payload);
+                put_len(out, &a.payload);
+                &a.payload
             }
             Record::Event(e) => {
                 out.push(TAG_EVENT);
                 put_event(out, e);
+                &[]
             }
             Record::Events(events) => {
                 out.push(TAG_EVENTS);
@@ -141,10 +154,12 @@ impl Record {
                 for e in events {
                     put_event(out, e);
                 }
+                &[]
             }
             Record::SnapshotPart(b) => {
                 out.push(TAG_SNAPSHOT_PART);
                 put_bytes(out, b);
+                &[]
             }
             Record::SnapshotEnd {
                 first_offset,
@@ -153,6 +168,7 @@ impl Record {
                 out.push(TAG_SNAPSHOT_END);
                 put_u64(out, *first_offset);
                 put_u64(out, *parts);
+                &[]
             }
         }
     }
@@ -311,8 +327,14 @@ pub(crate) fn put_answer_body(out: &mut Vec<u8>, body: &AnswerBody) {
 
 /// Appends length-prefixed bytes.
 pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    put_len(out, b);
     out.extend_from_slice(b);
+}
+
+/// Appends the length prefix of `b` (what [`put_bytes`] writes before it).
+fn put_len(out: &mut Vec<u8>, b: &[u8]) {
+    let len = u32::try_from(b.len()).expect("bytes under 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
 }
 
 /// A bounds-checked cursor over encoded bytes.

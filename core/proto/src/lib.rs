@@ -198,7 +198,7 @@ pub fn encode<T: Serialize>(
 
 /// The wire name of a queue: `requests/<kind>` or `answers/<participant>`.
 pub fn queue_name(q: &QueueId) -> String {
-    q.to_string()
+    q.to_text()
 }
 
 /// The queue of a wire name.
@@ -241,8 +241,8 @@ pub fn message_header(m: &Message) -> header::MessageHeader {
     };
     header::MessageHeader {
         queue: queue_name(&m.queue),
-        id: m.id.to_string(),
-        reply_to: m.reply_to.map(|r| r.to_string()),
+        id: m.id.to_text(),
+        reply_to: m.reply_to.map(MessageId::to_text),
         kind: m.kind.to_string(),
         from: m.from.to_string(),
         body: body.into(),
@@ -262,8 +262,8 @@ pub fn message_header(m: &Message) -> header::MessageHeader {
 /// The wire form of a history.
 pub fn status_reply(s: &StatusView) -> header::StatusReply {
     header::StatusReply {
-        request_id: s.request_id.to_string(),
-        answer_id: s.answer_id.map(|a| a.to_string()),
+        request_id: s.request_id.to_text(),
+        answer_id: s.answer_id.map(MessageId::to_text),
         kind: s.kind.to_string(),
         consumer: s.consumer.to_string(),
         provider: s.provider.to_string(),

@@ -32,7 +32,7 @@ pub fn encode_reply(
     match reply {
         Reply::Accepted(a) => {
             let header = h::Accepted {
-                id: a.id.to_string(),
+                id: a.id.to_text(),
                 time_ms: a.time_ms,
                 duplicate: a.duplicate,
             };
@@ -58,7 +58,7 @@ pub fn encode_reply(
                 refused: refused
                     .iter()
                     .map(|(id, e)| h::AckRefused {
-                        id: id.to_string(),
+                        id: id.to_text(),
                         error: ErrorReply::from_hub(e),
                     })
                     .collect(),
@@ -72,7 +72,7 @@ pub fn encode_reply(
 fn accepted_many_header(results: &AcceptedMany) -> h::AcceptedMany {
     let result = |r: &Result<Accepted, HubError>| match r {
         Ok(a) => h::BatchResult {
-            id: Some(a.id.to_string()),
+            id: Some(a.id.to_text()),
             time_ms: a.time_ms,
             duplicate: a.duplicate,
             error: None,
@@ -308,7 +308,7 @@ mod tests {
         let id = MessageId::new(1_700_000_000_000, 1, 42);
         let header = h::MessageHeader {
             queue: "answers/MFC".into(),
-            id: id.to_string(),
+            id: id.to_text(),
             reply_to: Some(id.to_string()),
             kind: "urn:gonets:fns:egrul-extract:1".into(),
             from: "FNS".into(),

@@ -109,6 +109,10 @@ pub struct CommitSection {
     pub window_us: Option<u64>,
     /// Segment file size, bytes.
     pub segment_size_bytes: Option<u64>,
+    /// Largest batch one write and `fdatasync` carries, bytes (a multiple
+    /// of 4096): bigger batches take more messages per sync under load;
+    /// a real-time answer appended behind a full one waits for all of it.
+    pub batch_bytes_max: Option<usize>,
 }
 
 /// `[retention]`.
@@ -227,6 +231,9 @@ impl ConfigFile {
         }
         if let Some(s) = self.commit.segment_size_bytes {
             hub.log.segment_size_bytes = s;
+        }
+        if let Some(b) = self.commit.batch_bytes_max {
+            hub.log.batch_bytes_max = b;
         }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);

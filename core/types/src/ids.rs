@@ -70,6 +70,21 @@ impl QueueId {
     }
 }
 
+impl QueueId {
+    /// The queue's wire name (`requests/<kind>`, `answers/<participant>`, as
+    /// `Display` writes it) in one allocation of its exact size.
+    pub fn to_text(&self) -> String {
+        let (prefix, name) = match self {
+            QueueId::Requests(k) => ("requests/", k.as_str()),
+            QueueId::Answers(p) => ("answers/", p.as_str()),
+        };
+        let mut text = String::with_capacity(prefix.len() + name.len());
+        text.push_str(prefix);
+        text.push_str(name);
+        text
+    }
+}
+
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -114,11 +129,21 @@ impl MessageId {
     pub fn uuid(self) -> uuid::Uuid {
         uuid::Uuid::from_u128(self.0)
     }
+
+    /// The id's text, as `Display` writes it (the UUID's hyphenated
+    /// lower-case form), made in one allocation of its exact size: the wire
+    /// carries one or two per message, and the formatting machinery's
+    /// growing writes cost more than the encoding.
+    pub fn to_text(self) -> String {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        self.uuid().hyphenated().encode_lower(&mut buf).to_owned()
+    }
 }
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.uuid())
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        f.write_str(self.uuid().hyphenated().encode_lower(&mut buf))
     }
 }
 
@@ -132,6 +157,28 @@ impl std::str::FromStr for MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_ids_and_queues_when_to_text_then_as_display_writes_them() {
+        for id in [
+            MessageId::new(1_700_000_000_123, 37, 99),
+            MessageId(0),
+            MessageId(u128::MAX),
+        ] {
+            assert_eq!(id.to_text(), id.to_string());
+            assert_eq!(id.to_text(), id.uuid().to_string());
+        }
+        for q in [
+            QueueId::Requests(DataKindId::new("urn:kind")),
+            QueueId::Answers(ParticipantId::new("MVD")),
+        ] {
+            assert_eq!(q.to_text(), q.to_string());
+        }
+        assert_eq!(
+            QueueId::Answers(ParticipantId::new("MVD")).to_text(),
+            "answers/MVD"
+        );
+    }
 
     #[test]
     fn given_id_when_built_then_version_7_and_shard_round_trips() {

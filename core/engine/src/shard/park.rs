@@ -451,7 +451,9 @@ fn parked_record_exchange(kind: &DataKindId, e: snapshot::ParkedRecord) -> Excha
         outcome: None,
         answer_deliveries: 0,
         answer_acked: false,
-        history: Vec::with_capacity(1),
+        // Taken at once (delivered), then acked or answered: room for the
+        // usual steps, so the history is not regrown on the next one.
+        history: Vec::with_capacity(4),
     };
     ex.record(EventKind::Accepted, time_ms, 0);
     ex

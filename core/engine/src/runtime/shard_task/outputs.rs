@@ -53,10 +53,12 @@ impl ShardTask {
             return; // the shard refuses work; nothing more reaches the log
         }
         self.encoded.clear();
-        record.encode(&mut self.encoded);
+        // A payload goes straight from its frame into the log's batch.
+        let payload = record.encode_head(&mut self.encoded);
+        let parts: [&[u8]; 2] = [&self.encoded, payload];
         let timestamp_ns = self.clock.now_ms().saturating_mul(1_000_000);
-        let appended = match self.log.try_append(&self.encoded, timestamp_ns, 0) {
-            Err(LogError::Busy) => self.log.append(&self.encoded, timestamp_ns, 0).await,
+        let appended = match self.log.try_append_parts(&parts, timestamp_ns, 0) {
+            Err(LogError::Busy) => self.log.append_parts(&parts, timestamp_ns, 0).await,
             other => other,
         };
         match appended {
