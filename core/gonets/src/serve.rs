@@ -6,7 +6,10 @@
 
 use gonets_engine::runtime::ShardFailure;
 use gonets_engine::Hub;
-use gonets_server::config_file::ConfigFile;
+use gonets_operator::{
+    parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OPERATOR_LISTEN_DEFAULT,
+};
+use gonets_server::config_file::{ConfigFile, ServeConfig};
 use gonets_server::{checks, start_front_ends};
 use std::path::PathBuf;
 
@@ -69,7 +72,31 @@ pub(crate) fn init_logs() {
         .try_init();
 }
 
-pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+/// The operator API's socket, bound before the hub starts (a taken port or
+/// an address off loopback stops the start at once); `None` when turned
+/// off. `--operator-listen` wins over the file's `operator_listen`.
+fn bind_operator(
+    flag: Option<&str>,
+    serve: &ServeConfig,
+) -> Result<Option<OperatorServer>, OperatorError> {
+    let text = flag
+        .or(serve.operator_listen.as_deref())
+        .unwrap_or(OPERATOR_LISTEN_DEFAULT);
+    let Some(listen) = parse_listen(text)? else {
+        return Ok(None);
+    };
+    let info = HubInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: serve.hub.data_dir.clone(),
+        pinned_cores: serve.pinned_cores.clone(),
+    };
+    OperatorServer::bind(OperatorSettings { listen, info }).map(Some)
+}
+
+pub(crate) fn run(
+    config: Option<PathBuf>,
+    operator_listen: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
     let signals = block_stop_signals();
     let file = match &config {
@@ -80,6 +107,7 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     checks::io_uring()?;
     let memlock = checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&serve.hub.data_dir)?;
+    let operator = bind_operator(operator_listen.as_deref(), &serve)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
         data_dir = %serve.hub.data_dir.display(),
@@ -95,6 +123,16 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
             return Err(e.into());
         }
     };
+    let operator = match operator.map(|o| o.start(hub.handle())).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = hub.shutdown();
+            return Err(e.into());
+        }
+    };
+    if let Some(o) = &operator {
+        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics)");
+    }
     tracing::info!(
         addr = %front.addr,
         shard_addrs = ?front.shard_addrs,
@@ -109,6 +147,8 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     };
     tracing::info!("{signal}: stopping (no new commands, finishing commits, snapshot)");
     hub.shutdown()?;
+    // After the hub: while it drained, `/ready` said so.
+    drop(operator);
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -1,0 +1,31 @@
+//! gonets operator API: an HTTP/1.1 listener on its own port (default
+//! `127.0.0.1:7480`) that serves health, readiness, queue stats, one
+//! message's history, hub info (JSON) and Prometheus metrics
+//! (docs/operations.md, docs/operator-api.yaml).
+//!
+//! It runs on its own thread with a small current-thread tokio runtime, off
+//! the shards' cores. It asks the shards by message
+//! ([`gonets_engine::HubHandle::shard_stats`], the `status` operation) and
+//! never touches their state: the shards copy their plain counters into
+//! their replies, so nothing is shared or locked on the hot path.
+//!
+//! Modules, one job each: `settings` (where it listens, and the loopback
+//! rule), `server` (the thread and the accept loop), `routes` (path to
+//! handler, the list of served paths), `gather` (asking every shard),
+//! `views` (JSON bodies), `metrics` (the Prometheus text), `reply` (JSON
+//! responses and errors), `rss` (the process's resident memory).
+
+mod error;
+mod gather;
+mod metrics;
+mod reply;
+mod routes;
+mod rss;
+mod server;
+mod settings;
+mod views;
+
+pub use error::OperatorError;
+pub use routes::ROUTES;
+pub use server::{OperatorServer, RunningOperator};
+pub use settings::{parse_listen, HubInfo, OperatorSettings, OPERATOR_LISTEN_DEFAULT};
