@@ -175,7 +175,7 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
     assert_eq!(refused, 1, "{text}");
     let depth: u64 = lines(&text, "gonets_queue_depth_messages{")
         .filter(|l| l.contains(EGRUL))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(depth, 3, "{text}");
     for family in [
