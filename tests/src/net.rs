@@ -120,6 +120,9 @@ pub struct ServerOptions {
     /// (`operator_listen = "none"`), so that servers run in parallel never
     /// compete for its default port.
     pub operator: bool,
+    /// The IP the operator API listens on (loopback by default; off
+    /// loopback it serves HTTPS to operator certificates only).
+    pub operator_ip: String,
 }
 
 impl Default for ServerOptions {
@@ -132,6 +135,7 @@ impl Default for ServerOptions {
             sections: String::new(),
             relative_paths: false,
             operator: false,
+            operator_ip: "127.0.0.1".into(),
         }
     }
 }
@@ -273,7 +277,8 @@ impl ServerProcess {
         self.addr
     }
 
-    /// The operator API's address (panics unless started with `operator`).
+    /// The operator API's address, to connect to (on loopback even when it
+    /// listens on every address; panics unless started with `operator`).
     pub fn operator_addr(&self) -> SocketAddr {
         let port = self
             .operator_port
@@ -378,7 +383,10 @@ impl ServerProcess {
             data_dir, self.options.shards, self.options.listen_ip,
         );
         match self.operator_port {
-            Some(p) => text.push_str(&format!("operator_listen = \"127.0.0.1:{p}\"\n")),
+            Some(p) => text.push_str(&format!(
+                "operator_listen = \"{}:{p}\"\n",
+                self.options.operator_ip
+            )),
             None => text.push_str("operator_listen = \"none\"\n"),
         }
         if let Some(r) = &self.options.registry {

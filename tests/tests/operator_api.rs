@@ -10,7 +10,7 @@
 use gonets_engine::runtime::stats::{error_code_index, ERROR_CODES};
 use gonets_proto::ErrorCode;
 use gonets_tests::net::{
-    free_port, gonets_bin, run_local, wait_output, ServerOptions, ServerProcess,
+    free_port, gonets_bin, raw_tls_config, run_local, wait_output, ServerOptions, ServerProcess,
 };
 use gonets_types::{HubError, MessageId, NewRequest};
 use serde_json::Value;
@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
@@ -46,6 +47,11 @@ fn request(addr: SocketAddr, method: &str, path: &str) -> Http {
     stream.write_all(head.as_bytes()).expect("send the request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read the response");
+    parse_response(raw)
+}
+
+/// Status, `Content-Type` and body of a whole HTTP/1.1 response.
+fn parse_response(raw: Vec<u8>) -> Http {
     let text = String::from_utf8(raw).expect("a UTF-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
     let status = head
@@ -327,7 +333,8 @@ fn given_the_openapi_file_when_compared_with_the_routes_then_each_served_path_is
 }
 
 #[test]
-fn given_an_operator_address_off_loopback_when_serve_starts_then_it_refuses_and_says_why() {
+fn given_an_operator_address_off_loopback_without_tls_when_serve_starts_then_it_refuses_and_says_why(
+) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gonets.toml");
     let text = format!(
@@ -398,4 +405,52 @@ fn given_every_hub_error_when_counted_then_its_metric_code_is_the_wire_name() {
             "{e:?}"
         );
     }
+}
+
+/// GET `path` over TLS presenting `participant`'s development certificate.
+fn get_tls(server: &ServerProcess, participant: &str, path: &str) -> Http {
+    let mut config = (*raw_tls_config(&server.certs_dir(), participant)).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect_timeout(&server.operator_addr(), HTTP_WAIT).unwrap();
+    tcp.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let head = format!("GET {path} HTTP/1.1\r\nHost: gonets\r\nConnection: close\r\n\r\n");
+    tls.write_all(head.as_bytes()).expect("send over TLS");
+    let mut raw = Vec::new();
+    // The server may end the TLS session without close_notify after the body.
+    if let Err(e) = tls.read_to_end(&mut raw) {
+        assert!(!raw.is_empty(), "read over TLS: {e}");
+    }
+    parse_response(raw)
+}
+
+#[test]
+fn given_the_api_off_loopback_when_clients_connect_then_only_operator_certificates_are_served() {
+    let server = ServerProcess::start(ServerOptions {
+        operator: true,
+        operator_ip: "0.0.0.0".into(),
+        ..ServerOptions::default()
+    });
+    let health = get_tls(&server, "OPERATOR", "/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let queues = get_tls(&server, "OPERATOR", "/queues");
+    assert!(queues.json()["queues"].is_array());
+    let refused = get_tls(&server, "MFC", "/health");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "forbidden");
+    assert!(refused.body.contains("not an operator"), "{}", refused.body);
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(server.operator_addr()).unwrap();
+    plain.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw);
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("live"),
+        "served plain HTTP off loopback"
+    );
 }

@@ -5,13 +5,15 @@
 //! service manager restarts it and recovery runs.
 
 use gonets_engine::runtime::ShardFailure;
-use gonets_engine::Hub;
+use gonets_engine::{Hub, Registry};
 use gonets_operator::{
-    parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OPERATOR_LISTEN_DEFAULT,
+    parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OperatorTls,
+    OPERATOR_LISTEN_DEFAULT,
 };
 use gonets_server::config_file::{ConfigFile, ServeConfig};
-use gonets_server::{checks, start_front_ends};
+use gonets_server::{checks, start_front_ends, tls, Security};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How often the main thread looks for a failed shard while it waits for a signal.
 const FAILURE_POLL_MS: i64 = 100;
@@ -90,7 +92,31 @@ fn bind_operator(
         data_dir: serve.hub.data_dir.clone(),
         pinned_cores: serve.pinned_cores.clone(),
     };
-    OperatorServer::bind(OperatorSettings { listen, info }).map(Some)
+    let tls = match &serve.server.security {
+        Security::Tls(config) => Some(OperatorTls {
+            config: config.clone(),
+            authorize: Arc::new(operator_check(serve.hub.registry.clone())),
+        }),
+        Security::DevTokens(_) => None,
+    };
+    OperatorServer::bind(OperatorSettings { listen, info, tls }).map(Some)
+}
+
+/// The operator API's check of a verified client certificate: the native
+/// port's rule (its Common Name is a registered participant, with the
+/// pinned fingerprint if the registry pins one), and that participant has
+/// the `operator` role.
+fn operator_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, String> {
+    move |der| {
+        let identity = tls::identity_of_der(der).map_err(|e| e.to_string())?;
+        let id = tls::authenticate(&registry, &identity).map_err(|e| e.to_string())?;
+        match registry.participant(&id) {
+            Some(p) if p.roles.operator => Ok(id.to_string()),
+            _ => Err(format!(
+                "{id} is not an operator (the registry gives it no operator role)"
+            )),
+        }
+    }
 }
 
 pub(crate) fn run(

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 /// An operator API start-up failure.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    /// Off loopback the API must require an operator's identity (mutual
-    /// TLS with an operator certificate), which this version does not do
-    /// yet: such an address is refused rather than served open.
+    /// Off loopback the API requires an operator's identity (mutual TLS
+    /// with an operator certificate), which needs `security = "tls"`: in
+    /// development mode such an address is refused rather than served open.
     #[error(
-        "operator API on {addr}: off loopback it must require an operator certificate (mutual \
-         TLS), which this version does not do yet; listen on a loopback address (e.g. \
-         127.0.0.1:7480) and reach it through an SSH tunnel or a TLS proxy, or turn it off with \
+        "operator API on {addr}: off loopback it requires an operator certificate (mutual \
+         TLS), and the server runs without TLS (development mode); listen on a loopback \
+         address (e.g. 127.0.0.1:7480), use security = \"tls\", or turn it off with \
          operator_listen = \"none\""
     )]
     NotLoopback {

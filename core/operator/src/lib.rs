@@ -3,6 +3,9 @@
 //! message's history, hub info (JSON) and Prometheus metrics
 //! (docs/operations.md, docs/operator-api.yaml).
 //!
+//! On loopback it serves plain HTTP; off loopback only HTTPS with mutual
+//! TLS to clients whose certificate is an operator's ([`OperatorTls`]).
+//!
 //! It runs on its own thread with a small current-thread tokio runtime, off
 //! the shards' cores. It asks the shards by message
 //! ([`gonets_engine::HubHandle::shard_stats`], the `status` operation) and
@@ -10,7 +13,8 @@
 //! their replies, so nothing is shared or locked on the hot path.
 //!
 //! Modules, one job each: `settings` (where it listens, and the loopback
-//! rule), `server` (the thread and the accept loop), `routes` (path to
+//! rule, TLS), `server` (the thread, the accept loop, the TLS handshake and
+//! operator check), `routes` (path to
 //! handler, the list of served paths), `gather` (asking every shard),
 //! `views` (JSON bodies), `metrics` (the Prometheus text), `reply` (JSON
 //! responses and errors), `rss` (the process's resident memory).
@@ -28,4 +32,7 @@ mod views;
 pub use error::OperatorError;
 pub use routes::ROUTES;
 pub use server::{OperatorServer, RunningOperator};
-pub use settings::{parse_listen, HubInfo, OperatorSettings, OPERATOR_LISTEN_DEFAULT};
+pub use settings::{
+    parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls,
+    OPERATOR_LISTEN_DEFAULT,
+};

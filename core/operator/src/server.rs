@@ -2,8 +2,11 @@
 //! HTTP/1.1 connections on the bound socket and answers them through
 //! [`crate::routes`], until stopped.
 
+use crate::reply::ApiError;
 use crate::routes::{self, Context};
-use crate::settings::{self, OperatorSettings, CONNECTIONS_MAX, HEADER_READ_TIMEOUT_MS};
+use crate::settings::{
+    self, AuthorizeOperator, OperatorSettings, CONNECTIONS_MAX, HEADER_READ_TIMEOUT_MS,
+};
 use crate::OperatorError;
 use gonets_engine::HubHandle;
 use hyper::server::conn::http1;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 /// The API's socket, bound (before the hub starts) but not yet served.
 #[derive(Debug)]
@@ -34,7 +38,7 @@ pub struct RunningOperator {
 impl OperatorServer {
     /// Binds `settings.listen`: refused off loopback, or when the port is taken.
     pub fn bind(settings: OperatorSettings) -> Result<OperatorServer, OperatorError> {
-        let listener = settings::bind(settings.listen)?;
+        let listener = settings::bind(settings.listen, settings.tls.is_some())?;
         Ok(OperatorServer { listener, settings })
     }
 
@@ -56,6 +60,10 @@ impl OperatorServer {
             .participants()
             .find(|p| p.roles.operator)
             .and_then(|p| hub.session(p.id.as_str()).ok());
+        let tls = self
+            .settings
+            .tls_in_use()
+            .map(|t| (TlsAcceptor::from(t.http_config()), t.authorize.clone()));
         let context = Arc::new(Context {
             hub,
             info: self.settings.info,
@@ -65,7 +73,7 @@ impl OperatorServer {
         let listener = self.listener;
         let thread = std::thread::Builder::new()
             .name("gonets-operator".into())
-            .spawn(move || runtime.block_on(accept_loop(listener, context, stopped)))
+            .spawn(move || runtime.block_on(accept_loop(listener, context, tls, stopped)))
             .map_err(OperatorError::Thread)?;
         Ok(RunningOperator {
             addr,
@@ -104,10 +112,14 @@ impl Drop for RunningOperator {
     }
 }
 
+/// The TLS side of a listener off loopback: the handshake, then the operator check.
+type TlsSide = (TlsAcceptor, Arc<AuthorizeOperator>);
+
 /// Accepts connections until `stopped` fires; at most [`CONNECTIONS_MAX`] at once.
 async fn accept_loop(
     listener: TcpListener,
     context: Arc<Context>,
+    tls: Option<TlsSide>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -137,19 +149,74 @@ async fn accept_loop(
             continue;
         };
         let context = context.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, context).await;
+            match tls {
+                None => serve_connection(stream, context, None).await,
+                Some((acceptor, authorize)) => {
+                    serve_tls(stream, peer, acceptor, &*authorize, context).await
+                }
+            }
             drop(slot);
         });
     }
 }
 
-/// Serves one HTTP/1.1 connection (keep-alive) until the peer closes it.
-async fn serve_connection(stream: tokio::net::TcpStream, context: Arc<Context>) {
+/// The TLS handshake (bounded), the operator check of the verified client
+/// certificate, then HTTP: a client that is not an operator gets 403 to
+/// every request.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    authorize: &AuthorizeOperator,
+    context: Arc<Context>,
+) {
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(HEADER_READ_TIMEOUT_MS),
+        acceptor.accept(stream),
+    );
+    let stream = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "operator API: TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "operator API: TLS handshake timed out");
+            return;
+        }
+    };
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first());
+    let refusal = match leaf.map(|cert| authorize(cert.as_ref())) {
+        Some(Ok(_operator)) => None,
+        Some(Err(why)) => Some(why),
+        None => Some("no client certificate".to_string()),
+    };
+    if let Some(why) = &refusal {
+        tracing::info!(%peer, reason = %why, "operator API: refused a client that is not an operator");
+    }
+    serve_connection(stream, context, refusal).await;
+}
+
+/// Serves one HTTP/1.1 connection (keep-alive) until the peer closes it;
+/// with `refusal`, every request gets 403 with it.
+async fn serve_connection<S>(stream: S, context: Arc<Context>, refusal: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let context = context.clone();
+        let refusal = refusal.clone();
         async move {
-            let response = routes::handle(&context, request.method(), request.uri().path()).await;
+            let response = match refusal {
+                Some(why) => ApiError::forbidden(why).into_response(),
+                None => routes::handle(&context, request.method(), request.uri().path()).await,
+            };
             Ok::<_, Infallible>(response)
         }
     });

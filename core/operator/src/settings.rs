@@ -4,6 +4,7 @@
 use crate::OperatorError;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The default address: loopback only.
 pub const OPERATOR_LISTEN_DEFAULT: &str = "127.0.0.1:7480";
@@ -26,13 +27,57 @@ pub fn parse_listen(text: &str) -> Result<Option<SocketAddr>, OperatorError> {
         .map_err(|_| OperatorError::BadListen(text.to_string()))
 }
 
+/// Decides whether a verified client certificate (its leaf, DER) is an
+/// operator's: the participant's id, or why not.
+pub type AuthorizeOperator = dyn Fn(&[u8]) -> Result<String, String> + Send + Sync;
+
+/// Mutual TLS for the API off loopback: the server's configuration (it
+/// requires and verifies client certificates) and the operator check.
+#[derive(Clone)]
+pub struct OperatorTls {
+    /// The native port's server configuration; the API offers ALPN
+    /// `http/1.1` on a copy of it.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The operator check of a verified leaf certificate.
+    pub authorize: Arc<AuthorizeOperator>,
+}
+
+impl std::fmt::Debug for OperatorTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorTls")
+    }
+}
+
+impl OperatorTls {
+    /// The configuration the API serves with: ALPN `http/1.1` instead of
+    /// the native protocol's.
+    pub(crate) fn http_config(&self) -> Arc<rustls::ServerConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
 /// What the operator API runs with.
 #[derive(Clone, Debug)]
 pub struct OperatorSettings {
-    /// Where it listens; must be a loopback address (see [`OperatorError::NotLoopback`]).
+    /// Where it listens. On loopback it serves plain HTTP; elsewhere only
+    /// HTTPS to operators with a client certificate (`tls`), and without
+    /// `tls` such an address is refused ([`OperatorError::NotLoopback`]).
     pub listen: SocketAddr,
     /// What `/info` reports.
     pub info: HubInfo,
+    /// Mutual TLS, for an address off loopback (`None` in development mode).
+    pub tls: Option<OperatorTls>,
+}
+
+impl OperatorSettings {
+    /// The TLS the listener uses: only off loopback.
+    pub(crate) fn tls_in_use(&self) -> Option<&OperatorTls> {
+        self.tls
+            .as_ref()
+            .filter(|_| !self.listen.ip().is_loopback())
+    }
 }
 
 /// The hub's fixed facts, as `/info` reports them.
@@ -46,10 +91,10 @@ pub struct HubInfo {
     pub pinned_cores: Option<Vec<usize>>,
 }
 
-/// Binds the API's socket (before the hub starts, so a taken port or an
-/// address off loopback stops the start-up at once).
-pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, OperatorError> {
-    if !addr.ip().is_loopback() {
+/// Binds the API's socket (before the hub starts, so a taken port, or an
+/// address off loopback without mutual TLS, stops the start-up at once).
+pub(crate) fn bind(addr: SocketAddr, tls: bool) -> Result<TcpListener, OperatorError> {
+    if !addr.ip().is_loopback() && !tls {
         return Err(OperatorError::NotLoopback { addr });
     }
     let listener =
@@ -84,7 +129,7 @@ mod tests {
 
     #[test]
     fn given_an_address_off_loopback_when_bound_then_refused_before_binding() {
-        let e = bind("0.0.0.0:0".parse().unwrap()).unwrap_err();
+        let e = bind("0.0.0.0:0".parse().unwrap(), false).unwrap_err();
         assert!(matches!(e, OperatorError::NotLoopback { .. }), "{e}");
         assert!(e.to_string().contains("operator certificate"), "{e}");
     }
