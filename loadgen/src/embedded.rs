@@ -109,7 +109,8 @@ impl EmbeddedHub {
         let reg = PathBuf::from(format!("{}.registry.toml", self.spec.data_dir.display()));
         std::fs::write(&reg, &self.spec.registry).map_err(|e| format!("{}: {e}", reg.display()))?;
         let mut text = format!(
-            "data_dir = {:?}\nshards = {}\nlisten = \"{}\"\nshard_port_base = {}\nregistry = {:?}\nsecurity = \"{}\"\n",
+            // No operator API: a benchmark's hub must not depend on port 7480 being free.
+            "data_dir = {:?}\nshards = {}\nlisten = \"{}\"\nshard_port_base = {}\nregistry = {:?}\nsecurity = \"{}\"\noperator_listen = \"none\"\n",
             self.spec.data_dir.join("data").display().to_string(),
             self.spec.shards,
             self.addr,

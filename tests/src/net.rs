@@ -115,6 +115,14 @@ pub struct ServerOptions {
     /// `data_dir = "data"` (relative to the config file) and the server
     /// starts from a fresh working directory with `--config ../gonets.toml`.
     pub relative_paths: bool,
+    /// Run the operator API on a free loopback port
+    /// ([`ServerProcess::operator_addr`]); off otherwise
+    /// (`operator_listen = "none"`), so that servers run in parallel never
+    /// compete for its default port.
+    pub operator: bool,
+    /// The IP the operator API listens on (loopback by default; off
+    /// loopback it serves HTTPS to operator certificates only).
+    pub operator_ip: String,
 }
 
 impl Default for ServerOptions {
@@ -126,6 +134,8 @@ impl Default for ServerOptions {
             registry: None,
             sections: String::new(),
             relative_paths: false,
+            operator: false,
+            operator_ip: "127.0.0.1".into(),
         }
     }
 }
@@ -207,6 +217,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     addr: SocketAddr,
     starts: usize,
+    /// The operator API's port, when `options.operator`.
+    operator_port: Option<u16>,
 }
 
 impl ServerProcess {
@@ -222,6 +234,7 @@ impl ServerProcess {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
+            operator_port: None,
         }
     }
 
@@ -262,6 +275,15 @@ impl ServerProcess {
     /// The listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The operator API's address, to connect to (on loopback even when it
+    /// listens on every address; panics unless started with `operator`).
+    pub fn operator_addr(&self) -> SocketAddr {
+        let port = self
+            .operator_port
+            .expect("the server was started with ServerOptions::operator");
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// Where and how to reach the server.
@@ -360,6 +382,13 @@ impl ServerProcess {
             "data_dir = {:?}\nshards = {}\nlisten = \"{}:{port}\"\n",
             data_dir, self.options.shards, self.options.listen_ip,
         );
+        match self.operator_port {
+            Some(p) => text.push_str(&format!(
+                "operator_listen = \"{}:{p}\"\n",
+                self.options.operator_ip
+            )),
+            None => text.push_str("operator_listen = \"none\"\n"),
+        }
         if let Some(r) = &self.options.registry {
             text.push_str(&format!("registry = {:?}\n", r.display().to_string()));
         }
@@ -418,6 +447,9 @@ impl ServerProcess {
         let mut last = String::new();
         let attempts = if port.is_some() { 1 } else { START_ATTEMPTS };
         for _ in 0..attempts {
+            if self.options.operator && (port.is_none() || self.operator_port.is_none()) {
+                self.operator_port = Some(free_port());
+            }
             let (mut child, offset) = self.spawn(port.unwrap_or_else(free_port));
             match wait_ready(&mut child, &self.log_path(), offset) {
                 Ok(addr) => {

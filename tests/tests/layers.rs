@@ -23,6 +23,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "gonets-storage",
         ],
     ),
+    ("gonets-operator", &["gonets-types", "gonets-engine"]),
+];
+
+/// HTTP and metrics crates: the operator API's (crate `gonets-operator`),
+/// never the engine's, the server's or the lower layers'.
+const HTTP_CRATES: &[&str] = &[
+    "hyper",
+    "hyper-util",
+    "http-body-util",
+    "prometheus-client",
+    "tokio",
 ];
 
 /// Crates that no library layer but the binary may pull in.
@@ -39,6 +50,7 @@ fn manifest_dirs() -> BTreeMap<&'static str, &'static str> {
         ("gonets-client", "core/client"),
         ("gonets-engine", "core/engine"),
         ("gonets-server", "core/server"),
+        ("gonets-operator", "core/operator"),
         ("gonets", "core/gonets"),
         ("gonets-storage", "storage"),
     ])
@@ -109,6 +121,12 @@ fn given_the_workspace_manifests_when_read_then_each_layer_depends_only_on_the_l
             assert!(
                 !deps.contains(*dep),
                 "{krate} depends on {dep}, which lives only in the gonets binary"
+            );
+        }
+        for dep in HTTP_CRATES.iter().filter(|_| *krate != "gonets-operator") {
+            assert!(
+                !deps.contains(*dep),
+                "{krate} depends on {dep}: HTTP lives only in gonets-operator"
             );
         }
     }

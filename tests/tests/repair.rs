@@ -111,7 +111,8 @@ fn flip_payload_byte(f: &Found) {
 fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
     let path = dir.join("repair-test.toml");
     let text = format!(
-        "data_dir = {:?}\nshards = 1\nlisten = \"127.0.0.1:{}\"\nsecurity = \"dev-token\"\n",
+        "data_dir = {:?}\nshards = 1\nlisten = \"127.0.0.1:{}\"\nsecurity = \"dev-token\"\n\
+         operator_listen = \"none\"\n",
         data_dir.display().to_string(),
         free_port()
     );

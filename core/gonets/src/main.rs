@@ -38,6 +38,10 @@ enum Command {
         /// relative paths in it are relative to its own directory.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The operator API's address (loopback only), or `none` to turn it
+        /// off; overrides the file's `operator_listen` (default 127.0.0.1:7480).
+        #[arg(long, value_name = "ADDR|none")]
+        operator_listen: Option<String>,
     },
     /// Start a hub on loopback with TLS, run demo agencies against it for a
     /// few seconds and print a report.
@@ -110,7 +114,10 @@ fn main() -> ExitCode {
     allocator::tune();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => serve::run(config),
+        Command::Serve {
+            config,
+            operator_listen,
+        } => serve::run(config, operator_listen),
         Command::Demo {
             seconds,
             data_dir,

@@ -5,10 +5,15 @@
 //! service manager restarts it and recovery runs.
 
 use gonets_engine::runtime::ShardFailure;
-use gonets_engine::Hub;
-use gonets_server::config_file::ConfigFile;
-use gonets_server::{checks, start_front_ends};
+use gonets_engine::{Hub, Registry};
+use gonets_operator::{
+    parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OperatorTls,
+    OPERATOR_LISTEN_DEFAULT,
+};
+use gonets_server::config_file::{ConfigFile, ServeConfig};
+use gonets_server::{checks, start_front_ends, tls, Security};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How often the main thread looks for a failed shard while it waits for a signal.
 const FAILURE_POLL_MS: i64 = 100;
@@ -69,7 +74,55 @@ pub(crate) fn init_logs() {
         .try_init();
 }
 
-pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+/// The operator API's socket, bound before the hub starts (a taken port or
+/// an address off loopback stops the start at once); `None` when turned
+/// off. `--operator-listen` wins over the file's `operator_listen`.
+fn bind_operator(
+    flag: Option<&str>,
+    serve: &ServeConfig,
+) -> Result<Option<OperatorServer>, OperatorError> {
+    let text = flag
+        .or(serve.operator_listen.as_deref())
+        .unwrap_or(OPERATOR_LISTEN_DEFAULT);
+    let Some(listen) = parse_listen(text)? else {
+        return Ok(None);
+    };
+    let info = HubInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: serve.hub.data_dir.clone(),
+        pinned_cores: serve.pinned_cores.clone(),
+    };
+    let tls = match &serve.server.security {
+        Security::Tls(config) => Some(OperatorTls {
+            config: config.clone(),
+            authorize: Arc::new(operator_check(serve.hub.registry.clone())),
+        }),
+        Security::DevTokens(_) => None,
+    };
+    OperatorServer::bind(OperatorSettings { listen, info, tls }).map(Some)
+}
+
+/// The operator API's check of a verified client certificate: the native
+/// port's rule (its Common Name is a registered participant, with the
+/// pinned fingerprint if the registry pins one), and that participant has
+/// the `operator` role.
+fn operator_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, String> {
+    move |der| {
+        let identity = tls::identity_of_der(der).map_err(|e| e.to_string())?;
+        let id = tls::authenticate(&registry, &identity).map_err(|e| e.to_string())?;
+        match registry.participant(&id) {
+            Some(p) if p.roles.operator => Ok(id.to_string()),
+            _ => Err(format!(
+                "{id} is not an operator (the registry gives it no operator role)"
+            )),
+        }
+    }
+}
+
+pub(crate) fn run(
+    config: Option<PathBuf>,
+    operator_listen: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
     let signals = block_stop_signals();
     let file = match &config {
@@ -80,6 +133,7 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     checks::io_uring()?;
     let memlock = checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&serve.hub.data_dir)?;
+    let operator = bind_operator(operator_listen.as_deref(), &serve)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
         data_dir = %serve.hub.data_dir.display(),
@@ -95,6 +149,16 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
             return Err(e.into());
         }
     };
+    let operator = match operator.map(|o| o.start(hub.handle())).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = hub.shutdown();
+            return Err(e.into());
+        }
+    };
+    if let Some(o) = &operator {
+        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics)");
+    }
     tracing::info!(
         addr = %front.addr,
         shard_addrs = ?front.shard_addrs,
@@ -109,6 +173,8 @@ pub(crate) fn run(config: Option<PathBuf>) -> Result<(), Box<dyn std::error::Err
     };
     tracing::info!("{signal}: stopping (no new commands, finishing commits, snapshot)");
     hub.shutdown()?;
+    // After the hub: while it drained, `/ready` said so.
+    drop(operator);
     tracing::info!("stopped cleanly");
     Ok(())
 }

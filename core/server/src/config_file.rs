@@ -60,6 +60,9 @@ pub struct ConfigFile {
     /// The history archive.
     #[serde(default)]
     pub archive: ArchiveSection,
+    /// The operator API's address (default `127.0.0.1:7480`), or `"none"`
+    /// for no operator API; read by `gonets serve` (crate `gonets-operator`).
+    pub operator_listen: Option<String>,
 }
 
 /// `[archive]`.
@@ -135,6 +138,10 @@ pub struct ServeConfig {
     pub server: ServerSettings,
     /// Where the development certificates are, if they were made.
     pub dev_certs: Option<PathBuf>,
+    /// `operator_listen` as the file gives it (an address or `none`).
+    pub operator_listen: Option<String>,
+    /// Cores the shards are pinned to (`cores`), for the operator's `/info`.
+    pub pinned_cores: Option<Vec<usize>>,
 }
 
 impl ConfigFile {
@@ -188,6 +195,7 @@ impl ConfigFile {
     pub fn resolve(self) -> Result<ServeConfig, ServerError> {
         let data_dir = self.data_dir()?;
         let hub = self.hub_config(&data_dir)?;
+        let pinned_cores = hub.pin_cores.clone();
         let listen = match self.listen {
             Some(a) => a,
             None => LISTEN_DEFAULT.parse().expect("the default address parses"),
@@ -206,6 +214,8 @@ impl ConfigFile {
             hub,
             server,
             dev_certs,
+            operator_listen: self.operator_listen,
+            pinned_cores,
         })
     }
 

@@ -4,10 +4,13 @@
 use crate::durable_file;
 use crate::registry::Registry;
 use crate::runtime::config::HubConfig;
-use crate::runtime::mesh::{Control, Inbound, Inlet, LocalTask, Mesh, SpawnTask};
+use crate::runtime::mesh::{
+    unavailable_shard, Control, Inbound, Inlet, LocalTask, Mesh, SpawnTask,
+};
 use crate::runtime::session::Session;
 use crate::runtime::shard_task::{self, ReadySender, ShardStart};
 use crate::runtime::start_error::HubStartError;
+use crate::runtime::stats::ShardStats;
 use glommio::{LocalExecutorBuilder, Placement};
 use gonets_types::error::HubError;
 use gonets_types::ids::ParticipantId;
@@ -150,6 +153,34 @@ impl HubHandle {
     /// True once shutdown began: front ends stop accepting.
     pub fn stopping(&self) -> bool {
         self.mesh.stopped()
+    }
+
+    /// Asks shard `shard` for a copy of its counters and stats, by a
+    /// message on its control channel (never a shared lock): the shard
+    /// answers on its own thread between turns. Works from any executor
+    /// or thread; `NotFound` for a shard the hub does not have,
+    /// `Unavailable` once the shard has stopped.
+    pub async fn shard_stats(&self, shard: u16) -> Result<ShardStats, HubError> {
+        let control = self
+            .mesh
+            .controls
+            .get(usize::from(shard))
+            .ok_or(HubError::NotFound)?;
+        if self.mesh.closed(shard) {
+            return Err(unavailable_shard(shard));
+        }
+        let (reply, answer) = flume::bounded(1);
+        control
+            .send(Control::Stats { reply })
+            .map_err(|_| unavailable_shard(shard))?;
+        if self.mesh.closed(shard) {
+            // Sent as the shard closed: it may never be read (see `Inlet`).
+            return answer.try_recv().map_err(|_| unavailable_shard(shard));
+        }
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| unavailable_shard(shard))
     }
 }
 

@@ -153,6 +153,12 @@ pub(crate) enum Control {
     /// Run a task on the shard's executor (a network front end): it lives
     /// until it ends or the shard's executor stops.
     Spawn(SpawnTask),
+    /// Copy the shard's counters and stats into a reply (the operator API;
+    /// rare: one per operator request).
+    Stats {
+        /// Where the copy goes (bounded(1), used once).
+        reply: flume::Sender<crate::runtime::stats::ShardStats>,
+    },
 }
 
 /// Makes a task on the shard thread (the task itself need not be `Send`).

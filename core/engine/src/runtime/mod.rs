@@ -14,7 +14,8 @@
 //! channels), `payload` (payloads read back from the log), `repair` (setting damaged
 //! records aside, `gonets repair`), `session` (the client
 //! handle), `message` (what sessions get), `archive` (finished histories
-//! for ever, ADR 0005), `clock`, `signal`.
+//! for ever, ADR 0005), `clock`, `signal`, `stats` (what a shard
+//! tells the operator).
 
 mod alarm;
 mod archive;
@@ -33,6 +34,7 @@ mod session;
 mod shard_task;
 mod signal;
 mod start_error;
+pub mod stats;
 pub mod within;
 
 pub use config::{HubConfig, ShardTuning};

@@ -470,6 +470,17 @@ impl Shard {
             .unwrap_or_default()
     }
 
+    /// Every queue this shard holds, with its stats at `now_ms` and its
+    /// waiting bytes: for the operator (read on request, off the hot path).
+    pub fn queues_stats(
+        &self,
+        now_ms: u64,
+    ) -> impl Iterator<Item = (&QueueId, queue::QueueStats, u64)> + '_ {
+        self.queues
+            .iter()
+            .map(move |(id, q)| (id, q.stats(now_ms), self.waiting_bytes(id)))
+    }
+
     /// Where a message stands in a queue owned by this shard (`None`: not in
     /// it). Read-only; for tests and the simulator.
     pub fn queue_place(&self, queue: &QueueId, id: MessageId) -> Option<Place> {

@@ -24,11 +24,13 @@ use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
 use crate::runtime::start_error::HubStartError;
+use crate::runtime::stats::{LogReport, QueueEntry, ReplyCounts, ShardStats};
 use crate::runtime::{clock::HubClock, recovery};
 use crate::shard::{Command, IdMap, Input, Output, ReaderId, Shard, ShardConfig, Token};
 use futures_lite::future;
-use gonets_storage::{Log, LogConfig};
+use gonets_storage::{Durability, Log, LogConfig};
 use gonets_types::error::HubError;
+use gonets_types::ReplyKind;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -161,6 +163,9 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         drain_done: None,
         failures: start.failures,
         space_low_seen: false,
+        replies_sent: ReplyCounts::default(),
+        segment_size_bytes: start.log_config.segment_size_bytes,
+        log_syncs: start.log_config.durability == Durability::Fdatasync,
     };
     let now_ms = task.clock.now_ms();
     let mut outputs = std::mem::take(&mut task.outputs);
@@ -221,6 +226,12 @@ struct ShardTask {
     failures: Arc<Failures>,
     /// The space-low state last logged.
     space_low_seen: bool,
+    /// Replies sent, by kind and outcome (the operator's counters).
+    replies_sent: ReplyCounts,
+    /// Segment size of both logs, bytes (for the operator's log sizes).
+    segment_size_bytes: u64,
+    /// Both logs `fdatasync` each batch.
+    log_syncs: bool,
 }
 
 impl ShardTask {
@@ -457,6 +468,42 @@ impl ShardTask {
                 glommio::spawn_local((make.0)()).detach();
                 false
             }
+            Control::Stats { reply } => {
+                // The asker may have stopped waiting; nothing to do then.
+                let _ = reply.try_send(self.stats());
+                false
+            }
+        }
+    }
+
+    /// A copy of the shard's counters and stats now, for the operator.
+    fn stats(&mut self) -> ShardStats {
+        let now_ms = self.clock.now_ms();
+        let queues = self
+            .shard
+            .queues_stats(now_ms)
+            .map(|(queue, stats, waiting_bytes)| QueueEntry {
+                queue: queue.clone(),
+                stats,
+                waiting_bytes,
+            })
+            .collect();
+        let report = |log: &Log| LogReport {
+            stats: log.stats(),
+            segment_size_bytes: self.segment_size_bytes,
+            syncs: self.log_syncs,
+        };
+        ShardStats {
+            shard: self.id,
+            counters: self.shard.counters().clone(),
+            held: self.shard.held(),
+            replies: self.replies_sent.clone(),
+            queues,
+            log: report(&self.log),
+            history_log: report(&self.archive.log),
+            log_failed: self.log_failed,
+            draining: self.draining,
+            space_low: self.space_low(),
         }
     }
 
@@ -471,6 +518,7 @@ impl ShardTask {
                 reply,
             } => {
                 if let Err(e) = self.admit(&command) {
+                    self.replies_sent.note(reply.kind(), Some(&e));
                     reply.refuse(e);
                     return;
                 }
@@ -504,6 +552,7 @@ impl ShardTask {
                     reader,
                 };
                 if let Err(e) = self.admit(&command) {
+                    self.replies_sent.note(ReplyKind::Done, Some(&e));
                     let _ = reply.try_send(Err(e));
                     return;
                 }

@@ -143,6 +143,7 @@ impl ShardTask {
     ) -> (bool, Vec<Message>) {
         let mut answer_taken = false;
         let mut lost = Vec::new();
+        self.replies_sent.note(to.kind(), result.as_ref().err());
         match (to, result) {
             (to, Err(e)) => to.refuse(e),
             (

@@ -1,0 +1,211 @@
+//! What one shard tells the operator when asked ([`HubHandle::shard_stats`]):
+//! a copy of its plain per-shard counters, its queues' stats and its logs'
+//! stats, made on the shard's own thread in reply to a control message.
+//! Nothing here is shared between threads while the shard runs: the reply
+//! is a snapshot, so reading it needs no lock (the hot-path rule).
+//!
+//! [`HubHandle::shard_stats`]: crate::runtime::HubHandle::shard_stats
+
+use crate::shard::{Held, ShardCounters};
+use gonets_storage::LogStats;
+use gonets_types::error::HubError;
+use gonets_types::ids::QueueId;
+use gonets_types::{QueueStats, ReplyKind};
+
+/// Reply kinds, in [`REPLY_KINDS`] order.
+const REPLY_KIND_COUNT: usize = 8;
+/// Every reply kind a shard sends, with its stable metric name.
+pub const REPLY_KINDS: [(ReplyKind, &str); REPLY_KIND_COUNT] = [
+    (ReplyKind::Accepted, "accepted"),
+    (ReplyKind::Message, "message"),
+    (ReplyKind::Messages, "messages"),
+    (ReplyKind::Done, "done"),
+    (ReplyKind::Status, "status"),
+    (ReplyKind::Stats, "stats"),
+    (ReplyKind::AcceptedMany, "accepted_many"),
+    (ReplyKind::AckedMany, "acked_many"),
+];
+
+/// Error codes a hub error is counted under, in index order: the wire's
+/// stable names (`gonets_proto::ErrorCode::name`; a test in `tests/`
+/// checks that they agree).
+const ERROR_CODE_COUNT: usize = 14;
+/// The wire names of the hub's error codes, by counting index.
+pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
+    "UNAUTHENTICATED",
+    "NOT_AUTHORIZED",
+    "UNKNOWN_DATA_KIND",
+    "INVALID_FORMAT",
+    "TOO_LARGE",
+    "STATE_SECRET",
+    "QUOTA_EXCEEDED",
+    "STORAGE_FULL",
+    "DEADLINE_EXCEEDED",
+    "ALREADY_ANSWERED",
+    "DUPLICATE",
+    "NOT_FOUND",
+    "MALFORMED",
+    "UNAVAILABLE",
+];
+
+/// The counting index of a hub error's code (see [`ERROR_CODES`]).
+pub fn error_code_index(e: &HubError) -> usize {
+    match e {
+        HubError::Unauthenticated => 0,
+        HubError::NotAuthorized(_) => 1,
+        HubError::UnknownDataKind(_) => 2,
+        HubError::InvalidFormat { .. } => 3,
+        HubError::TooLarge { .. } | HubError::TextTooLarge { .. } => 4,
+        HubError::StateSecret => 5,
+        HubError::QuotaExceeded => 6,
+        HubError::StorageFull => 7,
+        HubError::DeadlineExceeded => 8,
+        HubError::AlreadyAnswered(_) => 9,
+        HubError::Duplicate { .. } => 10,
+        HubError::NotFound => 11,
+        HubError::Malformed(_) => 12,
+        HubError::Unavailable(_) => 13,
+    }
+}
+
+fn reply_kind_index(kind: ReplyKind) -> usize {
+    REPLY_KINDS
+        .iter()
+        .position(|(k, _)| *k == kind)
+        .expect("every reply kind is listed")
+}
+
+/// Replies a shard sent since it started, by operation reply kind and
+/// outcome: plain numbers in a fixed array, bumped without allocating.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyCounts {
+    ok: [u64; REPLY_KIND_COUNT],
+    refused: [[u64; ERROR_CODE_COUNT]; REPLY_KIND_COUNT],
+}
+
+impl ReplyCounts {
+    /// Counts one reply of `kind`: a success, or a refusal with `error`.
+    pub fn note(&mut self, kind: ReplyKind, error: Option<&HubError>) {
+        let k = reply_kind_index(kind);
+        match error {
+            None => self.ok[k] += 1,
+            Some(e) => self.refused[k][error_code_index(e)] += 1,
+        }
+    }
+
+    /// Successful replies of `kind`.
+    pub fn ok(&self, kind: ReplyKind) -> u64 {
+        self.ok[reply_kind_index(kind)]
+    }
+
+    /// Replies of `kind` refused with the code at `code_index` of [`ERROR_CODES`].
+    pub fn refused(&self, kind: ReplyKind, code_index: usize) -> u64 {
+        self.refused[reply_kind_index(kind)][code_index]
+    }
+}
+
+/// One queue's stats as its shard holds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// The queue.
+    pub queue: QueueId,
+    /// Depth, in flight, oldest age.
+    pub stats: QueueStats,
+    /// Payload bytes of the requests it holds (its byte quota's count; 0
+    /// for answer queues).
+    pub waiting_bytes: u64,
+}
+
+/// One log's stats with the settings needed to read them.
+#[derive(Clone, Debug)]
+pub struct LogReport {
+    /// The log's own counters.
+    pub stats: LogStats,
+    /// Its segment size, bytes: `stats.segments` of them are on disk.
+    pub segment_size_bytes: u64,
+    /// True when each batch write is covered by an `fdatasync`.
+    pub syncs: bool,
+}
+
+impl LogReport {
+    /// Bytes of its segment files on disk (preallocated, so whole segments).
+    pub fn disk_bytes(&self) -> u64 {
+        self.stats.segments as u64 * self.segment_size_bytes
+    }
+
+    /// Group commits (batch writes) since open.
+    pub fn commits(&self) -> u64 {
+        self.stats.written.batches
+    }
+
+    /// `fdatasync` calls that covered a batch since open.
+    pub fn fdatasyncs(&self) -> u64 {
+        if self.syncs {
+            self.stats.written.batches
+        } else {
+            0
+        }
+    }
+}
+
+/// A shard's answer to the operator: a copy of what it counts and holds now.
+#[derive(Clone, Debug)]
+pub struct ShardStats {
+    /// The shard.
+    pub shard: u16,
+    /// The shard rules' counters.
+    pub counters: ShardCounters,
+    /// What it holds in memory.
+    pub held: Held,
+    /// Replies sent, by kind and outcome.
+    pub replies: ReplyCounts,
+    /// Every queue it owns that has ever held a message since start.
+    pub queues: Vec<QueueEntry>,
+    /// The shard's message log.
+    pub log: LogReport,
+    /// Its history archive's log.
+    pub history_log: LogReport,
+    /// Its log failed: it takes no more writes.
+    pub log_failed: bool,
+    /// It refuses new commands (shutdown began).
+    pub draining: bool,
+    /// A log used its disk reserve: new requests are refused `STORAGE_FULL`.
+    pub space_low: bool,
+}
+
+impl ShardStats {
+    /// Replayed, serving, and taking new requests.
+    pub fn serving(&self) -> bool {
+        !self.log_failed && !self.draining
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_replies_when_noted_then_each_kind_and_code_counts_apart() {
+        let mut counts = ReplyCounts::default();
+        counts.note(ReplyKind::Accepted, None);
+        counts.note(ReplyKind::Accepted, None);
+        counts.note(ReplyKind::Accepted, Some(&HubError::QuotaExceeded));
+        counts.note(ReplyKind::Status, Some(&HubError::NotFound));
+        assert_eq!(counts.ok(ReplyKind::Accepted), 2);
+        assert_eq!(counts.refused(ReplyKind::Accepted, 6), 1);
+        assert_eq!(ERROR_CODES[6], "QUOTA_EXCEEDED");
+        assert_eq!(counts.refused(ReplyKind::Status, 11), 1);
+        assert_eq!(counts.ok(ReplyKind::Status), 0);
+    }
+
+    #[test]
+    fn given_every_reply_kind_when_indexed_then_indexes_are_distinct() {
+        let mut seen: Vec<usize> = REPLY_KINDS
+            .iter()
+            .map(|(k, _)| reply_kind_index(*k))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), REPLY_KIND_COUNT);
+    }
+}

@@ -1,0 +1,273 @@
+//! `/metrics`: the shards' copied counters in the Prometheus text
+//! exposition format (0.0.4), encoded by `prometheus-client`. A fresh
+//! registry per scrape: the values are the shards' own running totals, so
+//! nothing accumulates here. docs/operations.md lists every family and
+//! what is not counted yet.
+
+use gonets_engine::runtime::stats::{LogReport, ShardStats, ERROR_CODES, REPLY_KINDS};
+use gonets_types::ids::QueueId;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// The `Content-Type` of the text.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+type Labels = Vec<(String, String)>;
+type Counters = Family<Labels, Counter>;
+type Gauges = Family<Labels, Gauge>;
+type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
+
+fn shard_label(shard: u16) -> Labels {
+    vec![("shard".into(), shard.to_string())]
+}
+
+fn with(mut labels: Labels, key: &str, value: impl Into<String>) -> Labels {
+    labels.push((key.into(), value.into()));
+    labels
+}
+
+/// A counter family registered under `name` (`_total` is added).
+fn counters(registry: &mut Registry, name: &str, help: &str) -> Counters {
+    let family = Counters::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn gauges(registry: &mut Registry, name: &str, help: &str) -> Gauges {
+    let family = Gauges::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+/// The Prometheus text for every shard's copy, and the process's resident memory.
+pub(crate) fn render(stats: &[ShardStats], resident_bytes: Option<u64>) -> String {
+    let mut registry = Registry::default();
+    shard_counters(&mut registry, stats);
+    replies(&mut registry, stats);
+    queues(&mut registry, stats);
+    logs(&mut registry, stats);
+    shard_states(&mut registry, stats);
+    if let Some(bytes) = resident_bytes {
+        let rss: Gauge = Gauge::default();
+        rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the gonets process",
+            rss,
+        );
+    }
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry).expect("writing to a String cannot fail");
+    text
+}
+
+/// The shard rules' own counters (`ShardCounters`).
+fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
+    type Pick = fn(&ShardStats) -> u64;
+    let families: [(&str, &str, Pick); 8] = [
+        (
+            "gonets_requests_accepted",
+            "Requests accepted (durable)",
+            |s| s.counters.accepted,
+        ),
+        (
+            "gonets_requests_duplicate",
+            "Sends answered with an earlier acceptance",
+            |s| s.counters.duplicates,
+        ),
+        (
+            "gonets_answers_late",
+            "Answers that came after their request had expired",
+            |s| s.counters.late_answers,
+        ),
+        (
+            "gonets_requests_expired",
+            "Requests expired before an answer",
+            |s| s.counters.expired,
+        ),
+        (
+            "gonets_requests_dead_lettered",
+            "Requests dead-lettered after too many deliveries",
+            |s| s.counters.dead_lettered,
+        ),
+        (
+            "gonets_requests_state_secret_refused",
+            "Requests refused as state secrets",
+            |s| s.counters.state_secrets_refused,
+        ),
+        (
+            "gonets_histories_archived",
+            "Finished histories the archive holds durably",
+            |s| s.counters.archived,
+        ),
+        (
+            "gonets_exchanges_evicted",
+            "Finished exchanges removed from memory",
+            |s| s.counters.evicted,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let family = counters(registry, name, help);
+        for s in stats {
+            family.get_or_create(&shard_label(s.shard)).inc_by(pick(s));
+        }
+    }
+}
+
+/// Replies sent by each shard, by operation reply kind and code (`OK` or a wire error code).
+fn replies(registry: &mut Registry, stats: &[ShardStats]) {
+    let family = counters(
+        registry,
+        "gonets_replies",
+        "Replies a shard sent, by reply kind and code (OK, or the wire error code)",
+    );
+    for s in stats {
+        for (kind, kind_name) in REPLY_KINDS {
+            let labels = with(shard_label(s.shard), "reply", kind_name);
+            family
+                .get_or_create(&with(labels.clone(), "code", "OK"))
+                .inc_by(s.replies.ok(kind));
+            for (i, code) in ERROR_CODES.iter().enumerate() {
+                let n = s.replies.refused(kind, i);
+                if n > 0 {
+                    family
+                        .get_or_create(&with(labels.clone(), "code", *code))
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+}
+
+fn queue_labels(shard: u16, queue: &QueueId) -> Labels {
+    let (kind, owner) = match queue {
+        QueueId::Requests(k) => ("requests", k.to_string()),
+        QueueId::Answers(p) => ("answers", p.to_string()),
+    };
+    with(with(shard_label(shard), "queue_type", kind), "owner", owner)
+}
+
+/// Each queue's depth, leases, oldest age and waiting bytes (a request
+/// queue is one data kind's: `owner` is the kind).
+fn queues(registry: &mut Registry, stats: &[ShardStats]) {
+    let depth = gauges(
+        registry,
+        "gonets_queue_depth_messages",
+        "Messages in the queue (ready, leased or delayed)",
+    );
+    let leased = gauges(
+        registry,
+        "gonets_queue_in_flight_messages",
+        "Messages handed to a reader and not acked (leases)",
+    );
+    let waiting = gauges(
+        registry,
+        "gonets_queue_waiting_payload_bytes",
+        "Payload bytes of the requests the queue holds",
+    );
+    let oldest = FloatGauges::default();
+    registry.register(
+        "gonets_queue_oldest_age_seconds",
+        "Age of the oldest message in the queue (0 when empty)",
+        oldest.clone(),
+    );
+    for s in stats {
+        for q in &s.queues {
+            let labels = queue_labels(s.shard, &q.queue);
+            depth.get_or_create(&labels).set(saturate(q.stats.depth));
+            leased
+                .get_or_create(&labels)
+                .set(saturate(q.stats.in_flight));
+            waiting
+                .get_or_create(&labels)
+                .set(saturate(q.waiting_bytes));
+            oldest
+                .get_or_create(&labels)
+                .set(q.stats.oldest_age_ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// Both logs of each shard: commits, fdatasyncs, bytes written and on disk.
+fn logs(registry: &mut Registry, stats: &[ShardStats]) {
+    let commits = counters(
+        registry,
+        "gonets_log_commits",
+        "Group commits (batch writes) since start",
+    );
+    let syncs = counters(
+        registry,
+        "gonets_log_fdatasyncs",
+        "fdatasync calls that covered a batch since start",
+    );
+    let written = counters(
+        registry,
+        "gonets_log_written_bytes",
+        "Bytes the log wrote since start (batches, headers, checkpoints, zeros)",
+    );
+    let disk = gauges(
+        registry,
+        "gonets_log_disk_bytes",
+        "Bytes of the log's segment files on disk",
+    );
+    let segments = gauges(registry, "gonets_log_segments", "Segment files of the log");
+    for s in stats {
+        for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
+            let labels = with(shard_label(s.shard), "log", name);
+            let report: &LogReport = log;
+            commits.get_or_create(&labels).inc_by(report.commits());
+            syncs.get_or_create(&labels).inc_by(report.fdatasyncs());
+            written
+                .get_or_create(&labels)
+                .inc_by(report.stats.bytes_written());
+            disk.get_or_create(&labels)
+                .set(saturate(report.disk_bytes()));
+            segments
+                .get_or_create(&labels)
+                .set(saturate(report.stats.segments as u64));
+        }
+    }
+}
+
+/// Each shard's state (1 or 0) and what it holds in memory.
+fn shard_states(registry: &mut Registry, stats: &[ShardStats]) {
+    let serving = gauges(
+        registry,
+        "gonets_shard_serving",
+        "1 while the shard serves (log not failed, not draining)",
+    );
+    let space_low = gauges(
+        registry,
+        "gonets_shard_space_low",
+        "1 while a log of the shard uses its disk reserve (new requests refused)",
+    );
+    let held = gauges(
+        registry,
+        "gonets_shard_held_entries",
+        "Entries the shard holds in memory, by what they are",
+    );
+    for s in stats {
+        let labels = shard_label(s.shard);
+        serving.get_or_create(&labels).set(i64::from(s.serving()));
+        space_low.get_or_create(&labels).set(i64::from(s.space_low));
+        let h = &s.held;
+        for (what, n) in [
+            ("exchanges", h.exchanges),
+            ("parked", h.parked),
+            ("awaiting", h.awaiting),
+            ("timers", h.timers),
+            ("dedup_keys", h.dedup_keys),
+        ] {
+            held.get_or_create(&with(labels.clone(), "what", what))
+                .set(saturate(n as u64));
+        }
+    }
+}
+
+fn saturate(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

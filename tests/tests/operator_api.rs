@@ -1,0 +1,456 @@
+//! The operator API of `gonets serve` (docs/operations.md, "Operator
+//! API"), black box: a server child process with the API on a free
+//! loopback port, a little traffic, then every endpoint read over plain
+//! HTTP/1.1; `/metrics` checked with `promtool check metrics` (Debian's
+//! `prometheus` package, installed by `.ci/run`); the OpenAPI file checked
+//! against the served routes.
+//!
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
+
+use gonets_engine::runtime::stats::{error_code_index, ERROR_CODES};
+use gonets_proto::ErrorCode;
+use gonets_tests::net::{
+    free_port, gonets_bin, raw_tls_config, run_local, wait_output, ServerOptions, ServerProcess,
+};
+use gonets_types::{HubError, MessageId, NewRequest};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
+/// Bound of one HTTP exchange.
+const HTTP_WAIT: Duration = Duration::from_secs(30);
+
+/// One HTTP response: status, `Content-Type`, body.
+struct Http {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Http {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends `method path` with `Connection: close` and reads the whole response.
+fn request(addr: SocketAddr, method: &str, path: &str) -> Http {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_WAIT).expect("connect to the API");
+    stream.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: gonets\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the response");
+    parse_response(raw)
+}
+
+/// Status, `Content-Type` and body of a whole HTTP/1.1 response.
+fn parse_response(raw: Vec<u8>) -> Http {
+    let text = String::from_utf8(raw).expect("a UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Http {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Http {
+    request(addr, "GET", path)
+}
+
+/// A server with the operator API, and the ids of 3 requests MFC sent
+/// (one more send, to an unknown kind, was refused).
+fn server_with_traffic() -> (ServerProcess, Vec<MessageId>) {
+    let server = ServerProcess::start(ServerOptions {
+        operator: true,
+        ..ServerOptions::dev_token()
+    });
+    let ep = server.endpoint();
+    let ids = run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let accepted = mfc
+                .send_request(NewRequest::new(EGRUL, format!("request {i}")))
+                .await
+                .expect("send_request");
+            ids.push(accepted.id);
+        }
+        let refused = mfc.send_request(NewRequest::new("urn:none", "x")).await;
+        assert!(refused.is_err(), "an unknown kind is refused");
+        ids
+    });
+    (server, ids)
+}
+
+#[test]
+fn given_a_hub_with_traffic_when_every_endpoint_is_read_then_each_answers_with_json() {
+    let (server, ids) = server_with_traffic();
+    let api = server.operator_addr();
+
+    let health = get(api, "/health");
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (200, "live".into())
+    );
+    assert!(
+        health.content_type.starts_with("application/json"),
+        "{}",
+        health.content_type
+    );
+
+    let ready = get(api, "/ready").json();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["shards"].as_array().unwrap().len(), 2, "{ready}");
+
+    let queues = get(api, "/queues").json();
+    let egrul = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == format!("requests/{EGRUL}"))
+        .unwrap_or_else(|| panic!("no EGRUL queue in {queues}"));
+    assert_eq!(egrul["depth"], 3, "{egrul}");
+    assert_eq!(egrul["in_flight"], 0, "{egrul}");
+    assert!(queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["queue"] == "answers/MFC"));
+
+    let history = get(api, &format!("/messages/{}", ids[0]));
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history = history.json();
+    assert_eq!(history["request_id"], ids[0].to_string());
+    assert_eq!(history["consumer"], "MFC");
+    assert_eq!(history["events"][0]["event"], "accepted", "{history}");
+
+    let info = get(api, "/info").json();
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["shards"], 2);
+    assert_eq!(info["data_dir"], server.data_dir().display().to_string());
+    assert!(
+        info["logs"][0]["messages"]["disk_bytes"].as_u64().unwrap() > 0,
+        "{info}"
+    );
+    assert!(info["cores"]["available"].as_u64().unwrap() >= 1, "{info}");
+}
+
+#[test]
+fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
+    let (server, _) = server_with_traffic();
+    let metrics = get(server.operator_addr(), "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .content_type
+            .starts_with("text/plain; version=0.0.4"),
+        "{}",
+        metrics.content_type
+    );
+    let text = metrics.body;
+    let accepted: u64 = samples(&text, "gonets_requests_accepted_total{").sum();
+    assert_eq!(accepted, 3, "{text}");
+    let refused: u64 = samples(&text, "gonets_replies_total{")
+        .zip(lines(&text, "gonets_replies_total{"))
+        .filter(|(_, l)| {
+            l.contains("reply=\"accepted\"") && l.contains("code=\"UNKNOWN_DATA_KIND\"")
+        })
+        .map(|(n, _)| n)
+        .sum();
+    assert_eq!(refused, 1, "{text}");
+    let depth: u64 = lines(&text, "gonets_queue_depth_messages{")
+        .filter(|l| l.contains(EGRUL))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(depth, 3, "{text}");
+    for family in [
+        "gonets_log_commits_total",
+        "gonets_log_fdatasyncs_total",
+        "gonets_log_disk_bytes",
+        "gonets_queue_oldest_age_seconds",
+        "gonets_queue_in_flight_messages",
+        "gonets_requests_dead_lettered_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no {family} in\n{text}"
+        );
+    }
+    promtool_check(&text);
+}
+
+fn lines<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    text.lines().filter(move |l| l.starts_with(prefix))
+}
+
+fn samples<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = u64> + 'a {
+    lines(text, prefix).map(|l| {
+        l.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a value")
+    })
+}
+
+/// Runs `promtool check metrics` on `text`. Without promtool the check is
+/// skipped, except in CI (`GONETS_CI` or `CI` set), where it must run.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let in_ci = std::env::var_os("GONETS_CI").is_some() || std::env::var_os("CI").is_some();
+            assert!(
+                !in_ci,
+                "promtool is missing in CI (.ci/run installs Debian's prometheus package)"
+            );
+            eprintln!("promtool not installed: `promtool check metrics` skipped (apt-get install prometheus)");
+            return;
+        }
+        Err(e) => panic!("run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = wait_output(child, HTTP_WAIT, "promtool check metrics");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n---- metrics ----\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn given_bad_requests_when_sent_then_each_gets_a_json_error_with_its_status() {
+    let (server, _) = server_with_traffic();
+    let api = server.operator_addr();
+    let unknown_id = MessageId::new(1_700_000_000_000, 1, 424_242).to_string();
+    let cases = [
+        (
+            "GET",
+            "/messages/not-a-uuid".to_string(),
+            400,
+            "bad_request",
+        ),
+        ("GET", format!("/messages/{unknown_id}"), 404, "not_found"),
+        ("GET", "/no/such/path".to_string(), 404, "not_found"),
+        ("GET", "/messages/".to_string(), 404, "not_found"),
+        ("POST", "/health".to_string(), 405, "method_not_allowed"),
+        ("DELETE", "/queues".to_string(), 405, "method_not_allowed"),
+    ];
+    for (method, path, status, code) in cases {
+        let got = request(api, method, &path);
+        assert_eq!(got.status, status, "{method} {path}: {}", got.body);
+        let body = got.json();
+        assert_eq!(body["error"]["status"], status, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{method} {path}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // A garbled request line is hyper's to refuse; the API still answers next.
+    let mut raw = TcpStream::connect(api).unwrap();
+    raw.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+    assert_eq!(get(api, "/health").status, 200);
+}
+
+/// The `paths:` of docs/operator-api.yaml (two-space-indented keys).
+fn openapi_paths() -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-api.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section = text.split_once("\npaths:\n").expect("a paths: section").1;
+    section
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|k| k.starts_with('/'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn given_the_openapi_file_when_compared_with_the_routes_then_each_served_path_is_in_it_and_back() {
+    let documented = openapi_paths();
+    let served: BTreeSet<String> = gonets_operator::ROUTES
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        documented, served,
+        "docs/operator-api.yaml and gonets_operator::ROUTES differ"
+    );
+    // And the running server serves each documented path (not "no such path").
+    let server = ServerProcess::start(ServerOptions {
+        operator: true,
+        ..ServerOptions::dev_token()
+    });
+    let some_id = MessageId::new(1_700_000_000_000, 0, 1).to_string();
+    for path in &documented {
+        let got = get(server.operator_addr(), &path.replace("{id}", &some_id));
+        assert!(
+            !got.body.contains("no such path"),
+            "{path} is documented but not served: {}",
+            got.body
+        );
+        assert!(
+            got.status == 200 || got.status == 404,
+            "{path}: {} {}",
+            got.status,
+            got.body
+        );
+    }
+}
+
+#[test]
+fn given_an_operator_address_off_loopback_without_tls_when_serve_starts_then_it_refuses_and_says_why(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gonets.toml");
+    let text = format!(
+        "data_dir = \"data\"\nshards = 1\nlisten = \"127.0.0.1:{}\"\nsecurity = \"dev-token\"\n",
+        free_port()
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(gonets_bin())
+        .args(["serve", "--operator-listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gonets serve");
+    let out = wait_output(
+        child,
+        HTTP_WAIT,
+        "gonets serve with the operator API off loopback",
+    );
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "served the operator API off loopback:\n{log}"
+    );
+    assert!(log.contains("operator certificate"), "{log}");
+    assert!(
+        !dir.path().join("data").join("shard-0").exists(),
+        "refused before the hub started"
+    );
+}
+
+#[test]
+fn given_every_hub_error_when_counted_then_its_metric_code_is_the_wire_name() {
+    let samples = [
+        HubError::Unauthenticated,
+        HubError::NotAuthorized("x".into()),
+        HubError::UnknownDataKind("x".into()),
+        HubError::InvalidFormat {
+            path: "/".into(),
+            reason: "x".into(),
+        },
+        HubError::TooLarge {
+            size_bytes: 2,
+            size_bytes_max: 1,
+        },
+        HubError::TextTooLarge {
+            field: "reason".into(),
+            size_bytes: 2,
+            size_bytes_max: 1,
+        },
+        HubError::StateSecret,
+        HubError::QuotaExceeded,
+        HubError::StorageFull,
+        HubError::DeadlineExceeded,
+        HubError::AlreadyAnswered(MessageId::new(1, 0, 1)),
+        HubError::Duplicate {
+            original: MessageId::new(1, 0, 1),
+        },
+        HubError::NotFound,
+        HubError::Malformed("x".into()),
+        HubError::Unavailable("x".into()),
+    ];
+    for e in &samples {
+        assert_eq!(
+            ERROR_CODES[error_code_index(e)],
+            ErrorCode::of(e).name(),
+            "{e:?}"
+        );
+    }
+}
+
+/// GET `path` over TLS presenting `participant`'s development certificate.
+fn get_tls(server: &ServerProcess, participant: &str, path: &str) -> Http {
+    let mut config = (*raw_tls_config(&server.certs_dir(), participant)).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect_timeout(&server.operator_addr(), HTTP_WAIT).unwrap();
+    tcp.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let head = format!("GET {path} HTTP/1.1\r\nHost: gonets\r\nConnection: close\r\n\r\n");
+    tls.write_all(head.as_bytes()).expect("send over TLS");
+    let mut raw = Vec::new();
+    // The server may end the TLS session without close_notify after the body.
+    if let Err(e) = tls.read_to_end(&mut raw) {
+        assert!(!raw.is_empty(), "read over TLS: {e}");
+    }
+    parse_response(raw)
+}
+
+#[test]
+fn given_the_api_off_loopback_when_clients_connect_then_only_operator_certificates_are_served() {
+    let server = ServerProcess::start(ServerOptions {
+        operator: true,
+        operator_ip: "0.0.0.0".into(),
+        ..ServerOptions::default()
+    });
+    let health = get_tls(&server, "OPERATOR", "/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let queues = get_tls(&server, "OPERATOR", "/queues");
+    assert!(queues.json()["queues"].is_array());
+    let refused = get_tls(&server, "MFC", "/health");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "forbidden");
+    assert!(refused.body.contains("not an operator"), "{}", refused.body);
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(server.operator_addr()).unwrap();
+    plain.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw);
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("live"),
+        "served plain HTTP off loopback"
+    );
+}
