@@ -106,6 +106,41 @@ fn given_every_batch_buffer_full_when_try_append_then_busy_and_commit_frees_room
 }
 
 #[test]
+fn given_a_record_in_parts_when_appended_then_read_back_whole_from_memory_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig::small_for_tests();
+        let max = config.payload_bytes_max();
+        let (log, _) = Log::open(&path, config.clone()).await.unwrap();
+        let (head, body) = (b"head:".to_vec(), vec![9u8; 3000]);
+        let first = log.try_append_parts(&[&head, &body], 1, 0).unwrap();
+        let empty = log.append_parts(&[], 2, 0).await.unwrap();
+        let too_large = log.append_parts(&[&body, &vec![1u8; max]], 3, 0).await;
+        assert!(matches!(too_large, Err(LogError::TooLarge { .. })), "{too_large:?}");
+        log.commit(empty).await.unwrap();
+        let whole = [head.clone(), body.clone()].concat();
+        let Slot::Present(r) = log.read(first) else {
+            panic!("record {first} not readable")
+        };
+        assert_eq!(r.payload(), &whole[..]);
+        assert_eq!(&r.payload_slice(5..whole.len())[..], &body[..]);
+        log.close().await.unwrap();
+        let (log, _) = Log::open(&path, config).await.unwrap();
+        let Slot::Present(r) = log.read(first) else {
+            panic!("record {first} not readable after reopen")
+        };
+        assert_eq!(r.payload(), &whole[..]);
+        assert_eq!(&r.payload_slice(0..5)[..], b"head:");
+        let Slot::Present(e) = log.read(empty) else {
+            panic!("empty record {empty} not readable")
+        };
+        assert!(e.payload().is_empty());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn given_log_open_when_opened_again_then_locked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
