@@ -24,7 +24,6 @@ pub mod config;
 mod hub;
 mod mesh;
 mod message;
-pub mod nudge;
 mod outbox;
 mod payload;
 mod recovery;
