@@ -153,8 +153,6 @@ pub fn check_offsets(log: &Log, offsets: impl IntoIterator<Item = u64>) -> Vec<S
 
 /// Runs `fut` to completion on a fresh glommio executor on this thread.
 pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    // Bounds a lost io_uring wake-up (see gonets_engine::runtime::nudge).
-    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .make()
         .expect("start a glommio executor (is RLIMIT_MEMLOCK large enough?)")

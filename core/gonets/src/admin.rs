@@ -57,7 +57,6 @@ where
         }
     };
     let config = ClientConfig::new(args.addr, security);
-    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
     let executor = glommio::LocalExecutorBuilder::default()
         .make()
         .map_err(|e| format!("cannot start a glommio executor: {e}"))?;

@@ -190,7 +190,6 @@ fn run_agencies(
     let agencies = std::thread::Builder::new()
         .name("demo-agencies".into())
         .spawn(move || -> Result<String, String> {
-            let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
             let executor = glommio::LocalExecutorBuilder::default()
                 .name("demo-agencies")
                 .make()

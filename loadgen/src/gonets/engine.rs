@@ -233,7 +233,6 @@ fn generator_thread(
     plan: Plan,
     target: GonetsTarget,
 ) -> Result<ThreadOut, String> {
-    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
     let placement = match pin {
         Some(c) => glommio::Placement::Fixed(c),
         None => glommio::Placement::Unbound,

@@ -313,7 +313,6 @@ fn waiting(target: &GonetsTarget, providers: usize) -> Result<u64, String> {
 fn run_local<T: Send + 'static>(
     f: impl std::future::Future<Output = Result<T, String>> + 'static,
 ) -> Result<T, String> {
-    let _nudged = gonets_engine::runtime::nudge::nudge_this_thread();
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .make()
         .map_err(|e| format!("cannot start a glommio executor: {e}"))?

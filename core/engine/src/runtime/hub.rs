@@ -653,8 +653,6 @@ fn shard_thread(
     _notice: ExitNotice,
 ) -> Result<(), String> {
     let shard = start.id;
-    // Bounds a lost io_uring wake-up to the nudge interval (see `nudge`).
-    let _nudged = crate::runtime::nudge::nudge_this_thread();
     let where_to = match &placement {
         Placement::Fixed(core) => format!("pinned to core {core}"),
         _ => "unpinned".to_string(),

@@ -25,7 +25,6 @@ pub mod config;
 mod hub;
 mod mesh;
 mod message;
-pub mod nudge;
 mod outbox;
 mod payload;
 mod recovery;

@@ -96,7 +96,6 @@ pub fn repair_data_dir(
     mut progress: impl FnMut(&LogRepair),
 ) -> Result<Vec<LogRepair>, RepairError> {
     let dirs = log_dirs(data_dir)?;
-    let _nudged = crate::runtime::nudge::nudge_this_thread();
     let executor = glommio::LocalExecutorBuilder::default()
         .name("gonets-repair")
         .make()
