@@ -117,7 +117,10 @@ fn given_a_record_in_parts_when_appended_then_read_back_whole_from_memory_and_af
         let first = log.try_append_parts(&[&head, &body], 1, 0).unwrap();
         let empty = log.append_parts(&[], 2, 0).await.unwrap();
         let too_large = log.append_parts(&[&body, &vec![1u8; max]], 3, 0).await;
-        assert!(matches!(too_large, Err(LogError::TooLarge { .. })), "{too_large:?}");
+        assert!(
+            matches!(too_large, Err(LogError::TooLarge { .. })),
+            "{too_large:?}"
+        );
         log.commit(empty).await.unwrap();
         let whole = [head.clone(), body.clone()].concat();
         let Slot::Present(r) = log.read(first) else {
