@@ -445,20 +445,24 @@ mod tests {
         })
     }
 
+    fn refusal(payload: Bytes) -> Record {
+        Record::Answer(AnswerRecord {
+            id: MessageId::new(6, 1, 3),
+            request_id: MessageId::new(5, 1, 2),
+            body: AnswerBody::Refusal {
+                code: RefusalCode::NoData,
+                reason: "none".into(),
+            },
+            time_ms: 11,
+            payload,
+        })
+    }
+
     #[test]
     fn given_each_record_when_round_tripped_then_equal() {
         let records = [
             request(),
-            Record::Answer(AnswerRecord {
-                id: MessageId::new(6, 1, 3),
-                request_id: MessageId::new(5, 1, 2),
-                body: AnswerBody::Refusal {
-                    code: RefusalCode::NoData,
-                    reason: "none".into(),
-                },
-                time_ms: 11,
-                payload: Bytes::new(),
-            }),
+            refusal(Bytes::new()),
             Record::Event(EventRecord {
                 request_id: MessageId::new(5, 1, 2),
                 kind: EventKind::AnswerAcked,
@@ -510,16 +514,7 @@ mod tests {
 
     #[test]
     fn given_a_request_or_answer_when_payload_span_then_the_payload_decode_finds() {
-        let answer = Record::Answer(AnswerRecord {
-            id: MessageId::new(6, 1, 3),
-            request_id: MessageId::new(5, 1, 2),
-            body: AnswerBody::Refusal {
-                code: RefusalCode::NoData,
-                reason: "none".into(),
-            },
-            time_ms: 11,
-            payload: Bytes::from_static(b"answer bytes"),
-        });
+        let answer = refusal(Bytes::from_static(b"answer bytes"));
         for r in [request(), answer] {
             let mut buf = Vec::new();
             r.encode(&mut buf);
