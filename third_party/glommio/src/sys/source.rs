@@ -294,14 +294,6 @@ impl Source {
         }
     }
 
-    // gonets patch: lets the reactor keep its preemption timers armed
-    // across loops instead of replacing them each time (docs/adr/0014).
-    /// Whether this source's operation is still queued or in the kernel: its
-    /// completion has not been consumed yet.
-    pub(super) fn is_in_flight(&self) -> bool {
-        self.inner.borrow().enqueued.is_some()
-    }
-
     pub(super) fn raw(&self) -> RawFd {
         self.inner.borrow().raw
     }

@@ -1222,10 +1222,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    // gonets patch: the duration the latency ring's timer was armed with,
-    // counted from its submission: a timer still in flight fires no later
-    // than that duration from now.
-    latency_preemption_timeout_armed_for: Cell<Duration>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1357,7 +1353,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_timeout_armed_for: Cell::new(Duration::ZERO),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1819,23 +1814,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // gonets patch: upstream cancelled the old timer here on every call
-        // and armed a new one below (an ASYNC_CANCEL and a TIMEOUT per
-        // executor loop). A timer still in flight that fires no later than
-        // the preemption timer needs to is kept instead: firing earlier only
-        // preempts early. Otherwise (no preemption timer needed, which is
-        // also the case of every sleep) it is cancelled as upstream did.
-        self.retire_latency_timer(&mut lat_ring, preempt_timer())?;
+        // Cancel the old timer regardless of whether we can sleep:
+        // if we won't sleep, we will register the new timer with its new
+        // value.
+        //
+        // But if we will sleep, there might be a timer registered that needs
+        // to be removed otherwise we'll wake up when it expires.
+        drop(self.latency_preemption_timeout_src.take());
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        // gonets patch: upstream replaced this timer on every call (an
-        // ASYNC_CANCEL, a TIMEOUT and its linked eventfd WRITE). It counts
-        // completions on the main ring (no deadline), so one still in flight
-        // is kept until it fires: it then fires after `ring_depth`
-        // completions since it was armed rather than since this call, which
-        // only preempts earlier.
-        self.arm_throughput_timer_unless_armed(&mut main_ring);
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1856,16 +1850,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            // gonets patch: cancel what the call's start kept (nothing, as
-            // sleeping needs `preempt_timer()` to be `None`; said so the
-            // sleep never depends on it). A kept early timer would wake an
-            // idle executor again and again, so sleeping re-arms as upstream.
-            self.retire_latency_timer(&mut lat_ring, None)?;
             if let Some(dur) = user_timer {
-                self.arm_latency_timer(&mut lat_ring, dur);
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
-            } else {
-                flush_rings!(lat_ring)?;
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1892,10 +1880,8 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // gonets patch: arm only if no timer that fires in time is kept.
-            if !self.retire_latency_timer(&mut lat_ring, Some(preempt))? {
-                self.arm_latency_timer(&mut lat_ring, preempt);
-            }
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1907,64 +1893,6 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
-    }
-
-    // gonets patch: the next three functions keep the preemption timers armed
-    // across executor loops (docs/adr/0014, "glommio's per-loop timer
-    // re-arming").
-
-    /// Keeps the latency ring's timer if it is still in flight and fires no
-    /// later than `needed` from now; otherwise cancels it (if any) and puts
-    /// the cancellation in the ring's submission queue at once, before any
-    /// completion is consumed, so its id cannot be reused by a newer source
-    /// first. Returns whether a timer is kept.
-    fn retire_latency_timer(
-        &self,
-        lat_ring: &mut SleepableRing,
-        needed: Option<Duration>,
-    ) -> io::Result<bool> {
-        let Some(armed) = self.latency_preemption_timeout_src.take() else {
-            return Ok(false);
-        };
-        // Armed for `armed_for` at its submission, which is not later than
-        // now: it fires within `armed_for` from now.
-        let fires_in_time =
-            needed.map_or(false, |d| self.latency_preemption_timeout_armed_for.get() <= d);
-        if armed.is_in_flight() && fires_in_time {
-            self.latency_preemption_timeout_src.set(Some(armed));
-            return Ok(true);
-        }
-        drop(armed);
-        lat_ring
-            .consume_cancellation_queue()
-            .or_else(Reactor::busy_ok)
-            .or_else(Reactor::again_ok)
-            .or_else(Reactor::intr_ok)?;
-        Ok(false)
-    }
-
-    /// Arms the latency ring's timer for `d`; the caller flushes the ring.
-    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, d: Duration) {
-        let previous = self
-            .latency_preemption_timeout_src
-            .replace(Some(lat_ring.prepare_latency_preemption_timer(d)));
-        assert!(previous.is_none(), "a latency timer replaced unretired");
-        self.latency_preemption_timeout_armed_for.set(d);
-    }
-
-    /// Arms the main ring's throughput timer unless one is still in flight.
-    fn arm_throughput_timer_unless_armed(&self, main_ring: &mut SleepableRing) {
-        let armed = self.throughput_preemption_timeout_src.take();
-        if armed.as_ref().map_or(false, Source::is_in_flight) {
-            self.throughput_preemption_timeout_src.set(armed);
-            return;
-        }
-        drop(armed);
-        self.throughput_preemption_timeout_src
-            .set(Some(main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            )));
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
