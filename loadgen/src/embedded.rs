@@ -44,6 +44,8 @@ pub struct EmbeddedHub {
     child: Option<Child>,
     addr: SocketAddr,
     shard_port_base: u16,
+    /// The hub's operator API (loopback), read for its commit counters.
+    operator: SocketAddr,
     log: PathBuf,
 }
 
@@ -88,10 +90,12 @@ impl EmbeddedHub {
             .map_err(|e| format!("{}: {e}", spec.data_dir.display()))?;
         let port = free_port()?;
         let base = free_port()?;
+        let operator = free_port()?;
         let mut hub = EmbeddedHub {
             log: PathBuf::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             shard_port_base: base,
+            operator: SocketAddr::from(([127, 0, 0, 1], operator)),
             child: None,
             spec,
         };
@@ -109,14 +113,16 @@ impl EmbeddedHub {
         let reg = PathBuf::from(format!("{}.registry.toml", self.spec.data_dir.display()));
         std::fs::write(&reg, &self.spec.registry).map_err(|e| format!("{}: {e}", reg.display()))?;
         let mut text = format!(
-            // No operator API: a benchmark's hub must not depend on port 7480 being free.
-            "data_dir = {:?}\nshards = {}\nlisten = \"{}\"\nshard_port_base = {}\nregistry = {:?}\nsecurity = \"{}\"\noperator_listen = \"none\"\n",
+            // The operator API on a free port (not 7480, which may be taken):
+            // the generator reads the hub's commit counters there.
+            "data_dir = {:?}\nshards = {}\nlisten = \"{}\"\nshard_port_base = {}\nregistry = {:?}\nsecurity = \"{}\"\noperator_listen = \"{}\"\n",
             self.spec.data_dir.join("data").display().to_string(),
             self.spec.shards,
             self.addr,
             self.shard_port_base,
             reg.display().to_string(),
             if self.spec.security == "plain" { "dev-token" } else { "tls" },
+            self.operator,
         );
         if !self.spec.cores.is_empty() {
             text += &format!("cores = {:?}\n", self.spec.cores);
@@ -188,6 +194,11 @@ impl EmbeddedHub {
     /// The shared address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The hub's operator API address (loopback).
+    pub fn operator_addr(&self) -> SocketAddr {
+        self.operator
     }
 
     /// The development certificates the hub made.

@@ -250,6 +250,8 @@ fn own_cost(cpu_start_s: Option<f64>, operations: u64) -> HubCost {
     HubCost {
         cpu_s_per_1000: cpu,
         peak_rss_bytes: process::peak_rss_bytes(me),
+        // No operator API in process: commit counters are not read here.
+        ..HubCost::default()
     }
 }
 

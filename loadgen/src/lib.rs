@@ -5,6 +5,7 @@
 pub mod disk_ways;
 pub mod embedded;
 pub mod gonets;
+pub mod hub_counters;
 pub mod inprocess;
 pub mod limits;
 pub mod nats;

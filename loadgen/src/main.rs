@@ -83,6 +83,10 @@ struct Args {
     /// The hub's process id, for its CPU and memory (`--target` on this machine).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The hub's operator API (`--target`; plain HTTP, e.g. 127.0.0.1:7480): its
+    /// commits and fdatasyncs per operation are reported. An embedded hub's is known.
+    #[arg(long)]
+    hub_operator: Option<std::net::SocketAddr>,
     /// Embedded hub: shards.
     #[arg(long, default_value_t = 1)]
     hub_shards: u16,
@@ -95,9 +99,12 @@ struct Args {
     /// Keep the embedded hub's data directory.
     #[arg(long)]
     keep_data: bool,
-    /// Embedded hub: segment size, MiB.
+    /// Embedded hub: segment size, MiB (`[commit] segment_size_bytes`).
     #[arg(long)]
     segment_mib: Option<u64>,
+    /// Embedded hub: most bytes in one commit batch, KiB (`[commit] batch_bytes_max`).
+    #[arg(long)]
+    commit_batch_kib: Option<u64>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -483,6 +490,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 certs: args.certs.clone(),
                 shard_aware: args.shard_aware,
                 server_pid: args.server_pid,
+                operator: args.hub_operator,
                 connections: args.connections,
             },
             None,
@@ -495,6 +503,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 certs: h.certs_dir(),
                 shard_aware: args.shard_aware,
                 server_pid: h.pid(),
+                operator: Some(h.operator_addr()),
                 connections: args.connections,
             };
             Ok((t, Some(h)))
@@ -506,10 +515,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
 fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let mut sections = String::new();
-    if let Some(mib) = args.segment_mib {
-        sections += &format!("[commit]\nsegment_bytes = {}\n", mib << 20);
-    }
+    let sections = commit_section(args.segment_mib, args.commit_batch_kib);
     eprintln!("starting an embedded hub in {} ...", data_dir.display());
     EmbeddedHub::start(HubSpec {
         data_dir,
@@ -524,6 +530,22 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         sections,
         keep: args.keep_data,
     })
+}
+
+/// The embedded hub's `[commit]` section for the sizes given (empty when none).
+fn commit_section(segment_mib: Option<u64>, batch_kib: Option<u64>) -> String {
+    let mut keys = String::new();
+    if let Some(mib) = segment_mib {
+        keys += &format!("segment_size_bytes = {}\n", mib << 20);
+    }
+    if let Some(kib) = batch_kib {
+        keys += &format!("batch_bytes_max = {}\n", kib << 10);
+    }
+    if keys.is_empty() {
+        keys
+    } else {
+        format!("[commit]\n{keys}")
+    }
 }
 
 /// Runs `workload` against `target`; `hub` is the embedded hub, if any
@@ -610,4 +632,23 @@ fn report(args: &Args, mut run: Run) -> Result<bool, String> {
         run.result.write_json(p)?;
     }
     Ok(run.result.valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_section;
+    use gonets_server::config_file::ConfigFile;
+
+    #[test]
+    fn given_segment_and_batch_sizes_when_commit_section_then_hub_parses_them() {
+        let text = commit_section(Some(1024), Some(4096));
+        let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
+        assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
+        assert_eq!(file.commit.batch_bytes_max, Some(4 << 20));
+    }
+
+    #[test]
+    fn given_no_sizes_when_commit_section_then_empty() {
+        assert_eq!(commit_section(None, None), "");
+    }
 }

@@ -1,6 +1,9 @@
 //! A process's CPU time and resident memory, read from /proc (the hub's
 //! cost when it runs on the same machine).
 
+use crate::hub_counters::CommitCounts;
+use std::net::SocketAddr;
+
 /// CPU seconds (user + system) of process `pid` so far.
 pub fn cpu_s(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -40,21 +43,31 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
 }
 
-/// A window over which a process's CPU is measured.
+/// A window over which a process's CPU (and, for a gonets hub whose
+/// operator API is known, its commit counters) is measured.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuWindow {
     pid: u32,
     cpu_start_s: Option<f64>,
+    operator: Option<SocketAddr>,
+    commits_start: Option<CommitCounts>,
 }
 
 impl CpuWindow {
     /// Starts measuring `pid` (None: nothing to measure).
     pub fn start(pid: Option<u32>) -> Option<CpuWindow> {
+        CpuWindow::start_with(pid, None)
+    }
+
+    /// Starts measuring `pid` and, with `operator`, the hub's commit counters.
+    pub fn start_with(pid: Option<u32>, operator: Option<SocketAddr>) -> Option<CpuWindow> {
         let pid = pid?;
         reset_peak_rss(pid);
         Some(CpuWindow {
             pid,
             cpu_start_s: cpu_s(pid),
+            operator,
+            commits_start: operator.and_then(read_commits),
         })
     }
 
@@ -64,9 +77,27 @@ impl CpuWindow {
             (Some(a), Some(b)) if operations > 0 => Some((b - a) * 1000.0 / operations as f64),
             _ => None,
         };
+        let commits = match (self.commits_start, self.operator.and_then(read_commits)) {
+            (Some(a), Some(b)) if operations > 0 => Some(a.since(&b)),
+            _ => None,
+        };
+        let per_op = |n: u64| n as f64 / operations as f64;
         crate::result::HubCost {
             cpu_s_per_1000: cpu,
             peak_rss_bytes: peak_rss_bytes(self.pid),
+            commits_per_op: commits.map(|c| per_op(c.message_commits)),
+            fdatasyncs_per_op: commits.map(|c| per_op(c.fdatasyncs())),
+        }
+    }
+}
+
+/// The hub's commit counters, or None (said once on stderr per failure).
+fn read_commits(operator: SocketAddr) -> Option<CommitCounts> {
+    match crate::hub_counters::read(operator) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("hub commit counters not read (operator API): {e}");
+            None
         }
     }
 }

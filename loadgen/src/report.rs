@@ -462,7 +462,7 @@ fn write_recovery_target(s: &mut String, rec: &Value) {
 /// Every phase of every run, one table row each.
 fn write_every_run(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Every run\n");
-    let _ = writeln!(s, "| run | phase | ok/s | MB/s | p50 | p99 | p99.9 | max | over 2 s | errors | hub CPU s/1000 | hub peak RSS | valid |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| run | phase | ok/s | MB/s | p50 | p99 | p99.9 | max | over 2 s | errors | hub CPU s/1000 | hub peak RSS | hub fdatasyncs/op | valid |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, v) in &r.runs {
         for p in v["phases"].as_array().into_iter().flatten() {
             write_phase_row(s, name, p);
@@ -478,7 +478,7 @@ fn write_phase_row(s: &mut String, name: &str, p: &Value) {
         .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
     let _ = writeln!(
         s,
-        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} | {} |",
         p["name"].as_str().unwrap_or("?"),
         count(num(p, &["ok_per_s"])),
         num(p, &["mb_per_s"]).map_or("—".into(), |m| format!("{m:.1}")),
@@ -490,6 +490,7 @@ fn write_phase_row(s: &mut String, name: &str, p: &Value) {
         num(p, &["hub", "cpu_s_per_1000"]).map_or("—".into(), |c| format!("{c:.3}")),
         num(p, &["hub", "peak_rss_bytes"])
             .map_or("—".into(), |b| format!("{:.0} MiB", b / 1048576.0)),
+        num(p, &["hub", "fdatasyncs_per_op"]).map_or("—".into(), |f| format!("{f:.3}")),
         if p["valid"] == true {
             "yes".to_string()
         } else {

@@ -63,6 +63,11 @@ pub struct HubCost {
     pub cpu_s_per_1000: Option<f64>,
     /// The hub's peak resident memory during the phase, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Group commits of the hub's message logs per operation (from its
+    /// operator API; None when it could not be read).
+    pub commits_per_op: Option<f64>,
+    /// `fdatasync`s of the hub's message and history logs per operation.
+    pub fdatasyncs_per_op: Option<f64>,
 }
 
 /// One phase of a run.
@@ -208,6 +213,9 @@ impl Phase {
         }
         if let Some(r) = self.hub.peak_rss_bytes {
             s += &format!(" peak RSS {:.0} MiB", r as f64 / (1 << 20) as f64);
+        }
+        if let (Some(c), Some(f)) = (self.hub.commits_per_op, self.hub.fdatasyncs_per_op) {
+            s += &format!(" | hub commits/op {c:.3} fdatasyncs/op {f:.3}");
         }
         for (k, v) in &self.extra {
             s += &format!(" | {k} {v}");

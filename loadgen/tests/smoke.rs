@@ -84,6 +84,12 @@ fn given_embedded_hub_when_rt_runs_then_every_call_is_answered_and_plotted() {
         p["hub"]["cpu_s_per_1000"].as_f64().is_some(),
         "the hub's CPU is measured"
     );
+    // Durable calls: every answer rode on a commit, so the hub's operator
+    // API counted some (at most two logs' worth per call).
+    let syncs = p["hub"]["fdatasyncs_per_op"]
+        .as_f64()
+        .expect("commit counters read");
+    assert!(syncs > 0.0 && syncs <= 2.0, "fdatasyncs per call {syncs}");
     let plot = v["plot"].as_str().expect("a plot path");
     let svg = std::fs::read_to_string(plot).expect("the plot exists");
     assert!(svg.starts_with("<svg"));

@@ -22,6 +22,8 @@ pub struct GonetsTarget {
     pub shard_aware: bool,
     /// The hub's pid, for its CPU and memory (same machine only).
     pub server_pid: Option<u32>,
+    /// The hub's operator API (plain HTTP), for its commit counters.
+    pub operator: Option<SocketAddr>,
     /// Connections each consumer opens per generator thread (calls spread over them).
     pub connections: usize,
 }

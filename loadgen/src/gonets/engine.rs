@@ -305,7 +305,7 @@ fn supervise(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(HubCost, Duration), String> {
     wait_for_setup(sh)?;
-    let cpu = CpuWindow::start(target.server_pid);
+    let cpu = CpuWindow::start_with(target.server_pid, target.operator);
     let started = Instant::now();
     let hard_end = plan_deadline(plan, started);
     let senders = plan.bulk.as_ref().map_or(0, |b| b.params.senders);
