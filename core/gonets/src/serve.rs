@@ -122,12 +122,18 @@ fn operator_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, S
 pub(crate) fn run(
     config: Option<PathBuf>,
     operator_listen: Option<String>,
+    profile: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
     let signals = block_stop_signals();
-    let file = match &config {
+    let mut file = match &config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
+    };
+    // The profile fills only what the file leaves unset (docs/operations.md).
+    let profile = match &profile {
+        Some(path) => Some(crate::hw::apply_for_serve(path, &mut file)?),
+        None => None,
     };
     let serve = file.resolve()?;
     checks::io_uring()?;
@@ -149,6 +155,10 @@ pub(crate) fn run(
             return Err(e.into());
         }
     };
+    if let Some(p) = &profile {
+        // Before the operator API starts: its thread inherits this one's CPUs.
+        crate::hw::before_operator(p, hub.registry());
+    }
     let operator = match operator.map(|o| o.start(hub.handle())).transpose() {
         Ok(o) => o,
         Err(e) => {
