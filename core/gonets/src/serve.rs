@@ -167,7 +167,7 @@ pub(crate) fn run(
         }
     };
     if let Some(o) = &operator {
-        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics)");
+        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics, console)");
     }
     tracing::info!(
         addr = %front.addr,
