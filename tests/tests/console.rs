@@ -159,5 +159,8 @@ fn given_a_hub_with_traffic_when_the_console_runs_in_chromium_then_its_figures_s
     let latency = attr(&dom, "fig-latency", "data-state");
     assert!(["ok", "no-data"].contains(&latency.as_str()), "{latency}");
     let providers = attr(&dom, "fig-providers", "data-state");
-    assert!(["ok", "absent"].contains(&providers.as_str()), "{providers}");
+    assert!(
+        ["ok", "absent"].contains(&providers.as_str()),
+        "{providers}"
+    );
 }

@@ -1,8 +1,10 @@
 //! deploy/gonets.service passes `systemd-analyze verify` (with its
 //! `ExecStart` pointed at the built `gonets`, since verify checks that the
 //! binary exists), also with the `CPUAffinity=` line `gonets hw check`
-//! prints for the checked-in 2-core profile. Without `systemd-analyze` the
-//! test says so and passes, except under `GONETS_CI` (`.ci/run` installs it).
+//! prints for the checked-in 2-core profile; deploy/gonets-alerts.yml
+//! passes `promtool check rules`. Without `systemd-analyze` or `promtool`
+//! a test says so and passes, except under `GONETS_CI` (`.ci/run` installs
+//! them).
 //!
 //! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
 
@@ -65,7 +67,10 @@ fn verify(dir: &Path, unit: &str) {
 fn affinity_line() -> String {
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hw-profiles/vm-2core.toml");
     let (ok, text) = run(
-        Command::new(gonets_bin()).arg("hw").arg("check").arg(&profile),
+        Command::new(gonets_bin())
+            .arg("hw")
+            .arg("check")
+            .arg(&profile),
         "gonets hw check",
     );
     assert!(ok, "gonets hw check failed:\n{text}");
@@ -88,7 +93,10 @@ fn given_the_systemd_unit_when_verified_then_systemd_accepts_it_with_and_without
         );
         return;
     }
-    assert!(UNIT.contains(INSTALLED_BIN), "the unit runs {INSTALLED_BIN}");
+    assert!(
+        UNIT.contains(INSTALLED_BIN),
+        "the unit runs {INSTALLED_BIN}"
+    );
     let bin = gonets_bin().display().to_string();
     let unit = UNIT.replace(INSTALLED_BIN, &bin);
     let dir = tempfile::tempdir().unwrap();
@@ -124,8 +132,14 @@ fn given_the_alert_rules_when_checked_by_promtool_then_every_rule_is_valid() {
     }
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gonets-alerts.yml");
     let (ok, text) = run(
-        Command::new("promtool").arg("check").arg("rules").arg(&rules),
+        Command::new("promtool")
+            .arg("check")
+            .arg("rules")
+            .arg(&rules),
         "promtool check rules",
     );
-    assert!(ok && text.contains("SUCCESS"), "promtool refused the rules:\n{text}");
+    assert!(
+        ok && text.contains("SUCCESS"),
+        "promtool refused the rules:\n{text}"
+    );
 }

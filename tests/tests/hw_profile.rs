@@ -1,7 +1,7 @@
 //! Hardware profiles, black box (docs/operations.md, "Hardware
 //! profiles"): `gonets hw detect` runs on this machine and writes a
 //! profile; `gonets serve --profile` starts a hub with it (the placement
-//! shows in the operator API's `/info`) and stops cleanly on SIGTERM; a
+//! and the profile show in the operator API's `/info`) and stops cleanly on SIGTERM; a
 //! bad profile (an unknown key, a core this machine lacks) is refused
 //! with a message naming the problem, exit status 1, no panic.
 //!
@@ -26,7 +26,14 @@ const HTTP_WAIT: Duration = Duration::from_secs(30);
 fn detect(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("profile.toml");
     let child = Command::new(gonets_bin())
-        .args(["hw", "detect", "--samples", "50", "--time-budget-ms", "1000"])
+        .args([
+            "hw",
+            "detect",
+            "--samples",
+            "50",
+            "--time-budget-ms",
+            "1000",
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--out")
@@ -84,7 +91,10 @@ fn wait_listening(child: &mut Child, log: &Path) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("gonets serve did not listen within {:?}:\n{text}", ready_wait());
+            panic!(
+                "gonets serve did not listen within {:?}:\n{text}",
+                ready_wait()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -138,7 +148,13 @@ fn given_this_machine_when_detected_then_its_profile_starts_a_hub_with_that_plac
     let dir = tempfile::tempdir().unwrap();
     let profile = detect(dir.path());
     let text = std::fs::read_to_string(&profile).unwrap();
-    for section in ["[machine.disk]", "fdatasync_p99_us", "[placement]", "[commit]", "[memory]"] {
+    for section in [
+        "[machine.disk]",
+        "fdatasync_p99_us",
+        "[placement]",
+        "[commit]",
+        "[memory]",
+    ] {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }
     let cores = shard_cores(&text);
@@ -158,6 +174,9 @@ fn given_this_machine_when_detected_then_its_profile_starts_a_hub_with_that_plac
         .filter_map(Value::as_u64)
         .collect();
     assert_eq!(pinned, cores, "{info}");
+    let path = info["profile"]["path"].as_str().unwrap_or_default();
+    assert!(path.ends_with("profile.toml"), "{info}");
+    assert!(info["profile"]["name"].is_string(), "{info}");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("hardware profile"), "{log_text}");
     terminate(child, &log);
@@ -184,7 +203,10 @@ fn refused(profile_text: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("bad.toml"), "the message names the file: {stderr}");
+    assert!(
+        stderr.contains("bad.toml"),
+        "the message names the file: {stderr}"
+    );
     assert!(
         !dir.path().join("data").exists(),
         "nothing was started: {stderr}"
@@ -195,7 +217,10 @@ fn refused(profile_text: &str) -> String {
 /// The checked-in profile of the 2-core VM, with `from` replaced by `to`.
 fn vm_profile_with(from: &str, to: &str) -> String {
     let text = include_str!("../../hw-profiles/vm-2core.toml");
-    assert!(text.contains(from), "{from:?} is not in hw-profiles/vm-2core.toml");
+    assert!(
+        text.contains(from),
+        "{from:?} is not in hw-profiles/vm-2core.toml"
+    );
     text.replace(from, to)
 }
 
@@ -203,7 +228,10 @@ fn vm_profile_with(from: &str, to: &str) -> String {
 fn given_a_profile_with_an_unknown_key_when_served_then_refused_naming_the_key() {
     let text = vm_profile_with("[memory]\n", "[memory]\nbudget_gigabytes = 8\n");
     let stderr = refused(&text);
-    assert!(stderr.contains("unknown field `budget_gigabytes`"), "{stderr}");
+    assert!(
+        stderr.contains("unknown field `budget_gigabytes`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use gonets_engine::runtime::ShardFailure;
 use gonets_engine::{Hub, Registry};
 use gonets_operator::{
     parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OperatorTls,
-    OPERATOR_LISTEN_DEFAULT,
+    ProfileInfo, OPERATOR_LISTEN_DEFAULT,
 };
 use gonets_server::config_file::{ConfigFile, ServeConfig};
 use gonets_server::{checks, start_front_ends, tls, Security};
@@ -80,6 +80,7 @@ pub(crate) fn init_logs() {
 fn bind_operator(
     flag: Option<&str>,
     serve: &ServeConfig,
+    profile: Option<ProfileInfo>,
 ) -> Result<Option<OperatorServer>, OperatorError> {
     let text = flag
         .or(serve.operator_listen.as_deref())
@@ -91,6 +92,7 @@ fn bind_operator(
         version: env!("CARGO_PKG_VERSION").to_string(),
         data_dir: serve.hub.data_dir.clone(),
         pinned_cores: serve.pinned_cores.clone(),
+        profile,
     };
     let tls = match &serve.server.security {
         Security::Tls(config) => Some(OperatorTls {
@@ -131,7 +133,8 @@ pub(crate) fn run(
         None => ConfigFile::default(),
     };
     // The profile fills only what the file leaves unset (docs/operations.md).
-    let profile = match &profile {
+    let profile_path = profile;
+    let profile = match &profile_path {
         Some(path) => Some(crate::hw::apply_for_serve(path, &mut file)?),
         None => None,
     };
@@ -139,7 +142,13 @@ pub(crate) fn run(
     checks::io_uring()?;
     let memlock = checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&serve.hub.data_dir)?;
-    let operator = bind_operator(operator_listen.as_deref(), &serve)?;
+    let profile_info = profile_path
+        .zip(profile.as_ref())
+        .map(|(path, p)| ProfileInfo {
+            name: p.profile.name.clone(),
+            path: std::path::absolute(&path).unwrap_or(path),
+        });
+    let operator = bind_operator(operator_listen.as_deref(), &serve, profile_info)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
         data_dir = %serve.hub.data_dir.display(),

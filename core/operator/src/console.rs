@@ -38,9 +38,17 @@ mod tests {
 
     #[test]
     fn given_the_page_when_read_then_it_names_no_other_origin_and_has_every_figure() {
-        assert!(!PAGE.contains("http://") && !PAGE.contains("https://"), "an external URL");
+        assert!(
+            !PAGE.contains("http://") && !PAGE.contains("https://"),
+            "an external URL"
+        );
         assert!(!PAGE.contains("<script src"), "an external script");
-        for id in ["fig-latency", "fig-throughput", "fig-queues", "fig-providers"] {
+        for id in [
+            "fig-latency",
+            "fig-throughput",
+            "fig-queues",
+            "fig-providers",
+        ] {
             assert!(PAGE.contains(&format!("id=\"{id}\"")), "{id} missing");
         }
         for path in ["/metrics", "/queues", "/info", "/ready", "/providers"] {

@@ -35,6 +35,6 @@ pub use error::OperatorError;
 pub use routes::ROUTES;
 pub use server::{OperatorServer, RunningOperator};
 pub use settings::{
-    parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls,
+    parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls, ProfileInfo,
     OPERATOR_LISTEN_DEFAULT,
 };

@@ -17,11 +17,7 @@ pub(crate) struct Applied {
     pub(crate) what: String,
 }
 
-fn fill<T: Clone + std::fmt::Debug>(
-    key: &'static str,
-    slot: &mut Option<T>,
-    value: &T,
-) -> Applied {
+fn fill<T: Clone + std::fmt::Debug>(key: &'static str, slot: &mut Option<T>, value: &T) -> Applied {
     let what = match slot {
         Some(kept) => format!("= {kept:?} (the configuration's; the profile says {value:?})"),
         None => {
@@ -76,7 +72,9 @@ pub(crate) fn pin_current_thread(cpus: &[usize]) -> Result<(), String> {
     let capacity = std::mem::size_of::<libc::cpu_set_t>() * 8;
     for &cpu in cpus {
         if cpu >= capacity {
-            return Err(format!("CPU {cpu} is beyond the {capacity} a CPU set holds"));
+            return Err(format!(
+                "CPU {cpu} is beyond the {capacity} a CPU set holds"
+            ));
         }
         // SAFETY: cpu < the set's capacity.
         unsafe { libc::CPU_SET(cpu, &mut set) };
@@ -134,7 +132,10 @@ mod tests {
             file.commit.segment_size_bytes,
             Some(profile.commit.segment_size_bytes)
         );
-        assert!(applied.iter().all(|a| a.what.contains("from the profile")), "{applied:?}");
+        assert!(
+            applied.iter().all(|a| a.what.contains("from the profile")),
+            "{applied:?}"
+        );
     }
 
     #[test]
@@ -143,7 +144,10 @@ mod tests {
         let mut file = ConfigFile::parse("shards = 3\n[commit]\nwindow_us = 7\n").unwrap();
         let applied = to_config(&profile, &mut file);
         assert_eq!(file.shards, Some(3));
-        assert_eq!(file.cores, None, "a placement for 2 shards is not used for 3");
+        assert_eq!(
+            file.cores, None,
+            "a placement for 2 shards is not used for 3"
+        );
         assert_eq!(file.commit.window_us, Some(7));
         assert!(applied[0].what.contains("not used"), "{applied:?}");
         assert!(applied[1].what.contains("configuration's"), "{applied:?}");

@@ -178,6 +178,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = describe(dir.path(), Path::new("/sys")).unwrap();
         assert!(disk.free_bytes > 0, "{disk:?}");
-        assert!(!disk.device.is_empty() && !disk.model.is_empty(), "{disk:?}");
+        assert!(
+            !disk.device.is_empty() && !disk.model.is_empty(),
+            "{disk:?}"
+        );
     }
 }

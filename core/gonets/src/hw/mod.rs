@@ -68,10 +68,15 @@ pub(crate) fn detect(args: DetectArgs) -> Result<(), Box<dyn std::error::Error>>
         return Err(format!("--samples {}: between 1 and {SAMPLES_MAX}", args.samples).into());
     }
     if args.time_budget_ms == 0 || args.time_budget_ms > TIME_BUDGET_MS_MAX {
-        let m = format!("--time-budget-ms {}: between 1 and {TIME_BUDGET_MS_MAX}", args.time_budget_ms);
+        let m = format!(
+            "--time-budget-ms {}: between 1 and {TIME_BUDGET_MS_MAX}",
+            args.time_budget_ms
+        );
         return Err(m.into());
     }
-    let dir = args.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
     let dir = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
     let (host, kernel) = uname();
@@ -192,7 +197,10 @@ pub(crate) fn before_operator(profile: &Profile, registry: &gonets_engine::Regis
         Err(e) => tracing::warn!("hardware profile: {e}; the operator thread floats"),
     }
     if let Some(why) = over_budget(profile, registry) {
-        tracing::warn!(budget_bytes = profile.memory.budget_bytes, "hardware profile: {why}");
+        tracing::warn!(
+            budget_bytes = profile.memory.budget_bytes,
+            "hardware profile: {why}"
+        );
     }
 }
 
@@ -211,7 +219,10 @@ pub(crate) fn check(path: &Path, config: Option<&Path>) -> Result<(), Box<dyn st
         println!("  {key} {what}");
     }
     let p = &profile.placement;
-    println!("  operator thread on CPUs {}", cpulist::format(&cpulist::sorted(&p.operator_cores)));
+    println!(
+        "  operator thread on CPUs {}",
+        cpulist::format(&cpulist::sorted(&p.operator_cores))
+    );
     println!("  memory budget {} MiB", profile.memory.budget_bytes >> 20);
     print!("{}", unit_lines(&profile));
     Ok(())
@@ -223,7 +234,10 @@ mod tests {
 
     /// The checked-in profiles (hw-profiles/), by file name.
     const CHECKED_IN: [(&str, &str); 3] = [
-        ("vm-2core.toml", include_str!("../../../../hw-profiles/vm-2core.toml")),
+        (
+            "vm-2core.toml",
+            include_str!("../../../../hw-profiles/vm-2core.toml"),
+        ),
         (
             "node-16core-nvme.toml",
             include_str!("../../../../hw-profiles/node-16core-nvme.toml"),
@@ -266,7 +280,11 @@ mod tests {
                 p50_us: d.fdatasync_p50_us,
                 p99_us: d.fdatasync_p99_us,
             };
-            assert_eq!(p.commit.window_us, recommend::commit_window_us(&sync).value, "{name}");
+            assert_eq!(
+                p.commit.window_us,
+                recommend::commit_window_us(&sync).value,
+                "{name}"
+            );
             let seg = recommend::segment_size_bytes(d.free_bytes, placed.shard_cores.len());
             assert_eq!(p.commit.segment_size_bytes, seg.value, "{name}");
         }
@@ -277,7 +295,10 @@ mod tests {
         for (name, text) in &CHECKED_IN[1..] {
             let p = Profile::parse(text, Path::new(name)).unwrap();
             assert_eq!(p.profile.source, "hand-written", "{name}");
-            assert!(text.starts_with("# gonets hardware profile, WRITTEN BY HAND"), "{name}");
+            assert!(
+                text.starts_with("# gonets hardware profile, WRITTEN BY HAND"),
+                "{name}"
+            );
         }
     }
 

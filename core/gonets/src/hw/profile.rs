@@ -166,7 +166,10 @@ impl Profile {
             message,
         };
         if !matches!(self.profile.source.as_str(), "detected" | "hand-written") {
-            let m = format!("{:?}: expected \"detected\" or \"hand-written\"", self.profile.source);
+            let m = format!(
+                "{:?}: expected \"detected\" or \"hand-written\"",
+                self.profile.source
+            );
             return Err(invalid("profile.source", m));
         }
         let shards_max = usize::from(gonets_types::ids::MessageId::SHARD_MAX) + 1;
@@ -183,7 +186,10 @@ impl Profile {
             return Err(invalid("placement.operator_cores", "is empty".into()));
         }
         if self.commit.window_us > WINDOW_US_MAX {
-            let m = format!("{} exceeds {WINDOW_US_MAX} (one second)", self.commit.window_us);
+            let m = format!(
+                "{} exceeds {WINDOW_US_MAX} (one second)",
+                self.commit.window_us
+            );
             return Err(invalid("commit.window_us", m));
         }
         let seg = self.commit.segment_size_bytes;
@@ -207,7 +213,11 @@ impl Profile {
             ("machine.cpus_online", m.cpus_online.as_str()),
             ("machine.isolated_cpus", m.isolated_cpus.as_str()),
         ];
-        lists.extend(m.numa_nodes.iter().map(|s| ("machine.numa_nodes", s.as_str())));
+        lists.extend(
+            m.numa_nodes
+                .iter()
+                .map(|s| ("machine.numa_nodes", s.as_str())),
+        );
         lists.extend(
             m.physical_cores
                 .iter()

@@ -135,7 +135,9 @@ fn set_aside(t: &Topology) -> Why<Placement> {
     shard_cores.sort_by_key(|&c| (t.node_of(c), c));
     shard_cores.truncate(usize::from(MessageId::SHARD_MAX) + 1);
     let operator_why = if own_operator {
-        format!("a core of its own for the operator thread ({CORES_FOR_OWN_OPERATOR_CORE_MIN}+ cores)")
+        format!(
+            "a core of its own for the operator thread ({CORES_FOR_OWN_OPERATOR_CORE_MIN}+ cores)"
+        )
     } else {
         "the operator thread shares the OS cores".to_string()
     };

@@ -59,7 +59,11 @@ fn numbers(cpus: &[usize]) -> String {
 /// The profile text for `d` with `r`, named `name`, stamped `when`.
 pub(crate) fn profile_text(d: &Detected, r: &Recommended, name: &str, when: &str) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "# gonets hardware profile, written by `gonets hw detect` on {} ({when}).", d.host);
+    let _ = writeln!(
+        t,
+        "# gonets hardware profile, written by `gonets hw detect` on {} ({when}).",
+        d.host
+    );
     t.push_str("# Use: gonets serve --profile FILE (keys of --config win; docs/operations.md).\n");
     t.push_str("# [machine] is what was found (serve reads none of it); the other sections\n");
     t.push_str("# are what serve applies, each with what it is based on.\n\n");
@@ -89,17 +93,36 @@ fn machine(t: &mut String, d: &Detected) {
     let _ = writeln!(t, "[machine]\nkernel = {:?}", d.kernel);
     let _ = writeln!(t, "cpus_online = {:?}", cpulist::format(&topo.online));
     let _ = writeln!(t, "numa_nodes = {}  # node i's CPUs", quoted_list(&nodes));
-    let _ = writeln!(t, "physical_cores = {}  # each core's hyperthreads", quoted_list(&cores));
-    let _ = writeln!(t, "isolated_cpus = {:?}  # isolcpus=", cpulist::format(&topo.isolated));
+    let _ = writeln!(
+        t,
+        "physical_cores = {}  # each core's hyperthreads",
+        quoted_list(&cores)
+    );
+    let _ = writeln!(
+        t,
+        "isolated_cpus = {:?}  # isolcpus=",
+        cpulist::format(&topo.isolated)
+    );
     let _ = writeln!(t, "memory_bytes = {}", topo.memory_bytes);
-    let _ = writeln!(t, "memlock = {memlock:?}  # RLIMIT_MEMLOCK of the shell that ran detect\n");
+    let _ = writeln!(
+        t,
+        "memlock = {memlock:?}  # RLIMIT_MEMLOCK of the shell that ran detect\n"
+    );
     let disk = &d.disk;
     let _ = writeln!(t, "[machine.disk]\ndata_dir = {:?}", d.data_dir);
     let _ = writeln!(t, "device = {:?}\nmodel = {:?}", disk.device, disk.model);
     let _ = writeln!(t, "rotational = {}\nnvme = {}", disk.rotational, disk.nvme);
     let _ = writeln!(t, "free_bytes = {}", disk.free_bytes);
-    let _ = writeln!(t, "fdatasync_samples = {}  # 4 KiB overwrite + fdatasync each", d.sync.samples);
-    let _ = writeln!(t, "fdatasync_p50_us = {}\nfdatasync_p99_us = {}\n", d.sync.p50_us, d.sync.p99_us);
+    let _ = writeln!(
+        t,
+        "fdatasync_samples = {}  # 4 KiB overwrite + fdatasync each",
+        d.sync.samples
+    );
+    let _ = writeln!(
+        t,
+        "fdatasync_p50_us = {}\nfdatasync_p99_us = {}\n",
+        d.sync.p50_us, d.sync.p99_us
+    );
     let u = &d.io_uring;
     let _ = writeln!(t, "[machine.io_uring]\navailable = {}", u.available);
     if let Some(e) = &u.error {
@@ -114,8 +137,16 @@ fn machine(t: &mut String, d: &Detected) {
 fn settings(t: &mut String, r: &Recommended) {
     let p = &r.placement.value;
     let _ = writeln!(t, "[placement]\n# {}", r.placement.based_on);
-    let _ = writeln!(t, "shard_cores = {}  # shard i on shard_cores[i]", numbers(&p.shard_cores));
-    let _ = writeln!(t, "operator_cores = {}  # the operator API's thread", numbers(&p.operator_cores));
+    let _ = writeln!(
+        t,
+        "shard_cores = {}  # shard i on shard_cores[i]",
+        numbers(&p.shard_cores)
+    );
+    let _ = writeln!(
+        t,
+        "operator_cores = {}  # the operator API's thread",
+        numbers(&p.operator_cores)
+    );
     let _ = writeln!(t, "os_cores = {}\n", numbers(&p.os_cores));
     let _ = writeln!(t, "[commit]\n# {}", r.window_us.based_on);
     let _ = writeln!(t, "window_us = {}", r.window_us.value);
@@ -191,7 +222,8 @@ mod tests {
         let d = detected();
         let r = Recommended::for_machine(&d);
         let text = profile_text(&d, &r, "test-box", "now");
-        let p = Profile::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let p =
+            Profile::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(p.placement.shard_cores, vec![0, 1]);
         assert_eq!(p.commit.window_us, 50);
         assert_eq!(p.commit.segment_size_bytes, 64 << 20);
@@ -230,11 +262,31 @@ mod tests {
         let good = profile_text(&d, &Recommended::for_machine(&d), "x", "now");
         let cases = [
             ("window_us = 50", "window_us = 5000000", "commit.window_us"),
-            ("segment_size_bytes = 67108864", "segment_size_bytes = 1000", "commit.segment_size_bytes"),
-            ("shard_cores = [0, 1]", "shard_cores = [1, 1]", "placement.shard_cores"),
-            ("shard_cores = [0, 1]", "shard_cores = []", "placement.shard_cores"),
-            ("source = \"detected\"", "source = \"guessed\"", "profile.source"),
-            ("cpus_online = \"0-3\"", "cpus_online = \"0-x\"", "machine.cpus_online"),
+            (
+                "segment_size_bytes = 67108864",
+                "segment_size_bytes = 1000",
+                "commit.segment_size_bytes",
+            ),
+            (
+                "shard_cores = [0, 1]",
+                "shard_cores = [1, 1]",
+                "placement.shard_cores",
+            ),
+            (
+                "shard_cores = [0, 1]",
+                "shard_cores = []",
+                "placement.shard_cores",
+            ),
+            (
+                "source = \"detected\"",
+                "source = \"guessed\"",
+                "profile.source",
+            ),
+            (
+                "cpus_online = \"0-3\"",
+                "cpus_online = \"0-x\"",
+                "machine.cpus_online",
+            ),
         ];
         for (from, to, key) in cases {
             assert!(good.contains(from), "{from} not in\n{good}");

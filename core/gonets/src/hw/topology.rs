@@ -32,8 +32,8 @@ impl Topology {
 }
 
 fn read_list(path: &Path) -> Result<Vec<usize>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     cpulist::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -163,7 +163,11 @@ mod tests {
         write(dir.path(), "meminfo", "MemTotal: 2048 kB\n");
         let t = read(dir.path(), &dir.path().join("meminfo")).unwrap();
         assert_eq!(t.nodes, vec![vec![0, 1]]);
-        assert_eq!(t.cores, vec![vec![0], vec![1]], "no siblings file: one thread per core");
+        assert_eq!(
+            t.cores,
+            vec![vec![0], vec![1]],
+            "no siblings file: one thread per core"
+        );
         assert!(t.isolated.is_empty());
     }
 
