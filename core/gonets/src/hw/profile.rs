@@ -193,7 +193,8 @@ impl Profile {
             return Err(invalid("commit.window_us", m));
         }
         let seg = self.commit.segment_size_bytes;
-        if seg % SEGMENT_ALIGN_BYTES != 0 || !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&seg)
+        if !seg.is_multiple_of(SEGMENT_ALIGN_BYTES)
+            || !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&seg)
         {
             let m = format!(
                 "{seg}: a multiple of {SEGMENT_ALIGN_BYTES} between {SEGMENT_BYTES_MIN} and \
