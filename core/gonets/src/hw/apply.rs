@@ -13,16 +13,16 @@ use gonets_server::config_file::ConfigFile;
 pub(crate) struct Applied {
     /// The configuration key.
     pub(crate) key: &'static str,
-    /// What happened, e.g. `= 200 (from the profile)`.
+    /// What happened, e.g. `200 (from the profile)`.
     pub(crate) what: String,
 }
 
 fn fill<T: Clone + std::fmt::Debug>(key: &'static str, slot: &mut Option<T>, value: &T) -> Applied {
     let what = match slot {
-        Some(kept) => format!("= {kept:?} (the configuration's; the profile says {value:?})"),
+        Some(kept) => format!("{kept:?} (the configuration's; the profile says {value:?})"),
         None => {
             *slot = Some(value.clone());
-            format!("= {value:?} (from the profile)")
+            format!("{value:?} (from the profile)")
         }
     };
     Applied { key, what }
@@ -37,11 +37,10 @@ pub(crate) fn to_config(profile: &Profile, file: &mut ConfigFile) -> Vec<Applied
     let placement = if file.cores.is_none() && !matches!(file.shards, Some(n) if n != shards) {
         file.shards = Some(shards);
         file.cores = Some(cores.clone());
-        format!("shards = {shards}, cores = {cores:?} (from the profile)")
+        format!("{shards}, {cores:?} (from the profile)")
     } else {
         format!(
-            "shards = {:?}, cores = {:?} (the configuration's; the profile's placement, \
-             {cores:?}, is not used)",
+            "{:?}, {:?} (the configuration's; the profile's placement, {cores:?}, is not used)",
             file.shards, file.cores
         )
     };

@@ -177,7 +177,7 @@ pub(crate) fn apply_for_serve(path: &Path, file: &mut ConfigFile) -> Result<Prof
         "hardware profile: its keys fill what the configuration leaves unset"
     );
     for Applied { key, what } in to_config(&profile, file) {
-        tracing::info!(key, "hardware profile: {what}");
+        tracing::info!("hardware profile: {key}: {what}");
     }
     Ok(profile)
 }
@@ -216,7 +216,7 @@ pub(crate) fn check(path: &Path, config: Option<&Path>) -> Result<(), Box<dyn st
         profile.profile.name, profile.profile.source
     );
     for Applied { key, what } in to_config(&profile, &mut file) {
-        println!("  {key} {what}");
+        println!("  {key}: {what}");
     }
     let p = &profile.placement;
     println!(

@@ -153,7 +153,14 @@ impl Profile {
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Profile, ProfileError> {
         let profile: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: match e.span() {
+                // One line: the line number and the parser's message.
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {}", e.message())
+                }
+                None => e.message().to_string(),
+            },
         })?;
         profile.validate(path)?;
         Ok(profile)
