@@ -165,10 +165,12 @@ mod tests {
 
     #[test]
     fn given_an_online_cpu_when_pinned_then_the_thread_runs_there() {
-        std::thread::spawn(|| {
-            pin_current_thread(&[0]).unwrap();
+        // The last CPU this process may use (CPU 0 may be outside a container's cpuset).
+        let cpu = *crate::hw::topology::allowed_cpus().unwrap().last().unwrap();
+        std::thread::spawn(move || {
+            pin_current_thread(&[cpu]).unwrap();
             // SAFETY: sched_getcpu has no preconditions.
-            assert_eq!(unsafe { libc::sched_getcpu() }, 0);
+            assert_eq!(unsafe { libc::sched_getcpu() }, cpu as i32);
         })
         .join()
         .unwrap();

@@ -62,6 +62,17 @@ fn uname() -> (String, String) {
     (text(&u.nodename), text(&u.release))
 }
 
+/// This machine's topology as this process sees it: the CPUs of its
+/// affinity mask only (a container's cpuset, a unit's `CPUAffinity=`).
+fn machine_topology() -> Result<topology::Topology, String> {
+    let mut t = topology::read(Path::new(SYS_ROOT), Path::new(MEMINFO))?;
+    t.restrict_to(&topology::allowed_cpus()?);
+    if t.online.is_empty() {
+        return Err("no online CPU is in this process's affinity mask".into());
+    }
+    Ok(t)
+}
+
 /// `gonets hw detect`.
 pub(crate) fn detect(args: DetectArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.samples == 0 || args.samples > SAMPLES_MAX {
@@ -87,7 +98,7 @@ pub(crate) fn detect(args: DetectArgs) -> Result<(), Box<dyn std::error::Error>>
         args.time_budget_ms
     );
     let detected = render::Detected {
-        topology: topology::read(Path::new(SYS_ROOT), Path::new(MEMINFO))?,
+        topology: machine_topology()?,
         memlock_bytes: topology::memlock_bytes(),
         disk: disk::describe(&dir, Path::new(SYS_ROOT))?,
         sync: disk::measure_fdatasync(&dir, args.samples, args.time_budget_ms)?,
@@ -149,20 +160,28 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// The online CPUs of this machine.
-fn online_cpus() -> Result<Vec<usize>, ProfileError> {
+/// The CPUs this process may use: online, and in its affinity mask.
+fn usable_cpus() -> Result<Vec<usize>, ProfileError> {
     let path = Path::new(SYS_ROOT).join("devices/system/cpu/online");
     let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
         path: path.clone(),
         source,
     })?;
-    cpulist::parse(&text).map_err(|message| ProfileError::Parse { path, message })
+    let online = cpulist::parse(&text).map_err(|message| ProfileError::Parse {
+        path: path.clone(),
+        message,
+    })?;
+    let allowed = topology::allowed_cpus().map_err(|message| ProfileError::Parse {
+        path: PathBuf::from("sched_getaffinity"),
+        message,
+    })?;
+    Ok(online.into_iter().filter(|c| allowed.contains(c)).collect())
 }
 
 /// A profile for `serve` on this machine: read, checked, and its cores online here.
 pub(crate) fn load_for_this_machine(path: &Path) -> Result<Profile, ProfileError> {
     let profile = Profile::load(path)?;
-    profile.check_cpus(path, &online_cpus()?)?;
+    profile.check_cpus(path, &usable_cpus()?)?;
     Ok(profile)
 }
 

@@ -35,17 +35,18 @@ pub(crate) enum ProfileError {
         key: &'static str,
         message: String,
     },
-    /// The placement names a CPU this machine does not have online.
+    /// The placement names a CPU this process cannot run on here (not
+    /// online, or outside its affinity mask).
     #[error(
-        "hardware profile {path}: {key} names CPU {cpu}, but this machine has CPUs {online} \
-         online; the profile was made for another machine: run `gonets hw detect` here, or \
-         edit {key}"
+        "hardware profile {path}: {key} names CPU {cpu}, but this process may run on CPUs \
+         {usable} only (online and in its affinity mask); the profile was made for another \
+         machine: run `gonets hw detect` here, or edit {key}"
     )]
     CpuOffline {
         path: PathBuf,
         key: &'static str,
         cpu: usize,
-        online: String,
+        usable: String,
     },
 }
 
@@ -234,21 +235,23 @@ impl Profile {
         lists
     }
 
-    /// Checks that every core of the placement is online here (`online`).
-    pub(crate) fn check_cpus(&self, path: &Path, online: &[usize]) -> Result<(), ProfileError> {
+    /// Checks that the cores the process runs on (shards, operator) are in
+    /// `usable`: online here and in the process's affinity mask. The OS
+    /// cores are not checked: under the systemd unit's `CPUAffinity=` they
+    /// are, as meant, outside the mask.
+    pub(crate) fn check_cpus(&self, path: &Path, usable: &[usize]) -> Result<(), ProfileError> {
         let p = &self.placement;
         let keyed = [
             ("placement.shard_cores", &p.shard_cores),
             ("placement.operator_cores", &p.operator_cores),
-            ("placement.os_cores", &p.os_cores),
         ];
         for (key, cpus) in keyed {
-            if let Some(&cpu) = cpus.iter().find(|c| !online.contains(c)) {
+            if let Some(&cpu) = cpus.iter().find(|c| !usable.contains(c)) {
                 return Err(ProfileError::CpuOffline {
                     path: path.to_path_buf(),
                     key,
                     cpu,
-                    online: cpulist::format(online),
+                    usable: cpulist::format(usable),
                 });
             }
         }

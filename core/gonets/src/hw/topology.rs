@@ -22,6 +22,18 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
+    /// Keeps only the CPUs in `allowed` (the process's affinity: a
+    /// container's `--cpuset-cpus`, a unit's `CPUAffinity=`), where /sys
+    /// still lists every CPU of the host. Cores and nodes left empty go.
+    pub(crate) fn restrict_to(&mut self, allowed: &[usize]) {
+        let keep = |cpus: &mut Vec<usize>| cpus.retain(|c| allowed.contains(c));
+        keep(&mut self.online);
+        keep(&mut self.isolated);
+        self.cores.iter_mut().for_each(keep);
+        self.cores.retain(|c| !c.is_empty());
+        self.nodes.iter_mut().for_each(keep);
+    }
+
     /// The NUMA node of `cpu` (0 when no node lists it).
     pub(crate) fn node_of(&self, cpu: usize) -> usize {
         self.nodes
@@ -101,6 +113,22 @@ fn memory_bytes(meminfo: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("{} has no MemTotal line", meminfo.display()))
 }
 
+/// The CPUs this process may run on (its affinity mask), sorted.
+pub(crate) fn allowed_cpus() -> Result<Vec<usize>, String> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("cannot read this process's CPU affinity: {e}"));
+    }
+    let capacity = std::mem::size_of::<libc::cpu_set_t>() * 8;
+    // SAFETY: every index is below the set's capacity.
+    Ok((0..capacity)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
 /// The locked-memory limit (RLIMIT_MEMLOCK, soft), bytes; `None`: unlimited.
 pub(crate) fn memlock_bytes() -> Option<u64> {
     let mut limit = libc::rlimit {
@@ -154,6 +182,25 @@ mod tests {
         assert_eq!(t.isolated, vec![3, 7]);
         assert_eq!(t.memory_bytes, 16384 * 1024);
         assert_eq!(t.node_of(6), 1);
+    }
+
+    #[test]
+    fn given_an_affinity_mask_when_restricted_then_only_its_cpus_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_sys(dir.path());
+        let mut t = read(dir.path(), &dir.path().join("meminfo")).unwrap();
+        t.restrict_to(&[2, 3, 6]);
+        assert_eq!(t.online, vec![2, 3, 6]);
+        assert_eq!(t.cores, vec![vec![2, 6], vec![3]]);
+        assert_eq!(t.nodes, vec![vec![], vec![2, 3, 6]]);
+        assert_eq!(t.isolated, vec![3]);
+    }
+
+    #[test]
+    fn given_this_process_when_its_affinity_is_read_then_it_may_run_somewhere() {
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty());
+        assert!(allowed.windows(2).all(|w| w[0] < w[1]), "{allowed:?}");
     }
 
     #[test]
