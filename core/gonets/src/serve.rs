@@ -133,21 +133,14 @@ pub(crate) fn run(
         None => ConfigFile::default(),
     };
     // The profile fills only what the file leaves unset (docs/operations.md).
-    let profile_path = profile;
-    let profile = match &profile_path {
-        Some(path) => Some(crate::hw::apply_for_serve(path, &mut file)?),
-        None => None,
-    };
+    let profile = profile
+        .map(|path| crate::hw::apply_for_serve(&path, &mut file))
+        .transpose()?;
     let serve = file.resolve()?;
     checks::io_uring()?;
     let memlock = checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&serve.hub.data_dir)?;
-    let profile_info = profile_path
-        .zip(profile.as_ref())
-        .map(|(path, p)| ProfileInfo {
-            name: p.profile.name.clone(),
-            path: std::path::absolute(&path).unwrap_or(path),
-        });
+    let profile_info = profile.as_ref().map(|p| p.info.clone());
     let operator = bind_operator(operator_listen.as_deref(), &serve, profile_info)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
@@ -166,7 +159,7 @@ pub(crate) fn run(
     };
     if let Some(p) = &profile {
         // Before the operator API starts: its thread inherits this one's CPUs.
-        crate::hw::before_operator(p, hub.registry());
+        crate::hw::before_operator(&p.profile, hub.registry());
     }
     let operator = match operator.map(|o| o.start(hub.handle())).transpose() {
         Ok(o) => o,

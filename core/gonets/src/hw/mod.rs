@@ -22,6 +22,7 @@ mod uring;
 use apply::{over_budget, pin_current_thread, to_config, Applied};
 pub(crate) use profile::{Profile, ProfileError};
 
+use gonets_operator::ProfileInfo;
 use gonets_server::config_file::{ConfigFile, DATA_DIR_DEFAULT};
 use std::path::{Path, PathBuf};
 
@@ -185,9 +186,18 @@ pub(crate) fn load_for_this_machine(path: &Path) -> Result<Profile, ProfileError
     Ok(profile)
 }
 
+/// A profile `serve` runs with, and what `/info` says of it.
+pub(crate) struct ServeProfile {
+    pub(crate) profile: Profile,
+    pub(crate) info: ProfileInfo,
+}
+
 /// `serve --profile FILE`: reads the profile, checks it against this
 /// machine and fills the keys `file` leaves unset; logs what it did.
-pub(crate) fn apply_for_serve(path: &Path, file: &mut ConfigFile) -> Result<Profile, ProfileError> {
+pub(crate) fn apply_for_serve(
+    path: &Path,
+    file: &mut ConfigFile,
+) -> Result<ServeProfile, ProfileError> {
     let profile = load_for_this_machine(path)?;
     tracing::info!(
         profile = %path.display(),
@@ -198,7 +208,11 @@ pub(crate) fn apply_for_serve(path: &Path, file: &mut ConfigFile) -> Result<Prof
     for Applied { key, what } in to_config(&profile, file) {
         tracing::info!("hardware profile: {key}: {what}");
     }
-    Ok(profile)
+    let info = ProfileInfo {
+        name: profile.profile.name.clone(),
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    };
+    Ok(ServeProfile { profile, info })
 }
 
 /// `serve --profile FILE`, once the shards run: pins the calling thread
