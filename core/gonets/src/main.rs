@@ -7,10 +7,13 @@
 //! - `gonets repair [DATA_DIR]`: set damaged committed records aside so the
 //!   hub starts and serves the rest (docs/storage.md §7.4).
 //! - `gonets status ID`, `gonets queues`: read a running hub.
+//! - `gonets hw detect [--out FILE]`, `gonets hw check FILE`: hardware
+//!   profiles (hw-profiles/), which `serve --profile FILE` applies.
 
 mod admin;
 mod allocator;
 mod demo;
+mod hw;
 mod repair;
 mod serve;
 
@@ -42,6 +45,10 @@ enum Command {
         /// off; overrides the file's `operator_listen` (default 127.0.0.1:7480).
         #[arg(long, value_name = "ADDR|none")]
         operator_listen: Option<String>,
+        /// A hardware profile (`gonets hw detect`, hw-profiles/): its placement
+        /// and settings fill the keys the config leaves unset (the config wins).
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
     },
     /// Start a hub on loopback with TLS, run demo agencies against it for a
     /// few seconds and print a report.
@@ -69,6 +76,11 @@ enum Command {
         /// The TOML configuration `serve` runs with (for the segment size).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Hardware profiles: detect this machine, or check a profile against it.
+    Hw {
+        #[command(subcommand)]
+        command: HwCommand,
     },
     /// Certificates.
     Certs {
@@ -103,6 +115,39 @@ enum CertsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum HwCommand {
+    /// Look at this machine (CPUs, NUMA nodes, memory, the data disk and its
+    /// fdatasync latency, io_uring, the locked-memory limit) and write a
+    /// profile with the placement and settings recommended for it.
+    Detect {
+        /// The directory whose disk is measured (default ./gonets-data; made if missing).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to write the profile (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The profile's name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Most fdatasync samples (each a 4 KiB overwrite and an fdatasync).
+        #[arg(long, default_value_t = 200)]
+        samples: u32,
+        /// Most time the samples may take, ms.
+        #[arg(long, default_value_t = 2_000)]
+        time_budget_ms: u64,
+    },
+    /// Read a profile, check it against this machine and print what
+    /// `serve --profile` would apply, and the systemd unit's lines.
+    Check {
+        /// The profile.
+        profile: PathBuf,
+        /// The configuration `serve` runs with (its keys win over the profile's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
 /// The default address of a local hub.
 pub(crate) fn default_addr() -> SocketAddr {
     gonets_server::config_file::LISTEN_DEFAULT
@@ -117,7 +162,8 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             operator_listen,
-        } => serve::run(config, operator_listen),
+            profile,
+        } => serve::run(config, operator_listen, profile),
         Command::Demo {
             seconds,
             data_dir,
@@ -130,6 +176,25 @@ fn main() -> ExitCode {
             index_table_entries_max,
         }),
         Command::Repair { data_dir, config } => repair::run(data_dir, config),
+        Command::Hw {
+            command:
+                HwCommand::Detect {
+                    data_dir,
+                    out,
+                    name,
+                    samples,
+                    time_budget_ms,
+                },
+        } => hw::detect(hw::DetectArgs {
+            data_dir,
+            out,
+            name,
+            samples,
+            time_budget_ms,
+        }),
+        Command::Hw {
+            command: HwCommand::Check { profile, config },
+        } => hw::check(&profile, config.as_deref()),
         Command::Certs {
             command: CertsCommand::Dev { dir, registry },
         } => admin::certs_dev(&dir, registry.as_deref()),

@@ -8,7 +8,7 @@ use gonets_engine::runtime::ShardFailure;
 use gonets_engine::{Hub, Registry};
 use gonets_operator::{
     parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OperatorTls,
-    OPERATOR_LISTEN_DEFAULT,
+    ProfileInfo, OPERATOR_LISTEN_DEFAULT,
 };
 use gonets_server::config_file::{ConfigFile, ServeConfig};
 use gonets_server::{checks, start_front_ends, tls, Security};
@@ -80,6 +80,7 @@ pub(crate) fn init_logs() {
 fn bind_operator(
     flag: Option<&str>,
     serve: &ServeConfig,
+    profile: Option<ProfileInfo>,
 ) -> Result<Option<OperatorServer>, OperatorError> {
     let text = flag
         .or(serve.operator_listen.as_deref())
@@ -91,6 +92,7 @@ fn bind_operator(
         version: env!("CARGO_PKG_VERSION").to_string(),
         data_dir: serve.hub.data_dir.clone(),
         pinned_cores: serve.pinned_cores.clone(),
+        profile,
     };
     let tls = match &serve.server.security {
         Security::Tls(config) => Some(OperatorTls {
@@ -122,18 +124,24 @@ fn operator_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, S
 pub(crate) fn run(
     config: Option<PathBuf>,
     operator_listen: Option<String>,
+    profile: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
     let signals = block_stop_signals();
-    let file = match &config {
+    let mut file = match &config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
+    // The profile fills only what the file leaves unset (docs/operations.md).
+    let profile = profile
+        .map(|path| crate::hw::apply_for_serve(&path, &mut file))
+        .transpose()?;
     let serve = file.resolve()?;
     checks::io_uring()?;
     let memlock = checks::locked_memory(64 * 1024 * 1024)?;
     checks::data_dir_writable(&serve.hub.data_dir)?;
-    let operator = bind_operator(operator_listen.as_deref(), &serve)?;
+    let profile_info = profile.as_ref().map(|p| p.info.clone());
+    let operator = bind_operator(operator_listen.as_deref(), &serve, profile_info)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
         data_dir = %serve.hub.data_dir.display(),
@@ -149,6 +157,10 @@ pub(crate) fn run(
             return Err(e.into());
         }
     };
+    if let Some(p) = &profile {
+        // Before the operator API starts: its thread inherits this one's CPUs.
+        crate::hw::before_operator(&p.profile, hub.registry());
+    }
     let operator = match operator.map(|o| o.start(hub.handle())).transpose() {
         Ok(o) => o,
         Err(e) => {
@@ -157,7 +169,7 @@ pub(crate) fn run(
         }
     };
     if let Some(o) = &operator {
-        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics)");
+        tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics, console)");
     }
     tracing::info!(
         addr = %front.addr,

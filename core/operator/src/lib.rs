@@ -1,7 +1,7 @@
 //! gonets operator API: an HTTP/1.1 listener on its own port (default
 //! `127.0.0.1:7480`) that serves health, readiness, queue stats, one
-//! message's history, hub info (JSON) and Prometheus metrics
-//! (docs/operations.md, docs/operator-api.yaml).
+//! message's history, hub info (JSON), Prometheus metrics and a console
+//! page (docs/operations.md, docs/operator-api.yaml).
 //!
 //! On loopback it serves plain HTTP; off loopback only HTTPS with mutual
 //! TLS to clients whose certificate is an operator's ([`OperatorTls`]).
@@ -17,8 +17,10 @@
 //! operator check), `routes` (path to
 //! handler, the list of served paths), `gather` (asking every shard),
 //! `views` (JSON bodies), `metrics` (the Prometheus text), `reply` (JSON
-//! responses and errors), `rss` (the process's resident memory).
+//! responses and errors), `rss` (the process's resident memory),
+//! `console` (the console page, embedded).
 
+mod console;
 mod error;
 mod gather;
 mod metrics;
@@ -33,6 +35,6 @@ pub use error::OperatorError;
 pub use routes::ROUTES;
 pub use server::{OperatorServer, RunningOperator};
 pub use settings::{
-    parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls,
+    parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls, ProfileInfo,
     OPERATOR_LISTEN_DEFAULT,
 };

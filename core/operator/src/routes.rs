@@ -2,6 +2,7 @@
 //! the list of served paths, which docs/operator-api.yaml must match (a
 //! test in `tests/` checks both ways).
 
+use crate::console;
 use crate::gather::every_shard;
 use crate::metrics;
 use crate::reply::{json_response, with_type, ApiError, Body};
@@ -14,13 +15,14 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 /// Every path the API serves, in the OpenAPI file's spelling.
-pub const ROUTES: [&str; 6] = [
+pub const ROUTES: [&str; 7] = [
     "/health",
     "/ready",
     "/queues",
     "/messages/{id}",
     "/info",
     "/metrics",
+    "/console",
 ];
 
 /// What the handlers share: the hub, its facts, and a session as the
@@ -40,6 +42,7 @@ enum Route<'a> {
     Message(&'a str),
     Info,
     Metrics,
+    Console,
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
@@ -49,6 +52,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/queues" => Some(Route::Queues),
         "/info" => Some(Route::Info),
         "/metrics" => Some(Route::Metrics),
+        "/console" => Some(Route::Console),
         _ => path
             .strip_prefix("/messages/")
             .filter(|id| !id.is_empty() && !id.contains('/'))
@@ -71,6 +75,7 @@ pub(crate) async fn handle(ctx: &Context, method: &Method, path: &str) -> Respon
         Route::Message(id) => message(ctx, id).await,
         Route::Info => info(ctx).await,
         Route::Metrics => metrics_text(ctx).await,
+        Route::Console => Ok(console::page()),
     };
     result.unwrap_or_else(ApiError::into_response)
 }

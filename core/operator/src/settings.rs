@@ -89,6 +89,17 @@ pub struct HubInfo {
     pub data_dir: PathBuf,
     /// Cores the shards are pinned to, by shard (`None`: unpinned).
     pub pinned_cores: Option<Vec<usize>>,
+    /// The hardware profile `serve` runs with: its name and file (`None`: none).
+    pub profile: Option<ProfileInfo>,
+}
+
+/// The hardware profile a hub runs with, as `/info` reports it.
+#[derive(Clone, Debug)]
+pub struct ProfileInfo {
+    /// The profile's `name`.
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
 }
 
 /// Binds the API's socket (before the hub starts, so a taken port, or an

@@ -126,6 +126,10 @@ pub(crate) fn info(info: &HubInfo, stats: &[ShardStats]) -> Value {
         "shards": stats.len(),
         "cores": { "available": available, "pinned": info.pinned_cores },
         "data_dir": info.data_dir.display().to_string(),
+        "profile": info.profile.as_ref().map(|p| json!({
+            "name": p.name,
+            "path": p.path.display().to_string(),
+        })),
         "logs": logs,
     })
 }
