@@ -3,10 +3,11 @@
 //! at risk"; and the JSON of `/providers`. Pure functions.
 
 use gonets_engine::registry::Mode;
-use gonets_engine::runtime::stats::ShardStats;
+use gonets_engine::runtime::stats::{QueueEntry, ShardStats};
 use gonets_engine::Registry;
 use gonets_types::ids::QueueId;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// One data kind and its provider, now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,14 +43,15 @@ pub(crate) fn rows(
     stats: &[ShardStats],
     risk_percent: u8,
 ) -> Vec<ProviderRow> {
+    let entries: HashMap<&QueueId, &QueueEntry> = stats
+        .iter()
+        .flat_map(|s| s.queues.iter())
+        .map(|q| (&q.queue, q))
+        .collect();
     let mut rows: Vec<ProviderRow> = registry
         .kinds()
         .map(|k| {
-            let queue = QueueId::Requests(k.id.clone());
-            let entry = stats
-                .iter()
-                .flat_map(|s| s.queues.iter())
-                .find(|q| q.queue == queue);
+            let entry = entries.get(&QueueId::Requests(k.id.clone()));
             let (stats, watch) = entry.map(|e| (e.stats, e.watch)).unwrap_or_default();
             ProviderRow {
                 kind: k.id.to_string(),

@@ -2207,17 +2207,23 @@ impl Shard {
     /// The notice a waiting request's `status` carries while its provider
     /// is unreachable (R13): nothing of the request is dropped; it waits.
     fn provider_notice(&self, view: &StatusView) -> Option<ProviderNotice> {
-        if view.answer_id.is_some() {
+        let after_ms = self.config.provider_unreachable_after_ms;
+        if view.answer_id.is_some() || after_ms == 0 {
             return None;
         }
         let queue = QueueId::Requests(view.kind.clone());
+        let last_read_ms = self.last_read_ms.get(&queue).copied();
+        if last_read_ms.is_some_and(|t| self.now_ms.saturating_sub(t) < after_ms) {
+            // Read within the bound: reachable, known without the queue's
+            // oldest age (which looks at every leased member).
+            return None;
+        }
         let watch = self.read_watch(&queue, self.now_ms);
-        let since_ms = watch.unreachable_since_ms?;
         Some(ProviderNotice {
             provider: view.provider.clone(),
-            unreachable_since_ms: since_ms,
-            last_read_ms: watch.last_read_ms,
-            waiting: self.queue_stats(&queue).depth,
+            unreachable_since_ms: watch.unreachable_since_ms?,
+            last_read_ms,
+            waiting: self.queues.get(&queue).map_or(0, |q| q.len() as u64),
         })
     }
 
