@@ -102,6 +102,26 @@ impl Event {
     }
 }
 
+/// A shard's storage as the watcher sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StorageState {
+    pub(crate) shard: u16,
+    /// Its log failed (it takes no more writes).
+    pub(crate) failed: bool,
+    /// A log used its disk reserve (new requests are refused `STORAGE_FULL`).
+    pub(crate) full: bool,
+}
+
+impl StorageState {
+    pub(crate) fn of(stats: &ShardStats) -> StorageState {
+        StorageState {
+            shard: stats.shard,
+            failed: stats.log_failed,
+            full: stats.space_low,
+        }
+    }
+}
+
 /// What the monitor saw last time, to tell what changed.
 #[derive(Debug, Default)]
 pub(crate) struct Watcher {
@@ -122,7 +142,7 @@ impl Watcher {
     pub(crate) fn observe(
         &mut self,
         rows: &[ProviderRow],
-        stats: &[ShardStats],
+        storage: &[StorageState],
     ) -> Vec<(EventKind, Subject)> {
         let mut changes = Vec::new();
         for r in rows {
@@ -143,12 +163,12 @@ impl Watcher {
                 changes.push((kind, Subject::Kind(r.clone())));
             }
         }
-        for s in stats {
-            if flip(&mut self.failed, s.shard, s.log_failed) && s.log_failed {
+        for s in storage {
+            if flip(&mut self.failed, s.shard, s.failed) && s.failed {
                 changes.push((EventKind::StorageFailed, Subject::Shard(s.shard)));
             }
-            if flip(&mut self.full, s.shard, s.space_low) {
-                let kind = if s.space_low {
+            if flip(&mut self.full, s.shard, s.full) {
+                let kind = if s.full {
                     EventKind::StorageFull
                 } else {
                     EventKind::StorageRoom
@@ -249,6 +269,30 @@ mod tests {
             names(&w.observe(&[row(None, false)], &[])),
             ["deadline_cleared"]
         );
+    }
+
+    #[test]
+    fn given_a_shard_whose_disk_fills_and_then_whose_log_fails_when_watched_then_full_room_and_failed(
+    ) {
+        let state = |failed, full| StorageState {
+            shard: 1,
+            failed,
+            full,
+        };
+        let mut w = Watcher::default();
+        assert!(w.observe(&[], &[state(false, false)]).is_empty());
+        assert_eq!(
+            names(&w.observe(&[], &[state(false, true)])),
+            ["storage_full"]
+        );
+        assert_eq!(
+            names(&w.observe(&[], &[state(false, false)])),
+            ["storage_room"]
+        );
+        let failed = w.observe(&[], &[state(true, false)]);
+        assert_eq!(names(&failed), ["storage_failed"]);
+        assert_eq!(failed[0].1, Subject::Shard(1));
+        assert!(w.observe(&[], &[state(true, false)]).is_empty(), "once");
     }
 
     #[test]

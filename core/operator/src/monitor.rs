@@ -5,7 +5,7 @@
 //! `sla_flush_ms`. The shards only answer a control message: nothing runs
 //! on their hot path.
 
-use crate::events::Watcher;
+use crate::events::{StorageState, Watcher};
 use crate::gather::every_shard;
 use crate::providers;
 use crate::routes::Context;
@@ -117,7 +117,8 @@ async fn look(ctx: &Context, watcher: &mut Watcher, seen: &mut SeenCounts) {
         &stats,
         ctx.monitor.deadline_risk_percent,
     );
-    for (kind, subject) in watcher.observe(&rows, &stats) {
+    let storage: Vec<StorageState> = stats.iter().map(StorageState::of).collect();
+    for (kind, subject) in watcher.observe(&rows, &storage) {
         ctx.events.publish(now_ms, kind, subject);
     }
     let mut store = ctx.sla.lock().expect("no panics while held");
