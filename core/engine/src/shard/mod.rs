@@ -512,19 +512,13 @@ impl Shard {
     /// readers connected now, its last read, and since when its provider
     /// is unreachable (read on request, off the hot path).
     pub fn read_watch(&self, queue: &QueueId, now_ms: u64) -> provider::ReadWatch {
-        let stats = self
-            .queues
-            .get(queue)
-            .map(|q| q.stats(now_ms))
-            .unwrap_or_default();
         let subscribed = self.subscriptions.get(queue).map_or(0, Vec::len);
         let fetching = self.waits_by_queue.get(queue).map_or(0, |tokens| {
             tokens.iter().filter(|t| self.waits.contains_key(t)).count()
         });
         let last_read_ms = self.last_read_ms.get(queue).copied();
         let state = provider::ReadState {
-            depth: stats.depth,
-            oldest_age_ms: stats.oldest_age_ms,
+            oldest_waiting_ms: self.queues.get(queue).and_then(Queue::oldest_waiting_ms),
             last_read_ms,
         };
         provider::ReadWatch {
@@ -2214,9 +2208,7 @@ impl Shard {
         let queue = QueueId::Requests(view.kind.clone());
         let last_read_ms = self.last_read_ms.get(&queue).copied();
         if last_read_ms.is_some_and(|t| self.now_ms.saturating_sub(t) < after_ms) {
-            // Read within the bound: reachable, known without the queue's
-            // oldest age (which looks at every leased member).
-            return None;
+            return None; // read within the bound: reachable
         }
         let watch = self.read_watch(&queue, self.now_ms);
         Some(ProviderNotice {

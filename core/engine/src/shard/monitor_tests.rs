@@ -127,3 +127,20 @@ fn given_a_subscription_and_a_waiting_fetch_when_watched_then_both_count_as_read
     let watch = d.shard.read_watch(&requests(ASYNC), T0);
     assert_eq!((watch.readers, watch.last_read_ms), (2, Some(T0)));
 }
+
+#[test]
+fn given_a_provider_holding_its_only_request_when_the_bound_passes_then_it_is_still_reachable() {
+    let mut d = watched();
+    let id = d.send_ok("MFC", request(ASYNC));
+    assert_eq!(ids(&d.fetch("FNS", requests(ASYNC), 1, 7)), [id]);
+    let watch = d
+        .shard
+        .read_watch(&requests(ASYNC), T0 + UNREACHABLE_AFTER_MS + 1);
+    assert_eq!(watch.unreachable_since_ms, None, "leased: nothing waits");
+    // Its lease ends unacked: the request waits again, from its arrival,
+    // and the provider's silence counts from its last read.
+    d.tick_at(T0 + LEASE_MS);
+    let at = T0 + UNREACHABLE_AFTER_MS;
+    let watch = d.shard.read_watch(&requests(ASYNC), at);
+    assert_eq!(watch.unreachable_since_ms, Some(T0 + UNREACHABLE_AFTER_MS));
+}
