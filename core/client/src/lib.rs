@@ -130,8 +130,8 @@ use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::{
-    Accepted, AcceptedMany, AckedMany, Command, NewRequest, QueueStats, Reply, ReplyContent,
-    StatusView,
+    Accepted, AcceptedMany, AckedMany, Command, NewRequest, ProviderNotice, QueueStats, Reply,
+    ReplyContent, StatusView,
 };
 use link::{lock, Link};
 use std::net::SocketAddr;
@@ -547,6 +547,13 @@ impl<R: Runtime> Client<R> {
     /// A message's history (by its request's or its answer's id).
     pub async fn status(&self, id: MessageId) -> Result<StatusView, ClientError> {
         self.run(Command::Status { id }).await
+    }
+
+    /// The notice a waiting request carries, if any: its provider is
+    /// unreachable (docs/protocol.md, "Notices"). The request is kept and
+    /// delivered if the provider comes back before its deadline.
+    pub async fn notice(&self, id: MessageId) -> Result<Option<ProviderNotice>, ClientError> {
+        Ok(self.status(id).await?.notice)
     }
 
     /// A queue's depth, in-flight count and oldest age.

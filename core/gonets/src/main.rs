@@ -9,12 +9,14 @@
 //! - `gonets status ID`, `gonets queues`: read a running hub.
 //! - `gonets hw detect [--out FILE]`, `gonets hw check FILE`: hardware
 //!   profiles (hw-profiles/), which `serve --profile FILE` applies.
+//! - `gonets report sla [--from T] [--to T]`: the SLA report from a data directory.
 
 mod admin;
 mod allocator;
 mod demo;
 mod hw;
 mod repair;
+mod report;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -98,6 +100,38 @@ enum Command {
     Queues {
         #[command(flatten)]
         connect: admin::ConnectArgs,
+    },
+    /// Reports read from a data directory.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Per data kind and provider over a period: requests, answered in
+    /// time and late, refused by code, expired, p50/p99 time to answer,
+    /// the share within 2 s for real-time kinds; test traffic apart. Reads
+    /// the SLA files of the data directory (the hub may be running; the
+    /// last `sla_flush_ms` of counts may not be written yet).
+    Sla {
+        /// Start, inclusive: Unix ms or UTC (2026-12-02T13:00:00Z, 2026-12-02);
+        /// default a day before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive (default now).
+        #[arg(long)]
+        to: Option<String>,
+        /// The data directory (default: the config's, else ./gonets-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The TOML configuration `serve` runs with (for its data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the JSON the operator API's `/sla` gives instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -200,6 +234,22 @@ fn main() -> ExitCode {
         } => admin::certs_dev(&dir, registry.as_deref()),
         Command::Status { id, connect } => admin::status(&id, &connect),
         Command::Queues { connect } => admin::queues(&connect),
+        Command::Report {
+            command:
+                ReportCommand::Sla {
+                    from,
+                    to,
+                    data_dir,
+                    config,
+                    json,
+                },
+        } => report::sla(report::SlaArgs {
+            from,
+            to,
+            data_dir,
+            config,
+            json,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,9 +7,10 @@
 use gonets_engine::runtime::ShardFailure;
 use gonets_engine::{Hub, Registry};
 use gonets_operator::{
-    parse_listen, HubInfo, OperatorError, OperatorServer, OperatorSettings, OperatorTls,
-    ProfileInfo, OPERATOR_LISTEN_DEFAULT,
+    parse_listen, HubInfo, MonitorSettings, OperatorError, OperatorServer, OperatorSettings,
+    OperatorTls, ProfileInfo, OPERATOR_LISTEN_DEFAULT,
 };
+use gonets_server::config_file::MonitorSection;
 use gonets_server::config_file::{ConfigFile, ServeConfig};
 use gonets_server::{checks, start_front_ends, tls, Security};
 use std::path::PathBuf;
@@ -101,7 +102,28 @@ fn bind_operator(
         }),
         Security::DevTokens(_) => None,
     };
-    OperatorServer::bind(OperatorSettings { listen, info, tls }).map(Some)
+    let monitor = monitor_settings(&serve.monitor)?;
+    OperatorServer::bind(OperatorSettings {
+        listen,
+        info,
+        tls,
+        monitor,
+    })
+    .map(Some)
+}
+
+/// `[monitor]` over the operator API's defaults.
+fn monitor_settings(section: &MonitorSection) -> Result<MonitorSettings, OperatorError> {
+    let defaults = MonitorSettings::default();
+    let settings = MonitorSettings {
+        interval_ms: section.interval_ms.unwrap_or(defaults.interval_ms),
+        deadline_risk_percent: section
+            .deadline_risk_percent
+            .unwrap_or(defaults.deadline_risk_percent),
+        sla_flush_ms: section.sla_flush_ms.unwrap_or(defaults.sla_flush_ms),
+    };
+    settings.validate().map_err(OperatorError::Config)?;
+    Ok(settings)
 }
 
 /// The operator API's check of a verified client certificate: the native
@@ -184,6 +206,10 @@ pub(crate) fn run(
         Stop::Failed(failure) => hub.exit_after_failure(&failure),
     };
     tracing::info!("{signal}: stopping (no new commands, finishing commits, snapshot)");
+    if let Some(o) = &operator {
+        // While the shards still answer: the SLA counts up to the stop.
+        o.flush_sla();
+    }
     hub.shutdown()?;
     // After the hub: while it drained, `/ready` said so.
     drop(operator);

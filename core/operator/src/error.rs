@@ -29,6 +29,9 @@ pub enum OperatorError {
     /// `operator_listen` is neither an address nor `none`.
     #[error("operator_listen = {0:?}: expected an address such as 127.0.0.1:7480, or \"none\"")]
     BadListen(String),
+    /// A `[monitor]` setting the monitor cannot run with.
+    #[error("{0}")]
+    Config(String),
     /// The thread or its runtime could not be made.
     #[error("operator API: cannot start its thread: {0}")]
     Thread(std::io::Error),

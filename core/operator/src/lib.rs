@@ -12,6 +12,11 @@
 //! never touches their state: the shards copy their plain counters into
 //! their replies, so nothing is shared or locked on the hot path.
 //!
+//! The monitor (`monitor`, on the same thread) asks the shards every
+//! `interval_ms`: provider states (`providers`), operator events on
+//! `/events` (`events`, `sse`), and the SLA counts in time buckets on disk
+//! (`sla_store`, `sla_report`, `timefmt`).
+//!
 //! Modules, one job each: `settings` (where it listens, and the loopback
 //! rule, TLS), `server` (the thread, the accept loop, the TLS handshake and
 //! operator check), `routes` (path to
@@ -22,19 +27,33 @@
 
 mod console;
 mod error;
+mod events;
 mod gather;
 mod metrics;
+mod monitor;
+mod providers;
 mod reply;
 mod routes;
 mod rss;
 mod server;
 mod settings;
+mod sla_report;
+mod sla_store;
+mod sse;
+mod timefmt;
 mod views;
 
 pub use error::OperatorError;
+pub use monitor::{
+    MonitorSettings, DEADLINE_RISK_PERCENT_DEFAULT, MONITOR_INTERVAL_MS_DEFAULT,
+    SLA_FLUSH_MS_DEFAULT,
+};
 pub use routes::ROUTES;
 pub use server::{OperatorServer, RunningOperator};
 pub use settings::{
     parse_listen, AuthorizeOperator, HubInfo, OperatorSettings, OperatorTls, ProfileInfo,
     OPERATOR_LISTEN_DEFAULT,
 };
+pub use sla_report::{report_json, report_table, PERIOD_MS_DEFAULT};
+pub use sla_store::{sum_data_dir, Bucket, KindCounts, BUCKET_MS};
+pub use timefmt::{format_time_ms, parse_time_ms};

@@ -4,8 +4,11 @@
 //! nothing accumulates here. docs/operations.md lists every family and
 //! what is not counted yet.
 
+use crate::providers::ProviderRow;
 use gonets_engine::runtime::stats::{LogReport, ShardStats, ERROR_CODES, REPLY_KINDS};
+use gonets_engine::shard::sla::SlaTally;
 use gonets_types::ids::QueueId;
+use gonets_types::RefusalCode;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,14 +46,21 @@ fn gauges(registry: &mut Registry, name: &str, help: &str) -> Gauges {
     family
 }
 
-/// The Prometheus text for every shard's copy, and the process's resident memory.
-pub(crate) fn render(stats: &[ShardStats], resident_bytes: Option<u64>) -> String {
+/// The Prometheus text for every shard's copy, the providers' rows, and
+/// the process's resident memory.
+pub(crate) fn render(
+    stats: &[ShardStats],
+    providers: &[ProviderRow],
+    resident_bytes: Option<u64>,
+) -> String {
     let mut registry = Registry::default();
     shard_counters(&mut registry, stats);
     replies(&mut registry, stats);
     queues(&mut registry, stats);
     logs(&mut registry, stats);
     shard_states(&mut registry, stats);
+    provider_states(&mut registry, providers);
+    sla_counts(&mut registry, stats);
     if let Some(bytes) = resident_bytes {
         let rss: Gauge = Gauge::default();
         rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -264,6 +274,102 @@ fn shard_states(registry: &mut Registry, stats: &[ShardStats]) {
         ] {
             held.get_or_create(&with(labels.clone(), "what", what))
                 .set(saturate(n as u64));
+        }
+    }
+}
+
+fn kind_labels(kind: &str, provider: &str) -> Labels {
+    vec![
+        ("kind".into(), kind.to_string()),
+        ("provider".into(), provider.to_string()),
+    ]
+}
+
+/// Each data kind's provider: unreachable, readers, last read, deadline at risk.
+fn provider_states(registry: &mut Registry, rows: &[ProviderRow]) {
+    let unreachable = gauges(
+        registry,
+        "gonets_provider_unreachable",
+        "1 while requests wait and the provider has not read the kind's queue for provider_unreachable_after_ms",
+    );
+    let readers = gauges(
+        registry,
+        "gonets_provider_readers",
+        "Readers connected to the kind's queue (subscriptions and waiting fetches)",
+    );
+    let at_risk = gauges(
+        registry,
+        "gonets_provider_deadline_at_risk",
+        "1 while the kind's oldest request is past deadline_risk_percent of its deadline",
+    );
+    let last_read = FloatGauges::default();
+    registry.register(
+        "gonets_provider_last_read_timestamp_seconds",
+        "Unix time of the latest fetch, subscribe or credit on the kind's queue (absent: none since start)",
+        last_read.clone(),
+    );
+    for r in rows {
+        let labels = kind_labels(&r.kind, &r.provider);
+        let down = r.unreachable_since_ms.is_some();
+        unreachable.get_or_create(&labels).set(i64::from(down));
+        readers.get_or_create(&labels).set(i64::from(r.readers));
+        at_risk
+            .get_or_create(&labels)
+            .set(i64::from(r.deadline_at_risk));
+        if let Some(ms) = r.last_read_ms {
+            last_read.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// The shards' running SLA counts by kind and traffic class (the durable,
+/// time-bucketed report is `/sla`).
+fn sla_counts(registry: &mut Registry, stats: &[ShardStats]) {
+    let requests = counters(
+        registry,
+        "gonets_kind_requests",
+        "Requests accepted since start, by data kind and traffic (live or test)",
+    );
+    let outcomes = counters(
+        registry,
+        "gonets_kind_outcomes",
+        "Requests ended since start, by data kind, traffic and outcome (in_time, late, expired)",
+    );
+    let refusals = counters(
+        registry,
+        "gonets_kind_refusals",
+        "Refusals since start, by data kind, traffic and refusal code",
+    );
+    for s in stats {
+        for (kind, sla) in &s.sla {
+            for (traffic, t) in [("live", &sla.live), ("test", &sla.test)] {
+                let labels = with(
+                    kind_labels(kind.as_str(), sla.provider.as_str()),
+                    "traffic",
+                    traffic,
+                );
+                requests.get_or_create(&labels).inc_by(t.requests);
+                count_outcomes(&outcomes, &refusals, &labels, t);
+            }
+        }
+    }
+}
+
+fn count_outcomes(outcomes: &Counters, refusals: &Counters, labels: &Labels, t: &SlaTally) {
+    for (outcome, n) in [
+        ("in_time", t.answered_in_time),
+        ("late", t.answered_late),
+        ("expired", t.expired),
+    ] {
+        outcomes
+            .get_or_create(&with(labels.clone(), "outcome", outcome))
+            .inc_by(n);
+    }
+    for (code, n) in RefusalCode::ALL.iter().zip(t.refused) {
+        if n > 0 {
+            refusals
+                .get_or_create(&with(labels.clone(), "code", code.as_str()))
+                .inc_by(n);
         }
     }
 }

@@ -2,13 +2,15 @@
 //! `{"error": {"status": 404, "code": "not_found", "message": "..."}}`.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
-/// Every response body: whole, in memory (the API's bodies are small).
-pub(crate) type Body = Full<Bytes>;
+/// Every response body: whole, in memory (the API's bodies are small),
+/// or a stream (`/events`).
+pub(crate) type Body = BoxBody<Bytes, std::convert::Infallible>;
 
 /// A JSON response with `status`.
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -23,7 +25,7 @@ pub(crate) fn with_type(
     body: String,
     content_type: &'static str,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -3,19 +3,24 @@
 //! test in `tests/` checks both ways).
 
 use crate::console;
+use crate::events::EventFeed;
 use crate::gather::every_shard;
 use crate::metrics;
+use crate::monitor::{unix_now_ms, MonitorSettings};
 use crate::reply::{json_response, with_type, ApiError, Body};
-use crate::rss;
 use crate::settings::HubInfo;
-use crate::views;
+use crate::sla_report::{self, PERIOD_MS_DEFAULT};
+use crate::sla_store::SlaStore;
+use crate::timefmt::parse_time_ms;
+use crate::{providers, rss, sse, views};
 use gonets_engine::{HubHandle, Session};
 use gonets_types::{HubError, MessageId};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
+use std::sync::Mutex;
 
 /// Every path the API serves, in the OpenAPI file's spelling.
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 10] = [
     "/health",
     "/ready",
     "/queues",
@@ -23,6 +28,9 @@ pub const ROUTES: [&str; 7] = [
     "/info",
     "/metrics",
     "/console",
+    "/providers",
+    "/events",
+    "/sla",
 ];
 
 /// What the handlers share: the hub, its facts, and a session as the
@@ -31,6 +39,12 @@ pub(crate) struct Context {
     pub(crate) hub: HubHandle,
     pub(crate) info: HubInfo,
     pub(crate) operator: Option<Session>,
+    /// How the monitor runs.
+    pub(crate) monitor: MonitorSettings,
+    /// The operator events, for `/events`.
+    pub(crate) events: EventFeed,
+    /// The SLA buckets (the monitor adds, `/sla` reads; operator thread only).
+    pub(crate) sla: Mutex<SlaStore>,
 }
 
 /// A route of [`ROUTES`] a request path matches.
@@ -43,6 +57,9 @@ enum Route<'a> {
     Info,
     Metrics,
     Console,
+    Providers,
+    Events,
+    Sla,
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
@@ -53,6 +70,9 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/info" => Some(Route::Info),
         "/metrics" => Some(Route::Metrics),
         "/console" => Some(Route::Console),
+        "/providers" => Some(Route::Providers),
+        "/events" => Some(Route::Events),
+        "/sla" => Some(Route::Sla),
         _ => path
             .strip_prefix("/messages/")
             .filter(|id| !id.is_empty() && !id.contains('/'))
@@ -61,7 +81,12 @@ fn route(path: &str) -> Option<Route<'_>> {
 }
 
 /// Answers one request; every failure is a JSON error with its status.
-pub(crate) async fn handle(ctx: &Context, method: &Method, path: &str) -> Response<Body> {
+pub(crate) async fn handle(
+    ctx: &Context,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Response<Body> {
     let Some(route) = route(path) else {
         return ApiError::not_found(format!("no such path: {path}")).into_response();
     };
@@ -76,6 +101,9 @@ pub(crate) async fn handle(ctx: &Context, method: &Method, path: &str) -> Respon
         Route::Info => info(ctx).await,
         Route::Metrics => metrics_text(ctx).await,
         Route::Console => Ok(console::page()),
+        Route::Providers => provider_rows(ctx).await,
+        Route::Events => Ok(sse::stream(&ctx.events)),
+        Route::Sla => sla(ctx, query.unwrap_or("")),
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -123,8 +151,67 @@ async fn info(ctx: &Context) -> Result<Response<Body>, ApiError> {
 
 async fn metrics_text(ctx: &Context) -> Result<Response<Body>, ApiError> {
     let stats = every_shard(&ctx.hub).await?;
-    let text = metrics::render(&stats, rss::resident_bytes());
+    let rows = providers::rows(
+        ctx.hub.registry(),
+        &stats,
+        ctx.monitor.deadline_risk_percent,
+    );
+    let text = metrics::render(&stats, &rows, rss::resident_bytes());
     Ok(with_type(StatusCode::OK, text, metrics::CONTENT_TYPE))
+}
+
+async fn provider_rows(ctx: &Context) -> Result<Response<Body>, ApiError> {
+    let stats = every_shard(&ctx.hub).await?;
+    let rows = providers::rows(
+        ctx.hub.registry(),
+        &stats,
+        ctx.monitor.deadline_risk_percent,
+    );
+    Ok(json_response(StatusCode::OK, &providers::json(&rows)))
+}
+
+/// `from` and `to` of a query (`from=..&to=..`, each Unix ms or RFC 3339
+/// UTC); `to` defaults to now, `from` to a day before `to`.
+pub(crate) fn period(query: &str, now_ms: u64) -> Result<(u64, u64), ApiError> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = value.replace("%3A", ":").replace("%3a", ":");
+        let ms = parse_time_ms(&value).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{key}={value:?}: expected Unix ms or UTC like 2026-12-02T13:00:00Z"
+            ))
+        })?;
+        match key {
+            "from" => from = Some(ms),
+            "to" => to = Some(ms),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}"
+                )))
+            }
+        }
+    }
+    let to = to.unwrap_or(now_ms);
+    let from = from.unwrap_or(to.saturating_sub(PERIOD_MS_DEFAULT));
+    if from >= to {
+        return Err(ApiError::bad_request("from must be before to"));
+    }
+    Ok((from, to))
+}
+
+fn sla(ctx: &Context, query: &str) -> Result<Response<Body>, ApiError> {
+    let (from, to) = period(query, unix_now_ms())?;
+    let sums = ctx
+        .sla
+        .lock()
+        .expect("no panics while held")
+        .sum(from, to)
+        .map_err(ApiError::unavailable)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &sla_report::report_json(&sums, from, to),
+    ))
 }
 
 #[cfg(test)]
@@ -138,6 +225,16 @@ mod tests {
         assert_eq!(route("/messages/"), None);
         assert_eq!(route("/messages/a/b"), None);
         assert_eq!(route("/nothing"), None);
+    }
+
+    #[test]
+    fn given_a_query_when_its_period_is_read_then_defaults_and_errors_follow_the_rules() {
+        assert_eq!(period("", 100_000_000).unwrap(), (13_600_000, 100_000_000));
+        assert_eq!(period("from=5&to=9", 0).unwrap(), (5, 9));
+        let utc = period("from=2026-12-02T13%3A00%3A00Z&to=2026-12-02", 0);
+        assert!(utc.is_err(), "from after to");
+        assert!(period("from=x", 10).is_err());
+        assert!(period("since=5", 10).is_err());
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! HTTP/1.1 connections on the bound socket and answers them through
 //! [`crate::routes`], until stopped.
 
+use crate::events::EventFeed;
+use crate::monitor::{self, FlushRequest};
 use crate::reply::ApiError;
 use crate::routes::{self, Context};
 use crate::settings::{
     self, AuthorizeOperator, OperatorSettings, CONNECTIONS_MAX, HEADER_READ_TIMEOUT_MS,
 };
+use crate::sla_store::SlaStore;
 use crate::OperatorError;
 use gonets_engine::HubHandle;
 use hyper::server::conn::http1;
@@ -14,10 +17,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// The API's socket, bound (before the hub starts) but not yet served.
@@ -33,7 +36,11 @@ pub struct RunningOperator {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    flushes: mpsc::Sender<FlushRequest>,
 }
+
+/// How long [`RunningOperator::flush_sla`] waits for the monitor, ms.
+const FLUSH_WAIT_MS: u64 = 5_000;
 
 impl OperatorServer {
     /// Binds `settings.listen`: refused off loopback, or when the port is taken.
@@ -64,21 +71,34 @@ impl OperatorServer {
             .settings
             .tls_in_use()
             .map(|t| (TlsAcceptor::from(t.http_config()), t.authorize.clone()));
+        let sla = Mutex::new(SlaStore::new(&self.settings.info.data_dir));
         let context = Arc::new(Context {
             hub,
             info: self.settings.info,
             operator,
+            monitor: self.settings.monitor,
+            events: EventFeed::new(),
+            sla,
         });
         let (stop, stopped) = oneshot::channel();
+        let (flushes, flush_asks) = mpsc::channel(1);
         let listener = self.listener;
         let thread = std::thread::Builder::new()
             .name("gonets-operator".into())
-            .spawn(move || runtime.block_on(accept_loop(listener, context, tls, stopped)))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::spawn(monitor::run(context.clone(), flush_asks));
+                    accept_loop(listener, context.clone(), tls, stopped).await;
+                    // What the monitor counted and has not written yet.
+                    monitor::flush(&context).await;
+                })
+            })
             .map_err(OperatorError::Thread)?;
         Ok(RunningOperator {
             addr,
             stop: Some(stop),
             thread: Some(thread),
+            flushes,
         })
     }
 }
@@ -87,6 +107,22 @@ impl RunningOperator {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Has the monitor look at the shards now and write the SLA counts
+    /// (before the hub stops, so that a clean stop loses none); waits at
+    /// most [`FLUSH_WAIT_MS`].
+    pub fn flush_sla(&self) {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        if self.flushes.try_send(done).is_err() {
+            return; // one is already asked for, or the monitor stopped
+        }
+        if finished
+            .recv_timeout(Duration::from_millis(FLUSH_WAIT_MS))
+            .is_err()
+        {
+            tracing::warn!("the SLA counts were not written within {FLUSH_WAIT_MS} ms");
+        }
     }
 
     /// Stops accepting, ends the connections in flight, joins the thread.
@@ -215,7 +251,10 @@ where
         async move {
             let response = match refusal {
                 Some(why) => ApiError::forbidden(why).into_response(),
-                None => routes::handle(&context, request.method(), request.uri().path()).await,
+                None => {
+                    let uri = request.uri();
+                    routes::handle(&context, request.method(), uri.path(), uri.query()).await
+                }
             };
             Ok::<_, Infallible>(response)
         }

@@ -1,6 +1,7 @@
 //! Where the operator API listens, what it reports about the hub, and the
 //! rule that keeps it on loopback.
 
+use crate::monitor::MonitorSettings;
 use crate::OperatorError;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub struct OperatorSettings {
     pub info: HubInfo,
     /// Mutual TLS, for an address off loopback (`None` in development mode).
     pub tls: Option<OperatorTls>,
+    /// Provider monitoring, events and SLA collection.
+    pub monitor: MonitorSettings,
 }
 
 impl OperatorSettings {

@@ -412,7 +412,33 @@ pub struct StatusReply {
     pub deadline_ms: u64,
     /// The steps, oldest first.
     pub events: Vec<Event>,
+    /// A notice about the request while it waits (docs/protocol.md,
+    /// "Notices"); absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
 }
+
+/// The `notice` of a `Status` reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// What it says: `provider_unreachable` (the only type so far; a
+    /// client ignores a type it does not know).
+    #[serde(rename = "type")]
+    pub notice_type: String,
+    /// The provider.
+    pub provider: String,
+    /// Since when it counts as unreachable, hub time ms.
+    pub unreachable_since_ms: u64,
+    /// Its last read of the kind's queue, hub time ms (absent: none since
+    /// the hub started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_ms: Option<u64>,
+    /// Requests waiting in the kind's queue.
+    pub waiting: u64,
+}
+
+/// [`Notice::notice_type`] of a provider-unreachable notice.
+pub const NOTICE_PROVIDER_UNREACHABLE: &str = "provider_unreachable";
 
 /// One step of a history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

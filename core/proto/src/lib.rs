@@ -277,6 +277,13 @@ pub fn status_reply(s: &StatusView) -> header::StatusReply {
                 count: e.count,
             })
             .collect(),
+        notice: s.notice.as_ref().map(|n| header::Notice {
+            notice_type: header::NOTICE_PROVIDER_UNREACHABLE.into(),
+            provider: n.provider.to_string(),
+            unreachable_since_ms: n.unreachable_since_ms,
+            last_read_ms: n.last_read_ms,
+            waiting: n.waiting,
+        }),
     }
 }
 

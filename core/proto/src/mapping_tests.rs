@@ -297,6 +297,7 @@ fn given_every_reply_when_encoded_then_its_frame_reads_back_as_the_reply_header_
         consumer: ParticipantId::new("MVD"),
         provider: ParticipantId::new("FNS"),
         deadline_ms: 9,
+        notice: None,
         events: vec![HistoryEvent {
             kind: EventKind::Accepted,
             time_ms: 5,
@@ -507,8 +508,17 @@ mod round_trip {
             (text(), text(), text()),
         )
             .prop_flat_map(move |(request_id, answer_id, (kind, consumer, provider))| {
-                (any::<u64>(), proptest::collection::vec(event.clone(), 0..5)).prop_map(
-                    move |(deadline_ms, events)| StatusView {
+                let notice = proptest::option::of((
+                    any::<u64>(),
+                    proptest::option::of(any::<u64>()),
+                    any::<u64>(),
+                ));
+                (
+                    any::<u64>(),
+                    proptest::collection::vec(event.clone(), 0..5),
+                    notice,
+                )
+                    .prop_map(move |(deadline_ms, events, notice)| StatusView {
                         request_id,
                         answer_id,
                         kind: DataKindId::new(&kind),
@@ -516,8 +526,15 @@ mod round_trip {
                         provider: ParticipantId::new(&provider),
                         deadline_ms,
                         events,
-                    },
-                )
+                        notice: notice.map(|(since_ms, last_read_ms, waiting)| {
+                            gonets_types::ProviderNotice {
+                                provider: ParticipantId::new(&provider),
+                                unreachable_since_ms: since_ms,
+                                last_read_ms,
+                                waiting,
+                            }
+                        }),
+                    })
             });
         prop_oneof![
             (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {

@@ -13,7 +13,8 @@ use crate::{
 use bytes::Bytes;
 use gonets_types::{
     Accepted, AcceptedMany, AckedMany, AnswerBody, DataKindId, DeliveryBody, EventKind,
-    HistoryEvent, HubError, Message, ParticipantId, QueueStats, Reply, ReplyKind, StatusView,
+    HistoryEvent, HubError, Message, ParticipantId, ProviderNotice, QueueStats, Reply, ReplyKind,
+    StatusView,
 };
 
 /// Appends the frame answering request `correlation_id` of opcode
@@ -294,6 +295,16 @@ pub fn status_view(s: h::StatusReply) -> Result<StatusView, BadReply> {
         provider: ParticipantId::new(&s.provider),
         deadline_ms: s.deadline_ms,
         events,
+        // A notice of a type this client does not know is left out.
+        notice: s
+            .notice
+            .filter(|n| n.notice_type == h::NOTICE_PROVIDER_UNREACHABLE)
+            .map(|n| ProviderNotice {
+                provider: ParticipantId::new(&n.provider),
+                unreachable_since_ms: n.unreachable_since_ms,
+                last_read_ms: n.last_read_ms,
+                waiting: n.waiting,
+            }),
     })
 }
 

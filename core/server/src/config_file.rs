@@ -60,9 +60,29 @@ pub struct ConfigFile {
     /// The history archive.
     #[serde(default)]
     pub archive: ArchiveSection,
+    /// Provider monitoring, operator events and SLA collection.
+    #[serde(default)]
+    pub monitor: MonitorSection,
     /// The operator API's address (default `127.0.0.1:7480`), or `"none"`
     /// for no operator API; read by `gonets serve` (crate `gonets-operator`).
     pub operator_listen: Option<String>,
+}
+
+/// `[monitor]` (docs/operations.md, "Provider monitoring"). The operator
+/// API's monitor reads all but `provider_unreachable_after_ms`, which the
+/// shards apply (their `status` notices use it too).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSection {
+    /// A provider is unreachable when requests wait and nobody has read
+    /// its kind's queue for this long, ms (0: never; default 60 000).
+    pub provider_unreachable_after_ms: Option<u64>,
+    /// A deadline is at risk past this share of it, percent (default 80).
+    pub deadline_risk_percent: Option<u8>,
+    /// How often the monitor asks the shards, ms (default 1 000).
+    pub interval_ms: Option<u64>,
+    /// How often the SLA counts are written to disk, ms (default 10 000).
+    pub sla_flush_ms: Option<u64>,
 }
 
 /// `[archive]`.
@@ -140,6 +160,8 @@ pub struct ServeConfig {
     pub dev_certs: Option<PathBuf>,
     /// `operator_listen` as the file gives it (an address or `none`).
     pub operator_listen: Option<String>,
+    /// `[monitor]`, for the operator API's monitor.
+    pub monitor: MonitorSection,
     /// Cores the shards are pinned to (`cores`), for the operator's `/info`.
     pub pinned_cores: Option<Vec<usize>>,
 }
@@ -215,6 +237,7 @@ impl ConfigFile {
             server,
             dev_certs,
             operator_listen: self.operator_listen,
+            monitor: self.monitor,
             pinned_cores,
         })
     }
@@ -250,6 +273,9 @@ impl ConfigFile {
         }
         if let Some(r) = self.retention.retention_ms {
             hub.shard.retention_ms = r;
+        }
+        if let Some(ms) = self.monitor.provider_unreachable_after_ms {
+            hub.shard.provider_unreachable_after_ms = ms;
         }
         Ok(hub)
     }

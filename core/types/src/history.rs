@@ -20,6 +20,26 @@ pub struct StatusView {
     pub deadline_ms: u64,
     /// The steps, oldest first.
     pub events: Vec<HistoryEvent>,
+    /// Set while the request waits on a provider that is unreachable
+    /// (R13); `None` otherwise, and in archived histories.
+    pub notice: Option<ProviderNotice>,
+}
+
+/// A notice to the consumer of a waiting request: its provider has read
+/// nothing for the hub's bound while requests wait
+/// (`provider_unreachable_after_ms`). The request is kept and still
+/// delivered if the provider comes back before its deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderNotice {
+    /// The provider.
+    pub provider: ParticipantId,
+    /// Since when it counts as unreachable, hub time ms.
+    pub unreachable_since_ms: u64,
+    /// Its last read of the kind's queue, hub time ms (`None`: none since
+    /// the hub started).
+    pub last_read_ms: Option<u64>,
+    /// Requests waiting in the kind's queue.
+    pub waiting: u64,
 }
 
 impl StatusView {

@@ -17,7 +17,7 @@ pub use command::{
     ReaderId, ReplyKind, BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
 };
 pub use error::HubError;
-pub use history::{EventKind, HistoryEvent, QueueStats, StatusView};
+pub use history::{EventKind, HistoryEvent, ProviderNotice, QueueStats, StatusView};
 pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;

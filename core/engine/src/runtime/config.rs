@@ -50,6 +50,10 @@ pub struct ShardTuning {
     /// replay needs it (0: as soon as nothing needs it). Histories are kept
     /// in the history archive regardless.
     pub retention_ms: u64,
+    /// A provider is unreachable when requests wait and nobody has read its
+    /// kind's queue for this long, ms (0: never;
+    /// [`crate::shard::PROVIDER_UNREACHABLE_AFTER_MS_DEFAULT`]).
+    pub provider_unreachable_after_ms: u64,
 }
 
 /// Default retention period of the shard logs: production's, 7 days.
@@ -77,6 +81,7 @@ impl From<&ShardConfig> for ShardTuning {
             wait_ms_max: c.wait_ms_max,
             finished_keep_ms: c.finished_keep_ms,
             retention_ms: c.retention_ms,
+            provider_unreachable_after_ms: c.provider_unreachable_after_ms,
         }
     }
 }
@@ -99,6 +104,7 @@ impl ShardTuning {
             wait_ms_max: self.wait_ms_max,
             finished_keep_ms: self.finished_keep_ms,
             retention_ms: self.retention_ms,
+            provider_unreachable_after_ms: self.provider_unreachable_after_ms,
             boot_nonce,
             record_bytes_max: log.payload_bytes_max(),
             ..ShardConfig::production(shard, shard_count)
@@ -248,6 +254,7 @@ mod tests {
             wait_ms_max: 5,
             finished_keep_ms: None,
             retention_ms: 6,
+            provider_unreachable_after_ms: 7,
         };
         let log = LogConfig::small_for_tests();
         let c = tuning.shard_config(0, 1, 0, &log);

@@ -6,10 +6,12 @@
 //!
 //! [`HubHandle::shard_stats`]: crate::runtime::HubHandle::shard_stats
 
+use crate::shard::provider::ReadWatch;
+use crate::shard::sla::KindSla;
 use crate::shard::{Held, ShardCounters};
 use gonets_storage::LogStats;
 use gonets_types::error::HubError;
-use gonets_types::ids::QueueId;
+use gonets_types::ids::{DataKindId, QueueId};
 use gonets_types::{QueueStats, ReplyKind};
 
 /// Reply kinds, in [`REPLY_KINDS`] order.
@@ -114,6 +116,9 @@ pub struct QueueEntry {
     /// Payload bytes of the requests it holds (its byte quota's count; 0
     /// for answer queues).
     pub waiting_bytes: u64,
+    /// Its readers, last read, and (a request queue) whether its provider
+    /// is unreachable.
+    pub watch: ReadWatch,
 }
 
 /// One log's stats with the settings needed to read them.
@@ -161,6 +166,9 @@ pub struct ShardStats {
     pub replies: ReplyCounts,
     /// Every queue it owns that has ever held a message since start.
     pub queues: Vec<QueueEntry>,
+    /// Service-level counts by data kind, running totals since the shard
+    /// started (the operator API keeps them in time buckets).
+    pub sla: Vec<(DataKindId, KindSla)>,
     /// The shard's message log.
     pub log: LogReport,
     /// Its history archive's log.

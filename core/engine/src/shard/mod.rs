@@ -15,8 +15,10 @@ pub mod exchange;
 pub mod keys;
 mod park;
 pub mod parked_list;
+pub mod provider;
 pub mod queue;
 mod record_size;
+pub mod sla;
 pub mod snapshot;
 pub mod snapshot_writer;
 #[cfg(test)]
@@ -32,6 +34,7 @@ use exchange::{Exchange, Outcome};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
+use gonets_types::ProviderNotice;
 use queue::{Place, Queue};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -92,7 +95,17 @@ pub struct ShardConfig {
     /// limit): a send or an answer whose record would be larger is refused
     /// with `TooLarge` before anything is applied.
     pub record_bytes_max: usize,
+    /// A provider is unreachable when requests wait in its kind's queue and
+    /// nobody has read it for this long, ms ([`provider::unreachable_since`];
+    /// 0: never). `status` of a waiting request then carries a notice.
+    pub provider_unreachable_after_ms: u64,
 }
+
+/// Default of [`ShardConfig::provider_unreachable_after_ms`]: a minute
+/// without a read while requests wait (a provider that long-polls or
+/// subscribes reads far more often; one that polls now and then should
+/// poll within it).
+pub const PROVIDER_UNREACHABLE_AFTER_MS_DEFAULT: u64 = 60_000;
 
 /// How long a finished exchange's history stays in memory in production:
 /// 10 minutes (`status` reads the archive afterwards).
@@ -140,6 +153,7 @@ impl ShardConfig {
             archive_histories: false,
             retention_ms: 0,
             record_bytes_max: gonets_storage::LogConfig::default().payload_bytes_max(),
+            provider_unreachable_after_ms: PROVIDER_UNREACHABLE_AFTER_MS_DEFAULT,
         }
     }
 }
@@ -279,6 +293,11 @@ pub struct Shard {
     answer_acks: BTreeSet<Token>,
     failed: Option<HubError>,
     counters: ShardCounters,
+    /// Service-level counts by data kind (live steps only, never replay).
+    sla: sla::SlaBook,
+    /// The latest fetch, subscribe or credit per queue, hub time ms: the
+    /// provider-unreachable rule's "last read".
+    last_read_ms: NameMap<QueueId, u64>,
     /// Accepted requests still committing, per queue: they count against the
     /// queue's bound before they join it.
     committing: NameMap<QueueId, u32>,
@@ -356,6 +375,8 @@ impl Shard {
             answer_acks: BTreeSet::new(),
             failed: None,
             counters: ShardCounters::default(),
+            sla: sla::SlaBook::default(),
+            last_read_ms: NameMap::default(),
             committing: NameMap::default(),
             waiting_bytes: NameMap::default(),
             answers_out: NameMap::default(),
@@ -479,6 +500,36 @@ impl Shard {
         self.queues
             .iter()
             .map(move |(id, q)| (id, q.stats(now_ms), self.waiting_bytes(id)))
+    }
+
+    /// The service-level counts by data kind: running totals since the
+    /// shard started (live steps only; replay counts nothing).
+    pub fn sla(&self) -> &sla::SlaBook {
+        &self.sla
+    }
+
+    /// What the provider-unreachable rule sees of `queue` at `now_ms`: its
+    /// readers connected now, its last read, and since when its provider
+    /// is unreachable (read on request, off the hot path).
+    pub fn read_watch(&self, queue: &QueueId, now_ms: u64) -> provider::ReadWatch {
+        let subscribed = self.subscriptions.get(queue).map_or(0, Vec::len);
+        let fetching = self.waits_by_queue.get(queue).map_or(0, |tokens| {
+            tokens.iter().filter(|t| self.waits.contains_key(t)).count()
+        });
+        let last_read_ms = self.last_read_ms.get(queue).copied();
+        let state = provider::ReadState {
+            oldest_waiting_ms: self.queues.get(queue).and_then(Queue::oldest_waiting_ms),
+            last_read_ms,
+        };
+        provider::ReadWatch {
+            readers: u32::try_from(subscribed + fetching).unwrap_or(u32::MAX),
+            last_read_ms,
+            unreachable_since_ms: provider::unreachable_since(
+                now_ms,
+                state,
+                self.config.provider_unreachable_after_ms,
+            ),
+        }
     }
 
     /// Where a message stands in a queue owned by this shard (`None`: not in
@@ -1580,6 +1631,7 @@ impl Shard {
         reader: ReaderId,
     ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
+        self.note_read(&queue);
         let max = max.clamp(1, self.config.fetch_max);
         let ready = self.queues.get(&queue).is_some_and(Queue::has_ready);
         if ready || wait_ms == 0 {
@@ -1612,6 +1664,7 @@ impl Shard {
         reader: ReaderId,
     ) -> Result<Option<ShardReply>, HubError> {
         self.may_read(caller, &queue)?;
+        self.note_read(&queue);
         let subs = self.subscriptions.entry(queue.clone()).or_default();
         match subs.iter_mut().find(|s| s.reader == reader) {
             Some(s) => s.credits = s.credits.saturating_add(credits),
@@ -1619,6 +1672,17 @@ impl Shard {
         }
         self.pump(&queue);
         Ok(Some(ShardReply::Done))
+    }
+
+    /// A reader asked `queue` for messages (fetch, subscribe or credits)
+    /// now. The queue's entry is made at its first read, then only set.
+    fn note_read(&mut self, queue: &QueueId) {
+        match self.last_read_ms.get_mut(queue) {
+            Some(t) => *t = self.now_ms,
+            None => {
+                self.last_read_ms.insert(queue.clone(), self.now_ms);
+            }
+        }
     }
 
     /// Leases up to `max` ready messages of `queue` to `reader`.
@@ -1926,16 +1990,30 @@ impl Shard {
         if !ex.durable && !ex.call {
             return Err(HubError::NotFound);
         }
-        if let Some(o) = &ex.outcome {
-            if o.event_kind() == EventKind::Expired {
+        let (kind, provider, test) = (ex.kind.clone(), ex.provider.clone(), ex.test);
+        match ex.outcome.as_ref().map(Outcome::event_kind) {
+            Some(EventKind::Expired) => {
+                drop(ex);
                 self.counters.late_answers += 1;
+                self.sla.tally(&kind, &provider, test).answered_late += 1;
                 return Err(HubError::DeadlineExceeded);
             }
-            return Err(HubError::AlreadyAnswered(request_id));
+            Some(_) => return Err(HubError::AlreadyAnswered(request_id)),
+            None => {}
         }
         self.answer_fits(&ex, &body, payload.len())?;
-        let queue = QueueId::Requests(ex.kind.clone());
+        let facts = sla::AnswerFacts {
+            accepted_ms: ex.time_ms,
+            deadline_ms: ex.deadline_ms,
+            answered_ms: self.now_ms,
+            refusal: match &body {
+                AnswerBody::Data => None,
+                AnswerBody::Refusal { code, .. } => Some(*code),
+            },
+        };
+        let queue = QueueId::Requests(kind.clone());
         drop(ex);
+        self.sla.answered(&kind, &provider, test, facts);
         // Answered before any reader took it: whole again, then out of its queue.
         self.unpark(request_id);
         if let Some(q) = self.queues.get_mut(&queue) {
@@ -2010,6 +2088,13 @@ impl Shard {
 
     /// The hub ends a request itself (expiry, dead letter).
     fn hub_answer(&mut self, request_id: MessageId, code: RefusalCode, reason: String) {
+        if let Some(ex) = self.exchanges.get(&request_id) {
+            let tally = self.sla.tally(&ex.kind, &ex.provider, ex.test);
+            match code {
+                RefusalCode::DeadlineExceeded => tally.expired += 1,
+                other => tally.refused[sla::refusal_index(other)] += 1,
+            }
+        }
         let answer_id = self.new_id();
         let offset = self.emit(Record::Answer(AnswerRecord {
             id: answer_id,
@@ -2104,12 +2189,34 @@ impl Shard {
             });
             return Ok(None);
         }
-        let view = self.view(request_id);
+        let mut view = self.view(request_id);
         if !view.visible_to(caller, operator) {
             // Not visible: the same answer as for an id that does not exist.
             return Err(HubError::NotFound);
         }
+        view.notice = self.provider_notice(&view);
         Ok(Some(ShardReply::Status(view)))
+    }
+
+    /// The notice a waiting request's `status` carries while its provider
+    /// is unreachable (R13): nothing of the request is dropped; it waits.
+    fn provider_notice(&self, view: &StatusView) -> Option<ProviderNotice> {
+        let after_ms = self.config.provider_unreachable_after_ms;
+        if view.answer_id.is_some() || after_ms == 0 {
+            return None;
+        }
+        let queue = QueueId::Requests(view.kind.clone());
+        let last_read_ms = self.last_read_ms.get(&queue).copied();
+        if last_read_ms.is_some_and(|t| self.now_ms.saturating_sub(t) < after_ms) {
+            return None; // read within the bound: reachable
+        }
+        let watch = self.read_watch(&queue, self.now_ms);
+        Some(ProviderNotice {
+            provider: view.provider.clone(),
+            unreachable_since_ms: watch.unreachable_since_ms?,
+            last_read_ms,
+            waiting: self.queues.get(&queue).map_or(0, |q| q.len() as u64),
+        })
     }
 
     fn stats(
@@ -2152,6 +2259,7 @@ impl Shard {
                     let Some(ex) = self.exchanges.get_mut(&id) else {
                         continue;
                     };
+                    self.sla.tally(&ex.kind, &ex.provider, ex.test).requests += 1;
                     ex.durable = true;
                     ex.payload = None;
                     if !ex.call {
@@ -2333,6 +2441,7 @@ impl Shard {
             provider: ex.provider.clone(),
             deadline_ms: ex.deadline_ms,
             events: ex.history.to_vec(),
+            notice: None,
         }
     }
 

@@ -404,6 +404,22 @@ impl Queue {
             .collect()
     }
 
+    /// When the oldest message waiting for a reader (ready or parked; not
+    /// leased, not delayed) joined the queue, ms: O(log n), for the
+    /// provider-unreachable rule.
+    pub fn oldest_waiting_ms(&self) -> Option<u64> {
+        let parked = self.parked.front().map(|p| p.id().unix_ms());
+        let ready = self
+            .ready
+            .first_key_value()
+            .and_then(|(_, id)| self.members.get(id))
+            .map(|m| m.enqueued_ms);
+        match (parked, ready) {
+            (Some(p), Some(r)) => Some(p.min(r)),
+            (p, r) => p.or(r),
+        }
+    }
+
     /// Depth, in flight and oldest age at `now_ms`.
     pub fn stats(&self, now_ms: u64) -> QueueStats {
         let parked = self.parked.front().map(|p| p.id().unix_ms());

@@ -3258,3 +3258,6 @@ fn given_awaiting_requests_when_snapshot_replayed_then_restored_referred_to_and_
 mod expiry_tests;
 #[path = "quota_tests.rs"]
 mod quota_tests;
+
+#[path = "monitor_tests.rs"]
+mod monitor_tests;

@@ -122,6 +122,7 @@ impl MReq {
             consumer: self.consumer.clone(),
             provider: self.provider.clone(),
             deadline_ms: self.deadline_ms,
+            notice: None,
             events: self.history.clone(),
         }
     }

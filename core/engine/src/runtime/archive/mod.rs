@@ -603,6 +603,7 @@ mod tests {
             consumer: ParticipantId::new("MFC"),
             provider: ParticipantId::new("FNS"),
             deadline_ms: 1_700_000_100_000,
+            notice: None,
             // Some histories span several records (chunks).
             events: (0..(1 + (i % 5) * 900))
                 .map(|n| HistoryEvent {

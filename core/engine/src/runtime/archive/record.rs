@@ -94,6 +94,7 @@ pub(crate) fn decode_view(bytes: &[u8]) -> Result<StatusView, DecodeError> {
         consumer,
         provider,
         deadline_ms,
+        notice: None,
         events,
     })
 }
@@ -168,6 +169,7 @@ mod tests {
             consumer: ParticipantId::new("MFC"),
             provider: ParticipantId::new("FNS"),
             deadline_ms: 1_700_000_001_000,
+            notice: None,
             events: (0..events)
                 .map(|i| HistoryEvent {
                     kind: EventKind::Delivered,

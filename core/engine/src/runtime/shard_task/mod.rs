@@ -486,7 +486,14 @@ impl ShardTask {
                 queue: queue.clone(),
                 stats,
                 waiting_bytes,
+                watch: self.shard.read_watch(queue, now_ms),
             })
+            .collect();
+        let sla = self
+            .shard
+            .sla()
+            .kinds()
+            .map(|(kind, counts)| (kind.clone(), counts.clone()))
             .collect();
         let report = |log: &Log| LogReport {
             stats: log.stats(),
@@ -499,6 +506,7 @@ impl ShardTask {
             held: self.shard.held(),
             replies: self.replies_sent.clone(),
             queues,
+            sla,
             log: report(&self.log),
             history_log: report(&self.archive.log),
             log_failed: self.log_failed,
