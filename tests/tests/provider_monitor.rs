@@ -267,6 +267,7 @@ fn given_traffic_when_a_provider_stops_then_it_turns_unreachable_both_sides_are_
         |r| sla_row(r, EGRUL)["live"]["answered_in_time"] == 5,
     );
     check_sla(&report, sent.call_answered);
+    answer_times_in_metrics(api);
 
     // Durable: after a clean stop and a start, the API and the command
     // read the same counts.
@@ -275,6 +276,27 @@ fn given_traffic_when_a_provider_stops_then_it_turns_unreachable_both_sides_are_
     let answered = sent.call_answered;
     check_sla(&get_json(server.operator_addr(), "/sla"), answered);
     check_sla(&report_command(&server), answered);
+}
+
+/// /metrics holds the answer-time histogram of the five answers in time
+/// to EGRUL's live requests (the SLA counts', copied), and promtool takes it.
+fn answer_times_in_metrics(api: std::net::SocketAddr) {
+    let (_, metrics) = get(api, "/metrics");
+    let series = |suffix: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("gonets_kind_answer_time_seconds_{suffix}"))
+                    && l.contains(EGRUL)
+                    && l.contains("traffic=\"live\"")
+                    && (suffix != "bucket" || l.contains("le=\"+Inf\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(series("count"), Some(5.0), "{metrics}");
+    assert_eq!(series("bucket"), Some(5.0), "the +Inf bucket: {metrics}");
+    assert!(series("sum").is_some_and(|s| s >= 0.0), "{metrics}");
+    promtool_clean(&metrics);
 }
 
 fn check_sla(report: &Value, call_answered: bool) {

@@ -6,13 +6,14 @@
 
 use crate::providers::ProviderRow;
 use gonets_engine::runtime::stats::{LogReport, ShardStats, ERROR_CODES, REPLY_KINDS};
-use gonets_engine::shard::sla::SlaTally;
+use gonets_engine::shard::sla::{AnswerTimes, SlaTally};
 use gonets_types::ids::QueueId;
 use gonets_types::RefusalCode;
-use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{prometheus_text, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -61,6 +62,7 @@ pub(crate) fn render(
     shard_states(&mut registry, stats);
     provider_states(&mut registry, providers);
     sla_counts(&mut registry, stats);
+    answer_times(&mut registry, stats);
     if let Some(bytes) = resident_bytes {
         let rss: Gauge = Gauge::default();
         rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -353,6 +355,73 @@ fn sla_counts(registry: &mut Registry, stats: &[ShardStats]) {
             }
         }
     }
+}
+
+/// Bucket bounds of the answer-time histogram, ms, exclusive: powers of
+/// two, each one past an upper bound of the shard's own buckets, so every
+/// count is exact (1 ms to about 2 minutes; above, only `+Inf`).
+const ANSWER_TIME_LE_MS: [u64; 18] = [
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384, 32_768, 65_536,
+    131_072,
+];
+
+/// One histogram series per data kind and traffic class, from the
+/// shards' answer-time counts (encoded as they are, nothing observed here).
+#[derive(Debug)]
+struct AnswerTimeSeries(Vec<(Labels, AnswerTimes)>);
+
+impl EncodeMetric for AnswerTimeSeries {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, times) in &self.0 {
+            // Each bucket's own count: the encoder writes them cumulated.
+            let mut below = 0;
+            let mut buckets: Vec<(f64, u64)> = ANSWER_TIME_LE_MS
+                .iter()
+                .map(|ms| {
+                    let cumulative = times.count_below_ms(*ms);
+                    let own = cumulative - below;
+                    below = cumulative;
+                    (*ms as f64 / 1000.0, own)
+                })
+                .collect();
+            buckets.push((f64::INFINITY, times.total() - below));
+            let sum_s = times.sum_ms() as f64 / 1000.0;
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(sum_s, times.total(), &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Time from acceptance to answer of the answers in time, per data kind
+/// and traffic class, summed over the shards (whole milliseconds).
+fn answer_times(registry: &mut Registry, stats: &[ShardStats]) {
+    let mut series: Vec<(Labels, AnswerTimes)> = Vec::new();
+    for s in stats {
+        for (kind, sla) in &s.sla {
+            for (traffic, t) in [("live", &sla.live), ("test", &sla.test)] {
+                let labels = with(
+                    kind_labels(kind.as_str(), sla.provider.as_str()),
+                    "traffic",
+                    traffic,
+                );
+                match series.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, sum)) => sum.add_from(&t.answer_times),
+                    None => series.push((labels, t.answer_times.clone())),
+                }
+            }
+        }
+    }
+    registry.register(
+        "gonets_kind_answer_time_seconds",
+        "Time from acceptance to answer of the answers in time, by data kind and traffic (whole milliseconds)",
+        AnswerTimeSeries(series),
+    );
 }
 
 fn count_outcomes(outcomes: &Counters, refusals: &Counters, labels: &Labels, t: &SlaTally) {

@@ -257,6 +257,7 @@ fn tally_json(t: &SlaTally) -> Value {
         "refused": refused,
         "within_2s": t.within_realtime_budget,
         "answer_times": times,
+        "answer_time_sum_ms": t.answer_times.sum_ms(),
     })
 }
 
@@ -291,6 +292,8 @@ fn tally_from_json(v: &Value) -> Result<SlaTally, String> {
             count,
         );
     }
+    // Absent from files written before the sum was kept: 0.
+    t.answer_times.add_sum_ms(n("answer_time_sum_ms"));
     Ok(t)
 }
 

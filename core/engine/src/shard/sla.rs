@@ -66,12 +66,15 @@ pub fn answer_time_bucket_upper_ms(index: usize) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnswerTimes {
     counts: [u64; ANSWER_TIME_BUCKETS],
+    /// The times counted, added up, ms (a Prometheus histogram's `_sum`).
+    sum_ms: u64,
 }
 
 impl Default for AnswerTimes {
     fn default() -> Self {
         AnswerTimes {
             counts: [0; ANSWER_TIME_BUCKETS],
+            sum_ms: 0,
         }
     }
 }
@@ -80,6 +83,28 @@ impl AnswerTimes {
     /// Counts one answer after `ms`.
     pub fn note(&mut self, ms: u64) {
         self.counts[answer_time_bucket(ms)] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// The times counted, added up, ms.
+    pub fn sum_ms(&self) -> u64 {
+        self.sum_ms
+    }
+
+    /// Adds `ms` to the sum (reading a stored histogram).
+    pub fn add_sum_ms(&mut self, ms: u64) {
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Answers that took less than `ms_exclusive` ms, counting only the
+    /// buckets that lie wholly below it (a Prometheus bucket's count when
+    /// `ms_exclusive` is one past a bucket's upper bound, as with powers of
+    /// two).
+    pub fn count_below_ms(&self, ms_exclusive: u64) -> u64 {
+        self.buckets()
+            .take_while(|(i, _)| answer_time_bucket_upper_ms(*i) < ms_exclusive)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Counts `count` answers in bucket `index` (reading a stored histogram).
@@ -122,10 +147,16 @@ impl AnswerTimes {
         unreachable!("the rank is at most the total")
     }
 
+    /// Adds `other`'s counts and sum to these (merging shards' histograms).
+    pub fn add_from(&mut self, other: &AnswerTimes) {
+        self.add(other);
+    }
+
     fn add(&mut self, other: &AnswerTimes) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
             *mine += theirs;
         }
+        self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
     }
 
     fn since(&self, earlier: &AnswerTimes) -> AnswerTimes {
@@ -133,6 +164,7 @@ impl AnswerTimes {
         for (i, n) in d.counts.iter_mut().enumerate() {
             *n = self.counts[i].saturating_sub(earlier.counts[i]);
         }
+        d.sum_ms = self.sum_ms.saturating_sub(earlier.sum_ms);
         d
     }
 }
@@ -313,6 +345,22 @@ mod tests {
             let upper = answer_time_bucket_upper_ms(answer_time_bucket(ms));
             assert!(upper >= ms && upper - ms <= ms / 8, "{ms} -> {upper}");
         }
+    }
+
+    #[test]
+    fn given_answers_when_counted_below_a_power_of_two_then_only_wholly_lower_buckets_count() {
+        let mut t = AnswerTimes::default();
+        for ms in [0, 3, 7, 8, 15, 16, 31, 32, 1_000] {
+            t.note(ms);
+        }
+        assert_eq!(t.count_below_ms(8), 3, "0, 3 and 7 ms");
+        assert_eq!(t.count_below_ms(16), 5, "and 8, 15 ms");
+        assert_eq!(t.count_below_ms(32), 7, "and 16, 31 ms");
+        assert_eq!(t.count_below_ms(1 << 20), 9);
+        assert_eq!(t.sum_ms(), 1_112);
+        let earlier = t.clone();
+        t.note(5);
+        assert_eq!(t.since(&earlier).sum_ms(), 5);
     }
 
     #[test]
