@@ -25,6 +25,7 @@ macro_rules! journal {
 }
 
 mod checkpoint;
+pub mod commit_stats;
 mod config;
 mod error;
 pub mod frame;

@@ -9,6 +9,7 @@
 //! same range.
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
+use crate::commit_stats::CommitStats;
 use crate::config::{Durability, LogConfig};
 use crate::error::{Corruption, LogError, PoisonCause};
 use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A segment as the log holds it.
 pub(crate) struct SegmentEntry {
@@ -152,6 +153,7 @@ pub(crate) struct State {
     pub(crate) readahead_advices: u64,
     /// What the log wrote since open, by kind (see [`LogStats`]).
     pub(crate) written: WrittenBytes,
+    pub(crate) commit_stats: CommitStats,
 }
 
 /// Bytes the log wrote since open, by what they hold; with
@@ -233,6 +235,8 @@ pub struct LogStats {
     /// `written.batch_bytes() + written.segment_header_bytes +
     /// written.checkpoint_bytes + prewritten_bytes`.
     pub written: WrittenBytes,
+    /// Group commits' latency and size histograms since open.
+    pub commits: CommitStats,
 }
 
 impl LogStats {
@@ -317,6 +321,7 @@ impl State {
             readahead_end: None,
             readahead_advices: 0,
             written: WrittenBytes::default(),
+            commit_stats: CommitStats::default(),
         }
     }
 
@@ -582,6 +587,7 @@ impl Log {
             cache_standing_aside: st.tail.standing_aside(),
             cache_stood_aside: st.tail.stood_aside,
             written: st.written,
+            commits: st.commit_stats,
         }
     }
 
@@ -857,8 +863,13 @@ impl Log {
         // Shared, not moved into the write: the tail cache copies the
         // records out of this buffer once the write is durable.
         let buf = Rc::new(batch.buf);
+        let started = Instant::now();
         write_and_sync(&file, buf.clone(), position, durability, &path).await?;
+        let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.batch_durable(&written, &buf.as_bytes()[..written.records_bytes], chain);
+        let mut st = self.state.borrow_mut();
+        st.commit_stats.latency_us.note(took_us);
+        st.commit_stats.batch_bytes.note(written.padded as u64);
         Ok(())
     }
 

@@ -207,6 +207,10 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
         "gonets_queue_oldest_age_seconds",
         "gonets_queue_in_flight_messages",
         "gonets_requests_dead_lettered_total",
+        "gonets_redeliveries_total",
+        "gonets_shard_records_since_snapshot",
+        "gonets_log_commit_latency_seconds",
+        "gonets_log_commit_batch_bytes",
         "process_resident_memory_bytes",
     ] {
         assert!(
@@ -214,6 +218,39 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
             "no {family} in\n{text}"
         );
     }
+    // The three requests were committed: the message log's commit
+    // histograms counted at least one batch, each at least a 4 KiB block.
+    let commits: u64 = lines(&text, "gonets_log_commit_batch_bytes_count{")
+        .filter(|l| l.contains("log=\"messages\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(commits >= 1, "{text}");
+    // (bound, cumulative count) of the message logs' size buckets.
+    let buckets: Vec<(f64, u64)> = lines(&text, "gonets_log_commit_batch_bytes_bucket{")
+        .filter(|l| l.contains("log=\"messages\""))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(buckets.len() > 10, "{text}");
+    let below_a_block: u64 = buckets
+        .iter()
+        .filter(|(le, _)| *le < 4096.0)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(below_a_block, 0, "no batch under one block: {text}");
+    let bounded: u64 = buckets
+        .iter()
+        .filter(|(le, _)| *le == 1_048_576.0)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(bounded, commits, "every batch within 1 MiB: {text}");
     promtool_check(&text);
 }
 

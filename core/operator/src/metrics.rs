@@ -7,6 +7,7 @@
 use crate::providers::ProviderRow;
 use gonets_engine::runtime::stats::{LogReport, ShardStats, ERROR_CODES, REPLY_KINDS};
 use gonets_engine::shard::sla::{AnswerTimes, SlaTally};
+use gonets_storage::commit_stats::Log2Histogram;
 use gonets_types::ids::QueueId;
 use gonets_types::RefusalCode;
 use prometheus_client::encoding::{prometheus_text, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -47,6 +48,12 @@ fn gauges(registry: &mut Registry, name: &str, help: &str) -> Gauges {
     family
 }
 
+fn float_gauges(registry: &mut Registry, name: &str, help: &str) -> FloatGauges {
+    let family = FloatGauges::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 /// The Prometheus text for every shard's copy, the providers' rows, and
 /// the process's resident memory.
 pub(crate) fn render(
@@ -80,7 +87,7 @@ pub(crate) fn render(
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 8] = [
+    let families: [(&str, &str, Pick); 9] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
@@ -105,6 +112,11 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             "gonets_requests_dead_lettered",
             "Requests dead-lettered after too many deliveries",
             |s| s.counters.dead_lettered,
+        ),
+        (
+            "gonets_redeliveries",
+            "Deliveries of a request after its first (an earlier lease ended without an ack)",
+            |s| s.counters.redeliveries,
         ),
         (
             "gonets_requests_state_secret_refused",
@@ -243,6 +255,36 @@ fn logs(registry: &mut Registry, stats: &[ShardStats]) {
                 .set(saturate(report.stats.segments as u64));
         }
     }
+    commit_histograms(registry, stats);
+}
+
+/// Each log's group commits: latency (write to sync's return) and size.
+fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
+    let mut latency = Histograms::default();
+    let mut size = Histograms::default();
+    for s in stats {
+        for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
+            let labels = with(shard_label(s.shard), "log", name);
+            let c = &log.stats.commits;
+            let sum_s = c.latency_us.sum() as f64 / 1e6;
+            latency
+                .0
+                .push((labels.clone(), log2_buckets(&c.latency_us, 1e-6), sum_s));
+            let sum_bytes = c.batch_bytes.sum() as f64;
+            size.0
+                .push((labels, log2_buckets(&c.batch_bytes, 1.0), sum_bytes));
+        }
+    }
+    registry.register(
+        "gonets_log_commit_latency_seconds",
+        "Group commits: time from a batch's write to its fdatasync's return (power-of-two microsecond buckets)",
+        latency,
+    );
+    registry.register(
+        "gonets_log_commit_batch_bytes",
+        "Group commits: bytes of each batch write (padded to 4 KiB)",
+        size,
+    );
 }
 
 /// Each shard's state (1 or 0) and what it holds in memory.
@@ -262,10 +304,28 @@ fn shard_states(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_shard_held_entries",
         "Entries the shard holds in memory, by what they are",
     );
+    let snapshot_age = float_gauges(
+        registry,
+        "gonets_shard_snapshot_age_seconds",
+        "Time since the shard's last snapshot (the checkpoint restart replays from) became durable; absent before the first since start",
+    );
+    let since_snapshot = gauges(
+        registry,
+        "gonets_shard_records_since_snapshot",
+        "Records the shard appended since its last snapshot began (what a restart replays beyond it)",
+    );
     for s in stats {
         let labels = shard_label(s.shard);
         serving.get_or_create(&labels).set(i64::from(s.serving()));
         space_low.get_or_create(&labels).set(i64::from(s.space_low));
+        if let Some(age_ms) = s.snapshot_age_ms {
+            snapshot_age
+                .get_or_create(&labels)
+                .set(age_ms as f64 / 1000.0);
+        }
+        since_snapshot
+            .get_or_create(&labels)
+            .set(saturate(s.records_since_snapshot));
         let h = &s.held;
         for (what, n) in [
             ("exchanges", h.exchanges),
@@ -342,6 +402,16 @@ fn sla_counts(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_kind_refusals",
         "Refusals since start, by data kind, traffic and refusal code",
     );
+    let at_door = counters(
+        registry,
+        "gonets_kind_refused_at_door",
+        "Requests the hub refused on arrival (nothing stored), by data kind, traffic and hub error code",
+    );
+    let budget = counters(
+        registry,
+        "gonets_kind_answers_by_2s_budget",
+        "Answers by data kind, traffic and whether they came within the real-time budget of 2 s of acceptance (budget=within|over)",
+    );
     for s in stats {
         for (kind, sla) in &s.sla {
             for (traffic, t) in [("live", &sla.live), ("test", &sla.test)] {
@@ -352,6 +422,20 @@ fn sla_counts(registry: &mut Registry, stats: &[ShardStats]) {
                 );
                 requests.get_or_create(&labels).inc_by(t.requests);
                 count_outcomes(&outcomes, &refusals, &labels, t);
+                for (code, n) in ERROR_CODES.iter().zip(t.refused_at_door) {
+                    if n > 0 {
+                        at_door
+                            .get_or_create(&with(labels.clone(), "code", *code))
+                            .inc_by(n);
+                    }
+                }
+                let answered = t.answered_in_time + t.answered_late;
+                let within = t.within_realtime_budget.min(answered);
+                for (side, n) in [("within", within), ("over", answered - within)] {
+                    budget
+                        .get_or_create(&with(labels.clone(), "budget", side))
+                        .inc_by(n);
+                }
             }
         }
     }
@@ -365,30 +449,23 @@ const ANSWER_TIME_LE_MS: [u64; 18] = [
     131_072,
 ];
 
-/// One histogram series per data kind and traffic class, from the
-/// shards' answer-time counts (encoded as they are, nothing observed here).
-#[derive(Debug)]
-struct AnswerTimeSeries(Vec<(Labels, AnswerTimes)>);
+/// Histogram series already counted elsewhere (a shard's buckets),
+/// encoded as they are: per series its labels, each bucket's own count
+/// with its upper bound (the last `+Inf`), the sum and the count.
+#[derive(Debug, Default)]
+struct Histograms(Vec<HistogramSeries>);
 
-impl EncodeMetric for AnswerTimeSeries {
+/// One series: labels, each bucket's own count with its upper bound, sum.
+type HistogramSeries = (Labels, Vec<(f64, u64)>, f64);
+
+impl EncodeMetric for Histograms {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (labels, times) in &self.0 {
-            // Each bucket's own count: the encoder writes them cumulated.
-            let mut below = 0;
-            let mut buckets: Vec<(f64, u64)> = ANSWER_TIME_LE_MS
-                .iter()
-                .map(|ms| {
-                    let cumulative = times.count_below_ms(*ms);
-                    let own = cumulative - below;
-                    below = cumulative;
-                    (*ms as f64 / 1000.0, own)
-                })
-                .collect();
-            buckets.push((f64::INFINITY, times.total() - below));
-            let sum_s = times.sum_ms() as f64 / 1000.0;
+        for (labels, buckets, sum) in &self.0 {
+            let count = buckets.iter().map(|(_, n)| n).sum();
+            // The encoder writes the buckets cumulated.
             encoder
                 .encode_family(labels)?
-                .encode_histogram::<NoLabelSet>(sum_s, times.total(), &buckets, None)?;
+                .encode_histogram::<NoLabelSet>(*sum, count, buckets, None)?;
         }
         Ok(())
     }
@@ -396,6 +473,30 @@ impl EncodeMetric for AnswerTimeSeries {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// An answer-time histogram's buckets, seconds ([`ANSWER_TIME_LE_MS`]).
+fn answer_time_buckets(times: &AnswerTimes) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = ANSWER_TIME_LE_MS
+        .iter()
+        .map(|ms| {
+            let cumulative = times.count_below_ms(*ms);
+            let own = cumulative - below;
+            below = cumulative;
+            (*ms as f64 / 1000.0, own)
+        })
+        .collect();
+    buckets.push((f64::INFINITY, times.total() - below));
+    buckets
+}
+
+/// A power-of-two histogram's buckets, bounds scaled by `scale` (1e-6 for
+/// µs to seconds, 1 for bytes).
+fn log2_buckets(h: &Log2Histogram, scale: f64) -> Vec<(f64, u64)> {
+    h.buckets()
+        .map(|(bound, n)| (bound.map_or(f64::INFINITY, |b| b as f64 * scale), n))
+        .collect()
 }
 
 /// Time from acceptance to answer of the answers in time, per data kind
@@ -417,10 +518,14 @@ fn answer_times(registry: &mut Registry, stats: &[ShardStats]) {
             }
         }
     }
+    let series = series
+        .into_iter()
+        .map(|(labels, t)| (labels, answer_time_buckets(&t), t.sum_ms() as f64 / 1000.0))
+        .collect();
     registry.register(
         "gonets_kind_answer_time_seconds",
         "Time from acceptance to answer of the answers in time, by data kind and traffic (whole milliseconds)",
-        AnswerTimeSeries(series),
+        Histograms(series),
     );
 }
 

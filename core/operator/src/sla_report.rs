@@ -6,6 +6,7 @@
 
 use crate::sla_store::{Bucket, KindCounts};
 use crate::timefmt::format_time_ms;
+use gonets_engine::runtime::stats::ERROR_CODES;
 use gonets_engine::shard::sla::SlaTally;
 use gonets_types::RefusalCode;
 use serde_json::{json, Map, Value};
@@ -17,6 +18,16 @@ pub const PERIOD_MS_DEFAULT: u64 = 86_400_000;
 /// A share `part / whole` rounded to 4 places; `None` for an empty whole.
 fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0)
+}
+
+/// Refusals on arrival by hub error code (wire names), the non-zero ones.
+fn at_door(t: &SlaTally) -> Vec<(&'static str, u64)> {
+    ERROR_CODES
+        .iter()
+        .zip(t.refused_at_door)
+        .filter(|(_, n)| *n > 0)
+        .map(|(code, n)| (*code, n))
+        .collect()
 }
 
 fn answered(t: &SlaTally) -> u64 {
@@ -36,6 +47,10 @@ fn class_json(t: &SlaTally, realtime: bool) -> Value {
         "answered_in_time": t.answered_in_time,
         "answered_late": t.answered_late,
         "refused": refused,
+        "refused_at_door": at_door(t)
+            .into_iter()
+            .map(|(code, n)| (code.to_string(), json!(n)))
+            .collect::<Map<String, Value>>(),
         "expired": t.expired,
         "answer_time_p50_ms": t.answer_times.percentile_ms(0.5),
         "answer_time_p99_ms": t.answer_times.percentile_ms(0.99),
@@ -93,6 +108,18 @@ fn refused_text(t: &SlaTally) -> String {
     }
 }
 
+fn at_door_text(t: &SlaTally) -> String {
+    let parts: Vec<String> = at_door(t)
+        .into_iter()
+        .map(|(code, n)| format!("{code}={n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
+
 fn row(out: &mut String, kind: &str, c: &KindCounts, class: &str, t: &SlaTally) {
     let ended = answered(t) + t.expired;
     let within_2s = if c.realtime {
@@ -102,13 +129,14 @@ fn row(out: &mut String, kind: &str, c: &KindCounts, class: &str, t: &SlaTally) 
     };
     let _ = writeln!(
         out,
-        "{kind}\t{}\t{class}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{within_2s}",
+        "{kind}\t{}\t{class}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{within_2s}",
         c.provider,
         t.requests,
         t.answered_in_time,
         t.answered_late,
         t.expired,
         refused_text(t),
+        at_door_text(t),
         cell(t.answer_times.percentile_ms(0.5)),
         cell(t.answer_times.percentile_ms(0.99)),
         percent(share(t.answered_in_time, ended)),
@@ -124,7 +152,7 @@ pub fn report_table(kinds: &Bucket, from_ms: u64, to_ms: u64) -> String {
         format_time_ms(to_ms),
         crate::sla_store::BUCKET_MS / 1000
     );
-    out.push_str("kind\tprovider\ttraffic\trequests\tin_time\tlate\texpired\trefused\tp50_ms\tp99_ms\tin_time_share\twithin_2s\n");
+    out.push_str("kind\tprovider\ttraffic\trequests\tin_time\tlate\texpired\trefused\trefused_at_door\tp50_ms\tp99_ms\tin_time_share\twithin_2s\n");
     for (kind, c) in kinds {
         row(&mut out, kind, c, "live", &c.live);
         if !c.test.is_empty() {
@@ -153,6 +181,7 @@ mod tests {
         live.answer_times.note(100);
         live.answer_times.note(300);
         live.refused[1] = 1;
+        live.refused_at_door[6] = 2; // QUOTA_EXCEEDED
         let mut b = Bucket::new();
         b.insert(
             "urn:rt".into(),
@@ -172,6 +201,7 @@ mod tests {
         let live = &v["kinds"][0]["live"];
         assert_eq!(live["requests"], 4);
         assert_eq!(live["refused"]["NO_DATA"], 1);
+        assert_eq!(live["refused_at_door"]["QUOTA_EXCEEDED"], 2);
         assert_eq!(live["in_time_share"], 0.5);
         assert_eq!(live["within_2s_share"], 0.5);
         assert_eq!(live["answer_time_p50_ms"], 103);
@@ -183,7 +213,7 @@ mod tests {
         let text = report_table(&kinds(), 0, 60_000);
         let line = text.lines().nth(2).unwrap();
         assert!(
-            line.starts_with("urn:rt\tFNS\tlive\t4\t2\t1\t1\tNO_DATA=1\t"),
+            line.starts_with("urn:rt\tFNS\tlive\t4\t2\t1\t1\tNO_DATA=1\tQUOTA_EXCEEDED=2\t"),
             "{line}"
         );
         assert!(line.ends_with("50.00%\t50.00%"), "{line}");

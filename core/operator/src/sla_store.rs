@@ -8,6 +8,7 @@
 //! the last write.
 
 use crate::timefmt::{format_time_ms, parse_time_ms};
+use gonets_engine::runtime::stats::ERROR_CODES;
 use gonets_engine::shard::sla::{SlaTally, ANSWER_TIME_BUCKETS, REFUSAL_CODE_COUNT};
 use gonets_types::RefusalCode;
 use serde_json::{json, Map, Value};
@@ -244,6 +245,12 @@ fn tally_json(t: &SlaTally) -> Value {
         .filter(|(_, n)| *n > 0)
         .map(|(code, n)| (code.as_str().to_string(), json!(n)))
         .collect();
+    let refused_at_door: Map<String, Value> = ERROR_CODES
+        .iter()
+        .zip(t.refused_at_door)
+        .filter(|(_, n)| *n > 0)
+        .map(|(code, n)| (code.to_string(), json!(n)))
+        .collect();
     let times: Vec<Value> = t
         .answer_times
         .buckets()
@@ -258,6 +265,7 @@ fn tally_json(t: &SlaTally) -> Value {
         "within_2s": t.within_realtime_budget,
         "answer_times": times,
         "answer_time_sum_ms": t.answer_times.sum_ms(),
+        "refused_at_door": refused_at_door,
     })
 }
 
@@ -294,6 +302,14 @@ fn tally_from_json(v: &Value) -> Result<SlaTally, String> {
     }
     // Absent from files written before the sum was kept: 0.
     t.answer_times.add_sum_ms(n("answer_time_sum_ms"));
+    // Absent from older files too: none.
+    let at_door = v["refused_at_door"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (i, code) in ERROR_CODES.iter().enumerate() {
+        t.refused_at_door[i] = at_door.get(*code).and_then(Value::as_u64).unwrap_or(0);
+    }
     Ok(t)
 }
 

@@ -31,7 +31,7 @@ pub const REPLY_KINDS: [(ReplyKind, &str); REPLY_KIND_COUNT] = [
 /// Error codes a hub error is counted under, in index order: the wire's
 /// stable names (`gonets_proto::ErrorCode::name`; a test in `tests/`
 /// checks that they agree).
-const ERROR_CODE_COUNT: usize = 14;
+pub const ERROR_CODE_COUNT: usize = 14;
 /// The wire names of the hub's error codes, by counting index.
 pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
     "UNAUTHENTICATED",
@@ -179,6 +179,12 @@ pub struct ShardStats {
     pub draining: bool,
     /// A log used its disk reserve: new requests are refused `STORAGE_FULL`.
     pub space_low: bool,
+    /// Time since the last snapshot (the state checkpoint restart replays
+    /// from) became durable, ms; None when none has since start.
+    pub snapshot_age_ms: Option<u64>,
+    /// Records appended since the last snapshot began (what a restart
+    /// replays beyond it).
+    pub records_since_snapshot: u64,
 }
 
 impl ShardStats {

@@ -39,12 +39,7 @@ impl Shard {
         caller: &ParticipantId,
         r: NewRequest,
     ) -> Result<Accepted, HubError> {
-        if r.state_secret {
-            self.counters.state_secrets_refused += 1;
-            tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
-            return Err(HubError::StateSecret);
-        }
-        let terms = self.request_terms(caller, &r, false)?;
+        let terms = self.door(caller, &r, false)?;
         if let Some(original) = self.repeat_of(caller, &r) {
             // An earlier send (maybe earlier in this very batch): its
             // acceptance, durable no later than the batch's reply.

@@ -171,6 +171,9 @@ pub struct ShardCounters {
     pub expired: u64,
     /// Requests dead-lettered.
     pub dead_lettered: u64,
+    /// Deliveries of a request after its first (its earlier lease ended
+    /// without an ack: nack, lease expiry, reader gone).
+    pub redeliveries: u64,
     /// Requests refused as state secrets.
     pub state_secrets_refused: u64,
     /// Finished exchanges removed from memory after `finished_keep_ms`.
@@ -1332,17 +1335,42 @@ impl Shard {
         r: NewRequest,
         call: bool,
     ) -> Result<Option<ShardReply>, HubError> {
-        if r.state_secret {
-            self.counters.state_secrets_refused += 1;
-            tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
-            return Err(HubError::StateSecret);
-        }
-        let terms = self.request_terms(caller, &r, call)?;
+        let terms = self.door(caller, &r, call)?;
         if self.answered_as_repeat(token, caller, &r, call) {
             return Ok(None);
         }
         self.accept_request(token, caller, r, call, terms)?;
         Ok(None)
+    }
+
+    /// The checks at the door (state secret, then [`Shard::request_terms`]),
+    /// a refusal counted against its data kind when the registry has it.
+    fn door(
+        &mut self,
+        caller: &ParticipantId,
+        r: &NewRequest,
+        call: bool,
+    ) -> Result<RequestTerms, HubError> {
+        let checked = if r.state_secret {
+            self.counters.state_secrets_refused += 1;
+            tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
+            Err(HubError::StateSecret)
+        } else {
+            self.request_terms(caller, r, call)
+        };
+        if let Err(e) = &checked {
+            self.refused_at_door(r, e);
+        }
+        checked
+    }
+
+    /// Counts a refusal on arrival against `r`'s kind (not for a kind the
+    /// registry lacks: garbage must not make new label values).
+    fn refused_at_door(&mut self, r: &NewRequest, e: &HubError) {
+        if let Some(kind) = self.registry.kind(&r.kind) {
+            let provider = kind.provider.clone();
+            self.sla.refused_at_door(&r.kind, &provider, r.test, e);
+        }
     }
 
     /// Checks a new request against its kind (who may ask, mode, sizes, the
@@ -1524,12 +1552,12 @@ impl Shard {
             queue_bytes_max,
         } = terms;
         let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
-        if self.queues.get(&queue).map_or(0, Queue::len) + committing >= queue_messages_max as usize
-        {
-            return Err(HubError::QuotaExceeded);
-        }
-        // Committing requests are counted from their record on.
-        if self.waiting_bytes(&queue) + r.payload.len() as u64 > queue_bytes_max {
+        let full = self.queues.get(&queue).map_or(0, Queue::len) + committing
+            >= queue_messages_max as usize
+            // Committing requests are counted from their record on.
+            || self.waiting_bytes(&queue) + r.payload.len() as u64 > queue_bytes_max;
+        if full {
+            self.refused_at_door(&r, &HubError::QuotaExceeded);
             return Err(HubError::QuotaExceeded);
         }
         let id = self.new_id();
@@ -1731,6 +1759,9 @@ impl Shard {
             QueueId::Requests(_) => {
                 let ex = &self.exchanges[&id];
                 let count = ex.deliveries + 1;
+                if count > 1 {
+                    self.counters.redeliveries += 1;
+                }
                 events.push(EventRecord {
                     request_id: id,
                     kind: EventKind::Delivered,

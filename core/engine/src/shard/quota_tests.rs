@@ -457,3 +457,73 @@ fn given_a_waiting_fetch_when_nack_many_names_the_newer_first_then_the_oldest_is
         other => panic!("expected the waiting fetch's messages, got {other:?}"),
     }
 }
+
+// ---- refusals at the door, counted per data kind (issue 17) ----
+
+fn at_door(d: &Driver, kind: &str, code: &HubError) -> u64 {
+    let index = crate::runtime::stats::error_code_index(code);
+    d.shard
+        .sla()
+        .kinds()
+        .find(|(k, _)| k.as_str() == kind)
+        .map_or(0, |(_, c)| c.live.refused_at_door[index])
+}
+
+#[test]
+fn given_requests_refused_on_arrival_when_counted_then_their_kind_has_each_code_and_unknown_kinds_none(
+) {
+    let mut d = quota_driver(config(0, 1));
+    d.send_ok("SLOW", sized(BYTES, 60));
+    d.send_ok("SLOW", sized(BYTES, 30));
+    // Over the byte quota, single and batched; too large for the kind.
+    let r = d.now_reply("SLOW", Command::SendRequest(sized(BYTES, 11)));
+    assert_eq!(r, Err(HubError::QuotaExceeded));
+    let batch = vec![sized(BYTES, 5), sized(BYTES, 20)];
+    d.committed_reply("SLOW", Command::SendRequests(batch))
+        .expect("a batch reply");
+    let too_large = d.now_reply("SLOW", Command::SendRequest(sized(BYTES, 65)));
+    assert!(
+        matches!(too_large, Err(HubError::TooLarge { .. })),
+        "{too_large:?}"
+    );
+    // A kind the registry lacks makes no entry (no label from garbage).
+    let unknown = d.now_reply("SLOW", Command::SendRequest(sized("urn:none", 1)));
+    assert!(
+        matches!(unknown, Err(HubError::UnknownDataKind(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(at_door(&d, BYTES, &HubError::QuotaExceeded), 2);
+    let large = HubError::TooLarge {
+        size_bytes: 0,
+        size_bytes_max: 0,
+    };
+    assert_eq!(at_door(&d, BYTES, &large), 1);
+    assert!(d.shard.sla().kinds().all(|(k, _)| k.as_str() != "urn:none"));
+}
+
+#[test]
+fn given_a_nacked_lease_when_delivered_again_then_one_redelivery_is_counted() {
+    let mut d = quota_driver(config(0, 1));
+    let id = d.send_ok("SLOW", sized(BYTES, 10));
+    let got = d.fetch("FNS", requests(BYTES), 1, 1);
+    assert_eq!(ids(&got), vec![id]);
+    assert_eq!(d.shard.counters().redeliveries, 0);
+    let r = d.committed_reply(
+        "FNS",
+        Command::Nack {
+            queue: requests(BYTES),
+            id,
+            reader: 1,
+            delay_ms: 0,
+        },
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        d.shard.counters().redeliveries,
+        0,
+        "counted when delivered again"
+    );
+    let again = d.fetch("FNS", requests(BYTES), 1, 1);
+    assert_eq!(ids(&again), vec![id], "delivered again");
+    assert_eq!(d.shard.counters().redeliveries, 1);
+}

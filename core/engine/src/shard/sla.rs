@@ -10,8 +10,9 @@
 //! API turns them into time buckets and keeps those on disk.
 
 use super::NameMap;
+use crate::runtime::stats::{error_code_index, ERROR_CODE_COUNT};
 use gonets_types::ids::{DataKindId, ParticipantId};
-use gonets_types::RefusalCode;
+use gonets_types::{HubError, RefusalCode};
 
 /// Sub-buckets per power of two: a time lands within 1/8 (12.5 %) of its
 /// bucket's upper bound.
@@ -188,6 +189,9 @@ pub struct SlaTally {
     pub within_realtime_budget: u64,
     /// Times from acceptance to answer, of the answers in time.
     pub answer_times: AnswerTimes,
+    /// Requests the hub refused on arrival (nothing stored), by hub error
+    /// code (`runtime::stats::error_code_index`): quota, size, rights...
+    pub refused_at_door: [u64; ERROR_CODE_COUNT],
 }
 
 impl SlaTally {
@@ -202,6 +206,9 @@ impl SlaTally {
         }
         self.within_realtime_budget += other.within_realtime_budget;
         self.answer_times.add(&other.answer_times);
+        for (mine, theirs) in self.refused_at_door.iter_mut().zip(other.refused_at_door) {
+            *mine += theirs;
+        }
     }
 
     /// What was counted since `earlier`, a copy of these same running
@@ -223,6 +230,9 @@ impl SlaTally {
                 .within_realtime_budget
                 .saturating_sub(earlier.within_realtime_budget),
             answer_times: self.answer_times.since(&earlier.answer_times),
+            refused_at_door: std::array::from_fn(|i| {
+                self.refused_at_door[i].saturating_sub(earlier.refused_at_door[i])
+            }),
         }
     }
 
@@ -274,6 +284,17 @@ pub struct AnswerFacts {
 }
 
 impl SlaBook {
+    /// Counts a request of `kind` refused on arrival with `e`.
+    pub fn refused_at_door(
+        &mut self,
+        kind: &DataKindId,
+        provider: &ParticipantId,
+        test: bool,
+        e: &HubError,
+    ) {
+        self.tally(kind, provider, test).refused_at_door[error_code_index(e)] += 1;
+    }
+
     /// The tally of `kind`'s `test` class (made at the kind's first count).
     pub fn tally(
         &mut self,

@@ -293,7 +293,12 @@ impl ShardModel {
                     .get_mut(&e.request_id)
                     .ok_or_else(|| format!("event {:?} for unknown request", e.kind))?;
                 match e.kind {
-                    EventKind::Delivered => req.deliveries = req.deliveries.max(e.count),
+                    EventKind::Delivered => {
+                        if live && e.count > 1 {
+                            self.counters.redeliveries += 1;
+                        }
+                        req.deliveries = req.deliveries.max(e.count)
+                    }
                     EventKind::Acked => {
                         req.acked = true;
                         req.place = None;

@@ -158,6 +158,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         records_since_snapshot: 0,
         snapshot_every_records: start.snapshot_every_records,
         snapshot: None,
+        snapshot_durable_ms: None,
         maintenance_busy: Rc::new(Cell::new(false)),
         draining: false,
         drain_done: None,
@@ -216,6 +217,9 @@ struct ShardTask {
     records_since_snapshot: u64,
     snapshot_every_records: u64,
     snapshot: Option<PendingSnapshot>,
+    /// When the last snapshot became durable (hub clock, ms); None before
+    /// the first since start.
+    snapshot_durable_ms: Option<u64>,
     /// A checkpoint and retention pass runs.
     maintenance_busy: Rc<Cell<bool>>,
     /// Client commands are refused (shutdown began).
@@ -512,6 +516,8 @@ impl ShardTask {
             log_failed: self.log_failed,
             draining: self.draining,
             space_low: self.space_low(),
+            snapshot_age_ms: self.snapshot_durable_ms.map(|t| now_ms.saturating_sub(t)),
+            records_since_snapshot: self.records_since_snapshot,
         }
     }
 

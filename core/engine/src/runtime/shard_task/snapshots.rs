@@ -41,6 +41,7 @@ impl ShardTask {
             return;
         }
         self.snapshot = None;
+        self.snapshot_durable_ms = Some(self.clock.now_ms());
         self.shard.snapshot_durable(p.first);
         self.log.set_mark(p.first);
         if self.draining {
