@@ -817,6 +817,47 @@ pub async fn fetch_n(
     got
 }
 
+/// Runs `promtool check metrics` on `text` (a `/metrics` body) and fails the
+/// test when promtool refuses it. Without promtool the check is skipped,
+/// except in CI (`GONETS_CI` or `CI` set; `.ci/run` installs Debian's
+/// `prometheus` package), where it must run.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    const PROMTOOL_WAIT: Duration = Duration::from_secs(30);
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let in_ci = std::env::var_os("GONETS_CI").is_some() || std::env::var_os("CI").is_some();
+            assert!(
+                !in_ci,
+                "promtool is missing in CI (.ci/run installs Debian's prometheus package)"
+            );
+            eprintln!("promtool not installed: `promtool check metrics` skipped (apt-get install prometheus)");
+            return;
+        }
+        Err(e) => panic!("run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads its input");
+    let out = wait_output(child, PROMTOOL_WAIT, "promtool check metrics");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n---- metrics ----\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits for `child` to exit within `limit` (killed and a test failure
 /// past it, naming `what`); its output.
 pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::process::Output {

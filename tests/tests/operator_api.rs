@@ -10,7 +10,8 @@
 use gonets_engine::runtime::stats::{error_code_index, ERROR_CODES};
 use gonets_proto::ErrorCode;
 use gonets_tests::net::{
-    free_port, gonets_bin, raw_tls_config, run_local, wait_output, ServerOptions, ServerProcess,
+    free_port, gonets_bin, promtool_check_metrics, raw_tls_config, run_local, wait_output,
+    ServerOptions, ServerProcess,
 };
 use gonets_types::{HubError, MessageId, NewRequest};
 use serde_json::Value;
@@ -251,7 +252,7 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(bounded, commits, "every batch within 1 MiB: {text}");
-    promtool_check(&text);
+    promtool_check_metrics(&text);
 }
 
 fn lines<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -265,43 +266,6 @@ fn samples<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = u64> + 'a
             .and_then(|v| v.parse().ok())
             .expect("a value")
     })
-}
-
-/// Runs `promtool check metrics` on `text`. Without promtool the check is
-/// skipped, except in CI (`GONETS_CI` or `CI` set), where it must run.
-fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let in_ci = std::env::var_os("GONETS_CI").is_some() || std::env::var_os("CI").is_some();
-            assert!(
-                !in_ci,
-                "promtool is missing in CI (.ci/run installs Debian's prometheus package)"
-            );
-            eprintln!("promtool not installed: `promtool check metrics` skipped (apt-get install prometheus)");
-            return;
-        }
-        Err(e) => panic!("run promtool: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = wait_output(child, HTTP_WAIT, "promtool check metrics");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n---- metrics ----\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

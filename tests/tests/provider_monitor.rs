@@ -11,7 +11,8 @@
 
 use futures_lite::future;
 use gonets_tests::net::{
-    fetch_n, gonets_bin, run_local, wait_output, ServerOptions, ServerProcess,
+    fetch_n, gonets_bin, promtool_check_metrics, run_local, wait_output, ServerOptions,
+    ServerProcess,
 };
 use gonets_types::{DataKindId, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode};
 use serde_json::Value;
@@ -243,7 +244,7 @@ fn given_traffic_when_a_provider_stops_then_it_turns_unreachable_both_sides_are_
                 && l.ends_with(" 1")),
         "{metrics}"
     );
-    promtool_clean(&metrics);
+    promtool_check_metrics(&metrics);
 
     // Nothing was dropped: the provider comes back and gets both requests.
     let ep = server.endpoint();
@@ -296,7 +297,7 @@ fn answer_times_in_metrics(api: std::net::SocketAddr) {
     assert_eq!(series("count"), Some(5.0), "{metrics}");
     assert_eq!(series("bucket"), Some(5.0), "the +Inf bucket: {metrics}");
     assert!(series("sum").is_some_and(|s| s >= 0.0), "{metrics}");
-    promtool_clean(&metrics);
+    promtool_check_metrics(&metrics);
 }
 
 fn check_sla(report: &Value, call_answered: bool) {
@@ -359,33 +360,4 @@ fn report_command(server: &ServerProcess) -> Value {
         "{table}"
     );
     serde_json::from_str(&run(&["--json"])).expect("JSON")
-}
-
-/// `promtool check metrics` passes on `text` (skipped where promtool is
-/// not installed; tests/tests/operator_api.rs requires it in CI).
-fn promtool_clean(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => panic!("run promtool: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = wait_output(child, WAIT, "promtool check metrics");
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

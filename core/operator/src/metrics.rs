@@ -193,11 +193,10 @@ fn queues(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_queue_waiting_payload_bytes",
         "Payload bytes of the requests the queue holds",
     );
-    let oldest = FloatGauges::default();
-    registry.register(
+    let oldest = float_gauges(
+        registry,
         "gonets_queue_oldest_age_seconds",
         "Age of the oldest message in the queue (0 when empty)",
-        oldest.clone(),
     );
     for s in stats {
         for q in &s.queues {
@@ -364,11 +363,10 @@ fn provider_states(registry: &mut Registry, rows: &[ProviderRow]) {
         "gonets_provider_deadline_at_risk",
         "1 while the kind's oldest request is past deadline_risk_percent of its deadline",
     );
-    let last_read = FloatGauges::default();
-    registry.register(
+    let last_read = float_gauges(
+        registry,
         "gonets_provider_last_read_timestamp_seconds",
         "Unix time of the latest fetch, subscribe or credit on the kind's queue (absent: none since start)",
-        last_read.clone(),
     );
     for r in rows {
         let labels = kind_labels(&r.kind, &r.provider);

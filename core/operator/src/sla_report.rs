@@ -4,12 +4,11 @@
 //! share answered in time, and for real-time kinds the share within 2 s.
 //! As JSON (`/sla`) and as a text table (`gonets report sla`).
 
-use crate::sla_store::{Bucket, KindCounts};
+use crate::sla_store::{refused_at_door_map, refused_map, Bucket, KindCounts};
 use crate::timefmt::format_time_ms;
-use gonets_engine::runtime::stats::ERROR_CODES;
 use gonets_engine::shard::sla::SlaTally;
 use gonets_types::RefusalCode;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::fmt::Write;
 
 /// One day, ms: the default period, ending now.
@@ -20,37 +19,19 @@ fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0)
 }
 
-/// Refusals on arrival by hub error code (wire names), the non-zero ones.
-fn at_door(t: &SlaTally) -> Vec<(&'static str, u64)> {
-    ERROR_CODES
-        .iter()
-        .zip(t.refused_at_door)
-        .filter(|(_, n)| *n > 0)
-        .map(|(code, n)| (*code, n))
-        .collect()
-}
-
 fn answered(t: &SlaTally) -> u64 {
     t.answered_in_time + t.answered_late
 }
 
 fn class_json(t: &SlaTally, realtime: bool) -> Value {
-    let refused: Map<String, Value> = RefusalCode::ALL
-        .iter()
-        .zip(t.refused)
-        .filter(|(_, n)| *n > 0)
-        .map(|(code, n)| (code.as_str().to_string(), json!(n)))
-        .collect();
+    let refused = refused_map(t);
     let ended = answered(t) + t.expired;
     let mut v = json!({
         "requests": t.requests,
         "answered_in_time": t.answered_in_time,
         "answered_late": t.answered_late,
         "refused": refused,
-        "refused_at_door": at_door(t)
-            .into_iter()
-            .map(|(code, n)| (code.to_string(), json!(n)))
-            .collect::<Map<String, Value>>(),
+        "refused_at_door": refused_at_door_map(t),
         "expired": t.expired,
         "answer_time_p50_ms": t.answer_times.percentile_ms(0.5),
         "answer_time_p99_ms": t.answer_times.percentile_ms(0.99),
@@ -109,8 +90,8 @@ fn refused_text(t: &SlaTally) -> String {
 }
 
 fn at_door_text(t: &SlaTally) -> String {
-    let parts: Vec<String> = at_door(t)
-        .into_iter()
+    let parts: Vec<String> = refused_at_door_map(t)
+        .iter()
         .map(|(code, n)| format!("{code}={n}"))
         .collect();
     if parts.is_empty() {

@@ -238,19 +238,29 @@ fn hour_from_json(v: &Value) -> Result<BTreeMap<u64, Bucket>, String> {
     Ok(buckets)
 }
 
-fn tally_json(t: &SlaTally) -> Value {
-    let refused: Map<String, Value> = RefusalCode::ALL
+/// The provider's refusals by refusal code, the non-zero ones.
+pub(crate) fn refused_map(t: &SlaTally) -> Map<String, Value> {
+    RefusalCode::ALL
         .iter()
         .zip(t.refused)
         .filter(|(_, n)| *n > 0)
         .map(|(code, n)| (code.as_str().to_string(), json!(n)))
-        .collect();
-    let refused_at_door: Map<String, Value> = ERROR_CODES
+        .collect()
+}
+
+/// Refusals on arrival by wire error code, the non-zero ones.
+pub(crate) fn refused_at_door_map(t: &SlaTally) -> Map<String, Value> {
+    ERROR_CODES
         .iter()
         .zip(t.refused_at_door)
         .filter(|(_, n)| *n > 0)
         .map(|(code, n)| (code.to_string(), json!(n)))
-        .collect();
+        .collect()
+}
+
+fn tally_json(t: &SlaTally) -> Value {
+    let refused = refused_map(t);
+    let refused_at_door = refused_at_door_map(t);
     let times: Vec<Value> = t
         .answer_times
         .buckets()
