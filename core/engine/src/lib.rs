@@ -22,6 +22,9 @@ mod registry_toml;
 pub mod runtime;
 pub mod shard;
 
+/// The histogram type of a log's commit stats (`runtime::stats::LogReport`),
+/// for readers above the engine (the operator API's `/metrics`).
+pub use gonets_storage::commit_stats::Log2Histogram;
 /// The log settings a [`HubConfig`] carries.
 pub use gonets_storage::LogConfig;
 pub use gonets_types::{

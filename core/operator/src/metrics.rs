@@ -7,7 +7,7 @@
 use crate::providers::ProviderRow;
 use gonets_engine::runtime::stats::{LogReport, ShardStats, ERROR_CODES, REPLY_KINDS};
 use gonets_engine::shard::sla::{AnswerTimes, SlaTally};
-use gonets_storage::commit_stats::Log2Histogram;
+use gonets_engine::Log2Histogram;
 use gonets_types::ids::QueueId;
 use gonets_types::RefusalCode;
 use prometheus_client::encoding::{prometheus_text, EncodeMetric, MetricEncoder, NoLabelSet};
