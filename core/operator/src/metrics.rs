@@ -510,7 +510,7 @@ fn answer_times(registry: &mut Registry, stats: &[ShardStats]) {
                     traffic,
                 );
                 match series.iter_mut().find(|(l, _)| *l == labels) {
-                    Some((_, sum)) => sum.add_from(&t.answer_times),
+                    Some((_, sum)) => sum.add(&t.answer_times),
                     None => series.push((labels, t.answer_times.clone())),
                 }
             }

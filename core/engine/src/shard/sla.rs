@@ -149,11 +149,7 @@ impl AnswerTimes {
     }
 
     /// Adds `other`'s counts and sum to these (merging shards' histograms).
-    pub fn add_from(&mut self, other: &AnswerTimes) {
-        self.add(other);
-    }
-
-    fn add(&mut self, other: &AnswerTimes) {
+    pub fn add(&mut self, other: &AnswerTimes) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
             *mine += theirs;
         }
