@@ -265,14 +265,15 @@ fn locate(st: &mut State, offset: u64) -> Result<(usize, usize), Slot> {
     )))
 }
 
-/// The record at `offset` from the tail cache, CRC checked; `None` when its
+/// The record at `offset` from the tail cache, its header checked (not its
+/// CRC: the cache's bytes never went through the disk); `None` when its
 /// batch is not cached.
 fn read_cached(st: &mut State, offset: u64) -> Option<Slot> {
     let rec = st.tail.find(offset)?;
     debug_assert!(st.start_offset <= offset && offset < st.durable_offset);
     st.reads_from_memory += 1;
     Some(
-        match frame::parse(&rec.bytes, rec.position, st.limits.record_size_bytes_max) {
+        match frame::parse_in_memory(&rec.bytes, rec.position, st.limits.record_size_bytes_max) {
             Parsed::Record(h) if h.offset == offset && h.kind == RecordKind::Data => {
                 Slot::Present(RecordRef {
                     source: Source::Memory(rec.bytes),

@@ -9,8 +9,10 @@
 //! paid once per message.
 //!
 //! Safety: a batch enters the cache only once its write (and `fdatasync`)
-//! returned, so nothing served from here is non-durable; every read from
-//! here checks the record's CRC like a read from the map. The cache is a
+//! returned, so nothing served from here is non-durable; a read from here
+//! checks the record's header like a read from the map, but not its CRC:
+//! these bytes were sealed in this process's memory and never read back
+//! from the disk, which is what the CRC guards. The cache is a
 //! copy: damage on disk in a cached range shows once the batch has left the
 //! cache and is read from the map. Bounded by `LogConfig::recent_bytes_max`,
 //! oldest batch dropped first; empty after open.

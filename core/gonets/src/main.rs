@@ -190,7 +190,6 @@ pub(crate) fn default_addr() -> SocketAddr {
 }
 
 fn main() -> ExitCode {
-    allocator::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve {
