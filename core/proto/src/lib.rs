@@ -21,8 +21,8 @@ pub use error_code::ErrorCode;
 pub use frame::{encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, Limits};
 pub use opcode::Opcode;
 pub use reply::{
-    decode_push, decode_reply, encode_error, encode_push, encode_reply, message_from_header,
-    status_view, BadReply,
+    decode_push, decode_reply, encode_error, encode_push, encode_reply, encode_reply_head,
+    message_from_header, status_view, BadReply,
 };
 pub use request::{
     decode_command, encode_command, request_header, RequestError, READER_OF_SESSION,
@@ -169,6 +169,27 @@ pub fn encode<T: Serialize>(
     header: &T,
     body: &[&[u8]],
 ) {
+    let body_bytes = body.iter().map(|b| b.len()).sum();
+    encode_head(out, opcode, correlation_id, header, body_bytes);
+    // One growth at most, to the exact size: growing by doubling while the
+    // payloads go in would copy them again (a fetch's frame is ~430 KB).
+    out.reserve(body_bytes);
+    for b in body {
+        out.extend_from_slice(b);
+    }
+}
+
+/// Appends a frame's fixed header and JSON header announcing a body of
+/// `body_bytes`, without the body: the caller sends the body's bytes right
+/// after these (a fetch's payloads straight from where they are, with no
+/// copy into the frame).
+pub fn encode_head<T: Serialize>(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    correlation_id: u64,
+    header: &T,
+    body_bytes: usize,
+) {
     let start = out.len();
     // The fixed header goes first with its lengths still zero; the JSON is
     // serialised straight after it into `out` (no buffer per frame), then
@@ -185,14 +206,6 @@ pub fn encode<T: Serialize>(
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_writer(&mut *out, header).expect("wire headers always serialise");
     let json_bytes = out.len() - json_start;
-    let body_start = out.len();
-    // One growth at most, to the exact size: growing by doubling while the
-    // payloads go in would copy them again (a fetch's frame is ~430 KB).
-    out.reserve(body.iter().map(|b| b.len()).sum());
-    for b in body {
-        out.extend_from_slice(b);
-    }
-    let body_bytes = out.len() - body_start;
     FrameHeader::set_lengths(&mut out[start..], json_bytes, body_bytes);
 }
 

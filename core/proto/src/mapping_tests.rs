@@ -630,6 +630,22 @@ mod round_trip {
             prop_assert_eq!(f.header.opcode, request_of(kind).reply());
             prop_assert_eq!(decode_reply(kind, &mut f), Ok(Ok(reply)));
         }
+
+        /// The head and the payloads, sent back to back, are the whole frame's bytes.
+        #[test]
+        fn given_any_reply_when_encoded_by_its_head_then_head_and_payloads_are_the_frame(
+            reply in reply()
+        ) {
+            let kind = reply.kind();
+            let mut whole = Vec::new();
+            encode_reply(&mut whole, request_of(kind), 9, &Ok(reply.clone()));
+            let mut parts = Vec::new();
+            let payloads = encode_reply_head(&mut parts, request_of(kind), 9, &Ok(reply));
+            for p in &payloads {
+                parts.extend_from_slice(p);
+            }
+            prop_assert_eq!(parts, whole);
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use crate::frame::Frame;
 use crate::header::{self as h, ErrorReply};
 use crate::{
-    encode, message_header, parse_header, parse_id, parse_queue, parse_refusal, status_reply,
-    Opcode,
+    encode, encode_head, message_header, parse_header, parse_id, parse_queue, parse_refusal,
+    status_reply, Opcode,
 };
 use bytes::Bytes;
 use gonets_types::{
@@ -67,6 +67,34 @@ pub fn encode_reply(
             encode(out, op, correlation_id, &header, &[]);
         }
     }
+}
+
+/// [`encode_reply`] without the message payloads of a `Message` or
+/// `Messages` reply: appends the frame's headers (announcing the payloads'
+/// length) and returns the payloads to send right after them, in order
+/// (empty for any other reply, whose frame `out` then holds whole). Sent
+/// back to back, the head and the payloads are the same bytes as
+/// [`encode_reply`]'s frame.
+pub fn encode_reply_head(
+    out: &mut Vec<u8>,
+    request: Opcode,
+    correlation_id: u64,
+    result: &Result<Reply, HubError>,
+) -> Vec<Bytes> {
+    let messages = match result {
+        Ok(Reply::Message(m)) => std::slice::from_ref(m),
+        Ok(Reply::Messages(ms)) => &ms[..],
+        _ => {
+            encode_reply(out, request, correlation_id, result);
+            return Vec::new();
+        }
+    };
+    let headers = h::Messages {
+        messages: messages.iter().map(message_header).collect(),
+    };
+    let body_bytes = messages.iter().map(|m| m.payload.len()).sum();
+    encode_head(out, request.reply(), correlation_id, &headers, body_bytes);
+    messages.iter().map(|m| m.payload.clone()).collect()
 }
 
 /// The wire header of a `send_requests` reply.

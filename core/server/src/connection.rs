@@ -23,6 +23,7 @@ use gonets_types::error::HubError;
 use gonets_types::{Command, Reply};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ const SERVER_NAME: &str = concat!("gonets/", env!("CARGO_PKG_VERSION"));
 enum Outgoing {
     /// A whole encoded frame.
     Frame(Vec<u8>),
+    /// A frame's head (its fixed and JSON headers) and its body's parts,
+    /// sent back to back: a fetch's payloads, not copied into the frame.
+    Parts(Vec<u8>, Vec<bytes::Bytes>),
     /// Write what is queued, then close the connection.
     Close,
 }
@@ -72,8 +76,12 @@ struct Connection {
 
 impl Connection {
     async fn send(&self, frame: Vec<u8>) {
+        self.send_out(Outgoing::Frame(frame)).await;
+    }
+
+    async fn send_out(&self, out: Outgoing) {
         // A closed writer means the connection is gone: nothing to tell.
-        let _ = self.out.send(Outgoing::Frame(frame)).await;
+        let _ = self.out.send(out).await;
     }
 }
 
@@ -138,6 +146,7 @@ pub(crate) async fn serve(
             run(
                 shard,
                 stream,
+                None,
                 &peer,
                 Credentials::Certificate(who),
                 handle,
@@ -147,9 +156,11 @@ pub(crate) async fn serve(
         }
         Security::DevTokens(tokens) => {
             let tokens = tokens.clone();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
             run(
                 shard,
                 tcp,
+                Some(fd),
                 &peer,
                 Credentials::Token(tokens),
                 handle,
@@ -168,10 +179,13 @@ enum Credentials {
     Token(Arc<HashMap<String, String>>),
 }
 
-/// Hello, then the frame loop.
+/// Hello, then the frame loop. `fd`: the plain TCP socket under `stream`
+/// (frames with many parts are gathered into one `sendmsg` on it), `None`
+/// under TLS.
 async fn run<S>(
     shard: u16,
     stream: S,
+    fd: Option<RawFd>,
     peer: &str,
     credentials: Credentials,
     handle: HubHandle,
@@ -201,7 +215,8 @@ async fn run<S>(
     else {
         return;
     };
-    serve_frames(shard, peer, session, &handle, &settings, &mut input, writer).await;
+    let output = Output { writer, fd };
+    serve_frames(shard, peer, session, &handle, &settings, &mut input, output).await;
 }
 
 /// Reads the hello within the hello timeout; a broken or missing one gets
@@ -304,13 +319,13 @@ async fn serve_frames<R, W>(
     handle: &HubHandle,
     settings: &ServerSettings,
     input: &mut Input<'_, R>,
-    writer: W,
+    output: Output<W>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
     let (out, outgoing) = local_channel::new_bounded(settings.write_queue_frames_max);
-    let writer_task = glommio::spawn_local(write_loop(writer, outgoing));
+    let writer_task = glommio::spawn_local(write_loop(output, outgoing));
     let conn = Rc::new(Connection {
         session,
         out: Rc::new(out),
@@ -527,8 +542,8 @@ async fn start(
             let command = decode(conn, frame)?;
             let conn = conn.clone();
             glommio::spawn_local(async move {
-                if let Some(frame) = operation(&conn, op, id, command).await {
-                    conn.send(frame).await;
+                if let Some(out) = operation(&conn, op, id, command).await {
+                    conn.send_out(out).await;
                 }
                 drop(permit);
             })
@@ -586,32 +601,38 @@ impl Connection {
     }
 }
 
-/// Runs a decoded request of opcode `request`; the frame to send back
-/// (none for a subscribe, whose task answers itself).
+/// Runs a decoded request of opcode `request`; what to send back (none
+/// for a subscribe, whose task answers itself): a message reply as its
+/// head and its payloads, anything else as one frame.
 async fn operation(
     conn: &Rc<Connection>,
     request: Opcode,
     id: u64,
     command: Result<Command, Box<ErrorReply>>,
-) -> Option<Vec<u8>> {
+) -> Option<Outgoing> {
     let command = match command {
         Ok(c) => c,
-        Err(e) => return Some(error_frame(id, &e)),
+        Err(e) => return Some(Outgoing::Frame(error_frame(id, &e))),
     };
     if let Command::Subscribe { queue, credits, .. } = command {
-        return subscribe(conn, id, queue, credits).await;
+        return subscribe(conn, id, queue, credits)
+            .await
+            .map(Outgoing::Frame);
     }
     let result = conn.session.execute(command).await;
-    // Room for the payloads and their JSON headers, so the frame is not
-    // grown (and its payloads copied again) while it is encoded.
-    let (messages, payload_bytes) = match &result {
-        Ok(Reply::Message(m)) => (1, m.payload.len()),
-        Ok(Reply::Messages(ms)) => (ms.len(), ms.iter().map(|m| m.payload.len()).sum()),
-        _ => (0, 0),
+    // Room for the messages' JSON headers, so the head is not grown while
+    // it is encoded.
+    let messages = match &result {
+        Ok(Reply::Messages(ms)) => ms.len(),
+        _ => 1,
     };
-    let mut out = Vec::with_capacity(256 + messages * MESSAGE_HEADER_JSON_BYTES + payload_bytes);
-    gonets_proto::encode_reply(&mut out, request, id, &result);
-    Some(out)
+    let mut head = Vec::with_capacity(256 + messages * MESSAGE_HEADER_JSON_BYTES);
+    let payloads = gonets_proto::encode_reply_head(&mut head, request, id, &result);
+    Some(if payloads.is_empty() {
+        Outgoing::Frame(head)
+    } else {
+        Outgoing::Parts(head, payloads)
+    })
 }
 
 /// Starts a subscription: its task pushes messages with the subscribe's
@@ -751,9 +772,20 @@ async fn subscription_command(conn: &Rc<Connection>, mut frame: Frame) -> Result
     Ok(())
 }
 
+/// The writing side of a connection: its async writer, and under plain
+/// TCP the socket itself for gathered sends ([`crate::vectored`]).
+struct Output<W> {
+    writer: W,
+    fd: Option<RawFd>,
+}
+
 /// Writes queued frames, gathering what is queued into one write.
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceiver<Outgoing>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut output: Output<W>,
+    outgoing: LocalReceiver<Outgoing>,
+) {
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
+    let writer = &mut output.writer;
     // Runs until closed; each round writes at least one frame.
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
@@ -764,13 +796,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceive
                 // A large frame (a fetch's messages) is written as it is:
                 // gathering it would copy every payload once more.
                 Outgoing::Frame(f) if f.len() >= WRITE_DIRECT_BYTES_MIN => {
-                    if !write_out(&mut writer, &mut batch).await
-                        || writer.write_all(&f).await.is_err()
-                    {
+                    if !write_out(writer, &mut batch).await || writer.write_all(&f).await.is_err() {
                         return;
                     }
                 }
                 Outgoing::Frame(f) => batch.extend_from_slice(&f),
+                Outgoing::Parts(head, payloads) => {
+                    if !write_out(writer, &mut batch).await
+                        || write_parts(writer, output.fd, &head, &payloads)
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
                 Outgoing::Close => close = true,
             }
             if close || batch.len() >= WRITE_BATCH_BYTES_MAX {
@@ -782,7 +821,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceive
                 None => {}
             }
         }
-        if !write_out(&mut writer, &mut batch).await || writer.flush().await.is_err() {
+        if !write_out(writer, &mut batch).await || writer.flush().await.is_err() {
             return;
         }
         if close {
@@ -790,6 +829,40 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outgoing: LocalReceive
             return;
         }
     }
+}
+
+/// Writes a frame's head and payloads back to back: on a plain socket
+/// gathered into `sendmsg`s, the part the socket does not take at once
+/// through `writer` (which waits for room); under TLS copied into one
+/// buffer first, so the frame makes full TLS records.
+async fn write_parts<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    fd: Option<RawFd>,
+    head: &[u8],
+    payloads: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    let parts: Vec<&[u8]> = std::iter::once(head)
+        .chain(payloads.iter().map(|p| &p[..]))
+        .collect();
+    let Some(fd) = fd else {
+        return writer.write_all(&parts.concat()).await;
+    };
+    let mut at = crate::vectored::Cursor::default();
+    at.advance(&parts, 0);
+    // Bounded: each round sends at least one byte or one whole part.
+    while !at.done(&parts) {
+        match crate::vectored::send_now(fd, &parts[at.index..], at.skip) {
+            Ok(sent) => at.advance(&parts, sent),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let rest = &parts[at.index][at.skip..];
+                writer.write_all(rest).await?;
+                at.advance(&parts, rest.len());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes the gathered frames, if any; false when the connection failed.

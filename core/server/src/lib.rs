@@ -16,6 +16,7 @@ mod frame_within;
 mod listener;
 pub mod settings;
 pub mod tls;
+mod vectored;
 
 pub use listener::{start_front_ends, FrontEnds};
 pub use settings::{Security, ServerSettings};
