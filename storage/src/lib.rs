@@ -27,6 +27,7 @@ macro_rules! journal {
 mod checkpoint;
 pub mod commit_stats;
 mod config;
+mod durable_batch;
 mod error;
 pub mod frame;
 mod index;

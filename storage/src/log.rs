@@ -395,7 +395,10 @@ impl State {
             }
             self.batches_alive += 1;
             self.open_batch = Some(Batch {
-                buf: glommio::allocate_dma_buffer(self.config.batch_bytes_max),
+                // From the global allocator, not the reactor's registered
+                // memory: once durable the buffer itself may join the tail
+                // cache and be read from any thread (`durable_batch`).
+                buf: crate::durable_batch::batch_buffer(self.config.batch_bytes_max),
                 used: 0,
                 first_offset: self.next_offset,
                 record_count: 0,
@@ -860,13 +863,15 @@ impl Log {
             padded,
         };
         batch.buf.trim_to_size(padded);
-        // Shared, not moved into the write: the tail cache copies the
-        // records out of this buffer once the write is durable.
+        // Shared, not moved into the write: once durable the tail cache
+        // takes the records from this buffer.
         let buf = Rc::new(batch.buf);
         let started = Instant::now();
         write_and_sync(&file, buf.clone(), position, durability, &path).await?;
         let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.batch_durable(&written, &buf.as_bytes()[..written.records_bytes], chain);
+        let allocated = self.state.borrow().config.batch_bytes_max;
+        let records = crate::durable_batch::records_of(buf, written.records_bytes, allocated);
+        self.batch_durable(&written, records, chain);
         let mut st = self.state.borrow_mut();
         st.commit_stats.latency_us.note(took_us);
         st.commit_stats.batch_bytes.note(written.padded as u64);
@@ -894,7 +899,7 @@ impl Log {
 
     /// A batch's write and sync returned: its records are durable; caches
     /// them, wakes the commits it covers and the appenders waiting for room.
-    fn batch_durable(&self, w: &WrittenBatch, records: &[u8], chain: [u8; 32]) {
+    fn batch_durable(&self, w: &WrittenBatch, records: bytes::Bytes, chain: [u8; 32]) {
         let mut st = self.state.borrow_mut();
         let interval = st.config.index_interval_bytes;
         let segment_base = st.segments.last().unwrap().base_offset;

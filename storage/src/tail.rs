@@ -12,15 +12,17 @@
 //! returned, so nothing served from here is non-durable; a read from here
 //! checks the record's header like a read from the map, but not its CRC:
 //! these bytes were sealed in this process's memory and never read back
-//! from the disk, which is what the CRC guards. The cache is a
-//! copy: damage on disk in a cached range shows once the batch has left the
-//! cache and is read from the map. Bounded by `LogConfig::recent_bytes_max`,
+//! from the disk, which is what the CRC guards. The cache holds the bytes
+//! as they were written (the write buffer itself, `durable_batch`; a copy
+//! for a small batch), not as the disk holds them: damage on disk in a
+//! cached range shows once the batch has left the cache and is read from
+//! the map. Bounded by `LogConfig::recent_bytes_max`,
 //! oldest batch dropped first; empty after open.
 //!
 //! Readers far behind: when batch after batch leaves the cache unread
 //! ([`COLD_EVICTIONS_MAX`] in a row), the readers are further behind the
-//! tail than the cache reaches, and copying every batch in is pure cost
-//! (a 4 KiB copy per message in a bulk drain that lags). The cache then
+//! tail than the cache reaches, and keeping every batch (or copying a
+//! small one in) is pure cost. The cache then
 //! stands aside, remembering where the batches it skipped start; a read
 //! from the map that falls among the most recent of them (the range the
 //! cache would hold) means a reader caught up, and the cache takes batches
@@ -108,16 +110,16 @@ impl TailCache {
         self.bytes_max > 0
     }
 
-    /// Takes a copy of a durable batch's records (`records` is the batch's
-    /// bytes up to its commit marker), dropping the oldest batches to stay
-    /// within the bound. A batch larger than the bound empties the cache:
-    /// what it holds stays contiguous.
+    /// Takes a durable batch's records (`records` is the batch's bytes up
+    /// to its commit marker, usually its write buffer itself), dropping the
+    /// oldest batches to stay within the bound. A batch larger than the
+    /// bound empties the cache: what it holds stays contiguous.
     pub(crate) fn insert(
         &mut self,
         first_offset: u64,
         record_count: u32,
         (segment_base, position): (u64, usize),
-        records: &[u8],
+        records: Bytes,
         size_bytes_max: usize,
     ) {
         if !self.enabled() {
@@ -140,7 +142,7 @@ impl TailCache {
         if records.len() > self.bytes_max {
             return;
         }
-        let positions = record_positions(records, first_offset, record_count, size_bytes_max);
+        let positions = record_positions(&records, first_offset, record_count, size_bytes_max);
         // Bounded by the number of batches held.
         while self.bytes + records.len() > self.bytes_max {
             let old = self.batches.pop_front().expect("bytes held by some batch");
@@ -160,7 +162,7 @@ impl TailCache {
             first_offset,
             segment_base,
             position,
-            bytes: Bytes::copy_from_slice(records),
+            bytes: records,
             positions,
             hits: 0,
         });
