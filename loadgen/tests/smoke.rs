@@ -85,11 +85,14 @@ fn given_embedded_hub_when_rt_runs_then_every_call_is_answered_and_plotted() {
         "the hub's CPU is measured"
     );
     // Durable calls: every answer rode on a commit, so the hub's operator
-    // API counted some (at most two logs' worth per call).
+    // API counted some. At most three per call: at 200 calls a second
+    // little shares a commit, so a call may take the request's own commit,
+    // the answer's, and one of the history log's (its 10 ms window
+    // gathers about two calls); a loaded CI machine measured 2.3.
     let syncs = p["hub"]["fdatasyncs_per_op"]
         .as_f64()
         .expect("commit counters read");
-    assert!(syncs > 0.0 && syncs <= 2.0, "fdatasyncs per call {syncs}");
+    assert!(syncs > 0.0 && syncs <= 3.0, "fdatasyncs per call {syncs}");
     let plot = v["plot"].as_str().expect("a plot path");
     let svg = std::fs::read_to_string(plot).expect("the plot exists");
     assert!(svg.starts_with("<svg"));
