@@ -156,7 +156,7 @@ pub fn parse(region: &[u8], pos: usize, size_bytes_max: usize) -> Parsed {
 }
 
 /// [`parse`] for records that never left memory since they were sealed
-/// (the tail cache's copies of batches this process wrote): every check
+/// (the tail cache's batches, as this process wrote them): every check
 /// but the CRC, which guards the bytes' trip through the disk and would
 /// cost a second pass over every payload a reader takes from the cache
 /// (3 % of the hub's CPU in the bulk benchmark). Debug builds still check it.

@@ -89,11 +89,7 @@ pub fn encode_reply_head(
             return Vec::new();
         }
     };
-    let headers = h::Messages {
-        messages: messages.iter().map(message_header).collect(),
-    };
-    let body_bytes = messages.iter().map(|m| m.payload.len()).sum();
-    encode_head(out, request.reply(), correlation_id, &headers, body_bytes);
+    encode_messages_head(out, request.reply(), correlation_id, messages);
     messages.iter().map(|m| m.payload.clone()).collect()
 }
 
@@ -166,11 +162,28 @@ pub fn encode_push(out: &mut Vec<u8>, subscription: u64, m: &Message) {
 /// Messages as a reply (`Fetch`, `Call`): their headers, and their payloads
 /// back to back in the body, in order.
 fn encode_messages(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, messages: &[Message]) {
+    let body_bytes = encode_messages_head(out, op, correlation_id, messages);
+    // One growth at most, to the exact size (see `encode`).
+    out.reserve(body_bytes);
+    for m in messages {
+        out.extend_from_slice(&m.payload);
+    }
+}
+
+/// The head of a messages reply (its headers, announcing the payloads back
+/// to back); the payloads' length.
+fn encode_messages_head(
+    out: &mut Vec<u8>,
+    op: Opcode,
+    correlation_id: u64,
+    messages: &[Message],
+) -> usize {
     let headers = h::Messages {
         messages: messages.iter().map(message_header).collect(),
     };
-    let bodies: Vec<&[u8]> = messages.iter().map(|m| &m.payload[..]).collect();
-    encode(out, op, correlation_id, &headers, &bodies);
+    let body_bytes = messages.iter().map(|m| m.payload.len()).sum();
+    encode_head(out, op, correlation_id, &headers, body_bytes);
+    body_bytes
 }
 
 /// A reply frame that does not read as the reply the protocol promises

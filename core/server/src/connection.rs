@@ -623,8 +623,9 @@ async fn operation(
     // Room for the messages' JSON headers, so the head is not grown while
     // it is encoded.
     let messages = match &result {
+        Ok(Reply::Message(_)) => 1,
         Ok(Reply::Messages(ms)) => ms.len(),
-        _ => 1,
+        _ => 0,
     };
     let mut head = Vec::with_capacity(256 + messages * MESSAGE_HEADER_JSON_BYTES);
     let payloads = gonets_proto::encode_reply_head(&mut head, request, id, &result);
