@@ -551,6 +551,23 @@ impl Log {
         }
     }
 
+    /// Asks the flusher to write `offset` and everything before it, without
+    /// waiting: a commit's want made known the moment it is known. The
+    /// flusher then starts the next write as soon as the one in flight is
+    /// durable, rather than after the committer's next [`Log::commit`]
+    /// poll, which waits behind whatever the first commit's completion
+    /// woke (the measured gap: 1-12 ms of idle disk a group commit).
+    pub fn flush_through(&self, offset: u64) {
+        let mut st = self.state.borrow_mut();
+        assert!(offset < st.next_offset, "flush of offset {offset} never appended");
+        if offset >= st.flush_wanted_offset {
+            st.flush_wanted_offset = offset + 1;
+            if offset >= st.durable_offset {
+                st.wake_flusher();
+            }
+        }
+    }
+
     /// Every offset below this is durable. The log is the one keeper of
     /// its durable end: the engine reads it here rather than keeping
     /// copies, and awaits [`Log::commit`] to see it move (it only moves

@@ -52,6 +52,9 @@ impl Commits {
     pub(crate) fn want(&self, last: u64) {
         if self.wanted_last.get().is_none_or(|w| w < last) {
             self.wanted_last.set(Some(last));
+            if !self.failed() {
+                self.log.flush_through(last);
+            }
             self.wake_committer.raise();
         }
     }
