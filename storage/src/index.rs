@@ -3,7 +3,8 @@
 
 use crate::error::Corruption;
 use crate::scan::{
-    batch_at, next_valid_batch_within, salvage_records, BatchAt, BatchInfo, Damage, Fault, Limits,
+    batch_at, classify_tail, next_valid_batch_within, salvage_records, BatchAt, BatchInfo, Damage,
+    Fault, Limits, TailVerdict,
 };
 
 /// Sparse (offset, position) pairs of batch starts, ascending in both.
@@ -74,6 +75,22 @@ pub enum ScanEnd {
         /// Where it failed.
         damage: Damage,
     },
+    /// At the end of the log, a batch that failed its checks the way a torn
+    /// write does (sectors that read as zeros, or no marker), followed by
+    /// exactly one valid batch and then nothing: the valid batch was written
+    /// while the torn one's `fdatasync` was in flight, so neither was ever
+    /// acknowledged (a later batch's sync completes only after an earlier
+    /// one's). Both are cut.
+    TornPair {
+        /// Start of the torn batch.
+        batch_start: usize,
+        /// Offset its first record would have had.
+        batch_first_offset: u64,
+        /// Chain it would have continued.
+        chain: [u8; 32],
+        /// End of the valid batch after it: the cut ends here.
+        cut_end: usize,
+    },
 }
 
 /// Where a scan starts: a batch boundary, the offset and chain expected there.
@@ -89,6 +106,11 @@ pub struct ScanFrom {
     pub next_offset: u64,
     /// Chain value it must continue.
     pub chain: [u8; 32],
+    /// The scan reaches the end of the log (the active segment at
+    /// recovery), where the last two batches may both have been unsynced
+    /// at a crash (the flusher writes one batch while the previous one's
+    /// `fdatasync` is in flight): see [`ScanEnd::TornPair`].
+    pub log_end: bool,
 }
 
 /// What a scan found.
@@ -151,6 +173,24 @@ impl ScanOutcome {
 /// True when the scan's end at `position` is the clean end of the data:
 /// zeros where a batch should start, and nothing written within one batch
 /// size after them (`seg` is cut at the scan's limit).
+/// True when the damaged batch at `at` (position, expected first offset)
+/// and the valid batch `b` after it are the pair the pipelined flusher can
+/// leave at a crash (see [`ScanEnd::TornPair`]): `b` starts within one batch
+/// size of the damage, nothing but zeros follows `b` for a batch size, and
+/// the damaged bytes before `b` classify as torn, not as a bit flip.
+fn torn_pair(seg: &[u8], at: (usize, u64), b: &BatchInfo, limits: Limits) -> bool {
+    let (position, next_offset) = at;
+    let adjacent = b.start > position && b.start - position <= limits.batch_bytes_max;
+    let after_end = seg.len().min(b.end.saturating_add(limits.batch_bytes_max));
+    let nothing_after = b.end <= seg.len() && seg[b.end..after_end].iter().all(|x| *x == 0);
+    adjacent
+        && nothing_after
+        && matches!(
+            classify_tail(&seg[..b.start], position, next_offset, limits),
+            TailVerdict::Torn
+        )
+}
+
 fn is_clean_end(seg: &[u8], position: usize, damage: &Damage, limits: Limits) -> bool {
     let window_end = seg.len().min(position + limits.batch_bytes_max);
     let stray = seg[position..window_end].iter().any(|x| *x != 0);
@@ -236,6 +276,7 @@ pub fn scan_segment(
         mut next_offset,
         mut chain,
         probe_bytes,
+        log_end,
     } = from;
     let mut out = ScanOutcome {
         index: SparseIndex::default(),
@@ -269,6 +310,15 @@ pub fn scan_segment(
         let found =
             next_valid_batch_within(&seg[..limit], position, next_offset, search_end, limits);
         match found {
+            Some(b) if log_end && torn_pair(&seg[..limit], (position, next_offset), &b, limits) => {
+                out.end = ScanEnd::TornPair {
+                    batch_start: position,
+                    batch_first_offset: next_offset,
+                    chain,
+                    cut_end: b.end,
+                };
+                return out;
+            }
             Some(b) => {
                 let at = (segment_base, position, next_offset);
                 out.skip_damage(seg, at, damage, &b, limits);

@@ -29,6 +29,7 @@ pub mod commit_stats;
 mod config;
 mod durable_batch;
 mod error;
+mod flusher;
 pub mod frame;
 mod index;
 pub mod index_run;

@@ -10,8 +10,9 @@
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use crate::commit_stats::CommitStats;
-use crate::config::{Durability, LogConfig};
+use crate::config::LogConfig;
 use crate::error::{Corruption, LogError, PoisonCause};
+use crate::flusher::WrittenBatch;
 use crate::frame::{self, RecordKind, HEADER_SIZE_BYTES};
 use crate::index::SparseIndex;
 use crate::marker::{self, align_up, BLOCK_SIZE_BYTES};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A segment as the log holds it.
 pub(crate) struct SegmentEntry {
@@ -52,15 +53,15 @@ pub(crate) struct LazyRange {
 pub(crate) struct Batch {
     buf: DmaBuffer,
     used: usize,
-    first_offset: u64,
-    record_count: u32,
+    pub(crate) first_offset: u64,
+    pub(crate) record_count: u32,
     last_timestamp_ns: u64,
 }
 
 impl Batch {
     /// Appends the commit marker and pads with zeros to a block boundary;
     /// returns the padded length, the marker's size and the batch's chain value.
-    fn seal(&mut self, prev_chain: &[u8; 32]) -> (usize, usize, [u8; 32]) {
+    pub(crate) fn seal(&mut self, prev_chain: &[u8; 32]) -> (usize, usize, [u8; 32]) {
         let (marker_size, chain) = marker::write_marker(
             self.buf.as_bytes_mut(),
             self.used,
@@ -73,6 +74,18 @@ impl Batch {
         let padded = align_up(end);
         self.buf.as_bytes_mut()[end..padded].fill(0);
         (padded, marker_size, chain)
+    }
+
+    /// Bytes of records in the batch (before its marker).
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Trims the buffer to the padded length the write carries and returns it.
+    pub(crate) fn into_padded_buffer(self, padded: usize) -> DmaBuffer {
+        let mut buf = self.buf;
+        buf.trim_to_size(padded);
+        buf
     }
 }
 
@@ -106,14 +119,14 @@ pub(crate) struct State {
     flusher_waker: Option<Waker>,
     flusher_running: bool,
     flusher_done_waiters: Vec<Waker>,
-    poisoned: Option<PoisonCause>,
-    closing: bool,
+    pub(crate) poisoned: Option<PoisonCause>,
+    pub(crate) closing: bool,
     closed: bool,
-    abandoned: bool,
+    pub(crate) abandoned: bool,
     checkpoint_busy: bool,
     /// The owner's mark, kept in the next checkpoint.
     pub(crate) mark: u64,
-    bytes_since_checkpoint: u64,
+    pub(crate) bytes_since_checkpoint: u64,
     /// Counts rolls, so a background write to an older segment is told apart.
     pub(crate) segment_generation: u64,
     /// In the active segment, every block below this has been written (data
@@ -349,7 +362,7 @@ impl State {
         self.poisoned.is_some() || self.abandoned || self.closing || self.closed
     }
 
-    fn poison(&mut self, cause: PoisonCause) {
+    pub(crate) fn poison(&mut self, cause: PoisonCause) {
         if self.poisoned.is_none() {
             self.poisoned = Some(cause);
         }
@@ -441,11 +454,39 @@ impl State {
         !self.sealed.is_empty()
     }
 
-    /// True when the flusher has a batch to write now.
-    fn flush_due(&self) -> bool {
-        !self.sealed.is_empty()
-            || (self.open_batch.is_some()
-                && (self.flush_wanted_offset > self.durable_offset || self.closing))
+    /// True when the flusher has a batch to write now: a full one, or the
+    /// open one once a commit wants a record of it (or the log closes).
+    /// While a sync is in flight (`syncing`) the open batch waits until it
+    /// holds `commit_window_bytes` or the sync completes, so a commit still
+    /// gathers what arrives meanwhile into one write.
+    pub(crate) fn flush_due(&self, syncing: bool) -> bool {
+        if !self.sealed.is_empty() {
+            return true;
+        }
+        let Some(open) = self.open_batch.as_ref() else {
+            return false;
+        };
+        let wanted = self.flush_wanted_offset > open.first_offset || self.closing;
+        wanted && (!syncing || self.closing || open.used >= self.config.commit_window_bytes)
+    }
+
+    /// Takes the batch to write next: the oldest full one, else the open one.
+    pub(crate) fn take_due_batch(&mut self) -> Batch {
+        match self.sealed.pop_front() {
+            Some(b) => b,
+            None => self.open_batch.take().expect("flush due without a batch"),
+        }
+    }
+
+    /// True when a commit window would let the next write carry more.
+    pub(crate) fn commit_window_short(&self) -> bool {
+        let pending = self.open_batch.as_ref().map_or(0, |b| b.used);
+        self.sealed.is_empty() && pending < self.config.commit_window_bytes && !self.closing
+    }
+
+    /// Registers the flusher's waker (it waits for a due batch).
+    pub(crate) fn set_flusher_waker(&mut self, waker: Waker) {
+        self.flusher_waker = Some(waker);
     }
 }
 
@@ -559,7 +600,10 @@ impl Log {
     /// woke (the measured gap: 1-12 ms of idle disk a group commit).
     pub fn flush_through(&self, offset: u64) {
         let mut st = self.state.borrow_mut();
-        assert!(offset < st.next_offset, "flush of offset {offset} never appended");
+        assert!(
+            offset < st.next_offset,
+            "flush of offset {offset} never appended"
+        );
         if offset >= st.flush_wanted_offset {
             st.flush_wanted_offset = offset + 1;
             if offset >= st.durable_offset {
@@ -795,47 +839,9 @@ impl Log {
         }
     }
 
-    async fn run_flusher(self) {
-        // Bounded: each pass writes one batch, or exits when closing with
-        // nothing left, or when poisoned.
-        loop {
-            let go = FlushDue { log: &self }.await;
-            if !go {
-                break;
-            }
-            let (window_us, short) = {
-                let st = self.state.borrow();
-                let pending = st.open_batch.as_ref().map_or(0, |b| b.used);
-                (
-                    st.config.commit_window_us,
-                    st.sealed.is_empty() && pending < st.config.commit_window_bytes && !st.closing,
-                )
-            };
-            if window_us > 0 && short {
-                glommio::timer::sleep(Duration::from_micros(window_us)).await;
-            }
-            let batch = {
-                let mut st = self.state.borrow_mut();
-                match st.sealed.pop_front() {
-                    Some(b) => b,
-                    None => st.open_batch.take().expect("flush due without a batch"),
-                }
-            };
-            if let Err(cause) = self.flush_batch(batch).await {
-                self.state.borrow_mut().poison(cause);
-                break;
-            }
-            let due_checkpoint = {
-                let st = self.state.borrow();
-                st.bytes_since_checkpoint >= st.config.checkpoint_interval_bytes
-            };
-            if due_checkpoint {
-                if let Err(e) = self.checkpoint().await {
-                    // The data is durable; a missing checkpoint only lengthens recovery.
-                    tracing::warn!(error = %e, "checkpoint failed; recovery will scan from the previous one");
-                }
-            }
-        }
+    /// The flusher ended: wakes whoever waits for that, and every commit
+    /// (each then sees the durable end, the poison, or the close).
+    pub(crate) fn flusher_stopped(&self) {
         let mut st = self.state.borrow_mut();
         st.flusher_running = false;
         for w in st.flusher_done_waiters.drain(..) {
@@ -846,77 +852,9 @@ impl Log {
         }
     }
 
-    /// Writes one batch at the write position (rolling first when it does
-    /// not fit), syncs it, and only then makes its records durable.
-    async fn flush_batch(&self, mut batch: Batch) -> Result<(), PoisonCause> {
-        assert!(batch.record_count > 0);
-        let (prev_chain, durability, segment_size) = {
-            let st = self.state.borrow();
-            assert_eq!(
-                batch.first_offset, st.durable_offset,
-                "batches are written in order"
-            );
-            (
-                st.chain,
-                st.config.durability,
-                st.config.segment_size_bytes as usize,
-            )
-        };
-        let (padded, marker_bytes, chain) = batch.seal(&prev_chain);
-        let needs_roll = self.state.borrow().write_position + padded > segment_size;
-        if needs_roll {
-            self.roll(batch.first_offset, prev_chain).await?;
-        }
-        let position = self.state.borrow().write_position;
-        // Never two writes in flight to one block: wait out a zero write there.
-        self.prewrite_clear_of(position, position + padded).await;
-        let (file, path) = self.reserve_write(position, padded);
-        let written = WrittenBatch {
-            first_offset: batch.first_offset,
-            record_count: batch.record_count,
-            position,
-            records_bytes: batch.used,
-            marker_bytes,
-            padded,
-        };
-        batch.buf.trim_to_size(padded);
-        // Shared, not moved into the write: once durable the tail cache
-        // takes the records from this buffer.
-        let buf = Rc::new(batch.buf);
-        let started = Instant::now();
-        write_and_sync(&file, buf.clone(), position, durability, &path).await?;
-        let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let allocated = self.state.borrow().config.batch_bytes_max;
-        let records = crate::durable_batch::records_of(buf, written.records_bytes, allocated);
-        self.batch_durable(&written, records, chain);
-        let mut st = self.state.borrow_mut();
-        st.commit_stats.latency_us.note(took_us);
-        st.commit_stats.batch_bytes.note(written.padded as u64);
-        Ok(())
-    }
-
-    /// Claims `[position, position + padded)` of the active segment for the
-    /// batch write; returns the segment's file and path.
-    fn reserve_write(&self, position: usize, padded: usize) -> (Rc<DmaFile>, PathBuf) {
-        let mut st = self.state.borrow_mut();
-        assert_eq!(
-            st.write_position, position,
-            "one flusher moves the write position"
-        );
-        assert!(
-            !st.prewrite_overlaps(position, position + padded),
-            "never two writes in flight to one block"
-        );
-        st.write_reserved_end = position + padded;
-        (
-            st.active_file.clone().expect("an active segment"),
-            st.segments.last().expect("an active segment").path.clone(),
-        )
-    }
-
     /// A batch's write and sync returned: its records are durable; caches
     /// them, wakes the commits it covers and the appenders waiting for room.
-    fn batch_durable(&self, w: &WrittenBatch, records: bytes::Bytes, chain: [u8; 32]) {
+    pub(crate) fn batch_durable(&self, w: &WrittenBatch, records: bytes::Bytes, chain: [u8; 32]) {
         let mut st = self.state.borrow_mut();
         let interval = st.config.index_interval_bytes;
         let segment_base = st.segments.last().unwrap().base_offset;
@@ -933,8 +871,12 @@ impl Log {
             records,
             size_bytes_max,
         );
+        assert_eq!(
+            st.write_position, w.position,
+            "batches become durable in order"
+        );
         st.write_position = w.position + w.padded;
-        st.write_reserved_end = st.write_position;
+        assert!(st.write_reserved_end >= st.write_position);
         st.prewritten_end = st.prewritten_end.max(st.write_position);
         st.wake_prewriter();
         st.durable_offset = w.first_offset + w.record_count as u64;
@@ -957,7 +899,11 @@ impl Log {
     }
 
     /// Creates the next segment: made durable (file and directory) before use.
-    async fn roll(&self, base_offset: u64, prev_chain: [u8; 32]) -> Result<(), PoisonCause> {
+    pub(crate) async fn roll(
+        &self,
+        base_offset: u64,
+        prev_chain: [u8; 32],
+    ) -> Result<(), PoisonCause> {
         let (dir, segment_size) = {
             let st = self.state.borrow();
             (st.dir.clone(), st.config.segment_size_bytes)
@@ -1001,17 +947,6 @@ impl Log {
     }
 }
 
-/// Where a batch went and what its bytes hold.
-struct WrittenBatch {
-    first_offset: u64,
-    record_count: u32,
-    position: usize,
-    /// Records (headers and payloads), up to the commit marker.
-    records_bytes: usize,
-    marker_bytes: usize,
-    padded: usize,
-}
-
 impl WrittenBytes {
     fn note(&mut self, w: &WrittenBatch) {
         let framing = w.record_count as usize * HEADER_SIZE_BYTES;
@@ -1037,41 +972,6 @@ pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> std::io::Error {
     }
 }
 
-/// Writes a sealed batch (`buf` is exactly its padded bytes) at `position`
-/// with O_DIRECT and, unless durability is off, `fdatasync`s it.
-async fn write_and_sync(
-    file: &DmaFile,
-    buf: Rc<DmaBuffer>,
-    position: usize,
-    durability: Durability,
-    _path: &Path,
-) -> Result<(), PoisonCause> {
-    let padded = buf.len();
-    #[cfg(feature = "failpoints")]
-    let journal_bytes = crate::journal::active().then(|| buf.as_bytes().to_vec());
-    if let Some(errno) = injected("storage::write") {
-        return Err(PoisonCause::Write(errno));
-    }
-    match file.write_rc_at(buf, position as u64).await {
-        Ok(n) if n == padded => {}
-        Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
-        Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),
-    }
-    journal!(if let Some(bytes) = journal_bytes {
-        crate::journal::write(_path, position as u64, &bytes);
-    });
-    if durability == Durability::Fdatasync {
-        if let Some(errno) = injected("storage::fdatasync") {
-            return Err(PoisonCause::Sync(errno));
-        }
-        file.fdatasync()
-            .await
-            .map_err(|e| cause_of(os_error(e), PoisonCause::Sync))?;
-        journal!(crate::journal::sync(_path));
-    }
-    Ok(())
-}
-
 /// Returns an errno if a test fail point says this call fails.
 pub(crate) fn injected(name: &str) -> Option<i32> {
     #[cfg(feature = "failpoints")]
@@ -1090,7 +990,7 @@ pub(crate) fn injected(name: &str) -> Option<i32> {
     None
 }
 
-fn cause_of(e: std::io::Error, other: fn(i32) -> PoisonCause) -> PoisonCause {
+pub(crate) fn cause_of(e: std::io::Error, other: fn(i32) -> PoisonCause) -> PoisonCause {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => PoisonCause::StorageFull,
         Some(errno) => other(errno),
@@ -1314,29 +1214,6 @@ impl Future for RoomWait<'_> {
         st.wake_flusher();
         drop(st);
         self.registered = true;
-        Poll::Pending
-    }
-}
-
-struct FlushDue<'a> {
-    log: &'a Log,
-}
-
-impl Future for FlushDue<'_> {
-    type Output = bool;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let mut st = self.log.state.borrow_mut();
-        if st.poisoned.is_some() || st.abandoned {
-            return Poll::Ready(false);
-        }
-        if st.flush_due() {
-            return Poll::Ready(true);
-        }
-        if st.closing {
-            return Poll::Ready(false);
-        }
-        st.flusher_waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }

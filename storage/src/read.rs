@@ -148,6 +148,7 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
             next_offset: seg.base_offset,
             chain: lazy.prev_chain,
             probe_bytes: usize::MAX,
+            log_end: false,
         },
         lazy.until_position,
         st.limits,
@@ -171,6 +172,7 @@ pub(crate) fn ensure_indexed(st: &mut State, i: usize) {
             what: "segment ends before the offsets that follow it".into(),
         }),
         ScanEnd::Clean { .. } => {}
+        ScanEnd::TornPair { .. } => unreachable!("a lazy range is never the end of the log"),
         ScanEnd::DamagedTail { damage, .. } => crate::index::record_loss(
             &mut index,
             &mut st.corruptions,

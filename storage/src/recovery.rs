@@ -710,6 +710,7 @@ async fn scan_records(
             } else {
                 usize::MAX
             },
+            log_end: last,
         },
         f.map.len(),
         limits,
@@ -778,6 +779,16 @@ async fn scan_end(
                 seal: false,
             };
         }
+        ScanEnd::TornPair {
+            batch_start,
+            batch_first_offset,
+            chain,
+            cut_end,
+        } => {
+            assert!(last, "a torn pair is only looked for at the end of the log");
+            let batch = (batch_start, batch_first_offset, chain);
+            cut_torn(report, f, batch, cut_end, cursor).await?;
+        }
         ScanEnd::DamagedTail { damage, .. } if !last => {
             // A later segment exists, so this batch was durable before the roll.
             record_loss(
@@ -825,7 +836,7 @@ async fn damaged_tail(
     damage: crate::scan::Damage,
     cursor: &mut Cursor,
 ) -> Result<(), LogError> {
-    let (batch_start, batch_first_offset, chain) = batch;
+    let (batch_start, batch_first_offset, _) = batch;
     let limits = st.limits;
     match classify_tail(&entry.map, batch_start, batch_first_offset, limits) {
         TailVerdict::Torn => {
@@ -833,19 +844,7 @@ async fn damaged_tail(
             // extend it, with zeros only, up to the next block: zeros are what
             // "nothing written" reads as, and the segment is closed to writes.
             let cut_end = written_end(&entry.map, batch_start, limits);
-            zero_range(&f.file, batch_start, cut_end, &f.path).await?;
-            report.bytes_cut = (cut_end - batch_start) as u64;
-            report.torn_tail = Some(TornTail {
-                segment_base: f.base,
-                position: batch_start as u64,
-                first_offset: batch_first_offset,
-            });
-            *cursor = Cursor {
-                position: batch_start,
-                offset: Some(batch_first_offset),
-                chain,
-                seal: false,
-            };
+            cut_torn(report, f, batch, cut_end, cursor).await?;
         }
         TailVerdict::Corrupt {
             record_count,
@@ -856,6 +855,33 @@ async fn damaged_tail(
             *cursor = corrupt_tail(st, f, entry, batch, damage, known);
         }
     }
+    Ok(())
+}
+
+/// Cuts a torn tail, `[batch_start, cut_end)` (one torn batch, or a torn
+/// batch and the unacknowledged one after it): zeros it so no stale fragment
+/// can pass for a later batch, reports it, and goes on from `batch_start`.
+async fn cut_torn(
+    report: &mut RecoveryReport,
+    f: &Found,
+    (batch_start, batch_first_offset, chain): (usize, u64, [u8; 32]),
+    cut_end: usize,
+    cursor: &mut Cursor,
+) -> Result<(), LogError> {
+    assert!(cut_end > batch_start && cut_end.is_multiple_of(crate::marker::BLOCK_SIZE_BYTES));
+    zero_range(&f.file, batch_start, cut_end, &f.path).await?;
+    report.bytes_cut = (cut_end - batch_start) as u64;
+    report.torn_tail = Some(TornTail {
+        segment_base: f.base,
+        position: batch_start as u64,
+        first_offset: batch_first_offset,
+    });
+    *cursor = Cursor {
+        position: batch_start,
+        offset: Some(batch_first_offset),
+        chain,
+        seal: false,
+    };
     Ok(())
 }
 

@@ -519,4 +519,80 @@ mod tests {
         let next = next_valid_batch(&seg, infos[1].start, 2, LIMITS).unwrap();
         assert_eq!(next, infos[2]);
     }
+
+    /// Scans `seg` from its start as the tail of a log (`log_end`) or not.
+    fn scan(seg: &[u8], log_end: bool) -> crate::index::ScanOutcome {
+        let from = crate::index::ScanFrom {
+            probe_bytes: usize::MAX,
+            position: 0,
+            next_offset: 0,
+            chain: CHAIN_GENESIS,
+            log_end,
+        };
+        crate::index::scan_segment(seg, 0, from, seg.len(), LIMITS, 4096)
+    }
+
+    #[test]
+    fn given_torn_batch_then_one_valid_batch_at_log_end_when_scanned_then_torn_pair() {
+        let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
+        // The middle batch's second block never reached the disk; the batch
+        // after it, written while its sync was in flight, did.
+        seg[infos[1].start + 4096..infos[1].start + 8192].fill(0);
+        let out = scan(&seg, true);
+        match out.end {
+            crate::index::ScanEnd::TornPair {
+                batch_start,
+                batch_first_offset,
+                chain,
+                cut_end,
+            } => {
+                assert_eq!(batch_start, infos[1].start);
+                assert_eq!(batch_first_offset, 1);
+                assert_eq!(chain, infos[0].chain);
+                assert_eq!(cut_end, infos[2].end);
+            }
+            other => panic!("expected a torn pair, got {other:?}"),
+        }
+        assert!(out.corruptions.is_empty(), "a torn pair is not damage");
+    }
+
+    #[test]
+    fn given_torn_batch_then_one_valid_batch_inside_the_log_when_scanned_then_corruption() {
+        let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
+        seg[infos[1].start + 4096..infos[1].start + 8192].fill(0);
+        let out = scan(&seg, false);
+        assert!(matches!(
+            out.end,
+            crate::index::ScanEnd::Clean { next_offset: 3, .. }
+        ));
+        assert_eq!(out.corruptions.len(), 1);
+        assert_eq!(out.corruptions[0].first_offset, 1);
+    }
+
+    #[test]
+    fn given_torn_batch_then_two_valid_batches_at_log_end_when_scanned_then_corruption() {
+        // Two valid batches after it: the first one's sync completed, which
+        // only happens after the damaged batch's own: it was durable.
+        let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50], vec![60]]);
+        seg[infos[1].start + 4096..infos[1].start + 8192].fill(0);
+        let out = scan(&seg, true);
+        assert!(matches!(
+            out.end,
+            crate::index::ScanEnd::Clean { next_offset: 4, .. }
+        ));
+        assert_eq!(out.corruptions.len(), 1);
+    }
+
+    #[test]
+    fn given_bit_flip_then_one_valid_batch_at_log_end_when_scanned_then_corruption() {
+        // A flipped bit is not what a crash leaves: reported, never cut.
+        let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
+        seg[infos[1].start + 5000] ^= 0x04;
+        let out = scan(&seg, true);
+        assert!(matches!(
+            out.end,
+            crate::index::ScanEnd::Clean { next_offset: 3, .. }
+        ));
+        assert_eq!(out.corruptions.len(), 1);
+    }
 }

@@ -167,6 +167,42 @@ fn given_torn_tail_cut_when_appending_again_then_log_continues_cleanly() {
     assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
 }
 
+#[test]
+fn given_torn_batch_then_the_pipelined_one_after_it_when_reopened_then_both_cut_and_log_continues()
+{
+    // The flusher writes a batch while the previous one's fdatasync is in
+    // flight; a power loss then can keep the later batch whole and tear the
+    // earlier one. Neither was acknowledged: both are cut, nothing reported.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    build(&dir, 256 << 10, &[(3, 100), (3, 3000), (2, 200)], false);
+    let seg = segment_files(&dir).pop().unwrap();
+    let batches = batches_of(&seg, limits());
+    assert_eq!(batches.len(), 3);
+    let (torn, after) = (&batches[1], &batches[2]);
+    damage(&seg, |b| b[torn.start + 4096..torn.start + 8192].fill(0));
+    let (torn_start, torn_end, after_end) = (torn.start, torn.end, after.end);
+    let d = dir.clone();
+    run(move || async move {
+        let (log, report) = Log::open(&d, config(256 << 10)).await.unwrap();
+        assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+        assert_eq!(report.next_offset, 3, "both unacknowledged batches dropped");
+        let torn_tail = report.torn_tail.expect("a torn tail");
+        assert_eq!(torn_tail.position as usize, torn_start);
+        assert_eq!(report.bytes_cut as usize, after_end - torn_start);
+        assert!(after_end > torn_end);
+        let o = log.append(b"after the cut", 1, 0).await.unwrap();
+        assert_eq!(o, 3);
+        log.commit(o).await.unwrap();
+        log.abandon().await;
+    });
+    let (report, slots, payloads) = reopen(&dir, 256 << 10, 4);
+    assert!(report.corruptions.is_empty() && report.torn_tail.is_none());
+    assert_eq!(report.next_offset, 4);
+    assert!(matches!(slots[3], Seen::Present));
+    assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
+}
+
 /// Which record (offset) holds byte `pos` of a segment, from the pristine layout.
 fn record_at(bytes: &[u8], batches: &[BatchInfo], pos: usize) -> Option<u64> {
     for b in batches {

@@ -190,6 +190,7 @@ pub(crate) fn default_addr() -> SocketAddr {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory_warm();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve {
