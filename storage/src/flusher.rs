@@ -139,6 +139,11 @@ impl Log {
     ) -> Result<(), PoisonCause> {
         let sync = pipe.sync.take().expect("a sync was in flight");
         result?;
+        if self.state.borrow().abandoned {
+            // A crash stand-in: the durable end stays where it was, and no
+            // checkpoint is written; the flusher ends at its next step.
+            return Ok(());
+        }
         self.durable(pipe, sync.covers);
         pipe.sync = self.start_sync(pipe);
         let due_checkpoint = {
