@@ -13,6 +13,7 @@ pub mod error_code;
 pub mod frame;
 pub mod frame_io;
 pub mod header;
+mod message_out;
 pub mod opcode;
 pub mod reply;
 pub mod request;

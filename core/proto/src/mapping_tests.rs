@@ -620,6 +620,17 @@ mod round_trip {
             prop_assert_eq!(decode_command(op, &mut f.json, f.body.clone()), Ok(command));
         }
 
+        /// The borrowed message header the hub writes is byte for byte the
+        /// JSON of the owned `MessageHeader` (`message_out.rs`).
+        #[test]
+        fn given_any_message_when_its_header_is_written_borrowed_then_the_same_json_as_owned(
+            m in message()
+        ) {
+            let owned = serde_json::to_vec(&crate::message_header(&m)).unwrap();
+            let borrowed = serde_json::to_vec(&crate::message_out::MessageOut(&m)).unwrap();
+            prop_assert_eq!(String::from_utf8(borrowed).unwrap(), String::from_utf8(owned).unwrap());
+        }
+
         /// Whatever the server encodes, a client decodes into the same reply.
         #[test]
         fn given_any_reply_when_encoded_and_decoded_then_the_same_reply(reply in reply()) {

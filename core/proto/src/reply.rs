@@ -7,8 +7,7 @@
 use crate::frame::Frame;
 use crate::header::{self as h, ErrorReply};
 use crate::{
-    encode, encode_head, message_header, parse_header, parse_id, parse_queue, parse_refusal,
-    status_reply, Opcode,
+    encode, encode_head, parse_header, parse_id, parse_queue, parse_refusal, status_reply, Opcode,
 };
 use bytes::Bytes;
 use gonets_types::{
@@ -154,7 +153,7 @@ pub fn encode_push(out: &mut Vec<u8>, subscription: u64, m: &Message) {
         out,
         Opcode::Push,
         subscription,
-        &message_header(m),
+        &crate::message_out::MessageOut(m),
         &[&m.payload],
     );
 }
@@ -178,9 +177,7 @@ fn encode_messages_head(
     correlation_id: u64,
     messages: &[Message],
 ) -> usize {
-    let headers = h::Messages {
-        messages: messages.iter().map(message_header).collect(),
-    };
+    let headers = crate::message_out::MessagesOut(messages);
     let body_bytes = messages.iter().map(|m| m.payload.len()).sum();
     encode_head(out, op, correlation_id, &headers, body_bytes);
     body_bytes
