@@ -532,6 +532,15 @@ mod tests {
         crate::index::scan_segment(seg, 0, from, seg.len(), LIMITS, 4096)
     }
 
+    /// The scan reported one damaged range and went on to the clean end at `next_offset`.
+    fn assert_one_corruption_then_clean_end(out: &crate::index::ScanOutcome, next_offset: u64) {
+        match out.end {
+            crate::index::ScanEnd::Clean { next_offset: n, .. } => assert_eq!(n, next_offset),
+            ref other => panic!("expected a clean end, got {other:?}"),
+        }
+        assert_eq!(out.corruptions.len(), 1, "{:?}", out.corruptions);
+    }
+
     #[test]
     fn given_torn_batch_then_one_valid_batch_at_log_end_when_scanned_then_torn_pair() {
         let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
@@ -561,11 +570,7 @@ mod tests {
         let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
         seg[infos[1].start + 4096..infos[1].start + 8192].fill(0);
         let out = scan(&seg, false);
-        assert!(matches!(
-            out.end,
-            crate::index::ScanEnd::Clean { next_offset: 3, .. }
-        ));
-        assert_eq!(out.corruptions.len(), 1);
+        assert_one_corruption_then_clean_end(&out, 3);
         assert_eq!(out.corruptions[0].first_offset, 1);
     }
 
@@ -576,11 +581,7 @@ mod tests {
         let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50], vec![60]]);
         seg[infos[1].start + 4096..infos[1].start + 8192].fill(0);
         let out = scan(&seg, true);
-        assert!(matches!(
-            out.end,
-            crate::index::ScanEnd::Clean { next_offset: 4, .. }
-        ));
-        assert_eq!(out.corruptions.len(), 1);
+        assert_one_corruption_then_clean_end(&out, 4);
     }
 
     #[test]
@@ -589,10 +590,6 @@ mod tests {
         let (mut seg, infos) = segment(&[vec![100], vec![12000], vec![50]]);
         seg[infos[1].start + 5000] ^= 0x04;
         let out = scan(&seg, true);
-        assert!(matches!(
-            out.end,
-            crate::index::ScanEnd::Clean { next_offset: 3, .. }
-        ));
-        assert_eq!(out.corruptions.len(), 1);
+        assert_one_corruption_then_clean_end(&out, 3);
     }
 }

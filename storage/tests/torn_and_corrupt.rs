@@ -142,6 +142,23 @@ fn given_last_record_cut_at_every_byte_when_reopened_then_only_it_is_dropped() {
     }
 }
 
+/// A log cut back to three records takes offset 3 again.
+async fn append_after_cut(log: Log) {
+    let o = log.append(b"after the cut", 1, 0).await.unwrap();
+    assert_eq!(o, 3);
+    log.commit(o).await.unwrap();
+    log.abandon().await;
+}
+
+/// The record appended after the cut is there on the next reopen, and nothing is wrong.
+fn assert_reopens_after_cut(dir: &Path) {
+    let (report, slots, payloads) = reopen(dir, 256 << 10, 4);
+    assert!(report.corruptions.is_empty() && report.torn_tail.is_none());
+    assert_eq!(report.next_offset, 4);
+    assert!(matches!(slots[3], Seen::Present));
+    assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
+}
+
 #[test]
 fn given_torn_tail_cut_when_appending_again_then_log_continues_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -155,16 +172,9 @@ fn given_torn_tail_cut_when_appending_again_then_log_continues_cleanly() {
         let (log, report) = Log::open(&d, config(256 << 10)).await.unwrap();
         assert_eq!(report.next_offset, 3);
         assert!(report.bytes_cut > 0);
-        let o = log.append(b"after the cut", 1, 0).await.unwrap();
-        assert_eq!(o, 3);
-        log.commit(o).await.unwrap();
-        log.abandon().await;
+        append_after_cut(log).await;
     });
-    let (report, slots, payloads) = reopen(&dir, 256 << 10, 4);
-    assert!(report.corruptions.is_empty() && report.torn_tail.is_none());
-    assert_eq!(report.next_offset, 4);
-    assert!(matches!(slots[3], Seen::Present));
-    assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
+    assert_reopens_after_cut(&dir);
 }
 
 #[test]
@@ -191,16 +201,9 @@ fn given_torn_batch_then_the_pipelined_one_after_it_when_reopened_then_both_cut_
         assert_eq!(torn_tail.position as usize, torn_start);
         assert_eq!(report.bytes_cut as usize, after_end - torn_start);
         assert!(after_end > torn_end);
-        let o = log.append(b"after the cut", 1, 0).await.unwrap();
-        assert_eq!(o, 3);
-        log.commit(o).await.unwrap();
-        log.abandon().await;
+        append_after_cut(log).await;
     });
-    let (report, slots, payloads) = reopen(&dir, 256 << 10, 4);
-    assert!(report.corruptions.is_empty() && report.torn_tail.is_none());
-    assert_eq!(report.next_offset, 4);
-    assert!(matches!(slots[3], Seen::Present));
-    assert_eq!(payloads[3].as_deref(), Some(&b"after the cut"[..]));
+    assert_reopens_after_cut(&dir);
 }
 
 /// Which record (offset) holds byte `pos` of a segment, from the pristine layout.
