@@ -220,14 +220,13 @@ impl Log {
 
     /// Waits until every batch written is durable (before a roll).
     async fn settle(&self, pipe: &mut Pipeline) -> Result<(), PoisonCause> {
-        // Bounded: at most the sync in flight and one more for the rest.
-        for _ in 0..2 {
-            if pipe.sync.is_none() {
-                pipe.sync = self.start_sync(pipe);
-            }
-            let Some(sync) = pipe.sync.take() else {
-                break;
-            };
+        // The sync in flight, then one for whatever was written after it
+        // started (at most one batch: two deep).
+        if let Some(sync) = pipe.sync.take() {
+            sync.task.await?;
+            self.durable(pipe, sync.covers);
+        }
+        if let Some(sync) = self.start_sync(pipe) {
             sync.task.await?;
             self.durable(pipe, sync.covers);
         }
@@ -253,13 +252,7 @@ impl Log {
         if pipe.unsynced.is_empty() {
             return None;
         }
-        let (file, path) = {
-            let st = self.state.borrow();
-            (
-                st.active_file.clone().expect("an active segment"),
-                st.segments.last().expect("an active segment").path.clone(),
-            )
-        };
+        let (file, path) = self.state.borrow().active_segment();
         Some(SyncInFlight {
             task: glommio::spawn_local(sync_file(file, path)),
             covers: pipe.unsynced.len(),
@@ -297,10 +290,7 @@ impl Log {
             "never two writes in flight to one block"
         );
         st.write_reserved_end = position + padded;
-        (
-            st.active_file.clone().expect("an active segment"),
-            st.segments.last().expect("an active segment").path.clone(),
-        )
+        st.active_segment()
     }
 }
 

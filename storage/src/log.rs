@@ -484,6 +484,18 @@ impl State {
         self.sealed.is_empty() && pending < self.config.commit_window_bytes && !self.closing
     }
 
+    /// The active segment's file and path (batch writes and syncs go there).
+    pub(crate) fn active_segment(&self) -> (Rc<DmaFile>, PathBuf) {
+        (
+            self.active_file.clone().expect("an active segment"),
+            self.segments
+                .last()
+                .expect("an active segment")
+                .path
+                .clone(),
+        )
+    }
+
     /// Registers the flusher's waker (it waits for a due batch).
     pub(crate) fn set_flusher_waker(&mut self, waker: Waker) {
         self.flusher_waker = Some(waker);

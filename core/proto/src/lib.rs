@@ -32,9 +32,7 @@ pub use request::{
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::AnswerBody;
-use gonets_types::Message;
-use gonets_types::{DeliveryBody, StatusView};
+use gonets_types::StatusView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -240,37 +238,6 @@ pub fn parse_refusal(s: &str) -> Result<RefusalCode, HubError> {
         .into_iter()
         .find(|c| c.as_str() == s)
         .ok_or_else(|| HubError::Malformed(format!("unknown refusal code {s:?}")))
-}
-
-/// The wire header of a delivered message (its payload goes in the body).
-pub fn message_header(m: &Message) -> header::MessageHeader {
-    let (body, refusal_code, refusal_reason) = match &m.body {
-        DeliveryBody::Request => ("request", None, None),
-        DeliveryBody::Answer(AnswerBody::Data) => ("data", None, None),
-        DeliveryBody::Answer(AnswerBody::Refusal { code, reason }) => (
-            "refusal",
-            Some(code.as_str().to_string()),
-            Some(reason.clone()),
-        ),
-    };
-    header::MessageHeader {
-        queue: queue_name(&m.queue),
-        id: m.id.to_text(),
-        reply_to: m.reply_to.map(MessageId::to_text),
-        kind: m.kind.to_string(),
-        from: m.from.to_string(),
-        body: body.into(),
-        refusal_code,
-        refusal_reason,
-        time_ms: m.time_ms,
-        deadline_ms: m.deadline_ms,
-        delivery_count: m.delivery_count,
-        test: m.test,
-        transaction: m.transaction.clone(),
-        lease: m.lease_holder(),
-        payload_bytes: u32::try_from(m.payload.len())
-            .expect("payloads are bounded by the registry"),
-    }
 }
 
 /// The wire form of a history.

@@ -6,7 +6,8 @@
 //! reply path (fetch, call, push). This borrows the message's fields and
 //! writes ids and queue names through their `Display`, straight into the
 //! frame. The JSON is the same, field for field and in the same order, as
-//! `MessageHeader`'s; `tests.rs` checks that it decodes to `message_header`.
+//! `MessageHeader`'s; `mapping_tests.rs` checks it byte for byte against
+//! the owned header built by `message_header` (kept for tests only).
 
 use gonets_types::{AnswerBody, DeliveryBody, Message};
 use serde::ser::{SerializeSeq, SerializeStruct, Serializer};

@@ -265,8 +265,8 @@ fn decode_messages(json: &mut [u8], mut body: Bytes) -> Result<Vec<Message>, Bad
     Ok(out)
 }
 
-/// A message from its wire header and payload (the inverse of
-/// [`message_header`]): its lease comes back as its reader.
+/// A message from its wire header and payload (the inverse of what
+/// `message_out.rs` writes): its lease comes back as its reader.
 pub fn message_from_header(m: h::MessageHeader, payload: Bytes) -> Result<Message, BadReply> {
     let body = match m.body.as_str() {
         "request" => DeliveryBody::Request,
