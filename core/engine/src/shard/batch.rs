@@ -139,6 +139,7 @@ impl Shard {
         match place {
             Some(Place::Leased(l)) if l.reader == reader => {
                 self.queues.get_mut(queue).expect("placed").remove(id);
+                self.leases.cancel(id);
                 Ok(true)
             }
             Some(_) => Err(HubError::NotFound), // not leased to this reader (any more)

@@ -272,3 +272,70 @@ fn given_short_expiry_behind_head_when_ticked_only_when_the_shard_asks_then_it_e
     assert_eq!(expired(&d), 1, "expired at {}", d.now);
     assert_eq!(d.now, T0 + 300);
 }
+
+#[test]
+fn given_requests_taken_and_acked_when_evicted_then_no_timer_stays() {
+    let mut d = Driver::with_config(ShardConfig {
+        finished_keep_ms: Some(10),
+        ..config(0, 1)
+    });
+    // One fetch takes at most `fetch_max` (16 in the test config).
+    let n = 16;
+    let sent: Vec<MessageId> = (0..n).map(|_| d.send_ok("MFC", request(BULK))).collect();
+    let got = d.fetch("FNS", requests(BULK), n as u32, 1);
+    assert_eq!(got.len(), n);
+    let held = d.shard.held();
+    assert_eq!(
+        (held.deadline_wheel, held.lease_wheel),
+        (n, n),
+        "one each in flight"
+    );
+    for id in &sent {
+        d.ack("FNS", requests(BULK), *id, 1);
+    }
+    assert_eq!(d.shard.held().lease_wheel, 0, "an ack ends its lease entry");
+    for id in &sent {
+        d.respond("FNS", *id);
+    }
+    for answer in d.fetch("MFC", answers("MFC"), n as u32, 9) {
+        d.ack("MFC", answers("MFC"), answer.id, 9);
+    }
+    d.commit();
+    d.tick_at(T0 + 20);
+    let held = d.shard.held();
+    assert_eq!(held.exchanges, 0, "evicted after finished_keep_ms");
+    assert_eq!(
+        (held.deadline_wheel, held.lease_wheel),
+        (0, 0),
+        "nothing stale stays armed until the deadline"
+    );
+    // What stays ordered is per queue (the parked and committing heads'
+    // timers), never per message.
+    assert!(held.timers <= 2, "ordered timers left: {}", held.timers);
+}
+
+#[test]
+fn given_lease_nacked_then_taken_again_when_its_first_end_passes_then_only_the_latest_counts() {
+    let mut d = Driver::new();
+    let id = d.send_ok("MFC", request(BULK));
+    assert_eq!(ids(&d.fetch("FNS", requests(BULK), 1, 1)), vec![id]);
+    d.set_time(T0 + 50);
+    let r = d.committed_reply("FNS", nack_cmd(requests(BULK), id, 1));
+    assert_eq!(r, Ok(ShardReply::Done));
+    assert_eq!(d.shard.held().lease_wheel, 0, "a nack ends its lease entry");
+    assert_eq!(ids(&d.fetch("FNS", requests(BULK), 1, 2)), vec![id]);
+    // The first lease would have ended at T0 + LEASE_MS; the second runs
+    // to T0 + 50 + LEASE_MS.
+    d.tick_at(T0 + LEASE_MS);
+    assert!(
+        d.fetch("FNS", requests(BULK), 1, 3).is_empty(),
+        "still leased"
+    );
+    d.tick_at(T0 + 50 + LEASE_MS);
+    assert_eq!(d.shard.held().lease_wheel, 0);
+    assert_eq!(
+        ids(&d.fetch("FNS", requests(BULK), 1, 3)),
+        vec![id],
+        "ready again"
+    );
+}

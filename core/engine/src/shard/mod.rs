@@ -195,13 +195,20 @@ pub struct Held {
     pub awaiting: usize,
     /// Parked requests with a transaction code or an idempotency key.
     pub parked_texts: usize,
-    /// Armed timers (stale ones included until they fire).
+    /// Armed ordered timers (stale ones included until they fire): nack
+    /// delays, long-poll waits, evictions, head timers, and what the
+    /// wheels refused past their bound.
     pub timers: usize,
     /// Async requests committing, watched for their deadline.
     pub committing_deadlines: usize,
     /// Requests whose deadline is out of their queue's order, in the
     /// timer wheel (ADR 0012).
     pub wheel: usize,
+    /// Deadlines of whole requests (taken, in a call, answered), in their
+    /// own timer wheel until the exchange leaves memory or parks.
+    pub deadline_wheel: usize,
+    /// Leases not yet acked, nacked or ended, in their timer wheel.
+    pub lease_wheel: usize,
     /// Outputs and steps waiting for a commit.
     pub deferred: usize,
     /// Idempotency keys remembered.
@@ -225,6 +232,15 @@ struct FetchWait {
 struct Subscription {
     reader: ReaderId,
     credits: u32,
+}
+
+/// The shard's timer stores, as `tick` takes from them.
+#[derive(Clone, Copy, Debug)]
+enum TimerSource {
+    Ordered,
+    Parked,
+    Deadlines,
+    Leases,
 }
 
 /// An answer in a consumer's answer queue on this shard (volatile: rebuilt
@@ -350,6 +366,13 @@ pub struct Shard {
     /// Deadlines of requests parked or committing out of their queue's
     /// order (their own expiry): O(1) to arm and cancel (ADR 0012).
     wheel: wheel::Wheel,
+    /// Deadlines of whole requests (taken, answered, awaiting their
+    /// ack): cancelled when the exchange leaves memory or parks, so the
+    /// timers follow what is in flight, not what passed through.
+    deadlines: wheel::Wheel,
+    /// Lease ends, by message id (a later lease of it replaces the
+    /// earlier): cancelled at ack, nack and eviction.
+    leases: wheel::Wheel,
     out: Vec<Output>,
 }
 
@@ -400,6 +423,8 @@ impl Shard {
             committing_head_ms: None,
             committing_deadline_max_ms: 0,
             wheel: wheel::Wheel::new(wheel::WHEEL_ENTRIES_MAX),
+            deadlines: wheel::Wheel::new(wheel::WHEEL_ENTRIES_MAX),
+            leases: wheel::Wheel::new(wheel::WHEEL_ENTRIES_MAX),
             out: Vec::new(),
         }
     }
@@ -464,6 +489,8 @@ impl Shard {
             timers: self.timers.len(),
             committing_deadlines: self.committing_deadlines.len(),
             wheel: self.wheel.len(),
+            deadline_wheel: self.deadlines.len(),
+            lease_wheel: self.leases.len(),
             deferred: self.deferred.len(),
             dedup_keys: self.keys.len(),
         }
@@ -774,8 +801,10 @@ impl Shard {
             if ex.outcome.is_none() && !Self::parkable(ex) {
                 // A parkable one is parked by `requeue`: its queue's head
                 // timer watches its deadline.
-                self.timers.arm(ex.deadline_ms, Timer::Deadline(ex.id));
+                let deadline_ms = ex.deadline_ms;
+                self.watch_deadline(id, deadline_ms);
             }
+            let ex = &self.exchanges[&id];
             if ex.in_request_queue() {
                 pending.push((ex.request_offset, ex.id));
             }
@@ -1575,7 +1604,7 @@ impl Shard {
             payload: r.payload,
         }));
         if call {
-            self.timers.arm(deadline_ms, Timer::Deadline(id));
+            self.watch_deadline(id, deadline_ms);
         } else {
             // Watched in acceptance order while it commits, then by its
             // queue once parked there (or by its own timer once taken).
@@ -1731,14 +1760,7 @@ impl Shard {
             let Some((id, lease)) = q.lease_next(reader, expires_ms) else {
                 break;
             };
-            self.timers.arm(
-                expires_ms,
-                Timer::Lease {
-                    queue: queue.clone(),
-                    id,
-                    generation: lease.generation,
-                },
-            );
+            self.watch_lease(queue, id, lease.generation, expires_ms);
             batch.push(self.delivered(queue, id, &mut events));
         }
         if !events.is_empty() {
@@ -1855,6 +1877,7 @@ impl Shard {
             None => return self.ack_again(token, caller, &queue, id),
         }
         self.queues.get_mut(&queue).unwrap().remove(id);
+        self.leases.cancel(id);
         match queue {
             QueueId::Requests(_) => {
                 self.event(id, EventKind::Acked, 0);
@@ -1962,6 +1985,7 @@ impl Shard {
     /// A lease ended without an ack: deliver again (after `delay_ms`), or
     /// dead-letter a request that used up its deliveries.
     fn lease_ended(&mut self, queue: &QueueId, id: MessageId, delay_ms: u64) {
+        self.leases.cancel(id);
         if self.end_lease(queue, id, delay_ms) {
             self.pump(queue);
         }
@@ -2354,21 +2378,88 @@ impl Shard {
         self.keys.drop_passed(self.now_ms);
         // The ordered timers and the wheel in due order (an expiry before
         // a lease's end is not delivered again); bounded by what is armed.
-        loop {
+        while let Some(source) = self.next_due_source() {
             let now_ms = self.now_ms;
-            let timer_ms = self.timers.next_due_ms().filter(|at| *at <= now_ms);
-            let wheel_ms = self.wheel.peek_due(now_ms);
-            match (timer_ms, wheel_ms) {
-                (None, None) => break,
-                (Some(t), w) if w.is_none_or(|w| t <= w) => {
+            match source {
+                TimerSource::Ordered => {
                     let (_, timer) = self.timers.pop_due(now_ms).expect("due");
                     self.fire(timer);
                 }
-                _ => {
+                TimerSource::Parked => {
                     let (_, id) = self.wheel.pop_due(now_ms).expect("due");
                     self.deadline_passed(id);
                 }
+                TimerSource::Deadlines => {
+                    let (_, id) = self.deadlines.pop_due(now_ms).expect("due");
+                    self.deadline_passed(id);
+                }
+                TimerSource::Leases => {
+                    let (_, id) = self.leases.pop_due(now_ms).expect("due");
+                    self.lease_due(id);
+                }
             }
+        }
+    }
+
+    /// Which of the shard's timer stores holds the earliest entry due by
+    /// now (ties: ordered timers, parked deadlines, whole deadlines,
+    /// leases, so an expiry before a lease's end is not delivered again).
+    fn next_due_source(&mut self) -> Option<TimerSource> {
+        let now_ms = self.now_ms;
+        let candidates = [
+            (
+                self.timers.next_due_ms().filter(|at| *at <= now_ms),
+                TimerSource::Ordered,
+            ),
+            (self.wheel.peek_due(now_ms), TimerSource::Parked),
+            (self.deadlines.peek_due(now_ms), TimerSource::Deadlines),
+            (self.leases.peek_due(now_ms), TimerSource::Leases),
+        ];
+        // `min_by_key` keeps the first of equal keys: the tie order above.
+        candidates
+            .into_iter()
+            .filter_map(|(at, source)| at.map(|at| (at, source)))
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, source)| source)
+    }
+
+    /// Whole request `id`'s deadline, watched by the deadline wheel (O(1),
+    /// cancelled when it leaves), or past the wheel's bound by an ordered
+    /// timer that fires into a check.
+    pub(super) fn watch_deadline(&mut self, id: MessageId, deadline_ms: u64) {
+        // The wheel's time kept near the shard's (see `watch_own_deadline`).
+        self.deadlines.peek_due(self.now_ms);
+        if self.deadlines.arm(id, deadline_ms).is_err() {
+            self.timers.arm(deadline_ms, Timer::Deadline(id));
+        }
+    }
+
+    /// The lease of `id` in `queue` ends at `expires_ms` unless acked.
+    fn watch_lease(&mut self, queue: &QueueId, id: MessageId, generation: u64, expires_ms: u64) {
+        self.leases.peek_due(self.now_ms);
+        if self.leases.arm(id, expires_ms).is_err() {
+            let queue = queue.clone();
+            let lease = Timer::Lease {
+                queue,
+                id,
+                generation,
+            };
+            self.timers.arm(expires_ms, lease);
+        }
+    }
+
+    /// A lease wheel entry of `id` came due: the lease it was armed for
+    /// (the latest of `id`'s, which replaced any earlier) ends unless it
+    /// ended already.
+    fn lease_due(&mut self, id: MessageId) {
+        let queue = match (self.answers.get(&id), self.exchanges.get(&id)) {
+            (Some(entry), _) => QueueId::Answers(entry.envelope.to.clone()),
+            (None, Some(ex)) => QueueId::Requests(ex.kind.clone()),
+            (None, None) => return,
+        };
+        let current = self.queues.get(&queue).and_then(|q| q.place(id));
+        if matches!(current, Some(Place::Leased(l)) if l.expires_ms <= self.now_ms) {
+            self.lease_ended(&queue, id, 0);
         }
     }
 
@@ -2453,6 +2544,8 @@ impl Shard {
     fn evict(&mut self, id: MessageId) {
         let ex = self.exchanges.remove(&id).expect("present");
         assert!(ex.finished());
+        self.deadlines.cancel(id);
+        self.leases.cancel(id);
         self.archived.remove(&id);
         self.evict_when_archived.remove(&id);
         if let Some(o) = &ex.outcome {
@@ -2673,10 +2766,15 @@ impl Shard {
     }
 
     fn arm(&mut self) {
-        let next = match (self.timers.next_due_ms(), self.wheel.next_due_ms()) {
-            (Some(t), Some(w)) => Some(t.min(w)),
-            (t, w) => t.or(w),
-        };
+        let next = [
+            self.timers.next_due_ms(),
+            self.wheel.next_due_ms(),
+            self.deadlines.next_due_ms(),
+            self.leases.next_due_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(next) = next {
             if self.armed_ms.is_none_or(|armed| next < armed) {
                 self.armed_ms = Some(next);

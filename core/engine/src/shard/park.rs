@@ -95,7 +95,7 @@ impl Shard {
             .or_default()
             .push_at(id, offset, time_ms);
         if own_timer {
-            self.timers.arm(deadline_ms, Timer::Deadline(id));
+            self.watch_deadline(id, deadline_ms);
         }
     }
 
@@ -122,6 +122,8 @@ impl Shard {
 
     /// Parks exchange `ex` (taken out of the exchanges) as `entry`.
     fn park_exchange(&mut self, queue: QueueId, ex: Exchange, entry: Parked) {
+        // Its queue's head timer or the parked wheel watches it from here.
+        self.deadlines.cancel(ex.id);
         if let Some(transaction) = ex.transaction {
             let texts = ParkedTexts {
                 transaction: Some(transaction),
@@ -271,7 +273,7 @@ impl Shard {
         if !self.replaying {
             let q = self.queues.get_mut(&queue).expect("found there");
             q.push_at(id, offset, time_ms);
-            self.timers.arm(deadline_ms, Timer::Deadline(id));
+            self.watch_deadline(id, deadline_ms);
         }
         id
     }

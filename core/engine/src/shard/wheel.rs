@@ -21,8 +21,8 @@
 //! most `entries_max` entries ([`WheelFull`] past it; the shard then falls
 //! back to its ordered timers).
 
+use super::IdMap;
 use gonets_types::ids::MessageId;
-use std::collections::HashMap;
 
 /// Bits of time per level.
 pub const SLOT_BITS: u32 = 6;
@@ -79,7 +79,7 @@ pub struct Wheel {
     entries: Vec<Entry>,
     /// First free slab place.
     free: u32,
-    index: HashMap<MessageId, u32>,
+    index: IdMap<MessageId, u32>,
     entries_max: usize,
 }
 
@@ -93,7 +93,7 @@ impl Wheel {
             occupied: [0; LEVELS],
             entries: Vec::new(),
             free: NIL,
-            index: HashMap::new(),
+            index: IdMap::default(),
             entries_max,
         }
     }
@@ -295,6 +295,7 @@ impl Wheel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn id(n: u64) -> MessageId {
         MessageId::new(1_000, 0, n)
