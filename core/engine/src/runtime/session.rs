@@ -112,10 +112,7 @@ impl Session {
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
         }
-        let inbox = mesh
-            .inboxes
-            .get(usize::from(shard))
-            .ok_or(HubError::NotFound)?;
+        let inbox = mesh.inbox_for(shard, &command).ok_or(HubError::NotFound)?;
         let (reply, answer) = flume::bounded(1);
         inbox
             .send_async(Inbound::Command {
