@@ -20,6 +20,8 @@
 //! goes to the current queue, as `glommio::spawn_local` does.
 
 use glommio::{Latency, Shares, Task, TaskQueueHandle};
+use crate::registry::{Mode, Registry};
+use gonets_types::ids::QueueId;
 use gonets_types::Command;
 use std::cell::Cell;
 use std::future::Future;
@@ -56,9 +58,20 @@ impl Lane {
     /// The lane of a client operation: bulk for an async request or a
     /// batch (its cost grows with its size, and nobody waits on it within
     /// the 2-second budget), rt for the rest (single calls, answers,
-    /// acks, status reads: small and waited on).
-    pub fn of(command: &Command) -> Lane {
+    /// acks, status reads: small and waited on). A fetch is bulk unless it
+    /// reads a realtime kind's requests (a provider that polls for calls
+    /// instead of subscribing).
+    pub fn of(command: &Command, registry: &Registry) -> Lane {
         match command {
+            Command::Fetch {
+                queue: QueueId::Requests(kind),
+                ..
+            } if registry
+                .kind(kind)
+                .is_some_and(|k| k.mode == Mode::Realtime) =>
+            {
+                Lane::Rt
+            }
             Command::SendRequest(_)
             | Command::SendRequests(_)
             | Command::Fetch { .. }
@@ -133,7 +146,7 @@ pub fn spawn<T: 'static>(lane: Lane, future: impl Future<Output = T> + 'static) 
 mod tests {
     use super::*;
     use glommio::{LocalExecutorBuilder, Placement};
-    use gonets_types::ids::MessageId;
+    use gonets_types::ids::{DataKindId, MessageId};
 
     #[test]
     fn given_lanes_opened_when_spawned_then_each_runs_in_its_own_queue() {
@@ -182,18 +195,44 @@ mod tests {
 
     #[test]
     fn given_commands_when_classified_then_batches_bulk_and_single_answers_rt() {
+        let registry = Registry::embedded_default();
         let id = MessageId::new(1, 0, 1);
         let answer = Command::SendResponse {
             request_id: id,
             payload: Default::default(),
         };
-        assert_eq!(Lane::of(&answer), Lane::Rt);
+        assert_eq!(Lane::of(&answer, &registry), Lane::Rt);
         let acks = Command::AckMany {
-            queue: gonets_types::ids::QueueId::Requests(gonets_types::ids::DataKindId::new("k")),
+            queue: QueueId::Requests(DataKindId::new("k")),
             ids: vec![id],
             reader: 1,
         };
-        assert_eq!(Lane::of(&acks), Lane::Bulk);
-        assert_eq!(Lane::of(&Command::Status { id }), Lane::Rt);
+        assert_eq!(Lane::of(&acks, &registry), Lane::Bulk);
+        assert_eq!(Lane::of(&Command::Status { id }, &registry), Lane::Rt);
+    }
+
+    #[test]
+    fn given_fetch_when_classified_then_rt_only_for_a_realtime_kinds_requests() {
+        let registry = Registry::embedded_default();
+        let fetch = |queue| Command::Fetch {
+            queue,
+            max: 10,
+            wait_ms: 0,
+            reader: 1,
+        };
+        let kinds: Vec<_> = registry.kinds().map(|k| (k.id.clone(), k.mode)).collect();
+        let (rt, _) = kinds
+            .iter()
+            .find(|(_, m)| *m == Mode::Realtime)
+            .expect("the default registry has a realtime kind");
+        let (bulk, _) = kinds
+            .iter()
+            .find(|(_, m)| *m == Mode::Async)
+            .expect("the default registry has an async kind");
+        let on = |kind: &DataKindId| fetch(QueueId::Requests(kind.clone()));
+        assert_eq!(Lane::of(&on(rt), &registry), Lane::Rt);
+        assert_eq!(Lane::of(&on(bulk), &registry), Lane::Bulk);
+        let unknown = on(&DataKindId::new("urn:nobody"));
+        assert_eq!(Lane::of(&unknown, &registry), Lane::Bulk);
     }
 }

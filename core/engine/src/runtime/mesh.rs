@@ -233,7 +233,7 @@ impl Mesh {
         shard: u16,
         command: &Command,
     ) -> Option<&flume::Sender<Inbound>> {
-        let inboxes = match Lane::of(command) {
+        let inboxes = match Lane::of(command, &self.registry) {
             Lane::Bulk => &self.bulk_inboxes,
             Lane::Rt | Lane::Background | Lane::Front => &self.inboxes,
         };

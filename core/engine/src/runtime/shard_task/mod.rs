@@ -40,7 +40,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Inbox messages read in one turn before the turn's commit is asked for.
 const INPUTS_PER_TURN_MAX: usize = 256;
@@ -180,7 +180,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         segment_size_bytes: start.log_config.segment_size_bytes,
         log_syncs: start.log_config.durability == Durability::Fdatasync,
         bulk_unwritten_bytes_max: start.bulk_unwritten_bytes_max,
-        rt_seen_ms: None,
+        rt_seen_at: None,
     };
     let now_ms = task.clock.now_ms();
     let mut outputs = std::mem::take(&mut task.outputs);
@@ -253,8 +253,8 @@ struct ShardTask {
     /// Unwritten log bytes above which bulk commands wait in their inbox
     /// (while rt commands come).
     bulk_unwritten_bytes_max: u64,
-    /// When the rt inbox last gave a client command, hub ms.
-    rt_seen_ms: Option<u64>,
+    /// When the rt inbox last gave a client command.
+    rt_seen_at: Option<Instant>,
 }
 
 impl ShardTask {
@@ -330,7 +330,7 @@ impl ShardTask {
     /// not count: a bulk send to another shard makes them too).
     fn rt_seen(&mut self, m: &Inbound) {
         if matches!(m, Inbound::Command { .. } | Inbound::Subscribe { .. }) {
-            self.rt_seen_ms = Some(self.clock.now_ms());
+            self.rt_seen_at = Some(Instant::now());
         }
     }
 
@@ -342,8 +342,8 @@ impl ShardTask {
     /// run while the next batch fills.
     fn bulk_room(&self, unwritten_at_start: u64) -> bool {
         let rt_quiet = self
-            .rt_seen_ms
-            .is_none_or(|at| self.clock.now_ms().saturating_sub(at) > RT_QUIET_MS);
+            .rt_seen_at
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(RT_QUIET_MS));
         rt_quiet
             || bulk_has_room(
             self.log.unwritten_bytes(),
