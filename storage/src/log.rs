@@ -112,6 +112,9 @@ pub(crate) struct State {
     pub(crate) lock_file: Option<std::fs::File>,
     open_batch: Option<Batch>,
     sealed: VecDeque<Batch>,
+    /// Bytes of records appended and not yet durable (open, sealed and
+    /// in-flight batches): what a record appended now waits behind.
+    unwritten_bytes: u64,
     batches_alive: usize,
     commit_waiters: Vec<(u64, Waker)>,
     room_waiters: Vec<Waker>,
@@ -298,6 +301,7 @@ impl State {
             lock_file: None,
             open_batch: None,
             sealed: VecDeque::new(),
+            unwritten_bytes: 0,
             batches_alive: 0,
             commit_waiters: vec![],
             room_waiters: vec![],
@@ -439,6 +443,7 @@ impl State {
         );
         batch.used += size;
         batch.record_count += 1;
+        self.unwritten_bytes += size as u64;
         batch.last_timestamp_ns = timestamp_ns;
         debug_assert_eq!(batch.first_offset + batch.record_count as u64, offset + 1);
         self.next_offset += 1;
@@ -630,6 +635,14 @@ impl Log {
     /// forward).
     pub fn durable_offset(&self) -> u64 {
         self.state.borrow().durable_offset
+    }
+
+    /// Bytes of records appended and not yet durable: a record appended now
+    /// is written after all of them (the log writes batches in order). An
+    /// owner that can hold back work keeps this low to bound how long a
+    /// record that cannot wait sits behind others (docs/adr/0015).
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.state.borrow().unwritten_bytes
     }
 
     /// Commits everything appended so far.
@@ -896,6 +909,11 @@ impl Log {
         st.bytes_since_checkpoint += w.padded as u64;
         st.written.note(w);
         st.batches_alive -= 1;
+        assert!(
+            st.unwritten_bytes >= w.records_bytes as u64,
+            "a batch wrote more than was appended"
+        );
+        st.unwritten_bytes -= w.records_bytes as u64;
         let durable = st.durable_offset;
         st.commit_waiters.retain(|(offset, w)| {
             if *offset < durable {

@@ -302,3 +302,28 @@ fn given_relative_directory_when_opened_and_rolled_then_commits_and_reopens() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn given_records_appended_when_committed_then_unwritten_bytes_rise_then_fall_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(log.unwritten_bytes(), 0);
+        let first = log.append(&[7u8; 1000], 1, 0).await.unwrap();
+        let one = log.unwritten_bytes();
+        assert!(
+            one > 1000,
+            "a record counts its payload and its header: {one}"
+        );
+        let last = log.append(&[7u8; 1000], 2, 0).await.unwrap();
+        assert_eq!(log.unwritten_bytes(), 2 * one, "equal records, equal bytes");
+        log.commit(first).await.unwrap();
+        // The commit of the first wrote the batch holding both.
+        log.commit(last).await.unwrap();
+        assert_eq!(log.unwritten_bytes(), 0);
+        log.close().await.unwrap();
+    });
+}

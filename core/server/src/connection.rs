@@ -14,6 +14,7 @@ use futures_lite::{future, FutureExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
+use gonets_engine::runtime::lanes::{self, Lane};
 use gonets_engine::runtime::within::within;
 use gonets_engine::runtime::{HubHandle, Message, Session, Subscription};
 use gonets_proto::frame_io::{read_frame, ReadEnd};
@@ -541,7 +542,12 @@ async fn start(
         op => {
             let command = decode(conn, frame)?;
             let conn = conn.clone();
-            glommio::spawn_local(async move {
+            // A batch runs in the bulk lane, a call or an answer in the rt
+            // lane (ADR 0015); a refused frame's reply is small: rt.
+            let lane = command
+                .as_ref()
+                .map_or(Lane::Rt, |c| conn.session.lane(c));
+            lanes::spawn(lane, async move {
                 if let Some(out) = operation(&conn, op, id, command).await {
                     conn.send_out(out).await;
                 }
@@ -670,7 +676,8 @@ async fn subscribe(
         credits_max: conn.credits_max,
     };
     conn.send(reply(Opcode::Subscribe, id, &header, &[])).await;
-    glommio::spawn_local(push_loop(conn.clone(), id, subscription, inbox)).detach();
+    // Deliveries to subscribers (rt providers) are rt work.
+    lanes::spawn(Lane::Rt, push_loop(conn.clone(), id, subscription, inbox)).detach();
     None
 }
 

@@ -10,8 +10,13 @@ use gonets_types::ids::MessageId;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Default bound of a shard's inbound channel (client commands and peer messages).
+/// Default bound of each of a shard's two inbound channels (rt lane with
+/// peer messages, bulk lane).
 pub const INBOX_CAPACITY_DEFAULT: usize = 4096;
+/// Default bytes a shard's log may hold unwritten before the shard stops
+/// taking bulk commands until a write ends (ADR 0015): what an rt record
+/// may find ahead of it in the log.
+pub const BULK_UNWRITTEN_BYTES_MAX_DEFAULT: u64 = 512 << 10;
 /// Default bound of the peer messages one shard keeps for a slow peer before
 /// it refuses new client commands with `Unavailable`.
 pub const OUTBOX_MESSAGES_MAX_DEFAULT: usize = 65_536;
@@ -134,8 +139,15 @@ pub struct HubConfig {
     /// memory before it writes them as an index run (bounds replay of the
     /// history archive after a restart).
     pub index_table_entries_max: usize,
-    /// Bound of each shard's inbound channel; senders wait when it is full.
+    /// Bound of each of a shard's two inbound channels (rt, bulk); senders
+    /// wait when it is full.
     pub inbox_capacity: usize,
+    /// Bytes a shard's log may hold appended and not yet durable before the
+    /// shard reads no more bulk commands (they wait in the bulk inbox) until
+    /// a write ends: bounds how long an rt record waits behind bulk ones.
+    /// A turn takes at most half of it, so one write runs while the next
+    /// fills.
+    pub bulk_unwritten_bytes_max: u64,
     /// Peer messages a shard holds for one slow peer before it refuses client commands.
     pub outbox_messages_max: usize,
     /// Most credits a subscription may hold at once; also its push buffer's size.
@@ -165,6 +177,7 @@ impl HubConfig {
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
             index_table_entries_max: INDEX_TABLE_ENTRIES_MAX_DEFAULT,
             inbox_capacity: INBOX_CAPACITY_DEFAULT,
+            bulk_unwritten_bytes_max: BULK_UNWRITTEN_BYTES_MAX_DEFAULT,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
             io_memory_bytes: None,
@@ -215,6 +228,9 @@ impl HubConfig {
         }
         if self.inbox_capacity == 0 || self.outbox_messages_max == 0 {
             return fail("inbox_capacity and outbox_messages_max must be positive".into());
+        }
+        if self.bulk_unwritten_bytes_max == 0 {
+            return fail("bulk_unwritten_bytes_max must be positive".into());
         }
         if self.subscription_credits_max == 0 {
             return fail("subscription_credits_max must be positive".into());

@@ -4,6 +4,7 @@
 use crate::durable_file;
 use crate::registry::Registry;
 use crate::runtime::config::HubConfig;
+use crate::runtime::lanes::{self, Lane};
 use crate::runtime::mesh::{
     unavailable_shard, Control, Inbound, Inlet, LocalTask, Mesh, SpawnTask,
 };
@@ -305,25 +306,38 @@ fn prepare_data_dir(config: &HubConfig) -> Result<(), HubStartError> {
     Ok(())
 }
 
-/// One shard's receiving ends: its inbox (bounded) and its control channel.
-type ShardReceivers = (flume::Receiver<Inbound>, flume::Receiver<Control>);
+/// One shard's receiving ends: its rt and bulk inboxes (bounded) and its
+/// control channel.
+struct ShardReceivers {
+    inbox: flume::Receiver<Inbound>,
+    bulk: flume::Receiver<Inbound>,
+    control: flume::Receiver<Control>,
+}
 
-/// The mesh every shard and session shares: one bounded inbox and one
-/// control channel per shard; gives the receiving ends, in shard order.
+/// The mesh every shard and session shares: two bounded inboxes (rt, bulk)
+/// and one control channel per shard; gives the receiving ends, in shard order.
 fn build_mesh(config: &HubConfig) -> (Arc<Mesh>, Vec<ShardReceivers>) {
     let n = config.shards;
     let mut inboxes = Vec::with_capacity(usize::from(n));
+    let mut bulk_inboxes = Vec::with_capacity(usize::from(n));
     let mut controls = Vec::with_capacity(usize::from(n));
     let mut receivers = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
-        let (inbox_tx, inbox_rx) = flume::bounded::<Inbound>(config.inbox_capacity);
-        let (control_tx, control_rx) = flume::unbounded::<Control>();
+        let (inbox_tx, inbox) = flume::bounded::<Inbound>(config.inbox_capacity);
+        let (bulk_tx, bulk) = flume::bounded::<Inbound>(config.inbox_capacity);
+        let (control_tx, control) = flume::unbounded::<Control>();
         inboxes.push(inbox_tx);
+        bulk_inboxes.push(bulk_tx);
         controls.push(control_tx);
-        receivers.push((inbox_rx, control_rx));
+        receivers.push(ShardReceivers {
+            inbox,
+            bulk,
+            control,
+        });
     }
     let mesh = Arc::new(Mesh::new(
         inboxes,
+        bulk_inboxes,
         controls,
         config.registry.clone(),
         config.subscription_credits_max,
@@ -385,7 +399,7 @@ impl Hub {
     ) -> Result<(), HubStartError> {
         let n = config.shards;
         let io_memory = config.io_memory_bytes();
-        for (i, (inbox, control)) in receivers.into_iter().enumerate() {
+        for (i, r) in receivers.into_iter().enumerate() {
             let shard = i as u16;
             let start = ShardStart {
                 id: shard,
@@ -397,13 +411,15 @@ impl Hub {
                 registry: config.registry.clone(),
                 inlet: Inlet {
                     shard,
-                    inbox,
-                    control,
+                    inbox: r.inbox,
+                    bulk: r.bulk,
+                    control: r.control,
                     mesh: self.mesh.clone(),
                 },
                 snapshot_every_records: config.snapshot_every_records,
                 index_table_entries_max: config.index_table_entries_max,
                 outbox_messages_max: config.outbox_messages_max,
+                bulk_unwritten_bytes_max: config.bulk_unwritten_bytes_max,
                 failures: self.failures.clone(),
             };
             let placement = match &config.pin_cores {
@@ -667,7 +683,13 @@ fn shard_thread(
         .preempt_timer(Duration::from_millis(PREEMPT_TIMER_MS))
         .make();
     match executor {
-        Ok(ex) => ex.run(shard_task::run(start, ready)),
+        // The driver runs in the rt lane; the log flusher, committers and
+        // outbox drainers it starts run there too (glommio spawns into the
+        // current queue).
+        Ok(ex) => ex.run(async move {
+            lanes::open_on_this_executor();
+            lanes::spawn(Lane::Rt, shard_task::run(start, ready)).await
+        }),
         Err(e) => {
             let _ = ready.send((
                 shard,

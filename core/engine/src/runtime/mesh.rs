@@ -1,6 +1,8 @@
-//! The channels between threads: every shard's bounded inbox (client
-//! commands and peer messages) and its control channel (session ends and
-//! shutdown), and the handle sessions and shards hold on all of them.
+//! The channels between threads: every shard's two bounded inboxes (client
+//! commands and peer messages: one for the rt lane, one for the bulk lane,
+//! so a call never queues behind a batch — ADR 0015) and its control
+//! channel (session ends and shutdown), and the handle sessions and shards
+//! hold on all of them.
 //!
 //! flume channels: bounded MPSC queues whose `send_async`/`recv_async`
 //! futures work on any executor and whose blocking-free `try_send` suits a
@@ -8,6 +10,7 @@
 //! plain thread blocked in `block_on`.
 
 use crate::registry::Registry;
+use crate::runtime::lanes::Lane;
 use crate::shard::{Command, PeerMsg, ReaderId};
 use gonets_types::error::HubError;
 use gonets_types::ids::{ParticipantId, QueueId};
@@ -175,8 +178,10 @@ pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// The senders of every shard's channels, shared by the hub, its sessions and its shards.
 #[derive(Debug)]
 pub(crate) struct Mesh {
-    /// Bounded inboxes, by shard.
+    /// Bounded inboxes of the rt lane (and peer messages), by shard.
     pub(crate) inboxes: Vec<flume::Sender<Inbound>>,
+    /// Bounded inboxes of the bulk lane, by shard.
+    pub(crate) bulk_inboxes: Vec<flume::Sender<Inbound>>,
     /// Control channels, by shard. Unbounded: a message is sent only when a
     /// session or subscription ends, or once per shutdown phase, so their
     /// number is bounded by the readers that ever existed, and a `Drop` can
@@ -197,15 +202,18 @@ impl Mesh {
     /// A mesh over these channels.
     pub(crate) fn new(
         inboxes: Vec<flume::Sender<Inbound>>,
+        bulk_inboxes: Vec<flume::Sender<Inbound>>,
         controls: Vec<flume::Sender<Control>>,
         registry: Arc<Registry>,
         subscription_credits_max: u32,
     ) -> Mesh {
         assert_eq!(inboxes.len(), controls.len());
+        assert_eq!(inboxes.len(), bulk_inboxes.len());
         assert!(!inboxes.is_empty());
         let closed = inboxes.iter().map(|_| AtomicBool::new(false)).collect();
         Mesh {
             inboxes,
+            bulk_inboxes,
             controls,
             registry,
             subscription_credits_max,
@@ -217,6 +225,19 @@ impl Mesh {
     /// Shards in the hub.
     pub(crate) fn shard_count(&self) -> u16 {
         self.inboxes.len() as u16
+    }
+
+    /// Shard `shard`'s inbox for `command`'s lane.
+    pub(crate) fn inbox_for(
+        &self,
+        shard: u16,
+        command: &Command,
+    ) -> Option<&flume::Sender<Inbound>> {
+        let inboxes = match Lane::of(command, &self.registry) {
+            Lane::Bulk => &self.bulk_inboxes,
+            Lane::Rt | Lane::Background | Lane::Front => &self.inboxes,
+        };
+        inboxes.get(usize::from(shard))
     }
 
     /// True once shutdown began.
@@ -256,8 +277,10 @@ impl Mesh {
 pub(crate) struct Inlet {
     /// The shard.
     pub(crate) shard: u16,
-    /// Its inbox.
+    /// Its rt inbox (and peer messages).
     pub(crate) inbox: flume::Receiver<Inbound>,
+    /// Its bulk inbox.
+    pub(crate) bulk: flume::Receiver<Inbound>,
     /// Its control channel.
     pub(crate) control: flume::Receiver<Control>,
     /// The channels' senders (and the closed flags).
@@ -269,6 +292,7 @@ impl Drop for Inlet {
         self.mesh.closed[usize::from(self.shard)].store(true, Ordering::SeqCst);
         // Bounded by what is queued now; dropping them closes their reply channels.
         self.inbox.drain().for_each(drop);
+        self.bulk.drain().for_each(drop);
         self.control.drain().for_each(drop);
     }
 }

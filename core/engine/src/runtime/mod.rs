@@ -15,7 +15,8 @@
 //! records aside, `gonets repair`), `session` (the client
 //! handle), `message` (what sessions get), `archive` (finished histories
 //! for ever, ADR 0005), `clock`, `signal`, `stats` (what a shard
-//! tells the operator).
+//! tells the operator), `lanes` (the task queues: rt before bulk before
+//! background, ADR 0015).
 
 mod alarm;
 mod archive;
@@ -23,6 +24,7 @@ mod clock;
 mod committer;
 pub mod config;
 mod hub;
+pub mod lanes;
 mod mesh;
 mod message;
 mod outbox;

@@ -67,6 +67,12 @@ impl Session {
         &self.inner.participant
     }
 
+    /// The lane `command` runs in (ADR 0015): the task queue a front end
+    /// spawns its work into, and the shard inbox it goes to.
+    pub fn lane(&self, command: &Command) -> crate::runtime::lanes::Lane {
+        crate::runtime::lanes::Lane::of(command, &self.inner.mesh.registry)
+    }
+
     fn shard_count(&self) -> u16 {
         self.inner.mesh.shard_count()
     }
@@ -112,10 +118,7 @@ impl Session {
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
         }
-        let inbox = mesh
-            .inboxes
-            .get(usize::from(shard))
-            .ok_or(HubError::NotFound)?;
+        let inbox = mesh.inbox_for(shard, &command).ok_or(HubError::NotFound)?;
         let (reply, answer) = flume::bounded(1);
         inbox
             .send_async(Inbound::Command {

@@ -16,6 +16,7 @@ pub(crate) mod record;
 
 use crate::durable_file;
 use crate::runtime::committer::Commits;
+use crate::runtime::lanes::{self, Lane};
 use crate::runtime::start_error::HubStartError;
 use crate::shard::{ShardReply, StatusView};
 use backoff::{Backoff, FailureNote, BACKOFF_MAX_MS, BACKOFF_MIN_MS};
@@ -401,7 +402,8 @@ impl Archive {
                     self.backoff.clone(),
                     self.shard,
                 );
-                glommio::spawn_local(async move {
+                // A merge is background work: it must not take the rt lane's turn.
+                lanes::spawn(Lane::Background, async move {
                     let outcome = run_jobs(&index, &dir, shard).await;
                     note_job(&backoff, shard, outcome);
                     busy.set(false);

@@ -3,10 +3,13 @@
 //! the hub clock and carries out what it asks, in order.
 //!
 //! One turn: settle local events (commits, a failed log, the timer), read the
-//! control channel, read up to [`INPUTS_PER_TURN_MAX`] inbox messages, then
-//! ask the committer for everything appended in the turn (one commit covers
-//! the turn: group commit) and start a snapshot when one is due. A turn that
-//! did work yields so the log's flusher and the outbox drainers run.
+//! control channel, read up to [`INPUTS_PER_TURN_MAX`] messages of the rt
+//! inbox, then of the bulk inbox while the log's unwritten bytes stay under
+//! the bulk bound (ADR 0015: an rt record never waits behind more than that
+//! in the log, and the rt records of a turn come first), then ask the
+//! committer for everything appended in the turn (one commit covers the
+//! turn: group commit) and start a snapshot when one is due. A turn that did
+//! work yields so the log's flusher and the outbox drainers run.
 //!
 //! Submodules: `outputs` (carrying out what the shard asks), `snapshots`
 //! (snapshot, mark, checkpoint, retention), `stop` (clean shutdown).
@@ -20,6 +23,7 @@ use crate::runtime::alarm::Alarm;
 use crate::runtime::archive::Archive;
 use crate::runtime::committer::Commits;
 use crate::runtime::hub::{Failures, ShardFailure};
+use crate::runtime::lanes::{self, Lane};
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
@@ -36,10 +40,13 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Inbox messages read in one turn before the turn's commit is asked for.
 const INPUTS_PER_TURN_MAX: usize = 256;
+/// After this long without an rt command, bulk is not held by the log's
+/// unwritten bytes (ADR 0015): nothing waits behind it.
+const RT_QUIET_MS: u64 = 50;
 /// Control messages read in one turn.
 const CONTROLS_PER_TURN_MAX: usize = 64;
 /// Rounds of commit-then-feed at shutdown (each round's outputs may append a
@@ -69,6 +76,8 @@ pub(crate) struct ShardStart {
     pub(crate) index_table_entries_max: usize,
     /// Bound of a lane to one peer.
     pub(crate) outbox_messages_max: usize,
+    /// Unwritten log bytes above which bulk commands wait in their inbox.
+    pub(crate) bulk_unwritten_bytes_max: u64,
     /// Where a failed log is reported to the hub.
     pub(crate) failures: Arc<Failures>,
 }
@@ -94,7 +103,10 @@ struct PendingSnapshot {
 
 /// Why the driver's wait ended.
 enum Wake {
+    /// From the bulk inbox.
     Inbound(Inbound),
+    /// From the rt inbox (client commands and peer messages).
+    RtInbound(Inbound),
     Control(Control),
     ChannelsClosed,
     Local,
@@ -167,6 +179,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         replies_sent: ReplyCounts::default(),
         segment_size_bytes: start.log_config.segment_size_bytes,
         log_syncs: start.log_config.durability == Durability::Fdatasync,
+        bulk_unwritten_bytes_max: start.bulk_unwritten_bytes_max,
+        rt_seen_at: None,
     };
     let now_ms = task.clock.now_ms();
     let mut outputs = std::mem::take(&mut task.outputs);
@@ -236,6 +250,11 @@ struct ShardTask {
     segment_size_bytes: u64,
     /// Both logs `fdatasync` each batch.
     log_syncs: bool,
+    /// Unwritten log bytes above which bulk commands wait in their inbox
+    /// (while rt commands come).
+    bulk_unwritten_bytes_max: u64,
+    /// When the rt inbox last gave a client command.
+    rt_seen_at: Option<Instant>,
 }
 
 impl ShardTask {
@@ -261,6 +280,20 @@ impl ShardTask {
                 match self.inlet.inbox.try_recv() {
                     Ok(m) => {
                         worked = true;
+                        self.rt_seen(&m);
+                        self.inbound(m).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let unwritten_at_start = self.log.unwritten_bytes();
+            for _ in 0..INPUTS_PER_TURN_MAX {
+                if !self.bulk_room(unwritten_at_start) {
+                    break;
+                }
+                match self.inlet.bulk.try_recv() {
+                    Ok(m) => {
+                        worked = true;
                         self.inbound(m).await;
                     }
                     Err(_) => break,
@@ -276,6 +309,11 @@ impl ShardTask {
                     self.inbound(m).await;
                     self.end_turn().await;
                 }
+                Wake::RtInbound(m) => {
+                    self.rt_seen(&m);
+                    self.inbound(m).await;
+                    self.end_turn().await;
+                }
                 Wake::Control(c) => {
                     if self.control(c).await {
                         return self.shutdown().await;
@@ -288,7 +326,34 @@ impl ShardTask {
         }
     }
 
-    /// Waits for a message, a commit, the timer, or (while draining) the next look.
+    /// Notes when the rt lane last had a client command (peer messages do
+    /// not count: a bulk send to another shard makes them too).
+    fn rt_seen(&mut self, m: &Inbound) {
+        if matches!(m, Inbound::Command { .. } | Inbound::Subscribe { .. }) {
+            self.rt_seen_at = Some(Instant::now());
+        }
+    }
+
+    /// True while the log has room for more bulk work. Without rt commands
+    /// in the last [`RT_QUIET_MS`], always (bulk alone writes full batches;
+    /// the log's own bound on unwritten batches still holds it). Otherwise
+    /// its unwritten bytes are under the bound, and this turn (which began
+    /// with `unwritten_at_start`) added under half of it, so one write can
+    /// run while the next batch fills.
+    fn bulk_room(&self, unwritten_at_start: u64) -> bool {
+        let rt_quiet = self
+            .rt_seen_at
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(RT_QUIET_MS));
+        rt_quiet
+            || bulk_has_room(
+            self.log.unwritten_bytes(),
+            unwritten_at_start,
+            self.bulk_unwritten_bytes_max,
+        )
+    }
+
+    /// Waits for a message (bulk only while the log has room for it), a
+    /// commit, the timer, or (while draining) the next look.
     async fn wait(&mut self) -> Wake {
         let now_ms = self.clock.now_ms();
         let mut sleep_ms = self.timer_at_ms.map(|at| at.saturating_sub(now_ms));
@@ -297,6 +362,17 @@ impl ShardTask {
         }
         let inbox = async {
             match self.inlet.inbox.recv_async().await {
+                Ok(m) => Wake::RtInbound(m),
+                Err(_) => Wake::ChannelsClosed,
+            }
+        };
+        // Without room, the commit in flight wakes the driver (`committed`).
+        let bulk_open = self.bulk_room(self.log.unwritten_bytes());
+        let bulk = async {
+            if !bulk_open {
+                return future::pending().await;
+            }
+            match self.inlet.bulk.recv_async().await {
                 Ok(m) => Wake::Inbound(m),
                 Err(_) => Wake::ChannelsClosed,
             }
@@ -323,7 +399,12 @@ impl ShardTask {
             }
             Wake::Local
         };
-        future::or(control, future::or(committed, future::or(inbox, timer))).await
+        // Polled in this order when several are ready: rt before bulk.
+        future::or(
+            control,
+            future::or(committed, future::or(inbox, future::or(bulk, timer))),
+        )
+        .await
     }
 
     /// Feeds the shard what happened on this executor since the last turn.
@@ -469,7 +550,7 @@ impl ShardTask {
             }
             Control::Shutdown => true,
             Control::Spawn(make) => {
-                glommio::spawn_local((make.0)()).detach();
+                lanes::spawn(Lane::Front, (make.0)()).detach();
                 false
             }
             Control::Stats { reply } => {
@@ -639,5 +720,48 @@ impl ShardTask {
         self.shard.step(now_ms, input, &mut outputs);
         self.execute_all(&mut outputs).await;
         self.outputs = outputs;
+    }
+}
+
+/// True when a bulk command may be read: the log holds under `max` bytes
+/// unwritten and the turn (begun at `unwritten_at_start`) added under half
+/// of `max` (rounded up, so a bound of one byte still takes one command
+/// per write).
+fn bulk_has_room(unwritten: u64, unwritten_at_start: u64, max: u64) -> bool {
+    assert!(max > 0, "a zero bound would hold bulk for ever");
+    unwritten < max && unwritten.saturating_sub(unwritten_at_start) < max.div_ceil(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bulk_has_room;
+
+    #[test]
+    fn given_log_under_the_bound_when_turn_added_under_half_then_room() {
+        assert!(bulk_has_room(0, 0, 512));
+        assert!(bulk_has_room(300, 100, 512));
+    }
+
+    #[test]
+    fn given_log_at_the_bound_when_asked_then_no_room() {
+        assert!(!bulk_has_room(512, 512, 512));
+        assert!(!bulk_has_room(600, 0, 512));
+    }
+
+    #[test]
+    fn given_turn_added_half_the_bound_when_asked_then_no_room_so_a_write_overlaps() {
+        assert!(!bulk_has_room(356, 100, 512));
+    }
+
+    #[test]
+    fn given_one_byte_bound_when_log_empty_then_one_command_fits() {
+        assert!(bulk_has_room(0, 0, 1));
+        assert!(!bulk_has_room(1, 0, 1));
+    }
+
+    #[test]
+    fn given_a_write_ended_during_the_turn_when_asked_then_counted_from_what_is_left() {
+        // Durable bytes leave `unwritten`: below the turn's start is no addition.
+        assert!(bulk_has_room(50, 400, 512));
     }
 }

@@ -2,6 +2,7 @@
 //! there, checkpoint and drop older segments.
 
 use super::{PendingSnapshot, ShardTask};
+use crate::runtime::lanes::{self, Lane};
 use gonets_storage::Log;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -49,12 +50,15 @@ impl ShardTask {
         }
         let floor = self.shard.retention_floor();
         self.maintenance_busy.set(true);
-        glommio::spawn_local(checkpoint_and_retain(
-            self.log.clone(),
-            floor,
-            self.maintenance_busy.clone(),
-            self.id,
-        ))
+        lanes::spawn(
+            Lane::Background,
+            checkpoint_and_retain(
+                self.log.clone(),
+                floor,
+                self.maintenance_busy.clone(),
+                self.id,
+            ),
+        )
         .detach();
     }
 }

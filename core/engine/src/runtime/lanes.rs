@@ -1,0 +1,238 @@
+//! Lanes: the glommio task queues of a shard executor, so real-time work
+//! runs before bulk work and background work never crowds either
+//! (docs/adr/0015).
+//!
+//! - [`Lane::Rt`]: `Latency::Matters`, the most shares: the shard driver
+//!   (and with it the log's flusher and the committers it starts), calls,
+//!   their providers' deliveries (subscriptions) and answers, acks.
+//! - [`Lane::Bulk`]: fewer shares: `send_request(s)`, `fetch`,
+//!   `ack_many`/`nack_many`: operations whose cost grows with their batch.
+//! - [`Lane::Background`]: fewest shares: checkpoints and retention after a
+//!   snapshot, history-index merges.
+//!
+//! - [`Lane::Front`]: glommio's default queue: network front ends
+//!   (accepting, reading frames, writing replies).
+//!
+//! The
+//! queues are made once per shard executor ([`open_on_this_executor`]) and
+//! kept in a thread local (one executor per thread: nothing is shared
+//! between shards); on an executor without them (tests, clients) a spawn
+//! goes to the current queue, as `glommio::spawn_local` does.
+
+use glommio::{Latency, Shares, Task, TaskQueueHandle};
+use crate::registry::{Mode, Registry};
+use gonets_types::ids::QueueId;
+use gonets_types::Command;
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
+
+/// How long rt work may wait for a running bulk or background task to
+/// yield, ms: glommio preempts a queue after this when the rt queue has
+/// work. Equal to the shards' own preemption timer, so the rt queue arms
+/// no shorter timer than the executor already does.
+pub const RT_LATENCY_MS: u64 = 1;
+/// Shares of the rt queue (glommio's default queue has 1000).
+const RT_SHARES: usize = 1000;
+/// Shares of the bulk queue: under contention it gets a fifth of the rt
+/// queue's CPU; alone, all of it.
+const BULK_SHARES: usize = 200;
+/// Shares of the background queue.
+const BACKGROUND_SHARES: usize = 50;
+
+/// Which queue a task runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Real-time: calls, deliveries, answers, the driver and its commits.
+    Rt,
+    /// Bulk: batched sends, fetches and acks.
+    Bulk,
+    /// Background: checkpoints, retention, archive index merges.
+    Background,
+    /// The front end: glommio's default queue (accepting, reading frames,
+    /// writing replies).
+    Front,
+}
+
+impl Lane {
+    /// The lane of a client operation: bulk for an async request or a
+    /// batch (its cost grows with its size, and nobody waits on it within
+    /// the 2-second budget), rt for the rest (single calls, answers,
+    /// acks, status reads: small and waited on). A fetch is bulk unless it
+    /// reads a realtime kind's requests (a provider that polls for calls
+    /// instead of subscribing).
+    pub fn of(command: &Command, registry: &Registry) -> Lane {
+        match command {
+            Command::Fetch {
+                queue: QueueId::Requests(kind),
+                ..
+            } if registry
+                .kind(kind)
+                .is_some_and(|k| k.mode == Mode::Realtime) =>
+            {
+                Lane::Rt
+            }
+            Command::SendRequest(_)
+            | Command::SendRequests(_)
+            | Command::Fetch { .. }
+            | Command::AckMany { .. }
+            | Command::NackMany { .. } => Lane::Bulk,
+            Command::Call(_)
+            | Command::Subscribe { .. }
+            | Command::Ack { .. }
+            | Command::Nack { .. }
+            | Command::SendResponse { .. }
+            | Command::SendRefusal { .. }
+            | Command::Status { .. }
+            | Command::QueueStats { .. } => Lane::Rt,
+        }
+    }
+}
+
+/// One executor's queues.
+#[derive(Clone, Copy)]
+struct Queues {
+    rt: TaskQueueHandle,
+    bulk: TaskQueueHandle,
+    background: TaskQueueHandle,
+}
+
+thread_local! {
+    static QUEUES: Cell<Option<Queues>> = const { Cell::new(None) };
+}
+
+/// Makes the lanes' task queues on the current glommio executor (once;
+/// later calls keep the first). Call it from the executor's first task.
+pub fn open_on_this_executor() {
+    if QUEUES.with(Cell::get).is_some() {
+        return;
+    }
+    let ex = glommio::executor();
+    let latency = Latency::Matters(Duration::from_millis(RT_LATENCY_MS));
+    let queues = Queues {
+        rt: ex.create_task_queue(Shares::Static(RT_SHARES), latency, "gonets-rt"),
+        bulk: ex.create_task_queue(
+            Shares::Static(BULK_SHARES),
+            Latency::NotImportant,
+            "gonets-bulk",
+        ),
+        background: ex.create_task_queue(
+            Shares::Static(BACKGROUND_SHARES),
+            Latency::NotImportant,
+            "gonets-background",
+        ),
+    };
+    QUEUES.with(|q| q.set(Some(queues)));
+}
+
+/// Spawns `future` in `lane`'s queue on the current executor, or in the
+/// current queue where the lanes were not opened.
+pub fn spawn<T: 'static>(lane: Lane, future: impl Future<Output = T> + 'static) -> Task<T> {
+    let Some(queues) = QUEUES.with(Cell::get) else {
+        return glommio::spawn_local(future);
+    };
+    let handle = match lane {
+        Lane::Rt => queues.rt,
+        Lane::Bulk => queues.bulk,
+        Lane::Background => queues.background,
+        Lane::Front => TaskQueueHandle::default(),
+    };
+    // The handle was made on this thread's executor and queues are never
+    // removed, so the only error (queue not found) cannot happen.
+    glommio::spawn_local_into(future, handle).expect("a lane's queue exists on its executor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use gonets_types::ids::{DataKindId, MessageId};
+
+    #[test]
+    fn given_lanes_opened_when_spawned_then_each_runs_in_its_own_queue() {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .unwrap()
+            .run(async {
+                let default = glommio::executor().current_task_queue();
+                open_on_this_executor();
+                let mut seen = Vec::new();
+                let front = spawn(Lane::Front, async {
+                    glommio::executor().current_task_queue()
+                });
+                assert_eq!(
+                    front.await,
+                    default,
+                    "the front end keeps the default queue"
+                );
+                for lane in [Lane::Rt, Lane::Bulk, Lane::Background] {
+                    let queue = spawn(lane, async { glommio::executor().current_task_queue() });
+                    seen.push(queue.await);
+                }
+                assert!(!seen.contains(&default), "lanes are not the default queue");
+                assert_ne!(seen[0], seen[1]);
+                assert_ne!(seen[1], seen[2]);
+                assert_ne!(seen[0], seen[2]);
+                open_on_this_executor();
+                let again = spawn(Lane::Rt, async { glommio::executor().current_task_queue() });
+                assert_eq!(again.await, seen[0], "a second open keeps the first queues");
+            });
+    }
+
+    #[test]
+    fn given_no_lanes_when_spawned_then_runs_in_the_current_queue() {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .unwrap()
+            .run(async {
+                let here = glommio::executor().current_task_queue();
+                let ran = spawn(Lane::Bulk, async {
+                    glommio::executor().current_task_queue()
+                });
+                assert_eq!(ran.await, here);
+            });
+    }
+
+    #[test]
+    fn given_commands_when_classified_then_batches_bulk_and_single_answers_rt() {
+        let registry = Registry::embedded_default();
+        let id = MessageId::new(1, 0, 1);
+        let answer = Command::SendResponse {
+            request_id: id,
+            payload: Default::default(),
+        };
+        assert_eq!(Lane::of(&answer, &registry), Lane::Rt);
+        let acks = Command::AckMany {
+            queue: QueueId::Requests(DataKindId::new("k")),
+            ids: vec![id],
+            reader: 1,
+        };
+        assert_eq!(Lane::of(&acks, &registry), Lane::Bulk);
+        assert_eq!(Lane::of(&Command::Status { id }, &registry), Lane::Rt);
+    }
+
+    #[test]
+    fn given_fetch_when_classified_then_rt_only_for_a_realtime_kinds_requests() {
+        let registry = Registry::embedded_default();
+        let fetch = |queue| Command::Fetch {
+            queue,
+            max: 10,
+            wait_ms: 0,
+            reader: 1,
+        };
+        let kinds: Vec<_> = registry.kinds().map(|k| (k.id.clone(), k.mode)).collect();
+        let (rt, _) = kinds
+            .iter()
+            .find(|(_, m)| *m == Mode::Realtime)
+            .expect("the default registry has a realtime kind");
+        let (bulk, _) = kinds
+            .iter()
+            .find(|(_, m)| *m == Mode::Async)
+            .expect("the default registry has an async kind");
+        let on = |kind: &DataKindId| fetch(QueueId::Requests(kind.clone()));
+        assert_eq!(Lane::of(&on(rt), &registry), Lane::Rt);
+        assert_eq!(Lane::of(&on(bulk), &registry), Lane::Bulk);
+        let unknown = on(&DataKindId::new("urn:nobody"));
+        assert_eq!(Lane::of(&unknown, &registry), Lane::Bulk);
+    }
+}
