@@ -544,9 +544,7 @@ async fn start(
             let conn = conn.clone();
             // A batch runs in the bulk lane, a call or an answer in the rt
             // lane (ADR 0015); a refused frame's reply is small: rt.
-            let lane = command
-                .as_ref()
-                .map_or(Lane::Rt, |c| conn.session.lane(c));
+            let lane = command.as_ref().map_or(Lane::Rt, |c| conn.session.lane(c));
             lanes::spawn(lane, async move {
                 if let Some(out) = operation(&conn, op, id, command).await {
                     conn.send_out(out).await;

@@ -19,8 +19,8 @@
 //! between shards); on an executor without them (tests, clients) a spawn
 //! goes to the current queue, as `glommio::spawn_local` does.
 
-use glommio::{Latency, Shares, Task, TaskQueueHandle};
 use crate::registry::{Mode, Registry};
+use glommio::{Latency, Shares, Task, TaskQueueHandle};
 use gonets_types::ids::QueueId;
 use gonets_types::Command;
 use std::cell::Cell;

@@ -346,10 +346,10 @@ impl ShardTask {
             .is_none_or(|at| at.elapsed() > Duration::from_millis(RT_QUIET_MS));
         rt_quiet
             || bulk_has_room(
-            self.log.unwritten_bytes(),
-            unwritten_at_start,
-            self.bulk_unwritten_bytes_max,
-        )
+                self.log.unwritten_bytes(),
+                unwritten_at_start,
+                self.bulk_unwritten_bytes_max,
+            )
     }
 
     /// Waits for a message (bulk only while the log has room for it), a
