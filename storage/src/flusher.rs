@@ -146,9 +146,13 @@ impl Log {
         }
         self.durable(pipe, sync.covers);
         pipe.sync = self.start_sync(pipe);
+        // Never waits for a checkpoint another task is writing (the shard's
+        // after a snapshot, in the background lane): the flusher is on every
+        // commit's path, so it would wait at that task's priority. The next
+        // durable batch looks again.
         let due_checkpoint = {
             let st = self.state.borrow();
-            st.bytes_since_checkpoint >= st.config.checkpoint_interval_bytes
+            st.bytes_since_checkpoint >= st.config.checkpoint_interval_bytes && !st.checkpoint_busy
         };
         if due_checkpoint {
             if let Err(e) = self.checkpoint().await {

@@ -126,7 +126,7 @@ pub(crate) struct State {
     pub(crate) closing: bool,
     closed: bool,
     pub(crate) abandoned: bool,
-    checkpoint_busy: bool,
+    pub(crate) checkpoint_busy: bool,
     /// The owner's mark, kept in the next checkpoint.
     pub(crate) mark: u64,
     pub(crate) bytes_since_checkpoint: u64,
