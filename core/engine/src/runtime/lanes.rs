@@ -180,6 +180,46 @@ mod tests {
     }
 
     #[test]
+    fn given_bulk_spinning_when_rt_sleeps_then_rt_wakes_while_bulk_still_spins() {
+        // The vendored glommio keeps its preemption timers armed across
+        // executor loops (docs/adr/0016). Were one kept that never fires,
+        // a bulk task that only yields when preempted would hold the core
+        // and the rt task's timers would wait for it to end.
+        const SLEEPS: u32 = 20;
+        const SLEEP_MS: u64 = 5;
+        const SPIN_MS_MAX: u64 = 10_000;
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .preempt_timer(Duration::from_millis(RT_LATENCY_MS))
+            .make()
+            .unwrap()
+            .run(async {
+                open_on_this_executor();
+                let rt_done = std::rc::Rc::new(Cell::new(false));
+                let done = rt_done.clone();
+                let rt = spawn(Lane::Rt, async move {
+                    for _ in 0..SLEEPS {
+                        glommio::timer::sleep(Duration::from_millis(SLEEP_MS)).await;
+                    }
+                    done.set(true);
+                });
+                let done = rt_done.clone();
+                let bulk = spawn(Lane::Bulk, async move {
+                    let start = std::time::Instant::now();
+                    let cap = Duration::from_millis(SPIN_MS_MAX);
+                    while !done.get() && start.elapsed() < cap {
+                        glommio::yield_if_needed().await;
+                    }
+                    done.get()
+                });
+                assert!(
+                    bulk.await,
+                    "rt slept {SLEEPS} x {SLEEP_MS} ms only after bulk spun {SPIN_MS_MAX} ms"
+                );
+                rt.await;
+            });
+    }
+
+    #[test]
     fn given_no_lanes_when_spawned_then_runs_in_the_current_queue() {
         LocalExecutorBuilder::new(Placement::Unbound)
             .make()

@@ -318,6 +318,10 @@ impl Source {
 impl Drop for Source {
     fn drop(&mut self) {
         let mut inner = self.inner.borrow_mut();
+        // gonets patch: a timeout is removed with TIMEOUT_REMOVE, which goes
+        // straight to the ring's timeout list; ASYNC_CANCEL first walks every
+        // io-wq worker (docs/adr/0016).
+        let is_timeout = matches!(inner.source_type, SourceType::Timeout(..));
         let enqueued = inner.enqueued.as_mut();
         if let Some(EnqueuedSource { id, queue, status }) = enqueued {
             match status {
@@ -336,7 +340,7 @@ impl Drop for Source {
                     // now, so we delay `consume_source` until we consume the
                     // corresponding event from the completion queue.
 
-                    queue.borrow_mut().cancel_request(*id);
+                    queue.borrow_mut().cancel_request(*id, is_timeout);
                     *status = EnqueuedStatus::Canceled; // not necessary, but useful for correctness
                 }
                 EnqueuedStatus::Canceled => unreachable!(),

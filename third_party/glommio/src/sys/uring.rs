@@ -345,6 +345,9 @@ fn fill_sqe<F>(
                 sqe.prep_timeout(&*timespec, events, TimeoutFlags::empty());
             }
             UringOpDescriptor::TimeoutRemove(timer) => {
+                // gonets patch: like CANCEL, the remove's own completion
+                // carries no source (it was never sent before the patch).
+                user_data = 0;
                 sqe.prep_timeout_remove(timer as _);
             }
             UringOpDescriptor::Close => {
@@ -623,9 +626,14 @@ impl UringQueueState {
         self.submissions.is_empty() && self.cancellations.is_empty()
     }
 
-    pub(crate) fn cancel_request(&mut self, id: SourceId) {
+    pub(crate) fn cancel_request(&mut self, id: SourceId, is_timeout: bool) {
+        let args = if is_timeout {
+            UringOpDescriptor::TimeoutRemove(to_user_data(id))
+        } else {
+            UringOpDescriptor::Cancel(to_user_data(id))
+        };
         self.cancellations.push_back(UringDescriptor {
-            args: UringOpDescriptor::Cancel(to_user_data(id)),
+            args,
             fd: -1,
             flags: SubmissionFlags::empty(),
             user_data: 0,
@@ -1222,6 +1230,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // gonets patch: when the armed latency timer fires, so a loop can keep
+    // it instead of cancelling and re-arming it (docs/adr/0016).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1364,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1826,36 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // gonets patch: upstream cancelled and re-armed both preemption
+        // timers on every loop: two cancellations (each an ASYNC_CANCEL that
+        // walks io-wq) and two new timeouts per wake-up, most of the hub's
+        // CPU under load (docs/adr/0016). A latency timer that has not fired
+        // and fires no later than a fresh one would is kept while we stay
+        // awake; if we will sleep, there might be a timer registered that
+        // needs to be removed, otherwise we'll wake up when it expires.
+        let keep_latency_timer = match (preempt_timer(), self.latency_preemption_deadline.get()) {
+            (Some(preempt), Some(deadline)) => {
+                Self::timer_pending(&self.latency_preemption_timeout_src)
+                    && deadline <= Instant::now() + preempt
+            }
+            _ => false,
+        };
+        if !keep_latency_timer {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_deadline.set(None);
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // The throughput-based timeout stays armed until it fires: it only
+        // counts main-ring completions, and a spare one that fires later
+        // costs one preemption at most every `ring_depth` completions.
+        if !Self::timer_pending(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1853,6 +1879,8 @@ impl Reactor {
             if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1880,8 +1908,12 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !keep_latency_timer {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + preempt));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1893,6 +1925,15 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// gonets patch: whether the timer in `slot` is armed and has not
+    /// completed (fired or cancelled) yet.
+    fn timer_pending(slot: &Cell<Option<Source>>) -> bool {
+        let src = slot.take();
+        let pending = src.as_ref().is_some_and(|s| s.result().is_none());
+        slot.set(src);
+        pending
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
