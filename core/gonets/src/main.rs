@@ -12,7 +12,6 @@
 //! - `gonets report sla [--from T] [--to T]`: the SLA report from a data directory.
 
 mod admin;
-mod allocator;
 mod demo;
 mod hw;
 mod repair;
@@ -190,7 +189,6 @@ pub(crate) fn default_addr() -> SocketAddr {
 }
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory_warm();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve {
