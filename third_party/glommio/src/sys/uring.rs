@@ -1828,8 +1828,8 @@ impl Reactor {
 
         // gonets patch: upstream cancelled and re-armed both preemption
         // timers on every loop: two cancellations (each an ASYNC_CANCEL that
-        // walks io-wq) and two new timeouts per wake-up, most of the hub's
-        // CPU under load (docs/adr/0016). A latency timer that has not fired
+        // walks io-wq) and two new timeouts per wake-up, whatever the work
+        // (docs/adr/0016). A latency timer that has not fired
         // and fires no later than a fresh one would is kept while we stay
         // awake; if we will sleep, there might be a timer registered that
         // needs to be removed, otherwise we'll wake up when it expires.
@@ -1841,8 +1841,7 @@ impl Reactor {
             _ => false,
         };
         if !keep_latency_timer {
-            drop(self.latency_preemption_timeout_src.take());
-            self.latency_preemption_deadline.set(None);
+            self.disarm_latency_timer();
         }
 
         // The throughput-based timeout stays armed until it fires: it only
@@ -1877,10 +1876,7 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_preemption_deadline
-                    .set(Some(Instant::now() + dur));
+                self.arm_latency_timer(&mut lat_ring, dur);
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1909,10 +1905,7 @@ impl Reactor {
 
         if let Some(preempt) = preempt_timer() {
             if !keep_latency_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_deadline
-                    .set(Some(Instant::now() + preempt));
+                self.arm_latency_timer(&mut lat_ring, preempt);
             }
             flush_rings!(lat_ring, main_ring)?;
         }
@@ -1925,6 +1918,22 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// gonets patch: arms the latency ring's timer to fire in `dur`, and
+    /// keeps when, so the next loop can tell whether to keep it.
+    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, dur: Duration) {
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+        self.latency_preemption_deadline
+            .set(Some(Instant::now() + dur));
+    }
+
+    /// gonets patch: removes the latency ring's timer, if one is armed
+    /// (dropping its source sends the removal).
+    fn disarm_latency_timer(&self) {
+        drop(self.latency_preemption_timeout_src.take());
+        self.latency_preemption_deadline.set(None);
     }
 
     /// gonets patch: whether the timer in `slot` is armed and has not
