@@ -196,6 +196,11 @@ struct Args {
     /// The NATS server's JetStream sync_interval (`always` or `default`), recorded in the result.
     #[arg(long, default_value = "default")]
     nats_sync: String,
+    /// NATS recovery: the command (run with `sh -c`) that starts the server
+    /// again after the SIGKILL and prints its new PID on its last line, e.g.
+    /// `bash bench/nats.sh start --sync default --port 4222 --dir D`.
+    #[arg(long)]
+    restart_cmd: Option<String>,
 
     // Output.
     /// Write the result as JSON here.
@@ -429,29 +434,38 @@ fn run_nats(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {
         sync: args.nats_sync.clone(),
         server_pid: args.server_pid,
     };
-    let (result, rec, label) = match workload {
+    let label = |what: &str| format!("NATS ({}) {what}", args.nats_sync);
+    let run = |result, curves| Ok(Run { curves, result });
+    match workload {
         "rt" => {
             let (r, rec) = nats::run_rt(&target, &rt_params(args)?, cores)?;
-            (r, rec, "rt")
+            run(r, vec![(label("rt"), rec)])
         }
         "bulk" => {
-            let (r, rec) = nats::run_bulk(
+            let b = bulk_params(args, args.messages, args.message_bytes)?;
+            let (r, rec) = nats::run_bulk(&target, &b, cores)?;
+            run(r, vec![(label("bulk publish to PubAck"), rec)])
+        }
+        "backlog" => {
+            let b = bulk_params(args, args.backlog, args.backlog_bytes)?;
+            let (r, curves) = nats::run_backlog(&target, &rt_params(args)?, &b, cores)?;
+            run(r, curves)
+        }
+        "recovery" => {
+            let r = nats::run_recovery(
                 &target,
                 &bulk_params(args, args.messages, args.message_bytes)?,
+                &rt_params(args)?,
+                (args.log_gib * (1u64 << 30) as f64) as u64,
+                args.restart_cmd.as_deref().unwrap_or(""),
                 cores,
             )?;
-            (r, rec, "bulk publish to PubAck")
+            run(r, Vec::new())
         }
-        other => {
-            return Err(format!(
-                "the NATS driver runs rt and bulk only, not {other} (docs/nats-mapping.md)"
-            ))
-        }
-    };
-    Ok(Run {
-        curves: vec![(format!("NATS ({}) {label}", args.nats_sync), rec)],
-        result,
-    })
+        other => Err(format!(
+            "the NATS driver runs rt, bulk, backlog and recovery, not {other} (docs/nats-mapping.md)"
+        )),
+    }
 }
 
 fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String> {

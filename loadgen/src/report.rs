@@ -217,10 +217,10 @@ fn write_targets(s: &mut String, r: &Results) {
         write_mixed_target(s, m);
     }
     if let Some(b) = r.runs.get("gonets-backlog") {
-        write_backlog_target(s, b);
+        write_backlog_target(s, b, r.runs.get("nats-default-backlog"));
     }
     if let Some(rec) = r.runs.get("gonets-recovery") {
-        write_recovery_target(s, rec);
+        write_recovery_target(s, rec, r.runs.get("nats-default-recovery"));
     }
     s.push('\n');
 }
@@ -393,26 +393,66 @@ fn write_mixed_target(s: &mut String, m: &Value) {
     );
 }
 
+/// A backlog run's figures: (empty p99, backlog p99, empty peak RSS,
+/// backlog peak RSS, messages waiting), in µs, bytes and messages.
+type BacklogFigures = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
+
+fn backlog_figures(b: &Value) -> BacklogFigures {
+    let of = |name: &str, path: &[&str]| phase(b, name).and_then(|p| num(p, path));
+    (
+        of("rt-empty", &["latency", "p99_us"]),
+        of("rt-backlog", &["latency", "p99_us"]),
+        of("rt-empty", &["hub", "peak_rss_bytes"]),
+        of("rt-backlog", &["hub", "peak_rss_bytes"]),
+        num(b, &["setup", "backlog_messages"]),
+    )
+}
+
+/// The NATS backlog run on one cell: its two p99s and its RSS growth.
+fn nats_backlog_cell(nats: Option<&Value>) -> String {
+    let Some(v) = nats else {
+        return "not run".into();
+    };
+    let (e99, l99, erss, lrss, n) = backlog_figures(v);
+    let above = erss.zip(lrss).map(|(e, l)| l - e);
+    format!(
+        "NATS (default) with {} waiting: p99 {} vs {} empty ({}); RSS {:.0} MiB vs {:.0} MiB ({:.0} MiB above){}",
+        count(n),
+        ms(l99),
+        ms(e99),
+        ratio(l99, e99),
+        lrss.unwrap_or(0.0) / 1048576.0,
+        erss.unwrap_or(0.0) / 1048576.0,
+        above.unwrap_or(0.0) / 1048576.0,
+        if v["valid"] == false { "; INVALID (see the run)" } else { "" },
+    )
+}
+
 /// backlog (issue 15): with 10 M waiting, hub RSS ≤ 1 GiB above the empty
 /// hub's and rt p99 within 20 % of the empty hub's.
-fn write_backlog_target(s: &mut String, b: &Value) {
-    let e99 = phase(b, "rt-empty").and_then(|p| num(p, &["latency", "p99_us"]));
-    let l99 = phase(b, "rt-backlog").and_then(|p| num(p, &["latency", "p99_us"]));
-    let erss = phase(b, "rt-empty").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
-    let lrss = phase(b, "rt-backlog").and_then(|p| num(p, &["hub", "peak_rss_bytes"]));
-    let n = num(b, &["setup", "backlog_messages"]);
+fn write_backlog_target(s: &mut String, b: &Value, nats: Option<&Value>) {
+    let (e99, l99, erss, lrss, n) = backlog_figures(b);
+    let bytes = num(b, &["setup", "message_bytes"]);
     let above = erss.zip(lrss).map(|(e, l)| l - e);
     let p99_ok = e99.zip(l99).map(|(e, l)| l <= 1.2 * e);
     let _ = writeln!(
         s,
-        "| backlog: {} waiting: hub RSS ≤ 1 GiB above empty, rt p99 within 20 % of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB ({:.0} MiB above, {:.0} bytes a waiting request) | — | — | {} |",
+        "| backlog: {} × {} B waiting: hub RSS ≤ 1 GiB above empty, rt p99 within 20 % of empty | p99 {} vs {}; RSS {:.0} MiB vs {:.0} MiB ({:.0} MiB above, {:.0} bytes a waiting request) | — | {} | {} |",
         count(n),
+        count(bytes),
         ms(l99),
         ms(e99),
         lrss.unwrap_or(0.0) / 1048576.0,
         erss.unwrap_or(0.0) / 1048576.0,
         above.unwrap_or(0.0) / 1048576.0,
         above.zip(n).map_or(0.0, |(a, n)| a / n.max(1.0)),
+        nats_backlog_cell(nats),
         verdict(
             above.zip(p99_ok).map(|(a, p)| a <= (1u64 << 30) as f64 && p),
             &format!(
@@ -429,21 +469,46 @@ fn write_backlog_target(s: &mut String, b: &Value) {
     );
 }
 
+/// A recovery run's figures: (ms to listening, ms to the first answer,
+/// log bytes, whether a request accepted before the kill was lost or no
+/// call was answered).
+fn recovery_figures(rec: &Value) -> (Option<f64>, Option<f64>, Option<f64>, Option<bool>) {
+    let p = phase(rec, "restart");
+    (
+        p.and_then(|p| num(p, &["extra", "restart_to_listening_ms"])),
+        p.and_then(|p| num(p, &["extra", "restart_to_first_answer_ms"])),
+        p.and_then(|p| num(p, &["extra", "log_bytes"])),
+        p.map(|p| p["valid"] == false),
+    )
+}
+
+/// The NATS recovery run on one cell.
+fn nats_recovery_cell(nats: Option<&Value>) -> String {
+    let Some(v) = nats else {
+        return "not run".into();
+    };
+    let (t, first, bytes, bad) = recovery_figures(v);
+    format!(
+        "NATS (default): {} ms to healthy, {} ms to the first answer, with {:.2} GiB in the stream{}",
+        count(t),
+        count(first),
+        bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
+        if bad == Some(true) { "; INVALID (see the run)" } else { "" },
+    )
+}
+
 /// recovery (issue 15): SIGKILL with 4 GiB of log and 1 M waiting, first
 /// answer ≤ 2 s after the restart.
-fn write_recovery_target(s: &mut String, rec: &Value) {
-    let p = phase(rec, "restart");
-    let t = p.and_then(|p| num(p, &["extra", "restart_to_listening_ms"]));
-    let first = p.and_then(|p| num(p, &["extra", "restart_to_first_answer_ms"]));
-    let bytes = p.and_then(|p| num(p, &["extra", "log_bytes"]));
-    let lost = p.map(|p| p["valid"] == false);
+fn write_recovery_target(s: &mut String, rec: &Value, nats: Option<&Value>) {
+    let (t, first, bytes, lost) = recovery_figures(rec);
     let _ = writeln!(
         s,
-        "| recovery: SIGKILL with 4 GiB of log and 1 M waiting, first answer ≤ 2 s after restart | {} ms to listening, {} ms to the first answer, with {:.2} GiB of log; {} | — | — | {} |",
+        "| recovery: SIGKILL with 4 GiB of log and 1 M waiting, first answer ≤ 2 s after restart | {} ms to listening, {} ms to the first answer, with {:.2} GiB of log; {} | — | {} | {} |",
         count(t),
         count(first),
         bytes.unwrap_or(0.0) / (1u64 << 30) as f64,
         if lost == Some(true) { "INVALID (see the run)" } else { "every accepted request still waiting" },
+        nats_recovery_cell(nats),
         verdict(
             first.map(|t| t <= 2000.0),
             &format!(
@@ -532,5 +597,36 @@ mod tests {
         assert_eq!(median(&[&a, &b, &c, &d], |v| v["x"].as_f64()), Some(2.5));
         assert_eq!(median(&[], |v| v["x"].as_f64()), None);
         assert_eq!(count(Some(1234567.0)), "1,234,567");
+    }
+
+    #[test]
+    fn given_nats_backlog_and_recovery_runs_when_cells_rendered_then_their_figures() {
+        let rt = |name: &str, p99: f64, rss_mib: f64| {
+            serde_json::json!({"name": name, "latency": {"count": 10, "p99_us": p99},
+                "hub": {"peak_rss_bytes": rss_mib * 1048576.0}})
+        };
+        let b = serde_json::json!({"valid": true,
+            "setup": {"backlog_messages": 1000, "message_bytes": 4096},
+            "phases": [rt("rt-empty", 2000.0, 100.0), rt("rt-backlog", 3000.0, 300.0)]});
+        let cell = nats_backlog_cell(Some(&b));
+        assert!(
+            cell.contains("1,000 waiting: p99 3.00 ms vs 2.00 ms empty (1.50×)"),
+            "{cell}"
+        );
+        assert!(
+            cell.contains("RSS 300 MiB vs 100 MiB (200 MiB above)"),
+            "{cell}"
+        );
+        assert!(!cell.contains("INVALID"), "{cell}");
+        assert_eq!(nats_backlog_cell(None), "not run");
+        let rec = serde_json::json!({"phases": [{"name": "restart", "valid": false,
+            "extra": {"restart_to_listening_ms": 300, "restart_to_first_answer_ms": 650,
+                "log_bytes": 2147483648u64}}]});
+        let cell = nats_recovery_cell(Some(&rec));
+        assert!(
+            cell.contains("300 ms to healthy, 650 ms to the first answer, with 2.00 GiB"),
+            "{cell}"
+        );
+        assert!(cell.contains("INVALID"), "{cell}");
     }
 }

@@ -177,6 +177,57 @@ impl Phase {
         }
     }
 
+    /// The `restart` phase of `recovery`: its times, and invalid if a
+    /// request accepted before the kill no longer waits or no call was
+    /// answered after the restart.
+    pub fn restart(
+        to_listening: Duration,
+        to_first_answer: Duration,
+        first_answer: u64,
+        accepted: u64,
+        still_waiting: u64,
+    ) -> Phase {
+        let mut p = Phase::new("restart", to_listening, 1, &Recorder::new());
+        p.ok = u64::from(first_answer > 0);
+        let ms = |d: Duration| serde_json::json!(d.as_millis() as u64);
+        p.extra
+            .insert("restart_to_listening_ms".into(), ms(to_listening));
+        p.extra
+            .insert("restart_to_first_answer_ms".into(), ms(to_first_answer));
+        p.extra
+            .insert("accepted_before_kill".into(), accepted.into());
+        p.extra
+            .insert("waiting_after_restart".into(), still_waiting.into());
+        if still_waiting < accepted {
+            p.invalidate(format!(
+                "LOST: {accepted} requests were accepted before the kill, {still_waiting} wait after the restart"
+            ));
+        }
+        if first_answer == 0 {
+            p.invalidate("no call was answered after the restart");
+        }
+        p
+    }
+
+    /// `backlog`: puts this rt phase's (run with the backlog waiting) p99
+    /// and peak RSS beside `empty`'s (the same rt run before the fill), as
+    /// `p99_ratio_to_empty` and `peak_rss_ratio_to_empty`.
+    pub fn compare_to_empty(&mut self, empty: &Phase) {
+        let round3 = |x: f64| serde_json::json!((x * 1000.0).round() / 1000.0);
+        if let (Some(e), Some(l)) = (&empty.latency, &self.latency) {
+            self.extra.insert(
+                "p99_ratio_to_empty".into(),
+                round3(l.p99_us as f64 / e.p99_us.max(1) as f64),
+            );
+        }
+        if let (Some(e), Some(l)) = (empty.hub.peak_rss_bytes, self.hub.peak_rss_bytes) {
+            self.extra.insert(
+                "peak_rss_ratio_to_empty".into(),
+                round3(l as f64 / e.max(1) as f64),
+            );
+        }
+    }
+
     /// One line for people.
     pub fn summary(&self) -> String {
         let mut s = format!(

@@ -267,18 +267,7 @@ pub fn backlog(
         .insert("hub_rss_bytes".into(), json!(rss(target)));
     run.curves
         .push((format!("rt, {} waiting", b.messages), rec));
-    if let (Some(e), Some(l)) = (&empty.latency, &loaded.latency) {
-        loaded.extra.insert(
-            "p99_ratio_to_empty".into(),
-            json!(round3(l.p99_us as f64 / e.p99_us.max(1) as f64)),
-        );
-    }
-    if let (Some(e), Some(l)) = (empty.hub.peak_rss_bytes, loaded.hub.peak_rss_bytes) {
-        loaded.extra.insert(
-            "peak_rss_ratio_to_empty".into(),
-            json!(round3(l as f64 / e.max(1) as f64)),
-        );
-    }
+    loaded.compare_to_empty(&empty);
     run.result.push(empty);
     run.result.push(filled);
     run.result.push(loaded);
@@ -353,7 +342,7 @@ pub fn recovery(
     let first_answer = first_call(&target, rt)?;
     let to_first_answer = restarted.elapsed();
     let still_waiting = waiting(&target, fill_params.providers)?;
-    let mut p = restart_phase(
+    let mut p = Phase::restart(
         to_listening,
         to_first_answer,
         first_answer,
@@ -384,40 +373,6 @@ fn first_call(target: &GonetsTarget, rt: &RtParams) -> Result<u64, String> {
         &mut stderr_progress,
     )?;
     Ok(first.rt.as_ref().map_or(0, |r| r.rec.ok_count()))
-}
-
-/// The restart phase: its times, and invalid if a request accepted before
-/// the kill no longer waits or no call was answered after it.
-fn restart_phase(
-    to_listening: Duration,
-    to_first_answer: Duration,
-    first_answer: u64,
-    accepted: u64,
-    still_waiting: u64,
-) -> Phase {
-    let mut p = Phase::new("restart", to_listening, 1, &Recorder::new());
-    p.ok = u64::from(first_answer > 0);
-    p.extra.insert(
-        "restart_to_listening_ms".into(),
-        json!(to_listening.as_millis() as u64),
-    );
-    p.extra.insert(
-        "restart_to_first_answer_ms".into(),
-        json!(to_first_answer.as_millis() as u64),
-    );
-    p.extra
-        .insert("accepted_before_kill".into(), json!(accepted));
-    p.extra
-        .insert("waiting_after_restart".into(), json!(still_waiting));
-    if still_waiting < accepted {
-        p.invalidate(format!(
-            "LOST: {accepted} requests were accepted before the kill, {still_waiting} wait after the restart"
-        ));
-    }
-    if first_answer == 0 {
-        p.invalidate("no call was answered after the restart");
-    }
-    p
 }
 
 /// The next rate of the search after a step: double while every step met

@@ -42,6 +42,8 @@ struct Shared {
     names: Names,
     p: BulkParams,
     threads: usize,
+    /// Whether the providers drain (`bulk`) or the messages stay waiting (`fill`).
+    drain: bool,
     published: AtomicU64,
     accepted: AtomicU64,
     failed: AtomicU64,
@@ -120,7 +122,7 @@ pub(crate) fn run(
         &streams,
         &consumers,
         |max_payload| check(p, max_payload),
-        || measure(target, p, cores, &names),
+        || measure(target, p, cores, &names, true),
     )?;
     phase.extra.insert(
         "setup_s".into(),
@@ -148,18 +150,39 @@ pub(crate) fn run(
     Ok((run, rec))
 }
 
+/// Publishes `p.messages` to the BULK stream of `names`, which the caller
+/// made with a durable consumer per provider, and leaves them there: no
+/// provider pulls (`backlog` and `recovery`). The phase is named `name`.
+pub(crate) fn fill(
+    target: &NatsTarget,
+    p: &BulkParams,
+    cores: &Cores,
+    names: &Names,
+    name: &str,
+) -> Result<(Phase, Recorder), String> {
+    check(p, 0)?;
+    if cores.count() == 0 {
+        return Err("fill: no generator threads".into());
+    }
+    let (mut phase, rec) = measure(target, p, cores, names, false)?;
+    phase.name = name.into();
+    Ok((phase, rec))
+}
+
 /// Runs the threads; the phase.
 fn measure(
     target: &NatsTarget,
     p: &BulkParams,
     cores: &Cores,
     names: &Names,
+    drain: bool,
 ) -> Result<(Phase, Recorder), String> {
     let sh = Arc::new(Shared {
         url: target.url.clone(),
         names: names.clone(),
         p: p.clone(),
         threads: cores.count(),
+        drain,
         published: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -181,8 +204,8 @@ fn measure(
                 window = CpuWindow::start(target.server_pid);
             }
             let accepted = sh.accepted.load(Relaxed);
-            let done =
-                sh.senders_done.load(Relaxed) == p.senders && sh.drained.load(Relaxed) >= accepted;
+            let done = sh.senders_done.load(Relaxed) == p.senders
+                && (!drain || sh.drained.load(Relaxed) >= accepted);
             if done && cost.is_none() {
                 if let Some(w) = window.take() {
                     cost = Some(w.finish(accepted));
@@ -257,6 +280,17 @@ fn bulk_phase(p: &BulkParams, sh: &Shared, ends: &Ends, cost: Option<HubCost>) -
     if let Some(c) = cost {
         phase.hub = c;
     }
+    let accepted = rec.ok_count();
+    if accepted < p.messages {
+        phase.invalidate(format!(
+            "only {accepted} of {} messages were accepted",
+            p.messages
+        ));
+    }
+    if !sh.drain {
+        phase.extra.insert("accepted".into(), accepted.into());
+        return phase;
+    }
     let drain_s = drain_time.as_secs_f64();
     phase
         .extra
@@ -270,17 +304,10 @@ fn bulk_phase(p: &BulkParams, sh: &Shared, ends: &Ends, cost: Option<HubCost>) -
             0.0
         }),
     );
-    let accepted = rec.ok_count();
     if drained < accepted {
         phase.invalidate(format!(
             "only {drained} of {accepted} accepted messages were drained (drain timeout {} s)",
             p.drain_timeout.as_secs_f64()
-        ));
-    }
-    if accepted < p.messages {
-        phase.invalidate(format!(
-            "only {accepted} of {} messages were accepted",
-            p.messages
         ));
     }
     phase
@@ -314,7 +341,9 @@ async fn thread(t: usize, mut gate: Gate, sh: Arc<Shared>) -> Result<ThreadOut, 
         senders.push((s, js));
     }
     let mut providers = Vec::new();
-    for prov in hosted(t, sh.threads, p.providers) {
+    // A fill leaves every message waiting: nobody pulls.
+    let draining = if sh.drain { p.providers } else { 0 };
+    for prov in hosted(t, sh.threads, draining) {
         let js = jetstream(connect(&sh.url, &format!("provider p{prov}")).await?);
         let consumer = pull_consumer(&js, &stream, &Names::bulk_durable(prov)).await?;
         let messages = pull_messages(&consumer, PULL_BATCH).await?;

@@ -1,6 +1,6 @@
-//! The NATS JetStream driver: the same `rt` and `bulk` workloads as the
-//! gonets driver, against a NATS server with JetStream on the same machine,
-//! for comparison. How each workload maps onto streams, subjects and pull
+//! The NATS JetStream driver: the same `rt`, `bulk`, `backlog` and
+//! `recovery` workloads as the gonets driver, against a NATS server with
+//! JetStream on the same machine, for comparison. How each workload maps onto streams, subjects and pull
 //! consumers is in `docs/nats-mapping.md`; `bench/nats.sh` installs and
 //! starts the server.
 //!
@@ -11,9 +11,11 @@
 //! The streams are made (and, at the end, deleted) by the calling thread
 //! over a connection of its own, with names unique to the run.
 
+mod backlog;
 mod bulk;
 mod fleet;
 pub mod names;
+mod recovery;
 mod rt;
 
 use crate::record::Recorder;
@@ -54,6 +56,32 @@ pub fn run_bulk(
     cores: &Cores,
 ) -> Result<(RunResult, Recorder), String> {
     bulk::run(target, p, cores)
+}
+
+/// Runs the `backlog` workload against `target` (docs/nats-mapping.md):
+/// rt, `b.messages` left waiting, rt again. Also returns both rt phases'
+/// recorders, labelled (for the plot).
+pub fn run_backlog(
+    target: &NatsTarget,
+    rt_p: &RtParams,
+    b: &BulkParams,
+    cores: &Cores,
+) -> Result<(RunResult, Vec<(String, Recorder)>), String> {
+    backlog::run(target, rt_p, b, cores)
+}
+
+/// Runs the `recovery` workload against `target` (docs/nats-mapping.md):
+/// `log_bytes` of messages left waiting, SIGKILL, `restart_cmd`, the time
+/// to the first answered call.
+pub fn run_recovery(
+    target: &NatsTarget,
+    b: &BulkParams,
+    rt_p: &RtParams,
+    log_bytes: u64,
+    restart_cmd: &str,
+    cores: &Cores,
+) -> Result<RunResult, String> {
+    recovery::run(target, b, rt_p, log_bytes, restart_cmd, cores)
 }
 
 /// The bound on every await that talks to the server.
