@@ -9,7 +9,6 @@
 use crate::record::Record;
 use crate::registry::Registry;
 use crate::runtime::start_error::HubStartError;
-use crate::shard::snapshot::{reference_of, resolve_reference};
 use crate::shard::{Shard, ShardConfig};
 use gonets_storage::{Corruption, Log, LogConfig, Slot};
 use std::path::Path;
@@ -207,16 +206,9 @@ fn replay_records(
             return Err(fail(offset, format!("expected offset {expected}")));
         }
         let decoded = Record::decode(record.payload()).map_err(|e| fail(offset, e.to_string()))?;
-        if let Record::SnapshotPart(bytes) = &decoded {
-            if let Some(target) = reference_of(bytes) {
-                shard.replayed_reference(target);
-            }
-        }
-        let decoded = resolve_reference(offset, decoded, |at| read_record(log, at))
-            .map_err(|e| fail(offset, e))?;
         shard
-            .replay(offset, decoded)
-            .map_err(|e| fail(offset, e.to_string()))?;
+            .replay_resolving(offset, decoded, |at| read_record(log, at))
+            .map_err(|e| fail(offset, e))?;
         expected = offset + 1;
     }
     replay_tail(log, shard, plan, &skipped, expected)?;

@@ -697,50 +697,9 @@ impl Shard {
 
     /// Applies a durable record read back from the log at `offset` (replay).
     pub fn replay(&mut self, offset: u64, record: Record) -> Result<(), HubError> {
-        assert!(self.deferred.is_empty(), "replay only before live traffic");
-        self.replaying = true;
-        if offset < self.next_offset {
-            return Err(HubError::Unavailable(format!(
-                "replay went backwards at offset {offset}"
-            )));
-        }
-        self.next_offset = offset + 1;
-        self.durable_offset = self.next_offset;
+        self.replay_at(offset)?;
         match record {
-            // Only the snapshot replay starts from builds state. A later one
-            // (whole, or cut short by a crash) repeats what the records before
-            // it built already, and restoring a cut one would reset the
-            // idempotency keys of the exchanges it lacks.
-            Record::SnapshotPart(bytes) if !self.replay_base => {
-                // Its state is older than what replay built; its clock is not.
-                if let Some(now_ms) = snapshot::clock_of(&bytes) {
-                    self.replayed_ms = self.replayed_ms.max(now_ms);
-                }
-            }
-            Record::SnapshotPart(bytes) => {
-                let unavailable = |e| HubError::Unavailable(format!("snapshot at {offset}: {e}"));
-                match snapshot::decode_part(&bytes).map_err(unavailable)? {
-                    snapshot::Part::Exchange(ex, print) => {
-                        let latest = ex.history.iter().map(|e| e.time_ms).max();
-                        self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
-                        if let Some(print) = print {
-                            // A snapshot from before the key window had its own parts.
-                            self.keys.insert(print, ex.id, ex.time_ms);
-                        }
-                        self.restore_exchange(*ex);
-                    }
-                    snapshot::Part::Parked(run) => self.restore_parked(run),
-                    snapshot::Part::Clock(now_ms) => {
-                        self.replayed_ms = self.replayed_ms.max(now_ms);
-                    }
-                    snapshot::Part::Keys(keys) => {
-                        for (print, id) in keys {
-                            self.replayed_ms = self.replayed_ms.max(id.unix_ms());
-                            self.keys.insert(print, id, id.unix_ms());
-                        }
-                    }
-                }
-            }
+            Record::SnapshotPart(bytes) => self.replay_part(offset, &bytes)?,
             Record::SnapshotEnd { first_offset, .. } => {
                 self.replay_base = false;
                 // Everything replayed so far is durable: its needs, and the
@@ -764,8 +723,89 @@ impl Shard {
         Ok(())
     }
 
+    /// Replays the record at `offset` as it is in the log: a reference
+    /// part is resolved with `read` (the record at an earlier offset) and
+    /// the parts it stands for applied in its place, in order
+    /// (`snapshot::resolve_references`). The one way replay takes records.
+    pub fn replay_resolving(
+        &mut self,
+        offset: u64,
+        record: Record,
+        read: impl FnMut(u64) -> Result<Record, String>,
+    ) -> Result<(), String> {
+        if let Record::SnapshotPart(bytes) = &record {
+            for target in snapshot::references_of(bytes).unwrap_or_default() {
+                self.replayed_reference(target);
+            }
+        }
+        let failed = |e: HubError| e.to_string();
+        match snapshot::resolve_references(offset, record, read)? {
+            snapshot::Resolved::Itself(record) => self.replay(offset, record).map_err(failed),
+            snapshot::Resolved::Parts(parts) => {
+                self.replay_at(offset).map_err(failed)?;
+                // Bounded: a references part names at most REFERENCES_MAX.
+                for bytes in parts {
+                    self.replay_part(offset, &bytes).map_err(failed)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Replay has reached `offset`; refused if it went backwards.
+    fn replay_at(&mut self, offset: u64) -> Result<(), HubError> {
+        assert!(self.deferred.is_empty(), "replay only before live traffic");
+        self.replaying = true;
+        if offset < self.next_offset {
+            return Err(HubError::Unavailable(format!(
+                "replay went backwards at offset {offset}"
+            )));
+        }
+        self.next_offset = offset + 1;
+        self.durable_offset = self.next_offset;
+        Ok(())
+    }
+
+    /// Applies one snapshot part's content (replay, at `offset`).
+    fn replay_part(&mut self, offset: u64, bytes: &[u8]) -> Result<(), HubError> {
+        // Only the snapshot replay starts from builds state. A later one
+        // (whole, or cut short by a crash) repeats what the records before
+        // it built already, and restoring a cut one would reset the
+        // idempotency keys of the exchanges it lacks.
+        if !self.replay_base {
+            // Its state is older than what replay built; its clock is not.
+            if let Some(now_ms) = snapshot::clock_of(bytes) {
+                self.replayed_ms = self.replayed_ms.max(now_ms);
+            }
+            return Ok(());
+        }
+        let unavailable = |e| HubError::Unavailable(format!("snapshot at {offset}: {e}"));
+        match snapshot::decode_part(bytes).map_err(unavailable)? {
+            snapshot::Part::Exchange(ex, print) => {
+                let latest = ex.history.iter().map(|e| e.time_ms).max();
+                self.replayed_ms = self.replayed_ms.max(latest.unwrap_or(ex.time_ms));
+                if let Some(print) = print {
+                    // A snapshot from before the key window had its own parts.
+                    self.keys.insert(print, ex.id, ex.time_ms);
+                }
+                self.restore_exchange(*ex);
+            }
+            snapshot::Part::Parked(run) => self.restore_parked(run),
+            snapshot::Part::Clock(now_ms) => {
+                self.replayed_ms = self.replayed_ms.max(now_ms);
+            }
+            snapshot::Part::Keys(keys) => {
+                for (print, id) in keys {
+                    self.replayed_ms = self.replayed_ms.max(id.unix_ms());
+                    self.keys.insert(print, id, id.unix_ms());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Replay is about to apply, at a reference part, the earlier part at
-    /// `target` it stands for (`snapshot::resolve_reference`): that part
+    /// `target` it stands for (`snapshot::resolve_references`): that part
     /// must outlive the snapshot replay started from, and a later snapshot
     /// replay passes over too (replay from an older one): the latter is
     /// the floor's once replay ends, and the next restart's start.

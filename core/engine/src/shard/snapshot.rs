@@ -9,6 +9,7 @@ use crate::record::{
 use crate::shard::exchange::{Exchange, Outcome};
 use crate::shard::keys::KeyPrint;
 use crate::shard::types::HistoryEvent;
+use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 use std::collections::HashMap;
 
@@ -36,6 +37,13 @@ const CLOCK: u8 = 6;
 const AWAITING_RUN: u8 = 7;
 /// Most parked requests one part carries.
 pub const PARKED_RUN_ENTRIES_MAX: usize = 4096;
+/// First byte of a part that stands for several earlier parts, unchanged
+/// since, in order: their count (u32) and log offsets follow. One part for
+/// a run of unchanged chunks and key slices, so an unchanged backlog costs
+/// a snapshot a few appends, not one per chunk (ADR 0011).
+const REFERENCES: u8 = 8;
+/// Most offsets one references part carries (64 KiB of them).
+pub const REFERENCES_MAX: usize = 8192;
 /// Most history steps one exchange may carry in a snapshot.
 pub const HISTORY_EVENTS_MAX: usize = 1 << 16;
 
@@ -253,50 +261,87 @@ pub fn clock_of(bytes: &[u8]) -> Option<u64> {
     }
 }
 
-/// A part standing for the part at `offset` of an earlier snapshot.
+/// A part standing for the part at `offset` of an earlier snapshot (the
+/// shape written before the references part; still read).
 pub fn encode_reference(offset: u64, out: &mut Vec<u8>) {
     out.push(REFERENCE);
     put_u64(out, offset);
 }
 
-/// The offset a reference part stands for; `None` for any other part.
-pub fn reference_of(bytes: &[u8]) -> Option<u64> {
+/// A part standing for the parts at `offsets` of earlier snapshots, in order.
+pub fn encode_references(offsets: &[u64], out: &mut Vec<u8>) {
+    assert!(!offsets.is_empty() && offsets.len() <= REFERENCES_MAX);
+    out.reserve(5 + 8 * offsets.len());
+    out.push(REFERENCES);
+    out.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+    for &at in offsets {
+        put_u64(out, at);
+    }
+}
+
+/// The offsets a reference or references part stands for, in order;
+/// `None` for any other part (or a references part that is malformed,
+/// which replay then refuses as an unknown part).
+pub fn references_of(bytes: &[u8]) -> Option<Vec<u64>> {
+    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     match bytes {
-        [REFERENCE, rest @ ..] if rest.len() == 8 => {
-            Some(u64::from_le_bytes(rest.try_into().expect("8 bytes")))
+        [REFERENCE, rest @ ..] if rest.len() == 8 => Some(vec![u64_at(rest)]),
+        [REFERENCES, n0, n1, n2, n3, rest @ ..] => {
+            let n = u32::from_le_bytes([*n0, *n1, *n2, *n3]) as usize;
+            if n == 0 || n > REFERENCES_MAX || rest.len() != 8 * n {
+                return None;
+            }
+            Some(rest.chunks_exact(8).map(u64_at).collect())
         }
         _ => None,
     }
 }
 
+/// A record as replay applies it: itself, or — for a reference part —
+/// the earlier parts it stands for.
+#[derive(Debug)]
+pub enum Resolved {
+    /// Any record that is not a reference part.
+    Itself(Record),
+    /// The content of the earlier parts a reference part stands for, in order.
+    Parts(Vec<Bytes>),
+}
+
 /// Replay's view of `record` at `offset`: a reference part is replaced by
-/// the part it stands for, read with `read`; every other record is itself.
-/// The part read must be an earlier snapshot part holding content (never
+/// the parts it stands for, read with `read`; every other record is itself.
+/// Each part read must be an earlier snapshot part holding content (never
 /// a reference): anything else is damage, and replay stops on it.
-pub fn resolve_reference(
+pub fn resolve_references(
     offset: u64,
     record: Record,
-    read: impl FnOnce(u64) -> Result<Record, String>,
-) -> Result<Record, String> {
-    let Record::SnapshotPart(bytes) = &record else {
-        return Ok(record);
+    mut read: impl FnMut(u64) -> Result<Record, String>,
+) -> Result<Resolved, String> {
+    let targets = match &record {
+        Record::SnapshotPart(bytes) => references_of(bytes),
+        _ => None,
     };
-    let Some(target) = reference_of(bytes) else {
-        return Ok(record);
+    let Some(targets) = targets else {
+        return Ok(Resolved::Itself(record));
     };
-    if target >= offset {
-        return Err(format!(
-            "snapshot part at {offset} refers forward to {target}"
-        ));
-    }
-    match read(target)? {
-        Record::SnapshotPart(b) if reference_of(&b).is_none() && !b.is_empty() => {
-            Ok(Record::SnapshotPart(b))
+    let mut parts = Vec::with_capacity(targets.len());
+    for target in targets {
+        if target >= offset {
+            return Err(format!(
+                "snapshot part at {offset} refers forward to {target}"
+            ));
         }
-        _ => Err(format!(
-            "snapshot part at {offset} refers to {target}, which holds no snapshot part"
-        )),
+        match read(target)? {
+            Record::SnapshotPart(b) if references_of(&b).is_none() && !b.is_empty() => {
+                parts.push(b)
+            }
+            _ => {
+                return Err(format!(
+                    "snapshot part at {offset} refers to {target}, which holds no snapshot part"
+                ))
+            }
+        }
     }
+    Ok(Resolved::Parts(parts))
 }
 
 /// Decodes a snapshot part of either shape.
@@ -307,7 +352,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
         }
         Some(&PARKED_RUN | &AWAITING_RUN) => decode_parked_run(bytes).map(Part::Parked),
         Some(&KEY_RUN) => decode_key_run(bytes).map(Part::Keys),
-        Some(&REFERENCE) => Err(DecodeError("snapshot reference not resolved")),
+        Some(&REFERENCE | &REFERENCES) => Err(DecodeError("snapshot reference not resolved")),
         Some(&CLOCK) => {
             let mut r = Reader { bytes, at: 1 };
             let now_ms = r.u64()?;

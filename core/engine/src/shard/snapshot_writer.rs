@@ -16,6 +16,20 @@ use gonets_types::ids::{DataKindId, MessageId, QueueId};
 /// Keys and the message each named, as a snapshot writes them.
 type Keys = Vec<(KeyPrint, MessageId)>;
 
+/// What the walk over the unchanged-or-not parts (request lists, frozen
+/// key slices) found next.
+enum Step {
+    /// A part written whole by an earlier snapshot, at this offset.
+    Refer(u64),
+    /// A part to write now (only when no reference is being gathered).
+    Write(Record),
+    /// The next part must be written, but references are being gathered:
+    /// they go first, the part in the next call (nothing was changed).
+    Blocked,
+    /// Nothing left in this walk.
+    Done,
+}
+
 /// A queue's chunked list of requests a snapshot writes in runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum List {
@@ -120,8 +134,7 @@ impl Shard {
         let made = self
             .next_clock_part(c)
             .or_else(|| self.next_exchange_part(c))
-            .or_else(|| self.next_list_part(c, offset))
-            .or_else(|| self.next_frozen_keys_part(c, offset))
+            .or_else(|| self.next_reused_or_list_part(c, offset))
             .or_else(|| self.next_open_keys_part(c));
         // The snapshot's records take offsets like any other; they change
         // no state, so they are not applied.
@@ -158,15 +171,42 @@ impl Shard {
         }))
     }
 
+    /// The next part of the request lists and frozen key slices: a run of
+    /// parts unchanged since earlier snapshots wrote them becomes one
+    /// references part (up to REFERENCES_MAX), any other is written.
+    fn next_reused_or_list_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+        let refs_max = self.references_per_part();
+        let mut refs: Vec<u64> = Vec::new();
+        // Bounded: at most refs_max references, or one part written.
+        while refs.len() < refs_max {
+            let may_write = refs.is_empty();
+            let step = match self.next_list_part(c, offset, may_write) {
+                Step::Done => self.next_frozen_keys_part(c, offset, may_write),
+                step => step,
+            };
+            match step {
+                Step::Refer(at) => refs.push(at),
+                Step::Write(record) => {
+                    assert!(may_write, "a part is written only before any reference");
+                    return Some(record);
+                }
+                Step::Blocked | Step::Done => break,
+            }
+        }
+        let from = *refs.iter().min()?;
+        c.refers_from = c.refers_from.min(from);
+        Some(part(|out| snapshot::encode_references(&refs, out)))
+    }
+
     /// The next part of the parked (then the awaiting) requests: a chunk
     /// unchanged since a snapshot wrote it whole in one part is referred
     /// to, any other written in runs that each fit the log's record bound.
-    fn next_list_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+    fn next_list_part(&mut self, c: &mut SnapshotCursor, offset: u64, may_write: bool) -> Step {
         // Bounded: each pass moves to the next chunk, queue or list.
         loop {
             let Some(queue) = c.queues.get(c.queue).cloned() else {
                 if c.list == List::Awaiting {
-                    return None;
+                    return Step::Done;
                 }
                 (c.list, c.queue, c.chunk, c.chunk_at) = (List::Awaiting, 0, 0, 0);
                 continue;
@@ -179,13 +219,15 @@ impl Shard {
                 continue;
             };
             if let (Some(at), 0) = (written_at, c.chunk_at) {
-                c.refers_from = c.refers_from.min(at);
                 c.chunk += 1;
-                return Some(part(|out| snapshot::encode_reference(at, out)));
+                return Step::Refer(at);
             }
             if c.chunk_at >= len {
                 (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
                 continue;
+            }
+            if !may_write {
+                return Step::Blocked;
             }
             let records = self.list_records(&queue, c.list, c.chunk, c.chunk_at);
             let (record, taken) = self.run_part(kind, records);
@@ -199,7 +241,7 @@ impl Shard {
                 }
                 (c.chunk, c.chunk_at) = (c.chunk + 1, 0);
             }
-            return Some(record);
+            return Step::Write(record);
         }
     }
 
@@ -275,6 +317,16 @@ impl Shard {
         }
     }
 
+    /// References per part within the log's record bound (and a part's).
+    fn references_per_part(&self) -> usize {
+        let fits = self
+            .config
+            .record_bytes_max
+            .saturating_sub(5 + part_overhead())
+            / 8;
+        fits.clamp(1, snapshot::REFERENCES_MAX)
+    }
+
     /// Keys per part within the log's record bound (and a run's).
     fn keys_per_part(&self) -> usize {
         let fits = self
@@ -287,21 +339,28 @@ impl Shard {
 
     /// The next part of the frozen key slices: one written before is
     /// referred to part by part, a new one written in runs.
-    fn next_frozen_keys_part(&mut self, c: &mut SnapshotCursor, offset: u64) -> Option<Record> {
+    fn next_frozen_keys_part(
+        &mut self,
+        c: &mut SnapshotCursor,
+        offset: u64,
+        may_write: bool,
+    ) -> Step {
         let per_part = self.keys_per_part();
         // Bounded: each pass moves to the next slice.
         loop {
             if c.slice >= self.keys.frozen_count() {
-                return None;
+                return Step::Done;
             }
             if let Some(parts) = self.keys.frozen_written_at(c.slice) {
                 if let Some(&at) = parts.get(c.slice_ref) {
                     c.slice_ref += 1;
-                    c.refers_from = c.refers_from.min(at);
-                    return Some(part(|out| snapshot::encode_reference(at, out)));
+                    return Step::Refer(at);
                 }
                 (c.slice, c.slice_ref) = (c.slice + 1, 0);
                 continue;
+            }
+            if !may_write {
+                return Step::Blocked;
             }
             let (keys, run, offsets) = c
                 .slice_keys
@@ -317,7 +376,7 @@ impl Shard {
             let end = (start + per_part).min(keys.len());
             *run += 1;
             offsets.push(offset);
-            return Some(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
+            return Step::Write(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
         }
     }
 

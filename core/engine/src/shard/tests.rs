@@ -303,20 +303,14 @@ impl Driver {
         let mut shard = Shard::new(self.shard.config().clone(), registry, first_offset);
         for (offset, record) in &self.log {
             if *offset >= first_offset && *offset < self.durable {
-                if let Record::SnapshotPart(bytes) = record {
-                    if let Some(target) = crate::shard::snapshot::reference_of(bytes) {
-                        shard.replayed_reference(target);
-                    }
-                }
-                let record =
-                    crate::shard::snapshot::resolve_reference(*offset, record.clone(), |at| {
+                shard
+                    .replay_resolving(*offset, record.clone(), |at| {
                         let found = self.log.iter().find(|(o, _)| *o == at);
                         found
                             .map(|(_, r)| r.clone())
                             .ok_or_else(|| format!("no record at {at}"))
                     })
-                    .expect("references resolve");
-                shard.replay(*offset, record).expect("replays");
+                    .expect("replays, its references resolved");
             }
         }
         let mut out = Vec::new();
@@ -1535,11 +1529,16 @@ fn durable_snapshot(d: &mut Driver) -> (u64, Vec<Record>) {
     (first, records)
 }
 
-fn references(records: &[Record]) -> usize {
-    records
+/// (reference parts, earlier parts they stand for) among `records`.
+fn references(records: &[Record]) -> (usize, usize) {
+    let refs: Vec<Vec<u64>> = records
         .iter()
-        .filter(|r| matches!(r, Record::SnapshotPart(b) if crate::shard::snapshot::reference_of(b).is_some()))
-        .count()
+        .filter_map(|r| match r {
+            Record::SnapshotPart(b) => crate::shard::snapshot::references_of(b),
+            _ => None,
+        })
+        .collect();
+    (refs.len(), refs.iter().map(Vec::len).sum())
 }
 
 #[test]
@@ -1551,11 +1550,15 @@ fn given_unchanged_parked_chunks_when_snapshot_again_then_referred_to_not_rewrit
     let (_, first) = durable_snapshot(&mut d);
     assert_eq!(
         references(&first),
-        0,
+        (0, 0),
         "the first snapshot writes everything"
     );
     let (_, second) = durable_snapshot(&mut d);
-    assert_eq!(references(&second), 2, "both chunks unchanged: {second:?}");
+    assert_eq!(
+        references(&second),
+        (1, 2),
+        "both chunks unchanged, one part refers to both: {second:?}"
+    );
     let bytes = |rs: &[Record]| -> usize {
         rs.iter()
             .map(|r| match r {
@@ -1568,7 +1571,7 @@ fn given_unchanged_parked_chunks_when_snapshot_again_then_referred_to_not_rewrit
     // One more parked request changes the last chunk only.
     let later = d.send_ok("MFC", request(BULK));
     let (start, third) = durable_snapshot(&mut d);
-    assert_eq!(references(&third), 1);
+    assert_eq!(references(&third), (1, 1));
     assert!(
         d.shard.retention_floor() <= d.log[4_096].0,
         "referred parts are kept"
@@ -1593,12 +1596,12 @@ fn given_many_keys_when_snapshot_twice_then_the_frozen_slice_is_referred_to_and_
     }
     d.commit();
     let (_, first) = durable_snapshot(&mut d);
-    assert_eq!(references(&first), 0);
+    assert_eq!(references(&first), (0, 0));
     let (start, second) = durable_snapshot(&mut d);
-    // The parked chunks and the frozen key slice, all referred to.
+    // The parked chunks and the frozen key slice, all referred to by one part.
     let key_parts = n.div_ceil(crate::shard::snapshot::KEY_RUN_ENTRIES_MAX);
     let parked_chunks = n.div_ceil(crate::shard::parked_list::CHUNK_ENTRIES);
-    assert_eq!(references(&second), key_parts + parked_chunks);
+    assert_eq!(references(&second), (1, key_parts + parked_chunks));
     let (mut r, _) = d.restart_from(start);
     assert_eq!(r.shard.held().dedup_keys, n);
     let again = r.committed_reply("MFC", Command::SendRequest(keyed(BULK, "k-7")));
@@ -1638,25 +1641,55 @@ fn given_small_record_bound_when_snapshot_then_every_part_fits_and_replays_the_s
 
 #[test]
 fn given_reference_parts_when_resolved_then_only_earlier_content_parts_pass() {
-    use crate::shard::snapshot::{encode_reference, resolve_reference};
-    let content = Record::SnapshotPart(Bytes::from_static(&[2, 0]));
-    let mut r = Vec::new();
-    encode_reference(3, &mut r);
-    let reference = Record::SnapshotPart(Bytes::from(r));
-    let got = resolve_reference(9, reference.clone(), |_| Ok(content.clone()));
-    assert_eq!(got, Ok(content.clone()));
-    assert!(resolve_reference(2, reference.clone(), |_| Ok(content.clone())).is_err());
-    assert!(resolve_reference(9, reference.clone(), |_| Ok(reference.clone())).is_err());
-    let event = Record::SnapshotEnd {
-        first_offset: 0,
-        parts: 0,
+    use crate::shard::snapshot::{
+        encode_reference, encode_references, resolve_references, Resolved,
     };
-    assert!(resolve_reference(9, reference.clone(), |_| Ok(event.clone())).is_err());
-    assert!(resolve_reference(9, reference, |_| Err("damaged".into())).is_err());
-    assert_eq!(
-        resolve_reference(9, content.clone(), |_| unreachable!()),
-        Ok(content)
-    );
+    let content = Record::SnapshotPart(Bytes::from_static(&[2, 0]));
+    let parts = |r: Result<Resolved, String>| match r {
+        Ok(Resolved::Parts(p)) => Ok(p),
+        other => Err(format!("{other:?}")),
+    };
+    let mut single = Vec::new();
+    encode_reference(3, &mut single);
+    let mut many = Vec::new();
+    encode_references(&[3, 5, 4], &mut many);
+    for bytes in [single, many] {
+        let n = if bytes.len() == 9 { 1 } else { 3 };
+        let reference = Record::SnapshotPart(Bytes::from(bytes));
+        let got = parts(resolve_references(9, reference.clone(), |_| {
+            Ok(content.clone())
+        }));
+        assert_eq!(got.map(|p| p.len()), Ok(n));
+        assert!(resolve_references(3, reference.clone(), |_| Ok(content.clone())).is_err());
+        assert!(resolve_references(9, reference.clone(), |_| Ok(reference.clone())).is_err());
+        let event = Record::SnapshotEnd {
+            first_offset: 0,
+            parts: 0,
+        };
+        assert!(resolve_references(9, reference.clone(), |_| Ok(event.clone())).is_err());
+        assert!(resolve_references(9, reference, |_| Err("damaged".into())).is_err());
+    }
+    assert!(matches!(
+        resolve_references(9, content.clone(), |_| unreachable!()),
+        Ok(Resolved::Itself(r)) if r == content
+    ));
+}
+
+#[test]
+fn given_a_malformed_references_part_when_read_then_no_offsets_and_it_does_not_decode() {
+    use crate::shard::snapshot::{decode_part, encode_references, references_of};
+    let mut good = Vec::new();
+    encode_references(&[1, 2], &mut good);
+    assert_eq!(references_of(&good), Some(vec![1, 2]));
+    // A count that does not match the offsets that follow, or zero.
+    let mut short = good.clone();
+    short.pop();
+    let mut zero = good.clone();
+    zero[1..5].copy_from_slice(&0u32.to_le_bytes());
+    for bad in [short, zero] {
+        assert_eq!(references_of(&bad), None);
+        assert!(decode_part(&bad).is_err());
+    }
 }
 
 #[test]
@@ -3247,7 +3280,7 @@ fn given_awaiting_requests_when_snapshot_replayed_then_restored_referred_to_and_
     assert_eq!(r.history(sent[4_999]), d.history(sent[4_999]));
     // Unchanged since: the live shard's next snapshot refers to both runs.
     let (_, again) = durable_snapshot(&mut d);
-    assert_eq!(references(&again), 2);
+    assert_eq!(references(&again), (1, 2));
     // The deadline still ends them (each restored entry has its timer).
     r.tick_at(T0 + ASYNC_DEADLINE_MS);
     assert_eq!(r.shard.counters().expired, 5_000);

@@ -6,7 +6,7 @@ use crate::model::{terminal_kind, ShardModel};
 use crate::workload::{Client, Knowledge, Pending, Role, Seen};
 use gonets_engine::record::{EventKind, Record};
 use gonets_engine::registry::Registry;
-use gonets_engine::shard::snapshot::{decode_part, reference_of, resolve_reference, Part};
+use gonets_engine::shard::snapshot::{decode_part, references_of, Part};
 use gonets_engine::shard::{
     Command, Input, PeerMsg, ReaderId, Shard, ShardConfig, ShardReply, StatusView, Token,
 };
@@ -335,7 +335,8 @@ fn refers_within(records: &[Record], start: u64, retained_from: u64) -> bool {
         .iter()
         .take_while(|r| matches!(r, Record::SnapshotPart(_)))
         .all(|r| match r {
-            Record::SnapshotPart(bytes) => reference_of(bytes).is_none_or(|at| at >= retained_from),
+            Record::SnapshotPart(bytes) => references_of(bytes)
+                .is_none_or(|targets| targets.iter().all(|&at| at >= retained_from)),
             _ => true,
         })
 }
@@ -349,21 +350,28 @@ fn replayed_exchanges(records: &[Record], start: u64) -> Result<BTreeSet<Message
     for (i, record) in records.iter().enumerate().skip(start as usize) {
         match record {
             Record::SnapshotPart(bytes) if base => {
-                let bytes = match reference_of(bytes) {
-                    Some(at) => match &records[at as usize] {
-                        Record::SnapshotPart(b) => b,
-                        other => return Err(format!("part at {i} refers to {other:?}")),
-                    },
-                    None => bytes,
-                };
-                let part = decode_part(bytes)
-                    .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
-                match part {
-                    Part::Exchange(ex, _) => {
-                        ids.insert(ex.id);
+                let mut contents = Vec::new();
+                match references_of(bytes) {
+                    Some(targets) => {
+                        for at in targets {
+                            match &records[at as usize] {
+                                Record::SnapshotPart(b) => contents.push(b),
+                                other => return Err(format!("part at {i} refers to {other:?}")),
+                            }
+                        }
                     }
-                    Part::Parked(run) => ids.extend(run.entries.iter().map(|e| e.id)),
-                    Part::Keys(_) | Part::Clock(_) => {}
+                    None => contents.push(bytes),
+                }
+                for bytes in contents {
+                    let part = decode_part(bytes)
+                        .map_err(|e| format!("snapshot part at {i} does not decode: {e}"))?;
+                    match part {
+                        Part::Exchange(ex, _) => {
+                            ids.insert(ex.id);
+                        }
+                        Part::Parked(run) => ids.extend(run.entries.iter().map(|e| e.id)),
+                        Part::Keys(_) | Part::Clock(_) => {}
+                    }
                 }
             }
             Record::SnapshotPart(_) => {}
@@ -1038,14 +1046,9 @@ impl World {
             self.stats.archive_cut += cut;
             let mut shard = Shard::new(config, self.registry.clone(), start);
             for offset in start..keep {
-                if let Record::SnapshotPart(bytes) = &log.records[offset as usize] {
-                    if let Some(target) = reference_of(bytes) {
-                        shard.replayed_reference(target);
-                    }
-                }
                 let retained_from = log.retained_from;
-                let record =
-                    resolve_reference(offset, log.records[offset as usize].clone(), |at| {
+                shard
+                    .replay_resolving(offset, log.records[offset as usize].clone(), |at| {
                         if at < retained_from {
                             return Err(format!(
                                 "it refers to {at}, below retention at {retained_from}"
@@ -1053,9 +1056,6 @@ impl World {
                         }
                         Ok(log.records[at as usize].clone())
                     })
-                    .map_err(|e| format!("replay of shard {s} failed at {offset}: {e}"))?;
-                shard
-                    .replay(offset, record)
                     .map_err(|e| format!("replay of shard {s} failed at {offset}: {e}"))?;
             }
             ensure!(
