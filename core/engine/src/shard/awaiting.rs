@@ -70,7 +70,7 @@ impl Shard {
         if !Parked::fits(names, ex.payload_bytes) {
             return; // stays whole, as one too large to park
         }
-        let ex = self.exchanges.remove(&id).expect("present");
+        let ex = self.release(id).expect("present");
         let parked = Parked::new(
             id,
             ex.request_offset,
@@ -118,7 +118,7 @@ impl Shard {
         };
         let texts = self.parked_texts.remove(&id).unwrap_or_default();
         let ex = self.awaiting_exchange(kind, &entry, texts);
-        let previous = self.exchanges.insert(id, ex);
+        let previous = self.hold(ex);
         assert!(previous.is_none(), "awaiting and whole at once");
         true
     }

@@ -343,6 +343,11 @@ pub struct Shard {
     archived: IdSet<MessageId>,
     /// Exchanges whose eviction fell due while their archive write ran.
     evict_when_archived: IdSet<MessageId>,
+    /// Exchanges held that a snapshot must carry (`Shard::settled` is
+    /// false), in id order: a snapshot walks these, not the finished ones
+    /// kept in memory for `status` (at 2,000 calls a second for 10 minutes,
+    /// over a million), so its cost follows what is open.
+    unsettled: BTreeSet<MessageId>,
     /// (offset, hub time ms): every message below the offset is at most that
     /// old. Oldest first, at most `RETENTION_SAMPLES_MAX`.
     age_samples: VecDeque<(u64, u64)>,
@@ -414,6 +419,7 @@ impl Shard {
             archiving: IdSet::default(),
             archived: IdSet::default(),
             evict_when_archived: IdSet::default(),
+            unsettled: BTreeSet::new(),
             age_samples: VecDeque::new(),
             names: park::Names::default(),
             parked_texts: IdMap::default(),
@@ -651,9 +657,10 @@ impl Shard {
 
     /// The oldest payload offset the current state needs, at most `start`.
     fn needs_floor(&self, start: u64) -> u64 {
-        self.exchanges
-            .values()
-            .filter_map(Exchange::needed_offset)
+        // A settled exchange is finished: it needs no offset.
+        self.unsettled
+            .iter()
+            .filter_map(|id| self.exchanges[id].needed_offset())
             .chain(self.parked_floor())
             .chain(self.awaiting_floor())
             .fold(start, u64::min)
@@ -924,23 +931,61 @@ impl Shard {
     }
 
     /// The exchanges a snapshot carries whole, in id order.
+    /// Holds `ex` in memory; the exchange it replaced, if any.
+    fn hold(&mut self, ex: Exchange) -> Option<Exchange> {
+        let id = ex.id;
+        let previous = self.exchanges.insert(id, ex);
+        self.unsettled.insert(id);
+        self.settle(id);
+        previous
+    }
+
+    /// Takes exchange `id` out of memory.
+    fn release(&mut self, id: MessageId) -> Option<Exchange> {
+        self.unsettled.remove(&id);
+        self.exchanges.remove(&id)
+    }
+
+    /// Leaves `id` out of the exchanges a snapshot walks once it is settled.
+    fn settle(&mut self, id: MessageId) {
+        if self.exchanges.get(&id).is_some_and(|ex| self.settled(ex)) {
+            self.unsettled.remove(&id);
+        }
+    }
+
+    /// True when a restart does not need `ex` from a snapshot: finished,
+    /// no idempotency key, and (when archiving) durable in the archive.
+    /// A finished exchange matters to a restart only through its key;
+    /// without one it is history, and writing every recent history into
+    /// every snapshot would make snapshots grow with traffic. One not yet
+    /// durable in the archive stays: the snapshot is then the only place a
+    /// restart finds its history.
+    fn settled(&self, ex: &Exchange) -> bool {
+        !self.config.snapshot_finished
+            && ex.finished()
+            && !ex.keyed
+            && (!self.config.archive_histories || self.archived.contains(&ex.id))
+    }
+
     fn snapshot_exchange_ids(&self) -> Vec<MessageId> {
-        let keep_finished = self.config.snapshot_finished;
+        let ids: Vec<MessageId> = self
+            .unsettled
+            .iter()
+            .copied()
+            .filter(|id| !self.settled(&self.exchanges[id]))
+            .collect();
+        // Every exchange a snapshot needs is in `unsettled` (checked against
+        // a walk of all of them in debug builds).
+        debug_assert_eq!(ids, self.snapshot_exchange_ids_walked());
+        ids
+    }
+
+    /// The exchanges a snapshot carries, by a walk of every one held.
+    fn snapshot_exchange_ids_walked(&self) -> Vec<MessageId> {
         let mut ids: Vec<MessageId> = self
             .exchanges
             .values()
-            // A finished exchange matters to a restart only through its
-            // idempotency key; without one it is history, and writing every
-            // recent history into every snapshot would make snapshots grow
-            // with traffic.
-            // An exchange not yet durable in the archive stays too: the
-            // snapshot is then the only place a restart finds its history.
-            .filter(|ex| {
-                keep_finished
-                    || !ex.finished()
-                    || ex.keyed
-                    || (self.config.archive_histories && !self.archived.contains(&ex.id))
-            })
+            .filter(|ex| !self.settled(ex))
             .map(|ex| ex.id)
             .collect();
         ids.sort_unstable();
@@ -990,9 +1035,10 @@ impl Shard {
             .finished()
             .then(|| ex.history.last().map_or(ex.time_ms, |e| e.time_ms));
         let id = ex.id;
-        self.exchanges.insert(ex.id, ex);
+        self.hold(ex);
         if let Some(finished_ms) = finished_ms {
             self.arm_eviction(id, finished_ms);
+            self.settle(id);
         }
     }
 
@@ -1068,7 +1114,7 @@ impl Shard {
         self.id_sequence = self.id_sequence.max(r.id.0 as u64 & 0xffff_ffff);
         let queue = QueueId::Requests(r.kind.clone());
         self.count_waiting(&queue, ex.payload_bytes, true);
-        let previous = self.exchanges.insert(r.id, ex);
+        let previous = self.hold(ex);
         assert!(previous.is_none(), "request id reused");
     }
 
@@ -1145,6 +1191,7 @@ impl Shard {
         }
         if finished {
             self.arm_eviction(e.request_id, e.time_ms);
+            self.settle(e.request_id);
             if !durable && self.config.archive_histories {
                 // Archived only once the record that finished it is
                 // durable: the archive never holds a history a crash
@@ -2582,7 +2629,7 @@ impl Shard {
     /// Removes a finished exchange from memory (its history is archived, or
     /// kept nowhere when archiving is off).
     fn evict(&mut self, id: MessageId) {
-        let ex = self.exchanges.remove(&id).expect("present");
+        let ex = self.release(id).expect("present");
         assert!(ex.finished());
         self.deadlines.cancel(id);
         self.leases.cancel(id);
@@ -2636,6 +2683,7 @@ impl Shard {
             return;
         }
         self.archived.insert(request_id);
+        self.settle(request_id);
         if self.evict_when_archived.contains(&request_id) {
             self.evict(request_id);
         }

@@ -78,11 +78,11 @@ impl Shard {
         let ex = &self.exchanges[&id];
         let queue = QueueId::Requests(ex.kind.clone());
         if Self::parkable(ex) {
-            let ex = self.exchanges.remove(&id).expect("present");
+            let ex = self.release(id).expect("present");
             match self.parked_entry(&ex) {
                 Some(entry) => return self.park_exchange(queue, ex, entry),
                 // Its names or size do not fit an entry: it stays whole.
-                None => self.exchanges.insert(id, ex),
+                None => self.hold(ex),
             };
         }
         let ex = &self.exchanges[&id];
@@ -268,7 +268,7 @@ impl Shard {
         let texts = self.parked_texts.remove(&id).unwrap_or_default();
         let ex = self.parked_exchange(kind, &entry, texts);
         let (offset, time_ms, deadline_ms) = (ex.request_offset, ex.time_ms, ex.deadline_ms);
-        let previous = self.exchanges.insert(id, ex);
+        let previous = self.hold(ex);
         assert!(previous.is_none(), "parked and whole at once");
         if !self.replaying {
             let q = self.queues.get_mut(&queue).expect("found there");
@@ -408,7 +408,7 @@ impl Shard {
                     }
                     None => self.count_waiting(&queue, ex.payload_bytes, true),
                 }
-                self.exchanges.insert(ex.id, ex);
+                self.hold(ex);
                 continue;
             }
             let entry = Parked::new(e.id, e.offset, e.deadline_ms, names, e.test, e.keyed)
