@@ -34,6 +34,23 @@ pub(super) fn waiting_streams(
     (streams, consumers)
 }
 
+/// Makes a fresh run's BULK stream with never-pulled consumers (see
+/// [`waiting_streams`]), runs `measure` with its names, and deletes the
+/// stream whatever happened. What `measure` returned, the run's names and
+/// the server's version.
+pub(super) fn with_waiting_stream<T>(
+    target: &NatsTarget,
+    providers: usize,
+    measure: impl FnOnce(&Names) -> Result<T, String>,
+) -> Result<(T, Names, String), String> {
+    check_target(target)?;
+    let names = Names::fresh();
+    let (streams, consumers) = waiting_streams(&names, providers);
+    let (t, version, _) =
+        with_streams(target, &streams, &consumers, |_| Ok(()), || measure(&names))?;
+    Ok((t, names, version))
+}
+
 /// What the BULK stream of `names` holds: (messages waiting for the
 /// providers' consumers — pending plus delivered unacked —, stream bytes).
 pub(super) fn waiting(
@@ -97,33 +114,23 @@ pub(crate) fn run(
     b: &BulkParams,
     cores: &Cores,
 ) -> Result<(RunResult, Vec<(String, Recorder)>), String> {
-    check_target(target)?;
-    let names = Names::fresh();
-    let (streams, consumers) = waiting_streams(&names, b.providers);
-    let measured = with_streams(
-        target,
-        &streams,
-        &consumers,
-        |_| Ok(()),
-        || {
-            let (mut empty, rec_empty) = rt_phase(target, rt_p, cores, "rt-empty")?;
-            empty.extra.insert("hub_rss_bytes".into(), rss(target));
-            let (mut filled, _) = bulk::fill(target, b, cores, &names, "fill")?;
-            let (waiting_n, bytes) = waiting(target, &names, b.providers)?;
-            filled.extra.insert("waiting".into(), waiting_n.into());
-            filled.extra.insert("stream_bytes".into(), bytes.into());
-            filled.extra.insert("hub_rss_bytes".into(), rss(target));
-            let (mut loaded, rec_loaded) = rt_phase(target, rt_p, cores, "rt-backlog")?;
-            loaded.extra.insert("hub_rss_bytes".into(), rss(target));
-            loaded.compare_to_empty(&empty);
-            let curves = vec![
-                ("NATS rt, empty stream".to_string(), rec_empty),
-                (format!("NATS rt, {waiting_n} waiting"), rec_loaded),
-            ];
-            Ok((vec![empty, filled, loaded], curves))
-        },
-    );
-    let ((phases, curves), version, _) = measured?;
+    let ((phases, curves), names, version) = with_waiting_stream(target, b.providers, |names| {
+        let (mut empty, rec_empty) = rt_phase(target, rt_p, cores, "rt-empty")?;
+        empty.extra.insert("hub_rss_bytes".into(), rss(target));
+        let (mut filled, _) = bulk::fill(target, b, cores, names, "fill")?;
+        let (waiting_n, bytes) = waiting(target, names, b.providers)?;
+        filled.extra.insert("waiting".into(), waiting_n.into());
+        filled.extra.insert("stream_bytes".into(), bytes.into());
+        filled.extra.insert("hub_rss_bytes".into(), rss(target));
+        let (mut loaded, rec_loaded) = rt_phase(target, rt_p, cores, "rt-backlog")?;
+        loaded.extra.insert("hub_rss_bytes".into(), rss(target));
+        loaded.compare_to_empty(&empty);
+        let curves = vec![
+            ("NATS rt, empty stream".to_string(), rec_empty),
+            (format!("NATS rt, {waiting_n} waiting"), rec_loaded),
+        ];
+        Ok((vec![empty, filled, loaded], curves))
+    })?;
     let mut run = RunResult::new("nats", "backlog");
     common_setup(&mut run, target, &version, &names, cores);
     let setup = &mut run.setup;

@@ -6,9 +6,8 @@
 //! after the restart — as the gonets driver does with its embedded hub.
 //! Every message accepted before the kill must still wait afterwards.
 
-use super::backlog::{rt_phase, waiting, waiting_streams};
-use super::names::Names;
-use super::{bulk, check_target, common_setup, with_streams, NatsTarget};
+use super::backlog::{rt_phase, waiting, with_waiting_stream};
+use super::{bulk, check_target, common_setup, NatsTarget};
 use crate::params::{BulkParams, Cores, RtParams};
 use crate::result::{Phase, RunResult};
 use std::time::{Duration, Instant};
@@ -110,41 +109,32 @@ pub(crate) fn run(
     }
     let mut fill_p = b.clone();
     fill_p.messages = (log_bytes / b.message_bytes.max(1) as u64).max(1);
-    let names = Names::fresh();
-    let (streams, consumers) = waiting_streams(&names, b.providers);
-    let measured = with_streams(
-        target,
-        &streams,
-        &consumers,
-        |_| Ok(()),
-        || {
-            let (filled, _) = bulk::fill(target, &fill_p, cores, &names, "fill")?;
-            let accepted = filled.ok;
-            let (_, bytes) = waiting(target, &names, b.providers)?;
-            kill9(pid)?;
-            let restarted = Instant::now();
-            let new_pid = restart(restart_cmd)?;
-            let to_listening = restarted.elapsed();
-            eprintln!("nats recovery: server restarted as pid {new_pid} in {to_listening:?}");
-            let after = NatsTarget {
-                server_pid: Some(new_pid),
-                ..target.clone()
-            };
-            let answered = first_call(&after, rt_p)?;
-            let to_first_answer = restarted.elapsed();
-            let (still_waiting, _) = waiting(&after, &names, b.providers)?;
-            let mut p = Phase::restart(
-                to_listening,
-                to_first_answer,
-                answered,
-                accepted,
-                still_waiting,
-            );
-            p.extra.insert("log_bytes".into(), bytes.into());
-            Ok((vec![filled, p], new_pid))
-        },
-    );
-    let ((phases, new_pid), version, _) = measured?;
+    let ((phases, new_pid), names, version) = with_waiting_stream(target, b.providers, |names| {
+        let (filled, _) = bulk::fill(target, &fill_p, cores, names, "fill")?;
+        let accepted = filled.ok;
+        let (_, bytes) = waiting(target, names, b.providers)?;
+        kill9(pid)?;
+        let restarted = Instant::now();
+        let new_pid = restart(restart_cmd)?;
+        let to_listening = restarted.elapsed();
+        eprintln!("nats recovery: server restarted as pid {new_pid} in {to_listening:?}");
+        let after = NatsTarget {
+            server_pid: Some(new_pid),
+            ..target.clone()
+        };
+        let answered = first_call(&after, rt_p)?;
+        let to_first_answer = restarted.elapsed();
+        let (still_waiting, _) = waiting(&after, names, b.providers)?;
+        let mut p = Phase::restart(
+            to_listening,
+            to_first_answer,
+            answered,
+            accepted,
+            still_waiting,
+        );
+        p.extra.insert("log_bytes".into(), bytes.into());
+        Ok((vec![filled, p], new_pid))
+    })?;
     let mut run = RunResult::new("nats", "recovery");
     common_setup(&mut run, target, &version, &names, cores);
     let setup = &mut run.setup;

@@ -933,11 +933,10 @@ impl Shard {
     /// The exchanges a snapshot carries whole, in id order.
     /// Holds `ex` in memory; the exchange it replaced, if any.
     fn hold(&mut self, ex: Exchange) -> Option<Exchange> {
-        let id = ex.id;
-        let previous = self.exchanges.insert(id, ex);
-        self.unsettled.insert(id);
-        self.settle(id);
-        previous
+        if !self.settled(&ex) {
+            self.unsettled.insert(ex.id);
+        }
+        self.exchanges.insert(ex.id, ex)
     }
 
     /// Takes exchange `id` out of memory.

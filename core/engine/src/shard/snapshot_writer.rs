@@ -319,22 +319,23 @@ impl Shard {
 
     /// References per part within the log's record bound (and a part's).
     fn references_per_part(&self) -> usize {
-        let fits = self
-            .config
-            .record_bytes_max
-            .saturating_sub(5 + part_overhead())
-            / 8;
-        fits.clamp(1, snapshot::REFERENCES_MAX)
+        self.entries_per_part(8, snapshot::REFERENCES_MAX)
     }
 
     /// Keys per part within the log's record bound (and a run's).
     fn keys_per_part(&self) -> usize {
+        self.entries_per_part(32, snapshot::KEY_RUN_ENTRIES_MAX)
+    }
+
+    /// Entries of `entry_bytes` after a 5-byte head that fit one part within
+    /// the log's record bound, at least one and at most `max`.
+    fn entries_per_part(&self, entry_bytes: usize, max: usize) -> usize {
         let fits = self
             .config
             .record_bytes_max
             .saturating_sub(5 + part_overhead())
-            / 32;
-        fits.clamp(1, snapshot::KEY_RUN_ENTRIES_MAX)
+            / entry_bytes;
+        fits.clamp(1, max)
     }
 
     /// The next part of the frozen key slices: one written before is
