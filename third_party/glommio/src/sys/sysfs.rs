@@ -128,6 +128,16 @@ impl BlockDevice {
             .unwrap()
             .map(|x| x.unwrap().path())
             .collect();
+        // gonets patch: a queue without poll queues (`io_poll` reads 0, as
+        // on virtio-blk, or NVMe without `poll_queues`) completes every
+        // request by interrupt; put on the poll ring, it still makes the
+        // executor spin in `io_uring_enter(GETEVENTS)` until the interrupt
+        // has come, and never sleep with a write in flight
+        // (docs/adr/0017). Only a device that says it polls is probed.
+        let iopoll = match read_to_string(queue.join("io_poll")) {
+            Ok(s) if s.trim() == "0" => Some(false),
+            _ => None,
+        };
 
         BlockDevice {
             memory_device: false,
@@ -139,7 +149,7 @@ impl BlockDevice {
             max_sectors_size: max_sectors_kb << 10,
             max_segment_size,
             cache,
-            iopoll: None,
+            iopoll,
             subcomponents,
         }
     }
