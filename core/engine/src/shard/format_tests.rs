@@ -128,14 +128,20 @@ fn given_a_schema_kind_when_the_request_breaks_it_then_invalid_format_names_the_
     let mut d = format_driver();
     for (payload, want_path) in [
         (r#"{"inn": "123"}"#, "/inn"),
-        (r#"{"inn": "7707083893", "names": ["Anna", "Maximilian"]}"#, "/names/1"),
+        (
+            r#"{"inn": "7707083893", "names": ["Anna", "Maximilian"]}"#,
+            "/names/1",
+        ),
         (r#"{"names": []}"#, ""),
         (r#"{"inn": "7707083893", "extra": true}"#, ""),
     ] {
         let request = Command::SendRequest(with_payload(JSON, payload));
         let (path, reason) = refused_unstored(&mut d, "MFC", request);
         assert_eq!(path, want_path, "{payload}: {reason}");
-        assert!(!reason.is_empty() && !reason.contains("Maximilian"), "{reason}");
+        assert!(
+            !reason.is_empty() && !reason.contains("Maximilian"),
+            "{reason}"
+        );
     }
     assert_eq!(d.shard.counters().requests_invalid_format, 4);
     assert_eq!(d.shard.counters().accepted, 0);
@@ -151,7 +157,11 @@ fn given_a_schema_kind_when_the_request_matches_then_accepted_and_delivered_as_s
         Record::Request(q) if q.id == id => Some(q.payload.clone()),
         _ => None,
     });
-    assert_eq!(stored.as_deref(), Some(VALID.as_bytes()), "stored as received");
+    assert_eq!(
+        stored.as_deref(),
+        Some(VALID.as_bytes()),
+        "stored as received"
+    );
     assert_eq!(d.shard.counters().requests_invalid_format, 0);
 }
 
@@ -205,7 +215,10 @@ fn given_formats_per_direction_when_answered_then_only_the_answer_format_applies
     assert!(reason.starts_with("not JSON"), "{reason}");
     assert_eq!(d.shard.counters().answers_invalid_format, 2);
     assert_eq!(d.shard.counters().requests_invalid_format, 0);
-    assert!(d.exchange_outcome_is_none(free), "still open after refusals");
+    assert!(
+        d.exchange_outcome_is_none(free),
+        "still open after refusals"
+    );
     // A refusal has no payload, so no format; a valid answer ends it.
     assert_eq!(
         d.committed_reply("FNS", data_answer(free, "[\"a\", \"b\"]")),
@@ -230,8 +243,8 @@ fn given_an_answer_format_when_the_provider_refuses_then_the_refusal_is_not_chec
 }
 
 #[test]
-fn given_a_realtime_kind_with_a_schema_when_called_with_a_bad_payload_then_refused_before_delivery(
-) {
+fn given_a_realtime_kind_with_a_schema_when_called_with_a_bad_payload_then_refused_before_delivery()
+{
     let mut d = format_driver();
     let waiting = Command::Fetch {
         queue: requests(CALL),
