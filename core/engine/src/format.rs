@@ -257,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn given_a_schema_with_local_refs_when_checked_then_they_resolve_offline() {
+        let schema = r##"{
+            "$defs": {"postcode": {"type": "string", "pattern": "^[0-9]{6}$"}},
+            "type": "object",
+            "properties": {"home": {"$ref": "#/$defs/postcode"}}
+        }"##;
+        let format = Format::json_schema(schema).expect("a local $ref compiles");
+        assert_eq!(format.check(br#"{"home": "101000"}"#), Ok(()));
+        let (path, _) = refusal(&format, r#"{"home": "1010"}"#);
+        assert_eq!(path, "/home");
+    }
+
+    #[test]
     fn given_bad_schemas_when_compiled_then_typed_errors() {
         assert!(matches!(
             Format::json_schema("{type: object}"),
