@@ -1396,7 +1396,7 @@ impl Shard {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.answer(token, &caller, request_id, AnswerBody::Data, payload),
+            } => self.data_answer(token, &caller, request_id, payload),
             Command::SendRefusal {
                 request_id,
                 code,
@@ -1411,6 +1411,22 @@ impl Shard {
             Ok(None) => {}
             Err(e) => self.reply(token, Err(e)),
         }
+    }
+
+    /// A provider's data answer; one that breaks its kind's answer format
+    /// is counted.
+    fn data_answer(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        request_id: MessageId,
+        payload: Bytes,
+    ) -> Result<Option<ShardReply>, HubError> {
+        let answered = self.answer(token, caller, request_id, AnswerBody::Data, payload);
+        if matches!(answered, Err(HubError::InvalidFormat { .. })) {
+            self.counters.answers_invalid_format += 1;
+        }
+        answered
     }
 
     /// A provider's refusal: only the provider's own codes, a reason that
@@ -2155,13 +2171,7 @@ impl Shard {
             Some(_) => return Err(HubError::AlreadyAnswered(request_id)),
             None => {}
         }
-        if let Err(e) = self.answer_fits(&ex, &body, &payload) {
-            drop(ex);
-            if matches!(e, HubError::InvalidFormat { .. }) {
-                self.counters.answers_invalid_format += 1;
-            }
-            return Err(e);
-        }
+        self.answer_fits(&ex, &body, &payload)?;
         let facts = sla::AnswerFacts {
             accepted_ms: ex.time_ms,
             deadline_ms: ex.deadline_ms,
