@@ -19,6 +19,7 @@
 //! The generator runs on one glommio executor (pinned to the first of
 //! `--cores`, if given); the hub's shards are pinned with `--hub-cores`.
 
+use crate::agency_record::PayloadFormat;
 use crate::gonets::workloads::Run;
 use crate::params::{BulkParams, RtParams};
 use crate::process;
@@ -43,7 +44,8 @@ const RT_HANG_AFTER: Duration = Duration::from_secs(10);
 
 /// The in-process registry (one consumer, one provider, one kind per
 /// workload), so the figures depend neither on the demo registry nor on
-/// the network registry of the other workloads.
+/// the network registry of the other workloads. The bulk kind comes last:
+/// [`PayloadFormat::request_format_line`], appended, applies to it.
 const REGISTRY: &str = r#"
 [[participant]]
 id = "BENCH-CONSUMER"
@@ -143,7 +145,7 @@ pub fn run(
         path,
         keep: spec.keep,
     };
-    let hub = start_hub(spec, &data.path)?;
+    let hub = start_hub(spec, &data.path, bulk.format)?;
     let io_start = own_io();
     let consumer = hub.session("BENCH-CONSUMER").map_err(|e| e.to_string())?;
     let provider = hub.session("BENCH-PROVIDER").map_err(|e| e.to_string())?;
@@ -155,6 +157,11 @@ pub fn run(
         .name("loadgen")
         .preempt_timer(Duration::from_millis(1));
     let (rt, bulk) = (rt.clone(), bulk.clone());
+    let bulk_format = bulk.format;
+    if workload == "bulk" {
+        // Too small a record fails here, before the generator starts.
+        bulk.format.payloads(bulk.message_bytes)?;
+    }
     let phase = match workload {
         "rt" => builder
             .spawn(move || run_rt(consumer, provider, rt))
@@ -177,6 +184,9 @@ pub fn run(
     setup.insert("hub_cores".into(), json!(spec.hub_cores));
     setup.insert("generator_core".into(), json!(spec.generator_core));
     setup.insert("durability".into(), json!(durability_name(spec.durability)));
+    if workload == "bulk" {
+        setup.insert("format".into(), json!(bulk_format.name()));
+    }
     if let Some((written, faults)) = io {
         // From the start of the hub to its shutdown (snapshots and close included).
         eprintln!(
@@ -193,12 +203,17 @@ pub fn run(
     })
 }
 
-fn start_hub(spec: &InProcessSpec, data_dir: &std::path::Path) -> Result<Hub, String> {
+fn start_hub(
+    spec: &InProcessSpec,
+    data_dir: &std::path::Path,
+    format: PayloadFormat,
+) -> Result<Hub, String> {
     let mut config = HubConfig::new(data_dir);
     config.shards = spec.shards;
     config.pin_cores = (!spec.hub_cores.is_empty()).then(|| spec.hub_cores.clone());
+    let registry = format!("{REGISTRY}{}", format.request_format_line());
     config.registry =
-        Arc::new(Registry::from_toml(REGISTRY).map_err(|e| format!("bench registry: {e}"))?);
+        Arc::new(Registry::from_toml(&registry).map_err(|e| format!("bench registry: {e}"))?);
     config.log.durability = spec.durability;
     // Measurement knob for the write-amplification figures (docs/storage.md
     // §14): the prewriter's zero writes on or off, without a CLI flag.
@@ -508,12 +523,21 @@ fn spawn_senders(
     b: &BulkParams,
     rec: &Rc<RefCell<Recorder>>,
 ) -> Vec<glommio::Task<()>> {
-    let payload = Bytes::from(vec![b'b'; b.message_bytes]);
+    // Checked before the hub started (`run`).
+    let payloads: Rc<[Bytes]> = b
+        .format
+        .payloads(b.message_bytes)
+        .unwrap_or_else(|e| panic!("bulk payloads: {e}"))
+        .into();
     let next = Rc::new(Cell::new(0u64));
     let mut tasks = Vec::with_capacity(b.senders * b.window);
     for _ in 0..b.senders * b.window {
-        let (consumer, payload, next, rec) =
-            (consumer.clone(), payload.clone(), next.clone(), rec.clone());
+        let (consumer, payloads, next, rec) = (
+            consumer.clone(),
+            payloads.clone(),
+            next.clone(),
+            rec.clone(),
+        );
         let count = b.messages;
         tasks.push(glommio::spawn_local(async move {
             // Bounded: each turn takes one of the `count` request numbers.
@@ -523,6 +547,7 @@ fn spawn_senders(
                     return;
                 }
                 next.set(i + 1);
+                let payload = payloads[(i % payloads.len() as u64) as usize].clone();
                 let r = consumer
                     .send_request(NewRequest::new(BULK_KIND, payload.clone()))
                     .await;

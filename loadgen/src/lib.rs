@@ -2,6 +2,7 @@
 //! (or, for comparison, NATS JetStream), open loop, thread per core, with
 //! per-core HDR histograms merged at the end. See `loadgen/README.md`.
 
+pub mod agency_record;
 pub mod disk_ways;
 pub mod embedded;
 pub mod gonets;

@@ -10,6 +10,7 @@
 //! and an SVG latency plot. See loadgen/README.md.
 
 use clap::Parser;
+use gonets_loadgen::agency_record::PayloadFormat;
 use gonets_loadgen::disk_ways::WaysConfig;
 use gonets_loadgen::embedded::{EmbeddedHub, HubSpec};
 use gonets_loadgen::gonets::workloads::{self, Run};
@@ -165,6 +166,12 @@ struct Args {
     /// bulk: seconds to wait for the drain after the last send.
     #[arg(long, default_value_t = 120)]
     drain_timeout_s: u64,
+    /// bulk (and `registry`): the bulk kinds' request format. `bytes`: none,
+    /// filler payloads; `json-schema`: an agency record schema the hub
+    /// checks at the door, every payload a valid record of --message-bytes
+    /// (run bulk both ways for the validation cost per message).
+    #[arg(long, default_value = "bytes")]
+    format: String,
     /// backlog: requests left waiting.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
@@ -296,7 +303,27 @@ fn bulk_params(a: &Args, messages: u64, bytes: usize) -> Result<BulkParams, Stri
         providers: a.providers,
         drain_timeout: Duration::from_secs(a.drain_timeout_s),
         batch: a.batch,
+        format: PayloadFormat::parse(&a.format)?,
     })
+}
+
+/// `--format json-schema` changes the bulk kinds and their payloads: only
+/// gonets' `bulk` (and `registry`, which prints that registry) take it.
+fn check_format(a: &Args, workload: &str) -> Result<(), String> {
+    let format = PayloadFormat::parse(&a.format)?;
+    let takes = matches!(workload, "bulk" | "registry") && a.system == "gonets";
+    if format != PayloadFormat::Bytes && !takes {
+        return Err(format!(
+            "--format {} is for gonets' bulk and registry, not {} {workload}",
+            format.name(),
+            a.system
+        ));
+    }
+    if workload == "bulk" {
+        // Too small a record is refused before any hub starts.
+        format.payloads(a.message_bytes)?;
+    }
+    Ok(())
 }
 
 fn cores(a: &Args) -> Cores {
@@ -331,11 +358,17 @@ fn run(args: &Args) -> Result<bool, String> {
         .workload
         .clone()
         .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits, report or registry")?;
+    check_format(args, &workload)?;
     match workload.as_str() {
         "registry" => {
             print!(
                 "{}",
-                registry::registry_toml(args.consumers, args.providers, queue_max(args))
+                registry::registry_toml(
+                    args.consumers,
+                    args.providers,
+                    queue_max(args),
+                    PayloadFormat::parse(&args.format)?
+                )
             );
             return Ok(true);
         }
@@ -540,6 +573,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
             args.consumers.max(args.senders),
             args.providers,
             queue_max(args),
+            PayloadFormat::parse(&args.format)?,
         ),
         sections,
         keep: args.keep_data,

@@ -1,6 +1,7 @@
 //! The parameters of the workloads, shared by the gonets and NATS drivers
 //! so that both run exactly the same load.
 
+use crate::agency_record::PayloadFormat;
 use std::time::Duration;
 
 /// Where the generator's threads run.
@@ -77,6 +78,9 @@ pub struct BulkParams {
     /// Requests per frame (`send_requests`) and acks per `ack_many` (the
     /// providers fetch up to this many); 1 = the single-message operations.
     pub batch: usize,
+    /// The bulk kinds' request format and so the payloads sent: filler
+    /// bytes, or agency records checked against a JSON Schema at the door.
+    pub format: PayloadFormat,
 }
 
 /// Fewest fetch loops a draining provider runs with `batch` > 1.

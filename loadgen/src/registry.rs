@@ -4,6 +4,8 @@
 //! it starts; against `--target`, start the hub with the output of
 //! `gonets-loadgen registry` (docs in loadgen/README.md).
 
+use crate::agency_record::PayloadFormat;
+
 /// Consumer `i` (0-based).
 pub fn consumer(i: usize) -> String {
     format!("LGC{}", i + 1)
@@ -31,8 +33,14 @@ pub fn token(id: &str) -> String {
 
 /// The registry text for `consumers` and `providers`, each async queue
 /// holding up to `queue_messages_max` requests (of any size up to the
-/// kind's largest payload: its byte quota does not bind first).
-pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32) -> String {
+/// kind's largest payload: its byte quota does not bind first), the async
+/// (bulk) kinds' requests in `format`.
+pub fn registry_toml(
+    consumers: usize,
+    providers: usize,
+    queue_messages_max: u32,
+    format: PayloadFormat,
+) -> String {
     assert!(consumers > 0 && providers > 0, "at least one of each");
     let mut t = String::from("# Made by gonets-loadgen registry.\n");
     for i in 0..consumers {
@@ -66,10 +74,11 @@ pub fn registry_toml(consumers: usize, providers: usize, queue_messages_max: u32
             all.join(", ")
         );
         t += &format!(
-            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nqueue_bytes_max = {queue_bytes_max}\nconsumers = [{}]\n",
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nqueue_bytes_max = {queue_bytes_max}\nconsumers = [{}]\n{}",
             bulk_kind(i),
             provider(i),
-            all.join(", ")
+            all.join(", "),
+            format.request_format_line()
         );
     }
     t
@@ -89,9 +98,28 @@ mod tests {
 
     #[test]
     fn given_counts_when_registry_made_then_the_hub_accepts_it() {
-        let text = registry_toml(3, 2, 10_000_000);
+        let text = registry_toml(3, 2, 10_000_000, PayloadFormat::Bytes);
         let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
         assert_eq!(reg.participants().count(), 6);
         assert!(text.contains(&rt_kind(1)) && text.contains(&bulk_kind(1)));
+        assert!(reg.kinds().all(|k| k.request_format.is_bytes()));
+    }
+
+    #[test]
+    fn given_json_schema_format_when_registry_made_then_bulk_kinds_check_agency_records() {
+        let text = registry_toml(2, 2, 1_000, PayloadFormat::JsonSchema);
+        let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
+        let record = crate::agency_record::document(4096, 7).expect("a record");
+        for i in 0..2 {
+            let kind = |id: String| {
+                reg.kind(&gonets_types::DataKindId::new(&id))
+                    .expect("a kind")
+                    .clone()
+            };
+            let (bulk, rt) = (kind(bulk_kind(i)), kind(rt_kind(i)));
+            assert!(bulk.request_format.check(&record).is_ok());
+            assert!(bulk.request_format.check(b"bbbb").is_err());
+            assert!(bulk.answer_format.is_bytes() && rt.request_format.is_bytes());
+        }
     }
 }

@@ -152,6 +152,40 @@ fn given_embedded_hub_when_bulk_runs_then_all_accepted_and_drained() {
 }
 
 #[test]
+fn given_json_schema_format_when_bulk_runs_then_every_record_passes_the_door_and_drains() {
+    // Every payload an agency record the hub checks against the bulk
+    // kinds' schema (issue 18): a record that failed would be an error.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, v) = loadgen(
+        dir.path(),
+        "bulk-schema",
+        &[
+            "bulk",
+            "--security",
+            "plain",
+            "--messages",
+            "1000",
+            "--message-bytes",
+            "2048",
+            "--senders",
+            "2",
+            "--window",
+            "8",
+            "--batch",
+            "10",
+            "--format",
+            "json-schema",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["setup"]["format"], "json-schema");
+    let p = phase(&v, "bulk");
+    no_errors(p);
+    assert_eq!(p["ok"], 1000);
+    assert_eq!(p["extra"]["drained"], 1000);
+}
+
+#[test]
 fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
@@ -231,4 +265,27 @@ fn given_bad_flags_when_run_then_clear_error_and_exit_code() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --embedded"));
+    for (args, want) in [
+        (
+            &["mixed", "--format", "json-schema"][..],
+            "is for gonets' bulk",
+        ),
+        (
+            &["bulk", "--format", "json"][..],
+            "expected bytes or json-schema",
+        ),
+        (
+            &["bulk", "--format", "json-schema", "--message-bytes", "100"][..],
+            "at least",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gonets-loadgen"))
+            .args(args)
+            .args(["--target", "127.0.0.1:1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }

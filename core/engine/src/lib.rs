@@ -16,6 +16,7 @@ macro_rules! journal {
 }
 
 pub mod durable_file;
+pub mod format;
 pub mod record;
 pub mod registry;
 mod registry_toml;

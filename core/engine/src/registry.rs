@@ -2,8 +2,10 @@
 //!
 //! Loaded from TOML at start; an embedded default (a few demo agencies and
 //! data kinds, `core/engine/registry.default.toml`) is used when none is given.
-//! Immutable once loaded: shards share it read-only behind an `Arc`.
+//! Immutable once loaded: shards share it read-only behind an `Arc` (the
+//! kinds' compiled JSON Schemas with it, [`crate::format`]).
 
+use crate::format::{Direction, Format};
 use gonets_types::ids::{DataKindId, ParticipantId};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -73,6 +75,21 @@ pub struct DataKind {
     /// (not yet acked or answered) before `QuotaExceeded`; at least
     /// `payload_bytes_max`.
     pub queue_bytes_max: u64,
+    /// What its requests' payloads must be (`InvalidFormat` otherwise).
+    pub request_format: Format,
+    /// What its data answers' payloads must be (`InvalidFormat` otherwise;
+    /// a refusal carries no payload).
+    pub answer_format: Format,
+}
+
+impl DataKind {
+    /// Its format for requests or for answers.
+    pub fn format(&self, direction: Direction) -> &Format {
+        match direction {
+            Direction::Request => &self.request_format,
+            Direction::Answer => &self.answer_format,
+        }
+    }
 }
 
 /// Default async deadline: 48 hours (Rules 963 §10).
@@ -116,6 +133,18 @@ pub enum RegistryError {
     /// The TOML parses but breaks a rule (unknown provider, duplicate id, ...).
     #[error("registry is invalid: {0}")]
     Invalid(String),
+    /// A data kind's request or answer format cannot be loaded: not
+    /// `"bytes"` or a schema table, a schema file that cannot be read, a
+    /// schema that is not JSON or does not compile.
+    #[error("registry is invalid: kind {kind}: {direction}_format: {reason}")]
+    Format {
+        /// The kind's id.
+        kind: String,
+        /// Its request format or its answer format.
+        direction: Direction,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A pinned certificate fingerprint: 64 hex digits in either case, kept lowercase.
@@ -218,18 +247,21 @@ impl Registry {
         Ok(reg)
     }
 
-    /// Loads a registry from a TOML file.
+    /// Loads a registry from a TOML file; a kind's `json_schema_file` is
+    /// read relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Registry, RegistryError> {
         let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Registry::from_toml(&text)
+        let dir = path.parent().unwrap_or(Path::new("."));
+        crate::registry_toml::parse(&text, dir)
     }
 
-    /// Parses a registry from TOML text.
+    /// Parses a registry from TOML text; a kind's `json_schema_file`, if
+    /// any, is read relative to the current directory.
     pub fn from_toml(text: &str) -> Result<Registry, RegistryError> {
-        crate::registry_toml::parse(text)
+        crate::registry_toml::parse(text, Path::new("."))
     }
 
     /// The embedded demo registry.

@@ -4,8 +4,10 @@
 //! each entry is checked on its own (ids, roles, mode, the 2 s rule, tokens)
 //! and mapped to the registry types, and [`Registry::new`] then checks every
 //! cross-reference (providers, consumers, duplicate ids, positive limits) and
-//! the pinned certificate fingerprints.
+//! the pinned certificate fingerprints. A kind's formats are compiled here,
+//! once ([`crate::format`]).
 
+use crate::format::{Direction, Format};
 use crate::registry::{
     DataKind, Mode, Participant, Registry, RegistryError, Roles, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
     ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT, PAYLOAD_BYTES_MAX_DEFAULT,
@@ -14,6 +16,7 @@ use crate::registry::{
 use gonets_types::ids::{DataKindId, ParticipantId};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// The whole file: `[[participant]]` and `[[data_kind]]` tables, both optional.
 #[derive(Debug, Deserialize)]
@@ -51,10 +54,15 @@ struct DataKindEntry {
     queue_bytes_max: Option<u64>,
     #[serde(default)]
     consumers: Vec<String>,
+    /// `"bytes"` or a table (see [`kind_format`]); absent: `"bytes"`.
+    request_format: Option<toml::Value>,
+    /// As `request_format`, for data answers.
+    answer_format: Option<toml::Value>,
 }
 
-/// Parses and validates a registry from TOML text.
-pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
+/// Parses and validates a registry from TOML text; a `json_schema_file`
+/// is read relative to `dir`.
+pub(crate) fn parse(text: &str, dir: &Path) -> Result<Registry, RegistryError> {
     let file: RegistryFile =
         toml::from_str(text).map_err(|e| RegistryError::Toml(e.to_string()))?;
 
@@ -91,47 +99,101 @@ pub(crate) fn parse(text: &str) -> Result<Registry, RegistryError> {
         });
     }
 
-    let mut kinds = Vec::with_capacity(file.data_kind.len());
-    for (i, k) in file.data_kind.iter().enumerate() {
-        check_id(&format!("data kind #{}", i + 1), "id", &k.id)?;
-        let entry = format!("kind {}", k.id);
-        check_id(&entry, "provider", &k.provider)?;
-        for c in &k.consumers {
-            check_id(&entry, "consumer", c)?;
-        }
-        let mode = match k.mode.as_str() {
-            "async" => Mode::Async,
-            "realtime" => Mode::Realtime,
-            other => {
-                return Err(invalid(format!(
-                    "{entry}: unknown mode {other:?} (expected \"async\" or \"realtime\")"
-                )))
-            }
-        };
-        let deadline_ms = match (mode, k.deadline_ms) {
-            (Mode::Realtime, Some(ms)) if ms > REALTIME_DEADLINE_MS_DEFAULT => {
-                return Err(invalid(format!(
-                    "{entry}: realtime deadline_ms {ms} exceeds {REALTIME_DEADLINE_MS_DEFAULT} \
-                     (the 2 s rule, Rules 963 §10)"
-                )))
-            }
-            (_, Some(ms)) => ms,
-            (Mode::Async, None) => ASYNC_DEADLINE_MS_DEFAULT,
-            (Mode::Realtime, None) => REALTIME_DEADLINE_MS_DEFAULT,
-        };
-        kinds.push(DataKind {
-            id: DataKindId::new(&k.id),
-            provider: ParticipantId::new(&k.provider),
-            mode,
-            deadline_ms,
-            payload_bytes_max: k.payload_bytes_max.unwrap_or(PAYLOAD_BYTES_MAX_DEFAULT),
-            consumers: k.consumers.iter().map(|c| ParticipantId::new(c)).collect(),
-            queue_messages_max: k.queue_messages_max.unwrap_or(QUEUE_MESSAGES_MAX_DEFAULT),
-            queue_bytes_max: k.queue_bytes_max.unwrap_or(QUEUE_BYTES_MAX_DEFAULT),
-        });
-    }
-
+    let kinds = file
+        .data_kind
+        .iter()
+        .enumerate()
+        .map(|(i, k)| data_kind(i, k, dir))
+        .collect::<Result<Vec<_>, _>>()?;
     Registry::new(participants, kinds)
+}
+
+/// The `i`th (0-based) `[[data_kind]]` entry, checked on its own, its
+/// formats compiled (a `json_schema_file` read relative to `dir`).
+fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, RegistryError> {
+    check_id(&format!("data kind #{}", i + 1), "id", &k.id)?;
+    let entry = format!("kind {}", k.id);
+    check_id(&entry, "provider", &k.provider)?;
+    for c in &k.consumers {
+        check_id(&entry, "consumer", c)?;
+    }
+    let mode = match k.mode.as_str() {
+        "async" => Mode::Async,
+        "realtime" => Mode::Realtime,
+        other => {
+            return Err(invalid(format!(
+                "{entry}: unknown mode {other:?} (expected \"async\" or \"realtime\")"
+            )))
+        }
+    };
+    let deadline_ms = match (mode, k.deadline_ms) {
+        (Mode::Realtime, Some(ms)) if ms > REALTIME_DEADLINE_MS_DEFAULT => {
+            return Err(invalid(format!(
+                "{entry}: realtime deadline_ms {ms} exceeds {REALTIME_DEADLINE_MS_DEFAULT} \
+                 (the 2 s rule, Rules 963 §10)"
+            )))
+        }
+        (_, Some(ms)) => ms,
+        (Mode::Async, None) => ASYNC_DEADLINE_MS_DEFAULT,
+        (Mode::Realtime, None) => REALTIME_DEADLINE_MS_DEFAULT,
+    };
+    Ok(DataKind {
+        id: DataKindId::new(&k.id),
+        provider: ParticipantId::new(&k.provider),
+        mode,
+        deadline_ms,
+        payload_bytes_max: k.payload_bytes_max.unwrap_or(PAYLOAD_BYTES_MAX_DEFAULT),
+        consumers: k.consumers.iter().map(|c| ParticipantId::new(c)).collect(),
+        queue_messages_max: k.queue_messages_max.unwrap_or(QUEUE_MESSAGES_MAX_DEFAULT),
+        queue_bytes_max: k.queue_bytes_max.unwrap_or(QUEUE_BYTES_MAX_DEFAULT),
+        request_format: kind_format(&k.id, Direction::Request, k.request_format.as_ref(), dir)?,
+        answer_format: kind_format(&k.id, Direction::Answer, k.answer_format.as_ref(), dir)?,
+    })
+}
+
+/// A kind's `request_format` or `answer_format`: absent or `"bytes"`
+/// (no check), `{ json_schema = "<JSON text>" }` or `{ json_schema_file =
+/// "<path>" }` (relative to `dir`), compiled here once.
+fn kind_format(
+    kind: &str,
+    direction: Direction,
+    value: Option<&toml::Value>,
+    dir: &Path,
+) -> Result<Format, RegistryError> {
+    let refused = |reason: String| RegistryError::Format {
+        kind: kind.to_string(),
+        direction,
+        reason,
+    };
+    let table = match value {
+        None => return Ok(Format::Bytes),
+        Some(toml::Value::String(name)) if name == "bytes" => return Ok(Format::Bytes),
+        Some(toml::Value::Table(table)) if table.len() == 1 => table,
+        Some(other) => {
+            return Err(refused(format!(
+                "{other} is not a format (expected \"bytes\", {{ json_schema = \"...\" }} \
+                 or {{ json_schema_file = \"...\" }})"
+            )))
+        }
+    };
+    let (key, value) = table.iter().next().expect("one entry");
+    let Some(text) = value.as_str() else {
+        return Err(refused(format!("{key} must be a string")));
+    };
+    let schema = match key.as_str() {
+        "json_schema" => text.to_string(),
+        "json_schema_file" => {
+            let path = dir.join(text);
+            std::fs::read_to_string(&path)
+                .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?
+        }
+        other => {
+            return Err(refused(format!(
+                "unknown key {other:?} (expected json_schema or json_schema_file)"
+            )))
+        }
+    };
+    Format::json_schema(&schema).map_err(|e| refused(e.to_string()))
 }
 
 fn invalid(message: String) -> RegistryError {
@@ -197,6 +259,10 @@ roles = ["consumer"]
         )
     }
 
+    fn parse(text: &str) -> Result<Registry, RegistryError> {
+        super::parse(text, Path::new("."))
+    }
+
     fn invalid_message(text: &str) -> String {
         match parse(text) {
             Err(RegistryError::Invalid(m)) => m,
@@ -209,6 +275,25 @@ roles = ["consumer"]
             Err(RegistryError::Toml(m)) => m,
             other => panic!("expected Toml, got {other:?}"),
         }
+    }
+
+    fn format_error(text: &str) -> (String, Direction, String) {
+        match parse(text) {
+            Err(RegistryError::Format {
+                kind,
+                direction,
+                reason,
+            }) => (kind, direction, reason),
+            other => panic!("expected Format, got {other:?}"),
+        }
+    }
+
+    /// A kind of FNS that MFC may request, with `formats` (TOML lines).
+    fn kind_with(formats: &str) -> String {
+        base(&format!(
+            "[[data_kind]]\nid = \"urn:test:1\"\nprovider = \"FNS\"\nmode = \"async\"\n\
+             consumers = [\"MFC\"]\n{formats}\n"
+        ))
     }
 
     fn kind<'a>(reg: &'a Registry, id: &str) -> &'a DataKind {
@@ -624,5 +709,121 @@ consumer = ["MFC"]
             m.contains("FNS") && m.contains("already pinned by MFC"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn given_no_format_or_bytes_when_parsed_then_bytes_both_ways() {
+        for formats in ["", "request_format = \"bytes\"\nanswer_format = \"bytes\""] {
+            let reg = parse(&kind_with(formats)).expect("parses");
+            let k = kind(&reg, "urn:test:1");
+            assert!(k.request_format.is_bytes() && k.answer_format.is_bytes());
+        }
+    }
+
+    #[test]
+    fn given_inline_json_schema_when_parsed_then_compiled_for_its_direction_only() {
+        let reg = parse(&kind_with(
+            "request_format = { json_schema = '''{\"type\": \"object\"}''' }",
+        ))
+        .expect("parses");
+        let k = kind(&reg, "urn:test:1");
+        assert!(k.request_format.check(b"{}").is_ok());
+        assert!(k.format(Direction::Request).check(b"[]").is_err());
+        assert!(k.format(Direction::Answer).is_bytes());
+        assert!(k.answer_format.check(b"[]").is_ok());
+    }
+
+    #[test]
+    fn given_json_schema_file_when_loaded_from_file_then_read_relative_to_the_registry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("schemas")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("schemas/answer.json"),
+            r#"{"type": "array", "maxItems": 1}"#,
+        )
+        .expect("schema written");
+        let path = dir.path().join("registry.toml");
+        let text = kind_with("answer_format = { json_schema_file = \"schemas/answer.json\" }");
+        std::fs::write(&path, text).expect("registry written");
+        let reg = Registry::from_file(&path).expect("loads");
+        let k = kind(&reg, "urn:test:1");
+        assert!(k.request_format.is_bytes());
+        assert!(k.answer_format.check(b"[1]").is_ok());
+        assert!(k.answer_format.check(b"[1, 2]").is_err());
+
+        std::fs::remove_file(dir.path().join("schemas/answer.json")).expect("removed");
+        match Registry::from_file(&path) {
+            Err(RegistryError::Format {
+                kind,
+                direction,
+                reason,
+            }) => {
+                assert_eq!(
+                    (kind.as_str(), direction),
+                    ("urn:test:1", Direction::Answer)
+                );
+                assert!(reason.contains("cannot read") && reason.contains("answer.json"));
+            }
+            other => panic!("expected Format, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn given_schema_that_does_not_compile_when_parsed_then_error_names_kind_and_direction() {
+        let cases = [
+            (
+                "request_format = { json_schema = '''{\"type\": \"objekt\"}''' }",
+                Direction::Request,
+                "does not compile",
+            ),
+            (
+                "answer_format = { json_schema = '''{\"type\": \"string\", \"format\": \"dat\"}''' }",
+                Direction::Answer,
+                "dat",
+            ),
+            (
+                "answer_format = { json_schema = '''{type: object}''' }",
+                Direction::Answer,
+                "not JSON",
+            ),
+        ];
+        for (formats, want_direction, want_reason) in cases {
+            let (kind, direction, reason) = format_error(&kind_with(formats));
+            assert_eq!(kind, "urn:test:1", "{formats}");
+            assert_eq!(direction, want_direction, "{formats}");
+            assert!(reason.contains(want_reason), "{formats}: {reason}");
+        }
+        let shown = parse(&kind_with(cases[0].0))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            shown.contains("kind urn:test:1: request_format: "),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn given_a_format_that_is_neither_bytes_nor_a_schema_when_parsed_then_format_error() {
+        for (formats, want) in [
+            ("request_format = \"json\"", "is not a format"),
+            ("request_format = 7", "is not a format"),
+            ("request_format = {}", "is not a format"),
+            (
+                "request_format = { json_schema = \"{}\", json_schema_file = \"x.json\" }",
+                "is not a format",
+            ),
+            (
+                "request_format = { schema = \"{}\" }",
+                "unknown key \"schema\"",
+            ),
+            ("request_format = { json_schema = 1 }", "must be a string"),
+        ] {
+            let (kind, direction, reason) = format_error(&kind_with(formats));
+            assert_eq!(
+                (kind.as_str(), direction),
+                ("urn:test:1", Direction::Request)
+            );
+            assert!(reason.contains(want), "{formats}: {reason}");
+        }
     }
 }

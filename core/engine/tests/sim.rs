@@ -44,6 +44,8 @@
 //! `GONETS_SIM_TRACE=1` with it prints every input and output
 //! (`-- --nocapture` to see a passing run's).
 
+#[path = "sim/formats.rs"]
+mod formats;
 #[path = "sim/judge.rs"]
 mod judge;
 #[path = "sim/model.rs"]
@@ -173,7 +175,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
          {} typed errors, {} ack_many replies, {} send_requests replies, {} reads after a storage failure, {} snapshots ({} awaiting entries in them), {} retention moves, \
          {} archive hand-offs ({} asked again after a restart, {} cut by a crash), {} reported archived, \
          {} evictions, {} statuses from the archive, {} records too large for the log, {} give-backs, \
-         {} nack_many replies, {} sends over a byte quota, {} answers over an answer bound",
+         {} nack_many replies, {} sends over a byte quota, {} answers over an answer bound, \
+         {} requests and {} answers refused for their format",
         seeds.len(),
         started.elapsed(),
         t.steps,
@@ -214,6 +217,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.nacks_many,
         t.byte_quota_refusals,
         t.answer_quota_refusals,
+        t.request_format_refusals,
+        t.answer_format_refusals,
     );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
@@ -259,6 +264,11 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("nack_many replies", t.nacks_many),
             ("sends over a byte quota", t.byte_quota_refusals),
             ("answers over an answer bound", t.answer_quota_refusals),
+            (
+                "requests refused for their format",
+                t.request_format_refusals,
+            ),
+            ("answers refused for their format", t.answer_format_refusals),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());
@@ -298,4 +308,48 @@ fn given_a_seed_when_simulated_twice_then_the_runs_are_identical() {
         let b = run_seed(seed, &opts).unwrap_or_else(|f| panic!("{f}"));
         assert_eq!(a.1, b.1, "seed {seed}: two runs took different paths");
     }
+}
+
+#[test]
+fn given_the_sim_formats_when_payloads_checked_then_model_and_validator_agree() {
+    // The model reads payloads off the shapes the workload makes
+    // (`formats.rs`); the shard asks the validator. They must agree on
+    // every shape, or the simulation would test the model's mistakes.
+    use gonets_engine::format::Direction;
+    use gonets_types::ids::DataKindId;
+    use rand::{rngs::StdRng, SeedableRng};
+    let registry = world::registry().expect("the sim registry loads");
+    let kind = |id: &str| {
+        registry
+            .kind(&DataKindId::new(id))
+            .expect("a sim kind")
+            .clone()
+    };
+    let (pension, inn) = (kind("urn:sim:sfr:pension:1"), kind("urn:sim:fns:inn:1"));
+    assert!(pension.format(Direction::Answer).is_bytes());
+    let mut rng = StdRng::seed_from_u64(18);
+    let (mut refused_requests, mut refused_answers) = (0, 0);
+    for _ in 0..2_000 {
+        let payload = formats::request_payload(&mut rng);
+        let model = formats::request_refusal(&payload).map(str::to_string);
+        for k in [&pension, &inn] {
+            let hub = match k.format(Direction::Request).check(&payload) {
+                Ok(()) => None,
+                Err(gonets_types::error::HubError::InvalidFormat { path, .. }) => Some(path),
+                Err(e) => panic!("{e:?}"),
+            };
+            assert_eq!(model, hub, "{}", String::from_utf8_lossy(&payload));
+        }
+        refused_requests += usize::from(model.is_some());
+        let payload = formats::answer_payload(&mut rng);
+        let model = formats::answer_refusal(&payload).map(str::to_string);
+        let hub = match inn.format(Direction::Answer).check(&payload) {
+            Ok(()) => None,
+            Err(gonets_types::error::HubError::InvalidFormat { path, .. }) => Some(path),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(model, hub, "{}", String::from_utf8_lossy(&payload));
+        refused_answers += usize::from(model.is_some());
+    }
+    assert!(refused_requests > 200 && refused_answers > 200);
 }

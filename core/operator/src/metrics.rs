@@ -87,7 +87,7 @@ pub(crate) fn render(
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 9] = [
+    let families: [(&str, &str, Pick); 11] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
@@ -122,6 +122,16 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             "gonets_requests_state_secret_refused",
             "Requests refused as state secrets",
             |s| s.counters.state_secrets_refused,
+        ),
+        (
+            "gonets_requests_invalid_format",
+            "Requests refused INVALID_FORMAT (their kind's request format)",
+            |s| s.counters.requests_invalid_format,
+        ),
+        (
+            "gonets_answers_invalid_format",
+            "Data answers refused INVALID_FORMAT (their kind's answer format)",
+            |s| s.counters.answers_invalid_format,
         ),
         (
             "gonets_histories_archived",

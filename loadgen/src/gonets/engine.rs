@@ -744,7 +744,8 @@ struct Lane {
     sh: Arc<Shared>,
     conn: Conn,
     rec: Rc<RefCell<Recorder>>,
-    payload: Bytes,
+    /// Payloads of one size, request number `i` sending `i mod len`.
+    payloads: Rc<[Bytes]>,
     kinds: Vec<String>,
     queues: Vec<QueueId>,
     limit: u64,
@@ -772,16 +773,13 @@ impl Lane {
             sh.issued.fetch_add(n, Relaxed);
             sh.in_flight.fetch_add(n as i64, Relaxed);
             let client = self.conn.for_queue(&self.queues[p]);
-            let request = || NewRequest::new(&self.kinds[p], self.payload.clone());
+            let request = |j: u64| NewRequest::new(&self.kinds[p], self.payload(idx + j));
             // Each request's outcome, errors by name.
             let results: Vec<Result<(), String>> = if self.batch == 1 {
-                let r = client.send_request(request()).await;
+                let r = client.send_request(request(0)).await;
                 vec![r.map(|_| ()).map_err(|e| error_name(&e))]
             } else {
-                match client
-                    .send_requests((0..n).map(|_| request()).collect())
-                    .await
-                {
+                match client.send_requests((0..n).map(request).collect()).await {
                     Ok(rs) => rs
                         .into_iter()
                         .map(|r| r.map(|_| ()).map_err(|e| error_name(&ClientError::Hub(e))))
@@ -796,6 +794,11 @@ impl Lane {
         }
     }
 
+    /// The payload of request number `i`.
+    fn payload(&self, i: u64) -> Bytes {
+        self.payloads[(i % self.payloads.len() as u64) as usize].clone()
+    }
+
     /// Counts one request's outcome.
     fn count(&self, r: Result<(), String>, sent: Instant) {
         let sh = &self.sh;
@@ -804,7 +807,7 @@ impl Lane {
                 sh.ok.fetch_add(1, Relaxed);
                 sh.accepted.fetch_add(1, Relaxed);
                 sh.last_accept_ns.fetch_max(sh.now_ns(), Relaxed);
-                let bytes = self.payload.len() as u64;
+                let bytes = self.payloads[0].len() as u64;
                 self.rec.borrow_mut().ok(sent.elapsed(), bytes);
             }
             Err(e) => {
@@ -819,7 +822,13 @@ impl Lane {
 /// the plan's count is sent or the rt part is over.
 async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
-    let payload = Bytes::from(vec![b'b'; b.params.message_bytes]);
+    // Checked before the run started (`workloads::bulk`).
+    let payloads: Rc<[Bytes]> = b
+        .params
+        .format
+        .payloads(b.params.message_bytes)
+        .unwrap_or_else(|e| panic!("bulk payloads: {e}"))
+        .into();
     let kinds: Vec<String> = (0..b.params.providers).map(registry::bulk_kind).collect();
     let queues: Vec<QueueId> = kinds
         .iter()
@@ -838,7 +847,7 @@ async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder
                 sh: sh.clone(),
                 conn: conn.clone(),
                 rec: rec.clone(),
-                payload: payload.clone(),
+                payloads: payloads.clone(),
                 kinds: kinds.clone(),
                 queues: queues.clone(),
                 limit,

@@ -71,6 +71,7 @@ fn note_bulk(run: &mut Run, b: &BulkParams) {
     s.insert("window".into(), json!(b.window));
     s.insert("bulk_providers".into(), json!(b.providers));
     s.insert("batch".into(), json!(b.batch));
+    s.insert("format".into(), json!(b.format.name()));
     if b.batch > 1 {
         s.insert("fetch_lanes".into(), json!(b.fetch_lanes()));
     }
@@ -139,6 +140,9 @@ pub fn bulk(
     consumers: usize,
     cores: &Cores,
 ) -> Result<Run, String> {
+    // Payloads that could not be made (too small a record) fail here, not
+    // in a sender thread.
+    b.format.payloads(b.message_bytes)?;
     let mut run = new_run("bulk", target, cores);
     note_bulk(&mut run, b);
     let plan = Plan {

@@ -544,6 +544,7 @@ mod tests {
             providers: 2,
             drain_timeout: Duration::from_secs(5),
             batch: 1,
+            format: crate::agency_record::PayloadFormat::Bytes,
         }
     }
 

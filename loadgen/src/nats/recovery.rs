@@ -189,6 +189,7 @@ mod tests {
             providers: 1,
             drain_timeout: Duration::from_secs(1),
             batch: 1,
+            format: crate::agency_record::PayloadFormat::Bytes,
         };
         let rt = RtParams {
             rate_per_s: 1.0,

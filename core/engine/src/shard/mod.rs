@@ -176,6 +176,10 @@ pub struct ShardCounters {
     pub redeliveries: u64,
     /// Requests refused as state secrets.
     pub state_secrets_refused: u64,
+    /// Requests refused `InvalidFormat` (their kind's `request_format`).
+    pub requests_invalid_format: u64,
+    /// Data answers refused `InvalidFormat` (their kind's `answer_format`).
+    pub answers_invalid_format: u64,
     /// Finished exchanges removed from memory after `finished_keep_ms`.
     pub evicted: u64,
     /// Histories handed to the archive (`Output::Archive`).
@@ -1392,7 +1396,7 @@ impl Shard {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.answer(token, &caller, request_id, AnswerBody::Data, payload),
+            } => self.data_answer(token, &caller, request_id, payload),
             Command::SendRefusal {
                 request_id,
                 code,
@@ -1407,6 +1411,22 @@ impl Shard {
             Ok(None) => {}
             Err(e) => self.reply(token, Err(e)),
         }
+    }
+
+    /// A provider's data answer; one that breaks its kind's answer format
+    /// is counted.
+    fn data_answer(
+        &mut self,
+        token: Token,
+        caller: &ParticipantId,
+        request_id: MessageId,
+        payload: Bytes,
+    ) -> Result<Option<ShardReply>, HubError> {
+        let answered = self.answer(token, caller, request_id, AnswerBody::Data, payload);
+        if matches!(answered, Err(HubError::InvalidFormat { .. })) {
+            self.counters.answers_invalid_format += 1;
+        }
+        answered
     }
 
     /// A provider's refusal: only the provider's own codes, a reason that
@@ -1458,8 +1478,11 @@ impl Shard {
         Ok(None)
     }
 
-    /// The checks at the door (state secret, then [`Shard::request_terms`]),
-    /// a refusal counted against its data kind when the registry has it.
+    /// The checks at the door (state secret, then [`Shard::request_terms`]:
+    /// rights, sizes, its kind's request format), a refusal counted
+    /// against its data kind when the registry has it. Every request comes
+    /// through here, single, called or batched, before anything of it is
+    /// stored.
     fn door(
         &mut self,
         caller: &ParticipantId,
@@ -1474,6 +1497,9 @@ impl Shard {
             self.request_terms(caller, r, call)
         };
         if let Err(e) = &checked {
+            if matches!(e, HubError::InvalidFormat { .. }) {
+                self.counters.requests_invalid_format += 1;
+            }
             self.refused_at_door(r, e);
         }
         checked
@@ -1543,6 +1569,9 @@ impl Shard {
         self.owns(&queue)?;
         // Its own expiry, if any, within the kind's deadline (ADR 0012).
         let expires_in_ms = gonets_types::check_expiry(r, kind.deadline_ms)?;
+        // The dearest check last: a request any other rule refuses is
+        // never parsed (docs/adr/0017).
+        kind.request_format.check(&r.payload)?;
         Ok(RequestTerms {
             queue,
             provider: kind.provider.clone(),
@@ -2142,7 +2171,7 @@ impl Shard {
             Some(_) => return Err(HubError::AlreadyAnswered(request_id)),
             None => {}
         }
-        self.answer_fits(&ex, &body, payload.len())?;
+        self.answer_fits(&ex, &body, &payload)?;
         let facts = sla::AnswerFacts {
             accepted_ms: ex.time_ms,
             deadline_ms: ex.deadline_ms,
@@ -2179,16 +2208,17 @@ impl Shard {
         Ok(None)
     }
 
-    /// Checks an answer to open exchange `ex` with `body` and a payload of
-    /// `payload_len` bytes: within the kind's payload size and the log's
-    /// record size (`TooLarge`), and within the consumer's answer bound
-    /// (`QuotaExceeded`).
+    /// Checks an answer to open exchange `ex` with `body` and `payload`:
+    /// within the kind's payload size and the log's record size
+    /// (`TooLarge`), data in the kind's answer format (`InvalidFormat`),
+    /// and within the consumer's answer bound (`QuotaExceeded`).
     fn answer_fits(
         &self,
         ex: &Exchange,
         body: &AnswerBody,
-        payload_len: usize,
+        payload: &[u8],
     ) -> Result<(), HubError> {
+        let payload_len = payload.len();
         let limit = self
             .registry
             .kind(&ex.kind)
@@ -2205,6 +2235,10 @@ impl Shard {
         };
         let record_bytes = record_size::answer_record_bytes(reason, payload_len);
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
+        if let (AnswerBody::Data, Some(kind)) = (body, self.registry.kind(&ex.kind)) {
+            // A refusal carries no payload: only data has a format.
+            kind.answer_format.check(payload)?;
+        }
         if self.call_waiters.contains_key(&ex.id) {
             // A waiting caller takes its answer itself: it never waits in
             // the answer queue unless the caller is gone.

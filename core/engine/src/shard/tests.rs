@@ -3294,3 +3294,6 @@ mod quota_tests;
 
 #[path = "monitor_tests.rs"]
 mod monitor_tests;
+
+#[path = "format_tests.rs"]
+mod format_tests;

@@ -53,6 +53,9 @@ impl World {
                                 Slot::Fail(HubError::StateSecret) => {
                                     m.counters.state_secrets_refused += 1
                                 }
+                                Slot::Fail(HubError::InvalidFormat { .. }) => {
+                                    m.counters.requests_invalid_format += 1
+                                }
                                 _ => {}
                             }
                         }
@@ -128,6 +131,14 @@ impl World {
                     (_, Expect::Fail(HubError::StateSecret)) => {
                         m.counters.state_secrets_refused += 1
                     }
+                    (
+                        Command::SendResponse { .. },
+                        Expect::Fail(HubError::InvalidFormat { .. }),
+                    ) => m.counters.answers_invalid_format += 1,
+                    (
+                        Command::SendRequest(_) | Command::Call(_),
+                        Expect::Fail(HubError::InvalidFormat { .. }),
+                    ) => m.counters.requests_invalid_format += 1,
                     (
                         Command::SendResponse { .. } | Command::SendRefusal { .. },
                         Expect::Fail(HubError::DeadlineExceeded),

@@ -3,6 +3,7 @@
 //! bad operations that must get their typed errors. Every operation's reply
 //! is predicted from the model before the shard sees it.
 
+use crate::formats;
 use crate::model::{terminal_kind, MPlace, ShardModel};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
@@ -248,7 +249,19 @@ fn same_error(want: &HubError, got: &HubError) -> bool {
                 ..
             },
         ) => a == c && b == d,
+        (HubError::InvalidFormat { path: a, .. }, HubError::InvalidFormat { path: b, .. }) => {
+            a == b
+        }
         _ => std::mem::discriminant(want) == std::mem::discriminant(got),
+    }
+}
+
+/// The refusal of a payload that breaks its kind's format at `path` (the
+/// validator's reason is not predicted).
+fn invalid_format(path: &str) -> HubError {
+    HubError::InvalidFormat {
+        path: path.to_string(),
+        reason: String::new(),
     }
 }
 
@@ -313,8 +326,9 @@ impl World {
         caller: &ParticipantId,
         request_id: MessageId,
         body: &AnswerBody,
-        payload_len: usize,
+        payload: &[u8],
     ) -> Expect {
+        let payload_len = payload.len();
         let m = &self.models[s as usize];
         if request_id.shard() != s {
             return Expect::Fail(HubError::NotFound);
@@ -336,7 +350,8 @@ impl World {
                 HubError::AlreadyAnswered(request_id)
             });
         }
-        let limit = self.registry.kind(&r.kind).unwrap().payload_bytes_max as u64;
+        let kind = self.registry.kind(&r.kind).unwrap();
+        let limit = u64::from(kind.payload_bytes_max);
         if payload_len as u64 > limit {
             return Expect::Fail(HubError::TooLarge {
                 size_bytes: payload_len as u64,
@@ -347,6 +362,12 @@ impl World {
         let max = self.config.record_bytes_max;
         if bytes > max {
             return Expect::Fail(record_too_large(payload_len, bytes, max));
+        }
+        // Data only: a refusal carries no payload, so no format.
+        if matches!(body, AnswerBody::Data) && !kind.answer_format.is_bytes() {
+            if let Some(path) = formats::answer_refusal(payload) {
+                return Expect::Fail(invalid_format(path));
+            }
         }
         if !r.waiter && self.answer_queue_full(m, &r.consumer, payload_len) {
             return Expect::Fail(HubError::QuotaExceeded);
@@ -641,6 +662,13 @@ impl World {
                 {
                     return fail(HubError::Malformed(String::new()));
                 }
+                // Its format, last of the door's checks (before a repeat
+                // is looked for).
+                if !kind.request_format.is_bytes() {
+                    if let Some(path) = formats::request_refusal(&r.payload) {
+                        return fail(invalid_format(path));
+                    }
+                }
                 if let Some(key) = &r.idempotency_key {
                     let k = (caller.clone(), r.kind.clone(), key.clone());
                     if let Some(original) = m.dedup.get(&k) {
@@ -741,7 +769,7 @@ impl World {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload.len()),
+            } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload),
             Command::SendRefusal {
                 request_id,
                 code,
@@ -757,7 +785,7 @@ impl World {
                     code: *code,
                     reason: reason.clone(),
                 };
-                self.predict_answer(s, caller, *request_id, &body, 0)
+                self.predict_answer(s, caller, *request_id, &body, &[])
             }
             Command::Status { id } => {
                 if id.shard() != s {
@@ -811,6 +839,26 @@ impl World {
         }
     }
 
+    /// Counts the payloads `command` must have refused `InvalidFormat`
+    /// (one, or the slots of a batch), requests and answers apart.
+    fn count_format_refusals(&mut self, command: &Command, expect: &Expect) {
+        let invalid = |e: &HubError| matches!(e, HubError::InvalidFormat { .. });
+        match (command, expect) {
+            (Command::SendResponse { .. }, Expect::Fail(e)) if invalid(e) => {
+                self.stats.answer_format_refusals += 1
+            }
+            (_, Expect::Fail(e)) if invalid(e) => self.stats.request_format_refusals += 1,
+            (_, Expect::SendMany { slots, .. }) => {
+                let refused = slots
+                    .iter()
+                    .filter(|s| matches!(s, Slot::Fail(e) if invalid(e)))
+                    .count();
+                self.stats.request_format_refusals += refused as u64;
+            }
+            _ => {}
+        }
+    }
+
     /// The shard an operation goes to, as the runtime routes it.
     pub fn route(&self, command: &Command) -> u16 {
         // The shard rule that ships (`Command::shard`, used by the session
@@ -844,6 +892,7 @@ impl World {
         if matches!(expect, Expect::Fail(HubError::QuotaExceeded)) {
             self.count_quota_refusal(si, &command);
         }
+        self.count_format_refusals(&command, &expect);
         let token = self.next_token;
         self.next_token += 1;
         let reader = match &command {
@@ -941,6 +990,9 @@ impl World {
         let mut payload = format!("req-{tag:08x}-").into_bytes();
         payload.resize(len.max(payload.len()), b'.');
         payload.truncate(len);
+        if !self.registry.kind(kind).unwrap().request_format.is_bytes() {
+            payload = formats::request_payload(w);
+        }
         let mut r = NewRequest::new(kind.as_str(), payload);
         if w.gen_range(0..100) < 30 {
             // A small pool of keys: repeats (retries) happen.
@@ -982,11 +1034,20 @@ impl World {
     }
 
     fn answer_command(&mut self, request_id: MessageId) -> Command {
+        let checked = self
+            .models
+            .get(usize::from(request_id.shard()))
+            .and_then(|m| m.reqs.get(&request_id))
+            .and_then(|r| self.registry.kind(&r.kind))
+            .is_some_and(|k| !k.answer_format.is_bytes());
         let w = &mut self.rng.workload;
         if w.gen_range(0..100) < 70 {
             let len = w.gen_range(0..=32);
             let mut payload = format!("answer-to-{request_id}").into_bytes();
             payload.truncate(len);
+            if checked {
+                payload = formats::answer_payload(w);
+            }
             Command::SendResponse {
                 request_id,
                 payload: Bytes::from(payload),

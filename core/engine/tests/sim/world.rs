@@ -42,7 +42,10 @@ const DRAIN_STEPS_MAX: u64 = 5_000;
 /// kinds with deadlines of seconds and realtime kinds with budgets under
 /// the 2 s rule, so that expiry happens often; one small payload limit,
 /// one small queue bound, one small byte quota and one consumer with a
-/// small answer bound (ADR 0013).
+/// small answer bound (ADR 0013). Two kinds check formats (issue 18): the
+/// async `pension` kind its requests, the realtime `inn` kind its requests
+/// and its answers, against the schemas of `formats.rs` ([`registry`] puts
+/// them in for `@REQUEST_SCHEMA@` and `@ANSWER_SCHEMA@`).
 pub const REGISTRY: &str = r#"
 [[participant]]
 id = "MFC"
@@ -85,6 +88,8 @@ provider = "FNS"
 mode = "realtime"
 deadline_ms = 700
 consumers = ["MFC", "SFR"]
+request_format = { json_schema = '@REQUEST_SCHEMA@' }
+answer_format = { json_schema = '@ANSWER_SCHEMA@' }
 
 [[data_kind]]
 id = "urn:sim:mvd:passport:1"
@@ -100,6 +105,7 @@ mode = "async"
 deadline_ms = 20000
 queue_messages_max = 6
 consumers = ["MFC", "FNS"]
+request_format = { json_schema = '@REQUEST_SCHEMA@' }
 
 [[data_kind]]
 id = "urn:sim:mvd:archive:1"
@@ -110,6 +116,14 @@ payload_bytes_max = 40
 queue_bytes_max = 90
 consumers = ["SFR"]
 "#;
+
+/// The registry every run uses: [`REGISTRY`] with the schemas of `formats.rs`.
+pub fn registry() -> Result<Registry, String> {
+    let text = REGISTRY
+        .replace("@REQUEST_SCHEMA@", crate::formats::REQUEST_SCHEMA)
+        .replace("@ANSWER_SCHEMA@", crate::formats::ANSWER_SCHEMA);
+    Registry::from_toml(&text).map_err(|e| e.to_string())
+}
 
 thread_local! {
     /// Step of the run on this thread, for panics raised inside a shard.
@@ -186,6 +200,10 @@ pub struct Stats {
     pub byte_quota_refusals: u64,
     /// Answers refused for their consumer's answer bound (ADR 0013).
     pub answer_quota_refusals: u64,
+    /// Requests refused for their kind's request format (issue 18).
+    pub request_format_refusals: u64,
+    /// Data answers refused for their kind's answer format (issue 18).
+    pub answer_format_refusals: u64,
 }
 
 impl Stats {
@@ -234,6 +252,8 @@ impl Stats {
         self.nacks_many += o.nacks_many;
         self.byte_quota_refusals += o.byte_quota_refusals;
         self.answer_quota_refusals += o.answer_quota_refusals;
+        self.request_format_refusals += o.request_format_refusals;
+        self.answer_format_refusals += o.answer_format_refusals;
     }
 }
 
@@ -535,7 +555,7 @@ pub(crate) use ensure;
 impl World {
     /// A fresh hub for `seed`.
     pub fn new(seed: u64, opts: Options) -> Result<World, String> {
-        let registry = Arc::new(Registry::from_toml(REGISTRY).map_err(|e| e.to_string())?);
+        let registry = Arc::new(registry()?);
         let mut rng = Streams::new(seed);
         let n: u16 = rng.setup.gen_range(1..=3);
         // What ships, with its times shrunk so that leases, windows,
