@@ -3,7 +3,7 @@
 //! kinds checked against [`AGENCY_RECORD_SCHEMA`] and every payload a valid
 //! agency record of exactly the requested size. The two runs side by side
 //! give the door's validation cost per message (issue 18,
-//! docs/adr/0017-formats-checked-at-the-door.md).
+//! docs/adr/0018-formats-checked-at-the-door.md).
 
 use bytes::Bytes;
 use gonets_engine::format::Format;

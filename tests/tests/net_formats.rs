@@ -1,4 +1,4 @@
-//! Formats checked at the door, over the wire (issue 18, docs/adr/0017): a
+//! Formats checked at the door, over the wire (issue 18, docs/adr/0018): a
 //! `gonets serve` child process with the demo registry whose EGRUL kind
 //! declares a request schema (a file beside the registry) and an answer
 //! schema (inline). A payload that breaks them gets `INVALID_FORMAT` with

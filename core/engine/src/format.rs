@@ -6,7 +6,7 @@
 //! compiled once when the registry loads ([`Format::json_schema`]) and then
 //! shared read-only by every shard (an `Arc`, no lock: checking needs
 //! nothing but `&self`). The shard's door calls [`Format::check`] before a
-//! record is appended (docs/adr/0017-formats-checked-at-the-door.md).
+//! record is appended (docs/adr/0018-formats-checked-at-the-door.md).
 //!
 //! The validator is set for a hub, not for a browser: no `$ref` is ever
 //! fetched (over the network or from files: a schema is one document),

@@ -1,4 +1,4 @@
-//! Unit tests of the formats checked at the door (issue 18, docs/adr/0017):
+//! Unit tests of the formats checked at the door (issue 18, docs/adr/0018):
 //! a request or a data answer that breaks its kind's format is refused
 //! `InvalidFormat` and nothing of it is stored, on the driver of
 //! `shard/tests.rs`.

@@ -1570,7 +1570,7 @@ impl Shard {
         // Its own expiry, if any, within the kind's deadline (ADR 0012).
         let expires_in_ms = gonets_types::check_expiry(r, kind.deadline_ms)?;
         // The dearest check last: a request any other rule refuses is
-        // never parsed (docs/adr/0017).
+        // never parsed (docs/adr/0018).
         kind.request_format.check(&r.payload)?;
         Ok(RequestTerms {
             queue,

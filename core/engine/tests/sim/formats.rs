@@ -1,4 +1,4 @@
-//! The formats of the simulated registry (issue 18, docs/adr/0017): the
+//! The formats of the simulated registry (issue 18, docs/adr/0018): the
 //! kinds of `world::REGISTRY` that declare a JSON Schema all use one of
 //! the two below, the workload makes payloads that match them or break
 //! them in known ways, and the model reads a payload off those shapes,
