@@ -213,6 +213,7 @@ fn write_targets(s: &mut String, r: &Results) {
     let _ = writeln!(s, "| target | gonets | beside the limit | beside NATS JetStream | verdict |\n|---|---|---|---|---|");
     write_rt_targets(s, r);
     write_bulk_target(s, r);
+    write_format_cost(s, r);
     if let Some(m) = r.runs.get("gonets-mixed") {
         write_mixed_target(s, m);
     }
@@ -376,6 +377,38 @@ fn write_bulk_target(s: &mut String, r: &Results) {
             ),
         );
     }
+}
+
+/// What checking every payload against a JSON Schema costs (issue 18):
+/// the batched bulk run with `--format json-schema` (`gonets-bulk-schema`)
+/// beside the batched runs without (`gonets-bulk-batch`). No target: the
+/// row reports the cost.
+fn write_format_cost(s: &mut String, r: &Results) {
+    let (with, without) = (
+        r.series("gonets-bulk-schema"),
+        r.series("gonets-bulk-batch"),
+    );
+    if with.is_empty() {
+        return;
+    }
+    let of = |runs: &[&Value], path: &'static [&'static str]| {
+        median(runs, |v| phase(v, "bulk").and_then(|p| num(p, path)))
+    };
+    let cpu_us = |runs: &[&Value]| of(runs, &["hub", "cpu_s_per_1000"]).map(|c| c * 1000.0);
+    let (cpu_with, cpu_without) = (cpu_us(&with), cpu_us(&without));
+    let extra = cpu_with.zip(cpu_without).map(|(w, o)| w - o);
+    let _ = writeln!(
+        s,
+        "| bulk 4 KiB batched, every payload checked against a JSON Schema (agency record; issue 18, cost reported) | {} msg/s drained; hub CPU {} µs a message | {} µs a message more than without ({} msg/s drained) | — | cost: {} of the rate without |",
+        count(of(&with, &["extra", "drained_per_s"])),
+        cpu_with.map_or("—".into(), |c| format!("{c:.1}")),
+        extra.map_or("—".into(), |e| format!("{e:.1}")),
+        count(of(&without, &["extra", "drained_per_s"])),
+        ratio(
+            of(&with, &["extra", "drained_per_s"]),
+            of(&without, &["extra", "drained_per_s"])
+        ),
+    );
 }
 
 /// mixed: rt p99.9 with bulk flat out ≤ 2 × without.
@@ -597,6 +630,36 @@ mod tests {
         assert_eq!(median(&[&a, &b, &c, &d], |v| v["x"].as_f64()), Some(2.5));
         assert_eq!(median(&[], |v| v["x"].as_f64()), None);
         assert_eq!(count(Some(1234567.0)), "1,234,567");
+    }
+
+    #[test]
+    fn given_bulk_runs_with_and_without_a_schema_when_rendered_then_the_cost_a_message() {
+        let bulk = |drained: f64, cpu_s: f64| {
+            serde_json::json!({"phases": [{"name": "bulk", "latency": {"count": 10},
+                "extra": {"drained_per_s": drained}, "hub": {"cpu_s_per_1000": cpu_s}}]})
+        };
+        let mut r = Results {
+            limits: None,
+            runs: BTreeMap::new(),
+        };
+        let mut s = String::new();
+        write_format_cost(&mut s, &r);
+        assert!(s.is_empty(), "no schema run, no row: {s}");
+        r.runs
+            .insert("gonets-bulk-batch-1".into(), bulk(60_000.0, 0.016));
+        r.runs
+            .insert("gonets-bulk-batch-2".into(), bulk(50_000.0, 0.018));
+        r.runs
+            .insert("gonets-bulk-schema-1".into(), bulk(15_000.0, 0.062));
+        write_format_cost(&mut s, &r);
+        assert!(
+            s.contains("15,000 msg/s drained; hub CPU 62.0 µs a message"),
+            "{s}"
+        );
+        assert!(
+            s.contains("45.0 µs a message more than without (55,000 msg/s drained)"),
+            "{s}"
+        );
     }
 
     #[test]
