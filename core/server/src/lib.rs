@@ -4,9 +4,7 @@
 //! file and the start-up checks.
 //!
 //! Modules: `settings` (what the front end runs with), `listener` (accept
-//! loops), `connection` (one connection: hello, frames in, request tasks),
-//! `writer` (its replies out, gathered into one send), `vectored` (the
-//! gathered `sendmsg`),
+//! loops), `connection` (one connection: hello, frames in, replies out),
 //! `config_file` (the TOML config of `gonets serve`), `checks` (start-up
 //! checks with clear messages), `frame_within` (a frame read with a time
 //! bound), `tls` (mutual TLS: configs, identities, development certificates).
@@ -19,7 +17,6 @@ mod listener;
 pub mod settings;
 pub mod tls;
 mod vectored;
-mod writer;
 
 pub use listener::{start_front_ends, FrontEnds};
 pub use settings::{Security, ServerSettings};
