@@ -676,6 +676,17 @@ fn report(args: &Args, mut run: Run) -> Result<bool, String> {
     if let Some(v) = run.result.findings.get("max_rate_per_s") {
         println!("find-max: highest rate meeting the bound: {v} calls/s");
     }
+    if let Some(v) = run
+        .result
+        .findings
+        .get("idle_hub_cpu_cores")
+        .and_then(|v| v.as_f64())
+    {
+        println!(
+            "idle hub (3 s before the load): {:.2} % of a core",
+            v * 100.0
+        );
+    }
     if let Some(p) = &args.json {
         run.result.write_json(p)?;
     }

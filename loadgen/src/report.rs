@@ -309,6 +309,7 @@ fn write_rt_targets(s: &mut String, r: &Results) {
             &format!("p99.9 {} vs 10 ms", ratio(rt_p999, Some(10_000.0)))
         ),
     );
+    write_idle_target(s, r);
     if let Some(fm) = r.runs.get("gonets-rt-find-max") {
         let max = fm["findings"]["max_rate_per_s"].as_f64();
         let _ = writeln!(
@@ -377,6 +378,28 @@ fn write_bulk_target(s: &mut String, r: &Results) {
             ),
         );
     }
+}
+
+/// An idle hub uses < 2 % of its cores (issue 16): the median of the rt
+/// runs' idle watch before their load (`findings.idle_hub_cpu_cores`).
+fn write_idle_target(s: &mut String, r: &Results) {
+    let runs = r.series("gonets-rt");
+    let idle = median(&runs, |v| v["findings"]["idle_hub_cpu_cores"].as_f64());
+    let Some(idle) = idle else {
+        return;
+    };
+    let cores = runs
+        .first()
+        .and_then(|v| v["setup"]["hub_cores"].as_array().map(|a| a.len().max(1)))
+        .unwrap_or(1) as f64;
+    let share = idle / cores;
+    let _ = writeln!(
+        s,
+        "| idle hub: < 2 % of its cores | {:.2} % of its {} core(s), 3 s with no client work before each rt run (median) | — | — | {} |",
+        share * 100.0,
+        cores,
+        verdict(Some(share < 0.02), &format!("{:.2}× of 2 %", share / 0.02)),
+    );
 }
 
 /// What checking every payload against a JSON Schema costs (issue 18):
@@ -630,6 +653,31 @@ mod tests {
         assert_eq!(median(&[&a, &b, &c, &d], |v| v["x"].as_f64()), Some(2.5));
         assert_eq!(median(&[], |v| v["x"].as_f64()), None);
         assert_eq!(count(Some(1234567.0)), "1,234,567");
+    }
+
+    #[test]
+    fn given_rt_runs_with_idle_watches_when_rendered_then_the_idle_share_of_the_cores() {
+        let rt = |idle: f64| {
+            serde_json::json!({"setup": {"hub_cores": [1]},
+                "findings": {"idle_hub_cpu_cores": idle}})
+        };
+        let mut r = Results {
+            limits: None,
+            runs: BTreeMap::new(),
+        };
+        let mut s = String::new();
+        write_idle_target(&mut s, &r);
+        assert!(s.is_empty(), "no rt run, no row: {s}");
+        r.runs.insert("gonets-rt-1".into(), rt(0.001));
+        r.runs.insert("gonets-rt-2".into(), rt(0.003));
+        r.runs.insert("gonets-rt-3".into(), rt(0.5));
+        write_idle_target(&mut s, &r);
+        assert!(s.contains("0.30 % of its 1 core(s)"), "{s}");
+        assert!(s.contains("**met** (0.15× of 2 %)"), "{s}");
+        let mut busy = String::new();
+        r.runs.insert("gonets-rt-4".into(), rt(0.5));
+        write_idle_target(&mut busy, &r);
+        assert!(busy.contains("missed"), "{busy}");
     }
 
     #[test]

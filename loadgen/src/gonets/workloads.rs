@@ -121,6 +121,12 @@ fn round3(x: f64) -> f64 {
 pub fn rt(target: &GonetsTarget, rt: &RtParams, cores: &Cores) -> Result<Run, String> {
     let mut run = new_run("rt", target, cores);
     note_rt(&mut run, rt);
+    // Issue 16: an idle hub parks its executors (< 2 % of its cores).
+    if let Some(cores) = target.server_pid.and_then(idle_hub_cores) {
+        run.result
+            .findings
+            .insert("idle_hub_cpu_cores".into(), json!(cores));
+    }
     let plan = Plan {
         label: "rt".into(),
         rt: Some(rt.clone()),
@@ -131,6 +137,20 @@ pub fn rt(target: &GonetsTarget, rt: &RtParams, cores: &Cores) -> Result<Run, St
     run.result.push(phase);
     run.curves.push(("rt".into(), rec));
     Ok(run)
+}
+
+/// How long the hub is watched with no client work before an rt run, s
+/// (its CPU counts in clock ticks, 10 ms: 3 s resolve 0.33 % of a core).
+const IDLE_WATCH_S: u64 = 3;
+
+/// The cores hub `pid` used over [`IDLE_WATCH_S`] with nothing to do; None
+/// when its CPU cannot be read (another machine's hub).
+fn idle_hub_cores(pid: u32) -> Option<f64> {
+    let start = crate::process::cpu_s(pid)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(IDLE_WATCH_S));
+    let end = crate::process::cpu_s(pid)?;
+    Some((end - start) / t0.elapsed().as_secs_f64())
 }
 
 /// `bulk`: N requests pipelined by S senders, drained by P providers with ack.
