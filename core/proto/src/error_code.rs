@@ -37,6 +37,8 @@ pub enum ErrorCode {
     Malformed,
     /// Retry later.
     Unavailable,
+    /// A required sender signature is missing or does not verify.
+    BadSignature,
     /// The byte stream is not a valid frame sequence (fatal).
     BadFrame,
     /// The JSON header does not parse or lacks a field.
@@ -49,7 +51,7 @@ pub enum ErrorCode {
     TooManyInFlight,
 }
 
-const CODES: [(ErrorCode, u16, &str); 19] = [
+const CODES: [(ErrorCode, u16, &str); 20] = [
     (ErrorCode::Unauthenticated, 1, "UNAUTHENTICATED"),
     (ErrorCode::NotAuthorized, 2, "NOT_AUTHORIZED"),
     (ErrorCode::UnknownDataKind, 3, "UNKNOWN_DATA_KIND"),
@@ -64,6 +66,7 @@ const CODES: [(ErrorCode, u16, &str); 19] = [
     (ErrorCode::NotFound, 12, "NOT_FOUND"),
     (ErrorCode::Malformed, 13, "MALFORMED"),
     (ErrorCode::Unavailable, 14, "UNAVAILABLE"),
+    (ErrorCode::BadSignature, 15, "BAD_SIGNATURE"),
     (ErrorCode::BadFrame, 100, "BAD_FRAME"),
     (ErrorCode::BadHeader, 101, "BAD_HEADER"),
     (ErrorCode::HelloRequired, 102, "HELLO_REQUIRED"),
@@ -117,6 +120,7 @@ impl ErrorCode {
             HubError::NotFound => ErrorCode::NotFound,
             HubError::Malformed(_) => ErrorCode::Malformed,
             HubError::Unavailable(_) => ErrorCode::Unavailable,
+            HubError::BadSignature(_) => ErrorCode::BadSignature,
         }
     }
 }
@@ -130,7 +134,8 @@ impl ErrorReply {
             HubError::NotAuthorized(s)
             | HubError::UnknownDataKind(s)
             | HubError::Malformed(s)
-            | HubError::Unavailable(s) => details.reason = Some(s.clone()),
+            | HubError::Unavailable(s)
+            | HubError::BadSignature(s) => details.reason = Some(s.clone()),
             HubError::InvalidFormat { path, reason } => {
                 details.path = Some(path.clone());
                 details.reason = Some(reason.clone());
@@ -260,6 +265,7 @@ impl ErrorReply {
             ErrorCode::NotFound => HubError::NotFound,
             ErrorCode::Malformed => HubError::Malformed(reason()),
             ErrorCode::Unavailable => HubError::Unavailable(reason()),
+            ErrorCode::BadSignature => HubError::BadSignature(reason()),
             _ => return None,
         })
     }
@@ -287,6 +293,7 @@ mod tests {
         let errors = [
             HubError::Unauthenticated,
             HubError::NotAuthorized("x".into()),
+            HubError::BadSignature("unknown key k9".into()),
             HubError::UnknownDataKind("k".into()),
             HubError::InvalidFormat {
                 path: "/a".into(),

@@ -41,6 +41,11 @@ pub enum HubError {
         /// Limit.
         size_bytes_max: u64,
     },
+    /// A signature the data kind requires is missing, or does not verify
+    /// against one of the sender's keys valid now (unknown key, expired
+    /// key, another participant's key, another message's signature).
+    #[error("bad signature: {0}")]
+    BadSignature(String),
     /// The message is marked as a state secret: never processed (R10).
     #[error("state secrets are not processed")]
     StateSecret,

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod message;
 pub mod refusal;
 pub mod reply;
+pub mod trust;
 
 pub use command::{
     check_batch_len, check_expiry, check_send_batch, BatchError, Command, ExpiryError, NewRequest,
@@ -22,3 +23,4 @@ pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;
 pub use reply::{AcceptedMany, AckedMany, Reply, ReplyContent};
+pub use trust::{Digest, Receipt, SenderSignature};

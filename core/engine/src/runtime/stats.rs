@@ -31,7 +31,7 @@ pub const REPLY_KINDS: [(ReplyKind, &str); REPLY_KIND_COUNT] = [
 /// Error codes a hub error is counted under, in index order: the wire's
 /// stable names (`gonets_proto::ErrorCode::name`; a test in `tests/`
 /// checks that they agree).
-pub const ERROR_CODE_COUNT: usize = 14;
+pub const ERROR_CODE_COUNT: usize = 15;
 /// The wire names of the hub's error codes, by counting index.
 pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
     "UNAUTHENTICATED",
@@ -48,6 +48,7 @@ pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
     "NOT_FOUND",
     "MALFORMED",
     "UNAVAILABLE",
+    "BAD_SIGNATURE",
 ];
 
 /// The counting index of a hub error's code (see [`ERROR_CODES`]).
@@ -67,6 +68,7 @@ pub fn error_code_index(e: &HubError) -> usize {
         HubError::NotFound => 11,
         HubError::Malformed(_) => 12,
         HubError::Unavailable(_) => 13,
+        HubError::BadSignature(_) => 14,
     }
 }
 

@@ -1,0 +1,21 @@
+//! Trust for gonets (issue 18, docs/security.md): what a message's digest
+//! covers ([`digest`]), signature schemes behind small traits
+//! ([`scheme`], Ed25519 today), a participant's registered keys and the one
+//! signature check ([`keys`]), the hub's own key ([`hub_key`]), hub-signed
+//! receipts ([`receipt`]) and chain anchors ([`anchor`]).
+//!
+//! Pure computation over bytes: no I/O but reading and writing key files.
+
+pub mod anchor;
+pub mod digest;
+pub mod hub_key;
+pub mod keys;
+pub mod receipt;
+pub mod scheme;
+
+pub use anchor::Anchor;
+pub use digest::{answer_digest, batch_digest, payload_digest, request_digest};
+pub use hub_key::{HubKey, HubKeyError, HubPublicKey};
+pub use keys::{sign_digest, KeyRing, RegisteredKey, SignatureError};
+pub use receipt::{receipt_from_json, receipt_to_json, sign_receipt, verify_receipt, ReceiptError};
+pub use scheme::{verifier, Algorithm, Ed25519Signer, Ed25519Verifier, KeyError, Signer, Verifier};

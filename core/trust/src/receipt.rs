@@ -1,0 +1,172 @@
+//! Hub-signed receipts: made when a message is accepted, checked offline
+//! against the hub's public key. Text form: one JSON object.
+
+use crate::hub_key::{HubKey, HubPublicKey};
+use crate::scheme::{base64_of, bytes_of_base64};
+use gonets_types::{DataKindId, Digest, MessageId, ParticipantId, Receipt};
+
+/// Why a receipt does not check out.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Signed by another hub key than the one given.
+    #[error("the receipt names hub key {receipt_key}, not {given_key}")]
+    OtherKey {
+        /// The receipt's key id.
+        receipt_key: String,
+        /// The key given to check it.
+        given_key: String,
+    },
+    /// The signature does not verify: the receipt was changed or forged.
+    #[error("the hub's signature does not match the receipt")]
+    BadSignature,
+    /// Not a receipt's JSON.
+    #[error("not a receipt: {0}")]
+    Malformed(String),
+}
+
+/// Signs `receipt` (its `key_id` and `signature` are set).
+pub fn sign_receipt(key: &HubKey, receipt: &mut Receipt) {
+    receipt.key_id = key.key_id().to_owned();
+    receipt.signature = key.sign(&receipt.signed_bytes()).into();
+}
+
+/// Checks `receipt` against the hub's public key.
+pub fn verify_receipt(receipt: &Receipt, key: &HubPublicKey) -> Result<(), ReceiptError> {
+    if receipt.key_id != key.key_id {
+        return Err(ReceiptError::OtherKey {
+            receipt_key: receipt.key_id.clone(),
+            given_key: key.key_id.clone(),
+        });
+    }
+    if key
+        .verifier
+        .verify(&receipt.signed_bytes(), &receipt.signature)
+    {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadSignature)
+    }
+}
+
+/// The receipt as one JSON object (ids as UUIDs, digest in hex, signature
+/// in base64).
+pub fn receipt_to_json(r: &Receipt) -> String {
+    serde_json::json!({
+        "message_id": r.message_id.to_string(),
+        "reply_to": r.reply_to.map(|id| id.to_string()),
+        "digest": r.digest.to_hex(),
+        "sender": r.sender.as_str(),
+        "kind": r.kind.as_str(),
+        "time_ms": r.time_ms,
+        "shard": r.shard,
+        "offset": r.offset,
+        "key_id": r.key_id,
+        "signature": base64_of(&r.signature),
+    })
+    .to_string()
+}
+
+/// Reads [`receipt_to_json`]'s text.
+pub fn receipt_from_json(text: &str) -> Result<Receipt, ReceiptError> {
+    let bad = |what: &str| ReceiptError::Malformed(what.to_owned());
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    let s = |name: &str| {
+        v.get(name)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| bad(name))
+    };
+    let u = |name: &str| {
+        v.get(name)
+            .and_then(|x| x.as_u64())
+            .ok_or_else(|| bad(name))
+    };
+    let id = |text: &str, name: &str| text.parse::<MessageId>().map_err(|_| bad(name));
+    let reply_to = match v.get("reply_to") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(x) => Some(id(x.as_str().ok_or_else(|| bad("reply_to"))?, "reply_to")?),
+    };
+    Ok(Receipt {
+        message_id: id(s("message_id")?, "message_id")?,
+        reply_to,
+        digest: Digest::from_hex(s("digest")?).ok_or_else(|| bad("digest"))?,
+        sender: ParticipantId::new(s("sender")?),
+        kind: DataKindId::new(s("kind")?),
+        time_ms: u("time_ms")?,
+        shard: u16::try_from(u("shard")?).map_err(|_| bad("shard"))?,
+        offset: u("offset")?,
+        key_id: s("key_id")?.to_owned(),
+        signature: bytes_of_base64(s("signature")?)
+            .ok_or_else(|| bad("signature"))?
+            .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            message_id: MessageId::new(1_700_000_000_000, 2, 9),
+            reply_to: Some(MessageId::new(1_700_000_000_000, 2, 8)),
+            digest: Digest([7; 32]),
+            sender: ParticipantId::new("FNS"),
+            kind: DataKindId::new("urn:k"),
+            time_ms: 1_700_000_000_001,
+            shard: 2,
+            offset: 77,
+            key_id: String::new(),
+            signature: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn given_a_signed_receipt_when_verified_then_it_holds_and_any_changed_byte_breaks_it() {
+        let key = HubKey::generate();
+        let mut r = receipt();
+        sign_receipt(&key, &mut r);
+        assert_eq!(verify_receipt(&r, &key.public()), Ok(()));
+        let text = receipt_to_json(&r);
+        let back = receipt_from_json(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(verify_receipt(&back, &key.public()), Ok(()));
+        let mut changed = r.clone();
+        changed.offset += 1;
+        assert_eq!(
+            verify_receipt(&changed, &key.public()),
+            Err(ReceiptError::BadSignature)
+        );
+        let mut sig = r.signature.to_vec();
+        sig[0] ^= 1;
+        let forged = Receipt {
+            signature: sig.into(),
+            ..r.clone()
+        };
+        assert_eq!(
+            verify_receipt(&forged, &key.public()),
+            Err(ReceiptError::BadSignature)
+        );
+        let other = HubKey::generate();
+        assert!(matches!(
+            verify_receipt(&r, &other.public()),
+            Err(ReceiptError::OtherKey { .. })
+        ));
+    }
+
+    #[test]
+    fn given_bad_json_when_read_then_a_typed_error_names_the_field() {
+        assert!(matches!(
+            receipt_from_json("{"),
+            Err(ReceiptError::Malformed(_))
+        ));
+        let key = HubKey::generate();
+        let mut r = receipt();
+        sign_receipt(&key, &mut r);
+        let text = receipt_to_json(&r).replace(&r.digest.to_hex(), "00");
+        assert_eq!(
+            receipt_from_json(&text),
+            Err(ReceiptError::Malformed("digest".into()))
+        );
+    }
+}
