@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
 /// Default data directory (relative to the working directory).
 pub const DATA_DIR_DEFAULT: &str = "gonets-data";
+/// The hub key's file name in the data directory when `hub_key` names none.
+pub const HUB_KEY_FILE: &str = "hub.key";
 
 /// The file's contents.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -66,6 +68,10 @@ pub struct ConfigFile {
     /// The operator API's address (default `127.0.0.1:7480`), or `"none"`
     /// for no operator API; read by `gonets serve` (crate `gonets-operator`).
     pub operator_listen: Option<String>,
+    /// The hub's signing key file (receipts, chain anchors); made, with
+    /// its `.pub` beside it, when missing. Default: `hub.key` in the data
+    /// directory (a development key: in production keep it off the data disk).
+    pub hub_key: Option<PathBuf>,
 }
 
 /// `[monitor]` (docs/operations.md, "Provider monitoring"). The operator
@@ -190,6 +196,7 @@ impl ConfigFile {
         };
         self.data_dir.iter_mut().for_each(rebase);
         self.registry.iter_mut().for_each(rebase);
+        self.hub_key.iter_mut().for_each(rebase);
         if let Some(t) = &mut self.tls {
             [&mut t.cert, &mut t.key, &mut t.client_ca]
                 .into_iter()
@@ -277,7 +284,28 @@ impl ConfigFile {
         if let Some(ms) = self.monitor.provider_unreachable_after_ms {
             hub.shard.provider_unreachable_after_ms = ms;
         }
+        hub.hub_key = Some(self.hub_key(data_dir)?);
         Ok(hub)
+    }
+}
+
+impl ConfigFile {
+    /// The hub's signing key: `hub_key`'s file, else `hub.key` in the data
+    /// directory; made there when missing (and said so in the log).
+    fn hub_key(&self, data_dir: &Path) -> Result<Arc<gonets_trust::HubKey>, ServerError> {
+        let path = match &self.hub_key {
+            Some(p) => absolute(p)?,
+            None => data_dir.join(HUB_KEY_FILE),
+        };
+        let (key, made) = gonets_trust::HubKey::load_or_generate(&path)
+            .map_err(|e| ServerError::Config(format!("hub key: {e}")))?;
+        let public = gonets_trust::hub_key::public_path_of(&path);
+        if made {
+            tracing::info!(key_id = key.key_id(), path = %path.display(), public = %public.display(), "made a hub signing key");
+        } else {
+            tracing::info!(key_id = key.key_id(), path = %path.display(), "hub signing key");
+        }
+        Ok(Arc::new(key))
     }
 }
 

@@ -159,6 +159,11 @@ pub struct HubConfig {
     pub drain_timeout_ms: u64,
     /// How long dropping a hub that was not shut down waits for its threads, ms.
     pub drop_wait_ms: u64,
+    /// The hub's signing key (receipts, chain anchors; docs/security.md):
+    /// `None` (the default of an embedded hub) signs nothing. `gonets
+    /// serve` always has one (`hub_key` in its file, else a development
+    /// key under the data directory).
+    pub hub_key: Option<Arc<gonets_trust::HubKey>>,
 }
 
 impl HubConfig {
@@ -183,6 +188,7 @@ impl HubConfig {
             io_memory_bytes: None,
             drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
             drop_wait_ms: DROP_WAIT_MS_DEFAULT,
+            hub_key: None,
         }
     }
 
