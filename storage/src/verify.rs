@@ -98,8 +98,10 @@ pub trait Visitor {
     /// A data record of a valid batch (called before the batch's own
     /// [`Visitor::batch`]).
     fn record(&mut self, record: Visited<'_>) -> Result<(), String>;
-    /// A valid batch ended at offset `next_offset` with chain value `chain`.
-    fn batch(&mut self, next_offset: u64, chain: &[u8; 32]);
+    /// The chain value at `offset`, a batch boundary: after a valid batch
+    /// (which starts at `position` of `segment`), or at the start of the
+    /// first segment (`position` 0, from its header).
+    fn boundary(&mut self, offset: u64, chain: &[u8; 32], segment: &Path, position: usize);
     /// A segment finished (for progress lines).
     fn segment_done(&mut self, _path: &Path, _summary: &LogSummary) {}
 }
@@ -136,7 +138,7 @@ pub fn verify_log(dir: &Path, visitor: &mut dyn Visitor) -> Result<LogSummary, V
             base,
             last: i + 1 == count,
         };
-        walk.check_header(&mut summary, i == 0)?;
+        walk.check_header(&mut summary, i == 0, visitor)?;
         walk.batches(&mut summary, visitor)?;
         summary.segments += 1;
         visitor.segment_done(&path, &summary);
@@ -166,7 +168,12 @@ impl SegmentWalk<'_> {
     /// continuing the chain and the offsets of the segment before. The
     /// first segment's chain is taken from its header (retention dropped
     /// what came before), which must be the genesis value at offset 0.
-    fn check_header(&self, summary: &mut LogSummary, first: bool) -> Result<(), VerifyError> {
+    fn check_header(
+        &self,
+        summary: &mut LogSummary,
+        first: bool,
+        visitor: &mut dyn Visitor,
+    ) -> Result<(), VerifyError> {
         let header = self
             .bytes
             .get(..SEGMENT_HEADER_BYTES)
@@ -186,6 +193,7 @@ impl SegmentWalk<'_> {
                 return Err(self.broke(24, 0, "the first segment's chain is not the genesis"));
             }
             summary.chain = header.prev_chain;
+            visitor.boundary(self.base, &header.prev_chain, self.path, 0);
             return Ok(());
         }
         if self.base != summary.next_offset {
@@ -222,7 +230,7 @@ impl SegmentWalk<'_> {
                     summary.records += u64::from(b.record_count);
                     summary.next_offset = b.next_offset();
                     summary.chain = b.chain;
-                    visitor.batch(b.next_offset(), &b.chain);
+                    visitor.boundary(b.next_offset(), &b.chain, self.path, b.start);
                     pos = b.end;
                 }
                 BatchAt::Empty => return self.only_zeros_after(pos, expected),

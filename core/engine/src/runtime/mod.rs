@@ -38,6 +38,7 @@ mod shard_task;
 mod signal;
 mod start_error;
 pub mod stats;
+pub mod verify;
 pub mod within;
 
 pub use config::{HubConfig, ShardTuning};

@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(
             summary.summary,
             Some(AuditRecord::Suppressed {
-                from_ms: 10_000 + u64::from(AUDIT_RECORDS_PER_SECOND_MAX),
+                from_ms: 10_000 + u64::from(AUDIT_RECORDS_PER_SECOND_MAX) / 10,
                 to_ms: 10_099,
                 count: suppressed,
             })
