@@ -1,0 +1,350 @@
+//! A history that cannot be rewritten unnoticed (issue 18, ADR 0020), end
+//! to end: a hub with a key and a short anchor interval takes requests
+//! (and refusals that leave audit records), the auditor exports the
+//! anchors (`gonets anchors`), the hub stops. Then, on copies of the data
+//! directory:
+//!
+//! - untouched: `gonets verify --anchors` exits 0; without `--anchors` it
+//!   exits 0 but says authenticity is not proven;
+//! - an attacker with disk access rewrites one request's payload and
+//!   recomputes that record's CRC, its batch's marker (sector CRCs,
+//!   chain), every later batch's chain and the segment headers' chain,
+//!   with storage's own framing functions: the in-log anchors after it
+//!   give the break away;
+//! - the same attacker also neutralises every in-log anchor (each becomes
+//!   a snapshot part of the same length, CRCs and chains recomputed):
+//!   `gonets verify` without `--anchors` finds nothing and says it cannot
+//!   prove authenticity; with the exported anchors it reports the break at
+//!   that shard, in a range holding the rewritten offset (exit 1);
+//! - one flipped byte without recomputation is reported as damage.
+//!
+//! Needs the `gonets` binary (built with the workspace).
+
+use futures_lite::future::block_on;
+use gonets_engine::record::Record;
+use gonets_engine::{Hub, HubConfig, LogConfig};
+use gonets_storage::frame::{self, Parsed, RecordKind, HEADER_SIZE_BYTES};
+use gonets_storage::marker;
+use gonets_storage::scan::{self, BatchAt, Limits};
+use gonets_storage::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gonets_tests::net::{gonets_bin, wait_output};
+use gonets_types::{HubError, NewRequest};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
+/// Requests sent, in groups with a pause between (several anchors).
+const GROUPS: usize = 4;
+const PER_GROUP: usize = 10;
+/// The anchor interval of the hub under test, ms.
+const ANCHOR_INTERVAL_MS: u64 = 40;
+/// Most time one `gonets` command may take.
+const COMMAND_WAIT: Duration = Duration::from_secs(120);
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("ogrn {i:013}").into_bytes()
+}
+
+/// Runs `gonets ARGS`; (exit status, stdout, stderr).
+fn gonets(args: &[&str]) -> (i32, String, String) {
+    let child = Command::new(gonets_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gonets");
+    let out = wait_output(child, COMMAND_WAIT, "gonets");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// Runs the hub: requests, a state secret and a foreign answer refused
+/// (audit records); while it runs, `gonets verify` is refused.
+fn run_hub(data_dir: &Path, key: Arc<gonets_trust::HubKey>) {
+    // As `gonets serve` does: the public half beside the data.
+    std::fs::create_dir_all(data_dir).unwrap();
+    key.public().write(&data_dir.join("hub.pub")).unwrap();
+    let mut config = HubConfig::new(data_dir);
+    config.shards = 1;
+    config.log = LogConfig::small_for_tests();
+    config.hub_key = Some(key);
+    config.anchor_interval_ms = ANCHOR_INTERVAL_MS;
+    let hub = Hub::start(config).expect("hub starts");
+    let mfc = hub.session("MFC").expect("session");
+    let mut first = None;
+    for g in 0..GROUPS {
+        for i in 0..PER_GROUP {
+            let r = NewRequest::new(EGRUL, payload(g * PER_GROUP + i));
+            let a = block_on(mfc.send_request(r)).expect("accepted");
+            first.get_or_insert(a.id);
+        }
+        std::thread::sleep(Duration::from_millis(ANCHOR_INTERVAL_MS * 4));
+    }
+    let mut secret = NewRequest::new(EGRUL, "classified");
+    secret.state_secret = true;
+    let refused = block_on(mfc.send_request(secret));
+    assert!(matches!(refused, Err(HubError::StateSecret)), "{refused:?}");
+    let foreign = block_on(mfc.send_response(first.expect("sent"), "not mine"));
+    assert!(
+        matches!(foreign, Err(HubError::NotAuthorized(_))),
+        "{foreign:?}"
+    );
+    let (code, _, err) = gonets(&["verify", s(data_dir)]);
+    assert_eq!(code, 2, "verify of a running hub's data is refused: {err}");
+    assert!(err.contains("stop the hub"), "{err}");
+    hub.shutdown().expect("clean stop");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The segment files of a log, in order.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// What the attacker does to one record's payload (same length).
+type Edit<'a> = &'a dyn Fn(u64, &mut [u8]) -> bool;
+
+/// The attacker: walks the log batch by batch, applies `edit` to record
+/// payloads, and reseals everything after the first edit: record CRCs,
+/// every batch's marker (sector CRCs, chain) and each segment header's
+/// chain, with storage's own functions. Gives the edited offsets.
+fn rewrite_log(dir: &Path, edit: Edit<'_>) -> Vec<u64> {
+    let mut chain = None;
+    let mut edited = Vec::new();
+    for path in segments(dir) {
+        let mut seg = std::fs::read(&path).unwrap();
+        let header = SegmentHeader::decode(&seg[..SEGMENT_HEADER_BYTES]).expect("header");
+        let prev = *chain.get_or_insert(header.prev_chain);
+        SegmentHeader {
+            prev_chain: prev,
+            ..header.clone()
+        }
+        .encode(&mut seg[..SEGMENT_HEADER_BYTES]);
+        let limits = Limits {
+            record_size_bytes_max: seg.len(),
+            batch_bytes_max: seg.len(),
+        };
+        let mut pos = SEGMENT_HEADER_BYTES;
+        let mut expected = header.base_offset;
+        let mut prev_chain = prev;
+        while let BatchAt::Valid(b) = scan::batch_at(&seg, pos, expected, None, limits) {
+            let mut p = b.start;
+            let mut offset = b.first_offset;
+            while p < b.marker_start {
+                let Parsed::Record(h) = frame::parse(&seg, p, seg.len()) else {
+                    panic!("a valid batch's record")
+                };
+                let size = h.size_bytes as usize;
+                let body = &mut seg[p + HEADER_SIZE_BYTES..p + size];
+                if edit(offset, body) {
+                    edited.push(offset);
+                }
+                let len = h.payload_len();
+                frame::seal_in_place(
+                    &mut seg[p..],
+                    len,
+                    offset,
+                    h.timestamp_ns,
+                    RecordKind::Data,
+                    h.flags,
+                );
+                p += size;
+                offset += 1;
+            }
+            let Parsed::Record(m) = frame::parse(&seg, b.marker_start, seg.len()) else {
+                panic!("a valid batch's marker")
+            };
+            let records_len = b.marker_start - b.start;
+            let (_, new_chain) = marker::write_marker(
+                &mut seg[b.start..],
+                records_len,
+                b.first_offset,
+                b.record_count,
+                &prev_chain,
+                m.timestamp_ns,
+            );
+            prev_chain = new_chain;
+            expected = b.next_offset();
+            pos = b.end;
+        }
+        chain = Some(prev_chain);
+        std::fs::write(&path, &seg).unwrap();
+    }
+    edited
+}
+
+/// Rewrites the request with payload `payload(victim)` to say something else.
+fn rewrite_request(victim: usize) -> impl Fn(u64, &mut [u8]) -> bool {
+    move |_, body: &mut [u8]| {
+        let Ok(Record::Request(r)) = Record::decode(body) else {
+            return false;
+        };
+        if r.payload.as_ref() != payload(victim).as_slice() {
+            return false;
+        }
+        let at = body.len() - r.payload.len();
+        body[at..].copy_from_slice(format!("ogrn {:013}", 9_999_999).as_bytes());
+        true
+    }
+}
+
+/// Turns an anchor record into a snapshot part of the same length.
+fn neutralise_anchor(_: u64, body: &mut [u8]) -> bool {
+    if body.first() != Some(&7) {
+        return false;
+    }
+    body.fill(0);
+    body[0] = 4; // a snapshot part: tag, u32 length, bytes
+    let len = (body.len() - 5) as u32;
+    body[1..5].copy_from_slice(&len.to_le_bytes());
+    true
+}
+
+/// The offsets of a BREAK line's "offsets A..B" range.
+fn rewritten_range(stdout: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("BREAK:"))
+        .unwrap_or_else(|| panic!("a BREAK line in {stdout}"));
+    let tail = line
+        .split("lie in offsets ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a rewritten range in {line}"));
+    let range = tail.trim_end_matches(')');
+    let (a, b) = range.split_once("..").unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[test]
+fn given_a_rewritten_history_when_verified_with_exported_anchors_then_the_break_is_found() {
+    let root = tempfile::tempdir().unwrap();
+    let original = root.path().join("data");
+    let key = Arc::new(gonets_trust::HubKey::generate());
+    // The auditor keeps the public key away from the data disk.
+    let pub_key = root.path().join("auditor-hub.pub");
+    key.public().write(&pub_key).unwrap();
+    run_hub(&original, key);
+
+    let (code, anchors, err) = gonets(&["anchors", s(&original)]);
+    assert_eq!(code, 0, "{err}");
+    let anchor_lines = anchors.lines().count();
+    assert!(anchor_lines >= 3, "several anchors: {anchors}");
+    let exported = root.path().join("anchors.jsonl");
+    std::fs::write(&exported, &anchors).unwrap();
+    let (code, audit, err) = gonets(&["audit", s(&original)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(audit.contains("\"code\":\"STATE_SECRET\""), "{audit}");
+    assert!(audit.contains("\"code\":\"NOT_AUTHORIZED\""), "{audit}");
+    assert!(!audit.contains("classified"), "never the payload: {audit}");
+
+    // Untouched.
+    let key_arg = ["--hub-key", s(&pub_key)];
+    let (code, out, err) = gonets(
+        &[
+            &["verify", s(&original), "--anchors", s(&exported)][..],
+            &key_arg,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("exported anchors match the logs"), "{out}");
+    assert!(out.contains("2 audit records"), "{out}");
+    let (code, out, _) = gonets(&[&["verify", s(&original)][..], &key_arg].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("AUTHENTICITY NOT PROVEN"), "{out}");
+
+    // Rewritten, recomputed, in-log anchors left: they give it away.
+    let victim = GROUPS * PER_GROUP / 2;
+    let left = root.path().join("left");
+    copy_dir(&original, &left);
+    let edited = rewrite_log(&left.join("shard-0"), &rewrite_request(victim));
+    assert_eq!(edited.len(), 1, "one request rewritten");
+    let (code, out, _) = gonets(&[&["verify", s(&left)][..], &key_arg].concat());
+    assert_eq!(code, 1, "{out}");
+    let (from, to) = rewritten_range(&out);
+    assert!(from <= edited[0] && edited[0] < to, "{out}");
+
+    // Rewritten, and every in-log anchor neutralised (both logs).
+    let attacked = root.path().join("attacked");
+    copy_dir(&original, &attacked);
+    let edited = rewrite_log(&attacked.join("shard-0"), &rewrite_request(victim));
+    assert_eq!(edited.len(), 1);
+    let neutralised = rewrite_log(&attacked.join("shard-0"), &neutralise_anchor);
+    let gone = neutralised.len()
+        + rewrite_log(&attacked.join("shard-0/history"), &neutralise_anchor).len();
+    assert!(gone >= anchor_lines, "every anchor neutralised");
+    // The first record the attacker changed: the victim or an anchor.
+    let first_changed = neutralised
+        .iter()
+        .copied()
+        .chain([edited[0]])
+        .min()
+        .unwrap();
+    let (code, out, _) = gonets(&[&["verify", s(&attacked)][..], &key_arg].concat());
+    assert_eq!(code, 0, "nothing inside the disk tells: {out}");
+    assert!(out.contains("AUTHENTICITY NOT PROVEN"), "{out}");
+    let (code, out, _) = gonets(
+        &[
+            &["verify", s(&attacked), "--anchors", s(&exported)][..],
+            &key_arg,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BREAK: shard 0 shard log"), "{out}");
+    let (from, to) = rewritten_range(&out);
+    assert!(from <= first_changed && first_changed < to, "{out}");
+
+    // One flipped byte, nothing recomputed: damage.
+    let flipped = root.path().join("flipped");
+    copy_dir(&original, &flipped);
+    let seg = &segments(&flipped.join("shard-0"))[0];
+    let mut bytes = std::fs::read(seg).unwrap();
+    let at = bytes
+        .windows(18)
+        .position(|w| w == payload(victim).as_slice())
+        .expect("the payload");
+    bytes[at + 5] ^= 0x01;
+    std::fs::write(seg, &bytes).unwrap();
+    let (code, out, _) = gonets(&[&["verify", s(&flipped)][..], &key_arg].concat());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("record fails its check (BadCrc)"), "{out}");
+
+    // A key that did not sign the anchors: usage is fine, the anchors break.
+    let other = root.path().join("other.pub");
+    gonets_trust::HubKey::generate()
+        .public()
+        .write(&other)
+        .unwrap();
+    let (code, out, _) = gonets(&["verify", s(&original), "--hub-key", s(&other)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not verify with hub key"), "{out}");
+}
