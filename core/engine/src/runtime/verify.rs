@@ -30,6 +30,11 @@ struct Boundary {
     position: usize,
 }
 
+/// A walked log's chain values at its batch boundaries, and its summary.
+type Walked = (BTreeMap<u64, Boundary>, LogSummary);
+/// The walked logs by (shard, 0 shard log | 1 history log).
+type WalkedLogs = BTreeMap<(u16, u8), Walked>;
+
 /// What one log's walk found.
 #[derive(Clone, Debug)]
 pub struct LogReport {
@@ -172,7 +177,7 @@ struct Checker<'a> {
     /// Chain values at this log's batch boundaries.
     boundaries: BTreeMap<u64, Boundary>,
     /// The shard log's boundaries (when walking its history log).
-    shard_boundaries: Option<&'a (BTreeMap<u64, Boundary>, LogSummary)>,
+    shard_boundaries: Option<&'a Walked>,
     report: LogReport,
     progress: &'a mut dyn FnMut(&str),
     /// A break found by an anchor, with its range.
@@ -319,7 +324,7 @@ pub fn verify_data_dir(
     let mut reports = Vec::new();
     // The shard log's boundaries, kept while its history log is walked
     // and for the exported anchors: (shard, log) → them.
-    let mut kept: BTreeMap<(u16, u8), (BTreeMap<u64, Boundary>, LogSummary)> = BTreeMap::new();
+    let mut kept: WalkedLogs = BTreeMap::new();
     for at in logs_of(data_dir)? {
         let shard_key = (at.shard, 0);
         let shard_side = if at.log == AnchoredLog::History {
@@ -384,7 +389,7 @@ pub fn verify_data_dir(
 fn check_exported(
     exported: &[Anchor],
     key: &HubPublicKey,
-    kept: &BTreeMap<(u16, u8), (BTreeMap<u64, Boundary>, LogSummary)>,
+    kept: &WalkedLogs,
     mut reports: Vec<LogReport>,
 ) -> Result<Verdict, VerifyError> {
     let mut sorted: Vec<&Anchor> = exported.iter().collect();
