@@ -167,6 +167,16 @@ impl Shard {
     }
 }
 
+/// Test helper: the log holds exactly one audit record, of `reason`, and
+/// nothing else (a refused message is never stored; its refusal is).
+#[cfg(test)]
+pub(crate) fn assert_only_audited(log: &[(u64, Record)], reason: AuditReason) {
+    match log {
+        [(_, Record::Audit(AuditRecord::Refusal(r)))] => assert_eq!(r.reason, reason, "{log:?}"),
+        other => panic!("one audit record of {reason:?}, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
