@@ -348,3 +348,74 @@ fn given_a_rewritten_history_when_verified_with_exported_anchors_then_the_break_
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not verify with hub key"), "{out}");
 }
+
+/// `GET path` from the operator API; (status line, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let limit = Duration::from_secs(30);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, limit).expect("connect");
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: gonets\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    // A chunked body: the JSON lines are the lines that start with `{`.
+    let body = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (status, body)
+}
+
+#[test]
+fn given_gonets_serve_with_a_short_interval_when_anchors_are_read_from_the_api_then_verify_accepts_them(
+) {
+    use gonets_tests::net::{run_local, ServerOptions, ServerProcess};
+    let mut server = ServerProcess::start(ServerOptions {
+        shards: 1,
+        operator: true,
+        sections: format!("anchor_interval_ms = {ANCHOR_INTERVAL_MS}\n"),
+        ..ServerOptions::dev_token()
+    });
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let mfc = ep.connect("MFC").await;
+        for i in 0..PER_GROUP {
+            mfc.send_request(NewRequest::new(EGRUL, payload(i)))
+                .await
+                .expect("accepted");
+        }
+    });
+    let api = server.operator_addr();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (status, body) = http_get(api, "/anchors");
+        assert!(status.contains(" 200 "), "{status}");
+        if body.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(ANCHOR_INTERVAL_MS));
+    };
+    let key = gonets_trust::HubPublicKey::load(&server.data_dir().join("hub.pub")).unwrap();
+    let anchors: Vec<gonets_trust::Anchor> = body
+        .lines()
+        .map(|l| gonets_trust::Anchor::from_json_line(l).expect("an anchor line"))
+        .collect();
+    assert!(anchors.len() >= 2, "a shard and a history anchor: {body}");
+    assert!(anchors.iter().all(|a| a.verifies(&key)), "{body}");
+    let later = anchors.iter().map(|a| a.time_ms).max().unwrap();
+    let (_, since) = http_get(api, &format!("/anchors?since_ms={later}"));
+    assert!(since.lines().count() >= 1 && since.lines().count() <= anchors.len());
+    let (status, _) = http_get(api, "/anchors?since_ms=soon");
+    assert!(status.contains(" 400 "), "{status}");
+    let exported = server.dir().join("api-anchors.jsonl");
+    std::fs::write(&exported, &body).unwrap();
+    server.terminate();
+    let data = server.data_dir();
+    let (code, out, err) = gonets(&["verify", s(&data), "--anchors", s(&exported)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("exported anchors match the logs"), "{out}");
+}
