@@ -88,6 +88,9 @@ fn run_hub(data_dir: &Path, key: Arc<gonets_trust::HubKey>) {
             let a = block_on(mfc.send_request(r)).expect("accepted");
             first.get_or_insert(a.id);
         }
+        if g == 0 {
+            answer_all(&hub, PER_GROUP);
+        }
         std::thread::sleep(Duration::from_millis(ANCHOR_INTERVAL_MS * 4));
     }
     let mut secret = NewRequest::new(EGRUL, "classified");
@@ -103,6 +106,31 @@ fn run_hub(data_dir: &Path, key: Arc<gonets_trust::HubKey>) {
     assert_eq!(code, 2, "verify of a running hub's data is refused: {err}");
     assert!(err.contains("stop the hub"), "{err}");
     hub.shutdown().expect("clean stop");
+}
+
+/// FNS answers `n` requests and MFC acks the answers: finished
+/// exchanges, so the history log holds histories (and its own anchors).
+fn answer_all(hub: &Hub, n: usize) {
+    use gonets_types::{ParticipantId, QueueId};
+    let fns = hub.session("FNS").expect("provider");
+    let mfc = hub.session("MFC").expect("consumer");
+    let requests = QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
+    let answers = QueueId::Answers(ParticipantId::new("MFC"));
+    let (mut answered, mut acked) = (0, 0);
+    let deadline = std::time::Instant::now() + COMMAND_WAIT;
+    while (answered < n || acked < n) && std::time::Instant::now() < deadline {
+        let wait = Duration::from_millis(100);
+        for m in block_on(fns.fetch(requests.clone(), 64, wait)).expect("fetch requests") {
+            block_on(fns.ack(&m)).expect("ack the request");
+            block_on(fns.send_response(m.id, "extract")).expect("answer");
+            answered += 1;
+        }
+        for m in block_on(mfc.fetch(answers.clone(), 64, wait)).expect("fetch answers") {
+            block_on(mfc.ack(&m)).expect("ack the answer");
+            acked += 1;
+        }
+    }
+    assert_eq!((answered, acked), (n, n), "every exchange finished");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -256,6 +284,10 @@ fn given_a_rewritten_history_when_verified_with_exported_anchors_then_the_break_
     let (code, anchors, err) = gonets(&["anchors", s(&original)]);
     assert_eq!(code, 0, "{err}");
     let anchor_lines = anchors.lines().count();
+    assert!(
+        anchors.contains("\"log\":\"history\""),
+        "the history log anchored: {anchors}"
+    );
     assert!(anchor_lines >= 3, "several anchors: {anchors}");
     let exported = root.path().join("anchors.jsonl");
     std::fs::write(&exported, &anchors).unwrap();
@@ -381,12 +413,18 @@ fn given_gonets_serve_with_a_short_interval_when_anchors_are_read_from_the_api_t
         ..ServerOptions::dev_token()
     });
     let ep = server.endpoint();
+    // Two groups, intervals apart: at least two anchors of the shard's log
+    // (an idle hub anchors nothing new, and the history log stays empty
+    // without finished exchanges).
     run_local(move || async move {
         let mfc = ep.connect("MFC").await;
-        for i in 0..PER_GROUP {
-            mfc.send_request(NewRequest::new(EGRUL, payload(i)))
-                .await
-                .expect("accepted");
+        for g in 0..2 {
+            for i in 0..PER_GROUP {
+                mfc.send_request(NewRequest::new(EGRUL, payload(g * PER_GROUP + i)))
+                    .await
+                    .expect("accepted");
+            }
+            glommio::timer::sleep(Duration::from_millis(ANCHOR_INTERVAL_MS * 4)).await;
         }
     });
     let api = server.operator_addr();
@@ -404,7 +442,7 @@ fn given_gonets_serve_with_a_short_interval_when_anchors_are_read_from_the_api_t
         .lines()
         .map(|l| gonets_trust::Anchor::from_json_line(l).expect("an anchor line"))
         .collect();
-    assert!(anchors.len() >= 2, "a shard and a history anchor: {body}");
+    assert!(anchors.len() >= 2, "an anchor after each group: {body}");
     assert!(anchors.iter().all(|a| a.verifies(&key)), "{body}");
     let later = anchors.iter().map(|a| a.time_ms).max().unwrap();
     let (_, since) = http_get(api, &format!("/anchors?since_ms={later}"));

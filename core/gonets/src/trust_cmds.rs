@@ -8,7 +8,7 @@
 //! - `gonets verify-receipt FILE|- --hub-key FILE`: checks a receipt.
 
 use gonets_engine::runtime::verify::{
-    list_trust_records, verify_data_dir, LogReport, TrustRecord, Verdict,
+    list_trust_records, verify_data_dir, ListError, LogReport, TrustRecord, Verdict,
 };
 use gonets_trust::{Anchor, HubPublicKey};
 use std::io::Read;
@@ -154,8 +154,8 @@ pub(crate) fn list(data_dir: &Path, audit: bool) -> ExitCode {
     };
     match list_trust_records(data_dir, &mut each) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.contains("open in another process") => usage_error(e),
-        Err(e) => {
+        Err(ListError::Unreadable(e)) => usage_error(e),
+        Err(e @ ListError::Break { .. }) => {
             eprintln!("gonets: a log does not verify, listing stopped there: {e}");
             ExitCode::from(1)
         }

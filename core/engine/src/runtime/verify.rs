@@ -22,16 +22,35 @@ use gonets_trust::{Anchor, AnchoredLog, HubPublicKey};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where the chain value at a batch boundary came from.
-#[derive(Clone, Debug)]
+/// Where the chain value at a batch boundary came from (kept for every
+/// batch of a log: small).
+#[derive(Clone, Copy, Debug)]
 struct Boundary {
     chain: [u8; 32],
-    segment: PathBuf,
-    position: usize,
+    /// Index into the log's segment paths.
+    segment: u32,
+    position: u64,
+}
+
+/// The chain values at a log's batch boundaries, and its segment files.
+#[derive(Debug, Default)]
+struct Boundaries {
+    at: BTreeMap<u64, Boundary>,
+    segments: Vec<PathBuf>,
+}
+
+impl Boundaries {
+    fn get(&self, offset: &u64) -> Option<&Boundary> {
+        self.at.get(offset)
+    }
+
+    fn segment(&self, b: &Boundary) -> &Path {
+        &self.segments[b.segment as usize]
+    }
 }
 
 /// A walked log's chain values at its batch boundaries, and its summary.
-type Walked = (BTreeMap<u64, Boundary>, LogSummary);
+type Walked = (Boundaries, LogSummary);
 /// The walked logs by (shard, 0 shard log | 1 history log).
 type WalkedLogs = BTreeMap<(u16, u8), Walked>;
 
@@ -175,7 +194,7 @@ struct Checker<'a> {
     at: &'a LogDir,
     key: &'a HubPublicKey,
     /// Chain values at this log's batch boundaries.
-    boundaries: BTreeMap<u64, Boundary>,
+    boundaries: Boundaries,
     /// The shard log's boundaries (when walking its history log).
     shard_boundaries: Option<&'a Walked>,
     report: LogReport,
@@ -236,7 +255,7 @@ impl Checker<'_> {
     }
 
     fn first_offset(&self) -> u64 {
-        self.boundaries.keys().next().copied().unwrap_or(0)
+        self.boundaries.at.keys().next().copied().unwrap_or(0)
     }
 }
 
@@ -248,12 +267,7 @@ enum AnchorCheck {
     Differs(String),
 }
 
-fn anchor_matches(
-    a: &Anchor,
-    boundaries: &BTreeMap<u64, Boundary>,
-    first: u64,
-    next: u64,
-) -> AnchorCheck {
+fn anchor_matches(a: &Anchor, boundaries: &Boundaries, first: u64, next: u64) -> AnchorCheck {
     if a.offset < first {
         return AnchorCheck::Unreachable;
     }
@@ -272,7 +286,7 @@ fn anchor_matches(
             "the chain recomputed at anchored offset {} (batch at {} byte {}) differs from the \
              one the hub signed at {} ms: records before it were rewritten",
             a.offset,
-            b.segment.display(),
+            boundaries.segment(b).display(),
             b.position,
             a.time_ms
         )),
@@ -294,12 +308,16 @@ impl Visitor for Checker<'_> {
     }
 
     fn boundary(&mut self, offset: u64, chain: &[u8; 32], segment: &Path, position: usize) {
+        let segments = &mut self.boundaries.segments;
+        if segments.last().map(PathBuf::as_path) != Some(segment) {
+            segments.push(segment.to_path_buf());
+        }
         let b = Boundary {
             chain: *chain,
-            segment: segment.to_path_buf(),
-            position,
+            segment: (segments.len() - 1) as u32,
+            position: position as u64,
         };
-        self.boundaries.insert(offset, b);
+        self.boundaries.at.insert(offset, b);
     }
 
     fn segment_done(&mut self, path: &Path, summary: &LogSummary) {
@@ -335,7 +353,7 @@ pub fn verify_data_dir(
         let mut checker = Checker {
             at: &at,
             key,
-            boundaries: BTreeMap::new(),
+            boundaries: Boundaries::default(),
             shard_boundaries: shard_side,
             report: LogReport {
                 shard: at.shard,
@@ -438,8 +456,8 @@ fn check_exported(
             AnchorCheck::Differs(what) => {
                 let mut at = broken(what, Some((last_good.min(a.offset), a.offset)));
                 if let Some(b) = boundaries.get(&a.offset) {
-                    at.segment = Some(b.segment.clone());
-                    at.position = Some(b.position);
+                    at.segment = Some(boundaries.segment(b).to_path_buf());
+                    at.position = Some(b.position as usize);
                 }
                 return Ok(Verdict::Broken { at, logs: reports });
             }
@@ -461,25 +479,52 @@ pub enum TrustRecord {
     Audit(u16, u64, AuditRecord),
 }
 
+/// Why a listing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The directory could not be read (exit status 2).
+    #[error(transparent)]
+    Unreadable(#[from] VerifyError),
+    /// A log does not verify: the listing stops there (exit status 1).
+    #[error("shard {shard} {} log: {brk}", log.as_str())]
+    Break {
+        /// The shard.
+        shard: u16,
+        /// Which log.
+        log: AnchoredLog,
+        /// Where and what.
+        brk: verify::Break,
+    },
+}
+
 /// Walks every log of `data_dir` (read-only) and hands out its anchors
 /// (each once: the history log's copies of shard-log anchors are the same
-/// anchors) and its audit records, in log order. Stops at a break (an
-/// error naming it).
+/// anchors) and its audit records, in log order. Stops at a break.
 pub fn list_trust_records(
     data_dir: &Path,
     each: &mut dyn FnMut(TrustRecord),
-) -> Result<(), String> {
+) -> Result<(), ListError> {
     let mut seen = std::collections::HashSet::new();
-    for at in logs_of(data_dir).map_err(|e| e.to_string())? {
+    for at in logs_of(data_dir)? {
         let mut lister = Lister {
             shard: at.shard,
             seen: &mut seen,
             each: &mut *each,
         };
-        verify::verify_log(&at.dir, &mut lister).map_err(|e| match e {
-            WalkError::Locked(d) => VerifyError::Locked(d).to_string(),
-            e => e.to_string(),
-        })?;
+        match verify::verify_log(&at.dir, &mut lister) {
+            Ok(_) => {}
+            Err(WalkError::Break(brk)) => {
+                return Err(ListError::Break {
+                    shard: at.shard,
+                    log: at.log,
+                    brk,
+                })
+            }
+            Err(WalkError::Locked(d)) => return Err(VerifyError::Locked(d).into()),
+            Err(WalkError::Io { path, source }) => {
+                return Err(VerifyError::Io { path, source }.into())
+            }
+        }
     }
     Ok(())
 }
