@@ -457,3 +457,55 @@ fn given_gonets_serve_with_a_short_interval_when_anchors_are_read_from_the_api_t
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("exported anchors match the logs"), "{out}");
 }
+
+#[test]
+fn given_a_receipt_when_checked_by_gonets_verify_receipt_then_ok_and_a_changed_one_not_valid() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let key = gonets_trust::HubKey::generate();
+    let pub_key = dir.path().join("hub.pub");
+    key.public().write(&pub_key).unwrap();
+    let mut receipt = gonets_types::Receipt {
+        message_id: gonets_types::MessageId::new(1_700_000_000_000, 0, 7),
+        reply_to: None,
+        digest: gonets_trust::payload_digest(b"ogrn"),
+        sender: gonets_types::ParticipantId::new("MFC"),
+        kind: gonets_types::DataKindId::new(EGRUL),
+        time_ms: 1_700_000_000_000,
+        shard: 0,
+        offset: 42,
+        key_id: String::new(),
+        signature: Default::default(),
+    };
+    gonets_trust::sign_receipt(&key, &mut receipt);
+    let file = dir.path().join("receipt.json");
+    std::fs::write(&file, gonets_trust::receipt_to_json(&receipt)).unwrap();
+    let (code, out, err) = gonets(&["verify-receipt", s(&file), "--hub-key", s(&pub_key)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK") && out.contains("offset 42"), "{out}");
+
+    receipt.offset = 43; // moved in the log after signing
+    let changed = gonets_trust::receipt_to_json(&receipt);
+    let mut child = Command::new(gonets_bin())
+        .args(["verify-receipt", "-", "--hub-key", s(&pub_key)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(changed.as_bytes())
+        .unwrap();
+    let out = wait_output(child, COMMAND_WAIT, "verify-receipt");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("NOT VALID"), "{stdout}");
+
+    std::fs::write(&file, "{}").unwrap();
+    let (code, out, _) = gonets(&["verify-receipt", s(&file), "--hub-key", s(&pub_key)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NOT VALID: not a receipt"), "{out}");
+}
