@@ -133,6 +133,29 @@ fn answer_all(hub: &Hub, n: usize) {
     assert_eq!((answered, acked), (n, n), "every exchange finished");
 }
 
+/// Starts a hub (with its key) on `data_dir` again: FNS fetches `open`
+/// requests; then a clean stop.
+fn restart_and_fetch(data_dir: &Path, key: Arc<gonets_trust::HubKey>, open: usize) {
+    let mut config = HubConfig::new(data_dir);
+    config.shards = 1;
+    config.log = LogConfig::small_for_tests();
+    config.hub_key = Some(key);
+    config.anchor_interval_ms = ANCHOR_INTERVAL_MS;
+    let hub = Hub::start(config).expect("hub starts again");
+    let fns = hub.session("FNS").expect("provider");
+    let requests = gonets_types::QueueId::Requests(gonets_types::DataKindId::new(EGRUL));
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + COMMAND_WAIT;
+    while got < open && std::time::Instant::now() < deadline {
+        let wait = Duration::from_millis(100);
+        got += block_on(fns.fetch(requests.clone(), 64, wait))
+            .expect("fetch")
+            .len();
+    }
+    assert_eq!(got, open, "every open request served after the restart");
+    hub.shutdown().expect("clean stop");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -279,7 +302,7 @@ fn given_a_rewritten_history_when_verified_with_exported_anchors_then_the_break_
     // The auditor keeps the public key away from the data disk.
     let pub_key = root.path().join("auditor-hub.pub");
     key.public().write(&pub_key).unwrap();
-    run_hub(&original, key);
+    run_hub(&original, key.clone());
 
     let (code, anchors, err) = gonets(&["anchors", s(&original)]);
     assert_eq!(code, 0, "{err}");
@@ -312,6 +335,35 @@ fn given_a_rewritten_history_when_verified_with_exported_anchors_then_the_break_
     let (code, out, _) = gonets(&[&["verify", s(&original)][..], &key_arg].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("AUTHENTICITY NOT PROVEN"), "{out}");
+
+    // A restart replays past anchor and audit records, serves every open
+    // request, and the anchors exported before still match the grown log.
+    let restarted = root.path().join("restarted");
+    copy_dir(&original, &restarted);
+    restart_and_fetch(&restarted, key, (GROUPS - 1) * PER_GROUP);
+    let (code, out, err) = gonets(
+        &[
+            &["verify", s(&restarted), "--anchors", s(&exported)][..],
+            &key_arg,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The restart's last anchor covers its last record (the shutdown's).
+    let ends_anchored = out.lines().any(|l| {
+        l.contains("shard 0 shard log")
+            && l.split("offsets 0..")
+                .nth(1)
+                .and_then(|t| t.split(',').next())
+                .map(|end| {
+                    l.contains(&format!(
+                        "last anchored offset {}",
+                        end.parse::<u64>().unwrap() - 1
+                    ))
+                })
+                == Some(true)
+    });
+    assert!(ends_anchored, "{out}");
 
     // Rewritten, recomputed, in-log anchors left: they give it away.
     let victim = GROUPS * PER_GROUP / 2;

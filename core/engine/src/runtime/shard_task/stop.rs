@@ -69,9 +69,11 @@ impl ShardTask {
             }
         }
         if let Some(a) = self.anchors.clone() {
-            // The last anchor covers everything this run wrote.
+            // The last anchor covers everything this run wrote; one the
+            // task signed meanwhile (after the snapshot) is appended too.
             a.stop();
-            if !self.log_failed && a.sign_due() {
+            if !self.log_failed {
+                a.sign_due();
                 self.append_anchors().await;
                 self.settle_commits().await;
             }
