@@ -554,3 +554,61 @@ impl Visitor for Lister<'_> {
 
     fn boundary(&mut self, _: u64, _: &[u8; 32], _: &Path, _: usize) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boundaries() -> Boundaries {
+        let mut b = Boundaries::default();
+        b.segments.push(PathBuf::from("00000000000000000100.seg"));
+        for (offset, chain) in [(100u64, [1u8; 32]), (110, [2; 32]), (125, [3; 32])] {
+            let at = Boundary {
+                chain,
+                segment: 0,
+                position: offset * 10,
+            };
+            b.at.insert(offset, at);
+        }
+        b
+    }
+
+    #[test]
+    fn given_anchors_when_matched_against_a_log_then_each_case_is_told_apart() {
+        let key = gonets_trust::HubKey::generate();
+        let b = boundaries();
+        let anchor = |offset, chain| Anchor::signed(&key, 0, offset, chain, 1);
+        let check = |a: &Anchor| anchor_matches(a, &b, 100, 125);
+        assert!(matches!(check(&anchor(110, [2; 32])), AnchorCheck::Matches));
+        assert!(matches!(check(&anchor(125, [3; 32])), AnchorCheck::Matches));
+        assert!(matches!(
+            check(&anchor(90, [9; 32])),
+            AnchorCheck::Unreachable
+        ));
+        let differs = |a: &Anchor| match check(a) {
+            AnchorCheck::Differs(what) => what,
+            _ => panic!("{a:?} must not match"),
+        };
+        assert!(differs(&anchor(110, [9; 32])).contains("rewritten"));
+        assert!(differs(&anchor(111, [2; 32])).contains("not a batch boundary"));
+        assert!(differs(&anchor(130, [2; 32])).contains("no longer reaches"));
+    }
+
+    #[test]
+    fn given_a_break_report_when_shown_then_it_names_shard_log_place_and_range() {
+        let at = BreakReport {
+            shard: 3,
+            log: AnchoredLog::History,
+            segment: Some(PathBuf::from("x.seg")),
+            position: Some(8192),
+            offset: 40,
+            rewritten: Some((20, 40)),
+            what: "w".into(),
+        };
+        assert_eq!(
+            at.to_string(),
+            "shard 3 history log, segment x.seg byte 8192, offset 40: w \
+             (the records rewritten lie in offsets 20..40)"
+        );
+    }
+}
