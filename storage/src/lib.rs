@@ -12,7 +12,9 @@
 //! (a file proven empty is moved into `quarantine/`), and [`repair`] records
 //! damage an operator accepts. The byte format, the recovery rules and the
 //! crash analysis are in `docs/storage.md`. [`index_run`] holds the immutable
-//! sorted key-to-offset files the history archive indexes its log with.
+//! sorted key-to-offset files the history archive indexes its log with;
+//! [`verify`] walks a log read-only and checks every record, marker and
+//! the hash chain (`gonets verify`).
 
 /// Runs its statements only in builds with the test-only `failpoints` feature.
 macro_rules! journal {
@@ -45,6 +47,7 @@ mod reserve;
 pub mod scan;
 pub mod segment;
 mod tail;
+pub mod verify;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{

@@ -637,6 +637,16 @@ impl Log {
         self.state.borrow().durable_offset
     }
 
+    /// The durable end and the chain value there, read together: every
+    /// record below the offset is durable, the offset is a batch boundary,
+    /// and the chain is the commit-marker chain after the batch that ends
+    /// there ([`crate::marker::CHAIN_GENESIS`] for an empty log). What the
+    /// engine signs as a chain anchor (docs/adr/0020).
+    pub fn durable_head(&self) -> (u64, [u8; 32]) {
+        let st = self.state.borrow();
+        (st.durable_offset, st.chain)
+    }
+
     /// Bytes of records appended and not yet durable: a record appended now
     /// is written after all of them (the log writes batches in order). An
     /// owner that can hold back work keeps this low to bound how long a

@@ -22,6 +22,7 @@ pub mod registry;
 mod registry_toml;
 pub mod runtime;
 pub mod shard;
+pub mod trust_record;
 
 /// The histogram type of a log's commit stats (`runtime::stats::LogReport`),
 /// for readers above the engine (the operator API's `/metrics`).

@@ -28,6 +28,11 @@ pub enum Record {
         /// Number of parts.
         parts: u64,
     },
+    /// The hub's signature over a log's chain head (tag 7,
+    /// `trust_record`); replay ignores it.
+    Anchor(gonets_trust::Anchor),
+    /// A refusal kept for audit (tag 8, `trust_record`); replay ignores it.
+    Audit(crate::trust_record::AuditRecord),
 }
 
 /// An accepted request.
@@ -96,6 +101,8 @@ const TAG_EVENT: u8 = 3;
 const TAG_SNAPSHOT_PART: u8 = 4;
 const TAG_SNAPSHOT_END: u8 = 5;
 const TAG_EVENTS: u8 = 6;
+pub(crate) const TAG_ANCHOR: u8 = 7;
+pub(crate) const TAG_AUDIT: u8 = 8;
 /// Bytes of one encoded event (id, kind, time, count): bounds the count a
 /// `Record::Events` may claim by the bytes present.
 pub const EVENT_BYTES: usize = 16 + 1 + 8 + 4;
@@ -170,6 +177,16 @@ impl Record {
                 put_u64(out, *parts);
                 &[]
             }
+            Record::Anchor(a) => {
+                out.push(TAG_ANCHOR);
+                crate::trust_record::put_anchor(out, a);
+                &[]
+            }
+            Record::Audit(a) => {
+                out.push(TAG_AUDIT);
+                crate::trust_record::put_audit(out, a);
+                &[]
+            }
         }
     }
 
@@ -237,6 +254,8 @@ impl Record {
                 first_offset: r.u64()?,
                 parts: r.u64()?,
             },
+            TAG_ANCHOR => Record::Anchor(crate::trust_record::read_anchor(&mut r)?),
+            TAG_AUDIT => Record::Audit(crate::trust_record::read_audit(&mut r)?),
             _ => return Err(DecodeError("record tag")),
         };
         if r.at != bytes.len() {
@@ -428,6 +447,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust_record::{AuditReason, AuditRecord, AuditRefusal};
 
     fn request() -> Record {
         Record::Request(RequestRecord {
@@ -489,6 +509,13 @@ mod tests {
                 first_offset: 9,
                 parts: 1,
             },
+            anchor(),
+            audit(),
+            Record::Audit(AuditRecord::Suppressed {
+                from_ms: 1,
+                to_ms: 2,
+                count: 3,
+            }),
         ];
         for r in records {
             let mut buf = Vec::new();
@@ -497,13 +524,34 @@ mod tests {
         }
     }
 
+    fn anchor() -> Record {
+        let key = gonets_trust::HubKey::generate();
+        Record::Anchor(gonets_trust::Anchor::signed(&key, 3, 77, [5; 32], 1_000))
+    }
+
+    fn audit() -> Record {
+        Record::Audit(AuditRecord::Refusal(AuditRefusal {
+            time_ms: 9,
+            participant: ParticipantId::new("MVD"),
+            kind: DataKindId::new("urn:k"),
+            reason: AuditReason::BadSignature,
+            detail: "bad signature: no key".into(),
+            payload_digest: [7; 32],
+            payload_bytes: 12,
+        }))
+    }
+
     #[test]
     fn given_truncated_or_garbage_bytes_when_decoded_then_error_not_panic() {
+        for r in [request(), anchor(), audit()] {
+            let mut buf = Vec::new();
+            r.encode(&mut buf);
+            for cut in 0..buf.len() {
+                assert!(Record::decode(&buf[..cut]).is_err(), "cut at {cut}");
+            }
+        }
         let mut buf = Vec::new();
         request().encode(&mut buf);
-        for cut in 0..buf.len() {
-            assert!(Record::decode(&buf[..cut]).is_err(), "cut at {cut}");
-        }
         let mut long = buf.clone();
         long.push(0);
         assert_eq!(Record::decode(&long), Err(DecodeError("trailing bytes")));

@@ -10,6 +10,9 @@
 //! - `gonets hw detect [--out FILE]`, `gonets hw check FILE`: hardware
 //!   profiles (hw-profiles/), which `serve --profile FILE` applies.
 //! - `gonets report sla [--from T] [--to T]`: the SLA report from a data directory.
+//! - `gonets verify DATA_DIR [--anchors FILE] [--hub-key FILE]`, `gonets
+//!   anchors DATA_DIR`, `gonets audit DATA_DIR`, `gonets verify-receipt FILE
+//!   --hub-key FILE`: the auditor's checks (docs/adr/0020).
 
 mod admin;
 mod demo;
@@ -17,6 +20,7 @@ mod hw;
 mod repair;
 mod report;
 mod serve;
+mod trust_cmds;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -99,6 +103,42 @@ enum Command {
     Queues {
         #[command(flatten)]
         connect: admin::ConnectArgs,
+    },
+    /// Check a stopped hub's data directory: every record CRC, every
+    /// commit marker, the hash chain, every in-log anchor, and (with
+    /// --anchors) every exported anchor. Exit 0 verified, 1 a break, 2
+    /// usage or I/O error. Read-only.
+    Verify {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Anchors exported earlier (`gonets anchors`, the operator API's
+        /// /anchors): one JSON line each. Without them authenticity is not proven.
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
+        /// The hub's public key (default DATA_DIR/hub.pub).
+        #[arg(long, value_name = "FILE")]
+        hub_key: Option<PathBuf>,
+    },
+    /// Print every chain anchor in a stopped hub's logs, one JSON line
+    /// each: what an auditor copies away and keeps.
+    Anchors {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// Print every audit record (refusals: state secret, bad signature,
+    /// not authorised) in a stopped hub's logs, one JSON line each.
+    Audit {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// Check a receipt the hub signed: prints OK and its fields, or why
+    /// not (exit 1).
+    VerifyReceipt {
+        /// The receipt's JSON (`-`: standard input).
+        file: PathBuf,
+        /// The hub's public key (`hub.pub`).
+        #[arg(long, value_name = "FILE")]
+        hub_key: PathBuf,
     },
     /// Reports read from a data directory.
     Report {
@@ -191,6 +231,19 @@ pub(crate) fn default_addr() -> SocketAddr {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Verify {
+            data_dir,
+            anchors,
+            hub_key,
+        } => {
+            let data_dir = trust_cmds::absolute(data_dir);
+            return trust_cmds::verify(&data_dir, anchors.as_deref(), hub_key.as_deref());
+        }
+        Command::Anchors { data_dir } => return trust_cmds::list(&data_dir, false),
+        Command::Audit { data_dir } => return trust_cmds::list(&data_dir, true),
+        Command::VerifyReceipt { file, hub_key } => {
+            return trust_cmds::verify_receipt(&file, &hub_key)
+        }
         Command::Serve {
             config,
             operator_listen,

@@ -20,7 +20,7 @@ use serde_json::json;
 use std::sync::Mutex;
 
 /// Every path the API serves, in the OpenAPI file's spelling.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     "/health",
     "/ready",
     "/queues",
@@ -31,6 +31,7 @@ pub const ROUTES: [&str; 10] = [
     "/providers",
     "/events",
     "/sla",
+    "/anchors",
 ];
 
 /// What the handlers share: the hub, its facts, and a session as the
@@ -60,6 +61,7 @@ enum Route<'a> {
     Providers,
     Events,
     Sla,
+    Anchors,
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
@@ -73,6 +75,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/providers" => Some(Route::Providers),
         "/events" => Some(Route::Events),
         "/sla" => Some(Route::Sla),
+        "/anchors" => Some(Route::Anchors),
         _ => path
             .strip_prefix("/messages/")
             .filter(|id| !id.is_empty() && !id.contains('/'))
@@ -104,9 +107,36 @@ pub(crate) async fn handle(
         Route::Providers => provider_rows(ctx).await,
         Route::Events => Ok(sse::stream(&ctx.events)),
         Route::Sla => sla(ctx, query.unwrap_or("")),
+        Route::Anchors => anchors(ctx, query.unwrap_or("")),
     };
     result.unwrap_or_else(ApiError::into_response)
 }
+
+/// The chain anchors signed since the hub started, at or after
+/// `since_ms` (default 0), one JSON line each: what an auditor keeps away
+/// from the hub's disk and gives `gonets verify --anchors`.
+fn anchors(ctx: &Context, query: &str) -> Result<Response<Body>, ApiError> {
+    let mut since_ms = 0;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since_ms", v)) => {
+                since_ms = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("since_ms={v:?}: expected Unix ms"))
+                })?;
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {pair:?}"))),
+        }
+    }
+    let mut text = String::new();
+    for a in ctx.hub.anchors(since_ms) {
+        text.push_str(&a.to_json_line());
+        text.push('\n');
+    }
+    Ok(with_type(StatusCode::OK, text, ANCHORS_CONTENT_TYPE))
+}
+
+/// JSON lines.
+const ANCHORS_CONTENT_TYPE: &str = "application/jsonl";
 
 async fn ready(ctx: &Context) -> Result<Response<Body>, ApiError> {
     let stats = every_shard(&ctx.hub).await?;

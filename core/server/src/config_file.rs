@@ -72,6 +72,9 @@ pub struct ConfigFile {
     /// its `.pub` beside it, when missing. Default: `hub.key` in the data
     /// directory (a development key: in production keep it off the data disk).
     pub hub_key: Option<PathBuf>,
+    /// Most time between two signed anchors of a shard's chain head while
+    /// records are written, ms (default 10,000; 0: only after snapshots).
+    pub anchor_interval_ms: Option<u64>,
 }
 
 /// `[monitor]` (docs/operations.md, "Provider monitoring"). The operator
@@ -285,6 +288,9 @@ impl ConfigFile {
             hub.shard.provider_unreachable_after_ms = ms;
         }
         hub.hub_key = Some(self.hub_key(data_dir)?);
+        if let Some(ms) = self.anchor_interval_ms {
+            hub.anchor_interval_ms = ms;
+        }
         Ok(hub)
     }
 }

@@ -7,10 +7,40 @@ use crate::hub_key::{HubKey, HubPublicKey};
 use crate::scheme::{base64_of, bytes_of_base64};
 use bytes::Bytes;
 
-/// The hub's signed statement "shard `shard`'s chain after every record
-/// before log offset `offset` is `chain`, at hub time `time_ms`".
+/// Which of a shard's two logs an anchor is about. Each signs under its
+/// own domain string, so an anchor of one can never pass for the other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchoredLog {
+    /// The shard's log (`shard-N/`).
+    Shard,
+    /// The shard's history log (`shard-N/history/`, the archive).
+    History,
+}
+
+impl AnchoredLog {
+    /// Its name in the JSON line form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnchoredLog::Shard => "shard",
+            AnchoredLog::History => "history",
+        }
+    }
+
+    fn domain(self) -> &'static [u8] {
+        match self {
+            AnchoredLog::Shard => ANCHOR_DOMAIN,
+            AnchoredLog::History => HISTORY_ANCHOR_DOMAIN,
+        }
+    }
+}
+
+/// The hub's signed statement "shard `shard`'s log `log` has the chain
+/// value `chain` after every record before log offset `offset`, at hub
+/// time `time_ms`".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anchor {
+    /// The log: the shard's own or its history log.
+    pub log: AnchoredLog,
     /// The shard.
     pub shard: u16,
     /// The log offset the chain value is taken at: every record before it
@@ -27,13 +57,14 @@ pub struct Anchor {
 }
 
 const ANCHOR_DOMAIN: &[u8] = b"gonets anchor v1\0";
+const HISTORY_ANCHOR_DOMAIN: &[u8] = b"gonets history anchor v1\0";
 
 impl Anchor {
     /// The exact bytes the hub signs.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(ANCHOR_DOMAIN.len() + 2 + 8 + 32 + 8 + 4 + self.key_id.len());
-        out.extend_from_slice(ANCHOR_DOMAIN);
+        let domain = self.log.domain();
+        let mut out = Vec::with_capacity(domain.len() + 2 + 8 + 32 + 8 + 4 + self.key_id.len());
+        out.extend_from_slice(domain);
         out.extend_from_slice(&self.shard.to_le_bytes());
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.chain);
@@ -44,9 +75,22 @@ impl Anchor {
         out
     }
 
-    /// A signed anchor.
+    /// A signed anchor of a shard's log.
     pub fn signed(key: &HubKey, shard: u16, offset: u64, chain: [u8; 32], time_ms: u64) -> Anchor {
+        Anchor::signed_for(key, AnchoredLog::Shard, shard, offset, chain, time_ms)
+    }
+
+    /// A signed anchor of `log` of `shard`.
+    pub fn signed_for(
+        key: &HubKey,
+        log: AnchoredLog,
+        shard: u16,
+        offset: u64,
+        chain: [u8; 32],
+        time_ms: u64,
+    ) -> Anchor {
         let mut a = Anchor {
+            log,
             shard,
             offset,
             chain,
@@ -66,6 +110,7 @@ impl Anchor {
     /// One line of JSON (an export file holds one anchor a line).
     pub fn to_json_line(&self) -> String {
         serde_json::json!({
+            "log": self.log.as_str(),
             "shard": self.shard,
             "offset": self.offset,
             "chain": gonets_types::trust::hex_of(&self.chain),
@@ -76,7 +121,7 @@ impl Anchor {
         .to_string()
     }
 
-    /// Reads [`Anchor::to_json_line`]'s text.
+    /// Reads [`Anchor::to_json_line`]'s text (`log` absent: the shard's log).
     pub fn from_json_line(line: &str) -> Result<Anchor, String> {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let u = |name: &str| {
@@ -92,7 +137,13 @@ impl Anchor {
         let chain = gonets_types::trust::bytes_of_hex(s("chain")?)
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .ok_or("chain: not 64 hex digits")?;
+        let log = match v.get("log").and_then(|x| x.as_str()) {
+            None | Some("shard") => AnchoredLog::Shard,
+            Some("history") => AnchoredLog::History,
+            Some(other) => return Err(format!("log: {other}: not shard or history")),
+        };
         Ok(Anchor {
+            log,
             shard: u16::try_from(u("shard")?).map_err(|_| "shard out of range")?,
             offset: u("offset")?,
             chain,
@@ -127,6 +178,14 @@ mod tests {
         };
         assert!(!rechained.verifies(&key.public()));
         assert!(!a.verifies(&HubKey::generate().public()));
+        let other_log = Anchor {
+            log: AnchoredLog::History,
+            ..a.clone()
+        };
+        assert!(!other_log.verifies(&key.public()));
+        let h = Anchor::signed_for(&key, AnchoredLog::History, 1, 4096, [9; 32], 1);
+        assert!(h.verifies(&key.public()));
+        assert_eq!(Anchor::from_json_line(&h.to_json_line()).unwrap(), h);
         assert!(Anchor::from_json_line("{}").is_err());
     }
 }

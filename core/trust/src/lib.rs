@@ -13,7 +13,7 @@ pub mod keys;
 pub mod receipt;
 pub mod scheme;
 
-pub use anchor::Anchor;
+pub use anchor::{Anchor, AnchoredLog};
 pub use digest::{answer_digest, batch_digest, payload_digest, request_digest};
 pub use hub_key::{HubKey, HubKeyError, HubPublicKey};
 pub use keys::{sign_digest, KeyRing, RegisteredKey, SignatureError};

@@ -24,6 +24,9 @@ pub const OUTBOX_MESSAGES_MAX_DEFAULT: usize = 65_536;
 pub const SUBSCRIPTION_CREDITS_MAX_DEFAULT: u32 = 1024;
 /// Default number of appended records between two state snapshots.
 pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 100_000;
+/// Default [`HubConfig::anchor_interval_ms`]: a signed anchor of every
+/// shard's chain head at least every 10 s while records are written.
+pub const ANCHOR_INTERVAL_MS_DEFAULT: u64 = 10_000;
 /// Default history-index entries a shard holds before it writes a run.
 pub const INDEX_TABLE_ENTRIES_MAX_DEFAULT: usize = crate::runtime::archive::TABLE_ENTRIES_MAX;
 /// Default time shutdown waits for shards to settle peer traffic, ms.
@@ -164,6 +167,10 @@ pub struct HubConfig {
     /// serve` always has one (`hub_key` in its file, else a development
     /// key under the data directory).
     pub hub_key: Option<Arc<gonets_trust::HubKey>>,
+    /// With a hub key: most time between two signed anchors of a shard's
+    /// chain head while records are written, ms; 0: only after snapshots
+    /// (docs/adr/0020-signed-anchors-and-verify.md).
+    pub anchor_interval_ms: u64,
 }
 
 impl HubConfig {
@@ -189,6 +196,7 @@ impl HubConfig {
             drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
             drop_wait_ms: DROP_WAIT_MS_DEFAULT,
             hub_key: None,
+            anchor_interval_ms: ANCHOR_INTERVAL_MS_DEFAULT,
         }
     }
 

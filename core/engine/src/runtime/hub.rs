@@ -146,6 +146,13 @@ impl HubHandle {
         &self.mesh.registry
     }
 
+    /// The chain anchors the shards signed at or after `since_ms` (since
+    /// the hub started; at most `ANCHORS_KEPT_MAX`, the newest), oldest
+    /// first. The logs hold every one (`gonets anchors`).
+    pub fn anchors(&self, since_ms: u64) -> Vec<gonets_trust::Anchor> {
+        self.mesh.anchors.since(since_ms)
+    }
+
     /// The most credits one subscription may hold.
     pub fn subscription_credits_max(&self) -> u32 {
         self.mesh.subscription_credits_max
@@ -421,6 +428,8 @@ impl Hub {
                 outbox_messages_max: config.outbox_messages_max,
                 bulk_unwritten_bytes_max: config.bulk_unwritten_bytes_max,
                 failures: self.failures.clone(),
+                hub_key: config.hub_key.clone(),
+                anchor_interval_ms: config.anchor_interval_ms,
             };
             let placement = match &config.pin_cores {
                 Some(cores) => Placement::Fixed(cores[i]),

@@ -191,6 +191,8 @@ pub(crate) struct Mesh {
     pub(crate) registry: Arc<Registry>,
     /// Most credits one subscription may hold.
     pub(crate) subscription_credits_max: u32,
+    /// The chain anchors signed since start (the operator's `/anchors`).
+    pub(crate) anchors: Arc<crate::runtime::anchors::AnchorBook>,
     /// Set once shutdown began: sessions answer `Unavailable` without sending.
     stopped: AtomicBool,
     /// By shard: set once the shard will send no reply any more, just before
@@ -217,6 +219,7 @@ impl Mesh {
             controls,
             registry,
             subscription_credits_max,
+            anchors: Arc::default(),
             stopped: AtomicBool::new(false),
             closed,
         }

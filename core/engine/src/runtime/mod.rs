@@ -16,9 +16,11 @@
 //! handle), `message` (what sessions get), `archive` (finished histories
 //! for ever, ADR 0005), `clock`, `signal`, `stats` (what a shard
 //! tells the operator), `lanes` (the task queues: rt before bulk before
-//! background, ADR 0015).
+//! background, ADR 0015), `anchors` (signed chain anchors, ADR 0020),
+//! `verify` (the read-only check of a data directory, `gonets verify`).
 
 mod alarm;
+pub mod anchors;
 mod archive;
 mod clock;
 mod committer;
@@ -36,6 +38,7 @@ mod shard_task;
 mod signal;
 mod start_error;
 pub mod stats;
+pub mod verify;
 pub mod within;
 
 pub use config::{HubConfig, ShardTuning};

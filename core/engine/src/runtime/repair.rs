@@ -186,7 +186,8 @@ fn describe(record: &Record) -> Option<String> {
         Record::Answer(a) => format!("answer {} to request {}", a.id, a.request_id),
         Record::Event(e) => format!("{:?} of request {}", e.kind, e.request_id),
         Record::Events(es) => format!("{} history steps", es.len()),
-        Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => return None,
+        Record::Audit(a) => format!("audit record {}", a.to_json_line(0, 0)),
+        Record::SnapshotPart(_) | Record::SnapshotEnd { .. } | Record::Anchor(_) => return None,
     })
 }
 

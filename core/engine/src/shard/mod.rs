@@ -9,6 +9,7 @@
 //! (`apply`), the same code replay runs; volatile state (queues, leases,
 //! waits, subscriptions) is rebuilt after replay, with every lease expired.
 
+mod audit;
 mod awaiting;
 mod batch;
 pub mod exchange;
@@ -316,6 +317,8 @@ pub struct Shard {
     answer_acks: BTreeSet<Token>,
     failed: Option<HubError>,
     counters: ShardCounters,
+    /// The rate bound of audit records (`audit`).
+    audit: audit::AuditBound,
     /// Service-level counts by data kind (live steps only, never replay).
     sla: sla::SlaBook,
     /// The latest fetch, subscribe or credit per queue, hub time ms: the
@@ -410,6 +413,7 @@ impl Shard {
             answer_acks: BTreeSet::new(),
             failed: None,
             counters: ShardCounters::default(),
+            audit: audit::AuditBound::default(),
             sla: sla::SlaBook::default(),
             last_read_ms: NameMap::default(),
             committing: NameMap::default(),
@@ -718,6 +722,7 @@ impl Shard {
                 self.snapshot_start = first_offset;
                 self.snapshot_floor = self.needs_floor(first_offset).min(self.replay_refers_from);
             }
+            Record::Anchor(_) | Record::Audit(_) => {} // kept for audit, not state
             record => {
                 self.replay_base = false;
                 let time_ms = match &record {
@@ -725,7 +730,7 @@ impl Shard {
                     Record::Answer(a) => a.time_ms,
                     Record::Event(e) => e.time_ms,
                     Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
-                    Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => 0,
+                    _ => 0,
                 };
                 self.replayed_ms = self.replayed_ms.max(time_ms);
                 self.apply(offset, &record, true)
@@ -1079,8 +1084,11 @@ impl Shard {
                     self.apply_event(offset, e, durable);
                 }
             }
-            Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
-                unreachable!("snapshot records are not applied")
+            Record::SnapshotPart(_)
+            | Record::SnapshotEnd { .. }
+            | Record::Anchor(_)
+            | Record::Audit(_) => {
+                unreachable!("snapshot and trust records are not applied")
             }
         }
     }
@@ -1501,6 +1509,7 @@ impl Shard {
                 self.counters.requests_invalid_format += 1;
             }
             self.refused_at_door(r, e);
+            self.audit_refusal(caller, &r.kind, &r.payload, e);
         }
         checked
     }
@@ -2153,9 +2162,12 @@ impl Shard {
             return Err(HubError::NotFound);
         };
         if &ex.provider != caller {
-            return Err(HubError::NotAuthorized(format!(
-                "{caller} is not the provider of {request_id}"
-            )));
+            let (e, kind) = (
+                format!("{caller} is not the provider of {request_id}"),
+                ex.kind.clone(),
+            );
+            drop(ex);
+            return Err(self.audited(caller, &kind, &payload, HubError::NotAuthorized(e)));
         }
         if !ex.durable && !ex.call {
             return Err(HubError::NotFound);

@@ -400,7 +400,7 @@ fn given_participant_without_consumer_role_when_send_request_then_not_authorized
     let mut d = Driver::new();
     let r = d.now_reply("OPERATOR", Command::SendRequest(request(ASYNC)));
     assert!(matches!(r, Err(HubError::NotAuthorized(_))), "{r:?}");
-    assert!(d.log.is_empty());
+    super::audit::assert_only_audited(&d.log, crate::trust_record::AuditReason::NotAuthorized);
 }
 
 #[test]
@@ -408,7 +408,7 @@ fn given_consumer_not_allowed_for_kind_when_send_request_then_not_authorized() {
     let mut d = Driver::new();
     let r = d.now_reply("MVD", Command::SendRequest(request(ASYNC)));
     assert!(matches!(r, Err(HubError::NotAuthorized(_))), "{r:?}");
-    assert!(d.log.is_empty());
+    super::audit::assert_only_audited(&d.log, crate::trust_record::AuditReason::NotAuthorized);
 }
 
 #[test]
@@ -428,7 +428,8 @@ fn given_state_secret_when_send_request_then_state_secret_refused_and_counted() 
     let r = d.now_reply("MFC", Command::SendRequest(secret));
     assert_eq!(r, Err(HubError::StateSecret));
     assert_eq!(d.shard.counters().state_secrets_refused, 1);
-    assert!(d.log.is_empty(), "a state secret is never stored");
+    // Never stored: only its audit record (digest and size, no payload).
+    super::audit::assert_only_audited(&d.log, crate::trust_record::AuditReason::StateSecret);
 }
 
 #[test]

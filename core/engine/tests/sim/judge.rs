@@ -833,6 +833,12 @@ impl World {
             Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {
                 return Err("the shard appended a snapshot record by itself".into())
             }
+            Record::Anchor(_) => return Err("the shard appended an anchor by itself".into()),
+            // An audit record of a refusal (ADR 0020): not state.
+            Record::Audit(_) => {
+                self.logs[si].records.push(record);
+                return Ok(());
+            }
             Record::Events(es) if es.iter().all(|e| e.kind == EventKind::Delivered) => {
                 // A fetch of several: each delivery checked, and folded,
                 // in turn (the next one's FIFO check sees the one before).

@@ -327,7 +327,10 @@ impl ShardModel {
                     self.apply(offset, &Record::Event(e.clone()), live)?;
                 }
             }
-            Record::SnapshotPart(_) | Record::SnapshotEnd { .. } => {}
+            Record::SnapshotPart(_)
+            | Record::SnapshotEnd { .. }
+            | Record::Anchor(_)
+            | Record::Audit(_) => {}
         }
         Ok(())
     }
@@ -351,7 +354,7 @@ impl ShardModel {
                 Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                 // A snapshot's clock part holds the shard's time then.
                 Record::SnapshotPart(b) => clock_of(b).unwrap_or(0),
-                Record::SnapshotEnd { .. } => 0,
+                Record::SnapshotEnd { .. } | Record::Anchor(_) | Record::Audit(_) => 0,
             };
             m.latest_ms = m.latest_ms.max(time_ms);
         }

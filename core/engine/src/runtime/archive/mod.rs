@@ -276,6 +276,10 @@ impl Archive {
             };
             scanned += 1;
             let offset = rec.offset();
+            if crate::trust_record::is_anchor(rec.payload()) {
+                self.index.borrow_mut().indexed_to = offset + 1;
+                continue; // an anchor, not a history
+            }
             match record::decode_chunk(rec.payload()) {
                 Ok((head, _)) if head.index + 1 == head.count => {
                     let first = offset - u64::from(head.count - 1);
@@ -367,6 +371,24 @@ impl Archive {
         });
         self.appended_last = Some(last);
         Ok(Archived::Appended)
+    }
+
+    /// Appends a chain anchor (`Record::Anchor`: of this history log, or
+    /// a copy of one of the shard's log, kept here because this log is
+    /// never retained); gives its offset. Committed with the next turn.
+    pub(crate) async fn append_anchor(
+        &mut self,
+        anchor: &gonets_trust::Anchor,
+        timestamp_ns: u64,
+    ) -> Result<u64, LogError> {
+        self.encoded.clear();
+        crate::record::Record::Anchor(anchor.clone()).encode(&mut self.encoded);
+        let offset = match self.log.try_append(&self.encoded, timestamp_ns, 0) {
+            Err(LogError::Busy) => self.log.append(&self.encoded, timestamp_ns, 0).await,
+            other => other,
+        }?;
+        self.appended_last = Some(offset);
+        Ok(offset)
     }
 
     /// Asks for everything appended since the last call to be committed.

@@ -12,14 +12,17 @@
 //! work yields so the log's flusher and the outbox drainers run.
 //!
 //! Submodules: `outputs` (carrying out what the shard asks), `snapshots`
-//! (snapshot, mark, checkpoint, retention), `stop` (clean shutdown).
+//! (snapshot, mark, checkpoint, retention), `anchoring` (appending chain
+//! anchors and the audit bound's summaries), `stop` (clean shutdown).
 
+mod anchoring;
 mod outputs;
 mod snapshots;
 mod stop;
 
 use crate::registry::Registry;
 use crate::runtime::alarm::Alarm;
+use crate::runtime::anchors::Anchorer;
 use crate::runtime::archive::Archive;
 use crate::runtime::committer::Commits;
 use crate::runtime::hub::{Failures, ShardFailure};
@@ -80,6 +83,11 @@ pub(crate) struct ShardStart {
     pub(crate) bulk_unwritten_bytes_max: u64,
     /// Where a failed log is reported to the hub.
     pub(crate) failures: Arc<Failures>,
+    /// The hub key that signs chain anchors; `None`: no anchors.
+    pub(crate) hub_key: Option<Arc<gonets_trust::HubKey>>,
+    /// Most time between anchors while records are written, ms (0: only
+    /// after snapshots).
+    pub(crate) anchor_interval_ms: u64,
 }
 
 /// Where a shard thread reports that it recovered (or why not).
@@ -146,6 +154,13 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         }
     };
     let commits = Commits::start(log.clone());
+    let anchors = Anchorer::start(
+        start.hub_key.clone(),
+        id,
+        start.anchor_interval_ms,
+        (log.clone(), archive.log.clone()),
+        start.inlet.mesh.anchors.clone(),
+    );
     let outbox = Outbox::start(id, &start.inlet.mesh.inboxes, start.outbox_messages_max);
     let mut task = ShardTask {
         id,
@@ -181,6 +196,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         log_syncs: start.log_config.durability == Durability::Fdatasync,
         bulk_unwritten_bytes_max: start.bulk_unwritten_bytes_max,
         rt_seen_at: None,
+        anchors,
     };
     let now_ms = task.clock.now_ms();
     let mut outputs = std::mem::take(&mut task.outputs);
@@ -255,6 +271,8 @@ struct ShardTask {
     bulk_unwritten_bytes_max: u64,
     /// When the rt inbox last gave a client command.
     rt_seen_at: Option<Instant>,
+    /// Signs the logs' chain heads (with a hub key only).
+    anchors: Option<Rc<Anchorer>>,
 }
 
 impl ShardTask {
@@ -383,10 +401,20 @@ impl ShardTask {
                 Err(_) => Wake::ChannelsClosed,
             }
         };
+        let anchors = self.anchors.clone();
         let committed = async {
+            let anchored = async {
+                match &anchors {
+                    Some(a) => a.wake_driver.wait().await,
+                    None => future::pending().await,
+                }
+            };
             future::or(
-                self.commits.wake_driver.wait(),
-                self.archive.commits.wake_driver.wait(),
+                future::or(
+                    self.commits.wake_driver.wait(),
+                    self.archive.commits.wake_driver.wait(),
+                ),
+                anchored,
             )
             .await;
             Wake::Local
@@ -426,6 +454,7 @@ impl ShardTask {
         for request_id in self.archive.settle() {
             self.feed(Input::Archived { request_id }).await;
         }
+        self.append_anchors().await;
         if let Some(full) = self.archive.commits.take_failure() {
             // A failed history log is as fatal as a failed shard log: the
             // histories waiting on it stay in memory and in snapshots.
@@ -463,6 +492,7 @@ impl ShardTask {
         if let Some(last) = self.appended_last.take() {
             self.commits.want(last);
         }
+        self.flush_audit().await;
         self.archive.end_turn();
         self.note_space();
         if self.records_since_snapshot >= self.snapshot_every_records

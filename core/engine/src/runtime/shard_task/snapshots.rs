@@ -66,6 +66,9 @@ impl ShardTask {
         self.snapshot_durable_ms = Some(self.clock.now_ms());
         self.shard.snapshot_durable(p.first);
         self.log.set_mark(p.first);
+        if let Some(a) = &self.anchors {
+            a.checkpointed();
+        }
         if self.draining {
             return; // shutdown checkpoints on its own
         }

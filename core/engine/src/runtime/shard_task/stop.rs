@@ -68,6 +68,16 @@ impl ShardTask {
                 .await;
             }
         }
+        if let Some(a) = self.anchors.clone() {
+            // The last anchor covers everything this run wrote; one the
+            // task signed meanwhile (after the snapshot) is appended too.
+            a.stop();
+            if !self.log_failed {
+                a.sign_due();
+                self.append_anchors().await;
+                self.settle_commits().await;
+            }
+        }
         if let Err(e) = self.archive.close().await {
             if !self.log_failed {
                 tracing::warn!(shard = self.id, error = %e, "closing the history log");
