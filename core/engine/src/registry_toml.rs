@@ -8,8 +8,9 @@
 //! once ([`crate::format`]).
 
 use crate::format::{Direction, Format};
+use crate::registry_keys::{key_ring, KeyEntry};
 use crate::registry::{
-    DataKind, Mode, Participant, Registry, RegistryError, Roles, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
+    DataKind, Mode, Participant, Registry, RegistryError, Roles, Signatures, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
     ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT, PAYLOAD_BYTES_MAX_DEFAULT,
     QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
 };
@@ -39,6 +40,9 @@ struct ParticipantEntry {
     certificate_sha256: Option<String>,
     answer_queue_messages_max: Option<u32>,
     answer_queue_bytes_max: Option<u64>,
+    /// Its signature keys (docs/registry.md "Signature keys").
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
 }
 
 /// One `[[data_kind]]` table.
@@ -58,6 +62,8 @@ struct DataKindEntry {
     request_format: Option<toml::Value>,
     /// As `request_format`, for data answers.
     answer_format: Option<toml::Value>,
+    /// `"required"` or `"optional"` (the default).
+    signatures: Option<String>,
 }
 
 /// Parses and validates a registry from TOML text; a `json_schema_file`
@@ -96,6 +102,7 @@ pub(crate) fn parse(text: &str, dir: &Path) -> Result<Registry, RegistryError> {
             answer_queue_bytes_max: p
                 .answer_queue_bytes_max
                 .unwrap_or(ANSWER_QUEUE_BYTES_MAX_DEFAULT),
+            keys: key_ring(&p.id, &p.keys)?,
         });
     }
 
@@ -137,6 +144,15 @@ fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, Regist
         (Mode::Async, None) => ASYNC_DEADLINE_MS_DEFAULT,
         (Mode::Realtime, None) => REALTIME_DEADLINE_MS_DEFAULT,
     };
+    let signatures = match k.signatures.as_deref() {
+        None | Some("optional") => Signatures::Optional,
+        Some("required") => Signatures::Required,
+        Some(other) => {
+            return Err(invalid(format!(
+                "{entry}: unknown signatures {other:?} (expected \"required\" or \"optional\")"
+            )))
+        }
+    };
     Ok(DataKind {
         id: DataKindId::new(&k.id),
         provider: ParticipantId::new(&k.provider),
@@ -148,6 +164,7 @@ fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, Regist
         queue_bytes_max: k.queue_bytes_max.unwrap_or(QUEUE_BYTES_MAX_DEFAULT),
         request_format: kind_format(&k.id, Direction::Request, k.request_format.as_ref(), dir)?,
         answer_format: kind_format(&k.id, Direction::Answer, k.answer_format.as_ref(), dir)?,
+        signatures,
     })
 }
 

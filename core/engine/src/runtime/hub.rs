@@ -409,6 +409,7 @@ impl Hub {
                     .shard
                     .shard_config(shard, n, boot_nonce(shard), &config.log),
                 registry: config.registry.clone(),
+                hub_key: config.hub_key.clone(),
                 inlet: Inlet {
                     shard,
                     inbox: r.inbox,

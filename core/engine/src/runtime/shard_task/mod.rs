@@ -68,6 +68,8 @@ pub(crate) struct ShardStart {
     pub(crate) shard_config: ShardConfig,
     /// The registry.
     pub(crate) registry: Arc<Registry>,
+    /// The hub's receipt key (`HubConfig::hub_key`), if any.
+    pub(crate) hub_key: Option<Arc<gonets_trust::HubKey>>,
     /// Its inbox and control channel (and every shard's, for peer messages).
     pub(crate) inlet: Inlet,
     /// Appended records between snapshots.
@@ -116,7 +118,7 @@ enum Wake {
 /// the recovery's outcome on `ready`; returns the shutdown's.
 pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), String> {
     let id = start.id;
-    let (log, shard) = match recovery::replay(
+    let (log, mut shard) = match recovery::replay(
         &start.dir,
         start.log_config.clone(),
         start.shard_config,
@@ -130,6 +132,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
+    // Replay signs nothing (receipts are made at acceptance only).
+    shard.set_hub_key(start.hub_key.clone());
     let archive = match Archive::open_with(
         &start.dir,
         id,
