@@ -3302,3 +3302,6 @@ mod monitor_tests;
 
 #[path = "format_tests.rs"]
 mod format_tests;
+
+#[path = "signature_tests.rs"]
+mod signature_tests;
