@@ -253,6 +253,7 @@ fn roles(participant: &str, names: &[String]) -> Result<Roles, RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Signatures;
 
     const DEFAULT: &str = include_str!("../registry.default.toml");
 
@@ -842,5 +843,87 @@ consumer = ["MFC"]
             );
             assert!(reason.contains(want), "{formats}: {reason}");
         }
+    }
+
+    /// A registry whose MFC lists `keys` and whose one kind has `signatures`.
+    fn with_keys(keys: &str, signatures: &str) -> String {
+        format!(
+            r#"
+[[participant]]
+id = "FNS"
+name = "Federal Tax Service"
+roles = ["provider"]
+
+[[participant]]
+id = "MFC"
+name = "Public-service centre"
+roles = ["consumer"]
+keys = [{keys}]
+
+[[data_kind]]
+id = "urn:test:1"
+provider = "FNS"
+mode = "async"
+consumers = ["MFC"]
+{signatures}
+"#
+        )
+    }
+
+    fn public_key() -> String {
+        gonets_trust::Ed25519Signer::from_seed(&[9; 32]).public_key_base64()
+    }
+
+    #[test]
+    fn given_keys_and_a_signatures_rule_when_parsed_then_a_key_ring_and_the_rule_are_built() {
+        let key = public_key();
+        let keys = format!(
+            "{{ id = \"mfc-2026\", algorithm = \"ed25519\", public_key = \"{key}\", \
+             valid_from = 2026-01-01T00:00:00Z, valid_until = \"2027-01-01T00:00:00Z\" }}, \
+             {{ id = \"mfc-open\", algorithm = \"ed25519\", public_key = \"{key}\" }}"
+        );
+        let reg = parse(&with_keys(&keys, "signatures = \"required\"")).unwrap();
+        let ring = &reg.participant_by_name("MFC").unwrap().keys;
+        let k = &ring.keys()[0];
+        assert_eq!(k.key_id, "mfc-2026");
+        assert_eq!(k.valid_from_ms, Some(1_767_225_600_000));
+        assert_eq!(k.valid_until_ms, Some(1_798_761_600_000));
+        assert_eq!((ring.keys()[1].valid_from_ms, ring.keys()[1].valid_until_ms), (None, None));
+        assert!(reg.participant_by_name("FNS").unwrap().keys.is_empty());
+        assert_eq!(kind(&reg, "urn:test:1").signatures, Signatures::Required);
+        let optional = parse(&with_keys("", "")).unwrap();
+        assert_eq!(kind(&optional, "urn:test:1").signatures, Signatures::Optional);
+        let named = parse(&with_keys("", "signatures = \"optional\"")).unwrap();
+        assert_eq!(kind(&named, "urn:test:1").signatures, Signatures::Optional);
+    }
+
+    #[test]
+    fn given_bad_keys_when_parsed_then_invalid_naming_the_participant_and_the_key() {
+        let key = public_key();
+        let cases = [
+            (format!("{{ id = \"k1\", algorithm = \"gost\", public_key = \"{key}\" }}"), "k1", "gost"),
+            ("{ id = \"k1\", algorithm = \"ed25519\", public_key = \"AAAA\" }".to_string(), "k1", "key"),
+            (format!("{{ id = \"k2\", algorithm = \"ed25519\", public_key = \"{key}\", valid_from = \"2026-01-01\" }}"), "k2", "valid_from"),
+            (format!("{{ id = \"k3\", algorithm = \"ed25519\", public_key = \"{key}\", valid_until = 2026-01-01T00:00:00 }}"), "k3", "valid_until"),
+            (format!("{{ id = \"k4\", algorithm = \"ed25519\", public_key = \"{key}\", valid_until = 5 }}"), "k4", "valid_until"),
+        ];
+        for (keys, key_id, what) in cases {
+            let m = invalid_message(&with_keys(&keys, ""));
+            assert!(m.contains("participant MFC") && m.contains(key_id) && m.contains(what), "{m}");
+        }
+        let twice = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\" }}, \
+             {{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\" }}"
+        );
+        assert!(invalid_message(&with_keys(&twice, "")).contains("twice"));
+        let backwards = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", \
+             valid_from = 2027-01-01T00:00:00Z, valid_until = 2026-01-01T00:00:00Z }}"
+        );
+        assert!(invalid_message(&with_keys(&backwards, "")).contains("not before"));
+        let unknown = format!("{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", usage = \"sign\" }}");
+        assert!(toml_message(&with_keys(&unknown, "")).contains("usage"));
+        let m = invalid_message(&with_keys("", "signatures = \"always\""));
+        assert!(m.contains("kind urn:test:1") && m.contains("always"), "{m}");
     }
 }
