@@ -134,6 +134,16 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             |s| s.counters.answers_invalid_format,
         ),
         (
+            "gonets_requests_bad_signature",
+            "Requests refused BAD_SIGNATURE (missing where required, unknown or out-of-date key, a signature that does not verify)",
+            |s| s.counters.requests_bad_signature,
+        ),
+        (
+            "gonets_answers_bad_signature",
+            "Answers refused BAD_SIGNATURE",
+            |s| s.counters.answers_bad_signature,
+        ),
+        (
             "gonets_histories_archived",
             "Finished histories the archive holds durably",
             |s| s.counters.archived,
