@@ -87,7 +87,7 @@ pub(crate) fn render(
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 11] = [
+    let families: [(&str, &str, Pick); 13] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
