@@ -12,8 +12,8 @@
 use gonets_client::ClientError;
 use gonets_tests::net::{bounded, fetch_n, run_local, Endpoint, ServerOptions, ServerProcess};
 use gonets_trust::{
-    batch_digest, request_digest, sign_digest, verify_batch_receipt, verify_receipt,
-    Ed25519Signer, HubPublicKey, Signer,
+    batch_digest, request_digest, sign_digest, verify_batch_receipt, verify_receipt, Ed25519Signer,
+    HubPublicKey, Signer,
 };
 use gonets_types::{
     AcceptanceReceipt, Command, DataKindId, HubError, NewRequest, ParticipantId, QueueId, Reply,
@@ -53,8 +53,16 @@ fn registry_in(dir: &Path) -> PathBuf {
     let mfc_keys = format!(
         "keys = [{}, {}, {}]\n",
         key("mfc-1", &mfc_key(), ""),
-        key("mfc-old", &mfc_old_key(), ", valid_until = 2020-01-01T00:00:00Z"),
-        key("mfc-next", &mfc_next_key(), ", valid_from = \"2099-01-01T00:00:00Z\""),
+        key(
+            "mfc-old",
+            &mfc_old_key(),
+            ", valid_until = 2020-01-01T00:00:00Z"
+        ),
+        key(
+            "mfc-next",
+            &mfc_next_key(),
+            ", valid_from = \"2099-01-01T00:00:00Z\""
+        ),
     );
     let fns_keys = format!("keys = [{}]\n", key("fns-1", &fns_key(), ""));
     let egrul = format!("id = \"{EGRUL}\"\n");
@@ -84,7 +92,12 @@ fn requests() -> QueueId {
     QueueId::Requests(DataKindId::new(EGRUL))
 }
 
-async fn connect_signing(ep: &Endpoint, who: &str, key_id: &str, key: Arc<dyn Signer>) -> gonets_client::glommio::Client {
+async fn connect_signing(
+    ep: &Endpoint,
+    who: &str,
+    key_id: &str,
+    key: Arc<dyn Signer>,
+) -> gonets_client::glommio::Client {
     ep.connect_with(ep.client_config(who).with_signing_key(key_id, key))
         .await
 }
@@ -101,14 +114,16 @@ fn mfc() -> ParticipantId {
 }
 
 #[test]
-fn given_each_bad_signature_when_sent_then_bad_signature_and_nothing_stored_also_after_a_restart()
-{
+fn given_each_bad_signature_when_sent_then_bad_signature_and_nothing_stored_also_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = start(dir.path());
     let ep = server.endpoint();
     run_local(move || async move {
         let plain = ep.connect("MFC").await;
-        let why = bad_signature("unsigned", plain.send_request(NewRequest::new(EGRUL, "x")).await);
+        let why = bad_signature(
+            "unsigned",
+            plain.send_request(NewRequest::new(EGRUL, "x")).await,
+        );
         assert!(why.contains("requires a signature"), "{why}");
         let signing = [
             ("mfc-9", mfc_key() as Arc<dyn Signer>, "has no key"),
@@ -124,21 +139,34 @@ fn given_each_bad_signature_when_sent_then_bad_signature_and_nothing_stored_also
         }
         // A good key's signature over another payload.
         let other = request_digest(&mfc(), &NewRequest::new(EGRUL, "another"));
-        let forged = Command::SendRequest(NewRequest::new(EGRUL, "x"))
-            .signed(sign_digest(mfc_key().as_ref(), "mfc-1", &other));
+        let forged = Command::SendRequest(NewRequest::new(EGRUL, "x")).signed(sign_digest(
+            mfc_key().as_ref(),
+            "mfc-1",
+            &other,
+        ));
         let why = bad_signature("another payload", plain.execute(forged).await);
         assert!(why.contains("does not match"), "{why}");
         // A batch whose one signature covers only part of it.
-        let batch: Vec<_> = (0..3).map(|i| NewRequest::new(EGRUL, format!("b{i}"))).collect();
-        let part: Vec<_> = batch[..2].iter().map(|r| request_digest(&mfc(), r)).collect();
+        let batch: Vec<_> = (0..3)
+            .map(|i| NewRequest::new(EGRUL, format!("b{i}")))
+            .collect();
+        let part: Vec<_> = batch[..2]
+            .iter()
+            .map(|r| request_digest(&mfc(), r))
+            .collect();
         let signature = sign_digest(mfc_key().as_ref(), "mfc-1", &batch_digest(&part));
         let why = bad_signature(
             "a bad batch signature",
-            plain.execute(Command::SendRequests(batch).signed(signature)).await,
+            plain
+                .execute(Command::SendRequests(batch).signed(signature))
+                .await,
         );
         assert!(why.contains("does not match"), "{why}");
         let fns = ep.connect("FNS").await;
-        let none = fns.fetch(&requests(), 10, Duration::from_millis(300)).await.expect("fetch");
+        let none = fns
+            .fetch(&requests(), 10, Duration::from_millis(300))
+            .await
+            .expect("fetch");
         assert!(none.is_empty(), "nothing refused was stored: {none:?}");
     });
     server.terminate();
@@ -146,7 +174,10 @@ fn given_each_bad_signature_when_sent_then_bad_signature_and_nothing_stored_also
     let ep = server.endpoint();
     run_local(move || async move {
         let fns = ep.connect("FNS").await;
-        let none = fns.fetch(&requests(), 10, Duration::from_millis(300)).await.expect("fetch");
+        let none = fns
+            .fetch(&requests(), 10, Duration::from_millis(300))
+            .await
+            .expect("fetch");
         assert!(none.is_empty(), "{none:?}");
     });
     drop(dir);
@@ -161,9 +192,13 @@ fn given_good_signatures_when_sent_then_delivered_with_digest_and_signature_and_
     run_local(move || async move {
         let mfc_client = connect_signing(&ep, "MFC", "mfc-1", mfc_key()).await;
         let fns = connect_signing(&ep, "FNS", "fns-1", fns_key()).await;
-        let accepted = bounded("send", OP, mfc_client.send_request(NewRequest::new(EGRUL, "inn 7707083893")))
-            .await
-            .expect("a signed request is accepted");
+        let accepted = bounded(
+            "send",
+            OP,
+            mfc_client.send_request(NewRequest::new(EGRUL, "inn 7707083893")),
+        )
+        .await
+        .expect("a signed request is accepted");
         let Some(AcceptanceReceipt::One(receipt)) = accepted.receipt.clone() else {
             panic!("serve signs receipts: {accepted:?}")
         };
@@ -185,16 +220,28 @@ fn given_good_signatures_when_sent_then_delivered_with_digest_and_signature_and_
             .expect("a signed answer");
         let answers = QueueId::Answers(mfc());
         let answer = fetch_n(&mfc_client, &answers, 1, OP).await.remove(0);
-        assert_eq!(answer.signature.as_ref().map(|s| s.key_id.as_str()), Some("fns-1"));
-        let answer_receipt = answer.receipt.clone().expect("the hub's receipt for the answer");
         assert_eq!(
-            (answer_receipt.message_id, answer_receipt.reply_to, Some(answer_receipt.digest)),
+            answer.signature.as_ref().map(|s| s.key_id.as_str()),
+            Some("fns-1")
+        );
+        let answer_receipt = answer
+            .receipt
+            .clone()
+            .expect("the hub's receipt for the answer");
+        assert_eq!(
+            (
+                answer_receipt.message_id,
+                answer_receipt.reply_to,
+                Some(answer_receipt.digest)
+            ),
             (answer.id, Some(accepted.id), answer.digest)
         );
         assert_eq!(answer_receipt.sender, ParticipantId::new("FNS"));
         assert_eq!(verify_receipt(&answer_receipt, &hub), Ok(()));
         // A batch signed once: one receipt for all, verified once.
-        let batch: Vec<_> = (0..3).map(|i| NewRequest::new(EGRUL, format!("b{i}"))).collect();
+        let batch: Vec<_> = (0..3)
+            .map(|i| NewRequest::new(EGRUL, format!("b{i}")))
+            .collect();
         let results = bounded("batch", OP, mfc_client.send_requests(batch))
             .await
             .expect("a batch reply");
@@ -207,7 +254,9 @@ fn given_good_signatures_when_sent_then_delivered_with_digest_and_signature_and_
         assert_eq!(verify_batch_receipt(&batch_receipt, &hub), Ok(()));
         let got = fetch_n(&fns, &requests(), 3, OP).await;
         for m in &got {
-            let entry = batch_receipt.entry(m.id).expect("named in the batch receipt");
+            let entry = batch_receipt
+                .entry(m.id)
+                .expect("named in the batch receipt");
             assert_eq!(m.digest, Some(entry.digest));
         }
         // A reply is typed: a raw execute gives the same.

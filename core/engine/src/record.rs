@@ -55,8 +55,9 @@ pub struct RequestRecord {
     /// The consumer's idempotency key.
     pub idempotency_key: Option<String>,
     /// Its digest and the consumer's signature (`None` in records written
-    /// before digests were kept, docs/adr/0019).
-    pub seal: Option<Seal>,
+    /// before digests were kept, docs/adr/0019); boxed, so a record stays
+    /// small whether or not it has one.
+    pub seal: Option<Box<Seal>>,
     /// The payload, stored as received.
     pub payload: Bytes,
 }
@@ -93,8 +94,8 @@ pub struct AnswerRecord {
     pub time_ms: u64,
     /// Its digest, the provider's signature and the hub's receipt
     /// signature (`None` for the hub's own refusals, and in records
-    /// written before digests were kept).
-    pub seal: Option<Seal>,
+    /// written before digests were kept); boxed, as a request's.
+    pub seal: Option<Box<Seal>>,
     /// The payload (empty for refusals made by the hub).
     pub payload: Bytes,
 }
@@ -240,7 +241,7 @@ impl Record {
                 let transaction = r.opt_str()?.map(str::to_owned);
                 let idempotency_key = r.opt_str()?.map(str::to_owned);
                 let seal = if flags & REQUEST_FLAG_SEALED != 0 {
-                    Some(r.seal()?)
+                    Some(Box::new(r.seal()?))
                 } else {
                     None
                 };
@@ -266,7 +267,7 @@ impl Record {
                 let body = r.answer_body()?;
                 let time_ms = r.u64()?;
                 let seal = if tag == TAG_ANSWER_SEALED {
-                    Some(r.seal()?)
+                    Some(Box::new(r.seal()?))
                 } else {
                     None
                 };
@@ -380,7 +381,10 @@ fn put_seal(out: &mut Vec<u8>, seal: &Seal) {
     let present =
         u8::from(seal.signature.is_some()) | (u8::from(seal.receipt_signature.is_some()) << 1);
     out.push(present);
-    for s in [&seal.signature, &seal.receipt_signature].into_iter().flatten() {
+    for s in [&seal.signature, &seal.receipt_signature]
+        .into_iter()
+        .flatten()
+    {
         put_str(out, &s.key_id);
         put_bytes(out, &s.bytes);
     }
@@ -545,8 +549,16 @@ impl<'a> Reader<'a> {
                 bytes: Bytes::copy_from_slice(bytes),
             })
         };
-        let sender = if present & 1 != 0 { Some(signature()?) } else { None };
-        let hub = if present & 2 != 0 { Some(signature()?) } else { None };
+        let sender = if present & 1 != 0 {
+            Some(signature()?)
+        } else {
+            None
+        };
+        let hub = if present & 2 != 0 {
+            Some(signature()?)
+        } else {
+            None
+        };
         Ok(Seal {
             digest,
             signature: sender,
@@ -600,11 +612,11 @@ mod tests {
     fn sealed(record: Record, seal: Seal) -> Record {
         match record {
             Record::Request(r) => Record::Request(RequestRecord {
-                seal: Some(seal),
+                seal: Some(Box::new(seal)),
                 ..r
             }),
             Record::Answer(a) => Record::Answer(AnswerRecord {
-                seal: Some(seal),
+                seal: Some(Box::new(seal)),
                 ..a
             }),
             other => other,
@@ -691,7 +703,12 @@ mod tests {
     fn given_a_request_or_answer_when_payload_span_then_the_payload_decode_finds() {
         let answer = refusal(Bytes::from_static(b"answer bytes"));
         let sealed_answer = sealed(answer.clone(), seal(true));
-        for r in [request(), answer, sealed(request(), seal(false)), sealed_answer] {
+        for r in [
+            request(),
+            answer,
+            sealed(request(), seal(false)),
+            sealed_answer,
+        ] {
             let mut buf = Vec::new();
             r.encode(&mut buf);
             let span = Record::payload_span(&buf).unwrap();
@@ -706,7 +723,10 @@ mod tests {
                 Record::Answer(a) => a.seal,
                 other => panic!("{other:?}"),
             };
-            assert_eq!(Record::delivery_parts(&buf).unwrap().seal, record_seal);
+            assert_eq!(
+                Record::delivery_parts(&buf).unwrap().seal,
+                record_seal.map(|s| *s)
+            );
             for cut in 0..buf.len() {
                 assert!(Record::payload_span(&buf[..cut]).is_err(), "cut at {cut}");
             }
@@ -726,7 +746,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_record_written_before_seals_when_decoded_then_it_has_none_and_its_bytes_are_unchanged() {
+    fn given_a_record_written_before_seals_when_decoded_then_it_has_none_and_its_bytes_are_unchanged(
+    ) {
         // The old encodings are the new ones without a seal: tag 2 and
         // request flags < 4, byte for byte (what a log written before
         // issue 18 holds).
@@ -742,11 +763,17 @@ mod tests {
         let mut bad_flags = Vec::new();
         sealed(request(), seal(false)).encode(&mut bad_flags);
         bad_flags[flags_at] |= 8;
-        assert_eq!(Record::decode(&bad_flags), Err(DecodeError("request flags")));
+        assert_eq!(
+            Record::decode(&bad_flags),
+            Err(DecodeError("request flags"))
+        );
         let mut sealed_bytes = Vec::new();
         sealed(request(), seal(false)).encode(&mut sealed_bytes);
         for cut in 0..sealed_bytes.len() {
-            assert!(Record::decode(&sealed_bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                Record::decode(&sealed_bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

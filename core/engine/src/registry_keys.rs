@@ -42,7 +42,8 @@ pub(crate) fn key_ring(participant: &str, entries: &[KeyEntry]) -> Result<KeyRin
             valid_until_ms: time("valid_until", &e.valid_until)?,
         });
     }
-    KeyRing::new(keys).map_err(|why| RegistryError::Invalid(format!("participant {participant}: {why}")))
+    KeyRing::new(keys)
+        .map_err(|why| RegistryError::Invalid(format!("participant {participant}: {why}")))
 }
 
 /// Ms since the Unix epoch of a TOML datetime or an RFC 3339 string
@@ -54,7 +55,9 @@ fn instant_ms(v: &toml::Value) -> Result<u64, String> {
         toml::Value::String(s) => s.clone(),
         other => return Err(format!("{other} is not an RFC 3339 date-time")),
     };
-    rfc3339_ms(&text).ok_or_else(|| format!("{text:?} is not an RFC 3339 date-time with an offset (e.g. 2026-01-01T00:00:00Z)"))
+    rfc3339_ms(&text).ok_or_else(|| {
+        format!("{text:?} is not an RFC 3339 date-time with an offset (e.g. 2026-01-01T00:00:00Z)")
+    })
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` at or after 1970.
@@ -81,7 +84,10 @@ pub(crate) fn rfc3339_ms(text: &str) -> Option<u64> {
     let mut at = 19;
     let mut millis = 0i64;
     if sep(at, b".") {
-        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits == 0 {
             return None;
         }
@@ -139,12 +145,18 @@ mod tests {
     fn given_rfc3339_texts_when_parsed_then_utc_ms_or_none() {
         assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(rfc3339_ms("2026-01-01T00:00:00Z"), Some(1_767_225_600_000));
-        assert_eq!(rfc3339_ms("2024-02-29T12:00:00.5Z"), Some(1_709_208_000_500));
+        assert_eq!(
+            rfc3339_ms("2024-02-29T12:00:00.5Z"),
+            Some(1_709_208_000_500)
+        );
         assert_eq!(
             rfc3339_ms("2026-01-01T03:00:00+03:00"),
             rfc3339_ms("2026-01-01T00:00:00Z")
         );
-        assert_eq!(rfc3339_ms("2026-01-01T00:00:00.123456-01:30"), Some(1_767_231_000_123));
+        assert_eq!(
+            rfc3339_ms("2026-01-01T00:00:00.123456-01:30"),
+            Some(1_767_231_000_123)
+        );
         for bad in [
             "2026-01-01",
             "2026-01-01T00:00:00",

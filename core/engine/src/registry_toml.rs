@@ -8,12 +8,13 @@
 //! once ([`crate::format`]).
 
 use crate::format::{Direction, Format};
-use crate::registry_keys::{key_ring, KeyEntry};
 use crate::registry::{
-    DataKind, Mode, Participant, Registry, RegistryError, Roles, Signatures, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
-    ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT, PAYLOAD_BYTES_MAX_DEFAULT,
-    QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
+    DataKind, Mode, Participant, Registry, RegistryError, Roles, Signatures,
+    ANSWER_QUEUE_BYTES_MAX_DEFAULT, ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT,
+    PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT,
+    REALTIME_DEADLINE_MS_DEFAULT,
 };
+use crate::registry_keys::{key_ring, KeyEntry};
 use gonets_types::ids::{DataKindId, ParticipantId};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -888,11 +889,17 @@ consumers = ["MFC"]
         assert_eq!(k.key_id, "mfc-2026");
         assert_eq!(k.valid_from_ms, Some(1_767_225_600_000));
         assert_eq!(k.valid_until_ms, Some(1_798_761_600_000));
-        assert_eq!((ring.keys()[1].valid_from_ms, ring.keys()[1].valid_until_ms), (None, None));
+        assert_eq!(
+            (ring.keys()[1].valid_from_ms, ring.keys()[1].valid_until_ms),
+            (None, None)
+        );
         assert!(reg.participant_by_name("FNS").unwrap().keys.is_empty());
         assert_eq!(kind(&reg, "urn:test:1").signatures, Signatures::Required);
         let optional = parse(&with_keys("", "")).unwrap();
-        assert_eq!(kind(&optional, "urn:test:1").signatures, Signatures::Optional);
+        assert_eq!(
+            kind(&optional, "urn:test:1").signatures,
+            Signatures::Optional
+        );
         let named = parse(&with_keys("", "signatures = \"optional\"")).unwrap();
         assert_eq!(kind(&named, "urn:test:1").signatures, Signatures::Optional);
     }
@@ -909,7 +916,10 @@ consumers = ["MFC"]
         ];
         for (keys, key_id, what) in cases {
             let m = invalid_message(&with_keys(&keys, ""));
-            assert!(m.contains("participant MFC") && m.contains(key_id) && m.contains(what), "{m}");
+            assert!(
+                m.contains("participant MFC") && m.contains(key_id) && m.contains(what),
+                "{m}"
+            );
         }
         let twice = format!(
             "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\" }}, \
@@ -921,7 +931,9 @@ consumers = ["MFC"]
              valid_from = 2027-01-01T00:00:00Z, valid_until = 2026-01-01T00:00:00Z }}"
         );
         assert!(invalid_message(&with_keys(&backwards, "")).contains("not before"));
-        let unknown = format!("{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", usage = \"sign\" }}");
+        let unknown = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", usage = \"sign\" }}"
+        );
         assert!(toml_message(&with_keys(&unknown, "")).contains("usage"));
         let m = invalid_message(&with_keys("", "signatures = \"always\""));
         assert!(m.contains("kind urn:test:1") && m.contains("always"), "{m}");

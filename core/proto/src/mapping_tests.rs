@@ -4,8 +4,8 @@
 use super::*;
 use bytes::Bytes;
 use gonets_types::{
-    AcceptanceReceipt, Accepted, AnswerBody, Command, DeliveryBody, EventKind, HistoryEvent, Message, NewRequest,
-    QueueStats, Reply,
+    AcceptanceReceipt, Accepted, AnswerBody, Command, DeliveryBody, EventKind, HistoryEvent,
+    Message, NewRequest, QueueStats, Reply,
 };
 use header as h;
 
@@ -390,33 +390,42 @@ mod round_trip {
     }
 
     fn signature() -> impl Strategy<Value = gonets_types::SenderSignature> {
-        ("[!-~]{1,64}", proptest::collection::vec(any::<u8>(), 1..=256)).prop_map(
-            |(key_id, bytes)| gonets_types::SenderSignature {
+        (
+            "[!-~]{1,64}",
+            proptest::collection::vec(any::<u8>(), 1..=256),
+        )
+            .prop_map(|(key_id, bytes)| gonets_types::SenderSignature {
                 key_id,
                 bytes: bytes.into(),
-            },
-        )
+            })
     }
 
     fn receipt() -> impl Strategy<Value = gonets_types::Receipt> {
         let ids = (message_id(), proptest::option::of(message_id()));
         let numbers = (any::<u64>(), any::<u16>(), any::<u64>());
-        (ids, any::<[u8; 32]>(), (text(), text()), numbers, signature()).prop_map(
-            |((id, reply_to), digest, (sender, kind), (time_ms, shard, offset), s)| {
-                gonets_types::Receipt {
-                    message_id: id,
-                    reply_to,
-                    digest: gonets_types::Digest(digest),
-                    sender: ParticipantId::new(&sender),
-                    kind: DataKindId::new(&kind),
-                    time_ms,
-                    shard,
-                    offset,
-                    key_id: s.key_id,
-                    signature: s.bytes,
-                }
-            },
+        (
+            ids,
+            any::<[u8; 32]>(),
+            (text(), text()),
+            numbers,
+            signature(),
         )
+            .prop_map(
+                |((id, reply_to), digest, (sender, kind), (time_ms, shard, offset), s)| {
+                    gonets_types::Receipt {
+                        message_id: id,
+                        reply_to,
+                        digest: gonets_types::Digest(digest),
+                        sender: ParticipantId::new(&sender),
+                        kind: DataKindId::new(&kind),
+                        time_ms,
+                        shard,
+                        offset,
+                        key_id: s.key_id,
+                        signature: s.bytes,
+                    }
+                },
+            )
     }
 
     /// A signable command, signed.
@@ -441,13 +450,13 @@ mod round_trip {
                     payload,
                 }
             }),
-            (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(
-                |(request_id, code, reason)| Command::SendRefusal {
+            (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
+                Command::SendRefusal {
                     request_id,
                     code,
                     reason,
                 }
-            ),
+            }),
         ];
         (signable, signature()).prop_map(|(c, s)| c.signed(s))
     }
@@ -557,23 +566,25 @@ mod round_trip {
             proptest::option::of(receipt()),
         );
         (ids, names, body, numbers, (payload(), trust)).prop_map(
-            |((queue, id, reply_to), (kind, from, transaction), body, n, (payload, trust))| Message {
-                digest: trust.0.map(gonets_types::Digest),
-                signature: trust.1,
-                receipt: trust.2.map(Box::new),
-                queue,
-                id,
-                reply_to,
-                kind: DataKindId::new(&kind),
-                from: ParticipantId::new(&from),
-                body,
-                time_ms: n.0,
-                deadline_ms: n.1,
-                delivery_count: n.2,
-                test: n.4,
-                transaction,
-                payload,
-                reader: n.3,
+            |((queue, id, reply_to), (kind, from, transaction), body, n, (payload, trust))| {
+                Message {
+                    digest: trust.0.map(gonets_types::Digest),
+                    signature: trust.1,
+                    receipt: trust.2.map(Box::new),
+                    queue,
+                    id,
+                    reply_to,
+                    kind: DataKindId::new(&kind),
+                    from: ParticipantId::new(&from),
+                    body,
+                    time_ms: n.0,
+                    deadline_ms: n.1,
+                    delivery_count: n.2,
+                    test: n.4,
+                    transaction,
+                    payload,
+                    reader: n.3,
+                }
             },
         )
     }
@@ -622,24 +633,27 @@ mod round_trip {
                     })
             });
         prop_oneof![
-            (message_id(), any::<u64>(), any::<bool>(), proptest::option::of(receipt())).prop_map(
-                |(id, time_ms, duplicate, receipt)| {
+            (
+                message_id(),
+                any::<u64>(),
+                any::<bool>(),
+                proptest::option::of(receipt())
+            )
+                .prop_map(|(id, time_ms, duplicate, receipt)| {
                     Reply::Accepted(Accepted {
                         receipt: receipt.map(|r| AcceptanceReceipt::One(Box::new(r))),
                         id,
                         time_ms,
                         duplicate,
                     })
-                }
-            ),
+                }),
             message().prop_map(Reply::Message),
             proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
             Just(Reply::Done),
             view.prop_map(Reply::Status),
             proptest::collection::vec(batch_result(), 0..5).prop_map(Reply::AcceptedMany),
-            (proptest::collection::vec(batch_result(), 1..5), receipt()).prop_map(
-                |(results, r)| Reply::AcceptedMany(with_batch_receipt(results, r))
-            ),
+            (proptest::collection::vec(batch_result(), 1..5), receipt())
+                .prop_map(|(results, r)| Reply::AcceptedMany(with_batch_receipt(results, r))),
             proptest::collection::vec((message_id(), hub_error()), 0..5).prop_map(Reply::AckedMany),
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
                 Reply::Stats(QueueStats {
@@ -955,9 +969,15 @@ fn given_bad_signature_fields_when_decoded_then_each_is_refused_malformed_and_no
         (send(Some("not base64!".into()), Some("k1")), "not base64"),
         (send(Some(b64(257)), Some("k1")), "signature of 257 bytes"),
         (send(Some(b64(400)), Some("k1")), "not base64"),
-        (send(Some(String::new()), Some("k1")), "signature of 0 bytes"),
+        (
+            send(Some(String::new()), Some("k1")),
+            "signature of 0 bytes",
+        ),
         (send(Some(b64(64)), Some("")), "key id of 0 bytes"),
-        (send(Some(b64(64)), Some(&"k".repeat(65))), "key id of 65 bytes"),
+        (
+            send(Some(b64(64)), Some(&"k".repeat(65))),
+            "key id of 65 bytes",
+        ),
     ];
     for (header, why) in cases {
         let e = decode(Opcode::SendRequest, &header, b"p").unwrap_err();
@@ -993,13 +1013,7 @@ fn given_a_reply_with_a_bad_digest_or_receipt_when_decoded_then_a_bad_reply_not_
     header.digest = Some("zz".into());
     let mut f = frame(&{
         let mut out = Vec::new();
-        encode(
-            &mut out,
-            Opcode::Push,
-            1,
-            &header,
-            &[&b"x"[..]],
-        );
+        encode(&mut out, Opcode::Push, 1, &header, &[&b"x"[..]]);
         out
     });
     assert!(decode_push(&mut f).is_err());

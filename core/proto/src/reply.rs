@@ -6,15 +6,15 @@
 
 use crate::frame::Frame;
 use crate::header::{self as h, ErrorReply};
+use crate::trust_wire::{batch_receipt_header, batch_receipt_of, receipt_header, receipt_of};
 use crate::{
     encode, encode_head, parse_header, parse_id, parse_queue, parse_refusal, status_reply, Opcode,
 };
 use bytes::Bytes;
-use crate::trust_wire::{batch_receipt_header, batch_receipt_of, receipt_header, receipt_of};
 use gonets_types::{
-    AcceptanceReceipt, Accepted, AcceptedMany, MessageId, AckedMany, AnswerBody, DataKindId, DeliveryBody, EventKind,
-    HistoryEvent, HubError, Message, ParticipantId, ProviderNotice, QueueStats, Reply, ReplyKind,
-    StatusView,
+    AcceptanceReceipt, Accepted, AcceptedMany, AckedMany, AnswerBody, DataKindId, DeliveryBody,
+    EventKind, HistoryEvent, HubError, Message, MessageId, ParticipantId, ProviderNotice,
+    QueueStats, Reply, ReplyKind, StatusView,
 };
 
 /// Appends the frame answering request `correlation_id` of opcode
@@ -241,7 +241,12 @@ pub fn decode_reply(
     Ok(Ok(match kind {
         ReplyKind::Accepted => {
             let a: h::Accepted = parse_header(json).map_err(bad)?;
-            let receipt = a.receipt.as_ref().map(receipt_of).transpose().map_err(bad)?;
+            let receipt = a
+                .receipt
+                .as_ref()
+                .map(receipt_of)
+                .transpose()
+                .map_err(bad)?;
             Reply::Accepted(Accepted {
                 id: parse_id(&a.id).map_err(bad)?,
                 time_ms: a.time_ms,

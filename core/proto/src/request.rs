@@ -8,9 +8,9 @@
 //! [`request_header`].
 
 use crate::header::{self as h, ErrorReply, RequestHeader};
+use crate::trust_wire::{base64_of, sender_signature};
 use crate::{parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError, Opcode};
 use bytes::Bytes;
-use crate::trust_wire::{base64_of, sender_signature};
 use gonets_types::{
     check_batch_len, Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId,
     SenderSignature, TEXT_BYTES_MAX,
@@ -86,7 +86,8 @@ pub fn decode_command(
     Ok(match opcode {
         Opcode::SendRequest | Opcode::Call => {
             let r: h::SendRequest = request_header(json)?;
-            let signature = sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
             let r = new_request(r, body)?;
             let command = if opcode == Opcode::Call {
                 Command::Call(r)
@@ -97,7 +98,8 @@ pub fn decode_command(
         }
         Opcode::SendRequests => {
             let r: h::SendRequests = request_header(json)?;
-            let signature = sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
             signed(Command::SendRequests(new_requests(r, body)?), signature)
         }
         Opcode::AckMany => {
@@ -137,7 +139,8 @@ pub fn decode_command(
         Opcode::Ack | Opcode::Nack => settle(opcode, request_header(json)?)?,
         Opcode::SendResponse => {
             let r: h::SendResponse = request_header(json)?;
-            let signature = sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
             let command = Command::SendResponse {
                 request_id: parse_id(&r.request_id)?,
                 payload: body,
@@ -147,7 +150,8 @@ pub fn decode_command(
         Opcode::SendRefusal => {
             let r: h::SendRefusal = request_header(json)?;
             texts_fit(&[("reason", Some(&r.reason))])?;
-            let signature = sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
             let command = Command::SendRefusal {
                 request_id: parse_id(&r.request_id)?,
                 code: parse_refusal(&r.code)?,

@@ -9,8 +9,7 @@ use crate::header::{ErrorReply, MessageHeader};
 use base64::Engine as _;
 use gonets_types::trust::BatchReceiptEntry;
 use gonets_types::{
-    BatchReceipt, DataKindId, Digest, HubError, MessageId, ParticipantId, Receipt,
-    SenderSignature,
+    BatchReceipt, DataKindId, Digest, HubError, MessageId, ParticipantId, Receipt, SenderSignature,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +45,9 @@ pub(crate) fn sender_signature(
             ))
         }
     };
-    let bytes = signature_bytes(text)
-        .ok_or_else(|| HubError::Malformed("signature is not base64 of at most 256 bytes".into()))?;
+    let bytes = signature_bytes(text).ok_or_else(|| {
+        HubError::Malformed("signature is not base64 of at most 256 bytes".into())
+    })?;
     let s = SenderSignature {
         key_id: key_id.to_owned(),
         bytes: bytes.into(),
@@ -212,13 +212,22 @@ pub fn batch_receipt_of(h: &BatchReceiptHeader) -> Result<BatchReceipt, String> 
 }
 
 /// The digest, signature and receipt of a delivered message's header.
-pub(crate) type Delivered = (Option<Digest>, Option<SenderSignature>, Option<Box<Receipt>>);
+pub(crate) type Delivered = (
+    Option<Digest>,
+    Option<SenderSignature>,
+    Option<Box<Receipt>>,
+);
 
 /// A delivered message's trust fields from its header.
 pub(crate) fn delivered_of(m: &MessageHeader) -> Result<Delivered, String> {
     let digest = m.digest.as_deref().map(digest).transpose()?;
     let signature = sender_signature(m.signature.as_deref(), m.signature_key_id.as_deref())
         .map_err(|e| ErrorReply::from_hub(&e).message)?;
-    let receipt = m.receipt.as_ref().map(receipt_of).transpose()?.map(Box::new);
+    let receipt = m
+        .receipt
+        .as_ref()
+        .map(receipt_of)
+        .transpose()?
+        .map(Box::new);
     Ok((digest, signature, receipt))
 }

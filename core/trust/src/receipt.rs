@@ -56,7 +56,10 @@ pub fn sign_batch_receipt(key: &HubKey, receipt: &mut BatchReceipt) {
 }
 
 /// Checks a batch receipt against the hub's public key.
-pub fn verify_batch_receipt(receipt: &BatchReceipt, key: &HubPublicKey) -> Result<(), ReceiptError> {
+pub fn verify_batch_receipt(
+    receipt: &BatchReceipt,
+    key: &HubPublicKey,
+) -> Result<(), ReceiptError> {
     if receipt.key_id != key.key_id {
         return Err(ReceiptError::OtherKey {
             receipt_key: receipt.key_id.clone(),

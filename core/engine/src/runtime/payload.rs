@@ -17,7 +17,8 @@ pub(crate) fn resolve_delivery(log: &Log, d: &mut Delivery) -> Result<Bytes, Hub
     let (bytes, read) = resolve_sealed(log, payload)?;
     if let Some((offset, seal)) = read {
         if let Some(request_id) = d.reply_to {
-            d.receipt = answer_receipt(&seal, d.id, request_id, &d.from, &d.kind, d.time_ms, offset);
+            d.receipt =
+                answer_receipt(&seal, d.id, request_id, &d.from, &d.kind, d.time_ms, offset);
         }
         d.seal = Some(Box::new(seal));
     }

@@ -1118,7 +1118,7 @@ impl Shard {
             request_offset: offset,
             durable,
             payload: (!durable).then(|| r.payload.clone()),
-            seal: r.seal.clone().filter(|_| !durable).map(Box::new),
+            seal: r.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(r.payload.len()),
             deliveries: 0,
             acked: false,
@@ -1156,7 +1156,7 @@ impl Shard {
             answer_offset: offset,
             durable,
             payload: (!durable).then(|| a.payload.clone()),
-            seal: a.seal.clone().filter(|_| !durable).map(Box::new),
+            seal: a.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(a.payload.len()),
         };
         ex.record(outcome.event_kind(), a.time_ms, 0);
@@ -1789,7 +1789,7 @@ impl Shard {
             call,
             transaction: r.transaction,
             idempotency_key: r.idempotency_key,
-            seal: Some(seal),
+            seal: Some(Box::new(seal)),
             payload: r.payload,
         }));
         if call {
@@ -2295,7 +2295,7 @@ impl Shard {
             request_id,
             body,
             time_ms: self.now_ms,
-            seal: Some(seal),
+            seal: Some(Box::new(seal)),
             payload,
         }));
         self.defer(offset, Deferred::AnswerDurable(request_id));
@@ -2341,10 +2341,13 @@ impl Shard {
             signature: signature.cloned(),
             // The hub's receipt signature, when it signs: as long as one
             // of its own key's (Ed25519, 64 bytes).
-            receipt_signature: self.hub_key.as_ref().map(|k| gonets_types::SenderSignature {
-                key_id: k.key_id().to_owned(),
-                bytes: Bytes::from_static(&[0; 64]),
-            }),
+            receipt_signature: self
+                .hub_key
+                .as_ref()
+                .map(|k| gonets_types::SenderSignature {
+                    key_id: k.key_id().to_owned(),
+                    bytes: Bytes::from_static(&[0; 64]),
+                }),
         });
         let record_bytes = record_size::answer_record_bytes(reason, payload_len, seal_bytes);
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
@@ -2447,7 +2450,15 @@ impl Shard {
         let o = ex.outcome.as_ref().expect("answered");
         let receipt = seal.as_ref().and_then(|seal| {
             let (id, provider, kind) = (o.answer_id, &ex.provider, &ex.kind);
-            answer_receipt(seal, id, request_id, provider, kind, o.time_ms, o.answer_offset)
+            answer_receipt(
+                seal,
+                id,
+                request_id,
+                provider,
+                kind,
+                o.time_ms,
+                o.answer_offset,
+            )
         });
         AnswerEnvelope {
             id: o.answer_id,

@@ -70,7 +70,9 @@ pub(crate) fn answer_record_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{seal_bytes, AnswerBody, AnswerRecord, Digest, Record, RequestRecord, Seal};
+    use crate::record::{
+        seal_bytes, AnswerBody, AnswerRecord, Digest, Record, RequestRecord, Seal,
+    };
     use bytes::Bytes;
     use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
     use gonets_types::refusal::RefusalCode;
@@ -105,13 +107,16 @@ mod tests {
                 call: true,
                 transaction: r.transaction.clone(),
                 idempotency_key: r.idempotency_key.clone(),
-                seal: seal.clone(),
+                seal: seal.clone().map(Box::new),
                 payload: r.payload.clone(),
             });
             let mut buf = Vec::new();
             record.encode(&mut buf);
             let sealed = seal.as_ref().map_or(0, seal_bytes);
-            assert_eq!(request_record_bytes(&r, "MFC", "FNS", sealed), Some(buf.len()));
+            assert_eq!(
+                request_record_bytes(&r, "MFC", "FNS", sealed),
+                Some(buf.len())
+            );
         }
     }
 
@@ -143,7 +148,7 @@ mod tests {
                     request_id: MessageId::new(1, 0, 2),
                     body: body.clone(),
                     time_ms: 3,
-                    seal: seal.clone(),
+                    seal: seal.clone().map(Box::new),
                     payload: Bytes::from(vec![1u8; len]),
                 });
                 let mut buf = Vec::new();

@@ -6,8 +6,8 @@
 
 use super::*;
 use gonets_trust::{
-    answer_digest, batch_digest, request_digest, sign_digest, verify_batch_receipt,
-    verify_receipt, Ed25519Signer, HubKey, Signer,
+    answer_digest, batch_digest, request_digest, sign_digest, verify_batch_receipt, verify_receipt,
+    Ed25519Signer, HubKey, Signer,
 };
 use gonets_types::{AcceptanceReceipt, SenderSignature};
 
@@ -125,8 +125,8 @@ fn refused_unstored(d: &mut Driver, caller: &str, command: Command) -> String {
 
 fn stored_seal(d: &Driver, id: MessageId) -> Option<Seal> {
     d.log.iter().find_map(|(_, r)| match r {
-        Record::Request(q) if q.id == id => q.seal.clone(),
-        Record::Answer(a) if a.id == id => a.seal.clone(),
+        Record::Request(q) if q.id == id => q.seal.as_deref().cloned(),
+        Record::Answer(a) if a.id == id => a.seal.as_deref().cloned(),
         _ => None,
     })
 }
@@ -151,13 +151,28 @@ fn given_each_bad_signature_when_sent_then_bad_signature_naming_why_and_nothing_
         Command::SendRequest(r()).signed(sign_digest(&mfc_key(), "mfc-1", &digest))
     };
     let cases = [
-        (signed_request("MFC", "mfc-9", &mfc_key(), r()), "has no key"),
-        (signed_request("MFC", "mfc-old", &mfc_old_key(), r()), "expired"),
-        (signed_request("MFC", "mfc-next", &mfc_next_key(), r()), "not valid before"),
+        (
+            signed_request("MFC", "mfc-9", &mfc_key(), r()),
+            "has no key",
+        ),
+        (
+            signed_request("MFC", "mfc-old", &mfc_old_key(), r()),
+            "expired",
+        ),
+        (
+            signed_request("MFC", "mfc-next", &mfc_next_key(), r()),
+            "not valid before",
+        ),
         // Another participant's key, under its own id: not MFC's.
-        (signed_request("MFC", "mvd-1", &mvd_key(), r()), "MFC has no key \"mvd-1\""),
+        (
+            signed_request("MFC", "mvd-1", &mvd_key(), r()),
+            "MFC has no key \"mvd-1\"",
+        ),
         // Another participant's key under MFC's id: does not verify.
-        (signed_request("MFC", "mfc-1", &mvd_key(), r()), "does not match"),
+        (
+            signed_request("MFC", "mfc-1", &mvd_key(), r()),
+            "does not match",
+        ),
         (other_payload, "does not match"),
     ];
     let n = cases.len() as u64;
@@ -274,8 +289,8 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
 }
 
 #[test]
-fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_changed_byte_fails(
-) {
+fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_changed_byte_fails()
+{
     let hub = Arc::new(HubKey::generate());
     let mut d = signature_driver(Some(hub.clone()));
     let r = request(OPTIONAL);
@@ -291,7 +306,10 @@ fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_
     assert_eq!(receipt.message_id, id);
     assert_eq!(receipt.digest, request_digest(&p("MFC"), &r));
     assert_eq!((receipt.shard, receipt.time_ms), (0, T0));
-    let offset = d.log.iter().find(|(_, rec)| matches!(rec, Record::Request(q) if q.id == id));
+    let offset = d
+        .log
+        .iter()
+        .find(|(_, rec)| matches!(rec, Record::Request(q) if q.id == id));
     assert_eq!(Some(receipt.offset), offset.map(|(o, _)| *o));
     assert_eq!(verify_receipt(&receipt, &hub.public()), Ok(()));
     let mut signature = receipt.signature.to_vec();
@@ -304,7 +322,10 @@ fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_
     // Without a key, no receipt.
     let mut plain = signature_driver(None);
     let reply = plain.committed_reply("MFC", Command::SendRequest(request(OPTIONAL)));
-    assert!(matches!(reply, Ok(ShardReply::Accepted { receipt: None, .. })));
+    assert!(matches!(
+        reply,
+        Ok(ShardReply::Accepted { receipt: None, .. })
+    ));
 }
 
 fn batch(n: usize) -> Vec<NewRequest> {
@@ -313,7 +334,12 @@ fn batch(n: usize) -> Vec<NewRequest> {
         .collect()
 }
 
-fn batch_signature(sender: &str, key_id: &str, signer: &dyn Signer, rs: &[NewRequest]) -> SenderSignature {
+fn batch_signature(
+    sender: &str,
+    key_id: &str,
+    signer: &dyn Signer,
+    rs: &[NewRequest],
+) -> SenderSignature {
     let digests: Vec<_> = rs.iter().map(|r| request_digest(&p(sender), r)).collect();
     sign_digest(signer, key_id, &batch_digest(&digests))
 }
@@ -337,7 +363,9 @@ fn given_a_batch_signed_once_when_sent_then_each_accepted_with_one_batch_receipt
         let entry = receipt.entry(a.id).expect("named");
         assert_eq!(entry.digest, request_digest(&p("MFC"), r));
         assert_eq!(stored_seal(&d, a.id).unwrap().digest, entry.digest);
-        assert!(matches!(&a.receipt, Some(AcceptanceReceipt::Batch(b)) if Arc::ptr_eq(b, &receipt)));
+        assert!(
+            matches!(&a.receipt, Some(AcceptanceReceipt::Batch(b)) if Arc::ptr_eq(b, &receipt))
+        );
     }
     assert_eq!(verify_batch_receipt(&receipt, &hub.public()), Ok(()));
     let mut changed = (*receipt).clone();
@@ -351,10 +379,18 @@ fn given_a_bad_batch_signature_when_sent_then_the_whole_batch_is_refused_and_not
     let rs = batch(3);
     // Signed over two of the three.
     let short = batch_signature("MFC", "mfc-1", &mfc_key(), &rs[..2]);
-    let why = refused_unstored(&mut d, "MFC", Command::SendRequests(rs.clone()).signed(short));
+    let why = refused_unstored(
+        &mut d,
+        "MFC",
+        Command::SendRequests(rs.clone()).signed(short),
+    );
     assert!(why.contains("does not match"), "{why}");
     let expired = batch_signature("MFC", "mfc-old", &mfc_old_key(), &rs);
-    refused_unstored(&mut d, "MFC", Command::SendRequests(rs.clone()).signed(expired));
+    refused_unstored(
+        &mut d,
+        "MFC",
+        Command::SendRequests(rs.clone()).signed(expired),
+    );
     assert_eq!(d.shard.counters().requests_bad_signature, 6);
     // Unsigned on a required kind: each slot refused, nothing stored.
     let reply = d.committed_reply("MFC", Command::SendRequests(rs));

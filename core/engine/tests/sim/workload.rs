@@ -403,7 +403,7 @@ impl World {
             time_ms: self.now,
             // Every answer a participant sends is stored with its digest
             // (the simulated hub has no key: no receipt signature).
-            seal: Some(unsigned_seal()),
+            seal: Some(Box::new(unsigned_seal())),
             payload: Bytes::from(vec![0u8; payload_len]),
         }))
     }
@@ -422,7 +422,7 @@ impl World {
             call,
             transaction: r.transaction.clone(),
             idempotency_key: r.idempotency_key.clone(),
-            seal: Some(unsigned_seal()),
+            seal: Some(Box::new(unsigned_seal())),
             payload: r.payload.clone(),
         }))
     }

@@ -9,9 +9,7 @@ use crate::runtime::mesh::{Inbound, ReplyTo};
 use crate::runtime::message::{message_from_delivery, Accepted, Message};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
-use crate::shard::{
-    Delivery, Input, Output, PeerMsg, ReaderId, ShardReply, StatusView, Token,
-};
+use crate::shard::{Delivery, Input, Output, PeerMsg, ReaderId, ShardReply, StatusView, Token};
 use gonets_storage::LogError;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
