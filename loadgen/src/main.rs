@@ -172,6 +172,13 @@ struct Args {
     /// (run bulk both ways for the validation cost per message).
     #[arg(long, default_value = "bytes")]
     format: String,
+    /// rt and bulk (and `registry`), over the network: every consumer and
+    /// provider registers a key, every kind requires signatures, and each
+    /// send, call, answer and batch (once) is signed; the hub (`gonets
+    /// serve`, which has a key) signs receipts. Run with and without it for
+    /// the cost of signatures.
+    #[arg(long)]
+    sign: bool,
     /// backlog: requests left waiting.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
@@ -326,6 +333,20 @@ fn check_format(a: &Args, workload: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `--sign` is for gonets' rt, bulk and registry over the network (the
+/// in-process hub has no signing sessions yet).
+fn check_sign(a: &Args, workload: &str) -> Result<(), String> {
+    let takes = matches!(workload, "rt" | "bulk" | "registry") && a.system == "gonets";
+    if a.sign && (!takes || a.in_process) {
+        return Err(format!(
+            "--sign is for gonets' rt, bulk and registry with --embedded or --target, not {} {workload}{}",
+            a.system,
+            if a.in_process { " --in-process" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
 fn cores(a: &Args) -> Cores {
     if a.cores.is_empty() {
         Cores::unpinned(a.threads.max(1))
@@ -359,6 +380,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .clone()
         .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits, report or registry")?;
     check_format(args, &workload)?;
+    check_sign(args, &workload)?;
     match workload.as_str() {
         "registry" => {
             print!(
@@ -367,7 +389,8 @@ fn run(args: &Args) -> Result<bool, String> {
                     args.consumers,
                     args.providers,
                     queue_max(args),
-                    PayloadFormat::parse(&args.format)?
+                    PayloadFormat::parse(&args.format)?,
+                    args.sign,
                 )
             );
             return Ok(true);
@@ -539,6 +562,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 server_pid: args.server_pid,
                 operator: args.hub_operator,
                 connections: args.connections,
+                sign: args.sign,
             },
             None,
         )),
@@ -552,6 +576,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 server_pid: h.pid(),
                 operator: Some(h.operator_addr()),
                 connections: args.connections,
+                sign: args.sign,
             };
             Ok((t, Some(h)))
         }
@@ -574,6 +599,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
             args.providers,
             queue_max(args),
             PayloadFormat::parse(&args.format)?,
+            args.sign,
         ),
         sections,
         keep: args.keep_data,

@@ -26,6 +26,30 @@ pub fn bulk_kind(i: usize) -> String {
     format!("urn:gonets:loadgen:bulk-p{}:1", i + 1)
 }
 
+/// The id of participant `id`'s signing key in a `--sign` registry.
+pub fn key_id(id: &str) -> String {
+    format!("{}-1", id.to_lowercase())
+}
+
+/// Participant `id`'s signing key in a `--sign` registry: derived from its
+/// id (a load generator's, never a real participant's: anyone can make it).
+pub fn signing_key(id: &str) -> gonets_trust::Ed25519Signer {
+    let seed = gonets_trust::payload_digest(format!("gonets-loadgen key {id}").as_bytes());
+    gonets_trust::Ed25519Signer::from_seed(seed.as_bytes())
+}
+
+/// The `keys` line of participant `id` with `sign`, else nothing.
+fn keys_line(id: &str, sign: bool) -> String {
+    if !sign {
+        return String::new();
+    }
+    format!(
+        "keys = [{{ id = \"{}\", algorithm = \"ed25519\", public_key = \"{}\" }}]\n",
+        key_id(id),
+        signing_key(id).public_key_base64()
+    )
+}
+
 /// The development token of participant `id`.
 pub fn token(id: &str) -> String {
     format!("dev-{}", id.to_lowercase())
@@ -34,47 +58,57 @@ pub fn token(id: &str) -> String {
 /// The registry text for `consumers` and `providers`, each async queue
 /// holding up to `queue_messages_max` requests (of any size up to the
 /// kind's largest payload: its byte quota does not bind first), the async
-/// (bulk) kinds' requests in `format`.
+/// (bulk) kinds' requests in `format`. With `sign` every consumer and
+/// provider registers a key ([`signing_key`]) and every kind requires
+/// signatures (`--sign`).
 pub fn registry_toml(
     consumers: usize,
     providers: usize,
     queue_messages_max: u32,
     format: PayloadFormat,
+    sign: bool,
 ) -> String {
     assert!(consumers > 0 && providers > 0, "at least one of each");
     let mut t = String::from("# Made by gonets-loadgen registry.\n");
     for i in 0..consumers {
         let id = consumer(i);
         t += &format!(
-            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator consumer {}\"\nroles = [\"consumer\"]\ntoken = \"{}\"\n",
+            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator consumer {}\"\nroles = [\"consumer\"]\ntoken = \"{}\"\n{}",
             i + 1,
-            token(&id)
+            token(&id),
+            keys_line(&id, sign)
         );
     }
     for i in 0..providers {
         let id = provider(i);
         t += &format!(
-            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator provider {}\"\nroles = [\"provider\"]\ntoken = \"{}\"\n",
+            "\n[[participant]]\nid = \"{id}\"\nname = \"load generator provider {}\"\nroles = [\"provider\"]\ntoken = \"{}\"\n{}",
             i + 1,
-            token(&id)
+            token(&id),
+            keys_line(&id, sign)
         );
     }
     t += "\n[[participant]]\nid = \"LGOP\"\nname = \"load generator operator\"\nroles = [\"operator\"]\ntoken = \"dev-lgop\"\n";
     // The byte quota never binds before the message bound does (the
     // largest payload, 1 MiB by default, times the messages).
     let queue_bytes_max = u64::from(queue_messages_max) << 20;
+    let rule = if sign {
+        "signatures = \"required\"\n"
+    } else {
+        ""
+    };
     let all: Vec<String> = (0..consumers)
         .map(|i| format!("\"{}\"", consumer(i)))
         .collect();
     for i in 0..providers {
         t += &format!(
-            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"realtime\"\nconsumers = [{}]\n",
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"realtime\"\nconsumers = [{}]\n{rule}",
             rt_kind(i),
             provider(i),
             all.join(", ")
         );
         t += &format!(
-            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nqueue_bytes_max = {queue_bytes_max}\nconsumers = [{}]\n{}",
+            "\n[[data_kind]]\nid = \"{}\"\nprovider = \"{}\"\nmode = \"async\"\nqueue_messages_max = {queue_messages_max}\nqueue_bytes_max = {queue_bytes_max}\nconsumers = [{}]\n{rule}{}",
             bulk_kind(i),
             provider(i),
             all.join(", "),
@@ -98,7 +132,7 @@ mod tests {
 
     #[test]
     fn given_counts_when_registry_made_then_the_hub_accepts_it() {
-        let text = registry_toml(3, 2, 10_000_000, PayloadFormat::Bytes);
+        let text = registry_toml(3, 2, 10_000_000, PayloadFormat::Bytes, false);
         let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
         assert_eq!(reg.participants().count(), 6);
         assert!(text.contains(&rt_kind(1)) && text.contains(&bulk_kind(1)));
@@ -107,7 +141,7 @@ mod tests {
 
     #[test]
     fn given_json_schema_format_when_registry_made_then_bulk_kinds_check_agency_records() {
-        let text = registry_toml(2, 2, 1_000, PayloadFormat::JsonSchema);
+        let text = registry_toml(2, 2, 1_000, PayloadFormat::JsonSchema, false);
         let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
         let record = crate::agency_record::document(4096, 7).expect("a record");
         for i in 0..2 {
@@ -121,5 +155,23 @@ mod tests {
             assert!(bulk.request_format.check(b"bbbb").is_err());
             assert!(bulk.answer_format.is_bytes() && rt.request_format.is_bytes());
         }
+    }
+
+    #[test]
+    fn given_sign_when_registry_made_then_every_kind_requires_signatures_and_each_key_checks() {
+        let text = registry_toml(2, 2, 1_000, PayloadFormat::Bytes, true);
+        let reg = gonets_engine::Registry::from_toml(&text).expect("a valid registry");
+        assert!(reg
+            .kinds()
+            .all(|k| k.signatures == gonets_engine::registry::Signatures::Required));
+        for id in participants(2, 2).iter().filter(|id| *id != "LGOP") {
+            let ring = &reg.participant_by_name(id).expect("listed").keys;
+            let digest = gonets_types::Digest([7; 32]);
+            let signature = gonets_trust::sign_digest(&signing_key(id), &key_id(id), &digest);
+            assert_eq!(ring.check(id, &signature, &digest, 0), Ok(()), "{id}");
+        }
+        let plain = registry_toml(2, 2, 1_000, PayloadFormat::Bytes, false);
+        let reg = gonets_engine::Registry::from_toml(&plain).expect("a valid registry");
+        assert!(reg.participants().all(|p| p.keys.is_empty()));
     }
 }

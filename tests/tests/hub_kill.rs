@@ -12,6 +12,7 @@
 use futures_lite::future::block_on;
 use gonets_engine::registry::Mode;
 use gonets_engine::{Hub, HubConfig, LogConfig, Registry};
+use gonets_tests::signing::{signed_by_its_sender, signed_response};
 use gonets_tests::{env_number, print_uncaptured, seed_from_env};
 use gonets_types::{DataKindId, HubError, MessageId, QueueId};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -47,13 +48,18 @@ fn checkpoint_mark(dir: &Path, shard: u16) -> u64 {
 
 /// The child's hub configuration (`src/bin/hub_child.rs`); the segment size
 /// and the shard count must match for the drain to open the same logs.
-fn hub_config(dir: PathBuf) -> HubConfig {
+fn hub_config(dir: PathBuf, signed: bool) -> HubConfig {
     let mut c = HubConfig::new(dir);
     c.shards = 2;
     c.log = LogConfig::small_for_tests();
     c.snapshot_every_records = 64;
     c.shard.lease_timeout_ms = 300;
     c.shard.deliveries_max = 1000;
+    if signed {
+        // As the child's: signed traffic, receipts signed.
+        c.registry = std::sync::Arc::new(gonets_tests::signing::signed_registry());
+        c.hub_key = Some(std::sync::Arc::new(gonets_trust::HubKey::generate()));
+    }
     c
 }
 
@@ -170,14 +176,15 @@ fn run_child(
     dir: &Path,
     seed: u64,
     first_key: u64,
-    kind: &str,
-    consumer: &str,
+    (kind, consumer): (&str, &str),
     kill_at: KillAt,
+    signed: bool,
 ) -> Result<(ChildOutput, String), String> {
     let child = Command::new(env!("CARGO_BIN_EXE_gonets-hub-child"))
         .arg(dir)
         .args([seed.to_string(), first_key.to_string()])
         .args([kind, consumer])
+        .args(signed.then_some("signed"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -276,8 +283,13 @@ impl Ledger {
 
 /// Starts the hub in this process, answers every open request, takes every
 /// answer, then checks every accepted request's history. Returns the number lost.
-fn drain_and_check(dir: &Path, kind: &str, consumer: &str, ledger: &mut Ledger) -> usize {
-    let hub = Hub::start(hub_config(dir.to_path_buf())).expect("the final hub starts");
+fn drain_and_check(
+    dir: &Path,
+    (kind, consumer): (&str, &str),
+    ledger: &mut Ledger,
+    signed: bool,
+) -> usize {
+    let hub = Hub::start(hub_config(dir.to_path_buf(), signed)).expect("the final hub starts");
     let provider_id = hub
         .registry()
         .kind(&DataKindId::new(kind))
@@ -292,7 +304,13 @@ fn drain_and_check(dir: &Path, kind: &str, consumer: &str, ledger: &mut Ledger) 
     // Bounded by the drain time.
     while ledger.unanswered() > 0 && Instant::now() < until {
         for m in block_on(provider.fetch(requests.clone(), 256, DRAIN_FETCH_WAIT)).expect("fetch") {
-            block_on(provider.send_response(m.id, "drained")).expect("answer in the drain");
+            if signed {
+                assert!(signed_by_its_sender(&m), "{} keeps its signature", m.id);
+                let answer = signed_response(provider.participant(), m.id, "drained".into());
+                block_on(provider.execute(answer)).expect("answer in the drain");
+            } else {
+                block_on(provider.send_response(m.id, "drained")).expect("answer in the drain");
+            }
         }
         for m in block_on(consumer.fetch(answers.clone(), 256, DRAIN_FETCH_WAIT)).expect("fetch") {
             ledger.answer(m.reply_to.expect("an answer names its request"), m.id);
@@ -347,6 +365,20 @@ fn drain_and_check(dir: &Path, kind: &str, consumer: &str, ledger: &mut Ledger) 
 
 #[test]
 fn given_hub_killed_at_random_moments_when_restarted_then_every_accepted_request_ends_once() {
+    kill_cycles(false);
+}
+
+/// The same with signed traffic (issue 18): every kind requires
+/// signatures, every send and answer is signed, the hub signs receipts,
+/// and every request reaches its provider with its signature, across the
+/// kills and in the final drain.
+#[test]
+fn given_signed_traffic_when_hub_killed_at_random_moments_then_every_accepted_request_ends_once_still_signed(
+) {
+    kill_cycles(true);
+}
+
+fn kill_cycles(signed: bool) {
     let cycles = env_number("GONETS_HUB_KILL_CYCLES").map_or(CYCLES_DEFAULT, |n| n as usize);
     let seed = seed_from_env("GONETS_HUB_KILL_SEED");
     print_uncaptured(&format!(
@@ -366,7 +398,8 @@ fn given_hub_killed_at_random_moments_when_restarted_then_every_accepted_request
             KillAt::AfterReady(Duration::from_millis(rng.gen_range(20..=400)))
         };
         let first_key = ledger.next_first_key();
-        let run = run_child(dir.path(), rng.gen(), first_key, &kind, &consumer, kill_at);
+        let pair = (kind.as_str(), consumer.as_str());
+        let run = run_child(dir.path(), rng.gen(), first_key, pair, kill_at, signed);
         let (output, stderr) = match run {
             Ok(x) => x,
             Err(e) => {
@@ -408,7 +441,7 @@ fn given_hub_killed_at_random_moments_when_restarted_then_every_accepted_request
             "seed {seed}: no snapshot mark after {accepted} requests"
         );
     }
-    let lost = drain_and_check(dir.path(), &kind, &consumer, &mut ledger);
+    let lost = drain_and_check(dir.path(), (&kind, &consumer), &mut ledger, signed);
     print_uncaptured(&format!(
         "hub kill cycles: {cycles}, accepted: {accepted}, lost: {lost}"
     ));

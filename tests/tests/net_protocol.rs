@@ -172,6 +172,8 @@ fn given_a_key_transaction_or_reason_over_4096_bytes_when_sent_then_too_large_na
         ..SendRequest::default()
     };
     let reason = SendRefusal {
+        signature: None,
+        signature_key_id: None,
         request_id: MessageId::new(1_700_000_000_000, 0, 1).to_string(),
         code: "NO_DATA".into(),
         reason: long.clone(),

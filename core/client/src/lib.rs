@@ -116,18 +116,20 @@ pub mod glommio;
 mod link;
 pub mod runtime;
 mod shard_aware;
+mod signing;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
 pub use gonets_types::Message;
 pub use runtime::Runtime;
 pub use shard_aware::ShardAwareClient;
+pub use signing::SigningKey;
 
 use bytes::Bytes;
 use gonets_proto::header as h;
 use gonets_proto::{encode_command, BadReply, Limits, Opcode, READER_OF_SESSION};
 use gonets_types::error::HubError;
-use gonets_types::ids::{MessageId, QueueId};
+use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::{
     Accepted, AcceptedMany, AckedMany, Command, NewRequest, ProviderNotice, QueueStats, Reply,
@@ -190,6 +192,9 @@ pub struct ClientConfig {
     pub reconnect_attempts_max: u32,
     /// First pause between attempts, ms.
     pub reconnect_backoff_ms: u64,
+    /// When set, every send, call, batch and answer is signed with it
+    /// ([`ClientConfig::with_signing_key`]).
+    pub signing: Option<SigningKey>,
 }
 
 impl ClientConfig {
@@ -205,7 +210,24 @@ impl ClientConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             reconnect_attempts_max: RECONNECT_ATTEMPTS_MAX_DEFAULT,
             reconnect_backoff_ms: RECONNECT_BACKOFF_MS_DEFAULT,
+            signing: None,
         }
+    }
+
+    /// The same configuration, signing every send, call, batch (once) and
+    /// answer with the participant's registered key `key_id`
+    /// (docs/adr/0019). The sender the digests name is the participant
+    /// the hub authenticated the connection as.
+    pub fn with_signing_key(
+        mut self,
+        key_id: &str,
+        signer: Arc<dyn gonets_trust::Signer>,
+    ) -> ClientConfig {
+        self.signing = Some(SigningKey {
+            key_id: key_id.to_owned(),
+            signer,
+        });
+        self
     }
 }
 
@@ -383,6 +405,7 @@ impl<R: Runtime> Client<R> {
     /// pushes need the [`ClientSubscription`] of [`Client::subscribe`].
     pub async fn execute(&self, command: Command) -> Result<Reply, ClientError> {
         let (command, resend) = prepared(command)?;
+        let command = self.signed(command);
         let mut backoff_ms = self.inner.config.reconnect_backoff_ms;
         let mut attempt = 0;
         // Bounded by reconnect_attempts_max.
@@ -400,6 +423,20 @@ impl<R: Runtime> Client<R> {
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// `command` signed when the configuration has a signing key (after
+    /// `prepared`: the idempotency key it adds is signed too). Signed once,
+    /// so a resend after a reconnect carries the same signature.
+    fn signed(&self, command: Command) -> Command {
+        let Some(key) = &self.inner.config.signing else {
+            return command;
+        };
+        match self.hello() {
+            Some(hello) => signing::signed(command, &ParticipantId::new(&hello.participant), key),
+            // Connected clients always have a hello.
+            None => command,
         }
     }
 

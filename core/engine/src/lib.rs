@@ -19,6 +19,7 @@ pub mod durable_file;
 pub mod format;
 pub mod record;
 pub mod registry;
+mod registry_keys;
 mod registry_toml;
 pub mod runtime;
 pub mod shard;

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 use gonets_types::refusal::RefusalCode;
-pub use gonets_types::{AnswerBody, EventKind};
+use gonets_types::trust::{KEY_ID_BYTES_MAX, SIGNATURE_BYTES_MAX};
+pub use gonets_types::{AnswerBody, Digest, EventKind, SenderSignature};
 
 /// A record of a shard's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +59,31 @@ pub struct RequestRecord {
     pub transaction: Option<String>,
     /// The consumer's idempotency key.
     pub idempotency_key: Option<String>,
+    /// Its digest and the consumer's signature (`None` in records written
+    /// before digests were kept, docs/adr/0019); boxed, so a record stays
+    /// small whether or not it has one.
+    pub seal: Option<Box<Seal>>,
     /// The payload, stored as received.
     pub payload: Bytes,
+}
+
+/// What a request or answer record keeps of its authorship
+/// (docs/adr/0019): the digest the hub computed at the door, the sender's
+/// signature over it when it signed, and for an answer the hub's
+/// signature of the answer's receipt when the hub signs. Encoded after
+/// the record's other fields, before its payload: the digest (32 bytes),
+/// a byte of which signatures follow (bit 0 the sender's, bit 1 the
+/// hub's), then each as its key id (a length-prefixed string) and its
+/// bytes (length-prefixed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seal {
+    /// The message's digest (`gonets_trust::digest`).
+    pub digest: Digest,
+    /// The sender's signature over the digest.
+    pub signature: Option<SenderSignature>,
+    /// The hub's signature over the answer's receipt (its key id and
+    /// bytes); never on a request record.
+    pub receipt_signature: Option<SenderSignature>,
 }
 
 /// A request's answer.
@@ -73,6 +97,10 @@ pub struct AnswerRecord {
     pub body: AnswerBody,
     /// Hub time, ms.
     pub time_ms: u64,
+    /// Its digest, the provider's signature and the hub's receipt
+    /// signature (`None` for the hub's own refusals, and in records
+    /// written before digests were kept); boxed, as a request's.
+    pub seal: Option<Box<Seal>>,
     /// The payload (empty for refusals made by the hub).
     pub payload: Bytes,
 }
@@ -101,8 +129,16 @@ const TAG_EVENT: u8 = 3;
 const TAG_SNAPSHOT_PART: u8 = 4;
 const TAG_SNAPSHOT_END: u8 = 5;
 const TAG_EVENTS: u8 = 6;
+/// The chain's anchor record (issue 18, `trust_record`).
 pub(crate) const TAG_ANCHOR: u8 = 7;
+/// An audit record of a refusal (issue 18, `trust_record`).
 pub(crate) const TAG_AUDIT: u8 = 8;
+/// An answer with its [`Seal`] (an answer without one keeps tag 2).
+const TAG_ANSWER_SEALED: u8 = 9;
+/// The request flags' bit saying a [`Seal`] follows the idempotency key.
+const REQUEST_FLAG_SEALED: u8 = 4;
+/// Every request flag bit: test, call, sealed.
+const REQUEST_FLAGS_ALL: u8 = 7;
 /// Bytes of one encoded event (id, kind, time, count): bounds the count a
 /// `Record::Events` may claim by the bytes present.
 pub const EVENT_BYTES: usize = 16 + 1 + 8 + 4;
@@ -134,18 +170,33 @@ impl Record {
                 put_str(out, r.provider.as_str());
                 put_u64(out, r.time_ms);
                 put_u64(out, r.deadline_ms);
-                out.push(u8::from(r.test) | (u8::from(r.call) << 1));
+                let sealed = if r.seal.is_some() {
+                    REQUEST_FLAG_SEALED
+                } else {
+                    0
+                };
+                out.push(u8::from(r.test) | (u8::from(r.call) << 1) | sealed);
                 put_opt_str(out, r.transaction.as_deref());
                 put_opt_str(out, r.idempotency_key.as_deref());
+                if let Some(seal) = &r.seal {
+                    put_seal(out, seal);
+                }
                 put_len(out, &r.payload);
                 &r.payload
             }
             Record::Answer(a) => {
-                out.push(TAG_ANSWER);
+                out.push(if a.seal.is_some() {
+                    TAG_ANSWER_SEALED
+                } else {
+                    TAG_ANSWER
+                });
                 put_id(out, a.id);
                 put_id(out, a.request_id);
                 put_answer_body(out, &a.body);
                 put_u64(out, a.time_ms);
+                if let Some(seal) = &a.seal {
+                    put_seal(out, seal);
+                }
                 put_len(out, &a.payload);
                 &a.payload
             }
@@ -202,11 +253,16 @@ impl Record {
                 let time_ms = r.u64()?;
                 let deadline_ms = r.u64()?;
                 let flags = r.u8()?;
-                if flags > 3 {
+                if flags > REQUEST_FLAGS_ALL {
                     return Err(DecodeError("request flags"));
                 }
                 let transaction = r.opt_str()?.map(str::to_owned);
                 let idempotency_key = r.opt_str()?.map(str::to_owned);
+                let seal = if flags & REQUEST_FLAG_SEALED != 0 {
+                    Some(Box::new(r.seal()?))
+                } else {
+                    None
+                };
                 let payload = Bytes::copy_from_slice(r.bytes()?);
                 Record::Request(RequestRecord {
                     id,
@@ -219,20 +275,27 @@ impl Record {
                     call: flags & 2 != 0,
                     transaction,
                     idempotency_key,
+                    seal,
                     payload,
                 })
             }
-            TAG_ANSWER => {
+            tag @ (TAG_ANSWER | TAG_ANSWER_SEALED) => {
                 let id = r.id()?;
                 let request_id = r.id()?;
                 let body = r.answer_body()?;
                 let time_ms = r.u64()?;
+                let seal = if tag == TAG_ANSWER_SEALED {
+                    Some(Box::new(r.seal()?))
+                } else {
+                    None
+                };
                 let payload = Bytes::copy_from_slice(r.bytes()?);
                 Record::Answer(AnswerRecord {
                     id,
                     request_id,
                     body,
                     time_ms,
+                    seal,
                     payload,
                 })
             }
@@ -269,8 +332,16 @@ impl Record {
     /// making the other fields: a delivery needs only the payload, and
     /// slices it out of the log's bytes without copying.
     pub fn payload_span(bytes: &[u8]) -> Result<std::ops::Range<usize>, DecodeError> {
+        Ok(Record::delivery_parts(bytes)?.payload)
+    }
+
+    /// The payload's place and the [`Seal`] (if the record has one) of the
+    /// request or answer record in `bytes`: what a delivery reads back
+    /// from the log, the other fields skipped (checked as
+    /// [`Record::decode`] checks them).
+    pub fn delivery_parts(bytes: &[u8]) -> Result<DeliveryParts, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
-        match r.u8()? {
+        let seal = match r.u8()? {
             TAG_REQUEST => {
                 r.id()?;
                 for _ in 0..3 {
@@ -278,26 +349,73 @@ impl Record {
                 }
                 r.u64()?; // time
                 r.u64()?; // deadline
-                if r.u8()? > 3 {
+                let flags = r.u8()?;
+                if flags > REQUEST_FLAGS_ALL {
                     return Err(DecodeError("request flags"));
                 }
                 r.opt_str()?; // transaction
                 r.opt_str()?; // idempotency key
+                if flags & REQUEST_FLAG_SEALED != 0 {
+                    Some(r.seal()?)
+                } else {
+                    None
+                }
             }
-            TAG_ANSWER => {
+            tag @ (TAG_ANSWER | TAG_ANSWER_SEALED) => {
                 r.id()?;
                 r.id()?;
                 r.answer_body()?;
                 r.u64()?; // time
+                if tag == TAG_ANSWER_SEALED {
+                    Some(r.seal()?)
+                } else {
+                    None
+                }
             }
             _ => return Err(DecodeError("not a request or an answer")),
-        }
+        };
         let payload_bytes = r.bytes()?.len();
         if !r.done() {
             return Err(DecodeError("trailing bytes"));
         }
-        Ok(r.at - payload_bytes..r.at)
+        Ok(DeliveryParts {
+            payload: r.at - payload_bytes..r.at,
+            seal,
+        })
     }
+}
+
+/// What a delivery reads of a request or answer record
+/// ([`Record::delivery_parts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryParts {
+    /// Where the payload is in the record's bytes.
+    pub payload: std::ops::Range<usize>,
+    /// The record's seal, if it has one.
+    pub seal: Option<Seal>,
+}
+
+/// Appends a seal (see [`Seal`]).
+fn put_seal(out: &mut Vec<u8>, seal: &Seal) {
+    out.extend_from_slice(seal.digest.as_bytes());
+    let present =
+        u8::from(seal.signature.is_some()) | (u8::from(seal.receipt_signature.is_some()) << 1);
+    out.push(present);
+    for s in [&seal.signature, &seal.receipt_signature]
+        .into_iter()
+        .flatten()
+    {
+        put_str(out, &s.key_id);
+        put_bytes(out, &s.bytes);
+    }
+}
+
+/// Bytes a seal takes in a record (see [`put_seal`]).
+pub(crate) fn seal_bytes(seal: &Seal) -> usize {
+    let signature = |s: &SenderSignature| 2 + s.key_id.len() + 4 + s.bytes.len();
+    32 + 1
+        + seal.signature.as_ref().map_or(0, signature)
+        + seal.receipt_signature.as_ref().map_or(0, signature)
 }
 
 /// Appends a little-endian u64.
@@ -433,6 +551,40 @@ impl<'a> Reader<'a> {
             },
         })
     }
+    /// Reads a seal (see `put_seal`); signatures within their bounds.
+    fn seal(&mut self) -> Result<Seal, DecodeError> {
+        let digest = Digest(self.array()?);
+        let present = self.u8()?;
+        if present > 3 {
+            return Err(DecodeError("seal flags"));
+        }
+        let mut signature = || -> Result<SenderSignature, DecodeError> {
+            let key_id = self.str()?;
+            let bytes = self.bytes()?;
+            if key_id.len() > KEY_ID_BYTES_MAX || bytes.len() > SIGNATURE_BYTES_MAX {
+                return Err(DecodeError("signature length"));
+            }
+            Ok(SenderSignature {
+                key_id: key_id.to_owned(),
+                bytes: Bytes::copy_from_slice(bytes),
+            })
+        };
+        let sender = if present & 1 != 0 {
+            Some(signature()?)
+        } else {
+            None
+        };
+        let hub = if present & 2 != 0 {
+            Some(signature()?)
+        } else {
+            None
+        };
+        Ok(Seal {
+            digest,
+            signature: sender,
+            receipt_signature: hub,
+        })
+    }
     /// Reads length-prefixed bytes.
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
@@ -461,8 +613,35 @@ mod tests {
             call: false,
             transaction: Some("T-1".into()),
             idempotency_key: None,
+            seal: None,
             payload: Bytes::from_static(b"hello"),
         })
+    }
+
+    fn seal(hub: bool) -> Seal {
+        let signature = |id: &str, b: u8| SenderSignature {
+            key_id: id.into(),
+            bytes: Bytes::from(vec![b; 64]),
+        };
+        Seal {
+            digest: Digest([7; 32]),
+            signature: Some(signature("mvd-2026", 1)),
+            receipt_signature: hub.then(|| signature("hub-1", 2)),
+        }
+    }
+
+    fn sealed(record: Record, seal: Seal) -> Record {
+        match record {
+            Record::Request(r) => Record::Request(RequestRecord {
+                seal: Some(Box::new(seal)),
+                ..r
+            }),
+            Record::Answer(a) => Record::Answer(AnswerRecord {
+                seal: Some(Box::new(seal)),
+                ..a
+            }),
+            other => other,
+        }
     }
 
     fn refusal(payload: Bytes) -> Record {
@@ -474,15 +653,24 @@ mod tests {
                 reason: "none".into(),
             },
             time_ms: 11,
+            seal: None,
             payload,
         })
     }
 
     #[test]
     fn given_each_record_when_round_tripped_then_equal() {
+        let unsigned = Seal {
+            signature: None,
+            ..seal(false)
+        };
         let records = [
             request(),
             refusal(Bytes::new()),
+            sealed(request(), seal(false)),
+            sealed(request(), unsigned.clone()),
+            sealed(refusal(Bytes::from_static(b"p")), seal(true)),
+            sealed(refusal(Bytes::new()), unsigned),
             Record::Event(EventRecord {
                 request_id: MessageId::new(5, 1, 2),
                 kind: EventKind::AnswerAcked,
@@ -563,7 +751,13 @@ mod tests {
     #[test]
     fn given_a_request_or_answer_when_payload_span_then_the_payload_decode_finds() {
         let answer = refusal(Bytes::from_static(b"answer bytes"));
-        for r in [request(), answer] {
+        let sealed_answer = sealed(answer.clone(), seal(true));
+        for r in [
+            request(),
+            answer,
+            sealed(request(), seal(false)),
+            sealed_answer,
+        ] {
             let mut buf = Vec::new();
             r.encode(&mut buf);
             let span = Record::payload_span(&buf).unwrap();
@@ -573,6 +767,15 @@ mod tests {
                 other => panic!("{other:?}"),
             };
             assert_eq!(&buf[span], &payload[..]);
+            let record_seal = match Record::decode(&buf).unwrap() {
+                Record::Request(q) => q.seal,
+                Record::Answer(a) => a.seal,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                Record::delivery_parts(&buf).unwrap().seal,
+                record_seal.map(|s| *s)
+            );
             for cut in 0..buf.len() {
                 assert!(Record::payload_span(&buf[..cut]).is_err(), "cut at {cut}");
             }
@@ -589,6 +792,38 @@ mod tests {
         }
         .encode(&mut event);
         assert!(Record::payload_span(&event).is_err());
+    }
+
+    #[test]
+    fn given_a_record_written_before_seals_when_decoded_then_it_has_none_and_its_bytes_are_unchanged(
+    ) {
+        // The old encodings are the new ones without a seal: tag 2 and
+        // request flags < 4, byte for byte (what a log written before
+        // issue 18 holds).
+        let mut old = Vec::new();
+        request().encode(&mut old);
+        assert_eq!(old[0], TAG_REQUEST);
+        let flags_at = 1 + 16 + (2 + 5) + (2 + 3) + (2 + 3) + 8 + 8;
+        assert_eq!(old[flags_at], 1, "test, not call, not sealed");
+        assert!(matches!(Record::decode(&old), Ok(Record::Request(r)) if r.seal.is_none()));
+        let mut answer = Vec::new();
+        refusal(Bytes::new()).encode(&mut answer);
+        assert_eq!(answer[0], TAG_ANSWER);
+        let mut bad_flags = Vec::new();
+        sealed(request(), seal(false)).encode(&mut bad_flags);
+        bad_flags[flags_at] |= 8;
+        assert_eq!(
+            Record::decode(&bad_flags),
+            Err(DecodeError("request flags"))
+        );
+        let mut sealed_bytes = Vec::new();
+        sealed(request(), seal(false)).encode(&mut sealed_bytes);
+        for cut in 0..sealed_bytes.len() {
+            assert!(
+                Record::decode(&sealed_bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

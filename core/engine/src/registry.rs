@@ -52,6 +52,20 @@ pub struct Participant {
     /// Most payload bytes of answers to this consumer outstanding, as
     /// [`Participant::answer_queue_messages_max`] counts them.
     pub answer_queue_bytes_max: u64,
+    /// Its registered signature keys: what its signatures are checked
+    /// against (empty: it cannot sign, so a kind that requires signatures
+    /// refuses everything it sends).
+    pub keys: gonets_trust::KeyRing,
+}
+
+/// Whether a data kind's messages must be signed by their sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Signatures {
+    /// A signature that is present is checked; a missing one is accepted.
+    #[default]
+    Optional,
+    /// Requests and answers without a signature are refused `BadSignature`.
+    Required,
 }
 
 /// A kind of data ("вид сведений") and the rules for requesting it.
@@ -80,6 +94,8 @@ pub struct DataKind {
     /// What its data answers' payloads must be (`InvalidFormat` otherwise;
     /// a refusal carries no payload).
     pub answer_format: Format,
+    /// Whether its requests and its providers' answers must be signed.
+    pub signatures: Signatures,
 }
 
 impl DataKind {

@@ -9,10 +9,12 @@
 
 use crate::format::{Direction, Format};
 use crate::registry::{
-    DataKind, Mode, Participant, Registry, RegistryError, Roles, ANSWER_QUEUE_BYTES_MAX_DEFAULT,
-    ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT, PAYLOAD_BYTES_MAX_DEFAULT,
-    QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT, REALTIME_DEADLINE_MS_DEFAULT,
+    DataKind, Mode, Participant, Registry, RegistryError, Roles, Signatures,
+    ANSWER_QUEUE_BYTES_MAX_DEFAULT, ANSWER_QUEUE_MESSAGES_MAX_DEFAULT, ASYNC_DEADLINE_MS_DEFAULT,
+    PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_BYTES_MAX_DEFAULT, QUEUE_MESSAGES_MAX_DEFAULT,
+    REALTIME_DEADLINE_MS_DEFAULT,
 };
+use crate::registry_keys::{key_ring, KeyEntry};
 use gonets_types::ids::{DataKindId, ParticipantId};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -39,6 +41,9 @@ struct ParticipantEntry {
     certificate_sha256: Option<String>,
     answer_queue_messages_max: Option<u32>,
     answer_queue_bytes_max: Option<u64>,
+    /// Its signature keys (docs/registry.md "Signature keys").
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
 }
 
 /// One `[[data_kind]]` table.
@@ -58,6 +63,8 @@ struct DataKindEntry {
     request_format: Option<toml::Value>,
     /// As `request_format`, for data answers.
     answer_format: Option<toml::Value>,
+    /// `"required"` or `"optional"` (the default).
+    signatures: Option<String>,
 }
 
 /// Parses and validates a registry from TOML text; a `json_schema_file`
@@ -96,6 +103,7 @@ pub(crate) fn parse(text: &str, dir: &Path) -> Result<Registry, RegistryError> {
             answer_queue_bytes_max: p
                 .answer_queue_bytes_max
                 .unwrap_or(ANSWER_QUEUE_BYTES_MAX_DEFAULT),
+            keys: key_ring(&p.id, &p.keys)?,
         });
     }
 
@@ -137,6 +145,15 @@ fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, Regist
         (Mode::Async, None) => ASYNC_DEADLINE_MS_DEFAULT,
         (Mode::Realtime, None) => REALTIME_DEADLINE_MS_DEFAULT,
     };
+    let signatures = match k.signatures.as_deref() {
+        None | Some("optional") => Signatures::Optional,
+        Some("required") => Signatures::Required,
+        Some(other) => {
+            return Err(invalid(format!(
+                "{entry}: unknown signatures {other:?} (expected \"required\" or \"optional\")"
+            )))
+        }
+    };
     Ok(DataKind {
         id: DataKindId::new(&k.id),
         provider: ParticipantId::new(&k.provider),
@@ -148,6 +165,7 @@ fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, Regist
         queue_bytes_max: k.queue_bytes_max.unwrap_or(QUEUE_BYTES_MAX_DEFAULT),
         request_format: kind_format(&k.id, Direction::Request, k.request_format.as_ref(), dir)?,
         answer_format: kind_format(&k.id, Direction::Answer, k.answer_format.as_ref(), dir)?,
+        signatures,
     })
 }
 
@@ -236,6 +254,7 @@ fn roles(participant: &str, names: &[String]) -> Result<Roles, RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Signatures;
 
     const DEFAULT: &str = include_str!("../registry.default.toml");
 
@@ -825,5 +844,98 @@ consumer = ["MFC"]
             );
             assert!(reason.contains(want), "{formats}: {reason}");
         }
+    }
+
+    /// A registry whose MFC lists `keys` and whose one kind has `signatures`.
+    fn with_keys(keys: &str, signatures: &str) -> String {
+        format!(
+            r#"
+[[participant]]
+id = "FNS"
+name = "Federal Tax Service"
+roles = ["provider"]
+
+[[participant]]
+id = "MFC"
+name = "Public-service centre"
+roles = ["consumer"]
+keys = [{keys}]
+
+[[data_kind]]
+id = "urn:test:1"
+provider = "FNS"
+mode = "async"
+consumers = ["MFC"]
+{signatures}
+"#
+        )
+    }
+
+    fn public_key() -> String {
+        gonets_trust::Ed25519Signer::from_seed(&[9; 32]).public_key_base64()
+    }
+
+    #[test]
+    fn given_keys_and_a_signatures_rule_when_parsed_then_a_key_ring_and_the_rule_are_built() {
+        let key = public_key();
+        let keys = format!(
+            "{{ id = \"mfc-2026\", algorithm = \"ed25519\", public_key = \"{key}\", \
+             valid_from = 2026-01-01T00:00:00Z, valid_until = \"2027-01-01T00:00:00Z\" }}, \
+             {{ id = \"mfc-open\", algorithm = \"ed25519\", public_key = \"{key}\" }}"
+        );
+        let reg = parse(&with_keys(&keys, "signatures = \"required\"")).unwrap();
+        let ring = &reg.participant_by_name("MFC").unwrap().keys;
+        let k = &ring.keys()[0];
+        assert_eq!(k.key_id, "mfc-2026");
+        assert_eq!(k.valid_from_ms, Some(1_767_225_600_000));
+        assert_eq!(k.valid_until_ms, Some(1_798_761_600_000));
+        assert_eq!(
+            (ring.keys()[1].valid_from_ms, ring.keys()[1].valid_until_ms),
+            (None, None)
+        );
+        assert!(reg.participant_by_name("FNS").unwrap().keys.is_empty());
+        assert_eq!(kind(&reg, "urn:test:1").signatures, Signatures::Required);
+        let optional = parse(&with_keys("", "")).unwrap();
+        assert_eq!(
+            kind(&optional, "urn:test:1").signatures,
+            Signatures::Optional
+        );
+        let named = parse(&with_keys("", "signatures = \"optional\"")).unwrap();
+        assert_eq!(kind(&named, "urn:test:1").signatures, Signatures::Optional);
+    }
+
+    #[test]
+    fn given_bad_keys_when_parsed_then_invalid_naming_the_participant_and_the_key() {
+        let key = public_key();
+        let cases = [
+            (format!("{{ id = \"k1\", algorithm = \"gost\", public_key = \"{key}\" }}"), "k1", "gost"),
+            ("{ id = \"k1\", algorithm = \"ed25519\", public_key = \"AAAA\" }".to_string(), "k1", "key"),
+            (format!("{{ id = \"k2\", algorithm = \"ed25519\", public_key = \"{key}\", valid_from = \"2026-01-01\" }}"), "k2", "valid_from"),
+            (format!("{{ id = \"k3\", algorithm = \"ed25519\", public_key = \"{key}\", valid_until = 2026-01-01T00:00:00 }}"), "k3", "valid_until"),
+            (format!("{{ id = \"k4\", algorithm = \"ed25519\", public_key = \"{key}\", valid_until = 5 }}"), "k4", "valid_until"),
+        ];
+        for (keys, key_id, what) in cases {
+            let m = invalid_message(&with_keys(&keys, ""));
+            assert!(
+                m.contains("participant MFC") && m.contains(key_id) && m.contains(what),
+                "{m}"
+            );
+        }
+        let twice = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\" }}, \
+             {{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\" }}"
+        );
+        assert!(invalid_message(&with_keys(&twice, "")).contains("twice"));
+        let backwards = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", \
+             valid_from = 2027-01-01T00:00:00Z, valid_until = 2026-01-01T00:00:00Z }}"
+        );
+        assert!(invalid_message(&with_keys(&backwards, "")).contains("not before"));
+        let unknown = format!(
+            "{{ id = \"k\", algorithm = \"ed25519\", public_key = \"{key}\", usage = \"sign\" }}"
+        );
+        assert!(toml_message(&with_keys(&unknown, "")).contains("usage"));
+        let m = invalid_message(&with_keys("", "signatures = \"always\""));
+        assert!(m.contains("kind urn:test:1") && m.contains("always"), "{m}");
     }
 }

@@ -87,7 +87,7 @@ pub(crate) fn render(
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 11] = [
+    let families: [(&str, &str, Pick); 13] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
@@ -132,6 +132,16 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             "gonets_answers_invalid_format",
             "Data answers refused INVALID_FORMAT (their kind's answer format)",
             |s| s.counters.answers_invalid_format,
+        ),
+        (
+            "gonets_requests_bad_signature",
+            "Requests refused BAD_SIGNATURE (missing where required, unknown or out-of-date key, a signature that does not verify)",
+            |s| s.counters.requests_bad_signature,
+        ),
+        (
+            "gonets_answers_bad_signature",
+            "Answers refused BAD_SIGNATURE",
+            |s| s.counters.answers_bad_signature,
         ),
         (
             "gonets_histories_archived",

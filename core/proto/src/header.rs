@@ -141,6 +141,13 @@ pub struct SendRequest {
     /// kind's deadline); absent: the kind's deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_ms: Option<u64>,
+    /// The sender's signature over the message's digest, base64
+    /// (docs/protocol.md "Signatures and receipts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The registered key that made `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
 }
 
 /// Reply to `SendRequest`: durable.
@@ -153,6 +160,9 @@ pub struct Accepted {
     /// True when this repeats an earlier send with the same idempotency key.
     #[serde(default)]
     pub duplicate: bool,
+    /// The hub's signed receipt, when the hub signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<crate::trust_wire::ReceiptHeader>,
 }
 
 /// `SendRequests`: many requests of one data kind; the body holds their
@@ -163,6 +173,13 @@ pub struct SendRequests {
     pub kind: String,
     /// The requests, in order.
     pub messages: Vec<BatchRequest>,
+    /// The batch's one signature, over the batch digest of its requests'
+    /// digests, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The registered key that made `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
 }
 
 /// One request of a `SendRequests` (its kind is the batch's).
@@ -197,6 +214,10 @@ fn is_false(b: &bool) -> bool {
 pub struct AcceptedMany {
     /// The results.
     pub results: Vec<BatchResult>,
+    /// The hub's one receipt for the batch's accepted requests, when the
+    /// hub signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_receipt: Option<crate::trust_wire::BatchReceiptHeader>,
 }
 
 /// One request's result in `AcceptedMany`: its acceptance (`id`,
@@ -318,6 +339,18 @@ pub struct MessageHeader {
     pub lease: u64,
     /// Length of this message's payload in the body, bytes.
     pub payload_bytes: u32,
+    /// The message's digest as the hub computed it, 64 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The sender's signature over the digest, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The key that made `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
+    /// For an answer: the hub's receipt for it, when the hub signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<crate::trust_wire::ReceiptHeader>,
 }
 
 /// `Subscribe`: pushes come as `Push` frames with this request's correlation id.
@@ -373,6 +406,13 @@ pub struct Settle {
 pub struct SendResponse {
     /// The request answered.
     pub request_id: String,
+    /// The sender's signature over the message's digest, base64
+    /// (docs/protocol.md "Signatures and receipts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The registered key that made `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
 }
 
 /// `SendRefusal`.
@@ -385,6 +425,13 @@ pub struct SendRefusal {
     /// Free text.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub reason: String,
+    /// The sender's signature over the message's digest, base64
+    /// (docs/protocol.md "Signatures and receipts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The registered key that made `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
 }
 
 /// `Status`.
@@ -493,6 +540,8 @@ impl RequestHeader for SendRequest {
         optional("transaction", FieldType::String),
         optional("state_secret", Bool),
         optional("expires_in_ms", U64),
+        optional("signature", FieldType::String),
+        optional("signature_key_id", FieldType::String),
     ];
 }
 
@@ -500,6 +549,8 @@ impl RequestHeader for SendRequests {
     const FIELDS: &'static [Field] = &[
         required("kind", FieldType::String),
         required("messages", ObjectArray),
+        optional("signature", FieldType::String),
+        optional("signature_key_id", FieldType::String),
     ];
 }
 
@@ -564,7 +615,11 @@ impl RequestHeader for Settle {
 }
 
 impl RequestHeader for SendResponse {
-    const FIELDS: &'static [Field] = &[required("request_id", FieldType::String)];
+    const FIELDS: &'static [Field] = &[
+        required("request_id", FieldType::String),
+        optional("signature", FieldType::String),
+        optional("signature_key_id", FieldType::String),
+    ];
 }
 
 impl RequestHeader for SendRefusal {
@@ -572,6 +627,8 @@ impl RequestHeader for SendRefusal {
         required("request_id", FieldType::String),
         required("code", FieldType::String),
         optional("reason", FieldType::String),
+        optional("signature", FieldType::String),
+        optional("signature_key_id", FieldType::String),
     ];
 }
 

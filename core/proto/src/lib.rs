@@ -17,6 +17,7 @@ mod message_out;
 pub mod opcode;
 pub mod reply;
 pub mod request;
+pub mod trust_wire;
 
 pub use error_code::ErrorCode;
 pub use frame::{encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, Limits};

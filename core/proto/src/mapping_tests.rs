@@ -4,8 +4,8 @@
 use super::*;
 use bytes::Bytes;
 use gonets_types::{
-    Accepted, AnswerBody, Command, DeliveryBody, EventKind, HistoryEvent, Message, NewRequest,
-    QueueStats, Reply,
+    AcceptanceReceipt, Accepted, AnswerBody, Command, DeliveryBody, EventKind, HistoryEvent,
+    Message, NewRequest, QueueStats, Reply,
 };
 use header as h;
 
@@ -31,6 +31,8 @@ fn requests() -> QueueId {
 #[test]
 fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_comes_out() {
     let send = h::SendRequest {
+        signature: None,
+        signature_key_id: None,
         kind: KIND.into(),
         idempotency_key: Some("k-1".into()),
         test: true,
@@ -107,6 +109,8 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
         (
             Opcode::SendResponse,
             json(&h::SendResponse {
+                signature: None,
+                signature_key_id: None,
                 request_id: id().to_string(),
             }),
             Command::SendResponse {
@@ -117,6 +121,8 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
         (
             Opcode::SendRefusal,
             json(&h::SendRefusal {
+                signature: None,
+                signature_key_id: None,
                 request_id: id().to_string(),
                 code: "NO_DATA".into(),
                 reason: "none".into(),
@@ -190,6 +196,8 @@ fn given_header_faults_when_decoded_then_only_a_header_that_is_no_json_object_is
 
     // Texts are checked before anything else: the bad id is not reported.
     let long = json(&h::SendRefusal {
+        signature: None,
+        signature_key_id: None,
         request_id: "not an id".into(),
         code: "NO_DATA".into(),
         reason: "r".repeat(gonets_types::TEXT_BYTES_MAX + 1),
@@ -235,6 +243,9 @@ fn reply_frame(request: Opcode, result: Result<Reply, HubError>) -> Frame {
 
 fn message(payload: &'static [u8]) -> Message {
     Message {
+        digest: None,
+        receipt: None,
+        signature: None,
         queue: requests(),
         id: id(),
         reply_to: None,
@@ -254,6 +265,7 @@ fn message(payload: &'static [u8]) -> Message {
 #[test]
 fn given_every_reply_when_encoded_then_its_frame_reads_back_as_the_reply_header_of_its_opcode() {
     let accepted = Accepted {
+        receipt: None,
         id: id(),
         time_ms: 5,
         duplicate: true,
@@ -264,6 +276,7 @@ fn given_every_reply_when_encoded_then_its_frame_reads_back_as_the_reply_header_
     assert_eq!(
         a,
         h::Accepted {
+            receipt: None,
             id: id().to_string(),
             time_ms: 5,
             duplicate: true
@@ -376,9 +389,82 @@ mod round_trip {
         proptest::sample::select(RefusalCode::ALL.to_vec())
     }
 
+    fn signature() -> impl Strategy<Value = gonets_types::SenderSignature> {
+        (
+            "[!-~]{1,64}",
+            proptest::collection::vec(any::<u8>(), 1..=256),
+        )
+            .prop_map(|(key_id, bytes)| gonets_types::SenderSignature {
+                key_id,
+                bytes: bytes.into(),
+            })
+    }
+
+    fn receipt() -> impl Strategy<Value = gonets_types::Receipt> {
+        let ids = (message_id(), proptest::option::of(message_id()));
+        let numbers = (any::<u64>(), any::<u16>(), any::<u64>());
+        (
+            ids,
+            any::<[u8; 32]>(),
+            (text(), text()),
+            numbers,
+            signature(),
+        )
+            .prop_map(
+                |((id, reply_to), digest, (sender, kind), (time_ms, shard, offset), s)| {
+                    gonets_types::Receipt {
+                        message_id: id,
+                        reply_to,
+                        digest: gonets_types::Digest(digest),
+                        sender: ParticipantId::new(&sender),
+                        kind: DataKindId::new(&kind),
+                        time_ms,
+                        shard,
+                        offset,
+                        key_id: s.key_id,
+                        signature: s.bytes,
+                    }
+                },
+            )
+    }
+
+    /// A signable command, signed.
+    fn signed_command() -> impl Strategy<Value = Command> {
+        let signable = prop_oneof![
+            new_request().prop_map(Command::SendRequest),
+            new_request().prop_map(Command::Call),
+            proptest::collection::vec(new_request(), 1..4).prop_map(|rs| {
+                let kind = rs[0].kind.clone();
+                Command::SendRequests(
+                    rs.into_iter()
+                        .map(|r| NewRequest {
+                            kind: kind.clone(),
+                            ..r
+                        })
+                        .collect(),
+                )
+            }),
+            (message_id(), payload()).prop_map(|(request_id, payload)| {
+                Command::SendResponse {
+                    request_id,
+                    payload,
+                }
+            }),
+            (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
+                Command::SendRefusal {
+                    request_id,
+                    code,
+                    reason,
+                }
+            }),
+        ];
+        (signable, signature()).prop_map(|(c, s)| c.signed(s))
+    }
+
     fn command() -> impl Strategy<Value = Command> {
         let reader = READER_OF_SESSION;
         prop_oneof![
+            signed_command(),
             new_request().prop_map(Command::SendRequest),
             new_request().prop_map(Command::Call),
             (queue(), any::<u32>(), any::<u64>()).prop_map(move |(queue, max, wait_ms)| {
@@ -474,21 +560,31 @@ mod round_trip {
             any::<u64>(),
             any::<bool>(),
         );
-        (ids, names, body, numbers, payload()).prop_map(
-            |((queue, id, reply_to), (kind, from, transaction), body, n, payload)| Message {
-                queue,
-                id,
-                reply_to,
-                kind: DataKindId::new(&kind),
-                from: ParticipantId::new(&from),
-                body,
-                time_ms: n.0,
-                deadline_ms: n.1,
-                delivery_count: n.2,
-                test: n.4,
-                transaction,
-                payload,
-                reader: n.3,
+        let trust = (
+            proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of(signature()),
+            proptest::option::of(receipt()),
+        );
+        (ids, names, body, numbers, (payload(), trust)).prop_map(
+            |((queue, id, reply_to), (kind, from, transaction), body, n, (payload, trust))| {
+                Message {
+                    digest: trust.0.map(gonets_types::Digest),
+                    signature: trust.1,
+                    receipt: trust.2.map(Box::new),
+                    queue,
+                    id,
+                    reply_to,
+                    kind: DataKindId::new(&kind),
+                    from: ParticipantId::new(&from),
+                    body,
+                    time_ms: n.0,
+                    deadline_ms: n.1,
+                    delivery_count: n.2,
+                    test: n.4,
+                    transaction,
+                    payload,
+                    reader: n.3,
+                }
             },
         )
     }
@@ -537,18 +633,27 @@ mod round_trip {
                     })
             });
         prop_oneof![
-            (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {
-                Reply::Accepted(Accepted {
-                    id,
-                    time_ms,
-                    duplicate,
-                })
-            }),
+            (
+                message_id(),
+                any::<u64>(),
+                any::<bool>(),
+                proptest::option::of(receipt())
+            )
+                .prop_map(|(id, time_ms, duplicate, receipt)| {
+                    Reply::Accepted(Accepted {
+                        receipt: receipt.map(|r| AcceptanceReceipt::One(Box::new(r))),
+                        id,
+                        time_ms,
+                        duplicate,
+                    })
+                }),
             message().prop_map(Reply::Message),
             proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
             Just(Reply::Done),
             view.prop_map(Reply::Status),
             proptest::collection::vec(batch_result(), 0..5).prop_map(Reply::AcceptedMany),
+            (proptest::collection::vec(batch_result(), 1..5), receipt())
+                .prop_map(|(results, r)| Reply::AcceptedMany(with_batch_receipt(results, r))),
             proptest::collection::vec((message_id(), hub_error()), 0..5).prop_map(Reply::AckedMany),
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(depth, in_flight, age)| {
                 Reply::Stats(QueueStats {
@@ -581,6 +686,7 @@ mod round_trip {
         prop_oneof![
             (message_id(), any::<u64>(), any::<bool>()).prop_map(|(id, time_ms, duplicate)| {
                 Ok(Accepted {
+                    receipt: None,
                     id,
                     time_ms,
                     duplicate,
@@ -588,6 +694,41 @@ mod round_trip {
             }),
             hub_error().prop_map(Err),
         ]
+    }
+
+    /// `results` with one batch receipt naming each accepted, non-repeat
+    /// slot (as the hub makes them), built from `r`'s common fields.
+    fn with_batch_receipt(
+        mut results: Vec<Result<Accepted, HubError>>,
+        r: gonets_types::Receipt,
+    ) -> Vec<Result<Accepted, HubError>> {
+        let entries = results
+            .iter()
+            .flatten()
+            .filter(|a| !a.duplicate)
+            .enumerate()
+            .map(|(i, a)| gonets_types::trust::BatchReceiptEntry {
+                message_id: a.id,
+                digest: r.digest,
+                offset: r.offset.wrapping_add(i as u64),
+            })
+            .collect::<Vec<_>>();
+        if entries.is_empty() {
+            return results;
+        }
+        let batch = std::sync::Arc::new(gonets_types::BatchReceipt {
+            sender: r.sender,
+            kind: r.kind,
+            time_ms: r.time_ms,
+            shard: r.shard,
+            entries,
+            key_id: r.key_id,
+            signature: r.signature,
+        });
+        for a in results.iter_mut().flatten().filter(|a| !a.duplicate) {
+            a.receipt = Some(AcceptanceReceipt::Batch(batch.clone()));
+        }
+        results
     }
 
     /// The request opcode of a reply kind (any opcode whose reply it is).
@@ -690,6 +831,8 @@ fn given_bad_batches_when_decoded_then_each_is_refused_malformed_and_not_fatal()
     };
     let batch = |messages: Vec<h::BatchRequest>| {
         json(&h::SendRequests {
+            signature: None,
+            signature_key_id: None,
             kind: KIND.into(),
             messages,
         })
@@ -754,6 +897,8 @@ fn given_a_batch_frame_when_decoded_then_each_payload_is_its_slice_of_the_body()
         },
     ];
     let header = json(&h::SendRequests {
+        signature: None,
+        signature_key_id: None,
         kind: KIND.into(),
         messages,
     });
@@ -781,6 +926,13 @@ fn message_header(m: &Message) -> h::MessageHeader {
         ),
     };
     h::MessageHeader {
+        digest: m.digest.map(|d| d.to_hex()),
+        signature: m
+            .signature
+            .as_ref()
+            .map(|s| crate::trust_wire::base64_of(&s.bytes)),
+        signature_key_id: m.signature.as_ref().map(|s| s.key_id.clone()),
+        receipt: m.receipt.as_deref().map(crate::trust_wire::receipt_header),
         queue: crate::queue_name(&m.queue),
         id: m.id.to_text(),
         reply_to: m.reply_to.map(MessageId::to_text),
@@ -798,4 +950,86 @@ fn message_header(m: &Message) -> h::MessageHeader {
         payload_bytes: u32::try_from(m.payload.len())
             .expect("payloads are bounded by the registry"),
     }
+}
+
+#[test]
+fn given_bad_signature_fields_when_decoded_then_each_is_refused_malformed_and_not_fatal() {
+    let send = |signature: Option<String>, key: Option<&str>| {
+        json(&h::SendRequest {
+            kind: KIND.into(),
+            signature,
+            signature_key_id: key.map(str::to_owned),
+            ..h::SendRequest::default()
+        })
+    };
+    let b64 = |n: usize| crate::trust_wire::base64_of(&vec![7u8; n]);
+    let cases = [
+        (send(Some(b64(64)), None), "go together"),
+        (send(None, Some("k1")), "go together"),
+        (send(Some("not base64!".into()), Some("k1")), "not base64"),
+        (send(Some(b64(257)), Some("k1")), "signature of 257 bytes"),
+        (send(Some(b64(400)), Some("k1")), "not base64"),
+        (
+            send(Some(String::new()), Some("k1")),
+            "signature of 0 bytes",
+        ),
+        (send(Some(b64(64)), Some("")), "key id of 0 bytes"),
+        (
+            send(Some(b64(64)), Some(&"k".repeat(65))),
+            "key id of 65 bytes",
+        ),
+    ];
+    for (header, why) in cases {
+        let e = decode(Opcode::SendRequest, &header, b"p").unwrap_err();
+        assert!(!e.is_fatal(), "{e:?}");
+        let reply = e.reply();
+        assert_eq!(reply.code, "MALFORMED", "{reply:?}");
+        assert!(reply.message.contains(why), "{why}: {}", reply.message);
+    }
+    let good = decode(Opcode::SendRequest, &send(Some(b64(64)), Some("k1")), b"p").unwrap();
+    match good {
+        Command::Signed { signature, command } => {
+            assert_eq!(signature.key_id, "k1");
+            assert_eq!(&signature.bytes[..], &[7u8; 64][..]);
+            assert!(matches!(*command, Command::SendRequest(_)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let refusal = json(&h::SendRefusal {
+        request_id: id().to_text(),
+        code: "NO_DATA".into(),
+        signature: Some(b64(64)),
+        ..h::SendRefusal::default()
+    });
+    let e = decode(Opcode::SendRefusal, &refusal, b"").unwrap_err();
+    assert_eq!(e.reply().code, "MALFORMED");
+}
+
+#[test]
+fn given_a_reply_with_a_bad_digest_or_receipt_when_decoded_then_a_bad_reply_not_a_panic() {
+    let mut m = message(b"x");
+    m.digest = Some(gonets_types::Digest([1; 32]));
+    let mut header = message_header(&m);
+    header.digest = Some("zz".into());
+    let mut f = frame(&{
+        let mut out = Vec::new();
+        encode(&mut out, Opcode::Push, 1, &header, &[&b"x"[..]]);
+        out
+    });
+    assert!(decode_push(&mut f).is_err());
+    let accepted = h::Accepted {
+        id: id().to_text(),
+        time_ms: 1,
+        duplicate: false,
+        receipt: Some(crate::trust_wire::ReceiptHeader {
+            message_id: id().to_text(),
+            digest: "00".repeat(32),
+            signature: "%%%".into(),
+            ..Default::default()
+        }),
+    };
+    let mut out = Vec::new();
+    encode(&mut out, Opcode::SendRequest.reply(), 2, &accepted, &[]);
+    let mut f = frame(&out);
+    assert!(decode_reply(gonets_types::ReplyKind::Accepted, &mut f).is_err());
 }

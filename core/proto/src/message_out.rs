@@ -61,7 +61,7 @@ impl Serialize for MessageOut<'_> {
         };
         let payload_bytes =
             u32::try_from(m.payload.len()).expect("payloads are bounded by the registry");
-        let mut st = s.serialize_struct("MessageHeader", 15)?;
+        let mut st = s.serialize_struct("MessageHeader", 19)?;
         st.serialize_field("queue", &Shown(&m.queue))?;
         st.serialize_field("id", &Shown(m.id))?;
         if let Some(r) = m.reply_to {
@@ -83,6 +83,16 @@ impl Serialize for MessageOut<'_> {
         }
         st.serialize_field("lease", &m.lease_holder())?;
         st.serialize_field("payload_bytes", &payload_bytes)?;
+        if let Some(d) = &m.digest {
+            st.serialize_field("digest", &Shown(d))?;
+        }
+        if let Some(sig) = &m.signature {
+            st.serialize_field("signature", &crate::trust_wire::base64_of(&sig.bytes))?;
+            st.serialize_field("signature_key_id", sig.key_id.as_str())?;
+        }
+        if let Some(r) = &m.receipt {
+            st.serialize_field("receipt", &crate::trust_wire::receipt_header(r))?;
+        }
         st.end()
     }
 }

@@ -6,14 +6,15 @@
 
 use crate::frame::Frame;
 use crate::header::{self as h, ErrorReply};
+use crate::trust_wire::{batch_receipt_header, batch_receipt_of, receipt_header, receipt_of};
 use crate::{
     encode, encode_head, parse_header, parse_id, parse_queue, parse_refusal, status_reply, Opcode,
 };
 use bytes::Bytes;
 use gonets_types::{
-    Accepted, AcceptedMany, AckedMany, AnswerBody, DataKindId, DeliveryBody, EventKind,
-    HistoryEvent, HubError, Message, ParticipantId, ProviderNotice, QueueStats, Reply, ReplyKind,
-    StatusView,
+    AcceptanceReceipt, Accepted, AcceptedMany, AckedMany, AnswerBody, DataKindId, DeliveryBody,
+    EventKind, HistoryEvent, HubError, Message, MessageId, ParticipantId, ProviderNotice,
+    QueueStats, Reply, ReplyKind, StatusView,
 };
 
 /// Appends the frame answering request `correlation_id` of opcode
@@ -35,6 +36,11 @@ pub fn encode_reply(
                 id: a.id.to_text(),
                 time_ms: a.time_ms,
                 duplicate: a.duplicate,
+                receipt: match &a.receipt {
+                    Some(AcceptanceReceipt::One(r)) => Some(receipt_header(r)),
+                    // A single send is never in a batch.
+                    Some(AcceptanceReceipt::Batch(_)) | None => None,
+                },
             };
             encode(out, op, correlation_id, &header, &[]);
         }
@@ -106,21 +112,47 @@ fn accepted_many_header(results: &AcceptedMany) -> h::AcceptedMany {
             ..h::BatchResult::default()
         },
     };
+    // One receipt for the batch, written once (every accepted result of
+    // the batch shares it).
+    let batch_receipt = results.iter().find_map(|r| match r {
+        Ok(Accepted {
+            receipt: Some(AcceptanceReceipt::Batch(b)),
+            ..
+        }) => Some(batch_receipt_header(b)),
+        _ => None,
+    });
     h::AcceptedMany {
         results: results.iter().map(result).collect(),
+        batch_receipt,
     }
 }
 
-/// A `send_requests` reply from its wire header.
+/// A `send_requests` reply from its wire header: the batch's receipt, if
+/// any, on each accepted request it names.
 fn accepted_many(r: h::AcceptedMany) -> Result<AcceptedMany, BadReply> {
+    let batch = r
+        .batch_receipt
+        .as_ref()
+        .map(batch_receipt_of)
+        .transpose()
+        .map_err(bad)?
+        .map(std::sync::Arc::new);
+    let receipt_of = |id: MessageId| {
+        let b = batch.as_ref().filter(|b| b.entry(id).is_some())?;
+        Some(AcceptanceReceipt::Batch(std::sync::Arc::clone(b)))
+    };
     r.results
         .into_iter()
         .map(|r| match (r.id, r.error) {
-            (Some(id), None) => Ok(Ok(Accepted {
-                id: parse_id(&id).map_err(bad)?,
-                time_ms: r.time_ms,
-                duplicate: r.duplicate,
-            })),
+            (Some(id), None) => {
+                let id = parse_id(&id).map_err(bad)?;
+                Ok(Ok(Accepted {
+                    id,
+                    time_ms: r.time_ms,
+                    duplicate: r.duplicate,
+                    receipt: receipt_of(id).filter(|_| !r.duplicate),
+                }))
+            }
             (None, Some(e)) => Ok(Err(hub_error(&e)?)),
             _ => Err(bad("a batch result holds an id or an error")),
         })
@@ -209,10 +241,17 @@ pub fn decode_reply(
     Ok(Ok(match kind {
         ReplyKind::Accepted => {
             let a: h::Accepted = parse_header(json).map_err(bad)?;
+            let receipt = a
+                .receipt
+                .as_ref()
+                .map(receipt_of)
+                .transpose()
+                .map_err(bad)?;
             Reply::Accepted(Accepted {
                 id: parse_id(&a.id).map_err(bad)?,
                 time_ms: a.time_ms,
                 duplicate: a.duplicate,
+                receipt: receipt.map(|r| AcceptanceReceipt::One(Box::new(r))),
             })
         }
         ReplyKind::Message => {
@@ -268,6 +307,7 @@ fn decode_messages(json: &mut [u8], mut body: Bytes) -> Result<Vec<Message>, Bad
 /// A message from its wire header and payload (the inverse of what
 /// `message_out.rs` writes): its lease comes back as its reader.
 pub fn message_from_header(m: h::MessageHeader, payload: Bytes) -> Result<Message, BadReply> {
+    let (digest, signature, receipt) = crate::trust_wire::delivered_of(&m).map_err(bad)?;
     let body = match m.body.as_str() {
         "request" => DeliveryBody::Request,
         "data" => DeliveryBody::Answer(AnswerBody::Data),
@@ -299,6 +339,9 @@ pub fn message_from_header(m: h::MessageHeader, payload: Bytes) -> Result<Messag
         transaction: m.transaction,
         payload,
         reader: m.lease,
+        digest,
+        signature,
+        receipt,
     })
 }
 

@@ -8,11 +8,12 @@
 //! [`request_header`].
 
 use crate::header::{self as h, ErrorReply, RequestHeader};
+use crate::trust_wire::{base64_of, sender_signature};
 use crate::{parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError, Opcode};
 use bytes::Bytes;
 use gonets_types::{
     check_batch_len, Command, DataKindId, HubError, MessageId, NewRequest, QueueId, ReaderId,
-    TEXT_BYTES_MAX,
+    SenderSignature, TEXT_BYTES_MAX,
 };
 
 /// The reader a decoded `Fetch` or `Subscribe` names: none (no reader is
@@ -83,9 +84,24 @@ pub fn decode_command(
     body: Bytes,
 ) -> Result<Command, RequestError> {
     Ok(match opcode {
-        Opcode::SendRequest => Command::SendRequest(new_request(request_header(json)?, body)?),
-        Opcode::Call => Command::Call(new_request(request_header(json)?, body)?),
-        Opcode::SendRequests => Command::SendRequests(new_requests(request_header(json)?, body)?),
+        Opcode::SendRequest | Opcode::Call => {
+            let r: h::SendRequest = request_header(json)?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let r = new_request(r, body)?;
+            let command = if opcode == Opcode::Call {
+                Command::Call(r)
+            } else {
+                Command::SendRequest(r)
+            };
+            signed(command, signature)
+        }
+        Opcode::SendRequests => {
+            let r: h::SendRequests = request_header(json)?;
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            signed(Command::SendRequests(new_requests(r, body)?), signature)
+        }
         Opcode::AckMany => {
             let r: h::AckMany = request_header(json)?;
             Command::AckMany {
@@ -123,19 +139,25 @@ pub fn decode_command(
         Opcode::Ack | Opcode::Nack => settle(opcode, request_header(json)?)?,
         Opcode::SendResponse => {
             let r: h::SendResponse = request_header(json)?;
-            Command::SendResponse {
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let command = Command::SendResponse {
                 request_id: parse_id(&r.request_id)?,
                 payload: body,
-            }
+            };
+            signed(command, signature)
         }
         Opcode::SendRefusal => {
             let r: h::SendRefusal = request_header(json)?;
             texts_fit(&[("reason", Some(&r.reason))])?;
-            Command::SendRefusal {
+            let signature =
+                sender_signature(r.signature.as_deref(), r.signature_key_id.as_deref())?;
+            let command = Command::SendRefusal {
                 request_id: parse_id(&r.request_id)?,
                 code: parse_refusal(&r.code)?,
                 reason: r.reason,
-            }
+            };
+            signed(command, signature)
         }
         Opcode::Status => Command::Status {
             id: parse_id(&request_header::<h::Status>(json)?.id)?,
@@ -158,7 +180,14 @@ pub fn decode_command(
     })
 }
 
-/// `Ack` or `Nack` (`opcode`) of a `Settle` header.
+/// `command`, wrapped with its sender's `signature` when it has one.
+fn signed(command: Command, signature: Option<SenderSignature>) -> Command {
+    match signature {
+        Some(s) => command.signed(s),
+        None => command,
+    }
+}
+
 /// The ids of an `ACK_MANY` or `NACK_MANY`: within the batch bound, each
 /// one an id.
 fn batch_ids(ids: &[String]) -> Result<Vec<MessageId>, RequestError> {
@@ -169,6 +198,7 @@ fn batch_ids(ids: &[String]) -> Result<Vec<MessageId>, RequestError> {
         .collect::<Result<_, _>>()?)
 }
 
+/// `Ack` or `Nack` (`opcode`) of a `Settle` header.
 fn settle(opcode: Opcode, r: h::Settle) -> Result<Command, RequestError> {
     let queue = parse_queue(&r.queue)?;
     let id = parse_id(&r.id)?;
@@ -258,12 +288,36 @@ fn new_requests(r: h::SendRequests, body: Bytes) -> Result<Vec<NewRequest>, Requ
 /// an `Ack` or `Nack` goes out as its `lease`; that of a `Fetch` or
 /// `Subscribe` does not go out (the server's session picks it).
 pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command) -> Opcode {
+    match command {
+        Command::Signed { signature, command } => {
+            encode_signed(out, correlation_id, command, Some(signature))
+        }
+        command => encode_signed(out, correlation_id, command, None),
+    }
+}
+
+/// The signature fields of a header: the signature in base64, its key.
+fn signature_fields(signature: Option<&SenderSignature>) -> (Option<String>, Option<String>) {
+    match signature {
+        Some(s) => (Some(base64_of(&s.bytes)), Some(s.key_id.clone())),
+        None => (None, None),
+    }
+}
+
+/// [`encode_command`] of an unwrapped `command` and its `signature`.
+fn encode_signed(
+    out: &mut Vec<u8>,
+    correlation_id: u64,
+    command: &Command,
+    signature: Option<&SenderSignature>,
+) -> Opcode {
     let id = correlation_id;
+    let (sig, sig_key) = signature_fields(signature);
     // Each arm writes its frame straight into `out` (`crate::encode`).
     match command {
-        Command::SendRequest(r) => encode_request(out, Opcode::SendRequest, id, r),
-        Command::Call(r) => encode_request(out, Opcode::Call, id, r),
-        Command::SendRequests(rs) => encode_requests(out, id, rs),
+        Command::SendRequest(r) => encode_request(out, Opcode::SendRequest, id, r, signature),
+        Command::Call(r) => encode_request(out, Opcode::Call, id, r, signature),
+        Command::SendRequests(rs) => encode_requests(out, id, rs, signature),
         Command::AckMany { queue, ids, reader } => {
             let header = h::AckMany {
                 queue: queue_name(queue),
@@ -322,6 +376,8 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
         } => {
             let header = h::SendResponse {
                 request_id: request_id.to_string(),
+                signature: sig,
+                signature_key_id: sig_key,
             };
             encode_as(out, Opcode::SendResponse, id, &header, payload)
         }
@@ -334,6 +390,8 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
                 request_id: request_id.to_string(),
                 code: code.as_str().into(),
                 reason: reason.clone(),
+                signature: sig,
+                signature_key_id: sig_key,
             };
             encode_as(out, Opcode::SendRefusal, id, &header, &[])
         }
@@ -346,6 +404,11 @@ pub fn encode_command(out: &mut Vec<u8>, correlation_id: u64, command: &Command)
                 queue: queue_name(queue),
             };
             encode_as(out, Opcode::QueueStats, id, &header, &[])
+        }
+        // A signature wrapped twice: the inner one goes (the hub refuses
+        // the nesting only where it can see it; a client never makes it).
+        Command::Signed { signature, command } => {
+            encode_signed(out, correlation_id, command, Some(signature))
         }
     }
 }
@@ -363,7 +426,14 @@ fn encode_as<T: serde::Serialize>(
 }
 
 /// A `send_request` or `call` frame.
-fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewRequest) -> Opcode {
+fn encode_request(
+    out: &mut Vec<u8>,
+    op: Opcode,
+    correlation_id: u64,
+    r: &NewRequest,
+    signature: Option<&SenderSignature>,
+) -> Opcode {
+    let (signature, signature_key_id) = signature_fields(signature);
     let header = h::SendRequest {
         kind: r.kind.to_string(),
         idempotency_key: r.idempotency_key.clone(),
@@ -371,6 +441,8 @@ fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewReq
         transaction: r.transaction.clone(),
         state_secret: r.state_secret,
         expires_in_ms: r.expires_in_ms,
+        signature,
+        signature_key_id,
     };
     encode_as(out, op, correlation_id, &header, &r.payload)
 }
@@ -378,7 +450,13 @@ fn encode_request(out: &mut Vec<u8>, op: Opcode, correlation_id: u64, r: &NewReq
 /// A `send_requests` frame: the kind once (the first request's: a client
 /// checks a batch is of one kind before it encodes it), each request's
 /// fields and payload length, the payloads back to back.
-fn encode_requests(out: &mut Vec<u8>, correlation_id: u64, rs: &[NewRequest]) -> Opcode {
+fn encode_requests(
+    out: &mut Vec<u8>,
+    correlation_id: u64,
+    rs: &[NewRequest],
+    signature: Option<&SenderSignature>,
+) -> Opcode {
+    let (signature, signature_key_id) = signature_fields(signature);
     let header = h::SendRequests {
         kind: rs.first().map(|r| r.kind.to_string()).unwrap_or_default(),
         messages: rs
@@ -392,6 +470,8 @@ fn encode_requests(out: &mut Vec<u8>, correlation_id: u64, rs: &[NewRequest]) ->
                 expires_in_ms: r.expires_in_ms,
             })
             .collect(),
+        signature,
+        signature_key_id,
     };
     let bodies: Vec<&[u8]> = rs.iter().map(|r| &r.payload[..]).collect();
     crate::encode(out, Opcode::SendRequests, correlation_id, &header, &bodies);

@@ -17,5 +17,8 @@ pub use anchor::{Anchor, AnchoredLog};
 pub use digest::{answer_digest, batch_digest, payload_digest, request_digest};
 pub use hub_key::{HubKey, HubKeyError, HubPublicKey};
 pub use keys::{sign_digest, KeyRing, RegisteredKey, SignatureError};
-pub use receipt::{receipt_from_json, receipt_to_json, sign_receipt, verify_receipt, ReceiptError};
+pub use receipt::{
+    receipt_from_json, receipt_to_json, sign_batch_receipt, sign_receipt, verify_batch_receipt,
+    verify_receipt, ReceiptError,
+};
 pub use scheme::{verifier, Algorithm, Ed25519Signer, Ed25519Verifier, KeyError, Signer, Verifier};

@@ -3,7 +3,7 @@
 
 use crate::hub_key::{HubKey, HubPublicKey};
 use crate::scheme::{base64_of, bytes_of_base64};
-use gonets_types::{DataKindId, Digest, MessageId, ParticipantId, Receipt};
+use gonets_types::{BatchReceipt, DataKindId, Digest, MessageId, ParticipantId, Receipt};
 
 /// Why a receipt does not check out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,34 @@ pub fn sign_receipt(key: &HubKey, receipt: &mut Receipt) {
 
 /// Checks `receipt` against the hub's public key.
 pub fn verify_receipt(receipt: &Receipt, key: &HubPublicKey) -> Result<(), ReceiptError> {
+    if receipt.key_id != key.key_id {
+        return Err(ReceiptError::OtherKey {
+            receipt_key: receipt.key_id.clone(),
+            given_key: key.key_id.clone(),
+        });
+    }
+    if key
+        .verifier
+        .verify(&receipt.signed_bytes(), &receipt.signature)
+    {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadSignature)
+    }
+}
+
+/// Signs a batch receipt once for all its entries (its `key_id` and
+/// `signature` are set).
+pub fn sign_batch_receipt(key: &HubKey, receipt: &mut BatchReceipt) {
+    receipt.key_id = key.key_id().to_owned();
+    receipt.signature = key.sign(&receipt.signed_bytes()).into();
+}
+
+/// Checks a batch receipt against the hub's public key.
+pub fn verify_batch_receipt(
+    receipt: &BatchReceipt,
+    key: &HubPublicKey,
+) -> Result<(), ReceiptError> {
     if receipt.key_id != key.key_id {
         return Err(ReceiptError::OtherKey {
             receipt_key: receipt.key_id.clone(),
@@ -152,6 +180,41 @@ mod tests {
             verify_receipt(&r, &other.public()),
             Err(ReceiptError::OtherKey { .. })
         ));
+    }
+
+    #[test]
+    fn given_a_signed_batch_receipt_when_verified_then_it_holds_and_a_changed_entry_breaks_it() {
+        use gonets_types::trust::BatchReceiptEntry;
+        let key = HubKey::generate();
+        let entry = |n: u64| BatchReceiptEntry {
+            message_id: MessageId::new(1_700_000_000_000, 2, n),
+            digest: Digest([n as u8; 32]),
+            offset: 10 + n,
+        };
+        let mut r = BatchReceipt {
+            sender: ParticipantId::new("MFC"),
+            kind: DataKindId::new("urn:k"),
+            time_ms: 5,
+            shard: 2,
+            entries: vec![entry(1), entry(2)],
+            key_id: String::new(),
+            signature: bytes::Bytes::new(),
+        };
+        sign_batch_receipt(&key, &mut r);
+        assert_eq!(verify_batch_receipt(&r, &key.public()), Ok(()));
+        let mut changed = r.clone();
+        changed.entries[1].digest.0[0] ^= 1;
+        assert_eq!(
+            verify_batch_receipt(&changed, &key.public()),
+            Err(ReceiptError::BadSignature)
+        );
+        let mut dropped = r.clone();
+        dropped.entries.pop();
+        assert_eq!(
+            verify_batch_receipt(&dropped, &key.public()),
+            Err(ReceiptError::BadSignature)
+        );
+        assert!(r.entry(entry(2).message_id).is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::ids::{DataKindId, MessageId, QueueId};
 use crate::refusal::RefusalCode;
+use crate::trust::SenderSignature;
 use bytes::Bytes;
 
 /// A reader (a client session); leases and subscriptions belong to it.
@@ -267,9 +268,71 @@ pub enum Command {
         /// The queue.
         queue: QueueId,
     },
+    /// `command` with its sender's signature (docs/adr/0019): over the
+    /// request's digest (`SendRequest`, `Call`), the answer's
+    /// (`SendResponse`, `SendRefusal`), or, for `SendRequests`, over the
+    /// batch's digest of its requests' digests, checked once for the whole
+    /// batch. Any other command, or a signed one wrapped again, is refused
+    /// `Malformed` ([`Command::check_signed`]).
+    Signed {
+        /// The sender's signature.
+        signature: SenderSignature,
+        /// The command signed.
+        command: Box<Command>,
+    },
+}
+
+/// Why a [`Command::Signed`] is refused whole: it wraps a command that
+/// carries no signature. On the wire it is `MALFORMED`, with this text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("only sends, calls and answers carry a signature")]
+pub struct NotSignable;
+
+impl From<NotSignable> for crate::HubError {
+    fn from(e: NotSignable) -> crate::HubError {
+        crate::HubError::Malformed(e.to_string())
+    }
 }
 
 impl Command {
+    /// `self` signed by its sender with `signature`.
+    pub fn signed(self, signature: SenderSignature) -> Command {
+        Command::Signed {
+            signature,
+            command: Box::new(self),
+        }
+    }
+
+    /// The command a [`Command::Signed`] wraps (itself for any other).
+    pub fn unsigned(&self) -> &Command {
+        match self {
+            Command::Signed { command, .. } => command,
+            other => other,
+        }
+    }
+
+    /// True for the commands a signature may wrap: sends, calls, batches
+    /// and answers.
+    pub fn is_signable(&self) -> bool {
+        matches!(
+            self,
+            Command::SendRequest(_)
+                | Command::SendRequests(_)
+                | Command::Call(_)
+                | Command::SendResponse { .. }
+                | Command::SendRefusal { .. }
+        )
+    }
+
+    /// A [`Command::Signed`] must wrap a signable command; any other
+    /// command passes.
+    pub fn check_signed(&self) -> Result<(), NotSignable> {
+        match self {
+            Command::Signed { command, .. } if !command.is_signable() => Err(NotSignable),
+            _ => Ok(()),
+        }
+    }
+
     /// The shard that owns `self` among `shard_count`: that of its queue
     /// (a send's or call's is its kind's requests queue), or the one its
     /// message id names; `None` for an id that no shard of `shard_count`
@@ -297,6 +360,7 @@ impl Command {
                 of_id(request_id)
             }
             Command::Status { id } => of_id(id),
+            Command::Signed { command, .. } => command.shard(shard_count),
         }
     }
 
@@ -317,6 +381,7 @@ impl Command {
             | Command::SendRefusal { .. } => ReplyKind::Done,
             Command::Status { .. } => ReplyKind::Status,
             Command::QueueStats { .. } => ReplyKind::Stats,
+            Command::Signed { command, .. } => command.reply_kind(),
         }
     }
 }

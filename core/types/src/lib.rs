@@ -15,7 +15,7 @@ pub mod trust;
 
 pub use command::{
     check_batch_len, check_expiry, check_send_batch, BatchError, Command, ExpiryError, NewRequest,
-    ReaderId, ReplyKind, BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
+    NotSignable, ReaderId, ReplyKind, BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,
 };
 pub use error::HubError;
 pub use history::{EventKind, HistoryEvent, ProviderNotice, QueueStats, StatusView};
@@ -23,4 +23,4 @@ pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;
 pub use reply::{AcceptedMany, AckedMany, Reply, ReplyContent};
-pub use trust::{Digest, Receipt, SenderSignature};
+pub use trust::{AcceptanceReceipt, BatchReceipt, Digest, Receipt, SenderSignature};

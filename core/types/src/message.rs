@@ -4,6 +4,7 @@
 use crate::command::ReaderId;
 use crate::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use crate::refusal::RefusalCode;
+use crate::trust::{AcceptanceReceipt, Digest, Receipt, SenderSignature};
 use bytes::Bytes;
 
 /// A message handed to a session under a lease (or a `call`'s answer).
@@ -35,6 +36,14 @@ pub struct Message {
     pub payload: Bytes,
     /// The reader holding the lease: `ack` and `nack` must name it.
     pub reader: ReaderId,
+    /// The message's digest as the hub computed it at the door
+    /// (`gonets_trust::digest`); `None` for a message stored before
+    /// digests were kept, and for the hub's own refusals.
+    pub digest: Option<Digest>,
+    /// The sender's signature over [`Message::digest`], when it signed.
+    pub signature: Option<SenderSignature>,
+    /// For an answer, when the hub signs: its receipt for the answer.
+    pub receipt: Option<Box<Receipt>>,
 }
 
 impl Message {
@@ -46,7 +55,7 @@ impl Message {
 }
 
 /// The hub's acknowledgement of a request: durable (or accepted before).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
     /// The request's id.
     pub id: MessageId,
@@ -54,6 +63,9 @@ pub struct Accepted {
     pub time_ms: u64,
     /// True when this repeats an earlier send with the same idempotency key.
     pub duplicate: bool,
+    /// The hub's signed receipt, when the hub has a key (none for a
+    /// repeat: the original's acceptance carried it).
+    pub receipt: Option<AcceptanceReceipt>,
 }
 
 /// What a delivered message is.

@@ -121,6 +121,7 @@ mod tests {
             id: MessageId(7),
             time_ms: 1,
             duplicate: false,
+            receipt: None,
         };
         round_trip(accepted);
         round_trip(Vec::<Message>::new());

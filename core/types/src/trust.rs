@@ -133,6 +133,81 @@ impl Receipt {
     }
 }
 
+/// Domain separation of batch receipts' signed bytes.
+const BATCH_RECEIPT_DOMAIN: &[u8] = b"gonets batch receipt v1\0";
+
+/// One accepted request of a [`BatchReceipt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchReceiptEntry {
+    /// The accepted request.
+    pub message_id: MessageId,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its record's offset in the shard's log.
+    pub offset: u64,
+}
+
+/// The hub's one signed statement for the requests of a `send_requests`
+/// batch it accepted (docs/adr/0019): the fields they share once, then
+/// each accepted request's id, digest and offset, in the batch's order.
+/// Signing once keeps a batch of 512 at one signature's cost; a holder
+/// proves one request's acceptance by showing the whole list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchReceipt {
+    /// Who sent the batch.
+    pub sender: ParticipantId,
+    /// Its data kind.
+    pub kind: DataKindId,
+    /// Hub time of acceptance, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The shard whose log holds the requests.
+    pub shard: u16,
+    /// The accepted requests (not the refused ones, nor repeats).
+    pub entries: Vec<BatchReceiptEntry>,
+    /// The hub key that signed it.
+    pub key_id: String,
+    /// The hub's signature over [`BatchReceipt::signed_bytes`].
+    pub signature: Bytes,
+}
+
+impl BatchReceipt {
+    /// The exact bytes the hub signs: a domain tag, the entry count (u32)
+    /// and each entry (id, digest, offset), then the common fields as
+    /// [`Receipt::signed_bytes`] writes them.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + self.entries.len() * 56);
+        out.extend_from_slice(BATCH_RECEIPT_DOMAIN);
+        let count = u32::try_from(self.entries.len()).expect("a batch under 4 G messages");
+        out.extend_from_slice(&count.to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&e.message_id.0.to_le_bytes());
+            out.extend_from_slice(&e.digest.0);
+            out.extend_from_slice(&e.offset.to_le_bytes());
+        }
+        put_text(&mut out, self.sender.as_str());
+        put_text(&mut out, self.kind.as_str());
+        out.extend_from_slice(&self.time_ms.to_le_bytes());
+        out.extend_from_slice(&self.shard.to_le_bytes());
+        put_text(&mut out, &self.key_id);
+        out
+    }
+
+    /// The entry of `id`, if the batch receipt names it.
+    pub fn entry(&self, id: MessageId) -> Option<&BatchReceiptEntry> {
+        self.entries.iter().find(|e| e.message_id == id)
+    }
+}
+
+/// The hub's receipt for an accepted request: its own, or the batch's it
+/// came in (shared by every request of the batch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcceptanceReceipt {
+    /// A single request's receipt.
+    One(Box<Receipt>),
+    /// The receipt of the batch the request was accepted in.
+    Batch(std::sync::Arc<BatchReceipt>),
+}
+
 /// Appends a u32 length, then the text.
 fn put_text(out: &mut Vec<u8>, text: &str) {
     let len = u32::try_from(text.len()).expect("a text under 4 GiB");

@@ -8,6 +8,7 @@ use gonets_server::tls;
 use gonets_types::{MessageId, QueueId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where the hub is and how to reach it.
 #[derive(Clone, Debug)]
@@ -26,6 +27,8 @@ pub struct GonetsTarget {
     pub operator: Option<SocketAddr>,
     /// Connections each consumer opens per generator thread (calls spread over them).
     pub connections: usize,
+    /// Every participant signs what it sends with its `--sign` registry key.
+    pub sign: bool,
 }
 
 impl GonetsTarget {
@@ -53,6 +56,10 @@ impl GonetsTarget {
         // Durable replies wait on fsyncs of a loaded disk: be patient, the
         // latency histogram shows what it cost.
         c.request_timeout_ms = 60_000;
+        if self.sign {
+            let key = Arc::new(crate::registry::signing_key(who));
+            c = c.with_signing_key(&crate::registry::key_id(who), key);
+        }
         Ok(c)
     }
 }

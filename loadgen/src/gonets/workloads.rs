@@ -36,6 +36,10 @@ fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> Run {
     result
         .setup
         .insert("shard_aware".into(), json!(target.shard_aware));
+    if target.sign {
+        // Only signed runs are labelled: earlier reports' rows stay as they were.
+        result.setup.insert("sign".into(), json!(true));
+    }
     result
         .setup
         .insert("generator_threads".into(), json!(cores.count()));

@@ -21,8 +21,9 @@
 
 use futures_lite::future::block_on;
 use gonets_engine::{Hub, HubConfig, LogConfig, Session};
+use gonets_tests::signing;
 use gonets_types::{
-    DataKindId, HubError, Message, NewRequest, ParticipantId, QueueId, RefusalCode,
+    Accepted, DataKindId, HubError, Message, NewRequest, ParticipantId, QueueId, RefusalCode, Reply,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::io::Write;
@@ -41,7 +42,7 @@ const FETCH_WAIT: Duration = Duration::from_millis(100);
 const FETCH_MAX: u32 = 32;
 
 /// The hub configuration (the parent's final drain uses the same).
-fn hub_config(dir: PathBuf) -> HubConfig {
+fn hub_config(dir: PathBuf, signed: bool) -> HubConfig {
     let mut c = HubConfig::new(dir);
     c.shards = 2;
     c.log = LogConfig::small_for_tests();
@@ -50,7 +51,27 @@ fn hub_config(dir: PathBuf) -> HubConfig {
     c.shard.lease_timeout_ms = 300;
     // Leases run out quickly here; never dead-letter a request for it.
     c.shard.deliveries_max = 1000;
+    if signed {
+        // Signed traffic (issue 18): every kind requires signatures, and
+        // the hub signs receipts, so kills land in the signing paths too.
+        c.registry = std::sync::Arc::new(gonets_tests::signing::signed_registry());
+        c.hub_key = Some(std::sync::Arc::new(gonets_trust::HubKey::generate()));
+    }
     c
+}
+
+/// The acceptance of a signed send (its reply's only shape).
+fn accepted(reply: Reply) -> Accepted {
+    match reply {
+        Reply::Accepted(a) => {
+            // A repeat's receipt came with the original's acceptance.
+            if a.receipt.is_none() && !a.duplicate {
+                die(format!("acceptance of {} without the hub's receipt", a.id));
+            }
+            a
+        }
+        other => die(format!("a send answered {other:?}")),
+    }
 }
 
 fn die(what: String) -> ! {
@@ -75,13 +96,37 @@ fn key_of(m: &Message) -> u64 {
         .unwrap_or_else(|| die(format!("request {} has payload {:?}", m.id, m.payload)))
 }
 
-fn sender(session: Session, kind: String, first_key: u64, lane: u64, seed: u64, deadline: Instant) {
+/// What a child does, besides its data directory.
+#[derive(Clone)]
+struct Plan {
+    kind: String,
+    first_key: u64,
+    seed: u64,
+    deadline: Instant,
+    /// Every send and answer signed (and checked on delivery).
+    signed: bool,
+}
+
+fn sender(session: Session, plan: Plan, lane: u64) {
+    let Plan {
+        kind,
+        first_key,
+        seed,
+        deadline,
+        signed,
+    } = plan;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut key = first_key + lane;
     while Instant::now() < deadline {
         let mut request = NewRequest::new(&kind, format!("req-{key}"));
         request.idempotency_key = Some(format!("key-{key}"));
-        match block_on(session.send_request(request)) {
+        let sent = if signed {
+            let command = signing::signed_request(session.participant(), request);
+            block_on(session.execute(command)).map(accepted)
+        } else {
+            block_on(session.send_request(request))
+        };
+        match sent {
             Ok(a) => emit(&format!(
                 "accepted {key} {} {}\n",
                 a.id,
@@ -94,17 +139,36 @@ fn sender(session: Session, kind: String, first_key: u64, lane: u64, seed: u64, 
     }
 }
 
-fn provider(session: Session, kind: String, deadline: Instant) {
+fn provider(session: Session, plan: Plan) {
+    let Plan {
+        kind,
+        deadline,
+        signed,
+        ..
+    } = plan;
     let queue = QueueId::Requests(DataKindId::new(&kind));
     while Instant::now() < deadline {
         let batch = block_on(session.fetch(queue.clone(), FETCH_MAX, FETCH_WAIT))
             .unwrap_or_else(|e| die(format!("provider fetch: {e}")));
         for m in batch {
             let key = key_of(&m);
+            if signed && !signing::signed_by_its_sender(&m) {
+                die(format!("request {} (key {key}) lost its signature", m.id));
+            }
+            let me = session.participant().clone();
             let answered = if key.is_multiple_of(3) && m.delivery_count < 2 {
                 continue; // left to its lease timeout
             } else if key.is_multiple_of(5) {
-                block_on(session.send_refusal(m.id, RefusalCode::NoData, format!("none for {key}")))
+                let reason = format!("none for {key}");
+                if signed {
+                    let refusal = signing::signed_refusal(&me, m.id, RefusalCode::NoData, reason);
+                    block_on(session.execute(refusal)).map(|_| ())
+                } else {
+                    block_on(session.send_refusal(m.id, RefusalCode::NoData, reason))
+                }
+            } else if signed {
+                let answer = signing::signed_response(&me, m.id, format!("ans-{key}"));
+                block_on(session.execute(answer)).map(|_| ())
             } else {
                 block_on(session.send_response(m.id, format!("ans-{key}")))
             };
@@ -142,9 +206,10 @@ fn consumer(session: Session, deadline: Instant) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
+    let signed = args.get(6).map(String::as_str) == Some("signed");
+    if !(args.len() == 6 || args.len() == 7 && signed) {
         die(format!(
-            "usage: {} <data_dir> <seed> <first_key> <kind> <consumer>",
+            "usage: {} <data_dir> <seed> <first_key> <kind> <consumer> [signed]",
             args[0]
         ));
     }
@@ -156,7 +221,7 @@ fn main() {
     let (seed, first_key) = (num(2), num(3));
     let kind = args[4].clone();
     let consumer_id = args[5].clone();
-    let hub = Hub::start(hub_config(PathBuf::from(&args[1])))
+    let hub = Hub::start(hub_config(PathBuf::from(&args[1]), signed))
         .unwrap_or_else(|e| die(format!("start the hub: {e}")));
     let provider_id = hub
         .registry()
@@ -173,15 +238,23 @@ fn main() {
     emit("ready\n");
     let deadline = Instant::now() + Duration::from_secs(CHILD_RUN_SECS_MAX);
     let mut threads = Vec::new();
+    let plan = Plan {
+        kind,
+        first_key,
+        seed,
+        deadline,
+        signed,
+    };
     for lane in 0..SENDERS {
-        let (s, k) = (consumer_session.clone(), kind.clone());
-        let lane_seed = seed.wrapping_mul(31).wrapping_add(lane);
-        threads.push(std::thread::spawn(move || {
-            sender(s, k, first_key, lane, lane_seed, deadline)
-        }));
+        let s = consumer_session.clone();
+        let lane_plan = Plan {
+            seed: seed.wrapping_mul(31).wrapping_add(lane),
+            ..plan.clone()
+        };
+        threads.push(std::thread::spawn(move || sender(s, lane_plan, lane)));
     }
-    let (s, k) = (provider_session, kind);
-    threads.push(std::thread::spawn(move || provider(s, k, deadline)));
+    let s = provider_session;
+    threads.push(std::thread::spawn(move || provider(s, plan)));
     let s = consumer_session;
     threads.push(std::thread::spawn(move || consumer(s, deadline)));
     for t in threads {

@@ -62,7 +62,8 @@ impl Lane {
     /// reads a realtime kind's requests (a provider that polls for calls
     /// instead of subscribing).
     pub fn of(command: &Command, registry: &Registry) -> Lane {
-        match command {
+        // A signed command goes where the command it wraps goes.
+        match command.unsigned() {
             Command::Fetch {
                 queue: QueueId::Requests(kind),
                 ..
@@ -84,7 +85,8 @@ impl Lane {
             | Command::SendResponse { .. }
             | Command::SendRefusal { .. }
             | Command::Status { .. }
-            | Command::QueueStats { .. } => Lane::Rt,
+            | Command::QueueStats { .. }
+            | Command::Signed { .. } => Lane::Rt,
         }
     }
 }

@@ -5,8 +5,13 @@ use crate::shard::{Delivery, ReaderId};
 use bytes::Bytes;
 pub use gonets_types::{Accepted, Message};
 
-/// Builds the public message from a shard's delivery and its payload bytes.
+/// Builds the public message from a shard's delivery and its payload bytes
+/// (its seal and receipt already read back with the payload).
 pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderId) -> Message {
+    let (digest, signature) = match d.seal {
+        Some(seal) => (Some(seal.digest), seal.signature),
+        None => (None, None),
+    };
     Message {
         queue: d.queue,
         id: d.id,
@@ -21,5 +26,8 @@ pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderI
         transaction: d.transaction,
         payload,
         reader,
+        digest,
+        signature,
+        receipt: d.receipt,
     }
 }

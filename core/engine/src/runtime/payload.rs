@@ -3,16 +3,47 @@
 //! slice of its batch, from a segment's map as a copy (the maps are
 //! single-threaded; a session or a peer shard cannot read them).
 
-use crate::record::Record;
-use crate::shard::Payload;
+use crate::record::{Record, Seal};
+use crate::shard::{answer_receipt, AnswerEnvelope, Delivery, Payload};
 use bytes::Bytes;
 use gonets_storage::{Log, Slot};
 use gonets_types::error::HubError;
 
-/// The bytes of `payload`: as they are, or read from `log` at the offset.
-pub(crate) fn resolve(log: &Log, payload: Payload) -> Result<Bytes, HubError> {
+/// The payload bytes of `d`, its seal and (for an answer) its receipt read
+/// from `log` with them when the shard left them there; `d`'s payload is
+/// taken.
+pub(crate) fn resolve_delivery(log: &Log, d: &mut Delivery) -> Result<Bytes, HubError> {
+    let payload = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
+    let (bytes, read) = resolve_sealed(log, payload)?;
+    if let Some((offset, seal)) = read {
+        if let Some(request_id) = d.reply_to {
+            d.receipt =
+                answer_receipt(&seal, d.id, request_id, &d.from, &d.kind, d.time_ms, offset);
+        }
+        d.seal = Some(Box::new(seal));
+    }
+    Ok(bytes)
+}
+
+/// An answer leaving for its consumer's shard: its payload, seal and
+/// receipt in memory (read from `log` when the shard left them there).
+pub(crate) fn resolve_envelope(log: &Log, e: &mut AnswerEnvelope) -> Result<(), HubError> {
+    let payload = std::mem::replace(&mut e.payload, Payload::Bytes(Bytes::new()));
+    let (bytes, read) = resolve_sealed(log, payload)?;
+    e.payload = Payload::Bytes(bytes);
+    if let Some((offset, seal)) = read {
+        let (id, request_id) = (e.id, e.request_id);
+        e.receipt = answer_receipt(&seal, id, request_id, &e.from, &e.kind, e.time_ms, offset);
+        e.seal = Some(Box::new(seal));
+    }
+    Ok(())
+}
+
+/// The bytes of `payload`, and when read from `log` its record's offset
+/// and seal (if the record has one).
+fn resolve_sealed(log: &Log, payload: Payload) -> Result<(Bytes, Option<(u64, Seal)>), HubError> {
     let offset = match payload {
-        Payload::Bytes(b) => return Ok(b),
+        Payload::Bytes(b) => return Ok((b, None)),
         Payload::AtOffset(o) => o,
     };
     let record = match log.read(offset) {
@@ -23,8 +54,11 @@ pub(crate) fn resolve(log: &Log, payload: Payload) -> Result<Bytes, HubError> {
     };
     // Only the payload is made: a slice of the tail cache's batch, or a
     // copy out of the map.
-    match Record::payload_span(record.payload()) {
-        Ok(span) => Ok(record.payload_slice(span)),
+    match Record::delivery_parts(record.payload()) {
+        Ok(parts) => {
+            let seal = parts.seal.map(|seal| (offset, seal));
+            Ok((record.payload_slice(parts.payload), seal))
+        }
         Err(e) => Err(unreadable(offset, &e.to_string())),
     }
 }

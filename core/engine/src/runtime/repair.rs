@@ -212,6 +212,7 @@ mod tests {
     fn given_damaged_bytes_holding_a_request_frame_when_read_then_its_id_is_named_unverified() {
         let id = MessageId::new(5, 1, 2);
         let request = Record::Request(RequestRecord {
+            seal: None,
             id,
             kind: DataKindId::new("urn:k"),
             consumer: ParticipantId::new("MVD"),

@@ -6,59 +6,100 @@
 
 use super::{
     EventKind, EventRecord, HubError, MessageId, NewRequest, ParticipantId, Place, QueueId,
-    ReaderId, Record, Shard, ShardReply, Token,
+    ReaderId, Record, Shard, ShardReply, Signing, Token,
 };
 use crate::record::{EVENTS_HEADER_BYTES, EVENT_BYTES};
-use gonets_types::{check_batch_len, check_send_batch, Accepted};
+use gonets_types::trust::BatchReceiptEntry;
+use gonets_types::{check_batch_len, check_send_batch, Accepted, Digest, SenderSignature};
 
 impl Shard {
     /// `send_requests`: a batch refused as a whole (empty, too long, mixed
-    /// kinds) stores nothing; otherwise each request is checked and stored
-    /// on its own (a refused one gets its error in its slot, the others go
-    /// on), and the one reply comes once every record appended so far (the
-    /// batch's, and any original a duplicate repeats) is durable.
+    /// kinds, a batch signature that does not hold) stores nothing;
+    /// otherwise each request is checked and stored on its own (a refused
+    /// one gets its error in its slot, the others go on), and the one reply
+    /// comes once every record appended so far (the batch's, and any
+    /// original a duplicate repeats) is durable. A batch `signature` is
+    /// over the batch digest of its requests' digests, checked once here
+    /// (docs/adr/0019); the hub's receipt, when it has a key, is one for
+    /// the batch, signed once.
     pub(super) fn send_requests(
         &mut self,
         token: Token,
         caller: &ParticipantId,
         requests: Vec<NewRequest>,
+        signature: Option<&SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
         check_send_batch(&requests)?;
-        let results = requests
-            .into_iter()
-            .map(|r| self.batch_request(caller, r))
+        // Hashing is cheap next to the rest of the door (BLAKE3 of each
+        // payload); the batch's digest needs every one of them.
+        let digests: Vec<Digest> = requests
+            .iter()
+            .map(|r| gonets_trust::request_digest(caller, r))
             .collect();
+        if let Some(s) = signature {
+            let batch = gonets_trust::batch_digest(&digests);
+            if let Err(e) = self.check_by_keys(caller, s, &batch) {
+                self.counters.requests_bad_signature += requests.len() as u64;
+                return Err(e);
+            }
+        }
+        let kind = requests[0].kind.clone();
+        let signed = signature.is_some();
+        let mut entries = Vec::new();
+        let mut results: Vec<_> = requests
+            .into_iter()
+            .zip(digests)
+            .map(|(r, digest)| {
+                let signing = Signing::InBatch { digest, signed };
+                let (accepted, offset) = self.batch_request(caller, r, signing)?;
+                if let Some(offset) = offset {
+                    entries.push(BatchReceiptEntry {
+                        message_id: accepted.id,
+                        digest,
+                        offset,
+                    });
+                }
+                Ok(accepted)
+            })
+            .collect();
+        self.batch_receipt(caller, &kind, &mut results, entries);
         self.reply_after_appended(token, Ok(ShardReply::AcceptedMany(results)));
         Ok(None)
     }
 
     /// One request of a batch, as `send_request` takes it (no `call`): its
-    /// acceptance, to be confirmed with the batch's, or why it is refused.
+    /// acceptance, to be confirmed with the batch's, and its record's
+    /// offset (`None` for a repeat), or why it is refused.
     fn batch_request(
         &mut self,
         caller: &ParticipantId,
         r: NewRequest,
-    ) -> Result<Accepted, HubError> {
-        let terms = self.door(caller, &r, false)?;
+        signing: Signing<'_>,
+    ) -> Result<(Accepted, Option<u64>), HubError> {
+        let terms = self.door(caller, &r, false, signing)?;
         if let Some(original) = self.repeat_of(caller, &r) {
             // An earlier send (maybe earlier in this very batch): its
             // acceptance, durable no later than the batch's reply.
-            return Ok(Accepted {
+            let accepted = Accepted {
                 id: original,
                 time_ms: self
                     .exchange_view(original)
                     .map_or(original.unix_ms(), |ex| ex.time_ms),
                 duplicate: true,
-            });
+                receipt: None,
+            };
+            return Ok((accepted, None));
         }
         let queue = terms.queue.clone();
         let (id, offset) = self.store_request(caller, r, false, terms)?;
         self.committing_request(queue, id, offset);
-        Ok(Accepted {
+        let accepted = Accepted {
             id,
             time_ms: self.now_ms,
             duplicate: false,
-        })
+            receipt: None,
+        };
+        Ok((accepted, Some(offset)))
     }
 
     /// `ack_many` of a requests queue: every lease of `reader` among `ids`

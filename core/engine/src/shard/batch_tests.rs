@@ -234,8 +234,9 @@ fn given_a_crash_before_the_batch_commit_when_restarted_then_no_message_of_it_ex
 #[test]
 fn given_a_log_record_bound_smaller_than_the_batch_when_ack_many_then_the_acks_are_split_into_records_that_fit(
 ) {
-    // Three events fit in 100 bytes, four do not; a request record does.
-    let bound = 100;
+    // Three events fit in 120 bytes, four do not; a request record (with
+    // its 33-byte seal) does.
+    let bound = 120;
     assert_eq!(
         (bound - crate::record::EVENTS_HEADER_BYTES) / crate::record::EVENT_BYTES,
         3

@@ -2,7 +2,7 @@
 //! answer and its history. Built only by applying log records, live or in
 //! replay, so both paths give the same state.
 
-use crate::record::{AnswerBody, EventKind};
+use crate::record::{AnswerBody, EventKind, Seal};
 use crate::shard::types::HistoryEvent;
 use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
@@ -38,6 +38,8 @@ pub struct Exchange {
     pub durable: bool,
     /// Payload kept in memory until the record is durable (then read from the log).
     pub payload: Option<Bytes>,
+    /// The request's seal (digest, signature), kept with `payload`.
+    pub seal: Option<Box<Seal>>,
     /// Size of the request's payload, bytes (its queue's byte quota counts
     /// it while it waits; 0 when restored from a snapshot written before
     /// sizes were kept).
@@ -71,6 +73,8 @@ pub struct Outcome {
     pub durable: bool,
     /// Payload until the answer has been routed.
     pub payload: Option<Bytes>,
+    /// The answer's seal, kept with `payload`.
+    pub seal: Option<Box<Seal>>,
     /// Size of the answer's payload, bytes (the consumer's answer bound
     /// counts it until the consumer acks it; 0 when restored from a
     /// snapshot written before sizes were kept).

@@ -19,6 +19,7 @@ pub mod parked_list;
 pub mod provider;
 pub mod queue;
 mod record_size;
+mod signing;
 pub mod sla;
 pub mod snapshot;
 pub mod snapshot_writer;
@@ -28,14 +29,19 @@ pub mod timers;
 pub mod types;
 pub mod wheel;
 
-use crate::record::{AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord};
+pub(crate) use signing::answer_receipt;
+use signing::Signing;
+
+use crate::record::{
+    AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord, Seal,
+};
 use crate::registry::{Mode, Registry};
 use bytes::Bytes;
 use exchange::{Exchange, Outcome};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::ProviderNotice;
+use gonets_types::{Digest, ProviderNotice};
 use queue::{Place, Queue};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -181,6 +187,12 @@ pub struct ShardCounters {
     pub requests_invalid_format: u64,
     /// Data answers refused `InvalidFormat` (their kind's `answer_format`).
     pub answers_invalid_format: u64,
+    /// Requests refused `BadSignature` (missing where required, unknown
+    /// or out-of-date key, a signature that does not verify; each request
+    /// of a batch whose one signature fails).
+    pub requests_bad_signature: u64,
+    /// Answers refused `BadSignature`.
+    pub answers_bad_signature: u64,
     /// Finished exchanges removed from memory after `finished_keep_ms`.
     pub evicted: u64,
     /// Histories handed to the archive (`Output::Archive`).
@@ -265,6 +277,8 @@ struct RequestTerms {
     deadline_ms: u64,
     queue_messages_max: u32,
     queue_bytes_max: u64,
+    /// Its digest and signature, stored with it.
+    seal: Seal,
 }
 
 /// A consumer's answers that one request shard made and the consumer has
@@ -294,6 +308,8 @@ enum Deferred {
 pub struct Shard {
     config: ShardConfig,
     registry: Arc<Registry>,
+    /// The hub's receipt key (`set_hub_key`); `None`: no receipts.
+    hub_key: Option<Arc<gonets_trust::HubKey>>,
     now_ms: u64,
     next_offset: u64,
     durable_offset: u64,
@@ -395,6 +411,7 @@ impl Shard {
             keys: keys::KeyWindow::new(config.dedup_window_ms),
             config,
             registry,
+            hub_key: None,
             now_ms: 0,
             next_offset,
             durable_offset: next_offset,
@@ -1109,6 +1126,7 @@ impl Shard {
             request_offset: offset,
             durable,
             payload: (!durable).then(|| r.payload.clone()),
+            seal: r.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(r.payload.len()),
             deliveries: 0,
             acked: false,
@@ -1146,12 +1164,14 @@ impl Shard {
             answer_offset: offset,
             durable,
             payload: (!durable).then(|| a.payload.clone()),
+            seal: a.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(a.payload.len()),
         };
         ex.record(outcome.event_kind(), a.time_ms, 0);
         let (consumer, answer_bytes) = (ex.consumer.clone(), outcome.payload_bytes);
         ex.outcome = Some(outcome);
         ex.payload = None;
+        ex.seal = None;
         let request_bytes = ex.payload_bytes;
         self.answer_index.insert(a.id, a.request_id);
         if let Some(queue) = waited {
@@ -1371,9 +1391,11 @@ impl Shard {
             return self.reply(token, Err(HubError::Unauthenticated));
         }
         let result = match command {
-            Command::SendRequest(r) => self.send_request(token, &caller, r, false),
-            Command::Call(r) => self.send_request(token, &caller, r, true),
-            Command::SendRequests(rs) => self.send_requests(token, &caller, rs),
+            Command::SendRequest(r) => {
+                self.send_request(token, &caller, r, false, Signing::Own(None))
+            }
+            Command::Call(r) => self.send_request(token, &caller, r, true, Signing::Own(None)),
+            Command::SendRequests(rs) => self.send_requests(token, &caller, rs, None),
             Command::Fetch {
                 queue,
                 max,
@@ -1404,14 +1426,17 @@ impl Shard {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.data_answer(token, &caller, request_id, payload),
+            } => self.data_answer(token, &caller, request_id, payload, None),
             Command::SendRefusal {
                 request_id,
                 code,
                 reason,
-            } => self.refuse(token, &caller, request_id, code, reason),
+            } => self.refuse(token, &caller, request_id, code, reason, None),
             Command::Status { id } => self.status(token, &caller, id),
             Command::QueueStats { queue } => self.stats(&caller, queue),
+            Command::Signed { signature, command } => {
+                self.signed(token, &caller, signature, *command)
+            }
         };
         // `None`: the reply comes later (after a commit, a wait or an answer).
         match result {
@@ -1429,8 +1454,10 @@ impl Shard {
         caller: &ParticipantId,
         request_id: MessageId,
         payload: Bytes,
+        signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
-        let answered = self.answer(token, caller, request_id, AnswerBody::Data, payload);
+        let body = AnswerBody::Data;
+        let answered = self.answer(token, caller, request_id, body, payload, signature);
         if matches!(answered, Err(HubError::InvalidFormat { .. })) {
             self.counters.answers_invalid_format += 1;
         }
@@ -1446,6 +1473,7 @@ impl Shard {
         request_id: MessageId,
         code: RefusalCode,
         reason: String,
+        signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
         if code.is_hub_only() {
             return Err(HubError::Malformed(format!(
@@ -1457,7 +1485,7 @@ impl Shard {
             return Err(text_too_large("reason", reason.len()));
         }
         let body = AnswerBody::Refusal { code, reason };
-        self.answer(token, caller, request_id, body, Bytes::new())
+        self.answer(token, caller, request_id, body, Bytes::new(), signature)
     }
 
     fn owns(&self, queue: &QueueId) -> Result<(), HubError> {
@@ -1477,8 +1505,9 @@ impl Shard {
         caller: &ParticipantId,
         r: NewRequest,
         call: bool,
+        signing: Signing<'_>,
     ) -> Result<Option<ShardReply>, HubError> {
-        let terms = self.door(caller, &r, call)?;
+        let terms = self.door(caller, &r, call, signing)?;
         if self.answered_as_repeat(token, caller, &r, call) {
             return Ok(None);
         }
@@ -1487,26 +1516,29 @@ impl Shard {
     }
 
     /// The checks at the door (state secret, then [`Shard::request_terms`]:
-    /// rights, sizes, its kind's request format), a refusal counted
-    /// against its data kind when the registry has it. Every request comes
-    /// through here, single, called or batched, before anything of it is
-    /// stored.
+    /// rights, sizes, its signature, its kind's request format), a refusal
+    /// counted against its data kind when the registry has it. Every
+    /// request comes through here, single, called or batched, before
+    /// anything of it is stored.
     fn door(
         &mut self,
         caller: &ParticipantId,
         r: &NewRequest,
         call: bool,
+        signing: Signing<'_>,
     ) -> Result<RequestTerms, HubError> {
         let checked = if r.state_secret {
             self.counters.state_secrets_refused += 1;
             tracing::warn!(consumer = %caller, kind = %r.kind, "state-secret request refused");
             Err(HubError::StateSecret)
         } else {
-            self.request_terms(caller, r, call)
+            self.request_terms(caller, r, call, signing)
         };
         if let Err(e) = &checked {
-            if matches!(e, HubError::InvalidFormat { .. }) {
-                self.counters.requests_invalid_format += 1;
+            match e {
+                HubError::InvalidFormat { .. } => self.counters.requests_invalid_format += 1,
+                HubError::BadSignature(_) => self.counters.requests_bad_signature += 1,
+                _ => {}
             }
             self.refused_at_door(r, e);
             self.audit_refusal(caller, &r.kind, &r.payload, e);
@@ -1524,12 +1556,14 @@ impl Shard {
     }
 
     /// Checks a new request against its kind (who may ask, mode, sizes, the
-    /// shard that owns its queue) and gives the terms it is accepted on.
+    /// shard that owns its queue, its signature, its format) and gives the
+    /// terms it is accepted on.
     fn request_terms(
         &self,
         caller: &ParticipantId,
         r: &NewRequest,
         call: bool,
+        signing: Signing<'_>,
     ) -> Result<RequestTerms, HubError> {
         let participant = self.registry.participant(caller).expect("checked");
         if !participant.roles.consumer {
@@ -1571,13 +1605,44 @@ impl Shard {
                 return Err(text_too_large(field, text.len()));
             }
         }
-        let record_bytes =
-            record_size::request_record_bytes(r, caller.as_str(), kind.provider.as_str());
+        let (signature, signed) = match signing {
+            Signing::Own(s) => (s, s.is_some()),
+            Signing::InBatch { signed, .. } => (None, signed),
+        };
+        if !signed && kind.signatures == crate::registry::Signatures::Required {
+            // No digest or key is needed to know it is missing.
+            return Err(gonets_trust::SignatureError::Missing.into());
+        }
+        let seal = Seal {
+            digest: Digest([0; 32]), // set below, once the cheap rules hold
+            signature: signature.cloned(),
+            receipt_signature: None,
+        };
+        let seal_bytes = crate::record::seal_bytes(&seal);
+        let record_bytes = record_size::request_record_bytes(
+            r,
+            caller.as_str(),
+            kind.provider.as_str(),
+            seal_bytes,
+        );
         self.fits_log(r.payload.len(), record_bytes.expect("texts checked"))?;
         let queue = QueueId::Requests(r.kind.clone());
         self.owns(&queue)?;
         // Its own expiry, if any, within the kind's deadline (ADR 0012).
         let expires_in_ms = gonets_types::check_expiry(r, kind.deadline_ms)?;
+        // The two dear checks last, the signature first (docs/adr/0019):
+        // its cost is one hash of the payload (BLAKE3, about a µs per 4
+        // KiB) and one Ed25519 verification (tens of µs, the same for any
+        // size), while the schema's grows with the payload; and a message
+        // whose author is not proven must not reach the JSON parser.
+        let digest = match signing {
+            Signing::Own(_) => gonets_trust::request_digest(caller, r),
+            Signing::InBatch { digest, .. } => digest,
+        };
+        if let Some(s) = signature {
+            self.check_by_keys(caller, s, &digest)?;
+        }
+        let seal = Seal { digest, ..seal };
         // The dearest check last: a request any other rule refuses is
         // never parsed (docs/adr/0018).
         kind.request_format.check(&r.payload)?;
@@ -1587,6 +1652,7 @@ impl Shard {
             deadline_ms: self.now_ms.saturating_add(expires_in_ms),
             queue_messages_max: kind.queue_messages_max,
             queue_bytes_max: kind.queue_bytes_max,
+            seal,
         })
     }
 
@@ -1616,6 +1682,7 @@ impl Shard {
                 id: original,
                 time_ms: original.unix_ms(),
                 duplicate: true,
+                receipt: None,
             };
             self.reply(token, Ok(reply));
             return true;
@@ -1624,6 +1691,7 @@ impl Shard {
             id: original,
             time_ms,
             duplicate: true,
+            receipt: None,
         };
         self.reply_when_durable(offset, token, Ok(reply));
         true
@@ -1656,6 +1724,8 @@ impl Shard {
         terms: RequestTerms,
     ) -> Result<(), HubError> {
         let queue = terms.queue.clone();
+        let kind = r.kind.clone();
+        let seal = terms.seal.clone();
         let (id, offset) = self.store_request(caller, r, call, terms)?;
         if call {
             // The realtime path: hand the request over while it commits; the
@@ -1666,6 +1736,7 @@ impl Shard {
         } else {
             let time_ms = self.now_ms;
             self.committing_request(queue, id, offset);
+            let receipt = self.request_receipt(id, &seal, caller, &kind, offset);
             self.defer(
                 offset,
                 Deferred::Out(Output::Reply {
@@ -1674,6 +1745,7 @@ impl Shard {
                         id,
                         time_ms,
                         duplicate: false,
+                        receipt,
                     }),
                 }),
             );
@@ -1703,6 +1775,7 @@ impl Shard {
             deadline_ms,
             queue_messages_max,
             queue_bytes_max,
+            seal,
         } = terms;
         let committing = self.committing.get(&queue).copied().unwrap_or(0) as usize;
         let full = self.queues.get(&queue).map_or(0, Queue::len) + committing
@@ -1725,6 +1798,7 @@ impl Shard {
             call,
             transaction: r.transaction,
             idempotency_key: r.idempotency_key,
+            seal: Some(Box::new(seal)),
             payload: r.payload,
         }));
         if call {
@@ -1769,9 +1843,10 @@ impl Shard {
             Some(b) => Payload::Bytes(b.clone()),
             None => Payload::AtOffset(offset),
         };
+        let seal = o.seal.clone();
         let delivery_count = ex.answer_deliveries.max(1);
         let delivery = self
-            .answer_envelope(original, payload)
+            .answer_envelope(original, payload, seal)
             .into_delivery(delivery_count);
         self.reply_when_durable(offset, token, Ok(ShardReply::Answer(delivery)));
     }
@@ -1930,6 +2005,9 @@ impl Shard {
                         Some(b) => Payload::Bytes(b.clone()),
                         None => Payload::AtOffset(ex.request_offset),
                     },
+                    // With the payload in memory; else read with it.
+                    seal: ex.seal.clone(),
+                    receipt: None,
                 }
             }
             QueueId::Answers(_) => {
@@ -2154,6 +2232,7 @@ impl Shard {
         request_id: MessageId,
         body: AnswerBody,
         payload: Bytes,
+        signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
         if request_id.shard() != self.config.shard {
             return Err(HubError::NotFound);
@@ -2183,7 +2262,15 @@ impl Shard {
             Some(_) => return Err(HubError::AlreadyAnswered(request_id)),
             None => {}
         }
-        self.answer_fits(&ex, &body, &payload)?;
+        let digest = match self.answer_fits(&ex, &body, &payload, signature) {
+            Ok(digest) => digest,
+            Err(e) => {
+                if matches!(e, HubError::BadSignature(_)) {
+                    self.counters.answers_bad_signature += 1;
+                }
+                return Err(e);
+            }
+        };
         let facts = sla::AnswerFacts {
             accepted_ms: ex.time_ms,
             deadline_ms: ex.deadline_ms,
@@ -2202,11 +2289,25 @@ impl Shard {
             q.remove(request_id);
         }
         let answer_id = self.new_id();
+        let receipt_signature = self.answer_receipt_signature(
+            answer_id,
+            request_id,
+            caller,
+            &kind,
+            digest,
+            self.next_offset,
+        );
+        let seal = Seal {
+            digest,
+            signature: signature.cloned(),
+            receipt_signature,
+        };
         let offset = self.emit(Record::Answer(AnswerRecord {
             id: answer_id,
             request_id,
             body,
             time_ms: self.now_ms,
+            seal: Some(Box::new(seal)),
             payload,
         }));
         self.defer(offset, Deferred::AnswerDurable(request_id));
@@ -2220,16 +2321,18 @@ impl Shard {
         Ok(None)
     }
 
-    /// Checks an answer to open exchange `ex` with `body` and `payload`:
-    /// within the kind's payload size and the log's record size
-    /// (`TooLarge`), data in the kind's answer format (`InvalidFormat`),
-    /// and within the consumer's answer bound (`QuotaExceeded`).
+    /// Checks an answer to open exchange `ex` with `body`, `payload` and
+    /// `signature`: within the kind's payload size and the log's record
+    /// size (`TooLarge`), signed as its kind requires (`BadSignature`),
+    /// data in the kind's answer format (`InvalidFormat`), and within the
+    /// consumer's answer bound (`QuotaExceeded`). Gives its digest.
     fn answer_fits(
         &self,
         ex: &Exchange,
         body: &AnswerBody,
         payload: &[u8],
-    ) -> Result<(), HubError> {
+        signature: Option<&gonets_types::SenderSignature>,
+    ) -> Result<Digest, HubError> {
         let payload_len = payload.len();
         let limit = self
             .registry
@@ -2245,18 +2348,36 @@ impl Shard {
             AnswerBody::Data => None,
             AnswerBody::Refusal { reason, .. } => Some(reason.as_str()),
         };
-        let record_bytes = record_size::answer_record_bytes(reason, payload_len);
+        let seal_bytes = crate::record::seal_bytes(&Seal {
+            digest: Digest::default(),
+            signature: signature.cloned(),
+            // The hub's receipt signature, when it signs: as long as one
+            // of its own key's (Ed25519, 64 bytes).
+            receipt_signature: self
+                .hub_key
+                .as_ref()
+                .map(|k| gonets_types::SenderSignature {
+                    key_id: k.key_id().to_owned(),
+                    bytes: Bytes::from_static(&[0; 64]),
+                }),
+        });
+        let record_bytes = record_size::answer_record_bytes(reason, payload_len, seal_bytes);
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
-        if let (AnswerBody::Data, Some(kind)) = (body, self.registry.kind(&ex.kind)) {
-            // A refusal carries no payload: only data has a format.
-            kind.answer_format.check(payload)?;
+        // As for requests: the signature before the format (docs/adr/0019).
+        let digest = gonets_trust::answer_digest(&ex.provider, ex.id, body, payload);
+        if let Some(kind) = self.registry.kind(&ex.kind) {
+            self.check_signature(&ex.provider, kind, signature, &digest)?;
+            if let AnswerBody::Data = body {
+                // A refusal carries no payload: only data has a format.
+                kind.answer_format.check(payload)?;
+            }
         }
-        if self.call_waiters.contains_key(&ex.id) {
+        if !self.call_waiters.contains_key(&ex.id) {
             // A waiting caller takes its answer itself: it never waits in
             // the answer queue unless the caller is gone.
-            return Ok(());
+            self.answer_room(&ex.consumer, payload_len)?;
         }
-        self.answer_room(&ex.consumer, payload_len)
+        Ok(digest)
     }
 
     /// Refuses a record of `record_bytes` carrying `payload_len` payload
@@ -2288,6 +2409,8 @@ impl Shard {
             request_id,
             body: AnswerBody::Refusal { code, reason },
             time_ms: self.now_ms,
+            // The hub's own refusal: no sender's digest, no receipt.
+            seal: None,
             payload: Bytes::new(),
         }));
         if code == RefusalCode::DeadlineExceeded {
@@ -2310,7 +2433,8 @@ impl Shard {
             Some(b) => Payload::Bytes(b),
             None => Payload::AtOffset(o.answer_offset),
         };
-        let envelope = self.answer_envelope(request_id, payload);
+        let seal = o.seal.take();
+        let envelope = self.answer_envelope(request_id, payload, seal);
         if let Some(token) = self.call_waiters.remove(&request_id) {
             let delivery = envelope.into_delivery(1);
             self.reply(token, Ok(ShardReply::Answer(delivery)));
@@ -2326,10 +2450,28 @@ impl Shard {
         });
     }
 
-    /// The answer to `request_id` as it travels, with `payload`.
-    fn answer_envelope(&self, request_id: MessageId, payload: Payload) -> AnswerEnvelope {
+    /// The answer to `request_id` as it travels, with `payload` and, when
+    /// it is in memory, the answer's `seal` (and the receipt it holds).
+    fn answer_envelope(
+        &self,
+        request_id: MessageId,
+        payload: Payload,
+        seal: Option<Box<Seal>>,
+    ) -> AnswerEnvelope {
         let ex = &self.exchanges[&request_id];
         let o = ex.outcome.as_ref().expect("answered");
+        let receipt = seal.as_ref().and_then(|seal| {
+            let (id, provider, kind) = (o.answer_id, &ex.provider, &ex.kind);
+            answer_receipt(
+                seal,
+                id,
+                request_id,
+                provider,
+                kind,
+                o.time_ms,
+                o.answer_offset,
+            )
+        });
         AnswerEnvelope {
             id: o.answer_id,
             request_id,
@@ -2346,6 +2488,8 @@ impl Shard {
             transaction: ex.transaction.clone(),
             deliveries: ex.answer_deliveries,
             payload,
+            seal,
+            receipt,
         }
     }
 
@@ -2449,6 +2593,7 @@ impl Shard {
                     self.sla.tally(&ex.kind, &ex.provider, ex.test).requests += 1;
                     ex.durable = true;
                     ex.payload = None;
+                    ex.seal = None;
                     if !ex.call {
                         let queue = QueueId::Requests(ex.kind.clone());
                         let n = self.committing.get_mut(&queue).expect("counted when sent");

@@ -447,6 +447,7 @@ fn parked_record_exchange(kind: &DataKindId, e: snapshot::ParkedRecord) -> Excha
         request_offset: e.offset,
         durable: true,
         payload: None,
+        seal: None,
         payload_bytes: e.payload_bytes,
         deliveries: 0,
         acked: false,

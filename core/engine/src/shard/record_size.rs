@@ -18,12 +18,14 @@ fn opt_text(s: Option<&str>) -> usize {
     s.map_or(2, |s| text(s.len()))
 }
 
-/// Bytes of the request record `r` from `consumer` for `provider` would be;
+/// Bytes of the request record `r` from `consumer` for `provider` would be,
+/// with a seal of `seal_bytes` (`record::seal_bytes`; 0 without one);
 /// `None` when a text is over its limit (the shard refuses that itself).
 pub(crate) fn request_record_bytes(
     r: &NewRequest,
     consumer: &str,
     provider: &str,
+    seal_bytes: usize,
 ) -> Option<usize> {
     let texts = [
         Some(r.kind.as_str()),
@@ -45,31 +47,52 @@ pub(crate) fn request_record_bytes(
             + 1
             + opt_text(r.transaction.as_deref())
             + opt_text(r.idempotency_key.as_deref())
+            + seal_bytes
             + 4
             + r.payload.len(),
     )
 }
 
-/// Bytes of an answer record with `payload_len` bytes and, for a refusal, its reason;
-/// `None` when the reason is over its limit (the shard refuses that itself).
-pub(crate) fn answer_record_bytes(reason: Option<&str>, payload_len: usize) -> Option<usize> {
+/// Bytes of an answer record with `payload_len` bytes, for a refusal its
+/// reason, and a seal of `seal_bytes` (0 without one); `None` when the
+/// reason is over its limit (the shard refuses that itself).
+pub(crate) fn answer_record_bytes(
+    reason: Option<&str>,
+    payload_len: usize,
+    seal_bytes: usize,
+) -> Option<usize> {
     if reason.is_some_and(|r| r.len() > TEXT_BYTES_MAX) {
         return None;
     }
-    Some(1 + 16 + 16 + 1 + reason.map_or(0, |r| text(r.len())) + 8 + 4 + payload_len)
+    Some(1 + 16 + 16 + 1 + reason.map_or(0, |r| text(r.len())) + 8 + seal_bytes + 4 + payload_len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{AnswerBody, AnswerRecord, Record, RequestRecord};
+    use crate::record::{
+        seal_bytes, AnswerBody, AnswerRecord, Digest, Record, RequestRecord, Seal,
+    };
     use bytes::Bytes;
     use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
     use gonets_types::refusal::RefusalCode;
 
     #[test]
     fn given_request_when_sized_then_matches_encoding() {
-        for (tx, key) in [(None, None), (Some("t-1"), Some("key-42"))] {
+        let seal = Seal {
+            digest: Digest([1; 32]),
+            signature: Some(gonets_types::SenderSignature {
+                key_id: "k-1".into(),
+                bytes: Bytes::from(vec![2; 64]),
+            }),
+            receipt_signature: None,
+        };
+        let cases = [
+            (None, None, None),
+            (Some("t-1"), Some("key-42"), None),
+            (None, None, Some(seal)),
+        ];
+        for (tx, key, seal) in cases {
             let mut r = NewRequest::new("urn:x:y:1", vec![7u8; 123]);
             r.transaction = tx.map(str::to_owned);
             r.idempotency_key = key.map(str::to_owned);
@@ -84,11 +107,16 @@ mod tests {
                 call: true,
                 transaction: r.transaction.clone(),
                 idempotency_key: r.idempotency_key.clone(),
+                seal: seal.clone().map(Box::new),
                 payload: r.payload.clone(),
             });
             let mut buf = Vec::new();
             record.encode(&mut buf);
-            assert_eq!(request_record_bytes(&r, "MFC", "FNS"), Some(buf.len()));
+            let sealed = seal.as_ref().map_or(0, seal_bytes);
+            assert_eq!(
+                request_record_bytes(&r, "MFC", "FNS", sealed),
+                Some(buf.len())
+            );
         }
     }
 
@@ -105,17 +133,29 @@ mod tests {
                 0,
             ),
         ];
+        let seal = Seal {
+            digest: Digest([1; 32]),
+            signature: None,
+            receipt_signature: Some(gonets_types::SenderSignature {
+                key_id: "hub".into(),
+                bytes: Bytes::from(vec![2; 64]),
+            }),
+        };
         for (body, reason, len) in bodies {
-            let record = Record::Answer(AnswerRecord {
-                id: MessageId::new(1, 0, 1),
-                request_id: MessageId::new(1, 0, 2),
-                body,
-                time_ms: 3,
-                payload: Bytes::from(vec![1u8; len]),
-            });
-            let mut buf = Vec::new();
-            record.encode(&mut buf);
-            assert_eq!(answer_record_bytes(reason, len), Some(buf.len()));
+            for seal in [None, Some(seal.clone())] {
+                let record = Record::Answer(AnswerRecord {
+                    id: MessageId::new(1, 0, 1),
+                    request_id: MessageId::new(1, 0, 2),
+                    body: body.clone(),
+                    time_ms: 3,
+                    seal: seal.clone().map(Box::new),
+                    payload: Bytes::from(vec![1u8; len]),
+                });
+                let mut buf = Vec::new();
+                record.encode(&mut buf);
+                let sealed = seal.as_ref().map_or(0, seal_bytes);
+                assert_eq!(answer_record_bytes(reason, len, sealed), Some(buf.len()));
+            }
         }
     }
 
@@ -123,6 +163,6 @@ mod tests {
     fn given_text_over_limit_when_sized_then_left_to_the_shard() {
         let mut r = NewRequest::new("urn:x:y:1", Bytes::new());
         r.idempotency_key = Some("k".repeat(TEXT_BYTES_MAX + 1));
-        assert_eq!(request_record_bytes(&r, "MFC", "FNS"), None);
+        assert_eq!(request_record_bytes(&r, "MFC", "FNS", 0), None);
     }
 }

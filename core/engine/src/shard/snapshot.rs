@@ -145,6 +145,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
                 answer_offset: r.u64()?,
                 durable: true,
                 payload: None,
+                seal: None,
                 payload_bytes: 0,
             })
         }
@@ -187,6 +188,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
         request_offset,
         durable: true,
         payload: None,
+        seal: None,
         payload_bytes,
         deliveries,
         acked: flags & 4 != 0,

@@ -453,18 +453,19 @@ fn given_request_record_over_log_limit_when_send_request_then_too_large_and_noth
     // The log takes records of at most 100 bytes: a 64-byte payload is
     // within the kind's limit but its record is not.
     let mut d = Driver::with_config(ShardConfig {
-        record_bytes_max: 100,
+        record_bytes_max: 133,
         ..config(0, 1)
     });
     let big = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX]);
-    let bytes = record_size::request_record_bytes(&big, "MFC", "FNS").unwrap();
-    assert!(bytes > 100);
+    // Its seal: the digest and a byte saying it is unsigned.
+    let bytes = record_size::request_record_bytes(&big, "MFC", "FNS", 33).unwrap();
+    assert!(bytes > 133);
     let r = d.now_reply("MFC", Command::SendRequest(big));
     assert_eq!(
         r,
         Err(HubError::TooLarge {
             size_bytes: PAYLOAD_MAX as u64,
-            size_bytes_max: (PAYLOAD_MAX - (bytes - 100)) as u64,
+            size_bytes_max: (PAYLOAD_MAX - (bytes - 133)) as u64,
         })
     );
     assert!(
@@ -472,19 +473,19 @@ fn given_request_record_over_log_limit_when_send_request_then_too_large_and_noth
         "a record the log cannot take is never emitted"
     );
     // The payload the error names as the largest fits.
-    let fits = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX - (bytes - 100)]);
+    let fits = NewRequest::new(ASYNC, vec![0u8; PAYLOAD_MAX - (bytes - 133)]);
     d.send_ok("MFC", fits);
 }
 
 #[test]
 fn given_answer_record_over_log_limit_when_send_response_or_refusal_then_too_large() {
     let mut d = Driver::with_config(ShardConfig {
-        record_bytes_max: 100,
+        record_bytes_max: 133,
         ..config(0, 1)
     });
     let id = d.send_ok("MFC", request(ASYNC));
     let payload = Bytes::from(vec![0u8; PAYLOAD_MAX]);
-    let bytes = record_size::answer_record_bytes(None, PAYLOAD_MAX).unwrap();
+    let bytes = record_size::answer_record_bytes(None, PAYLOAD_MAX, 33).unwrap();
     let r = d.now_reply(
         "FNS",
         Command::SendResponse {
@@ -496,7 +497,7 @@ fn given_answer_record_over_log_limit_when_send_response_or_refusal_then_too_lar
         r,
         Err(HubError::TooLarge {
             size_bytes: PAYLOAD_MAX as u64,
-            size_bytes_max: (PAYLOAD_MAX - (bytes - 100)) as u64,
+            size_bytes_max: (PAYLOAD_MAX - (bytes - 133)) as u64,
         })
     );
     let r = d.now_reply(
@@ -622,6 +623,7 @@ fn given_accepted_request_then_id_is_uuidv7_with_hub_time_and_shard() {
         id,
         time_ms,
         duplicate,
+        ..
     }) = r
     else {
         panic!("{r:?}")
@@ -645,6 +647,7 @@ fn given_idempotency_key_repeated_within_window_when_send_request_then_original_
     assert_eq!(
         r,
         Ok(ShardReply::Accepted {
+            receipt: None,
             id: original,
             time_ms: T0,
             duplicate: true,
@@ -692,6 +695,7 @@ fn given_repeat_of_send_still_committing_when_send_request_then_duplicate_only_a
     assert_eq!(
         reply(&out, repeat),
         Some(Ok(ShardReply::Accepted {
+            receipt: None,
             id,
             time_ms: T0,
             duplicate: true,
@@ -2375,6 +2379,7 @@ fn given_log_when_replayed_then_idempotency_keys_still_deduplicate() {
     assert_eq!(
         reply,
         Ok(ShardReply::Accepted {
+            receipt: None,
             id: original,
             time_ms: T0,
             duplicate: true,
@@ -3298,3 +3303,6 @@ mod monitor_tests;
 
 #[path = "format_tests.rs"]
 mod format_tests;
+
+#[path = "signature_tests.rs"]
+mod signature_tests;

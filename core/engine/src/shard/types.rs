@@ -1,12 +1,14 @@
 //! The shard's inputs and outputs: what the runtime feeds it and what it
 //! asks the runtime to do.
 
-use crate::record::{AnswerBody, Record};
+use crate::record::{AnswerBody, Record, Seal};
 use crate::shard::queue::QueueStats;
 use bytes::Bytes;
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
-pub use gonets_types::{Command, DeliveryBody, HistoryEvent, NewRequest, ReaderId, StatusView};
+pub use gonets_types::{
+    Command, DeliveryBody, HistoryEvent, NewRequest, ReaderId, Receipt, StatusView,
+};
 
 /// The runtime's handle on a pending operation; its reply carries it back.
 pub type Token = u64;
@@ -98,6 +100,12 @@ pub struct AnswerEnvelope {
     pub deliveries: u32,
     /// The payload.
     pub payload: Payload,
+    /// Its digest and signatures while the payload is in memory (`None`
+    /// with [`Payload::AtOffset`]: the runtime reads them with it).
+    pub seal: Option<Box<Seal>>,
+    /// The hub's receipt for the answer, when the hub signed one (as
+    /// `seal`: the runtime rebuilds it from the record otherwise).
+    pub receipt: Option<Box<Receipt>>,
 }
 
 impl AnswerEnvelope {
@@ -116,6 +124,8 @@ impl AnswerEnvelope {
             test: self.test,
             transaction: self.transaction,
             payload: self.payload,
+            seal: self.seal,
+            receipt: self.receipt,
         }
     }
 }
@@ -147,6 +157,11 @@ pub struct Delivery {
     pub transaction: Option<String>,
     /// The payload.
     pub payload: Payload,
+    /// Its digest and its sender's signature, when the shard holds them
+    /// (else the runtime reads them from the record, with the payload).
+    pub seal: Option<Box<Seal>>,
+    /// For an answer: the hub's receipt for it, when the hub signed one.
+    pub receipt: Option<Box<Receipt>>,
 }
 
 /// A successful reply as the shard gives it: messages as [`Delivery`]s whose
@@ -163,6 +178,8 @@ pub enum ShardReply {
         time_ms: u64,
         /// True when this repeats an earlier send with the same idempotency key.
         duplicate: bool,
+        /// The hub's signed receipt, when the hub has a key.
+        receipt: Option<Box<Receipt>>,
     },
     /// A `call`'s answer (durable).
     Answer(Delivery),

@@ -8,7 +8,7 @@ use crate::model::{terminal_kind, MPlace, ShardModel};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
 use gonets_engine::record::{
-    AnswerBody, AnswerRecord, EventKind, Record, RequestRecord, TEXT_BYTES_MAX,
+    AnswerBody, AnswerRecord, Digest, EventKind, Record, RequestRecord, Seal, TEXT_BYTES_MAX,
 };
 use gonets_engine::registry::Mode;
 use gonets_engine::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, ShardReply, Token};
@@ -401,6 +401,9 @@ impl World {
             request_id: MessageId::new(self.now, 0, 2),
             body: body.clone(),
             time_ms: self.now,
+            // Every answer a participant sends is stored with its digest
+            // (the simulated hub has no key: no receipt signature).
+            seal: Some(Box::new(unsigned_seal())),
             payload: Bytes::from(vec![0u8; payload_len]),
         }))
     }
@@ -419,6 +422,7 @@ impl World {
             call,
             transaction: r.transaction.clone(),
             idempotency_key: r.idempotency_key.clone(),
+            seal: Some(Box::new(unsigned_seal())),
             payload: r.payload.clone(),
         }))
     }
@@ -801,6 +805,8 @@ impl World {
                     _ => fail(HubError::NotFound),
                 }
             }
+            // The workload signs nothing yet.
+            Command::Signed { .. } => fail(HubError::Malformed(String::new())),
             Command::QueueStats { queue } => {
                 let allowed = if p.roles.operator {
                     if queue.shard(self.n) == s {
@@ -1609,6 +1615,7 @@ impl World {
                     id,
                     time_ms,
                     duplicate,
+                    ..
                 }),
             ) => {
                 ensure!(
@@ -1624,6 +1631,7 @@ impl World {
                     id,
                     time_ms,
                     duplicate: true,
+                    ..
                 }),
             ) => {
                 ensure!(id == original && immediate == *durable, "{}", bad(&result));
@@ -2024,5 +2032,14 @@ impl World {
             self.know.keys.insert(k, (id, time_ms));
         }
         Ok(())
+    }
+}
+
+/// The seal of an unsigned message, as the records' sizes count it.
+fn unsigned_seal() -> Seal {
+    Seal {
+        digest: Digest::default(),
+        signature: None,
+        receipt_signature: None,
     }
 }

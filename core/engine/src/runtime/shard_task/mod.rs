@@ -83,7 +83,8 @@ pub(crate) struct ShardStart {
     pub(crate) bulk_unwritten_bytes_max: u64,
     /// Where a failed log is reported to the hub.
     pub(crate) failures: Arc<Failures>,
-    /// The hub key that signs chain anchors; `None`: no anchors.
+    /// The hub key (`HubConfig::hub_key`) that signs receipts and chain
+    /// anchors; `None`: neither.
     pub(crate) hub_key: Option<Arc<gonets_trust::HubKey>>,
     /// Most time between anchors while records are written, ms (0: only
     /// after snapshots).
@@ -124,7 +125,7 @@ enum Wake {
 /// the recovery's outcome on `ready`; returns the shutdown's.
 pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), String> {
     let id = start.id;
-    let (log, shard) = match recovery::replay(
+    let (log, mut shard) = match recovery::replay(
         &start.dir,
         start.log_config.clone(),
         start.shard_config,
@@ -138,6 +139,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
+    // Replay signs nothing (receipts are made at acceptance only).
+    shard.set_hub_key(start.hub_key.clone());
     let archive = match Archive::open_with(
         &start.dir,
         id,

@@ -9,10 +9,7 @@ use crate::runtime::mesh::{Inbound, ReplyTo};
 use crate::runtime::message::{message_from_delivery, Accepted, Message};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
-use crate::shard::{
-    Delivery, Input, Output, Payload, PeerMsg, ReaderId, ShardReply, StatusView, Token,
-};
-use bytes::Bytes;
+use crate::shard::{Delivery, Input, Output, PeerMsg, ReaderId, ShardReply, StatusView, Token};
 use gonets_storage::LogError;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, QueueId};
@@ -152,17 +149,18 @@ impl ShardTask {
                     id,
                     time_ms,
                     duplicate,
+                    receipt,
                 }),
             ) => {
                 let _ = tx.try_send(Ok(Accepted {
                     id,
                     time_ms,
                     duplicate,
+                    receipt: receipt.map(gonets_types::AcceptanceReceipt::One),
                 }));
             }
             (ReplyTo::Message(tx), Ok(ShardReply::Answer(mut d))) => {
-                let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
-                let m = payload::resolve(&self.log, p)
+                let m = payload::resolve_delivery(&self.log, &mut d)
                     .map(|bytes| message_from_delivery(d, bytes, reader));
                 let readable = m.is_ok();
                 answer_taken = tx.try_send(m).is_ok() && readable;
@@ -213,8 +211,7 @@ impl ShardTask {
     fn messages(&mut self, deliveries: Vec<Delivery>, reader: ReaderId) -> Vec<Message> {
         let mut out = Vec::with_capacity(deliveries.len());
         for mut d in deliveries {
-            let p = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
-            match payload::resolve(&self.log, p) {
+            match payload::resolve_delivery(&self.log, &mut d) {
                 Ok(bytes) => out.push(message_from_delivery(d, bytes, reader)),
                 Err(e) => {
                     tracing::error!(shard = self.id, id = %d.id, error = %e, "delivery given back");
@@ -231,8 +228,7 @@ impl ShardTask {
             // The subscription ended; its Disconnected gives the lease back.
             return;
         };
-        let p = std::mem::replace(&mut delivery.payload, Payload::Bytes(Bytes::new()));
-        let bytes = match payload::resolve(&self.log, p) {
+        let bytes = match payload::resolve_delivery(&self.log, &mut delivery) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(shard = self.id, id = %delivery.id, error = %e, "delivery given back");
@@ -274,12 +270,8 @@ impl ShardTask {
         }
         let msg = match msg {
             PeerMsg::EnqueueAnswer(mut envelope) => {
-                let p = std::mem::replace(&mut envelope.payload, Payload::Bytes(Bytes::new()));
-                match payload::resolve(&self.log, p) {
-                    Ok(bytes) => {
-                        envelope.payload = Payload::Bytes(bytes);
-                        PeerMsg::EnqueueAnswer(envelope)
-                    }
+                match payload::resolve_envelope(&self.log, &mut envelope) {
+                    Ok(()) => PeerMsg::EnqueueAnswer(envelope),
                     Err(e) => {
                         tracing::error!(shard = self.id, answer = %envelope.id, request = %envelope.request_id, error = %e,
                             "answer not handed to the consumer's shard; it is routed again after a restart");
