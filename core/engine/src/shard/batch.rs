@@ -40,7 +40,10 @@ impl Shard {
             let batch = gonets_trust::batch_digest(&digests);
             if let Err(e) = self.check_by_keys(caller, s, &batch) {
                 self.counters.requests_bad_signature += requests.len() as u64;
-                return Err(e);
+                // One audit record for the batch (its payloads are many;
+                // the record names the kind and the reason).
+                let kind = requests[0].kind.clone();
+                return Err(self.audited(caller, &kind, &[], e));
             }
         }
         let kind = requests[0].kind.clone();

@@ -2265,10 +2265,13 @@ impl Shard {
         let digest = match self.answer_fits(&ex, &body, &payload, signature) {
             Ok(digest) => digest,
             Err(e) => {
-                if matches!(e, HubError::BadSignature(_)) {
-                    self.counters.answers_bad_signature += 1;
+                if !matches!(e, HubError::BadSignature(_)) {
+                    return Err(e);
                 }
-                return Err(e);
+                // A bad signature matters for audit, as at the door.
+                drop(ex);
+                self.counters.answers_bad_signature += 1;
+                return Err(self.audited(caller, &kind, &payload, e));
             }
         };
         let facts = sla::AnswerFacts {

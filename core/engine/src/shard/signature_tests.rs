@@ -112,11 +112,16 @@ fn by_mfc(r: NewRequest) -> Command {
     signed_request("MFC", "mfc-1", &mfc_key(), r)
 }
 
-/// The `BadSignature` a command gets at once, with nothing appended.
+/// The `BadSignature` a command gets at once, with nothing appended but
+/// the one audit record of the refusal.
 fn refused_unstored(d: &mut Driver, caller: &str, command: Command) -> String {
     let appended_before = d.log.len();
     let r = d.now_reply(caller, command);
-    assert_eq!(d.log.len(), appended_before, "nothing appended: {r:?}");
+    assert_eq!(d.log.len(), appended_before + 1, "one audit record: {r:?}");
+    super::audit::assert_only_audited(
+        &d.log[appended_before..],
+        crate::trust_record::AuditReason::BadSignature,
+    );
     match r {
         Err(HubError::BadSignature(why)) => why,
         other => panic!("expected BadSignature, got {other:?}"),
@@ -400,7 +405,17 @@ fn given_a_bad_batch_signature_when_sent_then_the_whole_batch_is_refused_and_not
     assert!(results
         .iter()
         .all(|r| matches!(r, Err(HubError::BadSignature(_)))));
-    assert!(d.log.is_empty());
+    // Nothing stored; every slot's refusal audited.
+    assert!(
+        d.log.iter().all(|(_, r)| matches!(
+            r,
+            Record::Audit(crate::trust_record::AuditRecord::Refusal(a))
+                if a.reason == crate::trust_record::AuditReason::BadSignature
+        )),
+        "{:?}",
+        d.log
+    );
+    assert!(!d.log.is_empty());
 }
 
 #[test]
