@@ -2,6 +2,8 @@
 //! network clients (MFC asks, MVD answers in real time, FNS answers
 //! asynchronously), a realtime phase then a bulk phase, and a report.
 
+mod trust;
+
 use gonets_client::glommio::Client;
 use gonets_client::{ClientConfig, ClientSecurity, Message};
 use gonets_engine::durable_file;
@@ -19,6 +21,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 type Failure = Box<dyn std::error::Error>;
+/// The agencies' report and the first bulk request's receipt, or why they failed.
+type Outcome = Result<(String, Option<gonets_types::Receipt>), String>;
 
 const REALTIME_KIND: &str = "urn:gonets:mvd:passport-validity:1";
 const ASYNC_KIND: &str = "urn:gonets:fns:egrul-extract:1";
@@ -76,6 +80,8 @@ struct Tally {
     answers_refused: Cell<u64>,
     provider_errors: Cell<u64>,
     first_bulk_id: Cell<Option<gonets_types::MessageId>>,
+    /// The hub's signed receipt of the first bulk request.
+    first_receipt: RefCell<Option<gonets_types::Receipt>>,
     payload_bytes: Cell<u64>,
 }
 
@@ -121,7 +127,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
     crate::serve::init_logs();
     let seconds = seconds.clamp(2, 600);
     let dir = demo_dir(data_dir)?;
-    let config = hub_config(&dir, shards, index_table_entries_max);
+    let mut config = hub_config(&dir, shards, index_table_entries_max);
+    let hub_key = trust::hub_key(&dir)?;
+    config.hub_key = Some(hub_key.clone());
+    // Anchors every second, so the demo's short run has some to export.
+    config.anchor_interval_ms = trust::ANCHOR_INTERVAL_MS;
     let certs = ensure_dev_certs(&dir.join("dev-certs"), &config.registry)?;
     println!(
         "gonets demo: {} shard(s), data in {}, mutual TLS with development certificates",
@@ -146,8 +156,14 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
         front.addr
     );
     let outcome = run_agencies(front.addr, certs, seconds)?;
+    // What an auditor would fetch from the operator API's /anchors.
+    let anchors = hub.handle().anchors(0);
     let stopped = hub.shutdown();
-    finish(&outcome, stopped, &dir)
+    finish(&outcome, stopped, &dir)?;
+    let Ok((_, receipt)) = &outcome else {
+        unreachable!("finish returned an error for a failed outcome")
+    };
+    trust::report(&dir, &hub_key.public(), receipt.as_ref(), &anchors)
 }
 
 /// The demo's data directory, made absolute, emptied and checked (io_uring,
@@ -186,10 +202,10 @@ fn run_agencies(
     addr: std::net::SocketAddr,
     certs: tls::DevCerts,
     seconds: u64,
-) -> Result<Result<String, String>, Failure> {
+) -> Result<Outcome, Failure> {
     let agencies = std::thread::Builder::new()
         .name("demo-agencies".into())
-        .spawn(move || -> Result<String, String> {
+        .spawn(move || -> Outcome {
             let executor = glommio::LocalExecutorBuilder::default()
                 .name("demo-agencies")
                 .make()
@@ -204,12 +220,12 @@ fn run_agencies(
 /// Prints the report once the agencies and the hub ended well; the demo's
 /// failure otherwise.
 fn finish(
-    outcome: &Result<String, String>,
+    outcome: &Outcome,
     stopped: Result<(), gonets_types::error::HubError>,
     dir: &std::path::Path,
 ) -> Result<(), Failure> {
     match (outcome, stopped) {
-        (Ok(report), Ok(())) => {
+        (Ok((report, _)), Ok(())) => {
             println!("{report}");
             let size_mb = dir_bytes(dir) as f64 / 1e6;
             println!(
@@ -257,11 +273,7 @@ async fn connect(
         .map_err(|e| format!("{who} cannot connect: {e}"))
 }
 
-async fn agencies(
-    addr: std::net::SocketAddr,
-    certs: tls::DevCerts,
-    seconds: u64,
-) -> Result<String, String> {
+async fn agencies(addr: std::net::SocketAddr, certs: tls::DevCerts, seconds: u64) -> Outcome {
     let mfc = connect(addr, &certs, "MFC").await?;
     let mvd = connect(addr, &certs, "MVD").await?;
     let fns = connect(addr, &certs, "FNS").await?;
@@ -292,7 +304,8 @@ async fn agencies(
         bulk_elapsed,
         &history,
     );
-    verdict(&tally, report)
+    let receipt = tally.first_receipt.borrow_mut().take();
+    verdict(&tally, report).map(|r| (r, receipt))
 }
 
 impl Tally {
@@ -309,6 +322,7 @@ impl Tally {
             answers_refused: Cell::new(0),
             provider_errors: Cell::new(0),
             first_bulk_id: Cell::new(None),
+            first_receipt: RefCell::new(None),
             payload_bytes: Cell::new(0),
         }
     }
@@ -556,6 +570,9 @@ async fn bulk_sender(mfc: &Client, t: &Rc<Tally>, until: Instant) {
                     bump(&t.sent, 1);
                     if t.first_bulk_id.get().is_none() {
                         t.first_bulk_id.set(Some(a.id));
+                        if let Some(gonets_types::AcceptanceReceipt::One(r)) = a.receipt {
+                            *t.first_receipt.borrow_mut() = Some(*r);
+                        }
                     }
                 }
                 Err(e) => {
