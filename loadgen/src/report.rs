@@ -214,6 +214,7 @@ fn write_targets(s: &mut String, r: &Results) {
     write_rt_targets(s, r);
     write_bulk_target(s, r);
     write_format_cost(s, r);
+    write_rt_signature_cost(s, r);
     if let Some(m) = r.runs.get("gonets-mixed") {
         write_mixed_target(s, m);
     }
@@ -402,15 +403,34 @@ fn write_idle_target(s: &mut String, r: &Results) {
     );
 }
 
-/// What checking every payload against a JSON Schema costs (issue 18):
-/// the batched bulk run with `--format json-schema` (`gonets-bulk-schema`)
-/// beside the batched runs without (`gonets-bulk-batch`). No target: the
-/// row reports the cost.
+/// What trust costs the batched bulk run (issue 18), each against the
+/// batched runs without (`gonets-bulk-batch`): every payload checked
+/// against a JSON Schema (`gonets-bulk-schema`), every batch signed once
+/// (`gonets-bulk-signed`), both (`gonets-bulk-signed-schema`). No target:
+/// the rows report the cost.
 fn write_format_cost(s: &mut String, r: &Results) {
-    let (with, without) = (
-        r.series("gonets-bulk-schema"),
-        r.series("gonets-bulk-batch"),
-    );
+    let variants = [
+        (
+            "gonets-bulk-schema",
+            "every payload checked against a JSON Schema (agency record)",
+        ),
+        (
+            "gonets-bulk-signed",
+            "every batch signed by its sender (Ed25519, once a batch) and checked",
+        ),
+        (
+            "gonets-bulk-signed-schema",
+            "signed batches and every payload checked against a JSON Schema",
+        ),
+    ];
+    for (series, what) in variants {
+        write_bulk_cost(s, r, series, what);
+    }
+}
+
+/// One row of [`write_format_cost`]: `series` beside the batched runs.
+fn write_bulk_cost(s: &mut String, r: &Results, series: &str, what: &str) {
+    let (with, without) = (r.series(series), r.series("gonets-bulk-batch"));
     if with.is_empty() {
         return;
     }
@@ -422,7 +442,7 @@ fn write_format_cost(s: &mut String, r: &Results) {
     let extra = cpu_with.zip(cpu_without).map(|(w, o)| w - o);
     let _ = writeln!(
         s,
-        "| bulk 4 KiB batched, every payload checked against a JSON Schema (agency record; issue 18, cost reported) | {} msg/s drained; hub CPU {} µs a message | {} µs a message more than without ({} msg/s drained) | — | cost: {} of the rate without |",
+        "| bulk 4 KiB batched, {what} (issue 18, cost reported) | {} msg/s drained; hub CPU {} µs a message | {} µs a message more than without ({} msg/s drained) | — | cost: {} of the rate without |",
         count(of(&with, &["extra", "drained_per_s"])),
         cpu_with.map_or("—".into(), |c| format!("{c:.1}")),
         extra.map_or("—".into(), |e| format!("{e:.1}")),
@@ -431,6 +451,36 @@ fn write_format_cost(s: &mut String, r: &Results) {
             of(&with, &["extra", "drained_per_s"]),
             of(&without, &["extra", "drained_per_s"])
         ),
+    );
+}
+
+/// What sender signatures cost a real-time exchange (issue 18): rt at a
+/// rate one core carries signed (`gonets-rt-signed`: request and answer
+/// signed by their senders and verified by the hub) beside the same rate
+/// unsigned (`gonets-rt-unsigned`); both get the hub's receipts.
+fn write_rt_signature_cost(s: &mut String, r: &Results) {
+    let (with, without) = (r.series("gonets-rt-signed"), r.series("gonets-rt-unsigned"));
+    if with.is_empty() || without.is_empty() {
+        return;
+    }
+    let of = |runs: &[&Value], path: &'static [&'static str]| {
+        median(runs, |v| phase(v, "rt").and_then(|p| num(p, path)))
+    };
+    let cpu_us = |runs: &[&Value]| of(runs, &["hub", "cpu_s_per_1000"]).map(|c| c * 1000.0);
+    let (cpu_with, cpu_without) = (cpu_us(&with), cpu_us(&without));
+    let _ = writeln!(
+        s,
+        "| rt {}/s, request and answer signed and verified (issue 18, cost reported) | p50 {}, p99.9 {}; hub CPU {} µs a call | unsigned: p50 {}, p99.9 {}; {} µs a call | — | cost: {} µs a call |",
+        count(of(&with, &["ok_per_s"])),
+        ms(of(&with, &["latency", "p50_us"])),
+        ms(of(&with, &["latency", "p999_us"])),
+        cpu_with.map_or("—".into(), |c| format!("{c:.1}")),
+        ms(of(&without, &["latency", "p50_us"])),
+        ms(of(&without, &["latency", "p999_us"])),
+        cpu_without.map_or("—".into(), |c| format!("{c:.1}")),
+        cpu_with
+            .zip(cpu_without)
+            .map_or("—".into(), |(w, o)| format!("{:.1}", w - o)),
     );
 }
 
@@ -708,6 +758,38 @@ mod tests {
             s.contains("45.0 µs a message more than without (55,000 msg/s drained)"),
             "{s}"
         );
+        assert!(!s.contains("signed"), "no signed run, no row: {s}");
+        r.runs
+            .insert("gonets-bulk-signed-1".into(), bulk(40_000.0, 0.020));
+        let mut s = String::new();
+        write_format_cost(&mut s, &r);
+        assert!(
+            s.contains("every batch signed by its sender") && s.contains("hub CPU 20.0 µs"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn given_rt_runs_signed_and_unsigned_when_rendered_then_the_cost_a_call() {
+        let rt = |p50: f64, cpu_s: f64| {
+            serde_json::json!({"phases": [{"name": "rt", "ok_per_s": 2000.0,
+                "latency": {"count": 10, "p50_us": p50, "p999_us": 4.0 * p50},
+                "hub": {"cpu_s_per_1000": cpu_s}}]})
+        };
+        let mut r = Results {
+            limits: None,
+            runs: BTreeMap::new(),
+        };
+        r.runs
+            .insert("gonets-rt-signed-1".into(), rt(1_500.0, 0.40));
+        let mut s = String::new();
+        write_rt_signature_cost(&mut s, &r);
+        assert!(s.is_empty(), "no unsigned run, no row: {s}");
+        r.runs
+            .insert("gonets-rt-unsigned-1".into(), rt(1_000.0, 0.25));
+        write_rt_signature_cost(&mut s, &r);
+        assert!(s.contains("hub CPU 400.0 µs a call"), "{s}");
+        assert!(s.contains("cost: 150.0 µs a call"), "{s}");
     }
 
     #[test]
