@@ -50,6 +50,8 @@ mod formats;
 mod judge;
 #[path = "sim/model.rs"]
 mod model;
+#[path = "sim/signing.rs"]
+mod signing;
 #[path = "sim/workload.rs"]
 mod workload;
 #[path = "sim/world.rs"]
@@ -220,6 +222,10 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.request_format_refusals,
         t.answer_format_refusals,
     );
+    eprintln!(
+        "signature refusals: {} requests, {} answers",
+        t.request_signature_refusals, t.answer_signature_refusals
+    );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
             eprintln!("{f}\n");
@@ -269,6 +275,14 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
                 t.request_format_refusals,
             ),
             ("answers refused for their format", t.answer_format_refusals),
+            (
+                "requests refused for their signature",
+                t.request_signature_refusals,
+            ),
+            (
+                "answers refused for their signature",
+                t.answer_signature_refusals,
+            ),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());
