@@ -19,6 +19,7 @@ use gonets_engine::shard::{
     AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, StatusView,
     Token,
 };
+use gonets_engine::trust_record::AuditRecord;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use std::collections::BTreeSet;
@@ -878,13 +879,23 @@ impl World {
             Record::Anchor(_) => return Err("the shard appended an anchor by itself".into()),
             // An audit record of a refusal (ADR 0020): not state, but
             // only where the model's door and rate bound call for one.
-            Record::Audit(_) => {
+            Record::Audit(audit) => {
                 ensure!(
                     ctx.expect_audits > 0,
                     "audit record {record:?} not called for by {:?}",
                     ctx.input
                 );
                 ctx.expect_audits -= 1;
+                // A refusal's record names its sender, at hub time; a
+                // summary's span is the shard's to say.
+                if let (AuditRecord::Refusal(r), CtxInput::Command { caller, .. }) =
+                    (audit, &ctx.input)
+                {
+                    ensure!(
+                        &r.participant == caller && r.time_ms == now,
+                        "audit record {r:?} of {caller}'s command at {now}"
+                    );
+                }
                 self.logs[si].records.push(record);
                 return Ok(());
             }
