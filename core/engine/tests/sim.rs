@@ -21,6 +21,11 @@
 //! every history that left memory must be there, exactly as the log tells
 //! it. Sends and answers too large for the log are refused by the shard;
 //! leases the runtime cannot hand over come back as `Input::GiveBack`.
+//! Two kinds check JSON Schema formats (`sim/formats.rs`) and two require
+//! sender signatures (`sim/signing.rs`, docs/adr/0019): the workload signs
+//! well, badly or not at all, the model predicts each `BadSignature` where
+//! the door's order puts it, and the judge checks every stored seal and
+//! every audit record a refusal leaves (ADR 0020, under its rate bound).
 //!
 //! Every output of every step is judged against a reference model (a plain
 //! fold over the log plus the queue rules of docs/engine.md: places, leases,
@@ -50,6 +55,8 @@ mod formats;
 mod judge;
 #[path = "sim/model.rs"]
 mod model;
+#[path = "sim/signing.rs"]
+mod signing;
 #[path = "sim/workload.rs"]
 mod workload;
 #[path = "sim/world.rs"]
@@ -220,6 +227,10 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.request_format_refusals,
         t.answer_format_refusals,
     );
+    eprintln!(
+        "signature refusals: {} requests, {} answers",
+        t.request_signature_refusals, t.answer_signature_refusals
+    );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
             eprintln!("{f}\n");
@@ -269,6 +280,14 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
                 t.request_format_refusals,
             ),
             ("answers refused for their format", t.answer_format_refusals),
+            (
+                "requests refused for their signature",
+                t.request_signature_refusals,
+            ),
+            (
+                "answers refused for their signature",
+                t.answer_signature_refusals,
+            ),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());
@@ -352,4 +371,57 @@ fn given_the_sim_formats_when_payloads_checked_then_model_and_validator_agree() 
         refused_answers += usize::from(model.is_some());
     }
     assert!(refused_requests > 200 && refused_answers > 200);
+}
+
+#[test]
+fn given_the_sim_keys_when_signatures_checked_then_model_and_key_rings_agree() {
+    // The model says whether a signature the workload makes holds
+    // (`signing::holds`); the shard asks the sender's key ring. They must
+    // agree for every participant and way of signing, or the simulation
+    // would test the model's mistakes.
+    use gonets_engine::shard::{Command, NewRequest};
+    use gonets_types::ids::ParticipantId;
+    use signing::SignMode;
+    let registry = world::registry().expect("the sim registry loads");
+    let (mut mismatched, mut keyless) = (0, 0);
+    for id in ["MFC", "SFR", "FNS", "MVD", "OPERATOR"] {
+        let caller = ParticipantId::new(id);
+        let keys = &registry
+            .participant(&caller)
+            .expect("a sim participant")
+            .keys;
+        for i in 0..16 {
+            let r = NewRequest::new("urn:sim:sfr:pension:1", format!("payload {i}"));
+            let command = Command::SendRequest(r.clone());
+            for mode in [SignMode::Unsigned, SignMode::Covered] {
+                let same = signing::signed(&caller, &command, mode);
+                assert!(
+                    matches!(same, Command::SendRequest(_)),
+                    "{mode:?} signs nothing"
+                );
+            }
+            for mode in [SignMode::Good, SignMode::Bad] {
+                let Command::Signed { signature, .. } = signing::signed(&caller, &command, mode)
+                else {
+                    panic!("{mode:?} signs");
+                };
+                assert_eq!(
+                    signing::signature_bytes(),
+                    2 + signature.key_id.len() + 4 + signature.bytes.len()
+                );
+                let digest = gonets_trust::request_digest(&caller, &r);
+                let checked = keys.check(id, &signature, &digest, 0);
+                assert_eq!(
+                    checked.is_ok(),
+                    signing::holds(&caller, mode),
+                    "{id} {mode:?}: {checked:?}"
+                );
+                let why = checked.err().map(|e| e.to_string()).unwrap_or_default();
+                mismatched += usize::from(why.contains("does not match"));
+                keyless += usize::from(why.contains("has no key"));
+            }
+        }
+    }
+    // Both ways of signing badly are made.
+    assert!(mismatched > 0 && keyless > 0, "{mismatched} {keyless}");
 }

@@ -2,7 +2,7 @@
 //! worked out from the model before the step, and each output checked
 //! against that as it comes (records, replies, deliveries, peer messages).
 
-use crate::model::{terminal_kind, MAnswer, MPlace, ShardModel};
+use crate::model::{audited, terminal_kind, MAnswer, MPlace, ShardModel};
 use crate::workload::{Expect, Pending, Seen, Slot};
 
 fn same_result(a: &Result<(), HubError>, b: &Result<(), HubError>) -> bool {
@@ -14,11 +14,12 @@ fn same_result(a: &Result<(), HubError>, b: &Result<(), HubError>) -> bool {
 }
 use crate::world::{ensure, Check, CtxInput, StepCtx, World, GRANULARITY_MS};
 use bytes::Bytes;
-use gonets_engine::record::{AnswerBody, EventKind, EventRecord, Record};
+use gonets_engine::record::{AnswerBody, Digest, EventKind, EventRecord, Record, Seal};
 use gonets_engine::shard::{
     AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, StatusView,
     Token,
 };
+use gonets_engine::trust_record::AuditRecord;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use std::collections::BTreeSet;
@@ -41,6 +42,9 @@ impl World {
                 let token = ctx.token.expect("command token");
                 let expect = self.pending[&token].expect.clone();
                 let m = &mut self.models[si];
+                for _ in 0..audited(&command, &expect) {
+                    ctx.expect_audits += m.audit.admit(now);
+                }
                 match (&command, &expect) {
                     (Command::Ack { id, .. }, Expect::AckRequest) => {
                         ctx.expect_events.push((*id, EventKind::Acked, 0));
@@ -55,6 +59,9 @@ impl World {
                                 }
                                 Slot::Fail(HubError::InvalidFormat { .. }) => {
                                     m.counters.requests_invalid_format += 1
+                                }
+                                Slot::Fail(HubError::BadSignature(_)) => {
+                                    m.counters.requests_bad_signature += 1
                                 }
                                 _ => {}
                             }
@@ -143,6 +150,18 @@ impl World {
                         Command::SendResponse { .. } | Command::SendRefusal { .. },
                         Expect::Fail(HubError::DeadlineExceeded),
                     ) => m.counters.late_answers += 1,
+                    // A batch whose one signature fails: each of its requests.
+                    (Command::SendRequests(rs), Expect::Fail(HubError::BadSignature(_))) => {
+                        m.counters.requests_bad_signature += rs.len() as u64
+                    }
+                    (
+                        Command::SendRequest(_) | Command::Call(_),
+                        Expect::Fail(HubError::BadSignature(_)),
+                    ) => m.counters.requests_bad_signature += 1,
+                    (
+                        Command::SendResponse { .. } | Command::SendRefusal { .. },
+                        Expect::Fail(HubError::BadSignature(_)),
+                    ) => m.counters.answers_bad_signature += 1,
                     _ => {}
                 }
             }
@@ -389,6 +408,12 @@ impl World {
         if m.failed.is_some() {
             return Ok(());
         }
+        ensure!(
+            ctx.expect_audits == 0,
+            "{} audit records missing after {:?}",
+            ctx.expect_audits,
+            ctx.input
+        );
         for id in &ctx.must_end {
             ensure!(
                 !m.reqs[id].open(),
@@ -684,6 +709,19 @@ impl World {
                         ..
                     }
                 );
+                // A request of a batch is stored without the batch's
+                // signature; one sent alone with its own.
+                let batch = !matches!(
+                    &ctx.input,
+                    CtxInput::Command {
+                        command: Command::SendRequest(_) | Command::Call(_),
+                        ..
+                    }
+                );
+                let sign = self.pending[&ctx.token.expect("command token")].sign;
+                let digest = gonets_trust::request_digest(caller, n);
+                check_seal(r.seal.as_deref(), digest, sign.carries() && !batch)
+                    .map_err(|e| format!("request record {}: {e}", r.id))?;
                 let kind = self.registry.kind(&r.kind).expect("validated kind");
                 ensure!(
                     &r.consumer == caller
@@ -797,6 +835,11 @@ impl World {
                             "answer {a:?} not made by its provider's command ({:?})",
                             ctx.input
                         );
+                        let sign = self.pending[&ctx.token.expect("command token")].sign;
+                        let digest =
+                            gonets_trust::answer_digest(&req.provider, req.id, &a.body, &a.payload);
+                        check_seal(a.seal.as_deref(), digest, sign.carries())
+                            .map_err(|e| format!("answer {}: {e}", a.id))?;
                         ctx.command_record = Some(offset);
                         self.stats.answers += 1;
                     }
@@ -834,8 +877,25 @@ impl World {
                 return Err("the shard appended a snapshot record by itself".into())
             }
             Record::Anchor(_) => return Err("the shard appended an anchor by itself".into()),
-            // An audit record of a refusal (ADR 0020): not state.
-            Record::Audit(_) => {
+            // An audit record of a refusal (ADR 0020): not state, but
+            // only where the model's door and rate bound call for one.
+            Record::Audit(audit) => {
+                ensure!(
+                    ctx.expect_audits > 0,
+                    "audit record {record:?} not called for by {:?}",
+                    ctx.input
+                );
+                ctx.expect_audits -= 1;
+                // A refusal's record names its sender, at hub time; a
+                // summary's span is the shard's to say.
+                if let (AuditRecord::Refusal(r), CtxInput::Command { caller, .. }) =
+                    (audit, &ctx.input)
+                {
+                    ensure!(
+                        &r.participant == caller && r.time_ms == now,
+                        "audit record {r:?} of {caller}'s command at {now}"
+                    );
+                }
                 self.logs[si].records.push(record);
                 return Ok(());
             }
@@ -1344,5 +1404,24 @@ fn check_delivered(m: &ShardModel, ctx: &mut StepCtx, e: &EventRecord) -> Check 
         e.count
     );
     ctx.handing.insert(req.id);
+    Ok(())
+}
+
+/// A sender's message is stored with a seal: its digest, and its
+/// sender's signature when it `carries` one (no hub receipt signature:
+/// the simulated hub has no key).
+fn check_seal(seal: Option<&Seal>, digest: Digest, carries: bool) -> Check {
+    let seal = seal.ok_or("stored without a seal")?;
+    ensure!(
+        seal.digest == digest,
+        "sealed with digest {:?}",
+        seal.digest
+    );
+    ensure!(
+        seal.signature.is_some() == carries && seal.receipt_signature.is_none(),
+        "sealed with {:?} and {:?}, the sender's signature expected: {carries}",
+        seal.signature,
+        seal.receipt_signature
+    );
     Ok(())
 }

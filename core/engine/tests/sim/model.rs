@@ -3,11 +3,13 @@
 //! where each message must stand in its queue (predicted by the simulator
 //! from the rules in docs/engine.md, not read from the shard).
 
+use crate::workload::{Expect, Slot};
 use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, EventKind, Record};
 use gonets_engine::shard::exchange::Exchange;
 use gonets_engine::shard::queue::{Place, QueueStats};
 use gonets_engine::shard::snapshot::clock_of;
+use gonets_engine::shard::Command;
 use gonets_engine::shard::{
     AnswerEnvelope, HistoryEvent, ReaderId, Shard, ShardCounters, StatusView,
 };
@@ -159,6 +161,77 @@ pub struct ShardModel {
     pub next_order: u64,
     /// The latest hub time in the durable log (after a rebuild).
     pub latest_ms: u64,
+    /// The shard's rate bound on audit records (volatile, as the shard's).
+    pub audit: MAudit,
+}
+
+/// Audit records a shard writes one by one in a second of hub time
+/// (`AUDIT_RECORDS_PER_SECOND_MAX` of `shard/audit.rs`, not exported).
+const AUDIT_RECORDS_PER_SECOND_MAX: u32 = 64;
+
+/// The model of a shard's audit rate bound (`shard/audit.rs`, ADR 0020):
+/// which audited refusals leave a record, and when a summary of the
+/// suppressed ones is owed.
+#[derive(Clone, Debug, Default)]
+pub struct MAudit {
+    /// Start of the current one-second window, hub ms.
+    window_start_ms: u64,
+    /// Records written in it.
+    written: u32,
+    /// Refusals past the bound not yet summarised.
+    suppressed: bool,
+}
+
+impl MAudit {
+    /// Counts one audited refusal at `now_ms`: the records it appends (a
+    /// summary of the last window's suppressed refusals, then its own).
+    pub fn admit(&mut self, now_ms: u64) -> usize {
+        let mut appended = 0;
+        if now_ms >= self.window_start_ms.saturating_add(1_000) {
+            self.window_start_ms = now_ms;
+            self.written = 0;
+            appended += usize::from(std::mem::take(&mut self.suppressed));
+        }
+        if self.written < AUDIT_RECORDS_PER_SECOND_MAX {
+            self.written += 1;
+            appended += 1;
+        } else {
+            self.suppressed = true;
+        }
+        appended
+    }
+}
+
+/// The refusals `command` must get as `expect` says (one, or the slots
+/// of a batch) that the shard audits (ADR 0020).
+pub fn audited(command: &Command, expect: &Expect) -> usize {
+    match (command, expect) {
+        // Refused whole (its shape, or its one signature) before the door.
+        (Command::SendRequests(_), Expect::Fail(_)) => 0,
+        (_, Expect::Fail(e)) => usize::from(audits(command, e)),
+        (_, Expect::SendMany { slots, .. }) => slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Fail(e) if audits(command, e)))
+            .count(),
+        _ => 0,
+    }
+}
+
+/// The shard audits refusal `e` of `command`: a state secret, a bad
+/// signature or a caller not authorised at the request door; a caller that
+/// is not the provider on the answer path (an answer's bad signature is
+/// not audited).
+pub fn audits(command: &Command, e: &HubError) -> bool {
+    match command {
+        Command::SendRequest(_) | Command::Call(_) | Command::SendRequests(_) => matches!(
+            e,
+            HubError::StateSecret | HubError::BadSignature(_) | HubError::NotAuthorized(_)
+        ),
+        Command::SendResponse { .. } | Command::SendRefusal { .. } => {
+            matches!(e, HubError::NotAuthorized(_))
+        }
+        _ => false,
+    }
 }
 
 /// The history step an answer body stands for (the rule of docs/engine.md §3).

@@ -4,13 +4,14 @@
 //! is predicted from the model before the shard sees it.
 
 use crate::formats;
-use crate::model::{terminal_kind, MPlace, ShardModel};
+use crate::model::{audits, terminal_kind, MPlace, ShardModel};
+use crate::signing::{self, SignMode};
 use crate::world::{ensure, Check, CtxInput, StepCtx, World};
 use bytes::Bytes;
 use gonets_engine::record::{
     AnswerBody, AnswerRecord, Digest, EventKind, Record, RequestRecord, Seal, TEXT_BYTES_MAX,
 };
-use gonets_engine::registry::Mode;
+use gonets_engine::registry::{Mode, Signatures};
 use gonets_engine::shard::{Command, Input, NewRequest, PeerMsg, ReaderId, ShardReply, Token};
 use gonets_types::error::HubError;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
@@ -209,7 +210,11 @@ pub struct Pending {
     pub client: usize,
     pub shard: u16,
     pub caller: ParticipantId,
+    /// The command as the model sees it: unsigned (`sign` says how the
+    /// shard got it signed).
     pub command: Command,
+    /// How the workload signed `command` (`signing.rs`).
+    pub sign: SignMode,
     pub expect: Expect,
     pub reader: ReaderId,
     /// Shard time when it was taken.
@@ -252,6 +257,9 @@ fn same_error(want: &HubError, got: &HubError) -> bool {
         (HubError::InvalidFormat { path: a, .. }, HubError::InvalidFormat { path: b, .. }) => {
             a == b
         }
+        // Why, when the model knows it (a missing one); any key failure
+        // otherwise.
+        (HubError::BadSignature(a), HubError::BadSignature(b)) => a.is_empty() || a == b,
         _ => std::mem::discriminant(want) == std::mem::discriminant(got),
     }
 }
@@ -263,6 +271,45 @@ fn invalid_format(path: &str) -> HubError {
         path: path.to_string(),
         reason: String::new(),
     }
+}
+
+/// The refusal of a message without a signature where its kind requires one.
+fn missing_signature() -> HubError {
+    gonets_trust::SignatureError::Missing.into()
+}
+
+/// The refusal of a signature that does not hold (its reason, a key the
+/// sender lacks or one that does not match, is not predicted).
+fn bad_signature() -> HubError {
+    HubError::BadSignature(String::new())
+}
+
+/// What the door says of a message signed as `sign` by `caller` under
+/// `rule`: a missing signature where required, or one that does not hold.
+fn signature_refusal(
+    rule: Signatures,
+    caller: &ParticipantId,
+    sign: SignMode,
+    at: SignatureCheck,
+) -> Option<HubError> {
+    match at {
+        SignatureCheck::Missing if rule == Signatures::Required && !sign.signed() => {
+            Some(missing_signature())
+        }
+        SignatureCheck::Holds if sign.carries() && !signing::holds(caller, sign) => {
+            Some(bad_signature())
+        }
+        _ => None,
+    }
+}
+
+/// The two places of the door's signature rule (docs/adr/0019): whether
+/// one is there, right after the cheap rules it needs no digest for, and
+/// whether it holds, after every other cheap rule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SignatureCheck {
+    Missing,
+    Holds,
 }
 
 /// The refusal of a text field over its bound, named as on the wire.
@@ -327,6 +374,7 @@ impl World {
         request_id: MessageId,
         body: &AnswerBody,
         payload: &[u8],
+        sign: SignMode,
     ) -> Expect {
         let payload_len = payload.len();
         let m = &self.models[s as usize];
@@ -358,10 +406,17 @@ impl World {
                 size_bytes_max: limit,
             });
         }
-        let bytes = self.answer_record_len(body, payload_len);
+        let bytes = self.answer_record_len(body, payload_len, sign);
         let max = self.config.record_bytes_max;
         if bytes > max {
             return Expect::Fail(record_too_large(payload_len, bytes, max));
+        }
+        // Both signature rules at one place for an answer, before its
+        // format (`answer_fits`): the digest is taken there anyway.
+        for at in [SignatureCheck::Missing, SignatureCheck::Holds] {
+            if let Some(e) = signature_refusal(kind.signatures, caller, sign, at) {
+                return Expect::Fail(e);
+            }
         }
         // Data only: a refusal carries no payload, so no format.
         if matches!(body, AnswerBody::Data) && !kind.answer_format.is_bytes() {
@@ -394,9 +449,10 @@ impl World {
                 || bytes + payload_len as u64 > p.answer_queue_bytes_max.div_ceil(shards))
     }
 
-    /// Bytes of the answer record `body` with `payload_len` bytes would be.
-    fn answer_record_len(&self, body: &AnswerBody, payload_len: usize) -> usize {
-        encoded_len(Record::Answer(AnswerRecord {
+    /// Bytes of the answer record `body` with `payload_len` bytes, signed
+    /// as `sign`, would be.
+    fn answer_record_len(&self, body: &AnswerBody, payload_len: usize, sign: SignMode) -> usize {
+        let unsigned = encoded_len(Record::Answer(AnswerRecord {
             id: MessageId::new(self.now, 0, 1),
             request_id: MessageId::new(self.now, 0, 2),
             body: body.clone(),
@@ -405,13 +461,21 @@ impl World {
             // (the simulated hub has no key: no receipt signature).
             seal: Some(Box::new(unsigned_seal())),
             payload: Bytes::from(vec![0u8; payload_len]),
-        }))
+        }));
+        unsigned + seal_signature_bytes(sign)
     }
 
-    /// Bytes of the request record of `r` from `consumer` would be.
-    fn request_record_len(&self, r: &NewRequest, consumer: &ParticipantId, call: bool) -> usize {
+    /// Bytes of the request record of `r` from `consumer`, signed as
+    /// `sign`, would be.
+    fn request_record_len(
+        &self,
+        r: &NewRequest,
+        consumer: &ParticipantId,
+        call: bool,
+        sign: SignMode,
+    ) -> usize {
         let kind = self.registry.kind(&r.kind).expect("known kind");
-        encoded_len(Record::Request(RequestRecord {
+        let unsigned = encoded_len(Record::Request(RequestRecord {
             id: MessageId::new(self.now, 0, 1),
             kind: r.kind.clone(),
             consumer: consumer.clone(),
@@ -424,7 +488,8 @@ impl World {
             idempotency_key: r.idempotency_key.clone(),
             seal: Some(Box::new(unsigned_seal())),
             payload: r.payload.clone(),
-        }))
+        }));
+        unsigned + seal_signature_bytes(sign)
     }
 
     /// What a `send_requests` gets (`shard/batch.rs`): the whole batch
@@ -435,6 +500,7 @@ impl World {
         s: u16,
         caller: &ParticipantId,
         rs: &[NewRequest],
+        sign: SignMode,
         now: u64,
     ) -> Expect {
         let m = &self.models[s as usize];
@@ -447,10 +513,21 @@ impl World {
         if gonets_types::check_send_batch(rs).is_err() {
             return Expect::Fail(HubError::Malformed(String::new()));
         }
+        // The batch's one signature, checked once before any request:
+        // one that does not hold refuses the whole batch.
+        if sign.carries() && !signing::holds(caller, sign) {
+            return Expect::Fail(bad_signature());
+        }
+        // Each request is then signed by the batch's signature, or not.
+        let slot_sign = if sign.signed() {
+            SignMode::Covered
+        } else {
+            SignMode::Unsigned
+        };
         let mut slots: Vec<Slot> = Vec::new();
         let (mut new, mut new_bytes) = (0, 0);
         for (i, r) in rs.iter().enumerate() {
-            let single = self.predict(s, caller, &Command::SendRequest(r.clone()), now);
+            let single = self.predict(s, caller, &Command::SendRequest(r.clone()), slot_sign, now);
             let earlier = r.idempotency_key.as_ref().and_then(|key| {
                 (0..i).find(|j| {
                     rs[*j].idempotency_key.as_ref() == Some(key)
@@ -470,8 +547,16 @@ impl World {
             };
             slots.push(slot);
         }
+        // An audited refusal in a slot appends its record (unless the rate
+        // bound holds it back): the reply then waits for it too.
+        let mut audit = m.audit.clone();
+        let appends: usize = slots
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Fail(e) if audits(&Command::SendRequests(Vec::new()), e)))
+            .map(|_| audit.admit(now))
+            .sum();
         let log_end = self.logs[s as usize].records.len() as u64;
-        let now = new == 0 && log_end <= m.durable;
+        let now = new == 0 && appends == 0 && log_end <= m.durable;
         Expect::SendMany { slots, now }
     }
 
@@ -603,7 +688,15 @@ impl World {
     }
 
     /// The reply shard `s` must give `caller` for `command` at `now`.
-    pub fn predict(&self, s: u16, caller: &ParticipantId, command: &Command, now: u64) -> Expect {
+    /// `command` is the unsigned command; `sign` how the shard gets it signed.
+    pub fn predict(
+        &self,
+        s: u16,
+        caller: &ParticipantId,
+        command: &Command,
+        sign: SignMode,
+        now: u64,
+    ) -> Expect {
         let m = &self.models[s as usize];
         if let Some(e) = &m.failed {
             return match command {
@@ -651,7 +744,13 @@ impl World {
                         return fail(text_too_large(field, t.len()));
                     }
                 }
-                let bytes = self.request_record_len(r, caller, call);
+                // A missing signature right after the rules above (no
+                // digest or key needed to know it).
+                let rule = kind.signatures;
+                if let Some(e) = signature_refusal(rule, caller, sign, SignatureCheck::Missing) {
+                    return fail(e);
+                }
+                let bytes = self.request_record_len(r, caller, call, sign);
                 let max = self.config.record_bytes_max;
                 if bytes > max {
                     return fail(record_too_large(r.payload.len(), bytes, max));
@@ -665,6 +764,11 @@ impl World {
                     .is_some_and(|ms| ms == 0 || ms > kind.deadline_ms)
                 {
                     return fail(HubError::Malformed(String::new()));
+                }
+                // Its own signature after every other cheap rule, before
+                // the format (docs/adr/0019).
+                if let Some(e) = signature_refusal(rule, caller, sign, SignatureCheck::Holds) {
+                    return fail(e);
                 }
                 // Its format, last of the door's checks (before a repeat
                 // is looked for).
@@ -717,7 +821,7 @@ impl World {
                     Expect::Wait
                 }
             }
-            Command::SendRequests(rs) => self.predict_send_many(s, caller, rs, now),
+            Command::SendRequests(rs) => self.predict_send_many(s, caller, rs, sign, now),
             Command::AckMany { queue, ids, reader } => {
                 self.predict_ack_many(s, caller, queue, ids, *reader)
             }
@@ -773,7 +877,7 @@ impl World {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload),
+            } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload, sign),
             Command::SendRefusal {
                 request_id,
                 code,
@@ -789,7 +893,7 @@ impl World {
                     code: *code,
                     reason: reason.clone(),
                 };
-                self.predict_answer(s, caller, *request_id, &body, &[])
+                self.predict_answer(s, caller, *request_id, &body, &[], sign)
             }
             Command::Status { id } => {
                 if id.shard() != s {
@@ -805,7 +909,8 @@ impl World {
                     _ => fail(HubError::NotFound),
                 }
             }
-            // The workload signs nothing yet.
+            // The model sees commands unsigned (`issue_to` wraps them for
+            // the shard); a wrapper inside is not signable.
             Command::Signed { .. } => fail(HubError::Malformed(String::new())),
             Command::QueueStats { queue } => {
                 let allowed = if p.roles.operator {
@@ -865,6 +970,50 @@ impl World {
         }
     }
 
+    /// Counts the messages `command` must have refused `BadSignature` (one,
+    /// every request of a batch refused whole, or the slots of a batch),
+    /// requests and answers apart.
+    fn count_signature_refusals(&mut self, command: &Command, expect: &Expect) {
+        let bad = |e: &HubError| matches!(e, HubError::BadSignature(_));
+        let refused = match expect {
+            Expect::Fail(e) if bad(e) => 1,
+            Expect::SendMany { slots, .. } => slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Fail(e) if bad(e)))
+                .count(),
+            _ => 0,
+        } as u64;
+        match command {
+            Command::SendResponse { .. } | Command::SendRefusal { .. } => {
+                self.stats.answer_signature_refusals += refused
+            }
+            Command::SendRequests(rs) if matches!(expect, Expect::Fail(_)) => {
+                self.stats.request_signature_refusals += refused * rs.len() as u64
+            }
+            _ => self.stats.request_signature_refusals += refused,
+        }
+    }
+
+    /// How the workload signs `command` (`signing::pick`): a signable
+    /// command as its data kind asks, anything else not at all.
+    fn pick_sign_mode(&mut self, command: &Command) -> SignMode {
+        let kind = match command {
+            Command::SendRequest(r) | Command::Call(r) => Some(r.kind.clone()),
+            Command::SendRequests(rs) => rs.first().map(|r| r.kind.clone()),
+            Command::SendResponse { request_id, .. } | Command::SendRefusal { request_id, .. } => {
+                self.models
+                    .get(usize::from(request_id.shard()))
+                    .and_then(|m| m.reqs.get(request_id))
+                    .map(|r| r.kind.clone())
+            }
+            _ => return SignMode::Unsigned,
+        };
+        let required = kind
+            .and_then(|k| self.registry.kind(&k))
+            .is_some_and(|k| k.signatures == Signatures::Required);
+        signing::pick(&mut self.rng.workload, required)
+    }
+
     /// The shard an operation goes to, as the runtime routes it.
     pub fn route(&self, command: &Command) -> u16 {
         // The shard rule that ships (`Command::shard`, used by the session
@@ -879,7 +1028,8 @@ impl World {
     pub fn issue_to(&mut self, c: usize, caller: ParticipantId, s: u16, command: Command) -> Check {
         let si = s as usize;
         let now = self.shards[si].now_ms().max(self.now - self.skew);
-        let expect = self.predict(s, &caller, &command, now);
+        let sign = self.pick_sign_mode(&command);
+        let expect = self.predict(s, &caller, &command, sign, now);
         if let Expect::Fail(HubError::TooLarge { size_bytes_max, .. }) = &expect {
             let kind_max = match &command {
                 Command::SendRequest(r) | Command::Call(r) => self.registry.kind(&r.kind),
@@ -899,6 +1049,7 @@ impl World {
             self.count_quota_refusal(si, &command);
         }
         self.count_format_refusals(&command, &expect);
+        self.count_signature_refusals(&command, &expect);
         let token = self.next_token;
         self.next_token += 1;
         let reader = match &command {
@@ -928,6 +1079,7 @@ impl World {
                 shard: s,
                 caller: caller.clone(),
                 command: command.clone(),
+                sign,
                 expect,
                 reader,
                 issued_now: now,
@@ -942,7 +1094,9 @@ impl World {
             Input::Command {
                 token,
                 caller: caller.clone(),
-                command: command.clone(),
+                // Signed for the shard only: the model and the judge see
+                // the command as it was and `sign` beside it.
+                command: signing::signed(&caller, &command, sign),
             },
             CtxInput::Command { caller, command },
             Some(token),
@@ -2032,6 +2186,16 @@ impl World {
             self.know.keys.insert(k, (id, time_ms));
         }
         Ok(())
+    }
+}
+
+/// Bytes the sender's signature adds to a record's seal: only one it
+/// carries itself (a request of a signed batch is stored without one).
+fn seal_signature_bytes(sign: SignMode) -> usize {
+    if sign.carries() {
+        signing::signature_bytes()
+    } else {
+        0
     }
 }
 

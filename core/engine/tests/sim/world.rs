@@ -45,12 +45,16 @@ const DRAIN_STEPS_MAX: u64 = 5_000;
 /// small answer bound (ADR 0013). Two kinds check formats (issue 18): the
 /// async `pension` kind its requests, the realtime `inn` kind its requests
 /// and its answers, against the schemas of `formats.rs` ([`registry`] puts
-/// them in for `@REQUEST_SCHEMA@` and `@ANSWER_SCHEMA@`).
+/// them in for `@REQUEST_SCHEMA@` and `@ANSWER_SCHEMA@`). Every participant
+/// but the operator has a key (`signing.rs`, for `@KEY_<ID>@`), and two
+/// kinds require signatures: the realtime `passport` kind and the async
+/// `pension` kind, whose format then comes after the signature.
 pub const REGISTRY: &str = r#"
 [[participant]]
 id = "MFC"
 name = "Public-service centre"
 roles = ["consumer"]
+keys = [{ id = "sim-1", algorithm = "ed25519", public_key = "@KEY_MFC@" }]
 
 [[participant]]
 id = "SFR"
@@ -58,16 +62,19 @@ name = "Social Fund"
 roles = ["consumer", "provider"]
 answer_queue_messages_max = 6
 answer_queue_bytes_max = 150
+keys = [{ id = "sim-1", algorithm = "ed25519", public_key = "@KEY_SFR@" }]
 
 [[participant]]
 id = "FNS"
 name = "Tax Service"
 roles = ["provider", "consumer"]
+keys = [{ id = "sim-1", algorithm = "ed25519", public_key = "@KEY_FNS@" }]
 
 [[participant]]
 id = "MVD"
 name = "Interior Ministry"
 roles = ["provider"]
+keys = [{ id = "sim-1", algorithm = "ed25519", public_key = "@KEY_MVD@" }]
 
 [[participant]]
 id = "OPERATOR"
@@ -97,6 +104,7 @@ provider = "MVD"
 mode = "realtime"
 deadline_ms = 1500
 consumers = ["MFC", "FNS"]
+signatures = "required"
 
 [[data_kind]]
 id = "urn:sim:sfr:pension:1"
@@ -106,6 +114,7 @@ deadline_ms = 20000
 queue_messages_max = 6
 consumers = ["MFC", "FNS"]
 request_format = { json_schema = '@REQUEST_SCHEMA@' }
+signatures = "required"
 
 [[data_kind]]
 id = "urn:sim:mvd:archive:1"
@@ -119,7 +128,7 @@ consumers = ["SFR"]
 
 /// The registry every run uses: [`REGISTRY`] with the schemas of `formats.rs`.
 pub fn registry() -> Result<Registry, String> {
-    let text = REGISTRY
+    let text = crate::signing::with_keys(REGISTRY)
         .replace("@REQUEST_SCHEMA@", crate::formats::REQUEST_SCHEMA)
         .replace("@ANSWER_SCHEMA@", crate::formats::ANSWER_SCHEMA);
     Registry::from_toml(&text).map_err(|e| e.to_string())
@@ -204,6 +213,10 @@ pub struct Stats {
     pub request_format_refusals: u64,
     /// Data answers refused for their kind's answer format (issue 18).
     pub answer_format_refusals: u64,
+    /// Requests (single, or a batch's slots) refused `BadSignature`.
+    pub request_signature_refusals: u64,
+    /// Answers refused `BadSignature`.
+    pub answer_signature_refusals: u64,
 }
 
 impl Stats {
@@ -254,6 +267,8 @@ impl Stats {
         self.answer_quota_refusals += o.answer_quota_refusals;
         self.request_format_refusals += o.request_format_refusals;
         self.answer_format_refusals += o.answer_format_refusals;
+        self.request_signature_refusals += o.request_signature_refusals;
+        self.answer_signature_refusals += o.answer_signature_refusals;
     }
 }
 
@@ -460,6 +475,9 @@ pub struct StepCtx {
     /// A consumer's answer ack this (request) shard must settle: its token
     /// on the answer queue's shard, and the outcome the model expects.
     pub settle: Option<(Token, Result<(), HubError>)>,
+    /// Audit records this step must append (ADR 0020): refusals the
+    /// model's rate bound lets through, and summaries it owes.
+    pub expect_audits: usize,
 }
 
 impl StepCtx {
@@ -479,6 +497,7 @@ impl StepCtx {
             command_record: None,
             batch_new: Vec::new(),
             settle: None,
+            expect_audits: 0,
         }
     }
 }
