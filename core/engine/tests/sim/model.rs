@@ -206,8 +206,11 @@ impl MAudit {
 /// of a batch) that the shard audits (ADR 0020).
 pub fn audited(command: &Command, expect: &Expect) -> usize {
     match (command, expect) {
-        // Refused whole (its shape, or its one signature) before the door.
-        (Command::SendRequests(_), Expect::Fail(_)) => 0,
+        // Refused whole before the door: its shape (not audited), or its
+        // one signature (one audit record for the batch).
+        (Command::SendRequests(_), Expect::Fail(e)) => {
+            usize::from(matches!(e, HubError::BadSignature(_)))
+        }
         (_, Expect::Fail(e)) => usize::from(audits(command, e)),
         (_, Expect::SendMany { slots, .. }) => slots
             .iter()
@@ -219,8 +222,7 @@ pub fn audited(command: &Command, expect: &Expect) -> usize {
 
 /// The shard audits refusal `e` of `command`: a state secret, a bad
 /// signature or a caller not authorised at the request door; a caller that
-/// is not the provider on the answer path (an answer's bad signature is
-/// not audited).
+/// is not the provider, or a bad signature, on the answer path.
 pub fn audits(command: &Command, e: &HubError) -> bool {
     match command {
         Command::SendRequest(_) | Command::Call(_) | Command::SendRequests(_) => matches!(
@@ -228,7 +230,7 @@ pub fn audits(command: &Command, e: &HubError) -> bool {
             HubError::StateSecret | HubError::BadSignature(_) | HubError::NotAuthorized(_)
         ),
         Command::SendResponse { .. } | Command::SendRefusal { .. } => {
-            matches!(e, HubError::NotAuthorized(_))
+            matches!(e, HubError::NotAuthorized(_) | HubError::BadSignature(_))
         }
         _ => false,
     }
