@@ -68,6 +68,10 @@ pub struct ConfigFile {
     /// The operator API's address (default `127.0.0.1:7480`), or `"none"`
     /// for no operator API; read by `gonets serve` (crate `gonets-operator`).
     pub operator_listen: Option<String>,
+    /// The HTTP/JSON gateway's address (e.g. `127.0.0.1:7481`), or
+    /// `"none"` (the default): read by `gonets serve` (crate
+    /// `gonets-gateway`, docs/gateway.md).
+    pub gateway_listen: Option<String>,
     /// The hub's signing key file (receipts, chain anchors); made, with
     /// its `.pub` beside it, when missing. Default: `hub.key` in the data
     /// directory (a development key: in production keep it off the data disk).
@@ -169,6 +173,8 @@ pub struct ServeConfig {
     pub dev_certs: Option<PathBuf>,
     /// `operator_listen` as the file gives it (an address or `none`).
     pub operator_listen: Option<String>,
+    /// `gateway_listen` as the file gives it (an address or `none`).
+    pub gateway_listen: Option<String>,
     /// `[monitor]`, for the operator API's monitor.
     pub monitor: MonitorSection,
     /// Cores the shards are pinned to (`cores`), for the operator's `/info`.
@@ -247,6 +253,7 @@ impl ConfigFile {
             server,
             dev_certs,
             operator_listen: self.operator_listen,
+            gateway_listen: self.gateway_listen,
             monitor: self.monitor,
             pinned_cores,
         })
@@ -303,7 +310,7 @@ impl ConfigFile {
             Some(p) => absolute(p)?,
             None => data_dir.join(HUB_KEY_FILE),
         };
-        let (key, made) = gonets_trust::HubKey::load_or_generate(&path)
+        let (key, made) = crate::hub_key_file::load_or_make(&path)
             .map_err(|e| ServerError::Config(format!("hub key: {e}")))?;
         let public = gonets_trust::hub_key::public_path_of(&path);
         if made {

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod config_file;
 mod connection;
 mod frame_within;
+pub mod hub_key_file;
 mod listener;
 pub mod settings;
 pub mod tls;

@@ -125,25 +125,21 @@ impl HubKey {
         })
     }
 
-    /// Reads `path`, or makes a fresh key there (mode 0600) with its public
-    /// half beside it (`.pub` for `.key`), and says which it did.
-    pub fn load_or_generate(path: &Path) -> Result<(HubKey, bool), HubKeyError> {
-        if path.exists() {
-            return Ok((HubKey::load(path)?, false));
-        }
+    /// A fresh key and the text of its key file (`hub.key`: secret, to be
+    /// written with mode 0600). Writing it durably is the caller's (the
+    /// server's `hub_key_file`, through its durable files).
+    pub fn generate_with_file_text() -> (HubKey, String) {
         let signer = Ed25519Signer::generate();
         let key_id = hub_key_id(&signer.verifier().public_key_bytes());
         let text = format!(
             "# gonets hub signing key: secret, keep it 0600\nalgorithm = ed25519\nkey_id = {key_id}\nseed = {}\n",
             base64_of(&signer.seed())
         );
-        write_private(path, &text)?;
         let key = HubKey {
             key_id,
             signer: Box::new(signer),
         };
-        key.public().write(&public_path_of(path))?;
-        Ok((key, true))
+        (key, text)
     }
 }
 
@@ -170,15 +166,20 @@ impl HubPublicKey {
         Ok(HubPublicKey { key_id, verifier })
     }
 
-    /// Writes it as `hub.pub`.
-    pub fn write(&self, path: &Path) -> Result<(), HubKeyError> {
-        let text = format!(
+    /// The text of its file (`hub.pub`).
+    pub fn file_text(&self) -> String {
+        format!(
             "# gonets hub public key: give it to whoever checks receipts and anchors\nalgorithm = {}\nkey_id = {}\npublic_key = {}\n",
             self.verifier.algorithm().as_str(),
             self.key_id,
             base64_of(&self.verifier.public_key_bytes())
-        );
-        std::fs::write(path, text).map_err(|source| HubKeyError::Io {
+        )
+    }
+
+    /// Writes it as `hub.pub` (not durably: for tools and tests; the
+    /// server writes its own through its durable files).
+    pub fn write(&self, path: &Path) -> Result<(), HubKeyError> {
+        std::fs::write(path, self.file_text()).map_err(|source| HubKeyError::Io {
             path: path.into(),
             source,
         })
@@ -206,44 +207,24 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Writes a secret file created with mode 0600 (never readable by others,
-/// not even for a moment).
-fn write_private(path: &Path, text: &str) -> Result<(), HubKeyError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |source| HubKeyError::Io {
-        path: path.into(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn write_key(path: &Path) -> HubKey {
+        let (key, text) = HubKey::generate_with_file_text();
+        std::fs::write(path, text).unwrap();
+        key
+    }
+
     #[test]
-    fn given_no_key_file_when_loaded_or_generated_then_it_is_made_once_and_read_back() {
+    fn given_a_generated_key_file_when_loaded_then_the_same_key_and_its_public_half() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys/hub.key");
-        let (made, fresh) = HubKey::load_or_generate(&path).unwrap();
-        assert!(fresh);
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let (again, fresh) = HubKey::load_or_generate(&path).unwrap();
-        assert!(!fresh);
+        let path = dir.path().join("hub.key");
+        let made = write_key(&path);
+        let again = HubKey::load(&path).unwrap();
         assert_eq!(made.key_id(), again.key_id());
+        made.public().write(&public_path_of(&path)).unwrap();
         let public = HubPublicKey::load(&public_path_of(&path)).unwrap();
         assert_eq!(public.key_id, made.key_id());
         assert!(public.verifier.verify(b"m", &again.sign(b"m")));
@@ -253,7 +234,7 @@ mod tests {
     fn given_damaged_key_files_when_loaded_then_typed_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.key");
-        HubKey::load_or_generate(&path).unwrap();
+        write_key(&path);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("key_id = hub-", "key_id = hub-0")).unwrap();
         let e = HubKey::load(&path).unwrap_err();

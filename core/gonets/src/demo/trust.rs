@@ -17,7 +17,7 @@ pub(super) const ANCHOR_INTERVAL_MS: u64 = 1_000;
 /// The demo hub's signing key, made in its data directory (`hub.key`,
 /// `hub.pub`), as `gonets serve` makes one by default.
 pub(super) fn hub_key(dir: &Path) -> Result<Arc<HubKey>, Failure> {
-    let (key, _) = HubKey::load_or_generate(&dir.join("hub.key"))?;
+    let (key, _) = gonets_server::hub_key_file::load_or_make(&dir.join("hub.key"))?;
     Ok(Arc::new(key))
 }
 
