@@ -123,6 +123,9 @@ pub struct ServerOptions {
     /// The IP the operator API listens on (loopback by default; off
     /// loopback it serves HTTPS to operator certificates only).
     pub operator_ip: String,
+    /// Run the HTTP gateway on a free loopback port
+    /// ([`ServerProcess::gateway_addr`]); off otherwise (its default).
+    pub gateway: bool,
 }
 
 impl Default for ServerOptions {
@@ -136,6 +139,7 @@ impl Default for ServerOptions {
             relative_paths: false,
             operator: false,
             operator_ip: "127.0.0.1".into(),
+            gateway: false,
         }
     }
 }
@@ -219,6 +223,8 @@ pub struct ServerProcess {
     starts: usize,
     /// The operator API's port, when `options.operator`.
     operator_port: Option<u16>,
+    /// The HTTP gateway's port, when `options.gateway`.
+    gateway_port: Option<u16>,
 }
 
 impl ServerProcess {
@@ -235,6 +241,7 @@ impl ServerProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
             operator_port: None,
+            gateway_port: None,
         }
     }
 
@@ -283,6 +290,14 @@ impl ServerProcess {
         let port = self
             .operator_port
             .expect("the server was started with ServerOptions::operator");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// The HTTP gateway's address (panics unless started with `gateway`).
+    pub fn gateway_addr(&self) -> SocketAddr {
+        let port = self
+            .gateway_port
+            .expect("the server was started with ServerOptions::gateway");
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -389,6 +404,9 @@ impl ServerProcess {
             )),
             None => text.push_str("operator_listen = \"none\"\n"),
         }
+        if let Some(p) = self.gateway_port {
+            text.push_str(&format!("gateway_listen = \"127.0.0.1:{p}\"\n"));
+        }
         if let Some(r) = &self.options.registry {
             text.push_str(&format!("registry = {:?}\n", r.display().to_string()));
         }
@@ -449,6 +467,9 @@ impl ServerProcess {
         for _ in 0..attempts {
             if self.options.operator && (port.is_none() || self.operator_port.is_none()) {
                 self.operator_port = Some(free_port());
+            }
+            if self.options.gateway && (port.is_none() || self.gateway_port.is_none()) {
+                self.gateway_port = Some(free_port());
             }
             let (mut child, offset) = self.spawn(port.unwrap_or_else(free_port));
             match wait_ready(&mut child, &self.log_path(), offset) {

@@ -50,6 +50,10 @@ enum Command {
         /// off; overrides the file's `operator_listen` (default 127.0.0.1:7480).
         #[arg(long, value_name = "ADDR|none")]
         operator_listen: Option<String>,
+        /// The HTTP/JSON gateway's address (loopback unless TLS), or `none`;
+        /// overrides the file's `gateway_listen` (default: none, off).
+        #[arg(long, value_name = "ADDR|none")]
+        gateway_listen: Option<String>,
         /// A hardware profile (`gonets hw detect`, hw-profiles/): its placement
         /// and settings fill the keys the config leaves unset (the config wins).
         #[arg(long, value_name = "FILE")]
@@ -140,6 +144,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         hub_key: PathBuf,
     },
+    /// Print the HTTP gateway's OpenAPI 3.1 contract (as served at
+    /// `/v1/openapi.json`; docs/gateway/openapi.json).
+    Openapi,
     /// Reports read from a data directory.
     Report {
         #[command(subcommand)]
@@ -244,11 +251,17 @@ fn main() -> ExitCode {
         Command::VerifyReceipt { file, hub_key } => {
             return trust_cmds::verify_receipt(&file, &hub_key)
         }
+        Command::Openapi => {
+            let doc = gonets_gateway::openapi_document();
+            println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            Ok(())
+        }
         Command::Serve {
             config,
             operator_listen,
+            gateway_listen,
             profile,
-        } => serve::run(config, operator_listen, profile),
+        } => serve::run(config, operator_listen, gateway_listen, profile),
         Command::Demo {
             seconds,
             data_dir,

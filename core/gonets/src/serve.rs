@@ -6,6 +6,9 @@
 
 use gonets_engine::runtime::ShardFailure;
 use gonets_engine::{Hub, Registry};
+use gonets_gateway::{
+    GatewayAuth, GatewayError, GatewayServer, GatewaySettings, BODY_BYTES_MAX_DEFAULT,
+};
 use gonets_operator::{
     parse_listen, HubInfo, MonitorSettings, OperatorError, OperatorServer, OperatorSettings,
     OperatorTls, ProfileInfo, OPERATOR_LISTEN_DEFAULT,
@@ -112,6 +115,47 @@ fn bind_operator(
     .map(Some)
 }
 
+/// The HTTP gateway's socket, bound before the hub starts; `None` when
+/// off (the default). `--gateway-listen` wins over the file's
+/// `gateway_listen`. Its callers prove who they are as on the native
+/// port: the client certificate, or development tokens (HTTP Basic).
+fn bind_gateway(
+    flag: Option<&str>,
+    serve: &ServeConfig,
+) -> Result<Option<GatewayServer>, GatewayError> {
+    let text = flag.or(serve.gateway_listen.as_deref()).unwrap_or("none");
+    let Some(listen) = gonets_gateway::parse_listen(text)? else {
+        return Ok(None);
+    };
+    let auth = match &serve.server.security {
+        Security::Tls(config) => GatewayAuth::Tls {
+            config: config.clone(),
+            identify: Arc::new(participant_check(serve.hub.registry.clone())),
+        },
+        Security::DevTokens(tokens) => GatewayAuth::DevTokens(tokens.clone()),
+    };
+    // A payload as large as the native port takes, as JSON (base64) too.
+    let frame_body = serve.server.limits.body_bytes_max as usize;
+    let body_bytes_max = BODY_BYTES_MAX_DEFAULT.max(frame_body / 3 * 4 + 4096);
+    GatewayServer::bind(GatewaySettings {
+        listen,
+        auth,
+        body_bytes_max,
+    })
+    .map(Some)
+}
+
+/// The native port's rule for a verified client certificate: its Common
+/// Name is a registered participant (with the pinned fingerprint if the
+/// registry pins one).
+fn participant_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, String> {
+    move |der| {
+        let identity = tls::identity_of_der(der).map_err(|e| e.to_string())?;
+        let id = tls::authenticate(&registry, &identity).map_err(|e| e.to_string())?;
+        Ok(id.to_string())
+    }
+}
+
 /// `[monitor]` over the operator API's defaults.
 fn monitor_settings(section: &MonitorSection) -> Result<MonitorSettings, OperatorError> {
     let defaults = MonitorSettings::default();
@@ -146,6 +190,7 @@ fn operator_check(registry: Arc<Registry>) -> impl Fn(&[u8]) -> Result<String, S
 pub(crate) fn run(
     config: Option<PathBuf>,
     operator_listen: Option<String>,
+    gateway_listen: Option<String>,
     profile: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
@@ -164,6 +209,7 @@ pub(crate) fn run(
     checks::data_dir_writable(&serve.hub.data_dir)?;
     let profile_info = profile.as_ref().map(|p| p.info.clone());
     let operator = bind_operator(operator_listen.as_deref(), &serve, profile_info)?;
+    let gateway = bind_gateway(gateway_listen.as_deref(), &serve)?;
     tracing::info!(
         memlock_kib = memlock / 1024,
         data_dir = %serve.hub.data_dir.display(),
@@ -193,6 +239,17 @@ pub(crate) fn run(
     if let Some(o) = &operator {
         tracing::info!(addr = %o.addr(), "operator API listening (health, ready, queues, messages, info, metrics, console)");
     }
+    let gateway = match gateway.map(|g| g.start(hub.handle())).transpose() {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = hub.shutdown();
+            return Err(e.into());
+        }
+    };
+    if let Some(g) = &gateway {
+        tracing::info!(addr = %g.addr(), "HTTP gateway listening (/v1, contract at /v1/openapi.json)");
+        println!("gonets HTTP gateway on {}", g.addr());
+    }
     tracing::info!(
         addr = %front.addr,
         shard_addrs = ?front.shard_addrs,
@@ -210,6 +267,8 @@ pub(crate) fn run(
         // While the shards still answer: the SLA counts up to the stop.
         o.flush_sla();
     }
+    // Before the hub: no new HTTP operations; leases it held go back.
+    drop(gateway);
     hub.shutdown()?;
     // After the hub: while it drained, `/ready` said so.
     drop(operator);

@@ -1,0 +1,627 @@
+//! The HTTP/JSON gateway of `gonets serve` (docs/gateway.md), black box: a
+//! server child process with the gateway on a free loopback port; every
+//! operation over plain HTTP/1.1 with development tokens (HTTP Basic), the
+//! typed problems, mutual TLS, the Python example, and schemathesis
+//! against the served OpenAPI contract (PyPI's `schemathesis`, installed
+//! by `.ci/run` into `.ci/venv`; `GONETS_SCHEMATHESIS` names it).
+//!
+//! Needs the `gonets` binary (`cargo build --release -p gonets --bin gonets`).
+
+use gonets_tests::net::{raw_tls_config, wait_output, Mode, ServerOptions, ServerProcess};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
+/// Realtime, served by FNS, which MFC may call.
+const INN: &str = "urn:gonets:fns:inn-by-passport:1";
+/// Bound of one HTTP exchange (a long-poll or a call included).
+const HTTP_WAIT: Duration = Duration::from_secs(30);
+
+/// One HTTP response: status, head and body.
+struct Http {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Http {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {:?}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        self.head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix(&prefix)
+                .map(|v| v.trim().to_string())
+        })
+    }
+
+    /// The problem's stable code, checking the problem's shape on the way.
+    fn problem_code(&self) -> String {
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{} {}",
+            self.status,
+            self.body
+        );
+        let p = self.json();
+        assert_eq!(p["status"], self.status, "{p}");
+        let code = p["code"].as_str().expect("a code").to_string();
+        assert_eq!(p["type"], format!("urn:gonets:error:{code}"), "{p}");
+        code
+    }
+}
+
+/// Basic credentials of a participant's development token.
+fn basic(participant: &str) -> String {
+    let text = format!("{participant}:dev-{}", participant.to_lowercase());
+    format!("Basic {}", base64(text.as_bytes()))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().filter(|c| *c != b'=').collect();
+        let n = data.iter().fold(0u32, |n, c| (n << 6) | value(*c)) << (6 * (4 - data.len()));
+        for i in 0..data.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// Sends one request with `Connection: close` and reads the whole response.
+fn exchange(
+    stream: &mut dyn ReadWrite,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Http {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: gonets\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send the head");
+    stream.write_all(body).expect("send the body");
+    let mut raw = Vec::new();
+    // A TLS server may end the session without close_notify after the body.
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        assert!(!raw.is_empty(), "read the response: {e}");
+    }
+    let text = String::from_utf8(raw).expect("a UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    Http {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// `method path` as `who` (development token; `None`: no credentials).
+fn http(
+    addr: SocketAddr,
+    who: Option<&str>,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Http {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_WAIT).expect("connect to the gateway");
+    stream.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let mut headers: Vec<(&str, String)> = extra.iter().map(|(n, v)| (*n, v.to_string())).collect();
+    if let Some(who) = who {
+        headers.push(("Authorization", basic(who)));
+    }
+    exchange(&mut stream, method, path, &headers, body)
+}
+
+fn gateway_server(mode: Mode) -> ServerProcess {
+    ServerProcess::start(ServerOptions {
+        mode,
+        gateway: true,
+        ..ServerOptions::default()
+    })
+}
+
+/// Fetches one message from `queue` as `who`, waiting up to 5 s.
+fn fetch_one(addr: SocketAddr, who: &str, queue: &str) -> Value {
+    let path = format!("/v1/queues/{queue}/messages?max=1&wait_ms=5000");
+    let r = http(addr, Some(who), "GET", &path, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let messages = r.json()["messages"].as_array().expect("messages").clone();
+    assert_eq!(messages.len(), 1, "{}", r.body);
+    messages[0].clone()
+}
+
+#[test]
+fn given_the_gateway_when_a_request_goes_through_then_send_fetch_answer_ack_and_status_work() {
+    let server = gateway_server(Mode::DevToken);
+    let g = server.gateway_addr();
+    let send = format!("/v1/kinds/{EGRUL}/requests");
+    let key = [
+        ("Idempotency-Key", "http-1"),
+        ("Gonets-Transaction", "tx-7"),
+    ];
+    let sent = http(g, Some("MFC"), "POST", &send, &key, b"{\"inn\":\"1\"}");
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let accepted = sent.json();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    assert_eq!(accepted["duplicate"], false);
+    // The hub signs: the receipt names the message and its digest.
+    let receipt = &accepted["receipt"]["receipt"];
+    assert_eq!(receipt["message_id"], id.as_str(), "{accepted}");
+    assert_eq!(receipt["sender"], "MFC");
+    // A repeat with the same key answers the original.
+    let again = http(g, Some("MFC"), "POST", &send, &key, b"{\"inn\":\"1\"}").json();
+    assert_eq!(
+        (again["id"].as_str(), again["duplicate"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+
+    let request = fetch_one(g, "FNS", &format!("requests/{EGRUL}"));
+    assert_eq!(request["id"], id.as_str());
+    assert_eq!(request["type"], "request");
+    assert_eq!(request["transaction"], "tx-7");
+    assert_eq!(
+        base64_decode(request["payload_base64"].as_str().unwrap()),
+        b"{\"inn\":\"1\"}"
+    );
+    assert_eq!(request["digest"], receipt["digest"]);
+    let answer_path = format!("/v1/requests/{id}/response");
+    let answered = http(
+        g,
+        Some("FNS"),
+        "POST",
+        &answer_path,
+        &[],
+        b"{\"name\":\"x\"}",
+    );
+    assert_eq!(
+        (answered.status, answered.json()["done"].as_bool()),
+        (200, Some(true))
+    );
+    // A second answer to the same request is a conflict.
+    let twice = http(g, Some("FNS"), "POST", &answer_path, &[], b"{}");
+    assert_eq!(
+        (twice.status, twice.problem_code()),
+        (409, "ALREADY_ANSWERED".into())
+    );
+    let ack = format!("/v1/queues/requests/{EGRUL}/messages/{id}/ack");
+    assert_eq!(http(g, Some("FNS"), "POST", &ack, &[], b"").status, 200);
+
+    let answer = fetch_one(g, "MFC", "answers/MFC");
+    assert_eq!(
+        (answer["type"].as_str(), answer["reply_to"].as_str()),
+        (Some("response"), Some(id.as_str()))
+    );
+    assert_eq!(
+        answer["receipt"]["reply_to"],
+        id.as_str(),
+        "the hub's receipt of the answer"
+    );
+    let answer_id = answer["id"].as_str().unwrap();
+    let ack = format!("/v1/queues/answers/MFC/messages/{answer_id}/ack");
+    assert_eq!(http(g, Some("MFC"), "POST", &ack, &[], b"").status, 200);
+
+    let status = http(
+        g,
+        Some("MFC"),
+        "GET",
+        &format!("/v1/messages/{id}/status"),
+        &[],
+        b"",
+    );
+    let events: Vec<String> = status.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "accepted",
+            "delivered",
+            "answered",
+            "answer_delivered",
+            "answer_acked"
+        ]
+    );
+    let stats = http(
+        g,
+        Some("FNS"),
+        "GET",
+        &format!("/v1/queues/requests/{EGRUL}/stats"),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (stats.status, stats.json()["depth"].as_u64()),
+        (200, Some(0)),
+        "{}",
+        stats.body
+    );
+}
+
+#[test]
+fn given_a_realtime_call_when_the_provider_answers_over_http_then_the_caller_gets_it() {
+    let server = gateway_server(Mode::DevToken);
+    let g = server.gateway_addr();
+    let provider = std::thread::spawn(move || {
+        let request = fetch_one(g, "FNS", &format!("requests/{INN}"));
+        let id = request["id"].as_str().unwrap().to_string();
+        let path = format!("/v1/requests/{id}/response");
+        assert_eq!(
+            http(g, Some("FNS"), "POST", &path, &[], b"{\"inn\":\"770\"}").status,
+            200
+        );
+    });
+    let call = http(
+        g,
+        Some("MFC"),
+        "POST",
+        &format!("/v1/kinds/{INN}/call"),
+        &[],
+        b"{\"p\":1}",
+    );
+    provider.join().expect("the provider thread");
+    assert_eq!(call.status, 200, "{}", call.body);
+    assert_eq!(
+        base64_decode(call.json()["payload_base64"].as_str().unwrap()),
+        b"{\"inn\":\"770\"}"
+    );
+    // Nobody answers this one: 504 with the stable code, within the kind's budget.
+    let started = std::time::Instant::now();
+    let late = http(
+        g,
+        Some("MFC"),
+        "POST",
+        &format!("/v1/kinds/{INN}/call"),
+        &[],
+        b"{}",
+    );
+    assert_eq!(
+        (late.status, late.problem_code()),
+        (504, "DEADLINE_EXCEEDED".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn given_bad_input_when_sent_then_each_gets_its_status_and_a_problem_with_the_stable_code() {
+    let server = gateway_server(Mode::DevToken);
+    let g = server.gateway_addr();
+    let send = format!("/v1/kinds/{EGRUL}/requests");
+    let cases: Vec<(Http, u16, &str)> = vec![
+        (
+            http(g, None, "POST", &send, &[], b"x"),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "POST",
+                "/v1/kinds/urn:nope/requests",
+                &[],
+                b"x",
+            ),
+            404,
+            "UNKNOWN_DATA_KIND",
+        ),
+        (
+            http(g, Some("OPERATOR"), "POST", &send, &[], b"x"),
+            403,
+            "NOT_AUTHORIZED",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "GET",
+                "/v1/messages/not-a-uuid/status",
+                &[],
+                b"",
+            ),
+            400,
+            "MALFORMED",
+        ),
+        (
+            http(g, Some("MFC"), "GET", &send, &[], b""),
+            405,
+            "MALFORMED",
+        ),
+        (
+            http(g, Some("MFC"), "GET", "/v2/anything", &[], b""),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "POST",
+                &send,
+                &[("Gonets-State-Secret", "true")],
+                b"x",
+            ),
+            403,
+            "STATE_SECRET",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "POST",
+                &send,
+                &[("Gonets-Test", "maybe")],
+                b"x",
+            ),
+            400,
+            "MALFORMED",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "GET",
+                "/v1/queues/answers/MFC/messages?max=0",
+                &[],
+                b"",
+            ),
+            400,
+            "MALFORMED",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "GET",
+                "/v1/queues/answers/FNS/messages",
+                &[],
+                b"",
+            ),
+            403,
+            "NOT_AUTHORIZED",
+        ),
+        (
+            http(
+                g,
+                Some("MFC"),
+                "POST",
+                &send,
+                &[("Gonets-Signature", "k:!!")],
+                b"x",
+            ),
+            400,
+            "MALFORMED",
+        ),
+        (
+            http(
+                g,
+                Some("FNS"),
+                "POST",
+                "/v1/requests/01a23d17-75f7-7001-933b-b6ea00000001/refusal",
+                &[],
+                b"{\"code\":\"NOPE\",\"reason\":\"r\"}",
+            ),
+            400,
+            "MALFORMED",
+        ),
+    ];
+    for (i, (r, status, code)) in cases.iter().enumerate() {
+        assert_eq!(
+            (r.status, r.problem_code().as_str()),
+            (*status, *code),
+            "case {i}: {}",
+            r.body
+        );
+    }
+    assert!(cases[0]
+        .0
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("basic"));
+    assert_eq!(cases[4].0.header("allow").as_deref(), Some("post"));
+    // A body larger than the gateway reads is refused by its declared length.
+    let mut stream = TcpStream::connect_timeout(&g, HTTP_WAIT).unwrap();
+    stream.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let head = format!(
+        "POST {send} HTTP/1.1\r\nHost: g\r\nConnection: close\r\nAuthorization: {}\r\nContent-Length: 4000000000\r\n\r\n",
+        basic("MFC")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 413") && text.contains("TOO_LARGE"),
+        "{text}"
+    );
+    // Nothing of it was stored: FNS's queue is empty.
+    let stats = http(
+        g,
+        Some("FNS"),
+        "GET",
+        &format!("/v1/queues/requests/{EGRUL}/stats"),
+        &[],
+        b"",
+    );
+    assert_eq!(stats.json()["depth"], 0, "{}", stats.body);
+}
+
+#[test]
+fn given_mutual_tls_when_a_participant_sends_then_its_certificate_names_it() {
+    let server = gateway_server(Mode::Tls);
+    let mut config = (*raw_tls_config(&server.certs_dir(), "MFC")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect_timeout(&server.gateway_addr(), HTTP_WAIT).unwrap();
+    tcp.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let path = format!("/v1/kinds/{EGRUL}/requests");
+    let r = exchange(&mut tls, "POST", &path, &[], b"{}");
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["receipt"]["receipt"]["sender"], "MFC");
+    // Plain HTTP to a TLS gateway gets no answer that serves it.
+    let plain = std::panic::catch_unwind(|| {
+        http(
+            server.gateway_addr(),
+            Some("MFC"),
+            "POST",
+            &path,
+            &[],
+            b"{}",
+        )
+    });
+    assert!(plain.map_or(true, |r| r.status != 202));
+}
+
+#[test]
+fn given_the_python_example_when_run_against_a_hub_then_it_sends_fetches_and_answers() {
+    let Some(python) = python() else {
+        return;
+    };
+    let server = gateway_server(Mode::DevToken);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/http/gonets_http.py");
+    let child = Command::new(python)
+        .arg(&script)
+        .env(
+            "GONETS_GATEWAY",
+            format!("http://{}", server.gateway_addr()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the Python example");
+    let out = wait_output(child, Duration::from_secs(120), "the Python example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("MFC got response {\"name\": \"PAO Sberbank\"}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("'answer_acked'"), "{stdout}");
+}
+
+/// `python3`, or `None` (skipped) outside CI; in CI (`GONETS_CI`) it must be there.
+fn python() -> Option<PathBuf> {
+    tool("python3", "GONETS_PYTHON")
+}
+
+fn tool(name: &str, env: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| name.into());
+    let found = Command::new(&path)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match (found, std::env::var_os("GONETS_CI").is_some()) {
+        (true, _) => Some(path),
+        (false, true) => panic!("{name} is missing ({env} or PATH); .ci/run installs it"),
+        (false, false) => {
+            eprintln!("skipped: {name} not found ({env} or PATH)");
+            None
+        }
+    }
+}
+
+#[test]
+fn given_the_served_contract_when_schemathesis_runs_every_check_then_none_fails() {
+    let Some(st) = tool("schemathesis", "GONETS_SCHEMATHESIS") else {
+        return;
+    };
+    let server = gateway_server(Mode::DevToken);
+    let url = format!("http://{}/v1/openapi.json", server.gateway_addr());
+    for who in ["MFC", "FNS"] {
+        let child = Command::new(&st)
+            .args([
+                "run",
+                &url,
+                "--checks",
+                "all",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+            ])
+            .args(["--request-timeout", "10", "--header"])
+            .arg(format!("Authorization: {}", basic(who)))
+            // Its report directory (.schemathesis/) goes to the server's temporary one.
+            .current_dir(server.dir())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run schemathesis");
+        let out = wait_output(child, Duration::from_secs(600), "schemathesis");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis as {who} found failures:\n{stdout}\n{}\n---- server log ----\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        assert!(stdout.contains("passed"), "{stdout}");
+    }
+}
