@@ -36,6 +36,8 @@ pub struct HubSpec {
     pub sections: String,
     /// Keep the data directory afterwards.
     pub keep: bool,
+    /// Run the HTTP gateway on a free loopback port (`rt --via http`).
+    pub gateway: bool,
 }
 
 /// A running `gonets serve` child.
@@ -46,6 +48,8 @@ pub struct EmbeddedHub {
     shard_port_base: u16,
     /// The hub's operator API (loopback), read for its commit counters.
     operator: SocketAddr,
+    /// The HTTP gateway (loopback), when the spec asks for it.
+    gateway: Option<SocketAddr>,
     log: PathBuf,
 }
 
@@ -91,7 +95,12 @@ impl EmbeddedHub {
         let port = free_port()?;
         let base = free_port()?;
         let operator = free_port()?;
+        let gateway = match spec.gateway {
+            true => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
+            false => None,
+        };
         let mut hub = EmbeddedHub {
+            gateway,
             log: PathBuf::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             shard_port_base: base,
@@ -126,6 +135,9 @@ impl EmbeddedHub {
         );
         if !self.spec.cores.is_empty() {
             text += &format!("cores = {:?}\n", self.spec.cores);
+        }
+        if let Some(g) = self.gateway {
+            text += &format!("gateway_listen = \"{g}\"\n");
         }
         text += &self.spec.sections;
         std::fs::write(self.config_path(), text).map_err(|e| format!("config: {e}"))
@@ -194,6 +206,11 @@ impl EmbeddedHub {
     /// The shared address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTP gateway's address, when started with one.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway
     }
 
     /// The hub's operator API address (loopback).

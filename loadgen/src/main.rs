@@ -179,6 +179,11 @@ struct Args {
     /// the cost of signatures.
     #[arg(long)]
     sign: bool,
+    /// rt: how the consumers call: `native` (the binary protocol) or
+    /// `http` (the HTTP gateway of an --embedded hub, --security plain);
+    /// providers answer over the native protocol either way.
+    #[arg(long, default_value = "native")]
+    via: String,
     /// backlog: requests left waiting.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
@@ -335,6 +340,18 @@ fn check_format(a: &Args, workload: &str) -> Result<(), String> {
 
 /// `--sign` is for gonets' rt, bulk and registry over the network (the
 /// in-process hub has no signing sessions yet).
+fn check_via(a: &Args, workload: &str) -> Result<(), String> {
+    match a.via.as_str() {
+        "native" => Ok(()),
+        "http" if workload == "rt" && a.system == "gonets" && a.embedded && a.security == "plain" && !a.sign => Ok(()),
+        "http" => Err(format!(
+            "--via http is for gonets rt with --embedded --security plain and without --sign, not {} {workload}",
+            a.system
+        )),
+        other => Err(format!("--via {other:?}: expected native or http")),
+    }
+}
+
 fn check_sign(a: &Args, workload: &str) -> Result<(), String> {
     let takes = matches!(workload, "rt" | "bulk" | "registry") && a.system == "gonets";
     if a.sign && (!takes || a.in_process) {
@@ -381,6 +398,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits, report or registry")?;
     check_format(args, &workload)?;
     check_sign(args, &workload)?;
+    check_via(args, &workload)?;
     match workload.as_str() {
         "registry" => {
             print!(
@@ -563,6 +581,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 operator: args.hub_operator,
                 connections: args.connections,
                 sign: args.sign,
+                gateway: None,
             },
             None,
         )),
@@ -577,6 +596,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 operator: Some(h.operator_addr()),
                 connections: args.connections,
                 sign: args.sign,
+                gateway: h.gateway_addr(),
             };
             Ok((t, Some(h)))
         }
@@ -603,6 +623,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         ),
         sections,
         keep: args.keep_data,
+        gateway: args.via == "http",
     })
 }
 

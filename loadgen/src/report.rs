@@ -215,6 +215,7 @@ fn write_targets(s: &mut String, r: &Results) {
     write_bulk_target(s, r);
     write_format_cost(s, r);
     write_rt_signature_cost(s, r);
+    write_rt_gateway_cost(s, r);
     if let Some(m) = r.runs.get("gonets-mixed") {
         write_mixed_target(s, m);
     }
@@ -481,6 +482,35 @@ fn write_rt_signature_cost(s: &mut String, r: &Results) {
         cpu_with
             .zip(cpu_without)
             .map_or("—".into(), |(w, o)| format!("{:.1}", w - o)),
+    );
+}
+
+/// What the HTTP gateway costs a real-time call (issue 19): the same rate
+/// through it (`gonets-rt-http`, consumers over HTTP/JSON, providers
+/// native) beside the native protocol (`gonets-rt-unsigned`).
+fn write_rt_gateway_cost(s: &mut String, r: &Results) {
+    let (http, native) = (r.series("gonets-rt-http"), r.series("gonets-rt-unsigned"));
+    if http.is_empty() || native.is_empty() {
+        return;
+    }
+    let of = |runs: &[&Value], path: &'static [&'static str]| {
+        median(runs, |v| phase(v, "rt").and_then(|p| num(p, path)))
+    };
+    let cpu_us = |runs: &[&Value]| of(runs, &["hub", "cpu_s_per_1000"]).map(|c| c * 1000.0);
+    let (cpu_http, cpu_native) = (cpu_us(&http), cpu_us(&native));
+    let _ = writeln!(
+        s,
+        "| rt {}/s through the HTTP gateway (issue 19, cost reported) | p50 {}, p99.9 {}; hub CPU {} µs a call (gateway thread included) | native: p50 {}, p99.9 {}; {} µs a call | — | cost: {} µs a call |",
+        count(of(&http, &["ok_per_s"])),
+        ms(of(&http, &["latency", "p50_us"])),
+        ms(of(&http, &["latency", "p999_us"])),
+        cpu_http.map_or("—".into(), |c| format!("{c:.1}")),
+        ms(of(&native, &["latency", "p50_us"])),
+        ms(of(&native, &["latency", "p999_us"])),
+        cpu_native.map_or("—".into(), |c| format!("{c:.1}")),
+        cpu_http
+            .zip(cpu_native)
+            .map_or("—".into(), |(h, n)| format!("{:.1}", h - n)),
     );
 }
 
@@ -790,6 +820,31 @@ mod tests {
         write_rt_signature_cost(&mut s, &r);
         assert!(s.contains("hub CPU 400.0 µs a call"), "{s}");
         assert!(s.contains("cost: 150.0 µs a call"), "{s}");
+    }
+
+    #[test]
+    fn given_rt_runs_through_the_gateway_and_native_when_rendered_then_the_cost_a_call() {
+        let rt = |p50: f64, cpu_s: f64| {
+            serde_json::json!({"phases": [{"name": "rt", "ok_per_s": 2000.0,
+                "latency": {"count": 10, "p50_us": p50, "p999_us": 4.0 * p50},
+                "hub": {"cpu_s_per_1000": cpu_s}}]})
+        };
+        let mut r = Results {
+            limits: None,
+            runs: BTreeMap::new(),
+        };
+        r.runs.insert("gonets-rt-http-1".into(), rt(2_000.0, 0.50));
+        let mut s = String::new();
+        write_rt_gateway_cost(&mut s, &r);
+        assert!(s.is_empty(), "no native run, no row: {s}");
+        r.runs
+            .insert("gonets-rt-unsigned-1".into(), rt(1_000.0, 0.25));
+        write_rt_gateway_cost(&mut s, &r);
+        assert!(
+            s.contains("HTTP gateway") && s.contains("hub CPU 500.0 µs"),
+            "{s}"
+        );
+        assert!(s.contains("cost: 250.0 µs a call"), "{s}");
     }
 
     #[test]

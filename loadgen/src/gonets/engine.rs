@@ -8,6 +8,7 @@
 //! schedule plus those.
 
 use crate::gonets::conn::{error_name, Conn, GonetsTarget};
+use crate::gonets::http_call::HttpCaller;
 use crate::params::{BulkParams, Cores, RtParams};
 use crate::process::CpuWindow;
 use crate::record::Recorder;
@@ -15,7 +16,6 @@ use crate::registry;
 use crate::result::HubCost;
 use crate::schedule::{OpenLoop, Pacer};
 use bytes::Bytes;
-use gonets_client::glommio::Client;
 use gonets_client::ClientError;
 use gonets_types::{DataKindId, NewRequest, QueueId};
 use std::cell::{Cell, RefCell};
@@ -126,11 +126,13 @@ struct Shared {
     errors: AtomicU64,
     in_flight: AtomicI64,
     p99_us: Vec<AtomicU64>,
+    /// rt calls through the HTTP gateway here (`--via http`).
+    gateway: Option<std::net::SocketAddr>,
 }
 
 impl Shared {
     /// Fresh state for `threads` generator threads.
-    fn new(threads: usize) -> Shared {
+    fn new(threads: usize, gateway: Option<std::net::SocketAddr>) -> Shared {
         Shared {
             threads,
             epoch: Instant::now(),
@@ -152,6 +154,7 @@ impl Shared {
             errors: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             p99_us: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            gateway,
         }
     }
 
@@ -188,7 +191,7 @@ pub fn run(
     if let Some(rt) = &plan.rt {
         assert!(rt.consumers > 0 && rt.providers > 0);
     }
-    let sh = Arc::new(Shared::new(cores.count()));
+    let sh = Arc::new(Shared::new(cores.count(), target.gateway));
     let handles = spawn_generators(&sh, plan, target, cores)?;
     let result = supervise(&sh, plan, target, progress);
     sh.stop.store(true, Relaxed);
@@ -653,6 +656,11 @@ async fn rt_calls(
         // Payload moved by one call: request and answer, as the NATS driver counts.
         answer_bytes: (rt.request_bytes + rt.answer_bytes) as u64,
     };
+    // `--via http`: calls go through the gateway as this thread's consumer.
+    let http = sh.gateway.map(|addr| {
+        let who = registry::consumer(k % rt.consumers);
+        Rc::new(HttpCaller::new(addr, &who, &registry::token(&who)))
+    });
     let mut issued_measured = 0;
     let mut next_p99 = Duration::from_secs(1);
     while !pacer.finished() {
@@ -668,11 +676,28 @@ async fn rt_calls(
                 continue;
             }
             let p = (i as usize) % kinds.len();
+            let due = pacer.schedule().due_at(i);
+            if let Some(http) = &http {
+                let (http, kind, payload) = (http.clone(), kinds[p].clone(), payload.clone());
+                book.spawn(
+                    async move { http.call(&kind, &payload).await },
+                    due,
+                    measured,
+                );
+                continue;
+            }
             let client = conns[(i as usize / kinds.len()) % conns.len()]
                 .for_queue(&queues[p])
                 .clone();
             let request = NewRequest::new(&kinds[p], payload.clone());
-            book.call(client, request, pacer.schedule().due_at(i), measured);
+            let call = async move {
+                client
+                    .call(request)
+                    .await
+                    .map(drop)
+                    .map_err(|e| error_name(&e))
+            };
+            book.spawn(call, due, measured);
         }
         if elapsed >= next_p99 {
             next_p99 += Duration::from_secs(1);
@@ -706,16 +731,22 @@ struct CallBook {
 }
 
 impl CallBook {
-    /// Makes one call in a detached task; its latency counts from `due`
-    /// (open loop), and is recorded only if it is `measured`.
-    fn call(&self, client: Client, request: NewRequest, due: Duration, measured: bool) {
+    /// Runs one call in a detached task; its latency counts from `due`
+    /// (open loop), and is recorded only if it is `measured` (an error by
+    /// its name).
+    fn spawn(
+        &self,
+        call: impl std::future::Future<Output = Result<(), String>> + 'static,
+        due: Duration,
+        measured: bool,
+    ) {
         let (rec, outstanding) = (self.rec.clone(), self.outstanding.clone());
         let (start, answer_bytes) = (self.start, self.answer_bytes);
         outstanding.set(outstanding.get() + 1);
         self.sh.in_flight.fetch_add(1, Relaxed);
         let sh = self.sh.clone();
         glommio::spawn_local(async move {
-            let r = client.call(request).await;
+            let r = call.await;
             let done = start.elapsed();
             outstanding.set(outstanding.get() - 1);
             sh.in_flight.fetch_sub(1, Relaxed);
@@ -729,7 +760,7 @@ impl CallBook {
                 Err(e) => {
                     sh.errors.fetch_add(1, Relaxed);
                     if measured {
-                        rec.borrow_mut().error(&error_name(&e));
+                        rec.borrow_mut().error(&e);
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod engine;
+mod http_call;
 pub mod workloads;
 
 pub use conn::{Conn, GonetsTarget};

@@ -36,6 +36,10 @@ fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> Run {
     result
         .setup
         .insert("shard_aware".into(), json!(target.shard_aware));
+    if target.gateway.is_some() {
+        // Only gateway runs are labelled, as signed ones.
+        result.setup.insert("via".into(), json!("http"));
+    }
     if target.sign {
         // Only signed runs are labelled: earlier reports' rows stay as they were.
         result.setup.insert("sign".into(), json!(true));

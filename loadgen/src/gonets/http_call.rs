@@ -1,0 +1,174 @@
+//! rt calls through the hub's HTTP gateway (`--via http`): HTTP/1.1
+//! keep-alive connections on the generator thread's glommio executor, one
+//! call in flight on each (HTTP/1.1 has no multiplexing), opened as the
+//! calls in flight need them and reused after.
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+/// The longest response head read, bytes.
+const HEAD_BYTES_MAX: usize = 16 * 1024;
+/// The longest response body read, bytes.
+const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// One generator thread's caller: the gateway, the consumer's
+/// credentials, and its idle connections.
+pub(crate) struct HttpCaller {
+    addr: SocketAddr,
+    authorization: String,
+    idle: RefCell<Vec<HttpConn>>,
+}
+
+struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpCaller {
+    /// Calls as `participant` with its development `token` (HTTP Basic).
+    pub(crate) fn new(addr: SocketAddr, participant: &str, token: &str) -> HttpCaller {
+        let credentials = format!("{participant}:{token}");
+        HttpCaller {
+            addr,
+            authorization: format!("Basic {}", base64(credentials.as_bytes())),
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `POST /v1/kinds/{kind}/call` with `payload`; `Ok` on 200 (the
+    /// answer), else the problem's stable code (or why the exchange failed).
+    pub(crate) async fn call(&self, kind: &str, payload: &[u8]) -> Result<(), String> {
+        let taken = self.idle.borrow_mut().pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => HttpConn::open(self.addr).await?,
+        };
+        let head = format!(
+            "POST /v1/kinds/{kind}/call HTTP/1.1\r\nHost: gonets\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            self.authorization,
+            payload.len()
+        );
+        // A connection that failed mid-exchange is dropped, not reused.
+        let (status, body) = conn.exchange(head.as_bytes(), payload).await?;
+        self.idle.borrow_mut().push(conn);
+        match status {
+            200 => Ok(()),
+            _ => Err(problem_code(&body).unwrap_or_else(|| format!("HTTP {status}"))),
+        }
+    }
+}
+
+impl HttpConn {
+    async fn open(addr: SocketAddr) -> Result<HttpConn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to the gateway at {addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(HttpConn {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK_BYTES),
+        })
+    }
+
+    /// Sends one request, reads one response: its status and body.
+    async fn exchange(&mut self, head: &[u8], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let io = |e: std::io::Error| format!("gateway connection: {e}");
+        self.stream.write_all(head).await.map_err(io)?;
+        self.stream.write_all(body).await.map_err(io)?;
+        let head_end = loop {
+            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if self.buf.len() > HEAD_BYTES_MAX {
+                return Err("gateway response head over 16 KiB".into());
+            }
+            self.read_more().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| "head not UTF-8")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or("no status in the gateway's response")?;
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .ok_or("no Content-Length in the gateway's response")?;
+        if length > BODY_BYTES_MAX {
+            return Err(format!("gateway response body of {length} bytes"));
+        }
+        // Bounded by `length`.
+        while self.buf.len() < head_end + length {
+            self.read_more().await?;
+        }
+        let body = self.buf[head_end..head_end + length].to_vec();
+        self.buf.drain(..head_end + length);
+        Ok((status, body))
+    }
+
+    async fn read_more(&mut self) -> Result<(), String> {
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK_BYTES, 0);
+        let n = self.stream.read(&mut self.buf[old..]).await;
+        self.buf.truncate(old + *n.as_ref().unwrap_or(&0));
+        match n {
+            Ok(0) => Err("the gateway closed the connection".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("gateway connection: {e}")),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The stable code of a problem body (`"code":"NAME"`).
+fn problem_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(v.get("code")?.as_str()?.to_owned())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            let c = if i <= chunk.len() {
+                ALPHABET[(n >> (18 - 6 * i)) as usize & 63]
+            } else {
+                b'='
+            };
+            out.push(c as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_credentials_when_encoded_then_standard_base64() {
+        assert_eq!(base64(b"LGC1:dev-lgc1"), "TEdDMTpkZXYtbGdjMQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
+
+    #[test]
+    fn given_a_problem_body_when_read_then_its_code() {
+        let body = br#"{"code":"DEADLINE_EXCEEDED","status":504}"#;
+        assert_eq!(problem_code(body).as_deref(), Some("DEADLINE_EXCEEDED"));
+        assert_eq!(problem_code(b"nope"), None);
+    }
+}
