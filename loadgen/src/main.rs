@@ -179,9 +179,10 @@ struct Args {
     /// the cost of signatures.
     #[arg(long)]
     sign: bool,
-    /// rt: how the consumers call: `native` (the binary protocol) or
-    /// `http` (the HTTP gateway of an --embedded hub, --security plain);
-    /// providers answer over the native protocol either way.
+    /// rt and bulk: how the consumers call or send: `native` (the binary
+    /// protocol) or `http` (the HTTP gateway of an --embedded hub,
+    /// --security plain); providers answer and drain over the native
+    /// protocol either way.
     #[arg(long, default_value = "native")]
     via: String,
     /// backlog: requests left waiting.
@@ -343,9 +344,9 @@ fn check_format(a: &Args, workload: &str) -> Result<(), String> {
 fn check_via(a: &Args, workload: &str) -> Result<(), String> {
     match a.via.as_str() {
         "native" => Ok(()),
-        "http" if workload == "rt" && a.system == "gonets" && a.embedded && a.security == "plain" && !a.sign => Ok(()),
+        "http" if matches!(workload, "rt" | "bulk") && a.system == "gonets" && a.embedded && a.security == "plain" && !a.sign => Ok(()),
         "http" => Err(format!(
-            "--via http is for gonets rt with --embedded --security plain and without --sign, not {} {workload}",
+            "--via http is for gonets rt and bulk with --embedded --security plain and without --sign, not {} {workload}",
             a.system
         )),
         other => Err(format!("--via {other:?}: expected native or http")),

@@ -288,6 +288,27 @@ fn given_the_gateway_when_a_request_goes_through_then_send_fetch_answer_ack_and_
         "{}",
         stats.body
     );
+
+    // A batch: one result a request, and the batch's one receipt beside them.
+    let batch = br#"{"requests":[{"payload_base64":"YQ=="},{"payload_base64":"Yg==","idempotency_key":"b-2"},{"payload_base64":"Yw=="}]}"#;
+    let path = format!("/v1/kinds/{EGRUL}/requests/batch");
+    let sent = http(g, Some("MFC"), "POST", &path, &[], batch);
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let reply = sent.json();
+    let results = reply["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{reply}");
+    assert!(
+        results.iter().all(|r| r["accepted"]["receipt"].is_null()),
+        "{reply}"
+    );
+    let entries = reply["receipt"]["entries"]
+        .as_array()
+        .expect("the batch receipt");
+    assert_eq!(entries.len(), 3, "{reply}");
+    assert_eq!(entries[1]["message_id"], results[1]["accepted"]["id"]);
+    let stats = format!("/v1/queues/requests/{EGRUL}/stats");
+    let depth = http(g, Some("FNS"), "GET", &stats, &[], b"");
+    assert_eq!(depth.json()["depth"], 3, "{}", depth.body);
 }
 
 #[test]

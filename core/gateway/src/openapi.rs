@@ -236,11 +236,14 @@ fn schemas() -> Value {
             },
         },
         "AcceptedMany": {
-            "type": "object", "required": ["results"],
-            "properties": { "results": { "type": "array", "items": {
-                "type": "object",
-                "properties": { "accepted": schema_ref("Accepted"), "problem": schema_ref("Problem") },
-            } } },
+            "type": "object", "required": ["results", "receipt"],
+            "properties": {
+                "receipt": { "type": ["object", "null"], "description": "The batch's one receipt: its entries are every accepted request" },
+                "results": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": { "accepted": schema_ref("Accepted"), "problem": schema_ref("Problem") },
+                } },
+            },
         },
         "Message": {
             "type": "object",

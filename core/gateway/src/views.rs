@@ -24,16 +24,32 @@ pub(crate) fn accepted(a: &Accepted) -> Value {
     })
 }
 
-/// `send_requests`' results, one per request in order.
+/// `send_requests`' results, one per request in order, and the batch's
+/// one receipt beside them (each acceptance shares it: written once, not
+/// once per request).
 pub(crate) fn accepted_many(results: &AcceptedMany) -> Value {
+    let mut receipt = Value::Null;
     let results: Vec<Value> = results
         .iter()
         .map(|r| match r {
-            Ok(a) => json!({ "accepted": accepted(a) }),
+            Ok(a) => {
+                let mut view = accepted(&Accepted {
+                    receipt: None,
+                    ..a.clone()
+                });
+                match &a.receipt {
+                    Some(AcceptanceReceipt::Batch(b)) if receipt.is_null() => {
+                        receipt = batch_receipt(b);
+                    }
+                    Some(AcceptanceReceipt::Batch(_)) | None => {}
+                    Some(one) => view["receipt"] = acceptance_receipt(one),
+                }
+                json!({ "accepted": view })
+            }
             Err(e) => json!({ "problem": crate::problem::Problem::from(e.clone()).to_json() }),
         })
         .collect();
-    json!({ "results": results })
+    json!({ "results": results, "receipt": receipt })
 }
 
 /// The ids a many-ack did not end, with why.

@@ -8,7 +8,7 @@
 //! schedule plus those.
 
 use crate::gonets::conn::{error_name, Conn, GonetsTarget};
-use crate::gonets::http_call::HttpCaller;
+use crate::gonets::http_call::{self, HttpCaller};
 use crate::params::{BulkParams, Cores, RtParams};
 use crate::process::CpuWindow;
 use crate::record::Recorder;
@@ -458,7 +458,8 @@ async fn thread_main(
     // Close every connection before the executor goes: its detached tasks
     // would otherwise keep the sockets (and the subscriptions on the hub)
     // open for the life of the process.
-    for c in providers.iter().chain(&rt_conns).chain(&bulk_senders) {
+    let senders = bulk_senders.iter().map(|(c, _)| c);
+    for c in providers.iter().chain(&rt_conns).chain(senders) {
         c.disconnect();
     }
     Ok(ThreadOut { rt, bulk })
@@ -504,7 +505,7 @@ async fn connect_bulk(
     b: &BulkPlan,
     target: &GonetsTarget,
     providers: &mut Vec<Conn>,
-) -> Result<Vec<Conn>, String> {
+) -> Result<Vec<(Conn, String)>, String> {
     let n = sh.threads;
     if b.drain {
         for p in (0..b.params.providers).filter(|p| p % n == k) {
@@ -519,7 +520,8 @@ async fn connect_bulk(
     }
     let mut senders = Vec::new();
     for s in (0..b.params.senders).filter(|s| s % n == k) {
-        senders.push(Conn::connect(target, &registry::consumer(s % b.consumers)).await?);
+        let who = registry::consumer(s % b.consumers);
+        senders.push((Conn::connect(target, &who).await?, who));
     }
     Ok(senders)
 }
@@ -773,6 +775,10 @@ impl CallBook {
 /// request, or a batch of `batch` with `send_requests`).
 struct Lane {
     sh: Arc<Shared>,
+    /// `--via http`: the lane sends through the gateway (one connection).
+    http: Option<Rc<HttpCaller>>,
+    /// The payloads' base64, for the gateway's JSON batches.
+    payloads_base64: Rc<[String]>,
     conn: Conn,
     rec: Rc<RefCell<Recorder>>,
     /// Payloads of one size, request number `i` sending `i mod len`.
@@ -806,7 +812,9 @@ impl Lane {
             let client = self.conn.for_queue(&self.queues[p]);
             let request = |j: u64| NewRequest::new(&self.kinds[p], self.payload(idx + j));
             // Each request's outcome, errors by name.
-            let results: Vec<Result<(), String>> = if self.batch == 1 {
+            let results: Vec<Result<(), String>> = if let Some(http) = &self.http {
+                self.send_http(http, &self.kinds[p], idx, n).await
+            } else if self.batch == 1 {
                 let r = client.send_request(request(0)).await;
                 vec![r.map(|_| ()).map_err(|e| error_name(&e))]
             } else {
@@ -822,6 +830,40 @@ impl Lane {
             for r in results {
                 self.count(r, sent);
             }
+        }
+    }
+
+    /// Sends requests `idx..idx + n` through the gateway: one
+    /// `send_request` (the body is the payload) or one `send_requests`
+    /// (JSON, payloads in base64); each request's outcome.
+    async fn send_http(
+        &self,
+        http: &HttpCaller,
+        kind: &str,
+        idx: u64,
+        n: u64,
+    ) -> Vec<Result<(), String>> {
+        if self.batch == 1 {
+            let path = format!("/v1/kinds/{kind}/requests");
+            return vec![http.post(&path, &self.payload(idx), 202).await.map(drop)];
+        }
+        let len = self.payloads_base64.len() as u64;
+        let mut body = String::from("{\"requests\":[");
+        for j in 0..n {
+            let b64 = &self.payloads_base64[((idx + j) % len) as usize];
+            body.push_str(if j == 0 {
+                "{\"payload_base64\":\""
+            } else {
+                ",{\"payload_base64\":\""
+            });
+            body.push_str(b64);
+            body.push_str("\"}");
+        }
+        body.push_str("]}");
+        let path = format!("/v1/kinds/{kind}/requests/batch");
+        match http.post(&path, body.as_bytes(), 200).await {
+            Ok(reply) => http_call::batch_results(&reply, n as usize),
+            Err(e) => vec![Err(e); n as usize],
         }
     }
 
@@ -851,7 +893,7 @@ impl Lane {
 
 /// This thread's bulk senders, `window` requests in flight each, until
 /// the plan's count is sent or the rt part is over.
-async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder {
+async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[(Conn, String)]) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
     // Checked before the run started (`workloads::bulk`).
     let payloads: Rc<[Bytes]> = b
@@ -870,12 +912,19 @@ async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[Conn]) -> Recorder
     } else {
         b.params.messages
     };
+    // `--via http`: each payload's base64, once (batches are JSON).
+    let payloads_base64: Rc<[String]> = payloads.iter().map(|p| http_call::base64(p)).collect();
     let mut lanes = Vec::new();
-    for conn in senders {
+    for (conn, who) in senders {
         let mut sender_lanes = Vec::new();
         for _ in 0..b.params.window {
+            let http = sh
+                .gateway
+                .map(|addr| Rc::new(HttpCaller::new(addr, who, &registry::token(who))));
             let lane = Lane {
                 sh: sh.clone(),
+                http,
+                payloads_base64: payloads_base64.clone(),
                 conn: conn.clone(),
                 rec: rec.clone(),
                 payloads: payloads.clone(),

@@ -42,23 +42,61 @@ impl HttpCaller {
     /// `POST /v1/kinds/{kind}/call` with `payload`; `Ok` on 200 (the
     /// answer), else the problem's stable code (or why the exchange failed).
     pub(crate) async fn call(&self, kind: &str, payload: &[u8]) -> Result<(), String> {
+        self.post(&format!("/v1/kinds/{kind}/call"), payload, 200)
+            .await
+            .map(drop)
+    }
+
+    /// `POST path` with `body`: the response body when its status is
+    /// `expected`, else the problem's stable code (or why the exchange failed).
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &[u8],
+        expected: u16,
+    ) -> Result<Vec<u8>, String> {
         let taken = self.idle.borrow_mut().pop();
         let mut conn = match taken {
             Some(c) => c,
             None => HttpConn::open(self.addr).await?,
         };
         let head = format!(
-            "POST /v1/kinds/{kind}/call HTTP/1.1\r\nHost: gonets\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: gonets\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
             self.authorization,
-            payload.len()
+            body.len()
         );
         // A connection that failed mid-exchange is dropped, not reused.
-        let (status, body) = conn.exchange(head.as_bytes(), payload).await?;
+        let (status, reply) = conn.exchange(head.as_bytes(), body).await?;
         self.idle.borrow_mut().push(conn);
         match status {
-            200 => Ok(()),
-            _ => Err(problem_code(&body).unwrap_or_else(|| format!("HTTP {status}"))),
+            s if s == expected => Ok(reply),
+            _ => Err(problem_code(&reply).unwrap_or_else(|| format!("HTTP {status}"))),
         }
+    }
+}
+
+/// Each request's outcome in a `send_requests` reply (`n` of them).
+pub(crate) fn batch_results(reply: &[u8], n: usize) -> Vec<Result<(), String>> {
+    let parsed: Option<Vec<Result<(), String>>> = (|| {
+        let v: serde_json::Value = serde_json::from_slice(reply).ok()?;
+        let results = v.get("results")?.as_array()?;
+        Some(
+            results
+                .iter()
+                .map(|r| match r.get("problem") {
+                    None => Ok(()),
+                    Some(p) => Err(p
+                        .get("code")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or("PROBLEM")
+                        .to_owned()),
+                })
+                .collect(),
+        )
+    })();
+    match parsed {
+        Some(rs) if rs.len() == n => rs,
+        _ => vec![Err("BadReply".into()); n],
     }
 }
 
@@ -137,7 +175,8 @@ fn problem_code(body: &[u8]) -> Option<String> {
     Some(v.get("code")?.as_str()?.to_owned())
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding.
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -163,6 +202,15 @@ mod tests {
         assert_eq!(base64(b"LGC1:dev-lgc1"), "TEdDMTpkZXYtbGdjMQ==");
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"abc"), "YWJj");
+    }
+
+    #[test]
+    fn given_a_batch_reply_when_read_then_one_outcome_a_request() {
+        let reply =
+            br#"{"results":[{"accepted":{"id":"x"}},{"problem":{"code":"QUOTA_EXCEEDED"}}]}"#;
+        let rs = batch_results(reply, 2);
+        assert_eq!(rs, vec![Ok(()), Err("QUOTA_EXCEEDED".to_owned())]);
+        assert_eq!(batch_results(reply, 3), vec![Err("BadReply".to_owned()); 3]);
     }
 
     #[test]
