@@ -101,6 +101,13 @@ impl Problem {
         p
     }
 
+    /// 408 `MALFORMED`: the body did not arrive within `timeout_ms`.
+    pub(crate) fn body_timeout(timeout_ms: u64) -> Problem {
+        let mut p = Problem::malformed(format!("the body did not arrive within {timeout_ms} ms"));
+        p.status = StatusCode::REQUEST_TIMEOUT;
+        p
+    }
+
     /// The status it answers with.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -175,6 +182,13 @@ mod tests {
         assert_eq!(v["type"], "urn:gonets:error:INVALID_FORMAT");
         assert_eq!(v["path"], "/a");
         assert_eq!(v["reason"], "not a number");
+    }
+
+    #[test]
+    fn given_a_body_that_did_not_arrive_when_made_a_problem_then_408_malformed() {
+        let p = Problem::body_timeout(60_000);
+        assert_eq!((p.status().as_u16(), p.code()), (408, "MALFORMED"));
+        assert!(p.to_json()["detail"].as_str().unwrap().contains("60000 ms"));
     }
 
     #[test]

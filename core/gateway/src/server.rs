@@ -8,7 +8,8 @@ use crate::body::{json_response, Body};
 use crate::problem::Problem;
 use crate::routes::{self, Op};
 use crate::settings::{
-    self, GatewayAuth, GatewaySettings, CONNECTIONS_MAX, HEADER_READ_TIMEOUT_MS,
+    self, GatewayAuth, GatewaySettings, BODY_READ_TIMEOUT_MS, CONNECTIONS_MAX,
+    HEADER_READ_TIMEOUT_MS,
 };
 use crate::{ops, request, GatewayError};
 use bytes::Bytes;
@@ -275,7 +276,10 @@ async fn handle(
     let participant = request::identify(&context.auth, tls_participant, request.headers())?;
     let session = context.session(&participant)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, context.body_bytes_max).await?;
+    let reading = read_body(&parts.headers, body, context.body_bytes_max);
+    let body = tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS), reading)
+        .await
+        .map_err(|_| Problem::body_timeout(BODY_READ_TIMEOUT_MS))??;
     ops::run(&session, &matched, &parts, body).await
 }
 

@@ -11,6 +11,9 @@ pub const GATEWAY_LISTEN_SUGGESTED: &str = "127.0.0.1:7481";
 pub(crate) const CONNECTIONS_MAX: usize = 1024;
 /// How long one connection may take to send a request head, ms.
 pub(crate) const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// How long a request body may take to arrive whole, ms (a client that
+/// trickles it is answered 408 and its connection closed).
+pub(crate) const BODY_READ_TIMEOUT_MS: u64 = 60_000;
 /// The longest long-poll a `fetch` may ask for, ms.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 /// Messages a `fetch` returns when it does not say (`max`).
