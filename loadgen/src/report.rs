@@ -460,57 +460,66 @@ fn write_bulk_cost(s: &mut String, r: &Results, series: &str, what: &str) {
 /// signed by their senders and verified by the hub) beside the same rate
 /// unsigned (`gonets-rt-unsigned`); both get the hub's receipts.
 fn write_rt_signature_cost(s: &mut String, r: &Results) {
-    let (with, without) = (r.series("gonets-rt-signed"), r.series("gonets-rt-unsigned"));
-    if with.is_empty() || without.is_empty() {
-        return;
-    }
-    let of = |runs: &[&Value], path: &'static [&'static str]| {
-        median(runs, |v| phase(v, "rt").and_then(|p| num(p, path)))
+    let row = RtCostRow {
+        series: "gonets-rt-signed",
+        base_series: "gonets-rt-unsigned",
+        what: "request and answer signed and verified (issue 18, cost reported)",
+        cpu_note: "",
+        base: "unsigned",
     };
-    let cpu_us = |runs: &[&Value]| of(runs, &["hub", "cpu_s_per_1000"]).map(|c| c * 1000.0);
-    let (cpu_with, cpu_without) = (cpu_us(&with), cpu_us(&without));
-    let _ = writeln!(
-        s,
-        "| rt {}/s, request and answer signed and verified (issue 18, cost reported) | p50 {}, p99.9 {}; hub CPU {} µs a call | unsigned: p50 {}, p99.9 {}; {} µs a call | — | cost: {} µs a call |",
-        count(of(&with, &["ok_per_s"])),
-        ms(of(&with, &["latency", "p50_us"])),
-        ms(of(&with, &["latency", "p999_us"])),
-        cpu_with.map_or("—".into(), |c| format!("{c:.1}")),
-        ms(of(&without, &["latency", "p50_us"])),
-        ms(of(&without, &["latency", "p999_us"])),
-        cpu_without.map_or("—".into(), |c| format!("{c:.1}")),
-        cpu_with
-            .zip(cpu_without)
-            .map_or("—".into(), |(w, o)| format!("{:.1}", w - o)),
-    );
+    write_rt_cost(s, r, &row);
 }
 
 /// What the HTTP gateway costs a real-time call (issue 19): the same rate
 /// through it (`gonets-rt-http`, consumers over HTTP/JSON, providers
 /// native) beside the native protocol (`gonets-rt-unsigned`).
 fn write_rt_gateway_cost(s: &mut String, r: &Results) {
-    let (http, native) = (r.series("gonets-rt-http"), r.series("gonets-rt-unsigned"));
-    if http.is_empty() || native.is_empty() {
+    let row = RtCostRow {
+        series: "gonets-rt-http",
+        base_series: "gonets-rt-unsigned",
+        what: "through the HTTP gateway (issue 19, cost reported)",
+        cpu_note: " (gateway thread included)",
+        base: "native",
+    };
+    write_rt_cost(s, r, &row);
+}
+
+/// An rt run beside its base at the same rate: what differs, and its words.
+struct RtCostRow {
+    series: &'static str,
+    base_series: &'static str,
+    what: &'static str,
+    cpu_note: &'static str,
+    base: &'static str,
+}
+
+/// The row of `row`: its latency and hub CPU a call beside the base's, and
+/// the difference; nothing when either series is missing.
+fn write_rt_cost(s: &mut String, r: &Results, row: &RtCostRow) {
+    let (with, base) = (r.series(row.series), r.series(row.base_series));
+    if with.is_empty() || base.is_empty() {
         return;
     }
     let of = |runs: &[&Value], path: &'static [&'static str]| {
         median(runs, |v| phase(v, "rt").and_then(|p| num(p, path)))
     };
     let cpu_us = |runs: &[&Value]| of(runs, &["hub", "cpu_s_per_1000"]).map(|c| c * 1000.0);
-    let (cpu_http, cpu_native) = (cpu_us(&http), cpu_us(&native));
+    let (cpu_with, cpu_base) = (cpu_us(&with), cpu_us(&base));
+    let one = |c: Option<f64>| c.map_or("—".into(), |c| format!("{c:.1}"));
     let _ = writeln!(
         s,
-        "| rt {}/s through the HTTP gateway (issue 19, cost reported) | p50 {}, p99.9 {}; hub CPU {} µs a call (gateway thread included) | native: p50 {}, p99.9 {}; {} µs a call | — | cost: {} µs a call |",
-        count(of(&http, &["ok_per_s"])),
-        ms(of(&http, &["latency", "p50_us"])),
-        ms(of(&http, &["latency", "p999_us"])),
-        cpu_http.map_or("—".into(), |c| format!("{c:.1}")),
-        ms(of(&native, &["latency", "p50_us"])),
-        ms(of(&native, &["latency", "p999_us"])),
-        cpu_native.map_or("—".into(), |c| format!("{c:.1}")),
-        cpu_http
-            .zip(cpu_native)
-            .map_or("—".into(), |(h, n)| format!("{:.1}", h - n)),
+        "| rt {}/s, {} | p50 {}, p99.9 {}; hub CPU {} µs a call{} | {}: p50 {}, p99.9 {}; {} µs a call | — | cost: {} µs a call |",
+        count(of(&with, &["ok_per_s"])),
+        row.what,
+        ms(of(&with, &["latency", "p50_us"])),
+        ms(of(&with, &["latency", "p999_us"])),
+        one(cpu_with),
+        row.cpu_note,
+        row.base,
+        ms(of(&base, &["latency", "p50_us"])),
+        ms(of(&base, &["latency", "p999_us"])),
+        one(cpu_base),
+        one(cpu_with.zip(cpu_base).map(|(w, b)| w - b)),
     );
 }
 

@@ -32,16 +32,28 @@ pub fn sign_receipt(key: &HubKey, receipt: &mut Receipt) {
 
 /// Checks `receipt` against the hub's public key.
 pub fn verify_receipt(receipt: &Receipt, key: &HubPublicKey) -> Result<(), ReceiptError> {
-    if receipt.key_id != key.key_id {
+    verify_signed(
+        &receipt.key_id,
+        &receipt.signed_bytes(),
+        &receipt.signature,
+        key,
+    )
+}
+
+/// The one check of both receipt forms: signed by `key`, over `signed`.
+fn verify_signed(
+    key_id: &str,
+    signed: &[u8],
+    signature: &[u8],
+    key: &HubPublicKey,
+) -> Result<(), ReceiptError> {
+    if key_id != key.key_id {
         return Err(ReceiptError::OtherKey {
-            receipt_key: receipt.key_id.clone(),
+            receipt_key: key_id.to_owned(),
             given_key: key.key_id.clone(),
         });
     }
-    if key
-        .verifier
-        .verify(&receipt.signed_bytes(), &receipt.signature)
-    {
+    if key.verifier.verify(signed, signature) {
         Ok(())
     } else {
         Err(ReceiptError::BadSignature)
@@ -60,20 +72,12 @@ pub fn verify_batch_receipt(
     receipt: &BatchReceipt,
     key: &HubPublicKey,
 ) -> Result<(), ReceiptError> {
-    if receipt.key_id != key.key_id {
-        return Err(ReceiptError::OtherKey {
-            receipt_key: receipt.key_id.clone(),
-            given_key: key.key_id.clone(),
-        });
-    }
-    if key
-        .verifier
-        .verify(&receipt.signed_bytes(), &receipt.signature)
-    {
-        Ok(())
-    } else {
-        Err(ReceiptError::BadSignature)
-    }
+    verify_signed(
+        &receipt.key_id,
+        &receipt.signed_bytes(),
+        &receipt.signature,
+        key,
+    )
 }
 
 /// The receipt as one JSON object (ids as UUIDs, digest in hex, signature
