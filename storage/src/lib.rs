@@ -14,7 +14,9 @@
 //! crash analysis are in `docs/storage.md`. [`index_run`] holds the immutable
 //! sorted key-to-offset files the history archive indexes its log with;
 //! [`verify`] walks a log read-only and checks every record, marker and
-//! the hash chain (`gonets verify`).
+//! the hash chain (`gonets verify`). [`attachment`] is the store of large
+//! message attachments (chunked, resumable uploads made content-addressed
+//! blobs), in its own files beside the logs.
 
 /// Runs its statements only in builds with the test-only `failpoints` feature.
 macro_rules! journal {
@@ -26,6 +28,7 @@ macro_rules! journal {
     };
 }
 
+pub mod attachment;
 mod checkpoint;
 pub mod commit_stats;
 mod config;
@@ -49,6 +52,10 @@ pub mod segment;
 mod tail;
 pub mod verify;
 
+pub use attachment::{
+    AttachmentError, AttachmentLimits, AttachmentStore, BlobInfo, BlobReader, SweepReport,
+    UploadId, UploadState, CHUNK_BYTES_MAX_DEFAULT,
+};
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{
     Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX,
