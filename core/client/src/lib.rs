@@ -111,6 +111,7 @@
 //! (one live connection: frames out, frames routed back by correlation
 //! id), `shard_aware`, and the adapters `glommio` and `tokio`.
 
+mod attachments;
 #[cfg(feature = "glommio")]
 pub mod glommio;
 mod link;
@@ -120,6 +121,7 @@ mod signing;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use attachments::AttachmentSource;
 pub use gonets_types::Message;
 pub use runtime::Runtime;
 pub use shard_aware::ShardAwareClient;
@@ -261,6 +263,10 @@ pub enum ClientError {
     /// which method runs it).
     #[error("not executable: {0}")]
     NotExecutable(&'static str),
+    /// An attachment's bytes could not be read from their source, or
+    /// handed to their sink.
+    #[error("attachment bytes: {0}")]
+    Io(String),
 }
 
 impl From<BadReply> for ClientError {

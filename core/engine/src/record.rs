@@ -6,7 +6,8 @@ use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::trust::{KEY_ID_BYTES_MAX, SIGNATURE_BYTES_MAX};
-pub use gonets_types::{AnswerBody, Digest, EventKind, SenderSignature};
+use gonets_types::ATTACHMENTS_PER_MESSAGE_MAX;
+pub use gonets_types::{AnswerBody, AttachmentRef, Digest, EventKind, SenderSignature};
 
 /// A record of a shard's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,11 +71,13 @@ pub struct RequestRecord {
 /// What a request or answer record keeps of its authorship
 /// (docs/adr/0019): the digest the hub computed at the door, the sender's
 /// signature over it when it signed, and for an answer the hub's
-/// signature of the answer's receipt when the hub signs. Encoded after
-/// the record's other fields, before its payload: the digest (32 bytes),
-/// a byte of which signatures follow (bit 0 the sender's, bit 1 the
-/// hub's), then each as its key id (a length-prefixed string) and its
-/// bytes (length-prefixed).
+/// signature of the answer's receipt when the hub signs, and a request's
+/// attachments (docs/adr/0022). Encoded after the record's other fields,
+/// before its payload: the digest (32 bytes), a byte of which parts
+/// follow (bit 0 the sender's signature, bit 1 the hub's, bit 2
+/// attachments), then each signature as its key id (a length-prefixed
+/// string) and its bytes (length-prefixed), then the attachments as a
+/// count byte and each one's digest (32 bytes) and size (u64).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seal {
     /// The message's digest (`gonets_trust::digest`).
@@ -84,6 +87,8 @@ pub struct Seal {
     /// The hub's signature over the answer's receipt (its key id and
     /// bytes); never on a request record.
     pub receipt_signature: Option<SenderSignature>,
+    /// The attachments a request carries (none on an answer).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// A request's answer.
@@ -398,8 +403,9 @@ pub struct DeliveryParts {
 /// Appends a seal (see [`Seal`]).
 fn put_seal(out: &mut Vec<u8>, seal: &Seal) {
     out.extend_from_slice(seal.digest.as_bytes());
-    let present =
-        u8::from(seal.signature.is_some()) | (u8::from(seal.receipt_signature.is_some()) << 1);
+    let present = u8::from(seal.signature.is_some())
+        | (u8::from(seal.receipt_signature.is_some()) << 1)
+        | (u8::from(!seal.attachments.is_empty()) << 2);
     out.push(present);
     for s in [&seal.signature, &seal.receipt_signature]
         .into_iter()
@@ -408,14 +414,27 @@ fn put_seal(out: &mut Vec<u8>, seal: &Seal) {
         put_str(out, &s.key_id);
         put_bytes(out, &s.bytes);
     }
+    if !seal.attachments.is_empty() {
+        assert!(seal.attachments.len() <= ATTACHMENTS_PER_MESSAGE_MAX);
+        out.push(seal.attachments.len() as u8);
+        for a in &seal.attachments {
+            out.extend_from_slice(a.digest.as_bytes());
+            put_u64(out, a.size_bytes);
+        }
+    }
 }
 
 /// Bytes a seal takes in a record (see [`put_seal`]).
 pub(crate) fn seal_bytes(seal: &Seal) -> usize {
     let signature = |s: &SenderSignature| 2 + s.key_id.len() + 4 + s.bytes.len();
+    let attachments = match seal.attachments.len() {
+        0 => 0,
+        n => 1 + n * 40,
+    };
     32 + 1
         + seal.signature.as_ref().map_or(0, signature)
         + seal.receipt_signature.as_ref().map_or(0, signature)
+        + attachments
 }
 
 /// Appends a little-endian u64.
@@ -555,7 +574,7 @@ impl<'a> Reader<'a> {
     fn seal(&mut self) -> Result<Seal, DecodeError> {
         let digest = Digest(self.array()?);
         let present = self.u8()?;
-        if present > 3 {
+        if present > 7 {
             return Err(DecodeError("seal flags"));
         }
         let mut signature = || -> Result<SenderSignature, DecodeError> {
@@ -579,11 +598,32 @@ impl<'a> Reader<'a> {
         } else {
             None
         };
+        let attachments = if present & 4 != 0 {
+            self.attachments()?
+        } else {
+            Vec::new()
+        };
         Ok(Seal {
             digest,
             signature: sender,
             receipt_signature: hub,
+            attachments,
         })
+    }
+    /// Reads a seal's attachments (a count, then digest and size each).
+    fn attachments(&mut self) -> Result<Vec<AttachmentRef>, DecodeError> {
+        let count = usize::from(self.u8()?);
+        if count == 0 || count > ATTACHMENTS_PER_MESSAGE_MAX {
+            return Err(DecodeError("attachment count"));
+        }
+        (0..count)
+            .map(|_| {
+                Ok(AttachmentRef {
+                    digest: Digest(self.array()?),
+                    size_bytes: self.u64()?,
+                })
+            })
+            .collect()
     }
     /// Reads length-prefixed bytes.
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
@@ -627,6 +667,17 @@ mod tests {
             digest: Digest([7; 32]),
             signature: Some(signature("mvd-2026", 1)),
             receipt_signature: hub.then(|| signature("hub-1", 2)),
+            // A request's seal carries attachments; an answer's none.
+            attachments: if hub {
+                Vec::new()
+            } else {
+                (0..3u8)
+                    .map(|i| AttachmentRef {
+                        digest: Digest([i; 32]),
+                        size_bytes: 1 << (10 * u64::from(i)),
+                    })
+                    .collect()
+            },
         }
     }
 

@@ -96,6 +96,9 @@ pub struct DataKind {
     pub answer_format: Format,
     /// Whether its requests and its providers' answers must be signed.
     pub signatures: Signatures,
+    /// Largest attachment a request of it may carry, bytes (ADR 0022;
+    /// 0: none may).
+    pub attachment_bytes_max: u64,
 }
 
 impl DataKind {

@@ -65,6 +65,8 @@ struct DataKindEntry {
     answer_format: Option<toml::Value>,
     /// `"required"` or `"optional"` (the default).
     signatures: Option<String>,
+    /// Largest attachment of a request, bytes (default 1 GiB; 0: none).
+    attachment_bytes_max: Option<u64>,
 }
 
 /// Parses and validates a registry from TOML text; a `json_schema_file`
@@ -166,6 +168,9 @@ fn data_kind(i: usize, k: &DataKindEntry, dir: &Path) -> Result<DataKind, Regist
         request_format: kind_format(&k.id, Direction::Request, k.request_format.as_ref(), dir)?,
         answer_format: kind_format(&k.id, Direction::Answer, k.answer_format.as_ref(), dir)?,
         signatures,
+        attachment_bytes_max: k
+            .attachment_bytes_max
+            .unwrap_or(gonets_types::ATTACHMENT_BYTES_MAX_DEFAULT),
     })
 }
 

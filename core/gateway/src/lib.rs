@@ -9,6 +9,7 @@
 //! It runs on its own thread (a current-thread tokio runtime), off the
 //! shards' cores, and reaches the shards by message (docs/adr/0021).
 
+mod attachments;
 mod body;
 mod error;
 mod openapi;

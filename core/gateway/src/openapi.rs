@@ -4,7 +4,8 @@
 //! `docs/gateway/openapi.json` (a test fails when the two differ).
 
 use crate::request::{
-    EXPIRES_IN_MS, EXPIRES_IN_MS_MAX, IDEMPOTENCY_KEY, SIGNATURE, STATE_SECRET, TEST, TRANSACTION,
+    ATTACHMENTS, CHUNK_CRC32C, EXPIRES_IN_MS, EXPIRES_IN_MS_MAX, IDEMPOTENCY_KEY, SIGNATURE,
+    STATE_SECRET, TEST, TRANSACTION,
 };
 
 /// Standard base64 with padding (what the gateway reads and writes).
@@ -84,6 +85,22 @@ fn parameters(route: &Route) -> Vec<Value> {
             "The data kind (requests) or the participant (answers)",
         ));
     }
+    if route.path.contains("{upload}") {
+        let uuid = json!({ "type": "string", "format": "uuid" });
+        out.push(path_param(
+            "upload",
+            uuid,
+            "An upload id (from upload_begin)",
+        ));
+    }
+    if route.path.contains("{digest}") {
+        let digest = json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$" });
+        out.push(path_param(
+            "digest",
+            digest,
+            "The attachment's BLAKE3 digest, 64 hex digits",
+        ));
+    }
     if route.path.contains("{id}") {
         let uuid = json!({ "type": "string", "format": "uuid" });
         out.push(path_param(
@@ -103,6 +120,32 @@ fn parameters(route: &Route) -> Vec<Value> {
                 "wait_ms",
                 wait,
                 "Longest wait for the first message, ms",
+            ));
+        }
+        Op::UploadChunk => {
+            let offset = json!({ "type": "integer", "minimum": 0 });
+            let mut p = query_param(
+                "offset",
+                offset,
+                "Where the chunk starts: the upload's durable_bytes",
+            );
+            p["required"] = json!(true);
+            out.push(p);
+            let crc = json!({ "type": "string", "pattern": "^[0-9]{1,10}$" });
+            let mut h = header_param(
+                CHUNK_CRC32C,
+                crc,
+                "The chunk's CRC-32C (Castagnoli), decimal",
+            );
+            h["required"] = json!(true);
+            out.push(h);
+        }
+        Op::ReadAttachment => {
+            let offset = json!({ "type": "integer", "minimum": 0, "default": 0 });
+            out.push(query_param(
+                "offset",
+                offset,
+                "Where to start reading, bytes",
             ));
         }
         Op::Nack => {
@@ -151,6 +194,11 @@ fn send_headers() -> Vec<Value> {
             flag,
             "true declares state-secret content (refused)",
         ),
+        header_param(
+            ATTACHMENTS,
+            json!({ "type": "string", "pattern": "^$|^[0-9a-fA-F]{64}:[0-9]{1,19}(,[0-9a-fA-F]{64}:[0-9]{1,19}){0,15}$" }),
+            "Attachments uploaded before, DIGEST:SIZE each, comma separated (upload_finish gives them)",
+        ),
         signature_header(),
     ]
 }
@@ -169,6 +217,13 @@ fn request_body(op: Op) -> Option<Value> {
         Op::SendRequest | Op::Call | Op::SendResponse => Some(payload),
         Op::SendRequests => Some(json_of("Batch")),
         Op::SendRefusal => Some(json_of("Refusal")),
+        Op::UploadBegin => Some(json_of("UploadBegin")),
+        Op::UploadFinish => Some(json_of("UploadFinish")),
+        Op::UploadChunk => Some(json!({
+            "required": true,
+            "description": "The chunk's bytes, at most 4 MiB",
+            "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } },
+        })),
         _ => None,
     }
 }
@@ -191,6 +246,20 @@ fn responses(op: Op) -> Value {
         Op::Status => ("200", "Status", "The request's history"),
         Op::QueueStats => ("200", "QueueStats", "The queue's figures"),
         Op::OpenApi => ("200", "OpenApi", "This document"),
+        Op::UploadBegin => ("201", "Upload", "The upload, begun"),
+        Op::UploadChunk => ("200", "Upload", "The chunk is durable"),
+        Op::UploadStatus => ("200", "Upload", "Where the upload stands"),
+        Op::UploadFinish => ("200", "AttachmentRef", "The attachment, checked and kept"),
+        Op::ReadAttachment => {
+            return json!({
+                "200": { "description": "The attachment's bytes from offset", "content": {
+                    "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                "default": {
+                    "description": "A typed error: RFC 9457 problem with the stable code",
+                    "content": { "application/problem+json": { "schema": schema_ref("Problem") } },
+                },
+            })
+        }
     };
     json!({
         status: { "description": description, "content": { "application/json": { "schema": schema_ref(schema) } } },
@@ -223,7 +292,7 @@ fn schemas() -> Value {
             "properties": {
                 "type": text, "title": text, "status": { "type": "integer" }, "detail": text,
                 "code": text, "path": text, "reason": text, "original": text, "request_id": text,
-                "size_bytes": int, "size_bytes_max": int,
+                "size_bytes": int, "size_bytes_max": int, "durable_bytes": int,
             },
         },
         "Accepted": {
@@ -249,7 +318,7 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["id", "type", "queue", "reply_to", "kind", "from", "time_ms", "deadline_ms",
                 "delivery_count", "test", "transaction", "payload_base64", "refusal", "digest",
-                "signature", "receipt"],
+                "signature", "receipt", "attachments"],
             "properties": {
                 "id": text, "type": { "type": "string", "enum": ["request", "response", "refusal"] },
                 "queue": text, "reply_to": nullable("string"), "kind": text, "from": text,
@@ -261,7 +330,24 @@ fn schemas() -> Value {
                 "digest": nullable("string"),
                 "signature": { "type": ["object", "null"], "properties": { "key_id": text, "signature": text } },
                 "receipt": nullable("object"),
+                "attachments": { "type": "array", "items": schema_ref("AttachmentRef") },
             },
+        },
+        "AttachmentRef": {
+            "type": "object", "required": ["digest", "size_bytes"],
+            "properties": { "digest": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "size_bytes": int },
+        },
+        "Upload": {
+            "type": "object", "required": ["upload", "size_bytes", "durable_bytes"],
+            "properties": { "upload": { "type": "string", "format": "uuid" }, "size_bytes": int, "durable_bytes": int },
+        },
+        "UploadBegin": {
+            "type": "object", "required": ["size_bytes"],
+            "properties": { "size_bytes": { "type": "integer", "minimum": 1 } },
+        },
+        "UploadFinish": {
+            "type": "object", "required": ["digest"],
+            "properties": { "digest": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" } },
         },
         "Messages": {
             "type": "object", "required": ["messages"],

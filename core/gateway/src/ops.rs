@@ -28,6 +28,9 @@ pub(crate) async fn run(
     body: Bytes,
 ) -> Result<Response<Body>, Problem> {
     let query = Query::parse(parts.uri.query())?;
+    if matched.route.op == Op::ReadAttachment {
+        return crate::attachments::read(session, matched, &query).await;
+    }
     let command = command_of(session, matched, parts, &query, body)?;
     let command = match request::signature(&parts.headers)? {
         Some(signature) => command.signed(signature),
@@ -85,7 +88,15 @@ fn command_of(
         Op::QueueStats => Command::QueueStats {
             queue: queue(matched)?,
         },
-        Op::OpenApi => unreachable!("the contract is served before any operation"),
+        Op::UploadBegin => crate::attachments::begin(matched.param("kind"), &body)?,
+        Op::UploadChunk => crate::attachments::chunk(matched, query, headers, body)?,
+        Op::UploadStatus => Command::UploadStatus {
+            upload: crate::attachments::upload_id(matched)?,
+        },
+        Op::UploadFinish => crate::attachments::finish(matched, &body)?,
+        Op::OpenApi | Op::ReadAttachment => {
+            unreachable!("the contract and attachment reads are served before any command")
+        }
     })
 }
 
@@ -103,6 +114,17 @@ fn response_of(matched: &Matched, reply: Reply) -> Response<Body> {
         }
         Reply::AckedMany(left) => json_response(StatusCode::OK, &views::acked_many(&left)),
         Reply::Done => json_response(StatusCode::OK, &serde_json::json!({ "done": true })),
+        Reply::Upload(u) => {
+            let status = match matched.route.op {
+                Op::UploadBegin => StatusCode::CREATED,
+                _ => StatusCode::OK,
+            };
+            json_response(status, &views::upload(&u))
+        }
+        Reply::Attachment(a) => json_response(StatusCode::OK, &views::attachment(&a)),
+        Reply::AttachmentBytes(b) => {
+            crate::body::with_type(StatusCode::OK, b.bytes, "application/octet-stream")
+        }
     }
 }
 

@@ -21,8 +21,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotAuthorized | ErrorCode::StateSecret | ErrorCode::BadSignature => {
             StatusCode::FORBIDDEN
         }
-        ErrorCode::UnknownDataKind | ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::InvalidFormat => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::UnknownDataKind | ErrorCode::NotFound | ErrorCode::UnknownUpload => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::InvalidFormat | ErrorCode::BadChunk | ErrorCode::WrongDigest => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        // The upload is elsewhere than the client thinks: where it stands
+        // is in the problem (`durable_bytes`).
+        ErrorCode::UploadOffset => StatusCode::CONFLICT,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::QuotaExceeded | ErrorCode::TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -67,6 +74,9 @@ impl From<HubError> for Problem {
             }
             HubError::AlreadyAnswered(id) => {
                 extra.insert("request_id".into(), json!(id.to_string()));
+            }
+            HubError::UploadOffset { durable_bytes } => {
+                extra.insert("durable_bytes".into(), json!(durable_bytes));
             }
             _ => {}
         }

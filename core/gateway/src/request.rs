@@ -30,6 +30,11 @@ pub const EXPIRES_IN_MS: &str = "gonets-expires-in-ms";
 pub const STATE_SECRET: &str = "gonets-state-secret";
 /// Header: the sender's signature, `KEY_ID:BASE64` (docs/security.md).
 pub const SIGNATURE: &str = "gonets-signature";
+/// Header: the attachments a request carries, `DIGEST:SIZE` each, comma
+/// separated (from `upload_finish`).
+pub const ATTACHMENTS: &str = "gonets-attachments";
+/// Header: an upload chunk's CRC-32C (Castagnoli), a decimal u32.
+pub const CHUNK_CRC32C: &str = "gonets-chunk-crc32c";
 
 /// Standard base64 that takes any trailing bits (a signature's last
 /// character need not be canonical to be read; its check is the hub's).
@@ -106,6 +111,10 @@ pub(crate) fn new_request(
     r.transaction = header_text(headers, TRANSACTION)?.map(str::to_owned);
     r.test = header_flag(headers, TEST)?;
     r.state_secret = header_flag(headers, STATE_SECRET)?;
+    r.attachments = match header_text(headers, ATTACHMENTS)? {
+        None => Vec::new(),
+        Some(t) => attachment_refs(t)?,
+    };
     r.expires_in_ms = match header_text(headers, EXPIRES_IN_MS)? {
         None => None,
         Some(t) => match t.parse::<u64>() {
@@ -118,6 +127,42 @@ pub(crate) fn new_request(
         },
     };
     Ok(r)
+}
+
+/// `DIGEST:SIZE,DIGEST:SIZE`: a request's attachments.
+fn attachment_refs(text: &str) -> Result<Vec<gonets_types::AttachmentRef>, Problem> {
+    let bad = || {
+        Problem::malformed(format!(
+            "header {ATTACHMENTS}: expected DIGEST:SIZE (64 hex digits, bytes), comma separated"
+        ))
+    };
+    let refs = text
+        .split(',')
+        .take(gonets_types::ATTACHMENTS_PER_MESSAGE_MAX + 1)
+        .map(|item| {
+            let (digest, size) = item.trim().split_once(':').ok_or_else(bad)?;
+            Ok(gonets_types::AttachmentRef {
+                digest: gonets_types::Digest::from_hex(digest).ok_or_else(bad)?,
+                size_bytes: size.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    gonets_types::check_attachment_refs(&refs).map_err(Problem::malformed)?;
+    Ok(refs)
+}
+
+/// The chunk's CRC-32C header (required on `upload_chunk`).
+pub(crate) fn chunk_crc32c(headers: &HeaderMap) -> Result<u32, Problem> {
+    let text = header_text(headers, CHUNK_CRC32C)?.ok_or_else(|| {
+        Problem::malformed(format!(
+            "header {CHUNK_CRC32C} is required: the chunk's CRC-32C"
+        ))
+    })?;
+    text.parse().map_err(|_| {
+        Problem::malformed(format!(
+            "header {CHUNK_CRC32C}: {text:?}, expected a decimal from 0 to 4294967295"
+        ))
+    })
 }
 
 /// The sender's signature header, if any: `KEY_ID:BASE64`.

@@ -27,6 +27,16 @@ pub enum Op {
     Status,
     /// `queue_stats`: depth, in flight, oldest age.
     QueueStats,
+    /// `upload_begin`: starts a chunked attachment upload.
+    UploadBegin,
+    /// `upload_chunk`: one chunk (the body) at `offset`, with its CRC-32C.
+    UploadChunk,
+    /// `upload_status`: where an upload stands.
+    UploadStatus,
+    /// `upload_finish`: the digest check; the attachment's reference.
+    UploadFinish,
+    /// `read_attachment`: the attachment's bytes, streamed.
+    ReadAttachment,
     /// The OpenAPI 3.1 document of this table.
     OpenApi,
 }
@@ -118,6 +128,42 @@ pub const ROUTES: &[Route] = &[
         op: Op::QueueStats,
         operation_id: "queue_stats",
         summary: "A queue's depth, messages in flight and oldest age",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/kinds/{kind}/attachments",
+        op: Op::UploadBegin,
+        operation_id: "upload_begin",
+        summary: "Start a chunked upload of an attachment for requests of a data kind",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/uploads/{upload}/chunks",
+        op: Op::UploadChunk,
+        operation_id: "upload_chunk",
+        summary: "One chunk of an upload (the body) at offset, with its CRC-32C; 200 once durable",
+    },
+    Route {
+        method: "GET",
+        path: "/v1/uploads/{upload}",
+        op: Op::UploadStatus,
+        operation_id: "upload_status",
+        summary: "Where an upload stands: the bytes durable at the hub (resume from there)",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/uploads/{upload}/finish",
+        op: Op::UploadFinish,
+        operation_id: "upload_finish",
+        summary: "End an upload: the hub checks its BLAKE3 digest; the reference a request carries",
+    },
+    Route {
+        method: "GET",
+        path: "/v1/attachments/{digest}",
+        op: Op::ReadAttachment,
+        operation_id: "read_attachment",
+        summary:
+            "An attachment's bytes from offset, streamed (its uploader, or its request's provider)",
     },
     Route {
         method: "GET",

@@ -133,6 +133,22 @@ pub(crate) fn message(m: &Message) -> Value {
             "signature": base64_of(&s.bytes),
         })),
         "receipt": m.receipt.as_ref().map(|r| receipt_json(gonets_trust::receipt_to_json(r))),
+        "attachments": m.attachments.iter().map(attachment).collect::<Vec<_>>(),
+    })
+}
+
+/// An attachment's reference: what `upload_finish` gives and a request
+/// carries (header `Gonets-Attachments: DIGEST:SIZE`).
+pub(crate) fn attachment(a: &gonets_types::AttachmentRef) -> Value {
+    json!({ "digest": a.digest.to_hex(), "size_bytes": a.size_bytes })
+}
+
+/// Where an upload stands.
+pub(crate) fn upload(u: &gonets_types::UploadState) -> Value {
+    json!({
+        "upload": u.upload.to_string(),
+        "size_bytes": u.size_bytes,
+        "durable_bytes": u.durable_bytes,
     })
 }
 

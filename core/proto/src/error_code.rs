@@ -39,6 +39,14 @@ pub enum ErrorCode {
     Unavailable,
     /// A required sender signature is missing or does not verify.
     BadSignature,
+    /// An upload chunk does not match its CRC-32C, or is too large.
+    BadChunk,
+    /// An attachment's bytes do not have the digest named.
+    WrongDigest,
+    /// An upload goes on from another byte (`details.size_bytes`).
+    UploadOffset,
+    /// No such upload of the caller's.
+    UnknownUpload,
     /// The byte stream is not a valid frame sequence (fatal).
     BadFrame,
     /// The JSON header does not parse or lacks a field.
@@ -51,7 +59,7 @@ pub enum ErrorCode {
     TooManyInFlight,
 }
 
-const CODES: [(ErrorCode, u16, &str); 20] = [
+const CODES: [(ErrorCode, u16, &str); 24] = [
     (ErrorCode::Unauthenticated, 1, "UNAUTHENTICATED"),
     (ErrorCode::NotAuthorized, 2, "NOT_AUTHORIZED"),
     (ErrorCode::UnknownDataKind, 3, "UNKNOWN_DATA_KIND"),
@@ -67,6 +75,10 @@ const CODES: [(ErrorCode, u16, &str); 20] = [
     (ErrorCode::Malformed, 13, "MALFORMED"),
     (ErrorCode::Unavailable, 14, "UNAVAILABLE"),
     (ErrorCode::BadSignature, 15, "BAD_SIGNATURE"),
+    (ErrorCode::BadChunk, 16, "BAD_CHUNK"),
+    (ErrorCode::WrongDigest, 17, "WRONG_DIGEST"),
+    (ErrorCode::UploadOffset, 18, "UPLOAD_OFFSET"),
+    (ErrorCode::UnknownUpload, 19, "UNKNOWN_UPLOAD"),
     (ErrorCode::BadFrame, 100, "BAD_FRAME"),
     (ErrorCode::BadHeader, 101, "BAD_HEADER"),
     (ErrorCode::HelloRequired, 102, "HELLO_REQUIRED"),
@@ -121,6 +133,10 @@ impl ErrorCode {
             HubError::Malformed(_) => ErrorCode::Malformed,
             HubError::Unavailable(_) => ErrorCode::Unavailable,
             HubError::BadSignature(_) => ErrorCode::BadSignature,
+            HubError::BadChunk(_) => ErrorCode::BadChunk,
+            HubError::WrongDigest(_) => ErrorCode::WrongDigest,
+            HubError::UploadOffset { .. } => ErrorCode::UploadOffset,
+            HubError::UnknownUpload => ErrorCode::UnknownUpload,
         }
     }
 }
@@ -135,7 +151,10 @@ impl ErrorReply {
             | HubError::UnknownDataKind(s)
             | HubError::Malformed(s)
             | HubError::Unavailable(s)
-            | HubError::BadSignature(s) => details.reason = Some(s.clone()),
+            | HubError::BadSignature(s)
+            | HubError::BadChunk(s)
+            | HubError::WrongDigest(s) => details.reason = Some(s.clone()),
+            HubError::UploadOffset { durable_bytes } => details.size_bytes = Some(*durable_bytes),
             HubError::InvalidFormat { path, reason } => {
                 details.path = Some(path.clone());
                 details.reason = Some(reason.clone());
@@ -266,6 +285,12 @@ impl ErrorReply {
             ErrorCode::Malformed => HubError::Malformed(reason()),
             ErrorCode::Unavailable => HubError::Unavailable(reason()),
             ErrorCode::BadSignature => HubError::BadSignature(reason()),
+            ErrorCode::BadChunk => HubError::BadChunk(reason()),
+            ErrorCode::WrongDigest => HubError::WrongDigest(reason()),
+            ErrorCode::UploadOffset => HubError::UploadOffset {
+                durable_bytes: self.details.size_bytes?,
+            },
+            ErrorCode::UnknownUpload => HubError::UnknownUpload,
             _ => return None,
         })
     }
@@ -312,6 +337,10 @@ mod tests {
             HubError::NotFound,
             HubError::Malformed("m".into()),
             HubError::Unavailable("u".into()),
+            HubError::BadChunk("crc".into()),
+            HubError::WrongDigest("d".into()),
+            HubError::UploadOffset { durable_bytes: 42 },
+            HubError::UnknownUpload,
         ];
         for e in errors {
             let reply = ErrorReply::from_hub(&e);

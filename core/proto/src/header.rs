@@ -148,6 +148,86 @@ pub struct SendRequest {
     /// The registered key that made `signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_key_id: Option<String>,
+    /// Attachments uploaded before, each by digest and size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An attachment a message references (`UploadFinish`'s reply too).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// BLAKE3 of its bytes, 64 hex digits.
+    pub digest: String,
+    /// Its length, bytes.
+    pub size_bytes: u64,
+}
+
+/// `UploadBegin`: an attachment of `size_bytes` for requests of `kind`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadBegin {
+    /// Data kind id.
+    pub kind: String,
+    /// The attachment's whole size, bytes.
+    pub size_bytes: u64,
+}
+
+/// `UploadChunk`; the body is the chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChunk {
+    /// The upload's id (a UUID).
+    pub upload: String,
+    /// Where the chunk starts in the attachment, bytes.
+    pub offset: u64,
+    /// CRC-32C (Castagnoli) of the body.
+    pub crc32c: u32,
+}
+
+/// `UploadStatus`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// The upload's id.
+    pub upload: String,
+}
+
+/// `UploadFinish`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFinish {
+    /// The upload's id.
+    pub upload: String,
+    /// BLAKE3 of the whole attachment, 64 hex digits.
+    pub digest: String,
+}
+
+/// Reply to `UploadBegin`, `UploadChunk` and `UploadStatus`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReply {
+    /// The upload's id.
+    pub upload: String,
+    /// The attachment's whole size, bytes.
+    pub size_bytes: u64,
+    /// Bytes durable at the hub.
+    pub durable_bytes: u64,
+}
+
+/// `ReadAttachment`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadAttachment {
+    /// BLAKE3 of the attachment, 64 hex digits.
+    pub digest: String,
+    /// Where to start, bytes.
+    #[serde(default)]
+    pub offset: u64,
+    /// Most bytes to return.
+    pub bytes_max: u32,
+}
+
+/// Reply to `ReadAttachment`; the body holds the bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentBytes {
+    /// The attachment's whole size, bytes.
+    pub size_bytes: u64,
+    /// Where the body starts in it.
+    pub offset: u64,
 }
 
 /// Reply to `SendRequest`: durable.
@@ -351,6 +431,9 @@ pub struct MessageHeader {
     /// For an answer: the hub's receipt for it, when the hub signs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<crate::trust_wire::ReceiptHeader>,
+    /// The attachments it carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// `Subscribe`: pushes come as `Push` frames with this request's correlation id.
@@ -542,6 +625,48 @@ impl RequestHeader for SendRequest {
         optional("expires_in_ms", U64),
         optional("signature", FieldType::String),
         optional("signature_key_id", FieldType::String),
+        optional("attachments", ObjectArray),
+    ];
+}
+
+impl RequestHeader for Attachment {
+    const FIELDS: &'static [Field] = &[
+        required("digest", FieldType::String),
+        required("size_bytes", U64),
+    ];
+}
+
+impl RequestHeader for UploadBegin {
+    const FIELDS: &'static [Field] = &[
+        required("kind", FieldType::String),
+        required("size_bytes", U64),
+    ];
+}
+
+impl RequestHeader for UploadChunk {
+    const FIELDS: &'static [Field] = &[
+        required("upload", FieldType::String),
+        required("offset", U64),
+        required("crc32c", U32),
+    ];
+}
+
+impl RequestHeader for UploadStatus {
+    const FIELDS: &'static [Field] = &[required("upload", FieldType::String)];
+}
+
+impl RequestHeader for UploadFinish {
+    const FIELDS: &'static [Field] = &[
+        required("upload", FieldType::String),
+        required("digest", FieldType::String),
+    ];
+}
+
+impl RequestHeader for ReadAttachment {
+    const FIELDS: &'static [Field] = &[
+        required("digest", FieldType::String),
+        optional("offset", U64),
+        required("bytes_max", U32),
     ];
 }
 

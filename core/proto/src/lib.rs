@@ -9,6 +9,7 @@
 //! reply frame), and here the conversions between the vocabulary's types
 //! and their wire form.
 
+pub mod attachment_wire;
 pub mod error_code;
 pub mod frame;
 pub mod frame_io;

@@ -39,12 +39,20 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
         transaction: Some("case-9".into()),
         state_secret: false,
         expires_in_ms: Some(1_500),
+        attachments: vec![h::Attachment {
+            digest: "ab".repeat(32),
+            size_bytes: 1 << 30,
+        }],
     };
     let request = NewRequest {
         idempotency_key: Some("k-1".into()),
         test: true,
         transaction: Some("case-9".into()),
         expires_in_ms: Some(1_500),
+        attachments: vec![gonets_types::AttachmentRef {
+            digest: gonets_types::Digest([0xab; 32]),
+            size_bytes: 1 << 30,
+        }],
         ..NewRequest::new(KIND, "payload")
     };
     let queue = format!("requests/{KIND}");
@@ -259,6 +267,7 @@ fn message(payload: &'static [u8]) -> Message {
         transaction: None,
         payload: Bytes::from_static(payload),
         reader: 3,
+        attachments: Vec::new(),
     }
 }
 
@@ -372,17 +381,47 @@ mod round_trip {
             any::<bool>(),
             proptest::option::of(any::<u64>()),
         );
-        (texts, payload(), flags).prop_map(
-            |((kind, key, transaction), payload, (test, state_secret, expires_in_ms))| NewRequest {
-                kind: DataKindId::new(&kind),
+        (texts, payload(), flags, attachments()).prop_map(
+            |(
+                (kind, key, transaction),
                 payload,
-                idempotency_key: key,
-                test,
-                transaction,
-                state_secret,
-                expires_in_ms,
+                (test, state_secret, expires_in_ms),
+                attachments,
+            )| {
+                NewRequest {
+                    kind: DataKindId::new(&kind),
+                    payload,
+                    idempotency_key: key,
+                    test,
+                    transaction,
+                    state_secret,
+                    expires_in_ms,
+                    attachments,
+                }
             },
         )
+    }
+
+    /// Up to 3 attachment references, each its own digest, none empty.
+    fn attachments() -> impl Strategy<Value = Vec<gonets_types::AttachmentRef>> {
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(1..=u64::MAX, 0..=3),
+        )
+            .prop_map(|(seed, sizes)| {
+                sizes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, size_bytes)| {
+                        let mut digest = seed;
+                        digest[0] = i as u8;
+                        gonets_types::AttachmentRef {
+                            digest: gonets_types::Digest(digest),
+                            size_bytes,
+                        }
+                    })
+                    .collect()
+            })
     }
 
     fn refusal_code() -> impl Strategy<Value = RefusalCode> {
@@ -439,6 +478,8 @@ mod round_trip {
                     rs.into_iter()
                         .map(|r| NewRequest {
                             kind: kind.clone(),
+                            // A batch's requests carry no attachments.
+                            attachments: Vec::new(),
                             ..r
                         })
                         .collect(),
@@ -511,6 +552,7 @@ mod round_trip {
                     rs.into_iter()
                         .map(|r| NewRequest {
                             kind: kind.clone(),
+                            attachments: Vec::new(),
                             ..r
                         })
                         .collect(),
@@ -540,6 +582,35 @@ mod round_trip {
                 }),
             message_id().prop_map(|id| Command::Status { id }),
             queue().prop_map(|queue| Command::QueueStats { queue }),
+            (text(), any::<u64>()).prop_map(|(kind, size_bytes)| Command::UploadBegin {
+                kind: DataKindId::new(&kind),
+                size_bytes
+            }),
+            (any::<u128>(), any::<u64>(), any::<u32>(), payload()).prop_map(
+                |(id, offset, crc32c, bytes)| Command::UploadChunk {
+                    upload: gonets_types::UploadId(id),
+                    offset,
+                    crc32c,
+                    bytes
+                }
+            ),
+            any::<u128>().prop_map(|id| Command::UploadStatus {
+                upload: gonets_types::UploadId(id)
+            }),
+            (any::<u128>(), any::<[u8; 32]>()).prop_map(|(id, d)| Command::UploadFinish {
+                upload: gonets_types::UploadId(id),
+                digest: gonets_types::Digest(d)
+            }),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                1..=gonets_types::CHUNK_BYTES_MAX
+            )
+                .prop_map(|(d, offset, bytes_max)| Command::ReadAttachment {
+                    digest: gonets_types::Digest(d),
+                    offset,
+                    bytes_max
+                }),
         ]
     }
 
@@ -564,6 +635,7 @@ mod round_trip {
             proptest::option::of(any::<[u8; 32]>()),
             proptest::option::of(signature()),
             proptest::option::of(receipt()),
+            attachments(),
         );
         (ids, names, body, numbers, (payload(), trust)).prop_map(
             |((queue, id, reply_to), (kind, from, transaction), body, n, (payload, trust))| {
@@ -584,6 +656,7 @@ mod round_trip {
                     transaction,
                     payload,
                     reader: n.3,
+                    attachments: trust.3,
                 }
             },
         )
@@ -649,6 +722,28 @@ mod round_trip {
                 }),
             message().prop_map(Reply::Message),
             proptest::collection::vec(message(), 0..4).prop_map(Reply::Messages),
+            (any::<u128>(), any::<u64>(), any::<u64>()).prop_map(
+                |(id, size_bytes, durable_bytes)| {
+                    Reply::Upload(gonets_types::UploadState {
+                        upload: gonets_types::UploadId(id),
+                        size_bytes,
+                        durable_bytes,
+                    })
+                }
+            ),
+            (any::<[u8; 32]>(), 1..=u64::MAX).prop_map(|(d, size_bytes)| {
+                Reply::Attachment(gonets_types::AttachmentRef {
+                    digest: gonets_types::Digest(d),
+                    size_bytes,
+                })
+            }),
+            (any::<u64>(), any::<u64>(), payload()).prop_map(|(size_bytes, offset, bytes)| {
+                Reply::AttachmentBytes(gonets_types::AttachmentBytes {
+                    size_bytes,
+                    offset,
+                    bytes,
+                })
+            }),
             Just(Reply::Done),
             view.prop_map(Reply::Status),
             proptest::collection::vec(batch_result(), 0..5).prop_map(Reply::AcceptedMany),
@@ -742,6 +837,9 @@ mod round_trip {
             ReplyKind::Stats => Opcode::QueueStats,
             ReplyKind::AcceptedMany => Opcode::SendRequests,
             ReplyKind::AckedMany => Opcode::AckMany,
+            ReplyKind::Upload => Opcode::UploadStatus,
+            ReplyKind::Attachment => Opcode::UploadFinish,
+            ReplyKind::AttachmentBytes => Opcode::ReadAttachment,
         }
     }
 
@@ -949,6 +1047,7 @@ fn message_header(m: &Message) -> h::MessageHeader {
         lease: m.lease_holder(),
         payload_bytes: u32::try_from(m.payload.len())
             .expect("payloads are bounded by the registry"),
+        attachments: crate::attachment_wire::ref_headers(&m.attachments),
     }
 }
 

@@ -61,7 +61,7 @@ impl Serialize for MessageOut<'_> {
         };
         let payload_bytes =
             u32::try_from(m.payload.len()).expect("payloads are bounded by the registry");
-        let mut st = s.serialize_struct("MessageHeader", 19)?;
+        let mut st = s.serialize_struct("MessageHeader", 20)?;
         st.serialize_field("queue", &Shown(&m.queue))?;
         st.serialize_field("id", &Shown(m.id))?;
         if let Some(r) = m.reply_to {
@@ -92,6 +92,10 @@ impl Serialize for MessageOut<'_> {
         }
         if let Some(r) = &m.receipt {
             st.serialize_field("receipt", &crate::trust_wire::receipt_header(r))?;
+        }
+        if !m.attachments.is_empty() {
+            let refs = crate::attachment_wire::ref_headers(&m.attachments);
+            st.serialize_field("attachments", &refs)?;
         }
         st.end()
     }

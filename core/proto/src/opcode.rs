@@ -38,6 +38,16 @@ pub enum Opcode {
     AckMany,
     /// Client: `nack_many`, many nacks of one queue.
     NackMany,
+    /// Client: starts a chunked attachment upload.
+    UploadBegin,
+    /// Client: one chunk of an upload (the body).
+    UploadChunk,
+    /// Client: where an upload stands.
+    UploadStatus,
+    /// Client: the digest check, and the attachment's reference.
+    UploadFinish,
+    /// Client: a piece of an attachment (the reply's body).
+    ReadAttachment,
     /// Server: the reply to the request with the same low 7 bits.
     Reply(u8),
     /// Server: a message pushed to a subscription (correlation id = the subscribe's).
@@ -46,7 +56,7 @@ pub enum Opcode {
     Error,
 }
 
-const REQUESTS: [(Opcode, u8); 17] = [
+const REQUESTS: [(Opcode, u8); 22] = [
     (Opcode::Hello, 0x01),
     (Opcode::SendRequest, 0x02),
     (Opcode::Call, 0x03),
@@ -64,6 +74,11 @@ const REQUESTS: [(Opcode, u8); 17] = [
     (Opcode::SendRequests, 0x0F),
     (Opcode::AckMany, 0x10),
     (Opcode::NackMany, 0x11),
+    (Opcode::UploadBegin, 0x12),
+    (Opcode::UploadChunk, 0x13),
+    (Opcode::UploadStatus, 0x14),
+    (Opcode::UploadFinish, 0x15),
+    (Opcode::ReadAttachment, 0x16),
 ];
 
 /// The push opcode's wire number.

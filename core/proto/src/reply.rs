@@ -71,6 +71,21 @@ pub fn encode_reply(
             };
             encode(out, op, correlation_id, &header, &[]);
         }
+        Reply::Upload(state) => {
+            let header = crate::attachment_wire::upload_header(state);
+            encode(out, op, correlation_id, &header, &[]);
+        }
+        Reply::Attachment(r) => {
+            let header = crate::attachment_wire::ref_header(r);
+            encode(out, op, correlation_id, &header, &[]);
+        }
+        Reply::AttachmentBytes(b) => {
+            let header = h::AttachmentBytes {
+                size_bytes: b.size_bytes,
+                offset: b.offset,
+            };
+            encode(out, op, correlation_id, &header, &[&b.bytes]);
+        }
     }
 }
 
@@ -276,6 +291,20 @@ pub fn decode_reply(
             Reply::AcceptedMany(accepted_many(parse_header(json).map_err(bad)?)?)
         }
         ReplyKind::AckedMany => Reply::AckedMany(acked_many(parse_header(json).map_err(bad)?)?),
+        ReplyKind::Upload => {
+            let r: h::UploadReply = parse_header(json).map_err(bad)?;
+            Reply::Upload(crate::attachment_wire::upload_of(&r).map_err(bad)?)
+        }
+        ReplyKind::Attachment => {
+            let r: h::Attachment = parse_header(json).map_err(bad)?;
+            let refs = crate::attachment_wire::refs_of(std::slice::from_ref(&r)).map_err(bad)?;
+            Reply::Attachment(refs[0])
+        }
+        ReplyKind::AttachmentBytes => {
+            let r: h::AttachmentBytes = parse_header(json).map_err(bad)?;
+            let body = frame.body.clone();
+            Reply::AttachmentBytes(crate::attachment_wire::attachment_bytes_of(&r, body))
+        }
     }))
 }
 
@@ -342,6 +371,7 @@ pub fn message_from_header(m: h::MessageHeader, payload: Bytes) -> Result<Messag
         digest,
         signature,
         receipt,
+        attachments: crate::attachment_wire::refs_of(&m.attachments).map_err(bad)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! operation): the server reads their headers itself with
 //! [`request_header`].
 
+use crate::attachment_wire as aw;
 use crate::header::{self as h, ErrorReply, RequestHeader};
 use crate::trust_wire::{base64_of, sender_signature};
 use crate::{parse_id, parse_queue, parse_refusal, parse_request, queue_name, HeaderError, Opcode};
@@ -162,6 +163,19 @@ pub fn decode_command(
         Opcode::Status => Command::Status {
             id: parse_id(&request_header::<h::Status>(json)?.id)?,
         },
+        Opcode::UploadBegin => aw::upload_begin(request_header(json)?),
+        Opcode::UploadChunk => aw::upload_chunk(request_header(json)?, body)?,
+        Opcode::UploadStatus => Command::UploadStatus {
+            upload: aw::parse_upload(&request_header::<h::UploadStatus>(json)?.upload)?,
+        },
+        Opcode::UploadFinish => {
+            let r: h::UploadFinish = request_header(json)?;
+            Command::UploadFinish {
+                upload: aw::parse_upload(&r.upload)?,
+                digest: aw::parse_digest(&r.digest)?,
+            }
+        }
+        Opcode::ReadAttachment => aw::read_attachment(request_header(json)?)?,
         Opcode::QueueStats => Command::QueueStats {
             queue: parse_queue(&request_header::<h::QueueStats>(json)?.queue)?,
         },
@@ -240,6 +254,7 @@ fn new_request(r: h::SendRequest, payload: Bytes) -> Result<NewRequest, RequestE
     Ok(NewRequest {
         kind: DataKindId::new(&r.kind),
         payload,
+        attachments: aw::refs_of(&r.attachments)?,
         idempotency_key: r.idempotency_key,
         test: r.test,
         transaction: r.transaction,
@@ -277,6 +292,8 @@ fn new_requests(r: h::SendRequests, body: Bytes) -> Result<Vec<NewRequest>, Requ
             transaction: m.transaction,
             state_secret: m.state_secret,
             expires_in_ms: m.expires_in_ms,
+            // A batch's requests carry no attachments (docs/protocol.md).
+            attachments: Vec::new(),
         });
         at = end;
     }
@@ -405,6 +422,51 @@ fn encode_signed(
             };
             encode_as(out, Opcode::QueueStats, id, &header, &[])
         }
+        Command::UploadBegin { kind, size_bytes } => {
+            let header = h::UploadBegin {
+                kind: kind.to_string(),
+                size_bytes: *size_bytes,
+            };
+            encode_as(out, Opcode::UploadBegin, id, &header, &[])
+        }
+        Command::UploadChunk {
+            upload,
+            offset,
+            crc32c,
+            bytes,
+        } => {
+            let header = h::UploadChunk {
+                upload: upload.to_string(),
+                offset: *offset,
+                crc32c: *crc32c,
+            };
+            encode_as(out, Opcode::UploadChunk, id, &header, bytes)
+        }
+        Command::UploadStatus { upload } => {
+            let header = h::UploadStatus {
+                upload: upload.to_string(),
+            };
+            encode_as(out, Opcode::UploadStatus, id, &header, &[])
+        }
+        Command::UploadFinish { upload, digest } => {
+            let header = h::UploadFinish {
+                upload: upload.to_string(),
+                digest: digest.to_hex(),
+            };
+            encode_as(out, Opcode::UploadFinish, id, &header, &[])
+        }
+        Command::ReadAttachment {
+            digest,
+            offset,
+            bytes_max,
+        } => {
+            let header = h::ReadAttachment {
+                digest: digest.to_hex(),
+                offset: *offset,
+                bytes_max: *bytes_max,
+            };
+            encode_as(out, Opcode::ReadAttachment, id, &header, &[])
+        }
         // A signature wrapped twice: the inner one goes (the hub refuses
         // the nesting only where it can see it; a client never makes it).
         Command::Signed { signature, command } => {
@@ -443,6 +505,7 @@ fn encode_request(
         expires_in_ms: r.expires_in_ms,
         signature,
         signature_key_id,
+        attachments: aw::ref_headers(&r.attachments),
     };
     encode_as(out, op, correlation_id, &header, &r.payload)
 }

@@ -9,7 +9,7 @@
 //!
 //! | message | fields, in order |
 //! |---|---|
-//! | request | sender, data kind, payload digest, idempotency key?, expires_in_ms?, test, transaction? |
+//! | request | sender, data kind, payload digest, idempotency key?, expires_in_ms?, test, transaction?, then only when it has attachments: their count (u32) and each one's digest and size (u64) |
 //! | answer  | sender, request id (u128), body (0 data, or 1 then the refusal code's wire name and the reason), payload digest |
 //! | batch   | count (u32), then each message's digest |
 //!
@@ -42,6 +42,17 @@ pub fn request_digest(sender: &ParticipantId, r: &NewRequest) -> Digest {
     };
     h.update(&[u8::from(r.test)]);
     opt_text(&mut h, r.transaction.as_deref());
+    // Only when there are some: a request without attachments keeps the
+    // digest it had before attachments existed (docs/adr/0022), so the
+    // signatures of earlier clients still verify.
+    if !r.attachments.is_empty() {
+        let count = u32::try_from(r.attachments.len()).expect("at most 16 attachments");
+        h.update(&count.to_le_bytes());
+        for a in &r.attachments {
+            h.update(a.digest.as_bytes());
+            h.update(&a.size_bytes.to_le_bytes());
+        }
+    }
     Digest(*h.finalize().as_bytes())
 }
 
@@ -134,6 +145,27 @@ mod tests {
         let mut r = request();
         r.transaction = Some("tx2".into());
         changed.push(r);
+        let attachment = |b: u8, size_bytes| gonets_types::AttachmentRef {
+            digest: Digest([b; 32]),
+            size_bytes,
+        };
+        let mut r = request();
+        r.attachments = vec![attachment(1, 10)];
+        changed.push(r);
+        let mut r = request();
+        r.attachments = vec![attachment(1, 11)];
+        changed.push(r);
+        let mut r = request();
+        r.attachments = vec![attachment(2, 10)];
+        changed.push(r);
+        let mut r = request();
+        r.attachments = vec![attachment(1, 10), attachment(2, 10)];
+        changed.push(r);
+        for (i, r) in changed.iter().enumerate() {
+            for other in &changed[..i] {
+                assert_ne!(request_digest(&mfc, r), request_digest(&mfc, other));
+            }
+        }
         for r in &changed {
             assert_ne!(request_digest(&mfc, r), base, "{r:?}");
         }

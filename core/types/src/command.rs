@@ -1,7 +1,9 @@
 //! What a participant asks of the hub: one [`Command`] per operation.
 
+use crate::attachment::{AttachmentRef, UploadId};
 use crate::ids::{DataKindId, MessageId, QueueId};
 use crate::refusal::RefusalCode;
+use crate::trust::Digest;
 use crate::trust::SenderSignature;
 use bytes::Bytes;
 
@@ -98,6 +100,9 @@ pub struct NewRequest {
     /// most the kind's deadline ([`check_expiry`]); `None`: the kind's
     /// deadline. Relative, so a sender needs no clock agreement with the hub.
     pub expires_in_ms: Option<u64>,
+    /// Attachments uploaded before (docs/adr/0022), covered by the
+    /// request's digest; at most `ATTACHMENTS_PER_MESSAGE_MAX`.
+    pub attachments: Vec<AttachmentRef>,
 }
 
 impl NewRequest {
@@ -111,6 +116,7 @@ impl NewRequest {
             transaction: None,
             state_secret: false,
             expires_in_ms: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -268,6 +274,52 @@ pub enum Command {
         /// The queue.
         queue: QueueId,
     },
+    /// Starts a chunked upload of one attachment of `size_bytes` for
+    /// requests of `kind` (at most its `attachment_bytes_max`); answered
+    /// `Upload` with the hub's new upload id.
+    UploadBegin {
+        /// The data kind whose requests will carry it.
+        kind: DataKindId,
+        /// The attachment's whole size, bytes.
+        size_bytes: u64,
+    },
+    /// One chunk of an upload at `offset` (its durable end, or a resend
+    /// of a chunk already durable), with the sender's CRC-32C of `bytes`;
+    /// answered `Upload` once the chunk is durable.
+    UploadChunk {
+        /// The upload.
+        upload: UploadId,
+        /// Where the chunk starts in the attachment.
+        offset: u64,
+        /// CRC-32C (Castagnoli) of `bytes`.
+        crc32c: u32,
+        /// At most `CHUNK_BYTES_MAX` bytes.
+        bytes: Bytes,
+    },
+    /// Where an upload stands (after a dropped connection).
+    UploadStatus {
+        /// The upload.
+        upload: UploadId,
+    },
+    /// Ends an upload whose bytes are all durable: the hub checks their
+    /// BLAKE3 against `digest` and answers `Attachment` with the
+    /// reference a request carries.
+    UploadFinish {
+        /// The upload.
+        upload: UploadId,
+        /// BLAKE3 of the whole attachment, as the sender computed it.
+        digest: Digest,
+    },
+    /// Reads up to `bytes_max` bytes of attachment `digest` from `offset`:
+    /// for its uploader and the provider of a request that carries it.
+    ReadAttachment {
+        /// The attachment.
+        digest: Digest,
+        /// Where to start, bytes.
+        offset: u64,
+        /// Most bytes to return (at most `CHUNK_BYTES_MAX`).
+        bytes_max: u32,
+    },
     /// `command` with its sender's signature (docs/adr/0019): over the
     /// request's digest (`SendRequest`, `Call`), the answer's
     /// (`SendResponse`, `SendRefusal`), or, for `SendRequests`, over the
@@ -361,6 +413,19 @@ impl Command {
             }
             Command::Status { id } => of_id(id),
             Command::Signed { command, .. } => command.shard(shard_count),
+            // Attachments are served apart from the shards (docs/adr/0022):
+            // any connection will do; these spread them.
+            Command::UploadBegin { kind, .. } => {
+                Some(QueueId::Requests(kind.clone()).shard(shard_count))
+            }
+            Command::UploadChunk { upload, .. }
+            | Command::UploadStatus { upload }
+            | Command::UploadFinish { upload, .. } => {
+                Some((upload.0 % u128::from(shard_count.max(1))) as u16)
+            }
+            Command::ReadAttachment { digest, .. } => {
+                Some(u16::from_le_bytes([digest.0[0], digest.0[1]]) % shard_count.max(1))
+            }
         }
     }
 
@@ -382,6 +447,11 @@ impl Command {
             Command::Status { .. } => ReplyKind::Status,
             Command::QueueStats { .. } => ReplyKind::Stats,
             Command::Signed { command, .. } => command.reply_kind(),
+            Command::UploadBegin { .. }
+            | Command::UploadChunk { .. }
+            | Command::UploadStatus { .. } => ReplyKind::Upload,
+            Command::UploadFinish { .. } => ReplyKind::Attachment,
+            Command::ReadAttachment { .. } => ReplyKind::AttachmentBytes,
         }
     }
 }
@@ -405,6 +475,12 @@ pub enum ReplyKind {
     AcceptedMany,
     /// [`Reply::AckedMany`](crate::Reply::AckedMany).
     AckedMany,
+    /// [`Reply::Upload`](crate::Reply::Upload).
+    Upload,
+    /// [`Reply::Attachment`](crate::Reply::Attachment).
+    Attachment,
+    /// [`Reply::AttachmentBytes`](crate::Reply::AttachmentBytes).
+    AttachmentBytes,
 }
 
 #[cfg(test)]

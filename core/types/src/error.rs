@@ -75,6 +75,26 @@ pub enum HubError {
     /// The operation is malformed (bad arguments, wrong mode).
     #[error("malformed: {0}")]
     Malformed(String),
+    /// An upload's chunk does not match its CRC-32C (nothing of it was
+    /// stored), or is too large.
+    #[error("bad chunk: {0}")]
+    BadChunk(String),
+    /// A finished upload's bytes do not have the digest the sender named
+    /// (the upload is discarded), or a request names an attachment's
+    /// digest wrongly.
+    #[error("wrong digest: {0}")]
+    WrongDigest(String),
+    /// An upload chunk not at the upload's durable end, or a finish before
+    /// every byte is durable: go on from `durable_bytes`.
+    #[error("the upload continues at byte {durable_bytes}")]
+    UploadOffset {
+        /// Bytes durable at the hub.
+        durable_bytes: u64,
+    },
+    /// No such upload of the caller's (never begun, finished, aborted,
+    /// or abandoned and swept).
+    #[error("unknown upload")]
+    UnknownUpload,
     /// The hub cannot take this now (shutting down, storage poisoned, overloaded); retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -4,6 +4,7 @@
 //!
 //! Nothing here does I/O; the crate depends on no runtime.
 
+pub mod attachment;
 pub mod command;
 pub mod error;
 pub mod history;
@@ -13,6 +14,10 @@ pub mod refusal;
 pub mod reply;
 pub mod trust;
 
+pub use attachment::{
+    check_attachment_refs, AttachmentBytes, AttachmentRef, UploadId, UploadState,
+    ATTACHMENTS_PER_MESSAGE_MAX, ATTACHMENT_BYTES_MAX_DEFAULT, CHUNK_BYTES_MAX,
+};
 pub use command::{
     check_batch_len, check_expiry, check_send_batch, BatchError, Command, ExpiryError, NewRequest,
     NotSignable, ReaderId, ReplyKind, BATCH_MESSAGES_MAX, TEXT_BYTES_MAX,

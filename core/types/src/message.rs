@@ -44,6 +44,8 @@ pub struct Message {
     pub signature: Option<SenderSignature>,
     /// For an answer, when the hub signs: its receipt for the answer.
     pub receipt: Option<Box<Receipt>>,
+    /// The attachments it carries (read them with `ReadAttachment`).
+    pub attachments: Vec<crate::attachment::AttachmentRef>,
 }
 
 impl Message {

@@ -1,5 +1,6 @@
 //! What a successful operation returns: one [`Reply`] per outcome.
 
+use crate::attachment::{AttachmentBytes, AttachmentRef, UploadState};
 use crate::command::ReplyKind;
 use crate::error::HubError;
 use crate::history::{QueueStats, StatusView};
@@ -34,6 +35,12 @@ pub enum Reply {
     /// `ack_many` and `nack_many`: the ids not acked (nacked), with why
     /// (empty: all done).
     AckedMany(AckedMany),
+    /// An upload begun, a chunk durable, or where an upload stands.
+    Upload(UploadState),
+    /// An upload finished: the reference a request carries.
+    Attachment(AttachmentRef),
+    /// A piece of an attachment.
+    AttachmentBytes(AttachmentBytes),
 }
 
 impl Reply {
@@ -48,6 +55,9 @@ impl Reply {
             Reply::Stats(_) => ReplyKind::Stats,
             Reply::AcceptedMany(_) => ReplyKind::AcceptedMany,
             Reply::AckedMany(_) => ReplyKind::AckedMany,
+            Reply::Upload(_) => ReplyKind::Upload,
+            Reply::Attachment(_) => ReplyKind::Attachment,
+            Reply::AttachmentBytes(_) => ReplyKind::AttachmentBytes,
         }
     }
 }
@@ -90,6 +100,9 @@ reply_content! {
     QueueStats => Stats,
     AcceptedMany => AcceptedMany,
     AckedMany => AckedMany,
+    UploadState => Upload,
+    AttachmentRef => Attachment,
+    AttachmentBytes => AttachmentBytes,
 }
 
 impl ReplyContent for () {

@@ -124,5 +124,6 @@ pub fn error_name(e: &ClientError) -> String {
         ClientError::Tls(_) => "Tls".into(),
         ClientError::BadReply(_) => "BadReply".into(),
         ClientError::NotExecutable(_) => "NotExecutable".into(),
+        ClientError::Io(_) => "Io".into(),
     }
 }

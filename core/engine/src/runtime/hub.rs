@@ -323,7 +323,10 @@ struct ShardReceivers {
 
 /// The mesh every shard and session shares: two bounded inboxes (rt, bulk)
 /// and one control channel per shard; gives the receiving ends, in shard order.
-fn build_mesh(config: &HubConfig) -> (Arc<Mesh>, Vec<ShardReceivers>) {
+fn build_mesh(
+    config: &HubConfig,
+    attachments: crate::runtime::attachments::Attachments,
+) -> (Arc<Mesh>, Vec<ShardReceivers>) {
     let n = config.shards;
     let mut inboxes = Vec::with_capacity(usize::from(n));
     let mut bulk_inboxes = Vec::with_capacity(usize::from(n));
@@ -348,6 +351,7 @@ fn build_mesh(config: &HubConfig) -> (Arc<Mesh>, Vec<ShardReceivers>) {
         controls,
         config.registry.clone(),
         config.subscription_credits_max,
+        attachments,
     ));
     (mesh, receivers)
 }
@@ -366,7 +370,12 @@ impl Hub {
                 source,
             })?;
         prepare_data_dir(&config)?;
-        let (mesh, receivers) = build_mesh(&config);
+        let attachments = crate::runtime::attachments::Attachments::start(
+            &crate::runtime::attachments::attachments_dir(&config.data_dir),
+            config.shard.retention_ms,
+        )
+        .map_err(HubStartError::Attachments)?;
+        let (mesh, receivers) = build_mesh(&config, attachments);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (exit_tx, exits) = mpsc::channel();
         let mut hub = Hub {

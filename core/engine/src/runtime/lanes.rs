@@ -77,7 +77,12 @@ impl Lane {
             | Command::SendRequests(_)
             | Command::Fetch { .. }
             | Command::AckMany { .. }
-            | Command::NackMany { .. } => Lane::Bulk,
+            | Command::NackMany { .. }
+            | Command::UploadBegin { .. }
+            | Command::UploadChunk { .. }
+            | Command::UploadStatus { .. }
+            | Command::UploadFinish { .. }
+            | Command::ReadAttachment { .. } => Lane::Bulk,
             Command::Call(_)
             | Command::Subscribe { .. }
             | Command::Ack { .. }

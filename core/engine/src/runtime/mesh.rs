@@ -193,6 +193,8 @@ pub(crate) struct Mesh {
     pub(crate) subscription_credits_max: u32,
     /// The chain anchors signed since start (the operator's `/anchors`).
     pub(crate) anchors: Arc<crate::runtime::anchors::AnchorBook>,
+    /// The attachment store's thread (ADR 0022).
+    pub(crate) attachments: crate::runtime::attachments::Attachments,
     /// Set once shutdown began: sessions answer `Unavailable` without sending.
     stopped: AtomicBool,
     /// By shard: set once the shard will send no reply any more, just before
@@ -208,6 +210,7 @@ impl Mesh {
         controls: Vec<flume::Sender<Control>>,
         registry: Arc<Registry>,
         subscription_credits_max: u32,
+        attachments: crate::runtime::attachments::Attachments,
     ) -> Mesh {
         assert_eq!(inboxes.len(), controls.len());
         assert_eq!(inboxes.len(), bulk_inboxes.len());
@@ -220,6 +223,7 @@ impl Mesh {
             registry,
             subscription_credits_max,
             anchors: Arc::default(),
+            attachments,
             stopped: AtomicBool::new(false),
             closed,
         }

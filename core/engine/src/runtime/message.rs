@@ -8,9 +8,12 @@ pub use gonets_types::{Accepted, Message};
 /// Builds the public message from a shard's delivery and its payload bytes
 /// (its seal and receipt already read back with the payload).
 pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderId) -> Message {
-    let (digest, signature) = match d.seal {
-        Some(seal) => (Some(seal.digest), seal.signature),
-        None => (None, None),
+    let (digest, signature, attachments) = match d.seal {
+        Some(seal) => {
+            let seal = *seal;
+            (Some(seal.digest), seal.signature, seal.attachments)
+        }
+        None => (None, None, Vec::new()),
     };
     Message {
         queue: d.queue,
@@ -29,5 +32,6 @@ pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderI
         digest,
         signature,
         receipt: d.receipt,
+        attachments,
     }
 }

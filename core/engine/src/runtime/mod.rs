@@ -22,6 +22,7 @@
 mod alarm;
 pub mod anchors;
 mod archive;
+pub mod attachments;
 mod clock;
 mod committer;
 pub mod config;

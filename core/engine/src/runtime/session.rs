@@ -15,7 +15,7 @@ use crate::shard::queue::QueueStats;
 use crate::shard::{Command, NewRequest, ReaderId, StatusView};
 use bytes::Bytes;
 use gonets_types::error::HubError;
-use gonets_types::ids::{MessageId, ParticipantId, QueueId};
+use gonets_types::ids::{DataKindId, MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::{Reply, ReplyKind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +100,120 @@ impl Session {
             ReplyKind::Stats => self.route(command).await.map(Reply::Stats),
             ReplyKind::AcceptedMany => self.route(command).await.map(Reply::AcceptedMany),
             ReplyKind::AckedMany => self.route(command).await.map(Reply::AckedMany),
+            ReplyKind::Upload | ReplyKind::Attachment | ReplyKind::AttachmentBytes => {
+                self.attachment_op(command).await
+            }
         }
+    }
+
+    /// An upload or read of the attachment store (ADR 0022), on its own
+    /// thread: never a shard's.
+    async fn attachment_op(&self, command: Command) -> Result<Reply, HubError> {
+        let store = &self.inner.mesh.attachments;
+        let me = self.inner.participant.as_str();
+        match command {
+            Command::UploadBegin { kind, size_bytes } => {
+                let size_bytes_max = self.attachment_bytes_max(&kind)?;
+                let state = store.begin(me, size_bytes, size_bytes_max).await?;
+                Ok(Reply::Upload(state))
+            }
+            Command::UploadChunk {
+                upload,
+                offset,
+                crc32c,
+                bytes,
+            } => store
+                .chunk(me, upload, offset, crc32c, bytes)
+                .await
+                .map(Reply::Upload),
+            Command::UploadStatus { upload } => store.status(me, upload).await.map(Reply::Upload),
+            Command::UploadFinish { upload, digest } => store
+                .finish(me, upload, digest)
+                .await
+                .map(Reply::Attachment),
+            Command::ReadAttachment {
+                digest,
+                offset,
+                bytes_max,
+            } => store
+                .read(me, digest, offset, bytes_max)
+                .await
+                .map(Reply::AttachmentBytes),
+            other => Err(HubError::Malformed(format!(
+                "not an attachment operation: {:?}",
+                other.reply_kind()
+            ))),
+        }
+    }
+
+    /// The largest attachment this participant may upload for `kind`: it
+    /// must be one of the kind's consumers, and the kind must take them.
+    fn attachment_bytes_max(&self, kind: &DataKindId) -> Result<u64, HubError> {
+        let me = &self.inner.participant;
+        let k = self
+            .inner
+            .mesh
+            .registry
+            .kind(kind)
+            .ok_or_else(|| HubError::UnknownDataKind(kind.to_string()))?;
+        if !k.consumers.contains(me) {
+            return Err(HubError::NotAuthorized(format!(
+                "{me} may not request {kind}"
+            )));
+        }
+        if k.attachment_bytes_max == 0 {
+            return Err(HubError::TooLarge {
+                size_bytes: 1,
+                size_bytes_max: 0,
+            });
+        }
+        Ok(k.attachment_bytes_max)
+    }
+
+    /// Before a request with attachments goes to its shard: each must be
+    /// this participant's upload, and its kind's provider may read it from
+    /// now until the request's retention ends. A request the shard will
+    /// refuse anyway (unknown kind, not a consumer of it) grants nothing.
+    async fn reference_attachments(&self, command: &Command) -> Result<(), HubError> {
+        let r = match command.unsigned() {
+            Command::SendRequest(r) | Command::Call(r) if !r.attachments.is_empty() => r,
+            _ => return Ok(()),
+        };
+        let me = &self.inner.participant;
+        let Some(kind) = self.inner.mesh.registry.kind(&r.kind) else {
+            return Ok(());
+        };
+        if !kind.consumers.contains(me) {
+            return Ok(());
+        }
+        gonets_types::check_attachment_refs(&r.attachments).map_err(HubError::Malformed)?;
+        let deadline_ms = r.expires_in_ms.unwrap_or(kind.deadline_ms);
+        self.inner
+            .mesh
+            .attachments
+            .reference(
+                me.as_str(),
+                &r.attachments,
+                kind.provider.as_str(),
+                deadline_ms,
+            )
+            .await
+    }
+
+    /// Runs an attachment operation (`UploadBegin`, `UploadChunk`,
+    /// `UploadStatus`: [`gonets_types::UploadState`]; `UploadFinish`:
+    /// [`gonets_types::AttachmentRef`]; `ReadAttachment`:
+    /// [`gonets_types::AttachmentBytes`]) and takes its reply's content.
+    pub async fn attachment<T: gonets_types::ReplyContent>(
+        &self,
+        command: Command,
+    ) -> Result<T, HubError> {
+        let reply = self.attachment_op(command).await?;
+        T::from_reply(reply).map_err(|kind| {
+            HubError::Unavailable(format!(
+                "internal: an attachment operation answered {kind:?}"
+            ))
+        })
     }
 
     /// The one routing function: sends `command` to the shard that owns its
@@ -114,6 +227,7 @@ impl Session {
             "an operation awaited as the wrong reply: {command:?}"
         );
         let (shard, reader) = self.destination(&mut command)?;
+        self.reference_attachments(&command).await?;
         let mesh = &self.inner.mesh;
         if mesh.stopped() {
             return Err(unavailable_shard(shard));

@@ -9,6 +9,9 @@ pub enum HubStartError {
     /// The configuration breaks a bound.
     #[error("invalid hub configuration: {0}")]
     Config(String),
+    /// The attachment store (DATA_DIR/attachments) did not open.
+    #[error("{0}")]
+    Attachments(String),
     /// The data directory could not be created or read.
     #[error("data directory {path}: {source}")]
     DataDir {

@@ -31,7 +31,7 @@ pub const REPLY_KINDS: [(ReplyKind, &str); REPLY_KIND_COUNT] = [
 /// Error codes a hub error is counted under, in index order: the wire's
 /// stable names (`gonets_proto::ErrorCode::name`; a test in `tests/`
 /// checks that they agree).
-pub const ERROR_CODE_COUNT: usize = 15;
+pub const ERROR_CODE_COUNT: usize = 19;
 /// The wire names of the hub's error codes, by counting index.
 pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
     "UNAUTHENTICATED",
@@ -49,6 +49,10 @@ pub const ERROR_CODES: [&str; ERROR_CODE_COUNT] = [
     "MALFORMED",
     "UNAVAILABLE",
     "BAD_SIGNATURE",
+    "BAD_CHUNK",
+    "WRONG_DIGEST",
+    "UPLOAD_OFFSET",
+    "UNKNOWN_UPLOAD",
 ];
 
 /// The counting index of a hub error's code (see [`ERROR_CODES`]).
@@ -69,6 +73,10 @@ pub fn error_code_index(e: &HubError) -> usize {
         HubError::Malformed(_) => 12,
         HubError::Unavailable(_) => 13,
         HubError::BadSignature(_) => 14,
+        HubError::BadChunk(_) => 15,
+        HubError::WrongDigest(_) => 16,
+        HubError::UploadOffset { .. } => 17,
+        HubError::UnknownUpload => 18,
     }
 }
 

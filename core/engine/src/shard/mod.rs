@@ -1437,6 +1437,14 @@ impl Shard {
             Command::Signed { signature, command } => {
                 self.signed(token, &caller, signature, *command)
             }
+            // Sessions serve these from the attachment store (ADR 0022).
+            Command::UploadBegin { .. }
+            | Command::UploadChunk { .. }
+            | Command::UploadStatus { .. }
+            | Command::UploadFinish { .. }
+            | Command::ReadAttachment { .. } => Err(HubError::Malformed(
+                "attachments are served by the attachment store, not a shard".into(),
+            )),
         };
         // `None`: the reply comes later (after a commit, a wait or an answer).
         match result {
@@ -1613,10 +1621,12 @@ impl Shard {
             // No digest or key is needed to know it is missing.
             return Err(gonets_trust::SignatureError::Missing.into());
         }
+        check_attachments(r, kind)?;
         let seal = Seal {
             digest: Digest([0; 32]), // set below, once the cheap rules hold
             signature: signature.cloned(),
             receipt_signature: None,
+            attachments: r.attachments.clone(),
         };
         let seal_bytes = crate::record::seal_bytes(&seal);
         let record_bytes = record_size::request_record_bytes(
@@ -2304,6 +2314,7 @@ impl Shard {
             digest,
             signature: signature.cloned(),
             receipt_signature,
+            attachments: Vec::new(),
         };
         let offset = self.emit(Record::Answer(AnswerRecord {
             id: answer_id,
@@ -2363,6 +2374,7 @@ impl Shard {
                     key_id: k.key_id().to_owned(),
                     bytes: Bytes::from_static(&[0; 64]),
                 }),
+            attachments: Vec::new(),
         });
         let record_bytes = record_size::answer_record_bytes(reason, payload_len, seal_bytes);
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
@@ -3069,6 +3081,25 @@ impl Shard {
 /// holds is far below 4 GiB (its records are at most 64 MiB).
 fn bytes_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// A request's attachments against its kind: how many, none empty or
+/// twice, none over the kind's `attachment_bytes_max` (ADR 0022). That the
+/// sender uploaded them was checked by its session at the attachment store
+/// before the request reached the shard.
+fn check_attachments(r: &NewRequest, kind: &crate::registry::DataKind) -> Result<(), HubError> {
+    gonets_types::check_attachment_refs(&r.attachments).map_err(HubError::Malformed)?;
+    match r
+        .attachments
+        .iter()
+        .find(|a| a.size_bytes > kind.attachment_bytes_max)
+    {
+        Some(a) => Err(HubError::TooLarge {
+            size_bytes: a.size_bytes,
+            size_bytes_max: kind.attachment_bytes_max,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A text field over [`crate::record::TEXT_BYTES_MAX`], named as on the wire.

@@ -86,6 +86,10 @@ mod tests {
                 bytes: Bytes::from(vec![2; 64]),
             }),
             receipt_signature: None,
+            attachments: vec![gonets_types::AttachmentRef {
+                digest: Digest([3; 32]),
+                size_bytes: 1 << 30,
+            }],
         };
         let cases = [
             (None, None, None),
@@ -140,6 +144,7 @@ mod tests {
                 key_id: "hub".into(),
                 bytes: Bytes::from(vec![2; 64]),
             }),
+            attachments: Vec::new(),
         };
         for (body, reason, len) in bodies {
             for seal in [None, Some(seal.clone())] {

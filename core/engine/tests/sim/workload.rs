@@ -912,6 +912,12 @@ impl World {
             // The model sees commands unsigned (`issue_to` wraps them for
             // the shard); a wrapper inside is not signable.
             Command::Signed { .. } => fail(HubError::Malformed(String::new())),
+            // Served by sessions from the attachment store, never a shard.
+            Command::UploadBegin { .. }
+            | Command::UploadChunk { .. }
+            | Command::UploadStatus { .. }
+            | Command::UploadFinish { .. }
+            | Command::ReadAttachment { .. } => fail(HubError::Malformed(String::new())),
             Command::QueueStats { queue } => {
                 let allowed = if p.roles.operator {
                     if queue.shard(self.n) == s {
@@ -2205,5 +2211,6 @@ fn unsigned_seal() -> Seal {
         digest: Digest::default(),
         signature: None,
         receipt_signature: None,
+        attachments: Vec::new(),
     }
 }

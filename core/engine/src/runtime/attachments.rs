@@ -1,0 +1,259 @@
+//! The hub's attachment store on a thread of its own (docs/adr/0022).
+//!
+//! Attachments are large (up to a GiB each) and their chunks are written
+//! and synced with plain blocking file calls; none of that may run on a
+//! shard's reactor (the hot-path rule) nor pass through a shard's log or
+//! memory. So one thread owns the [`AttachmentStore`] and runs the jobs
+//! sessions send it over a bounded channel, one at a time, in the order
+//! they came; between jobs, and at least every [`SWEEP_INTERVAL_MS`], it
+//! deletes abandoned uploads and attachments whose messages' retention
+//! ended. A session awaits a job's result on a channel of its own, so any
+//! runtime's task can use it without blocking its thread.
+
+use gonets_storage::{AttachmentError, AttachmentLimits, AttachmentStore, UploadId as StoreUpload};
+use gonets_types::{AttachmentBytes, AttachmentRef, Digest, HubError, UploadId, UploadState};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Jobs waiting for the store at most; a sender past it waits for room
+/// (back-pressure on uploaders, never an unbounded queue).
+pub const ATTACHMENT_JOBS_MAX: usize = 64;
+/// How often the store is swept for abandoned uploads and expired
+/// attachments, ms.
+pub const SWEEP_INTERVAL_MS: u64 = 60_000;
+
+/// A job for the store's thread: it runs on the store and sends its own
+/// result back.
+/// `Sync` too, so a future that waits to send one can be shared (an
+/// HTTP body streamed from pieces must be).
+type Job = Box<dyn FnOnce(&mut AttachmentStore) + Send + Sync>;
+
+/// The handle sessions use: cheap to clone, every call a job on the
+/// store's thread.
+#[derive(Clone, Debug)]
+pub struct Attachments {
+    jobs: flume::Sender<Job>,
+    /// How long past its deadline a message's attachments are kept: the
+    /// logs' retention (`ShardTuning::retention_ms`).
+    retention_ms: u64,
+}
+
+/// Hub time, ms since the Unix epoch.
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Attachments {
+    /// Opens (recovering) the store in `dir` and starts its thread.
+    pub fn start(dir: &Path, retention_ms: u64) -> Result<Attachments, String> {
+        let store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
+            .map_err(|e| format!("attachment store {}: {e}", dir.display()))?;
+        let (jobs, inbox) = flume::bounded::<Job>(ATTACHMENT_JOBS_MAX);
+        std::thread::Builder::new()
+            .name("gonets-attachments".into())
+            .spawn(move || serve(store, inbox))
+            .map_err(|e| format!("attachment store thread: {e}"))?;
+        Ok(Attachments { jobs, retention_ms })
+    }
+
+    /// Runs `job` on the store's thread and waits for its result.
+    async fn run<T: Send + Sync + 'static>(
+        &self,
+        job: impl FnOnce(&mut AttachmentStore) -> Result<T, AttachmentError> + Send + Sync + 'static,
+    ) -> Result<T, HubError> {
+        let (tx, rx) = flume::bounded(1);
+        let boxed: Job = Box::new(move |store| {
+            let _ = tx.send(job(store));
+        });
+        self.jobs.send_async(boxed).await.map_err(|_| stopped())?;
+        match rx.recv_async().await {
+            Ok(result) => result.map_err(hub_error),
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Starts an upload of `size_bytes` for `owner`, within `size_bytes_max`.
+    pub async fn begin(
+        &self,
+        owner: &str,
+        size_bytes: u64,
+        size_bytes_max: u64,
+    ) -> Result<UploadState, HubError> {
+        let owner = owner.to_owned();
+        self.run(move |s| s.begin(&owner, size_bytes, size_bytes_max, now_ms()))
+            .await
+            .map(state)
+    }
+
+    /// One chunk, durable when this returns.
+    pub async fn chunk(
+        &self,
+        owner: &str,
+        upload: UploadId,
+        offset: u64,
+        crc32c: u32,
+        bytes: bytes::Bytes,
+    ) -> Result<UploadState, HubError> {
+        let owner = owner.to_owned();
+        let id = StoreUpload(upload.0);
+        self.run(move |s| s.put_chunk(&owner, id, offset, &bytes, crc32c, now_ms()))
+            .await
+            .map(state)
+    }
+
+    /// Where `owner`'s upload stands.
+    pub async fn status(&self, owner: &str, upload: UploadId) -> Result<UploadState, HubError> {
+        let owner = owner.to_owned();
+        let id = StoreUpload(upload.0);
+        self.run(move |s| s.status(&owner, id)).await.map(state)
+    }
+
+    /// Checks the whole upload against `digest` and makes it an attachment.
+    pub async fn finish(
+        &self,
+        owner: &str,
+        upload: UploadId,
+        digest: Digest,
+    ) -> Result<AttachmentRef, HubError> {
+        let owner = owner.to_owned();
+        let id = StoreUpload(upload.0);
+        let blob = self
+            .run(move |s| s.finish(&owner, id, digest.0, now_ms()))
+            .await?;
+        Ok(AttachmentRef {
+            digest: Digest(blob.digest),
+            size_bytes: blob.size_bytes,
+        })
+    }
+
+    /// A request by `sender` carries `refs`, to be read by `reader`, and
+    /// lives until `deadline_ms` (then the logs' retention): each must be
+    /// `sender`'s upload of exactly that size (`NotFound` otherwise).
+    /// Durable before it returns, so the reader may read them as soon as
+    /// the request is delivered.
+    pub async fn reference(
+        &self,
+        sender: &str,
+        refs: &[AttachmentRef],
+        reader: &str,
+        deadline_ms: u64,
+    ) -> Result<(), HubError> {
+        let keep_until_ms = now_ms()
+            .saturating_add(deadline_ms)
+            .saturating_add(self.retention_ms);
+        let (sender, reader, refs) = (sender.to_owned(), reader.to_owned(), refs.to_vec());
+        self.run(move |s| {
+            for r in &refs {
+                s.reference(&sender, &r.digest.0, r.size_bytes, &reader, keep_until_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `bytes_max` bytes of attachment `digest` from `offset`, for
+    /// its uploader or a reader of a request that carries it.
+    pub async fn read(
+        &self,
+        caller: &str,
+        digest: Digest,
+        offset: u64,
+        bytes_max: u32,
+    ) -> Result<AttachmentBytes, HubError> {
+        let caller = caller.to_owned();
+        self.run(move |s| {
+            let blob = s.open_blob(&caller, &digest.0)?;
+            let size_bytes = blob.size_bytes();
+            let len = size_bytes.saturating_sub(offset).min(u64::from(bytes_max));
+            let mut buf = vec![0u8; usize::try_from(len).expect("at most CHUNK_BYTES_MAX")];
+            let got = blob.read_at(offset, &mut buf)?;
+            assert!(got <= buf.len());
+            buf.truncate(got);
+            Ok(AttachmentBytes {
+                size_bytes,
+                offset,
+                bytes: buf.into(),
+            })
+        })
+        .await
+    }
+}
+
+/// The store's thread: jobs in order, a sweep between them when due; ends
+/// when every handle is gone.
+fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Job>) {
+    let interval = Duration::from_millis(SWEEP_INTERVAL_MS);
+    let mut swept_at_ms = now_ms();
+    loop {
+        match inbox.recv_timeout(interval) {
+            Ok(job) => job(&mut store),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => return,
+        }
+        if now_ms().saturating_sub(swept_at_ms) >= SWEEP_INTERVAL_MS {
+            swept_at_ms = now_ms();
+            sweep(&mut store);
+        }
+    }
+}
+
+/// One sweep, logged when it removed anything.
+fn sweep(store: &mut AttachmentStore) {
+    match store.sweep(now_ms()) {
+        Ok(r) if r.uploads_abandoned + r.blobs_expired > 0 => tracing::info!(
+            uploads_abandoned = r.uploads_abandoned,
+            attachments_expired = r.blobs_expired,
+            bytes_freed = r.bytes_freed,
+            "attachment store swept"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "attachment store sweep failed"),
+    }
+}
+
+fn state(s: gonets_storage::UploadState) -> UploadState {
+    UploadState {
+        upload: UploadId(s.id.0),
+        size_bytes: s.size_bytes,
+        durable_bytes: s.durable_bytes,
+    }
+}
+
+fn stopped() -> HubError {
+    HubError::Unavailable("the attachment store stopped".into())
+}
+
+/// The store's errors as the vocabulary's (one wire code each).
+fn hub_error(e: AttachmentError) -> HubError {
+    use AttachmentError as A;
+    match e {
+        A::UnknownUpload { .. } => HubError::UnknownUpload,
+        A::TooLarge {
+            size_bytes,
+            size_bytes_max,
+        } => HubError::TooLarge {
+            size_bytes,
+            size_bytes_max,
+        },
+        A::Empty => HubError::Malformed("an attachment of 0 bytes".into()),
+        e @ (A::ChunkTooLarge { .. } | A::BadChunk { .. } | A::PastEnd { .. }) => {
+            HubError::BadChunk(e.to_string())
+        }
+        A::OffsetMismatch { durable_bytes, .. } | A::Incomplete { durable_bytes, .. } => {
+            HubError::UploadOffset { durable_bytes }
+        }
+        e @ A::WrongDigest { .. } => HubError::WrongDigest(e.to_string()),
+        A::NotFound => HubError::NotFound,
+        A::TooManyUploads { .. } => HubError::QuotaExceeded,
+        A::StorageFull => HubError::StorageFull,
+        e => HubError::Unavailable(format!("attachment store: {e}")),
+    }
+}
+
+/// Where a hub keeps its attachments: `DATA_DIR/attachments`.
+pub fn attachments_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("attachments")
+}
