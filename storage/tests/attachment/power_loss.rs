@@ -31,6 +31,8 @@ enum Milestone {
     Finished(usize),
     /// `reference` of the first blob for "carol" returned.
     Referenced,
+    /// `abort` of upload n returned.
+    Aborted(usize),
 }
 
 /// One upload of the workload.
@@ -38,6 +40,8 @@ struct Planned {
     owner: &'static str,
     id: UploadId,
     bytes: Vec<u8>,
+    /// Aborted after its one chunk.
+    aborts: bool,
 }
 
 struct Workload {
@@ -54,7 +58,8 @@ impl Workload {
 }
 
 /// alice uploads A and finishes it, gives it to carol; bob uploads the same
-/// bytes (content-addressed: joins the owners); alice uploads C, unfinished.
+/// bytes (content-addressed: joins the owners); alice uploads C, unfinished;
+/// dave sends a chunk of D and aborts.
 fn record_workload(live: &Path) -> Workload {
     let mut store = open(live);
     journal::start();
@@ -68,11 +73,13 @@ fn record_workload(live: &Path) -> Workload {
         ("alice", a.clone(), 1300, true),
         ("bob", a, 2200, true),
         ("alice", payload(2600, 32), 1700, false),
+        ("dave", payload(3000, 33), 1100, false),
     ];
     for (u, (owner, bytes, chunk, finish)) in plan.into_iter().enumerate() {
         let s = store.begin(owner, bytes.len() as u64, KIND_MAX, 0).unwrap();
         w.ack(Milestone::Begun(u));
-        for (i, piece) in bytes.chunks(chunk).enumerate() {
+        let sent = if u == 3 { chunk } else { bytes.len() };
+        for (i, piece) in bytes[..sent].chunks(chunk).enumerate() {
             let at = (i * chunk) as u64;
             let st = store
                 .put_chunk(owner, s.id, at, piece, crc32c::crc32c(piece), 0)
@@ -82,6 +89,10 @@ fn record_workload(live: &Path) -> Workload {
         if finish {
             store.finish(owner, s.id, digest(&bytes), 0).unwrap();
             w.ack(Milestone::Finished(u));
+        }
+        if u == 3 {
+            store.abort(owner, s.id).unwrap();
+            w.ack(Milestone::Aborted(u));
         }
         if u == 0 {
             store
@@ -93,6 +104,7 @@ fn record_workload(live: &Path) -> Workload {
             owner,
             id: s.id,
             bytes,
+            aborts: u == 3,
         });
     }
     w.events = journal::take();
@@ -344,8 +356,12 @@ fn check_upload(
                 "{at}: upload {u}"
             );
         }
+        // Gone: never begun, or a finish or (after its last chunk) an abort
+        // was in flight.
         Err(AttachmentError::UnknownUpload { .. }) => assert!(
-            !done.contains(&Milestone::Begun(u)) || owner_of_blob(),
+            !done.contains(&Milestone::Begun(u))
+                || owner_of_blob()
+                || (p.aborts && acked_bytes > 0),
             "{at}: acknowledged upload {u} lost"
         ),
         Err(e) => panic!("{at}: upload {u}: {e}"),
