@@ -78,17 +78,43 @@ pub(crate) fn open_ro(path: &Path) -> FileResult<File> {
     File::open(path).map_err(|e| fail(Step::Other, "open", path, e))
 }
 
-/// Writes all of `bytes` at `position` (not yet durable).
+/// An error when test fail point `name` is armed with a `return(S)` whose
+/// `S` occurs in `path` (so that tests running side by side, each in its
+/// own directory, do not trip each other); never outside the `failpoints`
+/// feature.
+fn injected(name: &str, path: &Path, errno: i32) -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    {
+        let armed = || -> Option<String> {
+            fail::fail_point!(name, |arg: Option<String>| arg);
+            None
+        };
+        if let Some(needle) = armed() {
+            if path.to_string_lossy().contains(needle.as_str()) {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
+    }
+    let _ = (name, path, errno);
+    Ok(())
+}
+
+/// Writes all of `bytes` at `position` (not yet durable). Fail point
+/// `attachment::write` (ENOSPC).
 pub(crate) fn write_at(file: &File, path: &Path, position: u64, bytes: &[u8]) -> FileResult<()> {
+    injected("attachment::write", path, libc::ENOSPC)
+        .map_err(|e| fail(Step::Other, "write", path, e))?;
     file.write_all_at(bytes, position)
         .map_err(|e| fail(Step::Other, "write", path, e))?;
     journal!(crate::journal::write(path, position, bytes));
     Ok(())
 }
 
-/// `fdatasync`: the file's bytes and the metadata to read them back are stable.
+/// `fdatasync`: the file's bytes and the metadata to read them back are
+/// stable. Fail point `attachment::fdatasync` (EIO).
 pub(crate) fn sync_data(file: &File, path: &Path) -> FileResult<()> {
-    file.sync_data()
+    injected("attachment::fdatasync", path, libc::EIO)
+        .and_then(|()| file.sync_data())
         .map_err(|e| fail(Step::Sync, "fdatasync", path, e))?;
     journal!(crate::journal::sync(path));
     Ok(())
