@@ -287,6 +287,122 @@ fn given_the_gateway_when_a_request_goes_through_then_send_fetch_answer_ack_and_
 }
 
 #[test]
+fn given_an_attachment_uploaded_over_http_when_a_request_carries_it_then_the_provider_streams_it_back(
+) {
+    let server = gateway_server(Mode::DevToken);
+    let g = server.gateway_addr();
+    // Text, so the test's little client can hold the response as a string.
+    let data: Vec<u8> = (0..(5 << 20) + 777)
+        .map(|i: usize| b"gonets attachment "[i % 18] ^ (((i >> 16) % 2) as u8))
+        .collect();
+    let begin = format!("/v1/kinds/{EGRUL}/attachments");
+    let size = format!("{{\"size_bytes\": {}}}", data.len());
+    let begun = http(g, Some("MFC"), "POST", &begin, &[], size.as_bytes());
+    assert_eq!(begun.status, 201, "{}", begun.body);
+    let upload = begun.json()["upload"].as_str().unwrap().to_string();
+    let chunk_at = |offset: usize, end: usize, crc: Option<u32>| {
+        let bytes = &data[offset..end];
+        let crc = format!("{:08x}", crc.unwrap_or_else(|| crc32c::crc32c(bytes)));
+        let path = format!("/v1/uploads/{upload}/chunks?offset={offset}");
+        http(
+            g,
+            Some("MFC"),
+            "POST",
+            &path,
+            &[("Gonets-Chunk-Crc32c", &crc)],
+            bytes,
+        )
+    };
+    let first = chunk_at(0, 4 << 20, None);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["durable_bytes"], 4 << 20);
+    // A bad CRC stores nothing; a gap says where to go on from.
+    let bad = chunk_at(4 << 20, data.len(), Some(7));
+    assert_eq!((bad.status, bad.problem_code()), (422, "BAD_CHUNK".into()));
+    let gap = chunk_at(5 << 20, data.len(), None);
+    assert_eq!(
+        (gap.status, gap.problem_code()),
+        (409, "UPLOAD_OFFSET".into())
+    );
+    assert_eq!(gap.json()["durable_bytes"], 4 << 20);
+    let status = http(
+        g,
+        Some("MFC"),
+        "GET",
+        &format!("/v1/uploads/{upload}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status.json()["durable_bytes"], 4 << 20, "{}", status.body);
+    assert_eq!(chunk_at(4 << 20, data.len(), None).status, 200);
+    let digest = blake3::hash(&data).to_hex().to_string();
+    let finish = format!("/v1/uploads/{upload}/finish");
+    let body = format!("{{\"digest\": \"{digest}\"}}");
+    let finished = http(g, Some("MFC"), "POST", &finish, &[], body.as_bytes());
+    assert_eq!(finished.status, 200, "{}", finished.body);
+    assert_eq!(finished.json()["digest"], digest.as_str());
+
+    let send = format!("/v1/kinds/{EGRUL}/requests");
+    let reference = format!("{digest}:{}", data.len());
+    let sent = http(
+        g,
+        Some("MFC"),
+        "POST",
+        &send,
+        &[("Gonets-Attachments", &reference)],
+        b"{}",
+    );
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let request = fetch_one(g, "FNS", &format!("requests/{EGRUL}"));
+    assert_eq!(
+        request["attachments"][0]["digest"],
+        digest.as_str(),
+        "{request}"
+    );
+    assert_eq!(request["attachments"][0]["size_bytes"], data.len());
+    let read = http(
+        g,
+        Some("FNS"),
+        "GET",
+        &format!("/v1/attachments/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(read.status, 200, "{}", read.head);
+    assert_eq!(read.header("content-length"), Some(data.len().to_string()));
+    assert!(
+        read.body.as_bytes() == data,
+        "the bytes streamed back are the bytes sent"
+    );
+    let rest = format!("/v1/attachments/{digest}?offset={}", 5 << 20);
+    let tail = http(g, Some("FNS"), "GET", &rest, &[], b"");
+    assert!(tail.body.as_bytes() == &data[5 << 20..]);
+    // A stranger cannot read it; a digest nobody sent is not found.
+    let mvd = http(
+        g,
+        Some("MVD"),
+        "GET",
+        &format!("/v1/attachments/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!((mvd.status, mvd.problem_code()), (404, "NOT_FOUND".into()));
+    let wrong = format!("{}:{}", "0".repeat(64), data.len());
+    let orphan = http(
+        g,
+        Some("MFC"),
+        "POST",
+        &send,
+        &[("Gonets-Attachments", &wrong)],
+        b"{}",
+    );
+    assert_eq!(
+        (orphan.status, orphan.problem_code()),
+        (404, "NOT_FOUND".into())
+    );
+}
+
+#[test]
 fn given_a_realtime_call_when_the_provider_answers_over_http_then_the_caller_gets_it() {
     let server = gateway_server(Mode::DevToken);
     let g = server.gateway_addr();

@@ -16,6 +16,10 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
 
+/// The largest offset taken, bytes (2^53 - 1: every JSON parser reads it
+/// exactly; attachments are far smaller).
+pub const OFFSET_MAX: u64 = (1 << 53) - 1;
+
 /// Header of a read: the attachment's whole size, bytes.
 pub const SIZE_BYTES: &str = "gonets-size-bytes";
 
@@ -24,7 +28,7 @@ pub(crate) fn begin(kind: &str, body: &[u8]) -> Result<Command, Problem> {
     let value = request::json_body(body)?;
     let size_bytes = value
         .get("size_bytes")
-        .and_then(Value::as_u64)
+        .and_then(request::whole_number)
         .ok_or_else(|| {
             Problem::malformed("the body needs \"size_bytes\": the attachment's size")
         })?;
@@ -49,14 +53,14 @@ pub(crate) fn chunk(
     }
     Ok(Command::UploadChunk {
         upload: upload_id(matched)?,
-        offset: query.number("offset", 0, u64::MAX, u64::MAX)?,
+        offset: query.number("offset", 0, OFFSET_MAX, u64::MAX)?,
         crc32c: request::chunk_crc32c(headers)?,
         bytes: body,
     })
     .and_then(required_offset)
 }
 
-/// The offset is required (its default above is out of every upload).
+/// The offset is required (its default above is past [`OFFSET_MAX`]).
 fn required_offset(c: Command) -> Result<Command, Problem> {
     match c {
         Command::UploadChunk {
@@ -107,7 +111,7 @@ pub(crate) async fn read(
     let text = matched.param("digest");
     let digest = Digest::from_hex(text)
         .ok_or_else(|| Problem::malformed(format!("digest {text:?}: expected 64 hex digits")))?;
-    let offset = query.number("offset", 0, u64::MAX, 0)?;
+    let offset = query.number("offset", 0, OFFSET_MAX, 0)?;
     let first: AttachmentBytes = session.attachment(piece(digest, offset)).await?;
     let size_bytes = first.size_bytes;
     let length = size_bytes.saturating_sub(offset);

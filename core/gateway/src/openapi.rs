@@ -123,7 +123,7 @@ fn parameters(route: &Route) -> Vec<Value> {
             ));
         }
         Op::UploadChunk => {
-            let offset = json!({ "type": "integer", "minimum": 0 });
+            let offset = json!({ "type": "integer", "minimum": 0, "maximum": crate::attachments::OFFSET_MAX });
             let mut p = query_param(
                 "offset",
                 offset,
@@ -131,17 +131,17 @@ fn parameters(route: &Route) -> Vec<Value> {
             );
             p["required"] = json!(true);
             out.push(p);
-            let crc = json!({ "type": "string", "pattern": "^[0-9]{1,10}$" });
+            let crc = json!({ "type": "string", "pattern": "^[0-9a-fA-F]{1,8}$" });
             let mut h = header_param(
                 CHUNK_CRC32C,
                 crc,
-                "The chunk's CRC-32C (Castagnoli), decimal",
+                "The chunk's CRC-32C (Castagnoli), in hex (up to 8 digits)",
             );
             h["required"] = json!(true);
             out.push(h);
         }
         Op::ReadAttachment => {
-            let offset = json!({ "type": "integer", "minimum": 0, "default": 0 });
+            let offset = json!({ "type": "integer", "minimum": 0, "maximum": crate::attachments::OFFSET_MAX, "default": 0 });
             out.push(query_param(
                 "offset",
                 offset,
@@ -196,7 +196,7 @@ fn send_headers() -> Vec<Value> {
         ),
         header_param(
             ATTACHMENTS,
-            json!({ "type": "string", "pattern": "^$|^[0-9a-fA-F]{64}:[0-9]{1,19}(,[0-9a-fA-F]{64}:[0-9]{1,19}){0,15}$" }),
+            json!({ "type": "string", "pattern": "^$|^[0-9a-fA-F]{64}:[1-9][0-9]{0,18}(,[0-9a-fA-F]{64}:[1-9][0-9]{0,18}){0,15}$" }),
             "Attachments uploaded before, DIGEST:SIZE each, comma separated (upload_finish gives them)",
         ),
         signature_header(),
@@ -343,7 +343,7 @@ fn schemas() -> Value {
         },
         "UploadBegin": {
             "type": "object", "required": ["size_bytes"],
-            "properties": { "size_bytes": { "type": "integer", "minimum": 1 } },
+            "properties": { "size_bytes": { "type": "integer", "minimum": 1, "maximum": crate::attachments::OFFSET_MAX } },
         },
         "UploadFinish": {
             "type": "object", "required": ["digest"],

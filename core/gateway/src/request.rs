@@ -33,7 +33,7 @@ pub const SIGNATURE: &str = "gonets-signature";
 /// Header: the attachments a request carries, `DIGEST:SIZE` each, comma
 /// separated (from `upload_finish`).
 pub const ATTACHMENTS: &str = "gonets-attachments";
-/// Header: an upload chunk's CRC-32C (Castagnoli), a decimal u32.
+/// Header: an upload chunk's CRC-32C (Castagnoli), in hex (1 to 8 digits).
 pub const CHUNK_CRC32C: &str = "gonets-chunk-crc32c";
 
 /// Standard base64 that takes any trailing bits (a signature's last
@@ -111,8 +111,9 @@ pub(crate) fn new_request(
     r.transaction = header_text(headers, TRANSACTION)?.map(str::to_owned);
     r.test = header_flag(headers, TEST)?;
     r.state_secret = header_flag(headers, STATE_SECRET)?;
+    // An empty header names none (the contract's pattern allows it).
     r.attachments = match header_text(headers, ATTACHMENTS)? {
-        None => Vec::new(),
+        None | Some("") => Vec::new(),
         Some(t) => attachment_refs(t)?,
     };
     r.expires_in_ms = match header_text(headers, EXPIRES_IN_MS)? {
@@ -158,11 +159,15 @@ pub(crate) fn chunk_crc32c(headers: &HeaderMap) -> Result<u32, Problem> {
             "header {CHUNK_CRC32C} is required: the chunk's CRC-32C"
         ))
     })?;
-    text.parse().map_err(|_| {
-        Problem::malformed(format!(
-            "header {CHUNK_CRC32C}: {text:?}, expected a decimal from 0 to 4294967295"
-        ))
-    })
+    let hex = (1..=8).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    u32::from_str_radix(text, 16)
+        .ok()
+        .filter(|_| hex)
+        .ok_or_else(|| {
+            Problem::malformed(format!(
+                "header {CHUNK_CRC32C}: {text:?}, expected up to 8 hex digits (the chunk's CRC-32C)"
+            ))
+        })
 }
 
 /// The sender's signature header, if any: `KEY_ID:BASE64`.
@@ -229,7 +234,7 @@ pub(crate) fn batch_item(kind: &str, index: usize, item: &Value) -> Result<NewRe
 }
 
 /// A JSON whole number as u64: JSON Schema's `integer` takes `5.0` too.
-fn whole_number(v: &Value) -> Option<u64> {
+pub(crate) fn whole_number(v: &Value) -> Option<u64> {
     v.as_u64().or_else(|| {
         let f = v.as_f64()?;
         // Exact below 2^53; larger whole floats are refused by the caller's bound.

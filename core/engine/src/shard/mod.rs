@@ -3083,8 +3083,8 @@ fn bytes_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-/// A request's attachments against its kind: how many, none empty or
-/// twice, none over the kind's `attachment_bytes_max` (ADR 0022). That the
+/// A request's attachments against its kind: how many, none empty,
+/// none over the kind's `attachment_bytes_max` (ADR 0022). That the
 /// sender uploaded them was checked by its session at the attachment store
 /// before the request reached the shard.
 fn check_attachments(r: &NewRequest, kind: &crate::registry::DataKind) -> Result<(), HubError> {
