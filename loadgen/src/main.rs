@@ -28,9 +28,9 @@ use std::time::Duration;
 #[command(
     name = "gonets-loadgen",
     version,
-    about = "gonets load generator: rt, bulk, mixed, backlog, recovery (open loop, thread per core)",
+    about = "gonets load generator: rt, bulk, mixed, backlog, recovery, attachment (open loop, thread per core)",
     args_override_self = true,
-    after_help = "Workloads: rt | bulk | mixed | backlog | recovery | limits | report | registry.\n\
+    after_help = "Workloads: rt | bulk | mixed | backlog | recovery | attachment | limits | report | registry.\n\
                   Examples:\n  gonets-loadgen rt --embedded --rate 5000 --duration 10\n  \
                   gonets-loadgen bulk --embedded --messages 200000\n  \
                   gonets-loadgen rt --in-process --rate 10000 --hub-cores 1 --cores 0\n  \
@@ -194,6 +194,10 @@ struct Args {
     /// recovery: GiB of log before the kill.
     #[arg(long, default_value_t = 1.0)]
     log_gib: f64,
+    /// attachment: MiB of the attachment uploaded (its connection dropped
+    /// halfway) and read back beside the rt calls.
+    #[arg(long, default_value_t = 1024)]
+    attachment_mib: u64,
 
     // find-max.
     /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
@@ -396,7 +400,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let workload = args
         .workload
         .clone()
-        .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, limits, report or registry")?;
+        .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, attachment, limits, report or registry")?;
     check_format(args, &workload)?;
     check_sign(args, &workload)?;
     check_via(args, &workload)?;
@@ -457,7 +461,7 @@ fn run(args: &Args) -> Result<bool, String> {
             println!("report: {}", out.display());
             return Ok(true);
         }
-        "rt" | "bulk" | "mixed" | "backlog" | "recovery" => {}
+        "rt" | "bulk" | "mixed" | "backlog" | "recovery" | "attachment" => {}
         other => return Err(format!("unknown workload {other:?} (try --help)")),
     }
     let cores = cores(args);
@@ -680,6 +684,12 @@ fn gonets_workload(
             target,
             &rt_params(args)?,
             &bulk_params(args, args.backlog, args.backlog_bytes)?,
+            cores,
+        ),
+        "attachment" => gonets_loadgen::gonets::attachment::attachment(
+            target,
+            &rt_params(args)?,
+            args.attachment_mib << 20,
             cores,
         ),
         "recovery" => workloads::recovery(

@@ -14,6 +14,7 @@ fn limits() -> AttachmentLimits {
     AttachmentLimits {
         chunk_bytes_max: 64 << 10,
         uploads_open_max: 8,
+        uploads_per_owner_max: 8,
         abandon_after_ms: 1_000,
         unreferenced_keep_ms: 10_000,
     }
@@ -640,6 +641,26 @@ fn given_64_mib_upload_in_4_mib_chunks_when_finished_then_round_trips() {
     }
     assert_eq!(at, 64 * MIB);
     assert_eq!(*hasher.finalize().as_bytes(), info.digest);
+}
+
+#[test]
+fn given_an_owner_at_its_upload_bound_when_it_begins_another_then_too_many_and_others_still_may() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lim = AttachmentLimits {
+        uploads_per_owner_max: 2,
+        ..limits()
+    };
+    let mut store = AttachmentStore::open(tmp.path(), lim, 0).unwrap();
+    for _ in 0..2 {
+        store.begin("alice", 10, KIND_MAX, 1).unwrap();
+    }
+    assert!(matches!(
+        store.begin("alice", 10, KIND_MAX, 1),
+        Err(AttachmentError::TooManyUploads { open_max: 2 })
+    ));
+    store
+        .begin("bob", 10, KIND_MAX, 1)
+        .expect("another owner's slots are its own");
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub fn stderr_progress(line: &str) {
     eprintln!("{line}");
 }
 
-fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> Run {
+pub(crate) fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> Run {
     let mut result = RunResult::new("gonets", workload);
     result
         .setup
@@ -64,7 +64,7 @@ fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> Run {
     }
 }
 
-fn note_rt(run: &mut Run, rt: &RtParams) {
+pub(crate) fn note_rt(run: &mut Run, rt: &RtParams) {
     let s = &mut run.result.setup;
     s.insert("request_bytes".into(), json!(rt.request_bytes));
     s.insert("answer_bytes".into(), json!(rt.answer_bytes));
@@ -86,7 +86,7 @@ fn note_bulk(run: &mut Run, b: &BulkParams) {
 }
 
 /// The rt phase of an outcome.
-fn rt_phase(name: &str, rt: &RtParams, o: &Outcome) -> (Phase, Recorder) {
+pub(crate) fn rt_phase(name: &str, rt: &RtParams, o: &Outcome) -> (Phase, Recorder) {
     let r = o.rt.as_ref().expect("the plan had an rt part");
     let mut p = Phase::new(name, rt.duration, r.issued, &r.rec);
     p.rate_offered = Some(rt.rate_per_s);

@@ -46,6 +46,9 @@ pub struct AttachmentLimits {
     pub chunk_bytes_max: u32,
     /// Uploads open at once, across all owners (default 1024).
     pub uploads_open_max: usize,
+    /// Uploads open at once by one owner (default 64), so one participant
+    /// cannot take every slot of [`AttachmentLimits::uploads_open_max`].
+    pub uploads_per_owner_max: usize,
     /// An upload untouched this long is deleted by `sweep` (default 24 h).
     pub abandon_after_ms: u64,
     /// A finished blob no message references is kept this long (default 24 h).
@@ -57,6 +60,7 @@ impl Default for AttachmentLimits {
         AttachmentLimits {
             chunk_bytes_max: CHUNK_BYTES_MAX_DEFAULT,
             uploads_open_max: 1024,
+            uploads_per_owner_max: 64,
             abandon_after_ms: 24 * 3600 * 1000,
             unreferenced_keep_ms: 24 * 3600 * 1000,
         }
@@ -70,8 +74,8 @@ impl AttachmentLimits {
                 "chunk_bytes_max {} not in 1..={CHUNK_BYTES_MAX_LIMIT}",
                 self.chunk_bytes_max
             )
-        } else if self.uploads_open_max == 0 {
-            "uploads_open_max is 0".to_string()
+        } else if self.uploads_open_max == 0 || self.uploads_per_owner_max == 0 {
+            "uploads_open_max and uploads_per_owner_max must be positive".to_string()
         } else {
             return Ok(());
         };
@@ -159,6 +163,13 @@ impl AttachmentStore {
         if self.uploads.len() >= self.limits.uploads_open_max {
             return Err(AttachmentError::TooManyUploads {
                 open_max: self.limits.uploads_open_max,
+            });
+        }
+        // Bounded by uploads_open_max.
+        let own = self.uploads.values().filter(|u| u.owner == owner).count();
+        if own >= self.limits.uploads_per_owner_max {
+            return Err(AttachmentError::TooManyUploads {
+                open_max: self.limits.uploads_per_owner_max,
             });
         }
         let id = self.fresh_id()?;

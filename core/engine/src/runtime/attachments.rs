@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Jobs waiting for the store at most; a sender past it waits for room
-/// (back-pressure on uploaders, never an unbounded queue).
-pub const ATTACHMENT_JOBS_MAX: usize = 64;
+/// (back-pressure on uploaders, never an unbounded queue). With chunks of
+/// at most 4 MiB this bounds the bytes queued for the store at 64 MiB.
+pub const ATTACHMENT_JOBS_MAX: usize = 16;
 /// How often the store is swept for abandoned uploads and expired
 /// attachments, ms.
 pub const SWEEP_INTERVAL_MS: u64 = 60_000;

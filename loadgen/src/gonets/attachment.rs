@@ -1,0 +1,245 @@
+//! `attachment` (issue 19 item 4): rt calls alone, then rt calls at the
+//! same rate while one consumer uploads a large attachment (1 GiB by
+//! default) with its connection dropped halfway, sends a request that
+//! carries it, and the kind's provider reads it back whole with its
+//! BLAKE3 digest checked. The rt tail beside the transfer is the figure;
+//! the transfer's own rates and the resume point are reported with it.
+
+use super::workloads::Run;
+use super::workloads::{new_run, note_rt, rt_phase, stderr_progress};
+use crate::gonets::conn::GonetsTarget;
+use crate::gonets::engine::{self, Plan};
+use crate::params::{Cores, RtParams};
+use crate::record::Recorder;
+use crate::registry;
+use crate::result::Phase;
+use gonets_client::glommio::Client;
+use gonets_types::{AttachmentRef, DataKindId, NewRequest, QueueId, CHUNK_BYTES_MAX};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// What the transfer did, timed.
+#[derive(Debug)]
+struct Transfer {
+    /// Upload, from the first chunk to the finish (the drop included).
+    upload: Duration,
+    /// Bytes the hub held durable when the upload went on after the drop.
+    resumed_at_bytes: u64,
+    /// The provider's read of the whole attachment, digest checked.
+    read: Duration,
+    /// From the upload's start to the read's end.
+    total: Duration,
+}
+
+/// Runs the workload.
+pub fn attachment(
+    target: &GonetsTarget,
+    rt: &RtParams,
+    bytes: u64,
+    cores: &Cores,
+) -> Result<Run, String> {
+    let mut run = new_run("attachment", target, cores);
+    note_rt(&mut run, rt);
+    run.result
+        .setup
+        .insert("attachment_bytes".into(), json!(bytes));
+    let alone = Plan {
+        label: "rt-alone".into(),
+        rt: Some(rt.clone()),
+        bulk: None,
+    };
+    let o = engine::run(target, &alone, cores, &mut stderr_progress)?;
+    let (alone_phase, rec) = rt_phase("rt-alone", rt, &o);
+    run.curves.push(("rt alone".into(), rec));
+    stderr_progress(&format!("attachment: making {} MiB", bytes >> 20));
+    let data = pattern(bytes);
+    let with = Plan {
+        label: "rt+attachment".into(),
+        ..alone
+    };
+    let t = target.clone();
+    let transfer = std::thread::spawn(move || run_local(move || transfer(t, data)));
+    let o = engine::run(target, &with, cores, &mut stderr_progress)?;
+    let transferred = transfer
+        .join()
+        .map_err(|_| "the attachment transfer panicked".to_string())??;
+    let (mut with_phase, rec) = rt_phase("rt-with-attachment", rt, &o);
+    run.curves.push(("rt beside the attachment".into(), rec));
+    compare(&mut with_phase, &alone_phase, &transferred, rt);
+    let transfer_phase = transfer_phase(bytes, &transferred);
+    run.result.push(alone_phase);
+    run.result.push(with_phase);
+    run.result.push(transfer_phase);
+    Ok(run)
+}
+
+/// The rt tail beside the transfer against rt alone, and whether the
+/// transfer ran within the measured rt window.
+fn compare(with: &mut Phase, alone: &Phase, t: &Transfer, rt: &RtParams) {
+    if let (Some(a), Some(w)) = (&alone.latency, &with.latency) {
+        with.extra.insert(
+            "p99_ratio_to_alone".into(),
+            json!(ratio(w.p99_us, a.p99_us)),
+        );
+        with.extra.insert(
+            "p999_ratio_to_alone".into(),
+            json!(ratio(w.p999_us, a.p999_us)),
+        );
+    }
+    let window = rt.warmup + rt.duration;
+    with.extra
+        .insert("transfer_within_rt_window".into(), json!(t.total <= window));
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    (a as f64 / b.max(1) as f64 * 1000.0).round() / 1000.0
+}
+
+/// The transfer as a phase of its own: one upload and one read.
+fn transfer_phase(bytes: u64, t: &Transfer) -> Phase {
+    let mut p = Phase::new("attachment-transfer", t.total, 1, &Recorder::new());
+    let mib = bytes as f64 / f64::from(1u32 << 20);
+    let rate = |d: Duration| (mib / d.as_secs_f64().max(1e-9) * 10.0).round() / 10.0;
+    p.ok = 1;
+    p.extra
+        .insert("upload_s".into(), json!(t.upload.as_secs_f64()));
+    p.extra
+        .insert("upload_mib_per_s".into(), json!(rate(t.upload)));
+    p.extra.insert("read_s".into(), json!(t.read.as_secs_f64()));
+    p.extra.insert("read_mib_per_s".into(), json!(rate(t.read)));
+    p.extra.insert("dropped_connections".into(), json!(1));
+    p.extra
+        .insert("resumed_at_bytes".into(), json!(t.resumed_at_bytes));
+    p.extra.insert("digest_verified".into(), json!(true));
+    p
+}
+
+/// `len` bytes of a cheap pseudo-random pattern (xorshift), so no two
+/// chunks are alike.
+fn pattern(len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(usize::try_from(len).expect("fits memory"));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    // Bounded by `len`.
+    while (out.len() as u64) < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let take = (len - out.len() as u64).min(8) as usize;
+        out.extend_from_slice(&x.to_le_bytes()[..take]);
+    }
+    out
+}
+
+/// Upload with a drop halfway, a request carrying it, the provider's read.
+async fn transfer(target: GonetsTarget, data: Vec<u8>) -> Result<Transfer, String> {
+    let kind = DataKindId::new(&registry::bulk_kind(0));
+    let consumer = registry::consumer(0);
+    let c = Client::connect(target.client_config(&consumer)?)
+        .await
+        .map_err(|e| format!("{consumer}: {e}"))?;
+    let started = Instant::now();
+    let reference = upload_with_drop(&c, &kind, &data).await?;
+    let upload = started.elapsed();
+    let mut request = NewRequest::new(kind.as_str(), "an attached case file");
+    request.attachments = vec![reference.0];
+    c.send_request(request)
+        .await
+        .map_err(|e| format!("send with the attachment: {e}"))?;
+    let read_started = Instant::now();
+    read_back(&target, &kind, &reference.0, &data).await?;
+    Ok(Transfer {
+        upload,
+        resumed_at_bytes: reference.1,
+        read: read_started.elapsed(),
+        total: started.elapsed(),
+    })
+}
+
+/// Uploads `data` in the largest chunks, drops the connection once half is
+/// durable, and goes on from where the hub says; the reference and the
+/// bytes it resumed at.
+async fn upload_with_drop(
+    c: &Client,
+    kind: &DataKindId,
+    data: &[u8],
+) -> Result<(AttachmentRef, u64), String> {
+    let fail = |what: &str, e: gonets_client::ClientError| format!("upload {what}: {e}");
+    let mut state = c
+        .upload_begin(kind, data.len() as u64)
+        .await
+        .map_err(|e| fail("begin", e))?;
+    let half = data.len() as u64 / 2;
+    let chunk = CHUNK_BYTES_MAX as u64;
+    // Bounded: each round moves durable_bytes on by a chunk.
+    while state.durable_bytes < half {
+        let at = state.durable_bytes as usize;
+        let end = (state.durable_bytes + chunk).min(data.len() as u64) as usize;
+        let bytes = bytes::Bytes::copy_from_slice(&data[at..end]);
+        state = c
+            .upload_chunk(state.upload, state.durable_bytes, bytes)
+            .await
+            .map_err(|e| fail("chunk", e))?;
+    }
+    stderr_progress(&format!(
+        "attachment: {} MiB durable; dropping the connection",
+        state.durable_bytes >> 20
+    ));
+    c.disconnect();
+    let state = c
+        .upload_status(state.upload)
+        .await
+        .map_err(|e| fail("status after the drop", e))?;
+    let resumed_at = state.durable_bytes;
+    let reference = c
+        .upload_rest(state, data, CHUNK_BYTES_MAX)
+        .await
+        .map_err(|e| fail("rest", e))?;
+    Ok((reference, resumed_at))
+}
+
+/// The provider fetches the request, reads the attachment whole (digest
+/// checked by the client) and compares it with what was sent.
+async fn read_back(
+    target: &GonetsTarget,
+    kind: &DataKindId,
+    reference: &AttachmentRef,
+    data: &[u8],
+) -> Result<(), String> {
+    let provider = registry::provider(0);
+    let p = Client::connect(target.client_config(&provider)?)
+        .await
+        .map_err(|e| format!("{provider}: {e}"))?;
+    let queue = QueueId::Requests(kind.clone());
+    let got = p
+        .fetch(&queue, 16, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("fetch: {e}"))?;
+    let m = got
+        .iter()
+        .find(|m| m.attachments.first() == Some(reference))
+        .ok_or("the request with the attachment was not delivered within 10 s")?;
+    let mut at = 0usize;
+    let mut same = true;
+    p.read_attachment_to(reference, |piece| {
+        same &= data.get(at..at + piece.len()) == Some(piece);
+        at += piece.len();
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("read back: {e}"))?;
+    if !same || at != data.len() {
+        return Err(format!("read back {at} bytes that differ from those sent"));
+    }
+    p.ack(m).await.map_err(|e| format!("ack: {e}"))?;
+    Ok(())
+}
+
+/// Runs `f` on a one-off glommio executor on this thread.
+fn run_local<T: Send + 'static, F: std::future::Future<Output = Result<T, String>> + 'static>(
+    f: impl FnOnce() -> F,
+) -> Result<T, String> {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .map_err(|e| format!("cannot start a glommio executor: {e}"))?
+        .run(f())
+}
