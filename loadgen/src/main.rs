@@ -198,6 +198,10 @@ struct Args {
     /// halfway) and read back beside the rt calls.
     #[arg(long, default_value_t = 1024)]
     attachment_mib: u64,
+    /// The embedded hub's pace of attachment chunk writes, MiB/s
+    /// (`[attachments] write_mib_per_s`; 0: unpaced; absent: the hub's default).
+    #[arg(long)]
+    attachment_write_mib_per_s: Option<u64>,
 
     // find-max.
     /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
@@ -612,7 +616,10 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
 fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let sections = commit_section(args.segment_mib, args.commit_batch_kib);
+    let mut sections = commit_section(args.segment_mib, args.commit_batch_kib);
+    if let Some(mib) = args.attachment_write_mib_per_s {
+        sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
+    }
     eprintln!("starting an embedded hub in {} ...", data_dir.display());
     EmbeddedHub::start(HubSpec {
         data_dir,

@@ -65,6 +65,9 @@ pub struct ConfigFile {
     /// Provider monitoring, operator events and SLA collection.
     #[serde(default)]
     pub monitor: MonitorSection,
+    /// The attachment store (docs/operations.md, "Attachments").
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
     /// The operator API's address (default `127.0.0.1:7480`), or `"none"`
     /// for no operator API; read by `gonets serve` (crate `gonets-operator`).
     pub operator_listen: Option<String>,
@@ -79,6 +82,14 @@ pub struct ConfigFile {
     /// Most time between two signed anchors of a shard's chain head while
     /// records are written, ms (default 10,000; 0: only after snapshots).
     pub anchor_interval_ms: Option<u64>,
+}
+
+/// `[attachments]` (docs/operations.md, "Attachments").
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentsSection {
+    /// How fast uploaded chunks are written, MiB a second (0: unpaced).
+    pub write_mib_per_s: Option<u64>,
 }
 
 /// `[monitor]` (docs/operations.md, "Provider monitoring"). The operator
@@ -293,6 +304,9 @@ impl ConfigFile {
         }
         if let Some(ms) = self.monitor.provider_unreachable_after_ms {
             hub.shard.provider_unreachable_after_ms = ms;
+        }
+        if let Some(mib) = self.attachments.write_mib_per_s {
+            hub.attachment_write_bytes_per_s = mib.saturating_mul(1 << 20);
         }
         hub.hub_key = Some(self.hub_key(data_dir)?);
         if let Some(ms) = self.anchor_interval_ms {

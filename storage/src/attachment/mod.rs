@@ -290,7 +290,7 @@ impl AttachmentStore {
         let record = upload::encode_record(offset, bytes.len() as u32, crc);
         let r = files::open_rw(&paths.data)
             .and_then(|data| {
-                files::write_at(&data, &paths.data, offset, bytes)?;
+                files::write_trickled(&data, &paths.data, offset, bytes)?;
                 files::sync_data(&data, &paths.data)
             })
             .and_then(|()| files::open_rw(&paths.chunks))

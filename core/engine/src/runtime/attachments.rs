@@ -13,7 +13,7 @@
 use gonets_storage::{AttachmentError, AttachmentLimits, AttachmentStore, UploadId as StoreUpload};
 use gonets_types::{AttachmentBytes, AttachmentRef, Digest, HubError, UploadId, UploadState};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Jobs waiting for the store at most; a sender past it waits for room
 /// (back-pressure on uploaders, never an unbounded queue). With chunks of
@@ -24,10 +24,16 @@ pub const ATTACHMENT_JOBS_MAX: usize = 16;
 pub const SWEEP_INTERVAL_MS: u64 = 60_000;
 
 /// A job for the store's thread: it runs on the store and sends its own
-/// result back.
-/// `Sync` too, so a future that waits to send one can be shared (an
-/// HTTP body streamed from pieces must be).
-type Job = Box<dyn FnOnce(&mut AttachmentStore) + Send + Sync>;
+/// result back. `Sync` too, so a future that waits to send one can be
+/// shared (an HTTP body streamed from pieces must be).
+type Run = Box<dyn FnOnce(&mut AttachmentStore) + Send + Sync>;
+
+/// A job and the bytes it writes (a chunk's; 0 for the rest), which the
+/// store's pace counts.
+struct Job {
+    run: Run,
+    write_bytes: u64,
+}
 
 /// The handle sessions use: cheap to clone, every call a job on the
 /// store's thread.
@@ -37,6 +43,17 @@ pub struct Attachments {
     /// How long past its deadline a message's attachments are kept: the
     /// logs' retention (`ShardTuning::retention_ms`).
     retention_ms: u64,
+}
+
+/// How fast the store may write chunks, bytes a second (0: as fast as the
+/// disk takes them). Every `fdatasync` of a shard's log flushes the
+/// device's cache, which on a virtual disk holds whatever the store wrote
+/// since the last one: unpaced, a gigabyte upload made rt commits wait for
+/// megabytes each (bench/RESULTS.md, "Issue 19: attachments").
+#[derive(Clone, Copy, Debug)]
+pub struct WritePace {
+    /// Bytes a second, 0 for no pace.
+    pub bytes_per_s: u64,
 }
 
 /// Hub time, ms since the Unix epoch.
@@ -49,13 +66,13 @@ fn now_ms() -> u64 {
 
 impl Attachments {
     /// Opens (recovering) the store in `dir` and starts its thread.
-    pub fn start(dir: &Path, retention_ms: u64) -> Result<Attachments, String> {
+    pub fn start(dir: &Path, retention_ms: u64, pace: WritePace) -> Result<Attachments, String> {
         let store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
             .map_err(|e| format!("attachment store {}: {e}", dir.display()))?;
         let (jobs, inbox) = flume::bounded::<Job>(ATTACHMENT_JOBS_MAX);
         std::thread::Builder::new()
             .name("gonets-attachments".into())
-            .spawn(move || serve(store, inbox))
+            .spawn(move || serve(store, inbox, pace))
             .map_err(|e| format!("attachment store thread: {e}"))?;
         Ok(Attachments { jobs, retention_ms })
     }
@@ -65,11 +82,21 @@ impl Attachments {
         &self,
         job: impl FnOnce(&mut AttachmentStore) -> Result<T, AttachmentError> + Send + Sync + 'static,
     ) -> Result<T, HubError> {
+        self.run_writing(0, job).await
+    }
+
+    /// [`Attachments::run`] of a job that writes `write_bytes`.
+    async fn run_writing<T: Send + Sync + 'static>(
+        &self,
+        write_bytes: u64,
+        job: impl FnOnce(&mut AttachmentStore) -> Result<T, AttachmentError> + Send + Sync + 'static,
+    ) -> Result<T, HubError> {
         let (tx, rx) = flume::bounded(1);
-        let boxed: Job = Box::new(move |store| {
+        let run: Run = Box::new(move |store| {
             let _ = tx.send(job(store));
         });
-        self.jobs.send_async(boxed).await.map_err(|_| stopped())?;
+        let job = Job { run, write_bytes };
+        self.jobs.send_async(job).await.map_err(|_| stopped())?;
         match rx.recv_async().await {
             Ok(result) => result.map_err(hub_error),
             Err(_) => Err(stopped()),
@@ -100,9 +127,12 @@ impl Attachments {
     ) -> Result<UploadState, HubError> {
         let owner = owner.to_owned();
         let id = StoreUpload(upload.0);
-        self.run(move |s| s.put_chunk(&owner, id, offset, &bytes, crc32c, now_ms()))
-            .await
-            .map(state)
+        let write_bytes = bytes.len() as u64;
+        self.run_writing(write_bytes, move |s| {
+            s.put_chunk(&owner, id, offset, &bytes, crc32c, now_ms())
+        })
+        .await
+        .map(state)
     }
 
     /// Where `owner`'s upload stands.
@@ -185,12 +215,17 @@ impl Attachments {
 
 /// The store's thread: jobs in order, a sweep between them when due; ends
 /// when every handle is gone.
-fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Job>) {
+fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Job>, pace: WritePace) {
+    lower_priority();
     let interval = Duration::from_millis(SWEEP_INTERVAL_MS);
     let mut swept_at_ms = now_ms();
+    let mut next_write_at = Instant::now();
     loop {
         match inbox.recv_timeout(interval) {
-            Ok(job) => job(&mut store),
+            Ok(job) => {
+                paced(&mut next_write_at, job.write_bytes, pace);
+                (job.run)(&mut store)
+            }
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => return,
         }
@@ -199,6 +234,57 @@ fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Job>) {
             sweep(&mut store);
         }
     }
+}
+
+/// CPU nice the store's thread takes: below the shards' (0), so hashing a
+/// gigabyte never takes a core from a shard that shares it.
+const NICE: i32 = 10;
+/// I/O priority the store's thread takes (`ioprio_set`): this class and
+/// level, so the block layer's scheduler (mq-deadline, bfq) serves the
+/// shards' log writes first (docs/adr/0022).
+const IOPRIO: libc::c_long = IOPRIO_CLASS << 13 | IOPRIO_LEVEL;
+const IOPRIO_CLASS: libc::c_long = 3;
+const IOPRIO_LEVEL: libc::c_long = 0;
+/// `ioprio_set`'s "which": one thread.
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
+/// Background work yields to the real-time path: a lower CPU and I/O
+/// priority for this thread (a failure is logged; the store still works).
+fn lower_priority() {
+    // SAFETY: plain system calls naming this thread by its own id.
+    let (cpu, io) = unsafe {
+        let tid = libc::gettid();
+        let cpu = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
+        let io = libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            tid as libc::c_long,
+            IOPRIO,
+        );
+        (cpu, io)
+    };
+    if cpu != 0 || io != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "attachment store: cannot lower its thread's priority; uploads compete with the shards"
+        );
+    }
+}
+
+/// Waits until a write of `bytes` fits `pace`: writes go out evenly, each
+/// `bytes / bytes_per_s` after the one before (no burst builds up while
+/// the store is idle).
+fn paced(next_write_at: &mut Instant, bytes: u64, pace: WritePace) {
+    if bytes == 0 || pace.bytes_per_s == 0 {
+        return;
+    }
+    let now = Instant::now();
+    let start = (*next_write_at).max(now);
+    if start > now {
+        std::thread::sleep(start - now);
+    }
+    let spacing_s = bytes as f64 / pace.bytes_per_s as f64;
+    *next_write_at = start + Duration::from_secs_f64(spacing_s);
 }
 
 /// One sweep, logged when it removed anything.

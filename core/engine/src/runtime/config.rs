@@ -64,6 +64,9 @@ pub struct ShardTuning {
     pub provider_unreachable_after_ms: u64,
 }
 
+/// Default pace of the attachment store's chunk writes, bytes a second.
+pub const ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT: u64 = 0;
+
 /// Default retention period of the shard logs: production's, 7 days.
 pub const RETENTION_MS_DEFAULT: u64 = RETENTION_MS_PRODUCTION;
 
@@ -155,6 +158,9 @@ pub struct HubConfig {
     pub outbox_messages_max: usize,
     /// Most credits a subscription may hold at once; also its push buffer's size.
     pub subscription_credits_max: u32,
+    /// How fast the attachment store writes uploaded chunks, bytes a
+    /// second (0: as fast as the disk takes them; docs/adr/0022).
+    pub attachment_write_bytes_per_s: u64,
     /// Memory each executor registers with io_uring, bytes; `None` sizes it
     /// from the log settings (its batch buffers), which keeps it modest.
     pub io_memory_bytes: Option<usize>,
@@ -192,6 +198,7 @@ impl HubConfig {
             bulk_unwritten_bytes_max: BULK_UNWRITTEN_BYTES_MAX_DEFAULT,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
+            attachment_write_bytes_per_s: ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT,
             io_memory_bytes: None,
             drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
             drop_wait_ms: DROP_WAIT_MS_DEFAULT,

@@ -373,6 +373,9 @@ impl Hub {
         let attachments = crate::runtime::attachments::Attachments::start(
             &crate::runtime::attachments::attachments_dir(&config.data_dir),
             config.shard.retention_ms,
+            crate::runtime::attachments::WritePace {
+                bytes_per_s: config.attachment_write_bytes_per_s,
+            },
         )
         .map_err(HubStartError::Attachments)?;
         let (mesh, receivers) = build_mesh(&config, attachments);
