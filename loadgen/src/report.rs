@@ -216,6 +216,9 @@ fn write_targets(s: &mut String, r: &Results) {
     write_format_cost(s, r);
     write_rt_signature_cost(s, r);
     write_rt_gateway_cost(s, r);
+    if let Some(a) = r.runs.get("gonets-attachment") {
+        write_attachment_target(s, a);
+    }
     if let Some(m) = r.runs.get("gonets-mixed") {
         write_mixed_target(s, m);
     }
@@ -413,15 +416,19 @@ fn write_format_cost(s: &mut String, r: &Results) {
     let variants = [
         (
             "gonets-bulk-schema",
-            "every payload checked against a JSON Schema (agency record)",
+            "every payload checked against a JSON Schema (agency record; issue 18)",
         ),
         (
             "gonets-bulk-signed",
-            "every batch signed by its sender (Ed25519, once a batch) and checked",
+            "every batch signed by its sender (Ed25519, once a batch) and checked; issue 18",
         ),
         (
             "gonets-bulk-signed-schema",
-            "signed batches and every payload checked against a JSON Schema",
+            "signed batches and every payload checked against a JSON Schema; issue 18",
+        ),
+        (
+            "gonets-bulk-http",
+            "through the HTTP gateway (JSON batches, payloads in base64; issue 19)",
         ),
     ];
     for (series, what) in variants {
@@ -443,7 +450,7 @@ fn write_bulk_cost(s: &mut String, r: &Results, series: &str, what: &str) {
     let extra = cpu_with.zip(cpu_without).map(|(w, o)| w - o);
     let _ = writeln!(
         s,
-        "| bulk 4 KiB batched, {what} (issue 18, cost reported) | {} msg/s drained; hub CPU {} µs a message | {} µs a message more than without ({} msg/s drained) | — | cost: {} of the rate without |",
+        "| bulk 4 KiB batched, {what} (cost reported) | {} msg/s drained; hub CPU {} µs a message | {} µs a message more than without ({} msg/s drained) | — | cost: {} of the rate without |",
         count(of(&with, &["extra", "drained_per_s"])),
         cpu_with.map_or("—".into(), |c| format!("{c:.1}")),
         extra.map_or("—".into(), |e| format!("{e:.1}")),
@@ -524,6 +531,33 @@ fn write_rt_cost(s: &mut String, r: &Results, row: &RtCostRow) {
 }
 
 /// mixed: rt p99.9 with bulk flat out ≤ 2 × without.
+/// Issue 19 item 4: rt p99 beside an attachment's transfer (its upload
+/// cut once and resumed, its provider's read checked) against rt alone,
+/// with the transfer's own figures. Kept: within 20 % of alone.
+fn write_attachment_target(s: &mut String, a: &Value) {
+    let p99 = |name: &str| phase(a, name).and_then(|p| num(p, &["latency", "p99_us"]));
+    let (alone, with) = (p99("rt-alone"), p99("rt-with-attachment"));
+    let t = phase(a, "attachment-transfer");
+    let x = |k: &str| t.and_then(|p| num(p, &["extra", k]));
+    let mib = num(a, &["setup", "attachment_bytes"]).map(|b| b / 1048576.0);
+    let verified = t.is_some_and(|p| p["extra"]["digest_verified"] == true);
+    let _ = writeln!(
+        s,
+        "| rt p99 beside a {:.0} MiB attachment (dropped connection, resumed) ≤ 1.2 × alone (issue 19) | {} beside vs {} alone | upload {} MiB/s (resumed at {} MiB), read {} MiB/s, digest {} | — | {} |",
+        mib.unwrap_or(0.0),
+        ms(with),
+        ms(alone),
+        x("upload_mib_per_s").map_or("—".into(), |v| format!("{v:.0}")),
+        x("resumed_at_bytes").map_or("—".into(), |v| format!("{:.0}", v / 1048576.0)),
+        x("read_mib_per_s").map_or("—".into(), |v| format!("{v:.0}")),
+        if verified { "verified" } else { "NOT verified" },
+        verdict(
+            alone.zip(with).map(|(a, w)| verified && w <= 1.2 * a),
+            &ratio(with, alone)
+        ),
+    );
+}
+
 fn write_mixed_target(s: &mut String, m: &Value) {
     let alone = phase(m, "rt-alone").and_then(|p| num(p, &["latency", "p999_us"]));
     let with = phase(m, "rt-with-bulk").and_then(|p| num(p, &["latency", "p999_us"]));
@@ -854,6 +888,33 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("cost: 250.0 µs a call"), "{s}");
+    }
+
+    #[test]
+    fn given_an_attachment_run_when_rendered_then_the_rt_tail_beside_it_and_the_transfer() {
+        let rt = |name: &str, p99: f64| serde_json::json!({"name": name, "latency": {"count": 10, "p99_us": p99}});
+        let run = |p99_with: f64, verified: bool| {
+            serde_json::json!({"setup": {"attachment_bytes": 1073741824u64},
+                "phases": [rt("rt-alone", 4000.0), rt("rt-with-attachment", p99_with),
+                    {"name": "attachment-transfer", "extra": {"upload_mib_per_s": 140.7,
+                        "read_mib_per_s": 838.8, "resumed_at_bytes": 536870912u64,
+                        "digest_verified": verified}}]})
+        };
+        let mut s = String::new();
+        write_attachment_target(&mut s, &run(10_000.0, true));
+        assert!(s.contains("1024 MiB attachment"), "{s}");
+        assert!(s.contains("10.00 ms beside vs 4.00 ms alone"), "{s}");
+        assert!(
+            s.contains("upload 141 MiB/s (resumed at 512 MiB), read 839 MiB/s, digest verified"),
+            "{s}"
+        );
+        assert!(s.contains("missed"), "{s}");
+        let mut s = String::new();
+        write_attachment_target(&mut s, &run(4_400.0, true));
+        assert!(s.contains("met"), "{s}");
+        let mut s = String::new();
+        write_attachment_target(&mut s, &run(4_000.0, false));
+        assert!(s.contains("NOT verified") && s.contains("missed"), "{s}");
     }
 
     #[test]
