@@ -157,7 +157,32 @@ impl<R: Runtime> Client<R> {
             &mut buf,
         )?;
         let digest = Digest(*hasher.finalize().as_bytes());
-        self.upload_finish(state.upload, digest).await
+        self.finish_once(state, digest).await
+    }
+
+    /// Finishes an upload whose every byte is durable. A finish whose
+    /// reply was lost may have made the attachment already (the upload is
+    /// then gone): one more try, and if the hub no longer knows the upload,
+    /// a one-byte read tells whether the attachment exists.
+    async fn finish_once(
+        &self,
+        state: UploadState,
+        digest: Digest,
+    ) -> Result<AttachmentRef, ClientError> {
+        let lost = match self.upload_finish(state.upload, digest).await {
+            Err(e) if resumable(&e) => e,
+            done => return done,
+        };
+        match self.upload_finish(state.upload, digest).await {
+            Err(ClientError::Hub(HubError::UnknownUpload)) => {
+                self.read_attachment(digest, 0, 1).await.map_err(|_| lost)?;
+                Ok(AttachmentRef {
+                    digest,
+                    size_bytes: state.size_bytes,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Up to `bytes_max` bytes of attachment `digest` from `offset`.

@@ -198,6 +198,7 @@ impl Attachments {
         self.run(move |s| {
             let blob = s.open_blob(&caller, &digest.0)?;
             let size_bytes = blob.size_bytes();
+            let bytes_max = bytes_max.min(gonets_types::CHUNK_BYTES_MAX);
             let len = size_bytes.saturating_sub(offset).min(u64::from(bytes_max));
             let mut buf = vec![0u8; usize::try_from(len).expect("at most CHUNK_BYTES_MAX")];
             let got = blob.read_at(offset, &mut buf)?;
