@@ -178,6 +178,7 @@ impl Rig {
             let response = Command::SendResponse {
                 request_id,
                 payload: self.answer_payload.clone(),
+                attachments: Vec::new(),
             };
             self.command(self.provider.clone(), response);
             self.assert_no_error();

@@ -63,11 +63,18 @@ pub fn signed_request(sender: &ParticipantId, r: NewRequest) -> Command {
 
 /// `sender`'s data answer to `request_id`, signed.
 pub fn signed_response(sender: &ParticipantId, request_id: MessageId, payload: String) -> Command {
-    let digest = answer_digest(sender, request_id, &AnswerBody::Data, payload.as_bytes());
+    let digest = answer_digest(
+        sender,
+        request_id,
+        &AnswerBody::Data,
+        payload.as_bytes(),
+        &[],
+    );
     let signature = sign_digest(&key_of(sender.as_str()), KEY_ID, &digest);
     Command::SendResponse {
         request_id,
         payload: payload.into(),
+        attachments: Vec::new(),
     }
     .signed(signature)
 }
@@ -83,7 +90,7 @@ pub fn signed_refusal(
         code,
         reason: reason.clone(),
     };
-    let digest = answer_digest(sender, request_id, &body, &[]);
+    let digest = answer_digest(sender, request_id, &body, &[], &[]);
     let signature = sign_digest(&key_of(sender.as_str()), KEY_ID, &digest);
     Command::SendRefusal {
         request_id,

@@ -5,18 +5,24 @@
 //! bytes the hub holds durable, and reaches the provider by reference
 //! with its digest checked; every bad chunk, wrong digest, over-limit,
 //! stranger and unknown upload gets its typed error, and nothing of a
-//! refused upload becomes readable.
+//! refused upload becomes readable. A provider's answer carries
+//! attachments the same way, to the request's consumer alone, on the
+//! asynchronous path and on a real-time call.
 //!
 //! Needs the `gonets` binary (`cargo build -p gonets --bin gonets`).
 
+use gonets_client::glommio::Client;
 use gonets_client::ClientError;
 use gonets_tests::net::{bounded, fetch_n, run_local, ServerProcess};
 use gonets_types::{
-    AttachmentRef, Command, DataKindId, Digest, HubError, NewRequest, QueueId, UploadState,
+    AttachmentRef, Command, DataKindId, Digest, HubError, NewRequest, ParticipantId, QueueId,
+    UploadState,
 };
 use std::time::Duration;
 
 const EGRUL: &str = "urn:gonets:fns:egrul-extract:1";
+/// A real-time kind (2 s), provided by MVD.
+const PASSPORT: &str = "urn:gonets:mvd:passport-validity:1";
 /// Bound of one operation (a chunk is synced before its reply).
 const OP: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
@@ -196,7 +202,8 @@ fn given_each_bad_upload_when_sent_then_its_typed_error_and_nothing_of_it_readab
         let mvd = ep.connect("MVD").await;
         let e = hub_error("not mine", mvd.upload_status(other.upload).await);
         assert_eq!(e, HubError::UnknownUpload);
-        // A kind the participant may not request takes no upload.
+        // A kind the participant neither requests nor provides takes no
+        // upload.
         let e = hub_error(
             "not a consumer",
             mvd.upload_begin(&DataKindId::new("urn:gonets:fns:inn-by-passport:1"), 10)
@@ -211,5 +218,119 @@ fn given_each_bad_upload_when_sent_then_its_typed_error_and_nothing_of_it_readab
         }];
         let e = hub_error("not uploaded", mfc.send_request(r).await);
         assert_eq!(e, HubError::NotFound);
+    });
+}
+
+/// `who` uploads `bytes` for `kind` in 1 MiB chunks; the reference.
+async fn upload(who: &Client, kind: &str, bytes: &[u8]) -> AttachmentRef {
+    let state = bounded(
+        "begin",
+        OP,
+        who.upload_begin(&DataKindId::new(kind), bytes.len() as u64),
+    )
+    .await
+    .expect("begin");
+    bounded("upload", OP, who.upload_rest(state, bytes, MIB as u32))
+        .await
+        .expect("the upload")
+}
+
+/// `who` reads `reference` whole, its digest checked by the client.
+async fn read_whole(who: &Client, reference: &AttachmentRef) -> Vec<u8> {
+    let mut out = Vec::new();
+    bounded(
+        "read",
+        OP,
+        who.read_attachment_to(reference, |piece| {
+            out.extend_from_slice(piece);
+            Ok(())
+        }),
+    )
+    .await
+    .expect("a read, digest checked");
+    out
+}
+
+#[test]
+fn given_an_answer_carrying_an_attachment_when_the_consumer_fetches_it_then_it_reads_it_and_nobody_else_does(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let (mfc, fns, mvd) = (
+            ep.connect("MFC").await,
+            ep.connect("FNS").await,
+            ep.connect("MVD").await,
+        );
+        let sent = mfc
+            .send_request(NewRequest::new(EGRUL, "OGRN 1027700132195"))
+            .await
+            .expect("a request");
+        let got = fetch_n(&fns, &QueueId::Requests(kind()), 1, OP).await;
+        let extract = data(3 * MIB + 17);
+        let reference = upload(&fns, EGRUL, &extract).await;
+        // The consumer may not answer, nor may anyone attach another's upload.
+        let e = hub_error(
+            "the consumer answers",
+            mfc.send_response_attached(sent.id, "x", vec![reference])
+                .await,
+        );
+        assert!(matches!(e, HubError::NotAuthorized(_)), "{e:?}");
+        let mfc_own = upload(&mfc, EGRUL, b"the consumer's own bytes").await;
+        let e = hub_error(
+            "another's upload",
+            fns.send_response_attached(got[0].id, "x", vec![mfc_own])
+                .await,
+        );
+        assert_eq!(e, HubError::NotFound);
+        fns.send_response_attached(got[0].id, "the extract is attached", vec![reference])
+            .await
+            .expect("an answer carrying the attachment");
+        fns.ack(&got[0]).await.expect("ack");
+        let answers = QueueId::Answers(ParticipantId::new("MFC"));
+        let answer = fetch_n(&mfc, &answers, 1, OP).await.remove(0);
+        assert_eq!(answer.reply_to, Some(sent.id));
+        assert_eq!(answer.attachments, vec![reference]);
+        assert!(read_whole(&mfc, &reference).await == extract);
+        let e = hub_error(
+            "a stranger's read",
+            mvd.read_attachment(reference.digest, 0, 16).await,
+        );
+        assert_eq!(e, HubError::NotFound);
+    });
+}
+
+#[test]
+fn given_a_realtime_call_when_its_answer_carries_an_attachment_then_the_caller_gets_the_reference_and_reads_it(
+) {
+    let server = ServerProcess::start_default();
+    let ep = server.endpoint();
+    run_local(move || async move {
+        let (mfc, mvd) = (ep.connect("MFC").await, ep.connect("MVD").await);
+        // Uploaded before the call: a 2 s budget is for answering, not uploading.
+        let scan = data(MIB + 5);
+        let reference = upload(&mvd, PASSPORT, &scan).await;
+        let mut sub = mvd
+            .subscribe(&QueueId::Requests(DataKindId::new(PASSPORT)), 1)
+            .await
+            .expect("subscribe");
+        let provider = glommio::spawn_local(async move {
+            let r = bounded("push", OP, sub.recv()).await.expect("a push");
+            mvd.send_response_attached(r.id, "VALID", vec![reference])
+                .await
+                .expect("an answer carrying the scan");
+        });
+        let answer = bounded(
+            "call",
+            OP,
+            mfc.call(NewRequest::new(PASSPORT, "4510 000001")),
+        )
+        .await
+        .expect("a call answered in time");
+        assert_eq!(&answer.payload[..], b"VALID");
+        assert_eq!(answer.attachments, vec![reference]);
+        assert!(answer.digest.is_some());
+        provider.await;
+        assert!(read_whole(&mfc, &reference).await == scan);
     });
 }

@@ -400,6 +400,54 @@ fn given_an_attachment_uploaded_over_http_when_a_request_carries_it_then_the_pro
         (orphan.status, orphan.problem_code()),
         (404, "NOT_FOUND".into())
     );
+    // The provider answers with an attachment of its own; attaching the
+    // consumer's upload is refused.
+    let respond = format!("/v1/requests/{}/response", request["id"].as_str().unwrap());
+    let answer = |attachments: &str| {
+        let header = [("Gonets-Attachments", attachments)];
+        http(g, Some("FNS"), "POST", &respond, &header, b"{}")
+    };
+    let theirs = answer(&reference);
+    assert_eq!(
+        (theirs.status, theirs.problem_code()),
+        (404, "NOT_FOUND".into())
+    );
+    let extract = b"the extract, signed".to_vec();
+    let own = upload_whole(g, "FNS", &extract);
+    assert_eq!(answer(&own).status, 200);
+    let got = fetch_one(g, "MFC", "answers/MFC");
+    let own_digest = own.split(':').next().unwrap();
+    assert_eq!(got["attachments"][0]["digest"], own_digest, "{got}");
+    let path = format!("/v1/attachments/{own_digest}");
+    let read = http(g, Some("MFC"), "GET", &path, &[], b"");
+    assert!(read.body.as_bytes() == extract, "{}", read.head);
+}
+
+/// `who` uploads `bytes` (at most one chunk) for EGRUL over HTTP; its
+/// `DIGEST:SIZE`.
+fn upload_whole(g: SocketAddr, who: &str, bytes: &[u8]) -> String {
+    let begin = format!("/v1/kinds/{EGRUL}/attachments");
+    let size = format!("{{\"size_bytes\": {}}}", bytes.len());
+    let begun = http(g, Some(who), "POST", &begin, &[], size.as_bytes());
+    assert_eq!(begun.status, 201, "{}", begun.body);
+    let upload = begun.json()["upload"].as_str().unwrap().to_string();
+    let crc = format!("{:08x}", crc32c::crc32c(bytes));
+    let path = format!("/v1/uploads/{upload}/chunks?offset=0");
+    let chunk = http(
+        g,
+        Some(who),
+        "POST",
+        &path,
+        &[("Gonets-Chunk-Crc32c", &crc)],
+        bytes,
+    );
+    assert_eq!(chunk.status, 200, "{}", chunk.body);
+    let digest = blake3::hash(bytes).to_hex().to_string();
+    let finish = format!("/v1/uploads/{upload}/finish");
+    let body = format!("{{\"digest\": \"{digest}\"}}");
+    let finished = http(g, Some(who), "POST", &finish, &[], body.as_bytes());
+    assert_eq!(finished.status, 200, "{}", finished.body);
+    format!("{digest}:{}", bytes.len())
 }
 
 #[test]

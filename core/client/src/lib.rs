@@ -134,8 +134,8 @@ use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
 use gonets_types::{
-    Accepted, AcceptedMany, AckedMany, Command, NewRequest, ProviderNotice, QueueStats, Reply,
-    ReplyContent, StatusView,
+    Accepted, AcceptedMany, AckedMany, AttachmentRef, Command, NewRequest, ProviderNotice,
+    QueueStats, Reply, ReplyContent, StatusView,
 };
 use link::{lock, Link};
 use std::net::SocketAddr;
@@ -569,10 +569,23 @@ impl<R: Runtime> Client<R> {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        let payload = payload.into();
+        self.send_response_attached(request_id, payload, Vec::new())
+            .await
+    }
+
+    /// The provider's data answer carrying attachments it uploaded before
+    /// ([`Client::upload_attachment`]); the request's consumer may read
+    /// them. Returns once durable.
+    pub async fn send_response_attached(
+        &self,
+        request_id: MessageId,
+        payload: impl Into<Bytes>,
+        attachments: Vec<AttachmentRef>,
+    ) -> Result<(), ClientError> {
         self.run(Command::SendResponse {
             request_id,
-            payload,
+            payload: payload.into(),
+            attachments,
         })
         .await
     }

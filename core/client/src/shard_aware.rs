@@ -174,10 +174,21 @@ impl<R: Runtime> ShardAwareClient<R> {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        let payload = payload.into();
+        self.send_response_attached(request_id, payload, Vec::new())
+            .await
+    }
+
+    /// See [`Client::send_response_attached`].
+    pub async fn send_response_attached(
+        &self,
+        request_id: MessageId,
+        payload: impl Into<Bytes>,
+        attachments: Vec<gonets_types::AttachmentRef>,
+    ) -> Result<(), ClientError> {
         self.run(Command::SendResponse {
             request_id,
-            payload,
+            payload: payload.into(),
+            attachments,
         })
         .await
     }

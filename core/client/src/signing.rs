@@ -37,7 +37,8 @@ pub(crate) fn signed(command: Command, sender: &ParticipantId, key: &SigningKey)
         Command::SendResponse {
             request_id,
             payload,
-        } => answer_digest(sender, *request_id, &AnswerBody::Data, payload),
+            attachments,
+        } => answer_digest(sender, *request_id, &AnswerBody::Data, payload, attachments),
         Command::SendRefusal {
             request_id,
             code,
@@ -47,7 +48,7 @@ pub(crate) fn signed(command: Command, sender: &ParticipantId, key: &SigningKey)
                 code: *code,
                 reason: reason.clone(),
             };
-            answer_digest(sender, *request_id, &body, &[])
+            answer_digest(sender, *request_id, &body, &[], &[])
         }
         _ => return command,
     };

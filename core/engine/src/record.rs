@@ -72,7 +72,7 @@ pub struct RequestRecord {
 /// (docs/adr/0019): the digest the hub computed at the door, the sender's
 /// signature over it when it signed, and for an answer the hub's
 /// signature of the answer's receipt when the hub signs, and a request's
-/// attachments (docs/adr/0022). Encoded after the record's other fields,
+/// or a data answer's attachments (docs/adr/0022). Encoded after the record's other fields,
 /// before its payload: the digest (32 bytes), a byte of which parts
 /// follow (bit 0 the sender's signature, bit 1 the hub's, bit 2
 /// attachments), then each signature as its key id (a length-prefixed
@@ -87,7 +87,8 @@ pub struct Seal {
     /// The hub's signature over the answer's receipt (its key id and
     /// bytes); never on a request record.
     pub receipt_signature: Option<SenderSignature>,
-    /// The attachments a request carries (none on an answer).
+    /// The attachments a request or a data answer carries (none on a
+    /// refusal).
     pub attachments: Vec<AttachmentRef>,
 }
 
@@ -667,17 +668,13 @@ mod tests {
             digest: Digest([7; 32]),
             signature: Some(signature("mvd-2026", 1)),
             receipt_signature: hub.then(|| signature("hub-1", 2)),
-            // A request's seal carries attachments; an answer's none.
-            attachments: if hub {
-                Vec::new()
-            } else {
-                (0..3u8)
-                    .map(|i| AttachmentRef {
-                        digest: Digest([i; 32]),
-                        size_bytes: 1 << (10 * u64::from(i)),
-                    })
-                    .collect()
-            },
+            // A request's seal with three attachments, an answer's with one.
+            attachments: (0..if hub { 1 } else { 3u8 })
+                .map(|i| AttachmentRef {
+                    digest: Digest([i; 32]),
+                    size_bytes: 1 << (10 * u64::from(i)),
+                })
+                .collect(),
         }
     }
 

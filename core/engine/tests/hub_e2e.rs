@@ -813,6 +813,7 @@ fn given_every_operation_when_executed_as_a_command_then_its_reply_is_the_kind_t
     let respond = Command::SendResponse {
         request_id: accepted.id,
         payload: Bytes::from_static(b"extract"),
+        attachments: Vec::new(),
     };
     assert_eq!(execute(&p, respond), Reply::Done);
     let Reply::Status(view) = execute(&c, Command::Status { id: accepted.id }) else {

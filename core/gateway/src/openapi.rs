@@ -111,7 +111,8 @@ fn parameters(route: &Route) -> Vec<Value> {
     }
     match route.op {
         Op::SendRequest | Op::Call => out.extend(send_headers()),
-        Op::SendRequests | Op::SendResponse | Op::SendRefusal => out.push(signature_header()),
+        Op::SendResponse => out.extend([attachments_header(), signature_header()]),
+        Op::SendRequests | Op::SendRefusal => out.push(signature_header()),
         Op::Fetch => {
             let max = json!({ "type": "integer", "minimum": 1, "maximum": BATCH_MESSAGES_MAX, "default": FETCH_MAX_DEFAULT });
             out.push(query_param("max", max, "Most messages to return"));
@@ -194,13 +195,18 @@ fn send_headers() -> Vec<Value> {
             flag,
             "true declares state-secret content (refused)",
         ),
-        header_param(
-            ATTACHMENTS,
-            json!({ "type": "string", "pattern": "^$|^[0-9a-fA-F]{64}:[1-9][0-9]{0,18}(,[0-9a-fA-F]{64}:[1-9][0-9]{0,18}){0,15}$" }),
-            "Attachments uploaded before, DIGEST:SIZE each, comma separated (upload_finish gives them)",
-        ),
+        attachments_header(),
         signature_header(),
     ]
+}
+
+/// `Gonets-Attachments` on a request or a data answer.
+fn attachments_header() -> Value {
+    header_param(
+        ATTACHMENTS,
+        json!({ "type": "string", "pattern": "^$|^[0-9a-fA-F]{64}:[1-9][0-9]{0,18}(,[0-9a-fA-F]{64}:[1-9][0-9]{0,18}){0,15}$" }),
+        "Attachments uploaded before, DIGEST:SIZE each, comma separated (upload_finish gives them)",
+    )
 }
 
 fn request_body(op: Op) -> Option<Value> {

@@ -80,6 +80,7 @@ fn command_of(
         Op::SendResponse => Command::SendResponse {
             request_id: message_id(matched)?,
             payload: body,
+            attachments: request::attachments(headers)?,
         },
         Op::SendRefusal => refusal(message_id(matched)?, &body)?,
         Op::Status => Command::Status {

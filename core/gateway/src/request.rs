@@ -100,6 +100,17 @@ fn header_flag(headers: &HeaderMap, name: &str) -> Result<bool, Problem> {
     }
 }
 
+/// The attachments header `Gonets-Attachments` names (a request's or a
+/// data answer's); an empty header names none (the contract allows it).
+pub(crate) fn attachments(
+    headers: &HeaderMap,
+) -> Result<Vec<gonets_types::AttachmentRef>, Problem> {
+    match header_text(headers, ATTACHMENTS)? {
+        None | Some("") => Ok(Vec::new()),
+        Some(t) => attachment_refs(t),
+    }
+}
+
 /// A request of `kind` with `payload` and the send headers.
 pub(crate) fn new_request(
     kind: &str,
@@ -111,11 +122,7 @@ pub(crate) fn new_request(
     r.transaction = header_text(headers, TRANSACTION)?.map(str::to_owned);
     r.test = header_flag(headers, TEST)?;
     r.state_secret = header_flag(headers, STATE_SECRET)?;
-    // An empty header names none (the contract's pattern allows it).
-    r.attachments = match header_text(headers, ATTACHMENTS)? {
-        None | Some("") => Vec::new(),
-        Some(t) => attachment_refs(t)?,
-    };
+    r.attachments = attachments(headers)?;
     r.expires_in_ms = match header_text(headers, EXPIRES_IN_MS)? {
         None => None,
         Some(t) => match t.parse::<u64>() {

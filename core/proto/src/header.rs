@@ -496,6 +496,9 @@ pub struct SendResponse {
     /// The registered key that made `signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_key_id: Option<String>,
+    /// Attachments the provider uploaded before, each by digest and size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// `SendRefusal`.
@@ -744,6 +747,7 @@ impl RequestHeader for SendResponse {
         required("request_id", FieldType::String),
         optional("signature", FieldType::String),
         optional("signature_key_id", FieldType::String),
+        optional("attachments", ObjectArray),
     ];
 }
 

@@ -120,10 +120,12 @@ fn given_every_operation_when_its_request_frame_is_decoded_then_its_command_come
                 signature: None,
                 signature_key_id: None,
                 request_id: id().to_string(),
+                attachments: Vec::new(),
             }),
             Command::SendResponse {
                 request_id: id(),
                 payload: Bytes::from_static(b"payload"),
+                attachments: Vec::new(),
             },
         ),
         (
@@ -489,6 +491,7 @@ mod round_trip {
                 Command::SendResponse {
                     request_id,
                     payload,
+                    attachments: Vec::new(),
                 }
             }),
             (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
@@ -534,10 +537,13 @@ mod round_trip {
                     delay_ms
                 }
             ),
-            (message_id(), payload()).prop_map(|(request_id, payload)| Command::SendResponse {
-                request_id,
-                payload
-            }),
+            (message_id(), payload(), attachments()).prop_map(
+                |(request_id, payload, attachments)| Command::SendResponse {
+                    request_id,
+                    payload,
+                    attachments,
+                }
+            ),
             (message_id(), refusal_code(), "[ -~]{0,40}").prop_map(|(request_id, code, reason)| {
                 Command::SendRefusal {
                     request_id,

@@ -145,6 +145,7 @@ pub fn decode_command(
             let command = Command::SendResponse {
                 request_id: parse_id(&r.request_id)?,
                 payload: body,
+                attachments: aw::refs_of(&r.attachments)?,
             };
             signed(command, signature)
         }
@@ -390,11 +391,13 @@ fn encode_signed(
         Command::SendResponse {
             request_id,
             payload,
+            attachments,
         } => {
             let header = h::SendResponse {
                 request_id: request_id.to_string(),
                 signature: sig,
                 signature_key_id: sig_key,
+                attachments: aw::ref_headers(attachments),
             };
             encode_as(out, Opcode::SendResponse, id, &header, payload)
         }
@@ -638,6 +641,7 @@ mod tests {
         let response = Command::SendResponse {
             request_id: id,
             payload: Bytes::from_static(b"data"),
+            attachments: Vec::new(),
         };
         let json = format!(r#"{{"request_id":"{ids}"}}"#);
         assert_wire(response, Opcode::SendResponse, &json, b"data");

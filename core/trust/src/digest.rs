@@ -10,7 +10,7 @@
 //! | message | fields, in order |
 //! |---|---|
 //! | request | sender, data kind, payload digest, idempotency key?, expires_in_ms?, test, transaction?, then only when it has attachments: their count (u32) and each one's digest and size (u64) |
-//! | answer  | sender, request id (u128), body (0 data, or 1 then the refusal code's wire name and the reason), payload digest |
+//! | answer  | sender, request id (u128), body (0 data, or 1 then the refusal code's wire name and the reason), payload digest, then only when it has attachments: as a request's |
 //! | batch   | count (u32), then each message's digest |
 //!
 //! The hub computes the digest of every request and answer it accepts,
@@ -18,7 +18,7 @@
 //! delivery and named in the hub's receipt.
 
 use gonets_types::ids::{MessageId, ParticipantId};
-use gonets_types::{AnswerBody, Digest, NewRequest};
+use gonets_types::{AnswerBody, AttachmentRef, Digest, NewRequest};
 
 const REQUEST_CONTEXT: &str = "gonets 2026-12 request digest v1";
 const ANSWER_CONTEXT: &str = "gonets 2026-12 answer digest v1";
@@ -42,26 +42,33 @@ pub fn request_digest(sender: &ParticipantId, r: &NewRequest) -> Digest {
     };
     h.update(&[u8::from(r.test)]);
     opt_text(&mut h, r.transaction.as_deref());
-    // Only when there are some: a request without attachments keeps the
-    // digest it had before attachments existed (docs/adr/0022), so the
-    // signatures of earlier clients still verify.
-    if !r.attachments.is_empty() {
-        let count = u32::try_from(r.attachments.len()).expect("at most 16 attachments");
-        h.update(&count.to_le_bytes());
-        for a in &r.attachments {
-            h.update(a.digest.as_bytes());
-            h.update(&a.size_bytes.to_le_bytes());
-        }
-    }
+    attachments(&mut h, &r.attachments);
     Digest(*h.finalize().as_bytes())
 }
 
-/// The digest of `sender`'s answer to `request_id` (see the module's table).
+/// Feeds a message's attachments, only when there are some: a message
+/// without attachments keeps the digest it had before attachments existed
+/// (docs/adr/0022), so the signatures of earlier clients still verify.
+fn attachments(h: &mut blake3::Hasher, refs: &[AttachmentRef]) {
+    if refs.is_empty() {
+        return;
+    }
+    let count = u32::try_from(refs.len()).expect("at most 16 attachments");
+    h.update(&count.to_le_bytes());
+    for a in refs {
+        h.update(a.digest.as_bytes());
+        h.update(&a.size_bytes.to_le_bytes());
+    }
+}
+
+/// The digest of `sender`'s answer to `request_id` (see the module's
+/// table); a refusal carries no attachments.
 pub fn answer_digest(
     sender: &ParticipantId,
     request_id: MessageId,
     body: &AnswerBody,
     payload: &[u8],
+    refs: &[AttachmentRef],
 ) -> Digest {
     let mut h = blake3::Hasher::new_derive_key(ANSWER_CONTEXT);
     text(&mut h, sender.as_str());
@@ -77,6 +84,7 @@ pub fn answer_digest(
         }
     }
     h.update(payload_digest(payload).as_bytes());
+    attachments(&mut h, refs);
     Digest(*h.finalize().as_bytes())
 }
 
@@ -114,6 +122,13 @@ mod tests {
     use super::*;
     use gonets_types::RefusalCode;
 
+    fn attachment(b: u8, size_bytes: u64) -> AttachmentRef {
+        AttachmentRef {
+            digest: Digest([b; 32]),
+            size_bytes,
+        }
+    }
+
     fn request() -> NewRequest {
         let mut r = NewRequest::new("urn:k", "payload");
         r.idempotency_key = Some("key-1".into());
@@ -145,10 +160,6 @@ mod tests {
         let mut r = request();
         r.transaction = Some("tx2".into());
         changed.push(r);
-        let attachment = |b: u8, size_bytes| gonets_types::AttachmentRef {
-            digest: Digest([b; 32]),
-            size_bytes,
-        };
         let mut r = request();
         r.attachments = vec![attachment(1, 10)];
         changed.push(r);
@@ -187,24 +198,31 @@ mod tests {
     fn given_answers_when_body_or_request_differ_then_digests_differ() {
         let fns = ParticipantId::new("FNS");
         let id = MessageId(42);
-        let data = answer_digest(&fns, id, &AnswerBody::Data, b"x");
+        let data = answer_digest(&fns, id, &AnswerBody::Data, b"x", &[]);
         assert_ne!(
             data,
-            answer_digest(&fns, MessageId(43), &AnswerBody::Data, b"x")
+            answer_digest(&fns, MessageId(43), &AnswerBody::Data, b"x", &[])
         );
-        assert_ne!(data, answer_digest(&fns, id, &AnswerBody::Data, b"y"));
+        assert_ne!(data, answer_digest(&fns, id, &AnswerBody::Data, b"y", &[]));
         let refusal = AnswerBody::Refusal {
             code: RefusalCode::NoData,
             reason: "none".into(),
         };
-        assert_ne!(data, answer_digest(&fns, id, &refusal, b"x"));
+        assert_ne!(data, answer_digest(&fns, id, &refusal, b"x", &[]));
         let other_reason = AnswerBody::Refusal {
             code: RefusalCode::NoData,
             reason: "nothing".into(),
         };
         assert_ne!(
-            answer_digest(&fns, id, &refusal, b""),
-            answer_digest(&fns, id, &other_reason, b"")
+            answer_digest(&fns, id, &refusal, b"", &[]),
+            answer_digest(&fns, id, &other_reason, b"", &[])
+        );
+        let one = [attachment(1, 10)];
+        assert_ne!(data, answer_digest(&fns, id, &AnswerBody::Data, b"x", &one));
+        assert_ne!(
+            answer_digest(&fns, id, &AnswerBody::Data, b"x", &one),
+            answer_digest(&fns, id, &AnswerBody::Data, b"x", &[attachment(1, 11)]),
+            "an attachment's size is covered"
         );
     }
 

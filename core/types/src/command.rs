@@ -254,6 +254,10 @@ pub enum Command {
         request_id: MessageId,
         /// The data.
         payload: Bytes,
+        /// Attachments the provider uploaded before (docs/adr/0022), covered
+        /// by the answer's digest; the request's consumer may read them. At
+        /// most `ATTACHMENTS_PER_MESSAGE_MAX`.
+        attachments: Vec<AttachmentRef>,
     },
     /// The provider's refusal.
     SendRefusal {
@@ -572,6 +576,7 @@ mod tests {
         let response = Command::SendResponse {
             request_id: MessageId::new(1, 3, 1),
             payload: Bytes::new(),
+            attachments: Vec::new(),
         };
         assert_eq!(response.shard(shards), Some(3));
         let foreign = Command::SendRefusal {

@@ -57,7 +57,7 @@ pub struct WritePace {
 }
 
 /// Hub time, ms since the Unix epoch.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -247,6 +247,7 @@ mod tests {
         let answer = Command::SendResponse {
             request_id: id,
             payload: Default::default(),
+            attachments: Vec::new(),
         };
         assert_eq!(Lane::of(&answer, &registry), Lane::Rt);
         let acks = Command::AckMany {

@@ -147,7 +147,8 @@ impl Session {
     }
 
     /// The largest attachment this participant may upload for `kind`: it
-    /// must be one of the kind's consumers, and the kind must take them.
+    /// must be one of the kind's consumers (for its requests) or its
+    /// provider (for its answers), and the kind must take them.
     fn attachment_bytes_max(&self, kind: &DataKindId) -> Result<u64, HubError> {
         let me = &self.inner.participant;
         let k = self
@@ -156,9 +157,9 @@ impl Session {
             .registry
             .kind(kind)
             .ok_or_else(|| HubError::UnknownDataKind(kind.to_string()))?;
-        if !k.consumers.contains(me) {
+        if !k.consumers.contains(me) && &k.provider != me {
             return Err(HubError::NotAuthorized(format!(
-                "{me} may not request {kind}"
+                "{me} neither requests nor provides {kind}"
             )));
         }
         if k.attachment_bytes_max == 0 {
@@ -170,15 +171,31 @@ impl Session {
         Ok(k.attachment_bytes_max)
     }
 
-    /// Before a request with attachments goes to its shard: each must be
-    /// this participant's upload, and its kind's provider may read it from
-    /// now until the request's retention ends. A request the shard will
-    /// refuse anyway (unknown kind, not a consumer of it) grants nothing.
+    /// Before a message with attachments goes to its shard: each must be
+    /// this participant's upload, and the other end of the exchange may
+    /// read it from now until the message's retention ends — a request's
+    /// provider, or an answer's consumer.
     async fn reference_attachments(&self, command: &Command) -> Result<(), HubError> {
-        let r = match command.unsigned() {
-            Command::SendRequest(r) | Command::Call(r) if !r.attachments.is_empty() => r,
-            _ => return Ok(()),
-        };
+        match command.unsigned() {
+            Command::SendRequest(r) | Command::Call(r) if !r.attachments.is_empty() => {
+                self.reference_request_attachments(r).await
+            }
+            Command::SendResponse {
+                request_id,
+                attachments,
+                ..
+            } if !attachments.is_empty() => {
+                self.reference_answer_attachments(*request_id, attachments)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A request's attachments, for its kind's provider. A request the
+    /// shard will refuse anyway (unknown kind, not a consumer of it) grants
+    /// nothing.
+    async fn reference_request_attachments(&self, r: &NewRequest) -> Result<(), HubError> {
         let me = &self.inner.participant;
         let Some(kind) = self.inner.mesh.registry.kind(&r.kind) else {
             return Ok(());
@@ -196,6 +213,37 @@ impl Session {
                 &r.attachments,
                 kind.provider.as_str(),
                 deadline_ms,
+            )
+            .await
+    }
+
+    /// An answer's attachments, for the consumer of the request it answers:
+    /// the request's history names it, and only the request's provider may
+    /// read that history (anyone else is refused here, as the shard would
+    /// refuse the answer). Kept until the request's deadline and the logs'
+    /// retention after it: an answer waits for its consumer no longer.
+    async fn reference_answer_attachments(
+        &self,
+        request_id: MessageId,
+        refs: &[gonets_types::AttachmentRef],
+    ) -> Result<(), HubError> {
+        gonets_types::check_attachment_refs(refs).map_err(HubError::Malformed)?;
+        let me = &self.inner.participant;
+        let history: StatusView = self.to_shard(Command::Status { id: request_id }).await?;
+        if &history.provider != me {
+            return Err(HubError::NotAuthorized(format!(
+                "{me} is not the provider of {request_id}"
+            )));
+        }
+        let now_ms = crate::runtime::attachments::now_ms();
+        self.inner
+            .mesh
+            .attachments
+            .reference(
+                me.as_str(),
+                refs,
+                history.consumer.as_str(),
+                history.deadline_ms.saturating_sub(now_ms),
             )
             .await
     }
@@ -220,14 +268,19 @@ impl Session {
     /// queue or message, as the reader it names, and waits for its reply on
     /// a channel typed `T`. `T` must be the type of the command's reply kind
     /// (asserted: the typed methods below and `execute` are its callers).
-    async fn route<T: Awaited>(&self, mut command: Command) -> Result<T, HubError> {
+    async fn route<T: Awaited>(&self, command: Command) -> Result<T, HubError> {
+        self.reference_attachments(&command).await?;
+        self.to_shard(command).await
+    }
+
+    /// [`Session::route`] once the message's attachments are referenced.
+    async fn to_shard<T: Awaited>(&self, mut command: Command) -> Result<T, HubError> {
         assert_eq!(
             T::KIND,
             command.reply_kind(),
             "an operation awaited as the wrong reply: {command:?}"
         );
         let (shard, reader) = self.destination(&mut command)?;
-        self.reference_attachments(&command).await?;
         let mesh = &self.inner.mesh;
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
@@ -453,9 +506,22 @@ impl Session {
         request_id: MessageId,
         payload: impl Into<Bytes>,
     ) -> Result<(), HubError> {
+        self.send_response_attached(request_id, payload, Vec::new())
+            .await
+    }
+
+    /// The provider's data answer to `request_id` carrying `attachments`
+    /// it uploaded before (ADR 0022); the request's consumer may read them.
+    pub async fn send_response_attached(
+        &self,
+        request_id: MessageId,
+        payload: impl Into<Bytes>,
+        attachments: Vec<gonets_types::AttachmentRef>,
+    ) -> Result<(), HubError> {
         self.route(Command::SendResponse {
             request_id,
             payload: payload.into(),
+            attachments,
         })
         .await
     }

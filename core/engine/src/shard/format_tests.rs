@@ -85,6 +85,7 @@ fn data_answer(request_id: MessageId, payload: &str) -> Command {
     Command::SendResponse {
         request_id,
         payload: Bytes::from(payload.to_string()),
+        attachments: Vec::new(),
     }
 }
 

@@ -41,7 +41,7 @@ use exchange::{Exchange, Outcome};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
-use gonets_types::{Digest, ProviderNotice};
+use gonets_types::{AttachmentRef, Digest, ProviderNotice};
 use queue::{Place, Queue};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -266,6 +266,25 @@ enum TimerSource {
 struct AnswerEntry {
     envelope: AnswerEnvelope,
     deliveries: u32,
+}
+
+/// What a provider's answer carries: data with its payload and
+/// attachments, or a refusal (no payload, no attachments).
+#[derive(Debug)]
+struct AnswerContent {
+    body: AnswerBody,
+    payload: Bytes,
+    attachments: Vec<AttachmentRef>,
+}
+
+impl AnswerContent {
+    fn data(payload: Bytes, attachments: Vec<AttachmentRef>) -> AnswerContent {
+        AnswerContent {
+            body: AnswerBody::Data,
+            payload,
+            attachments,
+        }
+    }
 }
 
 /// What a checked new request is accepted on: its kind's terms at the
@@ -1426,7 +1445,11 @@ impl Shard {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.data_answer(token, &caller, request_id, payload, None),
+                attachments,
+            } => {
+                let content = AnswerContent::data(payload, attachments);
+                self.data_answer(token, &caller, request_id, content, None)
+            }
             Command::SendRefusal {
                 request_id,
                 code,
@@ -1461,11 +1484,10 @@ impl Shard {
         token: Token,
         caller: &ParticipantId,
         request_id: MessageId,
-        payload: Bytes,
+        content: AnswerContent,
         signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
-        let body = AnswerBody::Data;
-        let answered = self.answer(token, caller, request_id, body, payload, signature);
+        let answered = self.answer(token, caller, request_id, content, signature);
         if matches!(answered, Err(HubError::InvalidFormat { .. })) {
             self.counters.answers_invalid_format += 1;
         }
@@ -1492,8 +1514,12 @@ impl Shard {
         if reason.len() > crate::record::TEXT_BYTES_MAX {
             return Err(text_too_large("reason", reason.len()));
         }
-        let body = AnswerBody::Refusal { code, reason };
-        self.answer(token, caller, request_id, body, Bytes::new(), signature)
+        let content = AnswerContent {
+            body: AnswerBody::Refusal { code, reason },
+            payload: Bytes::new(),
+            attachments: Vec::new(),
+        };
+        self.answer(token, caller, request_id, content, signature)
     }
 
     fn owns(&self, queue: &QueueId) -> Result<(), HubError> {
@@ -1621,7 +1647,7 @@ impl Shard {
             // No digest or key is needed to know it is missing.
             return Err(gonets_trust::SignatureError::Missing.into());
         }
-        check_attachments(r, kind)?;
+        check_attachments(&r.attachments, kind)?;
         let seal = Seal {
             digest: Digest([0; 32]), // set below, once the cheap rules hold
             signature: signature.cloned(),
@@ -2240,10 +2266,14 @@ impl Shard {
         token: Token,
         caller: &ParticipantId,
         request_id: MessageId,
-        body: AnswerBody,
-        payload: Bytes,
+        content: AnswerContent,
         signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Option<ShardReply>, HubError> {
+        let AnswerContent {
+            body,
+            payload,
+            attachments,
+        } = content;
         if request_id.shard() != self.config.shard {
             return Err(HubError::NotFound);
         }
@@ -2272,7 +2302,7 @@ impl Shard {
             Some(_) => return Err(HubError::AlreadyAnswered(request_id)),
             None => {}
         }
-        let digest = match self.answer_fits(&ex, &body, &payload, signature) {
+        let digest = match self.answer_fits(&ex, &body, &payload, &attachments, signature) {
             Ok(digest) => digest,
             Err(e) => {
                 if !matches!(e, HubError::BadSignature(_)) {
@@ -2314,7 +2344,7 @@ impl Shard {
             digest,
             signature: signature.cloned(),
             receipt_signature,
-            attachments: Vec::new(),
+            attachments,
         };
         let offset = self.emit(Record::Answer(AnswerRecord {
             id: answer_id,
@@ -2345,8 +2375,12 @@ impl Shard {
         ex: &Exchange,
         body: &AnswerBody,
         payload: &[u8],
+        attachments: &[AttachmentRef],
         signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Digest, HubError> {
+        if let Some(kind) = self.registry.kind(&ex.kind) {
+            check_attachments(attachments, kind)?;
+        }
         let payload_len = payload.len();
         let limit = self
             .registry
@@ -2374,12 +2408,12 @@ impl Shard {
                     key_id: k.key_id().to_owned(),
                     bytes: Bytes::from_static(&[0; 64]),
                 }),
-            attachments: Vec::new(),
+            attachments: attachments.to_vec(),
         });
         let record_bytes = record_size::answer_record_bytes(reason, payload_len, seal_bytes);
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
         // As for requests: the signature before the format (docs/adr/0019).
-        let digest = gonets_trust::answer_digest(&ex.provider, ex.id, body, payload);
+        let digest = gonets_trust::answer_digest(&ex.provider, ex.id, body, payload, attachments);
         if let Some(kind) = self.registry.kind(&ex.kind) {
             self.check_signature(&ex.provider, kind, signature, &digest)?;
             if let AnswerBody::Data = body {
@@ -3087,10 +3121,12 @@ fn bytes_u32(len: usize) -> u32 {
 /// none over the kind's `attachment_bytes_max` (ADR 0022). That the
 /// sender uploaded them was checked by its session at the attachment store
 /// before the request reached the shard.
-fn check_attachments(r: &NewRequest, kind: &crate::registry::DataKind) -> Result<(), HubError> {
-    gonets_types::check_attachment_refs(&r.attachments).map_err(HubError::Malformed)?;
-    match r
-        .attachments
+fn check_attachments(
+    refs: &[AttachmentRef],
+    kind: &crate::registry::DataKind,
+) -> Result<(), HubError> {
+    gonets_types::check_attachment_refs(refs).map_err(HubError::Malformed)?;
+    match refs
         .iter()
         .find(|a| a.size_bytes > kind.attachment_bytes_max)
     {

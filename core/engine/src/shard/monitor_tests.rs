@@ -68,6 +68,7 @@ fn given_answers_refusals_and_expiry_when_counted_then_each_kind_and_class_has_i
         Command::SendResponse {
             request_id: expires,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(late, Err(HubError::DeadlineExceeded));

@@ -62,6 +62,7 @@ fn answer(request_id: MessageId, bytes: usize) -> Command {
     Command::SendResponse {
         request_id,
         payload: Bytes::from(vec![b'a'; bytes]),
+        attachments: Vec::new(),
     }
 }
 

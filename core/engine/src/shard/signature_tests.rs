@@ -9,7 +9,7 @@ use gonets_trust::{
     answer_digest, batch_digest, request_digest, sign_digest, verify_batch_receipt, verify_receipt,
     Ed25519Signer, HubKey, Signer,
 };
-use gonets_types::{AcceptanceReceipt, SenderSignature};
+use gonets_types::{AcceptanceReceipt, AttachmentRef, SenderSignature};
 
 const REQUIRED: &str = "urn:test:required:1";
 const OPTIONAL: &str = "urn:test:optional:1";
@@ -72,6 +72,7 @@ provider = "FNS"
 mode = "async"
 deadline_ms = 1000
 consumers = ["MFC"]
+attachment_bytes_max = 1048576
 
 [[data_kind]]
 id = "{CALL}"
@@ -252,11 +253,12 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
     let unsigned = Command::SendResponse {
         request_id: id,
         payload: Bytes::from_static(b"data"),
+        attachments: Vec::new(),
     };
     let why = refused_unstored(&mut d, "FNS", unsigned.clone());
     assert!(why.contains("requires"), "{why}");
     assert_eq!(d.shard.counters().answers_bad_signature, 1);
-    let answer_digest = answer_digest(&p("FNS"), id, &AnswerBody::Data, b"data");
+    let answer_digest = answer_digest(&p("FNS"), id, &AnswerBody::Data, b"data", &[]);
     let answer = unsigned.signed(sign_digest(&fns_key(), "fns-1", &answer_digest));
     let (_, mut out) = d.command("FNS", answer);
     out.extend(d.commit());
@@ -291,6 +293,57 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
     )
     .expect("signed");
     assert_eq!(*rebuilt, *receipt);
+}
+
+#[test]
+fn given_a_data_answer_with_attachments_when_accepted_then_its_digest_and_seal_carry_them_and_bad_ones_store_nothing(
+) {
+    let mut d = signature_driver(Some(Arc::new(HubKey::generate())));
+    let id = d.send_ok("MFC", request(OPTIONAL));
+    let got = d.fetch("FNS", requests(OPTIONAL), 1, 1);
+    assert_eq!(got[0].id, id);
+    let att = |b: u8, size_bytes| AttachmentRef {
+        digest: Digest([b; 32]),
+        size_bytes,
+    };
+    let answer = |attachments| Command::SendResponse {
+        request_id: id,
+        payload: Bytes::from_static(b"data"),
+        attachments,
+    };
+    let over = vec![att(1, (1 << 20) + 1)];
+    let too_many: Vec<_> = (0..17).map(|b| att(b, 1)).collect();
+    for (refs, what) in [(over, "over the kind's limit"), (too_many, "17 of them")] {
+        let before = d.log.len();
+        let r = d.now_reply("FNS", answer(refs));
+        assert_eq!(d.log.len(), before, "{what}: nothing stored, {r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(HubError::TooLarge {
+                    size_bytes_max: 1_048_576,
+                    ..
+                } | HubError::Malformed(_))
+            ),
+            "{what}: {r:?}"
+        );
+    }
+    let refs = vec![att(1, 1 << 20), att(2, 5)];
+    assert_eq!(
+        d.committed_reply("FNS", answer(refs.clone())),
+        Ok(ShardReply::Done)
+    );
+    let delivered = d.fetch("MFC", answers("MFC"), 1, 2);
+    let seal = delivered[0].seal.as_deref().expect("in memory");
+    assert_eq!(seal.attachments, refs, "delivered with the answer");
+    let digest = answer_digest(&p("FNS"), id, &AnswerBody::Data, b"data", &refs);
+    assert_eq!(seal.digest, digest, "the digest covers them");
+    assert_ne!(
+        digest,
+        answer_digest(&p("FNS"), id, &AnswerBody::Data, b"data", &[])
+    );
+    let stored = stored_seal(&d, delivered[0].id).expect("sealed");
+    assert_eq!(stored.attachments, refs, "kept in the answer's record");
 }
 
 #[test]

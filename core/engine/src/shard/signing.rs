@@ -58,7 +58,11 @@ impl Shard {
             Command::SendResponse {
                 request_id,
                 payload,
-            } => self.data_answer(token, caller, request_id, payload, signature),
+                attachments,
+            } => {
+                let content = super::AnswerContent::data(payload, attachments);
+                self.data_answer(token, caller, request_id, content, signature)
+            }
             Command::SendRefusal {
                 request_id,
                 code,

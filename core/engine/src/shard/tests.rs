@@ -261,6 +261,7 @@ impl Driver {
         let command = Command::SendResponse {
             request_id,
             payload: Bytes::from_static(b"answer"),
+            attachments: Vec::new(),
         };
         assert_eq!(self.committed_reply(caller, command), Ok(ShardReply::Done));
     }
@@ -491,6 +492,7 @@ fn given_answer_record_over_log_limit_when_send_response_or_refusal_then_too_lar
         Command::SendResponse {
             request_id: id,
             payload,
+            attachments: Vec::new(),
         },
     );
     assert_eq!(
@@ -1027,6 +1029,7 @@ fn given_request_never_acked_when_deliveries_max_reached_then_dead_lettered_and_
         Command::SendResponse {
             request_id: id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(r, Err(HubError::AlreadyAnswered(id)));
@@ -1161,6 +1164,7 @@ fn given_participant_other_than_provider_when_send_response_then_not_authorized(
             Command::SendResponse {
                 request_id: id,
                 payload: Bytes::new(),
+                attachments: Vec::new(),
             },
         );
         assert!(
@@ -1190,6 +1194,7 @@ fn given_answered_request_when_answered_again_then_already_answered() {
         Command::SendResponse {
             request_id: id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(r, Err(HubError::AlreadyAnswered(id)));
@@ -1211,6 +1216,7 @@ fn given_answer_still_committing_when_answered_again_then_already_answered() {
     let response = || Command::SendResponse {
         request_id: id,
         payload: Bytes::new(),
+        attachments: Vec::new(),
     };
     let (first, _) = d.command("FNS", response());
     assert_eq!(
@@ -1285,6 +1291,7 @@ fn given_response_over_kind_limit_when_send_response_then_too_large() {
         Command::SendResponse {
             request_id: id,
             payload: Bytes::from(vec![0u8; PAYLOAD_MAX + 1]),
+            attachments: Vec::new(),
         },
     );
     assert!(matches!(r, Err(HubError::TooLarge { .. })), "{r:?}");
@@ -1299,6 +1306,7 @@ fn given_unknown_request_when_send_response_then_not_found() {
         Command::SendResponse {
             request_id: MessageId::new(T0, 0, 42),
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(r, Err(HubError::NotFound));
@@ -1315,6 +1323,7 @@ fn given_response_when_committed_then_routed_to_consumer_answer_queue_shard() {
         Command::SendResponse {
             request_id: id,
             payload: Bytes::from_static(b"answer"),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(reply(&out, token), None);
@@ -1770,6 +1779,7 @@ fn given_expired_request_when_provider_answers_late_then_deadline_exceeded_and_c
         Command::SendResponse {
             request_id: id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(r, Err(HubError::DeadlineExceeded));
@@ -1817,6 +1827,7 @@ fn given_realtime_call_when_provider_waiting_then_delivered_before_commit_and_an
         Command::SendResponse {
             request_id,
             payload: Bytes::from_static(b"valid"),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(reply(&out, call), None, "the answer is not durable yet");
@@ -1865,6 +1876,7 @@ fn given_realtime_call_unanswered_when_deadline_passes_then_caller_gets_deadline
         Command::SendResponse {
             request_id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(r, Err(HubError::DeadlineExceeded));
@@ -1881,6 +1893,7 @@ fn answered_call(d: &mut Driver) -> (Token, MessageId, Vec<Output>) {
         Command::SendResponse {
             request_id,
             payload: Bytes::from_static(b"valid"),
+            attachments: Vec::new(),
         },
     );
     let out = d.commit();
@@ -1933,6 +1946,7 @@ fn given_call_answered_but_not_durable_at_deadline_then_caller_gets_deadline_exc
         Command::SendResponse {
             request_id,
             payload: Bytes::from_static(b"late"),
+            attachments: Vec::new(),
         },
     );
     assert_eq!(reply(&out, call), None);
@@ -2526,6 +2540,7 @@ fn given_test_flag_and_transaction_when_delivered_then_carried_to_request_and_an
         Command::SendResponse {
             request_id: id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     );
     out.extend(d.commit());
@@ -2825,6 +2840,7 @@ fn given_answer_queue_on_another_shard_when_acked_then_done_only_after_request_s
     let respond = Command::SendResponse {
         request_id: id,
         payload: Bytes::from_static(b"answer"),
+        attachments: Vec::new(),
     };
     req.step(T0, cmd(3, "FNS", respond), &mut out);
     out.clear();
@@ -3028,6 +3044,7 @@ fn given_request_of_another_kind_when_acked_on_this_queue_then_not_found() {
         Command::SendResponse {
             request_id: got[0].id,
             payload: Bytes::new(),
+            attachments: Vec::new(),
         },
     )
     .unwrap();
@@ -3098,6 +3115,7 @@ fn given_answered_call_when_repeated_with_its_key_then_the_original_answer() {
         Command::SendResponse {
             request_id,
             payload: Bytes::from_static(b"valid"),
+            attachments: Vec::new(),
         },
     );
     let out = d.commit();
@@ -3142,6 +3160,7 @@ fn given_call_answered_but_not_durable_when_repeated_then_the_answer_after_commi
         Command::SendResponse {
             request_id: got[0].id,
             payload: Bytes::from_static(b"valid"),
+            attachments: Vec::new(),
         },
     );
     let (again, out) = d.command("MFC", Command::Call(keyed(RT, "k1")));

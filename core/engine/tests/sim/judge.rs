@@ -803,6 +803,7 @@ impl World {
                                     Command::SendResponse {
                                         request_id,
                                         payload,
+                                        ..
                                     },
                             } => {
                                 caller == &req.provider
@@ -836,8 +837,14 @@ impl World {
                             ctx.input
                         );
                         let sign = self.pending[&ctx.token.expect("command token")].sign;
-                        let digest =
-                            gonets_trust::answer_digest(&req.provider, req.id, &a.body, &a.payload);
+                        // The simulated providers attach nothing.
+                        let digest = gonets_trust::answer_digest(
+                            &req.provider,
+                            req.id,
+                            &a.body,
+                            &a.payload,
+                            &[],
+                        );
                         check_seal(a.seal.as_deref(), digest, sign.carries())
                             .map_err(|e| format!("answer {}: {e}", a.id))?;
                         ctx.command_record = Some(offset);

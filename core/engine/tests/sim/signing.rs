@@ -91,7 +91,8 @@ pub fn signed(caller: &ParticipantId, command: &Command, mode: SignMode) -> Comm
         Command::SendResponse {
             request_id,
             payload,
-        } => answer_digest(caller, *request_id, &AnswerBody::Data, payload),
+            attachments,
+        } => answer_digest(caller, *request_id, &AnswerBody::Data, payload, attachments),
         Command::SendRefusal {
             request_id,
             code,
@@ -101,7 +102,7 @@ pub fn signed(caller: &ParticipantId, command: &Command, mode: SignMode) -> Comm
                 code: *code,
                 reason: reason.clone(),
             };
-            answer_digest(caller, *request_id, &body, &[])
+            answer_digest(caller, *request_id, &body, &[], &[])
         }
         _ => return command.clone(),
     };

@@ -877,6 +877,7 @@ impl World {
             Command::SendResponse {
                 request_id,
                 payload,
+                ..
             } => self.predict_answer(s, caller, *request_id, &AnswerBody::Data, payload, sign),
             Command::SendRefusal {
                 request_id,
@@ -1217,6 +1218,7 @@ impl World {
             Command::SendResponse {
                 request_id,
                 payload: Bytes::from(payload),
+                attachments: Vec::new(),
             }
         } else {
             let code = PROVIDER_CODES[w.gen_range(0..PROVIDER_CODES.len())];
@@ -1642,6 +1644,7 @@ impl World {
                     Command::SendResponse {
                         request_id: id,
                         payload: Bytes::from(vec![b'y'; 5_000]),
+                        attachments: Vec::new(),
                     }
                 };
                 self.issue_to(c, provider, id.shard(), cmd)
