@@ -765,6 +765,10 @@ fn given_the_served_contract_when_schemathesis_runs_every_check_then_none_fails(
                 "--seed",
                 "1",
             ])
+            // `stream` answers an endless event stream when its inputs are
+            // good, which no request timeout can tell from a hang: its
+            // refusals and its events are checked by the stream test.
+            .args(["--exclude-operation-id", "stream"])
             .args(["--request-timeout", "10", "--header"])
             .arg(format!("Authorization: {}", basic(who)))
             // Its report directory (.schemathesis/) goes to the server's temporary one.
@@ -784,4 +788,136 @@ fn given_the_served_contract_when_schemathesis_runs_every_check_then_none_fails(
         );
         assert!(stdout.contains("passed"), "{stdout}");
     }
+}
+
+/// An open event stream: the raw connection and what it has sent so far.
+struct EventStream {
+    stream: TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    /// `GET path` as `who`; the response head must say 200 and SSE.
+    fn open(addr: SocketAddr, who: &str, path: &str) -> EventStream {
+        let mut stream = TcpStream::connect_timeout(&addr, HTTP_WAIT).expect("connect");
+        stream.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: gonets\r\nAuthorization: {}\r\nAccept: text/event-stream\r\n\r\n",
+            basic(who)
+        );
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let mut s = EventStream {
+            stream,
+            seen: String::new(),
+        };
+        s.read_until(|seen| seen.contains("\r\n\r\n"));
+        assert!(s.seen.starts_with("HTTP/1.1 200"), "{}", s.seen);
+        assert!(s.seen.contains("text/event-stream"), "{}", s.seen);
+        s
+    }
+
+    /// Reads until `done` holds of what was seen (bounded by the read timeout).
+    fn read_until(&mut self, done: impl Fn(&str) -> bool) {
+        let mut buf = [0u8; 4096];
+        // Bounded: each read waits at most the read timeout.
+        while !done(&self.seen) {
+            let n = self.stream.read(&mut buf).expect("read the stream");
+            assert!(n > 0, "the stream ended: {}", self.seen);
+            self.seen
+                .push_str(std::str::from_utf8(&buf[..n]).expect("UTF-8"));
+        }
+    }
+
+    /// The data of every `event` of this name seen so far, parsed.
+    fn events(&self, event: &str) -> Vec<Value> {
+        let tag = format!("event: {event}\ndata: ");
+        self.seen
+            .match_indices(&tag)
+            .map(|(at, _)| {
+                let line = self.seen[at + tag.len()..].lines().next().unwrap();
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+            })
+            .collect()
+    }
+
+    /// Waits for the `n`th `event: message`.
+    fn messages(&mut self, n: usize) -> Vec<Value> {
+        self.read_until(|seen| seen.matches("event: message\n").count() >= n);
+        self.events("message")
+    }
+}
+
+#[test]
+fn given_a_stream_with_two_credits_when_messages_wait_then_two_are_pushed_an_ack_brings_the_next_and_a_closed_stream_gives_the_rest_back(
+) {
+    let server = gateway_server(Mode::DevToken);
+    let g = server.gateway_addr();
+    let send = format!("/v1/kinds/{EGRUL}/requests");
+    for i in 0..3 {
+        let body = format!("{{\"n\": {i}}}");
+        let sent = http(g, Some("MFC"), "POST", &send, &[], body.as_bytes());
+        assert_eq!(sent.status, 202, "{}", sent.body);
+    }
+    let queue = format!("/v1/queues/requests/{EGRUL}");
+    let mut stream = EventStream::open(g, "FNS", &format!("{queue}/stream?credits=2"));
+    let first_two = stream.messages(2);
+    let lease = stream.events("open")[0]["lease"]
+        .as_u64()
+        .expect("the lease");
+    assert_eq!(stream.events("open")[0]["credits"], 2);
+    assert_eq!(first_two[0]["lease"], lease);
+    assert_eq!(first_two[0]["type"], "request");
+    // The window is full: the third waits until one is settled.
+    stream
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let quiet = stream.stream.read(&mut buf);
+    assert!(quiet.is_err(), "nothing pushed past the window: {quiet:?}");
+    stream.stream.set_read_timeout(Some(HTTP_WAIT)).unwrap();
+    // Only the stream's own participant may name its lease.
+    let id = first_two[0]["id"].as_str().unwrap();
+    let ack = format!("{queue}/messages/{id}/ack?lease={lease}");
+    let stranger = http(g, Some("MFC"), "POST", &ack, &[], b"");
+    assert_eq!(stranger.problem_code(), "NOT_FOUND");
+    let other = format!("{queue}/messages/{id}/ack?lease={}", lease + 1000);
+    assert_eq!(http(g, Some("FNS"), "POST", &other, &[], b"").status, 404);
+    assert_eq!(http(g, Some("FNS"), "POST", &ack, &[], b"").status, 200);
+    let all = stream.messages(3);
+    let third = all[2]["id"].as_str().unwrap().to_string();
+    assert!(all[..2].iter().all(|m| m["id"] != third.as_str()));
+    // add_credits: past the window they change nothing; bad ones are refused.
+    let credits = |l: u64, n: &str| format!("{queue}/stream/{l}/credits?credits={n}");
+    assert_eq!(
+        http(g, Some("FNS"), "POST", &credits(lease, "5"), &[], b"").status,
+        200
+    );
+    let unknown = http(
+        g,
+        Some("FNS"),
+        "POST",
+        &credits(lease + 1000, "1"),
+        &[],
+        b"",
+    );
+    assert_eq!(unknown.problem_code(), "NOT_FOUND");
+    let zero = http(g, Some("FNS"), "POST", &credits(lease, "0"), &[], b"");
+    assert_eq!(zero.problem_code(), "MALFORMED");
+    // A stream of a queue the caller may not read, and a bad window.
+    let refused = http(g, Some("MFC"), "GET", &format!("{queue}/stream"), &[], b"");
+    assert_eq!(refused.problem_code(), "NOT_AUTHORIZED");
+    let bad = http(
+        g,
+        Some("FNS"),
+        "GET",
+        &format!("{queue}/stream?credits=0"),
+        &[],
+        b"",
+    );
+    assert_eq!(bad.problem_code(), "MALFORMED");
+    // The client goes with two messages unsettled: both come back.
+    drop(stream);
+    let again = fetch_one(g, "FNS", &format!("requests/{EGRUL}"));
+    assert_eq!(again["delivery_count"], 2, "{again}");
 }

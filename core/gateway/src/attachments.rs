@@ -51,25 +51,15 @@ pub(crate) fn chunk(
             body.len()
         ))));
     }
+    let offset = query
+        .optional_number("offset", 0, OFFSET_MAX)?
+        .ok_or_else(|| Problem::malformed("query offset is required: where the chunk starts"))?;
     Ok(Command::UploadChunk {
         upload: upload_id(matched)?,
-        offset: query.number("offset", 0, OFFSET_MAX, u64::MAX)?,
+        offset,
         crc32c: request::chunk_crc32c(headers)?,
         bytes: body,
     })
-    .and_then(required_offset)
-}
-
-/// The offset is required (its default above is past [`OFFSET_MAX`]).
-fn required_offset(c: Command) -> Result<Command, Problem> {
-    match c {
-        Command::UploadChunk {
-            offset: u64::MAX, ..
-        } => Err(Problem::malformed(
-            "query offset is required: where the chunk starts",
-        )),
-        c => Ok(c),
-    }
 }
 
 /// `upload_finish`'s body: `{"digest": "<64 hex digits>"}`.

@@ -19,6 +19,7 @@ mod request;
 mod routes;
 mod server;
 mod settings;
+mod stream;
 mod views;
 
 pub use error::GatewayError;

@@ -7,6 +7,7 @@ use crate::request::{
     ATTACHMENTS, CHUNK_CRC32C, EXPIRES_IN_MS, EXPIRES_IN_MS_MAX, IDEMPOTENCY_KEY, SIGNATURE,
     STATE_SECRET, TEST, TRANSACTION,
 };
+use crate::stream::{LEASE_MAX, STREAM_CREDITS_DEFAULT, STREAM_CREDITS_MAX};
 
 /// Standard base64 with padding (what the gateway reads and writes).
 const BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
@@ -85,6 +86,14 @@ fn parameters(route: &Route) -> Vec<Value> {
             "The data kind (requests) or the participant (answers)",
         ));
     }
+    if route.path.contains("{lease}") {
+        let lease = json!({ "type": "integer", "minimum": 0, "maximum": LEASE_MAX });
+        out.push(path_param(
+            "lease",
+            lease,
+            "The stream's lease holder number (its open event gives it)",
+        ));
+    }
     if route.path.contains("{upload}") {
         let uuid = json!({ "type": "string", "format": "uuid" });
         out.push(path_param(
@@ -156,10 +165,33 @@ fn parameters(route: &Route) -> Vec<Value> {
                 delay,
                 "Delay before it is delivered again, ms",
             ));
+            out.push(lease_param());
+        }
+        Op::Ack => out.push(lease_param()),
+        Op::Stream | Op::StreamCredits => {
+            let (default, what) = match route.op {
+                Op::Stream => (
+                    STREAM_CREDITS_DEFAULT,
+                    "The window: most messages pushed and not yet settled",
+                ),
+                _ => (1, "Credits to give back (the window bounds them)"),
+            };
+            let credits = json!({ "type": "integer", "minimum": 1, "maximum": STREAM_CREDITS_MAX, "default": default });
+            out.push(query_param("credits", credits, what));
         }
         _ => {}
     }
     out
+}
+
+/// `lease` of an ack or a nack: a stream's, for a message it pushed.
+fn lease_param() -> Value {
+    let lease = json!({ "type": "integer", "minimum": 0, "maximum": LEASE_MAX });
+    query_param(
+        "lease",
+        lease,
+        "The stream that pushed the message (its lease); absent: a fetch's",
+    )
 }
 
 fn signature_header() -> Value {
@@ -249,6 +281,17 @@ fn responses(op: Op) -> Value {
             "Messages leased to the caller (none after wait_ms)",
         ),
         Op::Ack | Op::Nack | Op::SendResponse | Op::SendRefusal => ("200", "Done", "Done, durable"),
+        Op::StreamCredits => ("200", "Done", "Given to the stream"),
+        Op::Stream => {
+            return json!({
+                "200": { "description": "Server-sent events: open (lease, credits), then message (a Message with its lease), error (a Problem) and keep-alive comments", "content": {
+                    "text/event-stream": { "schema": { "type": "string" } } } },
+                "default": {
+                    "description": "A typed error: RFC 9457 problem with the stable code",
+                    "content": { "application/problem+json": { "schema": schema_ref("Problem") } },
+                },
+            })
+        }
         Op::Status => ("200", "Status", "The request's history"),
         Op::QueueStats => ("200", "QueueStats", "The queue's figures"),
         Op::OpenApi => ("200", "OpenApi", "This document"),

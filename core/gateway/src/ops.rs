@@ -8,9 +8,11 @@ use crate::problem::Problem;
 use crate::request::{self, Query};
 use crate::routes::{Matched, Op};
 use crate::settings::{FETCH_MAX_DEFAULT, FETCH_WAIT_MS_MAX};
+use crate::stream::{Streams, LEASE_MAX, STREAM_CREDITS_MAX};
 use crate::views;
 use bytes::Bytes;
 use gonets_engine::Session;
+use gonets_types::HubError;
 use gonets_types::{
     Command, DataKindId, MessageId, NewRequest, ParticipantId, QueueId, RefusalCode, Reply,
     BATCH_MESSAGES_MAX,
@@ -18,26 +20,83 @@ use gonets_types::{
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
+use std::sync::Arc;
 
-/// Runs the matched operation for `session`'s participant; `body` has
-/// been read whole (bounded by the settings).
+/// Who calls: its participant, its session and the gateway's streams.
+pub(crate) struct Caller<'a> {
+    pub participant: &'a str,
+    pub session: &'a Session,
+    pub streams: &'a Arc<Streams>,
+}
+
+/// Runs the matched operation for the caller; `body` has been read whole
+/// (bounded by the settings).
 pub(crate) async fn run(
-    session: &Session,
+    caller: &Caller<'_>,
     matched: &Matched,
     parts: &Parts,
     body: Bytes,
 ) -> Result<Response<Body>, Problem> {
+    let (session, streams) = (caller.session, caller.streams);
     let query = Query::parse(parts.uri.query())?;
-    if matched.route.op == Op::ReadAttachment {
-        return crate::attachments::read(session, matched, &query).await;
+    match matched.route.op {
+        Op::ReadAttachment => return crate::attachments::read(session, matched, &query).await,
+        Op::Stream => {
+            return crate::stream::open(streams, caller.participant, session, matched, &query).await
+        }
+        Op::StreamCredits => return stream_credits(caller, matched, &query),
+        _ => {}
     }
-    let command = command_of(session, matched, parts, &query, body)?;
+    // An ack or a nack of a message a stream pushed names the stream's lease.
+    let stream_lease = stream_lease(caller, &query)?;
+    let command = command_of(session, matched, parts, &query, body, stream_lease)?;
     let command = match request::signature(&parts.headers)? {
         Some(signature) => command.signed(signature),
         None => command,
     };
     let reply = session.execute(command).await?;
+    if let Some(lease) = stream_lease {
+        // Settled: the stream may push one more.
+        streams.give_back(caller.participant, lease, 1);
+    }
     Ok(response_of(matched, reply))
+}
+
+/// The `lease` an ack or a nack names: one of the caller's open streams
+/// (`NOT_FOUND` otherwise); `None` for a fetch's lease.
+fn stream_lease(caller: &Caller<'_>, query: &Query) -> Result<Option<u64>, Problem> {
+    let Some(lease) = query.optional_number("lease", 0, LEASE_MAX)? else {
+        return Ok(None);
+    };
+    if !caller.streams.holds(caller.participant, lease) {
+        return Err(HubError::NotFound.into());
+    }
+    Ok(Some(lease))
+}
+
+/// `add_credits`: credits back to one of the caller's open streams.
+fn stream_credits(
+    caller: &Caller<'_>,
+    matched: &Matched,
+    query: &Query,
+) -> Result<Response<Body>, Problem> {
+    queue(matched)?;
+    let text = matched.param("lease");
+    let lease = text
+        .parse::<u64>()
+        .ok()
+        .filter(|l| *l <= LEASE_MAX)
+        .ok_or_else(|| {
+            Problem::malformed(format!(
+                "lease {text:?}: expected a whole number from 0 to {LEASE_MAX}"
+            ))
+        })?;
+    let credits = query.number("credits", 1, u64::from(STREAM_CREDITS_MAX), 1)? as u32;
+    if !caller.streams.give_back(caller.participant, lease, credits) {
+        return Err(HubError::NotFound.into());
+    }
+    let done = serde_json::json!({ "done": true });
+    Ok(json_response(StatusCode::OK, &done))
 }
 
 /// The command of an operation (never `OpenApi`, served before).
@@ -47,8 +106,10 @@ fn command_of(
     parts: &Parts,
     query: &Query,
     body: Bytes,
+    stream_lease: Option<u64>,
 ) -> Result<Command, Problem> {
     let headers = &parts.headers;
+    let holder = stream_lease.unwrap_or_else(|| session.lease_holder());
     Ok(match matched.route.op {
         Op::SendRequest => {
             Command::SendRequest(request::new_request(matched.param("kind"), body, headers)?)
@@ -69,12 +130,12 @@ fn command_of(
         Op::Ack => Command::Ack {
             queue: queue(matched)?,
             id: message_id(matched)?,
-            reader: session.lease_holder(),
+            reader: holder,
         },
         Op::Nack => Command::Nack {
             queue: queue(matched)?,
             id: message_id(matched)?,
-            reader: session.lease_holder(),
+            reader: holder,
             delay_ms: query.number("delay_ms", 0, request::NACK_DELAY_MS_MAX, 0)?,
         },
         Op::SendResponse => Command::SendResponse {
@@ -95,8 +156,8 @@ fn command_of(
             upload: crate::attachments::upload_id(matched)?,
         },
         Op::UploadFinish => crate::attachments::finish(matched, &body)?,
-        Op::OpenApi | Op::ReadAttachment => {
-            unreachable!("the contract and attachment reads are served before any command")
+        Op::OpenApi | Op::ReadAttachment | Op::Stream | Op::StreamCredits => {
+            unreachable!("the contract, attachment reads and streams are served before any command")
         }
     })
 }
@@ -130,7 +191,7 @@ fn response_of(matched: &Matched, reply: Reply) -> Response<Body> {
 }
 
 /// The queue the path names: `requests/<kind>` or `answers/<participant>`.
-fn queue(matched: &Matched) -> Result<QueueId, Problem> {
+pub(crate) fn queue(matched: &Matched) -> Result<QueueId, Problem> {
     let owner = matched.param("owner");
     match matched.param("queue_type") {
         "requests" => Ok(QueueId::Requests(DataKindId::new(owner))),

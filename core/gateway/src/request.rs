@@ -67,11 +67,17 @@ impl Query {
 
     /// Number `name` within `min..=max`, `default` when absent.
     pub fn number(&self, name: &str, min: u64, max: u64, default: u64) -> Result<u64, Problem> {
+        Ok(self.optional_number(name, min, max)?.unwrap_or(default))
+    }
+
+    /// Parameter `name` as a whole number from `min` to `max`; `None` when
+    /// absent.
+    pub fn optional_number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, Problem> {
         let Some((_, text)) = self.params.iter().find(|(n, _)| n == name) else {
-            return Ok(default);
+            return Ok(None);
         };
         match text.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(Problem::malformed(format!(
                 "query {name}={text:?}: expected a whole number from {min} to {max}"
             ))),

@@ -15,6 +15,10 @@ pub enum Op {
     Call,
     /// `fetch`: leased delivery by long-poll.
     Fetch,
+    /// `stream`: push delivery as server-sent events, with credits.
+    Stream,
+    /// `add_credits`: gives a stream credits back.
+    StreamCredits,
     /// `ack`: ends a lease, done.
     Ack,
     /// `nack`: ends a lease, deliver again later.
@@ -86,6 +90,20 @@ pub const ROUTES: &[Route] = &[
         op: Op::Fetch,
         operation_id: "fetch",
         summary: "Long-poll: up to max messages, leased to the caller, waiting up to wait_ms",
+    },
+    Route {
+        method: "GET",
+        path: const_concat::QUEUE_STREAM,
+        op: Op::Stream,
+        operation_id: "stream",
+        summary: "Push delivery as server-sent events: at most credits messages unsettled at once",
+    },
+    Route {
+        method: "POST",
+        path: const_concat::QUEUE_STREAM_CREDITS,
+        op: Op::StreamCredits,
+        operation_id: "add_credits",
+        summary: "Give a stream credits back (after leases ran out unsettled), up to its window",
     },
     Route {
         method: "POST",
@@ -180,6 +198,9 @@ mod const_concat {
     pub(super) const QUEUE_ACK: &str = "/v1/queues/{queue_type}/{owner}/messages/{id}/ack";
     pub(super) const QUEUE_NACK: &str = "/v1/queues/{queue_type}/{owner}/messages/{id}/nack";
     pub(super) const QUEUE_STATS: &str = "/v1/queues/{queue_type}/{owner}/stats";
+    pub(super) const QUEUE_STREAM: &str = "/v1/queues/{queue_type}/{owner}/stream";
+    pub(super) const QUEUE_STREAM_CREDITS: &str =
+        "/v1/queues/{queue_type}/{owner}/stream/{lease}/credits";
 }
 
 /// The most path segments a route has; a longer path matches none.
@@ -279,7 +300,8 @@ mod tests {
                 .replace("{queue_type}", "requests")
                 .replace("{owner}", "urn:k")
                 .replace("{kind}", "urn:k")
-                .replace("{id}", "0190c8d2-0000-7000-8000-000000000000");
+                .replace("{id}", "0190c8d2-0000-7000-8000-000000000000")
+                .replace("{lease}", "7");
             let m = find(route.method, &path).unwrap();
             assert_eq!(m.route.op, route.op, "{path}");
         }

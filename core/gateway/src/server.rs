@@ -11,6 +11,7 @@ use crate::settings::{
     self, GatewayAuth, GatewaySettings, BODY_READ_TIMEOUT_MS, CONNECTIONS_MAX,
     HEADER_READ_TIMEOUT_MS,
 };
+use crate::stream::Streams;
 use crate::{ops, request, GatewayError};
 use bytes::Bytes;
 use gonets_engine::{HubHandle, Session};
@@ -56,6 +57,8 @@ struct Context {
     /// HTTP request) ends them. Bounded by the registry's participants.
     /// Held only on the gateway's own thread, never across an await.
     sessions: Mutex<HashMap<String, Session>>,
+    /// The open event streams (`GET …/stream`), by lease.
+    streams: Arc<Streams>,
 }
 
 impl Context {
@@ -103,6 +106,7 @@ impl GatewayServer {
             auth: self.settings.auth,
             body_bytes_max: self.settings.body_bytes_max,
             sessions: Mutex::new(HashMap::new()),
+            streams: Arc::default(),
         });
         let (stop, stopped) = oneshot::channel();
         let listener = self.listener;
@@ -280,7 +284,12 @@ async fn handle(
     let body = tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS), reading)
         .await
         .map_err(|_| Problem::body_timeout(BODY_READ_TIMEOUT_MS))??;
-    ops::run(&session, &matched, &parts, body).await
+    let caller = ops::Caller {
+        participant: &participant,
+        session: &session,
+        streams: &context.streams,
+    };
+    ops::run(&caller, &matched, &parts, body).await
 }
 
 /// The whole body, refused `TOO_LARGE` past `size_bytes_max` (by its
