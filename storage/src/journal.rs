@@ -4,6 +4,9 @@
 //! subset of the rest) and recovers from that. Compiled only with the
 //! `failpoints` feature; off until a test calls [`start`] (this thread) or
 //! [`start_process`] (every thread: a hub's shards and its start-up files).
+//! [`replay`] holds what the tests that replay a journal share.
+
+pub mod replay;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -16,7 +16,9 @@
 //! [`verify`] walks a log read-only and checks every record, marker and
 //! the hash chain (`gonets verify`). [`attachment`] is the store of large
 //! message attachments (chunked, resumable uploads made content-addressed
-//! blobs), in its own files beside the logs.
+//! blobs), in its own files beside the logs. [`durable_file`] writes the
+//! small files outside the logs (the server's, the attachment store's
+//! meta files) durably: temporary name, sync, rename, directory sync.
 
 /// Runs its statements only in builds with the test-only `failpoints` feature.
 macro_rules! journal {
@@ -33,6 +35,7 @@ mod checkpoint;
 pub mod commit_stats;
 mod config;
 mod durable_batch;
+pub mod durable_file;
 mod error;
 mod flusher;
 pub mod frame;

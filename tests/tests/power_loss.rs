@@ -13,14 +13,13 @@
 //! covers what we rely on is in docs/storage.md, "What a sync covers".
 
 use glommio::{LocalExecutorBuilder, Placement};
+use gonets_storage::journal::replay::{describe, FileImage};
 use gonets_storage::journal::{self, IoEvent};
 use gonets_storage::{Log, LogConfig, Slot};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-
-const SECTOR: usize = 512;
 
 fn config() -> LogConfig {
     LogConfig {
@@ -38,20 +37,10 @@ fn payload(offset: u64) -> Vec<u8> {
         .collect()
 }
 
-#[derive(Clone, Default)]
-struct FileState {
-    /// Content as of the last fdatasync.
-    synced: Vec<u8>,
-    /// Size the file will have once its preallocation is synced.
-    allocated: usize,
-    /// Writes since the last fdatasync.
-    pending: Vec<(usize, Vec<u8>)>,
-}
-
 /// The filesystem as the journal says, up to a crash point.
 #[derive(Default)]
 struct Disk {
-    files: Vec<FileState>,
+    files: Vec<FileImage>,
     /// Names as the running process saw them.
     names: HashMap<String, usize>,
     /// Names as the last directory fsync made durable.
@@ -67,10 +56,7 @@ impl Disk {
     fn apply(&mut self, e: &IoEvent) {
         match e {
             IoEvent::Create { path, size } => {
-                self.files.push(FileState {
-                    allocated: *size as usize,
-                    ..FileState::default()
-                });
+                self.files.push(FileImage::new(*size));
                 self.names.insert(name(path), self.files.len() - 1);
             }
             IoEvent::Write {
@@ -79,23 +65,11 @@ impl Disk {
                 bytes,
             } => {
                 let id = self.names[&name(path)];
-                self.files[id]
-                    .pending
-                    .push((*position as usize, bytes.clone()));
+                self.files[id].write(*position, bytes);
             }
             IoEvent::Sync { path } => {
                 let id = self.names[&name(path)];
-                let f = &mut self.files[id];
-                let alloc = f.allocated;
-                if f.synced.len() < alloc {
-                    f.synced.resize(alloc, 0);
-                }
-                for (pos, bytes) in std::mem::take(&mut f.pending) {
-                    if f.synced.len() < pos + bytes.len() {
-                        f.synced.resize(pos + bytes.len(), 0);
-                    }
-                    f.synced[pos..pos + bytes.len()].copy_from_slice(&bytes);
-                }
+                self.files[id].sync();
             }
             IoEvent::SyncDir { .. } => self.durable_names = self.names.clone(),
             IoEvent::Rename { from, to } => {
@@ -131,36 +105,9 @@ impl Disk {
                 durable
             };
             let Some(&id) = id else { continue };
-            let f = &self.files[id];
-            let mut content = f.synced.clone();
-            if rng.gen_bool(0.5) && content.len() < f.allocated {
-                content.resize(f.allocated, 0); // the preallocation may have reached the disk
-            }
-            for (pos, bytes) in &f.pending {
-                for (i, sector) in bytes.chunks(SECTOR).enumerate() {
-                    if rng.gen_bool(0.5) {
-                        let at = pos + i * SECTOR;
-                        if content.len() < at + sector.len() {
-                            content.resize(at + sector.len(), 0);
-                        }
-                        content[at..at + sector.len()].copy_from_slice(sector);
-                    }
-                }
-            }
+            let content = self.files[id].content(&mut || rng.gen_bool(0.5));
             std::fs::write(dir.join(n), content).unwrap();
         }
-    }
-}
-
-/// An event without its bytes, for messages.
-fn describe(e: &IoEvent) -> String {
-    match e {
-        IoEvent::Write {
-            path,
-            position,
-            bytes,
-        } => format!("write {} @{position} len {}", name(path), bytes.len()),
-        other => format!("{other:?}"),
     }
 }
 

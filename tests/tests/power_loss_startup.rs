@@ -23,6 +23,7 @@ use gonets_engine::{Hub, LogConfig};
 use gonets_server::config_file::ConfigFile;
 use gonets_server::tls;
 use gonets_server::{checks, Security};
+use gonets_storage::journal::replay::{describe, FileImage};
 use gonets_storage::journal::{self, IoEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,7 +31,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const SECTOR: usize = 512;
 const SHARDS: u16 = 2;
 /// The test's note in the journal: the hub reported ready here.
 const READY: IoEvent = IoEvent::Acknowledged { end_offset: 1 };
@@ -51,16 +51,6 @@ fn start(data_dir: &Path) -> Result<(Hub, Security), String> {
     serve.hub.log = LogConfig::small_for_tests();
     let hub = Hub::start(serve.hub).map_err(|e| e.to_string())?;
     Ok((hub, serve.server.security))
-}
-
-#[derive(Clone, Default)]
-struct FileState {
-    /// Content as of the last sync.
-    synced: Vec<u8>,
-    /// Size once the preallocation is synced.
-    allocated: usize,
-    /// Writes since the last sync.
-    pending: Vec<(usize, Vec<u8>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +84,7 @@ impl Loss<'_> {
 /// The filesystem under `root` as the journal says, up to a crash point.
 struct Disk {
     root: PathBuf,
-    files: Vec<FileState>,
+    files: Vec<FileImage>,
     /// Entries of each directory (relative to `root`) as the process saw them.
     names: BTreeMap<PathBuf, Entries>,
     /// Entries as the last sync of the directory made durable.
@@ -136,7 +126,7 @@ impl Disk {
         })
     }
 
-    fn file(&mut self, path: &Path, event: &IoEvent) -> &mut FileState {
+    fn file(&mut self, path: &Path, event: &IoEvent) -> &mut FileImage {
         let (dir, name) = self.split(path);
         match self.dir(&dir, event).get(&name) {
             Some(Node::File(id)) => {
@@ -158,10 +148,7 @@ impl Disk {
             }
             IoEvent::Create { path, size } => {
                 let (dir, name) = self.split(path);
-                self.files.push(FileState {
-                    allocated: *size as usize,
-                    ..FileState::default()
-                });
+                self.files.push(FileImage::new(*size));
                 let id = self.files.len() - 1;
                 self.dir(&dir, e).insert(name, Node::File(id));
             }
@@ -170,21 +157,9 @@ impl Disk {
                 position,
                 bytes,
             } => {
-                let f = self.file(path, e);
-                f.pending.push((*position as usize, bytes.clone()));
+                self.file(path, e).write(*position, bytes);
             }
-            IoEvent::Sync { path } => {
-                let f = self.file(path, e);
-                if f.synced.len() < f.allocated {
-                    f.synced.resize(f.allocated, 0);
-                }
-                for (pos, bytes) in std::mem::take(&mut f.pending) {
-                    if f.synced.len() < pos + bytes.len() {
-                        f.synced.resize(pos + bytes.len(), 0);
-                    }
-                    f.synced[pos..pos + bytes.len()].copy_from_slice(&bytes);
-                }
-            }
+            IoEvent::Sync { path } => self.file(path, e).sync(),
             IoEvent::SyncDir { dir } => {
                 let rel = dir.strip_prefix(&self.root).expect("inside the root");
                 let now = self.dir(rel, e).clone();
@@ -225,29 +200,11 @@ impl Disk {
                 None => {}
                 Some(Node::Dir) => self.materialize_dir(&rel.join(name), &out.join(name), loss),
                 Some(Node::File(id)) => {
-                    std::fs::write(out.join(name), self.content(&self.files[*id], loss)).unwrap()
+                    let content = self.files[*id].content(&mut || loss.keeps());
+                    std::fs::write(out.join(name), content).unwrap()
                 }
             }
         }
-    }
-
-    fn content(&self, f: &FileState, loss: &mut Loss<'_>) -> Vec<u8> {
-        let mut content = f.synced.clone();
-        if content.len() < f.allocated && loss.keeps() {
-            content.resize(f.allocated, 0); // the preallocation may have reached the disk
-        }
-        for (pos, bytes) in &f.pending {
-            for (i, sector) in bytes.chunks(SECTOR).enumerate() {
-                if loss.keeps() {
-                    let at = pos + i * SECTOR;
-                    if content.len() < at + sector.len() {
-                        content.resize(at + sector.len(), 0);
-                    }
-                    content[at..at + sector.len()].copy_from_slice(sector);
-                }
-            }
-        }
-        content
     }
 }
 
@@ -426,16 +383,4 @@ fn given_power_loss_at_every_step_of_the_first_start_when_started_again_then_it_
         "start-up power loss: {ready} journaled steps ({dirs} directories, {files} files), \
          {points} crash disks, each started again with whole files"
     ));
-}
-
-/// An event without its bytes, for messages.
-fn describe(e: &IoEvent) -> String {
-    match e {
-        IoEvent::Write {
-            path,
-            position,
-            bytes,
-        } => format!("write {} @{position} len {}", path.display(), bytes.len()),
-        other => format!("{other:?}"),
-    }
 }

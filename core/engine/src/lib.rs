@@ -4,18 +4,6 @@
 //! `gonets-types`; the wire protocol, the server and the clients live in
 //! their own crates above (docs/architecture.md).
 
-/// Runs its statements only in builds with the test-only `failpoints`
-/// feature: records file steps in the storage layer's power-loss journal.
-macro_rules! journal {
-    ($($t:tt)*) => {
-        #[cfg(feature = "failpoints")]
-        {
-            $($t)*
-        }
-    };
-}
-
-pub mod durable_file;
 pub mod format;
 pub mod record;
 pub mod registry;

@@ -6,11 +6,11 @@ mod trust;
 
 use gonets_client::glommio::Client;
 use gonets_client::{ClientConfig, ClientSecurity, Message};
-use gonets_engine::durable_file;
 use gonets_engine::{Hub, HubConfig};
 use gonets_server::config_file::ensure_dev_certs;
 use gonets_server::tls;
 use gonets_server::{checks, start_front_ends, Security, ServerSettings};
+use gonets_storage::durable_file;
 use gonets_types::AnswerBody;
 use gonets_types::DeliveryBody;
 use gonets_types::{DataKindId, NewRequest, ParticipantId, QueueId, RefusalCode};

@@ -68,7 +68,7 @@ pub fn data_dir_writable(dir: &Path) -> Result<(), ServerError> {
             dir.display()
         ))
     };
-    gonets_engine::durable_file::create_dir_all(dir).map_err(fail)?;
+    gonets_storage::durable_file::create_dir_all(dir).map_err(fail)?;
     // A probe removed at once: unlike every file the server keeps, it need not be durable.
     let probe = dir.join(".gonets-write-check");
     std::fs::write(&probe, b"ok").map_err(fail)?;

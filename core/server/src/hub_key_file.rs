@@ -1,10 +1,10 @@
 //! The hub's signing key on disk (`hub.key`, 0600, and `hub.pub` beside
 //! it): read, or made on a first start through the durable files
-//! (`gonets_engine::durable_file`), so that a power loss while it is made
+//! (`gonets_storage::durable_file`), so that a power loss while it is made
 //! leaves no key, or the whole key with its public half — never an empty
 //! or cut key file that would stop the next start.
 
-use gonets_engine::durable_file;
+use gonets_storage::durable_file;
 use gonets_trust::hub_key::public_path_of;
 use gonets_trust::HubKey;
 use std::path::Path;

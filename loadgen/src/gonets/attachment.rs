@@ -6,9 +6,8 @@
 //! the transfer's own rates and the resume point are reported with it.
 
 use super::workloads::Run;
-use super::workloads::{new_run, note_rt, rt_phase, stderr_progress};
+use super::workloads::{new_run, note_rt, ratio, rt_alone_then_beside, stderr_progress, Beside};
 use crate::gonets::conn::GonetsTarget;
-use crate::gonets::engine::{self, Plan};
 use crate::params::{Cores, RtParams};
 use crate::record::Recorder;
 use crate::registry;
@@ -43,56 +42,45 @@ pub fn attachment(
     run.result
         .setup
         .insert("attachment_bytes".into(), json!(bytes));
-    let alone = Plan {
-        label: "rt-alone".into(),
-        rt: Some(rt.clone()),
+    let beside = Beside {
+        label: "rt+attachment",
+        phase: "rt-with-attachment",
+        curve: "rt beside the attachment",
         bulk: None,
     };
-    let o = engine::run(target, &alone, cores, &mut stderr_progress)?;
-    let (alone_phase, rec) = rt_phase("rt-alone", rt, &o);
-    run.curves.push(("rt alone".into(), rec));
-    stderr_progress(&format!("attachment: making {} MiB", bytes >> 20));
-    let data = pattern(bytes);
-    let with = Plan {
-        label: "rt+attachment".into(),
-        ..alone
-    };
-    let t = target.clone();
-    let transfer = std::thread::spawn(move || run_local(move || transfer(t, data)));
-    let o = engine::run(target, &with, cores, &mut stderr_progress)?;
-    let transferred = transfer
-        .join()
-        .map_err(|_| "the attachment transfer panicked".to_string())??;
-    let (mut with_phase, rec) = rt_phase("rt-with-attachment", rt, &o);
-    run.curves.push(("rt beside the attachment".into(), rec));
-    compare(&mut with_phase, &alone_phase, &transferred, rt);
-    let transfer_phase = transfer_phase(bytes, &transferred);
-    run.result.push(alone_phase);
+    let m = rt_alone_then_beside(&mut run, target, rt, cores, beside, || {
+        stderr_progress(&format!("attachment: making {} MiB", bytes >> 20));
+        let data = pattern(bytes);
+        let t = target.clone();
+        let transfer = std::thread::spawn(move || run_local(move || transfer(t, data)));
+        move || {
+            transfer
+                .join()
+                .map_err(|_| "the attachment transfer panicked".to_string())?
+        }
+    })?;
+    let mut with_phase = m.with;
+    compare(&mut with_phase, &m.alone, &m.beside, rt);
+    let transfer_phase = transfer_phase(bytes, &m.beside);
+    run.result.push(m.alone);
     run.result.push(with_phase);
     run.result.push(transfer_phase);
     Ok(run)
 }
 
-/// The rt tail beside the transfer against rt alone, and whether the
-/// transfer ran within the measured rt window.
+/// The rt tail beside the transfer against rt alone (p99; p99.9 comes
+/// with the phase), and whether the transfer ran within the measured rt
+/// window.
 fn compare(with: &mut Phase, alone: &Phase, t: &Transfer, rt: &RtParams) {
     if let (Some(a), Some(w)) = (&alone.latency, &with.latency) {
         with.extra.insert(
             "p99_ratio_to_alone".into(),
             json!(ratio(w.p99_us, a.p99_us)),
         );
-        with.extra.insert(
-            "p999_ratio_to_alone".into(),
-            json!(ratio(w.p999_us, a.p999_us)),
-        );
     }
     let window = rt.warmup + rt.duration;
     with.extra
         .insert("transfer_within_rt_window".into(), json!(t.total <= window));
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    (a as f64 / b.max(1) as f64 * 1000.0).round() / 1000.0
 }
 
 /// The transfer as a phase of its own: one upload and one read.

@@ -190,6 +190,84 @@ pub fn bulk(
     Ok(run)
 }
 
+/// The second run of [`rt_alone_then_beside`]: rt at the same rate beside
+/// other load, and the names it is reported under.
+pub(crate) struct Beside<'a> {
+    /// The engine plan's label (`rt+bulk`).
+    pub label: &'a str,
+    /// The rt phase's name (`rt-with-bulk`).
+    pub phase: &'a str,
+    /// The latency curve's name (`rt with bulk`).
+    pub curve: &'a str,
+    /// Bulk load the engine runs beside rt, if any.
+    pub bulk: Option<BulkPlan>,
+}
+
+/// What [`rt_alone_then_beside`] measured.
+pub(crate) struct RtBeside<T> {
+    /// rt alone (`rt-alone`).
+    pub alone: Phase,
+    /// rt beside the other load, with its `p999_ratio_to_alone`.
+    pub with: Phase,
+    /// The second run's outcome (its bulk part, if any).
+    pub outcome: Outcome,
+    /// What the work started beside rt gave.
+    pub beside: T,
+}
+
+/// rt alone, then rt at the same rate beside other load: the bulk part of
+/// `beside`, and the work `start` begins once rt alone is over (it returns
+/// how to wait for that work, called after the second run). Both latency
+/// curves go to `run`; the phases come back for the caller to complete and
+/// push in its own order.
+pub(crate) fn rt_alone_then_beside<T, W>(
+    run: &mut Run,
+    target: &GonetsTarget,
+    rt: &RtParams,
+    cores: &Cores,
+    beside: Beside<'_>,
+    start: impl FnOnce() -> W,
+) -> Result<RtBeside<T>, String>
+where
+    W: FnOnce() -> Result<T, String>,
+{
+    let alone = Plan {
+        label: "rt-alone".into(),
+        rt: Some(rt.clone()),
+        bulk: None,
+    };
+    let o = engine::run(target, &alone, cores, &mut stderr_progress)?;
+    let (alone_phase, rec) = rt_phase("rt-alone", rt, &o);
+    run.curves.push(("rt alone".into(), rec));
+    let wait = start();
+    let with = Plan {
+        label: beside.label.into(),
+        rt: Some(rt.clone()),
+        bulk: beside.bulk,
+    };
+    let outcome = engine::run(target, &with, cores, &mut stderr_progress)?;
+    let done = wait()?;
+    let (mut with_phase, rec) = rt_phase(beside.phase, rt, &outcome);
+    run.curves.push((beside.curve.into(), rec));
+    if let (Some(a), Some(w)) = (&alone_phase.latency, &with_phase.latency) {
+        with_phase.extra.insert(
+            "p999_ratio_to_alone".into(),
+            json!(ratio(w.p999_us, a.p999_us)),
+        );
+    }
+    Ok(RtBeside {
+        alone: alone_phase,
+        with: with_phase,
+        outcome,
+        beside: done,
+    })
+}
+
+/// `a / b` to three decimals (`b` at least 1).
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
+    round3(a as f64 / b.max(1) as f64)
+}
+
 /// `mixed`: rt alone, then rt at the same rate while bulk runs flat out.
 pub fn mixed(
     target: &GonetsTarget,
@@ -200,17 +278,10 @@ pub fn mixed(
     let mut run = new_run("mixed", target, cores);
     note_rt(&mut run, rt);
     note_bulk(&mut run, b);
-    let alone = Plan {
-        label: "rt-alone".into(),
-        rt: Some(rt.clone()),
-        bulk: None,
-    };
-    let o = engine::run(target, &alone, cores, &mut stderr_progress)?;
-    let (alone_phase, rec) = rt_phase("rt-alone", rt, &o);
-    run.curves.push(("rt alone".into(), rec));
-    let both = Plan {
-        label: "rt+bulk".into(),
-        rt: Some(rt.clone()),
+    let beside = Beside {
+        label: "rt+bulk",
+        phase: "rt-with-bulk",
+        curve: "rt with bulk",
         bulk: Some(BulkPlan {
             params: b.clone(),
             drain: true,
@@ -218,18 +289,10 @@ pub fn mixed(
             consumers: rt.consumers,
         }),
     };
-    let o = engine::run(target, &both, cores, &mut stderr_progress)?;
-    let (mut with_phase, rec) = rt_phase("rt-with-bulk", rt, &o);
-    run.curves.push(("rt with bulk".into(), rec));
-    if let (Some(a), Some(w)) = (&alone_phase.latency, &with_phase.latency) {
-        with_phase.extra.insert(
-            "p999_ratio_to_alone".into(),
-            json!(round3(w.p999_us as f64 / a.p999_us.max(1) as f64)),
-        );
-    }
-    let (bulk_phase, _) = bulk_phase("bulk-with-rt", &o, true);
-    run.result.push(alone_phase);
-    run.result.push(with_phase);
+    let m = rt_alone_then_beside(&mut run, target, rt, cores, beside, || || Ok(()))?;
+    let (bulk_phase, _) = bulk_phase("bulk-with-rt", &m.outcome, true);
+    run.result.push(m.alone);
+    run.result.push(m.with);
     run.result.push(bulk_phase);
     Ok(run)
 }

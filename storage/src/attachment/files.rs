@@ -1,8 +1,10 @@
 //! Blocking file steps of the attachment store, each recorded in the
 //! test-only I/O journal (`failpoints` feature) so that the power-loss test
-//! can build every disk a crash may leave. A small file is written the way
-//! `core/engine/src/durable_file.rs` writes one: temporary name, sync,
-//! rename, directory sync (docs/storage.md, "What a sync covers").
+//! can build every disk a crash may leave. What it shares with the server's
+//! files (a small file written durably: temporary name, sync, rename,
+//! directory sync; directories made, synced, renamed into, removed from)
+//! is [`crate::durable_file`]; here is what only the store does: its data
+//! and chunk files, written back in pieces, with its fail points.
 //!
 //! Every error says which step failed, because a failed sync is fatal for
 //! the store (the page cache state after it is unknown) while a failed write
@@ -13,40 +15,18 @@ use crate::journal::{record, IoEvent};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Suffix of a temporary file (`<name>.tmp`); one left by a crash is removed on open.
-pub(crate) const TMP_SUFFIX: &str = ".tmp";
-
-/// What kind of step failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// An `fsync`/`fdatasync`: fatal for the store.
-    Sync,
-    /// Anything else: fails the call only.
-    Other,
-}
-
-/// A failed file step.
-#[derive(Debug)]
-pub(crate) struct FileError {
-    /// What kind of step.
-    pub step: Step,
-    /// The step and its file, for the operator.
-    pub what: String,
-    /// The OS error.
-    pub source: io::Error,
-}
-
-/// Result of a file step.
-pub(crate) type FileResult<T> = Result<T, FileError>;
+use crate::durable_file::stepwise;
+pub(crate) use crate::durable_file::stepwise::{
+    create_dir_all, remove, rename, sync_dir, Step, StepError as FileError,
+    StepResult as FileResult,
+};
+// Suffix of a temporary file (`<name>.tmp`); one left by a crash is removed on open.
+pub(crate) use crate::durable_file::TMP_SUFFIX;
 
 fn fail(step: Step, op: &str, path: &Path, source: io::Error) -> FileError {
-    FileError {
-        step,
-        what: format!("{op} {}", path.display()),
-        source,
-    }
+    FileError::new(step, op, path, source)
 }
 
 /// Creates a new empty file for reading and writing (it must not exist).
@@ -177,85 +157,12 @@ pub(crate) fn truncate(file: &File, path: &Path, len: u64) -> FileResult<()> {
     sync_data(file, path)
 }
 
-/// Makes the entries of `dir` (files created, renamed or removed in it) durable.
-pub(crate) fn sync_dir(dir: &Path) -> FileResult<()> {
-    let handle = File::open(dir).map_err(|e| fail(Step::Other, "open directory", dir, e))?;
-    handle
-        .sync_all()
-        .map_err(|e| fail(Step::Sync, "fsync directory", dir, e))?;
-    journal!(record(|| IoEvent::SyncDir {
-        dir: dir.to_path_buf(),
-    }));
-    Ok(())
-}
-
-/// Renames `from` to `to` (durable once the directory of `to` is synced).
-pub(crate) fn rename(from: &Path, to: &Path) -> FileResult<()> {
-    fs::rename(from, to).map_err(|e| fail(Step::Other, "rename", from, e))?;
-    journal!(record(|| IoEvent::Rename {
-        from: from.to_path_buf(),
-        to: to.to_path_buf(),
-    }));
-    Ok(())
-}
-
-/// Removes `path` if it exists (durable once its directory is synced);
-/// true when it existed.
-pub(crate) fn remove(path: &Path) -> FileResult<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            journal!(record(|| IoEvent::Remove {
-                path: path.to_path_buf(),
-            }));
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(fail(Step::Other, "remove", path, e)),
-    }
-}
-
-/// Writes `bytes` as the whole content of `path`, durably: temporary file,
-/// sync, rename, directory sync. A crash leaves the old file or the new one
+/// Writes a meta file durably ([`crate::durable_file`]: temporary file,
+/// fsync, rename, directory sync), with the mode the store's other files
+/// get (0666 less the umask). A crash leaves the old file or the new one
 /// (and perhaps a temporary file, removed on open), never a mix.
 pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> FileResult<()> {
-    let tmp = tmp_path(path);
-    // A stale temporary file from a crash would make `create_new` fail.
-    remove(&tmp)?;
-    let written = create_new(&tmp).and_then(|file| {
-        write_at(&file, &tmp, 0, bytes)?;
-        sync_data(&file, &tmp)
-    });
-    let placed = written.and_then(|()| rename(&tmp, path));
-    if let Err(e) = placed {
-        // Best effort: a leftover temporary file is removed on the next open.
-        let _ = remove(&tmp);
-        return Err(e);
-    }
-    sync_dir(parent_of(path))
-}
-
-/// Creates `dir` and its missing ancestors, each one's entry synced in its
-/// parent before the next is made.
-pub(crate) fn create_dir_all(dir: &Path) -> FileResult<()> {
-    // Bounded by the path's components.
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|d| !d.as_os_str().is_empty() && !d.is_dir())
-        .collect();
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => {
-                journal!(record(|| IoEvent::CreateDir {
-                    path: d.to_path_buf(),
-                }));
-            }
-            // Made meanwhile by someone else: its entry still gets synced.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(fail(Step::Other, "create directory", d, e)),
-        }
-        sync_dir(parent_of(d))?;
-    }
-    Ok(())
+    stepwise::write(path, bytes, None)
 }
 
 /// The names in `dir` (files only), bounded by what the directory holds.
@@ -270,21 +177,6 @@ pub(crate) fn list(dir: &Path) -> FileResult<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// `<path>.tmp`.
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(TMP_SUFFIX);
-    PathBuf::from(name)
-}
-
-/// The directory holding `path` (`.` for a bare name).
-pub(crate) fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 /// Reads at most `max_bytes + 1` bytes of `path` (a meta file), so that a

@@ -12,11 +12,11 @@
 //! upload must resume and finish.
 
 use super::*;
+use gonets_storage::journal::replay::{describe, FileImage};
 use gonets_storage::journal::{self, IoEvent};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-const SECTOR: usize = 512;
 /// Disks built at every crash point.
 const VARIANTS: usize = 3;
 
@@ -123,14 +123,6 @@ impl Rng {
     }
 }
 
-#[derive(Default)]
-struct FileState {
-    /// Content as of the last fdatasync.
-    synced: Vec<u8>,
-    /// Writes since the last fdatasync.
-    pending: Vec<(usize, Vec<u8>)>,
-}
-
 /// A change of names, relative to the store's directory.
 #[derive(Debug)]
 enum NameOp {
@@ -153,7 +145,7 @@ impl NameOp {
 /// The store's directory as the journal says, up to a crash point.
 struct Disk {
     root: PathBuf,
-    files: Vec<FileState>,
+    files: Vec<FileImage>,
     /// Names as the running process saw them.
     names: HashMap<PathBuf, usize>,
     /// Every name change, and whether a directory sync covered it.
@@ -171,8 +163,8 @@ impl Disk {
 
     fn apply(&mut self, e: &IoEvent) {
         match e {
-            IoEvent::Create { path, .. } => {
-                self.files.push(FileState::default());
+            IoEvent::Create { path, size } => {
+                self.files.push(FileImage::new(*size));
                 let (rel, id) = (self.rel(path), self.files.len() - 1);
                 self.names.insert(rel.clone(), id);
                 self.ops.push((NameOp::Link(rel, id), false));
@@ -183,19 +175,11 @@ impl Disk {
                 bytes,
             } => {
                 let id = self.names[&self.rel(path)];
-                self.files[id]
-                    .pending
-                    .push((*position as usize, bytes.clone()));
+                self.files[id].write(*position, bytes);
             }
             IoEvent::Sync { path } => {
                 let id = self.names[&self.rel(path)];
-                let f = &mut self.files[id];
-                for (pos, bytes) in std::mem::take(&mut f.pending) {
-                    if f.synced.len() < pos + bytes.len() {
-                        f.synced.resize(pos + bytes.len(), 0);
-                    }
-                    f.synced[pos..pos + bytes.len()].copy_from_slice(&bytes);
-                }
+                self.files[id].sync();
             }
             IoEvent::SyncDir { dir } => {
                 let dir = self.rel(dir);
@@ -246,19 +230,7 @@ impl Disk {
             }
         }
         for (name, id) in names {
-            let f = &self.files[id];
-            let mut content = f.synced.clone();
-            for (pos, bytes) in &f.pending {
-                for (i, sector) in bytes.chunks(SECTOR).enumerate() {
-                    if rng.coin() {
-                        let at = pos + i * SECTOR;
-                        if content.len() < at + sector.len() {
-                            content.resize(at + sector.len(), 0);
-                        }
-                        content[at..at + sector.len()].copy_from_slice(sector);
-                    }
-                }
-            }
+            let content = self.files[id].content(&mut || rng.coin());
             std::fs::write(dir.join(name), content).unwrap();
         }
     }
@@ -365,19 +337,6 @@ fn check_upload(
             "{at}: acknowledged upload {u} lost"
         ),
         Err(e) => panic!("{at}: upload {u}: {e}"),
-    }
-}
-
-fn describe(e: &IoEvent) -> String {
-    match e {
-        IoEvent::Write {
-            path,
-            position,
-            bytes,
-        } => {
-            format!("write {} @{position} len {}", path.display(), bytes.len())
-        }
-        other => format!("{other:?}"),
     }
 }
 

@@ -1,7 +1,6 @@
 //! The embedded hub: starts one glommio executor thread per shard, waits for
 //! every shard to recover its log, hands out sessions, and stops them all.
 
-use crate::durable_file;
 use crate::registry::Registry;
 use crate::runtime::config::HubConfig;
 use crate::runtime::lanes::{self, Lane};
@@ -13,6 +12,7 @@ use crate::runtime::shard_task::{self, ReadySender, ShardStart};
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::ShardStats;
 use glommio::{LocalExecutorBuilder, Placement};
+use gonets_storage::durable_file;
 use gonets_types::error::HubError;
 use gonets_types::ids::ParticipantId;
 use std::path::{Path, PathBuf};

@@ -149,7 +149,7 @@ fn name_lost(dir: &Path, report: &RepairReport) -> Result<Vec<String>, RepairErr
             text.push_str(line);
             text.push('\n');
         }
-        crate::durable_file::write(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
+        gonets_storage::durable_file::write(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
     }
     Ok(lines)
 }

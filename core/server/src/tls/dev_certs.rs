@@ -19,7 +19,7 @@
 
 use super::identity::sha256_hex;
 use super::{io_error, ClientTlsFiles, ServerTlsFiles, TlsError};
-use gonets_engine::durable_file;
+use gonets_storage::durable_file;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,

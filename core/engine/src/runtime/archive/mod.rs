@@ -14,12 +14,12 @@ mod backoff;
 pub(crate) mod index;
 pub(crate) mod record;
 
-use crate::durable_file;
 use crate::runtime::committer::Commits;
 use crate::runtime::lanes::{self, Lane};
 use crate::runtime::start_error::HubStartError;
 use crate::shard::{ShardReply, StatusView};
 use backoff::{Backoff, FailureNote, BACKOFF_MAX_MS, BACKOFF_MIN_MS};
+use gonets_storage::durable_file;
 use gonets_storage::{Log, LogConfig, LogError, Slot};
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId};
