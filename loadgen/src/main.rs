@@ -180,8 +180,9 @@ struct Args {
     #[arg(long)]
     sign: bool,
     /// rt and bulk: how the consumers call or send: `native` (the binary
-    /// protocol) or `http` (the HTTP gateway of an --embedded hub,
-    /// --security plain); providers answer and drain over the native
+    /// protocol) or `http` (the HTTP gateway of an --embedded hub, with
+    /// development tokens under --security plain, mutual TLS under
+    /// --security tls); providers answer and drain over the native
     /// protocol either way.
     #[arg(long, default_value = "native")]
     via: String,
@@ -352,9 +353,9 @@ fn check_format(a: &Args, workload: &str) -> Result<(), String> {
 fn check_via(a: &Args, workload: &str) -> Result<(), String> {
     match a.via.as_str() {
         "native" => Ok(()),
-        "http" if matches!(workload, "rt" | "bulk") && a.system == "gonets" && a.embedded && a.security == "plain" && !a.sign => Ok(()),
+        "http" if matches!(workload, "rt" | "bulk") && a.system == "gonets" && a.embedded && !a.sign => Ok(()),
         "http" => Err(format!(
-            "--via http is for gonets rt and bulk with --embedded --security plain and without --sign, not {} {workload}",
+            "--via http is for gonets rt and bulk with --embedded and without --sign, not {} {workload}",
             a.system
         )),
         other => Err(format!("--via {other:?}: expected native or http")),

@@ -430,6 +430,10 @@ fn write_format_cost(s: &mut String, r: &Results) {
             "gonets-bulk-http",
             "through the HTTP gateway (JSON batches, payloads in base64; issue 19)",
         ),
+        (
+            "gonets-bulk-http-tls",
+            "through the HTTP gateway over mutual TLS (issue 19)",
+        ),
     ];
     for (series, what) in variants {
         write_bulk_cost(s, r, series, what);
@@ -489,6 +493,14 @@ fn write_rt_gateway_cost(s: &mut String, r: &Results) {
         base: "native",
     };
     write_rt_cost(s, r, &row);
+    let tls = RtCostRow {
+        series: "gonets-rt-http-tls",
+        base_series: "gonets-rt-tls-native",
+        what: "through the HTTP gateway over mutual TLS (issue 19, cost reported)",
+        cpu_note: " (gateway thread included)",
+        base: "native over mutual TLS",
+    };
+    write_rt_cost(s, r, &tls);
 }
 
 /// An rt run beside its base at the same rate: what differs, and its words.
@@ -888,6 +900,20 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("cost: 250.0 µs a call"), "{s}");
+        // Over mutual TLS: its own row, beside native TLS at the same rate.
+        r.runs
+            .insert("gonets-rt-http-tls-1".into(), rt(3_000.0, 0.60));
+        r.runs
+            .insert("gonets-rt-tls-native-1".into(), rt(1_500.0, 0.35));
+        let mut s = String::new();
+        write_rt_gateway_cost(&mut s, &r);
+        assert_eq!(s.lines().count(), 2, "{s}");
+        let tls = s.lines().nth(1).unwrap();
+        assert!(
+            tls.contains("over mutual TLS") && tls.contains("cost: 250.0 µs a call"),
+            "{tls}"
+        );
+        assert!(tls.contains("native over mutual TLS: p50 1.50 ms"), "{tls}");
     }
 
     #[test]

@@ -125,6 +125,17 @@ fn given_tls_and_shard_aware_when_rt_runs_then_calls_are_answered() {
 }
 
 #[test]
+fn given_tls_when_rt_goes_through_the_http_gateway_then_calls_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["rt", "--security", "tls", "--via", "http"];
+    args.extend(RT);
+    let (_, v) = loadgen(dir.path(), "rt-http-tls", &args);
+    let p = phase(&v, "rt");
+    no_errors(p);
+    assert_eq!(p["ok"], p["issued"]);
+}
+
+#[test]
 fn given_embedded_hub_when_bulk_runs_then_all_accepted_and_drained() {
     let dir = tempfile::tempdir().unwrap();
     let (code, v) = loadgen(

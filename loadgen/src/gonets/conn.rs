@@ -29,8 +29,9 @@ pub struct GonetsTarget {
     pub connections: usize,
     /// Every participant signs what it sends with its `--sign` registry key.
     pub sign: bool,
-    /// rt callers go through the HTTP gateway here (`--via http`; plain
-    /// HTTP with development tokens); providers stay on the native port.
+    /// rt callers and bulk senders go through the HTTP gateway here
+    /// (`--via http`; with the native connections' security); providers
+    /// stay on the native port.
     pub gateway: Option<SocketAddr>,
 }
 

@@ -126,13 +126,32 @@ struct Shared {
     errors: AtomicU64,
     in_flight: AtomicI64,
     p99_us: Vec<AtomicU64>,
-    /// rt calls through the HTTP gateway here (`--via http`).
-    gateway: Option<std::net::SocketAddr>,
+    /// rt calls and bulk sends through the HTTP gateway (`--via http`).
+    gateway: Option<Gateway>,
+}
+
+/// The HTTP gateway, and how each participant reaches it (the native
+/// connections' security: a development token, or mutual TLS).
+struct Gateway {
+    addr: std::net::SocketAddr,
+    target: GonetsTarget,
+}
+
+impl Gateway {
+    /// A caller as `who`. Its settings are the ones its native connection
+    /// was already made with, so they cannot fail here.
+    fn caller(&self, who: &str) -> HttpCaller {
+        let config = self
+            .target
+            .client_config(who)
+            .expect("the participant's native connection was made with these settings");
+        HttpCaller::new(self.addr, &config.security)
+    }
 }
 
 impl Shared {
     /// Fresh state for `threads` generator threads.
-    fn new(threads: usize, gateway: Option<std::net::SocketAddr>) -> Shared {
+    fn new(threads: usize, gateway: Option<Gateway>) -> Shared {
         Shared {
             threads,
             epoch: Instant::now(),
@@ -191,7 +210,11 @@ pub fn run(
     if let Some(rt) = &plan.rt {
         assert!(rt.consumers > 0 && rt.providers > 0);
     }
-    let sh = Arc::new(Shared::new(cores.count(), target.gateway));
+    let gateway = target.gateway.map(|addr| Gateway {
+        addr,
+        target: target.clone(),
+    });
+    let sh = Arc::new(Shared::new(cores.count(), gateway));
     let handles = spawn_generators(&sh, plan, target, cores)?;
     let result = supervise(&sh, plan, target, progress);
     sh.stop.store(true, Relaxed);
@@ -659,9 +682,9 @@ async fn rt_calls(
         answer_bytes: (rt.request_bytes + rt.answer_bytes) as u64,
     };
     // `--via http`: calls go through the gateway as this thread's consumer.
-    let http = sh.gateway.map(|addr| {
+    let http = sh.gateway.as_ref().map(|g| {
         let who = registry::consumer(k % rt.consumers);
-        Rc::new(HttpCaller::new(addr, &who, &registry::token(&who)))
+        Rc::new(g.caller(&who))
     });
     let mut issued_measured = 0;
     let mut next_p99 = Duration::from_secs(1);
@@ -918,9 +941,7 @@ async fn bulk_send(sh: &Arc<Shared>, b: &BulkPlan, senders: &[(Conn, String)]) -
     for (conn, who) in senders {
         let mut sender_lanes = Vec::new();
         for _ in 0..b.params.window {
-            let http = sh
-                .gateway
-                .map(|addr| Rc::new(HttpCaller::new(addr, who, &registry::token(who))));
+            let http = sh.gateway.as_ref().map(|g| Rc::new(g.caller(who)));
             let lane = Lane {
                 sh: sh.clone(),
                 http,

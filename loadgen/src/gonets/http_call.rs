@@ -1,12 +1,16 @@
 //! rt calls through the hub's HTTP gateway (`--via http`): HTTP/1.1
 //! keep-alive connections on the generator thread's glommio executor, one
 //! call in flight on each (HTTP/1.1 has no multiplexing), opened as the
-//! calls in flight need them and reused after.
+//! calls in flight need them and reused after; plain with a development
+//! token, or mutual TLS with the participant's certificate (`--security
+//! tls`), as the native connections.
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+use gonets_client::ClientSecurity;
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The longest response head read, bytes.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -15,26 +19,52 @@ const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// One generator thread's caller: the gateway, the consumer's
+/// One generator thread's caller: the gateway, the participant's
 /// credentials, and its idle connections.
 pub(crate) struct HttpCaller {
     addr: SocketAddr,
+    /// The `Authorization` header line of a development token; none over TLS.
     authorization: String,
+    /// The TLS client settings and server name, over mutual TLS.
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
     idle: RefCell<Vec<HttpConn>>,
 }
 
+/// A gateway connection's byte stream.
+enum HttpStream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
 struct HttpConn {
-    stream: TcpStream,
+    stream: HttpStream,
     buf: Vec<u8>,
 }
 
 impl HttpCaller {
-    /// Calls as `participant` with its development `token` (HTTP Basic).
-    pub(crate) fn new(addr: SocketAddr, participant: &str, token: &str) -> HttpCaller {
-        let credentials = format!("{participant}:{token}");
+    /// Calls as the participant `security` names: its development token
+    /// (HTTP Basic), or its certificate (mutual TLS).
+    pub(crate) fn new(addr: SocketAddr, security: &ClientSecurity) -> HttpCaller {
+        let (authorization, tls) = match security {
+            ClientSecurity::DevToken { participant, token } => {
+                let credentials = format!("{participant}:{token}");
+                let basic = base64(credentials.as_bytes());
+                (format!("Authorization: Basic {basic}\r\n"), None)
+            }
+            ClientSecurity::Tls {
+                config,
+                server_name,
+            } => {
+                // The native port's settings, but the gateway speaks HTTP/1.1.
+                let mut http = (**config).clone();
+                http.alpn_protocols = vec![b"http/1.1".to_vec()];
+                (String::new(), Some((Arc::new(http), server_name.clone())))
+            }
+        };
         HttpCaller {
             addr,
-            authorization: format!("Basic {}", base64(credentials.as_bytes())),
+            authorization,
+            tls,
             idle: RefCell::new(Vec::new()),
         }
     }
@@ -56,22 +86,37 @@ impl HttpCaller {
         expected: u16,
     ) -> Result<Vec<u8>, String> {
         let taken = self.idle.borrow_mut().pop();
-        let mut conn = match taken {
-            Some(c) => c,
-            None => HttpConn::open(self.addr).await?,
-        };
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: gonets\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: gonets\r\n{}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
             self.authorization,
             body.len()
         );
+        let mut conn = match taken {
+            // The gateway closes a connection idle for its header timeout
+            // (10 s): a request it could not even write was never read, so
+            // it goes again on a fresh connection, as HTTP clients do.
+            Some(mut c) => match c.send(head.as_bytes(), body).await {
+                Ok(()) => c,
+                Err(_) => self.fresh(head.as_bytes(), body).await?,
+            },
+            None => self.fresh(head.as_bytes(), body).await?,
+        };
         // A connection that failed mid-exchange is dropped, not reused.
-        let (status, reply) = conn.exchange(head.as_bytes(), body).await?;
+        let (status, reply) = conn.receive().await?;
         self.idle.borrow_mut().push(conn);
         match status {
             s if s == expected => Ok(reply),
             _ => Err(problem_code(&reply).unwrap_or_else(|| format!("HTTP {status}"))),
         }
+    }
+}
+
+impl HttpCaller {
+    /// A new connection with the request sent on it.
+    async fn fresh(&self, head: &[u8], body: &[u8]) -> Result<HttpConn, String> {
+        let mut conn = HttpConn::open(self.addr, self.tls.as_ref()).await?;
+        conn.send(head, body).await?;
+        Ok(conn)
     }
 }
 
@@ -100,23 +145,74 @@ pub(crate) fn batch_results(reply: &[u8], n: usize) -> Vec<Result<(), String>> {
     }
 }
 
+impl HttpStream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            HttpStream::Plain(s) => s.write_all(bytes).await,
+            HttpStream::Tls(s) => s.write_all(bytes).await,
+        }
+    }
+
+    /// Sends what TLS holds back (a plain socket holds nothing).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            HttpStream::Plain(s) => s.flush().await,
+            HttpStream::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn read(&mut self, into: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            HttpStream::Plain(s) => s.read(into).await,
+            HttpStream::Tls(s) => s.read(into).await,
+        }
+    }
+}
+
+/// The TLS handshake with the gateway, bounded like a native connection's.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
+    config: &Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> Result<futures_rustls::client::TlsStream<S>, String> {
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| format!("server name {server_name:?}: {e}"))?;
+    let connector = futures_rustls::TlsConnector::from(config.clone());
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with the gateway: {e}"))
+}
+
 impl HttpConn {
-    async fn open(addr: SocketAddr) -> Result<HttpConn, String> {
-        let stream = TcpStream::connect(addr)
+    async fn open(
+        addr: SocketAddr,
+        tls: Option<&(Arc<rustls::ClientConfig>, String)>,
+    ) -> Result<HttpConn, String> {
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to the gateway at {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream = match tls {
+            None => HttpStream::Plain(tcp),
+            Some((config, name)) => HttpStream::Tls(Box::new(handshake(tcp, config, name).await?)),
+        };
         Ok(HttpConn {
             stream,
             buf: Vec::with_capacity(READ_CHUNK_BYTES),
         })
     }
 
-    /// Sends one request, reads one response: its status and body.
-    async fn exchange(&mut self, head: &[u8], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    /// Sends one request.
+    async fn send(&mut self, head: &[u8], body: &[u8]) -> Result<(), String> {
         let io = |e: std::io::Error| format!("gateway connection: {e}");
         self.stream.write_all(head).await.map_err(io)?;
         self.stream.write_all(body).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)
+    }
+
+    /// Reads one response: its status and body.
+    async fn receive(&mut self) -> Result<(u16, Vec<u8>), String> {
         let head_end = loop {
             if let Some(at) = find(&self.buf, b"\r\n\r\n") {
                 break at + 4;
