@@ -47,8 +47,12 @@ pub(crate) async fn run(
         Op::StreamCredits => return stream_credits(caller, matched, &query),
         _ => {}
     }
-    // An ack or a nack of a message a stream pushed names the stream's lease.
-    let stream_lease = stream_lease(caller, &query)?;
+    // An ack or a nack of a message a stream pushed names the stream's
+    // lease; no other operation takes one.
+    let stream_lease = match matched.route.op {
+        Op::Ack | Op::Nack => stream_lease(caller, &query)?,
+        _ => None,
+    };
     let command = command_of(session, matched, parts, &query, body, stream_lease)?;
     let command = match request::signature(&parts.headers)? {
         Some(signature) => command.signed(signature),

@@ -17,16 +17,14 @@ use crate::routes::Matched;
 use bytes::Bytes;
 use gonets_engine::{Session, Subscription};
 use gonets_types::{HubError, Message};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
@@ -87,25 +85,6 @@ impl Streams {
     }
 }
 
-/// The body of one stream: the chunks its task sends.
-struct EventStream {
-    chunks: mpsc::Receiver<Bytes>,
-}
-
-impl hyper::body::Body for EventStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.chunks
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-    }
-}
-
 /// Opens a stream of the queue the path names for `participant`. A
 /// refusal (not the queue's reader, a bad window) is a problem with its
 /// status, before any event.
@@ -154,7 +133,13 @@ pub(crate) async fn open(
         }
         streams.lock().remove(&lease);
     });
-    let mut response = Response::new(EventStream { chunks }.boxed());
+    // The body: each chunk the task sends, until it ends (as a streamed
+    // attachment read is served, `crate::attachments::read`).
+    let body = futures_lite::stream::unfold(chunks, |mut chunks| async move {
+        let chunk = chunks.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), chunks))
+    });
+    let mut response = Response::new(StreamBody::new(body).boxed());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -2378,14 +2378,12 @@ impl Shard {
         attachments: &[AttachmentRef],
         signature: Option<&gonets_types::SenderSignature>,
     ) -> Result<Digest, HubError> {
-        if let Some(kind) = self.registry.kind(&ex.kind) {
+        let kind = self.registry.kind(&ex.kind);
+        if let Some(kind) = kind {
             check_attachments(attachments, kind)?;
         }
         let payload_len = payload.len();
-        let limit = self
-            .registry
-            .kind(&ex.kind)
-            .map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
+        let limit = kind.map_or(u64::MAX, |k| u64::from(k.payload_bytes_max));
         if payload_len as u64 > limit {
             return Err(HubError::TooLarge {
                 size_bytes: payload_len as u64,
@@ -2414,7 +2412,7 @@ impl Shard {
         self.fits_log(payload_len, record_bytes.expect("reason checked"))?;
         // As for requests: the signature before the format (docs/adr/0019).
         let digest = gonets_trust::answer_digest(&ex.provider, ex.id, body, payload, attachments);
-        if let Some(kind) = self.registry.kind(&ex.kind) {
+        if let Some(kind) = kind {
             self.check_signature(&ex.provider, kind, signature, &digest)?;
             if let AnswerBody::Data = body {
                 // A refusal carries no payload: only data has a format.
