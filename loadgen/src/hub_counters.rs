@@ -1,6 +1,7 @@
 //! The hub's commit counters, read from its operator API (`GET /info`):
 //! group commits and the `fdatasync`s that covered them, summed over every
-//! shard's message log and history log. A phase reports them per operation
+//! shard's message log and history log, and the receipts the shards signed
+//! with the signatures that signed them. A phase reports them per operation
 //! (how many syncs an rt exchange or a bulk message costs the disk).
 
 use std::io::{Read, Write};
@@ -23,6 +24,10 @@ pub struct CommitCounts {
     pub history_commits: u64,
     /// `fdatasync`s that covered a history-log batch.
     pub history_fdatasyncs: u64,
+    /// Receipts the shards handed out signed.
+    pub receipts_signed: u64,
+    /// The hub signatures that signed them (one a tree, docs/adr/0023).
+    pub receipt_signatures: u64,
 }
 
 impl CommitCounts {
@@ -37,6 +42,10 @@ impl CommitCounts {
             history_fdatasyncs: later
                 .history_fdatasyncs
                 .saturating_sub(self.history_fdatasyncs),
+            receipts_signed: later.receipts_signed.saturating_sub(self.receipts_signed),
+            receipt_signatures: later
+                .receipt_signatures
+                .saturating_sub(self.receipt_signatures),
         }
     }
 
@@ -91,6 +100,8 @@ fn parse_reply(reply: &[u8]) -> Result<CommitCounts, String> {
         c.message_fdatasyncs += field("messages", "fdatasyncs")?;
         c.history_commits += field("history", "commits")?;
         c.history_fdatasyncs += field("history", "fdatasyncs")?;
+        c.receipts_signed += field("receipts", "signed")?;
+        c.receipt_signatures += field("receipts", "signatures")?;
     }
     Ok(c)
 }
@@ -100,8 +111,8 @@ mod tests {
     use super::*;
 
     const TWO_SHARDS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1\r\n\r\n\
-        {\"logs\":[{\"shard\":0,\"messages\":{\"commits\":10,\"fdatasyncs\":10},\"history\":{\"commits\":2,\"fdatasyncs\":2}},\
-        {\"shard\":1,\"messages\":{\"commits\":5,\"fdatasyncs\":5},\"history\":{\"commits\":1,\"fdatasyncs\":1}}]}";
+        {\"logs\":[{\"shard\":0,\"messages\":{\"commits\":10,\"fdatasyncs\":10},\"history\":{\"commits\":2,\"fdatasyncs\":2},\"receipts\":{\"signed\":8,\"signatures\":2}},\
+        {\"shard\":1,\"messages\":{\"commits\":5,\"fdatasyncs\":5},\"history\":{\"commits\":1,\"fdatasyncs\":1},\"receipts\":{\"signed\":0,\"signatures\":0}}]}";
 
     #[test]
     fn given_two_shards_when_parse_then_counts_are_summed() {
@@ -110,6 +121,7 @@ mod tests {
         assert_eq!(c.message_fdatasyncs, 15);
         assert_eq!(c.history_commits, 3);
         assert_eq!(c.fdatasyncs(), 18);
+        assert_eq!((c.receipts_signed, c.receipt_signatures), (8, 2));
     }
 
     #[test]
@@ -136,8 +148,11 @@ mod tests {
             message_fdatasyncs: 9,
             history_commits: 1,
             history_fdatasyncs: 1,
+            receipts_signed: 12,
+            receipt_signatures: 3,
         };
         let d = a.since(&b);
         assert_eq!((d.message_commits, d.fdatasyncs()), (7, 7));
+        assert_eq!((d.receipts_signed, d.receipt_signatures), (12, 3));
     }
 }

@@ -87,6 +87,7 @@ impl CpuWindow {
             peak_rss_bytes: peak_rss_bytes(self.pid),
             commits_per_op: commits.map(|c| per_op(c.message_commits)),
             fdatasyncs_per_op: commits.map(|c| per_op(c.fdatasyncs())),
+            receipt_signatures_per_op: commits.map(|c| per_op(c.receipt_signatures)),
         }
     }
 }

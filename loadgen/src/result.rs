@@ -68,6 +68,10 @@ pub struct HubCost {
     pub commits_per_op: Option<f64>,
     /// `fdatasync`s of the hub's message and history logs per operation.
     pub fdatasyncs_per_op: Option<f64>,
+    /// Hub signatures of receipts per operation (docs/adr/0023: one a
+    /// tree of a step's receipts; an rt exchange's answer and a single
+    /// send's acceptance each need a receipt).
+    pub receipt_signatures_per_op: Option<f64>,
 }
 
 /// One phase of a run.
@@ -267,6 +271,9 @@ impl Phase {
         }
         if let (Some(c), Some(f)) = (self.hub.commits_per_op, self.hub.fdatasyncs_per_op) {
             s += &format!(" | hub commits/op {c:.3} fdatasyncs/op {f:.3}");
+        }
+        if let Some(r) = self.hub.receipt_signatures_per_op {
+            s += &format!(" receipt signatures/op {r:.3}");
         }
         for (k, v) in &self.extra {
             s += &format!(" | {k} {v}");

@@ -528,9 +528,27 @@ fn given_a_receipt_when_checked_by_gonets_verify_receipt_then_ok_and_a_changed_o
         offset: 42,
         key_id: String::new(),
         signature: Default::default(),
+        proof: None,
     };
-    gonets_trust::sign_receipt(&key, &mut receipt);
+    // One of three signed together, as a commit's receipts are.
+    let mut tree: Vec<gonets_types::Receipt> = (41..44)
+        .map(|offset| gonets_types::Receipt {
+            offset,
+            ..receipt.clone()
+        })
+        .collect();
+    let mut refs: Vec<&mut gonets_types::Receipt> = tree.iter_mut().collect();
+    gonets_trust::sign_receipts(&key, &mut refs);
     let file = dir.path().join("receipt.json");
+    std::fs::write(&file, gonets_trust::receipt_to_json(&tree[2])).unwrap();
+    let (code, out, err) = gonets(&["verify-receipt", s(&file), "--hub-key", s(&pub_key)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("offset 43") && out.contains("leaf 3 of 3"),
+        "{out}"
+    );
+
+    gonets_trust::sign_receipt(&key, &mut receipt);
     std::fs::write(&file, gonets_trust::receipt_to_json(&receipt)).unwrap();
     let (code, out, err) = gonets(&["verify-receipt", s(&file), "--hub-key", s(&pub_key)]);
     assert_eq!(code, 0, "{out}{err}");

@@ -85,7 +85,9 @@ pub struct Seal {
     /// The sender's signature over the digest.
     pub signature: Option<SenderSignature>,
     /// The hub's signature over the answer's receipt (its key id and
-    /// bytes); never on a request record.
+    /// bytes); never on a request record. Only answers written before
+    /// receipts were signed a commit have one (docs/adr/0023): the hub
+    /// writes `None` now and signs the receipt when it hands it out.
     pub receipt_signature: Option<SenderSignature>,
     /// The attachments a request or a data answer carries (none on a
     /// refusal).

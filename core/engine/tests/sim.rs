@@ -26,6 +26,8 @@
 //! well, badly or not at all, the model predicts each `BadSignature` where
 //! the door's order puts it, and the judge checks every stored seal and
 //! every audit record a refusal leaves (ADR 0020, under its rate bound).
+//! The hub has a key, as `gonets serve` always does: every receipt a shard
+//! hands out, alone or in its step's tree (ADR 0023), is verified.
 //!
 //! Every output of every step is judged against a reference model (a plain
 //! fold over the log plus the queue rules of docs/engine.md: places, leases,
@@ -228,8 +230,11 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.answer_format_refusals,
     );
     eprintln!(
-        "signature refusals: {} requests, {} answers",
-        t.request_signature_refusals, t.answer_signature_refusals
+        "signature refusals: {} requests, {} answers; receipts verified: {} ({} signed in a tree)",
+        t.request_signature_refusals,
+        t.answer_signature_refusals,
+        t.receipts_checked,
+        t.receipts_in_trees
     );
     if !failures.is_empty() {
         for f in failures.iter().take(10) {
@@ -288,6 +293,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
                 "answers refused for their signature",
                 t.answer_signature_refusals,
             ),
+            ("receipts verified", t.receipts_checked),
+            ("receipts signed in a tree", t.receipts_in_trees),
         ];
         for (what, count) in reached {
             assert!(count > 0, "{} seeds and no {what}", seeds.len());

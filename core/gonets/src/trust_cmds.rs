@@ -196,6 +196,13 @@ pub(crate) fn verify_receipt(file: &Path, hub_key: &Path) -> ExitCode {
             println!("  kind       {}", receipt.kind);
             println!("  time_ms    {}", receipt.time_ms);
             println!("  shard      {} offset {}", receipt.shard, receipt.offset);
+            if let Some(p) = &receipt.proof {
+                println!(
+                    "  signed     in a tree: leaf {} of {} (docs/adr/0023)",
+                    p.index + 1,
+                    p.count
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

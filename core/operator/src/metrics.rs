@@ -87,7 +87,7 @@ pub(crate) fn render(
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 13] = [
+    let families: [(&str, &str, Pick); 15] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
@@ -142,6 +142,16 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             "gonets_answers_bad_signature",
             "Answers refused BAD_SIGNATURE",
             |s| s.counters.answers_bad_signature,
+        ),
+        (
+            "gonets_receipts_signed",
+            "Receipts of requests and answers handed out signed by the hub",
+            |s| s.counters.receipts_signed,
+        ),
+        (
+            "gonets_receipt_signatures",
+            "Hub signatures that signed those receipts: one per tree of a step's receipts (docs/adr/0023)",
+            |s| s.counters.receipt_signatures,
         ),
         (
             "gonets_histories_archived",

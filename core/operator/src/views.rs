@@ -108,7 +108,8 @@ pub(crate) fn message(view: &StatusView) -> Value {
     })
 }
 
-/// `/info`: version, shards, cores, data directory and each shard's log sizes.
+/// `/info`: version, shards, cores, data directory, each shard's log sizes
+/// and its receipts signed with the signatures that signed them.
 pub(crate) fn info(info: &HubInfo, stats: &[ShardStats]) -> Value {
     let available = std::thread::available_parallelism().map_or(0, |n| n.get());
     let logs: Vec<Value> = stats
@@ -118,6 +119,10 @@ pub(crate) fn info(info: &HubInfo, stats: &[ShardStats]) -> Value {
                 "shard": s.shard,
                 "messages": log_json(&s.log),
                 "history": log_json(&s.history_log),
+                "receipts": {
+                    "signed": s.counters.receipts_signed,
+                    "signatures": s.counters.receipt_signatures,
+                },
             })
         })
         .collect();

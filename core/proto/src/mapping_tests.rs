@@ -464,6 +464,11 @@ mod round_trip {
                         offset,
                         key_id: s.key_id,
                         signature: s.bytes,
+                        proof: shard.is_multiple_of(2).then(|| gonets_types::ReceiptProof {
+                            index: (offset % 8) as u32,
+                            count: 8,
+                            path: vec![gonets_types::Digest(digest); 3],
+                        }),
                     }
                 },
             )

@@ -9,7 +9,8 @@ use crate::header::{ErrorReply, MessageHeader};
 use base64::Engine as _;
 use gonets_types::trust::BatchReceiptEntry;
 use gonets_types::{
-    BatchReceipt, DataKindId, Digest, HubError, MessageId, ParticipantId, Receipt, SenderSignature,
+    BatchReceipt, DataKindId, Digest, HubError, MessageId, ParticipantId, Receipt, ReceiptProof,
+    SenderSignature,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,20 @@ pub struct ReceiptHeader {
     pub key_id: String,
     /// The hub's signature, base64.
     pub signature: String,
+    /// A receipt signed in a tree: its place in it (docs/adr/0023).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofHeader>,
+}
+
+/// The wire form of a [`ReceiptProof`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofHeader {
+    /// The receipt's leaf, from 0.
+    pub index: u32,
+    /// The tree's leaves.
+    pub count: u32,
+    /// Sibling hashes, leaf level first, 64 hex digits each.
+    pub path: Vec<String>,
 }
 
 /// One accepted request of a [`BatchReceiptHeader`].
@@ -126,7 +141,29 @@ pub fn receipt_header(r: &Receipt) -> ReceiptHeader {
         offset: r.offset,
         key_id: r.key_id.clone(),
         signature: base64_of(&r.signature),
+        proof: r.proof.as_ref().map(|p| ProofHeader {
+            index: p.index,
+            count: p.count,
+            path: p.path.iter().map(Digest::to_hex).collect(),
+        }),
     }
+}
+
+/// A receipt's proof from its wire form, its path bounded.
+fn proof_of(h: &ProofHeader) -> Result<ReceiptProof, String> {
+    if h.path.len() > gonets_types::trust::RECEIPT_PATH_LEN_MAX {
+        return Err(bad("receipt.proof.path"));
+    }
+    let path = h
+        .path
+        .iter()
+        .map(|x| Digest::from_hex(x).ok_or_else(|| bad("receipt.proof.path")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReceiptProof {
+        index: h.index,
+        count: h.count,
+        path,
+    })
 }
 
 /// Why a trust field of a reply does not read.
@@ -161,6 +198,7 @@ pub fn receipt_of(h: &ReceiptHeader) -> Result<Receipt, String> {
         signature: signature_bytes(&h.signature)
             .ok_or_else(|| bad("receipt.signature"))?
             .into(),
+        proof: h.proof.as_ref().map(proof_of).transpose()?,
     })
 }
 

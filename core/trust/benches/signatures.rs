@@ -58,10 +58,29 @@ fn bench(c: &mut Criterion) {
         offset: 1,
         key_id: String::new(),
         signature: bytes::Bytes::new(),
+        proof: None,
     };
     c.bench_function("receipt_sign", |b| {
         b.iter(|| gonets_trust::sign_receipt(&hub, &mut receipt))
     });
+    // One commit's receipts signed as a tree (docs/adr/0023): the cost of
+    // the whole group, so a receipt's share is the figure over the count.
+    let mut group = c.benchmark_group("receipt_tree_sign");
+    for n in [8_u64, 64] {
+        let mut receipts: Vec<Receipt> = (0..n)
+            .map(|i| Receipt {
+                offset: i,
+                ..receipt.clone()
+            })
+            .collect();
+        group.bench_function(n.to_string(), |b| {
+            b.iter(|| {
+                let mut refs: Vec<&mut Receipt> = receipts.iter_mut().collect();
+                gonets_trust::sign_receipts(&hub, &mut refs)
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);

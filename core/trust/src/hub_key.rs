@@ -81,6 +81,18 @@ impl HubKey {
         }
     }
 
+    /// The Ed25519 key of a 32-byte seed: the same key every time, for
+    /// deterministic simulators and tests (a real hub's key is
+    /// [`HubKey::generate`]d and kept in its file).
+    pub fn from_seed(seed: &[u8; 32]) -> HubKey {
+        let signer = Ed25519Signer::from_seed(seed);
+        let key_id = hub_key_id(&signer.verifier().public_key_bytes());
+        HubKey {
+            key_id,
+            signer: Box::new(signer),
+        }
+    }
+
     /// Its id.
     pub fn key_id(&self) -> &str {
         &self.key_id

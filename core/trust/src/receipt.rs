@@ -2,8 +2,11 @@
 //! against the hub's public key. Text form: one JSON object.
 
 use crate::hub_key::{HubKey, HubPublicKey};
+use crate::receipt_tree;
 use crate::scheme::{base64_of, bytes_of_base64};
-use gonets_types::{BatchReceipt, DataKindId, Digest, MessageId, ParticipantId, Receipt};
+use gonets_types::{
+    BatchReceipt, DataKindId, Digest, MessageId, ParticipantId, Receipt, ReceiptProof,
+};
 
 /// Why a receipt does not check out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,14 +33,17 @@ pub fn sign_receipt(key: &HubKey, receipt: &mut Receipt) {
     receipt.signature = key.sign(&receipt.signed_bytes()).into();
 }
 
-/// Checks `receipt` against the hub's public key.
+/// Checks `receipt` against the hub's public key: signed alone, or one
+/// leaf of a tree whose head the hub signed (docs/adr/0023).
 pub fn verify_receipt(receipt: &Receipt, key: &HubPublicKey) -> Result<(), ReceiptError> {
-    verify_signed(
-        &receipt.key_id,
-        &receipt.signed_bytes(),
-        &receipt.signature,
-        key,
-    )
+    let signed = match &receipt.proof {
+        None => receipt.signed_bytes(),
+        Some(proof) => {
+            let root = receipt_tree::root_of(receipt, proof).ok_or(ReceiptError::BadSignature)?;
+            receipt_tree::head_bytes(proof.count, &root, &receipt.key_id)
+        }
+    };
+    verify_signed(&receipt.key_id, &signed, &receipt.signature, key)
 }
 
 /// The one check of both receipt forms: signed by `key`, over `signed`.
@@ -81,9 +87,10 @@ pub fn verify_batch_receipt(
 }
 
 /// The receipt as one JSON object (ids as UUIDs, digest in hex, signature
-/// in base64).
+/// in base64; a tree receipt's `proof` as its index, count and path of hex
+/// hashes).
 pub fn receipt_to_json(r: &Receipt) -> String {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "message_id": r.message_id.to_string(),
         "reply_to": r.reply_to.map(|id| id.to_string()),
         "digest": r.digest.to_hex(),
@@ -94,8 +101,47 @@ pub fn receipt_to_json(r: &Receipt) -> String {
         "offset": r.offset,
         "key_id": r.key_id,
         "signature": base64_of(&r.signature),
-    })
-    .to_string()
+    });
+    if let Some(p) = &r.proof {
+        let path: Vec<String> = p.path.iter().map(Digest::to_hex).collect();
+        v["proof"] = serde_json::json!({ "index": p.index, "count": p.count, "path": path });
+    }
+    v.to_string()
+}
+
+/// A tree receipt's proof from its JSON (`None`, `null` or absent: none).
+fn proof_from_json(v: Option<&serde_json::Value>) -> Result<Option<ReceiptProof>, ReceiptError> {
+    let bad = |what: &str| ReceiptError::Malformed(format!("proof.{what}"));
+    let v = match v {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let number = |name: &str| {
+        v.get(name)
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| bad(name))
+    };
+    let path = v
+        .get("path")
+        .and_then(|x| x.as_array())
+        .ok_or_else(|| bad("path"))?;
+    if path.len() > gonets_types::trust::RECEIPT_PATH_LEN_MAX {
+        return Err(bad("path"));
+    }
+    let path = path
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(Digest::from_hex)
+                .ok_or_else(|| bad("path"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ReceiptProof {
+        index: number("index")?,
+        count: number("count")?,
+        path,
+    }))
 }
 
 /// Reads [`receipt_to_json`]'s text.
@@ -131,6 +177,7 @@ pub fn receipt_from_json(text: &str) -> Result<Receipt, ReceiptError> {
         signature: bytes_of_base64(s("signature")?)
             .ok_or_else(|| bad("signature"))?
             .into(),
+        proof: proof_from_json(v.get("proof"))?,
     })
 }
 
@@ -150,6 +197,7 @@ mod tests {
             offset: 77,
             key_id: String::new(),
             signature: bytes::Bytes::new(),
+            proof: None,
         }
     }
 
@@ -219,6 +267,25 @@ mod tests {
             Err(ReceiptError::BadSignature)
         );
         assert!(r.entry(entry(2).message_id).is_some());
+    }
+
+    #[test]
+    fn given_a_tree_receipt_when_written_as_json_and_read_back_then_it_still_verifies() {
+        let key = HubKey::generate();
+        let mut rs = [receipt(), receipt(), receipt()];
+        rs[1].offset += 1;
+        rs[2].offset += 2;
+        let mut refs: Vec<&mut Receipt> = rs.iter_mut().collect();
+        crate::receipt_tree::sign_receipts(&key, &mut refs);
+        let back = receipt_from_json(&receipt_to_json(&rs[2])).unwrap();
+        assert_eq!(back, rs[2]);
+        assert!(back.proof.is_some());
+        assert_eq!(verify_receipt(&back, &key.public()), Ok(()));
+        let text = receipt_to_json(&rs[2]).replace("\"count\":3", "\"count\":-3");
+        assert_eq!(
+            receipt_from_json(&text),
+            Err(ReceiptError::Malformed("proof.count".into()))
+        );
     }
 
     #[test]

@@ -28,4 +28,4 @@ pub use ids::{DataKindId, MessageId, ParticipantId, QueueId};
 pub use message::{Accepted, AnswerBody, DeliveryBody, Message};
 pub use refusal::RefusalCode;
 pub use reply::{AcceptedMany, AckedMany, Reply, ReplyContent};
-pub use trust::{AcceptanceReceipt, BatchReceipt, Digest, Receipt, SenderSignature};
+pub use trust::{AcceptanceReceipt, BatchReceipt, Digest, Receipt, ReceiptProof, SenderSignature};

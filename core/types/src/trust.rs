@@ -101,8 +101,30 @@ pub struct Receipt {
     pub offset: u64,
     /// The hub key that signed the receipt.
     pub key_id: String,
-    /// The hub's signature over [`Receipt::signed_bytes`].
+    /// The hub's signature: over [`Receipt::signed_bytes`] when `proof` is
+    /// `None`, else over the head of the tree the proof leads to.
     pub signature: Bytes,
+    /// Where the receipt sits in the tree of receipts the hub signed once
+    /// for one commit (docs/adr/0023); `None`: signed on its own.
+    pub proof: Option<ReceiptProof>,
+}
+
+/// Longest audit path of a [`ReceiptProof`]: a tree of at most 2^16
+/// receipts.
+pub const RECEIPT_PATH_LEN_MAX: usize = 16;
+
+/// A receipt's place in a tree of receipts signed once (RFC 9162's
+/// inclusion proof over BLAKE3, `gonets_trust::receipt_tree`): the
+/// receipt is leaf `index` of `count`, and `path` holds the sibling
+/// hashes from the leaf up to the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptProof {
+    /// The receipt's leaf, from 0.
+    pub index: u32,
+    /// The tree's leaves (at most 2^[`RECEIPT_PATH_LEN_MAX`]).
+    pub count: u32,
+    /// Sibling hashes, leaf level first (at most [`RECEIPT_PATH_LEN_MAX`]).
+    pub path: Vec<Digest>,
 }
 
 /// Domain separation of receipts' signed bytes.
@@ -254,6 +276,7 @@ mod tests {
             offset: 4096,
             key_id: "hub-1".into(),
             signature: Bytes::from_static(&[9; 64]),
+            proof: None,
         }
     }
 

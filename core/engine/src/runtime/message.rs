@@ -15,6 +15,12 @@ pub(crate) fn message_from_delivery(d: Delivery, payload: Bytes, reader: ReaderI
         }
         None => (None, None, Vec::new()),
     };
+    // The shard signs every receipt it hands out (docs/adr/0023).
+    assert!(
+        d.receipt.as_ref().is_none_or(|r| !r.signature.is_empty()),
+        "an unsigned receipt left shard {}",
+        d.id.shard()
+    );
     Message {
         queue: d.queue,
         id: d.id,

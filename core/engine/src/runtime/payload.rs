@@ -4,21 +4,29 @@
 //! single-threaded; a session or a peer shard cannot read them).
 
 use crate::record::{Record, Seal};
-use crate::shard::{answer_receipt, AnswerEnvelope, Delivery, Payload};
+use crate::shard::{answer_receipt, AnswerEnvelope, Delivery, Payload, ReceiptSigner};
 use bytes::Bytes;
 use gonets_storage::{Log, Slot};
+use gonets_trust::HubKey;
 use gonets_types::error::HubError;
 
 /// The payload bytes of `d`, its seal and (for an answer) its receipt read
 /// from `log` with them when the shard left them there; `d`'s payload is
-/// taken.
-pub(crate) fn resolve_delivery(log: &Log, d: &mut Delivery) -> Result<Bytes, HubError> {
+/// taken. An answer's receipt the shard did not make is the record's, or
+/// signed now with `hub_key` (docs/adr/0023).
+pub(crate) fn resolve_delivery(
+    log: &Log,
+    hub_key: Option<&HubKey>,
+    d: &mut Delivery,
+) -> Result<Bytes, HubError> {
     let payload = std::mem::replace(&mut d.payload, Payload::Bytes(Bytes::new()));
     let (bytes, read) = resolve_sealed(log, payload)?;
     if let Some((offset, seal)) = read {
-        if let Some(request_id) = d.reply_to {
-            d.receipt =
-                answer_receipt(&seal, d.id, request_id, &d.from, &d.kind, d.time_ms, offset);
+        if let (Some(request_id), None) = (d.reply_to, &d.receipt) {
+            let signer = hub_key.map(ReceiptSigner::Now);
+            d.receipt = answer_receipt(
+                &seal, signer, d.id, request_id, &d.from, &d.kind, d.time_ms, offset,
+            );
         }
         d.seal = Some(Box::new(seal));
     }
@@ -26,14 +34,23 @@ pub(crate) fn resolve_delivery(log: &Log, d: &mut Delivery) -> Result<Bytes, Hub
 }
 
 /// An answer leaving for its consumer's shard: its payload, seal and
-/// receipt in memory (read from `log` when the shard left them there).
-pub(crate) fn resolve_envelope(log: &Log, e: &mut AnswerEnvelope) -> Result<(), HubError> {
+/// receipt in memory (read from `log` when the shard left them there; the
+/// receipt as [`resolve_delivery`] makes it).
+pub(crate) fn resolve_envelope(
+    log: &Log,
+    hub_key: Option<&HubKey>,
+    e: &mut AnswerEnvelope,
+) -> Result<(), HubError> {
     let payload = std::mem::replace(&mut e.payload, Payload::Bytes(Bytes::new()));
     let (bytes, read) = resolve_sealed(log, payload)?;
     e.payload = Payload::Bytes(bytes);
     if let Some((offset, seal)) = read {
-        let (id, request_id) = (e.id, e.request_id);
-        e.receipt = answer_receipt(&seal, id, request_id, &e.from, &e.kind, e.time_ms, offset);
+        if e.receipt.is_none() {
+            let (id, request_id, signer) = (e.id, e.request_id, hub_key.map(ReceiptSigner::Now));
+            e.receipt = answer_receipt(
+                &seal, signer, id, request_id, &e.from, &e.kind, e.time_ms, offset,
+            );
+        }
         e.seal = Some(Box::new(seal));
     }
     Ok(())

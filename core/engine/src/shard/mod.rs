@@ -29,8 +29,8 @@ pub mod timers;
 pub mod types;
 pub mod wheel;
 
-pub(crate) use signing::answer_receipt;
 use signing::Signing;
+pub(crate) use signing::{answer_receipt, ReceiptSigner};
 
 use crate::record::{
     AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord, Seal,
@@ -199,6 +199,13 @@ pub struct ShardCounters {
     pub archive_asked: u64,
     /// Histories the archive reported durable (`Input::Archived`).
     pub archived: u64,
+    /// Receipts of requests and answers the shard handed out signed (a
+    /// batch's receipt and answers read back from the log not counted).
+    pub receipts_signed: u64,
+    /// The hub signatures that signed them: one a step's tree
+    /// (docs/adr/0023), so `receipts_signed / receipt_signatures` is how
+    /// many receipts one signature served.
+    pub receipt_signatures: u64,
 }
 
 /// How many of each thing a shard holds in memory ([`Shard::held`]).
@@ -722,6 +729,7 @@ impl Shard {
             if let Input::Peer(msg) = input {
                 self.refuse_peer(msg);
             }
+            self.sign_receipts();
             out.append(&mut self.out);
             return;
         }
@@ -741,6 +749,7 @@ impl Shard {
             Input::Peer(msg) => self.peer(msg),
         }
         self.arm();
+        self.sign_receipts();
         out.append(&mut self.out);
     }
 
@@ -931,6 +940,7 @@ impl Shard {
             self.pump(&q);
         }
         self.arm();
+        self.sign_receipts();
         out.append(&mut self.out);
     }
 
@@ -2332,18 +2342,12 @@ impl Shard {
             q.remove(request_id);
         }
         let answer_id = self.new_id();
-        let receipt_signature = self.answer_receipt_signature(
-            answer_id,
-            request_id,
-            caller,
-            &kind,
-            digest,
-            self.next_offset,
-        );
+        // The hub's receipt is not stored: it is signed when the answer
+        // is handed out, in that step's tree (docs/adr/0023).
         let seal = Seal {
             digest,
             signature: signature.cloned(),
-            receipt_signature,
+            receipt_signature: None,
             attachments,
         };
         let offset = self.emit(Record::Answer(AnswerRecord {
@@ -2397,15 +2401,7 @@ impl Shard {
         let seal_bytes = crate::record::seal_bytes(&Seal {
             digest: Digest::default(),
             signature: signature.cloned(),
-            // The hub's receipt signature, when it signs: as long as one
-            // of its own key's (Ed25519, 64 bytes).
-            receipt_signature: self
-                .hub_key
-                .as_ref()
-                .map(|k| gonets_types::SenderSignature {
-                    key_id: k.key_id().to_owned(),
-                    bytes: Bytes::from_static(&[0; 64]),
-                }),
+            receipt_signature: None,
             attachments: attachments.to_vec(),
         });
         let record_bytes = record_size::answer_record_bytes(reason, payload_len, seal_bytes);
@@ -2507,10 +2503,12 @@ impl Shard {
     ) -> AnswerEnvelope {
         let ex = &self.exchanges[&request_id];
         let o = ex.outcome.as_ref().expect("answered");
-        let receipt = seal.as_ref().and_then(|seal| {
+        let signer = self.hub_key.as_deref().map(signing::ReceiptSigner::Step);
+        let receipt = seal.as_ref().filter(|_| !o.by_hub()).and_then(|seal| {
             let (id, provider, kind) = (o.answer_id, &ex.provider, &ex.kind);
             answer_receipt(
                 seal,
+                signer,
                 id,
                 request_id,
                 provider,

@@ -14,6 +14,7 @@ use gonets_types::{AcceptanceReceipt, AttachmentRef, SenderSignature};
 const REQUIRED: &str = "urn:test:required:1";
 const OPTIONAL: &str = "urn:test:optional:1";
 const CALL: &str = "urn:test:call:1";
+const OPTIONAL_CALL: &str = "urn:test:optional-call:1";
 
 fn mfc_key() -> Ed25519Signer {
     Ed25519Signer::from_seed(&[1; 32])
@@ -81,6 +82,13 @@ mode = "realtime"
 deadline_ms = 200
 consumers = ["MFC"]
 signatures = "required"
+
+[[data_kind]]
+id = "{OPTIONAL_CALL}"
+provider = "FNS"
+mode = "realtime"
+deadline_ms = 200
+consumers = ["MFC"]
 "#,
         fns = fns_key().public_key_base64(),
         mfc = mfc_key().public_key_base64(),
@@ -279,11 +287,27 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
     let mut changed = receipt.clone();
     changed.digest.0[0] ^= 1;
     assert!(verify_receipt(&changed, &hub.public()).is_err());
-    // The record keeps the hub's signature: a delivery read from the log
-    // rebuilds the same receipt.
+    // Alone in its commit, the receipt was signed alone; the record keeps
+    // no hub signature (docs/adr/0023), and a delivery read from the log
+    // signs the same receipt again: Ed25519 is deterministic.
+    assert!(receipt.proof.is_none());
     let stored = stored_seal(&d, delivered.id).expect("sealed");
+    assert!(stored.receipt_signature.is_none());
+    let facts = (delivered.id, id, p("FNS"), DataKindId::new(CALL));
+    let no_key = answer_receipt(
+        &stored,
+        None,
+        facts.0,
+        facts.1,
+        &facts.2,
+        &facts.3,
+        delivered.time_ms,
+        receipt.offset,
+    );
+    assert!(no_key.is_none(), "without a key, no receipt");
     let rebuilt = answer_receipt(
         &stored,
+        Some(crate::shard::ReceiptSigner::Now(&hub)),
         delivered.id,
         id,
         &p("FNS"),
@@ -377,6 +401,7 @@ fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_
         ..(*receipt).clone()
     };
     assert!(verify_receipt(&forged, &hub.public()).is_err());
+    assert!(receipt.proof.is_none(), "alone in its commit: signed alone");
     // Without a key, no receipt.
     let mut plain = signature_driver(None);
     let reply = plain.committed_reply("MFC", Command::SendRequest(request(OPTIONAL)));
@@ -384,6 +409,52 @@ fn given_a_hub_key_when_a_request_is_accepted_then_its_receipt_verifies_and_one_
         reply,
         Ok(ShardReply::Accepted { receipt: None, .. })
     ));
+}
+
+#[test]
+fn given_requests_and_an_answer_in_one_commit_when_committed_then_one_signature_serves_every_receipt(
+) {
+    let hub = Arc::new(HubKey::generate());
+    let mut d = signature_driver(Some(hub.clone()));
+    // A call, taken by its provider and answered: its answer commits with
+    // the five requests sent after it.
+    let (call_token, _) = d.command("MFC", Command::Call(request(OPTIONAL_CALL)));
+    let got = d.fetch("FNS", requests(OPTIONAL_CALL), 1, 1);
+    let answer = Command::SendResponse {
+        request_id: got[0].id,
+        payload: Bytes::from_static(b"data"),
+        attachments: Vec::new(),
+    };
+    d.command("FNS", answer);
+    let tokens: Vec<Token> = (0..5)
+        .map(|_| d.command("MFC", Command::SendRequest(request(OPTIONAL))).0)
+        .collect();
+    let before = d.shard.counters().clone();
+    let out = d.commit();
+    let mut receipts: Vec<gonets_types::Receipt> = tokens
+        .iter()
+        .map(|t| match reply(&out, *t) {
+            Some(Ok(ShardReply::Accepted {
+                receipt: Some(r), ..
+            })) => *r,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    match reply(&out, call_token) {
+        Some(Ok(ShardReply::Answer(a))) => receipts.push(*a.receipt.expect("signed")),
+        other => panic!("{other:?}"),
+    }
+    let after = d.shard.counters();
+    assert_eq!(after.receipts_signed - before.receipts_signed, 6);
+    assert_eq!(after.receipt_signatures - before.receipt_signatures, 1);
+    for r in &receipts {
+        assert_eq!(r.proof.as_ref().map(|p| p.count), Some(6), "{r:?}");
+        assert_eq!(r.signature, receipts[0].signature, "one signature");
+        assert_eq!(verify_receipt(r, &hub.public()), Ok(()));
+    }
+    let mut changed = receipts[5].clone();
+    changed.time_ms += 1;
+    assert!(verify_receipt(&changed, &hub.public()).is_err());
 }
 
 fn batch(n: usize) -> Vec<NewRequest> {

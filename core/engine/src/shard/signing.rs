@@ -3,11 +3,16 @@
 //! registered keys and its kind's rule, and the receipts the hub signs
 //! when it has a key. Digests are `gonets_trust::digest`'s.
 //!
-//! Signing costs one Ed25519 signature on the shard's thread per accepted
-//! request, answer or batch (tens of µs in release); a hub without a key
-//! (`HubConfig::hub_key` `None`) makes none and pays nothing.
+//! Receipts are made unsigned where a request is accepted or an answer
+//! routed, and signed at the end of the step that hands them out, all of
+//! that step's in one tree (docs/adr/0023): one Ed25519 signature (tens of
+//! µs in release) a commit rather than one a message. A batch's receipt is
+//! signed once where it is made. A hub without a key (`HubConfig::hub_key`
+//! `None`) makes none and pays nothing.
 
-use super::{Command, HubError, MessageId, ParticipantId, Shard, ShardReply, Token};
+use super::{
+    Command, HubError, MessageId, Output, ParticipantId, PeerMsg, Shard, ShardReply, Token,
+};
 use crate::record::Seal;
 use crate::registry::{DataKind, Signatures};
 use gonets_trust::SignatureError;
@@ -37,6 +42,11 @@ impl Shard {
     /// The hub's receipt key from now on (`None`: no receipts are made).
     pub fn set_hub_key(&mut self, key: Option<Arc<gonets_trust::HubKey>>) {
         self.hub_key = key;
+    }
+
+    /// The hub's receipt key, if it has one.
+    pub fn hub_key(&self) -> Option<&gonets_trust::HubKey> {
+        self.hub_key.as_deref()
     }
 
     /// A signed command: the signature goes with the command it wraps.
@@ -103,7 +113,8 @@ impl Shard {
     }
 
     /// The hub's receipt for request `id`, accepted now at `offset`, when
-    /// the hub has a key.
+    /// the hub has a key: unsigned until the step that hands it out
+    /// ([`Shard::sign_receipts`]).
     pub(super) fn request_receipt(
         &self,
         id: MessageId,
@@ -113,7 +124,7 @@ impl Shard {
         offset: u64,
     ) -> Option<Box<Receipt>> {
         let key = self.hub_key.as_ref()?;
-        let mut receipt = Receipt {
+        Some(Box::new(Receipt {
             message_id: id,
             reply_to: None,
             digest: seal.digest,
@@ -122,45 +133,29 @@ impl Shard {
             time_ms: self.now_ms,
             shard: self.config.shard,
             offset,
-            key_id: String::new(),
+            key_id: key.key_id().to_owned(),
             signature: bytes::Bytes::new(),
-        };
-        gonets_trust::sign_receipt(key, &mut receipt);
-        Some(Box::new(receipt))
+            proof: None,
+        }))
     }
 
-    /// The hub's signature of the receipt of answer `answer_id` (to
-    /// `request_id`, by `provider`, with `digest`) to be stored at
-    /// `offset`, when the hub has a key: kept in the answer's record, so
-    /// every delivery of the answer, after a restart too, carries the
-    /// same receipt ([`answer_receipt`]).
-    pub(super) fn answer_receipt_signature(
-        &self,
-        answer_id: MessageId,
-        request_id: MessageId,
-        provider: &ParticipantId,
-        kind: &DataKindId,
-        digest: Digest,
-        offset: u64,
-    ) -> Option<SenderSignature> {
-        let key = self.hub_key.as_ref()?;
-        let mut receipt = Receipt {
-            message_id: answer_id,
-            reply_to: Some(request_id),
-            digest,
-            sender: provider.clone(),
-            kind: kind.clone(),
-            time_ms: self.now_ms,
-            shard: self.config.shard,
-            offset,
-            key_id: String::new(),
-            signature: bytes::Bytes::new(),
+    /// Signs every receipt this step hands out and nobody signed yet, in
+    /// one tree (docs/adr/0023): a commit releases its acceptances and
+    /// answers in one step, so the whole commit costs one signature.
+    pub(super) fn sign_receipts(&mut self) {
+        let Some(key) = self.hub_key.as_ref() else {
+            return;
         };
-        gonets_trust::sign_receipt(key, &mut receipt);
-        Some(SenderSignature {
-            key_id: receipt.key_id,
-            bytes: receipt.signature,
-        })
+        let mut unsigned: Vec<&mut Receipt> = Vec::new();
+        for out in &mut self.out {
+            receipts_of(out, &mut unsigned);
+        }
+        unsigned.retain(|r| r.signature.is_empty());
+        if !unsigned.is_empty() {
+            gonets_trust::sign_receipts(key, &mut unsigned);
+            self.counters.receipt_signatures += 1;
+            self.counters.receipts_signed += unsigned.len() as u64;
+        }
     }
 
     /// One receipt for the accepted requests of a batch (signed once),
@@ -195,12 +190,51 @@ impl Shard {
     }
 }
 
-/// The receipt of an answer from its record's seal (`None` when the hub
-/// signed none): answer `answer_id` to `request_id` by `provider`, of
-/// `kind`, at hub time `time_ms`, its record at `offset` of the shard
-/// that made it (the answer id's).
+/// Every receipt `out` carries, pushed onto `into`.
+fn receipts_of<'a>(out: &'a mut Output, into: &mut Vec<&'a mut Receipt>) {
+    match out {
+        Output::Reply {
+            result: Ok(reply), ..
+        } => match reply {
+            ShardReply::Accepted {
+                receipt: Some(r), ..
+            } => into.push(r),
+            ShardReply::Answer(d) => into.extend(d.receipt.as_deref_mut()),
+            ShardReply::Messages(ds) => {
+                into.extend(ds.iter_mut().filter_map(|d| d.receipt.as_deref_mut()))
+            }
+            _ => {}
+        },
+        Output::Deliver { delivery, .. } => into.extend(delivery.receipt.as_deref_mut()),
+        Output::ToShard {
+            msg: PeerMsg::EnqueueAnswer(e),
+            ..
+        } => into.extend(e.receipt.as_deref_mut()),
+        _ => {}
+    }
+}
+
+/// Who signs an answer's receipt that its record does not hold.
+#[derive(Clone, Copy)]
+pub(crate) enum ReceiptSigner<'a> {
+    /// The shard, in its step's tree ([`Shard::sign_receipts`]): the
+    /// receipt is made unsigned, with this key's id.
+    Step(&'a gonets_trust::HubKey),
+    /// Whoever reads the answer back from the log, now and alone (an
+    /// answer delivered again, or after a restart).
+    Now(&'a gonets_trust::HubKey),
+}
+
+/// The receipt of an answer: the one its record's seal holds (answers
+/// stored before receipts were signed a commit, docs/adr/0023), else one
+/// made for `signer`; `None` when neither (a hub without a key). Answer
+/// `answer_id` to `request_id` by `provider`, of `kind`, at hub time
+/// `time_ms`, its record at `offset` of the shard that made it (the
+/// answer id's).
+#[allow(clippy::too_many_arguments)] // the receipt's fields, one each
 pub(crate) fn answer_receipt(
     seal: &Seal,
+    signer: Option<ReceiptSigner<'_>>,
     answer_id: MessageId,
     request_id: MessageId,
     provider: &ParticipantId,
@@ -208,8 +242,15 @@ pub(crate) fn answer_receipt(
     time_ms: u64,
     offset: u64,
 ) -> Option<Box<Receipt>> {
-    let hub = seal.receipt_signature.as_ref()?;
-    Some(Box::new(Receipt {
+    let stored = seal.receipt_signature.clone();
+    let (key_id, signature) = match (&stored, signer) {
+        (Some(hub), _) => (hub.key_id.clone(), hub.bytes.clone()),
+        (None, Some(ReceiptSigner::Step(k) | ReceiptSigner::Now(k))) => {
+            (k.key_id().to_owned(), bytes::Bytes::new())
+        }
+        (None, None) => return None,
+    };
+    let mut receipt = Box::new(Receipt {
         message_id: answer_id,
         reply_to: Some(request_id),
         digest: seal.digest,
@@ -218,7 +259,12 @@ pub(crate) fn answer_receipt(
         time_ms,
         shard: answer_id.shard(),
         offset,
-        key_id: hub.key_id.clone(),
-        signature: hub.bytes.clone(),
-    }))
+        key_id,
+        signature,
+        proof: None,
+    });
+    if let (None, Some(ReceiptSigner::Now(key))) = (stored, signer) {
+        gonets_trust::sign_receipt(key, &mut receipt);
+    }
+    Some(receipt)
 }

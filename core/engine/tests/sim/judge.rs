@@ -16,12 +16,13 @@ use crate::world::{ensure, Check, CtxInput, StepCtx, World, GRANULARITY_MS};
 use bytes::Bytes;
 use gonets_engine::record::{AnswerBody, Digest, EventKind, EventRecord, Record, Seal};
 use gonets_engine::shard::{
-    AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, StatusView,
-    Token,
+    AckRoute, Command, Delivery, DeliveryBody, Output, Payload, PeerMsg, ReaderId, ShardReply,
+    StatusView, Token,
 };
 use gonets_engine::trust_record::AuditRecord;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
+use gonets_types::Receipt;
 use std::collections::BTreeSet;
 
 impl World {
@@ -536,6 +537,7 @@ impl World {
         if self.trace {
             eprintln!("    -> {o:?}");
         }
+        self.check_receipts(&o)?;
         self.mix(&[ctx.shard as u8]);
         self.mix(&ctx.now.to_le_bytes());
         match &o {
@@ -1431,4 +1433,56 @@ fn check_seal(seal: Option<&Seal>, digest: Digest, carries: bool) -> Check {
         seal.receipt_signature
     );
     Ok(())
+}
+
+impl World {
+    /// Every receipt an output carries is signed by the hub's key (alone
+    /// or in its step's tree, docs/adr/0023) and names the message it goes
+    /// with; a new acceptance always has one (the simulated hub has a key).
+    fn check_receipts(&mut self, o: &Output) -> Check {
+        let mut receipts: Vec<(&Receipt, MessageId, Option<MessageId>)> = Vec::new();
+        fn answer(d: &Delivery) -> Option<(&Receipt, MessageId, Option<MessageId>)> {
+            d.receipt.as_deref().map(|r| (r, d.id, d.reply_to))
+        }
+        match o {
+            Output::Reply {
+                result: Ok(reply), ..
+            } => match reply {
+                ShardReply::Accepted {
+                    id,
+                    duplicate,
+                    receipt,
+                    ..
+                } => {
+                    ensure!(
+                        *duplicate || receipt.is_some(),
+                        "accepted {id} without a receipt"
+                    );
+                    receipts.extend(receipt.as_deref().map(|r| (r, *id, None)));
+                }
+                ShardReply::Answer(d) => receipts.extend(answer(d)),
+                ShardReply::Messages(ds) => receipts.extend(ds.iter().filter_map(answer)),
+                _ => {}
+            },
+            Output::Deliver { delivery, .. } => receipts.extend(answer(delivery)),
+            Output::ToShard {
+                msg: PeerMsg::EnqueueAnswer(e),
+                ..
+            } => receipts.extend(e.receipt.as_deref().map(|r| (r, e.id, Some(e.request_id)))),
+            _ => {}
+        }
+        for (r, id, reply_to) in receipts {
+            ensure!(
+                r.message_id == id && r.reply_to == reply_to,
+                "receipt of {} (reply to {:?}) on {id}",
+                r.message_id,
+                r.reply_to
+            );
+            gonets_trust::verify_receipt(r, &self.hub)
+                .map_err(|e| format!("receipt of {id} does not verify: {e}"))?;
+            self.stats.receipts_checked += 1;
+            self.stats.receipts_in_trees += u64::from(r.proof.is_some());
+        }
+        Ok(())
+    }
 }

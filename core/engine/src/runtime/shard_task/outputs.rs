@@ -152,6 +152,8 @@ impl ShardTask {
                     receipt,
                 }),
             ) => {
+                // The shard signs every receipt it hands out (docs/adr/0023).
+                assert!(receipt.as_ref().is_none_or(|r| !r.signature.is_empty()));
                 let _ = tx.try_send(Ok(Accepted {
                     id,
                     time_ms,
@@ -160,7 +162,7 @@ impl ShardTask {
                 }));
             }
             (ReplyTo::Message(tx), Ok(ShardReply::Answer(mut d))) => {
-                let m = payload::resolve_delivery(&self.log, &mut d)
+                let m = payload::resolve_delivery(&self.log, self.shard.hub_key(), &mut d)
                     .map(|bytes| message_from_delivery(d, bytes, reader));
                 let readable = m.is_ok();
                 answer_taken = tx.try_send(m).is_ok() && readable;
@@ -211,7 +213,7 @@ impl ShardTask {
     fn messages(&mut self, deliveries: Vec<Delivery>, reader: ReaderId) -> Vec<Message> {
         let mut out = Vec::with_capacity(deliveries.len());
         for mut d in deliveries {
-            match payload::resolve_delivery(&self.log, &mut d) {
+            match payload::resolve_delivery(&self.log, self.shard.hub_key(), &mut d) {
                 Ok(bytes) => out.push(message_from_delivery(d, bytes, reader)),
                 Err(e) => {
                     tracing::error!(shard = self.id, id = %d.id, error = %e, "delivery given back");
@@ -228,7 +230,8 @@ impl ShardTask {
             // The subscription ended; its Disconnected gives the lease back.
             return;
         };
-        let bytes = match payload::resolve_delivery(&self.log, &mut delivery) {
+        let bytes = match payload::resolve_delivery(&self.log, self.shard.hub_key(), &mut delivery)
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(shard = self.id, id = %delivery.id, error = %e, "delivery given back");
@@ -270,7 +273,7 @@ impl ShardTask {
         }
         let msg = match msg {
             PeerMsg::EnqueueAnswer(mut envelope) => {
-                match payload::resolve_envelope(&self.log, &mut envelope) {
+                match payload::resolve_envelope(&self.log, self.shard.hub_key(), &mut envelope) {
                     Ok(()) => PeerMsg::EnqueueAnswer(envelope),
                     Err(e) => {
                         tracing::error!(shard = self.id, answer = %envelope.id, request = %envelope.request_id, error = %e,
