@@ -38,6 +38,8 @@ pub struct HubSpec {
     pub keep: bool,
     /// Run the HTTP gateway on a free loopback port (`rt --via http`).
     pub gateway: bool,
+    /// Pin the gateway's thread to these cores (empty: unpinned).
+    pub gateway_cores: Vec<usize>,
 }
 
 /// A running `gonets serve` child.
@@ -138,6 +140,9 @@ impl EmbeddedHub {
         }
         if let Some(g) = self.gateway {
             text += &format!("gateway_listen = \"{g}\"\n");
+            if !self.spec.gateway_cores.is_empty() {
+                text += &format!("gateway_cores = {:?}\n", self.spec.gateway_cores);
+            }
         }
         text += &self.spec.sections;
         std::fs::write(self.config_path(), text).map_err(|e| format!("config: {e}"))

@@ -94,6 +94,10 @@ struct Args {
     /// Embedded hub: pin its shards to these cores (comma list).
     #[arg(long, value_delimiter = ',')]
     hub_cores: Vec<usize>,
+    /// Embedded hub with --via http: pin the HTTP gateway's thread to these
+    /// cores (comma list; default unpinned).
+    #[arg(long, value_delimiter = ',')]
+    gateway_cores: Vec<usize>,
     /// Embedded hub: data directory (replaced; removed afterwards unless --keep-data).
     #[arg(long, default_value = "gonets-loadgen-data")]
     data_dir: PathBuf,
@@ -568,6 +572,12 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
         run.result
             .setup
             .insert("hub_cores".into(), serde_json::json!(args.hub_cores));
+        if !args.gateway_cores.is_empty() {
+            run.result.setup.insert(
+                "gateway_cores".into(),
+                serde_json::json!(args.gateway_cores),
+            );
+        }
     }
     drop(hub);
     Ok(run)
@@ -637,6 +647,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         sections,
         keep: args.keep_data,
         gateway: args.via == "http",
+        gateway_cores: args.gateway_cores.clone(),
     })
 }
 

@@ -126,6 +126,9 @@ pub struct ServerOptions {
     /// Run the HTTP gateway on a free loopback port
     /// ([`ServerProcess::gateway_addr`]); off otherwise (its default).
     pub gateway: bool,
+    /// Pin the gateway's thread to these CPUs (`gateway_cores`; empty:
+    /// not set).
+    pub gateway_cores: Vec<usize>,
 }
 
 impl Default for ServerOptions {
@@ -140,6 +143,7 @@ impl Default for ServerOptions {
             operator: false,
             operator_ip: "127.0.0.1".into(),
             gateway: false,
+            gateway_cores: Vec::new(),
         }
     }
 }
@@ -406,6 +410,10 @@ impl ServerProcess {
         }
         if let Some(p) = self.gateway_port {
             text.push_str(&format!("gateway_listen = \"127.0.0.1:{p}\"\n"));
+        }
+        if !self.options.gateway_cores.is_empty() {
+            let cores = &self.options.gateway_cores;
+            text.push_str(&format!("gateway_cores = {cores:?}\n"));
         }
         if let Some(r) = &self.options.registry {
             text.push_str(&format!("registry = {:?}\n", r.display().to_string()));

@@ -145,6 +145,70 @@ fn gateway_server(mode: Mode) -> ServerProcess {
     })
 }
 
+#[test]
+fn given_gateway_cores_when_serve_starts_then_the_gateway_thread_runs_only_there_and_a_bad_core_stops_the_start(
+) {
+    let mut server = ServerProcess::start(ServerOptions {
+        mode: Mode::DevToken,
+        gateway: true,
+        gateway_cores: vec![0],
+        ..ServerOptions::default()
+    });
+    let pid = server.pid().expect("running");
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("its threads");
+    let gateway = tasks
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "gonets-gateway")
+        })
+        .expect("a thread named gonets-gateway");
+    let status = std::fs::read_to_string(gateway.path().join("status")).unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    assert_eq!(allowed.trim(), "0", "{status}");
+    let r = http(
+        server.gateway_addr(),
+        Some("MFC"),
+        "GET",
+        "/v1/openapi.json",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "the pinned gateway serves");
+    server.terminate();
+
+    // A core no machine here has: serve says which setting, and stops.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gonets.toml");
+    let text = format!(
+        "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nsecurity = \"dev-token\"\n\
+         operator_listen = \"none\"\ngateway_listen = \"127.0.0.1:0\"\ngateway_cores = [1000]\n",
+        dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = std::process::Command::new(gonets_tests::net::gonets_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(
+        child,
+        Duration::from_secs(60),
+        "serve with a bad gateway core",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("gateway_cores") && err.contains("1000"),
+        "{err}"
+    );
+}
+
 /// Fetches one message from `queue` as `who`, waiting up to 5 s.
 fn fetch_one(addr: SocketAddr, who: &str, queue: &str) -> Value {
     let path = format!("/v1/queues/{queue}/messages?max=1&wait_ms=5000");

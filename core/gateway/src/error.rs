@@ -30,4 +30,7 @@ pub enum GatewayError {
     /// The thread or its runtime could not be made.
     #[error("HTTP gateway: cannot start its thread: {0}")]
     Thread(std::io::Error),
+    /// Its thread could not be pinned to `gateway_cores`.
+    #[error("HTTP gateway: gateway_cores: {0}")]
+    Pin(#[from] gonets_engine::runtime::placement::PinError),
 }

@@ -110,10 +110,37 @@ impl GatewayServer {
         });
         let (stop, stopped) = oneshot::channel();
         let listener = self.listener;
+        let cores = self.settings.cores;
+        // The thread pins itself first and says how that went: a pin that
+        // fails stops the start, as a bad address does.
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("gonets-gateway".into())
-            .spawn(move || runtime.block_on(accept_loop(listener, context, acceptor, stopped)))
+            .spawn(move || {
+                let pinned = match cores.is_empty() {
+                    true => Ok(()),
+                    false => gonets_engine::runtime::placement::pin_current_thread(&cores),
+                };
+                let ok = pinned.is_ok();
+                let _ = pinned_tx.send(pinned);
+                if ok {
+                    runtime.block_on(accept_loop(listener, context, acceptor, stopped));
+                }
+            })
             .map_err(GatewayError::Thread)?;
+        match pinned_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e.into());
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(GatewayError::Thread(std::io::Error::other(
+                    "the gateway's thread ended before it started",
+                )));
+            }
+        }
         Ok(RunningGateway {
             addr,
             stop: Some(stop),

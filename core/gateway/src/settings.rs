@@ -82,6 +82,9 @@ pub struct GatewaySettings {
     /// The largest request body it reads, bytes (a larger one is refused
     /// `TOO_LARGE` before it is read whole).
     pub body_bytes_max: usize,
+    /// CPUs its thread is pinned to (`gateway_cores`); empty: it keeps
+    /// the mask of the thread that starts it.
+    pub cores: Vec<usize>,
 }
 
 /// Binds the gateway's socket (before the hub starts, so a taken port or

@@ -141,6 +141,7 @@ fn bind_gateway(
         listen,
         auth,
         body_bytes_max,
+        cores: serve.gateway_cores.clone().unwrap_or_default(),
     })
     .map(Some)
 }

@@ -75,6 +75,9 @@ pub struct ConfigFile {
     /// `"none"` (the default): read by `gonets serve` (crate
     /// `gonets-gateway`, docs/gateway.md).
     pub gateway_listen: Option<String>,
+    /// CPUs the HTTP gateway's thread is pinned to (default: unpinned, or
+    /// a hardware profile's operator cores).
+    pub gateway_cores: Option<Vec<usize>>,
     /// The hub's signing key file (receipts, chain anchors); made, with
     /// its `.pub` beside it, when missing. Default: `hub.key` in the data
     /// directory (a development key: in production keep it off the data disk).
@@ -186,6 +189,8 @@ pub struct ServeConfig {
     pub operator_listen: Option<String>,
     /// `gateway_listen` as the file gives it (an address or `none`).
     pub gateway_listen: Option<String>,
+    /// `gateway_cores` as the file gives it.
+    pub gateway_cores: Option<Vec<usize>>,
     /// `[monitor]`, for the operator API's monitor.
     pub monitor: MonitorSection,
     /// Cores the shards are pinned to (`cores`), for the operator's `/info`.
@@ -265,6 +270,7 @@ impl ConfigFile {
             dev_certs,
             operator_listen: self.operator_listen,
             gateway_listen: self.gateway_listen,
+            gateway_cores: self.gateway_cores,
             monitor: self.monitor,
             pinned_cores,
         })

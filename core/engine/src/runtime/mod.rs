@@ -32,6 +32,7 @@ mod mesh;
 mod message;
 mod outbox;
 mod payload;
+pub mod placement;
 mod recovery;
 pub mod repair;
 mod session;

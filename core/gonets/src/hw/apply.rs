@@ -66,28 +66,12 @@ pub(crate) fn to_config(profile: &Profile, file: &mut ConfigFile) -> Vec<Applied
 /// inherit the mask: `serve` calls it before it starts the operator API).
 pub(crate) fn pin_current_thread(cpus: &[usize]) -> Result<(), String> {
     assert!(!cpus.is_empty(), "a thread needs at least one CPU");
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let capacity = std::mem::size_of::<libc::cpu_set_t>() * 8;
-    for &cpu in cpus {
-        if cpu >= capacity {
-            return Err(format!(
-                "CPU {cpu} is beyond the {capacity} a CPU set holds"
-            ));
-        }
-        // SAFETY: cpu < the set's capacity.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: sched_setaffinity on this thread (0) with a set we own.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if rc != 0 {
-        return Err(format!(
-            "cannot pin the operator thread to CPUs {}: {}",
-            cpulist::format(&cpulist::sorted(cpus)),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    gonets_engine::runtime::placement::pin_current_thread(cpus).map_err(|e| {
+        format!(
+            "operator thread on CPUs {}: {e}",
+            cpulist::format(&cpulist::sorted(cpus))
+        )
+    })
 }
 
 /// The memory the registry's answer queues may hold at most (they keep
