@@ -21,15 +21,19 @@ const HEAD_DOMAIN: &[u8] = b"gonets receipt tree head v1\0";
 
 /// Signs `receipts` with `key`: one alone as before (no proof), two or
 /// more as trees of at most [`RECEIPTS_PER_TREE_MAX`], one signature a
-/// tree. Sets every receipt's `key_id`, `signature` and `proof`.
-pub fn sign_receipts(key: &HubKey, receipts: &mut [&mut Receipt]) {
+/// tree. Sets every receipt's `key_id`, `signature` and `proof`; gives
+/// the number of signatures made.
+pub fn sign_receipts(key: &HubKey, receipts: &mut [&mut Receipt]) -> usize {
     if let [one] = receipts {
         crate::receipt::sign_receipt(key, one);
-        return;
+        return 1;
     }
+    let mut signatures = 0;
     for tree in receipts.chunks_mut(RECEIPTS_PER_TREE_MAX) {
         sign_tree(key, tree);
+        signatures += 1;
     }
+    signatures
 }
 
 /// One tree over `receipts` (2 ..= [`RECEIPTS_PER_TREE_MAX`] of them).
@@ -229,6 +233,21 @@ mod tests {
             proof: rs[4].proof.clone(),
             ..r.clone()
         });
+    }
+
+    #[test]
+    fn given_a_last_tree_of_one_when_a_step_overflows_a_tree_then_it_still_verifies() {
+        // A step of RECEIPTS_PER_TREE_MAX + 1 receipts ends with a tree of
+        // one leaf: an empty path, the leaf its own root.
+        let key = HubKey::generate();
+        let mut r = receipt(3);
+        sign_tree(&key, &mut [&mut r]);
+        let proof = r.proof.clone().expect("a tree's proof");
+        assert_eq!((proof.index, proof.count, proof.path.len()), (0, 1, 0));
+        assert_eq!(verify_receipt(&r, &key.public()), Ok(()));
+        let mut rs: Vec<Receipt> = (0..3).map(receipt).collect();
+        let mut refs: Vec<&mut Receipt> = rs.iter_mut().collect();
+        assert_eq!(sign_receipts(&key, &mut refs), 1, "one signature a tree");
     }
 
     #[test]

@@ -152,8 +152,8 @@ impl Shard {
         }
         unsigned.retain(|r| r.signature.is_empty());
         if !unsigned.is_empty() {
-            gonets_trust::sign_receipts(key, &mut unsigned);
-            self.counters.receipt_signatures += 1;
+            let signatures = gonets_trust::sign_receipts(key, &mut unsigned);
+            self.counters.receipt_signatures += signatures as u64;
             self.counters.receipts_signed += unsigned.len() as u64;
         }
     }
