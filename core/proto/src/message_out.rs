@@ -9,7 +9,9 @@
 //! `MessageHeader`'s; `mapping_tests.rs` checks it byte for byte against
 //! the owned header built by `message_header` (kept for tests only).
 
-use gonets_types::{AnswerBody, DeliveryBody, Message};
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+use gonets_types::{AnswerBody, DeliveryBody, Message, Receipt, ReceiptProof};
 use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
 
@@ -91,12 +93,68 @@ impl Serialize for MessageOut<'_> {
             st.serialize_field("signature_key_id", sig.key_id.as_str())?;
         }
         if let Some(r) = &m.receipt {
-            st.serialize_field("receipt", &crate::trust_wire::receipt_header(r))?;
+            st.serialize_field("receipt", &ReceiptOut(r))?;
         }
         if !m.attachments.is_empty() {
             let refs = crate::attachment_wire::ref_headers(&m.attachments);
             st.serialize_field("attachments", &refs)?;
         }
         st.end()
+    }
+}
+
+/// A receipt's header (`trust_wire::ReceiptHeader`), borrowed: the same
+/// fields in the same order, ids, digests and the signature written
+/// through `Display` rather than built as `String`s (an rt answer carries
+/// one; `mapping_tests.rs` checks the bytes against the owned header).
+struct ReceiptOut<'a>(&'a Receipt);
+
+impl Serialize for ReceiptOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut st = s.serialize_struct("ReceiptHeader", 11)?;
+        st.serialize_field("message_id", &Shown(r.message_id))?;
+        if let Some(id) = r.reply_to {
+            st.serialize_field("reply_to", &Shown(id))?;
+        }
+        st.serialize_field("digest", &Shown(&r.digest))?;
+        st.serialize_field("sender", r.sender.as_str())?;
+        st.serialize_field("kind", r.kind.as_str())?;
+        st.serialize_field("time_ms", &r.time_ms)?;
+        st.serialize_field("shard", &r.shard)?;
+        st.serialize_field("offset", &r.offset)?;
+        st.serialize_field("key_id", r.key_id.as_str())?;
+        let signature = Base64Display::new(&r.signature, &STANDARD);
+        st.serialize_field("signature", &Shown(signature))?;
+        if let Some(p) = &r.proof {
+            st.serialize_field("proof", &ProofOut(p))?;
+        }
+        st.end()
+    }
+}
+
+/// A receipt's proof (`trust_wire::ProofHeader`), borrowed.
+struct ProofOut<'a>(&'a ReceiptProof);
+
+impl Serialize for ProofOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("ProofHeader", 3)?;
+        st.serialize_field("index", &self.0.index)?;
+        st.serialize_field("count", &self.0.count)?;
+        st.serialize_field("path", &Hashes(&self.0.path))?;
+        st.end()
+    }
+}
+
+/// Digests as a sequence of hex strings.
+struct Hashes<'a>(&'a [gonets_types::Digest]);
+
+impl Serialize for Hashes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for d in self.0 {
+            seq.serialize_element(&Shown(d))?;
+        }
+        seq.end()
     }
 }
