@@ -9,7 +9,9 @@ use std::sync::Arc;
 pub const GATEWAY_LISTEN_SUGGESTED: &str = "127.0.0.1:7481";
 /// Most HTTP connections served at once; more are closed at accept.
 pub(crate) const CONNECTIONS_MAX: usize = 1024;
-/// How long one connection may take to send a request head, ms.
+/// How long one connection may take to send a request head, ms; hyper
+/// also starts this clock when a kept-alive connection goes idle, so it
+/// is the idle timeout too (docs/gateway.md "Bounds").
 pub(crate) const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// How long a request body may take to arrive whole, ms (a client that
 /// trickles it is answered 408 and its connection closed).
