@@ -881,6 +881,29 @@ mod round_trip {
             prop_assert_eq!(String::from_utf8(borrowed).unwrap(), String::from_utf8(owned).unwrap());
         }
 
+        /// A single send's reply, written borrowed, is byte for byte the
+        /// JSON of the owned `header::Accepted`.
+        #[test]
+        fn given_any_acceptance_when_written_borrowed_then_the_same_json_as_owned(
+            id in message_id(), time_ms in any::<u64>(), duplicate in any::<bool>(),
+            receipt in proptest::option::of(receipt())
+        ) {
+            let owned = h::Accepted {
+                id: id.to_text(),
+                time_ms,
+                duplicate,
+                receipt: receipt.as_ref().map(crate::trust_wire::receipt_header),
+            };
+            let a = Accepted {
+                id,
+                time_ms,
+                duplicate,
+                receipt: receipt.map(|r| AcceptanceReceipt::One(Box::new(r))),
+            };
+            let borrowed = serde_json::to_string(&crate::message_out::AcceptedOut(&a)).unwrap();
+            prop_assert_eq!(borrowed, serde_json::to_string(&owned).unwrap());
+        }
+
         /// Whatever the server encodes, a client decodes into the same reply.
         #[test]
         fn given_any_reply_when_encoded_and_decoded_then_the_same_reply(reply in reply()) {

@@ -1,4 +1,6 @@
-//! A delivered message's wire header, serialised from the message itself.
+//! A delivered message's wire header, serialised from the message itself
+//! (and, the same way, a single send's `Accepted` and the receipts both
+//! carry).
 //!
 //! Why not [`header::MessageHeader`](crate::header::MessageHeader): that
 //! owned form takes six `String`s a message (queue, id, kind, sender, body,
@@ -98,6 +100,25 @@ impl Serialize for MessageOut<'_> {
         if !m.attachments.is_empty() {
             let refs = crate::attachment_wire::ref_headers(&m.attachments);
             st.serialize_field("attachments", &refs)?;
+        }
+        st.end()
+    }
+}
+
+/// A single send's reply header (`header::Accepted`), borrowed: the same
+/// fields in the same order (`mapping_tests.rs` checks the bytes).
+pub(crate) struct AcceptedOut<'a>(pub(crate) &'a gonets_types::Accepted);
+
+impl Serialize for AcceptedOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let mut st = s.serialize_struct("Accepted", 4)?;
+        st.serialize_field("id", &Shown(a.id))?;
+        st.serialize_field("time_ms", &a.time_ms)?;
+        st.serialize_field("duplicate", &a.duplicate)?;
+        // A single send is never in a batch: only its own receipt is written.
+        if let Some(gonets_types::AcceptanceReceipt::One(r)) = &a.receipt {
+            st.serialize_field("receipt", &ReceiptOut(r))?;
         }
         st.end()
     }

@@ -6,7 +6,7 @@
 
 use crate::frame::Frame;
 use crate::header::{self as h, ErrorReply};
-use crate::trust_wire::{batch_receipt_header, batch_receipt_of, receipt_header, receipt_of};
+use crate::trust_wire::{batch_receipt_header, batch_receipt_of, receipt_of};
 use crate::{
     encode, encode_head, parse_header, parse_id, parse_queue, parse_refusal, status_reply, Opcode,
 };
@@ -32,16 +32,9 @@ pub fn encode_reply(
     let op = request.reply();
     match reply {
         Reply::Accepted(a) => {
-            let header = h::Accepted {
-                id: a.id.to_text(),
-                time_ms: a.time_ms,
-                duplicate: a.duplicate,
-                receipt: match &a.receipt {
-                    Some(AcceptanceReceipt::One(r)) => Some(receipt_header(r)),
-                    // A single send is never in a batch.
-                    Some(AcceptanceReceipt::Batch(_)) | None => None,
-                },
-            };
+            // Borrowed: a single send's reply, one a message on the bulk
+            // path, builds no `String`s (the JSON is `h::Accepted`'s).
+            let header = crate::message_out::AcceptedOut(a);
             encode(out, op, correlation_id, &header, &[]);
         }
         Reply::Message(m) => encode_messages(out, op, correlation_id, std::slice::from_ref(m)),
