@@ -32,9 +32,17 @@ pub(super) fn report(
     verify_receipt(receipt, key).map_err(|e| format!("the demo's receipt: {e}"))?;
     let receipt_file = dir.join("receipt.json");
     std::fs::write(&receipt_file, receipt_to_json(receipt) + "\n")?;
+    // Receipts handed out together share one signature (docs/adr/0023).
+    let together = match &receipt.proof {
+        Some(p) => format!(
+            " (one signature for the {} receipts of its commit)",
+            p.count
+        ),
+        None => String::new(),
+    };
     println!(
         "receipt: request {} from {} accepted at hub time {} ms, shard {} offset {}, digest {}, \
-         signed by hub key {}: verified (check it yourself: gonets verify-receipt {} --hub-key {})",
+         signed by hub key {}{together}: verified (check it yourself: gonets verify-receipt {} --hub-key {})",
         receipt.message_id,
         receipt.sender,
         receipt.time_ms,
