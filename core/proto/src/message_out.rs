@@ -14,7 +14,7 @@
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use gonets_types::{AnswerBody, DeliveryBody, Message, Receipt, ReceiptProof};
-use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
+use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
 /// The header of one message, borrowed (see the module comment).
@@ -44,12 +44,8 @@ struct Seq<'a>(&'a [Message]);
 
 impl Serialize for Seq<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
         // Bounded by the reply's messages.
-        for m in self.0 {
-            seq.serialize_element(&MessageOut(m))?;
-        }
-        seq.end()
+        s.collect_seq(self.0.iter().map(MessageOut))
     }
 }
 
@@ -172,10 +168,7 @@ struct Hashes<'a>(&'a [gonets_types::Digest]);
 
 impl Serialize for Hashes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for d in self.0 {
-            seq.serialize_element(&Shown(d))?;
-        }
-        seq.end()
+        // Bounded by the proof's path (RECEIPT_PATH_LEN_MAX).
+        s.collect_seq(self.0.iter().map(Shown))
     }
 }
