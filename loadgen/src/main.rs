@@ -110,6 +110,10 @@ struct Args {
     /// Embedded hub: most bytes in one commit batch, KiB (`[commit] batch_bytes_max`).
     #[arg(long)]
     commit_batch_kib: Option<u64>,
+    /// Embedded hub: bulk bytes its logs may hold unwritten while rt
+    /// commands come, KiB (`[commit] bulk_unwritten_bytes_max`, ADR 0015).
+    #[arg(long)]
+    bulk_unwritten_kib: Option<u64>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -627,7 +631,11 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
 fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let mut sections = commit_section(args.segment_mib, args.commit_batch_kib);
+    let mut sections = commit_section(
+        args.segment_mib,
+        args.commit_batch_kib,
+        args.bulk_unwritten_kib,
+    );
     if let Some(mib) = args.attachment_write_mib_per_s {
         sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
     }
@@ -652,13 +660,20 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
 }
 
 /// The embedded hub's `[commit]` section for the sizes given (empty when none).
-fn commit_section(segment_mib: Option<u64>, batch_kib: Option<u64>) -> String {
+fn commit_section(
+    segment_mib: Option<u64>,
+    batch_kib: Option<u64>,
+    bulk_unwritten_kib: Option<u64>,
+) -> String {
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
         keys += &format!("segment_size_bytes = {}\n", mib << 20);
     }
     if let Some(kib) = batch_kib {
         keys += &format!("batch_bytes_max = {}\n", kib << 10);
+    }
+    if let Some(kib) = bulk_unwritten_kib {
+        keys += &format!("bulk_unwritten_bytes_max = {}\n", kib << 10);
     }
     if keys.is_empty() {
         keys
@@ -777,14 +792,15 @@ mod tests {
 
     #[test]
     fn given_segment_and_batch_sizes_when_commit_section_then_hub_parses_them() {
-        let text = commit_section(Some(1024), Some(4096));
+        let text = commit_section(Some(1024), Some(4096), Some(128));
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
         assert_eq!(file.commit.batch_bytes_max, Some(4 << 20));
+        assert_eq!(file.commit.bulk_unwritten_bytes_max, Some(128 << 10));
     }
 
     #[test]
     fn given_no_sizes_when_commit_section_then_empty() {
-        assert_eq!(commit_section(None, None), "");
+        assert_eq!(commit_section(None, None, None), "");
     }
 }

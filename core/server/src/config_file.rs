@@ -163,6 +163,10 @@ pub struct CommitSection {
     /// of 4096): bigger batches take more messages per sync under load;
     /// a real-time answer appended behind a full one waits for all of it.
     pub batch_bytes_max: Option<usize>,
+    /// Bytes of bulk a shard's log may hold unwritten while real-time
+    /// commands come (ADR 0015; default 512 KiB): what an rt record may
+    /// find ahead of it. Smaller: a shorter rt wait beside bulk, less bulk.
+    pub bulk_unwritten_bytes_max: Option<u64>,
 }
 
 /// `[retention]`.
@@ -302,6 +306,14 @@ impl ConfigFile {
         if let Some(b) = self.commit.batch_bytes_max {
             hub.log.batch_bytes_max = b;
         }
+        if let Some(b) = self.commit.bulk_unwritten_bytes_max {
+            if b < 4096 {
+                return Err(ServerError::Config(format!(
+                    "[commit] bulk_unwritten_bytes_max = {b}: at least 4096 (one page of bulk a turn)"
+                )));
+            }
+            hub.bulk_unwritten_bytes_max = b;
+        }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);
         }
@@ -433,6 +445,28 @@ pub fn ensure_dev_certs(dir: &Path, registry: &Registry) -> Result<tls::DevCerts
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_bulk_unwritten_bound_when_resolved_then_the_hub_takes_it_and_a_tiny_one_is_refused()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::parse("[commit]\nbulk_unwritten_bytes_max = 131072\n").unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.bulk_unwritten_bytes_max, 131_072);
+        let file = ConfigFile::parse("[commit]\nbulk_unwritten_bytes_max = 100\n").unwrap();
+        let Err(ServerError::Config(why)) = file.hub_config(dir.path()) else {
+            panic!("a bound under a page is refused")
+        };
+        assert!(why.contains("bulk_unwritten_bytes_max"), "{why}");
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(
+            default.bulk_unwritten_bytes_max,
+            gonets_engine::runtime::config::BULK_UNWRITTEN_BYTES_MAX_DEFAULT
+        );
+    }
 
     #[test]
     fn given_a_file_with_relative_paths_when_loaded_then_they_are_absolute_under_its_directory() {
