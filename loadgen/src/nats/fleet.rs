@@ -45,22 +45,8 @@ impl Gate {
 
 /// Pins the calling thread to `cpu`.
 fn pin_to(cpu: usize) -> Result<(), String> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
-    // it (guarded by the bound check); sched_setaffinity reads `size_of` bytes.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Err(format!("cannot pin to CPU {cpu}: out of range"));
-        }
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!(
-                "cannot pin a generator thread to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
+    gonets_engine::runtime::placement::pin_current_thread(&[cpu])
+        .map_err(|e| format!("a generator thread on CPU {cpu}: {e}"))
 }
 
 /// One generator thread: pinned, its own runtime, `body` to the end.

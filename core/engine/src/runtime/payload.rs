@@ -4,7 +4,7 @@
 //! single-threaded; a session or a peer shard cannot read them).
 
 use crate::record::{Record, Seal};
-use crate::shard::{answer_receipt, AnswerEnvelope, Delivery, Payload, ReceiptSigner};
+use crate::shard::{answer_receipt, AnswerEnvelope, Delivery, Payload};
 use bytes::Bytes;
 use gonets_storage::{Log, Slot};
 use gonets_trust::HubKey;
@@ -23,10 +23,10 @@ pub(crate) fn resolve_delivery(
     let (bytes, read) = resolve_sealed(log, payload)?;
     if let Some((offset, seal)) = read {
         if let (Some(request_id), None) = (d.reply_to, &d.receipt) {
-            let signer = hub_key.map(ReceiptSigner::Now);
-            d.receipt = answer_receipt(
-                &seal, signer, d.id, request_id, &d.from, &d.kind, d.time_ms, offset,
+            let receipt = answer_receipt(
+                &seal, hub_key, d.id, request_id, &d.from, &d.kind, d.time_ms, offset,
             );
+            d.receipt = signed_alone(receipt, hub_key);
         }
         d.seal = Some(Box::new(seal));
     }
@@ -46,14 +46,29 @@ pub(crate) fn resolve_envelope(
     e.payload = Payload::Bytes(bytes);
     if let Some((offset, seal)) = read {
         if e.receipt.is_none() {
-            let (id, request_id, signer) = (e.id, e.request_id, hub_key.map(ReceiptSigner::Now));
-            e.receipt = answer_receipt(
-                &seal, signer, id, request_id, &e.from, &e.kind, e.time_ms, offset,
+            let (id, request_id) = (e.id, e.request_id);
+            let receipt = answer_receipt(
+                &seal, hub_key, id, request_id, &e.from, &e.kind, e.time_ms, offset,
             );
+            e.receipt = signed_alone(receipt, hub_key);
         }
         e.seal = Some(Box::new(seal));
     }
     Ok(())
+}
+
+/// An answer's receipt read back from the log, signed now and alone when
+/// its record holds no hub signature (docs/adr/0023): its fields all come
+/// from the record, so it is the same bytes at every such delivery.
+fn signed_alone(
+    receipt: Option<Box<gonets_types::Receipt>>,
+    hub_key: Option<&HubKey>,
+) -> Option<Box<gonets_types::Receipt>> {
+    let mut receipt = receipt?;
+    if let (true, Some(key)) = (receipt.signature.is_empty(), hub_key) {
+        gonets_trust::sign_receipt(key, &mut receipt);
+    }
+    Some(receipt)
 }
 
 /// The bytes of `payload`, and when read from `log` its record's offset

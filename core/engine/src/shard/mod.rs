@@ -29,8 +29,8 @@ pub mod timers;
 pub mod types;
 pub mod wheel;
 
+pub(crate) use signing::answer_receipt;
 use signing::Signing;
-pub(crate) use signing::{answer_receipt, ReceiptSigner};
 
 use crate::record::{
     AnswerBody, AnswerRecord, EventKind, EventRecord, Record, RequestRecord, Seal,
@@ -2503,12 +2503,11 @@ impl Shard {
     ) -> AnswerEnvelope {
         let ex = &self.exchanges[&request_id];
         let o = ex.outcome.as_ref().expect("answered");
-        let signer = self.hub_key.as_deref().map(signing::ReceiptSigner::Step);
-        let receipt = seal.as_ref().filter(|_| !o.by_hub()).and_then(|seal| {
+        let receipt = seal.as_ref().and_then(|seal| {
             let (id, provider, kind) = (o.answer_id, &ex.provider, &ex.kind);
             answer_receipt(
                 seal,
-                signer,
+                self.hub_key.as_deref(),
                 id,
                 request_id,
                 provider,

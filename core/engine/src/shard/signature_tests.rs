@@ -305,9 +305,9 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
         receipt.offset,
     );
     assert!(no_key.is_none(), "without a key, no receipt");
-    let rebuilt = answer_receipt(
+    let mut rebuilt = answer_receipt(
         &stored,
-        Some(crate::shard::ReceiptSigner::Now(&hub)),
+        Some(&hub),
         delivered.id,
         id,
         &p("FNS"),
@@ -315,7 +315,12 @@ fn given_a_signed_call_when_answered_signed_then_the_caller_gets_digest_signatur
         delivered.time_ms,
         receipt.offset,
     )
-    .expect("signed");
+    .expect("made in the hub key's name");
+    assert!(
+        rebuilt.signature.is_empty(),
+        "unsigned until a reader signs it"
+    );
+    gonets_trust::sign_receipt(&hub, &mut rebuilt);
     assert_eq!(*rebuilt, *receipt);
 }
 

@@ -214,27 +214,17 @@ fn receipts_of<'a>(out: &'a mut Output, into: &mut Vec<&'a mut Receipt>) {
     }
 }
 
-/// Who signs an answer's receipt that its record does not hold.
-#[derive(Clone, Copy)]
-pub(crate) enum ReceiptSigner<'a> {
-    /// The shard, in its step's tree ([`Shard::sign_receipts`]): the
-    /// receipt is made unsigned, with this key's id.
-    Step(&'a gonets_trust::HubKey),
-    /// Whoever reads the answer back from the log, now and alone (an
-    /// answer delivered again, or after a restart).
-    Now(&'a gonets_trust::HubKey),
-}
-
 /// The receipt of an answer: the one its record's seal holds (answers
-/// stored before receipts were signed a commit, docs/adr/0023), else one
-/// made for `signer`; `None` when neither (a hub without a key). Answer
-/// `answer_id` to `request_id` by `provider`, of `kind`, at hub time
-/// `time_ms`, its record at `offset` of the shard that made it (the
-/// answer id's).
+/// stored before receipts were signed a commit, docs/adr/0023), else an
+/// unsigned one in `key`'s name, for the shard's step
+/// ([`Shard::sign_receipts`]) or a reader of the log to sign; `None` when
+/// neither (a hub without a key). Answer `answer_id` to `request_id` by
+/// `provider`, of `kind`, at hub time `time_ms`, its record at `offset` of
+/// the shard that made it (the answer id's).
 #[allow(clippy::too_many_arguments)] // the receipt's fields, one each
 pub(crate) fn answer_receipt(
     seal: &Seal,
-    signer: Option<ReceiptSigner<'_>>,
+    key: Option<&gonets_trust::HubKey>,
     answer_id: MessageId,
     request_id: MessageId,
     provider: &ParticipantId,
@@ -242,15 +232,12 @@ pub(crate) fn answer_receipt(
     time_ms: u64,
     offset: u64,
 ) -> Option<Box<Receipt>> {
-    let stored = seal.receipt_signature.clone();
-    let (key_id, signature) = match (&stored, signer) {
+    let (key_id, signature) = match (&seal.receipt_signature, key) {
         (Some(hub), _) => (hub.key_id.clone(), hub.bytes.clone()),
-        (None, Some(ReceiptSigner::Step(k) | ReceiptSigner::Now(k))) => {
-            (k.key_id().to_owned(), bytes::Bytes::new())
-        }
+        (None, Some(k)) => (k.key_id().to_owned(), bytes::Bytes::new()),
         (None, None) => return None,
     };
-    let mut receipt = Box::new(Receipt {
+    Some(Box::new(Receipt {
         message_id: answer_id,
         reply_to: Some(request_id),
         digest: seal.digest,
@@ -262,9 +249,5 @@ pub(crate) fn answer_receipt(
         key_id,
         signature,
         proof: None,
-    });
-    if let (None, Some(ReceiptSigner::Now(key))) = (stored, signer) {
-        gonets_trust::sign_receipt(key, &mut receipt);
-    }
-    Some(receipt)
+    }))
 }
