@@ -40,6 +40,8 @@ pub struct HubSpec {
     pub gateway: bool,
     /// Pin the gateway's thread to these cores (empty: unpinned).
     pub gateway_cores: Vec<usize>,
+    /// Where the kernel's io-wq workers run (empty: the shard's cores).
+    pub io_worker_cores: Vec<usize>,
 }
 
 /// A running `gonets serve` child.
@@ -137,6 +139,9 @@ impl EmbeddedHub {
         );
         if !self.spec.cores.is_empty() {
             text += &format!("cores = {:?}\n", self.spec.cores);
+        }
+        if !self.spec.io_worker_cores.is_empty() {
+            text += &format!("io_worker_cores = {:?}\n", self.spec.io_worker_cores);
         }
         if let Some(g) = self.gateway {
             text += &format!("gateway_listen = \"{g}\"\n");

@@ -98,6 +98,11 @@ struct Args {
     /// cores (comma list; default unpinned).
     #[arg(long, value_delimiter = ',')]
     gateway_cores: Vec<usize>,
+    /// Embedded hub: run the kernel's io-wq workers (every `fdatasync`) on
+    /// these cores (comma list; `io_worker_cores`, ADR 0024; default: the
+    /// shard's own).
+    #[arg(long, value_delimiter = ',')]
+    io_worker_cores: Vec<usize>,
     /// Embedded hub: data directory (replaced; removed afterwards unless --keep-data).
     #[arg(long, default_value = "gonets-loadgen-data")]
     data_dir: PathBuf,
@@ -582,6 +587,12 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
                 serde_json::json!(args.gateway_cores),
             );
         }
+        if !args.io_worker_cores.is_empty() {
+            run.result.setup.insert(
+                "io_worker_cores".into(),
+                serde_json::json!(args.io_worker_cores),
+            );
+        }
     }
     drop(hub);
     Ok(run)
@@ -656,6 +667,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         keep: args.keep_data,
         gateway: args.via == "http",
         gateway_cores: args.gateway_cores.clone(),
+        io_worker_cores: args.io_worker_cores.clone(),
     })
 }
 

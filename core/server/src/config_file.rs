@@ -39,6 +39,9 @@ pub struct ConfigFile {
     pub shards: Option<u16>,
     /// Pin shard i to cores[i] (default: unpinned).
     pub cores: Option<Vec<usize>>,
+    /// CPUs the kernel's io-wq workers (every `fdatasync`) run on (default:
+    /// those of the shard that started them; docs/adr/0024).
+    pub io_worker_cores: Option<Vec<usize>>,
     /// Registry file (default: the embedded demo registry).
     pub registry: Option<PathBuf>,
     /// Shared listen address, every shard accepts on it (SO_REUSEPORT).
@@ -291,6 +294,7 @@ impl ConfigFile {
             hub.index_table_entries_max = n;
         }
         hub.pin_cores = self.cores.clone();
+        hub.io_worker_cores = self.io_worker_cores.clone();
         let registry = match &self.registry {
             Some(path) => Registry::from_file(path)
                 .map_err(|e| ServerError::Config(format!("registry {}: {e}", path.display())))?,
@@ -466,6 +470,19 @@ mod tests {
             default.bulk_unwritten_bytes_max,
             gonets_engine::runtime::config::BULK_UNWRITTEN_BYTES_MAX_DEFAULT
         );
+    }
+
+    #[test]
+    fn given_io_worker_cores_when_resolved_then_the_hub_takes_them_and_none_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::parse("cores = [1]\nio_worker_cores = [0]\n").unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.io_worker_cores, Some(vec![0]));
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(default.io_worker_cores, None);
     }
 
     #[test]

@@ -133,6 +133,11 @@ pub struct HubConfig {
     pub shards: u16,
     /// `None`: threads float. `Some(cores)`: shard `i` is pinned to `cores[i]`.
     pub pin_cores: Option<Vec<usize>>,
+    /// `None`: the kernel's io-wq workers, which run each shard's blocking
+    /// disk operations (every `fdatasync`), inherit the shard thread's CPU
+    /// mask, so a pinned shard shares its core with them. `Some(cores)`:
+    /// they run only on these cores (docs/adr/0024).
+    pub io_worker_cores: Option<Vec<usize>>,
     /// Participants, data kinds and access rights.
     pub registry: Arc<Registry>,
     /// Settings of every shard's log.
@@ -189,6 +194,7 @@ impl HubConfig {
             data_dir: data_dir.into(),
             shards: cores.clamp(1, shards_max) as u16,
             pin_cores: None,
+            io_worker_cores: None,
             registry: Arc::new(Registry::embedded_default()),
             log: LogConfig::default(),
             shard: ShardTuning::default(),
@@ -228,6 +234,11 @@ impl HubConfig {
                 "shards is {}; it must be between 1 and {shards_max}",
                 self.shards
             ));
+        }
+        if self.io_worker_cores.as_ref().is_some_and(Vec::is_empty) {
+            return fail(
+                "io_worker_cores is empty; name at least one core, or leave it out".into(),
+            );
         }
         if let Some(cores) = &self.pin_cores {
             if cores.len() != usize::from(self.shards) {

@@ -452,9 +452,12 @@ impl Hub {
                 tx: exit_tx.clone(),
             };
             let ready = ready_tx.clone();
+            let io_workers = config.io_worker_cores.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("gonets-shard-{shard}"))
-                .spawn(move || shard_thread(start, placement, io_memory, ready, notice));
+                .spawn(move || {
+                    shard_thread(start, placement, io_workers, io_memory, ready, notice)
+                });
             match spawned {
                 Ok(handle) => self.threads.push(Some(handle)),
                 Err(e) => {
@@ -685,6 +688,7 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn shard_thread(
     start: ShardStart,
     placement: Placement,
+    io_workers: Option<Vec<usize>>,
     io_memory: usize,
     ready: ReadySender,
     _notice: ExitNotice,
@@ -708,6 +712,21 @@ fn shard_thread(
         // outbox drainers it starts run there too (glommio spawns into the
         // current queue).
         Ok(ex) => ex.run(async move {
+            if let Some(cores) = io_workers {
+                // Before the log opens, so no worker has run on the shard's core.
+                if let Err(e) = glommio::executor().set_io_worker_cpus(&cores) {
+                    let reason = e.to_string();
+                    let _ = ready.send((
+                        shard,
+                        Err(HubStartError::IoWorkers {
+                            shard,
+                            cores,
+                            reason,
+                        }),
+                    ));
+                    return Ok(());
+                }
+            }
             lanes::open_on_this_executor();
             lanes::spawn(Lane::Rt, shard_task::run(start, ready)).await
         }),

@@ -35,6 +35,20 @@ pub enum HubStartError {
         /// glommio's words.
         reason: String,
     },
+    /// The kernel refused to place a shard's io-wq workers
+    /// ([`crate::HubConfig::io_worker_cores`]).
+    #[error(
+        "shard {shard}: cannot place its io-wq workers on cores {cores:?}: {reason} \
+         (io_worker_cores names CPUs this machine has and allows; Linux 5.14 or later)"
+    )]
+    IoWorkers {
+        /// The shard.
+        shard: u16,
+        /// The cores asked for.
+        cores: Vec<usize>,
+        /// The kernel's words.
+        reason: String,
+    },
     /// A shard's log did not open.
     #[error("shard {shard}: cannot open its log: {source}")]
     Log {

@@ -2226,6 +2226,36 @@ impl ExecutorProxy {
         };
     }
 
+    /// gonets patch (docs/adr/0024-io-workers-off-the-shard-cores.md):
+    /// restricts the kernel's io-wq workers that run this executor's
+    /// blocking operations (`fsync`/`fdatasync`, buffered I/O) to `cpus`.
+    /// By default they inherit the mask of the executor's thread, so a
+    /// pinned executor shares its core with them. Linux 5.14 or later. An
+    /// empty set or a CPU past the machine's is `InvalidInput`; a CPU the
+    /// cgroup does not allow is the kernel's `EINVAL`.
+    ///
+    /// Panics when not called from a [`LocalExecutor`].
+    pub fn set_io_worker_cpus(&self, cpus: &[usize]) -> std::io::Result<()> {
+        // The kernel cuts the mask to its own CPU count without a word, so
+        // a CPU past it would leave the workers nowhere to run: refuse it here.
+        // SAFETY: sysconf has no preconditions.
+        let configured = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        let bits = (8 * std::mem::size_of::<libc::cpu_set_t>()).min(configured.max(1) as usize);
+        if cpus.is_empty() || cpus.iter().any(|&cpu| cpu >= bits) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("io worker CPUs {cpus:?}: this machine has CPUs 0 to {}", bits - 1),
+            ));
+        }
+        // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &cpu in cpus {
+            // SAFETY: cpu < CPU_SETSIZE, checked above.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        self.reactor().sys.set_io_worker_affinity(&set)
+    }
+
     /// Returns the id of the current executor
     ///
     /// If called from a [`LocalExecutor`], returns the id of the executor.

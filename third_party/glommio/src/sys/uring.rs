@@ -1383,6 +1383,17 @@ impl Reactor {
         self.rings_depth
     }
 
+    /// gonets patch (docs/adr/0024-io-workers-off-the-shard-cores.md): the
+    /// io-wq workers that run this executor's blocking operations (every
+    /// `fdatasync`) may run only on `cpus`. The kernel keeps one io-wq per
+    /// thread, so every ring shares it; each ring is told anyway, so the
+    /// setting does not rest on that detail.
+    pub(crate) fn set_io_worker_affinity(&self, cpus: &libc::cpu_set_t) -> io::Result<()> {
+        self.main_ring.borrow().ring.registrar().register_iowq_aff(cpus)?;
+        self.latency_ring.borrow().ring.registrar().register_iowq_aff(cpus)?;
+        self.poll_ring.borrow().ring.registrar().register_iowq_aff(cpus)
+    }
+
     pub(crate) fn install_eventfd(&self) {
         if !self.eventfd_src.is_installed().unwrap() {
             self.latency_ring

@@ -378,6 +378,13 @@ extern "C" {
     pub fn io_uring_register_personality(ring: *mut io_uring) -> libc::c_int;
 
     pub fn io_uring_unregister_personality(ring: *mut io_uring, id: libc::c_int) -> libc::c_int;
+
+    // gonets patch: io-wq worker affinity (docs/adr/0024-io-workers-off-the-shard-cores.md).
+    pub fn io_uring_register_iowq_aff(
+        ring: *mut io_uring,
+        cpusz: libc::size_t,
+        mask: *const libc::cpu_set_t,
+    ) -> libc::c_int;
 }
 
 #[link(name = "rusturing")]

@@ -199,6 +199,21 @@ impl<'ring> Registrar<'ring> {
         Ok(())
     }
 
+    /// gonets patch: restricts the io-wq workers that serve this ring's
+    /// blocking operations (`fsync`, buffered writes) to `cpus`
+    /// (`IORING_REGISTER_IOWQ_AFF`, Linux 5.14). Without it they inherit the
+    /// mask of the thread that made the ring.
+    pub fn register_iowq_aff(&self, cpus: &libc::cpu_set_t) -> io::Result<()> {
+        resultify(unsafe {
+            uring_sys::io_uring_register_iowq_aff(
+                self.ring.as_ptr(),
+                std::mem::size_of::<libc::cpu_set_t>(),
+                cpus,
+            )
+        })?;
+        Ok(())
+    }
+
     pub fn probe(&self) -> io::Result<Probe> {
         Probe::for_ring(self.ring.as_ptr())
     }
