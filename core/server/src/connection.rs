@@ -9,8 +9,9 @@
 use crate::frame_within::read_frame_within;
 use crate::settings::{Security, ServerSettings};
 use crate::tls;
+use crate::writer::{write_loop, Outgoing, Output};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use futures_lite::{future, FutureExt};
+use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
@@ -30,10 +31,6 @@ use std::sync::Arc;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Bytes the writer gathers from queued frames before one write.
-const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
-/// A frame at least this large is written on its own, not gathered.
-const WRITE_DIRECT_BYTES_MIN: usize = 64 * 1024;
 /// A delivered message's JSON header, bytes: room reserved per message in a
 /// fetch's frame (a typical one is ~350 bytes; a longer one grows the frame once).
 const MESSAGE_HEADER_JSON_BYTES: usize = 512;
@@ -43,17 +40,6 @@ const SUBSCRIPTION_COMMANDS_MAX: usize = 16;
 const SUBSCRIPTIONS_PER_CONNECTION_MAX: usize = 256;
 /// The server's name in the hello reply.
 const SERVER_NAME: &str = concat!("gonets/", env!("CARGO_PKG_VERSION"));
-
-/// What goes to the writer task.
-enum Outgoing {
-    /// A whole encoded frame.
-    Frame(Vec<u8>),
-    /// A frame's head (its fixed and JSON headers) and its body's parts,
-    /// sent back to back: a fetch's payloads, not copied into the frame.
-    Parts(Vec<u8>, Vec<bytes::Bytes>),
-    /// Write what is queued, then close the connection.
-    Close,
-}
 
 /// A command for a subscription's task, with the correlation id to answer.
 enum SubscriptionCommand {
@@ -776,107 +762,4 @@ async fn subscription_command(conn: &Rc<Connection>, mut frame: Frame) -> Result
             .await;
     }
     Ok(())
-}
-
-/// The writing side of a connection: its async writer, and under plain
-/// TCP the socket itself for gathered sends ([`crate::vectored`]).
-struct Output<W> {
-    writer: W,
-    fd: Option<RawFd>,
-}
-
-/// Writes queued frames, gathering what is queued into one write.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut output: Output<W>,
-    outgoing: LocalReceiver<Outgoing>,
-) {
-    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
-    let writer = &mut output.writer;
-    // Runs until closed; each round writes at least one frame.
-    while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        let mut close = false;
-        // Bounded by WRITE_BATCH_BYTES_MAX gathered or the queue running dry.
-        while let Some(out) = next.take() {
-            match out {
-                // A large frame (a fetch's messages) is written as it is:
-                // gathering it would copy every payload once more.
-                Outgoing::Frame(f) if f.len() >= WRITE_DIRECT_BYTES_MIN => {
-                    if !write_out(writer, &mut batch).await || writer.write_all(&f).await.is_err() {
-                        return;
-                    }
-                }
-                Outgoing::Frame(f) => batch.extend_from_slice(&f),
-                Outgoing::Parts(head, payloads) => {
-                    if !write_out(writer, &mut batch).await
-                        || write_parts(writer, output.fd, &head, &payloads)
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                Outgoing::Close => close = true,
-            }
-            if close || batch.len() >= WRITE_BATCH_BYTES_MAX {
-                break;
-            }
-            match future::poll_once(outgoing.recv()).await {
-                Some(Some(out)) => next = Some(out),
-                Some(None) => close = true,
-                None => {}
-            }
-        }
-        if !write_out(writer, &mut batch).await || writer.flush().await.is_err() {
-            return;
-        }
-        if close {
-            let _ = writer.close().await;
-            return;
-        }
-    }
-}
-
-/// Writes a frame's head and payloads back to back: on a plain socket
-/// gathered into `sendmsg`s, the part the socket does not take at once
-/// through `writer` (which waits for room); under TLS copied into one
-/// buffer first, so the frame makes full TLS records.
-async fn write_parts<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    fd: Option<RawFd>,
-    head: &[u8],
-    payloads: &[bytes::Bytes],
-) -> std::io::Result<()> {
-    let parts: Vec<&[u8]> = std::iter::once(head)
-        .chain(payloads.iter().map(|p| &p[..]))
-        .collect();
-    let Some(fd) = fd else {
-        return writer.write_all(&parts.concat()).await;
-    };
-    let mut at = crate::vectored::Cursor::default();
-    at.advance(&parts, 0);
-    // Bounded: each round sends at least one byte or one whole part.
-    while !at.done(&parts) {
-        match crate::vectored::send_now(fd, &parts[at.index..], at.skip) {
-            Ok(sent) => at.advance(&parts, sent),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let rest = &parts[at.index][at.skip..];
-                writer.write_all(rest).await?;
-                at.advance(&parts, rest.len());
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes the gathered frames, if any; false when the connection failed.
-async fn write_out<W: AsyncWrite + Unpin>(writer: &mut W, batch: &mut Vec<u8>) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    let ok = writer.write_all(batch).await.is_ok();
-    batch.clear();
-    ok
 }

@@ -18,6 +18,7 @@ mod listener;
 pub mod settings;
 pub mod tls;
 mod vectored;
+mod writer;
 
 pub use listener::{start_front_ends, FrontEnds};
 pub use settings::{Security, ServerSettings};
