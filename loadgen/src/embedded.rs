@@ -18,6 +18,10 @@ const READY_LINE: &str = "gonets listening on ";
 /// How long a start may take (a fresh data directory is fsynced; a busy
 /// disk has been seen to stall for a minute).
 pub const START_WAIT: Duration = Duration::from_secs(120);
+/// Starts tried with fresh ports when one was taken meanwhile.
+const START_ATTEMPTS_MAX: u32 = 5;
+/// What `gonets serve` says when a port it was given is taken.
+const PORT_TAKEN: &str = "Address already in use";
 
 /// How to start the hub.
 #[derive(Clone, Debug)]
@@ -96,26 +100,44 @@ impl EmbeddedHub {
         }
         std::fs::create_dir_all(&spec.data_dir)
             .map_err(|e| format!("{}: {e}", spec.data_dir.display()))?;
-        let port = free_port()?;
-        let base = free_port()?;
-        let operator = free_port()?;
-        let gateway = match spec.gateway {
-            true => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
-            false => None,
-        };
         let mut hub = EmbeddedHub {
-            gateway,
+            gateway: None,
             log: PathBuf::new(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            shard_port_base: base,
-            operator: SocketAddr::from(([127, 0, 0, 1], operator)),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shard_port_base: 0,
+            operator: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             spec,
         };
         hub.log = PathBuf::from(format!("{}.log", hub.spec.data_dir.display()));
-        hub.write_config()?;
-        hub.launch()?;
-        Ok(hub)
+        // Bounded: another process may take a port between `free_port` and
+        // the hub's bind (tests start hubs side by side); fresh ports then.
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            hub.pick_ports()?;
+            hub.write_config()?;
+            // Each attempt's log alone, so an earlier attempt's taken port
+            // is not read as this one's.
+            let _ = std::fs::remove_file(&hub.log);
+            match hub.launch() {
+                Ok(_) => return Ok(hub),
+                Err(e) if e.contains(PORT_TAKEN) && attempt < START_ATTEMPTS_MAX => {
+                    eprintln!("gonets-loadgen: a port was taken before the hub bound it; new ports (attempt {attempt} of {START_ATTEMPTS_MAX})");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Free loopback ports for the hub's listeners.
+    fn pick_ports(&mut self) -> Result<(), String> {
+        self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        self.shard_port_base = free_port()?;
+        self.operator = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        if self.spec.gateway {
+            self.gateway = Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
+        Ok(())
     }
 
     fn config_path(&self) -> PathBuf {
@@ -192,13 +214,20 @@ impl EmbeddedHub {
                 self.child = Some(child);
                 Ok(started.elapsed())
             }
-            Err(_) => {
+            Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let what = match why {
+                    std::sync::mpsc::RecvTimeoutError::Timeout => {
+                        format!("did not start within {} s", START_WAIT.as_secs())
+                    }
+                    std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                        "exited before it was ready".to_string()
+                    }
+                };
                 Err(format!(
-                    "the hub did not start within {} s; its log ({}):\n{}",
-                    START_WAIT.as_secs(),
+                    "the hub {what}; its log ({}):\n{}",
                     self.log.display(),
                     log.lines()
                         .rev()
