@@ -347,10 +347,13 @@ impl ShardTask {
         }
     }
 
-    /// Notes when the rt lane last had a client command (peer messages do
-    /// not count: a bulk send to another shard makes them too).
+    /// Notes when the shard last got a real-time call. Only a call counts:
+    /// the rt inbox also carries the acks, status reads and subscriptions of
+    /// bulk traffic (a bulk drain acks each message there), which would hold
+    /// bulk alone to the bound; a call's answer comes on its heels, within
+    /// [`RT_QUIET_MS`] while calls keep coming. Peer messages do not count.
     fn rt_seen(&mut self, m: &Inbound) {
-        if matches!(m, Inbound::Command { .. } | Inbound::Subscribe { .. }) {
+        if matches!(m, Inbound::Command { command, .. } if holds_bulk(command)) {
             self.rt_seen_at = Some(Instant::now());
         }
     }
@@ -756,6 +759,13 @@ impl ShardTask {
     }
 }
 
+/// Whether `command` makes the shard hold bulk to its unwritten bound for
+/// [`RT_QUIET_MS`]: a real-time call, signed or not (ADR 0015, amended
+/// 2026-12-04).
+fn holds_bulk(command: &Command) -> bool {
+    matches!(command.unsigned(), Command::Call(_))
+}
+
 /// True when a bulk command may be read: the log holds under `max` bytes
 /// unwritten and the turn (begun at `unwritten_at_start`) added under half
 /// of `max` (rounded up, so a bound of one byte still takes one command
@@ -767,7 +777,8 @@ fn bulk_has_room(unwritten: u64, unwritten_at_start: u64, max: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::bulk_has_room;
+    use super::{bulk_has_room, holds_bulk};
+    use gonets_types::{Command, DataKindId, MessageId, NewRequest, QueueId};
 
     #[test]
     fn given_log_under_the_bound_when_turn_added_under_half_then_room() {
@@ -796,5 +807,25 @@ mod tests {
     fn given_a_write_ended_during_the_turn_when_asked_then_counted_from_what_is_left() {
         // Durable bytes leave `unwritten`: below the turn's start is no addition.
         assert!(bulk_has_room(50, 400, 512));
+    }
+
+    #[test]
+    fn given_bulk_drain_commands_when_seen_then_only_a_call_holds_bulk() {
+        let id = MessageId::new(1, 0, 1);
+        let queue = QueueId::Requests(DataKindId::new("urn:k"));
+        let call = Command::Call(NewRequest::new("urn:k", "passport"));
+        assert!(holds_bulk(&call));
+        let ack = Command::Ack {
+            queue: queue.clone(),
+            id,
+            reader: 1,
+        };
+        assert!(
+            !holds_bulk(&ack),
+            "a bulk drain acks each message on the rt inbox"
+        );
+        assert!(!holds_bulk(&Command::Status { id }));
+        let send = Command::SendRequest(NewRequest::new("urn:k", "x"));
+        assert!(!holds_bulk(&send));
     }
 }
