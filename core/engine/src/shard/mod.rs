@@ -340,7 +340,11 @@ pub struct Shard {
     next_offset: u64,
     durable_offset: u64,
     id_sequence: u64,
-    exchanges: IdMap<MessageId, Exchange>,
+    // Boxed: an `Exchange` is 320 bytes, and every rehash of this map
+    // (growth, or tombstones left by insert/remove churn) moved them all
+    // into fresh pages: 11-34 ms stalls of the shard at rt 10,000/s
+    // (bench/RESULTS.md, 2026-12-04). Boxed, a rehash moves pointers.
+    exchanges: IdMap<MessageId, Box<Exchange>>,
     answer_index: IdMap<MessageId, MessageId>,
     queues: NameMap<QueueId, Queue>,
     answers: IdMap<MessageId, AnswerEntry>,
@@ -526,7 +530,7 @@ impl Shard {
     pub fn exchanges(&self) -> impl Iterator<Item = Cow<'_, Exchange>> {
         self.exchanges
             .values()
-            .map(Cow::Borrowed)
+            .map(|ex| Cow::Borrowed(&**ex))
             .chain(self.parked_exchanges().map(Cow::Owned))
             .chain(self.awaiting_exchanges().map(Cow::Owned))
     }
@@ -991,13 +995,13 @@ impl Shard {
         if !self.settled(&ex) {
             self.unsettled.insert(ex.id);
         }
-        self.exchanges.insert(ex.id, ex)
+        self.exchanges.insert(ex.id, Box::new(ex)).map(|old| *old)
     }
 
     /// Takes exchange `id` out of memory.
     fn release(&mut self, id: MessageId) -> Option<Exchange> {
         self.unsettled.remove(&id);
-        self.exchanges.remove(&id)
+        self.exchanges.remove(&id).map(|ex| *ex)
     }
 
     /// Leaves `id` out of the exchanges a snapshot walks once it is settled.
@@ -2815,7 +2819,7 @@ impl Shard {
                 }
             }
             Timer::Evict(id) => {
-                if !self.exchanges.get(&id).is_some_and(Exchange::finished) {
+                if !self.exchanges.get(&id).is_some_and(|ex| ex.finished()) {
                     return;
                 }
                 if self.config.archive_histories && !self.archived.contains(&id) {
