@@ -20,6 +20,7 @@ Classes of a window (the first that fits):
 """
 
 import argparse
+import bisect
 import collections
 import re
 import sys
@@ -102,7 +103,6 @@ def main():
     rows = []
     samples.sort(key=lambda s: s[0])
     times = [s[0] for s in samples]
-    import bisect
     for g, start in sorted(gaps, reverse=True):
         lo, hi = bisect.bisect_left(times, start), bisect.bisect_right(times, start + g)
         kind, what = classify(samples[lo:hi], a.hz, a.hub_core, g)

@@ -110,9 +110,11 @@ impl EmbeddedHub {
             spec,
         };
         hub.log = PathBuf::from(format!("{}.log", hub.spec.data_dir.display()));
-        // Bounded: another process may take a port between `free_port` and
-        // the hub's bind (tests start hubs side by side); fresh ports then.
-        for attempt in 1..=START_ATTEMPTS_MAX {
+        // Bounded by START_ATTEMPTS_MAX: another process may take a port
+        // between `free_port` and the hub's bind (tests start hubs side by
+        // side); fresh ports then.
+        let mut attempt = 1;
+        loop {
             hub.pick_ports()?;
             hub.write_config()?;
             // Each attempt's log alone, so an earlier attempt's taken port
@@ -122,11 +124,11 @@ impl EmbeddedHub {
                 Ok(_) => return Ok(hub),
                 Err(e) if e.contains(PORT_TAKEN) && attempt < START_ATTEMPTS_MAX => {
                     eprintln!("gonets-loadgen: a port was taken before the hub bound it; new ports (attempt {attempt} of {START_ATTEMPTS_MAX})");
+                    attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     /// Free loopback ports for the hub's listeners.
