@@ -38,6 +38,10 @@ const MAX_FILE: u64 = 1 << 30;
 const MEMCPY_BYTES: usize = 64 << 20;
 /// Untimed round trips before recording: connection and caches settled.
 const WARMUP_ROUND_TRIPS: usize = 200;
+/// Most threads of the parallel 4 KiB write + `fdatasync` measurement.
+pub const PARALLEL_SYNCERS_MAX: usize = 16;
+/// Blocks each of those threads writes over (1 MiB).
+const PARALLEL_FILE_BLOCKS: u64 = 256;
 /// Ceiling on iterations of any measurement loop, whatever the clock says.
 const MAX_ITERATIONS: u64 = 100_000_000;
 /// How long a socket waits for its peer before the measurement fails.
@@ -132,6 +136,18 @@ pub struct Limits {
     pub write4k_written_fdatasync_max_us: f64,
     /// Same over written blocks, operations per second.
     pub write4k_written_fdatasync_per_s: f64,
+    /// Threads writing 4 KiB + `fdatasync` at once, each to its own file
+    /// over written blocks: one per core, at most [`PARALLEL_SYNCERS_MAX`]
+    /// (as a hub's shards do, one log each).
+    pub write4k_parallel_threads: usize,
+    /// Those threads' 4 KiB writes + `fdatasync`, all together, per
+    /// second: against `write4k_written_fdatasync_per_s`, how far the
+    /// disk's flushes scale with shards.
+    pub write4k_parallel_fdatasync_per_s: f64,
+    /// One of those writes + `fdatasync`, median, µs.
+    pub write4k_parallel_fdatasync_p50_us: f64,
+    /// One of those writes + `fdatasync`, 99.9th percentile, µs.
+    pub write4k_parallel_fdatasync_p999_us: f64,
 
     /// Copies of a 64 MiB buffer, bytes copied per second, GB/s.
     pub memcpy_gb_per_s: f64,
@@ -217,6 +233,9 @@ struct Disk {
     w4: Quantiles,
     w4_written: Quantiles,
     w4_direct: bool,
+    /// The same from `parallel_threads` threads at once.
+    w4_parallel: Quantiles,
+    parallel_threads: usize,
 }
 
 impl Disk {
@@ -232,7 +251,16 @@ impl Disk {
             "measuring 4 KiB write + fdatasync latency ({secs} s + {secs} s)..."
         ));
         let (w4, w4_written, w4_direct) = write4k(dir, each)?;
+        let parallel_threads = thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, PARALLEL_SYNCERS_MAX);
+        progress(&format!(
+            "measuring 4 KiB write + fdatasync from {parallel_threads} threads at once ({secs} s)..."
+        ));
+        let w4_parallel = write4k_parallel(dir, each, parallel_threads)?;
         Ok(Disk {
+            w4_parallel,
+            parallel_threads,
             seq_bytes_per_s,
             seq_direct,
             w4,
@@ -306,6 +334,10 @@ impl Limits {
             write4k_written_fdatasync_p999_us: w4_written.p999_us,
             write4k_written_fdatasync_max_us: w4_written.max_us,
             write4k_written_fdatasync_per_s: w4_written.per_s,
+            write4k_parallel_threads: disk.parallel_threads,
+            write4k_parallel_fdatasync_per_s: disk.w4_parallel.per_s,
+            write4k_parallel_fdatasync_p50_us: disk.w4_parallel.p50_us,
+            write4k_parallel_fdatasync_p999_us: disk.w4_parallel.p999_us,
             memcpy_gb_per_s: memcpy / 1e9,
             ways: None,
         }
@@ -350,6 +382,11 @@ impl Limits {
                 self.write4k_written_fdatasync_p50_us, self.write4k_written_fdatasync_p99_us,
                 self.write4k_written_fdatasync_p999_us, self.write4k_written_fdatasync_max_us,
                 self.write4k_written_fdatasync_per_s
+            ),
+            format!(
+                "  4 KiB write + fdatasync, {} threads at once: {:.0}/s together, one p50 {:.0} µs, p99.9 {:.0}",
+                self.write4k_parallel_threads, self.write4k_parallel_fdatasync_per_s,
+                self.write4k_parallel_fdatasync_p50_us, self.write4k_parallel_fdatasync_p999_us
             ),
             format!("memcpy of 64 MiB: {:.1} GB/s", self.memcpy_gb_per_s),
             format!("({} s per measurement)", self.seconds_each),
@@ -770,6 +807,54 @@ fn write4k(dir: &Path, each: Duration) -> Result<(Quantiles, Quantiles, bool), S
     Ok((fresh_q, over_q, f.direct))
 }
 
+/// 4 KiB write + `fdatasync` from `threads` threads at once, each over the
+/// written blocks of its own file, for `each`: every operation's latency,
+/// and their rate all together.
+fn write4k_parallel(dir: &Path, each: Duration, threads: usize) -> Result<Quantiles, String> {
+    assert!((1..=PARALLEL_SYNCERS_MAX).contains(&threads));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let dir = dir.to_path_buf();
+            thread::spawn(move || write4k_written_loop(&dir, i, each))
+        })
+        .collect();
+    let mut all = ns_histogram();
+    for w in workers {
+        let h = join(w)?;
+        all.add(&h)
+            .map_err(|e| format!("limits: merging histograms: {e}"))?;
+    }
+    quantiles(&all, start.elapsed())
+}
+
+/// One thread of [`write4k_parallel`]: its file written once over
+/// `PARALLEL_FILE_BLOCKS` blocks, then 4 KiB writes + `fdatasync` over them.
+fn write4k_written_loop(dir: &Path, i: usize, each: Duration) -> Result<Histogram<u64>, String> {
+    let mut f = TempFile::create(dir, &format!("4k-parallel-{i}"), true)
+        .map_err(|e| format!("limits: creating a file in {}: {e}", dir.display()))?;
+    let size = PARALLEL_FILE_BLOCKS * BLOCK as u64;
+    f.fallocate(size)?;
+    let (buf, off) = aligned_buffer(BLOCK);
+    let block = &buf[off..off + BLOCK];
+    for b in 0..PARALLEL_FILE_BLOCKS {
+        f.write_at(block, b * BLOCK as u64)?;
+    }
+    f.sync()?;
+    let mut h = ns_histogram();
+    let start = Instant::now();
+    for n in 0..MAX_ITERATIONS {
+        let t = Instant::now();
+        f.write_at(block, (n % PARALLEL_FILE_BLOCKS) * BLOCK as u64)?;
+        f.sync()?;
+        record_ns(&mut h, t.elapsed());
+        if start.elapsed() >= each {
+            break;
+        }
+    }
+    Ok(h)
+}
+
 /// Bytes per second copied by `copy_from_slice` of a 64 MiB buffer.
 fn memcpy_bandwidth(each: Duration) -> f64 {
     let (src, off) = aligned_buffer(MEMCPY_BYTES);
@@ -876,7 +961,7 @@ mod tests {
         };
         let mut lines = Vec::new();
         let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
-        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert_eq!(lines.len(), 7, "{lines:?}");
         for (name, v) in [
             ("rtt_1b_p50_us", l.rtt_1b_p50_us),
             ("rtt_1b_max_us", l.rtt_1b_max_us),
@@ -890,10 +975,19 @@ mod tests {
                 l.write4k_written_fdatasync_per_s,
             ),
             ("memcpy_gb_per_s", l.memcpy_gb_per_s),
+            (
+                "write4k_parallel_fdatasync_per_s",
+                l.write4k_parallel_fdatasync_per_s,
+            ),
+            (
+                "write4k_parallel_fdatasync_p50_us",
+                l.write4k_parallel_fdatasync_p50_us,
+            ),
         ] {
             assert!(v > 0.0 && v.is_finite(), "{name} = {v}");
         }
         assert!(l.rtt_1b_p50_us <= l.rtt_1b_p99_us && l.rtt_1b_p99_us <= l.rtt_1b_max_us);
+        assert!((2..=PARALLEL_SYNCERS_MAX).contains(&l.write4k_parallel_threads));
         // Our files are gone.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(l.summary().contains("fdatasync"));
@@ -917,7 +1011,7 @@ mod tests {
         };
         let mut lines = Vec::new();
         let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
-        assert_eq!(lines.len(), 7, "{lines:?}");
+        assert_eq!(lines.len(), 8, "{lines:?}");
         let ways = l.ways.as_ref().expect("ways measured");
         for (name, w) in [
             ("buffered", &ways.buffered),

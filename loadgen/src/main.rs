@@ -119,6 +119,10 @@ struct Args {
     /// commands come, KiB (`[commit] bulk_unwritten_bytes_max`, ADR 0015).
     #[arg(long)]
     bulk_unwritten_kib: Option<u64>,
+    /// Embedded hub: most time a record nobody awaits waits for a commit,
+    /// ms (`[commit] unawaited_delay_ms`, ADR 0025; 0: every turn commits).
+    #[arg(long)]
+    unawaited_commit_ms: Option<u64>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -646,6 +650,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         args.segment_mib,
         args.commit_batch_kib,
         args.bulk_unwritten_kib,
+        args.unawaited_commit_ms,
     );
     if let Some(mib) = args.attachment_write_mib_per_s {
         sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
@@ -676,6 +681,7 @@ fn commit_section(
     segment_mib: Option<u64>,
     batch_kib: Option<u64>,
     bulk_unwritten_kib: Option<u64>,
+    unawaited_ms: Option<u64>,
 ) -> String {
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
@@ -686,6 +692,9 @@ fn commit_section(
     }
     if let Some(kib) = bulk_unwritten_kib {
         keys += &format!("bulk_unwritten_bytes_max = {}\n", kib << 10);
+    }
+    if let Some(ms) = unawaited_ms {
+        keys += &format!("unawaited_delay_ms = {ms}\n");
     }
     if keys.is_empty() {
         keys
@@ -804,15 +813,16 @@ mod tests {
 
     #[test]
     fn given_segment_and_batch_sizes_when_commit_section_then_hub_parses_them() {
-        let text = commit_section(Some(1024), Some(4096), Some(128));
+        let text = commit_section(Some(1024), Some(4096), Some(128), Some(0));
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
         assert_eq!(file.commit.batch_bytes_max, Some(4 << 20));
         assert_eq!(file.commit.bulk_unwritten_bytes_max, Some(128 << 10));
+        assert_eq!(file.commit.unawaited_delay_ms, Some(0));
     }
 
     #[test]
     fn given_no_sizes_when_commit_section_then_empty() {
-        assert_eq!(commit_section(None, None, None), "");
+        assert_eq!(commit_section(None, None, None, None), "");
     }
 }

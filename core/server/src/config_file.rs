@@ -170,6 +170,10 @@ pub struct CommitSection {
     /// commands come (ADR 0015; default 512 KiB): what an rt record may
     /// find ahead of it. Smaller: a shorter rt wait beside bulk, less bulk.
     pub bulk_unwritten_bytes_max: Option<u64>,
+    /// Most time a record nobody awaits (a call's request before its
+    /// answer, delivery events) waits for a commit, ms (ADR 0025; default
+    /// 5, at most 1000; 0: every turn commits what it appended).
+    pub unawaited_delay_ms: Option<u64>,
 }
 
 /// `[retention]`.
@@ -317,6 +321,9 @@ impl ConfigFile {
                 )));
             }
             hub.bulk_unwritten_bytes_max = b;
+        }
+        if let Some(ms) = self.commit.unawaited_delay_ms {
+            hub.unawaited_commit_delay_ms = ms;
         }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);
@@ -470,6 +477,19 @@ mod tests {
             default.bulk_unwritten_bytes_max,
             gonets_engine::runtime::config::BULK_UNWRITTEN_BYTES_MAX_DEFAULT
         );
+    }
+
+    #[test]
+    fn given_an_unawaited_delay_when_resolved_then_the_hub_takes_it_and_5_ms_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::parse("[commit]\nunawaited_delay_ms = 0\n").unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.unawaited_commit_delay_ms, 0);
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(default.unawaited_commit_delay_ms, 5);
     }
 
     #[test]

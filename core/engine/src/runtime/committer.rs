@@ -59,6 +59,11 @@ impl Commits {
         }
     }
 
+    /// The highest offset asked for so far (`want`).
+    pub(crate) fn wanted_last(&self) -> Option<u64> {
+        self.wanted_last.get()
+    }
+
     /// Every offset below this is durable.
     pub(crate) fn durable(&self) -> u64 {
         self.log.durable_offset()

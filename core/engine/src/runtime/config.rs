@@ -17,6 +17,11 @@ pub const INBOX_CAPACITY_DEFAULT: usize = 4096;
 /// taking bulk commands until a write ends (ADR 0015): what an rt record
 /// may find ahead of it in the log.
 pub const BULK_UNWRITTEN_BYTES_MAX_DEFAULT: u64 = 512 << 10;
+/// Default of [`HubConfig::unawaited_commit_delay_ms`] (ADR 0025).
+pub const UNAWAITED_COMMIT_DELAY_MS_DEFAULT: u64 = 5;
+/// Largest [`HubConfig::unawaited_commit_delay_ms`]: what a crash may cut
+/// off stays within a blink.
+pub const UNAWAITED_COMMIT_DELAY_MS_MAX: u64 = 1000;
 /// Default bound of the peer messages one shard keeps for a slow peer before
 /// it refuses new client commands with `Unavailable`.
 pub const OUTBOX_MESSAGES_MAX_DEFAULT: usize = 65_536;
@@ -159,6 +164,13 @@ pub struct HubConfig {
     /// A turn takes at most half of it, so one write runs while the next
     /// fills.
     pub bulk_unwritten_bytes_max: u64,
+    /// Most time a record nobody awaits waits for a commit, ms: a call's
+    /// request (its answer's commit carries it), an answer's delivery
+    /// events, audit records. Such records ride the next commit something
+    /// awaits, so an rt call costs one commit, not three. 0: every turn
+    /// commits what it appended. A crash may lose such records younger
+    /// than this; none was acknowledged (ADR 0025).
+    pub unawaited_commit_delay_ms: u64,
     /// Peer messages a shard holds for one slow peer before it refuses client commands.
     pub outbox_messages_max: usize,
     /// Most credits a subscription may hold at once; also its push buffer's size.
@@ -202,6 +214,7 @@ impl HubConfig {
             index_table_entries_max: INDEX_TABLE_ENTRIES_MAX_DEFAULT,
             inbox_capacity: INBOX_CAPACITY_DEFAULT,
             bulk_unwritten_bytes_max: BULK_UNWRITTEN_BYTES_MAX_DEFAULT,
+            unawaited_commit_delay_ms: UNAWAITED_COMMIT_DELAY_MS_DEFAULT,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
             attachment_write_bytes_per_s: ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT,
@@ -264,6 +277,12 @@ impl HubConfig {
         if self.bulk_unwritten_bytes_max == 0 {
             return fail("bulk_unwritten_bytes_max must be positive".into());
         }
+        if self.unawaited_commit_delay_ms > UNAWAITED_COMMIT_DELAY_MS_MAX {
+            return fail(format!(
+                "unawaited_commit_delay_ms = {}: at most {UNAWAITED_COMMIT_DELAY_MS_MAX}",
+                self.unawaited_commit_delay_ms
+            ));
+        }
         if self.subscription_credits_max == 0 {
             return fail("subscription_credits_max must be positive".into());
         }
@@ -310,5 +329,19 @@ mod tests {
         assert_eq!(c.record_bytes_max, log.payload_bytes_max());
         // What an operator does not tune is production's.
         assert!(c.archive_histories && !c.snapshot_finished);
+    }
+
+    #[test]
+    fn given_an_unawaited_delay_over_the_max_when_validated_then_refused() {
+        let mut config = HubConfig::new("/d");
+        assert_eq!(
+            config.unawaited_commit_delay_ms,
+            UNAWAITED_COMMIT_DELAY_MS_DEFAULT
+        );
+        config.unawaited_commit_delay_ms = UNAWAITED_COMMIT_DELAY_MS_MAX;
+        assert!(config.validate().is_ok());
+        config.unawaited_commit_delay_ms = UNAWAITED_COMMIT_DELAY_MS_MAX + 1;
+        let why = config.validate().expect_err("over the max").to_string();
+        assert!(why.contains("unawaited_commit_delay_ms"), "{why}");
     }
 }

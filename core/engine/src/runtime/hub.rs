@@ -439,6 +439,7 @@ impl Hub {
                 index_table_entries_max: config.index_table_entries_max,
                 outbox_messages_max: config.outbox_messages_max,
                 bulk_unwritten_bytes_max: config.bulk_unwritten_bytes_max,
+                unawaited_commit_delay_ms: config.unawaited_commit_delay_ms,
                 failures: self.failures.clone(),
                 hub_key: config.hub_key.clone(),
                 anchor_interval_ms: config.anchor_interval_ms,

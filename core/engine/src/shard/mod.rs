@@ -353,6 +353,12 @@ pub struct Shard {
     timers: Timers,
     armed_ms: Option<u64>,
     deferred: VecDeque<(u64, Deferred)>,
+    /// The highest offset an awaited deferral waits on (a reply, an
+    /// answer to route, an async request to hand over): what the runtime
+    /// must commit now. Records past it are awaited by nobody (a call's
+    /// request before its answer, delivery events) and may wait for a
+    /// later commit (`ShardTask::end_turn`, ADR 0025).
+    awaited_last: Option<u64>,
     waits: IdMap<Token, FetchWait>,
     waits_by_queue: NameMap<QueueId, VecDeque<Token>>,
     subscriptions: NameMap<QueueId, Vec<Subscription>>,
@@ -453,6 +459,7 @@ impl Shard {
             timers: Timers::default(),
             armed_ms: None,
             deferred: VecDeque::new(),
+            awaited_last: None,
             waits: IdMap::default(),
             waits_by_queue: NameMap::default(),
             subscriptions: NameMap::default(),
@@ -632,6 +639,15 @@ impl Shard {
     /// Exclusive end of the log prefix this shard knows to be durable.
     pub fn durable_offset(&self) -> u64 {
         self.durable_offset
+    }
+
+    /// The highest offset something waits on to be durable: a reply, an
+    /// answer to route on, an async request to hand to its provider. The
+    /// runtime commits through it at once; records appended past it (a
+    /// call's request before its answer, delivery events, audit records)
+    /// are awaited by nobody and may ride a later commit (ADR 0025).
+    pub fn awaited_last(&self) -> Option<u64> {
+        self.awaited_last
     }
 
     /// Why the shard refuses work, if it does.
@@ -1260,7 +1276,7 @@ impl Shard {
                 // Archived only once the record that finished it is
                 // durable: the archive never holds a history a crash
                 // could still undo. (Replay archives in `recovered`.)
-                self.defer(offset, Deferred::Finished(e.request_id));
+                self.defer_unawaited(offset, Deferred::Finished(e.request_id));
             }
         }
     }
@@ -1334,7 +1350,21 @@ impl Shard {
         Ok(())
     }
 
+    /// Holds `what` until `offset` is durable; the runtime commits through
+    /// it at once (`awaited_last`).
     fn defer(&mut self, offset: u64, what: Deferred) {
+        let offset = self.defer_unawaited(offset, what);
+        assert!(offset < self.next_offset, "awaits a record not appended");
+        if self.awaited_last.is_none_or(|a| a < offset) {
+            self.awaited_last = Some(offset);
+        }
+    }
+
+    /// Holds `what` until `offset` is durable, which nobody waits for (a
+    /// call's request: its answer's commit carries it; an exchange to
+    /// archive): the commit may come later (ADR 0025). Returns the offset
+    /// it waits on.
+    fn defer_unawaited(&mut self, offset: u64, what: Deferred) -> u64 {
         // The queue stays sorted: an entry for an older offset (a duplicate
         // send of a request still committing) waits behind newer ones, which
         // only delays it; nothing is released before it is durable.
@@ -1343,6 +1373,7 @@ impl Shard {
             .back()
             .map_or(offset, |(back, _)| offset.max(*back));
         self.deferred.push_back((offset, what));
+        offset
     }
 
     fn reply(&mut self, token: Token, result: Result<ShardReply, HubError>) {
@@ -1781,7 +1812,9 @@ impl Shard {
             // The realtime path: hand the request over while it commits; the
             // answer reaches the caller only once durable.
             self.call_waiters.insert(id, token);
-            self.defer(offset, Deferred::RequestDurable(id));
+            // Nobody waits for the request alone: the answer's commit carries
+            // it, or the runtime's bound on unawaited records (ADR 0025).
+            self.defer_unawaited(offset, Deferred::RequestDurable(id));
             self.enqueue_request(id);
         } else {
             let time_ms = self.now_ms;

@@ -1851,6 +1851,53 @@ fn given_realtime_call_when_provider_waiting_then_delivered_before_commit_and_an
 }
 
 #[test]
+fn given_realtime_call_when_handed_over_then_only_its_answer_awaits_a_commit() {
+    let mut d = Driver::new();
+    assert_eq!(d.shard.awaited_last(), None);
+    let (_, out) = d.command("MFC", Command::Call(request(RT)));
+    assert_eq!(appended(&out).len(), 1, "{out:?}");
+    assert_eq!(
+        d.shard.awaited_last(),
+        None,
+        "nobody waits for a call's request alone: its answer's commit carries it"
+    );
+    let got = d.fetch("MVD", requests(RT), 1, 5);
+    let request_id = got[0].id;
+    d.command(
+        "MVD",
+        Command::SendResponse {
+            request_id,
+            payload: Bytes::from_static(b"valid"),
+            attachments: Vec::new(),
+        },
+    );
+    let answer_offset = d.shard.next_offset() - 1;
+    assert_eq!(
+        d.shard.awaited_last(),
+        Some(answer_offset),
+        "the caller waits for the answer (and the request before it)"
+    );
+    d.commit();
+    d.step(Input::CallReplied {
+        request_id,
+        taken: true,
+    });
+    assert!(
+        d.shard.next_offset() > answer_offset + 1,
+        "delivery events appended"
+    );
+    assert_eq!(
+        d.shard.awaited_last(),
+        Some(answer_offset),
+        "nobody waits for the delivery events"
+    );
+    // An async request's sender waits for Accepted: awaited at once.
+    let (_, out) = d.command("MFC", Command::SendRequest(request(ASYNC)));
+    assert_eq!(appended(&out).len(), 1, "{out:?}");
+    assert_eq!(d.shard.awaited_last(), Some(d.shard.next_offset() - 1));
+}
+
+#[test]
 fn given_realtime_call_unanswered_when_deadline_passes_then_caller_gets_deadline_exceeded_at_once()
 {
     let mut d = Driver::new();

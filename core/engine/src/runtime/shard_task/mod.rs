@@ -81,6 +81,8 @@ pub(crate) struct ShardStart {
     pub(crate) outbox_messages_max: usize,
     /// Unwritten log bytes above which bulk commands wait in their inbox.
     pub(crate) bulk_unwritten_bytes_max: u64,
+    /// Most time records nobody awaits wait for a commit, ms (ADR 0025).
+    pub(crate) unawaited_commit_delay_ms: u64,
     /// Where a failed log is reported to the hub.
     pub(crate) failures: Arc<Failures>,
     /// The hub key (`HubConfig::hub_key`) that signs receipts and chain
@@ -198,6 +200,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         segment_size_bytes: start.log_config.segment_size_bytes,
         log_syncs: start.log_config.durability == Durability::Fdatasync,
         bulk_unwritten_bytes_max: start.bulk_unwritten_bytes_max,
+        unawaited_commit_delay_ms: start.unawaited_commit_delay_ms,
+        unawaited_commit_at_ms: None,
         rt_seen_at: None,
         anchors,
     };
@@ -243,8 +247,14 @@ struct ShardTask {
     timer_at_ms: Option<u64>,
     /// Wakes the driver at `timer_at_ms`.
     alarm: Rc<Alarm>,
-    /// The last offset appended in this turn.
+    /// The last offset appended and not yet asked to be committed.
     appended_last: Option<u64>,
+    /// Most time appended records nobody awaits wait for a commit, ms (0:
+    /// every turn commits what it appended; ADR 0025).
+    unawaited_commit_delay_ms: u64,
+    /// When the records appended and not yet asked for are committed
+    /// unless an awaited record comes first (hub clock, ms).
+    unawaited_commit_at_ms: Option<u64>,
     /// The log refused an append or a commit: nothing more is appended.
     log_failed: bool,
     records_since_snapshot: u64,
@@ -492,12 +502,11 @@ impl ShardTask {
             && self.archive.settled()
     }
 
-    /// Ends a turn: asks for the turn's appends to be committed, starts a
-    /// snapshot when one is due.
+    /// Ends a turn: asks for what was appended to be committed (at once
+    /// when something awaits it, else within `unawaited_commit_delay_ms`),
+    /// starts a snapshot when one is due.
     async fn end_turn(&mut self) {
-        if let Some(last) = self.appended_last.take() {
-            self.commits.want(last);
-        }
+        self.want_commit();
         self.flush_audit().await;
         self.archive.end_turn();
         self.note_space();
@@ -507,6 +516,47 @@ impl ShardTask {
             && !self.maintenance_busy.get()
         {
             self.begin_snapshot().await;
+        }
+    }
+
+    /// Asks for the appended records to be committed when something
+    /// awaits one of them (a reply, an answer, a request to hand over),
+    /// when the delay for unawaited ones is spent, or while draining.
+    /// Otherwise they wait, bounded by that delay, for a commit that
+    /// carries them: a call's request rides its answer's commit, the
+    /// answer's delivery events the next call's (ADR 0025).
+    fn want_commit(&mut self) {
+        let Some(last) = self.appended_last else {
+            self.unawaited_commit_at_ms = None;
+            return;
+        };
+        let now_ms = self.clock.now_ms();
+        let awaited = self
+            .shard
+            .awaited_last()
+            .is_some_and(|a| self.commits.wanted_last().is_none_or(|w| a > w));
+        let due = self.unawaited_commit_at_ms.is_some_and(|at| at <= now_ms);
+        if awaited
+            || due
+            || self.unawaited_commit_delay_ms == 0
+            || self.draining
+            || self.drain_done.is_some()
+        {
+            self.appended_last = None;
+            self.unawaited_commit_at_ms = None;
+            self.commits.want(last);
+        } else if self.unawaited_commit_at_ms.is_none() {
+            let at_ms = now_ms + self.unawaited_commit_delay_ms;
+            self.unawaited_commit_at_ms = Some(at_ms);
+            self.alarm.set(at_ms);
+        }
+        // The alarm rings once for the earliest time set: the shard's own
+        // tick may still be due after a commit's ring, and the reverse.
+        if let Some(at_ms) = self.timer_at_ms {
+            self.alarm.set(at_ms);
+        }
+        if let Some(at_ms) = self.unawaited_commit_at_ms {
+            self.alarm.set(at_ms);
         }
     }
 
