@@ -216,6 +216,51 @@ fn given_realtime_kind_when_called_and_provider_answers_then_caller_gets_answer(
     hub.shutdown().expect("clean shutdown");
 }
 
+/// Calls durable on shard 0 so far (`counters.accepted` counts a call's
+/// request once its record is durable).
+fn durable_requests(hub: &Hub) -> u64 {
+    block_on(hub.handle().shard_stats(0))
+        .expect("the shard answers")
+        .counters
+        .accepted
+}
+
+#[test]
+fn given_a_call_nobody_answers_yet_when_the_unawaited_delay_passes_then_its_request_is_durable() {
+    // ADR 0025: nobody awaits a call's request alone, so it waits for its
+    // answer's commit, but never longer than the delay.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1);
+    c.unawaited_commit_delay_ms = 500;
+    let hub = Hub::start(c).expect("hub starts");
+    let provider = hub.session("FNS").expect("provider");
+    let mut sub = block_on(provider.subscribe(requests(INN), 4)).expect("subscribe");
+    let consumer = hub.session("MFC").expect("consumer");
+    let calling = std::thread::spawn(move || block_on(consumer.call(NewRequest::new(INN, "p"))));
+    let request = block_on(sub.recv()).expect("the request is handed over while it waits");
+    let handed_over = Instant::now();
+    assert_eq!(
+        durable_requests(&hub),
+        0,
+        "not committed at once: nothing awaits it"
+    );
+    // One look, past the 500 ms delay and before the call's deadline (2 s),
+    // which would wake the shard and commit too. Not a polling loop: each
+    // look wakes the shard, which would commit a due record without the
+    // delay's own alarm, the thing checked here.
+    std::thread::sleep(Duration::from_millis(1_200).saturating_sub(handed_over.elapsed()));
+    assert_eq!(
+        durable_requests(&hub),
+        1,
+        "durable once the delay passed, without an answer"
+    );
+    // The budget (2 s) may have run out on a slow machine: either outcome
+    // is the call's own; the request's durability is what is checked.
+    let _ = block_on(provider.send_response(request.id, "late or not"));
+    let _ = calling.join().expect("caller thread");
+    hub.shutdown().expect("clean shutdown");
+}
+
 /// The embedded registry with a realtime kind whose budget is 300 ms.
 fn short_deadline_registry() -> Registry {
     Registry::from_toml(
