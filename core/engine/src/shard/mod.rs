@@ -13,6 +13,7 @@ mod audit;
 mod awaiting;
 mod batch;
 pub mod exchange;
+mod exchange_table;
 pub mod keys;
 mod park;
 pub mod parked_list;
@@ -38,6 +39,7 @@ use crate::record::{
 use crate::registry::{Mode, Registry};
 use bytes::Bytes;
 use exchange::{Exchange, Outcome};
+use exchange_table::ExchangeTable;
 use gonets_types::error::HubError;
 use gonets_types::ids::{MessageId, ParticipantId, QueueId};
 use gonets_types::refusal::RefusalCode;
@@ -340,11 +342,10 @@ pub struct Shard {
     next_offset: u64,
     durable_offset: u64,
     id_sequence: u64,
-    // Boxed: an `Exchange` is 320 bytes, and every rehash of this map
-    // (growth, or tombstones left by insert/remove churn) moved them all
-    // into fresh pages: 11-34 ms stalls of the shard at rt 10,000/s
-    // (bench/RESULTS.md, 2026-12-04). Boxed, a rehash moves pointers.
-    exchanges: IdMap<MessageId, Box<Exchange>>,
+    // In pages that never move (exchange_table.rs): held inline in the
+    // map, every rehash moved all 320-byte exchanges into fresh pages
+    // (11-34 ms stalls at rt 10,000/s, bench/RESULTS.md, 2026-12-04).
+    exchanges: ExchangeTable,
     answer_index: IdMap<MessageId, MessageId>,
     queues: NameMap<QueueId, Queue>,
     answers: IdMap<MessageId, AnswerEntry>,
@@ -452,7 +453,7 @@ impl Shard {
             next_offset,
             durable_offset: next_offset,
             id_sequence: 0,
-            exchanges: IdMap::default(),
+            exchanges: ExchangeTable::default(),
             answer_index: IdMap::default(),
             queues: NameMap::default(),
             answers: IdMap::default(),
@@ -537,7 +538,7 @@ impl Shard {
     pub fn exchanges(&self) -> impl Iterator<Item = Cow<'_, Exchange>> {
         self.exchanges
             .values()
-            .map(|ex| Cow::Borrowed(&**ex))
+            .map(Cow::Borrowed)
             .chain(self.parked_exchanges().map(Cow::Owned))
             .chain(self.awaiting_exchanges().map(Cow::Owned))
     }
@@ -1011,13 +1012,13 @@ impl Shard {
         if !self.settled(&ex) {
             self.unsettled.insert(ex.id);
         }
-        self.exchanges.insert(ex.id, Box::new(ex)).map(|old| *old)
+        self.exchanges.insert(ex.id, ex)
     }
 
     /// Takes exchange `id` out of memory.
     fn release(&mut self, id: MessageId) -> Option<Exchange> {
         self.unsettled.remove(&id);
-        self.exchanges.remove(&id).map(|ex| *ex)
+        self.exchanges.remove(&id)
     }
 
     /// Leaves `id` out of the exchanges a snapshot walks once it is settled.
