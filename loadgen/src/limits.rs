@@ -792,19 +792,33 @@ fn write4k(dir: &Path, each: Duration) -> Result<(Quantiles, Quantiles, bool), S
     let fresh_q = quantiles(&fresh, start.elapsed())?;
     let written = fresh.len().max(1);
 
-    let mut over = ns_histogram();
+    let start = Instant::now();
+    let over = overwrite_and_sync(&mut f, block, written, each)?;
+    let over_q = quantiles(&over, start.elapsed())?;
+    Ok((fresh_q, over_q, f.direct))
+}
+
+/// 4 KiB writes of `block` over the first `blocks` blocks of `f`, round and
+/// round, each followed by `fdatasync`, for `each`: their latencies.
+fn overwrite_and_sync(
+    f: &mut TempFile,
+    block: &[u8],
+    blocks: u64,
+    each: Duration,
+) -> Result<Histogram<u64>, String> {
+    assert!(blocks > 0 && block.len() == BLOCK);
+    let mut h = ns_histogram();
     let start = Instant::now();
     for i in 0..MAX_ITERATIONS {
         let t = Instant::now();
-        f.write_at(block, (i % written) * BLOCK as u64)?;
+        f.write_at(block, (i % blocks) * BLOCK as u64)?;
         f.sync()?;
-        record_ns(&mut over, t.elapsed());
+        record_ns(&mut h, t.elapsed());
         if start.elapsed() >= each {
             break;
         }
     }
-    let over_q = quantiles(&over, start.elapsed())?;
-    Ok((fresh_q, over_q, f.direct))
+    Ok(h)
 }
 
 /// 4 KiB write + `fdatasync` from `threads` threads at once, each over the
@@ -841,18 +855,7 @@ fn write4k_written_loop(dir: &Path, i: usize, each: Duration) -> Result<Histogra
         f.write_at(block, b * BLOCK as u64)?;
     }
     f.sync()?;
-    let mut h = ns_histogram();
-    let start = Instant::now();
-    for n in 0..MAX_ITERATIONS {
-        let t = Instant::now();
-        f.write_at(block, (n % PARALLEL_FILE_BLOCKS) * BLOCK as u64)?;
-        f.sync()?;
-        record_ns(&mut h, t.elapsed());
-        if start.elapsed() >= each {
-            break;
-        }
-    }
-    Ok(h)
+    overwrite_and_sync(&mut f, block, PARALLEL_FILE_BLOCKS, each)
 }
 
 /// Bytes per second copied by `copy_from_slice` of a 64 MiB buffer.

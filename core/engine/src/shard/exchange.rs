@@ -105,6 +105,42 @@ impl Outcome {
 }
 
 impl Exchange {
+    /// Request `id` of `kind` from `consumer` to `provider`, accepted at
+    /// `time_ms` with its `deadline_ms`, before anything else: not durable,
+    /// not delivered, no answer, no history.
+    pub fn accepted(
+        id: MessageId,
+        kind: DataKindId,
+        consumer: ParticipantId,
+        provider: ParticipantId,
+        time_ms: u64,
+        deadline_ms: u64,
+    ) -> Exchange {
+        Exchange {
+            id,
+            kind,
+            consumer,
+            provider,
+            time_ms,
+            deadline_ms,
+            test: false,
+            call: false,
+            transaction: None,
+            keyed: false,
+            request_offset: 0,
+            durable: false,
+            payload: None,
+            seal: None,
+            payload_bytes: 0,
+            deliveries: 0,
+            acked: false,
+            outcome: None,
+            answer_deliveries: 0,
+            answer_acked: false,
+            history: Vec::new(),
+        }
+    }
+
     /// True when the request still waits in (or is leased from) its queue.
     pub fn in_request_queue(&self) -> bool {
         self.outcome.is_none() && !self.acked

@@ -130,29 +130,14 @@ mod tests {
     use gonets_types::ids::{DataKindId, ParticipantId};
 
     fn exchange(n: u128) -> Exchange {
-        Exchange {
-            id: MessageId(n),
-            kind: DataKindId::new("urn:test:k:1"),
-            consumer: ParticipantId::new("C"),
-            provider: ParticipantId::new("P"),
-            time_ms: 1,
-            deadline_ms: 2,
-            test: false,
-            call: true,
-            transaction: None,
-            keyed: false,
-            request_offset: 0,
-            durable: false,
-            payload: None,
-            seal: None,
-            payload_bytes: 0,
-            deliveries: 0,
-            acked: false,
-            outcome: None,
-            answer_deliveries: 0,
-            answer_acked: false,
-            history: Vec::new(),
-        }
+        Exchange::accepted(
+            MessageId(n),
+            DataKindId::new("urn:test:k:1"),
+            ParticipantId::new("C"),
+            ParticipantId::new("P"),
+            1,
+            2,
+        )
     }
 
     #[test]

@@ -1163,12 +1163,6 @@ impl Shard {
     /// A request record opens its exchange (and its idempotency key).
     fn apply_request(&mut self, offset: u64, r: &RequestRecord, durable: bool) {
         let mut ex = Exchange {
-            id: r.id,
-            kind: r.kind.clone(),
-            consumer: r.consumer.clone(),
-            provider: r.provider.clone(),
-            time_ms: r.time_ms,
-            deadline_ms: r.deadline_ms,
             test: r.test,
             call: r.call,
             transaction: r.transaction.clone(),
@@ -1178,12 +1172,14 @@ impl Shard {
             payload: (!durable).then(|| r.payload.clone()),
             seal: r.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(r.payload.len()),
-            deliveries: 0,
-            acked: false,
-            outcome: None,
-            answer_deliveries: 0,
-            answer_acked: false,
-            history: Vec::new(),
+            ..Exchange::accepted(
+                r.id,
+                r.kind.clone(),
+                r.consumer.clone(),
+                r.provider.clone(),
+                r.time_ms,
+                r.deadline_ms,
+            )
         };
         ex.record(EventKind::Accepted, r.time_ms, 0);
         if let Some(key) = &r.idempotency_key {

@@ -175,12 +175,6 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
         return Err(DecodeError("trailing bytes"));
     }
     let ex = Exchange {
-        id,
-        kind,
-        consumer,
-        provider,
-        time_ms,
-        deadline_ms,
         test: flags & 1 != 0,
         call: flags & 2 != 0,
         transaction,
@@ -196,6 +190,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
         answer_deliveries,
         answer_acked: flags & 8 != 0,
         history,
+        ..Exchange::accepted(id, kind, consumer, provider, time_ms, deadline_ms)
     };
     Ok((ex, print))
 }

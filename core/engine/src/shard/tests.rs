@@ -1863,14 +1863,7 @@ fn given_realtime_call_when_handed_over_then_only_its_answer_awaits_a_commit() {
     );
     let got = d.fetch("MVD", requests(RT), 1, 5);
     let request_id = got[0].id;
-    d.command(
-        "MVD",
-        Command::SendResponse {
-            request_id,
-            payload: Bytes::from_static(b"valid"),
-            attachments: Vec::new(),
-        },
-    );
+    respond_valid(&mut d, request_id);
     let answer_offset = d.shard.next_offset() - 1;
     assert_eq!(
         d.shard.awaited_last(),
@@ -1935,6 +1928,13 @@ fn answered_call(d: &mut Driver) -> (Token, MessageId, Vec<Output>) {
     out.extend(d.commit());
     let got = d.fetch("MVD", requests(RT), 1, 5);
     let request_id = got[0].id;
+    respond_valid(d, request_id);
+    let out = d.commit();
+    (call, request_id, out)
+}
+
+/// The provider MVD answers `request_id` with data.
+fn respond_valid(d: &mut Driver, request_id: MessageId) -> Vec<Output> {
     d.command(
         "MVD",
         Command::SendResponse {
@@ -1942,9 +1942,8 @@ fn answered_call(d: &mut Driver) -> (Token, MessageId, Vec<Output>) {
             payload: Bytes::from_static(b"valid"),
             attachments: Vec::new(),
         },
-    );
-    let out = d.commit();
-    (call, request_id, out)
+    )
+    .1
 }
 
 #[test]
