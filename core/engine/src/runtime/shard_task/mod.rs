@@ -506,8 +506,10 @@ impl ShardTask {
     /// when something awaits it, else within `unawaited_commit_delay_ms`),
     /// starts a snapshot when one is due.
     async fn end_turn(&mut self) {
-        self.want_commit();
+        // The audit bound's summaries first, so this turn's commit (or its
+        // delay's alarm) covers them too, not a later turn's.
         self.flush_audit().await;
+        self.want_commit();
         self.archive.end_turn();
         self.note_space();
         if self.records_since_snapshot >= self.snapshot_every_records
