@@ -7,7 +7,9 @@
 //! cost an allocation and a free. Here they live in slots of pages of
 //! [`PAGE_SLOTS`], allocated once and never moved or shrunk; a freed slot is
 //! reused (LIFO, so a hot slot stays in cache). The id map holds 4-byte slot
-//! numbers, so its rehashes move 20-byte entries.
+//! numbers, so its rehashes move 20-byte entries. Not the `slab` crate:
+//! its one `Vec` of entries moves them all when it grows, the stall this
+//! table exists to avoid.
 
 use super::exchange::Exchange;
 use super::IdMap;

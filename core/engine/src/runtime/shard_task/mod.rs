@@ -538,12 +538,8 @@ impl ShardTask {
             .awaited_last()
             .is_some_and(|a| self.commits.wanted_last().is_none_or(|w| a > w));
         let due = self.unawaited_commit_at_ms.is_some_and(|at| at <= now_ms);
-        if awaited
-            || due
-            || self.unawaited_commit_delay_ms == 0
-            || self.draining
-            || self.drain_done.is_some()
-        {
+        // `draining` covers a drain (`Control::Drain`) and a shutdown.
+        if awaited || due || self.unawaited_commit_delay_ms == 0 || self.draining {
             self.appended_last = None;
             self.unawaited_commit_at_ms = None;
             self.commits.want(last);
