@@ -125,6 +125,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Failure> {
         std::env::set_var("RUST_LOG", "warn");
     }
     crate::serve::init_logs();
+    crate::heap::keep_freed_memory_or_warn();
     let seconds = seconds.clamp(2, 600);
     let dir = demo_dir(data_dir)?;
     let mut config = hub_config(&dir, shards, index_table_entries_max);

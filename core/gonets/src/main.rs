@@ -16,6 +16,7 @@
 
 mod admin;
 mod demo;
+mod heap;
 mod hw;
 mod repair;
 mod report;

@@ -195,6 +195,7 @@ pub(crate) fn run(
     profile: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_logs();
+    crate::heap::keep_freed_memory_or_warn();
     let signals = block_stop_signals();
     let mut file = match &config {
         Some(path) => ConfigFile::load(path)?,
