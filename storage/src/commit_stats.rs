@@ -60,6 +60,11 @@ pub struct CommitStats {
     pub latency_us: Log2Histogram,
     /// Bytes of each batch write (padded to a block).
     pub batch_bytes: Log2Histogram,
+    /// Each roll to a new segment, µs: the batches in flight settled, then
+    /// the next segment created, preallocated, headed and synced with its
+    /// directory. No batch is written meanwhile, so every commit waiting
+    /// then waits this long.
+    pub roll_us: Log2Histogram,
 }
 
 #[cfg(test)]

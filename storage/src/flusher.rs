@@ -189,8 +189,11 @@ impl Log {
         if self.state.borrow().write_reserved_end + padded > segment_size {
             // One sync never spans two files: the old segment's batches are
             // durable before the next segment is made.
+            let started = Instant::now();
             self.settle(pipe).await?;
             self.roll(batch.first_offset, prev_chain).await?;
+            let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.state.borrow_mut().commit_stats.roll_us.note(took_us);
         }
         let position = self.state.borrow().write_reserved_end;
         // Never two writes in flight to one block: wait out a zero write there.

@@ -327,3 +327,37 @@ fn given_records_appended_when_committed_then_unwritten_bytes_rise_then_fall_to_
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn given_small_segments_when_records_roll_them_then_each_roll_is_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        let before = log.stats();
+        assert_eq!(
+            before.commits.roll_us.count(),
+            0,
+            "open makes its segment itself"
+        );
+        let mut last = 0;
+        for i in 0..1000u64 {
+            last = log.append(&[i as u8; 2000], i, 0).await.unwrap();
+            if i % 9 == 0 {
+                log.commit(last).await.unwrap();
+            }
+        }
+        log.commit(last).await.unwrap();
+        let stats = log.stats();
+        let rolls = (stats.segments - before.segments) as u64;
+        assert!(rolls > 0, "small segments must roll");
+        assert_eq!(stats.commits.roll_us.count(), rolls, "each roll timed once");
+        assert!(
+            stats.commits.roll_us.sum() > 0,
+            "a roll syncs: it takes time"
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -212,6 +212,7 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
         "gonets_shard_records_since_snapshot",
         "gonets_log_commit_latency_seconds",
         "gonets_log_commit_batch_bytes",
+        "gonets_log_roll_latency_seconds",
         "process_resident_memory_bytes",
     ] {
         assert!(

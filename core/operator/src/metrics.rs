@@ -287,10 +287,12 @@ fn logs(registry: &mut Registry, stats: &[ShardStats]) {
     commit_histograms(registry, stats);
 }
 
-/// Each log's group commits: latency (write to sync's return) and size.
+/// Each log's group commits: latency (write to sync's return) and size;
+/// and its rolls to a new segment, which every commit waiting then waits out.
 fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
     let mut latency = Histograms::default();
     let mut size = Histograms::default();
+    let mut rolls = Histograms::default();
     for s in stats {
         for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
             let labels = with(shard_label(s.shard), "log", name);
@@ -301,7 +303,11 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
                 .push((labels.clone(), log2_buckets(&c.latency_us, 1e-6), sum_s));
             let sum_bytes = c.batch_bytes.sum() as f64;
             size.0
-                .push((labels, log2_buckets(&c.batch_bytes, 1.0), sum_bytes));
+                .push((labels.clone(), log2_buckets(&c.batch_bytes, 1.0), sum_bytes));
+            let roll_s = c.roll_us.sum() as f64 / 1e6;
+            rolls
+                .0
+                .push((labels, log2_buckets(&c.roll_us, 1e-6), roll_s));
         }
     }
     registry.register(
@@ -313,6 +319,11 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_log_commit_batch_bytes",
         "Group commits: bytes of each batch write (padded to 4 KiB)",
         size,
+    );
+    registry.register(
+        "gonets_log_roll_latency_seconds",
+        "Rolls to a new segment: batches in flight settled, the next segment created, preallocated and synced; no batch is written meanwhile (power-of-two microsecond buckets)",
+        rolls,
     );
 }
 
