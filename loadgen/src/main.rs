@@ -131,6 +131,12 @@ struct Args {
     /// Unpinned generator threads (when --cores is not given).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// gonets: run the rt half (its consumers and providers) on threads of
+    /// its own, one pinned to each of these cores (comma list), apart from
+    /// the bulk senders and drainers on --cores, as separate agency systems
+    /// are; default: every generator thread runs both halves.
+    #[arg(long, value_delimiter = ',')]
+    rt_cores: Vec<usize>,
 
     // rt.
     /// rt: calls per second, all consumers together.
@@ -379,6 +385,20 @@ fn check_via(a: &Args, workload: &str) -> Result<(), String> {
     }
 }
 
+/// `--rt-cores` splits gonets' generator threads by half; the workloads
+/// with an rt half over the network are the ones it applies to.
+fn check_rt_cores(a: &Args, workload: &str) -> Result<(), String> {
+    let takes = matches!(workload, "rt" | "mixed" | "backlog") && a.system == "gonets";
+    if !a.rt_cores.is_empty() && (!takes || a.in_process) {
+        return Err(format!(
+            "--rt-cores is for gonets' rt, mixed and backlog over the network, not {} {workload}{}",
+            a.system,
+            if a.in_process { " --in-process" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
 fn check_sign(a: &Args, workload: &str) -> Result<(), String> {
     let takes = matches!(workload, "rt" | "bulk" | "registry") && a.system == "gonets";
     if a.sign && (!takes || a.in_process) {
@@ -392,11 +412,12 @@ fn check_sign(a: &Args, workload: &str) -> Result<(), String> {
 }
 
 fn cores(a: &Args) -> Cores {
-    if a.cores.is_empty() {
+    let cores = if a.cores.is_empty() {
         Cores::unpinned(a.threads.max(1))
     } else {
         Cores::pinned(&a.cores)
-    }
+    };
+    cores.with_rt_apart(&a.rt_cores)
 }
 
 fn main() -> ExitCode {
@@ -425,6 +446,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .ok_or("name a workload: rt, bulk, mixed, backlog, recovery, attachment, limits, report or registry")?;
     check_format(args, &workload)?;
     check_sign(args, &workload)?;
+    check_rt_cores(args, &workload)?;
     check_via(args, &workload)?;
     match workload.as_str() {
         "registry" => {

@@ -9,6 +9,12 @@ use std::time::Duration;
 pub struct Cores {
     /// One generator thread per entry, pinned to that CPU (None: unpinned).
     pub pins: Vec<Option<usize>>,
+    /// Threads of the rt half's own, one pinned to each of these CPUs
+    /// (`--rt-cores`): the real-time consumers and providers then run apart
+    /// from the bulk senders and drainers, as separate agency systems do, so
+    /// an rt call never waits behind the generator's own bulk work. Empty:
+    /// every thread of `pins` runs both halves.
+    pub rt_pins: Vec<usize>,
 }
 
 impl Cores {
@@ -17,6 +23,7 @@ impl Cores {
         assert!(n > 0, "at least one generator thread");
         Cores {
             pins: vec![None; n],
+            rt_pins: Vec::new(),
         }
     }
 
@@ -25,12 +32,39 @@ impl Cores {
         assert!(!cpus.is_empty(), "at least one generator core");
         Cores {
             pins: cpus.iter().map(|&c| Some(c)).collect(),
+            rt_pins: Vec::new(),
         }
     }
 
-    /// Generator threads.
+    /// These cores, with the rt half on threads of its own pinned to `cpus`.
+    pub fn with_rt_apart(mut self, cpus: &[usize]) -> Cores {
+        self.rt_pins = cpus.to_vec();
+        self
+    }
+
+    /// Generator threads, the rt half's own included.
     pub fn count(&self) -> usize {
-        self.pins.len()
+        self.pins.len() + self.rt_pins.len()
+    }
+
+    /// Every thread's pin: `pins`, then the rt half's own.
+    pub fn all_pins(&self) -> Vec<Option<usize>> {
+        let apart = self.rt_pins.iter().map(|&c| Some(c));
+        self.pins.iter().copied().chain(apart).collect()
+    }
+
+    /// The threads (indices into [`Cores::all_pins`]) that run the rt half.
+    pub fn rt_threads(&self) -> Vec<usize> {
+        if self.rt_pins.is_empty() {
+            (0..self.pins.len()).collect()
+        } else {
+            (self.pins.len()..self.count()).collect()
+        }
+    }
+
+    /// The threads that run the bulk half.
+    pub fn bulk_threads(&self) -> Vec<usize> {
+        (0..self.pins.len()).collect()
     }
 }
 
@@ -102,5 +136,31 @@ impl BulkParams {
         (2 * self.senders * self.window)
             .div_ceil(self.providers.max(1))
             .clamp(FETCH_LANES_MIN, FETCH_LANES_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_no_rt_cores_when_roles_are_read_then_every_thread_runs_both_halves() {
+        let c = Cores::pinned(&[3, 4]);
+        assert_eq!(c.count(), 2);
+        assert_eq!(c.all_pins(), vec![Some(3), Some(4)]);
+        assert_eq!(c.rt_threads(), vec![0, 1]);
+        assert_eq!(c.bulk_threads(), vec![0, 1]);
+    }
+
+    #[test]
+    fn given_rt_cores_when_roles_are_read_then_rt_runs_only_on_its_own_threads() {
+        let c = Cores::pinned(&[3, 4]).with_rt_apart(&[5]);
+        assert_eq!(c.count(), 3);
+        assert_eq!(c.all_pins(), vec![Some(3), Some(4), Some(5)]);
+        assert_eq!(c.rt_threads(), vec![2]);
+        assert_eq!(c.bulk_threads(), vec![0, 1]);
+        let u = Cores::unpinned(1).with_rt_apart(&[0, 1]);
+        assert_eq!(u.rt_threads(), vec![1, 2]);
+        assert_eq!(u.bulk_threads(), vec![0]);
     }
 }

@@ -222,6 +222,38 @@ fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
 }
 
 #[test]
+fn given_rt_cores_when_mixed_runs_then_the_rt_half_has_its_own_thread_and_both_paths_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "mixed",
+        "--security",
+        "plain",
+        "--senders",
+        "1",
+        "--window",
+        "4",
+        "--rt-cores",
+        "0",
+    ];
+    args.extend(RT);
+    let (_, v) = loadgen(dir.path(), "mixed", &args);
+    assert_eq!(v["setup"]["generator_rt_cores"], serde_json::json!([0]));
+    assert_eq!(
+        v["setup"]["generator_threads"], 2,
+        "one bulk thread, one rt"
+    );
+    for name in ["rt-alone", "rt-with-bulk"] {
+        let p = phase(&v, name);
+        no_errors(p);
+        assert_eq!(p["ok"], p["issued"], "{name}");
+    }
+    let bulk = phase(&v, "bulk-with-rt");
+    no_errors(bulk);
+    assert!(bulk["ok"].as_u64().unwrap() > 0);
+    assert_eq!(bulk["extra"]["drained"], bulk["ok"], "all bulk drained");
+}
+
+#[test]
 fn given_embedded_hub_when_backlog_runs_then_rt_is_measured_with_requests_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["backlog", "--security", "plain", "--backlog", "5000"];
@@ -285,6 +317,7 @@ fn given_bad_flags_when_run_then_clear_error_and_exit_code() {
             &["bulk", "--format", "json"][..],
             "expected bytes or json-schema",
         ),
+        (&["bulk", "--rt-cores", "0"][..], "--rt-cores is for"),
         (
             &["bulk", "--format", "json-schema", "--message-bytes", "100"][..],
             "at least",

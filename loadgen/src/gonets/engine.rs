@@ -107,6 +107,10 @@ pub struct Outcome {
 /// only on the per-operation path).
 struct Shared {
     threads: usize,
+    /// The threads that run the rt half, and those that run bulk
+    /// ([`Cores::rt_threads`], [`Cores::bulk_threads`]).
+    rt_threads: Vec<usize>,
+    bulk_threads: Vec<usize>,
     epoch: Instant,
     ready: AtomicUsize,
     failure: Mutex<Option<String>>,
@@ -150,10 +154,13 @@ impl Gateway {
 }
 
 impl Shared {
-    /// Fresh state for `threads` generator threads.
-    fn new(threads: usize, gateway: Option<Gateway>) -> Shared {
+    /// Fresh state for the generator threads of `cores`.
+    fn new(cores: &Cores, gateway: Option<Gateway>) -> Shared {
+        let threads = cores.count();
         Shared {
             threads,
+            rt_threads: cores.rt_threads(),
+            bulk_threads: cores.bulk_threads(),
             epoch: Instant::now(),
             ready: AtomicUsize::new(0),
             failure: Mutex::new(None),
@@ -188,6 +195,35 @@ impl Shared {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+
+    /// Thread `k`'s place among the rt threads, and their count.
+    fn rt_slot(&self, k: usize) -> Option<Slot> {
+        Slot::of(&self.rt_threads, k)
+    }
+
+    /// Thread `k`'s place among the bulk threads, and their count.
+    fn bulk_slot(&self, k: usize) -> Option<Slot> {
+        Slot::of(&self.bulk_threads, k)
+    }
+}
+
+/// A thread's place among the threads that run one half of a plan: it
+/// takes the participants `p` with `p % count == index`, and `1 / count`
+/// of the rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    index: usize,
+    count: usize,
+}
+
+impl Slot {
+    fn of(threads: &[usize], k: usize) -> Option<Slot> {
+        let index = threads.iter().position(|&t| t == k)?;
+        Some(Slot {
+            index,
+            count: threads.len(),
+        })
+    }
 }
 
 /// One thread's results.
@@ -214,7 +250,7 @@ pub fn run(
         addr,
         target: target.clone(),
     });
-    let sh = Arc::new(Shared::new(cores.count(), gateway));
+    let sh = Arc::new(Shared::new(cores, gateway));
     let handles = spawn_generators(&sh, plan, target, cores)?;
     let result = supervise(&sh, plan, target, progress);
     sh.stop.store(true, Relaxed);
@@ -239,8 +275,8 @@ fn spawn_generators(
     cores: &Cores,
 ) -> Result<Vec<Generator>, String> {
     let mut handles = Vec::with_capacity(cores.count());
-    for (k, pin) in cores.pins.iter().enumerate() {
-        let (sh, plan, target, pin) = (sh.clone(), plan.clone(), target.clone(), *pin);
+    for (k, pin) in cores.all_pins().into_iter().enumerate() {
+        let (sh, plan, target) = (sh.clone(), plan.clone(), target.clone());
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{k}"))
             .spawn(move || generator_thread(k, pin, sh, plan, target))
@@ -343,7 +379,7 @@ fn supervise(
         if sh.failed.load(Relaxed) {
             return Err("a generator thread failed".into());
         }
-        let rt_over = plan.rt.is_none() || sh.rt_done.load(Relaxed) >= sh.threads;
+        let rt_over = plan.rt.is_none() || sh.rt_done.load(Relaxed) >= sh.rt_threads.len();
         if let Some(b) = &plan.bulk {
             if b.until_rt_done && rt_over {
                 sh.bulk_stop.store(true, Relaxed);
@@ -447,20 +483,22 @@ async fn thread_main(
     target: GonetsTarget,
 ) -> Result<ThreadOut, String> {
     let mut providers = Vec::new();
+    let rt = plan.rt.as_ref().zip(sh.rt_slot(k));
+    let bulk = plan.bulk.as_ref().zip(sh.bulk_slot(k));
     // Providers first: nothing may be called before it is served.
-    let rt_conns = match &plan.rt {
-        Some(rt) => connect_rt(k, &sh, rt, &target, &mut providers).await?,
+    let rt_conns = match rt {
+        Some((rt, slot)) => connect_rt(slot, rt, &target, &mut providers).await?,
         None => Vec::new(),
     };
-    let bulk_senders = match &plan.bulk {
-        Some(b) => connect_bulk(k, &sh, b, &target, &mut providers).await?,
+    let bulk_senders = match bulk {
+        Some((b, slot)) => connect_bulk(slot, &sh, b, &target, &mut providers).await?,
         None => Vec::new(),
     };
     wait_for_the_others(k, &sh).await?;
     let rt_part = async {
-        match &plan.rt {
-            Some(rt) => {
-                let r = rt_calls(k, &sh, rt, &rt_conns).await;
+        match rt {
+            Some((rt, slot)) => {
+                let r = rt_calls(k, slot, &sh, rt, &rt_conns).await;
                 sh.rt_done.fetch_add(1, Relaxed);
                 Some(r)
             }
@@ -468,8 +506,8 @@ async fn thread_main(
         }
     };
     let bulk_part = async {
-        match &plan.bulk {
-            Some(b) => Some(bulk_send(&sh, b, &bulk_senders).await),
+        match bulk {
+            Some((b, _)) => Some(bulk_send(&sh, b, &bulk_senders).await),
             None => None,
         }
     };
@@ -488,17 +526,16 @@ async fn thread_main(
     Ok(ThreadOut { rt, bulk })
 }
 
-/// Thread `k`'s share of the rt participants: its realtime providers
+/// An rt thread's share of the rt participants: its realtime providers
 /// (serving, added to `providers`), then its consumer connections (at
 /// least one per thread), which it returns.
 async fn connect_rt(
-    k: usize,
-    sh: &Shared,
+    slot: Slot,
     rt: &RtParams,
     target: &GonetsTarget,
     providers: &mut Vec<Conn>,
 ) -> Result<Vec<Conn>, String> {
-    let n = sh.threads;
+    let (k, n) = (slot.index, slot.count);
     for p in (0..rt.providers).filter(|p| p % n == k) {
         let conn = Conn::connect(target, &registry::provider(p)).await?;
         providers.push(conn.clone());
@@ -520,16 +557,16 @@ async fn connect_rt(
     Ok(conns)
 }
 
-/// Thread `k`'s share of the bulk participants: its draining providers
+/// A bulk thread's share of the bulk participants: its draining providers
 /// (added to `providers`) if the plan drains, then its senders, returned.
 async fn connect_bulk(
-    k: usize,
+    slot: Slot,
     sh: &Arc<Shared>,
     b: &BulkPlan,
     target: &GonetsTarget,
     providers: &mut Vec<Conn>,
 ) -> Result<Vec<(Conn, String)>, String> {
-    let n = sh.threads;
+    let (k, n) = (slot.index, slot.count);
     if b.drain {
         for p in (0..b.params.providers).filter(|p| p % n == k) {
             let conn = Conn::connect(target, &registry::provider(p)).await?;
@@ -657,6 +694,7 @@ fn drain_batched(conn: Conn, kind: String, sh: Arc<Shared>, params: &BulkParams)
 /// recorder, calls issued in the measured window, lag and unfinished calls.
 async fn rt_calls(
     k: usize,
+    slot: Slot,
     sh: &Arc<Shared>,
     rt: &RtParams,
     conns: &[Conn],
@@ -665,7 +703,7 @@ async fn rt_calls(
         !conns.is_empty(),
         "every rt thread has a consumer connection"
     );
-    let share = rt.rate_per_s / sh.threads as f64;
+    let share = rt.rate_per_s / slot.count as f64;
     let mut pacer = Pacer::new(OpenLoop::new(share, rt.warmup, rt.duration));
     let kinds: Vec<String> = (0..rt.providers).map(registry::rt_kind).collect();
     let queues: Vec<QueueId> = kinds
@@ -683,7 +721,7 @@ async fn rt_calls(
     };
     // `--via http`: calls go through the gateway as this thread's consumer.
     let http = sh.gateway.as_ref().map(|g| {
-        let who = registry::consumer(k % rt.consumers);
+        let who = registry::consumer(slot.index % rt.consumers);
         Rc::new(g.caller(&who))
     });
     let mut issued_measured = 0;

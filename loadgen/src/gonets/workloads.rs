@@ -55,6 +55,12 @@ pub(crate) fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> R
             .map(|p| p.map_or(-1, |c| c as i64))
             .collect::<Vec<_>>()),
     );
+    if !cores.rt_pins.is_empty() {
+        // Only runs with the rt half apart are labelled: earlier rows stay as they were.
+        result
+            .setup
+            .insert("generator_rt_cores".into(), json!(cores.rt_pins));
+    }
     result
         .setup
         .insert("durability".into(), json!("fdatasync group commit"));
