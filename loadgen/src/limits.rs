@@ -13,6 +13,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,13 @@ const WARMUP_ROUND_TRIPS: usize = 200;
 pub const PARALLEL_SYNCERS_MAX: usize = 16;
 /// Blocks each of those threads writes over (1 MiB).
 const PARALLEL_FILE_BLOCKS: u64 = 256;
+/// The stream beside which one 4 KiB write + `fdatasync` is timed: writes
+/// of this size, each followed by `fdatasync`, as a log commits batches of
+/// bulk while the real-time lane holds it to its bound (512 KiB, ADR 0015).
+pub const STREAM_WRITE_BYTES: usize = 512 << 10;
+/// The stream's file: written once, then overwritten round and round (as
+/// the hub's log writes over blocks its prewriter zeroed).
+const STREAM_FILE_BYTES: u64 = 64 << 20;
 /// Ceiling on iterations of any measurement loop, whatever the clock says.
 const MAX_ITERATIONS: u64 = 100_000_000;
 /// How long a socket waits for its peer before the measurement fails.
@@ -148,6 +157,20 @@ pub struct Limits {
     pub write4k_parallel_fdatasync_p50_us: f64,
     /// One of those writes + `fdatasync`, 99.9th percentile, µs.
     pub write4k_parallel_fdatasync_p999_us: f64,
+    /// One 4 KiB write + `fdatasync` over written blocks while another
+    /// thread writes [`STREAM_WRITE_BYTES`] + `fdatasync` flat out to
+    /// another file, median, µs: the floor under a durable rt commit while
+    /// bulk streams into the disk (issue 16's mixed; the device's flush
+    /// also carries the stream's bytes).
+    pub write4k_beside_stream_fdatasync_p50_us: f64,
+    /// Same, 99th percentile, µs.
+    pub write4k_beside_stream_fdatasync_p99_us: f64,
+    /// Same, 99.9th percentile, µs.
+    pub write4k_beside_stream_fdatasync_p999_us: f64,
+    /// Same, slowest, µs.
+    pub write4k_beside_stream_fdatasync_max_us: f64,
+    /// What the stream wrote meanwhile, durable, MB/s.
+    pub stream_beside_4k_mb_per_s: f64,
 
     /// Copies of a 64 MiB buffer, bytes copied per second, GB/s.
     pub memcpy_gb_per_s: f64,
@@ -236,6 +259,9 @@ struct Disk {
     /// The same from `parallel_threads` threads at once.
     w4_parallel: Quantiles,
     parallel_threads: usize,
+    /// One 4 KiB write + fdatasync beside a stream, and the stream's bytes/s.
+    w4_beside_stream: Quantiles,
+    stream_bytes_per_s: f64,
 }
 
 impl Disk {
@@ -258,7 +284,14 @@ impl Disk {
             "measuring 4 KiB write + fdatasync from {parallel_threads} threads at once ({secs} s)..."
         ));
         let w4_parallel = write4k_parallel(dir, each, parallel_threads)?;
+        progress(&format!(
+            "measuring 4 KiB write + fdatasync beside a stream of {} KiB writes + fdatasync ({secs} s)...",
+            STREAM_WRITE_BYTES >> 10
+        ));
+        let (w4_beside_stream, stream_bytes_per_s) = write4k_beside_stream(dir, each)?;
         Ok(Disk {
+            w4_beside_stream,
+            stream_bytes_per_s,
             w4_parallel,
             parallel_threads,
             seq_bytes_per_s,
@@ -338,6 +371,11 @@ impl Limits {
             write4k_parallel_fdatasync_per_s: disk.w4_parallel.per_s,
             write4k_parallel_fdatasync_p50_us: disk.w4_parallel.p50_us,
             write4k_parallel_fdatasync_p999_us: disk.w4_parallel.p999_us,
+            write4k_beside_stream_fdatasync_p50_us: disk.w4_beside_stream.p50_us,
+            write4k_beside_stream_fdatasync_p99_us: disk.w4_beside_stream.p99_us,
+            write4k_beside_stream_fdatasync_p999_us: disk.w4_beside_stream.p999_us,
+            write4k_beside_stream_fdatasync_max_us: disk.w4_beside_stream.max_us,
+            stream_beside_4k_mb_per_s: disk.stream_bytes_per_s / 1e6,
             memcpy_gb_per_s: memcpy / 1e9,
             ways: None,
         }
@@ -387,6 +425,12 @@ impl Limits {
                 "  4 KiB write + fdatasync, {} threads at once: {:.0}/s together, one p50 {:.0} µs, p99.9 {:.0}",
                 self.write4k_parallel_threads, self.write4k_parallel_fdatasync_per_s,
                 self.write4k_parallel_fdatasync_p50_us, self.write4k_parallel_fdatasync_p999_us
+            ),
+            format!(
+                "  4 KiB write + fdatasync beside a stream of {} KiB writes + fdatasync ({:.0} MB/s): p50 {:.0} µs, p99 {:.0}, p99.9 {:.0}, max {:.0}",
+                STREAM_WRITE_BYTES >> 10, self.stream_beside_4k_mb_per_s,
+                self.write4k_beside_stream_fdatasync_p50_us, self.write4k_beside_stream_fdatasync_p99_us,
+                self.write4k_beside_stream_fdatasync_p999_us, self.write4k_beside_stream_fdatasync_max_us
             ),
             format!("memcpy of 64 MiB: {:.1} GB/s", self.memcpy_gb_per_s),
             format!("({} s per measurement)", self.seconds_each),
@@ -842,10 +886,70 @@ fn write4k_parallel(dir: &Path, each: Duration, threads: usize) -> Result<Quanti
     quantiles(&all, start.elapsed())
 }
 
+/// One 4 KiB write + `fdatasync` at a time over written blocks, for
+/// `each`, while a second thread writes [`STREAM_WRITE_BYTES`] +
+/// `fdatasync` flat out to a file of its own: the 4 KiB latencies, and the
+/// stream's durable bytes per second.
+fn write4k_beside_stream(dir: &Path, each: Duration) -> Result<(Quantiles, f64), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (dir, stop) = (dir.to_path_buf(), stop.clone());
+        thread::spawn(move || stream_until(&dir, &stop))
+    };
+    // The stream's file is written once before it streams: let it start.
+    thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let measured = write4k_written_file(dir, "4k-beside-stream", each);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let streamed = join(stream);
+    let h = measured?;
+    let (bytes, stream_elapsed) = streamed?;
+    Ok((
+        quantiles(&h, elapsed)?,
+        bytes as f64 / stream_elapsed.as_secs_f64(),
+    ))
+}
+
+/// The stream of [`write4k_beside_stream`]: its file written once, then
+/// [`STREAM_WRITE_BYTES`] writes + `fdatasync` over it round and round
+/// until `stop`; the bytes made durable and the time they took.
+fn stream_until(dir: &Path, stop: &AtomicBool) -> Result<(u64, Duration), String> {
+    let mut f = TempFile::create(dir, "stream", true)
+        .map_err(|e| format!("limits: creating a file in {}: {e}", dir.display()))?;
+    f.fallocate(STREAM_FILE_BYTES)?;
+    let (buf, off) = aligned_buffer(STREAM_WRITE_BYTES);
+    let chunk = &buf[off..off + STREAM_WRITE_BYTES];
+    let chunks = STREAM_FILE_BYTES / STREAM_WRITE_BYTES as u64;
+    for c in 0..chunks {
+        f.write_at(chunk, c * STREAM_WRITE_BYTES as u64)?;
+    }
+    f.sync()?;
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    // Bounded by `stop` (set once the 4 KiB writes are done) and, should
+    // that thread be gone, by MAX_ITERATIONS.
+    for i in 0..MAX_ITERATIONS {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        f.write_at(chunk, (i % chunks) * STREAM_WRITE_BYTES as u64)?;
+        f.sync()?;
+        bytes += STREAM_WRITE_BYTES as u64;
+    }
+    Ok((bytes, start.elapsed()))
+}
+
 /// One thread of [`write4k_parallel`]: its file written once over
 /// `PARALLEL_FILE_BLOCKS` blocks, then 4 KiB writes + `fdatasync` over them.
 fn write4k_written_loop(dir: &Path, i: usize, each: Duration) -> Result<Histogram<u64>, String> {
-    let mut f = TempFile::create(dir, &format!("4k-parallel-{i}"), true)
+    write4k_written_file(dir, &format!("4k-parallel-{i}"), each)
+}
+
+/// A file `name` written once over `PARALLEL_FILE_BLOCKS` blocks, then 4
+/// KiB writes + `fdatasync` over them for `each`: their latencies.
+fn write4k_written_file(dir: &Path, name: &str, each: Duration) -> Result<Histogram<u64>, String> {
+    let mut f = TempFile::create(dir, name, true)
         .map_err(|e| format!("limits: creating a file in {}: {e}", dir.display()))?;
     let size = PARALLEL_FILE_BLOCKS * BLOCK as u64;
     f.fallocate(size)?;
@@ -964,7 +1068,7 @@ mod tests {
         };
         let mut lines = Vec::new();
         let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
-        assert_eq!(lines.len(), 7, "{lines:?}");
+        assert_eq!(lines.len(), 8, "{lines:?}");
         for (name, v) in [
             ("rtt_1b_p50_us", l.rtt_1b_p50_us),
             ("rtt_1b_max_us", l.rtt_1b_max_us),
@@ -986,11 +1090,21 @@ mod tests {
                 "write4k_parallel_fdatasync_p50_us",
                 l.write4k_parallel_fdatasync_p50_us,
             ),
+            (
+                "write4k_beside_stream_fdatasync_p999_us",
+                l.write4k_beside_stream_fdatasync_p999_us,
+            ),
+            ("stream_beside_4k_mb_per_s", l.stream_beside_4k_mb_per_s),
         ] {
             assert!(v > 0.0 && v.is_finite(), "{name} = {v}");
         }
         assert!(l.rtt_1b_p50_us <= l.rtt_1b_p99_us && l.rtt_1b_p99_us <= l.rtt_1b_max_us);
         assert!((2..=PARALLEL_SYNCERS_MAX).contains(&l.write4k_parallel_threads));
+        assert!(
+            l.write4k_beside_stream_fdatasync_p50_us <= l.write4k_beside_stream_fdatasync_p999_us
+                && l.write4k_beside_stream_fdatasync_p999_us
+                    <= l.write4k_beside_stream_fdatasync_max_us
+        );
         // Our files are gone.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(l.summary().contains("fdatasync"));
@@ -1014,7 +1128,7 @@ mod tests {
         };
         let mut lines = Vec::new();
         let l = measure(&cfg, &mut |s| lines.push(s.to_string())).unwrap();
-        assert_eq!(lines.len(), 8, "{lines:?}");
+        assert_eq!(lines.len(), 9, "{lines:?}");
         let ways = l.ways.as_ref().expect("ways measured");
         for (name, w) in [
             ("buffered", &ways.buffered),

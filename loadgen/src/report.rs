@@ -615,11 +615,12 @@ fn write_mixed_target(s: &mut String, r: &Results) {
     let bulk = median(&runs, |v| of(v, "bulk-with-rt"));
     let _ = writeln!(
         s,
-        "| mixed: rt p99.9 with bulk flat out ≤ 2 × without | {} with bulk ({} msg/s) vs {} alone{} | — | — | {} |",
+        "| mixed: rt p99.9 with bulk flat out ≤ 2 × without | {} with bulk ({} msg/s) vs {} alone{} | {} | — | {} |",
         ms(with),
         count(bulk),
         ms(alone),
         of_runs(runs.len()),
+        beside_stream(&r.limits),
         verdict(alone.zip(with).map(|(a, w)| w <= 2.0 * a), &ratio(with, alone)),
     );
     let bulk_alone = r.series("gonets-bulk-alone");
@@ -634,6 +635,21 @@ fn write_mixed_target(s: &mut String, r: &Results) {
         count(base),
         verdict(bulk.zip(base).map(|(b, a)| b >= 0.8 * a), &ratio(bulk, base)),
     );
+}
+
+/// The disk's floor under a durable rt commit beside bulk: one 4 KiB
+/// write + `fdatasync` while a stream of large writes + `fdatasync` runs
+/// (limits.json), or a dash where it was not measured.
+fn beside_stream(limits: &Option<Value>) -> String {
+    let p999 = limit(limits, &["write4k_beside_stream_fdatasync_p999_us"]);
+    let mb = limit(limits, &["stream_beside_4k_mb_per_s"]);
+    match (p999, mb) {
+        (Some(p), Some(mb)) => format!(
+            "disk: 4 KiB write + fdatasync beside a {mb:.0} MB/s stream of syncs, p99.9 {}",
+            ms(Some(p))
+        ),
+        _ => "—".into(),
+    }
 }
 
 /// A backlog run's figures: (empty p99, backlog p99, empty peak RSS,
@@ -1063,6 +1079,18 @@ mod tests {
         assert!(s.contains("**met** (1.75×)"), "{s}");
         assert!(s.contains("28,000 msg/s beside rt vs 32,000 alone"), "{s}");
         assert!(s.contains("**met** (0.88×)"), "{s}");
+        assert!(s.contains("| — | — |"), "no limits, no floor: {s}");
+        r.limits = Some(serde_json::json!({
+            "write4k_beside_stream_fdatasync_p999_us": 350.0,
+            "stream_beside_4k_mb_per_s": 2100.0,
+        }));
+        let mut floor = String::new();
+        write_mixed_target(&mut floor, &r);
+        assert!(
+            floor.contains("beside a 2100 MB/s stream of syncs, p99.9 0.35 ms |"),
+            "{floor}"
+        );
+        r.limits = None;
         let mut f = String::new();
         write_rt_targets(&mut f, &r);
         assert!(f.contains("| 8,000 /s, median of 3 runs |"), "{f}");
