@@ -213,6 +213,8 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
         "gonets_log_commit_latency_seconds",
         "gonets_log_commit_batch_bytes",
         "gonets_log_roll_latency_seconds",
+        "gonets_shard_lane_busy_seconds_total",
+        "gonets_shard_lane_runs_total",
         "process_resident_memory_bytes",
     ] {
         assert!(
@@ -220,6 +222,16 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
             "no {family} in\n{text}"
         );
     }
+    // The driver runs in the rt lane: a shard that took requests has spent
+    // time there.
+    let rt_busy: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("gonets_shard_lane_busy_seconds_total{") && l.contains("lane=\"rt\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(rt_busy > 0.0, "no rt lane time in\n{text}");
     // The three requests were committed: the message log's commit
     // histograms counted at least one batch, each at least a 4 KiB block.
     let commits: u64 = lines(&text, "gonets_log_commit_batch_bytes_count{")

@@ -25,6 +25,7 @@ type Labels = Vec<(String, String)>;
 type Counters = Family<Labels, Counter>;
 type Gauges = Family<Labels, Gauge>;
 type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
+type FloatCounters = Family<Labels, Counter<f64, AtomicU64>>;
 
 fn shard_label(shard: u16) -> Labels {
     vec![("shard".into(), shard.to_string())]
@@ -67,6 +68,7 @@ pub(crate) fn render(
     queues(&mut registry, stats);
     logs(&mut registry, stats);
     shard_states(&mut registry, stats);
+    lane_usage(&mut registry, stats);
     provider_states(&mut registry, providers);
     sla_counts(&mut registry, stats);
     answer_times(&mut registry, stats);
@@ -325,6 +327,28 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
         "Rolls to a new segment: batches in flight settled, the next segment created, preallocated and synced; no batch is written meanwhile (power-of-two microsecond buckets)",
         rolls,
     );
+}
+
+/// What each lane's task queue has had of its shard's executor (ADR 0015).
+fn lane_usage(registry: &mut Registry, stats: &[ShardStats]) {
+    let busy = FloatCounters::default();
+    registry.register(
+        "gonets_shard_lane_busy_seconds",
+        "CPU time the shard's executor ran each lane's task queue (rt, bulk, background, front: the network front ends)",
+        busy.clone(),
+    );
+    let runs = counters(
+        registry,
+        "gonets_shard_lane_runs",
+        "Times the shard's executor picked each lane's task queue to run; busy seconds over runs is the lane's mean run, how long the other lanes wait once it is picked",
+    );
+    for s in stats {
+        for (lane, usage) in &s.lanes {
+            let labels = with(shard_label(s.shard), "lane", lane.name());
+            busy.get_or_create(&labels).inc_by(usage.busy.as_secs_f64());
+            runs.get_or_create(&labels).inc_by(usage.runs);
+        }
+    }
 }
 
 /// Each shard's state (1 or 0) and what it holds in memory.

@@ -23,7 +23,7 @@ use crate::registry::{Mode, Registry};
 use glommio::{Latency, Shares, Task, TaskQueueHandle};
 use gonets_types::ids::QueueId;
 use gonets_types::Command;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::time::Duration;
 
@@ -55,6 +55,19 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// Every lane, in the order [`usage`] reports them.
+    pub const ALL: [Lane; 4] = [Lane::Rt, Lane::Bulk, Lane::Background, Lane::Front];
+
+    /// The lane's name, as the operator's metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Rt => "rt",
+            Lane::Bulk => "bulk",
+            Lane::Background => "background",
+            Lane::Front => "front",
+        }
+    }
+
     /// The lane of a client operation: bulk for an async request or a
     /// batch (its cost grows with its size, and nobody waits on it within
     /// the 2-second budget), rt for the rest (single calls, answers,
@@ -106,6 +119,48 @@ struct Queues {
 
 thread_local! {
     static QUEUES: Cell<Option<Queues>> = const { Cell::new(None) };
+    /// Each lane's running totals, in [`Lane::ALL`]'s order: glommio's
+    /// own figures are reset every time they are read.
+    static USAGE: RefCell<[LaneUsage; 4]> = const { RefCell::new([LaneUsage::ZERO; 4]) };
+}
+
+/// What one lane's task queue has had of its executor since the lanes
+/// were opened: the CPU time its tasks ran, and how many times the
+/// executor picked it. Their ratio is the queue's mean run: how long, on
+/// average, the other lanes wait once it has been picked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneUsage {
+    /// Time the queue's tasks ran.
+    pub busy: Duration,
+    /// Times the executor picked the queue to run.
+    pub runs: u64,
+}
+
+impl LaneUsage {
+    const ZERO: LaneUsage = LaneUsage {
+        busy: Duration::ZERO,
+        runs: 0,
+    };
+}
+
+/// Every lane's running totals on the current executor, in
+/// [`Lane::ALL`]'s order; empty where the lanes were not opened.
+pub fn usage() -> Vec<(Lane, LaneUsage)> {
+    let Some(queues) = QUEUES.with(Cell::get) else {
+        return Vec::new();
+    };
+    let ex = glommio::executor();
+    USAGE.with(|totals| {
+        let mut totals = totals.borrow_mut();
+        for (i, lane) in Lane::ALL.into_iter().enumerate() {
+            // The handle was made on this executor: the read cannot fail.
+            if let Ok(st) = ex.task_queue_stats(queues.handle(lane)) {
+                totals[i].busy += st.runtime();
+                totals[i].runs += st.queue_selected();
+            }
+        }
+        Lane::ALL.into_iter().zip(totals.iter().copied()).collect()
+    })
 }
 
 /// Makes the lanes' task queues on the current glommio executor (once;
@@ -138,15 +193,21 @@ pub fn spawn<T: 'static>(lane: Lane, future: impl Future<Output = T> + 'static) 
     let Some(queues) = QUEUES.with(Cell::get) else {
         return glommio::spawn_local(future);
     };
-    let handle = match lane {
-        Lane::Rt => queues.rt,
-        Lane::Bulk => queues.bulk,
-        Lane::Background => queues.background,
-        Lane::Front => TaskQueueHandle::default(),
-    };
     // The handle was made on this thread's executor and queues are never
     // removed, so the only error (queue not found) cannot happen.
-    glommio::spawn_local_into(future, handle).expect("a lane's queue exists on its executor")
+    glommio::spawn_local_into(future, queues.handle(lane))
+        .expect("a lane's queue exists on its executor")
+}
+
+impl Queues {
+    fn handle(&self, lane: Lane) -> TaskQueueHandle {
+        match lane {
+            Lane::Rt => self.rt,
+            Lane::Bulk => self.bulk,
+            Lane::Background => self.background,
+            Lane::Front => TaskQueueHandle::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +284,42 @@ mod tests {
                     "rt slept {SLEEPS} x {SLEEP_MS} ms only after bulk spun {SPIN_MS_MAX} ms"
                 );
                 rt.await;
+            });
+    }
+
+    #[test]
+    fn given_bulk_work_when_usage_is_read_twice_then_its_time_and_runs_add_up() {
+        const SPIN_MS: u64 = 20;
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .unwrap()
+            .run(async {
+                assert!(usage().is_empty(), "no lanes, no usage");
+                open_on_this_executor();
+                let spin = || async {
+                    let until = std::time::Instant::now() + Duration::from_millis(SPIN_MS);
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                };
+                spawn(Lane::Bulk, spin()).await;
+                let first = usage();
+                let names: Vec<_> = first.iter().map(|(l, _)| l.name()).collect();
+                assert_eq!(names, ["rt", "bulk", "background", "front"]);
+                let bulk = first[1].1;
+                assert!(bulk.busy >= Duration::from_millis(SPIN_MS), "{bulk:?}");
+                assert!(bulk.runs >= 1);
+                assert_eq!(first[2].1, LaneUsage::default(), "background ran nothing");
+                spawn(Lane::Bulk, spin()).await;
+                let second = usage()[1].1;
+                assert!(
+                    second.busy >= bulk.busy + Duration::from_millis(SPIN_MS),
+                    "{second:?}"
+                );
+                assert!(
+                    second.runs > bulk.runs,
+                    "totals, not glommio's reset figures"
+                );
             });
     }
 

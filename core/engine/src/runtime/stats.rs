@@ -195,6 +195,12 @@ pub struct ShardStats {
     /// Records appended since the last snapshot began (what a restart
     /// replays beyond it).
     pub records_since_snapshot: u64,
+    /// What each lane's task queue has had of the shard's executor since
+    /// start (ADR 0015): CPU time and runs.
+    pub lanes: Vec<(
+        crate::runtime::lanes::Lane,
+        crate::runtime::lanes::LaneUsage,
+    )>,
 }
 
 impl ShardStats {

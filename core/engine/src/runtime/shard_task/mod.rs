@@ -683,6 +683,7 @@ impl ShardTask {
             space_low: self.space_low(),
             snapshot_age_ms: self.snapshot_durable_ms.map(|t| now_ms.saturating_sub(t)),
             records_since_snapshot: self.records_since_snapshot,
+            lanes: lanes::usage(),
         }
     }
 
