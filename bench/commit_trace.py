@@ -14,7 +14,9 @@ events, and the hub's /metrics before and after the recorded window. Prints:
   submits, and from an fdatasync's completion to the next write it submits
   (the shard thread's ring carries every log's writes, the prewriter's
   zeros included, so these are the gaps on that ring, not of one log);
-- the hub's own commit latency (write to fdatasync's return) over the window.
+- the hub's own commit latency (write to fdatasync's return) over the window;
+- each lane's share of the shard executor's time over the window, its runs
+  and its mean run (gonets_shard_lane_*).
 
 Usage: commit_trace.py PERF_SCRIPT METRICS_BEFORE METRICS_AFTER
 """
@@ -33,6 +35,7 @@ IO_LINK = 0x4
 BLOCK = re.compile(r"\S+ (\S+) (?:\d+ )?\(\) (\d+) \+ (\d+)")
 BUCKET = re.compile(r'(\w+)_bucket\{(.*),le="([^"]+)"\} (\S+)')
 SUM_COUNT = re.compile(r"(\w+)_(sum|count)\{(.*)\} (\S+)")
+LANE = re.compile(r'gonets_shard_lane_(busy_seconds|runs)_total\{shard="(\d+)",lane="(\w+)"\} (\S+)')
 DISK_OPS = ("WRITE", "WRITE_FIXED", "FSYNC")
 
 
@@ -160,6 +163,32 @@ def commit_latency(before, after):
     return lines
 
 
+def lane_usage(before, after):
+    """Each shard's lanes over the window: busy share, runs, mean run."""
+    def load(path):
+        figures = {}
+        with open(path) as f:
+            for line in f:
+                m = LANE.match(line)
+                if m:
+                    what, shard, lane, value = m.groups()
+                    figures[(shard, lane, what)] = float(value)
+        return figures
+    b0, b1 = load(before), load(after)
+    lines = []
+    for shard in sorted({k[0] for k in b1}):
+        lanes = sorted({k[1] for k in b1 if k[0] == shard})
+        busy = {l: b1.get((shard, l, "busy_seconds"), 0) - b0.get((shard, l, "busy_seconds"), 0)
+                for l in lanes}
+        total = sum(busy.values()) or 1.0
+        for lane in lanes:
+            runs = b1.get((shard, lane, "runs"), 0) - b0.get((shard, lane, "runs"), 0)
+            lines.append("  shard %s %-10s busy %.3f s (%2.0f %%), runs %d, mean run %.3f ms" % (
+                shard, lane, busy[lane], busy[lane] / total * 100, runs,
+                busy[lane] / max(runs, 1) * 1e3))
+    return lines
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -178,6 +207,9 @@ def main():
         print("  %s: %s" % (what, quantiles(values)))
     print("The hub's commit latency over the window (write to fdatasync's return):")
     for line in commit_latency(sys.argv[2], sys.argv[3]) or ["  none read"]:
+        print(line)
+    print("The shard executor's lanes over the window:")
+    for line in lane_usage(sys.argv[2], sys.argv[3]) or ["  none read"]:
         print(line)
 
 
