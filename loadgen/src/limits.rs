@@ -874,7 +874,7 @@ fn write4k_parallel(dir: &Path, each: Duration, threads: usize) -> Result<Quanti
     let workers: Vec<_> = (0..threads)
         .map(|i| {
             let dir = dir.to_path_buf();
-            thread::spawn(move || write4k_written_loop(&dir, i, each))
+            thread::spawn(move || write4k_written_file(&dir, &format!("4k-parallel-{i}"), each))
         })
         .collect();
     let mut all = ns_histogram();
@@ -938,12 +938,6 @@ fn stream_until(dir: &Path, stop: &AtomicBool) -> Result<(u64, Duration), String
         bytes += STREAM_WRITE_BYTES as u64;
     }
     Ok((bytes, start.elapsed()))
-}
-
-/// One thread of [`write4k_parallel`]: its file written once over
-/// `PARALLEL_FILE_BLOCKS` blocks, then 4 KiB writes + `fdatasync` over them.
-fn write4k_written_loop(dir: &Path, i: usize, each: Duration) -> Result<Histogram<u64>, String> {
-    write4k_written_file(dir, &format!("4k-parallel-{i}"), each)
 }
 
 /// A file `name` written once over `PARALLEL_FILE_BLOCKS` blocks, then 4

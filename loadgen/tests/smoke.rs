@@ -196,8 +196,10 @@ fn given_json_schema_format_when_bulk_runs_then_every_record_passes_the_door_and
     assert_eq!(p["extra"]["drained"], 1000);
 }
 
-#[test]
-fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
+/// Runs `mixed` (one sender, 4 in flight, plus `extra`), checks that
+/// every rt call of both phases was answered and every bulk request
+/// drained, and returns the run's JSON.
+fn mixed_with_both_paths(extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
         "mixed",
@@ -208,6 +210,7 @@ fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
         "--window",
         "4",
     ];
+    args.extend(extra);
     args.extend(RT);
     let (_, v) = loadgen(dir.path(), "mixed", &args);
     for name in ["rt-alone", "rt-with-bulk"] {
@@ -219,38 +222,22 @@ fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
     no_errors(bulk);
     assert!(bulk["ok"].as_u64().unwrap() > 0);
     assert_eq!(bulk["extra"]["drained"], bulk["ok"], "all bulk drained");
+    v
+}
+
+#[test]
+fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
+    mixed_with_both_paths(&[]);
 }
 
 #[test]
 fn given_rt_cores_when_mixed_runs_then_the_rt_half_has_its_own_thread_and_both_paths_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "mixed",
-        "--security",
-        "plain",
-        "--senders",
-        "1",
-        "--window",
-        "4",
-        "--rt-cores",
-        "0",
-    ];
-    args.extend(RT);
-    let (_, v) = loadgen(dir.path(), "mixed", &args);
+    let v = mixed_with_both_paths(&["--rt-cores", "0"]);
     assert_eq!(v["setup"]["generator_rt_cores"], serde_json::json!([0]));
     assert_eq!(
         v["setup"]["generator_threads"], 2,
         "one bulk thread, one rt"
     );
-    for name in ["rt-alone", "rt-with-bulk"] {
-        let p = phase(&v, name);
-        no_errors(p);
-        assert_eq!(p["ok"], p["issued"], "{name}");
-    }
-    let bulk = phase(&v, "bulk-with-rt");
-    no_errors(bulk);
-    assert!(bulk["ok"].as_u64().unwrap() > 0);
-    assert_eq!(bulk["extra"]["drained"], bulk["ok"], "all bulk drained");
 }
 
 #[test]

@@ -49,6 +49,12 @@ fn gauges(registry: &mut Registry, name: &str, help: &str) -> Gauges {
     family
 }
 
+fn float_counters(registry: &mut Registry, name: &str, help: &str) -> FloatCounters {
+    let family = FloatCounters::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 fn float_gauges(registry: &mut Registry, name: &str, help: &str) -> FloatGauges {
     let family = FloatGauges::default();
     registry.register(name, help, family.clone());
@@ -331,11 +337,10 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
 
 /// What each lane's task queue has had of its shard's executor (ADR 0015).
 fn lane_usage(registry: &mut Registry, stats: &[ShardStats]) {
-    let busy = FloatCounters::default();
-    registry.register(
+    let busy = float_counters(
+        registry,
         "gonets_shard_lane_busy_seconds",
         "CPU time the shard's executor ran each lane's task queue (rt, bulk, background, front: the network front ends)",
-        busy.clone(),
     );
     let runs = counters(
         registry,
