@@ -77,6 +77,8 @@ impl LogFlags {
 pub enum DurabilityFlag {
     /// Every commit is fdatasync'd.
     Fdatasync,
+    /// Each batch written O_DSYNC: durable when its write returns.
+    Dsync,
     /// No fdatasync: survives a process crash only.
     None,
 }
@@ -85,6 +87,7 @@ impl From<DurabilityFlag> for Durability {
     fn from(d: DurabilityFlag) -> Durability {
         match d {
             DurabilityFlag::Fdatasync => Durability::Fdatasync,
+            DurabilityFlag::Dsync => Durability::Dsync,
             DurabilityFlag::None => Durability::None,
         }
     }
@@ -109,6 +112,7 @@ pub fn positive_at_most(max: f64) -> impl Fn(&str) -> Result<f64, String> + Clon
 pub fn durability_name(d: Durability) -> &'static str {
     match d {
         Durability::Fdatasync => "fdatasync",
+        Durability::Dsync => "dsync",
         Durability::None => "none",
     }
 }

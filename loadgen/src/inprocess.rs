@@ -94,13 +94,14 @@ pub struct InProcessSpec {
     pub keep: bool,
 }
 
-/// Parses `--durability fdatasync|none`.
+/// Parses `--durability fdatasync|dsync|none`.
 pub fn durability(name: &str) -> Result<Durability, String> {
     match name {
         "fdatasync" => Ok(Durability::Fdatasync),
+        "dsync" => Ok(Durability::Dsync),
         "none" => Ok(Durability::None),
         other => Err(format!(
-            "--durability {other:?}: expected fdatasync or none"
+            "--durability {other:?}: expected fdatasync, dsync or none"
         )),
     }
 }
@@ -108,6 +109,7 @@ pub fn durability(name: &str) -> Result<Durability, String> {
 fn durability_name(d: Durability) -> &'static str {
     match d {
         Durability::Fdatasync => "fdatasync group commit",
+        Durability::Dsync => "O_DSYNC batch writes",
         Durability::None => "none (survives a process crash only)",
     }
 }

@@ -123,6 +123,10 @@ struct Args {
     /// ms (`[commit] unawaited_delay_ms`, ADR 0025; 0: every turn commits).
     #[arg(long)]
     unawaited_commit_ms: Option<u64>,
+    /// Embedded hub: how a batch is made durable, `fdatasync` or `dsync`
+    /// (`[commit] sync`, ADR 0027; default the hub's, fdatasync).
+    #[arg(long, value_parser = ["fdatasync", "dsync"])]
+    commit_sync: Option<String>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -673,6 +677,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         args.commit_batch_kib,
         args.bulk_unwritten_kib,
         args.unawaited_commit_ms,
+        args.commit_sync.as_deref(),
     );
     if let Some(mib) = args.attachment_write_mib_per_s {
         sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
@@ -704,6 +709,7 @@ fn commit_section(
     batch_kib: Option<u64>,
     bulk_unwritten_kib: Option<u64>,
     unawaited_ms: Option<u64>,
+    sync: Option<&str>,
 ) -> String {
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
@@ -717,6 +723,9 @@ fn commit_section(
     }
     if let Some(ms) = unawaited_ms {
         keys += &format!("unawaited_delay_ms = {ms}\n");
+    }
+    if let Some(sync) = sync {
+        keys += &format!("sync = {sync:?}\n");
     }
     if keys.is_empty() {
         keys
@@ -835,16 +844,17 @@ mod tests {
 
     #[test]
     fn given_segment_and_batch_sizes_when_commit_section_then_hub_parses_them() {
-        let text = commit_section(Some(1024), Some(4096), Some(128), Some(0));
+        let text = commit_section(Some(1024), Some(4096), Some(128), Some(0), Some("dsync"));
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
         assert_eq!(file.commit.batch_bytes_max, Some(4 << 20));
         assert_eq!(file.commit.bulk_unwritten_bytes_max, Some(128 << 10));
         assert_eq!(file.commit.unawaited_delay_ms, Some(0));
+        assert_eq!(file.commit.sync.as_deref(), Some("dsync"));
     }
 
     #[test]
     fn given_no_sizes_when_commit_section_then_empty() {
-        assert_eq!(commit_section(None, None, None, None), "");
+        assert_eq!(commit_section(None, None, None, None, None), "");
     }
 }

@@ -11,6 +11,12 @@ pub enum Durability {
     /// A commit resolves after the batch is written and covered by `fdatasync`.
     /// Survives power loss. The default.
     Fdatasync,
+    /// A commit resolves when the batch's write completes, through the
+    /// segment opened `O_DSYNC`: the write returns once its data and the
+    /// metadata to read it back are on stable storage, as a write followed
+    /// by `fdatasync` would. Survives power loss. One write in flight, and
+    /// one I/O (not two) on each commit's path (ADR 0027).
+    Dsync,
     /// A commit resolves after the batch write completes, with no `fdatasync`:
     /// survives a process crash but **not** a power loss or kernel crash.
     /// For benchmarks that compare with peers run this way; never the default.

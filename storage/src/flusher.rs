@@ -79,6 +79,9 @@ struct SyncInFlight {
 struct Pipeline {
     unsynced: VecDeque<Unsynced>,
     sync: Option<SyncInFlight>,
+    /// With [`Durability::Dsync`]: the active segment opened `O_DSYNC`,
+    /// and the segment generation it was opened for.
+    dsync: Option<(u64, Rc<DmaFile>)>,
 }
 
 /// What the flusher does next.
@@ -127,6 +130,7 @@ impl Log {
         if let Some(sync) = pipe.sync.take() {
             let _ = sync.task.await;
         }
+        close_dsync(&mut pipe).await;
         self.flusher_stopped();
     }
 
@@ -199,6 +203,10 @@ impl Log {
         // Never two writes in flight to one block: wait out a zero write there.
         self.prewrite_clear_of(position, position + padded).await;
         let (file, path) = self.reserve_write(position, padded);
+        let file = match durability {
+            Durability::Dsync => self.dsync_file(pipe, &path).await?,
+            _ => file,
+        };
         let written = WrittenBatch {
             first_offset: batch.first_offset,
             record_count: batch.record_count,
@@ -216,13 +224,46 @@ impl Log {
             chain,
             started,
         });
-        if durability == Durability::None {
+        if durability == Durability::Dsync {
+            // The write returned, so it is durable (O_DSYNC); the journal
+            // records it as a write and its sync.
+            journal!(crate::journal::sync(&path));
+        }
+        if durability != Durability::Fdatasync {
+            // One batch in flight: everything unsynced is this batch.
             let all = pipe.unsynced.len();
             self.durable(pipe, all);
         } else if pipe.sync.is_none() {
             pipe.sync = self.start_sync(pipe);
         }
         Ok(())
+    }
+
+    /// The active segment opened `O_DSYNC` for batch writes (ADR 0027):
+    /// opened once per segment, on its first batch; the previous segment's
+    /// is closed then. A failed open poisons the log like a failed write.
+    async fn dsync_file(
+        &self,
+        pipe: &mut Pipeline,
+        path: &Path,
+    ) -> Result<Rc<DmaFile>, PoisonCause> {
+        let generation = self.state.borrow().segment_generation;
+        if let Some((g, file)) = &pipe.dsync {
+            if *g == generation {
+                return Ok(file.clone());
+            }
+        }
+        close_dsync(pipe).await;
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(path)
+            .await
+            .map_err(|e| cause_of(os_error(e), PoisonCause::Write))?;
+        let file = Rc::new(file);
+        pipe.dsync = Some((generation, file.clone()));
+        Ok(file)
     }
 
     /// Waits until every batch written is durable (before a roll).
@@ -298,6 +339,16 @@ impl Log {
         );
         st.write_reserved_end = position + padded;
         st.active_segment()
+    }
+}
+
+/// Closes the `O_DSYNC` file of an earlier segment, if one is open and no
+/// write holds it.
+async fn close_dsync(pipe: &mut Pipeline) {
+    if let Some((_, file)) = pipe.dsync.take() {
+        if let Ok(file) = Rc::try_unwrap(file) {
+            let _ = file.close().await;
+        }
     }
 }
 

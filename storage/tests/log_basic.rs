@@ -361,3 +361,83 @@ fn given_small_segments_when_records_roll_them_then_each_roll_is_timed() {
         log.close().await.unwrap();
     });
 }
+
+/// The segment files this process holds open, with whether each descriptor
+/// was opened `O_DSYNC` (from `/proc/self/fdinfo`).
+fn open_segments(dir: &std::path::Path) -> Vec<(String, bool)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.parent() != Some(dir) || target.extension().is_none_or(|e| e != "seg") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap_or(0);
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        out.push((name, flags & libc::O_DSYNC as u32 != 0));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn given_dsync_durability_when_batches_commit_then_the_active_segment_is_written_through_an_o_dsync_descriptor(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            durability: gonets_storage::Durability::Dsync,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&path, config.clone()).await.unwrap();
+        let mut last = 0;
+        for i in 0..400u64 {
+            last = log.append(&vec![7u8; 1500], i, 0).await.unwrap();
+            if i % 5 == 0 {
+                log.commit(last).await.unwrap();
+            }
+        }
+        log.commit(last).await.unwrap();
+        assert!(log.stats().segments > 1, "small segments must roll");
+        let open = open_segments(&path);
+        let dsync: Vec<_> = open.iter().filter(|(_, d)| *d).collect();
+        // One O_DSYNC descriptor, on the active (last) segment: the rolled
+        // ones were closed at the roll.
+        assert_eq!(dsync.len(), 1, "{open:?}");
+        let active = open.iter().map(|(n, _)| n).max().unwrap();
+        assert_eq!(&dsync[0].0, active, "{open:?}");
+        log.close().await.unwrap();
+        let (log, report) = Log::open(&path, config).await.unwrap();
+        assert_eq!(report.next_offset, 400);
+        assert!(report.corruptions.is_empty());
+        assert!(matches!(log.read(399), Slot::Present(_)));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn given_fdatasync_durability_when_batches_commit_then_no_descriptor_is_o_dsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
+            .await
+            .unwrap();
+        let last = log.append(&[1u8; 100], 0, 0).await.unwrap();
+        log.commit(last).await.unwrap();
+        let open = open_segments(&path);
+        assert!(!open.is_empty() && open.iter().all(|(_, d)| !d), "{open:?}");
+        log.close().await.unwrap();
+    });
+}

@@ -15,14 +15,15 @@
 use glommio::{LocalExecutorBuilder, Placement};
 use gonets_storage::journal::replay::{describe, FileImage};
 use gonets_storage::journal::{self, IoEvent};
-use gonets_storage::{Log, LogConfig, Slot};
+use gonets_storage::{Durability, Log, LogConfig, Slot};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-fn config() -> LogConfig {
+fn config(durability: Durability) -> LogConfig {
     LogConfig {
+        durability,
         segment_size_bytes: 64 << 10,
         batch_bytes_max: 16 << 10,
         checkpoint_interval_bytes: 48 << 10,
@@ -113,13 +114,13 @@ impl Disk {
 
 /// Runs a workload with concurrent appenders, segment rolls, checkpoints and
 /// retention, and returns the journal of what it did.
-fn record_workload(dir: PathBuf) -> Vec<IoEvent> {
+fn record_workload(dir: PathBuf, durability: Durability) -> Vec<IoEvent> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .make()
         .unwrap()
         .run(async move {
             journal::start();
-            let (log, _) = Log::open(&dir, config()).await.unwrap();
+            let (log, _) = Log::open(&dir, config(durability)).await.unwrap();
             let log = Rc::new(log);
             let mut tasks = vec![];
             for t in 0..4u64 {
@@ -170,8 +171,21 @@ fn record_workload(dir: PathBuf) -> Vec<IoEvent> {
 
 #[test]
 fn given_power_loss_at_every_step_when_unsynced_writes_dropped_then_acknowledged_records_intact() {
+    crash_at_every_step(Durability::Fdatasync);
+}
+
+/// Batches written through an `O_DSYNC` descriptor (ADR 0027): the journal
+/// counts each batch write durable when it returns, and nothing else.
+#[test]
+fn given_dsync_batch_writes_when_power_is_lost_at_every_step_then_acknowledged_records_intact() {
+    crash_at_every_step(Durability::Dsync);
+}
+
+/// Records the workload under `durability`, then recovers every disk a
+/// power loss after each of its I/O events may leave.
+fn crash_at_every_step(durability: Durability) {
     let tmp = tempfile::tempdir().unwrap();
-    let events = record_workload(tmp.path().join("live"));
+    let events = record_workload(tmp.path().join("live"), durability);
     let syncs = events
         .iter()
         .filter(|e| matches!(e, IoEvent::Sync { .. }))
@@ -198,7 +212,7 @@ fn given_power_loss_at_every_step_when_unsynced_writes_dropped_then_acknowledged
                 for variant in 0..2 {
                     let dir = root.join(format!("crash-{k}-{variant}"));
                     disk.materialize(&dir, &mut rng);
-                    let (log, report) = match Log::open(&dir, config()).await {
+                    let (log, report) = match Log::open(&dir, config(durability)).await {
                         Ok(x) => x,
                         Err(err) => panic!(
                             "crash point {k}/{variant} ({}): recovery failed: {err}",
@@ -233,5 +247,5 @@ fn given_power_loss_at_every_step_when_unsynced_writes_dropped_then_acknowledged
             }
             (points, disk.acknowledged)
         });
-    println!("power-loss crash points: {points}, acknowledged at end: {max_ack}, lost: 0");
+    println!("power-loss crash points ({durability:?}): {points}, acknowledged at end: {max_ack}, lost: 0");
 }

@@ -263,7 +263,7 @@ fn logs(registry: &mut Registry, stats: &[ShardStats]) {
     let syncs = counters(
         registry,
         "gonets_log_fdatasyncs",
-        "fdatasync calls that covered a batch since start",
+        "Syncs that made a batch durable since start: fdatasync calls, or O_DSYNC batch writes ([commit] sync)",
     );
     let written = counters(
         registry,

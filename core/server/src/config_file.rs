@@ -16,6 +16,7 @@ use crate::ServerError;
 use gonets_engine::registry::Registry;
 use gonets_engine::runtime::HubConfig;
 use gonets_proto::Limits;
+use gonets_storage::Durability;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -174,6 +175,11 @@ pub struct CommitSection {
     /// answer, delivery events) waits for a commit, ms (ADR 0025; default
     /// 5, at most 1000; 0: every turn commits what it appended).
     pub unawaited_delay_ms: Option<u64>,
+    /// How a batch is made durable (ADR 0027): `fdatasync` (the default; a
+    /// write, then an `fdatasync` that overlaps the next write) or `dsync`
+    /// (the segment written through an `O_DSYNC` descriptor: one I/O a
+    /// commit). Both survive power loss.
+    pub sync: Option<String>,
 }
 
 /// `[retention]`.
@@ -314,6 +320,9 @@ impl ConfigFile {
         if let Some(b) = self.commit.batch_bytes_max {
             hub.log.batch_bytes_max = b;
         }
+        if let Some(sync) = &self.commit.sync {
+            hub.log.durability = commit_sync(sync)?;
+        }
         if let Some(b) = self.commit.bulk_unwritten_bytes_max {
             if b < 4096 {
                 return Err(ServerError::Config(format!(
@@ -453,9 +462,46 @@ pub fn ensure_dev_certs(dir: &Path, registry: &Registry) -> Result<tls::DevCerts
     Ok(tls::make_dev_certs(dir, &ids, &["localhost", "127.0.0.1"])?)
 }
 
+/// `[commit] sync`: the durability it names; only the ones that survive a
+/// power loss.
+fn commit_sync(name: &str) -> Result<Durability, ServerError> {
+    match name {
+        "fdatasync" => Ok(Durability::Fdatasync),
+        "dsync" => Ok(Durability::Dsync),
+        other => Err(ServerError::Config(format!(
+            "[commit] sync = {other:?}: expected \"fdatasync\" or \"dsync\""
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_commit_sync_when_resolved_then_the_log_takes_it_and_an_unsafe_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(default.log.durability, Durability::Fdatasync);
+        let file = ConfigFile::parse("[commit]\nsync = \"dsync\"\n").unwrap();
+        assert_eq!(
+            file.hub_config(dir.path()).unwrap().log.durability,
+            Durability::Dsync
+        );
+        for bad in ["none", "fsync", ""] {
+            let file = ConfigFile::parse(&format!("[commit]\nsync = {bad:?}\n")).unwrap();
+            let Err(ServerError::Config(why)) = file.hub_config(dir.path()) else {
+                panic!("sync = {bad:?} was taken");
+            };
+            assert!(
+                why.contains("[commit] sync") && why.contains("dsync"),
+                "{why}"
+            );
+        }
+    }
 
     #[test]
     fn given_a_bulk_unwritten_bound_when_resolved_then_the_hub_takes_it_and_a_tiny_one_is_refused()

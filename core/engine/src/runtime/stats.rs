@@ -138,7 +138,8 @@ pub struct LogReport {
     pub stats: LogStats,
     /// Its segment size, bytes: `stats.segments` of them are on disk.
     pub segment_size_bytes: u64,
-    /// True when each batch write is covered by an `fdatasync`.
+    /// True when each batch write is made durable (by an `fdatasync`, or
+    /// written `O_DSYNC`).
     pub syncs: bool,
 }
 
@@ -153,7 +154,8 @@ impl LogReport {
         self.stats.written.batches
     }
 
-    /// `fdatasync` calls that covered a batch since open.
+    /// Syncs that made a batch durable since open: `fdatasync` calls, or
+    /// `O_DSYNC` batch writes (each is its own sync).
     pub fn fdatasyncs(&self) -> u64 {
         if self.syncs {
             self.stats.written.batches

@@ -198,7 +198,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         space_low_seen: false,
         replies_sent: ReplyCounts::default(),
         segment_size_bytes: start.log_config.segment_size_bytes,
-        log_syncs: start.log_config.durability == Durability::Fdatasync,
+        log_syncs: start.log_config.durability != Durability::None,
         bulk_unwritten_bytes_max: start.bulk_unwritten_bytes_max,
         unawaited_commit_delay_ms: start.unawaited_commit_delay_ms,
         unawaited_commit_at_ms: None,
@@ -277,7 +277,7 @@ struct ShardTask {
     replies_sent: ReplyCounts,
     /// Segment size of both logs, bytes (for the operator's log sizes).
     segment_size_bytes: u64,
-    /// Both logs `fdatasync` each batch.
+    /// Both logs make each batch durable (`fdatasync` or `O_DSYNC`).
     log_syncs: bool,
     /// Unwritten log bytes above which bulk commands wait in their inbox
     /// (while rt commands come).
