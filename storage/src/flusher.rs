@@ -28,6 +28,10 @@
 //! - nothing else writes below `write_reserved_end` (the end of every batch
 //!   written or being written); the prewriter starts above it.
 //!
+//! With [`Durability::Dsync`] the write is the sync: the batch goes through
+//! a descriptor of the active segment opened `O_DSYNC`, so it is durable
+//! when the write returns, and one batch is in flight at a time (ADR 0027).
+//!
 //! A crash with a batch written but not synced leaves what a crash during
 //! any write leaves: recovery finds the last whole batch by its marker and
 //! chain and truncates after it; nothing acknowledged was in that batch.
