@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const SIZES: [usize; 3] = [128, 1024, 4096];
-const DURABILITIES: [Durability; 2] = [Durability::Fdatasync, Durability::None];
+const DURABILITIES: [Durability; 3] = [Durability::Dsync, Durability::Fdatasync, Durability::None];
 /// Records per awaited commit in the single-stream shape.
 const K: u64 = 64;
 /// Producer tasks in the concurrent shape, each awaiting its own commit.

@@ -63,8 +63,9 @@ struct Args {
     /// first of --cores.
     #[arg(long)]
     in_process: bool,
-    /// In-process hub: what a commit waits for, `fdatasync` or `none`.
-    #[arg(long, default_value = "fdatasync")]
+    /// In-process hub: what a commit waits for, `dsync` (the hub's
+    /// default, ADR 0027), `fdatasync` or `none`.
+    #[arg(long, default_value = "dsync")]
     durability: String,
     /// In-process hub: records between state snapshots (default: the hub's).
     #[arg(long)]
@@ -124,7 +125,7 @@ struct Args {
     #[arg(long)]
     unawaited_commit_ms: Option<u64>,
     /// Embedded hub: how a batch is made durable, `fdatasync` or `dsync`
-    /// (`[commit] sync`, ADR 0027; default the hub's, fdatasync).
+    /// (`[commit] sync`, ADR 0027; default the hub's, dsync).
     #[arg(long, value_parser = ["fdatasync", "dsync"])]
     commit_sync: Option<String>,
 

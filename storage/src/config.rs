@@ -9,13 +9,13 @@ use crate::segment::SEGMENT_HEADER_BYTES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// A commit resolves after the batch is written and covered by `fdatasync`.
-    /// Survives power loss. The default.
+    /// Survives power loss.
     Fdatasync,
     /// A commit resolves when the batch's write completes, through the
     /// segment opened `O_DSYNC`: the write returns once its data and the
     /// metadata to read it back are on stable storage, as a write followed
     /// by `fdatasync` would. Survives power loss. One write in flight, and
-    /// one I/O (not two) on each commit's path (ADR 0027).
+    /// one I/O (not two) on each commit's path (ADR 0027). The default.
     Dsync,
     /// A commit resolves after the batch write completes, with no `fdatasync`:
     /// survives a process crash but **not** a power loss or kernel crash.
@@ -97,7 +97,8 @@ impl Default for LogConfig {
             batch_buffers_max: 8,
             commit_window_us: 0,
             commit_window_bytes: 256 << 10,
-            durability: Durability::Fdatasync,
+            // ADR 0027: one I/O a commit; measured faster beside bulk.
+            durability: Durability::Dsync,
             checkpoint_interval_bytes: 64 << 20,
             index_interval_bytes: 64 << 10,
             prewrite_ahead_bytes: 32 << 20,

@@ -154,10 +154,16 @@ impl Log {
         }
         self.durable(pipe, sync.covers);
         pipe.sync = self.start_sync(pipe);
-        // Never waits for a checkpoint another task is writing (the shard's
-        // after a snapshot, in the background lane): the flusher is on every
-        // commit's path, so it would wait at that task's priority. The next
-        // durable batch looks again.
+        self.checkpoint_if_due().await;
+        Ok(())
+    }
+
+    /// Writes a checkpoint when enough was committed since the last one.
+    /// Never waits for a checkpoint another task is writing (the shard's
+    /// after a snapshot, in the background lane): the flusher is on every
+    /// commit's path, so it would wait at that task's priority. The next
+    /// durable batch looks again.
+    async fn checkpoint_if_due(&self) {
         let due_checkpoint = {
             let st = self.state.borrow();
             st.bytes_since_checkpoint >= st.config.checkpoint_interval_bytes && !st.checkpoint_busy
@@ -168,7 +174,6 @@ impl Log {
                 tracing::warn!(error = %e, "checkpoint failed; recovery will scan from the previous one");
             }
         }
-        Ok(())
     }
 
     /// Takes the next due batch, seals and writes it; starts a sync for it
@@ -230,13 +235,18 @@ impl Log {
         });
         if durability == Durability::Dsync {
             // The write returned, so it is durable (O_DSYNC); the journal
-            // records it as a write and its sync.
+            // records it as a write and its sync. The sync's fail point
+            // fires here: written, not durable, as a failed fdatasync.
+            if let Some(errno) = injected("storage::fdatasync") {
+                return Err(PoisonCause::Sync(errno));
+            }
             journal!(crate::journal::sync(&path));
         }
         if durability != Durability::Fdatasync {
             // One batch in flight: everything unsynced is this batch.
             let all = pipe.unsynced.len();
             self.durable(pipe, all);
+            self.checkpoint_if_due().await;
         } else if pipe.sync.is_none() {
             pipe.sync = self.start_sync(pipe);
         }

@@ -391,13 +391,14 @@ fn open_segments(dir: &std::path::Path) -> Vec<(String, bool)> {
 }
 
 #[test]
-fn given_dsync_durability_when_batches_commit_then_the_active_segment_is_written_through_an_o_dsync_descriptor(
+fn given_dsync_durability_when_batches_commit_then_written_through_an_o_dsync_descriptor_and_checkpointed(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
         let config = LogConfig {
             durability: gonets_storage::Durability::Dsync,
+            checkpoint_interval_bytes: 64 << 10,
             ..LogConfig::small_for_tests()
         };
         let (log, _) = Log::open(&path, config.clone()).await.unwrap();
@@ -417,8 +418,11 @@ fn given_dsync_durability_when_batches_commit_then_the_active_segment_is_written
         assert_eq!(dsync.len(), 1, "{open:?}");
         let active = open.iter().map(|(n, _)| n).max().unwrap();
         assert_eq!(&dsync[0].0, active, "{open:?}");
-        log.close().await.unwrap();
+        // A crash stand-in: no checkpoint at close. The flusher wrote them
+        // as commits went by (every 64 KiB), so recovery starts at one.
+        log.abandon().await;
         let (log, report) = Log::open(&path, config).await.unwrap();
+        assert!(report.from_checkpoint, "no checkpoint was written");
         assert_eq!(report.next_offset, 400);
         assert!(report.corruptions.is_empty());
         assert!(matches!(log.read(399), Slot::Present(_)));
@@ -431,9 +435,11 @@ fn given_fdatasync_durability_when_batches_commit_then_no_descriptor_is_o_dsync(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = Log::open(&path, LogConfig::small_for_tests())
-            .await
-            .unwrap();
+        let config = LogConfig {
+            durability: gonets_storage::Durability::Fdatasync,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&path, config).await.unwrap();
         let last = log.append(&[1u8; 100], 0, 0).await.unwrap();
         log.commit(last).await.unwrap();
         let open = open_segments(&path);

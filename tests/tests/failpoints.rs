@@ -8,7 +8,7 @@
 //! serializes the tests of this file and clears every fail point.
 
 use fail::FailScenario;
-use gonets_storage::{Log, LogConfig, LogError, PoisonCause, Slot};
+use gonets_storage::{Durability, Log, LogConfig, LogError, PoisonCause, Slot};
 use gonets_tests::{
     append_expected, append_until_error, block_on, check_log_contents, check_offsets, segment_files,
 };
@@ -136,6 +136,7 @@ async fn check_refuses_forever(
 /// the failure, and checks the poisoned log (single writer).
 fn single_writer_until_poisoned(
     dir: &Path,
+    durability: Durability,
     point: &'static str,
     actions: &str,
     cause: PoisonCause,
@@ -143,7 +144,11 @@ fn single_writer_until_poisoned(
     let dir = dir.to_path_buf();
     let actions = actions.to_string();
     block_on(async move {
-        let (log, _) = Log::open(&dir, LogConfig::small_for_tests()).await.unwrap();
+        let config = LogConfig {
+            durability,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&dir, config).await.unwrap();
         let mut rng = StdRng::seed_from_u64(0x6f6e_6574);
         for _ in 0..3 {
             append_expected(&log).await.unwrap();
@@ -210,23 +215,36 @@ fn reopen_and_verify(dir: &Path, acked_end: u64, next_range: RangeInclusive<u64>
 fn given_nth_write_fails_with_eio_when_committing_then_poisoned_and_acknowledged_records_survive_reopen(
 ) {
     let scenario = FailScenario::setup();
-    let dir = tempfile::tempdir().unwrap();
-    let cause = PoisonCause::Write(libc::EIO);
-    let at = single_writer_until_poisoned(dir.path(), "storage::write", "5*off->return", cause);
-    assert!(at.appended > at.durable, "the failed batch held records");
-    // The failed write never reached the file: the log ends where it was durable.
-    reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
+    // In both ways a batch is made durable (ADR 0027).
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = PoisonCause::Write(libc::EIO);
+        let at = single_writer_until_poisoned(
+            dir.path(),
+            durability,
+            "storage::write",
+            "5*off->return",
+            cause,
+        );
+        assert!(at.appended > at.durable, "the failed batch held records");
+        // The failed write never reached the file: the log ends where it was durable.
+        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
+    }
     scenario.teardown();
 }
 
 #[test]
 fn given_write_fails_with_erofs_when_committing_then_poison_cause_carries_that_errno() {
     let scenario = FailScenario::setup();
-    let dir = tempfile::tempdir().unwrap();
-    let cause = PoisonCause::Write(libc::EROFS);
-    let actions = format!("return({})", libc::EROFS);
-    let at = single_writer_until_poisoned(dir.path(), "storage::write", &actions, cause);
-    reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
+    // In both ways a batch is made durable (ADR 0027).
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = PoisonCause::Write(libc::EROFS);
+        let actions = format!("return({})", libc::EROFS);
+        let at =
+            single_writer_until_poisoned(dir.path(), durability, "storage::write", &actions, cause);
+        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
+    }
     scenario.teardown();
 }
 
@@ -234,22 +252,38 @@ fn given_write_fails_with_erofs_when_committing_then_poison_cause_carries_that_e
 fn given_nth_fdatasync_fails_when_committing_then_poisoned_never_retried_and_acknowledged_records_survive_reopen(
 ) {
     let scenario = FailScenario::setup();
-    let dir = tempfile::tempdir().unwrap();
-    let cause = PoisonCause::Sync(libc::EIO);
-    let at = single_writer_until_poisoned(dir.path(), "storage::fdatasync", "4*off->return", cause);
-    assert!(at.appended > at.durable, "the failed batch held records");
-    // Only the sync failed: the written batch may legitimately be found on reopen.
-    reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    // In both ways a batch is made durable (ADR 0027).
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = PoisonCause::Sync(libc::EIO);
+        let at = single_writer_until_poisoned(
+            dir.path(),
+            durability,
+            "storage::fdatasync",
+            "4*off->return",
+            cause,
+        );
+        assert!(at.appended > at.durable, "the failed batch held records");
+        // Only the sync failed: the written batch may legitimately be found on reopen.
+        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    }
     scenario.teardown();
 }
 
 #[test]
 fn given_segment_roll_fails_when_log_grows_then_poisoned_and_acknowledged_records_survive_reopen() {
     let scenario = FailScenario::setup();
+    let durability = Durability::Dsync;
     let dir = tempfile::tempdir().unwrap();
     let cause = PoisonCause::Roll(libc::EIO);
     // Armed after open: two rolls succeed, the third fails.
-    let at = single_writer_until_poisoned(dir.path(), "storage::roll", "2*off->return", cause);
+    let at = single_writer_until_poisoned(
+        dir.path(),
+        durability,
+        "storage::roll",
+        "2*off->return",
+        cause,
+    );
     assert_eq!(at.segments, 3, "the first segment and two successful rolls");
     assert_eq!(
         segment_files(dir.path()).len(),
@@ -276,6 +310,7 @@ struct Seen {
 /// the log; checks that every success is below the durable end and every failure typed.
 fn concurrent_writers_until_poisoned(
     dir: &Path,
+    durability: Durability,
     point: &'static str,
     actions: &str,
     cause: PoisonCause,
@@ -284,7 +319,11 @@ fn concurrent_writers_until_poisoned(
     let dir = dir.to_path_buf();
     let actions = actions.to_string();
     block_on(async move {
-        let (log, _) = Log::open(&dir, LogConfig::small_for_tests()).await.unwrap();
+        let config = LogConfig {
+            durability,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&dir, config).await.unwrap();
         fail::cfg(point, &actions).unwrap();
         let seen = Rc::new(RefCell::new(Seen::default()));
         let tasks: Vec<_> = (0..TASKS)
@@ -362,34 +401,57 @@ fn concurrent_writers_until_poisoned(
 #[test]
 fn given_concurrent_committers_when_nth_write_fails_then_no_commit_past_the_failure_succeeds() {
     let scenario = FailScenario::setup();
-    let dir = tempfile::tempdir().unwrap();
-    let cause = PoisonCause::Write(libc::EIO);
-    let at =
-        concurrent_writers_until_poisoned(dir.path(), "storage::write", "8*off->return", cause);
-    // The batch before the failed write may have been written with its
-    // fdatasync in flight (the flusher runs two deep): it can survive,
-    // unacknowledged, as after a failed fdatasync (at-least-once).
-    reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    // In both ways a batch is made durable (ADR 0027).
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = PoisonCause::Write(libc::EIO);
+        let at = concurrent_writers_until_poisoned(
+            dir.path(),
+            durability,
+            "storage::write",
+            "8*off->return",
+            cause,
+        );
+        // The batch before the failed write may have been written with its
+        // fdatasync in flight (the flusher runs two deep): it can survive,
+        // unacknowledged, as after a failed fdatasync (at-least-once).
+        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    }
     scenario.teardown();
 }
 
 #[test]
 fn given_concurrent_committers_when_nth_fdatasync_fails_then_no_commit_past_the_failure_succeeds() {
     let scenario = FailScenario::setup();
-    let dir = tempfile::tempdir().unwrap();
-    let cause = PoisonCause::Sync(libc::EIO);
-    let at =
-        concurrent_writers_until_poisoned(dir.path(), "storage::fdatasync", "8*off->return", cause);
-    reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    // In both ways a batch is made durable (ADR 0027).
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = PoisonCause::Sync(libc::EIO);
+        let at = concurrent_writers_until_poisoned(
+            dir.path(),
+            durability,
+            "storage::fdatasync",
+            "8*off->return",
+            cause,
+        );
+        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
+    }
     scenario.teardown();
 }
 
 #[test]
 fn given_concurrent_committers_when_segment_roll_fails_then_no_commit_past_the_failure_succeeds() {
     let scenario = FailScenario::setup();
+    let durability = Durability::Dsync;
     let dir = tempfile::tempdir().unwrap();
     let cause = PoisonCause::Roll(libc::EIO);
-    let at = concurrent_writers_until_poisoned(dir.path(), "storage::roll", "1*off->return", cause);
+    let at = concurrent_writers_until_poisoned(
+        dir.path(),
+        durability,
+        "storage::roll",
+        "1*off->return",
+        cause,
+    );
     assert_eq!(at.segments, 2, "the first segment and one successful roll");
     assert_eq!(segment_files(dir.path()).len(), 2);
     reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);

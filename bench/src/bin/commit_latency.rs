@@ -49,7 +49,7 @@ struct Flags {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     size: u64,
     /// What a commit waits for.
-    #[arg(long, value_enum, default_value = "fdatasync")]
+    #[arg(long, value_enum, default_value = "dsync")]
     durability: DurabilityFlag,
     /// Generator lateness that marks a load invalid, ms.
     #[arg(long, default_value_t = 5.0, value_parser = positive_at_most(60_000.0))]

@@ -175,10 +175,10 @@ pub struct CommitSection {
     /// answer, delivery events) waits for a commit, ms (ADR 0025; default
     /// 5, at most 1000; 0: every turn commits what it appended).
     pub unawaited_delay_ms: Option<u64>,
-    /// How a batch is made durable (ADR 0027): `fdatasync` (the default; a
-    /// write, then an `fdatasync` that overlaps the next write) or `dsync`
-    /// (the segment written through an `O_DSYNC` descriptor: one I/O a
-    /// commit). Both survive power loss.
+    /// How a batch is made durable (ADR 0027): `dsync` (the default: the
+    /// segment written through an `O_DSYNC` descriptor, one I/O a commit) or
+    /// `fdatasync` (a write, then an `fdatasync` that overlaps the next
+    /// write). Both survive power loss.
     pub sync: Option<String>,
 }
 
@@ -485,7 +485,10 @@ mod tests {
             .unwrap()
             .hub_config(dir.path())
             .unwrap();
-        assert_eq!(default.log.durability, Durability::Fdatasync);
+        assert_eq!(default.log.durability, Durability::Dsync);
+        let file = ConfigFile::parse("[commit]\nsync = \"fdatasync\"\n").unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.log.durability, Durability::Fdatasync);
         let file = ConfigFile::parse("[commit]\nsync = \"dsync\"\n").unwrap();
         assert_eq!(
             file.hub_config(dir.path()).unwrap().log.durability,
