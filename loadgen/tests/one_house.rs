@@ -108,7 +108,7 @@ fn given_in_process_when_workload_is_not_rt_or_bulk_or_a_target_is_given_then_cl
     assert!(String::from_utf8_lossy(&out.stderr).contains("one of --in-process"));
     let out = loadgen(&["rt", "--in-process", "--durability", "maybe"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fdatasync or none"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fdatasync, dsync or none"));
 }
 
 /// One run of `bench/storage.sh`'s layout, figures made up.

@@ -233,23 +233,37 @@ impl Log {
             chain,
             started,
         });
+        self.written(pipe, durability, &path).await
+    }
+
+    /// A batch's write returned: with `fdatasync`, a sync starts for it
+    /// unless one is in flight (the next one covers it); otherwise it is
+    /// durable now (dsync: the write was the sync; none: no sync at all).
+    async fn written(
+        &self,
+        pipe: &mut Pipeline,
+        durability: Durability,
+        _path: &Path,
+    ) -> Result<(), PoisonCause> {
+        if durability == Durability::Fdatasync {
+            if pipe.sync.is_none() {
+                pipe.sync = self.start_sync(pipe);
+            }
+            return Ok(());
+        }
         if durability == Durability::Dsync {
-            // The write returned, so it is durable (O_DSYNC); the journal
-            // records it as a write and its sync. The sync's fail point
-            // fires here: written, not durable, as a failed fdatasync.
+            // The journal records it as a write and its sync. The sync's
+            // fail point fires here: written, not durable, as after a
+            // failed fdatasync.
             if let Some(errno) = injected("storage::fdatasync") {
                 return Err(PoisonCause::Sync(errno));
             }
-            journal!(crate::journal::sync(&path));
+            journal!(crate::journal::sync(_path));
         }
-        if durability != Durability::Fdatasync {
-            // One batch in flight: everything unsynced is this batch.
-            let all = pipe.unsynced.len();
-            self.durable(pipe, all);
-            self.checkpoint_if_due().await;
-        } else if pipe.sync.is_none() {
-            pipe.sync = self.start_sync(pipe);
-        }
+        // One batch in flight: everything unsynced is this batch.
+        let all = pipe.unsynced.len();
+        self.durable(pipe, all);
+        self.checkpoint_if_due().await;
         Ok(())
     }
 
