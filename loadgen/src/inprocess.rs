@@ -106,7 +106,8 @@ pub fn durability(name: &str) -> Result<Durability, String> {
     }
 }
 
-fn durability_name(d: Durability) -> &'static str {
+/// How a durability is named in a run's setup.
+pub fn durability_name(d: Durability) -> &'static str {
     match d {
         Durability::Fdatasync => "fdatasync group commit",
         Durability::Dsync => "O_DSYNC batch writes",

@@ -648,6 +648,7 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 connections: args.connections,
                 sign: args.sign,
                 gateway: None,
+                durability: "the target hub's [commit] sync (not known to the generator)".into(),
             },
             None,
         )),
@@ -663,10 +664,21 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
                 connections: args.connections,
                 sign: args.sign,
                 gateway: h.gateway_addr(),
+                durability: embedded_durability(args)?,
             };
             Ok((t, Some(h)))
         }
     }
+}
+
+/// The embedded hub's durability as the run's setup names it: --commit-sync,
+/// or the log's default.
+fn embedded_durability(args: &Args) -> Result<String, String> {
+    let durability = match &args.commit_sync {
+        Some(name) => inprocess::durability(name)?,
+        None => gonets_storage::LogConfig::default().durability,
+    };
+    Ok(inprocess::durability_name(durability).to_string())
 }
 
 /// Starts a `gonets serve` child on --data-dir with the loadgen registry.

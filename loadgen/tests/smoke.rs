@@ -226,8 +226,15 @@ fn mixed_with_both_paths(extra: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-fn given_embedded_hub_when_mixed_runs_then_both_paths_run() {
-    mixed_with_both_paths(&[]);
+fn given_embedded_hub_when_mixed_runs_then_both_paths_run_and_the_hub_default_durability_is_named() {
+    let v = mixed_with_both_paths(&[]);
+    assert_eq!(v["setup"]["durability"], "O_DSYNC batch writes");
+}
+
+#[test]
+fn given_commit_sync_fdatasync_when_mixed_runs_then_both_paths_run_and_the_setup_names_it() {
+    let v = mixed_with_both_paths(&["--commit-sync", "fdatasync"]);
+    assert_eq!(v["setup"]["durability"], "fdatasync group commit");
 }
 
 #[test]

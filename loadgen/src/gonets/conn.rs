@@ -33,6 +33,8 @@ pub struct GonetsTarget {
     /// (`--via http`; with the native connections' security); providers
     /// stay on the native port.
     pub gateway: Option<SocketAddr>,
+    /// How the hub makes a batch durable, as the run's setup names it.
+    pub durability: String,
 }
 
 impl GonetsTarget {

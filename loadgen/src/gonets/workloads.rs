@@ -63,7 +63,7 @@ pub(crate) fn new_run(workload: &str, target: &GonetsTarget, cores: &Cores) -> R
     }
     result
         .setup
-        .insert("durability".into(), json!("fdatasync group commit"));
+        .insert("durability".into(), json!(target.durability));
     Run {
         result,
         curves: Vec::new(),
