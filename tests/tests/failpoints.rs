@@ -132,6 +132,17 @@ async fn check_refuses_forever(
     }
 }
 
+/// Runs `case` once for each way a batch is made durable (ADR 0027), each
+/// in a fresh directory, inside one fail-point scenario.
+fn in_both_durabilities(case: impl Fn(&Path, Durability)) {
+    let scenario = FailScenario::setup();
+    for durability in [Durability::Dsync, Durability::Fdatasync] {
+        let dir = tempfile::tempdir().unwrap();
+        case(dir.path(), durability);
+    }
+    scenario.teardown();
+}
+
 /// Opens a fresh log in `dir`, commits a few groups, arms `point` with `actions`, runs until
 /// the failure, and checks the poisoned log (single writer).
 fn single_writer_until_poisoned(
@@ -214,50 +225,33 @@ fn reopen_and_verify(dir: &Path, acked_end: u64, next_range: RangeInclusive<u64>
 #[test]
 fn given_nth_write_fails_with_eio_when_committing_then_poisoned_and_acknowledged_records_survive_reopen(
 ) {
-    let scenario = FailScenario::setup();
-    // In both ways a batch is made durable (ADR 0027).
-    for durability in [Durability::Dsync, Durability::Fdatasync] {
-        let dir = tempfile::tempdir().unwrap();
+    in_both_durabilities(|dir, durability| {
         let cause = PoisonCause::Write(libc::EIO);
-        let at = single_writer_until_poisoned(
-            dir.path(),
-            durability,
-            "storage::write",
-            "5*off->return",
-            cause,
-        );
+        let at =
+            single_writer_until_poisoned(dir, durability, "storage::write", "5*off->return", cause);
         assert!(at.appended > at.durable, "the failed batch held records");
         // The failed write never reached the file: the log ends where it was durable.
-        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
-    }
-    scenario.teardown();
+        reopen_and_verify(dir, at.acked_end, at.durable..=at.durable);
+    });
 }
 
 #[test]
 fn given_write_fails_with_erofs_when_committing_then_poison_cause_carries_that_errno() {
-    let scenario = FailScenario::setup();
-    // In both ways a batch is made durable (ADR 0027).
-    for durability in [Durability::Dsync, Durability::Fdatasync] {
-        let dir = tempfile::tempdir().unwrap();
+    in_both_durabilities(|dir, durability| {
         let cause = PoisonCause::Write(libc::EROFS);
         let actions = format!("return({})", libc::EROFS);
-        let at =
-            single_writer_until_poisoned(dir.path(), durability, "storage::write", &actions, cause);
-        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.durable);
-    }
-    scenario.teardown();
+        let at = single_writer_until_poisoned(dir, durability, "storage::write", &actions, cause);
+        reopen_and_verify(dir, at.acked_end, at.durable..=at.durable);
+    });
 }
 
 #[test]
 fn given_nth_fdatasync_fails_when_committing_then_poisoned_never_retried_and_acknowledged_records_survive_reopen(
 ) {
-    let scenario = FailScenario::setup();
-    // In both ways a batch is made durable (ADR 0027).
-    for durability in [Durability::Dsync, Durability::Fdatasync] {
-        let dir = tempfile::tempdir().unwrap();
+    in_both_durabilities(|dir, durability| {
         let cause = PoisonCause::Sync(libc::EIO);
         let at = single_writer_until_poisoned(
-            dir.path(),
+            dir,
             durability,
             "storage::fdatasync",
             "4*off->return",
@@ -265,9 +259,8 @@ fn given_nth_fdatasync_fails_when_committing_then_poisoned_never_retried_and_ack
         );
         assert!(at.appended > at.durable, "the failed batch held records");
         // Only the sync failed: the written batch may legitimately be found on reopen.
-        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
-    }
-    scenario.teardown();
+        reopen_and_verify(dir, at.acked_end, at.durable..=at.appended);
+    });
 }
 
 #[test]
@@ -400,13 +393,10 @@ fn concurrent_writers_until_poisoned(
 
 #[test]
 fn given_concurrent_committers_when_nth_write_fails_then_no_commit_past_the_failure_succeeds() {
-    let scenario = FailScenario::setup();
-    // In both ways a batch is made durable (ADR 0027).
-    for durability in [Durability::Dsync, Durability::Fdatasync] {
-        let dir = tempfile::tempdir().unwrap();
+    in_both_durabilities(|dir, durability| {
         let cause = PoisonCause::Write(libc::EIO);
         let at = concurrent_writers_until_poisoned(
-            dir.path(),
+            dir,
             durability,
             "storage::write",
             "8*off->return",
@@ -415,28 +405,23 @@ fn given_concurrent_committers_when_nth_write_fails_then_no_commit_past_the_fail
         // The batch before the failed write may have been written with its
         // fdatasync in flight (the flusher runs two deep): it can survive,
         // unacknowledged, as after a failed fdatasync (at-least-once).
-        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
-    }
-    scenario.teardown();
+        reopen_and_verify(dir, at.acked_end, at.durable..=at.appended);
+    });
 }
 
 #[test]
 fn given_concurrent_committers_when_nth_fdatasync_fails_then_no_commit_past_the_failure_succeeds() {
-    let scenario = FailScenario::setup();
-    // In both ways a batch is made durable (ADR 0027).
-    for durability in [Durability::Dsync, Durability::Fdatasync] {
-        let dir = tempfile::tempdir().unwrap();
+    in_both_durabilities(|dir, durability| {
         let cause = PoisonCause::Sync(libc::EIO);
         let at = concurrent_writers_until_poisoned(
-            dir.path(),
+            dir,
             durability,
             "storage::fdatasync",
             "8*off->return",
             cause,
         );
-        reopen_and_verify(dir.path(), at.acked_end, at.durable..=at.appended);
-    }
-    scenario.teardown();
+        reopen_and_verify(dir, at.acked_end, at.durable..=at.appended);
+    });
 }
 
 #[test]
