@@ -297,7 +297,33 @@ fn answer_times_in_metrics(api: std::net::SocketAddr) {
     assert_eq!(series("count"), Some(5.0), "{metrics}");
     assert_eq!(series("bucket"), Some(5.0), "the +Inf bucket: {metrics}");
     assert!(series("sum").is_some_and(|s| s >= 0.0), "{metrics}");
+    answer_stages_in_metrics(&metrics);
     promtool_check_metrics(&metrics);
+}
+
+/// Every answer sent over the native port was timed at each stage of its
+/// stay in the hub, once per stage, and its whole stay holds its commit.
+fn answer_stages_in_metrics(metrics: &str) {
+    let total = |stage: &str, suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("gonets_rt_stage_seconds_{suffix}{{"))
+                    && l.contains("op=\"answer\"")
+                    && l.contains(&format!("stage=\"{stage}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let answers = total("hub", "count");
+    assert!(answers >= 4.0, "FNS's answers: {metrics}");
+    for stage in ["spawn", "inbox", "shard", "out"] {
+        assert_eq!(total(stage, "count"), answers, "stage {stage}: {metrics}");
+    }
+    assert!(
+        total("hub", "sum") >= total("shard", "sum"),
+        "the whole stay holds the commit: {metrics}"
+    );
 }
 
 fn check_sla(report: &Value, call_answered: bool) {

@@ -75,6 +75,7 @@ pub(crate) fn render(
     logs(&mut registry, stats);
     shard_states(&mut registry, stats);
     lane_usage(&mut registry, stats);
+    rt_stages(&mut registry, stats);
     provider_states(&mut registry, providers);
     sla_counts(&mut registry, stats);
     answer_times(&mut registry, stats);
@@ -332,6 +333,28 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_log_roll_latency_seconds",
         "Rolls to a new segment: batches in flight settled, the next segment created, preallocated and synced; no batch is written meanwhile (power-of-two microsecond buckets)",
         rolls,
+    );
+}
+
+/// Where real-time calls and answers spent their time in the hub, by
+/// stage (`gonets_engine::runtime::rt_stages`), per shard executor.
+fn rt_stages(registry: &mut Registry, stats: &[ShardStats]) {
+    let mut series = Histograms::default();
+    for s in stats {
+        for (op, stage, h) in &s.rt_stages {
+            let labels = with(
+                with(shard_label(s.shard), "op", op.name()),
+                "stage",
+                stage.name(),
+            );
+            let sum_s = h.sum() as f64 / 1e6;
+            series.0.push((labels, log2_buckets(h, 1e-6), sum_s));
+        }
+    }
+    registry.register(
+        "gonets_rt_stage_seconds",
+        "Real-time calls and answers, each stage of their stay in the hub: spawn (frame read to its task running), inbox (handed to the shard to stepped), shard (stepped to reply sent: for a call the provider's turn and the answer's commit, for an answer its commit), out (reply taken to written), hub (frame read to reply written); power-of-two microsecond buckets",
+        series,
     );
 }
 

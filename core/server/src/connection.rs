@@ -9,13 +9,14 @@
 use crate::frame_within::read_frame_within;
 use crate::settings::{Security, ServerSettings};
 use crate::tls;
-use crate::writer::{write_loop, Outgoing, Output};
+use crate::writer::{write_loop, Mark, Outgoing, Output};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 use gonets_engine::runtime::lanes::{self, Lane};
+use gonets_engine::runtime::rt_stages::{self, RtOp, Stage};
 use gonets_engine::runtime::within::within;
 use gonets_engine::runtime::{HubHandle, Message, Session, Subscription};
 use gonets_proto::frame_io::{read_frame, ReadEnd};
@@ -28,6 +29,7 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -526,14 +528,28 @@ async fn start(
             conn.send(error_frame(id, &ErrorReply::from_hub(&e))).await;
         }
         op => {
+            let read_at = Instant::now();
             let command = decode(conn, frame)?;
             let conn = conn.clone();
             // A batch runs in the bulk lane, a call or an answer in the rt
             // lane (ADR 0015); a refused frame's reply is small: rt.
             let lane = command.as_ref().map_or(Lane::Rt, |c| conn.session.lane(c));
+            let timed = command.as_ref().ok().and_then(RtOp::of);
             lanes::spawn(lane, async move {
+                if let Some(op) = timed {
+                    rt_stages::note(op, Stage::Spawn, read_at);
+                }
                 if let Some(out) = operation(&conn, op, id, command).await {
+                    let replied_at = Instant::now();
                     conn.send_out(out).await;
+                    if let Some(op) = timed {
+                        let mark = Mark {
+                            op,
+                            read_at,
+                            replied_at,
+                        };
+                        conn.send_out(Outgoing::Mark(mark)).await;
+                    }
                 }
                 drop(permit);
             })

@@ -13,7 +13,9 @@
 use futures_lite::future;
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::LocalReceiver;
+use gonets_engine::runtime::rt_stages::{self, RtOp, Stage};
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 /// Bytes one round gathers at most before it is written.
 const ROUND_BYTES_MAX: usize = 256 * 1024;
@@ -32,6 +34,20 @@ pub(crate) enum Outgoing {
     Parts(Vec<u8>, Vec<bytes::Bytes>),
     /// Write what is queued, then close the connection.
     Close,
+    /// No bytes: once the round that holds it is written, the timed
+    /// operation whose reply was queued just before it has its last stages
+    /// counted (`rt_stages`).
+    Mark(Mark),
+}
+
+/// The times of a real-time operation whose reply is queued.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    pub(crate) op: RtOp,
+    /// Its frame read.
+    pub(crate) read_at: Instant,
+    /// Its reply taken by its operation task.
+    pub(crate) replied_at: Instant,
 }
 
 impl Outgoing {
@@ -42,7 +58,7 @@ impl Outgoing {
             Outgoing::Parts(head, payloads) => {
                 head.len() + payloads.iter().map(|p| p.len()).sum::<usize>()
             }
-            Outgoing::Close => 0,
+            Outgoing::Close | Outgoing::Mark(_) => 0,
         }
     }
 
@@ -54,7 +70,7 @@ impl Outgoing {
                 into.push(head);
                 into.extend(payloads.iter().map(|p| &p[..]));
             }
-            Outgoing::Close => {}
+            Outgoing::Close | Outgoing::Mark(_) => {}
         }
     }
 }
@@ -82,13 +98,25 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             Some(fd) => send_gathered(&mut output.writer, fd, &round).await,
             None => write_copied(&mut output.writer, &round, &mut copied).await,
         };
-        round.clear();
         if written.is_err() || output.writer.flush().await.is_err() {
             return;
         }
+        note_marks(&round);
+        round.clear();
         if close {
             let _ = output.writer.close().await;
             return;
+        }
+    }
+}
+
+/// Counts the last stages of the timed operations whose replies `round`
+/// wrote.
+fn note_marks(round: &[Outgoing]) {
+    for out in round {
+        if let Outgoing::Mark(m) = out {
+            rt_stages::note(m.op, Stage::Out, m.replied_at);
+            rt_stages::note(m.op, Stage::Hub, m.read_at);
         }
     }
 }

@@ -117,6 +117,8 @@ pub(crate) enum Inbound {
         reader: ReaderId,
         /// Where the reply goes.
         reply: ReplyTo,
+        /// When it was handed to the inbox (`rt_stages`).
+        sent_at: std::time::Instant,
     },
     /// A new subscription: its push channel, then `Command::Subscribe`.
     Subscribe {

@@ -16,7 +16,8 @@
 //! handle), `message` (what sessions get), `archive` (finished histories
 //! for ever, ADR 0005), `clock`, `signal`, `stats` (what a shard
 //! tells the operator), `lanes` (the task queues: rt before bulk before
-//! background, ADR 0015), `anchors` (signed chain anchors, ADR 0020),
+//! background, ADR 0015), `rt_stages` (where an rt exchange's time goes in
+//! the hub), `anchors` (signed chain anchors, ADR 0020),
 //! `verify` (the read-only check of a data directory, `gonets verify`).
 
 mod alarm;
@@ -35,6 +36,7 @@ mod payload;
 pub mod placement;
 mod recovery;
 pub mod repair;
+pub mod rt_stages;
 mod session;
 mod shard_task;
 mod signal;

@@ -293,6 +293,7 @@ impl Session {
                 command,
                 reader,
                 reply: T::reply_to(reply),
+                sent_at: std::time::Instant::now(),
             })
             .await
             .map_err(|_| unavailable_shard(shard))?;

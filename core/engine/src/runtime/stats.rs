@@ -203,6 +203,14 @@ pub struct ShardStats {
         crate::runtime::lanes::Lane,
         crate::runtime::lanes::LaneUsage,
     )>,
+    /// Where the real-time operations whose frames this shard's executor
+    /// read (or whose steps it took) spent their time, µs, since start
+    /// (`rt_stages`).
+    pub rt_stages: Vec<(
+        crate::runtime::rt_stages::RtOp,
+        crate::runtime::rt_stages::Stage,
+        gonets_storage::commit_stats::Log2Histogram,
+    )>,
 }
 
 impl ShardStats {

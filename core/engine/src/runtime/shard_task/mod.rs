@@ -30,6 +30,7 @@ use crate::runtime::lanes::{self, Lane};
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
+use crate::runtime::rt_stages::{self, RtOp, Stage};
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::{LogReport, QueueEntry, ReplyCounts, ShardStats};
 use crate::runtime::{clock::HubClock, recovery};
@@ -103,6 +104,8 @@ struct PendingReply {
     reader: ReaderId,
     /// A subscribe: its push channel goes if the shard refuses it.
     subscribe: bool,
+    /// A timed real-time operation, and when it was stepped (`rt_stages`).
+    stepped: Option<(RtOp, Instant)>,
 }
 
 /// A snapshot appended and waiting for its commit.
@@ -684,6 +687,7 @@ impl ShardTask {
             snapshot_age_ms: self.snapshot_durable_ms.map(|t| now_ms.saturating_sub(t)),
             records_since_snapshot: self.records_since_snapshot,
             lanes: lanes::usage(),
+            rt_stages: rt_stages::read(),
         }
     }
 
@@ -696,12 +700,17 @@ impl ShardTask {
                 command,
                 reader,
                 reply,
+                sent_at,
             } => {
                 if let Err(e) = self.admit(&command) {
                     self.replies_sent.note(reply.kind(), Some(&e));
                     reply.refuse(e);
                     return;
                 }
+                let stepped = RtOp::of(&command).map(|op| {
+                    rt_stages::note(op, Stage::Inbox, sent_at);
+                    (op, Instant::now())
+                });
                 let token = self.new_token();
                 self.replies.insert(
                     token,
@@ -709,6 +718,7 @@ impl ShardTask {
                         tx: reply,
                         reader,
                         subscribe: false,
+                        stepped,
                     },
                 );
                 self.feed(Input::Command {
@@ -744,6 +754,7 @@ impl ShardTask {
                         tx: ReplyTo::Done(reply),
                         reader,
                         subscribe: true,
+                        stepped: None,
                     },
                 );
                 self.feed(Input::Command {

@@ -9,6 +9,7 @@ use crate::runtime::mesh::{Inbound, ReplyTo};
 use crate::runtime::message::{message_from_delivery, Accepted, Message};
 use crate::runtime::outbox::Sent;
 use crate::runtime::payload;
+use crate::runtime::rt_stages::{self, Stage};
 use crate::shard::{Delivery, Input, Output, PeerMsg, ReaderId, ShardReply, StatusView, Token};
 use gonets_storage::LogError;
 use gonets_types::error::HubError;
@@ -109,6 +110,9 @@ impl ShardTask {
             self.pushes.remove(&pending.reader);
         }
         let reader = pending.reader;
+        if let Some((op, stepped_at)) = pending.stepped {
+            rt_stages::note(op, Stage::Shard, stepped_at);
+        }
         let call_answer = match &result {
             Ok(ShardReply::Answer(d)) => d.reply_to,
             _ => None,
