@@ -128,6 +128,12 @@ struct Args {
     /// (`[commit] sync`, ADR 0027; default the hub's, dsync).
     #[arg(long, value_parser = ["fdatasync", "dsync"])]
     commit_sync: Option<String>,
+    /// Embedded hub with dsync: `worker` hands each batch write to an io-wq
+    /// worker, `inline` submits it from the shard's thread, `auto` the
+    /// first while rt calls and bulk both come (`[commit] dsync_writes`,
+    /// ADR 0028; default the hub's, auto).
+    #[arg(long, value_parser = ["auto", "worker", "inline"])]
+    dsync_writes: Option<String>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -672,26 +678,46 @@ fn gonets_target(args: &Args) -> Result<(GonetsTarget, Option<EmbeddedHub>), Str
 }
 
 /// The embedded hub's durability as the run's setup names it: --commit-sync,
-/// or the log's default.
+/// or the log's default; with dsync, where its writes are submitted
+/// (--dsync-writes, or the log's default).
 fn embedded_durability(args: &Args) -> Result<String, String> {
+    let log = gonets_storage::LogConfig::default();
     let durability = match &args.commit_sync {
         Some(name) => inprocess::durability(name)?,
-        None => gonets_storage::LogConfig::default().durability,
+        None => log.durability,
     };
-    Ok(inprocess::durability_name(durability).to_string())
+    let name = inprocess::durability_name(durability);
+    if durability != gonets_storage::Durability::Dsync {
+        return Ok(name.to_string());
+    }
+    let writes = match args.dsync_writes.as_deref() {
+        Some("worker") => gonets_storage::DsyncWrites::Worker,
+        Some("inline") => gonets_storage::DsyncWrites::Inline,
+        Some(_) => gonets_storage::DsyncWrites::WhileContended,
+        None => log.dsync_writes,
+    };
+    let submitted = match writes {
+        gonets_storage::DsyncWrites::Worker => "in an io-wq worker",
+        gonets_storage::DsyncWrites::Inline => "inline",
+        gonets_storage::DsyncWrites::WhileContended => {
+            "in an io-wq worker while rt and bulk both come"
+        }
+    };
+    Ok(format!("{name}, {submitted}"))
 }
 
 /// Starts a `gonets serve` child on --data-dir with the loadgen registry.
 fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
     let data_dir = std::path::absolute(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let mut sections = commit_section(
-        args.segment_mib,
-        args.commit_batch_kib,
-        args.bulk_unwritten_kib,
-        args.unawaited_commit_ms,
-        args.commit_sync.as_deref(),
-    );
+    let mut sections = commit_section(&CommitKeys {
+        segment_mib: args.segment_mib,
+        batch_kib: args.commit_batch_kib,
+        bulk_unwritten_kib: args.bulk_unwritten_kib,
+        unawaited_ms: args.unawaited_commit_ms,
+        sync: args.commit_sync.as_deref(),
+        dsync_writes: args.dsync_writes.as_deref(),
+    });
     if let Some(mib) = args.attachment_write_mib_per_s {
         sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
     }
@@ -716,14 +742,27 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
     })
 }
 
-/// The embedded hub's `[commit]` section for the sizes given (empty when none).
-fn commit_section(
+/// The `[commit]` keys the generator's flags set for an embedded hub.
+#[derive(Default)]
+struct CommitKeys<'a> {
     segment_mib: Option<u64>,
     batch_kib: Option<u64>,
     bulk_unwritten_kib: Option<u64>,
     unawaited_ms: Option<u64>,
-    sync: Option<&str>,
-) -> String {
+    sync: Option<&'a str>,
+    dsync_writes: Option<&'a str>,
+}
+
+/// The embedded hub's `[commit]` section for the keys given (empty when none).
+fn commit_section(k: &CommitKeys) -> String {
+    let CommitKeys {
+        segment_mib,
+        batch_kib,
+        bulk_unwritten_kib,
+        unawaited_ms,
+        sync,
+        dsync_writes,
+    } = *k;
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
         keys += &format!("segment_size_bytes = {}\n", mib << 20);
@@ -739,6 +778,9 @@ fn commit_section(
     }
     if let Some(sync) = sync {
         keys += &format!("sync = {sync:?}\n");
+    }
+    if let Some(writes) = dsync_writes {
+        keys += &format!("dsync_writes = {writes:?}\n");
     }
     if keys.is_empty() {
         keys
@@ -852,22 +894,56 @@ fn report(args: &Args, mut run: Run) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::commit_section;
+    use super::{commit_section, CommitKeys};
     use gonets_server::config_file::ConfigFile;
 
     #[test]
     fn given_segment_and_batch_sizes_when_commit_section_then_hub_parses_them() {
-        let text = commit_section(Some(1024), Some(4096), Some(128), Some(0), Some("dsync"));
+        let text = commit_section(&CommitKeys {
+            segment_mib: Some(1024),
+            batch_kib: Some(4096),
+            bulk_unwritten_kib: Some(128),
+            unawaited_ms: Some(0),
+            sync: Some("dsync"),
+            dsync_writes: Some("inline"),
+        });
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
         assert_eq!(file.commit.batch_bytes_max, Some(4 << 20));
         assert_eq!(file.commit.bulk_unwritten_bytes_max, Some(128 << 10));
         assert_eq!(file.commit.unawaited_delay_ms, Some(0));
         assert_eq!(file.commit.sync.as_deref(), Some("dsync"));
+        assert_eq!(file.commit.dsync_writes.as_deref(), Some("inline"));
+    }
+
+    #[test]
+    fn given_dsync_writes_when_the_setup_names_the_durability_then_it_says_where_they_run() {
+        use clap::Parser;
+        let named = |extra: &[&str]| {
+            let mut argv = vec!["gonets-loadgen", "rt", "--embedded"];
+            argv.extend_from_slice(extra);
+            super::embedded_durability(&super::Args::parse_from(argv)).unwrap()
+        };
+        assert_eq!(
+            named(&[]),
+            "O_DSYNC batch writes, in an io-wq worker while rt and bulk both come"
+        );
+        assert_eq!(
+            named(&["--dsync-writes", "worker"]),
+            "O_DSYNC batch writes, in an io-wq worker"
+        );
+        assert_eq!(
+            named(&["--dsync-writes", "inline"]),
+            "O_DSYNC batch writes, inline"
+        );
+        assert_eq!(
+            named(&["--commit-sync", "fdatasync", "--dsync-writes", "inline"]),
+            "fdatasync group commit"
+        );
     }
 
     #[test]
     fn given_no_sizes_when_commit_section_then_empty() {
-        assert_eq!(commit_section(None, None, None, None, None), "");
+        assert_eq!(commit_section(&CommitKeys::default()), "");
     }
 }

@@ -229,7 +229,10 @@ fn mixed_with_both_paths(extra: &[&str]) -> serde_json::Value {
 fn given_embedded_hub_when_mixed_runs_then_both_paths_run_and_the_hub_default_durability_is_named()
 {
     let v = mixed_with_both_paths(&[]);
-    assert_eq!(v["setup"]["durability"], "O_DSYNC batch writes");
+    assert_eq!(
+        v["setup"]["durability"],
+        "O_DSYNC batch writes, in an io-wq worker while rt and bulk both come"
+    );
 }
 
 #[test]

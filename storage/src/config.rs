@@ -23,6 +23,27 @@ pub enum Durability {
     None,
 }
 
+/// Where a [`Durability::Dsync`] batch write is submitted (ADR 0028).
+///
+/// Inline, the owner's thread submits the write and the kernel tries it at
+/// once; on a device without FUA the kernel then makes it durable with a
+/// cache flush from a work item queued on the same core, which waits there
+/// while the owner's thread keeps the core busy. Handed to one of the
+/// ring's io-wq workers (`IOSQE_ASYNC`), the write and its flush run in the
+/// worker, at the cost of one more hand-off a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DsyncWrites {
+    /// Always from the owner's thread.
+    Inline,
+    /// Always through an io-wq worker.
+    Worker,
+    /// Through a worker while the owner says its core is contended
+    /// ([`crate::Log::set_contended`]), inline otherwise. The default:
+    /// measured on the project VM, the worker shortened rt calls beside
+    /// bulk and cost bulk alone ~7 % (bench/RESULTS.md).
+    WhileContended,
+}
+
 /// Settings of a log.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -39,6 +60,9 @@ pub struct LogConfig {
     pub commit_window_bytes: usize,
     /// What a commit waits for.
     pub durability: Durability,
+    /// With [`Durability::Dsync`]: where each batch write is submitted
+    /// (ADR 0028). Default [`DsyncWrites::WhileContended`].
+    pub dsync_writes: DsyncWrites,
     /// Write a checkpoint after this many bytes were committed since the last one;
     /// bounds recovery time.
     pub checkpoint_interval_bytes: u64,
@@ -99,6 +123,8 @@ impl Default for LogConfig {
             commit_window_bytes: 256 << 10,
             // ADR 0027: one I/O a commit; measured faster beside bulk.
             durability: Durability::Dsync,
+            // ADR 0028: in a worker while the owner's core is contended.
+            dsync_writes: DsyncWrites::WhileContended,
             checkpoint_interval_bytes: 64 << 20,
             index_interval_bytes: 64 << 10,
             prewrite_ahead_bytes: 32 << 20,

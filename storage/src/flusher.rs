@@ -31,6 +31,8 @@
 //! With [`Durability::Dsync`] the write is the sync: the batch goes through
 //! a descriptor of the active segment opened `O_DSYNC`, so it is durable
 //! when the write returns, and one batch is in flight at a time (ADR 0027).
+//! The write is submitted inline or through an io-wq worker
+//! ([`crate::DsyncWrites`], ADR 0028).
 //!
 //! A crash with a batch written but not synced leaves what a crash during
 //! any write leaves: recovery finds the last whole batch by its marker and
@@ -182,7 +184,7 @@ impl Log {
         self.commit_window().await;
         let mut batch = self.state.borrow_mut().take_due_batch();
         assert!(batch.record_count > 0);
-        let (prev_chain, durability, segment_size) = {
+        let (prev_chain, durability, segment_size, in_worker) = {
             let st = self.state.borrow();
             let prev_chain = pipe.unsynced.back().map_or(st.chain, |u| u.chain);
             let expected_first = pipe.unsynced.back().map_or(st.durable_offset, |u| {
@@ -196,6 +198,7 @@ impl Log {
                 prev_chain,
                 st.config.durability,
                 st.config.segment_size_bytes as usize,
+                st.config.durability == Durability::Dsync && st.dsync_in_worker(),
             )
         };
         let (padded, marker_bytes, chain) = batch.seal(&prev_chain);
@@ -226,7 +229,7 @@ impl Log {
         };
         let buf = Rc::new(batch.into_padded_buffer(padded));
         let started = Instant::now();
-        write_batch(&file, buf.clone(), position, &path).await?;
+        write_batch(&file, buf.clone(), position, &path, in_worker).await?;
         pipe.unsynced.push_back(Unsynced {
             written,
             buf,
@@ -381,12 +384,13 @@ async fn close_dsync(pipe: &mut Pipeline) {
 }
 
 /// Writes a sealed batch (`buf` is exactly its padded bytes) at `position`
-/// with O_DIRECT.
+/// with O_DIRECT; `in_worker`: through an io-wq worker (ADR 0028).
 async fn write_batch(
     file: &DmaFile,
     buf: Rc<DmaBuffer>,
     position: usize,
     _path: &Path,
+    in_worker: bool,
 ) -> Result<(), PoisonCause> {
     let padded = buf.len();
     #[cfg(feature = "failpoints")]
@@ -394,7 +398,12 @@ async fn write_batch(
     if let Some(errno) = injected("storage::write") {
         return Err(PoisonCause::Write(errno));
     }
-    match file.write_rc_at(buf, position as u64).await {
+    let written = if in_worker {
+        file.write_rc_at_in_worker(buf, position as u64).await
+    } else {
+        file.write_rc_at(buf, position as u64).await
+    };
+    match written {
         Ok(n) if n == padded => {}
         Ok(_) => return Err(PoisonCause::Write(libc::EIO)),
         Err(e) => return Err(cause_of(os_error(e), PoisonCause::Write)),

@@ -61,8 +61,8 @@ pub use attachment::{
 };
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{
-    Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX, RESERVE_RETRY_MS_MAX,
-    RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
+    DsyncWrites, Durability, LogConfig, READAHEAD_BYTES_MAX, RECENT_BYTES_MAX,
+    RESERVE_RETRY_MS_MAX, RESERVE_RETRY_MS_MIN, RESERVE_SEGMENTS_MAX,
 };
 pub use error::{Corruption, LogError, PoisonCause};
 pub use log::{Commit, Log, LogStats, WrittenBytes};

@@ -126,6 +126,8 @@ pub(crate) struct State {
     pub(crate) closing: bool,
     closed: bool,
     pub(crate) abandoned: bool,
+    /// The owner says its core is contended ([`Log::set_contended`]).
+    contended: bool,
     pub(crate) checkpoint_busy: bool,
     /// The owner's mark, kept in the next checkpoint.
     pub(crate) mark: u64,
@@ -313,6 +315,7 @@ impl State {
             closing: false,
             closed: false,
             abandoned: false,
+            contended: false,
             checkpoint_busy: false,
             mark: 0,
             bytes_since_checkpoint: 0,
@@ -484,6 +487,16 @@ impl State {
     }
 
     /// True when a commit window would let the next write carry more.
+    /// True when the next dsync batch write goes to an io-wq worker
+    /// ([`crate::DsyncWrites`]).
+    pub(crate) fn dsync_in_worker(&self) -> bool {
+        match self.config.dsync_writes {
+            crate::DsyncWrites::Inline => false,
+            crate::DsyncWrites::Worker => true,
+            crate::DsyncWrites::WhileContended => self.contended,
+        }
+    }
+
     pub(crate) fn commit_window_short(&self) -> bool {
         let pending = self.open_batch.as_ref().map_or(0, |b| b.used);
         self.sealed.is_empty() && pending < self.config.commit_window_bytes && !self.closing
@@ -653,6 +666,14 @@ impl Log {
     /// record that cannot wait sits behind others (docs/adr/0015).
     pub fn unwritten_bytes(&self) -> u64 {
         self.state.borrow().unwritten_bytes
+    }
+
+    /// The owner's word on its core: `true` while other work keeps it busy
+    /// (a shard stepping bulk beside real-time calls). With
+    /// [`crate::DsyncWrites::WhileContended`], dsync batch writes go to an
+    /// io-wq worker meanwhile (ADR 0028); the next batch written follows it.
+    pub fn set_contended(&self, contended: bool) {
+        self.state.borrow_mut().contended = contended;
     }
 
     /// Commits everything appended so far.

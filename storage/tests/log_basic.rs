@@ -1,7 +1,7 @@
 //! Append, commit, reopen and read back through the public API.
 
 use glommio::{LocalExecutorBuilder, Placement};
-use gonets_storage::{Log, LogConfig, LogError, Slot};
+use gonets_storage::{DsyncWrites, Log, LogConfig, LogError, Slot};
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -446,4 +446,79 @@ fn given_fdatasync_durability_when_batches_commit_then_no_descriptor_is_o_dsync(
         assert!(!open.is_empty() && open.iter().all(|(_, d)| !d), "{open:?}");
         log.close().await.unwrap();
     });
+}
+
+/// Voluntary context switches, added up, of the io-wq workers (`iou-wrk-<tid>`)
+/// serving thread `tid`'s rings: each write a worker runs sleeps there once
+/// at least, waiting for the device.
+fn io_worker_sleeps(tid: i32) -> u64 {
+    let name = format!("iou-wrk-{tid}");
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap());
+    }
+    total
+}
+
+/// Commits `commits` single small records with dsync and `writes`, the
+/// owner contended or not, in one segment (no roll, no checkpoint); how
+/// often this thread's io-wq workers slept meanwhile.
+fn dsync_commit_sleeps(writes: DsyncWrites, contended: bool, commits: u64) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    run(move || async move {
+        let config = LogConfig {
+            durability: gonets_storage::Durability::Dsync,
+            dsync_writes: writes,
+            segment_size_bytes: 4 << 20,
+            prewrite_ahead_bytes: 4 << 20,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&path, config).await.unwrap();
+        log.set_contended(contended);
+        // Let the prewriter zero the segment first: a write over blocks the
+        // file system still counts as unwritten is punted to a worker
+        // whatever the setting says.
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        let tid = unsafe { libc::gettid() };
+        let before = io_worker_sleeps(tid);
+        for i in 0..commits {
+            let last = log.append(&[9u8; 200], i, 0).await.unwrap();
+            log.commit(last).await.unwrap();
+        }
+        tx.send(io_worker_sleeps(tid) - before).unwrap();
+        log.close().await.unwrap();
+    });
+    rx.recv().unwrap()
+}
+
+#[test]
+fn given_dsync_writes_when_batches_commit_then_workers_write_them_only_where_the_setting_says() {
+    const COMMITS: u64 = 50;
+    // A worker sleeps once a write at least, unless the device answered
+    // before it slept; inline, the workers sleep for nothing but a rare
+    // write the file system cannot take without blocking.
+    let in_worker =
+        |writes, contended| dsync_commit_sleeps(writes, contended, COMMITS) >= COMMITS / 2;
+    let inline = |writes, contended| dsync_commit_sleeps(writes, contended, COMMITS) <= COMMITS / 5;
+    assert!(in_worker(DsyncWrites::Worker, false), "worker");
+    assert!(inline(DsyncWrites::Inline, true), "inline, even contended");
+    assert!(
+        in_worker(DsyncWrites::WhileContended, true),
+        "while contended: contended"
+    );
+    assert!(
+        inline(DsyncWrites::WhileContended, false),
+        "while contended: not contended"
+    );
 }

@@ -16,7 +16,7 @@ use crate::ServerError;
 use gonets_engine::registry::Registry;
 use gonets_engine::runtime::HubConfig;
 use gonets_proto::Limits;
-use gonets_storage::Durability;
+use gonets_storage::{DsyncWrites, Durability};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -180,6 +180,12 @@ pub struct CommitSection {
     /// `fdatasync` (a write, then an `fdatasync` that overlaps the next
     /// write). Both survive power loss.
     pub sync: Option<String>,
+    /// With `sync = "dsync"`, where each batch write is submitted (ADR
+    /// 0028): `auto` (the default: through an io-wq worker while real-time
+    /// calls and bulk both keep the shard busy, else from the shard's
+    /// thread), `worker` (always through a worker) or `inline` (always from
+    /// the shard's thread; a device with FUA needs no flush to wait for).
+    pub dsync_writes: Option<String>,
 }
 
 /// `[retention]`.
@@ -322,6 +328,9 @@ impl ConfigFile {
         }
         if let Some(sync) = &self.commit.sync {
             hub.log.durability = commit_sync(sync)?;
+        }
+        if let Some(writes) = &self.commit.dsync_writes {
+            hub.log.dsync_writes = dsync_writes(writes)?;
         }
         if let Some(b) = self.commit.bulk_unwritten_bytes_max {
             if b < 4096 {
@@ -474,6 +483,18 @@ fn commit_sync(name: &str) -> Result<Durability, ServerError> {
     }
 }
 
+/// `[commit] dsync_writes`: where dsync batch writes are submitted.
+fn dsync_writes(name: &str) -> Result<DsyncWrites, ServerError> {
+    match name {
+        "auto" => Ok(DsyncWrites::WhileContended),
+        "worker" => Ok(DsyncWrites::Worker),
+        "inline" => Ok(DsyncWrites::Inline),
+        other => Err(ServerError::Config(format!(
+            "[commit] dsync_writes = {other:?}: expected \"auto\", \"worker\" or \"inline\""
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +525,31 @@ mod tests {
                 "{why}"
             );
         }
+    }
+
+    #[test]
+    fn given_dsync_writes_when_resolved_then_the_log_takes_them_and_defaults_to_auto() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = |text: &str| ConfigFile::parse(text).unwrap().hub_config(dir.path());
+        let writes = |text: &str| hub(text).unwrap().log.dsync_writes;
+        assert_eq!(writes(""), DsyncWrites::WhileContended, "ADR 0028");
+        for (name, want) in [
+            ("auto", DsyncWrites::WhileContended),
+            ("worker", DsyncWrites::Worker),
+            ("inline", DsyncWrites::Inline),
+        ] {
+            assert_eq!(
+                writes(&format!("[commit]\ndsync_writes = {name:?}\n")),
+                want
+            );
+        }
+        let Err(ServerError::Config(why)) = hub("[commit]\ndsync_writes = \"sometimes\"\n") else {
+            panic!("an unknown placement was taken");
+        };
+        assert!(
+            why.contains("[commit] dsync_writes") && why.contains("inline"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -320,12 +320,14 @@ impl Reactor {
         self.sys.alloc_dma_buffer(size)
     }
 
+    /// gonets patch: `in_worker` as in `sys::Reactor::write_dma`.
     pub(crate) fn write_dma(
         &self,
         raw: RawFd,
         buf: DmaSource,
         pos: u64,
         pollable: PollableStatus,
+        in_worker: bool,
     ) -> Source {
         let stats = StatsCollection {
             fulfilled: Some(|result, stats, op_count| {
@@ -343,7 +345,7 @@ impl Reactor {
             SourceType::Write(pollable, IoBuffer::DmaSource(buf)),
             Some(stats),
         );
-        self.sys.write_dma(&source, pos);
+        self.sys.write_dma(&source, pos, in_worker);
         source
     }
 

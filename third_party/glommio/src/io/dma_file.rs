@@ -308,6 +308,7 @@ impl DmaFile {
             DmaSource::Owned(buf),
             pos,
             self.pollable,
+            false,
         );
         enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
     }
@@ -368,6 +369,24 @@ impl DmaFile {
             DmaSource::Shared(buf),
             pos,
             self.pollable,
+            false,
+        );
+        enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
+    }
+
+    /// gonets patch (docs/adr/0028-dsync-writes-in-an-io-worker.md):
+    /// [`DmaFile::write_rc_at`], submitted with `IOSQE_ASYNC`: the kernel
+    /// runs the write in one of the ring's io-wq workers instead of trying
+    /// it inline in this thread first. For a file opened `O_DSYNC` on a
+    /// device without FUA, the write's cache flush then runs in that
+    /// worker too, not in a kernel work item queued behind this thread.
+    pub async fn write_rc_at_in_worker(&self, buf: Rc<DmaBuffer>, pos: u64) -> Result<usize> {
+        let source = self.file.reactor.upgrade().unwrap().write_dma(
+            self.as_raw_fd(),
+            DmaSource::Shared(buf),
+            pos,
+            self.pollable,
+            true,
         );
         enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
     }

@@ -1411,7 +1411,10 @@ impl Reactor {
         poll_ring.alloc_dma_buffer(size)
     }
 
-    pub(crate) fn write_dma(&self, source: &Source, pos: u64) {
+    /// gonets patch (docs/adr/0028-dsync-writes-in-an-io-worker.md):
+    /// `in_worker` submits the write with `IOSQE_ASYNC`, so the kernel runs
+    /// it in an io-wq worker rather than inline in the submitting thread.
+    pub(crate) fn write_dma(&self, source: &Source, pos: u64, in_worker: bool) {
         let op = match &*source.source_type() {
             SourceType::Write(
                 PollableStatus::NonPollable(DirectIo::Disabled),
@@ -1423,11 +1426,17 @@ impl Reactor {
             },
             x => panic!("Unexpected source type for write: {:?}", x),
         };
-        queue_request_into_ring(
+        let flags = if in_worker {
+            SubmissionFlags::ASYNC
+        } else {
+            SubmissionFlags::empty()
+        };
+        queue_request_into_ring_with(
             &mut *self.ring_for_source(source),
             source,
             op,
             &mut self.source_map.borrow_mut(),
+            flags,
         );
     }
 
@@ -2058,14 +2067,33 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
+    queue_request_into_ring_with(
+        ring,
+        source,
+        descriptor,
+        source_map,
+        SubmissionFlags::empty(),
+    )
+}
+
+/// gonets patch (docs/adr/0028-dsync-writes-in-an-io-worker.md):
+/// [`queue_request_into_ring`] with `extra` submission flags.
+fn queue_request_into_ring_with(
+    ring: &mut (impl UringCommon + ?Sized),
+    source: &Source,
+    descriptor: UringOpDescriptor,
+    source_map: &mut SourceMap,
+    extra: SubmissionFlags,
+) {
     source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
 
-    let flags = match &*source.timeout_ref() {
-        Some(_) => SubmissionFlags::IO_LINK,
-        _ => SubmissionFlags::empty(),
-    };
+    let flags = extra
+        | match &*source.timeout_ref() {
+            Some(_) => SubmissionFlags::IO_LINK,
+            _ => SubmissionFlags::empty(),
+        };
 
     let mut queue = q.borrow_mut();
     queue.submissions.push_back(UringDescriptor {

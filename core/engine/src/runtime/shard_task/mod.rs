@@ -206,6 +206,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         unawaited_commit_delay_ms: start.unawaited_commit_delay_ms,
         unawaited_commit_at_ms: None,
         rt_seen_at: None,
+        bulk_seen_at: None,
         anchors,
     };
     let now_ms = task.clock.now_ms();
@@ -287,6 +288,8 @@ struct ShardTask {
     bulk_unwritten_bytes_max: u64,
     /// When the rt inbox last gave a client command.
     rt_seen_at: Option<Instant>,
+    /// When the bulk inbox last gave a command.
+    bulk_seen_at: Option<Instant>,
     /// Signs the logs' chain heads (with a hub key only).
     anchors: Option<Rc<Anchorer>>,
 }
@@ -328,6 +331,7 @@ impl ShardTask {
                 match self.inlet.bulk.try_recv() {
                     Ok(m) => {
                         worked = true;
+                        self.bulk_seen_at = Some(Instant::now());
                         self.inbound(m).await;
                     }
                     Err(_) => break,
@@ -340,6 +344,7 @@ impl ShardTask {
             }
             match self.wait().await {
                 Wake::Inbound(m) => {
+                    self.bulk_seen_at = Some(Instant::now());
                     self.inbound(m).await;
                     self.end_turn().await;
                 }
@@ -369,6 +374,16 @@ impl ShardTask {
         if matches!(m, Inbound::Command { command, .. } if holds_bulk(command)) {
             self.rt_seen_at = Some(Instant::now());
         }
+    }
+
+    /// True while real-time calls and bulk commands both came in the last
+    /// [`RT_QUIET_MS`]: the shard's core is contended, so the logs hand
+    /// their dsync batch writes to an io-wq worker (ADR 0028).
+    fn contended(&self) -> bool {
+        let recent = |at: Option<Instant>| {
+            at.is_some_and(|at| at.elapsed() <= Duration::from_millis(RT_QUIET_MS))
+        };
+        recent(self.rt_seen_at) && recent(self.bulk_seen_at)
     }
 
     /// True while the log has room for more bulk work. Without rt commands
@@ -512,6 +527,9 @@ impl ShardTask {
         // The audit bound's summaries first, so this turn's commit (or its
         // delay's alarm) covers them too, not a later turn's.
         self.flush_audit().await;
+        let contended = self.contended();
+        self.log.set_contended(contended);
+        self.archive.log.set_contended(contended);
         self.want_commit();
         self.archive.end_turn();
         self.note_space();
