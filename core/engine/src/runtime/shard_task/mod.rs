@@ -380,10 +380,7 @@ impl ShardTask {
     /// [`RT_QUIET_MS`]: the shard's core is contended, so the logs hand
     /// their dsync batch writes to an io-wq worker (ADR 0028).
     fn contended(&self) -> bool {
-        let recent = |at: Option<Instant>| {
-            at.is_some_and(|at| at.elapsed() <= Duration::from_millis(RT_QUIET_MS))
-        };
-        recent(self.rt_seen_at) && recent(self.bulk_seen_at)
+        both_recent(self.rt_seen_at, self.bulk_seen_at, Instant::now())
     }
 
     /// True while the log has room for more bulk work. Without rt commands
@@ -844,6 +841,15 @@ fn holds_bulk(command: &Command) -> bool {
     matches!(command.unsigned(), Command::Call(_))
 }
 
+/// True when a real-time call (`rt_at`) and a bulk command (`bulk_at`)
+/// both came within [`RT_QUIET_MS`] before `now`.
+fn both_recent(rt_at: Option<Instant>, bulk_at: Option<Instant>, now: Instant) -> bool {
+    let recent = |at: Option<Instant>| {
+        at.is_some_and(|at| now.saturating_duration_since(at) <= Duration::from_millis(RT_QUIET_MS))
+    };
+    recent(rt_at) && recent(bulk_at)
+}
+
 /// True when a bulk command may be read: the log holds under `max` bytes
 /// unwritten and the turn (begun at `unwritten_at_start`) added under half
 /// of `max` (rounded up, so a bound of one byte still takes one command
@@ -855,8 +861,21 @@ fn bulk_has_room(unwritten: u64, unwritten_at_start: u64, max: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{bulk_has_room, holds_bulk};
+    use super::{both_recent, bulk_has_room, holds_bulk, RT_QUIET_MS};
     use gonets_types::{Command, DataKindId, MessageId, NewRequest, QueueId};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn given_rt_and_bulk_when_both_came_lately_then_contended_else_not() {
+        let now = Instant::now() + Duration::from_secs(1);
+        let lately = Some(now - Duration::from_millis(RT_QUIET_MS / 2));
+        let long_ago = Some(now - Duration::from_millis(RT_QUIET_MS * 2));
+        assert!(both_recent(lately, lately, now));
+        assert!(!both_recent(lately, None, now), "rt alone");
+        assert!(!both_recent(None, lately, now), "bulk alone");
+        assert!(!both_recent(lately, long_ago, now), "bulk stopped");
+        assert!(!both_recent(long_ago, lately, now), "calls stopped");
+    }
 
     #[test]
     fn given_log_under_the_bound_when_turn_added_under_half_then_room() {
