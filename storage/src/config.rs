@@ -40,7 +40,8 @@ pub enum DsyncWrites {
     /// Through a worker while the owner says its core is contended
     /// ([`crate::Log::set_contended`]), inline otherwise. The default:
     /// measured on the project VM, the worker shortened rt calls beside
-    /// bulk and cost bulk alone ~7 % (bench/RESULTS.md).
+    /// bulk, while always using it cost bulk alone ~7 %, which this keeps
+    /// inline (bench/RESULTS.md).
     WhileContended,
 }
 
