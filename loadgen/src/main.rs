@@ -691,9 +691,8 @@ fn embedded_durability(args: &Args) -> Result<String, String> {
         return Ok(name.to_string());
     }
     let writes = match args.dsync_writes.as_deref() {
-        Some("worker") => gonets_storage::DsyncWrites::Worker,
-        Some("inline") => gonets_storage::DsyncWrites::Inline,
-        Some(_) => gonets_storage::DsyncWrites::WhileContended,
+        Some(name) => gonets_storage::DsyncWrites::from_name(name)
+            .ok_or_else(|| format!("--dsync-writes {name}: expected auto, worker or inline"))?,
         None => log.dsync_writes,
     };
     let submitted = match writes {

@@ -45,6 +45,19 @@ pub enum DsyncWrites {
     WhileContended,
 }
 
+impl DsyncWrites {
+    /// The setting a configuration name stands for: `auto`, `worker`,
+    /// `inline` (`[commit] dsync_writes`); `None` for any other.
+    pub fn from_name(name: &str) -> Option<DsyncWrites> {
+        match name {
+            "auto" => Some(DsyncWrites::WhileContended),
+            "worker" => Some(DsyncWrites::Worker),
+            "inline" => Some(DsyncWrites::Inline),
+            _ => None,
+        }
+    }
+}
+
 /// Settings of a log.
 #[derive(Clone, Debug)]
 pub struct LogConfig {

@@ -485,14 +485,11 @@ fn commit_sync(name: &str) -> Result<Durability, ServerError> {
 
 /// `[commit] dsync_writes`: where dsync batch writes are submitted.
 fn dsync_writes(name: &str) -> Result<DsyncWrites, ServerError> {
-    match name {
-        "auto" => Ok(DsyncWrites::WhileContended),
-        "worker" => Ok(DsyncWrites::Worker),
-        "inline" => Ok(DsyncWrites::Inline),
-        other => Err(ServerError::Config(format!(
-            "[commit] dsync_writes = {other:?}: expected \"auto\", \"worker\" or \"inline\""
-        ))),
-    }
+    DsyncWrites::from_name(name).ok_or_else(|| {
+        ServerError::Config(format!(
+            "[commit] dsync_writes = {name:?}: expected \"auto\", \"worker\" or \"inline\""
+        ))
+    })
 }
 
 #[cfg(test)]
