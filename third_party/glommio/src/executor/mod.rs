@@ -2256,6 +2256,13 @@ impl ExecutorProxy {
         self.reactor().sys.set_io_worker_affinity(&set)
     }
 
+    /// gonets patch (docs/adr/0029): whether this executor's sleepable rings
+    /// post completions cooperatively (IORING_SETUP_COOP_TASKRUN, Linux 5.19+)
+    /// instead of interrupting the running thread for each.
+    pub fn cooperative_task_run(&self) -> bool {
+        self.reactor().sys.cooperative_task_run()
+    }
+
     /// Returns the id of the current executor
     ///
     /// If called from a [`LocalExecutor`], returns the id of the executor.

@@ -92,6 +92,9 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// gonets patch: completions are posted by task work that does not
+        /// interrupt a running task (Linux 5.19+); a sleeping one is woken.
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

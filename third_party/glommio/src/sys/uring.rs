@@ -901,6 +901,8 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// gonets patch: made with IORING_SETUP_COOP_TASKRUN (docs/adr/0029).
+    coop_taskrun: bool,
 }
 
 impl SleepableRing {
@@ -911,8 +913,23 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // gonets patch (docs/adr/0029): without COOP_TASKRUN every completion
+        // that arrives while this thread runs interrupts it (an IPI: a VM exit
+        // on a virtual machine) to post itself; with it, the completion is
+        // posted at the thread's next entry into the kernel (a system call, or
+        // the 1 ms preemption timer's interrupt), and a sleeping thread is
+        // still woken at once. Kernels before 5.19 refuse the flag: plain ring.
+        let (ring, coop_taskrun) = match iou::IoUring::new_with_flags(
+            size as _,
+            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFeatures::empty(),
+        ) {
+            Ok(ring) => (ring, true),
+            Err(_) => (iou::IoUring::new(size as _)?, false),
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
+            coop_taskrun,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1388,6 +1405,12 @@ impl Reactor {
     /// `fdatasync`) may run only on `cpus`. The kernel keeps one io-wq per
     /// thread, so every ring shares it; each ring is told anyway, so the
     /// setting does not rest on that detail.
+    /// gonets patch (docs/adr/0029): whether the main and latency rings were
+    /// made with IORING_SETUP_COOP_TASKRUN.
+    pub(crate) fn cooperative_task_run(&self) -> bool {
+        self.main_ring.borrow().coop_taskrun && self.latency_ring.borrow().coop_taskrun
+    }
+
     pub(crate) fn set_io_worker_affinity(&self, cpus: &libc::cpu_set_t) -> io::Result<()> {
         self.main_ring.borrow().ring.registrar().register_iowq_aff(cpus)?;
         self.latency_ring.borrow().ring.registrar().register_iowq_aff(cpus)?;
