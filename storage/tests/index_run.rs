@@ -34,9 +34,15 @@ fn given_entries_when_written_then_file_is_the_reference_encoding_and_no_tmp_lef
     let expected = encode_run(10, 50_000, &entries);
     let written = entries.clone();
     let path = run(move || async move {
-        write_run(&d, 10, 50_000, written.into_iter())
+        let r = write_run(&d, 10, 50_000, written.into_iter())
             .await
-            .expect("written")
+            .expect("written");
+        // The run it returns answers as the one opened from the file.
+        assert_eq!(
+            (r.len(), r.lookup(7 * 123 + 3), r.lookup(4)),
+            (40_000, Some(123), None)
+        );
+        r.path().to_path_buf()
     });
     assert_eq!(path, dir.path().join(run_file_name(10, 50_000)));
     assert_eq!(std::fs::read(&path).unwrap(), expected);
@@ -54,7 +60,11 @@ fn given_entries_when_written_then_file_is_the_reference_encoding_and_no_tmp_lef
 fn given_empty_run_when_written_then_header_block_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    let path = run(move || async move { write_run(&d, 5, 5, std::iter::empty()).await.unwrap() });
+    let path = run(move || async move {
+        let r = write_run(&d, 5, 5, std::iter::empty()).await.unwrap();
+        assert_eq!(r.lookup(0), None);
+        r.path().to_path_buf()
+    });
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len(), RUN_HEADER_BYTES);
     assert_eq!(bytes, encode_run(5, 5, &[]));
@@ -155,9 +165,75 @@ fn given_relative_directory_when_run_written_then_synced_not_ebadf() {
     assert!(relative.is_relative());
     let d = relative.clone();
     let got = run(move || async move {
-        let path = write_run(&d, 0, 2, [(1u128, 0u64)].into_iter()).await?;
-        sync_dir(&d).await.map(|()| path)
+        let r = write_run(&d, 0, 2, [(1u128, 0u64)].into_iter()).await?;
+        sync_dir(&d).await.map(|()| r.path().to_path_buf())
     });
     let path = got.expect("written and synced");
     assert_eq!(IndexRun::open(&path).unwrap().lookup(1), Some(0));
+}
+
+/// Bytes of `path` in the page cache: `mincore` over a map of our own (the
+/// page cache is the file's, whoever maps it).
+fn cached_bytes(path: &Path) -> usize {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: the test's own run file, not written while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let page = 4096usize;
+    let mut resident = vec![0u8; map.len().div_ceil(page)];
+    // SAFETY: `map` spans `map.len()` bytes and `resident` has one byte a page.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            resident.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "mincore");
+    resident.iter().filter(|&&b| b & 1 == 1).count() * page
+}
+
+#[test]
+fn given_a_run_just_written_when_warmed_then_its_pages_are_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    // ~4.6 MiB of entries: several warm reads.
+    let entries: Vec<(u128, u64)> = (0..200_000u128).map(|i| (i * 3, i as u64)).collect();
+    let (path, before, after, len) = run(move || async move {
+        let r = write_run(&d, 0, 200_000, entries.into_iter())
+            .await
+            .unwrap();
+        let path = r.path().to_path_buf();
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        // Written with O_DIRECT, past the page cache, and not read back.
+        let before = cached_bytes(&path);
+        r.warm().await.unwrap();
+        let after = cached_bytes(&path);
+        (path, before, after, len)
+    });
+    assert!(
+        before < len / 4,
+        "{before} of {len} bytes cached before the warm read"
+    );
+    assert_eq!(
+        after,
+        len,
+        "every page cached after it ({})",
+        path.display()
+    );
+}
+
+#[test]
+fn given_a_run_when_a_key_outside_its_range_is_looked_up_then_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = put(dir.path(), 0, 3, &[(10, 0), (20, 1), (30, 2)]);
+    let r = IndexRun::open(&path).unwrap();
+    assert_eq!(
+        (r.lookup(9), r.lookup(31), r.lookup(u128::MAX)),
+        (None, None, None)
+    );
+    assert_eq!(
+        (r.lookup(10), r.lookup(20), r.lookup(30)),
+        (Some(0), Some(1), Some(2))
+    );
+    assert_eq!(r.lookup(25), None);
 }

@@ -12,7 +12,7 @@
 //! table exists to avoid.
 
 use super::exchange::Exchange;
-use super::IdMap;
+use super::SpreadIdMap;
 use gonets_types::ids::MessageId;
 use std::ops::Index;
 
@@ -22,7 +22,7 @@ pub(crate) const PAGE_SLOTS: usize = 256;
 /// Exchanges by request id, in pages that never move.
 #[derive(Default)]
 pub(crate) struct ExchangeTable {
-    slots: IdMap<MessageId, u32>,
+    slots: SpreadIdMap<MessageId, u32>,
     pages: Vec<Vec<Option<Exchange>>>,
     /// Slots freed and not yet reused.
     free: Vec<u32>,

@@ -56,6 +56,14 @@ pub use types::*;
 /// per-message path. Clients do not choose these keys, so SipHash's
 /// resistance to crafted collisions buys nothing here.
 pub type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// An [`IdMap`] for the shard's largest tables (millions of entries at rt
+/// rates): when it grows, the move into the bigger table is spread over the
+/// inserts that follow instead of done at once (`griddle`). A whole rehash
+/// of the exchange table's 2 M ids stalled the shard 5–13 ms at rt
+/// 10,000/s on the project VM (ADR 0030).
+pub type SpreadIdMap<K, V> = griddle::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of hub-made ids that grows as [`SpreadIdMap`] does.
+pub type SpreadIdSet<K> = griddle::HashSet<K, foldhash::fast::RandomState>;
 /// A set of hub-made ids, hashed as [`IdMap`].
 pub type IdSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// A map keyed by queues or participants: names from the operator's
@@ -346,7 +354,7 @@ pub struct Shard {
     // map, every rehash moved all 320-byte exchanges into fresh pages
     // (11-34 ms stalls at rt 10,000/s, bench/RESULTS.md, 2026-12-04).
     exchanges: ExchangeTable,
-    answer_index: IdMap<MessageId, MessageId>,
+    answer_index: SpreadIdMap<MessageId, MessageId>,
     queues: NameMap<QueueId, Queue>,
     answers: IdMap<MessageId, AnswerEntry>,
     /// The idempotency window: keys as prints, in time slices.
@@ -400,7 +408,7 @@ pub struct Shard {
     /// Finished exchanges handed to the archive, not yet reported durable.
     archiving: IdSet<MessageId>,
     /// Finished exchanges the archive holds durably, still in memory.
-    archived: IdSet<MessageId>,
+    archived: SpreadIdSet<MessageId>,
     /// Exchanges whose eviction fell due while their archive write ran.
     evict_when_archived: IdSet<MessageId>,
     /// Exchanges held that a snapshot must carry (`Shard::settled` is
@@ -454,7 +462,7 @@ impl Shard {
             durable_offset: next_offset,
             id_sequence: 0,
             exchanges: ExchangeTable::default(),
-            answer_index: IdMap::default(),
+            answer_index: SpreadIdMap::default(),
             queues: NameMap::default(),
             answers: IdMap::default(),
             timers: Timers::default(),
@@ -480,7 +488,7 @@ impl Shard {
             replay_base: true,
             replayed_ms: 0,
             archiving: IdSet::default(),
-            archived: IdSet::default(),
+            archived: SpreadIdSet::default(),
             evict_when_archived: IdSet::default(),
             unsettled: BTreeSet::new(),
             age_samples: VecDeque::new(),

@@ -21,7 +21,7 @@
 //! most `entries_max` entries ([`WheelFull`] past it; the shard then falls
 //! back to its ordered timers).
 
-use super::IdMap;
+use super::SpreadIdMap;
 use gonets_types::ids::MessageId;
 
 /// Bits of time per level.
@@ -79,7 +79,7 @@ pub struct Wheel {
     entries: Vec<Entry>,
     /// First free slab place.
     free: u32,
-    index: IdMap<MessageId, u32>,
+    index: SpreadIdMap<MessageId, u32>,
     entries_max: usize,
 }
 
@@ -93,7 +93,7 @@ impl Wheel {
             occupied: [0; LEVELS],
             entries: Vec::new(),
             free: NIL,
-            index: IdMap::default(),
+            index: SpreadIdMap::default(),
             entries_max,
         }
     }

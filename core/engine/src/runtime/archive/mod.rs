@@ -575,8 +575,11 @@ async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<
             None => return Ok(()),
             Some(Job::Flush(table, from, to)) => {
                 let entries = table.iter().map(|(k, v)| (*k, *v));
-                let path = index::write_run(dir, from, to, entries).await?;
-                let run = Rc::new(IndexRun::open(&path)?);
+                let run = index::write_run(dir, from, to, entries).await?;
+                // Lookups (every history archived asks whether it is held)
+                // walk the newest runs: in the page cache, not on the disk.
+                run.warm().await?;
+                let run = Rc::new(run);
                 let mut ix = index.borrow_mut();
                 assert_eq!(ix.runs.last().map_or(0, |r| r.header().to), from);
                 ix.runs.push(run);
@@ -592,8 +595,12 @@ async fn run_jobs(index: &Rc<RefCell<Index>>, dir: &Path, shard: u16) -> Result<
             Some(Job::Merge(a, b)) => {
                 assert_eq!(a.header().to, b.header().from);
                 let (from, to) = (a.header().from, b.header().to);
-                let path = index::write_run(dir, from, to, index::merge_entries(&a, &b)).await?;
-                let run = Rc::new(IndexRun::open(&path)?);
+                // The inputs were warmed when written (or read whole when
+                // verified at open): the merge walks the page cache.
+                let merged = index::merge_entries(&a, &b);
+                let run = index::write_run(dir, from, to, merged).await?;
+                run.warm().await?;
+                let run = Rc::new(run);
                 {
                     let mut ix = index.borrow_mut();
                     let n = ix.runs.len();
