@@ -46,6 +46,8 @@ pub struct HubSpec {
     pub gateway_cores: Vec<usize>,
     /// Where the kernel's io-wq workers run (empty: the shard's cores).
     pub io_worker_cores: Vec<usize>,
+    /// Stall reports past this many ms over budget (`stall_report_ms`).
+    pub stall_report_ms: Option<u64>,
 }
 
 /// A running `gonets serve` child.
@@ -166,6 +168,9 @@ impl EmbeddedHub {
         }
         if !self.spec.io_worker_cores.is_empty() {
             text += &format!("io_worker_cores = {:?}\n", self.spec.io_worker_cores);
+        }
+        if let Some(ms) = self.spec.stall_report_ms {
+            text += &format!("stall_report_ms = {ms}\n");
         }
         if let Some(g) = self.gateway {
             text += &format!("gateway_listen = \"{g}\"\n");

@@ -104,6 +104,12 @@ struct Args {
     /// shard's own).
     #[arg(long, value_delimiter = ',')]
     io_worker_cores: Vec<usize>,
+    /// Embedded hub: log each shard task queue run that goes this many ms
+    /// over its budget, with its stack, to the hub's log (`<data-dir>.log`)
+    /// and count it per lane (`stall_report_ms`, ADR 0031; default off).
+    /// A diagnosis tool: each report costs the shard milliseconds.
+    #[arg(long)]
+    stall_report_ms: Option<u64>,
     /// Embedded hub: data directory (replaced; removed afterwards unless --keep-data).
     #[arg(long, default_value = "gonets-loadgen-data")]
     data_dir: PathBuf,
@@ -630,6 +636,11 @@ fn run_gonets(args: &Args, workload: &str, cores: &Cores) -> Result<Run, String>
                 serde_json::json!(args.io_worker_cores),
             );
         }
+        if let Some(ms) = args.stall_report_ms {
+            run.result
+                .setup
+                .insert("stall_report_ms".into(), serde_json::json!(ms));
+        }
     }
     drop(hub);
     Ok(run)
@@ -738,6 +749,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         gateway: args.via == "http",
         gateway_cores: args.gateway_cores.clone(),
         io_worker_cores: args.io_worker_cores.clone(),
+        stall_report_ms: args.stall_report_ms,
     })
 }
 

@@ -370,11 +370,17 @@ fn lane_usage(registry: &mut Registry, stats: &[ShardStats]) {
         "gonets_shard_lane_runs",
         "Times the shard's executor picked each lane's task queue to run; busy seconds over runs is the lane's mean run, how long the other lanes wait once it is picked",
     );
+    let stalls = counters(
+        registry,
+        "gonets_shard_lane_stalls",
+        "Runs of each lane's task queue that went over their budget by more than stall_report_ms without yielding, each logged with its stack (counted only where stall reports are on; docs/adr/0031)",
+    );
     for s in stats {
         for (lane, usage) in &s.lanes {
             let labels = with(shard_label(s.shard), "lane", lane.name());
             busy.get_or_create(&labels).inc_by(usage.busy.as_secs_f64());
             runs.get_or_create(&labels).inc_by(usage.runs);
+            stalls.get_or_create(&labels).inc_by(usage.stalls);
         }
     }
 }

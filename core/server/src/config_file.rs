@@ -43,6 +43,10 @@ pub struct ConfigFile {
     /// CPUs the kernel's io-wq workers (every `fdatasync`) run on (default:
     /// those of the shard that started them; docs/adr/0024).
     pub io_worker_cores: Option<Vec<usize>>,
+    /// Log each shard task queue run that goes this many ms over its
+    /// budget, with its stack, and count it per lane (default: off;
+    /// docs/adr/0031).
+    pub stall_report_ms: Option<u64>,
     /// Registry file (default: the embedded demo registry).
     pub registry: Option<PathBuf>,
     /// Shared listen address, every shard accepts on it (SO_REUSEPORT).
@@ -311,6 +315,7 @@ impl ConfigFile {
         }
         hub.pin_cores = self.cores.clone();
         hub.io_worker_cores = self.io_worker_cores.clone();
+        hub.stall_report_ms = self.stall_report_ms;
         let registry = match &self.registry {
             Some(path) => Registry::from_file(path)
                 .map_err(|e| ServerError::Config(format!("registry {}: {e}", path.display())))?,
@@ -582,6 +587,19 @@ mod tests {
             .hub_config(dir.path())
             .unwrap();
         assert_eq!(default.unawaited_commit_delay_ms, 5);
+    }
+
+    #[test]
+    fn given_stall_report_ms_when_resolved_then_the_hub_takes_it_and_off_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::parse("stall_report_ms = 5\n").unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.stall_report_ms, Some(5));
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(default.stall_report_ms, None);
     }
 
     #[test]

@@ -143,6 +143,11 @@ pub struct HubConfig {
     /// mask, so a pinned shard shares its core with them. `Some(cores)`:
     /// they run only on these cores (docs/adr/0024).
     pub io_worker_cores: Option<Vec<usize>>,
+    /// `Some(ms)`: a shard executor's task queue that runs past its budget
+    /// by more than `ms` without yielding is logged with its stack and
+    /// counted per lane (docs/adr/0031). `None` (the default): off, as it
+    /// costs a timer per task queue run.
+    pub stall_report_ms: Option<u64>,
     /// Participants, data kinds and access rights.
     pub registry: Arc<Registry>,
     /// Settings of every shard's log.
@@ -207,6 +212,7 @@ impl HubConfig {
             shards: cores.clamp(1, shards_max) as u16,
             pin_cores: None,
             io_worker_cores: None,
+            stall_report_ms: None,
             registry: Arc::new(Registry::embedded_default()),
             log: LogConfig::default(),
             shard: ShardTuning::default(),
@@ -247,6 +253,12 @@ impl HubConfig {
                 "shards is {}; it must be between 1 and {shards_max}",
                 self.shards
             ));
+        }
+        if self.stall_report_ms == Some(0) {
+            return fail(
+                "stall_report_ms is 0; give the ms over budget worth reporting, or leave it out"
+                    .into(),
+            );
         }
         if self.io_worker_cores.as_ref().is_some_and(Vec::is_empty) {
             return fail(
@@ -343,5 +355,16 @@ mod tests {
         config.unawaited_commit_delay_ms = UNAWAITED_COMMIT_DELAY_MS_MAX + 1;
         let why = config.validate().expect_err("over the max").to_string();
         assert!(why.contains("unawaited_commit_delay_ms"), "{why}");
+    }
+
+    #[test]
+    fn given_a_zero_stall_report_threshold_when_validated_then_refused() {
+        let mut config = HubConfig::new("/d");
+        assert_eq!(config.stall_report_ms, None, "off by default");
+        config.stall_report_ms = Some(1);
+        assert!(config.validate().is_ok());
+        config.stall_report_ms = Some(0);
+        let why = config.validate().expect_err("zero").to_string();
+        assert!(why.contains("stall_report_ms is 0"), "{why}");
     }
 }

@@ -9,6 +9,7 @@ use crate::runtime::mesh::{
 };
 use crate::runtime::session::Session;
 use crate::runtime::shard_task::{self, ReadySender, ShardStart};
+use crate::runtime::stall_report::StallReport;
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::ShardStats;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -454,10 +455,16 @@ impl Hub {
             };
             let ready = ready_tx.clone();
             let io_workers = config.io_worker_cores.clone();
+            let stall_report_ms = config.stall_report_ms;
             let spawned = std::thread::Builder::new()
                 .name(format!("gonets-shard-{shard}"))
                 .spawn(move || {
-                    shard_thread(start, placement, io_workers, io_memory, ready, notice)
+                    let threads = ShardThread {
+                        io_workers,
+                        io_memory,
+                        stall_report_ms,
+                    };
+                    shard_thread(start, placement, threads, ready, notice)
                 });
             match spawned {
                 Ok(handle) => self.threads.push(Some(handle)),
@@ -685,12 +692,21 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
+/// How a shard's executor thread is set up, besides where it runs.
+struct ShardThread {
+    /// CPUs of its io-wq workers (ADR 0024), if not its own.
+    io_workers: Option<Vec<usize>>,
+    /// glommio's registered I/O memory, bytes.
+    io_memory: usize,
+    /// Stall reports past this many ms over budget (ADR 0031), if on.
+    stall_report_ms: Option<u64>,
+}
+
 /// The body of a shard thread: its executor, then the shard until shutdown.
 fn shard_thread(
     start: ShardStart,
     placement: Placement,
-    io_workers: Option<Vec<usize>>,
-    io_memory: usize,
+    threads: ShardThread,
     ready: ReadySender,
     _notice: ExitNotice,
 ) -> Result<(), String> {
@@ -699,9 +715,17 @@ fn shard_thread(
         Placement::Fixed(core) => format!("pinned to core {core}"),
         _ => "unpinned".to_string(),
     };
+    let ShardThread {
+        io_workers,
+        io_memory,
+        stall_report_ms,
+    } = threads;
+    let stall_report = stall_report_ms
+        .map(|ms| Box::new(StallReport::new(shard, ms)) as Box<dyn glommio::StallDetectionHandler>);
     let executor = LocalExecutorBuilder::new(placement)
         .name(&format!("gonets-shard-{shard}"))
         .io_memory(io_memory)
+        .detect_stalls(stall_report)
         // glommio reaps I/O completions only when the run queue empties or
         // this timer fires (100 ms by default). Under steady traffic the
         // driver always has work, so fdatasync completions (and every reply

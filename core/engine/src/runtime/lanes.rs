@@ -39,6 +39,10 @@ const RT_SHARES: usize = 1000;
 const BULK_SHARES: usize = 200;
 /// Shares of the background queue.
 const BACKGROUND_SHARES: usize = 50;
+/// The queues' names, as glommio reports them.
+const RT_QUEUE: &str = "gonets-rt";
+const BULK_QUEUE: &str = "gonets-bulk";
+const BACKGROUND_QUEUE: &str = "gonets-background";
 
 /// Which queue a task runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,13 +138,34 @@ pub struct LaneUsage {
     pub busy: Duration,
     /// Times the executor picked the queue to run.
     pub runs: u64,
+    /// Runs that went over their budget by more than `stall_report_ms`
+    /// (counted only where stall reports are on; docs/adr/0031).
+    pub stalls: u64,
 }
 
 impl LaneUsage {
     const ZERO: LaneUsage = LaneUsage {
         busy: Duration::ZERO,
         runs: 0,
+        stalls: 0,
     };
+}
+
+/// Counts a stall of the task queue named `queue` (glommio's name for it)
+/// in its lane's totals on the current executor; the default queue's and
+/// any unknown one's count as the front end's.
+pub fn note_stall(queue: &str) {
+    let lane = match queue {
+        RT_QUEUE => Lane::Rt,
+        BULK_QUEUE => Lane::Bulk,
+        BACKGROUND_QUEUE => Lane::Background,
+        _ => Lane::Front,
+    };
+    let i = Lane::ALL
+        .iter()
+        .position(|l| *l == lane)
+        .expect("every lane is listed");
+    USAGE.with(|totals| totals.borrow_mut()[i].stalls += 1);
 }
 
 /// Every lane's running totals on the current executor, in
@@ -172,16 +197,16 @@ pub fn open_on_this_executor() {
     let ex = glommio::executor();
     let latency = Latency::Matters(Duration::from_millis(RT_LATENCY_MS));
     let queues = Queues {
-        rt: ex.create_task_queue(Shares::Static(RT_SHARES), latency, "gonets-rt"),
+        rt: ex.create_task_queue(Shares::Static(RT_SHARES), latency, RT_QUEUE),
         bulk: ex.create_task_queue(
             Shares::Static(BULK_SHARES),
             Latency::NotImportant,
-            "gonets-bulk",
+            BULK_QUEUE,
         ),
         background: ex.create_task_queue(
             Shares::Static(BACKGROUND_SHARES),
             Latency::NotImportant,
-            "gonets-background",
+            BACKGROUND_QUEUE,
         ),
     };
     QUEUES.with(|q| q.set(Some(queues)));

@@ -40,6 +40,7 @@ pub mod rt_stages;
 mod session;
 mod shard_task;
 mod signal;
+pub mod stall_report;
 mod start_error;
 pub mod stats;
 pub mod verify;

@@ -16,6 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A task queue that ran past its budget by more than the handler's
+/// threshold, with the executor's stack at that moment.
 pub struct StallDetection<'a> {
     executor: usize,
     queue_handle: TaskQueueHandle,
@@ -23,6 +25,38 @@ pub struct StallDetection<'a> {
     trace: backtrace::Backtrace,
     budget: Duration,
     overage: Duration,
+}
+
+/// gonets patch (docs/adr/0031): what a handler may read of a stall without
+/// parsing its `Display`.
+impl StallDetection<'_> {
+    /// The task queue that went over its budget.
+    pub fn queue_name(&self) -> &str {
+        self.queue_name
+    }
+
+    /// How far over its budget it ran.
+    pub fn overage(&self) -> Duration {
+        self.overage
+    }
+
+    /// Its budget (the preemption timer, or the queue's latency).
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// The names of the functions on the executor's stack when the stall
+    /// was caught, innermost first (symbolizing costs milliseconds).
+    pub fn function_names(&self) -> Vec<String> {
+        let mut trace = self.trace.clone();
+        trace.resolve();
+        trace
+            .frames()
+            .iter()
+            .flat_map(|f| f.symbols())
+            .filter_map(|s| s.name().map(|n| format!("{n:#}")))
+            .collect()
+    }
 }
 
 impl fmt::Debug for StallDetection<'_> {
