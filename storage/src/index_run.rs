@@ -276,19 +276,7 @@ impl IndexRun {
     /// Maps and verifies the run at `path`. Blocking (open and mmap): for
     /// start-up, or for a file just written.
     pub fn open(path: &Path) -> Result<IndexRun, IndexRunError> {
-        let io = |source| IndexRunError::io(path, source);
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len() as usize;
-        if len < RUN_HEADER_BYTES {
-            return Err(IndexRunError::Truncated {
-                path: path.to_path_buf(),
-                len_bytes: len,
-                needed_bytes: RUN_HEADER_BYTES,
-            });
-        }
-        // SAFETY: run files are immutable once renamed into place, and only
-        // their owner (holding its log's lock) touches the directory.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let map = map_file(path, RUN_HEADER_BYTES)?;
         let header = verify(path, &map)?;
         Ok(IndexRun {
             path: path.to_path_buf(),
@@ -310,19 +298,10 @@ impl IndexRun {
         header: RunHeader,
         keys: Option<(u128, u128)>,
     ) -> Result<IndexRun, IndexRunError> {
-        let io = |source| IndexRunError::io(path, source);
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len() as usize;
-        let needed = RUN_HEADER_BYTES + header.count as usize * RUN_ENTRY_BYTES;
-        if len < needed {
-            return Err(IndexRunError::Truncated {
-                path: path.to_path_buf(),
-                len_bytes: len,
-                needed_bytes: needed,
-            });
-        }
-        // SAFETY: as in `open`: the run is immutable once renamed into place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let map = map_file(
+            path,
+            RUN_HEADER_BYTES + header.count as usize * RUN_ENTRY_BYTES,
+        )?;
         assert_eq!(
             keys.is_none(),
             header.count == 0,
@@ -438,6 +417,24 @@ impl IndexRun {
             .ok()
             .map(|i| entries[i].offset.get())
     }
+}
+
+/// Maps the run file at `path`, which must hold at least `needed_bytes`
+/// (`Truncated` otherwise). Blocking: open, stat and mmap, no page read.
+fn map_file(path: &Path, needed_bytes: usize) -> Result<memmap2::Mmap, IndexRunError> {
+    let io = |source| IndexRunError::io(path, source);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len() as usize;
+    if len < needed_bytes {
+        return Err(IndexRunError::Truncated {
+            path: path.to_path_buf(),
+            len_bytes: len,
+            needed_bytes,
+        });
+    }
+    // SAFETY: run files are immutable once renamed into place, and only
+    // their owner (holding its log's lock) touches the directory.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(io)
 }
 
 /// The file name of the run covering `[from, to)`.

@@ -43,6 +43,8 @@ mod signal;
 pub mod stall_report;
 mod start_error;
 pub mod stats;
+#[cfg(test)]
+mod test_logs;
 pub mod verify;
 pub mod within;
 

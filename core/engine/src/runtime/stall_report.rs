@@ -73,7 +73,75 @@ fn ours(names: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ours;
+    use super::{ours, StallReport};
+    use crate::runtime::lanes::{self, Lane};
+    use crate::runtime::test_logs::Lines;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::time::{Duration, Instant};
+
+    /// The report's threshold over the budget, ms: well past what a loaded
+    /// CI machine takes the thread away for (wall time counts).
+    const THRESHOLD_MS: u64 = 50;
+    /// How long the test's tasks keep the CPU, ms: far past budget + threshold.
+    const BUSY_MS: u64 = 400;
+
+    /// Computes for `BUSY_MS`, yielding to glommio when it asks or never.
+    async fn busy(yielding: bool) {
+        let start = Instant::now();
+        // Bounded: BUSY_MS.
+        while start.elapsed() < Duration::from_millis(BUSY_MS) {
+            std::hint::black_box((0..1_000u64).sum::<u64>());
+            if yielding {
+                glommio::yield_if_needed().await;
+            }
+        }
+    }
+
+    /// Runs a task in the rt lane that computes with or without yielding;
+    /// the rt lane's stall count and the log's text.
+    fn run(yielding: bool) -> (u64, String) {
+        let lines = Lines::default();
+        let logs = lines.clone();
+        let stalls = LocalExecutorBuilder::new(Placement::Unbound)
+            .preempt_timer(Duration::from_millis(1))
+            .detect_stalls(Some(Box::new(StallReport::new(0, THRESHOLD_MS))))
+            .spawn(move || async move {
+                let _logs = logs.capture(tracing::Level::WARN);
+                lanes::open_on_this_executor();
+                lanes::spawn(Lane::Rt, busy(yielding)).await;
+                // Lets the queue's run end (the report comes as it ends).
+                glommio::yield_if_needed().await;
+                lanes::spawn(Lane::Rt, async {}).await;
+                let usage = lanes::usage();
+                let rt = usage.iter().find(|(l, _)| *l == Lane::Rt).expect("rt lane");
+                rt.1.stalls
+            })
+            .expect("executor")
+            .join()
+            .expect("executor thread");
+        (stalls, lines.text())
+    }
+
+    #[test]
+    fn given_a_task_that_never_yields_when_it_runs_past_the_threshold_then_reported_and_counted() {
+        let (stalls, log) = run(false);
+        assert!(stalls >= 1, "rt stalls {stalls}; log: {log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("reactor stall"))
+            .unwrap_or_else(|| panic!("no stall line in: {log}"));
+        assert!(
+            line.contains("WARN") && line.contains("queue=\"gonets-rt\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn given_a_task_that_yields_when_it_computes_as_long_then_no_stall() {
+        let (stalls, log) = run(true);
+        assert_eq!(stalls, 0, "log: {log}");
+        assert!(!log.contains("reactor stall"), "{log}");
+    }
 
     #[test]
     fn given_a_stack_when_reported_then_our_frames_first_without_closures() {

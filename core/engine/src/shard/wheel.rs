@@ -105,7 +105,8 @@ impl Slab {
     /// Adds `e` at the end; its place.
     fn push(&mut self, e: Entry) -> u32 {
         let i = self.len;
-        if i.is_multiple_of(PAGE_ENTRIES) && i / PAGE_ENTRIES == self.pages.len() {
+        // Places fill in order: the first place past the last page opens one.
+        if i >> PAGE_BITS == self.pages.len() {
             self.pages.push(Vec::with_capacity(PAGE_ENTRIES));
         }
         let page = &mut self.pages[i >> PAGE_BITS];

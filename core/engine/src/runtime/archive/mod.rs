@@ -632,6 +632,7 @@ async fn warm(run: &IndexRun, shard: u16) {
 mod tests {
     use super::*;
     use crate::record::EventKind;
+    use crate::runtime::test_logs::Lines;
     use crate::shard::HistoryEvent;
     use gonets_types::ids::DataKindId;
 
@@ -763,30 +764,6 @@ mod tests {
         });
     }
 
-    /// Log lines written through a `tracing` subscriber, kept for a test.
-    #[derive(Clone, Default)]
-    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Lines {
-        fn matching(&self, level: &str, text: &str) -> usize {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter(|l| l.contains(level) && l.contains(text))
-                .count()
-        }
-    }
-
     #[test]
     fn given_an_index_dir_that_fails_when_histories_keep_coming_then_one_error_and_one_recovery_line(
     ) {
@@ -795,13 +772,7 @@ mod tests {
         let lines = Lines::default();
         let seen = lines.clone();
         run_local(move || async move {
-            let writer = lines.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .with_writer(move || writer.clone())
-                .finish();
-            let _logs = tracing::subscriber::set_default(subscriber);
+            let _logs = lines.capture(tracing::Level::INFO);
             let config = LogConfig::small_for_tests();
             let mut a = Archive::open_with(&path, 0, &config, 8)
                 .await
