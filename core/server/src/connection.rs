@@ -659,6 +659,7 @@ async fn subscribe(
         ));
         return Some(error_frame(id, &ErrorReply::from_hub(&e)));
     }
+    let lane = conn.session.lane_of_queue(&queue);
     let subscription = match conn.session.subscribe(queue, credits).await {
         Ok(s) => s,
         Err(e) => return Some(error_frame(id, &ErrorReply::from_hub(&e))),
@@ -676,8 +677,8 @@ async fn subscribe(
         credits_max: conn.credits_max,
     };
     conn.send(reply(Opcode::Subscribe, id, &header, &[])).await;
-    // Deliveries to subscribers (rt providers) are rt work.
-    lanes::spawn(Lane::Rt, push_loop(conn.clone(), id, subscription, inbox)).detach();
+    // Deliveries to an rt provider are rt work; a bulk drain's are bulk's.
+    lanes::spawn(lane, push_loop(conn.clone(), id, subscription, inbox)).detach();
     None
 }
 

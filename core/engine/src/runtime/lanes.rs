@@ -2,14 +2,16 @@
 //! runs before bulk work and background work never crowds either
 //! (docs/adr/0015).
 //!
-//! - [`Lane::Rt`]: `Latency::Matters`, the most shares: the shard driver
-//!   (and with it the log's flusher and the committers it starts), calls,
-//!   their providers' deliveries (subscriptions) and answers, acks.
-//! - [`Lane::Bulk`]: fewer shares: `send_request(s)`, `fetch`,
-//!   `ack_many`/`nack_many`: operations whose cost grows with their batch.
+//! - [`Lane::Rt`]: `Latency::Matters`, the most shares: the shard
+//!   driver's rt half (and with it the log's flusher and the committers it
+//!   starts), calls, their providers' deliveries (subscriptions) and
+//!   answers and acks.
+//! - [`Lane::Bulk`]: fewer shares: the shard driver's bulk half (it steps
+//!   the bulk inbox), `send_request(s)`, `fetch`, `ack_many`/`nack_many`,
+//!   and a bulk drain's deliveries and single acks: work whose cost grows
+//!   with bulk traffic.
 //! - [`Lane::Background`]: fewest shares: checkpoints and retention after a
 //!   snapshot, history-index merges.
-//!
 //! - [`Lane::Front`]: glommio's default queue: network front ends
 //!   (accepting, reading frames, writing replies).
 //!
@@ -72,27 +74,40 @@ impl Lane {
         }
     }
 
-    /// The lane of a client operation: bulk for an async request or a
-    /// batch (its cost grows with its size, and nobody waits on it within
-    /// the 2-second budget), rt for the rest (single calls, answers,
-    /// acks, status reads: small and waited on). A fetch is bulk unless it
-    /// reads a realtime kind's requests (a provider that polls for calls
-    /// instead of subscribing).
-    pub fn of(command: &Command, registry: &Registry) -> Lane {
-        // A signed command goes where the command it wraps goes.
-        match command.unsigned() {
-            Command::Fetch {
-                queue: QueueId::Requests(kind),
-                ..
-            } if registry
-                .kind(kind)
-                .is_some_and(|k| k.mode == Mode::Realtime) =>
+    /// The lane of the work that reads `queue` (a fetch, an ack, a
+    /// subscription's deliveries): rt for a realtime kind's requests (its
+    /// provider answers within the kind's budget), bulk for the rest (an
+    /// async kind's requests, a consumer's answers): a bulk drain acks
+    /// each message, and those acks must not queue in the rt lane ahead of
+    /// calls.
+    pub fn of_queue(queue: &QueueId, registry: &Registry) -> Lane {
+        match queue {
+            QueueId::Requests(kind)
+                if registry
+                    .kind(kind)
+                    .is_some_and(|k| k.mode == Mode::Realtime) =>
             {
                 Lane::Rt
             }
+            QueueId::Requests(_) | QueueId::Answers(_) => Lane::Bulk,
+        }
+    }
+
+    /// The lane of a client operation: bulk for an async request or a
+    /// batch (its cost grows with its size, and nobody waits on it within
+    /// the 2-second budget), rt for the rest (single calls, answers,
+    /// status reads: small and waited on). A fetch, an ack or a nack goes
+    /// by the queue it reads ([`Lane::of_queue`]): rt only for a realtime
+    /// kind's requests (a provider that polls for calls instead of
+    /// subscribing, or acks them).
+    pub fn of(command: &Command, registry: &Registry) -> Lane {
+        // A signed command goes where the command it wraps goes.
+        match command.unsigned() {
+            Command::Fetch { queue, .. }
+            | Command::Ack { queue, .. }
+            | Command::Nack { queue, .. } => Lane::of_queue(queue, registry),
             Command::SendRequest(_)
             | Command::SendRequests(_)
-            | Command::Fetch { .. }
             | Command::AckMany { .. }
             | Command::NackMany { .. }
             | Command::UploadBegin { .. }
@@ -102,8 +117,6 @@ impl Lane {
             | Command::ReadAttachment { .. } => Lane::Bulk,
             Command::Call(_)
             | Command::Subscribe { .. }
-            | Command::Ack { .. }
-            | Command::Nack { .. }
             | Command::SendResponse { .. }
             | Command::SendRefusal { .. }
             | Command::Status { .. }
@@ -239,7 +252,7 @@ impl Queues {
 mod tests {
     use super::*;
     use glommio::{LocalExecutorBuilder, Placement};
-    use gonets_types::ids::{DataKindId, MessageId};
+    use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 
     #[test]
     fn given_lanes_opened_when_spawned_then_each_runs_in_its_own_queue() {
@@ -404,5 +417,43 @@ mod tests {
         assert_eq!(Lane::of(&on(bulk), &registry), Lane::Bulk);
         let unknown = on(&DataKindId::new("urn:nobody"));
         assert_eq!(Lane::of(&unknown, &registry), Lane::Bulk);
+        let answers = fetch(QueueId::Answers(ParticipantId::new("urn:consumer")));
+        assert_eq!(Lane::of(&answers, &registry), Lane::Bulk);
+    }
+
+    #[test]
+    fn given_single_acks_when_classified_then_rt_only_for_a_realtime_kinds_requests() {
+        let registry = Registry::embedded_default();
+        let id = MessageId::new(1, 0, 1);
+        let mode_of = |wanted| {
+            registry
+                .kinds()
+                .find(|k| k.mode == wanted)
+                .map(|k| QueueId::Requests(k.id.clone()))
+                .expect("the default registry has a kind of each mode")
+        };
+        for (queue, lane) in [
+            (mode_of(Mode::Realtime), Lane::Rt),
+            (mode_of(Mode::Async), Lane::Bulk),
+            (
+                QueueId::Answers(ParticipantId::new("urn:consumer")),
+                Lane::Bulk,
+            ),
+        ] {
+            let ack = Command::Ack {
+                queue: queue.clone(),
+                id,
+                reader: 1,
+            };
+            let nack = Command::Nack {
+                queue: queue.clone(),
+                id,
+                reader: 1,
+                delay_ms: 0,
+            };
+            assert_eq!(Lane::of(&ack, &registry), lane, "{queue:?}");
+            assert_eq!(Lane::of(&nack, &registry), lane, "{queue:?}");
+            assert_eq!(Lane::of_queue(&queue, &registry), lane, "{queue:?}");
+        }
     }
 }

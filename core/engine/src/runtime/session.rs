@@ -73,6 +73,12 @@ impl Session {
         crate::runtime::lanes::Lane::of(command, &self.inner.mesh.registry)
     }
 
+    /// The lane of the work that reads `queue` (its deliveries, acks and
+    /// fetches; `Lane::of_queue`).
+    pub fn lane_of_queue(&self, queue: &QueueId) -> crate::runtime::lanes::Lane {
+        crate::runtime::lanes::Lane::of_queue(queue, &self.inner.mesh.registry)
+    }
+
     fn shard_count(&self) -> u16 {
         self.inner.mesh.shard_count()
     }

@@ -2,20 +2,23 @@
 //! channels on one glommio executor, feeds the shard its inputs stamped with
 //! the hub clock and carries out what it asks, in order.
 //!
-//! One turn: settle local events (commits, a failed log, the timer), read the
-//! control channel, read up to [`INPUTS_PER_TURN_MAX`] messages of the rt
-//! inbox, then of the bulk inbox while the log's unwritten bytes stay under
-//! the bulk bound (ADR 0015: an rt record never waits behind more than that
-//! in the log, and the rt records of a turn come first), then ask the
-//! committer for everything appended in the turn (one commit covers the
-//! turn: group commit) and start a snapshot when one is due. A turn that did
-//! work yields so the log's flusher and the outbox drainers run.
+//! The driver has two halves, one task per lane, that take turns on the
+//! shard (`drive`, ADR 0032). An rt turn: settle local events (commits, a
+//! failed log, the timer), read the control channel, read up to
+//! [`INPUTS_PER_TURN_MAX`] messages of the rt inbox. A bulk turn: read the
+//! bulk inbox while the log's unwritten bytes stay under the bulk bound
+//! (ADR 0015: an rt record never waits behind more than that in the log)
+//! and no rt work waits. Each turn then asks the committer for everything
+//! appended in it (group commit) and starts a snapshot when one is due. A
+//! turn that did work yields so the log's flusher and the outbox drainers
+//! run.
 //!
-//! Submodules: `outputs` (carrying out what the shard asks), `snapshots`
+//! Submodules: `drive` (the two halves' loops), `outputs` (carrying out what the shard asks), `snapshots`
 //! (snapshot, mark, checkpoint, retention), `anchoring` (appending chain
 //! anchors and the audit bound's summaries), `stop` (clean shutdown).
 
 mod anchoring;
+mod drive;
 mod outputs;
 mod snapshots;
 mod stop;
@@ -35,7 +38,6 @@ use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::{LogReport, QueueEntry, ReplyCounts, ShardStats};
 use crate::runtime::{clock::HubClock, recovery};
 use crate::shard::{Command, IdMap, Input, Output, ReaderId, Shard, ShardConfig, Token};
-use futures_lite::future;
 use gonets_storage::{Durability, Log, LogConfig};
 use gonets_types::error::HubError;
 use gonets_types::ReplyKind;
@@ -115,10 +117,8 @@ struct PendingSnapshot {
     end: u64,
 }
 
-/// Why the driver's wait ended.
+/// Why the rt half's wait ended.
 enum Wake {
-    /// From the bulk inbox.
-    Inbound(Inbound),
     /// From the rt inbox (client commands and peer messages).
     RtInbound(Inbound),
     Control(Control),
@@ -295,76 +295,6 @@ struct ShardTask {
 }
 
 impl ShardTask {
-    /// The driver loop; returns at shutdown with the log's close result.
-    async fn drive(mut self) -> Result<(), String> {
-        // Bounded per pass (turn limits above); runs until shutdown.
-        loop {
-            self.settle_local().await;
-            let mut worked = false;
-            for _ in 0..CONTROLS_PER_TURN_MAX {
-                match self.inlet.control.try_recv() {
-                    Ok(c) => {
-                        worked = true;
-                        if self.control(c).await {
-                            return self.shutdown().await;
-                        }
-                    }
-                    Err(flume::TryRecvError::Empty) => break,
-                    Err(flume::TryRecvError::Disconnected) => return self.shutdown().await,
-                }
-            }
-            for _ in 0..INPUTS_PER_TURN_MAX {
-                match self.inlet.inbox.try_recv() {
-                    Ok(m) => {
-                        worked = true;
-                        self.rt_seen(&m);
-                        self.inbound(m).await;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let unwritten_at_start = self.log.unwritten_bytes();
-            for _ in 0..INPUTS_PER_TURN_MAX {
-                if !self.bulk_room(unwritten_at_start) {
-                    break;
-                }
-                match self.inlet.bulk.try_recv() {
-                    Ok(m) => {
-                        worked = true;
-                        self.bulk_seen_at = Some(Instant::now());
-                        self.inbound(m).await;
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.end_turn().await;
-            if worked {
-                future::yield_now().await;
-                continue;
-            }
-            match self.wait().await {
-                Wake::Inbound(m) => {
-                    self.bulk_seen_at = Some(Instant::now());
-                    self.inbound(m).await;
-                    self.end_turn().await;
-                }
-                Wake::RtInbound(m) => {
-                    self.rt_seen(&m);
-                    self.inbound(m).await;
-                    self.end_turn().await;
-                }
-                Wake::Control(c) => {
-                    if self.control(c).await {
-                        return self.shutdown().await;
-                    }
-                    self.end_turn().await;
-                }
-                Wake::ChannelsClosed => return self.shutdown().await,
-                Wake::Local => {}
-            }
-        }
-    }
-
     /// Notes when the shard last got a real-time call. Only a call counts:
     /// the rt inbox also carries the acks, status reads and subscriptions of
     /// bulk traffic (a bulk drain acks each message there), which would hold
@@ -399,71 +329,6 @@ impl ShardTask {
                 unwritten_at_start,
                 self.bulk_unwritten_bytes_max,
             )
-    }
-
-    /// Waits for a message (bulk only while the log has room for it), a
-    /// commit, the timer, or (while draining) the next look.
-    async fn wait(&mut self) -> Wake {
-        let now_ms = self.clock.now_ms();
-        let mut sleep_ms = self.timer_at_ms.map(|at| at.saturating_sub(now_ms));
-        if self.drain_done.is_some() {
-            sleep_ms = Some(sleep_ms.map_or(SETTLE_POLL_MS, |s| s.min(SETTLE_POLL_MS)));
-        }
-        let inbox = async {
-            match self.inlet.inbox.recv_async().await {
-                Ok(m) => Wake::RtInbound(m),
-                Err(_) => Wake::ChannelsClosed,
-            }
-        };
-        // Without room, the commit in flight wakes the driver (`committed`).
-        let bulk_open = self.bulk_room(self.log.unwritten_bytes());
-        let bulk = async {
-            if !bulk_open {
-                return future::pending().await;
-            }
-            match self.inlet.bulk.recv_async().await {
-                Ok(m) => Wake::Inbound(m),
-                Err(_) => Wake::ChannelsClosed,
-            }
-        };
-        let control = async {
-            match self.inlet.control.recv_async().await {
-                Ok(c) => Wake::Control(c),
-                Err(_) => Wake::ChannelsClosed,
-            }
-        };
-        let anchors = self.anchors.clone();
-        let committed = async {
-            let anchored = async {
-                match &anchors {
-                    Some(a) => a.wake_driver.wait().await,
-                    None => future::pending().await,
-                }
-            };
-            future::or(
-                future::or(
-                    self.commits.wake_driver.wait(),
-                    self.archive.commits.wake_driver.wait(),
-                ),
-                anchored,
-            )
-            .await;
-            Wake::Local
-        };
-        let timer = async {
-            match sleep_ms.filter(|_| self.drain_done.is_some()) {
-                // Draining: look again every SETTLE_POLL_MS.
-                Some(ms) => glommio::timer::sleep(Duration::from_millis(ms)).await,
-                None => self.alarm.rang.wait().await,
-            }
-            Wake::Local
-        };
-        // Polled in this order when several are ready: rt before bulk.
-        future::or(
-            control,
-            future::or(committed, future::or(inbox, future::or(bulk, timer))),
-        )
-        .await
     }
 
     /// Feeds the shard what happened on this executor since the last turn.
