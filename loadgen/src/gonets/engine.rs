@@ -130,6 +130,9 @@ struct Shared {
     errors: AtomicU64,
     in_flight: AtomicI64,
     p99_us: Vec<AtomicU64>,
+    /// The slowest measured rt call since the last progress line, µs: when
+    /// in a run the tail happened.
+    rt_max_since_line_us: AtomicU64,
     /// rt calls and bulk sends through the HTTP gateway (`--via http`).
     gateway: Option<Gateway>,
 }
@@ -180,6 +183,7 @@ impl Shared {
             errors: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             p99_us: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            rt_max_since_line_us: AtomicU64::new(0),
             gateway,
         }
     }
@@ -450,7 +454,8 @@ fn drain_over(
     }
 }
 
-/// The progress line, `elapsed` into the plan.
+/// The progress line, `elapsed` into the plan. It takes (and resets) the
+/// slowest rt call since the last line.
 fn progress_line(sh: &Shared, plan: &Plan, elapsed: Duration) -> String {
     let p99 = sh.p99_us.iter().map(|a| a.load(Relaxed)).max().unwrap_or(0);
     let mut line = format!(
@@ -463,7 +468,12 @@ fn progress_line(sh: &Shared, plan: &Plan, elapsed: Duration) -> String {
         sh.errors.load(Relaxed),
     );
     if plan.rt.is_some() {
-        line += &format!(" | rt p99 so far {:.2} ms (worst core)", p99 as f64 / 1e3);
+        let max_us = sh.rt_max_since_line_us.swap(0, Relaxed);
+        line += &format!(
+            " | rt p99 so far {:.2} ms (worst core), slowest since the last line {:.2} ms",
+            p99 as f64 / 1e3,
+            max_us as f64 / 1e3
+        );
     }
     if plan.bulk.is_some() {
         line += &format!(
@@ -817,7 +827,10 @@ impl CallBook {
                 Ok(_) => {
                     sh.ok.fetch_add(1, Relaxed);
                     if measured {
-                        rec.borrow_mut().ok(done.saturating_sub(due), answer_bytes);
+                        let latency = done.saturating_sub(due);
+                        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                        sh.rt_max_since_line_us.fetch_max(latency_us, Relaxed);
+                        rec.borrow_mut().ok(latency, answer_bytes);
                     }
                 }
                 Err(e) => {
