@@ -394,6 +394,15 @@ mod tests {
         assert_eq!(Lane::of(&Command::Status { id }, &registry), Lane::Rt);
     }
 
+    /// The requests queue of the default registry's first kind of `mode`.
+    fn requests_of_a(mode: Mode, registry: &Registry) -> QueueId {
+        registry
+            .kinds()
+            .find(|k| k.mode == mode)
+            .map(|k| QueueId::Requests(k.id.clone()))
+            .expect("the default registry has a kind of each mode")
+    }
+
     #[test]
     fn given_fetch_when_classified_then_rt_only_for_a_realtime_kinds_requests() {
         let registry = Registry::embedded_default();
@@ -403,19 +412,11 @@ mod tests {
             wait_ms: 0,
             reader: 1,
         };
-        let kinds: Vec<_> = registry.kinds().map(|k| (k.id.clone(), k.mode)).collect();
-        let (rt, _) = kinds
-            .iter()
-            .find(|(_, m)| *m == Mode::Realtime)
-            .expect("the default registry has a realtime kind");
-        let (bulk, _) = kinds
-            .iter()
-            .find(|(_, m)| *m == Mode::Async)
-            .expect("the default registry has an async kind");
-        let on = |kind: &DataKindId| fetch(QueueId::Requests(kind.clone()));
-        assert_eq!(Lane::of(&on(rt), &registry), Lane::Rt);
-        assert_eq!(Lane::of(&on(bulk), &registry), Lane::Bulk);
-        let unknown = on(&DataKindId::new("urn:nobody"));
+        let rt = fetch(requests_of_a(Mode::Realtime, &registry));
+        assert_eq!(Lane::of(&rt, &registry), Lane::Rt);
+        let bulk = fetch(requests_of_a(Mode::Async, &registry));
+        assert_eq!(Lane::of(&bulk, &registry), Lane::Bulk);
+        let unknown = fetch(QueueId::Requests(DataKindId::new("urn:nobody")));
         assert_eq!(Lane::of(&unknown, &registry), Lane::Bulk);
         let answers = fetch(QueueId::Answers(ParticipantId::new("urn:consumer")));
         assert_eq!(Lane::of(&answers, &registry), Lane::Bulk);
@@ -425,16 +426,9 @@ mod tests {
     fn given_single_acks_when_classified_then_rt_only_for_a_realtime_kinds_requests() {
         let registry = Registry::embedded_default();
         let id = MessageId::new(1, 0, 1);
-        let mode_of = |wanted| {
-            registry
-                .kinds()
-                .find(|k| k.mode == wanted)
-                .map(|k| QueueId::Requests(k.id.clone()))
-                .expect("the default registry has a kind of each mode")
-        };
         for (queue, lane) in [
-            (mode_of(Mode::Realtime), Lane::Rt),
-            (mode_of(Mode::Async), Lane::Bulk),
+            (requests_of_a(Mode::Realtime, &registry), Lane::Rt),
+            (requests_of_a(Mode::Async, &registry), Lane::Bulk),
             (
                 QueueId::Answers(ParticipantId::new("urn:consumer")),
                 Lane::Bulk,

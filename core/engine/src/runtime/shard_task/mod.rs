@@ -13,9 +13,10 @@
 //! turn that did work yields so the log's flusher and the outbox drainers
 //! run.
 //!
-//! Submodules: `drive` (the two halves' loops), `outputs` (carrying out what the shard asks), `snapshots`
-//! (snapshot, mark, checkpoint, retention), `anchoring` (appending chain
-//! anchors and the audit bound's summaries), `stop` (clean shutdown).
+//! Submodules: `drive` (the two halves' loops), `outputs` (carrying out
+//! what the shard asks), `snapshots` (snapshot, mark, checkpoint,
+//! retention), `anchoring` (appending chain anchors and the audit bound's
+//! summaries), `stop` (clean shutdown).
 
 mod anchoring;
 mod drive;
@@ -296,10 +297,10 @@ struct ShardTask {
 
 impl ShardTask {
     /// Notes when the shard last got a real-time call. Only a call counts:
-    /// the rt inbox also carries the acks, status reads and subscriptions of
-    /// bulk traffic (a bulk drain acks each message there), which would hold
-    /// bulk alone to the bound; a call's answer comes on its heels, within
-    /// [`RT_QUIET_MS`] while calls keep coming. Peer messages do not count.
+    /// the rt inbox also carries status reads, subscriptions and an rt
+    /// provider's acks, which would hold bulk alone to the bound; a call's
+    /// answer comes on its heels, within [`RT_QUIET_MS`] while calls keep
+    /// coming. Peer messages do not count.
     fn rt_seen(&mut self, m: &Inbound) {
         if matches!(m, Inbound::Command { command, .. } if holds_bulk(command)) {
             self.rt_seen_at = Some(Instant::now());
@@ -784,7 +785,7 @@ mod tests {
         };
         assert!(
             !holds_bulk(&ack),
-            "a bulk drain acks each message on the rt inbox"
+            "an ack is no call, whichever inbox it comes by"
         );
         assert!(!holds_bulk(&Command::Status { id }));
         let send = Command::SendRequest(NewRequest::new("urn:k", "x"));
