@@ -44,10 +44,18 @@ pub const OPEN_KEYS_MAX: usize = 917_504;
 /// no snapshot writes more than this many keys of it (2 MiB) again: a frozen
 /// slice is written once and referred to afterwards.
 pub const SNAPSHOT_FREEZE_KEYS_MIN: usize = 65_536;
-/// Most keys the window holds (about 2.3 GiB of tables): past it the oldest
-/// slice leaves early, and a repeat of one of its keys is taken as a new
-/// request (counted: `KeyWindow::dropped_early`).
+/// Most keys the window holds (about 2.3 GiB of tables and 1 GiB of their
+/// prints in order): past it the oldest slice leaves early, and a repeat of
+/// one of its keys is taken as a new request (counted:
+/// `KeyWindow::dropped_early`).
 pub const WINDOW_KEYS_MAX: usize = 64 << 20;
+/// Keys a pending merge of two frozen slices copies per key inserted. A
+/// merge copied in one go held the shard ~50 ns a key (14 ms for 300,000
+/// keys, ~60 ms near a full slice, on the project VM); in steps it costs
+/// each insert a few µs, and it ends within `OPEN_KEYS_MAX / 64` (14,336)
+/// inserts: before a snapshot can freeze the next slice.
+pub const MERGE_STEP_KEYS: usize = 64;
+const _: () = assert!(OPEN_KEYS_MAX / MERGE_STEP_KEYS < SNAPSHOT_FREEZE_KEYS_MIN);
 
 /// The slice taking new keys.
 #[derive(Debug)]
@@ -55,15 +63,21 @@ struct OpenSlice {
     start_ms: u64,
     last_ms: u64,
     keys: IdMap<KeyPrint, MessageId>,
+    /// Each key's print, in the order it came (a merge and a snapshot read
+    /// a slice by position, never by walking its table).
+    order: Vec<KeyPrint>,
 }
 
-/// A closed slice: its table shrunk to fit (a slice frozen full is at 7/8
-/// load; one a time step closed at no less than 7/16). It never changes,
-/// so a snapshot writes it once and refers to those parts afterwards.
+/// A closed slice. It never changes, so a snapshot writes it once and
+/// refers to those parts afterwards.
 #[derive(Debug)]
 struct FrozenSlice {
+    /// Names it while a merge reads it (its place moves as slices leave).
+    seq: u64,
     last_ms: u64,
     keys: IdMap<KeyPrint, MessageId>,
+    /// Its keys' prints, each once, in the order they came.
+    order: Vec<KeyPrint>,
     /// The log offsets of the snapshot parts holding it, once written.
     written_at: Option<Vec<u64>>,
 }
@@ -72,6 +86,25 @@ impl FrozenSlice {
     fn get(&self, print: KeyPrint) -> Option<MessageId> {
         self.keys.get(&print).copied()
     }
+
+    /// Its `k`-th key in order, with the message it names.
+    fn entry(&self, k: usize) -> (KeyPrint, MessageId) {
+        let print = self.order[k];
+        (print, self.keys[&print])
+    }
+}
+
+/// Two neighbouring frozen slices being merged into one, a few keys per
+/// insert ([`MERGE_STEP_KEYS`]). Until it ends, lookups read the two
+/// sources, which do not change; the new table is read by nobody.
+#[derive(Debug)]
+struct Merge {
+    older: u64,
+    newer: u64,
+    keys: IdMap<KeyPrint, MessageId>,
+    order: Vec<KeyPrint>,
+    /// Keys copied so far: the older's in order, then the newer's.
+    copied: usize,
 }
 
 /// The keys of the last `window_ms`: one open slice taking new keys, the
@@ -85,6 +118,8 @@ pub struct KeyWindow {
     frozen: VecDeque<FrozenSlice>,
     frozen_len: usize,
     dropped_early: u64,
+    next_seq: u64,
+    merge: Option<Merge>,
 }
 
 impl KeyWindow {
@@ -97,12 +132,14 @@ impl KeyWindow {
             frozen: VecDeque::new(),
             frozen_len: 0,
             dropped_early: 0,
+            next_seq: 0,
+            merge: None,
         }
     }
 
     /// Notes that `print` named `id`, accepted at `time_ms`. Times come in
     /// order; one older than the open slice (a clock absorbed backwards)
-    /// joins it and only stays longer.
+    /// joins it and only stays longer. Takes a step of a pending merge.
     pub fn insert(&mut self, print: KeyPrint, id: MessageId, time_ms: u64) {
         let start_ms = time_ms - time_ms % self.slice_ms;
         let full = self
@@ -117,57 +154,138 @@ impl KeyWindow {
             start_ms,
             last_ms: time_ms,
             keys: IdMap::default(),
+            order: Vec::new(),
         });
         open.last_ms = open.last_ms.max(time_ms);
-        open.keys.insert(print, id);
+        if open.keys.insert(print, id).is_none() {
+            open.order.push(print);
+        }
+        debug_assert_eq!(open.keys.len(), open.order.len());
+        self.merge_step();
     }
 
-    /// Before a snapshot: freezes a large open slice, then merges the two
-    /// newest frozen slices while the older is at most twice the newer and
-    /// the two fit one full slice (so frozen slices stay few, each key is
-    /// merged a few times at most, and full ones are never touched again).
+    /// Before a snapshot: freezes a large open slice, then starts merging
+    /// the two newest frozen slices if the older is at most twice the newer
+    /// and the two fit one full slice (so frozen slices stay few, each key
+    /// is merged a few times at most, and full ones are never touched
+    /// again). The merge goes on a few keys per insert ([`MERGE_STEP_KEYS`]);
+    /// when it ends the next pair is looked at.
     pub fn freeze_for_snapshot(&mut self) {
         if self
             .open
             .as_ref()
-            .is_none_or(|o| o.keys.len() < SNAPSHOT_FREEZE_KEYS_MIN)
+            .is_some_and(|o| o.keys.len() >= SNAPSHOT_FREEZE_KEYS_MIN)
         {
-            return;
+            self.freeze();
         }
-        self.freeze();
-        // Bounded: each pass merges two slices into one.
-        while let [.., older, newer] = self.frozen.make_contiguous() {
-            let fits = older.keys.len() + newer.keys.len() <= OPEN_KEYS_MAX;
-            if !fits || older.keys.len() > 2 * newer.keys.len() {
-                break;
-            }
-            let newer = self.frozen.pop_back().expect("two");
-            let older = self.frozen.back_mut().expect("two");
-            older.keys.extend(newer.keys);
-            older.keys.shrink_to_fit();
-            older.last_ms = older.last_ms.max(newer.last_ms);
-            older.written_at = None;
-        }
+        self.start_merge();
     }
 
     fn freeze(&mut self) {
         let Some(open) = self.open.take() else {
             return;
         };
-        let mut keys = open.keys;
-        keys.shrink_to_fit();
-        self.frozen_len += keys.len();
+        self.frozen_len += open.keys.len();
         self.frozen.push_back(FrozenSlice {
+            seq: self.next_seq,
             last_ms: open.last_ms,
-            keys,
+            keys: open.keys,
+            order: open.order,
             written_at: None,
         });
+        self.next_seq += 1;
         // Bounded: past the most keys, the oldest slices leave early.
         while self.frozen_len > WINDOW_KEYS_MAX {
             let gone = self.frozen.pop_front().expect("keys held");
             self.frozen_len -= gone.keys.len();
             self.dropped_early += gone.keys.len() as u64;
         }
+    }
+
+    /// Starts merging the two newest frozen slices when they qualify and
+    /// no merge is under way.
+    fn start_merge(&mut self) {
+        if self.merge.is_some() {
+            return;
+        }
+        let [.., older, newer] = self.frozen.make_contiguous() else {
+            return;
+        };
+        let fits = older.keys.len() + newer.keys.len() <= OPEN_KEYS_MAX;
+        if !fits || older.keys.len() > 2 * newer.keys.len() {
+            return;
+        }
+        let len = older.keys.len() + newer.keys.len();
+        self.merge = Some(Merge {
+            older: older.seq,
+            newer: newer.seq,
+            keys: IdMap::with_capacity_and_hasher(len, Default::default()),
+            order: Vec::with_capacity(len),
+            copied: 0,
+        });
+    }
+
+    /// Copies up to [`MERGE_STEP_KEYS`] keys of the pending merge; ends it
+    /// when all are copied. A merge whose source left (its window passed,
+    /// or the window's bound) is dropped.
+    fn merge_step(&mut self) {
+        let Some((older_seq, newer_seq)) = self.merge.as_ref().map(|m| (m.older, m.newer)) else {
+            return;
+        };
+        let place = |seq| self.frozen.iter().position(|s| s.seq == seq);
+        let (Some(oi), Some(ni)) = (place(older_seq), place(newer_seq)) else {
+            self.merge = None;
+            return;
+        };
+        assert_eq!(oi + 1, ni, "a merge reads two neighbouring slices");
+        let (older, newer) = (&self.frozen[oi], &self.frozen[ni]);
+        let total = older.order.len() + newer.order.len();
+        let m = self.merge.as_mut().expect("pending");
+        let end = (m.copied + MERGE_STEP_KEYS).min(total);
+        for k in m.copied..end {
+            let (print, id) = match k.checked_sub(older.order.len()) {
+                None => older.entry(k),
+                Some(kn) => newer.entry(kn),
+            };
+            // A print in both (re-accepted after its window): the newer wins,
+            // as lookups newest first did.
+            if m.keys.insert(print, id).is_none() {
+                m.order.push(print);
+            }
+        }
+        m.copied = end;
+        if end == total {
+            self.finish_merge(oi);
+        }
+    }
+
+    /// Puts the merged slice in place of its two sources (at `oi` and the
+    /// next place), then looks at the next pair.
+    fn finish_merge(&mut self, oi: usize) {
+        let m = self.merge.take().expect("pending");
+        let newer = self.frozen.remove(oi + 1).expect("the newer source");
+        let older = &mut self.frozen[oi];
+        assert_eq!((older.seq, newer.seq), (m.older, m.newer));
+        assert_eq!(m.keys.len(), m.order.len());
+        assert!(m.keys.len() <= older.keys.len() + newer.keys.len());
+        self.frozen_len -= older.keys.len() + newer.keys.len() - m.keys.len();
+        older.seq = self.next_seq;
+        older.last_ms = older.last_ms.max(newer.last_ms);
+        older.keys = m.keys;
+        older.order = m.order;
+        // The merged slice holds its sources' keys: where both are written,
+        // a snapshot refers to their parts (the older's first, so on replay a
+        // print in both names the newer's message, as here) instead of
+        // writing it again (tens of ms for a full slice).
+        older.written_at = match (older.written_at.take(), newer.written_at) {
+            (Some(mut parts), Some(newer_parts)) => {
+                parts.extend(newer_parts);
+                Some(parts)
+            }
+            _ => None,
+        };
+        self.next_seq += 1;
+        self.start_merge();
     }
 
     /// The message `print` named, newest first, if a slice still has it.
@@ -217,18 +335,22 @@ impl KeyWindow {
         self.frozen.len()
     }
 
+    /// Keys of frozen slice `i`.
+    pub fn frozen_len_of(&self, i: usize) -> usize {
+        self.frozen[i].order.len()
+    }
+
     /// Where snapshot parts hold frozen slice `i`, once written.
     pub fn frozen_written_at(&self, i: usize) -> Option<&[u64]> {
         self.frozen[i].written_at.as_deref()
     }
 
-    /// Frozen slice `i`'s keys (in the table's order, which never changes).
-    pub fn frozen_entries(&self, i: usize) -> Vec<(KeyPrint, MessageId)> {
-        self.frozen[i]
-            .keys
-            .iter()
-            .map(|(p, id)| (*p, *id))
-            .collect()
+    /// Up to `len` keys of frozen slice `i` from its `start`-th, in the
+    /// order they came (a snapshot part; nothing else is copied).
+    pub fn frozen_entries(&self, i: usize, start: usize, len: usize) -> Vec<(KeyPrint, MessageId)> {
+        let slice = &self.frozen[i];
+        let end = start.saturating_add(len).min(slice.order.len());
+        (start..end).map(|k| slice.entry(k)).collect()
     }
 
     /// Notes the snapshot parts that hold frozen slice `i`.
@@ -346,5 +468,109 @@ mod tests {
         w.insert(KeyPrint(1), id(1, 9_001), 9_001);
         w.freeze_for_snapshot();
         assert!(w.open.is_some());
+    }
+
+    /// A window with two frozen slices of `older` and `newer` keys (prints
+    /// `0..older`, then `older..older + newer`, times 1,000 and 2,000) and a
+    /// merge of them started.
+    fn merging(older: u64, newer: u64) -> KeyWindow {
+        let mut w = KeyWindow::new(24 * 3_600_000);
+        for k in 0..older {
+            w.insert(KeyPrint(u128::from(k)), id(k, 1_000), 1_000);
+        }
+        w.freeze();
+        for k in older..older + newer {
+            w.insert(KeyPrint(u128::from(k)), id(k, 2_000), 2_000);
+        }
+        w.freeze();
+        w.start_merge();
+        assert!(w.merge.is_some(), "the two slices qualify");
+        w
+    }
+
+    #[test]
+    fn given_a_merge_under_way_when_keys_come_then_each_copies_a_step_and_every_key_is_found() {
+        let (older, newer) = (3_000u64, 2_000u64);
+        let mut w = merging(older, newer);
+        let mut next = 1_000_000u64;
+        // Bounded: each insert copies a step; the merge ends within this many.
+        let steps = (older + newer).div_ceil(MERGE_STEP_KEYS as u64);
+        for step in 1..steps {
+            w.insert(KeyPrint(u128::from(next)), id(next, 3_000), 3_000);
+            next += 1;
+            let m = w.merge.as_ref().expect("still under way");
+            assert_eq!(m.copied as u64, step * MERGE_STEP_KEYS as u64);
+            assert_eq!(w.frozen.len(), 2, "the sources stay until it ends");
+            for k in [0, older - 1, older, older + newer - 1] {
+                let at = if k < older { 1_000 } else { 2_000 };
+                assert_eq!(w.get(KeyPrint(u128::from(k))), Some(id(k, at)));
+            }
+        }
+        w.insert(KeyPrint(u128::from(next)), id(next, 3_000), 3_000);
+        assert!(w.merge.is_none(), "ended");
+        assert_eq!(w.frozen.len(), 1);
+        assert_eq!(w.frozen_len, (older + newer) as usize);
+        assert_eq!(w.len(), (older + newer + steps) as usize);
+        assert_eq!(w.frozen_written_at(0), None, "a source was never written");
+        let parts: Vec<_> = (0..older + newer)
+            .step_by(1_000)
+            .flat_map(|start| w.frozen_entries(0, start as usize, 1_000))
+            .collect();
+        let want: Vec<_> = (0..older)
+            .map(|k| (KeyPrint(u128::from(k)), id(k, 1_000)))
+            .chain((older..older + newer).map(|k| (KeyPrint(u128::from(k)), id(k, 2_000))))
+            .collect();
+        assert_eq!(parts, want, "in the order the keys came");
+    }
+
+    #[test]
+    fn given_a_print_in_both_sources_when_merged_then_held_once_with_the_newer_message() {
+        let mut w = KeyWindow::new(24 * 3_600_000);
+        w.insert(KeyPrint(7), id(1, 1_000), 1_000);
+        w.insert(KeyPrint(8), id(2, 1_000), 1_000);
+        w.freeze();
+        w.insert(KeyPrint(7), id(3, 2_000), 2_000);
+        w.freeze();
+        w.start_merge();
+        w.insert(KeyPrint(9), id(4, 3_000), 3_000);
+        assert!(w.merge.is_none());
+        assert_eq!(w.frozen.len(), 1);
+        assert_eq!(w.get(KeyPrint(7)), Some(id(3, 2_000)));
+        assert_eq!(w.frozen_entries(0, 0, 10).len(), 2);
+        assert_eq!(w.frozen_len, 2);
+        assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn given_a_merge_source_past_its_window_when_a_step_comes_then_the_merge_is_dropped() {
+        let mut w = merging(3_000, 2_000);
+        // The older source (last key at 1,000) leaves; the newer stays.
+        let later = 1_000 + 24 * 3_600_000;
+        w.drop_passed(later);
+        assert_eq!(w.frozen.len(), 1);
+        w.insert(KeyPrint(1 << 40), id(9, later), later);
+        assert!(w.merge.is_none(), "dropped with its source");
+        assert_eq!(w.get(KeyPrint(0)), None);
+        assert_eq!(w.get(KeyPrint(3_000)), Some(id(3_000, 2_000)));
+        assert_eq!(w.len(), 2_001);
+    }
+
+    #[test]
+    fn given_both_sources_written_when_merged_then_the_merged_slice_refers_to_their_parts() {
+        let mut w = merging(3_000, 2_000);
+        w.frozen_written(0, vec![10, 11]);
+        w.frozen_written(1, vec![20]);
+        w.merge_step();
+        // Bounded: 5,000 keys in steps.
+        while w.merge.is_some() {
+            w.merge_step();
+        }
+        assert_eq!(w.frozen_written_at(0), Some(&[10, 11, 20][..]));
+        let mut half = merging(3_000, 2_000);
+        half.frozen_written(0, vec![10, 11]);
+        while half.merge.is_some() {
+            half.merge_step();
+        }
+        assert_eq!(half.frozen_written_at(0), None, "written whole again");
     }
 }

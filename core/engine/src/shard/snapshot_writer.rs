@@ -55,8 +55,8 @@ pub struct SnapshotCursor {
     /// Entries of the current chunk written so far.
     chunk_at: usize,
     slice: usize,
-    /// The frozen slice being written: its keys, the next run, the parts so far.
-    slice_keys: Option<(Keys, usize, Vec<u64>)>,
+    /// The frozen slice being written: its next run, the parts so far.
+    slice_run: Option<(usize, Vec<u64>)>,
     /// Parts of the current frozen slice referred to so far.
     slice_ref: usize,
     open_keys: Option<(Keys, usize)>,
@@ -111,7 +111,7 @@ impl Shard {
             chunk: 0,
             chunk_at: 0,
             slice: 0,
-            slice_keys: None,
+            slice_run: None,
             slice_ref: 0,
             open_keys: None,
             clock_written: false,
@@ -363,21 +363,22 @@ impl Shard {
             if !may_write {
                 return Step::Blocked;
             }
-            let (keys, run, offsets) = c
-                .slice_keys
-                .get_or_insert_with(|| (self.keys.frozen_entries(c.slice), 0, Vec::new()));
+            // A part's keys are read from the slice as it is written: the
+            // shard takes no input until the snapshot's end, so the slice
+            // does not change meanwhile.
+            let (run, offsets) = c.slice_run.get_or_insert_with(|| (0, Vec::new()));
             let start = *run * per_part;
-            if start >= keys.len() {
+            if start >= self.keys.frozen_len_of(c.slice) {
                 let offsets = std::mem::take(offsets);
                 self.keys.frozen_written(c.slice, offsets);
-                c.slice_keys = None;
+                c.slice_run = None;
                 (c.slice, c.slice_ref) = (c.slice + 1, 0);
                 continue;
             }
-            let end = (start + per_part).min(keys.len());
+            let keys = self.keys.frozen_entries(c.slice, start, per_part);
             *run += 1;
             offsets.push(offset);
-            return Step::Write(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
+            return Step::Write(part(|out| snapshot::encode_key_run(&keys, out)));
         }
     }
 

@@ -1628,6 +1628,75 @@ fn given_many_keys_when_snapshot_twice_then_the_frozen_slice_is_referred_to_and_
     ));
 }
 
+/// Key-run parts written (not referred to) among `records`.
+fn key_parts_written(records: &[Record]) -> usize {
+    records
+        .iter()
+        .filter(|r| match r {
+            Record::SnapshotPart(b) => matches!(
+                crate::shard::snapshot::decode_part(b),
+                Ok(crate::shard::snapshot::Part::Keys(_))
+            ),
+            _ => false,
+        })
+        .count()
+}
+
+#[test]
+fn given_two_written_key_slices_when_merged_then_the_next_snapshot_refers_to_them_and_keys_survive_restart(
+) {
+    use crate::shard::keys::{MERGE_STEP_KEYS, WINDOW_SLICES};
+    let window_ms = 24 * 3_600_000;
+    let mut d = Driver::with_config(ShardConfig {
+        dedup_window_ms: window_ms,
+        ..config(0, 1)
+    });
+    let send = |d: &mut Driver, key: String| {
+        d.command("MFC", Command::SendRequest(keyed(BULK, &key)));
+    };
+    // Two slices closed by time (a slice is a 24th of the window), each
+    // written by the snapshot after it; the second snapshot starts their merge.
+    let n: usize = 20_000;
+    for slice in ["a", "b"] {
+        for k in 0..n {
+            send(&mut d, format!("{slice}-{k}"));
+        }
+        d.now += window_ms / WINDOW_SLICES;
+        send(&mut d, format!("{slice}-closer"));
+        d.commit();
+        durable_snapshot(&mut d);
+    }
+    assert_eq!(d.shard.keys.frozen_count(), 2);
+    // The slices hold a's keys, then a's closer and b's.
+    let steps = (2 * n + 1).div_ceil(MERGE_STEP_KEYS);
+    for k in 0..steps {
+        send(&mut d, format!("c-{k}"));
+    }
+    assert_eq!(d.shard.keys.frozen_count(), 1, "merged");
+    d.commit();
+    let (start, third) = durable_snapshot(&mut d);
+    assert_eq!(
+        key_parts_written(&third),
+        1,
+        "only the open slice's keys are written; the merged slice is referred to"
+    );
+    let (mut r, _) = d.restart_from(start);
+    assert_eq!(r.shard.held().dedup_keys, 2 * n + 2 + steps);
+    for key in ["a-7", "b-7", "c-7", "b-closer"] {
+        let again = r.committed_reply("MFC", Command::SendRequest(keyed(BULK, key)));
+        assert!(
+            matches!(
+                again,
+                Ok(ShardReply::Accepted {
+                    duplicate: true,
+                    ..
+                })
+            ),
+            "{key}: {again:?}"
+        );
+    }
+}
+
 #[test]
 fn given_small_record_bound_when_snapshot_then_every_part_fits_and_replays_the_same() {
     let mut d = Driver::with_config(ShardConfig {
