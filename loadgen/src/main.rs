@@ -243,6 +243,11 @@ struct Args {
     /// (`[attachments] write_mib_per_s`; 0: unpaced; absent: the hub's default).
     #[arg(long)]
     attachment_write_mib_per_s: Option<u64>,
+    /// The embedded hub's pace of attachment chunk writes while rt calls
+    /// come, MiB/s (`[attachments] beside_rt_write_mib_per_s`; 0: none of
+    /// its own; absent: the hub's default).
+    #[arg(long)]
+    attachment_beside_rt_write_mib_per_s: Option<u64>,
 
     // find-max.
     /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
@@ -728,8 +733,20 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         sync: args.commit_sync.as_deref(),
         dsync_writes: args.dsync_writes.as_deref(),
     });
-    if let Some(mib) = args.attachment_write_mib_per_s {
-        sections += &format!("[attachments]\nwrite_mib_per_s = {mib}\n");
+    let paces = [
+        ("write_mib_per_s", args.attachment_write_mib_per_s),
+        (
+            "beside_rt_write_mib_per_s",
+            args.attachment_beside_rt_write_mib_per_s,
+        ),
+    ];
+    if paces.iter().any(|(_, mib)| mib.is_some()) {
+        sections += "[attachments]\n";
+        for (key, mib) in paces {
+            if let Some(mib) = mib {
+                sections += &format!("{key} = {mib}\n");
+            }
+        }
     }
     eprintln!("starting an embedded hub in {} ...", data_dir.display());
     EmbeddedHub::start(HubSpec {

@@ -57,7 +57,7 @@ pub mod verify;
 
 pub use attachment::{
     AttachmentError, AttachmentLimits, AttachmentStore, BlobInfo, BlobReader, SweepReport,
-    UploadId, UploadState, CHUNK_BYTES_MAX_DEFAULT,
+    UploadId, UploadState, WriteGate, CHUNK_BYTES_MAX_DEFAULT, WRITEBACK_PIECE_BYTES,
 };
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use config::{

@@ -643,6 +643,51 @@ fn given_64_mib_upload_in_4_mib_chunks_when_finished_then_round_trips() {
     assert_eq!(*hasher.finalize().as_bytes(), info.digest);
 }
 
+/// Counts what a store's write gate was asked.
+struct CountingGate(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl gonets_storage::WriteGate for CountingGate {
+    fn before_write(&mut self, bytes: usize) {
+        self.0.lock().unwrap().push(bytes);
+    }
+}
+
+#[test]
+fn given_a_write_gate_when_a_chunk_is_put_then_it_is_asked_once_per_piece_before_it_is_written() {
+    use gonets_storage::WRITEBACK_PIECE_BYTES;
+    let tmp = tempfile::tempdir().unwrap();
+    let lim = AttachmentLimits {
+        chunk_bytes_max: gonets_storage::CHUNK_BYTES_MAX_DEFAULT,
+        ..limits()
+    };
+    let mut store = AttachmentStore::open(tmp.path(), lim, 0).unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    store.set_write_gate(Box::new(CountingGate(asked.clone())));
+    // Two and a half pieces, then a resend of it (acknowledged already:
+    // nothing written, nothing asked).
+    let bytes = payload(WRITEBACK_PIECE_BYTES * 5 / 2, 7);
+    let s = store
+        .begin("alice", bytes.len() as u64, KIND_MAX, 0)
+        .unwrap();
+    put_from(&mut store, "alice", s.id, &bytes, 0, bytes.len());
+    let want = vec![
+        WRITEBACK_PIECE_BYTES,
+        WRITEBACK_PIECE_BYTES,
+        WRITEBACK_PIECE_BYTES / 2,
+    ];
+    assert_eq!(*asked.lock().unwrap(), want);
+    store
+        .put_chunk("alice", s.id, 0, &bytes, crc32c::crc32c(&bytes), 0)
+        .unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        want,
+        "a resent chunk writes nothing"
+    );
+    let info = store.finish("alice", s.id, digest(&bytes), 0).unwrap();
+    assert_eq!(read_blob(&store, "alice", &info.digest), bytes);
+}
+
 #[test]
 fn given_an_owner_at_its_upload_bound_when_it_begins_another_then_too_many_and_others_still_may() {
     let tmp = tempfile::tempdir().unwrap();

@@ -101,6 +101,9 @@ pub struct ConfigFile {
 pub struct AttachmentsSection {
     /// How fast uploaded chunks are written, MiB a second (0: unpaced).
     pub write_mib_per_s: Option<u64>,
+    /// How fast while real-time calls come, MiB a second (0: no pace of
+    /// its own).
+    pub beside_rt_write_mib_per_s: Option<u64>,
 }
 
 /// `[monitor]` (docs/operations.md, "Provider monitoring"). The operator
@@ -360,6 +363,9 @@ impl ConfigFile {
         if let Some(mib) = self.attachments.write_mib_per_s {
             hub.attachment_write_bytes_per_s = mib.saturating_mul(1 << 20);
         }
+        if let Some(mib) = self.attachments.beside_rt_write_mib_per_s {
+            hub.attachment_beside_rt_write_bytes_per_s = mib.saturating_mul(1 << 20);
+        }
         hub.hub_key = Some(self.hub_key(data_dir)?);
         if let Some(ms) = self.anchor_interval_ms {
             hub.anchor_interval_ms = ms;
@@ -587,6 +593,26 @@ mod tests {
             .hub_config(dir.path())
             .unwrap();
         assert_eq!(default.unawaited_commit_delay_ms, 5);
+    }
+
+    #[test]
+    fn given_attachment_paces_when_resolved_then_the_hub_takes_them_in_bytes_and_16_mib_beside_rt_is_the_default(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::parse(
+            "[attachments]\nwrite_mib_per_s = 64\nbeside_rt_write_mib_per_s = 0\n",
+        )
+        .unwrap();
+        let hub = file.hub_config(dir.path()).unwrap();
+        assert_eq!(hub.attachment_write_bytes_per_s, 64 << 20);
+        assert_eq!(hub.attachment_beside_rt_write_bytes_per_s, 0);
+        let default = ConfigFile::parse("")
+            .unwrap()
+            .hub_config(dir.path())
+            .unwrap();
+        assert_eq!(default.attachment_write_bytes_per_s, 0);
+        assert_eq!(default.attachment_beside_rt_write_bytes_per_s, 16 << 20);
+        assert!(ConfigFile::parse("[attachments]\nbeside_rt_write_mbps = 8\n").is_err());
     }
 
     #[test]

@@ -91,7 +91,16 @@ pub(crate) fn write_at(file: &File, path: &Path, position: u64, bytes: &[u8]) ->
 }
 
 /// Bytes written back to the device at a time by [`write_trickled`].
-pub(crate) const WRITEBACK_PIECE_BYTES: usize = 64 << 10;
+pub const WRITEBACK_PIECE_BYTES: usize = 64 << 10;
+
+/// Asked before each piece of a chunk is written: where the store's
+/// owner paces its writes (it may sleep; the store runs on a thread of
+/// its own). Pieces are at most [`WRITEBACK_PIECE_BYTES`], so a pace set
+/// here spreads a chunk evenly instead of letting it go in one burst.
+pub trait WriteGate: Send {
+    /// Returns once a write of `bytes` may go.
+    fn before_write(&mut self, bytes: usize);
+}
 
 /// Writes `bytes` at `position` in pieces of [`WRITEBACK_PIECE_BYTES`],
 /// each sent to the device (`sync_file_range`: written back, not yet
@@ -100,17 +109,20 @@ pub(crate) const WRITEBACK_PIECE_BYTES: usize = 64 << 10;
 /// that flush waits for whatever reached the device since the last one.
 /// A chunk written back whole by its own `fdatasync` made every log commit
 /// in that window wait for megabytes; in pieces, a commit waits for at
-/// most one. Durability is still the caller's `fdatasync`.
+/// most one. `gate` is asked before each piece. Durability is still the
+/// caller's `fdatasync`.
 pub(crate) fn write_trickled(
     file: &File,
     path: &Path,
     position: u64,
     bytes: &[u8],
+    gate: &mut dyn WriteGate,
 ) -> FileResult<()> {
     use std::os::fd::AsRawFd;
     // Bounded by the chunk's length.
     for (i, piece) in bytes.chunks(WRITEBACK_PIECE_BYTES).enumerate() {
         let at = position + (i * WRITEBACK_PIECE_BYTES) as u64;
+        gate.before_write(piece.len());
         write_at(file, path, at, piece)?;
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE

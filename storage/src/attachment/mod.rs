@@ -21,6 +21,7 @@ mod upload;
 
 pub use blob::{BlobInfo, BlobReader, BLOB_OWNERS_MAX, BLOB_READERS_MAX};
 pub use error::AttachmentError;
+pub use files::{WriteGate, WRITEBACK_PIECE_BYTES};
 pub use upload::{ParseUploadIdError, UploadId, UploadState, OWNER_BYTES_MAX};
 
 use blob::BlobPaths;
@@ -108,6 +109,24 @@ pub struct AttachmentStore {
     /// more can be acknowledged truthfully until a reopen re-reads the disk
     /// (docs/adr/0008-failed-log-stops-the-hub.md).
     failed: Option<String>,
+    /// Asked before each piece of a chunk is written (its pace).
+    gate: Gate,
+}
+
+/// The store's [`WriteGate`], boxed, with a `Debug` the store can derive.
+struct Gate(Box<dyn WriteGate>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGate")
+    }
+}
+
+/// The gate of a store nobody paces: every piece goes at once.
+struct Unpaced;
+
+impl WriteGate for Unpaced {
+    fn before_write(&mut self, _bytes: usize) {}
 }
 
 impl AttachmentStore {
@@ -137,7 +156,14 @@ impl AttachmentStore {
             uploads,
             blobs,
             failed: None,
+            gate: Gate(Box::new(Unpaced)),
         })
+    }
+
+    /// Has `gate` asked before each piece of every chunk written from now
+    /// on (a store opened without one writes unpaced).
+    pub fn set_write_gate(&mut self, gate: Box<dyn WriteGate>) {
+        self.gate = Gate(gate);
     }
 
     /// Starts an upload of exactly `size_bytes` (1..=`size_bytes_max`, the
@@ -290,7 +316,7 @@ impl AttachmentStore {
         let record = upload::encode_record(offset, bytes.len() as u32, crc);
         let r = files::open_rw(&paths.data)
             .and_then(|data| {
-                files::write_trickled(&data, &paths.data, offset, bytes)?;
+                files::write_trickled(&data, &paths.data, offset, bytes, &mut *self.gate.0)?;
                 files::sync_data(&data, &paths.data)
             })
             .and_then(|()| files::open_rw(&paths.chunks))

@@ -10,9 +10,14 @@
 //! ended. A session awaits a job's result on a channel of its own, so any
 //! runtime's task can use it without blocking its thread.
 
-use gonets_storage::{AttachmentError, AttachmentLimits, AttachmentStore, UploadId as StoreUpload};
+use crate::runtime::rt_recent::RtRecent;
+use gonets_storage::{
+    AttachmentError, AttachmentLimits, AttachmentStore, UploadId as StoreUpload, WriteGate,
+    WRITEBACK_PIECE_BYTES,
+};
 use gonets_types::{AttachmentBytes, AttachmentRef, Digest, HubError, UploadId, UploadState};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Jobs waiting for the store at most; a sender past it waits for room
@@ -28,32 +33,64 @@ pub const SWEEP_INTERVAL_MS: u64 = 60_000;
 /// shared (an HTTP body streamed from pieces must be).
 type Run = Box<dyn FnOnce(&mut AttachmentStore) + Send + Sync>;
 
-/// A job and the bytes it writes (a chunk's; 0 for the rest), which the
-/// store's pace counts.
-struct Job {
-    run: Run,
-    write_bytes: u64,
-}
-
 /// The handle sessions use: cheap to clone, every call a job on the
 /// store's thread.
 #[derive(Clone, Debug)]
 pub struct Attachments {
-    jobs: flume::Sender<Job>,
+    jobs: flume::Sender<Run>,
     /// How long past its deadline a message's attachments are kept: the
     /// logs' retention (`ShardTuning::retention_ms`).
     retention_ms: u64,
+    /// Whether real-time calls came lately (sessions note them; the
+    /// store's pace reads it).
+    rt: Arc<RtRecent>,
 }
 
 /// How fast the store may write chunks, bytes a second (0: as fast as the
 /// disk takes them). Every `fdatasync` of a shard's log flushes the
 /// device's cache, which on a virtual disk holds whatever the store wrote
 /// since the last one: unpaced, a gigabyte upload made rt commits wait for
-/// megabytes each (bench/RESULTS.md, "Issue 19: attachments").
+/// megabytes each (bench/RESULTS.md, "Issue 19: attachments"). The pace
+/// spaces every piece of a chunk ([`WRITEBACK_PIECE_BYTES`]), so a flush
+/// finds at most about one piece of the store's ahead of it.
 #[derive(Clone, Copy, Debug)]
 pub struct WritePace {
-    /// Bytes a second, 0 for no pace.
+    /// Bytes a second at all times, 0 for no pace.
     pub bytes_per_s: u64,
+    /// Bytes a second while real-time calls come ([`RtRecent`]), 0 for no
+    /// pace of its own; the lower of the two holds then.
+    pub beside_rt_bytes_per_s: u64,
+}
+
+impl WritePace {
+    /// The pace in force, bytes a second (0: none).
+    fn now(self, rt_recent: bool) -> u64 {
+        let rt = if rt_recent {
+            self.beside_rt_bytes_per_s
+        } else {
+            0
+        };
+        match (self.bytes_per_s, rt) {
+            (0, p) | (p, 0) => p,
+            (a, b) => a.min(b),
+        }
+    }
+}
+
+/// The store's [`WriteGate`]: paces each piece as [`WritePace`] says.
+struct Pacer {
+    pace: WritePace,
+    rt: Arc<RtRecent>,
+    /// When the next piece may go.
+    next_write_at: Instant,
+}
+
+impl WriteGate for Pacer {
+    fn before_write(&mut self, bytes: usize) {
+        assert!(bytes <= WRITEBACK_PIECE_BYTES);
+        let bytes_per_s = self.pace.now(self.rt.recent());
+        paced(&mut self.next_write_at, bytes as u64, bytes_per_s);
+    }
 }
 
 /// Hub time, ms since the Unix epoch.
@@ -67,14 +104,30 @@ pub(crate) fn now_ms() -> u64 {
 impl Attachments {
     /// Opens (recovering) the store in `dir` and starts its thread.
     pub fn start(dir: &Path, retention_ms: u64, pace: WritePace) -> Result<Attachments, String> {
-        let store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
+        let mut store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
             .map_err(|e| format!("attachment store {}: {e}", dir.display()))?;
-        let (jobs, inbox) = flume::bounded::<Job>(ATTACHMENT_JOBS_MAX);
+        let rt = Arc::new(RtRecent::default());
+        store.set_write_gate(Box::new(Pacer {
+            pace,
+            rt: rt.clone(),
+            next_write_at: Instant::now(),
+        }));
+        let (jobs, inbox) = flume::bounded::<Run>(ATTACHMENT_JOBS_MAX);
         std::thread::Builder::new()
             .name("gonets-attachments".into())
-            .spawn(move || serve(store, inbox, pace))
+            .spawn(move || serve(store, inbox))
             .map_err(|e| format!("attachment store thread: {e}"))?;
-        Ok(Attachments { jobs, retention_ms })
+        Ok(Attachments {
+            jobs,
+            retention_ms,
+            rt,
+        })
+    }
+
+    /// A real-time call goes to a shard now: the store paces its writes
+    /// to [`WritePace::beside_rt_bytes_per_s`] for a while.
+    pub(crate) fn note_rt_call(&self) {
+        self.rt.note();
     }
 
     /// Runs `job` on the store's thread and waits for its result.
@@ -82,21 +135,11 @@ impl Attachments {
         &self,
         job: impl FnOnce(&mut AttachmentStore) -> Result<T, AttachmentError> + Send + Sync + 'static,
     ) -> Result<T, HubError> {
-        self.run_writing(0, job).await
-    }
-
-    /// [`Attachments::run`] of a job that writes `write_bytes`.
-    async fn run_writing<T: Send + Sync + 'static>(
-        &self,
-        write_bytes: u64,
-        job: impl FnOnce(&mut AttachmentStore) -> Result<T, AttachmentError> + Send + Sync + 'static,
-    ) -> Result<T, HubError> {
         let (tx, rx) = flume::bounded(1);
         let run: Run = Box::new(move |store| {
             let _ = tx.send(job(store));
         });
-        let job = Job { run, write_bytes };
-        self.jobs.send_async(job).await.map_err(|_| stopped())?;
+        self.jobs.send_async(run).await.map_err(|_| stopped())?;
         match rx.recv_async().await {
             Ok(result) => result.map_err(hub_error),
             Err(_) => Err(stopped()),
@@ -127,12 +170,9 @@ impl Attachments {
     ) -> Result<UploadState, HubError> {
         let owner = owner.to_owned();
         let id = StoreUpload(upload.0);
-        let write_bytes = bytes.len() as u64;
-        self.run_writing(write_bytes, move |s| {
-            s.put_chunk(&owner, id, offset, &bytes, crc32c, now_ms())
-        })
-        .await
-        .map(state)
+        self.run(move |s| s.put_chunk(&owner, id, offset, &bytes, crc32c, now_ms()))
+            .await
+            .map(state)
     }
 
     /// Where `owner`'s upload stands.
@@ -216,17 +256,13 @@ impl Attachments {
 
 /// The store's thread: jobs in order, a sweep between them when due; ends
 /// when every handle is gone.
-fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Job>, pace: WritePace) {
+fn serve(mut store: AttachmentStore, inbox: flume::Receiver<Run>) {
     lower_priority();
     let interval = Duration::from_millis(SWEEP_INTERVAL_MS);
     let mut swept_at_ms = now_ms();
-    let mut next_write_at = Instant::now();
     loop {
         match inbox.recv_timeout(interval) {
-            Ok(job) => {
-                paced(&mut next_write_at, job.write_bytes, pace);
-                (job.run)(&mut store)
-            }
+            Ok(run) => run(&mut store),
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => return,
         }
@@ -272,11 +308,11 @@ fn lower_priority() {
     }
 }
 
-/// Waits until a write of `bytes` fits `pace`: writes go out evenly, each
+/// Waits until a write of `bytes` fits `bytes_per_s`: writes go out evenly, each
 /// `bytes / bytes_per_s` after the one before (no burst builds up while
 /// the store is idle).
-fn paced(next_write_at: &mut Instant, bytes: u64, pace: WritePace) {
-    if bytes == 0 || pace.bytes_per_s == 0 {
+fn paced(next_write_at: &mut Instant, bytes: u64, bytes_per_s: u64) {
+    if bytes == 0 || bytes_per_s == 0 {
         return;
     }
     let now = Instant::now();
@@ -284,7 +320,7 @@ fn paced(next_write_at: &mut Instant, bytes: u64, pace: WritePace) {
     if start > now {
         std::thread::sleep(start - now);
     }
-    let spacing_s = bytes as f64 / pace.bytes_per_s as f64;
+    let spacing_s = bytes as f64 / bytes_per_s as f64;
     *next_write_at = start + Duration::from_secs_f64(spacing_s);
 }
 
@@ -344,4 +380,80 @@ fn hub_error(e: AttachmentError) -> HubError {
 /// Where a hub keeps its attachments: `DATA_DIR/attachments`.
 pub fn attachments_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("attachments")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pacer, RtRecent, WritePace, WRITEBACK_PIECE_BYTES};
+    use gonets_storage::WriteGate;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn pacer(beside_rt_bytes_per_s: u64) -> (Pacer, Arc<RtRecent>) {
+        let rt = Arc::new(RtRecent::default());
+        let pace = WritePace {
+            bytes_per_s: 0,
+            beside_rt_bytes_per_s,
+        };
+        let next_write_at = Instant::now();
+        let p = Pacer {
+            pace,
+            rt: rt.clone(),
+            next_write_at,
+        };
+        (p, rt)
+    }
+
+    #[test]
+    fn given_rt_calls_when_pieces_are_written_then_each_waits_its_share_of_the_pace() {
+        // 64 MiB/s: a 64 KiB piece every ~0.98 ms.
+        let (mut p, rt) = pacer(64 << 20);
+        let started = Instant::now();
+        for _ in 0..20 {
+            rt.note();
+            p.before_write(WRITEBACK_PIECE_BYTES);
+        }
+        // The first piece goes at once, the 19 after it each a spacing
+        // later (a sleep never ends early; no upper bound is asserted).
+        assert!(
+            started.elapsed() >= Duration::from_micros(19 * 976),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn given_no_rt_calls_and_no_pace_of_its_own_when_pieces_are_written_then_none_waits() {
+        let (mut p, _rt) = pacer(64 << 20);
+        let before = p.next_write_at;
+        for _ in 0..1_000 {
+            p.before_write(WRITEBACK_PIECE_BYTES);
+        }
+        assert_eq!(p.next_write_at, before, "no pace was in force");
+    }
+
+    #[test]
+    fn given_paces_when_rt_calls_come_or_not_then_the_lower_non_zero_one_holds() {
+        let pace = |bytes_per_s, beside_rt_bytes_per_s| WritePace {
+            bytes_per_s,
+            beside_rt_bytes_per_s,
+        };
+        // (always, beside rt, rt recent) -> in force
+        for (always, beside, recent, want) in [
+            (0, 0, false, 0),
+            (0, 0, true, 0),
+            (0, 32, false, 0),
+            (0, 32, true, 32),
+            (64, 0, true, 64),
+            (64, 32, false, 64),
+            (64, 32, true, 32),
+            (16, 32, true, 16),
+        ] {
+            assert_eq!(
+                pace(always, beside).now(recent),
+                want,
+                "{always} {beside} {recent}"
+            );
+        }
+    }
 }

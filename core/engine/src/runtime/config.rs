@@ -72,6 +72,15 @@ pub struct ShardTuning {
 /// Default pace of the attachment store's chunk writes, bytes a second.
 pub const ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT: u64 = 0;
 
+/// Default pace of the attachment store's chunk writes while real-time
+/// calls come, bytes a second: 16 MiB/s, a 1 GiB upload in about a
+/// minute. Every byte the store writes waits in front of the next rt
+/// commit's device flush, so rt p99 beside an upload grows with the pace
+/// (bench/RESULTS.md, "Issue 19: an upload paced while rt calls come":
+/// 8 / 16 / 32 MiB/s cost 1.4 / 1.6 / 1.9 × the p99 alone, unpaced 2.7 ×
+/// over a shorter hit).
+pub const ATTACHMENT_BESIDE_RT_WRITE_BYTES_PER_S_DEFAULT: u64 = 16 << 20;
+
 /// Default retention period of the shard logs: production's, 7 days.
 pub const RETENTION_MS_DEFAULT: u64 = RETENTION_MS_PRODUCTION;
 
@@ -183,6 +192,10 @@ pub struct HubConfig {
     /// How fast the attachment store writes uploaded chunks, bytes a
     /// second (0: as fast as the disk takes them; docs/adr/0022).
     pub attachment_write_bytes_per_s: u64,
+    /// How fast it writes them while real-time calls come through the
+    /// hub, bytes a second (0: no pace of its own; the lower of the two
+    /// holds; docs/adr/0022, amendment of 2026-12-05).
+    pub attachment_beside_rt_write_bytes_per_s: u64,
     /// Memory each executor registers with io_uring, bytes; `None` sizes it
     /// from the log settings (its batch buffers), which keeps it modest.
     pub io_memory_bytes: Option<usize>,
@@ -224,6 +237,7 @@ impl HubConfig {
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
             attachment_write_bytes_per_s: ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT,
+            attachment_beside_rt_write_bytes_per_s: ATTACHMENT_BESIDE_RT_WRITE_BYTES_PER_S_DEFAULT,
             io_memory_bytes: None,
             drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
             drop_wait_ms: DROP_WAIT_MS_DEFAULT,

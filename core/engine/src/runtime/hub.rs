@@ -376,6 +376,7 @@ impl Hub {
             config.shard.retention_ms,
             crate::runtime::attachments::WritePace {
                 bytes_per_s: config.attachment_write_bytes_per_s,
+                beside_rt_bytes_per_s: config.attachment_beside_rt_write_bytes_per_s,
             },
         )
         .map_err(HubStartError::Attachments)?;

@@ -288,6 +288,10 @@ impl Session {
         );
         let (shard, reader) = self.destination(&mut command)?;
         let mesh = &self.inner.mesh;
+        if matches!(command.unsigned(), Command::Call(_)) {
+            // Background writes yield to real-time calls (ADR 0022).
+            mesh.attachments.note_rt_call();
+        }
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
         }
