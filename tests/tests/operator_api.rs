@@ -216,6 +216,7 @@ fn given_traffic_when_metrics_are_read_then_they_count_it_and_pass_promtool() {
         "gonets_shard_lane_busy_seconds_total",
         "gonets_shard_lane_runs_total",
         "process_resident_memory_bytes",
+        "gonets_attachment_write_paced_seconds_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),

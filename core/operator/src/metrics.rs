@@ -61,13 +61,17 @@ fn float_gauges(registry: &mut Registry, name: &str, help: &str) -> FloatGauges 
     family
 }
 
+/// What the metrics read of the hub as a whole, not of a shard.
+pub(crate) struct HubWide {
+    /// The process's resident memory, where it could be read.
+    pub(crate) resident_bytes: Option<u64>,
+    /// `HubHandle::attachment_write_paced_seconds`.
+    pub(crate) attachment_write_paced_seconds: f64,
+}
+
 /// The Prometheus text for every shard's copy, the providers' rows, and
-/// the process's resident memory.
-pub(crate) fn render(
-    stats: &[ShardStats],
-    providers: &[ProviderRow],
-    resident_bytes: Option<u64>,
-) -> String {
+/// the hub-wide figures (resident memory, the attachment store's pace).
+pub(crate) fn render(stats: &[ShardStats], providers: &[ProviderRow], hub: &HubWide) -> String {
     let mut registry = Registry::default();
     shard_counters(&mut registry, stats);
     replies(&mut registry, stats);
@@ -79,7 +83,14 @@ pub(crate) fn render(
     provider_states(&mut registry, providers);
     sla_counts(&mut registry, stats);
     answer_times(&mut registry, stats);
-    if let Some(bytes) = resident_bytes {
+    let paced: Counter<f64, AtomicU64> = Counter::default();
+    paced.inc_by(hub.attachment_write_paced_seconds);
+    registry.register(
+        "gonets_attachment_write_paced_seconds",
+        "Seconds the attachment store waited on its write pace ([attachments] paces)",
+        paced,
+    );
+    if let Some(bytes) = hub.resident_bytes {
         let rss: Gauge = Gauge::default();
         rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         registry.register(

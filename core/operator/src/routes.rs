@@ -186,7 +186,11 @@ async fn metrics_text(ctx: &Context) -> Result<Response<Body>, ApiError> {
         &stats,
         ctx.monitor.deadline_risk_percent,
     );
-    let text = metrics::render(&stats, &rows, rss::resident_bytes());
+    let hub = metrics::HubWide {
+        resident_bytes: rss::resident_bytes(),
+        attachment_write_paced_seconds: ctx.hub.attachment_write_paced_seconds(),
+    };
+    let text = metrics::render(&stats, &rows, &hub);
     Ok(with_type(StatusCode::OK, text, metrics::CONTENT_TYPE))
 }
 

@@ -17,6 +17,7 @@ use gonets_storage::{
 };
 use gonets_types::{AttachmentBytes, AttachmentRef, Digest, HubError, UploadId, UploadState};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +45,9 @@ pub struct Attachments {
     /// Whether real-time calls came lately (sessions note them; the
     /// store's pace reads it).
     rt: Arc<RtRecent>,
+    /// Nanoseconds the store's thread has waited on its pace since the
+    /// hub started (the operator's metric).
+    paced_ns: Arc<AtomicU64>,
 }
 
 /// How fast the store may write chunks, bytes a second (0: as fast as the
@@ -83,13 +87,19 @@ struct Pacer {
     rt: Arc<RtRecent>,
     /// When the next piece may go.
     next_write_at: Instant,
+    /// Where the time waited is added up ([`Attachments::write_paced_seconds`]).
+    paced_ns: Arc<AtomicU64>,
 }
 
 impl WriteGate for Pacer {
     fn before_write(&mut self, bytes: usize) {
         assert!(bytes <= WRITEBACK_PIECE_BYTES);
         let bytes_per_s = self.pace.now(self.rt.recent());
-        paced(&mut self.next_write_at, bytes as u64, bytes_per_s);
+        let waited = paced(&mut self.next_write_at, bytes as u64, bytes_per_s);
+        if !waited.is_zero() {
+            let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.paced_ns.fetch_add(ns, Relaxed);
+        }
     }
 }
 
@@ -107,10 +117,12 @@ impl Attachments {
         let mut store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
             .map_err(|e| format!("attachment store {}: {e}", dir.display()))?;
         let rt = Arc::new(RtRecent::default());
+        let paced_ns = Arc::new(AtomicU64::new(0));
         store.set_write_gate(Box::new(Pacer {
             pace,
             rt: rt.clone(),
             next_write_at: Instant::now(),
+            paced_ns: paced_ns.clone(),
         }));
         let (jobs, inbox) = flume::bounded::<Run>(ATTACHMENT_JOBS_MAX);
         std::thread::Builder::new()
@@ -121,7 +133,14 @@ impl Attachments {
             jobs,
             retention_ms,
             rt,
+            paced_ns,
         })
+    }
+
+    /// Seconds the store has waited on its write pace since the hub
+    /// started: how much uploads yielded (`[attachments]` paces).
+    pub fn write_paced_seconds(&self) -> f64 {
+        self.paced_ns.load(Relaxed) as f64 / 1e9
     }
 
     /// A real-time call goes to a shard now: the store paces its writes
@@ -310,10 +329,10 @@ fn lower_priority() {
 
 /// Waits until a write of `bytes` fits `bytes_per_s`: writes go out evenly, each
 /// `bytes / bytes_per_s` after the one before (no burst builds up while
-/// the store is idle).
-fn paced(next_write_at: &mut Instant, bytes: u64, bytes_per_s: u64) {
+/// the store is idle). Returns how long it waited.
+fn paced(next_write_at: &mut Instant, bytes: u64, bytes_per_s: u64) -> Duration {
     if bytes == 0 || bytes_per_s == 0 {
-        return;
+        return Duration::ZERO;
     }
     let now = Instant::now();
     let start = (*next_write_at).max(now);
@@ -322,6 +341,7 @@ fn paced(next_write_at: &mut Instant, bytes: u64, bytes_per_s: u64) {
     }
     let spacing_s = bytes as f64 / bytes_per_s as f64;
     *next_write_at = start + Duration::from_secs_f64(spacing_s);
+    now.elapsed()
 }
 
 /// One sweep, logged when it removed anything.
@@ -386,6 +406,7 @@ pub fn attachments_dir(data_dir: &Path) -> PathBuf {
 mod tests {
     use super::{Pacer, RtRecent, WritePace, WRITEBACK_PIECE_BYTES};
     use gonets_storage::WriteGate;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -400,6 +421,7 @@ mod tests {
             pace,
             rt: rt.clone(),
             next_write_at,
+            paced_ns: Arc::new(AtomicU64::new(0)),
         };
         (p, rt)
     }
@@ -423,6 +445,23 @@ mod tests {
     }
 
     #[test]
+    fn given_rt_calls_and_a_slow_pace_when_pieces_are_written_then_the_wait_is_counted() {
+        // 1 MiB/s: 62.5 ms a piece; the second and third wait.
+        let (mut p, rt) = pacer(1 << 20);
+        let started = Instant::now();
+        for _ in 0..3 {
+            rt.note();
+            p.before_write(WRITEBACK_PIECE_BYTES);
+        }
+        let paced = Duration::from_nanos(p.paced_ns.load(Relaxed));
+        assert!(started.elapsed() >= Duration::from_millis(124));
+        assert!(
+            paced > Duration::ZERO && paced <= started.elapsed(),
+            "{paced:?}"
+        );
+    }
+
+    #[test]
     fn given_no_rt_calls_and_no_pace_of_its_own_when_pieces_are_written_then_none_waits() {
         let (mut p, _rt) = pacer(64 << 20);
         let before = p.next_write_at;
@@ -430,6 +469,7 @@ mod tests {
             p.before_write(WRITEBACK_PIECE_BYTES);
         }
         assert_eq!(p.next_write_at, before, "no pace was in force");
+        assert_eq!(p.paced_ns.load(Relaxed), 0);
     }
 
     #[test]

@@ -159,6 +159,12 @@ impl HubHandle {
         self.mesh.subscription_credits_max
     }
 
+    /// Seconds the attachment store has waited on its write pace since
+    /// the hub started (`gonets_attachment_write_paced_seconds_total`).
+    pub fn attachment_write_paced_seconds(&self) -> f64 {
+        self.mesh.attachments.write_paced_seconds()
+    }
+
     /// True once shutdown began: front ends stop accepting.
     pub fn stopping(&self) -> bool {
         self.mesh.stopped()
