@@ -336,11 +336,12 @@ fn paced(next_write_at: &mut Instant, bytes: u64, bytes_per_s: u64) -> Duration 
     }
     let now = Instant::now();
     let start = (*next_write_at).max(now);
-    if start > now {
-        std::thread::sleep(start - now);
-    }
     let spacing_s = bytes as f64 / bytes_per_s as f64;
     *next_write_at = start + Duration::from_secs_f64(spacing_s);
+    if start <= now {
+        return Duration::ZERO;
+    }
+    std::thread::sleep(start - now);
     now.elapsed()
 }
 
