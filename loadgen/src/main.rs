@@ -248,6 +248,11 @@ struct Args {
     /// its own; absent: the hub's default).
     #[arg(long)]
     attachment_beside_rt_write_mib_per_s: Option<u64>,
+    /// attachment: CPU priority of the uploading client's thread, `idle`
+    /// (`SCHED_IDLE`: the uploader stands for another machine, so it never
+    /// takes the core from the rt generator) or `normal` (both compete).
+    #[arg(long, default_value = "idle", value_parser = ["idle", "normal"])]
+    attachment_uploader_priority: String,
 
     // find-max.
     /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
@@ -859,6 +864,10 @@ fn gonets_workload(
             target,
             &rt_params(args)?,
             args.attachment_mib << 20,
+            match args.attachment_uploader_priority.as_str() {
+                "normal" => gonets_loadgen::gonets::attachment::UploaderPriority::Normal,
+                _ => gonets_loadgen::gonets::attachment::UploaderPriority::Idle,
+            },
             cores,
         ),
         "recovery" => workloads::recovery(

@@ -484,6 +484,7 @@ async fn frame_loop<R: AsyncRead + Unpin>(
             input.decoder,
             input.chunk,
             input.frame_read_timeout_ms,
+            || conn.session.rt_calls_recent(),
         )
         .await;
         let frame = match read {

@@ -4,6 +4,13 @@
 //! carries it, and the kind's provider reads it back whole with its
 //! BLAKE3 digest checked. The rt tail beside the transfer is the figure;
 //! the transfer's own rates and the resume point are reported with it.
+//!
+//! The uploading agency system is another machine in the world; on the
+//! generator's own core its client (a 4 MiB copy, CRC and loopback send
+//! per chunk) would take the core from the rt generator for milliseconds
+//! at a time and the figure would measure the generator, not the hub. So
+//! by default the transfer's thread runs at `SCHED_IDLE`: it gets the core
+//! whenever the rt generator does not want it ([`UploaderPriority`]).
 
 use super::workloads::Run;
 use super::workloads::{new_run, note_rt, ratio, rt_alone_then_beside, stderr_progress, Beside};
@@ -16,6 +23,42 @@ use gonets_client::glommio::Client;
 use gonets_types::{AttachmentRef, DataKindId, NewRequest, QueueId, CHUNK_BYTES_MAX};
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// The CPU priority of the thread that uploads and reads the attachment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploaderPriority {
+    /// `SCHED_IDLE`: the rt generator's threads always run first.
+    Idle,
+    /// As the generator's threads: both compete for the core.
+    Normal,
+}
+
+impl UploaderPriority {
+    /// The name the report gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UploaderPriority::Idle => "idle",
+            UploaderPriority::Normal => "normal",
+        }
+    }
+
+    /// Applies it to the calling thread.
+    fn apply(self) -> Result<(), String> {
+        if self == UploaderPriority::Normal {
+            return Ok(());
+        }
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on this thread (0) with a param we own.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            return Err(format!(
+                "cannot give the uploader SCHED_IDLE: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What the transfer did, timed.
 #[derive(Debug)]
@@ -35,6 +78,7 @@ pub fn attachment(
     target: &GonetsTarget,
     rt: &RtParams,
     bytes: u64,
+    uploader: UploaderPriority,
     cores: &Cores,
 ) -> Result<Run, String> {
     let mut run = new_run("attachment", target, cores);
@@ -42,6 +86,10 @@ pub fn attachment(
     run.result
         .setup
         .insert("attachment_bytes".into(), json!(bytes));
+    run.result.setup.insert(
+        "attachment_uploader_priority".into(),
+        json!(uploader.name()),
+    );
     let beside = Beside {
         label: "rt+attachment",
         phase: "rt-with-attachment",
@@ -52,7 +100,10 @@ pub fn attachment(
         stderr_progress(&format!("attachment: making {} MiB", bytes >> 20));
         let data = pattern(bytes);
         let t = target.clone();
-        let transfer = std::thread::spawn(move || run_local(move || transfer(t, data)));
+        let transfer = std::thread::spawn(move || {
+            uploader.apply()?;
+            run_local(move || transfer(t, data))
+        });
         move || {
             transfer
                 .join()

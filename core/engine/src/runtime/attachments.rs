@@ -149,6 +149,11 @@ impl Attachments {
         self.rt.note();
     }
 
+    /// Whether real-time calls reached a shard lately ([`RtRecent`]).
+    pub(crate) fn rt_calls_recent(&self) -> bool {
+        self.rt.recent()
+    }
+
     /// Runs `job` on the store's thread and waits for its result.
     async fn run<T: Send + Sync + 'static>(
         &self,

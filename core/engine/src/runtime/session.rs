@@ -67,6 +67,13 @@ impl Session {
         &self.inner.participant
     }
 
+    /// Whether real-time calls reached a shard of this hub lately (within
+    /// about 50 ms): work that may wait a little, such as reading a large
+    /// frame, then yields to them more often (ADR 0022).
+    pub fn rt_calls_recent(&self) -> bool {
+        self.inner.mesh.attachments.rt_calls_recent()
+    }
+
     /// The lane `command` runs in (ADR 0015): the task queue a front end
     /// spawns its work into, and the shard inbox it goes to.
     pub fn lane(&self, command: &Command) -> crate::runtime::lanes::Lane {
