@@ -611,7 +611,7 @@ mod tests {
             .hub_config(dir.path())
             .unwrap();
         assert_eq!(default.attachment_write_bytes_per_s, 0);
-        assert_eq!(default.attachment_beside_rt_write_bytes_per_s, 16 << 20);
+        assert_eq!(default.attachment_beside_rt_write_bytes_per_s, 8 << 20);
         assert!(ConfigFile::parse("[attachments]\nbeside_rt_write_mbps = 8\n").is_err());
     }
 
