@@ -76,9 +76,10 @@ pub const ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT: u64 = 0;
 /// calls come, bytes a second: 8 MiB/s, a 1 GiB upload in a little over
 /// two minutes. Every byte the store writes waits in front of the next rt
 /// commit's device flush, so rt p99 beside an upload grows with the pace
-/// (bench/RESULTS.md, "Issue 19: the uploader off the rt generator's
-/// turn": 8 MiB/s kept it within 1.2 × the p99 alone, 16 MiB/s cost
-/// 1.35 × over a whole 1 GiB upload).
+/// (bench/RESULTS.md: 1.39 × the p99 alone at 8 MiB/s against 1.56 × at
+/// 16; "Issue 19: the uploader off the rt generator's turn" has today's
+/// runs, which over 512 MiB stayed within 1.2 × at both paces and over
+/// 1 GiB did not, at either, in some runs).
 pub const ATTACHMENT_BESIDE_RT_WRITE_BYTES_PER_S_DEFAULT: u64 = 8 << 20;
 
 /// Default retention period of the shard logs: production's, 7 days.
