@@ -13,6 +13,7 @@ use clap::Parser;
 use gonets_loadgen::agency_record::PayloadFormat;
 use gonets_loadgen::disk_ways::WaysConfig;
 use gonets_loadgen::embedded::{EmbeddedHub, HubSpec};
+use gonets_loadgen::gonets::attachment::UploaderPriority;
 use gonets_loadgen::gonets::workloads::{self, Run};
 use gonets_loadgen::gonets::GonetsTarget;
 use gonets_loadgen::inprocess::{self, InProcessSpec};
@@ -864,10 +865,8 @@ fn gonets_workload(
             target,
             &rt_params(args)?,
             args.attachment_mib << 20,
-            match args.attachment_uploader_priority.as_str() {
-                "normal" => gonets_loadgen::gonets::attachment::UploaderPriority::Normal,
-                _ => gonets_loadgen::gonets::attachment::UploaderPriority::Idle,
-            },
+            UploaderPriority::from_name(&args.attachment_uploader_priority)
+                .ok_or("--attachment-uploader-priority: `idle` or `normal`")?,
             cores,
         ),
         "recovery" => workloads::recovery(

@@ -34,12 +34,22 @@ pub enum UploaderPriority {
 }
 
 impl UploaderPriority {
-    /// The name the report gives it.
+    /// Every priority, as the command line and the report name them.
+    pub const NAMES: [(&'static str, UploaderPriority); 2] = [
+        ("idle", UploaderPriority::Idle),
+        ("normal", UploaderPriority::Normal),
+    ];
+
+    /// The name the command line and the report give it.
     pub fn name(self) -> &'static str {
-        match self {
-            UploaderPriority::Idle => "idle",
-            UploaderPriority::Normal => "normal",
-        }
+        let named = Self::NAMES.iter().find(|(_, p)| *p == self);
+        named.expect("every priority is named").0
+    }
+
+    /// The priority called `name`, if any.
+    pub fn from_name(name: &str) -> Option<UploaderPriority> {
+        let named = Self::NAMES.iter().find(|(n, _)| *n == name);
+        named.map(|(_, p)| *p)
     }
 
     /// Applies it to the calling thread.
@@ -281,4 +291,18 @@ fn run_local<T: Send + 'static, F: std::future::Future<Output = Result<T, String
         .make()
         .map_err(|e| format!("cannot start a glommio executor: {e}"))?
         .run(f())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UploaderPriority;
+
+    #[test]
+    fn given_each_priority_when_named_then_its_name_gives_it_back() {
+        for (name, priority) in UploaderPriority::NAMES {
+            assert_eq!(priority.name(), name);
+            assert_eq!(UploaderPriority::from_name(name), Some(priority));
+        }
+        assert_eq!(UploaderPriority::from_name("realtime"), None);
+    }
 }
