@@ -314,7 +314,9 @@ async fn serve_frames<R, W>(
     W: AsyncWrite + Unpin + 'static,
 {
     let (out, outgoing) = local_channel::new_bounded(settings.write_queue_frames_max);
-    let writer_task = glommio::spawn_local(write_loop(output, outgoing));
+    let rt = session.clone();
+    let writer_task =
+        glommio::spawn_local(write_loop(output, outgoing, move || rt.rt_calls_recent()));
     let conn = Rc::new(Connection {
         session,
         out: Rc::new(out),

@@ -15,14 +15,26 @@ use std::os::fd::RawFd;
 const SLICES_PER_SEND_MAX: usize = 1024;
 
 /// Sends what the socket `fd` takes of `parts` now, the first of them
-/// starting `skip` bytes in; the bytes sent. `WouldBlock` when it takes
-/// nothing without waiting.
-pub(crate) fn send_now(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> {
+/// starting `skip` bytes in, at most `bytes_max` bytes; the bytes sent.
+/// `WouldBlock` when it takes nothing without waiting.
+pub(crate) fn send_now(
+    fd: RawFd,
+    parts: &[&[u8]],
+    skip: usize,
+    bytes_max: usize,
+) -> io::Result<usize> {
+    assert!(bytes_max > 0);
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len().min(SLICES_PER_SEND_MAX));
+    let mut left = bytes_max;
     for (i, part) in parts.iter().take(SLICES_PER_SEND_MAX).enumerate() {
         let part = if i == 0 { &part[skip..] } else { part };
+        let part = &part[..part.len().min(left)];
         if !part.is_empty() {
             slices.push(IoSlice::new(part));
+            left -= part.len();
+        }
+        if left == 0 {
+            break;
         }
     }
     if slices.is_empty() {
@@ -104,12 +116,34 @@ mod tests {
         let mut c = Cursor { index: 0, skip: 2 };
         // Bounded: loopback takes these few bytes at once.
         while !c.done(&parts) {
-            let n = send_now(client.as_raw_fd(), &parts[c.index..], c.skip).unwrap();
+            let n = send_now(client.as_raw_fd(), &parts[c.index..], c.skip, usize::MAX).unwrap();
             c.advance(&parts, n);
         }
         drop(client);
         let mut got = String::new();
         server.read_to_string(&mut got).unwrap();
         assert_eq!(got, "ad|one|two");
+    }
+
+    #[test]
+    fn given_a_bound_when_parts_sent_now_then_no_send_passes_it_and_all_arrive_in_order() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let parts: [&[u8]; 4] = [b"head|", b"", b"one|", b"two"];
+        let mut c = Cursor::default();
+        let mut sends = 0;
+        // Bounded: 12 bytes, at least one a send.
+        while !c.done(&parts) {
+            let n = send_now(client.as_raw_fd(), &parts[c.index..], c.skip, 3).unwrap();
+            assert!((1..=3).contains(&n), "a send of {n} bytes");
+            c.advance(&parts, n);
+            sends += 1;
+        }
+        assert_eq!(sends, 4, "12 bytes in sends of 3, across parts");
+        drop(client);
+        let mut got = String::new();
+        server.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "head|one|two");
     }
 }

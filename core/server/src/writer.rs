@@ -24,6 +24,14 @@ const ROUND_FRAMES_MAX: usize = 256;
 /// Under TLS, a frame at least this large is written on its own, not
 /// copied into the round's buffer.
 const COPY_BYTES_MAX: usize = 64 * 1024;
+/// Most bytes one send of a round hands the kernel. A 4 MiB attachment
+/// frame read back by a loopback peer was sent in one `sendmsg`: the kernel
+/// copies it and, on loopback, runs the receiver's side too, in the shard's
+/// time (a millisecond or more with nothing else running). In slices of
+/// this size, with a pause between them while real-time calls come (the
+/// mirror of the read side, `frame_within`), an rt call waits at most one
+/// slice.
+pub(crate) const SEND_SLICE_BYTES_MAX: usize = crate::frame_within::READ_SLICE_BYTES_MAX;
 
 /// What goes to the writer task.
 pub(crate) enum Outgoing {
@@ -84,9 +92,13 @@ pub(crate) struct Output<W> {
 
 /// Writes queued frames a round at a time until the queue closes, a
 /// `Close` is written, or the connection fails.
+/// A round larger than a slice ([`SEND_SLICE_BYTES_MAX`]) is sent in
+/// slices, pausing between them while `rt_calls_recent()` says real-time
+/// calls come.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     mut output: Output<W>,
     outgoing: LocalReceiver<Outgoing>,
+    rt_calls_recent: impl Fn() -> bool,
 ) {
     let mut round: Vec<Outgoing> = Vec::with_capacity(ROUND_FRAMES_MAX);
     // Under TLS only: the round copied into one buffer.
@@ -95,8 +107,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         let close = gather(first, &outgoing, &mut round).await;
         assert!(round.len() <= ROUND_FRAMES_MAX);
         let written = match output.fd {
-            Some(fd) => send_gathered(&mut output.writer, fd, &round).await,
-            None => write_copied(&mut output.writer, &round, &mut copied).await,
+            Some(fd) => send_gathered(&mut output.writer, fd, &round, &rt_calls_recent).await,
+            None => write_copied(&mut output.writer, &round, &mut copied, &rt_calls_recent).await,
         };
         if written.is_err() || output.writer.flush().await.is_err() {
             return;
@@ -149,29 +161,78 @@ async fn gather(
     }
 }
 
-/// Sends the round on a plain socket: gathered `sendmsg`s of every slice
-/// where it lies; the part the socket does not take at once goes through
-/// `writer`, which waits for room on the reactor.
+/// Sends the round on a plain socket: gathered `sendmsg`s of every part
+/// where it lies, at most [`SEND_SLICE_BYTES_MAX`] a send; what the socket
+/// does not take at once goes through `writer`, which waits for room on
+/// the reactor. After each slice's worth of bytes, [`between_slices`].
 async fn send_gathered<W: AsyncWrite + Unpin>(
     writer: &mut W,
     fd: RawFd,
     round: &[Outgoing],
+    rt_calls_recent: &impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let mut parts: Vec<&[u8]> = Vec::with_capacity(round.len() * 2);
     round.iter().for_each(|out| out.slices(&mut parts));
     let mut at = crate::vectored::Cursor::default();
     at.advance(&parts, 0);
+    let mut since_pause_bytes = 0;
     // Bounded: each round sends at least one byte or one whole part.
     while !at.done(&parts) {
-        match crate::vectored::send_now(fd, &parts[at.index..], at.skip) {
-            Ok(sent) => at.advance(&parts, sent),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let sent = match crate::vectored::send_now(
+            fd,
+            &parts[at.index..],
+            at.skip,
+            SEND_SLICE_BYTES_MAX,
+        ) {
+            Ok(sent) => sent,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let rest = &parts[at.index][at.skip..];
-                writer.write_all(rest).await?;
-                at.advance(&parts, rest.len());
+                let slice = &rest[..rest.len().min(SEND_SLICE_BYTES_MAX)];
+                writer.write_all(slice).await?;
+                slice.len()
             }
             Err(e) => return Err(e),
+        };
+        assert!(sent <= SEND_SLICE_BYTES_MAX, "sent past the slice");
+        at.advance(&parts, sent);
+        since_pause_bytes += sent;
+        if since_pause_bytes >= SEND_SLICE_BYTES_MAX && !at.done(&parts) {
+            between_slices(rt_calls_recent).await;
+            since_pause_bytes = 0;
+        }
+    }
+    Ok(())
+}
+
+/// After a full slice of a large round: while real-time calls come, a
+/// short sleep, so the task is not runnable and the executor polls its
+/// rings and runs the rt connections' tasks first (a send that is taken at
+/// once never yields); else only a yield when the task's time is up.
+async fn between_slices(rt_calls_recent: &impl Fn() -> bool) {
+    if rt_calls_recent() {
+        glommio::timer::sleep(std::time::Duration::from_micros(
+            crate::frame_within::SLICE_PAUSE_US,
+        ))
+        .await;
+    } else {
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Writes `bytes` through `writer` a slice ([`SEND_SLICE_BYTES_MAX`]) at a
+/// time, [`between_slices`] after each but the last.
+async fn write_sliced<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    rt_calls_recent: &impl Fn() -> bool,
+) -> std::io::Result<()> {
+    let mut slices = bytes.chunks(SEND_SLICE_BYTES_MAX).peekable();
+    // Bounded by the number of slices.
+    while let Some(slice) = slices.next() {
+        writer.write_all(slice).await?;
+        if slices.peek().is_some() {
+            between_slices(rt_calls_recent).await;
         }
     }
     Ok(())
@@ -184,13 +245,14 @@ async fn write_copied<W: AsyncWrite + Unpin>(
     writer: &mut W,
     round: &[Outgoing],
     copied: &mut Vec<u8>,
+    rt_calls_recent: &impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for out in round {
         match out {
             Outgoing::Frame(f) if f.len() >= COPY_BYTES_MAX => {
                 write_buffer(writer, copied).await?;
-                writer.write_all(f).await?;
+                write_sliced(writer, f, rt_calls_recent).await?;
             }
             out => {
                 parts.clear();
@@ -226,8 +288,12 @@ async fn write_buffer<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use glommio::channels::local_channel;
-    use std::io::Read;
+    use std::cell::Cell;
+    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
 
     /// A round as the connection queues it: frames, a frame in parts, a
     /// frame over the copy bound, then `Close`, and one frame after it.
@@ -266,7 +332,7 @@ mod tests {
                 writer: &mut sink,
                 fd,
             };
-            write_loop(output, rx).await;
+            write_loop(output, rx, || false).await;
             sink.into_inner()
         })
     }
@@ -319,5 +385,94 @@ mod tests {
             );
             assert_eq!(round.len(), 5);
         });
+    }
+
+    /// A blocking socket as the connection's async writer: what `sendmsg`
+    /// does not take at once is written here, in order, and counted.
+    struct Blocking {
+        socket: std::os::unix::net::UnixStream,
+        write_bytes_max: Rc<Cell<usize>>,
+    }
+
+    impl AsyncWrite for Blocking {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let max = self.write_bytes_max.get().max(buf.len());
+            self.write_bytes_max.set(max);
+            Poll::Ready((&self.socket).write(buf))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(self.socket.shutdown(std::net::Shutdown::Write))
+        }
+    }
+
+    /// Writes one 4 MiB frame (gathered when `gathered`, else as under
+    /// TLS) with real-time calls said to come, beside a task that wakes
+    /// from a 1 µs timer; the bytes the peer read, the largest write the
+    /// async writer was asked for, the pauses between slices, and the
+    /// pauses made when that task ran.
+    fn write_4_mib_frame(gathered: bool) -> (Vec<u8>, usize, usize, usize) {
+        let frame: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        let fd = gathered.then(|| ours.as_raw_fd());
+        let write_bytes_max = Rc::new(Cell::new(0));
+        let writer = Blocking {
+            socket: ours.try_clone().unwrap(),
+            write_bytes_max: write_bytes_max.clone(),
+        };
+        let ex = glommio::LocalExecutor::default();
+        let queued = frame.clone();
+        let (pauses, pauses_when_ran) = ex.run(async move {
+            let pauses = Rc::new(Cell::new(0));
+            let seen = pauses.clone();
+            let rt_task = glommio::spawn_local(async move {
+                glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+                seen.get()
+            });
+            let (tx, rx) = local_channel::new_bounded(2);
+            assert!(tx.try_send(Outgoing::Frame(queued)).is_ok());
+            assert!(tx.try_send(Outgoing::Close).is_ok());
+            let counted = pauses.clone();
+            let rt_calls_recent = move || {
+                counted.set(counted.get() + 1);
+                true
+            };
+            write_loop(Output { writer, fd }, rx, rt_calls_recent).await;
+            (pauses.get(), rt_task.await)
+        });
+        drop(ours);
+        let got = reader.join().unwrap();
+        assert!(got == frame, "the frame arrived whole and in order");
+        (got, write_bytes_max.get(), pauses, pauses_when_ran)
+    }
+
+    #[test]
+    fn given_rt_calls_recent_when_a_4_mib_frame_is_written_then_it_goes_in_slices_and_a_waiting_task_runs_between_them(
+    ) {
+        for gathered in [true, false] {
+            let (got, write_bytes_max, pauses, pauses_when_ran) = write_4_mib_frame(gathered);
+            assert_eq!(got.len(), 4 << 20);
+            assert!(
+                write_bytes_max <= SEND_SLICE_BYTES_MAX,
+                "gathered {gathered}: a write of {write_bytes_max} bytes"
+            );
+            // At most two slices' worth between pauses.
+            assert!(pauses >= (4 << 20) / (2 * SEND_SLICE_BYTES_MAX) - 1);
+            assert!(
+                pauses_when_ran < pauses,
+                "gathered {gathered}: the waiting task ran after {pauses_when_ran} of {pauses} pauses"
+            );
+        }
     }
 }

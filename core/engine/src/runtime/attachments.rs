@@ -42,9 +42,6 @@ pub struct Attachments {
     /// How long past its deadline a message's attachments are kept: the
     /// logs' retention (`ShardTuning::retention_ms`).
     retention_ms: u64,
-    /// Whether real-time calls came lately (sessions note them; the
-    /// store's pace reads it).
-    rt: Arc<RtRecent>,
     /// Nanoseconds the store's thread has waited on its pace since the
     /// hub started (the operator's metric).
     paced_ns: Arc<AtomicU64>,
@@ -112,15 +109,20 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Attachments {
-    /// Opens (recovering) the store in `dir` and starts its thread.
-    pub fn start(dir: &Path, retention_ms: u64, pace: WritePace) -> Result<Attachments, String> {
+    /// Opens (recovering) the store in `dir` and starts its thread; its
+    /// writes go at `pace`, by whether `rt` says real-time calls come.
+    pub fn start(
+        dir: &Path,
+        retention_ms: u64,
+        pace: WritePace,
+        rt: Arc<RtRecent>,
+    ) -> Result<Attachments, String> {
         let mut store = AttachmentStore::open(dir, AttachmentLimits::default(), now_ms())
             .map_err(|e| format!("attachment store {}: {e}", dir.display()))?;
-        let rt = Arc::new(RtRecent::default());
         let paced_ns = Arc::new(AtomicU64::new(0));
         store.set_write_gate(Box::new(Pacer {
             pace,
-            rt: rt.clone(),
+            rt,
             next_write_at: Instant::now(),
             paced_ns: paced_ns.clone(),
         }));
@@ -132,7 +134,6 @@ impl Attachments {
         Ok(Attachments {
             jobs,
             retention_ms,
-            rt,
             paced_ns,
         })
     }
@@ -141,17 +142,6 @@ impl Attachments {
     /// started: how much uploads yielded (`[attachments]` paces).
     pub fn write_paced_seconds(&self) -> f64 {
         self.paced_ns.load(Relaxed) as f64 / 1e9
-    }
-
-    /// A real-time call goes to a shard now: the store paces its writes
-    /// to [`WritePace::beside_rt_bytes_per_s`] for a while.
-    pub(crate) fn note_rt_call(&self) {
-        self.rt.note();
-    }
-
-    /// Whether real-time calls reached a shard lately ([`RtRecent`]).
-    pub(crate) fn rt_calls_recent(&self) -> bool {
-        self.rt.recent()
     }
 
     /// Runs `job` on the store's thread and waits for its result.

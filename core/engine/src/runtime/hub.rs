@@ -333,6 +333,7 @@ struct ShardReceivers {
 fn build_mesh(
     config: &HubConfig,
     attachments: crate::runtime::attachments::Attachments,
+    rt_recent: Arc<crate::runtime::rt_recent::RtRecent>,
 ) -> (Arc<Mesh>, Vec<ShardReceivers>) {
     let n = config.shards;
     let mut inboxes = Vec::with_capacity(usize::from(n));
@@ -359,6 +360,7 @@ fn build_mesh(
         config.registry.clone(),
         config.subscription_credits_max,
         attachments,
+        rt_recent,
     ));
     (mesh, receivers)
 }
@@ -377,6 +379,7 @@ impl Hub {
                 source,
             })?;
         prepare_data_dir(&config)?;
+        let rt_recent = Arc::new(crate::runtime::rt_recent::RtRecent::default());
         let attachments = crate::runtime::attachments::Attachments::start(
             &crate::runtime::attachments::attachments_dir(&config.data_dir),
             config.shard.retention_ms,
@@ -384,9 +387,10 @@ impl Hub {
                 bytes_per_s: config.attachment_write_bytes_per_s,
                 beside_rt_bytes_per_s: config.attachment_beside_rt_write_bytes_per_s,
             },
+            rt_recent.clone(),
         )
         .map_err(HubStartError::Attachments)?;
-        let (mesh, receivers) = build_mesh(&config, attachments);
+        let (mesh, receivers) = build_mesh(&config, attachments, rt_recent);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (exit_tx, exits) = mpsc::channel();
         let mut hub = Hub {

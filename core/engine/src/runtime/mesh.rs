@@ -197,6 +197,10 @@ pub(crate) struct Mesh {
     pub(crate) anchors: Arc<crate::runtime::anchors::AnchorBook>,
     /// The attachment store's thread (ADR 0022).
     pub(crate) attachments: crate::runtime::attachments::Attachments,
+    /// When a real-time call last went to a shard: sessions note each; the
+    /// attachment store's pace and the connections' large reads and sends
+    /// yield to them while they come (ADR 0022).
+    pub(crate) rt_recent: Arc<crate::runtime::rt_recent::RtRecent>,
     /// Set once shutdown began: sessions answer `Unavailable` without sending.
     stopped: AtomicBool,
     /// By shard: set once the shard will send no reply any more, just before
@@ -213,6 +217,7 @@ impl Mesh {
         registry: Arc<Registry>,
         subscription_credits_max: u32,
         attachments: crate::runtime::attachments::Attachments,
+        rt_recent: Arc<crate::runtime::rt_recent::RtRecent>,
     ) -> Mesh {
         assert_eq!(inboxes.len(), controls.len());
         assert_eq!(inboxes.len(), bulk_inboxes.len());
@@ -226,6 +231,7 @@ impl Mesh {
             subscription_credits_max,
             anchors: Arc::default(),
             attachments,
+            rt_recent,
             stopped: AtomicBool::new(false),
             closed,
         }

@@ -1,7 +1,8 @@
-//! Whether real-time calls came through the hub lately, for work on
-//! threads of its own that must yield to them (the attachment store's
-//! writes, ADR 0022). Sessions note each call they send to a shard; a
-//! reader asks [`RtRecent::recent`].
+//! Whether real-time calls came through the hub lately, for work that
+//! must yield to them: the attachment store's writes on its own thread,
+//! and a connection's reads and sends of large frames on a shard's
+//! executor (ADR 0022). The hub keeps one in its mesh; sessions note each
+//! call they send to a shard; a reader asks [`RtRecent::recent`].
 //!
 //! One atomic for the whole hub, so a note stores only when the last one
 //! is [`NOTE_STEP_MS`] old: at most a hundred stores a second whatever the

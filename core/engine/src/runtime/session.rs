@@ -71,7 +71,7 @@ impl Session {
     /// about 50 ms): work that may wait a little, such as reading a large
     /// frame, then yields to them more often (ADR 0022).
     pub fn rt_calls_recent(&self) -> bool {
-        self.inner.mesh.attachments.rt_calls_recent()
+        self.inner.mesh.rt_recent.recent()
     }
 
     /// The lane `command` runs in (ADR 0015): the task queue a front end
@@ -297,7 +297,7 @@ impl Session {
         let mesh = &self.inner.mesh;
         if matches!(command.unsigned(), Command::Call(_)) {
             // Background writes yield to real-time calls (ADR 0022).
-            mesh.attachments.note_rt_call();
+            mesh.rt_recent.note();
         }
         if mesh.stopped() {
             return Err(unavailable_shard(shard));
