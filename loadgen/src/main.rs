@@ -13,7 +13,7 @@ use clap::Parser;
 use gonets_loadgen::agency_record::PayloadFormat;
 use gonets_loadgen::disk_ways::WaysConfig;
 use gonets_loadgen::embedded::{EmbeddedHub, HubSpec};
-use gonets_loadgen::gonets::attachment::UploaderPriority;
+use gonets_loadgen::gonets::attachment::{AttachmentParams, UploaderPriority};
 use gonets_loadgen::gonets::workloads::{self, Run};
 use gonets_loadgen::gonets::GonetsTarget;
 use gonets_loadgen::inprocess::{self, InProcessSpec};
@@ -254,6 +254,12 @@ struct Args {
     /// takes the core from the rt generator) or `normal` (both compete).
     #[arg(long, default_value = "idle", value_parser = ["idle", "normal"])]
     attachment_uploader_priority: String,
+    /// attachment: 0 runs rt alone, then rt beside the transfer. N > 0 runs
+    /// one phase of rt calls in which the transfer moves only in every other
+    /// window of N seconds, and compares the calls issued while it moved
+    /// with the others (give --duration room: about twice the transfer).
+    #[arg(long, default_value_t = 0)]
+    attachment_interleave_s: u64,
 
     // find-max.
     /// rt: search the highest rate meeting --p999-max-ms with nothing over 2 s.
@@ -864,9 +870,12 @@ fn gonets_workload(
         "attachment" => gonets_loadgen::gonets::attachment::attachment(
             target,
             &rt_params(args)?,
-            args.attachment_mib << 20,
-            UploaderPriority::from_name(&args.attachment_uploader_priority)
-                .ok_or("--attachment-uploader-priority: `idle` or `normal`")?,
+            AttachmentParams {
+                bytes: args.attachment_mib << 20,
+                uploader: UploaderPriority::from_name(&args.attachment_uploader_priority)
+                    .ok_or("--attachment-uploader-priority: `idle` or `normal`")?,
+                interleave_s: args.attachment_interleave_s,
+            },
             cores,
         ),
         "recovery" => workloads::recovery(

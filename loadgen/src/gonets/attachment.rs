@@ -5,6 +5,15 @@
 //! BLAKE3 digest checked. The rt tail beside the transfer is the figure;
 //! the transfer's own rates and the resume point are reported with it.
 //!
+//! With `--attachment-interleave-s W` the run is one phase instead: rt
+//! calls throughout, the transfer moving only in every other window of W
+//! seconds (a chunk, the finish or the read started in an "on" window;
+//! none in an "off" one), and each call recorded by whether the transfer
+//! was moving when it was issued. On a virtual machine whose disk and CPU
+//! are shared with others, the two halves of one run see the same
+//! neighbours, where an rt-alone phase run minutes before the transfer may
+//! not: its p99 moved 1.5–16 ms from run to run (bench/RESULTS.md).
+//!
 //! The uploading agency system is another machine in the world; on the
 //! generator's own core its client (a 4 MiB copy, CRC and loopback send
 //! per chunk) would take the core from the rt generator for milliseconds
@@ -12,6 +21,7 @@
 //! by default the transfer's thread runs at `SCHED_IDLE`: it gets the core
 //! whenever the rt generator does not want it ([`UploaderPriority`]).
 
+use super::engine::{self, Plan};
 use super::workloads::Run;
 use super::workloads::{new_run, note_rt, ratio, rt_alone_then_beside, stderr_progress, Beside};
 use crate::gonets::conn::GonetsTarget;
@@ -20,9 +30,23 @@ use crate::record::Recorder;
 use crate::registry;
 use crate::result::Phase;
 use gonets_client::glommio::Client;
-use gonets_types::{AttachmentRef, DataKindId, NewRequest, QueueId, CHUNK_BYTES_MAX};
+use gonets_types::{AttachmentRef, DataKindId, Digest, NewRequest, QueueId, CHUNK_BYTES_MAX};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What the workload transfers, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct AttachmentParams {
+    /// Size of the attachment.
+    pub bytes: u64,
+    /// CPU priority of the uploading (and reading) thread.
+    pub uploader: UploaderPriority,
+    /// 0: rt alone, then rt beside the transfer. Else the length of the
+    /// on and off windows of the interleaved run, seconds.
+    pub interleave_s: u64,
+}
 
 /// The CPU priority of the thread that uploads and reads the attachment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,10 +111,14 @@ struct Transfer {
 pub fn attachment(
     target: &GonetsTarget,
     rt: &RtParams,
-    bytes: u64,
-    uploader: UploaderPriority,
+    params: AttachmentParams,
     cores: &Cores,
 ) -> Result<Run, String> {
+    let AttachmentParams {
+        bytes,
+        uploader,
+        interleave_s,
+    } = params;
     let mut run = new_run("attachment", target, cores);
     note_rt(&mut run, rt);
     run.result
@@ -100,6 +128,12 @@ pub fn attachment(
         "attachment_uploader_priority".into(),
         json!(uploader.name()),
     );
+    run.result
+        .setup
+        .insert("attachment_interleave_s".into(), json!(interleave_s));
+    if interleave_s > 0 {
+        return interleaved(run, target, rt, params, cores);
+    }
     let beside = Beside {
         label: "rt+attachment",
         phase: "rt-with-attachment",
@@ -112,7 +146,7 @@ pub fn attachment(
         let t = target.clone();
         let transfer = std::thread::spawn(move || {
             uploader.apply()?;
-            run_local(move || transfer(t, data))
+            run_local(move || transfer(t, data, None))
         });
         move || {
             transfer
@@ -127,6 +161,114 @@ pub fn attachment(
     run.result.push(with_phase);
     run.result.push(transfer_phase);
     Ok(run)
+}
+
+/// The interleaved run: rt calls throughout, the transfer moving in every
+/// other window; the calls issued while it moved against the others.
+fn interleaved(
+    mut run: Run,
+    target: &GonetsTarget,
+    rt: &RtParams,
+    params: AttachmentParams,
+    cores: &Cores,
+) -> Result<Run, String> {
+    let moving = Arc::new(AtomicBool::new(false));
+    let plan = Plan {
+        label: "rt+attachment on/off".into(),
+        rt: Some(rt.clone()),
+        bulk: None,
+        split: Some(moving.clone()),
+    };
+    stderr_progress(&format!(
+        "attachment: making {} MiB; it moves in every other {} s window",
+        params.bytes >> 20,
+        params.interleave_s
+    ));
+    let data = pattern(params.bytes);
+    let t = target.clone();
+    let windows = Windows {
+        started: Instant::now(),
+        window: Duration::from_secs(params.interleave_s),
+        moving,
+    };
+    let uploader = params.uploader;
+    let transfer = std::thread::spawn(move || {
+        uploader.apply()?;
+        run_local(move || transfer(t, data, Some(windows)))
+    });
+    let outcome = engine::run(target, &plan, cores, &mut stderr_progress)?;
+    let done = transfer
+        .join()
+        .map_err(|_| "the attachment transfer panicked".to_string())??;
+    let r = outcome.rt.as_ref().expect("the plan had an rt part");
+    let measured_calls = (r.issued + r.issued_apart).max(1) as f64;
+    let share = |n: u64| rt.duration.mul_f64(n as f64 / measured_calls);
+    let mut on = Phase::new("rt-transfer-moving", share(r.issued), r.issued, &r.rec);
+    let mut off = Phase::new(
+        "rt-transfer-still",
+        share(r.issued_apart),
+        r.issued_apart,
+        &r.apart,
+    );
+    for p in [&mut on, &mut off] {
+        p.rate_offered = Some(rt.rate_per_s);
+        p.hub = outcome.hub.clone();
+        p.judge_generator(r.lag_max, rt.lag_max);
+    }
+    on.unanswered(r.unfinished);
+    if let (Some(a), Some(w)) = (&off.latency, &on.latency) {
+        on.extra.insert(
+            "p99_ratio_to_still".into(),
+            json!(ratio(w.p99_us, a.p99_us)),
+        );
+        on.extra.insert(
+            "p999_ratio_to_still".into(),
+            json!(ratio(w.p999_us, a.p999_us)),
+        );
+    }
+    let window = rt.warmup + rt.duration;
+    on.extra.insert(
+        "transfer_within_rt_window".into(),
+        json!(done.total <= window),
+    );
+    run.curves
+        .push(("rt while the transfer moved".into(), r.rec.clone()));
+    run.curves
+        .push(("rt while it stood still".into(), r.apart.clone()));
+    let transfer_phase = transfer_phase(params.bytes, &done);
+    run.result.push(off);
+    run.result.push(on);
+    run.result.push(transfer_phase);
+    Ok(run)
+}
+
+/// The transfer's on and off windows: it moves only in even windows
+/// counted from `started`, and `moving` says whether it is moving now.
+struct Windows {
+    started: Instant,
+    window: Duration,
+    moving: Arc<AtomicBool>,
+}
+
+impl Windows {
+    /// Before a step of the transfer: if this is an off window, says so and
+    /// sleeps until the next on window; then says the transfer moves.
+    async fn step(&self) {
+        let window_ns = self.window.as_nanos().max(1);
+        let since = self.started.elapsed();
+        let index = since.as_nanos() / window_ns;
+        if index % 2 == 1 {
+            self.moving.store(false, Relaxed);
+            let next_on = self.window.mul_f64((index + 1) as f64);
+            glommio::timer::sleep(next_on.saturating_sub(since)).await;
+        }
+        self.moving.store(true, Relaxed);
+    }
+
+    /// The transfer is over: it stands still from now on.
+    fn end(&self) {
+        self.moving.store(false, Relaxed);
+    }
 }
 
 /// The rt tail beside the transfer against rt alone (p99; p99.9 comes
@@ -179,21 +321,42 @@ fn pattern(len: u64) -> Vec<u8> {
     out
 }
 
-/// Upload with a drop halfway, a request carrying it, the provider's read.
-async fn transfer(target: GonetsTarget, data: Vec<u8>) -> Result<Transfer, String> {
+/// Upload with a drop halfway, a request carrying it, the provider's read;
+/// with `windows`, each step only in an on window.
+async fn transfer(
+    target: GonetsTarget,
+    data: Vec<u8>,
+    windows: Option<Windows>,
+) -> Result<Transfer, String> {
+    let result = transfer_steps(target, data, windows.as_ref()).await;
+    if let Some(w) = &windows {
+        w.end();
+    }
+    result
+}
+
+/// [`transfer`]'s steps.
+async fn transfer_steps(
+    target: GonetsTarget,
+    data: Vec<u8>,
+    windows: Option<&Windows>,
+) -> Result<Transfer, String> {
     let kind = DataKindId::new(&registry::bulk_kind(0));
     let consumer = registry::consumer(0);
     let c = Client::connect(target.client_config(&consumer)?)
         .await
         .map_err(|e| format!("{consumer}: {e}"))?;
     let started = Instant::now();
-    let reference = upload_with_drop(&c, &kind, &data).await?;
+    let reference = upload_with_drop(&c, &kind, &data, windows).await?;
     let upload = started.elapsed();
     let mut request = NewRequest::new(kind.as_str(), "an attached case file");
     request.attachments = vec![reference.0];
     c.send_request(request)
         .await
         .map_err(|e| format!("send with the attachment: {e}"))?;
+    if let Some(w) = windows {
+        w.step().await;
+    }
     let read_started = Instant::now();
     read_back(&target, &kind, &reference.0, &data).await?;
     Ok(Transfer {
@@ -206,29 +369,21 @@ async fn transfer(target: GonetsTarget, data: Vec<u8>) -> Result<Transfer, Strin
 
 /// Uploads `data` in the largest chunks, drops the connection once half is
 /// durable, and goes on from where the hub says; the reference and the
-/// bytes it resumed at.
+/// bytes it resumed at. With `windows`, every chunk and the finish wait
+/// for an on window, and the client's own resuming upload is not used.
 async fn upload_with_drop(
     c: &Client,
     kind: &DataKindId,
     data: &[u8],
+    windows: Option<&Windows>,
 ) -> Result<(AttachmentRef, u64), String> {
     let fail = |what: &str, e: gonets_client::ClientError| format!("upload {what}: {e}");
-    let mut state = c
+    let state = c
         .upload_begin(kind, data.len() as u64)
         .await
         .map_err(|e| fail("begin", e))?;
     let half = data.len() as u64 / 2;
-    let chunk = CHUNK_BYTES_MAX as u64;
-    // Bounded: each round moves durable_bytes on by a chunk.
-    while state.durable_bytes < half {
-        let at = state.durable_bytes as usize;
-        let end = (state.durable_bytes + chunk).min(data.len() as u64) as usize;
-        let bytes = bytes::Bytes::copy_from_slice(&data[at..end]);
-        state = c
-            .upload_chunk(state.upload, state.durable_bytes, bytes)
-            .await
-            .map_err(|e| fail("chunk", e))?;
-    }
+    let state = chunks_up_to(c, state, data, half, windows).await?;
     stderr_progress(&format!(
         "attachment: {} MiB durable; dropping the connection",
         state.durable_bytes >> 20
@@ -239,11 +394,50 @@ async fn upload_with_drop(
         .await
         .map_err(|e| fail("status after the drop", e))?;
     let resumed_at = state.durable_bytes;
+    let Some(w) = windows else {
+        let reference = c
+            .upload_rest(state, data, CHUNK_BYTES_MAX)
+            .await
+            .map_err(|e| fail("rest", e))?;
+        return Ok((reference, resumed_at));
+    };
+    let state = chunks_up_to(c, state, data, data.len() as u64, windows).await?;
+    w.step().await;
+    let digest = Digest(*blake3::hash(data).as_bytes());
     let reference = c
-        .upload_rest(state, data, CHUNK_BYTES_MAX)
+        .upload_finish(state.upload, digest)
         .await
-        .map_err(|e| fail("rest", e))?;
+        .map_err(|e| fail("finish", e))?;
     Ok((reference, resumed_at))
+}
+
+/// Sends chunks of `data` from where `state` stands until `until_bytes`
+/// are durable, each in an on window when there are `windows`.
+async fn chunks_up_to(
+    c: &Client,
+    mut state: gonets_types::UploadState,
+    data: &[u8],
+    until_bytes: u64,
+    windows: Option<&Windows>,
+) -> Result<gonets_types::UploadState, String> {
+    assert!(until_bytes <= data.len() as u64);
+    let chunk = CHUNK_BYTES_MAX as u64;
+    // Bounded: each round moves durable_bytes on by a chunk.
+    while state.durable_bytes < until_bytes {
+        if let Some(w) = windows {
+            w.step().await;
+        }
+        let at = state.durable_bytes as usize;
+        let end = (state.durable_bytes + chunk).min(data.len() as u64) as usize;
+        let bytes = bytes::Bytes::copy_from_slice(&data[at..end]);
+        let next = c
+            .upload_chunk(state.upload, state.durable_bytes, bytes)
+            .await
+            .map_err(|e| format!("upload chunk: {e}"))?;
+        assert!(next.durable_bytes > state.durable_bytes, "a chunk moves on");
+        state = next;
+    }
+    Ok(state)
 }
 
 /// The provider fetches the request, reads the attachment whole (digest
@@ -295,7 +489,43 @@ fn run_local<T: Send + 'static, F: std::future::Future<Output = Result<T, String
 
 #[cfg(test)]
 mod tests {
-    use super::UploaderPriority;
+    use super::{UploaderPriority, Windows};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn given_an_off_window_when_the_transfer_steps_then_it_stands_still_until_the_next_on_window() {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .unwrap();
+        ex.run(async {
+            let window = Duration::from_millis(40);
+            let w = Windows {
+                started: Instant::now(),
+                window,
+                moving: Arc::new(AtomicBool::new(false)),
+            };
+            w.step().await;
+            assert!(w.moving.load(Relaxed), "an on window: it moves at once");
+            assert!(w.started.elapsed() < window, "no wait in an on window");
+            glommio::timer::sleep(window + window / 4).await;
+            let moving = w.moving.clone();
+            let seen_still = glommio::spawn_local(async move {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                !moving.load(Relaxed)
+            });
+            w.step().await;
+            assert!(seen_still.await, "it stood still in the off window");
+            assert!(
+                w.started.elapsed() >= 2 * window,
+                "it waited for the next on window"
+            );
+            assert!(w.moving.load(Relaxed));
+            w.end();
+            assert!(!w.moving.load(Relaxed), "over: it stands still");
+        });
+    }
 
     #[test]
     fn given_each_priority_when_named_then_its_name_gives_it_back() {

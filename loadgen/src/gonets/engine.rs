@@ -45,6 +45,10 @@ pub struct Plan {
     pub rt: Option<RtParams>,
     /// Bulk sending (and draining).
     pub bulk: Option<BulkPlan>,
+    /// When set, an rt call issued while it reads false is recorded apart
+    /// ([`RtOutcome::apart`]): a workload that turns something on and off
+    /// in windows compares the two sets of calls of one run.
+    pub split: Option<Arc<AtomicBool>>,
 }
 
 /// The bulk part of a plan.
@@ -71,6 +75,23 @@ pub struct RtOutcome {
     pub lag_max: Duration,
     /// Calls still unanswered when the drain wait ended.
     pub unfinished: u64,
+    /// With [`Plan::split`]: the measured calls issued while the flag read
+    /// false (`rec` then holds those issued while it read true).
+    pub apart: Recorder,
+    /// With [`Plan::split`]: calls scheduled in the measured window while
+    /// the flag read false.
+    pub issued_apart: u64,
+}
+
+/// One rt thread's results.
+#[derive(Default)]
+struct RtThreadOut {
+    rec: Recorder,
+    apart: Recorder,
+    issued: u64,
+    issued_apart: u64,
+    lag_max: Duration,
+    unfinished: u64,
 }
 
 /// The bulk part's result, merged over the cores.
@@ -233,7 +254,7 @@ impl Slot {
 /// One thread's results.
 #[derive(Default)]
 struct ThreadOut {
-    rt: Option<(Recorder, u64, Duration, u64)>,
+    rt: Option<RtThreadOut>,
     bulk: Option<Recorder>,
 }
 
@@ -336,11 +357,13 @@ fn join_generators(sh: &Shared, handles: Vec<Generator>) -> Vec<ThreadOut> {
 /// The rt part of every thread, merged.
 fn merge_rt(outs: &[ThreadOut]) -> RtOutcome {
     let mut rt = RtOutcome::default();
-    for (rec, issued, lag, unfinished) in outs.iter().filter_map(|o| o.rt.as_ref()) {
-        rt.rec.merge(rec);
-        rt.issued += issued;
-        rt.lag_max = rt.lag_max.max(*lag);
-        rt.unfinished += unfinished;
+    for o in outs.iter().filter_map(|o| o.rt.as_ref()) {
+        rt.rec.merge(&o.rec);
+        rt.apart.merge(&o.apart);
+        rt.issued += o.issued;
+        rt.issued_apart += o.issued_apart;
+        rt.lag_max = rt.lag_max.max(o.lag_max);
+        rt.unfinished += o.unfinished;
     }
     rt
 }
@@ -508,7 +531,7 @@ async fn thread_main(
     let rt_part = async {
         match rt {
             Some((rt, slot)) => {
-                let r = rt_calls(k, slot, &sh, rt, &rt_conns).await;
+                let r = rt_calls(k, slot, &sh, rt, &rt_conns, plan.split.clone()).await;
                 sh.rt_done.fetch_add(1, Relaxed);
                 Some(r)
             }
@@ -701,14 +724,17 @@ fn drain_batched(conn: Conn, kind: String, sh: Arc<Shared>, params: &BulkParams)
 }
 
 /// This thread's share of the realtime calls, open loop; returns its
-/// recorder, calls issued in the measured window, lag and unfinished calls.
+/// recorders, calls issued in the measured window, lag and unfinished
+/// calls. With `split`, a call issued while it reads false is recorded
+/// apart.
 async fn rt_calls(
     k: usize,
     slot: Slot,
     sh: &Arc<Shared>,
     rt: &RtParams,
     conns: &[Conn],
-) -> (Recorder, u64, Duration, u64) {
+    split: Option<Arc<AtomicBool>>,
+) -> RtThreadOut {
     assert!(
         !conns.is_empty(),
         "every rt thread has a consumer connection"
@@ -724,6 +750,7 @@ async fn rt_calls(
     let book = CallBook {
         sh: sh.clone(),
         rec: Rc::new(RefCell::new(Recorder::new())),
+        apart: Rc::new(RefCell::new(Recorder::new())),
         outstanding: Rc::new(Cell::new(0u64)),
         start: Instant::now(),
         // Payload moved by one call: request and answer, as the NATS driver counts.
@@ -734,17 +761,23 @@ async fn rt_calls(
         let who = registry::consumer(slot.index % rt.consumers);
         Rc::new(g.caller(&who))
     });
-    let mut issued_measured = 0;
+    let (mut issued_measured, mut issued_apart) = (0, 0);
     let mut next_p99 = Duration::from_secs(1);
     while !pacer.finished() {
         let elapsed = book.start.elapsed();
         for i in pacer.due(elapsed) {
             let measured = pacer.schedule().is_measured(i);
-            issued_measured += u64::from(measured);
+            let recorded = match &split {
+                Some(on) if !on.load(Relaxed) => Recorded::Apart,
+                _ => Recorded::Main,
+            };
+            issued_measured += u64::from(measured && recorded == Recorded::Main);
+            issued_apart += u64::from(measured && recorded == Recorded::Apart);
+            let measured = measured.then_some(recorded);
             sh.issued.fetch_add(1, Relaxed);
             if book.outstanding.get() >= rt.outstanding_max {
-                if measured {
-                    book.rec.borrow_mut().not_sent();
+                if let Some(r) = measured {
+                    book.recorder(r).borrow_mut().not_sent();
                 }
                 continue;
             }
@@ -783,13 +816,23 @@ async fn rt_calls(
     while book.outstanding.get() > 0 && Instant::now() < until {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    let out = book.rec.borrow().clone();
-    (
-        out,
-        issued_measured,
-        pacer.lag_max(),
-        book.outstanding.get(),
-    )
+    let rec = book.rec.borrow().clone();
+    let apart = book.apart.borrow().clone();
+    RtThreadOut {
+        rec,
+        apart,
+        issued: issued_measured,
+        issued_apart,
+        lag_max: pacer.lag_max(),
+        unfinished: book.outstanding.get(),
+    }
+}
+
+/// Which recorder a measured call goes to ([`Plan::split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recorded {
+    Main,
+    Apart,
 }
 
 /// What one thread's rt calls report into: its recorder, its calls in
@@ -797,6 +840,8 @@ async fn rt_calls(
 struct CallBook {
     sh: Arc<Shared>,
     rec: Rc<RefCell<Recorder>>,
+    /// Calls issued while [`Plan::split`] read false.
+    apart: Rc<RefCell<Recorder>>,
     outstanding: Rc<Cell<u64>>,
     start: Instant,
     /// Payload bytes one answered call moved.
@@ -804,16 +849,27 @@ struct CallBook {
 }
 
 impl CallBook {
+    /// The recorder `r` names.
+    fn recorder(&self, r: Recorded) -> &Rc<RefCell<Recorder>> {
+        match r {
+            Recorded::Main => &self.rec,
+            Recorded::Apart => &self.apart,
+        }
+    }
+
     /// Runs one call in a detached task; its latency counts from `due`
-    /// (open loop), and is recorded only if it is `measured` (an error by
-    /// its name).
+    /// (open loop), and is recorded only if it is `measured`, in the
+    /// recorder it names (an error by its name).
     fn spawn(
         &self,
         call: impl std::future::Future<Output = Result<(), String>> + 'static,
         due: Duration,
-        measured: bool,
+        measured: Option<Recorded>,
     ) {
-        let (rec, outstanding) = (self.rec.clone(), self.outstanding.clone());
+        let measured_in = measured.map(|r| self.recorder(r).clone());
+        let measured = measured_in.is_some();
+        let rec = measured_in.unwrap_or_else(|| self.rec.clone());
+        let outstanding = self.outstanding.clone();
         let (start, answer_bytes) = (self.start, self.answer_bytes);
         outstanding.set(outstanding.get() + 1);
         self.sh.in_flight.fetch_add(1, Relaxed);

@@ -142,6 +142,7 @@ pub fn rt(target: &GonetsTarget, rt: &RtParams, cores: &Cores) -> Result<Run, St
             .insert("idle_hub_cpu_cores".into(), json!(cores));
     }
     let plan = Plan {
+        split: None,
         label: "rt".into(),
         rt: Some(rt.clone()),
         bulk: None,
@@ -180,6 +181,7 @@ pub fn bulk(
     let mut run = new_run("bulk", target, cores);
     note_bulk(&mut run, b);
     let plan = Plan {
+        split: None,
         label: "bulk".into(),
         rt: None,
         bulk: Some(BulkPlan {
@@ -238,6 +240,7 @@ where
     W: FnOnce() -> Result<T, String>,
 {
     let alone = Plan {
+        split: None,
         label: "rt-alone".into(),
         rt: Some(rt.clone()),
         bulk: None,
@@ -247,6 +250,7 @@ where
     run.curves.push(("rt alone".into(), rec));
     let wait = start();
     let with = Plan {
+        split: None,
         label: beside.label.into(),
         rt: Some(rt.clone()),
         bulk: beside.bulk,
@@ -312,6 +316,7 @@ fn fill(
     name: &str,
 ) -> Result<(Phase, Recorder), String> {
     let plan = Plan {
+        split: None,
         label: name.into(),
         rt: None,
         bulk: Some(BulkPlan {
@@ -347,6 +352,7 @@ pub fn backlog(
         .setup
         .insert("backlog_messages".into(), json!(b.messages));
     let plan = |label: &str| Plan {
+        split: None,
         label: label.into(),
         rt: Some(rt.clone()),
         bulk: None,
@@ -461,6 +467,7 @@ fn first_call(target: &GonetsTarget, rt: &RtParams) -> Result<u64, String> {
     let first = engine::run(
         target,
         &Plan {
+            split: None,
             label: "first-call".into(),
             rt: Some(RtParams {
                 rate_per_s: 1.0,
@@ -515,6 +522,7 @@ pub fn find_max(
         };
         let label = format!("rt@{rate:.0}");
         let plan = Plan {
+            split: None,
             label: label.clone(),
             rt: Some(params.clone()),
             bulk: None,
