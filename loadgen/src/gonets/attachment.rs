@@ -227,10 +227,18 @@ fn interleaved(
         );
     }
     let window = rt.warmup + rt.duration;
-    on.extra.insert(
-        "transfer_within_rt_window".into(),
-        json!(done.total <= window),
-    );
+    let within = done.total <= window;
+    on.extra
+        .insert("transfer_within_rt_window".into(), json!(within));
+    if !within {
+        // The part of the transfer after the rt phase was not measured:
+        // the ratio would speak for a part of it only.
+        on.invalidate(format!(
+            "the transfer took {:.0} s, past the rt phase's {:.0} s: give --duration more room",
+            done.total.as_secs_f64(),
+            window.as_secs_f64()
+        ));
+    }
     run.curves
         .push(("rt while the transfer moved".into(), r.rec.clone()));
     run.curves
