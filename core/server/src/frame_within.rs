@@ -86,14 +86,23 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
             decoder.direct_filled(n);
             // A read that was ready at once never yielded: let rt work that
             // came meanwhile run before the next slice is copied.
-            if rt_calls_recent() {
-                glommio::timer::sleep(Duration::from_micros(SLICE_PAUSE_US)).await;
-            } else {
-                glommio::yield_if_needed().await;
-            }
+            between_slices(&rt_calls_recent).await;
         } else {
             decoder.extend(&chunk[..n]);
         }
+    }
+}
+
+/// Between two slices of a large frame, read or sent: while real-time
+/// calls come, a [`SLICE_PAUSE_US`] sleep, so the task is not runnable and
+/// the executor polls its rings and runs the rt connections' tasks first
+/// (a read or send that is ready at once never yields); else only a yield
+/// when the task's time is up.
+pub(crate) async fn between_slices(rt_calls_recent: &impl Fn() -> bool) {
+    if rt_calls_recent() {
+        glommio::timer::sleep(Duration::from_micros(SLICE_PAUSE_US)).await;
+    } else {
+        glommio::yield_if_needed().await;
     }
 }
 

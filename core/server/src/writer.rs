@@ -10,6 +10,7 @@
 //! `sendmsg` each, a loopback send cost ~22 µs of the hub's CPU apiece at
 //! rt 10,000 calls/s (bench/RESULTS.md, 2026-12-04).
 
+use crate::frame_within::between_slices;
 use futures_lite::future;
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::LocalReceiver;
@@ -203,21 +204,6 @@ async fn send_gathered<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
-}
-
-/// After a full slice of a large round: while real-time calls come, a
-/// short sleep, so the task is not runnable and the executor polls its
-/// rings and runs the rt connections' tasks first (a send that is taken at
-/// once never yields); else only a yield when the task's time is up.
-async fn between_slices(rt_calls_recent: &impl Fn() -> bool) {
-    if rt_calls_recent() {
-        glommio::timer::sleep(std::time::Duration::from_micros(
-            crate::frame_within::SLICE_PAUSE_US,
-        ))
-        .await;
-    } else {
-        glommio::yield_if_needed().await;
-    }
 }
 
 /// Writes `bytes` through `writer` a slice ([`SEND_SLICE_BYTES_MAX`]) at a
