@@ -306,6 +306,11 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // gonets patch (docs/adr/0033): pairs with the fence a sleeping
+        // executor issues between storing `should_notify` and sweeping its
+        // channels; the sender's push, made before this call, is ordered
+        // before the read below.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
