@@ -43,8 +43,26 @@ pub fn parse_header<T: DeserializeOwned>(json: &mut [u8]) -> Result<T, HubError>
     if json.is_empty() {
         return Err(HubError::Malformed("empty JSON header".into()));
     }
-    simd_json::serde::from_slice(json)
-        .map_err(|e| HubError::Malformed(format!("bad JSON header: {e}")))
+    from_slice_reused(json).map_err(|e| HubError::Malformed(format!("bad JSON header: {e}")))
+}
+
+/// Parses `json` in place with simd-json and scratch buffers this thread
+/// reuses: `simd_json::serde::from_slice` allocates four of them a header
+/// (its input copy, structural indexes, string and stack buffers).
+fn from_slice_reused<T: DeserializeOwned>(json: &mut [u8]) -> simd_json::Result<T> {
+    let len_bytes = json.len();
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let parsed = simd_json::serde::from_slice_with_buffers(json, &mut buffers);
+            if len_bytes > ORIGINAL_KEPT_BYTES_MAX {
+                // One large header does not pin its size on the thread.
+                *buffers = simd_json::Buffers::default();
+            }
+            parsed
+        }
+        // Only if a parse ever nests in another: buffers of its own.
+        Err(_) => simd_json::serde::from_slice(json),
+    })
 }
 
 /// Why a request's JSON header was not taken.
@@ -82,8 +100,7 @@ pub fn parse_request<T: header::RequestHeader>(json: &mut [u8]) -> Result<T, Hea
         let mut original = original.borrow_mut();
         original.clear();
         original.extend_from_slice(json);
-        let parsed =
-            simd_json::serde::from_slice(json).map_err(|e| explain::<T>(&original, &e.to_string()));
+        let parsed = from_slice_reused(json).map_err(|e| explain::<T>(&original, &e.to_string()));
         if original.capacity() > ORIGINAL_KEPT_BYTES_MAX {
             // One large header does not pin its size on the thread.
             *original = Vec::new();
@@ -96,6 +113,9 @@ pub fn parse_request<T: header::RequestHeader>(json: &mut [u8]) -> Result<T, Hea
 const ORIGINAL_KEPT_BYTES_MAX: usize = 64 << 10;
 
 thread_local! {
+    /// simd-json's scratch buffers (see `from_slice_reused`).
+    static SCRATCH: std::cell::RefCell<simd_json::Buffers> =
+        std::cell::RefCell::new(simd_json::Buffers::default());
     /// The header being parsed, as received (see `parse_request`).
     static ORIGINAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

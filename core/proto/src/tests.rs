@@ -158,6 +158,41 @@ fn given_bad_json_when_parsed_then_malformed_not_a_panic() {
     assert_eq!(h.kind, "k");
 }
 
+#[test]
+fn given_headers_of_every_size_and_failures_between_when_parsed_on_one_thread_then_each_reads_alone() {
+    // The thread's reused simd-json buffers (`from_slice_reused`) must not
+    // carry anything from one header to the next: not after a failure, not
+    // after a header larger than the thread keeps, not from a longer one.
+    let long_kind = "k".repeat(100 << 10);
+    let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+        (br#"{"kind":"first\u00e9","unknown_field":[1,2]}"#.to_vec(), Some("first\u{e9}")),
+        (b"{\"kind\":\"broken".to_vec(), None),
+        (br#"{"kind":"k2"}"#.to_vec(), Some("k2")),
+        (format!(r#"{{"kind":"{long_kind}"}}"#).into_bytes(), Some(long_kind.as_str())),
+        (br#"{"kind":"k3"}"#.to_vec(), Some("k3")),
+        (b"[]".to_vec(), None),
+        (br#"{"kind":"\"quoted\""}"#.to_vec(), Some("\"quoted\"")),
+    ];
+    for round in 0..3 {
+        for (json, want) in &cases {
+            let mut buf = json.clone();
+            let got = parse_header::<header::SendRequest>(&mut buf).map(|h| h.kind);
+            let mut again = json.clone();
+            let request = parse_request::<header::SendRequest>(&mut again).map(|h| h.kind);
+            match want {
+                Some(kind) => {
+                    assert_eq!(got.as_deref(), Ok(*kind), "round {round}");
+                    assert_eq!(request.as_deref(), Ok(*kind), "round {round}");
+                }
+                None => {
+                    assert!(got.is_err(), "round {round}: {got:?}");
+                    assert!(request.is_err(), "round {round}: {request:?}");
+                }
+            }
+        }
+    }
+}
+
 /// A valid JSON value of `ty`.
 fn sample(ty: header::FieldType) -> serde_json::Value {
     use header::FieldType;

@@ -7,7 +7,8 @@
 //! flume channels: bounded MPSC queues whose `send_async`/`recv_async`
 //! futures work on any executor and whose blocking-free `try_send` suits a
 //! reactor, so the same channel serves a glommio shard, another shard, and a
-//! plain thread blocked in `block_on`.
+//! plain thread blocked in `block_on`. One operation's reply takes a
+//! `futures-channel` one-shot ([`Tx`]): used once, it needs no queue.
 
 use crate::registry::Registry;
 use crate::runtime::lanes::Lane;
@@ -20,8 +21,18 @@ use gonets_types::{
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A one-shot for one operation's result (bounded(1), used once).
-pub(crate) type Tx<T> = flume::Sender<Result<T, HubError>>;
+/// A one-shot for one operation's result: one allocation and no lock
+/// (a `flume::bounded(1)` took three allocations and a spin lock an
+/// operation: its shared state, its queue's first push, the waiting hook).
+pub(crate) type Tx<T> = futures_channel::oneshot::Sender<Result<T, HubError>>;
+
+/// The waiting end of a [`Tx`].
+pub(crate) type Rx<T> = futures_channel::oneshot::Receiver<Result<T, HubError>>;
+
+/// A new one-shot for one operation's result.
+pub(crate) fn reply_channel<T>() -> (Tx<T>, Rx<T>) {
+    futures_channel::oneshot::channel()
+}
 
 /// Where a shard sends one operation's reply, typed by the operation: the
 /// session waiting on it receives exactly the type its method returns, so
@@ -64,14 +75,14 @@ impl ReplyTo {
     /// Answers with an error (a session that stopped waiting hears nothing).
     pub(crate) fn refuse(self, e: HubError) {
         let _ = match self {
-            ReplyTo::Accepted(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::Message(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::Messages(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::Done(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::Status(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::Stats(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::AcceptedMany(tx) => tx.try_send(Err(e)).is_ok(),
-            ReplyTo::AckedMany(tx) => tx.try_send(Err(e)).is_ok(),
+            ReplyTo::Accepted(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::Message(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::Messages(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::Done(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::Status(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::Stats(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::AcceptedMany(tx) => tx.send(Err(e)).is_ok(),
+            ReplyTo::AckedMany(tx) => tx.send(Err(e)).is_ok(),
         };
     }
 }

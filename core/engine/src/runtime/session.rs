@@ -9,7 +9,7 @@
 //! A session is one reader: fetched messages are leased to it, and when its
 //! last clone drops every shard gives its leases back for redelivery.
 
-use crate::runtime::mesh::{unavailable_shard, Awaited, Inbound, Mesh};
+use crate::runtime::mesh::{reply_channel, unavailable_shard, Awaited, Inbound, Mesh};
 use crate::runtime::message::{Accepted, Message};
 use crate::shard::queue::QueueStats;
 use crate::shard::{Command, NewRequest, ReaderId, StatusView};
@@ -303,7 +303,7 @@ impl Session {
             return Err(unavailable_shard(shard));
         }
         let inbox = mesh.inbox_for(shard, &command).ok_or(HubError::NotFound)?;
-        let (reply, answer) = flume::bounded(1);
+        let (reply, mut answer) = reply_channel();
         inbox
             .send_async(Inbound::Command {
                 caller: self.inner.participant.clone(),
@@ -316,12 +316,13 @@ impl Session {
             .map_err(|_| unavailable_shard(shard))?;
         if mesh.closed(shard) {
             // Sent as the shard closed: it may never be read (see `Inlet`).
-            return answer.try_recv().unwrap_or(Err(unavailable_shard(shard)));
+            return answer
+                .try_recv()
+                .ok()
+                .flatten()
+                .unwrap_or(Err(unavailable_shard(shard)));
         }
-        answer
-            .recv_async()
-            .await
-            .map_err(|_| unavailable_shard(shard))?
+        answer.await.map_err(|_| unavailable_shard(shard))?
     }
 
     /// The shard that owns `command`'s queue or message, and the reader it
@@ -435,7 +436,7 @@ impl Session {
         }
         let reader = new_reader();
         let (push, deliveries) = flume::bounded(credits_max as usize);
-        let (reply, answer) = flume::bounded(1);
+        let (reply, answer) = reply_channel();
         mesh.inboxes[usize::from(shard)]
             .send_async(Inbound::Subscribe {
                 caller: self.inner.participant.clone(),
@@ -461,7 +462,7 @@ impl Session {
             credits_outstanding: credits,
             credits_max,
         };
-        match answer.recv_async().await {
+        match answer.await {
             Ok(Ok(())) => Ok(subscription),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(unavailable_shard(shard)),

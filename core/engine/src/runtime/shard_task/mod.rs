@@ -624,7 +624,7 @@ impl ShardTask {
                 };
                 if let Err(e) = self.admit(&command) {
                     self.replies_sent.note(ReplyKind::Done, Some(&e));
-                    let _ = reply.try_send(Err(e));
+                    let _ = reply.send(Err(e));
                     return;
                 }
                 self.pushes.insert(reader, push);

@@ -158,7 +158,7 @@ impl ShardTask {
             ) => {
                 // The shard signs every receipt it hands out (docs/adr/0023).
                 assert!(receipt.as_ref().is_none_or(|r| !r.signature.is_empty()));
-                let _ = tx.try_send(Ok(Accepted {
+                let _ = tx.send(Ok(Accepted {
                     id,
                     time_ms,
                     duplicate,
@@ -169,28 +169,28 @@ impl ShardTask {
                 let m = payload::resolve_delivery(&self.log, self.shard.hub_key(), &mut d)
                     .map(|bytes| message_from_delivery(d, bytes, reader));
                 let readable = m.is_ok();
-                answer_taken = tx.try_send(m).is_ok() && readable;
+                answer_taken = tx.send(m).is_ok() && readable;
             }
             (ReplyTo::Messages(tx), Ok(ShardReply::Messages(ds))) => {
                 let messages = self.messages(ds, reader);
-                if let Err(flume::TrySendError::Disconnected(Ok(m))) = tx.try_send(Ok(messages)) {
+                if let Err(Ok(m)) = tx.send(Ok(messages)) {
                     lost = m;
                 }
             }
             (ReplyTo::Done(tx), Ok(ShardReply::Done)) => {
-                let _ = tx.try_send(Ok(()));
+                let _ = tx.send(Ok(()));
             }
             (ReplyTo::Status(tx), Ok(ShardReply::Status(s))) => {
-                let _ = tx.try_send(Ok(s));
+                let _ = tx.send(Ok(s));
             }
             (ReplyTo::Stats(tx), Ok(ShardReply::Stats(s))) => {
-                let _ = tx.try_send(Ok(s));
+                let _ = tx.send(Ok(s));
             }
             (ReplyTo::AcceptedMany(tx), Ok(ShardReply::AcceptedMany(results))) => {
-                let _ = tx.try_send(Ok(results));
+                let _ = tx.send(Ok(results));
             }
             (ReplyTo::AckedMany(tx), Ok(ShardReply::AckedMany(refused))) => {
-                let _ = tx.try_send(Ok(refused));
+                let _ = tx.send(Ok(refused));
             }
             (to, Ok(other)) => self.refuse_wrong_reply(to, other),
         }
