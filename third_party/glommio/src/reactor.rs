@@ -124,11 +124,20 @@ impl Timers {
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // gonets patch (docs/adr/0034): upstream split the map at `now`
+        // (`split_off`, then swapped the halves back), which allocates the
+        // new half's nodes and frees the old ones on every call, due timers
+        // or not: several times a reactor loop. The due timers (those before
+        // `(now, 0)`, as the split took them) are taken from the front
+        // instead; the loop ends at the first pending timer or an empty map.
+        let mut woke = 0;
+        while self
+            .timers
+            .first_key_value()
+            .is_some_and(|(key, _)| *key < (now, 0))
+        {
+            let (_, waker) = self.timers.pop_first().expect("a first timer, just seen");
+            woke += 1;
             wake!(waker);
         }
 
