@@ -159,16 +159,23 @@ fn given_bad_json_when_parsed_then_malformed_not_a_panic() {
 }
 
 #[test]
-fn given_headers_of_every_size_and_failures_between_when_parsed_on_one_thread_then_each_reads_alone() {
+fn given_headers_of_every_size_and_failures_between_when_parsed_on_one_thread_then_each_reads_alone(
+) {
     // The thread's reused simd-json buffers (`from_slice_reused`) must not
     // carry anything from one header to the next: not after a failure, not
     // after a header larger than the thread keeps, not from a longer one.
     let long_kind = "k".repeat(100 << 10);
     let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
-        (br#"{"kind":"first\u00e9","unknown_field":[1,2]}"#.to_vec(), Some("first\u{e9}")),
+        (
+            br#"{"kind":"first\u00e9","unknown_field":[1,2]}"#.to_vec(),
+            Some("first\u{e9}"),
+        ),
         (b"{\"kind\":\"broken".to_vec(), None),
         (br#"{"kind":"k2"}"#.to_vec(), Some("k2")),
-        (format!(r#"{{"kind":"{long_kind}"}}"#).into_bytes(), Some(long_kind.as_str())),
+        (
+            format!(r#"{{"kind":"{long_kind}"}}"#).into_bytes(),
+            Some(long_kind.as_str()),
+        ),
         (br#"{"kind":"k3"}"#.to_vec(), Some("k3")),
         (b"[]".to_vec(), None),
         (br#"{"kind":"\"quoted\""}"#.to_vec(), Some("\"quoted\"")),
