@@ -131,12 +131,11 @@ impl Timers {
         // `(now, 0)`, as the split took them) are taken from the front
         // instead; the loop ends at the first pending timer or an empty map.
         let mut woke = 0;
-        while self
-            .timers
-            .first_key_value()
-            .is_some_and(|(key, _)| *key < (now, 0))
-        {
-            let (_, waker) = self.timers.pop_first().expect("a first timer, just seen");
+        while let Some(first) = self.timers.first_entry() {
+            if *first.key() >= (now, 0) {
+                break;
+            }
+            let waker = first.remove();
             woke += 1;
             wake!(waker);
         }
