@@ -356,10 +356,33 @@ impl Shard {
 }
 
 impl Shard {
-    /// A parked entry as a snapshot carries it.
+    /// A parked entry as a snapshot carries it (the tests' way to check a
+    /// run against [`snapshot::encode_parked_run`]).
+    #[cfg(test)]
     pub(super) fn parked_record(&self, p: &Parked) -> snapshot::ParkedRecord {
         let texts = self.parked_texts.get(&p.id());
         self.parked_record_with(p, texts.and_then(|t| t.transaction.clone()))
+    }
+
+    /// A parked entry as a snapshot's run carries it, borrowed (`acked`:
+    /// when an awaiting one was delivered and acked).
+    pub(super) fn run_entry(
+        &self,
+        p: &Parked,
+        acked: Option<(u64, u64)>,
+    ) -> snapshot::RunEntry<'_> {
+        let texts = self.parked_texts.get(&p.id());
+        snapshot::RunEntry {
+            id: p.id(),
+            offset: p.offset,
+            deadline_ms: p.deadline_ms,
+            names: (p.consumer(), p.provider()),
+            test: p.test(),
+            keyed: p.keyed(),
+            payload_bytes: p.payload_bytes(),
+            transaction: texts.and_then(|t| t.transaction.as_deref()),
+            acked,
+        }
     }
 
     /// A parked entry with its transaction code as a snapshot carries it.

@@ -9,6 +9,7 @@ use crate::record::{
 use crate::shard::exchange::{Exchange, Outcome};
 use crate::shard::keys::KeyPrint;
 use crate::shard::types::HistoryEvent;
+use crate::shard::IdMap;
 use bytes::Bytes;
 use gonets_types::ids::{DataKindId, MessageId, ParticipantId};
 use std::collections::HashMap;
@@ -401,6 +402,85 @@ pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
             out.extend_from_slice(&e.payload_bytes.to_le_bytes());
         }
         put_opt_str(out, e.transaction.as_deref());
+        if let Some((delivered_ms, acked_ms)) = e.acked {
+            put_u64(out, delivered_ms);
+            put_u64(out, acked_ms);
+        }
+    }
+}
+
+/// A parked (or awaiting) request as the shard holds it, borrowed for
+/// [`encode_run_of`]: its names as the shard's name numbers, its texts
+/// borrowed, nothing cloned.
+#[derive(Clone, Copy, Debug)]
+pub struct RunEntry<'a> {
+    /// The request's id.
+    pub id: MessageId,
+    /// Offset of its record.
+    pub offset: u64,
+    /// Absolute deadline, ms.
+    pub deadline_ms: u64,
+    /// The consumer's and the provider's numbers in the shard's name table.
+    pub names: (u32, u32),
+    /// Test traffic.
+    pub test: bool,
+    /// It came with an idempotency key.
+    pub keyed: bool,
+    /// Size of its payload, bytes.
+    pub payload_bytes: u32,
+    /// Transaction code.
+    pub transaction: Option<&'a str>,
+    /// When it was delivered and acked (an awaiting one).
+    pub acked: Option<(u64, u64)>,
+}
+
+/// Encodes `entries` of `kind`'s queue as one part, byte for byte what
+/// [`encode_parked_run`] writes for the same requests, without a
+/// [`ParkedRecord`] (two name clones and four hashed name lookups each):
+/// `name` gives the text of a shard name number. A snapshot writes a
+/// backlog's new runs while the shard takes no input (ADR 0011), so this
+/// is on the real-time lane's path beside bulk.
+pub fn encode_run_of<'a>(
+    kind: &DataKindId,
+    entries: &[RunEntry<'_>],
+    name: impl Fn(u32) -> &'a str,
+    out: &mut Vec<u8>,
+) {
+    assert!(!entries.is_empty() && entries.len() <= PARKED_RUN_ENTRIES_MAX);
+    let awaiting = entries[0].acked.is_some();
+    assert!(entries.iter().all(|e| e.acked.is_some() == awaiting));
+    // The run's own numbers, in order of first use (consumer, then provider).
+    let mut numbers: IdMap<u32, u16> = IdMap::default();
+    let mut names: Vec<u32> = Vec::new();
+    for e in entries {
+        for n in [e.names.0, e.names.1] {
+            numbers.entry(n).or_insert_with(|| {
+                names.push(n);
+                (names.len() - 1) as u16
+            });
+        }
+    }
+    out.push(if awaiting { AWAITING_RUN } else { PARKED_RUN });
+    put_str(out, kind.as_str());
+    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
+    for n in &names {
+        put_str(out, name(*n));
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        put_id(out, e.id);
+        put_u64(out, e.offset);
+        put_u64(out, e.deadline_ms);
+        out.extend_from_slice(&numbers[&e.names.0].to_le_bytes());
+        out.extend_from_slice(&numbers[&e.names.1].to_le_bytes());
+        let sized = e.payload_bytes != 0;
+        out.push(
+            u8::from(e.test) | u8::from(e.keyed) << 1 | if sized { PARKED_SIZE_FLAG } else { 0 },
+        );
+        if sized {
+            out.extend_from_slice(&e.payload_bytes.to_le_bytes());
+        }
+        put_opt_str(out, e.transaction);
         if let Some((delivered_ms, acked_ms)) = e.acked {
             put_u64(out, delivered_ms);
             put_u64(out, acked_ms);

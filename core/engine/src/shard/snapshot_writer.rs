@@ -55,8 +55,10 @@ pub struct SnapshotCursor {
     /// Entries of the current chunk written so far.
     chunk_at: usize,
     slice: usize,
-    /// The frozen slice being written: its next run, the parts so far.
-    slice_run: Option<(usize, Vec<u64>)>,
+    /// The frozen slice being written: its next run, the parts so far,
+    /// and its keys (taken once from its table, at most
+    /// [`super::keys::OPEN_KEYS_MAX`], until the slice is written).
+    slice_run: Option<(usize, Vec<u64>, Keys)>,
     /// Parts of the current frozen slice referred to so far.
     slice_ref: usize,
     open_keys: Option<(Keys, usize)>,
@@ -229,8 +231,10 @@ impl Shard {
             if !may_write {
                 return Step::Blocked;
             }
-            let records = self.list_records(&queue, c.list, c.chunk, c.chunk_at);
-            let (record, taken) = self.run_part(kind, records);
+            let entries = self.list_entries(&queue, c.list, c.chunk, c.chunk_at);
+            let (record, taken) = self.run_part(kind, &entries);
+            // The entries borrow the queue, which notes the part below.
+            drop(entries);
             let whole = c.chunk_at == 0 && taken == len;
             c.chunk_at += taken;
             if whole {
@@ -261,15 +265,15 @@ impl Shard {
         }
     }
 
-    /// Up to a run of chunk `i`'s entries from `from`, as a snapshot
-    /// carries them.
-    fn list_records(
+    /// Up to a run of chunk `i`'s entries from `from`, borrowed as a
+    /// snapshot carries them.
+    fn list_entries(
         &self,
         queue: &QueueId,
         list: List,
         i: usize,
         from: usize,
-    ) -> Vec<snapshot::ParkedRecord> {
+    ) -> Vec<snapshot::RunEntry<'_>> {
         let q = &self.queues[queue];
         let n = snapshot::PARKED_RUN_ENTRIES_MAX;
         match list {
@@ -278,42 +282,36 @@ impl Shard {
                 entries
                     .iter()
                     .take(n)
-                    .map(|p| self.parked_record(p))
+                    .map(|p| self.run_entry(p, None))
                     .collect()
             }
             List::Awaiting => {
                 let entries = &q.awaiting().chunk(i).0[from..];
-                let record = |a: &Awaiting| snapshot::ParkedRecord {
-                    acked: Some((a.delivered_ms, a.acked_ms)),
-                    ..self.parked_record(&a.parked)
-                };
-                entries.iter().take(n).map(record).collect()
+                let entry =
+                    |a: &Awaiting| self.run_entry(&a.parked, Some((a.delivered_ms, a.acked_ms)));
+                entries.iter().take(n).map(entry).collect()
             }
         }
     }
 
-    /// A part holding the first of `records` that fit the log's record
+    /// A part holding the first of `entries` that fit the log's record
     /// bound, and how many it holds (at least one).
-    fn run_part(
-        &self,
-        kind: &DataKindId,
-        mut records: Vec<snapshot::ParkedRecord>,
-    ) -> (Record, usize) {
-        assert!(!records.is_empty());
+    fn run_part(&self, kind: &DataKindId, entries: &[snapshot::RunEntry<'_>]) -> (Record, usize) {
+        assert!(!entries.is_empty());
+        let mut n = entries.len();
         // Bounded: the run halves each pass.
         loop {
-            let n = records.len();
-            let run = snapshot::ParkedRun {
-                kind: kind.clone(),
-                entries: records,
-            };
             let mut buf = Vec::new();
-            snapshot::encode_parked_run(&run, &mut buf);
+            snapshot::encode_run_of(
+                kind,
+                &entries[..n],
+                |k| self.names.name(k).as_str(),
+                &mut buf,
+            );
             if buf.len() + part_overhead() <= self.config.record_bytes_max || n == 1 {
                 return (Record::SnapshotPart(Bytes::from(buf)), n);
             }
-            records = run.entries;
-            records.truncate(n / 2);
+            n /= 2;
         }
     }
 
@@ -366,19 +364,23 @@ impl Shard {
             // A part's keys are read from the slice as it is written: the
             // shard takes no input until the snapshot's end, so the slice
             // does not change meanwhile.
-            let (run, offsets) = c.slice_run.get_or_insert_with(|| (0, Vec::new()));
+            let slice = c.slice;
+            let (run, offsets, keys) = c
+                .slice_run
+                .get_or_insert_with(|| (0, Vec::new(), self.keys.frozen_table_entries(slice)));
             let start = *run * per_part;
-            if start >= self.keys.frozen_len_of(c.slice) {
+            if start >= keys.len() {
+                assert_eq!(keys.len(), self.keys.frozen_len_of(slice));
                 let offsets = std::mem::take(offsets);
-                self.keys.frozen_written(c.slice, offsets);
+                self.keys.frozen_written(slice, offsets);
                 c.slice_run = None;
                 (c.slice, c.slice_ref) = (c.slice + 1, 0);
                 continue;
             }
-            let keys = self.keys.frozen_entries(c.slice, start, per_part);
+            let end = (start + per_part).min(keys.len());
             *run += 1;
             offsets.push(offset);
-            return Step::Write(part(|out| snapshot::encode_key_run(&keys, out)));
+            return Step::Write(part(|out| snapshot::encode_key_run(&keys[start..end], out)));
         }
     }
 

@@ -1775,6 +1775,115 @@ fn given_a_malformed_references_part_when_read_then_no_offsets_and_it_does_not_d
     }
 }
 
+/// Every parked and awaiting chunk of the shard's request queues as the
+/// snapshot encoder of before `snapshot::encode_run_of` wrote it: through
+/// `ParkedRecord`s and `encode_parked_run`.
+fn runs_by_records(shard: &Shard) -> Vec<Vec<u8>> {
+    use crate::shard::snapshot::{encode_parked_run, ParkedRecord, ParkedRun};
+    let mut runs = Vec::new();
+    for (queue, q) in shard.queues.iter() {
+        let QueueId::Requests(kind) = queue else {
+            continue;
+        };
+        let mut push = |entries: Vec<ParkedRecord>| {
+            if entries.is_empty() {
+                return;
+            }
+            let mut bytes = Vec::new();
+            let run = ParkedRun {
+                kind: kind.clone(),
+                entries,
+            };
+            encode_parked_run(&run, &mut bytes);
+            runs.push(bytes);
+        };
+        for i in 0..q.parked().chunk_count() {
+            push(
+                q.parked()
+                    .chunk(i)
+                    .0
+                    .iter()
+                    .map(|p| shard.parked_record(p))
+                    .collect(),
+            );
+        }
+        for i in 0..q.awaiting().chunk_count() {
+            let record = |a: &crate::shard::queue::Awaiting| ParkedRecord {
+                acked: Some((a.delivered_ms, a.acked_ms)),
+                ..shard.parked_record(&a.parked)
+            };
+            push(q.awaiting().chunk(i).0.iter().map(record).collect());
+        }
+    }
+    runs.sort();
+    runs
+}
+
+#[test]
+fn given_parked_and_awaiting_requests_of_several_names_when_snapshot_then_runs_are_byte_for_byte_as_before(
+) {
+    let mut d = Driver::new();
+    // Two consumers, transactions, test traffic, keys: every field a run
+    // entry carries, and a name table of more than one consumer.
+    for (i, consumer) in ["MFC", "SFR", "SFR", "MFC"].into_iter().enumerate() {
+        let r = NewRequest {
+            transaction: (i % 2 == 0).then(|| format!("T-{i}")),
+            test: i == 1,
+            ..keyed(ASYNC, &format!("k-{i}"))
+        };
+        d.send_ok(consumer, r);
+    }
+    let bulk: Vec<MessageId> = (0..5_000)
+        .map(|i| {
+            let r = NewRequest {
+                transaction: (i % 3 == 0).then(|| format!("B-{i}")),
+                test: i % 7 == 0,
+                ..request(BULK)
+            };
+            d.send_ok("MFC", r)
+        })
+        .collect();
+    // Some taken and acked: awaiting their answers (a chunk of their own).
+    let taken = d.fetch("FNS", requests(BULK), 16, 1);
+    assert_eq!(ids(&taken), bulk[..16].to_vec());
+    for t in &taken[..10] {
+        d.ack("FNS", requests(BULK), t.id, 1);
+    }
+    let expected = runs_by_records(&d.shard);
+    assert!(
+        expected.len() >= 4,
+        "ASYNC parked, BULK parked in two chunks, BULK awaiting"
+    );
+    let first = d.shard.next_offset();
+    let mut got: Vec<Vec<u8>> = d
+        .shard
+        .snapshot(first)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::SnapshotPart(b)
+                if matches!(
+                    crate::shard::snapshot::decode_part(&b),
+                    Ok(crate::shard::snapshot::Part::Parked(_))
+                ) =>
+            {
+                Some(b.to_vec())
+            }
+            _ => None,
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "runs written");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        let first_difference = g.iter().zip(e).position(|(a, b)| a != b);
+        assert!(
+            g == e,
+            "run {i}: {} bytes against {} before, first difference at byte {first_difference:?}",
+            g.len(),
+            e.len()
+        );
+    }
+}
+
 #[test]
 fn given_damaged_parked_run_when_decoded_then_typed_error_not_state() {
     use crate::shard::snapshot::{decode_part, encode_parked_run, ParkedRecord, ParkedRun};
