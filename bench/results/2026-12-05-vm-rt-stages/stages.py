@@ -20,4 +20,4 @@ for op in ('call','answer'):
         def pct(p):
             for le,c in bk:
                 if c>=n*p: return le*1e3
-        if n: print(f"{op:7}{st:6} n={int(n):6} mean={s/n*1e3:7.3f} ms  p50<={pct(.5):.3f} p90<={pct(.9):.3f} p99<={pct(.99):.3f}")
+        if n: print(f"{op:7}{st:6} n={int(n):6} mean={s/n*1e3:7.3f} ms  p50<={pct(.5):.3f} p90<={pct(.9):.3f} p99<={pct(.99):.3f} p999<={pct(.999):.3f}")
