@@ -349,7 +349,9 @@ impl KeyWindow {
     }
 
     /// Up to `len` keys of frozen slice `i` from its `start`-th, in the
-    /// order they came (a snapshot part; nothing else is copied).
+    /// order they came (the tests' view of a slice's order; a snapshot
+    /// takes [`KeyWindow::frozen_table_entries`]).
+    #[cfg(test)]
     pub fn frozen_entries(&self, i: usize, start: usize, len: usize) -> Vec<(KeyPrint, MessageId)> {
         let slice = &self.frozen[i];
         let end = start.saturating_add(len).min(slice.order.len());

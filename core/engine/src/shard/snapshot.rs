@@ -363,50 +363,37 @@ pub fn decode_part(bytes: &[u8]) -> Result<Part, DecodeError> {
     }
 }
 
-/// Encodes a run of parked requests as one part: the names it uses once,
-/// then 37 bytes per entry plus its payload size (4 bytes, when not 0),
-/// its texts, and 16 bytes for an awaiting one's times (a run is all
-/// parked or all awaiting).
+/// Encodes a run of parked requests as one part, as [`encode_run_of`]
+/// does for the shard's own entries (a decoded or hand-made run: replay's
+/// tests and tools).
 pub fn encode_parked_run(run: &ParkedRun, out: &mut Vec<u8>) {
-    assert!(!run.entries.is_empty() && run.entries.len() <= PARKED_RUN_ENTRIES_MAX);
-    let awaiting = run.entries[0].acked.is_some();
-    assert!(run.entries.iter().all(|e| e.acked.is_some() == awaiting));
+    // Each distinct name numbered once, as the shard's name table does.
     let mut names: Vec<&str> = Vec::new();
-    let mut numbers: HashMap<&str, u16> = HashMap::new();
+    let mut numbers: HashMap<&str, u32> = HashMap::new();
     for e in &run.entries {
         for name in [e.consumer.as_str(), e.provider.as_str()] {
-            if !numbers.contains_key(name) {
-                numbers.insert(name, names.len() as u16);
+            numbers.entry(name).or_insert_with(|| {
                 names.push(name);
-            }
+                (names.len() - 1) as u32
+            });
         }
     }
-    out.push(if awaiting { AWAITING_RUN } else { PARKED_RUN });
-    put_str(out, run.kind.as_str());
-    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
-    for name in &names {
-        put_str(out, name);
-    }
-    out.extend_from_slice(&(run.entries.len() as u32).to_le_bytes());
-    for e in &run.entries {
-        put_id(out, e.id);
-        put_u64(out, e.offset);
-        put_u64(out, e.deadline_ms);
-        out.extend_from_slice(&numbers[e.consumer.as_str()].to_le_bytes());
-        out.extend_from_slice(&numbers[e.provider.as_str()].to_le_bytes());
-        let sized = e.payload_bytes != 0;
-        out.push(
-            u8::from(e.test) | u8::from(e.keyed) << 1 | if sized { PARKED_SIZE_FLAG } else { 0 },
-        );
-        if sized {
-            out.extend_from_slice(&e.payload_bytes.to_le_bytes());
-        }
-        put_opt_str(out, e.transaction.as_deref());
-        if let Some((delivered_ms, acked_ms)) = e.acked {
-            put_u64(out, delivered_ms);
-            put_u64(out, acked_ms);
-        }
-    }
+    let entries: Vec<RunEntry<'_>> = run
+        .entries
+        .iter()
+        .map(|e| RunEntry {
+            id: e.id,
+            offset: e.offset,
+            deadline_ms: e.deadline_ms,
+            names: (numbers[e.consumer.as_str()], numbers[e.provider.as_str()]),
+            test: e.test,
+            keyed: e.keyed,
+            payload_bytes: e.payload_bytes,
+            transaction: e.transaction.as_deref(),
+            acked: e.acked,
+        })
+        .collect();
+    encode_run_of(&run.kind, &entries, |n| names[n as usize], out);
 }
 
 /// A parked (or awaiting) request as the shard holds it, borrowed for
@@ -434,12 +421,14 @@ pub struct RunEntry<'a> {
     pub acked: Option<(u64, u64)>,
 }
 
-/// Encodes `entries` of `kind`'s queue as one part, byte for byte what
-/// [`encode_parked_run`] writes for the same requests, without a
-/// [`ParkedRecord`] (two name clones and four hashed name lookups each):
-/// `name` gives the text of a shard name number. A snapshot writes a
-/// backlog's new runs while the shard takes no input (ADR 0011), so this
-/// is on the real-time lane's path beside bulk.
+/// Encodes `entries` of `kind`'s queue as one part: the names it uses
+/// once, then 37 bytes per entry plus its payload size (4 bytes, when not
+/// 0), its texts, and 16 bytes for an awaiting one's times (a run is all
+/// parked or all awaiting). `name` gives the text of a shard name number.
+/// No [`ParkedRecord`] is made (two name clones and four hashed name
+/// lookups an entry): a snapshot writes a backlog's new runs while the
+/// shard takes no input (ADR 0011, 0035), on the real-time lane's path
+/// beside bulk.
 pub fn encode_run_of<'a>(
     kind: &DataKindId,
     entries: &[RunEntry<'_>],

@@ -1775,9 +1775,10 @@ fn given_a_malformed_references_part_when_read_then_no_offsets_and_it_does_not_d
     }
 }
 
-/// Every parked and awaiting chunk of the shard's request queues as the
-/// snapshot encoder of before `snapshot::encode_run_of` wrote it: through
-/// `ParkedRecord`s and `encode_parked_run`.
+/// Every parked and awaiting chunk of the shard's request queues encoded
+/// from the records replay decodes (`ParkedRecord`s, names as text) through
+/// `encode_parked_run`: what a snapshot's runs from the shard's borrowed
+/// entries (`Shard::run_entry`, names as numbers) must equal.
 fn runs_by_records(shard: &Shard) -> Vec<Vec<u8>> {
     use crate::shard::snapshot::{encode_parked_run, ParkedRecord, ParkedRun};
     let mut runs = Vec::new();
@@ -1820,7 +1821,7 @@ fn runs_by_records(shard: &Shard) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn given_parked_and_awaiting_requests_of_several_names_when_snapshot_then_runs_are_byte_for_byte_as_before(
+fn given_parked_and_awaiting_requests_of_several_names_when_snapshot_then_runs_are_the_bytes_of_their_records(
 ) {
     let mut d = Driver::new();
     // Two consumers, transactions, test traffic, keys: every field a run
@@ -1877,7 +1878,7 @@ fn given_parked_and_awaiting_requests_of_several_names_when_snapshot_then_runs_a
         let first_difference = g.iter().zip(e).position(|(a, b)| a != b);
         assert!(
             g == e,
-            "run {i}: {} bytes against {} before, first difference at byte {first_difference:?}",
+            "run {i}: {} bytes against {} from its records, first difference at byte {first_difference:?}",
             g.len(),
             e.len()
         );
