@@ -298,7 +298,37 @@ fn answer_times_in_metrics(api: std::net::SocketAddr) {
     assert_eq!(series("bucket"), Some(5.0), "the +Inf bucket: {metrics}");
     assert!(series("sum").is_some_and(|s| s >= 0.0), "{metrics}");
     answer_stages_in_metrics(&metrics);
+    shard_holds_in_metrics(&metrics);
     promtool_check_metrics(&metrics);
+}
+
+/// The shard's holds are exported for every kind of hold, and the rt
+/// half's turns (which stepped the answers) and the bulk half's (which
+/// stepped the async sends) were timed.
+fn shard_holds_in_metrics(metrics: &str) {
+    let total = |hold: &str, suffix: &str| -> Option<f64> {
+        let values: Vec<f64> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("gonets_shard_hold_seconds_{suffix}{{"))
+                    && l.contains(&format!("hold=\"{hold}\""))
+                    && (suffix != "bucket" || l.contains("le=\"+Inf\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    };
+    for hold in ["rt_turn", "bulk_turn", "snapshot"] {
+        let count = total(hold, "count").unwrap_or_else(|| panic!("no {hold} series: {metrics}"));
+        assert_eq!(
+            total(hold, "bucket"),
+            Some(count),
+            "{hold} +Inf bucket: {metrics}"
+        );
+        assert!(total(hold, "sum").is_some_and(|s| s >= 0.0), "{metrics}");
+    }
+    assert!(total("rt_turn", "count").unwrap() >= 1.0, "{metrics}");
+    assert!(total("bulk_turn", "count").unwrap() >= 1.0, "{metrics}");
 }
 
 /// Every answer sent over the native port was timed at each stage of its

@@ -80,6 +80,7 @@ pub(crate) fn render(stats: &[ShardStats], providers: &[ProviderRow], hub: &HubW
     shard_states(&mut registry, stats);
     lane_usage(&mut registry, stats);
     rt_stages(&mut registry, stats);
+    shard_holds(&mut registry, stats);
     provider_states(&mut registry, providers);
     sla_counts(&mut registry, stats);
     answer_times(&mut registry, stats);
@@ -365,6 +366,24 @@ fn rt_stages(registry: &mut Registry, stats: &[ShardStats]) {
     registry.register(
         "gonets_rt_stage_seconds",
         "Real-time calls and answers, each stage of their stay in the hub: spawn (frame read to its task running), inbox (handed to the shard to stepped), shard (stepped to reply sent: for a call the provider's turn and the answer's commit, for an answer its commit), out (reply taken to written), hub (frame read to reply written); power-of-two microsecond buckets",
+        series,
+    );
+}
+
+/// How long each shard was held at a time: its driver's turns and its
+/// snapshots (`gonets_engine::runtime::holds`).
+fn shard_holds(registry: &mut Registry, stats: &[ShardStats]) {
+    let mut series = Histograms::default();
+    for s in stats {
+        for (hold, h) in &s.holds {
+            let labels = with(shard_label(s.shard), "hold", hold.name());
+            let sum_s = h.sum() as f64 / 1e6;
+            series.0.push((labels, log2_buckets(h, 1e-6), sum_s));
+        }
+    }
+    registry.register(
+        "gonets_shard_hold_seconds",
+        "How long the shard was held at a time, nothing else stepping it meanwhile: rt_turn and bulk_turn (a turn of the driver's rt or bulk half, its end and any snapshot included), snapshot (a snapshot's parts made and appended, within a turn); a call arriving meanwhile waits in the inbox; power-of-two microsecond buckets",
         series,
     );
 }

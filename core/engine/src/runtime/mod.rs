@@ -27,6 +27,7 @@ pub mod attachments;
 mod clock;
 mod committer;
 pub mod config;
+pub mod holds;
 mod hub;
 pub mod lanes;
 mod mesh;

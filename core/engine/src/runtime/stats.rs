@@ -211,6 +211,12 @@ pub struct ShardStats {
         crate::runtime::rt_stages::Stage,
         gonets_storage::commit_stats::Log2Histogram,
     )>,
+    /// How long the shard was held at a time, µs, since start: each turn
+    /// of the driver's halves and each snapshot (`holds`).
+    pub holds: Vec<(
+        crate::runtime::holds::Hold,
+        gonets_storage::commit_stats::Log2Histogram,
+    )>,
 }
 
 impl ShardStats {

@@ -19,6 +19,7 @@ use super::{Inbound, ShardTask, Wake, CONTROLS_PER_TURN_MAX, INPUTS_PER_TURN_MAX
 use crate::runtime::alarm::Alarm;
 use crate::runtime::anchors::Anchorer;
 use crate::runtime::committer::Commits;
+use crate::runtime::holds::{self, Hold};
 use crate::runtime::lanes::{self, Lane};
 use crate::runtime::mesh::Control;
 use crate::runtime::signal::LocalSignal;
@@ -210,8 +211,10 @@ async fn drive_rt(shared: &Shared, waits: &Waits, gate: &BulkGate) {
     loop {
         let turn = {
             let mut task = lock(shared).await;
+            let held_at = Instant::now();
             let turn = task.rt_turn().await;
             task.open_gate(gate);
+            holds::note(Hold::RtTurn, held_at);
             turn
         };
         let poll_ms = match turn {
@@ -224,8 +227,10 @@ async fn drive_rt(shared: &Shared, waits: &Waits, gate: &BulkGate) {
         };
         let wake = waits.rt(poll_ms).await;
         let mut task = lock(shared).await;
+        let held_at = Instant::now();
         let stop = task.rt_woken(wake).await;
         task.open_gate(gate);
+        holds::note(Hold::RtTurn, held_at);
         if stop {
             return;
         }
@@ -257,7 +262,11 @@ async fn drive_bulk(shared: Shared, waits: Rc<Waits>, gate: Rc<BulkGate>) {
         .await;
         match first {
             Some(Ok(m)) => {
-                lock(&shared).await.bulk_turn(m).await;
+                let mut task = lock(&shared).await;
+                let held_at = Instant::now();
+                task.bulk_turn(m).await;
+                holds::note(Hold::BulkTurn, held_at);
+                drop(task);
                 future::yield_now().await;
             }
             // The channel closed: the rt half sees it too and stops us.

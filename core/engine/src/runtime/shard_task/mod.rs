@@ -569,6 +569,7 @@ impl ShardTask {
             records_since_snapshot: self.records_since_snapshot,
             lanes: lanes::usage(),
             rt_stages: rt_stages::read(),
+            holds: crate::runtime::holds::read(),
         }
     }
 

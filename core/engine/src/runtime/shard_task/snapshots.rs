@@ -2,6 +2,7 @@
 //! there, checkpoint and drop older segments.
 
 use super::{PendingSnapshot, ShardTask};
+use crate::runtime::holds::{self, Hold};
 use crate::runtime::lanes::{self, Lane};
 use gonets_storage::Log;
 use std::cell::Cell;
@@ -34,6 +35,7 @@ impl ShardTask {
         // that was is what a snapshot costs the calls waiting behind it
         // (made: the shard's own work, begin: choosing what to write, which
         // walks every exchange held; the rest waits in appends and yields).
+        holds::note(Hold::Snapshot, started);
         tracing::debug!(
             shard = self.id,
             parts = cursor.parts(),
