@@ -318,17 +318,9 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
         for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
             let labels = with(shard_label(s.shard), "log", name);
             let c = &log.stats.commits;
-            let sum_s = c.latency_us.sum() as f64 / 1e6;
-            latency
-                .0
-                .push((labels.clone(), log2_buckets(&c.latency_us, 1e-6), sum_s));
-            let sum_bytes = c.batch_bytes.sum() as f64;
-            size.0
-                .push((labels.clone(), log2_buckets(&c.batch_bytes, 1.0), sum_bytes));
-            let roll_s = c.roll_us.sum() as f64 / 1e6;
-            rolls
-                .0
-                .push((labels, log2_buckets(&c.roll_us, 1e-6), roll_s));
+            latency.push_log2(labels.clone(), &c.latency_us, 1e-6);
+            size.push_log2(labels.clone(), &c.batch_bytes, 1.0);
+            rolls.push_log2(labels, &c.roll_us, 1e-6);
         }
     }
     registry.register(
@@ -359,8 +351,7 @@ fn rt_stages(registry: &mut Registry, stats: &[ShardStats]) {
                 "stage",
                 stage.name(),
             );
-            let sum_s = h.sum() as f64 / 1e6;
-            series.0.push((labels, log2_buckets(h, 1e-6), sum_s));
+            series.push_log2(labels, h, 1e-6);
         }
     }
     registry.register(
@@ -377,8 +368,7 @@ fn shard_holds(registry: &mut Registry, stats: &[ShardStats]) {
     for s in stats {
         for (hold, h) in &s.holds {
             let labels = with(shard_label(s.shard), "hold", hold.name());
-            let sum_s = h.sum() as f64 / 1e6;
-            series.0.push((labels, log2_buckets(h, 1e-6), sum_s));
+            series.push_log2(labels, h, 1e-6);
         }
     }
     registry.register(
@@ -584,6 +574,15 @@ struct Histograms(Vec<HistogramSeries>);
 
 /// One series: labels, each bucket's own count with its upper bound, sum.
 type HistogramSeries = (Labels, Vec<(f64, u64)>, f64);
+
+impl Histograms {
+    /// Adds a power-of-two histogram as one series, its bounds and sum
+    /// scaled by `scale` (1e-6 for µs to seconds, 1 for bytes).
+    fn push_log2(&mut self, labels: Labels, h: &Log2Histogram, scale: f64) {
+        self.0
+            .push((labels, log2_buckets(h, scale), h.sum() as f64 * scale));
+    }
+}
 
 impl EncodeMetric for Histograms {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
