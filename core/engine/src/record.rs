@@ -35,6 +35,10 @@ pub enum Record {
     Anchor(gonets_trust::Anchor),
     /// A refusal kept for audit (tag 8, `trust_record`); replay ignores it.
     Audit(crate::trust_record::AuditRecord),
+    /// An offset whose record a crash lost before it was durable, filled at
+    /// recovery so that the rt records the journal kept return to their own
+    /// offsets (tag 10, docs/adr/0036); replay ignores it.
+    Lost,
 }
 
 /// An accepted request.
@@ -143,6 +147,8 @@ pub(crate) const TAG_ANCHOR: u8 = 7;
 pub(crate) const TAG_AUDIT: u8 = 8;
 /// An answer with its [`Seal`] (an answer without one keeps tag 2).
 const TAG_ANSWER_SEALED: u8 = 9;
+/// A lost offset filled at recovery ([`Record::Lost`]).
+const TAG_LOST: u8 = 10;
 /// The request flags' bit saying a [`Seal`] follows the idempotency key.
 const REQUEST_FLAG_SEALED: u8 = 4;
 /// Every request flag bit: test, call, sealed.
@@ -246,6 +252,10 @@ impl Record {
                 crate::trust_record::put_audit(out, a);
                 &[]
             }
+            Record::Lost => {
+                out.push(TAG_LOST);
+                &[]
+            }
         }
     }
 
@@ -327,6 +337,7 @@ impl Record {
             },
             TAG_ANCHOR => Record::Anchor(crate::trust_record::read_anchor(&mut r)?),
             TAG_AUDIT => Record::Audit(crate::trust_record::read_audit(&mut r)?),
+            TAG_LOST => Record::Lost,
             _ => return Err(DecodeError("record tag")),
         };
         if r.at != bytes.len() {
@@ -747,6 +758,7 @@ mod tests {
                 first_offset: 9,
                 parts: 1,
             },
+            Record::Lost,
             anchor(),
             audit(),
             Record::Audit(AuditRecord::Suppressed {

@@ -187,6 +187,7 @@ fn describe(record: &Record) -> Option<String> {
         Record::Event(e) => format!("{:?} of request {}", e.kind, e.request_id),
         Record::Events(es) => format!("{} history steps", es.len()),
         Record::Audit(a) => format!("audit record {}", a.to_json_line(0, 0)),
+        Record::Lost => "a lost offset filled at recovery (docs/adr/0036)".to_string(),
         Record::SnapshotPart(_) | Record::SnapshotEnd { .. } | Record::Anchor(_) => return None,
     })
 }

@@ -145,7 +145,11 @@ impl Shard {
         self.now_ms = self.now_ms.max(now_ms);
         if let Some(summary) = self.audit.roll(self.now_ms) {
             let (offset, record) = self.log_only(Record::Audit(summary));
-            out.push(Output::Append { offset, record });
+            out.push(Output::Append {
+                offset,
+                record,
+                journal: false,
+            });
         }
     }
 
@@ -163,7 +167,11 @@ impl Shard {
 
     fn push_log_only(&mut self, record: Record) {
         let (offset, record) = self.log_only(record);
-        self.out.push(Output::Append { offset, record });
+        self.out.push(Output::Append {
+            offset,
+            record,
+            journal: false,
+        });
     }
 }
 

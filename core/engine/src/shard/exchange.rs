@@ -71,6 +71,10 @@ pub struct Outcome {
     pub answer_offset: u64,
     /// The answer record is durable.
     pub durable: bool,
+    /// Routed to its consumer before its record was durable in the log:
+    /// by the rt journal (docs/adr/0036); `payload` and `seal` stay until
+    /// the log has it.
+    pub routed: bool,
     /// Payload until the answer has been routed.
     pub payload: Option<Bytes>,
     /// The answer's seal, kept with `payload`.

@@ -71,6 +71,7 @@ fn format_driver() -> Driver {
     Driver {
         shard: Shard::new(config(0, 1), registry, 0),
         log: Vec::new(),
+        journaled: Vec::new(),
         durable: 0,
         now: T0,
         next_token: 1,

@@ -116,6 +116,12 @@ pub struct ShardConfig {
     /// nobody has read it for this long, ms ([`provider::unreachable_since`];
     /// 0: never). `status` of a waiting request then carries a notice.
     pub provider_unreachable_after_ms: u64,
+    /// Whether the records of calls (requests sent with `call`, their
+    /// answers and events) are also written to the shard's rt journal
+    /// (`Output::Append::journal`), so that a call's answer goes to its
+    /// caller once its record is durable there or in the log, whichever
+    /// is first (`Input::Journaled`, docs/adr/0036).
+    pub rt_journal: bool,
 }
 
 /// Default of [`ShardConfig::provider_unreachable_after_ms`]: a minute
@@ -171,6 +177,7 @@ impl ShardConfig {
             retention_ms: 0,
             record_bytes_max: gonets_storage::LogConfig::default().payload_bytes_max(),
             provider_unreachable_after_ms: PROVIDER_UNREACHABLE_AFTER_MS_DEFAULT,
+            rt_journal: false,
         }
     }
 }
@@ -362,6 +369,11 @@ pub struct Shard {
     timers: Timers,
     armed_ms: Option<u64>,
     deferred: VecDeque<(u64, Deferred)>,
+    /// Calls' answers the rt journal may route before the log has made
+    /// them durable (ADR 0036), by their records' offsets, in order.
+    deferred_journal: VecDeque<(u64, MessageId)>,
+    /// Exclusive end of the journaled records durable in the rt journal.
+    journaled_offset: u64,
     /// The highest offset an awaited deferral waits on (a reply, an
     /// answer to route, an async request to hand over): what the runtime
     /// must commit now. Records past it are awaited by nobody (a call's
@@ -468,6 +480,8 @@ impl Shard {
             timers: Timers::default(),
             armed_ms: None,
             deferred: VecDeque::new(),
+            deferred_journal: VecDeque::new(),
+            journaled_offset: next_offset,
             awaited_last: None,
             waits: IdMap::default(),
             waits_by_queue: NameMap::default(),
@@ -769,6 +783,7 @@ impl Shard {
                 command,
             } => self.command(token, caller, command),
             Input::Committed { durable_offset } => self.committed(durable_offset),
+            Input::Journaled { durable_offset } => self.journaled(durable_offset),
             Input::StorageFailed { full } => self.storage_failed(full),
             Input::Tick => self.tick(),
             Input::Disconnected { reader } => self.disconnected(reader),
@@ -796,7 +811,8 @@ impl Shard {
                 self.snapshot_start = first_offset;
                 self.snapshot_floor = self.needs_floor(first_offset).min(self.replay_refers_from);
             }
-            Record::Anchor(_) | Record::Audit(_) => {} // kept for audit, not state
+            // Kept for audit, or an offset a crash lost (ADR 0036): not state.
+            Record::Anchor(_) | Record::Audit(_) | Record::Lost => {}
             record => {
                 self.replay_base = false;
                 let time_ms = match &record {
@@ -1144,9 +1160,29 @@ impl Shard {
     fn emit(&mut self, record: Record) -> u64 {
         let offset = self.next_offset;
         self.next_offset += 1;
+        // Asked before `apply`: an answer's or event's exchange is there now.
+        let journal = self.config.rt_journal && self.is_call_record(&record);
         self.apply(offset, &record, false);
-        self.out.push(Output::Append { offset, record });
+        self.out.push(Output::Append {
+            offset,
+            record,
+            journal,
+        });
         offset
+    }
+
+    /// True when `record` belongs to a call's exchange: every such record
+    /// goes to the rt journal too, so a call's history is whole there
+    /// (ADR 0036). An `Events` record with any of them goes whole.
+    fn is_call_record(&self, record: &Record) -> bool {
+        let call = |id: &MessageId| self.exchanges.get(id).is_some_and(|ex| ex.call);
+        match record {
+            Record::Request(r) => r.call,
+            Record::Answer(a) => call(&a.request_id),
+            Record::Event(e) => call(&e.request_id),
+            Record::Events(es) => es.iter().any(|e| call(&e.request_id)),
+            _ => false,
+        }
     }
 
     fn apply(&mut self, offset: u64, record: &Record, durable: bool) {
@@ -1162,8 +1198,9 @@ impl Shard {
             Record::SnapshotPart(_)
             | Record::SnapshotEnd { .. }
             | Record::Anchor(_)
-            | Record::Audit(_) => {
-                unreachable!("snapshot and trust records are not applied")
+            | Record::Audit(_)
+            | Record::Lost => {
+                unreachable!("snapshot, trust and lost records are not applied")
             }
         }
     }
@@ -1217,6 +1254,7 @@ impl Shard {
             time_ms: a.time_ms,
             answer_offset: offset,
             durable,
+            routed: false,
             payload: (!durable).then(|| a.payload.clone()),
             seal: a.seal.clone().filter(|_| !durable),
             payload_bytes: bytes_u32(a.payload.len()),
@@ -2400,7 +2438,7 @@ impl Shard {
             seal: Some(Box::new(seal)),
             payload,
         }));
-        self.defer(offset, Deferred::AnswerDurable(request_id));
+        self.defer_answer(offset, request_id);
         self.defer(
             offset,
             Deferred::Out(Output::Reply {
@@ -2507,18 +2545,27 @@ impl Shard {
                 return;
             }
         }
-        self.defer(offset, Deferred::AnswerDurable(request_id));
+        self.defer_answer(offset, request_id);
     }
 
     /// Sends a durable answer on: to a waiting caller, else to the consumer's answer queue.
     fn route_answer(&mut self, request_id: MessageId) {
         let ex = self.exchanges.get_mut(&request_id).expect("exchange");
         let o = ex.outcome.as_mut().expect("answered");
-        let payload = match o.payload.take() {
+        // Routed by the rt journal before the log has it (ADR 0036): the
+        // payload and seal stay until the log does, for a redelivery (a
+        // caller gone routes it again, to its answer queue).
+        let early = !o.durable;
+        o.routed |= early;
+        let (payload, seal) = if early {
+            (o.payload.clone(), o.seal.clone())
+        } else {
+            (o.payload.take(), o.seal.take())
+        };
+        let payload = match payload {
             Some(b) => Payload::Bytes(b),
             None => Payload::AtOffset(o.answer_offset),
         };
-        let seal = o.seal.take();
         let envelope = self.answer_envelope(request_id, payload, seal);
         if let Some(token) = self.call_waiters.remove(&request_id) {
             let delivery = envelope.into_delivery(1);
@@ -2695,11 +2742,63 @@ impl Shard {
                 }
                 Deferred::AnswerDurable(id) => {
                     let ex = self.exchanges.get_mut(&id).expect("exchange");
-                    ex.outcome.as_mut().expect("answered").durable = true;
-                    self.route_answer(id);
+                    let o = ex.outcome.as_mut().expect("answered");
+                    o.durable = true;
+                    if o.routed {
+                        // The rt journal routed it (ADR 0036); the log now
+                        // holds its payload.
+                        o.payload = None;
+                        o.seal = None;
+                    } else {
+                        self.route_answer(id);
+                    }
                 }
                 Deferred::Finished(id) => self.ask_archive(id),
             }
+        }
+    }
+
+    /// Every journaled record below `durable_offset` is durable in the rt
+    /// journal: calls' answers among them go to their callers now, before
+    /// the log has them (ADR 0036). What rests on the log (dropping the
+    /// payload, archiving, the provider's reply) still waits for it.
+    fn journaled(&mut self, durable_offset: u64) {
+        assert!(self.config.rt_journal, "journaled without a journal");
+        assert!(
+            durable_offset <= self.next_offset,
+            "journaled beyond appends"
+        );
+        if durable_offset <= self.journaled_offset {
+            return;
+        }
+        self.journaled_offset = durable_offset;
+        // Bounded by the queue's length.
+        while self
+            .deferred_journal
+            .front()
+            .is_some_and(|(o, _)| *o < durable_offset)
+        {
+            let (_, id) = self.deferred_journal.pop_front().unwrap();
+            let Some(o) = self.exchanges.get(&id).and_then(|ex| ex.outcome.as_ref()) else {
+                continue;
+            };
+            if !o.durable && !o.routed {
+                self.route_answer(id);
+            }
+        }
+    }
+
+    /// Holds routing the answer to `request_id` (its record at `offset`)
+    /// until the record is durable in the log, or, for a call with the rt
+    /// journal on, in the journal if that comes first.
+    fn defer_answer(&mut self, offset: u64, request_id: MessageId) {
+        self.defer(offset, Deferred::AnswerDurable(request_id));
+        if self.config.rt_journal && self.exchanges.get(&request_id).is_some_and(|ex| ex.call) {
+            debug_assert!(self
+                .deferred_journal
+                .back()
+                .is_none_or(|(o, _)| *o < offset));
+            self.deferred_journal.push_back((offset, request_id));
         }
     }
 
@@ -2710,6 +2809,7 @@ impl Shard {
             HubError::Unavailable("storage failed; the shard accepts nothing more".into())
         };
         self.failed = Some(error.clone());
+        self.deferred_journal.clear();
         // Nothing not yet durable is acknowledged: every waiting reply fails,
         // here or on the answer queue's shard.
         for (_, what) in std::mem::take(&mut self.deferred) {
@@ -3012,7 +3112,8 @@ impl Shard {
         let Some(ex) = self.exchanges.get(&request_id) else {
             return;
         };
-        if ex.answer_acked || !ex.outcome.as_ref().is_some_and(|o| o.durable) {
+        // Routed (by the log or, before it, by the rt journal: ADR 0036).
+        if ex.answer_acked || !ex.outcome.as_ref().is_some_and(|o| o.durable || o.routed) {
             return;
         }
         if taken {

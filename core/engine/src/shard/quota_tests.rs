@@ -48,6 +48,7 @@ fn quota_driver(config: ShardConfig) -> Driver {
     Driver {
         shard: Shard::new(config, registry, 0),
         log: Vec::new(),
+        journaled: Vec::new(),
         durable: 0,
         now: T0,
         next_token: 1,

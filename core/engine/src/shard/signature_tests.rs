@@ -105,6 +105,7 @@ fn signature_driver(hub_key: Option<Arc<HubKey>>) -> Driver {
     Driver {
         shard,
         log: Vec::new(),
+        journaled: Vec::new(),
         durable: 0,
         now: T0,
         next_token: 1,

@@ -145,6 +145,7 @@ fn decode_exchange_part(bytes: &[u8]) -> Result<(Exchange, Option<KeyPrint>), De
                 time_ms: r.u64()?,
                 answer_offset: r.u64()?,
                 durable: true,
+                routed: false,
                 payload: None,
                 seal: None,
                 payload_bytes: 0,

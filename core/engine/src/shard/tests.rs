@@ -127,6 +127,8 @@ struct Driver {
     shard: Shard,
     /// Every record the shard appended, with its offset.
     log: Vec<(u64, Record)>,
+    /// The offsets of those it asked to journal too (ADR 0036).
+    journaled: Vec<u64>,
     /// Exclusive end of what the driver has reported durable.
     durable: u64,
     now: u64,
@@ -143,6 +145,7 @@ impl Driver {
         Driver {
             shard: Shard::new(config, registry(), 0),
             log: Vec::new(),
+            journaled: Vec::new(),
             durable: 0,
             now: T0,
             next_token: 1,
@@ -163,10 +166,17 @@ impl Driver {
         let mut all = Vec::new();
         for o in out {
             match &o {
-                Output::Append { offset, record } => {
+                Output::Append {
+                    offset,
+                    record,
+                    journal,
+                } => {
                     let expected = self.log.last().map_or(self.durable, |(o, _)| o + 1);
                     assert_eq!(*offset, expected, "appends are dense");
                     self.log.push((*offset, record.clone()));
+                    if *journal {
+                        self.journaled.push(*offset);
+                    }
                     all.push(o);
                 }
                 Output::ToShard { shard, msg } if *shard == self.shard.id() => {
@@ -324,6 +334,7 @@ impl Driver {
                 .filter(|(o, _)| *o < self.durable)
                 .cloned()
                 .collect(),
+            journaled: Vec::new(),
             durable: self.durable,
             now: self.now,
             next_token: self.next_token,
@@ -3550,3 +3561,6 @@ mod format_tests;
 
 #[path = "signature_tests.rs"]
 mod signature_tests;
+
+#[path = "journal_tests.rs"]
+mod journal_tests;

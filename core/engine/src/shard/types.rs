@@ -214,6 +214,12 @@ pub enum Input {
         /// Exclusive end of the durable prefix.
         durable_offset: u64,
     },
+    /// Every record appended with `journal` below this offset is durable
+    /// in the shard's rt journal (docs/adr/0036).
+    Journaled {
+        /// Exclusive end: the offset after the last such record.
+        durable_offset: u64,
+    },
     /// The log failed: nothing more is acknowledged.
     StorageFailed {
         /// True for a full disk.
@@ -265,6 +271,9 @@ pub enum Output {
         offset: u64,
         /// The record.
         record: Record,
+        /// Write it to the rt journal too (a call's record with the
+        /// journal on, docs/adr/0036).
+        journal: bool,
     },
     /// Answer a pending operation.
     Reply {

@@ -557,7 +557,15 @@ impl World {
             Output::StatusFromArchive { token, .. } => self.mix(&token.to_le_bytes()),
         }
         match o {
-            Output::Append { offset, record } => self.on_append(ctx, offset, record),
+            Output::Append {
+                offset,
+                record,
+                journal,
+            } => {
+                // The simulated shards run without the rt journal (ADR 0036).
+                ensure!(!journal, "record {offset} asked for a journal that is off");
+                self.on_append(ctx, offset, record)
+            }
             Output::Reply { token, result } => self.on_reply(ctx, token, result),
             Output::Deliver { reader, delivery } => {
                 let credits = self.subs.get_mut(&(delivery.queue.clone(), reader));
@@ -886,6 +894,7 @@ impl World {
                 return Err("the shard appended a snapshot record by itself".into())
             }
             Record::Anchor(_) => return Err("the shard appended an anchor by itself".into()),
+            Record::Lost => return Err("the shard appended a lost-offset fill by itself".into()),
             // An audit record of a refusal (ADR 0020): not state, but
             // only where the model's door and rate bound call for one.
             Record::Audit(audit) => {

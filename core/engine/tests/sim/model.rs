@@ -405,7 +405,8 @@ impl ShardModel {
             Record::SnapshotPart(_)
             | Record::SnapshotEnd { .. }
             | Record::Anchor(_)
-            | Record::Audit(_) => {}
+            | Record::Audit(_)
+            | Record::Lost => {}
         }
         Ok(())
     }
@@ -429,7 +430,10 @@ impl ShardModel {
                 Record::Events(es) => es.iter().map(|e| e.time_ms).max().unwrap_or(0),
                 // A snapshot's clock part holds the shard's time then.
                 Record::SnapshotPart(b) => clock_of(b).unwrap_or(0),
-                Record::SnapshotEnd { .. } | Record::Anchor(_) | Record::Audit(_) => 0,
+                Record::SnapshotEnd { .. }
+                | Record::Anchor(_)
+                | Record::Audit(_)
+                | Record::Lost => 0,
             };
             m.latest_ms = m.latest_ms.max(time_ms);
         }

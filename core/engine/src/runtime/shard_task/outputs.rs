@@ -20,7 +20,14 @@ impl ShardTask {
     pub(super) async fn execute_all(&mut self, outputs: &mut Vec<Output>) {
         for out in outputs.drain(..) {
             match out {
-                Output::Append { offset, record } => {
+                Output::Append {
+                    offset,
+                    record,
+                    journal,
+                } => {
+                    // The runtime has no rt journal yet (ADR 0036, step 3):
+                    // its shards are made with `rt_journal` off.
+                    assert!(!journal, "no rt journal on shard {}", self.id);
                     self.append(offset, &record).await;
                     self.records_since_snapshot += 1;
                 }
