@@ -127,6 +127,11 @@ struct Args {
     /// commands come, KiB (`[commit] bulk_unwritten_bytes_max`, ADR 0015).
     #[arg(long)]
     bulk_unwritten_kib: Option<u64>,
+    /// Embedded hub: keep an rt journal per shard (`[commit] rt_journal`,
+    /// ADR 0036): a call's answer goes out once the journal or the log
+    /// holds it.
+    #[arg(long)]
+    rt_journal: bool,
     /// Embedded hub: most time a record nobody awaits waits for a commit,
     /// ms (`[commit] unawaited_delay_ms`, ADR 0025; 0: every turn commits).
     #[arg(long)]
@@ -741,6 +746,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         segment_mib: args.segment_mib,
         batch_kib: args.commit_batch_kib,
         bulk_unwritten_kib: args.bulk_unwritten_kib,
+        rt_journal: args.rt_journal,
         unawaited_ms: args.unawaited_commit_ms,
         sync: args.commit_sync.as_deref(),
         dsync_writes: args.dsync_writes.as_deref(),
@@ -788,6 +794,7 @@ struct CommitKeys<'a> {
     segment_mib: Option<u64>,
     batch_kib: Option<u64>,
     bulk_unwritten_kib: Option<u64>,
+    rt_journal: bool,
     unawaited_ms: Option<u64>,
     sync: Option<&'a str>,
     dsync_writes: Option<&'a str>,
@@ -799,6 +806,7 @@ fn commit_section(k: &CommitKeys) -> String {
         segment_mib,
         batch_kib,
         bulk_unwritten_kib,
+        rt_journal,
         unawaited_ms,
         sync,
         dsync_writes,
@@ -815,6 +823,9 @@ fn commit_section(k: &CommitKeys) -> String {
     }
     if let Some(ms) = unawaited_ms {
         keys += &format!("unawaited_delay_ms = {ms}\n");
+    }
+    if rt_journal {
+        keys += "rt_journal = true\n";
     }
     if let Some(sync) = sync {
         keys += &format!("sync = {sync:?}\n");
@@ -948,6 +959,7 @@ mod tests {
             segment_mib: Some(1024),
             batch_kib: Some(4096),
             bulk_unwritten_kib: Some(128),
+            rt_journal: true,
             unawaited_ms: Some(0),
             sync: Some("dsync"),
             dsync_writes: Some("inline"),
@@ -959,6 +971,7 @@ mod tests {
         assert_eq!(file.commit.unawaited_delay_ms, Some(0));
         assert_eq!(file.commit.sync.as_deref(), Some("dsync"));
         assert_eq!(file.commit.dsync_writes.as_deref(), Some("inline"));
+        assert_eq!(file.commit.rt_journal, Some(true));
     }
 
     #[test]

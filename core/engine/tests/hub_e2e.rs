@@ -955,3 +955,56 @@ fn given_a_batch_sent_and_partly_acked_in_one_record_when_the_hub_restarts_then_
     drop(p);
     hub.shutdown().expect("clean shutdown");
 }
+
+/// Calls answered on a hub with the rt journal on (docs/adr/0036).
+fn calls_answered(hub: &Hub, n: usize) -> Vec<MessageId> {
+    let provider = hub.session("FNS").expect("provider");
+    // A credit a call: each delivery spends one.
+    let credits = u32::try_from(n).expect("a few calls");
+    let mut sub = block_on(provider.subscribe(requests(INN), credits)).expect("subscribe");
+    let answering = std::thread::spawn(move || {
+        (0..n)
+            .map(|_| {
+                let request = block_on(sub.recv()).expect("pushed request");
+                block_on(provider.send_response(request.id, "INN 770123456789")).expect("response");
+                request.id
+            })
+            .collect::<Vec<_>>()
+    });
+    let consumer = hub.session("MFC").expect("consumer");
+    for _ in 0..n {
+        let answer = block_on(consumer.call(NewRequest::new(INN, "passport"))).expect("answer");
+        assert_eq!(answer.payload, Bytes::from_static(b"INN 770123456789"));
+    }
+    answering.join().expect("provider thread")
+}
+
+#[test]
+fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_and_journal_folded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1);
+    c.rt_journal = true;
+    let hub = Hub::start(c.clone()).expect("hub starts");
+    let ids = calls_answered(&hub, 20);
+    let routed = block_on(hub.handle().shard_stats(0))
+        .expect("the shard answers")
+        .counters
+        .answers_routed_by_journal;
+    assert!(routed <= 20, "{routed}");
+    hub.shutdown().expect("clean shutdown");
+    let journal = dir.path().join("shard-0").join("rt-journal");
+    assert!(journal.exists(), "the journal is kept while it is on");
+    // Restarted with it on, then off: every call's history is still whole,
+    // and a journal no longer kept is removed.
+    for on in [true, false] {
+        c.rt_journal = on;
+        let hub = Hub::start(c.clone()).expect("hub restarts");
+        let consumer = hub.session("MFC").expect("consumer");
+        for id in &ids {
+            let status = status_with(&consumer, *id, EventKind::AnswerAcked);
+            assert!(kinds_of(&status).contains(&EventKind::Answered));
+        }
+        hub.shutdown().expect("clean shutdown");
+        assert_eq!(journal.exists(), on);
+    }
+}

@@ -108,7 +108,7 @@ pub(crate) fn render(stats: &[ShardStats], providers: &[ProviderRow], hub: &HubW
 /// The shard rules' own counters (`ShardCounters`).
 fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
     type Pick = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, Pick); 15] = [
+    let families: [(&str, &str, Pick); 16] = [
         (
             "gonets_requests_accepted",
             "Requests accepted (durable)",
@@ -173,6 +173,11 @@ fn shard_counters(registry: &mut Registry, stats: &[ShardStats]) {
             "gonets_receipt_signatures",
             "Hub signatures that signed those receipts: one per tree of a step's receipts (docs/adr/0023)",
             |s| s.counters.receipt_signatures,
+        ),
+        (
+            "gonets_answers_routed_by_journal",
+            "Calls' answers routed by the rt journal before the shard log made them durable (docs/adr/0036)",
+            |s| s.counters.answers_routed_by_journal,
         ),
         (
             "gonets_histories_archived",

@@ -182,6 +182,10 @@ pub struct CommitSection {
     /// answer, delivery events) waits for a commit, ms (ADR 0025; default
     /// 5, at most 1000; 0: every turn commits what it appended).
     pub unawaited_delay_ms: Option<u64>,
+    /// Whether each shard keeps an rt journal (docs/adr/0036; default
+    /// off): a call's answer is durable, and goes to its caller, without
+    /// waiting for the bulk bytes written before it.
+    pub rt_journal: Option<bool>,
     /// How a batch is made durable (ADR 0027): `dsync` (the default: the
     /// segment written through an `O_DSYNC` descriptor, one I/O a commit) or
     /// `fdatasync` (a write, then an `fdatasync` that overlaps the next
@@ -350,6 +354,9 @@ impl ConfigFile {
         }
         if let Some(ms) = self.commit.unawaited_delay_ms {
             hub.unawaited_commit_delay_ms = ms;
+        }
+        if let Some(on) = self.commit.rt_journal {
+            hub.rt_journal = on;
         }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);

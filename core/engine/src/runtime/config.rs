@@ -192,6 +192,11 @@ pub struct HubConfig {
     /// commits what it appended. A crash may lose such records younger
     /// than this; none was acknowledged (ADR 0025).
     pub unawaited_commit_delay_ms: u64,
+    /// Whether each shard keeps an rt journal (docs/adr/0036): a copy of
+    /// every record of a call's exchange in a small log of its own, so a
+    /// call's answer goes to its caller once either holds it durably. Off
+    /// by default until measured.
+    pub rt_journal: bool,
     /// Peer messages a shard holds for one slow peer before it refuses client commands.
     pub outbox_messages_max: usize,
     /// Most credits a subscription may hold at once; also its push buffer's size.
@@ -241,6 +246,7 @@ impl HubConfig {
             inbox_capacity: INBOX_CAPACITY_DEFAULT,
             bulk_unwritten_bytes_max: BULK_UNWRITTEN_BYTES_MAX_DEFAULT,
             unawaited_commit_delay_ms: UNAWAITED_COMMIT_DELAY_MS_DEFAULT,
+            rt_journal: false,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
             attachment_write_bytes_per_s: ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT,

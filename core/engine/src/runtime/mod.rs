@@ -37,6 +37,7 @@ mod payload;
 pub mod placement;
 mod recovery;
 pub mod repair;
+pub mod rt_journal;
 pub mod rt_recent;
 pub mod rt_stages;
 mod session;

@@ -59,10 +59,17 @@ pub(crate) async fn replay(
         shard: shard_id,
         source,
     };
-    let (log, report) = Log::open(dir, log_config).await.map_err(open_error)?;
+    let (log, report) = Log::open(dir, log_config.clone())
+        .await
+        .map_err(open_error)?;
     if !report.corruptions.is_empty() {
         tracing::warn!(shard = shard_id, dir = %dir.display(), corruptions = ?report.corruptions, "log recovery found damage");
     }
+    // Whatever the setting now: a journal left by an earlier run may hold
+    // calls' records the log lost (ADR 0036).
+    crate::runtime::rt_journal::fold_into(&log, dir, &log_config, config.rt_journal)
+        .await
+        .map_err(open_error)?;
     let plan = plan(&log, shard_id, dir);
     let mut shard = Shard::new(config, registry, plan.from);
     // On failure the log is dropped unclosed: nothing is written into a

@@ -223,6 +223,9 @@ pub struct ShardCounters {
     /// (docs/adr/0023), so `receipts_signed / receipt_signatures` is how
     /// many receipts one signature served.
     pub receipt_signatures: u64,
+    /// Calls' answers routed by the rt journal before the log made them
+    /// durable (docs/adr/0036).
+    pub answers_routed_by_journal: u64,
 }
 
 /// How many of each thing a shard holds in memory ([`Shard::held`]).
@@ -2783,6 +2786,7 @@ impl Shard {
                 continue;
             };
             if !o.durable && !o.routed {
+                self.counters.answers_routed_by_journal += 1;
                 self.route_answer(id);
             }
         }

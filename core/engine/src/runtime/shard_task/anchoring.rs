@@ -23,7 +23,7 @@ impl ShardTask {
             if anchor.log == AnchoredLog::Shard {
                 let record = crate::record::Record::Anchor(anchor.clone());
                 let (offset, record) = self.shard.log_only(record);
-                self.append(offset, &record).await;
+                self.append(offset, &record, false).await;
                 anchorer.appended(AnchoredLog::Shard, offset);
             }
             let timestamp_ns = self.clock.now_ms().saturating_mul(1_000_000);

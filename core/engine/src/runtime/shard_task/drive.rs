@@ -40,6 +40,8 @@ struct Waits {
     control: flume::Receiver<Control>,
     commits: Rc<Commits>,
     history_commits: Rc<Commits>,
+    /// The rt journal's committer (ADR 0036), when there is one.
+    journal_commits: Option<Rc<Commits>>,
     anchors: Option<Rc<Anchorer>>,
     alarm: Rc<Alarm>,
 }
@@ -284,6 +286,7 @@ impl Waits {
             control: task.inlet.control.clone(),
             commits: task.commits.clone(),
             history_commits: task.archive.commits.clone(),
+            journal_commits: task.journal.as_ref().map(|j| j.commits.clone()),
             anchors: task.anchors.clone(),
             alarm: task.alarm.clone(),
         }
@@ -311,12 +314,18 @@ impl Waits {
                     None => future::pending().await,
                 }
             };
+            let journaled = async {
+                match &self.journal_commits {
+                    Some(j) => j.wake_driver.wait().await,
+                    None => future::pending().await,
+                }
+            };
             future::or(
                 future::or(
                     self.commits.wake_driver.wait(),
                     self.history_commits.wake_driver.wait(),
                 ),
-                anchored,
+                future::or(journaled, anchored),
             )
             .await;
             Wake::Local

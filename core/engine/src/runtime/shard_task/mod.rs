@@ -20,6 +20,7 @@
 
 mod anchoring;
 mod drive;
+mod journal;
 mod outputs;
 mod snapshots;
 mod stop;
@@ -34,6 +35,7 @@ use crate::runtime::lanes::{self, Lane};
 use crate::runtime::mesh::{Control, Inbound, Inlet, ReplyTo};
 use crate::runtime::message::Message;
 use crate::runtime::outbox::Outbox;
+use crate::runtime::rt_journal::RtJournal;
 use crate::runtime::rt_stages::{self, RtOp, Stage};
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::{LogReport, QueueEntry, ReplyCounts, ShardStats};
@@ -131,6 +133,7 @@ enum Wake {
 /// the recovery's outcome on `ready`; returns the shutdown's.
 pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), String> {
     let id = start.id;
+    let rt_journal = start.shard_config.rt_journal;
     let (log, mut shard) = match recovery::replay(
         &start.dir,
         start.log_config.clone(),
@@ -162,6 +165,23 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
             return Ok(());
         }
     };
+    let journal = if rt_journal {
+        tracing::warn!(
+            shard = id,
+            "the rt journal is on: experimental, not yet covered by the power-loss tests (docs/adr/0036)"
+        );
+        match RtJournal::open(&start.dir, &start.log_config).await {
+            Ok(j) => Some(j),
+            Err(source) => {
+                let _ = archive.close().await;
+                let _ = log.close().await;
+                let _ = ready.send((id, Err(HubStartError::Log { shard: id, source })));
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
     let commits = Commits::start(log.clone());
     let anchors = Anchorer::start(
         start.hub_key.clone(),
@@ -177,6 +197,8 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
         shard,
         log,
         archive,
+        journal,
+        journal_retaining: Rc::new(Cell::new(false)),
         clock: HubClock::default(),
         inlet: start.inlet,
         outbox,
@@ -231,6 +253,10 @@ struct ShardTask {
     log: Log,
     /// The history archive (its own log, committer and id index).
     archive: Archive,
+    /// The rt journal (ADR 0036), when the hub keeps one.
+    journal: Option<RtJournal>,
+    /// A pass of the journal's retention runs.
+    journal_retaining: Rc<Cell<bool>>,
     clock: HubClock,
     /// Dropped last (with the task): marks the shard closed, then empties its channels.
     inlet: Inlet,
@@ -348,6 +374,7 @@ impl ShardTask {
             self.fail_storage(full, format!("shard log: {cause}"));
             self.feed_local().await;
         }
+        self.settle_journal().await;
         for request_id in self.archive.settle() {
             self.feed(Input::Archived { request_id }).await;
         }
@@ -427,6 +454,9 @@ impl ShardTask {
             self.appended_last = None;
             self.unawaited_commit_at_ms = None;
             self.commits.want(last);
+            if let Some(j) = self.journal.as_mut() {
+                j.want();
+            }
         } else if self.unawaited_commit_at_ms.is_none() {
             let at_ms = now_ms + self.unawaited_commit_delay_ms;
             self.unawaited_commit_at_ms = Some(at_ms);

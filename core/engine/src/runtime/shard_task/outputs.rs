@@ -25,10 +25,7 @@ impl ShardTask {
                     record,
                     journal,
                 } => {
-                    // The runtime has no rt journal yet (ADR 0036, step 3):
-                    // its shards are made with `rt_journal` off.
-                    assert!(!journal, "no rt journal on shard {}", self.id);
-                    self.append(offset, &record).await;
+                    self.append(offset, &record, journal).await;
                     self.records_since_snapshot += 1;
                 }
                 Output::Reply { token, result } => self.reply(token, result),
@@ -52,8 +49,9 @@ impl ShardTask {
         }
     }
 
-    /// Appends `record`, which the shard gave `offset`.
-    pub(super) async fn append(&mut self, offset: u64, record: &Record) {
+    /// Appends `record`, which the shard gave `offset`, and a copy to the
+    /// rt journal when `journal` (ADR 0036).
+    pub(super) async fn append(&mut self, offset: u64, record: &Record, journal: bool) {
         if self.log_failed {
             return; // the shard refuses work; nothing more reaches the log
         }
@@ -74,6 +72,10 @@ impl ShardTask {
                     self.id
                 );
                 self.appended_last = Some(offset);
+                if journal {
+                    self.journal_append(offset, self.encoded.len(), payload)
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::error!(shard = self.id, offset, error = %e, "append failed; the shard accepts nothing more");

@@ -27,7 +27,7 @@ impl ShardTask {
                 break;
             };
             made += making.elapsed();
-            self.append(end, &record).await;
+            self.append(end, &record, false).await;
             end += 1;
             glommio::yield_if_needed().await;
         }

@@ -11,6 +11,9 @@ impl ShardTask {
             if let Some(last) = self.appended_last.take() {
                 self.commits.want(last);
             }
+            if let Some(j) = self.journal.as_mut() {
+                j.want();
+            }
             self.archive.end_turn();
             // Bounded by one commit of each log (or its failure).
             while !self.commits.settled() || !self.archive.commits.settled() {
@@ -81,6 +84,16 @@ impl ShardTask {
         if let Err(e) = self.archive.close().await {
             if !self.log_failed {
                 tracing::warn!(shard = self.id, error = %e, "closing the history log");
+            }
+        }
+        if let Some(j) = self.journal.take() {
+            // Everything it holds, the log holds durably by now (or the log
+            // failed and nothing more counts): closing just ends its tasks.
+            j.commits.stop();
+            if let Err(e) = j.log.close().await {
+                if !self.log_failed {
+                    tracing::warn!(shard = self.id, error = %e, "closing the rt journal");
+                }
             }
         }
         self.outbox.stop();
