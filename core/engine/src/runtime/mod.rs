@@ -47,6 +47,8 @@ pub mod stall_report;
 mod start_error;
 pub mod stats;
 #[cfg(test)]
+mod test_executor;
+#[cfg(test)]
 mod test_logs;
 pub mod verify;
 pub mod within;

@@ -249,17 +249,7 @@ fn remove_journal(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run_local<F: std::future::Future<Output = ()> + 'static>(
-        f: impl FnOnce() -> F + Send + 'static,
-    ) {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("test body");
-    }
+    use crate::runtime::test_executor::run_local;
 
     /// A record whose bytes say which it is.
     fn record(n: u8) -> Vec<u8> {

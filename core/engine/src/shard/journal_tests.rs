@@ -34,6 +34,15 @@ fn journaled(d: &mut Driver, durable_offset: u64) -> Vec<Output> {
     d.step(Input::Journaled { durable_offset })
 }
 
+/// A call answered and its answer routed by the journal, the log behind;
+/// returns the request id.
+fn routed_by_journal(d: &mut Driver) -> MessageId {
+    let (call, _, request_id, answer_offset) = call_answered_uncommitted(d);
+    let out = journaled(d, answer_offset + 1);
+    assert!(matches!(reply(&out, call), Some(Ok(ShardReply::Answer(_)))));
+    request_id
+}
+
 #[test]
 fn given_journal_off_when_call_answered_then_nothing_is_journaled() {
     let mut d = Driver::new();
@@ -108,9 +117,7 @@ fn given_journal_on_when_log_commits_first_then_answer_routed_once() {
 #[test]
 fn given_answer_routed_by_journal_when_caller_gone_then_answer_kept_until_the_log_has_it() {
     let mut d = journaling();
-    let (call, _, request_id, answer_offset) = call_answered_uncommitted(&mut d);
-    let out = journaled(&mut d, answer_offset + 1);
-    assert!(matches!(reply(&out, call), Some(Ok(ShardReply::Answer(_)))));
+    let request_id = routed_by_journal(&mut d);
     // The caller was gone when the reply reached its connection.
     d.step(Input::CallReplied {
         request_id,
@@ -140,9 +147,7 @@ fn given_journal_on_when_async_request_sent_then_accepted_only_once_the_log_has_
 #[test]
 fn given_answer_routed_by_journal_when_caller_took_it_then_acked_before_the_log_has_it() {
     let mut d = journaling();
-    let (call, _, request_id, answer_offset) = call_answered_uncommitted(&mut d);
-    let out = journaled(&mut d, answer_offset + 1);
-    assert!(matches!(reply(&out, call), Some(Ok(ShardReply::Answer(_)))));
+    let request_id = routed_by_journal(&mut d);
     d.step(Input::CallReplied {
         request_id,
         taken: true,

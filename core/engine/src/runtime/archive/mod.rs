@@ -632,6 +632,7 @@ async fn warm(run: &IndexRun, shard: u16) {
 mod tests {
     use super::*;
     use crate::record::EventKind;
+    use crate::runtime::test_executor::run_local;
     use crate::runtime::test_logs::Lines;
     use crate::shard::HistoryEvent;
     use gonets_types::ids::DataKindId;
@@ -654,17 +655,6 @@ mod tests {
                 })
                 .collect(),
         }
-    }
-
-    fn run_local<F: std::future::Future<Output = ()> + 'static>(
-        f: impl FnOnce() -> F + Send + 'static,
-    ) {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("test body");
     }
 
     async fn archive_all(a: &mut Archive, views: impl Iterator<Item = StatusView>) {
