@@ -32,7 +32,7 @@ const OFFSET_BYTES: usize = 8;
 /// not made durable yet, so a few segments suffice.
 const JOURNAL_SEGMENT_BYTES_MIN: u64 = 16 << 20;
 /// Journal records kept in memory to map the journal's offsets to the log's
-/// (one per journaled record not yet known durable in the journal).
+/// (one per journaled record the log has not made durable yet).
 const PENDING_ENTRIES_MAX: usize = 1 << 20;
 
 /// Where a shard's journal lives.
@@ -62,9 +62,12 @@ pub fn journal_config(log: &LogConfig) -> LogConfig {
 pub(crate) struct RtJournal {
     pub(crate) log: Log,
     pub(crate) commits: Rc<Commits>,
-    /// (journal offset, log offset) of records not yet known durable in
-    /// the journal, in order.
+    /// (journal offset, log offset) of the journaled records the log has
+    /// not made durable yet, in order: retention keeps them.
     pending: VecDeque<(u64, u64)>,
+    /// The journal offset of the last record reported durable in the
+    /// journal ([`RtJournal::newly_durable`]).
+    reported: Option<u64>,
     /// The last journal offset appended and not yet asked to be committed.
     appended_last: Option<u64>,
     /// Reused buffer of one record's offset.
@@ -81,6 +84,7 @@ impl RtJournal {
             log: journal,
             commits,
             pending: VecDeque::new(),
+            reported: None,
             appended_last: None,
             head: Vec::with_capacity(OFFSET_BYTES),
         })
@@ -126,25 +130,26 @@ impl RtJournal {
     /// made durable since the last call: `Some(last log offset + 1)`.
     pub(crate) fn newly_durable(&mut self) -> Option<u64> {
         let durable = self.commits.durable();
-        let mut end = None;
-        // Bounded by the pending records.
-        while let Some(&(j, o)) = self.pending.front() {
-            if j >= durable {
-                break;
-            }
-            self.pending.pop_front();
-            end = Some(o + 1);
+        // From the back: only records still in flight are passed over.
+        let &(j, o) = self.pending.iter().rev().find(|(j, _)| *j < durable)?;
+        if self.reported.is_some_and(|r| r >= j) {
+            return None;
         }
-        end
+        self.reported = Some(j);
+        Some(o + 1)
     }
 
-    /// The journal offset below which every record is durable in the log
-    /// too (the log's durable end is `log_durable`): what retention may
-    /// drop.
-    pub(crate) fn redundant_below(&self, log_durable: u64) -> u64 {
-        match self.pending.iter().find(|(_, o)| *o >= log_durable) {
+    /// Forgets the records the log holds durably now (its durable end is
+    /// `log_durable`) and returns the journal offset below which retention
+    /// may drop records: the first the log still lacks.
+    pub(crate) fn redundant_below(&mut self, log_durable: u64) -> u64 {
+        // Bounded by the pending records.
+        while self.pending.front().is_some_and(|(_, o)| *o < log_durable) {
+            self.pending.pop_front();
+        }
+        match self.pending.front() {
             Some((j, _)) => *j,
-            None => self.log.durable_offset(),
+            None => self.log.stats().next_offset,
         }
     }
 }
@@ -350,9 +355,16 @@ mod tests {
             let mut j = journal_with(dir.path(), &[10, 12]).await;
             assert_eq!(j.newly_durable(), Some(13));
             assert_eq!(j.newly_durable(), None, "reported once");
+            // Durable in the journal is not enough to drop: the log must be too.
+            assert_eq!(
+                j.redundant_below(11),
+                1,
+                "the copy of 12 stays while the log lacks it"
+            );
+            assert_eq!(j.newly_durable(), None);
             assert_eq!(
                 j.redundant_below(13),
-                j.log.durable_offset(),
+                2,
                 "all of it is in the log once the log passes 12"
             );
             j.commits.stop();

@@ -48,13 +48,14 @@ impl ShardTask {
     /// Starts dropping the journal's segments below what the log holds
     /// durably, in the background lane, one pass at a time.
     fn retain_journal(&mut self) {
-        let Some(j) = self.journal.as_ref() else {
+        let log_durable = self.log.durable_offset();
+        let Some(j) = self.journal.as_mut() else {
             return;
         };
+        let below = j.redundant_below(log_durable);
         if self.journal_retaining.get() || self.log_failed {
             return;
         }
-        let below = j.redundant_below(self.log.durable_offset());
         let log = j.log.clone();
         if log.stats().segments < 2 || below <= log.stats().start_offset {
             return;
