@@ -983,7 +983,7 @@ fn calls_answered(hub: &Hub, n: usize) -> Vec<MessageId> {
 fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_and_journal_folded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path(), 1);
-    c.rt_journal = true;
+    c.shard.rt_journal = true;
     let hub = Hub::start(c.clone()).expect("hub starts");
     let ids = calls_answered(&hub, 20);
     let routed = block_on(hub.handle().shard_stats(0))
@@ -997,7 +997,7 @@ fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_an
     // Restarted with it on, then off: every call's history is still whole,
     // and a journal no longer kept is removed.
     for on in [true, false] {
-        c.rt_journal = on;
+        c.shard.rt_journal = on;
         let hub = Hub::start(c.clone()).expect("hub restarts");
         let consumer = hub.session("MFC").expect("consumer");
         for id in &ids {

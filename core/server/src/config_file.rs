@@ -356,7 +356,7 @@ impl ConfigFile {
             hub.unawaited_commit_delay_ms = ms;
         }
         if let Some(on) = self.commit.rt_journal {
-            hub.rt_journal = on;
+            hub.shard.rt_journal = on;
         }
         if let Some(k) = self.retention.finished_keep_ms {
             hub.shard.finished_keep_ms = Some(k);

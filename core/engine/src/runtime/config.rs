@@ -73,6 +73,11 @@ pub struct ShardTuning {
     /// kind's queue for this long, ms (0: never;
     /// [`crate::shard::PROVIDER_UNREACHABLE_AFTER_MS_DEFAULT`]).
     pub provider_unreachable_after_ms: u64,
+    /// Whether each shard keeps an rt journal (docs/adr/0036): a copy of
+    /// every record of a call's exchange in a small log of its own, so a
+    /// call's answer goes to its caller once either holds it durably.
+    /// Experimental, off by default.
+    pub rt_journal: bool,
 }
 
 /// Default pace of the attachment store's chunk writes, bytes a second.
@@ -114,6 +119,7 @@ impl From<&ShardConfig> for ShardTuning {
             finished_keep_ms: c.finished_keep_ms,
             retention_ms: c.retention_ms,
             provider_unreachable_after_ms: c.provider_unreachable_after_ms,
+            rt_journal: c.rt_journal,
         }
     }
 }
@@ -137,6 +143,7 @@ impl ShardTuning {
             finished_keep_ms: self.finished_keep_ms,
             retention_ms: self.retention_ms,
             provider_unreachable_after_ms: self.provider_unreachable_after_ms,
+            rt_journal: self.rt_journal,
             boot_nonce,
             record_bytes_max: log.payload_bytes_max(),
             ..ShardConfig::production(shard, shard_count)
@@ -192,11 +199,6 @@ pub struct HubConfig {
     /// commits what it appended. A crash may lose such records younger
     /// than this; none was acknowledged (ADR 0025).
     pub unawaited_commit_delay_ms: u64,
-    /// Whether each shard keeps an rt journal (docs/adr/0036): a copy of
-    /// every record of a call's exchange in a small log of its own, so a
-    /// call's answer goes to its caller once either holds it durably. Off
-    /// by default until measured.
-    pub rt_journal: bool,
     /// Peer messages a shard holds for one slow peer before it refuses client commands.
     pub outbox_messages_max: usize,
     /// Most credits a subscription may hold at once; also its push buffer's size.
@@ -246,7 +248,6 @@ impl HubConfig {
             inbox_capacity: INBOX_CAPACITY_DEFAULT,
             bulk_unwritten_bytes_max: BULK_UNWRITTEN_BYTES_MAX_DEFAULT,
             unawaited_commit_delay_ms: UNAWAITED_COMMIT_DELAY_MS_DEFAULT,
-            rt_journal: false,
             outbox_messages_max: OUTBOX_MESSAGES_MAX_DEFAULT,
             subscription_credits_max: SUBSCRIPTION_CREDITS_MAX_DEFAULT,
             attachment_write_bytes_per_s: ATTACHMENT_WRITE_BYTES_PER_S_DEFAULT,
@@ -361,6 +362,7 @@ mod tests {
             finished_keep_ms: None,
             retention_ms: 6,
             provider_unreachable_after_ms: 7,
+            rt_journal: true,
         };
         let log = LogConfig::small_for_tests();
         let c = tuning.shard_config(0, 1, 0, &log);

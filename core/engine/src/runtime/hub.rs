@@ -12,7 +12,6 @@ use crate::runtime::shard_task::{self, ReadySender, ShardStart};
 use crate::runtime::stall_report::StallReport;
 use crate::runtime::start_error::HubStartError;
 use crate::runtime::stats::ShardStats;
-use crate::shard::ShardConfig;
 use glommio::{LocalExecutorBuilder, Placement};
 use gonets_storage::durable_file;
 use gonets_types::error::HubError;
@@ -437,12 +436,9 @@ impl Hub {
                 id: shard,
                 dir: shard_dir(&config.data_dir, shard),
                 log_config: config.log.clone(),
-                shard_config: ShardConfig {
-                    rt_journal: config.rt_journal,
-                    ..config
-                        .shard
-                        .shard_config(shard, n, boot_nonce(shard), &config.log)
-                },
+                shard_config: config
+                    .shard
+                    .shard_config(shard, n, boot_nonce(shard), &config.log),
                 registry: config.registry.clone(),
                 inlet: Inlet {
                     shard,

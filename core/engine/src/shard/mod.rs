@@ -375,8 +375,6 @@ pub struct Shard {
     /// Calls' answers the rt journal may route before the log has made
     /// them durable (ADR 0036), by their records' offsets, in order.
     deferred_journal: VecDeque<(u64, MessageId)>,
-    /// Exclusive end of the journaled records durable in the rt journal.
-    journaled_offset: u64,
     /// The highest offset an awaited deferral waits on (a reply, an
     /// answer to route, an async request to hand over): what the runtime
     /// must commit now. Records past it are awaited by nobody (a call's
@@ -484,7 +482,6 @@ impl Shard {
             armed_ms: None,
             deferred: VecDeque::new(),
             deferred_journal: VecDeque::new(),
-            journaled_offset: next_offset,
             awaited_last: None,
             waits: IdMap::default(),
             waits_by_queue: NameMap::default(),
@@ -2771,11 +2768,8 @@ impl Shard {
             durable_offset <= self.next_offset,
             "journaled beyond appends"
         );
-        if durable_offset <= self.journaled_offset {
-            return;
-        }
-        self.journaled_offset = durable_offset;
-        // Bounded by the queue's length.
+        // Bounded by the queue's length; an entry is taken once, so a
+        // journal end already heard finds nothing to take.
         while self
             .deferred_journal
             .front()

@@ -56,10 +56,11 @@ impl ShardTask {
         if self.journal_retaining.get() || self.log_failed {
             return;
         }
-        let log = j.log.clone();
-        if log.stats().segments < 2 || below <= log.stats().start_offset {
+        let stats = j.log.stats();
+        if stats.segments < 2 || below <= stats.start_offset {
             return;
         }
+        let log = j.log.clone();
         let busy = self.journal_retaining.clone();
         busy.set(true);
         let shard = self.id;
