@@ -146,6 +146,11 @@ struct Args {
     /// ADR 0028; default the hub's, auto).
     #[arg(long, value_parser = ["auto", "worker", "inline"])]
     dsync_writes: Option<String>,
+    /// Embedded hub: overwrite each log's active segment with zeros this
+    /// far ahead of its write position in idle time, MiB (`[commit]
+    /// prewrite_ahead_bytes`, ADR 0037; default the hub's, 0: none).
+    #[arg(long)]
+    prewrite_ahead_mib: Option<u64>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -750,6 +755,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         unawaited_ms: args.unawaited_commit_ms,
         sync: args.commit_sync.as_deref(),
         dsync_writes: args.dsync_writes.as_deref(),
+        prewrite_ahead_mib: args.prewrite_ahead_mib,
     });
     let paces = [
         ("write_mib_per_s", args.attachment_write_mib_per_s),
@@ -798,6 +804,7 @@ struct CommitKeys<'a> {
     unawaited_ms: Option<u64>,
     sync: Option<&'a str>,
     dsync_writes: Option<&'a str>,
+    prewrite_ahead_mib: Option<u64>,
 }
 
 /// The embedded hub's `[commit]` section for the keys given (empty when none).
@@ -810,6 +817,7 @@ fn commit_section(k: &CommitKeys) -> String {
         unawaited_ms,
         sync,
         dsync_writes,
+        prewrite_ahead_mib,
     } = *k;
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
@@ -832,6 +840,9 @@ fn commit_section(k: &CommitKeys) -> String {
     }
     if let Some(writes) = dsync_writes {
         keys += &format!("dsync_writes = {writes:?}\n");
+    }
+    if let Some(mib) = prewrite_ahead_mib {
+        keys += &format!("prewrite_ahead_bytes = {}\n", mib << 20);
     }
     if keys.is_empty() {
         keys
@@ -963,6 +974,7 @@ mod tests {
             unawaited_ms: Some(0),
             sync: Some("dsync"),
             dsync_writes: Some("inline"),
+            prewrite_ahead_mib: Some(32),
         });
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
@@ -972,6 +984,7 @@ mod tests {
         assert_eq!(file.commit.sync.as_deref(), Some("dsync"));
         assert_eq!(file.commit.dsync_writes.as_deref(), Some("inline"));
         assert_eq!(file.commit.rt_journal, Some(true));
+        assert_eq!(file.commit.prewrite_ahead_bytes, Some(32 << 20));
     }
 
     #[test]

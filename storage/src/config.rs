@@ -83,10 +83,12 @@ pub struct LogConfig {
     /// Distance between entries of the sparse offset index.
     pub index_interval_bytes: usize,
     /// How far ahead of the write position the active segment is overwritten
-    /// with zeros in the background (0: never). Batches then land on blocks
-    /// the file system already counts as written, so their `fdatasync` has no
-    /// extent conversion to journal: on ext4 that halves commit latency and
-    /// avoids a slow path (ADR 0001). Costs one extra write of each block.
+    /// with zeros in the background (0, the default: never). Batches then
+    /// land on blocks the file system already counts as written, so their
+    /// sync has no extent conversion (ADR 0001). Costs one extra write of
+    /// each block, and on a disk without FUA every commit's flush must
+    /// persist those zeros too: measured slower from a few thousand commits
+    /// a second up (ADR 0037), hence off unless a disk is shown to gain.
     pub prewrite_ahead_bytes: u64,
     /// Size of one background zero write; a multiple of 4 KiB.
     pub prewrite_chunk_bytes: usize,
@@ -141,7 +143,9 @@ impl Default for LogConfig {
             dsync_writes: DsyncWrites::WhileContended,
             checkpoint_interval_bytes: 64 << 20,
             index_interval_bytes: 64 << 10,
-            prewrite_ahead_bytes: 32 << 20,
+            // ADR 0037: the zeros cost more commit time than they save
+            // under load, and double the bytes written.
+            prewrite_ahead_bytes: 0,
             prewrite_chunk_bytes: 1 << 20,
             reserve_segments: 1,
             reserve_retry_ms: 1_000,

@@ -15,6 +15,12 @@
 //! backlog they would take disk time from batches. So a log written flat out
 //! writes into unwritten blocks, and a lightly loaded one overwrites zeros.
 //!
+//! Off by default (`prewrite_ahead_bytes` 0, ADR 0037): on a disk without
+//! FUA every commit's flush also persists the zeros written since the last
+//! one, and at a few thousand commits a second that cost more than the
+//! extent conversions saved (rt at 10,000 calls/s: commit 0.24 → 0.13 ms,
+//! call p50 0.70 → 0.46 ms with it off), besides writing every block twice.
+//!
 //! Only one write is in flight per block: the prewriter never starts below
 //! the end of the batch write in flight, and the flusher waits out a zero
 //! write overlapping the range it is about to write (and asserts it did).

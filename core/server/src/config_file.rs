@@ -197,6 +197,11 @@ pub struct CommitSection {
     /// thread), `worker` (always through a worker) or `inline` (always from
     /// the shard's thread; a device with FUA needs no flush to wait for).
     pub dsync_writes: Option<String>,
+    /// How far ahead of the write position each log's active segment is
+    /// overwritten with zeros in idle time, bytes (ADR 0001, 0037; default
+    /// 0: never). A batch then lands on written blocks (no extent
+    /// conversion), at the price of writing every block twice.
+    pub prewrite_ahead_bytes: Option<u64>,
 }
 
 /// `[retention]`.
@@ -343,6 +348,9 @@ impl ConfigFile {
         }
         if let Some(writes) = &self.commit.dsync_writes {
             hub.log.dsync_writes = dsync_writes(writes)?;
+        }
+        if let Some(b) = self.commit.prewrite_ahead_bytes {
+            hub.log.prewrite_ahead_bytes = b;
         }
         if let Some(b) = self.commit.bulk_unwritten_bytes_max {
             if b < 4096 {
@@ -564,6 +572,23 @@ mod tests {
         assert!(
             why.contains("[commit] dsync_writes") && why.contains("inline"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn given_prewrite_ahead_when_resolved_then_the_log_takes_it_and_defaults_to_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ahead = |text: &str| {
+            let file = ConfigFile::parse(text).unwrap();
+            file.hub_config(dir.path())
+                .unwrap()
+                .log
+                .prewrite_ahead_bytes
+        };
+        assert_eq!(ahead(""), 0, "ADR 0037: no zero writes by default");
+        assert_eq!(
+            ahead("[commit]\nprewrite_ahead_bytes = 33554432\n"),
+            32 << 20
         );
     }
 
