@@ -149,6 +149,11 @@ pub(crate) const TAG_AUDIT: u8 = 8;
 const TAG_ANSWER_SEALED: u8 = 9;
 /// A lost offset filled at recovery ([`Record::Lost`]).
 const TAG_LOST: u8 = 10;
+
+/// True when `payload` is a [`Record::Lost`] fill (its tag, 10).
+pub fn is_lost(payload: &[u8]) -> bool {
+    payload.first() == Some(&TAG_LOST)
+}
 /// The request flags' bit saying a [`Seal`] follows the idempotency key.
 const REQUEST_FLAG_SEALED: u8 = 4;
 /// Every request flag bit: test, call, sealed.

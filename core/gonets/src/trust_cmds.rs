@@ -97,6 +97,13 @@ fn print_log(r: &LogReport) {
     if r.audit_records > 0 {
         print!(", {} audit records", r.audit_records);
     }
+    if r.lost_records > 0 {
+        // ADR 0036: gaps a start filled where the rt journal held later records.
+        print!(
+            ", {} lost offsets (filled at a start from the rt journal)",
+            r.lost_records
+        );
+    }
     println!();
 }
 

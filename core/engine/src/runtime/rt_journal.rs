@@ -332,6 +332,40 @@ mod tests {
     }
 
     #[test]
+    fn given_a_fold_that_filled_gaps_when_verified_then_the_lost_offsets_are_counted() {
+        let data = tempfile::tempdir().unwrap();
+        let shard_dir = data.path().join("shard-0");
+        std::fs::create_dir(&shard_dir).unwrap();
+        let dir = shard_dir.clone();
+        run_local(move || async move {
+            let shard_dir = dir;
+            let log = log_with(&shard_dir, 3).await;
+            let j = journal_with(&shard_dir, &[4, 6]).await;
+            j.commits.stop();
+            j.log.close().await.unwrap();
+            let config = LogConfig::small_for_tests();
+            let report = fold_into(&log, &shard_dir, &config, false).await.unwrap();
+            assert_eq!(
+                report,
+                FoldReport {
+                    restored: 2,
+                    lost: 2
+                }
+            );
+            log.close().await.unwrap();
+        });
+        let key = gonets_trust::HubKey::generate().public();
+        let verdict = crate::runtime::verify::verify_data_dir(data.path(), &key, None, &mut |_| {})
+            .expect("a data directory");
+        let crate::runtime::verify::Verdict::Verified { logs, .. } = verdict else {
+            panic!("the folded log checks out: {verdict:?}");
+        };
+        assert_eq!(logs.len(), 1, "the journal's directory was removed");
+        assert_eq!(logs[0].summary.records, 7);
+        assert_eq!(logs[0].lost_records, 2, "offsets 3 and 5");
+    }
+
+    #[test]
     fn given_journal_no_longer_kept_when_folded_then_restored_and_removed() {
         run_local(|| async {
             let dir = tempfile::tempdir().unwrap();

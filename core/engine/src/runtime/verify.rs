@@ -14,7 +14,7 @@
 //! away from the disk, that the logs up to each anchor are the ones the
 //! hub signed.
 
-use crate::record::Record;
+use crate::record::{is_lost, Record};
 use crate::runtime::repair::{log_dirs, RepairError};
 use crate::trust_record::{is_anchor, is_audit, AuditRecord};
 use gonets_storage::verify::{self, LogSummary, VerifyError as WalkError, Visited, Visitor};
@@ -73,6 +73,9 @@ pub struct LogReport {
     pub last_anchored: Option<u64>,
     /// Audit records.
     pub audit_records: u64,
+    /// Offsets a start filled with [`Record::Lost`]: records an rt journal
+    /// held and the shard log lost at a crash left gaps there (ADR 0036).
+    pub lost_records: u64,
 }
 
 /// The first thing that does not check out.
@@ -303,6 +306,8 @@ impl Visitor for Checker<'_> {
             }
         } else if is_audit(r.payload) && self.at.log == AnchoredLog::Shard {
             self.report.audit_records += 1;
+        } else if is_lost(r.payload) && self.at.log == AnchoredLog::Shard {
+            self.report.lost_records += 1;
         }
         Ok(())
     }
@@ -364,6 +369,7 @@ pub fn verify_data_dir(
                 anchors_unreachable: 0,
                 last_anchored: None,
                 audit_records: 0,
+                lost_records: 0,
             },
             progress: &mut *progress,
             rewritten: None,
