@@ -151,6 +151,11 @@ struct Args {
     /// prewrite_ahead_bytes`, ADR 0037; default the hub's, 0: none).
     #[arg(long)]
     prewrite_ahead_mib: Option<u64>,
+    /// Embedded hub: the longest a commit waits to gather more records
+    /// while less than its window's bytes are pending, µs (`[commit]
+    /// window_us`; default the hub's, 0: no wait).
+    #[arg(long)]
+    commit_window_us: Option<u64>,
 
     // The generator.
     /// Pin one generator thread to each of these cores (comma list).
@@ -756,6 +761,7 @@ fn start_embedded_hub(args: &Args) -> Result<EmbeddedHub, String> {
         sync: args.commit_sync.as_deref(),
         dsync_writes: args.dsync_writes.as_deref(),
         prewrite_ahead_mib: args.prewrite_ahead_mib,
+        window_us: args.commit_window_us,
     });
     let paces = [
         ("write_mib_per_s", args.attachment_write_mib_per_s),
@@ -805,6 +811,7 @@ struct CommitKeys<'a> {
     sync: Option<&'a str>,
     dsync_writes: Option<&'a str>,
     prewrite_ahead_mib: Option<u64>,
+    window_us: Option<u64>,
 }
 
 /// The embedded hub's `[commit]` section for the keys given (empty when none).
@@ -818,6 +825,7 @@ fn commit_section(k: &CommitKeys) -> String {
         sync,
         dsync_writes,
         prewrite_ahead_mib,
+        window_us,
     } = *k;
     let mut keys = String::new();
     if let Some(mib) = segment_mib {
@@ -840,6 +848,9 @@ fn commit_section(k: &CommitKeys) -> String {
     }
     if let Some(writes) = dsync_writes {
         keys += &format!("dsync_writes = {writes:?}\n");
+    }
+    if let Some(us) = window_us {
+        keys += &format!("window_us = {us}\n");
     }
     if let Some(mib) = prewrite_ahead_mib {
         keys += &format!("prewrite_ahead_bytes = {}\n", mib << 20);
@@ -975,6 +986,7 @@ mod tests {
             sync: Some("dsync"),
             dsync_writes: Some("inline"),
             prewrite_ahead_mib: Some(32),
+            window_us: Some(500),
         });
         let file = ConfigFile::parse(&text).expect("the hub's parser takes the section");
         assert_eq!(file.commit.segment_size_bytes, Some(1 << 30));
@@ -985,6 +997,7 @@ mod tests {
         assert_eq!(file.commit.dsync_writes.as_deref(), Some("inline"));
         assert_eq!(file.commit.rt_journal, Some(true));
         assert_eq!(file.commit.prewrite_ahead_bytes, Some(32 << 20));
+        assert_eq!(file.commit.window_us, Some(500));
     }
 
     #[test]
