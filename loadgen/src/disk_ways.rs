@@ -3,8 +3,8 @@
 //! durable by `fdatasync`, all into files preallocated with `fallocate`
 //! (as segments are): (b) buffered (`BufferedFile`), (c) O_DIRECT
 //! (`DmaFile`) into unwritten blocks, and (d) O_DIRECT into blocks already
-//! written once (zeros, not timed), which is how a log writes after its
-//! background prewrite (off by default, ADR 0037). For each: the latency of a 4 KiB write +
+//! written once (zeros, not timed), which is how the log writes after its
+//! background prewrite (ADR 0001, 0037). For each: the latency of a 4 KiB write +
 //! `fdatasync` at fresh positions, then 1 MiB chunks each followed by
 //! `fdatasync`. Latency first; no file is removed until the caller drops
 //! the directory (deleting hundreds of MiB on a disk mounted with `discard`
@@ -186,7 +186,7 @@ enum WayKind {
     Buffered,
     Direct,
     /// O_DIRECT into blocks already written once (zeros, untimed), as the
-    /// log writes after its background prewrite (ADR 0037): no extent conversion.
+    /// log writes after its background prewrite: no extent conversion.
     Overwrite,
 }
 

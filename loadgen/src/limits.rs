@@ -49,7 +49,7 @@ const PARALLEL_FILE_BLOCKS: u64 = 256;
 /// bulk while the real-time lane holds it to its bound (512 KiB, ADR 0015).
 pub const STREAM_WRITE_BYTES: usize = 512 << 10;
 /// The stream's file: written once, then overwritten round and round (as
-/// a log with zero prewrites on writes over the blocks they zeroed).
+/// the hub's log writes over blocks its prewriter zeroed, ADR 0037).
 const STREAM_FILE_BYTES: u64 = 64 << 20;
 /// Ceiling on iterations of any measurement loop, whatever the clock says.
 const MAX_ITERATIONS: u64 = 100_000_000;
@@ -135,7 +135,7 @@ pub struct Limits {
     /// Same, operations per second, one at a time.
     pub write4k_fdatasync_per_s: f64,
     /// One 4 KiB write + `fdatasync` over blocks already written (no extent
-    /// conversion: what zero prewrites buy, off by default, ADR 0037), median, µs.
+    /// conversion: what the hub's prewriter buys, ADR 0037), median, µs.
     pub write4k_written_fdatasync_p50_us: f64,
     /// Same over written blocks, 99th percentile, µs.
     pub write4k_written_fdatasync_p99_us: f64,
@@ -810,7 +810,7 @@ fn disk_sequential(dir: &Path, each: Duration) -> Result<(f64, bool), String> {
 
 /// 4 KiB write + `fdatasync`, one at a time at sequential offsets: first
 /// into fallocated blocks (as the hub's first write into its segment), then
-/// over the blocks that pass wrote (as after zero prewrites, ADR 0037).
+/// over the blocks that pass wrote (as after the hub's prewriter).
 fn write4k(dir: &Path, each: Duration) -> Result<(Quantiles, Quantiles, bool), String> {
     // A fast NVMe does ~50k durable 4 KiB writes/s: size for that, capped.
     let size = file_size(dir, (each.as_secs_f64() * 50_000.0) as u64 * BLOCK as u64)?;

@@ -147,8 +147,9 @@ struct Args {
     #[arg(long, value_parser = ["auto", "worker", "inline"])]
     dsync_writes: Option<String>,
     /// Embedded hub: overwrite each log's active segment with zeros this
-    /// far ahead of its write position in idle time, MiB (`[commit]
-    /// prewrite_ahead_bytes`, ADR 0037; default the hub's, 0: none).
+    /// far ahead of its write position in idle time while commits come
+    /// sparsely, MiB (`[commit] prewrite_ahead_bytes`, ADR 0037; default
+    /// the hub's, 32; 0: none).
     #[arg(long)]
     prewrite_ahead_mib: Option<u64>,
     /// Embedded hub: the longest a commit waits to gather more records

@@ -28,7 +28,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest interval between batches the smoothed interval counts, µs
+/// (what an idle log reads as; [`LogConfig::prewrite_batch_interval_us_min`]).
+pub(crate) const BATCH_INTERVAL_US_MAX: u64 = 10_000;
 
 /// A segment as the log holds it.
 pub(crate) struct SegmentEntry {
@@ -147,6 +151,11 @@ pub(crate) struct State {
     pub(crate) prewriter_running: bool,
     /// Woken when a background zero write completes or the prewriter stops.
     pub(crate) prewrite_waiters: Vec<Waker>,
+    /// When the flusher last took a batch to write.
+    pub(crate) batch_taken_at: Option<Instant>,
+    /// The interval between batches taken, smoothed (7/8 old, 1/8 new),
+    /// µs: zero writes wait while it is short (ADR 0037).
+    pub(crate) batch_interval_us: u64,
     /// The reserve file is in place: its space is held for a roll.
     pub(crate) reserve_held: bool,
     /// The reserve was used by a roll, or could not be made: the owner
@@ -328,6 +337,9 @@ impl State {
             prewriter_waker: None,
             prewriter_running: false,
             prewrite_waiters: vec![],
+            batch_taken_at: None,
+            // A log that has written nothing yet counts as idle.
+            batch_interval_us: BATCH_INTERVAL_US_MAX,
             reserve_held: false,
             space_low: false,
             reserve_releases: 0,
@@ -457,6 +469,18 @@ impl State {
         Ok(offset)
     }
 
+    /// Folds the time since the previous batch into the smoothed interval
+    /// (each interval counted at most [`BATCH_INTERVAL_US_MAX`], so after
+    /// an idle spell a burst of commits pulls it down within ~20 batches).
+    fn note_batch_taken(&mut self, now: Instant) {
+        if let Some(last) = self.batch_taken_at {
+            let us = now.saturating_duration_since(last).as_micros();
+            let us = us.min(u128::from(BATCH_INTERVAL_US_MAX)) as u64;
+            self.batch_interval_us = (self.batch_interval_us * 7 + us) / 8;
+        }
+        self.batch_taken_at = Some(now);
+    }
+
     /// True when sealed batches wait for the flusher.
     pub(crate) fn batches_waiting(&self) -> bool {
         !self.sealed.is_empty()
@@ -480,6 +504,7 @@ impl State {
 
     /// Takes the batch to write next: the oldest full one, else the open one.
     pub(crate) fn take_due_batch(&mut self) -> Batch {
+        self.note_batch_taken(Instant::now());
         match self.sealed.pop_front() {
             Some(b) => b,
             None => self.open_batch.take().expect("flush due without a batch"),

@@ -236,7 +236,58 @@ fn given_prewrite_whole_segment_ahead_in_4k_chunks_when_appending_then_every_rec
     prewrite_case(LogConfig {
         prewrite_ahead_bytes: 1 << 30,
         prewrite_chunk_bytes: 4096,
+        // Zeros whenever the flusher is idle, however often it commits.
+        prewrite_batch_interval_us_min: 0,
         ..LogConfig::small_for_tests()
+    });
+}
+
+/// ADR 0037: zero writes wait while batches come close together, and start
+/// again once they come far apart.
+#[test]
+fn given_commits_back_to_back_when_prewrite_gated_then_zeros_wait_until_commits_thin_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let chunk = 16 << 10;
+        let config = LogConfig {
+            segment_size_bytes: 4 << 20,
+            prewrite_ahead_bytes: 64 << 10,
+            prewrite_chunk_bytes: chunk,
+            prewrite_batch_interval_us_min: 8_000,
+            ..LogConfig::small_for_tests()
+        };
+        let (log, _) = Log::open(&path, config).await.unwrap();
+        let record = vec![5u8; 6000];
+        let commit_one = || async {
+            let o = log.append(&record, 1, 0).await.unwrap();
+            log.commit(o).await.unwrap();
+        };
+        // Back to back: the smoothed interval falls below 8 ms at once.
+        for _ in 0..30 {
+            commit_one().await;
+        }
+        let settled = log.stats().prewritten_bytes;
+        for _ in 0..40 {
+            commit_one().await;
+        }
+        let fast = log.stats().prewritten_bytes;
+        // At most the zero write that was in flight when it closed.
+        assert!(
+            fast <= settled + chunk as u64,
+            "zeros between back-to-back commits: {settled} -> {fast}"
+        );
+        // 20 ms apart: the interval climbs past 8 ms, and idle time is zeroed.
+        for _ in 0..25 {
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            commit_one().await;
+        }
+        let slow = log.stats().prewritten_bytes;
+        assert!(
+            slow > fast + chunk as u64,
+            "no zeros once commits thinned out: {fast} -> {slow}"
+        );
+        log.close().await.unwrap();
     });
 }
 

@@ -198,9 +198,10 @@ pub struct CommitSection {
     /// the shard's thread; a device with FUA needs no flush to wait for).
     pub dsync_writes: Option<String>,
     /// How far ahead of the write position each log's active segment is
-    /// overwritten with zeros in idle time, bytes (ADR 0001, 0037; default
-    /// 0: never). A batch then lands on written blocks (no extent
-    /// conversion), at the price of writing every block twice.
+    /// overwritten with zeros in idle time while commits come sparsely,
+    /// bytes (ADR 0001, 0037; default 32 MiB; 0: never). A batch then lands
+    /// on written blocks (no extent conversion), at the price of writing
+    /// every block twice.
     pub prewrite_ahead_bytes: Option<u64>,
 }
 
@@ -576,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn given_prewrite_ahead_when_resolved_then_the_log_takes_it_and_defaults_to_none() {
+    fn given_prewrite_ahead_when_resolved_then_the_log_takes_it_and_zero_turns_it_off() {
         let dir = tempfile::tempdir().unwrap();
         let ahead = |text: &str| {
             let file = ConfigFile::parse(text).unwrap();
@@ -585,11 +586,8 @@ mod tests {
                 .log
                 .prewrite_ahead_bytes
         };
-        assert_eq!(ahead(""), 0, "ADR 0037: no zero writes by default");
-        assert_eq!(
-            ahead("[commit]\nprewrite_ahead_bytes = 33554432\n"),
-            32 << 20
-        );
+        assert_eq!(ahead(""), 32 << 20, "ADR 0001's default");
+        assert_eq!(ahead("[commit]\nprewrite_ahead_bytes = 0\n"), 0);
     }
 
     #[test]
