@@ -986,11 +986,21 @@ fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_an
     c.shard.rt_journal = true;
     let hub = Hub::start(c.clone()).expect("hub starts");
     let ids = calls_answered(&hub, 20);
-    let routed = block_on(hub.handle().shard_stats(0))
-        .expect("the shard answers")
-        .counters
-        .answers_routed_by_journal;
+    let stats = block_on(hub.handle().shard_stats(0)).expect("the shard answers");
+    let routed = stats.counters.answers_routed_by_journal;
     assert!(routed <= 20, "{routed}");
+    let journal_log = stats.rt_journal_log.as_ref().expect("its log is reported");
+    assert!(
+        journal_log.commits() > 0,
+        "the journal's commits are counted"
+    );
+    let journal_segment = gonets_engine::runtime::rt_journal::journal_config(&c.log);
+    assert_eq!(
+        journal_log.segment_size_bytes, journal_segment.segment_size_bytes,
+        "its own segment size"
+    );
+    let names: Vec<&str> = stats.logs().map(|(name, _)| name).collect();
+    assert_eq!(names, ["messages", "history", "rt_journal"]);
     hub.shutdown().expect("clean shutdown");
     let journal = dir.path().join("shard-0").join("rt-journal");
     assert!(journal.exists(), "the journal is kept while it is on");
@@ -1004,6 +1014,8 @@ fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_an
             let status = status_with(&consumer, *id, EventKind::AnswerAcked);
             assert!(kinds_of(&status).contains(&EventKind::Answered));
         }
+        let stats = block_on(hub.handle().shard_stats(0)).expect("the shard answers");
+        assert_eq!(stats.rt_journal_log.is_some(), on);
         hub.shutdown().expect("clean shutdown");
         assert_eq!(journal.exists(), on);
     }

@@ -295,7 +295,7 @@ fn logs(registry: &mut Registry, stats: &[ShardStats]) {
     );
     let segments = gauges(registry, "gonets_log_segments", "Segment files of the log");
     for s in stats {
-        for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
+        for (name, log) in s.logs() {
             let labels = with(shard_label(s.shard), "log", name);
             let report: &LogReport = log;
             commits.get_or_create(&labels).inc_by(report.commits());
@@ -320,7 +320,7 @@ fn commit_histograms(registry: &mut Registry, stats: &[ShardStats]) {
     let mut size = Histograms::default();
     let mut rolls = Histograms::default();
     for s in stats {
-        for (name, log) in [("messages", &s.log), ("history", &s.history_log)] {
+        for (name, log) in s.logs() {
             let labels = with(shard_label(s.shard), "log", name);
             let c = &log.stats.commits;
             latency.push_log2(labels.clone(), &c.latency_us, 1e-6);

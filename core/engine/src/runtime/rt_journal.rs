@@ -61,6 +61,8 @@ pub fn journal_config(log: &LogConfig) -> LogConfig {
 /// A shard's open journal and what maps its offsets to the log's.
 pub(crate) struct RtJournal {
     pub(crate) log: Log,
+    /// Its segment size (smaller than the shard log's), bytes.
+    pub(crate) segment_size_bytes: u64,
     pub(crate) commits: Rc<Commits>,
     /// (journal offset, log offset) of the journaled records the log has
     /// not made durable yet, in order: retention keeps them.
@@ -78,10 +80,13 @@ impl RtJournal {
     /// Opens the journal of the shard whose log directory is `shard_dir`,
     /// after [`fold_into`] (what it still holds, the log holds too).
     pub(crate) async fn open(shard_dir: &Path, log: &LogConfig) -> Result<RtJournal, LogError> {
-        let (journal, _) = Log::open(journal_dir(shard_dir), journal_config(log)).await?;
+        let config = journal_config(log);
+        let segment_size_bytes = config.segment_size_bytes;
+        let (journal, _) = Log::open(journal_dir(shard_dir), config).await?;
         let commits = Commits::start(journal.clone());
         Ok(RtJournal {
             log: journal,
+            segment_size_bytes,
             commits,
             pending: VecDeque::new(),
             reported: None,

@@ -185,6 +185,9 @@ pub struct ShardStats {
     pub log: LogReport,
     /// Its history archive's log.
     pub history_log: LogReport,
+    /// Its rt journal's log (`[commit] rt_journal`, ADR 0036), when it
+    /// keeps one.
+    pub rt_journal_log: Option<LogReport>,
     /// Its log failed: it takes no more writes.
     pub log_failed: bool,
     /// It refuses new commands (shutdown began).
@@ -223,6 +226,14 @@ impl ShardStats {
     /// Replayed, serving, and taking new requests.
     pub fn serving(&self) -> bool {
         !self.log_failed && !self.draining
+    }
+
+    /// Its logs by the name the metrics give them: `messages`, `history`
+    /// and, when it keeps one, `rt_journal`.
+    pub fn logs(&self) -> impl Iterator<Item = (&'static str, &LogReport)> {
+        [("messages", &self.log), ("history", &self.history_log)]
+            .into_iter()
+            .chain(self.rt_journal_log.as_ref().map(|j| ("rt_journal", j)))
     }
 }
 

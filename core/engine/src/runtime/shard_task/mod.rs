@@ -592,6 +592,11 @@ impl ShardTask {
             sla,
             log: report(&self.log),
             history_log: report(&self.archive.log),
+            rt_journal_log: self.journal.as_ref().map(|j| LogReport {
+                stats: j.log.stats(),
+                segment_size_bytes: j.segment_size_bytes,
+                syncs: self.log_syncs,
+            }),
             log_failed: self.log_failed,
             draining: self.draining,
             space_low: self.space_low(),
