@@ -4,7 +4,7 @@
 //! (as segments are): (b) buffered (`BufferedFile`), (c) O_DIRECT
 //! (`DmaFile`) into unwritten blocks, and (d) O_DIRECT into blocks already
 //! written once (zeros, not timed), which is how the log writes after its
-//! background prewrite (ADR 0001, 0037). For each: the latency of a 4 KiB write +
+//! background prewrite. For each: the latency of a 4 KiB write +
 //! `fdatasync` at fresh positions, then 1 MiB chunks each followed by
 //! `fdatasync`. Latency first; no file is removed until the caller drops
 //! the directory (deleting hundreds of MiB on a disk mounted with `discard`

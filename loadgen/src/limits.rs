@@ -49,7 +49,7 @@ const PARALLEL_FILE_BLOCKS: u64 = 256;
 /// bulk while the real-time lane holds it to its bound (512 KiB, ADR 0015).
 pub const STREAM_WRITE_BYTES: usize = 512 << 10;
 /// The stream's file: written once, then overwritten round and round (as
-/// the hub's log writes over blocks its prewriter zeroed, ADR 0037).
+/// the hub's log writes over blocks its prewriter zeroed).
 const STREAM_FILE_BYTES: u64 = 64 << 20;
 /// Ceiling on iterations of any measurement loop, whatever the clock says.
 const MAX_ITERATIONS: u64 = 100_000_000;
@@ -135,7 +135,7 @@ pub struct Limits {
     /// Same, operations per second, one at a time.
     pub write4k_fdatasync_per_s: f64,
     /// One 4 KiB write + `fdatasync` over blocks already written (no extent
-    /// conversion: what the hub's prewriter buys, ADR 0037), median, µs.
+    /// conversion to journal, what the hub's prewriter buys), median, µs.
     pub write4k_written_fdatasync_p50_us: f64,
     /// Same over written blocks, 99th percentile, µs.
     pub write4k_written_fdatasync_p99_us: f64,

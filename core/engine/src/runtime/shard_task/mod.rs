@@ -578,9 +578,9 @@ impl ShardTask {
             .kinds()
             .map(|(kind, counts)| (kind.clone(), counts.clone()))
             .collect();
-        let report = |log: &Log| LogReport {
+        let report = |log: &Log, segment_size_bytes: u64| LogReport {
             stats: log.stats(),
-            segment_size_bytes: self.segment_size_bytes,
+            segment_size_bytes,
             syncs: self.log_syncs,
         };
         ShardStats {
@@ -590,13 +590,12 @@ impl ShardTask {
             replies: self.replies_sent.clone(),
             queues,
             sla,
-            log: report(&self.log),
-            history_log: report(&self.archive.log),
-            rt_journal_log: self.journal.as_ref().map(|j| LogReport {
-                stats: j.log.stats(),
-                segment_size_bytes: j.segment_size_bytes,
-                syncs: self.log_syncs,
-            }),
+            log: report(&self.log, self.segment_size_bytes),
+            history_log: report(&self.archive.log, self.segment_size_bytes),
+            rt_journal_log: self
+                .journal
+                .as_ref()
+                .map(|j| report(&j.log, j.segment_size_bytes)),
             log_failed: self.log_failed,
             draining: self.draining,
             space_low: self.space_low(),
