@@ -82,11 +82,7 @@ pub enum LogError {
 
 impl LogError {
     /// An I/O error, or `StorageFull` when the OS says the disk or quota is full.
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> LogError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> LogError {
         if matches!(
             source.raw_os_error(),
             Some(libc::ENOSPC) | Some(libc::EDQUOT)

@@ -9,6 +9,7 @@
 //! raw sockets for malformed input.
 
 pub mod net;
+pub mod power_disk;
 pub mod signing;
 
 use gonets_storage::{Log, LogConfig, LogError, Slot};

@@ -28,9 +28,10 @@ use std::rc::Rc;
 pub const JOURNAL_DIR: &str = "rt-journal";
 /// Bytes before a record's own bytes in a journal record (its offset).
 const OFFSET_BYTES: usize = 8;
-/// Segments of the journal, bytes: it holds only what the shard's log has
-/// not made durable yet, so a few segments suffice.
-const JOURNAL_SEGMENT_BYTES_MIN: u64 = 16 << 20;
+/// Segments of the journal, bytes, at most (never larger than the shard
+/// log's own): it holds only what the shard's log has not made durable
+/// yet, so a few segments suffice.
+const JOURNAL_SEGMENT_BYTES_MAX: u64 = 16 << 20;
 /// Journal records kept in memory to map the journal's offsets to the log's
 /// (one per journaled record the log has not made durable yet).
 const PENDING_ENTRIES_MAX: usize = 1 << 20;
@@ -41,11 +42,14 @@ pub fn journal_dir(shard_dir: &Path) -> PathBuf {
 }
 
 /// The journal's log settings, from the shard log's: a batch holds one of
-/// the log's largest records and its offset; small segments.
+/// the log's largest records and its offset; segments of at most 16 MiB and
+/// no larger than the log's, yet of four batches at least.
 pub fn journal_config(log: &LogConfig) -> LogConfig {
     let block = 4096;
     let batch_bytes_max = log.batch_bytes_max + block;
-    let segment_size_bytes = JOURNAL_SEGMENT_BYTES_MIN.max(4 * batch_bytes_max as u64);
+    let segment_size_bytes = JOURNAL_SEGMENT_BYTES_MAX
+        .min(log.segment_size_bytes)
+        .max(4 * batch_bytes_max as u64);
     LogConfig {
         segment_size_bytes,
         batch_bytes_max,
@@ -58,8 +62,12 @@ pub fn journal_config(log: &LogConfig) -> LogConfig {
     }
 }
 
-/// A shard's open journal and what maps its offsets to the log's.
-pub(crate) struct RtJournal {
+/// A shard's open journal and what maps its offsets to the log's: the
+/// shard's driver appends a copy of each call's record ([`RtJournal::append`]),
+/// asks for durability ([`RtJournal::want`]), learns how far the journal is
+/// durable in the log's offsets ([`RtJournal::newly_durable`]) and drops
+/// what the log holds durably too ([`RtJournal::redundant_below`]).
+pub struct RtJournal {
     pub(crate) log: Log,
     /// Its segment size (smaller than the shard log's), bytes.
     pub(crate) segment_size_bytes: u64,
@@ -78,11 +86,17 @@ pub(crate) struct RtJournal {
 
 impl RtJournal {
     /// Opens the journal of the shard whose log directory is `shard_dir`,
-    /// after [`fold_into`] (what it still holds, the log holds too).
-    pub(crate) async fn open(shard_dir: &Path, log: &LogConfig) -> Result<RtJournal, LogError> {
+    /// after [`fold_into`] (what it still holds, the log holds too). Its
+    /// directory is made durable in `shard_dir` first: a journal whose
+    /// entry a power loss could take away would take acknowledged answers
+    /// with it. Blocking calls: this runs once, at the shard's start.
+    pub async fn open(shard_dir: &Path, log: &LogConfig) -> Result<RtJournal, LogError> {
         let config = journal_config(log);
         let segment_size_bytes = config.segment_size_bytes;
-        let (journal, _) = Log::open(journal_dir(shard_dir), config).await?;
+        let dir = journal_dir(shard_dir);
+        gonets_storage::durable_file::create_dir_all(&dir)
+            .map_err(|e| LogError::io("create the rt journal's directory", &dir, e))?;
+        let (journal, _) = Log::open(dir, config).await?;
         let commits = Commits::start(journal.clone());
         Ok(RtJournal {
             log: journal,
@@ -95,9 +109,14 @@ impl RtJournal {
         })
     }
 
+    /// The journal's own log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
     /// Appends a copy of the log's record at `offset`: `head` then
     /// `payload` (the parts the log was given).
-    pub(crate) async fn append(
+    pub async fn append(
         &mut self,
         offset: u64,
         head: &[u8],
@@ -125,7 +144,7 @@ impl RtJournal {
     }
 
     /// Asks for everything journaled so far to be made durable.
-    pub(crate) fn want(&mut self) {
+    pub fn want(&mut self) {
         if let Some(last) = self.appended_last.take() {
             self.commits.want(last);
         }
@@ -133,7 +152,7 @@ impl RtJournal {
 
     /// The exclusive end, in the log's offsets, of what the journal has
     /// made durable since the last call: `Some(last log offset + 1)`.
-    pub(crate) fn newly_durable(&mut self) -> Option<u64> {
+    pub fn newly_durable(&mut self) -> Option<u64> {
         let durable = self.commits.durable();
         // From the back: only records still in flight are passed over.
         let &(j, o) = self.pending.iter().rev().find(|(j, _)| *j < durable)?;
@@ -147,7 +166,7 @@ impl RtJournal {
     /// Forgets the records the log holds durably now (its durable end is
     /// `log_durable`) and returns the journal offset below which retention
     /// may drop records: the first the log still lacks.
-    pub(crate) fn redundant_below(&mut self, log_durable: u64) -> u64 {
+    pub fn redundant_below(&mut self, log_durable: u64) -> u64 {
         // Bounded by the pending records.
         while self.pending.front().is_some_and(|(_, o)| *o < log_durable) {
             self.pending.pop_front();
@@ -166,6 +185,9 @@ pub struct FoldReport {
     pub restored: u64,
     /// Offsets filled with [`Record::Lost`].
     pub lost: u64,
+    /// Damage the journal's own recovery found (each reported in a warning;
+    /// what could be read was folded).
+    pub journal_damage: usize,
 }
 
 /// Puts the journaled records the shard's `log` lacks back into it at their
@@ -190,7 +212,8 @@ pub async fn fold_into(
     }
     let report = restore(log, &journal).await;
     let closed = journal.close().await;
-    let report = report?;
+    let mut report = report?;
+    report.journal_damage = recovery.corruptions.len();
     closed?;
     if !keep {
         // Only once the log holds them durably: a crash before this folds again.
@@ -312,7 +335,8 @@ mod tests {
                 report,
                 FoldReport {
                     restored: 2,
-                    lost: 3
+                    lost: 3,
+                    journal_damage: 0,
                 }
             );
             assert_eq!(log.durable_offset(), 8, "made durable");
@@ -354,7 +378,8 @@ mod tests {
                 report,
                 FoldReport {
                     restored: 2,
-                    lost: 2
+                    lost: 2,
+                    journal_damage: 0,
                 }
             );
             log.close().await.unwrap();
