@@ -4,14 +4,20 @@
 //! them, the consumer fetching and acking the answers) and reports every
 //! acceptance and every answer it saw on stdout.
 //!
-//! Usage: `gonets-hub-child <data_dir> <seed> <first_key> <kind> <consumer>`
+//! Usage: `gonets-hub-child <data_dir> <seed> <first_key> <kind> <consumer>
+//! [signed | calls <rt_kind> <caller>]`
+//!
+//! With `calls`, the hub keeps an rt journal (docs/adr/0036), the requests
+//! carry 4 KiB each, and two threads of `caller` call `rt_kind` back to
+//! back while its provider answers them.
 //!
 //! Stdout protocol, one flushed line each:
 //! - `ready` once the hub has recovered;
 //! - `accepted <key> <request_id> <0|1>` once `send_request` of key `key`
 //!   answered `Accepted` (1: a duplicate of an earlier send);
 //! - `answer <request_id> <answer_id>` for every answer delivered to the
-//!   consumer, printed before it is acked.
+//!   consumer, printed before it is acked;
+//! - `called <request_id> <answer_id>` for every call answered.
 //!
 //! Requests carry `req-<key>`. The provider leaves every third request
 //! alone on its first delivery (its lease times out and it comes back),
@@ -40,9 +46,13 @@ const SEND_PAUSE_MS_MAX: u64 = 3;
 const FETCH_WAIT: Duration = Duration::from_millis(100);
 /// Messages per fetch.
 const FETCH_MAX: u32 = 32;
+/// Threads calling the rt kind, with `calls`.
+const CALLERS: u64 = 2;
+/// Bytes of a request's padding with `calls` (bulk bytes beside the calls).
+const PADDING_BYTES: usize = 4096;
 
 /// The hub configuration (the parent's final drain uses the same).
-fn hub_config(dir: PathBuf, signed: bool) -> HubConfig {
+fn hub_config(dir: PathBuf, signed: bool, journal: bool) -> HubConfig {
     let mut c = HubConfig::new(dir);
     c.shards = 2;
     c.log = LogConfig::small_for_tests();
@@ -57,6 +67,7 @@ fn hub_config(dir: PathBuf, signed: bool) -> HubConfig {
         c.registry = std::sync::Arc::new(gonets_tests::signing::signed_registry());
         c.hub_key = Some(std::sync::Arc::new(gonets_trust::HubKey::generate()));
     }
+    c.shard.rt_journal = journal;
     c
 }
 
@@ -87,11 +98,12 @@ fn emit(text: &str) {
     }
 }
 
-/// The key a request payload `req-<key>` carries.
+/// The key a request payload `req-<key>[ <padding>]` carries.
 fn key_of(m: &Message) -> u64 {
     std::str::from_utf8(&m.payload)
         .ok()
         .and_then(|s| s.strip_prefix("req-"))
+        .and_then(|k| k.split(' ').next())
         .and_then(|k| k.parse().ok())
         .unwrap_or_else(|| die(format!("request {} has payload {:?}", m.id, m.payload)))
 }
@@ -105,6 +117,8 @@ struct Plan {
     deadline: Instant,
     /// Every send and answer signed (and checked on delivery).
     signed: bool,
+    /// Requests padded to carry bulk bytes beside the calls.
+    padded: bool,
 }
 
 fn sender(session: Session, plan: Plan, lane: u64) {
@@ -114,11 +128,17 @@ fn sender(session: Session, plan: Plan, lane: u64) {
         seed,
         deadline,
         signed,
+        padded,
     } = plan;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut key = first_key + lane;
+    let padding = if padded {
+        format!(" {}", "b".repeat(PADDING_BYTES))
+    } else {
+        String::new()
+    };
     while Instant::now() < deadline {
-        let mut request = NewRequest::new(&kind, format!("req-{key}"));
+        let mut request = NewRequest::new(&kind, format!("req-{key}{padding}"));
         request.idempotency_key = Some(format!("key-{key}"));
         let sent = if signed {
             let command = signing::signed_request(session.participant(), request);
@@ -185,6 +205,41 @@ fn provider(session: Session, plan: Plan) {
     }
 }
 
+/// Calls `kind` back to back; a call past its budget (a slow machine, a
+/// provider still starting) is simply not reported.
+fn caller(session: Session, kind: String, lane: u64, deadline: Instant) {
+    let mut n = lane;
+    while Instant::now() < deadline {
+        match block_on(session.call(NewRequest::new(&kind, format!("call-{n}")))) {
+            Ok(answer) => {
+                let Some(request) = answer.reply_to else {
+                    die(format!("call answer {} without reply_to", answer.id));
+                };
+                emit(&format!("called {request} {}\n", answer.id));
+            }
+            Err(HubError::DeadlineExceeded) => {}
+            Err(e) => die(format!("call {n}: {e}")),
+        }
+        n += CALLERS;
+    }
+}
+
+/// Answers every call of `kind`; a call whose caller gave up (its budget
+/// spent, or a call left by the killed process) may refuse the answer.
+fn call_provider(session: Session, kind: String, deadline: Instant) {
+    let queue = QueueId::Requests(DataKindId::new(&kind));
+    while Instant::now() < deadline {
+        let batch = block_on(session.fetch(queue.clone(), FETCH_MAX, FETCH_WAIT))
+            .unwrap_or_else(|e| die(format!("call provider fetch: {e}")));
+        for m in batch {
+            match block_on(session.send_response(m.id, "answered")) {
+                Ok(()) | Err(HubError::DeadlineExceeded | HubError::NotFound) => {}
+                Err(e) => die(format!("answer to call {}: {e}", m.id)),
+            }
+        }
+    }
+}
+
 fn consumer(session: Session, deadline: Instant) {
     let queue = QueueId::Answers(session.participant().clone());
     while Instant::now() < deadline {
@@ -207,9 +262,11 @@ fn consumer(session: Session, deadline: Instant) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let signed = args.get(6).map(String::as_str) == Some("signed");
-    if !(args.len() == 6 || args.len() == 7 && signed) {
+    let calls = (args.get(6).map(String::as_str) == Some("calls") && args.len() == 9)
+        .then(|| (args[7].clone(), args[8].clone()));
+    if !(args.len() == 6 || args.len() == 7 && signed || calls.is_some()) {
         die(format!(
-            "usage: {} <data_dir> <seed> <first_key> <kind> <consumer> [signed]",
+            "usage: {} <data_dir> <seed> <first_key> <kind> <consumer> [signed | calls <rt_kind> <caller>]",
             args[0]
         ));
     }
@@ -221,7 +278,7 @@ fn main() {
     let (seed, first_key) = (num(2), num(3));
     let kind = args[4].clone();
     let consumer_id = args[5].clone();
-    let hub = Hub::start(hub_config(PathBuf::from(&args[1]), signed))
+    let hub = Hub::start(hub_config(PathBuf::from(&args[1]), signed, calls.is_some()))
         .unwrap_or_else(|e| die(format!("start the hub: {e}")));
     let provider_id = hub
         .registry()
@@ -235,6 +292,18 @@ fn main() {
     };
     let consumer_session = session(&ParticipantId::new(&consumer_id));
     let provider_session = session(&provider_id);
+    let call_sessions = calls.as_ref().map(|(rt_kind, caller_id)| {
+        let rt_provider = hub
+            .registry()
+            .kind(&DataKindId::new(rt_kind))
+            .unwrap_or_else(|| die(format!("unknown kind {rt_kind}")))
+            .provider
+            .clone();
+        (
+            session(&ParticipantId::new(caller_id)),
+            session(&rt_provider),
+        )
+    });
     emit("ready\n");
     let deadline = Instant::now() + Duration::from_secs(CHILD_RUN_SECS_MAX);
     let mut threads = Vec::new();
@@ -244,7 +313,18 @@ fn main() {
         seed,
         deadline,
         signed,
+        padded: calls.is_some(),
     };
+    if let (Some((rt_kind, _)), Some((caller_session, rt_provider))) = (&calls, call_sessions) {
+        for lane in 0..CALLERS {
+            let (s, k) = (caller_session.clone(), rt_kind.clone());
+            threads.push(std::thread::spawn(move || caller(s, k, lane, deadline)));
+        }
+        let k = rt_kind.clone();
+        threads.push(std::thread::spawn(move || {
+            call_provider(rt_provider, k, deadline)
+        }));
+    }
     for lane in 0..SENDERS {
         let s = consumer_session.clone();
         let lane_plan = Plan {
