@@ -173,6 +173,7 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
     let opts = Options {
         steps: STEPS,
         lying_storage: false,
+        rt_journal: false,
     };
     let started = Instant::now();
     let (failures, t) = run_seeds(&seeds, &opts);
@@ -302,6 +303,64 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
     }
 }
 
+/// The same worlds with the rt journal on (docs/adr/0036): calls' records
+/// journaled, the journal committed on its own schedule and routing calls'
+/// answers before the log has them, and every crash keeping each log's
+/// durable part alone, then folding the journal into the log.
+#[test]
+fn given_rt_journal_when_simulated_with_faults_then_invariants_hold() {
+    let seeds = seeds();
+    let opts = Options {
+        steps: STEPS,
+        lying_storage: false,
+        rt_journal: true,
+    };
+    let started = Instant::now();
+    let (failures, t) = run_seeds(&seeds, &opts);
+    println!(
+        "sim with the rt journal: {} seeds in {:.1?}: {} steps, {} crashes, {} call answers, \
+         {} journal commits, {} answers routed by the journal, {} records restored by folds, \
+         {} offsets filled as lost",
+        seeds.len(),
+        started.elapsed(),
+        t.steps,
+        t.crashes,
+        t.call_answers,
+        t.journal_commits,
+        t.answers_routed_by_journal,
+        t.journal_restored,
+        t.journal_lost_fills,
+    );
+    if !failures.is_empty() {
+        for f in failures.iter().take(10) {
+            eprintln!("{f}\n");
+        }
+        panic!(
+            "{} of {} seeds failed with the rt journal; first: {}",
+            failures.len(),
+            seeds.len(),
+            failures[0]
+        );
+    }
+    if seeds.len() >= 50 {
+        let reached = [
+            ("crashes", t.crashes),
+            ("call answers", t.call_answers),
+            ("journal commits", t.journal_commits),
+            ("answers routed by the journal", t.answers_routed_by_journal),
+            ("records restored by a fold", t.journal_restored),
+            ("offsets filled as lost", t.journal_lost_fills),
+        ];
+        for (what, count) in reached {
+            assert!(
+                count > 0,
+                "{} seeds with the rt journal and no {what}",
+                seeds.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn given_storage_that_loses_durable_records_when_simulated_then_the_loss_is_caught() {
     // A world that breaks the durability promise: the checks must notice,
@@ -309,6 +368,7 @@ fn given_storage_that_loses_durable_records_when_simulated_then_the_loss_is_caug
     let opts = Options {
         steps: STEPS,
         lying_storage: true,
+        rt_journal: false,
     };
     let seeds: Vec<u64> = (0..20).collect();
     let (failures, _) = run_seeds(&seeds, &opts);
@@ -328,6 +388,7 @@ fn given_a_seed_when_simulated_twice_then_the_runs_are_identical() {
     let opts = Options {
         steps: STEPS,
         lying_storage: false,
+        rt_journal: false,
     };
     for seed in 0..10 {
         let a = run_seed(seed, &opts).unwrap_or_else(|f| panic!("{f}"));

@@ -114,8 +114,31 @@ impl Shard {
     /// unknown is refused in the reply, and the others go on.
     /// Appends `events` as one record, or as few as the log's record bound
     /// allows (a single event always fits: it is what a lone `ack` writes);
-    /// a lone event as the single-event record.
-    pub(super) fn emit_events(&mut self, mut events: Vec<EventRecord>) {
+    /// a lone event as the single-event record. With the rt journal on,
+    /// calls' events and the others go in records of their own, in their
+    /// order (each run of one sort a record): a journaled record must name
+    /// calls' exchanges only, or a crash's fold would bring back another
+    /// exchange's event without the records before it that the log lost
+    /// (docs/adr/0036).
+    pub(super) fn emit_events(&mut self, events: Vec<EventRecord>) {
+        if !self.config.rt_journal {
+            return self.emit_event_records(events);
+        }
+        let call = |e: &EventRecord| self.exchanges.get(&e.request_id).is_some_and(|ex| ex.call);
+        let runs: Vec<Vec<EventRecord>> = events
+            .chunk_by(|a, b| call(a) == call(b))
+            .map(<[EventRecord]>::to_vec)
+            .collect();
+        // Bounded by the batch's events.
+        for run in runs {
+            self.emit_event_records(run);
+        }
+    }
+
+    fn emit_event_records(&mut self, mut events: Vec<EventRecord>) {
+        if events.is_empty() {
+            return;
+        }
         if events.len() == 1 {
             let event = events.pop().expect("one");
             self.emit(Record::Event(event));

@@ -166,3 +166,55 @@ fn given_answer_routed_by_journal_when_caller_took_it_then_acked_before_the_log_
         "nothing left to deliver"
     );
 }
+
+/// Found by the simulator with the journal on: one `ack_many` record that
+/// named a call and sends alike was journaled whole, so a crash's fold
+/// brought back the sends' acks without their deliveries, which the log
+/// had lost. Calls' events now go in records of their own, in order.
+#[test]
+fn given_journal_on_when_ack_many_mixes_a_call_and_sends_then_each_journaled_record_names_calls_only(
+) {
+    let mut d = journaling();
+    let first = d.send_ok("MFC", request(RT));
+    let (_call, _) = d.command("MFC", Command::Call(request(RT)));
+    let last = d.send_ok("MFC", request(RT));
+    d.commit();
+    let got = d.fetch("MVD", requests(RT), 3, 5);
+    let ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 3, "the sends and the call are leased");
+    let call_id = *ids
+        .iter()
+        .find(|id| **id != first && **id != last)
+        .expect("the call");
+    let logged = d.log.len();
+    let (_, out) = d.command(
+        "MVD",
+        Command::AckMany {
+            queue: requests(RT),
+            ids: ids.clone(),
+            reader: 5,
+        },
+    );
+    assert!(!out.is_empty());
+    let names = |r: &Record| -> Vec<MessageId> {
+        match r {
+            Record::Events(es) => es.iter().map(|e| e.request_id).collect(),
+            Record::Event(e) => vec![e.request_id],
+            other => panic!("an ack writes events, not {other:?}"),
+        }
+    };
+    let written: Vec<(u64, Vec<MessageId>)> = d.log[logged..]
+        .iter()
+        .map(|(o, r)| (*o, names(r)))
+        .collect();
+    let acked: Vec<MessageId> = written.iter().flat_map(|(_, n)| n.clone()).collect();
+    assert_eq!(acked, ids, "every ack, in the batch's order");
+    for (offset, named) in &written {
+        let journaled = d.journaled.contains(offset);
+        assert_eq!(
+            journaled,
+            named == &vec![call_id],
+            "record {offset} naming {named:?}: journaled {journaled}"
+        );
+    }
+}

@@ -1173,14 +1173,23 @@ impl Shard {
 
     /// True when `record` belongs to a call's exchange: every such record
     /// goes to the rt journal too, so a call's history is whole there
-    /// (ADR 0036). An `Events` record with any of them goes whole.
+    /// (ADR 0036). With the journal on, an `Events` record names calls'
+    /// exchanges only or none of them (`emit_events`).
     fn is_call_record(&self, record: &Record) -> bool {
         let call = |id: &MessageId| self.exchanges.get(id).is_some_and(|ex| ex.call);
         match record {
             Record::Request(r) => r.call,
             Record::Answer(a) => call(&a.request_id),
             Record::Event(e) => call(&e.request_id),
-            Record::Events(es) => es.iter().any(|e| call(&e.request_id)),
+            Record::Events(es) => {
+                let calls = es.iter().filter(|e| call(&e.request_id)).count();
+                // `emit_events` keeps calls' events in records of their own.
+                assert!(
+                    !self.config.rt_journal || calls == 0 || calls == es.len(),
+                    "an events record mixes calls' exchanges with others"
+                );
+                calls > 0
+            }
             _ => false,
         }
     }

@@ -335,6 +335,22 @@ impl World {
                         .push((request_id, EventKind::AnswerAcked, 0));
                 }
             }
+            CtxInput::Journaled => {
+                let jd = self.logs[si].journal_durable;
+                let m = &mut self.models[si];
+                ensure!(jd >= m.journaled, "the journal's commit went backwards");
+                m.journaled = jd;
+                // Calls' answers not yet durable in the log go on now.
+                for r in m.reqs.values() {
+                    if let Some(o) = r.outcome.as_ref().filter(|_| r.call) {
+                        if !o.routed && o.offset < jd && o.offset >= m.durable {
+                            ctx.route_due.insert(r.id);
+                            m.counters.answers_routed_by_journal += 1;
+                        }
+                    }
+                }
+                self.stats.answers_routed_by_journal += ctx.route_due.len() as u64;
+            }
             CtxInput::StorageFailed | CtxInput::Recovered => {}
         }
         Ok(())
@@ -562,8 +578,14 @@ impl World {
                 record,
                 journal,
             } => {
-                // The simulated shards run without the rt journal (ADR 0036).
-                ensure!(!journal, "record {offset} asked for a journal that is off");
+                let want = self.opts.rt_journal && self.is_call_record(ctx.shard, &record);
+                ensure!(
+                    journal == want,
+                    "record {offset} asked for the rt journal: {journal}, a call's with the journal on: {want}"
+                );
+                if journal {
+                    self.logs[ctx.shard as usize].journaled.push(offset);
+                }
                 self.on_append(ctx, offset, record)
             }
             Output::Reply { token, result } => self.on_reply(ctx, token, result),
@@ -1091,6 +1113,20 @@ impl World {
         Ok(())
     }
 
+    /// True when `record` belongs to a call's exchange (ADR 0036: the shard
+    /// journals every such record). An `Events` record with any of them.
+    fn is_call_record(&self, s: u16, record: &Record) -> bool {
+        let m = &self.models[s as usize];
+        let call = |id: &MessageId| m.reqs.get(id).is_some_and(|r| r.call && r.in_memory);
+        match record {
+            Record::Request(r) => r.call,
+            Record::Answer(a) => call(&a.request_id),
+            Record::Event(e) => call(&e.request_id),
+            Record::Events(es) => es.iter().any(|e| call(&e.request_id)),
+            _ => false,
+        }
+    }
+
     /// An answer handed to a consumer is the durable outcome of its request,
     /// with its payload.
     pub fn check_answer(
@@ -1117,7 +1153,7 @@ impl World {
             o.body
         );
         ensure!(
-            o.offset < m.durable,
+            o.offset < m.durable || req.call && m.call_durable(o.offset),
             "answer {answer_id} handed to the consumer before it was durable"
         );
         let got = self.resolve(rs, payload, answer_id)?;
@@ -1176,7 +1212,7 @@ impl World {
                     .as_ref()
                     .ok_or_else(|| format!("answer sent on for open request {rid}"))?;
                 ensure!(
-                    o.offset < m.durable,
+                    o.offset < m.durable || req.call && m.call_durable(o.offset),
                     "answer {} sent on before it is durable",
                     o.answer_id
                 );

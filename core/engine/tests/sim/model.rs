@@ -153,6 +153,9 @@ pub struct ShardModel {
     pub dedup: HashMap<(ParticipantId, DataKindId, String), MessageId>,
     /// Exclusive end of the durable prefix the shard was told about.
     pub durable: u64,
+    /// Every journaled record (a call's) below this offset is durable in
+    /// the rt journal, as the shard was told (ADR 0036); 0 without one.
+    pub journaled: u64,
     /// Set once the shard was told its storage failed.
     pub failed: Option<HubError>,
     /// What the shard's counters must read.
@@ -260,6 +263,12 @@ fn is_terminal(kind: EventKind) -> bool {
 }
 
 impl ShardModel {
+    /// True when a record of a call's exchange at `offset` is durable: in
+    /// the log, or in the rt journal, whichever came first (ADR 0036).
+    pub fn call_durable(&self, offset: u64) -> bool {
+        offset < self.durable || offset < self.journaled
+    }
+
     /// Payload bytes of the requests of `kind` its queue holds (open, not
     /// acked; committing ones included): what its byte quota counts.
     pub fn waiting_bytes(&self, kind: &DataKindId) -> u64 {

@@ -1813,7 +1813,7 @@ impl World {
                 );
                 let m = &self.models[si];
                 ensure!(
-                    m.reqs[&rid].offset < m.durable,
+                    m.call_durable(m.reqs[&rid].offset),
                     "call {rid} answered before its request is durable"
                 );
                 self.check_answer(rid, d.id, &d.body, &d.payload)?;
@@ -1847,7 +1847,7 @@ impl World {
                     // Answered, but not durable within the budget: the
                     // answer goes to the answer queue once durable.
                     ensure!(
-                        o.offset >= m.durable && !o.routed,
+                        !m.call_durable(o.offset) && !o.routed,
                         "call {rid} told it expired although its answer {} was durable",
                         o.answer_id
                     );

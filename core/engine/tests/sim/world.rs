@@ -147,6 +147,11 @@ pub struct Options {
     /// The storage loses the last few durable records on a crash (a
     /// deliberately broken world, to prove the checks catch it).
     pub lying_storage: bool,
+    /// The shards keep an rt journal (docs/adr/0036): calls' records are
+    /// journaled too, the journal's commits come on their own schedule
+    /// (`Input::Journaled`), a crash drops each log's unsynced tail
+    /// independently, and the start folds the journal into the log.
+    pub rt_journal: bool,
 }
 
 /// What a run did; a run that did nothing worth checking fails.
@@ -221,6 +226,14 @@ pub struct Stats {
     pub receipts_checked: u64,
     /// Of those, signed in a tree with others (docs/adr/0023).
     pub receipts_in_trees: u64,
+    /// The rt journal's commits that made something new durable.
+    pub journal_commits: u64,
+    /// Calls' answers routed by the journal before the log had them.
+    pub answers_routed_by_journal: u64,
+    /// Journaled records a crash's fold put back into the log.
+    pub journal_restored: u64,
+    /// Offsets the fold filled as lost.
+    pub journal_lost_fills: u64,
 }
 
 impl Stats {
@@ -275,6 +288,10 @@ impl Stats {
         self.answer_signature_refusals += o.answer_signature_refusals;
         self.receipts_checked += o.receipts_checked;
         self.receipts_in_trees += o.receipts_in_trees;
+        self.journal_commits += o.journal_commits;
+        self.answers_routed_by_journal += o.answers_routed_by_journal;
+        self.journal_restored += o.journal_restored;
+        self.journal_lost_fills += o.journal_lost_fills;
     }
 }
 
@@ -327,6 +344,38 @@ pub struct SimLog {
     pub snapshots: Vec<(u64, u64)>,
     /// Snapshots written but not yet durable.
     pub pending_snapshots: Vec<(u64, u64)>,
+    /// The offsets of the records the shard also journaled (ADR 0036), in
+    /// order, since its last start.
+    pub journaled: Vec<u64>,
+    /// Every journaled record below this offset is durable in the journal.
+    pub journal_durable: u64,
+}
+
+/// The start's fold of the rt journal (`rt_journal::fold_into`, ADR 0036):
+/// every record durable in the journal at or past the log's durable end
+/// `keep` goes back to its offset, each offset between becomes
+/// `Record::Lost`; returns the log's new durable end. The journal is
+/// emptied (the log now holds what it held).
+fn fold_journal(log: &mut SimLog, keep: u64, stats: &mut Stats) -> u64 {
+    let durable = log.journal_durable;
+    let restore: BTreeSet<u64> = log
+        .journaled
+        .iter()
+        .copied()
+        .filter(|o| *o >= keep && *o < durable)
+        .collect();
+    let end = restore.last().map_or(keep, |last| last + 1);
+    for o in keep..end {
+        if restore.contains(&o) {
+            stats.journal_restored += 1;
+        } else {
+            log.records[o as usize] = Record::Lost;
+            stats.journal_lost_fills += 1;
+        }
+    }
+    log.journaled.clear();
+    log.journal_durable = end;
+    end
 }
 
 /// A shard's simulated history archive (ADR 0005): its own durable log,
@@ -448,6 +497,8 @@ pub enum CtxInput {
     },
     /// The archive holds this history durably.
     Archived(MessageId),
+    /// The rt journal is durable this far (`Input::Journaled`).
+    Journaled,
 }
 
 /// What one step of one shard may and must do, worked out from the model
@@ -591,6 +642,10 @@ impl World {
         let registry = Arc::new(registry()?);
         let mut rng = Streams::new(seed);
         let n: u16 = rng.setup.gen_range(1..=3);
+        assert!(
+            !(opts.lying_storage && opts.rt_journal),
+            "lying storage is judged without the journal"
+        );
         // What ships, with its times shrunk so that leases, windows,
         // evictions and retention all come round within a run, and a small
         // log record limit so that sends and answers meet it.
@@ -603,6 +658,7 @@ impl World {
         config.finished_keep_ms = Some(rng.setup.gen_range(100..=15_000));
         config.retention_ms = rng.setup.gen_range(100..=10_000);
         config.record_bytes_max = rng.setup.gen_range(110..=600);
+        config.rt_journal = opts.rt_journal;
         assert!(config.archive_histories && !config.snapshot_finished);
         let mut kinds: Vec<DataKindId> = registry.kinds().map(|k| k.id.clone()).collect();
         kinds.sort();
@@ -850,6 +906,11 @@ impl World {
             if self.rng.io.gen_range(0..100) < 30 {
                 self.commit(s, false)?;
             }
+            // Drawn only with the journal on: the seeds without it take
+            // the same paths as before it existed.
+            if self.opts.rt_journal && self.rng.io.gen_range(0..100) < 50 {
+                self.journal_commit(s, false)?;
+            }
         }
         for ch in 0..self.channels.len() {
             if !self.channels[ch].is_empty() && self.rng.io.gen_bool(0.5) {
@@ -921,6 +982,40 @@ impl World {
             self.logs[si].snapshots.push((start, end));
         }
         Ok(())
+    }
+
+    /// The rt journal's commit: part or all of what was journaled becomes
+    /// durable there, and the shard hears how far (ADR 0036).
+    fn journal_commit(&mut self, s: u16, all: bool) -> Check {
+        let si = s as usize;
+        if self.models[si].failed.is_some() {
+            return Ok(()); // the runtime feeds nothing to a failed shard
+        }
+        let log = &self.logs[si];
+        let waiting: Vec<u64> = log
+            .journaled
+            .iter()
+            .copied()
+            .filter(|o| *o >= log.journal_durable)
+            .collect();
+        let Some(&last) = waiting.last() else {
+            return Ok(());
+        };
+        let upto = if all || self.rng.io.gen_bool(0.7) {
+            last
+        } else {
+            waiting[self.rng.io.gen_range(0..waiting.len())]
+        };
+        self.logs[si].journal_durable = upto + 1;
+        self.stats.journal_commits += 1;
+        self.feed(
+            s,
+            Input::Journaled {
+                durable_offset: upto + 1,
+            },
+            CtxInput::Journaled,
+            None,
+        )
     }
 
     /// One step of the oldest hand-off to shard `s`'s archive: its history
@@ -1063,10 +1158,11 @@ impl World {
             } else {
                 log.durable
             };
-            log.records.truncate(keep as usize);
-            log.durable = keep;
             log.pending_snapshots.clear();
             log.snapshots.retain(|(_, end)| *end <= keep);
+            let keep = fold_journal(log, keep, &mut self.stats);
+            log.records.truncate(keep as usize);
+            log.durable = keep;
             let mut starts: Vec<u64> = log
                 .snapshots
                 .iter()
