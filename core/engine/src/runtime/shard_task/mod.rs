@@ -168,7 +168,7 @@ pub(crate) async fn run(start: ShardStart, ready: ReadySender) -> Result<(), Str
     let journal = if rt_journal {
         tracing::warn!(
             shard = id,
-            "the rt journal is on: experimental, not yet run by the deterministic simulator, and measured to gain nothing on a disk without FUA (docs/adr/0036)"
+            "the rt journal is on: experimental, measured to gain nothing on a disk without FUA (docs/adr/0036)"
         );
         match RtJournal::open(&start.dir, &start.log_config).await {
             Ok(j) => Some(j),
