@@ -7,6 +7,7 @@
 
 use gonets_storage::journal::replay::FileImage;
 use gonets_storage::journal::IoEvent;
+use gonets_storage::QUARANTINE_DIR;
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ impl Loss<'_> {
 }
 
 /// The filesystem under `root` as the journal says, up to a crash point.
+#[derive(Clone)]
 pub struct Disk {
     root: PathBuf,
     files: Vec<FileImage>,
@@ -67,6 +69,47 @@ impl Disk {
         }
     }
 
+    /// The disk as the files and directories under `root` hold it now, all
+    /// of it durable (a crash disk before a recovery runs on it, whose own
+    /// journal then applies on top). Lock files are left out.
+    pub fn from_tree(root: &Path) -> Disk {
+        let mut disk = Disk::new(root);
+        disk.add_tree(Path::new(""));
+        disk.durable = disk.names.clone();
+        disk
+    }
+
+    fn add_tree(&mut self, rel: &Path) {
+        let mut entries: Vec<_> = std::fs::read_dir(self.root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "LOCK" {
+                continue;
+            }
+            let path = rel.join(&name);
+            let node = if entry.file_type().unwrap().is_dir() {
+                self.names.entry(path.clone()).or_default();
+                self.add_tree(&path);
+                Node::Dir
+            } else {
+                let bytes = std::fs::read(self.root.join(&path)).unwrap();
+                let mut image = FileImage::new(bytes.len() as u64);
+                image.write(0, &bytes);
+                image.sync();
+                self.files.push(image);
+                Node::File(self.files.len() - 1)
+            };
+            self.names
+                .get_mut(rel)
+                .expect("listed before")
+                .insert(name, node);
+        }
+    }
+
     /// The directory (relative) and name of `path`; panics outside the root.
     fn split(&self, path: &Path) -> (PathBuf, String) {
         let rel = path
@@ -82,6 +125,20 @@ impl Disk {
     }
 
     fn dir(&mut self, dir: &Path, event: &IoEvent) -> &mut Entries {
+        // Recovery's quarantine is made with a plain `create_dir_all`; its
+        // entry is durable once the log's directory is synced after the
+        // rename into it (a file moved there holds no committed data).
+        let quarantine = dir.file_name().is_some_and(|n| n == QUARANTINE_DIR);
+        if quarantine && !self.names.contains_key(dir) {
+            if let Some(parent) = dir.parent().filter(|p| self.names.contains_key(*p)) {
+                self.names
+                    .get_mut(parent)
+                    .expect("known")
+                    .insert(QUARANTINE_DIR.to_string(), Node::Dir);
+                self.names.insert(dir.to_path_buf(), Entries::new());
+                self.durable.insert(dir.to_path_buf(), Entries::new());
+            }
+        }
         self.names.get_mut(dir).unwrap_or_else(|| {
             panic!(
                 "{event:?}: in directory {:?}, which the journal never saw created \
@@ -134,10 +191,11 @@ impl Disk {
             IoEvent::Rename { from, to } => {
                 let (dir, from_name) = self.split(from);
                 let (to_dir, to_name) = self.split(to);
-                assert_eq!(dir, to_dir, "{e:?}: renames stay in their directory");
-                let entries = self.dir(&dir, e);
-                let node = entries.remove(&from_name).expect("renamed file exists");
-                entries.insert(to_name, node);
+                let node = self
+                    .dir(&dir, e)
+                    .remove(&from_name)
+                    .expect("renamed file exists");
+                self.dir(&to_dir, e).insert(to_name, node);
             }
             IoEvent::Remove { path } => {
                 let (dir, name) = self.split(path);
