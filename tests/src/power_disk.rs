@@ -7,11 +7,24 @@
 
 use gonets_storage::journal::replay::FileImage;
 use gonets_storage::journal::IoEvent;
-use gonets_storage::QUARANTINE_DIR;
+use gonets_storage::{Durability, LogConfig, QUARANTINE_DIR};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The log settings of the power-loss tests that run a log's workload:
+/// small segments, batches and checkpoint intervals, so that a short
+/// workload rolls segments and writes checkpoints.
+pub fn crash_log_config(durability: Durability) -> LogConfig {
+    LogConfig {
+        durability,
+        segment_size_bytes: 64 << 10,
+        batch_bytes_max: 16 << 10,
+        checkpoint_interval_bytes: 48 << 10,
+        ..LogConfig::small_for_tests()
+    }
+}
 
 /// A directory entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

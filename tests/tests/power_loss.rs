@@ -22,13 +22,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 fn config(durability: Durability) -> LogConfig {
-    LogConfig {
-        durability,
-        segment_size_bytes: 64 << 10,
-        batch_bytes_max: 16 << 10,
-        checkpoint_interval_bytes: 48 << 10,
-        ..LogConfig::small_for_tests()
-    }
+    gonets_tests::power_disk::crash_log_config(durability)
 }
 
 fn payload(offset: u64) -> Vec<u8> {

@@ -53,13 +53,7 @@ const RESTARTS_CUT_MAX: usize = 12;
 const RESTART_CUT_EVERY: usize = 9;
 
 fn config(durability: Durability) -> LogConfig {
-    LogConfig {
-        durability,
-        segment_size_bytes: 64 << 10,
-        batch_bytes_max: 16 << 10,
-        checkpoint_interval_bytes: 48 << 10,
-        ..LogConfig::small_for_tests()
-    }
+    gonets_tests::power_disk::crash_log_config(durability)
 }
 
 /// Every third record belongs to a call's exchange and is journaled.

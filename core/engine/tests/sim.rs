@@ -237,19 +237,8 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
         t.receipts_checked,
         t.receipts_in_trees
     );
-    if !failures.is_empty() {
-        for f in failures.iter().take(10) {
-            eprintln!("{f}\n");
-        }
-        panic!(
-            "{} of {} seeds failed; first: {}",
-            failures.len(),
-            seeds.len(),
-            failures[0]
-        );
-    }
+    fail_on(&failures, seeds.len(), "");
     if seeds.len() >= 50 {
-        // Many seeds that never reach a path prove nothing about it.
         let reached = [
             ("crashes", t.crashes),
             ("replays from a snapshot", t.snapshot_replays),
@@ -297,9 +286,29 @@ fn given_random_workloads_and_faults_when_simulated_then_invariants_hold() {
             ("receipts verified", t.receipts_checked),
             ("receipts signed in a tree", t.receipts_in_trees),
         ];
-        for (what, count) in reached {
-            assert!(count > 0, "{} seeds and no {what}", seeds.len());
-        }
+        assert_reached(&reached, seeds.len(), "");
+    }
+}
+
+/// Prints the first failures and panics if any seed failed.
+fn fail_on(failures: &[Failure], seeds: usize, setting: &str) {
+    if failures.is_empty() {
+        return;
+    }
+    for f in failures.iter().take(10) {
+        eprintln!("{f}\n");
+    }
+    panic!(
+        "{} of {seeds} seeds failed{setting}; first: {}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+/// Many seeds that never reach a path prove nothing about it.
+fn assert_reached(reached: &[(&str, u64)], seeds: usize, setting: &str) {
+    for (what, count) in reached {
+        assert!(*count > 0, "{seeds} seeds{setting} and no {what}");
     }
 }
 
@@ -331,17 +340,7 @@ fn given_rt_journal_when_simulated_with_faults_then_invariants_hold() {
         t.journal_restored,
         t.journal_lost_fills,
     );
-    if !failures.is_empty() {
-        for f in failures.iter().take(10) {
-            eprintln!("{f}\n");
-        }
-        panic!(
-            "{} of {} seeds failed with the rt journal; first: {}",
-            failures.len(),
-            seeds.len(),
-            failures[0]
-        );
-    }
+    fail_on(&failures, seeds.len(), " with the rt journal");
     if seeds.len() >= 50 {
         let reached = [
             ("crashes", t.crashes),
@@ -351,13 +350,7 @@ fn given_rt_journal_when_simulated_with_faults_then_invariants_hold() {
             ("records restored by a fold", t.journal_restored),
             ("offsets filled as lost", t.journal_lost_fills),
         ];
-        for (what, count) in reached {
-            assert!(
-                count > 0,
-                "{} seeds with the rt journal and no {what}",
-                seeds.len()
-            );
-        }
+        assert_reached(&reached, seeds.len(), " with the rt journal");
     }
 }
 
