@@ -17,6 +17,9 @@
 //!   a complete, consistent certificate set (a real TLS handshake) and the
 //!   right shard count, never an empty certificate or a mixed set.
 //!
+//! The same again with the rt journal on (`[commit] rt_journal`, docs/adr/0036):
+//! its directories and segments are made durable too.
+//!
 //! The journal is process-wide, so this file holds one test.
 
 use gonets_engine::{Hub, LogConfig};
@@ -41,9 +44,9 @@ const VARIANTS: usize = 2;
 const PARTICIPANT: &str = "MFC";
 
 /// Runs what `gonets serve` runs before it listens, on `data_dir`.
-fn start(data_dir: &Path) -> Result<(Hub, Security), String> {
+fn start(data_dir: &Path, rt_journal: bool) -> Result<(Hub, Security), String> {
     let text = format!(
-        "data_dir = {:?}\nshards = {SHARDS}\nsecurity = \"tls\"\n",
+        "data_dir = {:?}\nshards = {SHARDS}\nsecurity = \"tls\"\n[commit]\nrt_journal = {rt_journal}\n",
         data_dir.display().to_string()
     );
     let file = ConfigFile::parse(&text)?;
@@ -140,23 +143,32 @@ fn handshake(security: &Security, certs_dir: &Path) -> Result<(), String> {
 }
 
 /// Starts on a crash disk and checks what the start made of it.
-fn restart_and_check(data_dir: &Path, what: &str) {
-    let (hub, security) =
-        start(data_dir).unwrap_or_else(|e| panic!("{what}: the next start failed: {e}"));
+fn restart_and_check(data_dir: &Path, what: &str, rt_journal: bool) {
+    let (hub, security) = start(data_dir, rt_journal)
+        .unwrap_or_else(|e| panic!("{what}: the next start failed: {e}"));
     let certs = data_dir.join("dev-certs");
     handshake(&security, &certs)
         .unwrap_or_else(|e| panic!("{what}: the certificates in use do not fit together: {e}"));
     let count = std::fs::read_to_string(data_dir.join("shard-count")).unwrap();
     assert_eq!(count, format!("{SHARDS}\n"), "{what}: shard-count");
+    for s in 0..SHARDS {
+        let journal = data_dir.join(format!("shard-{s}")).join("rt-journal");
+        assert_eq!(
+            journal.is_dir(),
+            rt_journal,
+            "{what}: {}",
+            journal.display()
+        );
+    }
     hub.shutdown()
         .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
 }
 
 /// Records the journal of a first start (and its clean stop).
-fn record_first_start(root: &Path) -> Vec<IoEvent> {
+fn record_first_start(root: &Path, rt_journal: bool) -> Vec<IoEvent> {
     std::fs::create_dir_all(root).unwrap();
     journal::start_process();
-    let started = start(&root.join("data"));
+    let started = start(&root.join("data"), rt_journal);
     journal::record(|| READY);
     let (hub, _) = started.unwrap_or_else(|e| {
         journal::take_process();
@@ -169,9 +181,16 @@ fn record_first_start(root: &Path) -> Vec<IoEvent> {
 #[test]
 fn given_power_loss_at_every_step_of_the_first_start_when_started_again_then_it_serves_with_whole_files(
 ) {
+    for rt_journal in [false, true] {
+        first_start_cut_at_every_step(rt_journal);
+    }
+}
+
+/// The first start recorded, checked when ready, and cut at every step.
+fn first_start_cut_at_every_step(rt_journal: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let live = tmp.path().join("live");
-    let events = record_first_start(&live);
+    let events = record_first_start(&live, rt_journal);
     let ready = events
         .iter()
         .position(|e| matches!(e, IoEvent::Acknowledged { end_offset: 1 }))
@@ -220,13 +239,13 @@ fn given_power_loss_at_every_step_of_the_first_start_when_started_again_then_it_
             let dir = tmp.path().join(format!("crash-{k}-{variant}"));
             disk.materialize(&dir, &mut Loss::Random(&mut rng));
             let what = format!("crash point {k}/{variant} after {}", describe(e));
-            restart_and_check(&dir.join("data"), &what);
+            restart_and_check(&dir.join("data"), &what, rt_journal);
             std::fs::remove_dir_all(&dir).unwrap();
             points += 1;
         }
     }
     gonets_tests::print_uncaptured(&format!(
-        "start-up power loss: {ready} journaled steps ({dirs} directories, {files} files), \
-         {points} crash disks, each started again with whole files"
+        "start-up power loss (rt journal {rt_journal}): {ready} journaled steps ({dirs} \
+         directories, {files} files), {points} crash disks, each started again with whole files"
     ));
 }
