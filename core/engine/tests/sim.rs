@@ -70,6 +70,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 use world::{Options, Stats, World, CURRENT_STEP};
 
+/// Seeds run with a lying rt journal: a loss needs an answer the journal
+/// alone made durable when a crash comes, which only some seeds meet.
+const JOURNAL_LIES_SEEDS: u64 = 300;
+/// Of those, the fewest that must report a lost answer.
+const JOURNAL_LIES_CAUGHT_MIN: usize = 3;
 /// Steps of random work per seed before the drain.
 const STEPS: u64 = 1_500;
 /// Seeds run by default: an optimized build (`--release`, as CI runs it)
@@ -372,6 +377,33 @@ fn given_storage_that_loses_durable_records_when_simulated_then_the_loss_is_caug
     assert!(
         caught >= seeds.len() / 2,
         "only {caught} of {} seeds with lying storage reported a lost message: {failures:#?}",
+        seeds.len()
+    );
+}
+
+/// The same proof for the rt journal (docs/adr/0036): a journal that
+/// loses what it made durable loses answers its callers already had, and
+/// the checks must say so.
+#[test]
+fn given_a_journal_that_loses_durable_records_when_simulated_then_the_loss_is_caught() {
+    let opts = Options {
+        steps: STEPS,
+        lying_storage: true,
+        rt_journal: true,
+    };
+    let seeds: Vec<u64> = (0..JOURNAL_LIES_SEEDS).collect();
+    let (failures, _) = run_seeds(&seeds, &opts);
+    let caught = failures
+        .iter()
+        .filter(|f| f.reason.contains("(invariant 1)"))
+        .count();
+    println!(
+        "sim with a lying rt journal: {caught} of {} seeds reported a lost answer",
+        seeds.len()
+    );
+    assert!(
+        caught >= JOURNAL_LIES_CAUGHT_MIN,
+        "only {caught} of {} seeds with a lying rt journal reported a lost answer: {failures:#?}",
         seeds.len()
     );
 }
