@@ -1004,6 +1004,15 @@ fn given_rt_journal_when_calls_answered_and_hub_restarted_then_histories_kept_an
     hub.shutdown().expect("clean shutdown");
     let journal = dir.path().join("shard-0").join("rt-journal");
     assert!(journal.exists(), "the journal is kept while it is on");
+    // `gonets verify` walks it too.
+    let walk = gonets_engine::runtime::verify_journal::verify_rt_journals(dir.path(), &mut |_| {})
+        .expect("a data directory");
+    assert!(walk.broken.is_none(), "{walk:?}");
+    assert_eq!(walk.journals.len(), 1);
+    assert!(
+        walk.journals[0].summary.records >= 40,
+        "each call's request and answer at least: {walk:?}"
+    );
     // Restarted with it on, then off: every call's history is still whole,
     // and a journal no longer kept is removed.
     for on in [true, false] {

@@ -1,7 +1,8 @@
 //! The auditor's commands (docs/adr/0020-signed-anchors-and-verify.md):
 //!
 //! - `gonets verify DATA_DIR [--anchors FILE] [--hub-key FILE]`: checks
-//!   every log of a stopped hub's data directory, and the exported anchors.
+//!   every log of a stopped hub's data directory, and the exported anchors,
+//!   then the rt journals kept (docs/adr/0036).
 //!   Exit status 0 verified, 1 a break, 2 usage or I/O error.
 //! - `gonets anchors DATA_DIR`: every anchor in the logs, one JSON line each.
 //! - `gonets audit DATA_DIR`: every audit record, one JSON line each.
@@ -10,6 +11,7 @@
 use gonets_engine::runtime::verify::{
     list_trust_records, verify_data_dir, ListError, LogReport, TrustRecord, Verdict,
 };
+use gonets_engine::runtime::verify_journal::{verify_rt_journals, JournalWalk};
 use gonets_trust::{Anchor, HubPublicKey};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -68,7 +70,36 @@ pub(crate) fn verify(data_dir: &Path, anchors: Option<&Path>, hub_key: Option<&P
             exported_unreachable,
         } => print_verified(logs, *exported_checked, *exported_unreachable),
     }
-    ExitCode::from(verdict.exit_code())
+    if verdict.exit_code() != 0 {
+        return ExitCode::from(verdict.exit_code());
+    }
+    match verify_rt_journals(data_dir, &mut progress) {
+        Ok(walk) => print_journals(&walk),
+        Err(e) => usage_error(e),
+    }
+}
+
+/// The rt journals' walk (docs/adr/0036), after the logs verified.
+fn print_journals(walk: &JournalWalk) -> ExitCode {
+    for j in &walk.journals {
+        let s = &j.summary;
+        println!(
+            "  shard {} rt journal: {} segments, {} batches, {} records, offsets {}..{} \
+             (copies of calls' records; no anchors)",
+            j.shard, s.segments, s.batches, s.records, s.first_offset, s.next_offset
+        );
+    }
+    match &walk.broken {
+        Some(b) => {
+            println!("BREAK: {b}");
+            println!(
+                "the rt journal does NOT verify (the logs above did): a call's record past \
+                 the break that the shard log lacks may be lost at the next start"
+            );
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 fn print_log(r: &LogReport) {

@@ -51,6 +51,7 @@ mod test_executor;
 #[cfg(test)]
 mod test_logs;
 pub mod verify;
+pub mod verify_journal;
 pub mod within;
 
 pub use config::{HubConfig, ShardTuning};
