@@ -181,15 +181,20 @@ fn logs_of(data_dir: &Path) -> Result<Vec<LogDir>, VerifyError> {
         } else {
             (AnchoredLog::Shard, dir.as_path())
         };
-        let shard = shard_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("shard-"))
-            .and_then(|n| n.parse::<u16>().ok())
-            .unwrap_or(u16::MAX);
+        let shard = shard_of(shard_dir);
         out.push(LogDir { shard, log, dir });
     }
     Ok(out)
+}
+
+/// The shard a `shard-N` directory holds (`u16::MAX` for another name).
+pub(crate) fn shard_of(shard_dir: &Path) -> u16 {
+    shard_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("shard-"))
+        .and_then(|n| n.parse::<u16>().ok())
+        .unwrap_or(u16::MAX)
 }
 
 /// The visitor of one log's walk.

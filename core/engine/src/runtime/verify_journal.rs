@@ -7,7 +7,7 @@
 
 use crate::runtime::repair::log_dirs;
 use crate::runtime::rt_journal::journal_dir;
-use crate::runtime::verify::VerifyError;
+use crate::runtime::verify::{shard_of, VerifyError};
 use gonets_storage::verify::{self, Break, LogSummary, VerifyError as WalkError, Visited, Visitor};
 use std::path::{Path, PathBuf};
 
@@ -92,12 +92,7 @@ pub fn verify_rt_journals(
         if !dir.is_dir() {
             continue;
         }
-        let shard = shard_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("shard-"))
-            .and_then(|n| n.parse::<u16>().ok())
-            .unwrap_or(u16::MAX);
+        let shard = shard_of(shard_dir);
         let mut checker = Checker {
             progress: &mut *progress,
         };
