@@ -908,7 +908,7 @@ impl World {
             // Drawn only with the journal on: the seeds without it take
             // the same paths as before it existed.
             if self.opts.rt_journal && self.rng.io.gen_range(0..100) < 50 {
-                self.journal_commit(s, false)?;
+                self.journal_commit(s)?;
             }
         }
         for ch in 0..self.channels.len() {
@@ -985,7 +985,7 @@ impl World {
 
     /// The rt journal's commit: part or all of what was journaled becomes
     /// durable there, and the shard hears how far (ADR 0036).
-    fn journal_commit(&mut self, s: u16, all: bool) -> Check {
+    fn journal_commit(&mut self, s: u16) -> Check {
         let si = s as usize;
         if self.models[si].failed.is_some() {
             return Ok(()); // the runtime feeds nothing to a failed shard
@@ -1000,7 +1000,7 @@ impl World {
         let Some(&last) = waiting.last() else {
             return Ok(());
         };
-        let upto = if all || self.rng.io.gen_bool(0.7) {
+        let upto = if self.rng.io.gen_bool(0.7) {
             last
         } else {
             waiting[self.rng.io.gen_range(0..waiting.len())]
